@@ -1,0 +1,377 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* The flow classifier: TC programs on ingress and egress of every monitored interface.
+ * Counts IP-layer bytes and packets per flow, records TCP flags, joins each new flow with
+ * its owning process (socket cookie, accepted tuple, or bound port; see sockets.bpf.c),
+ * and never changes or drops a packet: both programs return TC_ACT_UNSPEC so any filter
+ * after ours still runs. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lib/helpers.bpf.h"
+#include "lib/net.bpf.h"
+#include "flows.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TC_ACT_UNSPEC (-1)
+#define ETH_P_IP   0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_HLEN   14
+
+#define IP_MF     0x2000
+#define IP_OFFSET 0x1FFF
+
+/* IPv6 extension headers walked before giving up (counted in EMON_STAT_PKT_EXT_LIMIT). */
+#define MAX_EXT_HDRS 8
+
+struct pkt {
+	struct emon_flow_key key; /* from the host's point of view */
+	__u32 bytes;              /* IP-layer bytes */
+	__u8  tcp_flags;
+	__u8  flow_flags;         /* EMON_FLOW_F_* */
+	__u8  is_frag;
+	__u8  _pad;
+};
+
+/* A reply is keyed by its request's type so that both directions share one flow. */
+static __always_inline __u8 icmp_query_type(__u8 type, bool v6)
+{
+	if (v6)
+		return type == 129 ? 128 : type; /* echo reply -> echo request */
+	switch (type) {
+	case 0:  return 8;  /* echo */
+	case 14: return 13; /* timestamp */
+	case 16: return 15; /* information */
+	case 18: return 17; /* address mask */
+	}
+	return type;
+}
+
+static __always_inline bool icmp_is_query(__u8 type, bool v6)
+{
+	if (v6)
+		return type == 128;
+	return type == 8 || type == 13 || type == 15 || type == 17;
+}
+
+/* Reads the transport ports (or ICMP type/id) at `off` from the network header into
+ * sport/dport in host order, and TCP flags. Returns false when truncated. */
+static __always_inline bool parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto, bool v6,
+				     __u16 *sport, __u16 *dport, __u8 *tcp_flags)
+{
+	__u8 buf[14];
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		if (bpf_skb_load_bytes_relative(skb, off, buf, 14, BPF_HDR_START_NET))
+			return false;
+		*tcp_flags = buf[13];
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+	case IPPROTO_SCTP:
+		if (bpf_skb_load_bytes_relative(skb, off, buf, 4, BPF_HDR_START_NET))
+			return false;
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		__u8 type;
+
+		if (bpf_skb_load_bytes_relative(skb, off, buf, 8, BPF_HDR_START_NET))
+			return false;
+		/* Not ports: sport carries the echo id (or the code), dport the type; set_key
+		 * keeps them in place for both directions. */
+		type = icmp_query_type(buf[0], v6);
+		*sport = icmp_is_query(type, v6) ? ((__u16)buf[4] << 8) | buf[5] : buf[1];
+		*dport = type;
+		return true;
+	}
+	default:
+		*sport = *dport = 0;
+		return true;
+	}
+	*sport = ((__u16)buf[0] << 8) | buf[1];
+	*dport = ((__u16)buf[2] << 8) | buf[3];
+	return true;
+}
+
+/* Fragments: the first one carries the ports and records them; later ones look them up. */
+static __always_inline void frag_ports(struct emon_frag_key *fk, bool first, __u16 *sport, __u16 *dport)
+{
+	if (first) {
+		struct emon_frag_ports fp = { .sport = *sport, .dport = *dport };
+
+		bpf_map_update_elem(&emon_frags, fk, &fp, BPF_ANY);
+		return;
+	}
+	struct emon_frag_ports *fp = bpf_map_lookup_elem(&emon_frags, fk);
+
+	if (fp) {
+		*sport = fp->sport;
+		*dport = fp->dport;
+	} else {
+		*sport = *dport = 0;
+		stat_inc(EMON_STAT_PKT_FRAG_UNMATCHED);
+	}
+}
+
+/* Builds the host-side key; saddr/daddr are 16-byte buffers (IPv4 zero-padded). */
+static __always_inline void set_key(struct pkt *p, bool egress, __u8 family, __u8 proto,
+				    const void *saddr, const void *daddr, __u16 sport, __u16 dport)
+{
+	/* ICMP "ports" (id or code, then type) do not depend on direction. */
+	bool keep = egress || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
+
+	p->key.family = family;
+	p->key.proto = proto;
+	__builtin_memcpy(p->key.laddr, egress ? saddr : daddr, 16);
+	__builtin_memcpy(p->key.raddr, egress ? daddr : saddr, 16);
+	p->key.lport = keep ? sport : dport;
+	p->key.rport = keep ? dport : sport;
+}
+
+static __always_inline bool parse_ipv4(struct __sk_buff *skb, bool egress, struct pkt *p)
+{
+	struct iphdr ip;
+	__u8 addrs[2][16] = {};
+	__u16 sport = 0, dport = 0, frag;
+	__u32 ihl;
+
+	if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET) || ip.version != 4)
+		return false;
+	ihl = ip.ihl * 4;
+	if (ihl < sizeof(ip))
+		return false;
+	if (ihl > sizeof(ip)) {
+		p->flow_flags |= EMON_FLOW_F_IP_OPTIONS;
+		stat_inc(EMON_STAT_PKT_IP_OPTIONS);
+	}
+	p->bytes = bpf_ntohs(ip.tot_len);
+	if (!p->bytes) /* BIG TCP: tot_len 0 on super-packets over 64 KiB */
+		p->bytes = skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+	__builtin_memcpy(addrs[0], &ip.saddr, 4);
+	__builtin_memcpy(addrs[1], &ip.daddr, 4);
+
+	frag = bpf_ntohs(ip.frag_off);
+	if (frag & (IP_MF | IP_OFFSET)) {
+		struct emon_frag_key fk = { .family = AF_INET, .proto = ip.protocol, .id = bpf_ntohs(ip.id) };
+		bool first = !(frag & IP_OFFSET);
+
+		p->is_frag = 1;
+		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
+		stat_inc(EMON_STAT_PKT_FRAGMENT);
+		__builtin_memcpy(fk.saddr, &ip.saddr, 4);
+		__builtin_memcpy(fk.daddr, &ip.daddr, 4);
+		if (first && !parse_l4(skb, ihl, ip.protocol, false, &sport, &dport, &p->tcp_flags))
+			return false;
+		frag_ports(&fk, first, &sport, &dport);
+	} else if (!parse_l4(skb, ihl, ip.protocol, false, &sport, &dport, &p->tcp_flags)) {
+		return false;
+	}
+	set_key(p, egress, AF_INET, ip.protocol, addrs[0], addrs[1], sport, dport);
+	return true;
+}
+
+static __always_inline bool is_ext_hdr(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH || nh == IPPROTO_MH;
+}
+
+static __always_inline bool parse_ipv6(struct __sk_buff *skb, bool egress, struct pkt *p)
+{
+	struct ipv6hdr ip;
+	__u16 sport = 0, dport = 0;
+	__u32 off = sizeof(ip);
+	__u8 nh;
+	bool first = true, frag = false;
+	struct emon_frag_key fk = { .family = AF_INET6 };
+
+	if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET) || ip.version != 6)
+		return false;
+	p->bytes = sizeof(ip) + bpf_ntohs(ip.payload_len);
+	if (!ip.payload_len) /* jumbogram / BIG TCP */
+		p->bytes = skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+	nh = ip.nexthdr;
+
+	for (int i = 0; i < MAX_EXT_HDRS; i++) {
+		__u8 eh[8];
+
+		if (!is_ext_hdr(nh))
+			break;
+		p->flow_flags |= EMON_FLOW_F_IPV6_EXT;
+		if (bpf_skb_load_bytes_relative(skb, off, eh, 8, BPF_HDR_START_NET))
+			return false;
+		if (nh == IPPROTO_FRAGMENT) {
+			__u16 fo = ((__u16)eh[2] << 8) | eh[3];
+
+			frag = true;
+			first = (fo & 0xFFF8) == 0;
+			__builtin_memcpy(&fk.id, &eh[4], 4);
+			nh = eh[0];
+			off += 8;
+			if (!first)
+				break; /* no transport header in a later fragment */
+			continue;
+		}
+		nh = eh[0];
+		off += nh == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
+	}
+	if (p->flow_flags & EMON_FLOW_F_IPV6_EXT)
+		stat_inc(EMON_STAT_PKT_IPV6_EXT);
+	if (is_ext_hdr(nh) && first) {
+		/* Longer chain than we walk: count the packet under its last known header. */
+		stat_inc(EMON_STAT_PKT_EXT_LIMIT);
+	} else if (!first) {
+		/* later fragment: ports come from the first one */
+	} else if (!parse_l4(skb, off, nh, true, &sport, &dport, &p->tcp_flags)) {
+		return false;
+	}
+	if (frag) {
+		p->is_frag = 1;
+		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
+		stat_inc(EMON_STAT_PKT_FRAGMENT);
+		fk.proto = nh;
+		__builtin_memcpy(fk.saddr, &ip.saddr, 16);
+		__builtin_memcpy(fk.daddr, &ip.daddr, 16);
+		frag_ports(&fk, first, &sport, &dport);
+	}
+	set_key(p, egress, AF_INET6, nh, &ip.saddr, &ip.daddr, sport, dport);
+	return true;
+}
+
+/* Owner of a flow's local socket, tried cheapest and most precise first. */
+static __always_inline void resolve_owner(struct __sk_buff *skb, bool egress,
+					  const struct emon_flow_key *k, struct emon_owner *o)
+{
+	struct emon_owner *found;
+
+	if (egress) {
+		/* Egress packets usually still carry their socket. */
+		__u64 cookie = bpf_get_socket_cookie(skb);
+
+		if (cookie) {
+			found = bpf_map_lookup_elem(&emon_owners, &cookie);
+			if (found)
+				goto copy;
+		}
+	}
+	found = bpf_map_lookup_elem(&emon_tuples, k);
+	if (found)
+		goto copy;
+	if (k->proto != IPPROTO_TCP && k->proto != IPPROTO_UDP)
+		return;
+
+	/* A listener or bound socket: exact address, wildcard, then dual-stack wildcard. */
+	struct emon_endpoint ep = { .family = k->family, .proto = k->proto, .port = k->lport };
+
+	__builtin_memcpy(ep.addr, k->laddr, 16);
+	found = bpf_map_lookup_elem(&emon_binds, &ep);
+	if (found)
+		goto copy;
+	__builtin_memset(ep.addr, 0, 16);
+	found = bpf_map_lookup_elem(&emon_binds, &ep);
+	if (found)
+		goto copy;
+	if (k->family == AF_INET) {
+		ep.family = AF_INET6;
+		found = bpf_map_lookup_elem(&emon_binds, &ep);
+		if (found)
+			goto copy;
+	}
+	return;
+copy:
+	__builtin_memcpy(o, found, sizeof(*o));
+}
+
+static __always_inline void count(struct __sk_buff *skb, bool egress)
+{
+	struct pkt p = {};
+	struct emon_flow *f;
+	__u64 now;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (!parse_ipv4(skb, egress, &p))
+			goto truncated;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (!parse_ipv6(skb, egress, &p))
+			goto truncated;
+	} else {
+		stat_inc(EMON_STAT_PKT_NON_IP);
+		return;
+	}
+
+	now = bpf_ktime_get_boot_ns();
+	f = bpf_map_lookup_elem(&emon_flows, &p.key);
+	if (!f) {
+		struct emon_flow nf = {};
+		long err;
+
+		nf.first_ns = now;
+		nf.ifindex = skb->ifindex;
+		nf.direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
+		resolve_owner(skb, egress, &p.key, &nf.owner);
+		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
+		if (!err) {
+			stat_inc(EMON_STAT_FLOW_CREATE);
+			if (!nf.owner.how)
+				stat_inc(EMON_STAT_FLOW_UNATTRIBUTED);
+		} else if (err != -17 /* EEXIST: another CPU won the race */) {
+			stat_inc(EMON_STAT_FLOW_CREATE_FAIL);
+		}
+		f = bpf_map_lookup_elem(&emon_flows, &p.key);
+		if (!f)
+			return;
+	} else if (f->closed_ns && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		/* A bare SYN on a closed flow: a new connection reuses the tuple. The close
+		 * event already carried the old counts, so start over. */
+		struct emon_flow nf = {};
+
+		nf.first_ns = now;
+		nf.ifindex = skb->ifindex;
+		nf.direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
+		resolve_owner(skb, egress, &p.key, &nf.owner);
+		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
+		stat_inc(EMON_STAT_FLOW_REOPEN);
+		f = bpf_map_lookup_elem(&emon_flows, &p.key);
+		if (!f)
+			return;
+	}
+
+	if (egress) {
+		__sync_fetch_and_add(&f->tx_bytes, p.bytes);
+		__sync_fetch_and_add(&f->tx_packets, 1);
+		/* Racy OR on purpose: flags only ever gain bits, a lost bit is re-set by the next packet. */
+		if ((f->tcp_flags_tx & p.tcp_flags) != p.tcp_flags)
+			f->tcp_flags_tx |= p.tcp_flags;
+	} else {
+		__sync_fetch_and_add(&f->rx_bytes, p.bytes);
+		__sync_fetch_and_add(&f->rx_packets, 1);
+		if ((f->tcp_flags_rx & p.tcp_flags) != p.tcp_flags)
+			f->tcp_flags_rx |= p.tcp_flags;
+	}
+	if (p.is_frag)
+		__sync_fetch_and_add(&f->frags, 1);
+	if ((f->flags & p.flow_flags) != p.flow_flags)
+		f->flags |= p.flow_flags;
+	f->last_ns = now;
+	return;
+truncated:
+	stat_inc(EMON_STAT_PKT_TRUNCATED);
+}
+
+/* Attached to clsact ingress: packets arriving at this host. */
+SEC("tc")
+int tc_ingress(struct __sk_buff *skb)
+{
+	count(skb, false);
+	return TC_ACT_UNSPEC;
+}
+
+/* Attached to clsact egress: packets leaving this host (skb->sk is usually still set). */
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	count(skb, true);
+	return TC_ACT_UNSPEC;
+}

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/* Flows: what the TC classifier (bpf/flows.bpf.c) counts, keyed from the host's point
+ * of view (local = this machine's side, whichever direction the packet went). */
+#ifndef EMON_FLOWS_H
+#define EMON_FLOWS_H
+
+#include "lib/common.h"
+
+/* emon_flows key. IPv4 addresses use the first 4 bytes of addr[] and the rest is zero;
+ * IPv4-mapped IPv6 sockets are keyed as IPv4. For ICMP/ICMPv6, rport is the message
+ * type (a reply is keyed by its request's type, so a ping is one flow) and lport the
+ * echo identifier (0 for other types). */
+struct emon_flow_key {
+	__u8  family;      /* AF_INET (2) or AF_INET6 (10) */
+	__u8  proto;       /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, other */
+	__u16 lport;       /* host byte order */
+	__u16 rport;       /* host byte order */
+	__u8  _pad[2];
+	__u8  laddr[16];
+	__u8  raddr[16];
+};
+
+enum emon_direction {
+	EMON_DIR_UNKNOWN  = 0,
+	EMON_DIR_OUTBOUND = 1, /* the first packet seen left this host */
+	EMON_DIR_INBOUND  = 2, /* the first packet seen arrived at this host */
+};
+
+/* emon_flows value. Byte counts are IP-layer (IP header plus payload, per packet as
+ * the interface carries it: a GSO super-packet counts once, as tcpdump shows it). */
+struct emon_flow {
+	__u64 tx_bytes;
+	__u64 rx_bytes;
+	__u64 tx_packets;
+	__u64 rx_packets;
+	__u64 first_ns;      /* CLOCK_BOOTTIME */
+	__u64 last_ns;
+	__u64 closed_ns;     /* when the owning TCP socket reached CLOSE; 0 while open */
+	__u32 ifindex;       /* interface of the first packet */
+	__u32 frags;         /* IP fragments counted into this flow */
+	__u8  tcp_flags_tx;  /* OR of TCP flags sent */
+	__u8  tcp_flags_rx;  /* OR of TCP flags received */
+	__u8  sock_state;    /* last TCP state of the local socket (TCP_* numbering), 0 unknown */
+	__u8  direction;     /* enum emon_direction */
+	__u8  flags;         /* EMON_FLOW_F_* */
+	__u8  _pad[3];
+	struct emon_owner owner;
+};
+
+#define EMON_FLOW_F_IP_OPTIONS (1U << 0) /* IPv4 options seen */
+#define EMON_FLOW_F_IPV6_EXT   (1U << 1) /* IPv6 extension headers seen */
+#define EMON_FLOW_F_FRAGMENTS  (1U << 2) /* fragments seen */
+
+/* emon_frags: later fragments carry no ports; the first one teaches them. */
+struct emon_frag_key {
+	__u8  family;
+	__u8  proto;
+	__u8  _pad[2];
+	__u32 id;          /* IPv4 id (16 bits) or IPv6 fragment id */
+	__u8  saddr[16];
+	__u8  daddr[16];
+};
+
+struct emon_frag_ports {
+	__u16 sport;       /* host byte order */
+	__u16 dport;
+	__u8  _pad[4];
+};
+
+#endif /* EMON_FLOWS_H */

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/* Small inline helpers shared by the monitor's programs. */
+#ifndef EMON_HELPERS_BPF_H
+#define EMON_HELPERS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "maps.bpf.h"
+#include "compat.bpf.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&emon_stats, &idx);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no other CPU writes it */
+}
+
+static __always_inline struct emon_config *config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&emon_config, &zero);
+}
+
+/* True when a socket in the network namespace with this cookie should be tracked. */
+static __always_inline bool netns_tracked(__u64 netns_cookie)
+{
+	struct emon_config *cfg = config_get();
+
+	return !cfg || !cfg->netns_cookie || cfg->netns_cookie == netns_cookie;
+}
+
+/* Fills `o` with the current task; callable from any process-context hook. */
+static __always_inline void owner_from_current(struct emon_owner *o, __u8 how)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	o->tgid = pid_tgid >> 32;
+	o->pid = (__u32)pid_tgid;
+	o->uid = (__u32)uid_gid;
+	o->gid = uid_gid >> 32;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	o->learned_ns = bpf_ktime_get_boot_ns();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	o->how = how;
+}
+
+static __always_inline void *event_reserve(__u32 size, __u16 type)
+{
+	struct emon_event_hdr *h = bpf_ringbuf_reserve(&emon_events, size, 0);
+
+	if (!h) {
+		stat_inc(EMON_STAT_RB_RESERVE_FAIL);
+		return NULL;
+	}
+	h->type = type;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	return h;
+}
+
+static __always_inline bool ipv6_is_v4mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* Flow key of a TCP/UDP socket from its struct sock; IPv4-mapped IPv6 sockets are
+ * keyed as IPv4, like the packets they send. Returns false for other families. */
+static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct emon_flow_key *k)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	__builtin_memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		k->family = AF_INET;
+		BPF_CORE_READ_INTO((__u32 *)k->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)k->raddr, sk, __sk_common.skc_daddr);
+		return true;
+	}
+	if (family != AF_INET6)
+		return false;
+	BPF_CORE_READ_INTO(k->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	BPF_CORE_READ_INTO(k->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	if (ipv6_is_v4mapped(k->raddr) || (ipv6_is_v4mapped(k->laddr) && !*(__u64 *)k->raddr && !*(__u64 *)(k->raddr + 8))) {
+		k->family = AF_INET;
+		__builtin_memcpy(k->laddr, k->laddr + 12, 4);
+		__builtin_memcpy(k->raddr, k->raddr + 12, 4);
+		__builtin_memset(k->laddr + 4, 0, 12);
+		__builtin_memset(k->raddr + 4, 0, 12);
+		return true;
+	}
+	k->family = AF_INET6;
+	return true;
+}
+
+#endif /* EMON_HELPERS_BPF_H */

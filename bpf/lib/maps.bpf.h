@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/* The monitor's maps. flows, sockets and procs objects all include this header; the
+ * daemon creates each map once, pins it under <pinPath>/maps/, and every object reuses
+ * the pinned map, so the classifier and the socket probes share one set of tables.
+ * max_entries here are defaults; the daemon sets them from its configuration. */
+#ifndef EMON_MAPS_BPF_H
+#define EMON_MAPS_BPF_H
+
+#include "common.h"
+#include "../flows.h"
+#include "../sockets.h"
+
+/* flow key -> counters and owner of every flow seen on a monitored interface */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct emon_flow_key);
+	__type(value, struct emon_flow);
+} emon_flows SEC(".maps");
+
+/* socket cookie -> owner (creator, connector or sender of the socket) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct emon_owner);
+} emon_owners SEC(".maps");
+
+/* flow key -> owner, for sockets whose tuple is known before or without a packet
+ * (accepted connections, sockets found by the start-up scan) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct emon_flow_key);
+	__type(value, struct emon_owner);
+} emon_tuples SEC(".maps");
+
+/* local endpoint (listening or bound socket) -> owner */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct emon_endpoint);
+	__type(value, struct emon_owner);
+} emon_binds SEC(".maps");
+
+/* first fragment's ports, so later fragments join their flow */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct emon_frag_key);
+	__type(value, struct emon_frag_ports);
+} emon_frags SEC(".maps");
+
+/* connect, accept, close, exec and exit events for the daemon */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} emon_events SEC(".maps");
+
+/* enum emon_stat -> per-CPU counter (no atomics needed: each CPU owns its slot) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMON_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} emon_stats SEC(".maps");
+
+/* 0 -> runtime settings written by the daemon */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emon_config);
+} emon_config SEC(".maps");
+
+#endif /* EMON_MAPS_BPF_H */

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* Socket ownership: which process owns each TCP/UDP socket, learned in the process's own
+ * context so that processes living a few milliseconds are still named (no /proc race).
+ *
+ *   hook                                 learns                     keyed by
+ *   cgroup/sock_create                   creator                    socket cookie
+ *   cgroup/connect4|6                    connector                  socket cookie
+ *   cgroup/sendmsg4|6 (UDP, unowned)     sender                     socket cookie
+ *   cgroup/post_bind4|6                  listener / UDP server      local endpoint
+ *   accept: fexit/inet_csk_accept if the kernel allows it, else the accept/accept4
+ *           syscall exit tracepoint       acceptor                  flow tuple
+ *   iter/task_file (daemon start)        holder of older sockets    tuple, endpoint, cookie
+ *   sock/inet_sock_set_state             connect/close events, final counts
+ *
+ * The classifier (flows.bpf.c) copies the owner into each new flow; hooks that learn an
+ * owner after the flow exists (accept, the scan) patch the flow directly, so the join
+ * happens here in the kernel. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "lib/helpers.bpf.h"
+#include "lib/net.bpf.h"
+#include "sockets.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* TCP states (include/net/tcp_states.h) */
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT    2
+#define TCP_SYN_RECV    3
+#define TCP_CLOSE       7
+#define TCP_LISTEN      10
+
+/* Types that only appear in ring-buffer records: referenced here so that their BTF is
+ * in the object for the layout check (test/unit/layout.test.ts). */
+struct emon_event_conn *unused_event_conn __attribute__((unused));
+struct emon_event_close *unused_event_close __attribute__((unused));
+
+static __always_inline bool inet_family(__u32 family)
+{
+	return family == AF_INET || family == AF_INET6;
+}
+
+static __always_inline void owner_put(__u64 cookie, struct emon_owner *o, __u32 stat)
+{
+	if (bpf_map_update_elem(&emon_owners, &cookie, o, BPF_ANY))
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+	else
+		stat_inc(stat);
+}
+
+/* Fills in the owner of an existing flow (the join, done in the kernel). */
+static __always_inline void flow_patch_owner(const struct emon_flow_key *k, const struct emon_owner *o, bool overwrite)
+{
+	struct emon_flow *f = bpf_map_lookup_elem(&emon_flows, k);
+
+	if (f && (overwrite || !f->owner.how)) {
+		__builtin_memcpy(&f->owner, o, sizeof(*o));
+		stat_inc(EMON_STAT_FLOW_PATCHED);
+	}
+}
+
+/* Every socket created on the machine passes here, in its creator's context. */
+SEC("cgroup/sock_create")
+int handle_sock_create(struct bpf_sock *ctx)
+{
+	struct emon_owner o = {};
+
+	if (!inet_family(ctx->family) || !netns_tracked(bpf_get_netns_cookie(ctx)))
+		return 1;
+	owner_from_current(&o, EMON_HOW_SOCKET);
+	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNER_SOCKET);
+	return 1;
+}
+
+/* connect() runs in the connecting process: it owns the connection even when another
+ * process created the socket and passed it on. */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+{
+	struct emon_owner o = {};
+
+	if (!netns_tracked(bpf_get_netns_cookie(ctx)))
+		return 1;
+	owner_from_current(&o, EMON_HOW_CONNECT);
+	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNER_CONNECT);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int handle_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
+}
+
+SEC("cgroup/connect6")
+int handle_connect6(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
+}
+
+/* Unconnected UDP sends: only fills a gap (a socket created before the daemon), so the
+ * common case costs one lookup. */
+static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	struct emon_owner o = {};
+
+	if (!netns_tracked(bpf_get_netns_cookie(ctx)))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_lookup_elem(&emon_owners, &cookie))
+		return 1;
+	owner_from_current(&o, EMON_HOW_SEND);
+	owner_put(cookie, &o, EMON_STAT_OWNER_SEND);
+	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int handle_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int handle_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return on_sendmsg(ctx);
+}
+
+/* bind(): the local endpoint's owner answers for inbound flows until accept() names
+ * the exact process (and for UDP servers, for good). */
+static __always_inline int on_post_bind(struct bpf_sock *ctx, bool v6)
+{
+	struct emon_endpoint ep = {};
+	struct emon_owner o = {};
+
+	if (!netns_tracked(bpf_get_netns_cookie(ctx)))
+		return 1;
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return 1;
+	ep.family = v6 ? AF_INET6 : AF_INET;
+	ep.proto = ctx->protocol;
+	ep.port = ctx->src_port;
+	if (v6) {
+		ep.addr[0] = 0; /* verifier: byte-wise init before the word copy below */
+		__u32 *a = (__u32 *)ep.addr;
+
+		a[0] = ctx->src_ip6[0];
+		a[1] = ctx->src_ip6[1];
+		a[2] = ctx->src_ip6[2];
+		a[3] = ctx->src_ip6[3];
+		if (ipv6_is_v4mapped(ep.addr)) {
+			/* bound to ::ffff:a.b.c.d: the packets are IPv4 */
+			ep.family = AF_INET;
+			a[0] = a[3];
+			a[1] = a[2] = a[3] = 0;
+		}
+	} else {
+		__u32 ip4 = ctx->src_ip4;
+
+		__builtin_memcpy(ep.addr, &ip4, 4);
+	}
+	owner_from_current(&o, EMON_HOW_BIND);
+	if (bpf_map_update_elem(&emon_binds, &ep, &o, BPF_ANY))
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+	else
+		stat_inc(EMON_STAT_OWNER_BIND);
+	return 1;
+}
+
+SEC("cgroup/post_bind4")
+int handle_post_bind4(struct bpf_sock *ctx)
+{
+	return on_post_bind(ctx, false);
+}
+
+SEC("cgroup/post_bind6")
+int handle_post_bind6(struct bpf_sock *ctx)
+{
+	return on_post_bind(ctx, true);
+}
+
+/* The socket is gone: its cookie will never be seen again. Flows keep their copy. */
+SEC("cgroup/sock_release")
+int handle_sock_release(struct bpf_sock *ctx)
+{
+	__u64 cookie;
+
+	if (!inet_family(ctx->family))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_delete_elem(&emon_owners, &cookie);
+	return 1;
+}
+
+static __always_inline void emit_conn(__u16 type, const struct emon_flow_key *k, const struct emon_owner *o, __u64 cookie)
+{
+	struct emon_event_conn *e = event_reserve(sizeof(*e), type);
+
+	if (!e)
+		return;
+	__builtin_memcpy(&e->key, k, sizeof(*k));
+	__builtin_memcpy(&e->owner, o, sizeof(*o));
+	e->cookie = cookie;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* The acceptor owns the new connection: record it by tuple, fix up the flow that the
+ * handshake created, and tell user space. */
+static __always_inline void on_accepted(struct sock *sk)
+{
+	struct emon_flow_key k;
+	struct emon_owner o = {};
+
+	if (!sk || sk_protocol_of(sk) != IPPROTO_TCP || !netns_tracked(sk_netns_cookie(sk)))
+		return;
+	if (!flow_key_from_sk(sk, IPPROTO_TCP, &k))
+		return;
+	owner_from_current(&o, EMON_HOW_ACCEPT);
+	if (bpf_map_update_elem(&emon_tuples, &k, &o, BPF_ANY))
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+	else
+		stat_inc(EMON_STAT_OWNER_ACCEPT);
+	flow_patch_owner(&k, &o, true);
+	emit_conn(EMON_EV_ACCEPT, &k, &o, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
+}
+
+/* Preferred accept hook (kernels with fentry/fexit, 6.10+ signature): sees io_uring
+ * accepts too, and needs no walk of the fd table. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept, struct sock *sk, struct proto_accept_arg *arg, struct sock *newsk)
+{
+	on_accepted(newsk);
+	return 0;
+}
+
+/* Same hook for kernels before 6.10: inet_csk_accept(sk, flags, err, kern). */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept_old, struct sock *sk, int flags, int *err, bool kern, struct sock *newsk)
+{
+	on_accepted(newsk);
+	return 0;
+}
+
+/* Fallback accept hook: the syscall's exit, in the acceptor's context. The returned fd
+ * leads through the task's fd table to the new socket. */
+struct syscall_exit_ctx {
+	struct trace_entry ent;
+	int nr;
+	long ret;
+};
+
+static __always_inline void on_accept_exit(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds;
+	struct file *file;
+	struct socket *sock;
+	unsigned int max;
+
+	if (fd < 0)
+		return;
+	max = BPF_CORE_READ(task, files, fdt, max_fds);
+	if ((unsigned long)fd >= max)
+		return;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (bpf_core_read(&file, sizeof(file), &fds[fd]) || !file)
+		return;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return;
+	on_accepted(BPF_CORE_READ(sock, sk));
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_sys_exit_accept4(struct syscall_exit_ctx *ctx)
+{
+	on_accept_exit(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_sys_exit_accept(struct syscall_exit_ctx *ctx)
+{
+	on_accept_exit(ctx->ret);
+	return 0;
+}
+
+static __always_inline void emit_close(struct sock *sk, const struct emon_flow_key *k, int oldstate)
+{
+	struct emon_event_close *e;
+	struct emon_flow *f;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 cookie;
+
+	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
+	if (!e)
+		return;
+	__builtin_memcpy(&e->key, k, sizeof(*k));
+	__builtin_memset(&e->owner, 0, sizeof(e->owner));
+	e->old_state = oldstate;
+	e->sock_bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->sock_bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->tx_bytes = e->rx_bytes = e->tx_packets = e->rx_packets = e->first_ns = 0;
+	e->ifindex = 0;
+	e->flow_seen = 0;
+	e->direction = 0;
+	e->_pad[0] = 0;
+
+	f = bpf_map_lookup_elem(&emon_flows, k);
+	if (f) {
+		e->tx_bytes = f->tx_bytes;
+		e->rx_bytes = f->rx_bytes;
+		e->tx_packets = f->tx_packets;
+		e->rx_packets = f->rx_packets;
+		e->first_ns = f->first_ns;
+		e->ifindex = f->ifindex;
+		e->direction = f->direction;
+		e->flow_seen = 1;
+		__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
+		f->closed_ns = e->hdr.ts_ns;
+		f->sock_state = TCP_CLOSE;
+	}
+	if (!e->owner.how) {
+		struct emon_owner *o = bpf_map_lookup_elem(&emon_tuples, k);
+
+		if (!o) {
+			cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			o = bpf_map_lookup_elem(&emon_owners, &cookie);
+		}
+		if (o)
+			__builtin_memcpy(&e->owner, o, sizeof(e->owner));
+	}
+	stat_inc(EMON_STAT_CLOSE);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* TCP state changes: the connect event (SYN_SENT -> ESTABLISHED, when the local port is
+ * known), the close event with the flow's final counts, and the flow's socket state. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int handle_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	struct emon_flow_key k;
+	struct emon_flow *f;
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+
+	if (ctx->protocol != IPPROTO_TCP || oldstate == TCP_LISTEN || newstate == TCP_LISTEN)
+		return 0;
+	/* CLOSE -> SYN_SENT runs before the local port exists; connect4/6 covered it. */
+	if (oldstate == TCP_CLOSE)
+		return 0;
+	if (!netns_tracked(sk_netns_cookie(sk)) || !flow_key_from_sk(sk, IPPROTO_TCP, &k))
+		return 0;
+
+	if (newstate == TCP_CLOSE) {
+		emit_close(sk, &k, oldstate);
+		return 0;
+	}
+	f = bpf_map_lookup_elem(&emon_flows, &k);
+	if (f)
+		f->sock_state = newstate;
+	if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED) {
+		__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		struct emon_owner *o = bpf_map_lookup_elem(&emon_owners, &cookie);
+		struct emon_owner none = {};
+
+		if (o)
+			flow_patch_owner(&k, o, false);
+		emit_conn(EMON_EV_CONNECT, &k, o ? o : &none, cookie);
+	}
+	return 0;
+}
+
+/* Start-up scan: every socket held by every process, once, so that flows that predate
+ * the daemon are attributed from its first second. First holder wins (lowest pid: usually
+ * the parent that created it); later hooks overwrite with better knowledge. */
+SEC("iter/task_file")
+int iter_task_sockets(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct task_struct *task = ctx->task;
+	struct socket *sock;
+	struct sock *sk;
+	struct emon_owner o = {};
+	struct emon_flow_key k;
+	__u16 proto;
+	__u8 state;
+	__u64 cookie;
+
+	if (!file || !task)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	/* A direct (BTF) read keeps sk a typed pointer, which bpf_get_socket_cookie needs. */
+	sk = sock->sk;
+	if (!sk || !inet_family(BPF_CORE_READ(sk, __sk_common.skc_family)))
+		return 0;
+	proto = sk_protocol_of(sk);
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !netns_tracked(sk_netns_cookie(sk)))
+		return 0;
+
+	o.tgid = BPF_CORE_READ(task, tgid);
+	o.pid = BPF_CORE_READ(task, pid);
+	o.uid = BPF_CORE_READ(task, cred, uid.val);
+	o.gid = BPF_CORE_READ(task, cred, gid.val);
+	o.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	o.learned_ns = bpf_ktime_get_boot_ns();
+	BPF_CORE_READ_STR_INTO(&o.comm, task, comm);
+	o.how = EMON_HOW_PROC;
+
+	cookie = bpf_get_socket_cookie(sk);
+	bpf_map_update_elem(&emon_owners, &cookie, &o, BPF_NOEXIST);
+	if (!flow_key_from_sk(sk, proto, &k))
+		return 0;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (k.rport == 0) {
+		/* listening or unconnected bound socket: a local endpoint */
+		struct emon_endpoint ep = { .family = k.family, .proto = k.proto, .port = k.lport };
+
+		if (!k.lport)
+			return 0;
+		__builtin_memcpy(ep.addr, k.laddr, 16);
+		bpf_map_update_elem(&emon_binds, &ep, &o, BPF_NOEXIST);
+	} else if (proto == IPPROTO_UDP || state != TCP_LISTEN) {
+		bpf_map_update_elem(&emon_tuples, &k, &o, BPF_NOEXIST);
+		flow_patch_owner(&k, &o, false);
+	}
+	stat_inc(EMON_STAT_OWNER_PROC);
+	return 0;
+}

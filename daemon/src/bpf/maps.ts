@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: Apache-2.0
+// A BPF map reached through its fd, whether it came from a freshly loaded object or from
+// a pin left by an earlier daemon. Keys and values are raw bytes; features decode them
+// with the decoder that mirrors their bpf/<feature>.h.
+import fs from 'node:fs';
+import * as L from './libbpf.js';
+import { BpfError } from './errors.js';
+import { mapInfo, type MapInfo } from './info.js';
+import { BPF_ANY, BPF_MAP_TYPE } from './uapi.js';
+import { ERRNO } from '../sys/errno.js';
+import { close } from '../sys/libc.js';
+
+let possibleCpus: number | undefined;
+/** Number of possible CPUs: the stride of per-CPU map values. */
+export function numPossibleCpus(): number {
+  if (possibleCpus === undefined) {
+    const text = fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+    let n = 0;
+    for (const part of text.split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      n += b === undefined ? 1 : b - a! + 1;
+    }
+    possibleCpus = n;
+  }
+  return possibleCpus;
+}
+
+const PERCPU_TYPES = new Set<number>([BPF_MAP_TYPE.PERCPU_HASH, BPF_MAP_TYPE.PERCPU_ARRAY, BPF_MAP_TYPE.LRU_PERCPU_HASH]);
+
+export interface BatchChunk {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+}
+
+export class BpfMap {
+  readonly name: string;
+  readonly fd: number;
+  readonly info: MapInfo;
+  /** Bytes per value as user space sees it (per-CPU maps: one slot per possible CPU). */
+  readonly valueBytes: number;
+  readonly perCpu: boolean;
+  private closed = false;
+
+  constructor(name: string, fd: number, private readonly ownsFd: boolean) {
+    this.name = name;
+    this.fd = fd;
+    this.info = mapInfo(fd, name);
+    this.perCpu = PERCPU_TYPES.has(this.info.type);
+    this.valueBytes = this.perCpu ? Math.ceil(this.info.valueSize / 8) * 8 * numPossibleCpus() : this.info.valueSize;
+  }
+
+  /** Opens a pinned map (`bpf_obj_get`). */
+  static fromPin(path: string, name: string): BpfMap {
+    const fd = L.bpf_obj_get(path);
+    if (fd < 0) throw new BpfError('reopening', name, -fd, { target: path });
+    return new BpfMap(name, fd, true);
+  }
+
+  get keySize(): number { return this.info.keySize; }
+  get maxEntries(): number { return this.info.maxEntries; }
+
+  /** Value for `key`, or null when absent. */
+  lookup(key: Uint8Array, out: Buffer = Buffer.alloc(this.valueBytes)): Buffer | null {
+    const ret = L.bpf_map_lookup_elem(this.fd, key, out);
+    if (ret === -ERRNO.ENOENT) return null;
+    if (ret < 0) throw new BpfError('reading', this.name, -ret);
+    return out;
+  }
+
+  update(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): void {
+    const ret = L.bpf_map_update_elem(this.fd, key, value, flags);
+    if (ret < 0) throw new BpfError('updating', this.name, -ret);
+  }
+
+  /** Deletes `key`; false when it was absent. */
+  delete(key: Uint8Array): boolean {
+    const ret = L.bpf_map_delete_elem(this.fd, key);
+    if (ret === -ERRNO.ENOENT) return false;
+    if (ret < 0) throw new BpfError('deleting', this.name, -ret);
+    return true;
+  }
+
+  /**
+   * Walks the whole map with BPF_MAP_LOOKUP_BATCH, `chunk` entries per syscall, handing
+   * each chunk to `onChunk` (its buffers are reused for the next chunk: copy what you keep).
+   * Falls back to get_next_key + lookup on kernels or map types without batch support.
+   */
+  forEachChunk(onChunk: (c: BatchChunk) => void, chunk = 4096): void {
+    let n = Math.max(1, Math.min(chunk, this.info.maxEntries));
+    let keys = Buffer.alloc(n * this.keySize);
+    let values = Buffer.alloc(n * this.valueBytes);
+    const tokenSize = Math.max(this.keySize, 8);
+    const inBatch = Buffer.alloc(tokenSize);
+    const outBatch = Buffer.alloc(tokenSize);
+    const count = new Uint32Array(1);
+    let first = true;
+    for (;;) {
+      count[0] = n;
+      const ret = L.bpf_map_lookup_batch(this.fd, first ? null : inBatch, outBatch, keys, values, count, null);
+      if (ret < 0 && ret !== -ERRNO.ENOENT) {
+        if (ret === -ERRNO.ENOSPC && n < this.info.maxEntries) {
+          // A hash bucket holds more entries than one chunk: grow and retry the same bucket.
+          n = Math.min(n * 2, this.info.maxEntries);
+          keys = Buffer.alloc(n * this.keySize);
+          values = Buffer.alloc(n * this.valueBytes);
+          continue;
+        }
+        if (first && (ret === -ERRNO.EINVAL || ret === -ERRNO.ENOTSUP || ret === -ERRNO.EOPNOTSUPP)) {
+          this.forEachSlow(onChunk, n);
+          return;
+        }
+        throw new BpfError('reading', this.name, -ret, { detail: 'batch lookup' });
+      }
+      if (count[0]! > 0) onChunk({ keys, values, count: count[0]! });
+      if (ret === -ERRNO.ENOENT) return;
+      outBatch.copy(inBatch);
+      first = false;
+    }
+  }
+
+  private forEachSlow(onChunk: (c: BatchChunk) => void, n: number): void {
+    const keys = Buffer.alloc(n * this.keySize);
+    const values = Buffer.alloc(n * this.valueBytes);
+    let prev: Buffer | null = null;
+    const next = Buffer.alloc(this.keySize);
+    const val = Buffer.alloc(this.valueBytes);
+    let count = 0;
+    for (;;) {
+      const ret = L.bpf_map_get_next_key(this.fd, prev, next);
+      if (ret === -ERRNO.ENOENT) break;
+      if (ret < 0) throw new BpfError('reading', this.name, -ret, { detail: 'get_next_key' });
+      prev = Buffer.from(next);
+      if (!this.lookup(next, val)) continue; // deleted in between
+      next.copy(keys, count * this.keySize);
+      val.copy(values, count * this.valueBytes);
+      if (++count === n) { onChunk({ keys, values, count }); count = 0; }
+    }
+    if (count > 0) onChunk({ keys, values, count });
+  }
+
+  /** Deletes many keys (packed back to back) in one syscall; returns how many were deleted. */
+  deleteBatch(keys: Buffer, count: number): number {
+    if (count === 0) return 0;
+    const n = new Uint32Array([count]);
+    const ret = L.bpf_map_delete_batch(this.fd, keys, n, null);
+    if (ret < 0 && ret !== -ERRNO.ENOENT) {
+      // Some entries vanished meanwhile (LRU eviction): delete the rest one by one.
+      let deleted = 0;
+      for (let i = 0; i < count; i++) if (this.delete(keys.subarray(i * this.keySize, (i + 1) * this.keySize))) deleted++;
+      return deleted;
+    }
+    return n[0]!;
+  }
+
+  /** Sums a per-CPU u64 array slot over all CPUs. */
+  sumPerCpuU64(value: Buffer, slotOffset = 0): bigint {
+    const stride = Math.ceil(this.info.valueSize / 8) * 8;
+    let sum = 0n;
+    for (let off = 0; off < value.length; off += stride) sum += value.readBigUInt64LE(off + slotOffset);
+    return sum;
+  }
+
+  close(): void {
+    if (this.closed || !this.ownsFd) return;
+    this.closed = true;
+    close(this.fd);
+  }
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// The monitor's BPF components and their probes, in load order: flows creates the
+// shared maps, sockets and procs reuse them. Program names match bpf/*.bpf.c.
+import type { ComponentDef } from '../bpf/deployment.js';
+
+export const PROG = {
+  tcIngress: 'tc_ingress',
+  tcEgress: 'tc_egress',
+  iterSockets: 'iter_task_sockets',
+} as const;
+
+export const MAP = {
+  flows: 'emon_flows',
+  owners: 'emon_owners',
+  tuples: 'emon_tuples',
+  binds: 'emon_binds',
+  frags: 'emon_frags',
+  events: 'emon_events',
+  stats: 'emon_stats',
+  config: 'emon_config',
+} as const;
+
+export const FLOWS: ComponentDef = {
+  name: 'flows',
+  file: 'flows.bpf.o',
+  groups: [
+    {
+      capability: 'classifier',
+      required: true,
+      alternatives: [
+        { label: 'tc clsact ingress+egress', attach: [{ prog: PROG.tcIngress, kind: 'tc' }, { prog: PROG.tcEgress, kind: 'tc' }] },
+      ],
+    },
+  ],
+};
+
+const cgroup = (prog: string) => ({ prog, kind: 'cgroup' as const });
+
+export const SOCKETS: ComponentDef = {
+  name: 'sockets',
+  file: 'sockets.bpf.o',
+  groups: [
+    {
+      capability: 'tcp-state',
+      required: true,
+      alternatives: [
+        { label: 'tracepoint sock:inet_sock_set_state', attach: [{ prog: 'handle_inet_sock_set_state', kind: 'tracepoint', category: 'sock', name: 'inet_sock_set_state' }] },
+      ],
+    },
+    {
+      capability: 'socket-owner',
+      required: false,
+      alternatives: [{ label: 'cgroup/sock_create + cgroup/sock_release', attach: [cgroup('handle_sock_create'), cgroup('handle_sock_release')] }],
+    },
+    {
+      capability: 'connect',
+      required: false,
+      alternatives: [{ label: 'cgroup/connect4 + cgroup/connect6', attach: [cgroup('handle_connect4'), cgroup('handle_connect6')] }],
+    },
+    {
+      capability: 'udp-send',
+      required: false,
+      alternatives: [{ label: 'cgroup/sendmsg4 + cgroup/sendmsg6', attach: [cgroup('handle_sendmsg4'), cgroup('handle_sendmsg6')] }],
+    },
+    {
+      capability: 'bind',
+      required: false,
+      alternatives: [{ label: 'cgroup/post_bind4 + cgroup/post_bind6', attach: [cgroup('handle_post_bind4'), cgroup('handle_post_bind6')] }],
+    },
+    {
+      capability: 'accept',
+      required: false,
+      alternatives: [
+        // Cheapest and most complete (io_uring accepts too), where fexit is allowed.
+        { label: 'fexit/inet_csk_accept', attach: [{ prog: 'fexit_inet_csk_accept', kind: 'auto' }], requires: { struct: 'proto_accept_arg' } },
+        { label: 'fexit/inet_csk_accept (pre-6.10 signature)', attach: [{ prog: 'fexit_inet_csk_accept_old', kind: 'auto' }], requires: { noStruct: 'proto_accept_arg' } },
+        {
+          label: 'tracepoint syscalls:sys_exit_accept4 + sys_exit_accept',
+          attach: [
+            { prog: 'tp_sys_exit_accept4', kind: 'tracepoint', category: 'syscalls', name: 'sys_exit_accept4' },
+            { prog: 'tp_sys_exit_accept', kind: 'tracepoint', category: 'syscalls', name: 'sys_exit_accept' },
+          ],
+        },
+      ],
+    },
+    {
+      capability: 'socket-scan',
+      required: false,
+      alternatives: [{ label: 'iter/task_file', attach: [{ prog: PROG.iterSockets, kind: 'iter' }] }],
+    },
+  ],
+};
+
+export const PROCS: ComponentDef = {
+  name: 'procs',
+  file: 'procs.bpf.o',
+  groups: [
+    {
+      capability: 'exec',
+      required: false,
+      alternatives: [{ label: 'tracepoint sched:sched_process_exec', attach: [{ prog: 'handle_exec', kind: 'tracepoint', category: 'sched', name: 'sched_process_exec' }] }],
+    },
+    {
+      capability: 'exit',
+      required: false,
+      alternatives: [{ label: 'tracepoint sched:sched_process_exit', attach: [{ prog: 'handle_exit', kind: 'tracepoint', category: 'sched', name: 'sched_process_exit' }] }],
+    },
+  ],
+};
+
+export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS] as const;

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: Apache-2.0
+// Test hosts: network namespaces joined by veth pairs, with addresses from the ranges set
+// aside for tests (198.18.0.0/15, fd00:198::/64). Everything a Lab creates carries the
+// lab's unique prefix and is removed by destroy(), which tests call from after() hooks;
+// a sweep at suite start removes what a crashed run (dead pid) left behind.
+//
+// Hosts never touch eth0 or the root namespace's routes. A link may put one end in the
+// root namespace (for a daemon running there); that end is named with the prefix too.
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export async function sh(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  try {
+    const r = await execFileP(cmd, args, { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 << 20 });
+    return { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; code?: number | string };
+    const res = { stdout: e.stdout ?? '', stderr: e.stderr ?? '', code: typeof e.code === 'number' ? e.code : 1 };
+    if (opts.allowFail) return res;
+    throw new Error(`${cmd} ${args.join(' ')} failed (${e.code}): ${res.stderr.trim() || res.stdout.trim()}`);
+  }
+}
+
+let labCounter = 0;
+const PREFIX_RE = /^et([0-9a-z]+)x([0-9a-z]+)/; // et<pid36>x<n>: pid of the creating test process
+
+export class Host {
+  constructor(readonly lab: Lab, readonly name: string, readonly netns: string | null) {}
+
+  /** Path of the namespace handle (for nsenter --net=...). Null for the root namespace. */
+  get nsPath(): string | null {
+    return this.netns ? `/run/netns/${this.netns}` : null;
+  }
+
+  /** Prefix that runs a command in this namespace without remounting /sys (keeps bpffs visible). */
+  wrap(cmd: string, args: string[]): [string, string[]] {
+    return this.netns ? ['nsenter', [`--net=/run/netns/${this.netns}`, '--', cmd, ...args]] : [cmd, args];
+  }
+
+  exec(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
+    const [c, a] = this.wrap(cmd, args);
+    return sh(c, a, opts);
+  }
+
+  /** Spawns a process in this namespace; the lab kills it (by pid) on destroy. */
+  spawn(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+    const [c, a] = this.wrap(cmd, args);
+    const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    this.lab.track(child);
+    return child;
+  }
+}
+
+export interface LinkInfo {
+  a: { host: Host; ifname: string; ip4: string; ip6: string };
+  b: { host: Host; ifname: string; ip4: string; ip6: string };
+}
+
+export class Lab {
+  readonly prefix: string;
+  private readonly namespaces: string[] = [];
+  private readonly rootLinks: string[] = [];
+  private readonly children = new Set<ChildProcess>();
+  private readonly cleanups: Array<() => Promise<void> | void> = [];
+  private links = 0;
+  readonly root: Host;
+
+  private constructor() {
+    this.prefix = `et${process.pid.toString(36)}x${(labCounter++).toString(36)}`;
+    this.root = new Host(this, 'root', null);
+  }
+
+  static async create(): Promise<Lab> {
+    await sweepStale();
+    return new Lab();
+  }
+
+  /** A new host: its own network namespace, loopback up. */
+  async host(name: string): Promise<Host> {
+    const ns = `${this.prefix}-${name}`;
+    await sh('ip', ['netns', 'add', ns]);
+    this.namespaces.push(ns);
+    await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    return new Host(this, name, ns);
+  }
+
+  /**
+   * Joins two hosts with a veth pair and gives each end an IPv4 address (a /24 inside
+   * 198.18.0.0/15) and an IPv6 address (inside fd00:198::/64). Pass `lab.root` to put
+   * one end in the root namespace.
+   */
+  async link(a: Host, b: Host, opts: { mtu?: number; ipv6?: boolean } = {}): Promise<LinkInfo> {
+    const n = ++this.links;
+    const ifa = `${this.prefix}${n}a`;
+    const ifb = `${this.prefix}${n}b`;
+    if (ifa.length > 15) throw new Error(`interface name too long: ${ifa}`);
+    // Root-namespace links take a random subnet so that concurrent runs do not overlap there.
+    const subnet = a.netns && b.netns ? n : 128 + ((process.pid + n * 7) % 127);
+    const third = subnet % 256;
+    const second = 18 + Math.floor(subnet / 256);
+    const ip4a = `198.${second}.${third}.1`;
+    const ip4b = `198.${second}.${third}.2`;
+    const ip6a = `fd00:198::${subnet.toString(16)}:1`;
+    const ip6b = `fd00:198::${subnet.toString(16)}:2`;
+    await sh('ip', ['link', 'add', ifa, 'type', 'veth', 'peer', 'name', ifb]);
+    for (const [host, ifname] of [[a, ifa], [b, ifb]] as const) {
+      if (host.netns) await sh('ip', ['link', 'set', ifname, 'netns', host.netns]);
+      else this.rootLinks.push(ifname);
+    }
+    const setup = async (host: Host, ifname: string, ip4: string, ip6: string) => {
+      const ipx = (args: string[]) => (host.netns ? sh('ip', ['-n', host.netns, ...args]) : sh('ip', args));
+      if (opts.mtu) await ipx(['link', 'set', ifname, 'mtu', String(opts.mtu)]);
+      await ipx(['addr', 'add', `${ip4}/24`, 'dev', ifname]);
+      if (opts.ipv6 !== false) await ipx(['addr', 'add', `${ip6}/112`, 'dev', ifname, 'nodad']);
+      await ipx(['link', 'set', ifname, 'up']);
+    };
+    await setup(a, ifa, ip4a, ip6a);
+    await setup(b, ifb, ip4b, ip6b);
+    return { a: { host: a, ifname: ifa, ip4: ip4a, ip6: ip6a }, b: { host: b, ifname: ifb, ip4: ip4b, ip6: ip6b } };
+  }
+
+  track(child: ChildProcess): void {
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+  }
+
+  /** Registers extra cleanup (a pin directory, a temp dir...), run in reverse order on destroy. */
+  onDestroy(fn: () => Promise<void> | void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** A temporary directory removed on destroy. */
+  tmpdir(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.prefix}-`));
+    this.onDestroy(() => fs.rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  /** A pin directory unique to this lab, removed (with everything pinned in it) on destroy. */
+  pinPath(tag = 'pins'): string {
+    const p = `/sys/fs/bpf/${this.prefix}-${tag}`;
+    this.onDestroy(() => fs.rmSync(p, { recursive: true, force: true }));
+    return p;
+  }
+
+  async destroy(): Promise<void> {
+    for (const child of this.children) {
+      if (child.pid && child.exitCode === null) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    await Promise.all([...this.children].map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+    for (const fn of this.cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`lab cleanup failed: ${(err as Error).message}`);
+      }
+    }
+    for (const l of this.rootLinks) await sh('ip', ['link', 'del', l], { allowFail: true });
+    for (const ns of this.namespaces) await sh('ip', ['netns', 'del', ns], { allowFail: true });
+    this.namespaces.length = 0;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let swept = false;
+/** Removes namespaces, root links and pin dirs left by earlier runs whose process is dead. */
+export async function sweepStale(): Promise<void> {
+  if (swept) return;
+  swept = true;
+  const stale = (name: string) => {
+    const m = PREFIX_RE.exec(name);
+    return m !== null && !pidAlive(parseInt(m[1]!, 36));
+  };
+  const ns = (await sh('ip', ['netns', 'list'], { allowFail: true })).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  for (const n of ns) if (stale(n)) await sh('ip', ['netns', 'del', n], { allowFail: true });
+  const links = (await sh('ip', ['-o', 'link', 'show'], { allowFail: true })).stdout.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '');
+  for (const l of links) if (stale(l)) await sh('ip', ['link', 'del', l], { allowFail: true });
+  if (fs.existsSync('/sys/fs/bpf')) {
+    for (const p of fs.readdirSync('/sys/fs/bpf')) if (stale(p)) fs.rmSync(path.join('/sys/fs/bpf', p), { recursive: true, force: true });
+  }
+}

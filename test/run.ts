@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// The test runner behind `npm test`: runs every *.test.js under build/js/test with
+// node:test, prints the spec report, and fails the run when a test fails or when any
+// test skipped while running as root (privileged tests must run in CI, not skip).
+//
+//   node build/js/test/run.js [filter...]   (filters: substrings of test file paths)
+import { run } from 'node:test';
+import { spec } from 'node:test/reporters';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const filters = process.argv.slice(2);
+
+function collect(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) return e.name === 'helpers' || e.name === 'fixtures' ? [] : collect(p);
+    return e.name.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+const files = collect(here)
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
+if (files.length === 0) {
+  console.error(`no test files match ${filters.join(' ')}`);
+  process.exit(1);
+}
+
+const isRoot = process.getuid?.() === 0;
+const skippedAsRoot: string[] = [];
+let failed = 0;
+
+// Files run one at a time: integration tests load BPF programs, build namespaces and
+// measure traffic; running them side by side on a 2-core machine only adds noise.
+const stream = run({ files, concurrency: 1, timeout: 15 * 60_000 });
+stream.on('test:fail', (d) => {
+  if (d.details?.type !== 'suite') failed++;
+});
+// A skipped test reports as passed, with `skip` set.
+stream.on('test:pass', (d) => {
+  if (isRoot && d.skip !== undefined && d.skip !== false) skippedAsRoot.push(`${d.name} (${d.file ?? '?'}): ${d.skip}`);
+});
+stream.compose(new spec()).pipe(process.stdout);
+
+await new Promise<void>((resolve) => stream.once('end', () => resolve()));
+// give the reporter a tick to flush
+await new Promise((r) => setImmediate(r));
+if (skippedAsRoot.length) {
+  console.error(`\nFAIL: ${skippedAsRoot.length} test(s) skipped while running as root:`);
+  for (const s of skippedAsRoot) console.error(`  - ${s}`);
+}
+process.exitCode = failed > 0 || skippedAsRoot.length > 0 ? 1 : 0;
