@@ -147,6 +147,29 @@ export class Lab {
     return dir;
   }
 
+  /** A system user (no home, no shell) removed on destroy; `groups` are created if needed. */
+  async user(tag: string, groups: string[] = []): Promise<TestUser> {
+    const name = `${this.prefix}${tag}`;
+    await sh('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', name]);
+    this.onDestroy(async () => {
+      await sh('userdel', [name], { allowFail: true });
+    });
+    for (const g of groups) await sh('usermod', ['-aG', g, name]);
+    const id = await sh('id', ['-u', name]);
+    const gid = await sh('id', ['-g', name]);
+    return { name, uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  }
+
+  /** A group unique to this lab (for the daemon's access.group settings), removed on destroy. */
+  async group(tag: string): Promise<string> {
+    const name = `${this.prefix}${tag}`;
+    await sh('groupadd', ['--system', name]);
+    this.onDestroy(async () => {
+      await sh('groupdel', [name], { allowFail: true });
+    });
+    return name;
+  }
+
   /** A pin directory unique to this lab, removed (with everything pinned in it) on destroy. */
   pinPath(tag = 'pins'): string {
     const p = `/sys/fs/bpf/${this.prefix}-${tag}`;
@@ -203,4 +226,48 @@ export async function sweepStale(): Promise<void> {
   if (fs.existsSync('/sys/fs/bpf')) {
     for (const p of fs.readdirSync('/sys/fs/bpf')) if (stale(p)) fs.rmSync(path.join('/sys/fs/bpf', p), { recursive: true, force: true });
   }
+}
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** JSON lines printed by a spawned peer (test/helpers/peer.ts), as they arrive. */
+export function jsonLines(child: ChildProcess): { lines: Array<Record<string, unknown>>; next(pred: (o: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ pred: (o: Record<string, unknown>) => boolean; resolve: (o: Record<string, unknown>) => void }> = [];
+  let buf = '';
+  let err = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        lines.push(o);
+        for (const w of [...waiters]) if (w.pred(o)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(o);
+        }
+      } catch {
+        /* not JSON */
+      }
+    }
+  });
+  return {
+    lines,
+    next(pred, timeoutMs = 15_000) {
+      const found = lines.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`timed out waiting for output (stderr: ${err.slice(-500)}; got ${JSON.stringify(lines.slice(-3))})`)), timeoutMs);
+        waiters.push({ pred, resolve: (o) => { clearTimeout(t); resolve(o); } });
+      });
+    },
+  };
 }

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+import { Command, Option } from 'commander';
+import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/monitor/events.js';
+import { METHODS, NOTIFICATIONS, type EventNotification, type EventsSubscribeResult, type LostNotification } from '../../../daemon/src/rpc/protocol.js';
+import { bytes, endpoint, userName } from '../render/format.js';
+import { socketPath, intArg, listArg } from './common.js';
+import { DaemonClient } from '../rpc.js';
+
+function line(e: MonitorEvent): string {
+  const who = `${e.comm ?? '?'}[${e.pid ?? '?'}] ${userName(e.uid)}`;
+  const t = e.time.slice(11, 23);
+  switch (e.type) {
+    case 'connect':
+    case 'accept':
+      return `${t} ${e.type.padEnd(7)} ${who} ${e.proto} ${endpoint(e.localAddr, e.localPort)} ${e.type === 'connect' ? '->' : '<-'} ${endpoint(e.remoteAddr, e.remotePort)} (${e.attributedBy})`;
+    case 'close':
+      return `${t} close   ${who} ${e.proto} ${endpoint(e.localAddr, e.localPort)} -- ${endpoint(e.remoteAddr, e.remotePort)} sent ${bytes(e.txBytes)} recv ${bytes(e.rxBytes)}${e.durationMs !== null ? ` in ${e.durationMs.toFixed(1)} ms` : ''}`;
+    case 'exec':
+      return `${t} exec    ${who} ppid ${e.ppid} ${e.filename} ${e.args.slice(1).join(' ')}${e.argsTruncated ? ' ...' : ''}`;
+    case 'exit':
+      return `${t} exit    ${who} ppid ${e.ppid} code ${e.exitCode}${e.signal ? ` signal ${e.signal}` : ''}`;
+  }
+}
+
+export function eventsCommand(): Command {
+  return new Command('events')
+    .description('follow connect, accept, close, exec and exit events until interrupted')
+    .addOption(new Option('--type <types>', `comma-separated: ${EVENT_TYPES.join(',')}`).argParser(listArg(EVENT_TYPES)))
+    .option('--pid <n>', 'only events of this process', intArg(0, 0x7fffffff))
+    .option('--count <n>', 'exit after n events', intArg(1, 100_000_000))
+    .option('--json', 'one JSON object per line')
+    .action(async (o, cmd: Command) => {
+      const client = await DaemonClient.connect(socketPath(cmd));
+      let seen = 0;
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          client.close();
+          resolve();
+        };
+        client.onNotification(NOTIFICATIONS.event, (p) => {
+          const e = (p as EventNotification).event;
+          process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
+          if (o.count !== undefined && ++seen >= o.count) done();
+        });
+        client.onNotification(NOTIFICATIONS.lost, (p) => {
+          const l = p as LostNotification;
+          if (o.json) process.stdout.write(`${JSON.stringify({ type: 'lost', lost: l.lost })}\n`);
+          else process.stderr.write(`ebpfmonctl: ${l.lost} event(s) lost (this terminal reads too slowly)\n`);
+        });
+        client.onClose(() => resolve());
+        process.once('SIGINT', done);
+        process.once('SIGTERM', done);
+        client.call<EventsSubscribeResult>(METHODS.eventsSubscribe, { types: o.type, pid: o.pid }).then((r) => {
+          if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${r.subscription}\n`);
+        }, reject);
+      });
+    });
+}

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+import { Command, Option } from 'commander';
+import type { Flow } from '../../../daemon/src/monitor/flows.js';
+import { FLOW_SORT_KEYS, METHODS, PROTOCOLS, type FlowsListParams, type FlowsListResult } from '../../../daemon/src/rpc/protocol.js';
+import { bytes, endpoint, userName } from '../render/format.js';
+import { renderTable, type Column } from '../render/table.js';
+import { choiceArg, CLEAR, intArg, sleep, withClient } from './common.js';
+
+const COLUMNS: Column<Flow>[] = [
+  { header: 'PROTO', value: (f) => f.proto },
+  { header: 'LOCAL', value: (f) => endpoint(f.localAddr, f.localPort), flex: true },
+  { header: 'DIR', value: (f) => (f.direction === 'outbound' ? '->' : f.direction === 'inbound' ? '<-' : '--') },
+  { header: 'REMOTE', value: (f) => (f.icmpType !== undefined ? `${f.remoteAddr} type ${f.icmpType}` : endpoint(f.remoteAddr, f.remotePort)), flex: true },
+  { header: 'PID', value: (f) => (f.pid === null ? '-' : String(f.pid)), align: 'right' },
+  { header: 'COMM', value: (f) => f.comm ?? '(unknown)', flex: true },
+  { header: 'USER', value: (f) => userName(f.uid) },
+  { header: 'BY', value: (f) => f.attributedBy },
+  { header: 'STATE', value: (f) => f.state },
+  { header: 'SENT', value: (f) => bytes(f.txBytes), align: 'right' },
+  { header: 'RECV', value: (f) => bytes(f.rxBytes), align: 'right' },
+  { header: 'IF', value: (f) => f.interface ?? '-' },
+];
+
+export function flowsCommand(): Command {
+  return new Command('flows')
+    .description('list flows: who talks to whom, and how much')
+    .option('--pid <n>', 'flows of this process', intArg(0, 0x7fffffff))
+    .option('--comm <name>', 'flows of processes with this command name')
+    .option('--uid <n>', 'flows of this user id', intArg(0, 0xfffffffe))
+    .option('--remote <addr>', 'remote address or CIDR prefix')
+    .option('--local <addr>', 'local address or CIDR prefix')
+    .option('--port <n>', 'local or remote port', intArg(0, 65535))
+    .addOption(new Option('--proto <p>', 'protocol').argParser(choiceArg(PROTOCOLS)))
+    .option('--interface <name>', 'interface that carried the flow')
+    .option('--open', 'only flows that are not closed')
+    .addOption(new Option('--sort <key>', 'sort by').argParser(choiceArg(FLOW_SORT_KEYS)).default('bytes'))
+    .option('--limit <n>', 'at most this many flows', intArg(1, 100000))
+    .option('--json', 'print a JSON array of flow objects (docs/cli.md)')
+    .option('--watch', 'refresh every --interval seconds')
+    .option('--interval <s>', 'refresh interval for --watch', intArg(1, 3600), 1)
+    .option('--count <n>', 'with --watch: stop after n refreshes', intArg(1, 1_000_000))
+    .action(async (o, cmd: Command) => {
+      const params: FlowsListParams = {
+        pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, proto: o.proto,
+        interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit,
+      };
+      await withClient(cmd, async (c) => {
+        for (let i = 0; ; i++) {
+          const r = await c.call<FlowsListResult>(METHODS.flowsList, params);
+          if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
+          else {
+            if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);
+            process.stdout.write(`${r.flows.length ? renderTable(r.flows, COLUMNS) : 'no flows match'}\n`);
+            if (r.matched > r.flows.length) process.stdout.write(`(${r.matched - r.flows.length} more; raise --limit)\n`);
+          }
+          if (!o.watch || (o.count !== undefined && i + 1 >= o.count)) return;
+          await sleep(o.interval * 1000);
+        }
+      });
+    });
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+import { Command } from 'commander';
+import { METHODS, type StatusResult } from '../../../daemon/src/rpc/protocol.js';
+import { duration } from '../render/format.js';
+import { renderTable } from '../render/table.js';
+import { withClient } from './common.js';
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('daemon version, uptime, attached programs, probes, map fill, loss counters')
+    .option('--json', 'print the status object')
+    .action(async (o, cmd: Command) => {
+      const s = await withClient(cmd, (c) => c.call<StatusResult>(METHODS.status));
+      if (o.json) return void process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+      const out: string[] = [];
+      out.push(`ebpfmon ${s.version}, pid ${s.pid}, up ${duration(s.uptimeSec * 1000)}; programs pinned since ${s.deployedAt} under ${s.pinPath}`);
+      out.push(`adopted at start: ${Object.entries(s.adopted).map(([k, v]) => `${k} ${v ? 'yes' : 'no (loaded)'}`).join(', ')}`);
+      out.push('', 'PROBES');
+      for (const p of s.probes) {
+        out.push(`  ${p.active ? 'active  ' : 'INACTIVE'} ${p.capability.padEnd(13)} ${p.active ?? '-'}`);
+        for (const i of p.inactive) out.push(`           ${''.padEnd(13)} not used: ${i.label}: ${i.reason}`);
+      }
+      out.push('', 'INTERFACES');
+      if (s.interfaces.length === 0) out.push('  (none attached)');
+      for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.since}`);
+      for (const [name, e] of Object.entries(s.interfaceErrors)) out.push(`  ${name.padEnd(16)} FAILED: ${e}`);
+      out.push('', 'MAPS');
+      out.push(renderTable(s.maps, [
+        { header: '  NAME', value: (m) => `  ${m.name}` },
+        { header: 'ENTRIES', value: (m) => String(m.entries ?? '?'), align: 'right' },
+        { header: 'MAX', value: (m) => String(m.maxEntries), align: 'right' },
+        { header: 'FILL', value: (m) => (m.entries === null ? '?' : `${((100 * m.entries) / m.maxEntries).toFixed(1)}%`), align: 'right' },
+      ]));
+      out.push('', 'LOSS');
+      out.push(`  events lost in the kernel (ring buffer full): ${s.loss.kernelRingbufFull}`);
+      out.push(`  flows evicted from the LRU table before collection: ${s.loss.flowsEvicted}`);
+      out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
+      out.push('', 'EVENTS');
+      out.push(`  ${Object.entries(s.events.received).map(([k, v]) => `${k} ${v}`).join(', ')}; ${s.events.pendingBytes} bytes pending; longest drain ${s.events.maxDrainMs} ms`);
+      out.push(`  clients ${s.clients}, subscriptions ${s.subscriptions}`);
+      const c = s.counters;
+      out.push('', 'COUNTERS');
+      out.push(`  flows created ${c.flowsCreated}, unattributed at creation ${c.flowsUnattributed}, patched later ${c.flowsPatched}, deleted ${c.flowsDeleted}`);
+      out.push(`  owners: socket ${c.ownersSocket}, connect ${c.ownersConnect}, accept ${c.ownersAccept}, bind ${c.ownersBind}, send ${c.ownersSend}, scan ${c.ownersProc}`);
+      out.push(`  packets: fragments ${c.packetsFragments} (unmatched ${c.fragmentsUnmatched}), IPv4 options ${c.packetsIpOptions}, IPv6 ext headers ${c.packetsIpv6ExtHeaders}, non-IP ${c.packetsNonIp}, truncated ${c.packetsTruncated}`);
+      process.stdout.write(`${out.join('\n')}\n`);
+    });
+}

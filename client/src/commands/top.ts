@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+// A live per-process bandwidth view, like nethogs: rates are the difference between two
+// snapshots of the daemon's cumulative per-process totals.
+import { Command } from 'commander';
+import type { ProcessTotals } from '../../../daemon/src/monitor/flows.js';
+import { METHODS, type ProcessesListResult } from '../../../daemon/src/rpc/protocol.js';
+import { bytes, rate, userName } from '../render/format.js';
+import { renderTable } from '../render/table.js';
+import { CLEAR, intArg, sleep, withClient } from './common.js';
+
+interface Row extends ProcessTotals {
+  txRate: number;
+  rxRate: number;
+}
+
+export function topCommand(): Command {
+  return new Command('top')
+    .description('live per-process bandwidth, refreshed every second')
+    .option('--interval <s>', 'refresh interval in seconds', intArg(1, 3600), 1)
+    .option('--count <n>', 'stop after n refreshes', intArg(1, 1_000_000))
+    .option('--json', 'one JSON array of rows per refresh')
+    .action(async (o, cmd: Command) => {
+      await withClient(cmd, async (c) => {
+        let prev = new Map<string, ProcessTotals>();
+        let prevAt = Date.now();
+        let stop = false;
+        process.once('SIGINT', () => (stop = true));
+        for (let i = 0; !stop; i++) {
+          const { processes } = await c.call<ProcessesListResult>(METHODS.processesList, {});
+          const now = Date.now();
+          const dt = Math.max(1, now - prevAt) / 1000;
+          const rows: Row[] = processes.map((p) => {
+            const before = prev.get(`${p.pid}`);
+            return { ...p, txRate: before ? Math.max(0, p.txBytes - before.txBytes) / dt : 0, rxRate: before ? Math.max(0, p.rxBytes - before.rxBytes) / dt : 0 };
+          });
+          rows.sort((a, b) => b.txRate + b.rxRate - (a.txRate + a.rxRate) || b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
+          prev = new Map(processes.map((p) => [`${p.pid}`, p]));
+          prevAt = now;
+          const height = Math.max(5, (process.stdout.rows || 40) - 4);
+          if (o.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+          else {
+            if (process.stdout.isTTY) process.stdout.write(CLEAR);
+            const totalTx = rows.reduce((s, r) => s + r.txRate, 0);
+            const totalRx = rows.reduce((s, r) => s + r.rxRate, 0);
+            process.stdout.write(`ebpfmon top - ${new Date(now).toLocaleTimeString()} - total sent ${rate(totalTx)}, received ${rate(totalRx)}\n\n`);
+            process.stdout.write(`${renderTable(rows.slice(0, height), [
+              { header: 'PID', value: (r) => (r.pid === null ? '-' : String(r.pid)), align: 'right' },
+              { header: 'USER', value: (r) => userName(r.uid) },
+              { header: 'PROGRAM', value: (r) => r.comm ?? '(unknown process)', flex: true },
+              { header: 'SENT/s', value: (r) => rate(r.txRate), align: 'right' },
+              { header: 'RECV/s', value: (r) => rate(r.rxRate), align: 'right' },
+              { header: 'SENT', value: (r) => bytes(r.txBytes), align: 'right' },
+              { header: 'RECV', value: (r) => bytes(r.rxBytes), align: 'right' },
+              { header: 'FLOWS', value: (r) => `${r.openFlows}/${r.flows}`, align: 'right' },
+            ])}\n`);
+          }
+          if (o.count !== undefined && i + 1 >= o.count) return;
+          await sleep(o.interval * 1000);
+        }
+      });
+    });
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
+// ebpfmonctl: the command-line client. Talks JSON-RPC to the daemon's socket; needs no
+// privileges (the daemon scopes what each user sees).
+import { Command, CommanderError } from 'commander';
+import { CliError, EXIT } from './exit.js';
+import { eventsCommand } from './commands/events.js';
+import { flowsCommand } from './commands/flows.js';
+import { programsCommand } from './commands/programs.js';
+import { statusCommand } from './commands/status.js';
+import { topCommand } from './commands/top.js';
+import { lbCommand } from './commands/lb.js';
+import { VERSION } from '../../daemon/src/version.js';
+
+const program = new Command('ebpfmonctl')
+  .description('Which process talks to whom, and how much - ask the ebpfmon daemon')
+  .option('-s, --socket <path>', 'daemon socket (default $EBPFMON_SOCKET or /run/ebpfmon/ebpfmon.sock)')
+  .version(VERSION)
+  .showHelpAfterError()
+  .exitOverride();
+
+for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand()]) {
+  program.addCommand(c.exitOverride().showHelpAfterError());
+}
+
+program.parseAsync(process.argv).then(
+  () => process.exit(EXIT.OK),
+  (err: unknown) => {
+    if (err instanceof CommanderError) {
+      // help and version exit 0; usage errors have been printed by commander
+      process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`ebpfmonctl: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`ebpfmonctl: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(EXIT.DAEMON);
+  },
+);

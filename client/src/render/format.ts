@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+import fs from 'node:fs';
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+export function rate(bytesPerSec: number): string {
+  return `${bytes(Math.round(bytesPerSec))}/s`;
+}
+
+export function duration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
+}
+
+export function endpoint(addr: string, port: number | null): string {
+  const a = addr.includes(':') ? `[${addr}]` : addr;
+  return port === null ? a : `${a}:${port}`;
+}
+
+let users: Map<number, string> | null = null;
+/** uid -> user name from /etc/passwd (numbers for unknown uids). */
+export function userName(uid: number | null): string {
+  if (uid === null) return '-';
+  if (!users) {
+    users = new Map();
+    try {
+      for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+        const [name, , id] = line.split(':');
+        if (name && id) users.set(Number(id), name);
+      }
+    } catch {
+      /* no passwd: numbers */
+    }
+  }
+  return users.get(uid) ?? String(uid);
+}

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+// The client side of the daemon's socket: JSON-RPC 2.0, one message per line. Daemon
+// errors become CliErrors with the exit code the CLI promises (docs/cli.md).
+import net from 'node:net';
+import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient, type JSONRPCResponse } from 'json-rpc-2.0';
+import { CliError, EXIT } from './exit.js';
+
+export const DEFAULT_SOCKET = '/run/ebpfmon/ebpfmon.sock';
+const PERMISSION_DENIED = 1001;
+
+export class DaemonClient {
+  private readonly rpc: JSONRPCServerAndClient;
+  private buffered = '';
+
+  private constructor(private readonly socket: net.Socket, readonly socketPath: string) {
+    this.rpc = new JSONRPCServerAndClient(
+      new JSONRPCServer(),
+      new JSONRPCClient((req) => {
+        socket.write(`${JSON.stringify(req)}\n`);
+      }),
+    );
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffered += chunk;
+      let nl: number;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, nl);
+        this.buffered = this.buffered.slice(nl + 1);
+        if (!line.trim()) continue;
+        let msg: unknown;
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        // A response without an id is the daemon refusing the connection (too many clients).
+        const m = msg as Partial<JSONRPCResponse> & { method?: string };
+        if (m.id === null && m.error) {
+          this.fatal = new CliError(`daemon refused the connection: ${m.error.message}`, EXIT.DAEMON);
+          socket.destroy();
+          continue;
+        }
+        void this.rpc.receiveAndSend(msg as never);
+      }
+    });
+    socket.on('close', () => this.rpc.rejectAllPendingRequests(this.fatal?.message ?? 'the daemon closed the connection'));
+  }
+
+  fatal: CliError | null = null;
+
+  static connect(socketPath: string): Promise<DaemonClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(socketPath);
+      s.once('connect', () => resolve(new DaemonClient(s, socketPath)));
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        const how = 'start it with `sudo systemctl start ebpfmon` (or `sudo npm start` in a source tree), or point --socket / EBPFMON_SOCKET at its socket';
+        if (err.code === 'EACCES') reject(new CliError(`cannot open ${socketPath}: permission denied`, EXIT.PERMISSION));
+        else reject(new CliError(`cannot reach the ebpfmon daemon at ${socketPath} (${err.code ?? err.message}): ${how}`, EXIT.UNREACHABLE));
+      });
+    });
+  }
+
+  async call<R>(method: string, params?: object): Promise<R> {
+    try {
+      return (await this.rpc.request(method, params)) as R;
+    } catch (err) {
+      if (this.fatal) throw this.fatal;
+      if (err instanceof JSONRPCErrorException) {
+        const code = err.code === PERMISSION_DENIED ? EXIT.PERMISSION : err.code === -32602 ? EXIT.USAGE : EXIT.DAEMON;
+        throw new CliError(err.message, code);
+      }
+      throw new CliError(`daemon request ${method} failed: ${(err as Error).message}`, EXIT.DAEMON);
+    }
+  }
+
+  /** Handles server notifications (`events.event`, `events.lost`). */
+  onNotification(method: string, fn: (params: unknown) => void): void {
+    this.rpc.addMethod(method, (params) => {
+      fn(params);
+    });
+  }
+
+  onClose(fn: () => void): void {
+    this.socket.once('close', fn);
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every configuration key, its default, its EBPFMON_* environment override and what it
+// accepts. docs/configuration.md documents the same keys; a unit test keeps them in step.
+import convict from 'convict';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+function intFormat(name: string, min: number, max: number) {
+  return {
+    name,
+    validate(v: unknown) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new Error(`must be an integer from ${min} to ${max}`);
+    },
+    coerce: (v: unknown) => (typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v),
+  };
+}
+
+convict.addFormats({
+  'interface-list': {
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s.length === 0 || s.length > 15 || /[\s/]/.test(s))) {
+        throw new Error('must be an array of interface names or globs (1-15 characters, no spaces or slashes), e.g. ["eth0", "veth*"]');
+      }
+    },
+    coerce: (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  },
+  'absolute-path': {
+    validate(v: unknown) {
+      if (typeof v !== 'string' || !v.startsWith('/')) throw new Error('must be an absolute path');
+    },
+  },
+  'optional-path': {
+    validate(v: unknown) {
+      if (typeof v !== 'string' || (v !== '' && !v.startsWith('/'))) throw new Error('must be an absolute path, or "" for the default');
+    },
+  },
+  'ringbuf-size': {
+    validate(v: unknown) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 4096 || v > 1 << 30 || (v & (v - 1)) !== 0) {
+        throw new Error('must be a power of two from 4096 to 1073741824 (bytes)');
+      }
+    },
+    coerce: (v: unknown) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+  },
+  'map-size': intFormat('map-size', 1024, 1 << 24),
+  seconds: intFormat('seconds', 1, 30 * 24 * 3600),
+  count: intFormat('count', 1, 1_000_000),
+  bytes: intFormat('bytes', 1024, 64 << 20),
+  'object-list': {
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
+    },
+  },
+});
+
+export const schema = {
+  interfaces: {
+    doc: 'Interfaces to monitor: names or globs. Loopback only when named. Default: every interface that is up.',
+    format: 'interface-list', default: ['*'], env: 'EBPFMON_INTERFACES',
+  },
+  socketPath: { doc: 'JSON-RPC Unix socket', format: 'absolute-path', default: '/run/ebpfmon/ebpfmon.sock', env: 'EBPFMON_SOCKET' },
+  pinPath: { doc: 'bpffs directory holding every pinned map, program and link', format: 'absolute-path', default: '/sys/fs/bpf/ebpfmon', env: 'EBPFMON_PIN_PATH' },
+  bpfObjectDir: { doc: 'Directory of the compiled BPF objects ("" = next to the daemon)', format: 'optional-path', default: '', env: 'EBPFMON_BPF_DIR' },
+  logLevel: { doc: 'fatal, error, warn, info, debug or trace', format: LOG_LEVELS as unknown as string[], default: 'info', env: 'EBPFMON_LOG_LEVEL' },
+  trackAllNamespaces: {
+    doc: "Attribute sockets of every network namespace, not only the daemon's own",
+    format: Boolean, default: false, env: 'EBPFMON_TRACK_ALL_NAMESPACES',
+  },
+  maps: {
+    flows: { doc: 'Flow table entries (LRU)', format: 'map-size', default: 65536, env: 'EBPFMON_MAPS_FLOWS' },
+    owners: { doc: 'Socket owners by cookie (LRU)', format: 'map-size', default: 65536, env: 'EBPFMON_MAPS_OWNERS' },
+    tuples: { doc: 'Socket owners by flow tuple (LRU)', format: 'map-size', default: 32768, env: 'EBPFMON_MAPS_TUPLES' },
+    binds: { doc: 'Listening/bound endpoints (LRU)', format: 'map-size', default: 8192, env: 'EBPFMON_MAPS_BINDS' },
+    ringBufferBytes: { doc: 'Event ring buffer size', format: 'ringbuf-size', default: 4 * 1024 * 1024, env: 'EBPFMON_MAPS_RING_BUFFER_BYTES' },
+  },
+  flows: {
+    closedRetentionSec: { doc: 'How long closed flows stay queryable', format: 'seconds', default: 60, env: 'EBPFMON_FLOWS_CLOSED_RETENTION_SEC' },
+    idleTimeoutSec: { doc: 'UDP/ICMP/other flows idle this long are removed', format: 'seconds', default: 300, env: 'EBPFMON_FLOWS_IDLE_TIMEOUT_SEC' },
+    tcpIdleTimeoutSec: { doc: 'TCP flows without a local socket idle this long are removed', format: 'seconds', default: 3600, env: 'EBPFMON_FLOWS_TCP_IDLE_TIMEOUT_SEC' },
+    gcIntervalSec: { doc: 'How often expired flows are collected', format: 'seconds', default: 10, env: 'EBPFMON_FLOWS_GC_INTERVAL_SEC' },
+  },
+  events: {
+    execArgs: { doc: 'Capture the first exec arguments', format: Boolean, default: true, env: 'EBPFMON_EVENTS_EXEC_ARGS' },
+  },
+  rpc: {
+    maxClients: { doc: 'Simultaneous socket clients', format: 'count', default: 64, env: 'EBPFMON_RPC_MAX_CLIENTS' },
+    maxMessageBytes: { doc: 'Largest request line accepted', format: 'bytes', default: 1048576, env: 'EBPFMON_RPC_MAX_MESSAGE_BYTES' },
+    maxSubscriptionsPerClient: { doc: 'Event subscriptions per connection', format: 'count', default: 8, env: 'EBPFMON_RPC_MAX_SUBSCRIPTIONS' },
+    subscriberQueue: { doc: 'Events queued per slow subscriber before it loses some', format: 'count', default: 10000, env: 'EBPFMON_RPC_SUBSCRIBER_QUEUE' },
+  },
+  access: {
+    group: { doc: 'Members see every flow', format: String, default: 'ebpfmon', env: 'EBPFMON_GROUP' },
+    adminGroup: { doc: 'Members may change the load balancer', format: String, default: 'ebpfmon-admin', env: 'EBPFMON_ADMIN_GROUP' },
+  },
+  dbus: {
+    enabled: { doc: 'Serve org.ebpfmon1 on the system bus', format: Boolean, default: true, env: 'EBPFMON_DBUS' },
+    address: { doc: 'Bus address ("" = the system bus)', format: String, default: '', env: 'EBPFMON_DBUS_ADDRESS' },
+  },
+  lb: {
+    interfaces: { doc: 'Interfaces that get the XDP load balancer (none: not loaded)', format: 'interface-list', default: [] as string[], env: 'EBPFMON_LB_INTERFACES' },
+    xdpMode: { doc: 'native or generic XDP', format: ['native', 'generic'], default: 'native', env: 'EBPFMON_LB_XDP_MODE' },
+    vips: { doc: 'VIPs declared in the file (see docs/lb.md)', format: 'object-list', default: [] as object[] },
+  },
+};
+
+export type Config = ReturnType<ReturnType<typeof makeConfig>['getProperties']>;
+
+export function makeConfig() {
+  // Environment and argv are applied by load.ts (so errors name the variable), not here.
+  return convict(schema, { env: {}, args: [] });
+}

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: Apache-2.0
+// The flow table: queries over emon_flows (batch dumps, filtered on the raw bytes before
+// any JS object is built, so `flows --pid` over a million flows stays cheap), joined with
+// the process table, and the garbage collector that removes closed and idle flows after
+// their retention time (their counts move to per-process totals, so nothing is lost).
+import type { BpfMap } from '../bpf/maps.js';
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
+import { AF_INET, formatIp, inCidr, type parseCidr } from '../util/ip.js';
+import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy, type Direction } from './wire.js';
+
+export const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp6', 132: 'sctp', 136: 'udplite' };
+export const PROTO_NUMBERS: Record<string, number> = Object.fromEntries(Object.entries(PROTO_NAMES).map(([n, s]) => [s, Number(n)]));
+
+const TCP_STATES = ['', 'established', 'syn_sent', 'syn_recv', 'fin_wait1', 'fin_wait2', 'time_wait', 'closed', 'close_wait', 'last_ack', 'listen', 'closing', 'syn_recv'];
+const TCP_FLAG_NAMES: Array<[number, string]> = [[0x02, 'SYN'], [0x10, 'ACK'], [0x08, 'PSH'], [0x01, 'FIN'], [0x04, 'RST'], [0x20, 'URG'], [0x40, 'ECE'], [0x80, 'CWR']];
+
+export interface Flow {
+  proto: string;
+  family: 'ipv4' | 'ipv6';
+  localAddr: string;
+  localPort: number | null;
+  remoteAddr: string;
+  remotePort: number | null;
+  /** ICMP/ICMPv6 only: message type (a reply counts under its request's type) and echo id or code. */
+  icmpType?: number;
+  icmpId?: number;
+  direction: Direction;
+  interface: string | null;
+  pid: number | null;
+  tid: number | null;
+  comm: string | null;
+  uid: number | null;
+  gid: number | null;
+  cgroupId: string | null;
+  attributedBy: AttributedBy;
+  ppid: number | null;
+  exe: string | null;
+  state: string;
+  tcpFlags: { tx: string[]; rx: string[] };
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  fragments: number;
+  ipOptions: boolean;
+  ipv6ExtHeaders: boolean;
+  firstSeen: string;
+  lastSeen: string;
+  closedAt: string | null;
+}
+
+export type FlowSort = 'bytes' | 'packets' | 'age' | 'recent';
+
+export interface FlowQuery {
+  pid?: number;
+  comm?: string;
+  uid?: number;
+  remoteAddr?: ReturnType<typeof parseCidr>;
+  localAddr?: ReturnType<typeof parseCidr>;
+  port?: number;
+  proto?: number;
+  interface?: string;
+  includeClosed?: boolean;
+  sort?: FlowSort;
+  limit?: number;
+}
+
+export interface ProcessInfoSource {
+  lookup(tgid: number): { ppid: number | null; exe: string | null; comm: string } | undefined;
+}
+
+export interface ProcessTotals {
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  flows: number;
+  openFlows: number;
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  lastSeen: string | null;
+}
+
+/** Totals of flows the GC removed, per process: keeps per-process counts monotonic. */
+interface Retired {
+  comm: string;
+  uid: number;
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  flows: number;
+  lastNs: bigint;
+}
+
+function flagNames(bits: number): string[] {
+  return TCP_FLAG_NAMES.filter(([b]) => bits & b).map(([, n]) => n);
+}
+
+function tcpState(v: DataView, o: number, closedNs: bigint, direction: number): string {
+  if (closedNs) return 'closed';
+  const sock = v.getUint8(o + FLOW.fields.sock_state.offset);
+  if (sock) return TCP_STATES[sock] ?? `state_${sock}`;
+  // No local socket state (forwarded traffic, or not yet seen): derive it from flags.
+  const tx = v.getUint8(o + FLOW.fields.tcp_flags_tx.offset);
+  const rx = v.getUint8(o + FLOW.fields.tcp_flags_rx.offset);
+  if ((tx | rx) & 0x04) return 'reset';
+  if (tx & rx & 0x01) return 'closed';
+  if ((tx | rx) & 0x01) return 'closing';
+  const init = direction === 2 ? rx : tx;
+  const resp = direction === 2 ? tx : rx;
+  if (init & 0x02 && !(resp & 0x02)) return direction === 2 ? 'syn_recv' : 'syn_sent';
+  return (tx | rx) & 0x10 ? 'established' : 'new';
+}
+
+export class FlowTable {
+  private readonly retired = new Map<number, Retired>();
+  /** Flows this daemon deleted since it started (the pinned stats map keeps the lifetime total). */
+  deletedTotal = 0;
+
+  constructor(
+    private readonly map: BpfMap,
+    private readonly ifname: (ifindex: number) => string | null,
+    private readonly procs: ProcessInfoSource,
+    private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number },
+  ) {}
+
+  /** Boot-time ns -> wall-clock ms, fixed for one query. */
+  private clock(): (ns: bigint) => number {
+    const offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME);
+    return (ns: bigint) => Number((ns + offsetNs) / 1_000_000n);
+  }
+
+  /** Walks every flow entry; `fn` gets views over the chunk and the entry's key/value offsets. */
+  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): void {
+    this.map.forEachChunk(({ keys, values, count }) => {
+      const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+      const vv = new DataView(values.buffer, values.byteOffset, values.byteLength);
+      for (let i = 0; i < count; i++) fn(kv, i * FLOW_KEY.size, vv, i * FLOW.size, keys, values);
+    });
+  }
+
+  query(q: FlowQuery = {}): { flows: Flow[]; total: number; matched: number } {
+    const toMs = this.clock();
+    const ow = FLOW.fields.owner.offset;
+    const out: Flow[] = [];
+    let total = 0;
+    this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
+      total++;
+      // Cheap filters on raw bytes first.
+      if (q.pid !== undefined && vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) !== q.pid) return;
+      if (q.uid !== undefined && (vv.getUint8(vo + ow + OWNER.fields.how.offset) === 0 || vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) !== q.uid)) return;
+      if (q.proto !== undefined && kv.getUint8(ko + FLOW_KEY.fields.proto.offset) !== q.proto) return;
+      const closedNs = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
+      if (q.includeClosed === false && closedNs) return;
+      const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
+      const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
+      const isIcmp = proto === 1 || proto === 58;
+      const lport = kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true);
+      const rport = kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true);
+      if (q.port !== undefined && (isIcmp || (lport !== q.port && rport !== q.port))) return;
+      if (q.remoteAddr && !inCidr(family, kbytes, ko + FLOW_KEY.fields.raddr.offset, q.remoteAddr)) return;
+      if (q.localAddr && !inCidr(family, kbytes, ko + FLOW_KEY.fields.laddr.offset, q.localAddr)) return;
+      const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
+      const comm = how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : null;
+      if (q.comm !== undefined && comm !== q.comm) return;
+      const ifindex = vv.getUint32(vo + FLOW.fields.ifindex.offset, true);
+      const iface = this.ifname(ifindex);
+      if (q.interface !== undefined && iface !== q.interface) return;
+
+      const tgid = how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      const proc = tgid !== null ? this.procs.lookup(tgid) : undefined;
+      const direction = vv.getUint8(vo + FLOW.fields.direction.offset);
+      const flags = vv.getUint8(vo + FLOW.fields.flags.offset);
+      const flow: Flow = {
+        proto: PROTO_NAMES[proto] ?? String(proto),
+        family: family === AF_INET ? 'ipv4' : 'ipv6',
+        localAddr: formatIp(kbytes, ko + FLOW_KEY.fields.laddr.offset, family),
+        localPort: isIcmp ? null : lport,
+        remoteAddr: formatIp(kbytes, ko + FLOW_KEY.fields.raddr.offset, family),
+        remotePort: isIcmp ? null : rport,
+        direction: DIRECTION_NAMES[direction] ?? 'unknown',
+        interface: iface,
+        pid: tgid,
+        tid: how ? vv.getUint32(vo + ow + OWNER.fields.pid.offset, true) : null,
+        comm,
+        uid: how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null,
+        gid: how ? vv.getUint32(vo + ow + OWNER.fields.gid.offset, true) : null,
+        cgroupId: how ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
+        attributedBy: HOW_NAMES[how] ?? 'none',
+        ppid: proc?.ppid ?? null,
+        exe: proc?.exe ?? null,
+        state: proto === 6 ? tcpState(vv, vo, closedNs, direction) : closedNs ? 'closed' : 'active',
+        tcpFlags: { tx: flagNames(vv.getUint8(vo + FLOW.fields.tcp_flags_tx.offset)), rx: flagNames(vv.getUint8(vo + FLOW.fields.tcp_flags_rx.offset)) },
+        txBytes: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
+        rxBytes: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
+        txPackets: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
+        rxPackets: Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true)),
+        fragments: vv.getUint32(vo + FLOW.fields.frags.offset, true),
+        ipOptions: (flags & FLOW_F.IP_OPTIONS) !== 0,
+        ipv6ExtHeaders: (flags & FLOW_F.IPV6_EXT) !== 0,
+        firstSeen: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.first_ns.offset, true))).toISOString(),
+        lastSeen: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true))).toISOString(),
+        closedAt: closedNs ? new Date(toMs(closedNs)).toISOString() : null,
+      };
+      if (isIcmp) {
+        flow.icmpType = rport;
+        flow.icmpId = lport;
+      }
+      out.push(flow);
+    });
+    const matched = out.length;
+    sortFlows(out, q.sort ?? 'bytes');
+    return { flows: q.limit !== undefined ? out.slice(0, q.limit) : out, total, matched };
+  }
+
+  /** Per-process totals: live flows plus flows already collected (so totals only grow). */
+  processes(q: { uid?: number } = {}): ProcessTotals[] {
+    const toMs = this.clock();
+    const by = new Map<number | null, ProcessTotals & { lastNs: bigint }>();
+    const ow = FLOW.fields.owner.offset;
+    const get = (pid: number | null, comm: string | null, uid: number | null) => {
+      let t = by.get(pid);
+      if (!t) {
+        const proc = pid !== null ? this.procs.lookup(pid) : undefined;
+        t = { pid, comm, uid, exe: proc?.exe ?? null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeen: null, lastNs: 0n };
+        by.set(pid, t);
+      }
+      return t;
+    };
+    this.walk((_kv, _ko, vv, vo, _kb, vbytes) => {
+      const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
+      const uid = how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
+      if (q.uid !== undefined && uid !== q.uid) return;
+      const pid = how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      const t = get(pid, how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : null, uid);
+      t.flows++;
+      if (!vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true)) t.openFlows++;
+      t.txBytes += Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true));
+      t.rxBytes += Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true));
+      t.txPackets += Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true));
+      t.rxPackets += Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true));
+      const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
+      if (last > t.lastNs) t.lastNs = last;
+    });
+    for (const [pid, r] of this.retired) {
+      if (q.uid !== undefined && r.uid !== q.uid) continue;
+      const t = get(pid === -1 ? null : pid, r.comm || null, pid === -1 ? null : r.uid);
+      t.flows += r.flows;
+      t.txBytes += r.txBytes;
+      t.rxBytes += r.rxBytes;
+      t.txPackets += r.txPackets;
+      t.rxPackets += r.rxPackets;
+      if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
+    }
+    return [...by.values()]
+      .map(({ lastNs, ...t }) => ({ ...t, lastSeen: lastNs ? new Date(toMs(lastNs)).toISOString() : null }))
+      .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
+  }
+
+  /**
+   * Removes flows closed longer than the retention time, and flows idle longer than their
+   * idle timeout (TCP flows whose socket is still open are kept however quiet). Their
+   * counts go to the per-process totals. Returns the number removed.
+   */
+  gc(): number {
+    const nowNs = clockNs(CLOCK_BOOTTIME);
+    const closedNs = BigInt(this.opts.closedRetentionMs) * 1_000_000n;
+    const idleNs = BigInt(this.opts.idleTimeoutMs) * 1_000_000n;
+    const tcpIdleNs = BigInt(this.opts.tcpIdleTimeoutMs) * 1_000_000n;
+    const ow = FLOW.fields.owner.offset;
+    const doomed: Buffer[] = [];
+    const counts: Array<{ pid: number; comm: string; uid: number; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
+    this.walk((kv, ko, vv, vo, kb, vbytes) => {
+      const closed = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
+      const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
+      const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
+      const sock = vv.getUint8(vo + FLOW.fields.sock_state.offset);
+      let expired: boolean;
+      if (closed) expired = nowNs - closed > closedNs && nowNs - last > closedNs;
+      else if (proto === 6) expired = sock === 0 && nowNs - last > tcpIdleNs;
+      else expired = nowNs - last > idleNs;
+      if (!expired) return;
+      doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
+      const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
+      counts.push({
+        pid: how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : -1,
+        comm: how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : '',
+        uid: how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : -1,
+        tx: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
+        rx: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
+        txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
+        rxp: Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true)),
+        last,
+      });
+    });
+    if (doomed.length === 0) return 0;
+    const deleted = this.map.deleteBatch(Buffer.concat(doomed), doomed.length);
+    for (const c of counts) {
+      let r = this.retired.get(c.pid);
+      if (!r) {
+        r = { comm: c.comm, uid: c.uid, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
+        this.retired.set(c.pid, r);
+      }
+      r.txBytes += c.tx;
+      r.rxBytes += c.rx;
+      r.txPackets += c.txp;
+      r.rxPackets += c.rxp;
+      r.flows++;
+      if (c.last > r.lastNs) r.lastNs = c.last;
+    }
+    this.deletedTotal += deleted;
+    return deleted;
+  }
+
+  /** Forgets retired totals of processes that exited (called by the process table). */
+  forgetProcess(pid: number): void {
+    this.retired.delete(pid);
+  }
+
+  /** Number of flow entries (one dump). */
+  count(): number {
+    let n = 0;
+    this.map.forEachChunk(({ count }) => (n += count));
+    return n;
+  }
+}
+
+function sortFlows(flows: Flow[], by: FlowSort): void {
+  switch (by) {
+    case 'bytes':
+      flows.sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
+      break;
+    case 'packets':
+      flows.sort((a, b) => b.txPackets + b.rxPackets - (a.txPackets + a.rxPackets));
+      break;
+    case 'age':
+      flows.sort((a, b) => (a.firstSeen < b.firstSeen ? -1 : a.firstSeen > b.firstSeen ? 1 : 0));
+      break;
+    case 'recent':
+      flows.sort((a, b) => (a.lastSeen > b.lastSeen ? -1 : a.lastSeen < b.lastSeen ? 1 : 0));
+      break;
+  }
+}

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+// Which interfaces carry the classifier. The configured names and globs are matched
+// against the interfaces of the daemon's network namespace on start, on every netlink
+// link event (new interfaces get the classifier at once) and every 2 s as a safety net.
+// Loopback is only monitored when named explicitly. Interfaces that disappear are
+// forgotten (their filters went with them); interfaces that stop matching after a
+// configuration reload are detached.
+import type { Logger } from 'pino';
+import type { Deployment } from '../bpf/deployment.js';
+import { IFF_LOOPBACK, IFF_UP, listLinks, watchLinks, type Link, type LinkWatcher } from '../net/netlink.js';
+import { globToRegExp, isGlob } from '../util/glob.js';
+import { PROG } from './components.js';
+
+export interface AttachedInterface {
+  name: string;
+  ifindex: number;
+  since: string;
+  ingress: string | undefined;
+  egress: string | undefined;
+}
+
+export class InterfaceManager {
+  private links = new Map<number, Link>();
+  private globs: RegExp[] = [];
+  private names = new Set<string>();
+  private watcher: LinkWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly log: Logger;
+  /** Interfaces that failed to attach, with the error (status shows them). */
+  readonly failures = new Map<string, string>();
+
+  constructor(private readonly deployment: Deployment, logger: Logger, patterns: string[], private readonly pollMs = 2000) {
+    this.log = logger.child({ component: 'interfaces' });
+    this.setPatterns(patterns);
+  }
+
+  setPatterns(patterns: string[]): void {
+    this.globs = patterns.filter(isGlob).map(globToRegExp);
+    this.names = new Set(patterns.filter((p) => !isGlob(p)));
+  }
+
+  private wanted(link: Link): boolean {
+    if (this.names.has(link.name)) return true;
+    if (link.flags & IFF_LOOPBACK) return false;
+    return this.globs.some((re) => re.test(link.name));
+  }
+
+  start(): void {
+    this.reconcile();
+    this.watcher = watchLinks(() => this.reconcile());
+    this.timer = setInterval(() => this.reconcile(), this.pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  name(ifindex: number): string | null {
+    return this.links.get(ifindex)?.name ?? null;
+  }
+
+  attached(): AttachedInterface[] {
+    return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, since: r.attachedAt, ingress: r.programs.ingress, egress: r.programs.egress }));
+  }
+
+  reconcile(): void {
+    let links: Link[];
+    try {
+      links = listLinks();
+    } catch (err) {
+      this.log.warn({ err }, 'listing interfaces failed');
+      return;
+    }
+    this.links = new Map(links.map((l) => [l.ifindex, l]));
+    for (const link of links) {
+      if (!this.wanted(link) || !(link.flags & IFF_UP)) continue;
+      try {
+        const i = this.deployment.attachTc(link.ifindex, link.name, 'ingress', PROG.tcIngress);
+        const e = this.deployment.attachTc(link.ifindex, link.name, 'egress', PROG.tcEgress);
+        if (i !== 'adopted' || e !== 'adopted') this.log.info({ iface: link.name, ingress: i, egress: e }, 'classifier attached');
+        this.failures.delete(link.name);
+      } catch (err) {
+        if (this.failures.get(link.name) !== (err as Error).message) this.log.error({ err, iface: link.name }, 'attaching classifier failed');
+        this.failures.set(link.name, (err as Error).message);
+      }
+    }
+    for (const rec of this.deployment.tcRecords()) {
+      const link = this.links.get(rec.ifindex);
+      if (!link || link.name !== rec.ifname) {
+        this.deployment.forgetTc(rec.ifindex);
+        this.log.info({ iface: rec.ifname }, 'interface gone, forgotten');
+      } else if (!this.wanted(link)) {
+        try {
+          this.deployment.detachTc(rec.ifindex);
+          this.log.info({ iface: rec.ifname }, 'interface no longer configured, classifier detached');
+        } catch (err) {
+          this.log.error({ err, iface: rec.ifname }, 'detaching classifier failed');
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+// The flow monitor, assembled: deploys the flows, sockets and procs components (adopting
+// what is pinned), scans sockets that predate the daemon, attaches the classifier to the
+// configured interfaces, reads events from the ring buffer, and serves flow, process and
+// status queries. stop() releases the daemon's handles and leaves everything pinned and
+// attached: monitoring goes on while the daemon restarts.
+import type { Logger } from 'pino';
+import { Deployment, type DeployResult } from '../bpf/deployment.js';
+import { RingBufReader } from '../bpf/ringbuf.js';
+import { BPF_PROG_TYPE_NAMES } from '../bpf/uapi.js';
+import type { ProbeStatus } from '../bpf/manifest.js';
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
+import { currentNetnsCookie } from '../sys/netns.js';
+import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SOCKETS } from './components.js';
+import { decodeEvent, EventBus, type DecodeContext } from './events.js';
+import { FlowTable } from './flows.js';
+import { InterfaceManager } from './interfaces.js';
+import { ProcessTable } from './processes.js';
+import type { MonitorApi, MonitorStatus } from './api.js';
+import type { FlowQuery } from './flows.js';
+import type { ProgramsListResult } from '../rpc/protocol.js';
+import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
+import { CFG_EXEC_ARGS, CONFIG, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
+
+export const LAYOUT_VERSION = 1; // bpf/lib/common.h EMON_LAYOUT_VERSION
+
+export interface MonitorOptions {
+  pinPath: string;
+  objectDir: string;
+  interfaces: string[];
+  mapSizes: { flows: number; owners: number; tuples: number; binds: number; ringBufferBytes: number };
+  closedRetentionMs: number;
+  idleTimeoutMs: number;
+  tcpIdleTimeoutMs: number;
+  gcIntervalMs: number;
+  execArgs: boolean;
+  /** Track sockets of every network namespace, not only the daemon's. */
+  allNamespaces: boolean;
+  daemonVersion: string;
+  logger: Logger;
+}
+
+export interface ProgramView {
+  name: string;
+  id: number;
+  type: string;
+  tag: string;
+  component: string;
+  hooks: string[];
+  pinned: string;
+  runCount: number;
+  runTimeNs: number;
+}
+
+export interface MapView {
+  name: string;
+  maxEntries: number;
+  entries: number | null;
+}
+
+const STAT_KEY = (i: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(i);
+  return b;
+};
+
+export class Monitor implements MonitorApi {
+  readonly bus = new EventBus();
+  readonly deployment: Deployment;
+  readonly flows: FlowTable;
+  readonly processes: ProcessTable;
+  readonly interfaces: InterfaceManager;
+  readonly deployResults: DeployResult[] = [];
+  private reader: RingBufReader | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private offsetNs = 0n;
+  private readonly log: Logger;
+  readonly startedAt = new Date();
+  scanned = { sockets: 0, processes: 0 };
+
+  private constructor(private readonly opts: MonitorOptions, deployment: Deployment) {
+    this.log = opts.logger.child({ component: 'monitor' });
+    this.deployment = deployment;
+    this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
+    this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
+    this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts);
+  }
+
+  /** Deploys (or adopts) the programs and starts monitoring. */
+  static start(opts: MonitorOptions): Monitor {
+    const deployment = Deployment.open({
+      pinPath: opts.pinPath,
+      objectDir: opts.objectDir,
+      layoutVersion: LAYOUT_VERSION,
+      daemonVersion: opts.daemonVersion,
+      logger: opts.logger,
+      mapSizes: {
+        [MAP.flows]: opts.mapSizes.flows,
+        [MAP.owners]: opts.mapSizes.owners,
+        [MAP.tuples]: opts.mapSizes.tuples,
+        [MAP.binds]: opts.mapSizes.binds,
+        [MAP.events]: opts.mapSizes.ringBufferBytes,
+      },
+    });
+    try {
+      const results = MONITOR_COMPONENTS.map((c) => deployment.deploy(c));
+      const m = new Monitor(opts, deployment);
+      m.deployResults.push(...results);
+      m.init();
+      return m;
+    } catch (err) {
+      deployment.close();
+      throw err;
+    }
+  }
+
+  private init(): void {
+    this.writeConfig();
+    this.refreshClock();
+    this.scanned.processes = this.processes.scanProc();
+    this.scanSockets();
+    this.interfaces.start();
+    this.reader = new RingBufReader(this.deployment.map(MAP.events), (v, off, len) => this.onRecord(v, off, len), {
+      onError: (err) => this.log.warn({ err }, 'event handler failed'),
+    });
+    this.reader.start();
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(() => {
+        try {
+          fn();
+        } catch (err) {
+          this.log.error({ err }, 'periodic task failed');
+        }
+      }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.gcIntervalMs, () => this.gc());
+    every(10_000, () => this.processes.expire());
+    every(1_000, () => this.refreshClock());
+  }
+
+  private writeConfig(): void {
+    const v = Buffer.alloc(CONFIG.size);
+    const cookie = this.opts.allNamespaces ? 0n : currentNetnsCookie() ?? 0n;
+    v.writeBigUInt64LE(cookie, CONFIG.fields.netns_cookie.offset);
+    v.writeUInt32LE(this.opts.execArgs ? CFG_EXEC_ARGS : 0, CONFIG.fields.flags.offset);
+    this.deployment.map(MAP.config).update(STAT_KEY(0), v);
+  }
+
+  /** Runs the socket iterator once: owners of sockets opened before the daemon. */
+  private scanSockets(): void {
+    const active = this.probes().find((p) => p.capability === 'socket-scan')?.active;
+    if (!active) {
+      this.log.warn('socket scan unavailable: connections that predate the daemon stay unattributed');
+      return;
+    }
+    const before = this.stat('ownersProc');
+    this.deployment.runIter(PROG.iterSockets);
+    this.scanned.sockets = Number(this.stat('ownersProc') - before);
+    this.log.info({ sockets: this.scanned.sockets, processes: this.scanned.processes }, 'scanned sockets and processes that predate the daemon');
+  }
+
+  private refreshClock(): void {
+    this.offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME);
+  }
+
+  readonly decodeCtx: DecodeContext = {
+    toMs: (ns) => Number((ns + this.offsetNs) / 1_000_000n),
+    ifname: (i) => this.interfaces.name(i),
+  };
+
+  private onRecord(v: DataView, off: number, len: number): void {
+    const e = decodeEvent(v, off, len, this.decodeCtx);
+    if (!e) {
+      this.bus.undecodable++;
+      return;
+    }
+    if (e.type === 'exec') this.processes.onExec(e);
+    else if (e.type === 'exit') this.processes.onExit(e);
+    this.bus.publish(e);
+  }
+
+  gc(): number {
+    const n = this.flows.gc();
+    if (n > 0) this.addStat(STAT_FLOWS_DELETED, n);
+    return n;
+  }
+
+  // --- stats ------------------------------------------------------------------------------
+
+  private statsValue(i: number): bigint {
+    const m = this.deployment.map(MAP.stats);
+    const v = m.lookup(STAT_KEY(i));
+    return v ? m.sumPerCpuU64(v) : 0n;
+  }
+
+  stat(name: (typeof STAT_NAMES)[number]): bigint {
+    return this.statsValue(STAT_NAMES.indexOf(name));
+  }
+
+  /** All counters, summed over CPUs. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    STAT_NAMES.forEach((n, i) => (out[n] = Number(this.statsValue(i))));
+    out.flowsDeleted = Number(this.statsValue(STAT_FLOWS_DELETED));
+    return out;
+  }
+
+  /** Adds to a daemon-maintained slot: kept in the pinned map so it survives restarts. */
+  private addStat(i: number, n: number): void {
+    const m = this.deployment.map(MAP.stats);
+    const v = m.lookup(STAT_KEY(i));
+    if (!v) return;
+    v.writeBigUInt64LE(v.readBigUInt64LE(0) + BigInt(n), 0); // CPU 0's slot; BPF never writes this index
+    m.update(STAT_KEY(i), v);
+  }
+
+  probes(): ProbeStatus[] {
+    const m = this.deployment.current.components;
+    return MONITOR_COMPONENTS.flatMap((c) => m[c.name]?.probes ?? []);
+  }
+
+  maps(): MapView[] {
+    return [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags].map((name) => {
+      const m = this.deployment.map(name);
+      let entries = 0;
+      m.forEachChunk(({ count }) => (entries += count));
+      return { name, maxEntries: m.maxEntries, entries };
+    });
+  }
+
+  loss(flowEntries: number): { kernelRingbufFull: number; flowsEvicted: number; undecodable: number } {
+    const c = this.counters();
+    return {
+      kernelRingbufFull: c.ringbufReserveFailed!,
+      // LRU evictions are not counted by the kernel: flows created, minus flows ebpfmon
+      // deleted, minus flows still present, were evicted.
+      flowsEvicted: Math.max(0, c.flowsCreated! - c.flowsDeleted! - flowEntries),
+      undecodable: this.bus.undecodable,
+    };
+  }
+
+  ringStats(): RingBufReader['stats'] & { pendingBytes: number } {
+    return { ...this.reader!.stats, pendingBytes: this.reader!.pendingBytes() };
+  }
+
+  programs(): ProgramView[] {
+    const comps = this.deployment.current.components;
+    const tc = this.deployment.tcRecords();
+    const hooksOf = (prog: string, component: string): string[] => {
+      const def = [FLOWS, SOCKETS, PROCS].find((c) => c.name === component);
+      const specs = def?.groups.flatMap((g) => g.alternatives.flatMap((a) => a.attach)).filter((s) => s.prog === prog) ?? [];
+      return specs.flatMap((s) => {
+        switch (s.kind) {
+          case 'tracepoint': return [`tracepoint/${s.category}/${s.name}`];
+          case 'cgroup': return ['cgroup v2 root'];
+          case 'auto': return ['fentry/fexit'];
+          case 'iter': return ['iterator (on demand)'];
+          case 'tc': {
+            const dir = prog === PROG.tcIngress ? 'ingress' : 'egress';
+            return tc.filter((r) => r.programs[dir] === prog).map((r) => `tc ${dir} ${r.ifname}`);
+          }
+          default: return [];
+        }
+      });
+    };
+    return Object.entries(comps).flatMap(([component, rec]) =>
+      rec.programs.map((name) => {
+        const info = this.deployment.progInfo(name);
+        return {
+          name, id: info.id, type: BPF_PROG_TYPE_NAMES[info.type] ?? String(info.type), tag: info.tag, component,
+          hooks: hooksOf(name, component), pinned: this.deployment.pins.path('progs', name),
+          runCount: Number(info.runCount), runTimeNs: Number(info.runTimeNs),
+        };
+      }),
+    );
+  }
+
+  // --- MonitorApi -----------------------------------------------------------------------
+
+  queryFlows(q: FlowQuery) {
+    return this.flows.query(q);
+  }
+
+  processTotals(q: { uid?: number }) {
+    return this.flows.processes(q);
+  }
+
+  status(): MonitorStatus {
+    const maps = this.maps();
+    const ring = this.ringStats();
+    return {
+      pinPath: this.deployment.pins.root,
+      deployedAt: this.deployment.current.createdAt,
+      adopted: Object.fromEntries(this.deployResults.map((r) => [r.component, r.adopted])),
+      probes: this.probes(),
+      interfaces: this.interfaces.attached(),
+      interfaceErrors: Object.fromEntries(this.interfaces.failures),
+      maps,
+      counters: this.counters(),
+      loss: this.loss(maps.find((m) => m.name === MAP.flows)?.entries ?? 0),
+      events: { received: { ...this.bus.counts }, pendingBytes: ring.pendingBytes, maxDrainMs: Math.round(ring.maxDrainMs * 100) / 100 },
+    };
+  }
+
+  programsList(): ProgramsListResult {
+    return {
+      programs: this.programs(),
+      links: this.deployment.describe().links.map((l) => ({ ...l, type: BPF_LINK_TYPE_NAMES[l.type] ?? String(l.type) })),
+    };
+  }
+
+  /** Applies a reloaded interface list (SIGHUP). Nothing else is detached. */
+  setInterfaces(patterns: string[]): void {
+    this.interfaces.setPatterns(patterns);
+    this.interfaces.reconcile();
+  }
+
+  /** Stops reading and releases handles; programs stay pinned and attached. */
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.interfaces.stop();
+    this.reader?.close();
+    this.reader = null;
+    this.deployment.close();
+  }
+}

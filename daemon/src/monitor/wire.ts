@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+// The monitor's wire format: TypeScript mirrors of bpf/lib/common.h, bpf/flows.h,
+// bpf/sockets.h and bpf/procs.h. Each layout lists the byte offset and size of every
+// field; test/unit/layout.test.ts checks them against the BTF of the built objects,
+// so a change on one side that is not made on the other fails the build's tests.
+
+export interface FieldSpec {
+  offset: number;
+  size: number;
+}
+
+export interface StructSpec {
+  /** C struct name (without `struct`). */
+  name: string;
+  size: number;
+  fields: Record<string, FieldSpec>;
+  /** Object file whose BTF carries the struct. */
+  object: string;
+}
+
+const f = (offset: number, size: number): FieldSpec => ({ offset, size });
+
+export const EVENT_HDR = {
+  name: 'emon_event_hdr', size: 16, object: 'sockets.bpf.o',
+  fields: { type: f(0, 2), size: f(2, 2), cpu: f(4, 4), ts_ns: f(8, 8) },
+} as const satisfies StructSpec;
+
+export const FLOW_KEY = {
+  name: 'emon_flow_key', size: 40, object: 'flows.bpf.o',
+  fields: { family: f(0, 1), proto: f(1, 1), lport: f(2, 2), rport: f(4, 2), _pad: f(6, 2), laddr: f(8, 16), raddr: f(24, 16) },
+} as const satisfies StructSpec;
+
+export const OWNER = {
+  name: 'emon_owner', size: 56, object: 'flows.bpf.o',
+  fields: {
+    tgid: f(0, 4), pid: f(4, 4), uid: f(8, 4), gid: f(12, 4), cgroup_id: f(16, 8), learned_ns: f(24, 8),
+    comm: f(32, 16), how: f(48, 1), _pad: f(49, 7),
+  },
+} as const satisfies StructSpec;
+
+export const FLOW = {
+  name: 'emon_flow', size: 128, object: 'flows.bpf.o',
+  fields: {
+    tx_bytes: f(0, 8), rx_bytes: f(8, 8), tx_packets: f(16, 8), rx_packets: f(24, 8), first_ns: f(32, 8),
+    last_ns: f(40, 8), closed_ns: f(48, 8), ifindex: f(56, 4), frags: f(60, 4), tcp_flags_tx: f(64, 1),
+    tcp_flags_rx: f(65, 1), sock_state: f(66, 1), direction: f(67, 1), flags: f(68, 1), _pad: f(69, 3), owner: f(72, 56),
+  },
+} as const satisfies StructSpec;
+
+export const ENDPOINT = {
+  name: 'emon_endpoint', size: 24, object: 'flows.bpf.o',
+  fields: { family: f(0, 1), proto: f(1, 1), port: f(2, 2), _pad: f(4, 4), addr: f(8, 16) },
+} as const satisfies StructSpec;
+
+export const FRAG_KEY = {
+  name: 'emon_frag_key', size: 40, object: 'flows.bpf.o',
+  fields: { family: f(0, 1), proto: f(1, 1), _pad: f(2, 2), id: f(4, 4), saddr: f(8, 16), daddr: f(24, 16) },
+} as const satisfies StructSpec;
+
+export const CONFIG = {
+  name: 'emon_config', size: 16, object: 'flows.bpf.o',
+  fields: { netns_cookie: f(0, 8), flags: f(8, 4), _pad: f(12, 4) },
+} as const satisfies StructSpec;
+
+export const EVENT_CONN = {
+  name: 'emon_event_conn', size: 120, object: 'sockets.bpf.o',
+  fields: { hdr: f(0, 16), key: f(16, 40), owner: f(56, 56), cookie: f(112, 8) },
+} as const satisfies StructSpec;
+
+export const EVENT_CLOSE = {
+  name: 'emon_event_close', size: 176, object: 'sockets.bpf.o',
+  fields: {
+    hdr: f(0, 16), key: f(16, 40), owner: f(56, 56), tx_bytes: f(112, 8), rx_bytes: f(120, 8), tx_packets: f(128, 8),
+    rx_packets: f(136, 8), first_ns: f(144, 8), sock_bytes_acked: f(152, 8), sock_bytes_received: f(160, 8),
+    ifindex: f(168, 4), old_state: f(172, 1), flow_seen: f(173, 1), direction: f(174, 1), _pad: f(175, 1),
+  },
+} as const satisfies StructSpec;
+
+export const EVENT_EXEC = {
+  name: 'emon_event_exec', size: 576, object: 'procs.bpf.o',
+  fields: {
+    hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), gid: f(28, 4), cgroup_id: f(32, 8), comm: f(40, 16),
+    filename_len: f(56, 2), args_len: f(58, 2), args_truncated: f(60, 1), _pad: f(61, 3), filename: f(64, 256), args: f(320, 256),
+  },
+} as const satisfies StructSpec;
+
+export const EVENT_EXIT = {
+  name: 'emon_event_exit', size: 56, object: 'procs.bpf.o',
+  fields: { hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), exit_code: f(28, 4), start_ns: f(32, 8), comm: f(40, 16) },
+} as const satisfies StructSpec;
+
+export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
+
+/** enum emon_event_type */
+export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;
+
+/** enum emon_how, as user space names it (`attributedBy`). */
+export const HOW_NAMES = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc'] as const;
+export type AttributedBy = (typeof HOW_NAMES)[number];
+
+/** enum emon_direction */
+export const DIRECTION_NAMES = ['unknown', 'outbound', 'inbound'] as const;
+export type Direction = (typeof DIRECTION_NAMES)[number];
+
+/** EMON_FLOW_F_* */
+export const FLOW_F = { IP_OPTIONS: 1, IPV6_EXT: 2, FRAGMENTS: 4 } as const;
+
+/** EMON_CFG_* */
+export const CFG_EXEC_ARGS = 1;
+
+/** enum emon_stat, in order (index = position). */
+export const STAT_NAMES = [
+  'ringbufReserveFailed', 'flowsCreated', 'flowCreateFailed', 'flowsUnattributed', 'packetsNonIp',
+  'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
+  'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
+  'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+export const STAT_MAX = 32;
+/** Slot the daemon itself maintains in emon_stats (flows it deleted), after the BPF ones. */
+export const STAT_FLOWS_DELETED = 31;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+// --- decoding -------------------------------------------------------------------------------
+
+export function cString(buf: Uint8Array, off: number, len: number): string {
+  let end = off;
+  while (end < off + len && buf[end] !== 0) end++;
+  return Buffer.from(buf.buffer, buf.byteOffset + off, end - off).toString('utf8');
+}

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// Runs the real daemon (build/js/daemon/src/main.js) inside a lab host, with its own pin
+// directory, socket and config file, and talks to it like ebpfmonctl does.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Host } from './lab.js';
+import { DaemonClient } from '../../client/src/rpc.js';
+
+export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DAEMON_MAIN = path.join(BUILD, 'daemon/src/main.js');
+export const CTL_MAIN = path.join(BUILD, 'client/src/main.js');
+export const OBJECT_DIR = path.resolve(BUILD, '../bpf');
+
+export interface DaemonOptions {
+  /** Config keys merged over the test defaults (interfaces ['*'], D-Bus off, fast GC). */
+  config?: Record<string, unknown>;
+  pinPath?: string;
+  socketDir?: string;
+  env?: Record<string, string>;
+  /** Wait for the ready log line (default true). */
+  wait?: boolean;
+}
+
+export class TestDaemon {
+  private out = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly host: Host, readonly child: ChildProcess, readonly socketPath: string, readonly pinPath: string, readonly configPath: string) {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.out += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.out += d));
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get output(): string {
+    return this.out;
+  }
+
+  /** Parsed pino log lines. */
+  logs(): Array<Record<string, unknown>> {
+    return this.out.split('\n').flatMap((l) => {
+      try {
+        return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const t0 = Date.now();
+    while (!this.out.includes('"msg":"ebpfmon ready"')) {
+      if (this.child.exitCode !== null) throw new Error(`daemon exited (${this.child.exitCode}) before ready:\n${this.out.slice(-3000)}`);
+      if (Date.now() - t0 > timeoutMs) throw new Error(`daemon not ready after ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async call<R = unknown>(method: string, params?: object): Promise<R> {
+    const c = await DaemonClient.connect(this.socketPath);
+    try {
+      return await c.call<R>(method, params);
+    } finally {
+      c.close();
+    }
+  }
+
+  /** SIGTERM (clean stop, programs stay pinned) and wait for exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) process.kill(this.child.pid!, signal);
+    return this.exited;
+  }
+}
+
+export function writeConfig(dir: string, socketPath: string, pinPath: string, extra: Record<string, unknown> = {}): string {
+  const cfg = {
+    socketPath,
+    pinPath,
+    bpfObjectDir: OBJECT_DIR,
+    interfaces: ['*'],
+    dbus: { enabled: false },
+    logLevel: 'info',
+    flows: { gcIntervalSec: 2 },
+    ...extra,
+  };
+  const file = path.join(dir, 'ebpfmon.json');
+  fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
+  return file;
+}
+
+/** Starts the daemon in `host` (its network namespace; the host's bpffs and /proc). */
+export async function startDaemon(host: Host, opts: DaemonOptions = {}): Promise<TestDaemon> {
+  const dir = opts.socketDir ?? host.lab.tmpdir();
+  fs.chmodSync(dir, 0o755); // unprivileged test users must reach the socket
+  const socketPath = path.join(dir, 'ebpfmon.sock');
+  const pinPath = opts.pinPath ?? host.lab.pinPath();
+  const configPath = writeConfig(dir, socketPath, pinPath, opts.config);
+  const child = host.spawn(process.execPath, [DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const d = new TestDaemon(host, child, socketPath, pinPath, configPath);
+  if (opts.wait !== false) await d.waitReady();
+  return d;
+}
+
+/** Restarts a daemon with the same files (same pins, socket, config). */
+export async function restartDaemon(prev: TestDaemon): Promise<TestDaemon> {
+  const child = prev.host.spawn(process.execPath, [DAEMON_MAIN, '--config', prev.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const d = new TestDaemon(prev.host, child, prev.socketPath, prev.pinPath, prev.configPath);
+  await d.waitReady();
+  return d;
+}
+
+/** Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. */
+export async function daemonOnce(host: Host, configPath: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(...host.wrap(process.execPath, [DAEMON_MAIN, '--config', configPath, ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
+  return { code, stdout, stderr };
+}
+
+/** Runs ebpfmonctl (optionally as another user, through setpriv) and collects its output. */
+export async function ctl(args: string[], opts: { socket: string; user?: { uid: number; gid: number }; host?: Host } = { socket: '' }): Promise<{ code: number; stdout: string; stderr: string }> {
+  let cmd = process.execPath;
+  let argv = [CTL_MAIN, '--socket', opts.socket, ...args];
+  if (opts.user) {
+    argv = [`--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, '--init-groups', cmd, ...argv];
+    cmd = 'setpriv';
+  }
+  const [c, a] = opts.host ? opts.host.wrap(cmd, argv) : [cmd, argv];
+  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number>((r) => child.once('exit', (cde) => r(cde ?? -1)));
+  return { code, stdout, stderr };
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+// A traffic peer that tests spawn inside lab hosts, so that each test knows the exact pid
+// of the process that talked and the exact bytes it sent and received (its own truth).
+// Every mode prints JSON lines on stdout.
+//
+//   peer.js tcp-server <addr> <port> [replyBytes]   accept; read to EOF; reply; report
+//   peer.js tcp-client <addr> <port> <sendBytes> [--expect N] [--hold MS] [--local-port P]
+//   peer.js udp-server <addr> <port>                report each datagram
+//   peer.js udp-client <addr> <port> <count> <size> [--connect] [--expect-replies] [--local-port P]
+//   peer.js tcp-hold <addr> <port>                  connect and wait for stdin lines:
+//                                                   "send N" sends N bytes, "close" closes
+import dgram from 'node:dgram';
+import net from 'node:net';
+import readline from 'node:readline';
+
+const [mode, addr = '', portS = '0', ...rest] = process.argv.slice(2);
+const port = Number(portS);
+const out = (o: object) => process.stdout.write(`${JSON.stringify({ pid: process.pid, ...o })}\n`);
+const flag = (name: string) => {
+  const i = rest.indexOf(name);
+  return i >= 0 ? rest[i + 1] : undefined;
+};
+
+switch (mode) {
+  case 'tcp-server': {
+    const reply = Number(rest[0] ?? 0);
+    const srv = net.createServer((s) => {
+      let got = 0;
+      s.on('data', (d) => (got += d.length));
+      s.on('end', () => {
+        const send = () => {
+          s.end();
+          out({ event: 'served', remotePort: s.remotePort, remoteAddr: s.remoteAddress, received: got, sent: reply });
+        };
+        if (reply > 0) s.write(Buffer.alloc(reply, 0x61), send);
+        else send();
+      });
+      s.on('error', () => undefined);
+    });
+    srv.listen(port, addr, () => out({ event: 'listening', port: (srv.address() as net.AddressInfo).port }));
+    break;
+  }
+  case 'tcp-client': {
+    const n = Number(rest[0] ?? 0);
+    const expect = Number(flag('--expect') ?? 0);
+    const hold = Number(flag('--hold') ?? 0);
+    const localPort = flag('--local-port') ? Number(flag('--local-port')) : undefined;
+    const s = net.connect({ host: addr, port, localPort }, () => {
+      out({ event: 'connected', localPort: s.localPort, localAddr: s.localAddress });
+      s.write(Buffer.alloc(n, 0x62), () => setTimeout(() => s.end(), hold));
+    });
+    let got = 0;
+    s.on('data', (d) => (got += d.length));
+    s.on('close', () => {
+      out({ event: 'done', localPort: s.localPort, sent: n, received: got, complete: got >= expect });
+      process.exit(0);
+    });
+    s.on('error', (e) => {
+      out({ event: 'error', message: e.message });
+      process.exit(1);
+    });
+    break;
+  }
+  case 'tcp-hold': {
+    const s = net.connect({ host: addr, port }, () => out({ event: 'connected', localPort: s.localPort }));
+    let sent = 0;
+    const rl = readline.createInterface({ input: process.stdin });
+    rl.on('line', (line) => {
+      const [cmd, arg] = line.trim().split(' ');
+      if (cmd === 'send') {
+        const n = Number(arg);
+        s.write(Buffer.alloc(n, 0x63), () => {
+          sent += n;
+          out({ event: 'sent', total: sent });
+        });
+      } else if (cmd === 'close') s.end();
+    });
+    s.on('close', () => {
+      out({ event: 'done', sent });
+      process.exit(0);
+    });
+    s.on('error', (e) => {
+      out({ event: 'error', message: e.message });
+      process.exit(1);
+    });
+    break;
+  }
+  case 'udp-server': {
+    const sock = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+    sock.on('message', (m, r) => {
+      out({ event: 'datagram', size: m.length, from: r.address, fromPort: r.port });
+      if (rest.includes('--echo')) sock.send(m, r.port, r.address);
+    });
+    sock.bind(port, addr, () => out({ event: 'listening', port: sock.address().port }));
+    break;
+  }
+  case 'udp-client': {
+    const count = Number(rest[0] ?? 1);
+    const size = Number(rest[1] ?? 100);
+    const sock = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+    const replies = rest.includes('--expect-replies');
+    let got = 0;
+    let gotBytes = 0;
+    sock.on('message', (m) => {
+      got++;
+      gotBytes += m.length;
+      if (got === count) finish();
+    });
+    const finish = () => {
+      out({ event: 'done', localPort: sock.address().port, sent: count, size, replies: got, replyBytes: gotBytes });
+      sock.close();
+    };
+    const go = () => {
+      let i = 0;
+      const next = () => {
+        if (i++ >= count) {
+          if (!replies) finish();
+          else setTimeout(finish, 3000); // bounded wait for late replies
+          return;
+        }
+        const cb = () => next();
+        if (rest.includes('--connect')) sock.send(Buffer.alloc(size, 0x64), cb);
+        else sock.send(Buffer.alloc(size, 0x64), port, addr, cb);
+      };
+      next();
+    };
+    const lp = flag('--local-port') ? Number(flag('--local-port')) : 0;
+    if (rest.includes('--connect')) sock.bind(lp, () => sock.connect(port, addr, go));
+    else sock.bind(lp, go);
+    break;
+  }
+  default:
+    process.stderr.write(`unknown mode ${mode}\n`);
+    process.exit(2);
+}
