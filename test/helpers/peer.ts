@@ -26,11 +26,15 @@ switch (mode) {
     const reply = Number(rest[0] ?? 0);
     const srv = net.createServer((s) => {
       let got = 0;
-      s.on('data', (d) => (got += d.length));
+      let head = '';
+      s.on('data', (d) => {
+        got += d.length;
+        if (head.length < 64) head += d.toString('latin1').slice(0, 64 - head.length);
+      });
       s.on('end', () => {
         const send = () => {
           s.end();
-          out({ event: 'served', remotePort: s.remotePort, remoteAddr: s.remoteAddress, received: got, sent: reply });
+          out({ event: 'served', remotePort: s.remotePort, remoteAddr: s.remoteAddress, received: got, sent: reply, data: head.trim() });
         };
         if (reply > 0) s.write(Buffer.alloc(reply, 0x61), send);
         else send();
@@ -45,14 +49,16 @@ switch (mode) {
     const expect = Number(flag('--expect') ?? 0);
     const hold = Number(flag('--hold') ?? 0);
     const localPort = flag('--local-port') ? Number(flag('--local-port')) : undefined;
+    let boundPort: number | undefined;
     const s = net.connect({ host: addr, port, localPort }, () => {
+      boundPort = s.localPort; // Node forgets it once the socket closes
       out({ event: 'connected', localPort: s.localPort, localAddr: s.localAddress });
       s.write(Buffer.alloc(n, 0x62), () => setTimeout(() => s.end(), hold));
     });
     let got = 0;
     s.on('data', (d) => (got += d.length));
     s.on('close', () => {
-      out({ event: 'done', localPort: s.localPort, sent: n, received: got, complete: got >= expect });
+      out({ event: 'done', localPort: boundPort, sent: n, received: got, complete: got >= expect });
       process.exit(0);
     });
     s.on('error', (e) => {
@@ -61,8 +67,41 @@ switch (mode) {
     });
     break;
   }
+  case 'tcp-pass': {
+    // Connects, then hands the connected socket to a child process over the IPC channel
+    // (SCM_RIGHTS) and closes its own descriptor; the child sends the bytes.
+    const n = Number(rest[0] ?? 0);
+    const s = net.connect({ host: addr, port }, async () => {
+      const { fork } = await import('node:child_process');
+      const child = fork(process.argv[1]!, ['tcp-pass-child', '', '0', String(n)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const localPort = s.localPort;
+      child.once('message', (m) => {
+        if (m === 'ready') child.send('socket', s);
+      });
+      child.once('exit', () => {
+        out({ event: 'done', localPort, connectorPid: process.pid, senderPid: child.pid });
+        process.exit(0);
+      });
+    });
+    s.on('error', (e) => out({ event: 'error', message: e.message }));
+    break;
+  }
+  case 'tcp-pass-child': {
+    const n = Number(rest[0] ?? 0);
+    process.on('message', (m, handle) => {
+      if (m !== 'socket' || !handle) return;
+      const sock = handle as net.Socket;
+      sock.end(Buffer.alloc(n, 0x65), () => setTimeout(() => process.exit(0), 50));
+    });
+    process.send!('ready');
+    break;
+  }
   case 'tcp-hold': {
-    const s = net.connect({ host: addr, port }, () => out({ event: 'connected', localPort: s.localPort }));
+    let boundPort: number | undefined;
+    const s = net.connect({ host: addr, port }, () => {
+      boundPort = s.localPort;
+      out({ event: 'connected', localPort: s.localPort });
+    });
     let sent = 0;
     const rl = readline.createInterface({ input: process.stdin });
     rl.on('line', (line) => {
@@ -76,7 +115,7 @@ switch (mode) {
       } else if (cmd === 'close') s.end();
     });
     s.on('close', () => {
-      out({ event: 'done', sent });
+      out({ event: 'done', sent, localPort: boundPort });
       process.exit(0);
     });
     s.on('error', (e) => {
