@@ -288,12 +288,16 @@ int tp_sys_exit_accept(struct syscall_exit_ctx *ctx)
 	return 0;
 }
 
+#define RCV_SHUTDOWN  1
+#define SEND_SHUTDOWN 2
+
 static __always_inline void emit_close(struct sock *sk, const struct emon_flow_key *k, int oldstate)
 {
 	struct emon_event_close *e;
 	struct emon_flow *f;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u64 cookie;
+	__u64 cookie, acked, received;
+	__u8 shutdown;
 
 	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
 	if (!e)
@@ -301,8 +305,19 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	__builtin_memcpy(&e->key, k, sizeof(*k));
 	__builtin_memset(&e->owner, 0, sizeof(e->owner));
 	e->old_state = oldstate;
-	e->sock_bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	e->sock_bytes_received = BPF_CORE_READ(tp, bytes_received);
+	/* bytes_acked and bytes_received count sequence space: the SYN we sent, and each
+	 * side's FIN once it went through. Take them out to report payload bytes. */
+	acked = BPF_CORE_READ(tp, bytes_acked);
+	received = BPF_CORE_READ(tp, bytes_received);
+	shutdown = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown);
+	if (acked)
+		acked--; /* our SYN */
+	if (acked && (shutdown & SEND_SHUTDOWN) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		acked--; /* our FIN, acknowledged */
+	if (received && (shutdown & RCV_SHUTDOWN))
+		received--; /* the peer's FIN */
+	e->payload_sent = acked;
+	e->payload_received = received;
 	e->tx_bytes = e->rx_bytes = e->tx_packets = e->rx_packets = e->first_ns = 0;
 	e->ifindex = 0;
 	e->flow_seen = 0;
@@ -337,6 +352,35 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The flow key from the tracepoint's own arguments. They are taken before the state
+ * change takes effect, while the socket's local port (skc_num) is already zero when a
+ * socket goes to CLOSE (inet_put_port runs first), so the socket cannot be used then. */
+static __always_inline void flow_key_from_tp(const struct trace_event_raw_inet_sock_set_state *ctx, struct emon_flow_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->proto = IPPROTO_TCP;
+	k->lport = ctx->sport;
+	k->rport = ctx->dport;
+	/* Copies through probe_read: the verifier allows only fixed-offset loads from ctx. */
+	if (ctx->family == AF_INET) {
+		k->family = AF_INET;
+		bpf_probe_read_kernel(k->laddr, 4, ctx->saddr);
+		bpf_probe_read_kernel(k->raddr, 4, ctx->daddr);
+		return;
+	}
+	bpf_probe_read_kernel(k->laddr, 16, ctx->saddr_v6);
+	bpf_probe_read_kernel(k->raddr, 16, ctx->daddr_v6);
+	if (ipv6_is_v4mapped(k->raddr)) {
+		k->family = AF_INET;
+		__builtin_memcpy(k->laddr, k->laddr + 12, 4);
+		__builtin_memcpy(k->raddr, k->raddr + 12, 4);
+		__builtin_memset(k->laddr + 4, 0, 12);
+		__builtin_memset(k->raddr + 4, 0, 12);
+		return;
+	}
+	k->family = AF_INET6;
+}
+
 /* TCP state changes: the connect event (SYN_SENT -> ESTABLISHED, when the local port is
  * known), the close event with the flow's final counts, and the flow's socket state. */
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -352,8 +396,9 @@ int handle_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	/* CLOSE -> SYN_SENT runs before the local port exists; connect4/6 covered it. */
 	if (oldstate == TCP_CLOSE)
 		return 0;
-	if (!netns_tracked(sk_netns_cookie(sk)) || !flow_key_from_sk(sk, IPPROTO_TCP, &k))
+	if ((ctx->family != AF_INET && ctx->family != AF_INET6) || !netns_tracked(sk_netns_cookie(sk)))
 		return 0;
+	flow_key_from_tp(ctx, &k);
 
 	if (newstate == TCP_CLOSE) {
 		emit_close(sk, &k, oldstate);

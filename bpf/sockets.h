@@ -35,8 +35,8 @@ struct emon_event_close {
 	__u64 tx_packets;
 	__u64 rx_packets;
 	__u64 first_ns;        /* flow: first packet, CLOCK_BOOTTIME (0 if not seen) */
-	__u64 sock_bytes_acked;    /* tcp_sock: payload bytes sent and acknowledged */
-	__u64 sock_bytes_received; /* tcp_sock: payload bytes received */
+	__u64 payload_sent;    /* tcp_sock: payload bytes sent and acknowledged (any interface) */
+	__u64 payload_received; /* tcp_sock: payload bytes received */
 	__u32 ifindex;
 	__u8  old_state;       /* TCP state before CLOSE */
 	__u8  flow_seen;       /* 1 when a monitored interface carried the flow */

@@ -249,18 +249,22 @@ export class Deployment {
     def.groups.forEach((g, gi) => g.alternatives.forEach((a) => a.attach.forEach((s) => groupOfProg.set(s.prog, gi))));
     const maxAttempts = 1 + def.groups.reduce((n, g) => n + g.alternatives.length, 0);
 
-    const giveUp = (gi: number, label: string, reason: string): void => {
+    const giveUp = (gi: number, label: string, reason: string, cause?: BpfError): void => {
       failures[gi]!.push({ label, reason });
-      this.log.info({ capability: def.groups[gi]!.capability, probe: label, reason }, 'probe unavailable, trying the next one');
+      const g = def.groups[gi]!;
       choice[gi]!++;
-      if (choice[gi]! >= def.groups[gi]!.alternatives.length) {
-        const g = def.groups[gi]!;
+      if (choice[gi]! >= g.alternatives.length) {
         if (g.required) {
+          // One way to do it, and it failed: that error says it best.
+          if (g.alternatives.length === 1 && cause) throw cause;
           throw new BpfError('loading', `${def.name}: ${g.capability} probe`, ERRNO.ENOTSUP, {
             detail: failures[gi]!.map((f) => `${f.label}: ${f.reason}`).join('; '),
           });
         }
+        this.log.warn({ capability: g.capability, probe: label, reason }, 'probe unavailable, no alternative left');
         choice[gi] = -1;
+      } else {
+        this.log.info({ capability: g.capability, probe: label, reason }, 'probe unavailable, trying the next one');
       }
     };
 
@@ -295,7 +299,7 @@ export class Deployment {
         if (!loaded.ok) {
           const gi = loaded.program !== undefined ? groupOfProg.get(loaded.program) : undefined;
           if (gi === undefined || choice[gi]! < 0) throw loaded.error;
-          giveUp(gi, def.groups[gi]!.alternatives[choice[gi]!]!.label, loaded.error.message.replace(/^loading [^:]+: /, ''));
+          giveUp(gi, def.groups[gi]!.alternatives[choice[gi]!]!.label, loaded.error.message.replace(/^loading [^:]+: /, ''), loaded.error);
           continue;
         }
 
@@ -309,7 +313,7 @@ export class Deployment {
               if (ptr !== null) links.push({ prog: spec.prog, ptr });
             } catch (err) {
               if (!(err instanceof BpfError)) throw err;
-              giveUp(gi, alt.label, err.message.replace(/^attaching [^:]+: /, ''));
+              giveUp(gi, alt.label, err.message.replace(/^attaching [^:]+: /, ''), err);
               attachFailed = true;
               break;
             }

@@ -59,17 +59,23 @@ const NOISE = /^(processed \d+ insns|verification time|stack depth|mark_precise|
 /** Reads a libbpf log for the failing program and the verifier's reason. */
 export function explainLoadFailure(lines: string[]): LoadFailure {
   const out: LoadFailure = {};
-  const begin = lines.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));
-  const failed = lines.find((l) => /prog '([^']+)': (BPF program load failed|failed to load)/.test(l));
-  const m = failed?.match(/prog '([^']+)'/);
-  if (m) out.program = m[1];
+  // libbpf prints the verifier log as one message with embedded newlines.
+  const text = lines.join('\n');
+  const failed = /prog '([^']+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG --)/.exec(text);
+  if (failed) out.program = failed[1];
+  const begin = text.indexOf('-- BEGIN PROG LOAD LOG --');
   if (begin >= 0) {
-    const end = lines.findIndex((l, i) => i > begin && l.includes('-- END PROG LOAD LOG --'));
-    const log = lines.slice(begin + 1, end < 0 ? undefined : end).flatMap((l) => l.split('\n')).map((l) => l.trim()).filter(Boolean);
+    const end = text.indexOf('-- END PROG LOAD LOG --', begin);
+    const log = text
+      .slice(begin + '-- BEGIN PROG LOAD LOG --'.length, end < 0 ? undefined : end)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     out.verifierLog = log.slice(-40);
-    const meaningful = log.filter((l) => !NOISE.test(l) && !/^\d+: /.test(l));
+    const meaningful = log.filter((l) => !NOISE.test(l) && !/^\d+: /.test(l) && !l.startsWith('libbpf:'));
     out.reason = meaningful.at(-1) ?? log.at(-1);
-  } else {
+  }
+  if (!out.reason) {
     // No verifier log: libbpf refused before the kernel (relocation, BTF, ELF), or the
     // kernel refused without explaining (EPERM). Take libbpf's last specific error line.
     const generic = /failed to load object|failed to load: -\d+|BPF program load failed|permission error while running as root/;

@@ -25,6 +25,10 @@ export function numPossibleCpus(): number {
   return possibleCpus;
 }
 
+/** The kernel's internal ENOTSUPP, which BPF_MAP_*_BATCH returns to user space for map
+ * types without batch support (devmap, cpumap, ... on 6.x); not in Node's errno table. */
+const ENOTSUPP_KERNEL = 524;
+
 const PERCPU_TYPES = new Set<number>([BPF_MAP_TYPE.PERCPU_HASH, BPF_MAP_TYPE.PERCPU_ARRAY, BPF_MAP_TYPE.LRU_PERCPU_HASH]);
 
 export interface BatchChunk {
@@ -106,7 +110,7 @@ export class BpfMap {
           values = Buffer.alloc(n * this.valueBytes);
           continue;
         }
-        if (first && (ret === -ERRNO.EINVAL || ret === -ERRNO.ENOTSUP || ret === -ERRNO.EOPNOTSUPP)) {
+        if (first && (ret === -ERRNO.EINVAL || ret === -ERRNO.ENOTSUP || ret === -ERRNO.EOPNOTSUPP || ret === -ENOTSUPP_KERNEL)) {
           this.forEachSlow(onChunk, n);
           return;
         }
@@ -139,18 +143,30 @@ export class BpfMap {
     if (count > 0) onChunk({ keys, values, count });
   }
 
-  /** Deletes many keys (packed back to back) in one syscall; returns how many were deleted. */
+  /**
+   * Deletes many keys (packed back to back), in one syscall when all are present; returns
+   * how many were deleted. The kernel stops a batch at the first absent key (ENOENT, with
+   * `count` = keys deleted before it), so the rest is resubmitted past that key: keys that
+   * vanished meanwhile (LRU eviction) must not keep the others alive.
+   */
   deleteBatch(keys: Buffer, count: number): number {
-    if (count === 0) return 0;
-    const n = new Uint32Array([count]);
-    const ret = L.bpf_map_delete_batch(this.fd, keys, n, null);
-    if (ret < 0 && ret !== -ERRNO.ENOENT) {
-      // Some entries vanished meanwhile (LRU eviction): delete the rest one by one.
-      let deleted = 0;
-      for (let i = 0; i < count; i++) if (this.delete(keys.subarray(i * this.keySize, (i + 1) * this.keySize))) deleted++;
-      return deleted;
+    let deleted = 0;
+    let at = 0;
+    const n = new Uint32Array(1);
+    while (at < count) {
+      n[0] = count - at;
+      const ret = L.bpf_map_delete_batch(this.fd, at ? keys.subarray(at * this.keySize) : keys, n, null);
+      if (ret === 0) return deleted + n[0]!;
+      if (ret !== -ERRNO.ENOENT) {
+        // No batch support for this map type: the rest one by one. (`count` is not
+        // written back then, so it cannot say how far the batch got.)
+        for (let i = at; i < count; i++) if (this.delete(keys.subarray(i * this.keySize, (i + 1) * this.keySize))) deleted++;
+        return deleted;
+      }
+      deleted += n[0]!;
+      at += n[0]! + 1; // skip the absent key
     }
-    return n[0]!;
+    return deleted;
   }
 
   /** Sums a per-CPU u64 array slot over all CPUs. */

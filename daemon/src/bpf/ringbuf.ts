@@ -20,6 +20,7 @@
 // (docs/benchmarks.md). A drain never runs longer than `budgetMs`: a flood of events
 // cannot stall RPC clients.
 import koffi from 'koffi';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { BpfError } from './errors.js';
 import { lastErrno, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from '../sys/libc.js';
@@ -30,8 +31,18 @@ const BUSY = 0x8000_0000;
 const DISCARD = 0x4000_0000;
 const HDR = 8;
 const PAGE = 4096;
-/** Records between two budget checks and between two consumer-position stores. */
-const CHECK_EVERY = 64;
+/** Records between two consumer-position stores (space given back to producers). */
+const STORE_EVERY = 64;
+/** The clock is read every `stride` records; the stride adapts so that a read happens
+ * about every 20-100 us whatever the handler costs (see drain()). */
+const MIN_STRIDE = 1;
+const MAX_STRIDE = 1024;
+const STRIDE_FAST_MS = 0.02;
+const STRIDE_SLOW_MS = 0.1;
+const TWO32 = 2 ** 32;
+// Positions are u64; they are read and written as two u32 halves (see drain()).
+const LO = os.endianness() === 'LE' ? 0 : 1;
+const HI = 1 - LO;
 
 export type RecordHandler = (view: DataView, offset: number, length: number) => void;
 
@@ -67,7 +78,11 @@ export class RingBufReader {
   private consumerPtr: bigint | null = null;
   private producerPtr: bigint | null = null;
   private cons!: BigInt64Array;
-  private prod!: BigInt64Array;
+  private cons32!: Uint32Array;
+  private prod32!: Uint32Array;
+  /** High word of the consumer position as last stored. */
+  private consHi = -1;
+  private stride = 16;
   private data!: DataView;
   private hdrs!: Int32Array;
   private poll: ReturnType<typeof koffi.node.poll> | null = null;
@@ -106,9 +121,11 @@ export class RingBufReader {
       throw new BpfError('mapping', this.map.name, e, { detail: 'producer pages' });
     }
     this.producerPtr = p;
-    this.cons = new BigInt64Array(koffi.view(c, PAGE), 0, 1);
+    const consBuf = koffi.view(c, PAGE);
+    this.cons = new BigInt64Array(consBuf, 0, 1);
+    this.cons32 = new Uint32Array(consBuf, 0, 2);
     const prodBuf = koffi.view(p, PAGE + 2 * this.size);
-    this.prod = new BigInt64Array(prodBuf, 0, 1);
+    this.prod32 = new Uint32Array(prodBuf, 0, 2);
     this.data = new DataView(prodBuf, PAGE, 2 * this.size);
     this.hdrs = new Int32Array(prodBuf, PAGE, (2 * this.size) / 4);
   }
@@ -124,7 +141,23 @@ export class RingBufReader {
   /** Bytes committed by producers and not yet consumed. */
   pendingBytes(): number {
     if (this.closed) return 0;
-    return Number(Atomics.load(this.prod, 0) - Atomics.load(this.cons, 0));
+    return loadPos(this.prod32) - loadPos(this.cons32);
+  }
+
+  /**
+   * Gives space back to producers. Only the low word is stored while the high word
+   * stays the same (the kernel's 64-bit load then sees a consistent value); BigInt
+   * stores allocate, and at millions of records per second the garbage they made
+   * woke V8's GC threads, which then competed with this thread for the CPU.
+   */
+  private storeCons(pos: number): void {
+    const hi = Math.floor(pos / TWO32);
+    if (hi === this.consHi) {
+      Atomics.store(this.cons32, LO, pos >>> 0);
+    } else {
+      Atomics.store(this.cons, 0, BigInt(pos));
+      this.consHi = hi;
+    }
   }
 
   /**
@@ -135,15 +168,20 @@ export class RingBufReader {
   drain(): number {
     if (this.closed) return 0;
     const t0 = performance.now();
-    const budget = this.budgetMs;
+    const deadline = t0 + this.budgetMs;
     // Locals rather than fields in the per-record loop: V8 then keeps them in registers.
     const { handler, data, hdrs, mask, stats } = this;
     let consumed = 0;
     let bytes = 0;
-    let cons = Number(Atomics.load(this.cons, 0));
+    let cons = loadPos(this.cons32);
     let exhausted = false;
+    // The clock is read every `stride` records: reading it allocates (a HeapNumber), and
+    // a fixed stride is either too often for a cheap handler or too rare for a slow one.
+    let stride = this.stride;
+    let untilCheck = stride;
+    let lastCheck = t0;
     outer: for (;;) {
-      const prod = Number(Atomics.load(this.prod, 0));
+      const prod = loadPos(this.prod32);
       if (cons >= prod) break;
       while (cons < prod) {
         const off = cons & mask;
@@ -165,19 +203,26 @@ export class RingBufReader {
           if (this.closed) return consumed;
         }
         cons += (dataLen + HDR + 7) & ~7;
-        // Give space back to producers every CHECK_EVERY records, not per record: the
-        // BigInt store is the costliest line of this loop.
-        if ((consumed & (CHECK_EVERY - 1)) === 0) {
-          Atomics.store(this.cons, 0, BigInt(cons));
-          if (performance.now() - t0 > budget) {
+        if ((consumed & (STORE_EVERY - 1)) === 0) this.storeCons(cons);
+        if (--untilCheck === 0) {
+          const now = performance.now();
+          if (now - lastCheck < STRIDE_FAST_MS) {
+            if (stride < MAX_STRIDE) stride <<= 1;
+          } else if (now - lastCheck > STRIDE_SLOW_MS && stride > MIN_STRIDE) {
+            stride >>= 1;
+          }
+          untilCheck = stride;
+          lastCheck = now;
+          if (now > deadline) {
             exhausted = true;
             break outer;
           }
         }
       }
-      Atomics.store(this.cons, 0, BigInt(cons));
+      this.storeCons(cons);
     }
-    Atomics.store(this.cons, 0, BigInt(cons));
+    this.storeCons(cons);
+    this.stride = stride;
     const dt = performance.now() - t0;
     stats.records += consumed;
     stats.bytes += bytes;
@@ -241,5 +286,18 @@ export class RingBufReader {
     if (this.consumerPtr !== null) munmap(this.consumerPtr, PAGE);
     if (this.producerPtr !== null) munmap(this.producerPtr, PAGE + 2 * this.size);
     this.consumerPtr = this.producerPtr = null;
+  }
+}
+
+/**
+ * Reads a u64 position as two u32 halves without allocating (a BigInt64Array load makes a
+ * BigInt). The kernel stores the whole u64 at once; re-reading the high word catches the
+ * one case a split read could tear: a carry into the high word between the two reads.
+ */
+function loadPos(p: Uint32Array): number {
+  for (;;) {
+    const hi = Atomics.load(p, HI);
+    const lo = Atomics.load(p, LO);
+    if (Atomics.load(p, HI) === hi) return hi * TWO32 + lo;
   }
 }

@@ -140,8 +140,8 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         txBytes: u64(F.tx_bytes.offset), rxBytes: u64(F.rx_bytes.offset),
         txPackets: u64(F.tx_packets.offset), rxPackets: u64(F.rx_packets.offset),
         durationMs: seen && first ? Number(ts - first) / 1e6 : null,
-        payloadBytesSent: u64(F.sock_bytes_acked.offset),
-        payloadBytesReceived: u64(F.sock_bytes_received.offset),
+        payloadBytesSent: u64(F.payload_sent.offset),
+        payloadBytesReceived: u64(F.payload_received.offset),
         previousState: TCP_STATE_NAMES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
       };
     }

@@ -71,7 +71,7 @@ export const EVENT_CLOSE = {
   name: 'emon_event_close', size: 176, object: 'sockets.bpf.o',
   fields: {
     hdr: f(0, 16), key: f(16, 40), owner: f(56, 56), tx_bytes: f(112, 8), rx_bytes: f(120, 8), tx_packets: f(128, 8),
-    rx_packets: f(136, 8), first_ns: f(144, 8), sock_bytes_acked: f(152, 8), sock_bytes_received: f(160, 8),
+    rx_packets: f(136, 8), first_ns: f(144, 8), payload_sent: f(152, 8), payload_received: f(160, 8),
     ifindex: f(168, 4), old_state: f(172, 1), flow_seen: f(173, 1), direction: f(174, 1), _pad: f(175, 1),
   },
 } as const satisfies StructSpec;

@@ -8,6 +8,10 @@ for (const [name, num] of Object.entries(os.constants.errno)) {
   if (!names.has(num)) names.set(num, name);
 }
 
+// libbpf's own error numbers (enum libbpf_errno), which it returns like errnos.
+const LIBBPF = ['LIBELF', 'FORMAT', 'KVERSION', 'ENDIAN', 'INTERNAL', 'RELOC', 'LOAD', 'VERIFY', 'PROG2BIG', 'KVER', 'PROGTYPE', 'WRNGPID', 'INVSEQ', 'NLPARSE'];
+LIBBPF.forEach((n, i) => names.set(4000 + i, `LIBBPF_E${n}`));
+
 /** `1` or `-1` -> `EPERM`; unknown numbers -> `errno 1234`. */
 export function errnoName(errno: number): string {
   const n = Math.abs(errno);

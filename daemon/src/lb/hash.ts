@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// The data path's flow hash (bpf/lb.bpf.c: flow_hash), mirrored so that user space can
+// predict and explain a Maglev decision: which table slot a flow lands on, and which
+// backend that slot would give it under another table. The BPF program loads the key's
+// words in the host's byte order (little-endian on x86-64 and arm64), so the mirror reads
+// the encoded key little-endian.
+import { FLOW_KEY, FLOW_SEED, RING_SIZE } from './decoder.js';
+
+const rol32 = (w: number, s: number): number => ((w << s) | (w >>> (32 - s))) >>> 0;
+
+/** Bob Jenkins' jhash_3words, as the kernel's <linux/jhash.h> and lb.bpf.c. */
+export function jhash3(a: number, b: number, c: number, initval: number): number {
+  const iv = (initval + 0xdeadbeef + (3 << 2)) >>> 0;
+  a = (a + iv) >>> 0;
+  b = (b + iv) >>> 0;
+  c = (c + iv) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rol32(b, 14)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rol32(c, 11)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rol32(a, 25)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rol32(b, 16)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rol32(c, 4)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rol32(a, 14)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rol32(b, 24)) >>> 0;
+  return c;
+}
+
+function fold(key: Buffer, off: number): number {
+  return (key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8) ^ key.readUInt32LE(off + 12)) >>> 0;
+}
+
+/** flow_hash() over an encoded emon_lb_flow_key (40 bytes). */
+export function flowHash(key: Buffer, seed = FLOW_SEED): number {
+  if (key.length < FLOW_KEY.size) throw new RangeError(`flow key must be ${FLOW_KEY.size} bytes`);
+  const ports = (key.readUInt16LE(32) | (key.readUInt16LE(34) << 16)) >>> 0;
+  return jhash3(fold(key, 0), fold(key, 16), ports, (seed + key.readUInt8(36)) >>> 0);
+}
+
+/** The Maglev table slot a flow uses. */
+export function ringSlot(key: Buffer, size = RING_SIZE): number {
+  return flowHash(key) % size;
+}
