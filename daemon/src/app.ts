@@ -17,6 +17,8 @@ export interface DaemonDeps {
   groups: { group: string; adminGroup: string };
   /** Extra method registrations (the load balancer's). */
   extensions?: Array<(rpc: RpcServer) => void>;
+  /** Test seam: who is calling (default: SO_PEERCRED). */
+  identify?: ConstructorParameters<typeof RpcServer>[4];
 }
 
 export interface Daemon {
@@ -27,7 +29,7 @@ export interface Daemon {
 
 export function buildDaemon(deps: DaemonDeps): Daemon {
   const startedAt = new Date();
-  const rpc = new RpcServer(deps.socketPath, deps.limits, deps.groups, deps.logger);
+  const rpc = new RpcServer(deps.socketPath, deps.limits, deps.groups, deps.logger, deps.identify);
   registerMonitorMethods(rpc.rpc, deps.monitor, rpc, { version: deps.version, startedAt });
   registerEventMethods(rpc.rpc, deps.monitor, rpc);
   for (const ext of deps.extensions ?? []) ext(rpc);

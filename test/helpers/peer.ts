@@ -7,6 +7,7 @@
 //   peer.js tcp-client <addr> <port> <sendBytes> [--expect N] [--hold MS] [--local-port P]
 //   peer.js udp-server <addr> <port>                report each datagram
 //   peer.js udp-client <addr> <port> <count> <size> [--connect] [--expect-replies] [--local-port P]
+//   peer.js tcp-stream <addr> <port> <chunk> <intervalMs> <count>   steady traffic, then close
 //   peer.js tcp-hold <addr> <port>                  connect and wait for stdin lines:
 //                                                   "send N" sends N bytes, "close" closes
 import dgram from 'node:dgram';
@@ -94,6 +95,36 @@ switch (mode) {
       sock.end(Buffer.alloc(n, 0x65), () => setTimeout(() => process.exit(0), 50));
     });
     process.send!('ready');
+    break;
+  }
+  case 'tcp-stream': {
+    // Sends `chunk` bytes every `interval` ms, `count` times, then closes: continuous traffic.
+    const [chunkS = '1000', intervalS = '10', countS = '100'] = rest;
+    const chunk = Buffer.alloc(Number(chunkS), 0x66);
+    let boundPort: number | undefined;
+    let sent = 0;
+    let i = 0;
+    const s = net.connect({ host: addr, port }, () => {
+      boundPort = s.localPort;
+      out({ event: 'connected', localPort: boundPort });
+      const t = setInterval(() => {
+        if (i++ >= Number(countS)) {
+          clearInterval(t);
+          s.end();
+          return;
+        }
+        s.write(chunk);
+        sent += chunk.length;
+      }, Number(intervalS));
+    });
+    s.on('close', () => {
+      out({ event: 'done', localPort: boundPort, sent });
+      process.exit(0);
+    });
+    s.on('error', (e) => {
+      out({ event: 'error', message: e.message });
+      process.exit(1);
+    });
     break;
   }
   case 'tcp-hold': {

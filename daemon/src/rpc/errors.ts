@@ -58,8 +58,24 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * A value for an error message, safe whatever the client sent: strings are cut, and
+ * arrays and objects are described, never serialised (a hostile, deeply nested value
+ * would overflow the stack of JSON.stringify).
+ */
+export function describeValue(value: unknown): { text: string; echo: unknown } {
+  if (typeof value === 'string') {
+    const shown = value.length > 80 ? `${value.slice(0, 80)}...` : value;
+    return { text: JSON.stringify(shown), echo: shown };
+  }
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return { text: String(value), echo: value };
+  if (value === undefined) return { text: 'nothing', echo: undefined };
+  if (Array.isArray(value)) return { text: `an array of ${value.length}`, echo: undefined };
+  return { text: `a${typeof value === 'object' ? 'n object' : ` ${typeof value}`}`, echo: undefined };
+}
+
 /** InvalidParams naming the field, the value received and what was expected. */
 export function invalidParam(field: string, value: unknown, expected: string): AppError {
-  const shown = typeof value === 'string' && value.length > 80 ? `${value.slice(0, 80)}...` : value;
-  return new AppError('InvalidParams', `${field}: expected ${expected}, got ${JSON.stringify(shown) ?? String(shown)}`, { field, value: shown, expected });
+  const { text, echo } = describeValue(value);
+  return new AppError('InvalidParams', `${field}: expected ${expected}, got ${text}`, { field, value: echo, expected });
 }

@@ -144,7 +144,7 @@ export class Connection {
   }
 }
 
-function peerCaller(socket: net.Socket, groups: { seeAll: number | null; admin: number | null }): Caller | null {
+export function peerCaller(socket: net.Socket, groups: { seeAll: number | null; admin: number | null }): Caller | null {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (fd === undefined || fd < 0) return null;
   const cred = Buffer.alloc(12);
@@ -169,7 +169,8 @@ function peerCaller(socket: net.Socket, groups: { seeAll: number | null; admin: 
 }
 
 export class RpcServer {
-  readonly rpc = new JSONRPCServer<RpcContext>();
+  // The library would print every client mistake to stderr; real faults are logged in the error mapping below.
+  readonly rpc = new JSONRPCServer<RpcContext>({ errorListener: () => undefined });
   readonly connections = new Set<Connection>();
   droppedTotal = 0;
   private server: net.Server | null = null;
@@ -180,6 +181,8 @@ export class RpcServer {
     readonly limits: RpcLimits,
     private readonly groups: { group: string; adminGroup: string },
     logger: Logger,
+    /** Who is calling; tests substitute it, the daemon reads SO_PEERCRED. */
+    private readonly identify: (socket: net.Socket, groups: { seeAll: number | null; admin: number | null }) => Caller | null = peerCaller,
   ) {
     this.log = logger.child({ component: 'rpc' });
     this.rpc.mapErrorToJSONRPCErrorResponse = (id, err: unknown) => {
@@ -222,7 +225,7 @@ export class RpcServer {
       socket.end(`${JSON.stringify(createJSONRPCErrorResponse(null, e.code, `${e.message} (limit ${this.limits.maxClients})`))}\n`);
       return;
     }
-    const caller = peerCaller(socket, { seeAll: groupGid(this.groups.group), admin: groupGid(this.groups.adminGroup) });
+    const caller = this.identify(socket, { seeAll: groupGid(this.groups.group), admin: groupGid(this.groups.adminGroup) });
     if (!caller) {
       socket.destroy();
       return;

@@ -10,7 +10,7 @@ export type Params = Record<string, unknown>;
 /** params must be an object (by-name parameters) or absent. */
 export function paramsObject(raw: unknown, allowed: readonly string[]): Params {
   if (raw === undefined || raw === null) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidParam('params', Array.isArray(raw) ? '[array]' : raw, 'an object with named parameters');
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidParam('params', raw, 'an object with named parameters');
   const p = raw as Params;
   for (const k of Object.keys(p)) {
     if (!allowed.includes(k)) throw invalidParam(`params.${k}`, p[k], `one of the known parameters (${allowed.join(', ') || 'none'})`);

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// A MonitorApi without a kernel: canned flows, an event bus the test publishes into.
+// Lets the socket protocol, its limits and the CLI be tested in-process and unprivileged.
+import { EventBus, type MonitorEvent } from '../../daemon/src/monitor/events.js';
+import type { Flow, FlowQuery, ProcessTotals } from '../../daemon/src/monitor/flows.js';
+import type { MonitorApi, MonitorStatus } from '../../daemon/src/monitor/api.js';
+import type { ProgramsListResult } from '../../daemon/src/rpc/protocol.js';
+
+export function flow(over: Partial<Flow>): Flow {
+  return {
+    proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 40000, remoteAddr: '198.18.0.2', remotePort: 80,
+    direction: 'outbound', interface: 'veth0', pid: 100, tid: 100, comm: 'curl', uid: 1000, gid: 1000, cgroupId: '1',
+    attributedBy: 'connect', ppid: 1, exe: '/usr/bin/curl', state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] },
+    txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
+    firstSeen: '2026-11-22T00:00:00.000Z', lastSeen: '2026-11-22T00:00:01.000Z', closedAt: null,
+    ...over,
+  };
+}
+
+export class FakeMonitor implements MonitorApi {
+  readonly bus = new EventBus();
+  flows: Flow[] = [];
+  /** Every query the RPC layer made, as it made it (what the method validated and scoped). */
+  readonly queries: FlowQuery[] = [];
+  interfaces: string[] = [];
+
+  queryFlows(q: FlowQuery) {
+    this.queries.push(q);
+    const m = this.flows.filter((f) => (q.pid === undefined || f.pid === q.pid) && (q.uid === undefined || f.uid === q.uid) && (q.comm === undefined || f.comm === q.comm));
+    return { flows: m.slice(0, q.limit), total: this.flows.length, matched: m.length };
+  }
+
+  processTotals(q: { uid?: number }): ProcessTotals[] {
+    const by = new Map<number | null, ProcessTotals>();
+    for (const f of this.flows) {
+      if (q.uid !== undefined && f.uid !== q.uid) continue;
+      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeen: f.lastSeen };
+      t.flows++;
+      t.txBytes += f.txBytes;
+      t.rxBytes += f.rxBytes;
+      by.set(f.pid, t);
+    }
+    return [...by.values()];
+  }
+
+  status(): MonitorStatus {
+    return {
+      pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [], interfaces: [], interfaceErrors: {},
+      maps: [], counters: {}, loss: { kernelRingbufFull: 0, flowsEvicted: 0, undecodable: 0 },
+      events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
+    };
+  }
+
+  programsList(): ProgramsListResult {
+    return { programs: [], links: [] };
+  }
+
+  setInterfaces(p: string[]): void {
+    this.interfaces = p;
+  }
+
+  emit(e: Partial<MonitorEvent> & { type: MonitorEvent['type'] }): void {
+    this.bus.publish({ time: new Date().toISOString(), pid: 100, uid: 1000, comm: 'curl', ...e } as MonitorEvent);
+  }
+}

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+// The JSON-RPC socket protocol, in-process with a fake monitor: framing, errors, parameter
+// validation, per-uid scoping, subscriptions and every limit, including a slow subscriber
+// that must lose events (and be told exactly how many) without growing the daemon.
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
+import type { Caller } from '../../../../daemon/src/rpc/protocol.js';
+import { ERRORS } from '../../../../daemon/src/rpc/errors.js';
+import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
+
+const LIMITS = { maxClients: 8, maxMessageBytes: 4096, maxSubscriptionsPerClient: 3, subscriberQueue: 100 };
+
+class Raw {
+  private buf = '';
+  readonly msgs: Array<Record<string, unknown>> = [];
+  closed = false;
+  private waiters: Array<() => void> = [];
+  constructor(readonly sock: net.Socket) {
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        this.msgs.push(JSON.parse(this.buf.slice(0, nl)) as Record<string, unknown>);
+        this.buf = this.buf.slice(nl + 1);
+      }
+      this.wake();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    sock.on('error', () => undefined);
+  }
+  private wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  static connect(p: string): Promise<Raw> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(p, () => resolve(new Raw(s)));
+      s.once('error', reject);
+    });
+  }
+  send(line: string) {
+    this.sock.write(`${line}\n`);
+  }
+  async until(pred: () => boolean, ms = 5000): Promise<void> {
+    const t0 = Date.now();
+    while (!pred()) {
+      if (Date.now() - t0 > ms) throw new Error(`timeout; got ${JSON.stringify(this.msgs.slice(-3))}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+  async call(method: string, params?: unknown, id: number = Math.floor(Math.random() * 1e9)): Promise<Record<string, unknown>> {
+    this.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+    await this.until(() => this.msgs.some((m) => m.id === id));
+    return this.msgs.find((m) => m.id === id)!;
+  }
+  close() {
+    this.sock.destroy();
+  }
+}
+
+describe('JSON-RPC server', () => {
+  let dir: string;
+  let sock: string;
+  let daemon: Daemon;
+  let fake: FakeMonitor;
+  let caller: Caller;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-rpc-'));
+    sock = path.join(dir, 's.sock');
+    fake = new FakeMonitor();
+    daemon = buildDaemon({
+      monitor: fake, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: sock, limits: LIMITS,
+      groups: { group: 'ebpfmon', adminGroup: 'ebpfmon-admin' }, identify: () => ({ ...caller }),
+    });
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    caller = { uid: 0, gid: 0, pid: 1, seesAll: true, admin: true };
+    fake.flows = [flow({ pid: 100, uid: 1000 }), flow({ pid: 200, uid: 1001, comm: 'wget' })];
+    fake.queries.length = 0;
+  });
+
+  test('the socket is 0666 (access is decided per connection)', () => {
+    assert.equal(fs.statSync(sock).mode & 0o777, 0o666);
+  });
+
+  test('status, unknown methods, bad JSON and invalid requests get the right answers', async () => {
+    const c = await Raw.connect(sock);
+    const st = await c.call('status');
+    assert.equal((st.result as { version: string }).version, '9.9.9');
+    assert.equal(((await c.call('no.such.method')).error as { code: number }).code, ERRORS.MethodNotFound.code);
+    c.send('{not json');
+    await c.until(() => c.msgs.some((m) => (m.error as { code?: number })?.code === ERRORS.ParseError.code));
+    c.send(JSON.stringify({ jsonrpc: '2.0', id: 77 }));
+    await c.until(() => c.msgs.some((m) => (m.error as { code?: number })?.code === ERRORS.InvalidRequest.code));
+    // still serving on the same connection
+    assert.ok((await c.call('status')).result);
+    c.close();
+  });
+
+  test('flows.list validates every parameter and names the one that is wrong', async () => {
+    const c = await Raw.connect(sock);
+    const cases: Array<[unknown, string]> = [
+      [{ pid: 'x' }, 'params.pid'], [{ pid: -1 }, 'params.pid'], [{ pid: 1.5 }, 'params.pid'], [{ limit: 0 }, 'params.limit'],
+      [{ proto: 'bogus' }, 'params.proto'], [{ remoteAddr: 'not-an-ip' }, 'params.remoteAddr'], [{ remoteAddr: '10.0.0.0/33' }, 'params.remoteAddr'],
+      [{ port: 70000 }, 'params.port'], [{ sort: 'size' }, 'params.sort'], [{ pids: [1] }, 'params.pids'], [[1, 2], "params"], ["str", "params"],
+      [{ comm: 'x'.repeat(16) }, 'params.comm'], [{ includeClosed: 'yes' }, 'params.includeClosed'],
+    ];
+    for (const [params, field] of cases) {
+      const r = await c.call('flows.list', params);
+      const e = r.error as { code: number; data: { field: string } } | undefined;
+      assert.equal(e?.code, ERRORS.InvalidParams.code, `${JSON.stringify(params)} -> ${JSON.stringify(r)}`);
+      assert.equal(e.data.field, field);
+    }
+    assert.equal(fake.queries.length, 0, 'no invalid query reached the monitor');
+    const ok = await c.call('flows.list', { pid: 100, remoteAddr: '198.18.0.0/15', proto: 'tcp', sort: 'packets', limit: 5 });
+    assert.deepEqual((ok.result as { flows: Array<{ pid: number }> }).flows.map((f) => f.pid), [100]);
+    const q = fake.queries.at(-1)!;
+    assert.deepEqual([q.pid, q.proto, q.sort, q.limit, q.remoteAddr?.prefix], [100, 6, 'packets', 5, 15]);
+    c.close();
+  });
+
+  test('a caller outside the ebpfmon group sees only its own uid', async () => {
+    caller = { uid: 1000, gid: 1000, pid: 5, seesAll: false, admin: false };
+    const c = await Raw.connect(sock);
+    const all = await c.call('flows.list', {});
+    assert.deepEqual((all.result as { flows: Array<{ uid: number }> }).flows.map((f) => f.uid), [1000]);
+    assert.equal(fake.queries.at(-1)!.uid, 1000, 'the uid filter was forced');
+    const other = await c.call('flows.list', { uid: 1001 });
+    assert.equal((other.error as { code: number }).code, ERRORS.PermissionDenied.code);
+    const procs = await c.call('processes.list', {});
+    assert.deepEqual((procs.result as { processes: Array<{ uid: number }> }).processes.map((p) => p.uid), [1000]);
+    c.close();
+  });
+
+  test('events: filtered by type and pid, scoped by uid, and unsubscribable', async () => {
+    caller = { uid: 1000, gid: 1000, pid: 5, seesAll: false, admin: false };
+    const c = await Raw.connect(sock);
+    const sub = (await c.call('events.subscribe', { types: ['connect', 'close'] })).result as { subscription: string };
+    const sub2 = (await c.call('events.subscribe', { pid: 100 })).result as { subscription: string };
+    fake.emit({ type: 'connect', pid: 100, uid: 1000 } as never);
+    fake.emit({ type: 'connect', pid: 200, uid: 1001 } as never); // another user's
+    fake.emit({ type: 'exec', pid: 100, uid: 1000 } as never);
+    await c.until(() => c.msgs.filter((m) => m.method === 'events.event').length >= 3);
+    await new Promise((r) => setTimeout(r, 100));
+    const got = c.msgs.filter((m) => m.method === 'events.event').map((m) => m.params as { subscription: string; event: { type: string; pid: number } });
+    assert.deepEqual(got.filter((g) => g.subscription === sub.subscription).map((g) => [g.event.type, g.event.pid]), [['connect', 100]]);
+    assert.deepEqual(got.filter((g) => g.subscription === sub2.subscription).map((g) => [g.event.type, g.event.pid]), [['connect', 100], ['exec', 100]]);
+    assert.ok((await c.call('events.unsubscribe', { subscription: sub.subscription })).result);
+    const again = await c.call('events.unsubscribe', { subscription: sub.subscription });
+    assert.equal((again.error as { code: number }).code, ERRORS.NotFound.code);
+    assert.equal(((await c.call('events.subscribe', { types: ['bogus'] })).error as { data: { field: string } }).data.field, 'params.types');
+    c.close();
+  });
+
+  test('limits: subscriptions per connection, clients, message size and batch size', async () => {
+    const c = await Raw.connect(sock);
+    for (let i = 0; i < LIMITS.maxSubscriptionsPerClient; i++) assert.ok((await c.call('events.subscribe', {})).result);
+    assert.equal(((await c.call('events.subscribe', {})).error as { code: number }).code, ERRORS.TooManySubscriptions.code);
+
+    const batch = await (async () => {
+      c.send(JSON.stringify(Array.from({ length: 65 }, (_, i) => ({ jsonrpc: '2.0', id: 1000 + i, method: 'status' }))));
+      await c.until(() => c.msgs.some((m) => m.id === null && (m.error as { code?: number })?.code === ERRORS.InvalidRequest.code));
+      return true;
+    })();
+    assert.ok(batch);
+
+    const conns = [c];
+    for (let i = 1; i < LIMITS.maxClients; i++) conns.push(await Raw.connect(sock));
+    await new Promise((r) => setTimeout(r, 50));
+    const extra = await Raw.connect(sock);
+    await extra.until(() => extra.closed);
+    assert.equal((extra.msgs[0]?.error as { code: number }).code, ERRORS.TooManyClients.code);
+    for (const x of conns) x.close();
+    await new Promise((r) => setTimeout(r, 100));
+
+    const big = await Raw.connect(sock);
+    big.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'status', params: { pad: 'x'.repeat(LIMITS.maxMessageBytes) } }));
+    await big.until(() => big.closed);
+    assert.equal((big.msgs[0]?.error as { code: number }).code, ERRORS.MessageTooLarge.code);
+    // the daemon serves the next client normally
+    const after1 = await Raw.connect(sock);
+    assert.ok((await after1.call('status')).result);
+    after1.close();
+  });
+
+  test('a subscriber that does not read loses events, is told exactly how many, and costs bounded memory', async () => {
+    const c = await Raw.connect(sock);
+    const sub = ((await c.call('events.subscribe', {})).result as { subscription: string }).subscription;
+    c.sock.pause();
+    const N = 20_000;
+    const dropped0 = daemon.rpc.droppedTotal;
+    for (let i = 0; i < N; i++) fake.emit({ type: 'exec', pid: i, uid: 0, args: ['x'.repeat(200)] } as never);
+    const conn = [...daemon.rpc.connections].at(-1)!;
+    assert.ok((conn as unknown as { queue: string[] }).queue.length <= LIMITS.subscriberQueue, 'queue stays within its bound');
+    const dropped = daemon.rpc.droppedTotal - dropped0;
+    assert.ok(dropped > 0, 'some events were dropped');
+    c.sock.resume();
+    await c.until(() => c.msgs.some((m) => m.method === 'events.lost'), 10_000);
+    const lost = c.msgs.filter((m) => m.method === 'events.lost').reduce((n, m) => n + (m.params as { lost: number }).lost, 0);
+    const received = c.msgs.filter((m) => m.method === 'events.event' && (m.params as { subscription: string }).subscription === sub).length;
+    assert.equal(lost, dropped, 'the notification counts every dropped event');
+    assert.equal(received + lost, N, 'every event was either delivered or counted as lost');
+    c.close();
+  });
+
+  test('clients that connect and vanish, or send half a message, do not disturb others', async () => {
+    for (let i = 0; i < 50; i++) {
+      const s = net.connect(sock);
+      s.on('error', () => undefined);
+      if (i % 2) s.on('connect', () => s.end('{"jsonrpc":"2.0","id":1,"meth'));
+      else s.on('connect', () => s.destroy());
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await Raw.connect(sock);
+    assert.ok((await c.call('status')).result);
+    c.close();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(daemon.rpc.connections.size <= 1, `connections left: ${daemon.rpc.connections.size}`);
+  });
+});
