@@ -33,7 +33,8 @@ runtime_pkgs=(libbpf1 libsystemd0)
 build_pkgs=(clang llvm libbpf-dev make gcc libc6-dev linux-libc-dev)
 test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            dbus dbus-bin libbpf-tools systemd-container debootstrap dpkg-dev fakeroot lintian
-           netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd)
+           netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
+           zstd debian-archive-keyring)
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
 if [ "${ID:-}" = ubuntu ]; then
   build_pkgs+=(linux-tools-common "linux-tools-$(uname -r)")
