@@ -92,6 +92,7 @@ install -m 0755 "$pkg/bin/ebpfmon-mounts" "$lib/ebpfmon-mounts"
 
 install -m 0755 "$pkg/bin/ebpfmon" "$r/usr/sbin/ebpfmon"
 install -m 0755 "$pkg/bin/ebpfmonctl" "$r/usr/bin/ebpfmonctl"
+install -m 0755 "$pkg/bin/ebpfmon-widget" "$r/usr/bin/ebpfmon-widget"
 install -m 0644 systemd/ebpfmon.service "$r/usr/lib/systemd/system/"
 install -m 0644 "$pkg/sysusers.d/ebpfmon.conf" "$r/usr/lib/sysusers.d/"
 install -m 0644 "$pkg/config/ebpfmon.json" "$r/etc/ebpfmon/"
@@ -112,6 +113,7 @@ fi
 
 gzip -9nc "$pkg/man/ebpfmon.8" > "$r/usr/share/man/man8/ebpfmon.8.gz"
 gzip -9nc "$pkg/man/ebpfmonctl.1" > "$r/usr/share/man/man1/ebpfmonctl.1.gz"
+gzip -9nc "$pkg/man/ebpfmon-widget.1" > "$r/usr/share/man/man1/ebpfmon-widget.1.gz"
 doc="$r/usr/share/doc/ebpfmon"
 gzip -9nc "$pkg/debian/changelog" > "$doc/changelog.Debian.gz"
 node "$pkg/copyright.mjs" "$pkg/debian/copyright.in" "$out/stage" > "$doc/copyright"

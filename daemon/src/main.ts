@@ -17,6 +17,7 @@ import { Monitor } from './monitor/monitor.js';
 import { buildDaemon, type Daemon } from './app.js';
 import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
+import { startDbusService, type DbusService } from './dbus/service.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
@@ -119,6 +120,25 @@ async function main(): Promise<void> {
     fail(logger, err, `cannot listen on ${config.socketPath}`);
   }
 
+  // D-Bus is for desktop widgets; the socket is the primary API. Without a system bus
+  // (containers, CI) the daemon runs on with a warning.
+  let dbus: DbusService | null = null;
+  if (config.dbus.enabled) {
+    try {
+      dbus = await startDbusService({
+        monitor,
+        logger,
+        version: VERSION,
+        groups: config.access,
+        address: config.dbus.address || undefined,
+        onDisconnect: (err) => logger.warn({ err }, 'lost the D-Bus connection; the D-Bus API is off until restart'),
+      });
+      logger.info({ name: dbus.uniqueName }, 'D-Bus API on org.ebpfmon1');
+    } catch (err) {
+      logger.warn({ err }, `D-Bus API not available: ${(err as Error).message}`);
+    }
+  }
+
   const statusLine = () => {
     const ifaces = monitor.interfaces.attached().length;
     return `monitoring ${ifaces} interface${ifaces === 1 ? '' : 's'}, ${daemon.rpc.connections.size} client(s); socket ${config.socketPath}`;
@@ -138,6 +158,7 @@ async function main(): Promise<void> {
     clearInterval(statusTimer);
     stopWatchdog?.();
     await daemon.stop();
+    await dbus?.stop();
     monitor.stop();
     lock.release();
     process.exit(EXIT.OK);

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// Between D-Bus values and ebpfmon's JSON shapes. Incoming a{sv} dictionaries are checked
+// key by key (unknown keys and wrong variant types are InvalidParams naming the key, as
+// on the socket), then validated by the same helpers as JSON-RPC params. Outgoing objects
+// become a{sv} with a fixed type per key, so a client can rely on `txBytes` being 't';
+// null fields are omitted.
+import dbus, { type Variant } from 'dbus-next';
+import { AppError, invalidParam } from '../rpc/errors.js';
+import type { Flow, ProcessTotals } from '../monitor/flows.js';
+
+export type Dict = Record<string, Variant>;
+
+/** What a key of an incoming a{sv} may hold. */
+export type FieldKind = 'int' | 'string' | 'bool' | { dict: Record<string, FieldKind> };
+
+/** Integers arrive in whatever width the client picked (python-dbus sends i, busctl what you type). */
+const INT_SIGNATURES = new Set(['y', 'n', 'q', 'i', 'u', 'x', 't']);
+
+function kindName(kind: FieldKind): string {
+  if (kind === 'int') return 'an integer variant (u)';
+  if (kind === 'string') return 'a string variant (s)';
+  if (kind === 'bool') return 'a boolean variant (b)';
+  return 'a dictionary variant (a{sv})';
+}
+
+function unwrap(v: Variant, kind: FieldKind, field: string): unknown {
+  const sig = v.signature;
+  if (kind === 'int' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
+  if (kind === 'string' && sig === 's') return v.value;
+  if (kind === 'bool' && sig === 'b') return v.value;
+  if (typeof kind === 'object' && sig === 'a{sv}') return readDict(v.value, field, kind.dict);
+  throw invalidParam(field, v.value, `${kindName(kind)}, not type ${sig}`);
+}
+
+/**
+ * An incoming a{sv} as a plain object: every key must be one of `spec` and hold the
+ * variant type it declares. Validation of the values is the caller's (the JSON-RPC
+ * helpers, through `asField`).
+ */
+export function readDict(raw: unknown, field: string, spec: Record<string, FieldKind>): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalidParam(field, raw, 'a dictionary a{sv}');
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    const kind = Object.hasOwn(spec, k) ? spec[k] : undefined;
+    if (kind === undefined) throw invalidParam(`${field}.${k}`, v instanceof dbus.Variant ? v.value : v, `one of the known keys (${Object.keys(spec).join(', ') || 'none'})`);
+    if (!(v instanceof dbus.Variant)) throw invalidParam(`${field}.${k}`, v, 'a variant');
+    out[k] = unwrap(v, kind, `${field}.${k}`);
+  }
+  return out;
+}
+
+/**
+ * Runs JSON-RPC validators (which name fields `params.X`) on D-Bus input and renames the
+ * field in their errors: `params.pid` becomes `filter.pid`.
+ */
+export function asField<T>(prefix: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof AppError && typeof err.data?.field === 'string' && err.data.field.startsWith('params')) {
+      const field = prefix + err.data.field.slice('params'.length);
+      throw new AppError(err.kind, err.message.replace(err.data.field, field), { ...err.data, field });
+    }
+    throw err;
+  }
+}
+
+/** Signatures a value of an outgoing dictionary may take. */
+export type ValueSig = 's' | 'u' | 't' | 'x' | 'd' | 'b' | 'as' | 'at' | 'a{sv}' | 'aa{sv}' | 'av';
+
+const U32_MAX = 0xffffffff;
+
+/** D-Bus strings may not contain NUL (the bus would drop the connection that sent one). */
+function safe(s: string): string {
+  return s.includes('\0') ? s.replaceAll('\0', '\uFFFD') : s;
+}
+
+/** One value as a variant of `sig`, or null when it cannot be one (never sent malformed). */
+export function variantOf(sig: ValueSig, v: unknown): Variant | null {
+  if (v === null || v === undefined) return null;
+  switch (sig) {
+    case 's':
+      return typeof v === 'string' ? new dbus.Variant('s', safe(v)) : null;
+    case 'b':
+      return typeof v === 'boolean' ? new dbus.Variant('b', v) : null;
+    case 'u':
+      return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U32_MAX ? new dbus.Variant('u', v) : null;
+    case 't':
+    case 'x': {
+      // cgroup ids travel as decimal strings in JSON (they exceed 2^53).
+      let n: bigint | null = null;
+      if (typeof v === 'bigint') n = v;
+      else if (typeof v === 'number' && Number.isInteger(v)) n = BigInt(v);
+      else if (typeof v === 'string' && /^\d{1,20}$/.test(v)) n = BigInt(v);
+      if (n === null || (sig === 't' && (n < 0n || n > 0xffffffffffffffffn))) return null;
+      if (sig === 'x' && (n < -(2n ** 63n) || n >= 2n ** 63n)) return null;
+      return new dbus.Variant(sig, n);
+    }
+    case 'd':
+      return typeof v === 'number' && Number.isFinite(v) ? new dbus.Variant('d', v) : null;
+    case 'as':
+      return Array.isArray(v) && v.every((s) => typeof s === 'string') ? new dbus.Variant('as', v.map(safe)) : null;
+    case 'at':
+      return Array.isArray(v) && v.every((s) => typeof s === 'number' && Number.isInteger(s) && s >= 0) ? new dbus.Variant('at', v.map((s) => BigInt(s as number))) : null;
+    case 'a{sv}':
+      return typeof v === 'object' && !Array.isArray(v) ? new dbus.Variant('a{sv}', jsonDict(v as Record<string, unknown>)) : null;
+    case 'aa{sv}':
+      return Array.isArray(v) && v.every((o) => typeof o === 'object' && o !== null && !Array.isArray(o))
+        ? new dbus.Variant('aa{sv}', v.map((o) => jsonDict(o as Record<string, unknown>)))
+        : null;
+    case 'av':
+      return Array.isArray(v) ? new dbus.Variant('av', v.map((x) => jsonVariant(x, undefined)).filter((x): x is Variant => x !== null)) : null;
+  }
+}
+
+/** An object as a{sv} with the given type per key; keys without a type are not sent. */
+export function dictOf(obj: object, types: Record<string, ValueSig>): Dict {
+  const out: Dict = {};
+  const o = obj as Record<string, unknown>;
+  for (const [k, sig] of Object.entries(types)) {
+    const v = variantOf(sig, o[k]);
+    if (v) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Keys whose type a generic JSON object cannot tell by its value (a share that happens to
+ * be 1, an empty list). Everything else: strings s, booleans b, non-negative integers t,
+ * negative integers x, fractions d, lists of strings as, lists of objects aa{sv},
+ * objects a{sv}.
+ */
+const JSON_HINTS: Record<string, ValueSig> = {
+  tableShare: 'd',
+  port: 'u',
+  weight: 'u',
+  id: 'u',
+  backendId: 'u',
+  family: 'u',
+  ifindex: 'u',
+  interfaces: 'as',
+  backends: 'aa{sv}',
+  vips: 'aa{sv}',
+  rules: 'aa{sv}',
+};
+
+function jsonVariant(v: unknown, key: string | undefined): Variant | null {
+  if (v === null || v === undefined) return null;
+  const hint = key !== undefined && Object.hasOwn(JSON_HINTS, key) ? JSON_HINTS[key] : undefined;
+  if (hint) {
+    const hinted = variantOf(hint, v);
+    if (hinted) return hinted;
+  }
+  if (typeof v === 'string') return variantOf('s', v);
+  if (typeof v === 'boolean') return variantOf('b', v);
+  if (typeof v === 'number') return Number.isInteger(v) ? variantOf(v >= 0 ? 't' : 'x', v) : variantOf('d', v);
+  if (typeof v === 'bigint') return variantOf(v >= 0n ? 't' : 'x', v);
+  if (Array.isArray(v)) {
+    if (v.length > 0 && v.every((x) => typeof x === 'string')) return variantOf('as', v);
+    if (v.length > 0 && v.every((x) => typeof x === 'object' && x !== null && !Array.isArray(x))) return variantOf('aa{sv}', v);
+    return variantOf('av', v);
+  }
+  if (typeof v === 'object') return variantOf('a{sv}', v);
+  return null;
+}
+
+/** A JSON-able object (the load balancer's results) as a{sv}. */
+export function jsonDict(obj: Record<string, unknown>): Dict {
+  const out: Dict = {};
+  for (const [k, v] of Object.entries(obj)) {
+    const variant = jsonVariant(v, k);
+    if (variant) out[k] = variant;
+  }
+  return out;
+}
+
+const FLOW_TYPES: Record<string, ValueSig> = {
+  proto: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
+  direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
+  ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
+  ipOptions: 'b', ipv6ExtHeaders: 'b', firstSeen: 's', lastSeen: 's', closedAt: 's',
+};
+
+/** A flow as a{sv}: the JSON-RPC field names, tcpFlags split into tcpFlagsTx/tcpFlagsRx (as). */
+export function flowDict(f: Flow): Dict {
+  const d = dictOf(f, FLOW_TYPES);
+  d.tcpFlagsTx = new dbus.Variant('as', f.tcpFlags.tx);
+  d.tcpFlagsRx = new dbus.Variant('as', f.tcpFlags.rx);
+  return d;
+}
+
+const PROCESS_TYPES: Record<string, ValueSig> = {
+  pid: 'u', comm: 's', uid: 'u', exe: 's', flows: 'u', openFlows: 'u',
+  txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeen: 's',
+};
+
+export function processDict(p: ProcessTotals): Dict {
+  return dictOf(p, PROCESS_TYPES);
+}
+
+export const TALKER_TYPES: Record<string, ValueSig> = {
+  ...PROCESS_TYPES,
+  txBytesPerSec: 't', rxBytesPerSec: 't', bytesPerSec: 't',
+};
+
+/**
+ * An upper bound of the marshalled size of a message body (strings, variants, arrays and
+ * dictionaries with their length words and worst-case padding). A reply larger than the
+ * bus allows would make the bus drop the daemon's connection, not just the reply.
+ */
+export function approxSize(v: unknown): number {
+  if (typeof v === 'string') return Buffer.byteLength(v) + 8;
+  if (v instanceof dbus.Variant) return v.signature.length + 10 + approxSize(v.value);
+  if (Array.isArray(v)) {
+    let n = 12;
+    for (const x of v) n += approxSize(x);
+    return n;
+  }
+  if (v !== null && typeof v === 'object') {
+    let n = 12;
+    for (const [k, x] of Object.entries(v)) n += 8 + approxSize(k) + approxSize(x);
+    return n;
+  }
+  return 8;
+}
