@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// A process's CPU time and memory from /proc, for benches that price a tool by what its
+// own process spends (bench/footprint, bench/attribution, bench/query), and a CPU
+// profile of the daemon on request.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+let ticksPerSec: number | undefined;
+function clkTck(): number {
+  ticksPerSec ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return ticksPerSec;
+}
+
+/** utime + stime of `pid` (all its threads), in ms; clock-tick resolution (10 ms at 100 Hz). */
+export function cpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clkTck();
+}
+
+/** Resident and peak resident memory of `pid`, in MiB (VmRSS, VmHWM). */
+export function memMiB(pid: number): { rss: number; hwm: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+/** CPU used by `pid` between two points in time, as ms and as % of one core. */
+export class CpuWindow {
+  private readonly t0 = performance.now();
+  private readonly c0: number;
+  constructor(readonly pid: number) {
+    this.c0 = cpuMs(pid);
+  }
+  read(): { cpuMs: number; wallMs: number; pctOfCore: number } {
+    const cpu = cpuMs(this.pid) - this.c0;
+    const wall = performance.now() - this.t0;
+    return { cpuMs: cpu, wallMs: wall, pctOfCore: (100 * cpu) / wall };
+  }
+}
+
+/** `--name value` or `--name=value` as a string, else undefined. */
+export function strArg(name: string): string | undefined {
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === `--${name}`) return argv[i + 1];
+    if (argv[i]!.startsWith(`--${name}=`)) return argv[i]!.slice(name.length + 3);
+  }
+  return undefined;
+}
+
+/**
+ * A preload that profiles the daemon with the inspector (from SIGUSR2 on) and writes a .cpuprofile on exit
+ * (Node 20 refuses --cpu-prof in NODE_OPTIONS). Open it in Chrome DevTools or speedscope.
+ */
+export function cpuProfPreload(tmp: string, outDir: string): string {
+  const file = path.join(tmp, 'cpuprof.cjs');
+  fs.writeFileSync(file, `const inspector = require('node:inspector');
+const fs = require('node:fs');
+const s = new inspector.Session();
+s.connect();
+s.post('Profiler.enable');
+// Started on SIGUSR2 once the daemon is up: V8 samples with SIGPROF, and a signal pending
+// during BPF verification makes the load fail with EAGAIN.
+process.on('SIGUSR2', () => s.post('Profiler.start'));
+process.on('exit', () => s.post('Profiler.stop', (err, r) => {
+  if (!err) fs.writeFileSync(${JSON.stringify(outDir)} + '/daemon-' + process.pid + '.cpuprofile', JSON.stringify(r.profile));
+}));
+`);
+  return file;
+}
+

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// Synthetic flows in the real emon_flows layout (daemon/src/monitor/wire.ts: 40-byte
+// FLOW_KEY, 128-byte FLOW with the owner at 72), written into a daemon's pinned map with
+// BPF_MAP_UPDATE_BATCH. Every flow is an open TCP connection (sock_state ESTABLISHED,
+// closed_ns 0) last seen now (CLOCK_BOOTTIME), so the daemon's GC walks them all and
+// deletes none. Used by bench/query and bench/footprint.
+import * as L from '../../daemon/src/bpf/libbpf.js';
+import { BpfMap } from '../../daemon/src/bpf/maps.js';
+import { CLOCK_BOOTTIME, clockNs } from '../../daemon/src/sys/libc.js';
+import { FLOW, FLOW_KEY, OWNER } from '../../daemon/src/monitor/wire.js';
+
+const CHUNK = 65536;
+const HOW_CONNECT = 2;
+const TCP_ESTABLISHED = 1;
+
+export interface FillSpec {
+  /** Flows to insert. */
+  count: number;
+  /** Owners of all flows but the queried pid's: pids base, base+1, ... base+owners-1. */
+  owners: number;
+  ownerBase: number;
+  /** The pid a query looks for, and how many flows it owns (spread evenly through the map). */
+  queriedPid: number;
+  queriedFlows: number;
+}
+
+/** Owner of flow i (the queried pid's flows are every (count / queriedFlows)-th one). */
+export function ownerOf(spec: FillSpec, i: number): number {
+  const stride = Math.floor(spec.count / spec.queriedFlows);
+  if (spec.queriedFlows > 0 && i % stride === 0 && i / stride < spec.queriedFlows) return spec.queriedPid;
+  return spec.ownerBase + (i % spec.owners);
+}
+
+/** Writes the flows; returns how many the kernel accepted. */
+export function fillFlows(mapPath: string, spec: FillSpec): number {
+  const map = BpfMap.fromPin(mapPath, 'emon_flows');
+  try {
+    if (map.keySize !== FLOW_KEY.size || map.valueBytes !== FLOW.size) throw new Error(`emon_flows is ${map.keySize}/${map.valueBytes} bytes, expected ${FLOW_KEY.size}/${FLOW.size}`);
+    const keys = Buffer.alloc(CHUNK * FLOW_KEY.size);
+    const values = Buffer.alloc(CHUNK * FLOW.size);
+    const count = new Uint32Array(1);
+    const now = clockNs(CLOCK_BOOTTIME);
+    const K = FLOW_KEY.fields;
+    const F = FLOW.fields;
+    const O = OWNER.fields;
+    const ow = F.owner.offset;
+    let written = 0;
+    for (let base = 0; base < spec.count; base += CHUNK) {
+      const n = Math.min(CHUNK, spec.count - base);
+      keys.fill(0);
+      values.fill(0);
+      for (let j = 0; j < n; j++) {
+        const i = base + j;
+        const k = j * FLOW_KEY.size;
+        keys[k + K.family.offset] = 2; // AF_INET
+        keys[k + K.proto.offset] = 6; // TCP
+        keys.writeUInt16LE(i & 0xffff, k + K.lport.offset);
+        keys.writeUInt16LE(443, k + K.rport.offset);
+        keys.writeUInt32BE((0x0a000000 | (i >>> 16)) >>> 0, k + K.laddr.offset); // 10.x.y.z, unique with lport
+        keys.writeUInt32BE(0xc6120002, k + K.raddr.offset); // 198.18.0.2
+        const v = j * FLOW.size;
+        values.writeBigUInt64LE(BigInt(1000 + (i % 5000)), v + F.tx_bytes.offset);
+        values.writeBigUInt64LE(BigInt(2000 + (i % 7000)), v + F.rx_bytes.offset);
+        values.writeBigUInt64LE(10n, v + F.tx_packets.offset);
+        values.writeBigUInt64LE(12n, v + F.rx_packets.offset);
+        values.writeBigUInt64LE(now - 60_000_000_000n, v + F.first_ns.offset);
+        values.writeBigUInt64LE(now, v + F.last_ns.offset);
+        values.writeUInt32LE(1, v + F.ifindex.offset);
+        values[v + F.tcp_flags_tx.offset] = 0x1a;
+        values[v + F.tcp_flags_rx.offset] = 0x1a;
+        values[v + F.sock_state.offset] = TCP_ESTABLISHED;
+        values[v + F.direction.offset] = 1; // outbound
+        const pid = ownerOf(spec, i);
+        values.writeUInt32LE(pid, v + ow + O.tgid.offset);
+        values.writeUInt32LE(pid, v + ow + O.pid.offset);
+        values.writeBigUInt64LE(1n, v + ow + O.cgroup_id.offset);
+        values.writeBigUInt64LE(now - 60_000_000_000n, v + ow + O.learned_ns.offset);
+        values.write(`bench${pid % 100000}`, v + ow + O.comm.offset, 15, 'latin1');
+        values[v + ow + O.how.offset] = HOW_CONNECT;
+      }
+      count[0] = n;
+      const ret = L.bpf_map_update_batch(map.fd, keys, values, count, null);
+      written += count[0]!;
+      if (ret < 0) throw new Error(`bpf_map_update_batch: ${ret} after ${written} flows`);
+    }
+    return written;
+  } finally {
+    map.close();
+  }
+}
+
+/** Entries in the map (one batch walk). */
+export function countFlows(mapPath: string): number {
+  const map = BpfMap.fromPin(mapPath, 'emon_flows');
+  try {
+    let n = 0;
+    map.forEachChunk(({ count }) => (n += count));
+    return n;
+  } finally {
+    map.close();
+  }
+}
