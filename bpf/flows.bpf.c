@@ -30,7 +30,9 @@ struct pkt {
 	__u8  tcp_flags;
 	__u8  flow_flags;         /* EMON_FLOW_F_* */
 	__u8  is_frag;
-	__u8  _pad;
+	__u8  frag_unmatched;
+	__u8  ext_limit;
+	__u8  _pad[3];
 };
 
 /* A reply is keyed by its request's type so that both directions share one flow. */
@@ -54,15 +56,73 @@ static __always_inline bool icmp_is_query(__u8 type, bool v6)
 	return type == 8 || type == 13 || type == 15 || type == 17;
 }
 
-/* Bytes after the IP header read together with it (one helper call instead of two: each
- * bpf_skb_load_bytes_relative costs about 20 ns, see bench/classifier); enough for every
- * transport header parse_l4 reads. */
+/* Bytes after the IP header read together with it (one read instead of two); enough for
+ * every transport header parse_l4 looks at. */
 #define L4_PEEK 16
+
+/* Headers that are not in the skb's linear area (some drivers, some GRO paths) are
+ * pulled in, at most this far from the link-layer header. */
+#define PULL_MAX 256
+
+/* How the headers of the packet at hand are read. */
+struct rd {
+	struct __sk_buff *skb;
+	int l2;      /* link-layer header length, for direct packet access; -1: use helpers */
+	int pulled;  /* bpf_skb_pull_data already tried */
+};
+
+/* The interface's link-layer header length, as the daemon recorded it in emon_ifaces when
+ * it attached the classifier; -1 when unknown (then headers are read through helpers,
+ * relative to the network header, which works for any link type). An array lookup: the
+ * verifier inlines it. */
+static __always_inline int l2_len_of(struct __sk_buff *skb)
+{
+	__u32 slot = skb->ifindex & (EMON_IFACE_SLOTS - 1);
+	struct emon_iface *i = bpf_map_lookup_elem(&emon_ifaces, &slot);
+
+	if (!i || i->ifindex != skb->ifindex || i->l2_len > 32)
+		return -1;
+	return i->l2_len;
+}
+
+/* Copies `len` bytes at `off` from the network header. Directly from the packet when the
+ * link-layer length is known and the bytes are in the linear area (about 1 ns); else
+ * through bpf_skb_load_bytes_relative (about 20 ns here); and if the bytes are beyond the
+ * linear area, pulls them in once and reads again. Pulling moves bytes into the skb's
+ * head: the packet itself is not changed. */
+static __always_inline long net_load(struct rd *r, __u32 off, void *to, const __u32 len)
+{
+	if (r->l2 >= 0 && off < 1024) {
+		void *data = (void *)(long)r->skb->data;
+		void *end = (void *)(long)r->skb->data_end;
+		/* Mask needed to calm the verifier: l2_len_of returns at most 32. */
+		void *ptr = data + (r->l2 & 0x3f) + off;
+
+		if (ptr + len <= end) {
+			__builtin_memcpy(to, ptr, len);
+			return 0;
+		}
+	}
+	if (!bpf_skb_load_bytes_relative(r->skb, off, to, len, BPF_HDR_START_NET))
+		return 0;
+	if (!r->pulled && r->skb->len > off + len) {
+		__u32 want = off + len + 32 > PULL_MAX ? PULL_MAX : off + len + 32;
+
+		r->pulled = 1;
+		if (want > r->skb->len)
+			want = r->skb->len;
+		if (!bpf_skb_pull_data(r->skb, want)) {
+			stat_inc(EMON_STAT_PKT_PULLED);
+			return bpf_skb_load_bytes_relative(r->skb, off, to, len, BPF_HDR_START_NET);
+		}
+	}
+	return -1;
+}
 
 /* Reads the transport ports (or ICMP type/id) at `off` from the network header into
  * sport/dport in host order, and TCP flags. `peek`, when not NULL, holds the first
  * L4_PEEK bytes at `off`, already read. Returns false when truncated. */
-static __always_inline bool parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto, bool v6, const __u8 *peek,
+static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v6, const __u8 *peek,
 				     __u16 *sport, __u16 *dport, __u8 *tcp_flags)
 {
 	__u8 buf[14];
@@ -70,21 +130,21 @@ static __always_inline bool parse_l4(struct __sk_buff *skb, __u32 off, __u8 prot
 
 	switch (proto) {
 	case IPPROTO_TCP:
-		if (!peek && bpf_skb_load_bytes_relative(skb, off, buf, 14, BPF_HDR_START_NET))
+		if (!peek && net_load(r, off, buf, 14))
 			return false;
 		*tcp_flags = b[13];
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
-		if (!peek && bpf_skb_load_bytes_relative(skb, off, buf, 4, BPF_HDR_START_NET))
+		if (!peek && net_load(r, off, buf, 4))
 			return false;
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		__u8 type;
 
-		if (!peek && bpf_skb_load_bytes_relative(skb, off, buf, 8, BPF_HDR_START_NET))
+		if (!peek && net_load(r, off, buf, 8))
 			return false;
 		/* Not ports: sport carries the echo id (or the code), dport the type; set_key
 		 * keeps them in place for both directions. */
@@ -103,7 +163,7 @@ static __always_inline bool parse_l4(struct __sk_buff *skb, __u32 off, __u8 prot
 }
 
 /* Fragments: the first one carries the ports and records them; later ones look them up. */
-static __always_inline void frag_ports(struct emon_frag_key *fk, bool first, __u16 *sport, __u16 *dport)
+static __always_inline void frag_ports(struct pkt *p, struct emon_frag_key *fk, bool first, __u16 *sport, __u16 *dport)
 {
 	if (first) {
 		struct emon_frag_ports fp = { .sport = *sport, .dport = *dport };
@@ -118,7 +178,7 @@ static __always_inline void frag_ports(struct emon_frag_key *fk, bool first, __u
 		*dport = fp->dport;
 	} else {
 		*sport = *dport = 0;
-		stat_inc(EMON_STAT_PKT_FRAG_UNMATCHED);
+		p->frag_unmatched = 1;
 	}
 }
 
@@ -137,7 +197,7 @@ static __always_inline void set_key(struct pkt *p, bool egress, __u8 family, __u
 	p->key.rport = keep ? dport : sport;
 }
 
-static __always_inline bool parse_ipv4(struct __sk_buff *skb, bool egress, struct pkt *p)
+static __always_inline bool parse_ipv4(struct rd *r, bool egress, struct pkt *p)
 {
 	struct {
 		struct iphdr ip;
@@ -151,10 +211,10 @@ static __always_inline bool parse_ipv4(struct __sk_buff *skb, bool egress, struc
 
 	/* Header and transport header at once; a packet too short for that (a bare UDP or
 	 * ICMP header) takes the two-call path, so what fails as truncated is unchanged. */
-	if (!bpf_skb_load_bytes_relative(skb, 0, &h, sizeof(h), BPF_HDR_START_NET)) {
+	if (!net_load(r, 0, &h, sizeof(h))) {
 		ip = h.ip;
 		peek = h.l4;
-	} else if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET)) {
+	} else if (net_load(r, 0, &ip, sizeof(ip))) {
 		return false;
 	}
 	if (ip.version != 4)
@@ -164,13 +224,11 @@ static __always_inline bool parse_ipv4(struct __sk_buff *skb, bool egress, struc
 		return false;
 	if (ihl != sizeof(ip))
 		peek = NULL; /* options: the transport header starts later */
-	if (ihl > sizeof(ip)) {
+	if (ihl > sizeof(ip))
 		p->flow_flags |= EMON_FLOW_F_IP_OPTIONS;
-		stat_inc(EMON_STAT_PKT_IP_OPTIONS);
-	}
 	p->bytes = bpf_ntohs(ip.tot_len);
 	if (!p->bytes) /* BIG TCP: tot_len 0 on super-packets over 64 KiB */
-		p->bytes = skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+		p->bytes = r->skb->len > ETH_HLEN ? r->skb->len - ETH_HLEN : 0;
 	__builtin_memcpy(addrs[0], &ip.saddr, 4);
 	__builtin_memcpy(addrs[1], &ip.daddr, 4);
 
@@ -181,13 +239,12 @@ static __always_inline bool parse_ipv4(struct __sk_buff *skb, bool egress, struc
 
 		p->is_frag = 1;
 		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
-		stat_inc(EMON_STAT_PKT_FRAGMENT);
 		__builtin_memcpy(fk.saddr, &ip.saddr, 4);
 		__builtin_memcpy(fk.daddr, &ip.daddr, 4);
-		if (first && !parse_l4(skb, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags))
+		if (first && !parse_l4(r, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags))
 			return false;
-		frag_ports(&fk, first, &sport, &dport);
-	} else if (!parse_l4(skb, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags)) {
+		frag_ports(p, &fk, first, &sport, &dport);
+	} else if (!parse_l4(r, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags)) {
 		return false;
 	}
 	set_key(p, egress, AF_INET, ip.protocol, addrs[0], addrs[1], sport, dport);
@@ -200,7 +257,7 @@ static __always_inline bool is_ext_hdr(__u8 nh)
 	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH || nh == IPPROTO_MH;
 }
 
-static __always_inline bool parse_ipv6(struct __sk_buff *skb, bool egress, struct pkt *p)
+static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 {
 	struct {
 		struct ipv6hdr ip;
@@ -215,17 +272,17 @@ static __always_inline bool parse_ipv6(struct __sk_buff *skb, bool egress, struc
 	const __u8 *peek = NULL;
 
 	/* As in parse_ipv4: one call when the packet is long enough. */
-	if (!bpf_skb_load_bytes_relative(skb, 0, &h, sizeof(h), BPF_HDR_START_NET)) {
+	if (!net_load(r, 0, &h, sizeof(h))) {
 		ip = h.ip;
 		peek = h.l4;
-	} else if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET)) {
+	} else if (net_load(r, 0, &ip, sizeof(ip))) {
 		return false;
 	}
 	if (ip.version != 6)
 		return false;
 	p->bytes = sizeof(ip) + bpf_ntohs(ip.payload_len);
 	if (!ip.payload_len) /* jumbogram / BIG TCP */
-		p->bytes = skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+		p->bytes = r->skb->len > ETH_HLEN ? r->skb->len - ETH_HLEN : 0;
 	nh = ip.nexthdr;
 
 	for (int i = 0; i < MAX_EXT_HDRS; i++) {
@@ -234,7 +291,7 @@ static __always_inline bool parse_ipv6(struct __sk_buff *skb, bool egress, struc
 		if (!is_ext_hdr(nh))
 			break;
 		p->flow_flags |= EMON_FLOW_F_IPV6_EXT;
-		if (bpf_skb_load_bytes_relative(skb, off, eh, 8, BPF_HDR_START_NET))
+		if (net_load(r, off, eh, 8))
 			return false;
 		if (nh == IPPROTO_FRAGMENT) {
 			__u16 fo = ((__u16)eh[2] << 8) | eh[3];
@@ -251,24 +308,21 @@ static __always_inline bool parse_ipv6(struct __sk_buff *skb, bool egress, struc
 		nh = eh[0];
 		off += nh == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
 	}
-	if (p->flow_flags & EMON_FLOW_F_IPV6_EXT)
-		stat_inc(EMON_STAT_PKT_IPV6_EXT);
 	if (is_ext_hdr(nh) && first) {
 		/* Longer chain than we walk: count the packet under its last known header. */
-		stat_inc(EMON_STAT_PKT_EXT_LIMIT);
+		p->ext_limit = 1;
 	} else if (!first) {
 		/* later fragment: ports come from the first one */
-	} else if (!parse_l4(skb, off, nh, true, off == sizeof(ip) ? peek : NULL, &sport, &dport, &p->tcp_flags)) {
+	} else if (!parse_l4(r, off, nh, true, off == sizeof(ip) ? peek : NULL, &sport, &dport, &p->tcp_flags)) {
 		return false;
 	}
 	if (frag) {
 		p->is_frag = 1;
 		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
-		stat_inc(EMON_STAT_PKT_FRAGMENT);
 		fk.proto = nh;
 		__builtin_memcpy(fk.saddr, &ip.saddr, 16);
 		__builtin_memcpy(fk.daddr, &ip.daddr, 16);
-		frag_ports(&fk, first, &sport, &dport);
+		frag_ports(p, &fk, first, &sport, &dport);
 	}
 	set_key(p, egress, AF_INET6, nh, &ip.saddr, &ip.daddr, sport, dport);
 	return true;
@@ -318,33 +372,82 @@ copy:
 	__builtin_memcpy(o, found, sizeof(*o));
 }
 
+/* A fresh flow record for the packet at hand. */
+static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *skb, bool egress,
+				      const struct emon_flow_key *k, __u64 now)
+{
+	nf->first_ns = now;
+	nf->ifindex = skb->ifindex;
+	nf->direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
+	resolve_owner(skb, egress, k, &nf->owner);
+}
+
+/* Packet-level counters, once the packet parsed (a pulled-and-retried read must not count twice). */
+static __always_inline void count_packet_stats(const struct pkt *p)
+{
+	if (!(p->flow_flags | p->frag_unmatched | p->ext_limit))
+		return;
+	if (p->flow_flags & EMON_FLOW_F_IP_OPTIONS)
+		stat_inc(EMON_STAT_PKT_IP_OPTIONS);
+	if (p->flow_flags & EMON_FLOW_F_IPV6_EXT)
+		stat_inc(EMON_STAT_PKT_IPV6_EXT);
+	if (p->is_frag)
+		stat_inc(EMON_STAT_PKT_FRAGMENT);
+	if (p->frag_unmatched)
+		stat_inc(EMON_STAT_PKT_FRAG_UNMATCHED);
+	if (p->ext_limit)
+		stat_inc(EMON_STAT_PKT_EXT_LIMIT);
+}
+
+/* A bare SYN means a new connection. On a flow whose socket closed, or whose packet
+ * belongs to another process than the flow's owner, the tuple is being reused. */
+static __always_inline bool reused(struct __sk_buff *skb, bool egress, const struct pkt *p, const struct emon_flow *f)
+{
+	struct emon_owner *o;
+	__u64 cookie;
+
+	if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		return false;
+	if (f->closed_ns)
+		return true;
+	if (!egress || !f->owner.how)
+		return false;
+	/* The close of the previous connection was not seen (its record could not be
+	 * queued): compare owners, so the old owner is not handed to the new connection. */
+	cookie = bpf_get_socket_cookie(skb);
+	o = cookie ? bpf_map_lookup_elem(&emon_owners, &cookie) : NULL;
+	return o && o->tgid != f->owner.tgid;
+}
+
 static __always_inline void count(struct __sk_buff *skb, bool egress)
 {
+	struct rd r = { .skb = skb, .l2 = l2_len_of(skb) };
 	struct pkt p = {};
 	struct emon_flow *f;
 	__u64 now;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (!parse_ipv4(skb, egress, &p))
+		if (!parse_ipv4(&r, egress, &p))
 			goto truncated;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (!parse_ipv6(skb, egress, &p))
+		if (!parse_ipv6(&r, egress, &p))
 			goto truncated;
 	} else {
 		stat_inc(EMON_STAT_PKT_NON_IP);
 		return;
 	}
+	count_packet_stats(&p);
 
-	now = bpf_ktime_get_boot_ns();
+	/* Flow timestamps come from the coarse clock (jiffies, CLOCK_MONOTONIC_COARSE): a few
+	 * ns instead of about 45 for a precise read, and millisecond resolution is all that
+	 * first/last seen need. */
+	now = bpf_ktime_get_coarse_ns();
 	f = bpf_map_lookup_elem(&emon_flows, &p.key);
 	if (!f) {
 		struct emon_flow nf = {};
 		long err;
 
-		nf.first_ns = now;
-		nf.ifindex = skb->ifindex;
-		nf.direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
-		resolve_owner(skb, egress, &p.key, &nf.owner);
+		flow_init(&nf, skb, egress, &p.key, now);
 		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
 		if (!err) {
 			stat_inc(EMON_STAT_FLOW_CREATE);
@@ -356,15 +459,12 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
 		if (!f)
 			return;
-	} else if (f->closed_ns && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
-		/* A bare SYN on a closed flow: a new connection reuses the tuple. The close
-		 * event already carried the old counts, so start over. */
+	} else if (reused(skb, egress, &p, f)) {
+		/* A new connection on an old tuple. The old one's close event carried its counts
+		 * (when it could be queued), so start over. */
 		struct emon_flow nf = {};
 
-		nf.first_ns = now;
-		nf.ifindex = skb->ifindex;
-		nf.direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
-		resolve_owner(skb, egress, &p.key, &nf.owner);
+		flow_init(&nf, skb, egress, &p.key, now);
 		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
 		stat_inc(EMON_STAT_FLOW_REOPEN);
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
@@ -388,7 +488,9 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		__sync_fetch_and_add(&f->frags, 1);
 	if ((f->flags & p.flow_flags) != p.flow_flags)
 		f->flags |= p.flow_flags;
-	f->last_ns = now;
+	/* Coarse time moves once a tick: skip the store (and its cache-line write) until it does. */
+	if (f->last_ns != now)
+		f->last_ns = now;
 	return;
 truncated:
 	stat_inc(EMON_STAT_PKT_TRUNCATED);

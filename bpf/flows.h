@@ -33,7 +33,7 @@ struct emon_flow {
 	__u64 rx_bytes;
 	__u64 tx_packets;
 	__u64 rx_packets;
-	__u64 first_ns;      /* CLOCK_BOOTTIME */
+	__u64 first_ns;      /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns) */
 	__u64 last_ns;
 	__u64 closed_ns;     /* when the owning TCP socket reached CLOSE; 0 while open */
 	__u32 ifindex;       /* interface of the first packet */
@@ -66,5 +66,14 @@ struct emon_frag_ports {
 	__u16 dport;
 	__u8  _pad[4];
 };
+
+/* emon_ifaces value: an interface the classifier is attached to. */
+struct emon_iface {
+	__u32 ifindex;     /* 0: slot unused */
+	__u16 l2_len;      /* link-layer header length in front of the network header at TC */
+	__u8  _pad[2];
+};
+
+#define EMON_IFACE_SLOTS 1024
 
 #endif /* EMON_FLOWS_H */

@@ -296,9 +296,20 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	struct emon_event_close *e;
 	struct emon_flow *f;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u64 cookie, acked, received;
+	/* Same clock base as the classifier's coarse stamps (CLOCK_MONOTONIC); the coarse clock
+	 * itself is not available to tracepoint programs. Never earlier than a coarse stamp of
+	 * the past, so durations are not negative. */
+	__u64 cookie, acked, received, now = bpf_ktime_get_ns();
 	__u8 shutdown;
 
+	/* Mark the flow closed first: even when the event cannot be queued (ring full), the
+	 * next connection on this tuple must start a new flow, not inherit this owner. */
+	f = bpf_map_lookup_elem(&emon_flows, k);
+	if (f) {
+		f->closed_ns = now;
+		f->sock_state = TCP_CLOSE;
+	}
+	stat_inc(EMON_STAT_CLOSE);
 	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
 	if (!e)
 		return;
@@ -318,25 +329,21 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 		received--; /* the peer's FIN */
 	e->payload_sent = acked;
 	e->payload_received = received;
-	e->tx_bytes = e->rx_bytes = e->tx_packets = e->rx_packets = e->first_ns = 0;
+	e->tx_bytes = e->rx_bytes = e->tx_packets = e->rx_packets = e->duration_ns = 0;
 	e->ifindex = 0;
 	e->flow_seen = 0;
 	e->direction = 0;
 	e->_pad[0] = 0;
-
-	f = bpf_map_lookup_elem(&emon_flows, k);
 	if (f) {
 		e->tx_bytes = f->tx_bytes;
 		e->rx_bytes = f->rx_bytes;
 		e->tx_packets = f->tx_packets;
 		e->rx_packets = f->rx_packets;
-		e->first_ns = f->first_ns;
+		e->duration_ns = now - f->first_ns;
 		e->ifindex = f->ifindex;
 		e->direction = f->direction;
 		e->flow_seen = 1;
 		__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
-		f->closed_ns = e->hdr.ts_ns;
-		f->sock_state = TCP_CLOSE;
 	}
 	if (!e->owner.how) {
 		struct emon_owner *o = bpf_map_lookup_elem(&emon_tuples, k);
@@ -348,7 +355,6 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 		if (o)
 			__builtin_memcpy(&e->owner, o, sizeof(e->owner));
 	}
-	stat_inc(EMON_STAT_CLOSE);
 	bpf_ringbuf_submit(e, 0);
 }
 

@@ -34,7 +34,7 @@ struct emon_event_close {
 	__u64 rx_bytes;
 	__u64 tx_packets;
 	__u64 rx_packets;
-	__u64 first_ns;        /* flow: first packet, CLOCK_BOOTTIME (0 if not seen) */
+	__u64 duration_ns;     /* flow: first packet to close (0 if not seen) */
 	__u64 payload_sent;    /* tcp_sock: payload bytes sent and acknowledged (any interface) */
 	__u64 payload_received; /* tcp_sock: payload bytes received */
 	__u32 ifindex;

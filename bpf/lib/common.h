@@ -52,7 +52,8 @@ enum emon_stat {
 	EMON_STAT_EXEC,                 /* exec events */
 	EMON_STAT_EXIT,                 /* exit events */
 	EMON_STAT_CLOSE,                /* TCP close events */
-	EMON_STAT_FLOW_REOPEN,          /* closed flows reused by a new connection (same tuple) */
+	EMON_STAT_FLOW_REOPEN,          /* flows restarted by a new connection on the same tuple */
+	EMON_STAT_PKT_PULLED,           /* packets whose headers had to be pulled into the linear area */
 	EMON_STAT_FLOWS_DELETED = 31,   /* written by the daemon: flows it removed (closed, idle) */
 	EMON_STAT_MAX = 32,
 };

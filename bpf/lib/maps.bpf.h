@@ -65,6 +65,15 @@ struct {
 	__type(value, __u64);
 } emon_stats SEC(".maps");
 
+/* ifindex % EMON_IFACE_SLOTS -> link-layer header length of that interface (written by
+ * the daemon when it attaches the classifier; lets the classifier read headers directly) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EMON_IFACE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct emon_iface);
+} emon_ifaces SEC(".maps");
+
 /* 0 -> runtime settings written by the daemon */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -3,7 +3,7 @@
 // of the process that talked and the exact bytes it sent and received (its own truth).
 // Every mode prints JSON lines on stdout.
 //
-//   peer.js tcp-server <addr> <port> [replyBytes]   accept; read to EOF; reply; report
+//   peer.js tcp-server <addr> <port> [replyBytes] [--close-first]   accept; read to EOF; reply; report
 //   peer.js tcp-client <addr> <port> <sendBytes> [--expect N] [--hold MS] [--local-port P]
 //   peer.js udp-server <addr> <port>                report each datagram
 //   peer.js udp-client <addr> <port> <count> <size> [--connect] [--expect-replies] [--local-port P]
@@ -26,6 +26,13 @@ switch (mode) {
   case 'tcp-server': {
     const reply = Number(rest[0] ?? 0);
     const srv = net.createServer((s) => {
+      if (rest.includes('--close-first')) {
+        // The server closes first, so the client ends in CLOSE (not TIME_WAIT) and its
+        // local port can be reused at once.
+        s.on('error', () => undefined);
+        s.end(Buffer.alloc(reply, 0x61), () => out({ event: 'served', remotePort: s.remotePort, remoteAddr: s.remoteAddress, sent: reply }));
+        return;
+      }
       let got = 0;
       let head = '';
       s.on('data', (d) => {

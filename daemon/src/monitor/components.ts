@@ -18,6 +18,7 @@ export const MAP = {
   events: 'emon_events',
   stats: 'emon_stats',
   config: 'emon_config',
+  ifaces: 'emon_ifaces',
 } as const;
 
 export const FLOWS: ComponentDef = {

@@ -129,8 +129,6 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
       const F = EVENT_CLOSE.fields;
       const o = owner(v, b, off + F.owner.offset);
       const seen = v.getUint8(off + F.flow_seen.offset) === 1;
-      const first = v.getBigUint64(off + F.first_ns.offset, true);
-      const ts = v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true);
       const u64 = (fo: number) => Number(v.getBigUint64(off + fo, true));
       return {
         type: 'close', time, ...key(v, b, off + F.key.offset),
@@ -139,7 +137,7 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
         txBytes: u64(F.tx_bytes.offset), rxBytes: u64(F.rx_bytes.offset),
         txPackets: u64(F.tx_packets.offset), rxPackets: u64(F.rx_packets.offset),
-        durationMs: seen && first ? Number(ts - first) / 1e6 : null,
+        durationMs: seen ? u64(F.duration_ns.offset) / 1e6 : null,
         payloadBytesSent: u64(F.payload_sent.offset),
         payloadBytesReceived: u64(F.payload_received.offset),
         previousState: TCP_STATE_NAMES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',

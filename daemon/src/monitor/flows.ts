@@ -4,7 +4,7 @@
 // the process table, and the garbage collector that removes closed and idle flows after
 // their retention time (their counts move to per-process totals, so nothing is lost).
 import type { BpfMap } from '../bpf/maps.js';
-import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
+import { CLOCK_MONOTONIC, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
 import { AF_INET, formatIp, inCidr, type parseCidr } from '../util/ip.js';
 import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy, type Direction } from './wire.js';
 
@@ -127,9 +127,9 @@ export class FlowTable {
     private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number },
   ) {}
 
-  /** Boot-time ns -> wall-clock ms, fixed for one query. */
+  /** Flow timestamps (CLOCK_MONOTONIC_COARSE, see bpf/flows.h) -> wall-clock ms, fixed for one query. */
   private clock(): (ns: bigint) => number {
-    const offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME);
+    const offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_MONOTONIC);
     return (ns: bigint) => Number((ns + offsetNs) / 1_000_000n);
   }
 
@@ -266,7 +266,7 @@ export class FlowTable {
    * counts go to the per-process totals. Returns the number removed.
    */
   gc(): number {
-    const nowNs = clockNs(CLOCK_BOOTTIME);
+    const nowNs = clockNs(CLOCK_MONOTONIC);
     const closedNs = BigInt(this.opts.closedRetentionMs) * 1_000_000n;
     const idleNs = BigInt(this.opts.idleTimeoutMs) * 1_000_000n;
     const tcpIdleNs = BigInt(this.opts.tcpIdleTimeoutMs) * 1_000_000n;

@@ -9,7 +9,12 @@ import type { Logger } from 'pino';
 import type { Deployment } from '../bpf/deployment.js';
 import { IFF_LOOPBACK, IFF_UP, listLinks, watchLinks, type Link, type LinkWatcher } from '../net/netlink.js';
 import { globToRegExp, isGlob } from '../util/glob.js';
-import { PROG } from './components.js';
+import { MAP, PROG } from './components.js';
+import { IFACE, IFACE_SLOTS } from './wire.js';
+
+/** Link-layer header length in front of the network header, at TC, by ARPHRD_* type. Types
+ * not listed are read through helpers relative to the network header (correct for any). */
+const L2_LEN: Record<number, number> = { 1: 14 /* ether */, 772: 14 /* loopback */, 65534: 0 /* none: tun, wireguard */ };
 
 export interface AttachedInterface {
   name: string;
@@ -67,6 +72,30 @@ export class InterfaceManager {
     return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, since: r.attachedAt, ingress: r.programs.ingress, egress: r.programs.egress }));
   }
 
+  /** Tells the classifier the interface's link-layer length (emon_ifaces), so it can read
+   * headers directly. Two interfaces sharing a slot: the later one uses the helpers. */
+  private recordLinkLayer(link: Link): void {
+    const l2 = L2_LEN[link.type];
+    if (l2 === undefined || !this.deployment.hasMap(MAP.ifaces)) return;
+    const map = this.deployment.map(MAP.ifaces);
+    const key = slotKey(link.ifindex);
+    const cur = map.lookup(key);
+    const holder = cur?.readUInt32LE(IFACE.fields.ifindex.offset) ?? 0;
+    if (holder !== 0 && holder !== link.ifindex && this.links.has(holder)) return;
+    if (holder === link.ifindex && cur!.readUInt16LE(IFACE.fields.l2_len.offset) === l2) return;
+    const v = Buffer.alloc(IFACE.size);
+    v.writeUInt32LE(link.ifindex, IFACE.fields.ifindex.offset);
+    v.writeUInt16LE(l2, IFACE.fields.l2_len.offset);
+    map.update(key, v);
+  }
+
+  private forgetLinkLayer(ifindex: number): void {
+    if (!this.deployment.hasMap(MAP.ifaces)) return;
+    const map = this.deployment.map(MAP.ifaces);
+    const key = slotKey(ifindex);
+    if (map.lookup(key)?.readUInt32LE(IFACE.fields.ifindex.offset) === ifindex) map.update(key, Buffer.alloc(IFACE.size));
+  }
+
   reconcile(): void {
     let links: Link[];
     try {
@@ -82,6 +111,7 @@ export class InterfaceManager {
         const i = this.deployment.attachTc(link.ifindex, link.name, 'ingress', PROG.tcIngress);
         const e = this.deployment.attachTc(link.ifindex, link.name, 'egress', PROG.tcEgress);
         if (i !== 'adopted' || e !== 'adopted') this.log.info({ iface: link.name, ingress: i, egress: e }, 'classifier attached');
+        this.recordLinkLayer(link);
         this.failures.delete(link.name);
       } catch (err) {
         if (this.failures.get(link.name) !== (err as Error).message) this.log.error({ err, iface: link.name }, 'attaching classifier failed');
@@ -91,10 +121,12 @@ export class InterfaceManager {
     for (const rec of this.deployment.tcRecords()) {
       const link = this.links.get(rec.ifindex);
       if (!link || link.name !== rec.ifname) {
+        this.forgetLinkLayer(rec.ifindex);
         this.deployment.forgetTc(rec.ifindex);
         this.log.info({ iface: rec.ifname }, 'interface gone, forgotten');
       } else if (!this.wanted(link)) {
         try {
+          this.forgetLinkLayer(rec.ifindex);
           this.deployment.detachTc(rec.ifindex);
           this.log.info({ iface: rec.ifname }, 'interface no longer configured, classifier detached');
         } catch (err) {
@@ -103,4 +135,10 @@ export class InterfaceManager {
       }
     }
   }
+}
+
+function slotKey(ifindex: number): Buffer {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(ifindex % IFACE_SLOTS);
+  return k;
 }

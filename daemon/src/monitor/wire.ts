@@ -57,6 +57,12 @@ export const FRAG_KEY = {
   fields: { family: f(0, 1), proto: f(1, 1), _pad: f(2, 2), id: f(4, 4), saddr: f(8, 16), daddr: f(24, 16) },
 } as const satisfies StructSpec;
 
+export const IFACE = {
+  name: 'emon_iface', size: 8, object: 'flows.bpf.o',
+  fields: { ifindex: f(0, 4), l2_len: f(4, 2), _pad: f(6, 2) },
+} as const satisfies StructSpec;
+export const IFACE_SLOTS = 1024;
+
 export const CONFIG = {
   name: 'emon_config', size: 16, object: 'flows.bpf.o',
   fields: { netns_cookie: f(0, 8), flags: f(8, 4), _pad: f(12, 4) },
@@ -71,7 +77,7 @@ export const EVENT_CLOSE = {
   name: 'emon_event_close', size: 176, object: 'sockets.bpf.o',
   fields: {
     hdr: f(0, 16), key: f(16, 40), owner: f(56, 56), tx_bytes: f(112, 8), rx_bytes: f(120, 8), tx_packets: f(128, 8),
-    rx_packets: f(136, 8), first_ns: f(144, 8), payload_sent: f(152, 8), payload_received: f(160, 8),
+    rx_packets: f(136, 8), duration_ns: f(144, 8), payload_sent: f(152, 8), payload_received: f(160, 8),
     ifindex: f(168, 4), old_state: f(172, 1), flow_seen: f(173, 1), direction: f(174, 1), _pad: f(175, 1),
   },
 } as const satisfies StructSpec;
@@ -89,7 +95,7 @@ export const EVENT_EXIT = {
   fields: { hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), exit_code: f(28, 4), start_ns: f(32, 8), comm: f(40, 16) },
 } as const satisfies StructSpec;
 
-export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
+export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
 
 /** enum emon_event_type */
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;
@@ -114,6 +120,7 @@ export const STAT_NAMES = [
   'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
   'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
+  'packetsPulled',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export const STAT_MAX = 32;
