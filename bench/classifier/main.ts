@@ -92,11 +92,24 @@ function flowTotals(obj: BpfObject): { entries: number; packets: number; flags: 
   return { entries, packets, flags };
 }
 
+/** BPF_PROG_TEST_RUN runs TC programs on the loopback device (ifindex 1), Ethernet-framed. */
+const TEST_RUN_IFINDEX = 1;
+const HELPERS_ONLY = process.argv.includes('--helpers-only');
+
 function loadFlows(maxFlows?: number, file = FLOWS_OBJ): BpfObject {
   const o = BpfObject.open(file);
   try {
     if (maxFlows !== undefined) o.setMaxEntries('emon_flows', maxFlows);
     o.load();
+    // What the daemon does when it attaches to an Ethernet interface: record its link-layer
+    // length so the classifier reads headers directly (--helpers-only: measure the helper
+    // path used for interfaces of unknown link type). Objects from before emon_ifaces lack it.
+    if (!HELPERS_ONLY && o.mapNames().includes('emon_ifaces')) {
+      const v = Buffer.alloc(8);
+      v.writeUInt32LE(TEST_RUN_IFINDEX, 0);
+      v.writeUInt16LE(14, 4);
+      o.map('emon_ifaces').update(u32(TEST_RUN_IFINDEX), v);
+    }
     return o;
   } catch (err) {
     o.close();

@@ -185,6 +185,19 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
 
 export type EventListener = (e: MonitorEvent) => void;
 
+const TYPE_NAMES: Record<number, EventType> = { [EV.CONNECT]: 'connect', [EV.ACCEPT]: 'accept', [EV.CLOSE]: 'close', [EV.EXEC]: 'exec', [EV.EXIT]: 'exit' };
+
+const serialized = new WeakMap<MonitorEvent, string>();
+/** An event as JSON, computed once however many subscribers receive it. */
+export function eventJson(e: MonitorEvent): string {
+  let s = serialized.get(e);
+  if (s === undefined) {
+    s = JSON.stringify(e);
+    serialized.set(e, s);
+  }
+  return s;
+}
+
 /** Fan-out of decoded events to subscribers. A listener that throws is dropped, not fatal. */
 export class EventBus {
   private readonly listeners = new Set<EventListener>();
@@ -198,6 +211,14 @@ export class EventBus {
 
   get subscriberCount(): number {
     return this.listeners.size;
+  }
+
+  /** Counts an event nobody listens to, without decoding it. False for unknown types. */
+  countOnly(type: number): boolean {
+    const name = TYPE_NAMES[type];
+    if (!name) return false;
+    this.counts[name]++;
+    return true;
   }
 
   publish(e: MonitorEvent): void {

@@ -20,7 +20,7 @@ import type { MonitorApi, MonitorStatus } from './api.js';
 import type { FlowQuery } from './flows.js';
 import type { ProgramsListResult } from '../rpc/protocol.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
-import { CFG_EXEC_ARGS, CONFIG, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
+import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
 
 export const LAYOUT_VERSION = 1; // bpf/lib/common.h EMON_LAYOUT_VERSION
 
@@ -171,6 +171,12 @@ export class Monitor implements MonitorApi {
   };
 
   private onRecord(v: DataView, off: number, len: number): void {
+    // Connection events matter only to subscribers: with none, count them undecoded (the
+    // decode, dates included, is most of a record's cost). exec/exit feed the process table.
+    if (this.bus.subscriberCount === 0 && len >= EVENT_HDR.size) {
+      const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
+      if (type !== EV.EXEC && type !== EV.EXIT && this.bus.countOnly(type)) return;
+    }
     const e = decodeEvent(v, off, len, this.decodeCtx);
     if (!e) {
       this.bus.undecodable++;

@@ -12,6 +12,7 @@ import { createJSONRPCErrorResponse, JSONRPCServer, type JSONRPCResponse } from 
 import { AppError, ERRORS } from './errors.js';
 import type { Caller } from './protocol.js';
 import { NOTIFICATIONS } from './protocol.js';
+import { eventJson, type MonitorEvent } from '../monitor/events.js';
 import { BpfError } from '../bpf/errors.js';
 import * as C from '../sys/libc.js';
 import { groupGid } from '../sys/users.js';
@@ -57,23 +58,38 @@ export class Connection {
     this.updateFlow();
   }
 
-  /** Event notifications go through the bounded queue. */
-  notify(subscription: string, event: unknown): void {
+  /** Event notifications go through the bounded queue, written in batches. */
+  notify(subscription: string, event: MonitorEvent): void {
     if (this.closed) return;
     if (this.queue.length >= this.server.limits.subscriberQueue) {
       this.lost.set(subscription, (this.lost.get(subscription) ?? 0) + 1);
       this.server.droppedTotal++;
       return;
     }
-    this.queue.push(`${JSON.stringify({ jsonrpc: '2.0', method: NOTIFICATIONS.event, params: { subscription, event } })}\n`);
-    this.pump();
+    // The event's JSON is built once for every subscriber (eventJson caches it).
+    this.queue.push(`{"jsonrpc":"2.0","method":"${NOTIFICATIONS.event}","params":{"subscription":"${subscription}","event":${eventJson(event)}}}\n`);
+    // One write per event-loop turn, not one per event: a ring-buffer drain can publish
+    // thousands of events at once.
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => {
+        this.pumpScheduled = false;
+        this.pump();
+      });
+    }
   }
+
+  private pumpScheduled = false;
 
   /** Writes queued notifications while the socket accepts them. */
   pump(): void {
     while (this.queue.length > 0 && !this.closed) {
       if (this.socket.writableLength > 256 * 1024) return; // resume on 'drain'
-      this.socket.write(this.queue.shift()!);
+      let n = 0;
+      let bytes = 0;
+      while (n < this.queue.length && bytes < 64 * 1024) bytes += this.queue[n++]!.length;
+      this.socket.write(n === 1 ? this.queue[0]! : this.queue.slice(0, n).join(''));
+      this.queue.splice(0, n);
     }
     if (this.queue.length === 0 && this.lost.size > 0) {
       for (const [subscription, lost] of this.lost) {
