@@ -94,15 +94,21 @@ struct emon_lb_conn {
 	__u32 gen;         /* VIP table generation when the backend was chosen */
 	__u64 created_ns;  /* CLOCK_MONOTONIC (coarse) when chosen */
 	__u64 last_ns;     /* last packet, refreshed at most once per EMON_LB_TOUCH_NS */
+	__u64 touch;       /* data path only: last refresh in ticks (jiffies, or ns if HZ is unknown) */
 	__u16 nat_port;    /* nat mode: balancer-side source port (network order); 0 in dsr */
 	__u8  how;         /* enum emon_lb_how */
 	__u8  flags;       /* EMON_LB_CONN_* */
-	__u8  _pad[4];
+	__u16 vip;         /* VIP slot: an established flow needs no VIP lookup */
+	__u8  _pad[2];
 };
 
 #define EMON_LB_CONN_LONG (1U << 0) /* copied into emon_lb_long (survives LRU eviction) */
+#define EMON_LB_CONN_DSR  (1U << 1) /* the VIP is in dsr mode */
 
-/* Refresh conn last_ns (and check promotion) at most this often per flow. */
+/* Refresh conn last_ns (and check promotion) at most this often per flow. The data path
+ * measures the interval in "ticks": jiffies where libbpf can tell the kernel's HZ (the
+ * verifier turns bpf_jiffies64() into a plain load, while a clock helper call was a tenth
+ * of the per-packet cost), nanoseconds otherwise. */
 #define EMON_LB_TOUCH_NS 1000000000ULL
 
 /* emon_lb_nat value: the client side of a nat-mode flow, found from its reply. */
@@ -113,9 +119,14 @@ struct emon_lb_nat {
 	__u16 vport;       /* network byte order */
 	__u32 backend;     /* backend id (per-backend reply counters) */
 	__u32 vip;         /* VIP slot (per-VIP reply counters) */
-	__u32 _pad;
-	__u64 last_ns;     /* last reply, CLOCK_MONOTONIC (coarse) */
+	__u32 flags;       /* EMON_LB_NAT_* */
+	__u64 last_ns;     /* last reply (or creation), CLOCK_MONOTONIC (coarse) */
+	__u64 touch;       /* data path only: last refresh in ticks */
 };
+
+/* The backend answered at least once. Entries without it hold a port for a flow that may
+ * never start (a SYN flood): the daemon collects them after a short embryonic timeout. */
+#define EMON_LB_NAT_REPLIED (1U << 0)
 
 /* emon_lb_ifaddr key/value: the balancer's own address on an interface, used as the
  * source of nat-mode packets leaving through it (user space fills it from the
@@ -180,12 +191,40 @@ struct emon_lb_config {
 	__u16 nat_port_max; /*   range outside ip_local_port_range so local sockets never collide */
 	__u32 flags;        /* EMON_LB_CFG_* */
 	__u32 layout;       /* EMON_LB_LAYOUT_VERSION of whoever created the maps */
-	__u32 _pad;
+	__u32 nh_gen;       /* bumped by the daemon when backends or addresses change: */
+	                    /*   every cached next hop (emon_lb_nhc) is then stale */
 };
+
+/* emon_lb_nhc value (per-CPU array by backend id): the next hop toward a backend as
+ * bpf_fib_lookup found it. The forwarding path reuses it instead of walking the FIB for
+ * every packet (the FIB walk was the largest part of the per-packet cost) until it expires
+ * (EMON_LB_NH_TTL_NS: routing and neighbour changes take effect within that time) or the
+ * daemon bumps emon_lb_config.nh_gen. Packets larger than `mtu` take the full lookup,
+ * which answers "fragmentation needed". */
+struct emon_lb_nh {
+	__u64 expires;      /* in ticks (jiffies, or ns if HZ is unknown) */
+	__u32 ifindex;      /* egress interface; 0: empty */
+	__u32 gen;          /* emon_lb_config.nh_gen when filled */
+	__u16 mtu;          /* route MTU toward the next hop */
+	__u8  dmac[6];
+	__u8  smac[6];
+	__u8  flags;        /* EMON_LB_NH_* */
+	__u8  _pad;
+	__u8  laddr[16];    /* the balancer's own address on ifindex (nat source) */
+};
+
+#define EMON_LB_NH_ONLINK (1U << 0) /* the backend itself is the next hop (dsr possible) */
+#define EMON_LB_NH_LADDR  (1U << 1) /* laddr is set */
+#define EMON_LB_NH_TTL_NS 1000000000ULL
 
 #define EMON_LB_CFG_DROP4  (1U << 0) /* emon_lb_drop4 has rules: look it up */
 #define EMON_LB_CFG_DROP6  (1U << 1) /* emon_lb_drop6 has rules */
-#define EMON_LB_CFG_DPROTO (1U << 2) /* emon_lb_dproto has rules */
+/* emon_lb_dproto has rules for this protocol (one bit each, so that a rule for ICMP echo
+ * costs TCP and UDP packets nothing) */
+#define EMON_LB_CFG_DP_TCP   (1U << 2)
+#define EMON_LB_CFG_DP_UDP   (1U << 3)
+#define EMON_LB_CFG_DP_ICMP  (1U << 4) /* ICMP and ICMPv6 */
+#define EMON_LB_CFG_DP_OTHER (1U << 5)
 
 /* Tries to find a free NAT port before giving up (EMON_LB_DROP_NAT_PORTS). */
 #define EMON_LB_NAT_TRIES 8
@@ -237,6 +276,7 @@ enum emon_lb_stat {
 	EMON_LB_STAT_ICMP_REPLY,     /* ICMP errors from the backend side, translated to the client */
 	EMON_LB_STAT_ICMP_TOOBIG,    /* "fragmentation needed"/"packet too big" sent to a client */
 	EMON_LB_STAT_CONN_DELETED,   /* conn entries deleted by user space (written by the daemon, CPU 0 slot) */
+	EMON_LB_STAT_NEIGH_PASS,     /* translated replies handed to the stack: the client's MAC was unknown */
 	EMON_LB_STAT_MAX = 32,
 };
 

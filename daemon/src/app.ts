@@ -7,6 +7,7 @@ import type { MonitorApi } from './monitor/api.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerMonitorMethods } from './rpc/methods/monitor.js';
 import { registerEventMethods } from './rpc/methods/events.js';
+import { lbStatus, registerLbMethods, type LbRpcApi } from './rpc/methods/lb.js';
 
 export interface DaemonDeps {
   monitor: MonitorApi;
@@ -15,8 +16,8 @@ export interface DaemonDeps {
   socketPath: string;
   limits: RpcLimits;
   groups: { group: string; adminGroup: string };
-  /** Extra method registrations (the load balancer's). */
-  extensions?: Array<(rpc: RpcServer) => void>;
+  /** The load balancer, when configured (its methods answer NotAvailable otherwise). */
+  lb?: LbRpcApi | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
@@ -30,9 +31,10 @@ export interface Daemon {
 export function buildDaemon(deps: DaemonDeps): Daemon {
   const startedAt = new Date();
   const rpc = new RpcServer(deps.socketPath, deps.limits, deps.groups, deps.logger, deps.identify);
-  registerMonitorMethods(rpc.rpc, deps.monitor, rpc, { version: deps.version, startedAt });
+  const lb = deps.lb ?? null;
+  registerMonitorMethods(rpc.rpc, deps.monitor, rpc, { version: deps.version, startedAt, lbStatus: lb ? () => lbStatus(lb) : undefined });
   registerEventMethods(rpc.rpc, deps.monitor, rpc);
-  for (const ext of deps.extensions ?? []) ext(rpc);
+  registerLbMethods(rpc.rpc, lb);
   return {
     rpc,
     start: () => rpc.listen(),

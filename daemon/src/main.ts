@@ -18,6 +18,9 @@ import { buildDaemon, type Daemon } from './app.js';
 import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
+import { LbManager } from './lb/manager.js';
+import { LB_EVENTS } from './lb/events.js';
+import type { DeclaredVip } from './lb/api.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
@@ -98,15 +101,46 @@ async function main(): Promise<void> {
     fail(logger, err, err instanceof LockError ? 'already running' : 'cannot lock the pin directory');
   }
 
+  const mopts = monitorOptions(config, logger);
+  let deployment: Deployment;
   let monitor: Monitor;
   try {
-    monitor = Monitor.start(monitorOptions(config, logger));
+    deployment = Monitor.openDeployment(mopts);
   } catch (err) {
+    fail(logger, err, 'cannot open the pin directory');
+  }
+  try {
+    monitor = Monitor.start(mopts, deployment);
+  } catch (err) {
+    deployment.close();
     fail(logger, err, err instanceof BpfError ? 'cannot load the BPF programs' : 'cannot start monitoring');
+  }
+
+  // The load balancer, when configured: deployed into the same pin directory.
+  let lb: LbManager | null = null;
+  if (config.lb.interfaces.length > 0) {
+    try {
+      const [min, max] = config.lb.natPorts.split('-').map(Number) as [number, number];
+      lb = new LbManager(deployment, logger, { interfaces: config.lb.interfaces, xdpMode: config.lb.xdpMode as 'native' | 'generic', natPorts: { min, max } });
+      const report = await lb.applyConfig(config.lb.vips as DeclaredVip[]);
+      for (const v of report.vips) if (v.action === 'conflict') logger.warn({ vip: v.vip }, 'declared VIP differs from the running one in mode or interface: `ebpfmonctl lb vip remove` it to apply the declaration');
+      lb.start();
+      for (const name of Object.values(LB_EVENTS)) {
+        lb.events.on(name, (detail: Record<string, unknown>) => {
+          monitor.bus.publish({ type: 'lb', time: new Date().toISOString(), pid: null, uid: null, comm: null, name, detail });
+          logger.info({ event: name, ...detail }, name);
+        });
+      }
+    } catch (err) {
+      monitor.stop();
+      deployment.close();
+      fail(logger, err, 'cannot start the load balancer');
+    }
   }
 
   const daemon: Daemon = buildDaemon({
     monitor,
+    lb,
     logger,
     version: VERSION,
     socketPath: config.socketPath,
@@ -116,7 +150,9 @@ async function main(): Promise<void> {
   try {
     await daemon.start();
   } catch (err) {
+    lb?.close();
     monitor.stop();
+    deployment.close();
     fail(logger, err, `cannot listen on ${config.socketPath}`);
   }
 
@@ -127,6 +163,7 @@ async function main(): Promise<void> {
     try {
       dbus = await startDbusService({
         monitor,
+        lb: lb ?? undefined,
         logger,
         version: VERSION,
         groups: config.access,
@@ -159,7 +196,9 @@ async function main(): Promise<void> {
     stopWatchdog?.();
     await daemon.stop();
     await dbus?.stop();
+    lb?.close();
     monitor.stop();
+    deployment.close();
     lock.release();
     process.exit(EXIT.OK);
   };
@@ -171,6 +210,7 @@ async function main(): Promise<void> {
       const { config: next } = loadConfig({ file: opts.config });
       logger.level = next.logLevel;
       monitor.setInterfaces(next.interfaces);
+      if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
       logger.info({ interfaces: next.interfaces, logLevel: next.logLevel }, 'configuration reloaded');
     } catch (err) {
       logger.error({ err }, `reload refused, keeping the running configuration: ${(err as Error).message}`);

@@ -19,12 +19,14 @@ function line(e: MonitorEvent): string {
       return `${t} exec    ${who} ppid ${e.ppid} ${e.filename} ${e.args.slice(1).join(' ')}${e.argsTruncated ? ' ...' : ''}`;
     case 'exit':
       return `${t} exit    ${who} ppid ${e.ppid} code ${e.exitCode}${e.signal ? ` signal ${e.signal}` : ''}`;
+    case 'lb':
+      return `${t} lb      ${e.name} ${Object.entries(e.detail).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`;
   }
 }
 
 export function eventsCommand(): Command {
   return new Command('events')
-    .description('follow connect, accept, close, exec and exit events until interrupted')
+    .description('follow connect, accept, close, exec, exit and load-balancer events until interrupted')
     .addOption(new Option('--type <types>', `comma-separated: ${EVENT_TYPES.join(',')}`).argParser(listArg(EVENT_TYPES)))
     .option('--pid <n>', 'only events of this process', intArg(0, 0x7fffffff))
     .option('--count <n>', 'exit after n events', intArg(1, 100_000_000))

@@ -15,10 +15,11 @@
 // until a drain finds the ring empty, then it re-arms the poll - interrupts when idle,
 // polling when busy, as NAPI does for NICs. Why: the kernel queues a wakeup (irq_work)
 // for every record committed while the consumer is caught up, so a reader that drains
-// on every wakeup is caught up all the time and makes the producer pay one wakeup per
-// burst; in bench/ringbuf that halved the producer's rate and the reader's ceiling
-// (docs/benchmarks.md). A drain never runs longer than `budgetMs`: a flood of events
-// cannot stall RPC clients.
+// on every wakeup is caught up nearly all the time: the producer pays a wakeup per burst
+// and the reader a loop turn per burst. In bench/ringbuf (docs/benchmarks.md) that mode
+// (coalesceMs 0, the reader's former behaviour) held the producer to about half its rate
+// at 3-10x the reader's CPU time per event. A drain never runs longer than `budgetMs`: a
+// flood of events cannot stall RPC clients.
 import koffi from 'koffi';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -43,6 +44,16 @@ const TWO32 = 2 ** 32;
 // Positions are u64; they are read and written as two u32 halves (see drain()).
 const LO = os.endianness() === 'LE' ? 0 : 1;
 const HI = 1 - LO;
+/**
+ * On x86-64 (total store order) loads are not reordered with other loads and stores are
+ * not reordered with earlier loads, so a plain load of a record's header is already the
+ * acquire (and a plain store of the consumer position the release) that libbpf's
+ * smp_load_acquire()/smp_store_release() compile to there; V8 keeps typed-array accesses
+ * in program order. Atomics.load/store are not inlined for non-shared buffers: the
+ * header load alone cost about 12 ns per record, more than the rest of the loop
+ * (bench/ringbuf, backlog). Other architectures keep Atomics.
+ */
+const PLAIN_ACCESS = process.arch === 'x64';
 
 export type RecordHandler = (view: DataView, offset: number, length: number) => void;
 
@@ -146,14 +157,16 @@ export class RingBufReader {
 
   /**
    * Gives space back to producers. Only the low word is stored while the high word
-   * stays the same (the kernel's 64-bit load then sees a consistent value); BigInt
-   * stores allocate, and at millions of records per second the garbage they made
-   * woke V8's GC threads, which then competed with this thread for the CPU.
+   * stays the same (we are the only writer, so the kernel's 64-bit load still sees a
+   * consistent value); the whole u64 only when the high word changes, every 4 GiB.
+   * Why not always the BigInt64Array: each BigInt store (and load) allocates, and at
+   * millions of records per second that garbage meant a scavenge every ~250 ms.
    */
   private storeCons(pos: number): void {
     const hi = Math.floor(pos / TWO32);
     if (hi === this.consHi) {
-      Atomics.store(this.cons32, LO, pos >>> 0);
+      if (PLAIN_ACCESS) this.cons32[LO] = pos >>> 0; // x86-64: every store is a release
+      else Atomics.store(this.cons32, LO, pos >>> 0);
     } else {
       Atomics.store(this.cons, 0, BigInt(pos));
       this.consHi = hi;
@@ -173,7 +186,10 @@ export class RingBufReader {
     const { handler, data, hdrs, mask, stats } = this;
     let consumed = 0;
     let bytes = 0;
-    let cons = loadPos(this.cons32);
+    const cons32 = this.cons32;
+    let cons = loadPos(cons32);
+    // Below this position the consumer's high word does not change (see storeCons()).
+    const hiLimit = (Math.floor(cons / TWO32) + 1) * TWO32;
     let exhausted = false;
     // The clock is read every `stride` records: reading it allocates (a HeapNumber), and
     // a fixed stride is either too often for a cheap handler or too rare for a slow one.
@@ -181,14 +197,22 @@ export class RingBufReader {
     let untilCheck = stride;
     let lastCheck = t0;
     outer: for (;;) {
-      const prod = loadPos(this.prod32);
-      if (cons >= prod) break;
-      while (cons < prod) {
-        const off = cons & mask;
+      // Positions are u64 (doubles here); the loop itself runs on small integers: the
+      // offset in the ring and the bytes taken in this pass.
+      const avail = loadPos(this.prod32) - cons;
+      if (avail <= 0) break;
+      const base = cons & mask;
+      let taken = 0;
+      while (taken < avail) {
+        const off = (base + taken) & mask;
         // Acquire load of the header: the record's bytes are visible once BUSY is clear.
-        const len = Atomics.load(hdrs, off >> 2) >>> 0;
-        if (len & BUSY) break outer; // producer still writing this record
+        const len = (PLAIN_ACCESS ? hdrs[off >> 2]! : Atomics.load(hdrs, off >> 2)) >>> 0;
+        if (len & BUSY) {
+          cons += taken;
+          break outer; // producer still writing this record
+        }
         const dataLen = len & ~(BUSY | DISCARD);
+        taken += (dataLen + HDR + 7) & ~7;
         if (!(len & DISCARD)) {
           try {
             handler(data, off + HDR, dataLen);
@@ -201,9 +225,12 @@ export class RingBufReader {
           // A handler (or onError) that closed the reader has unmapped the ring: touching
           // it again would crash the process.
           if (this.closed) return consumed;
+          if ((consumed & (STORE_EVERY - 1)) === 0) {
+            // Inline form of storeCons() for the common case (same high word).
+            if (PLAIN_ACCESS && cons + taken < hiLimit) cons32[LO] = (cons + taken) >>> 0;
+            else this.storeCons(cons + taken);
+          }
         }
-        cons += (dataLen + HDR + 7) & ~7;
-        if ((consumed & (STORE_EVERY - 1)) === 0) this.storeCons(cons);
         if (--untilCheck === 0) {
           const now = performance.now();
           if (now - lastCheck < STRIDE_FAST_MS) {
@@ -214,11 +241,13 @@ export class RingBufReader {
           untilCheck = stride;
           lastCheck = now;
           if (now > deadline) {
+            cons += taken;
             exhausted = true;
             break outer;
           }
         }
       }
+      cons += taken;
       this.storeCons(cons);
     }
     this.storeCons(cons);

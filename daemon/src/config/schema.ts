@@ -46,6 +46,12 @@ convict.addFormats({
   seconds: intFormat('seconds', 1, 30 * 24 * 3600),
   count: intFormat('count', 1, 1_000_000),
   bytes: intFormat('bytes', 1024, 64 << 20),
+  'port-range': {
+    validate(v: unknown) {
+      const m = typeof v === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(v) : null;
+      if (!m || Number(m[1]) < 1024 || Number(m[2]) > 65535 || Number(m[1]) > Number(m[2])) throw new Error('must be "MIN-MAX" with 1024 <= MIN <= MAX <= 65535');
+    },
+  },
   'object-list': {
     validate(v: unknown) {
       if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
@@ -99,6 +105,7 @@ export const schema = {
   lb: {
     interfaces: { doc: 'Interfaces that get the XDP load balancer (none: not loaded)', format: 'interface-list', default: [] as string[], env: 'EBPFMON_LB_INTERFACES' },
     xdpMode: { doc: 'native or generic XDP', format: ['native', 'generic'], default: 'native', env: 'EBPFMON_LB_XDP_MODE' },
+    natPorts: { doc: 'Source ports for nat-mode flows, "MIN-MAX" (keep it outside ip_local_port_range)', format: 'port-range', default: '61000-65535', env: 'EBPFMON_LB_NAT_PORTS' },
     vips: { doc: 'VIPs declared in the file (see docs/lb.md)', format: 'object-list', default: [] as object[] },
   },
 };

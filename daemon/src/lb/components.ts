@@ -15,6 +15,8 @@ export const LB_MAP = {
   long: 'emon_lb_long',
   nat: 'emon_lb_nat',
   ifaddr: 'emon_lb_ifaddr',
+  nhc: 'emon_lb_nhc',
+  vports: 'emon_lb_vports',
   vstats: 'emon_lb_vstats',
   bstats: 'emon_lb_bstats',
   stats: 'emon_lb_stats',

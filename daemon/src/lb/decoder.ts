@@ -32,16 +32,28 @@ export const BE = { inUse: 1, draining: 2, down: 4 } as const;
 
 export const HOW_NAME: Record<number, 'maglev' | 'restored' | 'rescheduled'> = { 1: 'maglev', 2: 'restored', 3: 'rescheduled' };
 export const CONN_LONG = 1;
+export const CONN_DSR = 2;
+export const NAT_REPLIED = 1;
+export const NH_FLAGS = { onlink: 1, laddr: 2 } as const;
+export const NH_TTL_NS = 1_000_000_000n;
 
 export const HC = { none: 0, tcp: 1, http: 2 } as const;
 export const PK = { any: 0, port: 1, type: 2 } as const;
-export const CFG = { drop4: 1, drop6: 2, dproto: 4 } as const;
+export const CFG = { drop4: 1, drop6: 2, dpTcp: 4, dpUdp: 8, dpIcmp: 16, dpOther: 32 } as const;
+
+/** The emon_lb_config flag that enables protocol drop rules for `proto`. */
+export function protoCfgBit(proto: number): number {
+  if (proto === 6) return CFG.dpTcp;
+  if (proto === 17) return CFG.dpUdp;
+  if (proto === 1 || proto === 58) return CFG.dpIcmp;
+  return CFG.dpOther;
+}
 
 /** enum emon_lb_stat, in order (the index is the map key). */
 export const STAT_NAMES = [
   'pass', 'connNew', 'connRescheduled', 'connMidflowMiss', 'connInsertFail', 'longHit', 'longPromote',
   'longFull', 'natNew', 'natReuse', 'natCollide', 'natReply', 'icmpForwarded', 'icmpReplied',
-  'icmpTooBigSent', 'connDeleted',
+  'icmpTooBigSent', 'connDeleted', 'neighPass',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export const STAT = Object.fromEntries(STAT_NAMES.map((n, i) => [n, i])) as Record<StatName, number>;
@@ -94,13 +106,13 @@ export const FLOW_KEY = {
 } as const satisfies StructSpec;
 
 export const CONN = {
-  name: 'emon_lb_conn', size: 32, object: OBJ,
-  fields: { backend: f(0, 4), gen: f(4, 4), created_ns: f(8, 8), last_ns: f(16, 8), nat_port: f(24, 2), how: f(26, 1), flags: f(27, 1), _pad: f(28, 4) },
+  name: 'emon_lb_conn', size: 40, object: OBJ,
+  fields: { backend: f(0, 4), gen: f(4, 4), created_ns: f(8, 8), last_ns: f(16, 8), touch: f(24, 8), nat_port: f(32, 2), how: f(34, 1), flags: f(35, 1), vip: f(36, 2), _pad: f(38, 2) },
 } as const satisfies StructSpec;
 
 export const NAT = {
-  name: 'emon_lb_nat', size: 56, object: OBJ,
-  fields: { caddr: f(0, 16), vaddr: f(16, 16), cport: f(32, 2), vport: f(34, 2), backend: f(36, 4), vip: f(40, 4), _pad: f(44, 4), last_ns: f(48, 8) },
+  name: 'emon_lb_nat', size: 64, object: OBJ,
+  fields: { caddr: f(0, 16), vaddr: f(16, 16), cport: f(32, 2), vport: f(34, 2), backend: f(36, 4), vip: f(40, 4), flags: f(44, 4), last_ns: f(48, 8), touch: f(56, 8) },
 } as const satisfies StructSpec;
 
 export const IF_KEY = {
@@ -140,7 +152,12 @@ export const RULE_CTR = {
 
 export const CONFIG = {
   name: 'emon_lb_config', size: 24, object: OBJ,
-  fields: { promote_ns: f(0, 8), nat_port_min: f(8, 2), nat_port_max: f(10, 2), flags: f(12, 4), layout: f(16, 4), _pad: f(20, 4) },
+  fields: { promote_ns: f(0, 8), nat_port_min: f(8, 2), nat_port_max: f(10, 2), flags: f(12, 4), layout: f(16, 4), nh_gen: f(20, 4) },
+} as const satisfies StructSpec;
+
+export const NH = {
+  name: 'emon_lb_nh', size: 48, object: OBJ,
+  fields: { expires: f(0, 8), ifindex: f(8, 4), gen: f(12, 4), mtu: f(16, 2), dmac: f(18, 6), smac: f(24, 6), flags: f(30, 1), _pad: f(31, 1), laddr: f(32, 16) },
 } as const satisfies StructSpec;
 
 export const VIPCFG = {
@@ -152,7 +169,7 @@ export const VIPCFG = {
   },
 } as const satisfies StructSpec;
 
-export const ALL_LB_STRUCTS: readonly StructSpec[] = [VIP_KEY, VIP, BACKEND, FLOW_KEY, CONN, NAT, IF_KEY, ADDR, CTR, LPM4, LPM6, PROTO_KEY, RULE_CTR, CONFIG, VIPCFG];
+export const ALL_LB_STRUCTS: readonly StructSpec[] = [VIP_KEY, VIP, BACKEND, FLOW_KEY, CONN, NAT, IF_KEY, ADDR, CTR, LPM4, LPM6, PROTO_KEY, RULE_CTR, CONFIG, NH, VIPCFG];
 
 // --- encoders / decoders -----------------------------------------------------------------
 
@@ -272,12 +289,15 @@ export interface ConnValue {
   natPort: number;
   how: number;
   flags: number;
+  /** VIP slot. */
+  vip: number;
 }
 
 export function decodeConn(b: Buffer, off = 0): ConnValue {
   return {
     backend: b.readUInt32LE(off), gen: b.readUInt32LE(off + 4), createdNs: b.readBigUInt64LE(off + 8),
-    lastNs: b.readBigUInt64LE(off + 16), natPort: b.readUInt16BE(off + 24), how: b.readUInt8(off + 26), flags: b.readUInt8(off + 27),
+    lastNs: b.readBigUInt64LE(off + 16), natPort: b.readUInt16BE(off + 32), how: b.readUInt8(off + 34), flags: b.readUInt8(off + 35),
+    vip: b.readUInt16LE(off + 36),
   };
 }
 
@@ -287,9 +307,10 @@ export function encodeConn(v: ConnValue): Buffer {
   b.writeUInt32LE(v.gen >>> 0, 4);
   b.writeBigUInt64LE(v.createdNs, 8);
   b.writeBigUInt64LE(v.lastNs, 16);
-  b.writeUInt16BE(v.natPort, 24);
-  b.writeUInt8(v.how, 26);
-  b.writeUInt8(v.flags, 27);
+  b.writeUInt16BE(v.natPort, 32);
+  b.writeUInt8(v.how, 34);
+  b.writeUInt8(v.flags, 35);
+  b.writeUInt16LE(v.vip, 36);
   return b;
 }
 
@@ -300,6 +321,7 @@ export interface NatValue {
   vport: number;
   backend: number;
   vip: number;
+  flags: number;
   lastNs: bigint;
 }
 
@@ -308,7 +330,7 @@ export function decodeNat(b: Buffer, off: number, family: Family): NatValue {
   return {
     caddr: addrOf(b, off, family), vaddr: addrOf(b, off + 16, family), cport: b.readUInt16BE(off + 32),
     vport: b.readUInt16BE(off + 34), backend: b.readUInt32LE(off + 36), vip: b.readUInt32LE(off + 40),
-    lastNs: b.readBigUInt64LE(off + 48),
+    flags: b.readUInt32LE(off + 44), lastNs: b.readBigUInt64LE(off + 48),
   };
 }
 
@@ -332,7 +354,7 @@ export interface Counters {
 }
 
 /** Sums one per-CPU emon_lb_ctr value (all CPUs' slots back to back, 8-byte aligned). */
-export function sumCtr(b: Buffer, stride = CTR.size): Counters {
+export function sumCtr(b: Buffer, stride: number = CTR.size): Counters {
   const c = { packets: 0, bytes: 0, rpackets: 0, rbytes: 0, flows: 0 };
   for (let off = 0; off + CTR.size <= b.length; off += stride) {
     c.packets += Number(b.readBigUInt64LE(off));
@@ -344,7 +366,7 @@ export function sumCtr(b: Buffer, stride = CTR.size): Counters {
   return c;
 }
 
-export function sumRuleCtr(b: Buffer, stride = RULE_CTR.size): { packets: number; bytes: number } {
+export function sumRuleCtr(b: Buffer, stride: number = RULE_CTR.size): { packets: number; bytes: number } {
   let packets = 0;
   let bytes = 0;
   for (let off = 0; off + RULE_CTR.size <= b.length; off += stride) {
@@ -366,6 +388,8 @@ export interface LbConfigValue {
   natPortMax: number;
   flags: number;
   layout: number;
+  /** Next-hop cache generation: bumping it makes the data path look routes up again. */
+  nhGen: number;
 }
 
 export function encodeConfig(c: LbConfigValue): Buffer {
@@ -375,13 +399,14 @@ export function encodeConfig(c: LbConfigValue): Buffer {
   b.writeUInt16LE(c.natPortMax, 10);
   b.writeUInt32LE(c.flags, 12);
   b.writeUInt32LE(c.layout, 16);
+  b.writeUInt32LE(c.nhGen >>> 0, 20);
   return b;
 }
 
 export function decodeConfig(b: Buffer): LbConfigValue {
   return {
     promoteNs: b.readBigUInt64LE(0), natPortMin: b.readUInt16LE(8), natPortMax: b.readUInt16LE(10),
-    flags: b.readUInt32LE(12), layout: b.readUInt32LE(16),
+    flags: b.readUInt32LE(12), layout: b.readUInt32LE(16), nhGen: b.readUInt32LE(20),
   };
 }
 

@@ -27,6 +27,8 @@ export interface LbKernelMap {
   update(key: Uint8Array, value: Uint8Array, flags?: number): void;
   delete(key: Uint8Array): boolean;
   forEachChunk(onChunk: (c: BatchChunk) => void, chunk?: number): void;
+  /** Optional batch update (fakes); real maps use BPF_MAP_UPDATE_BATCH through their fd. */
+  updateBatch?(keys: Buffer, values: Buffer, count: number): void;
 }
 
 /** The part of Deployment the manager uses (Deployment satisfies it). */
@@ -84,7 +86,12 @@ export function systemHost(): LbHost {
           reject(err);
         };
         sock.once('error', fail);
-        sock.connect(9, ipText(addr), () => {
+        // On failure (no route) Node calls this callback with the error instead of emitting 'error'.
+        const onConnect = (err?: Error) => {
+          if (err) {
+            fail(err);
+            return;
+          }
           let local: string;
           try {
             local = sock.address().address;
@@ -98,7 +105,8 @@ export function systemHost(): LbHost {
             if (err && (err as NodeJS.ErrnoException).code !== 'ECONNREFUSED') reject(err);
             else resolve({ local });
           });
-        });
+        };
+        sock.connect(9, ipText(addr), onConnect as () => void);
       }),
     monotonicNs: () => clockNs(CLOCK_MONOTONIC),
     realtimeNs: () => BigInt(Date.now()) * 1_000_000n,
@@ -138,6 +146,10 @@ export function writeU32Range(m: LbKernelMap, base: number, table: Uint32Array):
     count[0] = n;
     const ret = L.bpf_map_update_batch(m.fd, keys, Buffer.from(values), count, null);
     if (ret < 0) throw new BpfError('updating', m.name, -ret, { detail: `batch of ${n} at ${base}` });
+    return;
+  }
+  if (m.updateBatch) {
+    m.updateBatch(keys, Buffer.from(values), n);
     return;
   }
   for (let i = 0; i < n; i++) m.update(keys.subarray(i * 4, i * 4 + 4), values.subarray(i * 4, i * 4 + 4));

@@ -6,7 +6,7 @@ import { AF_INET, formatIp } from '../util/ip.js';
 import { PROTO_NAMES } from './flows.js';
 import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy } from './wire.js';
 
-export const EVENT_TYPES = ['connect', 'accept', 'close', 'exec', 'exit'] as const;
+export const EVENT_TYPES = ['connect', 'accept', 'close', 'exec', 'exit', 'lb'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 interface Base {
@@ -70,7 +70,18 @@ export interface ExitEvent extends Base {
   durationMs: number | null;
 }
 
-export type MonitorEvent = ConnEvent | CloseEvent | ExecEvent | ExitEvent;
+/** The load balancer changed (a VIP or backend added, removed or drained, a health check
+ * took a backend down or up, a drop rule...). `name` is one of daemon/src/lb/events.ts. */
+export interface LbEvent extends Base {
+  type: 'lb';
+  pid: null;
+  uid: null;
+  comm: null;
+  name: string;
+  detail: Record<string, unknown>;
+}
+
+export type MonitorEvent = ConnEvent | CloseEvent | ExecEvent | ExitEvent | LbEvent;
 
 const TCP_STATE_NAMES = ['', 'established', 'syn_sent', 'syn_recv', 'fin_wait1', 'fin_wait2', 'time_wait', 'closed', 'close_wait', 'last_ack', 'listen', 'closing', 'syn_recv'];
 
@@ -201,7 +212,7 @@ export function eventJson(e: MonitorEvent): string {
 /** Fan-out of decoded events to subscribers. A listener that throws is dropped, not fatal. */
 export class EventBus {
   private readonly listeners = new Set<EventListener>();
-  readonly counts: Record<EventType, number> = { connect: 0, accept: 0, close: 0, exec: 0, exit: 0 };
+  readonly counts: Record<EventType, number> = { connect: 0, accept: 0, close: 0, exec: 0, exit: 0, lb: 0 };
   undecodable = 0;
 
   subscribe(fn: EventListener): () => void {

@@ -78,7 +78,7 @@ export class Monitor implements MonitorApi {
   readonly startedAt = new Date();
   scanned = { sockets: 0, processes: 0 };
 
-  private constructor(private readonly opts: MonitorOptions, deployment: Deployment) {
+  private constructor(private readonly opts: MonitorOptions, deployment: Deployment, private readonly ownsDeployment: boolean) {
     this.log = opts.logger.child({ component: 'monitor' });
     this.deployment = deployment;
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
@@ -86,9 +86,10 @@ export class Monitor implements MonitorApi {
     this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts);
   }
 
-  /** Deploys (or adopts) the programs and starts monitoring. */
-  static start(opts: MonitorOptions): Monitor {
-    const deployment = Deployment.open({
+  /** Opens the pin directory with the monitor's layout version and map sizes. The load
+   * balancer deploys into the same Deployment. */
+  static openDeployment(opts: MonitorOptions): Deployment {
+    return Deployment.open({
       pinPath: opts.pinPath,
       objectDir: opts.objectDir,
       layoutVersion: LAYOUT_VERSION,
@@ -102,14 +103,22 @@ export class Monitor implements MonitorApi {
         [MAP.events]: opts.mapSizes.ringBufferBytes,
       },
     });
+  }
+
+  /**
+   * Deploys (or adopts) the programs and starts monitoring. With `deployment`, uses it
+   * (and leaves closing it to the caller); without, opens one and closes it on stop().
+   */
+  static start(opts: MonitorOptions, deployment?: Deployment): Monitor {
+    const dep = deployment ?? Monitor.openDeployment(opts);
     try {
-      const results = MONITOR_COMPONENTS.map((c) => deployment.deploy(c));
-      const m = new Monitor(opts, deployment);
+      const results = MONITOR_COMPONENTS.map((c) => dep.deploy(c));
+      const m = new Monitor(opts, dep, deployment === undefined);
       m.deployResults.push(...results);
       m.init();
       return m;
     } catch (err) {
-      deployment.close();
+      if (!deployment) dep.close();
       throw err;
     }
   }
@@ -330,6 +339,6 @@ export class Monitor implements MonitorApi {
     this.interfaces.stop();
     this.reader?.close();
     this.reader = null;
-    this.deployment.close();
+    if (this.ownsDeployment) this.deployment.close();
   }
 }

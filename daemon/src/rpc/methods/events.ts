@@ -23,7 +23,8 @@ export function registerEventMethods(rpc: JSONRPCServer<RpcContext>, monitor: Mo
     const unsubscribe = monitor.bus.subscribe((e) => {
       if (!types.has(e.type)) return;
       if (pid !== undefined && e.pid !== pid) return;
-      if (uid !== undefined && e.uid !== uid) return;
+      // Load-balancer events describe shared configuration, readable by all (lb.list).
+      if (uid !== undefined && e.type !== 'lb' && e.uid !== uid) return;
       ctx.conn.notify(id, e);
     });
     ctx.conn.subscriptions.set(id, unsubscribe);

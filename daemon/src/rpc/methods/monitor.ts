@@ -46,7 +46,7 @@ export function flowsListQuery(p: Params, viewer: Viewer, maxLimit = 100_000): F
   };
 }
 
-export function registerMonitorMethods(rpc: JSONRPCServer<RpcContext>, monitor: MonitorApi, server: RpcServer, meta: { version: string; startedAt: Date }): void {
+export function registerMonitorMethods(rpc: JSONRPCServer<RpcContext>, monitor: MonitorApi, server: RpcServer, meta: { version: string; startedAt: Date; lbStatus?: () => unknown }): void {
   rpc.addMethod(METHODS.status, (raw): StatusResult => {
     paramsObject(raw, []);
     const s = monitor.status();
@@ -59,6 +59,7 @@ export function registerMonitorMethods(rpc: JSONRPCServer<RpcContext>, monitor: 
       loss: { ...s.loss, subscriberDropped: server.droppedTotal },
       clients: server.connections.size,
       subscriptions: server.subscriptionCount,
+      ...(meta.lbStatus ? { lb: meta.lbStatus() } : {}),
     };
   });
 

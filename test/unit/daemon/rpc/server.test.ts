@@ -221,6 +221,16 @@ describe('JSON-RPC server', () => {
     c.close();
   });
 
+  test('load-balancer methods: NotAvailable when it is not configured, changes refused to non-admins first', async () => {
+    const c = await Raw.connect(sock);
+    assert.equal(((await c.call('lb.list')).error as { code: number }).code, ERRORS.NotAvailable.code);
+    caller = { uid: 1000, gid: 1000, pid: 5, seesAll: false, admin: false };
+    const c2 = await Raw.connect(sock);
+    assert.equal(((await c2.call('lb.vip.add', { vip: '198.19.0.1:80/tcp' })).error as { code: number }).code, ERRORS.PermissionDenied.code);
+    c.close();
+    c2.close();
+  });
+
   test('clients that connect and vanish, or send half a message, do not disturb others', async () => {
     for (let i = 0; i < 50; i++) {
       const s = net.connect(sock);

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+// bench/lb: forwarding capacity client -> balancer -> backend, in one run, for plain
+// routing, nftables DNAT and ebpfmon's XDP load balancer (nat and dsr, native XDP on veth),
+// plus xdp_lb's per-packet cost with BPF_PROG_TEST_RUN next to an empty xdp_pass.
+//
+//   sudo node build/js/bench/lb/main.js [--runs 5] [--seconds 2] [--repeat 1000000]
+//
+// Topology (namespaces from test/helpers/lab.ts):  gen ---- lb ---- be
+//   gen: a live-frames XDP generator (BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES)
+//        sending one 64-byte UDP flow;
+//   lb:  forwards (routing), DNATs (nft), or runs xdp_lb through the LB "daemon"
+//        (test/integration/lb-agent.js);
+//   be:  an XDP sink that counts and drops: the rate is what reached the backend.
+// The modes alternate within each round (so drift and neighbours' load hit all of them
+// alike) and each figure is the median of the rounds. Every loop is bounded by count and
+// time; everything is removed on exit.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, type Host } from '../../test/helpers/lab.js';
+import { IS_ROOT } from '../../test/helpers/privileged.js';
+import { JsonProc, startAgent } from '../../test/integration/lb-lab.js';
+import { udp } from '../../test/integration/lb-packets.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WORKER = path.join(here, 'worker.js');
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
+  return v;
+}
+
+const RUNS = Math.min(arg('runs', 5), 50);
+const SECONDS = Math.min(arg('seconds', 2), 20);
+const REPEAT = Math.min(arg('repeat', 1_000_000), 10_000_000);
+const VIP = '198.19.10.10';
+const VIP_DSR = '198.19.10.20';
+const PORT = 9;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function worker(host: Host, role: string, a: string): Promise<JsonProc> {
+  const p = new JsonProc(host.spawn(process.execPath, [WORKER, role, a], { stdio: ['pipe', 'pipe', 'pipe'] }), `worker ${role}`, 'method');
+  await p.ready;
+  return p;
+}
+
+async function mac(host: Host, ifname: string): Promise<Buffer> {
+  const j = JSON.parse((await host.exec('ip', ['-j', 'link', 'show', 'dev', ifname])).stdout) as Array<{ address: string }>;
+  return Buffer.from(j[0]!.address.replace(/:/g, ''), 'hex');
+}
+
+/** A 64-byte Ethernet frame (without FCS) carrying one UDP datagram. */
+function frame64(dstMac: Buffer, srcMac: Buffer, src: string, dst: string, dport = PORT): Buffer {
+  const eth = Buffer.alloc(14);
+  dstMac.copy(eth, 0);
+  srcMac.copy(eth, 6);
+  eth.writeUInt16BE(0x0800, 12);
+  return Buffer.concat([eth, udp(src, dst, 40000, dport, Buffer.alloc(64 - 14 - 28, 0x61))]);
+}
+
+async function main(): Promise<void> {
+  if (!IS_ROOT) {
+    console.error('bench/lb needs root (network namespaces, XDP)');
+    process.exitCode = 1;
+    return;
+  }
+  const lab = await Lab.create();
+  const cleanup = () => void lab.destroy();
+  process.once('SIGINT', cleanup);
+  process.once('SIGTERM', cleanup);
+  try {
+    const gen = await lab.host('gen');
+    const lb = await lab.host('lb');
+    const be = await lab.host('be');
+    const l1 = await lab.link(gen, lb, { ipv6: false });
+    const l2 = await lab.link(lb, be, { ipv6: false });
+    await lb.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
+    await gen.exec('ip', ['route', 'add', '198.19.10.0/24', 'via', l1.b.ip4]);
+    await gen.exec('ip', ['route', 'add', `${l2.b.ip4.replace(/\.\d+$/, '.0')}/24`, 'via', l1.b.ip4]);
+    // Frames the generator redirects into its veth arrive at the balancer only if the
+    // balancer's end has GRO on (or an XDP program): routing and nft need GRO.
+    await lb.exec('ethtool', ['-K', l1.b.ifname, 'gro', 'on']);
+    await be.exec('ethtool', ['-K', l2.b.ifname, 'gro', 'on']);
+
+    const sink = await worker(be, 'sink', l2.b.ifname);
+    const sender = await worker(gen, 'gen', l1.a.ifname);
+    const pin = lab.pinPath('bench');
+    // Wide NAT range: the per-packet new-flow measurement makes tens of thousands of flows.
+    const agent = await startAgent(lb, { pinPath: pin, manager: { gcIntervalMs: 0, healthChecks: false, natPorts: { min: 10000, max: 65535 } } });
+    const lbMac = await mac(lb, l1.b.ifname);
+    const genMac = await mac(gen, l1.a.ifname);
+    const frames = {
+      route: frame64(lbMac, genMac, l1.a.ip4, l2.b.ip4),
+      vip: frame64(lbMac, genMac, l1.a.ip4, VIP),
+      dsr: frame64(lbMac, genMac, l1.a.ip4, VIP_DSR),
+      otherPort: frame64(lbMac, genMac, l1.a.ip4, l2.b.ip4, 7777),
+    };
+
+    const measure = async (f: Buffer): Promise<{ mpps: number; offered: number }> => {
+      await sender.call('send', { frame: f.toString('hex'), seconds: 0.2 }); // warm-up: neighbours, conntrack, conn table
+      await sleep(50);
+      const c0 = (await sink.call<{ count: number }>('count')).count;
+      const r = await sender.call<{ sent: number; ns: number }>('send', { frame: f.toString('hex'), seconds: SECONDS }, (SECONDS + 30) * 1000);
+      await sleep(50);
+      const c1 = (await sink.call<{ count: number }>('count')).count;
+      return { mpps: (c1 - c0) / (r.ns / 1e3), offered: r.sent / (r.ns / 1e3) };
+    };
+    const nat = `${VIP}:${PORT}/udp`;
+    const dsr = `${VIP_DSR}:${PORT}/udp`;
+    const addVips = async () => {
+      await agent.call('addVip', { vip: nat, mode: 'nat', interface: l1.b.ifname });
+      await agent.call('addBackend', { vip: nat, backend: `${l2.b.ip4}:${PORT}` });
+      await agent.call('addVip', { vip: dsr, mode: 'dsr', interface: l1.b.ifname });
+      await agent.call('addBackend', { vip: dsr, backend: `${l2.b.ip4}:${PORT}` });
+    };
+    const removeVips = async () => {
+      await agent.call('removeVip', { vip: nat });
+      await agent.call('removeVip', { vip: dsr }); // the last VIP: xdp_lb leaves the interfaces
+    };
+    const nftRules = `table ip ebpfmon_bench {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr ${VIP} udp dport ${PORT} dnat to ${l2.b.ip4}:${PORT}\n }\n}\n`;
+    const nftFile = path.join(lab.tmpdir(), 'dnat.nft');
+    fs.writeFileSync(nftFile, nftRules);
+
+    const rates: Record<string, number[]> = { route: [], nft: [], xdpNat: [], xdpDsr: [] };
+    const offered: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const a = await measure(frames.route);
+      rates.route!.push(a.mpps);
+      offered.push(a.offered);
+      await lb.exec('nft', ['-f', nftFile]);
+      rates.nft!.push((await measure(frames.vip)).mpps);
+      await lb.exec('nft', ['delete', 'table', 'ip', 'ebpfmon_bench']);
+      await addVips();
+      rates.xdpNat!.push((await measure(frames.vip)).mpps);
+      rates.xdpDsr!.push((await measure(frames.dsr)).mpps);
+      await removeVips();
+      process.stderr.write(`round ${r + 1}/${RUNS}: ${Object.entries(rates).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(3)}`).join(', ')} Mpps\n`);
+    }
+
+    // Per-packet cost, in the balancer's namespace (bpf_fib_lookup resolves there).
+    await addVips();
+    const cost = await worker(lb, 'cost', pin);
+    type Cost = { passNs: number; replayPassNs: number; replayLbNs: number; lbNs: number; action: string };
+    const sportOff = 14 + 20;
+    const costs: Array<[string, Cost]> = [];
+    const c = (label: string, f: Buffer, extra: Record<string, unknown> = {}) =>
+      cost.call<Cost>('cost', { frame: f.toString('hex'), ifname: l1.b.ifname, repeat: REPEAT, rounds: 5, ...extra }, 600_000).then((x) => costs.push([label, x]));
+    await cost.call('minDnat', { vip: VIP, port: PORT, proto: 17, backend: l2.b.ip4 });
+    await c('minimal XDP DNAT fixture (baseline: 1 lookup + fib)', frames.vip, { target: 'min_dnat' });
+    await c('nat, established flow (forwarding path)', frames.vip);
+    await c('dsr, established flow', frames.dsr);
+    // New flows: few enough that the NAT ports stay mostly free (a full port range costs probes).
+    await c('nat, new flow each packet (Maglev + conn + NAT port)', frames.vip, { sportOffset: sportOff, repeat: 2000 });
+    await c('dsr, new flow each packet (Maglev + conn insert)', frames.dsr, { sportOffset: sportOff, repeat: 20_000 });
+    await c('not for a VIP, port no VIP uses (passed untouched)', frames.otherPort);
+    await c('not for a VIP, on a VIP port (passed untouched)', frames.route);
+    await agent.call('dropAdd', { rule: '203.0.113.0/24' });
+    await agent.call('dropAdd', { rule: 'tcp:23' });
+    await c('nat, established, with a drop list (2 rules)', frames.vip);
+    await agent.call('dropRemove', { rule: '203.0.113.0/24' });
+    await agent.call('dropRemove', { rule: 'tcp:23' });
+    const stats = await agent.call<{ drops: Record<string, number> }>('stats');
+
+    // --- report ---
+    const m = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+    const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+    console.log(`\nbench/lb: ${RUNS} rounds x ${SECONDS} s, one 64-byte UDP flow, veth, native XDP; kernel ${os.release()}, ${os.cpus().length} CPUs, load ${load}`);
+    console.log(`generator offered ${median(offered).toFixed(3)} Mpps (median); rates are what reached the backend's sink\n`);
+    const rows: Array<[string, string, string, string]> = [
+      ['plain routing (baseline)', m.route!.toFixed(3), '1.00', (m.route! / m.nft!).toFixed(2)],
+      ['nftables DNAT', m.nft!.toFixed(3), (m.nft! / m.route!).toFixed(2), '1.00'],
+      ['ebpfmon XDP LB, nat', m.xdpNat!.toFixed(3), (m.xdpNat! / m.route!).toFixed(2), (m.xdpNat! / m.nft!).toFixed(2)],
+      ['ebpfmon XDP LB, dsr', m.xdpDsr!.toFixed(3), (m.xdpDsr! / m.route!).toFixed(2), (m.xdpDsr! / m.nft!).toFixed(2)],
+    ];
+    const w = [34, 12, 12, 12];
+    const line = (cols: string[]) => console.log(cols.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(' '));
+    line(['forwarding capacity', 'Mpps (med)', 'vs routing', 'vs nft DNAT']);
+    line(['-'.repeat(34), '-'.repeat(12), '-'.repeat(12), '-'.repeat(12)]);
+    for (const r of rows) line(r);
+    console.log(`\nall rounds (Mpps): ${Object.entries(rates).map(([k, v]) => `${k} [${v.map((x) => x.toFixed(3)).join(', ')}]`).join('; ')}`);
+    console.log(`XDP LB (nat) / nftables DNAT = ${(m.xdpNat! / m.nft!).toFixed(2)} (target >= 1.7)\n`);
+
+    const w2 = [56, 10, 9];
+    const line2 = (cols: string[]) => console.log(cols.map((x, i) => (i === 0 ? x.padEnd(w2[i]!) : x.padStart(w2[i]!))).join(' '));
+    line2(['BPF_PROG_TEST_RUN per packet (median of 5)', 'ns/packet', 'verdict']);
+    line2(['-'.repeat(56), '-'.repeat(10), '-'.repeat(9)]);
+    line2(['xdp_pass (empty program, baseline)', costs[0]![1].passNs.toFixed(0), 'pass']);
+    for (const [label, x] of costs) line2([label.startsWith('minimal') ? label : `xdp_lb: ${label}`, x.lbNs.toFixed(0), x.action]);
+    console.log(`\n(program ns = [replay + program] - [replay + xdp_pass] + xdp_pass: a fixture rewrites the frame before each run; raw: ${costs
+      .map(([l, x]) => `${l.split(' (')[0]}: ${x.replayLbNs}/${x.replayPassNs}/${x.passNs}`)
+      .join('; ')})`);
+    console.log(`target: forwarding path < 60 ns/packet; drops during the cost runs: ${JSON.stringify(Object.fromEntries(Object.entries(stats.drops).filter(([, n]) => n)))}`);
+
+    for (const p of [cost, sink, sender, agent]) p.kill();
+  } finally {
+    await lab.destroy();
+  }
+}
+
+await main();

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+// Changes to the load balancer's maps as sequences of steps with undo: if a step fails, the
+// completed ones are undone in reverse, so the running configuration is either the old one or
+// the new one (test/unit/lb/manager.test.ts fails every kernel write in turn to check this).
+import type { Logger } from 'pino';
+import { AppError } from '../rpc/errors.js';
+import { BpfError } from '../bpf/errors.js';
+
+/** A step returns its undo, or nothing when it changed nothing that needs undoing. */
+export type Step = () => (() => void) | void;
+
+/** Errors from the kernel become AppError('Kernel') naming what was being done. */
+export function kernelError(err: unknown, what: string): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof BpfError) return new AppError('Kernel', `${what}: ${err.message}`, { op: err.op, object: err.object, errno: err.errnoName });
+  return new AppError('Internal', `${what}: ${(err as Error).message ?? String(err)}`);
+}
+
+export function transact(log: Logger, what: string, steps: Step[]): void {
+  const undo: Array<() => void> = [];
+  try {
+    for (const s of steps) {
+      const u = s();
+      if (u) undo.push(u);
+    }
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      try {
+        u();
+      } catch (e) {
+        log.error({ err: e }, `could not undo part of ${what}`);
+      }
+    }
+    throw kernelError(err, what);
+  }
+}
