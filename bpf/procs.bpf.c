@@ -28,8 +28,17 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e = event_reserve(sizeof(*e), EMON_EV_EXEC);
 	if (!e)
 		return 0;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	{
+		__u32 tid;
+
+		task_ids(task, &e->tgid, &tid);
+	}
+	if (!e->tgid) {
+		/* not in the daemon's pid namespace: invisible to its users */
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	e->ppid = parent_tgid(task);
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
@@ -76,8 +85,16 @@ int handle_exit(void *ctx)
 	e = event_reserve(sizeof(*e), EMON_EV_EXIT);
 	if (!e)
 		return 0;
-	e->tgid = pid_tgid >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	{
+		__u32 tid;
+
+		task_ids(task, &e->tgid, &tid);
+	}
+	if (!e->tgid) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	e->ppid = parent_tgid(task);
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->start_ns = task_start_boottime(task);

@@ -454,8 +454,7 @@ int iter_task_sockets(struct bpf_iter__task_file *ctx)
 	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !netns_tracked(sk_netns_cookie(sk)))
 		return 0;
 
-	o.tgid = BPF_CORE_READ(task, tgid);
-	o.pid = BPF_CORE_READ(task, pid);
+	task_ids(task, &o.tgid, &o.pid);
 	o.uid = BPF_CORE_READ(task, cred, uid.val);
 	o.gid = BPF_CORE_READ(task, cred, gid.val);
 	o.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);

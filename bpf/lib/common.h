@@ -7,7 +7,7 @@
 
 /* Bump when the key or value layout of any pinned monitor map changes: a daemon that
  * finds pins of another layout version recreates them instead of misreading them. */
-#define EMON_LAYOUT_VERSION 1
+#define EMON_LAYOUT_VERSION 2
 
 #define EMON_COMM_LEN 16
 
@@ -86,7 +86,7 @@ struct emon_owner {
 struct emon_config {
 	__u64 netns_cookie; /* only sockets of this network namespace are tracked (0: all) */
 	__u32 flags;        /* EMON_CFG_* */
-	__u32 _pad;
+	__u32 pidns_inum;   /* pids as the daemon's pid namespace numbers them (0: global pids) */
 };
 
 #define EMON_CFG_EXEC_ARGS (1U << 0) /* capture exec arguments */

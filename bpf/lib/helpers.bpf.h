@@ -40,14 +40,66 @@ static __always_inline bool netns_tracked(__u64 netns_cookie)
 	return !cfg || !cfg->netns_cookie || cfg->netns_cookie == netns_cookie;
 }
 
+/* Pid namespaces a pid can be nested in that we look through (the kernel allows 32). */
+#define MAX_PIDNS_LEVELS 8
+
+/* A struct pid's number in the pid namespace with inode `inum`; 0 when not visible there.
+ * The daemon may run in a container with its own pid namespace (systemd-nspawn, a pod
+ * without hostPID): its users know the pids of that namespace, not the kernel's global
+ * ones. (bpf_get_ns_current_pid_tgid would do this, but cgroup programs only have it from
+ * Linux 6.10.) */
+static __always_inline __u32 pid_nr_in_ns(struct pid *pid, __u32 inum)
+{
+	unsigned int level = BPF_CORE_READ(pid, level);
+	__u64 base = bpf_core_field_offset(struct pid, numbers);
+
+	for (int i = 0; i < MAX_PIDNS_LEVELS; i++) {
+		struct upid up;
+
+		if (i > level)
+			break;
+		if (bpf_probe_read_kernel(&up, sizeof(up), (void *)pid + base + i * sizeof(struct upid)))
+			break;
+		if (BPF_CORE_READ(up.ns, ns.inum) == inum)
+			return up.nr;
+	}
+	return 0;
+}
+
+/* tgid and pid of `task` for the daemon: global numbers, or those of its pid namespace. */
+static __always_inline void task_ids(struct task_struct *task, __u32 *tgid, __u32 *tid)
+{
+	struct emon_config *cfg = config_get();
+
+	if (!cfg || !cfg->pidns_inum) {
+		*tgid = BPF_CORE_READ(task, tgid);
+		*tid = BPF_CORE_READ(task, pid);
+		return;
+	}
+	*tgid = pid_nr_in_ns(BPF_CORE_READ(task, group_leader, thread_pid), cfg->pidns_inum);
+	*tid = pid_nr_in_ns(BPF_CORE_READ(task, thread_pid), cfg->pidns_inum);
+}
+
+/* The process id of `task`'s parent, numbered like task_ids(). */
+static __always_inline __u32 parent_tgid(struct task_struct *task)
+{
+	__u32 tgid, tid;
+
+	task_ids(BPF_CORE_READ(task, real_parent), &tgid, &tid);
+	return tgid;
+}
+
 /* Fills `o` with the current task; callable from any process-context hook. */
 static __always_inline void owner_from_current(struct emon_owner *o, __u8 how)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
+	struct emon_config *cfg = config_get();
 
 	o->tgid = pid_tgid >> 32;
 	o->pid = (__u32)pid_tgid;
+	if (cfg && cfg->pidns_inum)
+		task_ids((struct task_struct *)bpf_get_current_task(), &o->tgid, &o->pid);
 	o->uid = (__u32)uid_gid;
 	o->gid = uid_gid >> 32;
 	o->cgroup_id = bpf_get_current_cgroup_id();

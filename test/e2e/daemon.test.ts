@@ -71,7 +71,7 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
       s.once('error', reject);
     });
     /** Sends lines on one connection; resolves with the replies once `expect` have arrived or the server closed. */
-    const exchange = async (lines: string[], expect: number) => {
+    const exchange = async (lines: string[], expect: number, waitClose = false) => {
       const s = await open();
       s.setEncoding('utf8');
       let buf = '';
@@ -91,6 +91,7 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
       s.write(lines.map((l) => `${l}\n`).join(''));
       const t0 = Date.now();
       while (replies.length < expect && !closed && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 5));
+      while (waitClose && !closed && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 5));
       s.destroy();
       return { replies, closed };
     };
@@ -121,7 +122,7 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
       sent += 100 * scale;
       // oversize messages: error, then the connection is closed
       for (let i = 0; i < 5 * scale; i++) {
-        r = await exchange([`{"jsonrpc":"2.0","id":1,"method":"status","params":"${'x'.repeat(70_000)}"}`], 1);
+        r = await exchange([`{"jsonrpc":"2.0","id":1,"method":"status","params":"${'x'.repeat(70_000)}"}`], 1, true);
         assert.equal(code(r.replies[0]!), 1004);
         assert.ok(r.closed);
         sent++;

@@ -32,6 +32,13 @@ for (const spec of ALL_STRUCTS) {
   });
 }
 
+test('the layout version is the same in bpf/lib/common.h and the daemon', async () => {
+  const fs = await import('node:fs');
+  const header = fs.readFileSync(path.resolve(objDir, '../../bpf/lib/common.h'), 'utf8');
+  const { LAYOUT_VERSION } = await import('../../daemon/src/monitor/monitor.js');
+  assert.equal(Number(/#define EMON_LAYOUT_VERSION (\d+)/.exec(header)?.[1]), LAYOUT_VERSION);
+});
+
 test('bpf_prog_info / bpf_map_info / bpf_link_info offsets match the kernel', () => {
   const btf = Btf.vmlinux();
   try {

@@ -4,6 +4,7 @@
 // configured interfaces, reads events from the ring buffer, and serves flow, process and
 // status queries. stop() releases the daemon's handles and leaves everything pinned and
 // attached: monitoring goes on while the daemon restarts.
+import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { Deployment, type DeployResult } from '../bpf/deployment.js';
 import { RingBufReader } from '../bpf/ringbuf.js';
@@ -22,7 +23,7 @@ import type { ProgramsListResult } from '../rpc/protocol.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
 
-export const LAYOUT_VERSION = 1; // bpf/lib/common.h EMON_LAYOUT_VERSION
+export const LAYOUT_VERSION = 2; // bpf/lib/common.h EMON_LAYOUT_VERSION
 
 export interface MonitorOptions {
   pinPath: string;
@@ -56,6 +57,20 @@ export interface MapView {
   name: string;
   maxEntries: number;
   entries: number | null;
+}
+
+/** The initial pid namespace's inode (PROC_PID_INIT_INO): global pids need no translation. */
+const PROC_PID_INIT_INO = 0xeffffffc;
+
+/** Our pid namespace, when it is not the initial one: the kernel then reports pids as it
+ * numbers them (a daemon in a container; its users know those pids). 0: global pids. */
+function pidNamespaceForKernel(): number {
+  try {
+    const ino = fs.statSync('/proc/self/ns/pid').ino;
+    return ino === PROC_PID_INIT_INO ? 0 : ino;
+  } catch {
+    return 0;
+  }
 }
 
 const STAT_KEY = (i: number) => {
@@ -154,6 +169,7 @@ export class Monitor implements MonitorApi {
     const cookie = this.opts.allNamespaces ? 0n : currentNetnsCookie() ?? 0n;
     v.writeBigUInt64LE(cookie, CONFIG.fields.netns_cookie.offset);
     v.writeUInt32LE(this.opts.execArgs ? CFG_EXEC_ARGS : 0, CONFIG.fields.flags.offset);
+    v.writeUInt32LE(pidNamespaceForKernel(), CONFIG.fields.pidns_inum.offset);
     this.deployment.map(MAP.config).update(STAT_KEY(0), v);
   }
 

@@ -65,7 +65,7 @@ export const IFACE_SLOTS = 1024;
 
 export const CONFIG = {
   name: 'emon_config', size: 16, object: 'flows.bpf.o',
-  fields: { netns_cookie: f(0, 8), flags: f(8, 4), _pad: f(12, 4) },
+  fields: { netns_cookie: f(0, 8), flags: f(8, 4), pidns_inum: f(12, 4) },
 } as const satisfies StructSpec;
 
 export const EVENT_CONN = {
