@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+// How users meet ebpfmon, end to end: the built .deb installed into a real systemd 252 and
+// system bus (systemd-nspawn, test/e2e/nspawn/), then: the unit reaches active with READY
+// and a STATUS line; an unprivileged user gets the flows of a process it started through
+// ebpfmonctl and through D-Bus (busctl and dbus-next), exact to the byte, and is denied the
+// load balancer's changing methods; restarts lose no counted byte; the watchdog restarts a
+// hung daemon; stop and the documented teardown leave no program and no pin.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { privileged, requireTool } from '../helpers/privileged.js';
+import { sh } from '../helpers/lab.js';
+import { Container } from './nspawn/container.js';
+import { ensureRootfs } from './nspawn/rootfs.js';
+import { PhaseTimer } from './nspawn/phases.js';
+import type { Flow } from '../../daemon/src/monitor/flows.js';
+import type { ProgramsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const PEER = path.join(root, 'build/js/test/helpers/peer.js');
+const UNIT = 'ebpfmon.service';
+const IP_UDP = 28; // IPv4 + UDP headers per datagram
+
+describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), () => {
+  const timer = new PhaseTimer();
+  let c: Container | undefined;
+  let out: string;
+  let alice: { uid: number };
+  let udpPort = 0;
+  const box = () => {
+    assert.ok(c, 'the container did not start (see the before hook)');
+    return c;
+  };
+  const ctl = (args: string[], user?: string) => box().exec(['ebpfmonctl', ...args], { user, allowFail: true });
+  const ctlJson = async <T>(args: string[], user?: string): Promise<T> => {
+    const r = await ctl([...args, '--json'], user);
+    assert.equal(r.code, 0, `ebpfmonctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  /** Sends `n` datagrams of `size` bytes from a fixed local port, as `user`; returns the sender's pid. */
+  const udpBurst = async (n: number, size: number, localPort: number, user = 'alice'): Promise<number> => {
+    const r = await box().exec(['node', PEER, 'udp-client', '127.0.0.1', String(udpPort), String(n), String(size), '--local-port', String(localPort)], { user });
+    return Number((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { pid: number }).pid);
+  };
+  const flowTx = async (localPort: number): Promise<Flow | undefined> =>
+    (await ctlJson<Flow[]>(['flows', '--port', String(localPort), '--proto', 'udp'])).find((f) => f.localPort === localPort);
+
+  before(async () => {
+    requireTool('systemd-nspawn', 'debootstrap', 'dpkg-deb');
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-deb-'));
+    await timer.time('npm run package', () => sh('npm', ['run', '--silent', 'package'], { timeoutMs: 10 * 60_000 }));
+    const deb = fs.readdirSync(path.join(root, 'packaging/out')).filter((f) => f.endsWith('.deb')).sort().at(-1);
+    assert.ok(deb, 'npm run package produced a .deb');
+    fs.copyFileSync(path.join(root, 'packaging/out', deb), path.join(out, deb));
+    const image = await timer.time('rootfs', () => ensureRootfs());
+    c = await timer.time('boot', () => Container.create({ rootfs: image, binds: [root, { host: out, container: '/mnt/debs' }] }));
+    // A veth pair inside the container for the load balancer (the container has its own network).
+    await c.exec(['sh', '-c', 'ip link add vt0 type veth peer name vt1 && ip link set vt0 up && ip link set vt1 up && ip link set lo up']);
+    await timer.time('install .deb', () => box().installDeb(`/mnt/debs/${deb}`, { timeoutMs: 5 * 60_000 }));
+    alice = await c.addUser('alice');
+  });
+
+  after(async () => {
+    await timer.time('destroy', async () => c?.destroy());
+    fs.rmSync(out, { recursive: true, force: true });
+    process.stderr.write(`\n${timer.table('systemd e2e phases')}\n`);
+  });
+
+  test('systemctl: the unit is active after READY=1, with a STATUS line, as the packaged unit says', async () => {
+    const ct = box();
+    const p = await ct.waitForUnit(UNIT, ['ActiveState', 'SubState', 'Type', 'StatusText', 'MainPID', 'UnitFileState'], (x) => x.ActiveState === 'active', 'ebpfmon active', 60_000);
+    assert.equal(p.Type, 'notify');
+    assert.equal(p.UnitFileState, 'enabled', 'postinst enabled it');
+    assert.match(p.StatusText!, /^monitoring \d+ interfaces?, \d+ client\(s\); socket \/run\/ebpfmon\/ebpfmon\.sock$/);
+    const st = await ctlJson<StatusResult>(['status']);
+    assert.equal(st.pid, Number(p.MainPID), 'the daemon answering is the unit\'s main process');
+    const groups = await ct.exec(['getent', 'group', 'ebpfmon', 'ebpfmon-admin']);
+    assert.equal(groups.stdout.trim().split('\n').length, 2, 'sysusers created both groups');
+  });
+
+  test('configure loopback monitoring and the load balancer; a restart applies it', async () => {
+    const ct = box();
+    await ct.writeFile('/etc/ebpfmon/ebpfmon.json', JSON.stringify({ interfaces: ['lo'], lb: { interfaces: ['vt0'], xdpMode: 'generic' } }, null, 2));
+    // interfaces apply on reload; the load balancer is set up at start
+    await ct.systemctl(['restart', UNIT], { timeoutMs: 60_000 });
+    await ct.waitForUnit(UNIT, ['ActiveState'], (x) => x.ActiveState === 'active', 'active after restart', 60_000);
+    const srv = ct.spawn(['node', PEER, 'udp-server', '127.0.0.1', '0']);
+    udpPort = Number((await srv.waitForOutput(/"port":(\d+)/))[1]);
+    const st = await ctlJson<StatusResult & { lb?: { vips: number } }>(['status']);
+    assert.deepEqual(st.interfaces.map((i) => i.name), ['lo']);
+    assert.equal(st.lb?.vips, 0, 'the load balancer is loaded (XDP attaches with the first VIP)');
+  });
+
+  test('an unprivileged user gets its own process\'s flows with exact bytes: ebpfmonctl, busctl, dbus-next', async () => {
+    const ct = box();
+    const pid = await udpBurst(10, 300, 41001);
+    const flows = await ctlJson<Flow[]>(['flows', '--pid', String(pid)], 'alice');
+    assert.equal(flows.length, 1, JSON.stringify(flows));
+    assert.deepEqual([flows[0]!.pid, flows[0]!.uid, flows[0]!.comm, flows[0]!.txBytes, flows[0]!.txPackets], [pid, alice.uid, 'node', 10 * (300 + IP_UDP), 10]);
+
+    const busctl = await ct.exec(['busctl', '--system', '--json=short', 'call', 'org.ebpfmon1', '/org/ebpfmon1', 'org.ebpfmon1.Manager', 'GetFlows', 'a{sv}', '1', 'pid', 'u', String(pid)], { user: 'alice' });
+    const viaBusctl = JSON.parse(busctl.stdout) as { data: Array<Array<Record<string, { data: unknown }>>> };
+    assert.equal(viaBusctl.data[0]!.length, 1);
+    assert.equal(viaBusctl.data[0]![0]!.pid!.data, pid);
+    assert.equal(viaBusctl.data[0]![0]!.txBytes!.data, 10 * (300 + IP_UDP));
+
+    const script = `import dbus from 'dbus-next';
+const bus = dbus.systemBus();
+const call = (path, iface, member, signature, body) => bus.call(new dbus.Message({ destination: 'org.ebpfmon1', path, interface: iface, member, signature, body }));
+const flows = (await call('/org/ebpfmon1', 'org.ebpfmon1.Manager', 'GetFlows', 'a{sv}', [{ pid: new dbus.Variant('u', ${pid}) }])).body[0];
+let denied = null;
+try { await call('/org/ebpfmon1/lb', 'org.ebpfmon1.LoadBalancer', 'AddVip', 'a{sv}', [{ vip: new dbus.Variant('s', '198.19.10.10:80/tcp') }]); } catch (e) { denied = e.type ?? e.message; }
+console.log(JSON.stringify({ flows: flows.map((f) => ({ pid: f.pid.value, txBytes: Number(f.txBytes.value) })), denied }));
+bus.disconnect();`;
+    const r = await ct.exec(['node', '--input-type=module', '-e', script], { user: 'alice', cwd: root });
+    const viaNode = JSON.parse(r.stdout.trim()) as { flows: Array<{ pid: number; txBytes: number }>; denied: string | null };
+    assert.deepEqual(viaNode.flows, [{ pid, txBytes: 10 * (300 + IP_UDP) }]);
+    assert.equal(viaNode.denied, 'org.ebpfmon1.Error.PermissionDenied', 'polkit refuses the LB change to alice');
+
+    const bus2 = await ct.exec(['busctl', '--system', 'call', 'org.ebpfmon1', '/org/ebpfmon1/lb', 'org.ebpfmon1.LoadBalancer', 'AddVip', 'a{sv}', '1', 'vip', 's', '198.19.10.10:80/tcp'], { user: 'alice', allowFail: true });
+    assert.notEqual(bus2.code, 0);
+    assert.match(bus2.stderr, /may not change|not authorized|PermissionDenied/i);
+    const viaCtl = await ctl(['lb', 'vip', 'add', '198.19.10.10:80/tcp'], 'alice');
+    assert.equal(viaCtl.code, 3, 'and through the socket: permission denied');
+    const asRoot = await ctl(['lb', 'vip', 'add', '198.19.10.10:80/tcp']);
+    assert.equal(asRoot.code, 0, `root may: ${asRoot.stderr}`);
+    const list = await ctlJson<{ interfaces: Array<{ name: string }> }>(['lb', 'list'], 'alice');
+    assert.deepEqual(list.interfaces.map((i) => i.name), ['vt0'], 'XDP is on the configured interface');
+  });
+
+  test('stop, start and restart lose no counted byte (the programs stay pinned)', async () => {
+    const ct = box();
+    const port = 41002;
+    await udpBurst(20, 200, port);
+    await ct.systemctl(['stop', UNIT]);
+    await udpBurst(20, 200, port); // no daemon running at all
+    await ct.systemctl(['start', UNIT], { timeoutMs: 60_000 });
+    await ct.waitForUnit(UNIT, ['ActiveState'], (x) => x.ActiveState === 'active', 'active', 60_000);
+    await udpBurst(20, 200, port);
+    await ct.systemctl(['restart', UNIT], { timeoutMs: 60_000 });
+    await ct.waitForUnit(UNIT, ['ActiveState'], (x) => x.ActiveState === 'active', 'active', 60_000);
+    await udpBurst(20, 200, port);
+    const f = await flowTx(port);
+    assert.equal(f?.txBytes, 80 * (200 + IP_UDP), 'every datagram counted, including those sent while stopped');
+    const st = await ctlJson<StatusResult>(['status']);
+    assert.deepEqual(st.adopted, { flows: true, sockets: true, procs: true });
+  });
+
+  test('the watchdog restarts a hung daemon, which adopts its pins', async () => {
+    const ct = box();
+    await ct.writeFile(`/etc/systemd/system/${UNIT}.d/watchdog.conf`, '[Service]\nWatchdogSec=3s\nLimitCORE=0\n');
+    await ct.systemctl(['daemon-reload']);
+    await ct.systemctl(['restart', UNIT], { timeoutMs: 60_000 });
+    const before1 = await ct.waitForUnit(UNIT, ['ActiveState', 'MainPID', 'NRestarts'], (x) => x.ActiveState === 'active', 'active', 60_000);
+    const port = 41003;
+    await udpBurst(5, 100, port);
+    await ct.exec(['kill', '-STOP', before1.MainPID!]);
+    const after1 = await ct.waitForUnit(UNIT, ['ActiveState', 'MainPID', 'NRestarts'], (x) => x.ActiveState === 'active' && x.MainPID !== before1.MainPID && x.MainPID !== '0', 'restarted by the watchdog', 60_000);
+    assert.equal(Number(after1.NRestarts), Number(before1.NRestarts) + 1);
+    assert.match(await ct.journal(UNIT, 200), /[Ww]atchdog timeout/);
+    await udpBurst(5, 100, port);
+    assert.equal((await flowTx(port))?.txBytes, 10 * (100 + IP_UDP), 'nothing lost across the watchdog restart');
+    await ct.exec(['rm', '-rf', `/etc/systemd/system/${UNIT}.d`]);
+    await ct.systemctl(['daemon-reload']);
+  });
+
+  test('systemctl stop, then the documented teardown, leaves no program and no pin', async () => {
+    const ct = box();
+    const progs = await ctlJson<ProgramsListResult>(['programs']);
+    assert.ok(progs.programs.length > 0);
+    await ct.systemctl(['stop', UNIT]);
+    assert.ok(fs.readdirSync(ct.bpffs).includes('ebpfmon'), 'stopping leaves the pins');
+    const r = await ct.exec(['ebpfmon', '--teardown']);
+    assert.match(r.stdout, /removed \d+ classifier filter\(s\), \d+ link\(s\), \d+ pin\(s\)/);
+    // maps.debug and progs.debug are the kernel's own iterators in every new bpffs.
+    assert.deepEqual(fs.readdirSync(ct.bpffs).filter((f) => !f.endsWith('.debug')), [], 'no pin left');
+    const tc = await ct.exec(['tc', 'filter', 'show', 'dev', 'lo', 'ingress']);
+    assert.equal(tc.stdout.trim(), '', 'no classifier left on lo');
+    const xdp = await ct.exec(['ip', 'link', 'show', 'vt0']);
+    assert.doesNotMatch(xdp.stdout, /xdp/, 'no XDP program left on vt0');
+    // Programs are freed once nothing holds them (RCU may take a moment).
+    let alive: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      alive = [];
+      for (const p of progs.programs) if ((await sh('bpftool', ['prog', 'show', 'id', String(p.id)], { allowFail: true })).code === 0) alive.push(p.id);
+      if (alive.length === 0) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.deepEqual(alive, [], 'no program left in the kernel');
+  });
+});
