@@ -120,31 +120,39 @@ static __always_inline long net_load(struct rd *r, __u32 off, void *to, const __
 }
 
 /* Reads the transport ports (or ICMP type/id) at `off` from the network header into
- * sport/dport in host order, and TCP flags. `peek`, when not NULL, holds the first
- * L4_PEEK bytes at `off`, already read. Returns false when truncated. */
-static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v6, const __u8 *peek,
+ * sport/dport in host order, and TCP flags. When `peeked`, `peek` holds the first
+ * L4_PEEK bytes at `off`, already read. Returns false when truncated.
+ *
+ * `peek` is always a valid stack buffer and `peeked` says whether it holds the bytes: a
+ * pointer that may be NULL does not load on 6.1. With p = (off == sizeof(ipv6hdr) ? peek :
+ * NULL), clang turns `p ? p : buf` into a test of p plus a second select on `off` that
+ * yields NULL + k; 6.1's verifier decides `reg == K` statically only when reg is a constant
+ * (not from its range), so it follows the impossible path where the two disagree and
+ * rejects the load from scalar k ("R2 invalid mem access 'scalar'"). 6.18's prunes it. */
+static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v6,
+				     const __u8 *peek, bool peeked,
 				     __u16 *sport, __u16 *dport, __u8 *tcp_flags)
 {
 	__u8 buf[14];
-	const __u8 *b = peek ? peek : buf;
+	const __u8 *b = peeked ? peek : buf;
 
 	switch (proto) {
 	case IPPROTO_TCP:
-		if (!peek && net_load(r, off, buf, 14))
+		if (!peeked && net_load(r, off, buf, 14))
 			return false;
 		*tcp_flags = b[13];
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
-		if (!peek && net_load(r, off, buf, 4))
+		if (!peeked && net_load(r, off, buf, 4))
 			return false;
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		__u8 type;
 
-		if (!peek && net_load(r, off, buf, 8))
+		if (!peeked && net_load(r, off, buf, 8))
 			return false;
 		/* Not ports: sport carries the echo id (or the code), dport the type; set_key
 		 * keeps them in place for both directions. */
@@ -207,13 +215,13 @@ static __always_inline bool parse_ipv4(struct rd *r, bool egress, struct pkt *p)
 	__u8 addrs[2][16] = {};
 	__u16 sport = 0, dport = 0, frag;
 	__u32 ihl;
-	const __u8 *peek = NULL;
+	bool peeked = false;
 
 	/* Header and transport header at once; a packet too short for that (a bare UDP or
 	 * ICMP header) takes the two-call path, so what fails as truncated is unchanged. */
 	if (!net_load(r, 0, &h, sizeof(h))) {
 		ip = h.ip;
-		peek = h.l4;
+		peeked = true;
 	} else if (net_load(r, 0, &ip, sizeof(ip))) {
 		return false;
 	}
@@ -223,7 +231,7 @@ static __always_inline bool parse_ipv4(struct rd *r, bool egress, struct pkt *p)
 	if (ihl < sizeof(ip))
 		return false;
 	if (ihl != sizeof(ip))
-		peek = NULL; /* options: the transport header starts later */
+		peeked = false; /* options: the transport header starts later */
 	if (ihl > sizeof(ip))
 		p->flow_flags |= EMON_FLOW_F_IP_OPTIONS;
 	p->bytes = bpf_ntohs(ip.tot_len);
@@ -241,10 +249,10 @@ static __always_inline bool parse_ipv4(struct rd *r, bool egress, struct pkt *p)
 		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
 		__builtin_memcpy(fk.saddr, &ip.saddr, 4);
 		__builtin_memcpy(fk.daddr, &ip.daddr, 4);
-		if (first && !parse_l4(r, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags))
+		if (first && !parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags))
 			return false;
 		frag_ports(p, &fk, first, &sport, &dport);
-	} else if (!parse_l4(r, ihl, ip.protocol, false, peek, &sport, &dport, &p->tcp_flags)) {
+	} else if (!parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags)) {
 		return false;
 	}
 	set_key(p, egress, AF_INET, ip.protocol, addrs[0], addrs[1], sport, dport);
@@ -269,12 +277,12 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 	__u8 nh;
 	bool first = true, frag = false;
 	struct emon_frag_key fk = { .family = AF_INET6 };
-	const __u8 *peek = NULL;
+	bool peeked = false;
 
 	/* As in parse_ipv4: one call when the packet is long enough. */
 	if (!net_load(r, 0, &h, sizeof(h))) {
 		ip = h.ip;
-		peek = h.l4;
+		peeked = true;
 	} else if (net_load(r, 0, &ip, sizeof(ip))) {
 		return false;
 	}
@@ -313,7 +321,7 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 		p->ext_limit = 1;
 	} else if (!first) {
 		/* later fragment: ports come from the first one */
-	} else if (!parse_l4(r, off, nh, true, off == sizeof(ip) ? peek : NULL, &sport, &dport, &p->tcp_flags)) {
+	} else if (!parse_l4(r, off, nh, true, h.l4, peeked && off == sizeof(ip), &sport, &dport, &p->tcp_flags)) {
 		return false;
 	}
 	if (frag) {

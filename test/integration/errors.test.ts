@@ -94,7 +94,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     const child = host.spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script]);
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 90_000; // generous: the same suite runs under emulation too
     while (!out.includes('"msg":"ebpfmon ready"') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     if (child.exitCode === null) {
       process.kill(child.pid!, 'SIGTERM');

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// Runs INSIDE the qemu guest (kernel-6.1.test.ts starts it after the integration suites):
+// which probe alternatives the daemon picks on this kernel, and whether the accept hook it
+// picked fires. The daemon runs in a lab namespace with its own pins and socket, a server
+// there accepts one TCP connection from a peer namespace, and then:
+//   - `ebpfmonctl status --json` (the real client) gives the probes and the owner counters;
+//   - the daemon's flows give the accepted connection's owner and how it was learned;
+//   - bpftool (with kernel.bpf_stats_enabled) gives the accept program's kernel-side run
+//     count and its link's attach type: an independent view of what is attached.
+// Everything goes to $EBPFMON_GUEST_OUT/probe-status.json; a summary to stdout.
+//
+// It changes a sysctl and makes namespaces, so it refuses to run outside the guest.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Lab, jsonLines } from '../../helpers/lab.js';
+import { BUILD, ctl, daemonOnce, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import type { FlowsListResult, StatusResult } from '../../../daemon/src/rpc/protocol.js';
+
+const out = process.env.EBPFMON_GUEST_OUT;
+if (!out || os.hostname() !== 'ebpfmon-guest') {
+  console.error('probe-status: runs only inside the qemu test guest (test/e2e/qemu/guest.ts sets EBPFMON_GUEST_OUT)');
+  process.exit(2);
+}
+const PEER = path.join(BUILD, 'test/helpers/peer.js');
+const ACCEPT_PROGS = ['fexit_inet_csk_accept', 'fexit_inet_csk_accept_old', 'tp_sys_exit_accept4', 'tp_sys_exit_accept'];
+
+const report: Record<string, unknown> = { kernel: os.release() };
+const bpftool = (args: string[]): unknown => JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8', timeout: 60_000 }) || 'null');
+
+const lab = await Lab.create();
+let daemon: TestDaemon | undefined;
+try {
+  fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
+  const mon = await lab.host('mon');
+  const peer = await lab.host('peer');
+  const link = await lab.link(mon, peer);
+  daemon = await startDaemon(mon);
+
+  const srv = mon.spawn(process.execPath, [PEER, 'tcp-server', link.a.ip4, '0', '500']);
+  const srvOut = jsonLines(srv);
+  const port = Number((await srvOut.next((o) => o.event === 'listening', 60_000)).port);
+  const client = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '1000', '--expect', '500']);
+  const done = await jsonLines(client).next((o) => o.event === 'done', 60_000);
+  await srvOut.next((o) => o.event === 'served', 60_000);
+  report.accepted = { serverPid: srv.pid, serverPort: port, clientPort: done.localPort };
+
+  const st = await ctl(['status', '--json'], { socket: daemon.socketPath });
+  if (st.code !== 0) throw new Error(`ebpfmonctl status failed (${st.code}): ${st.stderr}`);
+  const status = JSON.parse(st.stdout) as StatusResult;
+  report.probes = status.probes;
+  report.counters = status.counters;
+  const flows = (await daemon.call<FlowsListResult>('flows.list', { pid: srv.pid, proto: 'tcp', limit: 1000 })).flows;
+  report.acceptedFlow = flows.find((f) => f.remotePort === done.localPort) ?? null;
+
+  const progs = (bpftool(['prog', 'show']) as Array<{ id: number; name: string; type: string; run_cnt?: number; run_time_ns?: number }>)
+    .filter((p) => ACCEPT_PROGS.some((n) => n.startsWith(p.name) || p.name.startsWith(n.slice(0, 15))));
+  report.acceptPrograms = progs.map((p) => ({ id: p.id, name: p.name, type: p.type, runCount: p.run_cnt ?? null }));
+  const ids = new Set(progs.map((p) => p.id));
+  report.acceptLinks = (bpftool(['link', 'show']) as Array<Record<string, unknown>>).filter((l) => ids.has(l.prog_id as number));
+} catch (e) {
+  report.error = (e as Error).stack ?? String(e);
+  process.exitCode = 1;
+} finally {
+  await daemon?.stop('SIGTERM');
+  if (daemon) await daemonOnce(daemon.host, daemon.configPath, ['--teardown']);
+  await lab.destroy();
+  fs.writeFileSync(path.join(out, 'probe-status.json'), `${JSON.stringify(report, null, 2)}\n`);
+}
+
+console.log(`probe status on ${report.kernel} (ebpfmonctl status --json):`);
+for (const p of (report.probes as StatusResult['probes'] | undefined) ?? []) {
+  console.log(`  ${p.capability.padEnd(13)} ${p.active ?? 'INACTIVE'}`);
+  for (const i of p.inactive) console.log(`  ${''.padEnd(13)} not used: ${i.label}: ${i.reason}`);
+}
+console.log(`  accept programs (bpftool): ${JSON.stringify(report.acceptPrograms ?? null)}`);
+console.log(`  accept links (bpftool): ${JSON.stringify((report.acceptLinks as Array<Record<string, unknown>> | undefined)?.map((l) => ({ id: l.id, type: l.type, attach_type: l.attach_type })) ?? null)}`);
+console.log(`  accepted flow attributed by: ${(report.acceptedFlow as { attributedBy?: string } | null)?.attributedBy ?? 'none'}`);
+if (report.error) console.log(`  error: ${report.error}`);
