@@ -382,9 +382,11 @@ copy:
 
 /* A fresh flow record for the packet at hand. */
 static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *skb, bool egress,
-				      const struct emon_flow_key *k, __u64 now)
+				      const struct emon_flow_key *k, __u64 now, __u32 tick)
 {
 	nf->first_ns = now;
+	nf->last_ns = now;
+	nf->last_tick = tick;
 	nf->ifindex = skb->ifindex;
 	nf->direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
 	resolve_owner(skb, egress, k, &nf->owner);
@@ -432,7 +434,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 	struct rd r = { .skb = skb, .l2 = l2_len_of(skb) };
 	struct pkt p = {};
 	struct emon_flow *f;
-	__u64 now;
+	__u32 tick;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (!parse_ipv4(&r, egress, &p))
@@ -446,16 +448,17 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 	}
 	count_packet_stats(&p);
 
-	/* Flow timestamps come from the coarse clock (jiffies, CLOCK_MONOTONIC_COARSE): a few
-	 * ns instead of about 45 for a precise read, and millisecond resolution is all that
-	 * first/last seen need. */
-	now = bpf_ktime_get_coarse_ns();
+	/* The clock is read at most once a jiffy per flow: bpf_jiffies64() is a plain memory
+	 * load (the verifier inlines it), a clock helper costs tens of ns (more with some
+	 * CPU-bug mitigations). Timestamps come from the coarse clock (CLOCK_MONOTONIC_COARSE):
+	 * millisecond resolution is all that first/last seen need. */
+	tick = bpf_jiffies64();
 	f = bpf_map_lookup_elem(&emon_flows, &p.key);
 	if (!f) {
 		struct emon_flow nf = {};
 		long err;
 
-		flow_init(&nf, skb, egress, &p.key, now);
+		flow_init(&nf, skb, egress, &p.key, bpf_ktime_get_coarse_ns(), tick);
 		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
 		if (!err) {
 			stat_inc(EMON_STAT_FLOW_CREATE);
@@ -472,7 +475,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		 * (when it could be queued), so start over. */
 		struct emon_flow nf = {};
 
-		flow_init(&nf, skb, egress, &p.key, now);
+		flow_init(&nf, skb, egress, &p.key, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
 		stat_inc(EMON_STAT_FLOW_REOPEN);
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
@@ -496,9 +499,10 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		__sync_fetch_and_add(&f->frags, 1);
 	if ((f->flags & p.flow_flags) != p.flow_flags)
 		f->flags |= p.flow_flags;
-	/* Coarse time moves once a tick: skip the store (and its cache-line write) until it does. */
-	if (f->last_ns != now)
-		f->last_ns = now;
+	if (f->last_tick != tick) {
+		f->last_tick = tick;
+		f->last_ns = bpf_ktime_get_coarse_ns();
+	}
 	return;
 truncated:
 	stat_inc(EMON_STAT_PKT_TRUNCATED);

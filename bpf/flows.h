@@ -33,17 +33,19 @@ struct emon_flow {
 	__u64 rx_bytes;
 	__u64 tx_packets;
 	__u64 rx_packets;
-	__u64 first_ns;      /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns) */
+	__u64 first_ns;      /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns); last_ns to a tick */
 	__u64 last_ns;
 	__u64 closed_ns;     /* when the owning TCP socket reached CLOSE; 0 while open */
 	__u32 ifindex;       /* interface of the first packet */
 	__u32 frags;         /* IP fragments counted into this flow */
+	__u32 last_tick;     /* jiffies (low 32 bits) when last_ns was last set: the clock is
+	                      * read at most once a tick per flow */
 	__u8  tcp_flags_tx;  /* OR of TCP flags sent */
 	__u8  tcp_flags_rx;  /* OR of TCP flags received */
 	__u8  sock_state;    /* last TCP state of the local socket (TCP_* numbering), 0 unknown */
 	__u8  direction;     /* enum emon_direction */
 	__u8  flags;         /* EMON_FLOW_F_* */
-	__u8  _pad[3];
+	__u8  _pad[7];
 	struct emon_owner owner;
 };
 

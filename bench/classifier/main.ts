@@ -190,8 +190,9 @@ function checkSameResults(a: string, b: string): string {
       o.map('emon_flows').forEachChunk(({ keys, values, count }) => {
         for (let i = 0; i < count; i++) {
           const v = values.subarray(i * FLOW.size, (i + 1) * FLOW.size);
-          // Everything but first_ns/last_ns (the time of the run).
-          flows.push(`${keys.subarray(i * 40, i * 40 + 40).toString('hex')} ${v.subarray(0, FLOW.fields.first_ns.offset).toString('hex')} ${v.subarray(FLOW.fields.closed_ns.offset).toString('hex')}`);
+          // Everything but the times of the run (first_ns, last_ns, last_tick).
+          const F = FLOW.fields;
+          flows.push(`${keys.subarray(i * 40, i * 40 + 40).toString('hex')} ${v.subarray(0, F.first_ns.offset).toString('hex')} ${v.subarray(F.closed_ns.offset, F.last_tick.offset).toString('hex')} ${v.subarray(F.tcp_flags_tx.offset).toString('hex')}`);
         }
       });
       return { flows: flows.sort(), stats: STAT_NAMES.map((n) => `${n}=${stat(o, n)}`) };

@@ -2,11 +2,11 @@
 // Synthetic flows in the real emon_flows layout (daemon/src/monitor/wire.ts: 40-byte
 // FLOW_KEY, 128-byte FLOW with the owner at 72), written into a daemon's pinned map with
 // BPF_MAP_UPDATE_BATCH. Every flow is an open TCP connection (sock_state ESTABLISHED,
-// closed_ns 0) last seen now (CLOCK_BOOTTIME), so the daemon's GC walks them all and
+// closed_ns 0) last seen now (CLOCK_MONOTONIC, the flows' clock), so the daemon's GC walks them all and
 // deletes none. Used by bench/query and bench/footprint.
 import * as L from '../../daemon/src/bpf/libbpf.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
-import { CLOCK_BOOTTIME, clockNs } from '../../daemon/src/sys/libc.js';
+import { CLOCK_MONOTONIC, clockNs } from '../../daemon/src/sys/libc.js';
 import { FLOW, FLOW_KEY, OWNER } from '../../daemon/src/monitor/wire.js';
 
 const CHUNK = 65536;
@@ -39,7 +39,7 @@ export function fillFlows(mapPath: string, spec: FillSpec): number {
     const keys = Buffer.alloc(CHUNK * FLOW_KEY.size);
     const values = Buffer.alloc(CHUNK * FLOW.size);
     const count = new Uint32Array(1);
-    const now = clockNs(CLOCK_BOOTTIME);
+    const now = clockNs(CLOCK_MONOTONIC);
     const K = FLOW_KEY.fields;
     const F = FLOW.fields;
     const O = OWNER.fields;

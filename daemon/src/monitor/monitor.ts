@@ -23,7 +23,7 @@ import type { ProgramsListResult } from '../rpc/protocol.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
 
-export const LAYOUT_VERSION = 2; // bpf/lib/common.h EMON_LAYOUT_VERSION
+export const LAYOUT_VERSION = 3; // bpf/lib/common.h EMON_LAYOUT_VERSION
 
 export interface MonitorOptions {
   pinPath: string;

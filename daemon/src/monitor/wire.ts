@@ -39,11 +39,11 @@ export const OWNER = {
 } as const satisfies StructSpec;
 
 export const FLOW = {
-  name: 'emon_flow', size: 128, object: 'flows.bpf.o',
+  name: 'emon_flow', size: 136, object: 'flows.bpf.o',
   fields: {
     tx_bytes: f(0, 8), rx_bytes: f(8, 8), tx_packets: f(16, 8), rx_packets: f(24, 8), first_ns: f(32, 8),
-    last_ns: f(40, 8), closed_ns: f(48, 8), ifindex: f(56, 4), frags: f(60, 4), tcp_flags_tx: f(64, 1),
-    tcp_flags_rx: f(65, 1), sock_state: f(66, 1), direction: f(67, 1), flags: f(68, 1), _pad: f(69, 3), owner: f(72, 56),
+    last_ns: f(40, 8), closed_ns: f(48, 8), ifindex: f(56, 4), frags: f(60, 4), last_tick: f(64, 4), tcp_flags_tx: f(68, 1),
+    tcp_flags_rx: f(69, 1), sock_state: f(70, 1), direction: f(71, 1), flags: f(72, 1), _pad: f(73, 7), owner: f(80, 56),
   },
 } as const satisfies StructSpec;
 
