@@ -415,13 +415,13 @@ export class BusFakeMonitor extends FakeMonitor {
   readonly growth = new Map<number, number>();
   totalsReads = 0;
 
-  override processTotals(q: { uid?: number }): ProcessTotals[] {
+  override async processTotals(q: { uid?: number }): Promise<ProcessTotals[]> {
     this.totalsReads++;
     for (const [pid, n] of this.growth) {
       const f = this.flows.find((x) => x.pid === pid);
       if (f) f.txBytes += n;
     }
-    const list = super.processTotals(q);
+    const list = await super.processTotals(q);
     for (const p of list) p.openFlows = this.flows.filter((f) => f.pid === p.pid && f.closedAt === null).length;
     return list;
   }

@@ -24,13 +24,13 @@ export class FakeMonitor implements MonitorApi {
   readonly queries: FlowQuery[] = [];
   interfaces: string[] = [];
 
-  queryFlows(q: FlowQuery) {
+  async queryFlows(q: FlowQuery) {
     this.queries.push(q);
     const m = this.flows.filter((f) => (q.pid === undefined || f.pid === q.pid) && (q.uid === undefined || f.uid === q.uid) && (q.comm === undefined || f.comm === q.comm));
     return { flows: m.slice(0, q.limit), total: this.flows.length, matched: m.length };
   }
 
-  processTotals(q: { uid?: number }): ProcessTotals[] {
+  async processTotals(q: { uid?: number }): Promise<ProcessTotals[]> {
     const by = new Map<number | null, ProcessTotals>();
     for (const f of this.flows) {
       if (q.uid !== undefined && f.uid !== q.uid) continue;
@@ -43,7 +43,7 @@ export class FakeMonitor implements MonitorApi {
     return [...by.values()];
   }
 
-  status(): MonitorStatus {
+  async status(): Promise<MonitorStatus> {
     return {
       pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [], interfaces: [], interfaceErrors: {},
       maps: [], counters: {}, loss: { kernelRingbufFull: 0, flowsEvicted: 0, undecodable: 0 },

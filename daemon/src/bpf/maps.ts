@@ -91,6 +91,22 @@ export class BpfMap {
    * Falls back to get_next_key + lookup on kernels or map types without batch support.
    */
   forEachChunk(onChunk: (c: BatchChunk) => void, chunk = 4096): void {
+    for (const c of this.chunks(chunk)) onChunk(c);
+  }
+
+  /**
+   * The same walk, giving the event loop a turn between chunks: a million-entry map takes
+   * hundreds of milliseconds to read, which must not hold up everything else the daemon does.
+   */
+  async forEachChunkAsync(onChunk: (c: BatchChunk) => void, chunk = 4096): Promise<void> {
+    for (const c of this.chunks(chunk)) {
+      onChunk(c);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** The walk itself, one chunk at a time (buffers reused between chunks). */
+  private *chunks(chunk: number): Generator<BatchChunk> {
     let n = Math.max(1, Math.min(chunk, this.info.maxEntries));
     let keys = Buffer.alloc(n * this.keySize);
     let values = Buffer.alloc(n * this.valueBytes);
@@ -111,19 +127,19 @@ export class BpfMap {
           continue;
         }
         if (first && (ret === -ERRNO.EINVAL || ret === -ERRNO.ENOTSUP || ret === -ERRNO.EOPNOTSUPP || ret === -ENOTSUPP_KERNEL)) {
-          this.forEachSlow(onChunk, n);
+          yield* this.chunksSlow(n);
           return;
         }
         throw new BpfError('reading', this.name, -ret, { detail: 'batch lookup' });
       }
-      if (count[0]! > 0) onChunk({ keys, values, count: count[0]! });
+      if (count[0]! > 0) yield { keys, values, count: count[0]! };
       if (ret === -ERRNO.ENOENT) return;
       outBatch.copy(inBatch);
       first = false;
     }
   }
 
-  private forEachSlow(onChunk: (c: BatchChunk) => void, n: number): void {
+  private *chunksSlow(n: number): Generator<BatchChunk> {
     const keys = Buffer.alloc(n * this.keySize);
     const values = Buffer.alloc(n * this.valueBytes);
     let prev: Buffer | null = null;
@@ -138,9 +154,12 @@ export class BpfMap {
       if (!this.lookup(next, val)) continue; // deleted in between
       next.copy(keys, count * this.keySize);
       val.copy(values, count * this.valueBytes);
-      if (++count === n) { onChunk({ keys, values, count }); count = 0; }
+      if (++count === n) {
+        yield { keys, values, count };
+        count = 0;
+      }
     }
-    if (count > 0) onChunk({ keys, values, count });
+    if (count > 0) yield { keys, values, count };
   }
 
   /**

@@ -42,9 +42,9 @@ export interface ManagerDeps {
   startedAt: Date;
   tracker: RateTracker;
   /** processTotals({}) of every uid, cached briefly (reads are filtered per caller). */
-  totals(): ProcessTotals[];
+  totals(): Promise<ProcessTotals[]>;
   /** monitor.status(), cached briefly. */
-  status(): MonitorStatus;
+  status(): Promise<MonitorStatus>;
   subscribe(ctx: CallContext): void;
   unsubscribe(ctx: CallContext): void;
   signalsDropped(): number;
@@ -62,9 +62,9 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
     path: MANAGER_PATH,
     spec: MANAGER_SPEC,
     methods: {
-      GetFlows: (ctx, [filter]) => d.monitor.queryFlows(flowQuery(filter, ctx)).flows.map(flowDict),
-      GetProcesses: (ctx) =>
-        visible(d.totals(), ctx.uid)
+      GetFlows: async (ctx, [filter]) => (await d.monitor.queryFlows(flowQuery(filter, ctx))).flows.map(flowDict),
+      GetProcesses: async (ctx) =>
+        visible(await d.totals(), ctx.uid)
           .slice()
           .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes))
           .slice(0, LIMITS.processes)
@@ -88,14 +88,14 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
     properties: {
       Version: () => d.version,
       StartedAt: () => d.startedAt.toISOString(),
-      Interfaces: () => d.status().interfaces.map((i) => i.name),
+      Interfaces: async () => (await d.status()).interfaces.map((i) => i.name),
       SeesAllUsers: (ctx) => ctx.scope.seesAll,
-      FlowCount: (ctx) => sum(visible(d.totals(), ctx.uid), (p) => p.openFlows),
-      ProcessCount: (ctx) => visible(d.totals(), ctx.uid).filter((p) => p.pid !== null).length,
-      TxBytes: (ctx) => sum(visible(d.totals(), ctx.uid), (p) => p.txBytes),
-      RxBytes: (ctx) => sum(visible(d.totals(), ctx.uid), (p) => p.rxBytes),
-      EventsLost: () => d.status().loss.kernelRingbufFull,
-      FlowsEvicted: () => d.status().loss.flowsEvicted,
+      FlowCount: async (ctx) => sum(visible(await d.totals(), ctx.uid), (p) => p.openFlows),
+      ProcessCount: async (ctx) => visible(await d.totals(), ctx.uid).filter((p) => p.pid !== null).length,
+      TxBytes: async (ctx) => sum(visible(await d.totals(), ctx.uid), (p) => p.txBytes),
+      RxBytes: async (ctx) => sum(visible(await d.totals(), ctx.uid), (p) => p.rxBytes),
+      EventsLost: async () => (await d.status()).loss.kernelRingbufFull,
+      FlowsEvicted: async () => (await d.status()).loss.flowsEvicted,
       SignalsDropped: () => d.signalsDropped(),
     },
   };

@@ -16,7 +16,7 @@ export interface Talker extends ProcessTotals {
 
 export interface RateTrackerOptions {
   /** Cumulative totals of every process (MonitorApi.processTotals({})). */
-  sample: () => ProcessTotals[];
+  sample: () => Promise<ProcessTotals[]>;
   /** Sampling period (default 1000 ms). */
   intervalMs?: number;
   /** Keep sampling this long after the last talkers() call (default 10 s). */
@@ -93,14 +93,18 @@ export class RateTracker {
     if (this.timer) return;
     this.prev = null;
     this.current = null;
-    this.sampleNow();
-    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    void this.sampleNow();
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
     this.timer.unref();
   }
 
-  private sampleNow(): { at: number; totals: ProcessTotals[] } | null {
+  private sampling = false;
+
+  private async sampleNow(): Promise<{ at: number; totals: ProcessTotals[] } | null> {
+    if (this.sampling) return null; // a slow walk (a huge table) never overlaps the next
+    this.sampling = true;
     try {
-      const totals = this.opts.sample();
+      const totals = await this.opts.sample();
       this.samples++;
       const at = this.now();
       const byPid = new Map(totals.map((t) => [key(t.pid), t]));
@@ -127,11 +131,13 @@ export class RateTracker {
       this.waiters.clear();
       this.opts.onError?.(err);
       return null;
+    } finally {
+      this.sampling = false;
     }
   }
 
-  private tick(): void {
-    const s = this.sampleNow();
+  private async tick(): Promise<void> {
+    const s = await this.sampleNow();
     if (s && this.current) {
       for (const w of this.waiters) {
         clearTimeout(w.timer);

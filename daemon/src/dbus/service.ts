@@ -131,7 +131,7 @@ class Service implements DbusService {
       onError: (err) => this.log.warn({ err }, 'traffic sample failed'),
     });
     const totals = this.cached(() => opts.monitor.processTotals({}));
-    const status = this.cached((): MonitorStatus => opts.monitor.status());
+    const status = this.cached((): Promise<MonitorStatus> => opts.monitor.status());
     const manager = managerObject({
       monitor: opts.monitor, version: opts.version, startedAt: this.startedAt, tracker: this.tracker, totals, status,
       subscribe: (ctx) => this.subscribe(ctx),
@@ -324,7 +324,7 @@ class Service implements DbusService {
         const [iface, name] = msg.body as [string, string];
         if (!ours(iface) || !known(name)) throw new dbus.DBusError(FDO_ERROR.UnknownProperty, `no property ${iface}.${name} on ${obj.path}`);
         const ctx = await this.context(msg);
-        return { signature: 'v', body: [new dbus.Variant(props[name]!.type, obj.properties[name]!(ctx))] };
+        return { signature: 'v', body: [new dbus.Variant(props[name]!.type, await obj.properties[name]!(ctx))] };
       }
       case 'GetAll': {
         this.checkSignature(msg, 's', 'GetAll(s interface)');
@@ -333,7 +333,7 @@ class Service implements DbusService {
         if (!ours(iface)) throw new dbus.DBusError(FDO_ERROR.UnknownInterface, `no interface ${iface} on ${obj.path}`);
         const ctx = await this.context(msg);
         const all: Record<string, unknown> = {};
-        for (const [name, p] of Object.entries(props)) all[name] = new dbus.Variant(p.type, obj.properties[name]!(ctx));
+        for (const [name, p] of Object.entries(props)) all[name] = new dbus.Variant(p.type, await obj.properties[name]!(ctx));
         return { signature: 'a{sv}', body: [all] };
       }
       case 'Set': {
@@ -352,14 +352,20 @@ class Service implements DbusService {
   }
 
   /** Reused briefly so that a burst of property reads costs one flow-table dump. */
-  private cached<T>(fn: () => T): () => T {
-    let value: T | undefined;
+  /** A read shared by every caller for cacheMs (concurrent callers share one table walk);
+   * a failed read is not kept. */
+  private cached<T>(fn: () => Promise<T>): () => Promise<T> {
+    let value: Promise<T> | undefined;
     let at = -Infinity;
     return () => {
       const now = Date.now();
       if (value === undefined || now - at >= this.limits.cacheMs) {
-        value = fn();
+        const p = fn();
+        value = p;
         at = now;
+        p.catch(() => {
+          if (value === p) value = undefined;
+        });
       }
       return value;
     };

@@ -12,9 +12,9 @@ export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopt
 
 export interface MonitorApi {
   readonly bus: EventBus;
-  queryFlows(q: FlowQuery): { flows: Flow[]; total: number; matched: number };
-  processTotals(q: { uid?: number }): ProcessTotals[];
-  status(): MonitorStatus;
+  queryFlows(q: FlowQuery): Promise<{ flows: Flow[]; total: number; matched: number }>;
+  processTotals(q: { uid?: number }): Promise<ProcessTotals[]>;
+  status(): Promise<MonitorStatus>;
   programsList(): ProgramsListResult;
   /** Applies a reloaded interface list (SIGHUP). */
   setInterfaces(patterns: string[]): void;

@@ -133,21 +133,22 @@ export class FlowTable {
     return (ns: bigint) => Number((ns + offsetNs) / 1_000_000n);
   }
 
-  /** Walks every flow entry; `fn` gets views over the chunk and the entry's key/value offsets. */
-  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): void {
-    this.map.forEachChunk(({ keys, values, count }) => {
+  /** Walks every flow entry, yielding to the event loop between batches; `fn` gets views
+   * over the chunk and the entry's key/value offsets. */
+  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
+    return this.map.forEachChunkAsync(({ keys, values, count }) => {
       const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
       const vv = new DataView(values.buffer, values.byteOffset, values.byteLength);
       for (let i = 0; i < count; i++) fn(kv, i * FLOW_KEY.size, vv, i * FLOW.size, keys, values);
     });
   }
 
-  query(q: FlowQuery = {}): { flows: Flow[]; total: number; matched: number } {
+  async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
     const toMs = this.clock();
     const ow = FLOW.fields.owner.offset;
     const out: Flow[] = [];
     let total = 0;
-    this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
+    await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
       total++;
       // Cheap filters on raw bytes first.
       if (q.pid !== undefined && vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) !== q.pid) return;
@@ -217,7 +218,7 @@ export class FlowTable {
   }
 
   /** Per-process totals: live flows plus flows already collected (so totals only grow). */
-  processes(q: { uid?: number } = {}): ProcessTotals[] {
+  async processes(q: { uid?: number } = {}): Promise<ProcessTotals[]> {
     const toMs = this.clock();
     const by = new Map<number | null, ProcessTotals & { lastNs: bigint }>();
     const ow = FLOW.fields.owner.offset;
@@ -230,7 +231,7 @@ export class FlowTable {
       }
       return t;
     };
-    this.walk((_kv, _ko, vv, vo, _kb, vbytes) => {
+    await this.walk((_kv, _ko, vv, vo, _kb, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const uid = how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
       if (q.uid !== undefined && uid !== q.uid) return;
@@ -265,7 +266,7 @@ export class FlowTable {
    * idle timeout (TCP flows whose socket is still open are kept however quiet). Their
    * counts go to the per-process totals. Returns the number removed.
    */
-  gc(): number {
+  async gc(): Promise<number> {
     const nowNs = clockNs(CLOCK_MONOTONIC);
     const closedNs = BigInt(this.opts.closedRetentionMs) * 1_000_000n;
     const idleNs = BigInt(this.opts.idleTimeoutMs) * 1_000_000n;
@@ -273,7 +274,7 @@ export class FlowTable {
     const ow = FLOW.fields.owner.offset;
     const doomed: Buffer[] = [];
     const counts: Array<{ pid: number; comm: string; uid: number; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
-    this.walk((kv, ko, vv, vo, kb, vbytes) => {
+    await this.walk((kv, ko, vv, vo, kb, vbytes) => {
       const closed = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
       const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
@@ -321,9 +322,9 @@ export class FlowTable {
   }
 
   /** Number of flow entries (one dump). */
-  count(): number {
+  async count(): Promise<number> {
     let n = 0;
-    this.map.forEachChunk(({ count }) => (n += count));
+    await this.map.forEachChunkAsync(({ count }) => (n += count));
     return n;
   }
 }

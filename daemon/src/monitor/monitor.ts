@@ -148,13 +148,15 @@ export class Monitor implements MonitorApi {
       onError: (err) => this.log.warn({ err }, 'event handler failed'),
     });
     this.reader.start();
-    const every = (ms: number, fn: () => void) => {
+    const every = (ms: number, fn: () => unknown) => {
+      let running = false; // a slow run (a huge table) never overlaps the next
       const t = setInterval(() => {
-        try {
-          fn();
-        } catch (err) {
-          this.log.error({ err }, 'periodic task failed');
-        }
+        if (running) return;
+        running = true;
+        Promise.resolve()
+          .then(fn)
+          .catch((err: unknown) => this.log.error({ err }, 'periodic task failed'))
+          .finally(() => (running = false));
       }, ms);
       t.unref();
       this.timers.push(t);
@@ -212,8 +214,8 @@ export class Monitor implements MonitorApi {
     this.bus.publish(e);
   }
 
-  gc(): number {
-    const n = this.flows.gc();
+  async gc(): Promise<number> {
+    const n = await this.flows.gc();
     if (n > 0) this.addStat(STAT_FLOWS_DELETED, n);
     return n;
   }
@@ -252,13 +254,15 @@ export class Monitor implements MonitorApi {
     return MONITOR_COMPONENTS.flatMap((c) => m[c.name]?.probes ?? []);
   }
 
-  maps(): MapView[] {
-    return [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags].map((name) => {
+  async maps(): Promise<MapView[]> {
+    const out: MapView[] = [];
+    for (const name of [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags]) {
       const m = this.deployment.map(name);
       let entries = 0;
-      m.forEachChunk(({ count }) => (entries += count));
-      return { name, maxEntries: m.maxEntries, entries };
-    });
+      await m.forEachChunkAsync(({ count }) => (entries += count));
+      out.push({ name, maxEntries: m.maxEntries, entries });
+    }
+    return out;
   }
 
   loss(flowEntries: number): { kernelRingbufFull: number; flowsEvicted: number; undecodable: number } {
@@ -318,8 +322,8 @@ export class Monitor implements MonitorApi {
     return this.flows.processes(q);
   }
 
-  status(): MonitorStatus {
-    const maps = this.maps();
+  async status(): Promise<MonitorStatus> {
+    const maps = await this.maps();
     const ring = this.ringStats();
     return {
       pinPath: this.deployment.pins.root,

@@ -47,9 +47,9 @@ export function flowsListQuery(p: Params, viewer: Viewer, maxLimit = 100_000): F
 }
 
 export function registerMonitorMethods(rpc: JSONRPCServer<RpcContext>, monitor: MonitorApi, server: RpcServer, meta: { version: string; startedAt: Date; lbStatus?: () => unknown }): void {
-  rpc.addMethod(METHODS.status, (raw): StatusResult => {
+  rpc.addMethod(METHODS.status, async (raw): Promise<StatusResult> => {
     paramsObject(raw, []);
-    const s = monitor.status();
+    const s = await monitor.status();
     return {
       version: meta.version,
       pid: process.pid,
@@ -63,13 +63,13 @@ export function registerMonitorMethods(rpc: JSONRPCServer<RpcContext>, monitor: 
     };
   });
 
-  rpc.addMethod(METHODS.flowsList, (raw, ctx): FlowsListResult => monitor.queryFlows(flowsListQuery(paramsObject(raw, FLOW_PARAMS), ctx.caller)));
+  rpc.addMethod(METHODS.flowsList, (raw, ctx): Promise<FlowsListResult> => monitor.queryFlows(flowsListQuery(paramsObject(raw, FLOW_PARAMS), ctx.caller)));
 
-  rpc.addMethod(METHODS.processesList, (raw, ctx): ProcessesListResult => {
+  rpc.addMethod(METHODS.processesList, async (raw, ctx): Promise<ProcessesListResult> => {
     const p = paramsObject(raw, ['uid', 'limit']);
     const uid = scopeUid(ctx.caller, optInt(p, 'uid', 0, MAX_UID));
     const limit = optInt(p, 'limit', 1, 100_000) ?? 1000;
-    return { processes: monitor.processTotals({ uid }).slice(0, limit) };
+    return { processes: (await monitor.processTotals({ uid })).slice(0, limit) };
   });
 
   rpc.addMethod(METHODS.programsList, (raw): ProgramsListResult => {

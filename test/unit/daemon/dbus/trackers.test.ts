@@ -32,7 +32,7 @@ describe('RateTracker', () => {
     let clock = 0;
     const totals = [[proc(1, 10, 1000), proc(2, 20, 500, 500)], [proc(1, 10, 4000), proc(2, 20, 400, 900), proc(3, 10, 700)]];
     let i = 0;
-    const tr = new RateTracker({ intervalMs: 10, now: () => clock, sample: () => ((clock += 1000), totals[Math.min(i++, totals.length - 1)]!) });
+    const tr = new RateTracker({ intervalMs: 10, now: () => clock, sample: async () => ((clock += 1000), totals[Math.min(i++, totals.length - 1)]!) });
     const t = await tr.talkers();
     const by = new Map(t.map((x) => [x.pid, x]));
     assert.equal(by.get(1)!.txBytesPerSec, 3000);
@@ -45,7 +45,7 @@ describe('RateTracker', () => {
 
   test('sampling stops after the keep-alive unless subscribers keep it active', async () => {
     let clock = 0;
-    const tr = new RateTracker({ intervalMs: 5, keepAliveMs: 50, now: () => clock, sample: () => ((clock += 20), [proc(1, 1, clock)]) });
+    const tr = new RateTracker({ intervalMs: 5, keepAliveMs: 50, now: () => clock, sample: async () => ((clock += 20), [proc(1, 1, clock)]) });
     await tr.talkers();
     assert.ok(tr.running);
     const t0 = Date.now();

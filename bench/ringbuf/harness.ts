@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+// What bench/ringbuf and bench/map-dump need around the measurement: C helpers compiled
+// into a temp dir at run time, child processes tracked by pid and killed on any exit, medians.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root, from build/js/bench/<name>/. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+const children = new Set<ChildProcess>();
+const cleanups: Array<() => void> = [];
+
+function cleanupAll(): void {
+  for (const c of children) {
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  children.clear();
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      fn();
+    } catch (err) {
+      console.error(`cleanup failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+let installed = false;
+/** Runs `fn` once on any way out: normal exit, uncaught error, SIGINT/SIGTERM. */
+export function onExit(fn: () => void): void {
+  cleanups.push(fn);
+  if (installed) return;
+  installed = true;
+  process.on('exit', cleanupAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      cleanupAll();
+      process.exit(130);
+    });
+  }
+}
+
+/** A temp dir removed on exit. */
+export function tempDir(tag: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ebpfmon-bench-${tag}-`));
+  onExit(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Compiles one C helper with gcc -O2 against libbpf; returns the binary's path. */
+export function compileC(src: string, outDir: string, includeDirs: string[]): string {
+  const out = path.join(outDir, path.basename(src, '.c'));
+  const args = ['-O2', '-Wall', ...includeDirs.flatMap((d) => ['-I', d]), '-o', out, src, '-lbpf'];
+  try {
+    execFileSync('gcc', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: Buffer };
+    throw new Error(`gcc ${src} failed (is libbpf-dev installed? scripts/setup.sh): ${e.stderr?.toString() ?? err}`);
+  }
+  return out;
+}
+
+export interface Child {
+  proc: ChildProcess;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number>;
+  /** Resolves when a stdout line equals `line`; rejects if the process exits first or after `timeoutMs`. */
+  waitLine(line: string, timeoutMs: number): Promise<void>;
+  /** Parses the last stdout line as JSON. */
+  lastJson<T>(): T;
+}
+
+/**
+ * Spawns a helper with `fd` (open in this process) handed down as its fd 3, so that BPF
+ * objects reach it without pins. Tracked by pid and killed if the bench exits first.
+ * `ownSession`: the helper gets its own session (setsid), hence its own scheduler
+ * autogroup, as an event source elsewhere on the machine would have; otherwise a busy
+ * helper shares this process's CPU share under load.
+ */
+export function spawnHelper(bin: string, args: string[], fd: number, opts: { ownSession?: boolean } = {}): Child {
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe', fd], detached: opts.ownSession ?? false });
+  children.add(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number>((resolve, reject) => {
+    proc.once('error', reject);
+    proc.once('close', (code, signal) => {
+      children.delete(proc);
+      if (code !== 0) reject(new Error(`${path.basename(bin)} exited with ${code ?? signal}: ${err.trim()}`));
+      else resolve(0);
+    });
+  });
+  exited.catch(() => {}); // observed by callers that care
+  return {
+    proc,
+    stdout: () => out,
+    exited,
+    waitLine: (line, timeoutMs) =>
+      new Promise<void>((resolve, reject) => {
+        const t0 = Date.now();
+        const tick = (): void => {
+          if (out.split('\n').includes(line)) return resolve();
+          if (proc.exitCode !== null || proc.signalCode !== null) return reject(new Error(`${path.basename(bin)} exited before '${line}': ${err.trim()}`));
+          if (Date.now() - t0 > timeoutMs) return reject(new Error(`${path.basename(bin)}: no '${line}' after ${timeoutMs} ms`));
+          setTimeout(tick, 2);
+        };
+        tick();
+      }),
+    lastJson: <T>() => {
+      const lines = out.trim().split('\n');
+      return JSON.parse(lines[lines.length - 1]!) as T;
+    },
+  };
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** `--name=value` or `--name value` -> number, else the default. */
+export function numArg(name: string, def: number): number {
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === `--${name}` && argv[i + 1] !== undefined) return Number(argv[i + 1]);
+    if (a.startsWith(`--${name}=`)) return Number(a.slice(name.length + 3));
+  }
+  return def;
+}
+
+/** One-line description of the machine for the report. */
+export function machine(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} x ${cpus[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
+}
