@@ -20,8 +20,11 @@ import { PhaseTimer } from './nspawn/phases.js';
 import { ensureRootfs, type RootfsImage } from './nspawn/rootfs.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const js = (f: string) => path.join(root, 'build/js/test/e2e/nspawn', f);
-const BPF_OBJECT = path.join(root, 'build/bpf/procs.bpf.o');
+/** The project inside the container: not under /tmp or /home, which the confined units'
+ * PrivateTmp= and ProtectHome= would hide (a checkout in /tmp failed that way). */
+const CT_ROOT = '/srv/ebpfmon-src';
+const js = (f: string) => path.join(CT_ROOT, 'build/js/test/e2e/nspawn', f);
+const BPF_OBJECT = path.join(CT_ROOT, 'build/bpf/procs.bpf.o');
 const UNIT = 'ebpfmon-standin.service';
 const NOREADY = 'ebpfmon-standin-noready.service';
 const WATCHDOG_SEC = 3;
@@ -48,10 +51,10 @@ describe('nspawn harness', privileged({ timeout: 14 * 60_000 }), () => {
 
   before(async () => {
     requireTool('systemd-nspawn', 'debootstrap', 'zstd', 'nsenter', 'setpriv', 'unshare');
-    if (!fs.existsSync(BPF_OBJECT)) await run('make', ['-s', '-C', path.join(root, 'bpf')], { step: 'building BPF objects', timeoutMs: 5 * 60_000 });
+    if (!fs.existsSync(path.join(root, 'build/bpf/procs.bpf.o'))) await run('make', ['-s', '-C', path.join(root, 'bpf')], { step: 'building BPF objects', timeoutMs: 5 * 60_000 });
     image = await timer.time('rootfs (ensureRootfs)', () => ensureRootfs());
     defaultLog(`rootfs ${image.key}: ${image.source} in ${(image.ms / 1000).toFixed(1)} s`);
-    c = await timer.time('boot (Container.create)', () => Container.create({ rootfs: image!, binds: [root] }));
+    c = await timer.time('boot (Container.create)', () => Container.create({ rootfs: image!, binds: [{ host: root, container: CT_ROOT }] }));
   });
 
   after(async () => {
