@@ -24,17 +24,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "../lib/clock.h"
 
 #define MAX_WORKERS 64
 #define SLOW_CONNECT_NS 200000000ull /* a SYN retransmit or worse */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t t)
 {

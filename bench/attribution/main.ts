@@ -32,12 +32,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import Table from 'cli-table3';
-import { Lab, type Host } from '../../test/helpers/lab.js';
+import type { Host, Lab } from '../../test/helpers/lab.js';
+import { withLab } from '../lib/lab.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type StatusResult } from '../../daemon/src/rpc/protocol.js';
-import { compileC, machine, median, numArg, ROOT, sleep } from '../ringbuf/harness.js';
-import { CpuWindow, cpuProfPreload, strArg } from '../footprint/proc.js';
+import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
+import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
 
 const REPS = numArg('reps', 3);
 const WORKERS = numArg('workers', 8);
@@ -395,16 +396,7 @@ function summarize(phases: Phase[], tool: Tool, mode: Mode) {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench/attribution needs root (namespaces, BPF)');
-  let lab: Lab | null = await Lab.create();
-  const destroy = async () => {
-    const l = lab;
-    lab = null;
-    await l?.destroy();
-  };
-  // Interrupted: kill the lab's processes, tear down its pins and namespaces, then exit.
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void destroy().finally(() => process.exit(130)));
-  try {
+  await withLab('bench/attribution', async (lab) => {
     const bench = await Bench.create(lab);
     console.error(`machine: ${machine()}; server port ${PORT}; client ${bench.cliIp} -> server ${bench.srvIp}`);
     for (let rep = 0; rep < REPS && Date.now() < DEADLINE; rep++) {
@@ -469,9 +461,7 @@ async function main(): Promise<void> {
       console.log(`target at ${RATE / 1000}k conn/s: ${reached ? `reached (${e.rate.toFixed(0)}/s)` : `NOT reached: ${e.rate.toFixed(0)}/s`}; ` +
         `100% attributed: ${all ? 'PASS' : 'FAIL'}; zero lost: ${none ? 'PASS' : 'FAIL'}; CPU at or below tcplife's (${e.cpuMs.toFixed(0)} vs ${t.cpuMs.toFixed(0)} ms): ${cpu ? 'PASS' : 'FAIL'} -> ${reached && all && none && cpu ? 'PASS' : 'FAIL'}`);
     }
-  } finally {
-    await destroy();
-  }
+  });
 }
 
 await main();

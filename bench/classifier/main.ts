@@ -31,8 +31,8 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { FLOW, STAT_NAMES } from '../../daemon/src/monitor/wire.js';
-import { machine, median, numArg, ROOT } from '../ringbuf/harness.js';
-import { strArg } from '../footprint/proc.js';
+import { machine, median, numArg, ROOT } from '../lib/harness.js';
+import { strArg } from '../lib/proc.js';
 import { edgeCaseFrames, PACKETS, tcp4 } from './packets.js';
 import { TcTestRunner } from './testrun.js';
 

@@ -17,11 +17,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import Table from 'cli-table3';
-import { Lab } from '../../test/helpers/lab.js';
+import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
-import { machine, median, numArg, sleep } from '../ringbuf/harness.js';
+import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { countFlows, fillFlows } from '../query/fill.js';
-import { cpuMs, cpuProfPreload, memMiB, strArg } from './proc.js';
+import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
 
 const WINDOW_S = numArg('window-s', 40);
 const SLICE_S = numArg('slice-s', 10);
@@ -77,15 +77,7 @@ function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench/footprint needs root (BPF, namespaces)');
-  let lab: Lab | null = await Lab.create();
-  const destroy = async () => {
-    const l = lab;
-    lab = null;
-    await l?.destroy();
-  };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void destroy().finally(() => process.exit(130)));
-  try {
+  await withLab('bench/footprint', async (lab) => {
     const host = await lab.host('mon');
     const peer = await lab.host('peer');
     await lab.link(host, peer);
@@ -167,9 +159,7 @@ async function main(): Promise<void> {
       if (td.code !== 0) console.error(`teardown failed: ${td.stderr}`);
       await stop(idleNode);
     }
-  } finally {
-    await destroy();
-  }
+  });
 }
 
 await main();

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// What bench/ringbuf and bench/map-dump need around the measurement: C helpers compiled
+// What the benches need around the measurement: C helpers compiled
 // into a temp dir at run time, child processes tracked by pid and killed on any exit, medians.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';

@@ -12,14 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
+#include "../lib/clock.h"
 
 int main(int argc, char **argv)
 {

@@ -15,7 +15,7 @@ import Table from 'cli-table3';
 import * as L from '../../daemon/src/bpf/libbpf.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { BPF_MAP_TYPE } from '../../daemon/src/bpf/uapi.js';
-import { compileC, machine, median, numArg, onExit, ROOT, spawnHelper, tempDir } from '../ringbuf/harness.js';
+import { compileC, machine, median, numArg, onExit, ROOT, spawnHelper, tempDir } from '../lib/harness.js';
 
 const ENTRIES = numArg('entries', 1_000_000);
 const REPS = numArg('reps', 7);

@@ -12,18 +12,11 @@
 #include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
+#include "../lib/clock.h"
 
 #define KEY_SIZE 40
 #define VALUE_SIZE 128
 #define OWNER_TGID 72 /* struct emon_flow: owner at 72, tgid first */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {

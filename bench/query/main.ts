@@ -17,13 +17,13 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Table from 'cli-table3';
-import { Lab } from '../../test/helpers/lab.js';
+import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { METHODS, type FlowsListResult, type StatusResult } from '../../daemon/src/rpc/protocol.js';
 import type { Flow } from '../../daemon/src/monitor/flows.js';
-import { compileC, machine, median, numArg, ROOT, sleep } from '../ringbuf/harness.js';
-import { CpuWindow, memMiB } from '../footprint/proc.js';
+import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
+import { CpuWindow, memMiB } from '../lib/proc.js';
 import { countFlows, fillFlows, type FillSpec } from './fill.js';
 
 const FLOWS = numArg('flows', 1_000_000);
@@ -60,15 +60,7 @@ function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ ms: num
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench/query needs root (BPF, namespaces)');
-  let lab: Lab | null = await Lab.create();
-  const destroy = async () => {
-    const l = lab;
-    lab = null;
-    await l?.destroy();
-  };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void destroy().finally(() => process.exit(130)));
-  try {
+  await withLab('bench/query', async (lab) => {
     const tmp = lab.tmpdir();
     const dumpBin = compileC(path.join(ROOT, 'bench/query/dump.c'), tmp, []);
     const host = await lab.host('q');
@@ -163,9 +155,7 @@ async function main(): Promise<void> {
       const td = await daemonOnce(host, daemon.configPath, ['--teardown']);
       if (td.code !== 0) console.error(`teardown failed: ${td.stderr}`);
     }
-  } finally {
-    await destroy();
-  }
+  });
 }
 
 await main();

@@ -26,7 +26,7 @@ import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { RingBufReader, type RecordHandler } from '../../daemon/src/bpf/ringbuf.js';
 import { clockNs } from '../../daemon/src/sys/libc.js';
-import { compileC, machine, median, numArg, onExit, ROOT, sleep, spawnHelper, tempDir } from './harness.js';
+import { compileC, machine, median, numArg, onExit, ROOT, sleep, spawnHelper, tempDir } from '../lib/harness.js';
 
 const REPS = numArg('reps', 3);
 const DURATION_MS = numArg('duration-ms', 1500);

@@ -13,16 +13,9 @@
 #include <time.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
+#include "../lib/clock.h"
 #include "common.h"
 #include "ringbuf_producer.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {

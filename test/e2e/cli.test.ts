@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
+import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, CTL_MAIN, ctl, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, CTL_MAIN, ctl, destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/monitor/flows.js';
 
@@ -28,10 +28,7 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
   let serverPort: number;
 
   before(async () => {
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     const group = await lab.group('see');
     alice = await lab.user('alice');
     bob = await lab.user('bob');
@@ -40,11 +37,7 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '3000']);
     serverPort = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   const as = (u: TestUser) => ({ uid: u.uid, gid: u.gid });
   async function connectAs(u: TestUser, bytes: number) {

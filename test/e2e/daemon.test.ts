@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
+import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
@@ -28,17 +28,10 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
   let daemon: TestDaemon;
 
   before(async () => {
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     daemon = await startDaemon(mon, { config: { rpc: { maxMessageBytes: 65536, maxClients: 32, maxSubscriptionsPerClient: 4, subscriberQueue: 1000 } } });
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   test('kill -9 and restart under continuous traffic: the flow counts every byte tcpdump saw', async () => {
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '0']);

@@ -6,7 +6,6 @@
 // named and nothing changed, and the monitor on the same daemon keeps working.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { Lab, jsonLines, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Host } from './lab.js';
+import { Lab, type Host, type LinkInfo } from './lab.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 
 export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -112,6 +112,26 @@ export async function restartDaemon(prev: TestDaemon): Promise<TestDaemon> {
   const d = new TestDaemon(prev.host, child, prev.socketPath, prev.pinPath, prev.configPath);
   await d.waitReady();
   return d;
+}
+
+/** The monitor suites' lab: host `mon` (where the daemon runs) joined to host `peer` by a veth pair. */
+export async function monitorLab(): Promise<{ lab: Lab; mon: Host; peer: Host; link: LinkInfo }> {
+  const lab = await Lab.create();
+  try {
+    const mon = await lab.host('mon');
+    const peer = await lab.host('peer');
+    return { lab, mon, peer, link: await lab.link(mon, peer) };
+  } catch (e) {
+    await lab.destroy();
+    throw e;
+  }
+}
+
+/** The after() hook of a monitor suite: kill the daemon, remove its pins and attachments, destroy the lab. */
+export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab | undefined): Promise<void> {
+  await daemon?.stop('SIGKILL');
+  if (daemon) await daemonOnce(daemon.host, daemon.configPath, ['--teardown']);
+  await lab?.destroy();
 }
 
 /** Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. */

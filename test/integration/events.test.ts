@@ -6,9 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
+import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { MonitorEvent } from '../../daemon/src/monitor/events.js';
@@ -51,17 +51,10 @@ describe('events and interfaces', privileged({ timeout: 120_000 }), () => {
   let daemon: TestDaemon;
 
   before(async () => {
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     daemon = await startDaemon(mon);
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   test('exec, connect, close (with final counts equal to tcpdump) and exit of a process the test ran', async () => {
     const sub = await subscribe(daemon, {});

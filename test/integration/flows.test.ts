@@ -7,9 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
+import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, destroyMonitorLab, monitorLab, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/monitor/flows.js';
 import type { FlowsListResult } from '../../daemon/src/rpc/protocol.js';
@@ -29,20 +29,13 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
 
   before(async () => {
     requireTool('tcpdump', 'ping', 'setpriv', 'bash', 'ss');
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     user = await lab.user('u1');
     // Closed flows must stay listable for the whole test (the 1,000-process test alone takes
     // minutes under emulation: test/e2e/kernel-6.1.test.ts runs this suite on a second kernel).
     daemon = await startDaemon(mon, { config: { flows: { closedRetentionSec: 1800, gcIntervalSec: 2 } } });
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   const capture = () => Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), `c${capN++}.pcap`));
   const flows = async (params: object) => (await daemon.call<FlowsListResult>('flows.list', { limit: 100_000, ...params })).flows;

@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
+import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, daemonOnce, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult, ProgramsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
 const PEER = path.join(BUILD, 'test/helpers/peer.js');
@@ -36,10 +36,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
 
   before(async () => {
     requireTool('tc', 'bpftool', 'nsenter');
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
   });
   after(async () => {
     await daemon?.stop('SIGKILL');

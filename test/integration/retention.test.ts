@@ -5,9 +5,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
+import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
 const PEER = path.join(BUILD, 'test/helpers/peer.js');
@@ -20,17 +20,10 @@ describe('flow retention', privileged({ timeout: 120_000 }), () => {
   let daemon: TestDaemon;
 
   before(async () => {
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     daemon = await startDaemon(mon, { config: { flows: { closedRetentionSec: 3, idleTimeoutSec: 3, gcIntervalSec: 1 } } });
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   const waitUntil = async (what: string, pred: () => Promise<boolean>, ms = 15_000) => {
     const t0 = Date.now();

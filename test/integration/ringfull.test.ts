@@ -6,9 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
+import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
 const PEER = path.join(BUILD, 'test/helpers/peer.js');
@@ -21,17 +21,10 @@ describe('full event ring', privileged({ timeout: 120_000 }), () => {
   let daemon: TestDaemon;
 
   before(async () => {
-    lab = await Lab.create();
-    mon = await lab.host('mon');
-    peer = await lab.host('peer');
-    link = await lab.link(mon, peer);
+    ({ lab, mon, peer, link } = await monitorLab());
     daemon = await startDaemon(mon, { config: { maps: { ringBufferBytes: 4096 } } });
   });
-  after(async () => {
-    await daemon?.stop('SIGKILL');
-    if (daemon) await daemonOnce(mon, daemon.configPath, ['--teardown']);
-    await lab?.destroy();
-  });
+  after(() => destroyMonitorLab(daemon, lab));
 
   test('a reused 4-tuple is a new flow with its new owner even when the close event was lost', async () => {
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '100', '--close-first']);

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The TypeScript mirrors of the BPF wire format must match the structs the compiler laid
-// out: sizes and every field's offset and size, read from the built objects' BTF
-// (Cilium's alignchecker does the same for Go). Also checks the UAPI offsets info.ts
-// decodes against the running kernel's BTF.
+// out (test/helpers/layout.ts). Also checks the UAPI offsets info.ts decodes against the
+// running kernel's BTF.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -10,27 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { Btf } from '../../daemon/src/bpf/btf.js';
 import { ALL_STRUCTS } from '../../daemon/src/monitor/wire.js';
 import { LINK_INFO, MAP_INFO, PROG_INFO } from '../../daemon/src/bpf/info.js';
+import { testStructLayouts } from '../helpers/layout.js';
 
 const objDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bpf');
 
-for (const spec of ALL_STRUCTS) {
-  test(`struct ${spec.name} matches ${spec.object}`, () => {
-    const btf = Btf.fromObject(path.join(objDir, spec.object));
-    try {
-      const s = btf.struct(spec.name);
-      assert.ok(s, `struct ${spec.name} is not in the BTF of ${spec.object}`);
-      assert.equal(s.size, spec.size, `sizeof(struct ${spec.name})`);
-      assert.deepEqual([...s.members.keys()].sort(), Object.keys(spec.fields).sort(), `fields of ${spec.name}`);
-      for (const [name, want] of Object.entries(spec.fields)) {
-        const have: { offset: number; size: number } | undefined = s.members.get(name);
-        assert.ok(have, `${spec.name}.${name} missing`);
-        assert.deepEqual({ offset: have.offset, size: have.size }, want, `${spec.name}.${name}`);
-      }
-    } finally {
-      btf.close();
-    }
-  });
-}
+testStructLayouts(ALL_STRUCTS);
 
 test('the layout version is the same in bpf/lib/common.h and the daemon', async () => {
   const fs = await import('node:fs');

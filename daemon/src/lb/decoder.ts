@@ -4,6 +4,7 @@
 // lb.h's text), and encoders/decoders for every key and value the manager touches.
 // Ports and addresses that the data path compares with packet bytes are network order
 // in the maps; here they are numbers (host order) and IpAddr.
+import { field as f, type StructSpec } from '../bpf/layout.js';
 import { AF_INET, AF_INET6, familyOfAf, type Family, type IpAddr } from './addr.js';
 
 export const LB_LAYOUT_VERSION = 1;
@@ -70,19 +71,6 @@ export const DROP_MAX = 32;
 
 // --- layouts ------------------------------------------------------------------------------
 
-export interface FieldSpec {
-  offset: number;
-  size: number;
-}
-
-export interface StructSpec {
-  name: string;
-  size: number;
-  fields: Record<string, FieldSpec>;
-  object: string;
-}
-
-const f = (offset: number, size: number): FieldSpec => ({ offset, size });
 const OBJ = 'lb.bpf.o';
 
 export const VIP_KEY = {

@@ -16,9 +16,8 @@ interface Base {
   comm: string | null;
 }
 
-export interface ConnEvent extends Base {
-  type: 'connect' | 'accept';
-  tid: number | null;
+/** The connection's 4-tuple and how its owner was learned. */
+interface ConnBase extends Base {
   proto: string;
   family: 'ipv4' | 'ipv6';
   localAddr: string;
@@ -28,15 +27,13 @@ export interface ConnEvent extends Base {
   attributedBy: AttributedBy;
 }
 
-export interface CloseEvent extends Base {
+export interface ConnEvent extends ConnBase {
+  type: 'connect' | 'accept';
+  tid: number | null;
+}
+
+export interface CloseEvent extends ConnBase {
   type: 'close';
-  proto: string;
-  family: 'ipv4' | 'ipv6';
-  localAddr: string;
-  localPort: number;
-  remoteAddr: string;
-  remotePort: number;
-  attributedBy: AttributedBy;
   /** A monitored interface carried the flow: the IP-layer counts below are its final counts. */
   flowSeen: boolean;
   interface: string | null;

@@ -3,22 +3,7 @@
 // bpf/sockets.h and bpf/procs.h. Each layout lists the byte offset and size of every
 // field; test/unit/layout.test.ts checks them against the BTF of the built objects,
 // so a change on one side that is not made on the other fails the build's tests.
-
-export interface FieldSpec {
-  offset: number;
-  size: number;
-}
-
-export interface StructSpec {
-  /** C struct name (without `struct`). */
-  name: string;
-  size: number;
-  fields: Record<string, FieldSpec>;
-  /** Object file whose BTF carries the struct. */
-  object: string;
-}
-
-const f = (offset: number, size: number): FieldSpec => ({ offset, size });
+import { field as f, type StructSpec } from '../bpf/layout.js';
 
 export const EVENT_HDR = {
   name: 'emon_event_hdr', size: 16, object: 'sockets.bpf.o',

@@ -6,27 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Btf } from '../../../daemon/src/bpf/btf.js';
 import * as D from '../../../daemon/src/lb/decoder.js';
+import { testStructLayouts } from '../../helpers/layout.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const objDir = path.resolve(here, '../../../../bpf');
 const header = fs.readFileSync(path.resolve(here, '../../../../../bpf/lb.h'), 'utf8');
 
-for (const spec of D.ALL_LB_STRUCTS) {
-  test(`struct ${spec.name} matches ${spec.object}`, () => {
-    const btf = Btf.fromObject(path.join(objDir, spec.object));
-    try {
-      const s = btf.struct(spec.name);
-      assert.ok(s, `struct ${spec.name} is not in the BTF of ${spec.object}`);
-      assert.equal(s.size, spec.size, `sizeof(struct ${spec.name})`);
-      assert.deepEqual([...s.members.keys()].sort(), Object.keys(spec.fields).sort(), `fields of ${spec.name}`);
-      for (const [name, want] of Object.entries(spec.fields)) assert.deepEqual(s.members.get(name), want, `${spec.name}.${name}`);
-    } finally {
-      btf.close();
-    }
-  });
-}
+testStructLayouts(D.ALL_LB_STRUCTS);
 
 function define(name: string): number {
   const m = new RegExp(`^#define ${name}\\s+(.+?)\\s*(/\\*.*)?$`, 'm').exec(header);
