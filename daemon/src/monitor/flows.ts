@@ -4,7 +4,8 @@
 // the process table, and the garbage collector that removes closed and idle flows after
 // their retention time (their counts move to per-process totals, so nothing is lost).
 import type { BpfMap } from '../bpf/maps.js';
-import { CLOCK_MONOTONIC, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
+import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
+import { WallClock } from '../sys/clock.js';
 import { AF_INET, formatIp, inCidr, type parseCidr } from '../util/ip.js';
 import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy, type Direction } from './wire.js';
 
@@ -127,10 +128,11 @@ export class FlowTable {
     private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number },
   ) {}
 
-  /** Flow timestamps (CLOCK_MONOTONIC_COARSE, see bpf/flows.h) -> wall-clock ms, fixed for one query. */
+  /** Flow timestamps (CLOCK_MONOTONIC_COARSE, see bpf/flows.h) -> wall-clock ms. */
+  private readonly wall = new WallClock(CLOCK_MONOTONIC);
   private clock(): (ns: bigint) => number {
-    const offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_MONOTONIC);
-    return (ns: bigint) => Number((ns + offsetNs) / 1_000_000n);
+    this.wall.refresh();
+    return (ns: bigint) => this.wall.toMs(ns);
   }
 
   /** Walks every flow entry, yielding to the event loop between batches; `fn` gets views

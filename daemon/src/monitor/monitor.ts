@@ -10,7 +10,8 @@ import { Deployment, type DeployResult } from '../bpf/deployment.js';
 import { RingBufReader } from '../bpf/ringbuf.js';
 import { BPF_PROG_TYPE_NAMES } from '../bpf/uapi.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
-import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from '../sys/libc.js';
+import { CLOCK_BOOTTIME } from '../sys/libc.js';
+import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
 import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SOCKETS } from './components.js';
 import { decodeEvent, EventBus, type DecodeContext } from './events.js';
@@ -21,7 +22,7 @@ import type { MonitorApi, MonitorStatus } from './api.js';
 import type { FlowQuery } from './flows.js';
 import type { ProgramsListResult } from '../rpc/protocol.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
-import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_MAX, STAT_NAMES } from './wire.js';
+import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_NAMES } from './wire.js';
 
 export const LAYOUT_VERSION = 3; // bpf/lib/common.h EMON_LAYOUT_VERSION
 
@@ -88,7 +89,8 @@ export class Monitor implements MonitorApi {
   readonly deployResults: DeployResult[] = [];
   private reader: RingBufReader | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private offsetNs = 0n;
+  /** Event timestamps (bpf_ktime_get_boot_ns) -> wall-clock ms. */
+  private readonly wall = new WallClock(CLOCK_BOOTTIME);
   private readonly log: Logger;
   readonly startedAt = new Date();
   scanned = { sockets: 0, processes: 0 };
@@ -189,11 +191,11 @@ export class Monitor implements MonitorApi {
   }
 
   private refreshClock(): void {
-    this.offsetNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME);
+    this.wall.refresh();
   }
 
   readonly decodeCtx: DecodeContext = {
-    toMs: (ns) => Number((ns + this.offsetNs) / 1_000_000n),
+    toMs: (ns) => this.wall.toMs(ns),
     ifname: (i) => this.interfaces.name(i),
   };
 
