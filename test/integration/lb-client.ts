@@ -23,13 +23,15 @@ const tally = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1)
 
 function get(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/', agent: false, headers: { connection: 'close' }, ...(localAddress ? { localAddress } : {}) }, (res) => {
+    // `timeout` also covers connecting (req.setTimeout starts only once connected): a SYN
+    // the balancer drops shows as ETIMEDOUT, not as a hang until the kernel gives up.
+    const req = http.get({ host, port, path: '/', agent: false, timeout: timeoutMs, headers: { connection: 'close' }, ...(localAddress ? { localAddress } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve(Buffer.concat(chunks).toString()));
       res.on('error', reject);
     });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
   });
 }
@@ -127,7 +129,7 @@ function download(r: Req): Promise<unknown> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const path = `/stream?bytes=${Number(r.bytes)}&chunk=${Number(r.chunk ?? 65536)}&delayMs=${Number(r.delayMs ?? 0)}`;
-    const req = http.get({ host: String(r.host), port: Number(r.port), path, agent: false }, (res) => {
+    const req = http.get({ host: String(r.host), port: Number(r.port), path, agent: false, timeout: Number(r.timeoutMs ?? 60_000) }, (res) => {
       let got = 0;
       let bad = -1;
       res.on('data', (d: Buffer) => {
@@ -137,7 +139,7 @@ function download(r: Req): Promise<unknown> {
       res.on('end', () => resolve({ status: res.statusCode, backend: res.headers['x-backend'], bytes: got, firstBadByte: bad, ms: Date.now() - started }));
       res.on('error', reject);
     });
-    req.setTimeout(Number(r.timeoutMs ?? 60_000), () => req.destroy(new Error('download timeout')));
+    req.on('timeout', () => req.destroy(new Error('download timeout')));
     req.on('error', reject);
   });
 }

@@ -40,6 +40,12 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
   const call = <T>(m: string, p: Record<string, unknown> = {}) => agent.call<T>(m, p);
   const vipOf = async (vip: string): Promise<VipInfo> => (await call<LbList>('list')).vips.find((v) => v.vip === vip)!;
   const statsOf = async (vip: string) => (await call<LbStats>('stats')).vips.find((v) => v.vip === vip)!;
+  /** For failure messages: the VIP's backends and counters, and every nonzero drop reason. */
+  const lbState = async (vip: string) => {
+    const st = await call<LbStats>('stats');
+    const drops = Object.fromEntries(Object.entries(st.drops).filter(([, n]) => n));
+    return `vip ${JSON.stringify(await vipOf(vip))}; stats ${JSON.stringify(st.vips.find((v) => v.vip === vip))}; drops ${JSON.stringify(drops)}`;
+  };
   const addVip = async (vip: string, backends: Array<[string, number]>, extra: Record<string, unknown> = {}) => {
     await call('addVip', { vip, interface: front, ...extra });
     for (const [backend, weight] of backends) await call('addBackend', { vip, backend, weight });
@@ -540,12 +546,12 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     const b = (await vipOf(vip)).backends.find((x) => x.address === be4(1))!;
     assert.deepEqual([b.state, b.tableShare], ['down', 0]);
     const r = await client.call<Answers>('requests', { host: '198.19.10.14', port: TCP_PORT, count: 40 });
-    assert.deepEqual(r.answers, { b1: 40 });
+    assert.deepEqual(r, { answers: { b1: 40 }, errors: {} }, await lbState(vip));
     await startHc(1);
     const up = await until(async () => (await call<Array<{ name: string; payload: Record<string, unknown> }>>('events')).find((e) => e.name === 'lb.backend.up'), 'lb.backend.up', 50, 100);
     assert.equal(up.payload.backend, `${be4(1)}:${TCP_PORT}`);
     const r2 = await client.call<Answers>('requests', { host: '198.19.10.14', port: TCP_PORT, count: 40 });
-    assert.ok((r2.answers.b2 ?? 0) > 0, JSON.stringify(r2.answers));
+    assert.ok((r2.answers.b2 ?? 0) > 0 && total(r2.answers) === 40, `${JSON.stringify(r2)}; ${await lbState(vip)}`);
     await call('removeVip', { vip });
     t.diagnostic(`down: ${String(down.payload.reason)} after ${String(down.payload.consecutive)} checks; up after ${String(up.payload.consecutive)}`);
   });
