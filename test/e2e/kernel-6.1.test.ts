@@ -117,6 +117,8 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
     assert.equal(accept.active, ACCEPT_PRE_6_10, `accept probe: ${JSON.stringify(accept)}`);
     // The 6.10+ variant was skipped for the kernel's BTF (no struct proto_accept_arg), not tried.
     assert.ok(accept.inactive.some((i) => i.label === ACCEPT_6_10 && /proto_accept_arg/.test(i.reason)), JSON.stringify(accept.inactive));
+    // TCP state changes attach as tp_btf there too.
+    assert.equal(p.probes!.find((x) => x.capability === 'tcp-state')?.active, 'tp_btf/inet_sock_set_state', JSON.stringify(p.probes));
     // Every other probe group found an alternative too.
     assert.deepEqual(p.probes!.filter((x) => !x.active).map((x) => x.capability), [], JSON.stringify(p.probes));
 

@@ -46,7 +46,7 @@ export class FakeMonitor implements MonitorApi {
   async status(): Promise<MonitorStatus> {
     return {
       pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [], interfaces: [], interfaceErrors: {},
-      maps: [], counters: {}, loss: { kernelRingbufFull: 0, flowsEvicted: 0, undecodable: 0 },
+      maps: [], counters: {}, loss: { kernelRingbufFull: 0, kernelProbeMisses: 0, flowsEvicted: 0, undecodable: 0 },
       events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
     };
   }

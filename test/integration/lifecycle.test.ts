@@ -51,6 +51,16 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
     progIds = progs1.programs.map((p) => p.id).sort();
     linkIds = progs1.links.map((l) => l.id).sort();
     assert.ok(progIds.length >= 10, `programs: ${JSON.stringify(progs1.programs.map((p) => p.name))}`);
+    // TCP state changes through tp_btf (a classic tracepoint program is skipped while another
+    // BPF program runs on the CPU); bpftool agrees on the program and its skipped runs.
+    assert.equal(s1.probes.find((p) => p.capability === 'tcp-state')?.active, 'tp_btf/inet_sock_set_state', JSON.stringify(s1.probes));
+    const stateProg = progs1.programs.find((p) => p.name === 'btf_inet_sock_set_state');
+    assert.ok(stateProg && !progs1.programs.some((p) => p.name === 'handle_inet_sock_set_state'), JSON.stringify(progs1.programs.map((p) => p.name)));
+    assert.deepEqual(stateProg.hooks, ['tp_btf/inet_sock_set_state']);
+    const tool = JSON.parse((await sh('bpftool', ['prog', 'show', 'id', String(stateProg.id), '--json'])).stdout) as { type: string; recursion_misses?: number };
+    assert.equal(tool.type, 'tracing');
+    assert.equal(stateProg.recursionMisses, tool.recursion_misses ?? 0);
+    assert.equal(s1.loss.kernelProbeMisses, progs1.programs.reduce((n, p) => n + p.recursionMisses, 0));
 
     const server = peer.spawn(process.execPath, [PEER, 'udp-server', link.b.ip4, '0']);
     const port = Number((await jsonLines(server).next((o) => o.event === 'listening')).port);

@@ -16,6 +16,8 @@ export interface ProgInfo {
   mapIds: number[];
   runTimeNs: bigint;
   runCount: bigint;
+  /** Runs the kernel skipped because a BPF program was already running on the CPU (5.12+). */
+  recursionMisses: bigint;
   verifiedInsns: number;
 }
 
@@ -40,7 +42,7 @@ export interface LinkInfo {
 
 export const PROG_INFO = {
   type: 0, id: 4, tag: 8, load_time: 40, created_by_uid: 48, nr_map_ids: 52, map_ids: 56, name: 64,
-  run_time_ns: 192, run_cnt: 200, verified_insns: 216,
+  run_time_ns: 192, run_cnt: 200, recursion_misses: 208, verified_insns: 216,
 } as const;
 export const MAP_INFO = { type: 0, id: 4, key_size: 8, value_size: 12, max_entries: 16, map_flags: 20, name: 24 } as const;
 export const LINK_INFO = { type: 0, id: 4, prog_id: 8, union: 16 } as const;
@@ -76,6 +78,7 @@ export function progInfo(fd: number, what = 'program'): ProgInfo {
     mapIds: Array.from(ids.subarray(0, nMaps)),
     runTimeNs: buf.readBigUInt64LE(PROG_INFO.run_time_ns),
     runCount: buf.readBigUInt64LE(PROG_INFO.run_cnt),
+    recursionMisses: buf.readBigUInt64LE(PROG_INFO.recursion_misses),
     verifiedInsns: buf.readUInt32LE(PROG_INFO.verified_insns),
   };
 }

@@ -45,6 +45,10 @@ export const SOCKETS: ComponentDef = {
       capability: 'tcp-state',
       required: true,
       alternatives: [
+        // A classic tracepoint program is skipped while any other kprobe/tracepoint program
+        // runs on the CPU (bpf_prog_active), and TCP closes happen in softirqs that interrupt
+        // them: tp_btf first (bpf/sockets.bpf.c).
+        { label: 'tp_btf/inet_sock_set_state', attach: [{ prog: 'btf_inet_sock_set_state', kind: 'auto' }] },
         { label: 'tracepoint sock:inet_sock_set_state', attach: [{ prog: 'handle_inet_sock_set_state', kind: 'tracepoint', category: 'sock', name: 'inet_sock_set_state' }] },
       ],
     },

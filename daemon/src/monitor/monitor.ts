@@ -52,6 +52,8 @@ export interface ProgramView {
   pinned: string;
   runCount: number;
   runTimeNs: number;
+  /** Runs the kernel skipped because another BPF program was running on the CPU. */
+  recursionMisses: number;
 }
 
 export interface MapView {
@@ -267,10 +269,11 @@ export class Monitor implements MonitorApi {
     return out;
   }
 
-  loss(flowEntries: number): { kernelRingbufFull: number; flowsEvicted: number; undecodable: number } {
+  loss(flowEntries: number): { kernelRingbufFull: number; kernelProbeMisses: number; flowsEvicted: number; undecodable: number } {
     const c = this.counters();
     return {
       kernelRingbufFull: c.ringbufReserveFailed!,
+      kernelProbeMisses: this.programs().reduce((n, p) => n + p.recursionMisses, 0),
       // LRU evictions are not counted by the kernel: flows created, minus flows ebpfmon
       // deleted, minus flows still present, were evicted.
       flowsEvicted: Math.max(0, c.flowsCreated! - c.flowsDeleted! - flowEntries),
@@ -292,7 +295,7 @@ export class Monitor implements MonitorApi {
         switch (s.kind) {
           case 'tracepoint': return [`tracepoint/${s.category}/${s.name}`];
           case 'cgroup': return ['cgroup v2 root'];
-          case 'auto': return ['fentry/fexit'];
+          case 'auto': return [def!.groups.flatMap((g) => g.alternatives).find((a) => a.attach.includes(s))!.label];
           case 'iter': return ['iterator (on demand)'];
           case 'tc': {
             const dir = prog === PROG.tcIngress ? 'ingress' : 'egress';
@@ -308,7 +311,7 @@ export class Monitor implements MonitorApi {
         return {
           name, id: info.id, type: BPF_PROG_TYPE_NAMES[info.type] ?? String(info.type), tag: info.tag, component,
           hooks: hooksOf(name, component), pinned: this.deployment.pins.path('progs', name),
-          runCount: Number(info.runCount), runTimeNs: Number(info.runTimeNs),
+          runCount: Number(info.runCount), runTimeNs: Number(info.runTimeNs), recursionMisses: Number(info.recursionMisses),
         };
       }),
     );

@@ -127,6 +127,9 @@ export interface StatusResult {
   loss: {
     /** Events the kernel could not queue (ring buffer full). */
     kernelRingbufFull: number;
+    /** Runs of ebpfmon's programs the kernel skipped because another BPF program was
+     * running on the CPU (bpf_prog_info.recursion_misses, summed): events never produced. */
+    kernelProbeMisses: number;
     /** Flows the LRU table evicted before ebpfmon collected them. */
     flowsEvicted: number;
     /** Events dropped for slow subscribers since the daemon started. */
