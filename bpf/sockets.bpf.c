@@ -10,8 +10,9 @@
  *   accept: fexit/inet_csk_accept if the kernel allows it, else the accept/accept4
  *           syscall exit tracepoint       acceptor                  flow tuple
  *   iter/task_file (daemon start)        holder of older sockets    tuple, endpoint, cookie
- *   inet_sock_set_state: tp_btf if the kernel allows it, else the
- *           classic tracepoint        connect/close events, final counts
+ *   inet_sock_set_state: tp_btf (a primary and a backup for when the kernel skips it)
+ *           if the kernel allows it, else the classic tracepoint
+ *                                        connect/close events, final counts
  *
  * The classifier (flows.bpf.c) copies the owner into each new flow; hooks that learn an
  * owner after the flow exists (accept, the scan) patch the flow directly, so the join
@@ -423,21 +424,74 @@ static __always_inline bool set_state_wanted(int oldstate, int newstate)
  * kprobe or tracepoint program is running on the CPU (the kernel's per-CPU bpf_prog_active
  * guard), and TCP state changes happen in softirqs that interrupt such programs: the
  * classic attachment missed about one close in 50,000 under bench/attribution's load
- * (counted in the program's recursion_misses). A tp_btf program is only kept from
- * running inside itself. */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+ * (counted in the program's recursion_misses).
+ *
+ * A tp_btf program is only kept from running inside itself, but that still happens: a
+ * state change in process context (connect, close) is interrupted, and the softirq on the
+ * way out of the interrupt changes another socket's state (bench/attribution: about 100-200
+ * skipped runs per 100,000 connections, some of them closes). So two programs are attached
+ * to the tracepoint, the backup after the primary (the kernel calls a tracepoint's probes
+ * in the order they were attached). The primary notes, first thing, which change it is
+ * handling (socket, old and new state) in a per-CPU slot; the backup, which runs next for
+ * the same change, handles it only when the slot holds another change: the kernel skipped
+ * the primary for this one because the primary is running lower on this CPU's stack. That
+ * holds wherever the interrupt lands in the primary, including the kernel's own code
+ * around it. The backup never writes the slot, so when the interrupted primary resumes,
+ * its own backup still finds its change there and stays out. Left: an interrupt in the
+ * backup's first instructions, before it reads the slot, whose softirq changes another
+ * socket's state, makes the backup handle its change a second time. */
+struct emon_state_change {
+	__u64 sk;
+	__s32 oldstate;
+	__s32 newstate;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emon_state_change);
+} emon_state_seen SEC(".maps");
+
+static __always_inline void btf_set_state(struct sock *sk, int oldstate, int newstate)
 {
 	struct emon_flow_key k;
 
 	if (!set_state_wanted(oldstate, newstate) || sk_protocol_of(sk) != IPPROTO_TCP)
-		return 0;
+		return;
 	if (!netns_tracked(sk_netns_cookie(sk)) || !flow_key_from_sk(sk, IPPROTO_TCP, &k))
-		return 0;
+		return;
 	/* skc_num is already zero when a socket goes to CLOSE (inet_put_port runs first);
 	 * inet_sport, which the classic tracepoint reports, is not. */
 	k.lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	on_set_state(sk, &k, oldstate, newstate);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0;
+	struct emon_state_change *seen = bpf_map_lookup_elem(&emon_state_seen, &zero);
+
+	if (seen) {
+		seen->sk = (__u64)sk;
+		seen->oldstate = oldstate;
+		seen->newstate = newstate;
+	}
+	btf_set_state(sk, oldstate, newstate);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(btf_inet_sock_set_state_backup, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0;
+	struct emon_state_change *seen = bpf_map_lookup_elem(&emon_state_seen, &zero);
+
+	if (!seen || (seen->sk == (__u64)sk && seen->oldstate == oldstate && seen->newstate == newstate))
+		return 0;
+	stat_inc(EMON_STAT_STATE_RESCUED);
+	btf_set_state(sk, oldstate, newstate);
 	return 0;
 }
 

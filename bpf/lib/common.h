@@ -54,6 +54,7 @@ enum emon_stat {
 	EMON_STAT_CLOSE,                /* TCP close events */
 	EMON_STAT_FLOW_REOPEN,          /* flows restarted by a new connection on the same tuple */
 	EMON_STAT_PKT_PULLED,           /* packets whose headers had to be pulled into the linear area */
+	EMON_STAT_STATE_RESCUED,        /* TCP state changes the backup program handled (primary busy on the CPU) */
 	EMON_STAT_FLOWS_DELETED = 31,   /* written by the daemon: flows it removed (closed, idle) */
 	EMON_STAT_MAX = 32,
 };

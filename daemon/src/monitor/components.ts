@@ -7,6 +7,9 @@ export const PROG = {
   tcIngress: 'tc_ingress',
   tcEgress: 'tc_egress',
   iterSockets: 'iter_task_sockets',
+  stateChange: 'btf_inet_sock_set_state',
+  /** Handles the state changes the kernel skipped the primary for (it never counts as lost). */
+  stateChangeBackup: 'btf_inet_sock_set_state_backup',
 } as const;
 
 export const MAP = {
@@ -47,8 +50,12 @@ export const SOCKETS: ComponentDef = {
       alternatives: [
         // A classic tracepoint program is skipped while any other kprobe/tracepoint program
         // runs on the CPU (bpf_prog_active), and TCP closes happen in softirqs that interrupt
-        // them: tp_btf first (bpf/sockets.bpf.c).
-        { label: 'tp_btf/inet_sock_set_state', attach: [{ prog: 'btf_inet_sock_set_state', kind: 'auto' }] },
+        // them: tp_btf first, with a backup for the changes the kernel skips the primary
+        // for (bpf/sockets.bpf.c).
+        {
+          label: 'tp_btf/inet_sock_set_state',
+          attach: [{ prog: PROG.stateChange, kind: 'auto' }, { prog: PROG.stateChangeBackup, kind: 'auto' }],
+        },
         { label: 'tracepoint sock:inet_sock_set_state', attach: [{ prog: 'handle_inet_sock_set_state', kind: 'tracepoint', category: 'sock', name: 'inet_sock_set_state' }] },
       ],
     },

@@ -62,6 +62,17 @@ export interface MapView {
   entries: number | null;
 }
 
+/**
+ * Program runs the kernel skipped, less those another program made up for: the backup
+ * state-change program handles exactly the changes the primary was skipped for (counted in
+ * stateChangesRescued), and its own skipped runs are changes the primary handled.
+ */
+export function probeMisses(programs: Array<Pick<ProgramView, 'name' | 'recursionMisses'>>, rescued: number): number {
+  let n = 0;
+  for (const p of programs) if (p.name !== PROG.stateChangeBackup) n += p.recursionMisses;
+  return Math.max(0, n - rescued);
+}
+
 /** The initial pid namespace's inode (PROC_PID_INIT_INO): global pids need no translation. */
 const PROC_PID_INIT_INO = 0xeffffffc;
 
@@ -273,7 +284,7 @@ export class Monitor implements MonitorApi {
     const c = this.counters();
     return {
       kernelRingbufFull: c.ringbufReserveFailed!,
-      kernelProbeMisses: this.programs().reduce((n, p) => n + p.recursionMisses, 0),
+      kernelProbeMisses: probeMisses(this.programs(), c.stateChangesRescued!),
       // LRU evictions are not counted by the kernel: flows created, minus flows ebpfmon
       // deleted, minus flows still present, were evicted.
       flowsEvicted: Math.max(0, c.flowsCreated! - c.flowsDeleted! - flowEntries),

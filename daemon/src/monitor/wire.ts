@@ -105,7 +105,7 @@ export const STAT_NAMES = [
   'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
   'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
-  'packetsPulled',
+  'packetsPulled', 'stateChangesRescued',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export const STAT_MAX = 32;
