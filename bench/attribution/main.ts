@@ -74,6 +74,8 @@ interface Phase {
   /** ebpfmon: status deltas; tcplife: "lost" lines on stderr. */
   toolLoss: string;
   toolCpuMs: number;
+  /** The kernel's share of toolCpuMs (stime). */
+  toolSysMs?: number;
   toolPct: number;
   notes: string;
 }
@@ -238,7 +240,7 @@ class Bench {
       rate: r.made / (r.elapsedNs / 1e9), loadCpuUsPerConn: r.cpuUs / Math.max(1, r.made), ...x,
     };
     this.phases.push(p);
-    console.error(`rep ${rep + 1} ${tool} ${mode}: ${p.made} conns at ${p.rate.toFixed(0)}/s (${p.failed} failed, ${p.slow} slow), seen ${p.seen}, right pid ${p.correct}, lost ${p.lost}, tool CPU ${p.toolCpuMs.toFixed(0)} ms (${p.toolPct.toFixed(1)}% of a core) ${p.toolLoss} ${p.notes}`);
+    console.error(`rep ${rep + 1} ${tool} ${mode}: ${p.made} conns at ${p.rate.toFixed(0)}/s (${p.failed} failed, ${p.slow} slow), seen ${p.seen}, right pid ${p.correct}, lost ${p.lost}, tool CPU ${p.toolCpuMs.toFixed(0)} ms (${p.toolPct.toFixed(1)}% of a core${p.toolSysMs !== undefined ? `, ${p.toolSysMs.toFixed(0)} ms in the kernel` : ''}) ${p.toolLoss} ${p.notes}`);
   }
 
   async none(rep: number, mode: Mode): Promise<void> {
@@ -278,7 +280,7 @@ class Bench {
     const lostLines = [...err.matchAll(/lost (\d+) events/gi)].reduce((s, m) => s + Number(m[1]), 0);
     this.record(rep, 'tcplife', mode, r, {
       seen: n, correct: matched(truth, seen), lost: Math.max(0, r.made - n),
-      toolLoss: `perf buffer lost ${lostLines}`, toolCpuMs: used.cpuMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
+      toolLoss: `perf buffer lost ${lostLines}`, toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
       notes: `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}`,
     }, truth, seen);
   }
@@ -334,7 +336,7 @@ class Bench {
           this.record(rep, 'ebpfmon-nosub', mode, r, {
             seen: n, correct: 0, lost: Math.max(0, r.made - n),
             toolLoss: `ringbuf full ${s1.loss.kernelRingbufFull - s0.loss.kernelRingbufFull}, kernel probe misses ${s1.loss.kernelProbeMisses - s0.loss.kernelProbeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}`,
-            toolCpuMs: used.cpuMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6), notes: net,
+            toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6), notes: net,
           });
           continue;
         }
@@ -348,7 +350,7 @@ class Bench {
         this.record(rep, 'ebpfmon', mode, r, {
           seen: events.length, correct: matched(truth, seen), lost: Math.max(0, r.made - events.length),
           toolLoss: `ringbuf full ${d((s) => s.loss.kernelRingbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.kernelProbeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
-          toolCpuMs: used.cpuMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
+          toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
           notes: `${net}; by ${[...how].map(([k, v]) => `${k} ${v}`).join(', ')}`,
         }, truth, seen);
       }

@@ -12,11 +12,17 @@ function clkTck(): number {
   return ticksPerSec;
 }
 
-/** utime + stime of `pid` (all its threads), in ms; clock-tick resolution (10 ms at 100 Hz). */
-export function cpuMs(pid: number): number {
+/** utime and stime of `pid` (all its threads), in ms; clock-tick resolution (10 ms at 100 Hz). */
+export function cpuSplitMs(pid: number): { user: number; sys: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / clkTck();
+  return { user: (Number(f[11]) * 1000) / clkTck(), sys: (Number(f[12]) * 1000) / clkTck() };
+}
+
+/** utime + stime of `pid` (all its threads), in ms. */
+export function cpuMs(pid: number): number {
+  const { user, sys } = cpuSplitMs(pid);
+  return user + sys;
 }
 
 /** Resident and peak resident memory of `pid`, in MiB (VmRSS, VmHWM). */
@@ -29,14 +35,16 @@ export function memMiB(pid: number): { rss: number; hwm: number } {
 /** CPU used by `pid` between two points in time, as ms and as % of one core. */
 export class CpuWindow {
   private readonly t0 = performance.now();
-  private readonly c0: number;
+  private readonly c0: { user: number; sys: number };
   constructor(readonly pid: number) {
-    this.c0 = cpuMs(pid);
+    this.c0 = cpuSplitMs(pid);
   }
-  read(): { cpuMs: number; wallMs: number; pctOfCore: number } {
-    const cpu = cpuMs(this.pid) - this.c0;
+  read(): { cpuMs: number; sysMs: number; wallMs: number; pctOfCore: number } {
+    const c = cpuSplitMs(this.pid);
+    const sys = c.sys - this.c0.sys;
+    const cpu = c.user - this.c0.user + sys;
     const wall = performance.now() - this.t0;
-    return { cpuMs: cpu, wallMs: wall, pctOfCore: (100 * cpu) / wall };
+    return { cpuMs: cpu, sysMs: sys, wallMs: wall, pctOfCore: (100 * cpu) / wall };
   }
 }
 

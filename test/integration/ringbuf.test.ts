@@ -339,4 +339,33 @@ describe('RingBufReader with a real BPF producer', privileged({ timeout: 120_000
       clearInterval(ticker);
     }
   });
+  test('maxCoalesceMs: a steady trickle is drained in fewer, larger batches, and nothing is lost', async () => {
+    // The same trickle (5 records every 1 ms for 300 ms) through two readers: one draining
+    // every 1 ms while records come, one whose interval may grow to 8 ms. The trickle is
+    // far below 1/64 of the ring per drain, so the second one's interval grows.
+    const trickle = async (maxCoalesceMs: number | undefined) => {
+      const p = producer(256 * 1024);
+      const c = collector();
+      const r = reader(p.ring, c.handler, maxCoalesceMs === undefined ? {} : { maxCoalesceMs });
+      r.start();
+      let first = -1;
+      let total = 0;
+      const end = performance.now() + 300;
+      while (performance.now() < end) {
+        const { firstSeq, failed } = p.produce(5);
+        assert.equal(failed, 0);
+        if (first < 0) first = firstSeq;
+        total += 5;
+        await new Promise((res) => setTimeout(res, 1));
+      }
+      await until(() => c.seqs.length === total, 'the trickle');
+      assertConsecutive(c.seqs, first, total);
+      r.close();
+      return { drains: r.stats.drains, records: total };
+    };
+    const fixed = await trickle(undefined);
+    const grown = await trickle(8);
+    assert.ok(grown.drains * 2 < fixed.drains, `drains: ${grown.drains} for ${grown.records} records with maxCoalesceMs 8, ${fixed.drains} for ${fixed.records} without`);
+  });
+
 });

@@ -78,6 +78,15 @@ export interface RingReaderOptions {
    * burst, which the 4 MiB event ring does at more than 10 M events/s.
    */
   coalesceMs?: number;
+  /**
+   * While drains stay small (each under 1/64 of the ring), the interval doubles from
+   * `coalesceMs` up to this; one bigger drain, a drain out of budget, or the ring going
+   * idle brings it back to `coalesceMs`. Fewer drains and fewer wakeups of everything
+   * downstream at steady moderate rates. Default `coalesceMs` (no growth). Size the ring
+   * for it: records arriving faster than 63/64 of the ring per `maxCoalesceMs` right after
+   * a quiet stretch can overflow it.
+   */
+  maxCoalesceMs?: number;
 }
 
 export class RingBufReader {
@@ -86,6 +95,9 @@ export class RingBufReader {
   private readonly mask: number;
   private readonly budgetMs: number;
   private readonly coalesceMs: number;
+  private readonly maxCoalesceMs: number;
+  /** The current coalescing interval (see maxCoalesceMs). */
+  private intervalMs: number;
   private consumerPtr: bigint | null = null;
   private producerPtr: bigint | null = null;
   private cons!: BigInt64Array;
@@ -118,6 +130,8 @@ export class RingBufReader {
     this.mask = this.size - 1;
     this.budgetMs = opts.budgetMs ?? 4;
     this.coalesceMs = opts.coalesceMs ?? 1;
+    this.maxCoalesceMs = Math.max(this.coalesceMs, opts.maxCoalesceMs ?? this.coalesceMs);
+    this.intervalMs = this.coalesceMs;
     this.mapPages();
   }
 
@@ -257,13 +271,14 @@ export class RingBufReader {
     stats.bytes += bytes;
     stats.drains++;
     if (dt > stats.maxDrainMs) stats.maxDrainMs = dt;
-    this.scheduleNext(exhausted, consumed);
+    this.scheduleNext(exhausted, consumed, bytes);
     return consumed;
   }
 
   /** Decides what wakes the next drain (see the header comment). */
-  private scheduleNext(exhausted: boolean, consumed: number): void {
+  private scheduleNext(exhausted: boolean, consumed: number, bytes: number): void {
     if (this.closed) return;
+    this.intervalMs = exhausted || bytes >= this.size / 64 ? this.coalesceMs : Math.min(2 * this.intervalMs, this.maxCoalesceMs);
     if (exhausted) {
       // Out of budget with records left: yield one loop turn, then go on. The poll stays
       // stopped meanwhile so that it does not add a second drain to the same turn.
@@ -283,11 +298,13 @@ export class RingBufReader {
       this.pendingTimer = setTimeout(() => {
         this.pendingTimer = null;
         this.drain();
-      }, this.coalesceMs);
+      }, this.intervalMs);
       return;
     }
     // Idle: wait for the kernel. The poll is level-triggered, so a record committed
-    // between the drain and this call still wakes it.
+    // between the drain and this call still wakes it. A burst after a quiet stretch
+    // starts over at the shortest interval.
+    this.intervalMs = this.coalesceMs;
     this.arm();
   }
 

@@ -413,7 +413,7 @@ class Service implements DbusService {
         // The event bus drops a listener that throws; losing the signals silently would be worse.
         this.log.error({ err }, 'tracking talking processes failed');
       }
-    });
+    }, TalkingProcesses.EVENT_TYPES);
     this.tracker.setActive(true);
   }
 

@@ -6,7 +6,7 @@
 // rest and processes whose close events were lost. Tracking runs only while someone is
 // subscribed, so processes already talking when the first subscriber arrives are picked
 // up by their next connection or by the next sample.
-import type { MonitorEvent } from '../monitor/events.js';
+import type { EventType, MonitorEvent } from '../monitor/events.js';
 import type { Talker } from './rates.js';
 
 export type TalkerChange =
@@ -76,6 +76,9 @@ export class TalkingProcesses {
     this.sockets -= s.sockets.size;
     this.emit({ kind: 'stopped', pid, comm: s.comm, uid: s.uid, txBytes: s.txBytes, rxBytes: s.rxBytes });
   }
+
+  /** The events onEvent() uses. */
+  static readonly EVENT_TYPES: readonly EventType[] = ['connect', 'accept', 'close', 'exit'];
 
   onEvent(e: MonitorEvent): void {
     if (e.pid === null || e.uid === null) return;

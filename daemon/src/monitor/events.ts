@@ -119,27 +119,46 @@ function splitArgs(b: Uint8Array, off: number, len: number): string[] {
   return parts;
 }
 
+// Events come in bursts from the same milliseconds: one ISO string per millisecond.
+let lastMs = NaN;
+let lastIso = '';
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
 /** Decodes one ring-buffer record; null for types this version does not know. */
 export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeContext): MonitorEvent | null {
   if (len < EVENT_HDR.size) return null;
   const b = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
-  const time = new Date(ctx.toMs(v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true))).toISOString();
+  const time = isoTime(ctx.toMs(v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true)));
   switch (type) {
     case EV.CONNECT:
     case EV.ACCEPT: {
       if (len < EVENT_CONN.size) return null;
       const o = owner(v, b, off + EVENT_CONN.fields.owner.offset);
-      return { type: type === EV.CONNECT ? 'connect' : 'accept', time, ...key(v, b, off + EVENT_CONN.fields.key.offset), ...o };
+      const k = key(v, b, off + EVENT_CONN.fields.key.offset);
+      // Written out rather than spread: one object shape, built in one go.
+      return {
+        type: type === EV.CONNECT ? 'connect' : 'accept', time,
+        proto: k.proto, family: k.family, localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
+        pid: o.pid, tid: o.tid, uid: o.uid, comm: o.comm, attributedBy: o.attributedBy,
+      };
     }
     case EV.CLOSE: {
       if (len < EVENT_CLOSE.size) return null;
       const F = EVENT_CLOSE.fields;
       const o = owner(v, b, off + F.owner.offset);
+      const k = key(v, b, off + F.key.offset);
       const seen = v.getUint8(off + F.flow_seen.offset) === 1;
       const u64 = (fo: number) => Number(v.getBigUint64(off + fo, true));
       return {
-        type: 'close', time, ...key(v, b, off + F.key.offset),
+        type: 'close', time,
+        proto: k.proto, family: k.family, localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
         pid: o.pid, uid: o.uid, comm: o.comm, attributedBy: o.attributedBy,
         flowSeen: seen,
         interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
@@ -195,47 +214,63 @@ export type EventListener = (e: MonitorEvent) => void;
 
 const TYPE_NAMES: Record<number, EventType> = { [EV.CONNECT]: 'connect', [EV.ACCEPT]: 'accept', [EV.CLOSE]: 'close', [EV.EXEC]: 'exec', [EV.EXIT]: 'exit' };
 
-const serialized = new WeakMap<MonitorEvent, string>();
+// The last event serialized: publish() hands one event to every subscriber in turn, so
+// one slot is a full cache (a WeakMap cost more than it saved with one subscriber).
+let lastSerialized: MonitorEvent | null = null;
+let lastJson = '';
 /** An event as JSON, computed once however many subscribers receive it. */
 export function eventJson(e: MonitorEvent): string {
-  let s = serialized.get(e);
-  if (s === undefined) {
-    s = JSON.stringify(e);
-    serialized.set(e, s);
+  if (e !== lastSerialized) {
+    lastJson = JSON.stringify(e);
+    lastSerialized = e;
   }
-  return s;
+  return lastJson;
 }
 
 /** Fan-out of decoded events to subscribers. A listener that throws is dropped, not fatal. */
 export class EventBus {
-  private readonly listeners = new Set<EventListener>();
+  /** Each listener and the event types it wants (all when not said). */
+  private readonly listeners = new Map<EventListener, ReadonlySet<EventType> | null>();
+  /** How many listeners want each type: records of a type nobody wants are only counted. */
+  private readonly wanted: Record<EventType, number> = { connect: 0, accept: 0, close: 0, exec: 0, exit: 0, lb: 0 };
   readonly counts: Record<EventType, number> = { connect: 0, accept: 0, close: 0, exec: 0, exit: 0, lb: 0 };
   undecodable = 0;
 
-  subscribe(fn: EventListener): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+  subscribe(fn: EventListener, types?: Iterable<EventType>): () => void {
+    const set = types ? new Set(types) : null;
+    this.listeners.set(fn, set);
+    for (const t of EVENT_TYPES) if (!set || set.has(t)) this.wanted[t]++;
+    return () => this.remove(fn);
+  }
+
+  private remove(fn: EventListener): void {
+    if (!this.listeners.has(fn)) return;
+    const set = this.listeners.get(fn)!;
+    this.listeners.delete(fn);
+    for (const t of EVENT_TYPES) if (!set || set.has(t)) this.wanted[t]--;
   }
 
   get subscriberCount(): number {
     return this.listeners.size;
   }
 
-  /** Counts an event nobody listens to, without decoding it. False for unknown types. */
+  /** Counts a record of a type no listener wants, without decoding it. False for unknown
+   * types and for types someone wants. */
   countOnly(type: number): boolean {
     const name = TYPE_NAMES[type];
-    if (!name) return false;
+    if (!name || this.wanted[name] > 0) return false;
     this.counts[name]++;
     return true;
   }
 
   publish(e: MonitorEvent): void {
     this.counts[e.type]++;
-    for (const fn of this.listeners) {
+    for (const [fn, types] of this.listeners) {
+      if (types && !types.has(e.type)) continue;
       try {
         fn(e);
       } catch {
-        this.listeners.delete(fn);
+        this.remove(fn);
       }
     }
   }

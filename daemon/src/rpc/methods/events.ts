@@ -21,12 +21,11 @@ export function registerEventMethods(rpc: JSONRPCServer<RpcContext>, monitor: Mo
     const id = crypto.randomUUID();
     const uid = ctx.caller.seesAll ? undefined : ctx.caller.uid;
     const unsubscribe = monitor.bus.subscribe((e) => {
-      if (!types.has(e.type)) return;
       if (pid !== undefined && e.pid !== pid) return;
       // Load-balancer events describe shared configuration, readable by all (lb.list).
       if (uid !== undefined && e.type !== 'lb' && e.uid !== uid) return;
       ctx.conn.notify(id, e);
-    });
+    }, types);
     ctx.conn.subscriptions.set(id, unsubscribe);
     return { subscription: id };
   });
