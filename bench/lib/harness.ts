@@ -1,14 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the benches need around the measurement: C helpers compiled
 // into a temp dir at run time, child processes tracked by pid and killed on any exit, medians.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-/** Repository root, from build/js/bench/<name>/. */
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+export { compileC, ROOT } from '../../test/helpers/cc.js';
 
 const children = new Set<ChildProcess>();
 const cleanups: Array<() => void> = [];
@@ -53,19 +51,6 @@ export function tempDir(tag: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ebpfmon-bench-${tag}-`));
   onExit(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Compiles one C helper with gcc -O2 against libbpf; returns the binary's path. */
-export function compileC(src: string, outDir: string, includeDirs: string[]): string {
-  const out = path.join(outDir, path.basename(src, '.c'));
-  const args = ['-O2', '-Wall', ...includeDirs.flatMap((d) => ['-I', d]), '-o', out, src, '-lbpf'];
-  try {
-    execFileSync('gcc', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stderr?: Buffer };
-    throw new Error(`gcc ${src} failed (is libbpf-dev installed? scripts/setup.sh): ${e.stderr?.toString() ?? err}`);
-  }
-  return out;
 }
 
 export interface Child {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { type Lab, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { compileC, ROOT } from '../../bench/lib/harness.js';
+import { compileC, ROOT } from '../helpers/cc.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
