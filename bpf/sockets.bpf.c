@@ -428,7 +428,7 @@ static __always_inline bool set_state_wanted(int oldstate, int newstate)
  *
  * A tp_btf program is only kept from running inside itself, but that still happens: a
  * state change in process context (connect, close) is interrupted, and the softirq on the
- * way out of the interrupt changes another socket's state (bench/attribution: about 100-200
+ * way out of the interrupt changes another socket's state (bench/attribution: about 80-350
  * skipped runs per 100,000 connections, some of them closes). So two programs are attached
  * to the tracepoint, the backup after the primary (the kernel calls a tracepoint's probes
  * in the order they were attached). The primary notes, first thing, the change it is
