@@ -445,9 +445,8 @@ static __always_inline bool set_state_wanted(int oldstate, int newstate)
  * Notes live only between the two programs. An LRU hash, not socket storage: socket
  * storage would stay allocated with every TCP socket (struct bpf_local_storage plus an
  * element: over 300 bytes each on 6.18, 300 MB with a million connections) where this map
- * is a fixed 4096 entries; a note the
- * backup never took away (it was itself skipped, the primary having handled the change)
- * is evicted in time. */
+ * is a fixed 4096 entries; a note the backup never took away (it was itself skipped, the
+ * primary having handled the change) is evicted in time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);

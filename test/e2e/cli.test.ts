@@ -10,11 +10,10 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, CTL_MAIN, ctl, destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/monitor/flows.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 
 describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), () => {
   let lab: Lab;

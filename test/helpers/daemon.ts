@@ -11,6 +11,8 @@ import { DaemonClient } from '../../client/src/rpc.js';
 export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DAEMON_MAIN = path.join(BUILD, 'daemon/src/main.js');
 export const CTL_MAIN = path.join(BUILD, 'client/src/main.js');
+/** The test peer (test/helpers/peer.ts): UDP/TCP clients and servers that report what they did. */
+export const PEER = path.join(BUILD, 'test/helpers/peer.js');
 export const OBJECT_DIR = path.resolve(BUILD, '../bpf');
 
 export interface DaemonOptions {

@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { MonitorEvent } from '../../daemon/src/monitor/events.js';
 import type { EventNotification, FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 
 async function subscribe(d: TestDaemon, params: object): Promise<{ events: MonitorEvent[]; client: DaemonClient; waitFor(pred: (e: MonitorEvent) => boolean, ms?: number): Promise<MonitorEvent> }> {
   const client = await DaemonClient.connect(d.socketPath);

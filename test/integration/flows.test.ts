@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, destroyMonitorLab, monitorLab, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonOnce, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/monitor/flows.js';
 import type { FlowsListResult } from '../../daemon/src/rpc/protocol.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 const TCP = 6;
 const UDP = 17;
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { compileC, ROOT } from '../helpers/cc.js';
 import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
@@ -87,7 +87,7 @@ describe('where the classifier finds headers', privileged({ timeout: 120_000 }),
     const localPort = 30000 + (process.pid % 20000);
     const count = 12;
     const size = 700;
-    const c = mon.spawn(process.execPath, [path.join(BUILD, 'test/helpers/peer.js'), 'udp-client', remote, '9', String(count), String(size), '--local-port', String(localPort)]);
+    const c = mon.spawn(process.execPath, [PEER, 'udp-client', remote, '9', String(count), String(size), '--local-port', String(localPort)]);
     await jsonLines(c).next((o) => o.event === 'done');
 
     let flow: FlowsListResult['flows'][number] | undefined;

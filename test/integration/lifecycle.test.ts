@@ -6,15 +6,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, daemonOnce, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonOnce, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult, ProgramsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 
 async function udpBurst(host: Host, dst: string, port: number, localPort: number, count: number, size: number): Promise<void> {
   const c = host.spawn(process.execPath, [PEER, 'udp-client', dst, String(port), String(count), String(size), '--local-port', String(localPort)]);

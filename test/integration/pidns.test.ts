@@ -8,11 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, DAEMON_MAIN, TestDaemon, daemonOnce, writeConfig } from '../helpers/daemon.js';
+import { DAEMON_MAIN, daemonOnce, PEER, TestDaemon, writeConfig } from '../helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { EventNotification, FlowsListResult } from '../../daemon/src/rpc/protocol.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 
 describe('daemon in its own pid namespace', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;

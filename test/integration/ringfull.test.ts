@@ -5,13 +5,11 @@
 // daemon (nobody consumes) and running processes (exec/exit events).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
-import { BUILD, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
 
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 
 describe('full event ring', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;

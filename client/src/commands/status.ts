@@ -33,7 +33,7 @@ export function statusCommand(): Command {
       ]));
       out.push('', 'LOSS');
       out.push(`  events lost in the kernel (ring buffer full): ${s.loss.kernelRingbufFull}`);
-      out.push(`  probe runs the kernel skipped (another BPF program was running): ${s.loss.kernelProbeMisses}`);
+      out.push(`  probe runs the kernel skipped and nothing made up for: ${s.loss.kernelProbeMisses}`);
       out.push(`  flows evicted from the LRU table before collection: ${s.loss.flowsEvicted}`);
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
       out.push('', 'EVENTS');

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, jsonLines } from '../../helpers/lab.js';
-import { BUILD, ctl, daemonOnce, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { ctl, daemonOnce, PEER, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import type { FlowsListResult, StatusResult } from '../../../daemon/src/rpc/protocol.js';
 
 const out = process.env.EBPFMON_GUEST_OUT;
@@ -23,7 +23,6 @@ if (!out || os.hostname() !== 'ebpfmon-guest') {
   console.error('probe-status: runs only inside the qemu test guest (test/e2e/qemu/guest.ts sets EBPFMON_GUEST_OUT)');
   process.exit(2);
 }
-const PEER = path.join(BUILD, 'test/helpers/peer.js');
 const ACCEPT_PROGS = ['fexit_inet_csk_accept', 'fexit_inet_csk_accept_old', 'tp_sys_exit_accept4', 'tp_sys_exit_accept'];
 
 const report: Record<string, unknown> = { kernel: os.release() };
