@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Synthetic flows in the real emon_flows layout (daemon/src/monitor/wire.ts: 40-byte
-// FLOW_KEY, 128-byte FLOW with the owner at 72), written into a daemon's pinned map with
+// FLOW_KEY, 136-byte FLOW with the owner at 80, as wire.ts says), written into a daemon's pinned map with
 // BPF_MAP_UPDATE_BATCH. Every flow is an open TCP connection (sock_state ESTABLISHED,
 // closed_ns 0) last seen now (CLOCK_MONOTONIC, the flows' clock), so the daemon's GC walks them all and
 // deletes none. Used by bench/query and bench/footprint.

@@ -25,6 +25,7 @@ import type { Flow } from '../../daemon/src/monitor/flows.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, memMiB } from '../lib/proc.js';
 import { countFlows, fillFlows, type FillSpec } from './fill.js';
+import { FLOW, OWNER } from '../../daemon/src/monitor/wire.js';
 
 const FLOWS = numArg('flows', 1_000_000);
 const OWNERS = numArg('owners', 1000);
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
           }
         }],
         ['C: bpf_map_lookup_batch of the pinned map + pid filter (process)', async () => {
-          const r = await run(dumpBin, [mapPath, String(CHUNK), String(QUERIED_PID)]);
+          const r = await run(dumpBin, [mapPath, String(CHUNK), String(QUERIED_PID), String(FLOW.fields.owner.offset + OWNER.fields.tgid.offset)]);
           const j = JSON.parse(r.stdout) as { entries: number; matched: number; ns: number };
           if (j.entries !== FLOWS || j.matched !== PID_FLOWS) throw new Error(`dump saw ${j.entries} entries, ${j.matched} of pid ${QUERIED_PID}`);
           cInner.push(j.ns / 1e6);
