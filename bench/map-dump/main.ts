@@ -3,7 +3,7 @@
 // that reads every entry) next to a C program doing the same BPF_MAP_LOOKUP_BATCH walk
 // on the same map in the same run (bench/map-dump/dump.c). Both read the same words of
 // every entry and must agree on a checksum. Shapes: 16-byte key / 48-byte value (the
-// KERNEL-NOTES measurement) and the flow map's 40 / 128.
+// KERNEL-NOTES measurement) and the flow map's (struct emon_flow_key / emon_flow, from wire.ts).
 //
 //   sudo node build/js/bench/map-dump/main.js [--entries 1000000] [--reps 7] [--chunk 4096]
 //        [--headroom 1.25] [--max-minutes 10]
@@ -15,6 +15,7 @@ import Table from 'cli-table3';
 import * as L from '../../daemon/src/bpf/libbpf.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { BPF_MAP_TYPE } from '../../daemon/src/bpf/uapi.js';
+import { FLOW, FLOW_KEY } from '../../daemon/src/monitor/wire.js';
 import { compileC, machine, median, numArg, onExit, ROOT, spawnHelper, tempDir } from '../lib/harness.js';
 
 const ENTRIES = numArg('entries', 1_000_000);
@@ -31,7 +32,7 @@ const gc = vm.runInNewContext('gc') as () => void;
 interface Shape { name: string; keySize: number; valueSize: number }
 const SHAPES: Shape[] = [
   { name: '16 B key / 48 B value', keySize: 16, valueSize: 48 },
-  { name: 'flow map: 40 B key / 128 B value', keySize: 40, valueSize: 128 },
+  { name: `flow map: ${FLOW_KEY.size} B key / ${FLOW.size} B value`, keySize: FLOW_KEY.size, valueSize: FLOW.size },
 ];
 
 interface DumpResult { entries: number; sum: number; ms: number }
