@@ -380,16 +380,91 @@ copy:
 	__builtin_memcpy(o, found, sizeof(*o));
 }
 
+#define SOCK_RAW 3
+
+/* The kernel sends some packets on its own behalf: a RST for a closed port, ICMP errors and
+ * echo replies go out through its per-CPU control sockets, neighbour discovery and MLD
+ * through per-namespace ICMPv6 sockets (all raw sockets it created itself, which no cgroup
+ * hook saw), IGMP through no socket at all. A packet that was received and is being
+ * forwarded has an ingress interface; one the kernel made here has none. TCP is the
+ * kernel's only for a RST: a TIME_WAIT socket's ACKs also use the control socket but
+ * belong to a connection some process made. */
+static __always_inline bool kernel_sent(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct bpf_sock *sk;
+
+	if (skb->ingress_ifindex)
+		return false;
+	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_RST))
+		return false;
+	sk = skb->sk;
+	if (!sk)
+		return true;
+	sk = bpf_sk_fullsock(sk); /* type is not readable on request and TIME_WAIT sockets */
+	return sk && sk->type == SOCK_RAW;
+}
+
+/* Protocols only the kernel speaks, in either direction: IGMP, and ICMPv6 multicast
+ * listener (130-132, 143) and neighbour discovery messages (133-137). rport holds the
+ * ICMP type (see struct emon_flow_key). */
+static __always_inline bool kernel_protocol(const struct emon_flow_key *k)
+{
+	if (k->proto == IPPROTO_IGMP)
+		return true;
+	return k->proto == IPPROTO_ICMPV6 && ((k->rport >= 130 && k->rport <= 137) || k->rport == 143);
+}
+
+static __always_inline void owner_kernel(struct emon_owner *o)
+{
+	__builtin_memset(o, 0, sizeof(*o));
+	o->how = EMON_HOW_KERNEL;
+	stat_inc(EMON_STAT_FLOW_KERNEL);
+}
+
 /* A fresh flow record for the packet at hand. */
 static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *skb, bool egress,
-				      const struct emon_flow_key *k, __u64 now, __u32 tick)
+				      const struct pkt *p, __u64 now, __u32 tick)
 {
 	nf->first_ns = now;
 	nf->last_ns = now;
 	nf->last_tick = tick;
 	nf->ifindex = skb->ifindex;
 	nf->direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
-	resolve_owner(skb, egress, k, &nf->owner);
+	resolve_owner(skb, egress, &p->key, &nf->owner);
+	if (nf->owner.how)
+		return;
+	if (kernel_protocol(&p->key) || (egress && kernel_sent(skb, p)))
+		owner_kernel(&nf->owner);
+	else
+		nf->flags = EMON_FLOW_F_UNOWNED;
+}
+
+/* A flow created without an owner: the owner may have been learned since (the start-up
+ * scan runs while the classifier is already attached on a restart; an accept or a late
+ * bind), or the packet at hand is the kernel answering (a RST after an unanswered SYN
+ * created the flow). Looks again at most once a tick, so unowned flows (forwarded
+ * traffic) cost one flag test per packet. */
+static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_buff *skb, bool egress,
+					     const struct pkt *p, __u32 tick)
+{
+	struct emon_owner o = {};
+
+	if (f->owner.how) {
+		f->flags &= ~EMON_FLOW_F_UNOWNED;
+		return;
+	}
+	if (egress && kernel_sent(skb, p)) {
+		owner_kernel(&o);
+	} else {
+		if (f->last_tick == tick)
+			return;
+		resolve_owner(skb, egress, &p->key, &o);
+		if (!o.how)
+			return;
+		stat_inc(EMON_STAT_FLOW_PATCHED);
+	}
+	__builtin_memcpy(&f->owner, &o, sizeof(o));
+	f->flags &= ~EMON_FLOW_F_UNOWNED;
 }
 
 /* Packet-level counters, once the packet parsed (a pulled-and-retried read must not count twice). */
@@ -458,11 +533,11 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		struct emon_flow nf = {};
 		long err;
 
-		flow_init(&nf, skb, egress, &p.key, bpf_ktime_get_coarse_ns(), tick);
+		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
 		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
 		if (!err) {
 			stat_inc(EMON_STAT_FLOW_CREATE);
-			if (!nf.owner.how)
+			if (nf.flags & EMON_FLOW_F_UNOWNED)
 				stat_inc(EMON_STAT_FLOW_UNATTRIBUTED);
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
 			stat_inc(EMON_STAT_FLOW_CREATE_FAIL);
@@ -475,7 +550,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		 * (when it could be queued), so start over. */
 		struct emon_flow nf = {};
 
-		flow_init(&nf, skb, egress, &p.key, bpf_ktime_get_coarse_ns(), tick);
+		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
 		stat_inc(EMON_STAT_FLOW_REOPEN);
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
@@ -497,6 +572,8 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 	}
 	if (p.is_frag)
 		__sync_fetch_and_add(&f->frags, 1);
+	if (f->flags & EMON_FLOW_F_UNOWNED)
+		flow_retry_owner(f, skb, egress, &p, tick);
 	if ((f->flags & p.flow_flags) != p.flow_flags)
 		f->flags |= p.flow_flags;
 	if (f->last_tick != tick) {

@@ -52,6 +52,8 @@ struct emon_flow {
 #define EMON_FLOW_F_IP_OPTIONS (1U << 0) /* IPv4 options seen */
 #define EMON_FLOW_F_IPV6_EXT   (1U << 1) /* IPv6 extension headers seen */
 #define EMON_FLOW_F_FRAGMENTS  (1U << 2) /* fragments seen */
+#define EMON_FLOW_F_UNOWNED    (1U << 3) /* created without an owner: the classifier looks again
+                                          * (at most once a tick) until one is known */
 
 /* emon_frags: later fragments carry no ports; the first one teaches them. */
 struct emon_frag_key {

@@ -9,7 +9,7 @@
  *   cgroup/post_bind4|6                  listener / UDP server      local endpoint
  *   accept: fexit/inet_csk_accept if the kernel allows it, else the accept/accept4
  *           syscall exit tracepoint       acceptor                  flow tuple
- *   iter/task_file (daemon start)        holder of older sockets    tuple, endpoint, cookie
+ *   start-up scan of sockets that predate the daemon: bpf/scan.bpf.c
  *   inet_sock_set_state: tp_btf (a primary and a backup for when the kernel skips it)
  *           if the kernel allows it, else the classic tracepoint
  *                                        connect/close events, final counts
@@ -51,17 +51,6 @@ static __always_inline void owner_put(__u64 cookie, struct emon_owner *o, __u32 
 		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
 	else
 		stat_inc(stat);
-}
-
-/* Fills in the owner of an existing flow (the join, done in the kernel). */
-static __always_inline void flow_patch_owner(const struct emon_flow_key *k, const struct emon_owner *o, bool overwrite)
-{
-	struct emon_flow *f = bpf_map_lookup_elem(&emon_flows, k);
-
-	if (f && (overwrite || !f->owner.how)) {
-		__builtin_memcpy(&f->owner, o, sizeof(*o));
-		stat_inc(EMON_STAT_FLOW_PATCHED);
-	}
 }
 
 /* Every socket created on the machine passes here, in its creator's context. */
@@ -512,63 +501,5 @@ int handle_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 	flow_key_from_tp(ctx, &k);
 	on_set_state(sk, &k, ctx->oldstate, ctx->newstate);
-	return 0;
-}
-
-/* Start-up scan: every socket held by every process, once, so that flows that predate
- * the daemon are attributed from its first second. First holder wins (lowest pid: usually
- * the parent that created it); later hooks overwrite with better knowledge. */
-SEC("iter/task_file")
-int iter_task_sockets(struct bpf_iter__task_file *ctx)
-{
-	struct file *file = ctx->file;
-	struct task_struct *task = ctx->task;
-	struct socket *sock;
-	struct sock *sk;
-	struct emon_owner o = {};
-	struct emon_flow_key k;
-	__u16 proto;
-	__u8 state;
-	__u64 cookie;
-
-	if (!file || !task)
-		return 0;
-	sock = bpf_sock_from_file(file);
-	if (!sock)
-		return 0;
-	/* A direct (BTF) read keeps sk a typed pointer, which bpf_get_socket_cookie needs. */
-	sk = sock->sk;
-	if (!sk || !inet_family(BPF_CORE_READ(sk, __sk_common.skc_family)))
-		return 0;
-	proto = sk_protocol_of(sk);
-	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !netns_tracked(sk_netns_cookie(sk)))
-		return 0;
-
-	task_ids(task, &o.tgid, &o.pid);
-	o.uid = BPF_CORE_READ(task, cred, uid.val);
-	o.gid = BPF_CORE_READ(task, cred, gid.val);
-	o.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	o.learned_ns = bpf_ktime_get_boot_ns();
-	BPF_CORE_READ_STR_INTO(&o.comm, task, comm);
-	o.how = EMON_HOW_PROC;
-
-	cookie = bpf_get_socket_cookie(sk);
-	bpf_map_update_elem(&emon_owners, &cookie, &o, BPF_NOEXIST);
-	if (!flow_key_from_sk(sk, proto, &k))
-		return 0;
-	state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (k.rport == 0) {
-		/* listening or unconnected bound socket: a local endpoint */
-		struct emon_endpoint ep = { .family = k.family, .proto = k.proto, .port = k.lport };
-
-		if (!k.lport)
-			return 0;
-		__builtin_memcpy(ep.addr, k.laddr, 16);
-		bpf_map_update_elem(&emon_binds, &ep, &o, BPF_NOEXIST);
-	} else if (proto == IPPROTO_UDP || state != TCP_LISTEN) {
-		bpf_map_update_elem(&emon_tuples, &k, &o, BPF_NOEXIST);
-		flow_patch_owner(&k, &o, false);
-	}
-	stat_inc(EMON_STAT_OWNER_PROC);
 	return 0;
 }

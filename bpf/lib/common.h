@@ -55,6 +55,8 @@ enum emon_stat {
 	EMON_STAT_FLOW_REOPEN,          /* flows restarted by a new connection on the same tuple */
 	EMON_STAT_PKT_PULLED,           /* packets whose headers had to be pulled into the linear area */
 	EMON_STAT_STATE_RESCUED,        /* TCP state changes the backup program handled (primary busy on the CPU) */
+	EMON_STAT_SCAN_OVERFLOW,        /* sockets the start-up scan could not record (its inode table was full) */
+	EMON_STAT_FLOW_KERNEL,          /* flows labelled as the kernel's own traffic */
 	EMON_STAT_FLOWS_DELETED = 31,   /* written by the daemon: flows it removed (closed, idle) */
 	EMON_STAT_MAX = 32,
 };
@@ -69,6 +71,8 @@ enum emon_how {
 	EMON_HOW_BIND    = 4, /* the process that bound the local port (listener or UDP server) */
 	EMON_HOW_SEND    = 5, /* the process that sent on an unowned UDP socket (cgroup/sendmsg) */
 	EMON_HOW_PROC    = 6, /* the socket scan at daemon start (socket predates the daemon) */
+	EMON_HOW_KERNEL  = 7, /* the kernel itself (neighbour discovery, MLD, IGMP, RSTs and ICMP
+	                       * errors it sends from its control sockets); no process */
 };
 
 struct emon_owner {

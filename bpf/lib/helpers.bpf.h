@@ -162,4 +162,15 @@ static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct
 	return true;
 }
 
+/* Fills in the owner of an existing flow (the join, done in the kernel). */
+static __always_inline void flow_patch_owner(const struct emon_flow_key *k, const struct emon_owner *o, bool overwrite)
+{
+	struct emon_flow *f = bpf_map_lookup_elem(&emon_flows, k);
+
+	if (f && (overwrite || !f->owner.how)) {
+		__builtin_memcpy(&f->owner, o, sizeof(*o));
+		stat_inc(EMON_STAT_FLOW_PATCHED);
+	}
+}
+
 #endif /* EMON_HELPERS_BPF_H */

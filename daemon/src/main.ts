@@ -10,7 +10,9 @@ import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { Deployment } from './bpf/deployment.js';
+import { Deployment, probeId } from './bpf/deployment.js';
+import { MONITOR_COMPONENTS } from './monitor/components.js';
+import { LB_COMPONENT } from './lb/components.js';
 import { BpfError } from './bpf/errors.js';
 import { routeLibbpfLog } from './bpf/log.js';
 import { Monitor } from './monitor/monitor.js';
@@ -24,6 +26,9 @@ import type { DeclaredVip } from './lb/api.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
+
+/** Every `capability/alternative` that `probes.disable` may name. */
+const KNOWN_PROBES = [...MONITOR_COMPONENTS, LB_COMPONENT].flatMap((c) => c.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));
 
 function fail(logger: Logger | null, err: unknown, what: string): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -44,6 +49,7 @@ function monitorOptions(config: Config, logger: Logger) {
     gcIntervalMs: config.flows.gcIntervalSec * 1000,
     execArgs: config.events.execArgs,
     allNamespaces: config.trackAllNamespaces,
+    disabledProbes: config.probes.disable,
     daemonVersion: VERSION,
     logger,
   };
@@ -67,6 +73,10 @@ async function main(): Promise<void> {
     ({ config, file } = loadConfig({ file: opts.config }));
   } catch (err) {
     fail(null, err, 'invalid configuration');
+  }
+  const unknownProbes = config.probes.disable.filter((d) => !KNOWN_PROBES.includes(d));
+  if (unknownProbes.length) {
+    fail(null, new ConfigError(`probes.disable: unknown probe alternative${unknownProbes.length > 1 ? 's' : ''} ${unknownProbes.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`), 'invalid configuration');
   }
   if (opts.checkConfig) {
     process.stdout.write(`configuration ok (${file ?? 'defaults'})\n`);
@@ -138,6 +148,9 @@ async function main(): Promise<void> {
     }
   }
 
+  // Sockets that predate the daemon are attributed before clients are served (the /proc
+  // scan yields to the event loop while it runs).
+  await monitor.scanDone;
   const daemon: Daemon = buildDaemon({
     monitor,
     lb,

@@ -133,4 +133,33 @@ describe('load balancer through the daemon', privileged({ timeout: 240_000 }), (
     const ping2 = await topo.client.exec('ping', ['-c', '1', '-W', '2', topo.front.b.ip4], { allowFail: true });
     assert.match(ping2.stdout, /1 received/);
   });
+  test('a VIP on a host that does not forward: added with a warning naming the sysctl; list and status say it until forwarding is on', async () => {
+    const vip2 = '198.19.10.11:8080/tcp';
+    const fwd = async (on: 0 | 1) => topo.lb.exec('sysctl', ['-qw', `net.ipv4.ip_forward=${on}`]);
+    await fwd(0);
+    try {
+      const added = await lbctl(admin, ['vip', 'add', vip2]);
+      assert.equal(added.code, 0, added.stderr);
+      assert.match(added.stdout, /^added 198\.19\.10\.11:8080\/tcp/);
+      assert.match(added.stderr, new RegExp(`warning: ${vip2.replace(/[./]/g, '\\$&')}: IPv4 forwarding is off on ${topo.front.b.ifname} \\(net\\.ipv4\\.conf\\.${topo.front.b.ifname}\\.forwarding = 0\\).*every client connection times out.*sysctl -w net\\.ipv4\\.ip_forward=1`));
+      // The kernel agrees: a client's connection to the VIP gets nowhere.
+      await lbctl(admin, ['backend', 'add', vip2, topo.back[0]!.b.ip4]);
+      const c = await topo.client.exec('curl', ['-s', '--max-time', '2', 'http://198.19.10.11:8080/'], { allowFail: true });
+      assert.notEqual(c.code, 0, 'no answer while forwarding is off');
+
+      const list = JSON.parse((await lbctl(user, ['list', '--json'])).stdout) as LbList;
+      assert.match(list.vips.find((v) => v.vip === vip2)!.warnings.join('\n'), /forwarding is off/);
+      assert.deepEqual(list.vips.find((v) => v.vip === VIP)!.warnings.filter((w) => !/forwarding is off/.test(w)), []);
+      assert.match((await lbctl(user, ['list'])).stdout, /WARNING: IPv4 forwarding is off/);
+      const st = await ctl(['status'], { socket: daemon.socketPath, user: as(user) });
+      assert.match(st.stdout, /LOAD BALANCER WARNINGS\n( {2}.*\n)* {2}198\.19\.10\.11:8080\/tcp: IPv4 forwarding is off/);
+    } finally {
+      await fwd(1);
+    }
+    const after = JSON.parse((await lbctl(user, ['list', '--json'])).stdout) as LbList;
+    assert.deepEqual(after.vips.map((v) => v.warnings), [[], []], 'the warnings go once forwarding is on');
+    const c = await topo.client.exec('curl', ['-s', '--max-time', '5', 'http://198.19.10.11:8080/']);
+    assert.equal(c.stdout.trim(), 'b1');
+    assert.equal((await lbctl(admin, ['vip', 'remove', vip2])).code, 0);
+  });
 });

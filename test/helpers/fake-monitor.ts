@@ -45,7 +45,8 @@ export class FakeMonitor implements MonitorApi {
 
   async status(): Promise<MonitorStatus> {
     return {
-      pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [], interfaces: [], interfaceErrors: {},
+      pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [],
+      socketScan: { method: null, state: 'done', sockets: 0, durationMs: 0, fallbacks: [] }, interfaces: [], interfaceErrors: {},
       maps: [], counters: {}, loss: { kernelRingbufFull: 0, kernelProbeMisses: 0, flowsEvicted: 0, undecodable: 0 },
       events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
     };

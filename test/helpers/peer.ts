@@ -10,6 +10,8 @@
 //   peer.js tcp-stream <addr> <port> <chunk> <intervalMs> <count>   steady traffic, then close
 //   peer.js tcp-hold <addr> <port>                  connect and wait for stdin lines:
 //                                                   "send N" sends N bytes, "close" closes
+//   peer.js udp-hold <addr> <port>                  a connected UDP socket; stdin "send N"
+//                                                   sends one datagram of N bytes, "close"
 import dgram from 'node:dgram';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -159,6 +161,28 @@ switch (mode) {
     s.on('error', (e) => {
       out({ event: 'error', message: e.message });
       process.exit(1);
+    });
+    break;
+  }
+  case 'udp-hold': {
+    const sock = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+    sock.connect(port, addr, () => out({ event: 'connected', localPort: sock.address().port }));
+    let sent = 0;
+    const rl = readline.createInterface({ input: process.stdin });
+    rl.on('line', (line) => {
+      const [cmd, arg] = line.trim().split(' ');
+      if (cmd === 'send') {
+        const n = Number(arg);
+        sock.send(Buffer.alloc(n, 0x75), () => {
+          sent += n;
+          out({ event: 'sent', total: sent });
+        });
+      } else if (cmd === 'close') {
+        sock.close(() => {
+          out({ event: 'done', sent });
+          process.exit(0);
+        });
+      }
     });
     break;
   }

@@ -32,7 +32,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
 
   function objectDirWith(flowsObject: Buffer | null): string {
     const dir = lab.tmpdir();
-    for (const f of ['sockets.bpf.o', 'procs.bpf.o']) fs.copyFileSync(path.join(OBJECT_DIR, f), path.join(dir, f));
+    for (const f of ['sockets.bpf.o', 'procs.bpf.o', 'scan.bpf.o']) fs.copyFileSync(path.join(OBJECT_DIR, f), path.join(dir, f));
     if (flowsObject) fs.writeFileSync(path.join(dir, 'flows.bpf.o'), flowsObject);
     return dir;
   }
@@ -84,6 +84,20 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     const missing = await daemonOnce(host, path.join(dir, 'nope.json'), []);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nope\.json: no such configuration file/);
+  });
+
+  test('probes.disable naming an alternative that does not exist: exit code 2, the name and the known ones; --check-config says the same', async () => {
+    const file = path.join(lab.tmpdir(), 'probes.json');
+    fs.writeFileSync(file, JSON.stringify({ probes: { disable: ['socket-scan/proc', 'socket-scan/nope'] } }));
+    for (const args of [[], ['--check-config']]) {
+      const r = await daemonOnce(host, file, args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^ebpfmon: invalid configuration: probes\.disable: unknown probe alternative "socket-scan\/nope" \(known: .*socket-scan\/task-file, socket-scan\/task-file-core, socket-scan\/tcp-udp-iter, socket-scan\/proc/);
+    }
+    fs.writeFileSync(file, JSON.stringify({ probes: { disable: 'socket-scan' } }));
+    const bad = await daemonOnce(host, file, ['--check-config']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /probes\.disable: must be an array of "capability\/alternative" names/);
   });
 
   test('without a bpffs mounted, the daemon mounts one and starts', async () => {

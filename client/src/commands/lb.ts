@@ -12,6 +12,10 @@ const call = <R>(cmd: Command, method: string, params?: object) => withClient(cm
 const out = (v: unknown): void => {
   process.stdout.write(`${typeof v === "string" ? v : JSON.stringify(v, null, 2)}\n`);
 };
+/** The host's settings that break a VIP, on stderr (also with --json, which keeps them in the object). */
+const warn = (v: Pick<VipInfo, 'vip' | 'warnings'>): void => {
+  for (const w of v.warnings ?? []) process.stderr.write(`warning: ${v.vip}: ${w}\n`);
+};
 
 function backendLine(b: BackendInfo): string {
   return `${b.backend} (weight ${b.weight}, ${b.state}, ${(b.tableShare * 100).toFixed(1)}% of the table)`;
@@ -19,7 +23,8 @@ function backendLine(b: BackendInfo): string {
 
 function vipTable(v: VipInfo): string {
   const head = `${v.vip}  ${v.mode} on ${v.interfaces.join(', ') || '-'}  (${v.source}${v.health ? `, health ${v.health.type}` : ''}, table generation ${v.tableGeneration})`;
-  if (v.backends.length === 0) return `${head}\n  (no backends)`;
+  const warnings = (v.warnings ?? []).map((w) => `\n  WARNING: ${w}`).join('');
+  if (v.backends.length === 0) return `${head}${warnings}\n  (no backends)`;
   const t = renderTable(v.backends, [
     { header: '  BACKEND', value: (b) => `  ${b.backend}` },
     { header: 'WEIGHT', value: (b) => String(b.weight), align: 'right' },
@@ -28,7 +33,7 @@ function vipTable(v: VipInfo): string {
     { header: 'HEALTH', value: (b) => (b.health ? `${b.health.state}${b.health.lastResult ? ` (${b.health.lastResult})` : ''}` : '-'), flex: true },
     { header: 'VIA', value: (b) => b.egress ?? '-' },
   ]);
-  return `${head}\n${t}`;
+  return `${head}${warnings}\n${t}`;
 }
 
 export function lbCommand(): Command {
@@ -49,6 +54,7 @@ export function lbCommand(): Command {
       const health = o.health ? { type: o.health, port: o.healthPort, path: o.healthPath, intervalMs: o.healthInterval } : undefined;
       const r = await call<VipInfo>(cmd, METHODS.lbVipAdd, { vip: v, mode: o.mode, interface: o.interface, health });
       out(o.json ? r : `added ${r.vip} (${r.mode} on ${r.interfaces.join(', ')})`);
+      warn(r);
     });
   vip
     .command('remove <vip>')
@@ -80,7 +86,10 @@ export function lbCommand(): Command {
     .option('--json', 'print as JSON')
     .action(async (o, cmd: Command) => {
       const r = await call<LbList>(cmd, METHODS.lbList);
-      if (o.json) return out(r);
+      if (o.json) {
+        r.vips.forEach(warn);
+        return out(r);
+      }
       out(`interfaces: ${r.interfaces.map((i) => `${i.name} (${i.mode})`).join(', ') || '-'}`);
       out(r.vips.length ? r.vips.map(vipTable).join('\n\n') : 'no VIPs');
     });

@@ -20,6 +20,12 @@ export function statusCommand(): Command {
         out.push(`  ${p.active ? 'active  ' : 'INACTIVE'} ${p.capability.padEnd(13)} ${p.active ?? '-'}`);
         for (const i of p.inactive) out.push(`           ${''.padEnd(13)} not used: ${i.label}: ${i.reason}`);
       }
+      const sc = s.socketScan;
+      if (sc) {
+        const ran = sc.state === 'done' ? `found the owners of ${sc.sockets} socket(s) in ${sc.durationMs} ms` : sc.state;
+        out.push(`  start-up socket scan: ${sc.method ?? '-'}: ${ran}`);
+        for (const f of sc.fallbacks) out.push(`           ${''.padEnd(13)} failed when run: ${f.label}: ${f.reason}`);
+      }
       out.push('', 'INTERFACES');
       if (s.interfaces.length === 0) out.push('  (none attached)');
       for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.since}`);
@@ -39,6 +45,11 @@ export function statusCommand(): Command {
       out.push('', 'EVENTS');
       out.push(`  ${Object.entries(s.events.received).map(([k, v]) => `${k} ${v}`).join(', ')}; ${s.events.pendingBytes} bytes pending; longest drain ${s.events.maxDrainMs} ms`);
       out.push(`  clients ${s.clients}, subscriptions ${s.subscriptions}`);
+      const lbWarnings = (s.lb as { warnings?: string[] } | undefined)?.warnings ?? [];
+      if (lbWarnings.length) {
+        out.push('', 'LOAD BALANCER WARNINGS');
+        for (const w of lbWarnings) out.push(`  ${w}`);
+      }
       const c = s.counters;
       out.push('', 'COUNTERS');
       out.push(`  flows created ${c.flowsCreated}, unattributed at creation ${c.flowsUnattributed}, patched later ${c.flowsPatched}, deleted ${c.flowsDeleted}`);

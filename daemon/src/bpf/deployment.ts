@@ -41,8 +41,12 @@ export type AttachSpec =
   | { prog: string; kind: 'tc' | 'xdp' | 'iter' };
 
 export interface ProbeAlternative {
+  /** Stable short name, unique in its group: `probes.disable` names it as `capability/id`. */
+  id: string;
   /** Shown in status, e.g. `tracepoint syscalls:sys_exit_accept4`. */
   label: string;
+  /** Programs to load (and attach at deploy, by kind). Empty for an alternative done in
+   * user space: it needs nothing from the verifier, so it is always available. */
   attach: AttachSpec[];
   /**
    * Kernel facts the program's signature depends on. A program that reads a function's
@@ -83,6 +87,8 @@ export interface DeploymentOptions {
   logger: Logger;
   /** max_entries for maps this deployment creates (existing pins keep their size). */
   mapSizes?: Record<string, number>;
+  /** Alternatives not to use, as `capability/id` (configuration `probes.disable`). */
+  disabledProbes?: readonly string[];
   /** TC filter identity: ebpfmon's filters live at this (handle, priority). */
   tcHandle?: number;
   tcPriority?: number;
@@ -170,8 +176,10 @@ export class Deployment {
     const hash = sha256File(file);
     const rec = this.manifest.components[def.name];
     let reason: string;
+    const disabled = this.disabledIn(def);
     if (!rec) reason = 'not loaded yet';
     else if (rec.hash !== hash) reason = 'object file changed (upgrade)';
+    else if ((rec.disabled ?? []).join(',') !== disabled.join(',')) reason = 'probes.disable changed';
     else {
       const missing = [...rec.programs.filter((p) => !this.pins.has('progs', p)), ...rec.links.filter((l) => !this.pins.has('links', l))];
       if (missing.length === 0) {
@@ -183,8 +191,14 @@ export class Deployment {
       reason = `pins missing: ${missing.join(', ')}`;
     }
     this.log.info({ componentName: def.name, reason }, 'loading BPF object');
-    const result = this.load(def, file, hash);
+    const result = this.load(def, file, hash, disabled);
     return { ...result, reason };
+  }
+
+  /** The configured `probes.disable` entries that name one of this component's alternatives, sorted. */
+  private disabledIn(def: ComponentDef): string[] {
+    const mine = new Set(def.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));
+    return [...new Set(this.opts.disabledProbes ?? [])].filter((d) => mine.has(d)).sort();
   }
 
   private readMapNames(file: string): string[] {
@@ -242,7 +256,7 @@ export class Deployment {
     }
   }
 
-  private load(def: ComponentDef, file: string, hash: string): Omit<DeployResult, 'reason'> {
+  private load(def: ComponentDef, file: string, hash: string, disabled: string[]): Omit<DeployResult, 'reason'> {
     const choice = def.groups.map(() => 0);
     const failures: Array<Array<{ label: string; reason: string }>> = def.groups.map(() => []);
     const groupOfProg = new Map<string, number>();
@@ -276,13 +290,14 @@ export class Deployment {
           if (this.pins.has('maps', name)) this.reusePinnedMap(obj, name);
           else if (this.opts.mapSizes?.[name] !== undefined) obj.setMaxEntries(name, this.opts.mapSizes[name]!);
         }
-        // Skip alternatives whose kernel preconditions do not hold, without trying them.
+        // Skip alternatives the configuration disables or whose kernel preconditions do
+        // not hold, without trying them.
         let skipped = true;
         while (skipped) {
           skipped = false;
           def.groups.forEach((g, gi) => {
             const alt = choice[gi]! >= 0 ? g.alternatives[choice[gi]!] : undefined;
-            const unmet = alt ? unmetRequirement(alt) : null;
+            const unmet = alt ? (disabled.includes(probeId(g, alt)) ? 'disabled by configuration (probes.disable)' : unmetRequirement(alt)) : null;
             if (alt && unmet) {
               giveUp(gi, alt.label, unmet);
               skipped = true;
@@ -358,7 +373,7 @@ export class Deployment {
           active: choice[gi]! >= 0 ? g.alternatives[choice[gi]!]!.label : null,
           inactive: failures[gi]!,
         }));
-        this.manifest.components[def.name] = { hash, loadedAt: now(), programs: [...active], links: linkNames, probes };
+        this.manifest.components[def.name] = { hash, loadedAt: now(), programs: [...active], links: linkNames, probes, disabled };
         this.save();
         BpfObjectNames.set(file, obj.mapNames());
         this.openPinnedMaps(obj.mapNames());
@@ -669,6 +684,11 @@ export class Deployment {
     log.info({ pinPath, ...result }, 'teardown complete');
     return result;
   }
+}
+
+/** How `probes.disable` names an alternative. */
+export function probeId(g: Pick<ProbeGroup, 'capability'>, a: Pick<ProbeAlternative, 'id'>): string {
+  return `${g.capability}/${a.id}`;
 }
 
 function unmetRequirement(alt: ProbeAlternative): string | null {

@@ -29,6 +29,8 @@ export interface ComponentRecord {
   programs: string[];
   links: string[];
   probes: ProbeStatus[];
+  /** `probes.disable` entries that applied when it was loaded (a change reloads it). */
+  disabled?: string[];
 }
 
 export interface TcRecord {

@@ -77,6 +77,12 @@ export class BpfMap {
     if (ret < 0) throw new BpfError('updating', this.name, -ret);
   }
 
+  /** Like update(), but a refusal (EEXIST under BPF_NOEXIST, E2BIG when full) is returned as an errno, not thrown. */
+  tryUpdate(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): number {
+    const ret = L.bpf_map_update_elem(this.fd, key, value, flags);
+    return ret < 0 ? -ret : 0;
+  }
+
   /** Deletes `key`; false when it was absent. */
   delete(key: Uint8Array): boolean {
     const ret = L.bpf_map_delete_elem(this.fd, key);
@@ -186,6 +192,17 @@ export class BpfMap {
       at += n[0]! + 1; // skip the absent key
     }
     return deleted;
+  }
+
+  /** Deletes every entry (of a hash map); returns how many. */
+  clear(): number {
+    const all: Buffer[] = [];
+    let n = 0;
+    for (const c of this.chunks(4096)) {
+      all.push(Buffer.from(c.keys.subarray(0, c.count * this.keySize)));
+      n += c.count;
+    }
+    return n === 0 ? 0 : this.deleteBatch(Buffer.concat(all), n);
   }
 
   /** Sums a per-CPU u64 array slot over all CPUs. */

@@ -52,6 +52,14 @@ convict.addFormats({
       if (!m || Number(m[1]) < 1024 || Number(m[2]) > 65535 || Number(m[1]) > Number(m[2])) throw new Error('must be "MIN-MAX" with 1024 <= MIN <= MAX <= 65535');
     },
   },
+  'probe-list': {
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || !/^[a-z0-9-]+\/[a-z0-9-]+$/.test(s))) {
+        throw new Error('must be an array of "capability/alternative" names, e.g. ["socket-scan/task-file"] (ebpfmonctl status lists them)');
+      }
+    },
+    coerce: (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  },
   'object-list': {
     validate(v: unknown) {
       if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
@@ -84,6 +92,12 @@ export const schema = {
     idleTimeoutSec: { doc: 'UDP/ICMP/other flows idle this long are removed', format: 'seconds', default: 300, env: 'EBPFMON_FLOWS_IDLE_TIMEOUT_SEC' },
     tcpIdleTimeoutSec: { doc: 'TCP flows without a local socket idle this long are removed', format: 'seconds', default: 3600, env: 'EBPFMON_FLOWS_TCP_IDLE_TIMEOUT_SEC' },
     gcIntervalSec: { doc: 'How often expired flows are collected', format: 'seconds', default: 10, env: 'EBPFMON_FLOWS_GC_INTERVAL_SEC' },
+  },
+  probes: {
+    disable: {
+      doc: 'Probe alternatives not to use, as "capability/alternative" (e.g. "socket-scan/task-file"): the next one is tried, as if the kernel had refused it',
+      format: 'probe-list', default: [] as string[], env: 'EBPFMON_PROBES_DISABLE',
+    },
   },
   events: {
     execArgs: { doc: 'Capture the first exec arguments', format: Boolean, default: true, env: 'EBPFMON_EVENTS_EXEC_ARGS' },

@@ -103,6 +103,8 @@ export interface VipInfo {
   tableGeneration: number;
   /** Added through the configuration file (and unchanged there since), or live. */
   source: 'config' | 'live';
+  /** What the host's settings break for this VIP (forwarding off, strict rp_filter), checked at every answer. */
+  warnings: string[];
   backends: BackendInfo[];
 }
 

@@ -39,7 +39,7 @@ export const LB_COMPONENT: ComponentDef = {
     {
       capability: 'xdp-lb',
       required: true,
-      alternatives: [{ label: 'xdp (per interface, pinned link)', attach: [{ prog: LB_PROG.xdp, kind: 'xdp' }] }],
+      alternatives: [{ id: 'xdp', label: 'xdp (per interface, pinned link)', attach: [{ prog: LB_PROG.xdp, kind: 'xdp' }] }],
     },
   ],
 };

@@ -11,6 +11,7 @@ import type { XdpRecord } from '../bpf/manifest.js';
 import * as L from '../bpf/libbpf.js';
 import { BpfError } from '../bpf/errors.js';
 import { ERRNO } from '../sys/errno.js';
+import { readSysctl, type ReadSysctl } from './host.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { listLinks } from '../net/netlink.js';
 import { ipText, parseIp, type Family, type IpAddr } from './addr.js';
@@ -60,11 +61,14 @@ export interface LbHost {
   probe(addr: IpAddr): Promise<{ local: string }>;
   monotonicNs(): bigint;
   realtimeNs(): bigint;
+  /** A sysctl of the daemon's network namespace (`net.ipv4.ip_forward`), or null when absent. */
+  sysctl: ReadSysctl;
 }
 
 export function systemHost(): LbHost {
   return {
     links: () => listLinks().map((l) => ({ ifindex: l.ifindex, name: l.name })),
+    sysctl: readSysctl,
     addresses: () => {
       const out = new Map<string, HostAddress[]>();
       for (const [name, list] of Object.entries(os.networkInterfaces())) {

@@ -41,6 +41,7 @@ import { LbInterfaces } from './interfaces.js';
 import { DropList } from './droplist.js';
 import { kernelError, transact, type Step } from './tx.js';
 import { collect } from './gc.js';
+import { lbHostWarnings } from './host.js';
 import {
   PROTO_NAME, healthType, parseBackend, parseDropRule, parseHealth, parseIfname, parseMode, parseVip, parseWeight,
   vipText, type BackendSpec, type HealthSpec, type VipSpec,
@@ -856,6 +857,7 @@ export class LbManager {
       vip: v.spec.text, address: ipText(v.spec.addr), port: v.spec.port, protocol: v.spec.protoName, family: v.spec.addr.family,
       mode: v.mode, interfaces: this.vipIfnames(v), health: v.health, tableGeneration: v.gen,
       source: v.declHash ? 'config' : 'live',
+      warnings: lbHostWarnings(v.spec.addr.family, this.vipIfnames(v), (n) => this.host.sysctl(n)),
       backends: [...v.backends.values()].sort((a, b) => a.id - b.id).map((b) => this.backendInfo(v, b)),
     };
   }

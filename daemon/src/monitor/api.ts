@@ -6,7 +6,7 @@ import type { EventBus } from './events.js';
 import type { Flow, FlowQuery, ProcessTotals } from './flows.js';
 import type { ProgramsListResult, StatusResult } from '../rpc/protocol.js';
 
-export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events'> & {
+export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events'> & {
   loss: Omit<StatusResult['loss'], 'subscriberDropped'>;
 };
 

@@ -6,7 +6,12 @@ import type { ComponentDef } from '../bpf/deployment.js';
 export const PROG = {
   tcIngress: 'tc_ingress',
   tcEgress: 'tc_egress',
-  iterSockets: 'iter_task_sockets',
+  /** Start-up scan alternatives (bpf/scan.bpf.c), in the order they are tried. */
+  scanTaskFile: 'iter_task_sockets',
+  scanTaskFileCore: 'iter_task_sockets_core',
+  scanInodes: 'iter_task_inodes',
+  scanTcp: 'iter_tcp_sockets',
+  scanUdp: 'iter_udp_sockets',
   stateChange: 'btf_inet_sock_set_state',
   /** Handles the state changes the kernel skipped the primary for (it never counts as lost). */
   stateChangeBackup: 'btf_inet_sock_set_state_backup',
@@ -22,6 +27,7 @@ export const MAP = {
   stats: 'emon_stats',
   config: 'emon_config',
   ifaces: 'emon_ifaces',
+  scanInodes: 'emon_scan_inos',
 } as const;
 
 export const FLOWS: ComponentDef = {
@@ -32,7 +38,7 @@ export const FLOWS: ComponentDef = {
       capability: 'classifier',
       required: true,
       alternatives: [
-        { label: 'tc clsact ingress+egress', attach: [{ prog: PROG.tcIngress, kind: 'tc' }, { prog: PROG.tcEgress, kind: 'tc' }] },
+        { id: 'tc', label: 'tc clsact ingress+egress', attach: [{ prog: PROG.tcIngress, kind: 'tc' }, { prog: PROG.tcEgress, kind: 'tc' }] },
       ],
     },
   ],
@@ -53,40 +59,42 @@ export const SOCKETS: ComponentDef = {
         // them: tp_btf first, with a backup for the changes the kernel skips the primary
         // for (bpf/sockets.bpf.c).
         {
+          id: 'tp-btf',
           label: 'tp_btf/inet_sock_set_state',
           attach: [{ prog: PROG.stateChange, kind: 'auto' }, { prog: PROG.stateChangeBackup, kind: 'auto' }],
         },
-        { label: 'tracepoint sock:inet_sock_set_state', attach: [{ prog: 'handle_inet_sock_set_state', kind: 'tracepoint', category: 'sock', name: 'inet_sock_set_state' }] },
+        { id: 'tracepoint', label: 'tracepoint sock:inet_sock_set_state', attach: [{ prog: 'handle_inet_sock_set_state', kind: 'tracepoint', category: 'sock', name: 'inet_sock_set_state' }] },
       ],
     },
     {
       capability: 'socket-owner',
       required: false,
-      alternatives: [{ label: 'cgroup/sock_create + cgroup/sock_release', attach: [cgroup('handle_sock_create'), cgroup('handle_sock_release')] }],
+      alternatives: [{ id: 'cgroup', label: 'cgroup/sock_create + cgroup/sock_release', attach: [cgroup('handle_sock_create'), cgroup('handle_sock_release')] }],
     },
     {
       capability: 'connect',
       required: false,
-      alternatives: [{ label: 'cgroup/connect4 + cgroup/connect6', attach: [cgroup('handle_connect4'), cgroup('handle_connect6')] }],
+      alternatives: [{ id: 'cgroup', label: 'cgroup/connect4 + cgroup/connect6', attach: [cgroup('handle_connect4'), cgroup('handle_connect6')] }],
     },
     {
       capability: 'udp-send',
       required: false,
-      alternatives: [{ label: 'cgroup/sendmsg4 + cgroup/sendmsg6', attach: [cgroup('handle_sendmsg4'), cgroup('handle_sendmsg6')] }],
+      alternatives: [{ id: 'cgroup', label: 'cgroup/sendmsg4 + cgroup/sendmsg6', attach: [cgroup('handle_sendmsg4'), cgroup('handle_sendmsg6')] }],
     },
     {
       capability: 'bind',
       required: false,
-      alternatives: [{ label: 'cgroup/post_bind4 + cgroup/post_bind6', attach: [cgroup('handle_post_bind4'), cgroup('handle_post_bind6')] }],
+      alternatives: [{ id: 'cgroup', label: 'cgroup/post_bind4 + cgroup/post_bind6', attach: [cgroup('handle_post_bind4'), cgroup('handle_post_bind6')] }],
     },
     {
       capability: 'accept',
       required: false,
       alternatives: [
         // Cheapest and most complete (io_uring accepts too), where fexit is allowed.
-        { label: 'fexit/inet_csk_accept', attach: [{ prog: 'fexit_inet_csk_accept', kind: 'auto' }], requires: { struct: 'proto_accept_arg' } },
-        { label: 'fexit/inet_csk_accept (pre-6.10 signature)', attach: [{ prog: 'fexit_inet_csk_accept_old', kind: 'auto' }], requires: { noStruct: 'proto_accept_arg' } },
+        { id: 'fexit', label: 'fexit/inet_csk_accept', attach: [{ prog: 'fexit_inet_csk_accept', kind: 'auto' }], requires: { struct: 'proto_accept_arg' } },
+        { id: 'fexit-old', label: 'fexit/inet_csk_accept (pre-6.10 signature)', attach: [{ prog: 'fexit_inet_csk_accept_old', kind: 'auto' }], requires: { noStruct: 'proto_accept_arg' } },
         {
+          id: 'tracepoint',
           label: 'tracepoint syscalls:sys_exit_accept4 + sys_exit_accept',
           attach: [
             { prog: 'tp_sys_exit_accept4', kind: 'tracepoint', category: 'syscalls', name: 'sys_exit_accept4' },
@@ -95,10 +103,35 @@ export const SOCKETS: ComponentDef = {
         },
       ],
     },
+  ],
+};
+
+const iter = (prog: string) => ({ prog, kind: 'iter' as const });
+
+/** Labels of the scan alternatives (the monitor runs the one deployed). */
+export const SCAN = {
+  taskFile: 'iter/task_file',
+  taskFileCore: 'iter/task_file (CO-RE reads, no trusted socket pointer)',
+  joined: 'iter/tcp + iter/udp joined with iter/task_file by socket inode',
+  proc: '/proc/net + /proc/<pid>/fd (user space)',
+} as const;
+
+/** Sockets that predate the daemon: run once at every start (bpf/scan.bpf.c). A separate
+ * object, so a verifier that refuses a scan program never makes the socket probes reload. */
+export const SCAN_COMPONENT: ComponentDef = {
+  name: 'scan',
+  file: 'scan.bpf.o',
+  groups: [
     {
       capability: 'socket-scan',
       required: false,
-      alternatives: [{ label: 'iter/task_file', attach: [{ prog: PROG.iterSockets, kind: 'iter' }] }],
+      alternatives: [
+        { id: 'task-file', label: SCAN.taskFile, attach: [iter(PROG.scanTaskFile)] },
+        { id: 'task-file-core', label: SCAN.taskFileCore, attach: [iter(PROG.scanTaskFileCore)] },
+        { id: 'tcp-udp-iter', label: SCAN.joined, attach: [iter(PROG.scanInodes), iter(PROG.scanTcp), iter(PROG.scanUdp)] },
+        // Needs nothing from the verifier: what `ss -p` does.
+        { id: 'proc', label: SCAN.proc, attach: [] },
+      ],
     },
   ],
 };
@@ -110,14 +143,14 @@ export const PROCS: ComponentDef = {
     {
       capability: 'exec',
       required: false,
-      alternatives: [{ label: 'tracepoint sched:sched_process_exec', attach: [{ prog: 'handle_exec', kind: 'tracepoint', category: 'sched', name: 'sched_process_exec' }] }],
+      alternatives: [{ id: 'tracepoint', label: 'tracepoint sched:sched_process_exec', attach: [{ prog: 'handle_exec', kind: 'tracepoint', category: 'sched', name: 'sched_process_exec' }] }],
     },
     {
       capability: 'exit',
       required: false,
-      alternatives: [{ label: 'tracepoint sched:sched_process_exit', attach: [{ prog: 'handle_exit', kind: 'tracepoint', category: 'sched', name: 'sched_process_exit' }] }],
+      alternatives: [{ id: 'tracepoint', label: 'tracepoint sched:sched_process_exit', attach: [{ prog: 'handle_exit', kind: 'tracepoint', category: 'sched', name: 'sched_process_exit' }] }],
     },
   ],
 };
 
-export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS] as const;
+export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT] as const;

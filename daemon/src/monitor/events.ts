@@ -4,7 +4,7 @@
 // bpf/procs.h through the layouts in wire.ts.
 import { AF_INET, formatIp } from '../util/ip.js';
 import { PROTO_NAMES } from './flows.js';
-import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy } from './wire.js';
+import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_KERNEL, HOW_NAMES, KERNEL_COMM, OWNER, ownedByProcess, type AttributedBy } from './wire.js';
 
 export const EVENT_TYPES = ['connect', 'accept', 'close', 'exec', 'exit', 'lb'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -102,11 +102,12 @@ function key(v: DataView, b: Uint8Array, o: number) {
 
 function owner(v: DataView, b: Uint8Array, o: number) {
   const how = v.getUint8(o + OWNER.fields.how.offset);
+  const owned = ownedByProcess(how);
   return {
-    pid: how ? v.getUint32(o + OWNER.fields.tgid.offset, true) : null,
-    tid: how ? v.getUint32(o + OWNER.fields.pid.offset, true) : null,
-    uid: how ? v.getUint32(o + OWNER.fields.uid.offset, true) : null,
-    comm: how ? cString(b, o + OWNER.fields.comm.offset, 16) : null,
+    pid: owned ? v.getUint32(o + OWNER.fields.tgid.offset, true) : null,
+    tid: owned ? v.getUint32(o + OWNER.fields.pid.offset, true) : null,
+    uid: owned ? v.getUint32(o + OWNER.fields.uid.offset, true) : null,
+    comm: owned ? cString(b, o + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null,
     attributedBy: HOW_NAMES[how] ?? ('none' as const),
   };
 }

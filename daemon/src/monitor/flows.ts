@@ -7,7 +7,7 @@ import type { BpfMap } from '../bpf/maps.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { AF_INET, formatIp, inCidr, type parseCidr } from '../util/ip.js';
-import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_NAMES, OWNER, type AttributedBy, type Direction } from './wire.js';
+import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, HOW_NAMES, KERNEL_COMM, OWNER, ownedByProcess, type AttributedBy, type Direction } from './wire.js';
 
 export const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp6', 132: 'sctp', 136: 'udplite' };
 export const PROTO_NUMBERS: Record<string, number> = Object.fromEntries(Object.entries(PROTO_NAMES).map(([n, s]) => [s, Number(n)]));
@@ -154,7 +154,7 @@ export class FlowTable {
       total++;
       // Cheap filters on raw bytes first.
       if (q.pid !== undefined && vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) !== q.pid) return;
-      if (q.uid !== undefined && (vv.getUint8(vo + ow + OWNER.fields.how.offset) === 0 || vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) !== q.uid)) return;
+      if (q.uid !== undefined && (!ownedByProcess(vv.getUint8(vo + ow + OWNER.fields.how.offset)) || vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) !== q.uid)) return;
       if (q.proto !== undefined && kv.getUint8(ko + FLOW_KEY.fields.proto.offset) !== q.proto) return;
       const closedNs = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
       if (q.includeClosed === false && closedNs) return;
@@ -167,13 +167,14 @@ export class FlowTable {
       if (q.remoteAddr && !inCidr(family, kbytes, ko + FLOW_KEY.fields.raddr.offset, q.remoteAddr)) return;
       if (q.localAddr && !inCidr(family, kbytes, ko + FLOW_KEY.fields.laddr.offset, q.localAddr)) return;
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
-      const comm = how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : null;
+      const owned = ownedByProcess(how);
+      const comm = owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null;
       if (q.comm !== undefined && comm !== q.comm) return;
       const ifindex = vv.getUint32(vo + FLOW.fields.ifindex.offset, true);
       const iface = this.ifname(ifindex);
       if (q.interface !== undefined && iface !== q.interface) return;
 
-      const tgid = how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      const tgid = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
       const proc = tgid !== null ? this.procs.lookup(tgid) : undefined;
       const direction = vv.getUint8(vo + FLOW.fields.direction.offset);
       const flags = vv.getUint8(vo + FLOW.fields.flags.offset);
@@ -187,11 +188,11 @@ export class FlowTable {
         direction: DIRECTION_NAMES[direction] ?? 'unknown',
         interface: iface,
         pid: tgid,
-        tid: how ? vv.getUint32(vo + ow + OWNER.fields.pid.offset, true) : null,
+        tid: owned ? vv.getUint32(vo + ow + OWNER.fields.pid.offset, true) : null,
         comm,
-        uid: how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null,
-        gid: how ? vv.getUint32(vo + ow + OWNER.fields.gid.offset, true) : null,
-        cgroupId: how ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
+        uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null,
+        gid: owned ? vv.getUint32(vo + ow + OWNER.fields.gid.offset, true) : null,
+        cgroupId: owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
         attributedBy: HOW_NAMES[how] ?? 'none',
         ppid: proc?.ppid ?? null,
         exe: proc?.exe ?? null,
@@ -222,23 +223,26 @@ export class FlowTable {
   /** Per-process totals: live flows plus flows already collected (so totals only grow). */
   async processes(q: { uid?: number } = {}): Promise<ProcessTotals[]> {
     const toMs = this.clock();
+    // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
     const by = new Map<number | null, ProcessTotals & { lastNs: bigint }>();
     const ow = FLOW.fields.owner.offset;
-    const get = (pid: number | null, comm: string | null, uid: number | null) => {
-      let t = by.get(pid);
+    const get = (key: number | null, comm: string | null, uid: number | null) => {
+      let t = by.get(key);
       if (!t) {
+        const pid = key !== null && key >= 0 ? key : null;
         const proc = pid !== null ? this.procs.lookup(pid) : undefined;
         t = { pid, comm, uid, exe: proc?.exe ?? null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeen: null, lastNs: 0n };
-        by.set(pid, t);
+        by.set(key, t);
       }
       return t;
     };
     await this.walk((_kv, _ko, vv, vo, _kb, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
-      const uid = how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
+      const owned = ownedByProcess(how);
+      const uid = owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
       if (q.uid !== undefined && uid !== q.uid) return;
-      const pid = how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
-      const t = get(pid, how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : null, uid);
+      const key = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : null;
+      const t = get(key, owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null, uid);
       t.flows++;
       if (!vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true)) t.openFlows++;
       t.txBytes += Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true));
@@ -250,7 +254,7 @@ export class FlowTable {
     });
     for (const [pid, r] of this.retired) {
       if (q.uid !== undefined && r.uid !== q.uid) continue;
-      const t = get(pid === -1 ? null : pid, r.comm || null, pid === -1 ? null : r.uid);
+      const t = get(pid === RETIRED_UNKNOWN ? null : pid, r.comm || null, pid < 0 ? null : r.uid);
       t.flows += r.flows;
       t.txBytes += r.txBytes;
       t.rxBytes += r.rxBytes;
@@ -288,10 +292,11 @@ export class FlowTable {
       if (!expired) return;
       doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
+      const owned = ownedByProcess(how);
       counts.push({
-        pid: how ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : -1,
-        comm: how ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : '',
-        uid: how ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : -1,
+        pid: owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : RETIRED_UNKNOWN,
+        comm: owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : '',
+        uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : -1,
         tx: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
         rx: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
         txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
@@ -330,6 +335,10 @@ export class FlowTable {
     return n;
   }
 }
+
+/** Keys of `retired` totals that are not a pid. */
+const RETIRED_UNKNOWN = -1;
+const RETIRED_KERNEL = -2;
 
 function sortFlows(flows: Flow[], by: FlowSort): void {
   switch (by) {

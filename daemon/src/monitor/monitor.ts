@@ -13,7 +13,9 @@ import type { ProbeStatus } from '../bpf/manifest.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
-import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SOCKETS } from './components.js';
+import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SCAN, SCAN_COMPONENT, SOCKETS } from './components.js';
+import { procSocketScan } from './procscan.js';
+import { inNetns } from '../sys/netns.js';
 import { decodeEvent, EventBus, type DecodeContext } from './events.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
@@ -38,6 +40,8 @@ export interface MonitorOptions {
   execArgs: boolean;
   /** Track sockets of every network namespace, not only the daemon's. */
   allNamespaces: boolean;
+  /** Probe alternatives not to use (`probes.disable`, as `capability/id`). */
+  disabledProbes?: readonly string[];
   daemonVersion: string;
   logger: Logger;
 }
@@ -87,6 +91,37 @@ function pidNamespaceForKernel(): number {
   }
 }
 
+export interface SocketScanStatus {
+  /** The alternative that ran (or runs), as probes label it. */
+  method: string | null;
+  state: 'pending' | 'running' | 'done' | 'failed';
+  /** Sockets whose owner it recorded. */
+  sockets: number;
+  durationMs: number | null;
+  /** Network namespaces read (the /proc scan). */
+  namespaces?: number;
+  /** Longest time the /proc scan held the event loop. */
+  maxSliceMs?: number;
+  /** Alternatives that loaded but failed when run, and why. */
+  fallbacks: Array<{ label: string; reason: string }>;
+}
+
+/** /proc/PID/ns/net of one process in each network namespace other than ours. */
+function otherNetnsPaths(): string[] {
+  const own = fs.readlinkSync('/proc/self/ns/net');
+  const seen = new Map<string, string>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ns = fs.readlinkSync(`/proc/${d}/ns/net`);
+      if (ns !== own && !seen.has(ns)) seen.set(ns, `/proc/${d}/ns/net`);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return [...seen.values()];
+}
+
 const STAT_KEY = (i: number) => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(i);
@@ -107,6 +142,9 @@ export class Monitor implements MonitorApi {
   private readonly log: Logger;
   readonly startedAt = new Date();
   scanned = { sockets: 0, processes: 0 };
+  /** The start-up socket scan (it may finish after start() returns: the /proc one yields). */
+  readonly socketScan: SocketScanStatus = { method: null, state: 'pending', sockets: 0, durationMs: null, fallbacks: [] };
+  scanDone: Promise<void> = Promise.resolve();
 
   private constructor(private readonly opts: MonitorOptions, deployment: Deployment, private readonly ownsDeployment: boolean) {
     this.log = opts.logger.child({ component: 'monitor' });
@@ -132,6 +170,7 @@ export class Monitor implements MonitorApi {
         [MAP.binds]: opts.mapSizes.binds,
         [MAP.events]: opts.mapSizes.ringBufferBytes,
       },
+      disabledProbes: opts.disabledProbes,
     });
   }
 
@@ -157,7 +196,7 @@ export class Monitor implements MonitorApi {
     this.writeConfig();
     this.refreshClock();
     this.scanned.processes = this.processes.scanProc();
-    this.scanSockets();
+    this.scanDone = this.scanSockets();
     this.interfaces.start();
     this.reader = new RingBufReader(this.deployment.map(MAP.events), (v, off, len) => this.onRecord(v, off, len), {
       onError: (err) => this.log.warn({ err }, 'event handler failed'),
@@ -195,17 +234,85 @@ export class Monitor implements MonitorApi {
     this.deployment.map(MAP.config).update(STAT_KEY(0), v);
   }
 
-  /** Runs the socket iterator once: owners of sockets opened before the daemon. */
-  private scanSockets(): void {
-    const active = this.probes().find((p) => p.capability === 'socket-scan')?.active;
-    if (!active) {
-      this.log.warn('socket scan unavailable: connections that predate the daemon stay unattributed');
-      return;
+  /**
+   * Owners of sockets opened before the daemon: runs the scan alternative that deployed,
+   * and when it fails at run time, the one after it that needs no BPF program (/proc).
+   */
+  private async scanSockets(): Promise<void> {
+    const deployed = this.probes().find((p) => p.capability === 'socket-scan')?.active ?? null;
+    const order = [SCAN.taskFile, SCAN.taskFileCore, SCAN.joined, SCAN.proc] as string[];
+    const st = this.socketScan;
+    let method = deployed ?? SCAN.proc; // the /proc scan needs nothing deployed
+    st.state = 'running';
+    const t0 = Date.now();
+    for (;;) {
+      st.method = method;
+      try {
+        const before = this.stat('ownersProc');
+        if (method === SCAN.proc) {
+          const r = await procSocketScan({
+            owners: { tuples: this.deployment.map(MAP.tuples), binds: this.deployment.map(MAP.binds) },
+            allNamespaces: this.opts.allNamespaces,
+          });
+          this.addStat(STAT_NAMES.indexOf('ownersProc'), r.sockets);
+          st.maxSliceMs = r.maxSliceMs;
+          st.namespaces = r.namespaces;
+        } else {
+          this.runScanIterators(method);
+        }
+        st.sockets = Number(this.stat('ownersProc') - before);
+        st.state = 'done';
+        break;
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        st.fallbacks.push({ label: method, reason });
+        this.log.warn({ err, probe: method }, `socket scan failed: ${reason}`);
+        const next = order.indexOf(method) + 1;
+        if (method === SCAN.proc || next >= order.length) {
+          st.state = 'failed';
+          break;
+        }
+        method = SCAN.proc; // later BPF alternatives were not loaded
+      }
     }
-    const before = this.stat('ownersProc');
-    this.deployment.runIter(PROG.iterSockets);
-    this.scanned.sockets = Number(this.stat('ownersProc') - before);
-    this.log.info({ sockets: this.scanned.sockets, processes: this.scanned.processes }, 'scanned sockets and processes that predate the daemon');
+    st.durationMs = Date.now() - t0;
+    this.scanned.sockets = st.sockets;
+    if (st.state === 'done') this.log.info({ sockets: st.sockets, processes: this.scanned.processes, method: st.method, durationMs: st.durationMs }, 'scanned sockets and processes that predate the daemon');
+    else this.log.warn('socket scan unavailable: connections that predate the daemon stay unattributed');
+  }
+
+  /** The BPF scan alternatives: one pass each over the iterators the alternative loaded. */
+  private runScanIterators(method: string): void {
+    if (method === SCAN.taskFile) {
+      this.deployment.runIter(PROG.scanTaskFile);
+    } else if (method === SCAN.taskFileCore) {
+      this.deployment.runIter(PROG.scanTaskFileCore);
+    } else if (method === SCAN.joined) {
+      // Socket inode -> first holder, then the protocol iterators join on it. They walk the
+      // namespace they are created in: every namespace with trackAllNamespaces.
+      const inodes = this.deployment.map(MAP.scanInodes);
+      try {
+        this.deployment.runIter(PROG.scanInodes);
+        const walk = () => {
+          this.deployment.runIter(PROG.scanTcp);
+          this.deployment.runIter(PROG.scanUdp);
+        };
+        walk();
+        if (this.opts.allNamespaces) {
+          for (const ns of otherNetnsPaths()) {
+            try {
+              inNetns(ns, walk);
+            } catch (err) {
+              this.socketScan.fallbacks.push({ label: `${SCAN.joined} in ${ns}`, reason: (err as Error).message });
+            }
+          }
+        }
+      } finally {
+        inodes.clear();
+      }
+    } else {
+      throw new Error(`unknown scan method ${method}`);
+    }
   }
 
   private refreshClock(): void {
@@ -306,7 +413,7 @@ export class Monitor implements MonitorApi {
     const comps = this.deployment.current.components;
     const tc = this.deployment.tcRecords();
     const hooksOf = (prog: string, component: string): string[] => {
-      const def = [FLOWS, SOCKETS, PROCS].find((c) => c.name === component);
+      const def = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT].find((c) => c.name === component);
       const specs = def?.groups.flatMap((g) => g.alternatives.flatMap((a) => a.attach)).filter((s) => s.prog === prog) ?? [];
       return specs.flatMap((s) => {
         switch (s.kind) {
@@ -352,6 +459,7 @@ export class Monitor implements MonitorApi {
       deployedAt: this.deployment.current.createdAt,
       adopted: Object.fromEntries(this.deployResults.map((r) => [r.component, r.adopted])),
       probes: this.probes(),
+      socketScan: this.socketScan,
       interfaces: this.interfaces.attached(),
       interfaceErrors: Object.fromEntries(this.interfaces.failures),
       maps,

@@ -86,8 +86,14 @@ export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, F
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;
 
 /** enum emon_how, as user space names it (`attributedBy`). */
-export const HOW_NAMES = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc'] as const;
+export const HOW_NAMES = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc', 'kernel'] as const;
 export type AttributedBy = (typeof HOW_NAMES)[number];
+/** `how` of traffic the kernel sends on its own behalf: no process owns it. */
+export const HOW_KERNEL = 7;
+/** What user space shows as the command of the kernel's own traffic. */
+export const KERNEL_COMM = '[kernel]';
+/** True when an owner record names a process (not unknown, not the kernel). */
+export const ownedByProcess = (how: number): boolean => how !== 0 && how !== HOW_KERNEL;
 
 /** enum emon_direction */
 export const DIRECTION_NAMES = ['unknown', 'outbound', 'inbound'] as const;
@@ -105,7 +111,7 @@ export const STAT_NAMES = [
   'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
   'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
-  'packetsPulled', 'stateChangesRescued',
+  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export const STAT_MAX = 32;

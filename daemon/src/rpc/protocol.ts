@@ -6,7 +6,7 @@
 import type { Flow, ProcessTotals } from '../monitor/flows.js';
 import type { MonitorEvent, EventType } from '../monitor/events.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
-import type { ProgramView, MapView } from '../monitor/monitor.js';
+import type { ProgramView, MapView, SocketScanStatus } from '../monitor/monitor.js';
 
 export const METHODS = {
   status: 'status',
@@ -120,6 +120,8 @@ export interface StatusResult {
   /** Components adopted from pins at this start (true) or loaded (false). */
   adopted: Record<string, boolean>;
   probes: ProbeStatus[];
+  /** The start-up scan of sockets that predate the daemon: which alternative ran, and what it found. */
+  socketScan: SocketScanStatus;
   interfaces: InterfaceStatus[];
   interfaceErrors: Record<string, string>;
   maps: MapView[];

@@ -78,6 +78,9 @@ export function formatVaList(fmt: string, ap: unknown): string {
   return fmtBuf.toString('utf8', 0, Math.min(n, fmtBuf.length - 1));
 }
 
+export const CLONE_NEWNET = 0x40000000;
+export const setns = libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
+
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;

@@ -244,6 +244,13 @@ export class FakeHost implements LbHost {
   realtimeNs(): bigint {
     return 1_700_000_000_000_000_000n;
   }
+
+  /** Forwarding on, loose reverse-path filter: a host ready to balance (tests change it). */
+  sysctls = new Map<string, string>([['net.ipv6.conf.all.forwarding', '1'], ['net.ipv4.conf.all.rp_filter', '0']]);
+  sysctl(name: string): string | null {
+    if (/^net\.ipv4\.conf\.[^.]+\.forwarding$/.test(name)) return this.sysctls.get(name) ?? '1';
+    return this.sysctls.get(name) ?? null;
+  }
 }
 
 export const DEFAULT_IFACES: FakeIface[] = [

@@ -54,5 +54,7 @@ export function lbStatus(lb: LbRpcApi) {
     backends: l.vips.reduce((n, v) => n + v.backends.length, 0),
     connTable: st.tables.conns,
     dropped: Object.values(st.drops).reduce((a, b) => a + b, 0),
+    /** What the host's settings break, per VIP (forwarding off, strict rp_filter). */
+    warnings: l.vips.flatMap((v) => v.warnings.map((w) => `${v.vip}: ${w}`)),
   };
 }
