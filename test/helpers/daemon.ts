@@ -54,7 +54,8 @@ export class TestDaemon {
     });
   }
 
-  async waitReady(timeoutMs = 30_000): Promise<void> {
+  /** Generous: the second-kernel guest runs under software emulation, on a shared machine. */
+  async waitReady(timeoutMs = 90_000): Promise<void> {
     const t0 = Date.now();
     while (!this.out.includes('"msg":"ebpfmon ready"')) {
       if (this.child.exitCode !== null) throw new Error(`daemon exited (${this.child.exitCode}) before ready:\n${this.out.slice(-3000)}`);
