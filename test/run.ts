@@ -21,7 +21,12 @@ function collect(dir: string): string[] {
   });
 }
 
+// build/js/test/x.test.js of a test/x.test.ts that no longer exists is a leftover of an
+// earlier build (tsc -b never deletes outputs): not a test.
+const sourceRoot = path.resolve(here, '../../../test');
+const hasSource = (f: string) => fs.existsSync(path.join(sourceRoot, path.relative(here, f)).replace(/\.js$/, '.ts'));
 const files = collect(here)
+  .filter(hasSource)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort();
 if (files.length === 0) {

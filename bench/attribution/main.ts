@@ -36,7 +36,7 @@ import type { Host, Lab } from '../../test/helpers/lab.js';
 import { withLab } from '../lib/lab.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type ProgramsListResult, type StatusResult } from '../../daemon/src/rpc/protocol.js';
+import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type ProgramsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
 
@@ -306,16 +306,16 @@ class Bench {
       for (const { mode, subscribe } of modes) {
         events = [];
         lostNotified = 0;
-        const sub = subscribe ? (await client.call<{ subscription: string }>(METHODS.eventsSubscribe, { types: ['close'] })).subscription : null;
-        const s0 = await client.call<StatusResult>(METHODS.status);
-        const p0 = await client.call<ProgramsListResult>(METHODS.programsList);
+        const sub = subscribe ? (await client.call(METHODS.eventsSubscribe, { types: ['close'] })).subscription : null;
+        const s0 = await client.call(METHODS.status);
+        const p0 = await client.call(METHODS.programsList);
         const rt = await this.retrans();
         const cpu = new CpuWindow(daemon.pid);
         const { r, truth } = await this.load(mode);
         const open = await this.waitClosed();
         // Drain: until every connection has its close event, or nothing new for 2 s.
         // Without a subscriber, the daemon's own count of decoded close events says it.
-        const received = async () => (sub ? events.length : (await client!.call<StatusResult>(METHODS.status)).events.received.close! - s0.events.received.close!);
+        const received = async () => (sub ? events.length : (await client!.call(METHODS.status)).events.received.close! - s0.events.received.close!);
         const t0 = Date.now();
         let last = -1;
         let lastChange = Date.now();
@@ -327,15 +327,15 @@ class Bench {
           await sleep(sub ? 50 : 250);
         }
         const used = cpu.read();
-        const s1 = await client.call<StatusResult>(METHODS.status);
-        const p1 = await client.call<ProgramsListResult>(METHODS.programsList);
+        const s1 = await client.call(METHODS.status);
+        const p1 = await client.call(METHODS.programsList);
         const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}`;
         if (sub) await client.call(METHODS.eventsUnsubscribe, { subscription: sub });
         if (!sub) {
           const n = s1.events.received.close! - s0.events.received.close!;
           this.record(rep, 'ebpfmon-nosub', mode, r, {
             seen: n, correct: 0, lost: Math.max(0, r.made - n),
-            toolLoss: `ringbuf full ${s1.loss.kernelRingbufFull - s0.loss.kernelRingbufFull}, kernel probe misses ${s1.loss.kernelProbeMisses - s0.loss.kernelProbeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}`,
+            toolLoss: `ringbuf full ${s1.loss.ringbufFull - s0.loss.ringbufFull}, kernel probe misses ${s1.loss.probeMisses - s0.loss.probeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}`,
             toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6), notes: net,
           });
           continue;
@@ -349,7 +349,7 @@ class Bench {
         const d = (f: (s: StatusResult) => number) => f(s1) - f(s0);
         this.record(rep, 'ebpfmon', mode, r, {
           seen: events.length, correct: matched(truth, seen), lost: Math.max(0, r.made - events.length),
-          toolLoss: `ringbuf full ${d((s) => s.loss.kernelRingbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.kernelProbeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
+          toolLoss: `ringbuf full ${d((s) => s.loss.ringbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.probeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
           toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
           notes: `${net}; by ${[...how].map(([k, v]) => `${k} ${v}`).join(', ')}`,
         }, truth, seen);

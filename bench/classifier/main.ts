@@ -30,7 +30,8 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { FLOW, STAT_NAMES } from '../../daemon/src/monitor/wire.js';
+import { FLOW } from '../../daemon/src/monitor/wire.js';
+import { MONITOR_COUNTERS as STAT_NAMES } from '../../daemon/src/contract/status.js';
 import { machine, median, numArg, ROOT } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
 import { edgeCaseFrames, PACKETS, tcp4 } from './packets.js';

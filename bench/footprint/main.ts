@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     if (CPU_PROF_DIR) process.kill(daemon.pid, 'SIGUSR2');
     const rows: Array<{ phase: string; who: string; s: Sample; target: boolean }> = [];
     try {
-      const status = await daemon.call<{ interfaces: Array<{ name: string }> }>('status');
+      const status = await daemon.call('status');
       console.error(`daemon pid ${daemon.pid} up, classifier on ${status.interfaces.map((i) => i.name).join(', ') || 'nothing'}; idle node pid ${idleNode.pid}; settling ${SETTLE_S} s`);
       await sleep(SETTLE_S * 1000);
 

@@ -20,8 +20,8 @@ import Table from 'cli-table3';
 import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import { METHODS, type FlowsListResult, type StatusResult } from '../../daemon/src/rpc/protocol.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
+import { METHODS, type FlowsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, memMiB } from '../lib/proc.js';
 import { countFlows, fillFlows, type FillSpec } from './fill.js';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       if (present !== FLOWS) throw new Error(`${present} flows present after writing ${FLOWS}: the LRU evicted some`);
 
       const client = await DaemonClient.connect(daemon.socketPath);
-      const status = await client.call<StatusResult>(METHODS.status);
+      const status = await client.call(METHODS.status);
       const daemonSees = status.maps.find((m) => m.name === 'emon_flows');
       client.close();
 
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
           const c = await DaemonClient.connect(daemon.socketPath);
           try {
             const t0 = performance.now();
-            const r = await c.call<FlowsListResult>(METHODS.flowsList, { pid: QUERIED_PID });
+            const r = await c.call(METHODS.flowsList, { pid: QUERIED_PID });
             const ms = performance.now() - t0;
             if (r.flows.length !== PID_FLOWS || r.total !== FLOWS) throw new Error(`flows.list: ${r.flows.length} flows of ${r.total}`);
             return { ms, detail: `matched ${r.matched} of total ${r.total}` };

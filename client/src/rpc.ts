@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// The client side of the daemon's socket: JSON-RPC 2.0, one message per line. Daemon
+// The client side of the daemon's socket: JSON-RPC 2.0, one message per line, typed by the
+// contract's method map (call('flows.list', params) returns a FlowsListResult). Daemon
 // errors become CliErrors with the exit code the CLI promises (docs/cli.md).
 import net from 'node:net';
 import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient, type JSONRPCResponse } from 'json-rpc-2.0';
+import { ERRORS } from '../../daemon/src/contract/errors.js';
+import type { MethodName, Notifications, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
 import { CliError, EXIT } from './exit.js';
 
 export const DEFAULT_SOCKET = '/run/ebpfmon/ebpfmon.sock';
-const PERMISSION_DENIED = 1001;
 
 export class DaemonClient {
   private readonly rpc: JSONRPCServerAndClient;
@@ -60,13 +62,13 @@ export class DaemonClient {
     });
   }
 
-  async call<R>(method: string, params?: object): Promise<R> {
+  async call<M extends MethodName>(method: M, ...params: undefined extends ParamsOf<M> ? [ParamsOf<M>?] : [ParamsOf<M>]): Promise<ResultOf<M>> {
     try {
-      return (await this.rpc.request(method, params)) as R;
+      return (await this.rpc.request(method, params[0])) as ResultOf<M>;
     } catch (err) {
       if (this.fatal) throw this.fatal;
       if (err instanceof JSONRPCErrorException) {
-        const code = err.code === PERMISSION_DENIED ? EXIT.PERMISSION : err.code === -32602 ? EXIT.USAGE : EXIT.DAEMON;
+        const code = err.code === ERRORS.PermissionDenied.code ? EXIT.PERMISSION : err.code === ERRORS.InvalidParams.code ? EXIT.USAGE : EXIT.DAEMON;
         throw new CliError(err.message, code);
       }
       throw new CliError(`daemon request ${method} failed: ${(err as Error).message}`, EXIT.DAEMON);
@@ -74,9 +76,9 @@ export class DaemonClient {
   }
 
   /** Handles server notifications (`events.event`, `events.lost`). */
-  onNotification(method: string, fn: (params: unknown) => void): void {
+  onNotification<N extends keyof Notifications>(method: N, fn: (params: Notifications[N]) => void): void {
     this.rpc.addMethod(method, (params) => {
-      fn(params);
+      fn(params as Notifications[N]);
     });
   }
 

@@ -1,28 +1,43 @@
 // SPDX-License-Identifier: Apache-2.0
-// buildDaemon(): the daemon's services wired together from their dependencies, with no
-// process-wide state. main.ts builds the real dependencies (kernel, config, signals);
-// tests build it with a fake monitor and a temporary socket.
+// The daemon wired together: the kernel deployment, the monitor and the load balancer
+// (domain), the API over them, and the adapters (JSON-RPC socket, D-Bus) over the API,
+// with the daemon's event bus between publishers and subscribers. Everything opened goes
+// onto one stack of closers, so a failed start and a shutdown undo the same steps.
+//
+//   buildDaemon(deps)   the API and the JSON-RPC adapter over given domain objects (tests
+//                       build it with a fake monitor and a temporary socket)
+//   runDaemon(config)   the real thing, from a configuration (main.ts)
 import type { Logger } from 'pino';
+import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
+import type { Config } from './config/schema.js';
+import { buildApi, type Api, type Caller, type LbApi } from './api/index.js';
+import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
+import { Monitor, type MonitorOptions } from './monitor/monitor.js';
+import { LbManager } from './lb/manager.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
-import { registerMonitorMethods } from './rpc/methods/monitor.js';
-import { registerEventMethods } from './rpc/methods/events.js';
-import { lbStatus, registerLbMethods, type LbRpcApi } from './rpc/methods/lb.js';
+import { registerApi } from './rpc/register.js';
+import { startDbusService, type DbusService } from './dbus/service.js';
+import { Closers } from './util/closers.js';
+import { BpfError } from './bpf/errors.js';
+import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
 
 export interface DaemonDeps {
   monitor: MonitorApi;
+  bus: EventBus;
   logger: Logger;
   version: string;
   socketPath: string;
   limits: RpcLimits;
   groups: { group: string; adminGroup: string };
   /** The load balancer, when configured (its methods answer NotAvailable otherwise). */
-  lb?: LbRpcApi | null;
+  lb?: LbApi | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
 
 export interface Daemon {
+  api: Api;
   rpc: RpcServer;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -31,13 +46,153 @@ export interface Daemon {
 export function buildDaemon(deps: DaemonDeps): Daemon {
   const startedAt = new Date();
   const rpc = new RpcServer(deps.socketPath, deps.limits, deps.groups, deps.logger, deps.identify);
-  const lb = deps.lb ?? null;
-  registerMonitorMethods(rpc.rpc, deps.monitor, rpc, { version: deps.version, startedAt, lbStatus: lb ? () => lbStatus(lb) : undefined });
-  registerEventMethods(rpc.rpc, deps.monitor, rpc);
-  registerLbMethods(rpc.rpc, lb);
+  const api = buildApi({
+    monitor: deps.monitor,
+    lb: deps.lb ?? null,
+    version: deps.version,
+    startedAt,
+    transports: () => ({ clients: rpc.connections.size, subscriptions: rpc.subscriptionCount, subscriberDropped: rpc.droppedTotal }),
+  });
+  registerApi(rpc, api, deps.bus, deps.groups.adminGroup);
   return {
+    api,
     rpc,
     start: () => rpc.listen(),
     stop: () => rpc.close(),
   };
 }
+
+/** A start-up step that failed: what it was (for the one-line message) and why. */
+export class StartError extends Error {
+  override readonly name = 'StartError';
+  constructor(readonly what: string, override readonly cause: unknown) {
+    super(`${what}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+export interface RunningDaemon {
+  monitor: Monitor;
+  lb: LbManager | null;
+  rpc: RpcServer;
+  dbus: DbusService | null;
+  /** One line for systemd's STATUS=. */
+  statusLine(): string;
+  /** Applies a reloaded configuration (SIGHUP): interfaces, log level, declared VIPs. */
+  reload(next: Config): void;
+  /** Closes everything it opened, in reverse order; programs stay pinned and attached. */
+  stop(): Promise<void>;
+}
+
+export function monitorOptions(config: Config, logger: Logger): MonitorOptions {
+  return {
+    pinPath: config.pinPath,
+    objectDir: config.bpfObjectDir || DEFAULT_OBJECT_DIR,
+    interfaces: config.interfaces,
+    mapSizes: config.maps,
+    closedRetentionMs: config.flows.closedRetentionSec * 1000,
+    idleTimeoutMs: config.flows.idleTimeoutSec * 1000,
+    tcpIdleTimeoutMs: config.flows.tcpIdleTimeoutSec * 1000,
+    gcIntervalMs: config.flows.gcIntervalSec * 1000,
+    execArgs: config.events.execArgs,
+    allNamespaces: config.trackAllNamespaces,
+    disabledProbes: config.probes.disable,
+    daemonVersion: VERSION,
+    logger,
+  };
+}
+
+/** Builds and starts everything the configuration asks for. Throws StartError. */
+export async function runDaemon(config: Config, logger: Logger): Promise<RunningDaemon> {
+  const closers = new Closers();
+  const step = async <T>(what: string, fn: () => T | Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      await closers.closeAll(logger);
+      throw new StartError(what, err);
+    }
+  };
+  const bus = new EventBus();
+  const mopts = monitorOptions(config, logger);
+  const deployment = await step('cannot open the pin directory', () => Monitor.openDeployment(mopts));
+  closers.add('pinned deployment', () => deployment.close());
+  let monitor: Monitor;
+  try {
+    monitor = Monitor.start(mopts, bus, deployment);
+  } catch (err) {
+    await closers.closeAll(logger);
+    throw new StartError(err instanceof BpfError ? 'cannot load the BPF programs' : 'cannot start monitoring', err);
+  }
+  closers.add('monitor', () => monitor.stop());
+  const running = monitor;
+
+  // The load balancer, when configured: deployed into the same pin directory; its changes
+  // are events like the monitor's.
+  let lb: LbManager | null = null;
+  if (config.lb.interfaces.length > 0) {
+    lb = await step('cannot start the load balancer', async () => {
+      const [min, max] = config.lb.natPorts.split('-').map(Number) as [number, number];
+      const m = new LbManager(deployment, logger, { interfaces: config.lb.interfaces, xdpMode: config.lb.xdpMode as 'native' | 'generic', natPorts: { min, max } });
+      const report = await m.applyConfig(config.lb.vips as DeclaredVip[]);
+      for (const v of report.vips) if (v.action === 'conflict') logger.warn({ vip: v.vip }, 'declared VIP differs from the running one in mode or interface: `ebpfmonctl lb vip remove` it to apply the declaration');
+      m.start();
+      return m;
+    });
+    closers.add('load balancer', () => lb!.close());
+    for (const name of Object.values(LB_EVENTS) as LbEventName[]) {
+      lb.events.on(name, (detail: Record<string, unknown>) => {
+        bus.publish({ type: 'lb', at: new Date().toISOString(), pid: null, uid: null, comm: null, name, detail });
+        logger.info({ event: name, ...detail }, name);
+      });
+    }
+  }
+
+  // Sockets that predate the daemon are attributed before clients are served (the /proc
+  // scan yields to the event loop while it runs).
+  await running.scanDone;
+  const daemon = buildDaemon({ monitor: running, bus, lb, logger, version: VERSION, socketPath: config.socketPath, limits: config.rpc, groups: config.access });
+  await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
+  closers.add('JSON-RPC socket', () => daemon.stop());
+
+  // D-Bus is for desktop widgets; the socket is the primary API. Without a system bus
+  // (containers, CI) the daemon runs on with a warning.
+  let dbus: DbusService | null = null;
+  if (config.dbus.enabled) {
+    try {
+      dbus = await startDbusService({
+        monitor: running,
+        methods: daemon.api.methods,
+        bus,
+        lbAvailable: lb !== null,
+        logger,
+        version: VERSION,
+        groups: config.access,
+        address: config.dbus.address || undefined,
+        onDisconnect: (err) => logger.warn({ err }, 'lost the D-Bus connection; the D-Bus API is off until restart'),
+      });
+      closers.add('D-Bus service', () => dbus!.stop());
+      logger.info({ name: dbus.uniqueName }, 'D-Bus API on org.ebpfmon1');
+    } catch (err) {
+      logger.warn({ err }, `D-Bus API not available: ${(err as Error).message}`);
+    }
+  }
+
+  return {
+    monitor: running,
+    lb,
+    rpc: daemon.rpc,
+    dbus,
+    statusLine: () => {
+      const ifaces = running.interfaces.attached().length;
+      return `monitoring ${ifaces} interface${ifaces === 1 ? '' : 's'}, ${daemon.rpc.connections.size} client(s); socket ${config.socketPath}`;
+    },
+    reload: (next) => {
+      logger.level = next.logLevel;
+      running.setInterfaces(next.interfaces);
+      if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
+    },
+    stop: () => closers.closeAll(logger),
+  };
+}
+
+export type { Caller };

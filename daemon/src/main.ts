@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
-// ebpfmon: the daemon. Wiring only - read config, build, start, handle signals.
+// ebpfmon: the daemon. Reads the configuration, builds (app.ts), starts, handles signals.
 //
 //   ebpfmon [--config FILE]          run in the foreground (logs: pino JSON on stdout)
 //   ebpfmon --teardown [--config F]  detach and unpin everything ebpfmon owns, then exit
@@ -11,19 +11,13 @@ import pino, { type Logger } from 'pino';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { Deployment, probeId } from './bpf/deployment.js';
+import { routeLibbpfLog } from './bpf/log.js';
 import { MONITOR_COMPONENTS } from './monitor/components.js';
 import { LB_COMPONENT } from './lb/components.js';
-import { BpfError } from './bpf/errors.js';
-import { routeLibbpfLog } from './bpf/log.js';
-import { Monitor } from './monitor/monitor.js';
-import { buildDaemon, type Daemon } from './app.js';
+import { runDaemon, StartError } from './app.js';
 import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
-import { startDbusService, type DbusService } from './dbus/service.js';
-import { LbManager } from './lb/manager.js';
-import { LB_EVENTS } from './lb/events.js';
-import type { DeclaredVip } from './lb/api.js';
-import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
+import { VERSION } from './version.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
 
@@ -37,22 +31,18 @@ function fail(logger: Logger | null, err: unknown, what: string): never {
   process.exit(err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE);
 }
 
-function monitorOptions(config: Config, logger: Logger) {
-  return {
-    pinPath: config.pinPath,
-    objectDir: config.bpfObjectDir || DEFAULT_OBJECT_DIR,
-    interfaces: config.interfaces,
-    mapSizes: config.maps,
-    closedRetentionMs: config.flows.closedRetentionSec * 1000,
-    idleTimeoutMs: config.flows.idleTimeoutSec * 1000,
-    tcpIdleTimeoutMs: config.flows.tcpIdleTimeoutSec * 1000,
-    gcIntervalMs: config.flows.gcIntervalSec * 1000,
-    execArgs: config.events.execArgs,
-    allNamespaces: config.trackAllNamespaces,
-    disabledProbes: config.probes.disable,
-    daemonVersion: VERSION,
-    logger,
-  };
+/** The configuration, or exit 2 with one line per problem. */
+function readConfig(file: string | undefined): { config: Config; file: string | null } {
+  try {
+    const r = loadConfig({ file });
+    const unknown = r.config.probes.disable.filter((d) => !KNOWN_PROBES.includes(d));
+    if (unknown.length) {
+      throw new ConfigError(`probes.disable: unknown probe alternative${unknown.length > 1 ? 's' : ''} ${unknown.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`);
+    }
+    return r;
+  } catch (err) {
+    fail(null, err, 'invalid configuration');
+  }
 }
 
 async function main(): Promise<void> {
@@ -67,17 +57,7 @@ async function main(): Promise<void> {
     .parse();
   const opts = cli.opts<{ config?: string; teardown?: boolean; checkConfig?: boolean }>();
 
-  let config: Config;
-  let file: string | null;
-  try {
-    ({ config, file } = loadConfig({ file: opts.config }));
-  } catch (err) {
-    fail(null, err, 'invalid configuration');
-  }
-  const unknownProbes = config.probes.disable.filter((d) => !KNOWN_PROBES.includes(d));
-  if (unknownProbes.length) {
-    fail(null, new ConfigError(`probes.disable: unknown probe alternative${unknownProbes.length > 1 ? 's' : ''} ${unknownProbes.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`), 'invalid configuration');
-  }
+  const { config, file } = readConfig(opts.config);
   if (opts.checkConfig) {
     process.stdout.write(`configuration ok (${file ?? 'defaults'})\n`);
     return;
@@ -111,93 +91,20 @@ async function main(): Promise<void> {
     fail(logger, err, err instanceof LockError ? 'already running' : 'cannot lock the pin directory');
   }
 
-  const mopts = monitorOptions(config, logger);
-  let deployment: Deployment;
-  let monitor: Monitor;
+  let daemon;
   try {
-    deployment = Monitor.openDeployment(mopts);
+    daemon = await runDaemon(config, logger);
   } catch (err) {
-    fail(logger, err, 'cannot open the pin directory');
-  }
-  try {
-    monitor = Monitor.start(mopts, deployment);
-  } catch (err) {
-    deployment.close();
-    fail(logger, err, err instanceof BpfError ? 'cannot load the BPF programs' : 'cannot start monitoring');
+    lock.release();
+    if (err instanceof StartError) fail(logger, err.cause, err.what);
+    fail(logger, err, 'fatal');
   }
 
-  // The load balancer, when configured: deployed into the same pin directory.
-  let lb: LbManager | null = null;
-  if (config.lb.interfaces.length > 0) {
-    try {
-      const [min, max] = config.lb.natPorts.split('-').map(Number) as [number, number];
-      lb = new LbManager(deployment, logger, { interfaces: config.lb.interfaces, xdpMode: config.lb.xdpMode as 'native' | 'generic', natPorts: { min, max } });
-      const report = await lb.applyConfig(config.lb.vips as DeclaredVip[]);
-      for (const v of report.vips) if (v.action === 'conflict') logger.warn({ vip: v.vip }, 'declared VIP differs from the running one in mode or interface: `ebpfmonctl lb vip remove` it to apply the declaration');
-      lb.start();
-      for (const name of Object.values(LB_EVENTS)) {
-        lb.events.on(name, (detail: Record<string, unknown>) => {
-          monitor.bus.publish({ type: 'lb', time: new Date().toISOString(), pid: null, uid: null, comm: null, name, detail });
-          logger.info({ event: name, ...detail }, name);
-        });
-      }
-    } catch (err) {
-      monitor.stop();
-      deployment.close();
-      fail(logger, err, 'cannot start the load balancer');
-    }
-  }
-
-  // Sockets that predate the daemon are attributed before clients are served (the /proc
-  // scan yields to the event loop while it runs).
-  await monitor.scanDone;
-  const daemon: Daemon = buildDaemon({
-    monitor,
-    lb,
-    logger,
-    version: VERSION,
-    socketPath: config.socketPath,
-    limits: config.rpc,
-    groups: config.access,
-  });
-  try {
-    await daemon.start();
-  } catch (err) {
-    lb?.close();
-    monitor.stop();
-    deployment.close();
-    fail(logger, err, `cannot listen on ${config.socketPath}`);
-  }
-
-  // D-Bus is for desktop widgets; the socket is the primary API. Without a system bus
-  // (containers, CI) the daemon runs on with a warning.
-  let dbus: DbusService | null = null;
-  if (config.dbus.enabled) {
-    try {
-      dbus = await startDbusService({
-        monitor,
-        lb: lb ?? undefined,
-        logger,
-        version: VERSION,
-        groups: config.access,
-        address: config.dbus.address || undefined,
-        onDisconnect: (err) => logger.warn({ err }, 'lost the D-Bus connection; the D-Bus API is off until restart'),
-      });
-      logger.info({ name: dbus.uniqueName }, 'D-Bus API on org.ebpfmon1');
-    } catch (err) {
-      logger.warn({ err }, `D-Bus API not available: ${(err as Error).message}`);
-    }
-  }
-
-  const statusLine = () => {
-    const ifaces = monitor.interfaces.attached().length;
-    return `monitoring ${ifaces} interface${ifaces === 1 ? '' : 's'}, ${daemon.rpc.connections.size} client(s); socket ${config.socketPath}`;
-  };
-  notify(`READY=1\nSTATUS=${statusLine()}\nMAINPID=${process.pid}`);
+  notify(`READY=1\nSTATUS=${daemon.statusLine()}\nMAINPID=${process.pid}`);
   const stopWatchdog = startWatchdog();
-  const statusTimer = setInterval(() => notify(`STATUS=${statusLine()}`), 10_000);
+  const statusTimer = setInterval(() => notify(`STATUS=${daemon.statusLine()}`), 10_000);
   statusTimer.unref();
-  logger.info({ version: VERSION, config: file ?? 'defaults', socket: config.socketPath, pinPath: config.pinPath, adopted: monitor.deployResults.map((r) => `${r.component}:${r.adopted}`) }, 'ebpfmon ready');
+  logger.info({ version: VERSION, config: file ?? 'defaults', socket: config.socketPath, pinPath: config.pinPath, adopted: daemon.monitor.deployResults.map((r) => `${r.component}:${r.adopted}`) }, 'ebpfmon ready');
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -208,10 +115,6 @@ async function main(): Promise<void> {
     clearInterval(statusTimer);
     stopWatchdog?.();
     await daemon.stop();
-    await dbus?.stop();
-    lb?.close();
-    monitor.stop();
-    deployment.close();
     lock.release();
     process.exit(EXIT.OK);
   };
@@ -221,9 +124,7 @@ async function main(): Promise<void> {
     notify('RELOADING=1');
     try {
       const { config: next } = loadConfig({ file: opts.config });
-      logger.level = next.logLevel;
-      monitor.setInterfaces(next.interfaces);
-      if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
+      daemon.reload(next);
       logger.info({ interfaces: next.interfaces, logLevel: next.logLevel }, 'configuration reloaded');
     } catch (err) {
       logger.error({ err }, `reload refused, keeping the running configuration: ${(err as Error).message}`);

@@ -12,7 +12,7 @@ import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '..
 import { privileged } from '../helpers/privileged.js';
 import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
 
 
 describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), () => {
@@ -54,7 +54,7 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
     const flows = JSON.parse(r.stdout) as Flow[];
     assert.equal(flows.length, 1);
     const f = flows[0]!;
-    for (const k of ['proto', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'direction', 'interface', 'pid', 'comm', 'uid', 'state', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'firstSeen', 'lastSeen', 'attributedBy']) {
+    for (const k of ['protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'direction', 'interface', 'pid', 'comm', 'uid', 'state', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'firstSeenAt', 'lastSeenAt', 'attributedBy']) {
       assert.ok(k in f, `--json flow has ${k}`);
     }
     assert.deepEqual([f.pid, f.uid, f.comm, f.localPort], [a.pid, alice.uid, 'node', a.localPort]);

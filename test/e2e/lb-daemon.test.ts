@@ -11,8 +11,8 @@ import { Lab, jsonLines, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { CTL_MAIN, ctl, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { buildTopo, startServer, type LbTopo } from '../integration/lb-lab.js';
-import type { LbFlow, LbList, LbStats } from '../../daemon/src/lb/api.js';
-import type { StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { LbFlow, LbList, LbStats } from '../../daemon/src/contract/index.js';
+import type { StatusResult } from '../../daemon/src/contract/index.js';
 
 const VIP = '198.19.10.10:8080/tcp';
 

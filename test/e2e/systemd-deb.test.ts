@@ -16,8 +16,8 @@ import { sh } from '../helpers/lab.js';
 import { Container } from './nspawn/container.js';
 import { ensureRootfs } from './nspawn/rootfs.js';
 import { PhaseTimer } from './nspawn/phases.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
-import type { ProgramsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+import type { ProgramsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const PEER = path.join(root, 'build/js/test/helpers/peer.js');
@@ -46,7 +46,7 @@ describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), 
     return Number((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { pid: number }).pid);
   };
   const flowTx = async (localPort: number): Promise<Flow | undefined> =>
-    (await ctlJson<Flow[]>(['flows', '--port', String(localPort), '--proto', 'udp'])).find((f) => f.localPort === localPort);
+    (await ctlJson<Flow[]>(['flows', '--port', String(localPort), '--protocol', 'udp'])).find((f) => f.localPort === localPort);
 
   before(async () => {
     requireTool('systemd-nspawn', 'debootstrap', 'dpkg-deb');

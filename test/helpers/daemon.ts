@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LinkInfo } from './lab.js';
 import { DaemonClient } from '../../client/src/rpc.js';
+import type { MethodName, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
 
 export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DAEMON_MAIN = path.join(BUILD, 'daemon/src/main.js');
@@ -64,10 +65,16 @@ export class TestDaemon {
     }
   }
 
-  async call<R = unknown>(method: string, params?: object): Promise<R> {
+  /** A method of the contract, typed as the client calls it. */
+  async call<M extends MethodName>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
+    return (await this.callRaw(method, params)) as ResultOf<M>;
+  }
+
+  /** Any method with any params: for tests of what the daemon does with bad input. */
+  async callRaw(method: string, params?: unknown): Promise<unknown> {
     const c = await DaemonClient.connect(this.socketPath);
     try {
-      return await c.call<R>(method, params);
+      return await (c.call as (m: string, p?: unknown) => Promise<unknown>)(method, params);
     } finally {
       c.close();
     }

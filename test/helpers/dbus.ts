@@ -17,8 +17,10 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import type { Lab, TestUser } from './lab.js';
 import { FakeMonitor } from './fake-monitor.js';
-import type { ProcessTotals } from '../../daemon/src/monitor/flows.js';
-import { BUS_NAME, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/dbus/names.js';
+import { buildApi, type LbApi } from '../../daemon/src/api/index.js';
+import { startDbusService, type DbusService, type DbusServiceOptions } from '../../daemon/src/dbus/service.js';
+import type { ProcessTotals } from '../../daemon/src/contract/flows.js';
+import { BUS_NAME, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/contract/dbus.js';
 
 export const SYSTEM_CONF = '/usr/share/dbus-1/system.conf';
 export const POLKIT_BUS_POLICY = '/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf';
@@ -425,6 +427,16 @@ export class BusFakeMonitor extends FakeMonitor {
     for (const p of list) p.openFlows = this.flows.filter((f) => f.pid === p.pid && f.closedAt === null).length;
     return list;
   }
+}
+
+/**
+ * The D-Bus service over a fake monitor (and load balancer): the API built as the daemon
+ * builds it, the monitor's bus as the daemon's event bus.
+ */
+export function startTestDbusService(opts: Omit<DbusServiceOptions, 'methods' | 'bus' | 'lbAvailable' | 'monitor'> & { monitor: FakeMonitor; lb?: LbApi }): Promise<DbusService> {
+  const { lb, ...rest } = opts;
+  const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, version: opts.version, startedAt: new Date(), transports: () => ({ clients: 0, subscriptions: 0, subscriberDropped: 0 }) });
+  return startDbusService({ ...rest, methods: api.methods, bus: opts.monitor.bus, lbAvailable: lb !== undefined });
 }
 
 /** A logger that keeps its records, so a test can say "nothing was logged as an error". */

@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
-// A MonitorApi without a kernel: canned flows, an event bus the test publishes into.
+// A MonitorApi without a kernel: canned flows, and an event bus the test publishes into
+// (pass it to buildDaemon as the daemon's bus).
 // Lets the socket protocol, its limits and the CLI be tested in-process and unprivileged.
-import { EventBus, type MonitorEvent } from '../../daemon/src/monitor/events.js';
-import type { Flow, FlowQuery, ProcessTotals } from '../../daemon/src/monitor/flows.js';
+import { EventBus } from '../../daemon/src/events/bus.js';
+import type { MonitorEvent } from '../../daemon/src/contract/events.js';
+import type { Flow, ProcessTotals } from '../../daemon/src/contract/flows.js';
+import type { FlowQuery } from '../../daemon/src/monitor/flows.js';
 import type { MonitorApi, MonitorStatus } from '../../daemon/src/monitor/api.js';
-import type { ProgramsListResult } from '../../daemon/src/rpc/protocol.js';
+import { DAEMON_COUNTERS, MONITOR_COUNTERS, type CounterName, type ProgramsListResult } from '../../daemon/src/contract/status.js';
 
 export function flow(over: Partial<Flow>): Flow {
   return {
-    proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 40000, remoteAddr: '198.18.0.2', remotePort: 80,
+    protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 40000, remoteAddr: '198.18.0.2', remotePort: 80,
     direction: 'outbound', interface: 'veth0', pid: 100, tid: 100, comm: 'curl', uid: 1000, gid: 1000, cgroupId: '1',
     attributedBy: 'connect', ppid: 1, exe: '/usr/bin/curl', state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] },
     txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
-    firstSeen: '2026-11-22T00:00:00.000Z', lastSeen: '2026-11-22T00:00:01.000Z', closedAt: null,
+    firstSeenAt: '2026-11-22T00:00:00.000Z', lastSeenAt: '2026-11-22T00:00:01.000Z', closedAt: null,
     ...over,
   };
 }
@@ -34,7 +37,7 @@ export class FakeMonitor implements MonitorApi {
     const by = new Map<number | null, ProcessTotals>();
     for (const f of this.flows) {
       if (q.uid !== undefined && f.uid !== q.uid) continue;
-      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeen: f.lastSeen };
+      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt };
       t.flows++;
       t.txBytes += f.txBytes;
       t.rxBytes += f.rxBytes;
@@ -47,7 +50,7 @@ export class FakeMonitor implements MonitorApi {
     return {
       pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [],
       socketScan: { method: null, state: 'done', sockets: 0, durationMs: 0, fallbacks: [] }, interfaces: [], interfaceErrors: {},
-      maps: [], counters: {}, loss: { kernelRingbufFull: 0, kernelProbeMisses: 0, flowsEvicted: 0, undecodable: 0 },
+      maps: [], counters: Object.fromEntries([...MONITOR_COUNTERS, ...DAEMON_COUNTERS].map((c) => [c, 0])) as Record<CounterName, number>, loss: { ringbufFull: 0, probeMisses: 0, flowsEvicted: 0, undecodable: 0 },
       events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
     };
   }
@@ -61,6 +64,6 @@ export class FakeMonitor implements MonitorApi {
   }
 
   emit(e: Partial<MonitorEvent> & { type: MonitorEvent['type'] }): void {
-    this.bus.publish({ time: new Date().toISOString(), pid: 100, uid: 1000, comm: 'curl', ...e } as MonitorEvent);
+    this.bus.publish({ at: new Date().toISOString(), pid: 100, uid: 1000, comm: 'curl', ...e } as MonitorEvent);
   }
 }

@@ -12,28 +12,30 @@ import type { MessageBus } from 'dbus-next';
 import { Lab, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import {
-  Agent, BusFakeMonitor, errorOf, getAll, lbCall, memoryLogger, ok, plain, POLKIT_BUS_POLICY, POLKITD, REPO, signatures, startPolkitd, startPrivateBus, t, v,
+  startTestDbusService, Agent, BusFakeMonitor, errorOf, getAll, lbCall, memoryLogger, ok, plain, POLKIT_BUS_POLICY, POLKITD, REPO, signatures, startPolkitd, startPrivateBus, t, v,
   type PrivateBus, type Wire,
 } from '../helpers/dbus.js';
-import { startDbusService, type DbusService } from '../../daemon/src/dbus/service.js';
-import type { LbAddBackendParams, LbAddVipParams, LbApi } from '../../daemon/src/dbus/lb.js';
+import type { DbusService } from '../../daemon/src/dbus/service.js';
+import type { LbApi } from '../../daemon/src/api/index.js';
+import type { AddBackendParams as LbAddBackendParams, AddVipParams as LbAddVipParams } from '../../daemon/src/contract/lb.js';
 import { connectBus } from '../../daemon/src/dbus/bus.js';
 import { polkitCheck } from '../../daemon/src/dbus/polkit.js';
-import { FLAG_ALLOW_INTERACTIVE_AUTHORIZATION, LB_IFACE, LB_PATH, POLKIT_ACTION_MANAGE_LB } from '../../daemon/src/dbus/names.js';
-import { AppError, ERRORS } from '../../daemon/src/rpc/errors.js';
+import { FLAG_ALLOW_INTERACTIVE_AUTHORIZATION, LB_IFACE, LB_PATH, POLKIT_ACTION_MANAGE_LB } from '../../daemon/src/contract/dbus.js';
+import { ERRORS } from '../../daemon/src/contract/errors.js';
+import { AppError } from '../../daemon/src/errors.js';
 
 const POLICY = path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf');
 const INVALID = ERRORS.InvalidParams.dbus;
 const DENIED = ERRORS.PermissionDenied.dbus;
 
-const BACKEND = { vip: '198.19.10.10:80/tcp', backend: '198.19.0.2:80', address: '198.19.0.2', port: 80, weight: 2, state: 'active', id: 1, tableShare: 1, egress: null, health: null };
+const BACKEND = { vip: '198.19.10.10:80/tcp', backend: '198.19.0.2:80', address: '198.19.0.2', port: 80, weight: 2, state: 'active', id: 1, tableShare: 1, via: null, health: null };
 const VIP = {
-  vip: '198.19.10.10:80/tcp', address: '198.19.10.10', port: 80, protocol: 'tcp', family: 4, mode: 'nat', interfaces: ['veth0'], health: null,
-  tableGeneration: 3, source: 'live', backends: [BACKEND],
+  vip: '198.19.10.10:80/tcp', address: '198.19.10.10', port: 80, protocol: 'tcp', family: 'ipv4', mode: 'nat', interfaces: ['veth0'], health: null,
+  tableGeneration: 3, source: 'live', warnings: [], backends: [BACKEND],
 };
 
-/** What the daemon's LbManager would do, recorded. */
-class FakeLb implements LbApi {
+/** What the daemon's LbManager would do, recorded (loosely typed: the test checks what D-Bus makes of its results). */
+class FakeLb {
   readonly calls: Array<[string, unknown?]> = [];
   fail: Error | null = null;
   private rec<T>(name: string, p: unknown, result: T): T {
@@ -48,9 +50,10 @@ class FakeLb implements LbApi {
   addBackend(p: LbAddBackendParams) { return this.rec('addBackend', p, { ...BACKEND, weight: p.weight ?? 1 }); }
   removeBackend(p: { vip: string; backend: string }) { return this.rec('removeBackend', p, BACKEND); }
   drainBackend(p: { vip: string; backend: string }) { return this.rec('drainBackend', p, { ...BACKEND, state: 'draining', tableShare: 0 }); }
-  dropAdd(p: { rule: string }) { return this.rec('dropAdd', p, { rule: p.rule, id: 1, packets: 0, bytes: 0 }); }
-  dropRemove(p: { rule: string }) { return this.rec('dropRemove', p, { rule: p.rule, id: 1, packets: 5, bytes: 300 }); }
-  dropList() { return this.rec('dropList', undefined, { rules: [{ rule: 'udp:53', id: 1, packets: 5, bytes: 300 }] }); }
+  addDropRule(p: { rule: string }) { return this.rec('addDropRule', p, { rule: p.rule, id: 1, packets: 0, bytes: 0 }); }
+  removeDropRule(p: { rule: string }) { return this.rec('removeDropRule', p, { rule: p.rule, id: 1, packets: 5, bytes: 300 }); }
+  flows() { return this.rec('flows', undefined, { flows: [], truncated: false }); }
+  listDropRules() { return this.rec('listDropRules', undefined, { rules: [{ rule: 'udp:53', id: 1, packets: 5, bytes: 300 }] }); }
 }
 
 describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
@@ -77,8 +80,8 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
     bus = await startPrivateBus({ policies: [POLICY], lab });
     lb = new FakeLb();
     log = memoryLogger();
-    service = await startDbusService({
-      monitor: new BusFakeMonitor(), lb, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address,
+    service = await startTestDbusService({
+      monitor: new BusFakeMonitor(), lb: lb as unknown as LbApi, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address,
       authorize: async (sender, action, o) => {
         asked.push({ sender, action, interactive: o?.interactive ?? false });
         if (decision instanceof Error) throw decision;
@@ -100,7 +103,7 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
     const vips = ok(await a.call(lbCall('ListVips')))[0] as Wire[];
     assert.equal(vips.length, 1);
     const sigs = signatures(vips[0]);
-    assert.deepEqual([sigs.vip, sigs.port, sigs.family, sigs.interfaces, sigs.backends, sigs.tableGeneration], ['s', 'u', 'u', 'as', 'aa{sv}', 't']);
+    assert.deepEqual([sigs.vip, sigs.port, sigs.family, sigs.interfaces, sigs.backends, sigs.tableGeneration], ['s', 'u', 's', 'as', 'aa{sv}', 't']);
     assert.ok(!('health' in (vips[0] as object)), 'null fields are left out');
     const backend = (plain(vips) as Array<{ backends: Array<Record<string, unknown>> }>)[0]!.backends[0]!;
     assert.deepEqual([backend.backend, backend.weight, backend.tableShare], ['198.19.0.2:80', 2, 1]);
@@ -128,8 +131,8 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
       ['addBackend', { vip: VIP.vip, backend: '198.19.0.3', weight: 5 }],
       ['drainBackend', { vip: VIP.vip, backend: '198.19.0.3' }],
       ['removeBackend', { vip: VIP.vip, backend: '198.19.0.3' }],
-      ['dropAdd', { rule: 'udp:53' }],
-      ['dropRemove', { rule: 'udp:53' }],
+      ['addDropRule', { rule: 'udp:53' }],
+      ['removeDropRule', { rule: 'udp:53' }],
       ['removeVip', { vip: VIP.vip }],
     ]);
     assert.equal(asked.length, 0);
@@ -164,23 +167,23 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
     lb.calls.length = 0;
     asked.length = 0;
     const cases: Array<[string, string, Wire[], RegExp]> = [
-      ['AddVip', 'a{sv}', [{}], /^params\.vip: expected a value \(required\)/],
+      ['AddVip', 'a{sv}', [{}], /^params\.vip: expected ADDR:PORT\/PROTO.*, got nothing/],
       ['AddVip', 'a{sv}', [{ vip: v('u', 1) }], /^params\.vip: expected a string variant/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), nope: v('s', 'x') }], /^params\.nope: expected one of the known keys \(vip, mode, interface, health\)/],
-      ['AddVip', 'a{sv}', [{ vip: v('s', '') }], /^params\.vip: expected a string of 1 to 256/],
+      ['AddVip', 'a{sv}', [{ vip: v('s', '') }], /^params\.vip: expected ADDR:PORT\/PROTO/],
       ['AddVip', 'a{sv}', [{ vip: v('s', 'x'.repeat(100_000)) }], /^params\.vip/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), health: v('a{sv}', { kind: v('s', 'tcp') }) }], /^params\.health\.kind/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), health: v('s', 'tcp') }], /^params\.health: expected a dictionary variant/],
       ['AddVip', 's', [VIP.vip], /AddVip\(a\{sv\} params\) takes arguments of type \(a\{sv\}\), got \(s\)/],
-      ['RemoveVip', 's', [''], /^vip: expected a string of 1 to 256 characters/],
+      ['RemoveVip', 's', [''], /^vip: expected ADDR:PORT\/PROTO/],
       ['RemoveVip', 'u', [1], /got \(u\)/],
-      ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip) }], /^params\.backend: expected a value \(required\)/],
+      ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip) }], /^params\.backend: expected .*, got nothing/],
       ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip), backend: v('s', '1.2.3.4'), weight: v('s', '5') }], /^params\.weight: expected an integer variant/],
-      ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip), backend: v('s', '1.2.3.4'), weight: v('i', -5) }], /^params\.weight: expected an integer from 0 to 4294967295/],
+      ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip), backend: v('s', '1.2.3.4'), weight: v('i', -5) }], /^params\.weight: expected an integer/],
       ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip), backend: v('s', '1.2.3.4'), weight: v('x', t(-(2n ** 40n))) }], /^params\.weight/],
       ['RemoveBackend', 's', [VIP.vip], /takes arguments of type \(ss\)/],
-      ['DrainBackend', 'ss', [VIP.vip, ''], /^backend: expected a string/],
-      ['AddDropRule', 's', ['x'.repeat(300)], /^rule: expected a string of 1 to 256 characters/],
+      ['DrainBackend', 'ss', [VIP.vip, ''], /^backend: expected /],
+      ['AddDropRule', 's', ['x'.repeat(300)], /^rule: expected /],
       ['RemoveDropRule', '', [], /got \(\)/],
     ];
     for (const [m, sig, body, re] of cases) {
@@ -226,8 +229,8 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
       bus2 = await startPrivateBus({ policies: [POLICY, POLKIT_BUS_POLICY], lab });
       lb2 = new FakeLb();
       log2 = memoryLogger();
-      service2 = await startDbusService({
-        monitor: new BusFakeMonitor(), lb: lb2, logger: log2.logger, version: '9.9.9', groups: { group: 'nogroup-x', adminGroup: 'nogroup-y' }, address: bus2.address,
+      service2 = await startTestDbusService({
+        monitor: new BusFakeMonitor(), lb: lb2 as unknown as LbApi, logger: log2.logger, version: '9.9.9', groups: { group: 'nogroup-x', adminGroup: 'nogroup-y' }, address: bus2.address,
       });
       [r2, a2] = await Promise.all([Agent.start(lab, bus2.address, null), Agent.start(lab, bus2.address, alice)]);
     });
@@ -261,7 +264,7 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
     test('the bus going away stops the service and says so', async () => {
       const lost: Error[] = [];
       const spare = await startPrivateBus({ policies: [POLICY], lab });
-      const s3 = await startDbusService({
+      const s3 = await startTestDbusService({
         monitor: new BusFakeMonitor(), logger: log2.logger, version: '9.9.9', groups: { group: 'x', adminGroup: 'y' }, address: spare.address, onDisconnect: (e) => lost.push(e),
       });
       await spare.stop();
@@ -273,7 +276,7 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
 
     test('without a load balancer: Available is false and every method is NotAvailable', async () => {
       await service2!.stop();
-      service2 = await startDbusService({ monitor: new BusFakeMonitor(), logger: log2.logger, version: '9.9.9', groups: { group: 'x', adminGroup: 'y' }, address: bus2.address });
+      service2 = await startTestDbusService({ monitor: new BusFakeMonitor(), logger: log2.logger, version: '9.9.9', groups: { group: 'x', adminGroup: 'y' }, address: bus2.address });
       assert.equal(plain(ok(await a2.call(getAll(LB_IFACE, LB_PATH))))[0].Available, false);
       for (const [m, sig, body] of [['ListVips', '', []], ['GetStats', '', []], ['ListDropRules', '', []], ['AddDropRule', 's', ['tcp']], ['RemoveVip', 's', ['']]] as Array<[string, string, Wire[]]>) {
         assert.equal(errorOf(await a2.call(lbCall(m, sig, body))), ERRORS.NotAvailable.dbus, m);

@@ -10,16 +10,16 @@ import path from 'node:path';
 import { Lab, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { flow } from '../helpers/fake-monitor.js';
-import { Agent, BusFakeMonitor, errorOf, getAll, manager, memoryLogger, ok, plain, REPO, startPrivateBus, type SignalMsg } from '../helpers/dbus.js';
-import { ERRORS } from '../../daemon/src/rpc/errors.js';
-import { startDbusService, type DbusService } from '../../daemon/src/dbus/service.js';
-import { MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/dbus/names.js';
-import type { MonitorEvent } from '../../daemon/src/monitor/events.js';
+import { startTestDbusService, Agent, BusFakeMonitor, errorOf, getAll, manager, memoryLogger, ok, plain, REPO, startPrivateBus, type SignalMsg } from '../helpers/dbus.js';
+import { ERRORS } from '../../daemon/src/contract/errors.js';
+import type { DbusService } from '../../daemon/src/dbus/service.js';
+import { MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/contract/dbus.js';
+import type { MonitorEvent } from '../../daemon/src/contract/events.js';
 
 const POLICY = path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf');
 const BUDGET = 50;
 
-const tuple = { proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80 } as const;
+const tuple = { protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80 } as const;
 const connectEv = (pid: number, uid: number, comm: string, port: number, type: 'connect' | 'accept' = 'connect') =>
   ({ ...tuple, type, pid, tid: pid, uid, comm, localPort: port, attributedBy: 'connect' }) as Partial<MonitorEvent> & { type: 'connect' };
 const closeEv = (pid: number, uid: number, comm: string, port: number, tx: number, rx: number) =>
@@ -71,7 +71,7 @@ describe('org.ebpfmon1.Manager signals', privileged({ timeout: 300_000 }), () =>
       flow({ pid: 101, uid: 0, comm: 'placeholder' }), // replaced per test
     ];
     log = memoryLogger();
-    service = await startDbusService({
+    service = await startTestDbusService({
       monitor, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address, limits: { processSignalsPerSec: BUDGET, cacheMs: 0, maxSubscribers: 3 },
     });
     [a, b, b2, c] = await Promise.all([Agent.start(lab, address, alice), Agent.start(lab, address, bob), Agent.start(lab, address, bob), Agent.start(lab, address, carol)]);
@@ -200,7 +200,7 @@ describe('org.ebpfmon1.Manager signals', privileged({ timeout: 300_000 }), () =>
   });
 
   test('traffic seen only in the flow table (UDP) starts and stops a process too', async () => {
-    monitor.flows = [flow({ pid: 500, uid: alice.uid, comm: 'dnsclient', proto: 'udp', state: 'active' })];
+    monitor.flows = [flow({ pid: 500, uid: alice.uid, comm: 'dnsclient', protocol: 'udp', state: 'active' })];
     ok(await a.call(manager('Subscribe')));
     monitor.growth.set(500, 200);
     const started = await a.waitSignal(is('ProcessStarted', 500), 5000);

@@ -8,15 +8,15 @@ import path from 'node:path';
 import { jsonLines, Lab, sh, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { flow } from '../helpers/fake-monitor.js';
-import { asUser, BusFakeMonitor, endChild, memoryLogger, REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
-import { startDbusService, type DbusService } from '../../daemon/src/dbus/service.js';
-import type { MonitorEvent } from '../../daemon/src/monitor/events.js';
+import { startTestDbusService, asUser, BusFakeMonitor, endChild, memoryLogger, REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
+import type { DbusService } from '../../daemon/src/dbus/service.js';
+import type { MonitorEvent } from '../../daemon/src/contract/events.js';
 import { EXIT } from '../../client/src/exit.js';
 
 const POLICY = path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf');
 const WIDGET = path.join(REPO, 'build/js/client/src/widget/main.js');
 
-const tuple = { proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 443, attributedBy: 'connect' } as const;
+const tuple = { protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 443, attributedBy: 'connect' } as const;
 
 describe('ebpfmon-widget', privileged({ timeout: 300_000 }), () => {
   let lab: Lab;
@@ -32,7 +32,7 @@ describe('ebpfmon-widget', privileged({ timeout: 300_000 }), () => {
     return sh(argv[0]!, argv.slice(1), { allowFail: true, timeoutMs: 30_000 });
   };
   const start = async () => {
-    service = await startDbusService({ monitor, logger: memoryLogger().logger, version: '9.9.9', groups, address: bus.address });
+    service = await startTestDbusService({ monitor, logger: memoryLogger().logger, version: '9.9.9', groups, address: bus.address });
   };
 
   before(async () => {

@@ -15,12 +15,12 @@ import { Lab, sh, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { flow } from '../helpers/fake-monitor.js';
 import {
-  Agent, BusFakeMonitor, asUser, errorOf, getAll, manager, memoryLogger, ok, parseIntrospection, plain, REPO, signatures, startPrivateBus, t, v,
+  startTestDbusService, Agent, BusFakeMonitor, asUser, errorOf, getAll, manager, memoryLogger, ok, parseIntrospection, plain, REPO, signatures, startPrivateBus, t, v,
   type PrivateBus,
 } from '../helpers/dbus.js';
-import { startDbusService, type DbusService } from '../../daemon/src/dbus/service.js';
-import { BUS_NAME, FDO_ERROR, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/dbus/names.js';
-import { ERRORS } from '../../daemon/src/rpc/errors.js';
+import type { DbusService } from '../../daemon/src/dbus/service.js';
+import { BUS_NAME, FDO_ERROR, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/contract/dbus.js';
+import { ERRORS } from '../../daemon/src/contract/errors.js';
 
 const INVALID = ERRORS.InvalidParams.dbus;
 
@@ -71,7 +71,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     monitor = new BusFakeMonitor();
     seedFlows();
     log = memoryLogger();
-    service = await startDbusService({
+    service = await startTestDbusService({
       monitor, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address, limits: { cacheMs: 0 },
     });
     [root, a, b, c] = await Promise.all([Agent.start(lab, bus.address, null), Agent.start(lab, bus.address, alice), Agent.start(lab, bus.address, bob), Agent.start(lab, bus.address, carol)]);
@@ -111,7 +111,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     const types = signatures(ok(await root.call(getAll()))[0]);
     assert.deepEqual(types, {
       Version: 's', StartedAt: 's', Interfaces: 'as', SeesAllUsers: 'b', FlowCount: 't', ProcessCount: 'u', TxBytes: 't', RxBytes: 't',
-      EventsLost: 't', FlowsEvicted: 't', SignalsDropped: 't',
+      RingbufFull: 't', FlowsEvicted: 't', SignalsDropped: 't',
     });
     const get = await a.call({ dest: BUS_NAME, path: MANAGER_PATH, iface: 'org.freedesktop.DBus.Properties', member: 'Get', sig: 'ss', body: [MANAGER_IFACE, 'TxBytes'] });
     assert.deepEqual(ok(get)[0], v('t', t(150)));
@@ -139,10 +139,10 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     assert.deepEqual((await flowsOf(c, { uid: v('u', bob.uid) })).map((f) => f.pid), [200]);
     assert.deepEqual((await flowsOf(root, { pid: v('i', 300) })).map((f) => f.comm), ['sshd'], 'python-dbus style i works');
     const q = monitor.queries.length;
-    await flowsOf(root, { pid: v('u', 100), remoteAddr: v('s', '198.18.0.0/15'), proto: v('s', 'tcp'), sort: v('s', 'packets'), limit: v('u', 5), includeClosed: v('b', false) });
+    await flowsOf(root, { pid: v('u', 100), remoteAddr: v('s', '198.18.0.0/15'), protocol: v('s', 'tcp'), sort: v('s', 'packets'), limit: v('u', 5), includeClosed: v('b', false) });
     const last = monitor.queries.at(-1)!;
     assert.equal(monitor.queries.length, q + 1);
-    assert.deepEqual([last.pid, last.proto, last.sort, last.limit, last.includeClosed, last.remoteAddr?.prefix], [100, 6, 'packets', 5, false, 15]);
+    assert.deepEqual([last.pid, last.protocol, last.sort, last.limit, last.includeClosed, last.remoteAddr?.prefix], [100, 6, 'packets', 5, false, 15]);
     const f = ok(await root.call(manager('GetFlows', 'a{sv}', [{ pid: v('u', 300) }])))[0] as Array<Record<string, unknown>>;
     const sigs = signatures(f[0]);
     assert.equal(sigs.txBytes, 't');
@@ -158,7 +158,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     const cases: Array<[unknown, RegExp]> = [
       [{ pid: v('s', 'x') }, /^filter\.pid: /], [{ pid: v('i', -1) }, /^filter\.pid: expected an integer from 0 to 2147483647, got -1$/],
       [{ pid: v('d', 1.5) }, /^filter\.pid/], [{ limit: v('u', 0) }, /^filter\.limit/], [{ limit: v('u', 10_001) }, /^filter\.limit/],
-      [{ proto: v('s', 'bogus') }, /^filter\.proto: expected one of tcp, /], [{ remoteAddr: v('s', 'not-an-ip') }, /^filter\.remoteAddr/],
+      [{ protocol: v('s', 'bogus') }, /^filter\.protocol: expected one of tcp, /], [{ remoteAddr: v('s', 'not-an-ip') }, /^filter\.remoteAddr/],
       [{ remoteAddr: v('s', '10.0.0.0/33') }, /^filter\.remoteAddr/], [{ port: v('u', 70000) }, /^filter\.port/], [{ sort: v('s', 'size') }, /^filter\.sort/],
       [{ pids: v('au', [1]) }, /^filter\.pids: expected one of the known keys/], [{ comm: v('s', 'x'.repeat(16)) }, /^filter\.comm/],
       [{ includeClosed: v('s', 'yes') }, /^filter\.includeClosed/], [{ uid: v('t', t(2n ** 63n)) }, /^filter\.uid/],

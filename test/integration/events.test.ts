@@ -11,8 +11,8 @@ import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import type { MonitorEvent } from '../../daemon/src/monitor/events.js';
-import type { EventNotification, FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { MonitorEvent } from '../../daemon/src/contract/events.js';
+import type { EventNotification, FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 async function subscribe(d: TestDaemon, params: object): Promise<{ events: MonitorEvent[]; client: DaemonClient; waitFor(pred: (e: MonitorEvent) => boolean, ms?: number): Promise<MonitorEvent> }> {
@@ -121,24 +121,24 @@ describe('events and interfaces', privileged({ timeout: 120_000 }), () => {
     const other = await lab.host('late');
     const late = await lab.link(mon, other);
     const deadline = Date.now() + 5000;
-    let s = await daemon.call<StatusResult>('status');
+    let s = await daemon.call('status');
     while (!s.interfaces.some((i) => i.name === late.a.ifname) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      s = await daemon.call<StatusResult>('status');
+      s = await daemon.call('status');
     }
     assert.ok(s.interfaces.some((i) => i.name === late.a.ifname), 'attached within 5 s (promised: 2 s)');
     const tc = await mon.exec('tc', ['filter', 'show', 'dev', late.a.ifname, 'egress']);
     assert.match(tc.stdout, /handle 0xeb9f tc_egress/);
     // and it counts
     await mon.exec('ping', ['-c', '2', '-i', '0.2', late.b.ip4]);
-    const fl = await daemon.call<FlowsListResult>('flows.list', { interface: late.a.ifname, proto: 'icmp' });
+    const fl = await daemon.call('flows.list', { interface: late.a.ifname, protocol: 'icmp' });
     assert.ok(fl.flows.some((f) => f.remoteAddr === late.b.ip4 && f.txPackets === 2));
 
     await sh('ip', ['-n', `${lab.prefix}-mon`, 'link', 'del', late.a.ifname]);
     const deadline2 = Date.now() + 5000;
     do {
       await new Promise((r) => setTimeout(r, 100));
-      s = await daemon.call<StatusResult>('status');
+      s = await daemon.call('status');
     } while (s.interfaces.some((i) => i.name === late.a.ifname) && Date.now() < deadline2);
     assert.ok(!s.interfaces.some((i) => i.name === late.a.ifname), 'forgotten');
     assert.ok(s.interfaces.some((i) => i.name === link.a.ifname), 'the other interface stays');

@@ -11,8 +11,8 @@ import { type Lab, jsonLines, type Host, type LinkInfo, type TestUser } from '..
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
-import type { FlowsListResult } from '../../daemon/src/rpc/protocol.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+import type { FlowsListResult } from '../../daemon/src/contract/index.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -37,7 +37,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
   after(() => destroyMonitorLab(daemon, lab));
 
   const capture = () => Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), `c${capN++}.pcap`));
-  const flows = async (params: object) => (await daemon.call<FlowsListResult>('flows.list', { limit: 100_000, ...params })).flows;
+  const flows = async (params: object) => (await daemon.call('flows.list', { limit: 100_000, ...params })).flows;
   const asUser = (u: TestUser, cmd: string, args: string[]): [string, string[]] => ['setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', cmd, ...args]];
 
   async function tcpServer(host: Host, addr: string, reply: number) {
@@ -66,7 +66,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
       const done = await jsonLines(client).next((o) => o.event === 'done');
       assert.equal(done.received, 50_000);
       const pkts = await cap.stop();
-      const fl = await flows({ pid: client.pid, proto: 'tcp' });
+      const fl = await flows({ pid: client.pid, protocol: 'tcp' });
       assert.equal(fl.length, 1, JSON.stringify(fl));
       const f = fl[0]!;
       assert.equal(f.pid, client.pid);
@@ -90,7 +90,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
       const done = await jsonLines(client).next((o) => o.event === 'done');
       assert.equal(done.replies, 25);
       const pkts = await cap.stop();
-      const fl = await flows({ pid: client.pid, proto: 'udp' });
+      const fl = await flows({ pid: client.pid, protocol: 'udp' });
       assert.equal(fl.length, 1, JSON.stringify(fl));
       const f = fl[0]!;
       assert.deepEqual([f.pid, f.comm, f.uid], [client.pid, 'node', user.uid]);
@@ -108,7 +108,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     const client = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(srv.port), '9000', '--expect', '3000']);
     const done = await jsonLines(client).next((o) => o.event === 'done');
     const pkts = await cap.stop();
-    const fl = await flows({ pid: srv.pid, proto: 'tcp' });
+    const fl = await flows({ pid: srv.pid, protocol: 'tcp' });
     const f = fl.find((x) => x.remotePort === done.localPort);
     assert.ok(f, `no flow for the server's connection: ${JSON.stringify(fl)}`);
     assert.equal(f.pid, srv.pid);
@@ -129,7 +129,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     const served = srv.out.lines.filter((o) => o.event === 'served');
     assert.equal(served.length, 1000, 'the server saw every connection');
     const truth = new Map(served.map((o) => [Number(o.remotePort), Number(o.data)]));
-    const fl = (await flows({ port: srv.port, proto: 'tcp' })).filter((f) => f.remotePort === srv.port);
+    const fl = (await flows({ port: srv.port, protocol: 'tcp' })).filter((f) => f.remotePort === srv.port);
     const wrong = [...truth].filter(([port, pid]) => fl.find((f) => f.localPort === port)?.pid !== pid);
     assert.equal(fl.length, 1000, 'one flow per connection');
     assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of 1000 connections attributed to the wrong pid (or none)`);
@@ -146,7 +146,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     const served = await srv.out.next((o) => o.event === 'served');
     const childPid = Number(String(served.data).split(' ')[1]);
     assert.ok(childPid > 0 && childPid !== parent);
-    const f = (await flows({ port: srv.port, proto: 'tcp' })).find((x) => x.localPort === served.remotePort);
+    const f = (await flows({ port: srv.port, protocol: 'tcp' })).find((x) => x.localPort === served.remotePort);
     assert.ok(f);
     assert.equal(f.pid, parent, `owner is the connecting parent ${parent}, not the child ${childPid} that wrote`);
     assert.equal(f.attributedBy, 'connect');
@@ -158,7 +158,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     const done = await jsonLines(p).next((o) => o.event === 'done');
     const served = await srv.out.next((o) => o.event === 'served');
     assert.equal(served.received, 5000, 'the receiving process sent the data');
-    const f = (await flows({ port: srv.port, proto: 'tcp' })).find((x) => x.localPort === done.localPort);
+    const f = (await flows({ port: srv.port, protocol: 'tcp' })).find((x) => x.localPort === done.localPort);
     assert.ok(f);
     assert.equal(f.pid, done.connectorPid);
     assert.notEqual(f.pid, done.senderPid);
@@ -170,7 +170,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     const r = await mon.exec('ping', ['-c', '4', '-i', '0.2', '-R', link.b.ip4]);
     assert.match(r.stdout, /4 received/);
     const pkts = await cap.stop();
-    const fl = (await flows({ proto: 'icmp' })).filter((f) => f.remoteAddr === link.b.ip4 && f.icmpType === 8);
+    const fl = (await flows({ protocol: 'icmp' })).filter((f) => f.remoteAddr === link.b.ip4 && f.icmpType === 8);
     assert.equal(fl.length, 1, JSON.stringify(fl));
     const f = fl[0]!;
     assert.equal(f.comm, 'ping');
@@ -194,7 +194,7 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
       const oracle = flowTotals(pkts, { local, remote, proto: UDP, localPort: Number(done.localPort), remotePort: port });
       assert.equal(oracle.fragments, 9, '3 datagrams x 3 fragments in the capture');
       const fl = (await flows({ pid: client.pid })).filter((f) => f.remoteAddr === remote);
-      assert.equal(fl.length, 1, `one flow, no bogus port-0 flows: ${JSON.stringify(fl.map((f) => [f.proto, f.localPort, f.remotePort]))}`);
+      assert.equal(fl.length, 1, `one flow, no bogus port-0 flows: ${JSON.stringify(fl.map((f) => [f.protocol, f.localPort, f.remotePort]))}`);
       const f = fl[0]!;
       assert.equal(f.fragments, 9);
       assert.equal(f.txPackets, 9);

@@ -13,7 +13,8 @@ import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { compileC, ROOT } from '../helpers/cc.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
+import type { CounterName } from '../../daemon/src/contract/status.js';
 
 describe('where the classifier finds headers', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;
@@ -40,7 +41,7 @@ describe('where the classifier finds headers', privileged({ timeout: 120_000 }),
       const dst = family === 4 ? link.b.ip4 : link.b.ip6;
       const sport = 20000 + family;
       const count = 25;
-      const s0 = await daemon.call<StatusResult>('status');
+      const s0 = await daemon.call('status');
       const r = await mon.exec(sender, [link.a.ifname, String(family), src, dst, String(sport), '7', '6000', String(count)]);
       const sent = JSON.parse(r.stdout.trim()) as { sent: number; ipBytes: number };
       assert.equal(sent.sent, count);
@@ -49,12 +50,12 @@ describe('where the classifier finds headers', privileged({ timeout: 120_000 }),
       const deadline = Date.now() + 10_000;
       let flow: FlowsListResult['flows'][number] | undefined;
       for (;;) {
-        flow = (await daemon.call<FlowsListResult>('flows.list', { port: sport, proto: 'udp' })).flows.find((f) => f.localPort === sport && f.remoteAddr === dst);
+        flow = (await daemon.call('flows.list', { port: sport, protocol: 'udp' })).flows.find((f) => f.localPort === sport && f.remoteAddr === dst);
         if ((flow && flow.txPackets >= count) || Date.now() > deadline) break;
         await new Promise((res) => setTimeout(res, 100));
       }
-      const s1 = await daemon.call<StatusResult>('status');
-      const d = (k: string) => s1.counters[k]! - s0.counters[k]!;
+      const s1 = await daemon.call('status');
+      const d = (k: CounterName) => s1.counters[k] - s0.counters[k];
       const diag = `flow ${JSON.stringify(flow)}; pulled +${d('packetsPulled')}, truncated +${d('packetsTruncated')}`;
       assert.ok(flow, `the flow was recorded: ${diag}`);
       assert.equal(flow.txPackets, count, diag);
@@ -77,11 +78,11 @@ describe('where the classifier finds headers', privileged({ timeout: 120_000 }),
     await mon.exec('ip', ['link', 'set', tun, 'up']);
     // The daemon attaches to interfaces that appear (within 2 s).
     const deadline = Date.now() + 10_000;
-    while (!(await daemon.call<StatusResult>('status')).interfaces.some((i) => i.name === tun)) {
+    while (!(await daemon.call('status')).interfaces.some((i) => i.name === tun)) {
       assert.ok(Date.now() < deadline, `the classifier was not attached to ${tun}`);
       await new Promise((res) => setTimeout(res, 100));
     }
-    const s0 = await daemon.call<StatusResult>('status');
+    const s0 = await daemon.call('status');
     // Nobody reads the tun device: the datagrams go through the egress classifier and are
     // dropped by the driver after it.
     const localPort = 30000 + (process.pid % 20000);
@@ -93,12 +94,12 @@ describe('where the classifier finds headers', privileged({ timeout: 120_000 }),
     let flow: FlowsListResult['flows'][number] | undefined;
     const until = Date.now() + 10_000;
     for (;;) {
-      flow = (await daemon.call<FlowsListResult>('flows.list', { port: localPort, proto: 'udp' })).flows.find((f) => f.localPort === localPort);
+      flow = (await daemon.call('flows.list', { port: localPort, protocol: 'udp' })).flows.find((f) => f.localPort === localPort);
       if ((flow && flow.txPackets >= count) || Date.now() > until) break;
       await new Promise((res) => setTimeout(res, 100));
     }
-    const s1 = await daemon.call<StatusResult>('status');
-    const d = (k: string) => s1.counters[k]! - s0.counters[k]!;
+    const s1 = await daemon.call('status');
+    const d = (k: CounterName) => s1.counters[k] - s0.counters[k];
     const diag = `flow ${JSON.stringify(flow)}; truncated +${d('packetsTruncated')}, non-IP +${d('packetsNonIp')}`;
     assert.ok(flow, `the flow was recorded: ${diag}`);
     assert.equal(flow.interface, tun);

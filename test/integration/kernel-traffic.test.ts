@@ -10,8 +10,8 @@ import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, type Packet } from '../helpers/pcap.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
-import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 const ICMPV6 = 58;
 /** MLD (130-132, 143) and neighbour discovery (133-137). */
@@ -32,13 +32,13 @@ describe('traffic the kernel sends itself', privileged({ timeout: 120_000 }), ()
   });
   after(() => destroyMonitorLab(daemon, lab));
 
-  const flows = async (params: object = {}): Promise<Flow[]> => (await daemon.call<FlowsListResult>('flows.list', { limit: 100_000, ...params })).flows;
+  const flows = async (params: object = {}): Promise<Flow[]> => (await daemon.call('flows.list', { limit: 100_000, ...params })).flows;
   const capture = (ifname: string) => Capture.start(mon, ifname, path.join(lab.tmpdir(), `k${capN++}.pcap`));
 
   test('neighbour discovery and MLD on a fresh veth are the kernel\'s; top shows no unknown process', async () => {
     // A second link: nothing but the kernel has used it.
     const l2 = await lab.link(mon, peer);
-    for (let i = 0; i < 50 && !(await daemon.call<StatusResult>('status')).interfaces.some((x) => x.name === l2.a.ifname); i++) {
+    for (let i = 0; i < 50 && !(await daemon.call('status')).interfaces.some((x) => x.name === l2.a.ifname); i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
     const cap = await capture(l2.a.ifname);
@@ -53,7 +53,7 @@ describe('traffic the kernel sends itself', privileged({ timeout: 120_000 }), ()
     const types = new Set(pkts.map((p) => p.icmpType));
     for (const t of [135, 136, 143]) assert.ok(types.has(t), `the capture shows ICMPv6 type ${t}: ${[...types].join(',')}`);
 
-    const fl = (await flows({ interface: l2.a.ifname })).filter((f) => f.proto === 'icmp6' && ND_MLD.has(f.icmpType!));
+    const fl = (await flows({ interface: l2.a.ifname })).filter((f) => f.protocol === 'icmpv6' && ND_MLD.has(f.icmpType!));
     for (const t of types) assert.ok(fl.some((f) => f.icmpType === t), `a flow for ICMPv6 type ${t}`);
     for (const f of fl) {
       assert.deepEqual({ type: f.icmpType, attributedBy: f.attributedBy, comm: f.comm, pid: f.pid, uid: f.uid },
@@ -61,7 +61,7 @@ describe('traffic the kernel sends itself', privileged({ timeout: 120_000 }), ()
     }
     // The namespace runs no process that talks on it: per-process totals have the kernel
     // and no unknown owner.
-    const procs = (await daemon.call<ProcessesListResult>('processes.list', {})).processes;
+    const procs = (await daemon.call('processes.list', {})).processes;
     assert.ok(procs.some((p) => p.comm === '[kernel]' && p.pid === null), JSON.stringify(procs));
     assert.ok(!procs.some((p) => p.comm === null), `no unknown process: ${JSON.stringify(procs)}`);
   });
@@ -81,9 +81,9 @@ describe('traffic the kernel sends itself', privileged({ timeout: 120_000 }), ()
     assert.equal(sent.filter((p) => p.proto === 1 && p.icmpType === 0).length, 2, 'the capture shows two echo replies');
 
     const all = await flows({ remoteAddr: link.b.ip4 });
-    const rst = all.find((f) => f.proto === 'tcp' && f.localPort === closed);
-    const unreach = all.find((f) => f.proto === 'icmp' && f.icmpType === 3);
-    const echo = all.find((f) => f.proto === 'icmp' && f.icmpType === 8);
+    const rst = all.find((f) => f.protocol === 'tcp' && f.localPort === closed);
+    const unreach = all.find((f) => f.protocol === 'icmp' && f.icmpType === 3);
+    const echo = all.find((f) => f.protocol === 'icmp' && f.icmpType === 8);
     for (const [what, f] of [['RST', rst], ['port unreachable', unreach], ['echo', echo]] as const) {
       assert.ok(f, `a flow for the ${what}`);
       assert.deepEqual({ attributedBy: f.attributedBy, comm: f.comm, pid: f.pid }, { attributedBy: 'kernel', comm: '[kernel]', pid: null }, `${what}: ${JSON.stringify(f)}`);

@@ -11,7 +11,7 @@
 import readline from 'node:readline';
 import pino from 'pino';
 import { Deployment } from '../../daemon/src/bpf/deployment.js';
-import { AppError } from '../../daemon/src/rpc/errors.js';
+import { AppError } from '../../daemon/src/errors.js';
 import { LbManager, type LbManagerOptions } from '../../daemon/src/lb/manager.js';
 import { LB_PROG, LB_MAP } from '../../daemon/src/lb/components.js';
 import { XdpTestRunner } from '../../daemon/src/lb/testrun.js';

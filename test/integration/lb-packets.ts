@@ -2,7 +2,7 @@
 // Frames for BPF_PROG_TEST_RUN and their independent checks: every checksum is recomputed
 // here from scratch (RFC 1071 over the whole header or message), never incrementally as
 // the data path does, so a wrong incremental update cannot hide.
-import { parseIp } from '../../daemon/src/lb/addr.js';
+import { parseIp } from '../../daemon/src/net/ip.js';
 
 export function sum16(buf: Buffer, init = 0): number {
   let s = init;
@@ -17,7 +17,7 @@ export const checksum = (buf: Buffer, init = 0): number => ~sum16(buf, init) & 0
 function ip(a: string): Buffer {
   const p = parseIp(a);
   if (!p) throw new Error(`bad address ${a}`);
-  return p.family === 4 ? p.bytes.subarray(0, 4) : p.bytes;
+  return p.family === 'ipv4' ? p.bytes.subarray(0, 4) : p.bytes;
 }
 
 const MAC_A = Buffer.from('02000000000a', 'hex');

@@ -11,7 +11,7 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { Lab, type Host } from '../helpers/lab.js';
 import { ringSlot } from '../../daemon/src/lb/hash.js';
 import { tableDisruption } from '../../daemon/src/lb/maglev.js';
-import type { BackendInfo, LbFlows, LbList, LbStats, VipInfo } from '../../daemon/src/lb/api.js';
+import type { BackendInfo, LbFlows, LbList, LbStats, VipInfo } from '../../daemon/src/contract/index.js';
 import {
   JsonProc, RemoteError, TCP_PORT, UDP_PORT, VIP4, VIP4_DSR, VIP6, buildTopo, startAgent, startClient, startServer, until,
   type AgentConfig, type LbTopo,
@@ -418,10 +418,10 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     const other = '198.18.1.100';
     await topo.client.exec('ip', ['addr', 'add', `${other}/24`, 'dev', topo.front.a.ifname]);
     const dgrams = (localAddress?: string) => client.call<{ answers: Record<string, number>; lost: number }>('udp', { host: VIP4, port: UDP_PORT, count: 10, size: 100, timeoutMs: 1000, ...(localAddress ? { localAddress } : {}) });
-    const rule = async (r: string) => (await call<{ rules: Array<{ rule: string; packets: number; bytes: number }> }>('dropList')).rules.find((x) => x.rule === r);
+    const rule = async (r: string) => (await call<{ rules: Array<{ rule: string; packets: number; bytes: number }> }>('listDropRules')).rules.find((x) => x.rule === r);
 
-    await call('dropAdd', { rule: `${other}` });
-    await call('dropAdd', { rule: 'icmp:echo-request' });
+    await call('addDropRule', { rule: `${other}` });
+    await call('addDropRule', { rule: 'icmp:echo-request' });
     let fromOther = { answers: {} as Record<string, number>, lost: 0 };
     const sentOther = await capture(topo.client, ['-i', topo.front.a.ifname, '-c', '100', `ip and src host ${other}`], async () => {
       fromOther = await dgrams(other);
@@ -439,13 +439,13 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     assert.match(ping6.stdout, /2 packets transmitted, 2 received/, 'ICMPv6 echo is not named');
     assert.equal(total((await client.call<Answers>('requests', { host: VIP4, port: TCP_PORT, count: 10 })).answers), 10, 'TCP is not named');
 
-    await call('dropAdd', { rule: `udp:${UDP_PORT}` });
+    await call('addDropRule', { rule: `udp:${UDP_PORT}` });
     assert.equal((await dgrams()).lost, 10);
     assert.equal((await rule(`udp:${UDP_PORT}`))!.packets, 10);
     assert.equal(total((await client.call<Answers>('requests', { host: VIP4, port: TCP_PORT, count: 5 })).answers), 5);
 
-    for (const r of [`${other}/32`, 'icmp:echo-request', `udp:${UDP_PORT}`]) await call('dropRemove', { rule: r });
-    assert.deepEqual((await call<{ rules: unknown[] }>('dropList')).rules, []);
+    for (const r of [`${other}/32`, 'icmp:echo-request', `udp:${UDP_PORT}`]) await call('removeDropRule', { rule: r });
+    assert.deepEqual((await call<{ rules: unknown[] }>('listDropRules')).rules, []);
     assert.equal(total((await dgrams(other)).answers), 10, 'removed: the address passes again');
     const ping2 = await topo.client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '1', topo.front.b.ip4], { allowFail: true });
     assert.match(ping2.stdout, /2 packets transmitted, 2 received/);
@@ -486,11 +486,11 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     await expectErr('removeBackend', { vip, backend: '198.18.2.77' }, 'UnknownBackend', 'params.backend');
     await expectErr('drainBackend', { vip: '198.19.10.99:80/tcp', backend: be4(0) }, 'UnknownVip', 'params.vip');
     await expectErr('removeVip', { vip: '198.19.10.99:80/tcp' }, 'UnknownVip', 'params.vip');
-    await expectErr('dropAdd', { rule: '198.18.1.1/24' }, 'InvalidParams', 'params.rule');
-    await expectErr('dropRemove', { rule: 'udp:53' }, 'UnknownDropRule', 'params.rule');
-    await call('dropAdd', { rule: 'udp:53' });
-    await expectErr('dropAdd', { rule: 'udp:53' }, 'DropRuleExists', 'params.rule');
-    await call('dropRemove', { rule: 'udp:53' });
+    await expectErr('addDropRule', { rule: '198.18.1.1/24' }, 'InvalidParams', 'params.rule');
+    await expectErr('removeDropRule', { rule: 'udp:53' }, 'UnknownDropRule', 'params.rule');
+    await call('addDropRule', { rule: 'udp:53' });
+    await expectErr('addDropRule', { rule: 'udp:53' }, 'DropRuleExists', 'params.rule');
+    await call('removeDropRule', { rule: 'udp:53' });
     assert.deepEqual(await call('digest'), digest);
     assert.deepEqual(await call<LbList>('list'), list);
 

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, ProgramsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { FlowsListResult, ProgramsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
 
@@ -45,9 +45,9 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
 
   test('counters keep counting while no daemon runs; a restart adopts without reloading or reattaching', async () => {
     daemon = await startDaemon(mon);
-    const s1 = await daemon.call<StatusResult>('status');
+    const s1 = await daemon.call('status');
     assert.deepEqual(s1.adopted, { flows: false, sockets: false, procs: false, scan: false });
-    const progs1 = await daemon.call<ProgramsListResult>('programs.list');
+    const progs1 = await daemon.call('programs.list');
     progIds = progs1.programs.map((p) => p.id).sort();
     linkIds = progs1.links.map((l) => l.id).sort();
     assert.ok(progIds.length >= 10, `programs: ${JSON.stringify(progs1.programs.map((p) => p.name))}`);
@@ -64,7 +64,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
       assert.equal(tool.type, 'tracing');
       assert.equal(prog.recursionMisses, tool.recursion_misses ?? 0);
     }
-    assert.equal(s1.loss.kernelProbeMisses, probeMisses(progs1.programs, s1.counters.stateChangesRescued!));
+    assert.equal(s1.loss.probeMisses, probeMisses(progs1.programs, s1.counters.stateChangesRescued!));
 
     const server = peer.spawn(process.execPath, [PEER, 'udp-server', link.b.ip4, '0']);
     const port = Number((await jsonLines(server).next((o) => o.event === 'listening')).port);
@@ -72,7 +72,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
     const wire = (n: number, size: number) => n * (size + 28);
 
     await udpBurst(mon, link.b.ip4, port, localPort, 10, 300);
-    const before1 = await daemon.call<FlowsListResult>('flows.list', { port: localPort, proto: 'udp' });
+    const before1 = await daemon.call('flows.list', { port: localPort, protocol: 'udp' });
     assert.equal(before1.flows.length, 1);
     assert.equal(before1.flows[0]!.txBytes, wire(10, 300));
 
@@ -81,23 +81,23 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
     await udpBurst(mon, link.b.ip4, port, localPort, 20, 300);
 
     daemon = await restartDaemon(daemon);
-    const s2 = await daemon.call<StatusResult>('status');
+    const s2 = await daemon.call('status');
     assert.deepEqual(s2.adopted, { flows: true, sockets: true, procs: true, scan: true });
-    const progs2 = await daemon.call<ProgramsListResult>('programs.list');
+    const progs2 = await daemon.call('programs.list');
     assert.deepEqual(progs2.programs.map((p) => p.id).sort(), progIds, 'same program ids: nothing was reloaded');
     assert.deepEqual(progs2.links.map((l) => l.id).sort(), linkIds, 'same link ids: nothing was reattached');
     for (const dir of ['ingress', 'egress'] as const) {
       assert.equal((await ourTcFilters(mon, link.a.ifname, dir)).length, 1, `exactly one ebpfmon filter on ${dir}`);
     }
-    const after1 = await daemon.call<FlowsListResult>('flows.list', { port: localPort, proto: 'udp' });
+    const after1 = await daemon.call('flows.list', { port: localPort, protocol: 'udp' });
     assert.equal(after1.flows.length, 1);
     assert.equal(after1.flows[0]!.txBytes, wire(30, 300), 'bytes sent while no daemon ran were counted');
     assert.equal(after1.flows[0]!.txPackets, 30);
     // Not reset: the same first-seen time. Each daemon measures the clock offset itself (to
     // well under a millisecond, daemon/src/sys/clock.ts), so the printed ms may differ by one;
     // a reset flow would start at the second burst, long after the first.
-    const firstMs = (r: FlowsListResult) => Date.parse(r.flows[0]!.firstSeen);
-    assert.ok(Math.abs(firstMs(after1) - firstMs(before1)) <= 1, `the flow was not reset: ${before1.flows[0]!.firstSeen} then ${after1.flows[0]!.firstSeen}`);
+    const firstMs = (r: FlowsListResult) => Date.parse(r.flows[0]!.firstSeenAt);
+    assert.ok(Math.abs(firstMs(after1) - firstMs(before1)) <= 1, `the flow was not reset: ${before1.flows[0]!.firstSeenAt} then ${after1.flows[0]!.firstSeenAt}`);
   });
 
   test('--teardown leaves no program on any hook and no pin', async () => {

@@ -10,7 +10,7 @@ import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { DAEMON_MAIN, daemonOnce, PEER, TestDaemon, writeConfig } from '../helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import type { EventNotification, FlowsListResult } from '../../daemon/src/rpc/protocol.js';
+import type { EventNotification, FlowsListResult } from '../../daemon/src/contract/index.js';
 
 
 describe('daemon in its own pid namespace', privileged({ timeout: 120_000 }), () => {
@@ -67,7 +67,7 @@ describe('daemon in its own pid namespace', privileged({ timeout: 120_000 }), ()
     const innerPid = Number(done.pid);
     assert.notEqual(innerPid, client.pid, 'the namespace numbers it differently from the host');
 
-    const fl = (await daemon.call<FlowsListResult>('flows.list', { pid: innerPid })).flows;
+    const fl = (await daemon.call('flows.list', { pid: innerPid })).flows;
     assert.equal(fl.length, 1, `the flow is found by the pid the process knows: ${JSON.stringify(fl.map((f) => [f.pid, f.localPort]))}`);
     assert.equal(fl[0]!.localPort, done.localPort);
     const t0 = Date.now();

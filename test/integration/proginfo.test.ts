@@ -4,7 +4,7 @@
 // (test/fixtures/bpf/recursion.bpf.c) sends this process a signal from inside a
 // tracepoint program, and the kernel skips the program on the signal tracepoint. That is
 // how the classic inet_sock_set_state tracepoint lost TCP closes, and why `status` counts
-// recursion misses (loss.kernelProbeMisses).
+// recursion misses (loss.probeMisses).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 describe('flow retention', privileged({ timeout: 120_000 }), () => {
@@ -44,22 +44,22 @@ describe('flow retention', privileged({ timeout: 120_000 }), () => {
     hold.stdin!.write('close\n');
     await out.next((o) => o.event === 'done');
 
-    const list = async () => (await daemon.call<FlowsListResult>('flows.list', { pid: hold.pid })).flows;
+    const list = async () => (await daemon.call('flows.list', { pid: hold.pid })).flows;
     await waitUntil('the flow is closed', async () => (await list())[0]?.state === 'closed');
     const closed = (await list())[0]!;
     assert.ok(closed.closedAt, 'closedAt is set');
     assert.ok(closed.txBytes > 5000);
-    const open = await daemon.call<FlowsListResult>('flows.list', { pid: hold.pid, includeClosed: false });
+    const open = await daemon.call('flows.list', { pid: hold.pid, includeClosed: false });
     assert.equal(open.flows.length, 0, 'includeClosed:false hides it');
 
     const gone = await waitUntil('the closed flow is collected', async () => (await list()).length === 0);
     assert.ok(gone >= 1000, `kept for its retention time (${gone} ms after close was observed)`);
-    const procs = await daemon.call<ProcessesListResult>('processes.list', {});
+    const procs = await daemon.call('processes.list', {});
     const mine = procs.processes.find((p) => p.pid === hold.pid);
     assert.ok(mine, 'the process is still in the totals');
     assert.equal(mine.txBytes, closed.txBytes, 'with the collected flow\'s bytes');
     assert.equal(mine.openFlows, 0);
-    const st = await daemon.call<StatusResult>('status');
+    const st = await daemon.call('status');
     assert.ok(st.counters.flowsDeleted! >= 1, 'the deletion is counted');
     assert.equal(st.loss.flowsEvicted, 0, 'nothing was lost to LRU eviction');
   });
@@ -69,8 +69,8 @@ describe('flow retention', privileged({ timeout: 120_000 }), () => {
     const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
     const c = mon.spawn(process.execPath, [PEER, 'udp-client', link.b.ip4, String(port), '3', '100']);
     const done = await jsonLines(c).next((o) => o.event === 'done');
-    const q = { port: Number(done.localPort), proto: 'udp' };
-    assert.equal((await daemon.call<FlowsListResult>('flows.list', q)).flows.length, 1);
-    await waitUntil('the idle flow is collected', async () => (await daemon.call<FlowsListResult>('flows.list', q)).flows.length === 0);
+    const q = { port: Number(done.localPort), protocol: 'udp' as const };
+    assert.equal((await daemon.call('flows.list', q)).flows.length, 1);
+    await waitUntil('the idle flow is collected', async () => (await daemon.call('flows.list', q)).flows.length === 0);
   });
 });

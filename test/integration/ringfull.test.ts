@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 describe('full event ring', privileged({ timeout: 120_000 }), () => {
@@ -27,7 +27,7 @@ describe('full event ring', privileged({ timeout: 120_000 }), () => {
   test('a reused 4-tuple is a new flow with its new owner even when the close event was lost', async () => {
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '100', '--close-first']);
     const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
-    const before1 = (await daemon.call<StatusResult>('status')).counters.ringbufReserveFailed!;
+    const before1 = (await daemon.call('status')).counters.ringbufFull!;
     await daemon.stop('SIGKILL');
     // Fill the 4 KiB ring: each exec record is ~600 bytes.
     await mon.exec('bash', ['-c', 'for i in $(seq 1 40); do /bin/true; done']);
@@ -45,9 +45,9 @@ describe('full event ring', privileged({ timeout: 120_000 }), () => {
     const second = await connect();
 
     daemon = await restartDaemon(daemon);
-    const st = await daemon.call<StatusResult>('status');
-    assert.ok(st.counters.ringbufReserveFailed! > before1, 'the ring was full: events were lost (and counted)');
-    const fl = (await daemon.call<FlowsListResult>('flows.list', { port: localPort, proto: 'tcp' })).flows.filter((f) => f.localPort === localPort);
+    const st = await daemon.call('status');
+    assert.ok(st.counters.ringbufFull! > before1, 'the ring was full: events were lost (and counted)');
+    const fl = (await daemon.call('flows.list', { port: localPort, protocol: 'tcp' })).flows.filter((f) => f.localPort === localPort);
     assert.equal(fl.length, 1, JSON.stringify(fl));
     assert.equal(fl[0]!.pid, second, `the flow belongs to the second connection's process ${second}, not the first ${first}`);
     assert.ok(st.counters.flowsReopened! >= 1, 'the flow was restarted for the new connection');

@@ -12,7 +12,7 @@ import { Lab, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { NotifySocket } from '../helpers/notify.js';
-import type { StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { StatusResult } from '../../daemon/src/contract/index.js';
 
 describe('service integration', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;
@@ -42,7 +42,7 @@ describe('service integration', privileged({ timeout: 120_000 }), () => {
     const st = await notify.waitFor((l) => l.startsWith('STATUS='));
     assert.match(st, /^STATUS=monitoring 2 interfaces, \d+ client\(s\); socket /);
     assert.ok(notify.lines().includes(`MAINPID=${daemon.pid}`));
-    const s = await daemon.call<StatusResult>('status');
+    const s = await daemon.call('status');
     assert.equal(s.interfaces.length, 2, 'attached before READY');
   });
 
@@ -56,21 +56,21 @@ describe('service integration', privileged({ timeout: 120_000 }), () => {
   test('SIGHUP applies a new interface list, detaching only what no longer matches', async () => {
     const cfg = JSON.parse(fs.readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
     fs.writeFileSync(daemon.configPath, JSON.stringify({ ...cfg, interfaces: [l1.a.ifname], logLevel: 'debug' }));
-    const progsBefore = (await daemon.call<{ programs: Array<{ id: number }> }>('programs.list')).programs.map((p) => p.id).sort();
+    const progsBefore = (await daemon.call('programs.list')).programs.map((p) => p.id).sort();
     process.kill(daemon.pid, 'SIGHUP');
     await notify.waitFor((l) => l === 'RELOADING=1');
     const t0 = Date.now();
-    let s = await daemon.call<StatusResult>('status');
+    let s = await daemon.call('status');
     while (s.interfaces.length !== 1 && Date.now() - t0 < 5000) {
       await new Promise((r) => setTimeout(r, 50));
-      s = await daemon.call<StatusResult>('status');
+      s = await daemon.call('status');
     }
     assert.deepEqual(s.interfaces.map((i) => i.name), [l1.a.ifname]);
     const tc2 = await mon.exec('tc', ['filter', 'show', 'dev', l2.a.ifname, 'ingress']);
     assert.equal(tc2.stdout.trim(), '', 'the dropped interface has no filter');
     const tc1 = await mon.exec('tc', ['filter', 'show', 'dev', l1.a.ifname, 'ingress']);
     assert.match(tc1.stdout, /handle 0xeb9f tc_ingress/, 'the kept interface still has its filter');
-    const progsAfter = (await daemon.call<{ programs: Array<{ id: number }> }>('programs.list')).programs.map((p) => p.id).sort();
+    const progsAfter = (await daemon.call('programs.list')).programs.map((p) => p.id).sort();
     assert.deepEqual(progsAfter, progsBefore, 'no program was reloaded');
     assert.ok(daemon.logs().some((l) => l.msg === 'configuration reloaded'));
   });
@@ -84,7 +84,7 @@ describe('service integration', privileged({ timeout: 120_000 }), () => {
     const refused = daemon.logs().find((l) => String(l.msg).startsWith('reload refused'));
     assert.ok(refused, 'a log line says the reload was refused');
     assert.match(String(refused.msg), /interfaces: must be an array of interface names/);
-    const s = await daemon.call<StatusResult>('status');
+    const s = await daemon.call('status');
     assert.deepEqual(s.interfaces.map((i) => i.name), [l1.a.ifname], 'still running the last good configuration');
     fs.writeFileSync(daemon.configPath, good);
   });

@@ -12,8 +12,8 @@ import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, destroyMonitorLab, monitorLab, OBJECT_DIR, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { Flow } from '../../daemon/src/monitor/flows.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/rpc/protocol.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 import { SCAN, SCAN_COMPONENT } from '../../daemon/src/monitor/components.js';
 
 const ALTERNATIVES = SCAN_COMPONENT.groups[0]!.alternatives.map((a) => ({ id: a.id, label: a.label }));
@@ -34,7 +34,7 @@ describe('start-up socket scan', privileged({ timeout: 300_000 }), () => {
   });
   after(() => destroyMonitorLab(daemon, lab));
 
-  const flows = async (params: object): Promise<Flow[]> => (await daemon!.call<FlowsListResult>('flows.list', { limit: 100_000, ...params })).flows;
+  const flows = async (params: object): Promise<Flow[]> => (await daemon!.call('flows.list', { limit: 100_000, ...params })).flows;
 
   /** The pid `ss -p` names for a local port (the independent view). */
   async function ssPid(proto: 'tcp' | 'udp', port: number, state: 'all' | 'listening' = 'all'): Promise<number> {
@@ -76,7 +76,7 @@ describe('start-up socket scan', privileged({ timeout: 300_000 }), () => {
         pinPath: prev.pinPath, socketDir: path.dirname(prev.socketPath),
         config: { flows: { closedRetentionSec: 1800 }, probes: { disable } },
       });
-      const st = await daemon.call<StatusResult>('status');
+      const st = await daemon.call('status');
       const probe = st.probes.find((p) => p.capability === 'socket-scan')!;
       for (const d of ALTERNATIVES.slice(0, i)) {
         assert.ok(probe.inactive.some((x) => x.label === d.label && /disabled by configuration/.test(x.reason)), `${d.id} reported as disabled: ${JSON.stringify(probe)}`);
@@ -102,7 +102,7 @@ describe('start-up socket scan', privileged({ timeout: 300_000 }), () => {
 
       let byPort: Map<string, Flow> = new Map();
       for (let t = 0; t < 50; t++) {
-        byPort = new Map((await flows({})).map((f) => [`${f.proto}:${f.localPort}`, f]));
+        byPort = new Map((await flows({})).map((f) => [`${f.protocol}:${f.localPort}`, f]));
         if (byPort.has(`tcp:${tcpPort}`) && byPort.has(`udp:${udpPort}`) && byPort.has(`tcp:${lisPort}`)) break;
         await new Promise((r) => setTimeout(r, 100));
       }

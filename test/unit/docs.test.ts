@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ERRORS } from '../../daemon/src/rpc/errors.js';
+import { ERRORS } from '../../daemon/src/contract/errors.js';
 import { schema } from '../../daemon/src/config/schema.js';
-import { METHODS } from '../../daemon/src/rpc/protocol.js';
+import { METHODS } from '../../daemon/src/contract/index.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const read = (f: string) => fs.readFileSync(path.join(root, f), 'utf8');

@@ -1,20 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command, Option } from 'commander';
-import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/monitor/events.js';
-import { METHODS, NOTIFICATIONS, type EventNotification, type EventsSubscribeResult, type LostNotification } from '../../../daemon/src/rpc/protocol.js';
+import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/contract/events.js';
+import { METHODS, NOTIFICATIONS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
 import { socketPath, intArg, listArg } from './common.js';
 import { DaemonClient } from '../rpc.js';
 
 function line(e: MonitorEvent): string {
   const who = `${e.comm ?? '?'}[${e.pid ?? '?'}] ${userName(e.uid)}`;
-  const t = e.time.slice(11, 23);
+  const t = e.at.slice(11, 23);
   switch (e.type) {
     case 'connect':
     case 'accept':
-      return `${t} ${e.type.padEnd(7)} ${who} ${e.proto} ${endpoint(e.localAddr, e.localPort)} ${e.type === 'connect' ? '->' : '<-'} ${endpoint(e.remoteAddr, e.remotePort)} (${e.attributedBy})`;
+      return `${t} ${e.type.padEnd(7)} ${who} ${e.protocol} ${endpoint(e.localAddr, e.localPort)} ${e.type === 'connect' ? '->' : '<-'} ${endpoint(e.remoteAddr, e.remotePort)} (${e.attributedBy})`;
     case 'close':
-      return `${t} close   ${who} ${e.proto} ${endpoint(e.localAddr, e.localPort)} -- ${endpoint(e.remoteAddr, e.remotePort)} sent ${bytes(e.txBytes)} recv ${bytes(e.rxBytes)}${e.durationMs !== null ? ` in ${e.durationMs.toFixed(1)} ms` : ''}`;
+      return `${t} close   ${who} ${e.protocol} ${endpoint(e.localAddr, e.localPort)} -- ${endpoint(e.remoteAddr, e.remotePort)} sent ${bytes(e.txBytes)} recv ${bytes(e.rxBytes)}${e.durationMs !== null ? ` in ${e.durationMs.toFixed(1)} ms` : ''}`;
     case 'exec':
       return `${t} exec    ${who} ppid ${e.ppid} ${e.filename} ${e.args.slice(1).join(' ')}${e.argsTruncated ? ' ...' : ''}`;
     case 'exit':
@@ -40,19 +40,18 @@ export function eventsCommand(): Command {
           resolve();
         };
         client.onNotification(NOTIFICATIONS.event, (p) => {
-          const e = (p as EventNotification).event;
+          const e = p.event;
           process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
           if (o.count !== undefined && ++seen >= o.count) done();
         });
-        client.onNotification(NOTIFICATIONS.lost, (p) => {
-          const l = p as LostNotification;
+        client.onNotification(NOTIFICATIONS.lost, (l) => {
           if (o.json) process.stdout.write(`${JSON.stringify({ type: 'lost', lost: l.lost })}\n`);
           else process.stderr.write(`ebpfmonctl: ${l.lost} event(s) lost (this terminal reads too slowly)\n`);
         });
         client.onClose(() => resolve());
         process.once('SIGINT', done);
         process.once('SIGTERM', done);
-        client.call<EventsSubscribeResult>(METHODS.eventsSubscribe, { types: o.type, pid: o.pid }).then((r) => {
+        client.call(METHODS.eventsSubscribe, { types: o.type, pid: o.pid }).then((r) => {
           if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${r.subscription}\n`);
         }, reject);
       });

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command, Option } from 'commander';
-import type { Flow } from '../../../daemon/src/monitor/flows.js';
-import { FLOW_SORT_KEYS, METHODS, PROTOCOLS, type FlowsListParams, type FlowsListResult } from '../../../daemon/src/rpc/protocol.js';
+import { PROTOCOLS } from '../../../daemon/src/contract/common.js';
+import { FLOW_SORTS, type Flow, type FlowsListParams } from '../../../daemon/src/contract/flows.js';
+import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
 import { renderTable, type Column } from '../render/table.js';
 import { choiceArg, CLEAR, intArg, sleep, withClient } from './common.js';
 
 const COLUMNS: Column<Flow>[] = [
-  { header: 'PROTO', value: (f) => f.proto },
+  { header: 'PROTO', value: (f) => f.protocol },
   { header: 'LOCAL', value: (f) => endpoint(f.localAddr, f.localPort), flex: true },
   { header: 'DIR', value: (f) => (f.direction === 'outbound' ? '->' : f.direction === 'inbound' ? '<-' : '--') },
   { header: 'REMOTE', value: (f) => (f.icmpType !== undefined ? `${f.remoteAddr} type ${f.icmpType}` : endpoint(f.remoteAddr, f.remotePort)), flex: true },
@@ -30,10 +31,10 @@ export function flowsCommand(): Command {
     .option('--remote <addr>', 'remote address or CIDR prefix')
     .option('--local <addr>', 'local address or CIDR prefix')
     .option('--port <n>', 'local or remote port', intArg(0, 65535))
-    .addOption(new Option('--proto <p>', 'protocol').argParser(choiceArg(PROTOCOLS)))
+    .addOption(new Option('--protocol <p>', 'protocol').argParser(choiceArg(PROTOCOLS)))
     .option('--interface <name>', 'interface that carried the flow')
     .option('--open', 'only flows that are not closed')
-    .addOption(new Option('--sort <key>', 'sort by').argParser(choiceArg(FLOW_SORT_KEYS)).default('bytes'))
+    .addOption(new Option('--sort <key>', 'sort by').argParser(choiceArg(FLOW_SORTS)).default('bytes'))
     .option('--limit <n>', 'at most this many flows', intArg(1, 100000))
     .option('--json', 'print a JSON array of flow objects (docs/cli.md)')
     .option('--watch', 'refresh every --interval seconds')
@@ -41,12 +42,12 @@ export function flowsCommand(): Command {
     .option('--count <n>', 'with --watch: stop after n refreshes', intArg(1, 1_000_000))
     .action(async (o, cmd: Command) => {
       const params: FlowsListParams = {
-        pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, proto: o.proto,
+        pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, protocol: o.protocol,
         interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit,
       };
       await withClient(cmd, async (c) => {
         for (let i = 0; ; i++) {
-          const r = await c.call<FlowsListResult>(METHODS.flowsList, params);
+          const r = await c.call(METHODS.flowsList, params);
           if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
           else {
             if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);

@@ -2,13 +2,13 @@
 // `ebpfmonctl lb ...`: the XDP load balancer. Reads are open to all; changes need root or
 // the ebpfmon-admin group (exit code 3 otherwise). docs/lb.md explains the model.
 import { Command, Option } from 'commander';
-import type { BackendInfo, DropRuleInfo, LbFlows, LbList, LbStats, VipInfo } from '../../../daemon/src/lb/api.js';
-import { METHODS } from '../../../daemon/src/rpc/protocol.js';
+import type { BackendInfo, VipInfo } from '../../../daemon/src/contract/lb.js';
+import { METHODS, type MethodName, type ParamsOf, type ResultOf } from '../../../daemon/src/contract/methods.js';
 import { bytes, duration } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 import { choiceArg, intArg, withClient } from './common.js';
 
-const call = <R>(cmd: Command, method: string, params?: object) => withClient(cmd, (c) => c.call<R>(method, params));
+const call = <M extends MethodName>(cmd: Command, method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> => withClient(cmd, (c) => (c.call as (m: M, p?: ParamsOf<M>) => Promise<ResultOf<M>>)(method, params));
 const out = (v: unknown): void => {
   process.stdout.write(`${typeof v === "string" ? v : JSON.stringify(v, null, 2)}\n`);
 };
@@ -31,7 +31,7 @@ function vipTable(v: VipInfo): string {
     { header: 'STATE', value: (b) => b.state },
     { header: 'SHARE', value: (b) => `${(b.tableShare * 100).toFixed(1)}%`, align: 'right' },
     { header: 'HEALTH', value: (b) => (b.health ? `${b.health.state}${b.health.lastResult ? ` (${b.health.lastResult})` : ''}` : '-'), flex: true },
-    { header: 'VIA', value: (b) => b.egress ?? '-' },
+    { header: 'VIA', value: (b) => b.via ?? '-' },
   ]);
   return `${head}${warnings}\n${t}`;
 }
@@ -52,7 +52,7 @@ export function lbCommand(): Command {
     .option('--json', 'print the VIP as JSON')
     .action(async (v: string, o, cmd: Command) => {
       const health = o.health ? { type: o.health, port: o.healthPort, path: o.healthPath, intervalMs: o.healthInterval } : undefined;
-      const r = await call<VipInfo>(cmd, METHODS.lbVipAdd, { vip: v, mode: o.mode, interface: o.interface, health });
+      const r = await call(cmd, METHODS.lbVipAdd, { vip: v, mode: o.mode, interface: o.interface, health });
       out(o.json ? r : `added ${r.vip} (${r.mode} on ${r.interfaces.join(', ')})`);
       warn(r);
     });
@@ -60,7 +60,7 @@ export function lbCommand(): Command {
     .command('remove <vip>')
     .description('remove a VIP, its backends and its flows')
     .action(async (v: string, _o, cmd: Command) => {
-      const r = await call<{ vip: string; removedBackends: number; flowsDeleted: number }>(cmd, METHODS.lbVipRemove, { vip: v });
+      const r = await call(cmd, METHODS.lbVipRemove, { vip: v });
       out(`removed ${r.vip} (${r.removedBackends} backend(s), ${r.flowsDeleted} flow(s))`);
     });
   lb.addCommand(vip);
@@ -70,22 +70,22 @@ export function lbCommand(): Command {
     .command('add <vip> <backend>')
     .description('add a backend ADDR[:PORT] (the port defaults to the VIP\'s)')
     .option('--weight <n>', 'weight from 1 to 1000 (default 1)', intArg(1, 1000))
-    .action(async (v: string, b: string, o, cmd: Command) => out(`added ${backendLine(await call<BackendInfo>(cmd, METHODS.lbBackendAdd, { vip: v, backend: b, weight: o.weight }))}`));
+    .action(async (v: string, b: string, o, cmd: Command) => out(`added ${backendLine(await call(cmd, METHODS.lbBackendAdd, { vip: v, backend: b, weight: o.weight }))}`));
   backend
     .command('remove <vip> <backend>')
     .description('remove a backend now (its established flows end; drain first to let them finish)')
-    .action(async (v: string, b: string, _o, cmd: Command) => out(`removed ${(await call<BackendInfo>(cmd, METHODS.lbBackendRemove, { vip: v, backend: b })).backend}`));
+    .action(async (v: string, b: string, _o, cmd: Command) => out(`removed ${(await call(cmd, METHODS.lbBackendRemove, { vip: v, backend: b })).backend}`));
   backend
     .command('drain <vip> <backend>')
     .description('give a backend no new flows; its established flows finish')
-    .action(async (v: string, b: string, _o, cmd: Command) => out(`draining ${backendLine(await call<BackendInfo>(cmd, METHODS.lbBackendDrain, { vip: v, backend: b }))}`));
+    .action(async (v: string, b: string, _o, cmd: Command) => out(`draining ${backendLine(await call(cmd, METHODS.lbBackendDrain, { vip: v, backend: b }))}`));
   lb.addCommand(backend);
 
   lb.command('list')
     .description('VIPs and their backends')
     .option('--json', 'print as JSON')
     .action(async (o, cmd: Command) => {
-      const r = await call<LbList>(cmd, METHODS.lbList);
+      const r = await call(cmd, METHODS.lbList);
       if (o.json) {
         r.vips.forEach(warn);
         return out(r);
@@ -98,7 +98,7 @@ export function lbCommand(): Command {
     .description('per-VIP and per-backend counters, connection table fill, drops by reason')
     .option('--json', 'print as JSON')
     .action(async (o, cmd: Command) => {
-      const r = await call<LbStats>(cmd, METHODS.lbStats);
+      const r = await call(cmd, METHODS.lbStats);
       if (o.json) return out(r);
       const rows = r.vips.flatMap((v) => [{ name: v.vip, ...v }, ...v.backends.map((b) => ({ name: `  ${b.backend}`, ...b }))]);
       out(renderTable(rows, [
@@ -120,7 +120,7 @@ export function lbCommand(): Command {
     .option('--limit <n>', 'at most this many', intArg(1, 100_000))
     .option('--json', 'print as JSON')
     .action(async (o, cmd: Command) => {
-      const r = await call<LbFlows>(cmd, METHODS.lbFlows, { vip: o.vip, limit: o.limit });
+      const r = await call(cmd, METHODS.lbFlows, { vip: o.vip, limit: o.limit });
       if (o.json) return out(r.flows);
       out(r.flows.length ? renderTable(r.flows, [
         { header: 'PROTO', value: (f) => f.protocol },
@@ -140,17 +140,17 @@ export function lbCommand(): Command {
   drop
     .command('add <rule>')
     .description('e.g. 198.18.5.0/24, fd00:198::5:9, icmp:echo-request, udp:53, proto:47')
-    .action(async (rule: string, _o, cmd: Command) => out(`dropping ${(await call<DropRuleInfo>(cmd, METHODS.lbDropAdd, { rule })).rule}`));
+    .action(async (rule: string, _o, cmd: Command) => out(`dropping ${(await call(cmd, METHODS.lbDropAdd, { rule })).rule}`));
   drop
     .command('remove <rule>')
     .description('remove a drop rule')
-    .action(async (rule: string, _o, cmd: Command) => out(`removed ${(await call<DropRuleInfo>(cmd, METHODS.lbDropRemove, { rule })).rule}`));
+    .action(async (rule: string, _o, cmd: Command) => out(`removed ${(await call(cmd, METHODS.lbDropRemove, { rule })).rule}`));
   drop
     .command('list')
     .description('drop rules and what they dropped')
     .option('--json', 'print as JSON')
     .action(async (o, cmd: Command) => {
-      const r = await call<{ rules: DropRuleInfo[] }>(cmd, METHODS.lbDropList);
+      const r = await call(cmd, METHODS.lbDropList);
       if (o.json) return out(r.rules);
       out(r.rules.length ? renderTable(r.rules, [
         { header: 'RULE', value: (x) => x.rule },

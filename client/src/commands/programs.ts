@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command } from 'commander';
-import { METHODS, type ProgramsListResult } from '../../../daemon/src/rpc/protocol.js';
+import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { renderTable } from '../render/table.js';
 import { withClient } from './common.js';
 
@@ -9,7 +9,7 @@ export function programsCommand(): Command {
     .description('what ebpfmon has loaded, attached and pinned')
     .option('--json', 'print programs and links as JSON')
     .action(async (o, cmd: Command) => {
-      const r = await withClient(cmd, (c) => c.call<ProgramsListResult>(METHODS.programsList));
+      const r = await withClient(cmd, (c) => c.call(METHODS.programsList));
       if (o.json) return void process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       process.stdout.write(`${renderTable(r.programs, [
         { header: 'ID', value: (p) => String(p.id), align: 'right' },

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command } from 'commander';
-import { METHODS, type StatusResult } from '../../../daemon/src/rpc/protocol.js';
+import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { duration } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 import { withClient } from './common.js';
@@ -10,10 +10,10 @@ export function statusCommand(): Command {
     .description('daemon version, uptime, attached programs, probes, map fill, loss counters')
     .option('--json', 'print the status object')
     .action(async (o, cmd: Command) => {
-      const s = await withClient(cmd, (c) => c.call<StatusResult>(METHODS.status));
+      const s = await withClient(cmd, (c) => c.call(METHODS.status));
       if (o.json) return void process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
       const out: string[] = [];
-      out.push(`ebpfmon ${s.version}, pid ${s.pid}, up ${duration(s.uptimeSec * 1000)}; programs pinned since ${s.deployedAt} under ${s.pinPath}`);
+      out.push(`ebpfmon ${s.version}, pid ${s.pid}, up ${duration(s.uptimeMs)}; programs pinned since ${s.deployedAt} under ${s.pinPath}`);
       out.push(`adopted at start: ${Object.entries(s.adopted).map(([k, v]) => `${k} ${v ? 'yes' : 'no (loaded)'}`).join(', ')}`);
       out.push('', 'PROBES');
       for (const p of s.probes) {
@@ -28,7 +28,7 @@ export function statusCommand(): Command {
       }
       out.push('', 'INTERFACES');
       if (s.interfaces.length === 0) out.push('  (none attached)');
-      for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.since}`);
+      for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.attachedAt}`);
       for (const [name, e] of Object.entries(s.interfaceErrors)) out.push(`  ${name.padEnd(16)} FAILED: ${e}`);
       out.push('', 'MAPS');
       out.push(renderTable(s.maps, [
@@ -38,14 +38,14 @@ export function statusCommand(): Command {
         { header: 'FILL', value: (m) => (m.entries === null ? '?' : `${((100 * m.entries) / m.maxEntries).toFixed(1)}%`), align: 'right' },
       ]));
       out.push('', 'LOSS');
-      out.push(`  events lost in the kernel (ring buffer full): ${s.loss.kernelRingbufFull}`);
-      out.push(`  probe runs the kernel skipped and nothing made up for: ${s.loss.kernelProbeMisses}`);
+      out.push(`  events lost in the kernel (ring buffer full): ${s.loss.ringbufFull}`);
+      out.push(`  probe runs the kernel skipped and nothing made up for: ${s.loss.probeMisses}`);
       out.push(`  flows evicted from the LRU table before collection: ${s.loss.flowsEvicted}`);
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
       out.push('', 'EVENTS');
       out.push(`  ${Object.entries(s.events.received).map(([k, v]) => `${k} ${v}`).join(', ')}; ${s.events.pendingBytes} bytes pending; longest drain ${s.events.maxDrainMs} ms`);
       out.push(`  clients ${s.clients}, subscriptions ${s.subscriptions}`);
-      const lbWarnings = (s.lb as { warnings?: string[] } | undefined)?.warnings ?? [];
+      const lbWarnings = s.lb?.warnings ?? [];
       if (lbWarnings.length) {
         out.push('', 'LOAD BALANCER WARNINGS');
         for (const w of lbWarnings) out.push(`  ${w}`);

@@ -2,8 +2,8 @@
 // A live per-process bandwidth view, like nethogs: rates are the difference between two
 // snapshots of the daemon's cumulative per-process totals.
 import { Command } from 'commander';
-import type { ProcessTotals } from '../../../daemon/src/monitor/flows.js';
-import { METHODS, type ProcessesListResult } from '../../../daemon/src/rpc/protocol.js';
+import type { ProcessTotals } from '../../../daemon/src/contract/flows.js';
+import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, rate, userName } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 import { CLEAR, intArg, sleep, withClient } from './common.js';
@@ -26,7 +26,7 @@ export function topCommand(): Command {
         let stop = false;
         process.once('SIGINT', () => (stop = true));
         for (let i = 0; !stop; i++) {
-          const { processes } = await c.call<ProcessesListResult>(METHODS.processesList, {});
+          const { processes } = await c.call(METHODS.processesList, {});
           const now = Date.now();
           const dt = Math.max(1, now - prevAt) / 1000;
           const rows: Row[] = processes.map((p) => {

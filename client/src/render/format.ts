@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -30,20 +30,25 @@ export function endpoint(addr: string, port: number | null): string {
   return port === null ? a : `${a}:${port}`;
 }
 
-let users: Map<number, string> | null = null;
-/** uid -> user name from /etc/passwd (numbers for unknown uids). */
+const users = new Map<number, string>();
+/**
+ * uid -> user name through the system's name service (`getent passwd`: /etc/passwd, LDAP,
+ * SSSD...), once per uid; the number when it has none. (The client loads no native code,
+ * so it cannot call getpwuid_r itself.)
+ */
 export function userName(uid: number | null): string {
   if (uid === null) return '-';
-  if (!users) {
-    users = new Map();
+  let name = users.get(uid);
+  if (name === undefined) {
+    name = String(uid);
     try {
-      for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-        const [name, , id] = line.split(':');
-        if (name && id) users.set(Number(id), name);
-      }
+      const line = execFileSync('getent', ['passwd', String(uid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 2000 });
+      const n = line.split(':')[0];
+      if (n) name = n;
     } catch {
-      /* no passwd: numbers */
+      /* unknown uid, or no getent: the number */
     }
+    users.set(uid, name);
   }
-  return users.get(uid) ?? String(uid);
+  return name;
 }

@@ -11,8 +11,8 @@
 import type { EventEmitter } from 'node:events';
 import { Command, CommanderError } from 'commander';
 import dbus, { type Message, type MessageBus, type Variant } from 'dbus-next';
-import { BUS_NAME, FDO, FDO_ERROR, MANAGER_IFACE, MANAGER_METHOD, MANAGER_PATH, MANAGER_SIGNAL } from '../../../daemon/src/dbus/names.js';
-import { ERRORS } from '../../../daemon/src/rpc/errors.js';
+import { BUS_NAME, FDO, FDO_ERROR, MANAGER_IFACE, MANAGER_METHOD, MANAGER_PATH, MANAGER_SIGNAL } from '../../../daemon/src/contract/dbus.js';
+import { ERRORS } from '../../../daemon/src/contract/errors.js';
 import { VERSION } from '../../../daemon/src/version.js';
 import { intArg } from '../commands/common.js';
 import { CliError, EXIT } from '../exit.js';

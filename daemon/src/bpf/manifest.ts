@@ -9,18 +9,12 @@ import { BpfError } from './errors.js';
 import { BpfMap } from './maps.js';
 import { BPF_MAP_TYPE } from './uapi.js';
 import { close } from '../sys/libc.js';
+import type { ProbeStatus } from '../contract/status.js';
 
 const MAGIC = 0x4e4f4d45; // 'EMON' little-endian
 export const META_VALUE_SIZE = 64 * 1024;
 
-export interface ProbeStatus {
-  /** What the probe gives ebpfmon, e.g. `accept`. */
-  capability: string;
-  /** Label of the alternative in use, or null when none could be used. */
-  active: string | null;
-  /** Alternatives that were tried before (or instead of) the active one, and why they failed. */
-  inactive: Array<{ label: string; reason: string }>;
-}
+export type { ProbeStatus };
 
 export interface ComponentRecord {
   /** sha256 of the object file that loaded the pinned programs. */

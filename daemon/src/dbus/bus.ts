@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Small pieces around dbus-next: connecting with a deadline, bounded calls, and turning
-// ebpfmon's errors into D-Bus errors (names from the one table in rpc/errors.ts).
+// ebpfmon's errors into D-Bus errors (names from the one table in contract/errors.ts).
 import dbus, { DBusError, type MessageBus } from 'dbus-next';
-import { AppError, ERRORS } from '../rpc/errors.js';
-import { BpfError } from '../bpf/errors.js';
+import { toApiError } from '../api/index.js';
 
 /** Rejects when `p` takes longer than `ms`. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -42,8 +41,7 @@ export async function connectBus(address: string | undefined, timeoutMs = 10_000
 
 /** The D-Bus error a client gets for `err`: AppError by its table name, kernel errors as Kernel, anything else Internal. */
 export function toDBusError(err: unknown): { error: DBusError; internal: boolean } {
-  if (err instanceof AppError) return { error: new DBusError(err.dbusName, err.message), internal: false };
   if (err instanceof DBusError) return { error: err, internal: false };
-  if (err instanceof BpfError) return { error: new DBusError(ERRORS.Kernel.dbus, err.message), internal: false };
-  return { error: new DBusError(ERRORS.Internal.dbus, ERRORS.Internal.message), internal: true };
+  const { error, internal } = toApiError(err);
+  return { error: new DBusError(error.dbusName, error.message), internal };
 }

@@ -8,7 +8,7 @@
 // admins edit while the daemon runs.
 import dbus, { type MessageBus, type Variant } from 'dbus-next';
 import { groupGid } from '../sys/users.js';
-import { FDO } from './names.js';
+import { FDO } from '../contract/dbus.js';
 import { withTimeout } from './bus.js';
 
 export interface Credentials {

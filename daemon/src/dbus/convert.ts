@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// Between D-Bus values and ebpfmon's JSON shapes. Incoming a{sv} dictionaries are checked
-// key by key (unknown keys and wrong variant types are InvalidParams naming the key, as
-// on the socket), then validated by the same helpers as JSON-RPC params. Outgoing objects
-// become a{sv} with a fixed type per key, so a client can rely on `txBytes` being 't';
+// Between D-Bus values and the contract's JSON shapes. Incoming a{sv} dictionaries are
+// checked key by key (unknown keys and wrong variant types are InvalidParams naming the
+// key, as on the socket), then validated by the API's own validators. Outgoing objects
+// become a{sv} with a fixed type per key, derived from the contract's types (a key the
+// contract does not have is a compile error), so a client can rely on `txBytes` being 't';
 // null fields are omitted.
 import dbus, { type Variant } from 'dbus-next';
-import { AppError, invalidParam } from '../rpc/errors.js';
-import type { Flow, ProcessTotals } from '../monitor/flows.js';
+import { invalidParam } from '../errors.js';
+import type { Flow, ProcessTotals } from '../contract/flows.js';
 
 export type Dict = Record<string, Variant>;
 
@@ -47,22 +48,6 @@ export function readDict(raw: unknown, field: string, spec: Record<string, Field
     out[k] = unwrap(v, kind, `${field}.${k}`);
   }
   return out;
-}
-
-/**
- * Runs JSON-RPC validators (which name fields `params.X`) on D-Bus input and renames the
- * field in their errors: `params.pid` becomes `filter.pid`.
- */
-export function asField<T>(prefix: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof AppError && typeof err.data?.field === 'string' && err.data.field.startsWith('params')) {
-      const field = prefix + err.data.field.slice('params'.length);
-      throw new AppError(err.kind, err.message.replace(err.data.field, field), { ...err.data, field });
-    }
-    throw err;
-  }
 }
 
 /** Signatures a value of an outgoing dictionary may take. */
@@ -136,7 +121,6 @@ const JSON_HINTS: Record<string, ValueSig> = {
   weight: 'u',
   id: 'u',
   backendId: 'u',
-  family: 'u',
   ifindex: 'u',
   interfaces: 'as',
   backends: 'aa{sv}',
@@ -174,12 +158,15 @@ export function jsonDict(obj: Record<string, unknown>): Dict {
   return out;
 }
 
-const FLOW_TYPES: Record<string, ValueSig> = {
-  proto: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
+/** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and tcpFlagsRx. */
+export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: ValueSig } = {
+  protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
   ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
-  ipOptions: 'b', ipv6ExtHeaders: 'b', firstSeen: 's', lastSeen: 's', closedAt: 's',
+  ipOptions: 'b', ipv6ExtHeaders: 'b', firstSeenAt: 's', lastSeenAt: 's', closedAt: 's',
 };
+/** Keys a D-Bus flow dictionary has instead of `tcpFlags`. */
+export const FLOW_TCP_FLAG_KEYS = ['tcpFlagsTx', 'tcpFlagsRx'] as const;
 
 /** A flow as a{sv}: the JSON-RPC field names, tcpFlags split into tcpFlagsTx/tcpFlagsRx (as). */
 export function flowDict(f: Flow): Dict {
@@ -189,9 +176,9 @@ export function flowDict(f: Flow): Dict {
   return d;
 }
 
-const PROCESS_TYPES: Record<string, ValueSig> = {
+export const PROCESS_TYPES: { readonly [K in keyof ProcessTotals]-?: ValueSig } = {
   pid: 'u', comm: 's', uid: 'u', exe: 's', flows: 'u', openFlows: 'u',
-  txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeen: 's',
+  txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
 };
 
 export function processDict(p: ProcessTotals): Dict {

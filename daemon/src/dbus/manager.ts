@@ -1,43 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
-// org.ebpfmon1.Manager at /org/ebpfmon1: the monitor's read side, with the JSON-RPC
-// rules: the same parameter validation (rpc/validate.ts) and the same uid scoping as
-// flows.list and processes.list (rpc/methods/monitor.ts).
-import type { MonitorApi, MonitorStatus } from '../monitor/api.js';
-import type { FlowQuery, ProcessTotals } from '../monitor/flows.js';
-import { AppError, invalidParam } from '../rpc/errors.js';
-import { flowsListQuery, scopeUid as scopeRpcUid } from '../rpc/methods/monitor.js';
-import { optInt } from '../rpc/validate.js';
-import { BpfError } from '../bpf/errors.js';
-import { asField, dictOf, flowDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
-import { MANAGER_PATH, type ManagerMethod, type ManagerProperty, type ManagerSignal } from './names.js';
+// org.ebpfmon1.Manager at /org/ebpfmon1: the monitor's read side, over the API: GetFlows
+// is flows.list (the same validation, naming `filter.X`, and the same uid scoping); the
+// per-process members share one cached walk of the flow table, filtered per caller.
+import type { ProcessTotals } from '../contract/flows.js';
+import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
+import { flowsQuery } from '../api/monitor.js';
+import { toApiError, withFieldPrefix, type Caller, type MethodTable } from '../api/index.js';
+import type { FlowQuery } from '../monitor/flows.js';
+import type { MonitorStatus } from '../monitor/api.js';
+import { AppError, invalidParam } from '../errors.js';
+import { dictOf, flowDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
 import type { CallContext, ObjectImpl } from './object.js';
 import { rankTalkers, type RateTracker, type Talker } from './rates.js';
-import { MANAGER_SPEC } from './schema.js';
 
 /** A D-Bus message is bounded (32 MiB on the system bus): replies stay far below that. */
 export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, topTalkers: 1000, signalTop: 10 } as const;
 
 /** GetFlows filter keys: the params of JSON-RPC flows.list, with their variant types. */
-export const FLOW_FILTER: Record<string, FieldKind> = {
+export const FLOW_FILTER: { readonly [K in keyof import('../contract/flows.js').FlowsListParams]-?: FieldKind } = {
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
-  proto: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
+  protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
 };
 
-const viewer = (ctx: CallContext) => ({ uid: ctx.creds.uid, seesAll: ctx.scope.seesAll });
-
-/** GetFlows's filter as a FlowQuery: flows.list's own validation and scoping. */
-export function flowQuery(raw: unknown, ctx: CallContext): FlowQuery {
-  const p = readDict(raw, 'filter', FLOW_FILTER);
-  return asField('filter', () => flowsListQuery(p, viewer(ctx), LIMITS.flows));
-}
-
-/** The uid a caller may see (rpc/methods/monitor.ts). */
-export function scopeUid(ctx: CallContext, requested: number | undefined, field = 'params.uid'): number | undefined {
-  return scopeRpcUid(viewer(ctx), requested, field);
+/** GetFlows's filter as a flow query: flows.list's own validation and scoping, naming `filter.X`. */
+export function flowQuery(raw: unknown, caller: Caller): FlowQuery {
+  return withFieldPrefix('filter', () => flowsQuery(readDict(raw, 'filter', FLOW_FILTER), caller, LIMITS.flows));
 }
 
 export interface ManagerDeps {
-  monitor: MonitorApi;
+  methods: MethodTable;
   version: string;
   startedAt: Date;
   tracker: RateTracker;
@@ -62,7 +53,9 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
     path: MANAGER_PATH,
     spec: MANAGER_SPEC,
     methods: {
-      GetFlows: async (ctx, [filter]) => (await d.monitor.queryFlows(flowQuery(filter, ctx))).flows.map(flowDict),
+      GetFlows: async (ctx, [filter]) => {
+        return (await d.methods['flows.list'].run(flowQuery(filter, ctx.caller), ctx.caller)).flows.map(flowDict);
+      },
       GetProcesses: async (ctx) =>
         visible(await d.totals(), ctx.uid)
           .slice()
@@ -77,7 +70,8 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
         try {
           talkers = await d.tracker.talkers();
         } catch (err) {
-          if (err instanceof AppError || err instanceof BpfError) throw err;
+          // A known failure (kernel, limits) as it is; anything else means no sample yet.
+          if (!toApiError(err).internal) throw err;
           throw new AppError('Busy', `no traffic sample yet (${(err as Error).message}); try again`);
         }
         return rankTalkers(talkers, ctx.uid, limit).map(talkerDict);
@@ -94,7 +88,7 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
       ProcessCount: async (ctx) => visible(await d.totals(), ctx.uid).filter((p) => p.pid !== null).length,
       TxBytes: async (ctx) => sum(visible(await d.totals(), ctx.uid), (p) => p.txBytes),
       RxBytes: async (ctx) => sum(visible(await d.totals(), ctx.uid), (p) => p.rxBytes),
-      EventsLost: async () => (await d.status()).loss.kernelRingbufFull,
+      RingbufFull: async () => (await d.status()).loss.ringbufFull,
       FlowsEvicted: async () => (await d.status()).loss.flowsEvicted,
       SignalsDropped: () => d.signalsDropped(),
     },

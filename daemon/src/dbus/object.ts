@@ -6,8 +6,8 @@
 // documentation, which dbus-next's generated XML lacks).
 import dbus from 'dbus-next';
 import type { Credentials, Scope } from './callers.js';
-import type { ArgSpec, InterfaceSpec } from './schema.js';
-import { ANNOTATION } from './names.js';
+import { ANNOTATION, type ArgSpec, type InterfaceSpec } from '../contract/dbus.js';
+import type { Caller } from '../api/index.js';
 
 export interface CallContext {
   /** Unique bus name of the caller. */
@@ -16,6 +16,8 @@ export interface CallContext {
   scope: Scope;
   /** The uid filter for reads: undefined when the caller sees every uid. */
   uid: number | undefined;
+  /** The caller as the API knows callers. */
+  caller: Caller;
   /** Throws PermissionDenied unless the caller is root, in the admin group, or polkit authorizes `action`. */
   requireAuthorization(action: string): Promise<void>;
 }

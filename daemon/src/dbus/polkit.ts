@@ -3,7 +3,7 @@
 // name, the way systemd and fwupd do it. A polkit that cannot be reached, or answers with
 // an error (an action it does not know), means no: a change is never allowed by default.
 import dbus, { type MessageBus } from 'dbus-next';
-import { POLKIT } from './names.js';
+import { POLKIT } from '../contract/dbus.js';
 import { withTimeout } from './bus.js';
 
 export interface AuthorizeOptions {

@@ -3,7 +3,7 @@
 // between two samples of the monitor's cumulative per-process totals, one second apart.
 // Sampling dumps the flow table, so it runs only while someone subscribed or asked within
 // the last few seconds; otherwise the timer stops and the samples are dropped.
-import type { ProcessTotals } from '../monitor/flows.js';
+import type { ProcessTotals } from '../contract/flows.js';
 
 export interface Talker extends ProcessTotals {
   txBytesPerSec: number;

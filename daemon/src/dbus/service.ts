@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The D-Bus service: org.ebpfmon1 with org.ebpfmon1.Manager at /org/ebpfmon1 and
-// org.ebpfmon1.LoadBalancer at /org/ebpfmon1/lb (docs/dbus.md, docs/org.ebpfmon1.xml).
+// The D-Bus adapter: org.ebpfmon1 with org.ebpfmon1.Manager at /org/ebpfmon1 and
+// org.ebpfmon1.LoadBalancer at /org/ebpfmon1/lb (docs/dbus.md, docs/org.ebpfmon1.xml), over
+// the API (api/) and the daemon's event bus.
 //
 // Every call is dispatched here (not by dbus-next, which hides the sender): the
 // signature is checked against schema.ts, the caller's credentials are looked up once per
@@ -14,20 +15,23 @@ import dbus, { type Message, type MessageBus } from 'dbus-next';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { MonitorApi, MonitorStatus } from '../monitor/api.js';
-import type { MonitorEvent } from '../monitor/events.js';
-import { AppError, ERRORS } from '../rpc/errors.js';
+import type { MonitorEvent } from '../contract/events.js';
+import { ERRORS } from '../contract/errors.js';
+import { AppError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import type { Caller, MethodTable } from '../api/index.js';
 import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
 import { Callers, scopeOf, type AccessGroups } from './callers.js';
-import { lbObject, type LbApi } from './lb.js';
+import { lbObject } from './lb.js';
 import { LIMITS, managerObject, talkerDict } from './manager.js';
 import {
   BUS_NAME, FDO, FDO_ERROR, FLAG_ALLOW_INTERACTIVE_AUTHORIZATION, FLAG_NO_REPLY_EXPECTED, MANAGER_IFACE, MANAGER_PATH, MANAGER_SIGNAL,
-} from './names.js';
+} from '../contract/dbus.js';
 import { SpecInterface, type CallContext, type ObjectImpl } from './object.js';
 import { polkitCheck, type Authorize } from './polkit.js';
 import { RateTracker, rankTalkers, type Talker } from './rates.js';
-import { inSignature, MANAGER_SPEC, outSignature, type MethodSpec } from './schema.js';
+import { inSignature, MANAGER_SPEC, outSignature, type MethodSpec } from '../contract/dbus.js';
 import { CallScheduler } from './scheduler.js';
 import { Subscribers } from './subscribers.js';
 import { TalkingProcesses, type TalkerChange } from './talkers.js';
@@ -58,8 +62,12 @@ export const DEFAULT_DBUS_LIMITS: DbusLimits = {
 
 export interface DbusServiceOptions {
   monitor: MonitorApi;
-  /** The load balancer; without it /org/ebpfmon1/lb answers NotAvailable. */
-  lb?: LbApi;
+  /** The API the members call (flows.list, lb.*). */
+  methods: MethodTable;
+  /** The daemon's event bus (process start/stop signals follow it). */
+  bus: EventBus;
+  /** The load balancer is configured; without it /org/ebpfmon1/lb answers NotAvailable. */
+  lbAvailable: boolean;
   logger: Logger;
   version: string;
   /** Group names, as the socket's access settings (config `access`). */
@@ -133,12 +141,12 @@ class Service implements DbusService {
     const totals = this.cached(() => opts.monitor.processTotals({}));
     const status = this.cached((): Promise<MonitorStatus> => opts.monitor.status());
     const manager = managerObject({
-      monitor: opts.monitor, version: opts.version, startedAt: this.startedAt, tracker: this.tracker, totals, status,
+      methods: opts.methods, version: opts.version, startedAt: this.startedAt, tracker: this.tracker, totals, status,
       subscribe: (ctx) => this.subscribe(ctx),
       unsubscribe: (ctx) => this.unsubscribe(ctx),
       signalsDropped: () => this.counters.signalsDropped,
     });
-    const lb = lbObject(opts.lb);
+    const lb = lbObject(opts.methods, opts.lbAvailable);
     for (const o of [manager, lb] as ObjectImpl[]) this.objects.set(o.path, o);
   }
 
@@ -294,8 +302,9 @@ class Service implements DbusService {
       throw new AppError('PermissionDenied', 'cannot identify the caller');
     }
     const scope = scopeOf(creds, this.opts.groups);
+    const caller: Caller = { uid: creds.uid, gid: null, pid: creds.pid, seesAll: scope.seesAll, admin: scope.admin };
     return {
-      sender: msg.sender, creds, scope,
+      sender: msg.sender, creds, scope, caller,
       uid: scope.seesAll ? undefined : creds.uid,
       requireAuthorization: (action) => this.requireAuthorization(msg, scope.admin, action),
     };
@@ -406,7 +415,7 @@ class Service implements DbusService {
   /** The first subscriber: follow events and sample rates. */
   private activate(): void {
     if (this.unsubscribeMonitor || this.stopped) return;
-    this.unsubscribeMonitor = this.opts.monitor.bus.subscribe((e: MonitorEvent) => {
+    this.unsubscribeMonitor = this.opts.bus.subscribe((e: MonitorEvent) => {
       try {
         this.talking.onEvent(e);
       } catch (err) {
@@ -485,6 +494,5 @@ export async function startDbusService(opts: DbusServiceOptions): Promise<DbusSe
   return service;
 }
 
-export type { LbApi } from './lb.js';
 export type { Authorize, AuthorizeOptions } from './polkit.js';
 export type { AccessGroups } from './callers.js';

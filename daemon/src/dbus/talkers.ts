@@ -6,7 +6,7 @@
 // rest and processes whose close events were lost. Tracking runs only while someone is
 // subscribed, so processes already talking when the first subscriber arrives are picked
 // up by their next connection or by the next sample.
-import type { EventType, MonitorEvent } from '../monitor/events.js';
+import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { Talker } from './rates.js';
 
 export type TalkerChange =
@@ -88,7 +88,7 @@ export class TalkingProcesses {
         const s = this.state(e.pid, e.comm ?? '', e.uid);
         if (!s) return;
         const was = this.talking(s);
-        const k = `${e.proto} ${e.localAddr} ${e.localPort} ${e.remoteAddr} ${e.remotePort}`;
+        const k = `${e.protocol} ${e.localAddr} ${e.localPort} ${e.remoteAddr} ${e.remotePort}`;
         if (!s.sockets.has(k)) {
           if (this.sockets >= this.maxSockets) {
             this.untracked++;
@@ -105,7 +105,7 @@ export class TalkingProcesses {
       case 'close': {
         const s = this.states.get(e.pid);
         if (!s) return;
-        const k = `${e.proto} ${e.localAddr} ${e.localPort} ${e.remoteAddr} ${e.remotePort}`;
+        const k = `${e.protocol} ${e.localAddr} ${e.localPort} ${e.remoteAddr} ${e.remotePort}`;
         if (s.sockets.delete(k)) this.sockets--;
         // IP-layer counts when a monitored interface carried the flow, TCP payload otherwise (loopback).
         s.txBytes += e.flowSeen ? e.txBytes : e.payloadBytesSent;

@@ -5,7 +5,8 @@
 // Ports and addresses that the data path compares with packet bytes are network order
 // in the maps; here they are numbers (host order) and IpAddr.
 import { field as f, type StructSpec } from '../bpf/layout.js';
-import { AF_INET, AF_INET6, familyOfAf, type Family, type IpAddr } from './addr.js';
+import { AF_INET, AF_INET6, familyOfAf, type Family, type IpAddr } from '../net/ip.js';
+import { LB_COUNTERS, type LbCounterName, type LbMode } from '../contract/lb.js';
 
 export const LB_LAYOUT_VERSION = 1;
 export const RING_SIZE = 65537;
@@ -25,8 +26,8 @@ export const NAT_SEED = 0x1b5eed02;
 export const TOUCH_NS = 1_000_000_000n;
 export const NAT_TRIES = 8;
 
-export const MODE = { nat: 1, dsr: 2 } as const;
-export type LbMode = keyof typeof MODE;
+export const MODE = { nat: 1, dsr: 2 } as const satisfies Record<LbMode, number>;
+export type { LbMode };
 export const MODE_NAME: Record<number, LbMode> = { 1: 'nat', 2: 'dsr' };
 
 export const BE = { inUse: 1, draining: 2, down: 4 } as const;
@@ -50,23 +51,10 @@ export function protoCfgBit(proto: number): number {
   return CFG.dpOther;
 }
 
-/** enum emon_lb_stat, in order (the index is the map key). */
-export const STAT_NAMES = [
-  'pass', 'connNew', 'connRescheduled', 'connMidflowMiss', 'connInsertFail', 'longHit', 'longPromote',
-  'longFull', 'natNew', 'natReuse', 'natCollide', 'natReply', 'icmpForwarded', 'icmpReplied',
-  'icmpTooBigSent', 'connDeleted', 'neighPass',
-] as const;
-export type StatName = (typeof STAT_NAMES)[number];
-export const STAT = Object.fromEntries(STAT_NAMES.map((n, i) => [n, i])) as Record<StatName, number>;
+/** emon_lb_stats / emon_lb_drops slots: enum emon_lb_stat and enum emon_lb_drop, named by
+ * contract LB_COUNTERS and LB_DROP_REASONS (index = position). */
+export const STAT = Object.fromEntries(LB_COUNTERS.map((n, i) => [n, i])) as Record<LbCounterName, number>;
 export const STAT_MAX = 32;
-
-/** enum emon_lb_drop, in order. */
-export const DROP_NAMES = [
-  'droplist', 'noBackend', 'badBackend', 'fragment', 'ipOptions', 'malformed', 'ttl', 'noRoute',
-  'noNeigh', 'fwdDisabled', 'tooBig', 'noSnatAddr', 'natPorts', 'natFull', 'dsrOffLink', 'icmpUnknown',
-  'redirect',
-] as const;
-export type DropName = (typeof DROP_NAMES)[number];
 export const DROP_MAX = 32;
 
 // --- layouts ------------------------------------------------------------------------------
@@ -163,7 +151,7 @@ export const ALL_LB_STRUCTS: readonly StructSpec[] = [VIP_KEY, VIP, BACKEND, FLO
 
 function addrOf(buf: Buffer, off: number, family: Family): IpAddr {
   const bytes = Buffer.alloc(16);
-  buf.copy(bytes, 0, off, off + (family === 4 ? 4 : 16));
+  buf.copy(bytes, 0, off, off + (family === 'ipv4' ? 4 : 16));
   return { family, bytes };
 }
 
@@ -175,10 +163,10 @@ export interface VipKey {
 
 export function encodeVipKey(k: VipKey, out = Buffer.alloc(VIP_KEY.size)): Buffer {
   out.fill(0);
-  k.addr.bytes.copy(out, 0, 0, k.addr.family === 4 ? 4 : 16);
+  k.addr.bytes.copy(out, 0, 0, k.addr.family === 'ipv4' ? 4 : 16);
   out.writeUInt16BE(k.port, 16);
   out.writeUInt8(k.proto, 18);
-  out.writeUInt8(k.addr.family === 4 ? AF_INET : AF_INET6, 19);
+  out.writeUInt8(k.addr.family === 'ipv4' ? AF_INET : AF_INET6, 19);
   return out;
 }
 
@@ -220,9 +208,9 @@ export interface BackendValue {
 export function encodeBackend(v: BackendValue | null): Buffer {
   const b = Buffer.alloc(BACKEND.size);
   if (!v) return b;
-  v.addr.bytes.copy(b, 0, 0, v.addr.family === 4 ? 4 : 16);
+  v.addr.bytes.copy(b, 0, 0, v.addr.family === 'ipv4' ? 4 : 16);
   b.writeUInt16BE(v.port, 16);
-  b.writeUInt8(v.addr.family === 4 ? AF_INET : AF_INET6, 18);
+  b.writeUInt8(v.addr.family === 'ipv4' ? AF_INET : AF_INET6, 18);
   b.writeUInt8(v.flags, 19);
   b.writeUInt16LE(v.vip, 20);
   b.writeUInt16LE(v.weight, 22);
@@ -250,13 +238,13 @@ export interface FlowKey {
 
 export function encodeFlowKey(k: FlowKey, out = Buffer.alloc(FLOW_KEY.size)): Buffer {
   out.fill(0);
-  const n = k.saddr.family === 4 ? 4 : 16;
+  const n = k.saddr.family === 'ipv4' ? 4 : 16;
   k.saddr.bytes.copy(out, 0, 0, n);
   k.daddr.bytes.copy(out, 16, 0, n);
   out.writeUInt16BE(k.sport, 32);
   out.writeUInt16BE(k.dport, 34);
   out.writeUInt8(k.proto, 36);
-  out.writeUInt8(k.saddr.family === 4 ? AF_INET : AF_INET6, 37);
+  out.writeUInt8(k.saddr.family === 'ipv4' ? AF_INET : AF_INET6, 37);
   return out;
 }
 
@@ -325,7 +313,7 @@ export function decodeNat(b: Buffer, off: number, family: Family): NatValue {
 export function encodeIfKey(ifindex: number, family: Family): Buffer {
   const b = Buffer.alloc(IF_KEY.size);
   b.writeUInt32LE(ifindex, 0);
-  b.writeUInt8(family === 4 ? AF_INET : AF_INET6, 4);
+  b.writeUInt8(family === 'ipv4' ? AF_INET : AF_INET6, 4);
   return b;
 }
 
@@ -460,7 +448,7 @@ export interface ProtoKey {
 
 export function encodeProtoKey(k: ProtoKey): Buffer {
   const b = Buffer.alloc(PROTO_KEY.size);
-  b.writeUInt8(k.family === 4 ? AF_INET : AF_INET6, 0);
+  b.writeUInt8(k.family === 'ipv4' ? AF_INET : AF_INET6, 0);
   b.writeUInt8(k.proto, 1);
   b.writeUInt8(k.kind, 2);
   b.writeUInt16LE(k.value, 4);
@@ -474,7 +462,7 @@ export function decodeProtoKey(b: Buffer, off = 0): ProtoKey | null {
 }
 
 export function encodeLpm(addr: IpAddr, len: number): Buffer {
-  const n = addr.family === 4 ? 4 : 16;
+  const n = addr.family === 'ipv4' ? 4 : 16;
   const b = Buffer.alloc(4 + n);
   b.writeUInt32LE(len, 0);
   addr.bytes.copy(b, 4, 0, n);
@@ -482,7 +470,7 @@ export function encodeLpm(addr: IpAddr, len: number): Buffer {
 }
 
 export function decodeLpm(b: Buffer, off: number, family: Family): { addr: IpAddr; len: number } {
-  const n = family === 4 ? 4 : 16;
+  const n = family === 'ipv4' ? 4 : 16;
   const bytes = Buffer.alloc(16);
   b.copy(bytes, 0, off + 4, off + 4 + n);
   return { addr: { family, bytes }, len: b.readUInt32LE(off) };

@@ -4,10 +4,10 @@
 // maps are the source of truth: restore() rebuilds the rules (and their canonical text) from
 // their keys.
 import type { Logger } from 'pino';
-import { AppError } from '../rpc/errors.js';
+import { AppError } from '../errors.js';
 import { BPF_ANY, BPF_NOEXIST } from '../bpf/uapi.js';
-import { ipText, type Family } from './addr.js';
-import type { DropRuleInfo } from './api.js';
+import { ipText, type Family } from '../net/ip.js';
+import type { DropRuleInfo } from '../contract/lb.js';
 import { CFG, decodeLpm, decodeProtoKey, encodeLpm, encodeProtoKey, protoCfgBit, sumRuleCtr, u32Key } from './decoder.js';
 import { entries, type LbKernelMap, type LbMaps } from './kernel.js';
 import { transact, type Step } from './tx.js';
@@ -32,7 +32,7 @@ export class DropList {
     const add = (text: string, id: number, rule: DropRule) => {
       if (!this.rules.has(text)) this.rules.set(text, { rule, id });
     };
-    for (const [map, family] of [[this.m.drop4, 4], [this.m.drop6, 6]] as const) {
+    for (const [map, family] of [[this.m.drop4, 'ipv4'], [this.m.drop6, 'ipv6']] as const) {
       for (const { key, value } of entries(map)) {
         const { addr, len } = decodeLpm(key, 0, family);
         const text = `${ipText(addr)}/${len}`;
@@ -56,14 +56,14 @@ export class DropList {
   cfgFlags(): number {
     let flags = 0;
     for (const { rule } of this.rules.values()) {
-      if (rule.kind === 'prefix') flags |= rule.addr.family === 4 ? CFG.drop4 : CFG.drop6;
+      if (rule.kind === 'prefix') flags |= rule.addr.family === 'ipv4' ? CFG.drop4 : CFG.drop6;
       else flags |= protoCfgBit(rule.proto);
     }
     return flags;
   }
 
   private keys(rule: DropRule): Array<{ map: LbKernelMap; key: Buffer }> {
-    if (rule.kind === 'prefix') return [{ map: rule.addr.family === 4 ? this.m.drop4 : this.m.drop6, key: encodeLpm(rule.addr, rule.len) }];
+    if (rule.kind === 'prefix') return [{ map: rule.addr.family === 'ipv4' ? this.m.drop4 : this.m.drop6, key: encodeLpm(rule.addr, rule.len) }];
     return rule.families.map((family: Family) => ({ map: this.m.dproto, key: encodeProtoKey({ family, proto: rule.proto, kind: rule.match, value: rule.value }) }));
   }
 

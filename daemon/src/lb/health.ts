@@ -13,7 +13,7 @@ import type { EventEmitter } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { ipText, type IpAddr } from './addr.js';
+import { ipText, type IpAddr } from '../net/ip.js';
 import { LB_EVENTS, type LbHealthEvent } from './events.js';
 import type { HealthSpec } from './validate.js';
 

@@ -5,6 +5,7 @@
 // after the daemon starts, e.g. by systemd-sysctl, and they change without ebpfmon
 // knowing), but every answer about it carries the warnings below, and the CLI prints them.
 import fs from 'node:fs';
+import type { Family } from '../contract/common.js';
 
 export type ReadSysctl = (name: string) => string | null;
 
@@ -25,9 +26,9 @@ export const readSysctl: ReadSysctl = (name) => {
  * - strict rp_filter: replies from nat backends are handed to the stack with the VIP as
  *   source when they cannot be redirected, and a strict reverse-path check drops them.
  */
-export function lbHostWarnings(family: 4 | 6, ifnames: readonly string[], read: ReadSysctl = readSysctl): string[] {
+export function lbHostWarnings(family: Family, ifnames: readonly string[], read: ReadSysctl = readSysctl): string[] {
   const out: string[] = [];
-  if (family === 4) {
+  if (family === 'ipv4') {
     const off = ifnames.filter((i) => read(`net.ipv4.conf.${i}.forwarding`) === '0');
     if (off.length > 0) {
       out.push(`IPv4 forwarding is off on ${off.join(', ')} (net.ipv4.conf.${off[0]}.forwarding = 0): the kernel refuses to forward ` +

@@ -3,9 +3,9 @@
 // Deployment's pinned XDP links), the host's own addresses (emon_lb_ifaddr: the nat-mode
 // source on each interface), and the kernel's route toward a backend.
 import type { Logger } from 'pino';
-import { invalidParam } from '../rpc/errors.js';
+import { invalidParam } from '../errors.js';
 import { BPF_ANY } from '../bpf/uapi.js';
-import { ipText, isLinkLocal, parseIp, type IpAddr } from './addr.js';
+import { ipText, isLinkLocal, parseIp, type IpAddr } from '../net/ip.js';
 import { LB_PROG } from './components.js';
 import { encodeIfKey, type LbMode } from './decoder.js';
 import { entries, inSubnet, type LbDeployment, type LbHost, type LbKernelMap } from './kernel.js';
@@ -96,7 +96,7 @@ export class LbInterfaces {
     const want = new Map<string, Buffer>();
     for (const link of this.host.links()) {
       const list = addrs.get(link.name) ?? [];
-      for (const family of [4, 6] as const) {
+      for (const family of ['ipv4', 'ipv6'] as const) {
         const cands = list.filter((a) => a.family === family).map((a) => parseIp(a.address)).filter((a): a is IpAddr => a !== null && !isLinkLocal(a));
         const pref = this.localPref.get(`${link.ifindex}/${family}`);
         const pick = cands.find((a) => ipText(a) === pref) ?? cands[0];

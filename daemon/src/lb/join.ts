@@ -4,8 +4,8 @@
 // backend host sees it (`onBackend`: nat mode, the balancer's address and NAT port; dsr,
 // the client itself), which is exactly how a backend's ebpfmon keys the flow, so the join
 // is an equality on (protocol, local, remote).
-import { hostPort, parseIp, splitHostPort, type IpAddr } from './addr.js';
-import type { LbFlow } from './api.js';
+import { hostPort, parseIp, splitHostPort, type IpAddr } from '../net/ip.js';
+import type { LbFlow } from '../contract/lb.js';
 
 /** One flow as a backend host's flow monitor reports it (the fields the join needs). */
 export interface BackendFlowRecord {
@@ -34,10 +34,10 @@ export function canonicalEndpoint(s: string): string {
   if (!hp || hp.port === null) return s.trim();
   let a: IpAddr | null = parseIp(hp.host);
   if (!a) return s.trim();
-  if (a.family === 6 && a.bytes.subarray(0, 10).every((b) => b === 0) && a.bytes[10] === 0xff && a.bytes[11] === 0xff) {
+  if (a.family === 'ipv6' && a.bytes.subarray(0, 10).every((b) => b === 0) && a.bytes[10] === 0xff && a.bytes[11] === 0xff) {
     const v4 = Buffer.alloc(16);
     a.bytes.copy(v4, 0, 12, 16);
-    a = { family: 4, bytes: v4 };
+    a = { family: 'ipv4', bytes: v4 };
   }
   return hostPort(a, Number(hp.port));
 }

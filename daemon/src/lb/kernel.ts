@@ -14,7 +14,7 @@ import { ERRNO } from '../sys/errno.js';
 import { readSysctl, type ReadSysctl } from './host.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { listLinks } from '../net/netlink.js';
-import { ipText, parseIp, type Family, type IpAddr } from './addr.js';
+import { ipText, parseIp, type Family, type IpAddr } from '../net/ip.js';
 import { LB_MAP } from './components.js';
 import { RING_SIZE } from './decoder.js';
 
@@ -76,7 +76,7 @@ export function systemHost(): LbHost {
         for (const a of list ?? []) {
           if (a.internal) continue;
           const prefix = Number((a.cidr ?? '').split('/')[1] ?? (a.family === 'IPv4' ? 32 : 128));
-          addrs.push({ family: a.family === 'IPv4' ? 4 : 6, address: a.address.split('%')[0]!, prefix });
+          addrs.push({ family: a.family === 'IPv4' ? 'ipv4' : 'ipv6', address: a.address.split('%')[0]!, prefix });
         }
         out.set(name, addrs);
       }
@@ -84,7 +84,7 @@ export function systemHost(): LbHost {
     },
     probe: (addr) =>
       new Promise((resolve, reject) => {
-        const sock = dgram.createSocket(addr.family === 4 ? 'udp4' : 'udp6');
+        const sock = dgram.createSocket(addr.family === 'ipv4' ? 'udp4' : 'udp6');
         const fail = (err: Error) => {
           sock.close();
           reject(err);

@@ -15,14 +15,15 @@ import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { AppError, invalidParam } from '../rpc/errors.js';
+import { AppError, invalidParam } from '../errors.js';
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST } from '../bpf/uapi.js';
-import { hostPort, ipText } from './addr.js';
+import { hostPort, ipText } from '../net/ip.js';
 import type {
-  AddBackendParams, AddVipParams, ApplyReport, BackendInfo, BackendParams, BackendState as BackendStateName,
-  DeclaredVip, DropParams, DropRuleInfo, FlowsParams, GcResult, LbFlows, LbList, LbStats, RemoveVipResult,
-  SetWeightParams, VipInfo, VipParams,
-} from './api.js';
+  AddBackendParams, AddVipParams, BackendInfo, BackendParams, BackendState as BackendStateName,
+  DeclaredVip, DropRuleParams, DropRuleInfo, LbFlowsParams, LbFlows, LbList, LbStats, RemoveVipResult,
+  VipInfo, VipParams,
+} from '../contract/lb.js';
+import type { ApplyReport, GcResult, SetWeightParams } from './api.js';
 import { LB_COMPONENT } from './components.js';
 import {
   BE, HC, LB_LAYOUT_VERSION, MODE, MODE_NAME, RING_SIZE, STAT,
@@ -735,7 +736,7 @@ export class LbManager {
 
   // --- drop list ----------------------------------------------------------------------------
 
-  dropAdd(p: DropParams): Promise<DropRuleInfo> {
+  addDropRule(p: DropRuleParams): Promise<DropRuleInfo> {
     return this.serial(() => {
       const raw = params(p, '{ rule }').rule;
       const info = this.drops.add(parseDropRule('params.rule', raw), raw, () => this.writeConfig());
@@ -745,7 +746,7 @@ export class LbManager {
     });
   }
 
-  dropRemove(p: DropParams): Promise<DropRuleInfo> {
+  removeDropRule(p: DropRuleParams): Promise<DropRuleInfo> {
     return this.serial(() => {
       const raw = params(p, '{ rule }').rule;
       const info = this.drops.remove(parseDropRule('params.rule', raw), raw, () => this.writeConfig());
@@ -755,7 +756,7 @@ export class LbManager {
     });
   }
 
-  dropList(): { rules: DropRuleInfo[] } {
+  listDropRules(): { rules: DropRuleInfo[] } {
     return { rules: this.drops.list() };
   }
 
@@ -847,7 +848,7 @@ export class LbManager {
     return {
       vip: v.spec.text, backend: b.spec.text, address: ipText(b.spec.addr), port: b.spec.port, weight: b.weight,
       state: stateOf(b.flags), id: b.id, tableShare: Math.round(share * 1e6) / 1e6,
-      egress: this.ifs.byIndex().get(b.egress) ?? null,
+      via: this.ifs.byIndex().get(b.egress) ?? null,
       health: h ? { state: h.state, checks: h.checks, lastResult: h.lastResult, lastCheckAt: h.lastCheckAt } : null,
     };
   }
@@ -883,7 +884,7 @@ export class LbManager {
     })));
   }
 
-  flows(p: FlowsParams = {}): LbFlows {
+  flows(p: LbFlowsParams = {}): LbFlows {
     const q = params(p, '{ vip?, limit? }');
     const only = q.vip === undefined || q.vip === null ? null : this.findVip('params.vip', q.vip);
     const limit = q.limit === undefined || q.limit === null ? 1000 : q.limit;

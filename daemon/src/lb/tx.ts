@@ -3,7 +3,7 @@
 // completed ones are undone in reverse, so the running configuration is either the old one or
 // the new one (test/unit/lb/manager.test.ts fails every kernel write in turn to check this).
 import type { Logger } from 'pino';
-import { AppError } from '../rpc/errors.js';
+import { AppError } from '../errors.js';
 import { BpfError } from '../bpf/errors.js';
 
 /** A step returns its undo, or nothing when it changed nothing that needs undoing. */

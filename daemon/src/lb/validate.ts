@@ -3,11 +3,11 @@
 // or throws InvalidParams naming the field (`params.vip`, `params.weight`, ...), the value
 // received and what was expected. The manager validates everything before it changes
 // anything, so a bad input never leaves partial state.
-import { invalidParam } from '../rpc/errors.js';
+import { invalidParam } from '../errors.js';
 import {
   hostBitsZero, hostPort, ipText, isLinkLocal, isLoopback, isMulticastOrBroadcast, isUnspecified, parseIp,
   splitHostPort, type Family, type IpAddr,
-} from './addr.js';
+} from '../net/ip.js';
 import { HC, PK, type LbMode } from './decoder.js';
 
 export const IPPROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58 } as const;
@@ -194,7 +194,7 @@ export function parseDropRule(field: string, v: unknown): DropRule {
   const addrPart = slash >= 0 ? s.slice(0, slash) : s;
   const addr = parseIp(addrPart);
   if (addr) {
-    const total = addr.family === 4 ? 32 : 128;
+    const total = addr.family === 'ipv4' ? 32 : 128;
     let len = total;
     if (slash >= 0) {
       const l = s.slice(slash + 1);
@@ -209,15 +209,15 @@ export function parseDropRule(field: string, v: unknown): DropRule {
     case 'tcp':
     case 'udp': {
       const proto = IPPROTO[head];
-      if (arg === undefined) return { kind: 'proto', families: [4, 6], proto, match: PK.any, value: 0, text: head };
+      if (arg === undefined) return { kind: 'proto', families: ['ipv4', 'ipv6'], proto, match: PK.any, value: 0, text: head };
       const port = parsePort(field, arg, `${head}:PORT with PORT 1..65535`);
-      return { kind: 'proto', families: [4, 6], proto, match: PK.port, value: port, text: `${head}:${port}` };
+      return { kind: 'proto', families: ['ipv4', 'ipv6'], proto, match: PK.port, value: port, text: `${head}:${port}` };
     }
     case 'icmp':
     case 'icmpv6': {
       const v6 = head === 'icmpv6';
       const proto = v6 ? IPPROTO.icmpv6 : IPPROTO.icmp;
-      const families: Family[] = [v6 ? 6 : 4];
+      const families: Family[] = [v6 ? 'ipv6' : 'ipv4'];
       if (arg === undefined) return { kind: 'proto', families, proto, match: PK.any, value: 0, text: head };
       const table = v6 ? ICMP6_TYPES : ICMP4_TYPES;
       const type = /^[0-9]{1,3}$/.test(arg) && Number(arg) <= 255 ? Number(arg) : table[arg];
@@ -229,7 +229,7 @@ export function parseDropRule(field: string, v: unknown): DropRule {
       const proto = Number(arg);
       const named = Object.entries(IPPROTO).find(([, n]) => n === proto);
       if (named) return parseDropRule(field, named[0]);
-      return { kind: 'proto', families: [4, 6], proto, match: PK.any, value: 0, text: `proto:${proto}` };
+      return { kind: 'proto', families: ['ipv4', 'ipv6'], proto, match: PK.any, value: 0, text: `proto:${proto}` };
     }
     default:
       throw invalidParam(field, v, DROP_RULE_HELP);
@@ -242,5 +242,5 @@ export function protoRuleText(proto: number, match: number, value: number, famil
   if (!name) return `proto:${proto}`;
   if (match === PK.any) return name;
   if (match === PK.port) return `${name}:${value}`;
-  return `${name}:${icmpTypeName(family === 6, value)}`;
+  return `${name}:${icmpTypeName(family === 'ipv6', value)}`;
 }

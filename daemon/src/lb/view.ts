@@ -2,11 +2,11 @@
 // The read side of the load balancer, straight from the maps: `lb stats` (per-CPU counters
 // summed, table fill and evictions) and `lb flows` (the conn and long-lived tables joined
 // with the NAT table, so each flow shows its balancer-side tuple).
-import { hostPort } from './addr.js';
-import type { Counters, LbFlow, LbFlows, LbStats } from './api.js';
+import { hostPort } from '../net/ip.js';
+import { LB_COUNTERS, LB_DROP_REASONS, type LbCounterName, type LbDropReason, type LbTraffic as Counters, type LbFlow, type LbFlows, type LbStats } from '../contract/lb.js';
 import {
-  CONN_LONG, DROP_NAMES, HOW_NAME, STAT_NAMES, decodeConn, decodeFlowKey, decodeNat, encodeFlowKey, sumCtr, sumU64, u32Key,
-  type DropName, type LbMode, type StatName,
+  CONN_LONG, HOW_NAME, decodeConn, decodeFlowKey, decodeNat, encodeFlowKey, sumCtr, sumU64, u32Key,
+  type LbMode,
 } from './decoder.js';
 import { countEntries, entries, type LbKernelMap, type LbMaps } from './kernel.js';
 import { PROTO_NAME, vipText } from './validate.js';
@@ -31,8 +31,8 @@ export interface StatsVip {
 }
 
 export function readStats(m: LbMaps, vips: StatsVip[]): LbStats {
-  const counters = Object.fromEntries(STAT_NAMES.map((n, i) => [n, u64At(m.stats, i)])) as Record<StatName, number>;
-  const drops = Object.fromEntries(DROP_NAMES.map((n, i) => [n, u64At(m.drops, i)])) as Record<DropName, number>;
+  const counters = Object.fromEntries(LB_COUNTERS.map((n, i) => [n, u64At(m.stats, i)])) as Record<LbCounterName, number>;
+  const drops = Object.fromEntries(LB_DROP_REASONS.map((n, i) => [n, u64At(m.drops, i)])) as Record<LbDropReason, number>;
   const conns = countEntries(m.conns);
   return {
     counters,

@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the RPC and D-Bus layers need from the monitor. The real Monitor implements it;
-// tests implement it with canned flows (test/helpers/fake-monitor.ts), so the whole
-// socket protocol and the CLI can be tested without a kernel.
-import type { EventBus } from './events.js';
-import type { Flow, FlowQuery, ProcessTotals } from './flows.js';
-import type { ProgramsListResult, StatusResult } from '../rpc/protocol.js';
+// What the API layer needs from the monitor. The real Monitor implements it; tests
+// implement it with canned flows (test/helpers/fake-monitor.ts), so the whole socket
+// protocol and the CLI can be tested without a kernel.
+import type { ProcessTotals } from '../contract/flows.js';
+import type { Loss, ProgramsListResult, StatusResult } from '../contract/status.js';
+import type { Flow, FlowQuery } from './flows.js';
 
 export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events'> & {
-  loss: Omit<StatusResult['loss'], 'subscriberDropped'>;
+  loss: Omit<Loss, 'subscriberDropped'>;
 };
 
 export interface MonitorApi {
-  readonly bus: EventBus;
   queryFlows(q: FlowQuery): Promise<{ flows: Flow[]; total: number; matched: number }>;
   processTotals(q: { uid?: number }): Promise<ProcessTotals[]>;
   status(): Promise<MonitorStatus>;

@@ -6,60 +6,24 @@
 import type { BpfMap } from '../bpf/maps.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
-import { AF_INET, formatIp, inCidr, type parseCidr } from '../util/ip.js';
-import { cString, DIRECTION_NAMES, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, HOW_NAMES, KERNEL_COMM, OWNER, ownedByProcess, type AttributedBy, type Direction } from './wire.js';
+import { AF_INET, formatIpAt, inCidr, type Cidr } from '../net/ip.js';
+import { protocolName } from '../net/protocols.js';
+import { ATTRIBUTIONS, DIRECTIONS, KERNEL_COMM, TCP_FLAGS, TCP_STATES, type TcpFlag } from '../contract/common.js';
+import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
+import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
-export const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp6', 132: 'sctp', 136: 'udplite' };
-export const PROTO_NUMBERS: Record<string, number> = Object.fromEntries(Object.entries(PROTO_NAMES).map(([n, s]) => [s, Number(n)]));
+export type { Flow, ProcessTotals };
 
-const TCP_STATES = ['', 'established', 'syn_sent', 'syn_recv', 'fin_wait1', 'fin_wait2', 'time_wait', 'closed', 'close_wait', 'last_ack', 'listen', 'closing', 'syn_recv'];
-const TCP_FLAG_NAMES: Array<[number, string]> = [[0x02, 'SYN'], [0x10, 'ACK'], [0x08, 'PSH'], [0x01, 'FIN'], [0x04, 'RST'], [0x20, 'URG'], [0x40, 'ECE'], [0x80, 'CWR']];
-
-export interface Flow {
-  proto: string;
-  family: 'ipv4' | 'ipv6';
-  localAddr: string;
-  localPort: number | null;
-  remoteAddr: string;
-  remotePort: number | null;
-  /** ICMP/ICMPv6 only: message type (a reply counts under its request's type) and echo id or code. */
-  icmpType?: number;
-  icmpId?: number;
-  direction: Direction;
-  interface: string | null;
-  pid: number | null;
-  tid: number | null;
-  comm: string | null;
-  uid: number | null;
-  gid: number | null;
-  cgroupId: string | null;
-  attributedBy: AttributedBy;
-  ppid: number | null;
-  exe: string | null;
-  state: string;
-  tcpFlags: { tx: string[]; rx: string[] };
-  txBytes: number;
-  rxBytes: number;
-  txPackets: number;
-  rxPackets: number;
-  fragments: number;
-  ipOptions: boolean;
-  ipv6ExtHeaders: boolean;
-  firstSeen: string;
-  lastSeen: string;
-  closedAt: string | null;
-}
-
-export type FlowSort = 'bytes' | 'packets' | 'age' | 'recent';
-
+/** A validated flows.list query, in the table's terms (protocol number, parsed prefixes). */
 export interface FlowQuery {
   pid?: number;
   comm?: string;
   uid?: number;
-  remoteAddr?: ReturnType<typeof parseCidr>;
-  localAddr?: ReturnType<typeof parseCidr>;
+  remoteAddr?: Cidr;
+  localAddr?: Cidr;
   port?: number;
-  proto?: number;
+  /** IP protocol number. */
+  protocol?: number;
   interface?: string;
   includeClosed?: boolean;
   sort?: FlowSort;
@@ -68,20 +32,6 @@ export interface FlowQuery {
 
 export interface ProcessInfoSource {
   lookup(tgid: number): { ppid: number | null; exe: string | null; comm: string } | undefined;
-}
-
-export interface ProcessTotals {
-  pid: number | null;
-  comm: string | null;
-  uid: number | null;
-  exe: string | null;
-  flows: number;
-  openFlows: number;
-  txBytes: number;
-  rxBytes: number;
-  txPackets: number;
-  rxPackets: number;
-  lastSeen: string | null;
 }
 
 /** Totals of flows the GC removed, per process: keeps per-process counts monotonic. */
@@ -96,8 +46,8 @@ interface Retired {
   lastNs: bigint;
 }
 
-function flagNames(bits: number): string[] {
-  return TCP_FLAG_NAMES.filter(([b]) => bits & b).map(([, n]) => n);
+function flagNames(bits: number): TcpFlag[] {
+  return TCP_FLAGS.filter(([b]) => bits & b).map(([, n]) => n);
 }
 
 function tcpState(v: DataView, o: number, closedNs: bigint, direction: number): string {
@@ -155,7 +105,7 @@ export class FlowTable {
       // Cheap filters on raw bytes first.
       if (q.pid !== undefined && vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) !== q.pid) return;
       if (q.uid !== undefined && (!ownedByProcess(vv.getUint8(vo + ow + OWNER.fields.how.offset)) || vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) !== q.uid)) return;
-      if (q.proto !== undefined && kv.getUint8(ko + FLOW_KEY.fields.proto.offset) !== q.proto) return;
+      if (q.protocol !== undefined && kv.getUint8(ko + FLOW_KEY.fields.proto.offset) !== q.protocol) return;
       const closedNs = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
       if (q.includeClosed === false && closedNs) return;
       const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
@@ -179,13 +129,13 @@ export class FlowTable {
       const direction = vv.getUint8(vo + FLOW.fields.direction.offset);
       const flags = vv.getUint8(vo + FLOW.fields.flags.offset);
       const flow: Flow = {
-        proto: PROTO_NAMES[proto] ?? String(proto),
+        protocol: protocolName(proto),
         family: family === AF_INET ? 'ipv4' : 'ipv6',
-        localAddr: formatIp(kbytes, ko + FLOW_KEY.fields.laddr.offset, family),
+        localAddr: formatIpAt(kbytes, ko + FLOW_KEY.fields.laddr.offset, family),
         localPort: isIcmp ? null : lport,
-        remoteAddr: formatIp(kbytes, ko + FLOW_KEY.fields.raddr.offset, family),
+        remoteAddr: formatIpAt(kbytes, ko + FLOW_KEY.fields.raddr.offset, family),
         remotePort: isIcmp ? null : rport,
-        direction: DIRECTION_NAMES[direction] ?? 'unknown',
+        direction: DIRECTIONS[direction] ?? 'unknown',
         interface: iface,
         pid: tgid,
         tid: owned ? vv.getUint32(vo + ow + OWNER.fields.pid.offset, true) : null,
@@ -193,7 +143,7 @@ export class FlowTable {
         uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null,
         gid: owned ? vv.getUint32(vo + ow + OWNER.fields.gid.offset, true) : null,
         cgroupId: owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
-        attributedBy: HOW_NAMES[how] ?? 'none',
+        attributedBy: ATTRIBUTIONS[how] ?? 'none',
         ppid: proc?.ppid ?? null,
         exe: proc?.exe ?? null,
         state: proto === 6 ? tcpState(vv, vo, closedNs, direction) : closedNs ? 'closed' : 'active',
@@ -205,8 +155,8 @@ export class FlowTable {
         fragments: vv.getUint32(vo + FLOW.fields.frags.offset, true),
         ipOptions: (flags & FLOW_F.IP_OPTIONS) !== 0,
         ipv6ExtHeaders: (flags & FLOW_F.IPV6_EXT) !== 0,
-        firstSeen: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.first_ns.offset, true))).toISOString(),
-        lastSeen: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true))).toISOString(),
+        firstSeenAt: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.first_ns.offset, true))).toISOString(),
+        lastSeenAt: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true))).toISOString(),
         closedAt: closedNs ? new Date(toMs(closedNs)).toISOString() : null,
       };
       if (isIcmp) {
@@ -231,7 +181,7 @@ export class FlowTable {
       if (!t) {
         const pid = key !== null && key >= 0 ? key : null;
         const proc = pid !== null ? this.procs.lookup(pid) : undefined;
-        t = { pid, comm, uid, exe: proc?.exe ?? null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeen: null, lastNs: 0n };
+        t = { pid, comm, uid, exe: proc?.exe ?? null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, lastNs: 0n };
         by.set(key, t);
       }
       return t;
@@ -263,7 +213,7 @@ export class FlowTable {
       if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
     }
     return [...by.values()]
-      .map(({ lastNs, ...t }) => ({ ...t, lastSeen: lastNs ? new Date(toMs(lastNs)).toISOString() : null }))
+      .map(({ lastNs, ...t }) => ({ ...t, lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null }))
       .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
   }
 
@@ -349,10 +299,10 @@ function sortFlows(flows: Flow[], by: FlowSort): void {
       flows.sort((a, b) => b.txPackets + b.rxPackets - (a.txPackets + a.rxPackets));
       break;
     case 'age':
-      flows.sort((a, b) => (a.firstSeen < b.firstSeen ? -1 : a.firstSeen > b.firstSeen ? 1 : 0));
+      flows.sort((a, b) => (a.firstSeenAt < b.firstSeenAt ? -1 : a.firstSeenAt > b.firstSeenAt ? 1 : 0));
       break;
     case 'recent':
-      flows.sort((a, b) => (a.lastSeen > b.lastSeen ? -1 : a.lastSeen < b.lastSeen ? 1 : 0));
+      flows.sort((a, b) => (a.lastSeenAt > b.lastSeenAt ? -1 : a.lastSeenAt < b.lastSeenAt ? 1 : 0));
       break;
   }
 }

@@ -11,18 +11,13 @@ import { IFF_LOOPBACK, IFF_UP, listLinks, watchLinks, type Link, type LinkWatche
 import { globToRegExp, isGlob } from '../util/glob.js';
 import { MAP, PROG } from './components.js';
 import { IFACE, IFACE_SLOTS } from './wire.js';
+import type { InterfaceStatus } from '../contract/status.js';
 
 /** Link-layer header length in front of the network header, at TC, by ARPHRD_* type. Types
  * not listed are read through helpers relative to the network header (correct for any). */
 const L2_LEN: Record<number, number> = { 1: 14 /* ether */, 772: 14 /* loopback */, 65534: 0 /* none: tun, wireguard */ };
 
-export interface AttachedInterface {
-  name: string;
-  ifindex: number;
-  since: string;
-  ingress: string | undefined;
-  egress: string | undefined;
-}
+export type AttachedInterface = InterfaceStatus;
 
 export class InterfaceManager {
   private links = new Map<number, Link>();
@@ -69,7 +64,7 @@ export class InterfaceManager {
   }
 
   attached(): AttachedInterface[] {
-    return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, since: r.attachedAt, ingress: r.programs.ingress, egress: r.programs.egress }));
+    return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
   }
 
   /** Tells the classifier the interface's link-layer length (emon_ifaces), so it can read

@@ -10,21 +10,22 @@ import { Deployment, type DeployResult } from '../bpf/deployment.js';
 import { RingBufReader } from '../bpf/ringbuf.js';
 import { BPF_PROG_TYPE_NAMES } from '../bpf/uapi.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
+import { MONITOR_COUNTERS, type CounterName, type Loss, type MapView, type ProgramView, type ProgramsListResult, type SocketScanStatus } from '../contract/status.js';
+import type { EventBus } from '../events/bus.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
 import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SCAN, SCAN_COMPONENT, SOCKETS } from './components.js';
 import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
-import { decodeEvent, EventBus, type DecodeContext } from './events.js';
+import { decodeEvent, recordEventType, type DecodeContext } from './decoder.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
 import { ProcessTable } from './processes.js';
 import type { MonitorApi, MonitorStatus } from './api.js';
 import type { FlowQuery } from './flows.js';
-import type { ProgramsListResult } from '../rpc/protocol.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
-import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED, STAT_NAMES } from './wire.js';
+import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED } from './wire.js';
 
 export const LAYOUT_VERSION = 3; // bpf/lib/common.h EMON_LAYOUT_VERSION
 
@@ -44,26 +45,6 @@ export interface MonitorOptions {
   disabledProbes?: readonly string[];
   daemonVersion: string;
   logger: Logger;
-}
-
-export interface ProgramView {
-  name: string;
-  id: number;
-  type: string;
-  tag: string;
-  component: string;
-  hooks: string[];
-  pinned: string;
-  runCount: number;
-  runTimeNs: number;
-  /** Runs the kernel skipped because another BPF program was running on the CPU. */
-  recursionMisses: number;
-}
-
-export interface MapView {
-  name: string;
-  maxEntries: number;
-  entries: number | null;
 }
 
 /**
@@ -91,21 +72,6 @@ function pidNamespaceForKernel(): number {
   }
 }
 
-export interface SocketScanStatus {
-  /** The alternative that ran (or runs), as probes label it. */
-  method: string | null;
-  state: 'pending' | 'running' | 'done' | 'failed';
-  /** Sockets whose owner it recorded. */
-  sockets: number;
-  durationMs: number | null;
-  /** Network namespaces read (the /proc scan). */
-  namespaces?: number;
-  /** Longest time the /proc scan held the event loop. */
-  maxSliceMs?: number;
-  /** Alternatives that loaded but failed when run, and why. */
-  fallbacks: Array<{ label: string; reason: string }>;
-}
-
 /** /proc/PID/ns/net of one process in each network namespace other than ours. */
 function otherNetnsPaths(): string[] {
   const own = fs.readlinkSync('/proc/self/ns/net');
@@ -129,7 +95,6 @@ const STAT_KEY = (i: number) => {
 };
 
 export class Monitor implements MonitorApi {
-  readonly bus = new EventBus();
   readonly deployment: Deployment;
   readonly flows: FlowTable;
   readonly processes: ProcessTable;
@@ -146,7 +111,7 @@ export class Monitor implements MonitorApi {
   readonly socketScan: SocketScanStatus = { method: null, state: 'pending', sockets: 0, durationMs: null, fallbacks: [] };
   scanDone: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly opts: MonitorOptions, deployment: Deployment, private readonly ownsDeployment: boolean) {
+  private constructor(private readonly opts: MonitorOptions, deployment: Deployment, private readonly ownsDeployment: boolean, readonly bus: EventBus) {
     this.log = opts.logger.child({ component: 'monitor' });
     this.deployment = deployment;
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
@@ -175,14 +140,15 @@ export class Monitor implements MonitorApi {
   }
 
   /**
-   * Deploys (or adopts) the programs and starts monitoring. With `deployment`, uses it
-   * (and leaves closing it to the caller); without, opens one and closes it on stop().
+   * Deploys (or adopts) the programs and starts monitoring; events go to `bus` (the
+   * daemon's). With `deployment`, uses it (and leaves closing it to the caller); without,
+   * opens one and closes it on stop().
    */
-  static start(opts: MonitorOptions, deployment?: Deployment): Monitor {
+  static start(opts: MonitorOptions, bus: EventBus, deployment?: Deployment): Monitor {
     const dep = deployment ?? Monitor.openDeployment(opts);
     try {
       const results = MONITOR_COMPONENTS.map((c) => dep.deploy(c));
-      const m = new Monitor(opts, dep, deployment === undefined);
+      const m = new Monitor(opts, dep, deployment === undefined, bus);
       m.deployResults.push(...results);
       m.init();
       return m;
@@ -254,7 +220,7 @@ export class Monitor implements MonitorApi {
             owners: { tuples: this.deployment.map(MAP.tuples), binds: this.deployment.map(MAP.binds) },
             allNamespaces: this.opts.allNamespaces,
           });
-          this.addStat(STAT_NAMES.indexOf('ownersProc'), r.sockets);
+          this.addStat(MONITOR_COUNTERS.indexOf('ownersProc'), r.sockets);
           st.maxSliceMs = r.maxSliceMs;
           st.namespaces = r.namespaces;
         } else {
@@ -330,7 +296,11 @@ export class Monitor implements MonitorApi {
     // always feed the process table.
     if (len >= EVENT_HDR.size) {
       const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
-      if (type !== EV.EXEC && type !== EV.EXIT && this.bus.countOnly(type)) return;
+      const name = recordEventType(type);
+      if (name && type !== EV.EXEC && type !== EV.EXIT && !this.bus.wants(name)) {
+        this.bus.countUnwanted(name);
+        return;
+      }
     }
     const e = decodeEvent(v, off, len, this.decodeCtx);
     if (!e) {
@@ -356,14 +326,14 @@ export class Monitor implements MonitorApi {
     return v ? m.sumPerCpuU64(v) : 0n;
   }
 
-  stat(name: (typeof STAT_NAMES)[number]): bigint {
-    return this.statsValue(STAT_NAMES.indexOf(name));
+  stat(name: (typeof MONITOR_COUNTERS)[number]): bigint {
+    return this.statsValue(MONITOR_COUNTERS.indexOf(name));
   }
 
   /** All counters, summed over CPUs. */
-  counters(): Record<string, number> {
-    const out: Record<string, number> = {};
-    STAT_NAMES.forEach((n, i) => (out[n] = Number(this.statsValue(i))));
+  counters(): Record<CounterName, number> {
+    const out = {} as Record<CounterName, number>;
+    MONITOR_COUNTERS.forEach((n, i) => (out[n] = Number(this.statsValue(i))));
     out.flowsDeleted = Number(this.statsValue(STAT_FLOWS_DELETED));
     return out;
   }
@@ -393,14 +363,14 @@ export class Monitor implements MonitorApi {
     return out;
   }
 
-  loss(flowEntries: number): { kernelRingbufFull: number; kernelProbeMisses: number; flowsEvicted: number; undecodable: number } {
+  loss(flowEntries: number): Omit<Loss, 'subscriberDropped'> {
     const c = this.counters();
     return {
-      kernelRingbufFull: c.ringbufReserveFailed!,
-      kernelProbeMisses: probeMisses(this.programs(), c.stateChangesRescued!),
+      ringbufFull: c.ringbufFull,
+      probeMisses: probeMisses(this.programs(), c.stateChangesRescued),
       // LRU evictions are not counted by the kernel: flows created, minus flows ebpfmon
       // deleted, minus flows still present, were evicted.
-      flowsEvicted: Math.max(0, c.flowsCreated! - c.flowsDeleted! - flowEntries),
+      flowsEvicted: Math.max(0, c.flowsCreated - c.flowsDeleted - flowEntries),
       undecodable: this.bus.undecodable,
     };
   }

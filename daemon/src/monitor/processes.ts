@@ -3,7 +3,7 @@
 // exit events), so that flows and events can name the program, its path and its parent
 // even after the process is gone. Exited processes are kept for `retentionMs`.
 import fs from 'node:fs';
-import type { ExecEvent, ExitEvent } from './events.js';
+import type { ExecEvent, ExitEvent } from '../contract/events.js';
 
 export interface ProcessInfo {
   pid: number;
@@ -52,14 +52,14 @@ export class ProcessTable {
   }
 
   onExec(e: ExecEvent): void {
-    this.procs.set(e.pid!, { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: e.filename, args: e.args, startedAt: e.time, exitedAt: null, exitCode: null });
+    this.procs.set(e.pid!, { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: e.filename, args: e.args, startedAt: e.at, exitedAt: null, exitCode: null });
     this.trim();
   }
 
   onExit(e: ExitEvent): void {
     const p = this.procs.get(e.pid!);
     const info = p ?? { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: null, args: [], startedAt: null, exitedAt: null, exitCode: null };
-    info.exitedAt = e.time;
+    info.exitedAt = e.at;
     info.exitCode = e.exitCode;
     (info as { exitedMs?: number }).exitedMs = Date.now();
     this.procs.set(e.pid!, info);

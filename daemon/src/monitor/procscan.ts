@@ -19,7 +19,7 @@ import { BPF_NOEXIST } from '../bpf/uapi.js';
 import { CLOCK_BOOTTIME, clockNs } from '../sys/libc.js';
 import { cgroup2Root } from '../sys/mounts.js';
 import { ENDPOINT, FLOW_KEY, OWNER } from './wire.js';
-import { AF_INET, AF_INET6 } from './wire.js';
+import { AF_INET, AF_INET6 } from '../net/ip.js';
 
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;

@@ -85,19 +85,12 @@ export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, F
 /** enum emon_event_type */
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;
 
-/** enum emon_how, as user space names it (`attributedBy`). */
-export const HOW_NAMES = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc', 'kernel'] as const;
-export type AttributedBy = (typeof HOW_NAMES)[number];
-/** `how` of traffic the kernel sends on its own behalf: no process owns it. */
+/** enum emon_how: the index into contract ATTRIBUTIONS. `how` of traffic the kernel sends
+ * on its own behalf: no process owns it. */
 export const HOW_KERNEL = 7;
-/** What user space shows as the command of the kernel's own traffic. */
-export const KERNEL_COMM = '[kernel]';
+export const HOW_PROC = 6;
 /** True when an owner record names a process (not unknown, not the kernel). */
 export const ownedByProcess = (how: number): boolean => how !== 0 && how !== HOW_KERNEL;
-
-/** enum emon_direction */
-export const DIRECTION_NAMES = ['unknown', 'outbound', 'inbound'] as const;
-export type Direction = (typeof DIRECTION_NAMES)[number];
 
 /** EMON_FLOW_F_* */
 export const FLOW_F = { IP_OPTIONS: 1, IPV6_EXT: 2, FRAGMENTS: 4 } as const;
@@ -105,21 +98,10 @@ export const FLOW_F = { IP_OPTIONS: 1, IPV6_EXT: 2, FRAGMENTS: 4 } as const;
 /** EMON_CFG_* */
 export const CFG_EXEC_ARGS = 1;
 
-/** enum emon_stat, in order (index = position). */
-export const STAT_NAMES = [
-  'ringbufReserveFailed', 'flowsCreated', 'flowCreateFailed', 'flowsUnattributed', 'packetsNonIp',
-  'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
-  'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
-  'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
-  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel',
-] as const;
-export type StatName = (typeof STAT_NAMES)[number];
+/** emon_stats slots: enum emon_stat, named by contract MONITOR_COUNTERS (index = position). */
 export const STAT_MAX = 32;
 /** Slot the daemon itself maintains in emon_stats (flows it deleted), after the BPF ones. */
 export const STAT_FLOWS_DELETED = 31;
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
 
 // --- decoding -------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// JSON-RPC 2.0 over a Unix socket, newline-delimited. The socket is 0666: access is
-// decided per connection from the peer's credentials (SO_PEERCRED, SO_PEERGROUPS).
+// The JSON-RPC adapter: JSON-RPC 2.0 over a Unix socket, newline-delimited, serving the
+// API (api/) and event subscriptions. The socket is 0666: access is decided per connection
+// from the peer's credentials (SO_PEERCRED, SO_PEERGROUPS).
 // Limits keep a hostile or slow client from hurting the daemon: message size, clients,
 // requests in flight per connection (reading pauses beyond it), and a bounded event
 // queue per connection (a slow subscriber loses events and is told how many).
@@ -9,11 +10,11 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createJSONRPCErrorResponse, JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
-import { AppError, ERRORS } from './errors.js';
-import type { Caller } from './protocol.js';
-import { NOTIFICATIONS } from './protocol.js';
-import { eventJson, type MonitorEvent } from '../monitor/events.js';
-import { BpfError } from '../bpf/errors.js';
+import { ERRORS } from '../contract/errors.js';
+import { NOTIFICATIONS } from '../contract/methods.js';
+import type { MonitorEvent } from '../contract/events.js';
+import { eventJson } from '../events/bus.js';
+import { toApiError, type Caller } from '../api/index.js';
 import * as C from '../sys/libc.js';
 import { groupGid } from '../sys/users.js';
 
@@ -202,12 +203,9 @@ export class RpcServer {
   ) {
     this.log = logger.child({ component: 'rpc' });
     this.rpc.mapErrorToJSONRPCErrorResponse = (id, err: unknown) => {
-      if (err instanceof AppError) return createJSONRPCErrorResponse(id, err.code, err.message, { name: err.kind, ...err.data });
-      if (err instanceof BpfError) {
-        return createJSONRPCErrorResponse(id, ERRORS.Kernel.code, err.message, { name: 'Kernel', op: err.op, object: err.object, errno: err.errnoName });
-      }
-      this.log.error({ err }, 'method failed');
-      return createJSONRPCErrorResponse(id, ERRORS.Internal.code, ERRORS.Internal.message, { name: 'Internal' });
+      const { error, internal } = toApiError(err);
+      if (internal) this.log.error({ err }, 'method failed');
+      return createJSONRPCErrorResponse(id, error.code, error.message, { name: error.kind, ...error.data });
     };
   }
 

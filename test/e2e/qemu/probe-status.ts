@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, jsonLines } from '../../helpers/lab.js';
 import { ctl, daemonOnce, PEER, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import type { FlowsListResult, StatusResult } from '../../../daemon/src/rpc/protocol.js';
+import type { FlowsListResult, StatusResult } from '../../../daemon/src/contract/index.js';
 
 const out = process.env.EBPFMON_GUEST_OUT;
 if (!out || os.hostname() !== 'ebpfmon-guest') {
@@ -50,7 +50,7 @@ try {
   const status = JSON.parse(st.stdout) as StatusResult;
   report.probes = status.probes;
   report.counters = status.counters;
-  const flows = (await daemon.call<FlowsListResult>('flows.list', { pid: srv.pid, proto: 'tcp', limit: 1000 })).flows;
+  const flows = (await daemon.call('flows.list', { pid: srv.pid, protocol: 'tcp', limit: 1000 })).flows;
   report.acceptedFlow = flows.find((f) => f.remotePort === done.localPort) ?? null;
 
   const progs = (bpftool(['prog', 'show']) as Array<{ id: number; name: string; type: string; run_cnt?: number; run_time_ns?: number }>)

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as D from '../../../daemon/src/lb/decoder.js';
-import { formatIp, parseIp, splitHostPort } from '../../../daemon/src/lb/addr.js';
+import { formatIp, parseIp, splitHostPort } from '../../../daemon/src/net/ip.js';
 
 const a4 = parseIp('198.19.10.10')!;
 const a6 = parseIp('fd00:198::ff:10')!;
@@ -19,7 +19,7 @@ test('VIP key: network-order port, family, zero padding for IPv4', () => {
   assert.equal(k[19], 2);
   assert.deepEqual(D.decodeVipKey(k), { addr: a4, port: 8080, proto: 6 });
   const k6 = D.decodeVipKey(D.encodeVipKey({ addr: a6, port: 443, proto: 17 }))!;
-  assert.equal(formatIp(6, k6.addr.bytes), 'fd00:198::ff:10');
+  assert.equal(formatIp('ipv6', k6.addr.bytes), 'fd00:198::ff:10');
   assert.equal(k6.port, 443);
 });
 
@@ -56,8 +56,8 @@ test('flow key and NAT value decode what the data path writes', () => {
   nat.writeUInt32LE(3, 36);
   nat.writeUInt32LE(1, 40);
   nat.writeBigUInt64LE(99n, 48);
-  const n = D.decodeNat(nat, 0, 4);
-  assert.equal(formatIp(4, n.caddr.bytes), '198.18.1.1');
+  const n = D.decodeNat(nat, 0, 'ipv4');
+  assert.equal(formatIp('ipv4', n.caddr.bytes), '198.18.1.1');
   assert.deepEqual([n.cport, n.vport, n.backend, n.vip, n.lastNs], [40000, 8080, 3, 1, 99n]);
 });
 
@@ -79,18 +79,18 @@ test('LPM and protocol keys', () => {
   const l = D.encodeLpm(parseIp('198.18.5.0')!, 24);
   assert.equal(l.length, D.LPM4.size);
   assert.equal(l.readUInt32LE(0), 24);
-  const back = D.decodeLpm(l, 0, 4);
-  assert.equal(formatIp(4, back.addr.bytes), '198.18.5.0');
+  const back = D.decodeLpm(l, 0, 'ipv4');
+  assert.equal(formatIp('ipv4', back.addr.bytes), '198.18.5.0');
   const l6 = D.encodeLpm(parseIp('fd00:198::5:0')!, 112);
   assert.equal(l6.length, D.LPM6.size);
-  const pk = { family: 6 as const, proto: 58, kind: D.PK.type, value: 128 };
+  const pk = { family: 'ipv6' as const, proto: 58, kind: D.PK.type, value: 128 };
   assert.deepEqual(D.decodeProtoKey(D.encodeProtoKey(pk)), pk);
 });
 
 test('addresses: parse, canonical text, host:port splitting', () => {
-  assert.equal(formatIp(6, parseIp('FD00:0198:0000:0000:0000:0000:00ff:0010')!.bytes), 'fd00:198::ff:10');
-  assert.equal(formatIp(6, parseIp('::ffff:198.18.1.1')!.bytes), '::ffff:c612:101');
-  assert.equal(formatIp(6, parseIp('1:0:0:1:0:0:0:1')!.bytes), '1:0:0:1::1');
+  assert.equal(formatIp('ipv6', parseIp('FD00:0198:0000:0000:0000:0000:00ff:0010')!.bytes), 'fd00:198::ff:10');
+  assert.equal(formatIp('ipv6', parseIp('::ffff:198.18.1.1')!.bytes), '::ffff:198.18.1.1');
+  assert.equal(formatIp('ipv6', parseIp('1:0:0:1:0:0:0:1')!.bytes), '1:0:0:1::1');
   assert.equal(parseIp('198.18.1.256'), null);
   assert.equal(parseIp('01.2.3.4'), null);
   assert.equal(parseIp('fe80::1%eth0'), null);

@@ -12,7 +12,7 @@ import { ERRNO } from '../../../daemon/src/sys/errno.js';
 import { LB_MAP } from '../../../daemon/src/lb/components.js';
 import { RING_SIZE } from '../../../daemon/src/lb/decoder.js';
 import { inSubnet, type HostAddress, type LbDeployment, type LbHost, type LbKernelMap } from '../../../daemon/src/lb/kernel.js';
-import { ipText, type IpAddr } from '../../../daemon/src/lb/addr.js';
+import { ipText, type IpAddr } from '../../../daemon/src/net/ip.js';
 
 export const NCPU = 2;
 
@@ -254,7 +254,7 @@ export class FakeHost implements LbHost {
 }
 
 export const DEFAULT_IFACES: FakeIface[] = [
-  { ifindex: 2, name: 'front', addrs: [{ family: 4, address: '198.18.1.2', prefix: 24 }, { family: 6, address: 'fd00:198::1:2', prefix: 112 }] },
-  { ifindex: 3, name: 'back1', addrs: [{ family: 4, address: '198.18.2.1', prefix: 24 }, { family: 6, address: 'fd00:198::2:1', prefix: 112 }] },
-  { ifindex: 4, name: 'back2', addrs: [{ family: 4, address: '198.18.3.1', prefix: 24 }, { family: 6, address: 'fd00:198::3:1', prefix: 112 }] },
+  { ifindex: 2, name: 'front', addrs: [{ family: 'ipv4', address: '198.18.1.2', prefix: 24 }, { family: 'ipv6', address: 'fd00:198::1:2', prefix: 112 }] },
+  { ifindex: 3, name: 'back1', addrs: [{ family: 'ipv4', address: '198.18.2.1', prefix: 24 }, { family: 'ipv6', address: 'fd00:198::2:1', prefix: 112 }] },
+  { ifindex: 4, name: 'back2', addrs: [{ family: 'ipv4', address: '198.18.3.1', prefix: 24 }, { family: 'ipv6', address: 'fd00:198::3:1', prefix: 112 }] },
 ];

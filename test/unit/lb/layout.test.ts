@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as D from '../../../daemon/src/lb/decoder.js';
 import { testStructLayouts } from '../../helpers/layout.js';
+import { LB_COUNTERS, LB_DROP_REASONS } from '../../../daemon/src/contract/lb.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const header = fs.readFileSync(path.resolve(here, '../../../../../bpf/lb.h'), 'utf8');
@@ -67,25 +68,25 @@ test('#defines match', () => {
 test('enums match (order is the map index)', () => {
   const stats = enumerators('emon_lb_stat');
   assert.equal(stats.at(-1), 'EMON_LB_STAT_MAX');
-  assert.equal(stats.length - 1, D.STAT_NAMES.length, `stats: ${stats.join(', ')}`);
+  assert.equal(stats.length - 1, LB_COUNTERS.length, `stats: ${stats.join(', ')}`);
   const drops = enumerators('emon_lb_drop');
   assert.equal(drops.at(-1), 'EMON_LB_DROP_MAX');
-  assert.equal(drops.length - 1, D.DROP_NAMES.length, `drops: ${drops.join(', ')}`);
+  assert.equal(drops.length - 1, LB_DROP_REASONS.length, `drops: ${drops.join(', ')}`);
   // Names line up: EMON_LB_DROP_NO_BACKEND <-> noBackend, etc.
   const camel = (s: string, prefix: string) => s.slice(prefix.length).toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
   const statAlias: Record<string, string> = { connResched: 'connRescheduled', connMidflow: 'connMidflowMiss', connFail: 'connInsertFail', icmpFwd: 'icmpForwarded', icmpReply: 'icmpReplied', icmpToobig: 'icmpTooBigSent' };
   stats.slice(0, -1).forEach((s, i) => {
     const c = camel(s, 'EMON_LB_STAT_');
-    assert.equal(statAlias[c] ?? c, D.STAT_NAMES[i], s);
+    assert.equal(statAlias[c] ?? c, LB_COUNTERS[i], s);
   });
   const dropAlias: Record<string, string> = { dsrOfflink: 'dsrOffLink' };
   drops.slice(0, -1).forEach((s, i) => {
     const c = camel(s, 'EMON_LB_DROP_');
-    assert.equal(dropAlias[c] ?? c, D.DROP_NAMES[i], s);
+    assert.equal(dropAlias[c] ?? c, LB_DROP_REASONS[i], s);
   });
   assert.deepEqual(enumerators('emon_lb_mode'), ['EMON_LB_MODE_NAT', 'EMON_LB_MODE_DSR']);
   assert.deepEqual(enumerators('emon_lb_how'), ['EMON_LB_HOW_MAGLEV', 'EMON_LB_HOW_RESTORED', 'EMON_LB_HOW_RESCHED']);
-  assert.ok(D.STAT_NAMES.length <= D.STAT_MAX && D.DROP_NAMES.length <= D.DROP_MAX);
+  assert.ok(LB_COUNTERS.length <= D.STAT_MAX && LB_DROP_REASONS.length <= D.DROP_MAX);
 });
 
 test('map names fit the kernel limit and carry the prefix', async () => {

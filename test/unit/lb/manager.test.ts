@@ -9,14 +9,14 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import pino from 'pino';
-import { AppError } from '../../../daemon/src/rpc/errors.js';
+import { AppError } from '../../../daemon/src/errors.js';
 import { LbManager, type LbManagerOptions } from '../../../daemon/src/lb/manager.js';
 import { LB_MAP } from '../../../daemon/src/lb/components.js';
 import { BE, CFG, RING_SIZE, decodeConfig, encodeConn, encodeFlowKey, u32Key } from '../../../daemon/src/lb/decoder.js';
 import { maglevTable } from '../../../daemon/src/lb/maglev.js';
 import { LB_EVENTS } from '../../../daemon/src/lb/events.js';
 import { HealthChecker, type HealthTarget } from '../../../daemon/src/lb/health.js';
-import { parseIp } from '../../../daemon/src/lb/addr.js';
+import { parseIp } from '../../../daemon/src/net/ip.js';
 import { FakeDeployment, FakeHost } from './fakes.js';
 
 const log = pino({ level: 'silent' });
@@ -50,7 +50,7 @@ async function populated() {
   await m.lb.addVip({ vip: VIP });
   await m.lb.addBackend({ vip: VIP, backend: '198.18.2.2:8080', weight: 1 });
   await m.lb.addBackend({ vip: VIP, backend: '198.18.3.2:8080', weight: 3 });
-  await m.lb.dropAdd({ rule: 'icmp:echo-request' });
+  await m.lb.addDropRule({ rule: 'icmp:echo-request' });
   return m;
 }
 
@@ -60,7 +60,7 @@ test('VIPs and backends land in the maps: live table = Maglev over the active ba
   assert.equal(list.vips.length, 1);
   const v = list.vips[0]!;
   assert.deepEqual([v.vip, v.mode, v.interfaces, v.tableGeneration], [VIP, 'nat', ['front'], 2]);
-  assert.deepEqual(v.backends.map((b) => [b.backend, b.weight, b.state, b.egress]), [['198.18.2.2:8080', 1, 'active', 'back1'], ['198.18.3.2:8080', 3, 'active', 'back2']]);
+  assert.deepEqual(v.backends.map((b) => [b.backend, b.weight, b.state, b.via]), [['198.18.2.2:8080', 1, 'active', 'back1'], ['198.18.3.2:8080', 3, 'active', 'back2']]);
   assert.ok(Math.abs(v.backends[0]!.tableShare - 0.25) < 0.01 && Math.abs(v.backends[1]!.tableShare - 0.75) < 0.01);
   const want = maglevTable(v.backends.map((b) => ({ id: b.id, key: b.backend, weight: b.weight })));
   assert.deepEqual(lb.table(VIP).table, want);
@@ -76,7 +76,7 @@ test('a new manager over the same maps restores the same configuration', async (
   const before = snapshot(lb, d);
   const again = make(d).lb;
   assert.equal(snapshot(again, d), before);
-  assert.deepEqual(again.dropList().rules.map((r) => r.rule), ['icmp:echo-request']);
+  assert.deepEqual(again.listDropRules().rules.map((r) => r.rule), ['icmp:echo-request']);
 });
 
 test('drain takes a backend out of the table; removal also frees its slot', async () => {
@@ -114,9 +114,9 @@ test('bad input: named errors, configuration unchanged', async () => {
     [lb.removeBackend({ vip: VIP, backend: '198.18.2.9:8080' }), 'UnknownBackend', 'params.backend'],
     [lb.drainBackend({ vip: '198.19.10.99:80/tcp', backend: '198.18.2.2:8080' }), 'UnknownVip', 'params.vip'],
     [lb.removeVip({ vip: '198.19.10.99:80/tcp' }), 'UnknownVip', 'params.vip'],
-    [lb.dropAdd({ rule: 'icmp:echo-request' }), 'DropRuleExists', 'params.rule'],
-    [lb.dropAdd({ rule: '198.18.1.1/24' }), 'InvalidParams', 'params.rule'],
-    [lb.dropRemove({ rule: 'udp:53' }), 'UnknownDropRule', 'params.rule'],
+    [lb.addDropRule({ rule: 'icmp:echo-request' }), 'DropRuleExists', 'params.rule'],
+    [lb.addDropRule({ rule: '198.18.1.1/24' }), 'InvalidParams', 'params.rule'],
+    [lb.removeDropRule({ rule: 'udp:53' }), 'UnknownDropRule', 'params.rule'],
     [lb.setBackendWeight({ vip: VIP, backend: '198.18.2.2:8080', weight: -3 }), 'InvalidParams', 'params.weight'],
   ];
   for (const [p, kind, field] of cases) await rejectsWith(p, kind, field);
@@ -126,7 +126,7 @@ test('bad input: named errors, configuration unchanged', async () => {
 test('dsr backends must be on a directly connected network', async () => {
   const host = new FakeHost([
     ...new FakeHost().ifaces,
-    { ifindex: 9, name: 'wan', addrs: [{ family: 4, address: '203.0.113.1', prefix: 24 }] },
+    { ifindex: 9, name: 'wan', addrs: [{ family: 'ipv4', address: '203.0.113.1', prefix: 24 }] },
   ]);
   const { lb } = make(new FakeDeployment(), {}, host);
   await lb.addVip({ vip: VIP, mode: 'dsr' });
@@ -148,13 +148,13 @@ test('limits: backends per VIP, backend table, VIP slots, drop list', async () =
   const full = await rejectsWith(lb.addBackend({ vip: '198.19.10.11:80/tcp', backend: '198.18.3.3' }), 'TooManyBackends', 'params.backend');
   assert.equal(full.data?.limit, 3, 'ids 1..3 of a 4-entry table');
   await rejectsWith(lb.addVip({ vip: '198.19.10.12:80/tcp' }), 'TooManyVips', 'params.vip');
-  await lb.dropAdd({ rule: 'tcp:1' });
-  await lb.dropAdd({ rule: 'tcp:2' });
-  await rejectsWith(lb.dropAdd({ rule: 'udp:3' }), 'InvalidParams', 'params.rule'); // 4 protocol entries taken (v4 + v6 each)
-  await lb.dropAdd({ rule: '198.18.9.0/24' });
-  await lb.dropAdd({ rule: '198.18.8.0/24' });
-  await rejectsWith(lb.dropAdd({ rule: '198.18.7.0/24' }), 'InvalidParams', 'params.rule'); // 4 rule ids taken
-  assert.equal(lb.dropList().rules.length, 4);
+  await lb.addDropRule({ rule: 'tcp:1' });
+  await lb.addDropRule({ rule: 'tcp:2' });
+  await rejectsWith(lb.addDropRule({ rule: 'udp:3' }), 'InvalidParams', 'params.rule'); // 4 protocol entries taken (v4 + v6 each)
+  await lb.addDropRule({ rule: '198.18.9.0/24' });
+  await lb.addDropRule({ rule: '198.18.8.0/24' });
+  await rejectsWith(lb.addDropRule({ rule: '198.18.7.0/24' }), 'InvalidParams', 'params.rule'); // 4 rule ids taken
+  assert.equal(lb.listDropRules().rules.length, 4);
 });
 
 /** Fails write 1, 2, 3... of `op` until it succeeds; after each failure the state must be unchanged. */
@@ -187,9 +187,9 @@ test('a kernel failure at any write leaves the configuration unchanged', async (
   await run('setBackendWeight', () => lb.setBackendWeight({ vip: VIP, backend: '198.18.3.2:8080', weight: 2 }));
   await run('drainBackend', () => lb.drainBackend({ vip: VIP, backend: '198.18.2.2:8080' }));
   await run('removeBackend', () => lb.removeBackend({ vip: VIP, backend: '198.18.2.2:8080' }));
-  await run('dropAdd', () => lb.dropAdd({ rule: 'tcp:22' }));
-  await run('dropAdd prefix', () => lb.dropAdd({ rule: '198.18.9.0/24' }));
-  await run('dropRemove', () => lb.dropRemove({ rule: 'tcp:22' }));
+  await run('addDropRule', () => lb.addDropRule({ rule: 'tcp:22' }));
+  await run('addDropRule prefix', () => lb.addDropRule({ rule: '198.18.9.0/24' }));
+  await run('removeDropRule', () => lb.removeDropRule({ rule: 'tcp:22' }));
   t.diagnostic(counts.join('; '));
   d.failAttach = true;
   const before = snapshot(lb, d);
@@ -222,13 +222,13 @@ test('removeVip commits first: either nothing changed or the VIP is fully gone a
 
 test('drop rules: maps, config flags, restore merges families', async () => {
   const { lb, d } = make();
-  await lb.dropAdd({ rule: 'tcp:22' });
-  await lb.dropAdd({ rule: 'fd00:198::5:0/112' });
+  await lb.addDropRule({ rule: 'tcp:22' });
+  await lb.addDropRule({ rule: 'fd00:198::5:0/112' });
   const cfg = decodeConfig(d.map(LB_MAP.cfg).lookup(u32Key(0))!);
   assert.equal(cfg.flags, CFG.dpTcp | CFG.drop6);
-  assert.deepEqual(make(d).lb.dropList().rules.map((r) => r.rule), ['tcp:22', 'fd00:198::5:0/112']);
-  await lb.dropRemove({ rule: 'tcp:22' });
-  await lb.dropRemove({ rule: 'FD00:198::5:0/112' });
+  assert.deepEqual(make(d).lb.listDropRules().rules.map((r) => r.rule), ['tcp:22', 'fd00:198::5:0/112']);
+  await lb.removeDropRule({ rule: 'tcp:22' });
+  await lb.removeDropRule({ rule: 'FD00:198::5:0/112' });
   assert.equal(decodeConfig(d.map(LB_MAP.cfg).lookup(u32Key(0))!).flags, 0);
 });
 
@@ -264,8 +264,8 @@ test('events announce changes', async () => {
   await lb.addBackend({ vip: VIP, backend: '198.18.2.2' });
   await lb.drainBackend({ vip: VIP, backend: '198.18.2.2' });
   await lb.removeBackend({ vip: VIP, backend: '198.18.2.2' });
-  await lb.dropAdd({ rule: 'udp:53' });
-  await lb.dropRemove({ rule: 'udp:53' });
+  await lb.addDropRule({ rule: 'udp:53' });
+  await lb.removeDropRule({ rule: 'udp:53' });
   await lb.removeVip({ vip: VIP });
   assert.deepEqual(seen, ['lb.vip.added', 'lb.backend.added', 'lb.backend.drained', 'lb.backend.removed', 'lb.drop.added', 'lb.drop.removed', 'lb.vip.removed']);
 });

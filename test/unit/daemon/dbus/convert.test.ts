@@ -5,9 +5,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dbus from 'dbus-next';
-import { AppError } from '../../../../daemon/src/rpc/errors.js';
-import { optInt, optCidr, optEnum } from '../../../../daemon/src/rpc/validate.js';
-import { FLOW_SORT_KEYS } from '../../../../daemon/src/rpc/protocol.js';
+import { AppError } from '../../../../daemon/src/errors.js';
+import { optInt, optCidr, optEnum } from '../../../../daemon/src/api/validate.js';
+import { FLOW_SORTS } from '../../../../daemon/src/contract/index.js';
 import { flowDict, jsonDict, processDict, readDict } from '../../../../daemon/src/dbus/convert.js';
 import { flowQuery, FLOW_FILTER, LIMITS } from '../../../../daemon/src/dbus/manager.js';
 import type { CallContext } from '../../../../daemon/src/dbus/object.js';
@@ -18,6 +18,7 @@ const V = (sig: string, value: unknown) => new dbus.Variant(sig, value);
 function ctx(uid: number, seesAll: boolean): CallContext {
   return {
     sender: ':1.1', creds: { uid, pid: 1, gids: [uid] }, scope: { seesAll, admin: false }, uid: seesAll ? undefined : uid,
+    caller: { uid, gid: null, pid: 1, seesAll, admin: false },
     requireAuthorization: async () => undefined,
   };
 }
@@ -62,34 +63,34 @@ describe('GetFlows filter', () => {
   test('validates every key with the JSON-RPC rules and messages, the field named filter.*', () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ pid: V('i', -1) }, 'filter.pid'], [{ pid: V('s', 'x') }, 'filter.pid'], [{ limit: V('u', 0) }, 'filter.limit'],
-      [{ limit: V('u', LIMITS.flows + 1) }, 'filter.limit'], [{ proto: V('s', 'bogus') }, 'filter.proto'],
+      [{ limit: V('u', LIMITS.flows + 1) }, 'filter.limit'], [{ protocol: V('s', 'bogus') }, 'filter.protocol'],
       [{ remoteAddr: V('s', 'not-an-ip') }, 'filter.remoteAddr'], [{ remoteAddr: V('s', '10.0.0.0/33') }, 'filter.remoteAddr'],
       [{ port: V('u', 70000) }, 'filter.port'], [{ sort: V('s', 'size') }, 'filter.sort'], [{ pids: V('au', [1]) }, 'filter.pids'],
       [{ comm: V('s', 'x'.repeat(16)) }, 'filter.comm'], [{ includeClosed: V('s', 'yes') }, 'filter.includeClosed'],
       [{ uid: V('t', 2n ** 40n) }, 'filter.uid'], [{ interface: V('s', '') }, 'filter.interface'],
     ];
-    for (const [filter, field] of cases) fails(() => flowQuery(filter, ctx(0, true)), 'InvalidParams', field);
+    for (const [filter, field] of cases) fails(() => flowQuery(filter, ctx(0, true).caller), 'InvalidParams', field);
     // the same message as flows.list, field renamed
     const rpc = fails(() => optInt({ pid: -1 }, 'pid', 0, 0x7fffffff), 'InvalidParams');
-    const bus = fails(() => flowQuery({ pid: V('i', -1) }, ctx(0, true)), 'InvalidParams');
+    const bus = fails(() => flowQuery({ pid: V('i', -1) }, ctx(0, true).caller), 'InvalidParams');
     assert.equal(bus.message, rpc.message.replace('params.pid', 'filter.pid'));
-    const rpcSort = fails(() => optEnum({ sort: 'size' }, 'sort', FLOW_SORT_KEYS), 'InvalidParams');
-    assert.equal(fails(() => flowQuery({ sort: V('s', 'size') }, ctx(0, true)), 'InvalidParams').message, rpcSort.message.replace('params.', 'filter.'));
+    const rpcSort = fails(() => optEnum({ sort: 'size' }, 'sort', FLOW_SORTS), 'InvalidParams');
+    assert.equal(fails(() => flowQuery({ sort: V('s', 'size') }, ctx(0, true).caller), 'InvalidParams').message, rpcSort.message.replace('params.', 'filter.'));
     assert.equal(Object.keys(FLOW_FILTER).length, 11);
   });
 
   test('a good filter becomes the same FlowQuery flows.list builds', () => {
-    const q = flowQuery({ pid: V('u', 100), remoteAddr: V('s', '198.18.0.0/15'), proto: V('s', 'tcp'), sort: V('s', 'packets'), limit: V('u', 5), includeClosed: V('b', false) }, ctx(0, true));
-    assert.deepEqual([q.pid, q.proto, q.sort, q.limit, q.includeClosed, q.uid], [100, 6, 'packets', 5, false, undefined]);
+    const q = flowQuery({ pid: V('u', 100), remoteAddr: V('s', '198.18.0.0/15'), protocol: V('s', 'tcp'), sort: V('s', 'packets'), limit: V('u', 5), includeClosed: V('b', false) }, ctx(0, true).caller);
+    assert.deepEqual([q.pid, q.protocol, q.sort, q.limit, q.includeClosed, q.uid], [100, 6, 'packets', 5, false, undefined]);
     assert.deepEqual(q.remoteAddr, optCidr({ a: '198.18.0.0/15' }, 'a'));
-    assert.equal(flowQuery({}, ctx(0, true)).limit, LIMITS.defaultFlows);
+    assert.equal(flowQuery({}, ctx(0, true).caller).limit, LIMITS.defaultFlows);
   });
 
   test('a caller outside the group is held to its own uid', () => {
-    assert.equal(flowQuery({}, ctx(1000, false)).uid, 1000);
-    assert.equal(flowQuery({ uid: V('u', 1000) }, ctx(1000, false)).uid, 1000);
-    fails(() => flowQuery({ uid: V('u', 1001) }, ctx(1000, false)), 'PermissionDenied', 'filter.uid');
-    assert.equal(flowQuery({ uid: V('u', 1001) }, ctx(1000, true)).uid, 1001);
+    assert.equal(flowQuery({}, ctx(1000, false).caller).uid, 1000);
+    assert.equal(flowQuery({ uid: V('u', 1000) }, ctx(1000, false).caller).uid, 1000);
+    fails(() => flowQuery({ uid: V('u', 1001) }, ctx(1000, false).caller), 'PermissionDenied', 'filter.uid');
+    assert.equal(flowQuery({ uid: V('u', 1001) }, ctx(1000, true).caller).uid, 1001);
   });
 });
 
@@ -107,7 +108,7 @@ describe('outgoing dictionaries', () => {
   });
 
   test('an unattributed process has no pid, comm or uid', () => {
-    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeen: null });
+    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null });
     assert.deepEqual(Object.keys(d).sort(), ['flows', 'openFlows', 'rxBytes', 'rxPackets', 'txBytes', 'txPackets']);
   });
 

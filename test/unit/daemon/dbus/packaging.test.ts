@@ -7,9 +7,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BUS_NAME, FDO, LB_IFACE, MANAGER_IFACE, POLKIT_ACTION_MANAGE_LB } from '../../../../daemon/src/dbus/names.js';
-import { LB_SPEC, MANAGER_SPEC, type InterfaceSpec } from '../../../../daemon/src/dbus/schema.js';
-import { ANNOTATION } from '../../../../daemon/src/dbus/names.js';
+import { BUS_NAME, FDO, LB_IFACE, MANAGER_IFACE, POLKIT_ACTION_MANAGE_LB } from '../../../../daemon/src/contract/dbus.js';
+import { LB_SPEC, MANAGER_SPEC, type InterfaceSpec } from '../../../../daemon/src/contract/dbus.js';
+import { ANNOTATION } from '../../../../daemon/src/contract/dbus.js';
 import { parseIntrospection, REPO } from '../../../helpers/dbus.js';
 
 const read = (p: string) => fs.readFileSync(path.join(REPO, p), 'utf8');

@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
-import type { Caller } from '../../../../daemon/src/rpc/protocol.js';
-import { ERRORS } from '../../../../daemon/src/rpc/errors.js';
+import type { Caller } from '../../../../daemon/src/api/index.js';
+import { ERRORS } from '../../../../daemon/src/contract/errors.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
 
 const LIMITS = { maxClients: 8, maxMessageBytes: 4096, maxSubscriptionsPerClient: 3, subscriberQueue: 100 };
@@ -82,7 +82,7 @@ describe('JSON-RPC server', () => {
     sock = path.join(dir, 's.sock');
     fake = new FakeMonitor();
     daemon = buildDaemon({
-      monitor: fake, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: sock, limits: LIMITS,
+      monitor: fake, bus: fake.bus, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: sock, limits: LIMITS,
       groups: { group: 'ebpfmon', adminGroup: 'ebpfmon-admin' }, identify: () => ({ ...caller }),
     });
     await daemon.start();
@@ -119,7 +119,7 @@ describe('JSON-RPC server', () => {
     const c = await Raw.connect(sock);
     const cases: Array<[unknown, string]> = [
       [{ pid: 'x' }, 'params.pid'], [{ pid: -1 }, 'params.pid'], [{ pid: 1.5 }, 'params.pid'], [{ limit: 0 }, 'params.limit'],
-      [{ proto: 'bogus' }, 'params.proto'], [{ remoteAddr: 'not-an-ip' }, 'params.remoteAddr'], [{ remoteAddr: '10.0.0.0/33' }, 'params.remoteAddr'],
+      [{ protocol: 'bogus' }, 'params.protocol'], [{ remoteAddr: 'not-an-ip' }, 'params.remoteAddr'], [{ remoteAddr: '10.0.0.0/33' }, 'params.remoteAddr'],
       [{ port: 70000 }, 'params.port'], [{ sort: 'size' }, 'params.sort'], [{ pids: [1] }, 'params.pids'], [[1, 2], "params"], ["str", "params"],
       [{ comm: 'x'.repeat(16) }, 'params.comm'], [{ includeClosed: 'yes' }, 'params.includeClosed'],
     ];
@@ -130,10 +130,10 @@ describe('JSON-RPC server', () => {
       assert.equal(e.data.field, field);
     }
     assert.equal(fake.queries.length, 0, 'no invalid query reached the monitor');
-    const ok = await c.call('flows.list', { pid: 100, remoteAddr: '198.18.0.0/15', proto: 'tcp', sort: 'packets', limit: 5 });
+    const ok = await c.call('flows.list', { pid: 100, remoteAddr: '198.18.0.0/15', protocol: 'tcp', sort: 'packets', limit: 5 });
     assert.deepEqual((ok.result as { flows: Array<{ pid: number }> }).flows.map((f) => f.pid), [100]);
     const q = fake.queries.at(-1)!;
-    assert.deepEqual([q.pid, q.proto, q.sort, q.limit, q.remoteAddr?.prefix], [100, 6, 'packets', 5, 15]);
+    assert.deepEqual([q.pid, q.protocol, q.sort, q.limit, q.remoteAddr?.prefix], [100, 6, 'packets', 5, 15]);
     c.close();
   });
 

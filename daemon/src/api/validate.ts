@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Parameter validation at the RPC boundary: every field is checked before use, unknown
-// fields are refused (a typo must not silently widen a query), and each failure is an
-// InvalidParams error naming the field, the value and what was expected.
-import { invalidParam } from './errors.js';
-import { parseCidr } from '../util/ip.js';
+// Parameter validation at the API boundary (every transport: JSON-RPC params, D-Bus
+// dictionaries converted to objects): every field is checked before use, unknown fields are
+// refused (a typo must not silently widen a query), and each failure is an InvalidParams
+// error naming the field (`params.pid`), the value and what was expected.
+import { invalidParam } from '../errors.js';
+import { parseCidr, type Cidr } from '../net/ip.js';
 
 export type Params = Record<string, unknown>;
 
@@ -63,7 +64,7 @@ export function optEnumList<T extends string>(p: Params, name: string, values: r
   return [...new Set(v as T[])];
 }
 
-export function optCidr(p: Params, name: string): ReturnType<typeof parseCidr> | undefined {
+export function optCidr(p: Params, name: string): Cidr | undefined {
   const v = p[name];
   if (v === undefined) return undefined;
   const c = typeof v === 'string' && v.length <= 64 ? parseCidr(v) : null;

@@ -1,8 +1,117 @@
 // SPDX-License-Identifier: Apache-2.0
-// The two interfaces as data: every member's signature, argument names and one line of
-// documentation. The service dispatches by it, introspection is generated from it, and
-// tests compare docs/org.ebpfmon1.xml and the bus policy against it.
-import { LB_IFACE, LB_METHOD, LB_PROPERTY, MANAGER_IFACE, MANAGER_METHOD, MANAGER_PROPERTY, MANAGER_SIGNAL, type LbMethod, type LbProperty, type ManagerMethod, type ManagerProperty, type ManagerSignal } from './names.js';
+// The D-Bus API as data: every name ebpfmon uses on the bus (bus name, object paths,
+// interfaces, members, the polkit action, the freedesktop names the service talks to),
+// then every member's signature, argument names and one line of documentation. The
+// service dispatches by it, introspection is generated from it, and tests compare
+// docs/org.ebpfmon1.xml and the bus policy against it. Error names: errors.ts. Field
+// names inside the a{sv} dictionaries are the JSON-RPC ones (flows.ts, lb.ts):
+// test/unit/daemon/dbus/names.test.ts checks that they agree.
+
+export const BUS_NAME = 'org.ebpfmon1';
+
+export const MANAGER_PATH = '/org/ebpfmon1';
+export const MANAGER_IFACE = 'org.ebpfmon1.Manager';
+export const LB_PATH = '/org/ebpfmon1/lb';
+export const LB_IFACE = 'org.ebpfmon1.LoadBalancer';
+
+/** polkit action that guards every changing LoadBalancer method (packaging/polkit/org.ebpfmon1.policy). */
+export const POLKIT_ACTION_MANAGE_LB = 'org.ebpfmon1.manage-lb';
+
+export const MANAGER_METHOD = {
+  GetFlows: 'GetFlows',
+  GetProcesses: 'GetProcesses',
+  GetTopTalkers: 'GetTopTalkers',
+  Subscribe: 'Subscribe',
+  Unsubscribe: 'Unsubscribe',
+} as const;
+
+export const MANAGER_PROPERTY = {
+  Version: 'Version',
+  StartedAt: 'StartedAt',
+  Interfaces: 'Interfaces',
+  SeesAllUsers: 'SeesAllUsers',
+  FlowCount: 'FlowCount',
+  ProcessCount: 'ProcessCount',
+  TxBytes: 'TxBytes',
+  RxBytes: 'RxBytes',
+  RingbufFull: 'RingbufFull',
+  FlowsEvicted: 'FlowsEvicted',
+  SignalsDropped: 'SignalsDropped',
+} as const;
+
+export const MANAGER_SIGNAL = {
+  ProcessStarted: 'ProcessStarted',
+  ProcessStopped: 'ProcessStopped',
+  BandwidthChanged: 'BandwidthChanged',
+} as const;
+
+export const LB_METHOD = {
+  ListVips: 'ListVips',
+  GetStats: 'GetStats',
+  ListDropRules: 'ListDropRules',
+  AddVip: 'AddVip',
+  RemoveVip: 'RemoveVip',
+  AddBackend: 'AddBackend',
+  RemoveBackend: 'RemoveBackend',
+  DrainBackend: 'DrainBackend',
+  AddDropRule: 'AddDropRule',
+  RemoveDropRule: 'RemoveDropRule',
+} as const;
+
+export const LB_PROPERTY = {
+  Available: 'Available',
+} as const;
+
+export type ManagerMethod = keyof typeof MANAGER_METHOD;
+export type ManagerProperty = keyof typeof MANAGER_PROPERTY;
+export type ManagerSignal = keyof typeof MANAGER_SIGNAL;
+export type LbMethod = keyof typeof LB_METHOD;
+export type LbProperty = keyof typeof LB_PROPERTY;
+
+/** The bus itself and the standard interfaces. */
+export const FDO = {
+  name: 'org.freedesktop.DBus',
+  path: '/org/freedesktop/DBus',
+  iface: 'org.freedesktop.DBus',
+  properties: 'org.freedesktop.DBus.Properties',
+  introspectable: 'org.freedesktop.DBus.Introspectable',
+  peer: 'org.freedesktop.DBus.Peer',
+} as const;
+
+export const POLKIT = {
+  name: 'org.freedesktop.PolicyKit1',
+  path: '/org/freedesktop/PolicyKit1/Authority',
+  iface: 'org.freedesktop.PolicyKit1.Authority',
+  /** CheckAuthorization flag: the caller may be asked for a password. */
+  allowUserInteraction: 1,
+} as const;
+
+export const ANNOTATION = {
+  emitsChangedSignal: 'org.freedesktop.DBus.Property.EmitsChangedSignal',
+  docString: 'org.freedesktop.DBus.DocString',
+} as const;
+
+/**
+ * D-Bus's own errors for the standard Properties interface. Like UnknownMethod (which the
+ * error table maps MethodNotFound to), they are protocol errors every D-Bus client knows,
+ * so they keep their freedesktop names instead of an org.ebpfmon1.Error.* one.
+ */
+export const FDO_ERROR = {
+  UnknownProperty: 'org.freedesktop.DBus.Error.UnknownProperty',
+  PropertyReadOnly: 'org.freedesktop.DBus.Error.PropertyReadOnly',
+  UnknownInterface: 'org.freedesktop.DBus.Error.UnknownInterface',
+  ServiceUnknown: 'org.freedesktop.DBus.Error.ServiceUnknown',
+  NameHasNoOwner: 'org.freedesktop.DBus.Error.NameHasNoOwner',
+  AccessDenied: 'org.freedesktop.DBus.Error.AccessDenied',
+  LimitsExceeded: 'org.freedesktop.DBus.Error.LimitsExceeded',
+} as const;
+
+/** Message header flag (D-Bus spec): the caller lets the service ask for a password. */
+export const FLAG_ALLOW_INTERACTIVE_AUTHORIZATION = 0x4;
+/** Message header flag: the caller wants no reply. */
+export const FLAG_NO_REPLY_EXPECTED = 0x1;
+
+// --- the interfaces ----------------------------------------------------------------
 
 export interface ArgSpec {
   name: string;
@@ -48,7 +157,7 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_METHOD.GetFlows]: {
       in: [arg('filter', 'a{sv}')],
       out: [arg('flows', 'aa{sv}')],
-      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), proto (s), interface (s), includeClosed (b), sort (s) and limit (u, 1..10000, default 1000).',
+      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), protocol (s), interface (s), includeClosed (b), sort (s) and limit (u, 1..10000, default 1000).',
     },
     [MANAGER_METHOD.GetProcesses]: {
       in: [],
@@ -80,7 +189,7 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_PROPERTY.ProcessCount]: { type: 'u', emitsChanged: 'false', doc: 'Processes with traffic visible to the caller.' },
     [MANAGER_PROPERTY.TxBytes]: { type: 't', emitsChanged: 'false', doc: 'Bytes sent by the processes visible to the caller (cumulative).' },
     [MANAGER_PROPERTY.RxBytes]: { type: 't', emitsChanged: 'false', doc: 'Bytes received by the processes visible to the caller (cumulative).' },
-    [MANAGER_PROPERTY.EventsLost]: { type: 't', emitsChanged: 'false', doc: 'Events the kernel could not queue (ring buffer full), all users.' },
+    [MANAGER_PROPERTY.RingbufFull]: { type: 't', emitsChanged: 'false', doc: 'Events the kernel could not queue (ring buffer full; status loss.ringbufFull), all users.' },
     [MANAGER_PROPERTY.FlowsEvicted]: { type: 't', emitsChanged: 'false', doc: 'Flows the kernel table evicted before ebpfmon collected them, all users.' },
     [MANAGER_PROPERTY.SignalsDropped]: { type: 't', emitsChanged: 'false', doc: 'Signals not sent: ProcessStarted/ProcessStopped beyond a subscriber\'s budget (100 a second), or any signal while the bus connection was backed up.' },
   },

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// IP addresses as the LB's maps hold them: 16 bytes, IPv4 in the first 4 (rest zero),
-// and the text forms the LB's API accepts and prints (IPv6 in RFC 5952 form, in
-// brackets when a port follows).
+// IP addresses: text <-> 16 bytes (IPv4 in the first 4, the rest zero, as every ebpfmon map
+// holds them), canonical text (RFC 5952), CIDR prefixes, and the address classes the load
+// balancer refuses. One module for the monitor and the balancer (Node has no inet_pton for
+// raw bytes).
 import net from 'node:net';
+import type { Family } from '../contract/common.js';
 
-export type Family = 4 | 6;
+export type { Family };
 
+/** Kernel address families (socket.h). */
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
@@ -15,12 +18,16 @@ export interface IpAddr {
   bytes: Buffer;
 }
 
+export interface Cidr extends IpAddr {
+  prefix: number;
+}
+
 export function afOf(family: Family): number {
-  return family === 4 ? AF_INET : AF_INET6;
+  return family === 'ipv4' ? AF_INET : AF_INET6;
 }
 
 export function familyOfAf(af: number): Family | null {
-  return af === AF_INET ? 4 : af === AF_INET6 ? 6 : null;
+  return af === AF_INET ? 'ipv4' : af === AF_INET6 ? 'ipv6' : null;
 }
 
 function parseV4(s: string, out: Buffer, at: number): boolean {
@@ -76,23 +83,37 @@ function parseV6(s: string, out: Buffer): boolean {
 /** Parses a literal IPv4 or IPv6 address; null when it is not one. */
 export function parseIp(s: string): IpAddr | null {
   const bytes = Buffer.alloc(16);
-  if (net.isIPv4(s) && parseV4(s, bytes, 0)) return { family: 4, bytes };
-  if (parseV6(s, bytes)) return { family: 6, bytes };
+  if (net.isIPv4(s) && parseV4(s, bytes, 0)) return { family: 'ipv4', bytes };
+  if (parseV6(s, bytes)) return { family: 'ipv6', bytes };
   return null;
 }
 
-/** Canonical text: dotted quad, or RFC 5952 (lower case, longest zero run as ::). */
+/** Canonical text: dotted quad, or RFC 5952 (lower case, longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
 export function formatIp(family: Family, bytes: Uint8Array): string {
-  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  return formatIpAt(bytes, 0, family === 'ipv4' ? AF_INET : AF_INET6);
+}
+
+/** The address of kernel family `af` (AF_INET, AF_INET6) at `off` in a buffer: for decoders. */
+export function formatIpAt(buf: Uint8Array, off: number, af: number): string {
+  if (af === AF_INET) return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
   const w: number[] = [];
-  for (let i = 0; i < 8; i++) w.push((bytes[i * 2]! << 8) | bytes[i * 2 + 1]!);
+  for (let i = 0; i < 8; i++) w.push((buf[off + i * 2]! << 8) | buf[off + i * 2 + 1]!);
+  if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
+    return `::ffff:${buf[off + 12]}.${buf[off + 13]}.${buf[off + 14]}.${buf[off + 15]}`;
+  }
   let bestAt = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) { i++; continue; }
+    if (w[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
@@ -106,7 +127,7 @@ export function ipText(a: IpAddr): string {
 
 /** "198.18.1.2:80" or "[fd00::2]:80". */
 export function hostPort(a: IpAddr, port: number): string {
-  return a.family === 6 ? `[${ipText(a)}]:${port}` : `${ipText(a)}:${port}`;
+  return a.family === 'ipv6' ? `[${ipText(a)}]:${port}` : `${ipText(a)}:${port}`;
 }
 
 /**
@@ -137,7 +158,7 @@ export function sameAddr(a: IpAddr, b: IpAddr): boolean {
 
 /** True when bits beyond `len` are all zero. */
 export function hostBitsZero(a: IpAddr, len: number): boolean {
-  const total = a.family === 4 ? 32 : 128;
+  const total = a.family === 'ipv4' ? 32 : 128;
   for (let bit = len; bit < total; bit++) {
     if (a.bytes[bit >> 3]! & (0x80 >> (bit & 7))) return false;
   }
@@ -145,23 +166,46 @@ export function hostBitsZero(a: IpAddr, len: number): boolean {
 }
 
 export function isUnspecified(a: IpAddr): boolean {
-  const n = a.family === 4 ? 4 : 16;
+  const n = a.family === 'ipv4' ? 4 : 16;
   for (let i = 0; i < n; i++) if (a.bytes[i] !== 0) return false;
   return true;
 }
 
 export function isMulticastOrBroadcast(a: IpAddr): boolean {
-  if (a.family === 4) return a.bytes[0]! >= 224; // 224/4 multicast, 240/4 reserved, broadcast
+  if (a.family === 'ipv4') return a.bytes[0]! >= 224; // 224/4 multicast, 240/4 reserved, broadcast
   return a.bytes[0] === 0xff;
 }
 
 export function isLoopback(a: IpAddr): boolean {
-  if (a.family === 4) return a.bytes[0] === 127;
+  if (a.family === 'ipv4') return a.bytes[0] === 127;
   for (let i = 0; i < 15; i++) if (a.bytes[i] !== 0) return false;
   return a.bytes[15] === 1;
 }
 
 export function isLinkLocal(a: IpAddr): boolean {
-  if (a.family === 4) return a.bytes[0] === 169 && a.bytes[1] === 254;
+  if (a.family === 'ipv4') return a.bytes[0] === 169 && a.bytes[1] === 254;
   return a.bytes[0] === 0xfe && (a.bytes[1]! & 0xc0) === 0x80;
+}
+
+/** Parses `addr` or `addr/prefix` (CIDR); null when it is neither. */
+export function parseCidr(text: string): Cidr | null {
+  const slash = text.indexOf('/');
+  const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
+  if (!ip) return null;
+  const max = ip.family === 'ipv4' ? 32 : 128;
+  if (slash < 0) return { ...ip, prefix: max };
+  const p = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(p) || Number(p) > max) return null;
+  return { ...ip, prefix: Number(p) };
+}
+
+/** True when the address of kernel family `af` at `off` falls inside the prefix. */
+export function inCidr(af: number, bytes: Uint8Array, off: number, cidr: Cidr): boolean {
+  if (af !== afOf(cidr.family)) return false;
+  let bits = cidr.prefix;
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((bytes[off + i]! & mask) !== (cidr.bytes[i]! & mask)) return false;
+  }
+  return true;
 }

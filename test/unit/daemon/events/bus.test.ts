@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// EventBus: listeners get only the types they asked for, and records of a type no listener
-// wants are counted without being decoded (Monitor.onRecord asks countOnly first).
+// EventBus: listeners get only the types they asked for, and a publisher can ask whether
+// anyone wants a type before building the event (the monitor counts ring-buffer records of
+// unwanted types without decoding them).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventBus, eventJson, type MonitorEvent } from '../../../daemon/src/monitor/events.js';
-import { EV } from '../../../daemon/src/monitor/wire.js';
+import { EventBus, eventJson } from '../../../../daemon/src/events/bus.js';
+import type { MonitorEvent } from '../../../../daemon/src/contract/events.js';
+import { recordEventType } from '../../../../daemon/src/monitor/decoder.js';
+import { EV } from '../../../../daemon/src/monitor/wire.js';
 
-const exit = (pid: number): MonitorEvent => ({ type: 'exit', time: '2026-11-22T00:00:00.000Z', pid, uid: 0, comm: 'x', ppid: 1, exitCode: 0, signal: 0, durationMs: 1 });
+const exit = (pid: number): MonitorEvent => ({ type: 'exit', at: '2026-11-22T00:00:00.000Z', pid, uid: 0, comm: 'x', ppid: 1, exitCode: 0, signal: 0, durationMs: 1 });
 const close = (pid: number) => ({ ...exit(pid), type: 'close' }) as unknown as MonitorEvent;
 
 test('a listener gets only the types it subscribed to; without types, all', () => {
@@ -26,22 +29,28 @@ test('a listener gets only the types it subscribed to; without types, all', () =
   assert.equal(bus.subscriberCount, 1);
 });
 
-test('countOnly: counts and skips exactly the types nobody wants', () => {
+test('wants: exactly the types some listener asked for; countUnwanted counts them', () => {
   const bus = new EventBus();
-  assert.equal(bus.countOnly(EV.CONNECT), true, 'no listener: counted undecoded');
+  assert.equal(bus.wants('connect'), false, 'no listener');
   const off = bus.subscribe(() => {}, ['close']);
-  assert.equal(bus.countOnly(EV.CLOSE), false, 'a listener wants close: decode it');
-  assert.equal(bus.countOnly(EV.CONNECT), true, 'nobody wants connect');
+  assert.equal(bus.wants('close'), true, 'a listener wants close');
+  assert.equal(bus.wants('connect'), false, 'nobody wants connect');
+  bus.countUnwanted('connect');
+  bus.countUnwanted('connect');
   assert.equal(bus.counts.connect, 2);
-  assert.equal(bus.counts.close, 0, 'not counted here: publish() counts it');
-  assert.equal(bus.countOnly(999), false, 'unknown types are for the decoder (undecodable)');
+  assert.equal(bus.counts.close, 0, 'publish() counts what it delivers');
   off();
   off(); // twice is harmless
-  assert.equal(bus.countOnly(EV.CLOSE), true);
+  assert.equal(bus.wants('close'), false);
   const offAll = bus.subscribe(() => {});
-  assert.equal(bus.countOnly(EV.ACCEPT), false);
+  assert.equal(bus.wants('accept'), true);
   offAll();
-  assert.equal(bus.countOnly(EV.ACCEPT), true);
+  assert.equal(bus.wants('accept'), false);
+});
+
+test('ring-buffer record types map to event types; unknown ones to none (the decoder counts them undecodable)', () => {
+  assert.deepEqual([EV.CONNECT, EV.ACCEPT, EV.CLOSE, EV.EXEC, EV.EXIT].map(recordEventType), ['connect', 'accept', 'close', 'exec', 'exit']);
+  assert.equal(recordEventType(999), undefined);
 });
 
 test('a listener that throws is dropped, and its types are no longer wanted', () => {
@@ -51,7 +60,7 @@ test('a listener that throws is dropped, and its types are no longer wanted', ()
   }, ['close']);
   bus.publish(close(1));
   assert.equal(bus.subscriberCount, 0);
-  assert.equal(bus.countOnly(EV.CLOSE), true);
+  assert.equal(bus.wants('close'), false);
 });
 
 test('eventJson serializes each event once and never serves another event its JSON', () => {

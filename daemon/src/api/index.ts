@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+// The transport-neutral API: every method of the contract (contract/methods.ts) declared
+// once, with its access rule, its validation and its implementation over the domain
+// (monitor, load balancer). The JSON-RPC server and the D-Bus service are adapters over it;
+// neither knows the domain, and the domain knows neither.
+import type { LbStatusSummary } from '../contract/status.js';
+import type { MonitorApi } from '../monitor/api.js';
+import { lbMethods, lbStatus, type LbApi } from './lb.js';
+import type { MethodTable } from './method.js';
+import { monitorMethods, type TransportStats } from './monitor.js';
+
+export interface ApiDeps {
+  monitor: MonitorApi;
+  /** The load balancer, when configured (its methods answer NotAvailable otherwise). */
+  lb: LbApi | null;
+  version: string;
+  startedAt: Date;
+  /** Clients, subscriptions and dropped events of every transport, for `status`. */
+  transports: () => TransportStats;
+}
+
+export interface Api {
+  readonly methods: MethodTable;
+}
+
+export function buildApi(d: ApiDeps): Api {
+  const lbSummary: (() => LbStatusSummary) | undefined = d.lb ? () => lbStatus(d.lb!) : undefined;
+  return {
+    methods: {
+      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary }),
+      ...lbMethods(d.lb),
+    },
+  };
+}
+
+export type { Caller } from './caller.js';
+export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
+export type { LbApi } from './lb.js';
+export type { TransportStats } from './monitor.js';
+export { toApiError, withFieldPrefix } from './errors.js';
+export { eventFilter, subscriptionId, type EventFilter } from './events.js';
+export { scopeUid } from './caller.js';

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+// How the API declares a method once for every transport: who may call it, how its params
+// are validated (naming `params.X` in errors; D-Bus renames the prefix), and what it does.
+// Adapters run validate -> authorize (per `access`) -> run, so a bad argument is refused
+// before anyone is asked for authorization.
+import type { MethodName, ResultOf } from '../contract/methods.js';
+import type { Caller } from './caller.js';
+
+/** `read`: any caller (results scoped by uid where they are per-user); `admin`: root, the
+ * admin group, or (D-Bus) polkit authorization. */
+export type Access = 'read' | 'admin';
+
+export interface MethodDef<M extends MethodName, V = unknown> {
+  access: Access;
+  validate(raw: unknown, caller: Caller): V;
+  run(params: V, caller: Caller): Promise<ResultOf<M>> | ResultOf<M>;
+}
+
+/** Methods the API layer serves for every transport (subscriptions are each transport's own). */
+export type ApiMethodName = Exclude<MethodName, 'events.subscribe' | 'events.unsubscribe'>;
+
+export type MethodTable = { [M in ApiMethodName]: MethodDef<M, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Declares one method with its params type inferred from its validator. */
+export function method<M extends MethodName, V>(def: MethodDef<M, V>): MethodDef<M, V> {
+  return def;
+}

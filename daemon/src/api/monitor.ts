@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// status, flows.list, processes.list, programs.list: read-only views of the monitor, one
+// declaration for JSON-RPC and D-Bus. Callers outside the `ebpfmon` group see only their
+// own uid's flows.
+import { PROTOCOLS } from '../contract/common.js';
+import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
+import type { LbStatusSummary, StatusResult } from '../contract/status.js';
+import type { MonitorApi } from '../monitor/api.js';
+import type { FlowQuery } from '../monitor/flows.js';
+import { protocolNumber } from '../net/protocols.js';
+import { scopeUid, type Caller } from './caller.js';
+import { method } from './method.js';
+import { optBool, optCidr, optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
+
+export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit'] as const satisfies ReadonlyArray<keyof FlowsListParams>;
+const MAX_UID = 0xffffffff - 1;
+const MAX_PID = 0x7fffffff;
+/** Largest `limit` on the socket; D-Bus replies are smaller (a bus message is bounded). */
+export const MAX_FLOWS = 100_000;
+
+/** flows.list parameters as a validated, scoped query. */
+export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): FlowQuery {
+  const p: Params = paramsObject(raw, FLOW_PARAMS);
+  const protocol = optEnum(p, 'protocol', PROTOCOLS);
+  return {
+    pid: optInt(p, 'pid', 0, MAX_PID),
+    comm: optString(p, 'comm', 15),
+    uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)),
+    remoteAddr: optCidr(p, 'remoteAddr'),
+    localAddr: optCidr(p, 'localAddr'),
+    port: optInt(p, 'port', 0, 65535),
+    protocol: protocol !== undefined ? protocolNumber(protocol) : undefined,
+    interface: optString(p, 'interface', 15),
+    includeClosed: optBool(p, 'includeClosed'),
+    sort: optEnum(p, 'sort', FLOW_SORTS),
+    limit: optInt(p, 'limit', 1, maxLimit) ?? 1000,
+  };
+}
+
+/** What status reports about the transports (clients, subscriptions, losses). */
+export interface TransportStats {
+  clients: number;
+  subscriptions: number;
+  subscriberDropped: number;
+}
+
+export interface MonitorMethodDeps {
+  monitor: MonitorApi;
+  version: string;
+  startedAt: Date;
+  transports: () => TransportStats;
+  lbStatus?: () => LbStatusSummary;
+}
+
+export function monitorMethods(d: MonitorMethodDeps) {
+  return {
+    status: method<'status', void>({
+      access: 'read',
+      validate: (raw) => void paramsObject(raw, []),
+      run: async (): Promise<StatusResult> => {
+        const s = await d.monitor.status();
+        const t = d.transports();
+        return {
+          version: d.version,
+          pid: process.pid,
+          startedAt: d.startedAt.toISOString(),
+          uptimeMs: Date.now() - d.startedAt.getTime(),
+          ...s,
+          loss: { ...s.loss, subscriberDropped: t.subscriberDropped },
+          clients: t.clients,
+          subscriptions: t.subscriptions,
+          ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
+        };
+      },
+    }),
+    'flows.list': method<'flows.list', FlowQuery>({
+      access: 'read',
+      validate: (raw, caller) => flowsQuery(raw, caller),
+      run: (q) => d.monitor.queryFlows(q),
+    }),
+    'processes.list': method<'processes.list', { uid: number | undefined; limit: number }>({
+      access: 'read',
+      validate: (raw, caller) => {
+        const p = paramsObject(raw, ['uid', 'limit']);
+        return { uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)), limit: optInt(p, 'limit', 1, MAX_FLOWS) ?? 1000 };
+      },
+      run: async (q) => ({ processes: (await d.monitor.processTotals({ uid: q.uid })).slice(0, q.limit) }),
+    }),
+    'programs.list': method<'programs.list', void>({
+      access: 'read',
+      validate: (raw) => void paramsObject(raw, []),
+      run: () => d.monitor.programsList(),
+    }),
+  };
+}

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+// Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows and
+// GetProcesses.
+import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
+
+export interface Flow {
+  /** A protocol name, or the IP protocol number as a string. */
+  protocol: ProtocolName | string;
+  family: Family;
+  localAddr: string;
+  /** null for ICMP (see icmpType, icmpId). */
+  localPort: number | null;
+  remoteAddr: string;
+  remotePort: number | null;
+  /** ICMP/ICMPv6 only: the message type (a reply counts under its request's type) and the echo id or code. */
+  icmpType?: number;
+  icmpId?: number;
+  direction: Direction;
+  /** Interface that carried the first packet. */
+  interface: string | null;
+  pid: number | null;
+  tid: number | null;
+  comm: string | null;
+  uid: number | null;
+  gid: number | null;
+  /** cgroup v2 id, as a decimal string (it exceeds 2^53). */
+  cgroupId: string | null;
+  attributedBy: AttributedBy;
+  ppid: number | null;
+  exe: string | null;
+  /** TCP: the socket's state (`established`, `closed`...); others: `active` or `closed`. */
+  state: string;
+  tcpFlags: { tx: TcpFlag[]; rx: TcpFlag[] };
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  fragments: number;
+  ipOptions: boolean;
+  ipv6ExtHeaders: boolean;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  closedAt: string | null;
+}
+
+export const FLOW_SORTS = ['bytes', 'packets', 'age', 'recent'] as const;
+export type FlowSort = (typeof FLOW_SORTS)[number];
+
+export interface FlowsListParams {
+  /** Process id (tgid) owning the flow's local socket. */
+  pid?: number;
+  /** Command name (exact, as the kernel's 15-character comm). */
+  comm?: string;
+  uid?: number;
+  /** Remote address, or a CIDR prefix. */
+  remoteAddr?: string;
+  localAddr?: string;
+  /** Local or remote port. */
+  port?: number;
+  protocol?: ProtocolName;
+  interface?: string;
+  /** Include flows closed within the retention time (default true). */
+  includeClosed?: boolean;
+  sort?: FlowSort;
+  /** At most this many flows (default 1000, at most 100000). */
+  limit?: number;
+}
+
+export interface FlowsListResult {
+  flows: Flow[];
+  /** Flows in the table (all owners). */
+  total: number;
+  /** Flows that matched the filters before `limit`. */
+  matched: number;
+}
+
+/** Cumulative traffic of one process (live flows plus flows already collected). */
+export interface ProcessTotals {
+  /** null for flows nobody could attribute, and for the kernel's own traffic (comm `[kernel]`). */
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  flows: number;
+  openFlows: number;
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  lastSeenAt: string | null;
+}
+
+export interface ProcessesListParams {
+  uid?: number;
+  limit?: number;
+}
+
+export interface ProcessesListResult {
+  processes: ProcessTotals[];
+}

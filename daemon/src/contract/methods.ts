@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every JSON-RPC method on ebpfmon's Unix socket: its name, params and result, declared
+// once (the way vscode-languageserver-node declares each request). The client's call()
+// and the server's registration are typed by this map, so both ends agree by
+// construction. Framing: one JSON message per line ("\n"-delimited), UTF-8.
+// docs/api.md documents each method with examples; a feature adds its methods here first.
+import type { EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
+import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
+import type {
+  AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
+  LbStats, RemoveVipResult, VipInfo, VipParams,
+} from './lb.js';
+import type { ProgramsListResult, StatusResult } from './status.js';
+
+/** A method that takes no parameters (an empty object or none). */
+export type NoParams = Record<string, never> | undefined;
+
+export interface Methods {
+  status: { params: NoParams; result: StatusResult };
+  'flows.list': { params: FlowsListParams; result: FlowsListResult };
+  'processes.list': { params: ProcessesListParams; result: ProcessesListResult };
+  'programs.list': { params: NoParams; result: ProgramsListResult };
+  'events.subscribe': { params: EventsSubscribeParams; result: EventsSubscribeResult };
+  'events.unsubscribe': { params: EventsUnsubscribeParams; result: EventsUnsubscribeResult };
+  'lb.vip.add': { params: AddVipParams; result: VipInfo };
+  'lb.vip.remove': { params: VipParams; result: RemoveVipResult };
+  'lb.backend.add': { params: AddBackendParams; result: BackendInfo };
+  'lb.backend.remove': { params: BackendParams; result: BackendInfo };
+  'lb.backend.drain': { params: BackendParams; result: BackendInfo };
+  'lb.list': { params: NoParams; result: LbList };
+  'lb.stats': { params: NoParams; result: LbStats };
+  'lb.flows': { params: LbFlowsParams; result: LbFlows };
+  'lb.drop.add': { params: DropRuleParams; result: DropRuleInfo };
+  'lb.drop.remove': { params: DropRuleParams; result: DropRuleInfo };
+  'lb.drop.list': { params: NoParams; result: DropRuleList };
+}
+
+export type MethodName = keyof Methods;
+export type ParamsOf<M extends MethodName> = Methods[M]['params'];
+export type ResultOf<M extends MethodName> = Methods[M]['result'];
+
+/** The method names as constants, for code that names a method. */
+export const METHODS = {
+  status: 'status',
+  flowsList: 'flows.list',
+  processesList: 'processes.list',
+  programsList: 'programs.list',
+  eventsSubscribe: 'events.subscribe',
+  eventsUnsubscribe: 'events.unsubscribe',
+  lbVipAdd: 'lb.vip.add',
+  lbVipRemove: 'lb.vip.remove',
+  lbBackendAdd: 'lb.backend.add',
+  lbBackendRemove: 'lb.backend.remove',
+  lbBackendDrain: 'lb.backend.drain',
+  lbList: 'lb.list',
+  lbStats: 'lb.stats',
+  lbFlows: 'lb.flows',
+  lbDropAdd: 'lb.drop.add',
+  lbDropRemove: 'lb.drop.remove',
+  lbDropList: 'lb.drop.list',
+} as const satisfies Record<string, MethodName>;
+
+/** Compile-time check: every method of the map has a constant. */
+type Unnamed = Exclude<MethodName, (typeof METHODS)[keyof typeof METHODS]>;
+export const ALL_METHODS_NAMED: [Unnamed] extends [never] ? true : Unnamed = true;
+
+/** Server -> client notifications. */
+export interface Notifications {
+  'events.event': EventNotification;
+  'events.lost': LostNotification;
+}
+
+export const NOTIFICATIONS = {
+  event: 'events.event',
+  lost: 'events.lost',
+} as const satisfies Record<string, keyof Notifications>;

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// `status` and `programs.list`: the daemon, its probes, interfaces, tables and losses.
+
+/**
+ * The monitor's kernel counters (bpf/lib/common.h enum emon_stat, in order: the index is
+ * the key in emon_stats). Each name is the enumerator's in camelCase (EMON_STAT_FLOWS_CREATED
+ * is `flowsCreated`): test/unit/layout.test.ts checks it against the objects' BTF.
+ */
+export const MONITOR_COUNTERS = [
+  'ringbufFull', 'flowsCreated', 'flowCreateFailed', 'flowsUnattributed', 'packetsNonIp',
+  'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
+  'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
+  'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
+  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel',
+] as const;
+/** Kept by the daemon in the same table (EMON_STAT_FLOWS_DELETED, after the kernel's). */
+export const DAEMON_COUNTERS = ['flowsDeleted'] as const;
+export type CounterName = (typeof MONITOR_COUNTERS)[number] | (typeof DAEMON_COUNTERS)[number];
+
+export interface ProbeStatus {
+  /** What the probe gives ebpfmon, e.g. `accept`. */
+  capability: string;
+  /** Label of the alternative in use, or null when none could be used. */
+  active: string | null;
+  /** Alternatives that were tried before (or instead of) the active one, and why they were not used. */
+  inactive: Array<{ label: string; reason: string }>;
+}
+
+/** The start-up scan of sockets that predate the daemon. */
+export interface SocketScanStatus {
+  /** The alternative that ran (or runs), as `probes` labels it. */
+  method: string | null;
+  state: 'pending' | 'running' | 'done' | 'failed';
+  /** Sockets whose owner it recorded. */
+  sockets: number;
+  durationMs: number | null;
+  /** Network namespaces read (the /proc scan). */
+  namespaces?: number;
+  /** Longest time the /proc scan held the event loop. */
+  maxSliceMs?: number;
+  /** Alternatives that loaded but failed when run, and why. */
+  fallbacks: Array<{ label: string; reason: string }>;
+}
+
+export interface InterfaceStatus {
+  name: string;
+  ifindex: number;
+  attachedAt: string;
+  /** Program on each hook (null when none). */
+  ingress: string | null;
+  egress: string | null;
+}
+
+export interface MapView {
+  name: string;
+  maxEntries: number;
+  entries: number | null;
+}
+
+/** Events and flows lost anywhere on the way, never silently. */
+export interface Loss {
+  /** Events the kernel could not queue (counter `ringbufFull`). */
+  ringbufFull: number;
+  /** Runs of ebpfmon's programs the kernel skipped because another BPF program was running
+   * on the CPU, less those a backup program made up for. */
+  probeMisses: number;
+  /** Flows the LRU table evicted before the daemon collected them. */
+  flowsEvicted: number;
+  /** Events dropped for slow subscribers since the daemon started. */
+  subscriberDropped: number;
+  /** Ring-buffer records the daemon could not decode. */
+  undecodable: number;
+}
+
+/** The load balancer's summary in `status`. */
+export interface LbStatusSummary {
+  interfaces: Array<{ name: string; ifindex: number; mode: 'native' | 'generic' }>;
+  vips: number;
+  backends: number;
+  connTable: { entries: number; capacity: number; inserted: number; deleted: number; evicted: number };
+  /** Packets dropped, all reasons. */
+  dropped: number;
+  /** What the host's settings break, per VIP (`<vip>: <warning>`). */
+  warnings: string[];
+}
+
+export interface StatusResult {
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeMs: number;
+  pinPath: string;
+  /** When the pinned programs were first loaded (survives daemon restarts). */
+  deployedAt: string;
+  /** Components adopted from pins at this start (true) or loaded (false). */
+  adopted: Record<string, boolean>;
+  probes: ProbeStatus[];
+  socketScan: SocketScanStatus;
+  interfaces: InterfaceStatus[];
+  /** Interfaces that matched but could not be attached, with the error. */
+  interfaceErrors: Record<string, string>;
+  maps: MapView[];
+  counters: Record<CounterName, number>;
+  loss: Loss;
+  events: { received: Record<string, number>; pendingBytes: number; maxDrainMs: number };
+  clients: number;
+  subscriptions: number;
+  /** Present when the load balancer is configured. */
+  lb?: LbStatusSummary;
+}
+
+export interface ProgramView {
+  name: string;
+  id: number;
+  type: string;
+  tag: string;
+  component: string;
+  hooks: string[];
+  pinned: string;
+  runCount: number;
+  runTimeNs: number;
+  /** Runs the kernel skipped because another BPF program was running on the CPU. */
+  recursionMisses: number;
+}
+
+export interface ProgramsListResult {
+  programs: ProgramView[];
+  links: Array<{ name: string; id: number; progId: number; type: string }>;
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+// The API's methods on the socket: each is validated, authorized (`admin` methods need
+// root or the admin group) and run as the API declares it (api/); events.subscribe and
+// events.unsubscribe manage this connection's subscriptions to the daemon's event bus.
+import crypto from 'node:crypto';
+import { METHODS } from '../contract/methods.js';
+import type { EventsSubscribeResult, EventsUnsubscribeResult } from '../contract/events.js';
+import { AppError } from '../errors.js';
+import type { EventBus } from '../events/bus.js';
+import { eventFilter, subscriptionId, type Api, type Caller } from '../api/index.js';
+import type { RpcServer } from './server.js';
+
+export function denied(caller: Caller, method: string, adminGroup: string): AppError {
+  const what = method.startsWith('lb.') ? 'change the load balancer' : `call ${method}`;
+  return new AppError('PermissionDenied', `uid ${caller.uid} may not ${what} (root or the ${adminGroup} group may)`);
+}
+
+export function registerApi(server: RpcServer, api: Api, bus: EventBus, adminGroup: string): void {
+  for (const [name, def] of Object.entries(api.methods)) {
+    server.rpc.addMethod(name, async (raw, ctx) => {
+      const params = def.validate(raw, ctx.caller);
+      if (def.access === 'admin' && !ctx.caller.admin) throw denied(ctx.caller, name, adminGroup);
+      return def.run(params, ctx.caller);
+    });
+  }
+
+  server.rpc.addMethod(METHODS.eventsSubscribe, (raw, ctx): EventsSubscribeResult => {
+    const filter = eventFilter(raw, ctx.caller);
+    if (ctx.conn.subscriptions.size >= server.limits.maxSubscriptionsPerClient) {
+      throw new AppError('TooManySubscriptions', `at most ${server.limits.maxSubscriptionsPerClient} subscriptions per connection`, { limit: server.limits.maxSubscriptionsPerClient });
+    }
+    const id = crypto.randomUUID();
+    const unsubscribe = bus.subscribe((e) => {
+      if (filter.accepts(e)) ctx.conn.notify(id, e);
+    }, filter.types);
+    ctx.conn.subscriptions.set(id, unsubscribe);
+    return { subscription: id };
+  });
+
+  server.rpc.addMethod(METHODS.eventsUnsubscribe, (raw, ctx): EventsUnsubscribeResult => {
+    const id = subscriptionId(raw);
+    const unsub = ctx.conn.subscriptions.get(id);
+    if (!unsub) throw new AppError('NotFound', `no subscription ${id} on this connection`, { field: 'params.subscription', value: id });
+    unsub();
+    ctx.conn.subscriptions.delete(id);
+    return { unsubscribed: id };
+  });
+}
