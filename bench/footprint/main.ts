@@ -41,7 +41,7 @@ async function watch(pids: Record<string, number>): Promise<Record<string, Sampl
   const out: Record<string, Sample> = Object.fromEntries(names.map((n) => [n, { cpuPct: [], windowPct: 0, rss: [], hwm: 0 }]));
   const start = Object.fromEntries(names.map((n) => [n, cpuMs(pids[n]!)]));
   const t0 = performance.now();
-  let sliceStart = { ...start };
+  const sliceStart = { ...start };
   let sliceT = t0;
   for (let s = 1; s <= WINDOW_S; s++) {
     await sleep(t0 + s * 1000 - performance.now());

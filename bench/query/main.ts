@@ -20,7 +20,7 @@ import Table from 'cli-table3';
 import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import { METHODS, type FlowsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
+import { METHODS } from '../../daemon/src/contract/index.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, memMiB } from '../lib/proc.js';

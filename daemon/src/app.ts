@@ -160,7 +160,6 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   if (config.dbus.enabled) {
     try {
       dbus = await startDbusService({
-        monitor: running,
         methods: daemon.api.methods,
         bus,
         lbAvailable: lb !== null,

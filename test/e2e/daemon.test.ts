@@ -11,7 +11,6 @@ import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js
 import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 function rssKb(pid: number): number {

@@ -434,7 +434,7 @@ export class BusFakeMonitor extends FakeMonitor {
  * builds it, the monitor's bus as the daemon's event bus.
  */
 export function startTestDbusService(opts: Omit<DbusServiceOptions, 'methods' | 'bus' | 'lbAvailable' | 'monitor'> & { monitor: FakeMonitor; lb?: LbApi }): Promise<DbusService> {
-  const { lb, ...rest } = opts;
+  const { lb, monitor: _monitor, ...rest } = opts;
   const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, version: opts.version, startedAt: new Date(), transports: () => ({ clients: 0, subscriptions: 0, subscriberDropped: 0 }) });
   return startDbusService({ ...rest, methods: api.methods, bus: opts.monitor.bus, lbAvailable: lb !== undefined });
 }

@@ -12,7 +12,7 @@ import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } fro
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { MonitorEvent } from '../../daemon/src/contract/events.js';
-import type { EventNotification, FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
+import type { EventNotification } from '../../daemon/src/contract/index.js';
 
 
 async function subscribe(d: TestDaemon, params: object): Promise<{ events: MonitorEvent[]; client: DaemonClient; waitFor(pred: (e: MonitorEvent) => boolean, ms?: number): Promise<MonitorEvent> }> {

@@ -12,7 +12,6 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
-import type { FlowsListResult } from '../../daemon/src/contract/index.js';
 
 const TCP = 6;
 const UDP = 17;

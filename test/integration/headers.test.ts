@@ -13,7 +13,7 @@ import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { compileC, ROOT } from '../helpers/cc.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
+import type { FlowsListResult } from '../../daemon/src/contract/index.js';
 import type { CounterName } from '../../daemon/src/contract/status.js';
 
 describe('where the classifier finds headers', privileged({ timeout: 120_000 }), () => {

@@ -11,7 +11,6 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, type Packet } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
-import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 const ICMPV6 = 58;
 /** MLD (130-132, 143) and neighbour discovery (133-137). */

@@ -13,7 +13,7 @@ import { ringSlot } from '../../daemon/src/lb/hash.js';
 import { tableDisruption } from '../../daemon/src/lb/maglev.js';
 import type { BackendInfo, LbFlows, LbList, LbStats, VipInfo } from '../../daemon/src/contract/index.js';
 import {
-  JsonProc, RemoteError, TCP_PORT, UDP_PORT, VIP4, VIP4_DSR, VIP6, buildTopo, startAgent, startClient, startServer, until,
+  type JsonProc, RemoteError, TCP_PORT, UDP_PORT, VIP4, VIP4_DSR, VIP6, buildTopo, startAgent, startClient, startServer, until,
   type AgentConfig, type LbTopo,
 } from './lb-lab.js';
 import { frame, icmpError, inspect, norm, tcpSyn, udp } from './lb-packets.js';

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, ProgramsListResult, StatusResult } from '../../daemon/src/contract/index.js';
+import type { FlowsListResult } from '../../daemon/src/contract/index.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
 

@@ -10,7 +10,7 @@ import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { DAEMON_MAIN, daemonOnce, PEER, TestDaemon, writeConfig } from '../helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import type { EventNotification, FlowsListResult } from '../../daemon/src/contract/index.js';
+import type { EventNotification } from '../../daemon/src/contract/index.js';
 
 
 describe('daemon in its own pid namespace', privileged({ timeout: 120_000 }), () => {

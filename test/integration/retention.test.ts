@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, ProcessesListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 describe('flow retention', privileged({ timeout: 120_000 }), () => {

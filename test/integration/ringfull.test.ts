@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
 
 describe('full event ring', privileged({ timeout: 120_000 }), () => {

@@ -12,7 +12,6 @@ import { Lab, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { NotifySocket } from '../helpers/notify.js';
-import type { StatusResult } from '../../daemon/src/contract/index.js';
 
 describe('service integration', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;

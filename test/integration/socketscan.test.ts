@@ -13,7 +13,6 @@ import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { daemonOnce, destroyMonitorLab, monitorLab, OBJECT_DIR, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
-import type { FlowsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 import { SCAN, SCAN_COMPONENT } from '../../daemon/src/monitor/components.js';
 
 const ALTERNATIVES = SCAN_COMPONENT.groups[0]!.alternatives.map((a) => ({ id: a.id, label: a.label }));

@@ -18,7 +18,8 @@ import { compileC, ROOT } from '../helpers/cc.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
-import type { EventNotification, ProgramsListResult, StatusResult } from '../../daemon/src/contract/index.js';
+import type { EventNotification } from '../../daemon/src/contract/index.js';
+import type { ChildProcess } from 'node:child_process';
 
 const PORT = 5001;
 const ROUND_CONNS = 20_000;
@@ -36,7 +37,7 @@ function readTruth(dir: string, into: Multiset): void {
   }
 }
 
-function waitExit(child: import('node:child_process').ChildProcess, ms: number): Promise<number | null> {
+function waitExit(child: ChildProcess, ms: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${child.spawnfile} still running after ${ms} ms`)), ms);
     child.once('exit', (code) => {

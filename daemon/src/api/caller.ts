@@ -15,6 +15,9 @@ export interface Caller {
   admin: boolean;
 }
 
+/** The daemon itself, reading for a transport that filters per caller afterwards. */
+export const SYSTEM_CALLER: Caller = Object.freeze({ uid: 0, gid: 0, pid: null, seesAll: true, admin: false });
+
 /**
  * The uid whose data a caller may see for a request naming `requested` (or none): its
  * own, unless it sees everything. Asking for another uid without the right is refused,

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every error on its way to a client, mapped once, beside the error table
-// (contract/errors.ts): an AppError as it is, a kernel failure (BpfError) as `Kernel` with
+// (contract/errors.ts): an AppError as it is, a kernel failure (SystemError, BpfError) as `Kernel` with
 // the operation, object and errno, anything else as `Internal` (to be logged: it is a bug).
 // The original stays available as `cause`. Adapters format the result for their wire.
 import { AppError } from '../errors.js';
-import { BpfError } from '../bpf/errors.js';
+import { SystemError } from '../sys/errors.js';
 
 export function toApiError(err: unknown): { error: AppError; internal: boolean } {
   if (err instanceof AppError) return { error: err, internal: false };
-  if (err instanceof BpfError) {
+  if (err instanceof SystemError) {
     const e = new AppError('Kernel', err.message, { op: err.op, object: err.object, errno: err.errnoName });
     (e as Error).cause = err;
     return { error: e, internal: false };

@@ -34,6 +34,9 @@ export function buildApi(d: ApiDeps): Api {
 }
 
 export type { Caller } from './caller.js';
+export type { FlowQuery } from '../monitor/flows.js';
+export { flowsQuery } from './monitor.js';
+export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';
 export type { TransportStats } from './monitor.js';

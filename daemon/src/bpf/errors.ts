@@ -1,39 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
-// One error class for everything that crosses into libbpf or the kernel. The message
-// reads like `attaching tc_ingress to ebm0: EPERM`; `detail` carries the verifier's or
-// libbpf's explanation when there is one.
-import { errnoName } from '../sys/errno.js';
+// The error for everything that crosses into libbpf or the kernel's BPF calls: a
+// SystemError whose message reads like `attaching tc_ingress to ebm0: EPERM`; `detail`
+// carries the verifier's or libbpf's explanation when there is one.
+import { SystemError } from '../sys/errors.js';
 
 export type BpfOp =
   | 'opening' | 'loading' | 'attaching' | 'detaching' | 'pinning' | 'unpinning'
   | 'reopening' | 'reading' | 'updating' | 'deleting' | 'creating' | 'mounting'
   | 'querying' | 'running' | 'mapping' | 'resizing' | 'finding';
 
-export class BpfError extends Error {
-  override readonly name = 'BpfError';
+export class BpfError extends SystemError {
+  override name = 'BpfError';
   readonly code = 'BPF_ERROR';
-  readonly op: BpfOp;
-  readonly object: string;
-  readonly target: string | undefined;
-  /** Positive errno, or 0 when the failure has no errno (a missing program name). */
-  readonly errno: number;
-  readonly errnoName: string;
-  readonly detail: string | undefined;
+  declare readonly op: BpfOp;
 
-  constructor(op: BpfOp, object: string, errno: number, opts: { target?: string; detail?: string; hint?: string } = {}) {
-    const e = Math.abs(errno);
-    const where = opts.target ? `${object} ${op === 'attaching' ? 'to' : op === 'detaching' ? 'from' : 'at'} ${opts.target}` : object;
-    const cause = e ? errnoName(e) : 'failed';
-    let msg = `${op} ${where}: ${cause}`;
-    if (opts.detail) msg += ` (${opts.detail})`;
-    if (opts.hint) msg += `; ${opts.hint}`;
-    super(msg);
-    this.op = op;
-    this.object = object;
-    this.target = opts.target;
-    this.errno = e;
-    this.errnoName = e ? errnoName(e) : '';
-    this.detail = opts.detail;
+  constructor(op: BpfOp, object: string, errno: number, opts: { target?: string; detail?: string; hint?: string; context?: string } = {}) {
+    super(op, object, errno, opts);
   }
 }
 

@@ -2,12 +2,10 @@
 // org.ebpfmon1.Manager at /org/ebpfmon1: the monitor's read side, over the API: GetFlows
 // is flows.list (the same validation, naming `filter.X`, and the same uid scoping); the
 // per-process members share one cached walk of the flow table, filtered per caller.
-import type { ProcessTotals } from '../contract/flows.js';
+import type { FlowsListParams, ProcessTotals } from '../contract/flows.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
-import { flowsQuery } from '../api/monitor.js';
-import { toApiError, withFieldPrefix, type Caller, type MethodTable } from '../api/index.js';
-import type { FlowQuery } from '../monitor/flows.js';
-import type { MonitorStatus } from '../monitor/api.js';
+import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable } from '../api/index.js';
+import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
 import { dictOf, flowDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
 import type { CallContext, ObjectImpl } from './object.js';
@@ -17,7 +15,7 @@ import { rankTalkers, type RateTracker, type Talker } from './rates.js';
 export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, topTalkers: 1000, signalTop: 10 } as const;
 
 /** GetFlows filter keys: the params of JSON-RPC flows.list, with their variant types. */
-export const FLOW_FILTER: { readonly [K in keyof import('../contract/flows.js').FlowsListParams]-?: FieldKind } = {
+export const FLOW_FILTER: { readonly [K in keyof FlowsListParams]-?: FieldKind } = {
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
   protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
 };
@@ -34,8 +32,8 @@ export interface ManagerDeps {
   tracker: RateTracker;
   /** processTotals({}) of every uid, cached briefly (reads are filtered per caller). */
   totals(): Promise<ProcessTotals[]>;
-  /** monitor.status(), cached briefly. */
-  status(): Promise<MonitorStatus>;
+  /** The daemon's status, cached briefly. */
+  status(): Promise<StatusResult>;
   subscribe(ctx: CallContext): void;
   unsubscribe(ctx: CallContext): void;
   signalsDropped(): number;

@@ -14,12 +14,13 @@
 import dbus, { type Message, type MessageBus } from 'dbus-next';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MonitorApi, MonitorStatus } from '../monitor/api.js';
 import type { MonitorEvent } from '../contract/events.js';
 import { ERRORS } from '../contract/errors.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
-import type { Caller, MethodTable } from '../api/index.js';
+import { SYSTEM_CALLER, type Caller, type MethodTable } from '../api/index.js';
+import type { StatusResult } from '../contract/status.js';
+import type { ProcessTotals } from '../contract/flows.js';
 import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
 import { Callers, scopeOf, type AccessGroups } from './callers.js';
@@ -61,8 +62,7 @@ export const DEFAULT_DBUS_LIMITS: DbusLimits = {
 };
 
 export interface DbusServiceOptions {
-  monitor: MonitorApi;
-  /** The API the members call (flows.list, lb.*). */
+  /** The API the members call (flows.list, processes.list, status, lb.*). */
   methods: MethodTable;
   /** The daemon's event bus (process start/stop signals follow it). */
   bus: EventBus;
@@ -134,12 +134,12 @@ class Service implements DbusService {
     this.authorize = opts.authorize ?? ((sender, action, o) => polkitCheck(this.bus, sender, action, o));
     this.talking = new TalkingProcesses((c) => this.onTalkerChange(c), { idleMs: this.limits.talkerIdleMs });
     this.tracker = new RateTracker({
-      sample: () => opts.monitor.processTotals({}),
+      sample: () => this.allTotals(),
       onTick: (talkers) => this.onTick(talkers),
       onError: (err) => this.log.warn({ err }, 'traffic sample failed'),
     });
-    const totals = this.cached(() => opts.monitor.processTotals({}));
-    const status = this.cached((): Promise<MonitorStatus> => opts.monitor.status());
+    const totals = this.cached(() => this.allTotals());
+    const status = this.cached(async (): Promise<StatusResult> => opts.methods.status.run(undefined, SYSTEM_CALLER));
     const manager = managerObject({
       methods: opts.methods, version: opts.version, startedAt: this.startedAt, tracker: this.tracker, totals, status,
       subscribe: (ctx) => this.subscribe(ctx),
@@ -148,6 +148,11 @@ class Service implements DbusService {
     });
     const lb = lbObject(opts.methods, opts.lbAvailable);
     for (const o of [manager, lb] as ObjectImpl[]) this.objects.set(o.path, o);
+  }
+
+  /** Every process's totals (reads are filtered per caller from one shared walk). */
+  private async allTotals(): Promise<ProcessTotals[]> {
+    return (await this.opts.methods['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER }, SYSTEM_CALLER)).processes;
   }
 
   get uniqueName(): string {

@@ -4,15 +4,20 @@
 // the new one (test/unit/lb/manager.test.ts fails every kernel write in turn to check this).
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
-import { BpfError } from '../bpf/errors.js';
+import { SystemError } from '../sys/errors.js';
 
 /** A step returns its undo, or nothing when it changed nothing that needs undoing. */
 export type Step = () => (() => void) | void;
 
-/** Errors from the kernel become AppError('Kernel') naming what was being done. */
-export function kernelError(err: unknown, what: string): AppError {
+/** A failure, with what was being done put in front (a kernel error stays one: the API
+ * layer reports it as `Kernel`). */
+export function kernelError(err: unknown, what: string): Error {
   if (err instanceof AppError) return err;
-  if (err instanceof BpfError) return new AppError('Kernel', `${what}: ${err.message}`, { op: err.op, object: err.object, errno: err.errnoName });
+  if (err instanceof SystemError) {
+    const e = new SystemError(err.op, err.object, err.errno, { target: err.target, detail: err.detail, context: what });
+    e.cause = err;
+    return e;
+  }
   return new AppError('Internal', `${what}: ${(err as Error).message ?? String(err)}`);
 }
 

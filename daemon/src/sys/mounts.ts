@@ -4,7 +4,7 @@
 // of them at boot; the daemon mounts what is missing.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfError } from '../bpf/errors.js';
+import { SystemError } from './errors.js';
 import { lastErrno, mount } from './libc.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -38,7 +38,7 @@ function fsMagic(p: string): number | null {
 function doMount(fstype: string, target: string): void {
   fs.mkdirSync(target, { recursive: true });
   if (mount(fstype, target, fstype, 0, null) !== 0) {
-    throw new BpfError('mounting', fstype, lastErrno(), { target });
+    throw new SystemError('mounting', fstype, lastErrno(), { target });
   }
 }
 
@@ -54,7 +54,7 @@ export function ensureBpffs(pinPath: string): boolean {
     doMount('bpf', '/sys/fs/bpf');
     return true;
   }
-  throw new BpfError('mounting', 'bpffs', 22, {
+  throw new SystemError('mounting', 'bpffs', 22, {
     target: pinPath,
     detail: 'pin path is not on a bpf filesystem',
     hint: 'use a pinPath under /sys/fs/bpf or mount a bpffs there',

@@ -181,6 +181,7 @@ export function shellQuote(args: readonly string[]): string {
 }
 
 export function tail(text: string, lines: number): string {
+  // eslint-disable-next-line no-control-regex -- terminal colour codes are what it removes
   const all = text.replace(/\x1b\[[0-9;]*m/g, '').trimEnd().split('\n');
   return all.slice(-lines).join('\n');
 }

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, jsonLines } from '../../helpers/lab.js';
 import { ctl, daemonOnce, PEER, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
-import type { FlowsListResult, StatusResult } from '../../../daemon/src/contract/index.js';
+import type {  StatusResult } from '../../../daemon/src/contract/index.js';
 
 const out = process.env.EBPFMON_GUEST_OUT;
 if (!out || os.hostname() !== 'ebpfmon-guest') {

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+// ESLint (flat config): typescript-eslint's recommended rules on every TypeScript file, with
+// formatting left to Prettier (eslint-config-prettier). The test command runs it
+// (`npm run lint`); import cycles and layer rules are checked by
+// test/unit/architecture.test.ts, which reads the same sources.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
+import globals from 'globals';
+
+export default tseslint.config(
+  { ignores: ['build/**', 'node_modules/**', 'packaging/out/**', '**/*.bundle.js'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  prettier,
+  {
+    languageOptions: { globals: { ...globals.node }, ecmaVersion: 2023, sourceType: 'module' },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports', fixStyle: 'inline-type-imports' }],
+      'no-constant-condition': ['error', { checkLoops: false }],
+      eqeqeq: ['error', 'always'],
+    },
+  },
+  {
+    // Tests read wire values of any shape (D-Bus variants unwrapped, JSON replies).
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+);

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+// One name per concept on both wires: a flow, a process's totals and a flows filter have
+// the same field names over D-Bus as over JSON-RPC (checked on real output of both
+// adapters for the same data), and D-Bus members are the JSON-RPC names in PascalCase.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
+import { FLOW_FILTER } from '../../../../daemon/src/dbus/manager.js';
+import { FLOW_TCP_FLAG_KEYS, flowDict, processDict } from '../../../../daemon/src/dbus/convert.js';
+import { MANAGER_PROPERTY } from '../../../../daemon/src/contract/dbus.js';
+import { FLOW_PARAMS } from '../../../../daemon/src/api/monitor.js';
+import { DaemonClient } from '../../../../client/src/rpc.js';
+import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
+
+describe('JSON-RPC and D-Bus name the same fields the same', () => {
+  let dir: string;
+  let daemon: Daemon;
+  let client: DaemonClient;
+  const fake = new FakeMonitor();
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-names-'));
+    // Every optional field present (ICMP ids and types), none null.
+    fake.flows = [flow({ pid: 7, protocol: 'icmp', icmpType: 8, icmpId: 3, localPort: null, remotePort: null, closedAt: '2026-11-22T00:00:02.000Z' })];
+    daemon = buildDaemon({
+      monitor: fake, bus: fake.bus, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: path.join(dir, 's.sock'),
+      limits: { maxClients: 8, maxMessageBytes: 1 << 20, maxSubscriptionsPerClient: 2, subscriberQueue: 100 },
+      groups: { group: 'g', adminGroup: 'a' }, identify: () => ({ uid: 0, gid: 0, pid: 1, seesAll: true, admin: true }),
+    });
+    await daemon.start();
+    client = await DaemonClient.connect(path.join(dir, 's.sock'));
+  });
+  after(async () => {
+    client.close();
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a flow: the JSON-RPC keys, and the D-Bus dictionary\'s (tcpFlags as tcpFlagsTx/tcpFlagsRx)', async () => {
+    const rpc = (await client.call('flows.list', {})).flows[0]!;
+    const rpcKeys = Object.keys(rpc).filter((k) => k !== 'tcpFlags').sort();
+    // Null fields are left out on D-Bus; the fake's flow has none (ports are null for ICMP: set them for this check).
+    const bus = flowDict({ ...rpc, localPort: 1, remotePort: 2 });
+    assert.deepEqual(Object.keys(bus).filter((k) => !(FLOW_TCP_FLAG_KEYS as readonly string[]).includes(k)).sort(), rpcKeys);
+    assert.deepEqual(FLOW_TCP_FLAG_KEYS.map((k) => k in bus), [true, true]);
+  });
+
+  test('a process\'s totals: the same keys', async () => {
+    const rpc = (await client.call('processes.list', {})).processes[0]!;
+    assert.deepEqual(Object.keys(processDict(rpc)).sort(), Object.keys(rpc).filter((k) => (rpc as unknown as Record<string, unknown>)[k] !== null).sort());
+  });
+
+  test('the flows filter: GetFlows takes exactly the params of flows.list', () => {
+    assert.deepEqual(Object.keys(FLOW_FILTER).sort(), [...FLOW_PARAMS].sort());
+  });
+
+  test('status counters and D-Bus properties: RingbufFull is loss.ringbufFull', async () => {
+    const st = await client.call('status');
+    const pascal = (s: string) => s[0]!.toUpperCase() + s.slice(1);
+    for (const k of ['ringbufFull', 'flowsEvicted'] as const) {
+      assert.ok(k in st.loss, k);
+      assert.ok(pascal(k) in MANAGER_PROPERTY, `D-Bus property ${pascal(k)}`);
+    }
+  });
+});
