@@ -15,6 +15,7 @@ import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
 import { LbManager } from './lb/manager.js';
+import { LB_MAP } from './lb/components.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
@@ -114,7 +115,9 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   };
   const bus = new EventBus();
   const mopts = monitorOptions(config, logger);
-  const deployment = await step('cannot open the pin directory', () => Monitor.openDeployment(mopts));
+  const deployment = await step('cannot open the pin directory', () =>
+    Monitor.openDeployment(mopts, { [LB_MAP.conns]: config.lb.maps.conns, [LB_MAP.long]: config.lb.maps.long, [LB_MAP.nat]: config.lb.maps.nat }),
+  );
   closers.add('pinned deployment', () => deployment.close());
   let monitor: Monitor;
   try {
@@ -132,7 +135,12 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   if (config.lb.interfaces.length > 0) {
     lb = await step('cannot start the load balancer', async () => {
       const [min, max] = config.lb.natPorts.split('-').map(Number) as [number, number];
-      const m = new LbManager(deployment, logger, { interfaces: config.lb.interfaces, xdpMode: config.lb.xdpMode as 'native' | 'generic', natPorts: { min, max } });
+      const c = config.lb;
+      const m = new LbManager(deployment, logger, {
+        interfaces: c.interfaces, xdpMode: c.xdpMode as 'native' | 'generic', natPorts: { min, max },
+        promoteAfterMs: c.promoteAfterSec * 1000, gcIntervalMs: c.gcIntervalSec * 1000, maxBackendsPerVip: c.maxBackendsPerVip, healthChecks: c.healthChecks,
+        idleTimeoutMs: { tcp: c.idleTimeoutSec.tcp * 1000, udp: c.idleTimeoutSec.udp * 1000, embryonic: c.idleTimeoutSec.embryonic * 1000 },
+      });
       const report = await m.applyConfig(config.lb.vips as DeclaredVip[]);
       for (const v of report.vips) if (v.action === 'conflict') logger.warn({ vip: v.vip }, 'declared VIP differs from the running one in mode or interface: `ebpfmonctl lb vip remove` it to apply the declaration');
       m.start();

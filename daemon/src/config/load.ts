@@ -4,7 +4,7 @@
 // or a bad value is a ConfigError whose lines each name the key, the value and what was
 // expected.
 import fs from 'node:fs';
-import { makeConfig, type Config } from './schema.js';
+import { makeConfig, schema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/ebpfmon/ebpfmon.json';
 
@@ -36,7 +36,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   // Environment overrides, applied by hand so that the caller's env (tests) is honoured.
   const env = opts.env ?? process.env;
   const fromEnv = new Map<string, string>();
-  for (const [name, key] of collectEnv(cfg.getSchema() as unknown as SchemaNode)) {
+  for (const [name, key] of collectEnv()) {
     const v = env[name];
     if (v === undefined) continue;
     cfg.set(key, v);
@@ -56,19 +56,20 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
   return { config: cfg.getProperties(), file: used };
 }
 
-interface SchemaNode {
-  _cvtProperties?: Record<string, SchemaNode>;
-  env?: string;
-  format?: unknown;
-  _format?: unknown;
-}
+/** A key of the schema (schema.ts): a leaf has a `doc` and a `format`; anything else is a group. */
+type SchemaNode = { doc: string; format: unknown; env?: string } | { [k: string]: SchemaNode };
 
-function collectEnv(node: SchemaNode, prefix = ''): Array<[string, string]> {
+const isLeaf = (n: SchemaNode): n is { doc: string; format: unknown; env?: string } => typeof (n as { doc?: unknown }).doc === 'string' && 'format' in n;
+
+/** Every [environment variable, key] of the schema (our own object, not convict's internals). */
+export function collectEnv(node: SchemaNode = schema as unknown as SchemaNode, prefix = ''): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  for (const [k, child] of Object.entries(node._cvtProperties ?? {})) {
+  for (const [k, child] of Object.entries(node)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (child._cvtProperties) out.push(...collectEnv(child, key));
-    else if (child.env) out.push([child.env, key]);
+    const c = child as SchemaNode;
+    if (isLeaf(c)) {
+      if (c.env) out.push([c.env, key]);
+    } else out.push(...collectEnv(c, key));
   }
   return out;
 }

@@ -44,6 +44,8 @@ convict.addFormats({
   },
   'map-size': intFormat('map-size', 1024, 1 << 24),
   seconds: intFormat('seconds', 1, 30 * 24 * 3600),
+  'seconds-or-zero': intFormat('seconds-or-zero', 0, 30 * 24 * 3600),
+  'backends-per-vip': intFormat('backends-per-vip', 1, 1024),
   count: intFormat('count', 1, 1_000_000),
   bytes: intFormat('bytes', 1024, 64 << 20),
   'port-range': {
@@ -121,6 +123,20 @@ export const schema = {
     xdpMode: { doc: 'native or generic XDP', format: ['native', 'generic'], default: 'native', env: 'EBPFMON_LB_XDP_MODE' },
     natPorts: { doc: 'Source ports for nat-mode flows, "MIN-MAX" (keep it outside ip_local_port_range)', format: 'port-range', default: '61000-65535', env: 'EBPFMON_LB_NAT_PORTS' },
     vips: { doc: 'VIPs declared in the file (see docs/lb.md)', format: 'object-list', default: [] as object[] },
+    promoteAfterSec: { doc: 'Flows older than this move into the long-lived table, safe from LRU eviction (0: never)', format: 'seconds-or-zero', default: 30, env: 'EBPFMON_LB_PROMOTE_AFTER_SEC' },
+    idleTimeoutSec: {
+      tcp: { doc: 'Idle TCP flows leave the long-lived and NAT tables after this long', format: 'seconds', default: 900, env: 'EBPFMON_LB_IDLE_TIMEOUT_SEC_TCP' },
+      udp: { doc: 'Idle UDP flows leave the long-lived and NAT tables after this long', format: 'seconds', default: 120, env: 'EBPFMON_LB_IDLE_TIMEOUT_SEC_UDP' },
+      embryonic: { doc: 'A NAT entry whose backend never answered is freed after this long', format: 'seconds', default: 10, env: 'EBPFMON_LB_IDLE_TIMEOUT_SEC_EMBRYONIC' },
+    },
+    gcIntervalSec: { doc: 'How often idle long-lived and NAT entries are collected', format: 'seconds', default: 10, env: 'EBPFMON_LB_GC_INTERVAL_SEC' },
+    maxBackendsPerVip: { doc: 'Backends a VIP may have (at most 1024: 64 Maglev table slots per backend keep the imbalance small)', format: 'backends-per-vip', default: 1024, env: 'EBPFMON_LB_MAX_BACKENDS_PER_VIP' },
+    healthChecks: { doc: 'Run the health checks VIPs declare', format: Boolean, default: true, env: 'EBPFMON_LB_HEALTH_CHECKS' },
+    maps: {
+      conns: { doc: 'Connection table entries (LRU)', format: 'map-size', default: 262144, env: 'EBPFMON_LB_MAPS_CONNS' },
+      long: { doc: 'Long-lived connection table entries', format: 'map-size', default: 65536, env: 'EBPFMON_LB_MAPS_LONG' },
+      nat: { doc: 'NAT table entries', format: 'map-size', default: 131072, env: 'EBPFMON_LB_MAPS_NAT' },
+    },
   },
 };
 

@@ -11,6 +11,8 @@ import { LB_COUNTERS, type LbCounterName, type LbMode } from '../contract/lb.js'
 export const LB_LAYOUT_VERSION = 1;
 export const RING_SIZE = 65537;
 
+/** The maps' sizes in bpf/lb.h (EMON_LB_MAX_*; test/unit/lb/layout.test.ts checks them).
+ * The connection tables' sizes are configurable (lb.maps.*: these are the defaults). */
 export const LB_DEFAULT_SIZES = {
   maxVips: 32,
   maxBackends: 4096,
@@ -20,6 +22,7 @@ export const LB_DEFAULT_SIZES = {
   maxRules: 1024,
   maxIfaddrs: 256,
 } as const;
+
 
 export const FLOW_SEED = 0x1b5eed01;
 export const NAT_SEED = 0x1b5eed02;

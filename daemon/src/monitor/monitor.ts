@@ -121,7 +121,7 @@ export class Monitor implements MonitorApi {
 
   /** Opens the pin directory with the monitor's layout version and map sizes. The load
    * balancer deploys into the same Deployment. */
-  static openDeployment(opts: MonitorOptions): Deployment {
+  static openDeployment(opts: MonitorOptions, otherMapSizes: Record<string, number> = {}): Deployment {
     return Deployment.open({
       pinPath: opts.pinPath,
       objectDir: opts.objectDir,
@@ -134,6 +134,7 @@ export class Monitor implements MonitorApi {
         [MAP.tuples]: opts.mapSizes.tuples,
         [MAP.binds]: opts.mapSizes.binds,
         [MAP.events]: opts.mapSizes.ringBufferBytes,
+        ...otherMapSizes,
       },
       disabledProbes: opts.disabledProbes,
     });

@@ -81,6 +81,26 @@ export function formatVaList(fmt: string, ap: unknown): string {
 export const CLONE_NEWNET = 0x40000000;
 export const setns = libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number;
 
+const getgrnamRaw = libc.func('int getgrnam_r(const char *name, _Out_ uint8_t *grp, _Out_ uint8_t *buf, size_t buflen, _Out_ void **result)') as
+  (name: string, grp: Uint8Array, buf: Uint8Array, len: number, result: unknown[]) => number;
+const ERANGE = 34;
+/** struct group's gr_gid: after two pointers (gr_name, gr_passwd) on 64-bit Linux. */
+const GR_GID_OFFSET = 16;
+
+/** getgrnam_r: the gid of a group by name (any NSS source), or null if there is none. */
+export function getgrnamR(name: string): number | null {
+  const grp = Buffer.alloc(32);
+  for (let size = 16 << 10; size <= 1 << 24; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const result: unknown[] = [null];
+    const ret = getgrnamRaw(name, grp, buf, buf.length, result);
+    if (ret === ERANGE) continue; // a group with many members: a bigger buffer
+    if (ret !== 0 || result[0] === null) return null;
+    return grp.readUInt32LE(GR_GID_OFFSET);
+  }
+  return null;
+}
+
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;

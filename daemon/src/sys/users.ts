@@ -1,24 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// Group lookups in /etc/group (re-read when it changes: admins add members while the
-// daemon runs).
-import fs from 'node:fs';
+// Group lookups through the system's name service (getgrnam_r: /etc/group, LDAP, SSSD...,
+// as nsswitch.conf says), cached for a few seconds: admins add groups while the daemon
+// runs, and a lookup may cost a network round trip on a directory-backed machine.
+import { getgrnamR } from './libc.js';
 
-let cache: { mtimeMs: number; byName: Map<string, number> } | null = null;
+const TTL_MS = 2000;
+const cache = new Map<string, { gid: number | null; at: number }>();
 
-export function groupGid(name: string, file = '/etc/group'): number | null {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch {
-    return null;
-  }
-  if (!cache || cache.mtimeMs !== st.mtimeMs) {
-    const byName = new Map<string, number>();
-    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-      const [n, , gid] = line.split(':');
-      if (n && gid && /^\d+$/.test(gid)) byName.set(n, Number(gid));
-    }
-    cache = { mtimeMs: st.mtimeMs, byName };
-  }
-  return cache.byName.get(name) ?? null;
+/** The gid of group `name`, or null when the name service has no such group. */
+export function groupGid(name: string, now = Date.now()): number | null {
+  const hit = cache.get(name);
+  if (hit && now - hit.at < TTL_MS) return hit.gid;
+  const gid = getgrnamR(name);
+  cache.set(name, { gid, at: now });
+  return gid;
 }

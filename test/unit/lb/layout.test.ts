@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as D from '../../../daemon/src/lb/decoder.js';
 import { testStructLayouts } from '../../helpers/layout.js';
 import { LB_COUNTERS, LB_DROP_REASONS } from '../../../daemon/src/contract/lb.js';
+import { makeConfig } from '../../../daemon/src/config/schema.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const header = fs.readFileSync(path.resolve(here, '../../../../../bpf/lb.h'), 'utf8');
@@ -38,6 +39,9 @@ test('#defines match', () => {
   assert.equal(define('EMON_LB_MAX_NAT'), D.LB_DEFAULT_SIZES.maxNat);
   assert.equal(define('EMON_LB_MAX_RULES'), D.LB_DEFAULT_SIZES.maxRules);
   assert.equal(define('EMON_LB_MAX_IFADDRS'), D.LB_DEFAULT_SIZES.maxIfaddrs);
+  // The configurable tables default to the object's own sizes.
+  const cfg = makeConfig().getProperties().lb.maps;
+  assert.deepEqual([cfg.conns, cfg.long, cfg.nat], [D.LB_DEFAULT_SIZES.maxConns, D.LB_DEFAULT_SIZES.maxLong, D.LB_DEFAULT_SIZES.maxNat]);
   assert.equal(define('EMON_LB_FLOW_SEED'), D.FLOW_SEED);
   assert.equal(define('EMON_LB_NAT_SEED'), D.NAT_SEED);
   assert.equal(BigInt(define('EMON_LB_TOUCH_NS')), D.TOUCH_NS);

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import pino from 'pino';
-import { AppError } from '../../../daemon/src/errors.js';
+import { type AppError } from '../../../daemon/src/errors.js';
 import { LbManager, type LbManagerOptions } from '../../../daemon/src/lb/manager.js';
 import { LB_MAP } from '../../../daemon/src/lb/components.js';
 import { BE, CFG, RING_SIZE, decodeConfig, encodeConn, encodeFlowKey, u32Key } from '../../../daemon/src/lb/decoder.js';
@@ -18,6 +18,7 @@ import { LB_EVENTS } from '../../../daemon/src/lb/events.js';
 import { HealthChecker, type HealthTarget } from '../../../daemon/src/lb/health.js';
 import { parseIp } from '../../../daemon/src/net/ip.js';
 import { FakeDeployment, FakeHost } from './fakes.js';
+import { toApiError } from '../../../daemon/src/api/errors.js';
 
 const log = pino({ level: 'silent' });
 const VIP = '198.19.10.10:80/tcp';
@@ -33,11 +34,12 @@ function snapshot(lb: LbManager, d: FakeDeployment): string {
   return JSON.stringify(list) + d.configDigest(tables);
 }
 
+/** Rejects with the API error `kind`, as a client would receive it (api/errors.ts toApiError). */
 async function rejectsWith(p: Promise<unknown>, kind: string, field?: string): Promise<AppError> {
   try {
     await p;
-  } catch (err) {
-    assert.ok(err instanceof AppError, `not an AppError: ${err}`);
+  } catch (raw) {
+    const err = toApiError(raw).error;
     assert.equal(err.kind, kind, err.message);
     if (field) assert.equal(err.data?.field, field, err.message);
     return err;
@@ -169,7 +171,7 @@ async function atomicity(lb: LbManager, d: FakeDeployment, label: string, op: ()
       return n - 1;
     } catch (err) {
       d.faults.failAt = 0;
-      assert.ok(err instanceof AppError && err.kind === 'Kernel', `${label}, write ${n}: ${err}`);
+      assert.equal(toApiError(err).error.kind, 'Kernel', `${label}, write ${n}: ${err}`);
       assert.equal(snapshot(lb, d), before, `${label}: a failure at write ${n} left partial state`);
     }
   }
