@@ -5,7 +5,6 @@
 //   ebpfmon [--config FILE]          run in the foreground (logs: pino JSON on stdout)
 //   ebpfmon --teardown [--config F]  detach and unpin everything ebpfmon owns, then exit
 //   ebpfmon --check-config [...]     validate the configuration and exit
-import path from 'node:path';
 import { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadConfig } from './config/load.js';
@@ -17,6 +16,8 @@ import { LB_COMPONENT } from './lb/components.js';
 import { runDaemon, StartError } from './app.js';
 import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
+import { ensureBpffs } from './sys/mounts.js';
+import { missingCapabilities } from './sys/caps.js';
 import { VERSION } from './version.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
@@ -64,12 +65,21 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   routeLibbpfLog(logger);
-  const lockDir = path.dirname(config.socketPath);
+  const missing = missingCapabilities();
+  if (missing.length) {
+    fail(logger, new Error(`ebpfmon needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (missing: ${missing.join(', ')}); nothing was changed`), 'insufficient privileges');
+  }
+  // The lock lives on the pin directory itself: bpffs must be there first.
+  try {
+    if (ensureBpffs(config.pinPath)) logger.info('mounted bpffs at /sys/fs/bpf');
+  } catch (err) {
+    fail(logger, err, 'cannot open the pin directory');
+  }
 
   if (opts.teardown) {
     let lock: Lock;
     try {
-      lock = lockPinPath(config.pinPath, lockDir);
+      lock = lockPinPath(config.pinPath);
     } catch (err) {
       fail(logger, err, 'cannot tear down while the daemon runs (stop it first)');
     }
@@ -86,7 +96,7 @@ async function main(): Promise<void> {
 
   let lock: Lock;
   try {
-    lock = lockPinPath(config.pinPath, lockDir);
+    lock = lockPinPath(config.pinPath);
   } catch (err) {
     fail(logger, err, err instanceof LockError ? 'already running' : 'cannot lock the pin directory');
   }

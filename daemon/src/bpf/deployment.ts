@@ -12,7 +12,8 @@
 //  teardown()  detaches and unpins everything ebpfmon owns, and nothing else.
 //
 // After deploy(), maps and programs are always used through their pins, so the adopt
-// and load paths share all later code.
+// and load paths share all later code. Which probe alternatives load: probes.ts; what a
+// component is: component.ts; teardown: teardown.ts.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,62 +23,19 @@ import { BpfError } from './errors.js';
 import { BpfObject } from './object.js';
 import { BpfMap } from './maps.js';
 import { linkInfo, progInfo, type ProgInfo } from './info.js';
-import { kernelHasStruct } from './btf.js';
+import { ProbePlan } from './probes.js';
 import { PinDir } from './pins.js';
-import { emptyManifest, ManifestStore, type Manifest, type ProbeStatus, type TcRecord, type XdpRecord } from './manifest.js';
-import { attachTc, destroyClsact, detachTc, ensureClsact, queryTc, type TcDirection } from './tc.js';
+import { emptyManifest, ManifestStore, type Manifest, type TcRecord, type XdpRecord } from './manifest.js';
+import { probeId, type AttachSpec, type ComponentDef, type DeployResult } from './component.js';
+
+export type { AttachSpec, ComponentDef, DeployResult, ProbeAlternative, ProbeGroup } from './component.js';
+export { probeId } from './component.js';
+import { attachTc, detachTc, ensureClsact, queryTc, type TcDirection } from './tc.js';
+import { removeClsactIfUnused, teardown, type TeardownResult } from './teardown.js';
 import { BPF_TRACE_ITER, BPF_XDP, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE } from './uapi.js';
 import { cgroup2Root, ensureBpffs, ensureTracefs } from '../sys/mounts.js';
 import { close, lastErrno, read } from '../sys/libc.js';
 import { ERRNO } from '../sys/errno.js';
-import { listLinks, listTcFilters, TC_PARENT_EGRESS, TC_PARENT_INGRESS } from '../net/netlink.js';
-
-/** How a program is attached when its component is deployed. Per-interface hooks (tc,
- * xdp) and on-demand ones (iter) are attached later by the feature that owns them. */
-export type AttachSpec =
-  | { prog: string; kind: 'tracepoint'; category: string; name: string }
-  | { prog: string; kind: 'cgroup' }
-  | { prog: string; kind: 'auto' }
-  | { prog: string; kind: 'tc' | 'xdp' | 'iter' };
-
-export interface ProbeAlternative {
-  /** Stable short name, unique in its group: `probes.disable` names it as `capability/id`. */
-  id: string;
-  /** Shown in status, e.g. `tracepoint syscalls:sys_exit_accept4`. */
-  label: string;
-  /** Programs to load (and attach at deploy, by kind). Empty for an alternative done in
-   * user space: it needs nothing from the verifier, so it is always available. */
-  attach: AttachSpec[];
-  /**
-   * Kernel facts the program's signature depends on. A program that reads a function's
-   * arguments can load on a kernel where they mean something else, so such variants are
-   * chosen by the kernel's BTF, never by trial.
-   */
-  requires?: { struct?: string; noStruct?: string };
-}
-
-export interface ProbeGroup {
-  capability: string;
-  /** A required probe that cannot be loaded stops the daemon; an optional one is reported inactive. */
-  required: boolean;
-  /** Tried in order; the first that loads and attaches wins. */
-  alternatives: ProbeAlternative[];
-}
-
-export interface ComponentDef {
-  name: string;
-  /** Object file name inside the object directory, e.g. `flows.bpf.o`. */
-  file: string;
-  groups: ProbeGroup[];
-}
-
-export interface DeployResult {
-  component: string;
-  adopted: boolean;
-  /** Why it was (re)loaded when it was not adopted. */
-  reason?: string;
-  probes: ProbeStatus[];
-}
 
 export interface DeploymentOptions {
   pinPath: string;
@@ -132,7 +90,8 @@ export class Deployment {
     if (ensureTracefs()) log.info('mounted tracefs at /sys/kernel/tracing');
     const pins = new PinDir(opts.pinPath);
 
-    if (pins.exists()) {
+    // An empty directory is a fresh one (the daemon's lock creates it).
+    if (pins.exists() && fs.readdirSync(opts.pinPath).length > 0) {
       let reason: string | null = null;
       if (!fs.existsSync(pins.metaPath)) {
         reason = 'no manifest';
@@ -148,7 +107,7 @@ export class Deployment {
         reason = manifest ? `layout version ${layout} differs from this daemon's ${opts.layoutVersion}` : 'unreadable manifest';
       }
       log.warn({ pinPath: opts.pinPath, reason }, `recreating pinned programs and maps (${reason}); counters restart from zero`);
-      Deployment.teardown(opts.pinPath, opts.logger, opts);
+      Deployment.teardown(opts.pinPath, opts.logger, opts, true);
     }
     pins.ensure();
     const store = ManifestStore.create(pins.metaPath);
@@ -257,32 +216,8 @@ export class Deployment {
   }
 
   private load(def: ComponentDef, file: string, hash: string, disabled: string[]): Omit<DeployResult, 'reason'> {
-    const choice = def.groups.map(() => 0);
-    const failures: Array<Array<{ label: string; reason: string }>> = def.groups.map(() => []);
-    const groupOfProg = new Map<string, number>();
-    def.groups.forEach((g, gi) => g.alternatives.forEach((a) => a.attach.forEach((s) => groupOfProg.set(s.prog, gi))));
-    const maxAttempts = 1 + def.groups.reduce((n, g) => n + g.alternatives.length, 0);
-
-    const giveUp = (gi: number, label: string, reason: string, cause?: BpfError): void => {
-      failures[gi]!.push({ label, reason });
-      const g = def.groups[gi]!;
-      choice[gi]!++;
-      if (choice[gi]! >= g.alternatives.length) {
-        if (g.required) {
-          // One way to do it, and it failed: that error says it best.
-          if (g.alternatives.length === 1 && cause) throw cause;
-          throw new BpfError('loading', `${def.name}: ${g.capability} probe`, ERRNO.ENOTSUP, {
-            detail: failures[gi]!.map((f) => `${f.label}: ${f.reason}`).join('; '),
-          });
-        }
-        this.log.warn({ capability: g.capability, probe: label, reason }, 'probe unavailable, no alternative left');
-        choice[gi] = -1;
-      } else {
-        this.log.info({ capability: g.capability, probe: label, reason }, 'probe unavailable, trying the next one');
-      }
-    };
-
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+    const plan = new ProbePlan(def, disabled, this.log);
+    for (let attempt = 0; attempt < plan.maxAttempts; attempt++) {
       const obj = BpfObject.open(file);
       const links: Array<{ prog: string; ptr: L.Ptr }> = [];
       try {
@@ -290,45 +225,29 @@ export class Deployment {
           if (this.pins.has('maps', name)) this.reusePinnedMap(obj, name);
           else if (this.opts.mapSizes?.[name] !== undefined) obj.setMaxEntries(name, this.opts.mapSizes[name]!);
         }
-        // Skip alternatives the configuration disables or whose kernel preconditions do
-        // not hold, without trying them.
-        let skipped = true;
-        while (skipped) {
-          skipped = false;
-          def.groups.forEach((g, gi) => {
-            const alt = choice[gi]! >= 0 ? g.alternatives[choice[gi]!] : undefined;
-            const unmet = alt ? (disabled.includes(probeId(g, alt)) ? 'disabled by configuration (probes.disable)' : unmetRequirement(alt)) : null;
-            if (alt && unmet) {
-              giveUp(gi, alt.label, unmet);
-              skipped = true;
-            }
-          });
-        }
-        const active = new Set<string>();
-        def.groups.forEach((g, gi) => {
-          if (choice[gi]! >= 0) for (const s of g.alternatives[choice[gi]!]!.attach) active.add(s.prog);
-        });
+        plan.skipUnavailable();
+        const active = plan.activePrograms();
         for (const p of obj.programs()) obj.setAutoload(p.name, active.has(p.name));
 
         const loaded = obj.tryLoad();
         if (!loaded.ok) {
-          const gi = loaded.program !== undefined ? groupOfProg.get(loaded.program) : undefined;
-          if (gi === undefined || choice[gi]! < 0) throw loaded.error;
-          giveUp(gi, def.groups[gi]!.alternatives[choice[gi]!]!.label, loaded.error.message.replace(/^loading [^:]+: /, ''), loaded.error);
+          const gi = loaded.program !== undefined ? plan.groupLoading(loaded.program) : undefined;
+          if (gi === undefined) throw loaded.error;
+          plan.refuse(gi, loaded.error.message.replace(/^loading [^:]+: /, ''), loaded.error);
           continue;
         }
 
         let attachFailed = false;
         for (let gi = 0; gi < def.groups.length && !attachFailed; gi++) {
-          if (choice[gi]! < 0) continue;
-          const alt = def.groups[gi]!.alternatives[choice[gi]!]!;
+          const alt = plan.current(gi);
+          if (!alt) continue;
           for (const spec of alt.attach) {
             try {
               const ptr = this.attachAtDeploy(obj, spec);
               if (ptr !== null) links.push({ prog: spec.prog, ptr });
             } catch (err) {
               if (!(err instanceof BpfError)) throw err;
-              giveUp(gi, alt.label, err.message.replace(/^attaching [^:]+: /, ''), err);
+              plan.refuse(gi, err.message.replace(/^attaching [^:]+: /, ''), err);
               attachFailed = true;
               break;
             }
@@ -368,11 +287,7 @@ export class Deployment {
         for (const stale of prev?.links ?? []) if (!linkNames.includes(stale)) this.pins.unpin('links', stale);
         for (const stale of prev?.programs ?? []) if (!active.has(stale)) this.pins.unpin('progs', stale);
 
-        const probes: ProbeStatus[] = def.groups.map((g, gi) => ({
-          capability: g.capability,
-          active: choice[gi]! >= 0 ? g.alternatives[choice[gi]!]!.label : null,
-          inactive: failures[gi]!,
-        }));
+        const probes = plan.status();
         this.manifest.components[def.name] = { hash, loadedAt: now(), programs: [...active], links: linkNames, probes, disabled };
         this.save();
         BpfObjectNames.set(file, obj.mapNames());
@@ -490,6 +405,8 @@ export class Deployment {
       createdClsact: created || (rec?.createdClsact ?? false),
       attachedAt: rec?.attachedAt ?? now(),
       programs: { ...rec?.programs, [dir]: prog },
+      // Teardown removes a filter only if it runs one of these ids (or a pinned program).
+      progIds: { ...rec?.progIds, [dir]: want },
     };
     this.save();
     return have ? 'replaced' : 'attached';
@@ -611,97 +528,11 @@ export class Deployment {
     this.store.close();
   }
 
-  /**
-   * Detaches and unpins everything ebpfmon owns under `pinPath`, in this network
-   * namespace, and nothing else: only filters at ebpfmon's (handle, priority) whose
-   * program is one of ours are removed, and a clsact qdisc only if ebpfmon created it
-   * and no other filter remains on it.
-   */
-  static teardown(pinPath: string, logger: Logger, ids: { tcHandle?: number; tcPriority?: number } = {}): { tcFilters: number; links: number; pins: number } {
-    const log = logger.child({ component: 'teardown' });
-    const pins = new PinDir(pinPath);
-    const tcId = { handle: ids.tcHandle ?? DEFAULT_TC_HANDLE, priority: ids.tcPriority ?? DEFAULT_TC_PRIORITY };
-    const result = { tcFilters: 0, links: 0, pins: 0 };
-    if (!pins.exists()) return result;
-
-    let manifest: Manifest | null = null;
-    if (fs.existsSync(pins.metaPath)) {
-      try {
-        const store = ManifestStore.open(pins.metaPath);
-        manifest = store.read().manifest;
-        store.close();
-      } catch (err) {
-        log.warn({ err }, 'manifest unreadable; tearing down by program identity only');
-      }
-    }
-    // Our programs: ids of pinned programs (current build) and names (earlier builds).
-    const ourIds = new Set<number>();
-    const ourNames = new Set<string>();
-    for (const p of pins.list('progs')) {
-      ourNames.add(p.slice(0, 15));
-      const fd = L.bpf_obj_get(pins.path('progs', p));
-      if (fd >= 0) {
-        try {
-          ourIds.add(progInfo(fd, p).id);
-        } finally {
-          close(fd);
-        }
-      }
-    }
-    for (const rec of Object.values(manifest?.components ?? {})) for (const p of rec.programs) ourNames.add(p.slice(0, 15));
-
-    let links: Array<{ ifindex: number; name: string }> = [];
-    try {
-      links = listLinks();
-    } catch (err) {
-      log.warn({ err }, 'could not list interfaces');
-    }
-    for (const link of links) {
-      for (const [dir, parent] of [['ingress', TC_PARENT_INGRESS], ['egress', TC_PARENT_EGRESS]] as const) {
-        const mine = listTcFilters(link.ifindex, parent).find(
-          (f) => f.handle === tcId.handle && f.priority === tcId.priority && f.kind === 'bpf' &&
-            ((f.progId !== undefined && ourIds.has(f.progId)) || (f.progName !== undefined && ourNames.has(f.progName.replace(/:\[\d+\]$/, '')))),
-        );
-        if (mine && detachTc(link.ifindex, dir, tcId)) {
-          result.tcFilters++;
-          log.info({ iface: link.name, dir }, 'removed classifier');
-        }
-      }
-      const rec = manifest?.tc[String(link.ifindex)];
-      if (rec?.createdClsact && rec.ifname === link.name) removeClsactIfUnused(link.ifindex);
-    }
-    for (const l of pins.list('links')) {
-      pins.unpin('links', l);
-      result.links++;
-    }
-    for (const kind of ['progs', 'maps'] as const) {
-      for (const p of pins.list(kind)) {
-        pins.unpin(kind, p);
-        result.pins++;
-      }
-    }
-    pins.removeAll();
-    log.info({ pinPath, ...result }, 'teardown complete');
-    return result;
+  /** Detaches and unpins everything this deployment put in the kernel (teardown.ts). */
+  static teardown(pinPath: string, logger: Logger, ids: { tcHandle?: number; tcPriority?: number } = {}, keepRoot = false): TeardownResult {
+    return teardown(pinPath, logger, { handle: ids.tcHandle ?? DEFAULT_TC_HANDLE, priority: ids.tcPriority ?? DEFAULT_TC_PRIORITY }, keepRoot);
   }
-}
-
-/** How `probes.disable` names an alternative. */
-export function probeId(g: Pick<ProbeGroup, 'capability'>, a: Pick<ProbeAlternative, 'id'>): string {
-  return `${g.capability}/${a.id}`;
-}
-
-function unmetRequirement(alt: ProbeAlternative): string | null {
-  if (alt.requires?.struct && !kernelHasStruct(alt.requires.struct)) return `kernel has no struct ${alt.requires.struct}`;
-  if (alt.requires?.noStruct && kernelHasStruct(alt.requires.noStruct)) return `kernel has struct ${alt.requires.noStruct} (newer signature)`;
-  return null;
 }
 
 /** The object's own map names, cached per object file for the adopt path. */
 const BpfObjectNames = new Map<string, string[]>();
-
-function removeClsactIfUnused(ifindex: number): void {
-  if (listTcFilters(ifindex, TC_PARENT_INGRESS).length === 0 && listTcFilters(ifindex, TC_PARENT_EGRESS).length === 0) {
-    destroyClsact(ifindex);
-  }
-}

@@ -34,6 +34,8 @@ export interface TcRecord {
   createdClsact: boolean;
   attachedAt: string;
   programs: { ingress?: string; egress?: string };
+  /** Kernel ids of the programs attached (an upgrade replaces them; teardown matches by id). */
+  progIds?: { ingress?: number; egress?: number };
 }
 
 export interface XdpRecord {

@@ -51,8 +51,10 @@ export class PinDir {
     }
   }
 
-  /** Removes the whole directory tree (bpffs allows unlink and rmdir, not rm -r in one call). */
-  removeAll(): void {
-    fs.rmSync(this.root, { recursive: true, force: true });
+  /** Removes the whole directory tree (bpffs allows unlink and rmdir, not rm -r in one
+   * call); with `keepRoot`, everything in it (a daemon holds its lock on the root). */
+  removeAll(keepRoot = false): void {
+    if (!keepRoot) return void fs.rmSync(this.root, { recursive: true, force: true });
+    for (const e of fs.readdirSync(this.root)) fs.rmSync(`${this.root}/${e}`, { recursive: true, force: true });
   }
 }

@@ -14,7 +14,6 @@
 import dbus, { type Message, type MessageBus } from 'dbus-next';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MonitorEvent } from '../contract/events.js';
 import { ERRORS } from '../contract/errors.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
@@ -25,17 +24,15 @@ import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
 import { Callers, scopeOf, type AccessGroups } from './callers.js';
 import { lbObject } from './lb.js';
-import { LIMITS, managerObject, talkerDict } from './manager.js';
+import { managerObject } from './manager.js';
+import { SignalHub } from './signals.js';
 import {
-  BUS_NAME, FDO, FDO_ERROR, FLAG_ALLOW_INTERACTIVE_AUTHORIZATION, FLAG_NO_REPLY_EXPECTED, MANAGER_IFACE, MANAGER_PATH, MANAGER_SIGNAL,
+  BUS_NAME, FDO, FDO_ERROR, FLAG_ALLOW_INTERACTIVE_AUTHORIZATION, FLAG_NO_REPLY_EXPECTED,
 } from '../contract/dbus.js';
 import { SpecInterface, type CallContext, type ObjectImpl } from './object.js';
 import { polkitCheck, type Authorize } from './polkit.js';
-import { RateTracker, rankTalkers, type Talker } from './rates.js';
-import { inSignature, MANAGER_SPEC, outSignature, type MethodSpec } from '../contract/dbus.js';
+import { inSignature, outSignature, type MethodSpec } from '../contract/dbus.js';
 import { CallScheduler } from './scheduler.js';
-import { Subscribers } from './subscribers.js';
-import { TalkingProcesses, type TalkerChange } from './talkers.js';
 
 export interface DbusLimits {
   /** Connections subscribed at once (TooManyClients beyond). */
@@ -104,8 +101,6 @@ export interface DbusService {
   stop(): Promise<void>;
 }
 
-/** Unsent bytes on the bus connection beyond which signals are dropped (replies never are). */
-const MAX_BACKLOG = 8 << 20;
 /** Half the system bus's message limit (32 MiB): a larger reply is refused with MessageTooLarge. */
 export const MAX_REPLY_BYTES = 16 << 20;
 
@@ -113,38 +108,33 @@ class Service implements DbusService {
   private readonly log: Logger;
   private readonly limits: DbusLimits;
   private readonly callers: Callers;
-  private readonly subscribers: Subscribers;
-  private readonly tracker: RateTracker;
-  private readonly talking: TalkingProcesses;
+  private readonly signals: SignalHub;
   private readonly objects = new Map<string, ObjectImpl>();
   private readonly scheduler: CallScheduler;
   private readonly authorize: Authorize;
   private readonly startedAt = new Date();
-  private unsubscribeMonitor: (() => void) | null = null;
   private stopped = false;
   private disconnected = false;
-  private counters = { calls: 0, errors: 0, signalsSent: 0, signalsDropped: 0 };
+  private counters = { calls: 0, errors: 0 };
 
   constructor(private readonly bus: MessageBus, private readonly opts: DbusServiceOptions) {
     this.log = opts.logger.child({ component: 'dbus' });
     this.limits = { ...DEFAULT_DBUS_LIMITS, ...opts.limits };
     this.scheduler = new CallScheduler(this.limits);
     this.callers = new Callers(bus);
-    this.subscribers = new Subscribers({ max: this.limits.maxSubscribers, processSignalsPerSec: this.limits.processSignalsPerSec });
     this.authorize = opts.authorize ?? ((sender, action, o) => polkitCheck(this.bus, sender, action, o));
-    this.talking = new TalkingProcesses((c) => this.onTalkerChange(c), { idleMs: this.limits.talkerIdleMs });
-    this.tracker = new RateTracker({
-      sample: () => this.allTotals(),
-      onTick: (talkers) => this.onTick(talkers),
-      onError: (err) => this.log.warn({ err }, 'traffic sample failed'),
+    this.signals = new SignalHub({
+      bus, events: opts.bus, groups: opts.groups, log: this.log, limits: this.limits,
+      totals: () => this.allTotals(),
+      hasOwner: async (name) => (await this.busCall('NameHasOwner', 's', [name]))?.body[0] !== false,
     });
     const totals = this.cached(() => this.allTotals());
     const status = this.cached(async (): Promise<StatusResult> => opts.methods.status.run(undefined, SYSTEM_CALLER));
     const manager = managerObject({
-      methods: opts.methods, version: opts.version, startedAt: this.startedAt, tracker: this.tracker, totals, status,
-      subscribe: (ctx) => this.subscribe(ctx),
-      unsubscribe: (ctx) => this.unsubscribe(ctx),
-      signalsDropped: () => this.counters.signalsDropped,
+      methods: opts.methods, version: opts.version, startedAt: this.startedAt, tracker: this.signals.tracker, totals, status,
+      subscribe: (ctx) => this.signals.subscribe(ctx),
+      unsubscribe: (ctx) => this.signals.unsubscribe(ctx),
+      signalsDropped: () => this.signals.counters.signalsDropped,
     });
     const lb = lbObject(opts.methods, opts.lbAvailable);
     for (const o of [manager, lb] as ObjectImpl[]) this.objects.set(o.path, o);
@@ -188,8 +178,8 @@ class Service implements DbusService {
 
   stats(): DbusServiceStats {
     return {
-      callers: this.callers.size, subscribers: this.subscribers.size, inFlight: this.scheduler.size, ...this.counters,
-      sampling: this.tracker.running, talking: this.talking.size,
+      callers: this.callers.size, subscribers: this.signals.subscribers.size, inFlight: this.scheduler.size, ...this.counters,
+      ...this.signals.counters, sampling: this.signals.tracker.running, talking: this.signals.talking.size,
     };
   }
 
@@ -212,10 +202,8 @@ class Service implements DbusService {
     this.stopped = true;
     this.bus.removeMethodHandler(this.dispatch);
     this.bus.off('message', this.onMessage);
-    this.deactivate();
-    this.subscribers.clear();
+    this.signals.stop();
     this.scheduler.close();
-    this.tracker.stop();
   }
 
   // --- dispatch ----------------------------------------------------------------------
@@ -385,102 +373,16 @@ class Service implements DbusService {
     };
   }
 
-  // --- subscriptions and signals -------------------------------------------------------
+  // --- departures ----------------------------------------------------------------------
 
   private readonly onMessage = (msg: Message): void => {
     if (msg.type !== dbus.MessageType.SIGNAL || msg.sender !== FDO.name || msg.interface !== FDO.iface || msg.member !== 'NameOwnerChanged') return;
     const [name, , newOwner] = msg.body as [string, string, string];
     if (!name.startsWith(':') || newOwner !== '') return;
     this.callers.forget(name);
-    this.dropSubscriber(name);
+    this.signals.dropSubscriber(name);
     this.scheduler.drop(name);
   };
-
-  private subscribe(ctx: CallContext): void {
-    if (!this.subscribers.add(ctx.sender, ctx.creds, ctx.scope)) {
-      throw new AppError('TooManyClients', `at most ${this.subscribers.max} connections may subscribe`, { limit: this.subscribers.max });
-    }
-    this.activate();
-    // It may have disconnected while being identified, its NameOwnerChanged already handled.
-    void this.busCall('NameHasOwner', 's', [ctx.sender]).then(
-      (r) => r?.body[0] === false && this.dropSubscriber(ctx.sender),
-      () => undefined,
-    );
-  }
-
-  private unsubscribe(ctx: CallContext): void {
-    if (!this.subscribers.has(ctx.sender)) throw new AppError('NotFound', 'this connection is not subscribed');
-    this.dropSubscriber(ctx.sender);
-  }
-
-  private dropSubscriber(sender: string): void {
-    if (this.subscribers.remove(sender) && this.subscribers.size === 0) this.deactivate();
-  }
-
-  /** The first subscriber: follow events and sample rates. */
-  private activate(): void {
-    if (this.unsubscribeMonitor || this.stopped) return;
-    this.unsubscribeMonitor = this.opts.bus.subscribe((e: MonitorEvent) => {
-      try {
-        this.talking.onEvent(e);
-      } catch (err) {
-        // The event bus drops a listener that throws; losing the signals silently would be worse.
-        this.log.error({ err }, 'tracking talking processes failed');
-      }
-    }, TalkingProcesses.EVENT_TYPES);
-    this.tracker.setActive(true);
-  }
-
-  /** The last subscriber left: stop following (GetTopTalkers keeps sampling for a while on its own). */
-  private deactivate(): void {
-    this.unsubscribeMonitor?.();
-    this.unsubscribeMonitor = null;
-    this.tracker.setActive(false);
-    this.talking.reset();
-  }
-
-  private onTick(talkers: Talker[]): void {
-    if (this.subscribers.size === 0) return;
-    this.talking.onSample(talkers);
-    for (const s of this.subscribers.all()) {
-      s.scope = scopeOf(s.creds, this.opts.groups);
-      const top = rankTalkers(talkers, s.scope.seesAll ? undefined : s.creds.uid, LIMITS.signalTop);
-      const key = JSON.stringify(top.map((t) => [t.pid, t.comm, t.txBytesPerSec, t.rxBytesPerSec, t.txBytes, t.rxBytes]));
-      if (key === s.lastTop) continue;
-      if (this.signal(s.sender, MANAGER_SIGNAL.BandwidthChanged, [top.map(talkerDict)])) s.lastTop = key;
-    }
-  }
-
-  private onTalkerChange(c: TalkerChange): void {
-    for (const s of this.subscribers.seeing(c.uid)) {
-      if (!this.subscribers.take(s)) {
-        this.counters.signalsDropped++;
-        continue;
-      }
-      if (c.kind === 'started') this.signal(s.sender, MANAGER_SIGNAL.ProcessStarted, [c.pid, c.comm, c.uid]);
-      else this.signal(s.sender, MANAGER_SIGNAL.ProcessStopped, [c.pid, c.comm, c.uid, c.txBytes, c.rxBytes]);
-    }
-  }
-
-  /** A signal to one connection only (the destination header set). */
-  private signal(destination: string, member: keyof typeof MANAGER_SPEC.signals, body: unknown[]): boolean {
-    const stream = (this.bus as unknown as { _connection: { stream?: { writableLength?: number } } })._connection.stream;
-    if ((stream?.writableLength ?? 0) > MAX_BACKLOG) {
-      this.counters.signalsDropped++;
-      return false;
-    }
-    try {
-      this.bus.send(new dbus.Message({
-        type: dbus.MessageType.SIGNAL, path: MANAGER_PATH, interface: MANAGER_IFACE, member, destination,
-        signature: outSignature(MANAGER_SPEC.signals[member]), body,
-      }));
-      this.counters.signalsSent++;
-      return true;
-    } catch (err) {
-      this.log.warn({ err, member, destination }, 'cannot send a D-Bus signal');
-      return false;
-    }
-  }
 }
 
 /**
