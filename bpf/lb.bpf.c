@@ -41,23 +41,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define ETH_P_IP   0x0800
-#define ETH_P_IPV6 0x86DD
-#define AF_INET    2
-#define AF_INET6   10
-#define ETH_ALEN   6
-
-#define IP_DF     0x4000
-#define IP_MF     0x2000
-#define IP_OFFSET 0x1FFF
-
-#define ICMP_DEST_UNREACH  3
-#define ICMP_FRAG_NEEDED   4
-#define ICMP_TIME_EXCEEDED 11
-#define ICMPV6_DEST_UNREACH 1
-#define ICMPV6_PKT_TOOBIG   2
-#define ICMPV6_TIME_EXCEED  3
-
 /* ---- maps --------------------------------------------------------------------------- */
 
 /* VIP (address, port, protocol) -> slot, mode, live Maglev table. No prealloc: an update
@@ -570,14 +553,6 @@ static __always_inline bool commit(const struct emon_lb_flow_key *key, struct de
 }
 
 /* ---- NAT ----------------------------------------------------------------------------- */
-
-/* clang lowers __builtin_memcmp to a libc call BPF does not have. */
-static __always_inline bool addr_eq(const void *a, const void *b)
-{
-	const __u32 *x = a, *y = b;
-
-	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]));
-}
 
 static __always_inline bool nat_same_client(const struct emon_lb_nat *n, const struct emon_lb_flow_key *k)
 {
