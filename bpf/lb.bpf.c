@@ -3,7 +3,7 @@
  * VIP traffic or nat-mode replies. XDP because the decision and the rewrite happen before
  * the kernel allocates an skb, which is what makes an LB on a general-purpose host cheap.
  *
- * Per packet, in order (see dispatch() for TCP/UDP):
+ * Per packet, in order (process_packet(), then dispatch() for TCP/UDP):
  *   1. drop list (source prefixes, protocols/ports/ICMP types)       -> XDP_DROP, counted
  *   2. ICMP errors about translated flows                             -> forwarded/translated
  *   3. a reply to a nat-mode flow (destination port in the NAT range) -> back to the client
@@ -48,13 +48,19 @@
 #include "lb/fib.bpf.h"
 #include "lb/icmp.bpf.h"
 #include "lb/droplist.bpf.h"
+#include "lb/parse.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* One packet path for both families, as Katran's process_packet(ctx, off, is_ipv6): every
+ * function below takes `const bool v6`, and xdp_lb calls process_packet() with a constant,
+ * so the compiler inlines one copy per family with the other family's branches gone (the
+ * object has the instructions of two hand-written twins, the source has one path). */
+
 /* A client packet to a VIP: choose, translate, send. */
-static __always_inline int fwd4(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip, void *l4,
-				__u16 *check, struct emon_lb_flow_key *key, __u32 l3_len, struct decision *d,
-				struct emon_lb_backend *be, const struct emon_lb_config *cfg)
+static __always_inline int fwd(struct xdp_md *ctx, struct ethhdr *eth, void *ip, void *l4,
+			       __u16 *check, struct emon_lb_flow_key *key, __u32 l3_len, struct decision *d,
+			       struct emon_lb_backend *be, const struct emon_lb_config *cfg, const bool v6)
 {
 	struct emon_lb_nh *nh;
 	__u32 vslot = d->vslot;
@@ -67,23 +73,24 @@ static __always_inline int fwd4(struct xdp_md *ctx, struct ethhdr *eth, struct i
 		struct bpf_fib_lookup fib = {};
 		int rc;
 
-		fib.family = AF_INET;
+		fib_init(&fib, ctx, v6);
 		fib.l4_protocol = key->proto;
 		fib.sport = key->sport;
 		fib.dport = be->port;
 		fib.tot_len = l3_len;
-		fib.tos = ip->tos;
-		fib.ifindex = ctx->ingress_ifindex;
-		fib.ipv4_src = ip->saddr;
-		fib.ipv4_dst = *(__u32 *)be->addr;
+		if (v6)
+			fib.flowinfo = *(__u32 *)ip & bpf_htonl(0x0FFFFFFF);
+		else
+			fib.tos = ((struct iphdr *)ip)->tos;
+		fib_addrs(&fib, ip_saddr(ip, v6), be->addr, v6);
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && (ip->frag_off & bpf_htons(IP_DF)))
-			return icmp4_toobig(ctx, fib.mtu_result);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && ip_dont_frag(ip, v6))
+			return icmp_toobig(ctx, fib.mtu_result, v6);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return fib_drop(rc);
-		nh_fill(ctx, nh, &fib, be->addr, false, cfg, d->tick);
+		nh_fill(ctx, nh, &fib, be->addr, v6, cfg, d->tick);
 	}
-	if (ip->ttl <= 1)
+	if (ip_ttl(ip, v6) <= 1)
 		return drop(EMON_LB_DROP_TTL);
 
 	if (d->dsr) {
@@ -91,7 +98,7 @@ static __always_inline int fwd4(struct xdp_md *ctx, struct ethhdr *eth, struct i
 		if (!(nh->flags & EMON_LB_NH_ONLINK))
 			return drop(EMON_LB_DROP_DSR_OFFLINK);
 	} else {
-		__u32 acc, ports = 0;
+		__u32 acc;
 		__u16 port;
 
 		if (!(nh->flags & EMON_LB_NH_LADDR))
@@ -99,14 +106,10 @@ static __always_inline int fwd4(struct xdp_md *ctx, struct ethhdr *eth, struct i
 		port = nat_port_for(key, d, be, nh->laddr, vslot, cfg);
 		if (!port)
 			return XDP_DROP;
-		acc = put32(0, &ip->saddr, *(__u32 *)nh->laddr);
-		acc = put32(acc, &ip->daddr, *(__u32 *)be->addr);
-		ports = put16(0, l4, port);
-		ports = put16(ports, l4 + 2, be->port);
-		ip->check = csum_apply(ip->check, acc);
-		l4_csum_update(check, key->proto, false, csum_add(acc, ports));
+		acc = ip_rewrite_addrs(ip, nh->laddr, be->addr, v6);
+		l4_rewrite_ports(l4, check, key->proto, acc, port, be->port, v6);
 	}
-	ttl_dec4(ip);
+	ip_ttl_dec(ip, v6);
 	newflow = commit(key, d);
 	ctr_add(&emon_lb_vstats, vslot, l3_len, false, newflow);
 	ctr_add(&emon_lb_bstats, d->bid, l3_len, false, newflow);
@@ -114,27 +117,26 @@ static __always_inline int fwd4(struct xdp_md *ctx, struct ethhdr *eth, struct i
 }
 
 /* A reply from a backend to a nat-mode flow: back to the client, from the VIP. */
-static __always_inline int reply4(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip, void *l4,
-				  __u16 *check, struct emon_lb_nat *n, __u8 proto, __u32 l3_len)
+static __always_inline int reply(struct xdp_md *ctx, struct ethhdr *eth, void *ip, void *l4,
+				 __u16 *check, struct emon_lb_nat *n, __u8 proto, __u32 l3_len, const bool v6)
 {
 	struct bpf_fib_lookup fib = {};
-	__u32 acc, ports;
 	bool up = false;
+	__u32 acc;
 	__u64 tick;
 	int rc;
 
-	fib.family = AF_INET;
+	fib_init(&fib, ctx, v6);
 	fib.l4_protocol = proto;
 	fib.sport = n->vport;
 	fib.dport = n->cport;
 	fib.tot_len = l3_len;
-	fib.tos = ip->tos;
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.ipv4_src = *(__u32 *)n->vaddr;
-	fib.ipv4_dst = *(__u32 *)n->caddr;
+	if (!v6)
+		fib.tos = ((struct iphdr *)ip)->tos;
+	fib_addrs(&fib, n->vaddr, n->caddr, v6);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && (ip->frag_off & bpf_htons(IP_DF)))
-		return icmp4_toobig(ctx, fib.mtu_result); /* to the backend, about its own packet */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && ip_dont_frag(ip, v6))
+		return icmp_toobig(ctx, fib.mtu_result, v6); /* to the backend, about its own packet */
 	/* The balancer's stack never saw this client (XDP took its packets), so it may not
 	 * know its MAC: hand the translated reply to the stack, which resolves the neighbour
 	 * and forwards it; the following replies go through XDP again. */
@@ -142,15 +144,11 @@ static __always_inline int reply4(struct xdp_md *ctx, struct ethhdr *eth, struct
 		up = true;
 	else if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_drop(rc);
-	if (ip->ttl <= 1)
+	if (ip_ttl(ip, v6) <= 1)
 		return drop(EMON_LB_DROP_TTL);
 
-	acc = put32(0, &ip->saddr, *(__u32 *)n->vaddr);
-	acc = put32(acc, &ip->daddr, *(__u32 *)n->caddr);
-	ports = put16(0, l4, n->vport);
-	ports = put16(ports, l4 + 2, n->cport);
-	ip->check = csum_apply(ip->check, acc);
-	l4_csum_update(check, proto, false, csum_add(acc, ports));
+	acc = ip_rewrite_addrs(ip, n->vaddr, n->caddr, v6);
+	l4_rewrite_ports(l4, check, proto, acc, n->vport, n->cport, v6);
 
 	tick = tick_now();
 	if (tick - n->touch >= tick_hz()) {
@@ -166,142 +164,7 @@ static __always_inline int reply4(struct xdp_md *ctx, struct ethhdr *eth, struct
 		stat_inc(EMON_LB_STAT_NEIGH_PASS);
 		return XDP_PASS; /* the stack decrements the TTL */
 	}
-	ttl_dec4(ip);
-	return xmit(ctx, eth, &fib);
-}
-
-/* IPv4 with options or fragments: never balanced (ports may be absent; the rewrite paths
- * assume a 20-byte header). Dropped with a reason when they are VIP traffic. */
-static __always_inline int unusual4(struct iphdr *ip, void *end, int reason)
-{
-	__u32 ihl = ip->ihl * 4;
-	__u16 *ports;
-
-	if (ihl < sizeof(*ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
-		return pass();
-	if (ip->frag_off & bpf_htons(IP_OFFSET))
-		return pass(); /* a later fragment: no ports to tell */
-	ihl &= 0x3c; /* Mask needed to calm verifier: ihl <= 60. */
-	ports = (void *)ip + ihl;
-	if ((void *)(ports + 2) > end)
-		return pass();
-	if (vip_lookup(&ip->daddr, 4, ports[1], ip->protocol, AF_INET))
-		return drop(reason);
-	return pass();
-}
-
-/* ---- IPv6 ------------------------------------------------------------------------------ */
-
-static __always_inline int fwd6(struct xdp_md *ctx, struct ethhdr *eth, struct ipv6hdr *ip, void *l4,
-				__u16 *check, struct emon_lb_flow_key *key, __u32 l3_len, struct decision *d,
-				struct emon_lb_backend *be, const struct emon_lb_config *cfg)
-{
-	struct emon_lb_nh *nh;
-	__u32 vslot = d->vslot;
-	bool newflow;
-
-	nh = bpf_map_lookup_elem(&emon_lb_nhc, &d->bid);
-	if (!nh)
-		return drop(EMON_LB_DROP_BAD_BACKEND);
-	if (!nh_usable(nh, cfg, d->tick, l3_len)) {
-		struct bpf_fib_lookup fib = {};
-		int rc;
-
-		fib.family = AF_INET6;
-		fib.l4_protocol = key->proto;
-		fib.sport = key->sport;
-		fib.dport = be->port;
-		fib.tot_len = l3_len;
-		fib.flowinfo = *(__u32 *)ip & bpf_htonl(0x0FFFFFFF);
-		fib.ifindex = ctx->ingress_ifindex;
-		__builtin_memcpy(fib.ipv6_src, &ip->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
-		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-			return icmp6_toobig(ctx, fib.mtu_result);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-			return fib_drop(rc);
-		nh_fill(ctx, nh, &fib, be->addr, true, cfg, d->tick);
-	}
-	if (ip->hop_limit <= 1)
-		return drop(EMON_LB_DROP_TTL);
-
-	if (d->dsr) {
-		if (!(nh->flags & EMON_LB_NH_ONLINK))
-			return drop(EMON_LB_DROP_DSR_OFFLINK);
-	} else {
-		__u32 acc, ports = 0;
-		__u16 port;
-
-		if (!(nh->flags & EMON_LB_NH_LADDR))
-			return drop(EMON_LB_DROP_NO_SNAT_ADDR);
-		port = nat_port_for(key, d, be, nh->laddr, vslot, cfg);
-		if (!port)
-			return XDP_DROP;
-		acc = put128(0, &ip->saddr, nh->laddr);
-		acc = put128(acc, &ip->daddr, be->addr);
-		ports = put16(0, l4, port);
-		ports = put16(ports, l4 + 2, be->port);
-		l4_csum_update(check, key->proto, true, csum_add(acc, ports));
-	}
-	ip->hop_limit--;
-	newflow = commit(key, d);
-	ctr_add(&emon_lb_vstats, vslot, l3_len, false, newflow);
-	ctr_add(&emon_lb_bstats, d->bid, l3_len, false, newflow);
-	return xmit_to(eth, nh->ifindex, nh->dmac, nh->smac);
-}
-
-static __always_inline int reply6(struct xdp_md *ctx, struct ethhdr *eth, struct ipv6hdr *ip, void *l4,
-				  __u16 *check, struct emon_lb_nat *n, __u8 proto, __u32 l3_len)
-{
-	struct bpf_fib_lookup fib = {};
-	__u32 acc, ports;
-	bool up = false;
-	__u64 tick;
-	int rc;
-
-	fib.family = AF_INET6;
-	fib.l4_protocol = proto;
-	fib.sport = n->vport;
-	fib.dport = n->cport;
-	fib.tot_len = l3_len;
-	fib.ifindex = ctx->ingress_ifindex;
-	__builtin_memcpy(fib.ipv6_src, n->vaddr, 16);
-	__builtin_memcpy(fib.ipv6_dst, n->caddr, 16);
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return icmp6_toobig(ctx, fib.mtu_result);
-	/* The balancer's stack never saw this client (XDP took its packets), so it may not
-	 * know its MAC: hand the translated reply to the stack, which resolves the neighbour
-	 * and forwards it; the following replies go through XDP again. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		up = true;
-	else if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return fib_drop(rc);
-	if (ip->hop_limit <= 1)
-		return drop(EMON_LB_DROP_TTL);
-
-	acc = put128(0, &ip->saddr, n->vaddr);
-	acc = put128(acc, &ip->daddr, n->caddr);
-	ports = put16(0, l4, n->vport);
-	ports = put16(ports, l4 + 2, n->cport);
-	l4_csum_update(check, proto, true, csum_add(acc, ports));
-
-	tick = tick_now();
-	if (tick - n->touch >= tick_hz()) {
-		n->touch = tick;
-		n->last_ns = bpf_ktime_get_coarse_ns();
-	}
-	if (!(n->flags & EMON_LB_NAT_REPLIED))
-		n->flags |= EMON_LB_NAT_REPLIED; /* written once per flow, not per packet */
-	stat_inc(EMON_LB_STAT_NAT_REPLY);
-	ctr_add(&emon_lb_vstats, n->vip, l3_len, true, false);
-	ctr_add(&emon_lb_bstats, n->backend, l3_len, true, false);
-	if (up) {
-		stat_inc(EMON_LB_STAT_NEIGH_PASS);
-		return XDP_PASS; /* the stack decrements the TTL */
-	}
-	ip->hop_limit--;
+	ip_ttl_dec(ip, v6);
 	return xmit(ctx, eth, &fib);
 }
 
@@ -324,8 +187,7 @@ static __always_inline int dispatch(struct xdp_md *ctx, struct ethhdr *eth, void
 	if (nat_range(cfg, key->dport)) {
 		n = bpf_map_lookup_elem(&emon_lb_nat, key);
 		if (n)
-			return v6 ? reply6(ctx, eth, ip, l4, check, n, key->proto, l3_len)
-				  : reply4(ctx, eth, ip, l4, check, n, key->proto, l3_len);
+			return reply(ctx, eth, ip, l4, check, n, key->proto, l3_len, v6);
 	}
 	port = bpf_ntohs(key->dport);
 	vports = bpf_map_lookup_elem(&emon_lb_vports, &port);
@@ -337,62 +199,58 @@ static __always_inline int dispatch(struct xdp_md *ctx, struct ethhdr *eth, void
 		if (be)
 			goto forward;
 	}
-	vip = vip_lookup(key->daddr, v6 ? 16 : 4, key->dport, key->proto, key->family);
+	vip = vip_lookup(key->daddr, key->dport, key->proto, v6);
 	if (!vip)
 		return pass();
 	be = schedule(key, vip, syn, c != NULL, &d);
 	if (!be)
 		return XDP_DROP;
 forward:
-	return v6 ? fwd6(ctx, eth, ip, l4, check, key, l3_len, &d, be, cfg)
-		  : fwd4(ctx, eth, ip, l4, check, key, l3_len, &d, be, cfg);
+	return fwd(ctx, eth, ip, l4, check, key, l3_len, &d, be, cfg, v6);
 }
 
-/* IPv4: drop list, then ICMP errors, or TCP/UDP with a plain 20-byte header to dispatch(). */
-static __always_inline int lb_ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *end, const struct emon_lb_config *cfg)
+/* Drop list, then ICMP errors, or TCP/UDP to dispatch(): IPv4 with a plain 20-byte
+ * header, IPv6 with the transport header right after the fixed header. */
+static __always_inline int process_packet(struct xdp_md *ctx, struct ethhdr *eth, void *end,
+					  const struct emon_lb_config *cfg, const bool v6)
 {
-	struct iphdr *ip = (void *)(eth + 1);
+	void *ip = eth + 1;
 	struct emon_lb_flow_key key = {};
-	__u8 tcp_flags = 0;
-	__u16 *ports, *check;
+	__u8 tcp_flags = 0, proto;
+	__u16 *check;
 	__u32 l3_len;
 	void *l4;
 
-	if ((void *)(ip + 1) > end)
+	if (ip + ip_hdr_len(v6) > end)
 		return pass();
-	l3_len = bpf_ntohs(ip->tot_len);
-	l4 = ip + 1;
+	l3_len = ip_len(ip, v6);
+	l4 = ip + ip_hdr_len(v6);
+	proto = ip_proto(ip, v6);
 
 	if (cfg->flags) {
 		__u16 value = 0;
-		bool has = false;
+		bool has = droplist_value(ip, l4, end, &value, v6);
 
-		if (ip->ihl == 5 && !(ip->frag_off & bpf_htons(IP_OFFSET))) {
-			__u8 *t = l4;
-
-			if (ip->protocol == IPPROTO_ICMP && (void *)(t + 1) <= end) {
-				value = t[0];
-				has = true;
-			} else if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && (void *)(t + 4) <= end) {
-				value = ((__u16)t[2] << 8) | t[3];
-				has = true;
-			}
-		}
-		if (droplisted(cfg, false, &ip->saddr, ip->protocol, value, has, l3_len))
+		if (droplisted(cfg, v6, ip_saddr(ip, v6), proto, value, has, l3_len))
 			return XDP_DROP;
 	}
-	if (ip->ihl != 5)
-		return unusual4(ip, end, EMON_LB_DROP_IP_OPTIONS);
-	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return unusual4(ip, end, EMON_LB_DROP_FRAGMENT);
+	if (!v6) {
+		struct iphdr *ip4 = ip;
 
-	switch (ip->protocol) {
+		if (ip4->ihl != 5)
+			return unusual4(ip4, end, EMON_LB_DROP_IP_OPTIONS);
+		if (ip4->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return unusual4(ip4, end, EMON_LB_DROP_FRAGMENT);
+	}
+	/* IPv6 extension headers (fragments included) are not walked: such packets pass to the
+	 * stack, which has no route for the VIP. */
+	switch (proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 
 		if ((void *)(th + 1) > end)
-			return unusual4(ip, end, EMON_LB_DROP_MALFORMED);
-		tcp_flags = ((__u8 *)th)[13];
+			return v6 ? pass() : unusual4(ip, end, EMON_LB_DROP_MALFORMED);
+		tcp_flags = ((__u8 *)th)[TCP_FLAGS_OFF];
 		check = &th->check;
 		break;
 	}
@@ -400,90 +258,20 @@ static __always_inline int lb_ipv4(struct xdp_md *ctx, struct ethhdr *eth, void 
 		struct udphdr *uh = l4;
 
 		if ((void *)(uh + 1) > end)
-			return unusual4(ip, end, EMON_LB_DROP_MALFORMED);
+			return v6 ? pass() : unusual4(ip, end, EMON_LB_DROP_MALFORMED);
 		check = &uh->check;
 		break;
 	}
 	case IPPROTO_ICMP:
-		return icmp4(ctx, eth, ip, end, cfg);
-	default:
-		return pass();
-	}
-	ports = l4;
-	key.family = AF_INET;
-	key.proto = ip->protocol;
-	__builtin_memcpy(key.saddr, &ip->saddr, 4);
-	__builtin_memcpy(key.daddr, &ip->daddr, 4);
-	key.sport = ports[0];
-	key.dport = ports[1];
-	return dispatch(ctx, eth, ip, l4, check, &key, tcp_flags, l3_len, cfg, false);
-}
-
-/* IPv6: drop list, then ICMPv6 errors, or TCP/UDP right after the fixed header to dispatch(). */
-static __always_inline int lb_ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *end, const struct emon_lb_config *cfg)
-{
-	struct ipv6hdr *ip = (void *)(eth + 1);
-	struct emon_lb_flow_key key = {};
-	__u8 tcp_flags = 0;
-	__u16 *ports, *check;
-	__u32 l3_len;
-	void *l4;
-
-	if ((void *)(ip + 1) > end)
-		return pass();
-	l3_len = sizeof(*ip) + bpf_ntohs(ip->payload_len);
-	l4 = ip + 1;
-
-	if (cfg->flags) {
-		__u8 *t = l4;
-		__u16 value = 0;
-		bool has = false;
-
-		if (ip->nexthdr == IPPROTO_ICMPV6 && (void *)(t + 1) <= end) {
-			value = t[0];
-			has = true;
-		} else if ((ip->nexthdr == IPPROTO_TCP || ip->nexthdr == IPPROTO_UDP) && (void *)(t + 4) <= end) {
-			value = ((__u16)t[2] << 8) | t[3];
-			has = true;
-		}
-		if (droplisted(cfg, true, &ip->saddr, ip->nexthdr, value, has, l3_len))
-			return XDP_DROP;
-	}
-
-	/* Extension headers (fragments included) are not walked: such packets pass to the
-	 * stack, which has no route for the VIP. */
-	switch (ip->nexthdr) {
-	case IPPROTO_TCP: {
-		struct tcphdr *th = l4;
-
-		if ((void *)(th + 1) > end)
-			return pass();
-		tcp_flags = ((__u8 *)th)[13];
-		check = &th->check;
-		break;
-	}
-	case IPPROTO_UDP: {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > end)
-			return pass();
-		check = &uh->check;
-		break;
-	}
 	case IPPROTO_ICMPV6:
-		return icmp6(ctx, eth, ip, end, cfg);
+		if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP))
+			return icmp_error(ctx, eth, ip, end, cfg, v6);
+		return pass();
 	default:
 		return pass();
 	}
-	ports = l4;
-
-	key.family = AF_INET6;
-	key.proto = ip->nexthdr;
-	__builtin_memcpy(key.saddr, &ip->saddr, 16);
-	__builtin_memcpy(key.daddr, &ip->daddr, 16);
-	key.sport = ports[0];
-	key.dport = ports[1];
-	return dispatch(ctx, eth, ip, l4, check, &key, tcp_flags, l3_len, cfg, true);
+	flow_key_of(&key, ip, l4, v6);
+	return dispatch(ctx, eth, ip, l4, check, &key, tcp_flags, l3_len, cfg, v6);
 }
 
 /* Attached (through a pinned bpf_link, native mode where the driver supports it) to every
@@ -503,8 +291,8 @@ int xdp_lb(struct xdp_md *ctx)
 	if (!cfg)
 		return XDP_PASS; /* cannot happen: array element 0 always exists */
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return lb_ipv4(ctx, eth, end, cfg);
+		return process_packet(ctx, eth, end, cfg, false);
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return lb_ipv6(ctx, eth, end, cfg);
+		return process_packet(ctx, eth, end, cfg, true);
 	return XDP_PASS; /* ARP, VLAN-tagged and other frames: not ours */
 }

@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "lib/jhash.bpf.h"
+#include "lib/net.bpf.h"
 #include "lb.h"
 #include "lb/maps.bpf.h"
 #include "lb/structs.bpf.h"
@@ -28,14 +29,15 @@ static __always_inline __u32 flow_hash(const struct emon_lb_flow_key *k, __u32 s
 			    (__u32)k->sport | ((__u32)k->dport << 16), seed + k->proto);
 }
 
-static __always_inline struct emon_lb_vip *vip_lookup(const void *daddr, int alen, __u16 dport, __u8 proto, __u8 family)
+/* The VIP a packet to daddr:dport (network order) is for, or NULL. */
+static __always_inline struct emon_lb_vip *vip_lookup(const void *daddr, __u16 dport, __u8 proto, const bool v6)
 {
 	struct emon_lb_vip_key vk = {};
 
-	__builtin_memcpy(vk.addr, daddr, alen == 4 ? 4 : 16);
+	addr_copy(vk.addr, daddr, v6);
 	vk.port = dport;
 	vk.proto = proto;
-	vk.family = family;
+	vk.family = v6 ? AF_INET6 : AF_INET;
 	return bpf_map_lookup_elem(&emon_lb_vips, &vk);
 }
 

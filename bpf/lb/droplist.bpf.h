@@ -27,7 +27,7 @@ static __always_inline __u32 proto_bit(__u8 proto)
 
 /* Returns true (counted) when a rule matches. `value` is the destination port (TCP/UDP,
  * host order) or the ICMP type. */
-static __always_inline bool droplisted(const struct emon_lb_config *cfg, bool v6, const void *saddr,
+static __always_inline bool droplisted(const struct emon_lb_config *cfg, const bool v6, const void *saddr,
 				       __u8 proto, __u16 value, bool has_value, __u32 l3_len)
 {
 	struct emon_lb_rule_ctr *rc;

@@ -26,6 +26,25 @@ static __always_inline int fib_drop(int rc)
 	}
 }
 
+/* A lookup from the interface the packet came in on. */
+static __always_inline void fib_init(struct bpf_fib_lookup *fib, struct xdp_md *ctx, const bool v6)
+{
+	fib->family = v6 ? AF_INET6 : AF_INET;
+	fib->ifindex = ctx->ingress_ifindex;
+}
+
+static __always_inline void fib_dst(struct bpf_fib_lookup *fib, const void *dst, const bool v6)
+{
+	addr_copy(v6 ? (void *)fib->ipv6_dst : (void *)&fib->ipv4_dst, dst, v6);
+}
+
+/* Source and destination (IPv4: the first 4 bytes of each). */
+static __always_inline void fib_addrs(struct bpf_fib_lookup *fib, const void *src, const void *dst, const bool v6)
+{
+	addr_copy(v6 ? (void *)fib->ipv6_src : (void *)&fib->ipv4_src, src, v6);
+	fib_dst(fib, dst, v6);
+}
+
 /* Sends the frame out of `ifindex`. Always bpf_redirect, also back out of the ingress
  * interface, never XDP_TX: on veth, an XDP_TX frame is queued to the peer but the peer's
  * NAPI is only kicked when the peer runs an XDP program itself, so toward a GRO-only peer
@@ -55,7 +74,7 @@ static __always_inline int xmit(struct xdp_md *ctx, struct ethhdr *eth, const st
  * MTU comes from a second lookup with the largest length (it answers FRAG_NEEDED with the
  * MTU); both run once per backend, CPU and EMON_LB_NH_TTL_NS. */
 static __always_inline void nh_fill(struct xdp_md *ctx, struct emon_lb_nh *nh, struct bpf_fib_lookup *fib,
-				    const __u8 *baddr, bool v6, const struct emon_lb_config *cfg, __u64 tick)
+				    const __u8 *baddr, const bool v6, const struct emon_lb_config *cfg, __u64 tick)
 {
 	struct bpf_fib_lookup probe;
 	__u8 *laddr;
@@ -73,10 +92,7 @@ static __always_inline void nh_fill(struct xdp_md *ctx, struct emon_lb_nh *nh, s
 	}
 	__builtin_memcpy(&probe, fib, sizeof(probe));
 	probe.ifindex = ctx->ingress_ifindex;
-	if (v6)
-		__builtin_memcpy(probe.ipv6_dst, baddr, 16);
-	else
-		probe.ipv4_dst = *(__u32 *)baddr;
+	fib_dst(&probe, baddr, v6);
 	probe.tot_len = 0xffff;
 	nh->mtu = bpf_fib_lookup(ctx, &probe, sizeof(probe), 0) == BPF_FIB_LKUP_RET_FRAG_NEEDED ? probe.mtu_result : 0xffff;
 	nh->gen = cfg->nh_gen;

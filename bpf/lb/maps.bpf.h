@@ -9,19 +9,19 @@
 #include <bpf/bpf_helpers.h>
 #include "lb.h"
 
-/* VIP (address, port, protocol) -> slot, mode, live Maglev table. No prealloc: an update
- * swaps in a new element, so a reader never sees a half-written value (table flips). */
+/* VIP (address, port, protocol) -> slot, mode, live Maglev table */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, EMON_LB_MAX_VIPS);
+	/* An update swaps in a new element: a reader never sees half a value (table flips). */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct emon_lb_vip_key);
 	__type(value, struct emon_lb_vip);
 } emon_lb_vips SEC(".maps");
 
-/* (slot * 2 + ring) * EMON_LB_RING_SIZE + flow hash % EMON_LB_RING_SIZE -> backend id.
- * Two tables per VIP: the daemon fills the idle one, then flips emon_lb_vips.ring. */
+/* (slot * 2 + ring) * EMON_LB_RING_SIZE + flow hash % EMON_LB_RING_SIZE -> backend id */
 struct {
+	/* Two tables per VIP: the daemon fills the idle one, then flips emon_lb_vips.ring. */
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, EMON_LB_MAX_VIPS * 2 * EMON_LB_RING_SIZE);
 	__type(key, __u32);
@@ -109,8 +109,7 @@ struct {
 	__type(value, __u64);
 } emon_lb_drops SEC(".maps");
 
-/* destination port (host order) -> number of VIPs on it: TCP/UDP packets to a port no VIP
- * uses pass after this one array read, without the conn and VIP lookups */
+/* destination port (host order) -> number of VIPs on it (0: pass without further lookups) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
@@ -152,7 +151,7 @@ struct {
 	__type(value, struct emon_lb_rule_ctr);
 } emon_lb_dcnt SEC(".maps");
 
-/* 0 -> runtime settings (NAT port range, promotion age, which drop tables are in use) */
+/* 0 -> runtime settings (NAT port range, promotion age, drop tables in use, next-hop gen) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -160,8 +159,7 @@ struct {
 	__type(value, struct emon_lb_config);
 } emon_lb_cfg SEC(".maps");
 
-/* VIP slot -> everything user space needs to rebuild the VIP after a restart (the data
- * path never reads it; it is here so the pinned maps alone describe the configuration) */
+/* VIP slot -> its declaration, for user space to rebuild it after a restart (data path: unused) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, EMON_LB_MAX_VIPS);

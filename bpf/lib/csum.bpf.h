@@ -8,6 +8,25 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "lib/net.bpf.h"
+
+/* Checksum fields, from the start of their header (Cilium's bpf/lib/csum.h does the same).
+ * __builtin_offsetof, not bpf_helpers.h's offsetof: vmlinux.h marks its structs
+ * preserve_access_index, so `&((T *)0)->f` becomes a CO-RE relocation, which a wire
+ * format does not need, and which clang 14 miscompiled here when two such offsets met in
+ * a conditional (a load from the offset itself; the verifier refused it). */
+#define TCP_CSUM_OFF  (__builtin_offsetof(struct tcphdr, check))
+#define UDP_CSUM_OFF  (__builtin_offsetof(struct udphdr, check))
+#define ICMP_CSUM_OFF (__builtin_offsetof(struct icmphdr, checksum))
+/* ICMPv6 keeps its checksum where ICMP does, so one pointer serves both families. */
+_Static_assert(__builtin_offsetof(struct icmp6hdr, icmp6_cksum) == ICMP_CSUM_OFF,
+	       "ICMP and ICMPv6 checksums at the same offset");
+
+/* The TCP or UDP checksum field of the transport header at `l4`. */
+static __always_inline __u16 *l4_csum_field(void *l4, __u8 proto)
+{
+	return l4 + (proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF);
+}
 
 static __always_inline __u32 csum_add(__u32 csum, __u32 addend)
 {
@@ -67,6 +86,14 @@ static __always_inline __u32 put128(__u32 acc, void *field, const void *val)
 	return put32(acc, field + 12, v[3]);
 }
 
+/* Writes an address of the family (IPv4: the first 4 bytes of `val`). */
+static __always_inline __u32 put_addr(__u32 acc, void *field, const void *val, const bool v6)
+{
+	if (v6)
+		return put128(acc, field, val);
+	return put32(acc, field, *(const __u32 *)val);
+}
+
 /* Updates a TCP or UDP checksum; UDP over IPv4 may carry none (0) and must keep none,
  * and a computed 0 is sent as 0xffff (RFC 768). */
 static __always_inline void l4_csum_update(__u16 *check, __u8 proto, bool v6, __u32 diff)
@@ -81,6 +108,29 @@ static __always_inline void l4_csum_update(__u16 *check, __u8 proto, bool v6, __
 	*check = c;
 }
 
+/* Rewrites both addresses of an IPv4 or IPv6 header (patching the IPv4 header checksum)
+ * and returns the change, which every checksum over a pseudo header must absorb too. */
+static __always_inline __u32 ip_rewrite_addrs(void *ip, const void *saddr, const void *daddr, const bool v6)
+{
+	__u32 acc = put_addr(0, ip_saddr(ip, v6), saddr, v6);
+
+	acc = put_addr(acc, ip_daddr(ip, v6), daddr, v6);
+	if (!v6)
+		((struct iphdr *)ip)->check = csum_apply(((struct iphdr *)ip)->check, acc);
+	return acc;
+}
+
+/* Rewrites the ports of the TCP or UDP header at `l4` and updates its checksum `check`
+ * by the ports' and the addresses' (`acc`, from ip_rewrite_addrs) change. */
+static __always_inline void l4_rewrite_ports(void *l4, __u16 *check, __u8 proto, __u32 acc,
+					     __u16 sport, __u16 dport, const bool v6)
+{
+	__u32 ports = put16(0, l4, sport);
+
+	ports = put16(ports, l4 + 2, dport);
+	l4_csum_update(check, proto, v6, csum_add(acc, ports));
+}
+
 /* Decrements the TTL and patches the header checksum (as the kernel's ip_decrease_ttl). */
 static __always_inline void ttl_dec4(struct iphdr *ip)
 {
@@ -89,6 +139,15 @@ static __always_inline void ttl_dec4(struct iphdr *ip)
 	check += bpf_htons(0x0100);
 	ip->check = (__u16)(check + (check >= 0xFFFF));
 	ip->ttl--;
+}
+
+/* Decrements the TTL or hop limit (IPv6 has no header checksum). */
+static __always_inline void ip_ttl_dec(void *ip, const bool v6)
+{
+	if (v6)
+		((struct ipv6hdr *)ip)->hop_limit--;
+	else
+		ttl_dec4(ip);
 }
 
 #endif /* EMON_CSUM_BPF_H */

@@ -64,4 +64,62 @@ static __always_inline bool addr_eq(const void *a, const void *b)
 	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]));
 }
 
+/* Copies an address of the family (4 or 16 bytes) a word at a time. Not memcpy: through a
+ * `void *` clang assumes byte alignment and copies byte by byte (16 loads and 16 stores
+ * for an IPv6 address instead of 4 and 4). */
+static __always_inline void addr_copy(void *dst, const void *src, const bool v6)
+{
+	const __u32 *s = src;
+	__u32 *d = dst;
+
+	d[0] = s[0];
+	if (v6) {
+		d[1] = s[1];
+		d[2] = s[2];
+		d[3] = s[3];
+	}
+}
+
+/* Family-generic access to an IPv4 or IPv6 header. `v6` is a constant at every call (the
+ * callers are inlined into one copy per family), so each compiles to a plain field access. */
+static __always_inline __u32 ip_hdr_len(const bool v6)
+{
+	return v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+}
+
+static __always_inline void *ip_saddr(void *ip, const bool v6)
+{
+	return v6 ? (void *)&((struct ipv6hdr *)ip)->saddr : (void *)&((struct iphdr *)ip)->saddr;
+}
+
+static __always_inline void *ip_daddr(void *ip, const bool v6)
+{
+	return v6 ? (void *)&((struct ipv6hdr *)ip)->daddr : (void *)&((struct iphdr *)ip)->daddr;
+}
+
+/* Next protocol (IPv6: the first next header; extension headers are not walked). */
+static __always_inline __u8 ip_proto(const void *ip, const bool v6)
+{
+	return v6 ? ((const struct ipv6hdr *)ip)->nexthdr : ((const struct iphdr *)ip)->protocol;
+}
+
+static __always_inline __u8 ip_ttl(const void *ip, const bool v6)
+{
+	return v6 ? ((const struct ipv6hdr *)ip)->hop_limit : ((const struct iphdr *)ip)->ttl;
+}
+
+/* IP-layer length: header and payload. */
+static __always_inline __u32 ip_len(const void *ip, const bool v6)
+{
+	if (v6)
+		return sizeof(struct ipv6hdr) + bpf_ntohs(((const struct ipv6hdr *)ip)->payload_len);
+	return bpf_ntohs(((const struct iphdr *)ip)->tot_len);
+}
+
+/* May a router answer "too big" rather than fragment? IPv6 routers never fragment. */
+static __always_inline bool ip_dont_frag(const void *ip, const bool v6)
+{
+	return v6 || (((const struct iphdr *)ip)->frag_off & bpf_htons(IP_DF));
+}
+
 #endif /* EMON_NET_BPF_H */
