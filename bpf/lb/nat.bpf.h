@@ -62,6 +62,10 @@ static __always_inline __u16 nat_port(const struct emon_lb_flow_key *k, const st
 	range = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
 	h = hint ? bpf_ntohs(hint) - cfg->nat_port_min : flow_hash(k, EMON_LB_NAT_SEED);
 
+	/* Unrolled: clang lays this loop out with its latch falling through into its header,
+	 * and 6.1's verifier (Debian 12's kernel) refuses a back-edge that is not a jump
+	 * ("back-edge from insn X to X+1") even in a bounded loop; 6.18's accepts it. */
+#pragma clang loop unroll(full)
 	for (int i = 0; i < EMON_LB_NAT_TRIES; i++) {
 		__u16 port = bpf_htons((__u16)(cfg->nat_port_min + (h + i) % range));
 
