@@ -11,11 +11,11 @@
 #include "lib/net.bpf.h"
 #include "lb.h"
 #include "lb/maps.bpf.h"
+#include "lb/consts.bpf.h"
 #include "lb/structs.bpf.h"
 #include "lb/helpers.bpf.h"
 
-/* The flow hash (mirrored in daemon/src/lb/hash.ts). */
-
+/* XOR of the address's four words (IPv4: the address itself; the other words are 0). */
 static __always_inline __u32 addr_fold(const __u8 *a)
 {
 	const __u32 *w = (const __u32 *)a;
@@ -23,6 +23,8 @@ static __always_inline __u32 addr_fold(const __u8 *a)
 	return w[0] ^ w[1] ^ w[2] ^ w[3];
 }
 
+/* The flow hash, mirrored in daemon/src/lb/hash.ts (user space predicts and explains Maglev
+ * decisions with it). */
 static __always_inline __u32 flow_hash(const struct emon_lb_flow_key *k, __u32 seed)
 {
 	return jhash_3words(addr_fold(k->saddr), addr_fold(k->daddr),
@@ -83,7 +85,7 @@ static __always_inline bool conn_touch(struct emon_lb_conn *c, const struct emon
 		err = bpf_map_update_elem(&emon_lb_long, key, c, BPF_NOEXIST);
 		if (!err)
 			stat_inc(EMON_LB_STAT_LONG_PROMOTE);
-		else if (err != -17 /* EEXIST */) {
+		else if (err != -LB_EEXIST) {
 			c->flags &= ~EMON_LB_CONN_LONG;
 			stat_inc(EMON_LB_STAT_LONG_FULL);
 		}
@@ -128,7 +130,7 @@ schedule(const struct emon_lb_flow_key *key, const struct emon_lb_vip *vip, bool
 	if (had_conn) {
 		stat_inc(EMON_LB_STAT_CONN_RESCHED);
 		how = EMON_LB_HOW_RESCHED;
-		d->insert = 2;
+		d->insert = LB_INSERT_REPLACE;
 	} else {
 		c = bpf_map_lookup_elem(&emon_lb_long, key);
 		if (c) {
@@ -142,14 +144,14 @@ schedule(const struct emon_lb_flow_key *key, const struct emon_lb_vip *vip, bool
 				c->last_ns = now;
 				c->touch = d->tick;
 				d->bid = d->nc.backend;
-				d->insert = 1;
+				d->insert = LB_INSERT_NEW;
 				stat_inc(EMON_LB_STAT_LONG_HIT);
 				return be;
 			}
 		}
 		if (key->proto == IPPROTO_TCP && !syn)
 			stat_inc(EMON_LB_STAT_CONN_MIDFLOW);
-		d->insert = 1;
+		d->insert = LB_INSERT_NEW;
 	}
 
 	/* Maglev: the VIP's live table maps the flow hash to a backend. */
@@ -185,12 +187,12 @@ static __always_inline bool commit(const struct emon_lb_flow_key *key, struct de
 {
 	long err;
 
-	if (!d->insert)
+	if (d->insert == LB_INSERT_NONE)
 		return false;
-	err = bpf_map_update_elem(&emon_lb_conns, key, &d->nc, d->insert == 1 ? BPF_NOEXIST : BPF_ANY);
-	if (err && err != -17 /* EEXIST: another CPU inserted the same flow */)
+	err = bpf_map_update_elem(&emon_lb_conns, key, &d->nc, d->insert == LB_INSERT_NEW ? BPF_NOEXIST : BPF_ANY);
+	if (err && err != -LB_EEXIST /* another CPU inserted the same flow */)
 		stat_inc(EMON_LB_STAT_CONN_FAIL);
-	else if (d->insert == 1 && !err)
+	else if (d->insert == LB_INSERT_NEW && !err)
 		stat_inc(EMON_LB_STAT_CONN_NEW);
 	return d->nc.how != EMON_LB_HOW_RESTORED;
 }

@@ -10,6 +10,7 @@
 #include "lib/net.bpf.h"
 #include "lb.h"
 #include "lb/maps.bpf.h"
+#include "lb/consts.bpf.h"
 #include "lb/structs.bpf.h"
 #include "lb/helpers.bpf.h"
 #include "lb/conn.bpf.h"
@@ -75,7 +76,7 @@ static __always_inline __u16 nat_port(const struct emon_lb_flow_key *k, const st
 			stat_inc(EMON_LB_STAT_NAT_NEW);
 			return port;
 		}
-		if (err != -17 /* EEXIST */) {
+		if (err != -LB_EEXIST) {
 			drop(EMON_LB_DROP_NAT_FULL);
 			return 0;
 		}
@@ -113,7 +114,7 @@ static __always_inline __u16 nat_port_for(const struct emon_lb_flow_key *k, stru
 
 	if (d->conn)
 		have = d->conn->nat_port;
-	else if (d->insert == 1 && d->nc.how == EMON_LB_HOW_RESTORED)
+	else if (d->insert == LB_INSERT_NEW && d->nc.how == EMON_LB_HOW_RESTORED)
 		have = d->nc.nat_port;
 	if (have && !d->touched && d->nc.how != EMON_LB_HOW_RESTORED)
 		return have;

@@ -6,6 +6,7 @@
 
 #include "vmlinux.h"
 #include "lb.h"
+#include "lb/consts.bpf.h"
 
 struct decision {
 	struct emon_lb_conn nc;      /* entry to insert when `insert` is set */
@@ -14,7 +15,7 @@ struct decision {
 	__u32 bid;
 	__u16 vslot;                 /* the flow's VIP slot */
 	__u8  dsr;                   /* the VIP is in dsr mode */
-	__u8  insert;                /* 0: none, 1: new entry (BPF_NOEXIST), 2: replace */
+	__u8  insert;                /* LB_INSERT_* */
 	__u8  touched;               /* existing flow refreshed now: check its NAT entry */
 	__u8  _pad[7];
 };
