@@ -7,9 +7,11 @@
 //        [--compare-dir DIR]
 //
 // --compare-dir DIR: DIR/lb.bpf.o (another build, e.g. the commit before a change:
-// `make -C bpf OUT=DIR`) runs through a second LB agent with its own pins, measured in the
-// same rounds as this build's, in alternating order; the per-packet costs then take RUNS
-// rounds too (each the median of 5 test runs), and every figure is the median of its rounds.
+// `make -C bpf OUT=DIR`) runs through a second LB agent with its own pins. Forwarding: both
+// builds in every round, in alternating order. Per-packet costs: RUNS rounds, each row
+// measured for both builds back to back (alternating which goes first; the VIPs move to the
+// build being measured, as only one xdp_lb can be attached), so each pair sees the same
+// machine; the ratio column is the median of the per-round ratios.
 //
 // Topology (namespaces from test/helpers/lab.ts):  gen ---- lb ---- be
 //   gen: a live-frames XDP generator (BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES)
@@ -166,9 +168,7 @@ async function main(): Promise<void> {
       process.stderr.write(`round ${r + 1}/${RUNS}: ${Object.entries(rates).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(3)}`).join(', ')} Mpps\n`);
     }
 
-    // Per-packet cost, in the balancer's namespace (bpf_fib_lookup resolves there). With
-    // --compare-dir, RUNS rounds: in each, every build in turn gets the VIPs, measures every
-    // row and gives the VIPs back.
+    // Per-packet cost, in the balancer's namespace (bpf_fib_lookup resolves there).
     type Cost = { passNs: number; replayPassNs: number; replayLbNs: number; lbNs: number; action: string };
     const sportOff = 14 + 20;
     const costRounds = COMPARE_DIR ? RUNS : 1;
@@ -188,20 +188,26 @@ async function main(): Promise<void> {
       { label: 'not for a VIP, on a VIP port (passed untouched)', frame: frames.route },
       { label: 'nat, established, with a drop list (2 rules)', frame: frames.vip, dropList: true },
     ];
-    let cost: JsonProc | undefined;
+    await addVips(agent);
+    let hasVips: Build = builds[0]!;
+    /** The VIPs (and xdp_lb's interfaces) to build `b`. */
+    const vipsTo = async (b: Build) => {
+      if (hasVips === b) return;
+      await removeVips(hasVips.agent);
+      await addVips(b.agent);
+      hasVips = b;
+    };
+    const cost = await worker(lb, 'cost', pin);
     const call = (f: Buffer, extra: Record<string, unknown>) =>
-      cost!.call<Cost>('cost', { frame: f.toString('hex'), ifname: l1.b.ifname, repeat: REPEAT, rounds: 5, ...extra }, 600_000);
+      cost.call<Cost>('cost', { frame: f.toString('hex'), ifname: l1.b.ifname, repeat: REPEAT, rounds: 5, ...extra }, 600_000);
+    await cost.call('minDnat', { vip: VIP, port: PORT, proto: 17, backend: l2.b.ip4 });
     const minDnat: Cost[] = [];
     const results = new Map<string, Cost[]>(); // `${build key}|${row label}` -> one Cost per round
     for (let r = 0; r < costRounds; r++) {
-      for (const b of inTurn(r)) {
-        await addVips(b.agent);
-        if (!cost) {
-          cost = await worker(lb, 'cost', pin); // opens this build's pinned xdp_lb (round 0 starts with it)
-          await cost.call('minDnat', { vip: VIP, port: PORT, proto: 17, backend: l2.b.ip4 });
-        }
-        if (b.key === '') minDnat.push(await call(frames.vip, { target: 'min_dnat' }));
-        for (const row of rowDefs) {
+      minDnat.push(await call(frames.vip, { target: 'min_dnat' }));
+      for (const [ri, row] of rowDefs.entries()) {
+        for (const b of inTurn(r + ri)) {
+          await vipsTo(b);
           if (row.dropList) {
             await b.agent.call('dropAdd', { rule: '203.0.113.0/24' });
             await b.agent.call('dropAdd', { rule: 'tcp:23' });
@@ -209,7 +215,7 @@ async function main(): Promise<void> {
           const extra: Record<string, unknown> = { pin: b.pin };
           if (row.newFlows) {
             Object.assign(extra, { sportOffset: sportOff, repeat: row.newFlows });
-            // Ports of this round's xdp_lb runs: r * 5 * n ... (the replay before them takes 5 * n).
+            // This round's xdp_lb runs get ports r * 5n ... (the replay before them takes 5n).
             if (COMPARE_DIR) extra.sportBase = 60_000 + (r - 1) * 5 * row.newFlows;
           }
           const key = `${b.key}|${row.label}`;
@@ -219,7 +225,6 @@ async function main(): Promise<void> {
             await b.agent.call('dropRemove', { rule: 'tcp:23' });
           }
         }
-        if (COMPARE_DIR) await removeVips(b.agent);
       }
       if (COMPARE_DIR) process.stderr.write(`cost round ${r + 1}/${costRounds} done\n`);
     }
@@ -247,7 +252,11 @@ async function main(): Promise<void> {
     for (const r of rows) line(r);
     console.log(`\nall rounds (Mpps): ${Object.entries(rates).map(([k, v]) => `${k} [${v.map((x) => x.toFixed(3)).join(', ')}]`).join('; ')}`);
     console.log(`XDP LB (nat) / nftables DNAT = ${(m.xdpNat! / m.nft!).toFixed(2)} (target >= 1.7)`);
-    if (COMPARE_DIR) console.log(`this build / --compare-dir ${COMPARE_DIR}: nat ${(m.xdpNat! / m.xdpNatCmp!).toFixed(2)}, dsr ${(m.xdpDsr! / m.xdpDsrCmp!).toFixed(2)}`);
+    if (COMPARE_DIR) {
+      const paired = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i]!)).toFixed(2);
+      console.log(`this build / --compare-dir ${COMPARE_DIR}: nat ${(m.xdpNat! / m.xdpNatCmp!).toFixed(2)}, dsr ${(m.xdpDsr! / m.xdpDsrCmp!).toFixed(2)} (ratio of medians); ` +
+        `nat ${paired(rates.xdpNat!, rates.xdpNatCmp!)}, dsr ${paired(rates.xdpDsr!, rates.xdpDsrCmp!)} (median of per-round ratios)`);
+    }
     console.log('');
 
     const med = (xs: Cost[], f: (c: Cost) => number) => median(xs.map(f));
@@ -255,7 +264,7 @@ async function main(): Promise<void> {
     const head = COMPARE_DIR ? `BPF_PROG_TEST_RUN per packet (median of ${costRounds} rounds of 5)` : 'BPF_PROG_TEST_RUN per packet (median of 5)';
     const w2 = COMPARE_DIR ? [56, 10, 12, 7, 9] : [56, 10, 9];
     const line2 = (cols: string[]) => console.log(cols.map((x, i) => (i === 0 ? x.padEnd(w2[i]!) : x.padStart(w2[i]!))).join(' '));
-    line2(COMPARE_DIR ? [head, 'ns/packet', 'compare ns', 'ratio', 'verdict'] : [head, 'ns/packet', 'verdict']);
+    line2(COMPARE_DIR ? [head, 'ns/packet', 'compare ns', 'ratio*', 'verdict'] : [head, 'ns/packet', 'verdict']);
     line2(w2.map((n) => '-'.repeat(n)));
     const blank = COMPARE_DIR ? ['', ''] : [];
     line2(['xdp_pass (empty program, baseline)', med(all, (c) => c.passNs).toFixed(0), ...blank, 'pass']);
@@ -269,7 +278,8 @@ async function main(): Promise<void> {
       }
       const theirs = results.get(`Cmp|${row.label}`)!;
       const cns = med(theirs, (c) => c.lbNs);
-      line2([`xdp_lb: ${row.label}`, ns.toFixed(0), cns.toFixed(0), (ns / cns).toFixed(2), mine[0]!.action === theirs[0]!.action ? mine[0]!.action : `${mine[0]!.action}/${theirs[0]!.action}`]);
+      const ratio = median(mine.map((c, i) => c.lbNs / theirs[i]!.lbNs));
+      line2([`xdp_lb: ${row.label}`, ns.toFixed(0), cns.toFixed(0), ratio.toFixed(2), mine[0]!.action === theirs[0]!.action ? mine[0]!.action : `${mine[0]!.action}/${theirs[0]!.action}`]);
     }
     console.log(`\n(program ns = [replay + program] - [replay + xdp_pass] + xdp_pass: a fixture rewrites the frame before each run; raw, this build's first round: ${rowDefs
       .map((row) => {
@@ -281,11 +291,11 @@ async function main(): Promise<void> {
       console.log(`all rounds (ns/packet, this build | compare): ${rowDefs
         .map((row) => `${row.label.split(' (')[0]} [${results.get(`|${row.label}`)!.map((c) => c.lbNs.toFixed(0)).join(', ')} | ${results.get(`Cmp|${row.label}`)!.map((c) => c.lbNs.toFixed(0)).join(', ')}]`)
         .join('; ')}`);
-      console.log(`new-flow rows: ${natNew} (nat) and ${dsrNew} (dsr) test runs x 5 per round and build`);
+      console.log(`* ratio: median over the rounds of this build / the compared build, measured back to back. New-flow rows: ${natNew} (nat) and ${dsrNew} (dsr) test runs x 5 per round and build`);
     }
     console.log(`target: forwarding path < 60 ns/packet; drops during the cost runs (this build): ${JSON.stringify(Object.fromEntries(Object.entries(stats.drops).filter(([, n]) => n)))}`);
 
-    for (const p of [cost!, sink, sender, ...builds.map((b) => b.agent)]) p.kill();
+    for (const p of [cost, sink, sender, ...builds.map((b) => b.agent)]) p.kill();
   } finally {
     await lab.destroy();
   }
