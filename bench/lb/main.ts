@@ -4,7 +4,7 @@
 // plus xdp_lb's per-packet cost with BPF_PROG_TEST_RUN next to an empty xdp_pass.
 //
 //   sudo node build/js/bench/lb/main.js [--runs 5] [--seconds 2] [--repeat 1000000]
-//        [--compare-dir DIR]
+//        [--compare-dir DIR] [--cost-only]
 //
 // --compare-dir DIR: DIR/lb.bpf.o (another build, e.g. the commit before a change:
 // `make -C bpf OUT=DIR`) runs through a second LB agent with its own pins. Forwarding: both
@@ -46,6 +46,8 @@ const RUNS = Math.min(arg('runs', 5), 50);
 const SECONDS = Math.min(arg('seconds', 2), 20);
 const REPEAT = Math.min(arg('repeat', 1_000_000), 10_000_000);
 const COMPARE_DIR = strArg('compare-dir');
+/** Only the per-packet costs (no forwarding rounds). */
+const COST_ONLY = process.argv.includes('--cost-only');
 const VIP = '198.19.10.10';
 const VIP_DSR = '198.19.10.20';
 const PORT = 9;
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
     const rates: Record<string, number[]> = { route: [], nft: [], xdpNat: [], xdpDsr: [] };
     if (COMPARE_DIR) Object.assign(rates, { xdpNatCmp: [], xdpDsrCmp: [] });
     const offered: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
+    for (let r = 0; r < (COST_ONLY ? 0 : RUNS); r++) {
       const a = await measure(frames.route);
       rates.route!.push(a.mpps);
       offered.push(a.offered);
@@ -231,34 +233,37 @@ async function main(): Promise<void> {
     const stats = await agent.call<{ drops: Record<string, number> }>('stats');
 
     // --- report ---
-    const m = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, median(v)])) as Record<string, number>;
-    const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
-    console.log(`\nbench/lb: ${RUNS} rounds x ${SECONDS} s, one 64-byte UDP flow, veth, native XDP; kernel ${os.release()}, ${os.cpus().length} CPUs, load ${load}`);
-    console.log(`generator offered ${median(offered).toFixed(3)} Mpps (median); rates are what reached the backend's sink\n`);
-    const rows: Array<[string, string, string, string]> = [
-      ['plain routing (baseline)', m.route!.toFixed(3), '1.00', (m.route! / m.nft!).toFixed(2)],
-      ['nftables DNAT', m.nft!.toFixed(3), (m.nft! / m.route!).toFixed(2), '1.00'],
-    ];
-    for (const b of builds) {
-      const tag = b.key ? ' (--compare-dir)' : '';
-      for (const [mode, k] of [['nat', `xdpNat${b.key}`], ['dsr', `xdpDsr${b.key}`]] as const) {
-        rows.push([`ebpfmon XDP LB, ${mode}${tag}`, m[k]!.toFixed(3), (m[k]! / m.route!).toFixed(2), (m[k]! / m.nft!).toFixed(2)]);
+    if (!COST_ONLY) {
+      const m = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+      const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+      console.log(`\nbench/lb: ${RUNS} rounds x ${SECONDS} s, one 64-byte UDP flow, veth, native XDP; kernel ${os.release()}, ${os.cpus().length} CPUs, load ${load}`);
+      console.log(`generator offered ${median(offered).toFixed(3)} Mpps (median); rates are what reached the backend's sink\n`);
+      const rows: Array<[string, string, string, string]> = [
+        ['plain routing (baseline)', m.route!.toFixed(3), '1.00', (m.route! / m.nft!).toFixed(2)],
+        ['nftables DNAT', m.nft!.toFixed(3), (m.nft! / m.route!).toFixed(2), '1.00'],
+      ];
+      for (const b of builds) {
+        const tag = b.key ? ' (--compare-dir)' : '';
+        for (const [mode, k] of [['nat', `xdpNat${b.key}`], ['dsr', `xdpDsr${b.key}`]] as const) {
+          rows.push([`ebpfmon XDP LB, ${mode}${tag}`, m[k]!.toFixed(3), (m[k]! / m.route!).toFixed(2), (m[k]! / m.nft!).toFixed(2)]);
+        }
       }
+      const w = [34, 12, 12, 12];
+      const line = (cols: string[]) => console.log(cols.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(' '));
+      line(['forwarding capacity', 'Mpps (med)', 'vs routing', 'vs nft DNAT']);
+      line(['-'.repeat(34), '-'.repeat(12), '-'.repeat(12), '-'.repeat(12)]);
+      for (const r of rows) line(r);
+      console.log(`\nall rounds (Mpps): ${Object.entries(rates).map(([k, v]) => `${k} [${v.map((x) => x.toFixed(3)).join(', ')}]`).join('; ')}`);
+      console.log(`XDP LB (nat) / nftables DNAT = ${(m.xdpNat! / m.nft!).toFixed(2)} (target >= 1.7)`);
+      if (COMPARE_DIR) {
+        const paired = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i]!)).toFixed(2);
+        console.log(`this build / --compare-dir ${COMPARE_DIR}: nat ${(m.xdpNat! / m.xdpNatCmp!).toFixed(2)}, dsr ${(m.xdpDsr! / m.xdpDsrCmp!).toFixed(2)} (ratio of medians); ` +
+          `nat ${paired(rates.xdpNat!, rates.xdpNatCmp!)}, dsr ${paired(rates.xdpDsr!, rates.xdpDsrCmp!)} (median of per-round ratios)`);
+      }
+      console.log('');
+    } else {
+      console.log(`\nbench/lb --cost-only: kernel ${os.release()}, ${os.cpus().length} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
     }
-    const w = [34, 12, 12, 12];
-    const line = (cols: string[]) => console.log(cols.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join(' '));
-    line(['forwarding capacity', 'Mpps (med)', 'vs routing', 'vs nft DNAT']);
-    line(['-'.repeat(34), '-'.repeat(12), '-'.repeat(12), '-'.repeat(12)]);
-    for (const r of rows) line(r);
-    console.log(`\nall rounds (Mpps): ${Object.entries(rates).map(([k, v]) => `${k} [${v.map((x) => x.toFixed(3)).join(', ')}]`).join('; ')}`);
-    console.log(`XDP LB (nat) / nftables DNAT = ${(m.xdpNat! / m.nft!).toFixed(2)} (target >= 1.7)`);
-    if (COMPARE_DIR) {
-      const paired = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i]!)).toFixed(2);
-      console.log(`this build / --compare-dir ${COMPARE_DIR}: nat ${(m.xdpNat! / m.xdpNatCmp!).toFixed(2)}, dsr ${(m.xdpDsr! / m.xdpDsrCmp!).toFixed(2)} (ratio of medians); ` +
-        `nat ${paired(rates.xdpNat!, rates.xdpNatCmp!)}, dsr ${paired(rates.xdpDsr!, rates.xdpDsrCmp!)} (median of per-round ratios)`);
-    }
-    console.log('');
-
     const med = (xs: Cost[], f: (c: Cost) => number) => median(xs.map(f));
     const all = [...results.values()].flat();
     const head = COMPARE_DIR ? `BPF_PROG_TEST_RUN per packet (median of ${costRounds} rounds of 5)` : 'BPF_PROG_TEST_RUN per packet (median of 5)';
