@@ -7,19 +7,13 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "lib/net.bpf.h"
 #include "flows.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TC_ACT_UNSPEC (-1)
-#define ETH_P_IP   0x0800
-#define ETH_P_IPV6 0x86DD
-#define ETH_HLEN   14
-
-#define IP_MF     0x2000
-#define IP_OFFSET 0x1FFF
 
 /* IPv6 extension headers walked before giving up (counted in EMON_STAT_PKT_EXT_LIMIT). */
 #define MAX_EXT_HDRS 8
@@ -140,7 +134,7 @@ static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v
 	case IPPROTO_TCP:
 		if (!peeked && net_load(r, off, buf, 14))
 			return false;
-		*tcp_flags = b[13];
+		*tcp_flags = b[TCP_FLAGS_OFF];
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:

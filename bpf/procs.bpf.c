@@ -5,7 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "procs.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -22,7 +22,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "lib/net.bpf.h"
 #include "sockets.h"
 

@@ -4,7 +4,8 @@
 //
 //   node worker.js sink IFNAME   XDP sink on IFNAME: counts and drops every frame; {count}
 //   node worker.js gen IFNAME    live-frames generator on IFNAME; {send {frame, seconds, max}}
-//   node worker.js cost PINPATH  per-packet cost of the pinned xdp_lb vs xdp_pass (replay + tail call)
+//   node worker.js cost PINPATH  per-packet cost of the pinned xdp_lb vs xdp_pass (replay + tail call);
+//                                {cost {..., pin}} measures the xdp_lb pinned under another path
 //
 // Every loop is bounded by a packet count and by time. The programs and links live as long
 // as this process (nothing is pinned): killing it detaches them.
@@ -79,10 +80,22 @@ if (role === 'sink') {
   const pass = load('xdp_pass.bpf.o');
   const minDnat = load('lb_min_dnat.bpf.o');
   objects.push(replay, pass, minDnat);
-  const lbFd = L.bpf_obj_get(path.join(arg, 'progs', 'xdp_lb'));
-  if (lbFd < 0) throw new BpfError('reopening', 'xdp_lb', -lbFd, { target: arg });
-  fds.push(lbFd);
+  /** xdp_lb pinned under a pin path (one fd per path, kept until exit). */
+  const lbFds = new Map<string, number>();
+  const lbFdOf = (pin: string): number => {
+    let fd = lbFds.get(pin);
+    if (fd === undefined) {
+      fd = L.bpf_obj_get(path.join(pin, 'progs', 'xdp_lb'));
+      if (fd < 0) throw new BpfError('reopening', 'xdp_lb', -fd, { target: pin });
+      lbFds.set(pin, fd);
+      fds.push(fd);
+    }
+    return fd;
+  };
+  lbFdOf(arg);
   const jmp = replay.map('replay_jmp');
+  // xdp_replay's `counter` (its only global): the next source port is 1024 + counter % 60000.
+  const bss = replay.map('.bss'); // libbpf finds an internal map by its section name
   const frameMap = replay.map('replay_frame');
   const key0 = Buffer.alloc(4);
   const passRunner = new XdpTestRunner(pass.progFd('xdp_pass'), 'xdp_pass');
@@ -110,6 +123,9 @@ if (role === 'sink') {
     value.writeUInt32LE(Number(p.sportOffset ?? 0), 4);
     frame.copy(value, 8);
     frameMap.update(key0, value);
+    // New flows: start the source ports where the caller says, so that repeated
+    // measurements (and builds compared in turn) each meet flows their tables lack.
+    if (p.sportBase !== undefined) bss.update(key0, Buffer.from(new Uint32Array([Number(p.sportBase)]).buffer));
     const fdBuf = Buffer.alloc(4);
     const run = (target: number) => {
       fdBuf.writeUInt32LE(target, 0);
@@ -118,7 +134,7 @@ if (role === 'sink') {
     };
     const floor = measure(passRunner, frame, repeat, rounds, ifindex);
     const replayPass = run(pass.progFd('xdp_pass'));
-    const replayLb = run(p.target === 'min_dnat' ? minDnat.progFd('xdp_min_dnat') : lbFd);
+    const replayLb = run(p.target === 'min_dnat' ? minDnat.progFd('xdp_min_dnat') : lbFdOf(String(p.pin ?? arg)));
     return {
       passNs: floor.ns,
       replayPassNs: replayPass.ns,

@@ -1,21 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Small inline helpers shared by the monitor's programs. */
-#ifndef EMON_HELPERS_BPF_H
-#define EMON_HELPERS_BPF_H
+/* Small inline helpers shared by the monitor's programs (flows, sockets, procs, scan):
+ * counters, settings, owners, events, flow keys. They use the monitor's maps. */
+#ifndef EMON_MONITOR_HELPERS_BPF_H
+#define EMON_MONITOR_HELPERS_BPF_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
-#include "maps.bpf.h"
-#include "compat.bpf.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
+#include "lib/compat.bpf.h"
+#include "lib/net.bpf.h"
+#include "monitor/maps.bpf.h"
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -123,13 +118,6 @@ static __always_inline void *event_reserve(__u32 size, __u16 type)
 	return h;
 }
 
-static __always_inline bool ipv6_is_v4mapped(const __u8 *a)
-{
-	const __u32 *w = (const __u32 *)a;
-
-	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
-}
-
 /* Flow key of a TCP/UDP socket from its struct sock; IPv4-mapped IPv6 sockets are
  * keyed as IPv4, like the packets they send. Returns false for other families. */
 static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct emon_flow_key *k)
@@ -173,4 +161,4 @@ static __always_inline void flow_patch_owner(const struct emon_flow_key *k, cons
 	}
 }
 
-#endif /* EMON_HELPERS_BPF_H */
+#endif /* EMON_MONITOR_HELPERS_BPF_H */

@@ -3,12 +3,12 @@
  * daemon creates each map once, pins it under <pinPath>/maps/, and every object reuses
  * the pinned map, so the classifier and the socket probes share one set of tables.
  * max_entries here are defaults; the daemon sets them from its configuration. */
-#ifndef EMON_MAPS_BPF_H
-#define EMON_MAPS_BPF_H
+#ifndef EMON_MONITOR_MAPS_BPF_H
+#define EMON_MONITOR_MAPS_BPF_H
 
-#include "common.h"
-#include "../flows.h"
-#include "../sockets.h"
+#include "lib/common.h"
+#include "flows.h"
+#include "sockets.h"
 
 /* flow key -> counters and owner of every flow seen on a monitored interface */
 struct {
@@ -82,4 +82,4 @@ struct {
 	__type(value, struct emon_config);
 } emon_config SEC(".maps");
 
-#endif /* EMON_MAPS_BPF_H */
+#endif /* EMON_MONITOR_MAPS_BPF_H */
