@@ -13,9 +13,14 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Enums user space names by their enumerators (counters, how an owner was learned):
+ * referenced so that their BTF is in the object for test/unit/layout.test.ts. */
+enum emon_stat *unused_emon_stat __attribute__((unused));
+enum emon_how *unused_emon_how __attribute__((unused));
+
 #define TC_ACT_UNSPEC (-1)
 
-/* IPv6 extension headers walked before giving up (counted in EMON_STAT_PKT_EXT_LIMIT). */
+/* IPv6 extension headers walked before giving up (counted in EMON_STAT_PACKETS_EXT_HEADER_LIMIT). */
 #define MAX_EXT_HDRS 8
 
 struct pkt {
@@ -106,7 +111,7 @@ static __always_inline long net_load(struct rd *r, __u32 off, void *to, const __
 		if (want > r->skb->len)
 			want = r->skb->len;
 		if (!bpf_skb_pull_data(r->skb, want)) {
-			stat_inc(EMON_STAT_PKT_PULLED);
+			stat_inc(EMON_STAT_PACKETS_PULLED);
 			return bpf_skb_load_bytes_relative(r->skb, off, to, len, BPF_HDR_START_NET);
 		}
 	}
@@ -412,7 +417,7 @@ static __always_inline void owner_kernel(struct emon_owner *o)
 {
 	__builtin_memset(o, 0, sizeof(*o));
 	o->how = EMON_HOW_KERNEL;
-	stat_inc(EMON_STAT_FLOW_KERNEL);
+	stat_inc(EMON_STAT_FLOWS_KERNEL);
 }
 
 /* A fresh flow record for the packet at hand. */
@@ -455,7 +460,7 @@ static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_bu
 		resolve_owner(skb, egress, &p->key, &o);
 		if (!o.how)
 			return;
-		stat_inc(EMON_STAT_FLOW_PATCHED);
+		stat_inc(EMON_STAT_FLOWS_PATCHED);
 	}
 	__builtin_memcpy(&f->owner, &o, sizeof(o));
 	f->flags &= ~EMON_FLOW_F_UNOWNED;
@@ -467,15 +472,15 @@ static __always_inline void count_packet_stats(const struct pkt *p)
 	if (!(p->flow_flags | p->frag_unmatched | p->ext_limit))
 		return;
 	if (p->flow_flags & EMON_FLOW_F_IP_OPTIONS)
-		stat_inc(EMON_STAT_PKT_IP_OPTIONS);
+		stat_inc(EMON_STAT_PACKETS_IP_OPTIONS);
 	if (p->flow_flags & EMON_FLOW_F_IPV6_EXT)
-		stat_inc(EMON_STAT_PKT_IPV6_EXT);
+		stat_inc(EMON_STAT_PACKETS_IPV6_EXT_HEADERS);
 	if (p->is_frag)
-		stat_inc(EMON_STAT_PKT_FRAGMENT);
+		stat_inc(EMON_STAT_PACKETS_FRAGMENTS);
 	if (p->frag_unmatched)
-		stat_inc(EMON_STAT_PKT_FRAG_UNMATCHED);
+		stat_inc(EMON_STAT_FRAGMENTS_UNMATCHED);
 	if (p->ext_limit)
-		stat_inc(EMON_STAT_PKT_EXT_LIMIT);
+		stat_inc(EMON_STAT_PACKETS_EXT_HEADER_LIMIT);
 }
 
 /* A bare SYN means a new connection. On a flow whose socket closed, or whose packet
@@ -512,7 +517,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		if (!parse_ipv6(&r, egress, &p))
 			goto truncated;
 	} else {
-		stat_inc(EMON_STAT_PKT_NON_IP);
+		stat_inc(EMON_STAT_PACKETS_NON_IP);
 		return;
 	}
 	count_packet_stats(&p);
@@ -530,11 +535,11 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
 		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
 		if (!err) {
-			stat_inc(EMON_STAT_FLOW_CREATE);
+			stat_inc(EMON_STAT_FLOWS_CREATED);
 			if (nf.flags & EMON_FLOW_F_UNOWNED)
-				stat_inc(EMON_STAT_FLOW_UNATTRIBUTED);
+				stat_inc(EMON_STAT_FLOWS_UNATTRIBUTED);
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
-			stat_inc(EMON_STAT_FLOW_CREATE_FAIL);
+			stat_inc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
 		if (!f)
@@ -546,7 +551,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 
 		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
-		stat_inc(EMON_STAT_FLOW_REOPEN);
+		stat_inc(EMON_STAT_FLOWS_REOPENED);
 		f = bpf_map_lookup_elem(&emon_flows, &p.key);
 		if (!f)
 			return;
@@ -576,7 +581,7 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 	}
 	return;
 truncated:
-	stat_inc(EMON_STAT_PKT_TRUNCATED);
+	stat_inc(EMON_STAT_PACKETS_TRUNCATED);
 }
 
 /* Attached to clsact ingress: packets arriving at this host. */

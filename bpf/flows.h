@@ -4,7 +4,7 @@
 #ifndef EMON_FLOWS_H
 #define EMON_FLOWS_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 
 /* emon_flows key. IPv4 addresses use the first 4 bytes of addr[] and the rest is zero;
  * IPv4-mapped IPv6 sockets are keyed as IPv4. For ICMP/ICMPv6, rport is the message

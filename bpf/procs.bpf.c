@@ -66,7 +66,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		if (len && !bpf_probe_read_user(e->args, len, (void *)arg_start))
 			e->args_len = len;
 	}
-	stat_inc(EMON_STAT_EXEC);
+	stat_inc(EMON_STAT_EXEC_EVENTS);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -99,7 +99,7 @@ int handle_exit(void *ctx)
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->start_ns = task_start_boottime(task);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	stat_inc(EMON_STAT_EXIT);
+	stat_inc(EMON_STAT_EXIT_EVENTS);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

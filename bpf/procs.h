@@ -4,7 +4,7 @@
 #ifndef EMON_PROCS_H
 #define EMON_PROCS_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 
 #define EMON_FILENAME_LEN 256
 #define EMON_ARGS_LEN     256  /* first arguments, NUL-separated, truncated */

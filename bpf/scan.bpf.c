@@ -94,7 +94,7 @@ static __always_inline void scan_record(struct sock *sk, __u16 proto, __u64 cook
 		bpf_map_update_elem(&emon_tuples, &k, o, BPF_NOEXIST);
 		flow_patch_owner(&k, o, false);
 	}
-	stat_inc(EMON_STAT_OWNER_PROC);
+	stat_inc(EMON_STAT_OWNERS_PROC);
 }
 
 /* The socket behind a file, read with CO-RE only (NULL when the file is not a socket). */

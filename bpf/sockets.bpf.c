@@ -48,7 +48,7 @@ static __always_inline bool inet_family(__u32 family)
 static __always_inline void owner_put(__u64 cookie, struct emon_owner *o, __u32 stat)
 {
 	if (bpf_map_update_elem(&emon_owners, &cookie, o, BPF_ANY))
-		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAILED);
 	else
 		stat_inc(stat);
 }
@@ -62,7 +62,7 @@ int handle_sock_create(struct bpf_sock *ctx)
 	if (!inet_family(ctx->family) || !netns_tracked(bpf_get_netns_cookie(ctx)))
 		return 1;
 	owner_from_current(&o, EMON_HOW_SOCKET);
-	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNER_SOCKET);
+	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNERS_SOCKET);
 	return 1;
 }
 
@@ -75,7 +75,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (!netns_tracked(bpf_get_netns_cookie(ctx)))
 		return 1;
 	owner_from_current(&o, EMON_HOW_CONNECT);
-	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNER_CONNECT);
+	owner_put(bpf_get_socket_cookie(ctx), &o, EMON_STAT_OWNERS_CONNECT);
 	return 1;
 }
 
@@ -104,7 +104,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	if (bpf_map_lookup_elem(&emon_owners, &cookie))
 		return 1;
 	owner_from_current(&o, EMON_HOW_SEND);
-	owner_put(cookie, &o, EMON_STAT_OWNER_SEND);
+	owner_put(cookie, &o, EMON_STAT_OWNERS_SEND);
 	return 1;
 }
 
@@ -155,9 +155,9 @@ static __always_inline int on_post_bind(struct bpf_sock *ctx, bool v6)
 	}
 	owner_from_current(&o, EMON_HOW_BIND);
 	if (bpf_map_update_elem(&emon_binds, &ep, &o, BPF_ANY))
-		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAILED);
 	else
-		stat_inc(EMON_STAT_OWNER_BIND);
+		stat_inc(EMON_STAT_OWNERS_BIND);
 	return 1;
 }
 
@@ -211,9 +211,9 @@ static __always_inline void on_accepted(struct sock *sk)
 		return;
 	owner_from_current(&o, EMON_HOW_ACCEPT);
 	if (bpf_map_update_elem(&emon_tuples, &k, &o, BPF_ANY))
-		stat_inc(EMON_STAT_OWNER_UPDATE_FAIL);
+		stat_inc(EMON_STAT_OWNER_UPDATE_FAILED);
 	else
-		stat_inc(EMON_STAT_OWNER_ACCEPT);
+		stat_inc(EMON_STAT_OWNERS_ACCEPT);
 	flow_patch_owner(&k, &o, true);
 	emit_conn(EMON_EV_ACCEPT, &k, &o, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
 }
@@ -300,7 +300,7 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 		f->closed_ns = now;
 		f->sock_state = TCP_CLOSE;
 	}
-	stat_inc(EMON_STAT_CLOSE);
+	stat_inc(EMON_STAT_CLOSE_EVENTS);
 	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
 	if (!e)
 		return;
@@ -483,7 +483,7 @@ int BPF_PROG(btf_inet_sock_set_state_backup, struct sock *sk, int oldstate, int 
 		bpf_map_delete_elem(&emon_state_seen, &key);
 		return 0;
 	}
-	stat_inc(EMON_STAT_STATE_RESCUED);
+	stat_inc(EMON_STAT_STATE_CHANGES_RESCUED);
 	btf_set_state(sk, oldstate, newstate);
 	return 0;
 }

@@ -4,7 +4,7 @@
 #ifndef EMON_SOCKETS_H
 #define EMON_SOCKETS_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 #include "flows.h"
 
 /* A local endpoint (listening or bound socket): emon_binds key. */

@@ -17,7 +17,7 @@
 #include <sys/resource.h>
 #include <linux/types.h>
 #include <bpf/libbpf.h>
-#include "common.h"
+#include "monitor/common.h"
 #include "ringbuf_producer.h"
 
 struct tally {

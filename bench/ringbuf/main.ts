@@ -129,7 +129,7 @@ const maxOf = (xs: number[]): number => (xs.length ? Math.max(...xs) : NaN);
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/ringbuf needs root (BPF_PROG_TEST_RUN, ring buffer maps)');
   const tmp = tempDir('ringbuf');
-  const inc = [path.join(ROOT, 'bpf/lib'), path.join(ROOT, 'test/fixtures/bpf')];
+  const inc = [path.join(ROOT, 'bpf'), path.join(ROOT, 'test/fixtures/bpf')];
   const producerBin = compileC(path.join(ROOT, 'bench/ringbuf/producer.c'), tmp, inc);
   const consumerBin = compileC(path.join(ROOT, 'bench/ringbuf/consumer.c'), tmp, inc);
 

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #include <bpf/bpf.h>
 #include "../lib/clock.h"
-#include "common.h"
+#include "monitor/common.h"
 #include "ringbuf_producer.h"
 
 int main(int argc, char **argv)

@@ -108,7 +108,7 @@ static __always_inline void *event_reserve(__u32 size, __u16 type)
 	struct emon_event_hdr *h = bpf_ringbuf_reserve(&emon_events, size, 0);
 
 	if (!h) {
-		stat_inc(EMON_STAT_RB_RESERVE_FAIL);
+		stat_inc(EMON_STAT_RINGBUF_FULL);
 		return NULL;
 	}
 	h->type = type;
@@ -157,7 +157,7 @@ static __always_inline void flow_patch_owner(const struct emon_flow_key *k, cons
 
 	if (f && (overwrite || !f->owner.how)) {
 		__builtin_memcpy(&f->owner, o, sizeof(*o));
-		stat_inc(EMON_STAT_FLOW_PATCHED);
+		stat_inc(EMON_STAT_FLOWS_PATCHED);
 	}
 }
 

@@ -6,7 +6,7 @@
 #ifndef EMON_MONITOR_MAPS_BPF_H
 #define EMON_MONITOR_MAPS_BPF_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 #include "flows.h"
 #include "sockets.h"
 

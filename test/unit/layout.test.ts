@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Btf } from '../../daemon/src/bpf/btf.js';
-import { ALL_STRUCTS } from '../../daemon/src/monitor/wire.js';
+import { ALL_STRUCTS, STAT_FLOWS_DELETED, STAT_MAX } from '../../daemon/src/monitor/wire.js';
+import { DAEMON_COUNTERS, MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
+import { ATTRIBUTIONS } from '../../daemon/src/contract/common.js';
 import { LINK_INFO, MAP_INFO, PROG_INFO } from '../../daemon/src/bpf/info.js';
 import { testStructLayouts } from '../helpers/layout.js';
 
@@ -15,11 +17,33 @@ const objDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..
 
 testStructLayouts(ALL_STRUCTS);
 
-test('the layout version is the same in bpf/lib/common.h and the daemon', async () => {
+test('the layout version is the same in bpf/monitor/common.h and the daemon', async () => {
   const fs = await import('node:fs');
-  const header = fs.readFileSync(path.resolve(objDir, '../../bpf/lib/common.h'), 'utf8');
+  const header = fs.readFileSync(path.resolve(objDir, '../../bpf/monitor/common.h'), 'utf8');
   const { LAYOUT_VERSION } = await import('../../daemon/src/monitor/monitor.js');
   assert.equal(Number(/#define EMON_LAYOUT_VERSION (\d+)/.exec(header)?.[1]), LAYOUT_VERSION);
+});
+
+/** EMON_STAT_FLOWS_CREATED -> flowsCreated */
+const camel = (enumerator: string, prefix: string) => enumerator.slice(prefix.length).toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+test('every kernel counter has the name user space gives it, C to D-Bus (enum emon_stat in camelCase)', () => {
+  const btf = Btf.fromObject(path.join(objDir, 'flows.bpf.o'));
+  try {
+    const stats = btf.enum('emon_stat');
+    assert.ok(stats, 'enum emon_stat is in flows.bpf.o BTF');
+    const named = stats.filter((e) => e.name !== 'EMON_STAT_MAX');
+    for (const e of named) {
+      const want = e.value === STAT_FLOWS_DELETED ? DAEMON_COUNTERS[0] : MONITOR_COUNTERS[e.value];
+      assert.equal(camel(e.name, 'EMON_STAT_'), want, `${e.name} = ${e.value}`);
+    }
+    assert.equal(named.length, MONITOR_COUNTERS.length + DAEMON_COUNTERS.length, 'no counter without a name, no name without a counter');
+    assert.equal(stats.find((e) => e.name === 'EMON_STAT_MAX')?.value, STAT_MAX);
+    const how = btf.enum('emon_how')!;
+    assert.deepEqual(how.map((e) => [camel(e.name, 'EMON_HOW_'), e.value]), ATTRIBUTIONS.map((a, i) => [a, i]), 'attributedBy names are enum emon_how');
+  } finally {
+    btf.close();
+  }
 });
 
 test('bpf_prog_info / bpf_map_info / bpf_link_info offsets match the kernel', () => {

@@ -68,6 +68,20 @@ export class Btf {
     return { name, size, members };
   }
 
+  /** An enum's enumerators, in declaration order (with their values). */
+  enum(name: string): Array<{ name: string; value: number }> | null {
+    const id = this.find(name, BTF_KIND.ENUM);
+    if (id <= 0) return null;
+    const t = L.btf__type_by_id(this.handle, id);
+    if (t === null) return null;
+    // struct btf_type (12 bytes) + vlen x struct btf_enum { u32 name_off; s32 val; }
+    const vlen = new DataView(koffi.view(t, 12)).getUint32(4, true) & 0xffff;
+    const dv = new DataView(koffi.view(t, 12 + vlen * 8), 12);
+    const out: Array<{ name: string; value: number }> = [];
+    for (let i = 0; i < vlen; i++) out.push({ name: L.btf__name_by_offset(this.handle, dv.getUint32(i * 8, true)) ?? '', value: dv.getInt32(i * 8 + 4, true) });
+    return out;
+  }
+
   close(): void {
     if (this.ptr !== null) L.btf__free(this.ptr);
     this.ptr = null;

@@ -21,7 +21,7 @@ export const DIRECTIONS = ['unknown', 'outbound', 'inbound'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 
 /**
- * How the owner of a socket was learned (bpf/lib/common.h enum emon_how, in order):
+ * How the owner of a socket was learned (bpf/monitor/common.h enum emon_how, in order):
  * the process that created, connected, accepted, bound or first sent on it; `proc` the
  * start-up scan (the socket predates the daemon); `kernel` the kernel's own traffic (no
  * process); `none` not known.

@@ -2,7 +2,7 @@
 // `status` and `programs.list`: the daemon, its probes, interfaces, tables and losses.
 
 /**
- * The monitor's kernel counters (bpf/lib/common.h enum emon_stat, in order: the index is
+ * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
  * the key in emon_stats). Each name is the enumerator's in camelCase (EMON_STAT_FLOWS_CREATED
  * is `flowsCreated`): test/unit/layout.test.ts checks it against the objects' BTF.
  */

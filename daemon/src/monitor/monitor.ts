@@ -27,7 +27,7 @@ import type { FlowQuery } from './flows.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED } from './wire.js';
 
-export const LAYOUT_VERSION = 3; // bpf/lib/common.h EMON_LAYOUT_VERSION
+export const LAYOUT_VERSION = 3; // bpf/monitor/common.h EMON_LAYOUT_VERSION
 
 export interface MonitorOptions {
   pinPath: string;
@@ -192,6 +192,13 @@ export class Monitor implements MonitorApi {
     every(1_000, () => this.refreshClock());
   }
 
+  /**
+   * Runtime settings go through a one-entry map (emon_config), not through `.rodata`:
+   * the programs stay pinned and attached across daemon restarts and are adopted without
+   * reloading, so a setting that follows the configuration (the namespace filter, exec
+   * arguments, the daemon's pid namespace) must be writable after load, and `.rodata` is
+   * frozen at load. Costs one array lookup, which the verifier inlines.
+   */
   private writeConfig(): void {
     const v = Buffer.alloc(CONFIG.size);
     const cookie = this.opts.allNamespaces ? 0n : currentNetnsCookie() ?? 0n;

@@ -98,7 +98,7 @@ export function parseProcNet(text: string, family: number, proto: number): Kerne
 /**
  * The keys the kernel side would use for this socket: the flow key of a connected socket,
  * or the endpoint of a listening or bound one. Sockets on IPv4-mapped IPv6 addresses are
- * keyed as IPv4, like the packets they send (bpf/lib/helpers.bpf.h flow_key_from_sk).
+ * keyed as IPv4, like the packets they send (bpf/monitor/helpers.bpf.h flow_key_from_sk).
  */
 export function socketKeys(s: KernelSocket): { tuple: Buffer | null; endpoint: Buffer | null } {
   let family = s.family;

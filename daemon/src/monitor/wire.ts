@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The monitor's wire format: TypeScript mirrors of bpf/lib/common.h, bpf/flows.h,
+// The monitor's wire format: TypeScript mirrors of bpf/monitor/common.h, bpf/flows.h,
 // bpf/sockets.h and bpf/procs.h. Each layout lists the byte offset and size of every
 // field; test/unit/layout.test.ts checks them against the BTF of the built objects,
 // so a change on one side that is not made on the other fails the build's tests.
