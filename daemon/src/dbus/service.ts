@@ -6,7 +6,7 @@
 // Every call is dispatched here (not by dbus-next, which hides the sender): the
 // signature is checked against schema.ts, the caller's credentials are looked up once per
 // connection, reads are scoped to the caller's uid unless it is root or in the ebpfmon
-// group, and errors are the table's (rpc/errors.ts). Signals are unicast to each
+// group, and errors are the table's (contract/errors.ts). Signals are unicast to each
 // subscriber, filtered by its scope (subscribers.ts says why). Limits keep a flooding or
 // hostile caller from growing the daemon or starving others: calls are served round-robin
 // across connections with a bounded queue each, and subscribers, process signals per
