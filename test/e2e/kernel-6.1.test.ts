@@ -20,7 +20,7 @@ import { qemuLog, secs } from './qemu/cache.js';
 import { prepareGuest, runInGuest, type GuestRunResult, type PreparedGuest } from './qemu/guest.js';
 import type { ProbeStatus } from '../../daemon/src/bpf/manifest.js';
 
-const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic'];
+const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects'];
 const ACCEPT_PRE_6_10 = 'fexit/inet_csk_accept (pre-6.10 signature)';
 const ACCEPT_6_10 = 'fexit/inet_csk_accept';
 

@@ -49,6 +49,17 @@ export function setLibbpfPrint(sink: (level: number, line: string) => void): voi
 
 // --- objects, programs, maps --------------------------------------------------------------
 export const bpf_object__open_file = fn<[string, Buffer | null], Ptr | null>('bpf_object *bpf_object__open_file(const char *path, const void *opts)');
+/** struct bpf_object_open_opts (libbpf 1.1: 80 bytes; kconfig at 40, checked by test/unit/daemon/bpf/object.test.ts). */
+koffi.struct('bpf_object_open_opts', {
+  sz: 'size_t', object_name: 'const char *', relaxed_maps: 'bool', pin_root_path: 'const char *', _unused: 'uint32_t',
+  kconfig: 'const char *', btf_custom_path: 'const char *', kernel_log_buf: 'void *', kernel_log_size: 'size_t', kernel_log_level: 'uint32_t',
+});
+export interface OpenOpts {
+  sz: number;
+  kconfig: string | null;
+}
+export const OPEN_OPTS_SIZE = 80;
+export const bpf_object__open_file_with = fn<[string, OpenOpts], Ptr | null>('bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)');
 export const bpf_object__load = fn<[Ptr], number>('int bpf_object__load(bpf_object *obj)');
 export const bpf_object__close = fn<[Ptr], void>('void bpf_object__close(bpf_object *obj)');
 export const bpf_object__name = fn<[Ptr], string>('const char *bpf_object__name(const bpf_object *obj)');

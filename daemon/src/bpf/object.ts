@@ -3,6 +3,8 @@
 // open -> configure (map sizes, reused pinned maps, which programs load) -> load.
 // Attachment and pinning live in component.ts; this file only knows libbpf objects.
 import fs from 'node:fs';
+import os from 'node:os';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import * as L from './libbpf.js';
 import { BpfError } from './errors.js';
@@ -37,13 +39,19 @@ export class BpfObject {
   }
 
   /** Opens (parses) an object file. Missing and corrupt files fail with a clear BpfError. */
+  /**
+   * Opens an object. Its `__kconfig` externs (CONFIG_HZ...) are resolved from the values
+   * kernelConfig() found, never by libbpf reading /boot/config-* or /proc/config.gz
+   * itself: libbpf refuses an object with kconfig externs on a kernel that has neither
+   * file, even when the externs are weak.
+   */
   static open(file: string): BpfObject {
     const name = path.basename(file);
     if (!fs.existsSync(file)) {
       throw new BpfError('opening', name, ERRNO.ENOENT, { target: file, hint: 'build it with `npm run build` (or reinstall the package)' });
     }
     const { result, lines } = withCapturedLog(() => {
-      const p = L.bpf_object__open_file(file, null);
+      const p = L.bpf_object__open_file_with(file, { sz: L.OPEN_OPTS_SIZE, kconfig: kernelConfig() });
       return { p, errno: p === null ? lastErrno() : 0 };
     });
     if (result.p === null) {
@@ -180,4 +188,27 @@ export class BpfObject {
     this.ptr = null;
     this.mapCache.clear();
   }
+}
+
+let kconfig: string | undefined;
+/**
+ * The kernel configuration values ebpfmon's objects read (CONFIG_HZ), as libbpf's kconfig
+ * text: from /proc/config.gz or /boot/config-<release> when the kernel has them, else
+ * `CONFIG_HZ=0` (the programs then fall back to a nanosecond clock).
+ */
+export function kernelConfig(): string {
+  if (kconfig !== undefined) return kconfig;
+  let text = '';
+  try {
+    text = zlib.gunzipSync(fs.readFileSync('/proc/config.gz')).toString('utf8');
+  } catch {
+    try {
+      text = fs.readFileSync(`/boot/config-${os.release()}`, 'utf8');
+    } catch {
+      /* neither: defaults */
+    }
+  }
+  const hz = /^CONFIG_HZ=(\d+)$/m.exec(text)?.[1] ?? '0';
+  kconfig = `CONFIG_HZ=${hz}\n`;
+  return kconfig;
 }
