@@ -13,3 +13,26 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/**
+ * Exits once stdout and stderr have written everything: on a pipe, Node queues what the
+ * pipe does not take at once, and process.exit() would drop it (`flows --json | wc -c`
+ * stopped at 65536 bytes).
+ */
+export async function exitFlushed(code: number): Promise<never> {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => {
+    if (s.destroyed || s.writableEnded) return resolve();
+    s.write('', () => resolve());
+  })));
+  process.exit(code);
+}
+
+/** The reader of stdout went away (`| head`): stop quietly, as a shell tool killed by SIGPIPE. */
+export const EXIT_SIGPIPE = 128 + 13;
+
+export function quietOnBrokenPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_SIGPIPE);
+    throw err;
+  });
+}

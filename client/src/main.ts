@@ -3,7 +3,7 @@
 // ebpfmonctl: the command-line client. Talks JSON-RPC to the daemon's socket; needs no
 // privileges (the daemon scopes what each user sees).
 import { Command, CommanderError } from 'commander';
-import { CliError, EXIT } from './exit.js';
+import { CliError, EXIT, exitFlushed, quietOnBrokenPipe } from './exit.js';
 import { eventsCommand } from './commands/events.js';
 import { flowsCommand } from './commands/flows.js';
 import { programsCommand } from './commands/programs.js';
@@ -23,18 +23,19 @@ for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(),
   program.addCommand(c.exitOverride().showHelpAfterError());
 }
 
+quietOnBrokenPipe();
 program.parseAsync(process.argv).then(
-  () => process.exit(EXIT.OK),
+  () => exitFlushed(EXIT.OK),
   (err: unknown) => {
     if (err instanceof CommanderError) {
       // help and version exit 0; usage errors have been printed by commander
-      process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+      return exitFlushed(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
     }
     if (err instanceof CliError) {
       process.stderr.write(`ebpfmonctl: ${err.message}\n`);
-      process.exit(err.exitCode);
+      return exitFlushed(err.exitCode);
     }
     process.stderr.write(`ebpfmonctl: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(EXIT.DAEMON);
+    return exitFlushed(EXIT.DAEMON);
   },
 );

@@ -10,6 +10,14 @@ import { CliError, EXIT } from './exit.js';
 
 export const DEFAULT_SOCKET = '/run/ebpfmon/ebpfmon.sock';
 
+/** The daemon went away mid-conversation (stopped, restarted, killed). */
+export class ConnectionLost extends CliError {
+  readonly at = new Date();
+  constructor(readonly reason: string) {
+    super(`lost the connection to the daemon (${reason})`, EXIT.UNREACHABLE);
+  }
+}
+
 export class DaemonClient {
   private readonly rpc: JSONRPCServerAndClient;
   private buffered = '';
@@ -45,10 +53,18 @@ export class DaemonClient {
         void this.rpc.receiveAndSend(msg as never);
       }
     });
-    socket.on('close', () => this.rpc.rejectAllPendingRequests(this.fatal?.message ?? 'the daemon closed the connection'));
+    socket.on('error', (err: NodeJS.ErrnoException) => (this.lostReason = err.code ?? err.message));
+    socket.on('close', () => {
+      if (!this.closing && !this.fatal) this.lost = new ConnectionLost(this.lostReason);
+      this.rpc.rejectAllPendingRequests(this.fatal?.message ?? 'the daemon closed the connection');
+    });
   }
 
   fatal: CliError | null = null;
+  /** Set when the daemon closed the connection (or died) without the client asking. */
+  lost: ConnectionLost | null = null;
+  private lostReason = 'connection closed';
+  private closing = false;
 
   static connect(socketPath: string): Promise<DaemonClient> {
     return new Promise((resolve, reject) => {
@@ -67,6 +83,7 @@ export class DaemonClient {
       return (await this.rpc.request(method, params[0])) as ResultOf<M>;
     } catch (err) {
       if (this.fatal) throw this.fatal;
+      if (this.lost) throw this.lost;
       if (err instanceof JSONRPCErrorException) {
         const code = err.code === ERRORS.PermissionDenied.code ? EXIT.PERMISSION : err.code === ERRORS.InvalidParams.code ? EXIT.USAGE : EXIT.DAEMON;
         throw new CliError(err.message, code);
@@ -82,11 +99,13 @@ export class DaemonClient {
     });
   }
 
+  /** Runs `fn` when the connection ends; `lost` says whether the client asked for it. */
   onClose(fn: () => void): void {
     this.socket.once('close', fn);
   }
 
   close(): void {
+    this.closing = true;
     this.socket.end();
     this.socket.destroy();
   }

@@ -9,6 +9,7 @@
 //   runDaemon(config)   the real thing, from a configuration (main.ts)
 import type { Logger } from 'pino';
 import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
+import type { DbusStatus } from './contract/status.js';
 import type { Config } from './config/schema.js';
 import { buildApi, type Api, type Caller, type LbApi } from './api/index.js';
 import { EventBus } from './events/bus.js';
@@ -40,6 +41,8 @@ export interface DaemonDeps {
 export interface Daemon {
   api: Api;
   rpc: RpcServer;
+  /** Adds the D-Bus service's counters to `status` once it runs. */
+  reportDbus(status: () => DbusStatus): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -52,12 +55,14 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     lb: deps.lb ?? null,
     version: deps.version,
     startedAt,
-    transports: () => ({ clients: rpc.connections.size, subscriptions: rpc.subscriptionCount, subscriberDropped: rpc.droppedTotal }),
+    transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
   });
+  let dbusStatus: (() => DbusStatus) | null = null;
   registerApi(rpc, api, deps.bus, deps.groups.adminGroup);
   return {
     api,
     rpc,
+    reportDbus: (fn) => (dbusStatus = fn),
     start: () => rpc.listen(),
     stop: () => rpc.close(),
   };
@@ -158,7 +163,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, logger, version: VERSION, socketPath: config.socketPath, limits: config.rpc, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
@@ -178,6 +183,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
         onDisconnect: (err) => logger.warn({ err }, 'lost the D-Bus connection; the D-Bus API is off until restart'),
       });
       closers.add('D-Bus service', () => dbus!.stop());
+      const svc = dbus;
+      daemon.reportDbus(() => svc.stats());
       logger.info({ name: dbus.uniqueName }, 'D-Bus API on org.ebpfmon1');
     } catch (err) {
       logger.warn({ err }, `D-Bus API not available: ${(err as Error).message}`);

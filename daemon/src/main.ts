@@ -19,8 +19,14 @@ import { lockPinPath, LockError, type Lock } from './sys/lock.js';
 import { ensureBpffs } from './sys/mounts.js';
 import { missingCapabilities } from './sys/caps.js';
 import { VERSION } from './version.js';
+import { parseDeclaredVips } from './lb/validate.js';
+import { listLinks } from './net/netlink.js';
+import { isGlob } from './util/glob.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
+
+/** SIGTERM to exit, at most (systemd's TimeoutStopSec is longer). */
+const STOP_DEADLINE_MS = 4000;
 
 /** Every `capability/alternative` that `probes.disable` may name. */
 const KNOWN_PROBES = [...MONITOR_COMPONENTS, LB_COMPONENT].flatMap((c) => c.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));
@@ -32,18 +38,48 @@ function fail(logger: Logger | null, err: unknown, what: string): never {
   process.exit(err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE);
 }
 
+/** The configuration with every check start-up makes (a reload makes the same); throws ConfigError. */
+function checkedConfig(file: string | undefined): { config: Config; file: string | null } {
+  const r = loadConfig({ file });
+  const unknown = r.config.probes.disable.filter((d) => !KNOWN_PROBES.includes(d));
+  if (unknown.length) {
+    throw new ConfigError(`probes.disable: unknown probe alternative${unknown.length > 1 ? 's' : ''} ${unknown.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`);
+  }
+  try {
+    parseDeclaredVips(r.config.lb.vips);
+  } catch (err) {
+    throw new ConfigError(`${r.file ?? 'configuration'}: ${(err as Error).message}`);
+  }
+  return r;
+}
+
 /** The configuration, or exit 2 with one line per problem. */
 function readConfig(file: string | undefined): { config: Config; file: string | null } {
   try {
-    const r = loadConfig({ file });
-    const unknown = r.config.probes.disable.filter((d) => !KNOWN_PROBES.includes(d));
-    if (unknown.length) {
-      throw new ConfigError(`probes.disable: unknown probe alternative${unknown.length > 1 ? 's' : ''} ${unknown.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`);
-    }
-    return r;
+    return checkedConfig(file);
   } catch (err) {
     fail(null, err, 'invalid configuration');
   }
+}
+
+/**
+ * Interfaces the configuration names (not globs) that this network namespace does not have:
+ * not an error (they are attached when they appear), but a typo must not pass unnoticed.
+ */
+function absentInterfaces(config: Config): string[] {
+  let present: Set<string>;
+  try {
+    present = new Set(listLinks().map((l) => l.name));
+  } catch {
+    return []; // no netlink here: start-up will say so
+  }
+  const named: Array<[string, string]> = [
+    ...config.interfaces.map((n): [string, string] => ['interfaces', n]),
+    ...config.lb.interfaces.map((n): [string, string] => ['lb.interfaces', n]),
+    ...(config.lb.vips as Array<{ interface?: string }>).flatMap((v, i): Array<[string, string]> => (v.interface ? [[`lb.vips[${i}].interface`, v.interface]] : [])),
+  ];
+  return named.filter(([, n]) => !isGlob(n) && !present.has(n))
+    .map(([key, n]) => `${key}: interface "${n}" does not exist in this network namespace (yet): it is attached when it appears`);
 }
 
 async function main(): Promise<void> {
@@ -59,12 +95,15 @@ async function main(): Promise<void> {
   const opts = cli.opts<{ config?: string; teardown?: boolean; checkConfig?: boolean }>();
 
   const { config, file } = readConfig(opts.config);
+  const absent = absentInterfaces(config);
   if (opts.checkConfig) {
+    for (const w of absent) process.stderr.write(`ebpfmon: warning: ${w}\n`);
     process.stdout.write(`configuration ok (${file ?? 'defaults'})\n`);
     return;
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   routeLibbpfLog(logger);
+  for (const w of absent) logger.warn(w);
   const missing = missingCapabilities();
   if (missing.length) {
     fail(logger, new Error(`ebpfmon needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (missing: ${missing.join(', ')}); nothing was changed`), 'insufficient privileges');
@@ -124,6 +163,12 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'stopping; programs stay pinned and attached');
     clearInterval(statusTimer);
     stopWatchdog?.();
+    // Stopping always completes: whatever hangs (a client, the bus, the kernel), the process
+    // exits by this deadline; the pins keep the programs running either way.
+    setTimeout(() => {
+      logger.error({ deadlineMs: STOP_DEADLINE_MS }, 'shutdown did not finish in time: exiting anyway');
+      process.exit(EXIT.FAILURE);
+    }, STOP_DEADLINE_MS).unref();
     await daemon.stop();
     lock.release();
     process.exit(EXIT.OK);
@@ -133,7 +178,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     notify('RELOADING=1');
     try {
-      const { config: next } = loadConfig({ file: opts.config });
+      const { config: next } = checkedConfig(opts.config);
       daemon.reload(next);
       logger.info({ interfaces: next.interfaces, logLevel: next.logLevel }, 'configuration reloaded');
     } catch (err) {

@@ -133,7 +133,7 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
     while (sent < 10_000) await round(2);
     // still serving, correctly
     const st = await daemon.call('status');
-    assert.equal(st.clients, 1, 'only this status call is connected: every hostile client was cleaned up');
+    assert.equal(st.transports.rpc.clients, 1, 'only this status call is connected: every hostile client was cleaned up');
     assert.ok((await daemon.call('flows.list', { limit: 1 })).total >= 0);
     await new Promise((r) => setTimeout(r, 3000));
     const final = rssKb(daemon.pid);

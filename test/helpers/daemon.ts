@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LinkInfo } from './lab.js';
+import { scaled } from './privileged.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { MethodName, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
 
@@ -56,7 +57,7 @@ export class TestDaemon {
   }
 
   /** Generous: the second-kernel guest runs under software emulation, on a shared machine. */
-  async waitReady(timeoutMs = 90_000): Promise<void> {
+  async waitReady(timeoutMs = scaled(90_000)): Promise<void> {
     const t0 = Date.now();
     while (!this.out.includes('"msg":"ebpfmon ready"')) {
       if (this.child.exitCode !== null) throw new Error(`daemon exited (${this.child.exitCode}) before ready:\n${this.out.slice(-3000)}`);

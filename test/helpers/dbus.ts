@@ -435,7 +435,10 @@ export class BusFakeMonitor extends FakeMonitor {
  */
 export function startTestDbusService(opts: Omit<DbusServiceOptions, 'methods' | 'bus' | 'lbAvailable' | 'monitor'> & { monitor: FakeMonitor; lb?: LbApi }): Promise<DbusService> {
   const { lb, monitor: _monitor, ...rest } = opts;
-  const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, version: opts.version, startedAt: new Date(), transports: () => ({ clients: 0, subscriptions: 0, subscriberDropped: 0 }) });
+  const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, version: opts.version, startedAt: new Date(), transports: () => ({
+    rpc: { clients: 0, subscriptions: 0, subscriberDropped: 0, refused: {}, limits: { maxClients: 0, maxClientsPerUid: 0, reservedClients: 0 } },
+    dbus: null,
+  }) });
   return startDbusService({ ...rest, methods: api.methods, bus: opts.monitor.bus, lbAvailable: lb !== undefined });
 }
 

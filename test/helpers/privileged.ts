@@ -6,10 +6,23 @@ import { execFileSync } from 'node:child_process';
 
 export const IS_ROOT = process.getuid?.() === 0;
 
+/**
+ * How much slower than this machine the tests run: the second-kernel guest runs under
+ * software emulation (test/e2e/qemu/guest.ts sets EBPFMON_TEST_TIME_SCALE), where starting a
+ * daemon takes ten times as long. Timeouts scale; what the tests assert does not.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.EBPFMON_TEST_TIME_SCALE) || 1);
+
+/** A timeout in milliseconds, scaled for the machine the tests run on. */
+export function scaled(ms: number): number {
+  return Math.round(ms * TIME_SCALE);
+}
+
 /** Options for node:test: `test('name', privileged(), async () => ...)`. */
 export function privileged(extra: { timeout?: number; concurrency?: number } = {}): { skip?: string; timeout?: number; concurrency?: number } {
-  if (IS_ROOT) return { ...extra };
-  return { ...extra, skip: 'needs root (run the suite as root: sudo npm test)' };
+  const opts = extra.timeout === undefined ? { ...extra } : { ...extra, timeout: scaled(extra.timeout) };
+  if (IS_ROOT) return opts;
+  return { ...opts, skip: 'needs root (run the suite as root: sudo npm test)' };
 }
 
 /** Throws (never skips) when a tool the test relies on is missing. */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, type Host } from '../helpers/lab.js';
-import { privileged } from '../helpers/privileged.js';
+import { privileged, scaled } from '../helpers/privileged.js';
 import { DAEMON_MAIN, OBJECT_DIR, daemonOnce, writeConfig } from '../helpers/daemon.js';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { BpfError } from '../../daemon/src/bpf/errors.js';
@@ -108,7 +108,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     const child = host.spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script]);
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const deadline = Date.now() + 90_000; // generous: the same suite runs under emulation too
+    const deadline = Date.now() + scaled(90_000); // the same suite runs under emulation too
     while (!out.includes('"msg":"ebpfmon ready"') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     if (child.exitCode === null) {
       process.kill(child.pid!, 'SIGTERM');

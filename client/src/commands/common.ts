@@ -40,8 +40,4 @@ export async function withClient<T>(cmd: Command, fn: (c: DaemonClient) => Promi
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 export const CLEAR = '\x1b[H\x1b[2J';

@@ -3,8 +3,8 @@ import { Command, Option } from 'commander';
 import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/contract/events.js';
 import { METHODS, NOTIFICATIONS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
-import { socketPath, intArg, listArg } from './common.js';
-import { DaemonClient } from '../rpc.js';
+import { intArg, listArg } from './common.js';
+import { follow, reconnectOption, untilClosed, type Gap } from './follow.js';
 
 function line(e: MonitorEvent): string {
   const who = `${e.comm ?? '?'}[${e.pid ?? '?'}] ${userName(e.uid)}`;
@@ -31,29 +31,28 @@ export function eventsCommand(): Command {
     .option('--pid <n>', 'only events of this process', intArg(0, 0x7fffffff))
     .option('--count <n>', 'exit after n events', intArg(1, 100_000_000))
     .option('--json', 'one JSON object per line')
+    .addOption(reconnectOption())
     .action(async (o, cmd: Command) => {
-      const client = await DaemonClient.connect(socketPath(cmd));
       let seen = 0;
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          client.close();
-          resolve();
-        };
+      const onGap = (g: Gap) => {
+        if (o.json) process.stdout.write(`${JSON.stringify({ type: 'gap', since: g.since.toISOString(), until: g.until.toISOString(), reason: g.reason })}\n`);
+      };
+      await follow(cmd, { reconnectSec: o.reconnect, onGap }, async ({ client, signal }) => {
+        let finish!: () => void;
+        const finished = new Promise<void>((r) => (finish = r));
+        signal.addEventListener('abort', finish);
         client.onNotification(NOTIFICATIONS.event, (p) => {
           const e = p.event;
           process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
-          if (o.count !== undefined && ++seen >= o.count) done();
+          if (o.count !== undefined && ++seen >= o.count) finish();
         });
         client.onNotification(NOTIFICATIONS.lost, (l) => {
           if (o.json) process.stdout.write(`${JSON.stringify({ type: 'lost', lost: l.lost })}\n`);
           else process.stderr.write(`ebpfmonctl: ${l.lost} event(s) lost (this terminal reads too slowly)\n`);
         });
-        client.onClose(() => resolve());
-        process.once('SIGINT', done);
-        process.once('SIGTERM', done);
-        client.call(METHODS.eventsSubscribe, { types: o.type, pid: o.pid }).then((r) => {
-          if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${r.subscription}\n`);
-        }, reject);
+        const r = await client.call(METHODS.eventsSubscribe, { types: o.type, pid: o.pid });
+        if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${r.subscription}\n`);
+        await Promise.race([finished, untilClosed(client)]);
       });
     });
 }

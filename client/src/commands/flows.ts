@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command, Option } from 'commander';
 import { PROTOCOLS } from '../../../daemon/src/contract/common.js';
-import { FLOW_SORTS, type Flow, type FlowsListParams } from '../../../daemon/src/contract/flows.js';
+import { FLOW_SORTS, type Flow, type FlowsListParams, type FlowsListResult } from '../../../daemon/src/contract/flows.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
 import { renderTable, type Column } from '../render/table.js';
-import { choiceArg, CLEAR, intArg, sleep, withClient } from './common.js';
+import { choiceArg, CLEAR, intArg, withClient } from './common.js';
+import { follow, reconnectOption, sleepUnless } from './follow.js';
 
 const COLUMNS: Column<Flow>[] = [
   { header: 'PROTO', value: (f) => f.protocol },
@@ -40,23 +41,32 @@ export function flowsCommand(): Command {
     .option('--watch', 'refresh every --interval seconds')
     .option('--interval <s>', 'refresh interval for --watch', intArg(1, 3600), 1)
     .option('--count <n>', 'with --watch: stop after n refreshes', intArg(1, 1_000_000))
+    .addOption(reconnectOption())
     .action(async (o, cmd: Command) => {
       const params: FlowsListParams = {
         pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, protocol: o.protocol,
         interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit,
       };
-      await withClient(cmd, async (c) => {
-        for (let i = 0; ; i++) {
-          const r = await c.call(METHODS.flowsList, params);
-          if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
-          else {
-            if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);
-            process.stdout.write(`${r.flows.length ? renderTable(r.flows, COLUMNS) : 'no flows match'}\n`);
-            if (r.matched > r.flows.length) process.stdout.write(`(${r.matched - r.flows.length} more; raise --limit)\n`);
-          }
-          if (!o.watch || (o.count !== undefined && i + 1 >= o.count)) return;
-          await sleep(o.interval * 1000);
+      if (!o.watch) {
+        await withClient(cmd, async (c) => printFlows(await c.call(METHODS.flowsList, params), o));
+        return;
+      }
+      let i = 0;
+      await follow(cmd, { reconnectSec: o.reconnect }, async ({ client: c, signal }) => {
+        for (; !signal.aborted; i++) {
+          printFlows(await c.call(METHODS.flowsList, params), o);
+          if (o.count !== undefined && i + 1 >= o.count) return;
+          await sleepUnless(o.interval * 1000, signal);
         }
       });
     });
+}
+
+function printFlows(r: FlowsListResult, o: { json?: boolean; watch?: boolean }): void {
+  if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
+  else {
+    if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);
+    process.stdout.write(`${r.flows.length ? renderTable(r.flows, COLUMNS) : 'no flows match'}\n`);
+    if (r.matched > r.flows.length) process.stdout.write(`(${r.matched - r.flows.length} more; raise --limit)\n`);
+  }
 }

@@ -44,7 +44,16 @@ export function statusCommand(): Command {
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
       out.push('', 'EVENTS');
       out.push(`  ${Object.entries(s.events.received).map(([k, v]) => `${k} ${v}`).join(', ')}; ${s.events.pendingBytes} bytes pending; longest drain ${s.events.maxDrainMs} ms`);
-      out.push(`  clients ${s.clients}, subscriptions ${s.subscriptions}`);
+      const rpc = s.transports.rpc;
+      out.push('', 'CLIENTS');
+      out.push(`  JSON-RPC: ${rpc.clients} connected (at most ${rpc.limits.maxClients}, ${rpc.limits.maxClientsPerUid} per user), ${rpc.subscriptions} subscriptions`);
+      out.push(`    refused: ${formatCounts(rpc.refused)}`);
+      const dbus = s.transports.dbus;
+      if (dbus === null) out.push('  D-Bus: not running');
+      else {
+        out.push(`  D-Bus: ${dbus.callers} callers, ${dbus.subscribers} subscribers, ${dbus.inFlight} calls in flight; ${dbus.calls} calls, ${dbus.errors} errors; signals sent ${dbus.signalsSent}, dropped ${dbus.signalsDropped}`);
+        out.push(`    refused: ${formatCounts(dbus.refused)}`);
+      }
       const lbWarnings = s.lb?.warnings ?? [];
       if (lbWarnings.length) {
         out.push('', 'LOAD BALANCER WARNINGS');
@@ -57,4 +66,10 @@ export function statusCommand(): Command {
       out.push(`  packets: fragments ${c.packetsFragments} (unmatched ${c.fragmentsUnmatched}), IPv4 options ${c.packetsIpOptions}, IPv6 ext headers ${c.packetsIpv6ExtHeaders}, non-IP ${c.packetsNonIp}, truncated ${c.packetsTruncated}`);
       process.stdout.write(`${out.join('\n')}\n`);
     });
+}
+
+/** `a 1, b 2`, or `none` when every count is zero. */
+function formatCounts(counts: Record<string, number>): string {
+  const nonZero = Object.entries(counts).filter(([, v]) => v > 0);
+  return nonZero.length === 0 ? 'none' : nonZero.map(([k, v]) => `${k} ${v}`).join(', ');
 }

@@ -6,7 +6,8 @@ import type { ProcessTotals } from '../../../daemon/src/contract/flows.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, rate, userName } from '../render/format.js';
 import { renderTable } from '../render/table.js';
-import { CLEAR, intArg, sleep, withClient } from './common.js';
+import { CLEAR, intArg } from './common.js';
+import { follow, reconnectOption, sleepUnless } from './follow.js';
 
 interface Row extends ProcessTotals {
   txRate: number;
@@ -19,13 +20,13 @@ export function topCommand(): Command {
     .option('--interval <s>', 'refresh interval in seconds', intArg(1, 3600), 1)
     .option('--count <n>', 'stop after n refreshes', intArg(1, 1_000_000))
     .option('--json', 'one JSON array of rows per refresh')
+    .addOption(reconnectOption())
     .action(async (o, cmd: Command) => {
-      await withClient(cmd, async (c) => {
-        let prev = new Map<string, ProcessTotals>();
-        let prevAt = Date.now();
-        let stop = false;
-        process.once('SIGINT', () => (stop = true));
-        for (let i = 0; !stop; i++) {
+      let prev = new Map<string, ProcessTotals>();
+      let prevAt = Date.now();
+      let i = 0;
+      await follow(cmd, { reconnectSec: o.reconnect }, async ({ client: c, signal }) => {
+        for (; !signal.aborted; i++) {
           const { processes } = await c.call(METHODS.processesList, {});
           const now = Date.now();
           const dt = Math.max(1, now - prevAt) / 1000;
@@ -55,7 +56,7 @@ export function topCommand(): Command {
             ])}\n`);
           }
           if (o.count !== undefined && i + 1 >= o.count) return;
-          await sleep(o.interval * 1000);
+          await sleepUnless(o.interval * 1000, signal);
         }
       });
     });

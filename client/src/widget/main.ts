@@ -15,7 +15,7 @@ import { BUS_NAME, FDO, FDO_ERROR, MANAGER_IFACE, MANAGER_METHOD, MANAGER_PATH, 
 import { ERRORS } from '../../../daemon/src/contract/errors.js';
 import { VERSION } from '../../../daemon/src/version.js';
 import { intArg } from '../commands/common.js';
-import { CliError, EXIT } from '../exit.js';
+import { CliError, EXIT, exitFlushed, quietOnBrokenPipe } from '../exit.js';
 import { bytes, rate, userName } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 
@@ -169,7 +169,7 @@ async function run(o: { address?: string; limit: number; once?: boolean; json?: 
   // dbus-next reports a closed bus connection only on its internal connection object.
   (bus as unknown as { _connection: EventEmitter })._connection.once('end', () => {
     process.stderr.write('ebpfmon-widget: lost the connection to the bus\n');
-    process.exit(EXIT.UNREACHABLE);
+    void exitFlushed(EXIT.UNREACHABLE);
   });
   let owner = (await call(bus, FDO.name, FDO.path, FDO.iface, 'GetNameOwner', 's', [BUS_NAME]))[0] as string;
   const pushEvent = (e: WidgetEvent) => {
@@ -246,20 +246,21 @@ const program = new Command('ebpfmon-widget')
   .showHelpAfterError()
   .exitOverride();
 
+quietOnBrokenPipe();
 program.parseAsync(process.argv).then(
   async () => {
     await run(program.opts<{ address?: string; limit: number; once?: boolean; json?: boolean }>());
-    process.exit(EXIT.OK);
+    await exitFlushed(EXIT.OK);
   },
   (err: unknown) => {
-    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+    if (err instanceof CommanderError) return exitFlushed(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
     throw err;
   },
 ).catch((err: unknown) => {
   if (err instanceof CliError) {
     process.stderr.write(`ebpfmon-widget: ${err.message}\n`);
-    process.exit(err.exitCode);
+    return exitFlushed(err.exitCode);
   }
   process.stderr.write(`ebpfmon-widget: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(EXIT.DAEMON);
+  return exitFlushed(EXIT.DAEMON);
 });

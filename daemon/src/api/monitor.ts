@@ -4,7 +4,7 @@
 // own uid's flows.
 import { PROTOCOLS } from '../contract/common.js';
 import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
-import type { LbStatusSummary, StatusResult } from '../contract/status.js';
+import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
@@ -37,11 +37,10 @@ export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): 
   };
 }
 
-/** What status reports about the transports (clients, subscriptions, losses). */
+/** What status reports about the transports (clients, subscriptions, refusals, losses). */
 export interface TransportStats {
-  clients: number;
-  subscriptions: number;
-  subscriberDropped: number;
+  rpc: RpcStatus;
+  dbus: DbusStatus | null;
 }
 
 export interface MonitorMethodDeps {
@@ -66,9 +65,8 @@ export function monitorMethods(d: MonitorMethodDeps) {
           startedAt: d.startedAt.toISOString(),
           uptimeMs: Date.now() - d.startedAt.getTime(),
           ...s,
-          loss: { ...s.loss, subscriberDropped: t.subscriberDropped },
-          clients: t.clients,
-          subscriptions: t.subscriptions,
+          loss: { ...s.loss, subscriberDropped: t.rpc.subscriberDropped },
+          transports: t,
           ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
         };
       },

@@ -479,7 +479,21 @@ export class Deployment {
   detachXdp(ifindex: number): void {
     const rec = this.manifest.xdp[String(ifindex)];
     if (!rec) return;
-    this.pins.unpin('links', rec.link); // last reference: the kernel detaches it
+    // The pin is named after the interface: when an interface was deleted and recreated
+    // under its name, the pin may already hold the new interface's link. Only a link still
+    // on this ifindex (or on none: its interface is gone) is this record's to remove.
+    const linkPath = this.pins.path('links', rec.link);
+    let mine = true;
+    const lfd = fs.existsSync(linkPath) ? L.bpf_obj_get(linkPath) : -1;
+    if (lfd >= 0) {
+      try {
+        const on = linkInfo(lfd, rec.link).ifindex;
+        mine = on === undefined || on === 0 || on === ifindex;
+      } finally {
+        close(lfd);
+      }
+    }
+    if (mine) this.pins.unpin('links', rec.link); // last reference: the kernel detaches it
     delete this.manifest.xdp[String(ifindex)];
     this.save();
   }

@@ -24,6 +24,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
       throw new ConfigError(`${file}: not valid JSON (${(err as Error).message})`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`${file}: must contain a JSON object`);
+    const shape = shapeErrors(parsed as Record<string, unknown>);
+    if (shape.length) throw new ConfigError(shape.map((l) => `${file}: ${l}`).join('\n'));
     try {
       cfg.load(parsed as object);
     } catch (err) {
@@ -60,6 +62,41 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}
 type SchemaNode = { doc: string; format: unknown; env?: string } | { [k: string]: SchemaNode };
 
 const isLeaf = (n: SchemaNode): n is { doc: string; format: unknown; env?: string } => typeof (n as { doc?: unknown }).doc === 'string' && 'format' in n;
+
+/** What JSON.parse leaves of a number too large for a double ("1e309"). */
+const describe = (v: unknown): string => (typeof v === 'number' && !Number.isFinite(v) ? 'a number too large to represent' : JSON.stringify(v));
+
+/**
+ * The file's structure against the schema, before convict sees it: convict reports a group
+ * given a scalar once per child ("did you override its parent?"), says "got null" for
+ * 1e309, accepts `__proto__` and turns an object given for a list into nothing.
+ * One line per problem, each naming the key.
+ */
+export function shapeErrors(value: Record<string, unknown>, node: SchemaNode = schema as unknown as SchemaNode, prefix = ''): string[] {
+  const out: string[] = [];
+  const known = Object.keys(node);
+  for (const k of Object.keys(value)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    const v = value[k];
+    if (!Object.hasOwn(node, k)) {
+      out.push(`${key}: unknown key (known${prefix ? ` in ${prefix}` : ''}: ${known.join(', ')})`);
+      continue;
+    }
+    const child = (node as Record<string, SchemaNode>)[k]!;
+    if (isLeaf(child)) {
+      const def = (child as { default?: unknown }).default;
+      if (typeof v === 'number' && !Number.isFinite(v)) out.push(`${key}: must be a finite number: got ${describe(v)}`);
+      else if (Array.isArray(def) && !Array.isArray(v)) out.push(`${key}: must be a list (JSON array): got ${describe(v)}`);
+      continue;
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      out.push(`${key}: must be an object with the keys ${Object.keys(child).join(', ')}: got ${describe(v)}`);
+      continue;
+    }
+    out.push(...shapeErrors(v as Record<string, unknown>, child, key));
+  }
+  return out;
+}
 
 /** Every [environment variable, key] of the schema (our own object, not convict's internals). */
 export function collectEnv(node: SchemaNode = schema as unknown as SchemaNode, prefix = ''): Array<[string, string]> {

@@ -47,6 +47,7 @@ convict.addFormats({
   'seconds-or-zero': intFormat('seconds-or-zero', 0, 30 * 24 * 3600),
   'backends-per-vip': intFormat('backends-per-vip', 1, 1024),
   count: intFormat('count', 1, 1_000_000),
+  'count-or-zero': intFormat('count-or-zero', 0, 1_000_000),
   bytes: intFormat('bytes', 1024, 64 << 20),
   'port-range': {
     validate(v: unknown) {
@@ -61,6 +62,18 @@ convict.addFormats({
       }
     },
     coerce: (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  },
+  'dbus-address': {
+    // What dbus-next connects to: one address, unix (path or abstract) or tcp.
+    validate(v: unknown) {
+      if (v === '') return;
+      const m = typeof v === 'string' ? /^(unix|tcp):(.+)$/.exec(v) : null;
+      const kv = m ? Object.fromEntries(m[2]!.split(',').map((p) => p.split('=', 2) as [string, string | undefined])) : null;
+      const ok = m && kv && Object.values(kv).every((x) => x !== undefined && x !== '') && (m[1] === 'unix'
+        ? (typeof kv.path === 'string' && kv.path.startsWith('/')) || typeof kv.abstract === 'string'
+        : typeof kv.port === 'string' && /^\d{1,5}$/.test(kv.port));
+      if (!ok) throw new Error('must be "" (the system bus) or one D-Bus address: "unix:path=/ABSOLUTE/PATH", "unix:abstract=NAME" or "tcp:host=HOST,port=PORT"');
+    },
   },
   'object-list': {
     validate(v: unknown) {
@@ -106,6 +119,9 @@ export const schema = {
   },
   rpc: {
     maxClients: { doc: 'Simultaneous socket clients', format: 'count', default: 64, env: 'EBPFMON_RPC_MAX_CLIENTS' },
+    maxClientsPerUid: { doc: 'Simultaneous socket clients of one user (root included)', format: 'count', default: 16, env: 'EBPFMON_RPC_MAX_CLIENTS_PER_UID' },
+    reservedClients: { doc: 'Of maxClients, connections only root and the access.group may take (others never lock them out)', format: 'count-or-zero', default: 8, env: 'EBPFMON_RPC_RESERVED_CLIENTS' },
+    idleTimeoutSec: { doc: 'A connection with no request and no subscription for this long is closed (0: never)', format: 'seconds-or-zero', default: 300, env: 'EBPFMON_RPC_IDLE_TIMEOUT_SEC' },
     maxMessageBytes: { doc: 'Largest request line accepted', format: 'bytes', default: 1048576, env: 'EBPFMON_RPC_MAX_MESSAGE_BYTES' },
     maxSubscriptionsPerClient: { doc: 'Event subscriptions per connection', format: 'count', default: 8, env: 'EBPFMON_RPC_MAX_SUBSCRIPTIONS' },
     subscriberQueue: { doc: 'Events queued per slow subscriber before it loses some', format: 'count', default: 10000, env: 'EBPFMON_RPC_SUBSCRIBER_QUEUE' },
@@ -116,7 +132,7 @@ export const schema = {
   },
   dbus: {
     enabled: { doc: 'Serve org.ebpfmon1 on the system bus', format: Boolean, default: true, env: 'EBPFMON_DBUS' },
-    address: { doc: 'Bus address ("" = the system bus)', format: String, default: '', env: 'EBPFMON_DBUS_ADDRESS' },
+    address: { doc: 'Bus address: "" for the system bus, or "unix:path=...", "unix:abstract=..." or "tcp:host=...,port=..."', format: 'dbus-address', default: '', env: 'EBPFMON_DBUS_ADDRESS' },
   },
   lb: {
     interfaces: { doc: 'Interfaces that get the XDP load balancer (none: not loaded)', format: 'interface-list', default: [] as string[], env: 'EBPFMON_LB_INTERFACES' },

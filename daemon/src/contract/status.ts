@@ -84,6 +84,37 @@ export interface LbStatusSummary {
   warnings: string[];
 }
 
+/** The JSON-RPC socket: its clients, and everything it refused (never silently). */
+export interface RpcStatus {
+  clients: number;
+  subscriptions: number;
+  /** Events dropped for subscribers that read too slowly (also `loss.subscriberDropped`). */
+  subscriberDropped: number;
+  /** Connections and requests refused, by reason: tooManyClients, uidLimit (connections
+   * per user), idle (closed after `rpc.idleTimeoutSec`), messageTooLarge, invalidRequest,
+   * batchTooLarge, replyTooLarge. */
+  refused: Record<string, number>;
+  limits: { maxClients: number; maxClientsPerUid: number; reservedClients: number };
+}
+
+/** The D-Bus service, when it runs. */
+export interface DbusStatus {
+  callers: number;
+  subscribers: number;
+  /** Calls waiting or in progress. */
+  inFlight: number;
+  calls: number;
+  errors: number;
+  signalsSent: number;
+  signalsDropped: number;
+  /** The per-process traffic sampler runs (while someone is subscribed or asked lately). */
+  sampling: boolean;
+  /** Processes the sampler tracks as talking. */
+  talking: number;
+  /** Subscriptions and calls refused, by reason: tooManySubscribers, uidLimit, busy. */
+  refused: Record<string, number>;
+}
+
 export interface StatusResult {
   version: string;
   pid: number;
@@ -103,8 +134,7 @@ export interface StatusResult {
   counters: Record<CounterName, number>;
   loss: Loss;
   events: { received: Record<string, number>; pendingBytes: number; maxDrainMs: number };
-  clients: number;
-  subscriptions: number;
+  transports: { rpc: RpcStatus; dbus: DbusStatus | null };
   /** Present when the load balancer is configured. */
   lb?: LbStatusSummary;
 }

@@ -18,7 +18,7 @@ import { ERRORS } from '../contract/errors.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import { SYSTEM_CALLER, type Caller, type MethodTable } from '../api/index.js';
-import type { StatusResult } from '../contract/status.js';
+import type { DbusStatus, StatusResult } from '../contract/status.js';
 import type { ProcessTotals } from '../contract/flows.js';
 import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
@@ -37,6 +37,10 @@ import { CallScheduler } from './scheduler.js';
 export interface DbusLimits {
   /** Connections subscribed at once (TooManyClients beyond). */
   maxSubscribers: number;
+  /** Of those, one user's (root's and the group's included). */
+  maxSubscribersPerUid: number;
+  /** Subscriber slots only root and the ebpfmon group may take. */
+  reservedSubscribers: number;
   /** Calls of one connection waiting or in progress (Busy beyond). */
   maxQueuedPerCaller: number;
   /** Calls of one connection in progress at once (waiting for polkit, a rate sample...). */
@@ -51,6 +55,8 @@ export interface DbusLimits {
 
 export const DEFAULT_DBUS_LIMITS: DbusLimits = {
   maxSubscribers: 256,
+  maxSubscribersPerUid: 16,
+  reservedSubscribers: 16,
   maxQueuedPerCaller: 64,
   maxConcurrentPerCaller: 4,
   processSignalsPerSec: 100,
@@ -78,21 +84,7 @@ export interface DbusServiceOptions {
   onDisconnect?: (err: Error) => void;
 }
 
-export interface DbusServiceStats {
-  /** Connections whose credentials are cached. */
-  callers: number;
-  subscribers: number;
-  /** Calls waiting or in progress. */
-  inFlight: number;
-  calls: number;
-  errors: number;
-  signalsSent: number;
-  signalsDropped: number;
-  /** The per-process rate sampler runs. */
-  sampling: boolean;
-  /** Processes tracked as talking. */
-  talking: number;
-}
+export type DbusServiceStats = DbusStatus;
 
 export interface DbusService {
   /** This connection's unique name on the bus. */
@@ -116,6 +108,7 @@ class Service implements DbusService {
   private stopped = false;
   private disconnected = false;
   private counters = { calls: 0, errors: 0 };
+  private busyRefused = 0;
 
   constructor(private readonly bus: MessageBus, private readonly opts: DbusServiceOptions) {
     this.log = opts.logger.child({ component: 'dbus' });
@@ -179,7 +172,9 @@ class Service implements DbusService {
   stats(): DbusServiceStats {
     return {
       callers: this.callers.size, subscribers: this.signals.subscribers.size, inFlight: this.scheduler.size, ...this.counters,
-      ...this.signals.counters, sampling: this.signals.tracker.running, talking: this.signals.talking.size,
+      signalsSent: this.signals.counters.signalsSent, signalsDropped: this.signals.counters.signalsDropped,
+      sampling: this.signals.tracker.running, talking: this.signals.talking.size,
+      refused: { ...this.signals.refused, busy: this.busyRefused },
     };
   }
 
@@ -238,6 +233,7 @@ class Service implements DbusService {
   /** Queues a call behind the caller's earlier ones (scheduler.ts: round-robin across callers). */
   private schedule(msg: Message, what: string, fn: () => Promise<{ signature: string; body: unknown[] }>): void {
     if (!this.scheduler.add(msg.sender, () => this.run(msg, what, fn))) {
+      this.busyRefused++;
       this.replyError(msg, new AppError('Busy', `${this.limits.maxQueuedPerCaller} calls of this connection are already waiting or in progress`));
     }
   }

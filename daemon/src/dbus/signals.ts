@@ -27,7 +27,7 @@ export interface SignalHubOptions {
   events: EventBus;
   groups: AccessGroups;
   log: Logger;
-  limits: { maxSubscribers: number; processSignalsPerSec: number; talkerIdleMs: number };
+  limits: { maxSubscribers: number; maxSubscribersPerUid: number; reservedSubscribers: number; processSignalsPerSec: number; talkerIdleMs: number };
   /** Every process's totals, for the rate sampler. */
   totals(): Promise<ProcessTotals[]>;
   /** Whether a unique name is still on the bus. */
@@ -39,11 +39,15 @@ export class SignalHub {
   readonly tracker: RateTracker;
   readonly talking: TalkingProcesses;
   readonly counters = { signalsSent: 0, signalsDropped: 0 };
+  readonly refused = { tooManySubscribers: 0, uidLimit: 0 };
   private unsubscribeEvents: (() => void) | null = null;
   private stopped = false;
 
   constructor(private readonly o: SignalHubOptions) {
-    this.subscribers = new Subscribers({ max: o.limits.maxSubscribers, processSignalsPerSec: o.limits.processSignalsPerSec });
+    this.subscribers = new Subscribers({
+      max: o.limits.maxSubscribers, maxPerUid: o.limits.maxSubscribersPerUid, reserved: o.limits.reservedSubscribers,
+      processSignalsPerSec: o.limits.processSignalsPerSec,
+    });
     this.talking = new TalkingProcesses((c) => this.onTalkerChange(c), { idleMs: o.limits.talkerIdleMs });
     this.tracker = new RateTracker({
       sample: () => o.totals(),
@@ -60,8 +64,14 @@ export class SignalHub {
   }
 
   subscribe(ctx: CallContext): void {
-    if (!this.subscribers.add(ctx.sender, ctx.creds, ctx.scope)) {
-      throw new AppError('TooManyClients', `at most ${this.subscribers.max} connections may subscribe`, { limit: this.subscribers.max });
+    const added = this.subscribers.add(ctx.sender, ctx.creds, ctx.scope);
+    if (added === 'full') {
+      this.refused.tooManySubscribers++;
+      throw new AppError('TooManyClients', `at most ${this.subscribers.max} connections may subscribe (some kept for root and the ebpfmon group)`, { limit: this.subscribers.max });
+    }
+    if (added === 'uidLimit') {
+      this.refused.uidLimit++;
+      throw new AppError('TooManyClients', `uid ${ctx.creds.uid} already has ${this.o.limits.maxSubscribersPerUid} connections subscribed (the most one user may have)`, { limit: this.o.limits.maxSubscribersPerUid });
     }
     this.activate();
     // It may have disconnected while being identified, its NameOwnerChanged already handled.

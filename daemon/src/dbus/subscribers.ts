@@ -19,7 +19,9 @@ export interface Subscriber {
 export class Subscribers {
   private readonly bySender = new Map<string, Subscriber>();
 
-  constructor(private readonly opts: { max: number; processSignalsPerSec: number; now?: () => number }) {}
+  private readonly perUid = new Map<number, number>();
+
+  constructor(private readonly opts: { max: number; processSignalsPerSec: number; maxPerUid?: number; reserved?: number; now?: () => number }) {}
 
   get size(): number {
     return this.bySender.size;
@@ -33,20 +35,34 @@ export class Subscribers {
     return this.bySender.has(sender);
   }
 
-  /** False when the limit is reached. Subscribing twice is harmless. */
-  add(sender: string, creds: Credentials, scope: Scope): boolean {
+  /**
+   * 'full' when every slot open to this caller is taken (a share is kept for root and the
+   * ebpfmon group), 'uidLimit' when its user has as many subscriptions as one user may.
+   * Subscribing twice is harmless.
+   */
+  add(sender: string, creds: Credentials, scope: Scope): 'ok' | 'full' | 'uidLimit' {
     const s = this.bySender.get(sender);
     if (s) {
       s.scope = scope;
-      return true;
+      return 'ok';
     }
-    if (this.bySender.size >= this.opts.max) return false;
+    const privileged = creds.uid === 0 || scope.seesAll;
+    const reserved = Math.min(this.opts.reserved ?? 0, this.opts.max - 1);
+    if (this.bySender.size >= (privileged ? this.opts.max : this.opts.max - reserved)) return 'full';
+    if ((this.perUid.get(creds.uid) ?? 0) >= (this.opts.maxPerUid ?? Infinity)) return 'uidLimit';
     this.bySender.set(sender, { sender, creds, scope, lastTop: null, tokens: this.opts.processSignalsPerSec, refilledAt: this.now() });
-    return true;
+    this.perUid.set(creds.uid, (this.perUid.get(creds.uid) ?? 0) + 1);
+    return 'ok';
   }
 
   remove(sender: string): boolean {
-    return this.bySender.delete(sender);
+    const s = this.bySender.get(sender);
+    if (!s) return false;
+    this.bySender.delete(sender);
+    const n = (this.perUid.get(s.creds.uid) ?? 1) - 1;
+    if (n > 0) this.perUid.set(s.creds.uid, n);
+    else this.perUid.delete(s.creds.uid);
+    return true;
   }
 
   all(): IterableIterator<Subscriber> {
@@ -71,6 +87,7 @@ export class Subscribers {
 
   clear(): void {
     this.bySender.clear();
+    this.perUid.clear();
   }
 
   private now(): number {

@@ -13,7 +13,7 @@ import { BpfError } from '../bpf/errors.js';
 import { ERRNO } from '../sys/errno.js';
 import { readSysctl, type ReadSysctl } from './host.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
-import { listLinks } from '../net/netlink.js';
+import { listLinks, watchLinks } from '../net/netlink.js';
 import { ipText, parseIp, type Family, type IpAddr } from '../net/ip.js';
 import { LB_MAP } from './components.js';
 import { RING_SIZE } from './decoder.js';
@@ -63,12 +63,18 @@ export interface LbHost {
   realtimeNs(): bigint;
   /** A sysctl of the daemon's network namespace (`net.ipv4.ip_forward`), or null when absent. */
   sysctl: ReadSysctl;
+  /** Calls `onChange` when interfaces appear, go or change; returns a function that stops it. */
+  watchLinks?(onChange: () => void): () => void;
 }
 
 export function systemHost(): LbHost {
   return {
     links: () => listLinks().map((l) => ({ ifindex: l.ifindex, name: l.name })),
     sysctl: readSysctl,
+    watchLinks: (onChange) => {
+      const w = watchLinks(onChange);
+      return () => w.close();
+    },
     addresses: () => {
       const out = new Map<string, HostAddress[]>();
       for (const [name, list] of Object.entries(os.networkInterfaces())) {

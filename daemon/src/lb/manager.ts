@@ -44,7 +44,7 @@ import { kernelError, transact, type Step } from './tx.js';
 import { collect } from './gc.js';
 import { lbHostWarnings } from './host.js';
 import {
-  PROTO_NAME, healthType, parseBackend, parseDropRule, parseHealth, parseIfname, parseMode, parseVip, parseWeight,
+  PROTO_NAME, healthType, parseBackend, parseDeclaredVips, parseDropRule, parseHealth, parseIfname, parseMode, parseVip, parseWeight,
   vipText, type BackendSpec, type HealthSpec, type VipSpec,
 } from './validate.js';
 
@@ -139,6 +139,8 @@ export class LbManager {
   private queue: Promise<unknown> = Promise.resolve();
   private health: HealthChecker | null = null;
   private gcTimer: NodeJS.Timeout | null = null;
+  private linkTimer: NodeJS.Timeout | null = null;
+  private stopWatch: (() => void) | null = null;
   private closed = false;
 
   constructor(deployment: LbDeployment, logger: Logger, opts: LbManagerOptions = {}) {
@@ -210,11 +212,24 @@ export class LbManager {
       this.health = new HealthChecker(this.events, this.log, (t, up) => this.setBackendHealth(t.vip, t.backend, up));
       this.syncHealth();
     }
+    if (!this.linkTimer) {
+      // Interfaces are followed like the classifier's: at once on a netlink link event, and
+      // every 2 s in case an event was missed.
+      const follow = () => void this.serial(() => this.followLinks()).catch((err: unknown) => this.log.warn({ err }, 'could not follow interface changes'));
+      this.stopWatch = this.host.watchLinks?.(follow) ?? null;
+      this.linkTimer = setInterval(follow, 2000);
+      this.linkTimer.unref();
+      follow();
+    }
   }
 
   /** Stops timers and checks. Everything in the kernel stays as it is (pinned). */
   close(): void {
     this.closed = true;
+    this.stopWatch?.();
+    this.stopWatch = null;
+    if (this.linkTimer) clearInterval(this.linkTimer);
+    this.linkTimer = null;
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.gcTimer = null;
     this.health?.stop();
@@ -353,6 +368,42 @@ export class LbManager {
       }
     }
     return need;
+  }
+
+  /**
+   * Interfaces deleted, recreated or renumbered (`ip link del` and add, a VM restarted): an
+   * attachment whose interface is gone is forgotten, a nat backend whose route went with it
+   * is routed again, and xdp_lb goes back on every interface a VIP or backend needs, under
+   * its new ifindex.
+   */
+  private async followLinks(): Promise<void> {
+    const byName = this.ifs.byName();
+    for (const r of this.ifs.attached()) {
+      if (byName.get(r.ifname) === r.ifindex) continue;
+      this.ifs.detach(r.ifindex);
+      this.log.info({ iface: r.ifname, ifindex: r.ifindex }, 'interface gone: its xdp_lb attachment is forgotten until it returns');
+    }
+    const byIndex = this.ifs.byIndex();
+    for (const v of this.vips.values()) {
+      if (v.mode !== 'nat') continue;
+      for (const b of v.backends.values()) {
+        if (b.egress !== 0 && byIndex.has(b.egress)) continue;
+        let egress: number;
+        try {
+          egress = await this.ifs.probe(b.spec, v.mode);
+        } catch {
+          continue; // no route yet: the next pass tries again
+        }
+        if (egress === b.egress || !this.vips.has(v.spec.text) || v.backends.get(b.spec.text) !== b) continue;
+        b.egress = egress;
+        this.writeBackend(v, b);
+        this.log.info({ vip: v.spec.text, backend: b.spec.text, via: byIndex.get(egress) ?? egress }, 'backend routed again after an interface change');
+      }
+    }
+    const need = this.neededInterfaces();
+    const attached = this.ifs.ensure(need);
+    if (attached.length) this.log.info({ interfaces: attached.map((i) => need.get(i)) }, 'xdp_lb back on returning interfaces');
+    this.syncIfaddrs();
   }
 
   /** emon_lb_ifaddr in step with the host; cached next hops carry the nat source, so a change invalidates them. */
@@ -770,32 +821,9 @@ export class LbManager {
    */
   applyConfig(declared: DeclaredVip[]): Promise<ApplyReport> {
     return this.serial(async () => {
-      if (!Array.isArray(declared)) throw invalidParam('lb.vips', declared, 'a list of VIP declarations');
-      const plans = declared.map((d, i) => {
-        const f = `lb.vips[${i}]`;
-        const p = params(d, '{ vip, mode?, interface?, health?, backends? }');
-        const spec = parseVip(`${f}.vip`, p.vip);
-        const mode = parseMode(`${f}.mode`, p.mode);
-        const ifname = parseIfname(`${f}.interface`, p.interface);
-        const health = parseHealth(`${f}.health`, p.health);
-        const list = p.backends === undefined ? [] : p.backends;
-        if (!Array.isArray(list)) throw invalidParam(`${f}.backends`, list, 'a list of { backend, weight? }');
-        const seen = new Set<string>();
-        const backends = list.map((b: unknown, j: number) => {
-          const q = params(b, '{ backend, weight? }');
-          const bs = parseBackend(`${f}.backends[${j}].backend`, q.backend, spec);
-          if (seen.has(bs.text)) throw invalidParam(`${f}.backends[${j}].backend`, q.backend, `a backend not already listed for ${spec.text}`);
-          seen.add(bs.text);
-          return { spec: bs, weight: parseWeight(`${f}.backends[${j}].weight`, q.weight) };
-        });
-        const norm = JSON.stringify({ vip: spec.text, mode, ifname, health, backends: backends.map((b) => [b.spec.text, b.weight]) });
-        const hash = crypto.createHash('sha256').update(norm).digest().readBigUInt64LE(0) || 1n;
-        return { spec, mode, ifname, health, backends, hash, raw: p };
-      });
-      const texts = new Set<string>();
-      plans.forEach((pl, i) => {
-        if (texts.has(pl.spec.text)) throw invalidParam(`lb.vips[${i}].vip`, pl.raw.vip, 'a VIP declared once');
-        texts.add(pl.spec.text);
+      const plans = parseDeclaredVips(declared).map((pl) => {
+        const norm = JSON.stringify({ vip: pl.spec.text, mode: pl.mode, ifname: pl.ifname, health: pl.health, backends: pl.backends.map((b) => [b.spec.text, b.weight]) });
+        return { ...pl, hash: crypto.createHash('sha256').update(norm).digest().readBigUInt64LE(0) || 1n };
       });
 
       const report: ApplyReport = { vips: [] };

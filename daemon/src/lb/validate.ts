@@ -244,3 +244,46 @@ export function protoRuleText(proto: number, match: number, value: number, famil
   if (match === PK.port) return `${name}:${value}`;
   return `${name}:${icmpTypeName(family === 'ipv6', value)}`;
 }
+
+/** A VIP the configuration file declares (`lb.vips[i]`), validated and normalized. */
+export interface DeclaredVipPlan {
+  spec: VipSpec;
+  mode: LbMode;
+  ifname: string | null;
+  health: HealthSpec | null;
+  backends: Array<{ spec: BackendSpec; weight: number }>;
+  /** The declaration as written (its `vip` names it in errors). */
+  raw: Record<string, unknown>;
+}
+
+/**
+ * `lb.vips`, checked as a whole before anything changes: `ebpfmon --check-config` and the
+ * start-up both run it, so a declaration the daemon would refuse is a configuration error.
+ */
+export function parseDeclaredVips(declared: unknown): DeclaredVipPlan[] {
+  if (!Array.isArray(declared)) throw invalidParam('lb.vips', declared, 'a list of VIP declarations');
+  const plans = declared.map((d: unknown, i: number): DeclaredVipPlan => {
+    const f = `lb.vips[${i}]`;
+    if (!isObj(d)) throw invalidParam(f, d, 'an object { vip, mode?, interface?, health?, backends? }');
+    const unknown = Object.keys(d).filter((k) => !['vip', 'mode', 'interface', 'health', 'backends'].includes(k));
+    if (unknown.length) throw invalidParam(`${f}.${unknown[0]}`, d[unknown[0]!], 'one of the keys vip, mode, interface, health, backends');
+    const spec = parseVip(`${f}.vip`, d.vip);
+    const list = d.backends === undefined ? [] : d.backends;
+    if (!Array.isArray(list)) throw invalidParam(`${f}.backends`, list, 'a list of { backend, weight? }');
+    const seen = new Set<string>();
+    const backends = list.map((b: unknown, j: number) => {
+      if (!isObj(b)) throw invalidParam(`${f}.backends[${j}]`, b, 'an object { backend, weight? }');
+      const bs = parseBackend(`${f}.backends[${j}].backend`, b.backend, spec);
+      if (seen.has(bs.text)) throw invalidParam(`${f}.backends[${j}].backend`, b.backend, `a backend not already listed for ${spec.text}`);
+      seen.add(bs.text);
+      return { spec: bs, weight: parseWeight(`${f}.backends[${j}].weight`, b.weight) };
+    });
+    return { spec, mode: parseMode(`${f}.mode`, d.mode), ifname: parseIfname(`${f}.interface`, d.interface), health: parseHealth(`${f}.health`, d.health), backends, raw: d };
+  });
+  const texts = new Set<string>();
+  plans.forEach((pl, i) => {
+    if (texts.has(pl.spec.text)) throw invalidParam(`lb.vips[${i}].vip`, pl.raw.vip, 'a VIP declared once');
+    texts.add(pl.spec.text);
+  });
+  return plans;
+}

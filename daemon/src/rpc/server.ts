@@ -1,32 +1,56 @@
 // SPDX-License-Identifier: Apache-2.0
-// The JSON-RPC adapter: JSON-RPC 2.0 over a Unix socket, newline-delimited, serving the
-// API (api/) and event subscriptions. The socket is 0666: access is decided per connection
-// from the peer's credentials (SO_PEERCRED, SO_PEERGROUPS).
-// Limits keep a hostile or slow client from hurting the daemon: message size, clients,
-// requests in flight per connection (reading pauses beyond it), and a bounded event
-// queue per connection (a slow subscriber loses events and is told how many).
+// The JSON-RPC adapter's transport: JSON-RPC 2.0 over a Unix socket, newline-delimited,
+// serving the API (api/, registered by register.ts) and event subscriptions. The socket is
+// 0666: access is decided per connection from the peer's credentials (SO_PEERCRED,
+// SO_PEERGROUPS).
+//
+// Any local user may connect, so every resource a connection can make the daemon spend is
+// bounded, and nobody can take what root and the ebpfmon group need:
+//  - admission: connections per uid, and a share of the connection slots reserved for root
+//    and the `ebpfmon` group; an idle connection (no request, no subscription) is closed;
+//  - one request line at a time per connection, the items of a batch one after the other:
+//    a connection never has more than one call in progress, and the lines it sent ahead wait
+//    in a bounded queue (reading pauses beyond it), so memory follows the work a client may
+//    have, not what it asks for;
+//  - replies: a batch's reply is bounded in bytes (later items get an error instead), and
+//    reading pauses while the client does not read its replies;
+//  - a client that goes away cancels what it queued;
+//  - events: a bounded queue per connection (a slow subscriber loses events and is told);
+//  - logs: client mistakes are counted, never logged one by one; daemon faults are logged
+//    at a bounded rate.
+// Every refusal is counted and reported in `status` (`transports.rpc.refused`).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createJSONRPCErrorResponse, JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
-import { ERRORS } from '../contract/errors.js';
+import { ERRORS, type ErrorName } from '../contract/errors.js';
 import { NOTIFICATIONS } from '../contract/methods.js';
 import type { MonitorEvent } from '../contract/events.js';
+import type { RpcStatus } from '../contract/status.js';
 import { eventJson } from '../events/bus.js';
 import { toApiError, type Caller } from '../api/index.js';
 import * as C from '../sys/libc.js';
 import { groupGid } from '../sys/users.js';
+import { RateLimitedLog } from '../util/ratelog.js';
 
 export interface RpcLimits {
   maxClients: number;
   maxMessageBytes: number;
   maxSubscriptionsPerClient: number;
   subscriberQueue: number;
+  /** Connections one uid may hold at once (root's and the group's included). */
+  maxClientsPerUid?: number;
+  /** Of maxClients, slots only root and the ebpfmon group may take. */
+  reservedClients?: number;
+  /** A connection with no request and no subscription for this long is closed (ms). */
+  idleTimeoutMs?: number;
   /** JSON-RPC batch size limit. */
   maxBatch?: number;
-  /** Requests processed at once per connection before reading pauses. */
-  maxInFlight?: number;
+  /** Request lines received and waiting per connection before reading pauses. */
+  maxQueuedLines?: number;
+  /** Bytes of one reply (a batch's, all items together) before later items get an error. */
+  maxReplyBytes?: number;
 }
 
 export interface RpcContext {
@@ -34,28 +58,76 @@ export interface RpcContext {
   conn: Connection;
 }
 
-const MAX_BATCH = 64;
-const MAX_IN_FLIGHT = 16;
+const DEFAULTS = {
+  maxClientsPerUid: 16,
+  reservedClients: 8,
+  idleTimeoutMs: 300_000,
+  maxBatch: 64,
+  maxQueuedLines: 16,
+  maxReplyBytes: 64 << 20,
+} as const;
+
 /** Above this many unsent bytes, a connection stops being read (its own replies back up). */
 const WRITE_HIGH_WATER = 4 << 20;
+/** A refused connection is given this long to read why, then closed. */
+const REFUSED_LINGER_MS = 1000;
+
+type Refusal = 'tooManyClients' | 'uidLimit' | 'idle' | 'messageTooLarge' | 'invalidRequest' | 'batchTooLarge' | 'replyTooLarge';
 
 let nextConnId = 1;
+
+/** A JSON-RPC 2.0 id: a string, an integer or null. */
+function validId(id: unknown): id is string | number | null {
+  return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id));
+}
+
+/**
+ * Checks the envelope of one request before the library sees it (it would answer some
+ * malformed ones with an internal error, and echo any id). Returns the error to answer
+ * with, or null when the request is well-formed.
+ */
+export function envelopeError(msg: unknown): { id: string | number | null; message: string } | null {
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return { id: null, message: 'a request is an object' };
+  const m = msg as Record<string, unknown>;
+  const id = 'id' in m && validId(m.id) ? m.id : null;
+  if ('id' in m && !validId(m.id)) return { id: null, message: 'id must be a string, an integer or null' };
+  if (m.jsonrpc !== '2.0') return { id, message: 'jsonrpc must be "2.0"' };
+  if (typeof m.method !== 'string' || m.method.length === 0 || m.method.length > 128) return { id, message: 'method must be a string of 1 to 128 characters' };
+  if ('params' in m && (typeof m.params !== 'object' || m.params === null)) return { id, message: 'params must be an object or an array' };
+  return null;
+}
 
 export class Connection {
   readonly id = nextConnId++;
   readonly subscriptions = new Map<string, () => void>();
   private queue: string[] = [];
   private readonly lost = new Map<string, number>();
-  private inFlight = 0;
+  private readonly lines: string[] = [];
+  /** Bytes of the lines waiting in `lines`. */
+  private queuedBytes = 0;
+  private processing = false;
   private buffered = '';
   private closed = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** Aborted when the client goes away: work it queued is not started. */
+  readonly abort = new AbortController();
 
-  constructor(readonly socket: net.Socket, readonly caller: Caller, private readonly server: RpcServer) {}
+  constructor(readonly socket: net.Socket, readonly caller: Caller, private readonly server: RpcServer) {
+    this.touch();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   /** Replies are never dropped: the client asked for them. */
   reply(msg: JSONRPCResponse | JSONRPCResponse[]): void {
+    this.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  private write(line: string): void {
     if (this.closed) return;
-    this.socket.write(`${JSON.stringify(msg)}\n`);
+    this.socket.write(line);
     this.updateFlow();
   }
 
@@ -92,7 +164,7 @@ export class Connection {
       this.socket.write(n === 1 ? this.queue[0]! : this.queue.slice(0, n).join(''));
       this.queue.splice(0, n);
     }
-    if (this.queue.length === 0 && this.lost.size > 0) {
+    if (this.queue.length === 0 && this.lost.size > 0 && !this.closed) {
       for (const [subscription, lost] of this.lost) {
         this.socket.write(`${JSON.stringify({ jsonrpc: '2.0', method: NOTIFICATIONS.lost, params: { subscription, lost } })}\n`);
       }
@@ -100,14 +172,17 @@ export class Connection {
     }
   }
 
-  /** Pauses reading while this client has too much in flight or unsent. */
+  /** Pauses reading while this client has too much waiting or unsent. */
   updateFlow(): void {
-    const busy = this.inFlight >= (this.server.limits.maxInFlight ?? MAX_IN_FLIGHT) || this.socket.writableLength > WRITE_HIGH_WATER;
+    if (this.closed) return;
+    const busy = this.lines.length >= (this.server.limits.maxQueuedLines ?? DEFAULTS.maxQueuedLines)
+      || this.queuedBytes > this.server.limits.maxMessageBytes || this.socket.writableLength > WRITE_HIGH_WATER;
     if (busy) this.socket.pause();
-    else if (!this.closed) this.socket.resume();
+    else this.socket.resume();
   }
 
   onData(chunk: string): void {
+    this.touch();
     this.buffered += chunk;
     let nl: number;
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
@@ -115,15 +190,65 @@ export class Connection {
       this.buffered = this.buffered.slice(nl + 1);
       if (Buffer.byteLength(line) > this.server.limits.maxMessageBytes) return this.tooLarge();
       if (line.trim() === '') continue;
-      void this.handle(line);
+      this.lines.push(line);
+      this.queuedBytes += line.length;
     }
-    if (Buffer.byteLength(this.buffered) > this.server.limits.maxMessageBytes) this.tooLarge();
+    if (Buffer.byteLength(this.buffered) > this.server.limits.maxMessageBytes) return this.tooLarge();
+    this.updateFlow();
+    void this.process();
+  }
+
+  /** Restarts the idle clock (any request; subscriptions keep a connection alive). */
+  private touch(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const ms = this.server.limits.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs;
+    this.idleTimer = setTimeout(() => {
+      if (this.subscriptions.size > 0 || this.processing) return this.touch();
+      this.server.refuse('idle');
+      this.end();
+    }, ms);
+    this.idleTimer.unref();
   }
 
   private tooLarge(): void {
     const e = ERRORS.MessageTooLarge;
+    this.server.refuse('messageTooLarge');
     this.reply(createJSONRPCErrorResponse(null, e.code, `${e.message}: limit ${this.server.limits.maxMessageBytes} bytes per line`, { limit: this.server.limits.maxMessageBytes }));
     this.end();
+  }
+
+  /** Handles the queued lines, one at a time. */
+  private async process(): Promise<void> {
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      while (this.lines.length > 0 && !this.closed) {
+        // A client that does not read its replies gets no more work done for it.
+        if (this.socket.writableLength > WRITE_HIGH_WATER) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              this.socket.off('drain', done);
+              this.socket.off('close', done);
+              resolve();
+            };
+            this.socket.on('drain', done);
+            this.socket.on('close', done);
+          });
+          continue;
+        }
+        const line = this.lines.shift()!;
+        this.queuedBytes -= line.length;
+        this.updateFlow();
+        await this.handle(line);
+        this.touch();
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private error(id: string | number | null, name: ErrorName, message: string = ERRORS[name].message, data?: object): JSONRPCResponse {
+    return createJSONRPCErrorResponse(id, ERRORS[name].code, message, data ? { name, ...data } : { name });
   }
 
   private async handle(line: string): Promise<void> {
@@ -131,33 +256,69 @@ export class Connection {
     try {
       msg = JSON.parse(line);
     } catch {
-      return this.reply(createJSONRPCErrorResponse(null, ERRORS.ParseError.code, ERRORS.ParseError.message));
+      this.server.refuse('invalidRequest');
+      return this.reply(this.error(null, 'ParseError'));
     }
-    if (Array.isArray(msg) && (msg.length === 0 || msg.length > (this.server.limits.maxBatch ?? MAX_BATCH))) {
-      return this.reply(createJSONRPCErrorResponse(null, ERRORS.InvalidRequest.code, `batches hold 1 to ${this.server.limits.maxBatch ?? MAX_BATCH} requests`));
+    if (!Array.isArray(msg)) {
+      const r = await this.one(msg);
+      if (r) this.reply(r);
+      return;
     }
-    this.inFlight++;
-    this.updateFlow();
+    const max = this.server.limits.maxBatch ?? DEFAULTS.maxBatch;
+    if (msg.length === 0 || msg.length > max) {
+      this.server.refuse('batchTooLarge');
+      return this.reply(this.error(null, 'InvalidRequest', `batches hold 1 to ${max} requests`));
+    }
+    const replies: JSONRPCResponse[] = [];
+    let bytes = 0;
+    const maxBytes = this.server.limits.maxReplyBytes ?? DEFAULTS.maxReplyBytes;
+    for (const item of msg) {
+      if (this.closed) return;
+      const id = typeof item === 'object' && item !== null && 'id' in item && validId((item as { id: unknown }).id) ? (item as { id: string | number | null }).id : null;
+      let r: JSONRPCResponse | null;
+      if (bytes > maxBytes) {
+        this.server.refuse('replyTooLarge');
+        r = this.error(id, 'MessageTooLarge', `this batch's replies already exceed ${maxBytes} bytes: send the rest in another batch`);
+      } else {
+        r = await this.one(item);
+      }
+      if (r) {
+        bytes += JSON.stringify(r).length;
+        replies.push(r);
+      }
+    }
+    if (replies.length > 0) this.reply(replies);
+  }
+
+  /** One request (or notification): the envelope, then the method. */
+  private async one(msg: unknown): Promise<JSONRPCResponse | null> {
+    const bad = envelopeError(msg);
+    if (bad) {
+      this.server.refuse('invalidRequest');
+      return this.error(bad.id, 'InvalidRequest', `${ERRORS.InvalidRequest.message}: ${bad.message}`);
+    }
+    if (this.abort.signal.aborted) return null;
     try {
-      const res = await this.server.rpc.receive(msg as never, { caller: this.caller, conn: this });
-      if (res !== null && !(Array.isArray(res) && res.length === 0)) this.reply(res);
+      return await this.server.rpc.receive(msg as never, { caller: this.caller, conn: this });
     } catch (err) {
-      this.server.log.error({ err }, 'request handling failed');
-      this.reply(createJSONRPCErrorResponse(null, ERRORS.Internal.code, ERRORS.Internal.message));
-    } finally {
-      this.inFlight--;
-      this.updateFlow();
+      this.server.logFault(err, 'request handling failed');
+      return this.error((msg as { id?: string | number | null }).id ?? null, 'Internal');
     }
   }
 
   end(): void {
     if (this.closed) return;
     this.closed = true;
+    this.abort.abort();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const unsub of this.subscriptions.values()) unsub();
     this.subscriptions.clear();
     this.queue = [];
+    this.lines.length = 0;
+    this.queuedBytes = 0;
     this.socket.end();
-    this.socket.destroySoon?.();
+    // A client that does not read would keep the socket (and its fd) forever.
+    setTimeout(() => this.socket.destroy(), REFUSED_LINGER_MS).unref();
   }
 }
 
@@ -186,12 +347,17 @@ export function peerCaller(socket: net.Socket, groups: { seeAll: number | null; 
 }
 
 export class RpcServer {
-  // The library would print every client mistake to stderr; real faults are logged in the error mapping below.
+  // The library would print every client mistake to stderr; real faults are logged below.
   readonly rpc = new JSONRPCServer<RpcContext>({ errorListener: () => undefined });
   readonly connections = new Set<Connection>();
+  /** Sockets refused at admission, until they close. */
+  private readonly refusedSockets = new Set<net.Socket>();
+  private readonly perUid = new Map<number, number>();
+  readonly refused: Record<Refusal, number> = { tooManyClients: 0, uidLimit: 0, idle: 0, messageTooLarge: 0, invalidRequest: 0, batchTooLarge: 0, replyTooLarge: 0 };
   droppedTotal = 0;
   private server: net.Server | null = null;
   readonly log: Logger;
+  private readonly faults: RateLimitedLog;
 
   constructor(
     readonly socketPath: string,
@@ -202,11 +368,21 @@ export class RpcServer {
     private readonly identify: (socket: net.Socket, groups: { seeAll: number | null; admin: number | null }) => Caller | null = peerCaller,
   ) {
     this.log = logger.child({ component: 'rpc' });
+    this.faults = new RateLimitedLog(this.log, { perIntervalMs: 10_000, burst: 10 });
     this.rpc.mapErrorToJSONRPCErrorResponse = (id, err: unknown) => {
       const { error, internal } = toApiError(err);
-      if (internal) this.log.error({ err }, 'method failed');
+      if (internal) this.logFault(err, 'method failed');
       return createJSONRPCErrorResponse(id, error.code, error.message, { name: error.kind, ...error.data });
     };
+  }
+
+  /** A daemon-side failure while serving a client: logged, at a bounded rate. */
+  logFault(err: unknown, msg: string): void {
+    this.faults.error({ err }, msg);
+  }
+
+  refuse(why: Refusal): void {
+    this.refused[why]++;
   }
 
   get subscriptionCount(): number {
@@ -215,10 +391,24 @@ export class RpcServer {
     return n;
   }
 
+  status(): RpcStatus {
+    return {
+      clients: this.connections.size,
+      subscriptions: this.subscriptionCount,
+      subscriberDropped: this.droppedTotal,
+      refused: { ...this.refused },
+      limits: {
+        maxClients: this.limits.maxClients,
+        maxClientsPerUid: this.limits.maxClientsPerUid ?? DEFAULTS.maxClientsPerUid,
+        reservedClients: this.limits.reservedClients ?? DEFAULTS.reservedClients,
+      },
+    };
+  }
+
   async listen(): Promise<void> {
     fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
     await removeStaleSocket(this.socketPath);
-    const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false }, (s) => this.accept(s));
+    const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (s) => this.accept(s));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -231,40 +421,76 @@ export class RpcServer {
     server.on('error', (err) => this.log.error({ err }, 'socket server error'));
   }
 
+  /** Why `caller` may not open another connection now, or null when it may. */
+  private admission(caller: Caller): { why: Refusal; name: ErrorName; message: string } | null {
+    const privileged = caller.uid === 0 || caller.seesAll;
+    const reserved = Math.min(this.limits.reservedClients ?? DEFAULTS.reservedClients, this.limits.maxClients - 1);
+    const cap = privileged ? this.limits.maxClients : this.limits.maxClients - reserved;
+    if (this.connections.size >= cap) {
+      const e = ERRORS.TooManyClients;
+      return { why: 'tooManyClients', name: 'TooManyClients', message: `${e.message} (limit ${this.limits.maxClients}${privileged ? '' : `, of which ${reserved} are kept for root and the ${this.groups.group} group`})` };
+    }
+    const perUid = this.limits.maxClientsPerUid ?? DEFAULTS.maxClientsPerUid;
+    if ((this.perUid.get(caller.uid) ?? 0) >= perUid) {
+      return { why: 'uidLimit', name: 'TooManyClients', message: `uid ${caller.uid} already has ${perUid} connections open (the most one user may have)` };
+    }
+    return null;
+  }
+
   private accept(socket: net.Socket): void {
     socket.setEncoding('utf8');
     socket.on('error', () => undefined);
-    if (this.connections.size >= this.limits.maxClients) {
-      const e = ERRORS.TooManyClients;
-      socket.end(`${JSON.stringify(createJSONRPCErrorResponse(null, e.code, `${e.message} (limit ${this.limits.maxClients})`))}\n`);
-      return;
-    }
     const caller = this.identify(socket, { seeAll: groupGid(this.groups.group), admin: groupGid(this.groups.adminGroup) });
     if (!caller) {
       socket.destroy();
       return;
     }
+    const refusal = this.admission(caller);
+    if (refusal) {
+      this.refuse(refusal.why);
+      // Say why, read nothing, and close soon whatever the client does.
+      this.refusedSockets.add(socket);
+      socket.once('close', () => this.refusedSockets.delete(socket));
+      socket.end(`${JSON.stringify(createJSONRPCErrorResponse(null, ERRORS[refusal.name].code, refusal.message, { name: refusal.name }))}\n`);
+      setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+      return;
+    }
     const conn = new Connection(socket, caller, this);
     this.connections.add(conn);
+    this.perUid.set(caller.uid, (this.perUid.get(caller.uid) ?? 0) + 1);
     socket.on('data', (d: string) => conn.onData(d));
     socket.on('drain', () => {
       conn.pump();
       conn.updateFlow();
     });
-    socket.on('close', () => {
+    socket.once('close', () => {
       conn.end();
-      this.connections.delete(conn);
+      if (this.connections.delete(conn)) {
+        const n = (this.perUid.get(caller.uid) ?? 1) - 1;
+        if (n > 0) this.perUid.set(caller.uid, n);
+        else this.perUid.delete(caller.uid);
+      }
     });
+    socket.resume();
   }
 
-  async close(): Promise<void> {
+  /** Stops serving: every connection is closed at once; bounded in time. */
+  async close(timeoutMs = 3000): Promise<void> {
+    const server = this.server;
+    this.server = null;
     for (const c of this.connections) {
       c.end();
       c.socket.destroy();
     }
+    for (const s of this.refusedSockets) s.destroy();
     this.connections.clear();
-    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
-    this.server = null;
+    this.perUid.clear();
+    if (server) {
+      await Promise.race([
+        new Promise<void>((r) => server.close(() => r())),
+        new Promise<void>((r) => setTimeout(r, timeoutMs).unref()),
+      ]);
+    }
     try {
       fs.unlinkSync(this.socketPath);
     } catch {

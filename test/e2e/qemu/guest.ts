@@ -152,7 +152,8 @@ async function runAttempt(command: string, guest: PreparedGuest, jobDir: string,
   const consoleLog = path.join(jobDir, `console-${attempt}.log`);
   fs.writeFileSync(path.join(jobDir, 'init'), guestInit(), { mode: 0o755 });
   fs.writeFileSync(path.join(adir, 'cmd.sh'), `${command}\n`);
-  const env = { HOME: '/root', LANG: 'C.UTF-8', ...opts.env, EBPFMON_GUEST_OUT: `${JOB_MOUNT}/${a}/out` };
+  // Software emulation: the tests' timeouts scale (test/helpers/privileged.ts scaled()).
+  const env = { HOME: '/root', LANG: 'C.UTF-8', EBPFMON_TEST_TIME_SCALE: '4', ...opts.env, EBPFMON_GUEST_OUT: `${JOB_MOUNT}/${a}/out` };
   fs.writeFileSync(path.join(adir, 'env'), Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote([v])}\n`).join(''));
   fs.writeFileSync(path.join(adir, 'params'), [
     `CWD=${shellQuote([opts.cwd ?? opts.projectRoot ?? PROJECT_ROOT])}`,

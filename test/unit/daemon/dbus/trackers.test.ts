@@ -127,13 +127,30 @@ describe('TalkingProcesses', () => {
 });
 
 describe('Subscribers', () => {
+  test('one user cannot take every slot: a per-uid cap, and a share kept for root and the group', () => {
+    const subs = new Subscribers({ max: 6, processSignalsPerSec: 1, maxPerUid: 3, reserved: 2 });
+    const add = (n: number, uid: number, seesAll = false) => subs.add(`:1.${n}`, { uid, pid: n, gids: [] }, { seesAll, admin: uid === 0 });
+    assert.deepEqual([1, 2, 3].map((n) => add(n, 1000)), ['ok', 'ok', 'ok']);
+    assert.equal(add(4, 1000), 'uidLimit', 'uid 1000 has three');
+    assert.equal(add(5, 1001), 'ok');
+    assert.equal(add(6, 1002), 'full', 'the slots open to everyone are taken');
+    assert.equal(add(7, 0), 'ok', 'root gets a reserved slot');
+    assert.equal(add(8, 7, true), 'ok', 'so does the group');
+    assert.equal(add(9, 0), 'full', 'and then nobody');
+    subs.remove(':1.1');
+    assert.equal(add(10, 1000), 'full', 'reserved slots stay reserved: 5 of 6 are taken');
+    subs.remove(':1.7');
+    subs.remove(':1.8');
+    assert.equal(add(11, 1000), 'ok', 'the last 2 of 6 slots are the reserved ones, whoever holds the others');
+  });
+
   test('a budget of process signals per second, refilled with time', () => {
     let now = 0;
     const subs = new Subscribers({ max: 2, processSignalsPerSec: 3, now: () => now });
-    assert.ok(subs.add(':1.1', { uid: 1, pid: 1, gids: [] }, { seesAll: false, admin: false }));
-    assert.ok(subs.add(':1.2', { uid: 2, pid: 2, gids: [] }, { seesAll: true, admin: false }));
-    assert.ok(subs.add(':1.1', { uid: 1, pid: 1, gids: [] }, { seesAll: false, admin: false }), 'twice is harmless');
-    assert.equal(subs.add(':1.3', { uid: 3, pid: 3, gids: [] }, { seesAll: false, admin: false }), false, 'the limit');
+    assert.equal(subs.add(':1.1', { uid: 1, pid: 1, gids: [] }, { seesAll: false, admin: false }), 'ok');
+    assert.equal(subs.add(':1.2', { uid: 2, pid: 2, gids: [] }, { seesAll: true, admin: false }), 'ok');
+    assert.equal(subs.add(':1.1', { uid: 1, pid: 1, gids: [] }, { seesAll: false, admin: false }), 'ok', 'twice is harmless');
+    assert.equal(subs.add(':1.3', { uid: 3, pid: 3, gids: [] }, { seesAll: false, admin: false }), 'full', 'the limit');
     assert.deepEqual([...subs.seeing(1)].map((s) => s.sender), [':1.1', ':1.2']);
     assert.deepEqual([...subs.seeing(9)].map((s) => s.sender), [':1.2']);
     const s = [...subs.all()][0]!;

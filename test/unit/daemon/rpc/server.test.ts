@@ -14,7 +14,7 @@ import type { Caller } from '../../../../daemon/src/api/index.js';
 import { ERRORS } from '../../../../daemon/src/contract/errors.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
 
-const LIMITS = { maxClients: 8, maxMessageBytes: 4096, maxSubscriptionsPerClient: 3, subscriberQueue: 100 };
+const LIMITS = { maxClients: 8, maxMessageBytes: 4096, maxSubscriptionsPerClient: 3, subscriberQueue: 100, maxClientsPerUid: 8, reservedClients: 2 };
 
 class Raw {
   private buf = '';
@@ -120,7 +120,7 @@ describe('JSON-RPC server', () => {
     const cases: Array<[unknown, string]> = [
       [{ pid: 'x' }, 'params.pid'], [{ pid: -1 }, 'params.pid'], [{ pid: 1.5 }, 'params.pid'], [{ limit: 0 }, 'params.limit'],
       [{ protocol: 'bogus' }, 'params.protocol'], [{ remoteAddr: 'not-an-ip' }, 'params.remoteAddr'], [{ remoteAddr: '10.0.0.0/33' }, 'params.remoteAddr'],
-      [{ port: 70000 }, 'params.port'], [{ sort: 'size' }, 'params.sort'], [{ pids: [1] }, 'params.pids'], [[1, 2], "params"], ["str", "params"],
+      [{ port: 70000 }, 'params.port'], [{ sort: 'size' }, 'params.sort'], [{ pids: [1] }, 'params.pids'], [[1, 2], "params"],
       [{ comm: 'x'.repeat(16) }, 'params.comm'], [{ includeClosed: 'yes' }, 'params.includeClosed'],
     ];
     for (const [params, field] of cases) {
@@ -244,5 +244,176 @@ describe('JSON-RPC server', () => {
     c.close();
     await new Promise((r) => setTimeout(r, 100));
     assert.ok(daemon.rpc.connections.size <= 1, `connections left: ${daemon.rpc.connections.size}`);
+  });
+});
+
+describe('JSON-RPC server: nobody can exhaust it', () => {
+  const HARD = { maxClients: 6, maxMessageBytes: 4096, maxSubscriptionsPerClient: 2, subscriberQueue: 100, maxClientsPerUid: 3, reservedClients: 2, idleTimeoutMs: 400 };
+  let dir: string;
+  let sock: string;
+  let daemon: Daemon;
+  let fake: FakeMonitor;
+  let caller: Caller;
+  const user = (uid: number): Caller => ({ uid, gid: uid, pid: uid, seesAll: false, admin: false });
+  const records: Array<{ level: number; msg: string }> = [];
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-rpc-'));
+    sock = path.join(dir, 's.sock');
+    fake = new FakeMonitor();
+    const logger = pino({ level: 'info' }, { write: (l: string) => void records.push(JSON.parse(l) as { level: number; msg: string }) });
+    daemon = buildDaemon({
+      monitor: fake, bus: fake.bus, logger, version: '9.9.9', socketPath: sock, limits: HARD,
+      groups: { group: 'ebpfmon', adminGroup: 'ebpfmon-admin' }, identify: () => ({ ...caller }),
+    });
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    caller = { uid: 0, gid: 0, pid: 1, seesAll: true, admin: true };
+  });
+  const settle = () => new Promise((r) => setTimeout(r, 50));
+  const refusedOf = async (c: Raw) => {
+    await c.until(() => c.closed);
+    return c.msgs[0]?.error as { code: number; message: string } | undefined;
+  };
+
+  test('connections per user, and a share only root and the ebpfmon group may take; every refusal counted', async () => {
+    const before0 = { ...daemon.rpc.refused };
+    const open: Raw[] = [];
+    caller = user(1000);
+    for (let i = 0; i < 3; i++) open.push(await Raw.connect(sock));
+    await settle();
+    const fourth = await Raw.connect(sock);
+    const e1 = await refusedOf(fourth);
+    assert.equal(e1?.code, ERRORS.TooManyClients.code);
+    assert.match(e1!.message, /uid 1000 already has 3 connections open/);
+    caller = user(1001);
+    open.push(await Raw.connect(sock));
+    await settle();
+    // 4 of 6 taken: the last 2 are kept for root and the group
+    caller = user(1002);
+    const e2 = await refusedOf(await Raw.connect(sock));
+    assert.match(e2!.message, /limit 6, of which 2 are kept for root and the ebpfmon group/);
+    caller = { uid: 0, gid: 0, pid: 1, seesAll: true, admin: true };
+    const root = await Raw.connect(sock);
+    const st = (await root.call('status')).result as { transports: { rpc: { clients: number; refused: Record<string, number> } } };
+    assert.equal(st.transports.rpc.clients, 5);
+    assert.equal(st.transports.rpc.refused.uidLimit - (before0.uidLimit ?? 0), 1);
+    assert.equal(st.transports.rpc.refused.tooManyClients - (before0.tooManyClients ?? 0), 1);
+    caller = { uid: 7, gid: 7, pid: 7, seesAll: true, admin: false }; // a member of the group
+    const member = await Raw.connect(sock);
+    assert.ok((await member.call('status')).result, 'the group gets the last reserved slot');
+    for (const c of [...open, root, member]) c.close();
+    await settle();
+  });
+
+  test('an idle connection is closed; one with a subscription is not', async () => {
+    const idle0 = daemon.rpc.refused.idle;
+    const idle = await Raw.connect(sock);
+    const sub = await Raw.connect(sock);
+    assert.ok((await sub.call('events.subscribe', {})).result);
+    await idle.until(() => idle.closed, 3000);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(sub.closed, false, 'a subscriber waits for events as long as it likes');
+    assert.ok(daemon.rpc.refused.idle - idle0 >= 1);
+    sub.close();
+    await settle();
+  });
+
+  test('the envelope: null, [null], a batch with a bad item, ids that JSON-RPC does not allow; never Internal, never logged', async () => {
+    const c = await Raw.connect(sock);
+    const errorsBefore = records.filter((r) => r.level >= 50).length;
+    const reply = async (line: string) => {
+      const n = c.msgs.length;
+      c.send(line);
+      await c.until(() => c.msgs.length > n);
+      return c.msgs[n] as unknown;
+    };
+    const err = (x: unknown) => (x as { id: unknown; error: { code: number } });
+    for (const line of ['null', '5', '"status"', 'true']) {
+      const r = err(await reply(line));
+      assert.deepEqual([r.id, r.error.code], [null, ERRORS.InvalidRequest.code], line);
+    }
+    const one = (await reply('[null]')) as unknown[];
+    assert.deepEqual(one.map((x) => [err(x).id, err(x).error.code]), [[null, ERRORS.InvalidRequest.code]]);
+    const mixed = (await reply('[{"jsonrpc":"2.0","id":1,"method":"status"},null]')) as Array<{ id: unknown; result?: unknown; error?: { code: number } }>;
+    assert.equal(mixed.length, 2);
+    assert.ok(mixed[0]!.result, 'the valid call of the batch is answered');
+    assert.deepEqual([mixed[1]!.id, mixed[1]!.error?.code], [null, ERRORS.InvalidRequest.code]);
+    for (const id of ['{}', '[1]', '1.5', '{"id":{"nested":[1]}}', 'true']) {
+      const r = err(await reply(`{"jsonrpc":"2.0","id":${id},"method":"status"}`));
+      assert.deepEqual([r.id, r.error.code], [null, ERRORS.InvalidRequest.code], `id ${id}`);
+    }
+    for (const id of ['"abc"', '7', '-3']) {
+      const r = (await reply(`{"jsonrpc":"2.0","id":${id},"method":"status"}`)) as { id: unknown; result: unknown };
+      assert.deepEqual(r.id, JSON.parse(id), 'a valid id is echoed');
+      assert.ok(r.result);
+    }
+    // 2,000 nulls: 2,000 answers, nothing in the log
+    c.send(Array.from({ length: 2000 }, () => 'null').join('\n'));
+    const n0 = c.msgs.length;
+    await c.until(() => c.msgs.length >= n0 + 2000 - 1, 10_000);
+    assert.ok(c.msgs.slice(n0).every((m) => (m.error as { code: number }).code === ERRORS.InvalidRequest.code));
+    assert.equal(records.filter((r) => r.level >= 50).length, errorsBefore, 'client mistakes are counted, not logged as errors');
+    c.close();
+  });
+
+  test('a client that does not read its replies gets no more work done: memory stays bounded', async () => {
+    const c = await Raw.connect(sock);
+    c.sock.pause();
+    const batch = JSON.stringify(Array.from({ length: 64 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'status' })));
+    // 400 lines of 64 calls (25,600 calls, ~2 MB), written without reading a reply
+    const payload = Array.from({ length: 400 }, () => batch).join('\n') + '\n';
+    c.sock.write(payload);
+    await new Promise((r) => setTimeout(r, 1000));
+    const conn = [...daemon.rpc.connections].at(-1)! as unknown as { queuedBytes: number; socket: net.Socket };
+    // At most a line limit's worth, plus the one chunk read before reading paused.
+    assert.ok(conn.queuedBytes <= HARD.maxMessageBytes + 65536, `${conn.queuedBytes} bytes of requests queued`);
+    // The server stops at 4 MiB of unread replies (plus the reply in hand); the 25,600 calls
+    // asked for would have made ~100 MiB.
+    assert.ok(conn.socket.writableLength < 6 * 1024 * 1024, `${conn.socket.writableLength} bytes of replies buffered`);
+    // Other clients are served meanwhile.
+    const other = await Raw.connect(sock);
+    assert.ok((await other.call('status')).result);
+    other.close();
+    c.close();
+    await settle();
+  });
+
+  test('refused connections never keep a descriptor, and stopping is bounded', async () => {
+    const d2dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-rpc-'));
+    const d2 = buildDaemon({
+      monitor: fake, bus: fake.bus, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: path.join(d2dir, 's.sock'),
+      limits: { ...HARD, maxClients: 2, reservedClients: 0 }, groups: { group: 'ebpfmon', adminGroup: 'ebpfmon-admin' }, identify: () => user(1000),
+    });
+    await d2.start();
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const holders = [await Raw.connect(path.join(d2dir, 's.sock')), await Raw.connect(path.join(d2dir, 's.sock'))];
+    await settle();
+    const base = fds();
+    // 300 refused clients that send data and never close
+    const refused: net.Socket[] = [];
+    for (let i = 0; i < 300; i++) {
+      const s = net.connect(path.join(d2dir, 's.sock'));
+      s.on('error', () => undefined);
+      s.on('connect', () => s.write('{"jsonrpc":"2.0","id":1,"method":"status"}\n'));
+      s.resume(); // read the refusal, so that its end is seen
+      refused.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 2500));
+    // Each refused socket is closed by the daemon (our side sees the close: its fd goes too).
+    assert.ok(refused.every((s) => s.destroyed || s.readableEnded), `${refused.filter((s) => !s.destroyed && !s.readableEnded).length} refused sockets still open`);
+    for (const s of refused) s.destroy();
+    await settle();
+    assert.ok(fds() <= base + 5, `fds ${fds()} vs ${base} before`);
+    const t0 = Date.now();
+    await d2.stop();
+    assert.ok(Date.now() - t0 < 4000, `stop took ${Date.now() - t0} ms with clients connected`);
+    for (const h of holders) await h.until(() => h.closed);
+    fs.rmSync(d2dir, { recursive: true, force: true });
   });
 });
