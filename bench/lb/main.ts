@@ -211,8 +211,8 @@ async function main(): Promise<void> {
         for (const b of inTurn(r + ri)) {
           await vipsTo(b);
           if (row.dropList) {
-            await b.agent.call('dropAdd', { rule: '203.0.113.0/24' });
-            await b.agent.call('dropAdd', { rule: 'tcp:23' });
+            await b.agent.call('addDropRule', { rule: '203.0.113.0/24' });
+            await b.agent.call('addDropRule', { rule: 'tcp:23' });
           }
           const extra: Record<string, unknown> = { pin: b.pin };
           if (row.newFlows) {
@@ -223,8 +223,8 @@ async function main(): Promise<void> {
           const key = `${b.key}|${row.label}`;
           results.set(key, [...(results.get(key) ?? []), await call(row.frame, extra)]);
           if (row.dropList) {
-            await b.agent.call('dropRemove', { rule: '203.0.113.0/24' });
-            await b.agent.call('dropRemove', { rule: 'tcp:23' });
+            await b.agent.call('removeDropRule', { rule: '203.0.113.0/24' });
+            await b.agent.call('removeDropRule', { rule: 'tcp:23' });
           }
         }
       }
