@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // TypeScript mirror of bpf/lb.h: constants, struct layouts (checked against the BTF of
-// build/bpf/lb.bpf.o by test/unit/lb/layout.test.ts, and the #defines and enums against
+// build/bpf/lb.bpf.o by test/unit/daemon/lb/layout.test.ts, and the #defines and enums against
 // lb.h's text), and encoders/decoders for every key and value the manager touches.
 // Ports and addresses that the data path compares with packet bytes are network order
 // in the maps; here they are numbers (host order) and IpAddr.
@@ -11,7 +11,7 @@ import { LB_COUNTERS, type LbCounterName, type LbMode } from '../contract/lb.js'
 export const LB_LAYOUT_VERSION = 1;
 export const RING_SIZE = 65537;
 
-/** The maps' sizes in bpf/lb.h (EMON_LB_MAX_*; test/unit/lb/layout.test.ts checks them).
+/** The maps' sizes in bpf/lb.h (EMON_LB_MAX_*; test/unit/daemon/lb/layout.test.ts checks them).
  * The connection tables' sizes are configurable (lb.maps.*: these are the defaults). */
 export const LB_DEFAULT_SIZES = {
   maxVips: 32,

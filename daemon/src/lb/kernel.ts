@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the LB manager needs from the kernel and the host, as narrow interfaces so that the
-// manager also runs against in-memory fakes (test/unit/lb): the pinned maps (through the
+// manager also runs against in-memory fakes (test/unit/daemon/lb): the pinned maps (through the
 // Deployment), XDP attachment, the interfaces and their addresses, and a route probe.
 import dgram from 'node:dgram';
 import os from 'node:os';

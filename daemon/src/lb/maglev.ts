@@ -7,7 +7,7 @@
 // w/maxWeight as often as the heaviest one. The table size is prime, so every skip in
 // [1, size-1] is coprime with it and each permutation visits every slot.
 //
-// Properties (test/unit/lb/maglev.test.ts): every slot is filled; each backend's share is
+// Properties (test/unit/daemon/lb/maglev.test.ts): every slot is filled; each backend's share is
 // close to weight/sum(weights); the same set gives the same table in any order; adding or
 // removing one backend moves close to the minimum share of slots (1/(N+1) on an add to N
 // equal backends).

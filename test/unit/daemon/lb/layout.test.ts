@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as D from '../../../daemon/src/lb/decoder.js';
-import { testStructLayouts } from '../../helpers/layout.js';
-import { LB_COUNTERS, LB_DROP_REASONS } from '../../../daemon/src/contract/lb.js';
-import { makeConfig } from '../../../daemon/src/config/schema.js';
+import * as D from '../../../../daemon/src/lb/decoder.js';
+import { testStructLayouts } from '../../../helpers/layout.js';
+import { LB_COUNTERS, LB_DROP_REASONS } from '../../../../daemon/src/contract/lb.js';
+import { makeConfig } from '../../../../daemon/src/config/schema.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const header = fs.readFileSync(path.resolve(here, '../../../../../bpf/lb.h'), 'utf8');
+const header = fs.readFileSync(path.resolve(here, '../../../../../../bpf/lb.h'), 'utf8');
 
 testStructLayouts(D.ALL_LB_STRUCTS);
 
@@ -94,7 +94,7 @@ test('enums match (order is the map index)', () => {
 });
 
 test('map names fit the kernel limit and carry the prefix', async () => {
-  const { LB_MAP, LB_PROG } = await import('../../../daemon/src/lb/components.js');
+  const { LB_MAP, LB_PROG } = await import('../../../../daemon/src/lb/components.js');
   for (const n of Object.values(LB_MAP)) {
     assert.ok(n.length <= 15, `${n} is longer than 15 characters`);
     assert.ok(n.startsWith('emon_lb_'), n);
