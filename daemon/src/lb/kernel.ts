@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the LB manager needs from the kernel and the host, as narrow interfaces so that the
-// manager also runs against in-memory fakes (test/unit/daemon/lb): the pinned maps (through the
+// manager also runs against in-memory fakes (test/unit/lb): the pinned maps (through the
 // Deployment), XDP attachment, the interfaces and their addresses, and a route probe.
 import dgram from 'node:dgram';
 import os from 'node:os';
@@ -16,7 +16,8 @@ import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { listLinks } from '../net/netlink.js';
 import { ipText, parseIp, type Family, type IpAddr } from '../net/ip.js';
 import { LB_MAP } from './components.js';
-import { RING_SIZE } from './decoder.js';
+import { RING_SIZE } from './wire.js';
+import { decodeU32, u32Key } from './codec/fields.js';
 
 /** The part of BpfMap the manager uses (BpfMap satisfies it). */
 export interface LbKernelMap {
@@ -180,11 +181,9 @@ export function readU32Range(m: LbKernelMap, base: number, n: number): Uint32Arr
     }
     if (got === n) return out;
   }
-  const key = Buffer.alloc(4);
   for (let i = 0; i < n; i++) {
-    key.writeUInt32LE(base + i, 0);
-    const v = m.lookup(key);
-    out[i] = v ? v.readUInt32LE(0) : 0;
+    const v = m.lookup(u32Key(base + i));
+    out[i] = v ? decodeU32(v) : 0;
   }
   return out;
 }

@@ -12,7 +12,7 @@
 // removing one backend moves close to the minimum share of slots (1/(N+1) on an add to N
 // equal backends).
 import crypto from 'node:crypto';
-import { RING_SIZE } from './decoder.js';
+import { RING_SIZE } from './wire.js';
 
 export interface MaglevBackend {
   /** Value stored in the table for this backend (the LB's backend id, >= 1). */

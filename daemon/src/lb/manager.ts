@@ -25,11 +25,13 @@ import type {
 } from '../contract/lb.js';
 import type { ApplyReport, GcResult, SetWeightParams } from './api.js';
 import { LB_COMPONENT } from './components.js';
+import { addU64, decodeU32, decodeU8, encodeU8, u32Key } from './codec/fields.js';
+import { connBackend, natBackend } from './codec/flows.js';
+import { decodeConfig, encodeConfig } from './codec/settings.js';
 import {
-  BE, HC, LB_LAYOUT_VERSION, MODE, MODE_NAME, RING_SIZE, STAT,
-  decodeBackend, decodeConfig, decodeVip, decodeVipCfg, decodeVipKey, encodeBackend, encodeConfig, encodeVip,
-  encodeVipCfg, encodeVipKey, u32Key, type LbMode, type VipKey,
-} from './decoder.js';
+  decodeBackend, decodeVip, decodeVipCfg, decodeVipKey, encodeBackend, encodeVip, encodeVipCfg, encodeVipKey, type VipKey,
+} from './codec/vips.js';
+import { BE, HC, LB_LAYOUT_VERSION, MODE, MODE_NAME, RING_SIZE, STAT, type LbMode } from './wire.js';
 import { LB_EVENTS } from './events.js';
 import { HealthChecker, type HealthTarget } from './health.js';
 import {
@@ -265,7 +267,7 @@ export class LbManager {
       if (b && decodeVipCfg(b)) this.m.vipcfg.update(u32Key(slot), encodeVipCfg(null));
     }
     for (const { key, value } of entries(this.m.backends)) {
-      const id = key.readUInt32LE(0);
+      const id = decodeU32(key);
       const b = decodeBackend(value);
       if (!b) continue;
       const v = this.bySlot.get(b.vip);
@@ -316,7 +318,7 @@ export class LbManager {
   }
 
   private setVport(port: number, n: number): void {
-    this.m.vports.update(u32Key(port), Buffer.from([Math.min(n, 255)]), BPF_ANY);
+    this.m.vports.update(u32Key(port), encodeU8(n), BPF_ANY);
   }
 
   /** Makes emon_lb_vports match the VIPs (after a restore, whatever an interrupted change left). */
@@ -324,9 +326,9 @@ export class LbManager {
     const want = new Map<number, number>();
     for (const v of this.vips.values()) want.set(v.spec.port, (want.get(v.spec.port) ?? 0) + 1);
     for (const { key, value } of entries(this.m.vports)) {
-      const port = key.readUInt32LE(0);
+      const port = decodeU32(key);
       const n = Math.min(want.get(port) ?? 0, 255);
-      if (value[0] !== n) this.setVport(port, n);
+      if (decodeU8(value) !== n) this.setVport(port, n);
     }
   }
 
@@ -373,7 +375,7 @@ export class LbManager {
     if (n <= 0) return;
     const key = u32Key(idx);
     const v = this.m.stats.lookup(key) ?? Buffer.alloc(this.m.stats.valueBytes);
-    v.writeBigUInt64LE(v.readBigUInt64LE(0) + BigInt(n), 0);
+    addU64(v, n);
     this.m.stats.update(key, v, BPF_ANY);
   }
 
@@ -423,7 +425,7 @@ export class LbManager {
     let total = 0;
     for (const [map, isNat] of [[this.m.conns, false], [this.m.long, false], [this.m.nat, true]] as const) {
       for (const { key, value } of entries(map)) {
-        const id = isNat ? value.readUInt32LE(36) : value.readUInt32LE(0);
+        const id = isNat ? natBackend(value) : connBackend(value);
         if (!ids.has(id)) continue;
         if (map.delete(key)) {
           total++;

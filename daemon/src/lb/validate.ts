@@ -8,7 +8,7 @@ import {
   hostBitsZero, hostPort, ipText, isLinkLocal, isLoopback, isMulticastOrBroadcast, isUnspecified, parseIp,
   splitHostPort, type Family, type IpAddr,
 } from '../net/ip.js';
-import { HC, PK, type LbMode } from './decoder.js';
+import { HC, PK, type LbMode } from './wire.js';
 
 export const IPPROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58 } as const;
 export const PROTO_NAME: Record<number, 'tcp' | 'udp'> = { 6: 'tcp', 17: 'udp' };
