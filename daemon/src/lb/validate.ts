@@ -50,6 +50,12 @@ export type DropRule =
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A method's params (or one declaration): an object, else InvalidParams on `params` showing the expected `shape`. */
+export function objectParam(v: unknown, shape: string): Record<string, unknown> {
+  if (!isObj(v)) throw invalidParam('params', v, `an object ${shape}`);
+  return v;
+}
+
 function str(field: string, v: unknown, expected: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > 200) throw invalidParam(field, v, expected);
   return v.trim();
