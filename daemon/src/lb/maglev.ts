@@ -25,6 +25,7 @@ export interface MaglevBackend {
 /** offset in [0, size), skip in [1, size): two independent 32-bit words of sha256(key). */
 export function permutation(key: string, size = RING_SIZE): { offset: number; skip: number } {
   const h = crypto.createHash('sha256').update(key).digest();
+  // eslint-disable-next-line no-restricted-syntax -- words of a digest, not a kernel struct
   return { offset: h.readUInt32LE(0) % size, skip: (h.readUInt32LE(4) % (size - 1)) + 1 };
 }
 

@@ -48,6 +48,7 @@ export function parseDeclarations(declared: DeclaredVip[]): DeclaredPlan[] {
       return { spec: bs, weight: parseWeight(`${f}.backends[${j}].weight`, q.weight) };
     });
     const norm = JSON.stringify({ vip: spec.text, mode, ifname, health, backends: backends.map((b) => [b.spec.text, b.weight]) });
+    // eslint-disable-next-line no-restricted-syntax -- the first word of a digest, not a kernel struct
     const hash = crypto.createHash('sha256').update(norm).digest().readBigUInt64LE(0) || 1n;
     return { plan: { spec, mode, ifname, health, backends, hash }, vip: p.vip };
   });
