@@ -23,6 +23,18 @@ export default tseslint.config(
     },
   },
   {
+    // The load balancer reads and writes kernel structs only through their BTF-checked
+    // StructSpecs (lb/wire.ts, with the bpf/layout.ts accessors): a Buffer read or write at a
+    // hand-written offset is how a mirror drifts from the C side without a test noticing.
+    files: ['daemon/src/lb/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', {
+        selector: 'CallExpression[callee.property.name=/^(read|write)(Big)?U?Int(8|16|32|64)(LE|BE)?$/]',
+        message: 'Read and write kernel structs through their StructSpec (bpf/layout.ts readUint, writeUint, readU64...), not at an offset written here.',
+      }],
+    },
+  },
+  {
     // Tests read wire values of any shape (D-Bus variants unwrapped, JSON replies).
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -17,7 +17,7 @@
 //   gen: a live-frames XDP generator (BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES)
 //        sending one 64-byte UDP flow;
 //   lb:  forwards (routing), DNATs (nft), or runs xdp_lb through the LB "daemon"
-//        (test/integration/lb-agent.js);
+//        (test/helpers/lb/agent.js);
 //   be:  an XDP sink that counts and drops: the rate is what reached the backend.
 // The modes alternate within each round (so drift and neighbours' load hit all of them
 // alike) and each figure is the median of the rounds. Every loop is bounded by count and
@@ -28,8 +28,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host } from '../../test/helpers/lab.js';
 import { IS_ROOT } from '../../test/helpers/privileged.js';
-import { JsonProc, startAgent } from '../../test/integration/lb-lab.js';
-import { udp } from '../../test/integration/lb-packets.js';
+import { JsonProc, startAgent } from '../../test/helpers/lb/lab.js';
+import { udp } from '../../test/helpers/lb/packets.js';
 import { strArg } from '../lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -211,8 +211,8 @@ async function main(): Promise<void> {
         for (const b of inTurn(r + ri)) {
           await vipsTo(b);
           if (row.dropList) {
-            await b.agent.call('dropAdd', { rule: '203.0.113.0/24' });
-            await b.agent.call('dropAdd', { rule: 'tcp:23' });
+            await b.agent.call('addDropRule', { rule: '203.0.113.0/24' });
+            await b.agent.call('addDropRule', { rule: 'tcp:23' });
           }
           const extra: Record<string, unknown> = { pin: b.pin };
           if (row.newFlows) {
@@ -223,8 +223,8 @@ async function main(): Promise<void> {
           const key = `${b.key}|${row.label}`;
           results.set(key, [...(results.get(key) ?? []), await call(row.frame, extra)]);
           if (row.dropList) {
-            await b.agent.call('dropRemove', { rule: '203.0.113.0/24' });
-            await b.agent.call('dropRemove', { rule: 'tcp:23' });
+            await b.agent.call('removeDropRule', { rule: '203.0.113.0/24' });
+            await b.agent.call('removeDropRule', { rule: 'tcp:23' });
           }
         }
       }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // bench/lb's helpers that must run inside a namespace (started with nsenter by main.ts;
-// JSON lines on stdin/stdout like test/integration/lb-agent.ts):
+// JSON lines on stdin/stdout like test/helpers/lb/agent.ts):
 //
 //   node worker.js sink IFNAME   XDP sink on IFNAME: counts and drops every frame; {count}
 //   node worker.js gen IFNAME    live-frames generator on IFNAME; {send {frame, seconds, max}}

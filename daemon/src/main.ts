@@ -19,7 +19,7 @@ import { lockPinPath, LockError, type Lock } from './sys/lock.js';
 import { ensureBpffs } from './sys/mounts.js';
 import { missingCapabilities } from './sys/caps.js';
 import { VERSION } from './version.js';
-import { parseDeclaredVips } from './lb/validate.js';
+import { parseDeclarations } from './lb/planner.js';
 import { listLinks } from './net/netlink.js';
 import { isGlob } from './util/glob.js';
 
@@ -46,7 +46,7 @@ function checkedConfig(file: string | undefined): { config: Config; file: string
     throw new ConfigError(`probes.disable: unknown probe alternative${unknown.length > 1 ? 's' : ''} ${unknown.map((p) => `"${p}"`).join(', ')} (known: ${KNOWN_PROBES.join(', ')})`);
   }
   try {
-    parseDeclaredVips(r.config.lb.vips);
+    parseDeclarations(r.config.lb.vips);
   } catch (err) {
     throw new ConfigError(`${r.file ?? 'configuration'}: ${(err as Error).message}`);
   }

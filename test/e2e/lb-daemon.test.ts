@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { Lab, jsonLines, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { CTL_MAIN, ctl, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { buildTopo, startServer, type LbTopo } from '../integration/lb-lab.js';
+import { buildTopo, startServer, type LbTopo } from '../helpers/lb/lab.js';
 import type { LbFlow, LbList, LbStats } from '../../daemon/src/contract/index.js';
 import type { StatusResult } from '../../daemon/src/contract/index.js';
 

@@ -9,6 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { Btf } from '../../daemon/src/bpf/btf.js';
 import type { StructSpec } from '../../daemon/src/bpf/layout.js';
 
+interface SideSpec {
+  name: string;
+  size: number;
+}
+
 const OBJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bpf');
 
 export function testStructLayouts(specs: readonly StructSpec[]): void {
@@ -30,4 +35,27 @@ export function testStructLayouts(specs: readonly StructSpec[]): void {
       }
     });
   }
+}
+
+/**
+ * One test per object: every map of `object` has a row in `maps` (by map name) naming the
+ * struct or scalar type its `__type(key, ...)` and `__type(value, ...)` declare, and every
+ * row names a map of the object. So a codec cannot pair a map with the wrong struct, even
+ * one of the same size (the LB's flow key and conn value are both 40 bytes).
+ */
+export function testMapTypes(object: string, maps: Record<string, { key: SideSpec; value: SideSpec }>): void {
+  test(`map key and value types match ${object}`, () => {
+    const btf = Btf.fromObject(path.join(OBJECT_DIR, object));
+    try {
+      const have = btf.mapTypes();
+      assert.deepEqual([...have.keys()].sort(), Object.keys(maps).sort(), `maps of ${object}`);
+      for (const [name, want] of Object.entries(maps)) {
+        const h = have.get(name)!;
+        assert.deepEqual(h.key, { name: want.key.name, size: want.key.size }, `${name} key`);
+        assert.deepEqual(h.value, { name: want.value.name, size: want.value.size }, `${name} value`);
+      }
+    } finally {
+      btf.close();
+    }
+  });
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The XDP load balancer, end to end, in namespaces (lb-lab.ts): a client, a balancer
-// running the LB "daemon" (lb-agent.ts: Deployment + LbManager), three backends running
-// real servers that answer with their own name. Every claim is checked against an
-// independent truth: which backend answered, tcpdump's checksum verdicts, what the test
-// itself sent and received, ss on the backends, byte-exact streams.
+// The XDP load balancer, end to end, in namespaces (test/helpers/lb/lab.ts): a client, a
+// balancer running the LB "daemon" (test/helpers/lb/agent.ts: Deployment + LbManager),
+// three backends running real servers that answer with their own name. Every claim is
+// checked against an independent truth: which backend answered, tcpdump's checksum
+// verdicts, what the test itself sent and received, ss on the backends, byte-exact streams.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
@@ -15,8 +15,8 @@ import type { BackendInfo, LbFlows, LbList, LbStats, VipInfo } from '../../daemo
 import {
   type JsonProc, RemoteError, TCP_PORT, UDP_PORT, VIP4, VIP4_DSR, VIP6, buildTopo, startAgent, startClient, startServer, until,
   type AgentConfig, type LbTopo,
-} from './lb-lab.js';
-import { frame, icmpError, inspect, norm, tcpSyn, udp } from './lb-packets.js';
+} from '../helpers/lb/lab.js';
+import { frame, icmpError, inspect, norm, tcpSyn, udp } from '../helpers/lb/packets.js';
 
 type Answers = { answers: Record<string, number>; errors: Record<string, number> };
 type Asked = Array<{ conn: number; localPort: number; answer: string | null; error: string | null }>;

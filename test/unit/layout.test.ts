@@ -1,21 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
 // The TypeScript mirrors of the BPF wire format must match the structs the compiler laid
-// out (test/helpers/layout.ts). Also checks the UAPI offsets info.ts decodes against the
-// running kernel's BTF.
+// out (test/helpers/layout.ts): the monitor's (monitor/wire.ts) and the load balancer's
+// (lb/wire.ts: every struct, and which struct or scalar each LB map's key and value is).
+// Also checks the UAPI offsets info.ts decodes against the running kernel's BTF.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Btf } from '../../daemon/src/bpf/btf.js';
+import type { StructSpec } from '../../daemon/src/bpf/layout.js';
 import { ALL_STRUCTS, STAT_FLOWS_DELETED, STAT_MAX } from '../../daemon/src/monitor/wire.js';
 import { DAEMON_COUNTERS, MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { ATTRIBUTIONS } from '../../daemon/src/contract/common.js';
 import { LINK_INFO, MAP_INFO, PROG_INFO } from '../../daemon/src/bpf/info.js';
-import { testStructLayouts } from '../helpers/layout.js';
+import { ALL_LB_STRUCTS, LB_MAP_TYPES } from '../../daemon/src/lb/wire.js';
+import { LB_MAP } from '../../daemon/src/lb/components.js';
+import { testMapTypes, testStructLayouts } from '../helpers/layout.js';
 
 const objDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bpf');
 
 testStructLayouts(ALL_STRUCTS);
+testStructLayouts(ALL_LB_STRUCTS);
+testMapTypes('lb.bpf.o', Object.fromEntries(Object.entries(LB_MAP_TYPES).map(([k, t]) => [LB_MAP[k as keyof typeof LB_MAP], t])));
+
+test('every StructSpec lb/wire.ts exports is in ALL_LB_STRUCTS (so the BTF check sees it)', async () => {
+  const wire: Record<string, unknown> = await import('../../daemon/src/lb/wire.js');
+  const specs = Object.values(wire).filter((v): v is StructSpec => typeof v === 'object' && v !== null && 'fields' in v && 'object' in v);
+  assert.deepEqual(specs.filter((s) => !ALL_LB_STRUCTS.includes(s)).map((s) => s.name), []);
+  assert.ok(specs.length >= 17, `${specs.length} specs found`);
+});
 
 test('the layout version is the same in bpf/monitor/common.h and the daemon', async () => {
   const fs = await import('node:fs');

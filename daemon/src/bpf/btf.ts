@@ -5,6 +5,7 @@ import koffi from 'koffi';
 import * as L from './libbpf.js';
 import { BpfError } from './errors.js';
 import { lastErrno } from '../sys/libc.js';
+import { ERRNO } from '../sys/errno.js';
 
 export const BTF_KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, ENUM: 6, TYPEDEF: 8, FUNC: 12, VAR: 14, DATASEC: 15 } as const;
 
@@ -12,6 +13,12 @@ export interface StructLayout {
   name: string;
   size: number;
   members: Map<string, { offset: number; size: number }>;
+}
+
+/** A map's key or value type as its definition names it. */
+export interface MapSideType {
+  name: string;
+  size: number;
 }
 
 export class Btf {
@@ -80,6 +87,46 @@ export class Btf {
     const out: Array<{ name: string; value: number }> = [];
     for (let i = 0; i < vlen; i++) out.push({ name: L.btf__name_by_offset(this.handle, dv.getUint32(i * 8, true)) ?? '', value: dv.getInt32(i * 8 + 4, true) });
     return out;
+  }
+
+  /**
+   * The key and value types of every BTF-defined map (`.maps` section) by map name: the
+   * named type each `__type(key, T)` points to (typedefs kept: `__u32`, not `unsigned int`)
+   * and its size. Null for a side declared by size only (`__uint(key_size, N)`).
+   */
+  mapTypes(): Map<string, { key: MapSideType | null; value: MapSideType | null }> {
+    const out = new Map<string, { key: MapSideType | null; value: MapSideType | null }>();
+    const sec = this.find('.maps', BTF_KIND.DATASEC);
+    if (sec <= 0) return out;
+    const ds = this.raw(sec);
+    for (let i = 0; i < ds.vlen; i++) {
+      const v = this.raw(ds.body.getUint32(i * 12, true)); // btf_var_secinfo { type, offset, size }
+      if (v.kind !== BTF_KIND.VAR) continue;
+      const def = this.raw(v.sizeOrType); // the anonymous struct of __uint/__type members
+      const sides: Record<string, MapSideType | null> = { key: null, value: null };
+      for (let m = 0; m < def.vlen; m++) {
+        const name = L.btf__name_by_offset(this.handle, def.body.getUint32(m * 12, true)) ?? '';
+        if (name !== 'key' && name !== 'value') continue;
+        const ptr = this.raw(def.body.getUint32(m * 12 + 4, true));
+        if (ptr.kind !== BTF_KIND.PTR) continue;
+        sides[name] = { name: this.raw(ptr.sizeOrType).name, size: Number(L.btf__resolve_size(this.handle, ptr.sizeOrType)) };
+      }
+      out.set(v.name, { key: sides.key ?? null, value: sides.value ?? null });
+    }
+    return out;
+  }
+
+  /** One type record: struct btf_type { u32 name_off; u32 info; u32 size/type; } and what follows it. */
+  private raw(id: number): { kind: number; name: string; vlen: number; sizeOrType: number; body: DataView } {
+    const t = L.btf__type_by_id(this.handle, id);
+    if (t === null) throw new BpfError('reading', 'BTF', ERRNO.EINVAL, { target: this.source, detail: `no type ${id}` });
+    const head = new DataView(koffi.view(t, 12));
+    const info = head.getUint32(4, true);
+    const vlen = info & 0xffff;
+    const kind = (info >>> 24) & 0x1f;
+    // Members (struct), var_secinfo (datasec): 12 bytes each. Nothing else is read here.
+    const body = new DataView(koffi.view(t, 12 + vlen * 12), 12);
+    return { kind, name: L.btf__name_by_offset(this.handle, head.getUint32(0, true)) ?? '', vlen, sizeOrType: head.getUint32(8, true), body };
   }
 
   close(): void {

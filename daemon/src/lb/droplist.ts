@@ -8,7 +8,10 @@ import { AppError } from '../errors.js';
 import { BPF_ANY, BPF_NOEXIST } from '../bpf/uapi.js';
 import { ipText, type Family } from '../net/ip.js';
 import type { DropRuleInfo } from '../contract/lb.js';
-import { CFG, decodeLpm, decodeProtoKey, encodeLpm, encodeProtoKey, protoCfgBit, sumRuleCtr, u32Key } from './decoder.js';
+import { sumRuleCtr } from './codec/counters.js';
+import { decodeLpm, decodeProtoKey, encodeLpm, encodeProtoKey } from './codec/drops.js';
+import { decodeU32, u32Key } from './codec/fields.js';
+import { CFG, protoCfgBit } from './wire.js';
 import { entries, type LbKernelMap, type LbMaps } from './kernel.js';
 import { transact, type Step } from './tx.js';
 import { protoRuleText, type DropRule } from './validate.js';
@@ -36,7 +39,7 @@ export class DropList {
       for (const { key, value } of entries(map)) {
         const { addr, len } = decodeLpm(key, 0, family);
         const text = `${ipText(addr)}/${len}`;
-        add(text, value.readUInt32LE(0), { kind: 'prefix', addr, len, text });
+        add(text, decodeU32(value), { kind: 'prefix', addr, len, text });
       }
     }
     for (const { key, value } of entries(this.m.dproto)) {
@@ -48,7 +51,7 @@ export class DropList {
         if (!have.rule.families.includes(k.family)) have.rule.families.push(k.family);
         continue;
       }
-      add(text, value.readUInt32LE(0), { kind: 'proto', families: [k.family], proto: k.proto, match: k.kind, value: k.value, text });
+      add(text, decodeU32(value), { kind: 'proto', families: [k.family], proto: k.proto, match: k.kind, value: k.value, text });
     }
   }
 

@@ -8,7 +8,8 @@
 //   - entries idle beyond the protocol's timeout, a flow being idle when neither its forward
 //     entries (conn or long-lived, refreshed by client packets) nor its replies were seen.
 import type { GcResult } from './api.js';
-import { NAT_REPLIED, decodeConn, decodeFlowKey, decodeNat, encodeFlowKey } from './decoder.js';
+import { decodeConn, decodeFlowKey, decodeNat, encodeFlowKey, flowKeyProto } from './codec/flows.js';
+import { NAT_REPLIED } from './wire.js';
 import { entries, type LbMaps } from './kernel.js';
 
 const IPPROTO_TCP = 6;
@@ -40,7 +41,7 @@ export function collect(m: LbMaps, p: GcPolicy): GcResult {
   let longDeleted = 0;
   for (const { key, value } of entries(m.long)) {
     const c = decodeConn(value);
-    const proto = key.readUInt8(36);
+    const proto = flowKeyProto(key);
     if (p.live(c.backend) && (fresh(c.lastNs, proto) || fresh(lastSeen(key), proto))) continue;
     if (m.long.delete(key)) longDeleted++;
   }

@@ -4,7 +4,8 @@
 // backend that slot would give it under another table. The BPF program loads the key's
 // words in the host's byte order (little-endian on x86-64 and arm64), so the mirror reads
 // the encoded key little-endian.
-import { FLOW_KEY, FLOW_SEED, RING_SIZE } from './decoder.js';
+import { field, readUint, type FieldSpec } from '../bpf/layout.js';
+import { FLOW_KEY, FLOW_SEED, RING_SIZE } from './wire.js';
 
 const rol32 = (w: number, s: number): number => ((w << s) | (w >>> (32 - s))) >>> 0;
 
@@ -24,15 +25,20 @@ export function jhash3(a: number, b: number, c: number, initval: number): number
   return c;
 }
 
-function fold(key: Buffer, off: number): number {
-  return (key.readUInt32LE(off) ^ key.readUInt32LE(off + 4) ^ key.readUInt32LE(off + 8) ^ key.readUInt32LE(off + 12)) >>> 0;
+const WORDS = [0, 4, 8, 12].map((o) => field(o, 4));
+
+/** XOR of an address field's four 32-bit words. */
+function fold(key: Buffer, addr: FieldSpec): number {
+  return WORDS.reduce((x, w) => x ^ readUint(key, w, addr.offset), 0) >>> 0;
 }
 
-/** flow_hash() over an encoded emon_lb_flow_key (40 bytes). */
+/** flow_hash() over an encoded emon_lb_flow_key. */
 export function flowHash(key: Buffer, seed = FLOW_SEED): number {
   if (key.length < FLOW_KEY.size) throw new RangeError(`flow key must be ${FLOW_KEY.size} bytes`);
-  const ports = (key.readUInt16LE(32) | (key.readUInt16LE(34) << 16)) >>> 0;
-  return jhash3(fold(key, 0), fold(key, 16), ports, (seed + key.readUInt8(36)) >>> 0);
+  const F = FLOW_KEY.fields;
+  // The two network-order ports as the data path loads them: one host-order word, sport low.
+  const ports = (readUint(key, F.sport) | (readUint(key, F.dport) << 16)) >>> 0;
+  return jhash3(fold(key, F.saddr), fold(key, F.daddr), ports, (seed + readUint(key, F.proto)) >>> 0);
 }
 
 /** The Maglev table slot a flow uses. */

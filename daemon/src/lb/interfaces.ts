@@ -7,7 +7,8 @@ import { invalidParam } from '../errors.js';
 import { BPF_ANY } from '../bpf/uapi.js';
 import { ipText, isLinkLocal, parseIp, type IpAddr } from '../net/ip.js';
 import { LB_PROG } from './components.js';
-import { encodeIfKey, type LbMode } from './decoder.js';
+import { encodeAddr, encodeIfKey } from './codec/settings.js';
+import type { LbMode } from './wire.js';
 import { entries, inSubnet, type LbDeployment, type LbHost, type LbKernelMap } from './kernel.js';
 import type { BackendSpec } from './validate.js';
 
@@ -100,7 +101,7 @@ export class LbInterfaces {
         const cands = list.filter((a) => a.family === family).map((a) => parseIp(a.address)).filter((a): a is IpAddr => a !== null && !isLinkLocal(a));
         const pref = this.localPref.get(`${link.ifindex}/${family}`);
         const pick = cands.find((a) => ipText(a) === pref) ?? cands[0];
-        if (pick) want.set(encodeIfKey(link.ifindex, family).toString('hex'), pick.bytes);
+        if (pick) want.set(encodeIfKey(link.ifindex, family).toString('hex'), encodeAddr(pick));
       }
     }
     let changed = false;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the LB manager needs from the kernel and the host, as narrow interfaces so that the
-// manager also runs against in-memory fakes (test/unit/lb): the pinned maps (through the
-// Deployment), XDP attachment, the interfaces and their addresses, and a route probe.
+// manager also runs against in-memory fakes (test/helpers/lb/fakes.ts): the pinned maps
+// (through the Deployment), XDP attachment, the interfaces and their addresses, and a route
+// probe.
 import dgram from 'node:dgram';
 import os from 'node:os';
 import type { BatchChunk } from '../bpf/maps.js';
@@ -16,7 +17,8 @@ import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { listLinks, watchLinks } from '../net/netlink.js';
 import { ipText, parseIp, type Family, type IpAddr } from '../net/ip.js';
 import { LB_MAP } from './components.js';
-import { RING_SIZE } from './decoder.js';
+import { RING_SIZE, U32 } from './wire.js';
+import { decodeU32, u32Key } from './codec/fields.js';
 
 /** The part of BpfMap the manager uses (BpfMap satisfies it). */
 export interface LbKernelMap {
@@ -144,13 +146,18 @@ export function openMaps(d: LbDeployment): LbMaps {
   return out as LbMaps;
 }
 
+// The Maglev tables live in an array map of __u32 keys and values (emon_lb_ring). Batches
+// of them are plain u32 arrays in the host's byte order, as the kernel takes them: typed
+// arrays over explicit ArrayBuffers (koffi takes their addresses; V8 never moves them).
+
 /** Writes `table` at entries [base, base + table.length) of an array map of u32 (one syscall on a real map). */
 export function writeU32Range(m: LbKernelMap, base: number, table: Uint32Array): void {
   const n = table.length;
   if (base + n > m.maxEntries) throw new BpfError('updating', m.name, ERRNO.E2BIG, { detail: `entries ${base}..${base + n - 1} beyond ${m.maxEntries}` });
-  const keys = Buffer.from(new ArrayBuffer(n * 4));
-  const values = Buffer.from(table.buffer, table.byteOffset, n * 4);
-  for (let i = 0; i < n; i++) keys.writeUInt32LE(base + i, i * 4);
+  const ids = new Uint32Array(new ArrayBuffer(n * U32.size));
+  for (let i = 0; i < n; i++) ids[i] = base + i;
+  const keys = Buffer.from(ids.buffer);
+  const values = Buffer.from(table.buffer, table.byteOffset, n * U32.size);
   if (m instanceof BpfMap) {
     const count = new Uint32Array(new ArrayBuffer(4));
     count[0] = n;
@@ -162,35 +169,34 @@ export function writeU32Range(m: LbKernelMap, base: number, table: Uint32Array):
     m.updateBatch(keys, Buffer.from(values), n);
     return;
   }
-  for (let i = 0; i < n; i++) m.update(keys.subarray(i * 4, i * 4 + 4), values.subarray(i * 4, i * 4 + 4));
+  const at = (b: Buffer, i: number) => b.subarray(i * U32.size, (i + 1) * U32.size);
+  for (let i = 0; i < n; i++) m.update(at(keys, i), at(values, i));
 }
 
 /** Reads entries [base, base + n) of an array map of u32. */
 export function readU32Range(m: LbKernelMap, base: number, n: number): Uint32Array {
   const out = new Uint32Array(n);
   if (m instanceof BpfMap) {
-    const keys = Buffer.from(new ArrayBuffer(n * 4));
-    const values = Buffer.from(new ArrayBuffer(n * 4));
-    const inBatch = Buffer.from(new ArrayBuffer(4));
+    const keys = new Uint32Array(new ArrayBuffer(n * U32.size));
+    const values = new Uint32Array(new ArrayBuffer(n * U32.size));
+    // An array's batch token is the last key read: start right before `base`.
+    const inBatch = new Uint32Array(new ArrayBuffer(4));
+    inBatch[0] = (base - 1) >>> 0;
     const outBatch = Buffer.from(new ArrayBuffer(4));
     const count = new Uint32Array(new ArrayBuffer(4));
-    // An array's batch token is the last key read: start right before `base`.
-    inBatch.writeUInt32LE((base - 1) >>> 0, 0);
     count[0] = n;
-    const ret = L.bpf_map_lookup_batch(m.fd, base === 0 ? null : inBatch, outBatch, keys, values, count, null);
+    const ret = L.bpf_map_lookup_batch(m.fd, base === 0 ? null : Buffer.from(inBatch.buffer), outBatch, Buffer.from(keys.buffer), Buffer.from(values.buffer), count, null);
     if (ret < 0 && ret !== -ERRNO.ENOENT) throw new BpfError('reading', m.name, -ret, { detail: `batch of ${n} at ${base}` });
     const got = count[0]!;
     for (let i = 0; i < got; i++) {
-      const k = keys.readUInt32LE(i * 4) - base;
-      if (k >= 0 && k < n) out[k] = values.readUInt32LE(i * 4);
+      const k = keys[i]! - base;
+      if (k >= 0 && k < n) out[k] = values[i]!;
     }
     if (got === n) return out;
   }
-  const key = Buffer.alloc(4);
   for (let i = 0; i < n; i++) {
-    key.writeUInt32LE(base + i, 0);
-    const v = m.lookup(key);
-    out[i] = v ? v.readUInt32LE(0) : 0;
+    const v = m.lookup(u32Key(base + i));
+    out[i] = v ? decodeU32(v) : 0;
   }
   return out;
 }

@@ -7,12 +7,12 @@
 // w/maxWeight as often as the heaviest one. The table size is prime, so every skip in
 // [1, size-1] is coprime with it and each permutation visits every slot.
 //
-// Properties (test/unit/lb/maglev.test.ts): every slot is filled; each backend's share is
+// Properties (test/unit/daemon/lb/maglev.test.ts): every slot is filled; each backend's share is
 // close to weight/sum(weights); the same set gives the same table in any order; adding or
 // removing one backend moves close to the minimum share of slots (1/(N+1) on an add to N
 // equal backends).
 import crypto from 'node:crypto';
-import { RING_SIZE } from './decoder.js';
+import { RING_SIZE } from './wire.js';
 
 export interface MaglevBackend {
   /** Value stored in the table for this backend (the LB's backend id, >= 1). */
@@ -25,6 +25,7 @@ export interface MaglevBackend {
 /** offset in [0, size), skip in [1, size): two independent 32-bit words of sha256(key). */
 export function permutation(key: string, size = RING_SIZE): { offset: number; skip: number } {
   const h = crypto.createHash('sha256').update(key).digest();
+  // eslint-disable-next-line no-restricted-syntax -- words of a digest, not a kernel struct
   return { offset: h.readUInt32LE(0) % size, skip: (h.readUInt32LE(4) % (size - 1)) + 1 };
 }
 

@@ -7,7 +7,9 @@
 import koffi from 'koffi';
 import * as L from '../bpf/libbpf.js';
 import { BpfError } from '../bpf/errors.js';
+import { field as f, readUint, writeU64, writeUint, type StructSpec } from '../bpf/layout.js';
 import { BPF_F_TEST_XDP_LIVE_FRAMES } from '../bpf/uapi.js';
+import { XDP_MD } from './wire.js';
 
 export const XDP_ACTION = { 0: 'aborted', 1: 'drop', 2: 'pass', 3: 'tx', 4: 'redirect' } as Record<number, string>;
 
@@ -29,13 +31,26 @@ export interface XdpRunOptions {
   batchSize?: number;
 }
 
-const OPTS_SIZE = 80; // struct bpf_test_run_opts, libbpf 1.1 (last field batch_size)
-const XDP_MD_SIZE = 24; // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+/**
+ * struct bpf_test_run_opts of libbpf 1.1 (<bpf/bpf.h>), what bpf_prog_test_run_opts()
+ * takes. A user-space struct, so no BTF carries it: test/unit/daemon/lb/testrun.test.ts
+ * checks this layout against the installed header with the C compiler (offsetof).
+ */
+export const TEST_RUN_OPTS = {
+  name: 'bpf_test_run_opts', size: 80, header: 'bpf/bpf.h',
+  fields: {
+    sz: f(0, 8), data_in: f(8, 8), data_out: f(16, 8), data_size_in: f(24, 4), data_size_out: f(28, 4), ctx_in: f(32, 8),
+    ctx_out: f(40, 8), ctx_size_in: f(48, 4), ctx_size_out: f(52, 4), retval: f(56, 4), repeat: f(60, 4), duration: f(64, 4),
+    flags: f(68, 4), cpu: f(72, 4), batch_size: f(76, 4),
+  },
+} as const satisfies Omit<StructSpec, 'object'> & { header: string };
+
+const addr = (b: Buffer): bigint => BigInt(koffi.address(b));
 
 /** Reusable runner: buffers live in explicit ArrayBuffers (V8 never moves them; koffi takes their addresses). */
 export class XdpTestRunner {
-  private readonly opts = Buffer.from(new ArrayBuffer(OPTS_SIZE));
-  private readonly ctx = Buffer.from(new ArrayBuffer(XDP_MD_SIZE));
+  private readonly opts = Buffer.from(new ArrayBuffer(TEST_RUN_OPTS.size));
+  private readonly ctx = Buffer.from(new ArrayBuffer(XDP_MD.size));
   private readonly out = Buffer.from(new ArrayBuffer(4096));
   private input = Buffer.from(new ArrayBuffer(4096));
 
@@ -43,38 +58,41 @@ export class XdpTestRunner {
 
   run(frame: Buffer, o: XdpRunOptions = {}): XdpRunResult {
     if (frame.length > this.input.length) throw new RangeError(`frame of ${frame.length} bytes is larger than ${this.input.length}`);
+    const O = TEST_RUN_OPTS.fields;
+    const X = XDP_MD.fields;
     frame.copy(this.input, 0);
     this.opts.fill(0);
     this.ctx.fill(0);
-    this.opts.writeBigUInt64LE(BigInt(OPTS_SIZE), 0);
-    this.opts.writeBigUInt64LE(BigInt(koffi.address(this.input)), 8);
-    this.opts.writeUInt32LE(frame.length, 24);
+    writeU64(this.opts, O.sz, BigInt(TEST_RUN_OPTS.size));
+    writeU64(this.opts, O.data_in, addr(this.input));
+    writeUint(this.opts, O.data_size_in, frame.length);
     if (!o.live) {
-      this.opts.writeBigUInt64LE(BigInt(koffi.address(this.out)), 16);
-      this.opts.writeUInt32LE(this.out.length, 28);
+      writeU64(this.opts, O.data_out, addr(this.out));
+      writeUint(this.opts, O.data_size_out, this.out.length);
     }
     // xdp_md: data and data_end are offsets here (data_end = frame length).
-    this.ctx.writeUInt32LE(0, 0);
-    this.ctx.writeUInt32LE(frame.length, 4);
-    this.ctx.writeUInt32LE(o.ingressIfindex ?? 0, 12);
+    writeUint(this.ctx, X.data, 0);
+    writeUint(this.ctx, X.data_end, frame.length);
+    writeUint(this.ctx, X.ingress_ifindex, o.ingressIfindex ?? 0);
     if (o.ingressIfindex) {
-      this.opts.writeBigUInt64LE(BigInt(koffi.address(this.ctx)), 32);
-      this.opts.writeUInt32LE(XDP_MD_SIZE, 48);
+      writeU64(this.opts, O.ctx_in, addr(this.ctx));
+      writeUint(this.opts, O.ctx_size_in, XDP_MD.size);
     }
-    this.opts.writeInt32LE(o.repeat ?? 1, 60);
+    // `int repeat`: always positive here, so its bytes are the unsigned ones.
+    writeUint(this.opts, O.repeat, o.repeat ?? 1);
     if (o.live) {
-      this.opts.writeUInt32LE(BPF_F_TEST_XDP_LIVE_FRAMES, 68);
-      this.opts.writeUInt32LE(o.batchSize ?? 64, 76);
+      writeUint(this.opts, O.flags, BPF_F_TEST_XDP_LIVE_FRAMES);
+      writeUint(this.opts, O.batch_size, o.batchSize ?? 64);
     }
     const ret = L.bpf_prog_test_run_opts(this.progFd, this.opts);
     if (ret < 0) throw new BpfError('running', this.name, -ret, { detail: 'BPF_PROG_TEST_RUN' });
-    const retval = this.opts.readUInt32LE(56);
-    const outLen = o.live ? 0 : this.opts.readUInt32LE(28);
+    const retval = readUint(this.opts, TEST_RUN_OPTS.fields.retval);
+    const outLen = o.live ? 0 : readUint(this.opts, TEST_RUN_OPTS.fields.data_size_out);
     return {
       retval,
       action: XDP_ACTION[retval] ?? String(retval),
       data: Buffer.from(this.out.subarray(0, outLen)),
-      durationNs: this.opts.readUInt32LE(64),
+      durationNs: readUint(this.opts, TEST_RUN_OPTS.fields.duration),
     };
   }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Changes to the load balancer's maps as sequences of steps with undo: if a step fails, the
 // completed ones are undone in reverse, so the running configuration is either the old one or
-// the new one (test/unit/lb/manager.test.ts fails every kernel write in turn to check this).
+// the new one (test/unit/daemon/lb/manager.test.ts fails every kernel write in turn to check this).
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { SystemError } from '../sys/errors.js';

@@ -8,7 +8,7 @@ import {
   hostBitsZero, hostPort, ipText, isLinkLocal, isLoopback, isMulticastOrBroadcast, isUnspecified, parseIp,
   splitHostPort, type Family, type IpAddr,
 } from '../net/ip.js';
-import { HC, PK, type LbMode } from './decoder.js';
+import { HC, PK, type LbMode } from './wire.js';
 
 export const IPPROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58 } as const;
 export const PROTO_NAME: Record<number, 'tcp' | 'udp'> = { 6: 'tcp', 17: 'udp' };
@@ -49,6 +49,12 @@ export type DropRule =
   | { kind: 'proto'; families: Family[]; proto: number; match: number; value: number; text: string };
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A method's params (or one declaration): an object, else InvalidParams on `params` showing the expected `shape`. */
+export function objectParam(v: unknown, shape: string, field = 'params'): Record<string, unknown> {
+  if (!isObj(v)) throw invalidParam(field, v, `an object ${shape}`);
+  return v;
+}
 
 function str(field: string, v: unknown, expected: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > 200) throw invalidParam(field, v, expected);
@@ -243,47 +249,4 @@ export function protoRuleText(proto: number, match: number, value: number, famil
   if (match === PK.any) return name;
   if (match === PK.port) return `${name}:${value}`;
   return `${name}:${icmpTypeName(family === 'ipv6', value)}`;
-}
-
-/** A VIP the configuration file declares (`lb.vips[i]`), validated and normalized. */
-export interface DeclaredVipPlan {
-  spec: VipSpec;
-  mode: LbMode;
-  ifname: string | null;
-  health: HealthSpec | null;
-  backends: Array<{ spec: BackendSpec; weight: number }>;
-  /** The declaration as written (its `vip` names it in errors). */
-  raw: Record<string, unknown>;
-}
-
-/**
- * `lb.vips`, checked as a whole before anything changes: `ebpfmon --check-config` and the
- * start-up both run it, so a declaration the daemon would refuse is a configuration error.
- */
-export function parseDeclaredVips(declared: unknown): DeclaredVipPlan[] {
-  if (!Array.isArray(declared)) throw invalidParam('lb.vips', declared, 'a list of VIP declarations');
-  const plans = declared.map((d: unknown, i: number): DeclaredVipPlan => {
-    const f = `lb.vips[${i}]`;
-    if (!isObj(d)) throw invalidParam(f, d, 'an object { vip, mode?, interface?, health?, backends? }');
-    const unknown = Object.keys(d).filter((k) => !['vip', 'mode', 'interface', 'health', 'backends'].includes(k));
-    if (unknown.length) throw invalidParam(`${f}.${unknown[0]}`, d[unknown[0]!], 'one of the keys vip, mode, interface, health, backends');
-    const spec = parseVip(`${f}.vip`, d.vip);
-    const list = d.backends === undefined ? [] : d.backends;
-    if (!Array.isArray(list)) throw invalidParam(`${f}.backends`, list, 'a list of { backend, weight? }');
-    const seen = new Set<string>();
-    const backends = list.map((b: unknown, j: number) => {
-      if (!isObj(b)) throw invalidParam(`${f}.backends[${j}]`, b, 'an object { backend, weight? }');
-      const bs = parseBackend(`${f}.backends[${j}].backend`, b.backend, spec);
-      if (seen.has(bs.text)) throw invalidParam(`${f}.backends[${j}].backend`, b.backend, `a backend not already listed for ${spec.text}`);
-      seen.add(bs.text);
-      return { spec: bs, weight: parseWeight(`${f}.backends[${j}].weight`, b.weight) };
-    });
-    return { spec, mode: parseMode(`${f}.mode`, d.mode), ifname: parseIfname(`${f}.interface`, d.interface), health: parseHealth(`${f}.health`, d.health), backends, raw: d };
-  });
-  const texts = new Set<string>();
-  plans.forEach((pl, i) => {
-    if (texts.has(pl.spec.text)) throw invalidParam(`lb.vips[${i}].vip`, pl.raw.vip, 'a VIP declared once');
-    texts.add(pl.spec.text);
-  });
-  return plans;
 }

@@ -4,10 +4,10 @@
 // with the NAT table, so each flow shows its balancer-side tuple).
 import { hostPort } from '../net/ip.js';
 import { LB_COUNTERS, LB_DROP_REASONS, type LbCounterName, type LbDropReason, type LbTraffic as Counters, type LbFlow, type LbFlows, type LbStats } from '../contract/lb.js';
-import {
-  CONN_LONG, HOW_NAME, decodeConn, decodeFlowKey, decodeNat, encodeFlowKey, sumCtr, sumU64, u32Key,
-  type LbMode,
-} from './decoder.js';
+import { sumCtr } from './codec/counters.js';
+import { sumU64, u32Key } from './codec/fields.js';
+import { decodeConn, decodeFlowKey, decodeNat, encodeFlowKey } from './codec/flows.js';
+import { CONN_LONG, HOW_NAME, type LbMode } from './wire.js';
 import { countEntries, entries, type LbKernelMap, type LbMaps } from './kernel.js';
 import { PROTO_NAME, vipText } from './validate.js';
 

@@ -302,8 +302,8 @@ describe('JSON-RPC server: nobody can exhaust it', () => {
     const root = await Raw.connect(sock);
     const st = (await root.call('status')).result as { transports: { rpc: { clients: number; refused: Record<string, number> } } };
     assert.equal(st.transports.rpc.clients, 5);
-    assert.equal(st.transports.rpc.refused.uidLimit - (before0.uidLimit ?? 0), 1);
-    assert.equal(st.transports.rpc.refused.tooManyClients - (before0.tooManyClients ?? 0), 1);
+    assert.equal((st.transports.rpc.refused.uidLimit ?? 0) - (before0.uidLimit ?? 0), 1);
+    assert.equal((st.transports.rpc.refused.tooManyClients ?? 0) - (before0.tooManyClients ?? 0), 1);
     caller = { uid: 7, gid: 7, pid: 7, seesAll: true, admin: false }; // a member of the group
     const member = await Raw.connect(sock);
     assert.ok((await member.call('status')).result, 'the group gets the last reserved slot');

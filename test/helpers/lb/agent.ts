@@ -5,20 +5,20 @@
 // bpf_fib_lookup are the balancer's) and kill it (even with SIGKILL) to show that the
 // kernel side keeps forwarding on its own.
 //
-//   node lb-agent.js '{"pinPath": "...", "objectDir": "...", "manager": {...}, "mapSizes": {...}}'
+//   node agent.js '{"pinPath": "...", "objectDir": "...", "manager": {...}, "mapSizes": {...}}'
 //   stdin:  {"id": 1, "method": "addVip", "params": {...}}
 //   stdout: {"ready": true, "pid": N} once, then {"id": 1, "result": ...} or {"id": 1, "error": {...}}
 import readline from 'node:readline';
 import pino from 'pino';
-import { Deployment } from '../../daemon/src/bpf/deployment.js';
-import { AppError } from '../../daemon/src/errors.js';
-import { LbManager, type LbManagerOptions } from '../../daemon/src/lb/manager.js';
-import { LB_PROG, LB_MAP } from '../../daemon/src/lb/components.js';
-import { XdpTestRunner } from '../../daemon/src/lb/testrun.js';
-import { entries } from '../../daemon/src/lb/kernel.js';
-import { listLinks } from '../../daemon/src/net/netlink.js';
-import { LB_EVENTS } from '../../daemon/src/lb/events.js';
-import { frame, tcpSyn } from './lb-packets.js';
+import { Deployment } from '../../../daemon/src/bpf/deployment.js';
+import { AppError } from '../../../daemon/src/errors.js';
+import { LbManager, type LbManagerOptions } from '../../../daemon/src/lb/manager.js';
+import { LB_PROG, LB_MAP } from '../../../daemon/src/lb/components.js';
+import { XdpTestRunner } from '../../../daemon/src/lb/testrun.js';
+import { entries } from '../../../daemon/src/lb/kernel.js';
+import { listLinks } from '../../../daemon/src/net/netlink.js';
+import { LB_EVENTS } from '../../../daemon/src/lb/events.js';
+import { frame, tcpSyn } from './packets.js';
 
 interface AgentConfig {
   pinPath: string;

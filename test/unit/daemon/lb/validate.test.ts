@@ -2,8 +2,8 @@
 // Input validation, without a kernel: every bad input is InvalidParams naming its field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AppError } from '../../../daemon/src/errors.js';
-import { parseBackend, parseDropRule, parseHealth, parseIfname, parseMode, parseVip, parseWeight } from '../../../daemon/src/lb/validate.js';
+import { AppError } from '../../../../daemon/src/errors.js';
+import { parseBackend, parseDropRule, parseHealth, parseIfname, parseMode, parseVip, parseWeight } from '../../../../daemon/src/lb/validate.js';
 
 function rejects(fn: () => unknown, field: string): void {
   assert.throws(fn, (err: unknown) => {

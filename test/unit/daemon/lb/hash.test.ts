@@ -4,9 +4,10 @@
 // actual decisions), and the key encoding the data path hashes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { flowHash, jhash3, ringSlot } from '../../../daemon/src/lb/hash.js';
-import { encodeFlowKey, FLOW_SEED, RING_SIZE } from '../../../daemon/src/lb/decoder.js';
-import { parseIp } from '../../../daemon/src/net/ip.js';
+import { flowHash, jhash3, ringSlot } from '../../../../daemon/src/lb/hash.js';
+import { encodeFlowKey } from '../../../../daemon/src/lb/codec/flows.js';
+import { FLOW_SEED, RING_SIZE } from '../../../../daemon/src/lb/wire.js';
+import { parseIp } from '../../../../daemon/src/net/ip.js';
 
 // [a, b, c, initval, jhash_3words] computed by the C code in lb.bpf.c compiled with gcc.
 const VECTORS: Array<[number, number, number, number, number]> = [

@@ -10,7 +10,7 @@ import { BpfError } from '../../../daemon/src/bpf/errors.js';
 import { BPF_EXIST, BPF_NOEXIST } from '../../../daemon/src/bpf/uapi.js';
 import { ERRNO } from '../../../daemon/src/sys/errno.js';
 import { LB_MAP } from '../../../daemon/src/lb/components.js';
-import { RING_SIZE } from '../../../daemon/src/lb/decoder.js';
+import { LB_MAP_TYPES, RING_SIZE } from '../../../daemon/src/lb/wire.js';
 import { inSubnet, type HostAddress, type LbDeployment, type LbHost, type LbKernelMap } from '../../../daemon/src/lb/kernel.js';
 import { ipText, type IpAddr } from '../../../daemon/src/net/ip.js';
 
@@ -147,28 +147,30 @@ export class FakeDeployment implements LbDeployment {
   deploys = 0;
 
   constructor(sizes: Sizes = { vips: 4, backends: 16, rules: 8 }) {
-    const s = (kind: Spec['kind'], keySize: number, valueSize: number, maxEntries: number, percpu = false): Spec => ({ kind, keySize, valueSize, maxEntries, percpu });
-    const specs: Record<string, Spec> = {
-      [LB_MAP.vips]: s('hash', 20, 12, sizes.vips),
-      [LB_MAP.ring]: s('array', 4, 4, sizes.vips * 2 * RING_SIZE),
-      [LB_MAP.backends]: s('array', 4, 32, sizes.backends),
-      [LB_MAP.conns]: s('hash', 40, 40, 1024),
-      [LB_MAP.long]: s('hash', 40, 40, 1024),
-      [LB_MAP.nat]: s('hash', 40, 64, 1024),
-      [LB_MAP.ifaddr]: s('hash', 8, 16, 64),
-      [LB_MAP.nhc]: s('array', 4, 48, sizes.backends, true),
-      [LB_MAP.vports]: s('array', 4, 1, 65536),
-      [LB_MAP.vstats]: s('array', 4, 40, sizes.vips, true),
-      [LB_MAP.bstats]: s('array', 4, 40, sizes.backends, true),
-      [LB_MAP.stats]: s('array', 4, 8, 32, true),
-      [LB_MAP.drops]: s('array', 4, 8, 32, true),
-      [LB_MAP.drop4]: s('hash', 8, 4, sizes.rules),
-      [LB_MAP.drop6]: s('hash', 20, 4, sizes.rules),
-      [LB_MAP.dproto]: s('hash', 8, 4, sizes.rules),
-      [LB_MAP.dcnt]: s('array', 4, 16, sizes.rules, true),
-      [LB_MAP.cfg]: s('array', 4, 24, 1),
-      [LB_MAP.vipcfg]: s('array', 4, 136, sizes.vips),
-    };
+    // Key and value sizes from the wire format (checked against lb.bpf.o's map definitions).
+    const s = (map: keyof typeof LB_MAP, kind: Spec['kind'], maxEntries: number, percpu = false): [string, Spec] =>
+      [LB_MAP[map], { kind, keySize: LB_MAP_TYPES[map].key.size, valueSize: LB_MAP_TYPES[map].value.size, maxEntries, percpu }];
+    const specs: Record<string, Spec> = Object.fromEntries([
+      s('vips', 'hash', sizes.vips),
+      s('ring', 'array', sizes.vips * 2 * RING_SIZE),
+      s('backends', 'array', sizes.backends),
+      s('conns', 'hash', 1024),
+      s('long', 'hash', 1024),
+      s('nat', 'hash', 1024),
+      s('ifaddr', 'hash', 64),
+      s('nhc', 'array', sizes.backends, true),
+      s('vports', 'array', 65536),
+      s('vstats', 'array', sizes.vips, true),
+      s('bstats', 'array', sizes.backends, true),
+      s('stats', 'array', 32, true),
+      s('drops', 'array', 32, true),
+      s('drop4', 'hash', sizes.rules),
+      s('drop6', 'hash', sizes.rules),
+      s('dproto', 'hash', sizes.rules),
+      s('dcnt', 'array', sizes.rules, true),
+      s('cfg', 'array', 1),
+      s('vipcfg', 'array', sizes.vips),
+    ]);
     for (const [name, spec] of Object.entries(specs)) this.maps.set(name, new FakeMap(name, spec, this.faults));
   }
 

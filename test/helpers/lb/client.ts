@@ -14,7 +14,7 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import readline from 'node:readline';
-import { pattern } from './lb-pattern.js';
+import { pattern } from './pattern.js';
 
 type Req = { id: number; cmd: string; [k: string]: unknown };
 

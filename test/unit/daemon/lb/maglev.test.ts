@@ -4,8 +4,8 @@
 // hash can: 1/(N+1) of the table).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { maglevTable, minimalDisruption, permutation, tableDisruption, tableShares, type MaglevBackend } from '../../../daemon/src/lb/maglev.js';
-import { RING_SIZE } from '../../../daemon/src/lb/decoder.js';
+import { maglevTable, minimalDisruption, permutation, tableDisruption, tableShares, type MaglevBackend } from '../../../../daemon/src/lb/maglev.js';
+import { RING_SIZE } from '../../../../daemon/src/lb/wire.js';
 
 const backends = (n: number, weight = 1): MaglevBackend[] =>
   Array.from({ length: n }, (_, i) => ({ id: i + 1, key: `198.18.${i >> 8}.${i & 255}:8080`, weight }));

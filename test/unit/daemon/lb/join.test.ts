@@ -2,8 +2,8 @@
 // client -> VIP -> backend -> process: the balancer's flows joined with a backend's flow records.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalEndpoint, joinBackendFlows } from '../../../daemon/src/lb/join.js';
-import type { LbFlow } from '../../../daemon/src/contract/index.js';
+import { canonicalEndpoint, joinBackendFlows } from '../../../../daemon/src/lb/join.js';
+import type { LbFlow } from '../../../../daemon/src/contract/index.js';
 
 const flow = (client: string, backend: string, onBackend: { local: string; remote: string }, nat: string | null): LbFlow => ({
   protocol: 'tcp', client, vip: '198.19.10.10:80/tcp', backend, backendId: 1, mode: nat ? 'nat' : 'dsr', how: 'maglev',

@@ -2,7 +2,7 @@
 // Frames for BPF_PROG_TEST_RUN and their independent checks: every checksum is recomputed
 // here from scratch (RFC 1071 over the whole header or message), never incrementally as
 // the data path does, so a wrong incremental update cannot hide.
-import { parseIp } from '../../daemon/src/net/ip.js';
+import { parseIp } from '../../../daemon/src/net/ip.js';
 
 export function sum16(buf: Buffer, init = 0): number {
   let s = init;

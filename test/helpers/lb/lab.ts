@@ -14,14 +14,14 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Host, Lab, LinkInfo } from '../helpers/lab.js';
-import type { LbManagerOptions } from '../../daemon/src/lb/manager.js';
+import type { Host, Lab, LinkInfo } from '../lab.js';
+import type { LbManagerOptions } from '../../../daemon/src/lb/manager.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const OBJECT_DIR = path.resolve(here, '../../../bpf');
-export const AGENT = path.join(here, 'lb-agent.js');
-const CLIENT = path.join(here, 'lb-client.js');
-const SERVER = path.join(here, 'lb-server.js');
+export const OBJECT_DIR = path.resolve(here, '../../../../bpf');
+export const AGENT = path.join(here, 'agent.js');
+const CLIENT = path.join(here, 'client.js');
+const SERVER = path.join(here, 'server.js');
 
 export const VIP4 = '198.19.10.10';
 export const VIP4_DSR = '198.19.10.20';

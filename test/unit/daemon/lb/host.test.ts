@@ -3,7 +3,7 @@
 // daemon test flips the real ones).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lbHostWarnings } from '../../../daemon/src/lb/host.js';
+import { lbHostWarnings } from '../../../../daemon/src/lb/host.js';
 
 const host = (s: Record<string, string>) => (name: string): string | null => s[name] ?? null;
 

@@ -3,14 +3,14 @@
 // answers with its own name (which backend answered is the tests' independent truth),
 // a paced deterministic stream for long transfers, and a UDP echo that counts what it got.
 //
-//   node lb-server.js NAME TCP_PORT UDP_PORT
+//   node server.js NAME TCP_PORT UDP_PORT
 //   GET /            -> NAME
 //   GET /stream?bytes=N&chunk=C&delayMs=D -> N bytes of pattern(i), C bytes every D ms
 //   GET /udpstats    -> {"datagrams": n, "bytes": n}
 //   UDP datagram     -> NAME (and counted)
 import dgram from 'node:dgram';
 import http from 'node:http';
-import { pattern } from './lb-pattern.js';
+import { pattern } from './pattern.js';
 
 const [name = 'backend', tcpPort = '8080', udpPort = '5353'] = process.argv.slice(2);
 

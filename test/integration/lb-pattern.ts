@@ -1,6 +1,0 @@
-// SPDX-License-Identifier: Apache-2.0
-// The LB tests' stream pattern: byte i of a /stream response (lb-server.ts sends it,
-// lb-client.ts checks it without holding a copy).
-export function pattern(i: number): number {
-  return (i * 131 + (i >>> 11)) & 0xff;
-}
