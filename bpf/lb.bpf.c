@@ -96,7 +96,7 @@ static __always_inline int fwd(struct xdp_md *ctx, struct ethhdr *eth, void *ip,
 	if (d->dsr) {
 		/* MAC rewrite only works when the backend is the next hop. */
 		if (!(nh->flags & EMON_LB_NH_ONLINK))
-			return drop(EMON_LB_DROP_DSR_OFFLINK);
+			return drop(EMON_LB_DROP_DSR_OFF_LINK);
 	} else {
 		__u32 acc;
 		__u16 port;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The XDP load balancer's wire format: keys and values of the emon_lb_* maps, shared by
- * bpf/lb.bpf.c and user space (daemon/src/lb/decoder.ts mirrors every struct here;
- * test/unit/lb/layout.test.ts checks the mirror against the BTF of build/bpf/lb.bpf.o).
+ * bpf/lb.bpf.c and user space (daemon/src/lb/wire.ts mirrors every struct here;
+ * test/unit/layout.test.ts checks the mirror against the BTF of build/bpf/lb.bpf.o).
  * Fixed-width types only, explicit padding, no implicit holes.
  *
  * Byte order: addresses and ports that the data path compares with packet bytes are kept
@@ -258,47 +258,48 @@ struct emon_lb_vipcfg {
 #define EMON_LB_HC_TCP  1
 #define EMON_LB_HC_HTTP 2
 
-/* Indexes into emon_lb_stats (per-CPU u64). Names in user space: daemon/src/lb/decoder.ts. */
+/* Indexes into emon_lb_stats (per-CPU u64). Each enumerator is its user-space name (LB_COUNTERS
+ * in daemon/src/contract/lb.ts) in C: EMON_LB_STAT_CONN_NEW is connNew (test/unit/daemon/lb/wire.test.ts). */
 enum emon_lb_stat {
-	EMON_LB_STAT_PASS = 0,       /* packets not for a VIP, passed untouched */
-	EMON_LB_STAT_CONN_NEW,       /* entries inserted into emon_lb_conns (new + restored) */
-	EMON_LB_STAT_CONN_RESCHED,   /* flows whose backend was gone/draining on a SYN: chosen again */
-	EMON_LB_STAT_CONN_MIDFLOW,   /* TCP non-SYN packets of unknown flows (evicted or older than the LB) */
-	EMON_LB_STAT_CONN_FAIL,      /* conn inserts the kernel refused */
-	EMON_LB_STAT_LONG_HIT,       /* flows restored from emon_lb_long after LRU eviction */
-	EMON_LB_STAT_LONG_PROMOTE,   /* flows copied into emon_lb_long */
-	EMON_LB_STAT_LONG_FULL,      /* promotions refused: emon_lb_long full */
-	EMON_LB_STAT_NAT_NEW,        /* NAT reverse entries created */
-	EMON_LB_STAT_NAT_REUSE,      /* NAT entries reused (conn entry had been evicted) */
-	EMON_LB_STAT_NAT_COLLIDE,    /* NAT port tries that hit a taken port */
-	EMON_LB_STAT_NAT_REPLY,      /* replies translated back to the client */
-	EMON_LB_STAT_ICMP_FWD,       /* ICMP errors about a reply, forwarded to the flow's backend */
-	EMON_LB_STAT_ICMP_REPLY,     /* ICMP errors from the backend side, translated to the client */
-	EMON_LB_STAT_ICMP_TOOBIG,    /* "fragmentation needed"/"packet too big" sent to a client */
-	EMON_LB_STAT_CONN_DELETED,   /* conn entries deleted by user space (written by the daemon, CPU 0 slot) */
-	EMON_LB_STAT_NEIGH_PASS,     /* translated replies handed to the stack: the client's MAC was unknown */
+	EMON_LB_STAT_PASS = 0,         /* packets not for a VIP, passed untouched */
+	EMON_LB_STAT_CONN_NEW,         /* entries inserted into emon_lb_conns (new + restored) */
+	EMON_LB_STAT_CONN_RESCHEDULED, /* flows whose backend was gone/draining on a SYN: chosen again */
+	EMON_LB_STAT_CONN_MIDFLOW_MISS, /* TCP non-SYN packets of unknown flows (evicted or older than the LB) */
+	EMON_LB_STAT_CONN_INSERT_FAIL, /* conn inserts the kernel refused */
+	EMON_LB_STAT_LONG_HIT,         /* flows restored from emon_lb_long after LRU eviction */
+	EMON_LB_STAT_LONG_PROMOTE,     /* flows copied into emon_lb_long */
+	EMON_LB_STAT_LONG_FULL,        /* promotions refused: emon_lb_long full */
+	EMON_LB_STAT_NAT_NEW,          /* NAT reverse entries created */
+	EMON_LB_STAT_NAT_REUSE,        /* NAT entries reused (conn entry had been evicted) */
+	EMON_LB_STAT_NAT_COLLIDE,      /* NAT port tries that hit a taken port */
+	EMON_LB_STAT_NAT_REPLY,        /* replies translated back to the client */
+	EMON_LB_STAT_ICMP_FORWARDED,   /* ICMP errors about a reply, forwarded to the flow's backend */
+	EMON_LB_STAT_ICMP_REPLIED,     /* ICMP errors from the backend side, translated to the client */
+	EMON_LB_STAT_ICMP_TOO_BIG_SENT, /* "fragmentation needed"/"packet too big" sent to a client */
+	EMON_LB_STAT_CONN_DELETED,     /* conn entries deleted by user space (written by the daemon, CPU 0 slot) */
+	EMON_LB_STAT_NEIGH_PASS,       /* translated replies handed to the stack: the client's MAC was unknown */
 	EMON_LB_STAT_MAX = 32,
 };
 
 /* Indexes into emon_lb_drops (per-CPU u64): why a packet was dropped. */
 enum emon_lb_drop {
-	EMON_LB_DROP_DROPLIST = 0,   /* matched a drop-list rule (per-rule counts in emon_lb_dcnt) */
-	EMON_LB_DROP_NO_BACKEND,     /* the VIP has no usable backend */
-	EMON_LB_DROP_BAD_BACKEND,    /* table pointed at an unused backend slot (during an update) */
-	EMON_LB_DROP_FRAGMENT,       /* IP fragment to a VIP (ports unknown in later fragments) */
-	EMON_LB_DROP_IP_OPTIONS,     /* IPv4 options / IPv6 extension headers on VIP traffic */
-	EMON_LB_DROP_MALFORMED,      /* truncated transport header on VIP traffic */
-	EMON_LB_DROP_TTL,            /* TTL / hop limit would reach 0 */
-	EMON_LB_DROP_NO_ROUTE,       /* bpf_fib_lookup: no route (unreachable, blackhole, prohibit) */
-	EMON_LB_DROP_NO_NEIGH,       /* bpf_fib_lookup: next hop's MAC unknown (the daemon probes backends) */
-	EMON_LB_DROP_FWD_DISABLED,   /* bpf_fib_lookup: forwarding disabled on the interface */
-	EMON_LB_DROP_TOO_BIG,        /* larger than the path MTU (an ICMP too-big was sent if DF) */
-	EMON_LB_DROP_NO_SNAT_ADDR,   /* nat mode: no own address on the egress interface */
-	EMON_LB_DROP_NAT_PORTS,      /* nat mode: no free source port after EMON_LB_NAT_TRIES */
-	EMON_LB_DROP_NAT_FULL,       /* nat mode: reverse table full */
-	EMON_LB_DROP_DSR_OFFLINK,    /* dsr mode: backend not on a directly connected network */
-	EMON_LB_DROP_ICMP_UNKNOWN,   /* ICMP error about a VIP flow the balancer does not know */
-	EMON_LB_DROP_REDIRECT,       /* bpf_redirect refused the egress interface */
+	EMON_LB_DROP_DROPLIST = 0,     /* matched a drop-list rule (per-rule counts in emon_lb_dcnt) */
+	EMON_LB_DROP_NO_BACKEND,       /* the VIP has no usable backend */
+	EMON_LB_DROP_BAD_BACKEND,      /* table pointed at an unused backend slot (during an update) */
+	EMON_LB_DROP_FRAGMENT,         /* IP fragment to a VIP (ports unknown in later fragments) */
+	EMON_LB_DROP_IP_OPTIONS,       /* IPv4 options / IPv6 extension headers on VIP traffic */
+	EMON_LB_DROP_MALFORMED,        /* truncated transport header on VIP traffic */
+	EMON_LB_DROP_TTL,              /* TTL / hop limit would reach 0 */
+	EMON_LB_DROP_NO_ROUTE,         /* bpf_fib_lookup: no route (unreachable, blackhole, prohibit) */
+	EMON_LB_DROP_NO_NEIGH,         /* bpf_fib_lookup: next hop's MAC unknown (the daemon probes backends) */
+	EMON_LB_DROP_FWD_DISABLED,     /* bpf_fib_lookup: forwarding disabled on the interface */
+	EMON_LB_DROP_TOO_BIG,          /* larger than the path MTU (an ICMP too-big was sent if DF) */
+	EMON_LB_DROP_NO_SNAT_ADDR,     /* nat mode: no own address on the egress interface */
+	EMON_LB_DROP_NAT_PORTS,        /* nat mode: no free source port after EMON_LB_NAT_TRIES */
+	EMON_LB_DROP_NAT_FULL,         /* nat mode: reverse table full */
+	EMON_LB_DROP_DSR_OFF_LINK,     /* dsr mode: backend not on a directly connected network */
+	EMON_LB_DROP_ICMP_UNKNOWN,     /* ICMP error about a VIP flow the balancer does not know */
+	EMON_LB_DROP_REDIRECT,         /* bpf_redirect refused the egress interface */
 	EMON_LB_DROP_MAX = 32,
 };
 

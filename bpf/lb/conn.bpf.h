@@ -128,7 +128,7 @@ schedule(const struct emon_lb_flow_key *key, const struct emon_lb_vip *vip, bool
 	d->vslot = vip->slot;
 	d->dsr = vip->mode == EMON_LB_MODE_DSR;
 	if (had_conn) {
-		stat_inc(EMON_LB_STAT_CONN_RESCHED);
+		stat_inc(EMON_LB_STAT_CONN_RESCHEDULED);
 		how = EMON_LB_HOW_RESCHED;
 		d->insert = LB_INSERT_REPLACE;
 	} else {
@@ -150,7 +150,7 @@ schedule(const struct emon_lb_flow_key *key, const struct emon_lb_vip *vip, bool
 			}
 		}
 		if (key->proto == IPPROTO_TCP && !syn)
-			stat_inc(EMON_LB_STAT_CONN_MIDFLOW);
+			stat_inc(EMON_LB_STAT_CONN_MIDFLOW_MISS);
 		d->insert = LB_INSERT_NEW;
 	}
 
@@ -191,7 +191,7 @@ static __always_inline bool commit(const struct emon_lb_flow_key *key, struct de
 		return false;
 	err = bpf_map_update_elem(&emon_lb_conns, key, &d->nc, d->insert == LB_INSERT_NEW ? BPF_NOEXIST : BPF_ANY);
 	if (err && err != -LB_EEXIST /* another CPU inserted the same flow */)
-		stat_inc(EMON_LB_STAT_CONN_FAIL);
+		stat_inc(EMON_LB_STAT_CONN_INSERT_FAIL);
 	else if (d->insert == LB_INSERT_NEW && !err)
 		stat_inc(EMON_LB_STAT_CONN_NEW);
 	return d->nc.how != EMON_LB_HOW_RESTORED;

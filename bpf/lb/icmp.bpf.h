@@ -106,7 +106,7 @@ static __always_inline int icmp_toobig(struct xdp_md *ctx, __u32 mtu, const bool
 
 	if (bpf_xdp_adjust_tail(ctx, len - (int)(end - data)))
 		return drop(EMON_LB_DROP_TOO_BIG);
-	stat_inc(EMON_LB_STAT_ICMP_TOOBIG);
+	stat_inc(EMON_LB_STAT_ICMP_TOO_BIG_SENT);
 	drop(EMON_LB_DROP_TOO_BIG); /* the original packet is gone: count it */
 	return send_out(ctx->ingress_ifindex);
 }
@@ -234,7 +234,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct ethhdr *eth, vo
 			icmp_outer_rewrite(ip, icsum, laddr, be->addr, diff, v6);
 		}
 		ip_ttl_dec(ip, v6);
-		stat_inc(EMON_LB_STAT_ICMP_FWD);
+		stat_inc(EMON_LB_STAT_ICMP_FORWARDED);
 		return xmit(ctx, eth, &fib);
 	}
 
@@ -253,7 +253,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct ethhdr *eth, vo
 	icmp_outer_rewrite(ip, icsum, n->vaddr, n->caddr,
 			   inner_rewrite(in, inp, end, n->caddr, n->cport, n->vaddr, n->vport, v6), v6);
 	ip_ttl_dec(ip, v6);
-	stat_inc(EMON_LB_STAT_ICMP_REPLY);
+	stat_inc(EMON_LB_STAT_ICMP_REPLIED);
 	return xmit(ctx, eth, &fib);
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The data path's flow hash (bpf/lb.bpf.c: flow_hash), mirrored so that user space can
+// The data path's flow hash (bpf/lb/conn.bpf.h: flow_hash), mirrored so that user space can
 // predict and explain a Maglev decision: which table slot a flow lands on, and which
 // backend that slot would give it under another table. The BPF program loads the key's
 // words in the host's byte order (little-endian on x86-64 and arm64), so the mirror reads
