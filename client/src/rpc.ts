@@ -20,7 +20,8 @@ export class ConnectionLost extends CliError {
 
 export class DaemonClient {
   private readonly rpc: JSONRPCServerAndClient;
-  private buffered = '';
+  /** Chunks of a line not yet complete. */
+  private pending: string[] = [];
 
   private constructor(private readonly socket: net.Socket, readonly socketPath: string) {
     this.rpc = new JSONRPCServerAndClient(
@@ -31,11 +32,21 @@ export class DaemonClient {
     );
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      let nl: number;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
-        const line = this.buffered.slice(0, nl);
-        this.buffered = this.buffered.slice(nl + 1);
+      // A long answer (flows.list of 100,000 flows: tens of MB) arrives in many chunks:
+      // chunks are kept in a list and joined once its line is complete, never rescanned.
+      let nl = chunk.indexOf('\n');
+      if (nl < 0) {
+        this.pending.push(chunk);
+        return;
+      }
+      this.pending.push(chunk);
+      let text = this.pending.join('');
+      this.pending = [];
+      nl += text.length - chunk.length;
+      while (nl >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        nl = text.indexOf('\n');
         if (!line.trim()) continue;
         let msg: unknown;
         try {
@@ -52,6 +63,7 @@ export class DaemonClient {
         }
         void this.rpc.receiveAndSend(msg as never);
       }
+      if (text) this.pending.push(text);
     });
     socket.on('error', (err: NodeJS.ErrnoException) => (this.lostReason = err.code ?? err.message));
     socket.on('close', () => {
@@ -79,6 +91,9 @@ export class DaemonClient {
   }
 
   async call<M extends MethodName>(method: M, ...params: undefined extends ParamsOf<M> ? [ParamsOf<M>?] : [ParamsOf<M>]): Promise<ResultOf<M>> {
+    // A request written to a closed socket would never be answered.
+    if (this.fatal) throw this.fatal;
+    if (this.lost) throw this.lost;
     try {
       return (await this.rpc.request(method, params[0])) as ResultOf<M>;
     } catch (err) {

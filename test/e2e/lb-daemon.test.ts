@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { Lab, jsonLines, type TestUser } from '../helpers/lab.js';
-import { privileged, requireTool } from '../helpers/privileged.js';
+import { privileged, requireTool, scaled } from '../helpers/privileged.js';
 import { CTL_MAIN, ctl, daemonOnce, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { buildTopo, startServer, type LbTopo } from '../helpers/lb/lab.js';
 import type { LbFlow, LbList, LbStats } from '../../daemon/src/contract/index.js';
@@ -161,5 +161,34 @@ describe('load balancer through the daemon', privileged({ timeout: 240_000 }), (
     const c = await topo.client.exec('curl', ['-s', '--max-time', '5', 'http://198.19.10.11:8080/']);
     assert.equal(c.stdout.trim(), 'b1');
     assert.equal((await lbctl(admin, ['vip', 'remove', vip2])).code, 0);
+  });
+
+  test('the XDP program follows its interface through deletion and recreation, within 2 s', async () => {
+    const ifname = topo.front.b.ifname;
+    const xdpOf = async () => {
+      const j = JSON.parse((await topo.lb.exec('ip', ['-j', '-d', 'link', 'show', 'dev', ifname])).stdout) as Array<{ ifindex: number; xdp?: { prog?: { id: number } } }>;
+      return { ifindex: j[0]!.ifindex, prog: j[0]!.xdp?.prog?.id ?? null };
+    };
+    const before0 = await xdpOf();
+    assert.ok(before0.prog, 'xdp_lb is on the VIP interface');
+    await lab.relink(topo.front);
+    const t0 = Date.now();
+    // The interface is new (another ifindex) and bare until the daemon notices it.
+    let now = await xdpOf();
+    assert.notEqual(now.ifindex, before0.ifindex);
+    while (now.prog === null && Date.now() - t0 < scaled(2000)) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = await xdpOf();
+    }
+    assert.equal(now.prog, before0.prog, `the same xdp_lb program is back on ${ifname} (after ${Date.now() - t0} ms)`);
+    const list = JSON.parse((await lbctl(user, ['list', '--json'])).stdout) as LbList;
+    assert.deepEqual(list.interfaces.filter((i) => i.name === ifname).map((i) => i.ifindex), [now.ifindex], 'lb list shows the new ifindex');
+    assert.ok(!list.interfaces.some((i) => i.ifindex === before0.ifindex), 'and forgets the old one');
+    // Traffic flows through it again (the client's route went with the old link).
+    await topo.client.exec('ip', ['route', 'replace', '198.19.10.0/24', 'via', topo.front.b.ip4]);
+    await topo.lb.exec('sysctl', ['-qw', `net.ipv4.conf.${ifname}.rp_filter=0`]);
+    await topo.client.exec('ethtool', ['-K', topo.front.a.ifname, 'tx', 'off', 'gro', 'on']);
+    const c = await topo.client.exec('curl', ['-s', '--max-time', '5', 'http://198.19.10.10:8080/']);
+    assert.equal(c.stdout.trim(), 'b2', 'the VIP answers (b1 is drained)');
   });
 });

@@ -145,14 +145,22 @@ export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab
   await lab?.destroy();
 }
 
-/** Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. */
-export async function daemonOnce(host: Host, configPath: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. A command that
+ * does not exit within `timeoutMs` (default: never) is killed and reported as code -1.
+ */
+export async function daemonOnce(host: Host, configPath: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = spawn(...host.wrap(process.execPath, [DAEMON_MAIN, '--config', configPath, ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = opts.timeoutMs === undefined ? null : setTimeout(() => {
+    stderr += `\n(killed: still running after ${opts.timeoutMs} ms)`;
+    child.kill('SIGKILL');
+  }, opts.timeoutMs);
   const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
+  if (timer) clearTimeout(timer);
   return { code, stdout, stderr };
 }
 

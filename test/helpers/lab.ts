@@ -130,6 +130,23 @@ export class Lab {
     return { a: { host: a, ifname: ifa, ip4: ip4a, ip6: ip6a }, b: { host: b, ifname: ifb, ip4: ip4b, ip6: ip6b } };
   }
 
+  /**
+   * Deletes a link made by `link()` and makes it again: same names, namespaces and addresses,
+   * new ifindexes (what `ip link del` and a recreated VM or container interface look like).
+   */
+  async relink(l: LinkInfo, opts: { mtu?: number; ipv6?: boolean } = {}): Promise<void> {
+    const ipx = (host: Host, args: string[]) => (host.netns ? sh('ip', ['-n', host.netns, ...args]) : sh('ip', args));
+    await ipx(l.a.host, ['link', 'del', l.a.ifname]);
+    await sh('ip', ['link', 'add', l.a.ifname, 'type', 'veth', 'peer', 'name', l.b.ifname]);
+    for (const end of [l.a, l.b]) {
+      if (end.host.netns) await sh('ip', ['link', 'set', end.ifname, 'netns', end.host.netns]);
+      if (opts.mtu) await ipx(end.host, ['link', 'set', end.ifname, 'mtu', String(opts.mtu)]);
+      await ipx(end.host, ['addr', 'add', `${end.ip4}/24`, 'dev', end.ifname]);
+      if (opts.ipv6 !== false) await ipx(end.host, ['addr', 'add', `${end.ip6}/112`, 'dev', end.ifname, 'nodad']);
+      await ipx(end.host, ['link', 'set', end.ifname, 'up']);
+    }
+  }
+
   track(child: ChildProcess): void {
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));

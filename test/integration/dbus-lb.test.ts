@@ -171,6 +171,9 @@ describe('org.ebpfmon1.LoadBalancer', privileged({ timeout: 300_000 }), () => {
       ['AddVip', 'a{sv}', [{ vip: v('u', 1) }], /^params\.vip: expected a string variant/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), nope: v('s', 'x') }], /^params\.nope: expected one of the known keys \(vip, mode, interface, health\)/],
       ['AddVip', 'a{sv}', [{ vip: v('s', '') }], /^params\.vip: expected ADDR:PORT\/PROTO/],
+      // issue 18 item 12: a value no parser accepts is refused before polkit is asked
+      ['AddVip', 'a{sv}', [{ vip: v('s', 'garbage') }], /^params\.vip: expected ADDR:PORT\/PROTO/],
+      ['AddBackend', 'a{sv}', [{ vip: v('s', VIP.vip), backend: v('s', 'garbage') }], /^params\.backend: expected /],
       ['AddVip', 'a{sv}', [{ vip: v('s', 'x'.repeat(100_000)) }], /^params\.vip/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), health: v('a{sv}', { kind: v('s', 'tcp') }) }], /^params\.health\.kind/],
       ['AddVip', 'a{sv}', [{ vip: v('s', VIP.vip), health: v('s', 'tcp') }], /^params\.health: expected a dictionary variant/],

@@ -72,7 +72,7 @@ describe('org.ebpfmon1.Manager signals', privileged({ timeout: 300_000 }), () =>
     ];
     log = memoryLogger();
     service = await startTestDbusService({
-      monitor, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address, limits: { processSignalsPerSec: BUDGET, cacheMs: 0, maxSubscribers: 3 },
+      monitor, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address, limits: { processSignalsPerSec: BUDGET, cacheMs: 0, maxSubscribers: 3, reservedSubscribers: 0 },
     });
     [a, b, b2, c] = await Promise.all([Agent.start(lab, address, alice), Agent.start(lab, address, bob), Agent.start(lab, address, bob), Agent.start(lab, address, carol)]);
     // Bob's second connection tries to catch everything it can: a plain match rule for the

@@ -4,7 +4,7 @@
 // or a bad value is a ConfigError whose lines each name the key, the value and what was
 // expected.
 import fs from 'node:fs';
-import { makeConfig, schema, type Config } from './schema.js';
+import { FORMATS, makeConfig, schema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/ebpfmon/ebpfmon.json';
 
@@ -66,6 +66,19 @@ const isLeaf = (n: SchemaNode): n is { doc: string; format: unknown; env?: strin
 /** What JSON.parse leaves of a number too large for a double ("1e309"). */
 const describe = (v: unknown): string => (typeof v === 'number' && !Number.isFinite(v) ? 'a number too large to represent' : JSON.stringify(v));
 
+/** What a list key's own format says it wants (its message names the items), else "a list". */
+function listMessage(format: unknown): string {
+  const own = typeof format === 'string' ? FORMATS[format] : undefined;
+  if (own) {
+    try {
+      own.validate(undefined);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  return 'must be a list (JSON array)';
+}
+
 /**
  * The file's structure against the schema, before convict sees it: convict reports a group
  * given a scalar once per child ("did you override its parent?"), says "got null" for
@@ -86,7 +99,7 @@ export function shapeErrors(value: Record<string, unknown>, node: SchemaNode = s
     if (isLeaf(child)) {
       const def = (child as { default?: unknown }).default;
       if (typeof v === 'number' && !Number.isFinite(v)) out.push(`${key}: must be a finite number: got ${describe(v)}`);
-      else if (Array.isArray(def) && !Array.isArray(v)) out.push(`${key}: must be a list (JSON array): got ${describe(v)}`);
+      else if (Array.isArray(def) && !Array.isArray(v)) out.push(`${key}: ${listMessage(child.format)}: got ${describe(v)}`);
       continue;
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {

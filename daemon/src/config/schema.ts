@@ -15,7 +15,8 @@ function intFormat(name: string, min: number, max: number) {
   };
 }
 
-convict.addFormats({
+/** The config's own formats, by name (load.ts asks a list format what it wants). */
+export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: unknown) => unknown }> = {
   'interface-list': {
     validate(v: unknown) {
       if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s.length === 0 || s.length > 15 || /[\s/]/.test(s))) {
@@ -80,7 +81,8 @@ convict.addFormats({
       if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
     },
   },
-});
+};
+convict.addFormats(FORMATS);
 
 export const schema = {
   interfaces: {

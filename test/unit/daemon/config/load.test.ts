@@ -63,7 +63,7 @@ test('the structure is checked before any value: one line per problem, each nami
   // JSON.parse turns 1e309 into Infinity; convict would have said "got null".
   assert.equal(message('{"flows":{"gcIntervalSec":1e309}}'), 'flows.gcIntervalSec: must be a finite number: got a number too large to represent');
   // An object where a list belongs was silently dropped.
-  assert.equal(message('{"lb":{"vips":{"vip":"198.18.0.1:80/tcp"}}}'), 'lb.vips: must be a list (JSON array): got {"vip":"198.18.0.1:80/tcp"}');
+  assert.equal(message('{"lb":{"vips":{"vip":"198.18.0.1:80/tcp"}}}'), 'lb.vips: must be an array of objects: got {"vip":"198.18.0.1:80/tcp"}');
   // Keys that would reach Object.prototype, at any depth.
   assert.match(message('{"__proto__":{"polluted":1}}'), /^__proto__: unknown key/);
   assert.match(message('{"rpc":{"constructor":{"x":1}}}'), /^rpc\.constructor: unknown key \(known in rpc: maxClients, /);
