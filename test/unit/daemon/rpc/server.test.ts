@@ -232,6 +232,9 @@ describe('JSON-RPC server', () => {
     const subscribe = async (params: object) => ((await c.call('events.subscribe', { types: ['exec'], ...params })).result as { subscription: string }).subscription;
     const subs = { event: await subscribe({}), object: await subscribe({ batch: true }), row: await subscribe({ batch: true, encoding: 'row' }) };
     const N = 12_000;
+    // Events big enough that the queue's bytes, not only its entries, back up the socket:
+    // the pump then stops with events still queued, and new events queue behind a gap.
+    const pad = 'x'.repeat(3000);
     const published: MonitorEvent[] = [];
     const dropped0 = daemon.rpc.droppedTotal;
     let next = 0;
@@ -246,7 +249,7 @@ describe('JSON-RPC server', () => {
     try {
       for (let round = 0; next < N; round++) {
         for (let i = 0; i < 150 && next < N; i++, next++) {
-          const e = { type: 'exec', at: new Date(1_790_000_000_000 + next).toISOString(), pid: next, uid: 0, comm: next % 7 ? 'sh' : 'a"\\b', ppid: 1, gid: 0, cgroupId: '1', filename: '/bin/sh', args: ['sh', `${next}`], argsTruncated: false } as MonitorEvent;
+          const e = { type: 'exec', at: new Date(1_790_000_000_000 + next).toISOString(), pid: next, uid: 0, comm: next % 7 ? 'sh' : 'a"\\b', ppid: 1, gid: 0, cgroupId: '1', filename: '/bin/sh', args: ['sh', `${next}`, pad], argsTruncated: false } as MonitorEvent;
           published.push(e);
           fake.bus.publish(e);
         }
@@ -294,7 +297,8 @@ describe('JSON-RPC server', () => {
     assert.equal(lostTotal, dropped, 'the loss reports add up to what the daemon dropped');
     const batches = c.msgs.filter((m) => m.method === 'events.batch').length;
     const batched = count(streams().object) + count(streams().row) - lostTotal * (2 / 3); // about: losses split over three streams
-    assert.ok(batches > 0 && batched / batches > 10, `batches carry many events each (${batches} batches)`);
+    // A 64 KiB write holds about 20 of these 3 KB events, shared by the three subscriptions.
+    assert.ok(batches > 0 && batched / batches > 3, `batches carry many events each (${batches} batches)`);
     c.close();
   });
 
