@@ -16,7 +16,8 @@
 //
 // ebpfmon: the real daemon in `cli` (startDaemon, production defaults apart from the
 // socket, pin path and D-Bus), one events.subscribe client (close events) in this
-// process; attribution = close events whose (local port, pid) match the truth; lost =
+// process, subscribed as `ebpfmonctl events` does (batches of rows, client/src/events.ts)
+// and, in the `ebpfmon-event` phase, with one `events.event` notification per event; attribution = close events whose (local port, pid) match the truth; lost =
 // connections without a close event, plus the daemon's loss counters. Its programs stay
 // attached while the daemon runs, so its phases run after tcplife's and the deployment is
 // torn down (--teardown) before the next repetition's tool-free phases.
@@ -36,7 +37,8 @@ import type { Host, Lab } from '../../test/helpers/lab.js';
 import { withLab } from '../lib/lab.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
-import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type ProgramsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
+import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type MonitorEvent, type ProgramsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
+import { subscribeEvents } from '../../client/src/events.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
 
@@ -53,7 +55,9 @@ const SERVER_WORKERS = 4;
 /** --daemon-cpu-prof DIR: the daemon writes a V8 CPU profile there when it stops (where its CPU goes). */
 const CPU_PROF_DIR = strArg('daemon-cpu-prof');
 
-type Tool = 'none' | 'tcplife' | 'ebpfmon' | 'ebpfmon-nosub';
+type Tool = 'none' | 'tcplife' | 'ebpfmon' | 'ebpfmon-event' | 'ebpfmon-nosub';
+/** How the bench subscribes: as the CLI does (batches of rows), one notification per event, or not at all. */
+type Subscriber = 'batch' | 'event' | false;
 type Mode = 'max' | 'rate';
 
 interface LoadResult { made: number; failed: number; slow: number; badWorkers: number; elapsedNs: number; cpuUs: number; pids: number[] }
@@ -285,7 +289,7 @@ class Bench {
     }, truth, seen);
   }
 
-  async ebpfmon(rep: number, modes: Array<{ mode: Mode; subscribe: boolean }>): Promise<void> {
+  async ebpfmon(rep: number, modes: Array<{ mode: Mode; subscribe: Subscriber }>): Promise<void> {
     const daemon: TestDaemon = await startDaemon(this.cli, {
       config: { flows: { gcIntervalSec: 10 } },
       ...(CPU_PROF_DIR ? { env: { NODE_OPTIONS: `--require ${cpuProfPreload(this.tmp, CPU_PROF_DIR)}` } } : {}),
@@ -296,17 +300,23 @@ class Bench {
       client = await DaemonClient.connect(daemon.socketPath);
       let events: Array<{ port: number; pid: number | null; by: string }> = [];
       let lostNotified = 0;
-      client.onNotification(NOTIFICATIONS.event, (p) => {
-        const e = (p as EventNotification).event;
+      const onEvent = (e: MonitorEvent) => {
         if (e.type === 'close' && e.localAddr === this.cliIp && e.remoteAddr === this.srvIp && e.remotePort === PORT) {
           events.push({ port: e.localPort, pid: e.pid, by: e.attributedBy });
         }
-      });
-      client.onNotification(NOTIFICATIONS.lost, (p) => (lostNotified += (p as LostNotification).lost));
+      };
+      const onLost = (lost: number) => (lostNotified += lost);
       for (const { mode, subscribe } of modes) {
         events = [];
         lostNotified = 0;
-        const sub = subscribe ? (await client.call(METHODS.eventsSubscribe, { types: ['close'] })).subscription : null;
+        let sub: string | null = null;
+        if (subscribe === 'batch') {
+          sub = await subscribeEvents(client, { types: ['close'] }, { onEvent, onLost });
+        } else if (subscribe === 'event') {
+          client.onNotification(NOTIFICATIONS.event, (p) => onEvent((p as EventNotification).event));
+          client.onNotification(NOTIFICATIONS.lost, (p) => onLost((p as LostNotification).lost));
+          sub = (await client.call(METHODS.eventsSubscribe, { types: ['close'] })).subscription;
+        }
         const s0 = await client.call(METHODS.status);
         const p0 = await client.call(METHODS.programsList);
         const rt = await this.retrans();
@@ -347,7 +357,7 @@ class Bench {
           how.set(e.by, (how.get(e.by) ?? 0) + 1);
         }
         const d = (f: (s: StatusResult) => number) => f(s1) - f(s0);
-        this.record(rep, 'ebpfmon', mode, r, {
+        this.record(rep, subscribe === 'event' ? 'ebpfmon-event' : 'ebpfmon', mode, r, {
           seen: events.length, correct: matched(truth, seen), lost: Math.max(0, r.made - events.length),
           toolLoss: `ringbuf full ${d((s) => s.loss.ringbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.probeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
           toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
@@ -421,7 +431,10 @@ async function main(): Promise<void> {
           await bench.tcplife(rep, mode);
         }
       };
-      const withDaemon = () => bench.ebpfmon(rep, [{ mode: 'max', subscribe: true }, { mode: 'rate', subscribe: true }, { mode: 'rate', subscribe: false }]);
+      const withDaemon = () => bench.ebpfmon(rep, [
+        { mode: 'max', subscribe: 'batch' }, { mode: 'max', subscribe: 'event' },
+        { mode: 'rate', subscribe: 'batch' }, { mode: 'rate', subscribe: 'event' }, { mode: 'rate', subscribe: false },
+      ]);
       if (rep % 2 === 0) {
         await plain();
         await withDaemon();
@@ -439,12 +452,12 @@ async function main(): Promise<void> {
     const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) : '-');
     for (const mode of ['max', 'rate'] as const) {
       const base = summarize(phases, 'none', mode);
-      for (const tool of ['none', 'tcplife', 'ebpfmon', 'ebpfmon-nosub'] as const) {
+      for (const tool of ['none', 'tcplife', 'ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub'] as const) {
         const s = summarize(phases, tool, mode);
         if (!s) continue;
         table.push([
           mode === 'max' ? `max (${MAX_CONNS / 1000}k conns / ${MAX_SECONDS} s)` : `${RATE / 1000}k/s (${RATE_CONNS / 1000}k conns)`,
-          ({ none: 'none', tcplife: `tcplife -D ${PORT}`, ebpfmon: 'ebpfmon + 1 subscriber', 'ebpfmon-nosub': 'ebpfmon, no subscriber' } as const)[tool],
+          ({ none: 'none', tcplife: `tcplife -D ${PORT}`, ebpfmon: 'ebpfmon + 1 subscriber (row batches, as the CLI)', 'ebpfmon-event': 'ebpfmon + 1 subscriber (events.event)', 'ebpfmon-nosub': 'ebpfmon, no subscriber' } as const)[tool],
           s.rateS, ratio(s.rate, base?.rate ?? 0),
           tool === 'none' || tool === 'ebpfmon-nosub' ? '-' : s.attributed.map((a) => a.toFixed(3)).join(' / '),
           tool === 'none' ? '-' : s.lost.join(' / '),
@@ -461,9 +474,17 @@ async function main(): Promise<void> {
     console.log(table.toString());
     const failed = phases.reduce((s, p) => s + p.failed + p.slow, 0);
     if (failed) console.log(`note: ${failed} connections failed or took > 200 ms to connect across all phases`);
-    for (const tool of ['ebpfmon', 'ebpfmon-nosub', 'tcplife'] as const) for (const mode of ['max', 'rate'] as const) {
+    for (const tool of ['ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub', 'tcplife'] as const) for (const mode of ['max', 'rate'] as const) {
       const s = summarize(phases, tool, mode);
       if (s) console.log(`${tool} ${mode} loss detail: ${s.loss.join(' | ')}`);
+    }
+    const em = summarize(phases, 'ebpfmon', 'max');
+    const tm = summarize(phases, 'tcplife', 'max');
+    if (em && tm) {
+      const none = em.lost.every((l) => l === 0);
+      const cpu = em.usPerConn <= tm.usPerConn;
+      console.log(`target at the maximum rate: zero lost for one subscriber: ${none ? 'PASS' : `FAIL (${em.lost.join(' / ')})`}; ` +
+        `CPU per connection at or below tcplife's (${em.usPerConn.toFixed(1)} vs ${tm.usPerConn.toFixed(1)} us): ${cpu ? 'PASS' : 'FAIL'}`);
     }
     const e = summarize(phases, 'ebpfmon', 'rate');
     const t = summarize(phases, 'tcplife', 'rate');

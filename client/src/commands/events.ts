@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command, Option } from 'commander';
 import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/contract/events.js';
-import { METHODS, NOTIFICATIONS } from '../../../daemon/src/contract/methods.js';
+import { subscribeEvents } from '../events.js';
 import { bytes, endpoint, userName } from '../render/format.js';
 import { intArg, listArg } from './common.js';
 import { follow, reconnectOption, untilClosed, type Gap } from './follow.js';
@@ -41,17 +41,18 @@ export function eventsCommand(): Command {
         let finish!: () => void;
         const finished = new Promise<void>((r) => (finish = r));
         signal.addEventListener('abort', finish);
-        client.onNotification(NOTIFICATIONS.event, (p) => {
-          const e = p.event;
-          process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
-          if (o.count !== undefined && ++seen >= o.count) finish();
+        const subscription = await subscribeEvents(client, { types: o.type, pid: o.pid }, {
+          onEvent: (e) => {
+            if (o.count !== undefined && seen >= o.count) return; // the rest of the last batch
+            process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
+            if (o.count !== undefined && ++seen >= o.count) finish();
+          },
+          onLost: (lost) => {
+            if (o.json) process.stdout.write(`${JSON.stringify({ type: 'lost', lost })}\n`);
+            else process.stderr.write(`ebpfmonctl: ${lost} event(s) lost (this terminal reads too slowly)\n`);
+          },
         });
-        client.onNotification(NOTIFICATIONS.lost, (l) => {
-          if (o.json) process.stdout.write(`${JSON.stringify({ type: 'lost', lost: l.lost })}\n`);
-          else process.stderr.write(`ebpfmonctl: ${l.lost} event(s) lost (this terminal reads too slowly)\n`);
-        });
-        const r = await client.call(METHODS.eventsSubscribe, { types: o.type, pid: o.pid });
-        if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${r.subscription}\n`);
+        if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`subscribed ${subscription}\n`);
         await Promise.race([finished, untilClosed(client)]);
       });
     });

@@ -41,5 +41,5 @@ export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js'
 export type { LbApi } from './lb.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';
-export { eventFilter, subscriptionId, type EventFilter } from './events.js';
+export { eventDelivery, eventFilter, subscriptionId, type EventDelivery, type EventFilter } from './events.js';
 export { scopeUid } from './caller.js';

@@ -81,11 +81,59 @@ export interface LbEvent extends EventBase {
 
 export type MonitorEvent = ConnectEvent | CloseEvent | ExecEvent | ExitEvent | LbEvent;
 
+/**
+ * How a subscription's events arrive: `batch: false` (the default), one `events.event`
+ * notification per event; `batch: true`, one `events.batch` notification carrying every
+ * event queued for the subscription since the last one (up to EVENT_BATCH_MAX), which
+ * costs the daemon and the client one message per batch instead of one per event.
+ */
 export interface EventsSubscribeParams {
   /** Default: every type. */
   types?: EventType[];
   pid?: number;
+  /** Many events per notification (`events.batch`). Default false. */
+  batch?: boolean;
+  /** How a batch carries each event (batch only). Default `object`. */
+  encoding?: EventEncoding;
 }
+
+/**
+ * `object`: each event as the object `events.event` carries. `row`: each event as a JSON
+ * array of its values in EVENT_FIELDS order for its type (the type first), about a third
+ * of the bytes: the batch lists the fields of every type it holds (`fields`), so a client
+ * need not know them in advance.
+ */
+export const EVENT_ENCODINGS = ['object', 'row'] as const;
+export type EventEncoding = (typeof EVENT_ENCODINGS)[number];
+
+/** Most events in one `events.batch` notification. */
+export const EVENT_BATCH_MAX = 1024;
+
+/**
+ * The fields of each event type in `row` order: every field of the type's interface
+ * (checked at compile time below), `type` first.
+ */
+export const EVENT_FIELDS = {
+  connect: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy'],
+  accept: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy'],
+  close: [
+    'type', 'at', 'pid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy',
+    'flowSeen', 'interface', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'durationMs', 'payloadBytesSent', 'payloadBytesReceived', 'previousState',
+  ],
+  exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated'],
+  exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs'],
+  lb: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'detail'],
+} as const satisfies Record<EventType, readonly string[]>;
+
+/** Compile-time check: each list names exactly the fields of its event type. */
+type EventOf<T extends EventType> = MonitorEvent extends infer E ? (E extends { type: infer U } ? (T extends U ? E : never) : never) : never;
+type FieldsMismatch = {
+  [T in EventType]: [Exclude<keyof EventOf<T>, (typeof EVENT_FIELDS)[T][number]>, Exclude<(typeof EVENT_FIELDS)[T][number], keyof EventOf<T>>] extends [never, never] ? never : T;
+}[EventType];
+export const EVENT_FIELDS_COMPLETE: [FieldsMismatch] extends [never] ? true : FieldsMismatch = true;
+
+/** An event in the `row` encoding: its values in EVENT_FIELDS order. */
+export type EventRow = readonly unknown[];
 
 export interface EventsSubscribeResult {
   subscription: string;
@@ -105,7 +153,20 @@ export interface EventNotification {
   event: MonitorEvent;
 }
 
-/** Notification `events.lost`: events this subscriber missed because it read too slowly. */
+/**
+ * Notification `events.batch` (subscriptions with `batch: true`): events in the order they
+ * happened. Events dropped for a slow reader are reported by an `events.lost`
+ * notification at the place in the stream where they are missing.
+ */
+export type EventBatchNotification =
+  | { subscription: string; encoding: 'object'; events: MonitorEvent[] }
+  | { subscription: string; encoding: 'row'; fields: Partial<Record<EventType, readonly string[]>>; events: EventRow[] };
+
+/**
+ * Notification `events.lost`: events this subscriber missed because it read too slowly.
+ * It comes where the events are missing: after the events delivered before them and
+ * before those delivered after them.
+ */
 export interface LostNotification {
   subscription: string;
   lost: number;

@@ -4,7 +4,7 @@
 // and the server's registration are typed by this map, so both ends agree by
 // construction. Framing: one JSON message per line ("\n"-delimited), UTF-8.
 // docs/api.md documents each method with examples; a feature adds its methods here first.
-import type { EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
+import type { EventBatchNotification, EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
 import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
 import type {
   AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
@@ -67,10 +67,12 @@ export const ALL_METHODS_NAMED: [Unnamed] extends [never] ? true : Unnamed = tru
 /** Server -> client notifications. */
 export interface Notifications {
   'events.event': EventNotification;
+  'events.batch': EventBatchNotification;
   'events.lost': LostNotification;
 }
 
 export const NOTIFICATIONS = {
   event: 'events.event',
+  batch: 'events.batch',
   lost: 'events.lost',
 } as const satisfies Record<string, keyof Notifications>;

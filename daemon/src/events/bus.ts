@@ -3,21 +3,65 @@
 // load balancer's changes) is published here once and fanned out to subscribers (JSON-RPC
 // subscriptions, the D-Bus service). It belongs to the daemon, not to any feature: features
 // publish, adapters subscribe, app.ts wires them.
-import { EVENT_TYPES, type EventType, type MonitorEvent } from '../contract/events.js';
+//
+// An event travels as a BusEvent: its type, pid and uid (what subscribers filter on) and
+// its forms, each built at most once and only if some subscriber asks for it: the object,
+// its JSON, its row (contract EVENT_FIELDS). The monitor publishes views over ring-buffer
+// records that build the row straight from the record's bytes, so a subscriber that takes
+// rows never costs an object or its JSON (bench/attribution: JSON.stringify of the object
+// was the largest cost per event).
+import { EVENT_FIELDS, EVENT_TYPES, type EventType, type MonitorEvent } from '../contract/events.js';
+
+/**
+ * An event being published. The monitor's are views over a ring-buffer record, valid only
+ * while publish() runs: a listener takes what it needs before it returns.
+ */
+export interface BusEvent {
+  readonly type: EventType;
+  readonly pid: number | null;
+  readonly uid: number | null;
+  /** The event as an object (a new object the listener may keep). */
+  event(): MonitorEvent;
+  /** JSON of event(). */
+  json(): string;
+  /** The event as a row: a JSON array of its values in EVENT_FIELDS[type] order. */
+  row(): string;
+}
 
 export type EventListener = (e: MonitorEvent) => void;
+export type BusListener = (e: BusEvent) => void;
 
-// The last event serialized: publish() hands one event to every subscriber in turn, so
-// one slot is a full cache (a WeakMap cost more than it saved with one subscriber).
-let lastSerialized: MonitorEvent | null = null;
-let lastJson = '';
-/** An event as JSON, computed once however many subscribers receive it. */
-export function eventJson(e: MonitorEvent): string {
-  if (e !== lastSerialized) {
-    lastJson = JSON.stringify(e);
-    lastSerialized = e;
+/** A row from an event object (the generic form; the monitor's records have a faster one). */
+export function eventRow(e: MonitorEvent): string {
+  const fields = EVENT_FIELDS[e.type] as readonly string[];
+  const values = new Array<unknown>(fields.length);
+  for (let i = 0; i < fields.length; i++) values[i] = (e as unknown as Record<string, unknown>)[fields[i]!];
+  return JSON.stringify(values);
+}
+
+/** A BusEvent over an event object (the load balancer's, tests'). */
+export class ObjectEvent implements BusEvent {
+  private jsonText: string | null = null;
+  private rowText: string | null = null;
+  constructor(private readonly e: MonitorEvent) {}
+  get type(): EventType {
+    return this.e.type;
   }
-  return lastJson;
+  get pid(): number | null {
+    return this.e.pid;
+  }
+  get uid(): number | null {
+    return this.e.uid;
+  }
+  event(): MonitorEvent {
+    return this.e;
+  }
+  json(): string {
+    return (this.jsonText ??= JSON.stringify(this.e));
+  }
+  row(): string {
+    return (this.rowText ??= eventRow(this.e));
+  }
 }
 
 const zero = (): Record<EventType, number> => Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])) as Record<EventType, number>;
@@ -25,7 +69,7 @@ const zero = (): Record<EventType, number> => Object.fromEntries(EVENT_TYPES.map
 /** Fan-out of events to subscribers. A listener that throws is dropped, not fatal. */
 export class EventBus {
   /** Each listener and the event types it wants (all when not said). */
-  private readonly listeners = new Map<EventListener, ReadonlySet<EventType> | null>();
+  private readonly listeners = new Map<BusListener, ReadonlySet<EventType> | null>();
   /** How many listeners want each type: events of a type nobody wants need not be built. */
   private readonly wanted = zero();
   /** Events published (or counted without being built) per type. */
@@ -33,14 +77,20 @@ export class EventBus {
   /** Records a publisher could not turn into an event (unknown type, short record). */
   undecodable = 0;
 
+  /** Listens to event objects (built once per event, whoever else listens). */
   subscribe(fn: EventListener, types?: Iterable<EventType>): () => void {
+    return this.subscribeEvents((e) => fn(e.event()), types);
+  }
+
+  /** Listens to BusEvents: for transports that take a serialized form (json(), row()). */
+  subscribeEvents(fn: BusListener, types?: Iterable<EventType>): () => void {
     const set = types ? new Set(types) : null;
     this.listeners.set(fn, set);
     for (const t of EVENT_TYPES) if (!set || set.has(t)) this.wanted[t]++;
     return () => this.remove(fn);
   }
 
-  private remove(fn: EventListener): void {
+  private remove(fn: BusListener): void {
     if (!this.listeners.has(fn)) return;
     const set = this.listeners.get(fn)!;
     this.listeners.delete(fn);
@@ -61,10 +111,17 @@ export class EventBus {
     this.counts[type]++;
   }
 
+  /** Publishes an event object. */
   publish(e: MonitorEvent): void {
-    this.counts[e.type]++;
+    this.publishEvent(new ObjectEvent(e));
+  }
+
+  /** Publishes a BusEvent (the monitor's record views). */
+  publishEvent(e: BusEvent): void {
+    const type = e.type;
+    this.counts[type]++;
     for (const [fn, types] of this.listeners) {
-      if (types && !types.has(e.type)) continue;
+      if (types && !types.has(type)) continue;
       try {
         fn(e);
       } catch {

@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Ring-buffer records -> events (contract/events.ts: the shapes `ebpfmonctl events --json`
 // prints). Decoding mirrors bpf/sockets.h and bpf/procs.h through the layouts in wire.ts.
+//
+// Two forms of the same record: decodeEvent() builds the event object; encodeRow() writes
+// the event's row (contract EVENT_FIELDS: a JSON array of its values) straight from the
+// record's bytes, for subscribers that asked for rows. Both read every field through the
+// same helpers, and test/unit/daemon/monitor/decoder.test.ts checks that the row is the
+// object's values, field for field, for every record type.
 import { AF_INET, formatIpAt } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, KERNEL_COMM, TCP_STATES } from '../contract/common.js';
@@ -8,33 +14,139 @@ import type { EventType, MonitorEvent } from '../contract/events.js';
 import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
 export interface DecodeContext {
-  /** CLOCK_BOOTTIME ns -> wall-clock ms */
-  toMs(ns: bigint): number;
+  /** The CLOCK_BOOTTIME ns (u64, little-endian) at `off` in `v` -> wall-clock ms. */
+  toMsAt(v: DataView, off: number): number;
   ifname(ifindex: number): string | null;
 }
 
-function key(v: DataView, b: Uint8Array, o: number) {
-  const family = v.getUint8(o + FLOW_KEY.fields.family.offset);
-  return {
-    protocol: protocolName(v.getUint8(o + FLOW_KEY.fields.proto.offset)),
-    family: family === AF_INET ? ('ipv4' as const) : ('ipv6' as const),
-    localAddr: formatIpAt(b, o + FLOW_KEY.fields.laddr.offset, family),
-    localPort: v.getUint16(o + FLOW_KEY.fields.lport.offset, true),
-    remoteAddr: formatIpAt(b, o + FLOW_KEY.fields.raddr.offset, family),
-    remotePort: v.getUint16(o + FLOW_KEY.fields.rport.offset, true),
-  };
+const TWO32 = 2 ** 32;
+/** A u64 field as a number: rounded to the nearest double above 2^53, as Number(bigint) does,
+ * without allocating a BigInt. */
+function u64(v: DataView, o: number): number {
+  return v.getUint32(o + 4, true) * TWO32 + v.getUint32(o, true);
 }
 
-function owner(v: DataView, b: Uint8Array, o: number) {
+const jsonOf = (s: string | null): string => JSON.stringify(s);
+/** JSON strings of names from fixed tables, made once. */
+const quoted = (names: readonly string[]): string[] => names.map(jsonOf);
+const ATTRIBUTION_JSON = quoted(ATTRIBUTIONS);
+const TCP_STATE_JSON = quoted(TCP_STATES);
+const KERNEL_COMM_JSON = jsonOf(KERNEL_COMM);
+
+// Events come in bursts from the same milliseconds: one ISO string per millisecond, and the
+// date and time up to the second once per second.
+let lastMs = NaN;
+let lastIso = '';
+let lastSec = NaN;
+let secPrefix = '';
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    const sec = Math.floor(ms / 1000);
+    if (sec !== lastSec || !Number.isInteger(ms)) {
+      lastIso = new Date(ms).toISOString();
+      lastSec = sec;
+      secPrefix = lastIso.slice(0, 20); // YYYY-MM-DDTHH:MM:SS.
+    } else {
+      const frac = ms - sec * 1000;
+      lastIso = `${secPrefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
+    }
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
+/** Recently formatted IPv4 addresses (a burst of events mostly names the same few hosts). */
+const v4Cache = new Map<number, string>();
+const V4_CACHE_MAX = 4096;
+function ipAt(v: DataView, b: Uint8Array, o: number, family: number): string {
+  if (family !== AF_INET) return formatIpAt(b, o, family);
+  const n = v.getUint32(o, false);
+  let s = v4Cache.get(n);
+  if (s === undefined) {
+    if (v4Cache.size >= V4_CACHE_MAX) v4Cache.clear();
+    s = formatIpAt(b, o, family);
+    v4Cache.set(n, s);
+  }
+  return s;
+}
+
+/** The record's bytes as a Uint8Array (one per ring mapping, not per record). */
+let lastView: DataView | null = null;
+let lastBytes: Uint8Array = new Uint8Array(0);
+function bytesOf(v: DataView): Uint8Array {
+  if (v !== lastView) {
+    lastBytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    lastView = v;
+  }
+  return lastBytes;
+}
+
+// --- the parts of a record -------------------------------------------------------------------
+// The flow key and the owner are read into these scratch objects (no allocation per record);
+// the forms below copy what they need out of them at once.
+
+const k = { protocol: '' as string, ipv4: true, localAddr: '', localPort: 0, remoteAddr: '', remotePort: 0 };
+function readKey(v: DataView, b: Uint8Array, o: number): void {
+  const family = v.getUint8(o + FLOW_KEY.fields.family.offset);
+  k.protocol = protocolName(v.getUint8(o + FLOW_KEY.fields.proto.offset));
+  k.ipv4 = family === AF_INET;
+  k.localAddr = ipAt(v, b, o + FLOW_KEY.fields.laddr.offset, family);
+  k.localPort = v.getUint16(o + FLOW_KEY.fields.lport.offset, true);
+  k.remoteAddr = ipAt(v, b, o + FLOW_KEY.fields.raddr.offset, family);
+  k.remotePort = v.getUint16(o + FLOW_KEY.fields.rport.offset, true);
+}
+
+/**
+ * Recently seen comms by their 16 bytes (a burst of events mostly comes from a few
+ * programs): the string and its JSON, without decoding and quoting them again.
+ */
+interface CommEntry { a: number; b: number; c: number; d: number; str: string; json: string }
+const commCache = new Map<number, CommEntry>();
+const COMM_CACHE_MAX = 1024;
+let commJsonNow = 'null';
+function commAt(v: DataView, b: Uint8Array, o: number): string {
+  const a = v.getInt32(o, true);
+  const bb = v.getInt32(o + 4, true);
+  const c = v.getInt32(o + 8, true);
+  const d = v.getInt32(o + 12, true);
+  const h = (Math.imul(a, 0x9e3779b1) ^ Math.imul(bb, 0x85ebca77) ^ Math.imul(c, 0xc2b2ae3d) ^ Math.imul(d, 0x27d4eb2f)) | 0;
+  let e = commCache.get(h);
+  if (e === undefined || e.a !== a || e.b !== bb || e.c !== c || e.d !== d) {
+    if (commCache.size >= COMM_CACHE_MAX) commCache.clear();
+    const str = cString(b, o, 16);
+    e = { a, b: bb, c, d, str, json: JSON.stringify(str) };
+    commCache.set(h, e);
+  }
+  commJsonNow = e.json;
+  return e.str;
+}
+
+const w = { how: 0, pid: null as number | null, tid: null as number | null, uid: null as number | null, comm: null as string | null };
+function readOwner(v: DataView, b: Uint8Array, o: number): void {
   const how = v.getUint8(o + OWNER.fields.how.offset);
   const owned = ownedByProcess(how);
-  return {
-    pid: owned ? v.getUint32(o + OWNER.fields.tgid.offset, true) : null,
-    tid: owned ? v.getUint32(o + OWNER.fields.pid.offset, true) : null,
-    uid: owned ? v.getUint32(o + OWNER.fields.uid.offset, true) : null,
-    comm: owned ? cString(b, o + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null,
-    attributedBy: ATTRIBUTIONS[how] ?? ('none' as const),
-  };
+  w.how = how;
+  w.pid = owned ? v.getUint32(o + OWNER.fields.tgid.offset, true) : null;
+  w.tid = owned ? v.getUint32(o + OWNER.fields.pid.offset, true) : null;
+  w.uid = owned ? v.getUint32(o + OWNER.fields.uid.offset, true) : null;
+  w.comm = owned ? commAt(v, b, o + OWNER.fields.comm.offset) : how === HOW_KERNEL ? KERNEL_COMM : null;
+}
+const attributedBy = (how: number) => ATTRIBUTIONS[how] ?? ('none' as const);
+const attributedByJson = (how: number) => ATTRIBUTION_JSON[how] ?? ATTRIBUTION_JSON[0]!;
+/** The owner's comm (as readOwner read it) as JSON. */
+const commJson = (): string => (w.comm === null ? 'null' : w.how === HOW_KERNEL ? KERNEL_COMM_JSON : commJsonNow);
+
+/** Interface names as JSON, by ifindex, while the name stays the same. */
+const ifnameJsonCache = new Map<number, { name: string | null; json: string }>();
+function ifnameJson(ctx: DecodeContext, ifindex: number): string {
+  const name = ctx.ifname(ifindex);
+  let e = ifnameJsonCache.get(ifindex);
+  if (e === undefined || e.name !== name) {
+    if (ifnameJsonCache.size >= 1024) ifnameJsonCache.clear();
+    e = { name, json: jsonOf(name) };
+    ifnameJsonCache.set(ifindex, e);
+  }
+  return e.json;
 }
 
 /** Splits the NUL-separated argument block (the last one may be cut short). */
@@ -45,59 +157,78 @@ function splitArgs(b: Uint8Array, off: number, len: number): string[] {
   return parts;
 }
 
-// Events come in bursts from the same milliseconds: one ISO string per millisecond.
-let lastMs = NaN;
-let lastIso = '';
-function isoTime(ms: number): string {
-  if (ms !== lastMs) {
-    lastIso = new Date(ms).toISOString();
-    lastMs = ms;
+/** The record type's length requirement, or 0 for types this version does not know. */
+function minLength(type: number): number {
+  switch (type) {
+    case EV.CONNECT:
+    case EV.ACCEPT:
+      return EVENT_CONN.size;
+    case EV.CLOSE:
+      return EVENT_CLOSE.size;
+    case EV.EXEC:
+      return EVENT_EXEC.size;
+    case EV.EXIT:
+      return EVENT_EXIT.size;
+    default:
+      return 0;
   }
-  return lastIso;
+}
+
+/** True when the record is one decodeEvent()/encodeRow() can read. */
+export function decodable(v: DataView, off: number, len: number): boolean {
+  if (len < EVENT_HDR.size) return false;
+  const min = minLength(v.getUint16(off + EVENT_HDR.fields.type.offset, true));
+  return min > 0 && len >= min;
+}
+
+function atOf(v: DataView, off: number, ctx: DecodeContext): string {
+  return isoTime(ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset));
+}
+
+function exitDurationMs(v: DataView, off: number): number | null {
+  const start = v.getBigUint64(off + EVENT_EXIT.fields.start_ns.offset, true);
+  const ts = v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true);
+  return start && ts > start ? Number(ts - start) / 1e6 : null;
 }
 
 /** Decodes one ring-buffer record; null for types this version does not know. */
 export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeContext): MonitorEvent | null {
-  if (len < EVENT_HDR.size) return null;
-  const b = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (!decodable(v, off, len)) return null;
+  const b = bytesOf(v);
   const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
-  const at = isoTime(ctx.toMs(v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true)));
+  const at = atOf(v, off, ctx);
   switch (type) {
     case EV.CONNECT:
     case EV.ACCEPT: {
-      if (len < EVENT_CONN.size) return null;
-      const o = owner(v, b, off + EVENT_CONN.fields.owner.offset);
-      const k = key(v, b, off + EVENT_CONN.fields.key.offset);
+      readOwner(v, b, off + EVENT_CONN.fields.owner.offset);
+      readKey(v, b, off + EVENT_CONN.fields.key.offset);
       // Written out rather than spread: one object shape, built in one go.
       return {
         type: type === EV.CONNECT ? 'connect' : 'accept', at,
-        protocol: k.protocol, family: k.family, localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
-        pid: o.pid, tid: o.tid, uid: o.uid, comm: o.comm, attributedBy: o.attributedBy,
+        protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
+        pid: w.pid, tid: w.tid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
       };
     }
     case EV.CLOSE: {
-      if (len < EVENT_CLOSE.size) return null;
       const F = EVENT_CLOSE.fields;
-      const o = owner(v, b, off + F.owner.offset);
-      const k = key(v, b, off + F.key.offset);
+      readOwner(v, b, off + F.owner.offset);
+      readKey(v, b, off + F.key.offset);
       const seen = v.getUint8(off + F.flow_seen.offset) === 1;
-      const u64 = (fo: number) => Number(v.getBigUint64(off + fo, true));
       return {
         type: 'close', at,
-        protocol: k.protocol, family: k.family, localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
-        pid: o.pid, uid: o.uid, comm: o.comm, attributedBy: o.attributedBy,
+        protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
+        pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
         flowSeen: seen,
         interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
-        txBytes: u64(F.tx_bytes.offset), rxBytes: u64(F.rx_bytes.offset),
-        txPackets: u64(F.tx_packets.offset), rxPackets: u64(F.rx_packets.offset),
-        durationMs: seen ? u64(F.duration_ns.offset) / 1e6 : null,
-        payloadBytesSent: u64(F.payload_sent.offset),
-        payloadBytesReceived: u64(F.payload_received.offset),
+        txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
+        txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
+        durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
+        payloadBytesSent: u64(v, off + F.payload_sent.offset),
+        payloadBytesReceived: u64(v, off + F.payload_received.offset),
         previousState: TCP_STATES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
       };
     }
     case EV.EXEC: {
-      if (len < EVENT_EXEC.size) return null;
       const F = EVENT_EXEC.fields;
       const fnLen = Math.min(v.getUint16(off + F.filename_len.offset, true), F.filename.size);
       const argsLen = Math.min(v.getUint16(off + F.args_len.offset, true), F.args.size);
@@ -115,11 +246,8 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
       };
     }
     case EV.EXIT: {
-      if (len < EVENT_EXIT.size) return null;
       const F = EVENT_EXIT.fields;
       const status = v.getUint32(off + F.exit_code.offset, true);
-      const start = v.getBigUint64(off + F.start_ns.offset, true);
-      const ts = v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true);
       return {
         type: 'exit', at,
         pid: v.getUint32(off + F.tgid.offset, true),
@@ -128,12 +256,68 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         comm: cString(b, off + F.comm.offset, 16),
         exitCode: (status >> 8) & 0xff,
         signal: status & 0x7f,
-        durationMs: start && ts > start ? Number(ts - start) / 1e6 : null,
+        durationMs: exitDurationMs(v, off),
       };
     }
     default:
       return null;
   }
+}
+
+/**
+ * The record's event as a row (contract EVENT_FIELDS order), built from the bytes without an
+ * event object; null for types this version does not know. Connection and close events are
+ * written out field by field (they are nearly every event at high rates); exec and exit,
+ * rare, go through the object.
+ */
+export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeContext): string | null {
+  if (!decodable(v, off, len)) return null;
+  const b = bytesOf(v);
+  const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
+  switch (type) {
+    case EV.CONNECT:
+    case EV.ACCEPT: {
+      const at = atOf(v, off, ctx);
+      readOwner(v, b, off + EVENT_CONN.fields.owner.offset);
+      readKey(v, b, off + EVENT_CONN.fields.key.offset);
+      return `[${type === EV.CONNECT ? '"connect"' : '"accept"'},"${at}",${w.pid},${w.tid},${w.uid},${commJson()},"${k.protocol}",${k.ipv4 ? '"ipv4"' : '"ipv6"'},` +
+        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)}]`;
+    }
+    case EV.CLOSE: {
+      const F = EVENT_CLOSE.fields;
+      const at = atOf(v, off, ctx);
+      readOwner(v, b, off + F.owner.offset);
+      readKey(v, b, off + F.key.offset);
+      const seen = v.getUint8(off + F.flow_seen.offset) === 1;
+      const state = TCP_STATE_JSON[v.getUint8(off + F.old_state.offset)] ?? '"unknown"';
+      return `["close","${at}",${w.pid},${w.uid},${commJson()},"${k.protocol}",${k.ipv4 ? '"ipv4"' : '"ipv6"'},` +
+        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},` +
+        `${seen},${seen ? ifnameJson(ctx, v.getUint32(off + F.ifindex.offset, true)) : 'null'},` +
+        `${u64(v, off + F.tx_bytes.offset)},${u64(v, off + F.rx_bytes.offset)},${u64(v, off + F.tx_packets.offset)},${u64(v, off + F.rx_packets.offset)},` +
+        `${seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null},${u64(v, off + F.payload_sent.offset)},${u64(v, off + F.payload_received.offset)},${state}]`;
+    }
+    default: {
+      const e = decodeEvent(v, off, len, ctx);
+      return e && rowOf(e);
+    }
+  }
+}
+
+/** Exec and exit rows from their objects (EVENT_FIELDS order, as events/bus.ts eventRow). */
+function rowOf(e: MonitorEvent): string {
+  switch (e.type) {
+    case 'exec':
+      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.gid, e.cgroupId, e.comm, e.filename, e.args, e.argsTruncated]);
+    case 'exit':
+      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.comm, e.exitCode, e.signal, e.durationMs]);
+    default:
+      throw new Error(`no row form for ${e.type} records`);
+  }
+}
+
+/** Offset of the owner in connection and close records (null for other types). */
+export function ownerOffset(type: number): number | null {
+  return type === EV.CLOSE ? EVENT_CLOSE.fields.owner.offset : type === EV.CONNECT || type === EV.ACCEPT ? EVENT_CONN.fields.owner.offset : null;
 }
 
 /** The event type of a ring-buffer record type, without decoding it. */

@@ -18,7 +18,8 @@ import { currentNetnsCookie } from '../sys/netns.js';
 import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SCAN, SCAN_COMPONENT, SOCKETS } from './components.js';
 import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
-import { decodeEvent, recordEventType, type DecodeContext } from './decoder.js';
+import { decodable, recordEventType, type DecodeContext } from './decoder.js';
+import { RecordEvent } from './records.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
 import { ProcessTable } from './processes.js';
@@ -294,30 +295,35 @@ export class Monitor implements MonitorApi {
   }
 
   readonly decodeCtx: DecodeContext = {
-    toMs: (ns) => this.wall.toMs(ns),
+    toMsAt: (v, off) => this.wall.toMsAt(v, off),
     ifname: (i) => this.interfaces.name(i),
   };
 
+  /** The record being published (one view reused for every record: see records.ts). */
+  private readonly record = new RecordEvent(this.decodeCtx);
+
   private onRecord(v: DataView, off: number, len: number): void {
-    // Connection events matter only to subscribers that want their type: otherwise count
-    // them undecoded (the decode, dates included, is most of a record's cost). exec/exit
-    // always feed the process table.
-    if (len >= EVENT_HDR.size) {
-      const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
-      const name = recordEventType(type);
-      if (name && type !== EV.EXEC && type !== EV.EXIT && !this.bus.wants(name)) {
-        this.bus.countUnwanted(name);
-        return;
-      }
-    }
-    const e = decodeEvent(v, off, len, this.decodeCtx);
-    if (!e) {
+    if (!decodable(v, off, len)) {
       this.bus.undecodable++;
       return;
     }
-    if (e.type === 'exec') this.processes.onExec(e);
-    else if (e.type === 'exit') this.processes.onExit(e);
-    this.bus.publish(e);
+    // Connection events matter only to subscribers that want their type: otherwise count
+    // them unbuilt (the decode, dates included, is most of a record's cost). exec/exit
+    // always feed the process table.
+    const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
+    const name = recordEventType(type)!;
+    const proc = type === EV.EXEC || type === EV.EXIT;
+    if (!proc && !this.bus.wants(name)) {
+      this.bus.countUnwanted(name);
+      return;
+    }
+    const e = this.record.set(v, off, len, type, name);
+    if (proc) {
+      const pe = e.event();
+      if (pe.type === 'exec') this.processes.onExec(pe);
+      else if (pe.type === 'exit') this.processes.onExit(pe);
+    }
+    this.bus.publishEvent(e);
   }
 
   async gc(): Promise<number> {

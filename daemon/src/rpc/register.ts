@@ -7,7 +7,7 @@ import { METHODS } from '../contract/methods.js';
 import type { EventsSubscribeResult, EventsUnsubscribeResult } from '../contract/events.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
-import { eventFilter, subscriptionId, type Api, type Caller } from '../api/index.js';
+import { eventDelivery, eventFilter, subscriptionId, type Api, type Caller } from '../api/index.js';
 import type { RpcServer } from './server.js';
 
 export function denied(caller: Caller, method: string, adminGroup: string): AppError {
@@ -27,15 +27,18 @@ export function registerApi(server: RpcServer, api: Api, bus: EventBus, adminGro
 
   server.rpc.addMethod(METHODS.eventsSubscribe, (raw, ctx): EventsSubscribeResult => {
     const filter = eventFilter(raw, ctx.caller);
+    const delivery = eventDelivery(raw);
     if (ctx.conn.subscriptions.size >= server.limits.maxSubscriptionsPerClient) {
       throw new AppError('TooManySubscriptions', `at most ${server.limits.maxSubscriptionsPerClient} subscriptions per connection`, { limit: server.limits.maxSubscriptionsPerClient });
     }
-    const id = crypto.randomUUID();
-    const unsubscribe = bus.subscribe((e) => {
-      if (filter.accepts(e)) ctx.conn.notify(id, e);
+    const sub = { id: crypto.randomUUID(), ...delivery, lost: 0 };
+    const conn = ctx.conn;
+    const unsubscribe = bus.subscribeEvents((e) => {
+      if (filter.accepts(e)) conn.notify(sub, e);
     }, filter.types);
-    ctx.conn.subscriptions.set(id, unsubscribe);
-    return { subscription: id };
+    conn.subscriptions.set(sub.id, unsubscribe);
+    conn.subs.set(sub.id, sub);
+    return { subscription: sub.id };
   });
 
   server.rpc.addMethod(METHODS.eventsUnsubscribe, (raw, ctx): EventsUnsubscribeResult => {
@@ -44,6 +47,7 @@ export function registerApi(server: RpcServer, api: Api, bus: EventBus, adminGro
     if (!unsub) throw new AppError('NotFound', `no subscription ${id} on this connection`, { field: 'params.subscription', value: id });
     unsub();
     ctx.conn.subscriptions.delete(id);
+    ctx.conn.subs.delete(id);
     return { unsubscribed: id };
   });
 }

@@ -25,10 +25,9 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { createJSONRPCErrorResponse, JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
 import { ERRORS, type ErrorName } from '../contract/errors.js';
-import { NOTIFICATIONS } from '../contract/methods.js';
-import type { MonitorEvent } from '../contract/events.js';
 import type { RpcStatus } from '../contract/status.js';
-import { eventJson } from '../events/bus.js';
+import type { BusEvent } from '../events/bus.js';
+import { EventQueue, lostLine, type Subscription } from './events.js';
 import { toApiError, type Caller } from '../api/index.js';
 import * as C from '../sys/libc.js';
 import { groupGid } from '../sys/users.js';
@@ -69,6 +68,10 @@ const DEFAULTS = {
 
 /** Above this many unsent bytes, a connection stops being read (its own replies back up). */
 const WRITE_HIGH_WATER = 4 << 20;
+/** Notifications wait while this many bytes are unsent to the client (resumed on 'drain'). */
+const WRITE_PAUSE = 256 * 1024;
+/** Bytes of notifications handed to the socket in one write. */
+const WRITE_CHUNK = 64 * 1024;
 /** A refused connection is given this long to read why, then closed. */
 const REFUSED_LINGER_MS = 1000;
 
@@ -100,8 +103,6 @@ export function envelopeError(msg: unknown): { id: string | number | null; messa
 export class Connection {
   readonly id = nextConnId++;
   readonly subscriptions = new Map<string, () => void>();
-  private queue: string[] = [];
-  private readonly lost = new Map<string, number>();
   private readonly lines: string[] = [];
   /** Bytes of the lines waiting in `lines`. */
   private queuedBytes = 0;
@@ -131,16 +132,27 @@ export class Connection {
     this.updateFlow();
   }
 
-  /** Event notifications go through the bounded queue, written in batches. */
-  notify(subscription: string, event: MonitorEvent): void {
+  /**
+   * Queues an event for a subscription. The queue is bounded (`subscriberQueue` entries per
+   * connection): an event that does not fit is counted as lost for its subscription, and
+   * the count goes into the stream, as an `events.lost` notification, where the events are
+   * missing (before the next event that fits).
+   */
+  notify(sub: Subscription, e: BusEvent): void {
     if (this.closed) return;
-    if (this.queue.length >= this.server.limits.subscriberQueue) {
-      this.lost.set(subscription, (this.lost.get(subscription) ?? 0) + 1);
+    const q = this.events;
+    // A pending loss report takes a place in the queue too, so the bound holds with it.
+    if (q.length + (sub.lost > 0 ? 1 : 0) >= this.server.limits.subscriberQueue) {
+      sub.lost++;
       this.server.droppedTotal++;
       return;
     }
-    // The event's JSON is built once for every subscriber (eventJson caches it).
-    this.queue.push(`{"jsonrpc":"2.0","method":"${NOTIFICATIONS.event}","params":{"subscription":"${subscription}","event":${eventJson(event)}}}\n`);
+    if (sub.lost > 0) {
+      q.pushLost(sub); // the gap goes in before this event, where the events are missing
+      sub.lost = 0;
+    }
+    // Each form is built once per event, however many subscriptions take it.
+    q.push(sub, sub.encoding === 'row' ? e.row() : e.json(), e.type);
     // One write per event-loop turn, not one per event: a ring-buffer drain can publish
     // thousands of events at once.
     if (!this.pumpScheduled) {
@@ -154,23 +166,28 @@ export class Connection {
 
   private pumpScheduled = false;
 
-  /** Writes queued notifications while the socket accepts them. */
+  /** Writes queued notifications while the socket accepts them (resumed on 'drain'). */
   pump(): void {
-    while (this.queue.length > 0 && !this.closed) {
-      if (this.socket.writableLength > 256 * 1024) return; // resume on 'drain'
-      let n = 0;
-      let bytes = 0;
-      while (n < this.queue.length && bytes < 64 * 1024) bytes += this.queue[n++]!.length;
-      this.socket.write(n === 1 ? this.queue[0]! : this.queue.slice(0, n).join(''));
-      this.queue.splice(0, n);
+    const q = this.events;
+    while (!q.empty && !this.closed) {
+      if (this.socket.writableLength > WRITE_PAUSE) return;
+      this.socket.write(q.take(WRITE_CHUNK));
     }
-    if (this.queue.length === 0 && this.lost.size > 0 && !this.closed) {
-      for (const [subscription, lost] of this.lost) {
-        this.socket.write(`${JSON.stringify({ jsonrpc: '2.0', method: NOTIFICATIONS.lost, params: { subscription, lost } })}\n`);
+    if (q.empty && !this.closed) {
+      // Losses after the last event that fitted: report them now that the queue is empty.
+      let tail = '';
+      for (const sub of this.subs.values()) {
+        if (sub.lost === 0) continue;
+        tail += lostLine(sub.id, sub.lost);
+        sub.lost = 0;
       }
-      this.lost.clear();
+      if (tail) this.socket.write(tail);
     }
   }
+
+  /** This connection's subscriptions to the event bus, by id. */
+  readonly subs = new Map<string, Subscription>();
+  private readonly events = new EventQueue();
 
   /** Pauses reading while this client has too much waiting or unsent. */
   updateFlow(): void {
@@ -313,7 +330,8 @@ export class Connection {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const unsub of this.subscriptions.values()) unsub();
     this.subscriptions.clear();
-    this.queue = [];
+    this.subs.clear();
+    this.events.clear();
     this.lines.length = 0;
     this.queuedBytes = 0;
     this.socket.end();

@@ -37,3 +37,25 @@ test('jitter between measurements does not move a timestamp; a step of the wall 
   assert.equal(wall.toMs(ts), Number((ts + base + step + jitter[(i - 1) % jitter.length]!) / 1_000_000n));
   assert.ok(wall.toMs(ts) - first >= 1999 && wall.toMs(ts) - first <= 2001);
 });
+
+test('toMsAt (no BigInt) converts exactly as toMs, at whole milliseconds, above 2^53 and for any offset', () => {
+  const b = Buffer.alloc(8);
+  const v = new DataView(b.buffer, b.byteOffset, 8);
+  let x = 12345;
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2 ** 31);
+  const offsets = [1_700_000_000_123_456_789n, 999_999n, 0n, 1_000_000n, -5_000_000_000_000_000_001n];
+  for (const off of offsets) {
+    const wall = new WallClock(CLOCK_MONOTONIC, 200_000n, () => off);
+    const samples: bigint[] = [0n, 999_999n, 1_000_000n, 2n ** 53n - 2n ** 33n, 2n ** 53n, 2n ** 63n + 7n];
+    for (let i = 0; i < 20_000; i++) {
+      const ms = BigInt(rnd()) * BigInt(1 + (rnd() % 4)); // up to 8.6e9 ms: the top of the fast range, where the rounding bites
+      samples.push(ms * 1_000_000n - BigInt(off % 1_000_000n) + BigInt((rnd() % 3) - 1)); // around a ms boundary
+      samples.push(BigInt(rnd()) * BigInt(rnd()) * BigInt(rnd() % 3000));
+    }
+    for (const ns of samples) {
+      if (ns < 0n || ns >= 2n ** 64n) continue;
+      b.writeBigUInt64LE(ns);
+      assert.equal(wall.toMsAt(v, 0), wall.toMs(ns), `offset ${off}, ns ${ns}`);
+    }
+  }
+});

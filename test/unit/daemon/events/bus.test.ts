@@ -4,7 +4,8 @@
 // unwanted types without decoding them).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventBus, eventJson } from '../../../../daemon/src/events/bus.js';
+import { EventBus, eventRow, type BusEvent } from '../../../../daemon/src/events/bus.js';
+import { EVENT_FIELDS } from '../../../../daemon/src/contract/events.js';
 import type { MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import { recordEventType } from '../../../../daemon/src/monitor/decoder.js';
 import { EV } from '../../../../daemon/src/monitor/wire.js';
@@ -63,11 +64,27 @@ test('a listener that throws is dropped, and its types are no longer wanted', ()
   assert.equal(bus.wants('close'), false);
 });
 
-test('eventJson serializes each event once and never serves another event its JSON', () => {
-  const a = exit(1);
-  const b = exit(2);
-  assert.equal(eventJson(a), JSON.stringify(a));
-  assert.equal(eventJson(a), eventJson(a));
-  assert.equal(eventJson(b), JSON.stringify(b));
-  assert.equal(eventJson(a), JSON.stringify(a));
+test('each form of an event is built once, for every listener, and only when one asks for it', () => {
+  const bus = new EventBus();
+  const e = exit(1);
+  const jsons: string[] = [];
+  const rows: string[] = [];
+  const objects: MonitorEvent[] = [];
+  bus.subscribeEvents((b: BusEvent) => jsons.push(b.json()));
+  bus.subscribeEvents((b: BusEvent) => {
+    rows.push(b.row());
+    rows.push(b.row());
+  });
+  bus.subscribe((o) => objects.push(o));
+  bus.publish(e);
+  assert.deepEqual(jsons, [JSON.stringify(e)]);
+  assert.equal(rows[0], rows[1]);
+  assert.equal(objects[0], e, 'object listeners get the published object itself');
+});
+
+test('eventRow: the values in EVENT_FIELDS order, the type first', () => {
+  const e = exit(7);
+  const row = JSON.parse(eventRow(e)) as unknown[];
+  assert.deepEqual(row, EVENT_FIELDS.exit.map((f) => (e as unknown as Record<string, unknown>)[f]));
+  assert.equal(row[0], 'exit');
 });

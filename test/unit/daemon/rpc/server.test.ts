@@ -13,6 +13,8 @@ import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
 import type { Caller } from '../../../../daemon/src/api/index.js';
 import { ERRORS } from '../../../../daemon/src/contract/errors.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
+import type { EventBatchNotification, MonitorEvent } from '../../../../daemon/src/contract/events.js';
+import { batchEvents } from '../../../../client/src/events.js';
 
 const LIMITS = { maxClients: 8, maxMessageBytes: 4096, maxSubscriptionsPerClient: 3, subscriberQueue: 100, maxClientsPerUid: 8, reservedClients: 2 };
 
@@ -209,7 +211,7 @@ describe('JSON-RPC server', () => {
     const dropped0 = daemon.rpc.droppedTotal;
     for (let i = 0; i < N; i++) fake.emit({ type: 'exec', pid: i, uid: 0, args: ['x'.repeat(200)] } as never);
     const conn = [...daemon.rpc.connections].at(-1)!;
-    assert.ok((conn as unknown as { queue: string[] }).queue.length <= LIMITS.subscriberQueue, 'queue stays within its bound');
+    assert.ok((conn as unknown as { events: { length: number } }).events.length <= LIMITS.subscriberQueue, 'queue stays within its bound');
     const dropped = daemon.rpc.droppedTotal - dropped0;
     assert.ok(dropped > 0, 'some events were dropped');
     c.sock.resume();
@@ -218,6 +220,95 @@ describe('JSON-RPC server', () => {
     const received = c.msgs.filter((m) => m.method === 'events.event' && (m.params as { subscription: string }).subscription === sub).length;
     assert.equal(lost, dropped, 'the notification counts every dropped event');
     assert.equal(received + lost, N, 'every event was either delivered or counted as lost');
+    c.close();
+  });
+
+  test('batched events arrive complete and in order, with every loss reported where it happened', async () => {
+    // Three subscriptions on one connection, one of each delivery (per event, batches of
+    // objects, batches of rows). The client stops reading now and then while events keep
+    // coming: what arrives must be, per subscription, the events the test published in the
+    // order it published them, with `events.lost` notifications exactly covering each gap.
+    const c = await Raw.connect(sock);
+    const subscribe = async (params: object) => ((await c.call('events.subscribe', { types: ['exec'], ...params })).result as { subscription: string }).subscription;
+    const subs = { event: await subscribe({}), object: await subscribe({ batch: true }), row: await subscribe({ batch: true, encoding: 'row' }) };
+    const N = 12_000;
+    // Events big enough that the queue's bytes, not only its entries, back up the socket:
+    // the pump then stops with events still queued, and new events queue behind a gap.
+    const pad = 'x'.repeat(3000);
+    const published: MonitorEvent[] = [];
+    const dropped0 = daemon.rpc.droppedTotal;
+    let next = 0;
+    // A reader that reads in spurts while events keep coming in small bursts: the queue fills,
+    // drains part way, and takes new events while losses are pending.
+    let paused = false;
+    const toggle = setInterval(() => {
+      paused = !paused;
+      if (paused) c.sock.pause();
+      else c.sock.resume();
+    }, 7);
+    try {
+      for (let round = 0; next < N; round++) {
+        for (let i = 0; i < 150 && next < N; i++, next++) {
+          const e = { type: 'exec', at: new Date(1_790_000_000_000 + next).toISOString(), pid: next, uid: 0, comm: next % 7 ? 'sh' : 'a"\\b', ppid: 1, gid: 0, cgroupId: '1', filename: '/bin/sh', args: ['sh', `${next}`, pad], argsTruncated: false } as MonitorEvent;
+          published.push(e);
+          fake.bus.publish(e);
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      clearInterval(toggle);
+    }
+    c.sock.resume();
+    const dropped = daemon.rpc.droppedTotal - dropped0;
+    assert.ok(dropped > 0, 'the pauses made the daemon drop events');
+    // Per subscription: the stream of events and losses as the client saw it.
+    const streams = () => {
+      const out = { event: [] as Array<MonitorEvent | number>, object: [] as Array<MonitorEvent | number>, row: [] as Array<MonitorEvent | number> };
+      const which = (id: string) => (Object.entries(subs).find(([, v]) => v === id)![0]) as keyof typeof subs;
+      for (const m of c.msgs) {
+        const p = m.params as Record<string, unknown> | undefined;
+        if (!p) continue;
+        if (m.method === 'events.lost') out[which(p.subscription as string)].push(p.lost as number);
+        else if (m.method === 'events.event') out[which(p.subscription as string)].push(p.event as MonitorEvent);
+        else if (m.method === 'events.batch') out[which(p.subscription as string)].push(...batchEvents(p as unknown as EventBatchNotification));
+      }
+      return out;
+    };
+    const count = (xs: Array<MonitorEvent | number>) => xs.reduce<number>((n, x) => n + (typeof x === 'number' ? x : 1), 0);
+    await c.until(() => Object.values(streams()).every((xs) => count(xs) === N), 20_000);
+    let lostTotal = 0;
+    for (const [name, xs] of Object.entries(streams())) {
+      let at = 0;
+      let gaps = 0;
+      for (const x of xs) {
+        if (typeof x === 'number') {
+          assert.ok(x > 0, `${name}: a loss report counts something`);
+          at += x;
+          gaps++;
+          lostTotal += x;
+          continue;
+        }
+        assert.deepEqual(x, published[at], `${name}: event ${at} arrives whole and in its place`);
+        at++;
+      }
+      assert.equal(at, N, `${name}: every event delivered or reported lost`);
+      assert.ok(gaps > 0, `${name}: saw a gap`);
+    }
+    assert.equal(lostTotal, dropped, 'the loss reports add up to what the daemon dropped');
+    const batches = c.msgs.filter((m) => m.method === 'events.batch').length;
+    const batched = count(streams().object) + count(streams().row) - lostTotal * (2 / 3); // about: losses split over three streams
+    // A 64 KiB write holds about 20 of these 3 KB events, shared by the three subscriptions.
+    assert.ok(batches > 0 && batched / batches > 3, `batches carry many events each (${batches} batches)`);
+    c.close();
+  });
+
+  test('events.subscribe: rows only in batches, delivery params checked', async () => {
+    const c = await Raw.connect(sock);
+    for (const params of [{ encoding: 'row' }, { batch: 'yes' }, { batch: true, encoding: 'csv' }]) {
+      const r = await c.call('events.subscribe', params);
+      assert.equal((r.error as { code: number }).code, ERRORS.InvalidParams.code, JSON.stringify(params));
+      assert.match((r.error as { message: string }).message, /params\.(encoding|batch)/);
+    }
     c.close();
   });
 
