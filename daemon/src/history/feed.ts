@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+// The monitor's shapes -> history's observations. The only file of history that knows the
+// monitor's types (import type only): when the monitor's fields are renamed, this is the
+// file to change.
+import type { CloseEvent } from '../monitor/events.js';
+import type { Flow } from '../monitor/flows.js';
+import type { FlowObservation } from './types.js';
+
+/** A close event with the flow's final counts; null when no monitored interface carried
+ * the flow (its IP-layer counts are zero: history records flows, as flows.list shows them). */
+export function observationFromClose(e: CloseEvent): FlowObservation | null {
+  if (!e.flowSeen || e.durationMs === null) return null;
+  const closed = Date.parse(e.time);
+  return {
+    proto: e.proto, family: e.family,
+    localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,
+    interface: e.interface, direction: null, attributedBy: e.attributedBy,
+    pid: e.pid, comm: e.comm, uid: e.uid, exe: null, cgroupId: null,
+    // The event carries the flow's age, not its first-seen time.
+    firstMs: closed - Math.round(e.durationMs), lastMs: closed, closedMs: closed,
+    txBytes: e.txBytes, rxBytes: e.rxBytes, txPackets: e.txPackets, rxPackets: e.rxPackets,
+  };
+}
+
+/** One flow of the flow table (flows.list), open or recently closed. */
+export function observationFromFlow(f: Flow): FlowObservation {
+  const icmp = f.proto === 'icmp' || f.proto === 'icmp6';
+  return {
+    proto: f.proto, family: f.family,
+    localAddr: f.localAddr, localPort: icmp ? (f.icmpId ?? null) : f.localPort,
+    remoteAddr: f.remoteAddr, remotePort: icmp ? (f.icmpType ?? null) : f.remotePort,
+    interface: f.interface, direction: f.direction, attributedBy: f.attributedBy,
+    pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId,
+    firstMs: Date.parse(f.firstSeen), lastMs: Date.parse(f.lastSeen), closedMs: f.closedAt === null ? null : Date.parse(f.closedAt),
+    txBytes: f.txBytes, rxBytes: f.rxBytes, txPackets: f.txPackets, rxPackets: f.rxPackets,
+  };
+}
