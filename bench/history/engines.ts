@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { BIGINT, blobValue, DuckDBDataChunk, DuckDBInstance, INTEGER, UINTEGER, USMALLINT, UTINYINT, VARCHAR, BLOB, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
 import { parseIp } from '../../daemon/src/util/ip.js';
 import type { FlowSample } from './gen.js';
+import { ID_SHIFT } from '../../daemon/src/history/types.js';
 
 /** One flow record (a closed flow here) ready for any engine. */
 export interface Rec {
@@ -123,9 +124,9 @@ function fileSize(p: string): number {
 
 // --- SQLite (better-sqlite3) ------------------------------------------------------------
 
-/** Record ids are ts * 4096 + n: rows stay in time order in the table's B-tree, so a time
- * window is a range of the primary key and needs no index of its own. */
-export const ID_SHIFT = 4096;
+/** Record ids are ts * 1024 + n, as in the store: rows stay in time order in the table's
+ * B-tree, so a time window is a range of the primary key and needs no index of its own. */
+export { ID_SHIFT };
 
 export class SqliteEngine implements Engine {
   readonly name = 'SQLite';
@@ -223,6 +224,17 @@ export class SqliteEngine implements Engine {
 
   async count(): Promise<number> {
     return (this.db.prepare('SELECT count(*) n FROM records').get() as { n: number }).n;
+  }
+
+  /** The pid's flows in the window, largest first. */
+  flowsOf(pid: number, w: Window) {
+    return this.all(`SELECT id, hex(raddr) raddr, rport, lport, tx_bytes, rx_bytes FROM records WHERE id >= ? AND id < ? AND proc IN (SELECT id FROM procs WHERE pid = ?)
+      ORDER BY tx_bytes + rx_bytes DESC LIMIT 100`, w.from * ID_SHIFT, w.to * ID_SHIFT, pid);
+  }
+
+  /** Runs SQL (the bench's generated fills). */
+  exec(sql: string): void {
+    this.db.exec(sql);
   }
 
   async close(): Promise<void> {

@@ -15,7 +15,7 @@
 // - A flow absent from two listings in a row that began after history knew it has left the
 //   table: an `ended` record (no counts: its counts were recorded as they grew).
 // - Short flows beyond the detail budget (a token bucket of flows per second) are merged
-//   into one roll-up record per process, remote endpoint and minute.
+//   into one roll-up record per process, remote endpoint and minute, and not tracked.
 // - History forgets closed flows it has written once they leave the table, or when it
 //   tracks more than `maxTracked` flows (oldest first); a closed flow seen later that closed
 //   before the newest one forgotten (or before the last record of a previous run) is taken
@@ -34,7 +34,9 @@ export interface AccountantOptions {
   reuseToleranceMs: number;
 }
 
-export const DEFAULT_ACCOUNTANT_OPTIONS: AccountantOptions = { detailPerSec: 1000, detailBurst: 10_000, maxTracked: 262_144, reuseToleranceMs: 2000 };
+// maxTracked: closed flows stay in the kernel's table for a minute; at the default table
+// size (65,536 flows) no more than that can be listed again.
+export const DEFAULT_ACCOUNTANT_OPTIONS: AccountantOptions = { detailPerSec: 1000, detailBurst: 10_000, maxTracked: 65_536, reuseToleranceMs: 2000 };
 
 interface Counts {
   txBytes: number;
@@ -56,7 +58,10 @@ interface Tracked {
   /** Listings that began after history knew this flow and did not list it, in a row. */
   missed: number;
   knownSince: number;
-  last: FlowObservation;
+  /** The latest observation (owner, interface...) while open; null once closed: a closed
+   * flow only needs its identity and counts, and tens of thousands of them are tracked. */
+  last: FlowObservation | null;
+  closedMs: number | null;
 }
 
 /** What the store persists for an open flow, to carry on after a restart. */
@@ -108,6 +113,8 @@ export class Accountant {
   private watermark: number;
   private out: WriteSet = { records: [], open: new Map() };
   private readonly rollups = new Map<string, FlowRecord>();
+  /** pid -> executable and cgroup, learned from listings: close events carry neither. */
+  private readonly owners = new Map<number, { comm: string | null; exe: string | null; cgroupId: string | null }>();
   readonly stats = { rolledUp: 0, skippedStale: 0, skippedKnown: 0, evicted: 0 };
 
   constructor(private readonly ids: RecordIds, private readonly opts: AccountantOptions = DEFAULT_ACCOUNTANT_OPTIONS, watermark = -Infinity) {
@@ -122,7 +129,7 @@ export class Accountant {
   /** Carries on after a restart: the open flows the last run persisted. */
   restore(rows: OpenFlowRow[], now: number): void {
     for (const r of rows) {
-      this.tracked.set(r.key, { key: r.key, flow: r.flow, firstMs: r.firstMs, acc: r.acc, finalized: false, persisted: true, missed: 0, knownSince: now, last: r.last });
+      this.tracked.set(r.key, { key: r.key, flow: r.flow, firstMs: r.firstMs, acc: r.acc, finalized: false, persisted: true, missed: 0, knownSince: now, last: r.last, closedMs: null });
     }
   }
 
@@ -147,7 +154,7 @@ export class Accountant {
       }
       if (++t.missed < 2) continue;
       if (!t.finalized) {
-        this.emit(t, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
+        this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
         if (t.persisted) this.out.open.set(t.key, null);
       }
       this.forget(t);
@@ -168,7 +175,24 @@ export class Accountant {
     this.finalized.delete(t.key);
   }
 
-  private observe(o: FlowObservation, final: boolean, now: number, listingStart: number | null): void {
+  /** Fills in what a close event lacks from what listings showed of the same process. */
+  private enrich(o: FlowObservation, listed: boolean): FlowObservation {
+    if (o.pid === null) return o;
+    if (listed) {
+      if (o.exe !== null || o.cgroupId !== null) {
+        if (this.owners.size >= 65_536) this.owners.clear();
+        this.owners.set(o.pid, { comm: o.comm, exe: o.exe, cgroupId: o.cgroupId });
+      }
+      return o;
+    }
+    if (o.exe !== null && o.cgroupId !== null) return o;
+    const k = this.owners.get(o.pid);
+    if (!k || k.comm !== o.comm) return o;
+    return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId };
+  }
+
+  private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null): void {
+    const o = this.enrich(obs, listingStart !== null);
     const key = flowKey(o);
     let t = this.tracked.get(key);
     if (t && Math.abs(o.firstMs - t.firstMs) > this.opts.reuseToleranceMs) {
@@ -178,7 +202,7 @@ export class Accountant {
         return;
       }
       if (!t.finalized) {
-        this.emit(t, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
+        this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
         if (t.persisted) this.out.open.set(t.key, null);
       }
       this.forget(t);
@@ -186,17 +210,29 @@ export class Accountant {
     }
     if (listingStart !== null && t) t.missed = -1;
     if (!t) {
-      if (final && (o.closedMs ?? now) <= this.watermark) {
+      // Only a listing can show a closed flow history wrote already; a close event is news.
+      if (final && listingStart !== null && (o.closedMs ?? now) <= this.watermark) {
         this.stats.skippedKnown++;
         return;
       }
-      t = { key, flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o };
+      if (final && !this.takeToken(now)) {
+        // Over the detail budget: roll up without tracking the flow (the cost per flow that
+        // matters at 10,000 closes/s), and move the watermark past it so that a listing
+        // does not write it again. The price: a close the kernel failed to report, older
+        // than that, is not recovered from a listing while closes come this fast.
+        const at = o.closedMs ?? now;
+        this.rollup(o, counts(o), at);
+        this.stats.rolledUp++;
+        if (at > this.watermark) this.watermark = at;
+        return;
+      }
+      t = { key, flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o, closedMs: null };
       this.tracked.set(key, t);
       if (listingStart !== null) t.knownSince = listingStart - 1; // listed: known before this listing
       this.takeNew(t, o, final, now);
       return;
     }
-    t.last = mergeOwner(t.last, o);
+    const cur = t.last ? (t.last = mergeOwner(t.last, o)) : o;
     if (t.acc === null) {
       t.acc = counts(o);
       return;
@@ -210,12 +246,12 @@ export class Accountant {
     }
     const grew = d.txBytes > 0 || d.rxBytes > 0 || d.txPackets > 0 || d.rxPackets > 0;
     if (t.finalized) {
-      if (grew) this.emit(t, t.flow === 0 ? RECORD_KIND.rollup : RECORD_KIND.late, 0, d, now, t.last.closedMs);
+      if (grew) this.emit(t, cur, t.flow === 0 ? RECORD_KIND.rollup : RECORD_KIND.late, 0, d, now, t.closedMs);
     } else if (final) {
-      this.emit(t, RECORD_KIND.closed, 0, d, o.closedMs ?? now, o.closedMs ?? now);
+      this.emit(t, cur, RECORD_KIND.closed, 0, d, o.closedMs ?? now, o.closedMs ?? now);
       this.finalize(t, now);
     } else if (grew) {
-      this.emit(t, RECORD_KIND.open, 0, d, now, null);
+      this.emit(t, cur, RECORD_KIND.open, 0, d, now, null);
       this.persist(t, o);
     }
     t.acc = counts(o);
@@ -226,15 +262,10 @@ export class Accountant {
     const c = counts(o);
     if (final) {
       const at = o.closedMs ?? now;
-      if (this.takeToken(now)) {
-        t.flow = this.emit(t, RECORD_KIND.closed, 1, c, at, at);
-      } else {
-        this.rollup(o, c, at);
-        this.stats.rolledUp++;
-      }
+      t.flow = this.emit(t, o, RECORD_KIND.closed, 1, c, at, at); // the token was taken by observe()
       this.finalize(t, now);
     } else {
-      t.flow = this.emit(t, RECORD_KIND.open, 1, c, now, null);
+      t.flow = this.emit(t, o, RECORD_KIND.open, 1, c, now, null);
       t.acc = c;
       this.persist(t, o);
     }
@@ -243,6 +274,8 @@ export class Accountant {
 
   private finalize(t: Tracked, now: number): void {
     t.finalized = true;
+    t.closedMs = t.last?.closedMs ?? now;
+    t.last = null;
     if (t.persisted) {
       this.out.open.set(t.key, null);
       t.persisted = false;
@@ -252,7 +285,7 @@ export class Accountant {
     if (this.tracked.size > this.opts.maxTracked) {
       for (const old of this.finalized.values()) {
         if (this.tracked.size <= this.opts.maxTracked) break;
-        this.watermark = Math.max(this.watermark, old.last.closedMs ?? now);
+        this.watermark = Math.max(this.watermark, old.closedMs ?? now);
         this.forget(old);
         this.stats.evicted++;
       }
@@ -261,7 +294,7 @@ export class Accountant {
 
   private persist(t: Tracked, o: FlowObservation): void {
     t.persisted = true;
-    this.out.open.set(t.key, { key: t.key, flow: t.flow, firstMs: t.firstMs, acc: counts(o), last: t.last });
+    this.out.open.set(t.key, { key: t.key, flow: t.flow, firstMs: t.firstMs, acc: counts(o), last: t.last ?? o });
   }
 
   private takeToken(now: number): boolean {
@@ -276,34 +309,41 @@ export class Accountant {
 
   private record(o: FlowObservation, kind: RecordKind, conns: number, c: Counts, at: number, endMs: number | null, flow: number): FlowRecord {
     const id = this.ids.next(at);
+    // Written out, not spread: one object shape (a spread of this many fields is slow).
     return {
       id, flow: flow || (kind === RECORD_KIND.rollup ? 0 : id), kind, conns,
       pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId,
-      proto: PROTO_NUMBERS[o.proto] ?? Number(o.proto) ?? 0, family: o.family === 'ipv4' ? 4 : 6,
+      proto: PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), family: o.family === 'ipv4' ? 4 : 6,
       localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
       interface: o.interface, direction: o.direction, attributedBy: o.attributedBy,
-      firstMs: o.firstMs, endMs, ...c, remoteName: o.remoteName ?? null, attrs: o.attrs ?? null,
+      firstMs: o.firstMs, endMs,
+      txBytes: c.txBytes, rxBytes: c.rxBytes, txPackets: c.txPackets, rxPackets: c.rxPackets,
+      remoteName: o.remoteName ?? null, attrs: o.attrs ?? null,
     };
   }
 
-  /** Appends a record for `t`; returns its id. */
-  private emit(t: Tracked, kind: RecordKind, conns: number, c: Counts, at: number, endMs: number | null): number {
+  /** Appends a record of `t`, described by observation `o`; returns its id. */
+  private emit(t: Tracked, o: FlowObservation, kind: RecordKind, conns: number, c: Counts, at: number, endMs: number | null): number {
     if (kind === RECORD_KIND.rollup) {
-      this.rollup(t.last, c, at, 0);
+      this.rollup(o, c, at, 0);
       return 0;
     }
-    const r = this.record(t.last, kind, conns, c, at, endMs, t.flow);
+    const r = this.record(o, kind, conns, c, at, endMs, t.flow);
     this.out.records.push(r);
     return r.id;
   }
 
-  /** Merges a short flow into its process's roll-up for that remote endpoint and minute. */
+  /** Merges a short flow into its process's roll-up for that remote endpoint and minute.
+   * The ephemeral port goes: the local one of a connection the process made, the remote one
+   * of a connection it accepted (then the local port names the service). */
   private rollup(o: FlowObservation, c: Counts, at: number, conns = 1): void {
-    const k = `${Math.floor(at / 60_000)} ${o.pid} ${o.comm} ${o.uid} ${o.exe} ${o.cgroupId} ${o.proto} ${o.remoteAddr} ${o.remotePort} ${o.interface} ${o.direction} ${o.attributedBy} ${o.remoteName ?? ''}`;
+    const inbound = o.direction === 'inbound' || o.attributedBy === 'accept';
+    const k = `${Math.floor(at / 60_000)} ${o.pid} ${o.comm} ${o.uid} ${o.exe} ${o.cgroupId} ${o.proto} ${o.remoteAddr} ${inbound ? `l${o.localPort}` : `r${o.remotePort}`} ${o.interface} ${o.direction} ${o.attributedBy} ${o.remoteName ?? ''}`;
     const r = this.rollups.get(k);
     if (!r) {
       const rec = this.record(o, RECORD_KIND.rollup, conns, c, at, o.closedMs ?? at, 0);
-      rec.localPort = null;
+      if (inbound) rec.remotePort = null;
+      else rec.localPort = null;
       this.rollups.set(k, rec);
       return;
     }

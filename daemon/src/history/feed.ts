@@ -6,16 +6,22 @@ import type { CloseEvent } from '../monitor/events.js';
 import type { Flow } from '../monitor/flows.js';
 import type { FlowObservation } from './types.js';
 
+/** What the daemon knows of a process that a close event does not carry (its process
+ * table has the executable; exec events the cgroup). */
+export type OwnerLookup = (pid: number) => { exe: string | null; cgroupId?: string | null } | undefined;
+
 /** A close event with the flow's final counts; null when no monitored interface carried
- * the flow (its IP-layer counts are zero: history records flows, as flows.list shows them). */
-export function observationFromClose(e: CloseEvent): FlowObservation | null {
+ * the flow (its IP-layer counts are zero: history records flows, as flows.list shows them).
+ * `owner` fills in the executable and cgroup (the writer also learns them from listings). */
+export function observationFromClose(e: CloseEvent, owner?: OwnerLookup): FlowObservation | null {
   if (!e.flowSeen || e.durationMs === null) return null;
+  const known = e.pid !== null ? owner?.(e.pid) : undefined;
   const closed = Date.parse(e.time);
   return {
     proto: e.proto, family: e.family,
     localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,
     interface: e.interface, direction: null, attributedBy: e.attributedBy,
-    pid: e.pid, comm: e.comm, uid: e.uid, exe: null, cgroupId: null,
+    pid: e.pid, comm: e.comm, uid: e.uid, exe: known?.exe ?? null, cgroupId: known?.cgroupId ?? null,
     // The event carries the flow's age, not its first-seen time.
     firstMs: closed - Math.round(e.durationMs), lastMs: closed, closedMs: closed,
     txBytes: e.txBytes, rxBytes: e.rxBytes, txPackets: e.txPackets, rxPackets: e.rxPackets,

@@ -65,16 +65,6 @@ function cidr(v: unknown): Cidr {
   return { family: c.family === AF_INET ? 4 : 6, bytes, prefix: c.prefix };
 }
 
-/** The last address of a prefix. */
-export function cidrEnd(c: Cidr): Buffer {
-  const b = Buffer.from(c.bytes);
-  for (let i = 0; i < b.length; i++) {
-    const bits = Math.max(0, Math.min(8, c.prefix - i * 8));
-    b[i]! |= 0xff >> bits;
-  }
-  return b;
-}
-
 function str(field: string, v: unknown, max: number, what: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > max) throw new HistoryParamError(field, `must be ${what} (1-${max} characters)`);
   return v;

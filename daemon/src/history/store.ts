@@ -25,12 +25,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  BIGINT, blobValue, DuckDBBlobValue, DuckDBDataChunk, DuckDBInstance, INTEGER, listValue, UBIGINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR, BLOB,
+  BIGINT, DuckDBDataChunk, DuckDBInstance, INTEGER, listValue, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
   type DuckDBConnection, type DuckDBType, type DuckDBValue,
 } from '@duckdb/node-api';
-import { formatIp, parseIp, AF_INET } from '../util/ip.js';
 import { PROTO_NAMES, type OpenFlowRow, type WriteSet } from './accountant.js';
-import { cidrEnd } from './query.js';
+import { cidrRange, fromStored, toStored } from './addr.js';
 import type { CgroupUnits } from './cgroups.js';
 import {
   ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
@@ -40,20 +39,21 @@ import {
 export const FILE_NAME = 'history.duckdb';
 const MINUTE_IDS = 60_000 * ID_SHIFT;
 
-const RECORDS_DDL = (t: string) => `CREATE TABLE ${t} (
+export const RECORDS_DDL = (t: string) => `CREATE TABLE ${t} (
   id BIGINT NOT NULL, flow BIGINT NOT NULL, kind UTINYINT NOT NULL, conns UINTEGER NOT NULL, proc INTEGER,
-  proto UTINYINT NOT NULL, family UTINYINT NOT NULL, laddr BLOB NOT NULL, lport USMALLINT, raddr BLOB NOT NULL, rport USMALLINT,
-  iface VARCHAR, direction VARCHAR, attributed_by VARCHAR, first_ms BIGINT NOT NULL, end_ms BIGINT,
+  proto UTINYINT NOT NULL, family UTINYINT NOT NULL, laddr4 UINTEGER, laddr6 UHUGEINT, lport USMALLINT, raddr4 UINTEGER, raddr6 UHUGEINT, rport USMALLINT,
+  iface USMALLINT, direction USMALLINT, attributed_by USMALLINT, first_ms BIGINT NOT NULL, end_ms BIGINT,
   tx_bytes UBIGINT NOT NULL, rx_bytes UBIGINT NOT NULL, tx_packets UBIGINT NOT NULL, rx_packets UBIGINT NOT NULL,
   remote_name VARCHAR, attrs VARCHAR)`;
-const MINUTES_DDL = (t: string) => `CREATE TABLE ${t} (minute INTEGER NOT NULL, proc INTEGER, tx_bytes UBIGINT NOT NULL, rx_bytes UBIGINT NOT NULL,
+export const MINUTES_DDL = (t: string) => `CREATE TABLE ${t} (minute INTEGER NOT NULL, proc INTEGER, tx_bytes UBIGINT NOT NULL, rx_bytes UBIGINT NOT NULL,
   tx_packets UBIGINT NOT NULL, rx_packets UBIGINT NOT NULL, conns UBIGINT NOT NULL)`;
 
 /** Append-only: entry i brings a file from schema version i to i + 1. */
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
    CREATE TABLE procs (id INTEGER NOT NULL, pid UINTEGER, comm VARCHAR, uid UINTEGER, exe VARCHAR, cgroup_id VARCHAR, unit VARCHAR);
-   CREATE TABLE open_flows (key VARCHAR NOT NULL, flow BIGINT NOT NULL, first_ms BIGINT NOT NULL, state VARCHAR NOT NULL);`,
+   CREATE TABLE open_flows (key VARCHAR NOT NULL, flow BIGINT NOT NULL, first_ms BIGINT NOT NULL, state VARCHAR NOT NULL);
+   CREATE TABLE labels (id USMALLINT NOT NULL, name VARCHAR NOT NULL);`,
 ];
 
 /** A partition: r<n> (records, unless dropped by the size limit) and m<n> (minutes). */
@@ -69,8 +69,8 @@ interface Part {
 }
 
 const RECORD_TYPES: DuckDBType[] = [
-  BIGINT, BIGINT, UTINYINT, UINTEGER, INTEGER, UTINYINT, UTINYINT, BLOB, USMALLINT, BLOB, USMALLINT, VARCHAR, VARCHAR, VARCHAR, BIGINT, BIGINT,
-  UBIGINT, UBIGINT, UBIGINT, UBIGINT, VARCHAR, VARCHAR,
+  BIGINT, BIGINT, UTINYINT, UINTEGER, INTEGER, UTINYINT, UTINYINT, UINTEGER, UHUGEINT, USMALLINT, UINTEGER, UHUGEINT, USMALLINT, USMALLINT, USMALLINT, USMALLINT,
+  BIGINT, BIGINT, UBIGINT, UBIGINT, UBIGINT, UBIGINT, VARCHAR, VARCHAR,
 ];
 
 export interface StoreOptions {
@@ -119,17 +119,6 @@ export function classify(err: unknown): StoreError {
 const n = (v: unknown): number => (typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : v === null || v === undefined ? 0 : Number(v));
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function addrBytes(text: string, family: 4 | 6): Uint8Array {
-  const p = parseIp(text);
-  if (!p) return new Uint8Array(family === 4 ? 4 : 16);
-  return p.family === AF_INET ? p.bytes.subarray(0, 4) : p.bytes;
-}
-
-function addrText(v: unknown): string {
-  const b = v instanceof DuckDBBlobValue ? v.bytes : (v as Uint8Array);
-  return formatIp(b, 0, b.length === 4 ? AF_INET : 10);
-}
-
 /** Glob -> SQL GLOB pattern (the same syntax: * ? [...]). */
 const isGlob = (s: string): boolean => /[*?[]/.test(s);
 
@@ -142,6 +131,9 @@ export class HistoryStore {
   /** proc key -> procs.id */
   private procIds = new Map<string, number>();
   private nextProc = 1;
+  /** Interface names, directions, attributions: small vocabularies stored as numbers. */
+  private labelIds = new Map<string, number>();
+  private labelNames: string[] = [];
   /** Partitions, oldest first; the last one takes new records. */
   private parts: Part[] = [];
   /** Records older than this were removed by the size limit (0: none were). */
@@ -226,6 +218,7 @@ export class HistoryStore {
 
   private async load(): Promise<void> {
     await this.loadProcs();
+    await this.loadLabels();
     for (const r of await this.rows(`SELECT value FROM meta WHERE key = 'records_trimmed_until'`)) this.trimmedUntil = Number(r.value);
     const tables = await this.rows(`SELECT table_name AS t FROM information_schema.tables WHERE regexp_matches(table_name, '^[rm][0-9]+$')`);
     const byN = new Map<number, Part>();
@@ -257,6 +250,31 @@ export class HistoryStore {
     this.parts = [...byN.values()].sort((a, b) => a.n - b.n);
     const cur = this.parts.at(-1);
     if (!cur || !cur.hasRecords) await this.newPart();
+  }
+
+  private async loadLabels(): Promise<void> {
+    this.labelIds.clear();
+    this.labelNames = [];
+    for (const r of await this.rows('SELECT id, name FROM labels')) {
+      this.labelIds.set(r.name as string, n(r.id));
+      this.labelNames[n(r.id)] = r.name as string;
+    }
+  }
+
+  private label(name: string | null, fresh: Array<[number, string]>): number | null {
+    if (name === null) return null;
+    let id = this.labelIds.get(name);
+    if (id === undefined) {
+      id = this.labelNames.length;
+      this.labelIds.set(name, id);
+      this.labelNames[id] = name;
+      fresh.push([id, name]);
+    }
+    return id;
+  }
+
+  private labelName(id: unknown): string | null {
+    return id === null || id === undefined ? null : (this.labelNames[n(id)] ?? null);
   }
 
   private async loadProcs(): Promise<void> {
@@ -316,6 +334,7 @@ export class HistoryStore {
       cur = await this.newPart();
     }
     const newProcs: Array<[number, FlowRecord]> = [];
+    const newLabels: Array<[number, string]> = [];
     const procOf = new Array<number | null>(ws.records.length);
     ws.records.forEach((r, i) => {
       if (r.pid === null && r.comm === null) {
@@ -355,8 +374,19 @@ export class HistoryStore {
         ap.closeSync();
       }
       if (ws.records.length) {
-        await this.appendRecords(`r${cur.n}`, ws.records, procOf);
+        const freshLabels: Array<[number, string]> = [];
+        await this.appendRecords(`r${cur.n}`, ws.records, procOf, freshLabels);
         await this.appendMinutes(`m${cur.n}`, ws.records, procOf);
+        if (freshLabels.length) {
+          newLabels.push(...freshLabels);
+          const ap = await c.createAppender('labels');
+          for (const [id, name] of freshLabels) {
+            ap.appendUSmallInt(id);
+            ap.appendVarchar(name);
+            ap.endRow();
+          }
+          ap.closeSync();
+        }
       }
       if (ws.open.size) {
         await c.run('DELETE FROM open_flows WHERE key IN (SELECT unnest($1::VARCHAR[]))', [listValue([...ws.open.keys()])]);
@@ -377,6 +407,10 @@ export class HistoryStore {
       // The procs rows were rolled back too: forget the ids handed out.
       for (const [, r] of newProcs) this.procIds.delete(procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId));
       if (newProcs.length) this.nextProc = newProcs[0]![0];
+      for (const [id, name] of newLabels) {
+        this.labelIds.delete(name);
+        this.labelNames.length = Math.min(this.labelNames.length, id);
+      }
       throw classify(err);
     }
     if (ws.records.length) {
@@ -387,38 +421,47 @@ export class HistoryStore {
     }
   }
 
-  private async appendRecords(table: string, recs: FlowRecord[], procOf: Array<number | null>): Promise<void> {
+  /** Appends records through DuckDB data chunks, one column array at a time: fixed-width
+   * columns cost one copy per chunk (addresses are numbers for that reason, names are
+   * label ids), strings a native call each (remote names and attrs, null until features
+   * fill them). */
+  private async appendRecords(table: string, recs: FlowRecord[], procOf: Array<number | null>, freshLabels: Array<[number, string]>): Promise<void> {
     const ap = await this.c.createAppender(table);
     try {
       for (let s = 0; s < recs.length; s += 2048) {
-        const part = recs.slice(s, s + 2048);
-        const procs = procOf.slice(s, s + 2048);
-        const chunk = DuckDBDataChunk.create(RECORD_TYPES, part.length);
-        const big = (v: number) => BigInt(Math.floor(v));
-        chunk.setColumns([
-          part.map((r) => big(r.id)),
-          part.map((r) => big(r.flow)),
-          part.map((r) => r.kind),
-          part.map((r) => r.conns),
-          procs,
-          part.map((r) => r.proto),
-          part.map((r) => r.family),
-          part.map((r) => blobValue(addrBytes(r.localAddr, r.family))),
-          part.map((r) => r.localPort),
-          part.map((r) => blobValue(addrBytes(r.remoteAddr, r.family))),
-          part.map((r) => r.remotePort),
-          part.map((r) => r.interface),
-          part.map((r) => r.direction),
-          part.map((r) => r.attributedBy),
-          part.map((r) => big(r.firstMs)),
-          part.map((r) => (r.endMs === null ? null : big(r.endMs))),
-          part.map((r) => big(r.txBytes)),
-          part.map((r) => big(r.rxBytes)),
-          part.map((r) => big(r.txPackets)),
-          part.map((r) => big(r.rxPackets)),
-          part.map((r) => r.remoteName),
-          part.map((r) => r.attrs),
-        ]);
+        const len = Math.min(2048, recs.length - s);
+        const cols: DuckDBValue[][] = RECORD_TYPES.map(() => new Array<DuckDBValue>(len));
+        for (let k = 0; k < len; k++) {
+          const r = recs[s + k]!;
+          const la = toStored(r.localAddr);
+          const ra = toStored(r.remoteAddr);
+          cols[0]![k] = BigInt(r.id);
+          cols[1]![k] = BigInt(r.flow);
+          cols[2]![k] = r.kind;
+          cols[3]![k] = r.conns;
+          cols[4]![k] = procOf[s + k]!;
+          cols[5]![k] = r.proto;
+          cols[6]![k] = r.family;
+          cols[7]![k] = la.v4;
+          cols[8]![k] = la.v6;
+          cols[9]![k] = r.localPort;
+          cols[10]![k] = ra.v4;
+          cols[11]![k] = ra.v6;
+          cols[12]![k] = r.remotePort;
+          cols[13]![k] = this.label(r.interface, freshLabels);
+          cols[14]![k] = this.label(r.direction, freshLabels);
+          cols[15]![k] = this.label(r.attributedBy, freshLabels);
+          cols[16]![k] = BigInt(Math.floor(r.firstMs));
+          cols[17]![k] = r.endMs === null ? null : BigInt(Math.floor(r.endMs));
+          cols[18]![k] = BigInt(r.txBytes);
+          cols[19]![k] = BigInt(r.rxBytes);
+          cols[20]![k] = BigInt(r.txPackets);
+          cols[21]![k] = BigInt(r.rxPackets);
+          cols[22]![k] = r.remoteName;
+          cols[23]![k] = r.attrs;
+        }
+        const chunk = DuckDBDataChunk.create(RECORD_TYPES, len);
+        chunk.setColumns(cols);
         ap.appendDataChunk(chunk);
       }
     } finally {
@@ -429,10 +472,10 @@ export class HistoryStore {
   /** The batch's records summed by (minute, process): the minutes are the records summed,
    * so the two always agree. */
   private async appendMinutes(table: string, recs: FlowRecord[], procOf: Array<number | null>): Promise<void> {
-    const sums = new Map<string, { minute: number; proc: number | null; tx: number; rx: number; txp: number; rxp: number; conns: number }>();
+    const sums = new Map<number, { minute: number; proc: number | null; tx: number; rx: number; txp: number; rxp: number; conns: number }>();
     recs.forEach((r, i) => {
       const minute = Math.floor(r.id / MINUTE_IDS);
-      const k = `${minute} ${procOf[i]}`;
+      const k = minute * 2 ** 22 + (procOf[i] ?? 0); // minutes < 2^25, procs < 2^22
       let m = sums.get(k);
       if (!m) sums.set(k, (m = { minute, proc: procOf[i]!, tx: 0, rx: 0, txp: 0, rxp: 0, conns: 0 }));
       m.tx += r.txBytes;
@@ -625,7 +668,12 @@ export class HistoryStore {
       ? { sql: `proc IN (SELECT id FROM procs WHERE ${procConds.map((c) => c.sql).join(' AND ')})`, args: procConds.flatMap((c) => c.args) }
       : null;
     const flowConds: SqlPart[] = [];
-    if (q.remote) flowConds.push({ sql: 'family = ? AND raddr BETWEEN ? AND ?', args: [q.remote.family, blobValue(q.remote.bytes), blobValue(cidrEnd(q.remote))] });
+    if (q.remote) {
+      const { lo, hi } = cidrRange({ ...q.remote, bytes: Buffer.from(q.remote.bytes) });
+      flowConds.push(q.remote.family === 4
+        ? { sql: 'raddr4 BETWEEN ? AND ?', args: [Number(lo), Number(hi)] }
+        : { sql: 'raddr6 BETWEEN CAST(? AS UHUGEINT) AND CAST(? AS UHUGEINT)', args: [String(lo), String(hi)] });
+    }
     if (q.name !== undefined) flowConds.push(isGlob(q.name) ? { sql: 'remote_name GLOB ?', args: [q.name] } : { sql: 'remote_name = ?', args: [q.name] });
     const useMinutes = flowConds.length === 0 && (q.by === 'process' || q.by === 'hour' || q.by === 'day');
     const where: SqlPart[] = useMinutes
@@ -675,32 +723,34 @@ export class HistoryStore {
     };
   }
 
-  /** One row per flow (per roll-up record for roll-ups). */
+  /** One row per flow (per roll-up record for roll-ups). A flow's records point to at most
+   * two process rows, one without executable and cgroup (from a close event) and one with
+   * (from a listing): the lowest and highest process ids of the flow cover both. */
   private async flows(from: string, w: SqlPart, limit: number): Promise<Pick<HistoryResult, 'flows' | 'totals' | 'matched' | 'truncated'>> {
     const rows = await this.run(`
       WITH f AS (
         SELECT CASE WHEN flow = 0 THEN -id ELSE flow END AS fk, ${HistoryStore.SUMS},
-          arg_min(proc, id) AS proc, arg_min(proto, id) AS proto, arg_min(family, id) AS family, arg_min(laddr, id) AS laddr, arg_min(lport, id) AS lport,
-          arg_min(raddr, id) AS raddr, arg_min(rport, id) AS rport, arg_max(iface, id) AS iface, arg_max(direction, id) AS direction,
+          arg_min(proc, id) AS proc, max(proc) AS proc2, arg_min(proto, id) AS proto, arg_min(family, id) AS family, arg_min(laddr4, id) AS laddr4, arg_min(laddr6, id) AS laddr6, arg_min(lport, id) AS lport,
+          arg_min(raddr4, id) AS raddr4, arg_min(raddr6, id) AS raddr6, arg_min(rport, id) AS rport, arg_max(iface, id) AS iface, arg_max(direction, id) AS direction,
           arg_max(attributed_by, id) AS attributed_by, min(first_ms) AS first_ms, max(id) AS last_id, max(end_ms) AS end_ms, arg_max(kind, id) AS kind,
           arg_max(remote_name, id) AS remote_name
         FROM ${from} WHERE ${w.sql} GROUP BY fk)
-      SELECT f.*, p.pid, p.comm, p.uid, p.exe, p.cgroup_id, p.unit, ${HistoryStore.OVER}
-      FROM f LEFT JOIN procs p ON p.id = f.proc ORDER BY tx + rx DESC, last_id DESC LIMIT ${limit}`, w.args);
+      SELECT f.*, p.pid, p.comm, p.uid, coalesce(p.exe, q.exe) AS exe, coalesce(p.cgroup_id, q.cgroup_id) AS cgroup_id, coalesce(p.unit, q.unit) AS unit, ${HistoryStore.OVER}
+      FROM f LEFT JOIN procs p ON p.id = f.proc LEFT JOIN procs q ON q.id = f.proc2 ORDER BY tx + rx DESC, last_id DESC LIMIT ${limit}`, w.args);
     const r = HistoryStore.finish(rows, limit, (x): HistoryFlow => {
       const kind = n(x.kind) as RecordKind;
       return {
         state: RECORD_KIND_NAMES[kind] ?? 'closed',
         proto: PROTO_NAMES[n(x.proto)] ?? String(n(x.proto)),
         family: n(x.family) === 4 ? 'ipv4' : 'ipv6',
-        localAddr: addrText(x.laddr),
+        localAddr: fromStored(x.laddr4, x.laddr6),
         localPort: x.lport === null ? null : n(x.lport),
-        remoteAddr: addrText(x.raddr),
+        remoteAddr: fromStored(x.raddr4, x.raddr6),
         remotePort: x.rport === null ? null : n(x.rport),
         remoteName: (x.remote_name as string | null) ?? null,
-        interface: (x.iface as string | null) ?? null,
-        direction: (x.direction as string | null) ?? null,
-        attributedBy: (x.attributed_by as string | null) ?? null,
+        interface: this.labelName(x.iface),
+        direction: this.labelName(x.direction),
+        attributedBy: this.labelName(x.attributed_by),
         pid: x.pid === null || x.pid === undefined ? null : n(x.pid),
         comm: (x.comm as string | null) ?? null,
         uid: x.uid === null || x.uid === undefined ? null : n(x.uid),
@@ -720,10 +770,14 @@ export class HistoryStore {
     const time = useMinutes ? 'min(minute)::BIGINT * 60000 AS t0, max(minute)::BIGINT * 60000 AS t1' : `min(id) // ${ID_SHIFT} AS t0, max(id) // ${ID_SHIFT} AS t1`;
     let sql: string;
     if (by === 'process') {
-      sql = `WITH g AS (SELECT proc, ${HistoryStore.SUMS}, ${time} FROM ${from} WHERE ${w.sql} GROUP BY proc)
-        SELECT g.*, p.pid, p.comm, p.uid, p.exe, p.unit, ${HistoryStore.OVER} FROM g LEFT JOIN procs p ON p.id = g.proc ORDER BY tx + rx DESC LIMIT ${limit}`;
+      // A process is its pid, command and user: its executable or cgroup may be missing
+      // from some records (a close event carries neither), which must not split it.
+      sql = `WITH g AS (SELECT proc, ${HistoryStore.SUMS}, ${time} FROM ${from} WHERE ${w.sql} GROUP BY proc),
+        h AS (SELECT p.pid, p.comm, p.uid, max(p.exe) AS exe, max(p.unit) AS unit, sum(tx) AS tx, sum(rx) AS rx, sum(txp) AS txp, sum(rxp) AS rxp,
+          sum(conns) AS conns, min(t0) AS t0, max(t1) AS t1 FROM g LEFT JOIN procs p ON p.id = g.proc GROUP BY p.pid, p.comm, p.uid)
+        SELECT h.*, ${HistoryStore.OVER} FROM h ORDER BY tx + rx DESC LIMIT ${limit}`;
     } else if (by === 'remote') {
-      sql = `WITH g AS (SELECT family, raddr, rport, proto, ${HistoryStore.SUMS}, ${time} FROM ${from} WHERE ${w.sql} GROUP BY ALL)
+      sql = `WITH g AS (SELECT family, raddr4, raddr6, rport, proto, ${HistoryStore.SUMS}, ${time} FROM ${from} WHERE ${w.sql} GROUP BY ALL)
         SELECT g.*, ${HistoryStore.OVER} FROM g ORDER BY tx + rx DESC LIMIT ${limit}`;
     } else {
       sql = `WITH g AS (SELECT remote_name, ${HistoryStore.SUMS}, ${time} FROM ${from} WHERE ${w.sql} GROUP BY ALL)
@@ -739,7 +793,7 @@ export class HistoryStore {
         g.exe = (x.exe as string | null) ?? null;
         g.unit = (x.unit as string | null) ?? null;
       } else if (by === 'remote') {
-        g.remoteAddr = addrText(x.raddr);
+        g.remoteAddr = fromStored(x.raddr4, x.raddr6);
         g.remotePort = x.rport === null ? null : n(x.rport);
         g.proto = PROTO_NAMES[n(x.proto)] ?? String(n(x.proto));
       } else {

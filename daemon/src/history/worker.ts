@@ -22,7 +22,11 @@ port.on('message', (m: ToWorker) => {
       } catch (err) {
         send({ type: 'log', level: 'error', msg: `history: a batch could not be read: ${(err as Error).message}` });
       }
-      void w.flush().then(() => m.ack !== undefined && send({ type: 'flushed', id: m.ack }));
+      void w.flush().then(() => {
+        if (m.ack === undefined) return;
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.ack });
+      });
       break;
     case 'query':
       w.query(m.q, m.scope).then(
@@ -31,12 +35,19 @@ port.on('message', (m: ToWorker) => {
       );
       break;
     case 'flush':
-      void w.flush().then(() => send({ type: 'flushed', id: m.id }));
+      void w.flush().then(() => {
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.id });
+      });
       break;
     case 'maintain':
-      void w.maintain().then(() => send({ type: 'flushed', id: m.id }));
+      void w.maintain().then(() => {
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.id });
+      });
       break;
     case 'close':
+      clearInterval(timers);
       void w.close().then(() => {
         send({ type: 'status', status: w.status() });
         send({ type: 'closed' });

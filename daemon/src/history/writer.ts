@@ -46,6 +46,8 @@ export class HistoryWriter {
   /** Every database call runs on this chain: DuckDB calls on one connection must not interleave. */
   private chain: Promise<unknown> = Promise.resolve();
   private failedAttempts = 0;
+  /** close() was called: nothing reopens the database any more. */
+  private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
   private readonly units: CgroupUnits | undefined;
@@ -72,6 +74,7 @@ export class HistoryWriter {
   }
 
   private async openNow(): Promise<void> {
+    if (this.closed) return;
     const storeOpts: StoreOptions = { ...this.opts, units: this.units };
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -158,6 +161,7 @@ export class HistoryWriter {
   }
 
   private async flushNow(): Promise<void> {
+    if (this.closed) return;
     if (!this.store) {
       if (this.now() < this.retryAt) return;
       await this.openNow();
@@ -205,7 +209,7 @@ export class HistoryWriter {
   /** Retention by age and size, and compaction of finished minutes. Never throws. */
   maintain(): Promise<void> {
     return this.exclusive(async () => {
-      if (!this.store) return;
+      if (!this.store || this.closed) return;
       const now = this.now();
       try {
         const r = await this.store.enforceRetention(now);
@@ -244,7 +248,7 @@ export class HistoryWriter {
 
   query(q: HistoryQuery, scope: HistoryScope): Promise<HistoryResult> {
     return this.exclusive(async () => {
-      if (!this.store) throw new StoreError('open', `history is not available: ${this.lastError?.message ?? 'not open'}`);
+      if (!this.store || this.closed) throw new StoreError('open', `history is not available: ${this.lastError?.message ?? 'not open'}`);
       try {
         return await this.store.query(q, scope);
       } catch (err) {
@@ -289,6 +293,7 @@ export class HistoryWriter {
       }
       this.store?.close();
       this.store = null;
+      this.closed = true;
       this.state = 'disabled';
     });
   }

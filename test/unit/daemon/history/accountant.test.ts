@@ -148,3 +148,22 @@ test('tracking at most maxTracked flows: the oldest closed ones are forgotten, a
   a.listed(closed(42000, { tx: 1, rx: 1 }, T0), T0 + 60_000, T0 + 60_000);
   assert.equal(a.drain().records.length, 30);
 });
+
+test('a roll-up drops the ephemeral port: the local one of connections made, the remote one of connections accepted', () => {
+  const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 0.001, detailBurst: 0 });
+  for (let i = 0; i < 10; i++) {
+    a.close(closed(43000 + i, { tx: 10, rx: 10 }, T0 + i), T0 + i); // curl -> 198.18.0.2:443
+    a.close(closed(8443, { tx: 20, rx: 20 }, T0 + i, { remotePort: 50000 + i, direction: 'inbound', attributedBy: 'accept' }), T0 + i); // clients -> our :8443
+  }
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => [r.kind, r.localPort, r.remotePort, r.conns, r.txBytes]), [[RECORD_KIND.rollup, null, 443, 10, 100], [RECORD_KIND.rollup, 8443, null, 10, 200]]);
+});
+
+test('a close event (no executable, no cgroup) borrows them from what a listing showed of the same process', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.listed(flow(44000, { tx: 1, rx: 1 }), T0, T0);
+  a.close(closed(44001, { tx: 5, rx: 5 }, T0 + 10, { exe: null, cgroupId: null }), T0 + 10);
+  a.close(closed(44002, { tx: 5, rx: 5 }, T0 + 10, { exe: null, cgroupId: null, comm: 'other' }), T0 + 10); // pid reused by another command
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => [r.localPort, r.exe, r.cgroupId]), [[44000, '/usr/bin/curl', '5'], [44001, '/usr/bin/curl', '5'], [44002, null, null]]);
+});
