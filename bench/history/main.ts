@@ -13,8 +13,10 @@
 //           process's flows; bytes per million flows; making room for a third more
 //   crash   a child writing at `--rate`, killed with SIGKILL at a random moment, reopened:
 //           time to reopen, integrity, flows lost (as milliseconds of traffic)
+//   handoff the event loop's share alone: handing 100,000 flows to a thread packed
+//           (history's pack.ts) or as objects (structured clone), CPU per flow
 //
-//   node build/js/bench/history/main.js [--sections ingest,query,crash] [--flows 10000000]
+//   node build/js/bench/history/main.js [--sections ingest,query,crash,handoff] [--flows 10000000]
 //        [--rate 10000] [--seconds 8] [--runs 3] [--reps 5] [--kills 3]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -35,7 +37,7 @@ import { parseHistoryQuery } from '../../daemon/src/history/query.js';
 import type { HistoryQuery } from '../../daemon/src/history/types.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SECTIONS = (strArg('sections') ?? 'ingest,query,crash').split(',');
+const SECTIONS = (strArg('sections') ?? 'ingest,query,crash,handoff').split(',');
 const FLOWS = numArg('flows', 10_000_000);
 const RATE = numArg('rate', 10_000);
 const SECONDS = numArg('seconds', 8);
@@ -384,8 +386,44 @@ async function crash(): Promise<void> {
   console.log(t.toString());
 }
 
+// --- handoff ------------------------------------------------------------------------------
+
+async function handoff(): Promise<void> {
+  const { MessageChannel } = await import('node:worker_threads');
+  const { ObservationPacker, OP } = await import('../../daemon/src/history/pack.js');
+  const N = 100_000;
+  const gen = new FlowGen(5);
+  const flows = Array.from({ length: N }, () => gen.next(Date.now()));
+  const { port1, port2 } = new MessageChannel();
+  port2.on('message', () => {});
+  const packed: number[] = [];
+  const cloned: number[] = [];
+  for (let r = 0; r < Math.max(5, RUNS); r++) {
+    const p = new ObservationPacker();
+    let c0 = threadCpuMs();
+    for (let i = 0; i < N; i++) {
+      p.add(OP.close, flows[i]!, 1);
+      if (i % 2000 === 1999) {
+        const b = p.take()!;
+        port1.postMessage(b, [b.rows]);
+      }
+    }
+    packed.push(((threadCpuMs() - c0) * 1000) / N);
+    c0 = threadCpuMs();
+    for (let i = 0; i < N; i += 2000) port1.postMessage(flows.slice(i, i + 2000));
+    cloned.push(((threadCpuMs() - c0) * 1000) / N);
+    await sleep(200);
+  }
+  port1.close();
+  const t = table(['handing flows to a thread (event loop only)', 'CPU us per flow (median)', 'runs']);
+  t.push(['packed (pack.ts), transferred', fmt(median(packed), 2), packed.map((x) => fmt(x, 2)).join(' ')]);
+  t.push(['objects, structured clone', fmt(median(cloned), 2), cloned.map((x) => fmt(x, 2)).join(' ')]);
+  console.log(t.toString());
+}
+
 console.log(`bench/history on ${machine()}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 if (SECTIONS.includes('ingest')) await ingest();
 if (SECTIONS.includes('query')) await query();
 if (SECTIONS.includes('crash')) await crash();
+if (SECTIONS.includes('handoff')) await handoff();
 console.log(`load average at the end ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);

@@ -219,9 +219,11 @@ export interface HistoryError {
 }
 
 export interface HistoryStatus {
+  /** ok: writing; degraded: not writing right now (disk full, I/O error), retrying every
+   * few seconds while records wait in memory (up to records.maxPending); failed: the
+   * database cannot be opened (retried every few seconds) or the writer thread died
+   * (restarted with a growing delay); starting; disabled (history.enabled false, or stopped). */
   state: HistoryState;
-  /** ok: writing; degraded: not writing right now (disk full, I/O error) and retrying,
-   * records wait in memory up to `pending.max`; failed: given up (cannot open anything). */
   engine: string;
   file: string;
   sizeBytes: number;
