@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { BIGINT, blobValue, DuckDBDataChunk, DuckDBInstance, INTEGER, UINTEGER, USMALLINT, UTINYINT, VARCHAR, BLOB, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
-import { parseIp } from '../../daemon/src/util/ip.js';
+import { parseIp } from '../../daemon/src/net/ip.js';
 import type { FlowSample } from './gen.js';
 import { ID_SHIFT } from '../../daemon/src/history/types.js';
 

@@ -20,6 +20,7 @@
 //   tracks more than `maxTracked` flows (oldest first); a closed flow seen later that closed
 //   before the newest one forgotten (or before the last record of a previous run) is taken
 //   as already written, not written twice.
+import { PROTOCOL_NUMBERS } from '../contract/common.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 
 export interface AccountantOptions {
@@ -94,7 +95,8 @@ export class RecordIds {
   }
 }
 
-export const PROTO_NUMBERS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, icmp6: 58, sctp: 132, udplite: 136 };
+// The contract's protocol names (icmpv6, not icmp6): one name per concept.
+export const PROTO_NUMBERS: Record<string, number> = PROTOCOL_NUMBERS;
 export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTO_NUMBERS).map(([k, v]) => [v, k]));
 
 export function flowKey(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort'>): string {

@@ -3,7 +3,7 @@
 // width columns cost DuckDB's appender one copy per batch where a BLOB costs a native call
 // per row, and a prefix becomes a numeric range. Parsed text is cached: a machine talks to
 // the same few thousand addresses over and over.
-import { formatIp, parseIp, AF_INET, AF_INET6 } from '../util/ip.js';
+import { formatIp, parseIp } from '../net/ip.js';
 import type { Cidr } from './types.js';
 
 export interface StoredAddr {
@@ -19,7 +19,7 @@ export function toStored(text: string): StoredAddr {
   if (a) return a;
   const p = parseIp(text);
   if (!p) a = { v4: 0, v6: null };
-  else if (p.family === AF_INET) a = { v4: p.bytes.readUInt32BE(0), v6: null };
+  else if (p.family === 'ipv4') a = { v4: p.bytes.readUInt32BE(0), v6: null };
   else a = { v4: null, v6: (p.bytes.readBigUInt64BE(0) << 64n) | p.bytes.readBigUInt64BE(8) };
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(text, a);
@@ -30,12 +30,12 @@ export function fromStored(v4: unknown, v6: unknown): string {
   const b = Buffer.alloc(16);
   if (v4 !== null && v4 !== undefined) {
     b.writeUInt32BE(Number(v4), 0);
-    return formatIp(b, 0, AF_INET);
+    return formatIp('ipv4', b.subarray(0, 4));
   }
   const n = BigInt(v6 as bigint);
   b.writeBigUInt64BE(n >> 64n, 0);
   b.writeBigUInt64BE(n & 0xffffffffffffffffn, 8);
-  return formatIp(b, 0, AF_INET6);
+  return formatIp('ipv6', b);
 }
 
 /** The first and last address of a prefix, as stored numbers. */

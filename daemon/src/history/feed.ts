@@ -2,8 +2,8 @@
 // The monitor's shapes -> history's observations. The only file of history that knows the
 // monitor's types (import type only): when the monitor's fields are renamed, this is the
 // file to change.
-import type { CloseEvent } from '../monitor/events.js';
-import type { Flow } from '../monitor/flows.js';
+import type { CloseEvent } from '../contract/events.js';
+import type { Flow } from '../contract/flows.js';
 import type { FlowObservation } from './types.js';
 
 /** What the daemon knows of a process that a close event does not carry (its process
@@ -16,9 +16,9 @@ export type OwnerLookup = (pid: number) => { exe: string | null; cgroupId?: stri
 export function observationFromClose(e: CloseEvent, owner?: OwnerLookup): FlowObservation | null {
   if (!e.flowSeen || e.durationMs === null) return null;
   const known = e.pid !== null ? owner?.(e.pid) : undefined;
-  const closed = Date.parse(e.time);
+  const closed = Date.parse(e.at);
   return {
-    proto: e.proto, family: e.family,
+    proto: e.protocol, family: e.family,
     localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,
     interface: e.interface, direction: null, attributedBy: e.attributedBy,
     pid: e.pid, comm: e.comm, uid: e.uid, exe: known?.exe ?? null, cgroupId: known?.cgroupId ?? null,
@@ -30,14 +30,14 @@ export function observationFromClose(e: CloseEvent, owner?: OwnerLookup): FlowOb
 
 /** One flow of the flow table (flows.list), open or recently closed. */
 export function observationFromFlow(f: Flow): FlowObservation {
-  const icmp = f.proto === 'icmp' || f.proto === 'icmp6';
+  const icmp = f.protocol === 'icmp' || f.protocol === 'icmpv6';
   return {
-    proto: f.proto, family: f.family,
+    proto: f.protocol, family: f.family,
     localAddr: f.localAddr, localPort: icmp ? (f.icmpId ?? null) : f.localPort,
     remoteAddr: f.remoteAddr, remotePort: icmp ? (f.icmpType ?? null) : f.remotePort,
     interface: f.interface, direction: f.direction, attributedBy: f.attributedBy,
     pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId,
-    firstMs: Date.parse(f.firstSeen), lastMs: Date.parse(f.lastSeen), closedMs: f.closedAt === null ? null : Date.parse(f.closedAt),
+    firstMs: Date.parse(f.firstSeenAt), lastMs: Date.parse(f.lastSeenAt), closedMs: f.closedAt === null ? null : Date.parse(f.closedAt),
     txBytes: f.txBytes, rxBytes: f.rxBytes, txPackets: f.txPackets, rxPackets: f.rxPackets,
   };
 }

@@ -3,7 +3,7 @@
 // error naming it (the API layer maps HistoryParamError to InvalidParams). Filters combine
 // (AND). Times: an ISO 8601 date-time, epoch milliseconds, or a duration back from now
 // ("90s", "15m", "24h", "7d", "2w").
-import { parseCidr, AF_INET } from '../util/ip.js';
+import { parseCidr } from '../net/ip.js';
 import { HISTORY_GROUP_BY, type Cidr, type HistoryGroupBy, type HistoryQuery } from './types.js';
 
 export const DEFAULT_SINCE = '24h';
@@ -55,14 +55,14 @@ function cidr(v: unknown): Cidr {
   if (typeof v !== 'string') throw new HistoryParamError('remote', 'must be an address or a CIDR prefix (203.0.113.7, 198.18.0.0/15, 2001:db8::/32)');
   const c = parseCidr(v.trim());
   if (!c) throw new HistoryParamError('remote', `"${v}" is not an address or a CIDR prefix (203.0.113.7, 198.18.0.0/15, 2001:db8::/32)`);
-  const len = c.family === AF_INET ? 4 : 16;
+  const len = c.family === 'ipv4' ? 4 : 16;
   const bytes = Buffer.from(c.bytes.subarray(0, len));
   // Host bits cleared: the prefix is a range [bytes, bytes | ~mask].
   for (let i = 0; i < len; i++) {
     const bits = Math.max(0, Math.min(8, c.prefix - i * 8));
     bytes[i]! &= (0xff << (8 - bits)) & 0xff;
   }
-  return { family: c.family === AF_INET ? 4 : 6, bytes, prefix: c.prefix };
+  return { family: c.family === 'ipv4' ? 4 : 6, bytes, prefix: c.prefix };
 }
 
 function str(field: string, v: unknown, max: number, what: string): string {

@@ -741,7 +741,7 @@ export class HistoryStore {
       const kind = n(x.kind) as RecordKind;
       return {
         state: RECORD_KIND_NAMES[kind] ?? 'closed',
-        proto: PROTO_NAMES[n(x.proto)] ?? String(n(x.proto)),
+        protocol: PROTO_NAMES[n(x.proto)] ?? String(n(x.proto)),
         family: n(x.family) === 4 ? 'ipv4' : 'ipv6',
         localAddr: fromStored(x.laddr4, x.laddr6),
         localPort: x.lport === null ? null : n(x.lport),
@@ -757,7 +757,7 @@ export class HistoryStore {
         exe: (x.exe as string | null) ?? null,
         cgroupId: (x.cgroup_id as string | null) ?? null,
         unit: (x.unit as string | null) ?? null,
-        firstSeen: iso(n(x.first_ms)),
+        firstSeenAt: iso(n(x.first_ms)),
         lastRecord: iso(Math.floor(n(x.last_id) / ID_SHIFT)),
         closedAt: kind === RECORD_KIND.closed || kind === RECORD_KIND.late || kind === RECORD_KIND.rollup ? (x.end_ms === null ? null : iso(n(x.end_ms))) : null,
         ...HistoryStore.totalsOf(x),
@@ -795,7 +795,7 @@ export class HistoryStore {
       } else if (by === 'remote') {
         g.remoteAddr = fromStored(x.raddr4, x.raddr6);
         g.remotePort = x.rport === null ? null : n(x.rport);
-        g.proto = PROTO_NAMES[n(x.proto)] ?? String(n(x.proto));
+        g.protocol = PROTO_NAMES[n(x.proto)] ?? String(n(x.proto));
       } else {
         g.name = (x.remote_name as string | null) ?? null;
       }
