@@ -40,8 +40,8 @@ const GROUP_COLUMNS: Record<(typeof HISTORY_GROUP_BY)[number], Column<HistoryGro
     ...COUNTS<HistoryGroup>(),
   ],
   name: [{ header: 'NAME', value: (g) => g.name ?? '(no name)', flex: true }, ...COUNTS<HistoryGroup>()],
-  hour: [{ header: 'HOUR', value: (g) => g.start ?? '-' }, ...COUNTS<HistoryGroup>()],
-  day: [{ header: 'DAY', value: (g) => g.start ?? '-' }, ...COUNTS<HistoryGroup>()],
+  hour: [{ header: 'HOUR', value: (g) => g.startsAt ?? '-' }, ...COUNTS<HistoryGroup>()],
+  day: [{ header: 'DAY', value: (g) => g.startsAt ?? '-' }, ...COUNTS<HistoryGroup>()],
 };
 
 export function historyCommand(): Command {

@@ -5,7 +5,7 @@
 // of the store reaches the client as a contract error (NotAvailable, Busy), never Internal.
 import fs from 'node:fs';
 import type { HistoryStatus } from '../contract/history.js';
-import { AppError, invalidParam } from '../errors.js';
+import { AppError, describeValue } from '../errors.js';
 import type { History } from '../history/history.js';
 import { HistoryError } from '../history/history.js';
 import { HistoryParamError, parseHistoryQuery, uidFromPasswd, type HistoryQueryInput } from '../history/query.js';
@@ -41,8 +41,11 @@ export function historyQuery(raw: unknown, caller: { uid: number; seesAll: boole
     q = parseHistoryQuery(p as HistoryQueryInput, now, uidOfName);
   } catch (err) {
     if (err instanceof HistoryParamError) {
+      // The store's parser says what was wrong in its own words ("must be ...", "no user named ...").
       const field = err.field === 'params' ? 'params' : `params.${err.field}`;
-      throw invalidParam(field, err.field === 'params' ? raw : p[err.field], err.message.slice(err.field.length + 2));
+      const said = err.message.slice(err.field.length + 2);
+      const { text, echo } = describeValue(err.field === 'params' ? raw : p[err.field]);
+      throw new AppError('InvalidParams', `${field}: ${said} (got ${text})`, { field, value: echo, expected: said.replace(/^must be /, '') });
     }
     throw err;
   }

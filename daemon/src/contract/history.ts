@@ -68,7 +68,7 @@ export interface HistoryFlow extends HistoryTotals {
   unit: string | null;
   firstSeenAt: string;
   /** Time of the flow's last record in the window. */
-  lastRecord: string;
+  lastRecordAt: string;
   closedAt: string | null;
 }
 
@@ -86,10 +86,10 @@ export interface HistoryGroup extends HistoryTotals {
   /** by name (null: flows whose remote has no name) */
   name?: string | null;
   /** by hour/day: start of the bucket, local time of the daemon */
-  start?: string;
+  startsAt?: string;
   /** first and last record times in the group */
-  firstRecord: string;
-  lastRecord: string;
+  firstRecordAt: string;
+  lastRecordAt: string;
 }
 
 export interface HistoryQueryResult {
@@ -132,8 +132,8 @@ export interface HistoryStatus {
   sizeBytes: number;
   maxBytes: number;
   retentionDays: number;
-  oldestRecord: string | null;
-  newestRecord: string | null;
+  oldestRecordAt: string | null;
+  newestRecordAt: string | null;
   records: {
     /** Written since the daemon started. */
     written: number;

@@ -17,12 +17,12 @@ const COUNTS: { readonly [K in keyof HistoryTotals]-?: ValueSig } = { txBytes: '
 export const HISTORY_FLOW_TYPES: { readonly [K in keyof HistoryFlow]-?: ValueSig } = {
   ...COUNTS, state: 's', protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', remoteName: 's',
   interface: 's', direction: 's', attributedBy: 's', pid: 'u', comm: 's', uid: 'u', exe: 's', cgroupId: 't', unit: 's',
-  firstSeenAt: 's', lastRecord: 's', closedAt: 's',
+  firstSeenAt: 's', lastRecordAt: 's', closedAt: 's',
 };
 
 export const HISTORY_GROUP_TYPES: { readonly [K in keyof HistoryGroup]-?: ValueSig } = {
   ...COUNTS, pid: 'u', comm: 's', uid: 'u', exe: 's', unit: 's', remoteAddr: 's', remotePort: 'u', protocol: 's', name: 's',
-  start: 's', firstRecord: 's', lastRecord: 's',
+  startsAt: 's', firstRecordAt: 's', lastRecordAt: 's',
 };
 
 type Summary = Omit<HistoryQueryResult, 'flows' | 'groups' | 'totals'> & HistoryTotals;

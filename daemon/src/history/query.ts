@@ -33,8 +33,18 @@ export interface HistoryQueryInput {
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
-/** A time parameter: ISO date-time, epoch ms, or a duration back from `now`. */
+/** Latest time a query may name (9999-12-31T23:59:59.999Z): record ids (ms * 1024) stay
+ * far inside DuckDB's BIGINT. */
+const MAX_TIME = 253_402_300_799_999;
+
+/** A time parameter: ISO date-time, epoch ms, or a duration back from `now`; from 1970 to 9999. */
 export function parseTime(field: string, v: unknown, now: number): number {
+  const t = parseTimeUnchecked(field, v, now);
+  if (!(t >= 0 && t <= MAX_TIME)) throw new HistoryParamError(field, 'must be a time from 1970 to 9999');
+  return t;
+}
+
+function parseTimeUnchecked(field: string, v: unknown, now: number): number {
   if (typeof v === 'number') {
     if (!Number.isFinite(v) || v < 0) throw new HistoryParamError(field, 'must be a time (epoch ms, an ISO 8601 date-time, or a duration back from now such as "24h")');
     return Math.floor(v);

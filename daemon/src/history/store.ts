@@ -758,7 +758,7 @@ export class HistoryStore {
         cgroupId: (x.cgroup_id as string | null) ?? null,
         unit: (x.unit as string | null) ?? null,
         firstSeenAt: iso(n(x.first_ms)),
-        lastRecord: iso(Math.floor(n(x.last_id) / ID_SHIFT)),
+        lastRecordAt: iso(Math.floor(n(x.last_id) / ID_SHIFT)),
         closedAt: kind === RECORD_KIND.closed || kind === RECORD_KIND.late || kind === RECORD_KIND.rollup ? (x.end_ms === null ? null : iso(n(x.end_ms))) : null,
         ...HistoryStore.totalsOf(x),
       };
@@ -785,7 +785,7 @@ export class HistoryStore {
     }
     const rows = await this.run(sql, w.args);
     const r = HistoryStore.finish(rows, limit, (x): HistoryGroup => {
-      const g: HistoryGroup = { ...HistoryStore.totalsOf(x), firstRecord: iso(n(x.t0)), lastRecord: iso(n(x.t1)) };
+      const g: HistoryGroup = { ...HistoryStore.totalsOf(x), firstRecordAt: iso(n(x.t0)), lastRecordAt: iso(n(x.t1)) };
       if (by === 'process') {
         g.pid = x.pid === null || x.pid === undefined ? null : n(x.pid);
         g.comm = (x.comm as string | null) ?? null;
@@ -818,7 +818,7 @@ export class HistoryStore {
       else d.setHours(0, 0, 0, 0);
       const start = d.getTime();
       let g = out.get(start);
-      if (!g) out.set(start, (g = { start: iso(start), txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, connections: 0, firstRecord: '', lastRecord: '', t0: ms, t1: ms }));
+      if (!g) out.set(start, (g = { startsAt: iso(start), txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, connections: 0, firstRecordAt: '', lastRecordAt: '', t0: ms, t1: ms }));
       const t = HistoryStore.totalsOf(x);
       for (const k of ['txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'connections'] as const) {
         g[k] += t[k];
@@ -827,7 +827,7 @@ export class HistoryStore {
       g.t0 = Math.min(g.t0, ms);
       g.t1 = Math.max(g.t1, ms);
     }
-    const groups = [...out.values()].map(({ t0, t1, ...g }) => ({ ...g, firstRecord: iso(t0), lastRecord: iso(t1 + 59_999) }));
+    const groups = [...out.values()].map(({ t0, t1, ...g }) => ({ ...g, firstRecordAt: iso(t0), lastRecordAt: iso(t1 + 59_999) }));
     return { groups, totals, matched: groups.length, truncated: false };
   }
 }

@@ -140,7 +140,7 @@ describe('history store: queries', () => {
   test('groupings: process, remote, name, hour, day', async () => {
     const byProc = await q({ by: 'process' });
     assert.equal(byProc.source, 'minutes');
-    for (const g of byProc.groups!) assert.deepEqual({ ...g, firstRecord: 0, lastRecord: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, { ...expect((f) => f.pid === g.pid && f.comm === g.comm), firstRecord: 0, lastRecord: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, `process ${g.comm}`);
+    for (const g of byProc.groups!) assert.deepEqual({ ...g, firstRecordAt: 0, lastRecordAt: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, { ...expect((f) => f.pid === g.pid && f.comm === g.comm), firstRecordAt: 0, lastRecordAt: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, `process ${g.comm}`);
     assert.equal(byProc.groups!.length, 4);
     assert.equal(byProc.groups!.find((g) => g.comm === 'nginx')!.unit, 'nginx.service');
 
@@ -157,9 +157,9 @@ describe('history store: queries', () => {
       // Buckets are in the daemon's local time; the sum over buckets is everything.
       assert.deepEqual(r.totals, expect(() => true));
       for (const g of r.groups!) {
-        const start = Date.parse(g.start!);
+        const start = Date.parse(g.startsAt!);
         const end = by === 'hour' ? start + size : new Date(new Date(start).setDate(new Date(start).getDate() + 1)).getTime();
-        assert.equal(g.txBytes, expect((f) => f.closedMs! >= start && f.closedMs! < end).txBytes, `${by} ${g.start}`);
+        assert.equal(g.txBytes, expect((f) => f.closedMs! >= start && f.closedMs! < end).txBytes, `${by} ${g.startsAt}`);
       }
     }
   });
@@ -223,7 +223,7 @@ describe('history store: retention', () => {
     assert.equal(minutes.totals.connections, 2, 'the per-minute totals went with them');
     const st = w.status();
     assert.equal(st.retention.deletedByAge, 4, '2 records + 2 minute rows');
-    assert.ok(Date.parse(st.oldestRecord!) >= now - 30 * DAY);
+    assert.ok(Date.parse(st.oldestRecordAt!) >= now - 30 * DAY);
     await w.close();
   });
 
@@ -264,8 +264,8 @@ describe('history store: retention', () => {
     assert.equal(recs.totals.txBytes, kept.reduce((s, f) => s + f.txBytes, 0));
     // Per-minute totals outlive the records (they are dropped last): from the oldest minute
     // still there, they add up to every flow fed since.
-    const minutesFrom = Date.parse(st.oldestRecord!);
-    assert.ok(minutesFrom < Date.parse(recs.recordsSince!), `minutes from ${st.oldestRecord}, records from ${recs.recordsSince}`);
+    const minutesFrom = Date.parse(st.oldestRecordAt!);
+    assert.ok(minutesFrom < Date.parse(recs.recordsSince!), `minutes from ${st.oldestRecordAt}, records from ${recs.recordsSince}`);
     const mins = await w.query({ ...span, by: 'day' }, 'all');
     const covered = fed.filter((f) => f.closedMs! >= minutesFrom);
     assert.equal(mins.totals.txBytes, covered.reduce((s, f) => s + f.txBytes, 0), 'per-minute totals of every flow since');
