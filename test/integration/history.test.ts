@@ -5,12 +5,15 @@
 // SIGKILL, and a flow closes while it is dead. History must then hold every client's flow
 // once, with the bytes tcpdump counted (a long one that spans both restarts included), the
 // per-minute totals must add up to the same, and an unprivileged user must see only the
-// flow of the process it ran.
+// flow of the process it ran. Then the disk under history fills up (a tmpfs the test
+// mounts) and, later, its file is damaged: both show in status, live monitoring goes on,
+// and recording resumes by itself.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { HistoryFlow, HistoryQueryResult } from '../../daemon/src/contract/history.js';
-import { jsonLines, type Host, type Lab, type LinkInfo, type TestUser } from '../helpers/lab.js';
+import { jsonLines, sh, type Host, type Lab, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals, type Packet } from '../helpers/pcap.js';
@@ -30,12 +33,22 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
   let link: LinkInfo;
   let daemon: TestDaemon | undefined;
   let user: TestUser;
+  let histDir: string;
+  let mounted = false;
 
   /** `ebpfmonctl history ... --json` (as root unless `as`). */
   const history = async (args: string[], as?: TestUser): Promise<HistoryQueryResult> => {
     const r = await ctl(['history', '--since', '1h', ...args, '--json'], { socket: daemon!.socketPath, ...(as ? { user: as } : {}) });
     assert.equal(r.code, 0, `ebpfmonctl history ${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout) as HistoryQueryResult;
+  };
+  const status = async () => (await daemon!.call('status')).history!;
+  const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+    for (let i = 0, t0 = Date.now(); i < 600 && Date.now() - t0 < 60_000; i++) {
+      if (await check()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`never: ${what} (${JSON.stringify(await status())})`);
   };
   const flowOf = (r: HistoryQueryResult, c: Client): HistoryFlow[] => r.flows!.filter((f) => f.localPort === c.localPort && f.remotePort === c.port);
   /** Waits until history has written the client's closed flow (what a kill -9 then keeps). */
@@ -53,32 +66,42 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     requireTool('tcpdump', 'setpriv');
     ({ lab, mon, peer, link } = await monitorLab());
     user = await lab.user('hist');
-    daemon = await startDaemon(mon, { config: { history: { path: path.join(lab.tmpdir(), 'history'), snapshotIntervalSec: 1 } } });
+    // History on a small filesystem of its own, so that the test can fill it.
+    histDir = path.join(lab.tmpdir(), 'history');
+    fs.mkdirSync(histDir);
+    await sh('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', histDir]);
+    mounted = true;
+    daemon = await startDaemon(mon, { config: { history: { path: histDir, snapshotIntervalSec: 1 } } });
   });
   after(async () => {
+    await daemon?.stop('SIGKILL');
+    if (mounted) await sh('umount', [histDir], { allowFail: true });
     await destroyMonitorLab(daemon, lab);
   });
+
+  let port = 0;
+  const clients: Client[] = [];
+  /** A client that sends `bytes` to the peer's server and reads its 7000-byte reply. */
+  const shortFlow = async (name: string, bytes: number, as?: TestUser): Promise<Client> => {
+    const args = [PEER, 'tcp-client', link.b.ip4, String(port), String(bytes), '--expect', '7000'];
+    const c = as
+      ? mon.spawn('setpriv', [`--reuid=${as.uid}`, `--regid=${as.gid}`, '--init-groups', process.execPath, ...args])
+      : mon.spawn(process.execPath, args);
+    const done = await jsonLines(c).next((o) => o.event === 'done');
+    await new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)));
+    const client = { name, pid: Number(done.pid), localPort: Number(done.localPort), uid: as?.uid ?? 0, port };
+    clients.push(client);
+    return client;
+  };
 
   test('every client flow with the bytes tcpdump counted; per-minute totals add up; scoped by user', async () => {
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'history.pcap'));
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '7000']);
-    const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
     // The long flow's server replies nothing (tcp-hold does not read, so a reply would
     // keep its close waiting).
     const srv0 = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '0']);
     const port0 = Number((await jsonLines(srv0).next((o) => o.event === 'listening')).port);
-    const clients: Client[] = [];
-    const shortFlow = async (name: string, bytes: number, as?: TestUser): Promise<Client> => {
-      const args = [PEER, 'tcp-client', link.b.ip4, String(port), String(bytes), '--expect', '7000'];
-      const c = as
-        ? mon.spawn('setpriv', [`--reuid=${as.uid}`, `--regid=${as.gid}`, '--init-groups', process.execPath, ...args])
-        : mon.spawn(process.execPath, args);
-      const done = await jsonLines(c).next((o) => o.event === 'done');
-      await new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)));
-      const client = { name, pid: Number(done.pid), localPort: Number(done.localPort), uid: as?.uid ?? 0, port };
-      clients.push(client);
-      return client;
-    };
     // A long flow: recorded in pieces (each listing records what it gained), across both restarts.
     const hold = mon.spawn(process.execPath, [PEER, 'tcp-hold', link.b.ip4, String(port0)], { stdio: ['pipe', 'pipe', 'pipe'] });
     const holdOut = jsonLines(hold);
@@ -154,9 +177,41 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     const denied = await ctl(['history', '--user', '0', '--json'], { socket: daemon!.socketPath, user });
     assert.equal(denied.code, 3, 'exit code PERMISSION');
     assert.match(denied.stderr, /may only see its own/);
-    const status = await daemon!.call('status');
-    assert.equal(status.history!.state, 'ok');
-    assert.equal(status.history!.records.dropped, 0);
-    assert.deepEqual(status.history!.movedAside, []);
+    const st = await status();
+    assert.equal(st.state, 'ok');
+    assert.equal(st.records.dropped, 0);
+    assert.deepEqual(st.movedAside, []);
+  });
+
+  test('a full disk, then a damaged file: status says so, live monitoring goes on, recording resumes', async () => {
+    assert.ok(port > 0, 'the first test started the server');
+    // The disk fills up: the next flow's record waits in memory, status says disk-full.
+    const ballast = path.join(histDir, 'ballast');
+    await sh('dd', ['if=/dev/zero', `of=${ballast}`, 'bs=1M', 'count=100'], { allowFail: true }); // stops at ENOSPC
+    const full = await shortFlow('while the disk was full', 5555);
+    await until('status reports the full disk', async () => (await status()).lastError?.code === 'disk-full');
+    assert.equal((await status()).state, 'degraded');
+    const live = await ctl(['flows', '--pid', String(full.pid), '--json'], { socket: daemon!.socketPath });
+    assert.equal(live.code, 0, live.stderr);
+    const liveFlow = (JSON.parse(live.stdout) as Array<{ localPort: number; txBytes: number; rxBytes: number }>).find((f) => f.localPort === full.localPort);
+    assert.ok(liveFlow && liveFlow.txBytes > 5555, 'live monitoring goes on');
+    fs.rmSync(ballast);
+    await recorded(full);
+    const [f] = flowOf(await history(['--pid', String(full.pid)]), full);
+    assert.deepEqual([f!.txBytes, f!.rxBytes], [liveFlow.txBytes, liveFlow.rxBytes], 'written once there was room, with the counts the monitor had');
+    assert.equal((await status()).state, 'ok');
+
+    // A damaged file: found at start, moved aside, a new one started; the daemon serves on.
+    await daemon!.stop();
+    const fd = fs.openSync(path.join(histDir, 'history.duckdb'), 'r+');
+    fs.writeSync(fd, Buffer.alloc(8192, 0xa5), 0, 8192, 0);
+    fs.closeSync(fd);
+    daemon = await restartDaemon(daemon!);
+    await until('status reports the damaged file', async () => (await status()).movedAside.length === 1);
+    const st = await status();
+    assert.equal(st.lastError?.code, 'corrupt');
+    assert.match(st.movedAside[0]!.path, /history\.duckdb\.corrupt-/);
+    assert.ok(fs.existsSync(st.movedAside[0]!.path), 'the damaged file is kept for inspection');
+    await recorded(await shortFlow('after the damage', 4444));
   });
 });
