@@ -10,7 +10,7 @@ import path from 'node:path';
 import { HistoryWriter } from '../../../../daemon/src/history/writer.js';
 import { ObservationPacker, OP } from '../../../../daemon/src/history/pack.js';
 import { parseHistoryQuery } from '../../../../daemon/src/history/query.js';
-import type { FlowObservation, HistoryQuery, HistoryResult, HistoryScope } from '../../../../daemon/src/history/types.js';
+import type { FlowObservation, HistoryResult, HistoryScope } from '../../../../daemon/src/history/types.js';
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 10, 30, 13, 0, 0);
