@@ -189,8 +189,10 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     const ballast = path.join(histDir, 'ballast');
     await sh('dd', ['if=/dev/zero', `of=${ballast}`, 'bs=1M', 'count=100'], { allowFail: true }); // stops at ENOSPC
     const full = await shortFlow('while the disk was full', 5555);
-    await until('status reports the full disk', async () => (await status()).lastError?.code === 'disk-full');
-    assert.equal((await status()).state, 'degraded');
+    await until('status reports the full disk', async () => {
+      const st = await status();
+      return st.state === 'degraded' && st.lastError?.code === 'disk-full';
+    });
     const live = await ctl(['flows', '--pid', String(full.pid), '--json'], { socket: daemon!.socketPath });
     assert.equal(live.code, 0, live.stderr);
     const liveFlow = (JSON.parse(live.stdout) as Array<{ localPort: number; txBytes: number; rxBytes: number }>).find((f) => f.localPort === full.localPort);

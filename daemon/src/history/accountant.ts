@@ -39,6 +39,11 @@ export interface AccountantOptions {
 // size (65,536 flows) no more than that can be listed again.
 export const DEFAULT_ACCOUNTANT_OPTIONS: AccountantOptions = { detailPerSec: 1000, detailBurst: 10_000, maxTracked: 65_536, reuseToleranceMs: 2000 };
 
+/** How far a flow table's close time may lie after the close event's for the same flow (the
+ * two convert kernel clocks separately). A close the kernel failed to report, of a flow
+ * that closed this little after the last record, is not recovered from a listing. */
+export const CLOSE_CLOCK_SLACK_MS = 250;
+
 interface Counts {
   txBytes: number;
   rxBytes: number;
@@ -118,6 +123,14 @@ export class Accountant {
   /** pid -> executable and cgroup, learned from listings: close events carry neither. */
   private readonly owners = new Map<number, { comm: string | null; exe: string | null; cgroupId: string | null }>();
   readonly stats = { rolledUp: 0, skippedStale: 0, skippedKnown: 0, evicted: 0 };
+  /**
+   * Closed flows forgotten because two listings in a row did not show them: key -> first
+   * seen. The daemon's flow table can show a closed flow again later (after its GC moved it
+   * out of the kernel's map), with a close time a few ms off the close event's (the event
+   * and the table convert kernel clocks separately: 29 ms measured under load), so the
+   * watermark alone would take it for a flow nobody wrote. Bounded like `tracked`.
+   */
+  private readonly gone = new Map<string, number>();
 
   constructor(private readonly ids: RecordIds, private readonly opts: AccountantOptions = DEFAULT_ACCOUNTANT_OPTIONS, watermark = -Infinity) {
     this.tokens = opts.detailBurst;
@@ -158,6 +171,10 @@ export class Accountant {
       if (!t.finalized) {
         this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
         if (t.persisted) this.out.open.set(t.key, null);
+      } else {
+        this.gone.delete(t.key);
+        this.gone.set(t.key, t.firstMs);
+        if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
       }
       this.forget(t);
     }
@@ -213,7 +230,9 @@ export class Accountant {
     if (listingStart !== null && t) t.missed = -1;
     if (!t) {
       // Only a listing can show a closed flow history wrote already; a close event is news.
-      if (final && listingStart !== null && (o.closedMs ?? now) <= this.watermark) {
+      // The watermark allows for the two clocks (CLOSE_CLOCK_SLACK_MS).
+      const g = this.gone.get(key);
+      if (final && listingStart !== null && ((o.closedMs ?? now) <= this.watermark + CLOSE_CLOCK_SLACK_MS || (g !== undefined && Math.abs(o.firstMs - g) <= this.opts.reuseToleranceMs))) {
         this.stats.skippedKnown++;
         return;
       }

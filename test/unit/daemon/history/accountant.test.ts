@@ -167,3 +167,25 @@ test('a close event (no executable, no cgroup) borrows them from what a listing 
   const { records } = a.drain();
   assert.deepEqual(records.map((r) => [r.localPort, r.exe, r.cgroupId]), [[44000, '/usr/bin/curl', '5'], [44001, '/usr/bin/curl', '5'], [44002, null, null]]);
 });
+
+test('a closed flow the listings lose sight of and show again later, with close and first-seen times a few ms off the close event: written once', () => {
+  // Seen in the daemon: the close event's times and the flow table's differ by 29 ms (two
+  // clock conversions), and the table shows the closed flow again after its GC.
+  const a = new Accountant(new RecordIds(), OPTS);
+  const c = { tx: 21_424, rx: 7320 };
+  a.close(closed(40010, c, T0 + 655, { firstMs: T0 + 601, direction: null, cgroupId: null }), T0 + 660);
+  for (const at of [T0 + 1000, T0 + 2000]) a.endListing(at, at); // two listings without it: forgotten
+  a.listed(closed(40010, c, T0 + 684, { firstMs: T0 + 630 }), T0 + 3000, T0 + 3000);
+  a.endListing(T0 + 3000, T0 + 3000);
+  const { records } = a.drain();
+  assert.deepEqual(sums(records), { tx: c.tx, rx: c.rx, txp: 215, rxp: 74, conns: 1 });
+  assert.equal(a.stats.skippedKnown, 1);
+});
+
+test('after a restart, the last closed flow listed with a close time a few ms after the restored watermark: not written again', () => {
+  const a = new Accountant(new RecordIds(), OPTS, T0 + 655); // the last record was its close event
+  a.listed(closed(40011, { tx: 100, rx: 200 }, T0 + 684, { firstMs: T0 + 630 }), T0 + 5000, T0 + 5000);
+  a.listed(closed(40012, { tx: 300, rx: 400 }, T0 + 4000, { firstMs: T0 + 3000 }), T0 + 5000, T0 + 5000); // a close nobody reported
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => r.localPort), [40012]);
+});
