@@ -51,15 +51,22 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     assert.fail(`never: ${what} (${JSON.stringify(await status())})`);
   };
   const flowOf = (r: HistoryQueryResult, c: Client): HistoryFlow[] => r.flows!.filter((f) => f.localPort === c.localPort && f.remotePort === c.port);
-  /** Waits until history has written the client's closed flow (what a kill -9 then keeps). */
+  /** Waits until history has written the client's closed flow (what a kill -9 then keeps).
+   * While history reopens its file (after a full disk) it answers NotAvailable: not yet. */
   const recorded = async (c: Client): Promise<void> => {
-    for (let i = 0, t0 = Date.now(); i < 100 && Date.now() - t0 < 60_000; i++) {
-      if (flowOf(await history(['--pid', String(c.pid)]), c).some((f) => f.state === 'closed')) {
+    let last = '';
+    for (let i = 0, t0 = Date.now(); i < 200 && Date.now() - t0 < 60_000; i++) {
+      const r = await ctl(['history', '--since', '1h', '--pid', String(c.pid), '--json'], { socket: daemon!.socketPath });
+      last = r.stderr;
+      if (r.code === 0 && flowOf(JSON.parse(r.stdout) as HistoryQueryResult, c).some((f) => f.state === 'closed')) {
         const s = await daemon!.call('status');
         if (s.history!.records.pending === 0) return;
+      } else if (r.code !== 0) {
+        assert.equal(r.code, 4, `only the daemon's NotAvailable while it reopens: ${r.stderr}`);
+        await new Promise((res) => setTimeout(res, 200));
       }
     }
-    assert.fail(`${c.name}: never recorded`);
+    assert.fail(`${c.name}: never recorded (${last})`);
   };
 
   before(async () => {

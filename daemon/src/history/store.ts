@@ -103,6 +103,13 @@ export class StoreError extends Error {
 
 /** DuckDB's errors carry no code: classify by message (the texts are DuckDB's own:
  * "No space left on device", "Corrupt database file", "database has been invalidated"). */
+/** DuckDB gives up on a database after a fatal error (a checkpoint that hit a full disk):
+ * every later call on that instance fails. Only a new instance (reopening the file, which
+ * replays its WAL) recovers. */
+export function isInvalidated(err: unknown): boolean {
+  return /database has been invalidated|must be restarted prior to being used/i.test(err instanceof Error ? err.message : String(err));
+}
+
 export function classify(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
   const msg = err instanceof Error ? err.message : String(err);

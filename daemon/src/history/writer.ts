@@ -7,7 +7,7 @@
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
 import { cgroup2Root, CgroupUnits } from './cgroups.js';
 import { OP, ObservationReader, type PackedBatch } from './pack.js';
-import { HistoryStore, StoreError, classify, type StoreOptions } from './store.js';
+import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
 export interface WriterOptions extends Omit<StoreOptions, 'units'> {
@@ -103,6 +103,22 @@ export class HistoryWriter {
     await this.refreshUsage();
   }
 
+  /** After a fatal error DuckDB refuses every call on this instance: let it go, and reopen
+   * at the next retry (what was not written stays queued). True when that was the case. */
+  private dropIfInvalidated(err: unknown, code: HistoryError['code']): boolean {
+    if (!isInvalidated(err)) return false;
+    try {
+      this.store?.close();
+    } catch {
+      /* it is broken */
+    }
+    this.store = null;
+    this.fail(code, `${(err as Error).message ?? String(err)} (reopening the file)`);
+    this.state = 'degraded';
+    this.retryAt = this.now() + (this.opts.retryMs ?? 5000);
+    return true;
+  }
+
   private setAside(reason: string): void {
     try {
       this.store?.close();
@@ -175,6 +191,7 @@ export class HistoryWriter {
         await this.store!.write(ws);
       } catch (err) {
         const e = err instanceof StoreError ? err : classify(err);
+        if (this.dropIfInvalidated(err, e.code === 'disk-full' ? 'disk-full' : 'io')) return;
         if (e.code === 'corrupt') {
           this.setAside(e.message);
           await this.openNow();
@@ -223,6 +240,7 @@ export class HistoryWriter {
         await this.refreshUsage();
       } catch (err) {
         const e = classify(err);
+        if (this.dropIfInvalidated(err, e.code === 'disk-full' ? 'disk-full' : 'io')) return;
         if (e.code === 'corrupt') {
           this.setAside(e.message);
           await this.openNow();
@@ -236,7 +254,7 @@ export class HistoryWriter {
   /** Size and span for status (cheap: DuckDB answers min/max of `id` from its per-row-group
    * statistics). Never throws. */
   refresh(): Promise<void> {
-    return this.exclusive(() => this.refreshUsage().catch(() => {}));
+    return this.exclusive(() => this.refreshUsage().catch((err: unknown) => void this.dropIfInvalidated(err, 'io')));
   }
 
   private async refreshUsage(): Promise<void> {
@@ -253,6 +271,7 @@ export class HistoryWriter {
         return await this.store.query(q, scope);
       } catch (err) {
         const e = classify(err);
+        if (this.dropIfInvalidated(err, 'io')) throw new StoreError('io', `history is reopening its file after an error: ${e.message}`);
         if (e.code === 'corrupt') {
           this.setAside(e.message);
           await this.openNow();
