@@ -68,6 +68,10 @@ fi
 lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
 if [ ! -f node_modules/.ebpfmon-lock ] || [ "$(cat node_modules/.ebpfmon-lock)" != "$lock_sum" ]; then
   log "npm ci"
+  # Native modules that have no prebuilt binary reachable (better-sqlite3's come from
+  # GitHub) are compiled against the headers that ship with node, not downloaded ones.
+  node_prefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  [ -f "$node_prefix/include/node/node_api.h" ] && export npm_config_nodedir="$node_prefix"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > node_modules/.ebpfmon-lock
 fi

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
 import type { DbusStatus } from './contract/status.js';
 import type { Config } from './config/schema.js';
-import { buildApi, type Api, type Caller, type LbApi } from './api/index.js';
+import { buildApi, type Api, type Caller, type HistoryApi, type LbApi } from './api/index.js';
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
@@ -20,6 +20,8 @@ import { LB_MAP } from './lb/components.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
+import { History } from './history/history.js';
+import { observationFromClose, observationFromFlow } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { BpfError } from './bpf/errors.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
@@ -34,6 +36,8 @@ export interface DaemonDeps {
   groups: { group: string; adminGroup: string };
   /** The load balancer, when configured (its methods answer NotAvailable otherwise). */
   lb?: LbApi | null;
+  /** The history store, when enabled (history.query answers NotAvailable otherwise). */
+  history?: HistoryApi | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
@@ -53,6 +57,7 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
   const api = buildApi({
     monitor: deps.monitor,
     lb: deps.lb ?? null,
+    history: deps.history ?? null,
     version: deps.version,
     startedAt,
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
@@ -79,6 +84,7 @@ export class StartError extends Error {
 export interface RunningDaemon {
   monitor: Monitor;
   lb: LbManager | null;
+  history: History | null;
   rpc: RpcServer;
   dbus: DbusService | null;
   /** One line for systemd's STATUS=. */
@@ -120,6 +126,10 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   };
   const bus = new EventBus();
   const mopts = monitorOptions(config, logger);
+  // History first, so that it closes last: what the monitor reports while it stops is
+  // still written. It never fails the start: a disk or file problem shows in status.
+  const history = config.history.enabled ? startHistory(config, logger, bus) : null;
+  if (history) closers.add('history', () => history.stop());
   const deployment = await step('cannot open the pin directory', () =>
     Monitor.openDeployment(mopts, { [LB_MAP.conns]: config.lb.maps.conns, [LB_MAP.long]: config.lb.maps.long, [LB_MAP.nat]: config.lb.maps.nat }),
   );
@@ -133,6 +143,9 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   }
   closers.add('monitor', () => monitor.stop());
   const running = monitor;
+  if (history) {
+    history.startListings(async () => (await running.queryFlows({ includeClosed: true, limit: Number.MAX_SAFE_INTEGER })).flows.map(observationFromFlow), config.history.snapshotIntervalSec * 1000);
+  }
 
   // The load balancer, when configured: deployed into the same pin directory; its changes
   // are events like the monitor's.
@@ -163,7 +176,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, history, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
@@ -194,6 +207,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   return {
     monitor: running,
     lb,
+    history,
     rpc: daemon.rpc,
     dbus,
     statusLine: () => {
@@ -207,6 +221,28 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     },
     stop: () => closers.closeAll(logger),
   };
+}
+
+/** The embedded history store (docs/history.md), fed from the bus's close events; the flow
+ * table's listings are added once the monitor runs. */
+function startHistory(config: Config, logger: Logger, bus: EventBus): History {
+  const log = logger.child({ component: 'history' });
+  const h = History.start({
+    dir: config.history.path,
+    maxBytes: config.history.maxBytes,
+    retentionDays: config.history.retentionDays,
+    detailFlowsPerSec: config.history.detailFlowsPerSec,
+    log: { warn: (m) => log.warn(m), error: (m) => log.error(m) },
+  });
+  bus.subscribe(
+    (e) => {
+      if (e.type !== 'close') return;
+      const o = observationFromClose(e);
+      if (o) h.recordClose(o);
+    },
+    ['close'],
+  );
+  return h;
 }
 
 export type { Caller };

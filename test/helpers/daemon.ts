@@ -97,6 +97,8 @@ export function writeConfig(dir: string, socketPath: string, pinPath: string, ex
     dbus: { enabled: false },
     logLevel: 'info',
     flows: { gcIntervalSec: 2 },
+    // Never the machine's /var/lib/ebpfmon: each test daemon keeps its history next to its config.
+    history: { path: path.join(dir, 'history') },
     ...extra,
   };
   const file = path.join(dir, 'ebpfmon.json');

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import type { Lab, TestUser } from './lab.js';
 import { FakeMonitor } from './fake-monitor.js';
-import { buildApi, type LbApi } from '../../daemon/src/api/index.js';
+import { buildApi, type HistoryApi, type LbApi } from '../../daemon/src/api/index.js';
 import { startDbusService, type DbusService, type DbusServiceOptions } from '../../daemon/src/dbus/service.js';
 import type { ProcessTotals } from '../../daemon/src/contract/flows.js';
 import { BUS_NAME, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/contract/dbus.js';
@@ -433,9 +433,9 @@ export class BusFakeMonitor extends FakeMonitor {
  * The D-Bus service over a fake monitor (and load balancer): the API built as the daemon
  * builds it, the monitor's bus as the daemon's event bus.
  */
-export function startTestDbusService(opts: Omit<DbusServiceOptions, 'methods' | 'bus' | 'lbAvailable' | 'monitor'> & { monitor: FakeMonitor; lb?: LbApi }): Promise<DbusService> {
-  const { lb, monitor: _monitor, ...rest } = opts;
-  const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, version: opts.version, startedAt: new Date(), transports: () => ({
+export function startTestDbusService(opts: Omit<DbusServiceOptions, 'methods' | 'bus' | 'lbAvailable' | 'monitor'> & { monitor: FakeMonitor; lb?: LbApi; history?: HistoryApi }): Promise<DbusService> {
+  const { lb, history, monitor: _monitor, ...rest } = opts;
+  const api = buildApi({ monitor: opts.monitor, lb: lb ?? null, history: history ?? null, version: opts.version, startedAt: new Date(), transports: () => ({
     rpc: { clients: 0, subscriptions: 0, subscriberDropped: 0, refused: {}, limits: { maxClients: 0, maxClientsPerUid: 0, reservedClients: 0 } },
     dbus: null,
   }) });

@@ -16,9 +16,11 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { flow } from '../helpers/fake-monitor.js';
 import {
   startTestDbusService, Agent, BusFakeMonitor, asUser, errorOf, getAll, manager, memoryLogger, ok, parseIntrospection, plain, REPO, signatures, startPrivateBus, t, v,
-  type PrivateBus,
+  type PrivateBus, type Wire,
 } from '../helpers/dbus.js';
 import type { DbusService } from '../../daemon/src/dbus/service.js';
+import { History } from '../../daemon/src/history/history.js';
+import type { FlowObservation } from '../../daemon/src/history/types.js';
 import { BUS_NAME, FDO_ERROR, LB_IFACE, LB_PATH, MANAGER_IFACE, MANAGER_PATH } from '../../daemon/src/contract/dbus.js';
 import { ERRORS } from '../../daemon/src/contract/errors.js';
 
@@ -40,6 +42,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
   let bus: PrivateBus;
   let service: DbusService;
   let monitor: BusFakeMonitor;
+  let history: History | undefined;
   let log: ReturnType<typeof memoryLogger>;
   let alice: TestUser;
   let bob: TestUser;
@@ -71,14 +74,16 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     monitor = new BusFakeMonitor();
     seedFlows();
     log = memoryLogger();
+    history = History.start({ dir: lab.tmpdir(), maxBytes: 1 << 30, retentionDays: 30, units: false });
     service = await startTestDbusService({
-      monitor, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address, limits: { cacheMs: 0 },
+      monitor, history, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address, limits: { cacheMs: 0 },
     });
     [root, a, b, c] = await Promise.all([Agent.start(lab, bus.address, null), Agent.start(lab, bus.address, alice), Agent.start(lab, bus.address, bob), Agent.start(lab, bus.address, carol)]);
   });
 
   after(async () => {
     await service?.stop();
+    await history?.stop();
     await lab?.destroy();
   });
 
@@ -181,6 +186,34 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     }
     assert.equal(monitor.queries.length, before0, 'no invalid call reached the monitor');
     assert.deepEqual((await flowsOf(a)).map((x) => x.pid).sort(), [100, 101], 'and the service answers as before');
+  });
+
+  test('GetHistory: the flows the test recorded, scoped per caller; bad filters are InvalidArgs', async () => {
+    // What the test hands the store is the truth: alice two flows, bob one.
+    const now = Date.now();
+    const obs = (pid: number, uid: number, comm: string, localPort: number, txBytes: number): FlowObservation => ({
+      proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort, remoteAddr: '198.18.0.2', remotePort: 443, interface: 'veth0', direction: 'outbound',
+      attributedBy: 'connect', pid, comm, uid, exe: null, cgroupId: null, firstMs: now - 1000, lastMs: now, closedMs: now, txBytes, rxBytes: 2 * txBytes, txPackets: 3, rxPackets: 4,
+    });
+    for (const o of [obs(100, alice.uid, 'curl', 40100, 111), obs(101, alice.uid, 'firefox', 40101, 222), obs(200, bob.uid, 'wget', 40200, 333)]) history!.recordClose(o, now);
+    await history!.flush();
+    const get = async (agent: Agent, filter: Record<string, unknown> = {}) => plain(ok(await agent.call(manager('GetHistory', 'a{sv}', [filter])))) as [Record<string, any>, Array<Record<string, any>>];
+    const [sumA, rowsA] = await get(a);
+    assert.deepEqual(rowsA.map((r) => [r.pid, r.uid, r.txBytes]).sort(), [[100, alice.uid, 111], [101, alice.uid, 222]]);
+    assert.deepEqual([sumA.txBytes, sumA.connections, sumA.source, sumA.by], [333, 2, 'records', '']);
+    assert.deepEqual((await get(b))[1].map((r) => r.pid), [200]);
+    assert.equal((await get(c))[1].length, 3, 'the ebpfmon group sees every user');
+    assert.equal(errorOf(await a.call(manager('GetHistory', 'a{sv}', [{ user: v('u', bob.uid) }]))), DENIED);
+    const [byProc, groups] = await get(root, { by: v('s', 'process'), user: v('s', bob.name) });
+    assert.deepEqual([byProc.by, byProc.source, groups.map((g) => [g.pid, g.txBytes])], ['process', 'minutes', [[200, 333]]]);
+    const [sumSig, rowSigs] = ok(await root.call(manager('GetHistory', 'a{sv}', [{ pid: v('u', 100) }]))) as [Wire, Wire[]];
+    assert.deepEqual([signatures(sumSig).txBytes, signatures(sumSig).matched, signatures(sumSig).truncated], ['t', 'u', 'b']);
+    assert.deepEqual([signatures(rowSigs[0]!).txBytes, signatures(rowSigs[0]!).pid, signatures(rowSigs[0]!).state], ['t', 'u', 's']);
+    for (const bad of [{ by: v('s', 'week') }, { nope: v('u', 1) }, { pid: v('s', 'x') }, { since: v('s', 'yesterday') }, { limit: v('u', 0) }, { user: v('b', true) }]) {
+      const r = await a.call(manager('GetHistory', 'a{sv}', [bad]));
+      assert.equal(errorOf(r), INVALID, JSON.stringify(Object.keys(bad)));
+      assert.match((r as { text: string }).text, /^filter\./);
+    }
   });
 
   test('GetProcesses: scoped per caller; no arguments accepted', async () => {

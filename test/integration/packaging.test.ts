@@ -211,7 +211,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
       pinPath = lab.pinPath();
       config = path.join(dir, 'ebpfmon.json');
       // bpfObjectDir stays "": the daemon must find /usr/lib/ebpfmon/build/bpf next to itself.
-      fs.writeFileSync(config, JSON.stringify({ interfaces: [ifname], socketPath: path.join(dir, 'ebpfmon.sock'), pinPath, dbus: { enabled: false } }));
+      fs.writeFileSync(config, JSON.stringify({ interfaces: [ifname], socketPath: path.join(dir, 'ebpfmon.sock'), pinPath, dbus: { enabled: false }, history: { path: path.join(dir, 'history') } }));
     });
 
     after(async () => {

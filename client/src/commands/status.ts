@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command } from 'commander';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
-import { duration } from '../render/format.js';
+import { bytes, duration } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 import { withClient } from './common.js';
 
@@ -53,6 +53,14 @@ export function statusCommand(): Command {
       else {
         out.push(`  D-Bus: ${dbus.callers} callers, ${dbus.subscribers} subscribers, ${dbus.inFlight} calls in flight; ${dbus.calls} calls, ${dbus.errors} errors; signals sent ${dbus.signalsSent}, dropped ${dbus.signalsDropped}`);
         out.push(`    refused: ${formatCounts(dbus.refused)}`);
+      }
+      const h = s.history;
+      if (h) {
+        out.push('', 'HISTORY');
+        out.push(`  ${h.state}: ${h.file}, ${bytes(h.sizeBytes)} of ${bytes(h.maxBytes)}, ${h.retentionDays} days; records from ${h.oldestRecordAt ?? '-'} to ${h.newestRecordAt ?? '-'}`);
+        out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending}, dropped ${h.records.dropped}`);
+        if (h.lastError) out.push(`  last error (${h.lastError.code}) at ${h.lastError.at}: ${h.lastError.message}`);
+        for (const m of h.movedAside) out.push(`  moved aside: ${m.path} (${m.reason})`);
       }
       const lbWarnings = s.lb?.warnings ?? [];
       if (lbWarnings.length) {

@@ -50,6 +50,8 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
   count: intFormat('count', 1, 1_000_000),
   'count-or-zero': intFormat('count-or-zero', 0, 1_000_000),
   bytes: intFormat('bytes', 1024, 64 << 20),
+  'history-days': intFormat('history-days', 1, 3650),
+  'history-bytes': intFormat('history-bytes', 16 << 20, Number.MAX_SAFE_INTEGER),
   'port-range': {
     validate(v: unknown) {
       const m = typeof v === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(v) : null;
@@ -155,6 +157,14 @@ export const schema = {
       long: { doc: 'Long-lived connection table entries', format: 'map-size', default: 65536, env: 'EBPFMON_LB_MAPS_LONG' },
       nat: { doc: 'NAT table entries', format: 'map-size', default: 131072, env: 'EBPFMON_LB_MAPS_NAT' },
     },
+  },
+  history: {
+    enabled: { doc: 'Keep a history of closed flows and per-process per-minute totals on disk (docs/history.md)', format: Boolean, default: true, env: 'EBPFMON_HISTORY_ENABLED' },
+    path: { doc: "Directory of the history database (the unit's StateDirectory=)", format: 'absolute-path', default: '/var/lib/ebpfmon', env: 'EBPFMON_HISTORY_PATH' },
+    retentionDays: { doc: 'Flow records and per-minute totals older than this are removed', format: 'history-days', default: 30, env: 'EBPFMON_HISTORY_RETENTION_DAYS' },
+    maxBytes: { doc: 'Size limit of the database: the oldest flow records go first, per-minute totals last', format: 'history-bytes', default: 1024 ** 3, env: 'EBPFMON_HISTORY_MAX_BYTES' },
+    detailFlowsPerSec: { doc: 'Short flows per second recorded one by one; beyond, they are summed per process, remote endpoint and minute', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
+    snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
   },
 };
 

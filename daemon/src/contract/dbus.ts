@@ -21,6 +21,7 @@ export const MANAGER_METHOD = {
   GetFlows: 'GetFlows',
   GetProcesses: 'GetProcesses',
   GetTopTalkers: 'GetTopTalkers',
+  GetHistory: 'GetHistory',
   Subscribe: 'Subscribe',
   Unsubscribe: 'Unsubscribe',
 } as const;
@@ -168,6 +169,11 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
       in: [arg('limit', 'u')],
       out: [arg('top', 'aa{sv}')],
       doc: 'Processes visible to the caller ranked by bytes per second over the last second (limit 1..1000); the first call after a quiet period waits one second for a rate.',
+    },
+    [MANAGER_METHOD.GetHistory]: {
+      in: [arg('filter', 'a{sv}')],
+      out: [arg('summary', 'a{sv}'), arg('rows', 'aa{sv}')],
+      doc: 'Flow history visible to the caller, as JSON-RPC history.query: filter keys since (s), until (s), pid (u), comm (s), user (u or s), unit (s), remote (s, CIDR), name (s, glob), by (s: process, remote, name, hour, day) and limit (u, 1..10000, default 100); summary holds the window, totals and source, rows the flows or groups.',
     },
     [MANAGER_METHOD.Subscribe]: {
       in: [],

@@ -5,6 +5,7 @@
 // construction. Framing: one JSON message per line ("\n"-delimited), UTF-8.
 // docs/api.md documents each method with examples; a feature adds its methods here first.
 import type { EventBatchNotification, EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
+import type { HistoryQueryParams, HistoryQueryResult } from './history.js';
 import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
 import type {
   AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
@@ -33,6 +34,7 @@ export interface Methods {
   'lb.drop.add': { params: DropRuleParams; result: DropRuleInfo };
   'lb.drop.remove': { params: DropRuleParams; result: DropRuleInfo };
   'lb.drop.list': { params: NoParams; result: DropRuleList };
+  'history.query': { params: HistoryQueryParams; result: HistoryQueryResult };
 }
 
 export type MethodName = keyof Methods;
@@ -58,6 +60,7 @@ export const METHODS = {
   lbDropAdd: 'lb.drop.add',
   lbDropRemove: 'lb.drop.remove',
   lbDropList: 'lb.drop.list',
+  historyQuery: 'history.query',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

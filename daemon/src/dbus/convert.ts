@@ -12,7 +12,7 @@ import type { Flow, ProcessTotals } from '../contract/flows.js';
 export type Dict = Record<string, Variant>;
 
 /** What a key of an incoming a{sv} may hold. */
-export type FieldKind = 'int' | 'string' | 'bool' | { dict: Record<string, FieldKind> };
+export type FieldKind = 'int' | 'string' | 'bool' | 'int-or-string' | { dict: Record<string, FieldKind> };
 
 /** Integers arrive in whatever width the client picked (python-dbus sends i, busctl what you type). */
 const INT_SIGNATURES = new Set(['y', 'n', 'q', 'i', 'u', 'x', 't']);
@@ -21,6 +21,7 @@ function kindName(kind: FieldKind): string {
   if (kind === 'int') return 'an integer variant (u)';
   if (kind === 'string') return 'a string variant (s)';
   if (kind === 'bool') return 'a boolean variant (b)';
+  if (kind === 'int-or-string') return 'an integer (u) or string (s) variant';
   return 'a dictionary variant (a{sv})';
 }
 
@@ -29,6 +30,8 @@ function unwrap(v: Variant, kind: FieldKind, field: string): unknown {
   if (kind === 'int' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
   if (kind === 'string' && sig === 's') return v.value;
   if (kind === 'bool' && sig === 'b') return v.value;
+  if (kind === 'int-or-string' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
+  if (kind === 'int-or-string' && sig === 's') return v.value;
   if (typeof kind === 'object' && sig === 'a{sv}') return readDict(v.value, field, kind.dict);
   throw invalidParam(field, v.value, `${kindName(kind)}, not type ${sig}`);
 }

@@ -8,6 +8,7 @@ import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, t
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
 import { dictOf, flowDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
+import { getHistory } from './history.js';
 import type { CallContext, ObjectImpl } from './object.js';
 import { rankTalkers, type RateTracker, type Talker } from './rates.js';
 
@@ -74,6 +75,7 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
         }
         return rankTalkers(talkers, ctx.uid, limit).map(talkerDict);
       },
+      GetHistory: (ctx, [filter]) => getHistory(d.methods, filter, ctx.caller),
       Subscribe: (ctx) => d.subscribe(ctx),
       Unsubscribe: (ctx) => d.unsubscribe(ctx),
     },

@@ -13,6 +13,8 @@ import { FLOW_FILTER } from '../../../../daemon/src/dbus/manager.js';
 import { FLOW_TCP_FLAG_KEYS, flowDict, processDict } from '../../../../daemon/src/dbus/convert.js';
 import { MANAGER_PROPERTY } from '../../../../daemon/src/contract/dbus.js';
 import { FLOW_PARAMS } from '../../../../daemon/src/api/monitor.js';
+import { HISTORY_PARAMS } from '../../../../daemon/src/api/history.js';
+import { HISTORY_FILTER } from '../../../../daemon/src/dbus/history.js';
 import { DaemonClient } from '../../../../client/src/rpc.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
 
@@ -56,6 +58,10 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
 
   test('the flows filter: GetFlows takes exactly the params of flows.list', () => {
     assert.deepEqual(Object.keys(FLOW_FILTER).sort(), [...FLOW_PARAMS].sort());
+  });
+
+  test('the history filter: GetHistory takes exactly the params of history.query', () => {
+    assert.deepEqual(Object.keys(HISTORY_FILTER).sort(), [...HISTORY_PARAMS].sort());
   });
 
   test('status counters and D-Bus properties: RingbufFull is loss.ringbufFull', async () => {

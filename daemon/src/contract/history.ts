@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// Flow history: JSON-RPC `history.query`, D-Bus GetHistory, `ebpfmonctl history`, and the
+// `history` member of `status`. docs/history.md describes the store behind it.
+import type { Family, ProtocolName } from './common.js';
+
+export const HISTORY_GROUP_BY = ['process', 'remote', 'name', 'hour', 'day'] as const;
+export type HistoryGroupBy = (typeof HISTORY_GROUP_BY)[number];
+
+/** open: still open at its last record; ended: left the flow table without a close (idle
+ * UDP, eviction); rolled-up: several short flows merged beyond the detail budget. */
+export type HistoryFlowState = 'open' | 'closed' | 'ended' | 'rolled-up';
+
+/**
+ * `history.query` params (D-Bus GetHistory's `a{sv}` filter has the same keys). Filters
+ * combine (AND). Scoped by caller like flows.list: a caller outside the ebpfmon group sees
+ * its own uid only, and naming another `user` is PermissionDenied.
+ */
+export interface HistoryQueryParams {
+  /** ISO 8601 date-time, epoch ms, or a duration back from now ("90m", "24h", "7d"). Default "24h". */
+  since?: string | number;
+  /** Same forms; default now. History has minute resolution: the window is widened to whole minutes. */
+  until?: string | number;
+  pid?: number;
+  /** Command name, exact. */
+  comm?: string;
+  /** A uid, or a user name. */
+  user?: number | string;
+  /** systemd unit (service or scope) of the process's cgroup, exact or a glob ("*.service"). */
+  unit?: string;
+  /** Remote address or CIDR prefix (IPv4 or IPv6). */
+  remote?: string;
+  /** Remote name glob (names come with the DNS/SNI features; flows without one never match). */
+  name?: string;
+  /** Group instead of listing flows. */
+  by?: HistoryGroupBy;
+  /** Rows returned, 1..10000, default 100 (largest first; hour/day: all buckets, in order). */
+  limit?: number;
+}
+
+export interface HistoryTotals {
+  txBytes: number;
+  rxBytes: number;
+  txPackets: number;
+  rxPackets: number;
+  /** Connections started in the window (a flow counts once, in the minute history first
+   * recorded it). */
+  connections: number;
+}
+
+/** One flow (or one roll-up of short flows) with its counts inside the window. */
+export interface HistoryFlow extends HistoryTotals {
+  state: HistoryFlowState;
+  protocol: ProtocolName | string;
+  family: Family;
+  localAddr: string;
+  localPort: number | null;
+  remoteAddr: string;
+  remotePort: number | null;
+  remoteName: string | null;
+  interface: string | null;
+  direction: string | null;
+  attributedBy: string | null;
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  cgroupId: string | null;
+  unit: string | null;
+  firstSeenAt: string;
+  /** Time of the flow's last record in the window. */
+  lastRecordAt: string;
+  closedAt: string | null;
+}
+
+export interface HistoryGroup extends HistoryTotals {
+  /** by process */
+  pid?: number | null;
+  comm?: string | null;
+  uid?: number | null;
+  exe?: string | null;
+  unit?: string | null;
+  /** by remote */
+  remoteAddr?: string;
+  remotePort?: number | null;
+  protocol?: ProtocolName | string;
+  /** by name (null: flows whose remote has no name) */
+  name?: string | null;
+  /** by hour/day: start of the bucket, local time of the daemon */
+  startsAt?: string;
+  /** first and last record times in the group */
+  firstRecordAt: string;
+  lastRecordAt: string;
+}
+
+export interface HistoryQueryResult {
+  since: string;
+  until: string;
+  by: HistoryGroupBy | null;
+  /** Without `by`: flows, most bytes first. */
+  flows?: HistoryFlow[];
+  /** With `by`: groups, most bytes first (hour/day: in time order). */
+  groups?: HistoryGroup[];
+  /** Everything that matched, before `limit`. */
+  totals: HistoryTotals;
+  matched: number;
+  truncated: boolean;
+  /** Where the answer came from: the per-minute totals (process filters only) or the flow
+   * records. The two agree by construction. */
+  source: 'minutes' | 'records';
+  /** Flow records older than this were removed by the size limit (per-minute totals are
+   * kept for the whole retention period): null when nothing was. */
+  recordsSince: string | null;
+}
+
+export type HistoryState = 'disabled' | 'starting' | 'ok' | 'degraded' | 'failed';
+
+export interface HistoryErrorInfo {
+  at: string;
+  /** disk-full, corrupt, io, open, worker, internal */
+  code: 'disk-full' | 'corrupt' | 'io' | 'open' | 'worker' | 'internal';
+  message: string;
+}
+
+export interface HistoryStatus {
+  /** ok: writing; degraded: not writing right now (disk full, I/O error), retrying every
+   * few seconds while records wait in memory (up to records.maxPending); failed: the
+   * database cannot be opened (retried every few seconds) or the writer thread died
+   * (restarted with a growing delay); starting; disabled (history.enabled false, or stopped). */
+  state: HistoryState;
+  engine: string;
+  file: string;
+  sizeBytes: number;
+  maxBytes: number;
+  retentionDays: number;
+  oldestRecordAt: string | null;
+  newestRecordAt: string | null;
+  records: {
+    /** Written since the daemon started. */
+    written: number;
+    /** Short flows merged into roll-ups (the detail budget was spent). */
+    rolledUp: number;
+    /** Waiting to be written. */
+    pending: number;
+    maxPending: number;
+    /** Lost: dropped when the pending queue was full, or observations that could not be read. */
+    dropped: number;
+  };
+  openFlowsTracked: number;
+  lastWriteAt: string | null;
+  lastWriteMs: number | null;
+  retention: { lastRunAt: string | null; deletedByAge: number; deletedBySize: number };
+  lastError: HistoryErrorInfo | null;
+  /** Files moved aside (corrupt) since the daemon started. */
+  movedAside: Array<{ path: string; at: string; reason: string }>;
+}

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+// History on the event loop's side: what the daemon calls. recordClose() is on the hot path
+// (a close event): it packs the observation into a buffer and returns. Every `flushMs` the
+// buffer is handed to the writer thread (worker.ts), which accounts, writes, enforces
+// retention and answers queries. Nothing here throws at the caller because of the disk:
+// problems show in status(), and live monitoring does not depend on any of it.
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import type { AccountantOptions } from './accountant.js';
+import { OP, ObservationPacker } from './pack.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import type { FlowObservation, HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
+
+export interface HistoryOptions {
+  /** Directory of the database (the unit's StateDirectory=, /var/lib/ebpfmon). */
+  dir: string;
+  maxBytes: number;
+  retentionDays: number;
+  /** Short flows per second kept in detail (more are rolled up per process and remote). */
+  detailFlowsPerSec?: number;
+  accountant?: Partial<AccountantOptions>;
+  /** How often packed observations go to the writer (a kill -9 loses at most this plus one write). */
+  flushMs?: number;
+  /** Retention and compaction period. */
+  maintainMs?: number;
+  statusMs?: number;
+  maxPending?: number;
+  retryMs?: number;
+  threads?: number;
+  memoryLimit?: string;
+  /** Resolve cgroup ids to systemd units (default true; a path: that directory as the
+   * cgroup2 root, for tests). */
+  units?: boolean | string;
+  /** Told about problems once each (pino's warn/error fit). */
+  log?: { warn(msg: string): void; error(msg: string): void };
+}
+
+export const HISTORY_DEFAULTS = { flushMs: 500, maintainMs: 60_000, statusMs: 1000, maxPending: 200_000, retryMs: 5000 } as const;
+
+export class HistoryError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'HistoryError';
+  }
+}
+
+const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+export class History {
+  private worker: Worker | null = null;
+  private packer = new ObservationPacker();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly listTimers: NodeJS.Timeout[] = [];
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private cached: HistoryStatus;
+  private stopping = false;
+  private restarts = 0;
+  /** Observations packed while no writer thread was there to take them. */
+  private lostWhileDown = 0;
+
+  private constructor(readonly opts: HistoryOptions) {
+    this.cached = {
+      state: 'starting', engine: 'duckdb', file: opts.dir, sizeBytes: 0, maxBytes: opts.maxBytes, retentionDays: opts.retentionDays,
+      oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0 },
+      openFlowsTracked: 0, lastWriteAt: null, lastWriteMs: null, retention: { lastRunAt: null, deletedByAge: 0, deletedBySize: 0 }, lastError: null, movedAside: [],
+    };
+  }
+
+  /** Starts the writer thread; returns at once (the database opens in the background). */
+  static start(opts: HistoryOptions): History {
+    const h = new History(opts);
+    h.spawn();
+    h.timer = setInterval(() => h.post(), opts.flushMs ?? HISTORY_DEFAULTS.flushMs);
+    h.timer.unref();
+    return h;
+  }
+
+  private spawn(): void {
+    const o = this.opts;
+    const w = new Worker(WORKER, {
+      workerData: {
+        dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit, units: o.units,
+        accountant: { ...o.accountant, ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec } : {}) },
+        maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
+        maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
+      },
+    });
+    w.unref();
+    w.on('message', (m: FromWorker) => this.onMessage(m));
+    w.on('error', (err) => {
+      this.cached = { ...this.cached, state: 'failed', lastError: { at: new Date().toISOString(), code: 'worker', message: `writer thread failed: ${err.message}` } };
+      this.opts.log?.error(`history writer thread failed: ${err.message}`);
+    });
+    w.on('exit', () => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      for (const [, p] of this.waiting) p.reject(new HistoryError('worker', 'history writer thread exited'));
+      this.waiting.clear();
+      if (this.stopping) return;
+      // Start over with a new thread (it reopens the file); what was packed for the old
+      // one refers to its string table: count it as lost.
+      this.lostWhileDown += this.packer.pending;
+      this.packer = new ObservationPacker();
+      const delay = Math.min(60_000, 1000 * 2 ** Math.min(6, this.restarts++));
+      setTimeout(() => !this.stopping && this.spawn(), delay).unref();
+    });
+    this.worker = w;
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'status': {
+        const prev = this.cached.lastError;
+        this.cached = m.status;
+        this.cached.records.dropped += this.lostWhileDown;
+        const e = m.status.lastError;
+        if (e && (prev === null || e.at !== prev.at)) (e.code === 'corrupt' || e.code === 'internal' ? this.opts.log?.error : this.opts.log?.warn)?.call(this.opts.log, `history: ${e.message}`);
+        break;
+      }
+      case 'result': {
+        const p = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        if (m.error) p?.reject(new HistoryError(m.error.code, m.error.message));
+        else p?.resolve(m.result);
+        break;
+      }
+      case 'flushed': {
+        const p = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        p?.resolve(undefined);
+        break;
+      }
+      case 'log':
+        this.opts.log?.[m.level](m.msg);
+        break;
+      case 'closed':
+        break;
+    }
+  }
+
+  private post(ack?: number): void {
+    const b = this.packer.take();
+    if (!this.worker) {
+      if (b) this.lostWhileDown += b.count;
+      return;
+    }
+    if (b) this.send({ type: 'batch', batch: b, ...(ack !== undefined ? { ack } : {}) }, [b.rows]);
+    else if (ack !== undefined) this.send({ type: 'flush', id: ack });
+  }
+
+  private send(m: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.worker?.postMessage(m, transfer);
+  }
+
+  private request<T>(make: (id: number) => ToWorker): Promise<T> {
+    if (!this.worker) return Promise.reject(new HistoryError('worker', 'history writer thread is not running'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.send(make(id));
+    });
+  }
+
+  // --- feeding (hot path) -----------------------------------------------------------------
+
+  /** A flow closed; `o` carries its final counts. */
+  recordClose(o: FlowObservation, now = Date.now()): void {
+    this.packer.add(OP.close, o, now);
+  }
+
+  /** A listing of the flow table (open flows and recently closed ones), read from
+   * `listingStart` on. Lets history record long flows minute by minute and notice flows
+   * that left the table. */
+  recordListing(flows: Iterable<FlowObservation>, listingStart: number, now = Date.now()): void {
+    for (const o of flows) this.packer.add(OP.listed, o, listingStart);
+    this.packer.endListing(listingStart, now);
+  }
+
+  /** Lists the flow table every `everyMs` through `list` (the daemon passes its flow
+   * table's query, mapped with observationFromFlow). A listing never overlaps the next. */
+  startListings(list: () => Promise<Iterable<FlowObservation>>, everyMs = 60_000): void {
+    let busy = false;
+    const t = setInterval(() => {
+      if (busy || this.stopping) return;
+      busy = true;
+      const start = Date.now();
+      list()
+        .then((flows) => this.recordListing(flows, start))
+        .catch((err: Error) => this.opts.log?.warn(`history: listing the flow table failed: ${err.message}`))
+        .finally(() => (busy = false));
+    }, everyMs);
+    t.unref();
+    this.listTimers.push(t);
+  }
+
+  /** Hands what is packed to the writer and resolves once it is written (or the writer
+   * gave up on it for now: see status()). For shutdown and tests. */
+  async flush(): Promise<void> {
+    if (!this.worker) return;
+    const id = this.nextId++;
+    const done = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve: () => resolve(), reject }));
+    this.post(id);
+    return done;
+  }
+
+  /** Runs retention and compaction now (the writer does it every `maintainMs` anyway). */
+  maintain(): Promise<void> {
+    return this.request((id) => ({ type: 'maintain', id }));
+  }
+
+  // --- reading ------------------------------------------------------------------------------
+
+  query(q: HistoryQuery, scope: HistoryScope): Promise<HistoryResult> {
+    // Answer with what was observed up to now: hand the writer the packed buffer first.
+    this.post();
+    return this.request<HistoryResult>((id) => ({ type: 'query', id, q, scope }));
+  }
+
+  status(): HistoryStatus {
+    return { ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending } };
+  }
+
+  /** Writes what is pending and closes the database; the writer thread ends. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const t of this.listTimers) clearInterval(t);
+    const w = this.worker;
+    if (!w) return;
+    this.post();
+    const closed = new Promise<void>((resolve) => {
+      w.on('message', (m: FromWorker) => m.type === 'closed' && resolve());
+      w.once('exit', () => resolve());
+    });
+    this.send({ type: 'close' });
+    await closed;
+    this.worker = null;
+    await w.terminate();
+  }
+}

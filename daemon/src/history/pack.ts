@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+// Observations from the event loop to the writer thread, packed: one fixed 128-byte row per
+// observation in a transferable ArrayBuffer, strings (commands, paths, addresses, interface
+// names) sent once and then referred to by number. Why not postMessage the objects: the
+// structured clone of 10,000 close events a second cost more of the event loop than
+// history's whole CPU budget (bench/history, "post to writer, drop"); packing costs a few
+// Map lookups and DataView writes per flow, and the transfer is a pointer handover.
+import type { FlowObservation } from './types.js';
+
+export const OP = { close: 1, listed: 2, listingEnd: 3 } as const;
+export type Op = (typeof OP)[keyof typeof OP];
+
+const ROW = 128;
+const F = {
+  op: 0, family: 1, flags: 2, lport: 4, rport: 6, pid: 8, uid: 12,
+  proto: 16, comm: 20, exe: 24, cgroup: 28, iface: 32, dir: 36, how: 40, laddr: 44, raddr: 48, name: 52, attrs: 56,
+  first: 64, last: 72, closed: 80, tx: 88, rx: 96, txp: 104, rxp: 112, now: 120,
+} as const;
+const NO_LPORT = 1;
+const NO_RPORT = 2;
+const NO_CLOSED = 4;
+const NO_PID = 8;
+const NO_UID = 16;
+
+/** What one postMessage carries. `reset`: forget every string before adding `strings`. */
+export interface PackedBatch {
+  rows: ArrayBuffer;
+  count: number;
+  strings: string[];
+  firstString: number;
+  reset: boolean;
+}
+
+/** Event-loop side: packs observations until take(). */
+export class ObservationPacker {
+  private buf = new ArrayBuffer(ROW * 256);
+  private view = new DataView(this.buf);
+  private count = 0;
+  private readonly ids = new Map<string, number>();
+  private strings: string[] = [];
+  private firstString = 1;
+  private reset = false;
+
+  constructor(private readonly maxStrings = 65_536) {}
+
+  get pending(): number {
+    return this.count;
+  }
+
+  private str(s: string | null | undefined): number {
+    if (s === null || s === undefined) return 0;
+    let id = this.ids.get(s);
+    if (id === undefined) {
+      id = this.ids.size + 1;
+      this.ids.set(s, id);
+      this.strings.push(s);
+    }
+    return id;
+  }
+
+  private row(): number {
+    if ((this.count + 1) * ROW > this.buf.byteLength) {
+      const next = new ArrayBuffer(this.buf.byteLength * 2);
+      new Uint8Array(next).set(new Uint8Array(this.buf));
+      this.buf = next;
+      this.view = new DataView(next);
+    }
+    return this.count++ * ROW;
+  }
+
+  add(op: Op, o: FlowObservation, now: number): void {
+    const off = this.row(); // first: it may grow the buffer (a new view)
+    const v = this.view;
+    let flags = 0;
+    if (o.localPort === null) flags |= NO_LPORT;
+    if (o.remotePort === null) flags |= NO_RPORT;
+    if (o.closedMs === null) flags |= NO_CLOSED;
+    if (o.pid === null) flags |= NO_PID;
+    if (o.uid === null) flags |= NO_UID;
+    v.setUint8(off + F.op, op);
+    v.setUint8(off + F.family, o.family === 'ipv4' ? 4 : 6);
+    v.setUint16(off + F.flags, flags, true);
+    v.setUint16(off + F.lport, o.localPort ?? 0, true);
+    v.setUint16(off + F.rport, o.remotePort ?? 0, true);
+    v.setUint32(off + F.pid, o.pid ?? 0, true);
+    v.setUint32(off + F.uid, o.uid ?? 0, true);
+    v.setUint32(off + F.proto, this.str(o.proto), true);
+    v.setUint32(off + F.comm, this.str(o.comm), true);
+    v.setUint32(off + F.exe, this.str(o.exe), true);
+    v.setUint32(off + F.cgroup, this.str(o.cgroupId), true);
+    v.setUint32(off + F.iface, this.str(o.interface), true);
+    v.setUint32(off + F.dir, this.str(o.direction), true);
+    v.setUint32(off + F.how, this.str(o.attributedBy), true);
+    v.setUint32(off + F.laddr, this.str(o.localAddr), true);
+    v.setUint32(off + F.raddr, this.str(o.remoteAddr), true);
+    v.setUint32(off + F.name, this.str(o.remoteName), true);
+    v.setUint32(off + F.attrs, this.str(o.attrs), true);
+    v.setFloat64(off + F.first, o.firstMs, true);
+    v.setFloat64(off + F.last, o.lastMs, true);
+    v.setFloat64(off + F.closed, o.closedMs ?? 0, true);
+    v.setFloat64(off + F.tx, o.txBytes, true);
+    v.setFloat64(off + F.rx, o.rxBytes, true);
+    v.setFloat64(off + F.txp, o.txPackets, true);
+    v.setFloat64(off + F.rxp, o.rxPackets, true);
+    v.setFloat64(off + F.now, now, true);
+  }
+
+  /** A listing's rows carry the listing's start as their time (`now`); this row says the
+   * listing that began at `listingStart` is complete. */
+  endListing(listingStart: number, now: number): void {
+    const off = this.row();
+    new Uint8Array(this.buf, off, ROW).fill(0);
+    this.view.setUint8(off + F.op, OP.listingEnd);
+    this.view.setFloat64(off + F.first, listingStart, true);
+    this.view.setFloat64(off + F.now, now, true);
+  }
+
+  /** Everything packed since the last take(), ready to transfer; null when empty. */
+  take(): PackedBatch | null {
+    if (this.count === 0) return null;
+    const b: PackedBatch = { rows: this.buf.slice(0, this.count * ROW), count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset };
+    this.count = 0;
+    this.firstString += this.strings.length;
+    this.strings = [];
+    this.reset = false;
+    // The table of strings grows with every new address: start over once it is large
+    // (the writer forgets its copy at the same batch).
+    if (this.ids.size > this.maxStrings) {
+      this.ids.clear();
+      this.firstString = 1;
+      this.reset = true;
+    }
+    return b;
+  }
+}
+
+export interface Unpacked {
+  op: Op;
+  now: number;
+  /** listing start for listingEnd */
+  obs: FlowObservation;
+}
+
+/** Writer side: the strings the packer sent so far, and rows back to observations. */
+export class ObservationReader {
+  private strings: string[] = [''];
+
+  /** Takes the batch's new strings: call once per batch, before rows(). */
+  load(b: PackedBatch): void {
+    if (b.reset) this.strings = [''];
+    if (this.strings.length !== b.firstString) throw new Error(`string table out of step: have ${this.strings.length}, batch starts at ${b.firstString}`);
+    for (const s of b.strings) this.strings.push(s);
+  }
+
+  *rows(b: PackedBatch): Generator<Unpacked> {
+    const v = new DataView(b.rows);
+    const s = (off: number): string | null => {
+      const id = v.getUint32(off, true);
+      return id === 0 ? null : this.strings[id] ?? null;
+    };
+    for (let i = 0; i < b.count; i++) {
+      const off = i * ROW;
+      const op = v.getUint8(off + F.op) as Op;
+      const flags = v.getUint16(off + F.flags, true);
+      const obs: FlowObservation = {
+        proto: s(off + F.proto) ?? '',
+        family: v.getUint8(off + F.family) === 4 ? 'ipv4' : 'ipv6',
+        localAddr: s(off + F.laddr) ?? '',
+        localPort: flags & NO_LPORT ? null : v.getUint16(off + F.lport, true),
+        remoteAddr: s(off + F.raddr) ?? '',
+        remotePort: flags & NO_RPORT ? null : v.getUint16(off + F.rport, true),
+        interface: s(off + F.iface),
+        direction: s(off + F.dir),
+        attributedBy: s(off + F.how),
+        pid: flags & NO_PID ? null : v.getUint32(off + F.pid, true),
+        comm: s(off + F.comm),
+        uid: flags & NO_UID ? null : v.getUint32(off + F.uid, true),
+        exe: s(off + F.exe),
+        cgroupId: s(off + F.cgroup),
+        firstMs: v.getFloat64(off + F.first, true),
+        lastMs: v.getFloat64(off + F.last, true),
+        closedMs: flags & NO_CLOSED ? null : v.getFloat64(off + F.closed, true),
+        txBytes: v.getFloat64(off + F.tx, true),
+        rxBytes: v.getFloat64(off + F.rx, true),
+        txPackets: v.getFloat64(off + F.txp, true),
+        rxPackets: v.getFloat64(off + F.rxp, true),
+        remoteName: s(off + F.name),
+        attrs: s(off + F.attrs),
+      };
+      yield { op, now: v.getFloat64(off + F.now, true), obs };
+    }
+  }
+}

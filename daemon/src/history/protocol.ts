@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: Apache-2.0
+// Messages between the event loop (history.ts) and the writer thread (worker.ts).
+import type { PackedBatch } from './pack.js';
+import type { HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
+
+export type ToWorker =
+  | { type: 'batch'; batch: PackedBatch; ack?: number }
+  | { type: 'query'; id: number; q: HistoryQuery; scope: HistoryScope }
+  | { type: 'flush'; id: number }
+  | { type: 'maintain'; id: number }
+  | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'status'; status: HistoryStatus }
+  | { type: 'result'; id: number; result?: HistoryResult; error?: { code: string; message: string } }
+  | { type: 'flushed'; id: number }
+  | { type: 'log'; level: 'warn' | 'error'; msg: string }
+  | { type: 'closed' };

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+// The writer thread: the event loop posts packed observations and queries; everything that
+// touches the database (accounting, writes, retention, queries) runs here, so a slow disk,
+// a checkpoint or a one-second query never holds the daemon's event loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { HistoryWriter, type WriterOptions } from './writer.js';
+import type { ToWorker, FromWorker } from './protocol.js';
+
+const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number; statusMs: number };
+const w = new HistoryWriter(opts);
+const port = parentPort!;
+const send = (m: FromWorker) => port.postMessage(m);
+
+await w.open();
+send({ type: 'status', status: w.status() });
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'batch':
+      try {
+        w.ingest(m.batch);
+      } catch (err) {
+        send({ type: 'log', level: 'error', msg: `history: a batch could not be read: ${(err as Error).message}` });
+      }
+      void w.flush().then(() => {
+        if (m.ack === undefined) return;
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.ack });
+      });
+      break;
+    case 'query':
+      w.query(m.q, m.scope).then(
+        (result) => send({ type: 'result', id: m.id, result }),
+        (err: Error & { code?: string }) => send({ type: 'result', id: m.id, error: { code: err.code ?? 'internal', message: err.message } }),
+      );
+      break;
+    case 'flush':
+      void w.flush().then(() => {
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.id });
+      });
+      break;
+    case 'maintain':
+      void w.maintain().then(() => {
+        send({ type: 'status', status: w.status() });
+        send({ type: 'flushed', id: m.id });
+      });
+      break;
+    case 'close':
+      clearInterval(timers);
+      void w.close().then(() => {
+        send({ type: 'status', status: w.status() });
+        send({ type: 'closed' });
+        clearInterval(timers);
+        port.close();
+      });
+      break;
+  }
+});
+
+let tick = 0;
+const timers = setInterval(() => {
+  tick++;
+  // Retries a full disk or an unopenable file; writes what waits.
+  void w.flush();
+  if ((tick * opts.statusMs) % opts.maintainMs < opts.statusMs) void w.maintain();
+  else if (tick % 5 === 0) void w.refresh();
+  send({ type: 'status', status: w.status() });
+}, opts.statusMs);

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: Apache-2.0
+// The writer: owns the store and the accountant, in the writer thread (worker.ts) or, for
+// tests, in the caller's. Observations become write sets; write sets wait in a bounded
+// queue and are written one transaction each. A full disk or an I/O error never throws
+// out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
+// by itself. A file DuckDB cannot read is moved aside and a new one started.
+import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
+import { cgroup2Root, CgroupUnits } from './cgroups.js';
+import { OP, ObservationReader, type PackedBatch } from './pack.js';
+import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
+import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
+
+export interface WriterOptions extends Omit<StoreOptions, 'units'> {
+  accountant?: Partial<AccountantOptions>;
+  /** Records waiting to be written, at most (beyond: the oldest are dropped and counted). */
+  maxPending?: number;
+  /** How often per-minute rows are merged (tables rewritten): at most this often. */
+  compactEveryMs?: number;
+  /** Between retries while the disk is full or the file cannot be opened. */
+  retryMs?: number;
+  /** Resolve cgroup ids to units: true (the cgroup2 mount), false, or a directory to read
+   * as the cgroup2 root (tests). */
+  units?: boolean | string;
+  now?: () => number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class HistoryWriter {
+  private store: HistoryStore | null = null;
+  private accountant: Accountant | null = null;
+  private readonly reader = new ObservationReader();
+  private readonly queue: WriteSet[] = [];
+  private queued = 0;
+  private state: HistoryState = 'starting';
+  private lastError: HistoryError | null = null;
+  private readonly movedAside: HistoryStatus['movedAside'] = [];
+  private written = 0;
+  private dropped = 0;
+  private lastWriteAt: number | null = null;
+  private lastWriteMs: number | null = null;
+  private readonly retention = { lastRunAt: null as string | null, deletedByAge: 0, deletedBySize: 0 };
+  private usage = { usedBytes: 0, fileBytes: 0 };
+  private span: { oldest: number | null; newest: number | null } = { oldest: null, newest: null };
+  private retryAt = 0;
+  /** Every database call runs on this chain: DuckDB calls on one connection must not interleave. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private failedAttempts = 0;
+  /** close() was called: nothing reopens the database any more. */
+  private closed = false;
+  private compactedAt = -Infinity;
+  private readonly now: () => number;
+  private readonly units: CgroupUnits | undefined;
+
+  constructor(readonly opts: WriterOptions) {
+    this.now = opts.now ?? Date.now;
+    this.units = opts.units === false ? undefined : new CgroupUnits(typeof opts.units === 'string' ? opts.units : cgroup2Root());
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  private fail(code: HistoryError['code'], message: string): void {
+    this.lastError = { at: iso(this.now()), code, message };
+  }
+
+  /** Opens the store (moving a corrupt file aside) and restores the accountant. Never
+   * throws: on failure the state is `failed` or `degraded` and ensureOpen() retries. */
+  open(): Promise<void> {
+    return this.exclusive(() => this.openNow());
+  }
+
+  private async openNow(): Promise<void> {
+    if (this.closed) return;
+    const storeOpts: StoreOptions = { ...this.opts, units: this.units };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        this.store = await HistoryStore.open(storeOpts);
+        break;
+      } catch (err) {
+        const e = classify(err);
+        if (e.code === 'corrupt' && attempt === 0) {
+          this.setAside(e.message);
+          continue;
+        }
+        this.fail(e.code === 'disk-full' ? 'disk-full' : 'open', `cannot open ${this.opts.dir}: ${e.message}`);
+        this.state = e.code === 'disk-full' || e.code === 'io' ? 'degraded' : 'failed';
+        this.retryAt = this.now() + (this.opts.retryMs ?? 5000);
+        return;
+      }
+    }
+    if (!this.store) return;
+    const st = await this.store.restoreState();
+    if (!this.accountant) {
+      this.accountant = new Accountant(new RecordIds(st.lastId), { ...DEFAULT_ACCOUNTANT_OPTIONS, ...this.opts.accountant }, st.watermark);
+      this.accountant.restore(st.open, this.now());
+    }
+    // After a move aside the accountant keeps its state; ids stay increasing either way.
+    this.state = 'ok';
+    await this.refreshUsage();
+  }
+
+  /** After a fatal error DuckDB refuses every call on this instance: let it go, and reopen
+   * at the next retry (what was not written stays queued). True when that was the case. */
+  private dropIfInvalidated(err: unknown, code: HistoryError['code']): boolean {
+    if (!isInvalidated(err)) return false;
+    try {
+      this.store?.close();
+    } catch {
+      /* it is broken */
+    }
+    this.store = null;
+    this.fail(code, `${(err as Error).message ?? String(err)} (reopening the file)`);
+    this.state = 'degraded';
+    this.retryAt = this.now() + (this.opts.retryMs ?? 5000);
+    return true;
+  }
+
+  private setAside(reason: string): void {
+    try {
+      this.store?.close();
+    } catch {
+      /* it is broken */
+    }
+    this.store = null;
+    try {
+      const to = HistoryStore.moveAside(this.opts.dir, this.now());
+      this.movedAside.push({ path: to, at: iso(this.now()), reason });
+      this.fail('corrupt', `${reason}; moved aside to ${to}, started a new file`);
+    } catch (err) {
+      this.fail('corrupt', `${reason}; could not move it aside: ${(err as Error).message}`);
+    }
+  }
+
+  /** Takes a packed batch from the event loop: observations -> write set -> queue. */
+  ingest(batch: PackedBatch): void {
+    if (!this.accountant) {
+      // Not open yet (or never opened): nothing can be accounted without the restored
+      // state; the batch is lost, and counted.
+      this.dropped += batch.count;
+      this.reader.load(batch); // keep the string table in step
+      return;
+    }
+    const a = this.accountant;
+    this.reader.load(batch);
+    for (const u of this.reader.rows(batch)) {
+      if (u.op === OP.close) a.close(u.obs, u.now);
+      else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now); // a listing's rows carry its start time
+      else a.endListing(u.obs.firstMs, u.now);
+    }
+    const ws = a.drain();
+    if (ws.records.length || ws.open.size) this.enqueue(ws);
+  }
+
+  /** Lower-level entry for tests and the in-thread use: the accountant itself. */
+  get accounting(): Accountant | null {
+    return this.accountant;
+  }
+
+  enqueue(ws: WriteSet): void {
+    this.queue.push(ws);
+    this.queued += ws.records.length;
+    const max = this.opts.maxPending ?? 200_000;
+    while (this.queued > max && this.queue.length > 1) {
+      const old = this.queue.shift()!;
+      this.queued -= old.records.length;
+      this.dropped += old.records.length;
+    }
+  }
+
+  /** Writes what is queued. Never throws. */
+  flush(): Promise<void> {
+    return this.exclusive(() => this.flushNow());
+  }
+
+  private async flushNow(): Promise<void> {
+    if (this.closed) return;
+    if (!this.store) {
+      if (this.now() < this.retryAt) return;
+      await this.openNow();
+      if (!this.store) return;
+    }
+    while (this.queue.length) {
+      if (this.state === 'degraded' && this.now() < this.retryAt) return;
+      const ws = this.queue[0]!;
+      const t0 = performance.now();
+      try {
+        await this.store!.write(ws);
+      } catch (err) {
+        const e = err instanceof StoreError ? err : classify(err);
+        if (this.dropIfInvalidated(err, e.code === 'disk-full' ? 'disk-full' : 'io')) return;
+        if (e.code === 'corrupt') {
+          this.setAside(e.message);
+          await this.openNow();
+          if (!this.store) return;
+          continue;
+        }
+        if (e.code === 'internal' && ++this.failedAttempts >= 3) {
+          // Not the disk: something in this batch the database refuses. Do not block the
+          // rest behind it.
+          this.queue.shift();
+          this.queued -= ws.records.length;
+          this.dropped += ws.records.length;
+          this.failedAttempts = 0;
+          this.fail('internal', `a batch of ${ws.records.length} records could not be written and was dropped: ${e.message}`);
+          continue;
+        }
+        this.fail(e.code === 'disk-full' ? 'disk-full' : e.code === 'io' ? 'io' : 'internal', e.message);
+        this.state = 'degraded';
+        this.retryAt = this.now() + (this.opts.retryMs ?? 5000);
+        return;
+      }
+      this.failedAttempts = 0;
+      this.queue.shift();
+      this.queued -= ws.records.length;
+      this.written += ws.records.length;
+      this.lastWriteAt = this.now();
+      this.lastWriteMs = performance.now() - t0;
+      if (this.state !== 'ok') this.state = 'ok';
+    }
+  }
+
+  /** Retention by age and size, and compaction of finished minutes. Never throws. */
+  maintain(): Promise<void> {
+    return this.exclusive(async () => {
+      if (!this.store || this.closed) return;
+      const now = this.now();
+      try {
+        const r = await this.store.enforceRetention(now);
+        this.retention.deletedByAge += r.byAge;
+        this.retention.deletedBySize += r.bySize;
+        this.retention.lastRunAt = iso(now);
+        if (now - this.compactedAt >= (this.opts.compactEveryMs ?? 600_000)) {
+          await this.store.compact();
+          this.compactedAt = now;
+        }
+        await this.refreshUsage();
+      } catch (err) {
+        const e = classify(err);
+        if (this.dropIfInvalidated(err, e.code === 'disk-full' ? 'disk-full' : 'io')) return;
+        if (e.code === 'corrupt') {
+          this.setAside(e.message);
+          await this.openNow();
+          return;
+        }
+        this.fail(e.code === 'disk-full' ? 'disk-full' : e.code === 'io' ? 'io' : 'internal', `retention: ${e.message}`);
+      }
+    });
+  }
+
+  /** Size and span for status (cheap: DuckDB answers min/max of `id` from its per-row-group
+   * statistics). Never throws. */
+  refresh(): Promise<void> {
+    return this.exclusive(() => this.refreshUsage().catch((err: unknown) => void this.dropIfInvalidated(err, 'io')));
+  }
+
+  private async refreshUsage(): Promise<void> {
+    if (!this.store) return;
+    const u = await this.store.usage();
+    this.usage = { usedBytes: u.usedBytes, fileBytes: u.fileBytes };
+    this.span = await this.store.span();
+  }
+
+  query(q: HistoryQuery, scope: HistoryScope): Promise<HistoryResult> {
+    return this.exclusive(async () => {
+      if (!this.store || this.closed) throw new StoreError('open', `history is not available: ${this.lastError?.message ?? 'not open'}`);
+      try {
+        return await this.store.query(q, scope);
+      } catch (err) {
+        const e = classify(err);
+        if (this.dropIfInvalidated(err, 'io')) throw new StoreError('io', `history is reopening its file after an error: ${e.message}`);
+        if (e.code === 'corrupt') {
+          this.setAside(e.message);
+          await this.openNow();
+        }
+        throw e;
+      }
+    });
+  }
+
+  status(): HistoryStatus {
+    return {
+      state: this.state,
+      engine: 'duckdb',
+      file: this.store?.file ?? this.opts.dir,
+      sizeBytes: this.usage.usedBytes,
+      maxBytes: this.opts.maxBytes,
+      retentionDays: this.opts.retentionDays,
+      oldestRecordAt: this.span.oldest === null ? null : iso(this.span.oldest),
+      newestRecordAt: this.span.newest === null ? null : iso(this.span.newest),
+      records: { written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0, pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped },
+      openFlowsTracked: this.accountant?.trackedCount ?? 0,
+      lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
+      lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
+      retention: { ...this.retention },
+      lastError: this.lastError,
+      movedAside: [...this.movedAside],
+    };
+  }
+
+  /** Writes what is queued, then closes the database. */
+  close(): Promise<void> {
+    return this.exclusive(async () => {
+      await this.flushNow();
+      try {
+        await this.store?.checkpoint();
+      } catch {
+        /* the WAL is replayed at the next open */
+      }
+      this.store?.close();
+      this.store = null;
+      this.closed = true;
+      this.state = 'disabled';
+    });
+  }
+}

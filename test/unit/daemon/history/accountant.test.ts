@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+// The accountant: whatever the order in which a flow is seen (listings, a close event, a
+// listing after the close, a restart), its records add up to the counts the test gave it,
+// and a connection counts once. Clock and counts are the test's own.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Accountant, RecordIds, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
+import { RECORD_KIND, recordTime, type FlowObservation, type FlowRecord } from '../../../../daemon/src/history/types.js';
+
+const T0 = Date.UTC(2026, 10, 30, 14, 0, 0);
+const OPTS: AccountantOptions = { detailPerSec: 1000, detailBurst: 10_000, maxTracked: 1000, reuseToleranceMs: 2000 };
+
+function flow(port: number, c: { tx: number; rx: number }, extra: Partial<FlowObservation> = {}): FlowObservation {
+  return {
+    proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: port, remoteAddr: '198.18.0.2', remotePort: 443,
+    interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 100, comm: 'curl', uid: 1000, exe: '/usr/bin/curl', cgroupId: '5',
+    firstMs: T0, lastMs: T0, closedMs: null, txBytes: c.tx, rxBytes: c.rx, txPackets: Math.ceil(c.tx / 100), rxPackets: Math.ceil(c.rx / 100), ...extra,
+  };
+}
+const closed = (port: number, c: { tx: number; rx: number }, at: number, extra: Partial<FlowObservation> = {}) => flow(port, c, { closedMs: at, lastMs: at, ...extra });
+
+function sums(rs: FlowRecord[]) {
+  return rs.reduce((s, r) => ({ tx: s.tx + r.txBytes, rx: s.rx + r.rxBytes, txp: s.txp + r.txPackets, rxp: s.rxp + r.rxPackets, conns: s.conns + r.conns }), { tx: 0, rx: 0, txp: 0, rxp: 0, conns: 0 });
+}
+
+test('a short flow closed: one record with its final counts and one connection', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.close(closed(40000, { tx: 1200, rx: 8000 }, T0 + 50), T0 + 60);
+  const { records } = a.drain();
+  assert.equal(records.length, 1);
+  assert.deepEqual(sums(records), { tx: 1200, rx: 8000, txp: 12, rxp: 80, conns: 1 });
+  assert.equal(records[0]!.kind, RECORD_KIND.closed);
+  assert.equal(records[0]!.flow, records[0]!.id, "a flow's id is its first record's");
+  assert.equal(recordTime(records[0]!.id), T0 + 50, 'recorded at its close time');
+});
+
+test('a long flow: one record per listing in which it grew, the close adds the rest; the sum is the final count', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  const counts = [{ tx: 100, rx: 1000 }, { tx: 100, rx: 1000 }, { tx: 5000, rx: 90000 }, { tx: 7000, rx: 120000 }];
+  counts.forEach((c, i) => {
+    const at = T0 + 60_000 * (i + 1);
+    a.listed(flow(40001, c, { lastMs: at }), at, at);
+    a.endListing(at, at);
+  });
+  a.close(closed(40001, { tx: 7100, rx: 125000 }, T0 + 300_000), T0 + 300_001);
+  const { records, open } = a.drain();
+  assert.deepEqual(records.map((r) => r.kind), [RECORD_KIND.open, RECORD_KIND.open, RECORD_KIND.open, RECORD_KIND.closed], 'no record for the listing in which it did not grow');
+  assert.deepEqual(records.map((r) => r.txBytes), [100, 4900, 2000, 100]);
+  assert.deepEqual(sums(records), { tx: 7100, rx: 125000, txp: 71, rxp: 1250, conns: 1 });
+  assert.ok(records.every((r) => r.flow === records[0]!.id), 'one flow id');
+  assert.deepEqual([...open.entries()], [['tcp 198.18.0.1 40001 198.18.0.2 443', null]], 'persisted while open, forgotten once it closed');
+});
+
+test('a listing read before the close was handled, and later listings of the closed flow, add nothing; counts that grow after the close are late records', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.listed(flow(40002, { tx: 10, rx: 10 }), T0, T0);
+  a.endListing(T0, T0);
+  a.close(closed(40002, { tx: 500, rx: 900 }, T0 + 1000), T0 + 1000);
+  a.listed(flow(40002, { tx: 400, rx: 800 }), T0 + 1001, T0 + 900); // read before the close
+  a.listed(closed(40002, { tx: 500, rx: 900 }, T0 + 1000), T0 + 60_000, T0 + 60_000); // the closed entry, still in the table
+  a.listed(closed(40002, { tx: 552, rx: 900 }, T0 + 1000), T0 + 120_000, T0 + 120_000); // a late FIN retransmit
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => r.kind), [RECORD_KIND.open, RECORD_KIND.closed, RECORD_KIND.late]);
+  assert.deepEqual(sums(records), { tx: 552, rx: 900, txp: 6, rxp: 9, conns: 1 });
+  assert.equal(a.stats.skippedStale, 1);
+});
+
+test('a flow missing from two listings in a row has ended; one missing from a single listing has not', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.listed(flow(40003, { tx: 10, rx: 20 }, { proto: 'udp' }), T0, T0);
+  a.endListing(T0, T0);
+  a.endListing(T0 + 60_000, T0 + 60_000); // missed once (a walk that skipped an entry)
+  a.listed(flow(40003, { tx: 30, rx: 20 }, { proto: 'udp' }), T0 + 120_000, T0 + 120_000);
+  a.endListing(T0 + 120_000, T0 + 120_000);
+  assert.equal(a.trackedCount, 1);
+  a.endListing(T0 + 180_000, T0 + 180_000);
+  a.endListing(T0 + 240_000, T0 + 240_000);
+  assert.equal(a.trackedCount, 0);
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => r.kind), [RECORD_KIND.open, RECORD_KIND.open, RECORD_KIND.ended]);
+  assert.deepEqual(sums(records), { tx: 30, rx: 20, txp: 1, rxp: 1, conns: 1 });
+  assert.equal(records[2]!.endMs, T0 + 240_000);
+});
+
+test('flows created while a listing ran are not judged by it', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.close(closed(40004, { tx: 1, rx: 1 }, T0 + 10), T0 + 10); // closed during the listing that began at T0
+  a.endListing(T0, T0 + 20);
+  a.endListing(T0 + 60_000, T0 + 60_020);
+  assert.equal(a.trackedCount, 1, 'absent from one listing that began after it was known');
+  // It is still in the table (closed flows stay a minute): a listing that shows it writes nothing.
+  a.listed(closed(40004, { tx: 1, rx: 1 }, T0 + 10), T0 + 120_000, T0 + 120_000);
+  assert.equal(a.drain().records.length, 1);
+});
+
+test('a reused 5-tuple is a new flow: the old one, if open, ends', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.listed(flow(40005, { tx: 100, rx: 100 }), T0, T0);
+  a.close(closed(40005, { tx: 300, rx: 50 }, T0 + 30_000, { firstMs: T0 + 20_000 }), T0 + 30_000);
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => [r.kind, r.conns, r.txBytes]), [[RECORD_KIND.open, 1, 100], [RECORD_KIND.ended, 0, 0], [RECORD_KIND.closed, 1, 300]]);
+  assert.notEqual(records[2]!.flow, records[0]!.flow);
+});
+
+test('beyond the detail budget short flows roll up per process, remote endpoint and minute; totals stay exact', () => {
+  const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 10, detailBurst: 5 });
+  let tx = 0;
+  for (let i = 0; i < 100; i++) {
+    const c = { tx: 100 + i, rx: 1000 };
+    tx += c.tx;
+    a.close(closed(41000 + i, c, T0 + i, { remotePort: i % 2 ? 443 : 80 }), T0 + i); // 100 closes in 100 ms
+  }
+  const { records } = a.drain();
+  const detail = records.filter((r) => r.kind === RECORD_KIND.closed);
+  const rolled = records.filter((r) => r.kind === RECORD_KIND.rollup);
+  assert.equal(detail.length, 5, 'the burst; at 10/s no token refills within 100 ms');
+  assert.equal(rolled.length, 2, 'one roll-up per remote port');
+  assert.equal(a.stats.rolledUp, 95);
+  assert.deepEqual(sums(records), { tx, rx: 100_000, txp: sums(records).txp, rxp: 1000, conns: 100 });
+  assert.ok(rolled.every((r) => r.localPort === null && r.flow === 0));
+});
+
+test('after a restart: open flows carry on from what was recorded; closed flows written before are not written again', () => {
+  const ids = new RecordIds();
+  const a = new Accountant(ids, OPTS);
+  a.listed(flow(40006, { tx: 1000, rx: 1000 }), T0, T0);
+  a.close(closed(40007, { tx: 5, rx: 5 }, T0 + 500), T0 + 500);
+  const first = a.drain();
+  assert.equal(first.open.get('tcp 198.18.0.1 40006 198.18.0.2 443')?.acc.txBytes, 1000, 'what is recorded of the open flow is persisted');
+  // The store persisted first.open; the new run restores it, with the last record's time
+  // as watermark.
+  const b = new Accountant(new RecordIds(ids.lastId), OPTS, recordTime(ids.lastId));
+  b.restore([...first.open.values()].filter((r) => r !== null), T0 + 60_000);
+  b.listed(flow(40006, { tx: 4000, rx: 1000 }), T0 + 60_000, T0 + 60_000);
+  b.listed(closed(40007, { tx: 5, rx: 5 }, T0 + 500), T0 + 60_000, T0 + 60_000); // closed before the crash, written
+  b.listed(closed(40008, { tx: 7, rx: 7 }, T0 + 50_000), T0 + 60_000, T0 + 60_000); // closed while the daemon was down
+  const second = b.drain();
+  assert.deepEqual(second.records.map((r) => [r.localPort, r.kind, r.txBytes, r.conns]), [[40006, RECORD_KIND.open, 3000, 0], [40008, RECORD_KIND.closed, 7, 1]]);
+  assert.ok(second.records[0]!.id > ids.lastId, 'ids keep increasing across the restart');
+  assert.equal(b.stats.skippedKnown, 1);
+});
+
+test('tracking at most maxTracked flows: the oldest closed ones are forgotten, and not written again when listed', () => {
+  const a = new Accountant(new RecordIds(), { ...OPTS, maxTracked: 10 });
+  for (let i = 0; i < 30; i++) a.close(closed(42000 + i, { tx: 1, rx: 1 }, T0 + i), T0 + i);
+  assert.equal(a.trackedCount, 10);
+  assert.equal(a.stats.evicted, 20);
+  a.listed(closed(42000, { tx: 1, rx: 1 }, T0), T0 + 60_000, T0 + 60_000);
+  assert.equal(a.drain().records.length, 30);
+});
+
+test('a roll-up drops the ephemeral port: the local one of connections made, the remote one of connections accepted', () => {
+  const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 0.001, detailBurst: 0 });
+  for (let i = 0; i < 10; i++) {
+    a.close(closed(43000 + i, { tx: 10, rx: 10 }, T0 + i), T0 + i); // curl -> 198.18.0.2:443
+    a.close(closed(8443, { tx: 20, rx: 20 }, T0 + i, { remotePort: 50000 + i, direction: 'inbound', attributedBy: 'accept' }), T0 + i); // clients -> our :8443
+  }
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => [r.kind, r.localPort, r.remotePort, r.conns, r.txBytes]), [[RECORD_KIND.rollup, null, 443, 10, 100], [RECORD_KIND.rollup, 8443, null, 10, 200]]);
+});
+
+test('a close event (no executable, no cgroup) borrows them from what a listing showed of the same process', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  a.listed(flow(44000, { tx: 1, rx: 1 }), T0, T0);
+  a.close(closed(44001, { tx: 5, rx: 5 }, T0 + 10, { exe: null, cgroupId: null }), T0 + 10);
+  a.close(closed(44002, { tx: 5, rx: 5 }, T0 + 10, { exe: null, cgroupId: null, comm: 'other' }), T0 + 10); // pid reused by another command
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => [r.localPort, r.exe, r.cgroupId]), [[44000, '/usr/bin/curl', '5'], [44001, '/usr/bin/curl', '5'], [44002, null, null]]);
+});
+
+test('a closed flow the listings lose sight of and show again later, with close and first-seen times a few ms off the close event: written once', () => {
+  // Seen in the daemon: the close event's times and the flow table's differ by 29 ms (two
+  // clock conversions), and the table shows the closed flow again after its GC.
+  const a = new Accountant(new RecordIds(), OPTS);
+  const c = { tx: 21_424, rx: 7320 };
+  a.close(closed(40010, c, T0 + 655, { firstMs: T0 + 601, direction: null, cgroupId: null }), T0 + 660);
+  for (const at of [T0 + 1000, T0 + 2000]) a.endListing(at, at); // two listings without it: forgotten
+  a.listed(closed(40010, c, T0 + 684, { firstMs: T0 + 630 }), T0 + 3000, T0 + 3000);
+  a.endListing(T0 + 3000, T0 + 3000);
+  const { records } = a.drain();
+  assert.deepEqual(sums(records), { tx: c.tx, rx: c.rx, txp: 215, rxp: 74, conns: 1 });
+  assert.equal(a.stats.skippedKnown, 1);
+});
+
+test('after a restart, the last closed flow listed with a close time a few ms after the restored watermark: not written again', () => {
+  const a = new Accountant(new RecordIds(), OPTS, T0 + 655); // the last record was its close event
+  a.listed(closed(40011, { tx: 100, rx: 200 }, T0 + 684, { firstMs: T0 + 630 }), T0 + 5000, T0 + 5000);
+  a.listed(closed(40012, { tx: 300, rx: 400 }, T0 + 4000, { firstMs: T0 + 3000 }), T0 + 5000, T0 + 5000); // a close nobody reported
+  const { records } = a.drain();
+  assert.deepEqual(records.map((r) => r.localPort), [40012]);
+});
