@@ -362,6 +362,11 @@ static __always_inline __attribute__((unused)) void l7_hook(struct __sk_buff *sk
 
 	if (st == EMON_L7_NONE || st == EMON_L7_DONE)
 		return;
+	/* A TCP flow is decided by its first payload: its handshake and any other packet
+	 * without payload before that need not go further. */
+	if (st == EMON_L7_UNDECIDED && k->proto == IPPROTO_TCP &&
+	    ip_bytes <= (meta & 0xfff) + ((meta >> 12) & 0xff))
+		return;
 	s = l7_scratch_get();
 	if (!s)
 		return;

@@ -98,12 +98,31 @@ export class Stream {
     if (this.held.length) this.enforceLimits(p.tsNs);
   }
 
+  /**
+   * The bytes before `seq` that were not delivered yet were deliberately not captured (the
+   * kernel's budget was spent): reports them as such at once instead of waiting for them.
+   */
+  skipTo(seq: number, tsNs: number): void {
+    if (this.next === undefined) {
+      this.next = seq >>> 0;
+      return;
+    }
+    const gap = seqDiff(seq, this.next);
+    if (gap <= 0) return;
+    this.counters.bytesUncaptured += gap;
+    this.sink.hole(gap, 'uncaptured', this.next, tsNs);
+    this.next = seq >>> 0;
+    this.drainHeld();
+  }
+
   /** Gives up on every hole: delivers what is held, holes reported as lost (flow end). */
   flush(): void {
     while (this.held.length) this.skipToFirstHeld(this.held[0]!.tsNs);
   }
 
   private insertHeld(p: Piece): void {
+    // Held past this call: copy (a piece's bytes may be a view of the ring buffer).
+    p = { ...p, data: p.data.slice() };
     let i = this.held.length;
     while (i > 0 && seqDiff(this.held[i - 1]!.seq, p.seq) > 0) i--;
     this.held.splice(i, 0, p);

@@ -69,7 +69,9 @@ export function keyString(k: FlowKey): string {
 
 export interface L7Record {
   tsNs: number;
-  key: FlowKey;
+  /** The raw 40-byte flow key as a string: a cheap map key (decode with `key`). */
+  rawKey: string;
+  readonly key: FlowKey;
   tgid: number;
   uid: number;
   seq: number;
@@ -79,7 +81,8 @@ export interface L7Record {
   dir: 0 | 1;
   tcpFlags: number;
   flags: number;
-  data: Buffer;
+  /** The captured bytes: a view of the ring buffer, valid only while the handler runs. */
+  data: Uint8Array;
 }
 
 export interface SslRecord {
@@ -106,9 +109,14 @@ export function decodeL7(v: DataView, off: number, len: number): L7Record | null
   if (len < L7_REC.size) return null;
   const F = L7_REC.fields;
   const cap = Math.min(v.getUint16(off + F.cap_len.offset, true), len - L7_REC.size);
+  const bytes = new Uint8Array(v.buffer, v.byteOffset + off, len);
+  let key: FlowKey | undefined;
   return {
     tsNs: Number(v.getBigUint64(off + 8, true)),
-    key: decodeKey(v, off + F.key.offset),
+    rawKey: Buffer.from(bytes.buffer, bytes.byteOffset + F.key.offset, 40).toString('latin1'),
+    get key(): FlowKey {
+      return (key ??= decodeKey(v, off + F.key.offset));
+    },
     tgid: v.getUint32(off + F.tgid.offset, true),
     uid: v.getUint32(off + F.uid.offset, true),
     seq: v.getUint32(off + F.seq.offset, true),
@@ -118,7 +126,7 @@ export function decodeL7(v: DataView, off: number, len: number): L7Record | null
     dir: (v.getUint8(off + F.dir.offset) & 1) as 0 | 1,
     tcpFlags: v.getUint8(off + F.tcp_flags.offset),
     flags: v.getUint8(off + F.flags.offset),
-    data: Buffer.from(new Uint8Array(v.buffer, v.byteOffset + off + L7_REC.size, cap)),
+    data: bytes.subarray(L7_REC.size, L7_REC.size + cap),
   };
 }
 

@@ -505,6 +505,11 @@ export class HttpFlowParser {
     this.dirs[dir].stream.push(p);
   }
 
+  /** Bytes of direction `dir` before `seq` were deliberately not captured (kernel budget). */
+  skipTo(dir: 0 | 1, seq: number, tsNs: number): void {
+    if (!this.upgraded) this.dirs[dir].stream.skipTo(seq, tsNs);
+  }
+
   /** The connection is over (FIN/RST both ways, or idle): flushes and reports what is left. */
   end(tsNs: number): void {
     if (!this.upgraded) {

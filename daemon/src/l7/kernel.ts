@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// The L7 kernel objects, loaded and joined: a classifier with the L7 hook, the L7 object
+// (tc_l7_flow, tail-called from the classifier through emon_l7_progs, and the loopback
+// tap) sharing the classifier's maps, and the switches in emon_config. The daemon will do
+// the same through its Deployment (pins instead of reused fds); tests and bench/l7 use this
+// directly. Order matters: the classifier creates the maps, the L7 object reuses them, and
+// only a loaded L7 program is put in the prog array (an L7 program the verifier refuses
+// leaves the slot empty: the classifier counts on without L7).
+import path from 'node:path';
+import { BpfObject } from '../bpf/object.js';
+import { CFG_L7_DNS, CFG_L7_HTTP, CFG_L7_TLS, L7_STAT_MAX, L7_STAT_NAMES } from './wire.js';
+
+export const L7_PROG = { flow: 'tc_l7_flow', tap: 'tc_l7_tap' } as const;
+export const L7_MAP = { events: 'emon_l7_events', stats: 'emon_l7_stats', progs: 'emon_l7_progs', scratch: 'emon_l7_scratch' } as const;
+
+export interface L7Switches {
+  dns: boolean;
+  http: boolean;
+  tls: boolean;
+}
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+};
+
+export class L7Kernel {
+  private constructor(readonly classifier: BpfObject, readonly l7: BpfObject) {}
+
+  /**
+   * Loads `classifierFile` (a classifier built with the L7 hook) and `l7File`, shares the
+   * maps, fills the prog array. `mapSizes` as for the daemon (emon_flows ...).
+   */
+  static load(opts: { objectDir: string; classifierFile: string; l7File?: string; mapSizes?: Record<string, number> }): L7Kernel {
+    const classifier = BpfObject.open(path.resolve(opts.objectDir, opts.classifierFile));
+    let l7: BpfObject | undefined;
+    try {
+      for (const [m, n] of Object.entries(opts.mapSizes ?? {})) if (classifier.mapNames().includes(m)) classifier.setMaxEntries(m, n);
+      classifier.load();
+      l7 = BpfObject.open(path.resolve(opts.objectDir, opts.l7File ?? 'l7.bpf.o'));
+      const shared = new Set(classifier.mapNames());
+      for (const m of l7.mapNames()) if (shared.has(m)) l7.reuseMap(m, classifier.map(m).fd);
+      l7.load();
+      classifier.map(L7_MAP.progs).update(u32(0), u32(l7.progFd(L7_PROG.flow)));
+      return new L7Kernel(classifier, l7);
+    } catch (err) {
+      l7?.close();
+      classifier.close();
+      throw err;
+    }
+  }
+
+  /** Writes the L7 switches into emon_config.flags, keeping its other fields. */
+  setSwitches(s: L7Switches): void {
+    const m = this.classifier.map('emon_config');
+    const v = m.lookup(u32(0)) ?? Buffer.alloc(16);
+    let flags = v.readUInt32LE(8) & ~(CFG_L7_DNS | CFG_L7_HTTP | CFG_L7_TLS);
+    if (s.dns) flags |= CFG_L7_DNS;
+    if (s.http) flags |= CFG_L7_HTTP;
+    if (s.tls) flags |= CFG_L7_TLS;
+    v.writeUInt32LE(flags >>> 0, 8);
+    m.update(u32(0), v);
+  }
+
+  /** Restricts socket tracking to one network namespace (emon_config.netns_cookie). */
+  setNetnsCookie(cookie: bigint): void {
+    const m = this.classifier.map('emon_config');
+    const v = m.lookup(u32(0)) ?? Buffer.alloc(16);
+    v.writeBigUInt64LE(cookie, 0);
+    m.update(u32(0), v);
+  }
+
+  stats(): Record<string, number> {
+    const m = this.classifier.map(L7_MAP.stats);
+    const out: Record<string, number> = {};
+    for (let i = 0; i < L7_STAT_NAMES.length && i < L7_STAT_MAX; i++) {
+      const v = m.lookup(u32(i));
+      out[L7_STAT_NAMES[i]!] = v ? Number(m.sumPerCpuU64(v)) : 0;
+    }
+    return out;
+  }
+
+  progFd(name: 'tc_ingress' | 'tc_egress' | typeof L7_PROG.tap): number {
+    return name === L7_PROG.tap ? this.l7.progFd(name) : this.classifier.progFd(name);
+  }
+
+  close(): void {
+    this.l7.close();
+    this.classifier.close();
+  }
+}
+
