@@ -93,7 +93,7 @@ const LF = 10;
 /** Whether `b` (the first bytes at a line start) can begin a request or response line. */
 export function looksLikeStart(b: Uint8Array, off = 0): 'request' | 'response' | 'maybe' | null {
   const n = Math.min(b.length - off, 8);
-  const s = String.fromCharCode(...b.subarray(off, off + n));
+  const s = latin1(b, off, off + n);
   if ('HTTP/1.'.startsWith(s.slice(0, 7))) return n >= 7 ? 'response' : 'maybe';
   const sp = s.indexOf(' ');
   if (sp > 0) return METHODS.has(s.slice(0, sp)) ? 'request' : null;
@@ -341,7 +341,7 @@ class Direction implements StreamSink {
         return this.onHeader(line);
       case 'chunk-size': {
         if (line === null) return this.enterDesync();
-        const text = String.fromCharCode(...line);
+        const text = latin1(line, 0, line.length);
         const m = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(text);
         if (!m) {
           this.msg!.incomplete = true;
@@ -381,7 +381,7 @@ class Direction implements StreamSink {
       }
       return this.enterDesync();
     }
-    const text = String.fromCharCode(...line!);
+    const text = latin1(line!, 0, line!.length);
     const req = /^([A-Z]{1,16}) (\S+) HTTP\/1\.([01])$/.exec(text);
     const res = req ? null : /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(text);
     const kind: Role | null = req ? 'request' : res ? 'response' : null;
@@ -402,10 +402,11 @@ class Direction implements StreamSink {
 
   private onHeader(line: Uint8Array): void {
     const colon = line.indexOf(58);
-    if (colon <= 0) return;
-    const name = String.fromCharCode(...line.subarray(0, colon)).toLowerCase();
+    // Only three headers matter: tell them by length first (no string for the others).
+    if (colon !== 4 && colon !== 14 && colon !== 17) return;
+    const name = latin1(line, 0, colon).toLowerCase();
     if (name !== 'host' && name !== 'content-length' && name !== 'transfer-encoding') return;
-    const value = Buffer.from(line.subarray(colon + 1)).toString('latin1').trim();
+    const value = latin1(line, colon + 1, line.length).trim();
     const msg = this.msg!;
     if (name === 'host') msg.host ??= value.toLowerCase();
     else if (name === 'content-length') {
@@ -642,6 +643,11 @@ export class HttpFlowParser {
     this.counters.exchanges++;
     this.opts.onExchange(ex);
   }
+}
+
+/** Bytes as a latin1 string (no copy of the bytes). */
+function latin1(b: Uint8Array, from: number, to: number): string {
+  return Buffer.from(b.buffer, b.byteOffset + from, to - from).toString('latin1');
 }
 
 function indexOfLf(b: Uint8Array, from: number): number {
