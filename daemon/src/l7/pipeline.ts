@@ -13,7 +13,6 @@ import { newStreamCounters, Stream, type StreamCounters } from './stream.js';
 import { newTlsCounters, TlsHelloParser, type TlsCounters, type TlsInfo } from './tls/hello.js';
 import { decodeL7, decodeSsl, EV_L7, EV_SSL, L7_F_SKIPPED, L7_KIND, recordType, type FlowKey, type L7Record, type SslRecord } from './wire.js';
 
-const TCP = 6;
 const FIN = 0x01;
 const RST = 0x04;
 
@@ -113,7 +112,7 @@ export class L7Pipeline {
   l7(r: L7Record): void {
     this.counters.records++;
     const owner = r.tgid ? this.owner(r.tgid, r.uid) : { pid: 0, uid: r.uid };
-    if (r.kind === L7_KIND.dns && r.key.proto !== TCP) {
+    if (r.kind === L7_KIND.dns && r.key.protocol !== 'tcp') {
       if (r.seq !== 0 || r.data.length === 0) return; // later pieces of a datagram over 2 KiB: the first has what we read
       this.dns.message(this.dnsMeta(r, owner), r.data);
       return;
@@ -171,7 +170,7 @@ export class L7Pipeline {
 
   private dnsMeta(r: L7Record, owner: Owner): DnsPacketMeta {
     const m: DnsPacketMeta = {
-      tsNs: r.tsNs, wallMs: this.opts.wallMs(r.tsNs), transport: r.key.proto === TCP ? 'tcp' : 'udp',
+      tsNs: r.tsNs, wallMs: this.opts.wallMs(r.tsNs), transport: r.key.protocol === 'tcp' ? 'tcp' : 'udp',
       localAddr: r.key.localAddr, localPort: r.key.localPort, remoteAddr: r.key.remoteAddr, remotePort: r.key.remotePort,
       dir: r.dir === 0 ? 'egress' : 'ingress',
     };

@@ -3,7 +3,9 @@
 // test/unit/daemon/l7/layout.test.ts) and the record decoders. Decoded records hold a copy of
 // the payload bytes; they are parsed and dropped, never logged.
 import { field as f, type StructSpec } from '../bpf/layout.js';
-import { AF_INET, formatIp } from '../util/ip.js';
+import { AF_INET, formatIpAt } from '../net/ip.js';
+import { protocolName } from '../net/protocols.js';
+import type { Family, ProtocolName } from '../contract/common.js';
 
 export const EV_L7 = 16;
 export const EV_SSL = 17;
@@ -41,9 +43,10 @@ export const L7_STAT_NAMES = [
 ] as const;
 export const L7_STAT_MAX = 16;
 
+/** A flow's key as the contract spells it (contract/flows.ts Flow). */
 export interface FlowKey {
-  family: number;
-  proto: number;
+  protocol: ProtocolName | string;
+  family: Family;
   localAddr: string;
   localPort: number;
   remoteAddr: string;
@@ -51,20 +54,20 @@ export interface FlowKey {
 }
 
 export function decodeKey(v: DataView, off: number): FlowKey {
-  const family = v.getUint8(off);
+  const af = v.getUint8(off);
   const bytes = new Uint8Array(v.buffer, v.byteOffset + off, 40);
   return {
-    family,
-    proto: v.getUint8(off + 1),
+    protocol: protocolName(v.getUint8(off + 1)),
+    family: af === AF_INET ? 'ipv4' : 'ipv6',
+    localAddr: formatIpAt(bytes, 8, af),
     localPort: v.getUint16(off + 2, true),
+    remoteAddr: formatIpAt(bytes, 24, af),
     remotePort: v.getUint16(off + 4, true),
-    localAddr: formatIp(bytes, 8, family === AF_INET ? AF_INET : 10),
-    remoteAddr: formatIp(bytes, 24, family === AF_INET ? AF_INET : 10),
   };
 }
 
 export function keyString(k: FlowKey): string {
-  return `${k.proto}|${k.localAddr}|${k.localPort}|${k.remoteAddr}|${k.remotePort}`;
+  return `${k.protocol}|${k.localAddr}|${k.localPort}|${k.remoteAddr}|${k.remotePort}`;
 }
 
 export interface L7Record {

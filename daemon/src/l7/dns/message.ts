@@ -7,7 +7,8 @@
 // give; every error here is a value with a reason, never an exception, and the work done per
 // message is bounded (names <= 255 bytes, at most MAX_POINTER_JUMPS compression jumps, at
 // most MAX_RECORDS records kept) whatever the bytes say.
-import { AF_INET, AF_INET6, formatIp } from '../../util/ip.js';
+import { AF_INET, AF_INET6, formatIpAt } from '../../net/ip.js';
+import type { Family } from '../../contract/common.js';
 
 export const DNS_TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, OPT: 41, HTTPS: 65 } as const;
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(DNS_TYPE).map(([k, v]) => [v, k]));
@@ -165,10 +166,10 @@ export function parseDnsMessage(b: Uint8Array): DnsParseResult {
       const rec: DnsRecord = { name: n.name, type, class: cls, ttl: ttl > 0x7fffffff ? 0 : ttl }; // RFC 2181 8: top bit set means 0
       if (type === DNS_TYPE.A) {
         if (rdlen !== 4) throw new ParseError('bad-rdata');
-        rec.data = formatIp(b, rd, AF_INET);
+        rec.data = formatIpAt(b, rd, AF_INET);
       } else if (type === DNS_TYPE.AAAA) {
         if (rdlen !== 16) throw new ParseError('bad-rdata');
-        rec.data = formatIp(b, rd, AF_INET6);
+        rec.data = formatIpAt(b, rd, AF_INET6);
       } else if (type === DNS_TYPE.CNAME || type === DNS_TYPE.NS || type === DNS_TYPE.PTR) {
         const t = readName(b, rd);
         if (t.next > rd + rdlen) throw new ParseError('bad-rdata');
@@ -187,7 +188,7 @@ export function parseDnsMessage(b: Uint8Array): DnsParseResult {
 /** The addresses a response gives for the name asked, following CNAME chains from the question. */
 export interface ResolvedAddress {
   address: string;
-  family: 4 | 6;
+  family: Family;
   /** The name the client asked for (the question). */
   name: string;
   /** CNAMEs followed from `name` to the address record's owner, in order. */
@@ -228,7 +229,7 @@ export function resolvedAddresses(msg: DnsMessage): ResolvedAddress[] {
     if ((r.type !== DNS_TYPE.A && r.type !== DNS_TYPE.AAAA) || !r.data) continue;
     const via = reach.get(r.name);
     if (!via) continue;
-    out.push({ address: r.data, family: r.type === DNS_TYPE.A ? 4 : 6, name: q.name, chain: via.chain, ttl: Math.min(via.ttl, r.ttl) });
+    out.push({ address: r.data, family: r.type === DNS_TYPE.A ? 'ipv4' : 'ipv6', name: q.name, chain: via.chain, ttl: Math.min(via.ttl, r.ttl) });
   }
   return out;
 }

@@ -94,11 +94,11 @@ test('a response with a CNAME chain: every record read, compressed names expande
 test('resolvedAddresses follows the chain from the question, takes the smallest TTL, ignores unrelated records', () => {
   const got = resolvedAddresses(parseDnsMessage(chainAnswer()).message!);
   assert.deepEqual(got, [
-    { address: '198.18.7.7', family: 4, name: 'www.example.test', chain: ['edge.cdn.test', 'node7.cdn.test'], ttl: 60 },
-    { address: '198.18.7.8', family: 4, name: 'www.example.test', chain: ['edge.cdn.test', 'node7.cdn.test'], ttl: 30 },
+    { address: '198.18.7.7', family: 'ipv4', name: 'www.example.test', chain: ['edge.cdn.test', 'node7.cdn.test'], ttl: 60 },
+    { address: '198.18.7.8', family: 'ipv4', name: 'www.example.test', chain: ['edge.cdn.test', 'node7.cdn.test'], ttl: 30 },
   ]);
   const v6 = encodeDns({ id: 1, response: true, q: { name: 'six.test', type: DNS_TYPE.AAAA }, answers: [{ name: 'six.test', type: DNS_TYPE.AAAA, ttl: 5, data: 'fd00:198::7:1' }] });
-  assert.deepEqual(resolvedAddresses(parseDnsMessage(v6).message!).map((a) => [a.address, a.family]), [['fd00:198::7:1', 6]]);
+  assert.deepEqual(resolvedAddresses(parseDnsMessage(v6).message!).map((a) => [a.address, a.family]), [['fd00:198::7:1', 'ipv6']]);
   const nx = encodeDns({ id: 2, response: true, rcode: 3, q: { name: 'nx.test', type: 1 } });
   assert.equal(parseDnsMessage(nx).message!.rcode, 3);
   assert.deepEqual(resolvedAddresses(parseDnsMessage(nx).message!), []);
