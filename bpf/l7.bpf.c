@@ -58,6 +58,7 @@ int tc_l7_tap(struct __sk_buff *skb)
 	struct emon_owner *o = NULL;
 	__u8 l4[14];
 	__u32 off, total;
+	int net;
 	__u8 proto;
 	__u64 cookie;
 
@@ -96,6 +97,7 @@ int tc_l7_tap(struct __sk_buff *skb)
 	lp->flags = EMON_L7_F_TAP;
 	lp->seq = lp->ack = 0;
 	lp->tcp_flags = 0;
+	/* Headers are in the linear area (the stack builds them there); payload may not be. */
 	if (bpf_skb_load_bytes_relative(skb, off, l4, proto == IPPROTO_TCP ? 14 : 4, BPF_HDR_START_NET))
 		return TC_ACT_UNSPEC;
 	k.proto = proto;
@@ -109,6 +111,12 @@ int tc_l7_tap(struct __sk_buff *skb)
 		if (!cfg || !(cfg->flags & EMON_CFG_L7_DNS))
 			return TC_ACT_UNSPEC;
 	}
+	net = l7_net_off(skb, total, s->b);
+	if (net < 0) {
+		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		return TC_ACT_UNSPEC;
+	}
+	lp->net_off = net;
 	if (proto == IPPROTO_TCP) {
 		lp->seq = ((__u32)l4[4] << 24) | ((__u32)l4[5] << 16) | ((__u32)l4[6] << 8) | l4[7];
 		lp->ack = ((__u32)l4[8] << 24) | ((__u32)l4[9] << 16) | ((__u32)l4[10] << 8) | l4[11];

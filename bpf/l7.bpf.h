@@ -41,9 +41,10 @@ static __always_inline void l7_stat_add(__u32 idx, __u64 n)
 #define L7_FLAGS(f)       ((f)->_pad[5])
 #define L7_SKIPPED(dir)   (1U << ((dir) & 1))
 
-/* What the record writers need of the packet: where the payload starts (from the network
- * header), how long it is, and the TCP numbers. */
+/* What the record writers need of the packet: where the network header is, where the
+ * payload starts (from the network header), how long it is, and the TCP numbers. */
 struct l7_pkt {
+	__u32 net_off;     /* network header's offset from skb->data (see l7_net_off) */
 	__u32 payload_off;
 	__u32 payload_len;
 	__u32 seq;
@@ -103,6 +104,38 @@ static __always_inline struct l7_scratch *l7_scratch_get(void)
 	return bpf_map_lookup_elem(&emon_l7_scratch, &zero);
 }
 
+/* Where the network header starts, counted from skb->data (the link-layer header at TC):
+ * payload is read with bpf_skb_load_bytes, which takes offsets from skb->data and follows
+ * the skb's page fragments. Not with bpf_skb_load_bytes_relative: that one reads the linear
+ * area only, and live TCP payload is never there (tcp_sendmsg puts it in page fragments,
+ * veth hands the same skb to the peer): every live read failed, while BPF_PROG_TEST_RUN
+ * packets, linear throughout, worked (the zero-records bug of the first prototype).
+ * The link-layer length is the one the daemon recorded in emon_ifaces for the classifier;
+ * for an interface it did not record (the loopback tap), skb->len minus the IP length,
+ * accepted only if the IP header's first word is found there. -1: not known. */
+static __always_inline int l7_net_off(struct __sk_buff *skb, __u32 ip_bytes, __u8 *b)
+{
+	__u32 slot = skb->ifindex & (EMON_IFACE_SLOTS - 1);
+	struct emon_iface *i = bpf_map_lookup_elem(&emon_ifaces, &slot);
+	__u32 l2;
+
+	if (i && i->ifindex == skb->ifindex && i->l2_len <= 32)
+		return i->l2_len;
+	if (skb->len < ip_bytes || skb->len - ip_bytes > 32)
+		return -1;
+	l2 = skb->len - ip_bytes;
+	if (bpf_skb_load_bytes_relative(skb, 0, b, 4, BPF_HDR_START_NET) ||
+	    bpf_skb_load_bytes(skb, l2, b + 4, 4) || *(__u32 *)b != *(__u32 *)(b + 4))
+		return -1;
+	return l2;
+}
+
+/* `len` bytes at `off` from the network header (see l7_net_off). */
+static __always_inline long l7_load(struct __sk_buff *skb, const struct l7_pkt *lp, __u32 off, void *to, __u32 len)
+{
+	return bpf_skb_load_bytes(skb, lp->net_off + off, to, len);
+}
+
 /* One record of `cap` bytes reserved, holding a piece. Two instances (small and large)
  * because the ring needs a constant size. */
 #define DEFINE_L7_EMIT(NAME, CAP)                                                                  \
@@ -122,8 +155,7 @@ static __always_inline int NAME(struct __sk_buff *skb, const struct emon_flow_ke
 		n = (CAP);                                                                         \
 	/* ((n - 1) & (CAP - 1)) + 1 is n for n in 1..CAP (CAP a power of two): the mask is there  \
 	 * to calm the verifier, which loses the n > 0 test on the way to the helper. */           \
-	if (n > 0 && bpf_skb_load_bytes_relative(skb, pc->off, e->data, ((n - 1) & ((CAP) - 1)) + 1, \
-						  BPF_HDR_START_NET)) {                            \
+	if (n > 0 && l7_load(skb, lp, pc->off, e->data, ((n - 1) & ((CAP) - 1)) + 1)) {           \
 		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);                                            \
 		n = 0;                                                                             \
 	}                                                                                          \
@@ -243,8 +275,11 @@ static __always_inline __u8 l7_decide(struct __sk_buff *skb, const struct emon_f
 		return EMON_L7_NONE;
 	if (lp->payload_len < 8)
 		return lp->payload_len ? EMON_L7_NONE : EMON_L7_UNDECIDED;
-	if (bpf_skb_load_bytes_relative(skb, lp->payload_off, b, 8, BPF_HDR_START_NET))
-		return EMON_L7_NONE;
+	if (l7_load(skb, lp, lp->payload_off, b, 8)) {
+		/* Not decided: the next payload packet tries again. */
+		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		return EMON_L7_UNDECIDED;
+	}
 	if ((on & EMON_CFG_L7_HTTP) && l7_http_start(b)) {
 		l7_stat_add(EMON_L7_STAT_FLOW_HTTP, 1);
 		return EMON_L7_HTTP;
@@ -276,10 +311,17 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 	__u32 hdr = off + ((meta >> 12) & 0xff);
 	__u32 budget, got;
 	__u8 st = L7_STATE(f);
+	int net;
 
 	if (!s)
 		return 0;
 	lp = &s->lp;
+	net = l7_net_off(skb, ip_bytes, s->b);
+	if (net < 0) {
+		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		return 0;
+	}
+	lp->net_off = net;
 	lp->payload_off = hdr;
 	lp->payload_len = ip_bytes > hdr && !(meta & (1U << 21)) && hdr > off ? ip_bytes - hdr : 0;
 	lp->seq = lp->ack = 0;
@@ -289,7 +331,7 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 	if (k->proto == IPPROTO_TCP) {
 		/* The classifier read these already, but keeping them would cost it stack it does
 		 * not have: read again, for DNS/HTTP/TLS flows only. */
-		if (bpf_skb_load_bytes_relative(skb, off, s->b, 14, BPF_HDR_START_NET))
+		if (l7_load(skb, lp, off, s->b, 14))
 			return 0;
 		lp->seq = ((__u32)s->b[4] << 24) | ((__u32)s->b[5] << 16) | ((__u32)s->b[6] << 8) | s->b[7];
 		lp->ack = ((__u32)s->b[8] << 24) | ((__u32)s->b[9] << 16) | ((__u32)s->b[10] << 8) | s->b[11];
@@ -328,7 +370,7 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 	}
 	budget = L7_BUDGET(f, dir);
 	if (st == EMON_L7_HTTP && budget < EMON_L7_HTTP_BUDGET && lp->payload_len >= 8 &&
-	    !bpf_skb_load_bytes_relative(skb, lp->payload_off, s->b, 8, BPF_HDR_START_NET) &&
+	    !l7_load(skb, lp, lp->payload_off, s->b, 8) &&
 	    l7_http_start(s->b))
 		budget = EMON_L7_HTTP_BUDGET; /* a new message: a fresh budget */
 	if (!budget) {
