@@ -113,7 +113,7 @@ int tc_l7_tap(struct __sk_buff *skb)
 	}
 	net = l7_net_off(skb, total, s->b);
 	if (net < 0) {
-		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		l7_stat_add(EMON_L7_STAT_LOAD_FAILED, 1);
 		return TC_ACT_UNSPEC;
 	}
 	lp->net_off = net;

@@ -148,7 +148,7 @@ static __always_inline int NAME(struct __sk_buff *skb, const struct emon_flow_ke
                                                                                                    \
 	e = bpf_ringbuf_reserve(&emon_l7_events, sizeof(*e) + (CAP), 0);                          \
 	if (!e) {                                                                                  \
-		l7_stat_add(EMON_L7_STAT_RB_FULL, 1);                                              \
+		l7_stat_add(EMON_L7_STAT_RINGBUF_FULL, 1);                                              \
 		return -1;                                                                         \
 	}                                                                                          \
 	if (n > (CAP))                                                                             \
@@ -156,7 +156,7 @@ static __always_inline int NAME(struct __sk_buff *skb, const struct emon_flow_ke
 	/* ((n - 1) & (CAP - 1)) + 1 is n for n in 1..CAP (CAP a power of two): the mask is there  \
 	 * to calm the verifier, which loses the n > 0 test on the way to the helper. */           \
 	if (n > 0 && l7_load(skb, lp, pc->off, e->data, ((n - 1) & ((CAP) - 1)) + 1)) {           \
-		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);                                            \
+		l7_stat_add(EMON_L7_STAT_LOAD_FAILED, 1);                                            \
 		n = 0;                                                                             \
 	}                                                                                          \
 	e->hdr.type = EMON_EV_L7;                                                                  \
@@ -177,7 +177,7 @@ static __always_inline int NAME(struct __sk_buff *skb, const struct emon_flow_ke
 	__builtin_memset(e->_pad, 0, sizeof(e->_pad));                                             \
 	bpf_ringbuf_submit(e, 0);                                                                  \
 	l7_stat_add(EMON_L7_STAT_RECORDS, 1);                                                      \
-	l7_stat_add(EMON_L7_STAT_BYTES, n);                                                        \
+	l7_stat_add(EMON_L7_STAT_BYTES_COPIED, n);                                                        \
 	return 0;                                                                                  \
 }
 
@@ -268,7 +268,7 @@ static __always_inline __u8 l7_decide(struct __sk_buff *skb, const struct emon_f
 	if (k->rport == 53) { /* we are the client of a DNS server */
 		if (!(on & EMON_CFG_L7_DNS))
 			return EMON_L7_NONE;
-		l7_stat_add(EMON_L7_STAT_FLOW_DNS, 1);
+		l7_stat_add(EMON_L7_STAT_FLOWS_DNS, 1);
 		return EMON_L7_DNS;
 	}
 	if (k->proto != IPPROTO_TCP)
@@ -277,15 +277,15 @@ static __always_inline __u8 l7_decide(struct __sk_buff *skb, const struct emon_f
 		return lp->payload_len ? EMON_L7_NONE : EMON_L7_UNDECIDED;
 	if (l7_load(skb, lp, lp->payload_off, b, 8)) {
 		/* Not decided: the next payload packet tries again. */
-		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		l7_stat_add(EMON_L7_STAT_LOAD_FAILED, 1);
 		return EMON_L7_UNDECIDED;
 	}
 	if ((on & EMON_CFG_L7_HTTP) && l7_http_start(b)) {
-		l7_stat_add(EMON_L7_STAT_FLOW_HTTP, 1);
+		l7_stat_add(EMON_L7_STAT_FLOWS_HTTP, 1);
 		return EMON_L7_HTTP;
 	}
 	if ((on & EMON_CFG_L7_TLS) && l7_tls_client_hello(b)) {
-		l7_stat_add(EMON_L7_STAT_FLOW_TLS, 1);
+		l7_stat_add(EMON_L7_STAT_FLOWS_TLS, 1);
 		return EMON_L7_TLS;
 	}
 	return EMON_L7_NONE;
@@ -318,7 +318,7 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 	lp = &s->lp;
 	net = l7_net_off(skb, ip_bytes, s->b);
 	if (net < 0) {
-		l7_stat_add(EMON_L7_STAT_LOAD_FAIL, 1);
+		l7_stat_add(EMON_L7_STAT_LOAD_FAILED, 1);
 		return 0;
 	}
 	lp->net_off = net;
@@ -376,7 +376,7 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 	if (!budget) {
 		if (!(L7_FLAGS(f) & L7_SKIPPED(dir)))
 			L7_FLAGS(f) |= L7_SKIPPED(dir);
-		l7_stat_add(EMON_L7_STAT_SKIPPED, 1);
+		l7_stat_add(EMON_L7_STAT_PACKETS_SKIPPED, 1);
 		if (st == EMON_L7_TLS && !L7_BUDGET(f, dir ^ 1))
 			L7_STATE(f) = EMON_L7_DONE;
 		return 0;

@@ -74,6 +74,7 @@ struct emon_l7_rec {
 
 #define EMON_SSL_F_KEY (1U << 0) /* key holds the connection's socket */
 #define EMON_SSL_F_EX  (1U << 1) /* from SSL_write_ex / SSL_read_ex */
+#define EMON_SSL_F_EOF (1U << 2) /* SSL_read returned 0: the connection ended (no data) */
 
 /* EMON_EV_SSL: one SSL_write/SSL_read call's plaintext. */
 struct emon_ssl_rec {
@@ -92,21 +93,22 @@ struct emon_ssl_rec {
 	__u8  data[];      /* EMON_L7_SMALL or EMON_SSL_CAP bytes reserved */
 };
 
-/* Indexes into emon_l7_stats (per-CPU u64). Names in user space: daemon/src/l7/wire.ts. */
+/* Indexes into emon_l7_stats and emon_ssl_stats (per-CPU u64). Names in user space:
+ * daemon/src/contract/l7.ts L7_COUNTERS (the enumerator after EMON_L7_STAT_, camelCase). */
 enum emon_l7_stat {
-	EMON_L7_STAT_RECORDS = 0,   /* records queued */
-	EMON_L7_STAT_BYTES,         /* payload bytes copied */
-	EMON_L7_STAT_RB_FULL,       /* records lost: ring buffer full */
-	EMON_L7_STAT_SKIPPED,       /* packets not copied: the flow's budget was spent */
-	EMON_L7_STAT_PIECES_LIMIT,  /* packets copied in part: more than EMON_L7_MAX_PIECES records */
-	EMON_L7_STAT_LOAD_FAIL,     /* payload reads that failed */
-	EMON_L7_STAT_FLOW_DNS,      /* flows found to be DNS */
-	EMON_L7_STAT_FLOW_HTTP,     /* ... HTTP/1.x */
-	EMON_L7_STAT_FLOW_TLS,      /* ... TLS */
-	EMON_L7_STAT_SSL_CALLS,     /* SSL_read/SSL_write calls recorded */
-	EMON_L7_STAT_SSL_NO_KEY,    /* ... whose socket was not known (recorded without it) */
-	EMON_L7_STAT_SSL_NO_ENTRY,  /* returns whose entry probe was not seen (missed) */
-	EMON_L7_STAT_SSL_READ_FAIL, /* plaintext reads that failed (page not present) */
+	EMON_L7_STAT_RECORDS = 0,      /* records queued */
+	EMON_L7_STAT_BYTES_COPIED,     /* payload bytes copied */
+	EMON_L7_STAT_RINGBUF_FULL,     /* records lost: ring buffer full */
+	EMON_L7_STAT_PACKETS_SKIPPED,  /* packets not copied: the flow's budget was spent */
+	EMON_L7_STAT_PIECES_LIMIT,     /* packets copied in part: more than EMON_L7_MAX_PIECES records */
+	EMON_L7_STAT_LOAD_FAILED,      /* payload reads that failed */
+	EMON_L7_STAT_FLOWS_DNS,        /* flows found to be DNS */
+	EMON_L7_STAT_FLOWS_HTTP,       /* ... HTTP/1.x */
+	EMON_L7_STAT_FLOWS_TLS,        /* ... TLS */
+	EMON_L7_STAT_SSL_CALLS,        /* SSL_read/SSL_write calls recorded */
+	EMON_L7_STAT_SSL_NO_SOCKET,    /* ... whose socket was not known (recorded without it) */
+	EMON_L7_STAT_SSL_ENTRY_MISSED, /* returns whose entry probe was not seen (missed) */
+	EMON_L7_STAT_SSL_READ_FAILED,  /* plaintext reads that failed (page not present) */
 	EMON_L7_STAT_MAX = 16,
 };
 

@@ -117,7 +117,7 @@ static __always_inline int on_entry(void *ssl, const void *buf, void *outlen, __
 
 /* Writes one record of `CAP` reserved bytes (constant: the ring needs it). */
 #define DEFINE_SSL_EMIT(NAME, CAP)                                                                 \
-static __always_inline void NAME(const struct ssl_call *c, struct ssl_conn *conn, __u32 n)        \
+static __always_inline void NAME(const struct ssl_call *c, struct ssl_conn *conn, __u32 n, __u8 f) \
 {                                                                                                  \
 	struct emon_ssl_rec *e = bpf_ringbuf_reserve(&emon_ssl_events, sizeof(*e) + (CAP), 0);    \
 	__u32 cap = n > (CAP) ? (CAP) : n;                                                         \
@@ -129,7 +129,7 @@ static __always_inline void NAME(const struct ssl_call *c, struct ssl_conn *conn
 	}                                                                                          \
 	/* ((cap - 1) & (CAP - 1)) + 1 is cap for cap in 1..CAP: calms the verifier. */            \
 	if (cap && bpf_probe_read_user(e->data, ((cap - 1) & ((CAP) - 1)) + 1, (void *)c->buf)) { \
-		ssl_stat(EMON_L7_STAT_SSL_READ_FAIL);                                              \
+		ssl_stat(EMON_L7_STAT_SSL_READ_FAILED);                                              \
 		cap = 0;                                                                           \
 	}                                                                                          \
 	e->hdr.type = EMON_EV_SSL;                                                                 \
@@ -145,14 +145,14 @@ static __always_inline void NAME(const struct ssl_call *c, struct ssl_conn *conn
 	e->len = n;                                                                                \
 	e->cap_len = cap;                                                                          \
 	e->dir = c->dir;                                                                           \
-	e->flags = (conn->have_key ? EMON_SSL_F_KEY : 0) | (c->ex ? EMON_SSL_F_EX : 0);           \
+	e->flags = (conn->have_key ? EMON_SSL_F_KEY : 0) | (c->ex ? EMON_SSL_F_EX : 0) | f;       \
 	bpf_get_current_comm(e->comm, sizeof(e->comm));                                            \
 	bpf_ringbuf_submit(e, 0);                                                                  \
 }
 
 static __always_inline void l7_ssl_lost(void)
 {
-	ssl_stat(EMON_L7_STAT_RB_FULL);
+	ssl_stat(EMON_L7_STAT_RINGBUF_FULL);
 }
 
 DEFINE_SSL_EMIT(ssl_emit_small, EMON_L7_SMALL)
@@ -167,7 +167,7 @@ static __always_inline int on_return(long ret)
 	__u64 n = 0;
 
 	if (!c) {
-		ssl_stat(EMON_L7_STAT_SSL_NO_ENTRY);
+		ssl_stat(EMON_L7_STAT_SSL_ENTRY_MISSED);
 		return 0;
 	}
 	busy_add(-1);
@@ -191,14 +191,19 @@ static __always_inline int on_return(long ret)
 		__builtin_memcpy(&conn->key, &c->key, sizeof(conn->key));
 		conn->have_key = 1;
 	}
-	if (n > 0 && n < (1ULL << 31)) {
+	if (!c->ex && c->dir == 1 && ret == 0) {
+		/* SSL_read's 0 is the end of the connection (close_notify or EOF; "try again"
+		 * is -1): an empty record tells user space to close it. SSL_read_ex returns 0
+		 * for both, so it cannot say. */
+		ssl_emit_small(c, conn, 0, EMON_SSL_F_EOF);
+	} else if (n > 0 && n < (1ULL << 31)) {
 		ssl_stat(EMON_L7_STAT_SSL_CALLS);
 		if (!conn->have_key)
-			ssl_stat(EMON_L7_STAT_SSL_NO_KEY);
+			ssl_stat(EMON_L7_STAT_SSL_NO_SOCKET);
 		if (n <= EMON_L7_SMALL)
-			ssl_emit_small(c, conn, n);
+			ssl_emit_small(c, conn, n, 0);
 		else
-			ssl_emit_large(c, conn, n);
+			ssl_emit_large(c, conn, n, 0);
 		conn->seq[c->dir & 1] += n;
 	}
 out:

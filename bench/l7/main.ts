@@ -81,8 +81,8 @@ async function main(): Promise<void> {
       }
     }
     const s = on.stats();
-    const plainCheck = `L7 on: ${s.l7Records} records, flows decided DNS/HTTP/TLS ${s.l7FlowsDns}/${s.l7FlowsHttp}/${s.l7FlowsTls}`;
-    if (s.l7Records !== 0) throw new Error(`non-L7 frames produced L7 records: ${JSON.stringify(s)}`);
+    const plainCheck = `L7 on: ${s.records} records, flows decided DNS/HTTP/TLS ${s.flowsDns}/${s.flowsHttp}/${s.flowsTls}`;
+    if (s.records !== 0) throw new Error(`non-L7 frames produced L7 records: ${JSON.stringify(s)}`);
     for (const r of rows) r.check = plainCheck;
 
     // 2. HTTP request and DNS query packets on L7 flows: copies into the ring, drained between samples.
@@ -101,9 +101,9 @@ async function main(): Promise<void> {
           }
         }
         const after = on.stats();
-        row.records = after.l7Records! - before.l7Records!;
-        row.bytes = after.l7BytesCopied! - before.l7BytesCopied!;
-        if (after.l7RingFull !== before.l7RingFull) throw new Error(`${f.name}: ${after.l7RingFull! - before.l7RingFull!} records lost (ring full)`);
+        row.records = after.records - before.records;
+        row.bytes = after.bytesCopied - before.bytesCopied;
+        if (after.ringbufFull !== before.ringbufFull) throw new Error(`${f.name}: ${after.ringbufFull - before.ringbufFull} records lost (ring full)`);
         copyRows.push(row);
       }
     } finally {

@@ -8,7 +8,9 @@
 // leaves the slot empty: the classifier counts on without L7).
 import path from 'node:path';
 import { BpfObject } from '../bpf/object.js';
-import { CFG_L7_DNS, CFG_L7_HTTP, CFG_L7_TLS, L7_STAT_MAX, L7_STAT_NAMES } from './wire.js';
+import { L7_COUNTERS, type L7CounterName } from '../contract/l7.js';
+import type { BpfMap } from '../bpf/maps.js';
+import { CFG_L7_DNS, CFG_L7_HTTP, CFG_L7_TLS, L7_STAT_MAX } from './wire.js';
 
 export const L7_PROG = { flow: 'tc_l7_flow', tap: 'tc_l7_tap' } as const;
 export const L7_MAP = { events: 'emon_l7_events', stats: 'emon_l7_stats', progs: 'emon_l7_progs', scratch: 'emon_l7_scratch' } as const;
@@ -71,14 +73,9 @@ export class L7Kernel {
     m.update(u32(0), v);
   }
 
-  stats(): Record<string, number> {
-    const m = this.classifier.map(L7_MAP.stats);
-    const out: Record<string, number> = {};
-    for (let i = 0; i < L7_STAT_NAMES.length && i < L7_STAT_MAX; i++) {
-      const v = m.lookup(u32(i));
-      out[L7_STAT_NAMES[i]!] = v ? Number(m.sumPerCpuU64(v)) : 0;
-    }
-    return out;
+  /** emon_l7_stats, plus the same rows of `extra` (the uprobes' emon_ssl_stats). */
+  stats(extra?: BpfMap): Record<L7CounterName, number> {
+    return l7Counters([this.classifier.map(L7_MAP.stats), ...(extra ? [extra] : [])]);
   }
 
   progFd(name: 'tc_ingress' | 'tc_egress' | typeof L7_PROG.tap): number {
@@ -91,3 +88,15 @@ export class L7Kernel {
   }
 }
 
+
+/** The L7 counters summed over per-CPU stats maps indexed by enum emon_l7_stat. */
+export function l7Counters(maps: BpfMap[]): Record<L7CounterName, number> {
+  const out = Object.fromEntries(L7_COUNTERS.map((n) => [n, 0])) as Record<L7CounterName, number>;
+  for (const m of maps) {
+    for (let i = 0; i < L7_COUNTERS.length && i < L7_STAT_MAX; i++) {
+      const v = m.lookup(u32(i));
+      if (v) out[L7_COUNTERS[i]!] += Number(m.sumPerCpuU64(v));
+    }
+  }
+  return out;
+}

@@ -11,7 +11,7 @@ import type { ResolverCache } from './dns/cache.js';
 import { HttpFlowParser, newHttpCounters, type HttpCounters, type HttpExchange } from './http/parser.js';
 import { newStreamCounters, Stream, type StreamCounters } from './stream.js';
 import { newTlsCounters, TlsHelloParser, type TlsCounters, type TlsInfo } from './tls/hello.js';
-import { decodeL7, decodeSsl, EV_L7, EV_SSL, L7_F_SKIPPED, L7_KIND, recordType, type FlowKey, type L7Record, type SslRecord } from './wire.js';
+import { decodeL7, decodeSsl, EV_L7, EV_SSL, L7_F_SKIPPED, SSL_F_EOF, L7_KIND, recordType, type FlowKey, type L7Record, type SslRecord } from './wire.js';
 
 const FIN = 0x01;
 const RST = 0x04;
@@ -144,6 +144,11 @@ export class L7Pipeline {
     this.counters.records++;
     const id = `ssl|${r.tgid}|${r.ssl}`;
     const owner: Owner = { pid: r.tgid, uid: r.uid, comm: r.comm };
+    if (r.flags & SSL_F_EOF) {
+      const ended = this.conns.get(id);
+      if (ended) this.end(id, ended, r.tsNs);
+      return;
+    }
     const c = this.conn(id, 'ssl', owner, r.key, r.tsNs, null);
     if (r.key && !c.key) c.key = r.key;
     c.http!.piece(r.dir, { seq: r.seq, len: r.len, data: r.data, tsNs: r.tsNs });

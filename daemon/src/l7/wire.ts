@@ -19,6 +19,7 @@ export const L7_F_SKIPPED = 1 << 0;
 export const L7_F_TAP = 1 << 1;
 export const SSL_F_KEY = 1 << 0;
 export const SSL_F_EX = 1 << 1;
+export const SSL_F_EOF = 1 << 2;
 
 export const L7_REC = {
   name: 'emon_l7_rec', size: 88, object: 'l7.bpf.o',
@@ -36,11 +37,6 @@ export const SSL_REC = {
   },
 } as const satisfies StructSpec;
 
-/** enum emon_l7_stat, in order. */
-export const L7_STAT_NAMES = [
-  'l7Records', 'l7BytesCopied', 'l7RingFull', 'l7PacketsSkipped', 'l7PiecesLimit', 'l7LoadFailed',
-  'l7FlowsDns', 'l7FlowsHttp', 'l7FlowsTls', 'sslCalls', 'sslNoSocket', 'sslEntryMissed', 'sslReadFailed',
-] as const;
 export const L7_STAT_MAX = 16;
 
 /** A flow's key as the contract spells it (contract/flows.ts Flow). */
