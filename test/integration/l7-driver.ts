@@ -87,6 +87,14 @@ const service = new L7Service({
   wallMs: (ns) => bootOffMs + ns / 1e6,
   kernelCounters: () => l7Counters([k.classifier.map('emon_l7_stats'), ...(ssl ? [ssl.obj.map(SSL_MAP.stats)] : [])]),
   hooks,
+  // The daemon's process table names processes; here /proc does (a process already gone has none).
+  comm: (pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  },
   tlsSocketsUnavailable: ssl?.socketsUnavailable ?? null,
   publish: (e) => out(e),
   onTls: (e) => out({ type: 'tls', ...e }),

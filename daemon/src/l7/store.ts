@@ -126,7 +126,8 @@ export class L7Store {
     const k = flowId(e.flow.protocol, e.flow.localAddr, e.flow.localPort, e.flow.remoteAddr, e.flow.remotePort);
     const f = this.flowEntry(k);
     if (e.serverName !== undefined) f.serverName = e.serverName;
-    if (e.version !== undefined) f.tlsVersion = tlsVersionName(e.version);
+    // `1.3`, not `TLS 1.3`: the field says it is TLS.
+    if (e.version !== undefined) f.tlsVersion = tlsVersionName(e.version).replace(/^TLS /, '');
   }
 
   dnsList(f: DnsFilter): { queries: DnsQuery[]; total: number; matched: number } {
