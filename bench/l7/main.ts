@@ -24,11 +24,19 @@ import { L7_REC } from '../../daemon/src/l7/wire.js';
 import { machine, median, numArg, ROOT } from '../lib/harness.js';
 import { TcTestRunner } from '../classifier/testrun.js';
 import { l7Frames } from './packets.js';
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { SslProbes, SSL_MAP } from '../../daemon/src/l7/ssl/probes.js';
+import { resolveMapped, systemOpenSsl, libraryDirs } from '../../daemon/src/l7/ssl/libs.js';
+import { l7Counters } from '../../daemon/src/l7/kernel.js';
+import { SSL_REC } from '../../daemon/src/l7/wire.js';
 
 const REPS = numArg('reps', 7);
 const REPEAT = numArg('repeat', 1_000_000);
 const HTTP_RUNS = numArg('http-runs', 10_000);
 const EXCHANGES = numArg('exchanges', 200_000);
+const TLS_EXCHANGES = numArg('tls-exchanges', 20_000);
 const TARGET_NS = 10;
 const OBJ = path.join(ROOT, 'build/bpf');
 const runner = new TcTestRunner();
@@ -49,6 +57,14 @@ interface Row { name: string; dir: string; base: number[]; off: number[]; on: nu
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/l7 needs root (BPF_PROG_TEST_RUN)');
+  if (process.argv.includes('--uprobes-only')) {
+    const tls = await uprobeCost();
+    const dt = tls.on.map((x, i) => x - tls.off[i]!);
+    console.log(`\nbench/l7 --uprobes-only - ${machine()}`);
+    console.log(JSON.stringify({ offCpu: median(tls.off), emptyCpu: median(tls.empty), onCpu: median(tls.on), uprobeCpu: median(dt), range: [Math.min(...dt), Math.max(...dt)], perCall: median(dt) / 4,
+      wall: [median(tls.offWall), median(tls.onWall)], consumer: median(tls.consumer), seen: tls.seen, ringbufFull: tls.ringbufFull }));
+    return;
+  }
   const frames = l7Frames();
   const shipped = BpfObject.open(path.join(OBJ, 'flows.bpf.o'));
   shipped.load();
@@ -112,6 +128,9 @@ async function main(): Promise<void> {
 
     // 3. User space: exchanges parsed per CPU second, from records laid out as in the ring.
     const userRow = parseRate(EXCHANGES);
+    const userSsl = parseRateSsl(EXCHANGES);
+    // 4. The OpenSSL uprobes: the same TLS loop with and without them, alternating.
+    const tls = await uprobeCost();
 
     const t = new Table({ head: ['packet (existing flow)', 'dir', 'shipped ns', 'L7 off ns', 'L7 on ns', 'on - shipped ns (min..max)', 'off - shipped ns', `<= ${TARGET_NS} ns`], style: { head: [], border: [] } });
     for (const r of rows) {
@@ -130,6 +149,14 @@ async function main(): Promise<void> {
     console.log(t2.toString());
     console.log(`\nuser space: ${userRow.exchanges} HTTP exchanges (request + response record each, keep-alive, 1 KiB bodies) decoded and parsed`);
     console.log(`  CPU per exchange: ${(userRow.cpuNs / 1000).toFixed(2)} us (median of ${userRow.samples} runs); ${Math.round(1e9 / userRow.cpuNs).toLocaleString()} exchanges/s on one core; every exchange paired: ${userRow.ok}`);
+    console.log(`user space, HTTPS through the uprobes: ${userSsl.exchanges} exchanges as SSL_write/SSL_read records (request, response) decoded and parsed`);
+    console.log(`  CPU per exchange: ${(userSsl.cpuNs / 1000).toFixed(2)} us (median of ${userSsl.samples} runs); ${Math.round(1e9 / userSsl.cpuNs).toLocaleString()} exchanges/s on one core; every exchange paired: ${userSsl.ok}`);
+    const t3 = new Table({ head: ['TLS loop (1 process, BIO pair)', 'no uprobes CPU ns/exch.', 'empty uprobes CPU ns/exch.', 'ebpfmon uprobes CPU ns/exch.', 'ebpfmon - none ns/exch. (min..max)', 'per SSL call ns', 'ebpfmon - empty ns/exch.', 'wall ns/exch. off / on', 'consumer CPU ns/exch.', 'exchanges seen / run', 'ring full'], style: { head: [], border: [] } });
+    const dt = tls.on.map((x, i) => x - tls.off[i]!);
+    t3.push([`${TLS_EXCHANGES} exchanges/run, ${REPS} runs`, median(tls.off).toFixed(0), median(tls.empty).toFixed(0), median(tls.on).toFixed(0), `${median(dt).toFixed(0)} (${Math.min(...dt).toFixed(0)}..${Math.max(...dt).toFixed(0)})`,
+      (median(dt) / 4).toFixed(0), (median(tls.on) - median(tls.empty)).toFixed(0), `${median(tls.offWall).toFixed(0)} / ${median(tls.onWall).toFixed(0)}`, median(tls.consumer).toFixed(0), tls.seen.join(','), tls.ringbufFull]);
+    console.log(`\nOpenSSL uprobes (SSL_write/SSL_read entry+return, 4 calls per exchange; 1 KiB response): the loop's own CPU (CLOCK_PROCESS_CPUTIME_ID) with and without; the consumer (this process: ring drain + parse, client and server side of each exchange) separately; records drained and parsed live`);
+    console.log(t3.toString());
   } finally {
     on.close();
     off.close();
@@ -187,6 +214,119 @@ function parseRate(n: number): { exchanges: number; cpuNs: number; samples: numb
     samples.push(cpu / (Math.ceil(n / batch) * batch));
   }
   return { exchanges: n, cpuNs: median(samples), samples: samples.length, ok };
+}
+
+/** The same exchanges as SSL_write/SSL_read records (EV_SSL), as the uprobes write them. */
+function parseRateSsl(n: number): { exchanges: number; cpuNs: number; samples: number; ok: boolean } {
+  const req = Buffer.from('GET /api/v1/items/12345?x=1 HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n');
+  const res = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n'), Buffer.alloc(1024, 0x61)]);
+  const F = SSL_REC.fields;
+  const size = (d: Buffer) => (SSL_REC.size + (d.length <= 256 ? 256 : 4096) + 7) & ~7;
+  const batch = 10_000;
+  const buf = Buffer.alloc((size(req) + size(res)) * batch);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  const write = (off: number, data: Buffer, dir: number, seq: number, ts: number) => {
+    buf.fill(0, off, off + SSL_REC.size);
+    buf.writeUInt16LE(17, off);
+    buf.writeBigUInt64LE(BigInt(ts), off + 8);
+    buf.writeBigUInt64LE(0x5555n, off + F.ssl.offset);
+    buf.writeUInt32LE(4242, off + F.tgid.offset);
+    buf.writeUInt32LE(seq >>> 0, off + F.seq.offset);
+    buf.writeUInt32LE(data.length, off + F.len.offset);
+    buf.writeUInt16LE(data.length, off + F.cap_len.offset);
+    buf[off + F.dir.offset] = dir;
+    buf.write('bench', off + F.comm.offset, 'latin1');
+    data.copy(buf, off + SSL_REC.size);
+    return size(data);
+  };
+  const samples: number[] = [];
+  let ok = true;
+  for (let s = 0; s < 5; s++) {
+    let got = 0;
+    const p = new L7Pipeline({ cache: new ResolverCache(), sinks: { http: (e) => { if (e.status === 200 && e.tls) got++; } }, wallMs: () => 0 });
+    let cseq = 0, sseq = 0, ts = 1, cpu = 0;
+    const sizes: number[] = [];
+    for (let done = 0; done < n; done += batch) {
+      let off = 0;
+      sizes.length = 0;
+      for (let i = 0; i < batch; i++) {
+        const a = write(off, req, 0, cseq, ts++); off += a; sizes.push(a); cseq += req.length;
+        const b = write(off, res, 1, sseq, ts++); off += b; sizes.push(b); sseq += res.length;
+      }
+      const t0 = process.cpuUsage();
+      for (let o = 0, i = 0; o < off; o += sizes[i++]!) p.onRecord(view, o, sizes[i]!);
+      const d = process.cpuUsage(t0);
+      cpu += (d.user + d.system) * 1000;
+    }
+    p.flush(ts);
+    if (got !== Math.ceil(n / batch) * batch) ok = false;
+    samples.push(cpu / (Math.ceil(n / batch) * batch));
+  }
+  return { exchanges: n, cpuNs: median(samples), samples: samples.length, ok };
+}
+
+/** Runs bench/l7/ssl_loop.c against the system's libssl, uprobes detached and attached in turn. */
+async function uprobeCost(): Promise<{ off: number[]; on: number[]; empty: number[]; offWall: number[]; onWall: number[]; consumer: number[]; seen: number[]; ringbufFull: number }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-bench-l7-'));
+  const probes = SslProbes.load({ objectFile: path.join(OBJ, 'ssl.bpf.o') });
+  const empty = SslProbes.load({ objectFile: path.join(OBJ, 'fixtures/ssl_empty.bpf.o') });
+  let seen = 0;
+  const pipe = new L7Pipeline({ cache: new ResolverCache(), sinks: { http: (e) => { if (e.tls && e.status === 200) seen++; } }, wallMs: () => 0 });
+  const ring = new RingBufReader(probes.obj.map(SSL_MAP.events), pipe.onRecord, { coalesceMs: 1 });
+  try {
+    const bin = path.join(dir, 'ssl_loop');
+    execFileSync('gcc', ['-O2', '-Wall', '-o', bin, path.join(ROOT, 'bench/l7/ssl_loop.c'), '-lssl', '-lcrypto']);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=bench'], { stdio: 'ignore' });
+    const lib = systemOpenSsl(libraryDirs()).map((p) => resolveMapped(process.pid, p)).find((f) => f !== null);
+    if (!lib) throw new Error('no system libssl found');
+    const run = () => new Promise<[number, number]>((resolve, reject) => execFile(bin, [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem'), String(TLS_EXCHANGES)], (err, out) => {
+      if (err) return reject(err);
+      const f = out.trim().split(' ').map(Number);
+      resolve([f[1]!, f[2]!]);
+    }));
+    ring.start();
+    const off: number[] = [], on: number[] = [], offWall: number[] = [], onWall: number[] = [], seenRuns: number[] = [], consumer: number[] = [];
+    const emptyCpu: number[] = [];
+    const orders = [['off', 'empty', 'on'], ['on', 'off', 'empty'], ['empty', 'on', 'off']] as const;
+    for (let rep = -1; rep < REPS; rep++) {
+      for (const which of orders[(rep + 3) % 3]!) {
+        const hooked = which === 'on';
+        if (which === 'empty') {
+          const r = empty.hook(lib);
+          if (!r.ok) throw new Error(r.reason);
+          const [, ns] = await run();
+          empty.unhookAll();
+          if (rep >= 0) emptyCpu.push(ns);
+          continue;
+        }
+        if (hooked) {
+          const r = probes.hook(lib);
+          if (!r.ok) throw new Error(r.reason);
+        }
+        seen = 0;
+        const c0 = process.cpuUsage();
+        const [wall, ns] = await run();
+        if (hooked) {
+          for (let i = 0; i < 50 && ring.pendingBytes() > 0; i++) await new Promise((r) => setTimeout(r, 5));
+          const c = process.cpuUsage(c0);
+          if (rep >= 0) consumer.push(((c.user + c.system) * 1000) / TLS_EXCHANGES);
+          pipe.flush(Number.MAX_SAFE_INTEGER);
+          probes.unhookAll();
+          if (rep >= 0) seenRuns.push(seen);
+        }
+        if (rep >= 0) {
+          (hooked ? on : off).push(ns);
+          (hooked ? onWall : offWall).push(wall);
+        }
+      }
+    }
+    return { off, on, empty: emptyCpu, offWall, onWall, consumer, seen: seenRuns, ringbufFull: l7Counters([probes.obj.map(SSL_MAP.stats)]).ringbufFull };
+  } finally {
+    ring.close();
+    probes.close();
+    empty.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function recSizeAt(v: DataView, o: number): number {

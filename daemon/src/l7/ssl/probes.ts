@@ -119,6 +119,12 @@ export class SslProbes implements SslAttacher {
     return { ok: true, functions };
   }
 
+  /** Detaches every library (bench/l7 alternates hooked and unhooked runs). */
+  unhookAll(): void {
+    for (const ls of this.links.values()) for (const l of ls) L.bpf_link__destroy(l);
+    this.links.clear();
+  }
+
   hookedCount(): number {
     return this.links.size;
   }
