@@ -227,11 +227,19 @@ http {
     assert.ok(st.counters.sslCalls >= 4);
   });
 
-  test('a process that starts after the hooks, with its own copy of libssl, is found at exec and decrypted (openssl s_client)', async () => {
+  test('a process that starts after the hooks, with its own copy of libssl, is found at exec and decrypted (openssl s_client over loopback, where no ClientHello is seen)', async () => {
     const libdir = path.join(dir, 'lib');
     fs.mkdirSync(libdir);
     fs.copyFileSync('/usr/lib/x86_64-linux-gnu/libssl.so.3', path.join(libdir, 'libssl.so.3'));
-    const c = client.spawn('openssl', ['s_client', '-connect', `${link.b.ip4}:${tlsPort}`, '-servername', sni, '-quiet', '-ign_eof'],
+    // A server on the client's own loopback: the classifier is not on `lo`, so no TLS flow
+    // points at the process; only the exec-time scan of its maps can find the copy.
+    const www = path.join(dir, 'www');
+    const lo = client.spawn('openssl', ['s_server', '-WWW', '-accept', `127.0.0.1:${tlsPort}`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'), '-quiet'], { cwd: www });
+    for (let i = 0; (await client.exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${tlsPort}/page.txt`], { allowFail: true })).stdout !== '200'; i++) {
+      assert.ok(i < 50, 'loopback s_server did not start');
+      await sleep(100);
+    }
+    const c = client.spawn('openssl', ['s_client', '-connect', `127.0.0.1:${tlsPort}`, '-servername', sni, '-quiet', '-ign_eof'],
       { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LD_LIBRARY_PATH: libdir } });
     const got = output(c);
     // The copy is mapped (the truth), and status lists it as hooked for this pid.
@@ -250,7 +258,9 @@ http {
     assert.match(got(), /^HTTP\/1\.0 200 ok/);
     const rec = await waitFor<HttpRequest>('http', (o) => o.pid === c.pid, 1);
     assert.equal(rec.length, 1);
-    assert.deepEqual([rec[0]!.method, rec[0]!.path, rec[0]!.status, rec[0]!.tls, rec[0]!.comm], ['GET', '/page.txt', 200, true, 'openssl']);
+    assert.deepEqual([rec[0]!.method, rec[0]!.path, rec[0]!.status, rec[0]!.tls, rec[0]!.comm, rec[0]!.remoteAddr], ['GET', '/page.txt', 200, true, 'openssl', '127.0.0.1']);
+    assert.equal(events('tls', (o: { pid: number }) => o.pid === c.pid).length, 0, 'no ClientHello of it was seen');
+    lo.kill();
   });
 
   test('status names a process using GnuTLS (wget) as not hooked, with the library, and decrypts nothing of it', async () => {
