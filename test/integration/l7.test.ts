@@ -225,6 +225,7 @@ http {
     assert.ok(system, JSON.stringify(st.tlsLibraries));
     assert.deepEqual(system.functions, ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']);
     assert.ok(st.counters.sslCalls >= 4);
+    assert.equal(st.loss.helloErrors, 0, 'every hello seen was read');
   });
 
   test('a process that starts after the hooks, with its own copy of libssl, is found at exec and decrypted (openssl s_client over loopback, where no ClientHello is seen)', async () => {

@@ -219,7 +219,15 @@ export interface L7Status {
   /** Kept in memory for dns.list / http.list, and their bounds. */
   kept: { dnsQueries: number; httpRequests: number; maxDnsQueries: number; maxHttpRequests: number };
   /** What user space lost or gave up on (the kernel's own are in counters). */
-  loss: { connectionsEvicted: number; dnsUnanswered: number; httpUnanswered: number; bytesLost: number; ringbufFull: number };
+  loss: {
+    connectionsEvicted: number;
+    dnsUnanswered: number;
+    httpUnanswered: number;
+    bytesLost: number;
+    ringbufFull: number;
+    /** TLS hellos that could not be read (malformed, or incomplete when their flow ended). */
+    helloErrors: number;
+  };
 }
 
 /** Configuration keys (convict schema `l7`): all off by default. */

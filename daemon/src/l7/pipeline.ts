@@ -130,14 +130,17 @@ export class L7Pipeline {
       if (c.http) {
         if (r.flags & L7_F_SKIPPED) c.http.skipTo(r.dir, r.seq, r.tsNs);
         c.http.piece(r.dir, piece);
-      } else if (c.streams) {
+      } else if (c.streams && !c.tls?.done) {
         if (r.flags & L7_F_SKIPPED) c.streams[r.dir].skipTo(r.seq, r.tsNs);
         c.streams[r.dir].push(piece);
       }
     }
     if (r.tcpFlags & RST) c.ended = [true, true];
     else if (r.tcpFlags & FIN) c.ended[r.dir] = true;
-    if ((c.ended[0] && c.ended[1]) || (c.tls && c.tls.done)) this.end(id, c, r.tsNs);
+    // A TLS flow whose hellos are read stays (ignoring what the kernel still copies of its
+    // budget) until it ends or idles out: ended at once, the next record would open it
+    // again with that record's direction taken for the client's (counted malformed).
+    if (c.ended[0] && c.ended[1]) this.end(id, c, r.tsNs);
   }
 
   ssl(r: SslRecord): void {

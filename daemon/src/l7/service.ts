@@ -96,6 +96,7 @@ export class L7Service implements L7Api {
         httpUnanswered: c.http.unanswered,
         bytesLost: c.http.bytesLost + c.tlsStreams.bytesLost,
         ringbufFull: k.ringbufFull,
+        helloErrors: c.tls.malformed + c.tls.incomplete,
       },
     };
   }
