@@ -16,19 +16,18 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "lib/net.bpf.h"
 #include "l7.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TC_ACT_UNSPEC (-1)
-#define ETH_P_IP   0x0800
-#define ETH_P_IPV6 0x86DD
 
-/* Types that only appear in ring-buffer records: referenced here so that their BTF is in
- * the object for the layout check. */
+/* Types that only appear in ring-buffer records, and the counters' enum: referenced here so
+ * that their BTF is in the object for test/unit/daemon/l7/layout.test.ts. */
 struct emon_l7_rec *unused_l7_rec __attribute__((unused));
+enum emon_l7_stat *unused_l7_stat __attribute__((unused));
 
 /* Tail-called by the classifier (emon_l7_progs) at the end of its work on a packet of a
  * flow that is, or may become, DNS, HTTP or TLS: the flow's key and what the classifier
@@ -67,7 +66,7 @@ int tc_l7_tap(struct __sk_buff *skb)
 
 		if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
 			return TC_ACT_UNSPEC;
-		if (ip.ihl < 5 || (bpf_ntohs(ip.frag_off) & 0x3FFF))
+		if (ip.ihl < 5 || (bpf_ntohs(ip.frag_off) & (IP_MF | IP_OFFSET)))
 			return TC_ACT_UNSPEC; /* fragments: not followed here */
 		proto = ip.protocol;
 		off = ip.ihl * 4;
@@ -120,7 +119,7 @@ int tc_l7_tap(struct __sk_buff *skb)
 	if (proto == IPPROTO_TCP) {
 		lp->seq = ((__u32)l4[4] << 24) | ((__u32)l4[5] << 16) | ((__u32)l4[6] << 8) | l4[7];
 		lp->ack = ((__u32)l4[8] << 24) | ((__u32)l4[9] << 16) | ((__u32)l4[10] << 8) | l4[11];
-		lp->tcp_flags = l4[13];
+		lp->tcp_flags = l4[TCP_FLAGS_OFF];
 		off += (l4[12] >> 4) * 4;
 	} else {
 		off += 8;

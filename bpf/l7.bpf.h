@@ -7,7 +7,7 @@
 #ifndef EMON_L7_BPF_H
 #define EMON_L7_BPF_H
 
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "l7.h"
 
 /* payload pieces for user space (kept apart from emon_events: a burst of payload must not
@@ -335,7 +335,7 @@ static __always_inline __attribute__((unused)) int l7_flow_packet(struct __sk_bu
 			return 0;
 		lp->seq = ((__u32)s->b[4] << 24) | ((__u32)s->b[5] << 16) | ((__u32)s->b[6] << 8) | s->b[7];
 		lp->ack = ((__u32)s->b[8] << 24) | ((__u32)s->b[9] << 16) | ((__u32)s->b[10] << 8) | s->b[11];
-		lp->tcp_flags = s->b[13];
+		lp->tcp_flags = s->b[TCP_FLAGS_OFF];
 	}
 	if (st == EMON_L7_UNDECIDED) {
 		st = l7_decide(skb, k, s);

@@ -6,7 +6,7 @@
 #ifndef EMON_L7_H
 #define EMON_L7_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 #include "flows.h"
 
 /* Ring-buffer record types (continuing enum emon_event_type). */

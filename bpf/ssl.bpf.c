@@ -17,7 +17,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
-#include "lib/helpers.bpf.h"
+#include "monitor/helpers.bpf.h"
 #include "l7.h"
 
 /* libbpf 1.1 has no BPF_UPROBE/BPF_URETPROBE: the kprobe macros read the same pt_regs. */
