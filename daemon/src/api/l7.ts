@@ -4,19 +4,15 @@
 // the `ebpfmon` group sees only its own uid's queries and requests (names and paths say as
 // much about a user as the flows do). Once L7Methods is merged into the contract's
 // Methods, `l7Method` is `method` and these go into buildApi().
-import { HTTP_STATUS_PATTERN, type L7Methods, type L7MethodName, type L7Status } from '../contract/l7.js';
+import { HTTP_STATUS_PATTERN, type L7Methods, type L7MethodName } from '../contract/l7.js';
+import type { L7Api } from '../l7/api.js';
 import type { DnsFilter, HttpFilter } from '../l7/store.js';
 import { globRegExp } from '../l7/store.js';
 import { scopeUid, type Caller } from './caller.js';
 import type { Access } from './method.js';
 import { optBool, optInt, optString, paramsObject } from './validate.js';
 
-/** What the API needs of the application layer (daemon/src/l7). */
-export interface L7Api {
-  dnsList(f: DnsFilter): L7Methods['dns.list']['result'];
-  httpList(f: HttpFilter): L7Methods['http.list']['result'];
-  status(): L7Status;
-}
+export type { L7Api };
 
 /** MethodDef (method.ts) over L7Methods until they join Methods. */
 export interface L7MethodDef<M extends L7MethodName, V = unknown> {

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The application layer as the daemon will hold it: ring-buffer records (classifier, tap,
 // uprobes) -> pipeline -> store (dns.list, http.list, flow names) and events; the OpenSSL
-// hooks told about TLS flows; status. Implements the API's L7Api (api/l7.ts). No kernel
+// hooks told about TLS flows; status. Implements L7Api (l7/api.ts), which api/l7.ts serves. No kernel
 // objects here: the caller owns them and hands their counters in.
 import type { DnsEvent, HttpEvent as HttpEventContract, L7CounterName, L7Status } from '../contract/l7.js';
-import type { L7Api } from '../api/l7.js';
+import type { L7Api } from './api.js';
 import { ResolverCache } from './dns/cache.js';
 import { L7Pipeline, type TlsEvent } from './pipeline.js';
 import { L7Store, type DnsFilter, type HttpFilter } from './store.js';
