@@ -90,7 +90,7 @@ struct emon_ssl_rec {
 	__u8  dir;         /* 0: SSL_write (sent), 1: SSL_read (received) */
 	__u8  flags;       /* EMON_SSL_F_* */
 	char  comm[EMON_COMM_LEN];
-	__u8  data[];      /* EMON_L7_SMALL or EMON_SSL_CAP bytes reserved */
+	__u8  data[];      /* EMON_L7_SMALL, EMON_L7_LARGE or EMON_SSL_CAP bytes reserved */
 };
 
 /* Indexes into emon_l7_stats and emon_ssl_stats (per-CPU u64). Names in user space:

@@ -155,7 +155,10 @@ static __always_inline void l7_ssl_lost(void)
 	ssl_stat(EMON_L7_STAT_RINGBUF_FULL);
 }
 
+/* Three sizes: the ring holds what is reserved, so a 1 KiB response in a 4 KiB record
+ * would take four times the room it needs. */
 DEFINE_SSL_EMIT(ssl_emit_small, EMON_L7_SMALL)
+DEFINE_SSL_EMIT(ssl_emit_medium, EMON_L7_LARGE)
 DEFINE_SSL_EMIT(ssl_emit_large, EMON_SSL_CAP)
 
 static __always_inline int on_return(long ret)
@@ -202,6 +205,8 @@ static __always_inline int on_return(long ret)
 			ssl_stat(EMON_L7_STAT_SSL_NO_SOCKET);
 		if (n <= EMON_L7_SMALL)
 			ssl_emit_small(c, conn, n, 0);
+		else if (n <= EMON_L7_LARGE)
+			ssl_emit_medium(c, conn, n, 0);
 		else
 			ssl_emit_large(c, conn, n, 0);
 		conn->seq[c->dir & 1] += n;

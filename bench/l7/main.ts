@@ -221,7 +221,7 @@ function parseRateSsl(n: number): { exchanges: number; cpuNs: number; samples: n
   const req = Buffer.from('GET /api/v1/items/12345?x=1 HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n');
   const res = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n'), Buffer.alloc(1024, 0x61)]);
   const F = SSL_REC.fields;
-  const size = (d: Buffer) => (SSL_REC.size + (d.length <= 256 ? 256 : 4096) + 7) & ~7;
+  const size = (d: Buffer) => (SSL_REC.size + (d.length <= 256 ? 256 : d.length <= 2048 ? 2048 : 4096) + 7) & ~7;
   const batch = 10_000;
   const buf = Buffer.alloc((size(req) + size(res)) * batch);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
