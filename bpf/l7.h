@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Application layer (issue 14): what the classifier's L7 hook (bpf/l7.bpf.h), the loopback
- * DNS tap (bpf/l7.bpf.c) and the OpenSSL uprobes (bpf/ssl.bpf.c) hand to user space
+/* Application layer (issue 14): what the L7 stage of the classifier's hook chain and the
+ * loopback DNS tap (bpf/l7.bpf.c) and the OpenSSL uprobes (bpf/ssl.bpf.c) hand to user space
  * (daemon/src/l7/wire.ts mirrors it). Payload bytes only ever go to the ring buffer, are
  * parsed in memory and dropped: never logged, never stored. */
 #ifndef EMON_L7_H
@@ -18,17 +18,7 @@
 #define EMON_CFG_L7_HTTP (1U << 2)
 #define EMON_CFG_L7_TLS  (1U << 3)
 
-/* A flow's L7 state (one byte of struct emon_flow, see bpf/l7.bpf.h). Decided once, on the
- * flow's first packet (UDP, TCP port 53) or first payload packet (TCP); after that a flow
- * that is none of these costs one byte test per packet. */
-enum emon_l7_state {
-	EMON_L7_UNDECIDED = 0,
-	EMON_L7_NONE      = 1, /* not DNS/HTTP/TLS, or L7 off when decided */
-	EMON_L7_DNS       = 2,
-	EMON_L7_HTTP      = 3,
-	EMON_L7_TLS       = 4, /* copying the hellos */
-	EMON_L7_DONE      = 5, /* TLS hellos copied: nothing more to copy */
-};
+/* A flow's L7 state: struct emon_flow.l7_state, enum emon_l7_state (flows.h). */
 
 /* Bytes copied per record: small payloads take a small record (the ring holds what is
  * reserved, not what is used). */

@@ -97,6 +97,11 @@ export class TlsHooks {
     }
   }
 
+  /** Identities (st_dev:st_ino) of the files hooked in this run. */
+  hookedIdentities(): Set<string> {
+    return new Set(this.libs.keys());
+  }
+
   /** Whether `pid` maps a hooked file (as far as the scans saw). */
   isCovered(pid: number): boolean {
     return (this.covered.get(pid)?.size ?? 0) > 0;

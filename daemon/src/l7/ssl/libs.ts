@@ -3,11 +3,11 @@
 // executable, the ELF section names. Only OpenSSL's libssl (and executables that carry
 // OpenSSL's SSL_write symbol: statically linked with symbols) can be hooked; the rest are
 // named so that `status` can say why a process's HTTPS is not decrypted.
-//
-// The ELF reading is hand-written: only the section-name table is needed (a Go binary has
-// `.go.buildinfo` / `.note.go.buildid`), a few dozen lines against a dependency.
+// The ELF reading (section names: a Go binary has `.go.buildinfo`) is sys/elf.ts.
 import fs from 'node:fs';
 import path from 'node:path';
+
+export { elfSectionNames } from '../../sys/elf.js';
 
 /** A mapped file, as the process sees it and as this daemon can open it. */
 export interface MappedFile {
@@ -73,47 +73,6 @@ export function executableOf(pid: number, procRoot = '/proc'): MappedFile | null
     return { path: target, hostPath: `${procRoot}/${pid}/exe`, identity: `${st.dev}:${st.ino}` };
   } catch {
     return null;
-  }
-}
-
-/** Section names of a 64-bit little-endian ELF file; null when it is not one. Reads only
- * the header, the section table and the name table (bounded). */
-export function elfSectionNames(file: string): string[] | null {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    const read = (pos: number, len: number): Buffer => {
-      const b = Buffer.alloc(len);
-      const n = fs.readSync(fd, b, 0, len, pos);
-      return b.subarray(0, n);
-    };
-    const h = read(0, 64);
-    if (h.length < 64 || h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return null;
-    const shoff = Number(h.readBigUInt64LE(0x28));
-    const shentsize = h.readUInt16LE(0x3a);
-    const shnum = h.readUInt16LE(0x3c);
-    const shstrndx = h.readUInt16LE(0x3e);
-    if (shentsize < 64 || shnum === 0 || shnum > 4096 || shstrndx >= shnum) return null;
-    const table = read(shoff, shnum * shentsize);
-    if (table.length < shnum * shentsize) return null;
-    const strHdr = shstrndx * shentsize;
-    const strOff = Number(table.readBigUInt64LE(strHdr + 0x18));
-    const strSize = Math.min(Number(table.readBigUInt64LE(strHdr + 0x20)), 1 << 20);
-    const strs = read(strOff, strSize);
-    const names: string[] = [];
-    for (let i = 0; i < shnum; i++) {
-      const at = table.readUInt32LE(i * shentsize);
-      if (at >= strs.length) continue;
-      const end = strs.indexOf(0, at);
-      names.push(strs.toString('latin1', at, end < 0 ? strs.length : end));
-    }
-    return names;
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

@@ -1,138 +1,102 @@
 // SPDX-License-Identifier: Apache-2.0
-// The OpenSSL uprobes (bpf/ssl.bpf.c) in the kernel: the object loaded once, its two socket
-// tracepoints attached once, and the eight uprobes (entry and return of SSL_write, SSL_read
-// and their _ex variants) attached once per library FILE, for every process: a uprobe
-// belongs to the file's inode, so one attachment covers the processes that map that file
-// now and those that will (libbpf resolves each symbol in the file: func_name).
-import { BpfError } from '../../bpf/errors.js';
-import * as L from '../../bpf/libbpf.js';
-import { BpfObject } from '../../bpf/object.js';
-import { lastErrno } from '../../sys/libc.js';
+// The OpenSSL uprobes (bpf/ssl.bpf.c, the `ssl` component) on library files: the eight
+// programs (entry and return of SSL_write, SSL_read and their _ex variants) attached once
+// per library FILE, for every process: a uprobe belongs to the file's inode, so one
+// attachment covers the processes that map that file now and those that will. Each link
+// is pinned under the file's identity (st_dev, st_ino) and the program: a restarted
+// daemon finds them and attaches nothing twice; an upgraded ssl.bpf.o drops them all (they
+// run the old programs) and attaches again.
+import type { Logger } from 'pino';
+import type { Deployment } from '../../bpf/deployment.js';
+import { attachUprobe } from '../../bpf/uprobe.js';
+import { elfFunctionOffsets } from '../../sys/elf.js';
+import { SSL_FUNCTIONS } from '../components.js';
 import type { MappedFile } from './libs.js';
 
-export const SSL_MAP = { events: 'emon_ssl_events', stats: 'emon_ssl_stats', calls: 'emon_ssl_calls', conns: 'emon_ssl_conns', busy: 'emon_ssl_busy' } as const;
+export { SSL_FUNCTIONS };
 
-/** Each hooked function with its entry and return programs. SSL_write and SSL_read are
- * required; the _ex variants exist from OpenSSL 1.1.1 on. */
-export const SSL_FUNCTIONS = [
-  { name: 'SSL_write', entry: 'uprobe_ssl_write', ret: 'uretprobe_ssl_write', required: true },
-  { name: 'SSL_read', entry: 'uprobe_ssl_read', ret: 'uretprobe_ssl_read', required: true },
-  { name: 'SSL_write_ex', entry: 'uprobe_ssl_write_ex', ret: 'uretprobe_ssl_write_ex', required: false },
-  { name: 'SSL_read_ex', entry: 'uprobe_ssl_read_ex', ret: 'uretprobe_ssl_read_ex', required: false },
-] as const;
-
-/** sock:sock_send_length / sock_recv_length tell which socket a call uses (6.3+). */
-export const SSL_SOCKET_TPS = [
-  { prog: 'tp_sock_send_length', category: 'sock', name: 'sock_send_length' },
-  { prog: 'tp_sock_recv_length', category: 'sock', name: 'sock_recv_length' },
-] as const;
-
-export type HookResult = { ok: true; functions: string[] } | { ok: false; reason: string };
+export type HookResult = { ok: true; functions: string[]; adopted: boolean } | { ok: false; reason: string };
 
 /** What TlsHooks needs of the kernel side (a fake in unit tests). */
 export interface SslAttacher {
   hook(file: MappedFile): HookResult;
 }
 
+const PREFIX = 'ssl_';
+/** Pin name of one uprobe link: `ssl_<dev>_<ino>_<program>`. */
+export function sslLinkName(identity: string, prog: string): string {
+  return `${PREFIX}${identity.replace(':', '_')}_${prog}`;
+}
+
 export class SslProbes implements SslAttacher {
-  private readonly links = new Map<string, L.Ptr[]>();
-  /** Why the socket tracepoints are not there (records then carry no flow key), or null. */
-  readonly socketsUnavailable: string | null;
+  private readonly hooked = new Set<string>();
 
-  private constructor(readonly obj: BpfObject, private readonly tpLinks: L.Ptr[], socketsUnavailable: string | null) {
-    this.socketsUnavailable = socketsUnavailable;
-  }
+  constructor(private readonly dep: Deployment, private readonly log: Logger) {}
 
-  /**
-   * Loads bpf/ssl.bpf.o. `shareFrom`: an object whose maps of the same name this one uses
-   * (the monitor's emon_config...). Without the socket tracepoints (a kernel before 6.3,
-   * or one that refuses them) the uprobes still load: plaintext without its socket.
-   */
-  static load(opts: { objectFile: string; shareFrom?: BpfObject }): SslProbes {
-    const open = (withSockets: boolean): BpfObject => {
-      const obj = BpfObject.open(opts.objectFile);
-      try {
-        if (opts.shareFrom) {
-          const shared = new Set(opts.shareFrom.mapNames());
-          for (const m of obj.mapNames()) if (shared.has(m) && !m.startsWith('emon_ssl_') && !m.startsWith('.')) obj.reuseMap(m, opts.shareFrom.map(m).fd);
-        }
-        if (!withSockets) for (const t of SSL_SOCKET_TPS) obj.setAutoload(t.prog, false);
-        obj.load();
-        return obj;
-      } catch (err) {
-        obj.close();
-        throw err;
-      }
-    };
-    let obj: BpfObject;
-    let unavailable: string | null = null;
-    try {
-      obj = open(true);
-    } catch (err) {
-      obj = open(false);
-      unavailable = `socket tracepoints refused: ${(err as Error).message}`;
-    }
-    const tpLinks: L.Ptr[] = [];
-    if (!unavailable) {
-      for (const t of SSL_SOCKET_TPS) {
-        const link = L.bpf_program__attach_tracepoint(obj.program(t.prog), t.category, t.name);
-        if (link === null) {
-          unavailable = new BpfError('attaching', t.prog, lastErrno(), { target: `${t.category}:${t.name}` }).message;
-          break;
-        }
-        tpLinks.push(link);
-      }
-      if (unavailable) for (const l of tpLinks.splice(0)) L.bpf_link__destroy(l);
-    }
-    return new SslProbes(obj, tpLinks, unavailable);
-  }
-
-  /** Attaches the uprobes to one library file (once per identity). */
+  /** Attaches the uprobes to one library file, or adopts the links a previous run pinned. */
   hook(file: MappedFile): HookResult {
-    if (this.links.has(file.identity)) return { ok: true, functions: [] };
-    const links: L.Ptr[] = [];
+    const pinned = new Set(this.dep.linkPins(sslLinkName(file.identity, '')));
+    const adopted = SSL_FUNCTIONS.filter((f) => pinned.has(sslLinkName(file.identity, f.entry)) && pinned.has(sslLinkName(file.identity, f.ret)));
+    if (SSL_FUNCTIONS.every((f) => !f.required || adopted.includes(f))) {
+      this.hooked.add(file.identity);
+      return { ok: true, functions: adopted.map((f) => f.name), adopted: true };
+    }
+    for (const p of pinned) this.dep.unpinLink(p); // a partial set: start over
+    const offsets = elfFunctionOffsets(file.hostPath, SSL_FUNCTIONS.map((f) => f.name));
+    if (!offsets) return { ok: false, reason: `${file.path} is not a 64-bit ELF file` };
     const functions: string[] = [];
     for (const f of SSL_FUNCTIONS) {
-      const pair: L.Ptr[] = [];
-      let failed: string | null = null;
-      for (const [prog, retprobe] of [[f.entry, false], [f.ret, true]] as const) {
-        const opts: L.UprobeOpts = { sz: L.UPROBE_OPTS_SIZE, ref_ctr_offset: 0, bpf_cookie: 0n, retprobe, func_name: f.name };
-        const link = L.bpf_program__attach_uprobe_opts(this.obj.program(prog), -1, file.hostPath, 0, opts);
-        if (link === null) {
-          failed = new BpfError('attaching', prog, lastErrno(), { target: `${file.path} ${f.name}` }).message;
-          break;
+      const off = offsets.get(f.name);
+      let failed: string | null = off === undefined ? `no ${f.name} symbol` : null;
+      const done: string[] = [];
+      for (const [prog, ret] of [[f.entry, false], [f.ret, true]] as const) {
+        if (failed) break;
+        try {
+          const fd = attachUprobe(this.dep.progFd(prog), prog, file.hostPath, off!, ret);
+          this.dep.pinLink(sslLinkName(file.identity, prog), fd);
+          done.push(prog);
+        } catch (err) {
+          failed = (err as Error).message;
         }
-        pair.push(link);
       }
       if (failed) {
-        for (const l of pair) L.bpf_link__destroy(l);
+        for (const prog of done) this.dep.unpinLink(sslLinkName(file.identity, prog));
         if (f.required) {
-          for (const l of links) L.bpf_link__destroy(l);
-          return { ok: false, reason: failed };
+          for (const g of SSL_FUNCTIONS) for (const prog of [g.entry, g.ret]) this.dep.unpinLink(sslLinkName(file.identity, prog));
+          return { ok: false, reason: `${file.path}: ${failed}` };
         }
         continue;
       }
-      links.push(...pair);
       functions.push(f.name);
     }
-    this.links.set(file.identity, links);
-    return { ok: true, functions };
+    this.hooked.add(file.identity);
+    this.log.info({ path: file.path, identity: file.identity, functions }, 'OpenSSL uprobes attached');
+    return { ok: true, functions, adopted: false };
   }
 
-  /** Detaches every library (bench/l7 alternates hooked and unhooked runs). */
-  unhookAll(): void {
-    for (const ls of this.links.values()) for (const l of ls) L.bpf_link__destroy(l);
-    this.links.clear();
+  /** Detaches every library's uprobes (TLS switched off, or ssl.bpf.o upgraded). */
+  unhookAll(): number {
+    const names = this.dep.linkPins(PREFIX);
+    for (const n of names) this.dep.unpinLink(n);
+    this.hooked.clear();
+    return names.length;
+  }
+
+  /** Detaches the uprobes of files no longer found (a replaced library, a container gone):
+   * their pins would otherwise hold the old inodes forever. */
+  prune(keep: ReadonlySet<string>): number {
+    let n = 0;
+    const ids = new Set(this.dep.linkPins(PREFIX).map((l) => /^ssl_(\d+)_(\d+)_/.exec(l)).filter((m) => m !== null).map((m) => `${m![1]}:${m![2]}`));
+    for (const id of ids) {
+      if (keep.has(id)) continue;
+      for (const l of this.dep.linkPins(sslLinkName(id, ''))) this.dep.unpinLink(l);
+      this.hooked.delete(id);
+      n++;
+    }
+    return n;
   }
 
   hookedCount(): number {
-    return this.links.size;
-  }
-
-  close(): void {
-    for (const ls of this.links.values()) for (const l of ls) L.bpf_link__destroy(l);
-    this.links.clear();
-    for (const l of this.tpLinks.splice(0)) L.bpf_link__destroy(l);
-    this.obj.close();
+    return this.hooked.size;
   }
 }
