@@ -6,6 +6,7 @@
 import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
+import { l7Methods, type L7Api } from './l7.js';
 import type { MethodTable } from './method.js';
 import { monitorMethods, type TransportStats } from './monitor.js';
 
@@ -13,6 +14,8 @@ export interface ApiDeps {
   monitor: MonitorApi;
   /** The load balancer, when configured (its methods answer NotAvailable otherwise). */
   lb: LbApi | null;
+  /** The application layer, when any l7.* switch is on (dns.list/http.list answer NotAvailable otherwise). */
+  l7?: L7Api | null;
   version: string;
   startedAt: Date;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
@@ -27,8 +30,9 @@ export function buildApi(d: ApiDeps): Api {
   const lbSummary: (() => LbStatusSummary) | undefined = d.lb ? () => lbStatus(d.lb!) : undefined;
   return {
     methods: {
-      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary }),
+      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary, l7Status: d.l7 ? () => d.l7!.status() : undefined }),
       ...lbMethods(d.lb),
+      ...l7Methods(d.l7 ?? null),
     },
   };
 }
@@ -39,6 +43,7 @@ export { flowsQuery } from './monitor.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';
+export type { L7Api } from './l7.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';
 export { eventDelivery, eventFilter, subscriptionId, type EventDelivery, type EventFilter } from './events.js';

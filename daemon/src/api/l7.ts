@@ -1,29 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// PROPOSED (issue 14), not registered in api/index.ts yet: dns.list and http.list, one
-// declaration for JSON-RPC and D-Bus, as monitor.ts declares flows.list. A caller outside
-// the `ebpfmon` group sees only its own uid's queries and requests (names and paths say as
-// much about a user as the flows do). Once L7Methods is merged into the contract's
-// Methods, `l7Method` is `method` and these go into buildApi().
-import { HTTP_STATUS_PATTERN, type L7Methods, type L7MethodName } from '../contract/l7.js';
+// dns.list and http.list (issue 14), one declaration for JSON-RPC and D-Bus, as monitor.ts
+// declares flows.list. A caller outside the `ebpfmon` group sees only its own uid's queries
+// and requests (names and paths say as much about a user as the flows do). Without the
+// application layer (every l7.* switch off, or a daemon built without it) they answer
+// NotAvailable.
+import { HTTP_STATUS_PATTERN } from '../contract/l7.js';
+import { AppError } from '../errors.js';
 import type { L7Api } from '../l7/api.js';
 import type { DnsFilter, HttpFilter } from '../l7/store.js';
 import { globRegExp } from '../l7/store.js';
 import { scopeUid, type Caller } from './caller.js';
-import type { Access } from './method.js';
+import { method } from './method.js';
 import { optBool, optInt, optString, paramsObject } from './validate.js';
 
 export type { L7Api };
-
-/** MethodDef (method.ts) over L7Methods until they join Methods. */
-export interface L7MethodDef<M extends L7MethodName, V = unknown> {
-  access: Access;
-  validate(raw: unknown, caller: Caller): V;
-  run(params: V, caller: Caller): Promise<L7Methods[M]['result']> | L7Methods[M]['result'];
-}
-
-export function l7Method<M extends L7MethodName, V>(def: L7MethodDef<M, V>): L7MethodDef<M, V> {
-  return def;
-}
 
 const MAX_UID = 0xffffffff - 1;
 const MAX_PID = 0x7fffffff;
@@ -63,17 +53,21 @@ export function httpFilter(raw: unknown, caller: Caller): HttpFilter {
   return f;
 }
 
-export function l7Methods(l7: L7Api) {
+export function l7Methods(l7: L7Api | null) {
+  const need = (): L7Api => {
+    if (!l7) throw new AppError('NotAvailable', 'the application layer is off (set l7.dns, l7.http or l7.tls in the configuration)');
+    return l7;
+  };
   return {
-    'dns.list': l7Method<'dns.list', DnsFilter>({
+    'dns.list': method<'dns.list', DnsFilter>({
       access: 'read',
       validate: (raw, caller) => dnsFilter(raw, caller),
-      run: (f) => l7.dnsList(f),
+      run: (f) => need().dnsList(f),
     }),
-    'http.list': l7Method<'http.list', HttpFilter>({
+    'http.list': method<'http.list', HttpFilter>({
       access: 'read',
       validate: (raw, caller) => httpFilter(raw, caller),
-      run: (f) => l7.httpList(f),
+      run: (f) => need().httpList(f),
     }),
   };
 }

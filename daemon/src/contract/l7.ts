@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// PROPOSED (issue 14), not wired yet: the application layer's additions to the contract.
-// DNS queries and HTTP requests per process, TLS server names on flows, the OpenSSL hooks
-// in `status`. Types and constants only, in this module's conventions (common.ts). To
-// merge: L7Methods into Methods (methods.ts) and L7_METHODS into METHODS; L7_EVENT_TYPES
-// into EVENT_TYPES and DnsEvent | HttpEvent into MonitorEvent (events.ts); L7FlowFields
-// into Flow (flows.ts); `l7?: L7Status` into StatusResult (status.ts); the D-Bus names
-// below into dbus.ts.
+// The application layer (issue 14) in the contract: DNS queries and HTTP requests per
+// process (`dns.list`, `http.list`, events `dns` and `http`), the names flows carry
+// (L7FlowFields, part of Flow), the L7 section of `status`. methods.ts, events.ts,
+// flows.ts, status.ts and dbus.ts take their L7 parts from here.
 import type { Family } from './common.js';
+import type { ProbeStatus } from './status.js';
 
 // --- DNS -----------------------------------------------------------------------------------
 
@@ -131,7 +129,7 @@ export interface HttpListResult {
 
 // --- flows, events, methods ----------------------------------------------------------------
 
-/** Added to Flow (flows.ts). */
+/** Part of Flow (flows.ts); null when L7 is off or knows nothing of the flow. */
 export interface L7FlowFields {
   /** The name the flow's process asked DNS for to get `remoteAddr` (kept for the flow's life). */
   remoteName: string | null;
@@ -159,14 +157,6 @@ export const L7_METHODS = {
   dnsList: 'dns.list',
   httpList: 'http.list',
 } as const satisfies Record<string, L7MethodName>;
-
-/** D-Bus: org.ebpfmon1.Manager members (a{sv} dictionaries with the JSON-RPC field names). */
-export const L7_DBUS_METHOD = {
-  /** GetDnsQueries(a{sv} filter) -> aa{sv} */
-  GetDnsQueries: 'GetDnsQueries',
-  /** GetHttpRequests(a{sv} filter) -> aa{sv} */
-  GetHttpRequests: 'GetHttpRequests',
-} as const;
 
 // --- status and configuration --------------------------------------------------------------
 
@@ -204,7 +194,22 @@ export interface TlsNotHooked {
   reason: string;
 }
 
+/** `running`: the configuration switches something on and it is in the kernel; `off`: every
+ * switch is off; `unavailable`: switched on, but the kernel refused it (`reason`). Parts
+ * that could not be loaded are in `probes` (inactive, with the reason). */
+export const L7_STATES = ['running', 'off', 'unavailable'] as const;
+export type L7State = (typeof L7_STATES)[number];
+
 export interface L7Status {
+  state: L7State;
+  /** Why L7 is not running (null when it is). */
+  reason: string | null;
+  /** The L7 and OpenSSL programs: which loaded, which the kernel (or probes.disable) refused. */
+  probes: ProbeStatus[];
+  /** Interfaces whose packets go through the L7 stage of the classifier's hook chain. */
+  interfaces: string[];
+  /** Loopback DNS (local stub resolvers): where the tap is, null when not attached (why in probes). */
+  dnsTap: string | null;
   dns: boolean;
   http: boolean;
   tls: boolean;

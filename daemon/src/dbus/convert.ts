@@ -164,6 +164,7 @@ export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: Va
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
   ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
   ipOptions: 'b', ipv6ExtHeaders: 'b', firstSeenAt: 's', lastSeenAt: 's', closedAt: 's',
+  remoteName: 's', serverName: 's', tlsVersion: 's',
 };
 /** Keys a D-Bus flow dictionary has instead of `tcpFlags`. */
 export const FLOW_TCP_FLAG_KEYS = ['tcpFlagsTx', 'tcpFlagsRx'] as const;

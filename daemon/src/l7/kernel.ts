@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
-// The L7 kernel objects, loaded and joined: a classifier with the L7 hook, the L7 object
-// (tc_l7_flow, tail-called from the classifier through emon_l7_progs, and the loopback
-// tap) sharing the classifier's maps, and the switches in emon_config. The daemon will do
-// the same through its Deployment (pins instead of reused fds); tests and bench/l7 use this
-// directly. Order matters: the classifier creates the maps, the L7 object reuses them, and
-// only a loaded L7 program is put in the prog array (an L7 program the verifier refuses
-// leaves the slot empty: the classifier counts on without L7).
+// The L7 kernel objects loaded and joined without a daemon, for bench/l7: the shipped
+// classifier (flows.bpf.o, with the hook chain), the L7 object (tc_l7_flow in emon_hooks
+// slot 0, and the loopback tap) sharing its maps by fd, and the switches in emon_config.
+// The daemon does the same through its Deployment (l7/feature.ts: pins instead of fds).
+// Order matters: the classifier creates the maps, the L7 object reuses them, and only a
+// loaded L7 program is put in the prog array (an empty slot: the classifier runs alone).
+// Also: l7Counters, which the daemon uses.
 import path from 'node:path';
 import { BpfObject } from '../bpf/object.js';
 import { L7_COUNTERS, type L7CounterName } from '../contract/l7.js';
 import type { BpfMap } from '../bpf/maps.js';
 import { CFG_L7_DNS, CFG_L7_HTTP, CFG_L7_TLS, L7_STAT_MAX } from './wire.js';
+import { L7_MAP, L7_PROG } from './components.js';
 
-export const L7_PROG = { flow: 'tc_l7_flow', tap: 'tc_l7_tap' } as const;
-export const L7_MAP = { events: 'emon_l7_events', stats: 'emon_l7_stats', progs: 'emon_l7_progs', scratch: 'emon_l7_scratch' } as const;
+/** The classifier's hook chain as bpf/monitor/common.h declares it (L7: bit 0, slot 0). */
+const HOOKS_MAP = 'emon_hooks';
+const L7_SLOT = 0;
+export const L7_HOOK_BIT = 1 << 0;
 
 export interface L7Switches {
   dns: boolean;
@@ -34,8 +37,8 @@ export class L7Kernel {
    * Loads `classifierFile` (a classifier built with the L7 hook) and `l7File`, shares the
    * maps, fills the prog array. `mapSizes` as for the daemon (emon_flows ...).
    */
-  static load(opts: { objectDir: string; classifierFile: string; l7File?: string; mapSizes?: Record<string, number> }): L7Kernel {
-    const classifier = BpfObject.open(path.resolve(opts.objectDir, opts.classifierFile));
+  static load(opts: { objectDir: string; classifierFile?: string; l7File?: string; mapSizes?: Record<string, number> }): L7Kernel {
+    const classifier = BpfObject.open(path.resolve(opts.objectDir, opts.classifierFile ?? 'flows.bpf.o'));
     let l7: BpfObject | undefined;
     try {
       for (const [m, n] of Object.entries(opts.mapSizes ?? {})) if (classifier.mapNames().includes(m)) classifier.setMaxEntries(m, n);
@@ -44,13 +47,22 @@ export class L7Kernel {
       const shared = new Set(classifier.mapNames());
       for (const m of l7.mapNames()) if (shared.has(m)) l7.reuseMap(m, classifier.map(m).fd);
       l7.load();
-      classifier.map(L7_MAP.progs).update(u32(0), u32(l7.progFd(L7_PROG.flow)));
+      classifier.map(HOOKS_MAP).update(u32(L7_SLOT), u32(l7.progFd(L7_PROG.flow)));
       return new L7Kernel(classifier, l7);
     } catch (err) {
       l7?.close();
       classifier.close();
       throw err;
     }
+  }
+
+  /** The emon_ifaces entry of `ifindex`: its link-layer length and hook bits (L7_HOOK_BIT). */
+  setInterface(ifindex: number, l2Len: number, hooks: number): void {
+    const v = Buffer.alloc(8);
+    v.writeUInt32LE(ifindex, 0);
+    v.writeUInt16LE(l2Len, 4);
+    v.writeUInt8(hooks, 6);
+    this.classifier.map('emon_ifaces').update(u32(ifindex & 1023), v);
   }
 
   /** Writes the L7 switches into emon_config.flags, keeping its other fields. */

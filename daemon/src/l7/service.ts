@@ -4,7 +4,6 @@
 // hooks told about TLS flows; status. Implements L7Api (l7/api.ts), which api/l7.ts serves. No kernel
 // objects here: the caller owns them and hands their counters in.
 import type { DnsEvent, HttpEvent as HttpEventContract, L7CounterName, L7Status } from '../contract/l7.js';
-import type { L7Api } from './api.js';
 import { ResolverCache } from './dns/cache.js';
 import { L7Pipeline, type TlsEvent } from './pipeline.js';
 import { L7Store, type DnsFilter, type HttpFilter } from './store.js';
@@ -26,7 +25,10 @@ export interface L7ServiceOptions {
   onTls?: (e: TlsEvent) => void;
 }
 
-export class L7Service implements L7Api {
+/** What the service knows of its status; L7Feature adds the kernel side (state, probes, interfaces). */
+export type L7ServiceStatus = Omit<L7Status, 'state' | 'reason' | 'probes' | 'interfaces' | 'dnsTap'>;
+
+export class L7Service {
   readonly cache = new ResolverCache();
   readonly store: L7Store;
   readonly pipeline: L7Pipeline;
@@ -80,7 +82,7 @@ export class L7Service implements L7Api {
     return this.store.httpList(f);
   }
 
-  status(): L7Status {
+  status(): L7ServiceStatus {
     const c = this.pipeline.counters;
     const k = this.opts.kernelCounters();
     const tls = this.opts.hooks?.status() ?? { tlsLibraries: [], tlsLibraryErrors: [], tlsNotHooked: [] };

@@ -59,6 +59,11 @@ export class ResolverCache {
     if (!(this.maxEntries >= 1 && this.maxPerProcess >= 1)) throw new RangeError(`resolver cache: maxEntries (${this.maxEntries}) and maxPerProcess (${this.maxPerProcess}) must be at least 1`);
   }
 
+  /** Whether `pid` has answers in the cache (its flows can take names now). */
+  hasProcess(pid: number): boolean {
+    return (this.byProc.get(pid)?.size ?? 0) > 0;
+  }
+
   /** Records what an answer gave `pid`. */
   add(pid: number, answers: ReadonlyArray<{ address: string; name: string; chain: string[]; ttl: number }>, nowMs: number): void {
     for (const a of answers) {

@@ -36,7 +36,7 @@ class Recorder implements SslAttacher {
     if (f.path.endsWith('broken/libssl.so.3')) return { ok: false, reason: 'attaching uprobe_ssl_write: ENOENT' };
     if (path.basename(f.path).startsWith('exe')) return { ok: false, reason: 'no SSL_write' };
     this.hooked.push(f);
-    return { ok: true, functions: ['SSL_write', 'SSL_read'] };
+    return { ok: true, functions: ['SSL_write', 'SSL_read'], adopted: false };
   }
 }
 
