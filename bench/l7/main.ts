@@ -6,8 +6,9 @@
 // Kernel (BPF_PROG_TEST_RUN, kernel-measured ns per run, programs alternating in each
 // repetition on the same frames):
 //  - non-DNS, non-HTTP packets of an existing flow: the shipped classifier (build/bpf/
-//    flows.bpf.o) next to the L7 prototype (build/bpf/fixtures/flows_l7.bpf.o + l7.bpf.o)
-//    with L7 off and with L7 on (DNS, HTTP and TLS switched on). Target: on - shipped <= 10 ns.
+//    flows.bpf.o) with no hook bit, next to the same classifier + l7.bpf.o in the hook
+//    chain with the L7 bit clear (off) and set with DNS, HTTP and TLS switched on (on).
+//    Target: on - shipped <= 10 ns.
 //  - an HTTP request packet and a DNS query packet on flows that are HTTP/DNS: what copying
 //    costs in the kernel, per packet (the ring is drained between samples; records counted).
 // User space:
@@ -16,7 +17,7 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { L7Kernel } from '../../daemon/src/l7/kernel.js';
+import { L7Kernel, L7_HOOK_BIT } from '../../daemon/src/l7/kernel.js';
 import { L7Pipeline } from '../../daemon/src/l7/pipeline.js';
 import { ResolverCache } from '../../daemon/src/l7/dns/cache.js';
 import { RingBufReader } from '../../daemon/src/bpf/ringbuf.js';
@@ -27,7 +28,11 @@ import { l7Frames } from './packets.js';
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { SslProbes, SSL_MAP } from '../../daemon/src/l7/ssl/probes.js';
+import { SslProbes } from '../../daemon/src/l7/ssl/probes.js';
+import { SSL_COMPONENT, SSL_MAP } from '../../daemon/src/l7/components.js';
+import { Deployment } from '../../daemon/src/bpf/deployment.js';
+import { LAYOUT_VERSION } from '../../daemon/src/monitor/monitor.js';
+import pino from 'pino';
 import { resolveMapped, systemOpenSsl, libraryDirs } from '../../daemon/src/l7/ssl/libs.js';
 import { l7Counters } from '../../daemon/src/l7/kernel.js';
 import { SSL_REC } from '../../daemon/src/l7/wire.js';
@@ -69,10 +74,10 @@ async function main(): Promise<void> {
   const shipped = BpfObject.open(path.join(OBJ, 'flows.bpf.o'));
   shipped.load();
   setIface(shipped);
-  const off = L7Kernel.load({ objectDir: OBJ, classifierFile: 'fixtures/flows_l7.bpf.o' });
-  const on = L7Kernel.load({ objectDir: OBJ, classifierFile: 'fixtures/flows_l7.bpf.o' });
-  setIface(off.classifier);
-  setIface(on.classifier);
+  const off = L7Kernel.load({ objectDir: OBJ });
+  const on = L7Kernel.load({ objectDir: OBJ });
+  off.setInterface(1, 14, 0);
+  on.setInterface(1, 14, L7_HOOK_BIT);
   off.setSwitches({ dns: false, http: false, tls: false });
   on.setSwitches({ dns: true, http: true, tls: true });
   const rows: Row[] = [];
@@ -268,11 +273,21 @@ function parseRateSsl(n: number): { exchanges: number; cpuNs: number; samples: n
 /** Runs bench/l7/ssl_loop.c against the system's libssl, uprobes detached and attached in turn. */
 async function uprobeCost(): Promise<{ off: number[]; on: number[]; empty: number[]; offWall: number[]; onWall: number[]; consumer: number[]; seen: number[]; ringbufFull: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-bench-l7-'));
-  const probes = SslProbes.load({ objectFile: path.join(OBJ, 'ssl.bpf.o') });
-  const empty = SslProbes.load({ objectFile: path.join(OBJ, 'fixtures/ssl_empty.bpf.o') });
+  // Each in a Deployment of its own (a scratch pin directory), as the daemon attaches them.
+  const logger = pino({ level: 'warn' });
+  const pinRoot = `/sys/fs/bpf/emon-bench-l7-${process.pid}`;
+  const deploy = (name: string, file: string) => {
+    const dep = Deployment.open({ pinPath: `${pinRoot}-${name}`, objectDir: OBJ, layoutVersion: LAYOUT_VERSION, daemonVersion: 'bench', logger });
+    dep.deploy({ ...SSL_COMPONENT, file });
+    return dep;
+  };
+  const probesDep = deploy('ssl', 'ssl.bpf.o');
+  const emptyDep = deploy('empty', 'fixtures/ssl_empty.bpf.o');
+  const probes = new SslProbes(probesDep, logger);
+  const empty = new SslProbes(emptyDep, logger);
   let seen = 0;
   const pipe = new L7Pipeline({ cache: new ResolverCache(), sinks: { http: (e) => { if (e.tls && e.status === 200) seen++; } }, wallMs: () => 0 });
-  const ring = new RingBufReader(probes.obj.map(SSL_MAP.events), pipe.onRecord, { coalesceMs: 1 });
+  const ring = new RingBufReader(probesDep.map(SSL_MAP.events), pipe.onRecord, { coalesceMs: 1 });
   try {
     const bin = path.join(dir, 'ssl_loop');
     execFileSync('gcc', ['-O2', '-Wall', '-o', bin, path.join(ROOT, 'bench/l7/ssl_loop.c'), '-lssl', '-lcrypto']);
@@ -320,11 +335,13 @@ async function uprobeCost(): Promise<{ off: number[]; on: number[]; empty: numbe
         }
       }
     }
-    return { off, on, empty: emptyCpu, offWall, onWall, consumer, seen: seenRuns, ringbufFull: l7Counters([probes.obj.map(SSL_MAP.stats)]).ringbufFull };
+    return { off, on, empty: emptyCpu, offWall, onWall, consumer, seen: seenRuns, ringbufFull: l7Counters([probesDep.map(SSL_MAP.stats)]).ringbufFull };
   } finally {
     ring.close();
-    probes.close();
-    empty.close();
+    for (const [name, dep] of [['ssl', probesDep], ['empty', emptyDep]] as const) {
+      dep.close();
+      Deployment.teardown(`${pinRoot}-${name}`, logger);
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

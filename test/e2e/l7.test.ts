@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: Apache-2.0
+// The application layer end to end: the real daemon (l7.dns, l7.http, l7.tls on) in a lab
+// host, the real ebpfmonctl, real servers in the peer host. Truths: dnsmasq's own query log
+// and its configured records, nginx's access log, what curl printed, a tshark capture of the
+// ClientHello, the pids the test spawned and the users it created.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { type Lab, jsonLines, sh, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
+import { privileged, requireTool } from '../helpers/privileged.js';
+import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+import { Capture } from '../helpers/pcap.js';
+import type { DnsEvent, DnsQuery, HttpEvent, HttpRequest, L7Status } from '../../daemon/src/contract/l7.js';
+import type { StatusResult } from '../../daemon/src/contract/status.js';
+
+const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
+const output = (c: ChildProcess) => {
+  let s = '';
+  c.stdout?.setEncoding('utf8').on('data', (d: string) => (s += d));
+  return () => s;
+};
+
+describe('L7 through the daemon and ebpfmonctl: DNS names, HTTP requests, HTTPS through OpenSSL', privileged({ timeout: 240_000 }), () => {
+  let lab: Lab;
+  let mon: Host;
+  let peer: Host;
+  let link: LinkInfo;
+  let daemon: TestDaemon;
+  let dir: string;
+  let events: ReturnType<typeof jsonLines>;
+  let eventsProc: ChildProcess;
+  const port = 8080;
+  const tlsPort = 8443;
+  const sni = 'secure.l7.test';
+
+  const json = async <T>(args: string[], user?: TestUser): Promise<T> => {
+    const r = await ctl([...args, '--json'], { socket: daemon.socketPath, ...(user ? { user: { uid: user.uid, gid: user.gid } } : {}) });
+    assert.equal(r.code, 0, `ebpfmonctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  /** Events from `ebpfmonctl events --type dns,http --json` (started before the traffic). */
+  const seen = <T>(type: 'dns' | 'http', pred: (e: T) => boolean) => events.lines.filter((e) => e.type === type && pred(e as T)) as T[];
+  /** Waits (bounded) until `n` matching events have arrived on the subscription. */
+  async function waitEvents<T>(type: 'dns' | 'http', pred: (e: T) => boolean, n: number, ms = 20_000): Promise<T[]> {
+    for (const t0 = Date.now(); seen(type, pred).length < n && Date.now() - t0 < ms;) await new Promise((r) => setTimeout(r, 50));
+    return seen(type, pred);
+  }
+  const accessLog = () => fs.readFileSync(path.join(dir, 'access.log'), 'utf8').trim().split('\n').filter((l) => !l.includes('/ready'));
+
+  before(async () => {
+    requireTool('nginx', 'dnsmasq', 'curl', 'openssl', 'tshark', 'ethtool');
+    ({ lab, mon, peer, link } = await monitorLab());
+    dir = lab.tmpdir();
+    fs.chmodSync(dir, 0o755);
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), `
+daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 64; }
+http {
+  log_format l7 '$request_method $request_uri $status';
+  access_log ${dir}/access.log l7;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  keepalive_requests 10000;
+  server {
+    listen ${link.b.ip4}:${port};
+    location /missing { return 404; }
+    location / { return 200 "hello from nginx\\n"; }
+  }
+}`);
+    peer.spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
+    // dnsmasq logs every query it answers: the truth for what was asked and answered.
+    peer.spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', `--listen-address=${link.b.ip4}`, '--bind-interfaces', '--no-resolv', '--no-hosts',
+      '--port=53', `--host-record=web.l7.test,${link.b.ip4},${link.b.ip6}`, '--cname=alias.l7.test,web.l7.test',
+      `--host-record=alice.l7.test,${link.b.ip4}`, `--host-record=bob.l7.test,${link.b.ip4}`, '--log-queries=extra', `--log-facility=${dir}/dnsmasq.log`]);
+    // A stub on the monitored host's loopback forwarding to it (as systemd-resolved would).
+    mon.spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts',
+      '--port=53', `--server=${link.b.ip4}`, '--cache-size=0', `--log-facility=${dir}/stub.log`]);
+    const www = path.join(dir, 'www');
+    fs.mkdirSync(www);
+    fs.writeFileSync(path.join(www, 'page.txt'), 'a page served over TLS\n');
+    await sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+      '-days', '1', '-subj', `/CN=${sni}`, '-addext', `subjectAltName=DNS:${sni}`]);
+    peer.spawn('openssl', ['s_server', '-WWW', '-accept', `${link.b.ip4}:${tlsPort}`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'), '-quiet'], { cwd: www });
+    // Segments as the wire carries them (no GSO super-packets).
+    await mon.exec('ethtool', ['-K', link.a.ifname, 'tso', 'off', 'gso', 'off']);
+    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname], l7: { dns: true, http: true, tls: true } } });
+    for (const [url, what] of [[`http://${link.b.ip4}:${port}/ready`, 'nginx'], [`https://${link.b.ip4}:${tlsPort}/page.txt`, 's_server']] as const) {
+      for (let i = 0; (await mon.exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', url], { allowFail: true })).stdout !== '200'; i++) {
+        assert.ok(i < 50, `${what} did not start`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    eventsProc = mon.spawn(process.execPath, [CTL_MAIN, '--socket', daemon.socketPath, 'events', '--type', 'dns,http', '--json'], { env: { ...process.env, EBPFMONCTL_ANNOUNCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('events did not subscribe')), 15_000);
+      eventsProc.stderr!.setEncoding('utf8').on('data', (d: string) => d.includes('subscribed') && (clearTimeout(t), resolve()));
+    });
+    events = jsonLines(eventsProc);
+  });
+  after(async () => {
+    if (eventsProc?.exitCode === null) eventsProc.kill('SIGTERM');
+    await destroyMonitorLab(daemon, lab);
+  });
+
+  test('status.l7 says what runs: the hook-chain stage on the monitored interface, the loopback tap, the OpenSSL uprobes on the system libssl', async () => {
+    const st = await json<StatusResult>(['status']);
+    const l7 = st.l7!;
+    assert.equal(l7.state, 'running', JSON.stringify(l7));
+    assert.deepEqual(l7.interfaces, [link.a.ifname]);
+    assert.equal(l7.dnsTap, 'lo egress');
+    for (const cap of ['l7-flows', 'l7-dns-tap', 'tls-plaintext']) assert.ok(l7.probes.find((p) => p.capability === cap)?.active, `${cap}: ${JSON.stringify(l7.probes)}`);
+    const system = l7.tlsLibraries.find((l) => fs.realpathSync(l.path) === fs.realpathSync('/usr/lib/x86_64-linux-gnu/libssl.so.3'));
+    assert.ok(system, JSON.stringify(l7.tlsLibraries));
+    assert.deepEqual(system.functions, ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']);
+    for (const k of ['ringbufFull', 'connectionsEvicted', 'bytesLost', 'helloErrors'] as const) assert.equal(typeof l7.loss[k], 'number');
+  });
+
+  test('100 keep-alive requests from curl: `ebpfmonctl http --pid` lists 100 whose paths and statuses equal nginx\'s access log; --status 4xx picks the 404s', async () => {
+    const before = accessLog().length;
+    const urls = Array.from({ length: 100 }, (_, i) => `http://${link.b.ip4}:${port}/${i % 10 === 3 ? 'missing' : 'ka'}/${i}?token=${i}`);
+    const c = mon.spawn('curl', ['-s', '-o', '/dev/null', ...urls]);
+    assert.equal(await exited(c), 0);
+    const log = accessLog().slice(before);
+    assert.equal(log.length, 100);
+    const evs = await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid, 100);
+    assert.equal(evs.length, 100, 'http events');
+    const listed = (await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--limit', '1000'])).reverse(); // newest first
+    // nginx logs the query string; the daemon drops it (l7.keepQuery off).
+    assert.deepEqual(listed.map((o) => `${o.method} ${o.path} ${o.status}`), log.map((l) => l.replace(/\?\S*/, '')));
+    assert.ok(listed.every((o) => o.comm === 'curl' && o.host === `${link.b.ip4}:${port}` && !o.tls && o.remotePort === port && o.timeToFirstByteMs !== null), JSON.stringify(listed[0]));
+    const notFound = await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--status', '4xx']);
+    assert.deepEqual(notFound.map((o) => o.path).sort(), log.filter((l) => l.endsWith(' 404')).map((l) => l.split(' ')[1]!.replace(/\?\S*/, '')).sort());
+  });
+
+  for (const via of ['direct', 'stub on loopback'] as const) {
+    test(`DNS ${via}: \`ebpfmonctl dns --pid\` lists the query with dnsmasq's answers, and the process's flow to the address carries remoteName`, async () => {
+      const serverIp = via === 'direct' ? link.b.ip4 : '127.0.0.1';
+      const name = 'alias.l7.test';
+      const script = `const d=new (require('dns').promises.Resolver)();d.setServers(['${serverIp}']);` +
+        `d.resolve4('${name}').then(a=>{const s=require('net').connect(${port},a[0],()=>{console.log(JSON.stringify({a,localPort:s.localPort}));s.end('GET /named HTTP/1.0\\r\\n\\r\\n')});s.on('close',()=>setTimeout(()=>process.exit(0),3000))})`;
+      const c = mon.spawn(process.execPath, ['-e', script]);
+      const ans = await jsonLines(c).next((o) => Array.isArray(o.a), 10_000) as { a: string[]; localPort: number };
+      assert.deepEqual(ans.a, [link.b.ip4]);
+      // dnsmasq (the server in the peer) logged the query and what it answered.
+      const dlog = fs.readFileSync(path.join(dir, 'dnsmasq.log'), 'utf8');
+      assert.match(dlog, new RegExp(`query\\[A\\] ${name.replace(/\./g, '\\.')} from`));
+      assert.match(dlog, new RegExp(`${name.replace(/\./g, '\\.')} is <CNAME>`));
+      assert.match(dlog, new RegExp(`web\\.l7\\.test is ${link.b.ip4.replace(/\./g, '\\.')}`));
+      await waitEvents<DnsEvent>('dns', (e) => e.pid === c.pid && e.name === name, 1);
+      const qs = await json<DnsQuery[]>(['dns', '--pid', String(c.pid), '--name', '*.l7.test']);
+      const a = qs.find((q) => q.recordType === 'A' && q.name === name);
+      assert.ok(a, `queries of pid ${c.pid}: ${JSON.stringify(qs)}`);
+      assert.equal(a.rcode, 'NOERROR');
+      assert.equal(a.server, `${serverIp}:53`);
+      assert.deepEqual(a.answers.map((x) => [x.recordType, x.data]), [['CNAME', 'web.l7.test'], ['A', link.b.ip4]]);
+      if (via === 'stub on loopback') assert.ok(a.via && a.via.comm === 'dnsmasq' && a.via.pid !== c.pid, `the stub is named: ${JSON.stringify(a.via)}`);
+      else assert.equal(a.via, null);
+      const flows = await json<Flow[]>(['flows', '--pid', String(c.pid)]);
+      const fl = flows.find((f) => f.protocol === 'tcp' && f.localPort === ans.localPort && f.remotePort === port);
+      assert.ok(fl, `the flow from port ${ans.localPort}: ${JSON.stringify(flows)}`);
+      assert.equal(fl.remoteName, name);
+      await exited(c);
+    });
+  }
+
+  test('HTTPS with curl (OpenSSL): serverName equals the SNI tshark saw, the decrypted paths and statuses are curl\'s, tls: true', async () => {
+    // tcpdump writes the capture (test/helpers/pcap.ts), tshark reads the ClientHello's SNI from it.
+    const cap = await Capture.start(mon, link.a.ifname, path.join(dir, 'tls.pcap'), ['tcp', 'port', String(tlsPort)], 2048);
+    const c = mon.spawn('curl', ['-sk', '--http1.1', '--resolve', `${sni}:${tlsPort}:${link.b.ip4}`, '-o', '/dev/null', '-o', '/dev/null', '-w', '%{http_code} %{local_port}\\n',
+      `https://${sni}:${tlsPort}/page.txt`, `https://${sni}:${tlsPort}/nothing-here.txt`]);
+    const curlOut = output(c);
+    assert.equal(await exited(c), 0);
+    await cap.stop();
+    const lines = curlOut().trim().split('\n').map((l) => l.split(' ').map(Number));
+    const localPort = lines[1]![1]!;
+    const sniSeen = (await sh('tshark', ['-r', cap.file, '-Y', 'tls.handshake.type == 1', '-T', 'fields', '-e', 'tls.handshake.extensions_server_name'])).stdout.trim().split('\n');
+    assert.ok(sniSeen.length >= 1 && sniSeen.every((s) => s === sni), `tshark: ${sniSeen.join(',')}`);
+    const evs = await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid && e.tls, 2);
+    assert.equal(evs.length, 2);
+    const got = (await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--tls'])).reverse();
+    assert.deepEqual(got.map((o) => `${o.method} ${o.path} ${o.status} ${o.host}`), [`GET /page.txt ${lines[0]![0]} ${sni}:${tlsPort}`, `GET /nothing-here.txt ${lines[1]![0]} ${sni}:${tlsPort}`]);
+    assert.ok(got.every((o) => o.comm === 'curl' && o.remoteAddr === link.b.ip4 && o.remotePort === tlsPort), JSON.stringify(got[0]));
+    const fl = (await json<Flow[]>(['flows', '--pid', String(c.pid)])).find((f) => f.localPort === localPort && f.remotePort === tlsPort);
+    assert.ok(fl, `curl's last flow (port ${localPort})`);
+    assert.equal(fl.serverName, sniSeen[0]);
+    const st = (await json<StatusResult>(['status'])).l7 as L7Status;
+    assert.ok(st.counters.sslCalls >= 4, JSON.stringify(st.counters));
+    assert.equal(st.loss.helloErrors, 0);
+  });
+
+  test('a user reads only their own names and paths; asking for another uid is refused', async () => {
+    const alice = await lab.user('al');
+    const bob = await lab.user('bo');
+    const visit = async (u: TestUser, tag: string) => {
+      const script = `const d=new (require('dns').promises.Resolver)();d.setServers(['${link.b.ip4}']);d.resolve4('${tag}.l7.test').then(a=>console.log(a[0]))`;
+      for (const [cmd, args] of [[process.execPath, ['-e', script]], ['curl', ['-s', '-o', '/dev/null', `http://${link.b.ip4}:${port}/private/${tag}`]]] as const) {
+        const p = mon.spawn('setpriv', ['--reuid', String(u.uid), '--regid', String(u.gid), '--clear-groups', cmd, ...args]);
+        assert.equal(await exited(p), 0);
+      }
+    };
+    await visit(alice, 'alice');
+    await visit(bob, 'bob');
+    await waitEvents<HttpEvent>('http', (e) => String(e.path).startsWith('/private/'), 2);
+    await waitEvents<DnsEvent>('dns', (e) => /^(alice|bob)\.l7\.test$/.test(e.name), 2);
+    const paths = (r: HttpRequest[]) => r.map((x) => x.path).filter((p) => p?.startsWith('/private/'));
+    const names = (r: DnsQuery[]) => r.map((x) => x.name).filter((n) => /^(alice|bob)\./.test(n));
+    assert.deepEqual(paths(await json<HttpRequest[]>(['http'], alice)), ['/private/alice']);
+    assert.deepEqual(names(await json<DnsQuery[]>(['dns'], alice)), ['alice.l7.test']);
+    assert.deepEqual(names(await json<DnsQuery[]>(['dns', '--name', '*.l7.test'], bob)), ['bob.l7.test']);
+    const denied = await ctl(['http', '--uid', String(bob.uid)], { socket: daemon.socketPath, user: { uid: alice.uid, gid: alice.gid } });
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /may only see its own/);
+    const bad = await ctl(['dns', '--name', 'a b'], { socket: daemon.socketPath });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /params\.name/);
+    assert.deepEqual(paths(await json<HttpRequest[]>(['http', '--host', `${link.b.ip4}:*`])).sort(), ['/private/alice', '/private/bob']);
+  });
+
+  test('when the kernel refuses the L7 stage, the daemon starts anyway: the classifier counts alone and status.l7 says why', async () => {
+    await daemon.stop();
+    const cfg = JSON.parse(fs.readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(daemon.configPath, JSON.stringify({ ...cfg, probes: { disable: ['l7-flows/hook'] } }));
+    daemon = await restartDaemon(daemon);
+    const l7 = (await json<StatusResult>(['status'])).l7!;
+    assert.equal(l7.state, 'unavailable');
+    assert.match(l7.reason ?? '', /tc_l7_flow/);
+    assert.deepEqual(l7.interfaces, []);
+    const r = await ctl(['dns'], { socket: daemon.socketPath });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /unavailable/);
+    // The classifier still counts: a request's flow is listed, without L7 records.
+    const c = mon.spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{local_port}', `http://${link.b.ip4}:${port}/alone`]);
+    const out = output(c);
+    assert.equal(await exited(c), 0);
+    const flows = await json<Flow[]>(['flows', '--pid', String(c.pid)]);
+    assert.ok(flows.some((f) => f.localPort === Number(out()) && f.txBytes > 0), JSON.stringify(flows));
+  });
+});
