@@ -21,6 +21,8 @@ export const MANAGER_METHOD = {
   GetFlows: 'GetFlows',
   GetProcesses: 'GetProcesses',
   GetTopTalkers: 'GetTopTalkers',
+  GetDnsQueries: 'GetDnsQueries',
+  GetHttpRequests: 'GetHttpRequests',
   Subscribe: 'Subscribe',
   Unsubscribe: 'Unsubscribe',
 } as const;
@@ -168,6 +170,16 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
       in: [arg('limit', 'u')],
       out: [arg('top', 'aa{sv}')],
       doc: 'Processes visible to the caller ranked by bytes per second over the last second (limit 1..1000); the first call after a quiet period waits one second for a rate.',
+    },
+    [MANAGER_METHOD.GetDnsQueries]: {
+      in: [arg('filter', 'a{sv}')],
+      out: [arg('queries', 'aa{sv}')],
+      doc: 'DNS queries of the processes visible to the caller, newest first (JSON-RPC dns.list), filtered by pid (u), uid (u), name (s, glob) and limit (u, 1..10000, default 1000); NotAvailable when l7.dns is off.',
+    },
+    [MANAGER_METHOD.GetHttpRequests]: {
+      in: [arg('filter', 'a{sv}')],
+      out: [arg('requests', 'aa{sv}')],
+      doc: 'HTTP/1.x requests of the processes visible to the caller, newest first (JSON-RPC http.list), filtered by pid (u), uid (u), host (s, glob), status (s, 404 or 5xx), method (s), tls (b) and limit (u, 1..10000, default 1000); NotAvailable when l7.http is off.',
     },
     [MANAGER_METHOD.Subscribe]: {
       in: [],

@@ -3,8 +3,7 @@
 // process (`dns.list`, `http.list`, events `dns` and `http`), the names flows carry
 // (L7FlowFields, part of Flow), the L7 section of `status`. methods.ts, events.ts,
 // flows.ts, status.ts and dbus.ts take their L7 parts from here.
-import type { Family } from './common.js';
-import type { ProbeStatus } from './status.js';
+import type { Family, ProbeStatus } from './common.js';
 
 // --- DNS -----------------------------------------------------------------------------------
 

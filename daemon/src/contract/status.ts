@@ -18,14 +18,8 @@ export const MONITOR_COUNTERS = [
 export const DAEMON_COUNTERS = ['flowsDeleted'] as const;
 export type CounterName = (typeof MONITOR_COUNTERS)[number] | (typeof DAEMON_COUNTERS)[number];
 
-export interface ProbeStatus {
-  /** What the probe gives ebpfmon, e.g. `accept`. */
-  capability: string;
-  /** Label of the alternative in use, or null when none could be used. */
-  active: string | null;
-  /** Alternatives that were tried before (or instead of) the active one, and why they were not used. */
-  inactive: Array<{ label: string; reason: string }>;
-}
+import type { ProbeStatus } from './common.js';
+export type { ProbeStatus };
 
 /** The start-up scan of sockets that predate the daemon. */
 export interface SocketScanStatus {

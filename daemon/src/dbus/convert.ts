@@ -126,6 +126,13 @@ const JSON_HINTS: Record<string, ValueSig> = {
   backends: 'aa{sv}',
   vips: 'aa{sv}',
   rules: 'aa{sv}',
+  // dns.list / http.list objects (GetDnsQueries, GetHttpRequests)
+  pid: 'u',
+  uid: 'u',
+  localPort: 'u',
+  remotePort: 'u',
+  answers: 'aa{sv}',
+  flags: 'as',
 };
 
 function jsonVariant(v: unknown, key: string | undefined): Variant | null {
