@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The application layer as the daemon will hold it: ring-buffer records (classifier, tap,
 // uprobes) -> pipeline -> store (dns.list, http.list, flow names) and events; the OpenSSL
-// hooks told about TLS flows; status. Implements L7Api (l7/api.ts), which api/l7.ts serves. No kernel
+// hooks told about TLS flows; status. L7Feature (feature.ts) holds it and serves L7Api. No kernel
 // objects here: the caller owns them and hands their counters in.
 import type { DnsEvent, HttpEvent as HttpEventContract, L7CounterName, L7Status } from '../contract/l7.js';
 import { ResolverCache } from './dns/cache.js';
