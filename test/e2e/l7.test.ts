@@ -51,7 +51,7 @@ describe('L7 through the daemon and ebpfmonctl: DNS names, HTTP requests, HTTPS 
   const accessLog = () => fs.readFileSync(path.join(dir, 'access.log'), 'utf8').trim().split('\n').filter((l) => !l.includes('/ready'));
 
   before(async () => {
-    requireTool('nginx', 'dnsmasq', 'curl', 'openssl', 'tshark', 'ethtool');
+    requireTool('nginx', 'dnsmasq', 'curl', 'openssl', 'tshark', 'ethtool', 'wget', 'tcpdump');
     ({ lab, mon, peer, link } = await monitorLab());
     dir = lab.tmpdir();
     fs.chmodSync(dir, 0o755);
@@ -134,6 +134,28 @@ http {
     assert.deepEqual(notFound.map((o) => o.path).sort(), log.filter((l) => l.endsWith(' 404')).map((l) => l.split(' ')[1]!.replace(/\?\S*/, '')).sort());
   });
 
+  test('a 3 KiB URL over a route with a 500-byte MSS is reassembled whole; a pipelined batch of 5 is paired in order (nginx\'s log)', async () => {
+    await peer.exec('ip', ['route', 'replace', `${link.a.ip4}/32`, 'dev', link.b.ifname, 'advmss', '500']);
+    const long = `/long/${'x'.repeat(3072)}`;
+    const c = mon.spawn('curl', ['-s', '-o', '/dev/null', `http://${link.b.ip4}:${port}${long}`]);
+    assert.equal(await exited(c), 0);
+    assert.ok(accessLog().includes(`GET ${long} 200`), 'nginx got it');
+    await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid, 1);
+    const got = await json<HttpRequest[]>(['http', '--pid', String(c.pid)]);
+    assert.deepEqual(got.map((o) => [o.path, o.status]), [[long, 200]]);
+    await peer.exec('ip', ['route', 'del', `${link.a.ip4}/32`, 'dev', link.b.ifname]);
+
+    const reqs = ['/pipe/1', '/missing/pipe2', '/pipe/3', '/pipe/4', '/pipe/5'].map((p) => `GET ${p} HTTP/1.1\r\nHost: p\r\n\r\n`).join('');
+    const script = `const s=require('net').connect(${port},'${link.b.ip4}',()=>s.write(${JSON.stringify(reqs)}));let n=0;s.on('data',d=>{n+=(d.toString().match(/HTTP\\/1\\.1 /g)||[]).length;if(n>=5)s.end()});`;
+    const p = mon.spawn(process.execPath, ['-e', script]);
+    assert.equal(await exited(p), 0);
+    const log = accessLog().filter((l) => l.includes('pipe'));
+    assert.equal(log.length, 5);
+    await waitEvents<HttpEvent>('http', (e) => e.pid === p.pid, 5);
+    const piped = (await json<HttpRequest[]>(['http', '--pid', String(p.pid)])).reverse();
+    assert.deepEqual(piped.map((o) => `${o.method} ${o.path} ${o.status}`), log);
+  });
+
   for (const via of ['direct', 'stub on loopback'] as const) {
     test(`DNS ${via}: \`ebpfmonctl dns --pid\` lists the query with dnsmasq's answers, and the process's flow to the address carries remoteName`, async () => {
       const serverIp = via === 'direct' ? link.b.ip4 : '127.0.0.1';
@@ -188,6 +210,54 @@ http {
     const st = (await json<StatusResult>(['status'])).l7 as L7Status;
     assert.ok(st.counters.sslCalls >= 4, JSON.stringify(st.counters));
     assert.equal(st.loss.helloErrors, 0);
+  });
+
+  test('exec events hook a private libssl copy of a process started after the daemon, and its HTTPS is decrypted (openssl s_client)', async () => {
+    const libdir = path.join(dir, 'lib');
+    fs.mkdirSync(libdir);
+    const copy = path.join(libdir, 'libssl.so.3');
+    fs.copyFileSync('/usr/lib/x86_64-linux-gnu/libssl.so.3', copy);
+    const before = (await json<StatusResult>(['status'])).l7!.tlsLibraries;
+    assert.ok(!before.some((l) => l.path === copy), 'not hooked before the process starts');
+    const c = mon.spawn('openssl', ['s_client', '-connect', `${link.b.ip4}:${tlsPort}`, '-servername', sni, '-quiet', '-ign_eof'],
+      { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LD_LIBRARY_PATH: libdir } });
+    const got = output(c);
+    let lib: L7Status['tlsLibraries'][number] | undefined;
+    for (const t0 = Date.now(); !lib && Date.now() - t0 < 15_000;) {
+      lib = (await json<StatusResult>(['status'])).l7!.tlsLibraries.find((l) => l.path === copy && l.pids.includes(c.pid!));
+    }
+    assert.ok(fs.readFileSync(`/proc/${c.pid}/maps`, 'utf8').includes(copy), 'the process maps the copy (the truth)');
+    assert.ok(lib, 'status lists the copy as hooked for this pid');
+    c.stdin!.end('GET /page.txt HTTP/1.0\r\n\r\n');
+    await exited(c);
+    assert.match(got(), /^HTTP\/1\.0 200 ok/);
+    await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid, 1);
+    const rec = await json<HttpRequest[]>(['http', '--pid', String(c.pid)]);
+    assert.deepEqual(rec.map((o) => [o.method, o.path, o.status, o.tls, o.comm]), [['GET', '/page.txt', 200, true, 'openssl']]);
+  });
+
+  test('status names a process using GnuTLS (wget) as not hooked, with the library, and decrypts nothing of it', async () => {
+    // A TLS server that never answers the request: wget stays connected while status is read.
+    const stallPort = tlsPort + 1;
+    const stall = peer.spawn('openssl', ['s_server', '-accept', `${link.b.ip4}:${stallPort}`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'), '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // curl gives up after 1 s (28) once it connects; 7 means nothing listens yet.
+    for (let i = 0; (await mon.exec('curl', ['-sk', '-m', '1', '-o', '/dev/null', `https://${link.b.ip4}:${stallPort}/`], { allowFail: true })).code === 7; i++) {
+      assert.ok(i < 50, 'stalling s_server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const w = mon.spawn('wget', ['-q', '-O', '/dev/null', '--no-check-certificate', '--tries=1', '--timeout=60', `https://${link.b.ip4}:${stallPort}/x`]);
+    let entry: L7Status['tlsNotHooked'][number] | undefined;
+    for (const t0 = Date.now(); !entry && Date.now() - t0 < 15_000;) {
+      entry = (await json<StatusResult>(['status'])).l7!.tlsNotHooked.find((e) => e.pid === w.pid);
+    }
+    const maps = fs.readFileSync(`/proc/${w.pid}/maps`, 'utf8'); // the truth: what wget maps
+    w.kill('SIGKILL');
+    stall.kill('SIGKILL');
+    assert.match(maps, /libgnutls\.so/, 'wget maps GnuTLS');
+    assert.ok(entry, 'wget listed as not hooked');
+    assert.equal(entry.stack, 'gnutls');
+    assert.match(entry.reason, /libgnutls\.so/);
+    assert.deepEqual(await json<HttpRequest[]>(['http', '--pid', String(w.pid)]), []);
   });
 
   test('a user reads only their own names and paths; asking for another uid is refused', async () => {

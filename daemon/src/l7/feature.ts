@@ -101,6 +101,11 @@ export class L7Feature implements L7Api {
         maxDnsQueries: c.maxDnsQueries,
         maxHttpRequests: c.maxHttpRequests,
         publish: (e) => this.d.publish(e),
+        // A ClientHello from a process none of whose files is hooked: try its executable, else
+        // list it as not hooked with the reason (the hooks exist only with l7.tls, after this).
+        onTls: (e) => {
+          if (e.pid) this.hooks?.onTlsFlow(e.pid, null);
+        },
       });
       this.readers.push(this.reader(L7_MAP.events));
       if (c.tls) this.startTls();
