@@ -212,14 +212,21 @@ http {
     assert.equal(st.loss.helloErrors, 0);
   });
 
-  test('exec events hook a private libssl copy of a process started after the daemon, and its HTTPS is decrypted (openssl s_client)', async () => {
+  test('exec events hook a private libssl copy of a process started after the daemon, and its HTTPS is decrypted (openssl s_client over loopback, where no ClientHello is seen)', async () => {
     const libdir = path.join(dir, 'lib');
     fs.mkdirSync(libdir);
     const copy = path.join(libdir, 'libssl.so.3');
     fs.copyFileSync('/usr/lib/x86_64-linux-gnu/libssl.so.3', copy);
     const before = (await json<StatusResult>(['status'])).l7!.tlsLibraries;
     assert.ok(!before.some((l) => l.path === copy), 'not hooked before the process starts');
-    const c = mon.spawn('openssl', ['s_client', '-connect', `${link.b.ip4}:${tlsPort}`, '-servername', sni, '-quiet', '-ign_eof'],
+    // Over the monitored host's own loopback, where the classifier is not: no ClientHello
+    // points at the process, so only the exec-time scan of its maps can find the copy.
+    const lo = mon.spawn('openssl', ['s_server', '-WWW', '-accept', `127.0.0.1:${tlsPort}`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'), '-quiet'], { cwd: path.join(dir, 'www') });
+    for (let i = 0; (await mon.exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${tlsPort}/page.txt`], { allowFail: true })).stdout !== '200'; i++) {
+      assert.ok(i < 50, 'loopback s_server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const c = mon.spawn('openssl', ['s_client', '-connect', `127.0.0.1:${tlsPort}`, '-servername', sni, '-quiet', '-ign_eof'],
       { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LD_LIBRARY_PATH: libdir } });
     const got = output(c);
     let lib: L7Status['tlsLibraries'][number] | undefined;
@@ -234,6 +241,7 @@ http {
     await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid, 1);
     const rec = await json<HttpRequest[]>(['http', '--pid', String(c.pid)]);
     assert.deepEqual(rec.map((o) => [o.method, o.path, o.status, o.tls, o.comm]), [['GET', '/page.txt', 200, true, 'openssl']]);
+    lo.kill('SIGKILL');
   });
 
   test('status names a process using GnuTLS (wget) as not hooked, with the library, and decrypts nothing of it', async () => {
