@@ -13,6 +13,7 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 import { Capture } from '../helpers/pcap.js';
+import { REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
 import type { DnsEvent, DnsQuery, HttpEvent, HttpRequest, L7Status } from '../../daemon/src/contract/l7.js';
 import type { StatusResult } from '../../daemon/src/contract/status.js';
 
@@ -32,6 +33,7 @@ describe('L7 through the daemon and ebpfmonctl: DNS names, HTTP requests, HTTPS 
   let dir: string;
   let events: ReturnType<typeof jsonLines>;
   let eventsProc: ChildProcess;
+  let bus: PrivateBus;
   const port = 8080;
   const tlsPort = 8443;
   const sni = 'secure.l7.test';
@@ -51,7 +53,7 @@ describe('L7 through the daemon and ebpfmonctl: DNS names, HTTP requests, HTTPS 
   const accessLog = () => fs.readFileSync(path.join(dir, 'access.log'), 'utf8').trim().split('\n').filter((l) => !l.includes('/ready'));
 
   before(async () => {
-    requireTool('nginx', 'dnsmasq', 'curl', 'openssl', 'tshark', 'ethtool', 'wget', 'tcpdump');
+    requireTool('nginx', 'dnsmasq', 'curl', 'openssl', 'tshark', 'ethtool', 'wget', 'tcpdump', 'dbus-daemon', 'busctl');
     ({ lab, mon, peer, link } = await monitorLab());
     dir = lab.tmpdir();
     fs.chmodSync(dir, 0o755);
@@ -85,7 +87,9 @@ http {
     peer.spawn('openssl', ['s_server', '-WWW', '-accept', `${link.b.ip4}:${tlsPort}`, '-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'), '-quiet'], { cwd: www });
     // Segments as the wire carries them (no GSO super-packets).
     await mon.exec('ethtool', ['-K', link.a.ifname, 'tso', 'off', 'gso', 'off']);
-    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname], l7: { dns: true, http: true, tls: true } } });
+    // A private system-like bus with the packaged policy: the daemon serves D-Bus there too.
+    bus = await startPrivateBus({ policies: [path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf')], lab });
+    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname], l7: { dns: true, http: true, tls: true }, dbus: { enabled: true, address: bus.address } } });
     for (const [url, what] of [[`http://${link.b.ip4}:${port}/ready`, 'nginx'], [`https://${link.b.ip4}:${tlsPort}/page.txt`, 's_server']] as const) {
       for (let i = 0; (await mon.exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', url], { allowFail: true })).stdout !== '200'; i++) {
         assert.ok(i < 50, `${what} did not start`);
@@ -210,6 +214,26 @@ http {
     const st = (await json<StatusResult>(['status'])).l7 as L7Status;
     assert.ok(st.counters.sslCalls >= 4, JSON.stringify(st.counters));
     assert.equal(st.loss.helloErrors, 0);
+  });
+
+  test('D-Bus GetDnsQueries and GetHttpRequests (busctl) answer what dns.list and http.list answer; a bad filter is InvalidArgs naming it', async () => {
+    type Variant = { type: string; data: unknown };
+    const busctl = async (member: string, ...filter: string[]) => {
+      const r = await sh('busctl', [`--address=${bus.address}`, '--json=short', 'call', 'org.ebpfmon1', '/org/ebpfmon1', 'org.ebpfmon1.Manager', member, 'a{sv}', ...filter], { allowFail: true });
+      if (r.code !== 0) return { error: r.stderr };
+      const out = JSON.parse(r.stdout) as { data: [Array<Record<string, Variant>>] };
+      return { items: out.data[0].map((d) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v.data]))) };
+    };
+    const dns = await busctl('GetDnsQueries', '2', 'name', 's', '*.l7.test', 'limit', 'u', '100');
+    const viaRpc = await json<DnsQuery[]>(['dns', '--name', '*.l7.test', '--limit', '100']);
+    assert.ok(viaRpc.length >= 2, JSON.stringify(viaRpc));
+    assert.deepEqual(dns.items?.map((q) => [q.pid, q.name, q.recordType, q.rcode]), viaRpc.map((q) => [q.pid, q.name, q.recordType, q.rcode]));
+    const http = await busctl('GetHttpRequests', '1', 'tls', 'b', 'true');
+    const httpRpc = await json<HttpRequest[]>(['http', '--tls']);
+    assert.ok(httpRpc.length >= 2);
+    assert.deepEqual(http.items?.map((h) => [h.pid, h.path, h.status, h.tls]), httpRpc.map((h) => [h.pid, h.path, h.status, h.tls]));
+    const bad = await busctl('GetHttpRequests', '1', 'status', 's', '6xx');
+    assert.match(bad.error ?? '', /filter\.status/);
   });
 
   test('exec events hook a private libssl copy of a process started after the daemon, and its HTTPS is decrypted (openssl s_client over loopback, where no ClientHello is seen)', async () => {
