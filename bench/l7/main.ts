@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     for (const r of rows) r.check = plainCheck;
 
     // 2. HTTP request and DNS query packets on L7 flows: copies into the ring, drained between samples.
-    const ring = new RingBufReader(on.classifier.map('emon_l7_events'), () => {}, { coalesceMs: 0, budgetMs: 1000 });
+    const ring = new RingBufReader(on.l7.map('emon_l7_events'), () => {}, { coalesceMs: 0, budgetMs: 1000 });
     const copyRows: Array<{ name: string; base: number[]; on: number[]; records: number; bytes: number }> = [];
     try {
       for (const f of frames.l7) {

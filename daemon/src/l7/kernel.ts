@@ -87,7 +87,7 @@ export class L7Kernel {
 
   /** emon_l7_stats, plus the same rows of `extra` (the uprobes' emon_ssl_stats). */
   stats(extra?: BpfMap): Record<L7CounterName, number> {
-    return l7Counters([this.classifier.map(L7_MAP.stats), ...(extra ? [extra] : [])]);
+    return l7Counters([this.l7.map(L7_MAP.stats), ...(extra ? [extra] : [])]);
   }
 
   progFd(name: 'tc_ingress' | 'tc_egress' | typeof L7_PROG.tap): number {
