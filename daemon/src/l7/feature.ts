@@ -206,14 +206,21 @@ export class L7Feature implements L7Api {
 
   /** Every switch off: the slot emptied, the bits and flags cleared, the tap and the uprobes removed. */
   private switchOff(): void {
-    try {
-      this.d.hookPort.setAll(false);
-      this.d.setConfigFlags(ALL_FLAGS, 0);
-      this.d.hookPort.setProgram(null);
-      this.detachTap();
-      this.stopTls();
-    } catch (err) {
-      this.log.warn({ err }, 'cannot switch the application layer off completely');
+    // Each step on its own: one that fails (a map a previous version did not pin) must not
+    // leave the others undone.
+    const steps: Array<[string, () => void]> = [
+      ['clear the L7 bit on the interfaces', () => this.d.hookPort.setAll(false)],
+      ['clear the L7 switches', () => this.d.setConfigFlags(ALL_FLAGS, 0)],
+      ['empty the L7 slot', () => this.d.hookPort.setProgram(null)],
+      ['remove the loopback DNS tap', () => this.detachTap()],
+      ['remove the OpenSSL uprobes', () => this.stopTls()],
+    ];
+    for (const [what, fn] of steps) {
+      try {
+        fn();
+      } catch (err) {
+        this.log.warn({ err }, `cannot ${what}`);
+      }
     }
   }
 
