@@ -119,6 +119,9 @@ http {
     assert.ok(system, JSON.stringify(l7.tlsLibraries));
     assert.deepEqual(system.functions, ['SSL_write', 'SSL_read', 'SSL_write_ex', 'SSL_read_ex']);
     for (const k of ['ringbufFull', 'connectionsEvicted', 'bytesLost', 'helloErrors'] as const) assert.equal(typeof l7.loss[k], 'number');
+    const human = await ctl(['status'], { socket: daemon.socketPath });
+    assert.match(human.stdout, /APPLICATION LAYER \(l7\)\n {2}running \(dns, http, tls\)/);
+    assert.match(human.stdout, /TLS hooked: .*libssl\.so\.3/);
   });
 
   test('100 keep-alive requests from curl: `ebpfmonctl http --pid` lists 100 whose paths and statuses equal nginx\'s access log; --status 4xx picks the 404s', async () => {
@@ -329,6 +332,7 @@ http {
     assert.equal(l7.state, 'unavailable');
     assert.match(l7.reason ?? '', /tc_l7_flow/);
     assert.deepEqual(l7.interfaces, []);
+    assert.match((await ctl(['status'], { socket: daemon.socketPath })).stdout, /INACTIVE l7-flows/);
     const r = await ctl(['dns'], { socket: daemon.socketPath });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /unavailable/);
