@@ -323,6 +323,42 @@ http {
     assert.deepEqual(paths(await json<HttpRequest[]>(['http', '--host', `${link.b.ip4}:*`])).sort(), ['/private/alice', '/private/bob']);
   });
 
+  test('a restart adopts what is pinned: the same uprobe links (by inode), the stage in its slot, and HTTPS is decrypted again', async () => {
+    // Uprobe links are pinned per library file as ssl_<dev>_<ino>_<program>: the system
+    // libssl's must survive the restart as they are (same pinned link inodes); the private
+    // copy of the exec test, mapped by no process any more, is pruned.
+    const idOf = (f: string) => {
+      const st = fs.statSync(fs.realpathSync(f));
+      return `ssl_${st.dev}_${st.ino}_`;
+    };
+    const system = idOf('/usr/lib/x86_64-linux-gnu/libssl.so.3');
+    const copy = idOf(path.join(dir, 'lib', 'libssl.so.3'));
+    const links = (prefix: string) => fs.readdirSync(path.join(daemon.pinPath, 'links')).filter((l) => l.startsWith(prefix))
+      .map((l) => `${l}@${fs.statSync(path.join(daemon.pinPath, 'links', l)).ino}`).sort();
+    const before = links(system);
+    assert.equal(before.length, 8, `the system libssl's 4 functions x entry/return: ${before.join(' ')}`);
+    assert.equal(links(copy).length, 8, 'the private copy is hooked too');
+    await daemon.stop();
+    daemon = await restartDaemon(daemon);
+    assert.deepEqual(links(system), before, 'the system libssl: adopted, not attached again');
+    assert.deepEqual(links(copy), [], 'the copy nobody maps any more: pruned');
+    const l7 = (await json<StatusResult>(['status'])).l7!;
+    assert.equal(l7.state, 'running');
+    assert.ok(daemon.logs().some((l) => l.msg === 'adopted pinned programs' && l.componentName === 'l7'), 'l7 component adopted');
+    const c = mon.spawn('curl', ['-sk', '--http1.1', '--resolve', `${sni}:${tlsPort}:${link.b.ip4}`, '-o', '/dev/null', '-w', '%{http_code}', `https://${sni}:${tlsPort}/page.txt`]);
+    const out = output(c);
+    assert.equal(await exited(c), 0);
+    for (const t0 = Date.now(); Date.now() - t0 < 20_000;) {
+      const got = await json<HttpRequest[]>(['http', '--pid', String(c.pid)]);
+      if (got.length) {
+        assert.deepEqual(got.map((o) => [o.path, o.status, o.tls]), [['/page.txt', Number(out()), true]]);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail('the request after the restart was not listed');
+  });
+
   test('when the kernel refuses the L7 stage, the daemon starts anyway: the classifier counts alone and status.l7 says why', async () => {
     await daemon.stop();
     const cfg = JSON.parse(fs.readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
