@@ -126,6 +126,11 @@ export const EVENT_FIELDS = {
   exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated'],
   exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs'],
   lb: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'detail'],
+  dns: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'recordType', 'rcode', 'answers', 'latencyMs', 'server', 'transport', 'via', 'truncated', 'error'],
+  http: [
+    'type', 'at', 'pid', 'uid', 'comm', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'method', 'host', 'path', 'version',
+    'status', 'requestBytes', 'responseBytes', 'timeToFirstByteMs', 'durationMs', 'tls', 'flags',
+  ],
 } as const satisfies Record<EventType, readonly string[]>;
 
 /** Compile-time check: each list names exactly the fields of its event type. */
