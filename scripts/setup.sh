@@ -34,7 +34,8 @@ build_pkgs=(clang llvm libbpf-dev make gcc libc6-dev linux-libc-dev)
 test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            dbus dbus-bin libbpf-tools systemd-container debootstrap dpkg-dev fakeroot lintian
            netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
-           zstd debian-archive-keyring qemu-system-x86 kmod curl)
+           zstd debian-archive-keyring qemu-system-x86 kmod curl
+           dnsmasq-base nginx-light openssl wget libssl-dev)
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
 if [ "${ID:-}" = ubuntu ]; then
   build_pkgs+=(linux-tools-common "linux-tools-$(uname -r)")

@@ -11,6 +11,8 @@ import { statusCommand } from './commands/status.js';
 import { topCommand } from './commands/top.js';
 import { lbCommand } from './commands/lb.js';
 import { historyCommand } from './commands/history.js';
+import { dnsCommand } from './commands/dns.js';
+import { httpCommand } from './commands/http.js';
 import { VERSION } from '../../daemon/src/version.js';
 
 const program = new Command('ebpfmonctl')
@@ -20,7 +22,7 @@ const program = new Command('ebpfmonctl')
   .showHelpAfterError()
   .exitOverride();
 
-for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand(), historyCommand()]) {
+for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand(), historyCommand(), dnsCommand(), httpCommand()]) {
   program.addCommand(c.exitOverride().showHelpAfterError());
 }
 

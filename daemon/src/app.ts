@@ -11,12 +11,14 @@ import type { Logger } from 'pino';
 import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
 import type { DbusStatus } from './contract/status.js';
 import type { Config } from './config/schema.js';
-import { buildApi, type Api, type Caller, type HistoryApi, type LbApi } from './api/index.js';
+import { buildApi, type Api, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
 import { LbManager } from './lb/manager.js';
 import { LB_MAP } from './lb/components.js';
+import { L7Feature } from './l7/feature.js';
+import { clockNs, CLOCK_BOOTTIME } from './sys/libc.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
@@ -38,6 +40,8 @@ export interface DaemonDeps {
   lb?: LbApi | null;
   /** The history store, when enabled (history.query answers NotAvailable otherwise). */
   history?: HistoryApi | null;
+  /** The application layer (dns.list, http.list, status.l7); absent: those answer NotAvailable. */
+  l7?: L7Api | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
@@ -58,6 +62,7 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     monitor: deps.monitor,
     lb: deps.lb ?? null,
     history: deps.history ?? null,
+    l7: deps.l7 ?? null,
     version: deps.version,
     startedAt,
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
@@ -85,6 +90,7 @@ export interface RunningDaemon {
   monitor: Monitor;
   lb: LbManager | null;
   history: History | null;
+  l7: L7Feature;
   rpc: RpcServer;
   dbus: DbusService | null;
   /** One line for systemd's STATUS=. */
@@ -173,10 +179,34 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     }
   }
 
+  // The application layer: never stops the daemon (a refused program leaves it off and
+  // status.l7 says why; the classifier runs alone).
+  const l7 = new L7Feature({
+    config: config.l7,
+    deployment,
+    hookPort: running.hookPort('l7'),
+    setConfigFlags: (mask, bits) => running.setConfigFlags(mask, bits),
+    onExec: (fn) => bus.subscribe((e) => {
+      if (e.type === 'exec' && e.pid !== null) fn(e.pid);
+    }, ['exec']),
+    publish: (e) => bus.publish(e),
+    comm: (pid) => running.processes.lookup(pid)?.comm,
+    wallMs: (ns) => running.wallMs(ns),
+    bootNs: () => Number(clockNs(CLOCK_BOOTTIME)),
+    logger,
+  });
+  l7.start();
+  closers.add('application layer', () => l7.stop());
+  running.flows.setAnnotator({
+    fields: (f, nowMs) => l7.store?.flowFields(f, nowMs) ?? { remoteName: null, serverName: null, tlsVersion: null },
+    wants: (pid) => l7.hasNames(pid),
+    forget: (f) => l7.store?.forgetFlow(f),
+  });
+
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, history, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
@@ -208,6 +238,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     monitor: running,
     lb,
     history,
+    l7,
     rpc: daemon.rpc,
     dbus,
     statusLine: () => {

@@ -13,6 +13,7 @@ import { Deployment, probeId } from './bpf/deployment.js';
 import { routeLibbpfLog } from './bpf/log.js';
 import { MONITOR_COMPONENTS } from './monitor/components.js';
 import { LB_COMPONENT } from './lb/components.js';
+import { L7_COMPONENT, SSL_COMPONENT } from './l7/components.js';
 import { runDaemon, StartError } from './app.js';
 import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
@@ -29,7 +30,7 @@ export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
 const STOP_DEADLINE_MS = 4000;
 
 /** Every `capability/alternative` that `probes.disable` may name. */
-const KNOWN_PROBES = [...MONITOR_COMPONENTS, LB_COMPONENT].flatMap((c) => c.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));
+const KNOWN_PROBES = [...MONITOR_COMPONENTS, LB_COMPONENT, L7_COMPONENT, SSL_COMPONENT].flatMap((c) => c.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));
 
 function fail(logger: Logger | null, err: unknown, what: string): never {
   const msg = err instanceof Error ? err.message : String(err);

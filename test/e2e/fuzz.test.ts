@@ -183,7 +183,9 @@ describe(`JSON-RPC fuzz (seed ${SEED}; EBPFMON_FUZZ_SEED=${SEED} replays it)`, p
     let link;
     ({ lab, mon, link } = await monitorLab());
     daemon = await startDaemon(mon, {
-      config: { interfaces: [link.a.ifname], rpc: { maxMessageBytes: MAX_MESSAGE, maxSubscriptionsPerClient: 4, subscriberQueue: 1000 }, lb: { interfaces: [link.a.ifname], xdpMode: 'generic', healthChecks: false } },
+      config: { interfaces: [link.a.ifname], rpc: { maxMessageBytes: MAX_MESSAGE, maxSubscriptionsPerClient: 4, subscriberQueue: 1000 }, lb: { interfaces: [link.a.ifname], xdpMode: 'generic', healthChecks: false },
+        // The application layer on, so dns.list/http.list run (not only answer NotAvailable).
+        l7: { dns: true, http: true } },
     });
   });
   after(() => destroyMonitorLab(daemon, lab));

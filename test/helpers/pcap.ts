@@ -152,9 +152,10 @@ export function flowTotals(pkts: Packet[], m: { local: string; remote: string; p
 export class Capture {
   private constructor(private readonly child: ChildProcess, readonly file: string) {}
 
-  /** Starts tcpdump on `ifname` inside `host`; resolves once it is capturing. */
-  static async start(host: Host, ifname: string, file: string, filter: string[] = []): Promise<Capture> {
-    const child = host.spawn('tcpdump', ['-i', ifname, '-n', '--immediate-mode', '-Z', 'root', '-U', '-s', '256', '-w', file, ...filter]);
+  /** Starts tcpdump on `ifname` inside `host`; resolves once it is capturing. `snaplen`:
+   * bytes kept per packet (256: headers; more for payload such as a TLS ClientHello). */
+  static async start(host: Host, ifname: string, file: string, filter: string[] = [], snaplen = 256): Promise<Capture> {
+    const child = host.spawn('tcpdump', ['-i', ifname, '-n', '--immediate-mode', '-Z', 'root', '-U', '-s', String(snaplen), '-w', file, ...filter]);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);

@@ -21,12 +21,16 @@ function line(e: MonitorEvent): string {
       return `${t} exit    ${who} ppid ${e.ppid} code ${e.exitCode}${e.signal ? ` signal ${e.signal}` : ''}`;
     case 'lb':
       return `${t} lb      ${e.name} ${Object.entries(e.detail).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`;
+    case 'dns':
+      return `${t} dns     ${who} ${e.name} ${e.recordType} ${e.rcode ?? 'no answer'} ${e.answers.map((a) => a.data ?? a.recordType).join(',')}${e.latencyMs !== null ? ` in ${e.latencyMs.toFixed(1)} ms` : ''} via ${e.server}`;
+    case 'http':
+      return `${t} http    ${who} ${e.method} ${e.host ?? '-'}${e.path ?? '(too long)'} -> ${e.status ?? '-'}${e.timeToFirstByteMs !== null ? ` in ${e.timeToFirstByteMs.toFixed(1)} ms` : ''}${e.tls ? ' tls' : ''}`;
   }
 }
 
 export function eventsCommand(): Command {
   return new Command('events')
-    .description('follow connect, accept, close, exec, exit and load-balancer events until interrupted')
+    .description('follow connect, accept, close, exec, exit, load-balancer, DNS and HTTP events until interrupted')
     .addOption(new Option('--type <types>', `comma-separated: ${EVENT_TYPES.join(',')}`).argParser(listArg(EVENT_TYPES)))
     .option('--pid <n>', 'only events of this process', intArg(0, 0x7fffffff))
     .option('--count <n>', 'exit after n events', intArg(1, 100_000_000))

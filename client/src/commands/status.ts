@@ -67,6 +67,25 @@ export function statusCommand(): Command {
         out.push('', 'LOAD BALANCER WARNINGS');
         for (const w of lbWarnings) out.push(`  ${w}`);
       }
+      const l7 = s.l7;
+      if (l7) {
+        const on = (['dns', 'http', 'tls'] as const).filter((k) => l7[k]);
+        out.push('', 'APPLICATION LAYER (l7)');
+        out.push(`  ${l7.state}${on.length ? ` (${on.join(', ')})` : ''}${l7.reason ? `: ${l7.reason}` : ''}`);
+        for (const p of l7.probes) {
+          out.push(`  ${p.active ? 'active  ' : 'INACTIVE'} ${p.capability.padEnd(13)} ${p.active ?? '-'}`);
+          for (const i of p.inactive) out.push(`           ${''.padEnd(13)} not used: ${i.label}: ${i.reason}`);
+        }
+        if (l7.state === 'running') {
+          out.push(`  interfaces: ${l7.interfaces.join(', ') || '(none)'}; loopback DNS tap: ${l7.dnsTap ?? 'off'}`);
+          for (const lib of l7.tlsLibraries) out.push(`  TLS hooked: ${lib.path} (${lib.functions.join(', ')})`);
+          for (const e of l7.tlsLibraryErrors) out.push(`  TLS NOT hooked: ${e.path}: ${e.reason}`);
+          for (const n of l7.tlsNotHooked) out.push(`  TLS not decrypted: ${n.comm ?? '?'}[${n.pid}] ${n.stack}: ${n.reason}`);
+          if (l7.tlsSocketsUnavailable) out.push(`  decrypted TLS without its socket: ${l7.tlsSocketsUnavailable}`);
+          out.push(`  kept: ${l7.kept.dnsQueries}/${l7.kept.maxDnsQueries} DNS queries, ${l7.kept.httpRequests}/${l7.kept.maxHttpRequests} HTTP requests`);
+          out.push(`  loss: ${formatCounts(l7.loss)}; kernel: ring full ${l7.counters.ringbufFull}, payload read failed ${l7.counters.loadFailed}, pieces over the limit ${l7.counters.piecesLimit}, uprobe entries missed ${l7.counters.sslEntryMissed}`);
+        }
+      }
       const c = s.counters;
       out.push('', 'COUNTERS');
       out.push(`  flows created ${c.flowsCreated}, unattributed at creation ${c.flowsUnattributed}, patched later ${c.flowsPatched}, deleted ${c.flowsDeleted}`);

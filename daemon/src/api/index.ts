@@ -7,6 +7,7 @@ import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
+import { l7Methods, type L7Api } from './l7.js';
 import type { MethodTable } from './method.js';
 import { monitorMethods, type TransportStats } from './monitor.js';
 
@@ -16,6 +17,8 @@ export interface ApiDeps {
   lb: LbApi | null;
   /** The history store, when enabled (history.query answers NotAvailable otherwise). */
   history?: HistoryApi | null;
+  /** The application layer, when any l7.* switch is on (dns.list/http.list answer NotAvailable otherwise). */
+  l7?: L7Api | null;
   version: string;
   startedAt: Date;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
@@ -30,9 +33,18 @@ export function buildApi(d: ApiDeps): Api {
   const lbSummary: (() => LbStatusSummary) | undefined = d.lb ? () => lbStatus(d.lb!) : undefined;
   return {
     methods: {
-      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary, ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}) }),
+      ...monitorMethods({
+        monitor: d.monitor,
+        version: d.version,
+        startedAt: d.startedAt,
+        transports: d.transports,
+        lbStatus: lbSummary,
+        ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}),
+        l7Status: d.l7 ? () => d.l7!.status() : undefined,
+      }),
       ...lbMethods(d.lb),
       ...historyMethods(d.history ?? null),
+      ...l7Methods(d.l7 ?? null),
     },
   };
 }
@@ -44,6 +56,7 @@ export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';
 export type { HistoryApi } from './history.js';
+export type { L7Api } from './l7.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';
 export { eventDelivery, eventFilter, subscriptionId, type EventDelivery, type EventFilter } from './events.js';

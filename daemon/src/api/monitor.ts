@@ -6,6 +6,7 @@ import { PROTOCOLS } from '../contract/common.js';
 import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { HistoryStatus } from '../contract/history.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
+import type { L7Status } from '../contract/l7.js';
 import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
@@ -51,6 +52,8 @@ export interface MonitorMethodDeps {
   transports: () => TransportStats;
   lbStatus?: () => LbStatusSummary;
   historyStatus?: () => HistoryStatus;
+  /** The application layer's section, when it runs. */
+  l7Status?: (() => L7Status) | undefined;
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -71,6 +74,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           transports: t,
           ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
+          ...(d.l7Status ? { l7: d.l7Status() } : {}),
         };
       },
     }),

@@ -6,12 +6,13 @@
 import type { ProbeStatus } from './manifest.js';
 
 /** How a program is attached when its component is deployed. Per-interface hooks (tc,
- * xdp) and on-demand ones (iter) are attached later by the feature that owns them. */
+ * xdp), on-demand ones (iter) and per-file ones (uprobe: attachUprobe in uprobe.ts) are
+ * attached later by the feature that owns them. */
 export type AttachSpec =
   | { prog: string; kind: 'tracepoint'; category: string; name: string }
   | { prog: string; kind: 'cgroup' }
   | { prog: string; kind: 'auto' }
-  | { prog: string; kind: 'tc' | 'xdp' | 'iter' };
+  | { prog: string; kind: 'tc' | 'xdp' | 'iter' | 'uprobe' };
 
 export interface ProbeAlternative {
   /** Stable short name, unique in its group: `probes.disable` names it as `capability/id`. */

@@ -25,7 +25,7 @@ import { BpfMap } from './maps.js';
 import { linkInfo, progInfo, type ProgInfo } from './info.js';
 import { ProbePlan } from './probes.js';
 import { PinDir } from './pins.js';
-import { emptyManifest, ManifestStore, type Manifest, type TcRecord, type XdpRecord } from './manifest.js';
+import { emptyManifest, ManifestStore, type Manifest, type TcFeatureRecord, type TcRecord, type XdpRecord } from './manifest.js';
 import { probeId, type AttachSpec, type ComponentDef, type DeployResult } from './component.js';
 
 export type { AttachSpec, ComponentDef, DeployResult, ProbeAlternative, ProbeGroup } from './component.js';
@@ -363,6 +363,32 @@ export class Deployment {
     return progInfo(this.openProg(name), name);
   }
 
+  /**
+   * Puts a pinned program into slot `index` of a program-array map (tail-call targets such
+   * as the classifier's hook chain), or empties the slot (`prog` null). The map is pinned,
+   * so the entry lasts across daemon restarts until it is changed.
+   */
+  setProgArrayEntry(map: string, index: number, prog: string | null): void {
+    const m = this.map(map);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(index);
+    if (prog === null) {
+      m.delete(key);
+      return;
+    }
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(this.openProg(prog));
+    m.update(key, v);
+  }
+
+  /** The kernel id of the program in a program-array slot (null: empty). */
+  progArrayEntry(map: string, index: number): number | null {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(index);
+    const v = this.map(map).lookup(key, Buffer.alloc(4));
+    return v ? v.readUInt32LE(0) : null;
+  }
+
   /** Every program and link ebpfmon has pinned, with kernel ids (for status). */
   describe(): { programs: Array<ProgInfo & { pinned: string }>; links: Array<{ name: string; id: number; progId: number; type: number }> } {
     const programs = this.pins.list('progs').map((p) => ({ ...progInfo(this.openProg(p), p), pinned: this.pins.path('progs', p) }));
@@ -427,6 +453,73 @@ export class Deployment {
       delete this.manifest.tc[String(ifindex)];
       this.save();
     }
+  }
+
+  /** ebpfmon's filter id for features' own filters: the classifier's handle, the next priority
+   * (after the classifier, where both are on one hook). */
+  get tcFeatureId(): { handle: number; priority: number } {
+    return { handle: this.tcId.handle, priority: this.tcId.priority + 1 };
+  }
+
+  tcFeatureRecords(): TcFeatureRecord[] {
+    return Object.values(this.manifest.tcFeature ?? {});
+  }
+
+  /** Puts a feature's program on an interface's hook at the feature priority (L7's DNS tap
+   * on `lo`), unless it is already there. Teardown removes it like the classifier. */
+  attachFeatureTc(ifindex: number, ifname: string, dir: TcDirection, prog: string): 'adopted' | 'attached' | 'replaced' {
+    const fd = this.openProg(prog);
+    const want = progInfo(fd, prog).id;
+    const key = `${ifindex}:${dir}`;
+    const recs = (this.manifest.tcFeature ??= {});
+    let rec = recs[key];
+    if (rec && rec.ifname !== ifname) rec = undefined;
+    const have = queryTc(ifindex, dir, this.tcFeatureId);
+    if (have === want && rec) return 'adopted';
+    const created = ensureClsact(ifindex, ifname);
+    attachTc(ifindex, ifname, dir, prog, fd, this.tcFeatureId);
+    recs[key] = { ifindex, ifname, dir, program: prog, progId: want, createdClsact: created || (rec?.createdClsact ?? false), attachedAt: rec?.attachedAt ?? now() };
+    this.save();
+    return have ? 'replaced' : 'attached';
+  }
+
+  /** Removes a feature filter (and a clsact qdisc ebpfmon created that nothing else uses). */
+  detachFeatureTc(ifindex: number, dir: TcDirection): void {
+    const key = `${ifindex}:${dir}`;
+    const rec = this.manifest.tcFeature?.[key];
+    detachTc(ifindex, dir, this.tcFeatureId);
+    if (rec?.createdClsact && !this.manifest.tc[String(ifindex)]) removeClsactIfUnused(ifindex);
+    if (rec) {
+      delete this.manifest.tcFeature![key];
+      this.save();
+    }
+  }
+
+  // --- links a feature attaches at run time ---------------------------------------------
+
+  /**
+   * Pins a link a feature attached itself (uprobes, one per library file and function:
+   * uprobe.ts) under `name`, and closes the fd: the pin keeps it attached across daemon
+   * restarts; a link already pinned under the name is replaced (and detached).
+   */
+  pinLink(name: string, linkFd: number): void {
+    try {
+      this.pins.unpin('links', name);
+      const ret = L.bpf_obj_pin(linkFd, this.pins.path('links', name));
+      if (ret < 0) throw new BpfError('pinning', `link ${name}`, -ret, { target: this.pins.path('links', name) });
+    } finally {
+      close(linkFd);
+    }
+  }
+
+  /** Names of pinned links that start with `prefix`. */
+  linkPins(prefix: string): string[] {
+    return this.pins.list('links').filter((l) => l.startsWith(prefix));
+  }
+
+  /** Unpins a link (the last reference: the kernel detaches it); false when it was not pinned. */
+  unpinLink(name: string): boolean {
+    return this.pins.unpin('links', name);
   }
 
   // --- XDP ------------------------------------------------------------------------------

@@ -97,6 +97,12 @@ export const bpf_program__attach_raw_tracepoint = fn<[Ptr, string], Ptr | null>(
 export const bpf_program__attach_cgroup = fn<[Ptr, number], Ptr | null>('bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)');
 export const bpf_program__attach_xdp = fn<[Ptr, number], Ptr | null>('bpf_link *bpf_program__attach_xdp(const bpf_program *prog, int ifindex)');
 export const bpf_program__attach_iter = fn<[Ptr, Buffer | null], Ptr | null>('bpf_link *bpf_program__attach_iter(const bpf_program *prog, const void *opts)');
+// struct bpf_uprobe_opts as libbpf 1.1 declares it (1.2 appends attach_mode; `sz` tells
+// libbpf which fields the caller knows). func_name: libbpf resolves the symbol in the file.
+koffi.struct('bpf_uprobe_opts', { sz: 'size_t', ref_ctr_offset: 'size_t', bpf_cookie: 'uint64_t', retprobe: 'bool', func_name: 'const char *' });
+export interface UprobeOpts { sz: number; ref_ctr_offset: number; bpf_cookie: bigint; retprobe: boolean; func_name: string | null }
+export const UPROBE_OPTS_SIZE = koffi.sizeof('bpf_uprobe_opts');
+export const bpf_program__attach_uprobe_opts = fn<[Ptr, number, string, number, UprobeOpts], Ptr | null>('bpf_link *bpf_program__attach_uprobe_opts(const bpf_program *prog, int pid, const char *binary_path, size_t func_offset, const bpf_uprobe_opts *opts)');
 
 export const bpf_link__fd = fn<[Ptr], number>('int bpf_link__fd(const bpf_link *link)');
 export const bpf_link__pin = fn<[Ptr, string], number>('int bpf_link__pin(bpf_link *link, const char *path)');

@@ -38,6 +38,18 @@ export interface TcRecord {
   progIds?: { ingress?: number; egress?: number };
 }
 
+/** A feature's own TC filter (not the classifier): ebpfmon's handle at the feature priority
+ * (DEFAULT_TC_PRIORITY + 1), e.g. L7's DNS tap on `lo` egress. */
+export interface TcFeatureRecord {
+  ifindex: number;
+  ifname: string;
+  dir: 'ingress' | 'egress';
+  program: string;
+  progId: number;
+  createdClsact: boolean;
+  attachedAt: string;
+}
+
 export interface XdpRecord {
   ifindex: number;
   ifname: string;
@@ -53,6 +65,8 @@ export interface Manifest {
   daemonVersion: string;
   components: Record<string, ComponentRecord>;
   tc: Record<string, TcRecord>;
+  /** Feature filters by `<ifindex>:<dir>` (absent in manifests of earlier versions). */
+  tcFeature?: Record<string, TcFeatureRecord>;
   xdp: Record<string, XdpRecord>;
 }
 

@@ -67,7 +67,20 @@ export function teardown(pinPath: string, logger: Logger, tcId: { handle: number
         log.info({ iface: link.name, dir }, 'removed classifier');
       }
     }
-    if (rec?.createdClsact && rec.ifname === link.name) removeClsactIfUnused(link.ifindex);
+    // Features' own filters (L7's DNS tap on lo): the next priority, same rule.
+    const feature = { handle: tcId.handle, priority: tcId.priority + 1 };
+    let featureClsact = false;
+    for (const [dir, parent] of [['ingress', TC_PARENT_INGRESS], ['egress', TC_PARENT_EGRESS]] as const) {
+      const frec = manifest?.tcFeature?.[`${link.ifindex}:${dir}`];
+      const recorded = frec && frec.ifname === link.name ? frec.progId : undefined;
+      const mine = listTcFilters(link.ifindex, parent).find((f) => f.handle === feature.handle && f.priority === feature.priority && f.kind === 'bpf' && f.progId !== undefined && (ourIds.has(f.progId) || f.progId === recorded));
+      if (mine && detachTc(link.ifindex, dir, feature)) {
+        result.tcFilters++;
+        log.info({ iface: link.name, dir }, 'removed feature filter');
+      }
+      if (frec?.createdClsact && frec.ifname === link.name) featureClsact = true;
+    }
+    if ((rec?.createdClsact && rec.ifname === link.name) || featureClsact) removeClsactIfUnused(link.ifindex);
   }
   for (const l of pins.list('links')) {
     pins.unpin('links', l);

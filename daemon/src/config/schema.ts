@@ -121,6 +121,14 @@ export const schema = {
   events: {
     execArgs: { doc: 'Capture the first exec arguments', format: Boolean, default: true, env: 'EBPFMON_EVENTS_EXEC_ARGS' },
   },
+  l7: {
+    dns: { doc: 'DNS names per process: queries and answers (UDP/TCP port 53, and a local stub resolver on lo); flows carry remoteName', format: Boolean, default: false, env: 'EBPFMON_L7_DNS' },
+    http: { doc: 'HTTP/1.x requests per process (method, host, path, status, sizes, latency)', format: Boolean, default: false, env: 'EBPFMON_L7_HTTP' },
+    tls: { doc: 'TLS server names (SNI) on flows, and the plaintext of OpenSSL users through uprobes on libssl', format: Boolean, default: false, env: 'EBPFMON_L7_TLS' },
+    keepQuery: { doc: 'Keep query strings in HTTP paths (they often carry tokens)', format: Boolean, default: false, env: 'EBPFMON_L7_KEEP_QUERY' },
+    maxDnsQueries: { doc: 'DNS queries kept in memory for dns.list', format: 'count', default: 10000, env: 'EBPFMON_L7_MAX_DNS_QUERIES' },
+    maxHttpRequests: { doc: 'HTTP requests kept in memory for http.list', format: 'count', default: 10000, env: 'EBPFMON_L7_MAX_HTTP_REQUESTS' },
+  },
   rpc: {
     maxClients: { doc: 'Simultaneous socket clients', format: 'count', default: 64, env: 'EBPFMON_RPC_MAX_CLIENTS' },
     maxClientsPerUid: { doc: 'Simultaneous socket clients of one user (root included)', format: 'count', default: 16, env: 'EBPFMON_RPC_MAX_CLIENTS_PER_UID' },

@@ -38,3 +38,13 @@ export const TCP_STATES = ['', 'established', 'syn_sent', 'syn_recv', 'fin_wait1
 /** TCP flag names, in the order `tcpFlags` lists them, with their header bits. */
 export const TCP_FLAGS = [[0x02, 'SYN'], [0x10, 'ACK'], [0x08, 'PSH'], [0x01, 'FIN'], [0x04, 'RST'], [0x20, 'URG'], [0x40, 'ECE'], [0x80, 'CWR']] as const;
 export type TcpFlag = (typeof TCP_FLAGS)[number][1];
+
+/** A probe capability and the alternative that runs (status.probes, status.l7.probes). */
+export interface ProbeStatus {
+  /** What the probe gives ebpfmon, e.g. `accept`. */
+  capability: string;
+  /** Label of the alternative in use, or null when none could be used. */
+  active: string | null;
+  /** Alternatives that were tried before (or instead of) the active one, and why they were not used. */
+  inactive: Array<{ label: string; reason: string }>;
+}

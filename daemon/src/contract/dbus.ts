@@ -22,6 +22,8 @@ export const MANAGER_METHOD = {
   GetProcesses: 'GetProcesses',
   GetTopTalkers: 'GetTopTalkers',
   GetHistory: 'GetHistory',
+  GetDnsQueries: 'GetDnsQueries',
+  GetHttpRequests: 'GetHttpRequests',
   Subscribe: 'Subscribe',
   Unsubscribe: 'Unsubscribe',
 } as const;
@@ -174,6 +176,16 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
       in: [arg('filter', 'a{sv}')],
       out: [arg('summary', 'a{sv}'), arg('rows', 'aa{sv}')],
       doc: 'Flow history visible to the caller, as JSON-RPC history.query: filter keys since (s), until (s), pid (u), comm (s), user (u or s), unit (s), remote (s, CIDR), name (s, glob), by (s: process, remote, name, hour, day) and limit (u, 1..10000, default 100); summary holds the window, totals and source, rows the flows or groups.',
+    },
+    [MANAGER_METHOD.GetDnsQueries]: {
+      in: [arg('filter', 'a{sv}')],
+      out: [arg('queries', 'aa{sv}')],
+      doc: 'DNS queries of the processes visible to the caller, newest first (JSON-RPC dns.list), filtered by pid (u), uid (u), name (s, glob) and limit (u, 1..10000, default 1000); NotAvailable when l7.dns is off.',
+    },
+    [MANAGER_METHOD.GetHttpRequests]: {
+      in: [arg('filter', 'a{sv}')],
+      out: [arg('requests', 'aa{sv}')],
+      doc: 'HTTP/1.x requests of the processes visible to the caller, newest first (JSON-RPC http.list), filtered by pid (u), uid (u), host (s, glob), status (s, 404 or 5xx), method (s), tls (b) and limit (u, 1..10000, default 1000); NotAvailable when l7.http is off.',
     },
     [MANAGER_METHOD.Subscribe]: {
       in: [],

@@ -3,8 +3,9 @@
 // `ebpfmonctl events --json` prints.
 import type { AttributedBy, Family, ProtocolName } from './common.js';
 import type { LbEventName } from './lb.js';
+import type { DnsEvent, HttpEvent } from './l7.js';
 
-export const EVENT_TYPES = ['connect', 'accept', 'close', 'exec', 'exit', 'lb'] as const;
+export const EVENT_TYPES = ['connect', 'accept', 'close', 'exec', 'exit', 'lb', 'dns', 'http'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 interface EventBase {
@@ -79,7 +80,9 @@ export interface LbEvent extends EventBase {
   detail: Record<string, unknown>;
 }
 
-export type MonitorEvent = ConnectEvent | CloseEvent | ExecEvent | ExitEvent | LbEvent;
+/** `dns`: a query a process made and its answer (l7.ts DnsQuery); `http`: an HTTP/1.x
+ * request and its response (l7.ts HttpRequest). Only while L7 runs (`l7.dns`, `l7.http`). */
+export type MonitorEvent = ConnectEvent | CloseEvent | ExecEvent | ExitEvent | LbEvent | DnsEvent | HttpEvent;
 
 /**
  * How a subscription's events arrive: `batch: false` (the default), one `events.event`
@@ -123,6 +126,11 @@ export const EVENT_FIELDS = {
   exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated'],
   exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs'],
   lb: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'detail'],
+  dns: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'recordType', 'rcode', 'answers', 'latencyMs', 'server', 'transport', 'via', 'truncated', 'error'],
+  http: [
+    'type', 'at', 'pid', 'uid', 'comm', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'method', 'host', 'path', 'version',
+    'status', 'requestBytes', 'responseBytes', 'timeToFirstByteMs', 'durationMs', 'tls', 'flags',
+  ],
 } as const satisfies Record<EventType, readonly string[]>;
 
 /** Compile-time check: each list names exactly the fields of its event type. */

@@ -2,8 +2,10 @@
 // Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows and
 // GetProcesses.
 import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
+import type { L7FlowFields } from './l7.js';
 
-export interface Flow {
+/** remoteName, serverName, tlsVersion (L7FlowFields) come from the application layer. */
+export interface Flow extends L7FlowFields {
   /** A protocol name, or the IP protocol number as a string. */
   protocol: ProtocolName | string;
   family: Family;

@@ -12,6 +12,7 @@ import type {
   LbStats, RemoveVipResult, VipInfo, VipParams,
 } from './lb.js';
 import type { ProgramsListResult, StatusResult } from './status.js';
+import type { DnsListParams, DnsListResult, HttpListParams, HttpListResult } from './l7.js';
 
 /** A method that takes no parameters (an empty object or none). */
 export type NoParams = Record<string, never> | undefined;
@@ -35,6 +36,8 @@ export interface Methods {
   'lb.drop.remove': { params: DropRuleParams; result: DropRuleInfo };
   'lb.drop.list': { params: NoParams; result: DropRuleList };
   'history.query': { params: HistoryQueryParams; result: HistoryQueryResult };
+  'dns.list': { params: DnsListParams; result: DnsListResult };
+  'http.list': { params: HttpListParams; result: HttpListResult };
 }
 
 export type MethodName = keyof Methods;
@@ -61,6 +64,8 @@ export const METHODS = {
   lbDropRemove: 'lb.drop.remove',
   lbDropList: 'lb.drop.list',
   historyQuery: 'history.query',
+  dnsList: 'dns.list',
+  httpList: 'http.list',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `status` and `programs.list`: the daemon, its probes, interfaces, tables and losses.
 import type { HistoryStatus } from './history.js';
+import type { L7Status } from './l7.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -18,14 +19,8 @@ export const MONITOR_COUNTERS = [
 export const DAEMON_COUNTERS = ['flowsDeleted'] as const;
 export type CounterName = (typeof MONITOR_COUNTERS)[number] | (typeof DAEMON_COUNTERS)[number];
 
-export interface ProbeStatus {
-  /** What the probe gives ebpfmon, e.g. `accept`. */
-  capability: string;
-  /** Label of the alternative in use, or null when none could be used. */
-  active: string | null;
-  /** Alternatives that were tried before (or instead of) the active one, and why they were not used. */
-  inactive: Array<{ label: string; reason: string }>;
-}
+import type { ProbeStatus } from './common.js';
+export type { ProbeStatus };
 
 /** The start-up scan of sockets that predate the daemon. */
 export interface SocketScanStatus {
@@ -140,6 +135,8 @@ export interface StatusResult {
   lb?: LbStatusSummary;
   /** Present when history is enabled (history.enabled): its store, what it wrote and lost. */
   history?: HistoryStatus;
+  /** The application layer (DNS, HTTP, TLS); present in every running daemon (state off when switched off). */
+  l7?: L7Status;
 }
 
 export interface ProgramView {

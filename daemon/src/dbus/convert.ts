@@ -129,6 +129,13 @@ const JSON_HINTS: Record<string, ValueSig> = {
   backends: 'aa{sv}',
   vips: 'aa{sv}',
   rules: 'aa{sv}',
+  // dns.list / http.list objects (GetDnsQueries, GetHttpRequests)
+  pid: 'u',
+  uid: 'u',
+  localPort: 'u',
+  remotePort: 'u',
+  answers: 'aa{sv}',
+  flags: 'as',
 };
 
 function jsonVariant(v: unknown, key: string | undefined): Variant | null {
@@ -167,6 +174,7 @@ export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: Va
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
   ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
   ipOptions: 'b', ipv6ExtHeaders: 'b', firstSeenAt: 's', lastSeenAt: 's', closedAt: 's',
+  remoteName: 's', serverName: 's', tlsVersion: 's',
 };
 /** Keys a D-Bus flow dictionary has instead of `tcpFlags`. */
 export const FLOW_TCP_FLAG_KEYS = ['tcpFlagsTx', 'tcpFlagsRx'] as const;

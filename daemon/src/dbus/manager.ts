@@ -3,23 +3,41 @@
 // is flows.list (the same validation, naming `filter.X`, and the same uid scoping); the
 // per-process members share one cached walk of the flow table, filtered per caller.
 import type { FlowsListParams, ProcessTotals } from '../contract/flows.js';
+import type { DnsListParams, HttpListParams } from '../contract/l7.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
 import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable } from '../api/index.js';
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
-import { dictOf, flowDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
+import { dictOf, flowDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
 import { getHistory } from './history.js';
 import type { CallContext, ObjectImpl } from './object.js';
 import { rankTalkers, type RateTracker, type Talker } from './rates.js';
 
 /** A D-Bus message is bounded (32 MiB on the system bus): replies stay far below that. */
-export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, topTalkers: 1000, signalTop: 10 } as const;
+export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, topTalkers: 1000, signalTop: 10, l7: 10_000 } as const;
 
 /** GetFlows filter keys: the params of JSON-RPC flows.list, with their variant types. */
 export const FLOW_FILTER: { readonly [K in keyof FlowsListParams]-?: FieldKind } = {
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
   protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
 };
+
+/** GetDnsQueries / GetHttpRequests filter keys: the params of dns.list / http.list. */
+export const DNS_FILTER: { readonly [K in keyof DnsListParams]-?: FieldKind } = { pid: 'int', uid: 'int', name: 'string', limit: 'int' };
+export const HTTP_FILTER: { readonly [K in keyof HttpListParams]-?: FieldKind } = {
+  pid: 'int', uid: 'int', host: 'string', status: 'string', method: 'string', tls: 'bool', limit: 'int',
+};
+
+/** Runs an API method with a D-Bus filter dictionary: its own validation (naming `filter.X`) and scoping. */
+async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, name: M, kinds: Record<string, FieldKind>, raw: unknown, caller: Caller) {
+  const m = methods[name];
+  const params = withFieldPrefix('filter', () => {
+    const p = readDict(raw, 'filter', kinds) as { limit?: number };
+    if (p.limit !== undefined && p.limit > LIMITS.l7) throw invalidParam('filter.limit', p.limit, `an integer from 1 to ${LIMITS.l7}`);
+    return m.validate(p, caller);
+  });
+  return m.run(params as never, caller);
+}
 
 /** GetFlows's filter as a flow query: flows.list's own validation and scoping, naming `filter.X`. */
 export function flowQuery(raw: unknown, caller: Caller): FlowQuery {
@@ -76,6 +94,10 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
         return rankTalkers(talkers, ctx.uid, limit).map(talkerDict);
       },
       GetHistory: (ctx, [filter]) => getHistory(d.methods, filter, ctx.caller),
+      GetDnsQueries: async (ctx, [filter]) =>
+        (await viaApi(d.methods, 'dns.list', DNS_FILTER, filter, ctx.caller)).queries.map((q) => jsonDict({ ...q })),
+      GetHttpRequests: async (ctx, [filter]) =>
+        (await viaApi(d.methods, 'http.list', HTTP_FILTER, filter, ctx.caller)).requests.map((r) => jsonDict({ ...r })),
       Subscribe: (ctx) => d.subscribe(ctx),
       Unsubscribe: (ctx) => d.unsubscribe(ctx),
     },

@@ -10,6 +10,7 @@ import { AF_INET, formatIpAt, inCidr, type Cidr } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, DIRECTIONS, KERNEL_COMM, TCP_FLAGS, TCP_STATES, type TcpFlag } from '../contract/common.js';
 import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
+import type { L7FlowFields } from '../contract/l7.js';
 import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
 export type { Flow, ProcessTotals };
@@ -29,6 +30,31 @@ export interface FlowQuery {
   sort?: FlowSort;
   limit?: number;
 }
+
+/** A flow as another feature knows it (its 5-tuple from this host's side, and its process). */
+export interface FlowIdentity {
+  protocol: string;
+  localAddr: string;
+  localPort: number | null;
+  remoteAddr: string;
+  remotePort: number | null;
+  pid: number | null;
+}
+
+/**
+ * Fields a flow takes from the application layer (remoteName, serverName, tlsVersion):
+ * app.ts wires the L7 feature in (the monitor knows no other feature). The GC walk hands
+ * it the flows of the processes it `wants` (those with fresh DNS answers), so a flow takes
+ * its name while the answer is fresh even when nobody lists flows, and tells it which
+ * flows are gone.
+ */
+export interface FlowAnnotator {
+  fields(f: FlowIdentity, nowMs: number): L7FlowFields;
+  wants(pid: number): boolean;
+  forget(f: FlowIdentity): void;
+}
+
+const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion: null };
 
 export interface ProcessInfoSource {
   lookup(tgid: number): { ppid: number | null; exe: string | null; comm: string } | undefined;
@@ -70,6 +96,11 @@ export class FlowTable {
   private readonly retired = new Map<number, Retired>();
   /** Flows this daemon deleted since it started (the pinned stats map keeps the lifetime total). */
   deletedTotal = 0;
+  private annotator: FlowAnnotator | null = null;
+
+  setAnnotator(a: FlowAnnotator | null): void {
+    this.annotator = a;
+  }
 
   constructor(
     private readonly map: BpfMap,
@@ -100,6 +131,7 @@ export class FlowTable {
     const ow = FLOW.fields.owner.offset;
     const out: Flow[] = [];
     let total = 0;
+    const nowMs = Date.now();
     await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
       total++;
       // Cheap filters on raw bytes first.
@@ -158,7 +190,9 @@ export class FlowTable {
         firstSeenAt: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.first_ns.offset, true))).toISOString(),
         lastSeenAt: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true))).toISOString(),
         closedAt: closedNs ? new Date(toMs(closedNs)).toISOString() : null,
+        ...NO_NAMES,
       };
+      if (this.annotator) Object.assign(flow, this.annotator.fields(flow, nowMs));
       if (isIcmp) {
         flow.icmpType = rport;
         flow.icmpId = lport;
@@ -229,7 +263,20 @@ export class FlowTable {
     const tcpIdleNs = BigInt(this.opts.tcpIdleTimeoutMs) * 1_000_000n;
     const ow = FLOW.fields.owner.offset;
     const doomed: Buffer[] = [];
+    const gone: FlowIdentity[] = [];
     const counts: Array<{ pid: number; comm: string; uid: number; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
+    const a = this.annotator;
+    const nowMs = Date.now();
+    const identity = (kv: DataView, ko: number, kb: Uint8Array, pid: number | null): FlowIdentity => {
+      const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
+      const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
+      const icmp = proto === 1 || proto === 58;
+      return {
+        protocol: protocolName(proto), pid,
+        localAddr: formatIpAt(kb, ko + FLOW_KEY.fields.laddr.offset, family), localPort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true),
+        remoteAddr: formatIpAt(kb, ko + FLOW_KEY.fields.raddr.offset, family), remotePort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true),
+      };
+    };
     await this.walk((kv, ko, vv, vo, kb, vbytes) => {
       const closed = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
@@ -239,10 +286,16 @@ export class FlowTable {
       if (closed) expired = nowNs - closed > closedNs && nowNs - last > closedNs;
       else if (proto === 6) expired = sock === 0 && nowNs - last > tcpIdleNs;
       else expired = nowNs - last > idleNs;
-      if (!expired) return;
-      doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const owned = ownedByProcess(how);
+      const pid = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      if (!expired) {
+        // A live flow of a process with fresh names: let it take its name now.
+        if (a && pid !== null && a.wants(pid)) a.fields(identity(kv, ko, kb, pid), nowMs);
+        return;
+      }
+      doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
+      if (a) gone.push(identity(kv, ko, kb, pid));
       counts.push({
         pid: owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : RETIRED_UNKNOWN,
         comm: owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : '',
@@ -256,6 +309,7 @@ export class FlowTable {
     });
     if (doomed.length === 0) return 0;
     const deleted = this.map.deleteBatch(Buffer.concat(doomed), doomed.length);
+    for (const f of gone) a!.forget(f);
     for (const c of counts) {
       let r = this.retired.get(c.pid);
       if (!r) {

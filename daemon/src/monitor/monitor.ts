@@ -22,6 +22,8 @@ import { decodable, recordEventType, type DecodeContext } from './decoder.js';
 import { RecordEvent } from './records.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
+import { HookPort } from './hooks.js';
+import type { HookName } from './wire.js';
 import { ProcessTable } from './processes.js';
 import type { MonitorApi, MonitorStatus } from './api.js';
 import type { FlowQuery } from './flows.js';
@@ -204,9 +206,29 @@ export class Monitor implements MonitorApi {
     const v = Buffer.alloc(CONFIG.size);
     const cookie = this.opts.allNamespaces ? 0n : currentNetnsCookie() ?? 0n;
     v.writeBigUInt64LE(cookie, CONFIG.fields.netns_cookie.offset);
-    v.writeUInt32LE(this.opts.execArgs ? CFG_EXEC_ARGS : 0, CONFIG.fields.flags.offset);
+    v.writeUInt32LE(((this.opts.execArgs ? CFG_EXEC_ARGS : 0) | this.featureFlags) >>> 0, CONFIG.fields.flags.offset);
     v.writeUInt32LE(pidNamespaceForKernel(), CONFIG.fields.pidns_inum.offset);
     this.deployment.map(MAP.config).update(STAT_KEY(0), v);
+  }
+
+  /** emon_config.flags bits other features own (L7's switches): kept across writeConfig(). */
+  private featureFlags = 0;
+
+  /** Sets the `mask` bits of emon_config.flags to `bits` (a feature's runtime switches). */
+  setConfigFlags(mask: number, bits: number): void {
+    if (mask & CFG_EXEC_ARGS) throw new RangeError('emon_config.flags: the exec-arguments bit is the monitor\'s');
+    this.featureFlags = ((this.featureFlags & ~mask) | (bits & mask)) >>> 0;
+    this.writeConfig();
+  }
+
+  /** A feature's stage of the classifier's hook chain (its slot and interface bit). */
+  hookPort(name: HookName): HookPort {
+    return new HookPort(this.deployment, this.interfaces, name);
+  }
+
+  /** Event timestamps (CLOCK_BOOTTIME ns) -> wall-clock ms, as the monitor's events have them. */
+  wallMs(ns: number): number {
+    return this.wall.toMs(BigInt(Math.trunc(ns)));
   }
 
   /**

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
-import { FLOW_FILTER } from '../../../../daemon/src/dbus/manager.js';
+import { DNS_FILTER, FLOW_FILTER, HTTP_FILTER } from '../../../../daemon/src/dbus/manager.js';
+import { DNS_LIST_PARAMS, HTTP_LIST_PARAMS } from '../../../../daemon/src/api/l7.js';
 import { FLOW_TCP_FLAG_KEYS, flowDict, processDict } from '../../../../daemon/src/dbus/convert.js';
 import { MANAGER_PROPERTY } from '../../../../daemon/src/contract/dbus.js';
 import { FLOW_PARAMS } from '../../../../daemon/src/api/monitor.js';
@@ -45,8 +46,8 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   test('a flow: the JSON-RPC keys, and the D-Bus dictionary\'s (tcpFlags as tcpFlagsTx/tcpFlagsRx)', async () => {
     const rpc = (await client.call('flows.list', {})).flows[0]!;
     const rpcKeys = Object.keys(rpc).filter((k) => k !== 'tcpFlags').sort();
-    // Null fields are left out on D-Bus; the fake's flow has none (ports are null for ICMP: set them for this check).
-    const bus = flowDict({ ...rpc, localPort: 1, remotePort: 2 });
+    // Null fields are left out on D-Bus (ports are null for ICMP, the L7 names when unknown: set them for this check).
+    const bus = flowDict({ ...rpc, localPort: 1, remotePort: 2, remoteName: 'a.example', serverName: 'a.example', tlsVersion: '1.3' });
     assert.deepEqual(Object.keys(bus).filter((k) => !(FLOW_TCP_FLAG_KEYS as readonly string[]).includes(k)).sort(), rpcKeys);
     assert.deepEqual(FLOW_TCP_FLAG_KEYS.map((k) => k in bus), [true, true]);
   });
@@ -62,6 +63,11 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
 
   test('the history filter: GetHistory takes exactly the params of history.query', () => {
     assert.deepEqual(Object.keys(HISTORY_FILTER).sort(), [...HISTORY_PARAMS].sort());
+  });
+
+  test('the L7 filters: GetDnsQueries and GetHttpRequests take exactly the params of dns.list and http.list', () => {
+    assert.deepEqual(Object.keys(DNS_FILTER).sort(), [...DNS_LIST_PARAMS].sort());
+    assert.deepEqual(Object.keys(HTTP_FILTER).sort(), [...HTTP_LIST_PARAMS].sort());
   });
 
   test('status counters and D-Bus properties: RingbufFull is loss.ringbufFull', async () => {

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the application layer keeps for `dns.list` and `http.list`: the last N DNS queries
+// and HTTP requests in the contract's shapes (bounded rings, oldest dropped first), the
+// queries over them, and the names flows carry. Pure: records in, arrays out.
+import type { DnsAnswer, DnsQuery, HttpFlag, HttpRequest, L7FlowFields } from '../contract/l7.js';
+import type { ResolverCache } from './dns/cache.js';
+import type { DnsQueryRecord } from './dns/tracker.js';
+import type { HttpEvent, TlsEvent } from './pipeline.js';
+import { tlsVersionName } from './tls/hello.js';
+
+export interface DnsFilter {
+  pid?: number;
+  /** Only this uid's queries (the API's scoping: a caller without the group sees its own). */
+  uid?: number;
+  /** Compiled glob over the name. */
+  name?: RegExp;
+  limit: number;
+}
+
+export interface HttpFilter {
+  pid?: number;
+  uid?: number;
+  host?: RegExp;
+  /** Exact status, or [lo, hi] for a class (5xx: 500..599). */
+  status?: [number, number];
+  method?: string;
+  tls?: boolean;
+  limit: number;
+}
+
+/** `*` any run, `?` one character; case-insensitive, anchored. */
+export function globRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`, 'i');
+}
+
+const ms = (ns: number | undefined): number | null => (ns === undefined ? null : Math.round(ns / 1e4) / 100);
+
+/** Fixed-size ring, oldest overwritten. */
+class Ring<T> {
+  private readonly items: T[] = [];
+  private head = 0;
+  constructor(readonly capacity: number) {}
+  push(x: T): void {
+    if (this.items.length < this.capacity) this.items.push(x);
+    else {
+      this.items[this.head] = x;
+      this.head = (this.head + 1) % this.capacity;
+    }
+  }
+  get size(): number {
+    return this.items.length;
+  }
+  /** Newest first. */
+  *newest(): Generator<T> {
+    const n = this.items.length;
+    for (let i = 0; i < n; i++) yield this.items[(this.head - 1 - i + 2 * n) % n]!;
+  }
+}
+
+export interface L7StoreOptions {
+  maxDnsQueries?: number;
+  maxHttpRequests?: number;
+  /** CLOCK_BOOTTIME ns -> wall-clock ms. */
+  wallMs: (ns: number) => number;
+  cache: ResolverCache;
+}
+
+export class L7Store {
+  private readonly dns: Ring<DnsQuery>;
+  private readonly http: Ring<HttpRequest>;
+  /** Names each flow took when first looked at (kept after the cache entry expires). */
+  private readonly flowNames = new Map<string, L7FlowFields>();
+  private readonly maxFlowNames: number;
+
+  constructor(private readonly opts: L7StoreOptions) {
+    this.dns = new Ring(opts.maxDnsQueries ?? 10_000);
+    this.http = new Ring(opts.maxHttpRequests ?? 10_000);
+    this.maxFlowNames = 4 * (opts.maxHttpRequests ?? 10_000);
+  }
+
+  get dnsCount(): number {
+    return this.dns.size;
+  }
+
+  get httpCount(): number {
+    return this.http.size;
+  }
+
+  get capacities(): { maxDnsQueries: number; maxHttpRequests: number } {
+    return { maxDnsQueries: this.dns.capacity, maxHttpRequests: this.http.capacity };
+  }
+
+  addDns(r: DnsQueryRecord): DnsQuery {
+    const q: DnsQuery = {
+      at: new Date(r.timeMs).toISOString(),
+      pid: r.pid ?? null, uid: r.uid ?? null, comm: r.comm ?? null,
+      name: r.name, recordType: r.type, rcode: r.rcode ?? null,
+      answers: r.answers.map((a): DnsAnswer => ({ name: a.name, recordType: a.type, data: a.data ?? null, ttl: a.ttl })),
+      latencyMs: ms(r.latencyNs), server: r.server, transport: r.transport,
+      via: r.via ? { pid: r.via.pid || null, comm: r.via.comm ?? null } : null,
+      truncated: r.truncated ?? false, error: r.error ?? null,
+    };
+    this.dns.push(q);
+    return q;
+  }
+
+  addHttp(e: HttpEvent): HttpRequest {
+    const end = e.responseEndNs;
+    const r: HttpRequest = {
+      at: new Date(this.opts.wallMs(e.requestStartNs)).toISOString(),
+      pid: e.pid || null, uid: e.pid || e.uid ? e.uid : null, comm: e.comm ?? null,
+      family: e.flow?.family ?? null, localAddr: e.flow?.localAddr ?? null, localPort: e.flow?.localPort ?? null,
+      remoteAddr: e.flow?.remoteAddr ?? null, remotePort: e.flow?.remotePort ?? null,
+      method: e.method, host: e.host ?? null, path: e.path ?? null, version: e.version ?? null, status: e.status ?? null,
+      requestBytes: e.requestBytes, responseBytes: e.responseBytes,
+      timeToFirstByteMs: ms(e.ttfbNs), durationMs: end !== undefined ? ms(end - e.requestStartNs) : null,
+      tls: e.tls, flags: [...e.flags] as HttpFlag[],
+    };
+    this.http.push(r);
+    return r;
+  }
+
+  /** A TLS hello: the flow's server name and version. */
+  addTls(e: TlsEvent): void {
+    const k = flowId(e.flow.protocol, e.flow.localAddr, e.flow.localPort, e.flow.remoteAddr, e.flow.remotePort);
+    const f = this.flowEntry(k);
+    if (e.serverName !== undefined) f.serverName = e.serverName;
+    // `1.3`, not `TLS 1.3`: the field says it is TLS.
+    if (e.version !== undefined) f.tlsVersion = tlsVersionName(e.version).replace(/^TLS /, '');
+  }
+
+  dnsList(f: DnsFilter): { queries: DnsQuery[]; total: number; matched: number } {
+    const out: DnsQuery[] = [];
+    let matched = 0;
+    for (const q of this.dns.newest()) {
+      if (f.uid !== undefined && q.uid !== f.uid) continue;
+      if (f.pid !== undefined && q.pid !== f.pid) continue;
+      if (f.name && !f.name.test(q.name)) continue;
+      matched++;
+      if (out.length < f.limit) out.push(q);
+    }
+    return { queries: out, total: this.dns.size, matched };
+  }
+
+  httpList(f: HttpFilter): { requests: HttpRequest[]; total: number; matched: number } {
+    const out: HttpRequest[] = [];
+    let matched = 0;
+    for (const r of this.http.newest()) {
+      if (f.uid !== undefined && r.uid !== f.uid) continue;
+      if (f.pid !== undefined && r.pid !== f.pid) continue;
+      if (f.host && !(r.host !== null && f.host.test(r.host))) continue;
+      if (f.status && !(r.status !== null && r.status >= f.status[0] && r.status <= f.status[1])) continue;
+      if (f.method !== undefined && r.method !== f.method) continue;
+      if (f.tls !== undefined && r.tls !== f.tls) continue;
+      matched++;
+      if (out.length < f.limit) out.push(r);
+    }
+    return { requests: out, total: this.http.size, matched };
+  }
+
+  /**
+   * The L7 fields of a flow: the name its process asked for to reach the remote address
+   * (looked up while the resolver cache has it, then kept with the flow), the TLS server
+   * name and version.
+   */
+  flowFields(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null; pid: number | null }, nowMs: number): L7FlowFields {
+    const k = flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0);
+    const f = this.flowNames.get(k);
+    if (f?.remoteName) return { ...f };
+    const e = flow.pid ? this.opts.cache.lookup(flow.pid, flow.remoteAddr, nowMs) : undefined;
+    if (!e && !f) return { remoteName: null, serverName: null, tlsVersion: null };
+    const entry = f ?? this.flowEntry(k);
+    if (e) entry.remoteName = e.name;
+    return { ...entry };
+  }
+
+  /** The flow ended (the monitor removed it): forget its names. */
+  forgetFlow(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null }): void {
+    this.flowNames.delete(flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0));
+  }
+
+  private flowEntry(k: string): L7FlowFields {
+    let f = this.flowNames.get(k);
+    if (!f) {
+      if (this.flowNames.size >= this.maxFlowNames) this.flowNames.delete(this.flowNames.keys().next().value!);
+      f = { remoteName: null, serverName: null, tlsVersion: null };
+      this.flowNames.set(k, f);
+    }
+    return f;
+  }
+}
+
+function flowId(protocol: string, la: string, lp: number, ra: string, rp: number): string {
+  return `${protocol}|${la}|${lp}|${ra}|${rp}`;
+}
