@@ -31,7 +31,8 @@ struct pkt {
 	__u8  is_frag;
 	__u8  frag_unmatched;
 	__u8  ext_limit;
-	__u8  _pad[3];
+	__u8  l4_hlen;            /* transport header length (TCP data offset * 4, UDP 8; 0: none) */
+	__u16 l4_off;             /* transport header offset from the network header */
 };
 
 /* A reply is keyed by its request's type so that both directions share one flow. */
@@ -63,25 +64,41 @@ static __always_inline bool icmp_is_query(__u8 type, bool v6)
  * pulled in, at most this far from the link-layer header. */
 #define PULL_MAX 256
 
-/* How the headers of the packet at hand are read. */
+/* How the headers of the packet at hand are read, and what the interface wants. */
 struct rd {
 	struct __sk_buff *skb;
-	int l2;      /* link-layer header length, for direct packet access; -1: use helpers */
-	int pulled;  /* bpf_skb_pull_data already tried */
+	int  l2;     /* link-layer header length, for direct packet access; -1: use helpers */
+	__u8 pulled; /* bpf_skb_pull_data already tried */
+	__u8 hooks;  /* EMON_HOOK_* bits of the interface (hooks_dispatch) */
 };
 
-/* The interface's link-layer header length, as the daemon recorded it in emon_ifaces when
- * it attached the classifier; -1 when unknown (then headers are read through helpers,
- * relative to the network header, which works for any link type). An array lookup: the
- * verifier inlines it. */
-static __always_inline int l2_len_of(struct __sk_buff *skb)
+/* What the daemon recorded in emon_ifaces when it attached the classifier: the interface's
+ * link-layer header length (-1 when unknown: then headers are read through helpers,
+ * relative to the network header, which works for any link type) and which stages of the
+ * hook chain want its packets. An array lookup: the verifier inlines it. */
+static __always_inline void iface_load(struct rd *r)
 {
-	__u32 slot = skb->ifindex & (EMON_IFACE_SLOTS - 1);
+	__u32 slot = r->skb->ifindex & (EMON_IFACE_SLOTS - 1);
 	struct emon_iface *i = bpf_map_lookup_elem(&emon_ifaces, &slot);
 
-	if (!i || i->ifindex != skb->ifindex || i->l2_len > 32)
-		return -1;
-	return i->l2_len;
+	r->l2 = -1;
+	if (!i || i->ifindex != r->skb->ifindex)
+		return;
+#ifndef EMON_NO_HOOKS
+	r->hooks = i->hooks;
+#endif
+	if (i->l2_len <= 32)
+		r->l2 = i->l2_len;
+}
+
+/* Where the transport header is, for the hook chain's stages (the L7 program finds the
+ * payload with it). Not kept by the bench baseline built without the hook chain. */
+static __always_inline void set_l4(struct pkt *p, __u32 off, __u8 hlen)
+{
+#ifndef EMON_NO_HOOKS
+	p->l4_off = off;
+	p->l4_hlen = hlen;
+#endif
 }
 
 /* Copies `len` bytes at `off` from the network header. Directly from the packet when the
@@ -130,7 +147,7 @@ static __always_inline long net_load(struct rd *r, __u32 off, void *to, const __
  * rejects the load from scalar k ("R2 invalid mem access 'scalar'"). 6.18's prunes it. */
 static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v6,
 				     const __u8 *peek, bool peeked,
-				     __u16 *sport, __u16 *dport, __u8 *tcp_flags)
+				     __u16 *sport, __u16 *dport, __u8 *tcp_flags, struct pkt *p)
 {
 	__u8 buf[14];
 	const __u8 *b = peeked ? peek : buf;
@@ -140,12 +157,14 @@ static __always_inline bool parse_l4(struct rd *r, __u32 off, __u8 proto, bool v
 		if (!peeked && net_load(r, off, buf, 14))
 			return false;
 		*tcp_flags = b[TCP_FLAGS_OFF];
+		set_l4(p, off, (b[12] >> 4) * 4);
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
 		if (!peeked && net_load(r, off, buf, 4))
 			return false;
+		set_l4(p, off, proto == IPPROTO_SCTP ? 12 : 8);
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
@@ -248,10 +267,10 @@ static __always_inline bool parse_ipv4(struct rd *r, bool egress, struct pkt *p)
 		p->flow_flags |= EMON_FLOW_F_FRAGMENTS;
 		__builtin_memcpy(fk.saddr, &ip.saddr, 4);
 		__builtin_memcpy(fk.daddr, &ip.daddr, 4);
-		if (first && !parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags))
+		if (first && !parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags, p))
 			return false;
 		frag_ports(p, &fk, first, &sport, &dport);
-	} else if (!parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags)) {
+	} else if (!parse_l4(r, ihl, ip.protocol, false, h.l4, peeked, &sport, &dport, &p->tcp_flags, p)) {
 		return false;
 	}
 	set_key(p, egress, AF_INET, ip.protocol, addrs[0], addrs[1], sport, dport);
@@ -320,7 +339,7 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 		p->ext_limit = 1;
 	} else if (!first) {
 		/* later fragment: ports come from the first one */
-	} else if (!parse_l4(r, off, nh, true, h.l4, peeked && off == sizeof(ip), &sport, &dport, &p->tcp_flags)) {
+	} else if (!parse_l4(r, off, nh, true, h.l4, peeked && off == sizeof(ip), &sport, &dport, &p->tcp_flags, p)) {
 		return false;
 	}
 	if (frag) {
@@ -503,37 +522,38 @@ static __always_inline bool reused(struct __sk_buff *skb, bool egress, const str
 	return o && o->tgid != f->owner.tgid;
 }
 
-static __always_inline void count(struct __sk_buff *skb, bool egress)
+/* Parses and counts the packet; returns its flow (NULL: not IP, truncated, or no flow
+ * could be recorded). */
+static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool egress)
 {
-	struct rd r = { .skb = skb, .l2 = l2_len_of(skb) };
-	struct pkt p = {};
+	struct __sk_buff *skb = r->skb;
 	struct emon_flow *f;
 	__u32 tick;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (!parse_ipv4(&r, egress, &p))
+		if (!parse_ipv4(r, egress, p))
 			goto truncated;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (!parse_ipv6(&r, egress, &p))
+		if (!parse_ipv6(r, egress, p))
 			goto truncated;
 	} else {
 		stat_inc(EMON_STAT_PACKETS_NON_IP);
-		return;
+		return NULL;
 	}
-	count_packet_stats(&p);
+	count_packet_stats(p);
 
 	/* The clock is read at most once a jiffy per flow: bpf_jiffies64() is a plain memory
 	 * load (the verifier inlines it), a clock helper costs tens of ns (more with some
 	 * CPU-bug mitigations). Timestamps come from the coarse clock (CLOCK_MONOTONIC_COARSE):
 	 * millisecond resolution is all that first/last seen need. */
 	tick = bpf_jiffies64();
-	f = bpf_map_lookup_elem(&emon_flows, &p.key);
+	f = bpf_map_lookup_elem(&emon_flows, &p->key);
 	if (!f) {
 		struct emon_flow nf = {};
 		long err;
 
-		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
-		err = bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_NOEXIST);
+		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
+		err = bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_NOEXIST);
 		if (!err) {
 			stat_inc(EMON_STAT_FLOWS_CREATED);
 			if (nf.flags & EMON_FLOW_F_UNOWNED)
@@ -541,61 +561,129 @@ static __always_inline void count(struct __sk_buff *skb, bool egress)
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
 			stat_inc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
-		f = bpf_map_lookup_elem(&emon_flows, &p.key);
+		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
-			return;
-	} else if (reused(skb, egress, &p, f)) {
+			return NULL;
+	} else if (reused(skb, egress, p, f)) {
 		/* A new connection on an old tuple. The old one's close event carried its counts
 		 * (when it could be queued), so start over. */
 		struct emon_flow nf = {};
 
-		flow_init(&nf, skb, egress, &p, bpf_ktime_get_coarse_ns(), tick);
-		bpf_map_update_elem(&emon_flows, &p.key, &nf, BPF_EXIST);
+		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
+		bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_EXIST);
 		stat_inc(EMON_STAT_FLOWS_REOPENED);
-		f = bpf_map_lookup_elem(&emon_flows, &p.key);
+		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
-			return;
+			return NULL;
 	}
 
 	if (egress) {
-		__sync_fetch_and_add(&f->tx_bytes, p.bytes);
+		__sync_fetch_and_add(&f->tx_bytes, p->bytes);
 		__sync_fetch_and_add(&f->tx_packets, 1);
 		/* Racy OR on purpose: flags only ever gain bits, a lost bit is re-set by the next packet. */
-		if ((f->tcp_flags_tx & p.tcp_flags) != p.tcp_flags)
-			f->tcp_flags_tx |= p.tcp_flags;
+		if ((f->tcp_flags_tx & p->tcp_flags) != p->tcp_flags)
+			f->tcp_flags_tx |= p->tcp_flags;
 	} else {
-		__sync_fetch_and_add(&f->rx_bytes, p.bytes);
+		__sync_fetch_and_add(&f->rx_bytes, p->bytes);
 		__sync_fetch_and_add(&f->rx_packets, 1);
-		if ((f->tcp_flags_rx & p.tcp_flags) != p.tcp_flags)
-			f->tcp_flags_rx |= p.tcp_flags;
+		if ((f->tcp_flags_rx & p->tcp_flags) != p->tcp_flags)
+			f->tcp_flags_rx |= p->tcp_flags;
 	}
-	if (p.is_frag)
+	if (p->is_frag)
 		__sync_fetch_and_add(&f->frags, 1);
 	if (f->flags & EMON_FLOW_F_UNOWNED)
-		flow_retry_owner(f, skb, egress, &p, tick);
-	if ((f->flags & p.flow_flags) != p.flow_flags)
-		f->flags |= p.flow_flags;
+		flow_retry_owner(f, skb, egress, p, tick);
+	if ((f->flags & p->flow_flags) != p->flow_flags)
+		f->flags |= p->flow_flags;
 	if (f->last_tick != tick) {
 		f->last_tick = tick;
 		f->last_ns = bpf_ktime_get_coarse_ns();
 	}
-	return;
+	return f;
 truncated:
 	stat_inc(EMON_STAT_PACKETS_TRUNCATED);
+	return NULL;
+}
+
+/* Whether the L7 stage wants this packet: not for flows it decided are none of its
+ * protocols (or done with), the one byte test that makes L7 cheap for every other flow;
+ * not for an undecided TCP flow's packets without payload (it decides on the first
+ * payload: the handshake and bare ACKs before it need not go further). */
+static __always_inline bool l7_wanted(const struct pkt *p, const struct emon_flow *f)
+{
+	__u8 st = f->l7_state;
+
+	if (st == EMON_L7_NONE || st == EMON_L7_DONE)
+		return false;
+	return st != EMON_L7_UNDECIDED || p->key.proto != IPPROTO_TCP || p->bytes > (__u32)p->l4_off + p->l4_hlen;
+}
+
+/* The hook chain (see EMON_HOOK_* in monitor/common.h): after the packet is counted, the
+ * stages its interface asks for run by tail calls, slot order, with the packet's meta in
+ * emon_pkt_meta. No bit set (no feature wants the interface): one byte test. A slot left
+ * empty (feature off, or its program refused) makes the tail call fall through to the
+ * next stage, and in the end to the classifier's return. Non-IP and truncated packets
+ * (no flow, no owner) go to capture only. */
+static __always_inline void hooks_dispatch(const struct rd *r, const struct pkt *p, const struct emon_flow *f, bool egress)
+{
+#ifndef EMON_NO_HOOKS
+	struct emon_pkt_meta *m;
+	__u32 zero = 0;
+	__u8 want;
+
+	if (!r->hooks)
+		return;
+	want = r->hooks & EMON_HOOK_CAPTURE;
+	if ((r->hooks & EMON_HOOK_L7) && f && l7_wanted(p, f))
+		want |= EMON_HOOK_L7;
+	if (!want)
+		return;
+	m = bpf_map_lookup_elem(&emon_pkt_meta, &zero);
+	if (!m)
+		return;
+	__builtin_memcpy(&m->key, &p->key, sizeof(m->key));
+	if (f)
+		__builtin_memcpy(&m->owner, &f->owner, sizeof(m->owner));
+	else
+		__builtin_memset(&m->owner, 0, sizeof(m->owner));
+	m->ip_bytes = p->bytes;
+	m->ifindex = r->skb->ifindex;
+	m->l4_off = p->l4_off;
+	m->l2_len = r->l2 >= 0 ? r->l2 : EMON_L2_UNKNOWN;
+	m->l4_hlen = p->l4_hlen;
+	m->ingress = !egress;
+	m->hooks = want;
+	m->flags = (p->key.family ? EMON_META_F_PARSED : 0) | (f ? EMON_META_F_FLOW : 0) | (p->is_frag ? EMON_META_F_FRAGMENT : 0);
+	m->tcp_flags = p->tcp_flags;
+	if (want & EMON_HOOK_L7)
+		bpf_tail_call(r->skb, &emon_hooks, EMON_HOOK_SLOT_L7);
+	if (want & EMON_HOOK_CAPTURE)
+		bpf_tail_call(r->skb, &emon_hooks, EMON_HOOK_SLOT_CAPTURE);
+#endif
+}
+
+static __always_inline int classify(struct __sk_buff *skb, bool egress)
+{
+	struct rd r = { .skb = skb };
+	struct pkt p = {};
+	struct emon_flow *f;
+
+	iface_load(&r);
+	f = count(&r, &p, egress);
+	hooks_dispatch(&r, &p, f, egress);
+	return TC_ACT_UNSPEC;
 }
 
 /* Attached to clsact ingress: packets arriving at this host. */
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb)
 {
-	count(skb, false);
-	return TC_ACT_UNSPEC;
+	return classify(skb, false);
 }
 
 /* Attached to clsact egress: packets leaving this host (skb->sk is usually still set). */
 SEC("tc")
 int tc_egress(struct __sk_buff *skb)
 {
-	count(skb, true);
-	return TC_ACT_UNSPEC;
+	return classify(skb, true);
 }

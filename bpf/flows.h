@@ -45,8 +45,26 @@ struct emon_flow {
 	__u8  sock_state;    /* last TCP state of the local socket (TCP_* numbering), 0 unknown */
 	__u8  direction;     /* enum emon_direction */
 	__u8  flags;         /* EMON_FLOW_F_* */
-	__u8  _pad[7];
+	/* The application layer's per-flow state (bpf/l7.bpf.c): the classifier only tests
+	 * l7_state (see hooks_dispatch in flows.bpf.c); the L7 program owns all four. Zero in a
+	 * new flow: undecided. */
+	__u8  l7_state;      /* enum emon_l7_state */
+	__u16 l7_budget[2];  /* bytes still to copy, per direction (0: sent, 1: received) */
+	__u8  l7_flags;      /* L7 program's own flags */
+	__u8  _pad[1];
 	struct emon_owner owner;
+};
+
+/* emon_flow.l7_state. Decided once per flow by the L7 program; after that a flow that is
+ * none of DNS, HTTP or TLS (or whose TLS hellos are copied) costs the classifier one byte
+ * test per packet. */
+enum emon_l7_state {
+	EMON_L7_UNDECIDED = 0,
+	EMON_L7_NONE      = 1, /* not DNS/HTTP/TLS, or L7 off when decided */
+	EMON_L7_DNS       = 2,
+	EMON_L7_HTTP      = 3,
+	EMON_L7_TLS       = 4, /* copying the hellos */
+	EMON_L7_DONE      = 5, /* TLS hellos copied: nothing more to copy */
 };
 
 #define EMON_FLOW_F_IP_OPTIONS (1U << 0) /* IPv4 options seen */
@@ -74,10 +92,40 @@ struct emon_frag_ports {
 /* emon_ifaces value: an interface the classifier is attached to. */
 struct emon_iface {
 	__u32 ifindex;     /* 0: slot unused */
-	__u16 l2_len;      /* link-layer header length in front of the network header at TC */
-	__u8  _pad[2];
+	__u16 l2_len;      /* link-layer header length in front of the network header at TC
+	                    * (EMON_L2_UNKNOWN: read headers relative to the network header) */
+	__u8  hooks;       /* EMON_HOOK_* bits: stages that want this interface's packets */
+	__u8  _pad[1];
 };
 
+#define EMON_L2_UNKNOWN 0xffff
+
 #define EMON_IFACE_SLOTS 1024
+
+/* emon_pkt_meta.flags */
+#define EMON_META_F_PARSED   (1U << 0) /* key, ip_bytes and l4_* are valid (an IP packet whose
+                                        * headers parsed); clear for non-IP and truncated */
+#define EMON_META_F_FLOW     (1U << 1) /* the packet was counted in a flow: owner is the flow's */
+#define EMON_META_F_FRAGMENT (1U << 2) /* an IP fragment (a later one carries no L4 header) */
+
+/* emon_pkt_meta value: what the classifier hands to the stages of the hook chain for the
+ * packet at hand (written once, before the first tail call; skb->cb is 20 bytes, too small).
+ * Per CPU: TC programs do not nest on a CPU (egress runs with bottom halves off, ingress in
+ * the softirq), so the entry belongs to one packet from the classifier's write until the
+ * last stage returns. */
+struct emon_pkt_meta {
+	struct emon_flow_key key;  /* from the host's point of view (as emon_flows) */
+	struct emon_owner owner;   /* the flow's owner (zero without EMON_META_F_FLOW) */
+	__u32 ip_bytes;            /* IP-layer length */
+	__u32 ifindex;
+	__u16 l4_off;              /* transport header offset from the network header (0: none) */
+	__u16 l2_len;              /* link-layer header length (EMON_L2_UNKNOWN: not known) */
+	__u8  l4_hlen;             /* transport header length (TCP data offset, UDP 8; 0: none) */
+	__u8  ingress;             /* 1: the packet arrived (tc_ingress); 0: it leaves */
+	__u8  hooks;               /* EMON_HOOK_* bits of the stages still to run */
+	__u8  flags;               /* EMON_META_F_* */
+	__u8  tcp_flags;
+	__u8  _pad[7];
+};
 
 #endif /* EMON_FLOWS_H */

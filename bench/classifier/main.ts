@@ -5,7 +5,7 @@
 //
 //   sudo node build/js/bench/classifier/main.js [--reps 7] [--repeat 1000000]
 //        [--new-flows 200000] [--spread 50000] [--one-shot 20000] [--max-minutes 10]
-//        [--compare-obj OTHER_BUILD_OF_flows.bpf.o]
+//        [--compare-obj OTHER_BUILD_OF_flows.bpf.o] [--hooks-only]
 //
 // Rows:
 //  - existing flow: one frame, `repeat` runs. The first run creates the flow, every other
@@ -22,6 +22,13 @@
 //    once (repeat 1); baseline tc_empty on the same frames. Each run starts from caches
 //    the syscall and Node have just disturbed, so this is the cold-cache cost; the
 //    kernel's timer overhead at repeat 1 cancels against the baseline.
+//  - hook chain (bpf/flows.bpf.c hooks_dispatch; --hooks-only runs just this): the shipped
+//    classifier with no hook bit set on the interface, with the L7 bit set and with the
+//    capture bit set (the slot holding tc_empty: a stage that returns at once), next to the
+//    same source built without the chain (test/fixtures/bpf/flows_nohooks.bpf.c), all four
+//    alternating on the same frames. Targets: no bit <= 3 ns above the build without the
+//    chain (within noise); L7 bit with a stage that returns at once <= 10 ns. That a set bit
+//    really reaches the slot is checked with test/fixtures/bpf/hook_stage.bpf.c (it counts).
 // Every measured program's work is checked afterwards: packet counts in emon_flows must
 // equal the runs made, flows created must equal the tuples sent, nothing evicted.
 // Test runs have no socket (skb->sk is NULL): egress takes the same owner path as ingress
@@ -30,7 +37,9 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { FLOW } from '../../daemon/src/monitor/wire.js';
+import { FLOW, HOOK, IFACE } from '../../daemon/src/monitor/wire.js';
+import { MAP } from '../../daemon/src/monitor/components.js';
+import { writeUint } from '../../daemon/src/bpf/layout.js';
 import { MONITOR_COUNTERS as STAT_NAMES } from '../../daemon/src/contract/status.js';
 import { machine, median, numArg, ROOT } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
@@ -51,6 +60,10 @@ const FLOWS_OBJ = path.join(ROOT, 'build/bpf/flows.bpf.o');
 const EMPTY_OBJ = path.join(ROOT, 'build/bpf/fixtures/tc_empty.bpf.o');
 const WALK_OBJ = path.join(ROOT, 'build/bpf/fixtures/tc_tuple_walk.bpf.o');
 const PARTS_OBJ = path.join(ROOT, 'build/bpf/fixtures/tc_cost_parts.bpf.o');
+const NOHOOKS_OBJ = path.join(ROOT, 'build/bpf/fixtures/flows_nohooks.bpf.o');
+const STAGE_OBJ = path.join(ROOT, 'build/bpf/fixtures/hook_stage.bpf.o');
+const HOOKS_ONLY = process.argv.includes('--hooks-only');
+const HOOK_TARGET = { none: 3, l7: 10, capture: 10 } as const;
 /** test/fixtures/bpf/tc_cost_parts.bpf.c: one step of the existing-flow path each. */
 const PARTS: Array<[string, string]> = [
   ['part_clock_boot', 'bpf_ktime_get_boot_ns (last_ns, first_ns)'],
@@ -105,17 +118,100 @@ function loadFlows(maxFlows?: number, file = FLOWS_OBJ): BpfObject {
     // What the daemon does when it attaches to an Ethernet interface: record its link-layer
     // length so the classifier reads headers directly (--helpers-only: measure the helper
     // path used for interfaces of unknown link type). Objects from before emon_ifaces lack it.
-    if (!HELPERS_ONLY && o.mapNames().includes('emon_ifaces')) {
-      const v = Buffer.alloc(8);
-      v.writeUInt32LE(TEST_RUN_IFINDEX, 0);
-      v.writeUInt16LE(14, 4);
-      o.map('emon_ifaces').update(u32(TEST_RUN_IFINDEX), v);
-    }
+    if (!HELPERS_ONLY && o.mapNames().includes('emon_ifaces')) setIface(o, 0);
     return o;
   } catch (err) {
     o.close();
     throw err;
   }
+}
+
+/** The test-run interface's emon_ifaces entry: Ethernet, and the given hook bits. */
+function setIface(o: BpfObject, hooks: number): void {
+  const v = Buffer.alloc(IFACE.size);
+  writeUint(v, IFACE.fields.ifindex, TEST_RUN_IFINDEX);
+  writeUint(v, IFACE.fields.l2_len, HELPERS_ONLY ? 0xffff : 14);
+  writeUint(v, IFACE.fields.hooks, hooks);
+  o.map(MAP.ifaces).update(u32(TEST_RUN_IFINDEX), v);
+}
+
+interface HookRow { name: string; dir: Dir; base: number[]; none: number[]; l7: number[]; capture: number[]; check: string }
+
+/**
+ * The hook chain's cost: build without it / no bit / L7 bit / capture bit, alternating
+ * (the slot holds tc_empty, a stage that returns at once; the packets' flows stay
+ * undecided for L7, so every packet is dispatched). Then the check: with the counting
+ * stage in both slots and both bits set, every run reaches both stages.
+ */
+function hookRows(emptyFd: number, more: (rep: number) => boolean): HookRow[] {
+  const rows: HookRow[] = [];
+  const base = loadFlows(undefined, NOHOOKS_OBJ);
+  const shipped = loadFlows();
+  const stage = BpfObject.open(STAGE_OBJ);
+  try {
+    for (const name of [MAP.hooks, MAP.pktMeta, MAP.flows]) stage.reuseMap(name, shipped.map(name).fd);
+    stage.load();
+    const hooks = shipped.map(MAP.hooks);
+    hooks.update(u32(HOOK.l7.slot), u32(emptyFd));
+    hooks.update(u32(HOOK.capture.slot), u32(emptyFd));
+    const variants = ['base', 'none', 'l7', 'capture'] as const;
+    for (const p of PACKETS) {
+      for (const dir of DIRS) {
+        const row: HookRow = { name: p.name, dir, base: [], none: [], l7: [], capture: [], check: '' };
+        for (let rep = -1; more(rep); rep++) {
+          for (let j = 0; j < variants.length; j++) {
+            const v = variants[(j + rep + 4) % variants.length]!;
+            if (v !== 'base') setIface(shipped, v === 'none' ? 0 : HOOK[v].bit);
+            const r = runner.run((v === 'base' ? base : shipped).progFd(dir), dir, p.frame, REPEAT);
+            if (r.retval !== -1) throw new Error(`${v} ${dir}: retval ${r.retval}, expected -1 (TC_ACT_UNSPEC)`);
+            if (rep >= 0) row[v].push(r.durationNs);
+          }
+        }
+        rows.push(row);
+      }
+    }
+    // The check: the counting stage in both slots, both bits: every run reaches both.
+    hooks.update(u32(HOOK.l7.slot), u32(stage.progFd('tc_stage_l7')));
+    hooks.update(u32(HOOK.capture.slot), u32(stage.progFd('tc_stage_capture')));
+    setIface(shipped, HOOK.l7.bit | HOOK.capture.bit);
+    const runs = 10_000;
+    for (const p of PACKETS) for (const dir of DIRS) runner.run(shipped.progFd(dir), dir, p.frame, runs);
+    const seen = [0, 0];
+    stage.map('emon_hs_seen').forEachChunk(({ keys, values, count }) => {
+      for (let i = 0; i < count; i++) seen[keys[i * 8]!]! += Number(values.readBigUInt64LE(i * 32));
+    });
+    const want = runs * PACKETS.length * DIRS.length;
+    if (seen[0] !== want || seen[1] !== want) throw new Error(`hook check: L7 stage saw ${seen[0]}, capture stage ${seen[1]}, of ${want} runs`);
+    for (const r of rows) r.check = `bits set: ${want} of ${want} runs reached each stage`;
+  } finally {
+    stage.close();
+    shipped.close();
+    base.close();
+  }
+  return rows;
+}
+
+function printHookRows(rows: HookRow[]): void {
+  const t = new Table({
+    head: ['packet (existing flow)', 'dir', 'without chain ns', 'no bit ns', 'L7 bit ns', 'capture bit ns',
+      `no bit - without (<= ${HOOK_TARGET.none})`, `L7 bit - without (<= ${HOOK_TARGET.l7})`, `capture bit - without (<= ${HOOK_TARGET.capture})`],
+    style: { head: [], border: [] },
+  });
+  let fails = 0;
+  const diff = (r: HookRow, k: 'none' | 'l7' | 'capture') => {
+    const d = r[k].map((x, i) => x - r.base[i]!);
+    const m = median(d);
+    const ok = m <= HOOK_TARGET[k];
+    if (!ok) fails++;
+    return `${m.toFixed(1)} (${Math.min(...d)}..${Math.max(...d)}) ${ok ? 'PASS' : 'FAIL'}`;
+  };
+  for (const r of rows) {
+    t.push([r.name, r.dir.replace('tc_', ''), median(r.base).toFixed(1), median(r.none).toFixed(1), median(r.l7).toFixed(1), median(r.capture).toFixed(1), diff(r, 'none'), diff(r, 'l7'), diff(r, 'capture')]);
+  }
+  console.log(`\nhook chain: the shipped classifier with no bit / a bit set (stage tc_empty: returns at once) vs the same source built without the chain; ${REPEAT / 1e6}M runs per sample, the four alternate`);
+  console.log(t.toString());
+  console.log(rows[0]?.check ?? '');
+  console.log(`hook chain targets: ${fails === 0 ? 'PASS' : `FAIL in ${fails} cells`}`);
 }
 
 /** The walker fixture: its program, its slot and its state. */
@@ -219,6 +315,12 @@ async function main(): Promise<void> {
     const emptyFd = empty.progFd('tc_empty');
     let reps = 0;
     const more = (rep: number) => rep < REPS && Date.now() < DEADLINE;
+
+    if (HOOKS_ONLY) {
+      console.log(`\nbench/classifier --hooks-only - ${machine()}`);
+      printHookRows(hookRows(emptyFd, more));
+      return;
+    }
 
     // 1. Existing flow, hot: the shipped default map size, one object for all frames
     //    (and the same for --compare-obj, a candidate build, in the same repetitions).
@@ -398,6 +500,8 @@ async function main(): Promise<void> {
       }
     }
     console.error('profile done');
+    const hookTable = hookRows(emptyFd, more);
+    console.error('hook chain done');
 
     const same = COMPARE_OBJ ? checkSameResults(FLOWS_OBJ, COMPARE_OBJ) : null;
 
@@ -420,6 +524,7 @@ async function main(): Promise<void> {
       const diffs = pr.ns.map((n, i) => n - pr.empty[i]!);
       pt.push([pr.what, pr.prog, median(pr.ns).toFixed(1), `${median(diffs).toFixed(1)} (${Math.min(...diffs)}..${Math.max(...diffs)})`]);
     }
+    printHookRows(hookTable);
     console.log(`\nprofile: the existing-flow path's steps alone, IPv4 TCP 64 B frame, ${REPEAT / 1e6}M runs each, same repetitions`);
     console.log(pt.toString());
   } finally {

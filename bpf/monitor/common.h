@@ -99,4 +99,15 @@ struct emon_config {
 
 #define EMON_CFG_EXEC_ARGS (1U << 0) /* capture exec arguments */
 
+/* The classifier's hook chain (flows.bpf.c hooks_dispatch). Features that look at packets
+ * after the classifier has counted them (L7, capture/mirror) are programs in emon_hooks,
+ * tail-called in slot order with what the classifier parsed in emon_pkt_meta (flows.h);
+ * an interface's emon_iface.hooks says which of them want its packets, so a packet no
+ * feature wants costs one byte test. Bit n <-> slot n. */
+#define EMON_HOOK_L7      (1U << 0) /* DNS, HTTP, TLS hellos (tc_l7_flow) */
+#define EMON_HOOK_CAPTURE (1U << 1) /* capture/mirror selection (tc_cap_select) */
+#define EMON_HOOK_SLOT_L7      0
+#define EMON_HOOK_SLOT_CAPTURE 1
+#define EMON_HOOK_SLOTS        4   /* 2-3 reserved */
+
 #endif /* EMON_COMMON_H */

@@ -82,4 +82,22 @@ struct {
 	__type(value, struct emon_config);
 } emon_config SEC(".maps");
 
+/* EMON_HOOK_SLOT_* -> the stage program of the classifier's hook chain (L7, capture):
+ * written by the daemon when a feature's program is loaded, cleared when it is switched off.
+ * An empty slot makes the tail call fall through: the classifier then runs alone. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, EMON_HOOK_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} emon_hooks SEC(".maps");
+
+/* 0 -> the packet at hand, as the classifier parsed it, for the stages (per CPU) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emon_pkt_meta);
+} emon_pkt_meta SEC(".maps");
+
 #endif /* EMON_MONITOR_MAPS_BPF_H */

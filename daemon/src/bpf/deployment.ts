@@ -363,6 +363,32 @@ export class Deployment {
     return progInfo(this.openProg(name), name);
   }
 
+  /**
+   * Puts a pinned program into slot `index` of a program-array map (tail-call targets such
+   * as the classifier's hook chain), or empties the slot (`prog` null). The map is pinned,
+   * so the entry lasts across daemon restarts until it is changed.
+   */
+  setProgArrayEntry(map: string, index: number, prog: string | null): void {
+    const m = this.map(map);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(index);
+    if (prog === null) {
+      m.delete(key);
+      return;
+    }
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(this.openProg(prog));
+    m.update(key, v);
+  }
+
+  /** The kernel id of the program in a program-array slot (null: empty). */
+  progArrayEntry(map: string, index: number): number | null {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(index);
+    const v = this.map(map).lookup(key, Buffer.alloc(4));
+    return v ? v.readUInt32LE(0) : null;
+  }
+
   /** Every program and link ebpfmon has pinned, with kernel ids (for status). */
   describe(): { programs: Array<ProgInfo & { pinned: string }>; links: Array<{ name: string; id: number; progId: number; type: number }> } {
     const programs = this.pins.list('progs').map((p) => ({ ...progInfo(this.openProg(p), p), pinned: this.pins.path('progs', p) }));

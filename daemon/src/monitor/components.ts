@@ -27,6 +27,9 @@ export const MAP = {
   stats: 'emon_stats',
   config: 'emon_config',
   ifaces: 'emon_ifaces',
+  /** The classifier's hook chain: stage programs by slot, and the per-packet hand-over. */
+  hooks: 'emon_hooks',
+  pktMeta: 'emon_pkt_meta',
   scanInodes: 'emon_scan_inos',
 } as const;
 

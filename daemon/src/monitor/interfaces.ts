@@ -10,7 +10,8 @@ import type { Deployment } from '../bpf/deployment.js';
 import { IFF_LOOPBACK, IFF_UP, listLinks, watchLinks, type Link, type LinkWatcher } from '../net/netlink.js';
 import { globToRegExp, isGlob } from '../util/glob.js';
 import { MAP, PROG } from './components.js';
-import { IFACE, IFACE_SLOTS } from './wire.js';
+import { HOOK, IFACE, IFACE_SLOTS, L2_UNKNOWN } from './wire.js';
+import { readUint, writeUint } from '../bpf/layout.js';
 import type { InterfaceStatus } from '../contract/status.js';
 
 /** Link-layer header length in front of the network header, at TC, by ARPHRD_* type. Types
@@ -28,6 +29,9 @@ export class InterfaceManager {
   private readonly log: Logger;
   /** Interfaces that failed to attach, with the error (status shows them). */
   readonly failures = new Map<string, string>();
+  /** Hook-chain bits wanted on every monitored interface, and on single ones (by ifindex). */
+  private hooksAll = 0;
+  private readonly hooksOne = new Map<number, number>();
 
   constructor(private readonly deployment: Deployment, logger: Logger, patterns: string[], private readonly pollMs = 2000) {
     this.log = logger.child({ component: 'interfaces' });
@@ -67,28 +71,65 @@ export class InterfaceManager {
     return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
   }
 
-  /** Tells the classifier the interface's link-layer length (emon_ifaces), so it can read
-   * headers directly. Two interfaces sharing a slot: the later one uses the helpers. */
-  private recordLinkLayer(link: Link): void {
-    const l2 = L2_LEN[link.type];
-    if (l2 === undefined || !this.deployment.hasMap(MAP.ifaces)) return;
+  /**
+   * Asks the classifier to hand the packets of one interface (an ifindex) or of every
+   * monitored interface ('all', including those attached later) to a stage of its hook
+   * chain (`HOOK.l7.bit`, `HOOK.capture.bit`), or to stop. The one way features set their
+   * bit in emon_ifaces: the entries are written here, with the link-layer length, so
+   * neither write loses the other's.
+   */
+  setHookBits(target: number | 'all', bit: number, on: boolean): void {
+    if (!Object.values(HOOK).some((h) => h.bit === bit)) throw new RangeError(`not a hook bit: ${bit}`);
+    if (target === 'all') {
+      this.hooksAll = on ? this.hooksAll | bit : this.hooksAll & ~bit;
+    } else {
+      const cur = this.hooksOne.get(target) ?? 0;
+      const next = on ? cur | bit : cur & ~bit;
+      if (next) this.hooksOne.set(target, next);
+      else this.hooksOne.delete(target);
+    }
+    for (const rec of this.deployment.tcRecords()) {
+      const link = this.links.get(rec.ifindex);
+      if (link && link.name === rec.ifname && (target === 'all' || target === rec.ifindex)) this.recordInterface(link);
+    }
+  }
+
+  /** The hook bits an interface's entry carries now (0 when it has no entry of its own). */
+  hookBits(ifindex: number): number {
+    if (!this.deployment.hasMap(MAP.ifaces)) return 0;
+    const cur = this.deployment.map(MAP.ifaces).lookup(slotKey(ifindex));
+    if (!cur || readUint(cur, IFACE.fields.ifindex) !== ifindex) return 0;
+    return readUint(cur, IFACE.fields.hooks);
+  }
+
+  /** Tells the classifier about an interface it is attached to (emon_ifaces): its
+   * link-layer length, so it can read headers directly (unknown types: through helpers),
+   * and the hook-chain stages that want its packets. Two interfaces sharing a slot: the
+   * later one uses the helpers and runs no stage. */
+  private recordInterface(link: Link): void {
+    if (!this.deployment.hasMap(MAP.ifaces)) return;
+    const l2 = L2_LEN[link.type] ?? L2_UNKNOWN;
+    const hooks = this.hooksAll | (this.hooksOne.get(link.ifindex) ?? 0);
     const map = this.deployment.map(MAP.ifaces);
     const key = slotKey(link.ifindex);
     const cur = map.lookup(key);
-    const holder = cur?.readUInt32LE(IFACE.fields.ifindex.offset) ?? 0;
+    const holder = cur ? readUint(cur, IFACE.fields.ifindex) : 0;
     if (holder !== 0 && holder !== link.ifindex && this.links.has(holder)) return;
-    if (holder === link.ifindex && cur!.readUInt16LE(IFACE.fields.l2_len.offset) === l2) return;
+    if (holder === link.ifindex && readUint(cur!, IFACE.fields.l2_len) === l2 && readUint(cur!, IFACE.fields.hooks) === hooks) return;
     const v = Buffer.alloc(IFACE.size);
-    v.writeUInt32LE(link.ifindex, IFACE.fields.ifindex.offset);
-    v.writeUInt16LE(l2, IFACE.fields.l2_len.offset);
+    writeUint(v, IFACE.fields.ifindex, link.ifindex);
+    writeUint(v, IFACE.fields.l2_len, l2);
+    writeUint(v, IFACE.fields.hooks, hooks);
     map.update(key, v);
   }
 
-  private forgetLinkLayer(ifindex: number): void {
+  private forgetInterface(ifindex: number): void {
+    this.hooksOne.delete(ifindex);
     if (!this.deployment.hasMap(MAP.ifaces)) return;
     const map = this.deployment.map(MAP.ifaces);
     const key = slotKey(ifindex);
-    if (map.lookup(key)?.readUInt32LE(IFACE.fields.ifindex.offset) === ifindex) map.update(key, Buffer.alloc(IFACE.size));
+    const cur = map.lookup(key);
+    if (cur && readUint(cur, IFACE.fields.ifindex) === ifindex) map.update(key, Buffer.alloc(IFACE.size));
   }
 
   reconcile(): void {
@@ -106,7 +147,7 @@ export class InterfaceManager {
         const i = this.deployment.attachTc(link.ifindex, link.name, 'ingress', PROG.tcIngress);
         const e = this.deployment.attachTc(link.ifindex, link.name, 'egress', PROG.tcEgress);
         if (i !== 'adopted' || e !== 'adopted') this.log.info({ iface: link.name, ingress: i, egress: e }, 'classifier attached');
-        this.recordLinkLayer(link);
+        this.recordInterface(link);
         this.failures.delete(link.name);
       } catch (err) {
         if (this.failures.get(link.name) !== (err as Error).message) this.log.error({ err, iface: link.name }, 'attaching classifier failed');
@@ -116,12 +157,12 @@ export class InterfaceManager {
     for (const rec of this.deployment.tcRecords()) {
       const link = this.links.get(rec.ifindex);
       if (!link || link.name !== rec.ifname) {
-        this.forgetLinkLayer(rec.ifindex);
+        this.forgetInterface(rec.ifindex);
         this.deployment.forgetTc(rec.ifindex);
         this.log.info({ iface: rec.ifname }, 'interface gone, forgotten');
       } else if (!this.wanted(link)) {
         try {
-          this.forgetLinkLayer(rec.ifindex);
+          this.forgetInterface(rec.ifindex);
           this.deployment.detachTc(rec.ifindex);
           this.log.info({ iface: rec.ifname }, 'interface no longer configured, classifier detached');
         } catch (err) {

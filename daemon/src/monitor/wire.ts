@@ -28,7 +28,8 @@ export const FLOW = {
   fields: {
     tx_bytes: f(0, 8), rx_bytes: f(8, 8), tx_packets: f(16, 8), rx_packets: f(24, 8), first_ns: f(32, 8),
     last_ns: f(40, 8), closed_ns: f(48, 8), ifindex: f(56, 4), frags: f(60, 4), last_tick: f(64, 4), tcp_flags_tx: f(68, 1),
-    tcp_flags_rx: f(69, 1), sock_state: f(70, 1), direction: f(71, 1), flags: f(72, 1), _pad: f(73, 7), owner: f(80, 56),
+    tcp_flags_rx: f(69, 1), sock_state: f(70, 1), direction: f(71, 1), flags: f(72, 1),
+    l7_state: f(73, 1), l7_budget: f(74, 4), l7_flags: f(78, 1), _pad: f(79, 1), owner: f(80, 56),
   },
 } as const satisfies StructSpec;
 
@@ -44,9 +45,31 @@ export const FRAG_KEY = {
 
 export const IFACE = {
   name: 'emon_iface', size: 8, object: 'flows.bpf.o',
-  fields: { ifindex: f(0, 4), l2_len: f(4, 2), _pad: f(6, 2) },
+  fields: { ifindex: f(0, 4), l2_len: f(4, 2), hooks: f(6, 1), _pad: f(7, 1) },
 } as const satisfies StructSpec;
 export const IFACE_SLOTS = 1024;
+/** EMON_L2_UNKNOWN: the classifier reads headers relative to the network header. */
+export const L2_UNKNOWN = 0xffff;
+
+/** The classifier's hook chain (bpf/monitor/common.h EMON_HOOK_*): each stage's bit in
+ * emon_iface.hooks and emon_pkt_meta.hooks, and its slot in emon_hooks. */
+export const HOOK = {
+  l7: { bit: 1 << 0, slot: 0 },
+  capture: { bit: 1 << 1, slot: 1 },
+} as const;
+export type HookName = keyof typeof HOOK;
+export const HOOK_SLOTS = 4;
+
+/** emon_pkt_meta value: the packet the classifier hands to the hook chain's stages. */
+export const PKT_META = {
+  name: 'emon_pkt_meta', size: 120, object: 'flows.bpf.o',
+  fields: {
+    key: f(0, 40), owner: f(40, 56), ip_bytes: f(96, 4), ifindex: f(100, 4), l4_off: f(104, 2), l2_len: f(106, 2),
+    l4_hlen: f(108, 1), ingress: f(109, 1), hooks: f(110, 1), flags: f(111, 1), tcp_flags: f(112, 1), _pad: f(113, 7),
+  },
+} as const satisfies StructSpec;
+/** EMON_META_F_* */
+export const META_F = { PARSED: 1, FLOW: 2, FRAGMENT: 4 } as const;
 
 export const CONFIG = {
   name: 'emon_config', size: 16, object: 'flows.bpf.o',
@@ -80,7 +103,7 @@ export const EVENT_EXIT = {
   fields: { hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), exit_code: f(28, 4), start_ns: f(32, 8), comm: f(40, 16) },
 } as const satisfies StructSpec;
 
-export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
+export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, PKT_META, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
 
 /** enum emon_event_type */
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;
