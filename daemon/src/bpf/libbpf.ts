@@ -122,6 +122,9 @@ export const bpf_tc_query = fn<[Buffer, Buffer], number>('int bpf_tc_query(const
 export const bpf_obj_get = fn<[string], number>('int bpf_obj_get(const char *pathname)');
 export const bpf_obj_pin = fn<[number, string], number>('int bpf_obj_pin(int fd, const char *pathname)');
 export const bpf_obj_get_info_by_fd = fn<[number, Buffer, Uint32Array], number>('int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)');
+/** Loads raw instructions (generated at run time: the capture filter engine). opts is struct
+ * bpf_prog_load_opts (104 bytes in libbpf 1.1), laid out by daemon/src/capture/progload.ts. */
+export const bpf_prog_load = fn<[number, string, string, Buffer, number, Buffer | null], number>('int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns, size_t insn_cnt, const void *opts)');
 export const bpf_prog_get_fd_by_id = fn<[number], number>('int bpf_prog_get_fd_by_id(uint32_t id)');
 export const bpf_map_get_fd_by_id = fn<[number], number>('int bpf_map_get_fd_by_id(uint32_t id)');
 export const bpf_link_get_fd_by_id = fn<[number], number>('int bpf_link_get_fd_by_id(uint32_t id)');
