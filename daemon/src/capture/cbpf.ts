@@ -96,6 +96,10 @@ export function checkProgram(prog: CbpfProgram): CInsn[] {
       case C.JMP: {
         const o = op(c);
         if (o === C.JA) {
+          // libpcap compiles `protochain` to a loop over the header chain (a backward
+          // jump; its own interpreter wraps k around). The kernel's classic BPF refuses
+          // those too (tcpdump then filters in user space).
+          if (ins.k >= 0x80000000) bad(i, 'it jumps backwards (a loop, as `protochain` compiles to); the kernel engine runs loop-free programs only');
           if (i + 1 + ins.k >= n) bad(i, 'jump past the end');
         } else {
           if (o > C.JSET) bad(i, 'unknown jump');
