@@ -64,7 +64,7 @@ export function loadBytes(code: number): 1 | 2 | 4 {
  * kernel's ancillary loads, a program that could fall off its end) is refused with a
  * message naming the instruction.
  */
-export function checkProgram(prog: CbpfProgram): CInsn[] {
+export function checkProgram(prog: CbpfProgram, opts: { loops?: boolean } = {}): CInsn[] {
   const insns = decode(prog);
   const n = insns.length;
   const bad = (i: number, why: string): never => {
@@ -99,8 +99,12 @@ export function checkProgram(prog: CbpfProgram): CInsn[] {
           // libpcap compiles `protochain` to a loop over the header chain (a backward
           // jump; its own interpreter wraps k around). The kernel's classic BPF refuses
           // those too (tcpdump then filters in user space).
-          if (ins.k >= 0x80000000) bad(i, 'it jumps backwards (a loop, as `protochain` compiles to); the kernel engine runs loop-free programs only');
-          if (i + 1 + ins.k >= n) bad(i, 'jump past the end');
+          if (ins.k >= 0x80000000) {
+            if (!opts.loops) bad(i, 'it jumps backwards (a loop, as `protochain` compiles to); the kernel engine runs loop-free programs only');
+            if (i + 1 + ins.k - 0x100000000 < 0) bad(i, 'jump before the start');
+          } else if (i + 1 + ins.k >= n) {
+            bad(i, 'jump past the end');
+          }
         } else {
           if (o > C.JSET) bad(i, 'unknown jump');
           if (i + 1 + Math.max(ins.jt, ins.jf) >= n) bad(i, 'jump past the end');
