@@ -127,7 +127,8 @@ function ipv6Packet(r: Rand): Buffer {
   if (proto === 1) proto = 58;
   const exts: Buffer[] = [];
   const chain: number[] = [];
-  const nExt = pick(r, [0, 0, 0, 1, 2]);
+  // Up to 8 headers: `protochain` follows that many in the kernel (translate.ts DEFAULT_LOOPS).
+  const nExt = pick(r, [0, 0, 0, 1, 2, 3, 5, 8]);
   for (let i = 0; i < nExt; i++) chain.push(pick(r, [0, 60, 43, 44]));
   let later = false;
   for (let i = 0; i < chain.length; i++) {

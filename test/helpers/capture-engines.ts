@@ -46,11 +46,11 @@ const CI_MAX_INSNS = 512;
 let interp: BpfObject | null = null;
 function interpreter(): EngineUnderTest {
   return {
-    name: 'interpreted in BPF C (bpf_loop, instructions in a map; loops allowed)',
+    name: 'interpreted in BPF C (bpf_loop, instructions in a map)',
     optimizeModes: [true, false],
     load(prog, base) {
-      // Backward jumps (protochain) are fine here: bpf_loop bounds the steps.
-      const insns = checkProgram(prog, { loops: true });
+      // Backward jumps (protochain): bpf_loop bounds the steps.
+      const insns = checkProgram(prog);
       if (!interp) {
         interp = BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/cap_interp.bpf.o'));
         interp.load();

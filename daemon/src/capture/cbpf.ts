@@ -98,9 +98,9 @@ export function checkProgram(prog: CbpfProgram, opts: { loops?: boolean } = {}):
         if (o === C.JA) {
           // libpcap compiles `protochain` to a loop over the header chain (a backward
           // jump; its own interpreter wraps k around). The kernel's classic BPF refuses
-          // those too (tcpdump then filters in user space).
+          // those (tcpdump then filters in user space); the translator unrolls them.
           if (ins.k >= 0x80000000) {
-            if (!opts.loops) bad(i, 'it jumps backwards (a loop, as `protochain` compiles to); the kernel engine runs loop-free programs only');
+            if (opts.loops === false) bad(i, 'it jumps backwards (a loop, as `protochain` compiles to)');
             if (i + 1 + ins.k - 0x100000000 < 0) bad(i, 'jump before the start');
           } else if (i + 1 + ins.k >= n) {
             bad(i, 'jump past the end');

@@ -40,7 +40,18 @@ export interface TranslateOptions {
   base?: number;
   /** false: every load through bpf_skb_load_bytes (tests the fallback on linear test packets). */
   directAccess?: boolean;
+  /**
+   * Backward jumps (libpcap's `protochain` loop over the header chain) are unrolled: the
+   * program is emitted again for each pass, a backward jump leads into the next copy, and
+   * after `loops` passes the filter does not match. eBPF code must be loop-free for the
+   * verifier to finish; 8 passes follow 8 extension headers, as far as the classifier
+   * walks (MAX_EXT_HDRS). Default DEFAULT_LOOPS.
+   */
+  loops?: number;
 }
+
+/** Passes unrolled for a loop when the caller does not say. */
+export const DEFAULT_LOOPS = 8;
 
 export interface FilterExits {
   /** Emits what a RET does. kind 'k': the constant; kind 'a': the value is in R7. */
@@ -56,20 +67,37 @@ function memRead(insns: CInsn[]): number[] {
   return [...read].sort((a, b) => a - b);
 }
 
-/** Instructions reachable from the first (libpcap's optimizer leaves none unreachable, an
- * unoptimized program may; the verifier refuses unreachable code). */
-export function reachable(insns: CInsn[]): boolean[] {
-  const seen = insns.map(() => false);
-  seen[0] = true;
-  for (let i = 0; i < insns.length; i++) {
-    if (!seen[i]) continue;
-    const c = insns[i]!.code;
-    if (cls(c) === C.RET) continue;
-    if (cls(c) === C.JMP) {
-      if (op(c) === C.JA) seen[i + 1 + insns[i]!.k] = true;
-      else seen[i + 1 + insns[i]!.jt] = seen[i + 1 + insns[i]!.jf] = true;
-    } else {
-      seen[i + 1] = true;
+/** Where a JA goes: forward by k, or backward when k is negative as a signed 32-bit value. */
+function jaTarget(i: number, k: number): { to: number; back: boolean } {
+  const rel = k | 0;
+  return { to: i + 1 + rel, back: rel < 0 };
+}
+
+/**
+ * Instructions reachable in each unrolled copy: copy 0 from the first instruction, copy
+ * c + 1 from the targets of copy c's backward jumps (libpcap's optimizer leaves nothing
+ * unreachable in copy 0, an unoptimized program may; the verifier refuses unreachable code).
+ */
+export function reachable(insns: CInsn[], copies = 1): boolean[][] {
+  const seen = Array.from({ length: copies }, () => insns.map(() => false));
+  seen[0]![0] = true;
+  for (let c = 0; c < copies; c++) {
+    const live = seen[c]!;
+    for (let i = 0; i < insns.length; i++) {
+      if (!live[i]) continue;
+      const code = insns[i]!.code;
+      if (cls(code) === C.RET) continue;
+      if (cls(code) === C.JMP) {
+        if (op(code) === C.JA) {
+          const { to, back } = jaTarget(i, insns[i]!.k);
+          if (!back) live[to] = true;
+          else if (c + 1 < copies) seen[c + 1]![to] = true;
+        } else {
+          live[i + 1 + insns[i]!.jt] = live[i + 1 + insns[i]!.jf] = true;
+        }
+      } else {
+        live[i + 1] = true;
+      }
     }
   }
   return seen;
@@ -82,9 +110,12 @@ export function reachable(insns: CInsn[]): boolean[] {
 export function emitFilter(a: Asm, insns: CInsn[], opts: TranslateOptions, exits: FilterExits): void {
   const base = opts.base ?? 0;
   const direct = opts.directAccess !== false;
-  const lbl = insns.map(() => a.label('c'));
-  const target = (i: number): string => {
-    const l = lbl[i];
+  // Copies past the first hold code only when the program loops (see reachable()).
+  const copies = 1 + (opts.loops ?? DEFAULT_LOOPS);
+  const lbl = Array.from({ length: copies }, () => insns.map(() => a.label('c')));
+  let copy = 0;
+  const target = (i: number, c = copy): string => {
+    const l = lbl[c]?.[i];
     if (l === undefined) throw new Error(`jump target ${i} outside the program`);
     return l;
   };
@@ -164,9 +195,9 @@ export function emitFilter(a: Asm, insns: CInsn[], opts: TranslateOptions, exits
     [C.JSET]: { op: Jmp.JSET, inv: null },
   };
 
-  const live = reachable(insns);
-  insns.forEach((ins, i) => {
-    if (!live[i]) return;
+  const live = reachable(insns, copies);
+  for (copy = 0; copy < copies; copy++) insns.forEach((ins, i) => {
+    if (!live[copy]![i]) return;
     a.bind(target(i));
     const c = ins.code;
     switch (cls(c)) {
@@ -219,7 +250,9 @@ export function emitFilter(a: Asm, insns: CInsn[], opts: TranslateOptions, exits
       }
       case C.JMP: {
         if (op(c) === C.JA) {
-          a.ja(target(i + 1 + ins.k));
+          const { to, back } = jaTarget(i, ins.k);
+          if (!back) a.ja(target(to));
+          else a.ja(copy + 1 < copies ? target(to, copy + 1) : exits.noMatch); // out of passes
           break;
         }
         const j = JMP[op(c)]!;
