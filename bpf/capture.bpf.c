@@ -10,56 +10,54 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TC_ACT_UNSPEC (-1)
 
-/* What the matched sessions want: one copy for user space, however many capture
- * sessions matched (each reads the record's `sessions` bits), and the snap length of the
- * greediest of them. */
-struct plan {
-	__u32 capture;   /* capture sessions that matched */
-	__u32 snaplen;
-};
-
 static __always_inline struct emon_cap_counters *counters(__u32 slot)
 {
 	return bpf_map_lookup_elem(&emon_cap_stats, &slot);
 }
 
-/* Counts the match for every session in `match`, mirrors for mirror sessions, and says
- * what to send to user space. */
-static __always_inline struct plan account(struct __sk_buff *skb, __u32 match)
+/* Counts a match for every session in `match`. Loops over the 32 slots never carry state
+ * from one slot to the next: that keeps the verifier's walk linear. */
+static __always_inline void count_matched(__u32 match, __u32 len)
 {
-	struct plan p = {};
-
 	for (__u32 i = 0; i < EMON_CAP_SESSIONS; i++) {
-		struct emon_cap_session *s;
 		struct emon_cap_counters *c;
-		__u32 slot = i;
 
 		if (!(match >> i))
 			break;
 		if (!(match & (1U << i)))
 			continue;
-		s = bpf_map_lookup_elem(&emon_cap_sess, &slot);
-		c = counters(slot);
-		if (!s || !c)
-			continue;
-		c->matched++;
-		c->matched_bytes += skb->len;
-		if (s->kind == EMON_CAP_KIND_CAPTURE) {
-			p.capture |= 1U << i;
-			if (s->snaplen > p.snaplen)
-				p.snaplen = s->snaplen;
-		} else if (s->kind == EMON_CAP_KIND_MIRROR) {
-			/* Prototype of the mirror action, for the cost measurement only: a plain
-			 * clone to the session's interface (no encapsulation yet). */
-			if (bpf_clone_redirect(skb, s->ifindex, 0) == 0) {
-				c->delivered++;
-				c->delivered_bytes += skb->len;
-			} else {
-				c->failed++;
-			}
+		c = counters(i);
+		if (c) {
+			c->matched++;
+			c->matched_bytes += len;
 		}
 	}
-	return p;
+}
+
+/* Prototype of the mirror action, for the cost measurement only: a plain clone to the
+ * session's interface (no encapsulation yet). */
+static __always_inline void mirror(struct __sk_buff *skb, __u32 sessions)
+{
+	for (__u32 i = 0; i < EMON_CAP_SESSIONS; i++) {
+		struct emon_cap_session *s;
+		struct emon_cap_counters *c;
+		__u32 slot = i;
+
+		if (!(sessions >> i))
+			break;
+		if (!(sessions & (1U << i)))
+			continue;
+		s = bpf_map_lookup_elem(&emon_cap_sess, &slot);
+		c = counters(i);
+		if (!s || !c)
+			continue;
+		if (bpf_clone_redirect(skb, s->ifindex, 0) == 0) {
+			c->delivered++;
+			c->delivered_bytes += skb->len;
+		} else {
+			c->failed++;
+		}
+	}
 }
 
 /* Counts the outcome of the one copy for every capture session it served. */
@@ -84,6 +82,27 @@ static __always_inline void outcome(__u32 sessions, bool ok, __u32 cap_len, bool
 			c->dropped++;
 		}
 	}
+}
+
+/* The matched sessions, counted and mirrored; returns the capture sessions among them
+ * and the copy length, or 0 when nothing goes to user space. */
+static __always_inline __u32 dispatch(struct __sk_buff *skb, struct emon_cap_meta **mp, __u32 *cap_len)
+{
+	struct emon_cap_conf *cfg;
+	struct emon_cap_meta *m;
+	__u32 zero = 0, capture;
+
+	m = bpf_map_lookup_elem(&emon_cap_meta, &zero);
+	cfg = bpf_map_lookup_elem(&emon_cap_conf, &zero);
+	if (!m || !cfg || !m->match)
+		return 0;
+	count_matched(m->match, skb->len);
+	if (m->match & cfg->mirror)
+		mirror(skb, m->match & cfg->mirror);
+	capture = m->match & cfg->capture;
+	*cap_len = skb->len < cfg->snaplen ? skb->len : cfg->snaplen;
+	*mp = m;
+	return capture;
 }
 
 static __always_inline void fill_record(struct emon_cap_record *r, const struct emon_cap_meta *m,
@@ -113,23 +132,18 @@ SEC("tc")
 int tc_cap_deliver(struct __sk_buff *skb)
 {
 	struct emon_cap_record rec;
-	struct emon_cap_meta *m;
-	__u32 zero = 0, cap_len;
-	struct plan p;
+	struct emon_cap_meta *m = NULL;
+	__u32 capture, cap_len = 0;
 	long err;
 
-	m = bpf_map_lookup_elem(&emon_cap_meta, &zero);
-	if (!m || !m->match)
+	capture = dispatch(skb, &m, &cap_len);
+	if (!capture || !m)
 		return TC_ACT_UNSPEC;
-	p = account(skb, m->match);
-	if (!p.capture)
-		return TC_ACT_UNSPEC;
-	cap_len = skb->len < p.snaplen ? skb->len : p.snaplen;
 	/* Mask needed to calm the verifier: the length shares the flags word (BPF_F_CTXLEN_MASK). */
 	cap_len &= 0xfffff;
-	fill_record(&rec, m, skb, p.capture, cap_len);
+	fill_record(&rec, m, skb, capture, cap_len);
 	err = bpf_perf_event_output(skb, &emon_cap_events, BPF_F_CURRENT_CPU | ((__u64)cap_len << 32), &rec, sizeof(rec));
-	outcome(p.capture, err == 0, cap_len, cap_len < skb->len);
+	outcome(capture, err == 0, cap_len, cap_len < skb->len);
 	return TC_ACT_UNSPEC;
 }
 
@@ -144,8 +158,15 @@ int tc_cap_deliver(struct __sk_buff *skb)
 		} *r = bpf_ringbuf_reserve(&emon_cap_ring, (SZ), 0);                         \
 		if (!r)                                                                       \
 			return false;                                                         \
+		/* The length as a u64, its bounds tested again right at the call: calms   \
+		 * the verifier (with a u32, clang tests a zero-extended copy in another   \
+		 * register and the verifier cannot tie the two). */                          \
+		__u64 n = cap_len;                                                            \
 		fill_record(&r->h, m, skb, sessions, cap_len);                                \
-		if (bpf_skb_load_bytes(skb, 0, r->data, cap_len)) {                           \
+		asm volatile("" : "+r"(n));                                                   \
+		if (n > (SZ) - sizeof(struct emon_cap_record))                                \
+			n = 0;                                                                \
+		if (n < 1 || bpf_skb_load_bytes(skb, 0, r->data, n)) {                        \
 			bpf_ringbuf_discard(r, 0);                                            \
 			return false;                                                         \
 		}                                                                             \
@@ -169,19 +190,14 @@ static __always_inline bool ring_copy(struct __sk_buff *skb, const struct emon_c
 SEC("tc")
 int tc_cap_deliver_rb(struct __sk_buff *skb)
 {
-	struct emon_cap_meta *m;
-	__u32 zero = 0, cap_len;
-	struct plan p;
+	struct emon_cap_meta *m = NULL;
+	__u32 capture, cap_len = 0;
 
-	m = bpf_map_lookup_elem(&emon_cap_meta, &zero);
-	if (!m || !m->match)
+	capture = dispatch(skb, &m, &cap_len);
+	if (!capture || !m)
 		return TC_ACT_UNSPEC;
-	p = account(skb, m->match);
-	if (!p.capture)
-		return TC_ACT_UNSPEC;
-	cap_len = skb->len < p.snaplen ? skb->len : p.snaplen;
 	if (cap_len > 65536 - sizeof(struct emon_cap_record))
 		cap_len = 65536 - sizeof(struct emon_cap_record);
-	outcome(p.capture, ring_copy(skb, m, p.capture, cap_len), cap_len, cap_len < skb->len);
+	outcome(capture, ring_copy(skb, m, capture, cap_len), cap_len, cap_len < skb->len);
 	return TC_ACT_UNSPEC;
 }

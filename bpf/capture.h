@@ -47,7 +47,18 @@ enum emon_cap_kind {
 	EMON_CAP_KIND_MIRROR  = 2, /* clone to an interface (bpf_clone_redirect) */
 };
 
-/* emon_cap_sessions value, by session slot: what the delivery program does for it. */
+/* emon_cap_conf[0]: the sessions by kind, as bits, so that delivery sorts a match mask
+ * with two ANDs. (A loop accumulating masks per session makes the verifier walk every
+ * combination of 32 sessions.) */
+struct emon_cap_conf {
+	__u32 capture;     /* slots of capture sessions */
+	__u32 mirror;      /* slots of mirror sessions */
+	__u32 snaplen;     /* bytes copied to user space: the largest snaplen of the capture
+	                    * sessions (each session's own is applied in user space) */
+	__u32 _pad;
+};
+
+/* emon_cap_sess value, by session slot: what the delivery program needs of a session. */
 struct emon_cap_session {
 	__u32 kind;        /* enum emon_cap_kind */
 	__u32 snaplen;     /* bytes kept of each packet */

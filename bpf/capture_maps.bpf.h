@@ -22,6 +22,14 @@ struct {
 	__type(value, __u32);
 } emon_cap_progs SEC(".maps");
 
+/* 0 -> the sessions by kind, and the copy length */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emon_cap_conf);
+} emon_cap_conf SEC(".maps");
+
 /* session slot -> what delivery does for it */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

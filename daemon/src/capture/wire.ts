@@ -12,6 +12,7 @@ export const CAP_KIND = { NONE: 0, CAPTURE: 1, MIRROR: 2 } as const;
 export const CAP_MAPS = {
   meta: 'emon_cap_meta',
   progs: 'emon_cap_progs',
+  conf: 'emon_cap_conf',
   sessions: 'emon_cap_sess',
   stats: 'emon_cap_stats',
   events: 'emon_cap_events',
@@ -27,6 +28,11 @@ export const CAP_META = {
 
 /** Owner fields inside emon_cap_meta (struct emon_owner, see monitor/wire.ts OWNER). */
 export const CAP_META_OWNER = { tgid: 16, pid: 20, uid: 24, gid: 28, cgroup_id: 32, comm: 48, how: 64 } as const;
+
+export const CAP_CONF = {
+  name: 'emon_cap_conf', size: 16, object: 'capture.bpf.o',
+  fields: { capture: f(0, 4), mirror: f(4, 4), snaplen: f(8, 4), _pad: f(12, 4) },
+} as const satisfies StructSpec;
 
 export const CAP_SESSION = {
   name: 'emon_cap_session', size: 16, object: 'capture.bpf.o',
@@ -50,4 +56,4 @@ export const CAP_RECORD = {
   },
 } as const satisfies StructSpec;
 
-export const CAP_STRUCTS: readonly StructSpec[] = [CAP_META, CAP_SESSION, CAP_COUNTERS, CAP_RECORD];
+export const CAP_STRUCTS: readonly StructSpec[] = [CAP_META, CAP_CONF, CAP_SESSION, CAP_COUNTERS, CAP_RECORD];
