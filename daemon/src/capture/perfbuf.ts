@@ -40,8 +40,9 @@ function bpfOutputAttr(watermarkBytes: number): Buffer {
   return a;
 }
 
-/** Called for each sample: the raw bytes the program wrote are view[offset, offset + length). */
-export type SampleHandler = (view: DataView, offset: number, length: number, cpu: number) => void;
+/** Called for each sample: the raw bytes the program wrote are at [offset, offset + length)
+ * of `buf` (and of `view`, the same memory). Valid only during the call. */
+export type SampleHandler = (buf: Buffer, view: DataView, offset: number, length: number, cpu: number) => void;
 
 export interface PerfStats {
   samples: number;
@@ -58,7 +59,7 @@ interface Ring {
   mask: number;
   ctl: Uint32Array; // the control page as u32 words
   data: DataView;
-  bytes: Uint8Array;
+  bytes: Buffer;
 }
 
 // Never called (the rings are read directly), but libbpf wants a function.
@@ -69,7 +70,8 @@ export class PerfRingReader {
   private pb: L.Ptr | null;
   private readonly rings: Ring[] = [];
   /** Wrapped records are copied here to be handed over contiguously. */
-  private readonly wrap = new DataView(new ArrayBuffer(1 << 17));
+  private readonly wrapBuf = Buffer.alloc(1 << 21); // a record: 72 + at most 0xfffff bytes
+  private readonly wrap = new DataView(this.wrapBuf.buffer, this.wrapBuf.byteOffset, this.wrapBuf.length);
   private timer: NodeJS.Timeout | null = null;
 
   /**
@@ -93,7 +95,7 @@ export class PerfRingReader {
       const mem = koffi.view(base[0]!, PAGE + sz);
       this.rings.push({
         cpu: i, fd: L.perf_buffer__buffer_fd(pb, i), size: sz, mask: sz - 1,
-        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: new Uint8Array(mem, PAGE, sz),
+        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz),
       });
     }
   }
@@ -132,13 +134,12 @@ export class PerfRingReader {
           const start = (off + 12) & r.mask;
           const len = size - 12;
           if (start + len <= r.size) {
-            handler(r.data, start, len, r.cpu);
+            handler(r.bytes, r.data, start, len, r.cpu);
           } else {
             const first = r.size - start;
-            const dst = new Uint8Array(this.wrap.buffer, 0, len);
-            dst.set(r.bytes.subarray(start, r.size), 0);
-            dst.set(r.bytes.subarray(0, len - first), first);
-            handler(this.wrap, 0, len, r.cpu);
+            r.bytes.copy(this.wrapBuf, 0, start, r.size);
+            r.bytes.copy(this.wrapBuf, first, 0, len - first);
+            handler(this.wrapBuf, this.wrap, 0, len, r.cpu);
           }
           samples++;
         } else if (type === PERF_RECORD_LOST) {

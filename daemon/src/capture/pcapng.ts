@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: Apache-2.0
+// A streaming pcapng writer (draft-ietf-opsawg-pcapng): one Section Header Block, an
+// Interface Description Block per interface, Enhanced Packet Blocks, Interface Statistics
+// Blocks. Blocks are laid out in big chunks and handed to a sink (a file, a pipe to
+// `tshark -r -`); nothing is kept once written, so a capture can stream for days.
+//
+// Written by hand: the npm pcapng packages read files or write only basic blocks; none
+// writes EPB options 2 and 8, ISBs or if_filter, and a per-packet object or Buffer from a
+// library is what a writer at a million packets per second cannot afford. Little-endian
+// section (the byte-order magic says so to readers).
+import os from 'node:os';
+import { CaptureError } from './errors.js';
+
+const SHB = 0x0a0d0d0a;
+const IDB = 0x00000001;
+const ISB = 0x00000005;
+const EPB = 0x00000006;
+const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
+
+/** Option codes. */
+export const OPT = {
+  endofopt: 0, comment: 1,
+  shb_hardware: 2, shb_os: 3, shb_userappl: 4,
+  if_name: 2, if_description: 3, if_tsresol: 9, if_filter: 11, if_os: 12,
+  epb_flags: 2, epb_dropcount: 4, epb_processid_threadid: 8,
+  isb_starttime: 2, isb_endtime: 3, isb_ifrecv: 4, isb_ifdrop: 5, isb_filteraccept: 6, isb_osdrop: 7, isb_usrdeliv: 8,
+} as const;
+
+/** LINKTYPE_* values files carry (not the DLT_* of pcap_open_dead: DLT_RAW is 12, LINKTYPE_RAW 101). */
+export const LINKTYPE = { ETHERNET: 1, RAW: 101 } as const;
+
+export interface InterfaceDescription {
+  name: string;
+  linkType: number;
+  snaplen: number;
+  /** The capture filter expression (if_filter, type 0: a libpcap filter string). */
+  filter?: string;
+  description?: string;
+}
+
+export type PacketDirection = 'in' | 'out';
+
+/** Options of one packet that stay the same for a process: laid out once (see processOptions()). */
+export type PacketOptions = Uint8Array;
+
+export interface InterfaceStatistics {
+  /** Time of the statistics, ns since the epoch. */
+  tsNs: bigint;
+  startNs?: bigint;
+  endNs?: bigint;
+  ifrecv?: bigint | number;
+  ifdrop?: bigint | number;
+  filteraccept?: bigint | number;
+  osdrop?: bigint | number;
+  usrdeliv?: bigint | number;
+  comment?: string;
+}
+
+/** Where finished chunks go. Returning false asks the producer to pause (see PcapngWriter.writable). */
+export interface ChunkSink {
+  write(chunk: Buffer): boolean;
+}
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+/** Options as bytes: code, length, value padded to 4. Without the end-of-options marker. */
+class OptionList {
+  private readonly parts: Buffer[] = [];
+  add(code: number, value: Uint8Array): this {
+    const b = Buffer.alloc(4 + pad4(value.length));
+    b.writeUInt16LE(code, 0);
+    b.writeUInt16LE(value.length, 2);
+    b.set(value, 4);
+    this.parts.push(b);
+    return this;
+  }
+  str(code: number, s: string | undefined): this {
+    if (s === undefined) return this;
+    const v = Buffer.from(s, 'utf8');
+    if (v.length > 0xffff) throw new CaptureError('PCAPNG', `option ${code}: ${v.length} bytes (at most 65535)`);
+    return this.add(code, v);
+  }
+  u64(code: number, v: bigint | number | undefined): this {
+    if (v === undefined) return this;
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    return this.add(code, b);
+  }
+  ts(code: number, ns: bigint | undefined): this {
+    if (ns === undefined) return this;
+    const b = Buffer.alloc(8);
+    b.writeUInt32LE(Number(ns >> 32n), 0);
+    b.writeUInt32LE(Number(ns & 0xffffffffn), 4);
+    return this.add(code, b);
+  }
+  /** With the end-of-options marker (none at all when empty, as the format allows). */
+  bytes(): Buffer {
+    return this.parts.length ? Buffer.concat([...this.parts, Buffer.alloc(4)]) : Buffer.alloc(0);
+  }
+}
+
+function block(type: number, body: Buffer): Buffer {
+  const len = 12 + body.length;
+  const b = Buffer.alloc(len);
+  b.writeUInt32LE(type, 0);
+  b.writeUInt32LE(len, 4);
+  body.copy(b, 8);
+  b.writeUInt32LE(len, len - 4);
+  return b;
+}
+
+/**
+ * The per-process options of an EPB, ready to copy: epb_processid_threadid (option 8:
+ * pid and tid as u32) and the comments (ptcpdump's format, see comments.ts).
+ * Without epb_flags and without the end-of-options marker; pass to packet().
+ */
+export function processOptions(pid: number | null, tid: number | null, comments: readonly string[]): PacketOptions {
+  const o = new OptionList();
+  if (pid !== null) {
+    const v = Buffer.alloc(8);
+    v.writeUInt32LE(pid >>> 0, 0);
+    v.writeUInt32LE((tid ?? 0) >>> 0, 4);
+    o.add(OPT.epb_processid_threadid, v);
+  }
+  for (const c of comments) o.str(OPT.comment, c);
+  const b = o.bytes();
+  return b.length ? b.subarray(0, b.length - 4) : b; // the marker is added per packet
+}
+
+const EMPTY = new Uint8Array(0);
+const CHUNK = 1 << 20;
+
+export class PcapngWriter {
+  private chunk = Buffer.allocUnsafe(CHUNK);
+  private view = new DataView(this.chunk.buffer, this.chunk.byteOffset, CHUNK);
+  private at = 0;
+  private readonly ifaces: InterfaceDescription[] = [];
+  /** Packets written per interface (what isb_usrdeliv reports unless told otherwise). */
+  readonly written: number[] = [];
+  bytes = 0;
+  /** false once the sink asked for a pause; the caller stops producing until it drains. */
+  writable = true;
+
+  constructor(private readonly sink: ChunkSink, opts: { application?: string; hardware?: string; comment?: string } = {}) {
+    const o = new OptionList()
+      .str(OPT.comment, opts.comment)
+      .str(OPT.shb_hardware, opts.hardware ?? os.cpus()[0]?.model)
+      .str(OPT.shb_os, `${os.type()} ${os.release()}`)
+      .str(OPT.shb_userappl, opts.application ?? 'ebpfmon');
+    const head = Buffer.alloc(16);
+    head.writeUInt32LE(BYTE_ORDER_MAGIC, 0);
+    head.writeUInt16LE(1, 4); // major
+    head.writeUInt16LE(0, 6); // minor
+    head.writeBigInt64LE(-1n, 8); // section length not known (streaming)
+    this.put(block(SHB, Buffer.concat([head, o.bytes()])));
+  }
+
+  /** Adds an interface; returns its interface id (the order of IDBs, from 0). */
+  addInterface(i: InterfaceDescription): number {
+    if (!Number.isInteger(i.snaplen) || i.snaplen < 0) throw new CaptureError('PCAPNG', `interface ${i.name}: snaplen ${i.snaplen}`);
+    const o = new OptionList().str(OPT.if_name, i.name).str(OPT.if_description, i.description);
+    o.add(OPT.if_tsresol, Uint8Array.of(9)); // timestamps in nanoseconds
+    if (i.filter !== undefined && i.filter !== '') o.add(OPT.if_filter, Buffer.concat([Uint8Array.of(0), Buffer.from(i.filter, 'utf8')]));
+    o.str(OPT.if_os, `${os.type()} ${os.release()}`);
+    const head = Buffer.alloc(8);
+    head.writeUInt16LE(i.linkType, 0);
+    head.writeUInt32LE(i.snaplen, 4);
+    this.put(block(IDB, Buffer.concat([head, o.bytes()])));
+    this.ifaces.push(i);
+    this.written.push(0);
+    return this.ifaces.length - 1;
+  }
+
+  get interfaces(): readonly InterfaceDescription[] {
+    return this.ifaces;
+  }
+
+  /**
+   * One Enhanced Packet Block. `tsHi`/`tsLo` are the 64-bit timestamp in ns since the epoch
+   * as two u32 (see timebase.ts: no BigInt per packet). The packet is src[start, start +
+   * capLen), copied (a Buffer over the ring: copying from it allocates nothing).
+   */
+  packet(ifaceId: number, tsHi: number, tsLo: number, src: Buffer, start: number, capLen: number, wireLen: number, dir: PacketDirection | null, opts: PacketOptions = EMPTY): void {
+    if (ifaceId >= this.ifaces.length) throw new CaptureError('PCAPNG', `packet on interface ${ifaceId}: only ${this.ifaces.length} described`);
+    const optLen = (dir ? 8 : 0) + opts.length;
+    const total = 32 + pad4(capLen) + (optLen ? optLen + 4 : 0);
+    if (this.at + total > CHUNK) this.flush();
+    if (total > CHUNK) {
+      // A single huge packet (a 256 KiB GSO frame with comments): its own buffer.
+      const big = Buffer.alloc(total);
+      this.layout(big, new DataView(big.buffer, big.byteOffset, total), 0, total, ifaceId, tsHi, tsLo, src, start, capLen, wireLen, dir, opts);
+      this.emit(big);
+    } else {
+      this.layout(this.chunk, this.view, this.at, total, ifaceId, tsHi, tsLo, src, start, capLen, wireLen, dir, opts);
+      this.at += total;
+    }
+    this.written[ifaceId]!++;
+  }
+
+  private layout(buf: Buffer, v: DataView, o: number, total: number, ifaceId: number, tsHi: number, tsLo: number, src: Buffer, start: number, capLen: number, wireLen: number, dir: PacketDirection | null, opts: PacketOptions): void {
+    v.setUint32(o, EPB, true);
+    v.setUint32(o + 4, total, true);
+    v.setUint32(o + 8, ifaceId, true);
+    v.setUint32(o + 12, tsHi, true);
+    v.setUint32(o + 16, tsLo, true);
+    v.setUint32(o + 20, capLen, true);
+    v.setUint32(o + 24, wireLen, true);
+    src.copy(buf, o + 28, start, start + capLen);
+    let p = o + 28 + capLen;
+    while (p & 3) buf[p++] = 0;
+    if (dir || opts.length) {
+      if (dir) {
+        v.setUint32(p, OPT.epb_flags | (4 << 16), true);
+        v.setUint32(p + 4, dir === 'in' ? 1 : 2, true); // direction bits: 01 inbound, 10 outbound
+        p += 8;
+      }
+      buf.set(opts, p);
+      p += opts.length;
+      v.setUint32(p, 0, true); // opt_endofopt
+      p += 4;
+    }
+    v.setUint32(p, total, true);
+  }
+
+  /** An Interface Statistics Block for `ifaceId`. */
+  statistics(ifaceId: number, s: InterfaceStatistics): void {
+    const o = new OptionList()
+      .str(OPT.comment, s.comment)
+      .ts(OPT.isb_starttime, s.startNs)
+      .ts(OPT.isb_endtime, s.endNs)
+      .u64(OPT.isb_ifrecv, s.ifrecv)
+      .u64(OPT.isb_ifdrop, s.ifdrop)
+      .u64(OPT.isb_filteraccept, s.filteraccept)
+      .u64(OPT.isb_osdrop, s.osdrop)
+      .u64(OPT.isb_usrdeliv, s.usrdeliv ?? this.written[ifaceId]);
+    const head = Buffer.alloc(12);
+    head.writeUInt32LE(ifaceId, 0);
+    head.writeUInt32LE(Number(s.tsNs >> 32n), 4);
+    head.writeUInt32LE(Number(s.tsNs & 0xffffffffn), 8);
+    this.put(block(ISB, Buffer.concat([head, o.bytes()])));
+  }
+
+  private put(b: Buffer): void {
+    if (this.at + b.length > CHUNK) this.flush();
+    if (b.length > CHUNK) {
+      this.emit(b);
+      return;
+    }
+    b.copy(this.chunk, this.at);
+    this.at += b.length;
+  }
+
+  private emit(b: Buffer): void {
+    this.bytes += b.length;
+    if (!this.sink.write(b)) this.writable = false;
+  }
+
+  /** Hands what is laid out to the sink (a new chunk is started: the sink keeps the old one). */
+  flush(): void {
+    if (this.at === 0) return;
+    this.emit(this.chunk.subarray(0, this.at));
+    this.chunk = Buffer.allocUnsafe(CHUNK);
+    this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, CHUNK);
+    this.at = 0;
+  }
+
+  /** Bytes laid out and not yet handed to the sink. */
+  get pending(): number {
+    return this.at;
+  }
+}

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+// One capture session's output: decodes the records the kernel delivered (struct
+// emon_cap_record + packet bytes, see wire.ts), keeps the ones for this session, and
+// writes them as pcapng: an IDB the first time an interface appears, an EPB per packet
+// with its direction, option 8 (pid, tid) and ptcpdump-style comments, ISBs on request.
+// Plain inputs and outputs: records in, bytes to a sink; the kernel counters come from
+// the caller (they live in emon_cap_stats).
+import { CAP_RECORD } from './wire.js';
+import { ptcpdumpComments, type ProcessDetails } from './comments.js';
+import { LINKTYPE, PcapngWriter, processOptions, type ChunkSink, type PacketOptions } from './pcapng.js';
+import type { TimeBase } from './timebase.js';
+
+const R = CAP_RECORD.fields;
+const HDR = CAP_RECORD.size;
+const DIR_OUT = 1;
+const DIR_IN = 2;
+
+export interface CaptureInterface {
+  ifindex: number;
+  name: string;
+  /** Link-layer header length at TC: 14 Ethernet, 0 raw IP. */
+  l2Len: number;
+}
+
+/** Kernel counters of the session (emon_cap_stats, summed over CPUs) plus what the reader lost. */
+export interface SessionCounters {
+  matched: number;
+  delivered: number;
+  dropped: number;
+  truncated: number;
+  /** Records the perf rings lost (PERF_RECORD_LOST): not attributable to a session, so
+   * every session reading the rings reports them. */
+  ringLost: number;
+}
+
+export interface CaptureStreamOptions {
+  slot: number;
+  snaplen: number;
+  /** The expression as the user wrote it (if_filter of every IDB). */
+  filter: string;
+  interfaceOf: (ifindex: number) => CaptureInterface | undefined;
+  /** What is known about a process; null: only what the record carries. */
+  describe: (pid: number) => ProcessDetails | null;
+  timebase: TimeBase;
+  /** Stop after this many packets (-c). */
+  count?: number;
+  application?: string;
+}
+
+interface CachedOwner {
+  c0: number;
+  c1: number;
+  c2: number;
+  c3: number;
+  opts: PacketOptions;
+}
+
+export class CaptureStream {
+  readonly writer: PcapngWriter;
+  private readonly bit: number;
+  private readonly ifaceIds = new Map<number, number>();
+  private readonly owners = new Map<number, CachedOwner>();
+  private readonly ts = new Uint32Array(2);
+  readonly startNs: bigint;
+  packets = 0;
+  /** Records for this session whose interface is unknown (skipped, counted). */
+  unknownInterface = 0;
+  done = false;
+
+  constructor(sink: ChunkSink, private readonly o: CaptureStreamOptions) {
+    this.bit = 1 << o.slot;
+    this.writer = new PcapngWriter(sink, { application: o.application ?? 'ebpfmon capture' });
+    this.startNs = o.timebase.nowNs();
+  }
+
+  private ifaceId(ifindex: number): number | undefined {
+    let id = this.ifaceIds.get(ifindex);
+    if (id !== undefined) return id;
+    const i = this.o.interfaceOf(ifindex);
+    if (!i) return undefined;
+    id = this.writer.addInterface({ name: i.name, linkType: i.l2Len === 0 ? LINKTYPE.RAW : LINKTYPE.ETHERNET, snaplen: this.o.snaplen, filter: this.o.filter });
+    this.ifaceIds.set(ifindex, id);
+    return id;
+  }
+
+  /** Per-process options, laid out once per (pid, tid, command name). */
+  private ownerOptions(v: DataView, off: number): PacketOptions | undefined {
+    const tgid = v.getUint32(off + R.tgid.offset, true);
+    if (tgid === 0) return undefined;
+    const tid = v.getUint32(off + R.tid.offset, true);
+    const c = off + R.comm.offset;
+    const c0 = v.getUint32(c, true), c1 = v.getUint32(c + 4, true), c2 = v.getUint32(c + 8, true), c3 = v.getUint32(c + 12, true);
+    const key = tgid * 4194304 + tid; // tids stay below 2^22 (PID_MAX_LIMIT)
+    const hit = this.owners.get(key);
+    if (hit && hit.c0 === c0 && hit.c1 === c1 && hit.c2 === c2 && hit.c3 === c3) return hit.opts;
+    let comm = '';
+    for (let i = 0; i < 16; i++) {
+      const ch = v.getUint8(c + i);
+      if (!ch) break;
+      comm += String.fromCharCode(ch);
+    }
+    const uid = v.getUint32(off + R.uid.offset, true);
+    const known = this.o.describe(tgid);
+    const details: ProcessDetails = { ...(known ?? { pid: tgid }), pid: tgid, tid, threadName: comm, uid, cmd: known?.cmd ?? comm };
+    const opts = processOptions(tgid, tid, ptcpdumpComments(details));
+    if (this.owners.size > 65536) this.owners.clear();
+    this.owners.set(key, { c0, c1, c2, c3, opts });
+    return opts;
+  }
+
+  /**
+   * One record from the rings (`buf`/`v` at `off`, `len` bytes). Returns true when the
+   * packet was written for this session.
+   */
+  onRecord(buf: Buffer, v: DataView, off: number, len: number): boolean {
+    if (this.done || len < HDR || !(v.getUint32(off + R.sessions.offset, true) & this.bit)) return false;
+    const ifindex = v.getUint32(off + R.ifindex.offset, true);
+    const id = this.ifaceId(ifindex);
+    if (id === undefined) {
+      this.unknownInterface++;
+      return false;
+    }
+    let capLen = v.getUint32(off + R.cap_len.offset, true);
+    if (capLen > len - HDR) capLen = len - HDR;
+    if (capLen > this.o.snaplen) capLen = this.o.snaplen; // the kernel copied the largest session's snaplen
+    this.o.timebase.toEpoch(v.getUint32(off + R.ts_ns.offset + 4, true), v.getUint32(off + R.ts_ns.offset, true), this.ts);
+    const d = v.getUint8(off + R.direction.offset);
+    this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, v.getUint32(off + R.wire_len.offset, true),
+      d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(v, off));
+    this.packets++;
+    if (this.o.count !== undefined && this.packets >= this.o.count) this.done = true;
+    return true;
+  }
+
+  /**
+   * Interface Statistics Blocks: one per interface seen. The session's kernel counters are
+   * session-wide (the rings and the engine do not split them by interface), so they go on
+   * the first interface's block, with a comment saying so; every block carries its own
+   * interface's packets written (isb_usrdeliv).
+   */
+  statistics(k: SessionCounters): void {
+    const now = this.o.timebase.nowNs();
+    if (this.ifaceIds.size === 0) return;
+    for (const id of this.ifaceIds.values()) {
+      if (id === 0) {
+        this.writer.statistics(0, {
+          tsNs: now, startNs: this.startNs, endNs: now,
+          ifrecv: k.matched, filteraccept: k.matched, osdrop: k.dropped + k.ringLost,
+          comment: `ebpfmon: whole session (all interfaces): matched ${k.matched}, delivered ${k.delivered}, dropped (ring full) ${k.dropped + k.ringLost}, truncated ${k.truncated}`,
+        });
+      } else {
+        this.writer.statistics(id, { tsNs: now, startNs: this.startNs, endNs: now });
+      }
+    }
+  }
+}
