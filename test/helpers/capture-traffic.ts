@@ -33,7 +33,7 @@ export async function realFrames(lab: Lab): Promise<CorpusPacket[]> {
   const b = await lab.host('cb');
   const link = await lab.link(a, b);
   const file = path.join(lab.tmpdir(), 'real.pcap');
-  const dump = b.spawn('tcpdump', ['-i', link.b.ifname, '-n', '-U', '-s', '0', '-w', file]);
+  const dump = b.spawn('tcpdump', ['-i', link.b.ifname, '-n', '--immediate-mode', '-U', '-s', '0', '-w', file]);
   let err = '';
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
