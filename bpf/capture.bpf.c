@@ -10,6 +10,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TC_ACT_UNSPEC (-1)
 
+/* Types that only appear in what user space reads: referenced here so that their BTF is in
+ * the object (test/unit/daemon/capture/layout.test.ts checks the TypeScript mirrors). */
+struct emon_cap_record *unused_cap_record __attribute__((unused));
+
 static __always_inline struct emon_cap_counters *counters(__u32 slot)
 {
 	return bpf_map_lookup_elem(&emon_cap_stats, &slot);
