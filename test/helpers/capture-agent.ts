@@ -19,6 +19,7 @@ import { CaptureStream } from '../../daemon/src/capture/stream.js';
 import { TimeBase } from '../../daemon/src/capture/timebase.js';
 import { CAP_MAPS } from '../../daemon/src/capture/wire.js';
 import { procDetails } from '../../daemon/src/capture/procinfo.js';
+import { writevAll } from '../../daemon/src/capture/pcapng.js';
 import { listLinks } from '../../daemon/src/net/netlink.js';
 
 interface AgentSession {
@@ -38,9 +39,14 @@ interface AgentConfig {
   sessions: AgentSession[];
   statsEveryMs?: number;
   pageCnt?: number;
+  /** Longest a packet waits in a ring below the wake-up watermark (ms). */
+  maxDelayMs?: number;
+  /** Writes a CPU profile of the agent here on exit (bench/capture --profile). */
+  cpuProfDir?: string;
 }
 
 const cfg = JSON.parse(process.argv[2]!) as AgentConfig;
+let profiler: import('node:inspector').Session | null = null;
 const pin = (name: string) => BpfMap.fromPin(path.join(cfg.pinPath, 'maps', name), name);
 const maps: CaptureMaps = {
   meta: pin(CAP_MAPS.meta), progs: pin(CAP_MAPS.progs), conf: pin(CAP_MAPS.conf), sessions: pin(CAP_MAPS.sessions),
@@ -61,7 +67,8 @@ const running = cfg.sessions.map((s) => {
   const spec: SessionSpec = { kind: 'capture', expression: s.expression, snaplen: s.snaplen, ifindexes, direction: s.direction, tgids: s.tgids, uids: s.uids, comms: s.comms };
   const active = engine.add(spec);
   const fd = fs.openSync(s.out, 'w');
-  const stream = new CaptureStream({ write: (b) => (fs.writeSync(fd, b), true) }, {
+  // A file: gather writes straight from the perf rings (see PcapngWriter).
+  const stream = new CaptureStream({ write: (b) => (fs.writeSync(fd, b), true), writevSync: (parts) => writevAll(fs, fd, parts) }, {
     slot: active.slot, snaplen: active.spec.snaplen!, filter: s.expression, timebase, count: s.count,
     interfaceOf: (ifindex) => {
       const l2 = engine.l2Len(ifindex);
@@ -73,6 +80,9 @@ const running = cfg.sessions.map((s) => {
   return { slot: active.slot, fd, stream };
 });
 
+const releaseAll = (): void => {
+  for (const r of running) r.stream.writer.release();
+};
 const counters = (slot: number) => {
   const k = engine.counters(slot);
   return { ...k, ringLost: reader.stats.lost };
@@ -82,7 +92,7 @@ const stop = (): void => {
   if (stopping) return;
   stopping = true;
   clearInterval(stats);
-  while (reader.drain(onSample, 1000) > 0);
+  while (reader.drain(onSample, 1000, releaseAll) > 0);
   for (const r of running) {
     r.stream.statistics(counters(r.slot));
     r.stream.writer.flush();
@@ -91,13 +101,20 @@ const stop = (): void => {
   const done = running.map((r) => ({ slot: r.slot, packets: r.stream.packets, counters: counters(r.slot), unknownInterface: r.stream.unknownInterface }));
   reader.close();
   engine.close();
-  process.stdout.write(`${JSON.stringify({ done })}\n`);
-  process.exit(0);
+  const finish = () => {
+    process.stdout.write(`${JSON.stringify({ done })}\n`);
+    process.exit(0);
+  };
+  if (!profiler) return finish();
+  profiler.post('Profiler.stop', (err, r) => {
+    if (!err) fs.writeFileSync(path.join(cfg.cpuProfDir!, `agent-${process.pid}.cpuprofile`), JSON.stringify(r.profile));
+    finish();
+  });
 };
-const onSample = (buf: Buffer, v: DataView, off: number, len: number): void => {
+const onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
   let all = true;
   for (const r of running) {
-    r.stream.onRecord(buf, v, off, len);
+    r.stream.onRecord(buf, u32, off, len);
     all &&= r.stream.done;
   }
   if (all && !stopping) setImmediate(stop);
@@ -107,7 +124,16 @@ const stats = setInterval(() => {
     r.stream.statistics(counters(r.slot));
   }
 }, cfg.statsEveryMs ?? 5000);
-reader.start(onSample, 1);
+// Profiling starts once every program is loaded: V8 samples with SIGPROF, and a signal
+// that arrives while the verifier works makes the load fail with EAGAIN.
+if (cfg.cpuProfDir) {
+  const inspector = await import('node:inspector');
+  profiler = new inspector.Session();
+  profiler.connect();
+  profiler.post('Profiler.enable');
+  profiler.post('Profiler.start');
+}
+reader.start(onSample, { maxDelayMs: cfg.maxDelayMs ?? 50, beforeRelease: releaseAll });
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 process.stdout.write(`${JSON.stringify({ ready: running.map((r) => r.slot) })}\n`);

@@ -41,8 +41,9 @@ function bpfOutputAttr(watermarkBytes: number): Buffer {
 }
 
 /** Called for each sample: the raw bytes the program wrote are at [offset, offset + length)
- * of `buf` (and of `view`, the same memory). Valid only during the call. */
-export type SampleHandler = (buf: Buffer, view: DataView, offset: number, length: number, cpu: number) => void;
+ * of `buf` (and of `u32`, the same memory as 32-bit words: offset is a multiple of 4). Valid until the next beforeRelease() call of
+ * drain(), which is when the reader gives the space back to the kernel. */
+export type SampleHandler = (buf: Buffer, u32: Uint32Array, offset: number, length: number, cpu: number) => void;
 
 export interface PerfStats {
   samples: number;
@@ -60,6 +61,7 @@ interface Ring {
   ctl: Uint32Array; // the control page as u32 words
   data: DataView;
   bytes: Buffer;
+  u32: Uint32Array;
 }
 
 // Never called (the rings are read directly), but libbpf wants a function.
@@ -70,9 +72,10 @@ export class PerfRingReader {
   private pb: L.Ptr | null;
   private readonly rings: Ring[] = [];
   /** Wrapped records are copied here to be handed over contiguously. */
-  private readonly wrapBuf = Buffer.alloc(1 << 21); // a record: 72 + at most 0xfffff bytes
-  private readonly wrap = new DataView(this.wrapBuf.buffer, this.wrapBuf.byteOffset, this.wrapBuf.length);
+  private readonly wrapBuf = Buffer.from(new ArrayBuffer(1 << 21)); // a record: 72 + at most 0xfffff bytes
+  private readonly wrap = new Uint32Array(this.wrapBuf.buffer, this.wrapBuf.byteOffset, this.wrapBuf.length / 4);
   private timer: NodeJS.Timeout | null = null;
+  private readonly polls: Array<ReturnType<typeof koffi.node.poll>> = [];
 
   /**
    * Opens rings of `pageCnt` pages (a power of two) per CPU for the PERF_EVENT_ARRAY map
@@ -95,7 +98,7 @@ export class PerfRingReader {
       const mem = koffi.view(base[0]!, PAGE + sz);
       this.rings.push({
         cpu: i, fd: L.perf_buffer__buffer_fd(pb, i), size: sz, mask: sz - 1,
-        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz),
+        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz), u32: new Uint32Array(mem, PAGE, sz / 4),
       });
     }
   }
@@ -115,7 +118,7 @@ export class PerfRingReader {
    * Consumes every record present (at most `budgetMs` of work) and returns the number of
    * samples handed to `handler`.
    */
-  drain(handler: SampleHandler, budgetMs = 4): number {
+  drain(handler: SampleHandler, budgetMs = 4, beforeRelease?: () => void): number {
     if (!this.pb) return 0;
     const t0 = performance.now();
     let samples = 0;
@@ -134,7 +137,7 @@ export class PerfRingReader {
           const start = (off + 12) & r.mask;
           const len = size - 12;
           if (start + len <= r.size) {
-            handler(r.bytes, r.data, start, len, r.cpu);
+            handler(r.bytes, r.u32, start, len, r.cpu);
           } else {
             const first = r.size - start;
             r.bytes.copy(this.wrapBuf, 0, start, r.size);
@@ -149,10 +152,12 @@ export class PerfRingReader {
         }
         tail += size;
         if ((++n & 63) === 0) {
+          beforeRelease?.();
           storePos(r.ctl, TAIL, tail); // give space back while we work
           if (performance.now() - t0 > budgetMs) break;
         }
       }
+      beforeRelease?.();
       storePos(r.ctl, TAIL, tail);
     }
     const dt = performance.now() - t0;
@@ -162,19 +167,39 @@ export class PerfRingReader {
     return samples;
   }
 
-  /** Drains every `intervalMs` on the event loop until close(). */
-  start(handler: SampleHandler, intervalMs = 1): void {
-    if (this.timer) return;
-    const tick = (): void => {
-      this.drain(handler);
-      this.timer = setTimeout(tick, this.pendingBytes() > 0 ? 0 : intervalMs);
+  /**
+   * Reads on the event loop until close(). The kernel wakes the reader when a ring holds
+   * `watermark` bytes (a libuv poll per ring fd), so a busy capture costs one wakeup per
+   * watermark, not one per millisecond; a timer every `maxDelayMs` picks up what waits
+   * below the watermark (the latency bound of a quiet capture). A drain out of budget
+   * yields one loop turn and goes on.
+   */
+  start(handler: SampleHandler, opts: { maxDelayMs?: number; budgetMs?: number; beforeRelease?: () => void } = {}): void {
+    if (this.timer || this.polls.length) return;
+    const budget = opts.budgetMs ?? 4;
+    let again: NodeJS.Immediate | null = null;
+    const run = (): void => {
+      if (!this.pb) return;
+      this.drain(handler, budget, opts.beforeRelease);
+      if (this.pendingBytes() > 0 && !again) {
+        again = setImmediate(() => {
+          again = null;
+          run();
+        });
+      }
     };
-    this.timer = setTimeout(tick, 0);
+    for (const r of this.rings) {
+      const p = koffi.node.poll(r.fd, { readable: true }, run);
+      this.polls.push(p);
+    }
+    this.timer = setInterval(run, opts.maxDelayMs ?? 50);
+    run();
   }
 
   close(): void {
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    for (const p of this.polls.splice(0)) p.close();
     if (this.pb !== null) L.perf_buffer__free(this.pb);
     this.pb = null;
   }

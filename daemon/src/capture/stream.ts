@@ -12,6 +12,11 @@ import type { TimeBase } from './timebase.js';
 
 const R = CAP_RECORD.fields;
 const HDR = CAP_RECORD.size;
+/** Word indexes of the record's u32 fields (little-endian host: the low word of a u64 first). */
+const W = {
+  ts_ns: R.ts_ns.offset / 4, sessions: R.sessions.offset / 4, ifindex: R.ifindex.offset / 4, wire_len: R.wire_len.offset / 4,
+  cap_len: R.cap_len.offset / 4, tgid: R.tgid.offset / 4, tid: R.tid.offset / 4, uid: R.uid.offset / 4, comm: R.comm.offset / 4,
+} as const;
 const DIR_OUT = 1;
 const DIR_IN = 2;
 
@@ -83,23 +88,24 @@ export class CaptureStream {
     return id;
   }
 
-  /** Per-process options, laid out once per (pid, tid, command name). */
-  private ownerOptions(v: DataView, off: number): PacketOptions | undefined {
-    const tgid = v.getUint32(off + R.tgid.offset, true);
+  /** Per-process options, laid out once per (pid, tid, command name). `w` is the record's
+   * first word in `u32`. */
+  private ownerOptions(buf: Buffer, u32: Uint32Array, w: number): PacketOptions | undefined {
+    const tgid = u32[w + W.tgid]!;
     if (tgid === 0) return undefined;
-    const tid = v.getUint32(off + R.tid.offset, true);
-    const c = off + R.comm.offset;
-    const c0 = v.getUint32(c, true), c1 = v.getUint32(c + 4, true), c2 = v.getUint32(c + 8, true), c3 = v.getUint32(c + 12, true);
+    const tid = u32[w + W.tid]!;
+    const c0 = u32[w + W.comm]!, c1 = u32[w + W.comm + 1]!, c2 = u32[w + W.comm + 2]!, c3 = u32[w + W.comm + 3]!;
+    const c = w * 4 + R.comm.offset;
     const key = tgid * 4194304 + tid; // tids stay below 2^22 (PID_MAX_LIMIT)
     const hit = this.owners.get(key);
     if (hit && hit.c0 === c0 && hit.c1 === c1 && hit.c2 === c2 && hit.c3 === c3) return hit.opts;
     let comm = '';
     for (let i = 0; i < 16; i++) {
-      const ch = v.getUint8(c + i);
+      const ch = buf[c + i]!;
       if (!ch) break;
       comm += String.fromCharCode(ch);
     }
-    const uid = v.getUint32(off + R.uid.offset, true);
+    const uid = u32[w + W.uid]!;
     const known = this.o.describe(tgid);
     const details: ProcessDetails = { ...(known ?? { pid: tgid }), pid: tgid, tid, threadName: comm, uid, cmd: known?.cmd ?? comm };
     const opts = processOptions(tgid, tid, ptcpdumpComments(details));
@@ -109,24 +115,25 @@ export class CaptureStream {
   }
 
   /**
-   * One record from the rings (`buf`/`v` at `off`, `len` bytes). Returns true when the
+   * One record from the rings (`buf`/`u32` at `off`, a multiple of 4; `len` bytes). Returns true when the
    * packet was written for this session.
    */
-  onRecord(buf: Buffer, v: DataView, off: number, len: number): boolean {
-    if (this.done || len < HDR || !(v.getUint32(off + R.sessions.offset, true) & this.bit)) return false;
-    const ifindex = v.getUint32(off + R.ifindex.offset, true);
+  onRecord(buf: Buffer, u32: Uint32Array, off: number, len: number): boolean {
+    const w = off >> 2;
+    if (this.done || len < HDR || !(u32[w + W.sessions]! & this.bit)) return false;
+    const ifindex = u32[w + W.ifindex]!;
     const id = this.ifaceId(ifindex);
     if (id === undefined) {
       this.unknownInterface++;
       return false;
     }
-    let capLen = v.getUint32(off + R.cap_len.offset, true);
+    let capLen = u32[w + W.cap_len]!;
     if (capLen > len - HDR) capLen = len - HDR;
     if (capLen > this.o.snaplen) capLen = this.o.snaplen; // the kernel copied the largest session's snaplen
-    this.o.timebase.toEpoch(v.getUint32(off + R.ts_ns.offset + 4, true), v.getUint32(off + R.ts_ns.offset, true), this.ts);
-    const d = v.getUint8(off + R.direction.offset);
-    this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, v.getUint32(off + R.wire_len.offset, true),
-      d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(v, off));
+    this.o.timebase.toEpoch(u32[w + W.ts_ns + 1]!, u32[w + W.ts_ns]!, this.ts);
+    const d = buf[off + R.direction.offset];
+    this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, u32[w + W.wire_len]!,
+      d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(buf, u32, w));
     this.packets++;
     if (this.o.count !== undefined && this.packets >= this.o.count) this.done = true;
     return true;
