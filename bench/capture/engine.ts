@@ -121,6 +121,13 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
   // Counters and run tallies both count from here, warm-up included (each delivering row has its own slot).
   cap.resetCounters();
   const rows: EngineRow[] = configs.map((c) => ({ name: c.name, target: c.target, base: [], ns: [], check: '' }));
+  // The floor of a mirror: a bare clone to the same veth, next to the empty program.
+  const empty = BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/tc_empty.bpf.o'));
+  empty.load();
+  const clone = BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/tc_clone.bpf.o'));
+  clone.load();
+  clone.map('emon_clone_cfg').update(u32(0), u32(mirrorIfindex));
+  const floor: EngineRow = { name: 'floor: bpf_clone_redirect alone to the same veth (vs an empty program)', target: null, base: [], ns: [], check: '' };
   const shippedFd = shipped.progFd('tc_ingress');
   let reps = 0;
   try {
@@ -143,6 +150,10 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
         for (const slot of [0, 1, 2]) cap.session(slot, 'NONE');
         cap.useDeliver(null);
       }
+      for (const which of rep % 2 === 0 ? ['empty', 'clone'] : ['clone', 'empty']) {
+        const r = which === 'empty' ? runner.run(empty.progFd('tc_empty'), 'tc_empty', frame, opts.deliverRepeat) : runner.run(clone.progFd('tc_clone'), 'tc_clone', frame, opts.deliverRepeat);
+        if (rep >= 0) (which === 'empty' ? floor.base : floor.ns).push(r.durationNs);
+      }
       if (rep >= 0) reps = rep + 1;
       console.error(`capture engine: ${rep < 0 ? 'warm-up' : `rep ${rep + 1}`} done`);
     }
@@ -150,6 +161,11 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
     ring.close();
   }
   for (const [i, c] of configs.entries()) rows[i]!.check = c.check?.() ?? 'retval -1 every run';
+  const failedClones = clone.map('emon_clone_cfg').lookup(u32(1))!.readUInt32LE(0);
+  floor.check = `${failedClones} clones refused`;
+  rows.push(floor);
+  clone.close();
+  empty.close();
   perf.close();
   cap.close();
   shipped.close();

@@ -26,7 +26,8 @@ async function main(): Promise<void> {
     if (PART === 'engine' || PART === 'all') {
       const { rows, reps } = await engineBench({ reps: REPS, repeat: numArg('repeat', 1_000_000), deliverRepeat: numArg('deliver-repeat', 50_000), lab, deadline: DEADLINE });
       console.log(`\nper-packet cost in TC: BPF_PROG_TEST_RUN, kernel-measured ns per run, IPv4 TCP 64 B frame of an existing flow, ingress;`);
-      console.log(`${reps} repetitions after a warm-up, medians; "added" is the median of per-repetition differences from the shipped classifier run in the same repetition.`);
+      console.log(`${reps} repetitions after a warm-up, medians; "added" is the median of per-repetition differences from the shipped classifier run in the same repetition`);
+      console.log('(the floor row: from an empty TC program).');
       console.log(engineTable(rows));
     }
     if (PART === 'live' || PART === 'all') {

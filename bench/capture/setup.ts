@@ -10,7 +10,7 @@ import { checkProgram } from '../../daemon/src/capture/cbpf.js';
 import { compileFilter, DLT, type LinkType } from '../../daemon/src/capture/pcap.js';
 import { loadSchedCls, type LoadedProgram } from '../../daemon/src/capture/progload.js';
 import { engineProgram, type EngineSession } from '../../daemon/src/capture/select.js';
-import { CAP_CONF, CAP_COUNTERS, CAP_KIND, CAP_MAPS, CAP_PROG, CAP_SESSION, CAP_SESSIONS } from '../../daemon/src/capture/wire.js';
+import { CAP_CONF, CAP_COUNTERS, CAP_KIND, CAP_MAPS, CAP_PROG, CAP_PROGS, CAP_SESSION, CAP_SESSIONS } from '../../daemon/src/capture/wire.js';
 import { IFACE } from '../../daemon/src/monitor/wire.js';
 import { ROOT } from '../lib/harness.js';
 
@@ -43,7 +43,8 @@ export class CapturePath {
   readonly interp: BpfObject;
   private engine: LoadedProgram | null = null;
 
-  constructor(flowsObj = path.join(ROOT, 'build/bpf/fixtures/flows_capture.bpf.o')) {
+  /** `ringVariant: false` leaves out the ring-buffer delivery (it does not load on 6.1). */
+  constructor(flowsObj = path.join(ROOT, 'build/bpf/fixtures/flows_capture.bpf.o'), opts: { ringVariant?: boolean } = {}) {
     this.flows = BpfObject.open(flowsObj);
     this.flows.load();
     const shared = Object.values(CAP_MAPS);
@@ -52,7 +53,9 @@ export class CapturePath {
       o.load();
       return o;
     };
-    this.deliver = reuse(BpfObject.open(path.join(ROOT, 'build/bpf/capture.bpf.o')));
+    const deliver = BpfObject.open(path.join(ROOT, 'build/bpf/capture.bpf.o'));
+    if (opts.ringVariant === false) deliver.setAutoload(CAP_PROGS.deliverRing, false);
+    this.deliver = reuse(deliver);
     this.interp = reuse(BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/cap_interp.bpf.o')));
   }
 
