@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // bench/capture: what capture and mirror sessions cost (issue 13).
 //
-//   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--reps 5]
-//        [--repeat 1000000] [--deliver-repeat 50000] [--max-minutes 15]
+//   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
+//     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
+//     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
+//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon]
+//     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
+//             EBPFMON_BENCH_PROFILE=DIR (a CPU profile of each capture agent)
 //
 // engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the shipped classifier in the
 //         same repetitions (bench/capture/engine.ts).
