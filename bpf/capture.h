@@ -1,50 +1,52 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Capture and mirror sessions: what the classifier hands to the filter engine, what the
- * engine hands to the delivery program, and what reaches user space. The path:
+/* Capture and mirror sessions (issue 13): the wire format shared with user space
+ * (daemon/src/capture/wire.ts mirrors it; test/unit/daemon/capture/layout.test.ts checks the
+ * mirror against the BTF of capture.bpf.o). The path:
  *
- *   tc_ingress / tc_egress (flows)         counts the packet as always; when its interface
- *        |  emon_iface.capture set          has sessions, fills emon_cap_meta (this CPU's
- *        v                                  slot) with the flow's owner and tail-calls
- *   emon_cap_progs[EMON_CAP_PROG_SELECT]   the engine: generated at run time from every
- *        |  meta->match != 0                session's selectors and pcap-filter expression
- *        v                                  (daemon/src/capture/select.ts)
- *   emon_cap_progs[EMON_CAP_PROG_DELIVER]  counts per session and copies the packet to
- *                                           user space (capture) or clones it (mirror)
+ *   tc_ingress / tc_egress (flows.bpf.c)   counts the packet; when its interface has the
+ *        |  emon_iface.hooks & CAPTURE       capture bit, leaves it in emon_pkt_meta and
+ *        v                                   tail-calls the hook chain
+ *   emon_hooks[EMON_HOOK_SLOT_CAPTURE]      tc_cap_select: generated at run time from every
+ *        |  a session matched                session's selectors and pcap-filter expression
+ *        v                                   (daemon/src/capture/select.ts)
+ *   emon_cap_progs[EMON_CAP_PROG_DELIVER]   tc_cap_deliver: counts per session, copies the
+ *        |                                   packet to the daemon once (capture sessions),
+ *        v                                   clones it once per mirror session
+ *   tunnel device egress (mirror)           tc_mirror_out: on the clone only: snap length,
+ *                                            tunnel key (collector, VNI/key), mark; the
+ *                                            kernel's vxlan/gretap device encapsulates
  *
- * Every program returns TC_ACT_UNSPEC: the packet itself is never changed or dropped. */
+ * No program changes or drops the packet: every one returns the classifier's verdict. */
 #ifndef EMON_CAPTURE_H
 #define EMON_CAPTURE_H
 
-#include "lib/common.h"
+#include "monitor/common.h"
 
-/* Sessions at once: one bit each in a u32 match mask. */
+/* Sessions at once (capture and mirror together): one bit each in a u32 match mask. */
 #define EMON_CAP_SESSIONS 32
 
 /* emon_cap_progs slots */
-#define EMON_CAP_PROG_SELECT  0
-#define EMON_CAP_PROG_DELIVER 1
-#define EMON_CAP_PROGS        2
+#define EMON_CAP_PROG_DELIVER 0
+#define EMON_CAP_PROGS        1
 
-/* emon_iface.capture bits (bpf/flows.h): which hand-off the interface wants. */
-#define EMON_IFACE_CAP_ON (1U << 0)
+/* A mirrored clone carries its session to tc_mirror_out in skb->cb (the clone's own copy;
+ * the original's cb is restored right after cloning): cb[0] = session slot, cb[1] = this. */
+#define EMON_CAP_CB_MAGIC 0x63617031 /* "cap1" */
 
-/* emon_cap_meta: one per CPU. Written by the classifier right before the tail call and
- * read by the programs it leads to, on the same CPU with no other TC program in between
- * (TC runs with bottom halves off), so a per-CPU slot needs no locking. */
-struct emon_cap_meta {
-	__u32 ifindex;
-	__u8  direction;   /* enum emon_direction (bpf/flows.h): 1 outbound (egress), 2 inbound */
-	__u8  l2_len;      /* link-layer header length at TC: 14 Ethernet, 0 raw IP */
-	__u8  _pad[2];
-	__u32 match;       /* sessions that selected the packet (written by the engine) */
-	__u32 _pad2;
-	struct emon_owner owner; /* the flow's owner; how == 0: not known */
+/* Bytes of a session's declaration in emon_cap_spec (user space's JSON). */
+#define EMON_CAP_SPEC_BYTES 4096
+
+/* emon_cap_state: per CPU, from the engine to the delivery program (TC programs do not nest
+ * on a CPU: the entry belongs to one packet between the two). */
+struct emon_cap_state {
+	__u32 match;       /* sessions that selected the packet */
+	__u32 _pad;
 };
 
 enum emon_cap_kind {
 	EMON_CAP_KIND_NONE    = 0,
-	EMON_CAP_KIND_CAPTURE = 1, /* copy to user space through emon_cap_events */
-	EMON_CAP_KIND_MIRROR  = 2, /* clone to an interface (bpf_clone_redirect) */
+	EMON_CAP_KIND_CAPTURE = 1, /* copy to the daemon through emon_cap_events */
+	EMON_CAP_KIND_MIRROR  = 2, /* clone to a tunnel device (bpf_clone_redirect) */
 };
 
 /* emon_cap_conf[0]: the sessions by kind, as bits, so that delivery sorts a match mask
@@ -53,29 +55,53 @@ enum emon_cap_kind {
 struct emon_cap_conf {
 	__u32 capture;     /* slots of capture sessions */
 	__u32 mirror;      /* slots of mirror sessions */
-	__u32 snaplen;     /* bytes copied to user space: the largest snaplen of the capture
+	__u32 snaplen;     /* bytes copied to the daemon: the largest snaplen of the capture
 	                    * sessions (each session's own is applied in user space) */
 	__u32 _pad;
 };
 
-/* emon_cap_sess value, by session slot: what the delivery program needs of a session. */
+/* emon_cap_sess value, by session slot: what delivery and tc_mirror_out need. */
 struct emon_cap_session {
-	__u32 kind;        /* enum emon_cap_kind */
-	__u32 snaplen;     /* bytes kept of each packet */
-	__u32 ifindex;     /* mirror: where the clone goes */
-	__u32 flags;
+	__u32 kind;           /* enum emon_cap_kind */
+	__u32 snaplen;        /* mirror: inner frame bytes kept (0: the whole frame) */
+	__u32 tunnel_ifindex; /* mirror: the tunnel device clones go to */
+	__u32 tunnel_id;      /* mirror: VXLAN network identifier or GRE key */
+	__u64 interval_ns;    /* mirror: 1e9 / packets per second (0: no rate limit) */
+	__u64 burst_ns;       /* mirror: how far ahead of time the limiter may run (burst) */
+	__u8  remote[16];     /* mirror: collector address (IPv4: first 4 bytes) */
+	__u32 mtu;            /* mirror: path MTU to the collector (0: not known) */
+	__u16 overhead;       /* mirror: bytes the tunnel adds in front of the frame (outer IP, UDP + VXLAN or GRE) */
+	__u8  family;         /* mirror: AF_INET or AF_INET6 of the collector */
+	__u8  encap;          /* mirror: enum emon_cap_encap */
 };
 
-/* emon_cap_stats value (per CPU), by session slot. Every packet a session's selectors and
- * filter accepted is `matched`; then exactly one of delivered / dropped / failed. */
+enum emon_cap_encap {
+	EMON_CAP_ENCAP_VXLAN = 1,
+	EMON_CAP_ENCAP_GRE   = 2, /* transparent Ethernet bridging (gretap, ip6gretap) */
+};
+
+/* emon_cap_rate value (shared by the CPUs), by session slot: the mirror's rate limiter
+ * (GCRA: the theoretical arrival time of the next packet). */
+struct emon_cap_rate {
+	__u64 tat_ns;
+};
+
+/* emon_cap_stats value (per CPU), by session slot. User space names each field in
+ * camelCase (matched_bytes is `matchedBytes`): contract/capture.ts CaptureCounters and
+ * MirrorCounters. Every matched packet of a capture session is then captured or dropped;
+ * every matched packet of a mirror session rate-limited, failed or mirrored. */
 struct emon_cap_counters {
 	__u64 matched;
 	__u64 matched_bytes;    /* skb->len */
-	__u64 delivered;        /* capture: record committed; mirror: clone sent */
-	__u64 delivered_bytes;  /* bytes copied (at most snaplen each) */
-	__u64 dropped;          /* capture: the ring was full (the reader is behind) */
-	__u64 truncated;        /* packets cut to snaplen */
-	__u64 failed;           /* mirror: clone or redirect refused */
+	__u64 captured;         /* capture: copy queued for the daemon */
+	__u64 captured_bytes;   /* bytes copied (at most the snap length each) */
+	__u64 dropped;          /* capture: the ring was full (the daemon is behind) */
+	__u64 mirrored;         /* mirror: clone handed to the tunnel */
+	__u64 mirrored_bytes;   /* inner frame bytes */
+	__u64 truncated;        /* copies cut to the snap length (or, mirror over IPv6, to fit the path) */
+	__u64 rate_limited;     /* mirror: over the session's rate, not cloned */
+	__u64 failed;           /* mirror: clone, redirect or tunnel key refused */
+	__u64 too_big;          /* mirror: the outer packet exceeds the path MTU */
 	__u64 _reserved;
 };
 
@@ -94,8 +120,8 @@ struct emon_cap_record {
 	__u32 uid;
 	__u32 gid;
 	char  comm[EMON_COMM_LEN];
-	__u8  direction;
-	__u8  l2_len;
+	__u8  direction;   /* enum emon_direction: 1 outbound (egress), 2 inbound */
+	__u8  l2_len;      /* 14 Ethernet, 0 raw IP */
 	__u8  how;         /* enum emon_how of the owner */
 	__u8  _pad[5];
 };

@@ -6,6 +6,7 @@
 import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
+import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
 import type { MethodTable } from './method.js';
 import { monitorMethods, type TransportStats } from './monitor.js';
 
@@ -17,6 +18,8 @@ export interface ApiDeps {
   startedAt: Date;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
   transports: () => TransportStats;
+  /** Capture and mirror sessions (absent: capture.enabled is false). */
+  capture?: CaptureApiDeps;
 }
 
 export interface Api {
@@ -27,8 +30,9 @@ export function buildApi(d: ApiDeps): Api {
   const lbSummary: (() => LbStatusSummary) | undefined = d.lb ? () => lbStatus(d.lb!) : undefined;
   return {
     methods: {
-      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary }),
+      ...monitorMethods({ monitor: d.monitor, version: d.version, startedAt: d.startedAt, transports: d.transports, lbStatus: lbSummary, captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined }),
       ...lbMethods(d.lb),
+      ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
     },
   };
 }
@@ -39,6 +43,8 @@ export { flowsQuery } from './monitor.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';
+export type { CaptureApi, CaptureApiDeps } from './capture.js';
+export { captureStart, parseMirrorSpec } from './capture.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';
 export { eventFilter, subscriptionId, type EventFilter } from './events.js';

@@ -5,6 +5,7 @@
 import { PROTOCOLS } from '../contract/common.js';
 import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
+import type { CaptureStatus } from '../contract/capture.js';
 import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
@@ -49,6 +50,7 @@ export interface MonitorMethodDeps {
   startedAt: Date;
   transports: () => TransportStats;
   lbStatus?: () => LbStatusSummary;
+  captureStatus?: () => CaptureStatus;
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -68,6 +70,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           loss: { ...s.loss, subscriberDropped: t.rpc.subscriberDropped },
           transports: t,
           ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
+          ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
         };
       },
     }),

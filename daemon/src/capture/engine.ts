@@ -1,25 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
-// The capture path's kernel state, for any number of sessions: the delivery program
-// (build/bpf/capture.bpf.o) loaded on the pinned capture maps, the engine program
-// regenerated from all sessions whenever one starts or ends, the by-kind masks in
-// emon_cap_conf, each session's row in emon_cap_sess, and the hand-off bit of the
-// interfaces that have sessions. Plain inputs (maps, specs), plain outputs (slots,
-// counters); no RPC, no file handling (stream.ts writes the files).
-import path from 'node:path';
-import { BpfObject } from '../bpf/object.js';
+// The capture path's kernel state for any number of sessions: each session's row in
+// emon_cap_sess, the by-kind masks in emon_cap_conf, the engine program regenerated from all
+// sessions whenever one starts or ends and swapped into the classifier's hook chain, and
+// the interfaces whose packets the classifier hands over. Plain inputs (specs), plain
+// outputs (slots, counters); no RPC, no files, no processes (manager.ts does those).
 import type { BpfMap } from '../bpf/maps.js';
+import { readU64, readUint, writeU64, writeUint } from '../bpf/layout.js';
 import { CaptureError } from './errors.js';
 import { checkProgram, type CInsn } from './cbpf.js';
 import { compileFilter, DEFAULT_SNAPLEN, DLT, type LinkType } from './pcap.js';
 import { loadSchedCls, type LoadedProgram } from './progload.js';
-import { engineProgram, type Direction, type EngineSession } from './select.js';
-import { CAP_CONF, CAP_COUNTERS, CAP_KIND, CAP_MAPS, CAP_PROG, CAP_PROGS, CAP_SESSION, CAP_SESSIONS, IFACE_CAP_ON } from './wire.js';
-import { IFACE, IFACE_SLOTS } from '../monitor/wire.js';
+import { engineProgram, type Direction, type EngineSession, type MetaLayout } from './select.js';
+import { CAP_CONF, CAP_COUNTERS, CAP_KIND, CAP_PROG, CAP_PROGS, CAP_RATE, CAP_SESSION, CAP_SESSIONS, CAP_SPEC_BYTES, KERNEL_COUNTERS, type KernelCounterName } from './wire.js';
+
+/** Where a mirror session's clones go and how (tc_mirror_out reads it). */
+export interface MirrorTarget {
+  tunnelIfindex: number;
+  tunnelId: number;
+  /** Collector address: 4 (IPv4) or 16 bytes. */
+  remote: Uint8Array;
+  encap: 'vxlan' | 'gre';
+  /** Bytes the tunnel adds in front of the inner frame. */
+  overhead: number;
+  /** Path MTU to the collector (0: not known). */
+  mtu: number;
+  /** Inner frame bytes kept (0: the whole frame). */
+  snaplen: number;
+  /** 0: no rate limit. */
+  ratePps: number;
+}
 
 export interface SessionSpec {
   kind: 'capture' | 'mirror';
   /** pcap-filter expression ('' = every packet). */
   expression: string;
+  /** Capture: bytes copied to the daemon. */
   snaplen?: number;
   /** Interfaces by ifindex; empty or absent: every monitored interface. */
   ifindexes?: readonly number[];
@@ -28,8 +43,7 @@ export interface SessionSpec {
   uids?: readonly number[];
   cgroupIds?: readonly bigint[];
   comms?: readonly string[];
-  /** Mirror: where clones go. */
-  mirrorIfindex?: number;
+  mirror?: MirrorTarget;
 }
 
 export interface ActiveSession {
@@ -39,25 +53,29 @@ export interface ActiveSession {
   linkTypes: LinkType[];
 }
 
-export interface KernelCounters {
-  matched: number;
-  matchedBytes: number;
-  delivered: number;
-  deliveredBytes: number;
-  dropped: number;
-  truncated: number;
-  failed: number;
+export type KernelCounters = Record<KernelCounterName, number>;
+
+/** What the engine needs of the classifier's hook chain (the daemon's wiring provides it
+ * from the monitor: the capture domain does not import the monitor). */
+export interface ClassifierHooks {
+  /** emon_pkt_meta's fd and the offsets the engine compares. */
+  metaFd: number;
+  layout: MetaLayout;
+  /** Puts the engine into the hook chain's capture slot, or empties the slot (null). */
+  setStage(progFd: number | null): void;
+  /** Which interfaces' packets the classifier hands to the capture stage. */
+  setWanted(target: 'all' | readonly number[]): void;
 }
 
-/** The pinned maps the path runs on (created by the classifier's object, bpf/capture_maps.bpf.h). */
+/** The capture maps (pinned with the capture component, bpf/capture/maps.bpf.h). */
 export interface CaptureMaps {
-  meta: BpfMap;
+  state: BpfMap;
   progs: BpfMap;
   conf: BpfMap;
   sessions: BpfMap;
   stats: BpfMap;
-  events: BpfMap;
-  ifaces: BpfMap;
+  rate: BpfMap;
+  spec: BpfMap;
 }
 
 const u32 = (n: number): Buffer => {
@@ -66,106 +84,172 @@ const u32 = (n: number): Buffer => {
   return b;
 };
 
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Compiles an expression for both link types the classifier hands over. Ethernet must
+ * compile; link-layer expressions (`arp`, `ether host`) do not exist for raw IP. */
+export function compileBoth(expression: string, snaplen: number): Map<LinkType, CInsn[] | null> {
+  const filters = new Map<LinkType, CInsn[] | null>();
+  for (const lt of [DLT.EN10MB, DLT.RAW] as const) {
+    if (expression.trim() === '') {
+      filters.set(lt, null);
+      continue;
+    }
+    try {
+      filters.set(lt, checkProgram(compileFilter(expression, { linkType: lt, snaplen })));
+    } catch (err) {
+      if (lt === DLT.EN10MB) throw err;
+    }
+  }
+  return filters;
+}
+
 export class CaptureEngine {
   private readonly sessions = new Map<number, ActiveSession & { filters: Map<LinkType, CInsn[] | null> }>();
   private engine: LoadedProgram | null = null;
-  /** Interfaces whose hand-off bit this engine set (to clear exactly those). */
-  private readonly flagged = new Set<number>();
   private closed = false;
+  /** Engine programs generated (status: how often the set of sessions changed). */
+  generations = 0;
 
-  private constructor(private readonly maps: CaptureMaps, private readonly deliver: BpfObject) {}
-
-  /** Loads the delivery program on `maps` and puts it in emon_cap_progs. */
-  static open(maps: CaptureMaps, objectDir: string): CaptureEngine {
-    const obj = BpfObject.open(path.join(objectDir, 'capture.bpf.o'));
-    try {
-      const byName: Record<string, BpfMap> = {
-        [CAP_MAPS.meta]: maps.meta, [CAP_MAPS.progs]: maps.progs, [CAP_MAPS.conf]: maps.conf,
-        [CAP_MAPS.sessions]: maps.sessions, [CAP_MAPS.stats]: maps.stats, [CAP_MAPS.events]: maps.events,
-      };
-      for (const m of obj.mapNames()) if (byName[m]) obj.reuseMap(m, byName[m]!.fd);
-      // Only the perf delivery (docs/capture.md: the ring-buffer variant measured slower).
-      obj.setAutoload(CAP_PROGS.deliverRing, false);
-      obj.load();
-      maps.progs.update(u32(CAP_PROG.DELIVER), u32(obj.progFd(CAP_PROGS.deliverPerf)));
-      return new CaptureEngine(maps, obj);
-    } catch (err) {
-      obj.close();
-      throw err;
-    }
+  constructor(private readonly maps: CaptureMaps, private readonly hooks: ClassifierHooks, deliverFd: number) {
+    maps.progs.update(u32(CAP_PROG.DELIVER), u32(deliverFd));
   }
 
   get active(): ActiveSession[] {
     return [...this.sessions.values()].map(({ slot, spec, linkTypes }) => ({ slot, spec, linkTypes }));
   }
 
+  has(slot: number): boolean {
+    return this.sessions.has(slot);
+  }
+
+  /** A free slot, or null. */
+  freeSlot(): number | null {
+    for (let i = 0; i < CAP_SESSIONS; i++) if (!this.sessions.has(i)) return i;
+    return null;
+  }
+
   /**
-   * Compiles the expression, takes a free slot, regenerates the engine with the new
-   * session and turns the hand-off on for its interfaces. Errors leave nothing changed.
+   * Compiles the expression, takes a slot (`opts.slot`: a mirror restored after a restart
+   * keeps its slot and its counters), regenerates the engine with the new session and turns
+   * the hand-over on for its interfaces. Errors leave nothing changed.
    */
-  add(spec: SessionSpec): ActiveSession {
+  add(spec: SessionSpec, opts: { slot?: number; keepCounters?: boolean; declaration?: unknown; defer?: boolean } = {}): ActiveSession {
     if (this.closed) throw new Error('capture engine closed');
     const snaplen = spec.snaplen ?? DEFAULT_SNAPLEN;
-    const filters = new Map<LinkType, CInsn[] | null>();
-    let firstError: unknown = null;
-    for (const lt of [DLT.EN10MB, DLT.RAW] as const) {
-      if (spec.expression.trim() === '') {
-        filters.set(lt, null);
-        continue;
-      }
-      try {
-        filters.set(lt, checkProgram(compileFilter(spec.expression, { linkType: lt, snaplen })));
-      } catch (err) {
-        // Link-layer expressions do not exist for raw IP; Ethernet must compile.
-        firstError ??= err;
-        if (lt === DLT.EN10MB) throw err;
-      }
-    }
-    if (filters.size === 0) throw firstError;
-    let slot = -1;
-    for (let i = 0; i < CAP_SESSIONS; i++) if (!this.sessions.has(i)) { slot = i; break; }
-    if (slot < 0) throw new CaptureError('TOO_MANY_SESSIONS', `${CAP_SESSIONS} capture and mirror sessions run already`);
+    const filters = compileBoth(spec.expression, snaplen);
+    const slot = opts.slot ?? this.freeSlot();
+    if (slot === null) throw new CaptureError('TOO_MANY_SESSIONS', `${CAP_SESSIONS} capture and mirror sessions run already (the most at once)`);
+    if (this.sessions.has(slot)) throw new Error(`capture slot ${slot} is taken`);
     const s = { slot, spec: { ...spec, snaplen }, linkTypes: [...filters.keys()], filters };
     this.sessions.set(slot, s);
     try {
-      this.writeSession(slot, spec.kind === 'capture' ? CAP_KIND.CAPTURE : CAP_KIND.MIRROR, snaplen, spec.mirrorIfindex ?? 0);
-      this.zeroCounters(slot);
-      this.rebuild();
+      this.writeSession(slot, spec);
+      if (!opts.keepCounters) {
+        this.maps.stats.update(u32(slot), Buffer.alloc(this.maps.stats.valueBytes));
+        this.maps.rate.update(u32(slot), Buffer.alloc(CAP_RATE.size));
+      }
+      this.writeDeclaration(slot, opts.declaration ?? null);
+      if (!opts.defer) this.rebuild();
     } catch (err) {
       this.sessions.delete(slot);
-      this.writeSession(slot, CAP_KIND.NONE, 0, 0);
+      this.clearSlot(slot);
       this.rebuild();
       throw err;
     }
     return { slot, spec: s.spec, linkTypes: s.linkTypes };
   }
 
+  /** Updates a mirror's target in place (path MTU, tunnel device after a re-creation). */
+  updateMirror(slot: number, mirror: MirrorTarget): void {
+    const s = this.sessions.get(slot);
+    if (!s || s.spec.kind !== 'mirror') return;
+    s.spec = { ...s.spec, mirror };
+    this.writeSession(slot, s.spec);
+  }
+
+  /** Regenerates the engine for the sessions held now (after deferred adds, or to replace a
+   * program a previous daemon left running). */
+  sync(): void {
+    this.rebuild();
+  }
+
   remove(slot: number): void {
     if (!this.sessions.delete(slot)) return;
     this.rebuild();
-    this.writeSession(slot, CAP_KIND.NONE, 0, 0);
+    this.clearSlot(slot);
   }
 
   /** The session's counters, summed over CPUs. */
   counters(slot: number): KernelCounters {
     const v = this.maps.stats.lookup(u32(slot));
-    const F = CAP_COUNTERS.fields;
-    const sum = (off: number) => (v ? Number(this.maps.stats.sumPerCpuU64(v, off)) : 0);
-    return {
-      matched: sum(F.matched.offset), matchedBytes: sum(F.matched_bytes.offset), delivered: sum(F.delivered.offset),
-      deliveredBytes: sum(F.delivered_bytes.offset), dropped: sum(F.dropped.offset), truncated: sum(F.truncated.offset), failed: sum(F.failed.offset),
-    };
+    const out = {} as KernelCounters;
+    for (const [name, field] of Object.entries(KERNEL_COUNTERS) as Array<[KernelCounterName, keyof typeof CAP_COUNTERS.fields]>) {
+      out[name] = v ? Number(this.maps.stats.sumPerCpuU64(v, CAP_COUNTERS.fields[field].offset)) : 0;
+    }
+    return out;
   }
 
-  private zeroCounters(slot: number): void {
-    this.maps.stats.update(u32(slot), Buffer.alloc(this.maps.stats.valueBytes));
+  /** What a slot holds in the kernel now: its kind and the declaration stored with it
+   * (JSON), for the restore after a daemon restart. */
+  stored(slot: number): { kind: number; declaration: unknown } {
+    const row = this.maps.sessions.lookup(u32(slot));
+    const kind = row ? readUint(row, CAP_SESSION.fields.kind) : CAP_KIND.NONE;
+    const raw = this.maps.spec.lookup(u32(slot));
+    let declaration: unknown = null;
+    if (raw) {
+      const len = raw.readUInt32LE(0);
+      if (len > 0 && len <= CAP_SPEC_BYTES - 4) {
+        try {
+          declaration = JSON.parse(raw.toString('utf8', 4, 4 + len));
+        } catch {
+          declaration = null;
+        }
+      }
+    }
+    return { kind, declaration };
   }
 
-  private writeSession(slot: number, kind: number, snaplen: number, ifindex: number): void {
+  /** Empties a slot the kernel still holds from a previous daemon (its capture clients are gone). */
+  clearSlot(slot: number): void {
+    this.maps.sessions.update(u32(slot), Buffer.alloc(CAP_SESSION.size));
+    this.writeDeclaration(slot, null);
+  }
+
+  private writeDeclaration(slot: number, declaration: unknown): void {
+    const v = Buffer.alloc(CAP_SPEC_BYTES);
+    if (declaration !== null && declaration !== undefined) {
+      const json = Buffer.from(JSON.stringify(declaration), 'utf8');
+      if (json.length > CAP_SPEC_BYTES - 4) throw new CaptureError('BAD_FILTER', `the session's declaration is ${json.length} bytes: at most ${CAP_SPEC_BYTES - 4} (a shorter expression?)`);
+      v.writeUInt32LE(json.length, 0);
+      json.copy(v, 4);
+    }
+    this.maps.spec.update(u32(slot), v);
+  }
+
+  private writeSession(slot: number, spec: SessionSpec): void {
     const v = Buffer.alloc(CAP_SESSION.size);
-    v.writeUInt32LE(kind, CAP_SESSION.fields.kind.offset);
-    v.writeUInt32LE(snaplen, CAP_SESSION.fields.snaplen.offset);
-    v.writeUInt32LE(ifindex, CAP_SESSION.fields.ifindex.offset);
+    const F = CAP_SESSION.fields;
+    writeUint(v, F.kind, spec.kind === 'capture' ? CAP_KIND.CAPTURE : CAP_KIND.MIRROR);
+    const m = spec.mirror;
+    if (m) {
+      writeUint(v, F.snaplen, m.snaplen);
+      writeUint(v, F.tunnel_ifindex, m.tunnelIfindex);
+      writeUint(v, F.tunnel_id, m.tunnelId);
+      const interval = m.ratePps > 0 ? BigInt(Math.max(1, Math.round(1e9 / m.ratePps))) : 0n;
+      writeU64(v, F.interval_ns, interval);
+      // A burst of a tenth of a second's packets (at least one): smooths scheduling
+      // jitter without letting a rate of a few per second through in clumps.
+      writeU64(v, F.burst_ns, interval === 0n ? 0n : BigInt(Math.max(Number(interval), 100_000_000)));
+      Buffer.from(m.remote).copy(v, F.remote.offset);
+      writeUint(v, F.mtu, m.mtu);
+      writeUint(v, F.overhead, m.overhead);
+      writeUint(v, F.family, m.remote.length === 16 ? AF_INET6 : AF_INET);
+      writeUint(v, F.encap, m.encap === 'gre' ? 2 : 1);
+    } else {
+      writeUint(v, F.snaplen, spec.snaplen ?? DEFAULT_SNAPLEN);
+    }
     this.maps.sessions.update(u32(slot), v);
   }
 
@@ -185,13 +269,13 @@ export class CaptureEngine {
       }
     }
     const conf = Buffer.alloc(CAP_CONF.size);
-    conf.writeUInt32LE(capture >>> 0, CAP_CONF.fields.capture.offset);
-    conf.writeUInt32LE(mirror >>> 0, CAP_CONF.fields.mirror.offset);
-    conf.writeUInt32LE(snaplen, CAP_CONF.fields.snaplen.offset);
+    writeUint(conf, CAP_CONF.fields.capture, capture >>> 0);
+    writeUint(conf, CAP_CONF.fields.mirror, mirror >>> 0);
+    writeUint(conf, CAP_CONF.fields.snaplen, snaplen);
 
     if (list.length === 0) {
-      this.setHandoff(new Set());
-      this.maps.progs.delete(u32(CAP_PROG.SELECT));
+      this.hooks.setWanted([]);
+      this.hooks.setStage(null);
       this.engine?.close();
       this.engine = null;
       this.maps.conf.update(u32(0), conf);
@@ -201,69 +285,44 @@ export class CaptureEngine {
       slot: s.slot, ifindexes: s.spec.ifindexes, direction: s.spec.direction, tgids: s.spec.tgids, uids: s.spec.uids,
       cgroupIds: s.spec.cgroupIds, comms: s.spec.comms, filters: s.filters,
     }));
-    const prog = loadSchedCls('emon_cap_select', engineProgram(sessions, { metaFd: this.maps.meta.fd, progsFd: this.maps.progs.fd }));
+    const prog = loadSchedCls(CAP_PROGS.select, engineProgram(sessions, { metaFd: this.hooks.metaFd, stateFd: this.maps.state.fd, progsFd: this.maps.progs.fd, layout: this.hooks.layout }));
+    // conf first: a session's packets are never sorted by the old masks once the new engine selects them.
     this.maps.conf.update(u32(0), conf);
-    this.maps.progs.update(u32(CAP_PROG.SELECT), u32(prog.fd)); // atomic swap of the engine
+    this.hooks.setStage(prog.fd); // atomic swap of the engine
     this.engine?.close();
     this.engine = prog;
-    const want = new Set<number>();
+    this.generations++;
     const all = list.some((s) => !s.spec.ifindexes?.length);
-    for (const ifindex of all ? this.monitoredIfindexes() : list.flatMap((s) => [...(s.spec.ifindexes ?? [])])) want.add(ifindex);
-    this.setHandoff(want);
+    this.hooks.setWanted(all ? 'all' : [...new Set(list.flatMap((s) => [...(s.spec.ifindexes ?? [])]))]);
   }
 
-  /** Turns the hand-off on for interfaces that appeared since (sessions on every
-   * interface); call on link events. */
-  refreshInterfaces(): void {
-    if (this.sessions.size === 0) return;
-    const list = [...this.sessions.values()];
-    const all = list.some((s) => !s.spec.ifindexes?.length);
-    this.setHandoff(new Set(all ? this.monitoredIfindexes() : list.flatMap((s) => [...(s.spec.ifindexes ?? [])])));
+  /** The program running now (kernel fd), for tests and benches. */
+  get engineFd(): number | null {
+    return this.engine?.fd ?? null;
   }
 
-  /** Interfaces the classifier is attached to (emon_ifaces entries). */
-  monitoredIfindexes(): number[] {
-    const out: number[] = [];
-    for (let slot = 0; slot < IFACE_SLOTS; slot++) {
-      const v = this.maps.ifaces.lookup(u32(slot));
-      const ifindex = v?.readUInt32LE(IFACE.fields.ifindex.offset) ?? 0;
-      if (ifindex) out.push(ifindex);
-    }
-    return out;
-  }
-
-  /** Link-layer header length the classifier recorded for `ifindex` (null: not monitored). */
-  l2Len(ifindex: number): number | null {
-    const v = this.maps.ifaces.lookup(u32(ifindex & (IFACE_SLOTS - 1)));
-    if (!v || v.readUInt32LE(IFACE.fields.ifindex.offset) !== ifindex) return null;
-    return v.readUInt16LE(IFACE.fields.l2_len.offset);
-  }
-
-  /** Sets the hand-off bit on exactly `want` (and clears it where this engine set it before). */
-  private setHandoff(want: Set<number>): void {
-    for (const ifindex of new Set([...want, ...this.flagged])) {
-      const key = u32(ifindex & (IFACE_SLOTS - 1));
-      const v = this.maps.ifaces.lookup(key);
-      if (!v || v.readUInt32LE(IFACE.fields.ifindex.offset) !== ifindex) continue; // not monitored (yet)
-      const on = want.has(ifindex);
-      const cur = v[IFACE.fields.capture.offset]!;
-      const next = on ? cur | IFACE_CAP_ON : cur & ~IFACE_CAP_ON;
-      if (next !== cur) {
-        v[IFACE.fields.capture.offset] = next;
-        this.maps.ifaces.update(key, v);
-      }
-      if (on) this.flagged.add(ifindex);
-      else this.flagged.delete(ifindex);
-    }
-  }
-
-  /** Removes every session and the programs (the maps stay: they are the classifier's). */
-  close(): void {
+  /**
+   * Releases this process's handles. `keep`: leave the kernel running the remaining
+   * sessions (mirrors outlive the daemon); capture sessions must have been removed first.
+   * Without `keep` every session is removed and the stage emptied.
+   */
+  close(keep: boolean): void {
     if (this.closed) return;
-    for (const slot of [...this.sessions.keys()]) this.sessions.delete(slot);
-    this.rebuild();
-    this.maps.progs.delete(u32(CAP_PROG.DELIVER));
-    this.deliver.close();
+    if (!keep) {
+      for (const slot of [...this.sessions.keys()]) {
+        this.sessions.delete(slot);
+        this.clearSlot(slot);
+      }
+      this.rebuild();
+    }
+    this.engine?.close();
+    this.engine = null;
     this.closed = true;
   }
+}
+
+/** The tat of a session's limiter (tests). */
+export function rateState(maps: Pick<CaptureMaps, 'rate'>, slot: number): bigint {
+  const v = maps.rate.lookup(u32(slot));
+  return v ? readU64(v, CAP_RATE.fields.tat_ns) : 0n;
 }

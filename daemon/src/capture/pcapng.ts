@@ -347,6 +347,13 @@ export class PcapngWriter {
       return;
     }
     if (this.at === 0) return;
+    if (this.at < CHUNK / 4) {
+      // A streaming sink is flushed often with little in the chunk: hand over a copy and
+      // keep the chunk (a fresh 1 MiB per flush would keep the collector busy).
+      this.emit(Buffer.from(this.chunk.subarray(0, this.at)));
+      this.at = 0;
+      return;
+    }
     this.emit(this.chunk.subarray(0, this.at));
     this.chunk = Buffer.from(new ArrayBuffer(CHUNK));
     this.u32 = new Uint32Array(this.chunk.buffer, 0, CHUNK / 4);

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// The capture engine program, generated whenever the set of sessions changes: every
-// session's selectors (interface, direction, pid, uid, cgroup, command name) as constant
-// comparisons against the owner the classifier left in emon_cap_meta, then its translated
-// pcap-filter expression for the packet's link type. Sessions that match set their bit in
-// meta->match; if any did, the program tail-calls the delivery program
+// The capture engine program (tc_cap_select, slot EMON_HOOK_SLOT_CAPTURE of the classifier's
+// hook chain), generated whenever the set of sessions changes: every session's selectors
+// (interface, direction, pid, uid, cgroup, command name) as constant comparisons against
+// what the classifier left in emon_pkt_meta, then its translated pcap-filter expression for
+// the packet's link type. Sessions that match set their bit in the match mask; if any did,
+// the program leaves the mask in emon_cap_state and tail-calls the delivery program
 // (bpf/capture.bpf.c), else it returns at once. One program for all sessions: a packet no
-// session wants costs one tail call and a few compares (bench/capture-engine).
+// session wants costs a few compares (bench/capture).
 //
 // Why generate the selectors instead of reading them from a map: constants cost a
 // compare each and nothing else; a map lookup per packet per session is what the budget
@@ -14,10 +15,26 @@ import { Asm, Jmp, Op, R0, R1, R2, R3, R6, R7, R9, R10, Sz, HELPER } from './ebp
 import type { CInsn } from './cbpf.js';
 import { emitFilter, STACK, type TranslateOptions } from './translate.js';
 import { DLT, type LinkType } from './pcap.js';
-import { CAP_META, CAP_META_OWNER, CAP_PROG, CAP_SESSIONS } from './wire.js';
+import { CAP_PROG, CAP_SESSIONS } from './wire.js';
 import { CaptureError } from './errors.js';
 
 export type Direction = 'in' | 'out';
+
+/** Where the engine finds what it compares, in emon_pkt_meta (the classifier's hand-over,
+ * bpf/flows.h; the monitor's PKT_META spec, given by the daemon's wiring). */
+export interface MetaLayout {
+  ifindex: number;
+  /** u8: 1 the packet arrived, 0 it leaves. */
+  ingress: number;
+  /** u16: 14 Ethernet, 0 raw IP, anything else: not known. */
+  l2Len: number;
+  ownerTgid: number;
+  ownerUid: number;
+  ownerCgroupId: number;
+  ownerComm: number;
+  /** u8: how the owner was learned; 0: no owner (not a flow, or not attributed). */
+  ownerHow: number;
+}
 
 export interface EngineSession {
   /** Bit in the match mask and index into emon_cap_sess / emon_cap_stats. */
@@ -36,17 +53,22 @@ export interface EngineSession {
 }
 
 export interface EngineMaps {
+  /** emon_pkt_meta */
   metaFd: number;
+  /** emon_cap_state */
+  stateFd: number;
+  /** emon_cap_progs */
   progsFd: number;
+  layout: MetaLayout;
 }
 
 /** Slots below the translator's (see translate.ts STACK). */
 const KEY = STACK.free - 4; // u32 map key
-const META = STACK.free - 16; // spilled emon_cap_meta pointer
+const META = STACK.free - 16; // spilled emon_pkt_meta pointer
 const MASK = STACK.free - 24; // u32 match mask
 
 const L2_LEN: Record<LinkType, number> = { [DLT.EN10MB]: 14, [DLT.RAW]: 0 };
-const DIR: Record<Direction, number> = { out: 1, in: 2 };
+const INGRESS: Record<Direction, number> = { out: 0, in: 1 };
 
 /** Two little-endian u64 words of a 16-byte, NUL-padded command name. */
 function commWords(comm: string): [bigint, bigint] {
@@ -82,7 +104,7 @@ export function engineProgram(sessions: readonly EngineSession[], maps: EngineMa
   }
   const a = new Asm();
   const out = a.label('out');
-  const M = CAP_META.fields;
+  const M = maps.layout;
 
   a.mov64(R6, R1);
   a.st(Sz.W, R10, KEY, 0);
@@ -97,28 +119,34 @@ export function engineProgram(sessions: readonly EngineSession[], maps: EngineMa
     a.ldx(Sz.DW, R9, R10, META);
     // Selectors, cheapest and most selective first.
     if (s.ifindexes?.length) {
-      a.ldx(Sz.W, R1, R9, M.ifindex.offset);
+      a.ldx(Sz.W, R1, R9, M.ifindex);
       anyOf32(a, s.ifindexes, next);
     }
     if (s.direction) {
-      a.ldx(Sz.B, R1, R9, M.direction.offset);
-      a.jImm(Jmp.JNE, R1, DIR[s.direction], next);
+      a.ldx(Sz.B, R1, R9, M.ingress);
+      a.jImm(Jmp.JNE, R1, INGRESS[s.direction], next);
+    }
+    // Owner selectors need an owner: a packet without one (not a flow, not attributed)
+    // has a zeroed owner, whose uid 0 must not pass for root's.
+    if (s.tgids?.length || s.uids?.length || s.cgroupIds?.length || s.comms?.length) {
+      a.ldx(Sz.B, R1, R9, M.ownerHow);
+      a.jImm(Jmp.JEQ, R1, 0, next);
     }
     if (s.tgids?.length) {
-      a.ldx(Sz.W, R1, R9, CAP_META_OWNER.tgid);
+      a.ldx(Sz.W, R1, R9, M.ownerTgid);
       anyOf32(a, s.tgids, next);
     }
     if (s.uids?.length) {
-      a.ldx(Sz.W, R1, R9, CAP_META_OWNER.uid);
+      a.ldx(Sz.W, R1, R9, M.ownerUid);
       anyOf32(a, s.uids, next);
     }
     if (s.cgroupIds?.length) {
-      a.ldx(Sz.DW, R1, R9, CAP_META_OWNER.cgroup_id);
+      a.ldx(Sz.DW, R1, R9, M.ownerCgroupId);
       anyOf64(a, s.cgroupIds, next);
     }
     if (s.comms?.length) {
       const ok = a.label('comm_ok');
-      a.ldx(Sz.DW, R1, R9, CAP_META_OWNER.comm).ldx(Sz.DW, R3, R9, CAP_META_OWNER.comm + 8);
+      a.ldx(Sz.DW, R1, R9, M.ownerComm).ldx(Sz.DW, R3, R9, M.ownerComm + 8);
       for (const c of s.comms) {
         const [w0, w1] = commWords(c);
         const no = a.label('comm_no');
@@ -131,7 +159,7 @@ export function engineProgram(sessions: readonly EngineSession[], maps: EngineMa
     // The expression for the packet's link type.
     const entries = [...s.filters.entries()];
     const bodies = entries.map(() => a.label('filter'));
-    a.ldx(Sz.B, R1, R9, M.l2_len.offset);
+    a.ldx(Sz.H, R1, R9, M.l2Len);
     entries.forEach(([lt], i) => a.jImm(Jmp.JEQ, R1, L2_LEN[lt], bodies[i]!));
     a.ja(next);
     entries.forEach(([, insns], i) => {
@@ -155,8 +183,11 @@ export function engineProgram(sessions: readonly EngineSession[], maps: EngineMa
     a.bind(next);
   }
 
+  // A match: the mask goes to emon_cap_state (this CPU's), then to the delivery program.
   a.ldx(Sz.W, R1, R10, MASK).jImm(Jmp.JEQ, R1, 0, out);
-  a.ldx(Sz.DW, R2, R10, META).stx(Sz.W, R2, M.match.offset, R1);
+  a.ldMapFd(R1, maps.stateFd).mov64(R2, R10).alu64Imm(Op.ADD, R2, KEY).call(HELPER.map_lookup_elem);
+  a.jImm(Jmp.JEQ, R0, 0, out);
+  a.ldx(Sz.W, R1, R10, MASK).stx(Sz.W, R0, 0, R1); // emon_cap_state.match
   a.mov64(R1, R6).ldMapFd(R2, maps.progsFd).mov32Imm(R3, CAP_PROG.DELIVER).call(HELPER.tail_call);
   a.bind(out).mov64Imm(R0, -1).exit(); // TC_ACT_UNSPEC
   return a.assemble();

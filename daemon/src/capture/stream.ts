@@ -27,15 +27,14 @@ export interface CaptureInterface {
   l2Len: number;
 }
 
-/** Kernel counters of the session (emon_cap_stats, summed over CPUs) plus what the reader lost. */
+/** What the statistics blocks report (contract/capture.ts CaptureCounters). */
 export interface SessionCounters {
   matched: number;
-  delivered: number;
+  captured: number;
+  /** The kernel could not queue the copy (ring full). */
   dropped: number;
-  truncated: number;
-  /** Records the perf rings lost (PERF_RECORD_LOST): not attributable to a session, so
-   * every session reading the rings reports them. */
-  ringLost: number;
+  /** The daemon did not send the copy (the client read too slowly). */
+  clientDropped: number;
 }
 
 export interface CaptureStreamOptions {
@@ -68,6 +67,8 @@ export class CaptureStream {
   private readonly ts = new Uint32Array(2);
   readonly startNs: bigint;
   packets = 0;
+  /** Packets written shorter than they were (the snap length). */
+  truncated = 0;
   /** Records for this session whose interface is unknown (skipped, counted). */
   unknownInterface = 0;
   done = false;
@@ -130,9 +131,11 @@ export class CaptureStream {
     let capLen = u32[w + W.cap_len]!;
     if (capLen > len - HDR) capLen = len - HDR;
     if (capLen > this.o.snaplen) capLen = this.o.snaplen; // the kernel copied the largest session's snaplen
+    const wireLen = u32[w + W.wire_len]!;
+    if (capLen < wireLen) this.truncated++;
     this.o.timebase.toEpoch(u32[w + W.ts_ns + 1]!, u32[w + W.ts_ns]!, this.ts);
     const d = buf[off + R.direction.offset];
-    this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, u32[w + W.wire_len]!,
+    this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, wireLen,
       d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(buf, u32, w));
     this.packets++;
     if (this.o.count !== undefined && this.packets >= this.o.count) this.done = true;
@@ -140,10 +143,12 @@ export class CaptureStream {
   }
 
   /**
-   * Interface Statistics Blocks: one per interface seen. The session's kernel counters are
-   * session-wide (the rings and the engine do not split them by interface), so they go on
-   * the first interface's block, with a comment saying so; every block carries its own
-   * interface's packets written (isb_usrdeliv).
+   * Interface Statistics Blocks: one per interface seen (none before the first packet: a
+   * block needs a described interface). The session's counters are session-wide (the
+   * engine and the rings do not split them by interface), so they go on the first
+   * interface's block, with a comment saying so; every block carries its own interface's
+   * packets written (isb_usrdeliv). isb_osdrop counts every packet lost on the way: the
+   * kernel ring full, or the client too slow.
    */
   statistics(k: SessionCounters): void {
     const now = this.o.timebase.nowNs();
@@ -152,8 +157,8 @@ export class CaptureStream {
       if (id === 0) {
         this.writer.statistics(0, {
           tsNs: now, startNs: this.startNs, endNs: now,
-          ifrecv: k.matched, filteraccept: k.matched, osdrop: k.dropped + k.ringLost,
-          comment: `ebpfmon: whole session (all interfaces): matched ${k.matched}, delivered ${k.delivered}, dropped (ring full) ${k.dropped + k.ringLost}, truncated ${k.truncated}`,
+          ifrecv: k.matched, filteraccept: k.matched, osdrop: k.dropped + k.clientDropped,
+          comment: `ebpfmon: whole session (all interfaces): matched ${k.matched}, captured ${k.captured}, dropped ${k.dropped} (kernel ring full), clientDropped ${k.clientDropped} (reader too slow), written ${this.packets}, truncated ${this.truncated}`,
         });
       } else {
         this.writer.statistics(id, { tsNs: now, startNs: this.startNs, endNs: now });

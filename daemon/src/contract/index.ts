@@ -7,6 +7,7 @@ export * from './flows.js';
 export * from './events.js';
 export * from './status.js';
 export * from './lb.js';
+export * from './capture.js';
 export * from './errors.js';
 export * from './methods.js';
 export * as dbusApi from './dbus.js';

@@ -11,6 +11,10 @@ import type {
   LbStats, RemoveVipResult, VipInfo, VipParams,
 } from './lb.js';
 import type { ProgramsListResult, StatusResult } from './status.js';
+import type {
+  CaptureListResult, CaptureStartParams, CaptureStartResult, CaptureStopParams, CaptureStopResult, MirrorAddParams, MirrorListResult,
+  MirrorNameParams, MirrorRemoveResult, MirrorStatsParams, MirrorStatsResult, MirrorView,
+} from './capture.js';
 
 /** A method that takes no parameters (an empty object or none). */
 export type NoParams = Record<string, never> | undefined;
@@ -33,6 +37,14 @@ export interface Methods {
   'lb.drop.add': { params: DropRuleParams; result: DropRuleInfo };
   'lb.drop.remove': { params: DropRuleParams; result: DropRuleInfo };
   'lb.drop.list': { params: NoParams; result: DropRuleList };
+  /** The connection carries the pcapng stream after the reply (contract/capture.ts). */
+  'capture.start': { params: CaptureStartParams; result: CaptureStartResult };
+  'capture.stop': { params: CaptureStopParams; result: CaptureStopResult };
+  'capture.list': { params: NoParams; result: CaptureListResult };
+  'mirror.add': { params: MirrorAddParams; result: MirrorView };
+  'mirror.remove': { params: MirrorNameParams; result: MirrorRemoveResult };
+  'mirror.list': { params: NoParams; result: MirrorListResult };
+  'mirror.stats': { params: MirrorStatsParams; result: MirrorStatsResult };
 }
 
 export type MethodName = keyof Methods;
@@ -58,6 +70,13 @@ export const METHODS = {
   lbDropAdd: 'lb.drop.add',
   lbDropRemove: 'lb.drop.remove',
   lbDropList: 'lb.drop.list',
+  captureStart: 'capture.start',
+  captureStop: 'capture.stop',
+  captureList: 'capture.list',
+  mirrorAdd: 'mirror.add',
+  mirrorRemove: 'mirror.remove',
+  mirrorList: 'mirror.list',
+  mirrorStats: 'mirror.stats',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

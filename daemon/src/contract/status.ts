@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // `status` and `programs.list`: the daemon, its probes, interfaces, tables and losses.
+import type { CaptureStatus } from './capture.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -137,6 +138,8 @@ export interface StatusResult {
   transports: { rpc: RpcStatus; dbus: DbusStatus | null };
   /** Present when the load balancer is configured. */
   lb?: LbStatusSummary;
+  /** Capture and mirror sessions (present unless capture.enabled is false). */
+  capture?: CaptureStatus;
 }
 
 export interface ProgramView {

@@ -43,7 +43,14 @@ export class InterfaceManager {
     this.names = new Set(patterns.filter((p) => !isGlob(p)));
   }
 
+  /** TC attachments of the classifier (not those of programs on ebpfmon's own devices). */
+  private classifierRecords() {
+    return this.deployment.tcRecords().filter((r) => !this.deployment.device(r.ifindex));
+  }
+
   private wanted(link: Link): boolean {
+    // Devices ebpfmon made itself (mirror tunnels) carry its own copies, never the host's traffic.
+    if (this.deployment.device(link.ifindex)?.ifname === link.name) return false;
     if (this.names.has(link.name)) return true;
     if (link.flags & IFF_LOOPBACK) return false;
     return this.globs.some((re) => re.test(link.name));
@@ -68,7 +75,7 @@ export class InterfaceManager {
   }
 
   attached(): AttachedInterface[] {
-    return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
+    return this.classifierRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
   }
 
   /**
@@ -88,7 +95,7 @@ export class InterfaceManager {
       if (next) this.hooksOne.set(target, next);
       else this.hooksOne.delete(target);
     }
-    for (const rec of this.deployment.tcRecords()) {
+    for (const rec of this.classifierRecords()) {
       const link = this.links.get(rec.ifindex);
       if (link && link.name === rec.ifname && (target === 'all' || target === rec.ifindex)) this.recordInterface(link);
     }
@@ -154,7 +161,7 @@ export class InterfaceManager {
         this.failures.set(link.name, (err as Error).message);
       }
     }
-    for (const rec of this.deployment.tcRecords()) {
+    for (const rec of this.classifierRecords()) {
       const link = this.links.get(rec.ifindex);
       if (!link || link.name !== rec.ifname) {
         this.forgetInterface(rec.ifindex);
