@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // Live capture to a file: packets/s with zero loss and CPU per packet, ebpfmon's capture
-// path (the daemon running the hand-off classifier, a session in
-// test/helpers/capture-agent.ts: engine, perf rings, pcapng writer) next to `tcpdump -w`
-// on the same traffic in the same run, and next to no capture at all.
+// path (the real daemon and `ebpfmonctl capture -w FILE`: engine, perf rings, pcapng
+// writer in the daemon, bytes copied to the file by the CLI) next to `tcpdump -w` on the
+// same traffic in the same run, and next to no capture at all.
 //
 // Traffic: trafgen in host `gen` sends N UDP frames at a fixed rate into a veth whose other
 // end is in host `mon` (where the daemon and the capture tools run). The frames are
 // addressed to another MAC (PACKET_OTHERHOST), so the stack drops them right after TC
 // ingress and the packet taps: what is measured is capture, not UDP. Each trial captures
 // with one tool (filter `udp` for both), then counts what landed in the file against what
-// the interface received (rx_packets of the veth in mon). CPU: the tool's own process
-// (utime + stime), and the whole machine's busy time (/proc/stat) minus the no-capture
+// the interface received (rx_packets of the veth in mon). CPU: the tool's own processes
+// (utime + stime; ebpfmon: the daemon's and the CLI's together), and the whole machine's busy time (/proc/stat) minus the no-capture
 // trial at the same rate (the kernel side of each tool: AF_PACKET's copy, or the classifier
 // hand-off, engine and perf copy, runs in softirq, not in the tool's process).
 import fs from 'node:fs';
@@ -19,12 +19,9 @@ import Table from 'cli-table3';
 import { median, sleep } from '../lib/harness.js';
 import { cpuSplitMs } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
-import { jsonLines } from '../../test/helpers/lab.js';
-import { BUILD, OBJECT_DIR, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
+import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
-import type { StatusResult } from '../../daemon/src/rpc/protocol.js';
 
-const AGENT = path.join(BUILD, 'test/helpers/capture-agent.js');
 type Tool = 'none' | 'tcpdump' | 'ebpfmon';
 
 export interface LiveTrial {
@@ -91,21 +88,16 @@ export class LiveBench {
   private dir!: string;
   private cfgFiles = new Map<number, string>();
 
-  constructor(private readonly lab: Lab) {}
+  constructor(private readonly lab: Lab, private readonly pages = 1024) {}
 
   async setup(): Promise<void> {
     this.mon = await this.lab.host('mon');
     this.gen = await this.lab.host('gen');
     this.link = await this.lab.link(this.gen, this.mon);
     this.dir = this.lab.tmpdir();
-    const objs = path.join(this.dir, 'objects');
-    fs.mkdirSync(objs);
-    for (const f of fs.readdirSync(OBJECT_DIR)) if (f.endsWith('.bpf.o')) fs.symlinkSync(path.join(OBJECT_DIR, f), path.join(objs, f));
-    fs.rmSync(path.join(objs, 'flows.bpf.o'));
-    fs.symlinkSync(path.join(OBJECT_DIR, 'fixtures/flows_capture.bpf.o'), path.join(objs, 'flows.bpf.o'));
-    this.daemon = await startDaemon(this.mon, { config: { bpfObjectDir: objs, interfaces: [this.link.b.ifname] } });
+    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } } });
     const t0 = Date.now();
-    while (!(await this.daemon.call<StatusResult>('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
+    while (!(await this.daemon.call('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');
       await sleep(100);
     }
@@ -122,7 +114,7 @@ export class LiveBench {
   }
 
   /** Starts a tool; resolves with its pid and a stop function that returns (captured, drops). */
-  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number }> }> {
+  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; cpu0?: { user: number; sys: number }; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number }> }> {
     if (tool === 'none') return { pid: null, stop: async () => ({ captured: 0, drops: 0, cpuMs: 0, sysMs: 0 }) };
     const cpu = (pid: number) => {
       const c = cpuSplitMs(pid);
@@ -152,23 +144,34 @@ export class LiveBench {
         },
       };
     }
-    const p = this.mon.spawn(process.execPath, [AGENT, JSON.stringify({
-      pinPath: this.daemon!.pinPath, objectDir: OBJECT_DIR, pageCnt, statsEveryMs: 5000, cpuProfDir: process.env.EBPFMON_BENCH_PROFILE,
-      sessions: [{ out: file, expression: 'udp', ifnames: [this.link.b.ifname] }],
-    })]);
-    const out = jsonLines(p);
-    await out.next((o) => Array.isArray(o.ready), 20_000);
+    const d = this.daemon!;
+    const p = this.mon.spawn(process.execPath, [CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', 'udp']);
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
+      p.stderr!.setEncoding('utf8').on('data', (x: string) => {
+        err += x;
+        if (err.includes('capturing on')) { clearTimeout(t); resolve(); }
+      });
+      p.once('exit', () => reject(new Error(`ebpfmonctl capture exited: ${err}`)));
+    });
+    const both = () => {
+      const a = cpuSplitMs(p.pid!);
+      const b = cpuSplitMs(d.pid);
+      return { user: a.user + b.user, sys: a.sys + b.sys };
+    };
+    void pageCnt;
     return {
       pid: p.pid!,
+      cpu0: both(),
       stop: async () => {
         await sleep(300);
-        const c = cpu(p.pid!);
-        process.kill(p.pid!, 'SIGTERM');
-        const done = (await out.next((o) => Array.isArray(o.done), 20_000)) as { done: Array<{ packets: number; counters: { dropped: number; ringLost: number } }> };
-        const s = done.done[0]!;
-        // `dropped` is the program's count of failed copies; the rings' PERF_RECORD_LOST
-        // (ringLost) counts the same records again, from the kernel's side.
-        return { captured: countEpbs(file), drops: s.counters.dropped, ...c };
+        const c = both();
+        const st = (await d.call('status')).capture?.sessions[0]?.counters;
+        const exited = new Promise((r) => p.once('exit', r));
+        process.kill(p.pid!, 'SIGINT');
+        await exited;
+        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0), cpuMs: c.user + c.sys, sysMs: c.sys };
       },
     };
   }
@@ -180,7 +183,7 @@ export class LiveBench {
     const rx0 = await rxPackets(this.mon, this.link.b.ifname);
     // The tool's CPU from here on: start-up (Node, loading and verifying the programs) is
     // paid once per session, not per packet.
-    const cpu0 = t.pid === null ? { user: 0, sys: 0 } : cpuSplitMs(t.pid);
+    const cpu0 = t.pid === null ? { user: 0, sys: 0 } : (t.cpu0 ?? cpuSplitMs(t.pid));
     const m0 = machineJiffies();
     const w0 = performance.now();
     await this.gen.exec('trafgen', ['-o', this.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });

@@ -6,9 +6,8 @@
 //     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
 //             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon]
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
-//             EBPFMON_BENCH_PROFILE=DIR (a CPU profile of each capture agent)
 //
-// engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the shipped classifier in the
+// engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the classifier without the hook chain in the
 //         same repetitions (bench/capture/engine.ts).
 // live:   packets/s captured to a pcapng file with zero loss and CPU per packet, next to
 //         `tcpdump -w` on the same traffic in the same run (bench/capture/live.ts).
@@ -30,12 +29,12 @@ async function main(): Promise<void> {
     if (PART === 'engine' || PART === 'all') {
       const { rows, reps } = await engineBench({ reps: REPS, repeat: numArg('repeat', 1_000_000), deliverRepeat: numArg('deliver-repeat', 50_000), lab, deadline: DEADLINE });
       console.log(`\nper-packet cost in TC: BPF_PROG_TEST_RUN, kernel-measured ns per run, IPv4 TCP 64 B frame of an existing flow, ingress;`);
-      console.log(`${reps} repetitions after a warm-up, medians; "added" is the median of per-repetition differences from the shipped classifier run in the same repetition`);
+      console.log(`${reps} repetitions after a warm-up, medians; "added" is the median of per-repetition differences from the classifier built without the hook chain (flows_nohooks), run in the same repetition`);
       console.log('(the floor row: from an empty TC program).');
       console.log(engineTable(rows));
     }
     if (PART === 'live' || PART === 'all') {
-      const live = new LiveBench(lab);
+      const live = new LiveBench(lab, numArg('pages', 1024));
       await live.setup();
       const trials: LiveTrial[] = [];
       const seconds = numArg('seconds', 2);
@@ -58,7 +57,7 @@ async function main(): Promise<void> {
       } finally {
         await live.close();
       }
-      console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (hand-off classifier); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
+      console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
       console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent. ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU.`);
       console.log(liveTable(trials));
     }

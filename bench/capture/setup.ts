@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The capture path as the benches and tests build it without a daemon: the classifier
-// with the hand-off (test/fixtures/bpf/flows_capture.bpf.c, a copy of bpf/flows.bpf.c),
-// the delivery program (build/bpf/capture.bpf.o) and the interpreter candidate
-// (test/fixtures/bpf/cap_interp.bpf.o), all on one set of capture maps, plus the engine
-// program generated for a list of sessions.
+// The capture path as the benches and tests build it without a daemon: the shipped
+// classifier with its hook chain (build/bpf/flows.bpf.o), the delivery program
+// (build/bpf/capture.bpf.o, on the classifier's maps) and the interpreter candidate
+// (test/fixtures/bpf/cap_interp.bpf.o), plus the engine program generated for a list of
+// sessions, put into the chain's capture slot as the daemon does.
 import path from 'node:path';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { checkProgram } from '../../daemon/src/capture/cbpf.js';
@@ -11,7 +11,9 @@ import { compileFilter, DLT, type LinkType } from '../../daemon/src/capture/pcap
 import { loadSchedCls, type LoadedProgram } from '../../daemon/src/capture/progload.js';
 import { engineProgram, type EngineSession } from '../../daemon/src/capture/select.js';
 import { CAP_CONF, CAP_COUNTERS, CAP_KIND, CAP_MAPS, CAP_PROG, CAP_PROGS, CAP_SESSION, CAP_SESSIONS } from '../../daemon/src/capture/wire.js';
-import { IFACE } from '../../daemon/src/monitor/wire.js';
+import { HOOK, IFACE } from '../../daemon/src/monitor/wire.js';
+import { MAP as MONITOR_MAP } from '../../daemon/src/monitor/components.js';
+import { pktMetaLayout } from '../../daemon/src/app.js';
 import { ROOT } from '../lib/harness.js';
 
 export const u32 = (n: number): Buffer => {
@@ -43,28 +45,41 @@ export class CapturePath {
   readonly interp: BpfObject;
   private engine: LoadedProgram | null = null;
 
-  /** `ringVariant: false` leaves out the ring-buffer delivery (it does not load on 6.1). */
-  constructor(flowsObj = path.join(ROOT, 'build/bpf/fixtures/flows_capture.bpf.o'), opts: { ringVariant?: boolean } = {}) {
+  constructor(flowsObj = path.join(ROOT, 'build/bpf/flows.bpf.o')) {
     this.flows = BpfObject.open(flowsObj);
     this.flows.load();
-    const shared = Object.values(CAP_MAPS);
-    const reuse = (o: BpfObject): BpfObject => {
-      for (const m of o.mapNames()) if ((shared as string[]).includes(m)) o.reuseMap(m, this.flows.map(m).fd);
-      o.load();
-      return o;
-    };
+    const flowMaps = new Set(this.flows.mapNames());
+    const capMaps = new Set<string>(Object.values(CAP_MAPS));
     const deliver = BpfObject.open(path.join(ROOT, 'build/bpf/capture.bpf.o'));
-    if (opts.ringVariant === false) deliver.setAutoload(CAP_PROGS.deliverRing, false);
-    this.deliver = reuse(deliver);
-    this.interp = reuse(BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/cap_interp.bpf.o')));
+    for (const m of deliver.mapNames()) if (flowMaps.has(m) && !capMaps.has(m)) deliver.reuseMap(m, this.flows.map(m).fd);
+    deliver.load();
+    this.deliver = deliver;
+    const interp = BpfObject.open(path.join(ROOT, 'build/bpf/fixtures/cap_interp.bpf.o'));
+    for (const m of interp.mapNames()) {
+      if (capMaps.has(m)) interp.reuseMap(m, this.deliver.map(m).fd);
+      else if (flowMaps.has(m)) interp.reuseMap(m, this.flows.map(m).fd);
+    }
+    interp.load();
+    this.interp = interp;
   }
 
-  /** emon_ifaces entry of `ifindex`: link-layer length and whether the hand-off is on. */
+  /** A capture map (they live in capture.bpf.o). */
+  capMap(name: string) {
+    return this.deliver.map(name);
+  }
+
+  private setStage(fd: number | null): void {
+    const hooks = this.flows.map(MONITOR_MAP.hooks);
+    if (fd === null) hooks.delete(u32(HOOK.capture.slot));
+    else hooks.update(u32(HOOK.capture.slot), u32(fd));
+  }
+
+  /** emon_ifaces entry of `ifindex`: link-layer length and whether the capture hook bit is set. */
   iface(ifindex: number, l2Len: number, capture: boolean): void {
     const v = Buffer.alloc(IFACE.size);
     v.writeUInt32LE(ifindex, IFACE.fields.ifindex.offset);
     v.writeUInt16LE(l2Len, IFACE.fields.l2_len.offset);
-    v[IFACE.fields.capture.offset] = capture ? 1 : 0;
+    v[IFACE.fields.hooks.offset] = capture ? HOOK.capture.bit : 0;
     this.flows.map('emon_ifaces').update(u32(ifindex & 1023), v);
   }
 
@@ -75,8 +90,8 @@ export class CapturePath {
     const v = Buffer.alloc(CAP_SESSION.size);
     v.writeUInt32LE(CAP_KIND[kind], CAP_SESSION.fields.kind.offset);
     v.writeUInt32LE(snaplen, CAP_SESSION.fields.snaplen.offset);
-    v.writeUInt32LE(ifindex, CAP_SESSION.fields.ifindex.offset);
-    this.flows.map(CAP_MAPS.sessions).update(u32(slot), v);
+    v.writeUInt32LE(ifindex, CAP_SESSION.fields.tunnel_ifindex.offset);
+    this.capMap(CAP_MAPS.sessions).update(u32(slot), v);
     this.kinds.set(slot, { kind, snaplen });
     const conf = Buffer.alloc(CAP_CONF.size);
     let capture = 0;
@@ -93,18 +108,18 @@ export class CapturePath {
     conf.writeUInt32LE(capture >>> 0, CAP_CONF.fields.capture.offset);
     conf.writeUInt32LE(mirror >>> 0, CAP_CONF.fields.mirror.offset);
     conf.writeUInt32LE(snap, CAP_CONF.fields.snaplen.offset);
-    this.flows.map(CAP_MAPS.conf).update(u32(0), conf);
+    this.capMap(CAP_MAPS.conf).update(u32(0), conf);
   }
 
   /** Installs the generated engine for `sessions` (or clears the slot). */
   useGenerated(sessions: EngineSession[] | null): LoadedProgram | null {
-    const progs = this.flows.map(CAP_MAPS.progs);
+    const progs = this.capMap(CAP_MAPS.progs);
     if (sessions === null) {
-      progs.delete(u32(CAP_PROG.SELECT));
+      this.setStage(null);
     } else {
-      const code = engineProgram(sessions, { metaFd: this.flows.map(CAP_MAPS.meta).fd, progsFd: progs.fd });
-      const p = loadSchedCls('emon_cap_select', code);
-      progs.update(u32(CAP_PROG.SELECT), u32(p.fd));
+      const code = engineProgram(sessions, { metaFd: this.flows.map(MONITOR_MAP.pktMeta).fd, stateFd: this.capMap(CAP_MAPS.state).fd, progsFd: progs.fd, layout: pktMetaLayout() });
+      const p = loadSchedCls(CAP_PROGS.select, code);
+      this.setStage(p.fd);
       this.engine?.close();
       this.engine = p;
     }
@@ -134,18 +149,18 @@ export class CapturePath {
       }
       sel.update(u32(i), v);
     }
-    this.flows.map(CAP_MAPS.progs).update(u32(CAP_PROG.SELECT), u32(this.interp.progFd('tc_ci_select')));
+    this.setStage(this.interp.progFd('tc_ci_select'));
   }
 
-  useDeliver(prog: 'tc_cap_deliver' | 'tc_cap_deliver_rb' | null): void {
-    const progs = this.flows.map(CAP_MAPS.progs);
+  useDeliver(prog: 'tc_cap_deliver' | null): void {
+    const progs = this.capMap(CAP_MAPS.progs);
     if (prog === null) progs.delete(u32(CAP_PROG.DELIVER));
     else progs.update(u32(CAP_PROG.DELIVER), u32(this.deliver.progFd(prog)));
   }
 
   /** Per-session counters summed over CPUs. */
   counters(slot: number): Record<keyof typeof CAP_COUNTERS.fields, number> {
-    const m = this.flows.map(CAP_MAPS.stats);
+    const m = this.capMap(CAP_MAPS.stats);
     const v = m.lookup(u32(slot))!;
     const out = {} as Record<keyof typeof CAP_COUNTERS.fields, number>;
     for (const [name, f] of Object.entries(CAP_COUNTERS.fields)) out[name as keyof typeof CAP_COUNTERS.fields] = Number(m.sumPerCpuU64(v, f.offset));
@@ -153,7 +168,7 @@ export class CapturePath {
   }
 
   resetCounters(): void {
-    const m = this.flows.map(CAP_MAPS.stats);
+    const m = this.capMap(CAP_MAPS.stats);
     for (let i = 0; i < CAP_SESSIONS; i++) m.update(u32(i), Buffer.alloc(m.valueBytes));
   }
 

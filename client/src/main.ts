@@ -10,6 +10,8 @@ import { programsCommand } from './commands/programs.js';
 import { statusCommand } from './commands/status.js';
 import { topCommand } from './commands/top.js';
 import { lbCommand } from './commands/lb.js';
+import { captureCommand } from './commands/capture.js';
+import { mirrorCommand } from './commands/mirror.js';
 import { VERSION } from '../../daemon/src/version.js';
 
 const program = new Command('ebpfmonctl')
@@ -19,7 +21,7 @@ const program = new Command('ebpfmonctl')
   .showHelpAfterError()
   .exitOverride();
 
-for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand()]) {
+for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand(), captureCommand(), mirrorCommand()]) {
   program.addCommand(c.exitOverride().showHelpAfterError());
 }
 

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Capture sessions end to end, on the building blocks (issue 13; the RPC/CLI wiring comes
-// later): the daemon runs in a lab host with the classifier that hands packets over
-// (test/fixtures/bpf/flows_capture.bpf.c, linked in as flows.bpf.o), and
-// test/helpers/capture-agent.ts runs sessions on its pinned maps with the capture modules.
-// Two processes talk through the same interface at the same time (TCP over IPv4 and IPv6,
+// Capture sessions end to end (issue 13): the real daemon in a lab host (the shipped
+// classifier, its hook chain, the capture programs) and four `ebpfmonctl capture -w FILE`
+// sessions at once, as a user runs them. Two processes talk through the same interface at the same time (TCP over IPv4 and IPv6,
 // UDP with datagrams that fragment); tcpdump records the interface. Truths:
 //   - pid session: its file holds exactly the frames tcpdump saw for that process's
 //     sockets (5-tuples it reported; fragments joined by id), byte for byte; every packet's
@@ -18,14 +16,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { BUILD, destroyMonitorLab, monitorLab, OBJECT_DIR, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
 import { frameDiff, framesOf, pcapngBlocks, pcapngFrames, type Tuple } from '../helpers/capture-truth.js';
 import { ROOT } from '../helpers/cc.js';
 import type { Lab } from '../helpers/lab.js';
-import type { StatusResult } from '../../daemon/src/rpc/protocol.js';
-
-const AGENT = path.join(BUILD, 'test/helpers/capture-agent.js');
+import type { ChildProcess } from 'node:child_process';
 const LUA = path.join(ROOT, 'packaging/wireshark/ebpfmon.lua');
 
 /** A client that waits for "go" on stdin, then talks TCP (IPv4, IPv6) and UDP (some
@@ -48,8 +44,29 @@ rl.createInterface({ input: process.stdin }).once('line', async () => {
 });
 console.log(JSON.stringify({ waiting: true }));`;
 
-interface Done {
-  done: Array<{ slot: number; packets: number; counters: { matched: number; delivered: number; dropped: number; ringLost: number }; unknownInterface: number }>;
+/** Starts `ebpfmonctl capture` in `host`; resolves once the daemon answered (the session is live). */
+export async function startCapture(host: Host, socket: string, args: string[]): Promise<{ child: ChildProcess; stderr: () => string; exit: Promise<number> }> {
+  const child = host.spawn(process.execPath, [CTL_MAIN, '--socket', socket, 'capture', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('capturing on')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    void exit.then((c) => reject(new Error(`ebpfmonctl capture exited (${c}): ${err}`)));
+  });
+  return { child, stderr: () => err, exit };
+}
+
+/** The last Interface Statistics Block's counters (isb_ifrecv 4, isb_filteraccept 6, isb_osdrop 7, isb_usrdeliv 8). */
+export function lastIsb(file: string): Record<number, number | string> {
+  const isbs = pcapngBlocks(file).filter((b) => b.type === 5);
+  return Object.fromEntries(isbs.at(-1)!.options.map((o) => [o.code, o.hex.length === 16 ? Number(Buffer.from(o.hex, 'hex').readBigUInt64LE()) : o.hex]));
 }
 
 describe('capture sessions: pid and expression selection against tcpdump', privileged({ timeout: 180_000 }), () => {
@@ -62,7 +79,7 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
   let client: { pid: number; tuples: Tuple[] };
   let other: { pid: number; tuples: Tuple[] };
   let tcpdumpFile: string;
-  let done: Done;
+  let pidPackets: number;
   const out = (n: string) => path.join(dir, n);
 
   before(async () => {
@@ -70,15 +87,9 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     ({ lab, mon, peer, link } = await monitorLab());
     dir = lab.tmpdir();
     fs.chmodSync(dir, 0o755);
-    // The daemon's objects, with the hand-off classifier in place of the shipped one.
-    const objs = path.join(dir, 'objects');
-    fs.mkdirSync(objs);
-    for (const f of fs.readdirSync(OBJECT_DIR)) if (f.endsWith('.bpf.o')) fs.symlinkSync(path.join(OBJECT_DIR, f), path.join(objs, f));
-    fs.rmSync(path.join(objs, 'flows.bpf.o'));
-    fs.symlinkSync(path.join(OBJECT_DIR, 'fixtures/flows_capture.bpf.o'), path.join(objs, 'flows.bpf.o'));
-    daemon = await startDaemon(mon, { config: { bpfObjectDir: objs, interfaces: [link.a.ifname] } });
+    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
     const t0 = Date.now();
-    while (!(await daemon.call<StatusResult>('status')).interfaces.some((i) => i.name === link.a.ifname)) {
+    while (!(await daemon.call('status')).interfaces.some((i) => i.name === link.a.ifname)) {
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the lab interface');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -108,17 +119,13 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     await a.lines.next((o) => o.waiting === true);
     await b.lines.next((o) => o.waiting === true);
 
-    const agent = mon.spawn(process.execPath, [AGENT, JSON.stringify({
-      pinPath: daemon.pinPath, objectDir: OBJECT_DIR, statsEveryMs: 500,
-      sessions: [
-        { out: out('pid.pcapng'), expression: '', tgids: [a.child.pid] },
-        { out: out('udp.pcapng'), expression: 'udp' },
-        { out: out('port.pcapng'), expression: 'tcp port 9000 and ip6' },
-        { out: out('hostnot.pcapng'), expression: `host ${link.b.ip4} and not port 9000` },
-      ],
-    })]);
-    const agentOut = jsonLines(agent);
-    await agentOut.next((o) => Array.isArray(o.ready), 20_000);
+    const sock = daemon.socketPath;
+    const caps = [
+      await startCapture(mon, sock, ['-p', String(a.child.pid), '--stats-interval', '1', '-w', out('pid.pcapng')]),
+      await startCapture(mon, sock, ['-w', out('udp.pcapng'), 'udp']),
+      await startCapture(mon, sock, ['-w', out('port.pcapng'), 'tcp', 'port', '9000', 'and', 'ip6']),
+      await startCapture(mon, sock, ['-w', out('hostnot.pcapng'), `host ${link.b.ip4} and not port 9000`]),
+    ];
 
     a.child.stdin!.write('go\n');
     b.child.stdin!.write('go\n');
@@ -128,12 +135,20 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     client = { pid: a.child.pid!, tuples: tuples(ra) };
     other = { pid: b.child.pid!, tuples: tuples(rb) };
     await new Promise((r) => setTimeout(r, 500)); // last ACKs and FINs
-    process.kill(agent.pid!, 'SIGTERM');
-    done = (await agentOut.next((o) => Array.isArray(o.done), 20_000)) as unknown as Done;
+    // A statistics block lands while the session runs (--stats-interval 1), then Ctrl-C.
+    const t1 = Date.now();
+    while (pcapngBlocks(out('pid.pcapng')).filter((b) => b.type === 5).length === 0 && Date.now() - t1 < 10_000) await new Promise((r) => setTimeout(r, 100));
+    for (const c of caps) process.kill(c.child.pid!, 'SIGINT');
+    const codes = await Promise.all(caps.map((c) => c.exit));
+    assert.deepEqual(codes, [0, 0, 0, 0], caps.map((c) => c.stderr()).join('\n'));
+    pidPackets = Number(/(\d+) packets? written/.exec(caps[0]!.stderr())?.[1]);
+    // Ctrl-C removed the sessions' kernel state.
+    const st = await daemon.call('status');
+    assert.deepEqual(st.capture?.sessions, []);
     const exited = new Promise((r) => dump.once('exit', r));
     process.kill(dump.pid!, 'SIGINT');
     await exited;
-    process.stderr.write(`tcpdump: ${err.trim().split('\n').slice(-3).join(' / ')}; ${readPcapRecords(tcpdumpFile).records.length} records; agent: ${JSON.stringify(done)}\n`);
+    process.stderr.write(`tcpdump: ${err.trim().split('\n').slice(-3).join(' / ')}; ${readPcapRecords(tcpdumpFile).records.length} records; pid session: ${pidPackets} packets\n`);
   });
   after(() => destroyMonitorLab(daemon, lab));
 
@@ -155,7 +170,7 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
   test('pid session: every packet says the pid in its comment (ptcpdump form) and in option 8, and its direction', () => {
     const rows = execFileSync('tshark', ['-r', out('pid.pcapng'), '-T', 'fields', '-E', 'separator=|', '-e', 'frame.comment', '-e', 'frame.packet_flags_direction', '-e', 'ip.src', '-e', 'ipv6.src'], { encoding: 'utf8' })
       .trim().split('\n');
-    assert.equal(rows.length, done.done[0]!.packets);
+    assert.equal(rows.length, pidPackets);
     for (const row of rows) {
       const [comment = '', dirFlag = '', src4 = '', src6 = ''] = row.split('|');
       assert.match(comment, new RegExp(`^PID: ${client.pid}\\\\nCmd: ${process.execPath.replace(/[/.]/g, '\\$&')}\\\\nArgs: `), row);
@@ -182,23 +197,22 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
   test('the Lua plugin: ebpfmon.pid selects exactly the pid session\'s packets, and names the command', () => {
     const sel = (filter: string) => execFileSync('tshark', ['-r', out('pid.pcapng'), '-X', `lua_script:${LUA}`, '-Y', filter, '-T', 'fields', '-e', 'ebpfmon.pid', '-e', 'ebpfmon.comm'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
     const all = sel(`ebpfmon.pid == ${client.pid}`);
-    assert.equal(all.length, done.done[0]!.packets);
+    assert.equal(all.length, pidPackets);
     for (const r of all) assert.equal(r, `${client.pid}\tnode`);
     assert.equal(sel(`ebpfmon.pid != ${client.pid}`).length, 0);
     assert.equal(sel('ebpfmon.comm == "node" && ebpfmon.uid == 0').length, all.length);
   });
 
-  test('statistics blocks: matched = delivered = written, nothing dropped; if_filter names the expression', () => {
-    const s = done.done[0]!;
-    assert.deepEqual([s.counters.matched, s.counters.delivered, s.counters.dropped, s.counters.ringLost, s.unknownInterface], [s.packets, s.packets, 0, 0, 0]);
+  test('statistics blocks: matched = captured = written, nothing dropped; if_filter names the expression', () => {
+    assert.ok(pidPackets >= 20, `${pidPackets} packets`);
+    assert.equal(pcapngBlocks(out('pid.pcapng')).filter((b) => b.type === 6).length, pidPackets, 'the CLI counted the packets the file holds');
     const info = execFileSync('capinfos', [out('hostnot.pcapng')], { encoding: 'utf8' });
     assert.match(info, new RegExp(`Filter string = host ${link.b.ip4.replace(/\./g, '\\.')} and not port 9000`));
     assert.match(info, /Number of stat entries = [1-9]/);
     const isbs = pcapngBlocks(out('pid.pcapng')).filter((b) => b.type === 5);
-    assert.ok(isbs.length >= 2, `statistics every 500 ms and at the end: ${isbs.length} blocks`);
-    const last = Object.fromEntries(isbs.at(-1)!.options.map((o) => [o.code, o.hex.length === 16 ? Number(Buffer.from(o.hex, 'hex').readBigUInt64LE()) : o.hex]));
-    // isb_ifrecv (4), isb_filteraccept (6), isb_osdrop (7), isb_usrdeliv (8)
-    assert.deepEqual([last[4], last[6], last[7], last[8]], [s.packets, s.packets, 0, s.packets]);
+    assert.ok(isbs.length >= 2, `statistics every second and at the end: ${isbs.length} blocks`);
+    const last = lastIsb(out('pid.pcapng'));
+    assert.deepEqual([last[4], last[6], last[7], last[8]], [pidPackets, pidPackets, 0, pidPackets]);
   });
 
   for (const [file, expr] of [['udp.pcapng', 'udp'], ['port.pcapng', 'tcp port 9000 and ip6'], ['hostnot.pcapng', null]] as const) {

@@ -44,6 +44,7 @@ export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';
 export type { CaptureApi, CaptureApiDeps } from './capture.js';
+export type { CaptureHandle, CaptureSink } from '../capture/manager.js';
 export { captureStart, parseMirrorSpec } from './capture.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';

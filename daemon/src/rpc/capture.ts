@@ -7,8 +7,7 @@
 // does the same).
 import type net from 'node:net';
 import { METHODS } from '../contract/methods.js';
-import { captureStart, type CaptureApiDeps } from '../api/index.js';
-import type { CaptureSink } from '../capture/manager.js';
+import { captureStart, type CaptureApiDeps, type CaptureSink } from '../api/index.js';
 import type { RpcServer } from './server.js';
 
 export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): void {
