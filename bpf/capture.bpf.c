@@ -26,9 +26,28 @@ static __always_inline struct emon_cap_counters *counters(__u32 slot)
 	return bpf_map_lookup_elem(&emon_cap_stats, &slot);
 }
 
+/* A GSO packet (TCP from this host's sockets, GRO on receive) is one skb here and several
+ * frames on the wire; a mirror's copy is segmented by the tunnel, so its collector sees the
+ * frames. Mirror counters count frames and their wire bytes (the headers the classifier
+ * parsed repeat in every segment); capture sessions count what they write, one record per
+ * skb, as tcpdump on the same interface shows it. */
+static __always_inline void wire_frames(struct __sk_buff *skb, const struct emon_pkt_meta *m, __u32 len, __u32 *frames, __u32 *bytes)
+{
+	__u32 segs = skb->gso_segs;
+
+	*frames = 1;
+	*bytes = len;
+	if (!skb->gso_size || segs < 2 || !m || m->l2_len == EMON_L2_UNKNOWN)
+		return;
+	/* Mask needed to calm the verifier (a bounded segment count). */
+	segs &= 0xffff;
+	*frames = segs;
+	*bytes = len + (segs - 1) * ((__u32)m->l2_len + m->l4_off + m->l4_hlen);
+}
+
 /* Counts a match for every session in `match`. Loops over the 32 slots never carry state
  * from one slot to the next: that keeps the verifier's walk linear. */
-static __always_inline void count_matched(__u32 match, __u32 len)
+static __always_inline void count_matched(__u32 match, __u32 frames, __u32 len)
 {
 	for (__u32 i = 0; i < EMON_CAP_SESSIONS; i++) {
 		struct emon_cap_counters *c;
@@ -39,7 +58,7 @@ static __always_inline void count_matched(__u32 match, __u32 len)
 			continue;
 		c = counters(i);
 		if (c) {
-			c->matched++;
+			c->matched += frames;
 			c->matched_bytes += len;
 		}
 	}
@@ -70,7 +89,7 @@ static __always_inline bool rate_ok(const struct emon_cap_session *s, __u32 slot
 /* One clone per mirror session, to its tunnel device. The clone takes the session's slot
  * along in its own copy of skb->cb (tc_mirror_out reads it); the packet's cb is put back
  * before returning, so the packet leaves as it came. */
-static __always_inline void mirror(struct __sk_buff *skb, __u32 sessions)
+static __always_inline void mirror(struct __sk_buff *skb, __u32 sessions, __u32 frames)
 {
 	__u32 cb0 = skb->cb[0], cb1 = skb->cb[1];
 
@@ -88,7 +107,7 @@ static __always_inline void mirror(struct __sk_buff *skb, __u32 sessions)
 		if (!s || !c)
 			continue;
 		if (!rate_ok(s, slot)) {
-			c->rate_limited++;
+			c->rate_limited += frames;
 			continue;
 		}
 		skb->cb[0] = slot;
@@ -96,7 +115,7 @@ static __always_inline void mirror(struct __sk_buff *skb, __u32 sessions)
 		/* Negative: the clone was not made or not sent. tc_mirror_out counts what it
 		 * refuses itself (the call then returns NET_XMIT_DROP, a positive value). */
 		if (bpf_clone_redirect(skb, s->tunnel_ifindex, 0) < 0)
-			c->failed++;
+			c->failed += frames;
 	}
 	skb->cb[0] = cb0;
 	skb->cb[1] = cb1;
@@ -168,9 +187,14 @@ int tc_cap_deliver(struct __sk_buff *skb)
 		return EMON_TC_VERDICT;
 	match = st->match;
 	st->match = 0;
-	count_matched(match, skb->len);
-	if (match & cfg->mirror)
-		mirror(skb, match & cfg->mirror);
+	count_matched(match & cfg->capture, 1, skb->len);
+	if (match & cfg->mirror) {
+		__u32 frames, bytes;
+
+		wire_frames(skb, m, skb->len, &frames, &bytes);
+		count_matched(match & cfg->mirror, frames, bytes);
+		mirror(skb, match & cfg->mirror, frames);
+	}
 	capture = match & cfg->capture;
 	if (!capture)
 		return EMON_TC_VERDICT;
@@ -259,8 +283,13 @@ int tc_mirror_out(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	skb->mark = EMON_MARK_OWN;
-	c->mirrored++;
-	c->mirrored_bytes += len;
+	{
+		__u32 frames, bytes;
+
+		wire_frames(skb, m, len, &frames, &bytes);
+		c->mirrored += frames;
+		c->mirrored_bytes += bytes;
+	}
 	return TC_ACT_OK;
 }
 

@@ -91,8 +91,8 @@ struct emon_cap_rate {
  * MirrorCounters. Every matched packet of a capture session is then captured or dropped;
  * every matched packet of a mirror session rate-limited, failed or mirrored. */
 struct emon_cap_counters {
-	__u64 matched;
-	__u64 matched_bytes;    /* skb->len */
+	__u64 matched;          /* capture: skbs; mirror: wire frames (a GSO skb is several) */
+	__u64 matched_bytes;    /* capture: skb->len; mirror: wire bytes */
 	__u64 captured;         /* capture: copy queued for the daemon */
 	__u64 captured_bytes;   /* bytes copied (at most the snap length each) */
 	__u64 dropped;          /* capture: the ring was full (the daemon is behind) */

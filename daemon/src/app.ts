@@ -201,6 +201,17 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
       logger.error({ err }, captureReason);
     }
   }
+  // Without capture, nothing of an earlier daemon's sessions may keep running: the classifier alone runs.
+  if (!capture) {
+    try {
+      running.interfaces.setHookBits('all', HOOK.capture.bit, false);
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(HOOK.capture.slot);
+      if (deployment.hasMap(MONITOR_MAP.hooks)) deployment.map(MONITOR_MAP.hooks).delete(key);
+    } catch (err) {
+      logger.warn({ err }, 'could not empty the capture slot of the hook chain');
+    }
+  }
   const captureDeps: CaptureApiDeps = { capture, reason: captureReason };
 
   // Sockets that predate the daemon are attributed before clients are served (the /proc
