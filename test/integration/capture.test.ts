@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
 import { frameDiff, framesOf, pcapngBlocks, pcapngFrames, type Tuple } from '../helpers/capture-truth.js';
 import { ROOT } from '../helpers/cc.js';
@@ -227,4 +227,42 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
       assert.deepEqual({ missing: d.onlyA.length, extra: d.onlyB.length }, { missing: 0, extra: 0 }, `${e}: tcpdump ${want.length}, capture ${got.length}; missing ${d.onlyA[0]?.slice(0, 120)}; extra ${d.onlyB[0]?.slice(0, 120)}`);
     });
   }
+
+  test('a user outside the ebpfmon group: another user\'s process is refused; their own streams with -w - into tshark -r -', async () => {
+    const u = await lab.user('cap');
+    // The user's process: a UDP datagram to the peer every 50 ms (the peer's UDP server from before()).
+    const talker = mon.spawn('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', process.execPath, '-e',
+      `const s = require('node:dgram').createSocket('udp4'); setInterval(() => s.send(Buffer.alloc(32, 7), 9001, '${link.b.ip4}'), 50); console.log('{"up":true}');`]);
+    await jsonLines(talker).next((o) => o.up === true);
+    try {
+      const denied = await ctl(['capture', '-p', String(daemon!.pid), '-c', '1', '-w', '-'], { socket: daemon!.socketPath, user: u, host: mon });
+      assert.equal(denied.code, 3, denied.stderr);
+      assert.match(denied.stderr, new RegExp(`process ${daemon!.pid} belongs to uid 0: uid ${u.uid} may capture only its own processes`));
+      const sh = `setpriv --reuid=${u.uid} --regid=${u.gid} --init-groups ${process.execPath} ${CTL_MAIN} --socket ${daemon!.socketPath} capture -q -p ${talker.pid} -c 5 -w - | tshark -r - -T fields -e frame.comment -e udp.dstport`;
+      const r = await mon.exec('sh', ['-c', sh], { timeoutMs: 30_000 });
+      const rows = r.stdout.trim().split('\n');
+      assert.equal(rows.length, 5, r.stdout + r.stderr);
+      for (const row of rows) {
+        assert.match(row, new RegExp(`^PID: ${talker.pid}\\\\n`));
+        assert.match(row, new RegExp(`UserId: ${u.uid}`));
+        assert.match(row, /\t9001$/);
+      }
+      // Ended by its count: nothing left in the kernel.
+      assert.deepEqual((await daemon!.call('status')).capture?.sessions, []);
+    } finally {
+      process.kill(talker.pid!, 'SIGKILL');
+    }
+  });
+
+  test('bad input: a bad expression and bad flags are named; the daemon answers with contract errors', async () => {
+    const bad = await ctl(['capture', '-w', '-', 'tcp prot 80'], { socket: daemon!.socketPath });
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /tcp prot 80.*syntax error/);
+    const flag = await ctl(['capture', '--direction', 'sideways', '-w', '-'], { socket: daemon!.socketPath });
+    assert.equal(flag.code, 1);
+    assert.match(flag.stderr, /--direction.*expected one of in, out/);
+    await assert.rejects(daemon!.callRaw('capture.stop', { session: 42 }), /params\.session/);
+    await assert.rejects(daemon!.callRaw('mirror.add', { name: 'x', to: 'not-an-ip' }), /params\.to/);
+    await assert.rejects(daemon!.callRaw('capture.list', { extra: 1 }), /extra/);
+  });
 });
