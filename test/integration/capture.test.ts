@@ -265,4 +265,26 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     await assert.rejects(daemon!.callRaw('mirror.add', { name: 'x', to: 'not-an-ip' }), /params\.to/);
     await assert.rejects(daemon!.callRaw('capture.list', { extra: 1 }), /extra/);
   });
+
+  test('every capture and mirror method answers odd params with a contract error, never internal; the daemon lives', async () => {
+    const odd: unknown[] = [null, 1, 'x', [], {}, { name: 1 }, { session: '' }, { pids: [-1] }, { pids: 'x' }, { pids: [1.5] }, { comms: [''] }, { expression: 5 },
+      { expression: 'tcp[' }, { name: 'a'.repeat(40), to: '::1' }, { name: 'z', to: '198.18.0.1', vni: -1 }, { name: 'z', to: '198.18.0.1', encap: 'ipip' },
+      { user: {} }, { user: 'no-such-user-here' }, { interfaces: ['nope0'] }, { interfaces: 'x' }, { cgroup: '/no/such/cgroup' }, { cgroup: 'relative' },
+      { unit: 'no-such.service' }, { snaplen: 1e309 }, { snaplen: -1 }, { count: 0 }, { durationSec: 'x' }, { direction: 'up' }, { statsIntervalSec: 1e9 },
+      { pids: [0x7fffffff] }, JSON.parse('{"__proto__": {"x": 1}}')];
+    const methods = ['capture.start', 'capture.stop', 'capture.list', 'mirror.add', 'mirror.remove', 'mirror.list', 'mirror.stats'];
+    for (const m of methods) {
+      for (const p of odd) {
+        try {
+          await daemon!.callRaw(m, p);
+        } catch (err) {
+          assert.doesNotMatch((err as Error).message, /internal error/i, `${m} ${JSON.stringify(p)}`);
+        }
+      }
+    }
+    for (const m of (await daemon!.call('mirror.list')).mirrors) await daemon!.call('mirror.remove', { name: m.name });
+    const st = await daemon!.call('status');
+    assert.deepEqual(st.capture?.sessions, []);
+    assert.ok(!daemon!.logs().some((l) => l.level === 60 || /internal/i.test(String(l.msg))), 'no internal error logged');
+  });
 });
