@@ -270,7 +270,7 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     const odd: unknown[] = [null, 1, 'x', [], {}, { name: 1 }, { session: '' }, { pids: [-1] }, { pids: 'x' }, { pids: [1.5] }, { comms: [''] }, { expression: 5 },
       { expression: 'tcp[' }, { name: 'a'.repeat(40), to: '::1' }, { name: 'z', to: '198.18.0.1', vni: -1 }, { name: 'z', to: '198.18.0.1', encap: 'ipip' },
       { user: {} }, { user: 'no-such-user-here' }, { interfaces: ['nope0'] }, { interfaces: 'x' }, { cgroup: '/no/such/cgroup' }, { cgroup: 'relative' },
-      { unit: 'no-such.service' }, { snaplen: 1e309 }, { snaplen: -1 }, { count: 0 }, { durationSec: 'x' }, { direction: 'up' }, { statsIntervalSec: 1e9 },
+      { unit: 'no-such.service' }, JSON.parse('{"snaplen": 1e309}'), { snaplen: -1 }, { count: 0 }, { durationSec: 'x' }, { direction: 'up' }, { statsIntervalSec: 1e9 },
       { pids: [0x7fffffff] }, JSON.parse('{"__proto__": {"x": 1}}')];
     const methods = ['capture.start', 'capture.stop', 'capture.list', 'mirror.add', 'mirror.remove', 'mirror.list', 'mirror.stats'];
     for (const m of methods) {

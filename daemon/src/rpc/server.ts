@@ -306,10 +306,9 @@ export class Connection {
       return this.reply(this.error(null, 'InvalidRequest', `batches hold 1 to ${max} requests`));
     }
     const replies: JSONRPCResponse[] = [];
-    let bytes = 0;
     this.inBatch = true;
     try {
-      await this.batch(msg, replies, bytes);
+      await this.batch(msg, replies);
     } finally {
       this.inBatch = false;
     }
@@ -324,8 +323,9 @@ export class Connection {
     this.socket.resume();
   }
 
-  private async batch(msg: unknown[], replies: JSONRPCResponse[], bytes: number): Promise<void> {
+  private async batch(msg: unknown[], replies: JSONRPCResponse[]): Promise<void> {
     const maxBytes = this.server.limits.maxReplyBytes ?? DEFAULTS.maxReplyBytes;
+    let bytes = 0;
     for (const item of msg) {
       if (this.closed) return;
       const id = typeof item === 'object' && item !== null && 'id' in item && validId((item as { id: unknown }).id) ? (item as { id: string | number | null }).id : null;
