@@ -158,15 +158,18 @@ export class LiveBench {
     const both = () => {
       const a = cpuSplitMs(p.pid!);
       const b = cpuSplitMs(d.pid);
-      return { user: a.user + b.user, sys: a.sys + b.sys };
+      return { user: a.user + b.user, sys: a.sys + b.sys, cli: a.user + a.sys, daemon: b.user + b.sys };
     };
     void pageCnt;
+    const cpuStart = both();
     return {
       pid: p.pid!,
-      cpu0: both(),
+      cpu0: cpuStart,
       stop: async () => {
         await sleep(300);
         const c = both();
+        const c0 = cpuStart;
+        console.error(`ebpfmon CPU ms during the trial: daemon ${c.daemon - c0.daemon}, CLI ${c.cli - c0.cli}`);
         const st = (await d.call('status')).capture?.sessions[0]?.counters;
         const exited = new Promise((r) => p.once('exit', r));
         process.kill(p.pid!, 'SIGINT');

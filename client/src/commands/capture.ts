@@ -29,30 +29,36 @@ function errorExit(code: number): number {
   return EXIT.DAEMON;
 }
 
-/** Counts Enhanced Packet Blocks in a pcapng byte stream that arrives in pieces. */
+/** Counts Enhanced Packet Blocks in a pcapng byte stream that arrives in pieces: reads
+ * each block's 8-byte head (type, length) and skips the rest; allocates only for a head
+ * split between two chunks. */
 class BlockCounter {
   packets = 0;
-  private need = 0; // bytes of the current block still to skip
-  private head = Buffer.alloc(0);
+  private skip = 0; // bytes of the current block still to skip
+  private partial: Buffer | null = null;
 
   push(chunk: Buffer): void {
     let off = 0;
+    if (this.partial) {
+      const joined = Buffer.concat([this.partial, chunk]);
+      this.partial = null;
+      return this.push(joined);
+    }
     while (off < chunk.length) {
-      if (this.need > 0) {
-        const n = Math.min(this.need, chunk.length - off);
-        this.need -= n;
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - off);
+        this.skip -= n;
         off += n;
         continue;
       }
-      const take = Math.min(8 - this.head.length, chunk.length - off);
-      this.head = Buffer.concat([this.head, chunk.subarray(off, off + take)]);
-      off += take;
-      if (this.head.length < 8) return;
-      const type = this.head.readUInt32LE(0);
-      const len = this.head.readUInt32LE(4);
-      if (type === 6) this.packets++;
-      this.need = Math.max(0, len - 8);
-      this.head = Buffer.alloc(0);
+      if (chunk.length - off < 8) {
+        this.partial = Buffer.from(chunk.subarray(off));
+        return;
+      }
+      if (chunk.readUInt32LE(off) === 6) this.packets++;
+      const len = chunk.readUInt32LE(off + 4);
+      this.skip = Math.max(8, len) - 8;
+      off += 8;
     }
   }
 }
@@ -87,6 +93,7 @@ interface CaptureOpts {
 export function captureParams(o: CaptureOpts, expression: string[]): CaptureStartParams {
   const expr = expression.join(' ').trim();
   return {
+    stream: true,
     ...(o.pid?.length ? { pids: o.pid } : {}),
     ...(o.comm?.length ? { comms: o.comm } : {}),
     ...(o.user !== undefined ? { user: o.user } : {}),

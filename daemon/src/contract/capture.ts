@@ -42,6 +42,9 @@ export interface CaptureSelector {
 }
 
 export interface CaptureStartParams extends CaptureSelector {
+  /** On the JSON-RPC socket: must be true, the client's acknowledgement that every byte
+   * after the reply is the pcapng stream. */
+  stream: true;
   /** Bytes kept of each packet (tcpdump -s; 0 or absent: 262144). */
   snaplen?: number;
   /** Stop after this many packets (-c). */

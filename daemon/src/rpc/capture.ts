@@ -9,6 +9,19 @@ import type net from 'node:net';
 import { METHODS } from '../contract/methods.js';
 import { captureStart, type CaptureApiDeps, type CaptureSink } from '../api/index.js';
 import type { RpcServer } from './server.js';
+import { invalidParam } from '../errors.js';
+
+/** capture.start's params without the socket's own `stream` acknowledgement. A client must
+ * say it knows that the connection turns into pcapng after the reply: a generic JSON-RPC
+ * client (or a fuzzer) would otherwise read binary where it expects lines. */
+function streamParams(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || (raw as { stream?: unknown }).stream !== true) {
+    throw invalidParam('params.stream', (raw as { stream?: unknown } | null)?.stream, 'true: after its reply, capture.start turns this connection into the pcapng stream (docs/api.md)');
+  }
+  const { stream: _stream, ...rest } = raw as Record<string, unknown>;
+  void _stream;
+  return rest;
+}
 
 export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): void {
   server.rpc.addMethod(METHODS.captureStart, (raw, ctx) => {
@@ -31,7 +44,7 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
         socket?.end();
       },
     };
-    const handle = captureStart(deps, raw, ctx.caller, sink);
+    const handle = captureStart(deps, streamParams(raw), ctx.caller, sink);
     ctx.conn.upgradeAfterReply((s) => {
       if (!s) {
         handle.abort();
