@@ -575,8 +575,9 @@ export class CaptureManager {
     const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
     const encap = (kinds: TunnelKind[]): { available: boolean; device: string | null; reason?: string } => {
       const reason = kinds.map((k) => this.tunnels.reason(k)).find(Boolean);
-      const dev = kinds.map((k) => this.tunnels.existing(k)).find(Boolean);
-      return { available: !reason, device: dev?.name ?? null, ...(reason ? { reason } : {}) };
+      // The device of a running mirror (status is asked often: no netlink dump here).
+      const used = [...this.mirrors.values()].find((m) => kinds.includes(m.kind));
+      return { available: !reason, device: used ? TUNNEL_DEVICES[used.kind] : null, ...(reason ? { reason } : {}) };
     };
     return {
       available: true,
