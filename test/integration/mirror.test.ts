@@ -110,7 +110,7 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
   after(() => destroyMonitorLab(daemon, lab));
 
   for (const encap of ['vxlan', 'gre'] as const) {
-    test(`${encap}: the collector sees every selected frame byte for byte; counters agree; survives kill -9; remove stops copies`, async () => {
+    test(`${encap}: the collector sees every selected frame byte for byte; counters agree; survives kill -9; remove stops copies${encap === 'gre' ? ' (a kernel without GRE: a clear refusal instead)' : ''}`, async () => {
       const name = `m-${encap}`;
       if (encap === 'gre' && !gre) {
         const r = await ctl(['mirror', 'add', name, '--to', collLink.b.ip4, '--encap', 'gre', EXPR], { socket: daemon!.socketPath });
