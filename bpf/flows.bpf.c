@@ -668,6 +668,12 @@ static __always_inline int classify(struct __sk_buff *skb, bool egress)
 	struct pkt p = {};
 	struct emon_flow *f;
 
+#ifndef EMON_NO_HOOKS
+	/* ebpfmon's own packets (mirror copies, see EMON_MARK_OWN): not the host's traffic.
+	 * Under the hooks' define: bench/classifier's baseline is the classifier before capture. */
+	if (skb->mark == EMON_MARK_OWN)
+		return TC_ACT_UNSPEC;
+#endif
 	iface_load(&r);
 	f = count(&r, &p, egress);
 	hooks_dispatch(&r, &p, f, egress);

@@ -107,6 +107,9 @@ if [ -f "$pkg/polkit/org.ebpfmon1.policy" ]; then
 else
   log "note: packaging/polkit/org.ebpfmon1.policy not found: no polkit action in this package"
 fi
+# Wireshark's global Lua plugin folder (tshark -G folders: "Global Lua Plugins"): the
+# capture file's process data as ebpfmon.* fields.
+install -D -m 0644 "$pkg/wireshark/ebpfmon.lua" "$r/usr/lib/x86_64-linux-gnu/wireshark/plugins/ebpfmon.lua"
 if [ -f "$pkg/lintian-overrides" ]; then
   install -D -m 0644 "$pkg/lintian-overrides" "$r/usr/share/lintian/overrides/ebpfmon"
 fi
@@ -143,7 +146,7 @@ Version: $version
 Architecture: amd64
 Maintainer: $maintainer
 Installed-Size: $installed_size
-Depends: nodejs (>= 20), libbpf1 (>= 1:1.1), libsystemd0, systemd | systemd-standalone-sysusers | systemd-sysusers, mount, $shlibs
+Depends: nodejs (>= 20), libbpf1 (>= 1:1.1), libpcap0.8, libsystemd0, systemd | systemd-standalone-sysusers | systemd-sysusers, mount, $shlibs
 Recommends: dbus
 Section: net
 Priority: optional

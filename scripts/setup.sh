@@ -7,7 +7,7 @@
 #
 #   scripts/setup.sh [build|test]   (default: test, which includes build)
 #
-# build: what the daemon needs to run (libbpf1, libsystemd0) and the BPF toolchain
+# build: what the daemon needs to run (libbpf1, libsystemd0, libpcap0.8) and the BPF toolchain
 #        (clang, llvm, libbpf-dev, bpftool).
 # test:  build + what tests and benchmarks use as independent oracles and hosts
 #        (tcpdump, iproute2, nftables, dbus, systemd-nspawn, debootstrap, ...).
@@ -29,13 +29,14 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 
 # --- apt packages -------------------------------------------------------------
 . /etc/os-release 2>/dev/null || true
-runtime_pkgs=(libbpf1 libsystemd0)
+# libpcap0.8: capture filters are compiled with pcap_compile (daemon/src/capture/pcap.ts).
+runtime_pkgs=(libbpf1 libsystemd0 libpcap0.8)
 build_pkgs=(clang llvm libbpf-dev make gcc libc6-dev linux-libc-dev)
 test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            dbus dbus-bin libbpf-tools systemd-container debootstrap dpkg-dev fakeroot lintian
            netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
            zstd debian-archive-keyring qemu-system-x86 kmod curl
-           dnsmasq-base nginx-light openssl wget libssl-dev)
+           dnsmasq-base nginx-light openssl wget libssl-dev tshark)
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
 if [ "${ID:-}" = ubuntu ]; then
   build_pkgs+=(linux-tools-common "linux-tools-$(uname -r)")
@@ -55,6 +56,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run this script as root to install them)"
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark pulls in wireshark-common, whose postinst asks whether non-root users may
+  # capture (a setuid dumpcap): answer no, so the install never waits for a terminal.
+  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
   apt-get update -qq
   # Ubuntu's kernel-specific tools package may not exist for a custom kernel: try, then go on.
   if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then

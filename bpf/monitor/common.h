@@ -99,6 +99,11 @@ struct emon_config {
 
 #define EMON_CFG_EXEC_ARGS (1U << 0) /* capture exec arguments */
 
+/* skb->mark of the packets ebpfmon sends itself (mirror copies on their way to a collector,
+ * bpf/capture.bpf.c): the classifier skips them, so they are never counted as the host's
+ * flows nor handed to the hook chain (mirrored again). */
+#define EMON_MARK_OWN 0x656d6f6e /* "emon" */
+
 /* The classifier's hook chain (flows.bpf.c hooks_dispatch). Features that look at packets
  * after the classifier has counted them (L7, capture/mirror) are programs in emon_hooks,
  * tail-called in slot order with what the classifier parsed in emon_pkt_meta (flows.h);

@@ -13,6 +13,8 @@ import { lbCommand } from './commands/lb.js';
 import { historyCommand } from './commands/history.js';
 import { dnsCommand } from './commands/dns.js';
 import { httpCommand } from './commands/http.js';
+import { captureCommand } from './commands/capture.js';
+import { mirrorCommand } from './commands/mirror.js';
 import { VERSION } from '../../daemon/src/version.js';
 
 const program = new Command('ebpfmonctl')
@@ -22,7 +24,7 @@ const program = new Command('ebpfmonctl')
   .showHelpAfterError()
   .exitOverride();
 
-for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand(), historyCommand(), dnsCommand(), httpCommand()]) {
+for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), programsCommand(), lbCommand(), historyCommand(), dnsCommand(), httpCommand(), captureCommand(), mirrorCommand()]) {
   program.addCommand(c.exitOverride().showHelpAfterError());
 }
 

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
 import type { DbusStatus } from './contract/status.js';
 import type { Config } from './config/schema.js';
-import { buildApi, type Api, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
+import { buildApi, parseMirrorSpec, type Api, type CaptureApiDeps, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
@@ -26,6 +26,17 @@ import { History } from './history/history.js';
 import { observationFromClose, observationFromFlow } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { BpfError } from './bpf/errors.js';
+import { CaptureManager } from './capture/manager.js';
+import { registerCaptureStream } from './rpc/capture.js';
+import type { ClassifierHooks } from './capture/engine.js';
+import type { MetaLayout } from './capture/select.js';
+import { linkTypeOf } from './capture/resolve.js';
+import type { CaptureInterface } from './contract/capture.js';
+import type { Deployment } from './bpf/deployment.js';
+import type { InterfaceManager } from './monitor/interfaces.js';
+import { MAP as MONITOR_MAP } from './monitor/components.js';
+import { HOOK, OWNER, PKT_META } from './monitor/wire.js';
+import { listLinks } from './net/netlink.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
 
 export interface DaemonDeps {
@@ -42,6 +53,8 @@ export interface DaemonDeps {
   history?: HistoryApi | null;
   /** The application layer (dns.list, http.list, status.l7); absent: those answer NotAvailable. */
   l7?: L7Api | null;
+  /** Capture and mirror sessions (absent: their methods answer NotAvailable). */
+  capture?: CaptureApiDeps;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
@@ -66,9 +79,11 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     version: deps.version,
     startedAt,
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
+    capture: deps.capture,
   });
   let dbusStatus: (() => DbusStatus) | null = null;
   registerApi(rpc, api, deps.bus, deps.groups.adminGroup);
+  registerCaptureStream(rpc, deps.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' });
   return {
     api,
     rpc,
@@ -91,6 +106,7 @@ export interface RunningDaemon {
   lb: LbManager | null;
   history: History | null;
   l7: L7Feature;
+  capture: CaptureManager | null;
   rpc: RpcServer;
   dbus: DbusService | null;
   /** One line for systemd's STATUS=. */
@@ -202,11 +218,48 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     wants: (pid) => l7.hasNames(pid),
     forget: (f) => l7.store?.forgetFlow(f),
   });
+  // Capture and mirror sessions: their programs plug into the classifier's hook chain.
+  // Mirrors pinned by an earlier daemon come back with their counters. Capture failing to
+  // load leaves the rest running: status.capture says why.
+  let capture: CaptureManager | null = null;
+  let captureReason = 'capture is switched off (configuration capture.enabled)';
+  if (config.capture.enabled) {
+    try {
+      const c = config.capture;
+      capture = CaptureManager.open({
+        deployment, logger,
+        hooks: classifierHooks(deployment, running.interfaces),
+        interfaces: () => captureInterfaces(running.interfaces),
+        options: {
+          perfPagesPerCpu: c.perfPagesPerCpu, statsIntervalMs: c.statsIntervalSec * 1000, vxlanPort: c.vxlanPort,
+          maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid,
+        },
+      });
+      const cm = capture;
+      closers.add('capture', () => cm.close());
+      applyDeclaredMirrors(cm, config, logger);
+    } catch (err) {
+      captureReason = `capture is not available: ${(err as Error).message}`;
+      logger.error({ err }, captureReason);
+    }
+  }
+  // Without capture, nothing of an earlier daemon's sessions may keep running: the classifier alone runs.
+  if (!capture) {
+    try {
+      running.interfaces.setHookBits('all', HOOK.capture.bit, false);
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(HOOK.capture.slot);
+      if (deployment.hasMap(MONITOR_MAP.hooks)) deployment.map(MONITOR_MAP.hooks).delete(key);
+    } catch (err) {
+      logger.warn({ err }, 'could not empty the capture slot of the hook chain');
+    }
+  }
+  const captureDeps: CaptureApiDeps = { capture, reason: captureReason };
 
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
@@ -239,6 +292,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     lb,
     history,
     l7,
+    capture,
     rpc: daemon.rpc,
     dbus,
     statusLine: () => {
@@ -248,6 +302,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     reload: (next) => {
       logger.level = next.logLevel;
       running.setInterfaces(next.interfaces);
+      if (capture) applyDeclaredMirrors(capture, next, logger);
       if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
     },
     stop: () => closers.closeAll(logger),
@@ -274,6 +329,77 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
     ['close'],
   );
   return h;
+}
+
+/**
+ * The classifier's hook chain as the capture engine uses it: the engine goes into slot
+ * HOOK.capture.slot of emon_hooks, and the interfaces whose packets it wants get their
+ * HOOK.capture.bit through the monitor's InterfaceManager (the one writer of emon_ifaces).
+ */
+/** Where the generated engine finds what it compares in emon_pkt_meta (offsets from the
+ * BTF-checked PKT_META and OWNER specs). */
+export function pktMetaLayout(): MetaLayout {
+  const o = PKT_META.fields.owner.offset;
+  return {
+    ifindex: PKT_META.fields.ifindex.offset, ingress: PKT_META.fields.ingress.offset, l2Len: PKT_META.fields.l2_len.offset,
+    ownerTgid: o + OWNER.fields.tgid.offset, ownerUid: o + OWNER.fields.uid.offset, ownerCgroupId: o + OWNER.fields.cgroup_id.offset,
+    ownerComm: o + OWNER.fields.comm.offset, ownerHow: o + OWNER.fields.how.offset,
+  };
+}
+
+function classifierHooks(deployment: Deployment, interfaces: InterfaceManager): ClassifierHooks {
+  const slotKey = Buffer.alloc(4);
+  slotKey.writeUInt32LE(HOOK.capture.slot);
+  let wanted: 'all' | number[] = [];
+  return {
+    metaFd: deployment.map(MONITOR_MAP.pktMeta).fd,
+    layout: pktMetaLayout(),
+    setStage: (fd) => {
+      const m = deployment.map(MONITOR_MAP.hooks);
+      if (fd === null) {
+        m.delete(slotKey);
+        return;
+      }
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(fd);
+      m.update(slotKey, v);
+    },
+    setWanted: (target) => {
+      const next: 'all' | number[] = target === 'all' ? 'all' : [...target];
+      if (wanted === 'all' && next !== 'all') interfaces.setHookBits('all', HOOK.capture.bit, false);
+      if (wanted !== 'all') for (const i of wanted) if (next === 'all' || !next.includes(i)) interfaces.setHookBits(i, HOOK.capture.bit, false);
+      if (next === 'all') interfaces.setHookBits('all', HOOK.capture.bit, true);
+      else for (const i of next) interfaces.setHookBits(i, HOOK.capture.bit, true);
+      wanted = next;
+    },
+  };
+}
+
+/** The interfaces the classifier runs on, with the link type capture sessions see. */
+function captureInterfaces(interfaces: InterfaceManager): CaptureInterface[] {
+  const types = new Map(listLinks().map((l) => [l.ifindex, linkTypeOf(l)]));
+  return interfaces.attached().flatMap((a) => {
+    const lt = types.get(a.ifindex);
+    return lt ? [{ name: a.name, ifindex: a.ifindex, linkType: lt }] : [];
+  });
+}
+
+/** Mirrors declared in the configuration file (capture.mirrors): each checked as mirror.add
+ * checks its params; a bad one is reported and skipped, the others apply. */
+function applyDeclaredMirrors(capture: CaptureManager, config: Config, logger: Logger): void {
+  const declared = [];
+  for (const [i, raw] of (config.capture.mirrors as unknown[]).entries()) {
+    try {
+      const spec = parseMirrorSpec(raw);
+      declared.push({ spec, selector: () => capture.resolve(spec, `capture.mirrors[${i}]`) });
+    } catch (err) {
+      logger.error({ err }, `capture.mirrors[${i}] ignored: ${(err as Error).message}`);
+    }
+  }
+  for (const r of capture.applyDeclared(declared)) {
+    if (r.action === 'failed') logger.error({ mirror: r.name }, `declared mirror ${r.name} not started: ${r.reason}`);
+    else if (r.action === 'conflict') logger.warn({ mirror: r.name }, `declared mirror ${r.name} differs from the running one: \`ebpfmonctl mirror remove ${r.name}\` to apply the declaration`);
+  }
 }
 
 export type { Caller };

@@ -97,7 +97,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
     assert.equal(await field('Architecture'), 'amd64');
     assert.equal(await field('Maintainer'), (await run('dpkg-parsechangelog', ['-l', 'packaging/debian/changelog', '-S', 'Maintainer'])).stdout.trim());
     const depends = (await field('Depends')).split(/,\s*/);
-    for (const d of ['nodejs (>= 20)', 'libbpf1 (>= 1:1.1)', 'libsystemd0', 'mount']) assert.ok(depends.includes(d), `Depends has ${d}: ${depends.join(', ')}`);
+    for (const d of ['nodejs (>= 20)', 'libbpf1 (>= 1:1.1)', 'libpcap0.8', 'libsystemd0', 'mount']) assert.ok(depends.includes(d), `Depends has ${d}: ${depends.join(', ')}`);
     // koffi's native module: dpkg-shlibdeps' answer for libc and the C++ runtime
     assert.ok(depends.some((d) => /^libc6 \(>= 2\.\d+\)$/.test(d)), 'libc6 from dpkg-shlibdeps');
     assert.ok(depends.some((d) => d.startsWith('libstdc++6')), 'libstdc++6 from dpkg-shlibdeps');
@@ -128,6 +128,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
       ['/usr/share/doc/ebpfmon/copyright', '-rw-r--r--'],
       ['/usr/share/doc/ebpfmon/changelog.Debian.gz', '-rw-r--r--'],
       ['/usr/share/doc/ebpfmon/packaging.md.gz', '-rw-r--r--'],
+      ['/usr/lib/x86_64-linux-gnu/wireshark/plugins/ebpfmon.lua', '-rw-r--r--'],
       ['/usr/lib/ebpfmon/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', '-rw-r--r--'],
     ] as const) {
       assert.equal(has(p)?.mode, mode, `${p} ${mode}`);

@@ -5,9 +5,22 @@
 // The original stays available as `cause`. Adapters format the result for their wire.
 import { AppError } from '../errors.js';
 import { SystemError } from '../sys/errors.js';
+import { CaptureError, type CaptureErrorCode } from '../capture/errors.js';
+import type { ErrorName } from '../contract/errors.js';
+
+/** The capture domain's error codes in the table. */
+const CAPTURE_ERRORS: Record<CaptureErrorCode, ErrorName> = {
+  PCAP_MISSING: 'NotAvailable', BAD_FILTER: 'BadFilter', FILTER_UNSUPPORTED: 'FilterUnsupported', BAD_SNAPLEN: 'InvalidParams',
+  TOO_MANY_SESSIONS: 'TooManySessions', PCAPNG: 'Internal',
+};
 
 export function toApiError(err: unknown): { error: AppError; internal: boolean } {
   if (err instanceof AppError) return { error: err, internal: false };
+  if (err instanceof CaptureError) {
+    const e = new AppError(CAPTURE_ERRORS[err.code], err.message, err.code === 'BAD_FILTER' ? { field: 'params.expression' } : undefined);
+    (e as Error).cause = err;
+    return { error: e, internal: err.code === 'PCAPNG' };
+  }
   if (err instanceof SystemError) {
     const e = new AppError('Kernel', err.message, { op: err.op, object: err.object, errno: err.errnoName });
     (e as Error).cause = err;

@@ -8,6 +8,7 @@ import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
 import { l7Methods, type L7Api } from './l7.js';
+import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
 import type { MethodTable } from './method.js';
 import { monitorMethods, type TransportStats } from './monitor.js';
 
@@ -23,6 +24,8 @@ export interface ApiDeps {
   startedAt: Date;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
   transports: () => TransportStats;
+  /** Capture and mirror sessions (absent: capture.enabled is false). */
+  capture?: CaptureApiDeps;
 }
 
 export interface Api {
@@ -41,10 +44,12 @@ export function buildApi(d: ApiDeps): Api {
         lbStatus: lbSummary,
         ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}),
         l7Status: d.l7 ? () => d.l7!.status() : undefined,
+        captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined,
       }),
       ...lbMethods(d.lb),
       ...historyMethods(d.history ?? null),
       ...l7Methods(d.l7 ?? null),
+      ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
     },
   };
 }
@@ -57,6 +62,9 @@ export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js'
 export type { LbApi } from './lb.js';
 export type { HistoryApi } from './history.js';
 export type { L7Api } from './l7.js';
+export type { CaptureApi, CaptureApiDeps } from './capture.js';
+export type { CaptureHandle, CaptureSink } from '../capture/manager.js';
+export { captureStart, parseMirrorSpec } from './capture.js';
 export type { TransportStats } from './monitor.js';
 export { toApiError, withFieldPrefix } from './errors.js';
 export { eventDelivery, eventFilter, subscriptionId, type EventDelivery, type EventFilter } from './events.js';

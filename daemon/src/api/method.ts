@@ -16,8 +16,9 @@ export interface MethodDef<M extends MethodName, V = unknown> {
   run(params: V, caller: Caller): Promise<ResultOf<M>> | ResultOf<M>;
 }
 
-/** Methods the API layer serves for every transport (subscriptions are each transport's own). */
-export type ApiMethodName = Exclude<MethodName, 'events.subscribe' | 'events.unsubscribe'>;
+/** Methods the API layer serves for every transport (subscriptions and streams are each transport's own). */
+/** `capture.start` streams on the transport's own channel (api/capture.ts captureStart). */
+export type ApiMethodName = Exclude<MethodName, 'events.subscribe' | 'events.unsubscribe' | 'capture.start'>;
 
 export type MethodTable = { [M in ApiMethodName]: MethodDef<M, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 

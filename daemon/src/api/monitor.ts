@@ -7,6 +7,7 @@ import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { HistoryStatus } from '../contract/history.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
+import type { CaptureStatus } from '../contract/capture.js';
 import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
@@ -54,6 +55,7 @@ export interface MonitorMethodDeps {
   historyStatus?: () => HistoryStatus;
   /** The application layer's section, when it runs. */
   l7Status?: (() => L7Status) | undefined;
+  captureStatus?: () => CaptureStatus;
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -75,6 +77,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
+          ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
         };
       },
     }),

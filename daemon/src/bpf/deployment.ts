@@ -25,7 +25,7 @@ import { BpfMap } from './maps.js';
 import { linkInfo, progInfo, type ProgInfo } from './info.js';
 import { ProbePlan } from './probes.js';
 import { PinDir } from './pins.js';
-import { emptyManifest, ManifestStore, type Manifest, type TcFeatureRecord, type TcRecord, type XdpRecord } from './manifest.js';
+import { emptyManifest, ManifestStore, type DeviceRecord, type Manifest, type TcFeatureRecord, type TcRecord, type XdpRecord } from './manifest.js';
 import { probeId, type AttachSpec, type ComponentDef, type DeployResult } from './component.js';
 
 export type { AttachSpec, ComponentDef, DeployResult, ProbeAlternative, ProbeGroup } from './component.js';
@@ -520,6 +520,25 @@ export class Deployment {
   /** Unpins a link (the last reference: the kernel detaches it); false when it was not pinned. */
   unpinLink(name: string): boolean {
     return this.pins.unpin('links', name);
+  }
+
+  // --- devices ebpfmon created ----------------------------------------------------------
+
+  /** Records a device this deployment created (teardown deletes it). */
+  recordDevice(rec: DeviceRecord): void {
+    this.manifest.devices = { ...this.manifest.devices, [String(rec.ifindex)]: rec };
+    this.save();
+  }
+
+  forgetDevice(ifindex: number): void {
+    if (!this.manifest.devices?.[String(ifindex)]) return;
+    delete this.manifest.devices[String(ifindex)];
+    this.save();
+  }
+
+  /** The device record of `ifindex` when this deployment created it. */
+  device(ifindex: number): DeviceRecord | undefined {
+    return this.manifest.devices?.[String(ifindex)];
   }
 
   // --- XDP ------------------------------------------------------------------------------

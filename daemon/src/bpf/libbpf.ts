@@ -128,6 +128,9 @@ export const bpf_tc_query = fn<[Buffer, Buffer], number>('int bpf_tc_query(const
 export const bpf_obj_get = fn<[string], number>('int bpf_obj_get(const char *pathname)');
 export const bpf_obj_pin = fn<[number, string], number>('int bpf_obj_pin(int fd, const char *pathname)');
 export const bpf_obj_get_info_by_fd = fn<[number, Buffer, Uint32Array], number>('int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)');
+/** Loads raw instructions (generated at run time: the capture filter engine). opts is struct
+ * bpf_prog_load_opts (104 bytes in libbpf 1.1), laid out by daemon/src/capture/progload.ts. */
+export const bpf_prog_load = fn<[number, string, string, Buffer, number, Buffer | null], number>('int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns, size_t insn_cnt, const void *opts)');
 export const bpf_prog_get_fd_by_id = fn<[number], number>('int bpf_prog_get_fd_by_id(uint32_t id)');
 export const bpf_map_get_fd_by_id = fn<[number], number>('int bpf_map_get_fd_by_id(uint32_t id)');
 export const bpf_link_get_fd_by_id = fn<[number], number>('int bpf_link_get_fd_by_id(uint32_t id)');
@@ -145,6 +148,16 @@ export const bpf_map_lookup_batch = fn<[number, Uint8Array | null, Uint8Array, U
 export const bpf_map_lookup_and_delete_batch = fn<[number, Uint8Array | null, Uint8Array, Uint8Array, Uint8Array, Uint32Array, Buffer | null], number>('int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, const void *opts)');
 export const bpf_map_delete_batch = fn<[number, Uint8Array, Uint32Array, Buffer | null], number>('int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)');
 export const bpf_map_update_batch = fn<[number, Uint8Array, Uint8Array, Uint32Array, Buffer | null], number>('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)');
+
+// --- perf event rings (capture: daemon/src/capture/perfbuf.ts reads the mmapped pages itself) ---
+koffi.opaque('perf_buffer');
+const perfEventProto = koffi.proto('int perf_buffer_event_fn(void *ctx, int cpu, void *event)');
+export const perfEventFnType = koffi.pointer(perfEventProto);
+export const perf_buffer__new_raw = fn<[number, number, Buffer, unknown, null, null], Ptr | null>('perf_buffer *perf_buffer__new_raw(int map_fd, size_t page_cnt, void *attr, perf_buffer_event_fn *event_cb, void *ctx, const void *opts)');
+export const perf_buffer__free = fn<[Ptr], void>('void perf_buffer__free(perf_buffer *pb)');
+export const perf_buffer__buffer_cnt = fn<[Ptr], number>('size_t perf_buffer__buffer_cnt(const perf_buffer *pb)');
+export const perf_buffer__buffer_fd = fn<[Ptr, number], number>('int perf_buffer__buffer_fd(const perf_buffer *pb, size_t buf_idx)');
+export const perf_buffer__buffer = fn<[Ptr, number, BigUint64Array, BigUint64Array], number>('int perf_buffer__buffer(perf_buffer *pb, int buf_idx, _Out_ uint64_t *buf, _Out_ uint64_t *buf_size)');
 
 // --- test runs (benchmarks, tests) --------------------------------------------------------
 export const bpf_prog_test_run_opts = fn<[number, Buffer], number>('int bpf_prog_test_run_opts(int prog_fd, void *opts)');

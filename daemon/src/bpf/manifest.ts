@@ -59,6 +59,14 @@ export interface XdpRecord {
   attachedAt: string;
 }
 
+/** A network device ebpfmon created (mirror tunnels): teardown deletes it. */
+export interface DeviceRecord {
+  ifindex: number;
+  ifname: string;
+  /** IFLA_INFO_KIND (`vxlan`, `gretap`...): teardown deletes only a device still of this name and kind. */
+  kind: string;
+}
+
 export interface Manifest {
   layout: number;
   createdAt: string;
@@ -68,6 +76,8 @@ export interface Manifest {
   /** Feature filters by `<ifindex>:<dir>` (absent in manifests of earlier versions). */
   tcFeature?: Record<string, TcFeatureRecord>;
   xdp: Record<string, XdpRecord>;
+  /** Absent in manifests written before devices were recorded. */
+  devices?: Record<string, DeviceRecord>;
 }
 
 export function emptyManifest(layout: number, daemonVersion: string): Manifest {

@@ -14,12 +14,14 @@ import { ManifestStore, type Manifest } from './manifest.js';
 import { PinDir } from './pins.js';
 import { destroyClsact, detachTc } from './tc.js';
 import { close } from '../sys/libc.js';
-import { listLinks, listTcFilters, TC_PARENT_EGRESS, TC_PARENT_INGRESS } from '../net/netlink.js';
+import { deleteLink, listLinks, listTcFilters, TC_PARENT_EGRESS, TC_PARENT_INGRESS, type Link } from '../net/netlink.js';
 
 export interface TeardownResult {
   tcFilters: number;
   links: number;
   pins: number;
+  /** Network devices ebpfmon created (mirror tunnels) and deleted. */
+  devices?: number;
 }
 
 /** `keepRoot`: empty the pin directory but keep it (its lock stays valid: a daemon recreating its pins). */
@@ -50,7 +52,7 @@ export function teardown(pinPath: string, logger: Logger, tcId: { handle: number
     }
   }
 
-  let links: Array<{ ifindex: number; name: string }> = [];
+  let links: Link[] = [];
   try {
     links = listLinks();
   } catch (err) {
@@ -81,6 +83,18 @@ export function teardown(pinPath: string, logger: Logger, tcId: { handle: number
       if (frec?.createdClsact && frec.ifname === link.name) featureClsact = true;
     }
     if ((rec?.createdClsact && rec.ifname === link.name) || featureClsact) removeClsactIfUnused(link.ifindex);
+  }
+  // Devices it created, if they are still the ones it made (same name and kind at that ifindex).
+  for (const rec of Object.values(manifest?.devices ?? {})) {
+    const link = links.find((l) => l.ifindex === rec.ifindex);
+    if (!link || link.name !== rec.ifname || link.kind !== rec.kind) continue;
+    try {
+      deleteLink(rec.ifindex);
+      result.devices = (result.devices ?? 0) + 1;
+      log.info({ iface: rec.ifname, kind: rec.kind }, 'deleted device');
+    } catch (err) {
+      log.warn({ err, iface: rec.ifname }, 'could not delete device');
+    }
   }
   for (const l of pins.list('links')) {
     pins.unpin('links', l);

@@ -78,6 +78,13 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
       if (!ok) throw new Error('must be "" (the system bus) or one D-Bus address: "unix:path=/ABSOLUTE/PATH", "unix:abstract=NAME" or "tcp:host=HOST,port=PORT"');
     },
   },
+  'perf-pages': {
+    validate: (v: unknown) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1024 || (v & (v - 1)) !== 0) throw new Error('must be a power of two from 1 to 1024 (pages per CPU)');
+    },
+    coerce: (v: unknown) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+  },
+  port: intFormat('port', 1, 65535),
   'object-list': {
     validate(v: unknown) {
       if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
@@ -173,6 +180,15 @@ export const schema = {
     maxBytes: { doc: 'Size limit of the database: the oldest flow records go first, per-minute totals last', format: 'history-bytes', default: 1024 ** 3, env: 'EBPFMON_HISTORY_MAX_BYTES' },
     detailFlowsPerSec: { doc: 'Short flows per second recorded one by one; beyond, they are summed per process, remote endpoint and minute', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
     snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
+  },
+  capture: {
+    enabled: { doc: 'Load the capture and mirror programs (docs/capture.md); off: capture.* and mirror.* answer NotAvailable', format: Boolean, default: true, env: 'EBPFMON_CAPTURE' },
+    perfPagesPerCpu: { doc: 'Pages per CPU of the perf rings that carry captured packets to the daemon (a power of two)', format: 'perf-pages', default: 256, env: 'EBPFMON_CAPTURE_PERF_PAGES_PER_CPU' },
+    statsIntervalSec: { doc: 'Interface Statistics Blocks in a pcapng stream every this many seconds (0: only at the end)', format: 'seconds-or-zero', default: 5, env: 'EBPFMON_CAPTURE_STATS_INTERVAL_SEC' },
+    maxClientBacklogBytes: { doc: 'Bytes a capture client may leave unread before its session drops packets (counted in clientDropped)', format: 'bytes', default: 16 << 20, env: 'EBPFMON_CAPTURE_MAX_CLIENT_BACKLOG_BYTES' },
+    maxSessionsPerUid: { doc: 'Capture sessions one user may run at once', format: 'count', default: 4, env: 'EBPFMON_CAPTURE_MAX_SESSIONS_PER_UID' },
+    vxlanPort: { doc: 'UDP port mirror copies are sent to in VXLAN', format: 'port', default: 4789, env: 'EBPFMON_CAPTURE_VXLAN_PORT' },
+    mirrors: { doc: 'Mirror sessions declared in the file (see docs/capture.md)', format: 'object-list', default: [] as object[] },
   },
 };
 

@@ -30,6 +30,13 @@ export const ERRORS = {
   TooManyVips: { code: 2006, dbus: 'org.ebpfmon1.Error.TooManyVips', message: 'too many VIPs' },
   DropRuleExists: { code: 2007, dbus: 'org.ebpfmon1.Error.DropRuleExists', message: 'drop rule already exists' },
   UnknownDropRule: { code: 2008, dbus: 'org.ebpfmon1.Error.UnknownDropRule', message: 'no such drop rule' },
+  // capture and mirror sessions
+  BadFilter: { code: 3001, dbus: 'org.ebpfmon1.Error.BadFilter', message: 'the filter expression does not compile' },
+  FilterUnsupported: { code: 3002, dbus: 'org.ebpfmon1.Error.FilterUnsupported', message: 'the filter expression cannot run in the kernel' },
+  TooManySessions: { code: 3003, dbus: 'org.ebpfmon1.Error.TooManySessions', message: 'too many capture and mirror sessions' },
+  MirrorExists: { code: 3004, dbus: 'org.ebpfmon1.Error.MirrorExists', message: 'a mirror with this name already exists' },
+  UnknownMirror: { code: 3005, dbus: 'org.ebpfmon1.Error.UnknownMirror', message: 'no such mirror' },
+  NoRoute: { code: 3006, dbus: 'org.ebpfmon1.Error.NoRoute', message: 'no route to the collector' },
 } as const;
 
 export type ErrorName = keyof typeof ERRORS;

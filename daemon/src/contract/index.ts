@@ -9,6 +9,7 @@ export * from './status.js';
 export * from './lb.js';
 export * from './history.js';
 export * from './l7.js';
+export * from './capture.js';
 export * from './errors.js';
 export * from './methods.js';
 export * as dbusApi from './dbus.js';

@@ -13,6 +13,10 @@ import type {
 } from './lb.js';
 import type { ProgramsListResult, StatusResult } from './status.js';
 import type { DnsListParams, DnsListResult, HttpListParams, HttpListResult } from './l7.js';
+import type {
+  CaptureListResult, CaptureStartParams, CaptureStartResult, CaptureStopParams, CaptureStopResult, MirrorAddParams, MirrorListResult,
+  MirrorNameParams, MirrorRemoveResult, MirrorStatsParams, MirrorStatsResult, MirrorView,
+} from './capture.js';
 
 /** A method that takes no parameters (an empty object or none). */
 export type NoParams = Record<string, never> | undefined;
@@ -38,6 +42,14 @@ export interface Methods {
   'history.query': { params: HistoryQueryParams; result: HistoryQueryResult };
   'dns.list': { params: DnsListParams; result: DnsListResult };
   'http.list': { params: HttpListParams; result: HttpListResult };
+  /** The connection carries the pcapng stream after the reply (contract/capture.ts). */
+  'capture.start': { params: CaptureStartParams; result: CaptureStartResult };
+  'capture.stop': { params: CaptureStopParams; result: CaptureStopResult };
+  'capture.list': { params: NoParams; result: CaptureListResult };
+  'mirror.add': { params: MirrorAddParams; result: MirrorView };
+  'mirror.remove': { params: MirrorNameParams; result: MirrorRemoveResult };
+  'mirror.list': { params: NoParams; result: MirrorListResult };
+  'mirror.stats': { params: MirrorStatsParams; result: MirrorStatsResult };
 }
 
 export type MethodName = keyof Methods;
@@ -66,6 +78,13 @@ export const METHODS = {
   historyQuery: 'history.query',
   dnsList: 'dns.list',
   httpList: 'http.list',
+  captureStart: 'capture.start',
+  captureStop: 'capture.stop',
+  captureList: 'capture.list',
+  mirrorAdd: 'mirror.add',
+  mirrorRemove: 'mirror.remove',
+  mirrorList: 'mirror.list',
+  mirrorStats: 'mirror.stats',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

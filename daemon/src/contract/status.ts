@@ -2,6 +2,7 @@
 // `status` and `programs.list`: the daemon, its probes, interfaces, tables and losses.
 import type { HistoryStatus } from './history.js';
 import type { L7Status } from './l7.js';
+import type { CaptureStatus } from './capture.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -137,6 +138,8 @@ export interface StatusResult {
   history?: HistoryStatus;
   /** The application layer (DNS, HTTP, TLS); present in every running daemon (state off when switched off). */
   l7?: L7Status;
+  /** Capture and mirror sessions (present unless capture.enabled is false). */
+  capture?: CaptureStatus;
 }
 
 export interface ProgramView {

@@ -32,6 +32,10 @@ export class InterfaceManager {
   /** Hook-chain bits wanted on every monitored interface, and on single ones (by ifindex). */
   private hooksAll = 0;
   private readonly hooksOne = new Map<number, number>();
+  /** Bits a feature of this daemon has set or cleared. The others are left as the kernel
+   * has them: a restarted daemon keeps handing packets to a pinned stage (mirrors run on
+   * while it starts) until the feature takes its bit over. */
+  private hooksKnown = 0;
 
   constructor(private readonly deployment: Deployment, logger: Logger, patterns: string[], private readonly pollMs = 2000) {
     this.log = logger.child({ component: 'interfaces' });
@@ -43,7 +47,14 @@ export class InterfaceManager {
     this.names = new Set(patterns.filter((p) => !isGlob(p)));
   }
 
+  /** TC attachments of the classifier (not those of programs on ebpfmon's own devices). */
+  private classifierRecords() {
+    return this.deployment.tcRecords().filter((r) => !this.deployment.device(r.ifindex));
+  }
+
   private wanted(link: Link): boolean {
+    // Devices ebpfmon made itself (mirror tunnels) carry its own copies, never the host's traffic.
+    if (this.deployment.device(link.ifindex)?.ifname === link.name) return false;
     if (this.names.has(link.name)) return true;
     if (link.flags & IFF_LOOPBACK) return false;
     return this.globs.some((re) => re.test(link.name));
@@ -68,7 +79,7 @@ export class InterfaceManager {
   }
 
   attached(): AttachedInterface[] {
-    return this.deployment.tcRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
+    return this.classifierRecords().map((r) => ({ name: r.ifname, ifindex: r.ifindex, attachedAt: r.attachedAt, ingress: r.programs.ingress ?? null, egress: r.programs.egress ?? null }));
   }
 
   /**
@@ -80,6 +91,7 @@ export class InterfaceManager {
    */
   setHookBits(target: number | 'all', bit: number, on: boolean): void {
     if (!Object.values(HOOK).some((h) => h.bit === bit)) throw new RangeError(`not a hook bit: ${bit}`);
+    this.hooksKnown |= bit;
     if (target === 'all') {
       this.hooksAll = on ? this.hooksAll | bit : this.hooksAll & ~bit;
     } else {
@@ -88,7 +100,7 @@ export class InterfaceManager {
       if (next) this.hooksOne.set(target, next);
       else this.hooksOne.delete(target);
     }
-    for (const rec of this.deployment.tcRecords()) {
+    for (const rec of this.classifierRecords()) {
       const link = this.links.get(rec.ifindex);
       if (link && link.name === rec.ifname && (target === 'all' || target === rec.ifindex)) this.recordInterface(link);
     }
@@ -109,12 +121,13 @@ export class InterfaceManager {
   private recordInterface(link: Link): void {
     if (!this.deployment.hasMap(MAP.ifaces)) return;
     const l2 = L2_LEN[link.type] ?? L2_UNKNOWN;
-    const hooks = this.hooksAll | (this.hooksOne.get(link.ifindex) ?? 0);
     const map = this.deployment.map(MAP.ifaces);
     const key = slotKey(link.ifindex);
     const cur = map.lookup(key);
     const holder = cur ? readUint(cur, IFACE.fields.ifindex) : 0;
     if (holder !== 0 && holder !== link.ifindex && this.links.has(holder)) return;
+    const kept = holder === link.ifindex ? readUint(cur!, IFACE.fields.hooks) & ~this.hooksKnown : 0;
+    const hooks = this.hooksAll | (this.hooksOne.get(link.ifindex) ?? 0) | kept;
     if (holder === link.ifindex && readUint(cur!, IFACE.fields.l2_len) === l2 && readUint(cur!, IFACE.fields.hooks) === hooks) return;
     const v = Buffer.alloc(IFACE.size);
     writeUint(v, IFACE.fields.ifindex, link.ifindex);
@@ -154,7 +167,7 @@ export class InterfaceManager {
         this.failures.set(link.name, (err as Error).message);
       }
     }
-    for (const rec of this.deployment.tcRecords()) {
+    for (const rec of this.classifierRecords()) {
       const link = this.links.get(rec.ifindex);
       if (!link || link.name !== rec.ifname) {
         this.forgetInterface(rec.ifindex);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Minimal rtnetlink over a raw AF_NETLINK socket: list interfaces, follow link changes
-// and list TC filters, all in the network namespace of the calling process. (sysfs would
-// answer for the namespace sysfs was mounted in, which is wrong under `nsenter --net`.)
+// Minimal rtnetlink over a raw AF_NETLINK socket: list interfaces, follow link changes,
+// list TC filters, create and delete the tunnel devices mirror sessions use, and ask which
+// route reaches an address, all in the network namespace of the calling process. (sysfs
+// would answer for the namespace sysfs was mounted in, which is wrong under `nsenter --net`.)
 import koffi from 'koffi';
 import * as C from '../sys/libc.js';
 import { errnoName } from '../sys/errno.js';
@@ -10,10 +11,29 @@ const NETLINK_ROUTE = 0;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
 const NLM_F_DUMP = 0x300;
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
+const RTM_NEWROUTE = 24;
+const RTM_GETROUTE = 26;
+const IFLA_MTU = 4;
+const IFLA_LINKINFO = 18;
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PORT = 15;
+const IFLA_VXLAN_COLLECT_METADATA = 25;
+const IFLA_GRE_COLLECT_METADATA = 18;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_PREFSRC = 7;
+const RTA_METRICS = 8;
+const RTAX_MTU = 2;
+const NLA_F_NESTED = 0x8000;
 const RTM_NEWTFILTER = 44;
 const RTM_GETTFILTER = 46;
 const IFLA_IFNAME = 3;
@@ -37,6 +57,9 @@ export interface Link {
   flags: number;
   /** ARPHRD_* (1 ethernet, 772 loopback, 65534 none...) */
   type: number;
+  mtu?: number;
+  /** IFLA_INFO_KIND: `veth`, `vxlan`, `gretap`... (absent for physical devices). */
+  kind?: string;
 }
 
 export interface TcFilter {
@@ -134,8 +157,137 @@ function dump(type: number, body: Buffer, wantType: number): Array<{ buf: Buffer
 
 function parseLink(buf: Buffer, off: number, end: number): Link {
   const link: Link = { type: buf.readUInt16LE(off + 2), ifindex: buf.readInt32LE(off + 4), flags: buf.readUInt32LE(off + 8), name: '' };
-  for (const a of attrs(buf, off + 16, end)) if (a.type === IFLA_IFNAME) link.name = cstr(buf, a.off, a.len);
+  for (const a of attrs(buf, off + 16, end)) {
+    if (a.type === IFLA_IFNAME) link.name = cstr(buf, a.off, a.len);
+    else if (a.type === IFLA_MTU && a.len >= 4) link.mtu = buf.readUInt32LE(a.off);
+    else if (a.type === IFLA_LINKINFO) {
+      for (const i of attrs(buf, a.off, a.off + a.len)) if (i.type === IFLA_INFO_KIND) link.kind = cstr(buf, i.off, i.len);
+    }
+  }
   return link;
+}
+
+/** One netlink attribute (nested ones: `value` is their concatenation). */
+function attr(type: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(align4(4 + value.length));
+  b.writeUInt16LE(4 + value.length, 0);
+  b.writeUInt16LE(type, 2);
+  value.copy(b, 4);
+  return b;
+}
+const u8 = (v: number): Buffer => Buffer.of(v);
+const u16be = (v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(v);
+  return b;
+};
+const cstrBuf = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
+
+/** Sends one request and waits for its acknowledgement (or the first reply of `wantType`). */
+function request(type: number, flags: number, body: Buffer, what: string, wantType?: number): { buf: Buffer; off: number; end: number } | null {
+  const fd = openSocket(0, false);
+  try {
+    const msg = Buffer.alloc(16 + body.length);
+    msg.writeUInt32LE(msg.length, 0);
+    msg.writeUInt16LE(type, 4);
+    msg.writeUInt16LE(NLM_F_REQUEST | flags, 6);
+    msg.writeUInt32LE(seq++, 8);
+    body.copy(msg, 16);
+    if (C.sendto(fd, msg, msg.length, 0, null, 0) < 0) throw new NetlinkError(what, C.lastErrno());
+    const rbuf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const n = C.recv(fd, rbuf, rbuf.length, 0);
+      if (n < 0) throw new NetlinkError(what, C.lastErrno());
+      const buf = Buffer.from(rbuf.subarray(0, n));
+      for (let off = 0; off + 16 <= n; ) {
+        const len = buf.readUInt32LE(off);
+        const t = buf.readUInt16LE(off + 4);
+        if (len < 16) return null;
+        if (t === NLMSG_ERROR) {
+          const err = -buf.readInt32LE(off + 16);
+          if (err !== 0) throw new NetlinkError(what, err);
+          if (wantType === undefined) return null;
+        } else if (t === wantType) {
+          return { buf, off: off + 16, end: off + len };
+        }
+        off += align4(len);
+      }
+    }
+  } finally {
+    C.close(fd);
+  }
+}
+
+/** The tunnel devices mirror sessions send through, all in external (collect-metadata)
+ * mode: the program that hands them a copy sets its destination per packet. */
+export type TunnelKind = 'vxlan' | 'gretap' | 'ip6gretap';
+
+/**
+ * Creates a tunnel device, down (`ip link add NAME type vxlan external dstport PORT
+ * nolearning`, `... type gretap external`, `... type ip6gretap external`). Throws
+ * NetlinkError: EOPNOTSUPP when the kernel has no such device type, EEXIST when the name is
+ * taken, EADDRINUSE when another vxlan device owns the port.
+ */
+export function createTunnel(name: string, kind: TunnelKind, opts: { port?: number } = {}): void {
+  let data: Buffer;
+  if (kind === 'vxlan') {
+    data = Buffer.concat([attr(IFLA_VXLAN_COLLECT_METADATA, u8(1)), attr(IFLA_VXLAN_LEARNING, u8(0)), attr(IFLA_VXLAN_PORT, u16be(opts.port ?? 4789))]);
+  } else {
+    data = attr(IFLA_GRE_COLLECT_METADATA, Buffer.alloc(0));
+  }
+  const linkinfo = attr(IFLA_LINKINFO | NLA_F_NESTED, Buffer.concat([attr(IFLA_INFO_KIND, cstrBuf(kind)), attr(IFLA_INFO_DATA | NLA_F_NESTED, data)]));
+  const body = Buffer.concat([Buffer.alloc(16), attr(IFLA_IFNAME, cstrBuf(name)), linkinfo]);
+  request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body, `creating ${kind} device ${name}`);
+}
+
+/** Sets an interface up (IFF_UP). */
+export function setLinkUp(ifindex: number, up = true): void {
+  const body = Buffer.alloc(16);
+  body.writeInt32LE(ifindex, 4);
+  body.writeUInt32LE(up ? IFF_UP : 0, 8); // ifi_flags
+  body.writeUInt32LE(IFF_UP, 12); // ifi_change
+  request(RTM_NEWLINK, NLM_F_ACK, body, `setting interface ${ifindex} ${up ? 'up' : 'down'}`);
+}
+
+/** Deletes an interface by ifindex (ENODEV when it is gone already). */
+export function deleteLink(ifindex: number): void {
+  const body = Buffer.alloc(16);
+  body.writeInt32LE(ifindex, 4);
+  request(RTM_DELLINK, NLM_F_ACK, body, `deleting interface ${ifindex}`);
+}
+
+export interface RouteInfo {
+  /** Output interface. */
+  ifindex: number;
+  /** The source address the kernel picks, when it says. */
+  prefsrc: string | null;
+  /** The route's own MTU metric (a PMTU exception or `mtu` on the route), when set. */
+  mtu: number | null;
+}
+
+/** The route this host would use to reach `addr` (4 or 16 bytes), as `ip route get`; null when there is none. */
+export function routeTo(addr: Uint8Array): RouteInfo | null {
+  const v6 = addr.length === 16;
+  const body = Buffer.alloc(12);
+  body.writeUInt8(v6 ? C.AF_INET6 : C.AF_INET, 0);
+  body.writeUInt8(v6 ? 128 : 32, 1); // rtm_dst_len
+  let m: { buf: Buffer; off: number; end: number } | null;
+  try {
+    m = request(RTM_GETROUTE, 0, Buffer.concat([body, attr(RTA_DST, Buffer.from(addr))]), 'route lookup', RTM_NEWROUTE);
+  } catch (err) {
+    if (err instanceof NetlinkError) return null; // ENETUNREACH, EHOSTUNREACH...
+    throw err;
+  }
+  if (!m) return null;
+  const r: RouteInfo = { ifindex: 0, prefsrc: null, mtu: null };
+  for (const a of attrs(m.buf, m.off + 12, m.end)) {
+    if (a.type === RTA_OIF) r.ifindex = m.buf.readUInt32LE(a.off);
+    else if (a.type === RTA_PREFSRC) r.prefsrc = a.len === 4 ? [...m.buf.subarray(a.off, a.off + 4)].join('.') : m.buf.subarray(a.off, a.off + a.len).toString('hex');
+    else if (a.type === RTA_METRICS) {
+      for (const x of attrs(m.buf, a.off, a.off + a.len)) if (x.type === RTAX_MTU && x.len >= 4) r.mtu = m.buf.readUInt32LE(x.off) || null;
+    }
+  }
+  return r.ifindex ? r : null;
 }
 
 /** Every interface of the current network namespace. */

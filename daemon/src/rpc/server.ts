@@ -32,6 +32,7 @@ import { toApiError, type Caller } from '../api/index.js';
 import * as C from '../sys/libc.js';
 import { groupGid } from '../sys/users.js';
 import { RateLimitedLog } from '../util/ratelog.js';
+import { AppError } from '../errors.js';
 
 export interface RpcLimits {
   maxClients: number;
@@ -55,6 +56,13 @@ export interface RpcLimits {
 export interface RpcContext {
   caller: Caller;
   conn: Connection;
+}
+
+/** What owns a connection once it carries a stream (capture.start): told when the client
+ * sends anything (a request to stop) and when the connection closes. */
+export interface StreamOwner {
+  onInput(): void;
+  onClose(): void;
 }
 
 const DEFAULTS = {
@@ -112,6 +120,11 @@ export class Connection {
   private idleTimer: NodeJS.Timeout | null = null;
   /** Aborted when the client goes away: work it queued is not started. */
   readonly abort = new AbortController();
+  /** Set by a method during its request (capture.start): called once the reply is written. */
+  private upgradeTo: ((socket: net.Socket | null) => StreamOwner | null) | null = null;
+  private inBatch = false;
+  /** The connection carries a stream: no more JSON-RPC on it. */
+  private stream: StreamOwner | null = null;
 
   constructor(readonly socket: net.Socket, readonly caller: Caller, private readonly server: RpcServer) {
     this.touch();
@@ -119,6 +132,21 @@ export class Connection {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  get streaming(): boolean {
+    return this.stream !== null;
+  }
+
+  /**
+   * Turns the connection into a byte stream after the reply to the current request: every
+   * byte after the reply's line is the method's (capture.start: pcapng). `take` gets the
+   * socket (null when no reply goes out: an error, or a notification) and returns who owns
+   * the stream. Not in a batch: the stream would cut the batch's reply.
+   */
+  upgradeAfterReply(take: (socket: net.Socket | null) => StreamOwner | null): void {
+    if (this.inBatch) throw new AppError('InvalidRequest', 'a streaming method cannot be called in a batch');
+    this.upgradeTo = take;
   }
 
   /** Replies are never dropped: the client asked for them. */
@@ -191,7 +219,7 @@ export class Connection {
 
   /** Pauses reading while this client has too much waiting or unsent. */
   updateFlow(): void {
-    if (this.closed) return;
+    if (this.closed || this.stream) return; // a stream's client must always be heard (a stop)
     const busy = this.lines.length >= (this.server.limits.maxQueuedLines ?? DEFAULTS.maxQueuedLines)
       || this.queuedBytes > this.server.limits.maxMessageBytes || this.socket.writableLength > WRITE_HIGH_WATER;
     if (busy) this.socket.pause();
@@ -199,6 +227,7 @@ export class Connection {
   }
 
   onData(chunk: string): void {
+    if (this.stream) return this.stream.onInput();
     this.touch();
     this.buffered += chunk;
     let nl: number;
@@ -220,6 +249,7 @@ export class Connection {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     const ms = this.server.limits.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs;
     this.idleTimer = setTimeout(() => {
+      if (this.stream) return;
       if (this.subscriptions.size > 0 || this.processing) return this.touch();
       this.server.refuse('idle');
       this.end();
@@ -279,6 +309,12 @@ export class Connection {
     if (!Array.isArray(msg)) {
       const r = await this.one(msg);
       if (r) this.reply(r);
+      const take = this.upgradeTo;
+      this.upgradeTo = null;
+      if (take) {
+        const owner = take(r && 'result' in r && !this.closed ? this.socket : null);
+        if (owner) this.startStream(owner);
+      }
       return;
     }
     const max = this.server.limits.maxBatch ?? DEFAULTS.maxBatch;
@@ -287,8 +323,26 @@ export class Connection {
       return this.reply(this.error(null, 'InvalidRequest', `batches hold 1 to ${max} requests`));
     }
     const replies: JSONRPCResponse[] = [];
-    let bytes = 0;
+    this.inBatch = true;
+    try {
+      await this.batch(msg, replies);
+    } finally {
+      this.inBatch = false;
+    }
+    if (replies.length > 0) this.reply(replies);
+  }
+
+  private startStream(owner: StreamOwner): void {
+    this.stream = owner;
+    this.lines.length = 0;
+    this.queuedBytes = 0;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.socket.resume();
+  }
+
+  private async batch(msg: unknown[], replies: JSONRPCResponse[]): Promise<void> {
     const maxBytes = this.server.limits.maxReplyBytes ?? DEFAULTS.maxReplyBytes;
+    let bytes = 0;
     for (const item of msg) {
       if (this.closed) return;
       const id = typeof item === 'object' && item !== null && 'id' in item && validId((item as { id: unknown }).id) ? (item as { id: string | number | null }).id : null;
@@ -304,7 +358,6 @@ export class Connection {
         replies.push(r);
       }
     }
-    if (replies.length > 0) this.reply(replies);
   }
 
   /** One request (or notification): the envelope, then the method. */
@@ -327,6 +380,9 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
+    const stream = this.stream;
+    this.stream = null;
+    stream?.onClose();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const unsub of this.subscriptions.values()) unsub();
     this.subscriptions.clear();

@@ -101,6 +101,25 @@ export function getgrnamR(name: string): number | null {
   return null;
 }
 
+const getpwnamRaw = libc.func('int getpwnam_r(const char *name, _Out_ uint8_t *pwd, _Out_ uint8_t *buf, size_t buflen, _Out_ void **result)') as
+  (name: string, pwd: Uint8Array, buf: Uint8Array, len: number, result: unknown[]) => number;
+/** struct passwd's pw_uid: after two pointers (pw_name, pw_passwd) on 64-bit Linux. */
+const PW_UID_OFFSET = 16;
+
+/** getpwnam_r: the uid of a user by name (any NSS source), or null if there is none. */
+export function getpwnamR(name: string): number | null {
+  const pwd = Buffer.alloc(48);
+  for (let size = 16 << 10; size <= 1 << 20; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const result: unknown[] = [null];
+    const ret = getpwnamRaw(name, pwd, buf, buf.length, result);
+    if (ret === ERANGE) continue;
+    if (ret !== 0 || result[0] === null) return null;
+    return pwd.readUInt32LE(PW_UID_OFFSET);
+  }
+  return null;
+}
+
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;

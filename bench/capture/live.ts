@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: Apache-2.0
+// Live capture to a file: packets/s with zero loss and CPU per packet, ebpfmon's capture
+// path (the real daemon and `ebpfmonctl capture -w FILE`: engine, perf rings, pcapng
+// writer in the daemon, bytes copied to the file by the CLI) next to `tcpdump -w` on the
+// same traffic in the same run, and next to no capture at all.
+//
+// Traffic: trafgen in host `gen` sends N UDP frames at a fixed rate into a veth whose other
+// end is in host `mon` (where the daemon and the capture tools run). The frames are
+// addressed to another MAC (PACKET_OTHERHOST), so the stack drops them right after TC
+// ingress and the packet taps: what is measured is capture, not UDP. Each trial captures
+// with one tool (filter `udp` for both), then counts what landed in the file against what
+// the interface received (rx_packets of the veth in mon). CPU: the tool's own processes
+// (utime + stime; ebpfmon: the daemon's and the CLI's together), and the whole machine's busy time (/proc/stat) minus the no-capture
+// trial at the same rate (the kernel side of each tool: AF_PACKET's copy, or the classifier
+// hand-off, engine and perf copy, runs in softirq, not in the tool's process).
+import fs from 'node:fs';
+import path from 'node:path';
+import Table from 'cli-table3';
+import { median, sleep } from '../lib/harness.js';
+import { cpuSplitMs } from '../lib/proc.js';
+import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
+import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
+import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
+
+type Tool = 'none' | 'tcpdump' | 'ebpfmon';
+
+export interface LiveTrial {
+  tool: Tool;
+  rate: number;
+  frameBytes: number;
+  sent: number;
+  received: number;
+  captured: number;
+  /** What the tool itself says it lost (tcpdump: dropped by kernel; ebpfmon: ring full). */
+  toolDrops: number;
+  toolCpuMs: number;
+  toolSysMs: number;
+  machineBusyMs: number;
+  wallMs: number;
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat "cpu" line). */
+function machineJiffies(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3]! + f[4]!;
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+const JIFFY_MS = 10; // CLK_TCK 100
+
+/** A trafgen configuration: one UDP frame of `bytes` to a MAC nobody has. */
+function trafgenConfig(bytes: number): string {
+  const ipLen = bytes - 14;
+  const payload = ipLen - 28;
+  return `{
+  0x02, 0x00, 0x00, 0x00, 0x00, 0x99,  0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  0x08, 0x00,
+  0x45, 0x00, const16(${ipLen}), const16(1), const16(0x4000), 0x40, 17, csumip(14, 33),
+  198, 18, 250, 1,  198, 18, 250, 2,
+  const16(40000), const16(9000), const16(${payload + 8}), const16(0),
+  fill(0x61, ${payload})
+}\n`;
+}
+
+async function rxPackets(host: Host, ifname: string): Promise<{ packets: number; dropped: number }> {
+  const r = await host.exec('ip', ['-j', '-s', 'link', 'show', 'dev', ifname]);
+  const s = (JSON.parse(r.stdout) as Array<{ stats64: { rx: { packets: number; dropped: number } } }>)[0]!.stats64.rx;
+  return { packets: s.packets, dropped: s.dropped };
+}
+
+/** Enhanced Packet Blocks in a pcapng file (a block walk; the tests check the format itself). */
+function countEpbs(file: string): number {
+  const b = fs.readFileSync(file);
+  let n = 0;
+  for (let o = 0; o + 12 <= b.length; ) {
+    const len = b.readUInt32LE(o + 4);
+    if (len < 12) break;
+    if (b.readUInt32LE(o) === 6) n++;
+    o += len;
+  }
+  return n;
+}
+
+export class LiveBench {
+  private daemon: TestDaemon | null = null;
+  private mon!: Host;
+  private gen!: Host;
+  private link!: LinkInfo;
+  private dir!: string;
+  private cfgFiles = new Map<number, string>();
+
+  constructor(private readonly lab: Lab, private readonly pages = 1024) {}
+
+  async setup(): Promise<void> {
+    this.mon = await this.lab.host('mon');
+    this.gen = await this.lab.host('gen');
+    this.link = await this.lab.link(this.gen, this.mon);
+    this.dir = this.lab.tmpdir();
+    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } } });
+    const t0 = Date.now();
+    while (!(await this.daemon.call('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
+      if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');
+      await sleep(100);
+    }
+  }
+
+  private cfg(bytes: number): string {
+    let f = this.cfgFiles.get(bytes);
+    if (!f) {
+      f = path.join(this.dir, `udp${bytes}.cfg`);
+      fs.writeFileSync(f, trafgenConfig(bytes));
+      this.cfgFiles.set(bytes, f);
+    }
+    return f;
+  }
+
+  /** Starts a tool; resolves with its pid and a stop function that returns (captured, drops). */
+  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; cpu0?: { user: number; sys: number }; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number }> }> {
+    if (tool === 'none') return { pid: null, stop: async () => ({ captured: 0, drops: 0, cpuMs: 0, sysMs: 0 }) };
+    const cpu = (pid: number) => {
+      const c = cpuSplitMs(pid);
+      return { cpuMs: c.user + c.sys, sysMs: c.sys };
+    };
+    if (tool === 'tcpdump') {
+      const p = this.mon.spawn('tcpdump', ['-i', this.link.b.ifname, '-n', '-s', '0', '-w', file, 'udp']);
+      let err = '';
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
+        p.stderr!.setEncoding('utf8').on('data', (d: string) => {
+          err += d;
+          if (err.includes('listening on')) { clearTimeout(t); resolve(); }
+        });
+      });
+      return {
+        pid: p.pid!,
+        stop: async () => {
+          // Wait for tcpdump's buffer block timeout so the last packets reach the file.
+          await sleep(1200);
+          const c = cpu(p.pid!);
+          const exited = new Promise((r) => p.once('exit', r));
+          process.kill(p.pid!, 'SIGINT');
+          await exited;
+          const drops = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? NaN);
+          return { captured: readPcapRecords(file).records.length, drops, ...c };
+        },
+      };
+    }
+    const d = this.daemon!;
+    const p = this.mon.spawn(process.execPath, [CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', 'udp']);
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
+      p.stderr!.setEncoding('utf8').on('data', (x: string) => {
+        err += x;
+        if (err.includes('capturing on')) { clearTimeout(t); resolve(); }
+      });
+      p.once('exit', () => reject(new Error(`ebpfmonctl capture exited: ${err}`)));
+    });
+    const both = () => {
+      const a = cpuSplitMs(p.pid!);
+      const b = cpuSplitMs(d.pid);
+      return { user: a.user + b.user, sys: a.sys + b.sys, cli: a.user + a.sys, daemon: b.user + b.sys };
+    };
+    void pageCnt;
+    const cpuStart = both();
+    return {
+      pid: p.pid!,
+      cpu0: cpuStart,
+      stop: async () => {
+        await sleep(300);
+        const c = both();
+        const c0 = cpuStart;
+        console.error(`ebpfmon CPU ms during the trial: daemon ${c.daemon - c0.daemon}, CLI ${c.cli - c0.cli}`);
+        const st = (await d.call('status')).capture?.sessions[0]?.counters;
+        const exited = new Promise((r) => p.once('exit', r));
+        process.kill(p.pid!, 'SIGINT');
+        await exited;
+        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0), cpuMs: c.user + c.sys, sysMs: c.sys };
+      },
+    };
+  }
+
+  async trial(tool: Tool, rate: number, frameBytes: number, packets: number, pageCnt = 1024): Promise<LiveTrial> {
+    const file = path.join(process.env.EBPFMON_BENCH_OUT_DIR ?? this.dir, `${tool}.${tool === 'ebpfmon' ? 'pcapng' : 'pcap'}`);
+    fs.rmSync(file, { force: true });
+    const t = await this.startTool(tool, file, pageCnt);
+    const rx0 = await rxPackets(this.mon, this.link.b.ifname);
+    // The tool's CPU from here on: start-up (Node, loading and verifying the programs) is
+    // paid once per session, not per packet.
+    const cpu0 = t.pid === null ? { user: 0, sys: 0 } : (t.cpu0 ?? cpuSplitMs(t.pid));
+    const m0 = machineJiffies();
+    const w0 = performance.now();
+    await this.gen.exec('trafgen', ['-o', this.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });
+    const wall = performance.now() - w0;
+    const m1 = machineJiffies();
+    const r = await t.stop();
+    const rx1 = await rxPackets(this.mon, this.link.b.ifname);
+    fs.rmSync(file, { force: true });
+    return {
+      tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
+      toolCpuMs: r.cpuMs - cpu0.user - cpu0.sys, toolSysMs: r.sysMs - cpu0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.daemon?.stop('SIGKILL');
+  }
+}
+
+export function liveTable(trials: LiveTrial[]): string {
+  const t = new Table({
+    head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt'],
+    style: { head: [], border: [] },
+  });
+  const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
+  const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.sent);
+  for (const k of keys) {
+    const [bytes, rate] = k.split('|').map(Number);
+    for (const tool of ['none', 'tcpdump', 'ebpfmon'] as const) {
+      const xs = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === tool);
+      if (!xs.length) continue;
+      const zero = xs.filter((x) => tool === 'none' || x.captured === x.sent).length;
+      const cpu = per(xs, (x) => x.toolCpuMs);
+      t.push([
+        `${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), tool, String(median(xs.map((x) => x.received))),
+        tool === 'none' ? '-' : `${median(xs.map((x) => x.captured))} (drops ${median(xs.map((x) => x.toolDrops))})`,
+        tool === 'none' ? '-' : `${zero} of ${xs.length}`,
+        tool === 'none' ? '-' : `${median(cpu).toFixed(0)} (${Math.min(...cpu).toFixed(0)}..${Math.max(...cpu).toFixed(0)})`,
+        tool === 'none' ? '-' : median(per(xs, (x) => x.toolSysMs)).toFixed(0),
+      ]);
+    }
+  }
+  return t.toString();
+}

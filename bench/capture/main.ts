@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+// bench/capture: what capture and mirror sessions cost (issue 13).
+//
+//   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
+//     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
+//     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
+//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon]
+//     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
+//
+// engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the classifier without the hook chain in the
+//         same repetitions (bench/capture/engine.ts).
+// live:   packets/s captured to a pcapng file with zero loss and CPU per packet, next to
+//         `tcpdump -w` on the same traffic in the same run (bench/capture/live.ts).
+import { Lab } from '../../test/helpers/lab.js';
+import { machine, numArg } from '../lib/harness.js';
+import { strArg } from '../lib/proc.js';
+import { engineBench, engineTable } from './engine.js';
+import { LiveBench, liveTable, type LiveTrial } from './live.js';
+
+const PART = strArg('part') ?? 'all';
+const REPS = numArg('reps', 5);
+const DEADLINE = Date.now() + numArg('max-minutes', 15) * 60_000;
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/capture needs root');
+  const lab = await Lab.create();
+  try {
+    console.log(`bench/capture - ${machine()}`);
+    if (PART === 'engine' || PART === 'all') {
+      const { rows, reps } = await engineBench({ reps: REPS, repeat: numArg('repeat', 1_000_000), deliverRepeat: numArg('deliver-repeat', 50_000), lab, deadline: DEADLINE });
+      console.log(`\nper-packet cost in TC: BPF_PROG_TEST_RUN, kernel-measured ns per run, IPv4 TCP 64 B frame of an existing flow, ingress;`);
+      console.log(`${reps} repetitions after a warm-up, medians; "added" is the median of per-repetition differences from the classifier built without the hook chain (flows_nohooks), run in the same repetition`);
+      console.log('(the floor row: from an empty TC program).');
+      console.log(engineTable(rows));
+    }
+    if (PART === 'live' || PART === 'all') {
+      const live = new LiveBench(lab, numArg('pages', 1024));
+      await live.setup();
+      const trials: LiveTrial[] = [];
+      const seconds = numArg('seconds', 2);
+      const only = numArg('only-bytes', 0);
+      const onlyRate = strArg('only-rate');
+      const configs = ([[64, 100_000], [64, 200_000], [64, 300_000], [64, 0], [1500, 50_000], [1500, 100_000], [1500, 0]] as Array<[number, number]>)
+        .filter(([b, r]) => (!only || b === only) && (onlyRate === undefined || r === Number(onlyRate)));
+      const toolsWanted = (strArg('tools') ?? 'none,tcpdump,ebpfmon').split(',');
+      const liveReps = numArg('live-reps', 3);
+      try {
+        for (let rep = 0; rep < liveReps && Date.now() < DEADLINE; rep++) {
+          for (const [bytes, rate] of configs) {
+            const packets = rate ? rate * seconds : numArg('max-packets', 600_000);
+            // Rotate the order so that no tool always runs first at a rate.
+            const tools = (['none', 'tcpdump', 'ebpfmon'] as const).map((_, i, a) => a[(i + rep) % a.length]!);
+            for (const tool of tools.filter((t) => toolsWanted.includes(t))) trials.push(await live.trial(tool, rate, bytes, packets, numArg('pages', 1024)));
+          }
+          console.error(`capture live: rep ${rep + 1} done`);
+        }
+      } finally {
+        await live.close();
+      }
+      console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
+      console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent. ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU.`);
+      console.log(liveTable(trials));
+    }
+  } finally {
+    await lab.destroy();
+  }
+}
+
+await main();

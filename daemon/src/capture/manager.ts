@@ -1,0 +1,615 @@
+// SPDX-License-Identifier: Apache-2.0
+// Capture and mirror sessions in the daemon: the capture component deployed on the
+// classifier's pins, the engine (engine.ts), the perf rings read while capture sessions
+// run, one pcapng stream per capture session written to the client's sink, and the
+// mirrors with their tunnel devices, restored from the kernel after a daemon restart.
+// Knows no transport: adapters hand it a sink and tell it when the client asked to stop or
+// went away.
+import type { Logger } from 'pino';
+import type { Deployment } from '../bpf/deployment.js';
+import type { ProbeStatus } from '../bpf/manifest.js';
+import { AppError } from '../errors.js';
+import { parseIp } from '../net/ip.js';
+import { listLinks } from '../net/netlink.js';
+import type {
+  CaptureCounters, CaptureInterface, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
+  MirrorView,
+} from '../contract/capture.js';
+import { CaptureEngine, type ClassifierHooks, type KernelCounters, type MirrorTarget, type SessionSpec } from './engine.js';
+import { PerfRingReader } from './perfbuf.js';
+import { procDetails } from './procinfo.js';
+import type { ProcessDetails } from './comments.js';
+import { linkTypeOf, resolveSelector, type ResolvedSelector } from './resolve.js';
+import { CaptureStream } from './stream.js';
+import { TimeBase } from './timebase.js';
+import { pathTo, TunnelUnavailable, Tunnels, TUNNEL_DEVICES, tunnelKind, tunnelOverhead, type PathInfo } from './tunnels.js';
+import { CAP_KIND, CAP_MAPS, CAP_PROGS, CAP_SESSIONS, CAPTURE_COMPONENT } from './wire.js';
+import type { TunnelKind } from '../net/netlink.js';
+
+export interface CaptureOptions {
+  /** Pages per CPU of the perf rings (a power of two). */
+  perfPagesPerCpu: number;
+  /** Default interval of statistics blocks while streaming (ms; 0: only at the end). */
+  statsIntervalMs: number;
+  /** UDP port of the vxlan tunnel device. */
+  vxlanPort: number;
+  /** Bytes a client may have unread before its session drops packets (counted). */
+  maxClientBacklog: number;
+  /** Capture sessions one uid may run at once (root and the ebpfmon group too). */
+  maxSessionsPerUid: number;
+}
+
+export interface CaptureDeps {
+  deployment: Deployment;
+  hooks: ClassifierHooks;
+  logger: Logger;
+  options: CaptureOptions;
+  /** What is known about a process for packet comments (default: /proc). */
+  describe?: (pid: number) => ProcessDetails | null;
+  /** The interfaces the classifier runs on now. */
+  interfaces: () => CaptureInterface[];
+}
+
+/** Where a capture session's pcapng goes (the adapter's client connection). */
+export interface CaptureSink {
+  /** Hands a chunk to the client. */
+  write(chunk: Buffer): void;
+  /** Bytes handed and not yet taken by the client. */
+  backlog(): number;
+  /** No more data: flush and close the stream. */
+  end(): void;
+}
+
+/** A running capture session, as the adapter holds it. */
+export interface CaptureHandle {
+  readonly id: string;
+  readonly result: CaptureStartResult;
+  /** The client asked to stop: the last packets and statistics are written, then the sink ends. */
+  finish(): void;
+  /** The client went away: the session ends at once, nothing more is written. */
+  abort(): void;
+  /** Resolves when the session ended, with its final counts. */
+  readonly done: Promise<CaptureCounters>;
+}
+
+export interface CaptureRequest {
+  selector: ResolvedSelector;
+  /** The user's selector as given (capture.list shows it). */
+  given: CaptureSelector;
+  snaplen: number;
+  count?: number;
+  durationMs?: number;
+  statsIntervalMs?: number;
+  owner: { uid: number; pid: number | null };
+}
+
+/** What a mirror keeps in the kernel next to its counters (emon_cap_spec), to come back after a restart. */
+interface MirrorDeclaration {
+  v: 1;
+  kind: 'mirror';
+  spec: MirrorSpec;
+  source: 'config' | 'api';
+  createdAt: string;
+  resolved: {
+    tgids: number[];
+    uids: number[];
+    cgroupIds: string[];
+    comms: string[];
+    interfaces: CaptureInterface[];
+    direction?: 'in' | 'out';
+    expression: string;
+  };
+}
+
+interface Mirror {
+  name: string;
+  slot: number;
+  decl: MirrorDeclaration;
+  remote: Buffer;
+  kind: TunnelKind;
+  path: PathInfo;
+  tunnelIfindex: number;
+}
+
+const ZERO_CAPTURE: CaptureCounters = { matched: 0, matchedBytes: 0, captured: 0, capturedBytes: 0, dropped: 0, clientDropped: 0, written: 0, truncated: 0 };
+
+function mirrorCounters(k: KernelCounters): MirrorCounters {
+  return {
+    matched: k.matched, matchedBytes: k.matchedBytes, mirrored: k.mirrored, mirroredBytes: k.mirroredBytes, truncated: k.truncated,
+    rateLimited: k.rateLimited, failed: k.failed, tooBig: k.tooBig,
+  };
+}
+
+/** The collector's address as the kernel keeps it: 4 bytes (IPv4) or 16. */
+function collectorBytes(to: string): Buffer {
+  const ip = parseIp(to);
+  if (!ip) throw new AppError('InvalidParams', `params.to: ${to} is not an IP address`, { field: 'params.to', value: to });
+  return Buffer.from(ip.family === 'ipv4' ? ip.bytes.subarray(0, 4) : ip.bytes);
+}
+
+let nextSession = 1;
+
+class CaptureSession implements CaptureHandle {
+  readonly id = `cap-${nextSession++}`;
+  readonly startedAt = new Date();
+  clientDropped = 0;
+  private ended = false;
+  private timers: NodeJS.Timeout[] = [];
+  private resolveDone!: (c: CaptureCounters) => void;
+  readonly done = new Promise<CaptureCounters>((r) => (this.resolveDone = r));
+  final: CaptureCounters | null = null;
+
+  constructor(
+    readonly slot: number,
+    readonly req: CaptureRequest,
+    readonly result: CaptureStartResult,
+    readonly stream: CaptureStream,
+    private readonly sink: CaptureSink,
+    private readonly m: CaptureManager,
+    private readonly maxBacklog: number,
+  ) {}
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  start(statsMs: number): void {
+    if (statsMs > 0) {
+      const t = setInterval(() => {
+        this.stream.statistics(this.counters());
+        this.stream.writer.flush();
+      }, statsMs);
+      t.unref();
+      this.timers.push(t);
+    }
+    if (this.req.durationMs !== undefined) {
+      const t = setTimeout(() => this.finish(), this.req.durationMs);
+      t.unref();
+      this.timers.push(t);
+    }
+  }
+
+  onRecord(buf: Buffer, u32: Uint32Array, off: number, len: number, bit: number): void {
+    if (this.ended || this.stream.done) return;
+    if (this.sink.backlog() > this.maxBacklog) {
+      this.clientDropped++;
+      return;
+    }
+    this.stream.onRecord(buf, u32, off, len);
+    if (this.stream.done) setImmediate(() => this.finish());
+    void bit;
+  }
+
+  flush(): void {
+    if (!this.ended) this.stream.writer.flush();
+  }
+
+  counters(): CaptureCounters {
+    if (this.final) return this.final;
+    const k = this.m.kernelCounters(this.slot);
+    return {
+      matched: k.matched, matchedBytes: k.matchedBytes, captured: k.captured, capturedBytes: k.capturedBytes, dropped: k.dropped,
+      clientDropped: this.clientDropped, written: this.stream.packets, truncated: this.stream.truncated,
+    };
+  }
+
+  finish(): void {
+    if (this.ended) return;
+    this.m.endCapture(this, true);
+  }
+
+  abort(): void {
+    if (this.ended) return;
+    this.m.endCapture(this, false);
+  }
+
+  /** Called by the manager once the kernel no longer selects for the session. */
+  close(graceful: boolean, final: CaptureCounters): void {
+    this.ended = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.final = final;
+    if (graceful) {
+      this.stream.statistics(final);
+      this.stream.writer.flush();
+      this.sink.end();
+    }
+    this.resolveDone(final);
+  }
+}
+
+export class CaptureManager {
+  private readonly log: Logger;
+  private readonly captures = new Map<string, CaptureSession>();
+  private readonly mirrors = new Map<string, Mirror>();
+  private reader: PerfRingReader | null = null;
+  private readonly timebase = new TimeBase();
+  private readonly tunnels: Tunnels;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private linkNames = new Map<number, { name: string; l2: number }>();
+  /** Losses of ended capture sessions (status reports totals since start). */
+  private readonly ended = { dropped: 0, clientDropped: 0 };
+  private ringLostBefore = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly d: CaptureDeps,
+    private readonly engine: CaptureEngine,
+    readonly probes: ProbeStatus[],
+    private readonly mirrorAvailable: boolean,
+  ) {
+    this.log = d.logger.child({ component: 'capture' });
+    this.tunnels = new Tunnels(d.deployment, d.logger, d.options.vxlanPort);
+  }
+
+  /**
+   * Deploys capture.bpf.o (adopting the pinned programs when they are current), takes over
+   * the kernel's sessions: mirrors come back with their slots and counters, capture
+   * sessions of a previous daemon (their clients are gone) are removed. Throws when the
+   * capture programs cannot be loaded (the caller reports capture as unavailable).
+   */
+  static open(d: CaptureDeps): CaptureManager {
+    const res = d.deployment.deploy(CAPTURE_COMPONENT);
+    const cap = res.probes.find((p) => p.capability === 'capture');
+    if (!cap?.active) throw new AppError('NotAvailable', `the capture programs did not load: ${cap?.inactive.map((i) => i.reason).join('; ') ?? 'unknown reason'}`);
+    const dep = d.deployment;
+    const maps = {
+      state: dep.map(CAP_MAPS.state), progs: dep.map(CAP_MAPS.progs), conf: dep.map(CAP_MAPS.conf), sessions: dep.map(CAP_MAPS.sessions),
+      stats: dep.map(CAP_MAPS.stats), rate: dep.map(CAP_MAPS.rate), spec: dep.map(CAP_MAPS.spec),
+    };
+    const engine = new CaptureEngine(maps, d.hooks, dep.progFd(CAP_PROGS.deliver));
+    const m = new CaptureManager(d, engine, res.probes, true);
+    m.restore();
+    m.refreshTimer = setInterval(() => m.refreshMirrors(), 5000);
+    m.refreshTimer.unref();
+    return m;
+  }
+
+  // --- restore ------------------------------------------------------------------------------
+
+  private restore(): void {
+    let stale = 0;
+    for (let slot = 0; slot < CAP_SESSIONS; slot++) {
+      const { kind, declaration } = this.engine.stored(slot);
+      if (kind === CAP_KIND.NONE) continue;
+      const decl = declaration as MirrorDeclaration | null;
+      if (kind === CAP_KIND.MIRROR && decl?.v === 1 && decl.kind === 'mirror' && !this.mirrors.has(decl.spec.name)) {
+        try {
+          this.startMirror(decl, slot, true);
+          continue;
+        } catch (err) {
+          this.log.error({ err, mirror: decl.spec.name }, `mirror ${decl.spec.name} could not be restored: ${(err as Error).message}`);
+        }
+      }
+      this.engine.clearSlot(slot);
+      stale++;
+    }
+    // The running engine may still select for sessions of a previous daemon: replace it.
+    this.engine.sync();
+    if (this.mirrors.size || stale) this.log.info({ mirrors: [...this.mirrors.keys()], staleCaptureSessions: stale }, 'capture sessions taken over from the kernel');
+  }
+
+  // --- capture sessions ---------------------------------------------------------------------
+
+  /** A selector as the kernel will compare it (throws InvalidParams naming the field). */
+  resolve(sel: CaptureSelector, prefix = 'params'): ResolvedSelector {
+    return resolveSelector(sel, { monitored: () => new Set(this.d.interfaces().map((i) => i.name)) }, prefix);
+  }
+
+  kernelCounters(slot: number): KernelCounters {
+    return this.engine.counters(slot);
+  }
+
+  private interfaceOf(ifindex: number): { ifindex: number; name: string; l2Len: number } | undefined {
+    let hit = this.linkNames.get(ifindex);
+    if (!hit) {
+      this.linkNames = new Map(listLinks().flatMap((l) => {
+        const lt = linkTypeOf(l);
+        return lt ? [[l.ifindex, { name: l.name, l2: lt === 'ethernet' ? 14 : 0 }] as const] : [];
+      }));
+      hit = this.linkNames.get(ifindex);
+    }
+    return hit ? { ifindex, name: hit.name, l2Len: hit.l2 } : undefined;
+  }
+
+  /** Capture sessions of `uid` running now. */
+  sessionsOf(uid: number): number {
+    return [...this.captures.values()].filter((s) => s.req.owner.uid === uid).length;
+  }
+
+  startCapture(req: CaptureRequest, sink: CaptureSink): CaptureHandle {
+    if (this.closed) throw new AppError('NotAvailable', 'the daemon is stopping');
+    if (this.sessionsOf(req.owner.uid) >= this.d.options.maxSessionsPerUid) {
+      throw new AppError('TooManySessions', `uid ${req.owner.uid} runs ${this.d.options.maxSessionsPerUid} capture sessions already (capture.maxSessionsPerUid)`);
+    }
+    const sel = req.selector;
+    const spec: SessionSpec = {
+      kind: 'capture', expression: sel.expression, snaplen: req.snaplen, ifindexes: sel.interfaces.map((i) => i.ifindex), direction: sel.direction,
+      tgids: sel.tgids, uids: sel.uids, cgroupIds: sel.cgroupIds, comms: sel.comms,
+    };
+    const active = this.engine.add(spec);
+    let stream: CaptureStream;
+    try {
+      this.ensureReader();
+      stream = new CaptureStream({ write: (b) => (sink.write(b), true) }, {
+        slot: active.slot, snaplen: req.snaplen, filter: sel.expression, timebase: this.timebase, count: req.count,
+        interfaceOf: (i) => this.interfaceOf(i),
+        describe: this.d.describe ?? procDetails,
+      });
+    } catch (err) {
+      this.engine.remove(active.slot);
+      this.releaseReaderIfIdle();
+      throw err;
+    }
+    const ifaces = sel.interfaces.length ? sel.interfaces : this.monitoredInterfaces();
+    const result: CaptureStartResult = {
+      session: '',
+      pids: sel.tgids,
+      uids: sel.uids,
+      cgroupIds: sel.cgroupIds.map(String),
+      interfaces: ifaces,
+      expressionMissingOn: ifaces.filter((i) => !active.linkTypes.includes(i.linkType === 'ethernet' ? 1 : 12)).map((i) => i.name),
+      snaplen: req.snaplen,
+      format: 'pcapng',
+    };
+    const s = new CaptureSession(active.slot, req, result, stream, sink, this, this.d.options.maxClientBacklog);
+    result.session = s.id;
+    this.captures.set(s.id, s);
+    stream.writer.flush(); // the section header, at once: `| tshark -r -` starts reading
+    s.start(req.statsIntervalMs ?? this.d.options.statsIntervalMs);
+    this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, expression: sel.expression }, 'capture session started');
+    return s;
+  }
+
+  /** Ends a capture session: the kernel stops selecting for it first, then what the rings
+   * hold is written (graceful) and the final statistics. */
+  endCapture(s: CaptureSession, graceful: boolean): void {
+    if (s.isEnded) return;
+    this.engine.remove(s.slot);
+    if (graceful && this.reader) this.drainAll();
+    const final = s.counters();
+    this.captures.delete(s.id);
+    s.close(graceful, final);
+    this.ended.dropped += final.dropped;
+    this.ended.clientDropped += final.clientDropped;
+    this.releaseReaderIfIdle();
+    this.log.info({ session: s.id, ...final, graceful }, 'capture session ended');
+  }
+
+  stopCapture(id: string, caller: { uid: number; seesAll: boolean }): Promise<CaptureCounters> {
+    const s = this.captures.get(id);
+    if (!s || (!caller.seesAll && s.req.owner.uid !== caller.uid)) throw new AppError('NotFound', `no capture session ${id}${caller.seesAll ? '' : ` of uid ${caller.uid}`}`, { field: 'params.session', value: id });
+    s.finish();
+    return s.done;
+  }
+
+  listCaptures(uid?: number): CaptureSessionView[] {
+    return [...this.captures.values()].filter((s) => uid === undefined || s.req.owner.uid === uid).map((s) => ({
+      session: s.id, uid: s.req.owner.uid, pid: s.req.owner.pid, startedAt: s.startedAt.toISOString(), selector: s.req.given, snaplen: s.req.snaplen, counters: s.counters(),
+    }));
+  }
+
+  private monitoredInterfaces(): CaptureInterface[] {
+    return this.d.interfaces();
+  }
+
+  private readonly onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
+    if (len < 20) return;
+    const sessions = u32[(off >> 2) + 4]!; // emon_cap_record.sessions
+    for (const s of this.captures.values()) {
+      const bit = 1 << s.slot;
+      if (sessions & bit) s.onRecord(buf, u32, off, len, bit);
+    }
+  };
+
+  private readonly flushAll = (): void => {
+    for (const s of this.captures.values()) s.flush();
+  };
+
+  private drainAll(): void {
+    while (this.reader && this.reader.drain(this.onSample, 1000, this.flushAll) > 0);
+    this.flushAll();
+  }
+
+  private ensureReader(): void {
+    if (this.reader) return;
+    const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
+    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.flushAll });
+    this.reader = r;
+  }
+
+  private releaseReaderIfIdle(): void {
+    if (this.captures.size > 0 || !this.reader) return;
+    this.ringLostBefore += this.reader.stats.lost;
+    this.reader.close();
+    this.reader = null;
+  }
+
+  // --- mirrors --------------------------------------------------------------------------------
+
+  private target(mi: Pick<Mirror, 'decl' | 'remote' | 'path' | 'tunnelIfindex'>): MirrorTarget {
+    const spec = mi.decl.spec;
+    const encap: MirrorEncap = spec.encap ?? 'vxlan';
+    return {
+      tunnelIfindex: mi.tunnelIfindex,
+      tunnelId: spec.vni ?? (encap === 'vxlan' ? 1 : 0),
+      remote: mi.remote,
+      encap,
+      overhead: tunnelOverhead(encap, mi.remote.length === 16),
+      mtu: mi.path.mtu ?? 0,
+      snaplen: spec.snaplen ?? 0,
+      ratePps: spec.ratePps ?? 0,
+    };
+  }
+
+  /** Puts a mirror in the kernel (a new slot, or its own slot when restored). */
+  private startMirror(decl: MirrorDeclaration, slot: number | null, restoring: boolean): Mirror {
+    const spec = decl.spec;
+    const remote = collectorBytes(spec.to);
+    const kind = tunnelKind(spec.encap ?? 'vxlan', remote.length === 16);
+    let tunnel;
+    try {
+      tunnel = this.tunnels.ensure(kind);
+    } catch (err) {
+      if (err instanceof TunnelUnavailable) throw new AppError('NotAvailable', `mirror ${spec.name}: ${err.message}`, { field: 'params.encap', value: spec.encap ?? 'vxlan' });
+      throw err;
+    }
+    const path = pathTo(remote);
+    const r = decl.resolved;
+    const mi: Mirror = { name: spec.name, slot: -1, decl, remote, kind, path, tunnelIfindex: tunnel.ifindex };
+    const active = this.engine.add({
+      kind: 'mirror', expression: r.expression, ifindexes: r.interfaces.map((i) => i.ifindex), direction: r.direction, tgids: r.tgids, uids: r.uids,
+      cgroupIds: r.cgroupIds.map((c) => BigInt(c)), comms: r.comms, mirror: this.target(mi),
+    }, { slot: slot ?? undefined, keepCounters: restoring, declaration: decl, defer: restoring });
+    mi.slot = active.slot;
+    this.mirrors.set(spec.name, mi);
+    this.log.info({ mirror: spec.name, slot: mi.slot, to: spec.to, encap: spec.encap ?? 'vxlan', device: tunnel.name, restored: restoring }, restoring ? 'mirror restored' : 'mirror added');
+    return mi;
+  }
+
+  addMirror(spec: MirrorSpec, sel: ResolvedSelector, source: 'config' | 'api'): MirrorView {
+    if (this.closed) throw new AppError('NotAvailable', 'the daemon is stopping');
+    if (!this.mirrorAvailable) throw new AppError('NotAvailable', 'mirror programs are not loaded on this kernel');
+    if (this.mirrors.has(spec.name)) throw new AppError('MirrorExists', `a mirror named ${spec.name} exists already`, { field: 'params.name', value: spec.name });
+    if (source === 'api' && pathTo(collectorBytes(spec.to)).mtu === null) {
+      throw new AppError('NoRoute', `no route to the collector ${spec.to} from the daemon's network namespace`, { field: 'params.to', value: spec.to });
+    }
+    const decl: MirrorDeclaration = {
+      v: 1, kind: 'mirror', spec, source, createdAt: new Date().toISOString(),
+      resolved: {
+        tgids: sel.tgids, uids: sel.uids, cgroupIds: sel.cgroupIds.map(String), comms: sel.comms, interfaces: sel.interfaces,
+        direction: sel.direction, expression: sel.expression,
+      },
+    };
+    return this.view(this.startMirror(decl, null, false));
+  }
+
+  removeMirror(name: string): { name: string; counters: MirrorCounters } {
+    const mi = this.mirrors.get(name);
+    if (!mi) throw new AppError('UnknownMirror', `no mirror named ${name}`, { field: 'params.name', value: name });
+    const counters = mirrorCounters(this.engine.counters(mi.slot));
+    this.engine.remove(mi.slot);
+    this.mirrors.delete(name);
+    if (![...this.mirrors.values()].some((m) => m.kind === mi.kind)) this.tunnels.release(mi.kind);
+    this.log.info({ mirror: name, ...counters }, 'mirror removed');
+    return { name, counters };
+  }
+
+  private state(mi: Mirror): string {
+    if (mi.path.mtu === null) return `no route to ${mi.decl.spec.to}`;
+    return 'active';
+  }
+
+  private view(mi: Mirror): MirrorView {
+    const spec = mi.decl.spec;
+    const encap = spec.encap ?? 'vxlan';
+    return {
+      name: mi.name, to: spec.to, encap, vni: spec.vni ?? (encap === 'vxlan' ? 1 : 0),
+      spec, state: this.state(mi), source: mi.decl.source, createdAt: mi.decl.createdAt, device: TUNNEL_DEVICES[mi.kind], pathMtu: mi.path.mtu,
+      interfaces: mi.decl.resolved.interfaces, counters: mirrorCounters(this.engine.counters(mi.slot)),
+    };
+  }
+
+  listMirrors(): MirrorView[] {
+    return [...this.mirrors.values()].map((m) => this.view(m));
+  }
+
+  mirror(name: string): MirrorView {
+    const mi = this.mirrors.get(name);
+    if (!mi) throw new AppError('UnknownMirror', `no mirror named ${name}`, { field: 'params.name', value: name });
+    return this.view(mi);
+  }
+
+  /** Paths to the collectors change (routes, MTUs, a tunnel device deleted by hand): look again. */
+  refreshMirrors(): void {
+    for (const mi of this.mirrors.values()) {
+      try {
+        const path = pathTo(mi.remote);
+        const tunnel = this.tunnels.existing(mi.kind) ?? this.tunnels.ensure(mi.kind);
+        if (path.mtu !== mi.path.mtu || tunnel.ifindex !== mi.tunnelIfindex) {
+          if (path.mtu === null && mi.path.mtu !== null) this.log.warn({ mirror: mi.name, to: mi.decl.spec.to }, 'no route to the collector: copies are lost until there is one');
+          mi.path = path;
+          mi.tunnelIfindex = tunnel.ifindex;
+          this.engine.updateMirror(mi.slot, this.target(mi));
+        }
+      } catch (err) {
+        this.log.warn({ err, mirror: mi.name }, 'refreshing the mirror failed');
+      }
+    }
+  }
+
+  /**
+   * Mirrors declared in the configuration: added when absent, removed when a configured one
+   * is no longer declared. A running mirror that differs from its declaration is kept and
+   * reported (removing it would reset its counters): `ebpfmonctl mirror remove` applies it.
+   */
+  applyDeclared(declared: Array<{ spec: MirrorSpec; selector: () => ResolvedSelector }>): Array<{ name: string; action: 'added' | 'kept' | 'removed' | 'conflict' | 'failed'; reason?: string }> {
+    const out: Array<{ name: string; action: 'added' | 'kept' | 'removed' | 'conflict' | 'failed'; reason?: string }> = [];
+    const names = new Set(declared.map((d) => d.spec.name));
+    for (const d of declared) {
+      const have = this.mirrors.get(d.spec.name);
+      if (have) {
+        const same = JSON.stringify(have.decl.spec) === JSON.stringify(d.spec);
+        out.push({ name: d.spec.name, action: same ? 'kept' : 'conflict' });
+        continue;
+      }
+      try {
+        this.addMirror(d.spec, d.selector(), 'config');
+        out.push({ name: d.spec.name, action: 'added' });
+      } catch (err) {
+        out.push({ name: d.spec.name, action: 'failed', reason: (err as Error).message });
+      }
+    }
+    for (const mi of [...this.mirrors.values()]) {
+      if (mi.decl.source === 'config' && !names.has(mi.name)) {
+        this.removeMirror(mi.name);
+        out.push({ name: mi.name, action: 'removed' });
+      }
+    }
+    return out;
+  }
+
+  // --- status ---------------------------------------------------------------------------------
+
+  status(pagesPerCpu = this.d.options.perfPagesPerCpu): CaptureStatus {
+    const caps = [...this.captures.values()].map((s) => ({ session: s.id, uid: s.req.owner.uid, counters: s.counters() }));
+    const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
+    const encap = (kinds: TunnelKind[]): { available: boolean; device: string | null; reason?: string } => {
+      const reason = kinds.map((k) => this.tunnels.reason(k)).find(Boolean);
+      // The device of a running mirror (status is asked often: no netlink dump here).
+      const used = [...this.mirrors.values()].find((m) => kinds.includes(m.kind));
+      return { available: !reason, device: used ? TUNNEL_DEVICES[used.kind] : null, ...(reason ? { reason } : {}) };
+    };
+    return {
+      available: true,
+      engine: 'generated eBPF (libpcap classic BPF translated, one program for all sessions)',
+      delivery: `perf event rings, ${pagesPerCpu} pages per CPU (while capture sessions run)`,
+      encaps: { vxlan: encap(['vxlan']), gre: encap(['gretap', 'ip6gretap']) },
+      sessions: caps,
+      mirrors,
+      loss: {
+        dropped: this.ended.dropped + caps.reduce((n, s) => n + s.counters.dropped, 0),
+        clientDropped: this.ended.clientDropped + caps.reduce((n, s) => n + s.counters.clientDropped, 0),
+        ringLost: this.ringLostBefore + (this.reader?.stats.lost ?? 0),
+        mirrorFailed: mirrors.reduce((n, m) => n + m.counters.failed, 0),
+        mirrorRateLimited: mirrors.reduce((n, m) => n + m.counters.rateLimited, 0),
+        mirrorTooBig: mirrors.reduce((n, m) => n + m.counters.tooBig, 0),
+      },
+    };
+  }
+
+  /**
+   * The daemon stops: capture sessions end (their clients get the last packets and
+   * statistics), mirrors keep running in the kernel (pinned), this process lets go.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    for (const s of [...this.captures.values()]) this.endCapture(s, true);
+    this.engine.close(true);
+    this.reader?.close();
+    this.reader = null;
+  }
+}
+
+export { ZERO_CAPTURE };

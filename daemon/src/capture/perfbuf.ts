@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+// The per-CPU perf event rings behind a BPF_MAP_TYPE_PERF_EVENT_ARRAY, read directly from
+// their mmapped pages in TypeScript, as daemon/src/bpf/ringbuf.ts reads a BPF ring buffer:
+// libbpf opens one perf event per CPU, maps its ring and stores its fd in the map
+// (perf_buffer__new_raw); its poll/consume callbacks are never used (a koffi callback per
+// record caps a Node reader near 1 M records/s, KERNEL-NOTES.md).
+//
+// Ring layout (include/uapi/linux/perf_event.h): page 0 is struct perf_event_mmap_page
+// (data_head u64 at 1024, written by the kernel; data_tail u64 at 1032, written by us),
+// then `size` bytes of data, NOT mapped twice: a record may wrap around the end. Records:
+// struct perf_event_header { u32 type; u16 misc; u16 size; }, 8-byte aligned.
+//   PERF_RECORD_SAMPLE (9) with PERF_SAMPLE_RAW: u32 raw size, then the BPF program's bytes.
+//   PERF_RECORD_LOST (2): u64 id, u64 lost - records the kernel could not write (ring full).
+import koffi from 'koffi';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import * as L from '../bpf/libbpf.js';
+import { BpfError } from '../bpf/errors.js';
+import { lastErrno } from '../sys/libc.js';
+
+const PAGE = 4096;
+const HEAD = 1024;
+const TAIL = 1032;
+const PERF_RECORD_LOST = 2;
+const PERF_RECORD_SAMPLE = 9;
+const LO = os.endianness() === 'LE' ? 0 : 1;
+const HI = 1 - LO;
+const TWO32 = 2 ** 32;
+
+/** struct perf_event_attr for BPF output (the first 64 bytes, PERF_ATTR_SIZE_VER0, are all we set). */
+function bpfOutputAttr(watermarkBytes: number): Buffer {
+  const a = Buffer.alloc(128);
+  a.writeUInt32LE(1, 0); // PERF_TYPE_SOFTWARE
+  a.writeUInt32LE(128, 4); // size
+  a.writeBigUInt64LE(10n, 8); // PERF_COUNT_SW_BPF_OUTPUT
+  a.writeBigUInt64LE(1n, 16); // sample_period
+  a.writeBigUInt64LE(1n << 10n, 24); // PERF_SAMPLE_RAW
+  a.writeBigUInt64LE(1n << 14n, 40); // flags: watermark (wake up by bytes, not per record)
+  a.writeUInt32LE(watermarkBytes, 48); // wakeup_watermark
+  return a;
+}
+
+/** Called for each sample: the raw bytes the program wrote are at [offset, offset + length)
+ * of `buf` (and of `u32`, the same memory as 32-bit words: offset is a multiple of 4). Valid until the next beforeRelease() call of
+ * drain(), which is when the reader gives the space back to the kernel. */
+export type SampleHandler = (buf: Buffer, u32: Uint32Array, offset: number, length: number, cpu: number) => void;
+
+export interface PerfStats {
+  samples: number;
+  /** Records the kernel dropped because a ring was full (PERF_RECORD_LOST), summed. */
+  lost: number;
+  drains: number;
+  maxDrainMs: number;
+}
+
+interface Ring {
+  cpu: number;
+  fd: number;
+  size: number;
+  mask: number;
+  ctl: Uint32Array; // the control page as u32 words
+  data: DataView;
+  bytes: Buffer;
+  u32: Uint32Array;
+}
+
+// Never called (the rings are read directly), but libbpf wants a function.
+let noop: unknown = null;
+
+export class PerfRingReader {
+  readonly stats: PerfStats = { samples: 0, lost: 0, drains: 0, maxDrainMs: 0 };
+  private pb: L.Ptr | null;
+  private readonly rings: Ring[] = [];
+  /** Wrapped records are copied here to be handed over contiguously. */
+  private readonly wrapBuf = Buffer.from(new ArrayBuffer(1 << 21)); // a record: 72 + at most 0xfffff bytes
+  private readonly wrap = new Uint32Array(this.wrapBuf.buffer, this.wrapBuf.byteOffset, this.wrapBuf.length / 4);
+  private timer: NodeJS.Timeout | null = null;
+  private readonly polls: Array<ReturnType<typeof koffi.node.poll>> = [];
+
+  /**
+   * Opens rings of `pageCnt` pages (a power of two) per CPU for the PERF_EVENT_ARRAY map
+   * `mapFd`; the kernel wakes pollers once `watermark` bytes wait (default a quarter ring).
+   */
+  constructor(mapFd: number, readonly pageCnt = 1024, watermark?: number) {
+    if (!Number.isInteger(Math.log2(pageCnt))) throw new RangeError(`pageCnt ${pageCnt} is not a power of two`);
+    noop ??= koffi.register(() => 0, L.perfEventFnType);
+    const attr = bpfOutputAttr(watermark ?? (pageCnt * PAGE) / 4);
+    const pb = L.perf_buffer__new_raw(mapFd, pageCnt, attr, noop, null, null);
+    if (pb === null) throw new BpfError('creating', 'perf event rings', lastErrno(), { detail: `${pageCnt} pages per CPU` });
+    this.pb = pb;
+    const n = L.perf_buffer__buffer_cnt(pb);
+    const base = new BigUint64Array(1);
+    const size = new BigUint64Array(1);
+    for (let i = 0; i < n; i++) {
+      const ret = L.perf_buffer__buffer(pb, i, base, size);
+      if (ret < 0) throw new BpfError('mapping', 'perf event ring', -ret, { detail: `buffer ${i}` });
+      const sz = Number(size[0]);
+      const mem = koffi.view(base[0]!, PAGE + sz);
+      this.rings.push({
+        cpu: i, fd: L.perf_buffer__buffer_fd(pb, i), size: sz, mask: sz - 1,
+        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz), u32: new Uint32Array(mem, PAGE, sz / 4),
+      });
+    }
+  }
+
+  get cpus(): number {
+    return this.rings.length;
+  }
+
+  /** Bytes written by the kernel and not yet consumed, over all rings. */
+  pendingBytes(): number {
+    let n = 0;
+    for (const r of this.rings) n += loadPos(r.ctl, HEAD) - loadPos(r.ctl, TAIL);
+    return n;
+  }
+
+  /**
+   * Consumes every record present (at most `budgetMs` of work) and returns the number of
+   * samples handed to `handler`.
+   */
+  drain(handler: SampleHandler, budgetMs = 4, beforeRelease?: () => void): number {
+    if (!this.pb) return 0;
+    const t0 = performance.now();
+    let samples = 0;
+    for (const r of this.rings) {
+      let tail = loadPos(r.ctl, TAIL);
+      const head = loadPos(r.ctl, HEAD); // acquire: record bytes before head are visible
+      let n = 0;
+      while (tail < head) {
+        const off = tail % r.size; // positions pass 2^32: no bit masks on them
+        const type = r.data.getUint32(off, true);
+        const size = r.data.getUint16(off + 6, true);
+        if (size < 8) break; // corrupt; leave it (never seen)
+        if (type === PERF_RECORD_SAMPLE) {
+          // u32 raw size, then the program's bytes (raw size counts the padding). The
+          // 8-byte header never wraps (records are 8-aligned); what follows may.
+          const start = (off + 12) & r.mask;
+          const len = size - 12;
+          if (start + len <= r.size) {
+            handler(r.bytes, r.u32, start, len, r.cpu);
+          } else {
+            const first = r.size - start;
+            r.bytes.copy(this.wrapBuf, 0, start, r.size);
+            r.bytes.copy(this.wrapBuf, first, 0, len - first);
+            handler(this.wrapBuf, this.wrap, 0, len, r.cpu);
+          }
+          samples++;
+        } else if (type === PERF_RECORD_LOST) {
+          const lo = r.data.getUint32((off + 16) & r.mask, true);
+          const hi = r.data.getUint32((off + 20) & r.mask, true);
+          this.stats.lost += hi * TWO32 + lo;
+        }
+        tail += size;
+        if ((++n & 63) === 0) {
+          beforeRelease?.();
+          storePos(r.ctl, TAIL, tail); // give space back while we work
+          if (performance.now() - t0 > budgetMs) break;
+        }
+      }
+      beforeRelease?.();
+      storePos(r.ctl, TAIL, tail);
+    }
+    const dt = performance.now() - t0;
+    this.stats.samples += samples;
+    this.stats.drains++;
+    if (dt > this.stats.maxDrainMs) this.stats.maxDrainMs = dt;
+    return samples;
+  }
+
+  /**
+   * Reads on the event loop until close(). The kernel wakes the reader when a ring holds
+   * `watermark` bytes (a libuv poll per ring fd), so a busy capture costs one wakeup per
+   * watermark, not one per millisecond; a timer every `maxDelayMs` picks up what waits
+   * below the watermark (the latency bound of a quiet capture). A drain out of budget
+   * yields one loop turn and goes on.
+   */
+  start(handler: SampleHandler, opts: { maxDelayMs?: number; budgetMs?: number; beforeRelease?: () => void } = {}): void {
+    if (this.timer || this.polls.length) return;
+    const budget = opts.budgetMs ?? 4;
+    let again: NodeJS.Immediate | null = null;
+    const run = (): void => {
+      if (!this.pb) return;
+      this.drain(handler, budget, opts.beforeRelease);
+      if (this.pendingBytes() > 0 && !again) {
+        again = setImmediate(() => {
+          again = null;
+          run();
+        });
+      }
+    };
+    for (const r of this.rings) {
+      const p = koffi.node.poll(r.fd, { readable: true }, run);
+      this.polls.push(p);
+    }
+    this.timer = setInterval(run, opts.maxDelayMs ?? 50);
+    run();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const p of this.polls.splice(0)) p.close();
+    if (this.pb !== null) L.perf_buffer__free(this.pb);
+    this.pb = null;
+  }
+}
+
+/** u64 ring positions as two u32 halves (no BigInt per read; see ringbuf.ts loadPos). */
+function loadPos(ctl: Uint32Array, byteOff: number): number {
+  const w = byteOff / 4;
+  for (;;) {
+    const hi = Atomics.load(ctl, w + HI);
+    const lo = Atomics.load(ctl, w + LO);
+    if (Atomics.load(ctl, w + HI) === hi) return hi * TWO32 + lo;
+  }
+}
+
+function storePos(ctl: Uint32Array, byteOff: number, pos: number): void {
+  const w = byteOff / 4;
+  // We are the only writer of data_tail; the kernel reads it as one u64. Low half first:
+  // when the high half also changes (every 4 GiB) the value in between is smaller than
+  // the truth, so the kernel sees less free space, never more.
+  Atomics.store(ctl, w + LO, pos >>> 0);
+  const hi = Math.floor(pos / TWO32);
+  if (Atomics.load(ctl, w + HI) !== hi) Atomics.store(ctl, w + HI, hi);
+}

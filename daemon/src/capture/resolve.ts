@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+// A session's selector as the kernel compares it: process ids with the uid that owns each
+// (for the API's access check), a user as a uid, a cgroup path or systemd unit as the cgroup
+// ids of it and the cgroups below it, interface names as ifindexes. What does not resolve
+// is an error naming the field; nothing here decides who may select what (api/capture.ts
+// does).
+import fs from 'node:fs';
+import path from 'node:path';
+import { AppError, invalidParam } from '../errors.js';
+import { cgroup2Root } from '../sys/mounts.js';
+import { userUid } from '../sys/users.js';
+import { listLinks, type Link } from '../net/netlink.js';
+import type { CaptureDirection, CaptureInterface, CaptureSelector } from '../contract/capture.js';
+
+/** cgroups one session may select (each is a compare in the engine program). */
+export const MAX_CGROUPS = 64;
+
+export interface ResolvedSelector {
+  tgids: number[];
+  /** The owner (real uid) of each process in `tgids`, for the access check. */
+  pidOwners: Map<number, number>;
+  uids: number[];
+  cgroupIds: bigint[];
+  /** The cgroup paths the ids stand for (relative to the cgroup2 mount). */
+  cgroups: string[];
+  comms: string[];
+  interfaces: CaptureInterface[];
+  direction?: CaptureDirection;
+  expression: string;
+}
+
+/** Link-layer header length at TC by ARPHRD_* type (as the classifier is told). */
+export function linkTypeOf(link: Pick<Link, 'type'>): 'ethernet' | 'raw' | null {
+  if (link.type === 1 || link.type === 772) return 'ethernet';
+  if (link.type === 65534) return 'raw';
+  return null;
+}
+
+/** The real uid of a running process, or null when there is no such process. */
+export function processUid(pid: number): number | null {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    // A thread id is also under /proc: only thread group leaders are processes.
+    const tgid = Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1]);
+    if (tgid !== pid) return null;
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    return uid === undefined ? null : Number(uid);
+  } catch {
+    return null;
+  }
+}
+
+/** A cgroup and the cgroups below it, as paths relative to `root`. */
+function cgroupTree(root: string, rel: string, field: string): string[] {
+  const out: string[] = [];
+  const walk = (r: string) => {
+    if (out.length > MAX_CGROUPS) return;
+    out.push(r);
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path.join(root, r), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) if (e.isDirectory()) walk(path.posix.join(r, e.name));
+  };
+  walk(rel);
+  if (out.length > MAX_CGROUPS) {
+    throw new AppError('InvalidParams', `${field}: ${rel} has more than ${MAX_CGROUPS} cgroups below it: select a smaller part of the tree`, { field, value: rel });
+  }
+  return out;
+}
+
+/** Where a systemd unit's cgroup is: a directory named after it anywhere in the tree
+ * (system.slice/nginx.service, user.slice/user-1000.slice/user@1000.service/app.slice/...). */
+function findUnit(root: string, unit: string): string[] {
+  const name = /\.(service|scope|slice|socket|mount|swap)$/.test(unit) ? unit : `${unit}.service`;
+  const found: string[] = [];
+  const queue: Array<{ rel: string; depth: number }> = [{ rel: '/', depth: 0 }];
+  let visited = 0;
+  while (queue.length > 0 && visited < 20_000) {
+    const { rel, depth } = queue.shift()!;
+    visited++;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const child = path.posix.join(rel, e.name);
+      if (e.name === name) found.push(child);
+      else if (depth < 8) queue.push({ rel: child, depth: depth + 1 });
+    }
+  }
+  return found;
+}
+
+function cgroupIds(root: string, rels: string[]): bigint[] {
+  // The cgroup v2 id the kernel reports (bpf_get_current_cgroup_id) is the directory's inode number.
+  return rels.map((r) => fs.statSync(path.join(root, r), { bigint: true }).ino);
+}
+
+export interface ResolveOptions {
+  /** Interfaces the classifier is attached to now (by name). */
+  monitored: () => ReadonlySet<string>;
+}
+
+/** Resolves a validated selector; throws InvalidParams naming the field that does not resolve. */
+export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, prefix = 'params'): ResolvedSelector {
+  const pidOwners = new Map<number, number>();
+  for (const pid of sel.pids ?? []) {
+    const uid = processUid(pid);
+    if (uid === null) throw invalidParam(`${prefix}.pids`, pid, 'the id of a running process');
+    pidOwners.set(pid, uid);
+  }
+  const uids: number[] = [];
+  if (sel.user !== undefined) {
+    if (typeof sel.user === 'number') uids.push(sel.user);
+    else {
+      const uid = /^\d+$/.test(sel.user) ? Number(sel.user) : userUid(sel.user);
+      if (uid === null) throw invalidParam(`${prefix}.user`, sel.user, 'a user name the system knows, or a uid');
+      uids.push(uid);
+    }
+  }
+  const cgroups: string[] = [];
+  if (sel.cgroup !== undefined || sel.unit !== undefined) {
+    const root = cgroup2Root();
+    if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: cgroup and unit selectors need one');
+    if (sel.cgroup !== undefined) {
+      const rel = path.posix.normalize(`/${sel.cgroup}`);
+      if (!fs.existsSync(path.join(root, rel))) throw invalidParam(`${prefix}.cgroup`, sel.cgroup, `a cgroup under ${root}`);
+      cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
+    }
+    if (sel.unit !== undefined) {
+      const units = findUnit(root, sel.unit);
+      if (units.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit with a cgroup under ${root}`);
+      for (const u of units) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
+    }
+    if (cgroups.length > MAX_CGROUPS) throw invalidParam(`${prefix}.cgroup`, sel.cgroup ?? sel.unit, `at most ${MAX_CGROUPS} cgroups in all`);
+  }
+  const ids = cgroups.length ? cgroupIds(cgroup2Root()!, cgroups) : [];
+  const interfaces: CaptureInterface[] = [];
+  if (sel.interfaces?.length) {
+    const links = new Map(listLinks().map((l) => [l.name, l] as const));
+    const monitored = opts.monitored();
+    for (const name of sel.interfaces) {
+      const l = links.get(name);
+      if (!l) throw invalidParam(`${prefix}.interfaces`, name, 'an interface of the daemon\'s network namespace');
+      if (!monitored.has(name)) throw invalidParam(`${prefix}.interfaces`, name, 'an interface ebpfmon monitors (configuration `interfaces`; see `ebpfmonctl status`)');
+      const lt = linkTypeOf(l);
+      if (!lt) throw invalidParam(`${prefix}.interfaces`, name, 'an Ethernet or raw-IP interface');
+      interfaces.push({ name, ifindex: l.ifindex, linkType: lt });
+    }
+  }
+  return {
+    tgids: [...pidOwners.keys()],
+    pidOwners,
+    uids,
+    cgroupIds: ids,
+    cgroups,
+    comms: [...new Set(sel.comms ?? [])],
+    interfaces,
+    direction: sel.direction,
+    expression: sel.expression ?? '',
+  };
+}

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: Apache-2.0
+// Packet capture and mirror sessions (issue 13): `capture.start` (the connection then
+// carries the pcapng stream), `capture.stop`, `capture.list`, `mirror.add`, `mirror.remove`,
+// `mirror.list`, `mirror.stats`; D-Bus org.ebpfmon1.Capture; `ebpfmonctl capture` and
+// `ebpfmonctl mirror`. docs/capture.md explains the model.
+
+/** Which direction of a packet, from this host's point of view (as `tcpdump -Q`). */
+export const CAPTURE_DIRECTIONS = ['in', 'out'] as const;
+export type CaptureDirection = (typeof CAPTURE_DIRECTIONS)[number];
+
+/** How mirrored frames travel to the collector. */
+export const MIRROR_ENCAPS = ['vxlan', 'gre'] as const;
+export type MirrorEncap = (typeof MIRROR_ENCAPS)[number];
+
+/** The UDP port of VXLAN (IANA). */
+export const VXLAN_PORT = 4789;
+/** Capture and mirror sessions at once, all users together (one bit each in the kernel). */
+export const MAX_CAPTURE_SESSIONS = 32;
+/** Bytes kept of each packet unless asked otherwise (tcpdump's default). */
+export const DEFAULT_SNAPLEN = 262144;
+
+/** What selects packets, shared by capture and mirror sessions. Everything given must
+ * match (AND); a list matches any of its items (OR). */
+export interface CaptureSelector {
+  /** Process ids (every thread of each). A user may name only their own processes. */
+  pids?: number[];
+  /** Command names as the kernel keeps them (comm, at most 15 bytes). */
+  comms?: string[];
+  /** A user name or a uid: packets of that user's processes. */
+  user?: string | number;
+  /** A systemd unit (`nginx` or `nginx.service`): its cgroup and the cgroups below it, as
+   * they are when the session starts. */
+  unit?: string;
+  /** A cgroup v2 path relative to the cgroup2 mount (`/system.slice/nginx.service`): it
+   * and the cgroups below it, as they are when the session starts. */
+  cgroup?: string;
+  /** Interface names; absent or empty: every monitored interface. */
+  interfaces?: string[];
+  direction?: CaptureDirection;
+  /** A pcap-filter(7) expression, as tcpdump takes it; absent or '': every packet. */
+  expression?: string;
+}
+
+export interface CaptureStartParams extends CaptureSelector {
+  /** On the JSON-RPC socket: must be true, the client's acknowledgement that every byte
+   * after the reply is the pcapng stream. */
+  stream: true;
+  /** Bytes kept of each packet (tcpdump -s; 0 or absent: 262144). */
+  snaplen?: number;
+  /** Stop after this many packets (-c). */
+  count?: number;
+  /** Stop after this many seconds (--duration). */
+  durationSec?: number;
+  /** Interface Statistics Blocks while streaming, every this many seconds (default 5; 0: only at the end). */
+  statsIntervalSec?: number;
+}
+
+/** An interface a session selects on, as the kernel sees it. */
+export interface CaptureInterface {
+  name: string;
+  ifindex: number;
+  /** `ethernet`: frames from the link-layer header on; `raw`: from the IP header (tun, wireguard). */
+  linkType: 'ethernet' | 'raw';
+}
+
+/**
+ * The reply to `capture.start`. On the JSON-RPC socket, every byte after this reply's line
+ * is the pcapng stream (docs/api.md "capture.start"): the client half-closes the
+ * connection to stop (the daemon then writes the last statistics and closes), and closing
+ * it ends the session at once.
+ */
+export interface CaptureStartResult {
+  session: string;
+  /** What the selector resolved to, as the kernel uses it. */
+  pids: number[];
+  /** Only packets of these users' processes (a caller outside the ebpfmon group: its own uid). */
+  uids: number[];
+  /** cgroup v2 ids (decimal strings: they exceed 2^53). */
+  cgroupIds: string[];
+  interfaces: CaptureInterface[];
+  /** Interfaces on which the expression does not exist (`arp` on a raw-IP device): nothing matches there. */
+  expressionMissingOn: string[];
+  snaplen: number;
+  /** The format of the stream that follows. */
+  format: 'pcapng';
+}
+
+/** A capture session's counts: everything the kernel matched is captured or dropped, and
+ * everything captured is written or counted in clientDropped. */
+export interface CaptureCounters {
+  /** Packets the selectors and the expression accepted. */
+  matched: number;
+  matchedBytes: number;
+  /** Copies the kernel queued for the daemon. */
+  captured: number;
+  capturedBytes: number;
+  /** Copies the kernel could not queue: the daemon's ring was full. */
+  dropped: number;
+  /** Copies the daemon read but did not send: the client read too slowly. */
+  clientDropped: number;
+  /** Packets written to the stream. */
+  written: number;
+  /** Of those, packets cut to the snap length. */
+  truncated: number;
+}
+
+export interface CaptureStopParams {
+  session: string;
+}
+
+export interface CaptureSessionView {
+  session: string;
+  /** The client that started it. */
+  uid: number;
+  pid: number | null;
+  startedAt: string;
+  selector: CaptureSelector;
+  snaplen: number;
+  counters: CaptureCounters;
+}
+
+export interface CaptureStopResult {
+  session: string;
+  counters: CaptureCounters;
+}
+
+export interface CaptureListResult {
+  /** The caller's own sessions (root and the ebpfmon group: everyone's). */
+  sessions: CaptureSessionView[];
+}
+
+// --- mirror -------------------------------------------------------------------------------
+
+/** A mirror session: matching packets, whole frames from the link-layer header, both
+ * directions, copied to a collector in a VXLAN or GRE (transparent Ethernet) tunnel. */
+export interface MirrorSpec extends CaptureSelector {
+  /** 1 to 32 characters: letters, digits, `-`, `_`, `.`; unique. */
+  name: string;
+  /** Collector address (IPv4 or IPv6). */
+  to: string;
+  /** Default vxlan. */
+  encap?: MirrorEncap;
+  /** VXLAN network identifier (0..16777215, default 1) or GRE key (default 0). */
+  vni?: number;
+  /** Bytes kept of each frame (default: the whole frame). */
+  snaplen?: number;
+  /** Packets per second at most (over it: counted in rateLimited; default: no limit). */
+  ratePps?: number;
+}
+
+export type MirrorAddParams = MirrorSpec;
+
+export interface MirrorCounters {
+  /** Packets the selectors and the expression accepted. */
+  matched: number;
+  matchedBytes: number;
+  /** Copies handed to the tunnel (inner frame bytes). */
+  mirrored: number;
+  mirroredBytes: number;
+  /** Copies cut to the session's snaplen, or to fit the path (tooBig over IPv6). */
+  truncated: number;
+  /** Matched packets over ratePps: not mirrored. */
+  rateLimited: number;
+  /** Copies the kernel refused to clone or to put in the tunnel. */
+  failed: number;
+  /** Copies larger than the path to the collector: sent as outer IPv4 fragments, or cut to
+   * fit over IPv6 (then also `truncated`). */
+  tooBig: number;
+}
+
+export interface MirrorView extends Required<Pick<MirrorSpec, 'name' | 'to' | 'encap' | 'vni'>> {
+  spec: MirrorSpec;
+  /** `active`, or why frames do not reach the collector now (`no route to 198.18.0.9`). */
+  state: string;
+  /** From the configuration file, or added with mirror.add (both kept across restarts). */
+  source: 'config' | 'api';
+  createdAt: string;
+  /** The tunnel device the copies leave through. */
+  device: string;
+  /** Path MTU to the collector, as last looked up (null: no route). */
+  pathMtu: number | null;
+  interfaces: CaptureInterface[];
+  counters: MirrorCounters;
+}
+
+export interface MirrorNameParams {
+  name: string;
+}
+
+export interface MirrorRemoveResult {
+  name: string;
+  counters: MirrorCounters;
+}
+
+export interface MirrorStatsParams {
+  /** One mirror; absent: all. */
+  name?: string;
+}
+
+export interface MirrorListResult {
+  mirrors: MirrorView[];
+}
+
+export interface MirrorStatsResult {
+  mirrors: Array<{ name: string; state: string; counters: MirrorCounters }>;
+}
+
+// --- status -------------------------------------------------------------------------------
+
+/** `status.capture`: what runs, and every loss. */
+export interface CaptureStatus {
+  available: boolean;
+  /** Why not, when not available. */
+  reason?: string;
+  /** How expressions run: `generated eBPF (translated from libpcap's classic BPF)`. */
+  engine: string;
+  /** How captured packets reach the daemon: `perf event rings, N pages per CPU`. */
+  delivery: string;
+  /** Per encapsulation: the device it uses, or why it cannot be used on this kernel. */
+  encaps: Record<MirrorEncap, { available: boolean; device: string | null; reason?: string }>;
+  sessions: Array<{ session: string; uid: number; counters: CaptureCounters }>;
+  mirrors: Array<{ name: string; state: string; counters: MirrorCounters }>;
+  /** Totals over every session since the daemon started (mirrors: since they were added). */
+  loss: {
+    /** Capture copies the kernel could not queue (ring full). */
+    dropped: number;
+    /** Capture copies not sent to slow clients. */
+    clientDropped: number;
+    /** Records the perf rings lost (PERF_RECORD_LOST; the same drops as `dropped`, counted by the kernel). */
+    ringLost: number;
+    mirrorFailed: number;
+    mirrorRateLimited: number;
+    mirrorTooBig: number;
+  };
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// The independent side of the capture tests: which frames of a tcpdump capture belong to
+// a process's sockets (by their 5-tuple; later IP fragments, which carry no ports, by the
+// first fragment's id), and the frames of a pcapng file as editcap converts it to pcap.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { readPcapRecords, type PcapRecord } from './pcap-frames.js';
+
+export interface Tuple {
+  proto: 'tcp' | 'udp';
+  localPort: number;
+}
+
+interface Parsed {
+  proto: number;
+  sport: number | null;
+  dport: number | null;
+  fragKey: string | null;
+  first: boolean;
+}
+
+function parse(f: Buffer, l3 = 14): Parsed | null {
+  if (f.length < l3 + 20) return null;
+  const et = l3 === 14 ? f.readUInt16BE(12) : f[0]! >> 4 === 6 ? 0x86dd : 0x0800;
+  if (et === 0x0800) {
+    const ihl = (f[l3]! & 0xf) * 4;
+    const proto = f[l3 + 9]!;
+    const frag = f.readUInt16BE(l3 + 6);
+    const isFrag = (frag & 0x3fff) !== 0;
+    const first = (frag & 0x1fff) === 0;
+    const fragKey = isFrag ? `4/${f.subarray(l3 + 12, l3 + 20).toString('hex')}/${proto}/${f.readUInt16BE(l3 + 4)}` : null;
+    const o = l3 + ihl;
+    const ports = first && o + 4 <= f.length;
+    return { proto, sport: ports ? f.readUInt16BE(o) : null, dport: ports ? f.readUInt16BE(o + 2) : null, fragKey, first };
+  }
+  if (et === 0x86dd) {
+    let nh = f[l3 + 6]!;
+    let o = l3 + 40;
+    let fragKey: string | null = null;
+    let first = true;
+    for (let i = 0; i < 8 && [0, 43, 44, 60].includes(nh); i++) {
+      if (nh === 44) {
+        first = (f.readUInt16BE(o + 2) & 0xfff8) === 0;
+        fragKey = `6/${f.subarray(l3 + 8, l3 + 40).toString('hex')}/${f.readUInt32BE(o + 4)}`;
+        nh = f[o]!;
+        o += 8;
+        if (!first) break;
+        continue;
+      }
+      const next = f[o]!;
+      o += (f[o + 1]! + 1) * 8;
+      nh = next;
+    }
+    const ports = first && o + 4 <= f.length;
+    return { proto: nh, sport: ports ? f.readUInt16BE(o) : null, dport: ports ? f.readUInt16BE(o + 2) : null, fragKey, first };
+  }
+  return null;
+}
+
+/** Frames of `records` whose local port (source if sent, destination if received) is one of the tuples'. */
+export function framesOf(records: PcapRecord[], tuples: Tuple[]): PcapRecord[] {
+  const want = (p: Parsed) => tuples.some((t) => (t.proto === 'tcp' ? 6 : 17) === p.proto && (p.sport === t.localPort || p.dport === t.localPort));
+  const parsed = records.map((r) => parse(r.data));
+  const fragsOfMine = new Set<string>();
+  parsed.forEach((p) => {
+    if (p?.fragKey && p.first && want(p)) fragsOfMine.add(p.fragKey);
+  });
+  return records.filter((_, i) => {
+    const p = parsed[i];
+    if (!p) return false;
+    if (p.fragKey && !p.first) return fragsOfMine.has(p.fragKey);
+    return want(p);
+  });
+}
+
+/** The packets of a pcapng file, converted to pcap by editcap (Wireshark's reader, not ours). */
+export function pcapngFrames(file: string): PcapRecord[] {
+  const out = path.join(path.dirname(file), `${path.basename(file)}.pcap`);
+  execFileSync('editcap', ['-F', 'pcap', file, out], { stdio: 'pipe' });
+  const { records } = readPcapRecords(out);
+  fs.rmSync(out, { force: true });
+  return records;
+}
+
+/** Multiset difference of frames (hex): what `a` has that `b` lacks, and the reverse. */
+export function frameDiff(a: PcapRecord[], b: PcapRecord[]): { onlyA: string[]; onlyB: string[] } {
+  const count = new Map<string, number>();
+  for (const r of a) count.set(r.data.toString('hex'), (count.get(r.data.toString('hex')) ?? 0) + 1);
+  const onlyB: string[] = [];
+  for (const r of b) {
+    const h = r.data.toString('hex');
+    const n = count.get(h) ?? 0;
+    if (n > 0) count.set(h, n - 1);
+    else onlyB.push(h);
+  }
+  const onlyA = [...count].flatMap(([h, n]) => Array<string>(n).fill(h));
+  return { onlyA, onlyB };
+}
+
+export interface PcapngOption {
+  code: number;
+  /** The option's bytes (hex), as Wireshark's pcapng file dissector read them. */
+  hex: string;
+  fields: Record<string, unknown>;
+}
+export interface PcapngBlock {
+  type: number;
+  options: PcapngOption[];
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Every block of a pcapng file with its options, read by Wireshark's own pcapng file
+ * dissector (`tshark -X read_format:"MIME Files Format" -T json -x`), independent of the
+ * writer under test.
+ */
+export function pcapngBlocks(file: string): PcapngBlock[] {
+  const json = execFileSync('tshark', ['-r', file, '-X', 'read_format:MIME Files Format', '-T', 'json', '-x', '--no-duplicate-keys'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const layers = (JSON.parse(json) as Array<{ _source: { layers: Record<string, Record<string, unknown>> } }>)[0]!._source.layers['file-pcapng']!;
+  const raw = layers['pcapng.block'];
+  const blocks = (Array.isArray(raw) ? raw : [raw]) as Array<Record<string, unknown>>;
+  const list = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
+  return blocks.map((b) => {
+    const data = (b['pcapng.block.data'] ?? {}) as Record<string, unknown>;
+    const opts = list((data['pcapng.options'] as Record<string, unknown> | undefined)?.['pcapng.options.option'] as Record<string, unknown> | Array<Record<string, unknown>> | undefined);
+    return {
+      type: Number(b['pcapng.block.type']),
+      fields: data,
+      options: opts.map((o) => {
+        const dataRaw = Object.entries(o).find(([k]) => k.startsWith('pcapng.options.option.data') && k.endsWith('_raw'))?.[1] as unknown[] | undefined;
+        return { code: Number(o['pcapng.options.option.code']), hex: typeof dataRaw?.[0] === 'string' ? dataRaw[0] : '', fields: o };
+      }),
+    };
+  });
+}
