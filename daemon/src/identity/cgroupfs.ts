@@ -65,6 +65,8 @@ export class CgroupIndex {
   private lastWalk = -Infinity;
   private inFlight: Promise<void> | null = null;
   walks = 0;
+  /** Walks begun (a walk that begins after an id was in use and does not find it proves it gone). */
+  walksStarted = 0;
   lastWalkDirs = 0;
   lastWalkMs = 0;
 
@@ -131,6 +133,7 @@ export class CgroupIndex {
 
   /** One synchronous walk (tests, benchmarks; the daemon uses walkAsync). */
   walk(): void {
+    this.walksStarted++;
     const t0 = performance.now();
     const maxDirs = this.opts.maxDirs ?? 100_000;
     let dirs = 0;
@@ -157,6 +160,7 @@ export class CgroupIndex {
   walkAsync(concurrency = 8): Promise<void> {
     if (this.inFlight) return this.inFlight;
     const run = async () => {
+      this.walksStarted++;
       const t0 = performance.now();
       const maxDirs = this.opts.maxDirs ?? 100_000;
       let dirs = 0;

@@ -24,6 +24,9 @@ export interface IdentitySource {
   /** The identity of the owner with this cgroup id (decimal string, as flows carry it) and
    * pid (helps resolve a cgroup not seen before while the process lives). */
   of(cgroupId: string | null, pid: number | null): OwnerIdentity;
+  /** Waits until cgroups of() did not find have been looked for (at most one walk of the
+   * hierarchy, rate-limited); of() answers from what it found. */
+  settle?(cgroupIds: Iterable<string>): Promise<void>;
 }
 
 export class Identities implements IdentitySource {
@@ -37,6 +40,11 @@ export class Identities implements IdentitySource {
 
   of(cgroupId: string | null, pid: number | null): OwnerIdentity {
     return this.resolver.owner(cgroupId, pid);
+  }
+
+  async settle(cgroupIds: Iterable<string>): Promise<void> {
+    // Every id waits on the same walk (the index runs one at a time).
+    await Promise.all([...new Set(cgroupIds)].map((cgroupId) => this.resolver.resolveAsync({ cgroupId })));
   }
 
   /**

@@ -81,6 +81,12 @@ export class IdentityResolver {
   private readonly desktop: DesktopEntries;
   private readonly now: () => number;
   private readonly counts = { hits: 0, resolved: 0, misses: 0, byPid: 0, byHandle: 0, byWalk: 0 };
+  /**
+   * Ids a walk that began after they were asked for did not find: their cgroup is gone
+   * (ids are never reused), so they are never looked for again: no walk per query for the
+   * flows of a container that came and went before it was seen. Oldest forgotten first.
+   */
+  private readonly gone = new Set<string>();
 
   constructor(private readonly opts: IdentityResolverOptions = {}) {
     this.root = opts.cgroupRoot === undefined ? findCgroup2Root() : opts.cgroupRoot;
@@ -125,7 +131,7 @@ export class IdentityResolver {
    * unknown id starts a walk in the background and is a miss until it finds it).
    */
   owner(cgroupId: string | null, pid: number | null): OwnerIdentity {
-    if (cgroupId === null || cgroupId === '0') return NO_IDENTITY;
+    if (cgroupId === null || cgroupId === '0' || this.gone.has(cgroupId)) return NO_IDENTITY;
     const now = this.now();
     const e = this.cache.get(cgroupId);
     // A recent miss is answered as one unless a pid may find it now.
@@ -149,10 +155,14 @@ export class IdentityResolver {
 
   /** resolve(), then, for an id nobody has seen yet, one walk of the hierarchy and a second look. */
   async resolveAsync(q: IdentityQuery): Promise<Identity> {
+    const started = this.index?.walksStarted ?? 0; // a walk resolve() itself begins counts
     const first = this.resolve(q);
-    if (first.cgroup !== null || first.cgroupId === null || !this.index) return first;
+    if (first.cgroup !== null || first.cgroupId === null || !this.index || this.gone.has(first.cgroupId)) return first;
     const path = await this.index.lookupAsync(BigInt(first.cgroupId));
-    if (path === null) return first;
+    if (path === null) {
+      if (this.index.walksStarted > started) this.markGone(first.cgroupId);
+      return first;
+    }
     this.dropMisses();
     return this.resolve(q);
   }
@@ -213,8 +223,16 @@ export class IdentityResolver {
     return entry.base;
   }
 
+  private markGone(key: string): void {
+    this.gone.add(key);
+    for (const k of this.gone) {
+      if (this.gone.size <= 4 * (this.opts.maxEntries ?? 4096)) break;
+      this.gone.delete(k);
+    }
+  }
+
   private pathOf(id: bigint): string | null {
-    if (!this.index) return null;
+    if (!this.index || this.gone.has(id.toString())) return null;
     const seen = this.index.peek(id);
     if (seen !== null) {
       this.counts.byWalk++;

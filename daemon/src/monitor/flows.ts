@@ -123,19 +123,34 @@ export class FlowTable {
     private readonly identity: IdentitySource | null = null,
   ) {}
 
-  /** An identity lookup for one query: the resolver is asked once per cgroup. */
-  private identities(): (cgroupId: string | null, pid: number | null) => OwnerIdentity {
+  /**
+   * An identity lookup for one query: the resolver is asked once per cgroup. `missed`
+   * collects the cgroups it could not name yet (a walk of the hierarchy has started for them);
+   * `settle()` waits for it and forgets what this query remembered of them.
+   */
+  private identities(): { of: (cgroupId: string | null, pid: number | null) => OwnerIdentity; missed: (id: OwnerIdentity, cgroupId: string | null) => boolean; settle: () => Promise<boolean> } {
     const src = this.identity;
-    if (!src) return () => NO_IDENTITY;
     const memo = new Map<string, OwnerIdentity>();
-    return (cgroupId, pid) => {
-      if (cgroupId === null) return NO_IDENTITY;
-      let id = memo.get(cgroupId);
-      if (id === undefined) {
-        id = src.of(cgroupId, pid);
-        memo.set(cgroupId, id);
-      }
-      return id;
+    const misses = new Set<string>();
+    return {
+      of: (cgroupId, pid) => {
+        if (cgroupId === null || !src) return NO_IDENTITY;
+        let id = memo.get(cgroupId);
+        if (id === undefined) {
+          id = src.of(cgroupId, pid);
+          memo.set(cgroupId, id);
+          if (id.cgroupPath === null && cgroupId !== '0') misses.add(cgroupId);
+        }
+        return id;
+      },
+      missed: (id, cgroupId) => cgroupId !== null && id.cgroupPath === null && misses.has(cgroupId),
+      settle: async () => {
+        if (!src?.settle || misses.size === 0) return false;
+        await src.settle(misses);
+        for (const m of misses) memo.delete(m);
+        misses.clear();
+        return true;
+      },
     };
   }
 
@@ -158,9 +173,11 @@ export class FlowTable {
 
   async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
     const toMs = this.clock();
-    const identityOf = this.identities();
+    const identities = this.identities();
     const ow = FLOW.fields.owner.offset;
     const out: Flow[] = [];
+    // Flows whose owner's cgroup was not named yet: filtered once the resolver has looked.
+    const pending: Flow[] = [];
     let total = 0;
     const nowMs = Date.now();
     await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
@@ -189,8 +206,9 @@ export class FlowTable {
 
       const tgid = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
       const cgroupId = owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null;
-      const ident = identityOf(cgroupId, tgid);
-      if (q.identity && !q.identity(ident)) return;
+      const ident = identities.of(cgroupId, tgid);
+      const unnamed = identities.missed(ident, cgroupId);
+      if (q.identity && !unnamed && !q.identity(ident)) return;
       const proc = tgid !== null ? this.procs.lookup(tgid) : undefined;
       const direction = vv.getUint8(vo + FLOW.fields.direction.offset);
       const flags = vv.getUint8(vo + FLOW.fields.flags.offset);
@@ -237,8 +255,18 @@ export class FlowTable {
         flow.icmpType = rport;
         flow.icmpId = lport;
       }
-      out.push(flow);
+      (unnamed ? pending : out).push(flow);
     });
+    if (pending.length && (await identities.settle())) {
+      for (const f of pending) {
+        const ident = identities.of(f.cgroupId, f.pid);
+        if (q.identity && !q.identity(ident)) continue;
+        Object.assign(f, { cgroupPath: ident.cgroupPath, unit: ident.unit, userUnit: ident.userUnit, slice: ident.slice, container: ident.container, app: ident.app });
+        out.push(f);
+      }
+    } else if (!q.identity) {
+      out.push(...pending);
+    }
     const matched = out.length;
     sortFlows(out, q.sort ?? 'bytes');
     return { flows: q.limit !== undefined ? out.slice(0, q.limit) : out, total, matched };
@@ -250,7 +278,7 @@ export class FlowTable {
    */
   async processes(q: ProcessQuery = {}): Promise<ProcessTotals[]> {
     const toMs = this.clock();
-    const identityOf = this.identities();
+    const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
     type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint };
     const by = new Map<number | null, Acc>();
@@ -296,9 +324,12 @@ export class FlowTable {
       t.rxPackets += r.rxPackets;
       if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
     }
+    const accs = [...by.values()];
+    for (const t of accs) identities.of(t.cgroupId, t.pid);
+    await identities.settle(); // cgroups not named yet: one walk of the hierarchy, at most
     const out: ProcessTotals[] = [];
-    for (const { lastNs, cgroupNs: _, ...t } of by.values()) {
-      const ident = identityOf(t.cgroupId, t.pid);
+    for (const { lastNs, cgroupNs: _, ...t } of accs) {
+      const ident = identities.of(t.cgroupId, t.pid);
       if (q.identity && !q.identity(ident)) continue;
       out.push({ ...t, lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null, ...ident });
     }

@@ -99,3 +99,31 @@ test('the tree is bounded in depth', () => {
   for (let i = 0; i < 40; i++) fakeProc(1000 + i, i === 0 ? 1 : 1000 + i - 1, `p${i}`, '/system.slice/deep.service');
   assert.equal(processTree(1039, { procRoot: proc, maxDepth: 16 }).length, 16);
 });
+
+test('owner(): the contract\'s flat shape, one cache lookup once seen, the pid used only for a cgroup not seen yet', () => {
+  const r = resolver({ t: 0 });
+  const o = r.owner(svcId.toString(), 30); // pid 30 is in web.service (stand-in /proc)
+  assert.deepEqual(o, { cgroupPath: '/system.slice/web.service', unit: 'web.service', userUnit: null, slice: 'system.slice', container: null, app: null });
+  assert.equal(r.stats().byPid, 1);
+  assert.equal(r.owner(svcId.toString(), 30), o, 'the same object from the cache');
+  assert.equal(r.owner(svcId.toString(), null), o);
+  assert.equal(r.stats().byPid, 1, 'no /proc read for a cached cgroup');
+  assert.deepEqual(r.owner(null, 30), r.owner('0', null), 'no cgroup: every field null');
+  assert.equal(r.owner(null, 30).unit, null);
+});
+
+test('an id a walk begun after it was asked for does not find is gone: no walk for it again', async () => {
+  const clock = { t: 0 };
+  const r = resolver(clock, { missTtlMs: 0, minRewalkMs: 0 });
+  const goneId = mk('system.slice/brief.service');
+  fs.rmdirSync(path.join(root, 'system.slice/brief.service'));
+  assert.equal((await r.resolveAsync({ cgroupId: goneId })).cgroup, null);
+  const walks = r.stats().walks;
+  assert.ok(walks >= 1);
+  for (let i = 0; i < 3; i++) {
+    clock.t += 10_000;
+    assert.equal(r.owner(goneId.toString(), null).cgroupPath, null);
+    assert.equal((await r.resolveAsync({ cgroupId: goneId })).cgroup, null);
+  }
+  assert.equal(r.stats().walks, walks, 'never walked for again');
+});
