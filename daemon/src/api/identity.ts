@@ -15,6 +15,7 @@ export type IdentityApi = Pick<Identities, 'get' | 'stats' | 'processUid'>;
 export const IDENTITY_FILTER_PARAMS = ['unit', 'container', 'app', 'cgroup'] as const;
 
 const MAX_PID = 0x7fffffff;
+const MAX_CGROUP_ID = 2n ** 64n - 1n;
 
 /** The identity filters among `p` (already checked for unknown keys), or undefined when none is given. */
 export function identityFilterOf(p: Params): IdentityFilter | undefined {
@@ -48,6 +49,8 @@ export function identityMethods(identity: IdentityApi | null) {
         const pid = optInt(p, 'pid', 1, MAX_PID);
         const cgroupId = optString(p, 'cgroupId', 20, /^[1-9]\d{0,19}$/, 'a cgroup id as a decimal string, as flows carry it');
         if (pid === undefined && cgroupId === undefined) throw invalidParam('params.pid', undefined, 'pid or cgroupId (one is required)');
+        // Twenty digits may exceed a u64, which no cgroup id does.
+        if (cgroupId !== undefined && BigInt(cgroupId) > MAX_CGROUP_ID) throw invalidParam('params.cgroupId', cgroupId, 'a cgroup id (at most 2^64-1)');
         if (!caller.seesAll) {
           if (cgroupId !== undefined) throw new AppError('PermissionDenied', 'only root and the ebpfmon group may look up a cgroup id; ask by pid', { field: 'params.cgroupId', value: cgroupId });
           const uid = available().processUid(pid!);

@@ -51,6 +51,8 @@ test('identity.get: a pid or a cgroup id; outside the group, only one\'s own pro
   const m = api();
   fails(() => m['identity.get'].validate({}, root), 'InvalidParams', 'params.pid');
   fails(() => m['identity.get'].validate({ cgroupId: '0x12' }, root), 'InvalidParams', 'params.cgroupId');
+  fails(() => m['identity.get'].validate({ cgroupId: '18446744073709551616' }, root), 'InvalidParams', 'params.cgroupId');
+  assert.equal(m['identity.get'].validate({ cgroupId: '18446744073709551615' }, root).cgroupId, '18446744073709551615', 'the largest u64 is an id');
   fails(() => m['identity.get'].validate({ pid: 0 }, root), 'InvalidParams', 'params.pid');
   fails(() => m['identity.get'].validate({ cgroupId: '4294967302' }, alice), 'PermissionDenied', 'params.cgroupId');
   fails(() => m['identity.get'].validate({ pid: 1 }, alice), 'PermissionDenied', 'params.pid');
