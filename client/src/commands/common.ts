@@ -42,7 +42,7 @@ export async function withClient<T>(cmd: Command, fn: (c: DaemonClient) => Promi
 
 export const CLEAR = '\x1b[H\x1b[2J';
 
-/** --unit --container --app --cgroup: the owner identity filters of flows, top and events. */
+/** --unit --container --app --cgroup: the owner identity filters of flows and top. */
 export function addIdentityOptions(cmd: Command): Command {
   return cmd
     .option('--unit <unit>', 'owned by this systemd unit or user unit (a trailing * matches a prefix: \'getty@*\')')

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // identity.get, and the identity filters every owner query takes (flows.list,
-// processes.list, events.subscribe: `unit`, `container`, `app`, `cgroup`), validated once
+// processes.list: `unit`, `container`, `app`, `cgroup`), validated once
 // here for every transport. The resolving is the identity service's (identity/).
 import type { IdentityFilter, IdentityGetParams, IdentityStatus, OwnerIdentity } from '../contract/identity.js';
 import { AppError, invalidParam } from '../errors.js';

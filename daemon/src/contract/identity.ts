@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Who a flow, a process or an event belongs to in the words people use (docs/identity.md):
+// Who a flow or a process belongs to in the words people use (docs/identity.md):
 // its cgroup v2 path, systemd unit and slice, container and desktop app; the filters and
 // groupings over them (`--unit --container --app --cgroup`, `top --by`); `identity.get`
 // (D-Bus GetIdentity) with the process tree; and the sockets that change hands
@@ -40,7 +40,7 @@ export interface AppIdentity {
 }
 
 /**
- * The identity fields every flow, process total and event carries (null: not known, or
+ * The identity fields every flow and process total carries (null: not known, or
  * not that kind: a host process has no container). Resolved from the owner's cgroup id
  * once per cgroup and cached by the daemon.
  */
@@ -61,7 +61,7 @@ export interface OwnerIdentity {
 export const IDENTITY_FIELDS = ['cgroupPath', 'unit', 'userUnit', 'slice', 'container', 'app'] as const satisfies ReadonlyArray<keyof OwnerIdentity>;
 
 /**
- * Filters on identity, taken by flows.list, processes.list and events.subscribe (D-Bus
+ * Filters on identity, taken by flows.list and processes.list (D-Bus
  * GetFlows and GetProcessTotals; CLI --unit --container --app --cgroup). All must match:
  *   unit       the unit or the user unit; a trailing `*` matches a prefix (`echo@*`)
  *   container  its id or a prefix of 12+ hex digits, its name, pod name, `namespace/pod`, or pod UID

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Filters and grouping by identity (contract/identity.ts IdentityFilter, GroupTotals), over
-// the identity fields flows, processes and events carry, so every query (flows.list,
-// processes.list, events.subscribe, and later captures and history) matches the same way.
+// the identity fields flows and processes carry, so every query (flows.list,
+// processes.list, and later events, captures and history) matches the same way.
 import type { GroupTotals, IdentityFilter, OwnerIdentity, ProcessGrouping } from '../contract/identity.js';
 import type { ProcessTotals } from '../contract/flows.js';
 

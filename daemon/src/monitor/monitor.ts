@@ -18,7 +18,7 @@ import { currentNetnsCookie } from '../sys/netns.js';
 import { HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
 import { handoffCounters } from './handoff.js';
 import type { HandoffStatus } from '../contract/identity.js';
-import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
+import type { IdentitySource } from '../identity/index.js';
 import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
 import { decodable, recordEventType, type DecodeContext } from './decoder.js';
@@ -325,8 +325,6 @@ export class Monitor implements MonitorApi {
   readonly decodeCtx: DecodeContext = {
     toMsAt: (v, off) => this.wall.toMsAt(v, off),
     ifname: (i) => this.interfaces.name(i),
-    identity: (cg, pid) => (this.opts.identity ? this.opts.identity.of(cg, pid) : NO_IDENTITY),
-    cgroupOfPid: (pid) => this.processes.get(pid)?.cgroupId ?? null,
   };
 
   /** The record being published (one view reused for every record: see records.ts). */

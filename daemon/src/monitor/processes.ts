@@ -60,7 +60,7 @@ export class ProcessTable {
 
   onExit(e: ExitEvent): void {
     const p = this.procs.get(e.pid!);
-    const info = p ?? { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: null, cgroupId: e.cgroupId, args: [], startedAt: null, exitedAt: null, exitCode: null };
+    const info = p ?? { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: null, cgroupId: null, args: [], startedAt: null, exitedAt: null, exitCode: null };
     info.exitedAt = e.at;
     info.exitCode = e.exitCode;
     (info as { exitedMs?: number }).exitedMs = Date.now();

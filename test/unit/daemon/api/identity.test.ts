@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The identity filters and identity.get at the API boundary (every transport): bad input is
 // InvalidParams naming the field, identity.get is scoped by caller, processes.list groups
-// per unit/container/app, and events are filtered on the identity they carry.
+// per unit/container/app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildApi, eventFilter, type Caller, type IdentityApi } from '../../../../daemon/src/api/index.js';
+import { buildApi, type Caller, type IdentityApi } from '../../../../daemon/src/api/index.js';
 import { AppError } from '../../../../daemon/src/errors.js';
 import type { IdentityResult } from '../../../../daemon/src/contract/identity.js';
 import { FakeMonitor, flow, noIdentity } from '../../../helpers/fake-monitor.js';
@@ -42,7 +42,6 @@ test('bad identity filters are refused naming the field, on every method that ta
   fails(() => m['flows.list'].validate({ unit: 'a/b.service' }, root), 'InvalidParams', 'params.unit');
   fails(() => m['processes.list'].validate({ container: 'has space' }, root), 'InvalidParams', 'params.container');
   fails(() => m['processes.list'].validate({ by: 'pod' }, root), 'InvalidParams', 'params.by');
-  fails(() => eventFilter({ app: 7 }, root), 'InvalidParams', 'params.app');
   assert.ok(m['flows.list'].validate({ unit: 'getty@*', cgroup: '/system.slice' }, root).identity, 'a good filter becomes a predicate');
   assert.equal(m['flows.list'].validate({}, root).identity, undefined, 'no filter, no predicate');
 });
@@ -74,13 +73,4 @@ test('processes.list: filtered by identity, and grouped per unit with `by`', asy
   assert.deepEqual((await run({ unit: 'a.service' })).processes.map((p) => p.pid).sort(), [1, 2]);
   const g = (await run({ by: 'unit', limit: 1 })).groups!;
   assert.deepEqual(g.map((x) => [x.key, x.pids, x.txBytes, x.rxBytes]), [['a.service', [1, 2], 30, 3], ['b.service', [3], 5, 5], [null, [4], 1, 0]], 'groups total every process, whatever limit keeps');
-});
-
-test('events: an identity filter keeps the events of matching processes and leaves load-balancer events out', () => {
-  const f = eventFilter({ container: 'web' }, root);
-  const base = { type: 'exec' as const, at: 'x', pid: 1, uid: 0, comm: 'c', ppid: 0, gid: 0, filename: '/x', args: [] as string[], argsTruncated: false };
-  assert.ok(f.accepts({ ...base, ...noIdentity, cgroupId: '9', container: { runtime: 'docker' as const, id: 'a'.repeat(64), name: 'web' } }));
-  assert.ok(!f.accepts({ ...base, ...noIdentity, cgroupId: '9' }));
-  assert.ok(!f.accepts({ type: 'lb', at: 'x', pid: null, uid: null, comm: null, name: 'lb.vip.added', detail: {} }));
-  assert.ok(eventFilter({}, root).accepts({ type: 'lb', at: 'x', pid: null, uid: null, comm: null, name: 'lb.vip.added', detail: {} }));
 });
