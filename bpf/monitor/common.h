@@ -74,6 +74,8 @@ enum emon_how {
 	EMON_HOW_PROC    = 6, /* the socket scan at daemon start (socket predates the daemon) */
 	EMON_HOW_KERNEL  = 7, /* the kernel itself (neighbour discovery, MLD, IGMP, RSTs and ICMP
 	                       * errors it sends from its control sockets); no process */
+	EMON_HOW_USER    = 8, /* the only process that sends/receives on it: the socket changed
+	                       * hands (socket activation, SCM_RIGHTS, fork); bpf/handoff.bpf.c */
 };
 
 struct emon_owner {

@@ -15,6 +15,8 @@ import { buildApi, parseMirrorSpec, type Api, type CaptureApiDeps, type Caller, 
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
+import { Identities } from './identity/index.js';
+import type { IdentityApi } from './api/index.js';
 import { LbManager } from './lb/manager.js';
 import { LB_MAP } from './lb/components.js';
 import { L7Feature } from './l7/feature.js';
@@ -55,6 +57,8 @@ export interface DaemonDeps {
   l7?: L7Api | null;
   /** Capture and mirror sessions (absent: their methods answer NotAvailable). */
   capture?: CaptureApiDeps;
+  /** The identity service (identity.get and status.identity). */
+  identity?: IdentityApi | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
 }
@@ -76,6 +80,7 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     lb: deps.lb ?? null,
     history: deps.history ?? null,
     l7: deps.l7 ?? null,
+    identity: deps.identity ?? null,
     version: deps.version,
     startedAt,
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
@@ -117,12 +122,13 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-export function monitorOptions(config: Config, logger: Logger): MonitorOptions {
+export function monitorOptions(config: Config, logger: Logger, identity?: Identities): MonitorOptions {
   return {
+    ...(identity ? { identity } : {}),
     pinPath: config.pinPath,
     objectDir: config.bpfObjectDir || DEFAULT_OBJECT_DIR,
     interfaces: config.interfaces,
-    mapSizes: config.maps,
+    mapSizes: { ...config.maps, handoffs: config.identity.handoffEntries },
     closedRetentionMs: config.flows.closedRetentionSec * 1000,
     idleTimeoutMs: config.flows.idleTimeoutSec * 1000,
     tcpIdleTimeoutMs: config.flows.tcpIdleTimeoutSec * 1000,
@@ -147,11 +153,16 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     }
   };
   const bus = new EventBus();
-  const mopts = monitorOptions(config, logger);
   // History first, so that it closes last: what the monitor reports while it stops is
   // still written. It never fails the start: a disk or file problem shows in status.
   const history = config.history.enabled ? startHistory(config, logger, bus) : null;
   if (history) closers.add('history', () => history.stop());
+  // Who owns what (unit, container, app), for the monitor's flows and events and the API.
+  const identity = await step('cannot start the identity resolver', () =>
+    new Identities({ maxEntries: config.identity.cacheEntries, namesTtlMs: config.identity.namesTtlSec * 1000 }),
+  );
+  closers.add('identity resolver', () => identity.close());
+  const mopts = monitorOptions(config, logger, identity);
   const deployment = await step('cannot open the pin directory', () =>
     Monitor.openDeployment(mopts, { [LB_MAP.conns]: config.lb.maps.conns, [LB_MAP.long]: config.lb.maps.long, [LB_MAP.nat]: config.lb.maps.nat }),
   );
@@ -259,7 +270,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, identity, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 

@@ -19,6 +19,7 @@ import { PhaseTimer } from './nspawn/phases.js';
 import { qemuLog, secs } from './qemu/cache.js';
 import { prepareGuest, runInGuest, type GuestRunResult, type PreparedGuest } from './qemu/guest.js';
 import type { ProbeStatus } from '../../daemon/src/bpf/manifest.js';
+import { HANDOFF_PROBE } from '../../daemon/src/monitor/components.js';
 
 const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects'];
 const ACCEPT_PRE_6_10 = 'fexit/inet_csk_accept (pre-6.10 signature)';
@@ -119,6 +120,10 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
     assert.ok(accept.inactive.some((i) => i.label === ACCEPT_6_10 && /proto_accept_arg/.test(i.reason)), JSON.stringify(accept.inactive));
     // TCP state changes attach as tp_btf there too.
     assert.equal(p.probes!.find((x) => x.capability === 'tcp-state')?.active, 'tp_btf/inet_sock_set_state', JSON.stringify(p.probes));
+    // Sockets that change hands: no sock_send_length tracepoints in 6.1, so the fexit
+    // alternative on the inet ops (integration/flows checks that SCM_RIGHTS and fork handoffs
+    // go to the user there).
+    assert.equal(p.probes!.find((x) => x.capability === HANDOFF_PROBE.capability)?.active, HANDOFF_PROBE.fexit, JSON.stringify(p.probes));
     // Every other probe group found an alternative too.
     assert.deepEqual(p.probes!.filter((x) => !x.active).map((x) => x.capability), [], JSON.stringify(p.probes));
 

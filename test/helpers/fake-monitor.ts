@@ -5,9 +5,13 @@
 import { EventBus } from '../../daemon/src/events/bus.js';
 import type { MonitorEvent } from '../../daemon/src/contract/events.js';
 import type { Flow, ProcessTotals } from '../../daemon/src/contract/flows.js';
-import type { FlowQuery } from '../../daemon/src/monitor/flows.js';
+import type { OwnerIdentity } from '../../daemon/src/contract/identity.js';
+import type { FlowQuery, ProcessQuery } from '../../daemon/src/monitor/flows.js';
 import type { MonitorApi, MonitorStatus } from '../../daemon/src/monitor/api.js';
 import { DAEMON_COUNTERS, MONITOR_COUNTERS, type CounterName, type ProgramsListResult } from '../../daemon/src/contract/status.js';
+
+/** The identity fields of an owner nobody knows (flows, process totals and events carry them). */
+export const noIdentity: OwnerIdentity & { cgroupId: null } = { cgroupId: null, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null };
 
 export function flow(over: Partial<Flow>): Flow {
   return {
@@ -17,6 +21,7 @@ export function flow(over: Partial<Flow>): Flow {
     txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
     firstSeenAt: '2026-11-22T00:00:00.000Z', lastSeenAt: '2026-11-22T00:00:01.000Z', closedAt: null,
     remoteName: null, serverName: null, tlsVersion: null,
+    cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null,
     ...over,
   };
 }
@@ -30,15 +35,19 @@ export class FakeMonitor implements MonitorApi {
 
   async queryFlows(q: FlowQuery) {
     this.queries.push(q);
-    const m = this.flows.filter((f) => (q.pid === undefined || f.pid === q.pid) && (q.uid === undefined || f.uid === q.uid) && (q.comm === undefined || f.comm === q.comm));
+    const m = this.flows.filter((f) => (q.pid === undefined || f.pid === q.pid) && (q.uid === undefined || f.uid === q.uid) && (q.comm === undefined || f.comm === q.comm) && (!q.identity || q.identity(f)));
     return { flows: m.slice(0, q.limit), total: this.flows.length, matched: m.length };
   }
 
-  async processTotals(q: { uid?: number }): Promise<ProcessTotals[]> {
+  async processTotals(q: ProcessQuery): Promise<ProcessTotals[]> {
     const by = new Map<number | null, ProcessTotals>();
     for (const f of this.flows) {
       if (q.uid !== undefined && f.uid !== q.uid) continue;
-      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt };
+      if (q.identity && !q.identity(f)) continue;
+      const t = by.get(f.pid) ?? {
+        pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt,
+        cgroupPath: f.cgroupPath, unit: f.unit, userUnit: f.userUnit, slice: f.slice, container: f.container, app: f.app,
+      };
       t.flows++;
       t.txBytes += f.txBytes;
       t.rxBytes += f.rxBytes;
@@ -53,6 +62,7 @@ export class FakeMonitor implements MonitorApi {
       socketScan: { method: null, state: 'done', sockets: 0, durationMs: 0, fallbacks: [] }, interfaces: [], interfaceErrors: {},
       maps: [], counters: Object.fromEntries([...MONITOR_COUNTERS, ...DAEMON_COUNTERS].map((c) => [c, 0])) as Record<CounterName, number>, loss: { ringbufFull: 0, probeMisses: 0, flowsEvicted: 0, undecodable: 0 },
       events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
+      handoff: { active: null, sockets: 0, counters: { slowPath: 0, handoffs: 0, shared: 0, ownersFilled: 0, flowsPatched: 0, updateFailed: 0 } },
     };
   }
 

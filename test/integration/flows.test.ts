@@ -135,9 +135,9 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     assert.ok(fl.every((f) => f.comm === 'bash' && f.attributedBy === 'connect'));
   });
 
-  test('a socket inherited across fork is owned by the process that connected it (documented)', async () => {
-    // ss -tinp would list both processes holding the descriptor; ebpfmon names the one
-    // that called connect(): the child only inherited the descriptor.
+  test('a socket inherited across fork and used by the child alone goes to the child (attributedBy user)', async () => {
+    // The parent connects and only holds the descriptor; the child writes its own pid on it
+    // (bpf/handoff.bpf.c: the process that uses a socket owns its traffic).
     const srv = await tcpServer(peer, link.b.ip4, 0);
     const script = `exec 3<>/dev/tcp/${link.b.ip4}/${srv.port}; ( echo "child $BASHPID" >&3 ) & wait; echo $$; exec 3>&-`;
     const r = await mon.exec('bash', ['-c', script]);
@@ -147,21 +147,28 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     assert.ok(childPid > 0 && childPid !== parent);
     const f = (await flows({ port: srv.port, protocol: 'tcp' })).find((x) => x.localPort === served.remotePort);
     assert.ok(f);
-    assert.equal(f.pid, parent, `owner is the connecting parent ${parent}, not the child ${childPid} that wrote`);
-    assert.equal(f.attributedBy, 'connect');
+    assert.equal(f.pid, childPid, `owner is the child ${childPid} that wrote (the server read its pid), not the connecting parent ${parent}`);
+    assert.equal(f.attributedBy, 'user');
   });
 
-  test('a socket passed to another process (SCM_RIGHTS) is owned by the process that connected it (documented)', async () => {
+  test('a socket passed to another process (SCM_RIGHTS) and used by the receiver alone: its bytes count for the receiver (attributedBy user)', async () => {
     const srv = await tcpServer(peer, link.b.ip4, 0);
+    const cap = await capture();
     const p = mon.spawn(process.execPath, [PEER, 'tcp-pass', link.b.ip4, String(srv.port), '5000']);
     const done = await jsonLines(p).next((o) => o.event === 'done');
     const served = await srv.out.next((o) => o.event === 'served');
+    const pkts = await cap.stop();
     assert.equal(served.received, 5000, 'the receiving process sent the data');
+    assert.notEqual(done.senderPid, done.connectorPid);
     const f = (await flows({ port: srv.port, protocol: 'tcp' })).find((x) => x.localPort === done.localPort);
     assert.ok(f);
-    assert.equal(f.pid, done.connectorPid);
-    assert.notEqual(f.pid, done.senderPid);
-    assert.equal(f.attributedBy, 'connect');
+    assert.equal(f.pid, done.senderPid, `owner is the receiver ${String(done.senderPid)} that sent, not the connector ${String(done.connectorPid)}`);
+    assert.equal(f.attributedBy, 'user');
+    assertCounts(f, flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: TCP, localPort: Number(done.localPort), remotePort: srv.port }));
+    // The processes' totals follow: the connector has none of it.
+    const procs = (await daemon.call('processes.list', {})).processes;
+    assert.equal(procs.find((x) => x.pid === done.senderPid)?.txBytes, f.txBytes);
+    assert.equal(procs.find((x) => x.pid === done.connectorPid), undefined);
   });
 
   test('ICMP is counted by type (a ping and its replies are one flow); IPv4 options are counted, not misparsed', async () => {

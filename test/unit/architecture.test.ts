@@ -44,7 +44,8 @@ const LAYERS: Array<{ name: string; match: RegExp }> = [
   { name: 'base', match: /^daemon\/src\/(util\/|errors\.ts|version\.ts)/ },
   { name: 'system', match: /^daemon\/src\/(sys|net|systemd)\// },
   { name: 'kernel', match: /^daemon\/src\/bpf\// },
-  { name: 'services', match: /^daemon\/src\/(config|events)\// },
+  // identity/: who owns a cgroup (unit, container, app), a service every feature may ask.
+  { name: 'services', match: /^daemon\/src\/(config|events|identity)\// },
   { name: 'domain', match: /^daemon\/src\/(monitor|lb|history|l7|capture)\// },
   { name: 'api', match: /^daemon\/src\/api\// },
   { name: 'adapters', match: /^daemon\/src\/(rpc|dbus)\// },

@@ -16,11 +16,14 @@ import { LINK_INFO, MAP_INFO, PROG_INFO } from '../../daemon/src/bpf/info.js';
 import { ALL_LB_STRUCTS, LB_MAP_TYPES } from '../../daemon/src/lb/wire.js';
 import { LB_MAP } from '../../daemon/src/lb/components.js';
 import { testMapTypes, testStructLayouts } from '../helpers/layout.js';
+import { HANDOFF } from '../../daemon/src/monitor/handoff.js';
+import { HANDOFF_COUNTERS } from '../../daemon/src/contract/identity.js';
 
 const objDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bpf');
 
 testStructLayouts(ALL_STRUCTS);
 testStructLayouts(ALL_LB_STRUCTS);
+testStructLayouts([HANDOFF]);
 testMapTypes('lb.bpf.o', Object.fromEntries(Object.entries(LB_MAP_TYPES).map(([k, t]) => [LB_MAP[k as keyof typeof LB_MAP], t])));
 
 test('every StructSpec lb/wire.ts exports is in ALL_LB_STRUCTS (so the BTF check sees it)', async () => {
@@ -54,6 +57,18 @@ test('every kernel counter has the name user space gives it, C to D-Bus (enum em
     assert.equal(stats.find((e) => e.name === 'EMON_STAT_MAX')?.value, STAT_MAX);
     const how = btf.enum('emon_how')!;
     assert.deepEqual(how.map((e) => [camel(e.name, 'EMON_HOW_'), e.value]), ATTRIBUTIONS.map((a, i) => [a, i]), 'attributedBy names are enum emon_how');
+  } finally {
+    btf.close();
+  }
+});
+
+test('the handoff counters have the names user space gives them (enum emon_ho_stat in camelCase)', () => {
+  const btf = Btf.fromObject(path.join(objDir, 'handoff.bpf.o'));
+  try {
+    const stats = btf.enum('emon_ho_stat');
+    assert.ok(stats, 'enum emon_ho_stat is in handoff.bpf.o BTF');
+    assert.deepEqual(stats.filter((e) => e.name !== 'EMON_HO_STAT_MAX').map((e) => [camel(e.name, 'EMON_HO_STAT_'), e.value]), HANDOFF_COUNTERS.map((n, i) => [n, i]));
+    assert.deepEqual(btf.enum('emon_how')!.map((e) => [camel(e.name, 'EMON_HOW_'), e.value]), ATTRIBUTIONS.map((a, i) => [a, i]), 'the same enum emon_how as the monitor\'s objects');
   } finally {
     btf.close();
   }

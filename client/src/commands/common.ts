@@ -41,3 +41,20 @@ export async function withClient<T>(cmd: Command, fn: (c: DaemonClient) => Promi
 }
 
 export const CLEAR = '\x1b[H\x1b[2J';
+
+/** --unit --container --app --cgroup: the owner identity filters of flows and top. */
+export function addIdentityOptions(cmd: Command): Command {
+  return cmd
+    .option('--unit <unit>', 'owned by this systemd unit or user unit (a trailing * matches a prefix: \'getty@*\')')
+    .option('--container <c>', 'owned by this container: id (12+ hex digits), name, pod name, namespace/pod or pod UID')
+    .option('--app <app>', 'owned by this desktop app: Flatpak id, snap name, .desktop id or its Name')
+    .option('--cgroup <path>', 'owned by a process in this cgroup (or below it), e.g. /system.slice', (v: string) => {
+      if (!v.startsWith('/')) throw new InvalidArgumentError('expected an absolute cgroup path like /system.slice (below the cgroup2 mount)');
+      return v;
+    });
+}
+
+/** The identity filters the user gave, as the contract names them. */
+export function identityParams(o: { unit?: string; container?: string; app?: string; cgroup?: string }): { unit?: string; container?: string; app?: string; cgroup?: string } {
+  return { unit: o.unit, container: o.container, app: o.app, cgroup: o.cgroup };
+}

@@ -4,8 +4,9 @@ import { PROTOCOLS } from '../../../daemon/src/contract/common.js';
 import { FLOW_SORTS, type Flow, type FlowsListParams, type FlowsListResult } from '../../../daemon/src/contract/flows.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
+import { identityColumns } from '../render/identity.js';
 import { renderTable, type Column } from '../render/table.js';
-import { choiceArg, CLEAR, intArg, withClient } from './common.js';
+import { addIdentityOptions, choiceArg, CLEAR, identityParams, intArg, withClient } from './common.js';
 import { follow, reconnectOption, sleepUnless } from './follow.js';
 
 const COLUMNS: Column<Flow>[] = [
@@ -17,6 +18,8 @@ const COLUMNS: Column<Flow>[] = [
   { header: 'COMM', value: (f) => f.comm ?? '(unknown)', flex: true },
   { header: 'USER', value: (f) => userName(f.uid) },
   { header: 'BY', value: (f) => f.attributedBy },
+];
+const COLUMNS_AFTER: Column<Flow>[] = [
   { header: 'STATE', value: (f) => f.state },
   { header: 'SENT', value: (f) => bytes(f.txBytes), align: 'right' },
   { header: 'RECV', value: (f) => bytes(f.rxBytes), align: 'right' },
@@ -24,7 +27,7 @@ const COLUMNS: Column<Flow>[] = [
 ];
 
 export function flowsCommand(): Command {
-  return new Command('flows')
+  return addIdentityOptions(new Command('flows'))
     .description('list flows: who talks to whom, and how much')
     .option('--pid <n>', 'flows of this process', intArg(0, 0x7fffffff))
     .option('--comm <name>', 'flows of processes with this command name')
@@ -45,7 +48,7 @@ export function flowsCommand(): Command {
     .action(async (o, cmd: Command) => {
       const params: FlowsListParams = {
         pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, protocol: o.protocol,
-        interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit,
+        interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit, ...identityParams(o),
       };
       if (!o.watch) {
         await withClient(cmd, async (c) => printFlows(await c.call(METHODS.flowsList, params), o));
@@ -66,7 +69,7 @@ function printFlows(r: FlowsListResult, o: { json?: boolean; watch?: boolean }):
   if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
   else {
     if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);
-    process.stdout.write(`${r.flows.length ? renderTable(r.flows, COLUMNS) : 'no flows match'}\n`);
+    process.stdout.write(`${r.flows.length ? renderTable(r.flows, [...COLUMNS, ...identityColumns(r.flows), ...COLUMNS_AFTER]) : 'no flows match'}\n`);
     if (r.matched > r.flows.length) process.stdout.write(`(${r.matched - r.flows.length} more; raise --limit)\n`);
   }
 }

@@ -42,6 +42,7 @@ export function statusCommand(): Command {
       out.push(`  probe runs the kernel skipped and nothing made up for: ${s.loss.probeMisses}`);
       out.push(`  flows evicted from the LRU table before collection: ${s.loss.flowsEvicted}`);
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
+      if (s.handoff) out.push(`  sockets that changed hands but could not be recorded (map update refused): ${s.handoff.counters.updateFailed}`);
       out.push('', 'EVENTS');
       out.push(`  ${Object.entries(s.events.received).map(([k, v]) => `${k} ${v}`).join(', ')}; ${s.events.pendingBytes} bytes pending; longest drain ${s.events.maxDrainMs} ms`);
       const rpc = s.transports.rpc;
@@ -61,6 +62,17 @@ export function statusCommand(): Command {
         out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending}, dropped ${h.records.dropped}`);
         if (h.lastError) out.push(`  last error (${h.lastError.code}) at ${h.lastError.at}: ${h.lastError.message}`);
         for (const m of h.movedAside) out.push(`  moved aside: ${m.path} (${m.reason})`);
+      }
+      if (s.handoff) {
+        const h = s.handoff;
+        out.push('', 'SOCKETS THAT CHANGE HANDS');
+        out.push(`  ${h.active ? `traffic goes to the process that uses a socket (${h.active})` : 'INACTIVE: traffic stays with the process that created, connected, accepted or bound a socket'}`);
+        out.push(`  ${h.sockets} socket(s) recorded; handed over ${h.counters.handoffs}, found shared ${h.counters.shared}, flows moved ${h.counters.flowsPatched}`);
+      }
+      if (s.identity) {
+        const id = s.identity;
+        out.push('', 'IDENTITY');
+        out.push(`  cgroup2 ${id.cgroupRoot ?? 'not mounted'}; ${id.entries} cgroup(s) cached; ${id.resolved} resolved (by pid ${id.byPid}, by handle ${id.byHandle}${id.handlesDenied ? ' (denied)' : ''}, by walk ${id.byWalk}), ${id.misses} not found, ${id.walks} walk(s)`);
       }
       const lbWarnings = s.lb?.warnings ?? [];
       if (lbWarnings.length) {

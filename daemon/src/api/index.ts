@@ -6,6 +6,7 @@
 import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
+import { identityMethods, type IdentityApi } from './identity.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
 import { l7Methods, type L7Api } from './l7.js';
 import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
@@ -20,6 +21,8 @@ export interface ApiDeps {
   history?: HistoryApi | null;
   /** The application layer, when any l7.* switch is on (dns.list/http.list answer NotAvailable otherwise). */
   l7?: L7Api | null;
+  /** The identity service (identity.get, status.identity); null: those answer NotAvailable / empty. */
+  identity?: IdentityApi | null;
   version: string;
   startedAt: Date;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
@@ -42,6 +45,7 @@ export function buildApi(d: ApiDeps): Api {
         startedAt: d.startedAt,
         transports: d.transports,
         lbStatus: lbSummary,
+        identity: d.identity ?? null,
         ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}),
         l7Status: d.l7 ? () => d.l7!.status() : undefined,
         captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined,
@@ -50,13 +54,15 @@ export function buildApi(d: ApiDeps): Api {
       ...historyMethods(d.history ?? null),
       ...l7Methods(d.l7 ?? null),
       ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
+      ...identityMethods(d.identity ?? null),
     },
   };
 }
 
 export type { Caller } from './caller.js';
 export type { FlowQuery } from '../monitor/flows.js';
-export { flowsQuery } from './monitor.js';
+export { flowsQuery, processesQuery, type ProcessesQuery } from './monitor.js';
+export type { IdentityApi } from './identity.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // status, flows.list, processes.list, programs.list: read-only views of the monitor, one
 // declaration for JSON-RPC and D-Bus. Callers outside the `ebpfmon` group see only their
-// own uid's flows.
+// own uid's flows. Flows and processes are filtered by owner identity (api/identity.ts)
+// and processes grouped per unit, container or app (`by`).
 import { PROTOCOLS } from '../contract/common.js';
-import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { HistoryStatus } from '../contract/history.js';
+import { FLOW_SORTS, type FlowsListParams, type ProcessesListParams, type ProcessesListResult } from '../contract/flows.js';
+import { PROCESS_GROUPINGS, type OwnerIdentity, type ProcessGrouping } from '../contract/identity.js';
+import { groupProcesses } from '../identity/index.js';
+import { IDENTITY_FILTER_PARAMS, identityPredicate, identityStatus, type IdentityApi } from './identity.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
@@ -15,7 +19,8 @@ import { scopeUid, type Caller } from './caller.js';
 import { method } from './method.js';
 import { optBool, optCidr, optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
 
-export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit'] as const satisfies ReadonlyArray<keyof FlowsListParams>;
+export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof FlowsListParams>;
+export const PROCESS_PARAMS = ['uid', 'limit', 'by', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof ProcessesListParams>;
 const MAX_UID = 0xffffffff - 1;
 const MAX_PID = 0x7fffffff;
 /** Largest `limit` on the socket; D-Bus replies are smaller (a bus message is bounded). */
@@ -34,9 +39,29 @@ export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): 
     port: optInt(p, 'port', 0, 65535),
     protocol: protocol !== undefined ? protocolNumber(protocol) : undefined,
     interface: optString(p, 'interface', 15),
+    identity: identityPredicate(p),
     includeClosed: optBool(p, 'includeClosed'),
     sort: optEnum(p, 'sort', FLOW_SORTS),
     limit: optInt(p, 'limit', 1, maxLimit) ?? 1000,
+  };
+}
+
+/** A validated processes.list query. */
+export interface ProcessesQuery {
+  uid: number | undefined;
+  limit: number;
+  by: ProcessGrouping;
+  identity: ((id: OwnerIdentity) => boolean) | undefined;
+}
+
+/** processes.list parameters (D-Bus GetProcessTotals too) as a validated, scoped query. */
+export function processesQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): ProcessesQuery {
+  const p = paramsObject(raw, PROCESS_PARAMS);
+  return {
+    uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)),
+    limit: optInt(p, 'limit', 1, maxLimit) ?? 1000,
+    by: optEnum(p, 'by', PROCESS_GROUPINGS) ?? 'process',
+    identity: identityPredicate(p),
   };
 }
 
@@ -56,6 +81,7 @@ export interface MonitorMethodDeps {
   /** The application layer's section, when it runs. */
   l7Status?: (() => L7Status) | undefined;
   captureStatus?: () => CaptureStatus;
+  identity: IdentityApi | null;
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -74,6 +100,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...s,
           loss: { ...s.loss, subscriberDropped: t.rpc.subscriberDropped },
           transports: t,
+          identity: identityStatus(d.identity),
           ...(d.lbStatus ? { lb: d.lbStatus() } : {}),
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
@@ -86,13 +113,14 @@ export function monitorMethods(d: MonitorMethodDeps) {
       validate: (raw, caller) => flowsQuery(raw, caller),
       run: (q) => d.monitor.queryFlows(q),
     }),
-    'processes.list': method<'processes.list', { uid: number | undefined; limit: number }>({
+    'processes.list': method<'processes.list', ProcessesQuery>({
       access: 'read',
-      validate: (raw, caller) => {
-        const p = paramsObject(raw, ['uid', 'limit']);
-        return { uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)), limit: optInt(p, 'limit', 1, MAX_FLOWS) ?? 1000 };
+      validate: (raw, caller) => processesQuery(raw, caller),
+      run: async (q): Promise<ProcessesListResult> => {
+        const all = await d.monitor.processTotals({ uid: q.uid, identity: q.identity });
+        // Groups total every matching process, whatever `limit` keeps of the list.
+        return q.by === 'process' ? { processes: all.slice(0, q.limit) } : { processes: all.slice(0, q.limit), groups: groupProcesses(all, q.by) };
       },
-      run: async (q) => ({ processes: (await d.monitor.processTotals({ uid: q.uid })).slice(0, q.limit) }),
     }),
     'programs.list': method<'programs.list', void>({
       access: 'read',

@@ -125,6 +125,11 @@ export const schema = {
       format: 'probe-list', default: [] as string[], env: 'EBPFMON_PROBES_DISABLE',
     },
   },
+  identity: {
+    cacheEntries: { doc: 'Cgroup identities (unit, container, app) kept in memory; the least recently used go first', format: 'count', default: 4096, env: 'EBPFMON_IDENTITY_CACHE_ENTRIES' },
+    namesTtlSec: { doc: 'Container and app names are read again after this long (what a cgroup path says never changes)', format: 'seconds', default: 60, env: 'EBPFMON_IDENTITY_NAMES_TTL_SEC' },
+    handoffEntries: { doc: 'Sockets that changed hands remembered in the kernel (emon_handoffs, LRU; see docs/identity.md)', format: 'map-size', default: 16384, env: 'EBPFMON_IDENTITY_HANDOFF_ENTRIES' },
+  },
   events: {
     execArgs: { doc: 'Capture the first exec arguments', format: Boolean, default: true, env: 'EBPFMON_EVENTS_EXEC_ARGS' },
   },

@@ -24,9 +24,11 @@ export type Direction = (typeof DIRECTIONS)[number];
  * How the owner of a socket was learned (bpf/monitor/common.h enum emon_how, in order):
  * the process that created, connected, accepted, bound or first sent on it; `proc` the
  * start-up scan (the socket predates the daemon); `kernel` the kernel's own traffic (no
- * process); `none` not known.
+ * process); `user` the only process that sends and receives on it, though another created,
+ * connected, accepted or bound it (socket activation, SCM_RIGHTS, fork: docs/identity.md);
+ * `none` not known.
  */
-export const ATTRIBUTIONS = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc', 'kernel'] as const;
+export const ATTRIBUTIONS = ['none', 'socket', 'connect', 'accept', 'bind', 'send', 'proc', 'kernel', 'user'] as const;
 export type AttributedBy = (typeof ATTRIBUTIONS)[number];
 
 /** The command shown for the kernel's own traffic (`attributedBy: "kernel"`). */

@@ -24,6 +24,8 @@ export const MANAGER_METHOD = {
   GetHistory: 'GetHistory',
   GetDnsQueries: 'GetDnsQueries',
   GetHttpRequests: 'GetHttpRequests',
+  GetProcessTotals: 'GetProcessTotals',
+  GetIdentity: 'GetIdentity',
   Subscribe: 'Subscribe',
   Unsubscribe: 'Unsubscribe',
 } as const;
@@ -160,7 +162,7 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_METHOD.GetFlows]: {
       in: [arg('filter', 'a{sv}')],
       out: [arg('flows', 'aa{sv}')],
-      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), protocol (s), interface (s), includeClosed (b), sort (s) and limit (u, 1..10000, default 1000).',
+      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), protocol (s), interface (s), includeClosed (b), sort (s), limit (u, 1..10000, default 1000), and by owner identity: unit (s), container (s), app (s), cgroup (s, a path or an ancestor).',
     },
     [MANAGER_METHOD.GetProcesses]: {
       in: [],
@@ -186,6 +188,16 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
       in: [arg('filter', 'a{sv}')],
       out: [arg('requests', 'aa{sv}')],
       doc: 'HTTP/1.x requests of the processes visible to the caller, newest first (JSON-RPC http.list), filtered by pid (u), uid (u), host (s, glob), status (s, 404 or 5xx), method (s), tls (b) and limit (u, 1..10000, default 1000); NotAvailable when l7.http is off.',
+    },
+    [MANAGER_METHOD.GetProcessTotals]: {
+      in: [arg('params', 'a{sv}')],
+      out: [arg('processes', 'aa{sv}'), arg('groups', 'aa{sv}')],
+      doc: 'processes.list: cumulative traffic per process visible to the caller with its identity, filtered by uid (u), unit (s), container (s), app (s), cgroup (s), at most limit (u, 1..10000) processes; with by (s: unit, container or app) also the totals per group (empty otherwise).',
+    },
+    [MANAGER_METHOD.GetIdentity]: {
+      in: [arg('params', 'a{sv}')],
+      out: [arg('identity', 'a{sv}')],
+      doc: 'identity.get: the cgroup, unit, slice, container, app and process tree of pid (u, one of the caller\'s own unless it sees every user) or of cgroupId (t, root and the ebpfmon group only).',
     },
     [MANAGER_METHOD.Subscribe]: {
       in: [],

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows and
-// GetProcesses.
+// Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows,
+// GetProcesses and GetProcessTotals.
 import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
 import type { L7FlowFields } from './l7.js';
+import type { GroupTotals, IdentityFilter, OwnerIdentity, ProcessGrouping } from './identity.js';
 
-/** remoteName, serverName, tlsVersion (L7FlowFields) come from the application layer. */
-export interface Flow extends L7FlowFields {
+/** A flow, with its owner's identity (unit, container, app...: contract/identity.ts); remoteName,
+ * serverName, tlsVersion (L7FlowFields) come from the application layer. */
+export interface Flow extends L7FlowFields, OwnerIdentity {
   /** A protocol name, or the IP protocol number as a string. */
   protocol: ProtocolName | string;
   family: Family;
@@ -48,7 +50,7 @@ export interface Flow extends L7FlowFields {
 export const FLOW_SORTS = ['bytes', 'packets', 'age', 'recent'] as const;
 export type FlowSort = (typeof FLOW_SORTS)[number];
 
-export interface FlowsListParams {
+export interface FlowsListParams extends IdentityFilter {
   /** Process id (tgid) owning the flow's local socket. */
   pid?: number;
   /** Command name (exact, as the kernel's 15-character comm). */
@@ -76,13 +78,15 @@ export interface FlowsListResult {
   matched: number;
 }
 
-/** Cumulative traffic of one process (live flows plus flows already collected). */
-export interface ProcessTotals {
+/** Cumulative traffic of one process (live flows plus flows already collected), with its identity. */
+export interface ProcessTotals extends OwnerIdentity {
   /** null for flows nobody could attribute, and for the kernel's own traffic (comm `[kernel]`). */
   pid: number | null;
   comm: string | null;
   uid: number | null;
   exe: string | null;
+  /** The cgroup v2 id of its most recent flow (decimal string). */
+  cgroupId: string | null;
   flows: number;
   openFlows: number;
   txBytes: number;
@@ -92,11 +96,15 @@ export interface ProcessTotals {
   lastSeenAt: string | null;
 }
 
-export interface ProcessesListParams {
+export interface ProcessesListParams extends IdentityFilter {
   uid?: number;
   limit?: number;
+  /** Also total the processes per unit, container or app (`groups`); default `process` (none). */
+  by?: ProcessGrouping;
 }
 
 export interface ProcessesListResult {
   processes: ProcessTotals[];
+  /** With `by` unit, container or app: every matching process's totals, per group, busiest first. */
+  groups?: GroupTotals[];
 }

@@ -6,6 +6,7 @@ export * from './common.js';
 export * from './flows.js';
 export * from './events.js';
 export * from './status.js';
+export * from './identity.js';
 export * from './lb.js';
 export * from './history.js';
 export * from './l7.js';

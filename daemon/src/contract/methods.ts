@@ -7,6 +7,7 @@
 import type { EventBatchNotification, EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
 import type { HistoryQueryParams, HistoryQueryResult } from './history.js';
 import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
+import type { IdentityGetParams, IdentityResult } from './identity.js';
 import type {
   AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
   LbStats, RemoveVipResult, VipInfo, VipParams,
@@ -26,6 +27,7 @@ export interface Methods {
   'flows.list': { params: FlowsListParams; result: FlowsListResult };
   'processes.list': { params: ProcessesListParams; result: ProcessesListResult };
   'programs.list': { params: NoParams; result: ProgramsListResult };
+  'identity.get': { params: IdentityGetParams; result: IdentityResult };
   'events.subscribe': { params: EventsSubscribeParams; result: EventsSubscribeResult };
   'events.unsubscribe': { params: EventsUnsubscribeParams; result: EventsUnsubscribeResult };
   'lb.vip.add': { params: AddVipParams; result: VipInfo };
@@ -62,6 +64,7 @@ export const METHODS = {
   flowsList: 'flows.list',
   processesList: 'processes.list',
   programsList: 'programs.list',
+  identityGet: 'identity.get',
   eventsSubscribe: 'events.subscribe',
   eventsUnsubscribe: 'events.unsubscribe',
   lbVipAdd: 'lb.vip.add',

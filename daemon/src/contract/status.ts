@@ -3,6 +3,7 @@
 import type { HistoryStatus } from './history.js';
 import type { L7Status } from './l7.js';
 import type { CaptureStatus } from './capture.js';
+import type { HandoffStatus, IdentityStatus } from './identity.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -132,6 +133,10 @@ export interface StatusResult {
   loss: Loss;
   events: { received: Record<string, number>; pendingBytes: number; maxDrainMs: number };
   transports: { rpc: RpcStatus; dbus: DbusStatus | null };
+  /** Sockets that change hands (the `socket-user` probe). */
+  handoff: HandoffStatus;
+  /** The identity resolver (unit, container, app of each cgroup). */
+  identity: IdentityStatus;
   /** Present when the load balancer is configured. */
   lb?: LbStatusSummary;
   /** Present when history is enabled (history.enabled): its store, what it wrote and lost. */

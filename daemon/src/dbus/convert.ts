@@ -8,17 +8,21 @@
 import dbus, { type Variant } from 'dbus-next';
 import { invalidParam } from '../errors.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
+import type { GroupTotals, IdentityResult, OwnerIdentity } from '../contract/identity.js';
 
 export type Dict = Record<string, Variant>;
 
 /** What a key of an incoming a{sv} may hold. */
-export type FieldKind = 'int' | 'string' | 'bool' | 'int-or-string' | { dict: Record<string, FieldKind> };
+/** `id`: an unsigned 64-bit integer (t, or any narrower width), passed on as a decimal string
+ * as JSON carries cgroup ids (a Number would lose digits above 2^53). */
+export type FieldKind = 'int' | 'id' | 'string' | 'bool' | 'int-or-string' | { dict: Record<string, FieldKind> };
 
 /** Integers arrive in whatever width the client picked (python-dbus sends i, busctl what you type). */
 const INT_SIGNATURES = new Set(['y', 'n', 'q', 'i', 'u', 'x', 't']);
 
 function kindName(kind: FieldKind): string {
   if (kind === 'int') return 'an integer variant (u)';
+  if (kind === 'id') return 'an unsigned integer variant (t)';
   if (kind === 'string') return 'a string variant (s)';
   if (kind === 'bool') return 'a boolean variant (b)';
   if (kind === 'int-or-string') return 'an integer (u) or string (s) variant';
@@ -28,6 +32,7 @@ function kindName(kind: FieldKind): string {
 function unwrap(v: Variant, kind: FieldKind, field: string): unknown {
   const sig = v.signature;
   if (kind === 'int' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
+  if (kind === 'id' && INT_SIGNATURES.has(sig)) return String(v.value);
   if (kind === 'string' && sig === 's') return v.value;
   if (kind === 'bool' && sig === 'b') return v.value;
   if (kind === 'int-or-string' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
@@ -168,8 +173,14 @@ export function jsonDict(obj: Record<string, unknown>): Dict {
   return out;
 }
 
+/** The identity keys (contract/identity.ts): container and app travel as a{sv} of strings. */
+export const IDENTITY_TYPES: { readonly [K in keyof OwnerIdentity]-?: ValueSig } = {
+  cgroupPath: 's', unit: 's', userUnit: 's', slice: 's', container: 'a{sv}', app: 'a{sv}',
+};
+
 /** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and tcpFlagsRx. */
 export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: ValueSig } = {
+  ...IDENTITY_TYPES,
   protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
   ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
@@ -188,12 +199,30 @@ export function flowDict(f: Flow): Dict {
 }
 
 export const PROCESS_TYPES: { readonly [K in keyof ProcessTotals]-?: ValueSig } = {
-  pid: 'u', comm: 's', uid: 'u', exe: 's', flows: 'u', openFlows: 'u',
+  ...IDENTITY_TYPES,
+  pid: 'u', comm: 's', uid: 'u', exe: 's', cgroupId: 't', flows: 'u', openFlows: 'u',
   txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
 };
 
 export function processDict(p: ProcessTotals): Dict {
   return dictOf(p, PROCESS_TYPES);
+}
+
+export const GROUP_TYPES: { readonly [K in keyof GroupTotals]-?: ValueSig } = {
+  by: 's', key: 's', label: 's', unit: 's', userUnit: 's', container: 'a{sv}', app: 'a{sv}', pids: 'at', flows: 'u', openFlows: 'u',
+  txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
+};
+
+export function groupDict(g: GroupTotals): Dict {
+  return dictOf(g, GROUP_TYPES);
+}
+
+export const IDENTITY_RESULT_TYPES: { readonly [K in keyof IdentityResult]-?: ValueSig } = {
+  ...IDENTITY_TYPES, pid: 'u', cgroupId: 't', tree: 'aa{sv}',
+};
+
+export function identityDict(r: IdentityResult): Dict {
+  return dictOf(r, IDENTITY_RESULT_TYPES);
 }
 
 export const TALKER_TYPES: Record<string, ValueSig> = {

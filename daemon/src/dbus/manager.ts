@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // org.ebpfmon1.Manager at /org/ebpfmon1: the monitor's read side, over the API: GetFlows
-// is flows.list (the same validation, naming `filter.X`, and the same uid scoping); the
+// is flows.list, GetProcessTotals processes.list and GetIdentity identity.get (the same
+// validation, naming `filter.X`/`params.X`, and the same uid scoping); the other
 // per-process members share one cached walk of the flow table, filtered per caller.
-import type { FlowsListParams, ProcessTotals } from '../contract/flows.js';
+import type { FlowsListParams, ProcessesListParams, ProcessTotals } from '../contract/flows.js';
 import type { DnsListParams, HttpListParams } from '../contract/l7.js';
+import type { IdentityGetParams } from '../contract/identity.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
-import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable } from '../api/index.js';
+import { flowsQuery, processesQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable, type ProcessesQuery } from '../api/index.js';
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
-import { dictOf, flowDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
+import { dictOf, flowDict, groupDict, identityDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
 import { getHistory } from './history.js';
 import type { CallContext, ObjectImpl } from './object.js';
 import { rankTalkers, type RateTracker, type Talker } from './rates.js';
@@ -20,6 +22,7 @@ export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, to
 export const FLOW_FILTER: { readonly [K in keyof FlowsListParams]-?: FieldKind } = {
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
   protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
+  unit: 'string', container: 'string', app: 'string', cgroup: 'string',
 };
 
 /** GetDnsQueries / GetHttpRequests filter keys: the params of dns.list / http.list. */
@@ -37,6 +40,19 @@ async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, 
     return m.validate(p, caller);
   });
   return m.run(params as never, caller);
+}
+
+/** GetProcessTotals params: those of JSON-RPC processes.list. */
+export const PROCESS_FILTER: { readonly [K in keyof ProcessesListParams]-?: FieldKind } = {
+  uid: 'int', limit: 'int', by: 'string', unit: 'string', container: 'string', app: 'string', cgroup: 'string',
+};
+
+/** GetIdentity params: those of JSON-RPC identity.get (cgroupId as t). */
+export const IDENTITY_PARAMS: { readonly [K in keyof IdentityGetParams]-?: FieldKind } = { pid: 'int', cgroupId: 'id' };
+
+/** GetProcessTotals's params as a processes query: processes.list's validation, naming `params.X`. */
+export function processTotalsQuery(raw: unknown, caller: Caller): ProcessesQuery {
+  return withFieldPrefix('params', () => processesQuery(readDict(raw, 'params', PROCESS_FILTER), caller, LIMITS.processes));
 }
 
 /** GetFlows's filter as a flow query: flows.list's own validation and scoping, naming `filter.X`. */
@@ -79,6 +95,15 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
           .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes))
           .slice(0, LIMITS.processes)
           .map(processDict),
+      GetProcessTotals: async (ctx, [params]) => {
+        const r = await d.methods['processes.list'].run(processTotalsQuery(params, ctx.caller), ctx.caller);
+        return [r.processes.map(processDict), (r.groups ?? []).map(groupDict)];
+      },
+      GetIdentity: async (ctx, [params]) => {
+        const m = d.methods['identity.get'];
+        const p = withFieldPrefix('params', () => m.validate(readDict(params, 'params', IDENTITY_PARAMS), ctx.caller));
+        return identityDict(await m.run(p, ctx.caller));
+      },
       GetTopTalkers: async (ctx, [limit]) => {
         if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > LIMITS.topTalkers) {
           throw invalidParam('limit', limit, `an integer from 1 to ${LIMITS.topTalkers}`);

@@ -135,7 +135,7 @@ class Service implements DbusService {
 
   /** Every process's totals (reads are filtered per caller from one shared walk). */
   private async allTotals(): Promise<ProcessTotals[]> {
-    return (await this.opts.methods['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER }, SYSTEM_CALLER)).processes;
+    return (await this.opts.methods['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER, by: 'process', identity: undefined }, SYSTEM_CALLER)).processes;
   }
 
   get uniqueName(): string {

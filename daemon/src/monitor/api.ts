@@ -4,15 +4,15 @@
 // protocol and the CLI can be tested without a kernel.
 import type { ProcessTotals } from '../contract/flows.js';
 import type { Loss, ProgramsListResult, StatusResult } from '../contract/status.js';
-import type { Flow, FlowQuery } from './flows.js';
+import type { Flow, FlowQuery, ProcessQuery } from './flows.js';
 
-export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events'> & {
+export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events' | 'handoff'> & {
   loss: Omit<Loss, 'subscriberDropped'>;
 };
 
 export interface MonitorApi {
   queryFlows(q: FlowQuery): Promise<{ flows: Flow[]; total: number; matched: number }>;
-  processTotals(q: { uid?: number }): Promise<ProcessTotals[]>;
+  processTotals(q: ProcessQuery): Promise<ProcessTotals[]>;
   status(): Promise<MonitorStatus>;
   programsList(): ProgramsListResult;
   /** Applies a reloaded interface list (SIGHUP). */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The monitor's BPF components and their probes, in load order: flows creates the
-// shared maps, sockets and procs reuse them. Program names match bpf/*.bpf.c.
+// shared maps, sockets, procs, scan and handoff reuse them. Program names match bpf/*.bpf.c.
 import type { ComponentDef } from '../bpf/deployment.js';
 
 export const PROG = {
@@ -15,6 +15,12 @@ export const PROG = {
   stateChange: 'btf_inet_sock_set_state',
   /** Handles the state changes the kernel skipped the primary for (it never counts as lost). */
   stateChangeBackup: 'btf_inet_sock_set_state_backup',
+  /** Sockets that change hands (bpf/handoff.bpf.c), one pair per alternative. */
+  handoffBtfSend: 'btf_sock_send_length',
+  handoffBtfRecv: 'btf_sock_recv_length',
+  handoffFexit: ['fexit_inet_sendmsg', 'fexit_inet6_sendmsg', 'fexit_inet_recvmsg', 'fexit_inet6_recvmsg'],
+  handoffTpSend: 'tp_sock_send_length',
+  handoffTpRecv: 'tp_sock_recv_length',
 } as const;
 
 export const MAP = {
@@ -31,6 +37,8 @@ export const MAP = {
   hooks: 'emon_hooks',
   pktMeta: 'emon_pkt_meta',
   scanInodes: 'emon_scan_inos',
+  handoffs: 'emon_handoffs',
+  handoffStats: 'emon_hostats',
 } as const;
 
 export const FLOWS: ComponentDef = {
@@ -156,4 +164,43 @@ export const PROCS: ComponentDef = {
   ],
 };
 
-export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT] as const;
+/** Labels of the handoff alternatives (status.handoff.active is one of them). */
+export const HANDOFF_PROBE = {
+  capability: 'socket-user',
+  btf: 'tp_btf/sock_send_length + sock_recv_length',
+  fexit: 'fexit/inet_sendmsg, inet6_sendmsg, inet_recvmsg, inet6_recvmsg',
+  tracepoint: 'tracepoint sock:sock_send_length + sock:sock_recv_length',
+} as const;
+
+/**
+ * Sockets that change hands (bpf/handoff.bpf.c): traffic goes to the process that uses a
+ * socket when another created, connected, accepted or bound it. Optional: without it,
+ * owners keep the creator/connector rule. A separate object, so a verifier that refuses
+ * it never makes the socket probes reload.
+ */
+export const HANDOFF_COMPONENT: ComponentDef = {
+  name: 'handoff',
+  file: 'handoff.bpf.o',
+  groups: [
+    {
+      capability: HANDOFF_PROBE.capability,
+      required: false,
+      alternatives: [
+        // A trusted socket pointer (direct loads, the cookie helper); Linux 6.3+.
+        { id: 'tp-btf', label: HANDOFF_PROBE.btf, attach: [{ prog: PROG.handoffBtfSend, kind: 'auto' }, { prog: PROG.handoffBtfRecv, kind: 'auto' }] },
+        // Kernels without those tracepoints that allow fexit (Debian 12's 6.1): the inet ops.
+        { id: 'fexit', label: HANDOFF_PROBE.fexit, attach: PROG.handoffFexit.map((prog) => ({ prog, kind: 'auto' as const })) },
+        {
+          id: 'tracepoint',
+          label: HANDOFF_PROBE.tracepoint,
+          attach: [
+            { prog: PROG.handoffTpSend, kind: 'tracepoint', category: 'sock', name: 'sock_send_length' },
+            { prog: PROG.handoffTpRecv, kind: 'tracepoint', category: 'sock', name: 'sock_recv_length' },
+          ],
+        },
+      ],
+    },
+  ],
+};
+
+export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT, HANDOFF_COMPONENT] as const;

@@ -3,6 +3,8 @@
 // any JS object is built, so `flows --pid` over a million flows stays cheap), joined with
 // the process table, and the garbage collector that removes closed and idle flows after
 // their retention time (their counts move to per-process totals, so nothing is lost).
+// Each flow and process carries its owner's identity (unit, container, app: identity/),
+// looked up once per cgroup per query.
 import type { BpfMap } from '../bpf/maps.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
@@ -11,6 +13,8 @@ import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, DIRECTIONS, KERNEL_COMM, TCP_FLAGS, TCP_STATES, type TcpFlag } from '../contract/common.js';
 import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
 import type { L7FlowFields } from '../contract/l7.js';
+import type { OwnerIdentity } from '../contract/identity.js';
+import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
 export type { Flow, ProcessTotals };
@@ -26,6 +30,8 @@ export interface FlowQuery {
   /** IP protocol number. */
   protocol?: number;
   interface?: string;
+  /** The owner's identity must match (identity/filter.ts identityMatcher). */
+  identity?: (id: OwnerIdentity) => boolean;
   includeClosed?: boolean;
   sort?: FlowSort;
   limit?: number;
@@ -56,6 +62,12 @@ export interface FlowAnnotator {
 
 const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion: null };
 
+/** processes(): whose totals, and which. */
+export interface ProcessQuery {
+  uid?: number;
+  identity?: (id: OwnerIdentity) => boolean;
+}
+
 export interface ProcessInfoSource {
   lookup(tgid: number): { ppid: number | null; exe: string | null; comm: string } | undefined;
 }
@@ -64,6 +76,7 @@ export interface ProcessInfoSource {
 interface Retired {
   comm: string;
   uid: number;
+  cgroupId: string | null;
   txBytes: number;
   rxBytes: number;
   txPackets: number;
@@ -107,7 +120,39 @@ export class FlowTable {
     private readonly ifname: (ifindex: number) => string | null,
     private readonly procs: ProcessInfoSource,
     private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number },
+    private readonly identity: IdentitySource | null = null,
   ) {}
+
+  /**
+   * An identity lookup for one query: the resolver is asked once per cgroup. `missed`
+   * collects the cgroups it could not name yet (a walk of the hierarchy has started for them);
+   * `settle()` waits for it and forgets what this query remembered of them.
+   */
+  private identities(): { of: (cgroupId: string | null, pid: number | null) => OwnerIdentity; missed: (id: OwnerIdentity, cgroupId: string | null) => boolean; settle: () => Promise<boolean> } {
+    const src = this.identity;
+    const memo = new Map<string, OwnerIdentity>();
+    const misses = new Set<string>();
+    return {
+      of: (cgroupId, pid) => {
+        if (cgroupId === null || !src) return NO_IDENTITY;
+        let id = memo.get(cgroupId);
+        if (id === undefined) {
+          id = src.of(cgroupId, pid);
+          memo.set(cgroupId, id);
+          if (id.cgroupPath === null && cgroupId !== '0') misses.add(cgroupId);
+        }
+        return id;
+      },
+      missed: (id, cgroupId) => cgroupId !== null && id.cgroupPath === null && misses.has(cgroupId),
+      settle: async () => {
+        if (!src?.settle || misses.size === 0) return false;
+        await src.settle(misses);
+        for (const m of misses) memo.delete(m);
+        misses.clear();
+        return true;
+      },
+    };
+  }
 
   /** Flow timestamps (CLOCK_MONOTONIC_COARSE, see bpf/flows.h) -> wall-clock ms. */
   private readonly wall = new WallClock(CLOCK_MONOTONIC);
@@ -128,8 +173,11 @@ export class FlowTable {
 
   async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
     const toMs = this.clock();
+    const identities = this.identities();
     const ow = FLOW.fields.owner.offset;
     const out: Flow[] = [];
+    // Flows whose owner's cgroup was not named yet: filtered once the resolver has looked.
+    const pending: Flow[] = [];
     let total = 0;
     const nowMs = Date.now();
     await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
@@ -157,6 +205,10 @@ export class FlowTable {
       if (q.interface !== undefined && iface !== q.interface) return;
 
       const tgid = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      const cgroupId = owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null;
+      const ident = identities.of(cgroupId, tgid);
+      const unnamed = identities.missed(ident, cgroupId);
+      if (q.identity && !unnamed && !q.identity(ident)) return;
       const proc = tgid !== null ? this.procs.lookup(tgid) : undefined;
       const direction = vv.getUint8(vo + FLOW.fields.direction.offset);
       const flags = vv.getUint8(vo + FLOW.fields.flags.offset);
@@ -174,7 +226,7 @@ export class FlowTable {
         comm,
         uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null,
         gid: owned ? vv.getUint32(vo + ow + OWNER.fields.gid.offset, true) : null,
-        cgroupId: owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
+        cgroupId,
         attributedBy: ATTRIBUTIONS[how] ?? 'none',
         ppid: proc?.ppid ?? null,
         exe: proc?.exe ?? null,
@@ -191,31 +243,52 @@ export class FlowTable {
         lastSeenAt: new Date(toMs(vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true))).toISOString(),
         closedAt: closedNs ? new Date(toMs(closedNs)).toISOString() : null,
         ...NO_NAMES,
+        cgroupPath: ident.cgroupPath,
+        unit: ident.unit,
+        userUnit: ident.userUnit,
+        slice: ident.slice,
+        container: ident.container,
+        app: ident.app,
       };
       if (this.annotator) Object.assign(flow, this.annotator.fields(flow, nowMs));
       if (isIcmp) {
         flow.icmpType = rport;
         flow.icmpId = lport;
       }
-      out.push(flow);
+      (unnamed ? pending : out).push(flow);
     });
+    if (pending.length && (await identities.settle())) {
+      for (const f of pending) {
+        const ident = identities.of(f.cgroupId, f.pid);
+        if (q.identity && !q.identity(ident)) continue;
+        Object.assign(f, { cgroupPath: ident.cgroupPath, unit: ident.unit, userUnit: ident.userUnit, slice: ident.slice, container: ident.container, app: ident.app });
+        out.push(f);
+      }
+    } else if (!q.identity) {
+      out.push(...pending);
+    }
     const matched = out.length;
     sortFlows(out, q.sort ?? 'bytes');
     return { flows: q.limit !== undefined ? out.slice(0, q.limit) : out, total, matched };
   }
 
-  /** Per-process totals: live flows plus flows already collected (so totals only grow). */
-  async processes(q: { uid?: number } = {}): Promise<ProcessTotals[]> {
+  /**
+   * Per-process totals: live flows plus flows already collected (so totals only grow),
+   * each with the identity of the cgroup of its most recent flow.
+   */
+  async processes(q: ProcessQuery = {}): Promise<ProcessTotals[]> {
     const toMs = this.clock();
+    const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
-    const by = new Map<number | null, ProcessTotals & { lastNs: bigint }>();
+    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint };
+    const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
     const get = (key: number | null, comm: string | null, uid: number | null) => {
       let t = by.get(key);
       if (!t) {
         const pid = key !== null && key >= 0 ? key : null;
         const proc = pid !== null ? this.procs.lookup(pid) : undefined;
-        t = { pid, comm, uid, exe: proc?.exe ?? null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, lastNs: 0n };
+        t = { pid, comm, uid, exe: proc?.exe ?? null, cgroupId: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, lastNs: 0n, cgroupNs: -1n };
         by.set(key, t);
       }
       return t;
@@ -235,10 +308,15 @@ export class FlowTable {
       t.rxPackets += Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true));
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
       if (last > t.lastNs) t.lastNs = last;
+      if (owned && last > t.cgroupNs) {
+        t.cgroupNs = last;
+        t.cgroupId = vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString();
+      }
     });
     for (const [pid, r] of this.retired) {
       if (q.uid !== undefined && r.uid !== q.uid) continue;
       const t = get(pid === RETIRED_UNKNOWN ? null : pid, r.comm || null, pid < 0 ? null : r.uid);
+      if (t.cgroupId === null) t.cgroupId = r.cgroupId;
       t.flows += r.flows;
       t.txBytes += r.txBytes;
       t.rxBytes += r.rxBytes;
@@ -246,9 +324,16 @@ export class FlowTable {
       t.rxPackets += r.rxPackets;
       if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
     }
-    return [...by.values()]
-      .map(({ lastNs, ...t }) => ({ ...t, lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null }))
-      .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
+    const accs = [...by.values()];
+    for (const t of accs) identities.of(t.cgroupId, t.pid);
+    await identities.settle(); // cgroups not named yet: one walk of the hierarchy, at most
+    const out: ProcessTotals[] = [];
+    for (const { lastNs, cgroupNs: _, ...t } of accs) {
+      const ident = identities.of(t.cgroupId, t.pid);
+      if (q.identity && !q.identity(ident)) continue;
+      out.push({ ...t, lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null, ...ident });
+    }
+    return out.sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
   }
 
   /**
@@ -264,7 +349,7 @@ export class FlowTable {
     const ow = FLOW.fields.owner.offset;
     const doomed: Buffer[] = [];
     const gone: FlowIdentity[] = [];
-    const counts: Array<{ pid: number; comm: string; uid: number; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
+    const counts: Array<{ pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
     const a = this.annotator;
     const nowMs = Date.now();
     const identity = (kv: DataView, ko: number, kb: Uint8Array, pid: number | null): FlowIdentity => {
@@ -300,6 +385,7 @@ export class FlowTable {
         pid: owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : RETIRED_UNKNOWN,
         comm: owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : '',
         uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : -1,
+        cgroupId: owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
         tx: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
         rx: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
         txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
@@ -313,7 +399,7 @@ export class FlowTable {
     for (const c of counts) {
       let r = this.retired.get(c.pid);
       if (!r) {
-        r = { comm: c.comm, uid: c.uid, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
+        r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
         this.retired.set(c.pid, r);
       }
       r.txBytes += c.tx;
@@ -321,7 +407,10 @@ export class FlowTable {
       r.txPackets += c.txp;
       r.rxPackets += c.rxp;
       r.flows++;
-      if (c.last > r.lastNs) r.lastNs = c.last;
+      if (c.last > r.lastNs) {
+        r.lastNs = c.last;
+        r.cgroupId = c.cgroupId ?? r.cgroupId;
+      }
     }
     this.deletedTotal += deleted;
     return deleted;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The flow monitor, assembled: deploys the flows, sockets and procs components (adopting
-// what is pinned), scans sockets that predate the daemon, attaches the classifier to the
+// The flow monitor, assembled: deploys the flows, sockets, procs, scan and handoff
+// components (adopting what is pinned), scans sockets that predate the daemon, attaches the classifier to the
 // configured interfaces, reads events from the ring buffer, and serves flow, process and
 // status queries. stop() releases the daemon's handles and leaves everything pinned and
 // attached: monitoring goes on while the daemon restarts.
@@ -15,7 +15,10 @@ import type { EventBus } from '../events/bus.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
-import { FLOWS, MAP, MONITOR_COMPONENTS, PROCS, PROG, SCAN, SCAN_COMPONENT, SOCKETS } from './components.js';
+import { HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
+import { handoffCounters } from './handoff.js';
+import type { HandoffStatus } from '../contract/identity.js';
+import type { IdentitySource } from '../identity/index.js';
 import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
 import { decodable, recordEventType, type DecodeContext } from './decoder.js';
@@ -26,7 +29,7 @@ import { HookPort } from './hooks.js';
 import type { HookName } from './wire.js';
 import { ProcessTable } from './processes.js';
 import type { MonitorApi, MonitorStatus } from './api.js';
-import type { FlowQuery } from './flows.js';
+import type { FlowQuery, ProcessQuery } from './flows.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED } from './wire.js';
 
@@ -36,7 +39,7 @@ export interface MonitorOptions {
   pinPath: string;
   objectDir: string;
   interfaces: string[];
-  mapSizes: { flows: number; owners: number; tuples: number; binds: number; ringBufferBytes: number };
+  mapSizes: { flows: number; owners: number; tuples: number; binds: number; ringBufferBytes: number; handoffs?: number };
   closedRetentionMs: number;
   idleTimeoutMs: number;
   tcpIdleTimeoutMs: number;
@@ -48,6 +51,8 @@ export interface MonitorOptions {
   disabledProbes?: readonly string[];
   daemonVersion: string;
   logger: Logger;
+  /** Names each owner's unit, container and app (app.ts passes the daemon's); without it those fields are null. */
+  identity?: IdentitySource;
 }
 
 /**
@@ -119,7 +124,7 @@ export class Monitor implements MonitorApi {
     this.deployment = deployment;
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
     this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
-    this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts);
+    this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null);
   }
 
   /** Opens the pin directory with the monitor's layout version and map sizes. The load
@@ -137,6 +142,7 @@ export class Monitor implements MonitorApi {
         [MAP.tuples]: opts.mapSizes.tuples,
         [MAP.binds]: opts.mapSizes.binds,
         [MAP.events]: opts.mapSizes.ringBufferBytes,
+        ...(opts.mapSizes.handoffs !== undefined ? { [MAP.handoffs]: opts.mapSizes.handoffs } : {}),
         ...otherMapSizes,
       },
       disabledProbes: opts.disabledProbes,
@@ -390,7 +396,8 @@ export class Monitor implements MonitorApi {
 
   async maps(): Promise<MapView[]> {
     const out: MapView[] = [];
-    for (const name of [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags]) {
+    for (const name of [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags, MAP.handoffs]) {
+      if (name === MAP.handoffs && !this.deployment.hasMap(name)) continue;
       const m = this.deployment.map(name);
       let entries = 0;
       await m.forEachChunkAsync(({ count }) => (entries += count));
@@ -419,7 +426,7 @@ export class Monitor implements MonitorApi {
     const comps = this.deployment.current.components;
     const tc = this.deployment.tcRecords();
     const hooksOf = (prog: string, component: string): string[] => {
-      const def = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT].find((c) => c.name === component);
+      const def = MONITOR_COMPONENTS.find((c) => c.name === component);
       const specs = def?.groups.flatMap((g) => g.alternatives.flatMap((a) => a.attach)).filter((s) => s.prog === prog) ?? [];
       return specs.flatMap((s) => {
         switch (s.kind) {
@@ -453,8 +460,19 @@ export class Monitor implements MonitorApi {
     return this.flows.query(q);
   }
 
-  processTotals(q: { uid?: number }) {
+  processTotals(q: ProcessQuery) {
     return this.flows.processes(q);
+  }
+
+  /** Sockets that change hands: the probe in use, records and counters. */
+  handoff(entries: number): HandoffStatus {
+    const active = this.probes().find((p) => p.capability === HANDOFF_PROBE.capability)?.active ?? null;
+    const stats = this.deployment.hasMap(MAP.handoffStats) ? this.deployment.map(MAP.handoffStats) : null;
+    return {
+      active,
+      sockets: entries,
+      counters: stats ? handoffCounters(stats) : { slowPath: 0, handoffs: 0, shared: 0, ownersFilled: 0, flowsPatched: 0, updateFailed: 0 },
+    };
   }
 
   async status(): Promise<MonitorStatus> {
@@ -471,6 +489,7 @@ export class Monitor implements MonitorApi {
       maps,
       counters: this.counters(),
       loss: this.loss(maps.find((m) => m.name === MAP.flows)?.entries ?? 0),
+      handoff: this.handoff(maps.find((m) => m.name === MAP.handoffs)?.entries ?? 0),
       events: { received: { ...this.bus.counts }, pendingBytes: ring.pendingBytes, maxDrainMs: Math.round(ring.maxDrainMs * 100) / 100 },
     };
   }

@@ -11,6 +11,8 @@ export interface ProcessInfo {
   uid: number | null;
   comm: string;
   exe: string | null;
+  /** cgroup v2 id at its exec (null: it predates the daemon). */
+  cgroupId: string | null;
   args: string[];
   startedAt: string | null;
   exitedAt: string | null;
@@ -42,7 +44,7 @@ export class ProcessTable {
           /* kernel thread, or gone */
         }
         const args = fs.readFileSync(`${procRoot}/${name}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
-        this.procs.set(pid, { pid, ppid: Number(fields[1]), uid: Number.isNaN(uid) ? null : uid, comm, exe, args, startedAt: null, exitedAt: null, exitCode: null });
+        this.procs.set(pid, { pid, ppid: Number(fields[1]), uid: Number.isNaN(uid) ? null : uid, comm, exe, cgroupId: null, args, startedAt: null, exitedAt: null, exitCode: null });
         n++;
       } catch {
         /* exited while we looked */
@@ -52,13 +54,13 @@ export class ProcessTable {
   }
 
   onExec(e: ExecEvent): void {
-    this.procs.set(e.pid!, { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: e.filename, args: e.args, startedAt: e.at, exitedAt: null, exitCode: null });
+    this.procs.set(e.pid!, { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: e.filename, cgroupId: e.cgroupId, args: e.args, startedAt: e.at, exitedAt: null, exitCode: null });
     this.trim();
   }
 
   onExit(e: ExitEvent): void {
     const p = this.procs.get(e.pid!);
-    const info = p ?? { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: null, args: [], startedAt: null, exitedAt: null, exitCode: null };
+    const info = p ?? { pid: e.pid!, ppid: e.ppid, uid: e.uid, comm: e.comm ?? '', exe: null, cgroupId: null, args: [], startedAt: null, exitedAt: null, exitCode: null };
     info.exitedAt = e.at;
     info.exitCode = e.exitCode;
     (info as { exitedMs?: number }).exitedMs = Date.now();

@@ -11,7 +11,7 @@ import { FLOW_SORTS } from '../../../../daemon/src/contract/index.js';
 import { flowDict, jsonDict, processDict, readDict } from '../../../../daemon/src/dbus/convert.js';
 import { flowQuery, FLOW_FILTER, LIMITS } from '../../../../daemon/src/dbus/manager.js';
 import type { CallContext } from '../../../../daemon/src/dbus/object.js';
-import { flow } from '../../../helpers/fake-monitor.js';
+import { flow, noIdentity } from '../../../helpers/fake-monitor.js';
 
 const V = (sig: string, value: unknown) => new dbus.Variant(sig, value);
 
@@ -68,6 +68,7 @@ describe('GetFlows filter', () => {
       [{ port: V('u', 70000) }, 'filter.port'], [{ sort: V('s', 'size') }, 'filter.sort'], [{ pids: V('au', [1]) }, 'filter.pids'],
       [{ comm: V('s', 'x'.repeat(16)) }, 'filter.comm'], [{ includeClosed: V('s', 'yes') }, 'filter.includeClosed'],
       [{ uid: V('t', 2n ** 40n) }, 'filter.uid'], [{ interface: V('s', '') }, 'filter.interface'],
+      [{ unit: V('s', '') }, 'filter.unit'], [{ cgroup: V('s', 'system.slice') }, 'filter.cgroup'], [{ app: V('u', 1) }, 'filter.app'],
     ];
     for (const [filter, field] of cases) fails(() => flowQuery(filter, ctx(0, true).caller), 'InvalidParams', field);
     // the same message as flows.list, field renamed
@@ -76,7 +77,7 @@ describe('GetFlows filter', () => {
     assert.equal(bus.message, rpc.message.replace('params.pid', 'filter.pid'));
     const rpcSort = fails(() => optEnum({ sort: 'size' }, 'sort', FLOW_SORTS), 'InvalidParams');
     assert.equal(fails(() => flowQuery({ sort: V('s', 'size') }, ctx(0, true).caller), 'InvalidParams').message, rpcSort.message.replace('params.', 'filter.'));
-    assert.equal(Object.keys(FLOW_FILTER).length, 11);
+    assert.equal(Object.keys(FLOW_FILTER).length, 15);
   });
 
   test('a good filter becomes the same FlowQuery flows.list builds', () => {
@@ -108,7 +109,7 @@ describe('outgoing dictionaries', () => {
   });
 
   test('an unattributed process has no pid, comm or uid', () => {
-    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null });
+    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null, ...noIdentity });
     assert.deepEqual(Object.keys(d).sort(), ['flows', 'openFlows', 'rxBytes', 'rxPackets', 'txBytes', 'txPackets']);
   });
 

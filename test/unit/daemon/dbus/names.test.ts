@@ -9,13 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { buildDaemon, type Daemon } from '../../../../daemon/src/app.js';
-import { DNS_FILTER, FLOW_FILTER, HTTP_FILTER } from '../../../../daemon/src/dbus/manager.js';
+import { DNS_FILTER, FLOW_FILTER, HTTP_FILTER, IDENTITY_PARAMS, PROCESS_FILTER } from '../../../../daemon/src/dbus/manager.js';
 import { DNS_LIST_PARAMS, HTTP_LIST_PARAMS } from '../../../../daemon/src/api/l7.js';
-import { FLOW_TCP_FLAG_KEYS, flowDict, processDict } from '../../../../daemon/src/dbus/convert.js';
+import { FLOW_TCP_FLAG_KEYS, flowDict, groupDict, processDict } from '../../../../daemon/src/dbus/convert.js';
 import { MANAGER_PROPERTY } from '../../../../daemon/src/contract/dbus.js';
-import { FLOW_PARAMS } from '../../../../daemon/src/api/monitor.js';
 import { HISTORY_PARAMS } from '../../../../daemon/src/api/history.js';
 import { HISTORY_FILTER } from '../../../../daemon/src/dbus/history.js';
+import { FLOW_PARAMS, PROCESS_PARAMS } from '../../../../daemon/src/api/monitor.js';
 import { DaemonClient } from '../../../../client/src/rpc.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
 
@@ -28,7 +28,12 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-names-'));
     // Every optional field present (ICMP ids and types), none null.
-    fake.flows = [flow({ pid: 7, protocol: 'icmp', icmpType: 8, icmpId: 3, localPort: null, remotePort: null, closedAt: '2026-11-22T00:00:02.000Z' })];
+    fake.flows = [flow({
+      pid: 7, protocol: 'icmp', icmpType: 8, icmpId: 3, localPort: null, remotePort: null, closedAt: '2026-11-22T00:00:02.000Z',
+      cgroupPath: '/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.example.App-7.scope', unit: 'user@1000.service',
+      userUnit: 'app-flatpak-org.example.App-7.scope', slice: 'user-1000.slice', container: { runtime: 'podman', id: 'a'.repeat(64), name: 'web' },
+      app: { kind: 'flatpak', id: 'org.example.App', name: 'Example' },
+    })];
     daemon = buildDaemon({
       monitor: fake, bus: fake.bus, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: path.join(dir, 's.sock'),
       limits: { maxClients: 8, maxMessageBytes: 1 << 20, maxSubscriptionsPerClient: 2, subscriberQueue: 100 },
@@ -68,6 +73,14 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   test('the L7 filters: GetDnsQueries and GetHttpRequests take exactly the params of dns.list and http.list', () => {
     assert.deepEqual(Object.keys(DNS_FILTER).sort(), [...DNS_LIST_PARAMS].sort());
     assert.deepEqual(Object.keys(HTTP_FILTER).sort(), [...HTTP_LIST_PARAMS].sort());
+  });
+
+  test('GetProcessTotals takes the params of processes.list; a group has the same keys on both wires', async () => {
+    assert.deepEqual(Object.keys(PROCESS_FILTER).sort(), [...PROCESS_PARAMS].sort());
+    assert.deepEqual(Object.keys(IDENTITY_PARAMS).sort(), ['cgroupId', 'pid']);
+    const g = (await client.call('processes.list', { by: 'app' })).groups![0]!;
+    assert.deepEqual(Object.keys(groupDict(g)).sort(), Object.keys(g).filter((k) => (g as unknown as Record<string, unknown>)[k] !== null).sort());
+    assert.deepEqual(Object.keys(flowDict((await client.call('flows.list', {})).flows[0]!).container!.value as object).sort(), ['id', 'name', 'runtime']);
   });
 
   test('status counters and D-Bus properties: RingbufFull is loss.ringbufFull', async () => {

@@ -11,16 +11,17 @@ import { RateTracker, rankTalkers, type Talker } from '../../../../daemon/src/db
 import { TalkingProcesses, type TalkerChange } from '../../../../daemon/src/dbus/talkers.js';
 import { Subscribers } from '../../../../daemon/src/dbus/subscribers.js';
 import { CallScheduler } from '../../../../daemon/src/dbus/scheduler.js';
+import { noIdentity } from '../../../helpers/fake-monitor.js';
 
 function proc(pid: number | null, uid: number | null, tx: number, rx = 0, openFlows = 1): ProcessTotals {
-  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null };
+  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, ...noIdentity };
 }
 
 function talker(pid: number, uid: number, txDelta: number, openFlows = 1): Talker {
   return { ...proc(pid, uid, txDelta, 0, openFlows), txDelta, rxDelta: 0, txBytesPerSec: txDelta, rxBytesPerSec: 0, bytesPerSec: txDelta };
 }
 
-const base = { at: '2026-11-22T00:00:00.000Z', protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80, attributedBy: 'connect' } as const;
+const base = { at: '2026-11-22T00:00:00.000Z', protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80, attributedBy: 'connect', ...noIdentity } as const;
 const connect = (pid: number, uid: number, port: number): MonitorEvent => ({ ...base, type: 'connect', pid, tid: pid, uid, comm: `p${pid}`, localPort: port });
 const close = (pid: number, uid: number, port: number, tx: number, rx: number, flowSeen = true): MonitorEvent => ({
   ...base, type: 'close', pid, uid, comm: `p${pid}`, localPort: port, flowSeen, interface: null, txBytes: flowSeen ? tx : 0, rxBytes: flowSeen ? rx : 0,
@@ -94,7 +95,7 @@ describe('TalkingProcesses', () => {
     const seen: TalkerChange[] = [];
     const tp = new TalkingProcesses((c) => seen.push(c));
     tp.onEvent(connect(7, 1, 1));
-    tp.onEvent({ type: 'exit', at: base.at, pid: 7, uid: 1, comm: 'p7', ppid: 1, exitCode: 0, signal: 0, durationMs: 1 });
+    tp.onEvent({ type: 'exit', at: base.at, pid: 7, uid: 1, comm: 'p7', ppid: 1, exitCode: 0, signal: 0, durationMs: 1, ...noIdentity });
     assert.deepEqual(seen.map((c) => c.kind), ['started', 'stopped']);
   });
 

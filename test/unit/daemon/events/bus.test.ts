@@ -9,8 +9,9 @@ import { EVENT_FIELDS } from '../../../../daemon/src/contract/events.js';
 import type { MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import { recordEventType } from '../../../../daemon/src/monitor/decoder.js';
 import { EV } from '../../../../daemon/src/monitor/wire.js';
+import { noIdentity } from '../../../helpers/fake-monitor.js';
 
-const exit = (pid: number): MonitorEvent => ({ type: 'exit', at: '2026-11-22T00:00:00.000Z', pid, uid: 0, comm: 'x', ppid: 1, exitCode: 0, signal: 0, durationMs: 1 });
+const exit = (pid: number): MonitorEvent => ({ type: 'exit', at: '2026-11-22T00:00:00.000Z', pid, uid: 0, comm: 'x', ppid: 1, exitCode: 0, signal: 0, durationMs: 1, ...noIdentity });
 const close = (pid: number) => ({ ...exit(pid), type: 'close' }) as unknown as MonitorEvent;
 
 test('a listener gets only the types it subscribed to; without types, all', () => {
