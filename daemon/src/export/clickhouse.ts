@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: Apache-2.0
+// Flow records into ClickHouse (`export.clickhouse.*`, docs/export.md).
+//
+// ClickHouseExporter: a bounded buffer of rows, sent in batches of `batchRows` (or
+// whatever waits after `flushIntervalMs`) as `INSERT ... FORMAT JSONEachRow` over HTTP,
+// one request at a time. A batch that fails is retried, the same bytes, after an
+// exponential backoff (with jitter, capped); rows offered while the buffer is full are
+// dropped and counted (status().dropped.bufferFull); rows the server refuses as malformed
+// are dropped and counted (rejected) instead of blocking the queue for ever. The schema
+// is created when absent (at start, and again if the table disappears). Delivery is at
+// least once: a batch whose answer was lost is sent again.
+//
+// ClickHouseFlowExport: the exporter fed with close events and periodic snapshots of the
+// flow table (flow-records.ts), which is what the daemon wires.
+import type { Logger } from 'pino';
+import type { ClickHouseExportStatus, CloseEventInput, FlowInput, FlowRecord } from './api-types.js';
+import { ClickHouseHttp } from './clickhouse-http.js';
+import { COLUMNS, createStatements, missingColumnsQuery, tableNames } from './clickhouse-schema.js';
+import { readCredentials } from './credentials.js';
+import { ClickHouseError, ExportConfigError } from './errors.js';
+import { FlowRecordTracker } from './flow-records.js';
+import type { HostIdentity } from './identity.js';
+
+export interface ClickHouseExportOptions {
+  url: string;
+  database: string;
+  table: string;
+  /** Insert through a Distributed table over this cluster ("" or absent: one server). */
+  cluster?: string;
+  /** "USER:PASSWORD" file, read at start and again after the server refused the credentials. */
+  credentialsFile?: string;
+  batchRows: number;
+  flushIntervalMs: number;
+  bufferRows: number;
+  compress: boolean;
+  timeoutMs: number;
+  /** First and longest wait between failed attempts (default 1 s, 60 s). */
+  backoff?: { initialMs: number; maxMs: number };
+  logger?: Logger;
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Unknown user, wrong password (old servers), authentication failed (new): re-read the file. */
+const AUTH_CODES = new Set([192, 193, 516]);
+
+interface Batch {
+  body: Buffer;
+  rows: number;
+  rawBytes: number;
+}
+
+export class ClickHouseExporter {
+  private readonly http: ClickHouseHttp;
+  private readonly insertTable: string;
+  private readonly log: Logger | undefined;
+  private readonly backoff: { initialMs: number; maxMs: number };
+  // The queue: serialized rows from `head` on (an array with a moving head: O(1) dequeue).
+  private lines: string[] = [];
+  private head = 0;
+  private inflight: Batch | null = null;
+  private sending: Promise<boolean> | null = null;
+  private lastSendAt = Date.now();
+  private nextAttemptAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private schemaReady = false;
+  private readonly st: ClickHouseExportStatus;
+
+  constructor(private readonly opts: ClickHouseExportOptions) {
+    for (const [key, v] of [['database', opts.database], ['table', opts.table], ['cluster', opts.cluster ?? '']] as const) {
+      if (v !== '' && !IDENT.test(v)) throw new ExportConfigError(`export.clickhouse.${key}: ${JSON.stringify(v)} is not a ClickHouse identifier (a letter or _, then letters, digits or _)`);
+    }
+    for (const [key, v] of [['batchRows', opts.batchRows], ['bufferRows', opts.bufferRows], ['flushIntervalMs', opts.flushIntervalMs], ['timeoutMs', opts.timeoutMs]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new ExportConfigError(`export.clickhouse: ${key} must be a positive integer, got ${v}`);
+    }
+    let url: URL;
+    try {
+      url = new URL(opts.url);
+    } catch {
+      throw new ExportConfigError(`export.clickhouse.url: ${JSON.stringify(opts.url)} is not a URL`);
+    }
+    this.log = opts.logger?.child({ component: 'clickhouse' });
+    this.backoff = opts.backoff ?? { initialMs: 1000, maxMs: 60_000 };
+    this.http = new ClickHouseHttp({ url, timeoutMs: opts.timeoutMs, credentials: opts.credentialsFile ? readCredentials(opts.credentialsFile) : null });
+    const names = { database: opts.database, table: opts.table, cluster: opts.cluster ?? '' };
+    this.insertTable = tableNames(names).insert;
+    this.st = {
+      url: this.http.safeUrl,
+      table: `${opts.database}.${opts.table}`,
+      state: 'starting',
+      serverVersion: null,
+      buffered: 0,
+      bufferCapacity: opts.bufferRows,
+      sent: { rows: 0, batches: 0, bytes: 0 },
+      dropped: { bufferFull: 0, rejected: 0, shutdown: 0 },
+      retries: 0,
+      consecutiveFailures: 0,
+      lastSuccessAt: null,
+      lastError: null,
+      nextAttemptAt: null,
+      schema: { ready: false, missingColumns: [] },
+      trackedFlows: 0,
+      trackerOverflow: 0,
+    };
+  }
+
+  private get queued(): number {
+    return this.lines.length - this.head;
+  }
+
+  get buffered(): number {
+    return this.queued + (this.inflight?.rows ?? 0);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.kick(true), this.opts.flushIntervalMs);
+    this.timer.unref();
+    this.kick(true); // creates the schema at once
+  }
+
+  /** Queues rows; returns how many were accepted (the rest are counted as dropped). */
+  offer(records: readonly FlowRecord[]): number {
+    if (this.stopped) {
+      this.st.dropped.shutdown += records.length;
+      return 0;
+    }
+    const room = Math.max(0, this.opts.bufferRows - this.buffered);
+    const n = Math.min(room, records.length);
+    // One flat string per row (a template with "\n" would keep a 32-byte cons string per row).
+    for (let i = 0; i < n; i++) this.lines.push(JSON.stringify(records[i]));
+    if (n < records.length) {
+      const lost = records.length - n;
+      if (this.st.dropped.bufferFull === 0) this.log?.warn({ bufferRows: this.opts.bufferRows }, `export buffer full: dropping new rows until ClickHouse accepts (counted in status)`);
+      this.st.dropped.bufferFull += lost;
+    }
+    if (this.queued >= this.opts.batchRows) this.kick(false);
+    return n;
+  }
+
+  /** Starts a send if one is due and none is running. */
+  private kick(intervalDue: boolean): void {
+    if (this.sending || this.stopped) return;
+    if (Date.now() < this.nextAttemptAt) return;
+    const due = this.inflight !== null || !this.schemaReady || this.queued >= this.opts.batchRows || (intervalDue && this.queued > 0);
+    if (!due) return;
+    this.sending = this.sendOne().finally(() => {
+      this.sending = null;
+      // More full batches waiting: go on at once.
+      if (this.queued >= this.opts.batchRows || (this.inflight && Date.now() >= this.nextAttemptAt)) setImmediate(() => this.kick(false));
+    });
+  }
+
+  /** One attempt: schema if needed, then the batch at the head. True when it succeeded. */
+  private async sendOne(): Promise<boolean> {
+    try {
+      if (!this.schemaReady) await this.ensureSchema();
+      if (!this.inflight) {
+        if (this.queued === 0) return true;
+        this.inflight = await this.makeBatch();
+      }
+      const b = this.inflight;
+      await this.http.insert(this.insertTable, b.body, { gzipped: this.opts.compress, settings: { input_format_skip_unknown_fields: 1 } });
+      this.inflight = null;
+      this.st.sent.rows += b.rows;
+      this.st.sent.batches++;
+      this.st.sent.bytes += b.body.length;
+      this.succeeded();
+      return true;
+    } catch (err) {
+      this.failed(err);
+      return false;
+    }
+  }
+
+  private async makeBatch(): Promise<Batch> {
+    const n = Math.min(this.queued, this.opts.batchRows);
+    const raw = Buffer.from(`${this.lines.slice(this.head, this.head + n).join('\n')}\n`);
+    this.head += n;
+    if (this.head > 4096 && this.head * 2 > this.lines.length) {
+      this.lines = this.lines.slice(this.head);
+      this.head = 0;
+    }
+    this.lastSendAt = Date.now();
+    return { body: this.opts.compress ? await ClickHouseHttp.gzip(raw) : raw, rows: n, rawBytes: raw.length };
+  }
+
+  private async ensureSchema(): Promise<void> {
+    const version = (await this.http.query('SELECT version()')).trim();
+    this.st.serverVersion = version;
+    const names = { database: this.opts.database, table: this.opts.table, cluster: this.opts.cluster ?? '' };
+    for (const sql of createStatements(names)) await this.http.query(sql);
+    // An older table may lack newer columns: rows still go in (unknown fields are skipped),
+    // those columns are simply not stored. Say which, once.
+    const present = new Set((await this.http.query(missingColumnsQuery(names))).split('\n').filter(Boolean));
+    const missing = COLUMNS.map(([c]) => c as string).filter((c) => !present.has(c));
+    if (missing.length && missing.join() !== this.st.schema.missingColumns.join()) {
+      this.log?.warn({ table: this.st.table, missing }, `ClickHouse table ${this.st.table} lacks columns ${missing.join(', ')}: add them (ALTER TABLE ... ADD COLUMN, docs/export.md) to store them`);
+    }
+    this.st.schema = { ready: true, missingColumns: missing };
+    this.schemaReady = true;
+    this.log?.info({ url: this.st.url, table: this.st.table, serverVersion: version }, 'ClickHouse export ready');
+  }
+
+  private succeeded(): void {
+    this.st.state = 'ok';
+    this.st.consecutiveFailures = 0;
+    this.st.lastSuccessAt = new Date().toISOString();
+    this.st.nextAttemptAt = null;
+    this.nextAttemptAt = 0;
+  }
+
+  private failed(err: unknown): void {
+    const e = err instanceof ClickHouseError ? err : new ClickHouseError((err as Error).message, 'server', null, null, { cause: err });
+    this.st.lastError = { message: e.message, code: e.code, at: new Date().toISOString() };
+    if (e.kind === 'data' && this.inflight) {
+      // These rows will never be accepted: drop them rather than block everything behind.
+      this.log?.error({ err: e, rows: this.inflight.rows }, `ClickHouse refused a batch, dropping its ${this.inflight.rows} rows: ${e.message}`);
+      this.st.dropped.rejected += this.inflight.rows;
+      this.inflight = null;
+      return;
+    }
+    if (e.kind === 'schema') this.schemaReady = false;
+    if (e.code !== null && AUTH_CODES.has(e.code) && this.opts.credentialsFile) {
+      try {
+        this.http.setCredentials(readCredentials(this.opts.credentialsFile));
+      } catch (re) {
+        this.log?.warn({ err: re }, (re as Error).message);
+      }
+    }
+    this.st.retries++;
+    this.st.consecutiveFailures++;
+    this.st.state = 'retrying';
+    const n = this.st.consecutiveFailures;
+    const wait = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (n - 1)) * (0.5 + Math.random() / 2);
+    this.nextAttemptAt = Date.now() + wait;
+    this.st.nextAttemptAt = new Date(this.nextAttemptAt).toISOString();
+    if (n === 1 || n % 10 === 0) this.log?.warn({ err: e, failures: n, retryInMs: Math.round(wait) }, `ClickHouse export failed, retrying: ${e.message}`);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.kick(true), wait + 5);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * Sends everything queued now, ignoring the interval and the backoff; false as soon as
+   * an attempt fails (what is left stays queued).
+   */
+  async flush(): Promise<boolean> {
+    while (this.buffered > 0 || !this.schemaReady) {
+      if (this.sending) await this.sending;
+      if (this.buffered === 0 && this.schemaReady) break;
+      this.nextAttemptAt = 0;
+      this.sending = this.sendOne();
+      const ok = await this.sending;
+      this.sending = null;
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  status(): ClickHouseExportStatus {
+    return { ...this.st, buffered: this.buffered, sent: { ...this.st.sent }, dropped: { ...this.st.dropped }, schema: { ...this.st.schema, missingColumns: [...this.st.schema.missingColumns] } };
+  }
+
+  /** Tries to deliver what is buffered for up to `drainMs`, then stops; the rest is counted. */
+  async stop(drainMs = 5000): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.timer = this.retryTimer = null;
+    if (!this.stopped && this.buffered > 0 && drainMs > 0) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.flush(), new Promise((r) => (t = setTimeout(r, drainMs)))]);
+      clearTimeout(t);
+    }
+    if (this.sending) await this.sending;
+    this.stopped = true;
+    if (this.buffered > 0) {
+      this.log?.warn({ rows: this.buffered }, `stopping with ${this.buffered} rows not delivered to ClickHouse`);
+      this.st.dropped.shutdown += this.buffered;
+      this.lines = [];
+      this.head = 0;
+      this.inflight = null;
+    }
+    this.st.state = 'stopped';
+    this.http.close();
+  }
+}
+
+/** Where the flow export reads flows (the daemon's flows.list, closed flows included). */
+export interface FlowSource {
+  flows(): Promise<readonly FlowInput[]> | readonly FlowInput[];
+}
+
+export interface ClickHouseFlowExportOptions extends ClickHouseExportOptions {
+  host: HostIdentity;
+  /** Snapshots of the flow table this often (`updateIntervalSec`); 0: close events only. */
+  updateIntervalMs: number;
+  /** Flows whose exported counts are remembered at most (default 1M). */
+  maxTrackedFlows?: number;
+}
+
+export class ClickHouseFlowExport {
+  readonly exporter: ClickHouseExporter;
+  readonly tracker: FlowRecordTracker;
+  private timer: NodeJS.Timeout | null = null;
+  private snapshotting = false;
+
+  constructor(private readonly opts: ClickHouseFlowExportOptions, private readonly source?: FlowSource) {
+    this.exporter = new ClickHouseExporter(opts);
+    this.tracker = new FlowRecordTracker({ host: opts.host, maxTracked: opts.maxTrackedFlows, snapshots: source !== undefined });
+  }
+
+  start(): void {
+    this.exporter.start();
+    if (this.source && this.opts.updateIntervalMs > 0 && !this.timer) {
+      this.timer = setInterval(() => void this.snapshot().catch((err: Error) => this.opts.logger?.warn({ err }, `flow snapshot for ClickHouse failed: ${err.message}`)), this.opts.updateIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** A close event (subscribe to `close` events and call this). */
+  onClose(e: CloseEventInput): void {
+    const r = this.tracker.closed(e);
+    if (r) this.exporter.offer([r]);
+  }
+
+  /** One snapshot of the flow table now. */
+  async snapshot(): Promise<number> {
+    if (!this.source || this.snapshotting) return 0;
+    this.snapshotting = true;
+    try {
+      const recs = this.tracker.snapshot(await this.source.flows());
+      this.exporter.offer(recs);
+      return recs.length;
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  status(): ClickHouseExportStatus {
+    return { ...this.exporter.status(), trackedFlows: this.tracker.size, trackerOverflow: this.tracker.overflow };
+  }
+
+  async stop(drainMs?: number): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.exporter.stop(drainMs);
+  }
+}
