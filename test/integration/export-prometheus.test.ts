@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+// The Prometheus endpoint (daemon/src/export/metrics.ts) scraped by a real Prometheus
+// (Debian's 2.42, started here on 127.0.0.1 with a 1 s scrape interval), fed by the real
+// daemon running in a lab host: the exporter reads the daemon over JSON-RPC (status,
+// processes.list), as the daemon will feed it in-process once the lead wires it.
+//
+// Truth: tcpdump on the monitored interface (IP-layer bytes, as ebpfmon counts them), the
+// bytes the server read, and the number of processes the test started. Every number is
+// read back from Prometheus itself through PromQL.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
+import { privileged, requireTool } from '../helpers/privileged.js';
+import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { Capture, flowTotals, type Packet } from '../helpers/pcap.js';
+import { PrometheusServer } from '../helpers/servers.js';
+import { MetricsExporter, serveMetrics, type MetricsServer } from '../../daemon/src/export/metrics.js';
+
+const TOP = 20;
+const TCP = 6;
+
+describe('Prometheus endpoint, scraped by a real Prometheus', privileged({ timeout: 900_000 }), () => {
+  let lab: Lab;
+  let mon: Host;
+  let peer: Host;
+  let link: LinkInfo;
+  let daemon: TestDaemon;
+  let exporter: MetricsExporter;
+  let server: MetricsServer;
+  let prom: PrometheusServer;
+  let bin: string;
+
+  before(async () => {
+    requireTool('prometheus', 'tcpdump', 'bash');
+    ({ lab, mon, peer, link } = await monitorLab());
+    // IPv4 only on the monitored side: no neighbour discovery or MLD packets, so that the
+    // capture and ebpfmon see exactly the test's traffic and nothing in between.
+    await mon.exec('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
+    daemon = await startDaemon(mon, { config: { flows: { closedRetentionSec: 1800, gcIntervalSec: 2 } } });
+    exporter = new MetricsExporter(
+      {
+        status: () => daemon.call('status'),
+        processes: async () => (await daemon.call('processes.list', { limit: 100_000 })).processes,
+      },
+      { topProcesses: TOP, refreshIntervalMs: 1000, minRefreshMs: 500 },
+    );
+    exporter.start();
+    server = await serveMetrics(exporter, { host: '127.0.0.1', port: 0 });
+    prom = await PrometheusServer.start(lab, [server.address], 1);
+    // Commands with names of their own: bash started through symlinks (the kernel names a
+    // process after the path it was executed by).
+    bin = lab.tmpdir();
+    fs.chmodSync(bin, 0o755);
+  });
+  after(async () => {
+    exporter?.stop();
+    await server?.close();
+    await prom?.stop();
+    await destroyMonitorLab(daemon, lab);
+  });
+
+  async function tcpServer(): Promise<{ port: number; out: ReturnType<typeof jsonLines> }> {
+    const s = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '0']);
+    const out = jsonLines(s);
+    return { port: Number((await out.next((o) => o.event === 'listening')).port), out };
+  }
+
+  const sent = (pkts: Packet[], port: number) => {
+    let tx = 0;
+    let rx = 0;
+    for (const p of pkts) {
+      if (p.proto !== TCP) continue;
+      if (p.src === link.a.ip4 && p.dst === link.b.ip4 && p.dport === port) tx += p.ipBytes;
+      if (p.src === link.b.ip4 && p.dst === link.a.ip4 && p.sport === port) rx += p.ipBytes;
+    }
+    return { tx, rx };
+  };
+
+  test('the endpoint answers and Prometheus scrapes it: up, build info, loss counters, map fill', async () => {
+    assert.equal(await prom.waitFor(`up{job="ebpfmon"}`, (v) => v === 1, 30_000), 1, `Prometheus scrapes ${server.address}`);
+    const st = await daemon.call('status');
+    assert.equal(await prom.scalar('ebpfmon_up'), 1);
+    const info = await prom.query('ebpfmon_build_info');
+    assert.equal(info[0]?.metric.version, st.version);
+    const kinds = (await prom.query('ebpfmon_loss_total')).map((s) => s.metric.kind).sort();
+    assert.deepEqual(kinds, Object.keys(st.loss).sort(), 'one loss series per status.loss counter');
+    const maps = await prom.query('ebpfmon_map_max_entries');
+    assert.deepEqual(
+      maps.map((s) => [s.metric.map, Number(s.value[1])]).sort(),
+      st.maps.map((m) => [m.name, m.maxEntries]).sort(),
+      'map capacities as status reports them',
+    );
+    assert.ok((await prom.scalar('nodejs_eventloop_lag_seconds')) >= 0, 'event-loop lag');
+  });
+
+  test("PromQL for the client's command returns the bytes it sent and received (tcpdump's IP-layer count)", async () => {
+    const srv = await tcpServer();
+    const exe = path.join(bin, 'emon-promsend');
+    fs.symlinkSync('/bin/bash', exe);
+    const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'one.pcap'), ['tcp', 'port', String(srv.port)]);
+    const N = 250_000;
+    const r = await mon.exec(exe, ['-c', `exec 3<>/dev/tcp/${link.b.ip4}/${srv.port}; head -c ${N} /dev/zero >&3; exec 3>&-`]);
+    assert.equal(r.code, 0, r.stderr);
+    const served = await srv.out.next((o) => o.event === 'served');
+    assert.equal(served.received, N, 'the server read every byte');
+    const pkts = await cap.stop(500);
+    const truth = sent(pkts, srv.port);
+    const f = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: TCP, remotePort: srv.port });
+    assert.equal(truth.tx, f.txBytes);
+    assert.ok(truth.tx > N, 'IP-layer bytes include headers');
+    const q = (m: string) => `sum(ebpfmon_process_${m}_bytes_total{comm="emon-promsend"})`;
+    const tx = await prom.waitFor(q('transmit'), (v) => v === truth.tx);
+    assert.equal(tx, truth.tx, 'transmit bytes of the command == tcpdump');
+    assert.equal(await prom.waitFor(q('receive'), (v) => v === truth.rx), truth.rx, 'receive bytes of the command == tcpdump');
+    assert.equal(await prom.scalar('sum(ebpfmon_process_flows_total{comm="emon-promsend"})'), 1);
+  });
+
+  test('5,000 distinct short-lived processes: the series stay bounded (top N + other) and every byte is still counted', async () => {
+    const srv = await tcpServer();
+    const COUNT = 5000;
+    // One symlink per process: 5,000 command names.
+    for (let i = 0; i < COUNT; i++) fs.symlinkSync('/bin/bash', path.join(bin, `ep${i}`));
+    const all = 'sum(ebpfmon_process_transmit_bytes_total)';
+    // A stable starting point: what Prometheus holds before (two equal reads 2 s apart).
+    let before0 = NaN;
+    for (let i = 0; i < 30; i++) {
+      const a = await prom.scalar(all);
+      await new Promise((r) => setTimeout(r, 2000));
+      const b = await prom.scalar(all);
+      if (a === b) {
+        before0 = b;
+        break;
+      }
+    }
+    assert.ok(!Number.isNaN(before0), 'the totals settle before the run');
+    // Everything the interface carries, not only the test's port: the sum over all series
+    // must account for every byte, whoever sent it.
+    const daemonSum = async () => (await daemon.call('processes.list', { limit: 100_000 })).processes.reduce((a, p) => a + p.txBytes, 0);
+    const daemonBefore = await daemonSum();
+    const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'many.pcap'));
+    // Bounded batches of 50 concurrent processes, each connects, writes its number, exits.
+    const script = `for i in $(seq 0 ${COUNT - 1}); do "${bin}/ep$i" -c 'exec 3<>/dev/tcp/${link.b.ip4}/${srv.port}; echo $0 >&3' & if [ $(((i + 1) % 50)) -eq 0 ]; then wait; fi; done; wait`;
+    const r = await mon.exec('bash', ['-c', script], { timeoutMs: 600_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const deadline = Date.now() + 120_000;
+    while (srv.out.lines.filter((o) => o.event === 'served').length < COUNT && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
+    assert.equal(srv.out.lines.filter((o) => o.event === 'served').length, COUNT, 'the server saw every process');
+    const pkts = await cap.stop(1000);
+    const truth = pkts.filter((p) => p.src === link.a.ip4).reduce((a, p) => a + p.ipBytes, 0);
+    const foreign = pkts.filter((p) => p.src === link.a.ip4 && !(p.proto === TCP && p.dport === srv.port));
+    assert.deepEqual(foreign, [], 'all of it is the test\'s traffic');
+
+    const after0 = await prom.waitFor(all, (v) => v - before0 === truth, 120_000);
+    const bySeries = (await prom.query('ebpfmon_process_transmit_bytes_total')).map((x) => `${x.metric.comm}=${x.value[1]}`).join(' ');
+    const st = await daemon.call('status');
+    const daemonDelta = (await daemonSum()) - daemonBefore;
+    assert.equal(after0 - before0, truth, `the sum over all series grew by exactly the bytes tcpdump saw leave the host (${bySeries}; daemon loss ${JSON.stringify(st.loss)}; processes.list grew by ${daemonDelta})`);
+
+    // Bounded, from Prometheus itself: series now, and every series seen during the run.
+    for (const m of ['transmit_bytes', 'receive_bytes', 'transmit_packets', 'receive_packets', 'flows']) {
+      const now = await prom.scalar(`count(ebpfmon_process_${m}_total)`);
+      const seen = await prom.scalar(`count(count_over_time(ebpfmon_process_${m}_total[30m]))`);
+      assert.ok(now <= TOP + 1, `${m}: ${now} series now, at most ${TOP} + [other]`);
+      assert.ok(seen <= TOP + 1 + (await prom.scalar('max(ebpfmon_process_series_evictions_total)')), `${m}: ${seen} series over the run`);
+    }
+    const other = await prom.scalar('sum(ebpfmon_process_transmit_bytes_total{comm="[other]"})');
+    assert.ok(other > 0, 'the processes beyond the top N are summed in [other]');
+    // And all Prometheus holds: the endpoint's whole exposition plus its scrape metadata.
+    const exposed = (await (await fetch(`http://${server.address}/metrics`)).text()).split('\n').filter((l) => l && !l.startsWith('#')).length;
+    const head = await prom.headSeries();
+    assert.ok(head <= exposed + 50 + 5 * (TOP + 1), `Prometheus holds ${head} series in all (the exposition has ${exposed})`);
+  });
+});
