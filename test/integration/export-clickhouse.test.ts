@@ -153,7 +153,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     assert.equal(queries.length, 4);
     for (const q of queries) await ch.rows(q.replaceAll('ebpfmon.flows', 'emon.flows'));
     const top = await ch.rows<{ host: string; comm: string; bytes: number }>(queries[0]!.replaceAll('ebpfmon.flows', 'emon.flows'));
-    const direct = await ch.rows<{ bytes: number }>(`SELECT sum(tx_bytes + rx_bytes) AS bytes FROM emon.flows WHERE time > now() - 86400 AND host = '${os.hostname()}' AND comm = 'node'`);
+    const direct = await ch.rows<{ bytes: number }>(`SELECT sum(tx_bytes + rx_bytes) AS bytes FROM emon.flows WHERE at > now() - 86400 AND host = '${os.hostname()}' AND comm = 'node'`);
     assert.equal(top.find((r) => r.host === os.hostname() && r.comm === 'node')?.bytes, direct[0]!.bytes);
   });
 
@@ -230,7 +230,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     await ch.restart();
     await until('buffer drained', () => x.status().buffered === 0, 60_000);
     const got1 = await sums('emon.flows_outage', first.map((c) => c.localPort));
-    assert.deepEqual(got1.map((r) => [r.local_port, r.sent, r.rows]), first.map((c) => [c.localPort, c.sent, 1]).sort((a, b) => a[0]! - b[0]!), 'every row, once, with its payload');
+    assert.deepEqual(got1.map((r) => [r.local_port, r.sent, r.rows]), first.map((c) => [c.localPort, c.sent, 1]).sort((a, b) => a[0]! - b[0]!), `every row, once, with its payload (status ${JSON.stringify(x.status())})`);
     assert.equal(x.status().dropped.bufferFull, 0);
 
     // 2. Beyond the buffer: 30 connections, room for 20; the last 10 are dropped and counted.
