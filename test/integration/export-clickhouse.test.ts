@@ -82,19 +82,23 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     return { port: Number((await out.next((o) => o.event === 'listening')).port), out };
   }
 
-  /** One client connection: sends `n`, reads the reply, closes. Resolves with its local port and pid. */
-  async function connection(port: number, n: number, expect: number): Promise<{ localPort: number; pid: number; sent: number; received: number }> {
+  /** One client connection: sends `n`, reads the reply, closes. Resolves with its local port and pid,
+   * and `since`: how many close events had arrived before it started (its own comes later). */
+  async function connection(port: number, n: number, expect: number): Promise<{ localPort: number; pid: number; sent: number; received: number; since: number }> {
+    const since = closes.length;
     const c = mon.spawn(process.execPath, [PEER, 'tcp-client', link.b.ip4, String(port), String(n), '--expect', String(expect)]);
     const done = await jsonLines(c).next((o) => o.event === 'done');
-    return { localPort: Number(done.localPort), pid: c.pid!, sent: Number(done.sent), received: Number(done.received) };
+    return { localPort: Number(done.localPort), pid: c.pid!, sent: Number(done.sent), received: Number(done.received), since };
   }
 
-  async function closeEventFor(localPort: number, timeoutMs = 15_000): Promise<CloseEventInput> {
+  /** The close event of a connection: one that arrived after it started (a local port is
+   * reused by later connections, so an older event on the same port is another one). */
+  async function closeEventFor(c: { localPort: number; since?: number }, timeoutMs = 15_000): Promise<CloseEventInput> {
     const t0 = Date.now();
     for (;;) {
-      const e = closes.find((x) => x.localPort === localPort && x.remoteAddr === link.b.ip4);
+      const e = closes.slice(c.since ?? 0).find((x) => x.localPort === c.localPort && x.remoteAddr === link.b.ip4);
       if (e) return e;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`no close event for local port ${localPort}`);
+      if (Date.now() - t0 > timeoutMs) throw new Error(`no close event for local port ${c.localPort}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -125,7 +129,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'a.pcap'), ['tcp', 'port', String(srv.port)]);
     const conns = [];
     for (const n of [1000, 77_777, 250_000]) conns.push(await connection(srv.port, n, 30_000));
-    for (const c of conns) await closeEventFor(c.localPort);
+    for (const c of conns) await closeEventFor(c);
     const pkts = await cap.stop(500);
     await x.snapshot(); // packets counted after a close event (the last ACK) are in the table, not the event
     assert.ok(await x.exporter.flush(), JSON.stringify(x.status().lastError));
@@ -161,6 +165,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     const x = makeExport({ table: 'flows_long' });
     const srv = await tcpServer(0);
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'b.pcap'), ['tcp', 'port', String(srv.port)]);
+    const since = closes.length;
     const c = mon.spawn(process.execPath, [PEER, 'tcp-hold', link.b.ip4, String(srv.port)], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out = jsonLines(c);
     const localPort = Number((await out.next((o) => o.event === 'connected')).localPort);
@@ -177,7 +182,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     await x.snapshot();
     c.stdin!.write('close\n');
     await out.next((o) => o.event === 'done');
-    await closeEventFor(localPort);
+    await closeEventFor({ localPort, since });
     const pkts = await cap.stop(500);
     await x.snapshot();
     assert.ok(await x.exporter.flush());
@@ -197,7 +202,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     assert.deepEqual(engines, [{ name: 'fleet', engine: 'Distributed' }, { name: 'fleet_local', engine: 'MergeTree' }]);
     const srv = await tcpServer(100);
     const c = await connection(srv.port, 5555, 100);
-    await closeEventFor(c.localPort);
+    await closeEventFor(c);
     assert.ok(await x.exporter.flush());
     // The Distributed engine forwards in the background: wait for the row in the local table.
     await until('row in fleet_local', async () => (await sums('emon.fleet_local', [c.localPort])).length === 1, 30_000);
@@ -216,7 +221,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
       const out: Array<{ localPort: number; sent: number }> = [];
       for (let i = 0; i < count; i++) {
         const c = await connection(srv.port, base + i, 0);
-        await closeEventFor(c.localPort);
+        await closeEventFor(c);
         out.push(c);
       }
       return out;
@@ -257,7 +262,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     assert.equal(st.state, 'retrying');
     const srv = await tcpServer(0);
     const c = await connection(srv.port, 4321, 0);
-    await closeEventFor(c.localPort);
+    await closeEventFor(c);
     await until('row buffered', () => x.status().buffered === 1);
     fs.writeFileSync(bad, `${USER.name}:${USER.password}\n`);
     await until('delivered', () => x.status().buffered === 0 && x.status().state === 'ok', 60_000);
