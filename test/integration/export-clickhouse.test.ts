@@ -218,7 +218,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     const srv = await tcpServer(0);
 
     const run = async (count: number, base: number) => {
-      const out: Array<{ localPort: number; sent: number }> = [];
+      const out: Array<{ localPort: number; sent: number; since: number }> = [];
       for (let i = 0; i < count; i++) {
         const c = await connection(srv.port, base + i, 0);
         await closeEventFor(c);
@@ -234,7 +234,14 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     assert.ok(x.status().retries >= 1);
     await ch.restart();
     await until('buffer drained', () => x.status().buffered === 0, 60_000);
-    const got1 = await sums('emon.flows_outage', first.map((c) => c.localPort));
+    let got1 = await sums('emon.flows_outage', first.map((c) => c.localPort));
+    if (got1.length !== first.length) {
+      const all = await ch.rows('SELECT local_port, remote_addr, payload_sent, kind, at FROM emon.flows_outage ORDER BY at');
+      const events = closes.slice(first[0]!.since).map((e) => [e.localPort, e.remoteAddr, e.payloadBytesSent, e.at]);
+      await new Promise((r) => setTimeout(r, 5000));
+      got1 = await sums('emon.flows_outage', first.map((c) => c.localPort));
+      console.log(`# outage diagnosis: rows then ${JSON.stringify(all)}; close events ${JSON.stringify(events)}; after 5 s ${got1.length} rows`);
+    }
     assert.deepEqual(got1.map((r) => [r.local_port, r.sent, r.rows]), first.map((c) => [c.localPort, c.sent, 1]).sort((a, b) => a[0]! - b[0]!), `every row, once, with its payload (status ${JSON.stringify(x.status())})`);
     assert.equal(x.status().dropped.bufferFull, 0);
 

@@ -74,7 +74,11 @@ export class ClickHouseHttp {
         res.on('error', (err) => reject(clickHouseNetworkError(err, what, timedOut)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode === 200) resolve(text);
+          // An exception raised after the server sent "200 OK" comes as text at the end of
+          // the body (ClickHouse's HTTP interface cannot change the status by then): an
+          // INSERT or a DDL answers with an empty body otherwise.
+          const late = res.statusCode === 200 && /(^|\n)Code: \d+[,.] /.test(text) && !/^SELECT /i.test(what);
+          if (res.statusCode === 200 && !late) resolve(text);
           else reject(clickHouseHttpError(res.statusCode ?? 0, text, res.headers['x-clickhouse-exception-code'] as string | undefined, what));
         });
       });
