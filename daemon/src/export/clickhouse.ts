@@ -45,6 +45,8 @@ const AUTH_CODES = new Set([192, 193, 516]);
 
 interface Batch {
   body: Buffer;
+  /** The body is gzipped (it stays as first sent: retries are byte-identical). */
+  gzipped: boolean;
   rows: number;
   rawBytes: number;
 }
@@ -158,10 +160,10 @@ export class ClickHouseExporter {
       if (!this.schemaReady) await this.ensureSchema();
       if (!this.inflight) {
         if (this.queued === 0) return true;
-        this.inflight = await this.makeBatch();
+        await this.makeBatch();
       }
-      const b = this.inflight;
-      await this.http.insert(this.insertTable, b.body, { gzipped: this.opts.compress, settings: { input_format_skip_unknown_fields: 1 } });
+      const b = this.inflight!;
+      await this.http.insert(this.insertTable, b.body, { gzipped: b.gzipped, settings: { input_format_skip_unknown_fields: 1 } });
       this.inflight = null;
       this.st.sent.rows += b.rows;
       this.st.sent.batches++;
@@ -174,7 +176,14 @@ export class ClickHouseExporter {
     }
   }
 
-  private async makeBatch(): Promise<Batch> {
+  /**
+   * Moves the next rows from the queue into `inflight`, in the same synchronous step: while
+   * the body is compressed (an await), the rows are already counted in `buffered` as the
+   * batch's. (They were once in neither for that moment: `buffered` read 0 with a batch
+   * still to send, so a drained-looking exporter could still lose it at stop, and a caller
+   * that waited for 0 looked in ClickHouse too early.)
+   */
+  private async makeBatch(): Promise<void> {
     const n = Math.min(this.queued, this.opts.batchRows);
     const raw = Buffer.from(`${this.lines.slice(this.head, this.head + n).join('\n')}\n`);
     this.head += n;
@@ -183,7 +192,12 @@ export class ClickHouseExporter {
       this.head = 0;
     }
     this.lastSendAt = Date.now();
-    return { body: this.opts.compress ? await ClickHouseHttp.gzip(raw) : raw, rows: n, rawBytes: raw.length };
+    const batch: Batch = { body: raw, gzipped: false, rows: n, rawBytes: raw.length };
+    this.inflight = batch;
+    if (this.opts.compress) {
+      batch.body = await ClickHouseHttp.gzip(raw);
+      batch.gzipped = true;
+    }
   }
 
   private async ensureSchema(): Promise<void> {
@@ -212,6 +226,7 @@ export class ClickHouseExporter {
   }
 
   private failed(err: unknown): void {
+    if (this.stopped) return; // stop() ended the request: not the server's failure
     const e = err instanceof ClickHouseError ? err : new ClickHouseError((err as Error).message, 'server', null, null, { cause: err });
     this.st.lastError = { message: e.message, code: e.code, at: new Date().toISOString() };
     if (e.kind === 'data' && this.inflight) {
@@ -249,6 +264,7 @@ export class ClickHouseExporter {
   async flush(): Promise<boolean> {
     while (this.buffered > 0 || !this.schemaReady) {
       if (this.sending) await this.sending;
+      if (this.stopped) return false;
       if (this.buffered === 0 && this.schemaReady) break;
       this.nextAttemptAt = 0;
       this.sending = this.sendOne();
@@ -273,8 +289,11 @@ export class ClickHouseExporter {
       await Promise.race([this.flush(), new Promise((r) => (t = setTimeout(r, drainMs)))]);
       clearTimeout(t);
     }
-    if (this.sending) await this.sending;
     this.stopped = true;
+    // A request still running (the drain ran out of time) ends now: its batch is counted below.
+    this.http.close();
+    if (this.sending) await this.sending;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.buffered > 0) {
       this.log?.warn({ rows: this.buffered }, `stopping with ${this.buffered} rows not delivered to ClickHouse`);
       this.st.dropped.shutdown += this.buffered;
@@ -283,7 +302,6 @@ export class ClickHouseExporter {
       this.inflight = null;
     }
     this.st.state = 'stopped';
-    this.http.close();
   }
 }
 
