@@ -5,6 +5,7 @@
 import { PROTOCOLS } from '../contract/common.js';
 import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { HistoryStatus } from '../contract/history.js';
+import type { ExportStatus } from '../contract/export.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
@@ -56,6 +57,12 @@ export interface MonitorMethodDeps {
   /** The application layer's section, when it runs. */
   l7Status?: (() => L7Status) | undefined;
   captureStatus?: () => CaptureStatus;
+  /** The exports' status, once they run (null: none configured). */
+  exportStatus?: () => ExportStatus | null;
+}
+
+function exportSection(x: ExportStatus | null): { export?: ExportStatus } {
+  return x && (x.metrics || x.clickhouse) ? { export: x } : {};
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -78,6 +85,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
           ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
+          ...exportSection(d.exportStatus?.() ?? null),
         };
       },
     }),

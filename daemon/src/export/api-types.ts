@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Types of the exports' inputs and outputs, and the additions they propose to the API
-// (types and constants only). The inputs are the parts of the contract's shapes the
-// exports read (status, processes.list rows, lb.stats, flows.list rows, close events),
-// with the contract's names: the checks at the end make the compiler say so. The exports
-// import nothing of the monitor, the load balancer, the API layer or the adapters.
+// Types of the exports' inputs and outputs (types and constants only). The inputs are the
+// parts of the contract's shapes the exports read (status, processes.list rows, lb.stats,
+// flows.list rows, close events), with the contract's names: the checks at the end make
+// the compiler say so. Their status is the contract's (contract/export.ts). The exports
+// import nothing of the monitor, the load balancer, the API layer or the adapters: app.ts
+// hands them functions over the API and the event bus.
 import type { CloseEvent, Flow, LbStats, ProcessTotals, StatusResult } from '../contract/index.js';
+import type { ClickHouseExportStatus } from '../contract/export.js';
 
 // --- inputs of the Prometheus endpoint -----------------------------------------------------
 
@@ -166,53 +168,9 @@ export interface FlowRecord {
   payload_received: number;
 }
 
-// --- status (proposed: StatusResult.export) ---------------------------------------------------
+// --- status (contract/export.ts) -------------------------------------------------------------
 
-export interface MetricsStatus {
-  listen: string;
-  scrapes: number;
-  /** Identities (command, unit, container) with a series of their own / tracked for ranking. */
-  processSeries: { limit: number; admitted: number; candidates: number; evictions: number };
-  lastError: string | null;
-}
-
-export interface ClickHouseExportStatus {
-  /** Without credentials. */
-  url: string;
-  /** `database.table` the rows are inserted into (the Distributed table with a cluster). */
-  table: string;
-  state: 'starting' | 'ok' | 'retrying' | 'stopped';
-  serverVersion: string | null;
-  /** Rows waiting (including the batch being sent) and the most that may wait. */
-  buffered: number;
-  bufferCapacity: number;
-  sent: { rows: number; batches: number; bytes: number };
-  dropped: {
-    /** Rows refused because the buffer was full (ClickHouse slow or unreachable). */
-    bufferFull: number;
-    /** Rows ClickHouse refused as malformed (the batch is not retried). */
-    rejected: number;
-    /** Rows still buffered when the daemon stopped. */
-    shutdown: number;
-  };
-  /** Failed attempts since the start, and in a row now. */
-  retries: number;
-  consecutiveFailures: number;
-  lastSuccessAt: string | null;
-  lastError: { message: string; code: number | null; at: string } | null;
-  nextAttemptAt: string | null;
-  schema: { ready: boolean; missingColumns: string[] };
-  /** Open flows whose exported counts are remembered (for update deltas). */
-  trackedFlows: number;
-  /** Flows forgotten because the tracker was full: their next record repeats counts. */
-  trackerOverflow: number;
-}
-
-/** Proposed addition to `StatusResult` (rpc/protocol.ts): present when an export is on. */
-export interface ExportStatus {
-  metrics?: MetricsStatus;
-  clickhouse?: ClickHouseExportStatus;
-}
+export type { ClickHouseExportStatus, ExportStatus, MetricsStatus } from '../contract/export.js';
 
 // --- the contract's shapes are valid inputs (a rename there fails the build here) ---------
 
