@@ -316,6 +316,13 @@ export interface ClickHouseFlowExportOptions extends ClickHouseExportOptions {
   updateIntervalMs: number;
   /** Flows whose exported counts are remembered at most (default 1M). */
   maxTrackedFlows?: number;
+  /**
+   * Flows of this process are not exported: the daemon's own, i.e. the export's connections
+   * to ClickHouse and scrapes of its endpoint. Each batch would otherwise make rows of its
+   * own (a new connection after the server's keep-alive timeout, refused connects during an
+   * outage), which fill the buffer while ClickHouse is away.
+   */
+  excludePid?: number;
 }
 
 export class ClickHouseFlowExport {
@@ -339,6 +346,7 @@ export class ClickHouseFlowExport {
 
   /** A close event (subscribe to `close` events and call this). */
   onClose(e: CloseEventInput): void {
+    if (e.pid !== null && e.pid === this.opts.excludePid) return;
     const r = this.tracker.closed(e);
     if (r) this.exporter.offer([r]);
   }
@@ -348,7 +356,9 @@ export class ClickHouseFlowExport {
     if (!this.source || this.snapshotting) return 0;
     this.snapshotting = true;
     try {
-      const recs = this.tracker.snapshot(await this.source.flows());
+      const own = this.opts.excludePid;
+      const flows = await this.source.flows();
+      const recs = this.tracker.snapshot(own === undefined ? flows : flows.filter((f) => f.pid !== own));
       this.exporter.offer(recs);
       return recs.length;
     } finally {
