@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Real servers the export tests talk to, started by the test on 127.0.0.1 with their own
-// configuration in a lab temp dir, and stopped by pid: Prometheus (Debian's `prometheus`)
-// and ClickHouse (Debian's `clickhouse-server`, 18.16). Both are in scripts/setup.sh's
-// test packages.
+// Real servers the export tests talk to, started by the test in the root namespace with
+// their own configuration in a lab temp dir, and stopped by pid: Prometheus (Debian's
+// `prometheus`, on 127.0.0.1; it scrapes a daemon in a lab host over a link to the root
+// namespace) and ClickHouse (Debian's `clickhouse-server`, 18.16, on 127.0.0.1 or on the
+// root end of such a link, where a daemon in a lab host reaches it). Both are in
+// scripts/setup.sh's test packages.
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -132,6 +134,8 @@ export class PrometheusServer {
 }
 
 export interface ClickHouseServerOptions {
+  /** Address to listen on (default 127.0.0.1); clients from its /24 are let in. */
+  host?: string;
   /** A user with a password (besides `default` without one). */
   user?: { name: string; password: string };
   /** A cluster of one shard (this server) for Distributed tables. */
@@ -143,8 +147,8 @@ export class ClickHouseServer {
   private out = '';
   readonly url: string;
 
-  private constructor(private readonly lab: Lab, readonly dir: string, readonly httpPort: number, readonly tcpPort: number) {
-    this.url = `http://127.0.0.1:${httpPort}`;
+  private constructor(private readonly lab: Lab, readonly dir: string, readonly host: string, readonly httpPort: number, readonly tcpPort: number) {
+    this.url = `http://${host}:${httpPort}`;
   }
 
   get pid(): number | undefined {
@@ -153,21 +157,23 @@ export class ClickHouseServer {
 
   static async start(lab: Lab, opts: ClickHouseServerOptions = {}): Promise<ClickHouseServer> {
     const dir = lab.tmpdir();
-    const s = new ClickHouseServer(lab, dir, await freePort(), await freePort());
+    const host = opts.host ?? '127.0.0.1';
+    const s = new ClickHouseServer(lab, dir, host, await freePort(), await freePort());
+    const networks = `<networks><ip>127.0.0.1</ip>${host === '127.0.0.1' ? '' : `<ip>${host}/24</ip>`}</networks>`;
     const users = [
-      '<default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>',
-      opts.user ? `<${opts.user.name}><password>${opts.user.password}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></${opts.user.name}>` : '',
+      `<default><password></password>${networks}<profile>default</profile><quota>default</quota></default>`,
+      opts.user ? `<${opts.user.name}><password>${opts.user.password}</password>${networks}<profile>default</profile><quota>default</quota></${opts.user.name}>` : '',
     ].join('\n    ');
     fs.writeFileSync(path.join(dir, 'users.xml'), `<?xml version="1.0"?>\n<yandex>\n  <profiles><default></default></profiles>\n  <users>\n    ${users}\n  </users>\n  <quotas><default></default></quotas>\n</yandex>\n`);
     const cluster = opts.cluster
-      ? `<remote_servers><${opts.cluster}><shard><replica><host>127.0.0.1</host><port>${s.tcpPort}</port></replica></shard></${opts.cluster}></remote_servers>`
+      ? `<remote_servers><${opts.cluster}><shard><replica><host>${host}</host><port>${s.tcpPort}</port></replica></shard></${opts.cluster}></remote_servers>`
       : '';
     fs.writeFileSync(path.join(dir, 'config.xml'), `<?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>${dir}/server.log</log><errorlog>${dir}/error.log</errorlog></logger>
   <http_port>${s.httpPort}</http_port>
   <tcp_port>${s.tcpPort}</tcp_port>
-  <listen_host>127.0.0.1</listen_host>
+  <listen_host>${host}</listen_host>
   <path>${dir}/data/</path>
   <tmp_path>${dir}/tmp/</tmp_path>
   <users_config>${dir}/users.xml</users_config>

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The Prometheus endpoint (daemon/src/export/metrics.ts) scraped by a real Prometheus
-// (Debian's 2.42, started here on 127.0.0.1 with a 1 s scrape interval), fed by the real
-// daemon running in a lab host: the exporter reads the daemon over JSON-RPC (status,
-// processes.list), as the daemon will feed it in-process once the lead wires it.
+// The daemon's Prometheus endpoint (`metrics.listen`; daemon/src/export/metrics.ts, wired in
+// app.ts) scraped by a real Prometheus (Debian's 2.42, started here in the root namespace
+// with a 1 s scrape interval). The daemon runs in a lab host, monitoring the link to its
+// peer only; Prometheus reaches its endpoint over a second link (root namespace <-> the
+// daemon's host) that the daemon does not monitor, so scrapes are not in the counts.
 //
 // Truth: tcpdump on the monitored interface (IP-layer bytes, as ebpfmon counts them), the
 // bytes the server read, and the number of processes the test started. Every number is
@@ -13,50 +14,41 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals, type Packet } from '../helpers/pcap.js';
 import { PrometheusServer } from '../helpers/servers.js';
-import { MetricsExporter, serveMetrics, type MetricsServer } from '../../daemon/src/export/metrics.js';
 
 const TOP = 20;
 const TCP = 6;
 
-describe('Prometheus endpoint, scraped by a real Prometheus', privileged({ timeout: 900_000 }), () => {
+describe("the daemon's Prometheus endpoint, scraped by a real Prometheus", privileged({ timeout: 900_000 }), () => {
   let lab: Lab;
   let mon: Host;
   let peer: Host;
   let link: LinkInfo;
   let daemon: TestDaemon;
-  let exporter: MetricsExporter;
-  let server: MetricsServer;
   let prom: PrometheusServer;
+  let target: string;
   let bin: string;
 
   before(async () => {
     requireTool('prometheus', 'tcpdump', 'bash');
     ({ lab, mon, peer, link } = await monitorLab());
+    const scrape = await lab.link(lab.root, mon, { ipv6: false });
     // IPv4 only on the monitored side: no neighbour discovery or MLD packets, so that the
     // capture and ebpfmon see exactly the test's traffic and nothing in between.
     await mon.exec('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
-    daemon = await startDaemon(mon, { config: { flows: { closedRetentionSec: 1800, gcIntervalSec: 2 } } });
-    exporter = new MetricsExporter(
-      {
-        status: () => daemon.call('status'),
-        processes: async () => (await daemon.call('processes.list', { limit: 100_000 })).processes,
-      },
-      { topProcesses: TOP, refreshIntervalMs: 1000, minRefreshMs: 500 },
-    );
-    exporter.start();
-    server = await serveMetrics(exporter, { host: '127.0.0.1', port: 0 });
-    prom = await PrometheusServer.start(lab, [server.address], 1);
+    target = `${scrape.b.ip4}:9417`;
+    daemon = await startDaemon(mon, {
+      config: { interfaces: [link.a.ifname], flows: { closedRetentionSec: 1800, gcIntervalSec: 2 }, metrics: { listen: target, topProcesses: TOP } },
+    });
+    prom = await PrometheusServer.start(lab, [target], 1);
     // Commands with names of their own: bash started through symlinks (the kernel names a
     // process after the path it was executed by).
     bin = lab.tmpdir();
     fs.chmodSync(bin, 0o755);
   });
   after(async () => {
-    exporter?.stop();
-    await server?.close();
     await prom?.stop();
     await destroyMonitorLab(daemon, lab);
   });
@@ -78,9 +70,16 @@ describe('Prometheus endpoint, scraped by a real Prometheus', privileged({ timeo
     return { tx, rx };
   };
 
-  test('the endpoint answers and Prometheus scrapes it: up, build info, loss counters, map fill', async () => {
-    assert.equal(await prom.waitFor(`up{job="ebpfmon"}`, (v) => v === 1, 30_000), 1, `Prometheus scrapes ${server.address}`);
+  test('the endpoint answers and Prometheus scrapes it: up, build info, loss counters, map fill; status and ebpfmonctl status show it', async () => {
+    assert.equal(await prom.waitFor(`up{job="ebpfmon"}`, (v) => v === 1, 30_000), 1, `Prometheus scrapes ${target}`);
     const st = await daemon.call('status');
+    assert.equal(st.export?.metrics?.listen, target);
+    assert.ok(st.export.metrics.scrapes >= 1, 'scrapes counted');
+    assert.equal(st.export.metrics.processSeries.limit, TOP);
+    assert.equal(st.export.clickhouse, undefined, 'no ClickHouse export configured');
+    const cli = await ctl(['status'], { socket: daemon.socketPath });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, new RegExp(`EXPORT\\n  Prometheus: http://${target.replaceAll('.', '\\.')}/metrics, \\d+ scrapes; process series \\d+ of ${TOP} \\+ \\[other\\]`));
     assert.equal(await prom.scalar('ebpfmon_up'), 1);
     const info = await prom.query('ebpfmon_build_info');
     assert.equal(info[0]?.metric.version, st.version);
@@ -163,7 +162,7 @@ describe('Prometheus endpoint, scraped by a real Prometheus', privileged({ timeo
     const bySeries = (await prom.query('ebpfmon_process_transmit_bytes_total')).map((x) => `${x.metric.comm}=${x.value[1]}`).join(' ');
     const st = await daemon.call('status');
     const daemonDelta = (await daemonSum()) - daemonBefore;
-    const diag = `series sum grew by ${after0 - before0}, tcpdump ${truth} (${bySeries}; daemon loss ${JSON.stringify(st.loss)}; processes.list grew by ${daemonDelta})`;
+    const diag = `series sum grew by ${after0 - before0}, tcpdump ${truth} (${bySeries}; daemon loss ${JSON.stringify(st.loss)}; flows reopened ${st.counters.flowsReopened}, created ${st.counters.flowsCreated}, deleted ${st.counters.flowsDeleted}; processes.list grew by ${daemonDelta})`;
     assert.ok(Math.abs(after0 - before0 - truth) <= slack, `the sum over all series grew by the bytes tcpdump saw leave the host: ${diag}`);
     if (after0 - before0 !== truth) console.log(`# not exact: ${diag}`);
 
@@ -177,7 +176,7 @@ describe('Prometheus endpoint, scraped by a real Prometheus', privileged({ timeo
     const other = await prom.scalar('sum(ebpfmon_process_transmit_bytes_total{comm="[other]"})');
     assert.ok(other > 0, 'the processes beyond the top N are summed in [other]');
     // And all Prometheus holds: the endpoint's whole exposition plus its scrape metadata.
-    const exposed = (await (await fetch(`http://${server.address}/metrics`)).text()).split('\n').filter((l) => l && !l.startsWith('#')).length;
+    const exposed = (await (await fetch(`http://${target}/metrics`)).text()).split('\n').filter((l) => l && !l.startsWith('#')).length;
     const head = await prom.headSeries();
     assert.ok(head <= exposed + 50 + 5 * (TOP + 1), `Prometheus holds ${head} series in all (the exposition has ${exposed})`);
   });
