@@ -436,7 +436,7 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
         url: c.url, database: c.database, table: c.table, cluster: c.cluster, credentialsFile: c.credentialsFile || undefined,
         batchRows: c.batchRows, flushIntervalMs: c.flushIntervalSec * 1000, bufferRows: c.bufferRows, compress: c.compress,
         timeoutMs: c.timeoutSec * 1000, backoff: { initialMs: Math.min(1000, c.retryMaxSec * 1000), maxMs: c.retryMaxSec * 1000 },
-        updateIntervalMs: c.updateIntervalSec * 1000, host: hostIdentity(), excludePid: process.pid, logger,
+        updateIntervalMs: c.updateIntervalSec * 1000, host: hostIdentity(), excludePid: process.pid, spoolFile: c.spoolFile || undefined, logger,
       },
       // Every flow, closed ones included: the export's tracker turns them into deltas.
       { flows: async () => (await m['flows.list'].run({ includeClosed: true }, SYSTEM_CALLER)).flows },

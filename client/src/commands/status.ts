@@ -118,6 +118,8 @@ export function exportLines(x: ExportStatus): string[] {
     out.push(`    buffered ${c.buffered} of ${c.bufferCapacity} rows; dropped: ${formatCounts(c.dropped)}; ${c.retries} retries${c.consecutiveFailures ? `, ${c.consecutiveFailures} failures in a row, next attempt ${c.nextAttemptAt ?? '-'}` : ''}`);
     if (c.lastError) out.push(`    last error ${c.lastError.at}: ${c.lastError.message}`);
     if (c.schema.missingColumns.length) out.push(`    table lacks columns: ${c.schema.missingColumns.join(', ')}`);
+    const sp = c.spool;
+    if (sp.file) out.push(`    spool ${sp.file}: took over ${sp.restoredRows} rows${sp.restoredUncertainRows ? ` (${sp.restoredUncertainRows} of a batch cut off at the last stop, sent again)` : ''} and ${sp.restoredFlows} flows at start${sp.error ? `; ${sp.error}` : ''}`);
     if (c.trackerOverflow) out.push(`    flows forgotten by the update tracker (full): ${c.trackerOverflow}`);
   }
   return out;

@@ -104,6 +104,7 @@ export const EXPORT_SCHEMA = {
       updateIntervalSec: { doc: 'Open flows get a record of their new bytes this often', format: 'export-seconds', default: 60, env: 'EBPFMON_EXPORT_CLICKHOUSE_UPDATE_INTERVAL_SEC' },
       compress: { doc: 'gzip the INSERT bodies', format: Boolean, default: true, env: 'EBPFMON_EXPORT_CLICKHOUSE_COMPRESS' },
       timeoutSec: { doc: 'One request\'s time limit', format: 'export-seconds', default: 30, env: 'EBPFMON_EXPORT_CLICKHOUSE_TIMEOUT_SEC' },
+      spoolFile: { doc: 'Undelivered rows and per-flow export state are kept here across a restart ("" = dropped at stop and counted)', format: 'optional-file', default: '/var/lib/ebpfmon/clickhouse-spool.json', env: 'EBPFMON_EXPORT_CLICKHOUSE_SPOOL_FILE' },
       retryMaxSec: { doc: 'Longest wait between two attempts while ClickHouse fails (the wait doubles from 1 s up to this)', format: 'export-seconds', default: 60, env: 'EBPFMON_EXPORT_CLICKHOUSE_RETRY_MAX_SEC' },
     },
   },
@@ -115,7 +116,7 @@ export interface ExportConfig {
   export: {
     clickhouse: {
       url: string; database: string; table: string; cluster: string; credentialsFile: string;
-      batchRows: number; flushIntervalSec: number; bufferRows: number; updateIntervalSec: number; compress: boolean; timeoutSec: number; retryMaxSec: number;
+      batchRows: number; flushIntervalSec: number; bufferRows: number; updateIntervalSec: number; compress: boolean; timeoutSec: number; retryMaxSec: number; spoolFile: string;
     };
   };
 }

@@ -42,6 +42,13 @@ export interface ClickHouseExportStatus {
   lastError: { message: string; code: number | null; at: string } | null;
   nextAttemptAt: string | null;
   schema: { ready: boolean; missingColumns: string[] };
+  /**
+   * The spool (`export.clickhouse.spoolFile`) that carries undelivered rows and the flow
+   * tracker across a restart: rows and flows taken over at this start, rows of those that
+   * were a batch cut off at the previous stop (sent again: ClickHouse may hold them twice),
+   * rows kept at stop, and why the spool could not be read or written.
+   */
+  spool: { file: string | null; restoredRows: number; restoredUncertainRows: number; restoredFlows: number; savedRows: number; error: string | null };
   /** Open flows whose exported counts are remembered (for update deltas). */
   trackedFlows: number;
   /** Flows forgotten because the tracker was full: their next record repeats counts. */

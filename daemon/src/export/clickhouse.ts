@@ -19,6 +19,7 @@ import { COLUMNS, createStatements, missingColumnsQuery, tableNames } from './cl
 import { readCredentials } from './credentials.js';
 import { ClickHouseError, ExportConfigError } from './errors.js';
 import { FlowRecordTracker } from './flow-records.js';
+import { SPOOL_VERSION, takeSpool, writeSpool, type SpoolContent } from './spool.js';
 import type { HostIdentity } from './identity.js';
 
 export interface ClickHouseExportOptions {
@@ -48,7 +49,8 @@ interface Batch {
   /** The body is gzipped (it stays as first sent: retries are byte-identical). */
   gzipped: boolean;
   rows: number;
-  rawBytes: number;
+  /** The rows as queued (newline-terminated JSON lines): what a spool keeps. */
+  raw: Buffer;
 }
 
 export class ClickHouseExporter {
@@ -102,6 +104,7 @@ export class ClickHouseExporter {
       lastError: null,
       nextAttemptAt: null,
       schema: { ready: false, missingColumns: [] },
+      spool: { file: null, restoredRows: 0, restoredUncertainRows: 0, restoredFlows: 0, savedRows: 0, error: null },
       trackedFlows: 0,
       trackerOverflow: 0,
     };
@@ -138,6 +141,18 @@ export class ClickHouseExporter {
       this.st.dropped.bufferFull += lost;
     }
     if (this.queued >= this.opts.batchRows) this.kick(false);
+    return n;
+  }
+
+  /**
+   * Rows a previous run left undelivered (spool.ts), queued ahead of anything new. Beyond
+   * the buffer they are dropped and counted as bufferFull, like any row that finds no room.
+   */
+  restore(rows: readonly string[]): number {
+    const n = Math.min(rows.length, Math.max(0, this.opts.bufferRows - this.buffered));
+    this.lines = [...rows.slice(0, n), ...this.lines.slice(this.head)];
+    this.head = 0;
+    this.st.dropped.bufferFull += rows.length - n;
     return n;
   }
 
@@ -192,7 +207,7 @@ export class ClickHouseExporter {
       this.head = 0;
     }
     this.lastSendAt = Date.now();
-    const batch: Batch = { body: raw, gzipped: false, rows: n, rawBytes: raw.length };
+    const batch: Batch = { body: raw, gzipped: false, rows: n, raw };
     this.inflight = batch;
     if (this.opts.compress) {
       batch.body = await ClickHouseHttp.gzip(raw);
@@ -276,11 +291,23 @@ export class ClickHouseExporter {
   }
 
   status(): ClickHouseExportStatus {
-    return { ...this.st, buffered: this.buffered, sent: { ...this.st.sent }, dropped: { ...this.st.dropped }, schema: { ...this.st.schema, missingColumns: [...this.st.schema.missingColumns] } };
+    return { ...this.st, buffered: this.buffered, sent: { ...this.st.sent }, dropped: { ...this.st.dropped }, spool: { ...this.st.spool }, schema: { ...this.st.schema, missingColumns: [...this.st.schema.missingColumns] } };
   }
 
-  /** Tries to deliver what is buffered for up to `drainMs`, then stops; the rest is counted. */
-  async stop(drainMs = 5000): Promise<void> {
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** The spool's part of the status (ClickHouseFlowExport fills it in). */
+  get spoolStatus(): ClickHouseExportStatus['spool'] {
+    return this.st.spool;
+  }
+
+  /**
+   * Tries to deliver what is buffered for up to `drainMs`, then stops. What is left goes to
+   * `keep` (the spool) when given and it succeeds; otherwise it is counted as dropped.shutdown.
+   */
+  async stop(drainMs = 5000, keep?: (rows: string[], uncertainRows: number) => boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = this.retryTimer = null;
@@ -290,13 +317,24 @@ export class ClickHouseExporter {
       clearTimeout(t);
     }
     this.stopped = true;
-    // A request still running (the drain ran out of time) ends now: its batch is counted below.
+    // A request still running (the drain ran out of time) ends now: its batch is counted
+    // below. Whether ClickHouse stored it is unknown: a spool sends it again (counted).
+    const cut = this.sending !== null && this.inflight !== null;
     this.http.close();
     if (this.sending) await this.sending;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    // The spool is written even with no rows left: it also carries the flow tracker.
+    const uncertain = cut && this.inflight ? this.inflight.rows : 0;
+    const rows = [...(this.inflight ? this.inflight.raw.toString('utf8').split('\n').filter(Boolean) : []), ...this.lines.slice(this.head)];
+    const kept = keep ? keep(rows, uncertain) : false;
     if (this.buffered > 0) {
-      this.log?.warn({ rows: this.buffered }, `stopping with ${this.buffered} rows not delivered to ClickHouse`);
-      this.st.dropped.shutdown += this.buffered;
+      if (kept) {
+        this.st.spool.savedRows = rows.length;
+        this.log?.info({ rows: rows.length, uncertainRows: uncertain }, `stopping with ${rows.length} rows not yet delivered to ClickHouse: kept for the next start`);
+      } else {
+        this.log?.warn({ rows: this.buffered }, `stopping with ${this.buffered} rows not delivered to ClickHouse`);
+        this.st.dropped.shutdown += this.buffered;
+      }
       this.lines = [];
       this.head = 0;
       this.inflight = null;
@@ -323,6 +361,12 @@ export interface ClickHouseFlowExportOptions extends ClickHouseExportOptions {
    * outage), which fill the buffer while ClickHouse is away.
    */
   excludePid?: number;
+  /**
+   * Undelivered rows and the flow tracker are written here at stop and taken over at the
+   * next start (spool.ts), so a restart neither loses nor repeats rows; absent: dropped
+   * at stop and counted (dropped.shutdown).
+   */
+  spoolFile?: string;
 }
 
 export class ClickHouseFlowExport {
@@ -330,13 +374,51 @@ export class ClickHouseFlowExport {
   readonly tracker: FlowRecordTracker;
   private timer: NodeJS.Timeout | null = null;
   private snapshotting = false;
+  private started = false;
 
   constructor(private readonly opts: ClickHouseFlowExportOptions, private readonly source?: FlowSource) {
     this.exporter = new ClickHouseExporter(opts);
     this.tracker = new FlowRecordTracker({ host: opts.host, maxTracked: opts.maxTrackedFlows, snapshots: source !== undefined });
   }
 
+  /** Takes over what the previous run left in the spool (rows first in the queue, the tracker). */
+  private restoreSpool(): void {
+    const file = this.opts.spoolFile;
+    if (!file) return;
+    const sp = this.exporter.spoolStatus;
+    sp.file = file;
+    let c: SpoolContent | null;
+    try {
+      c = takeSpool(file);
+    } catch (err) {
+      sp.error = (err as Error).message;
+      this.opts.logger?.error({ err }, `ClickHouse export spool unreadable, starting without it: ${sp.error}`);
+      return;
+    }
+    if (!c) return;
+    sp.restoredRows = this.exporter.restore(c.rows);
+    sp.restoredUncertainRows = Math.min(c.uncertainRows, sp.restoredRows);
+    sp.restoredFlows = c.tracker ? this.tracker.load(c.tracker) : 0;
+    this.opts.logger?.info({ file, rows: sp.restoredRows, uncertainRows: sp.restoredUncertainRows, flows: sp.restoredFlows, savedAt: c.savedAt }, 'ClickHouse export: took over the previous run\'s undelivered rows and flow state');
+  }
+
+  private saveSpool(rows: string[], uncertainRows: number): boolean {
+    const file = this.opts.spoolFile;
+    if (!file) return false;
+    try {
+      writeSpool(file, { version: SPOOL_VERSION, savedAt: new Date().toISOString(), table: this.exporter.status().table, machineId: this.opts.host.machineId, rows, uncertainRows, tracker: this.source ? this.tracker.save() : null });
+      return true;
+    } catch (err) {
+      this.exporter.spoolStatus.error = (err as Error).message;
+      this.opts.logger?.error({ err, file }, `cannot write the ClickHouse export spool: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
   start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.restoreSpool();
     this.exporter.start();
     if (this.source && this.opts.updateIntervalMs > 0 && !this.timer) {
       this.timer = setInterval(() => void this.snapshot().catch((err: Error) => this.opts.logger?.warn({ err }, `flow snapshot for ClickHouse failed: ${err.message}`)), this.opts.updateIntervalMs);
@@ -347,6 +429,9 @@ export class ClickHouseFlowExport {
   /** A close event (subscribe to `close` events and call this). */
   onClose(e: CloseEventInput): void {
     if (e.pid !== null && e.pid === this.opts.excludePid) return;
+    // Stopped: the tracker must not count as exported a row the exporter no longer takes
+    // (the next run's snapshot finds the closed flow in the table instead).
+    if (this.exporter.isStopped) return;
     const r = this.tracker.closed(e);
     if (r) this.exporter.offer([r]);
   }
@@ -358,6 +443,7 @@ export class ClickHouseFlowExport {
     try {
       const own = this.opts.excludePid;
       const flows = await this.source.flows();
+      if (this.exporter.isStopped) return 0; // as in onClose
       const recs = this.tracker.snapshot(own === undefined ? flows : flows.filter((f) => f.pid !== own));
       this.exporter.offer(recs);
       return recs.length;
@@ -373,6 +459,7 @@ export class ClickHouseFlowExport {
   async stop(drainMs?: number): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.exporter.stop(drainMs);
+    // A snapshot still running adds nothing now; the tracker then says what was exported.
+    await this.exporter.stop(drainMs, this.opts.spoolFile ? (rows, uncertain) => this.saveSpool(rows, uncertain) : undefined);
   }
 }

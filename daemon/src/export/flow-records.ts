@@ -30,6 +30,19 @@ interface Tracked {
   seen: number;
 }
 
+/** What the tracker remembers, as the spool stores it (spool.ts): [key, firstSeenMs|null, tx, rx, txp, rxp, closed, seen]. */
+export interface TrackerState {
+  generation: number;
+  flows: Array<[string, number | null, number, number, number, number, boolean, number]>;
+}
+
+/**
+ * Two first-seen times of one flow may differ by this much: the kernel's timestamp is the
+ * same, but each daemon run measures the monotonic-to-wall-clock offset again (sys/clock.ts)
+ * and the ms may round the other way. A 5-tuple reused within 2 ms is not a case that exists.
+ */
+const SAME_FLOW_MS = 2;
+
 export interface TrackerOptions {
   host: HostIdentity;
   /** Snapshots of the flow table will come (default true); false: close events only. */
@@ -99,7 +112,7 @@ export class FlowRecordTracker {
       const firstMs = Date.parse(f.firstSeenAt);
       let t = this.tracked.get(key);
       // Same 5-tuple, another flow: the previous one left the table between two snapshots.
-      if (t && !Number.isNaN(t.firstSeenMs) && t.firstSeenMs !== firstMs) t = undefined;
+      if (t && !Number.isNaN(t.firstSeenMs) && Math.abs(t.firstSeenMs - firstMs) > SAME_FLOW_MS) t = undefined;
       if (t?.closed) {
         t.seen = gen;
         // The close event came first; the entry may still have had a last ACK since.
@@ -136,6 +149,27 @@ export class FlowRecordTracker {
     // just before the event does not drop what the event recorded.
     for (const [k, t] of this.tracked) if (t.seen < gen - 1) this.tracked.delete(k);
     return out;
+  }
+
+  /** What was exported per flow, for the next daemon run (spool.ts). */
+  save(): TrackerState {
+    const flows: TrackerState['flows'] = [];
+    for (const [k, t] of this.tracked) flows.push([k, Number.isNaN(t.firstSeenMs) ? null : t.firstSeenMs, t.tx, t.rx, t.txp, t.rxp, t.closed, t.seen]);
+    return { generation: this.generation, flows };
+  }
+
+  /** Takes over a previous run's state (before the first snapshot); malformed entries are skipped. */
+  load(s: TrackerState): number {
+    const num = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+    if (!num(s.generation) || !Array.isArray(s.flows)) return 0;
+    this.generation = s.generation;
+    let n = 0;
+    for (const e of s.flows) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || !(e[1] === null || num(e[1])) || ![e[2], e[3], e[4], e[5], e[7]].every(num) || typeof e[6] !== 'boolean') continue;
+      this.track(e[0], { firstSeenMs: e[1] ?? NaN, tx: e[2], rx: e[3], txp: e[4], rxp: e[5], closed: e[6], seen: e[7] });
+      n++;
+    }
+    return n;
   }
 
   private track(key: string, t: Tracked): void {
