@@ -49,6 +49,13 @@ export function writeSpool(file: string, c: SpoolContent): void {
  * Throws when it cannot be read or is not a spool (the caller reports it and moves it aside).
  */
 export function takeSpool(file: string): SpoolContent | null {
+  // A write cut short (the stop deadline, a crash) leaves its temp file: never a spool.
+  try {
+    const base = `${path.basename(file)}.`;
+    for (const f of fs.readdirSync(path.dirname(file))) if (f.startsWith(base) && f.endsWith('.tmp')) fs.rmSync(path.join(path.dirname(file), f), { force: true });
+  } catch {
+    // no directory yet: nothing to clean
+  }
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');

@@ -11,13 +11,15 @@ import { SPOOL_VERSION, takeSpool, writeSpool, type SpoolContent } from '../../.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-spool-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-test('written 0600 in a directory made on demand, taken once, then gone', () => {
+test('written 0600, taken once, then gone with any temp file a cut-short write left', () => {
   const file = path.join(dir, 'sub', 'spool.json');
   const c: SpoolContent = { version: SPOOL_VERSION, savedAt: new Date().toISOString(), table: 'e.f', machineId: 'm', rows: ['{"a":1}', '{"a":2}'], uncertainRows: 1, tracker: { generation: 3, flows: [] } };
+  fs.mkdirSync(path.dirname(file));
+  fs.writeFileSync(`${file}.999.tmp`, '{"cut": '); // a write the stop deadline cut short
   writeSpool(file, c);
   assert.equal(fs.statSync(file).mode & 0o777, 0o600);
-  assert.deepEqual(fs.readdirSync(path.dirname(file)), ['spool.json'], 'no temp file left');
   assert.deepEqual(takeSpool(file), c);
+  assert.deepEqual(fs.readdirSync(path.dirname(file)), [], 'no temp file left, the spool taken');
   assert.equal(fs.existsSync(file), false);
   assert.equal(takeSpool(file), null, 'none the second time');
 });
