@@ -2,8 +2,10 @@
 // The ClickHouse flow export (daemon/src/export/clickhouse.ts) into a real clickhouse-server
 // (Debian 12's 18.16, the oldest version supported, started here on free local ports from a
 // temporary directory), fed by the real daemon in a lab host: close events from
-// events.subscribe and snapshots from flows.list, over JSON-RPC, as the daemon will feed it
-// in-process once the lead wires it.
+// events.subscribe and snapshots from flows.list, over JSON-RPC (the daemon feeds its own
+// export the same two inputs in-process: export-clickhouse-daemon.test.ts). Driving the
+// module directly lets these tests vary its options per test (clusters, credentials, a
+// small buffer) against one daemon.
 //
 // Truth: tcpdump on the monitored interface (IP-layer bytes), the bytes each client itself
 // sent (TCP payload), the number of connections the test made, /etc/machine-id and the
