@@ -36,7 +36,10 @@ test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            dbus dbus-bin libbpf-tools systemd-container debootstrap dpkg-dev fakeroot lintian
            netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
            zstd debian-archive-keyring qemu-system-x86 kmod curl
-           dnsmasq-base nginx-light openssl wget libssl-dev tshark)
+           dnsmasq-base nginx-light openssl wget libssl-dev tshark
+           prometheus clickhouse-server)
+# prometheus and clickhouse-server: test/integration/export-*.test.ts start their own
+# instances on free local ports from temporary directories; the packaged services are not used.
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
 if [ "${ID:-}" = ubuntu ]; then
   build_pkgs+=(linux-tools-common "linux-tools-$(uname -r)")

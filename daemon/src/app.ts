@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The daemon wired together: the kernel deployment, the monitor and the load balancer
 // (domain), the API over them, and the adapters (JSON-RPC socket, D-Bus) over the API,
-// with the daemon's event bus between publishers and subscribers. Everything opened goes
+// with the daemon's event bus between publishers and subscribers; the exports (Prometheus
+// endpoint, ClickHouse flow records) read the API and the bus. Everything opened goes
 // onto one stack of closers, so a failed start and a shutdown undo the same steps.
 //
 //   buildDaemon(deps)   the API and the JSON-RPC adapter over given domain objects (tests
@@ -10,8 +11,10 @@
 import type { Logger } from 'pino';
 import { LB_EVENTS, type DeclaredVip, type LbEventName } from './contract/lb.js';
 import type { DbusStatus } from './contract/status.js';
+import type { CloseEvent } from './contract/events.js';
+import type { ExportStatus } from './contract/export.js';
 import type { Config } from './config/schema.js';
-import { buildApi, parseMirrorSpec, type Api, type CaptureApiDeps, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
+import { buildApi, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
@@ -27,6 +30,10 @@ import { startDbusService, type DbusService } from './dbus/service.js';
 import { History } from './history/history.js';
 import { observationFromClose, observationFromFlow } from './history/feed.js';
 import { Closers } from './util/closers.js';
+import { parseListen } from './config/export.js';
+import { MetricsExporter, serveMetrics } from './export/metrics.js';
+import { ClickHouseFlowExport } from './export/clickhouse.js';
+import { hostIdentity } from './export/identity.js';
 import { BpfError } from './bpf/errors.js';
 import { CaptureManager } from './capture/manager.js';
 import { registerCaptureStream } from './rpc/capture.js';
@@ -68,6 +75,8 @@ export interface Daemon {
   rpc: RpcServer;
   /** Adds the D-Bus service's counters to `status` once it runs. */
   reportDbus(status: () => DbusStatus): void;
+  /** Adds the exports' section to `status` once they run. */
+  reportExport(status: () => ExportStatus): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -85,14 +94,17 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     startedAt,
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
     capture: deps.capture,
+    exportStatus: () => exportStatus?.() ?? null,
   });
   let dbusStatus: (() => DbusStatus) | null = null;
+  let exportStatus: (() => ExportStatus) | null = null;
   registerApi(rpc, api, deps.bus, deps.groups.adminGroup);
   registerCaptureStream(rpc, deps.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' });
   return {
     api,
     rpc,
     reportDbus: (fn) => (dbusStatus = fn),
+    reportExport: (fn) => (exportStatus = fn),
     start: () => rpc.listen(),
     stop: () => rpc.close(),
   };
@@ -274,6 +286,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
+  await step('cannot start the exports', () => startExports(config, daemon, bus, lb !== null, logger, closers));
+
   // D-Bus is for desktop widgets; the socket is the primary API. Without a system bus
   // (containers, CI) the daemon runs on with a warning.
   let dbus: DbusService | null = null;
@@ -411,6 +425,63 @@ function applyDeclaredMirrors(capture: CaptureManager, config: Config, logger: L
     if (r.action === 'failed') logger.error({ mirror: r.name }, `declared mirror ${r.name} not started: ${r.reason}`);
     else if (r.action === 'conflict') logger.warn({ mirror: r.name }, `declared mirror ${r.name} differs from the running one: \`ebpfmonctl mirror remove ${r.name}\` to apply the declaration`);
   }
+}
+
+/** How long shutdown waits for ClickHouse to take what is buffered (main.ts exits 4 s after SIGTERM). */
+const EXPORT_DRAIN_MS = 2000;
+
+/**
+ * The exports, when configured: the Prometheus endpoint (`metrics.listen`) and flow records
+ * into ClickHouse (`export.clickhouse.url`). Both read the daemon through its API, as a
+ * system caller (status, processes.list, lb.stats, flows.list), and the ClickHouse export
+ * gets close events from the bus; their status becomes `status.export`.
+ */
+async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn: boolean, logger: Logger, closers: Closers): Promise<void> {
+  const m = daemon.api.methods;
+  let ch: ClickHouseFlowExport | null = null;
+  let metrics: { exporter: MetricsExporter; listen: string } | null = null;
+  const c = config.export.clickhouse;
+  if (c.url !== '') {
+    const x = new ClickHouseFlowExport(
+      {
+        url: c.url, database: c.database, table: c.table, cluster: c.cluster, credentialsFile: c.credentialsFile || undefined,
+        batchRows: c.batchRows, flushIntervalMs: c.flushIntervalSec * 1000, bufferRows: c.bufferRows, compress: c.compress,
+        timeoutMs: c.timeoutSec * 1000, backoff: { initialMs: Math.min(1000, c.retryMaxSec * 1000), maxMs: c.retryMaxSec * 1000 },
+        updateIntervalMs: c.updateIntervalSec * 1000, host: hostIdentity(), excludePid: process.pid, spoolFile: c.spoolFile || undefined, logger,
+      },
+      // Every flow, closed ones included: the export's tracker turns them into deltas.
+      { flows: async () => (await m['flows.list'].run({ includeClosed: true }, SYSTEM_CALLER)).flows },
+    );
+    const unsubscribe = bus.subscribe((e) => x.onClose(e as CloseEvent), ['close']);
+    x.start();
+    closers.add('ClickHouse export', async () => {
+      unsubscribe();
+      await x.stop(EXPORT_DRAIN_MS);
+    });
+    ch = x;
+  }
+  if (config.metrics.listen !== '') {
+    const exporter = new MetricsExporter(
+      {
+        status: () => m.status.run(undefined, SYSTEM_CALLER),
+        processes: async () => (await m['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER }, SYSTEM_CALLER)).processes,
+        lbStats: lbOn ? () => m['lb.stats'].run(undefined, SYSTEM_CALLER) : undefined,
+        clickhouse: ch ? () => ch.status() : undefined,
+      },
+      { topProcesses: config.metrics.topProcesses, logger },
+    );
+    exporter.start();
+    closers.add('metrics refresh', () => exporter.stop());
+    const server = await serveMetrics(exporter, parseListen(config.metrics.listen), logger);
+    closers.add('metrics endpoint', () => server.close());
+    metrics = { exporter, listen: server.address };
+  }
+  if (!ch && !metrics) return;
+  const [mx, cx] = [metrics, ch];
+  daemon.reportExport(() => ({
+    ...(mx ? { metrics: mx.exporter.status(mx.listen) } : {}),
+    ...(cx ? { clickhouse: cx.status() } : {}),
+  }));
 }
 
 export type { Caller };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { Command } from 'commander';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
+import type { ExportStatus } from '../../../daemon/src/contract/export.js';
 import { bytes, duration } from '../render/format.js';
 import { renderTable } from '../render/table.js';
 import { withClient } from './common.js';
@@ -74,6 +75,7 @@ export function statusCommand(): Command {
         out.push('', 'IDENTITY');
         out.push(`  cgroup2 ${id.cgroupRoot ?? 'not mounted'}; ${id.entries} cgroup(s) cached; ${id.resolved} resolved (by pid ${id.byPid}, by handle ${id.byHandle}${id.handlesDenied ? ' (denied)' : ''}, by walk ${id.byWalk}), ${id.misses} not found, ${id.walks} walk(s)`);
       }
+      if (s.export) out.push('', 'EXPORT', ...exportLines(s.export));
       const lbWarnings = s.lb?.warnings ?? [];
       if (lbWarnings.length) {
         out.push('', 'LOAD BALANCER WARNINGS');
@@ -111,4 +113,26 @@ export function statusCommand(): Command {
 function formatCounts(counts: Record<string, number>): string {
   const nonZero = Object.entries(counts).filter(([, v]) => v > 0);
   return nonZero.length === 0 ? 'none' : nonZero.map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+/** The EXPORT section: where metrics are served, and where flow records go with what was lost. */
+export function exportLines(x: ExportStatus): string[] {
+  const out: string[] = [];
+  const m = x.metrics;
+  if (m) {
+    const ps = m.processSeries;
+    out.push(`  Prometheus: http://${m.listen}/metrics, ${m.scrapes} scrapes; process series ${ps.admitted} of ${ps.limit} + [other] (${ps.candidates} ranked, ${ps.evictions} evicted)`);
+    if (m.lastError) out.push(`    last refresh failed: ${m.lastError}`);
+  }
+  const c = x.clickhouse;
+  if (c) {
+    out.push(`  ClickHouse: ${c.url} ${c.table}: ${c.state}${c.serverVersion ? ` (server ${c.serverVersion})` : ''}; sent ${c.sent.rows} rows in ${c.sent.batches} batches (${c.sent.bytes} bytes)`);
+    out.push(`    buffered ${c.buffered} of ${c.bufferCapacity} rows; dropped: ${formatCounts(c.dropped)}; ${c.retries} retries${c.consecutiveFailures ? `, ${c.consecutiveFailures} failures in a row, next attempt ${c.nextAttemptAt ?? '-'}` : ''}`);
+    if (c.lastError) out.push(`    last error ${c.lastError.at}: ${c.lastError.message}`);
+    if (c.schema.missingColumns.length) out.push(`    table lacks columns: ${c.schema.missingColumns.join(', ')}`);
+    const sp = c.spool;
+    if (sp.file) out.push(`    spool ${sp.file}: took over ${sp.restoredRows} rows${sp.restoredUncertainRows ? ` (${sp.restoredUncertainRows} of a batch cut off at the last stop, sent again)` : ''} and ${sp.restoredFlows} flows at start${sp.error ? `; ${sp.error}` : ''}`);
+    if (c.trackerOverflow) out.push(`    flows forgotten by the update tracker (full): ${c.trackerOverflow}`);
+  }
+  return out;
 }

@@ -3,6 +3,7 @@
 // once, with its access rule, its validation and its implementation over the domain
 // (monitor, load balancer). The JSON-RPC server and the D-Bus service are adapters over it;
 // neither knows the domain, and the domain knows neither.
+import type { ExportStatus } from '../contract/export.js';
 import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   transports: () => TransportStats;
   /** Capture and mirror sessions (absent: capture.enabled is false). */
   capture?: CaptureApiDeps;
+  /** The exports' status for `status.export` (null or absent: none runs). */
+  exportStatus?: () => ExportStatus | null;
 }
 
 export interface Api {
@@ -49,6 +52,7 @@ export function buildApi(d: ApiDeps): Api {
         ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}),
         l7Status: d.l7 ? () => d.l7!.status() : undefined,
         captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined,
+        exportStatus: d.exportStatus,
       }),
       ...lbMethods(d.lb),
       ...historyMethods(d.history ?? null),

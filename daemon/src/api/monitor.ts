@@ -9,6 +9,7 @@ import { FLOW_SORTS, type FlowsListParams, type ProcessesListParams, type Proces
 import { PROCESS_GROUPINGS, type OwnerIdentity, type ProcessGrouping } from '../contract/identity.js';
 import { groupProcesses } from '../identity/index.js';
 import { IDENTITY_FILTER_PARAMS, identityPredicate, identityStatus, type IdentityApi } from './identity.js';
+import type { ExportStatus } from '../contract/export.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
@@ -82,6 +83,12 @@ export interface MonitorMethodDeps {
   l7Status?: (() => L7Status) | undefined;
   captureStatus?: () => CaptureStatus;
   identity: IdentityApi | null;
+  /** The exports' status, once they run (null: none configured). */
+  exportStatus?: () => ExportStatus | null;
+}
+
+function exportSection(x: ExportStatus | null): { export?: ExportStatus } {
+  return x && (x.metrics || x.clickhouse) ? { export: x } : {};
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
@@ -105,6 +112,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
           ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
+          ...exportSection(d.exportStatus?.() ?? null),
         };
       },
     }),

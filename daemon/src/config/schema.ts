@@ -2,6 +2,7 @@
 // Every configuration key, its default, its EBPFMON_* environment override and what it
 // accepts. docs/configuration.md documents the same keys; a unit test keeps them in step.
 import convict from 'convict';
+import { EXPORT_SCHEMA } from './export.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -195,6 +196,7 @@ export const schema = {
     vxlanPort: { doc: 'UDP port mirror copies are sent to in VXLAN', format: 'port', default: 4789, env: 'EBPFMON_CAPTURE_VXLAN_PORT' },
     mirrors: { doc: 'Mirror sessions declared in the file (see docs/capture.md)', format: 'object-list', default: [] as object[] },
   },
+  ...EXPORT_SCHEMA, // metrics.*, export.clickhouse.* (docs/export.md)
 };
 
 export type Config = ReturnType<ReturnType<typeof makeConfig>['getProperties']>;

@@ -4,6 +4,7 @@ import type { HistoryStatus } from './history.js';
 import type { L7Status } from './l7.js';
 import type { CaptureStatus } from './capture.js';
 import type { HandoffStatus, IdentityStatus } from './identity.js';
+import type { ExportStatus } from './export.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -145,6 +146,8 @@ export interface StatusResult {
   l7?: L7Status;
   /** Capture and mirror sessions (present unless capture.enabled is false). */
   capture?: CaptureStatus;
+  /** Present when an export is configured (`metrics.listen`, `export.clickhouse.url`). */
+  export?: ExportStatus;
 }
 
 export interface ProgramView {

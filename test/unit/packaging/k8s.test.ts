@@ -174,6 +174,30 @@ describe('packaging/kubernetes/ebpfmon-daemonset.yaml', () => {
     }
   });
 
+  it('Prometheus scraping: annotations, a named port, and a metrics.listen the daemon accepts on that port', () => {
+    const ann = ds.spec!.template.metadata?.annotations ?? {};
+    assert.equal(ann['prometheus.io/scrape'], 'true');
+    assert.equal(ann['prometheus.io/path'], '/metrics');
+    const port = main!.ports?.find((p) => p.name === 'metrics');
+    assert.ok(port, 'a container port named metrics (the PodMonitor in docs/export.md names it)');
+    assert.equal(String(port.containerPort), ann['prometheus.io/port']);
+    // The address comes from the downward API: resolve $(HOST_IP) as the kubelet does.
+    const env = new Map((main!.env ?? []).map((e) => [e.name, e]));
+    assert.equal(env.get('HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+    const listen = env.get('EBPFMON_METRICS_LISTEN')?.value?.replace('$(HOST_IP)', '198.18.0.7');
+    assert.ok(listen, 'EBPFMON_METRICS_LISTEN');
+    const cm = only<Doc & { data: Record<string, string> }>(docs, 'ConfigMap');
+    const copy = path.join(tmp, 'metrics.json');
+    fs.writeFileSync(copy, cm.data['ebpfmon.json']!);
+    const { config } = loadConfig({ file: copy, env: { EBPFMON_METRICS_LISTEN: listen } });
+    assert.equal(config.metrics.listen, `198.18.0.7:${port.containerPort}`, 'the daemon listens where Prometheus is told to scrape');
+    // Exported records carry the node's machine id, not the image's.
+    const { mount, volume } = mountOf(main, '/etc/machine-id');
+    assert.equal(volume.hostPath?.path, '/etc/machine-id');
+    assert.equal(volume.hostPath?.type, 'File');
+    assert.equal(mount.readOnly, true);
+  });
+
   it('the image is the .deb: the Dockerfile installs it and runs its daemon', () => {
     const dockerfile = fs.readFileSync(path.join(root, 'packaging/kubernetes/Dockerfile'), 'utf8');
     assert.match(dockerfile, /apt-get install[^\n]*\\?\n?[^\n]*ebpfmon_\*_amd64\.deb/);

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+// The ClickHouse export's state across a daemon restart (`export.clickhouse.spoolFile`):
+// the rows not yet delivered and what was exported per open flow. Written once, at stop,
+// after the drain; read and removed at the next start. Without it a restart would lose
+// what waited for an unreachable server, and re-export the full counts of every flow still
+// in the (pinned, surviving) flow table: both the rows and the tracker are needed for
+// "no loss, no duplicate".
+//
+// Why a file written at stop rather than a write-ahead log: rows wait only while
+// ClickHouse is away and the buffer is bounded (`bufferRows`), so one JSON document is at
+// most that size; a kill -9 loses what was buffered (docs/export.md says so), as it loses
+// the close events in flight.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TrackerState } from './flow-records.js';
+
+export const SPOOL_VERSION = 1;
+
+export interface SpoolContent {
+  version: typeof SPOOL_VERSION;
+  savedAt: string;
+  /** `database.table` the rows were meant for (they go to the configured table either way). */
+  table: string;
+  machineId: string;
+  /** JSONEachRow lines, oldest first (a batch cut off at stop comes first). */
+  rows: string[];
+  /** Rows of a batch whose request was cut off at stop: ClickHouse may have stored them. */
+  uncertainRows: number;
+  tracker: TrackerState | null;
+}
+
+/** Writes the spool atomically (a temp file renamed over it), 0600: rows name processes and peers. */
+export function writeSpool(file: string, c: SpoolContent): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(c));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/**
+ * The spool left by the previous run, removed from disk (its rows are then in memory: a
+ * crash from here on loses them rather than delivering them twice). null when there is none.
+ * Throws when it cannot be read or is not a spool (the caller reports it and moves it aside).
+ */
+export function takeSpool(file: string): SpoolContent | null {
+  // A write cut short (the stop deadline, a crash) leaves its temp file: never a spool.
+  try {
+    const base = `${path.basename(file)}.`;
+    for (const f of fs.readdirSync(path.dirname(file))) if (f.startsWith(base) && f.endsWith('.tmp')) fs.rmSync(path.join(path.dirname(file), f), { force: true });
+  } catch {
+    // no directory yet: nothing to clean
+  }
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  let c: SpoolContent;
+  try {
+    c = JSON.parse(text) as SpoolContent;
+    if (c.version !== SPOOL_VERSION || !Array.isArray(c.rows) || !c.rows.every((r) => typeof r === 'string')) throw new Error(`not a version ${SPOOL_VERSION} spool`);
+  } catch (err) {
+    const aside = `${file}.bad`;
+    fs.renameSync(file, aside);
+    throw new Error(`${file}: ${(err as Error).message}; moved to ${aside}`, { cause: err });
+  }
+  fs.unlinkSync(file);
+  return c;
+}
