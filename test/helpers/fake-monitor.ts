@@ -4,9 +4,9 @@
 // Lets the socket protocol, its limits and the CLI be tested in-process and unprivileged.
 import { EventBus } from '../../daemon/src/events/bus.js';
 import type { MonitorEvent } from '../../daemon/src/contract/events.js';
-import type { Flow, ProcessTotals } from '../../daemon/src/contract/flows.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
 import type { FlowQuery } from '../../daemon/src/monitor/flows.js';
-import type { MonitorApi, MonitorStatus } from '../../daemon/src/monitor/api.js';
+import type { MonitorApi, MonitorStatus, ProcessTraffic } from '../../daemon/src/monitor/api.js';
 import { DAEMON_COUNTERS, MONITOR_COUNTERS, type CounterName, type ProgramsListResult } from '../../daemon/src/contract/status.js';
 
 export function flow(over: Partial<Flow>): Flow {
@@ -16,7 +16,7 @@ export function flow(over: Partial<Flow>): Flow {
     attributedBy: 'connect', ppid: 1, exe: '/usr/bin/curl', state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] },
     txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
     firstSeenAt: '2026-11-22T00:00:00.000Z', lastSeenAt: '2026-11-22T00:00:01.000Z', closedAt: null,
-    remoteName: null, serverName: null, tlsVersion: null,
+    remoteName: null, serverName: null, tlsVersion: null, remoteGeo: null,
     ...over,
   };
 }
@@ -34,14 +34,19 @@ export class FakeMonitor implements MonitorApi {
     return { flows: m.slice(0, q.limit), total: this.flows.length, matched: m.length };
   }
 
-  async processTotals(q: { uid?: number }): Promise<ProcessTotals[]> {
-    const by = new Map<number | null, ProcessTotals>();
+  async processTotals(q: { uid?: number; remotes?: boolean }): Promise<ProcessTraffic[]> {
+    const by = new Map<number | null, ProcessTraffic>();
     for (const f of this.flows) {
       if (q.uid !== undefined && f.uid !== q.uid) continue;
-      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt };
+      const t = by.get(f.pid) ?? { pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt, places: [], ...(q.remotes ? { remotes: [] } : {}) };
       t.flows++;
       t.txBytes += f.txBytes;
       t.rxBytes += f.rxBytes;
+      if (t.remotes) {
+        const r = t.remotes.find((x) => x.addr === f.remoteAddr);
+        if (r) Object.assign(r, { flows: r.flows + 1, txBytes: r.txBytes + f.txBytes, rxBytes: r.rxBytes + f.rxBytes });
+        else t.remotes.push({ addr: f.remoteAddr, flows: 1, txBytes: f.txBytes, rxBytes: f.rxBytes });
+      }
       by.set(f.pid, t);
     }
     return [...by.values()];

@@ -45,7 +45,7 @@ const LAYERS: Array<{ name: string; match: RegExp }> = [
   { name: 'system', match: /^daemon\/src\/(sys|net|systemd)\// },
   { name: 'kernel', match: /^daemon\/src\/bpf\// },
   { name: 'services', match: /^daemon\/src\/(config|events)\// },
-  { name: 'domain', match: /^daemon\/src\/(monitor|lb|history|l7|capture)\// },
+  { name: 'domain', match: /^daemon\/src\/(monitor|lb|history|l7|capture|geo)\// },
   { name: 'api', match: /^daemon\/src\/api\// },
   { name: 'adapters', match: /^daemon\/src\/(rpc|dbus)\// },
   { name: 'wiring', match: /^daemon\/src\/(app|main)\.ts$/ },
@@ -53,7 +53,7 @@ const LAYERS: Array<{ name: string; match: RegExp }> = [
 /** Adapters serve the API: the domain and the kernel bindings are below their reach. */
 const ADAPTER_MAY_NOT = new Set(['domain', 'kernel']);
 /** Within a layer, these directories are features or transports that must not know each other. */
-const INDEPENDENT = ['daemon/src/monitor/', 'daemon/src/lb/', 'daemon/src/history/', 'daemon/src/l7/', 'daemon/src/capture/', 'daemon/src/rpc/', 'daemon/src/dbus/'];
+const INDEPENDENT = ['daemon/src/monitor/', 'daemon/src/lb/', 'daemon/src/history/', 'daemon/src/l7/', 'daemon/src/capture/', 'daemon/src/geo/', 'daemon/src/rpc/', 'daemon/src/dbus/'];
 
 const layerOf = (f: string): number => LAYERS.findIndex((l) => l.match.test(f));
 

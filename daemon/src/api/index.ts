@@ -6,6 +6,7 @@
 import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
+import { geoMethods, NO_GEO, type GeoDeps } from './geo.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
 import { l7Methods, type L7Api } from './l7.js';
 import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
@@ -26,6 +27,8 @@ export interface ApiDeps {
   transports: () => TransportStats;
   /** Capture and mirror sessions (absent: capture.enabled is false). */
   capture?: CaptureApiDeps;
+  /** Where remote addresses are (default: off). */
+  geo?: GeoDeps;
 }
 
 export interface Api {
@@ -45,18 +48,21 @@ export function buildApi(d: ApiDeps): Api {
         ...(d.history ? { historyStatus: () => historyStatus(d.history!) } : {}),
         l7Status: d.l7 ? () => d.l7!.status() : undefined,
         captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined,
+        geo: d.geo,
       }),
       ...lbMethods(d.lb),
       ...historyMethods(d.history ?? null),
       ...l7Methods(d.l7 ?? null),
       ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
+      ...geoMethods(d.geo ?? NO_GEO),
     },
   };
 }
 
 export type { Caller } from './caller.js';
 export type { FlowQuery } from '../monitor/flows.js';
-export { flowsQuery } from './monitor.js';
+export { flowsQuery, type FlowsRequest } from './monitor.js';
+export { enrichEvent, NO_GEO, type GeoDeps } from './geo.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';

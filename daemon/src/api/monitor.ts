@@ -3,8 +3,9 @@
 // declaration for JSON-RPC and D-Bus. Callers outside the `ebpfmon` group see only their
 // own uid's flows.
 import { PROTOCOLS } from '../contract/common.js';
-import { FLOW_SORTS, type FlowsListParams } from '../contract/flows.js';
 import type { HistoryStatus } from '../contract/history.js';
+import { FLOW_SORTS, type FlowsListParams, type FlowsListResult } from '../contract/flows.js';
+import { DEFAULT_PLACES, MAX_PLACES } from '../contract/geo.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
@@ -12,18 +13,31 @@ import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
 import { scopeUid, type Caller } from './caller.js';
+import { GEO_FLOW_PARAMS, geoFilter, geoStatus, matchesGeo, NO_GEO, withPlaces, withRemoteGeo, type GeoDeps, type GeoFilter } from './geo.js';
 import { method } from './method.js';
 import { optBool, optCidr, optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
 
-export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit'] as const satisfies ReadonlyArray<keyof FlowsListParams>;
+export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit', ...GEO_FLOW_PARAMS] as const satisfies ReadonlyArray<keyof FlowsListParams>;
 const MAX_UID = 0xffffffff - 1;
 const MAX_PID = 0x7fffffff;
 /** Largest `limit` on the socket; D-Bus replies are smaller (a bus message is bounded). */
 export const MAX_FLOWS = 100_000;
 
-/** flows.list parameters as a validated, scoped query. */
-export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): FlowQuery {
+/** flows.list parameters, validated and scoped: the monitor's query, and the filters on
+ * where the remote address is (applied by the API after the lookups). */
+export interface FlowsRequest {
+  query: FlowQuery;
+  geo?: GeoFilter;
+}
+
+/** flows.list parameters as a validated, scoped request. */
+export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): FlowsRequest {
   const p: Params = paramsObject(raw, FLOW_PARAMS);
+  const geo = geoFilter(p);
+  return geo ? { query: monitorQuery(p, caller, maxLimit), geo } : { query: monitorQuery(p, caller, maxLimit) };
+}
+
+function monitorQuery(p: Params, caller: Caller, maxLimit: number): FlowQuery {
   const protocol = optEnum(p, 'protocol', PROTOCOLS);
   return {
     pid: optInt(p, 'pid', 0, MAX_PID),
@@ -56,9 +70,25 @@ export interface MonitorMethodDeps {
   /** The application layer's section, when it runs. */
   l7Status?: (() => L7Status) | undefined;
   captureStatus?: () => CaptureStatus;
+  geo?: GeoDeps;
+}
+
+/** flows.list: the monitor's flows with `remoteGeo`; a geo filter applies before `limit`. */
+export async function listFlows(monitor: MonitorApi, geo: GeoDeps, r: FlowsRequest): Promise<FlowsListResult> {
+  const g = r.geo;
+  if (!g) {
+    const res = await monitor.queryFlows(r.query);
+    withRemoteGeo(geo.resolver, res.flows);
+    return res;
+  }
+  const { limit, ...unlimited } = r.query;
+  const res = await monitor.queryFlows(unlimited);
+  const kept = withRemoteGeo(geo.resolver, res.flows).filter((f) => matchesGeo(f.remoteGeo, g));
+  return { flows: limit !== undefined ? kept.slice(0, limit) : kept, total: res.total, matched: kept.length };
 }
 
 export function monitorMethods(d: MonitorMethodDeps) {
+  const geo = d.geo ?? NO_GEO;
   return {
     status: method<'status', void>({
       access: 'read',
@@ -78,21 +108,28 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...(d.historyStatus ? { history: d.historyStatus() } : {}),
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
           ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
+          geo: geoStatus(geo),
         };
       },
     }),
-    'flows.list': method<'flows.list', FlowQuery>({
+    'flows.list': method<'flows.list', FlowsRequest>({
       access: 'read',
       validate: (raw, caller) => flowsQuery(raw, caller),
-      run: (q) => d.monitor.queryFlows(q),
+      run: (r) => listFlows(d.monitor, geo, r),
     }),
-    'processes.list': method<'processes.list', { uid: number | undefined; limit: number }>({
+    'processes.list': method<'processes.list', { uid: number | undefined; limit: number; places: number }>({
       access: 'read',
       validate: (raw, caller) => {
-        const p = paramsObject(raw, ['uid', 'limit']);
-        return { uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)), limit: optInt(p, 'limit', 1, MAX_FLOWS) ?? 1000 };
+        const p = paramsObject(raw, ['uid', 'limit', 'places']);
+        return { uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)), limit: optInt(p, 'limit', 1, MAX_FLOWS) ?? 1000, places: optInt(p, 'places', 0, MAX_PLACES) ?? DEFAULT_PLACES };
       },
-      run: async (q) => ({ processes: (await d.monitor.processTotals({ uid: q.uid })).slice(0, q.limit) }),
+      run: async (q) => {
+        // Remote addresses are gathered only when places are wanted and geo runs (the walk
+        // then formats every flow's address; bench/geo measures it).
+        const remotes = q.places > 0 && geo.resolver !== null;
+        const list = (await d.monitor.processTotals({ uid: q.uid, remotes })).slice(0, q.limit);
+        return { processes: withPlaces(geo.resolver, list, q.places) };
+      },
     }),
     'programs.list': method<'programs.list', void>({
       access: 'read',

@@ -3,6 +3,7 @@
 // GetProcesses.
 import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
 import type { L7FlowFields } from './l7.js';
+import type { GeoLabel, ProcessPlace, RemoteGeo } from './geo.js';
 
 /** remoteName, serverName, tlsVersion (L7FlowFields) come from the application layer. */
 export interface Flow extends L7FlowFields {
@@ -43,6 +44,8 @@ export interface Flow extends L7FlowFields {
   firstSeenAt: string;
   lastSeenAt: string;
   closedAt: string | null;
+  /** Where the remote address is (docs/geo.md); null when `geo.enabled` is false. */
+  remoteGeo: RemoteGeo | null;
 }
 
 export const FLOW_SORTS = ['bytes', 'packets', 'age', 'recent'] as const;
@@ -66,6 +69,12 @@ export interface FlowsListParams {
   sort?: FlowSort;
   /** At most this many flows (default 1000, at most 100000). */
   limit?: number;
+  /** Remote address in this country (ISO 3166-1 alpha-2), ... */
+  country?: string;
+  /** ... announced by this autonomous system, ... */
+  asn?: number;
+  /** ... or in this special range (`private`, `loopback`...). */
+  label?: GeoLabel;
 }
 
 export interface FlowsListResult {
@@ -90,11 +99,15 @@ export interface ProcessTotals {
   txPackets: number;
   rxPackets: number;
   lastSeenAt: string | null;
+  /** Where its current flows go, busiest place first (at most `places`; [] when geo is off). */
+  places: ProcessPlace[];
 }
 
 export interface ProcessesListParams {
   uid?: number;
   limit?: number;
+  /** Places per process (0 to 100, default 5). */
+  places?: number;
 }
 
 export interface ProcessesListResult {

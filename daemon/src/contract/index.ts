@@ -10,6 +10,7 @@ export * from './lb.js';
 export * from './history.js';
 export * from './l7.js';
 export * from './capture.js';
+export * from './geo.js';
 export * from './errors.js';
 export * from './methods.js';
 export * as dbusApi from './dbus.js';

@@ -7,6 +7,7 @@
 import type { EventBatchNotification, EventNotification, EventsSubscribeParams, EventsSubscribeResult, EventsUnsubscribeParams, EventsUnsubscribeResult, LostNotification } from './events.js';
 import type { HistoryQueryParams, HistoryQueryResult } from './history.js';
 import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
+import type { GeoLookupParams, GeoLookupResult } from './geo.js';
 import type {
   AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
   LbStats, RemoveVipResult, VipInfo, VipParams,
@@ -50,6 +51,7 @@ export interface Methods {
   'mirror.remove': { params: MirrorNameParams; result: MirrorRemoveResult };
   'mirror.list': { params: NoParams; result: MirrorListResult };
   'mirror.stats': { params: MirrorStatsParams; result: MirrorStatsResult };
+  'geo.lookup': { params: GeoLookupParams; result: GeoLookupResult };
 }
 
 export type MethodName = keyof Methods;
@@ -85,6 +87,7 @@ export const METHODS = {
   mirrorRemove: 'mirror.remove',
   mirrorList: 'mirror.list',
   mirrorStats: 'mirror.stats',
+  geoLookup: 'geo.lookup',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

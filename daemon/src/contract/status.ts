@@ -3,6 +3,7 @@
 import type { HistoryStatus } from './history.js';
 import type { L7Status } from './l7.js';
 import type { CaptureStatus } from './capture.js';
+import type { GeoStatus } from './geo.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -140,6 +141,8 @@ export interface StatusResult {
   l7?: L7Status;
   /** Capture and mirror sessions (present unless capture.enabled is false). */
   capture?: CaptureStatus;
+  /** The geo databases, their cache and `ui.home`. */
+  geo: GeoStatus;
 }
 
 export interface ProgramView {

@@ -8,6 +8,7 @@
 import dbus, { type Variant } from 'dbus-next';
 import { invalidParam } from '../errors.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
+import type { ProcessPlace, RemoteGeo } from '../contract/geo.js';
 
 export type Dict = Record<string, Variant>;
 
@@ -168,8 +169,22 @@ export function jsonDict(obj: Record<string, unknown>): Dict {
   return out;
 }
 
-/** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and tcpFlagsRx. */
-export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: ValueSig } = {
+/** Where an address is, as a{sv} with the keys it knows (coordinates d, asn u, the rest s). */
+export const GEO_TYPES: { readonly [K in keyof RemoteGeo]-?: ValueSig } = {
+  country: 's', city: 's', lat: 'd', lon: 'd', asn: 'u', org: 's', label: 's',
+};
+
+export function geoDict(g: RemoteGeo): Dict {
+  return dictOf(g, GEO_TYPES);
+}
+
+export const PLACE_TYPES: { readonly [K in keyof ProcessPlace]-?: ValueSig } = {
+  ...GEO_TYPES, remoteAddr: 's', flows: 'u', txBytes: 't', rxBytes: 't',
+};
+
+/** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and
+ * tcpFlagsRx, remoteGeo as an a{sv} of GEO_TYPES. */
+export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags' | 'remoteGeo'>]-?: ValueSig } = {
   protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
   ppid: 'u', exe: 's', state: 's', txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', fragments: 'u',
@@ -184,20 +199,23 @@ export function flowDict(f: Flow): Dict {
   const d = dictOf(f, FLOW_TYPES);
   d.tcpFlagsTx = new dbus.Variant('as', f.tcpFlags.tx);
   d.tcpFlagsRx = new dbus.Variant('as', f.tcpFlags.rx);
+  if (f.remoteGeo) d.remoteGeo = new dbus.Variant('a{sv}', geoDict(f.remoteGeo));
   return d;
 }
 
-export const PROCESS_TYPES: { readonly [K in keyof ProcessTotals]-?: ValueSig } = {
+/** A process's keys with their D-Bus types; places travel as aa{sv} of PLACE_TYPES (always, maybe empty). */
+export const PROCESS_TYPES: { readonly [K in Exclude<keyof ProcessTotals, 'places'>]-?: ValueSig } = {
   pid: 'u', comm: 's', uid: 'u', exe: 's', flows: 'u', openFlows: 'u',
   txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
 };
 
 export function processDict(p: ProcessTotals): Dict {
-  return dictOf(p, PROCESS_TYPES);
+  const d = dictOf(p, PROCESS_TYPES);
+  d.places = new dbus.Variant('aa{sv}', (p.places ?? []).map((x) => dictOf(x, PLACE_TYPES)));
+  return d;
 }
 
 export const TALKER_TYPES: Record<string, ValueSig> = {
-  ...PROCESS_TYPES,
   txBytesPerSec: 't', rxBytesPerSec: 't', bytesPerSec: 't',
 };
 

@@ -5,7 +5,7 @@
 import type { FlowsListParams, ProcessTotals } from '../contract/flows.js';
 import type { DnsListParams, HttpListParams } from '../contract/l7.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
-import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable } from '../api/index.js';
+import { flowsQuery, toApiError, withFieldPrefix, type Caller, type FlowsRequest, type MethodTable } from '../api/index.js';
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
 import { dictOf, flowDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
@@ -20,6 +20,7 @@ export const LIMITS = { flows: 10_000, defaultFlows: 1000, processes: 10_000, to
 export const FLOW_FILTER: { readonly [K in keyof FlowsListParams]-?: FieldKind } = {
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
   protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
+  country: 'string', asn: 'int', label: 'string',
 };
 
 /** GetDnsQueries / GetHttpRequests filter keys: the params of dns.list / http.list. */
@@ -40,7 +41,7 @@ async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, 
 }
 
 /** GetFlows's filter as a flow query: flows.list's own validation and scoping, naming `filter.X`. */
-export function flowQuery(raw: unknown, caller: Caller): FlowQuery {
+export function flowQuery(raw: unknown, caller: Caller): FlowsRequest {
   return withFieldPrefix('filter', () => flowsQuery(readDict(raw, 'filter', FLOW_FILTER), caller, LIMITS.flows));
 }
 
@@ -62,10 +63,31 @@ const visible = (all: ProcessTotals[], uid: number | undefined) => (uid === unde
 const sum = (list: ProcessTotals[], f: (p: ProcessTotals) => number) => list.reduce((n, p) => n + f(p), 0);
 
 export function talkerDict(t: Talker): Dict {
-  return dictOf(t, TALKER_TYPES);
+  return { ...processDict(t), ...dictOf(t, TALKER_TYPES) };
+}
+
+/** Sums of the rates a caller may see (`uid` undefined: all). */
+export function visibleRates(talkers: readonly Talker[], uid: number | undefined): { tx: number; rx: number } {
+  let tx = 0;
+  let rx = 0;
+  for (const t of talkers) {
+    if (uid !== undefined && t.uid !== uid) continue;
+    tx += t.txBytesPerSec;
+    rx += t.rxBytesPerSec;
+  }
+  return { tx, rx };
 }
 
 export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, ManagerProperty, ManagerSignal> {
+  const talkers = async (): Promise<Talker[]> => {
+    try {
+      return await d.tracker.talkers();
+    } catch (err) {
+      // A known failure (kernel, limits) as it is; anything else means no sample yet.
+      if (!toApiError(err).internal) throw err;
+      throw new AppError('Busy', `no traffic sample yet (${(err as Error).message}); try again`);
+    }
+  };
   return {
     path: MANAGER_PATH,
     spec: MANAGER_SPEC,
@@ -83,15 +105,7 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
         if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > LIMITS.topTalkers) {
           throw invalidParam('limit', limit, `an integer from 1 to ${LIMITS.topTalkers}`);
         }
-        let talkers;
-        try {
-          talkers = await d.tracker.talkers();
-        } catch (err) {
-          // A known failure (kernel, limits) as it is; anything else means no sample yet.
-          if (!toApiError(err).internal) throw err;
-          throw new AppError('Busy', `no traffic sample yet (${(err as Error).message}); try again`);
-        }
-        return rankTalkers(talkers, ctx.uid, limit).map(talkerDict);
+        return rankTalkers(await talkers(), ctx.uid, limit).map(talkerDict);
       },
       GetHistory: (ctx, [filter]) => getHistory(d.methods, filter, ctx.caller),
       GetDnsQueries: async (ctx, [filter]) =>
@@ -113,6 +127,8 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
       RingbufFull: async () => (await d.status()).loss.ringbufFull,
       FlowsEvicted: async () => (await d.status()).loss.flowsEvicted,
       SignalsDropped: () => d.signalsDropped(),
+      TxBytesPerSec: async (ctx) => visibleRates(await talkers(), ctx.uid).tx,
+      RxBytesPerSec: async (ctx) => visibleRates(await talkers(), ctx.uid).rx,
     },
   };
 }

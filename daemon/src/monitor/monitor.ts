@@ -453,7 +453,7 @@ export class Monitor implements MonitorApi {
     return this.flows.query(q);
   }
 
-  processTotals(q: { uid?: number }) {
+  processTotals(q: { uid?: number; remotes?: boolean }) {
     return this.flows.processes(q);
   }
 
