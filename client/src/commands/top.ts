@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import type { ProcessTotals } from '../../../daemon/src/contract/flows.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, rate, userName } from '../render/format.js';
+import { placeText } from '../render/place.js';
 import { renderTable } from '../render/table.js';
 import { CLEAR, intArg } from './common.js';
 import { follow, reconnectOption, sleepUnless } from './follow.js';
@@ -27,7 +28,7 @@ export function topCommand(): Command {
       let i = 0;
       await follow(cmd, { reconnectSec: o.reconnect }, async ({ client: c, signal }) => {
         for (; !signal.aborted; i++) {
-          const { processes } = await c.call(METHODS.processesList, {});
+          const { processes } = await c.call(METHODS.processesList, { places: 1 });
           const now = Date.now();
           const dt = Math.max(1, now - prevAt) / 1000;
           const rows: Row[] = processes.map((p) => {
@@ -53,6 +54,7 @@ export function topCommand(): Command {
               { header: 'SENT', value: (r) => bytes(r.txBytes), align: 'right' },
               { header: 'RECV', value: (r) => bytes(r.rxBytes), align: 'right' },
               { header: 'FLOWS', value: (r) => `${r.openFlows}/${r.flows}`, align: 'right' },
+              { header: 'MOSTLY TO', value: (r) => placeText(r.places[0]), flex: true },
             ])}\n`);
           }
           if (o.count !== undefined && i + 1 >= o.count) return;
