@@ -115,6 +115,11 @@ fi
 # Wireshark's global Lua plugin folder (tshark -G folders: "Global Lua Plugins"): the
 # capture file's process data as ebpfmon.* fields.
 install -D -m 0644 "$pkg/wireshark/ebpfmon.lua" "$r/usr/lib/x86_64-linux-gnu/wireshark/plugins/ebpfmon.lua"
+# The GNOME Shell extension (GNOME 43/44): installed system-wide, enabled by each user
+# (gnome-extensions enable ebpfmon@ebpfmon.org, or the Extensions app).
+ext="ebpfmon@ebpfmon.org"
+install -d "$r/usr/share/gnome-shell/extensions/$ext"
+install -m 0644 "$pkg/gnome-shell/$ext/metadata.json" "$pkg/gnome-shell/$ext/extension.js" "$r/usr/share/gnome-shell/extensions/$ext/"
 if [ -f "$pkg/lintian-overrides" ]; then
   install -D -m 0644 "$pkg/lintian-overrides" "$r/usr/share/lintian/overrides/ebpfmon"
 fi

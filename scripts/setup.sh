@@ -37,7 +37,7 @@ test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
            zstd debian-archive-keyring qemu-system-x86 kmod curl
            dnsmasq-base nginx-light openssl wget libssl-dev tshark
-           libmaxmind-db-writer-perl mmdb-bin gnome-shell xvfb)
+           libmaxmind-db-writer-perl mmdb-bin gnome-shell xvfb libglib2.0-bin)
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
 # chromium (the browser tests and bench/ui): a Debian package; Ubuntu ships it only as a
 # snap, which needs snapd (the browser test then fails naming what is missing).
