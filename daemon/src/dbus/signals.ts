@@ -22,8 +22,6 @@ import { TalkingProcesses, type StartedVia, type TalkerChange } from './talkers.
 
 /** Unsent bytes on the bus connection beyond which signals are dropped (replies never are). */
 const MAX_BACKLOG = 8 << 20;
-/** ProcessStarted signals held back for the next sample (to carry the executable), at most. */
-const MAX_PENDING_STARTS = 1024;
 
 /** ProcessStarted's `details`: the keys known. */
 export function startedDetails(via: StartedVia): Dict {
@@ -52,11 +50,11 @@ export class SignalHub {
   readonly refused = { tooManySubscribers: 0, uidLimit: 0 };
   private unsubscribeEvents: (() => void) | null = null;
   private stopped = false;
-  /** Executables of the processes in the last sample (the event that starts a process has none). */
+  /** Executables of the processes in the last sample (the event that starts a process has
+   * none). ProcessStarted is sent at once with what is known: holding it back for the next
+   * sample to learn the executable delayed it by up to a second and moved it out of the
+   * per-second budget it is counted in (test/integration/dbus-signals.test.ts). */
   private exeByPid = new Map<number, string>();
-  /** Processes that started talking with an executable not known yet: their ProcessStarted
-   * waits for the next sample (at most one interval), or for their ProcessStopped. */
-  private readonly pendingStarts = new Map<number, Extract<TalkerChange, { kind: 'started' }>>();
 
   constructor(private readonly o: SignalHubOptions) {
     this.subscribers = new Subscribers({
@@ -125,15 +123,12 @@ export class SignalHub {
     this.unsubscribeEvents = null;
     this.tracker.setActive(false);
     this.talking.reset();
-    this.pendingStarts.clear();
     this.exeByPid.clear();
   }
 
   private onTick(talkers: Talker[]): void {
     if (this.subscribers.size === 0) return;
     this.exeByPid = new Map(talkers.flatMap((t) => (t.pid !== null && t.exe ? [[t.pid, t.exe] as const] : [])));
-    for (const c of this.pendingStarts.values()) this.sendChange(c);
-    this.pendingStarts.clear();
     this.talking.onSample(talkers);
     for (const s of this.subscribers.all()) {
       s.scope = scopeOf(s.creds, this.o.groups);
@@ -148,23 +143,6 @@ export class SignalHub {
   }
 
   private onTalkerChange(c: TalkerChange): void {
-    if (c.kind === 'started') {
-      c.via.exe ??= this.exeByPid.get(c.pid);
-      if (c.via.exe === undefined && this.pendingStarts.size < MAX_PENDING_STARTS) {
-        this.pendingStarts.set(c.pid, c);
-        return;
-      }
-    } else {
-      const pending = this.pendingStarts.get(c.pid);
-      if (pending) {
-        this.pendingStarts.delete(c.pid);
-        this.sendChange(pending);
-      }
-    }
-    this.sendChange(c);
-  }
-
-  private sendChange(c: TalkerChange): void {
     if (c.kind === 'started') c.via.exe ??= this.exeByPid.get(c.pid);
     for (const s of this.subscribers.seeing(c.uid)) {
       if (!this.subscribers.take(s)) {
