@@ -2,7 +2,7 @@
 // A stand-in for the daemon's socket that serves synthetic live flows, so that bench/ui can
 // load `ebpfmonctl ui` (the real client, over a real Unix socket) with 1,000 or 10,000
 // flows that change every second, without a kernel producing them. Same JSON-RPC methods
-// and shapes as the daemon (daemon/src/contract): flows.list with `remoteGeo`,
+// and shapes as the daemon (daemon/src/contract): status (version and geo only), flows.list with `remoteGeo`,
 // processes.list with `places`, events.subscribe / events.unsubscribe with events.event
 // notifications. Flows are spread over 2,000 places.
 //
@@ -109,6 +109,11 @@ const server = net.createServer((sock) => {
     const limit = Math.min(p?.limit ?? 1000, 100_000);
     return { flows: flows.slice(0, limit), total: N, matched: N };
   });
+  // What `ebpfmonctl ui` reads at start: the version and the geo section (databases for the
+  // page's footer, home). Only those fields; the bench never reads the rest.
+  rpc.addMethod(METHODS.status, () => ({
+    version: 'bench', geo: { enabled: true, databases: [{ path: 'fake', source: 'user', databaseType: 'bench-city', buildEpoch: iso(start), ipVersion: 6, nodeCount: 0, sizeBytes: 0, loadedAt: iso(start) }], cache: { lookups: 0, cacheMisses: 0, cached: 0, cacheMax: 0 }, reloads: 0, reloadErrors: 0, error: null, home: null },
+  }));
   rpc.addMethod(METHODS.processesList, (p: { places?: number }) => ({ processes: processes(p?.places ?? 5) }));
   rpc.addMethod(METHODS.eventsSubscribe, () => {
     const id = `s${subs.size + 1}`;
