@@ -99,7 +99,7 @@ test('the enricher completes connection events once, in every form a subscriber 
   let calls = 0;
   bus.setEnricher((e) => {
     calls++;
-    if ('remoteAddr' in e) e.remoteGeo = { ...geo };
+    if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = { ...geo };
   });
   const seen: Array<{ obj: MonitorEvent; json: unknown; row: unknown[] }> = [];
   bus.subscribeEvents((e: BusEvent) => seen.push({ obj: e.event(), json: JSON.parse(e.json()), row: JSON.parse(e.row()) as unknown[] }));
