@@ -35,6 +35,13 @@ export default tseslint.config(
     },
   },
   {
+    // GNOME Shell extensions (GNOME 43/44): GJS scripts, not modules; the shell calls their
+    // top-level init() and provides imports, global and log.
+    files: ['packaging/gnome-shell/**/*.js', 'test/fixtures/gnome-shell/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { imports: 'readonly', global: 'readonly', log: 'readonly', logError: 'readonly' } },
+    rules: { '@typescript-eslint/no-unused-vars': ['error', { varsIgnorePattern: '^(init|_)', argsIgnorePattern: '^_', caughtErrors: 'none' }] },
+  },
+  {
     // Tests read wire values of any shape (D-Bus variants unwrapped, JSON replies).
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -58,6 +58,9 @@ shopt -s nullglob
 objects=(build/bpf/*.bpf.o)
 shopt -u nullglob
 [ "${#objects[@]}" -gt 0 ] || die "no BPF objects in build/bpf"
+# The page of `ebpfmonctl ui` (client/ui, bundled by npm run build:ui).
+ui_files=(build/ui/index.html build/ui/app.js build/ui/app.css build/ui/THIRD-PARTY.json)
+for f in "${ui_files[@]}"; do [ -f "$f" ] || die "not built: $f (npm run build)"; done
 
 # --- production node_modules ------------------------------------------------------------
 rm -rf "$out/stage" "$out/root"
@@ -87,6 +90,8 @@ node -e '
 ' "$root/package.json" "$lib/package.json"
 for s in "${sources[@]}"; do install -D -m 0644 "build/js/${s%.ts}.js" "$lib/build/js/${s%.ts}.js"; done
 install -m 0644 "${objects[@]}" "$lib/build/bpf/"
+install -d "$lib/build/ui"
+install -m 0644 build/ui/index.html build/ui/app.js build/ui/app.css "$lib/build/ui/"
 cp -a "$out/stage/node_modules" "$lib/node_modules"
 install -m 0755 "$pkg/bin/ebpfmon-mounts" "$lib/ebpfmon-mounts"
 
@@ -110,6 +115,11 @@ fi
 # Wireshark's global Lua plugin folder (tshark -G folders: "Global Lua Plugins"): the
 # capture file's process data as ebpfmon.* fields.
 install -D -m 0644 "$pkg/wireshark/ebpfmon.lua" "$r/usr/lib/x86_64-linux-gnu/wireshark/plugins/ebpfmon.lua"
+# The GNOME Shell extension (GNOME 43/44): installed system-wide, enabled by each user
+# (gnome-extensions enable ebpfmon@ebpfmon.org, or the Extensions app).
+ext="ebpfmon@ebpfmon.org"
+install -d "$r/usr/share/gnome-shell/extensions/$ext"
+install -m 0644 "$pkg/gnome-shell/$ext/metadata.json" "$pkg/gnome-shell/$ext/extension.js" "$r/usr/share/gnome-shell/extensions/$ext/"
 if [ -f "$pkg/lintian-overrides" ]; then
   install -D -m 0644 "$pkg/lintian-overrides" "$r/usr/share/lintian/overrides/ebpfmon"
 fi
@@ -119,7 +129,7 @@ gzip -9nc "$pkg/man/ebpfmonctl.1" > "$r/usr/share/man/man1/ebpfmonctl.1.gz"
 gzip -9nc "$pkg/man/ebpfmon-widget.1" > "$r/usr/share/man/man1/ebpfmon-widget.1.gz"
 doc="$r/usr/share/doc/ebpfmon"
 gzip -9nc "$pkg/debian/changelog" > "$doc/changelog.Debian.gz"
-node "$pkg/copyright.mjs" "$pkg/debian/copyright.in" "$out/stage" > "$doc/copyright"
+node "$pkg/copyright.mjs" "$pkg/debian/copyright.in" "$out/stage" build/ui > "$doc/copyright"
 gzip -9nc README.md > "$doc/README.md.gz"
 for f in docs/*.md; do [ "$f" != docs/testing.md ] || continue; gzip -9nc "$f" > "$doc/$(basename "$f").gz"; done
 

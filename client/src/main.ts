@@ -16,6 +16,7 @@ import { httpCommand } from './commands/http.js';
 import { captureCommand } from './commands/capture.js';
 import { mirrorCommand } from './commands/mirror.js';
 import { identityCommand } from './commands/identity.js';
+import { uiCommand } from './commands/ui.js';
 import { VERSION } from '../../daemon/src/version.js';
 
 const program = new Command('ebpfmonctl')
@@ -25,7 +26,7 @@ const program = new Command('ebpfmonctl')
   .showHelpAfterError()
   .exitOverride();
 
-for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), identityCommand(), programsCommand(), lbCommand(), historyCommand(), dnsCommand(), httpCommand(), captureCommand(), mirrorCommand()]) {
+for (const c of [statusCommand(), flowsCommand(), eventsCommand(), topCommand(), identityCommand(), programsCommand(), lbCommand(), historyCommand(), dnsCommand(), httpCommand(), captureCommand(), mirrorCommand(), uiCommand()]) {
   program.addCommand(c.exitOverride().showHelpAfterError());
 }
 

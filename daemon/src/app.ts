@@ -14,7 +14,9 @@ import type { DbusStatus } from './contract/status.js';
 import type { CloseEvent } from './contract/events.js';
 import type { ExportStatus } from './contract/export.js';
 import type { Config } from './config/schema.js';
-import { buildApi, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
+import { buildApi, enrichEvent, NO_GEO, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type GeoDeps, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
+import { parseHome } from './config/home.js';
+import { GeoResolver } from './geo/resolver.js';
 import { EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
@@ -68,6 +70,8 @@ export interface DaemonDeps {
   identity?: IdentityApi | null;
   /** Test seam: who is calling (default: SO_PEERCRED). */
   identify?: ConstructorParameters<typeof RpcServer>[4];
+  /** Where remote addresses are (default: off). Connection events get `remoteGeo` on `bus`. */
+  geo?: GeoDeps;
 }
 
 export interface Daemon {
@@ -95,7 +99,10 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
     capture: deps.capture,
     exportStatus: () => exportStatus?.() ?? null,
+    geo: deps.geo,
   });
+  const resolver = (deps.geo ?? NO_GEO).resolver;
+  deps.bus.setEnricher((e) => enrichEvent(resolver, e));
   let dbusStatus: (() => DbusStatus) | null = null;
   let exportStatus: (() => ExportStatus) | null = null;
   registerApi(rpc, api, deps.bus, deps.groups.adminGroup);
@@ -278,11 +285,13 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     }
   }
   const captureDeps: CaptureApiDeps = { capture, reason: captureReason };
+  const geo = await openGeo(config, logger);
+  if (geo.resolver) closers.add('geo databases', () => geo.resolver!.close());
 
   // Sockets that predate the daemon are attributed before clients are served (the /proc
   // scan yields to the event loop while it runs).
   await running.scanDone;
-  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, identity, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access });
+  const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, identity, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access, geo });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
 
@@ -482,6 +491,30 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
     ...(mx ? { metrics: mx.exporter.status(mx.listen) } : {}),
     ...(cx ? { clickhouse: cx.status() } : {}),
   }));
+}
+
+/**
+ * The geo databases. Geo enriches; it is never a reason not to monitor: a user's file that
+ * cannot be opened is skipped, and a bundled database that is missing turns geo off, each
+ * with a warning and `status` `geo.error` saying why.
+ */
+export async function openGeo(config: Config, logger: Logger): Promise<GeoDeps> {
+  const home = parseHome(config.ui.home);
+  if (!config.geo.enabled) return { ...NO_GEO, home };
+  const log = logger.child({ component: 'geo' });
+  try {
+    const resolver = await GeoResolver.open({
+      databases: config.geo.databases, defaultDatabases: config.geo.defaultDatabases, cacheSize: config.geo.cacheSize,
+      watch: true, skipUnreadable: true,
+      onReload: (file, err) => (err ? log.warn({ err, file }, err.message) : log.info({ file }, 'geo database reloaded')),
+    });
+    const error = resolver.errors.length ? resolver.errors.join('; ') : null;
+    if (error) log.warn(`geo: ${error}`);
+    return { resolver, enabled: true, error, home };
+  } catch (err) {
+    log.warn({ err }, `geo lookups are off: ${(err as Error).message}`);
+    return { resolver: null, enabled: true, error: (err as Error).message, home };
+  }
 }
 
 export type { Caller };

@@ -102,8 +102,10 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
   test('human output: flows, status, programs and top print tables', async () => {
     const flows = await ctl(['flows', '--comm', 'node'], { socket: daemon.socketPath, user: as(alice) });
     assert.equal(flows.code, 0, flows.stderr);
-    assert.match(flows.stdout.split('\n')[0]!, /^PROTO\s+LOCAL\s+DIR\s+REMOTE\s+PID\s+COMM\s+USER\s+BY\s+STATE\s+SENT\s+RECV\s+IF$/);
+    assert.match(flows.stdout.split('\n')[0]!, /^PROTO\s+LOCAL\s+DIR\s+REMOTE\s+WHERE\s+PID\s+COMM\s+USER\s+BY\s+STATE\s+SENT\s+RECV\s+IF$/);
     assert.match(flows.stdout, new RegExp(`${alice.name}\\s+connect`));
+    // WHERE: the lab's addresses are in 198.18.0.0/15, the range RFC 2544 keeps for benchmarking.
+    assert.match(flows.stdout, new RegExp(`${link.b.ip4.replaceAll('.', '\\.')}:\\d+\\s+benchmarking\\s`));
     const status = await ctl(['status'], { socket: daemon.socketPath, user: as(alice) });
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /active\s+classifier\s+tc clsact/);

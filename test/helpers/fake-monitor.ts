@@ -4,10 +4,10 @@
 // Lets the socket protocol, its limits and the CLI be tested in-process and unprivileged.
 import { EventBus } from '../../daemon/src/events/bus.js';
 import type { MonitorEvent } from '../../daemon/src/contract/events.js';
-import type { Flow, ProcessTotals } from '../../daemon/src/contract/flows.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
 import type { OwnerIdentity } from '../../daemon/src/contract/identity.js';
 import type { FlowQuery, ProcessQuery } from '../../daemon/src/monitor/flows.js';
-import type { MonitorApi, MonitorStatus } from '../../daemon/src/monitor/api.js';
+import type { MonitorApi, MonitorStatus, ProcessTraffic } from '../../daemon/src/monitor/api.js';
 import { DAEMON_COUNTERS, MONITOR_COUNTERS, type CounterName, type ProgramsListResult } from '../../daemon/src/contract/status.js';
 
 /** The identity fields of an owner nobody knows (flows, process totals and events carry them). */
@@ -20,7 +20,7 @@ export function flow(over: Partial<Flow>): Flow {
     attributedBy: 'connect', ppid: 1, exe: '/usr/bin/curl', state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] },
     txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
     firstSeenAt: '2026-11-22T00:00:00.000Z', lastSeenAt: '2026-11-22T00:00:01.000Z', closedAt: null,
-    remoteName: null, serverName: null, tlsVersion: null,
+    remoteName: null, serverName: null, tlsVersion: null, remoteGeo: null,
     cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null,
     ...over,
   };
@@ -39,18 +39,23 @@ export class FakeMonitor implements MonitorApi {
     return { flows: m.slice(0, q.limit), total: this.flows.length, matched: m.length };
   }
 
-  async processTotals(q: ProcessQuery): Promise<ProcessTotals[]> {
-    const by = new Map<number | null, ProcessTotals>();
+  async processTotals(q: ProcessQuery): Promise<ProcessTraffic[]> {
+    const by = new Map<number | null, ProcessTraffic>();
     for (const f of this.flows) {
       if (q.uid !== undefined && f.uid !== q.uid) continue;
       if (q.identity && !q.identity(f)) continue;
       const t = by.get(f.pid) ?? {
         pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt,
-        cgroupPath: f.cgroupPath, unit: f.unit, userUnit: f.userUnit, slice: f.slice, container: f.container, app: f.app,
+        cgroupPath: f.cgroupPath, unit: f.unit, userUnit: f.userUnit, slice: f.slice, container: f.container, app: f.app, places: [], ...(q.remotes ? { remotes: [] } : {}),
       };
       t.flows++;
       t.txBytes += f.txBytes;
       t.rxBytes += f.rxBytes;
+      if (t.remotes) {
+        const r = t.remotes.find((x) => x.addr === f.remoteAddr);
+        if (r) Object.assign(r, { flows: r.flows + 1, txBytes: r.txBytes + f.txBytes, rxBytes: r.rxBytes + f.rxBytes });
+        else t.remotes.push({ addr: f.remoteAddr, flows: 1, txBytes: f.txBytes, rxBytes: f.rxBytes });
+      }
       by.set(f.pid, t);
     }
     return [...by.values()];

@@ -116,7 +116,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     const types = signatures(ok(await root.call(getAll()))[0]);
     assert.deepEqual(types, {
       Version: 's', StartedAt: 's', Interfaces: 'as', SeesAllUsers: 'b', FlowCount: 't', ProcessCount: 'u', TxBytes: 't', RxBytes: 't',
-      RingbufFull: 't', FlowsEvicted: 't', SignalsDropped: 't',
+      RingbufFull: 't', FlowsEvicted: 't', SignalsDropped: 't', TxBytesPerSec: 't', RxBytesPerSec: 't',
     });
     const get = await a.call({ dest: BUS_NAME, path: MANAGER_PATH, iface: 'org.freedesktop.DBus.Properties', member: 'Get', sig: 'ss', body: [MANAGER_IFACE, 'TxBytes'] });
     assert.deepEqual(ok(get)[0], v('t', t(150)));
@@ -231,7 +231,14 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     monitor.growth.set(200, 9000); // so does bob's wget
     try {
       const top = async (agent: Agent, n: number) => plain(ok(await agent.call(manager('GetTopTalkers', 'u', [n]))))[0] as Array<Record<string, any>>;
-      const ta = await top(a, 10);
+      // Rates are over the last sample: one taken before the growth began (reading the rate
+      // properties above starts sampling) says 0 until the next one.
+      const deadline = Date.now() + 5000;
+      let ta = await top(a, 10);
+      while (!(ta[0]!.txBytesPerSec > 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        ta = await top(a, 10);
+      }
       assert.deepEqual(ta.map((x) => x.comm), ['firefox', 'curl'], 'alice: hers only, the sender first');
       assert.ok(ta[0]!.txBytesPerSec > 0 && ta[0]!.bytesPerSec === ta[0]!.txBytesPerSec + ta[0]!.rxBytesPerSec);
       assert.equal(ta[1]!.bytesPerSec, 0);

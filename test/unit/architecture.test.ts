@@ -46,7 +46,7 @@ const LAYERS: Array<{ name: string; match: RegExp }> = [
   { name: 'kernel', match: /^daemon\/src\/bpf\// },
   // identity/: who owns a cgroup (unit, container, app), a service every feature may ask.
   { name: 'services', match: /^daemon\/src\/(config|events|identity)\// },
-  { name: 'domain', match: /^daemon\/src\/(monitor|lb|history|l7|capture|export)\// },
+  { name: 'domain', match: /^daemon\/src\/(monitor|lb|history|l7|capture|export|geo)\// },
   { name: 'api', match: /^daemon\/src\/api\// },
   { name: 'adapters', match: /^daemon\/src\/(rpc|dbus)\// },
   { name: 'wiring', match: /^daemon\/src\/(app|main)\.ts$/ },
@@ -54,7 +54,7 @@ const LAYERS: Array<{ name: string; match: RegExp }> = [
 /** Adapters serve the API: the domain and the kernel bindings are below their reach. */
 const ADAPTER_MAY_NOT = new Set(['domain', 'kernel']);
 /** Within a layer, these directories are features or transports that must not know each other. */
-const INDEPENDENT = ['daemon/src/monitor/', 'daemon/src/lb/', 'daemon/src/history/', 'daemon/src/l7/', 'daemon/src/capture/', 'daemon/src/export/', 'daemon/src/rpc/', 'daemon/src/dbus/'];
+const INDEPENDENT = ['daemon/src/monitor/', 'daemon/src/lb/', 'daemon/src/history/', 'daemon/src/l7/', 'daemon/src/capture/', 'daemon/src/export/', 'daemon/src/geo/', 'daemon/src/rpc/', 'daemon/src/dbus/'];
 
 const layerOf = (f: string): number => LAYERS.findIndex((l) => l.match.test(f));
 

@@ -2,9 +2,11 @@
 import { Command, Option } from 'commander';
 import { PROTOCOLS } from '../../../daemon/src/contract/common.js';
 import { FLOW_SORTS, type Flow, type FlowsListParams, type FlowsListResult } from '../../../daemon/src/contract/flows.js';
+import { GEO_LABELS } from '../../../daemon/src/contract/geo.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, endpoint, userName } from '../render/format.js';
 import { identityColumns } from '../render/identity.js';
+import { placeText } from '../render/place.js';
 import { renderTable, type Column } from '../render/table.js';
 import { addIdentityOptions, choiceArg, CLEAR, identityParams, intArg, withClient } from './common.js';
 import { follow, reconnectOption, sleepUnless } from './follow.js';
@@ -14,6 +16,7 @@ const COLUMNS: Column<Flow>[] = [
   { header: 'LOCAL', value: (f) => endpoint(f.localAddr, f.localPort), flex: true },
   { header: 'DIR', value: (f) => (f.direction === 'outbound' ? '->' : f.direction === 'inbound' ? '<-' : '--') },
   { header: 'REMOTE', value: (f) => (f.icmpType !== undefined ? `${f.remoteAddr} type ${f.icmpType}` : endpoint(f.remoteAddr, f.remotePort)), flex: true },
+  { header: 'WHERE', value: (f) => placeText(f.remoteGeo), flex: true },
   { header: 'PID', value: (f) => (f.pid === null ? '-' : String(f.pid)), align: 'right' },
   { header: 'COMM', value: (f) => f.comm ?? '(unknown)', flex: true },
   { header: 'USER', value: (f) => userName(f.uid) },
@@ -37,6 +40,9 @@ export function flowsCommand(): Command {
     .option('--port <n>', 'local or remote port', intArg(0, 65535))
     .addOption(new Option('--protocol <p>', 'protocol').argParser(choiceArg(PROTOCOLS)))
     .option('--interface <name>', 'interface that carried the flow')
+    .option('--country <cc>', 'remote address in this country (ISO 3166-1 code, e.g. DE)')
+    .option('--asn <n>', 'remote address announced by this autonomous system', intArg(0, 0xffffffff))
+    .addOption(new Option('--label <range>', 'remote address in this special range').argParser(choiceArg(GEO_LABELS)))
     .option('--open', 'only flows that are not closed')
     .addOption(new Option('--sort <key>', 'sort by').argParser(choiceArg(FLOW_SORTS)).default('bytes'))
     .option('--limit <n>', 'at most this many flows', intArg(1, 100000))
@@ -49,6 +55,7 @@ export function flowsCommand(): Command {
       const params: FlowsListParams = {
         pid: o.pid, comm: o.comm, uid: o.uid, remoteAddr: o.remote, localAddr: o.local, port: o.port, protocol: o.protocol,
         interface: o.interface, includeClosed: o.open ? false : undefined, sort: o.sort, limit: o.limit, ...identityParams(o),
+        country: o.country, asn: o.asn, label: o.label,
       };
       if (!o.watch) {
         await withClient(cmd, async (c) => printFlows(await c.call(METHODS.flowsList, params), o));

@@ -10,6 +10,7 @@ import { bytes, rate, userName } from '../render/format.js';
 import { appLabel, containerLabel, identityColumns } from '../render/identity.js';
 import { renderTable, type Column } from '../render/table.js';
 import { addIdentityOptions, choiceArg, CLEAR, identityParams, intArg } from './common.js';
+import { placeText } from '../render/place.js';
 import { follow, reconnectOption, sleepUnless } from './follow.js';
 
 interface Rates {
@@ -54,7 +55,7 @@ export function topCommand(): Command {
       let i = 0;
       await follow(cmd, { reconnectSec: o.reconnect }, async ({ client: c, signal }) => {
         for (; !signal.aborted; i++) {
-          const r = await c.call(METHODS.processesList, { ...identityParams(o), ...(by !== 'process' ? { by } : {}) });
+          const r = await c.call(METHODS.processesList, { ...identityParams(o), ...(by !== 'process' ? { by } : { places: 1 }) });
           const now = Date.now();
           const dt = Math.max(1, now - prevAt) / 1000;
           prevAt = now;
@@ -71,6 +72,7 @@ export function topCommand(): Command {
               { header: 'PROGRAM', value: (p) => p.comm ?? '(unknown process)', flex: true },
               ...identityColumns(procRows),
               ...RATE_COLUMNS<ProcessRow>(),
+              { header: 'MOSTLY TO', value: (p) => placeText(p.places[0]), flex: true },
             ]);
           } else {
             const groups = r.groups ?? [];

@@ -1,21 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { execFileSync } from 'node:child_process';
 
-export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
-}
-
-export function rate(bytesPerSec: number): string {
-  return `${bytes(Math.round(bytesPerSec))}/s`;
-}
+export { bytes, rate } from './units.js';
 
 export function duration(ms: number): string {
   const s = Math.floor(ms / 1000);

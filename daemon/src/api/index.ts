@@ -8,6 +8,7 @@ import type { LbStatusSummary } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
 import { identityMethods, type IdentityApi } from './identity.js';
+import { geoMethods, NO_GEO, type GeoDeps } from './geo.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
 import { l7Methods, type L7Api } from './l7.js';
 import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
@@ -32,6 +33,8 @@ export interface ApiDeps {
   capture?: CaptureApiDeps;
   /** The exports' status for `status.export` (null or absent: none runs). */
   exportStatus?: () => ExportStatus | null;
+  /** Where remote addresses are (default: off). */
+  geo?: GeoDeps;
 }
 
 export interface Api {
@@ -53,20 +56,23 @@ export function buildApi(d: ApiDeps): Api {
         l7Status: d.l7 ? () => d.l7!.status() : undefined,
         captureStatus: d.capture ? () => captureStatus(d.capture!) : undefined,
         exportStatus: d.exportStatus,
+        geo: d.geo,
       }),
       ...lbMethods(d.lb),
       ...historyMethods(d.history ?? null),
       ...l7Methods(d.l7 ?? null),
       ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
       ...identityMethods(d.identity ?? null),
+      ...geoMethods(d.geo ?? NO_GEO),
     },
   };
 }
 
 export type { Caller } from './caller.js';
 export type { FlowQuery } from '../monitor/flows.js';
-export { flowsQuery, processesQuery, type ProcessesQuery } from './monitor.js';
+export { flowsQuery, processesQuery, type FlowsRequest, type ProcessesQuery } from './monitor.js';
 export type { IdentityApi } from './identity.js';
+export { enrichEvent, NO_GEO, type GeoDeps } from './geo.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';

@@ -5,11 +5,12 @@
 // and processes grouped per unit, container or app (`by`).
 import { PROTOCOLS } from '../contract/common.js';
 import type { HistoryStatus } from '../contract/history.js';
-import { FLOW_SORTS, type FlowsListParams, type ProcessesListParams, type ProcessesListResult } from '../contract/flows.js';
+import { FLOW_SORTS, type FlowsListParams, type FlowsListResult, type ProcessesListParams, type ProcessesListResult } from '../contract/flows.js';
 import { PROCESS_GROUPINGS, type OwnerIdentity, type ProcessGrouping } from '../contract/identity.js';
 import { groupProcesses } from '../identity/index.js';
 import { IDENTITY_FILTER_PARAMS, identityPredicate, identityStatus, type IdentityApi } from './identity.js';
 import type { ExportStatus } from '../contract/export.js';
+import { DEFAULT_PLACES, MAX_PLACES } from '../contract/geo.js';
 import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
@@ -17,19 +18,32 @@ import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
 import { scopeUid, type Caller } from './caller.js';
+import { GEO_FLOW_PARAMS, geoFilter, geoStatus, matchesGeo, NO_GEO, withPlaces, withRemoteGeo, type GeoDeps, type GeoFilter } from './geo.js';
 import { method } from './method.js';
 import { optBool, optCidr, optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
 
-export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof FlowsListParams>;
-export const PROCESS_PARAMS = ['uid', 'limit', 'by', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof ProcessesListParams>;
+export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit', ...IDENTITY_FILTER_PARAMS, ...GEO_FLOW_PARAMS] as const satisfies ReadonlyArray<keyof FlowsListParams>;
+export const PROCESS_PARAMS = ['uid', 'limit', 'by', 'places', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof ProcessesListParams>;
 const MAX_UID = 0xffffffff - 1;
 const MAX_PID = 0x7fffffff;
 /** Largest `limit` on the socket; D-Bus replies are smaller (a bus message is bounded). */
 export const MAX_FLOWS = 100_000;
 
-/** flows.list parameters as a validated, scoped query. */
-export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): FlowQuery {
+/** flows.list parameters, validated and scoped: the monitor's query, and the filters on
+ * where the remote address is (applied by the API after the lookups). */
+export interface FlowsRequest {
+  query: FlowQuery;
+  geo?: GeoFilter;
+}
+
+/** flows.list parameters as a validated, scoped request. */
+export function flowsQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): FlowsRequest {
   const p: Params = paramsObject(raw, FLOW_PARAMS);
+  const geo = geoFilter(p);
+  return geo ? { query: monitorQuery(p, caller, maxLimit), geo } : { query: monitorQuery(p, caller, maxLimit) };
+}
+
+function monitorQuery(p: Params, caller: Caller, maxLimit: number): FlowQuery {
   const protocol = optEnum(p, 'protocol', PROTOCOLS);
   return {
     pid: optInt(p, 'pid', 0, MAX_PID),
@@ -53,6 +67,8 @@ export interface ProcessesQuery {
   limit: number;
   by: ProcessGrouping;
   identity: ((id: OwnerIdentity) => boolean) | undefined;
+  /** Places per process (geo). */
+  places: number;
 }
 
 /** processes.list parameters (D-Bus GetProcessTotals too) as a validated, scoped query. */
@@ -63,6 +79,7 @@ export function processesQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOW
     limit: optInt(p, 'limit', 1, maxLimit) ?? 1000,
     by: optEnum(p, 'by', PROCESS_GROUPINGS) ?? 'process',
     identity: identityPredicate(p),
+    places: optInt(p, 'places', 0, MAX_PLACES) ?? DEFAULT_PLACES,
   };
 }
 
@@ -83,6 +100,7 @@ export interface MonitorMethodDeps {
   l7Status?: (() => L7Status) | undefined;
   captureStatus?: () => CaptureStatus;
   identity: IdentityApi | null;
+  geo?: GeoDeps;
   /** The exports' status, once they run (null: none configured). */
   exportStatus?: () => ExportStatus | null;
 }
@@ -91,7 +109,22 @@ function exportSection(x: ExportStatus | null): { export?: ExportStatus } {
   return x && (x.metrics || x.clickhouse) ? { export: x } : {};
 }
 
+/** flows.list: the monitor's flows with `remoteGeo`; a geo filter applies before `limit`. */
+export async function listFlows(monitor: MonitorApi, geo: GeoDeps, r: FlowsRequest): Promise<FlowsListResult> {
+  const g = r.geo;
+  if (!g) {
+    const res = await monitor.queryFlows(r.query);
+    withRemoteGeo(geo.resolver, res.flows);
+    return res;
+  }
+  const { limit, ...unlimited } = r.query;
+  const res = await monitor.queryFlows(unlimited);
+  const kept = withRemoteGeo(geo.resolver, res.flows).filter((f) => matchesGeo(f.remoteGeo, g));
+  return { flows: limit !== undefined ? kept.slice(0, limit) : kept, total: res.total, matched: kept.length };
+}
+
 export function monitorMethods(d: MonitorMethodDeps) {
+  const geo = d.geo ?? NO_GEO;
   return {
     status: method<'status', void>({
       access: 'read',
@@ -113,19 +146,23 @@ export function monitorMethods(d: MonitorMethodDeps) {
           ...(d.l7Status ? { l7: d.l7Status() } : {}),
           ...(d.captureStatus ? { capture: d.captureStatus() } : {}),
           ...exportSection(d.exportStatus?.() ?? null),
+          geo: geoStatus(geo),
         };
       },
     }),
-    'flows.list': method<'flows.list', FlowQuery>({
+    'flows.list': method<'flows.list', FlowsRequest>({
       access: 'read',
       validate: (raw, caller) => flowsQuery(raw, caller),
-      run: (q) => d.monitor.queryFlows(q),
+      run: (r) => listFlows(d.monitor, geo, r),
     }),
     'processes.list': method<'processes.list', ProcessesQuery>({
       access: 'read',
       validate: (raw, caller) => processesQuery(raw, caller),
       run: async (q): Promise<ProcessesListResult> => {
-        const all = await d.monitor.processTotals({ uid: q.uid, identity: q.identity });
+        // Remote addresses are gathered only when places are wanted and geo runs (the walk
+        // then formats every flow's address; bench/geo measures it).
+        const remotes = q.places > 0 && geo.resolver !== null;
+        const all = withPlaces(geo.resolver, await d.monitor.processTotals({ uid: q.uid, identity: q.identity, remotes }), q.places);
         // Groups total every matching process, whatever `limit` keeps of the list.
         return q.by === 'process' ? { processes: all.slice(0, q.limit) } : { processes: all.slice(0, q.limit), groups: groupProcesses(all, q.by) };
       },

@@ -3,6 +3,7 @@
 // accepts. docs/configuration.md documents the same keys; a unit test keeps them in step.
 import convict from 'convict';
 import { EXPORT_SCHEMA } from './export.js';
+import { parseHome } from './home.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -86,6 +87,21 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
     coerce: (v: unknown) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
   },
   port: intFormat('port', 1, 65535),
+  'mmdb-path-list': {
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || !s.startsWith('/'))) {
+        throw new Error('must be an array of absolute paths to MMDB files, e.g. ["/var/lib/GeoIP/GeoLite2-City.mmdb", "/var/lib/GeoIP/GeoLite2-ASN.mmdb"]');
+      }
+    },
+    coerce: (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  },
+  'geo-cache-size': intFormat('geo-cache-size', 1, 16_777_216),
+  'home-location': {
+    validate(v: unknown) {
+      if (typeof v !== 'string') throw new Error('must be a string "LAT,LON" or "LAT,LON,NAME"');
+      parseHome(v);
+    },
+  },
   'object-list': {
     validate(v: unknown) {
       if (!Array.isArray(v) || v.some((o) => typeof o !== 'object' || o === null || Array.isArray(o))) throw new Error('must be an array of objects');
@@ -197,6 +213,21 @@ export const schema = {
     mirrors: { doc: 'Mirror sessions declared in the file (see docs/capture.md)', format: 'object-list', default: [] as object[] },
   },
   ...EXPORT_SCHEMA, // metrics.*, export.clickhouse.* (docs/export.md)
+  geo: {
+    enabled: { doc: 'Look up where remote addresses are (country, city, coordinates, ASN, organisation)', format: Boolean, default: true, env: 'EBPFMON_GEO_ENABLED' },
+    databases: {
+      doc: 'Your own MMDB files (GeoLite2-City, GeoLite2-ASN, DB-IP Lite...), consulted first for every address, in this order; reloaded when replaced',
+      format: 'mmdb-path-list', default: [] as string[], env: 'EBPFMON_GEO_DATABASES',
+    },
+    defaultDatabases: { doc: 'Also use the country database shipped with ebpfmon (DB-IP Lite, CC BY 4.0)', format: Boolean, default: true, env: 'EBPFMON_GEO_DEFAULT_DATABASES' },
+    cacheSize: { doc: 'Addresses whose answer is kept (LRU)', format: 'geo-cache-size', default: 65536, env: 'EBPFMON_GEO_CACHE_SIZE' },
+  },
+  ui: {
+    home: {
+      doc: 'Where this machine is on the map of `ebpfmonctl ui`: "LAT,LON" or "LAT,LON,NAME" ("" = pick it on the page)',
+      format: 'home-location', default: '', env: 'EBPFMON_UI_HOME',
+    },
+  },
 };
 
 export type Config = ReturnType<ReturnType<typeof makeConfig>['getProperties']>;

@@ -42,13 +42,19 @@ export const MANAGER_PROPERTY = {
   RingbufFull: 'RingbufFull',
   FlowsEvicted: 'FlowsEvicted',
   SignalsDropped: 'SignalsDropped',
+  TxBytesPerSec: 'TxBytesPerSec',
+  RxBytesPerSec: 'RxBytesPerSec',
 } as const;
 
 export const MANAGER_SIGNAL = {
   ProcessStarted: 'ProcessStarted',
   ProcessStopped: 'ProcessStopped',
   BandwidthChanged: 'BandwidthChanged',
+  RatesChanged: 'RatesChanged',
 } as const;
+
+/** Keys of ProcessStarted's `details` (absent when not known). */
+export const PROCESS_STARTED_DETAILS = ['exe', 'protocol', 'remoteAddr', 'remotePort', 'remoteGeo'] as const;
 
 export const LB_METHOD = {
   ListVips: 'ListVips',
@@ -162,12 +168,12 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_METHOD.GetFlows]: {
       in: [arg('filter', 'a{sv}')],
       out: [arg('flows', 'aa{sv}')],
-      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), protocol (s), interface (s), includeClosed (b), sort (s), limit (u, 1..10000, default 1000), and by owner identity: unit (s), container (s), app (s), cgroup (s, a path or an ancestor).',
+      doc: 'Flows visible to the caller, filtered by pid (u), comm (s), uid (u), remoteAddr (s, CIDR), localAddr (s, CIDR), port (u), protocol (s), interface (s), includeClosed (b), sort (s), limit (u, 1..10000, default 1000), and by owner identity: unit (s), container (s), app (s), cgroup (s, a path or an ancestor), and where the remote address is: country (s), asn (u), label (s).',
     },
     [MANAGER_METHOD.GetProcesses]: {
       in: [],
       out: [arg('processes', 'aa{sv}')],
-      doc: 'Cumulative traffic per process visible to the caller, busiest first (at most 10000).',
+      doc: 'Cumulative traffic per process visible to the caller, busiest first (at most 10000), with the top 5 places its flows go to (places).',
     },
     [MANAGER_METHOD.GetTopTalkers]: {
       in: [arg('limit', 'u')],
@@ -202,7 +208,7 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_METHOD.Subscribe]: {
       in: [],
       out: [],
-      doc: 'Start receiving ProcessStarted, ProcessStopped and BandwidthChanged, sent to this connection only and scoped like the methods, until Unsubscribe or disconnection.',
+      doc: 'Start receiving ProcessStarted, ProcessStopped, BandwidthChanged and RatesChanged, sent to this connection only and scoped like the methods, until Unsubscribe or disconnection.',
     },
     [MANAGER_METHOD.Unsubscribe]: {
       in: [],
@@ -222,11 +228,13 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_PROPERTY.RingbufFull]: { type: 't', emitsChanged: 'false', doc: 'Events the kernel could not queue (ring buffer full; status loss.ringbufFull), all users.' },
     [MANAGER_PROPERTY.FlowsEvicted]: { type: 't', emitsChanged: 'false', doc: 'Flows the kernel table evicted before ebpfmon collected them, all users.' },
     [MANAGER_PROPERTY.SignalsDropped]: { type: 't', emitsChanged: 'false', doc: 'Signals not sent: ProcessStarted/ProcessStopped beyond a subscriber\'s budget (100 a second), or any signal while the bus connection was backed up.' },
+    [MANAGER_PROPERTY.TxBytesPerSec]: { type: 't', emitsChanged: 'false', doc: 'Bytes per second sent by the processes visible to the caller, over the last second (RatesChanged tells subscribers when it changes).' },
+    [MANAGER_PROPERTY.RxBytesPerSec]: { type: 't', emitsChanged: 'false', doc: 'Bytes per second received by the processes visible to the caller, over the last second.' },
   },
   signals: {
     [MANAGER_SIGNAL.ProcessStarted]: {
-      args: [arg('pid', 'u'), arg('comm', 's'), arg('uid', 'u')],
-      doc: 'A process started talking: its first connection (connect or accept), or its first traffic in the flow table.',
+      args: [arg('pid', 'u'), arg('comm', 's'), arg('uid', 'u'), arg('details', 'a{sv}')],
+      doc: 'A process started talking: its first connection (connect or accept), or its first traffic in the flow table. details: exe (s), protocol (s), remoteAddr (s), remotePort (u), remoteGeo (a{sv}), each when known.',
     },
     [MANAGER_SIGNAL.ProcessStopped]: {
       args: [arg('pid', 'u'), arg('comm', 's'), arg('uid', 'u'), arg('txBytes', 't'), arg('rxBytes', 't')],
@@ -235,6 +243,10 @@ export const MANAGER_SPEC: InterfaceSpec<ManagerMethod, ManagerProperty, Manager
     [MANAGER_SIGNAL.BandwidthChanged]: {
       args: [arg('top', 'aa{sv}')],
       doc: 'The subscriber\'s top talkers (as GetTopTalkers(10)) when they changed; at most once a second.',
+    },
+    [MANAGER_SIGNAL.RatesChanged]: {
+      args: [arg('txBytesPerSec', 't'), arg('rxBytesPerSec', 't')],
+      doc: 'Bytes per second sent and received by the processes visible to the subscriber (TxBytesPerSec, RxBytesPerSec), when they changed; at most once a second.',
     },
   },
 };

@@ -2,6 +2,7 @@
 // Events: what `events.subscribe` delivers (notification `events.event`), what
 // `ebpfmonctl events --json` prints.
 import type { AttributedBy, Family, ProtocolName } from './common.js';
+import type { RemoteGeo } from './geo.js';
 import type { LbEventName } from './lb.js';
 import type { DnsEvent, HttpEvent } from './l7.js';
 
@@ -25,6 +26,8 @@ interface ConnectionBase extends EventBase {
   remoteAddr: string;
   remotePort: number;
   attributedBy: AttributedBy;
+  /** Where the remote address is, as on flows; null when `geo.enabled` is false. */
+  remoteGeo: RemoteGeo | null;
 }
 
 /** An outbound TCP connection reached ESTABLISHED (`connect`), or a process accepted one (`accept`). */
@@ -117,11 +120,11 @@ export const EVENT_BATCH_MAX = 1024;
  * (checked at compile time below), `type` first.
  */
 export const EVENT_FIELDS = {
-  connect: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy'],
-  accept: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy'],
+  connect: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo'],
+  accept: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo'],
   close: [
     'type', 'at', 'pid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy',
-    'flowSeen', 'interface', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'durationMs', 'payloadBytesSent', 'payloadBytesReceived', 'previousState',
+    'flowSeen', 'interface', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'durationMs', 'payloadBytesSent', 'payloadBytesReceived', 'previousState', 'remoteGeo',
   ],
   exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated'],
   exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs'],

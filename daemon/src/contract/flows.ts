@@ -4,6 +4,7 @@
 import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
 import type { L7FlowFields } from './l7.js';
 import type { GroupTotals, IdentityFilter, OwnerIdentity, ProcessGrouping } from './identity.js';
+import type { GeoLabel, ProcessPlace, RemoteGeo } from './geo.js';
 
 /** A flow, with its owner's identity (unit, container, app...: contract/identity.ts); remoteName,
  * serverName, tlsVersion (L7FlowFields) come from the application layer. */
@@ -45,6 +46,8 @@ export interface Flow extends L7FlowFields, OwnerIdentity {
   firstSeenAt: string;
   lastSeenAt: string;
   closedAt: string | null;
+  /** Where the remote address is (docs/geo.md); null when `geo.enabled` is false. */
+  remoteGeo: RemoteGeo | null;
 }
 
 export const FLOW_SORTS = ['bytes', 'packets', 'age', 'recent'] as const;
@@ -68,6 +71,12 @@ export interface FlowsListParams extends IdentityFilter {
   sort?: FlowSort;
   /** At most this many flows (default 1000, at most 100000). */
   limit?: number;
+  /** Remote address in this country (ISO 3166-1 alpha-2), ... */
+  country?: string;
+  /** ... announced by this autonomous system, ... */
+  asn?: number;
+  /** ... or in this special range (`private`, `loopback`...). */
+  label?: GeoLabel;
 }
 
 export interface FlowsListResult {
@@ -94,6 +103,8 @@ export interface ProcessTotals extends OwnerIdentity {
   txPackets: number;
   rxPackets: number;
   lastSeenAt: string | null;
+  /** Where its current flows go, busiest place first (at most `places`; [] when geo is off). */
+  places: ProcessPlace[];
 }
 
 export interface ProcessesListParams extends IdentityFilter {
@@ -101,6 +112,8 @@ export interface ProcessesListParams extends IdentityFilter {
   limit?: number;
   /** Also total the processes per unit, container or app (`groups`); default `process` (none). */
   by?: ProcessGrouping;
+  /** Places per process (0 to 100, default 5). */
+  places?: number;
 }
 
 export interface ProcessesListResult {

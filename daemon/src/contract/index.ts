@@ -12,6 +12,7 @@ export * from './history.js';
 export * from './l7.js';
 export * from './capture.js';
 export * from './export.js';
+export * from './geo.js';
 export * from './errors.js';
 export * from './methods.js';
 export * as dbusApi from './dbus.js';

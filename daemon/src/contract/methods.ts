@@ -8,6 +8,7 @@ import type { EventBatchNotification, EventNotification, EventsSubscribeParams, 
 import type { HistoryQueryParams, HistoryQueryResult } from './history.js';
 import type { FlowsListParams, FlowsListResult, ProcessesListParams, ProcessesListResult } from './flows.js';
 import type { IdentityGetParams, IdentityResult } from './identity.js';
+import type { GeoLookupParams, GeoLookupResult } from './geo.js';
 import type {
   AddBackendParams, AddVipParams, BackendInfo, BackendParams, DropRuleInfo, DropRuleList, DropRuleParams, LbFlows, LbFlowsParams, LbList,
   LbStats, RemoveVipResult, VipInfo, VipParams,
@@ -52,6 +53,7 @@ export interface Methods {
   'mirror.remove': { params: MirrorNameParams; result: MirrorRemoveResult };
   'mirror.list': { params: NoParams; result: MirrorListResult };
   'mirror.stats': { params: MirrorStatsParams; result: MirrorStatsResult };
+  'geo.lookup': { params: GeoLookupParams; result: GeoLookupResult };
 }
 
 export type MethodName = keyof Methods;
@@ -88,6 +90,7 @@ export const METHODS = {
   mirrorRemove: 'mirror.remove',
   mirrorList: 'mirror.list',
   mirrorStats: 'mirror.stats',
+  geoLookup: 'geo.lookup',
 } as const satisfies Record<string, MethodName>;
 
 /** Compile-time check: every method of the map has a constant. */

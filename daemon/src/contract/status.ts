@@ -5,6 +5,7 @@ import type { L7Status } from './l7.js';
 import type { CaptureStatus } from './capture.js';
 import type { HandoffStatus, IdentityStatus } from './identity.js';
 import type { ExportStatus } from './export.js';
+import type { GeoStatus } from './geo.js';
 
 /**
  * The monitor's kernel counters (bpf/monitor/common.h enum emon_stat, in order: the index is
@@ -148,6 +149,8 @@ export interface StatusResult {
   capture?: CaptureStatus;
   /** Present when an export is configured (`metrics.listen`, `export.clickhouse.url`). */
   export?: ExportStatus;
+  /** The geo databases, their cache and `ui.home`. */
+  geo: GeoStatus;
 }
 
 export interface ProgramView {

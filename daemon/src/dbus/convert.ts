@@ -9,6 +9,7 @@ import dbus, { type Variant } from 'dbus-next';
 import { invalidParam } from '../errors.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
 import type { GroupTotals, IdentityResult, OwnerIdentity } from '../contract/identity.js';
+import type { ProcessPlace, RemoteGeo } from '../contract/geo.js';
 
 export type Dict = Record<string, Variant>;
 
@@ -178,8 +179,22 @@ export const IDENTITY_TYPES: { readonly [K in keyof OwnerIdentity]-?: ValueSig }
   cgroupPath: 's', unit: 's', userUnit: 's', slice: 's', container: 'a{sv}', app: 'a{sv}',
 };
 
-/** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and tcpFlagsRx. */
-export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags'>]-?: ValueSig } = {
+/** Where an address is, as a{sv} with the keys it knows (coordinates d, asn u, the rest s). */
+export const GEO_TYPES: { readonly [K in keyof RemoteGeo]-?: ValueSig } = {
+  country: 's', city: 's', lat: 'd', lon: 'd', asn: 'u', org: 's', label: 's',
+};
+
+export function geoDict(g: RemoteGeo): Dict {
+  return dictOf(g, GEO_TYPES);
+}
+
+export const PLACE_TYPES: { readonly [K in keyof ProcessPlace]-?: ValueSig } = {
+  ...GEO_TYPES, remoteAddr: 's', flows: 'u', txBytes: 't', rxBytes: 't',
+};
+
+/** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and
+ * tcpFlagsRx, remoteGeo as an a{sv} of GEO_TYPES. */
+export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags' | 'remoteGeo'>]-?: ValueSig } = {
   ...IDENTITY_TYPES,
   protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
@@ -195,17 +210,21 @@ export function flowDict(f: Flow): Dict {
   const d = dictOf(f, FLOW_TYPES);
   d.tcpFlagsTx = new dbus.Variant('as', f.tcpFlags.tx);
   d.tcpFlagsRx = new dbus.Variant('as', f.tcpFlags.rx);
+  if (f.remoteGeo) d.remoteGeo = new dbus.Variant('a{sv}', geoDict(f.remoteGeo));
   return d;
 }
 
-export const PROCESS_TYPES: { readonly [K in keyof ProcessTotals]-?: ValueSig } = {
+/** A process's keys with their D-Bus types; places travel as aa{sv} of PLACE_TYPES (always, maybe empty). */
+export const PROCESS_TYPES: { readonly [K in Exclude<keyof ProcessTotals, 'places'>]-?: ValueSig } = {
   ...IDENTITY_TYPES,
   pid: 'u', comm: 's', uid: 'u', exe: 's', cgroupId: 't', flows: 'u', openFlows: 'u',
   txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
 };
 
 export function processDict(p: ProcessTotals): Dict {
-  return dictOf(p, PROCESS_TYPES);
+  const d = dictOf(p, PROCESS_TYPES);
+  d.places = new dbus.Variant('aa{sv}', (p.places ?? []).map((x) => dictOf(x, PLACE_TYPES)));
+  return d;
 }
 
 export const GROUP_TYPES: { readonly [K in keyof GroupTotals]-?: ValueSig } = {
@@ -226,7 +245,6 @@ export function identityDict(r: IdentityResult): Dict {
 }
 
 export const TALKER_TYPES: Record<string, ValueSig> = {
-  ...PROCESS_TYPES,
   txBytesPerSec: 't', rxBytesPerSec: 't', bytesPerSec: 't',
 };
 

@@ -7,7 +7,7 @@ import type { FlowsListParams, ProcessesListParams, ProcessTotals } from '../con
 import type { DnsListParams, HttpListParams } from '../contract/l7.js';
 import type { IdentityGetParams } from '../contract/identity.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
-import { flowsQuery, processesQuery, toApiError, withFieldPrefix, type Caller, type FlowQuery, type MethodTable, type ProcessesQuery } from '../api/index.js';
+import { flowsQuery, processesQuery, toApiError, withFieldPrefix, type Caller, type FlowsRequest, type MethodTable, type ProcessesQuery } from '../api/index.js';
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
 import { dictOf, flowDict, groupDict, identityDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
@@ -23,6 +23,7 @@ export const FLOW_FILTER: { readonly [K in keyof FlowsListParams]-?: FieldKind }
   pid: 'int', comm: 'string', uid: 'int', remoteAddr: 'string', localAddr: 'string', port: 'int',
   protocol: 'string', interface: 'string', includeClosed: 'bool', sort: 'string', limit: 'int',
   unit: 'string', container: 'string', app: 'string', cgroup: 'string',
+  country: 'string', asn: 'int', label: 'string',
 };
 
 /** GetDnsQueries / GetHttpRequests filter keys: the params of dns.list / http.list. */
@@ -44,7 +45,7 @@ async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, 
 
 /** GetProcessTotals params: those of JSON-RPC processes.list. */
 export const PROCESS_FILTER: { readonly [K in keyof ProcessesListParams]-?: FieldKind } = {
-  uid: 'int', limit: 'int', by: 'string', unit: 'string', container: 'string', app: 'string', cgroup: 'string',
+  uid: 'int', limit: 'int', by: 'string', places: 'int', unit: 'string', container: 'string', app: 'string', cgroup: 'string',
 };
 
 /** GetIdentity params: those of JSON-RPC identity.get (cgroupId as t). */
@@ -56,7 +57,7 @@ export function processTotalsQuery(raw: unknown, caller: Caller): ProcessesQuery
 }
 
 /** GetFlows's filter as a flow query: flows.list's own validation and scoping, naming `filter.X`. */
-export function flowQuery(raw: unknown, caller: Caller): FlowQuery {
+export function flowQuery(raw: unknown, caller: Caller): FlowsRequest {
   return withFieldPrefix('filter', () => flowsQuery(readDict(raw, 'filter', FLOW_FILTER), caller, LIMITS.flows));
 }
 
@@ -78,10 +79,31 @@ const visible = (all: ProcessTotals[], uid: number | undefined) => (uid === unde
 const sum = (list: ProcessTotals[], f: (p: ProcessTotals) => number) => list.reduce((n, p) => n + f(p), 0);
 
 export function talkerDict(t: Talker): Dict {
-  return dictOf(t, TALKER_TYPES);
+  return { ...processDict(t), ...dictOf(t, TALKER_TYPES) };
+}
+
+/** Sums of the rates a caller may see (`uid` undefined: all). */
+export function visibleRates(talkers: readonly Talker[], uid: number | undefined): { tx: number; rx: number } {
+  let tx = 0;
+  let rx = 0;
+  for (const t of talkers) {
+    if (uid !== undefined && t.uid !== uid) continue;
+    tx += t.txBytesPerSec;
+    rx += t.rxBytesPerSec;
+  }
+  return { tx, rx };
 }
 
 export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, ManagerProperty, ManagerSignal> {
+  const talkers = async (): Promise<Talker[]> => {
+    try {
+      return await d.tracker.talkers();
+    } catch (err) {
+      // A known failure (kernel, limits) as it is; anything else means no sample yet.
+      if (!toApiError(err).internal) throw err;
+      throw new AppError('Busy', `no traffic sample yet (${(err as Error).message}); try again`);
+    }
+  };
   return {
     path: MANAGER_PATH,
     spec: MANAGER_SPEC,
@@ -108,15 +130,7 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
         if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > LIMITS.topTalkers) {
           throw invalidParam('limit', limit, `an integer from 1 to ${LIMITS.topTalkers}`);
         }
-        let talkers;
-        try {
-          talkers = await d.tracker.talkers();
-        } catch (err) {
-          // A known failure (kernel, limits) as it is; anything else means no sample yet.
-          if (!toApiError(err).internal) throw err;
-          throw new AppError('Busy', `no traffic sample yet (${(err as Error).message}); try again`);
-        }
-        return rankTalkers(talkers, ctx.uid, limit).map(talkerDict);
+        return rankTalkers(await talkers(), ctx.uid, limit).map(talkerDict);
       },
       GetHistory: (ctx, [filter]) => getHistory(d.methods, filter, ctx.caller),
       GetDnsQueries: async (ctx, [filter]) =>
@@ -138,6 +152,8 @@ export function managerObject(d: ManagerDeps): ObjectImpl<ManagerMethod, Manager
       RingbufFull: async () => (await d.status()).loss.ringbufFull,
       FlowsEvicted: async () => (await d.status()).loss.flowsEvicted,
       SignalsDropped: () => d.signalsDropped(),
+      TxBytesPerSec: async (ctx) => visibleRates(await talkers(), ctx.uid).tx,
+      RxBytesPerSec: async (ctx) => visibleRates(await talkers(), ctx.uid).rx,
     },
   };
 }

@@ -20,6 +20,7 @@ import type { EventBus } from '../events/bus.js';
 import { SYSTEM_CALLER, type Caller, type MethodTable } from '../api/index.js';
 import type { DbusStatus, StatusResult } from '../contract/status.js';
 import type { ProcessTotals } from '../contract/flows.js';
+import { DEFAULT_PLACES } from '../contract/geo.js';
 import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
 import { Callers, scopeOf, type AccessGroups } from './callers.js';
@@ -133,9 +134,9 @@ class Service implements DbusService {
     for (const o of [manager, lb] as ObjectImpl[]) this.objects.set(o.path, o);
   }
 
-  /** Every process's totals (reads are filtered per caller from one shared walk). */
+  /** Every process's totals with its top places (reads are filtered per caller from one shared walk). */
   private async allTotals(): Promise<ProcessTotals[]> {
-    return (await this.opts.methods['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER, by: 'process', identity: undefined }, SYSTEM_CALLER)).processes;
+    return (await this.opts.methods['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER, by: 'process', identity: undefined, places: DEFAULT_PLACES }, SYSTEM_CALLER)).processes;
   }
 
   get uniqueName(): string {

@@ -5,7 +5,7 @@
 // budgets that keep a flood of processes or a backed-up bus connection from growing the
 // daemon (dropped signals are counted, never silently lost). The sampler and the event
 // subscription run only while someone is subscribed.
-import dbus, { type MessageBus } from 'dbus-next';
+import dbus, { type MessageBus, type Variant } from 'dbus-next';
 import type { Logger } from 'pino';
 import type { MonitorEvent } from '../contract/events.js';
 import { MANAGER_IFACE, MANAGER_PATH, MANAGER_SIGNAL, MANAGER_SPEC, outSignature } from '../contract/dbus.js';
@@ -13,14 +13,22 @@ import type { ProcessTotals } from '../contract/flows.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import { scopeOf, type AccessGroups } from './callers.js';
-import { LIMITS, talkerDict } from './manager.js';
+import { dictOf, geoDict, type Dict } from './convert.js';
+import { LIMITS, talkerDict, visibleRates } from './manager.js';
 import type { CallContext } from './object.js';
 import { RateTracker, rankTalkers, type Talker } from './rates.js';
 import { Subscribers } from './subscribers.js';
-import { TalkingProcesses, type TalkerChange } from './talkers.js';
+import { TalkingProcesses, type StartedVia, type TalkerChange } from './talkers.js';
 
 /** Unsent bytes on the bus connection beyond which signals are dropped (replies never are). */
 const MAX_BACKLOG = 8 << 20;
+
+/** ProcessStarted's `details`: the keys known. */
+export function startedDetails(via: StartedVia): Dict {
+  const d = dictOf(via, { exe: 's', protocol: 's', remoteAddr: 's', remotePort: 'u' });
+  if (via.remoteGeo) d.remoteGeo = new dbus.Variant('a{sv}', geoDict(via.remoteGeo)) as Variant;
+  return d;
+}
 
 export interface SignalHubOptions {
   bus: MessageBus;
@@ -42,6 +50,11 @@ export class SignalHub {
   readonly refused = { tooManySubscribers: 0, uidLimit: 0 };
   private unsubscribeEvents: (() => void) | null = null;
   private stopped = false;
+  /** Executables of the processes in the last sample (the event that starts a process has
+   * none). ProcessStarted is sent at once with what is known: holding it back for the next
+   * sample to learn the executable delayed it by up to a second and moved it out of the
+   * per-second budget it is counted in (test/integration/dbus-signals.test.ts). */
+  private exeByPid = new Map<number, string>();
 
   constructor(private readonly o: SignalHubOptions) {
     this.subscribers = new Subscribers({
@@ -110,27 +123,33 @@ export class SignalHub {
     this.unsubscribeEvents = null;
     this.tracker.setActive(false);
     this.talking.reset();
+    this.exeByPid.clear();
   }
 
   private onTick(talkers: Talker[]): void {
     if (this.subscribers.size === 0) return;
+    this.exeByPid = new Map(talkers.flatMap((t) => (t.pid !== null && t.exe ? [[t.pid, t.exe] as const] : [])));
     this.talking.onSample(talkers);
     for (const s of this.subscribers.all()) {
       s.scope = scopeOf(s.creds, this.o.groups);
-      const top = rankTalkers(talkers, s.scope.seesAll ? undefined : s.creds.uid, LIMITS.signalTop);
-      const key = JSON.stringify(top.map((t) => [t.pid, t.comm, t.txBytesPerSec, t.rxBytesPerSec, t.txBytes, t.rxBytes]));
-      if (key === s.lastTop) continue;
-      if (this.signal(s.sender, MANAGER_SIGNAL.BandwidthChanged, [top.map(talkerDict)])) s.lastTop = key;
+      const uid = s.scope.seesAll ? undefined : s.creds.uid;
+      const top = rankTalkers(talkers, uid, LIMITS.signalTop);
+      const key = JSON.stringify(top.map((t) => [t.pid, t.comm, t.txBytesPerSec, t.rxBytesPerSec, t.txBytes, t.rxBytes, t.places.map((p) => [p.remoteAddr, p.txBytes, p.rxBytes])]));
+      if (key !== s.lastTop && this.signal(s.sender, MANAGER_SIGNAL.BandwidthChanged, [top.map(talkerDict)])) s.lastTop = key;
+      const rates = visibleRates(talkers, uid);
+      const rkey = `${rates.tx} ${rates.rx}`;
+      if (rkey !== s.lastRates && this.signal(s.sender, MANAGER_SIGNAL.RatesChanged, [rates.tx, rates.rx])) s.lastRates = rkey;
     }
   }
 
   private onTalkerChange(c: TalkerChange): void {
+    if (c.kind === 'started') c.via.exe ??= this.exeByPid.get(c.pid);
     for (const s of this.subscribers.seeing(c.uid)) {
       if (!this.subscribers.take(s)) {
         this.counters.signalsDropped++;
         continue;
       }
-      if (c.kind === 'started') this.signal(s.sender, MANAGER_SIGNAL.ProcessStarted, [c.pid, c.comm, c.uid]);
+      if (c.kind === 'started') this.signal(s.sender, MANAGER_SIGNAL.ProcessStarted, [c.pid, c.comm, c.uid, startedDetails(c.via)]);
       else this.signal(s.sender, MANAGER_SIGNAL.ProcessStopped, [c.pid, c.comm, c.uid, c.txBytes, c.rxBytes]);
     }
   }

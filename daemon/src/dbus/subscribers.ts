@@ -12,6 +12,8 @@ export interface Subscriber {
   scope: Scope;
   /** What the last BandwidthChanged carried (it is sent only when this changes). */
   lastTop: string | null;
+  /** What the last RatesChanged carried. */
+  lastRates: string | null;
   tokens: number;
   refilledAt: number;
 }
@@ -50,7 +52,7 @@ export class Subscribers {
     const reserved = Math.min(this.opts.reserved ?? 0, this.opts.max - 1);
     if (this.bySender.size >= (privileged ? this.opts.max : this.opts.max - reserved)) return 'full';
     if ((this.perUid.get(creds.uid) ?? 0) >= (this.opts.maxPerUid ?? Infinity)) return 'uidLimit';
-    this.bySender.set(sender, { sender, creds, scope, lastTop: null, tokens: this.opts.processSignalsPerSec, refilledAt: this.now() });
+    this.bySender.set(sender, { sender, creds, scope, lastTop: null, lastRates: null, tokens: this.opts.processSignalsPerSec, refilledAt: this.now() });
     this.perUid.set(creds.uid, (this.perUid.get(creds.uid) ?? 0) + 1);
     return 'ok';
   }

@@ -7,10 +7,21 @@
 // subscribed, so processes already talking when the first subscriber arrives are picked
 // up by their next connection or by the next sample.
 import type { EventType, MonitorEvent } from '../contract/events.js';
+import type { RemoteGeo } from '../contract/geo.js';
 import type { Talker } from './rates.js';
 
+/** What a process started talking to, when known: the connection that started it, or the
+ * busiest place of its traffic. */
+export interface StartedVia {
+  exe?: string;
+  protocol?: string;
+  remoteAddr?: string;
+  remotePort?: number;
+  remoteGeo?: RemoteGeo;
+}
+
 export type TalkerChange =
-  | { kind: 'started'; pid: number; comm: string; uid: number }
+  | { kind: 'started'; pid: number; comm: string; uid: number; via: StartedVia }
   | { kind: 'stopped'; pid: number; comm: string; uid: number; txBytes: number; rxBytes: number };
 
 interface State {
@@ -99,7 +110,11 @@ export class TalkingProcesses {
           this.sockets++;
         }
         if (e.comm) s.comm = e.comm;
-        if (!was) this.emit({ kind: 'started', pid: e.pid, comm: s.comm, uid: s.uid });
+        if (!was) {
+          const via: StartedVia = { protocol: e.protocol, remoteAddr: e.remoteAddr, remotePort: e.remotePort };
+          if (e.remoteGeo) via.remoteGeo = e.remoteGeo;
+          this.emit({ kind: 'started', pid: e.pid, comm: s.comm, uid: s.uid, via });
+        }
         return;
       }
       case 'close': {
@@ -140,7 +155,16 @@ export class TalkingProcesses {
         s.txBytes += t.txDelta;
         s.rxBytes += t.rxDelta;
       }
-      if (!was) this.emit({ kind: 'started', pid: t.pid, comm: s.comm, uid: s.uid });
+      if (!was) {
+        const via: StartedVia = {};
+        if (t.exe) via.exe = t.exe;
+        const p = t.places[0];
+        if (p) {
+          via.remoteAddr = p.remoteAddr;
+          via.remoteGeo = { country: p.country, city: p.city, lat: p.lat, lon: p.lon, asn: p.asn, org: p.org, label: p.label };
+        }
+        this.emit({ kind: 'started', pid: t.pid, comm: s.comm, uid: s.uid, via });
+      }
     }
     for (const [pid, s] of this.states) {
       if (s.sockets.size > 0 || s.flowUntil === 0) continue;

@@ -64,6 +64,48 @@ export class ObjectEvent implements BusEvent {
   }
 }
 
+/**
+ * A connection event completed by the enricher (remoteGeo) before any subscriber sees it.
+ * Its forms come from the completed object: the monitor's fast row from the record bytes
+ * cannot carry a lookup's answer, so with geo on a connection event costs its object once
+ * (a lookup needs the address anyway), and its JSON and row are built from that object.
+ */
+class EnrichedEvent implements BusEvent {
+  private e: MonitorEvent | null = null;
+  private jsonText: string | null = null;
+  private rowText: string | null = null;
+  constructor(private readonly inner: BusEvent, private readonly enrich: (e: MonitorEvent) => void) {}
+  get type(): EventType {
+    return this.inner.type;
+  }
+  get pid(): number | null {
+    return this.inner.pid;
+  }
+  get uid(): number | null {
+    return this.inner.uid;
+  }
+  event(): MonitorEvent {
+    if (!this.e) {
+      this.e = this.inner.event();
+      try {
+        this.enrich(this.e);
+      } catch {
+        /* an event without its extras beats no event */
+      }
+    }
+    return this.e;
+  }
+  json(): string {
+    return (this.jsonText ??= JSON.stringify(this.event()));
+  }
+  row(): string {
+    return (this.rowText ??= eventRow(this.event()));
+  }
+}
+
+/** Event types the enricher completes (they carry a remote address). */
+const ENRICHED: ReadonlySet<EventType> = new Set<EventType>(['connect', 'accept', 'close']);
+
 const zero = (): Record<EventType, number> => Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])) as Record<EventType, number>;
 
 /** Fan-out of events to subscribers. A listener that throws is dropped, not fatal. */
@@ -76,6 +118,12 @@ export class EventBus {
   readonly counts = zero();
   /** Records a publisher could not turn into an event (unknown type, short record). */
   undecodable = 0;
+  /** Completes connection events once before any subscriber sees them (app.ts sets the geo lookup). */
+  private enricher: ((e: MonitorEvent) => void) | null = null;
+
+  setEnricher(fn: ((e: MonitorEvent) => void) | null): void {
+    this.enricher = fn;
+  }
 
   /** Listens to event objects (built once per event, whoever else listens). */
   subscribe(fn: EventListener, types?: Iterable<EventType>): () => void {
@@ -117,9 +165,10 @@ export class EventBus {
   }
 
   /** Publishes a BusEvent (the monitor's record views). */
-  publishEvent(e: BusEvent): void {
-    const type = e.type;
+  publishEvent(raw: BusEvent): void {
+    const type = raw.type;
     this.counts[type]++;
+    const e = this.enricher && ENRICHED.has(type) ? new EnrichedEvent(raw, this.enricher) : raw;
     for (const [fn, types] of this.listeners) {
       if (types && !types.has(type)) continue;
       try {

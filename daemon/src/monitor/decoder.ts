@@ -207,6 +207,7 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         type: type === EV.CONNECT ? 'connect' : 'accept', at,
         protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
         pid: w.pid, tid: w.tid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
+        remoteGeo: null, // set by the event bus's enricher (api/geo.ts) before anyone sees it
       };
     }
     case EV.CLOSE: {
@@ -226,6 +227,7 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         payloadBytesSent: u64(v, off + F.payload_sent.offset),
         payloadBytesReceived: u64(v, off + F.payload_received.offset),
         previousState: TCP_STATES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
+        remoteGeo: null,
       };
     }
     case EV.EXEC: {
@@ -281,7 +283,7 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
       readOwner(v, b, off + EVENT_CONN.fields.owner.offset);
       readKey(v, b, off + EVENT_CONN.fields.key.offset);
       return `[${type === EV.CONNECT ? '"connect"' : '"accept"'},"${at}",${w.pid},${w.tid},${w.uid},${commJson()},"${k.protocol}",${k.ipv4 ? '"ipv4"' : '"ipv6"'},` +
-        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)}]`;
+        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},null]`; // remoteGeo: the enricher's (events/bus.ts)
     }
     case EV.CLOSE: {
       const F = EVENT_CLOSE.fields;
@@ -294,7 +296,7 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
         `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},` +
         `${seen},${seen ? ifnameJson(ctx, v.getUint32(off + F.ifindex.offset, true)) : 'null'},` +
         `${u64(v, off + F.tx_bytes.offset)},${u64(v, off + F.rx_bytes.offset)},${u64(v, off + F.tx_packets.offset)},${u64(v, off + F.rx_packets.offset)},` +
-        `${seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null},${u64(v, off + F.payload_sent.offset)},${u64(v, off + F.payload_received.offset)},${state}]`;
+        `${seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null},${u64(v, off + F.payload_sent.offset)},${u64(v, off + F.payload_received.offset)},${state},null]`;
     }
     default: {
       const e = decodeEvent(v, off, len, ctx);

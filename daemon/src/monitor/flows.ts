@@ -19,6 +19,17 @@ import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } fr
 
 export type { Flow, ProcessTotals };
 
+/** One process's flows to one remote address (the API turns them into places). */
+export interface RemoteTraffic {
+  addr: string;
+  flows: number;
+  txBytes: number;
+  rxBytes: number;
+}
+
+/** A process's totals; with `remotes` when asked for (`places` is the API's to fill). */
+export type ProcessTraffic = ProcessTotals & { remotes?: RemoteTraffic[] };
+
 /** A validated flows.list query, in the table's terms (protocol number, parsed prefixes). */
 export interface FlowQuery {
   pid?: number;
@@ -66,6 +77,8 @@ const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion:
 export interface ProcessQuery {
   uid?: number;
   identity?: (id: OwnerIdentity) => boolean;
+  /** Also each process's live flows per remote address (geo places). */
+  remotes?: boolean;
 }
 
 export interface ProcessInfoSource {
@@ -249,6 +262,7 @@ export class FlowTable {
         slice: ident.slice,
         container: ident.container,
         app: ident.app,
+        remoteGeo: null,
       };
       if (this.annotator) Object.assign(flow, this.annotator.fields(flow, nowMs));
       if (isIcmp) {
@@ -274,13 +288,14 @@ export class FlowTable {
 
   /**
    * Per-process totals: live flows plus flows already collected (so totals only grow),
-   * each with the identity of the cgroup of its most recent flow.
+   * each with the identity of the cgroup of its most recent flow. `remotes`: also each
+   * process's live flows per remote address.
    */
-  async processes(q: ProcessQuery = {}): Promise<ProcessTotals[]> {
+  async processes(q: ProcessQuery = {}): Promise<ProcessTraffic[]> {
     const toMs = this.clock();
     const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
-    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint };
+    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<string, RemoteTraffic> };
     const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
     const get = (key: number | null, comm: string | null, uid: number | null) => {
@@ -288,22 +303,34 @@ export class FlowTable {
       if (!t) {
         const pid = key !== null && key >= 0 ? key : null;
         const proc = pid !== null ? this.procs.lookup(pid) : undefined;
-        t = { pid, comm, uid, exe: proc?.exe ?? null, cgroupId: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, lastNs: 0n, cgroupNs: -1n };
+        t = { pid, comm, uid, exe: proc?.exe ?? null, cgroupId: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], lastNs: 0n, cgroupNs: -1n };
         by.set(key, t);
       }
       return t;
     };
-    await this.walk((_kv, _ko, vv, vo, _kb, vbytes) => {
+    await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const owned = ownedByProcess(how);
       const uid = owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
       if (q.uid !== undefined && uid !== q.uid) return;
       const key = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : null;
       const t = get(key, owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null, uid);
+      const tx = Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true));
+      const rx = Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true));
       t.flows++;
       if (!vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true)) t.openFlows++;
-      t.txBytes += Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true));
-      t.rxBytes += Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true));
+      t.txBytes += tx;
+      t.rxBytes += rx;
+      if (q.remotes) {
+        const addr = formatIpAt(kbytes, ko + FLOW_KEY.fields.raddr.offset, kv.getUint8(ko + FLOW_KEY.fields.family.offset));
+        const m = (t.byRemote ??= new Map());
+        const r = m.get(addr);
+        if (r) {
+          r.flows++;
+          r.txBytes += tx;
+          r.rxBytes += rx;
+        } else m.set(addr, { addr, flows: 1, txBytes: tx, rxBytes: rx });
+      }
       t.txPackets += Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true));
       t.rxPackets += Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true));
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
@@ -327,11 +354,16 @@ export class FlowTable {
     const accs = [...by.values()];
     for (const t of accs) identities.of(t.cgroupId, t.pid);
     await identities.settle(); // cgroups not named yet: one walk of the hierarchy, at most
-    const out: ProcessTotals[] = [];
-    for (const { lastNs, cgroupNs: _, ...t } of accs) {
+    const out: ProcessTraffic[] = [];
+    for (const { lastNs, cgroupNs: _, byRemote, ...t } of accs) {
       const ident = identities.of(t.cgroupId, t.pid);
       if (q.identity && !q.identity(ident)) continue;
-      out.push({ ...t, lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null, ...ident });
+      out.push({
+        ...t,
+        lastSeenAt: lastNs ? new Date(toMs(lastNs)).toISOString() : null,
+        ...ident,
+        ...(q.remotes ? { remotes: byRemote ? [...byRemote.values()] : [] } : {}),
+      });
     }
     return out.sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
   }

@@ -42,8 +42,8 @@ test('bad identity filters are refused naming the field, on every method that ta
   fails(() => m['flows.list'].validate({ unit: 'a/b.service' }, root), 'InvalidParams', 'params.unit');
   fails(() => m['processes.list'].validate({ container: 'has space' }, root), 'InvalidParams', 'params.container');
   fails(() => m['processes.list'].validate({ by: 'pod' }, root), 'InvalidParams', 'params.by');
-  assert.ok(m['flows.list'].validate({ unit: 'getty@*', cgroup: '/system.slice' }, root).identity, 'a good filter becomes a predicate');
-  assert.equal(m['flows.list'].validate({}, root).identity, undefined, 'no filter, no predicate');
+  assert.ok(m['flows.list'].validate({ unit: 'getty@*', cgroup: '/system.slice' }, root).query.identity, 'a good filter becomes a predicate');
+  assert.equal(m['flows.list'].validate({}, root).query.identity, undefined, 'no filter, no predicate');
 });
 
 test('identity.get: a pid or a cgroup id; outside the group, only one\'s own processes, by pid', async () => {

@@ -77,21 +77,25 @@ describe('GetFlows filter', () => {
     assert.equal(bus.message, rpc.message.replace('params.pid', 'filter.pid'));
     const rpcSort = fails(() => optEnum({ sort: 'size' }, 'sort', FLOW_SORTS), 'InvalidParams');
     assert.equal(fails(() => flowQuery({ sort: V('s', 'size') }, ctx(0, true).caller), 'InvalidParams').message, rpcSort.message.replace('params.', 'filter.'));
-    assert.equal(Object.keys(FLOW_FILTER).length, 15);
+    assert.equal(Object.keys(FLOW_FILTER).length, 18);
   });
 
   test('a good filter becomes the same FlowQuery flows.list builds', () => {
-    const q = flowQuery({ pid: V('u', 100), remoteAddr: V('s', '198.18.0.0/15'), protocol: V('s', 'tcp'), sort: V('s', 'packets'), limit: V('u', 5), includeClosed: V('b', false) }, ctx(0, true).caller);
+    const q = flowQuery({ pid: V('u', 100), remoteAddr: V('s', '198.18.0.0/15'), protocol: V('s', 'tcp'), sort: V('s', 'packets'), limit: V('u', 5), includeClosed: V('b', false) }, ctx(0, true).caller).query;
     assert.deepEqual([q.pid, q.protocol, q.sort, q.limit, q.includeClosed, q.uid], [100, 6, 'packets', 5, false, undefined]);
     assert.deepEqual(q.remoteAddr, optCidr({ a: '198.18.0.0/15' }, 'a'));
-    assert.equal(flowQuery({}, ctx(0, true).caller).limit, LIMITS.defaultFlows);
+    assert.equal(flowQuery({}, ctx(0, true).caller).query.limit, LIMITS.defaultFlows);
+    const g = flowQuery({ country: V('s', 'is'), asn: V('u', 64512), label: V('s', 'private') }, ctx(0, true).caller);
+    assert.deepEqual(g.geo, { country: 'IS', asn: 64512, label: 'private' });
+    fails(() => flowQuery({ country: V('s', 'ISL') }, ctx(0, true).caller), 'InvalidParams', 'filter.country');
+    fails(() => flowQuery({ label: V('s', 'nowhere') }, ctx(0, true).caller), 'InvalidParams', 'filter.label');
   });
 
   test('a caller outside the group is held to its own uid', () => {
-    assert.equal(flowQuery({}, ctx(1000, false).caller).uid, 1000);
-    assert.equal(flowQuery({ uid: V('u', 1000) }, ctx(1000, false).caller).uid, 1000);
+    assert.equal(flowQuery({}, ctx(1000, false).caller).query.uid, 1000);
+    assert.equal(flowQuery({ uid: V('u', 1000) }, ctx(1000, false).caller).query.uid, 1000);
     fails(() => flowQuery({ uid: V('u', 1001) }, ctx(1000, false).caller), 'PermissionDenied', 'filter.uid');
-    assert.equal(flowQuery({ uid: V('u', 1001) }, ctx(1000, true).caller).uid, 1001);
+    assert.equal(flowQuery({ uid: V('u', 1001) }, ctx(1000, true).caller).query.uid, 1001);
   });
 });
 
@@ -109,8 +113,21 @@ describe('outgoing dictionaries', () => {
   });
 
   test('an unattributed process has no pid, comm or uid', () => {
-    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null, ...noIdentity });
-    assert.deepEqual(Object.keys(d).sort(), ['flows', 'openFlows', 'rxBytes', 'rxPackets', 'txBytes', 'txPackets']);
+    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], ...noIdentity });
+    assert.deepEqual(Object.keys(d).sort(), ['flows', 'openFlows', 'places', 'rxBytes', 'rxPackets', 'txBytes', 'txPackets']);
+    assert.equal(d.places!.signature, 'aa{sv}');
+  });
+
+  test('remoteGeo and places: a{sv} with one type per key, whatever the value (a whole-degree latitude stays d)', () => {
+    const g = { country: 'IS', city: null, lat: 64, lon: -22, asn: 64512, org: 'lab', label: null };
+    const f = flowDict(flow({ remoteGeo: g }));
+    assert.equal(f.remoteGeo!.signature, 'a{sv}');
+    const gd = f.remoteGeo!.value as Record<string, InstanceType<typeof dbus.Variant>>;
+    assert.deepEqual(Object.fromEntries(Object.entries(gd).map(([k, v]) => [k, [v.signature, v.value]])), { country: ['s', 'IS'], lat: ['d', 64], lon: ['d', -22], asn: ['u', 64512], org: ['s', 'lab'] });
+    assert.ok(!('remoteGeo' in flowDict(flow({ remoteGeo: null }))), 'null (geo off) is left out');
+    const p = processDict({ pid: 1, comm: 'c', uid: 0, exe: null, flows: 1, openFlows: 1, txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, lastSeenAt: null, ...noIdentity, places: [{ ...g, remoteAddr: '198.18.0.2', flows: 1, txBytes: 10, rxBytes: 20 }] });
+    const place = (p.places!.value as Array<Record<string, InstanceType<typeof dbus.Variant>>>)[0]!;
+    assert.deepEqual(Object.fromEntries(Object.entries(place).map(([k, v]) => [k, v.signature])), { country: 's', lat: 'd', lon: 'd', asn: 'u', org: 's', remoteAddr: 's', flows: 'u', txBytes: 't', rxBytes: 't' });
   });
 
   test('JSON objects from the load balancer: stable types for keys whose value cannot tell', () => {

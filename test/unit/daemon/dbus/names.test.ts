@@ -18,11 +18,13 @@ import { HISTORY_FILTER } from '../../../../daemon/src/dbus/history.js';
 import { FLOW_PARAMS, PROCESS_PARAMS } from '../../../../daemon/src/api/monitor.js';
 import { DaemonClient } from '../../../../client/src/rpc.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
+import { GeoResolver } from '../../../../daemon/src/geo/resolver.js';
 
 describe('JSON-RPC and D-Bus name the same fields the same', () => {
   let dir: string;
   let daemon: Daemon;
   let client: DaemonClient;
+  let geo: GeoResolver;
   const fake = new FakeMonitor();
 
   before(async () => {
@@ -34,7 +36,11 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
       userUnit: 'app-flatpak-org.example.App-7.scope', slice: 'user-1000.slice', container: { runtime: 'podman', id: 'a'.repeat(64), name: 'web' },
       app: { kind: 'flatpak', id: 'org.example.App', name: 'Example' },
     })];
+    // The bundled database: every flow gets a remoteGeo (a lab address: its label), and
+    // every process its places.
+    geo = await GeoResolver.open({});
     daemon = buildDaemon({
+      geo: { resolver: geo, enabled: true, error: null, home: null },
       monitor: fake, bus: fake.bus, logger: pino({ level: 'silent' }), version: '9.9.9', socketPath: path.join(dir, 's.sock'),
       limits: { maxClients: 8, maxMessageBytes: 1 << 20, maxSubscriptionsPerClient: 2, subscriberQueue: 100 },
       groups: { group: 'g', adminGroup: 'a' }, identify: () => ({ uid: 0, gid: 0, pid: 1, seesAll: true, admin: true }),
@@ -45,6 +51,7 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   after(async () => {
     client.close();
     await daemon.stop();
+    geo.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -60,6 +67,17 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   test('a process\'s totals: the same keys', async () => {
     const rpc = (await client.call('processes.list', {})).processes[0]!;
     assert.deepEqual(Object.keys(processDict(rpc)).sort(), Object.keys(rpc).filter((k) => (rpc as unknown as Record<string, unknown>)[k] !== null).sort());
+  });
+
+  test('remoteGeo and a place: the same keys (a place has every key of remoteGeo)', async () => {
+    const f = (await client.call('flows.list', {})).flows[0]!;
+    const g = { ...f.remoteGeo!, country: 'IS', city: 'Reykjavik', lat: 64.1, lon: -21.9, asn: 1, org: 'o' };
+    assert.deepEqual(Object.keys((flowDict({ ...f, remoteGeo: g }).remoteGeo!.value as object)).sort(), Object.keys(f.remoteGeo!).sort());
+    const place = (await client.call('processes.list', {})).processes[0]!.places[0]!;
+    assert.equal(place.label, 'benchmarking');
+    const full = { ...place, ...g };
+    const busPlace = (processDict({ ...(await client.call('processes.list', {})).processes[0]!, places: [full] }).places!.value as object[])[0]!;
+    assert.deepEqual(Object.keys(busPlace).sort(), Object.keys(full).sort());
   });
 
   test('the flows filter: GetFlows takes exactly the params of flows.list', () => {

@@ -14,14 +14,14 @@ import { CallScheduler } from '../../../../daemon/src/dbus/scheduler.js';
 import { noIdentity } from '../../../helpers/fake-monitor.js';
 
 function proc(pid: number | null, uid: number | null, tx: number, rx = 0, openFlows = 1): ProcessTotals {
-  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, ...noIdentity };
+  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], ...noIdentity };
 }
 
 function talker(pid: number, uid: number, txDelta: number, openFlows = 1): Talker {
   return { ...proc(pid, uid, txDelta, 0, openFlows), txDelta, rxDelta: 0, txBytesPerSec: txDelta, rxBytesPerSec: 0, bytesPerSec: txDelta };
 }
 
-const base = { at: '2026-11-22T00:00:00.000Z', protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80, attributedBy: 'connect', ...noIdentity } as const;
+const base = { at: '2026-11-22T00:00:00.000Z', protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', remoteAddr: '198.18.0.2', remotePort: 80, attributedBy: 'connect', remoteGeo: null, ...noIdentity } as const;
 const connect = (pid: number, uid: number, port: number): MonitorEvent => ({ ...base, type: 'connect', pid, tid: pid, uid, comm: `p${pid}`, localPort: port });
 const close = (pid: number, uid: number, port: number, tx: number, rx: number, flowSeen = true): MonitorEvent => ({
   ...base, type: 'close', pid, uid, comm: `p${pid}`, localPort: port, flowSeen, interface: null, txBytes: flowSeen ? tx : 0, rxBytes: flowSeen ? rx : 0,
@@ -81,7 +81,7 @@ describe('TalkingProcesses', () => {
     tp.onEvent(connect(100, 1000, 40000));
     tp.onEvent(connect(100, 1000, 40001));
     tp.onEvent({ ...connect(0, 0, 1), pid: null, uid: null } as MonitorEvent); // unattributed: ignored
-    assert.deepEqual(seen, [{ kind: 'started', pid: 100, comm: 'p100', uid: 1000 }]);
+    assert.deepEqual(seen, [{ kind: 'started', pid: 100, comm: 'p100', uid: 1000, via: { protocol: 'tcp', remoteAddr: '198.18.0.2', remotePort: 80 } }]);
     tp.onEvent(close(100, 1000, 40000, 10, 20));
     assert.equal(seen.length, 1, 'one connection still open');
     tp.onEvent(close(100, 1000, 40001, 5, 7, false)); // loopback: payload counts

@@ -89,3 +89,35 @@ test('eventRow: the values in EVENT_FIELDS order, the type first', () => {
   assert.deepEqual(row, EVENT_FIELDS.exit.map((f) => (e as unknown as Record<string, unknown>)[f]));
   assert.equal(row[0], 'exit');
 });
+
+test('the enricher completes connection events once, in every form a subscriber takes (object, JSON, row); others pass untouched', () => {
+  const connect: MonitorEvent = {
+    type: 'connect', at: '2026-11-22T00:00:00.000Z', pid: 7, tid: 7, uid: 0, comm: 'curl', protocol: 'tcp', family: 'ipv4',
+    localAddr: '10.0.0.1', localPort: 40000, remoteAddr: '192.0.2.1', remotePort: 443, attributedBy: 'connect', remoteGeo: null,
+  };
+  const geo = { country: null, city: null, lat: null, lon: null, asn: null, org: null, label: 'documentation' as const };
+  const bus = new EventBus();
+  let calls = 0;
+  bus.setEnricher((e) => {
+    calls++;
+    if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = { ...geo };
+  });
+  const seen: Array<{ obj: MonitorEvent; json: unknown; row: unknown[] }> = [];
+  bus.subscribeEvents((e: BusEvent) => seen.push({ obj: e.event(), json: JSON.parse(e.json()), row: JSON.parse(e.row()) as unknown[] }));
+  bus.subscribeEvents((e: BusEvent) => void e.row()); // a second subscriber: no second lookup
+  bus.publish({ ...connect });
+  bus.publish(exit(9));
+  assert.equal(calls, 1, 'once per connection event, never for exec/exit');
+  const [c, x] = seen;
+  assert.deepEqual((c!.obj as { remoteGeo: unknown }).remoteGeo, geo);
+  assert.deepEqual((c!.json as { remoteGeo: unknown }).remoteGeo, geo);
+  const fields = EVENT_FIELDS.connect as readonly string[];
+  assert.deepEqual(c!.row[fields.indexOf('remoteGeo')], geo);
+  assert.deepEqual(x!.row, JSON.parse(eventRow(exit(9))));
+  // Without an enricher (geo off) the field is there, null.
+  const plain = new EventBus();
+  let row: unknown[] = [];
+  plain.subscribeEvents((e: BusEvent) => (row = JSON.parse(e.row()) as unknown[]));
+  plain.publish({ ...connect });
+  assert.equal(row[fields.indexOf('remoteGeo')], null);
+});

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where remote addresses are, as the API serves it: `remoteGeo` on every flow and
+// connection event, `places` per process (where its current flows go, grouped by place),
+// the flows.list filters `country`, `asn` and `label`, the method `geo.lookup`, and the
+// `geo` section of `status`. The domain (geo/) answers one address at a time; this module
+// decides what the transports carry.
+import { GEO_LABELS, MAX_LOOKUP_ADDRS, type GeoLabel, type GeoStatus, type HomeLocation, type ProcessPlace, type RemoteGeo } from '../contract/geo.js';
+import type { Flow, ProcessTotals } from '../contract/flows.js';
+import type { MonitorEvent } from '../contract/events.js';
+import { AppError, invalidParam } from '../errors.js';
+import type { GeoResolver } from '../geo/resolver.js';
+import { canonicalAddress } from '../geo/ranges.js';
+import type { ProcessTraffic, RemoteTraffic } from '../monitor/api.js';
+import { method } from './method.js';
+import { optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
+
+export interface GeoDeps {
+  /** The open databases; null when geo is off (`geo.enabled` false, or none could be opened). */
+  resolver: GeoResolver | null;
+  /** `geo.enabled` as configured. */
+  enabled: boolean;
+  /** Why geo runs with fewer databases than configured (or none), else null. */
+  error: string | null;
+  /** `ui.home`, parsed. */
+  home: HomeLocation | null;
+}
+
+export const NO_GEO: GeoDeps = { resolver: null, enabled: false, error: null, home: null };
+
+/** Where `addr` is, or null when geo is off. The monitor only ever hands out addresses it
+ * formatted itself, so a refusal here would be a bug: it yields no place, not an error. */
+export function remoteGeoOf(geo: GeoResolver | null, addr: string): RemoteGeo | null {
+  if (!geo) return null;
+  try {
+    return geo.lookup(addr);
+  } catch {
+    return null;
+  }
+}
+
+/** Sets `remoteGeo` on flows the monitor built (in place: one lookup per flow, cached per address). */
+export function withRemoteGeo<F extends Flow>(geo: GeoResolver | null, flows: F[]): F[] {
+  for (const f of flows) f.remoteGeo = remoteGeoOf(geo, f.remoteAddr);
+  return flows;
+}
+
+/** Sets `remoteGeo` on a connection event before it is fanned out (the event bus's enricher). */
+export function enrichEvent(geo: GeoResolver | null, e: MonitorEvent): void {
+  if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = remoteGeoOf(geo, e.remoteAddr);
+}
+
+/** The flows.list filters on where the remote address is. */
+export interface GeoFilter {
+  country?: string;
+  asn?: number;
+  label?: GeoLabel;
+}
+
+export const GEO_FLOW_PARAMS = ['country', 'asn', 'label'] as const;
+
+export function geoFilter(p: Params): GeoFilter | undefined {
+  const country = optString(p, 'country', 2, /^[A-Za-z]{2}$/, 'an ISO 3166-1 alpha-2 country code (two letters, e.g. "DE")')?.toUpperCase();
+  const asn = optInt(p, 'asn', 0, 0xffffffff);
+  const label = optEnum(p, 'label', GEO_LABELS);
+  if (country === undefined && asn === undefined && label === undefined) return undefined;
+  return { country, asn, label };
+}
+
+export function matchesGeo(g: RemoteGeo | null, f: GeoFilter): boolean {
+  if (!g) return false;
+  return (f.country === undefined || g.country === f.country) && (f.asn === undefined || g.asn === f.asn) && (f.label === undefined || g.label === f.label);
+}
+
+/** The key a flow's place is grouped by (the map's grouping): coordinates rounded to
+ * about 1 km, else the country, else the label; addresses nobody knows share one place. */
+export function placeKey(g: RemoteGeo): string {
+  if (g.lat !== null && g.lon !== null) return `c:${g.lat.toFixed(2)},${g.lon.toFixed(2)}`;
+  if (g.country !== null) return `k:${g.country}`;
+  return g.label !== null ? `l:${g.label}` : 'u:';
+}
+
+/** A process's remote addresses grouped into places, busiest (by bytes) first, at most `n`. */
+export function placesOf(geo: GeoResolver, remotes: readonly RemoteTraffic[], n: number): ProcessPlace[] {
+  if (n === 0 || remotes.length === 0) return [];
+  const by = new Map<string, ProcessPlace & { top: number }>();
+  for (const r of remotes) {
+    const g = remoteGeoOf(geo, r.addr);
+    if (!g) continue;
+    const k = placeKey(g);
+    const bytes = r.txBytes + r.rxBytes;
+    let p = by.get(k);
+    if (!p) {
+      p = { country: g.country, city: g.city, lat: g.lat, lon: g.lon, label: g.label, asn: g.asn, org: g.org, remoteAddr: r.addr, flows: 0, txBytes: 0, rxBytes: 0, top: -1 };
+      by.set(k, p);
+    }
+    p.flows += r.flows;
+    p.txBytes += r.txBytes;
+    p.rxBytes += r.rxBytes;
+    if (bytes > p.top) {
+      // The place is named after its largest address (a place may span several ASes).
+      Object.assign(p, { remoteAddr: r.addr, asn: g.asn, org: g.org, city: p.city ?? g.city, top: bytes });
+    }
+  }
+  return [...by.values()]
+    .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes) || (a.remoteAddr < b.remoteAddr ? -1 : 1))
+    .slice(0, n)
+    .map(({ top: _top, ...p }) => p);
+}
+
+/** The monitor's per-process traffic as the contract's ProcessTotals, with `places`. */
+export function withPlaces(geo: GeoResolver | null, list: ProcessTraffic[], n: number): ProcessTotals[] {
+  return list.map(({ remotes, ...t }) => ({ ...t, places: geo && remotes ? placesOf(geo, remotes, n) : [] }));
+}
+
+export function geoStatus(d: GeoDeps): GeoStatus {
+  const r = d.resolver;
+  return {
+    enabled: d.enabled && r !== null,
+    databases: r?.databases() ?? [],
+    cache: r?.stats() ?? { lookups: 0, cacheMisses: 0, cached: 0, cacheMax: 0 },
+    reloads: r?.reloads ?? 0,
+    reloadErrors: r?.reloadErrors ?? 0,
+    error: d.error,
+    home: d.home,
+  };
+}
+
+export function geoMethods(d: GeoDeps) {
+  return {
+    // Needs no privilege: where an address is says nothing about this machine's traffic.
+    'geo.lookup': method<'geo.lookup', string[]>({
+      access: 'read',
+      validate: (raw) => {
+        const p = paramsObject(raw, ['addrs']);
+        const a = p.addrs;
+        if (!Array.isArray(a) || a.length === 0 || a.length > MAX_LOOKUP_ADDRS) throw invalidParam('params.addrs', a, `an array of 1 to ${MAX_LOOKUP_ADDRS} IP addresses`);
+        a.forEach((x, i) => {
+          if (typeof x !== 'string' || x.length > 64 || canonicalAddress(x) === null) throw invalidParam(`params.addrs[${i}]`, x, 'an IPv4 or IPv6 address');
+        });
+        return a as string[];
+      },
+      run: (addrs) => {
+        const r = d.resolver;
+        if (!r) throw new AppError('NotAvailable', d.enabled ? `geo lookups are off: ${d.error ?? 'no database'}` : 'geo lookups are off (geo.enabled is false)');
+        return { results: addrs.map((addr) => ({ addr, remoteGeo: r.lookup(addr) })) };
+      },
+    }),
+  };
+}
