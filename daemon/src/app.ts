@@ -459,7 +459,7 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
         updateIntervalMs: c.updateIntervalSec * 1000, host: hostIdentity(), excludePid: process.pid, spoolFile: c.spoolFile || undefined, logger,
       },
       // Every flow, closed ones included: the export's tracker turns them into deltas.
-      { flows: async () => (await m['flows.list'].run({ includeClosed: true }, SYSTEM_CALLER)).flows },
+      { flows: async () => (await m['flows.list'].run({ query: { includeClosed: true } }, SYSTEM_CALLER)).flows },
     );
     const unsubscribe = bus.subscribe((e) => x.onClose(e as CloseEvent), ['close']);
     x.start();
@@ -473,7 +473,7 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
     const exporter = new MetricsExporter(
       {
         status: () => m.status.run(undefined, SYSTEM_CALLER),
-        processes: async () => (await m['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER }, SYSTEM_CALLER)).processes,
+        processes: async () => (await m['processes.list'].run({ uid: undefined, limit: Number.MAX_SAFE_INTEGER, by: 'process', identity: undefined, places: 0 }, SYSTEM_CALLER)).processes,
         lbStats: lbOn ? () => m['lb.stats'].run(undefined, SYSTEM_CALLER) : undefined,
         clickhouse: ch ? () => ch.status() : undefined,
       },

@@ -46,7 +46,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
   test('counters keep counting while no daemon runs; a restart adopts without reloading or reattaching', async () => {
     daemon = await startDaemon(mon);
     const s1 = await daemon.call('status');
-    assert.deepEqual(s1.adopted, { flows: false, sockets: false, procs: false, scan: false });
+    assert.deepEqual(s1.adopted, { flows: false, sockets: false, procs: false, scan: false, handoff: false });
     const progs1 = await daemon.call('programs.list');
     progIds = progs1.programs.map((p) => p.id).sort();
     linkIds = progs1.links.map((l) => l.id).sort();
@@ -82,7 +82,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
 
     daemon = await restartDaemon(daemon);
     const s2 = await daemon.call('status');
-    assert.deepEqual(s2.adopted, { flows: true, sockets: true, procs: true, scan: true });
+    assert.deepEqual(s2.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true });
     const progs2 = await daemon.call('programs.list');
     assert.deepEqual(progs2.programs.map((p) => p.id).sort(), progIds, 'same program ids: nothing was reloaded');
     assert.deepEqual(progs2.links.map((l) => l.id).sort(), linkIds, 'same link ids: nothing was reattached');
