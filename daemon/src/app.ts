@@ -172,10 +172,13 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     }
   };
   const bus = new EventBus();
-  // History first, so that it closes last: what the monitor reports while it stops is
-  // still written. It never fails the start: a disk or file problem shows in status.
-  const history = config.history.enabled ? startHistory(config, logger, bus) : null;
-  if (history) closers.add('history', () => history.stop());
+  // History closes last (its closer comes first): what the monitor reports while it stops is
+  // still written. It starts once the programs are loaded, so a start that fails before that
+  // never leaves its writer thread opening the database while the process exits (under
+  // emulation the open takes longer than a closer may). It never fails the start: a disk or
+  // file problem shows in status.
+  let history: History | null = null;
+  closers.add('history', () => history?.stop());
   // Who owns what (unit, container, app), for the monitor's flows and events and the API.
   const identity = await step('cannot start the identity resolver', () =>
     new Identities({ maxEntries: config.identity.cacheEntries, namesTtlMs: config.identity.namesTtlSec * 1000 }),
@@ -195,7 +198,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   }
   closers.add('monitor', () => monitor.stop());
   const running = monitor;
-  if (history) {
+  if (config.history.enabled) {
+    history = startHistory(config, logger, bus);
     history.startListings(async () => (await running.queryFlows({ includeClosed: true, limit: Number.MAX_SAFE_INTEGER })).flows.map(observationFromFlow), config.history.snapshotIntervalSec * 1000);
   }
 

@@ -100,7 +100,9 @@ describe("the daemon's Prometheus endpoint, scraped by a real Prometheus", privi
     fs.symlinkSync('/bin/bash', exe);
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'one.pcap'), ['tcp', 'port', String(srv.port)]);
     const N = 250_000;
-    const r = await mon.exec(exe, ['-c', `exec 3<>/dev/tcp/${link.b.ip4}/${srv.port}; head -c ${N} /dev/zero >&3; exec 3>&-`]);
+    // The command itself writes (bash's builtin printf): a `head` writing to the inherited
+    // descriptor would own the traffic (sockets that change hands, docs/identity.md).
+    const r = await mon.exec(exe, ['-c', `exec 3<>/dev/tcp/${link.b.ip4}/${srv.port}; printf '%*s' ${N} '' >&3; exec 3>&-`]);
     assert.equal(r.code, 0, r.stderr);
     const served = await srv.out.next((o) => o.event === 'served');
     assert.equal(served.received, N, 'the server read every byte');

@@ -25,12 +25,12 @@ export const SUITE = 'bookworm';
  * What the containers need inside. systemd-sysv gives /sbin/init; libpam-systemd provides
  * `logind`, which debootstrap cannot pick by itself for polkitd's `default-logind | logind`;
  * busctl and systemd-run are in systemd; setpriv, nsenter and runuser in util-linux
- * (essential). libbpf1 and libsystemd0 are the daemon's libraries (node is bound from
+ * (essential). libbpf1, libsystemd0 and libpcap0.8 (capture filters) are the daemon's libraries (node is bound from
  * the host, so Debian's nodejs is not needed).
  */
 export const ROOTFS_PACKAGES: readonly string[] = [
   'systemd', 'systemd-sysv', 'dbus', 'libpam-systemd', 'polkitd', 'pkexec',
-  'libbpf1', 'libsystemd0', 'iproute2', 'procps', 'libcap2-bin', 'netcat-openbsd',
+  'libbpf1', 'libsystemd0', 'libpcap0.8', 'iproute2', 'procps', 'libcap2-bin', 'netcat-openbsd',
 ];
 
 /** Bump when the post-processing below changes: it is part of the cache key. */
