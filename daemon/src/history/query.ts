@@ -3,6 +3,7 @@
 // error naming it (the API layer maps HistoryParamError to InvalidParams). Filters combine
 // (AND). Times: an ISO 8601 date-time, epoch milliseconds, or a duration back from now
 // ("90s", "15m", "24h", "7d", "2w").
+import type { HistoryQueryParams } from '../contract/history.js';
 import { parseCidr } from '../net/ip.js';
 import { HISTORY_GROUP_BY, type Cidr, type HistoryGroupBy, type HistoryQuery } from './types.js';
 
@@ -17,19 +18,8 @@ export class HistoryParamError extends Error {
   }
 }
 
-export interface HistoryQueryInput {
-  since?: string | number;
-  until?: string | number;
-  pid?: number;
-  comm?: string;
-  /** A uid, or a user name (resolved by `resolveUser`). */
-  user?: number | string;
-  unit?: string;
-  remote?: string;
-  name?: string;
-  by?: string;
-  limit?: number;
-}
+/** history.query's params (contract/history.ts), `by` not yet checked. */
+export type HistoryQueryInput = Omit<HistoryQueryParams, 'by'> & { by?: string };
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 

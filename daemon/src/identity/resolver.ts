@@ -20,7 +20,7 @@ import { parseCgroupPath } from './parse.js';
 import { DEFAULT_TREE_DEPTH, processTree, scopeOf } from './tree.js';
 import { NO_IDENTITY, toOwner } from './owner.js';
 import type { Identity } from './types.js';
-import type { OwnerIdentity } from '../contract/identity.js';
+import type { IdentityStatus, OwnerIdentity } from '../contract/identity.js';
 
 export interface IdentityResolverOptions {
   /** cgroup2 mount point; default: found in /proc/self/mounts. null: ids cannot be resolved, pids still can. */
@@ -58,19 +58,8 @@ interface Entry {
   owner?: OwnerIdentity;
 }
 
-export interface IdentityStats {
-  entries: number;
-  hits: number;
-  resolved: number;
-  misses: number;
-  byPid: number;
-  byHandle: number;
-  byWalk: number;
-  walks: number;
-  lastWalkDirs: number;
-  lastWalkMs: number;
-  handlesDenied: boolean;
-}
+/** The resolver's counters: status.identity without the mount point (contract/identity.ts). */
+export type IdentityStats = Omit<IdentityStatus, 'cgroupRoot'>;
 
 export class IdentityResolver {
   readonly root: string | null;
