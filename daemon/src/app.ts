@@ -14,7 +14,7 @@ import type { DbusStatus } from './contract/status.js';
 import type { CloseEvent } from './contract/events.js';
 import type { ExportStatus } from './contract/export.js';
 import type { Config } from './config/schema.js';
-import { buildApi, enrichEvent, NO_GEO, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type GeoDeps, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
+import { buildApi, NO_GEO, remoteGeoOf, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type GeoDeps, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
 import { parseHome } from './config/home.js';
 import { GeoResolver } from './geo/resolver.js';
 import { EventBus } from './events/bus.js';
@@ -102,7 +102,9 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     geo: deps.geo,
   });
   const resolver = (deps.geo ?? NO_GEO).resolver;
-  deps.bus.setEnricher((e) => enrichEvent(resolver, e));
+  // Connection events carry remoteGeo: the monitor's records in every form (the row too,
+  // decoder.ts), other publishers' objects completed by the bus. Null when geo is off.
+  deps.bus.setRemoteGeo(resolver ? (addr) => remoteGeoOf(resolver, addr) : null);
   let dbusStatus: (() => DbusStatus) | null = null;
   let exportStatus: (() => ExportStatus) | null = null;
   registerApi(rpc, api, deps.bus, deps.groups.adminGroup);

@@ -6,7 +6,6 @@
 // decides what the transports carry.
 import { GEO_LABELS, MAX_LOOKUP_ADDRS, type GeoLabel, type GeoStatus, type HomeLocation, type ProcessPlace, type RemoteGeo } from '../contract/geo.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
-import type { MonitorEvent } from '../contract/events.js';
 import { AppError, invalidParam } from '../errors.js';
 import type { GeoResolver } from '../geo/resolver.js';
 import { canonicalAddress } from '../geo/ranges.js';
@@ -42,11 +41,6 @@ export function remoteGeoOf(geo: GeoResolver | null, addr: string): RemoteGeo | 
 export function withRemoteGeo<F extends Flow>(geo: GeoResolver | null, flows: F[]): F[] {
   for (const f of flows) f.remoteGeo = remoteGeoOf(geo, f.remoteAddr);
   return flows;
-}
-
-/** Sets `remoteGeo` on a connection event before it is fanned out (the event bus's enricher). */
-export function enrichEvent(geo: GeoResolver | null, e: MonitorEvent): void {
-  if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = remoteGeoOf(geo, e.remoteAddr);
 }
 
 /** The flows.list filters on where the remote address is. */

@@ -72,7 +72,7 @@ export type { Caller } from './caller.js';
 export type { FlowQuery } from '../monitor/flows.js';
 export { flowsQuery, processesQuery, type FlowsRequest, type ProcessesQuery } from './monitor.js';
 export type { IdentityApi } from './identity.js';
-export { enrichEvent, NO_GEO, type GeoDeps } from './geo.js';
+export { NO_GEO, remoteGeoOf, type GeoDeps } from './geo.js';
 export { SYSTEM_CALLER } from './caller.js';
 export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
 export type { LbApi } from './lb.js';

@@ -3,6 +3,7 @@
 // `ebpfmonctl events --json` prints.
 import type { AttributedBy, Family, ProtocolName } from './common.js';
 import type { RemoteGeo } from './geo.js';
+import { IDENTITY_FIELDS, type IdentityFilter, type OwnerIdentity } from './identity.js';
 import type { LbEventName } from './lb.js';
 import type { DnsEvent, HttpEvent } from './l7.js';
 
@@ -17,8 +18,20 @@ interface EventBase {
   comm: string | null;
 }
 
+/**
+ * Who the event's process is, in people's words: the same fields and shapes as flows carry
+ * (contract/identity.ts OwnerIdentity), with the cgroup id they were resolved from (null:
+ * no process owns it, or the process predates the daemon and its exec was not seen).
+ */
+export interface EventOwner extends OwnerIdentity {
+  cgroupId: string | null;
+}
+
+/** The owner fields of connect, accept, close, exec and exit events, in `row` order. */
+export const EVENT_OWNER_FIELDS = ['cgroupId', ...IDENTITY_FIELDS] as const satisfies ReadonlyArray<keyof EventOwner>;
+
 /** The connection's 4-tuple and how its owner was learned. */
-interface ConnectionBase extends EventBase {
+interface ConnectionBase extends EventBase, EventOwner {
   protocol: ProtocolName | string;
   family: Family;
   localAddr: string;
@@ -54,17 +67,19 @@ export interface CloseEvent extends ConnectionBase {
   previousState: string;
 }
 
-export interface ExecEvent extends EventBase {
+export interface ExecEvent extends EventBase, EventOwner {
   type: 'exec';
   ppid: number;
   gid: number;
+  /** The kernel records it at every exec. */
   cgroupId: string;
   filename: string;
   args: string[];
   argsTruncated: boolean;
 }
 
-export interface ExitEvent extends EventBase {
+/** The owner's cgroup is the one its exec recorded (the exit record has none). */
+export interface ExitEvent extends EventBase, EventOwner {
   type: 'exit';
   ppid: number;
   exitCode: number;
@@ -93,10 +108,12 @@ export type MonitorEvent = ConnectEvent | CloseEvent | ExecEvent | ExitEvent | L
  * event queued for the subscription since the last one (up to EVENT_BATCH_MAX), which
  * costs the daemon and the client one message per batch instead of one per event.
  */
-export interface EventsSubscribeParams {
+export interface EventsSubscribeParams extends IdentityFilter {
   /** Default: every type. */
   types?: EventType[];
   pid?: number;
+  // unit, container, app, cgroup (IdentityFilter): only events of owners that match, as
+  // flows.list filters; events with no owner identity (lb, dns, http) are then left out.
   /** Many events per notification (`events.batch`). Default false. */
   batch?: boolean;
   /** How a batch carries each event (batch only). Default `object`. */
@@ -120,14 +137,15 @@ export const EVENT_BATCH_MAX = 1024;
  * (checked at compile time below), `type` first.
  */
 export const EVENT_FIELDS = {
-  connect: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo'],
-  accept: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo'],
+  connect: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo', ...EVENT_OWNER_FIELDS],
+  accept: ['type', 'at', 'pid', 'tid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy', 'remoteGeo', ...EVENT_OWNER_FIELDS],
   close: [
     'type', 'at', 'pid', 'uid', 'comm', 'protocol', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'attributedBy',
     'flowSeen', 'interface', 'txBytes', 'rxBytes', 'txPackets', 'rxPackets', 'durationMs', 'payloadBytesSent', 'payloadBytesReceived', 'previousState', 'remoteGeo',
+    ...EVENT_OWNER_FIELDS,
   ],
-  exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated'],
-  exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs'],
+  exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated', ...IDENTITY_FIELDS],
+  exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs', ...EVENT_OWNER_FIELDS],
   lb: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'detail'],
   dns: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'recordType', 'rcode', 'answers', 'latencyMs', 'server', 'transport', 'via', 'truncated', 'error'],
   http: [

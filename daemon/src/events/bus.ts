@@ -9,8 +9,11 @@
 // its JSON, its row (contract EVENT_FIELDS). The monitor publishes views over ring-buffer
 // records that build the row straight from the record's bytes, so a subscriber that takes
 // rows never costs an object or its JSON (bench/attribution: JSON.stringify of the object
-// was the largest cost per event).
+// was the largest cost per event). Those views also carry remoteGeo and the owner's
+// identity in every form; events published as objects are completed here (remoteGeo).
 import { EVENT_FIELDS, EVENT_TYPES, type EventType, type MonitorEvent } from '../contract/events.js';
+import type { RemoteGeo } from '../contract/geo.js';
+import type { OwnerIdentity } from '../contract/identity.js';
 
 /**
  * An event being published. The monitor's are views over a ring-buffer record, valid only
@@ -20,6 +23,11 @@ export interface BusEvent {
   readonly type: EventType;
   readonly pid: number | null;
   readonly uid: number | null;
+  /** Its forms already carry remoteGeo (the monitor's records): the bus need not complete it. */
+  readonly complete?: boolean;
+  /** The owner's identity (what an identity filter matches), or null for events no process
+   * owns in that sense (lb, dns, http). */
+  owner(): OwnerIdentity | null;
   /** The event as an object (a new object the listener may keep). */
   event(): MonitorEvent;
   /** JSON of event(). */
@@ -39,6 +47,9 @@ export function eventRow(e: MonitorEvent): string {
   return JSON.stringify(values);
 }
 
+/** Event types that carry an owner's identity (contract/events.ts EventOwner). */
+const OWNED: ReadonlySet<EventType> = new Set<EventType>(['connect', 'accept', 'close', 'exec', 'exit']);
+
 /** A BusEvent over an event object (the load balancer's, tests'). */
 export class ObjectEvent implements BusEvent {
   private jsonText: string | null = null;
@@ -53,6 +64,9 @@ export class ObjectEvent implements BusEvent {
   get uid(): number | null {
     return this.e.uid;
   }
+  owner(): OwnerIdentity | null {
+    return OWNED.has(this.e.type) ? (this.e as OwnerIdentity) : null;
+  }
   event(): MonitorEvent {
     return this.e;
   }
@@ -65,10 +79,9 @@ export class ObjectEvent implements BusEvent {
 }
 
 /**
- * A connection event completed by the enricher (remoteGeo) before any subscriber sees it.
- * Its forms come from the completed object: the monitor's fast row from the record bytes
- * cannot carry a lookup's answer, so with geo on a connection event costs its object once
- * (a lookup needs the address anyway), and its JSON and row are built from that object.
+ * A connection event published as an object, completed (remoteGeo) before any subscriber
+ * sees it; its JSON and row are built from the completed object. (The monitor's records
+ * carry remoteGeo in every form already, the row included: they are not wrapped.)
  */
 class EnrichedEvent implements BusEvent {
   private e: MonitorEvent | null = null;
@@ -83,6 +96,9 @@ class EnrichedEvent implements BusEvent {
   }
   get uid(): number | null {
     return this.inner.uid;
+  }
+  owner(): OwnerIdentity | null {
+    return this.inner.owner();
   }
   event(): MonitorEvent {
     if (!this.e) {
@@ -118,11 +134,19 @@ export class EventBus {
   readonly counts = zero();
   /** Records a publisher could not turn into an event (unknown type, short record). */
   undecodable = 0;
-  /** Completes connection events once before any subscriber sees them (app.ts sets the geo lookup). */
-  private enricher: ((e: MonitorEvent) => void) | null = null;
+  /** Where a remote address is (app.ts sets the geo service's lookup; null: geo is off). */
+  private geo: ((addr: string) => RemoteGeo | null) | null = null;
+  private readonly enrich = (e: MonitorEvent): void => {
+    if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = this.remoteGeo(e.remoteAddr);
+  };
 
-  setEnricher(fn: ((e: MonitorEvent) => void) | null): void {
-    this.enricher = fn;
+  setRemoteGeo(fn: ((addr: string) => RemoteGeo | null) | null): void {
+    this.geo = fn;
+  }
+
+  /** Where `addr` is, or null when geo is off (the monitor's decoder asks this). */
+  remoteGeo(addr: string): RemoteGeo | null {
+    return this.geo === null ? null : this.geo(addr);
   }
 
   /** Listens to event objects (built once per event, whoever else listens). */
@@ -168,7 +192,7 @@ export class EventBus {
   publishEvent(raw: BusEvent): void {
     const type = raw.type;
     this.counts[type]++;
-    const e = this.enricher && ENRICHED.has(type) ? new EnrichedEvent(raw, this.enricher) : raw;
+    const e = this.geo !== null && raw.complete !== true && ENRICHED.has(type) ? new EnrichedEvent(raw, this.enrich) : raw;
     for (const [fn, types] of this.listeners) {
       if (types && !types.has(type)) continue;
       try {

@@ -7,16 +7,63 @@
 // record's bytes, for subscribers that asked for rows. Both read every field through the
 // same helpers, and test/unit/daemon/monitor/decoder.test.ts checks that the row is the
 // object's values, field for field, for every record type.
+//
+// Connection events carry where the remote address is (`remoteGeo`, when geo is on: the
+// lookup's JSON made once per answer) and every connection and process event its owner's
+// identity (owners.ts, memoised per cgroup id), in both forms: neither sends an event off
+// the row path.
 import { AF_INET, formatIpAt } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, KERNEL_COMM, TCP_STATES } from '../contract/common.js';
 import type { EventType, MonitorEvent } from '../contract/events.js';
+import type { RemoteGeo } from '../contract/geo.js';
+import { NO_OWNER, type OwnerEntry, type OwnerMemo } from './owners.js';
 import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
 export interface DecodeContext {
   /** The CLOCK_BOOTTIME ns (u64, little-endian) at `off` in `v` -> wall-clock ms. */
   toMsAt(v: DataView, off: number): number;
   ifname(ifindex: number): string | null;
+  /** Where a remote address is (the geo service's cached lookup); absent or null: geo is off. */
+  remoteGeo?(addr: string): RemoteGeo | null;
+  /** Owners' identities by cgroup id; absent: identity fields are null (cgroupId is still given). */
+  owners?: OwnerMemo;
+  /** The cgroup id an exiting process had at its exec (the exit record carries none). */
+  cgroupOfPid?(pid: number): string | null;
+}
+
+/** Each place's JSON, made once per answer (the geo service hands out one frozen object per
+ * address it has cached, so this holds what its cache holds). */
+const geoJsonCache = new WeakMap<RemoteGeo, string>();
+function geoOf(ctx: DecodeContext, addr: string): RemoteGeo | null {
+  return ctx.remoteGeo ? ctx.remoteGeo(addr) : null;
+}
+function geoJson(g: RemoteGeo | null): string {
+  if (g === null) return 'null';
+  let j = geoJsonCache.get(g);
+  if (j === undefined) {
+    j = JSON.stringify(g);
+    geoJsonCache.set(g, j);
+  }
+  return j;
+}
+
+/** The owner of a connection record's socket (as readOwner read it: `w`). */
+function connOwner(v: DataView, o: number, ctx: DecodeContext): OwnerEntry {
+  if (w.pid === null) return NO_OWNER;
+  const cg = u64(v, o + OWNER.fields.cgroup_id.offset);
+  return ctx.owners ? ctx.owners.of(cg, w.pid) : cg === 0 ? NO_OWNER : bareOwner(cg);
+}
+
+/** Without an identity service: the cgroup id and nothing else (tests, tools). */
+function bareOwner(cg: number): OwnerEntry {
+  const owner = { ...NO_OWNER.owner, cgroupId: String(cg) };
+  return { owner, row: `,"${owner.cgroupId}"${NO_OWNER.row.slice(5)}`, identity: NO_OWNER.identity, checkedMs: 0 };
+}
+
+function procOwner(ctx: DecodeContext, cgroupId: string | null, pid: number): OwnerEntry {
+  if (cgroupId === null) return NO_OWNER;
+  return ctx.owners ? ctx.owners.ofString(cgroupId, pid) : bareOwner(Number(cgroupId));
 }
 
 const TWO32 = 2 ** 32;
@@ -202,12 +249,14 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
     case EV.ACCEPT: {
       readOwner(v, b, off + EVENT_CONN.fields.owner.offset);
       readKey(v, b, off + EVENT_CONN.fields.key.offset);
+      const o = connOwner(v, off + EVENT_CONN.fields.owner.offset, ctx).owner;
       // Written out rather than spread: one object shape, built in one go.
       return {
         type: type === EV.CONNECT ? 'connect' : 'accept', at,
         protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
         pid: w.pid, tid: w.tid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
-        remoteGeo: null, // set by the event bus's enricher (api/geo.ts) before anyone sees it
+        remoteGeo: geoOf(ctx, k.remoteAddr),
+        cgroupId: o.cgroupId, cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }
     case EV.CLOSE: {
@@ -215,6 +264,7 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
       readOwner(v, b, off + F.owner.offset);
       readKey(v, b, off + F.key.offset);
       const seen = v.getUint8(off + F.flow_seen.offset) === 1;
+      const o = connOwner(v, off + F.owner.offset, ctx).owner;
       return {
         type: 'close', at,
         protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
@@ -227,38 +277,46 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
         payloadBytesSent: u64(v, off + F.payload_sent.offset),
         payloadBytesReceived: u64(v, off + F.payload_received.offset),
         previousState: TCP_STATES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
-        remoteGeo: null,
+        remoteGeo: geoOf(ctx, k.remoteAddr),
+        cgroupId: o.cgroupId, cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }
     case EV.EXEC: {
       const F = EVENT_EXEC.fields;
       const fnLen = Math.min(v.getUint16(off + F.filename_len.offset, true), F.filename.size);
       const argsLen = Math.min(v.getUint16(off + F.args_len.offset, true), F.args.size);
+      const pid = v.getUint32(off + F.tgid.offset, true);
+      const cgroupId = v.getBigUint64(off + F.cgroup_id.offset, true).toString();
+      const o = procOwner(ctx, cgroupId, pid).owner;
       return {
         type: 'exec', at,
-        pid: v.getUint32(off + F.tgid.offset, true),
+        pid,
         ppid: v.getUint32(off + F.ppid.offset, true),
         uid: v.getUint32(off + F.uid.offset, true),
         gid: v.getUint32(off + F.gid.offset, true),
-        cgroupId: v.getBigUint64(off + F.cgroup_id.offset, true).toString(),
+        cgroupId,
         comm: cString(b, off + F.comm.offset, 16),
         filename: Buffer.from(b.buffer, b.byteOffset + off + F.filename.offset, fnLen).toString('utf8'),
         args: splitArgs(b, off + F.args.offset, argsLen),
         argsTruncated: v.getUint8(off + F.args_truncated.offset) === 1,
+        cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }
     case EV.EXIT: {
       const F = EVENT_EXIT.fields;
       const status = v.getUint32(off + F.exit_code.offset, true);
+      const pid = v.getUint32(off + F.tgid.offset, true);
+      const o = procOwner(ctx, ctx.cgroupOfPid?.(pid) ?? null, pid).owner;
       return {
         type: 'exit', at,
-        pid: v.getUint32(off + F.tgid.offset, true),
+        pid,
         ppid: v.getUint32(off + F.ppid.offset, true),
         uid: v.getUint32(off + F.uid.offset, true),
         comm: cString(b, off + F.comm.offset, 16),
         exitCode: (status >> 8) & 0xff,
         signal: status & 0x7f,
         durationMs: exitDurationMs(v, off),
+        cgroupId: o.cgroupId, cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }
     default:
@@ -282,8 +340,9 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
       const at = atOf(v, off, ctx);
       readOwner(v, b, off + EVENT_CONN.fields.owner.offset);
       readKey(v, b, off + EVENT_CONN.fields.key.offset);
+      const owner = connOwner(v, off + EVENT_CONN.fields.owner.offset, ctx).row;
       return `[${type === EV.CONNECT ? '"connect"' : '"accept"'},"${at}",${w.pid},${w.tid},${w.uid},${commJson()},"${k.protocol}",${k.ipv4 ? '"ipv4"' : '"ipv6"'},` +
-        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},null]`; // remoteGeo: the enricher's (events/bus.ts)
+        `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},${geoJson(geoOf(ctx, k.remoteAddr))}${owner}]`;
     }
     case EV.CLOSE: {
       const F = EVENT_CLOSE.fields;
@@ -292,11 +351,13 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
       readKey(v, b, off + F.key.offset);
       const seen = v.getUint8(off + F.flow_seen.offset) === 1;
       const state = TCP_STATE_JSON[v.getUint8(off + F.old_state.offset)] ?? '"unknown"';
+      const owner = connOwner(v, off + F.owner.offset, ctx).row;
       return `["close","${at}",${w.pid},${w.uid},${commJson()},"${k.protocol}",${k.ipv4 ? '"ipv4"' : '"ipv6"'},` +
         `"${k.localAddr}",${k.localPort},"${k.remoteAddr}",${k.remotePort},${attributedByJson(w.how)},` +
         `${seen},${seen ? ifnameJson(ctx, v.getUint32(off + F.ifindex.offset, true)) : 'null'},` +
         `${u64(v, off + F.tx_bytes.offset)},${u64(v, off + F.rx_bytes.offset)},${u64(v, off + F.tx_packets.offset)},${u64(v, off + F.rx_packets.offset)},` +
-        `${seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null},${u64(v, off + F.payload_sent.offset)},${u64(v, off + F.payload_received.offset)},${state},null]`;
+        `${seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null},${u64(v, off + F.payload_sent.offset)},${u64(v, off + F.payload_received.offset)},${state},` +
+        `${geoJson(geoOf(ctx, k.remoteAddr))}${owner}]`;
     }
     default: {
       const e = decodeEvent(v, off, len, ctx);
@@ -309,12 +370,33 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
 function rowOf(e: MonitorEvent): string {
   switch (e.type) {
     case 'exec':
-      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.gid, e.cgroupId, e.comm, e.filename, e.args, e.argsTruncated]);
+      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.gid, e.cgroupId, e.comm, e.filename, e.args, e.argsTruncated, e.cgroupPath, e.unit, e.userUnit, e.slice, e.container, e.app]);
     case 'exit':
-      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.comm, e.exitCode, e.signal, e.durationMs]);
+      return JSON.stringify([e.type, e.at, e.pid, e.ppid, e.uid, e.comm, e.exitCode, e.signal, e.durationMs, e.cgroupId, e.cgroupPath, e.unit, e.userUnit, e.slice, e.container, e.app]);
     default:
       throw new Error(`no row form for ${e.type} records`);
   }
+}
+
+/**
+ * The owner of a record (its identity, for the events filter) without decoding the rest:
+ * the socket's owner for connection records, the process for exec and exit records.
+ */
+export function recordOwner(v: DataView, off: number, recordType: number, ctx: DecodeContext): OwnerEntry {
+  const o = ownerOffset(recordType);
+  if (o !== null) {
+    if (!ownedByProcess(v.getUint8(off + o + OWNER.fields.how.offset))) return NO_OWNER;
+    const cg = u64(v, off + o + OWNER.fields.cgroup_id.offset);
+    const pid = v.getUint32(off + o + OWNER.fields.tgid.offset, true);
+    return ctx.owners ? ctx.owners.of(cg, pid) : cg === 0 ? NO_OWNER : bareOwner(cg);
+  }
+  if (recordType === EV.EXEC) {
+    const cg = u64(v, off + EVENT_EXEC.fields.cgroup_id.offset);
+    const pid = v.getUint32(off + EVENT_EXEC.fields.tgid.offset, true);
+    return ctx.owners ? ctx.owners.of(cg, pid) : cg === 0 ? NO_OWNER : bareOwner(cg);
+  }
+  const pid = v.getUint32(off + EVENT_EXIT.fields.tgid.offset, true);
+  return procOwner(ctx, ctx.cgroupOfPid?.(pid) ?? null, pid);
 }
 
 /** Offset of the owner in connection and close records (null for other types). */

@@ -23,6 +23,7 @@ import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
 import { decodable, recordEventType, type DecodeContext } from './decoder.js';
 import { RecordEvent } from './records.js';
+import { OwnerMemo } from './owners.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
 import { HookPort } from './hooks.js';
@@ -122,6 +123,9 @@ export class Monitor implements MonitorApi {
   private constructor(private readonly opts: MonitorOptions, deployment: Deployment, private readonly ownsDeployment: boolean, readonly bus: EventBus) {
     this.log = opts.logger.child({ component: 'monitor' });
     this.deployment = deployment;
+    // Events name their owners through the identity service, once per cgroup (owners.ts).
+    const identity = opts.identity;
+    this.decodeCtx.owners = new OwnerMemo(identity ? (cg, pid) => identity.of(cg, pid) : null);
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
     this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
     this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null);
@@ -325,6 +329,8 @@ export class Monitor implements MonitorApi {
   readonly decodeCtx: DecodeContext = {
     toMsAt: (v, off) => this.wall.toMsAt(v, off),
     ifname: (i) => this.interfaces.name(i),
+    remoteGeo: (addr) => this.bus.remoteGeo(addr),
+    cgroupOfPid: (pid) => this.processes.get(pid)?.cgroupId ?? null,
   };
 
   /** The record being published (one view reused for every record: see records.ts). */

@@ -2,16 +2,21 @@
 // A ring-buffer record as a BusEvent (events/bus.ts): type, pid and uid read from the bytes
 // at once (subscribers filter on them), the object, its JSON and its row each built only if a
 // subscriber asks, at most once. One instance is reused for every record: it is valid while
-// the bus publishes it, which is while the reader holds the record.
+// the bus publishes it, which is while the reader holds the record. Its forms carry
+// remoteGeo and the owner's identity themselves (decoder.ts), so the bus need not complete
+// them (`complete`), and a filter on identity reads the owner without decoding the record.
 import type { EventType, MonitorEvent } from '../contract/events.js';
+import type { OwnerIdentity } from '../contract/identity.js';
 import type { BusEvent } from '../events/bus.js';
-import { decodeEvent, encodeRow, ownerOffset, type DecodeContext } from './decoder.js';
+import { decodeEvent, encodeRow, ownerOffset, recordOwner, type DecodeContext } from './decoder.js';
 import { EV, EVENT_EXEC, EVENT_EXIT, OWNER, ownedByProcess } from './wire.js';
 
 export class RecordEvent implements BusEvent {
   type: EventType = 'close';
   pid: number | null = null;
   uid: number | null = null;
+  readonly complete = true;
+  private recordType = 0;
   private v: DataView | null = null;
   private off = 0;
   private len = 0;
@@ -27,6 +32,7 @@ export class RecordEvent implements BusEvent {
     this.off = off;
     this.len = len;
     this.type = type;
+    this.recordType = recordType;
     this.obj = null;
     this.jsonText = null;
     this.rowText = null;
@@ -43,6 +49,10 @@ export class RecordEvent implements BusEvent {
       this.uid = v.getUint32(off + EVENT_EXIT.fields.uid.offset, true);
     }
     return this;
+  }
+
+  owner(): OwnerIdentity {
+    return recordOwner(this.v!, this.off, this.recordType, this.ctx).identity;
   }
 
   event(): MonitorEvent {

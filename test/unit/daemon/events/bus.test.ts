@@ -90,17 +90,18 @@ test('eventRow: the values in EVENT_FIELDS order, the type first', () => {
   assert.equal(row[0], 'exit');
 });
 
-test('the enricher completes connection events once, in every form a subscriber takes (object, JSON, row); others pass untouched', () => {
+test('with geo on, connection events published as objects are completed once, in every form a subscriber takes (object, JSON, row); others pass untouched', () => {
   const connect: MonitorEvent = {
     type: 'connect', at: '2026-11-22T00:00:00.000Z', pid: 7, tid: 7, uid: 0, comm: 'curl', protocol: 'tcp', family: 'ipv4',
-    localAddr: '10.0.0.1', localPort: 40000, remoteAddr: '192.0.2.1', remotePort: 443, attributedBy: 'connect', remoteGeo: null,
+    localAddr: '10.0.0.1', localPort: 40000, remoteAddr: '192.0.2.1', remotePort: 443, attributedBy: 'connect', remoteGeo: null, ...noIdentity,
   };
   const geo = { country: null, city: null, lat: null, lon: null, asn: null, org: null, label: 'documentation' as const };
   const bus = new EventBus();
   let calls = 0;
-  bus.setEnricher((e) => {
+  bus.setRemoteGeo((addr) => {
     calls++;
-    if (e.type === 'connect' || e.type === 'accept' || e.type === 'close') e.remoteGeo = { ...geo };
+    assert.equal(addr, '192.0.2.1');
+    return { ...geo };
   });
   const seen: Array<{ obj: MonitorEvent; json: unknown; row: unknown[] }> = [];
   bus.subscribeEvents((e: BusEvent) => seen.push({ obj: e.event(), json: JSON.parse(e.json()), row: JSON.parse(e.row()) as unknown[] }));
@@ -114,10 +115,33 @@ test('the enricher completes connection events once, in every form a subscriber 
   const fields = EVENT_FIELDS.connect as readonly string[];
   assert.deepEqual(c!.row[fields.indexOf('remoteGeo')], geo);
   assert.deepEqual(x!.row, JSON.parse(eventRow(exit(9))));
-  // Without an enricher (geo off) the field is there, null.
+  // Geo off: the field is there, null.
   const plain = new EventBus();
   let row: unknown[] = [];
   plain.subscribeEvents((e: BusEvent) => (row = JSON.parse(e.row()) as unknown[]));
   plain.publish({ ...connect });
   assert.equal(row[fields.indexOf('remoteGeo')], null);
+});
+
+test('a view whose forms already carry remoteGeo (the monitor\'s records) is not completed again, and the owner of an event is what a filter reads', () => {
+  const bus = new EventBus();
+  let calls = 0;
+  bus.setRemoteGeo(() => {
+    calls++;
+    return null;
+  });
+  const e = { ...exit(3), type: 'close' } as unknown as MonitorEvent;
+  const view: BusEvent = { type: 'close', pid: 3, uid: 0, complete: true, owner: () => null, event: () => e, json: () => JSON.stringify(e), row: () => eventRow(e) };
+  const got: BusEvent[] = [];
+  bus.subscribeEvents((b) => got.push(b));
+  bus.publishEvent(view);
+  assert.equal(got[0], view, 'handed on as it is');
+  assert.equal(calls, 0);
+  // Object events: connection and process events have an owner; lb events none.
+  const owners: Array<unknown> = [];
+  bus.subscribeEvents((b) => owners.push(b.owner()));
+  bus.publish(exit(4));
+  bus.publish({ type: 'lb', at: 'x', pid: null, uid: null, comm: null, name: 'lb.vip.added', detail: {} });
+  assert.equal((owners[0] as { pid: number }).pid, 4);
+  assert.equal(owners[1], null);
 });

@@ -3,13 +3,17 @@
 // from the bytes) must be the event object (decodeEvent) field for field, and both must say
 // what the test wrote into the record: random records of every type, with the awkward
 // values (comm with quotes, backslashes, control characters and UTF-8, IPv6, no owner, the
-// kernel as owner, unknown TCP states, counters above 2^53, timestamps in and across seconds).
+// kernel as owner, unknown TCP states, counters above 2^53, timestamps in and across seconds),
+// with and without the owner's identity (memoised per cgroup) and remoteGeo.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EVENT_FIELDS, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import { decodable, decodeEvent, encodeRow, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
 import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rowEvent } from '../../../../client/src/events.js';
+import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
+import type { OwnerIdentity } from '../../../../daemon/src/contract/identity.js';
+import type { RemoteGeo } from '../../../../daemon/src/contract/geo.js';
 
 /** A small deterministic PRNG (xorshift32): failures reproduce. */
 function rng(seed: number) {
@@ -32,7 +36,38 @@ const ctx: DecodeContext = {
   ifname: (i) => (i === 3 ? 'veth"odd' : i === 0 ? null : `if${i}`),
 };
 
-interface Truth { type: number; pid: number | null; uid: number | null; comm: string | null; localPort?: number; txBytes?: number; ts: bigint }
+/** The identity service as the test made it: an identity per cgroup id (awkward strings
+ * included), and the times it was asked. */
+const asked = new Map<string, number>();
+const identityOf = (cg: string): OwnerIdentity => ({
+  cgroupPath: `/system.slice/u${cg}.service`, unit: Number(cg) % 3 === 0 ? 'a"b\\c.service' : `u${cg}.service`, userUnit: null, slice: 'system.slice',
+  container: Number(cg) % 2 === 0 ? { runtime: 'docker', id: cg.padStart(64, '0'), name: 'wéb' } : null,
+  app: Number(cg) % 5 === 0 ? { kind: 'flatpak', id: 'org.example.App' } : null,
+});
+const identities = new Map<string, OwnerIdentity>();
+/** Where addresses are, as the test decided: IPv4 addresses ending in an even byte have a place. */
+const places = new Map<string, RemoteGeo>();
+const placeOf = (addr: string): RemoteGeo | null => {
+  if (!/\.\d*[02468]$/.test(addr)) return null;
+  let g = places.get(addr);
+  if (!g) places.set(addr, (g = Object.freeze({ country: 'DE', city: 'K"öln', lat: 50.9, lon: 6.9, asn: 3320, org: 'x', label: null })));
+  return g;
+};
+/** Exits: the process table knows the cgroup of odd pids (their exec was seen). */
+const execCgroup = (pid: number): string | null => (pid % 2 ? String(pid * 7) : null);
+const full: DecodeContext = {
+  ...ctx,
+  remoteGeo: placeOf,
+  owners: new OwnerMemo((cg) => {
+    asked.set(cg, (asked.get(cg) ?? 0) + 1);
+    let id = identities.get(cg);
+    if (!id) identities.set(cg, (id = Object.freeze(identityOf(cg))));
+    return id;
+  }, { now: () => 0 }),
+  cgroupOfPid: execCgroup,
+};
+
+interface Truth { type: number; pid: number | null; uid: number | null; comm: string | null; localPort?: number; txBytes?: number; ts: bigint; cgroupId?: string | null; remoteAddr?: string }
 
 function writeOwner(b: Buffer, o: number, r: ReturnType<typeof rng>, t: Truth): void {
   const how = r.pick([0, 1, 2, 3, 4, 5, 6, 7]);
@@ -44,7 +79,11 @@ function writeOwner(b: Buffer, o: number, r: ReturnType<typeof rng>, t: Truth): 
   b.writeUInt32LE(uid, o + OWNER.fields.uid.offset);
   Buffer.from(comm, 'utf8').copy(b, o + OWNER.fields.comm.offset, 0, 15);
   b[o + OWNER.fields.how.offset] = how;
+  // A few cgroups, as a burst of events from a few services; sometimes none.
+  const cg = r.int(8) === 0 ? 0 : 4294967296 + r.int(12);
+  b.writeBigUInt64LE(BigInt(cg), o + OWNER.fields.cgroup_id.offset);
   const owned = how !== 0 && how !== 7;
+  t.cgroupId = owned && cg !== 0 ? String(cg) : null;
   t.pid = owned ? tgid : null;
   t.uid = owned ? uid : null;
   t.comm = owned ? comm : how === 7 ? '[kernel]' : null;
@@ -95,7 +134,9 @@ function record(r: ReturnType<typeof rng>, i: number): { buf: Buffer; t: Truth }
     t.comm = r.pick(COMMS);
     b.writeUInt32LE(t.pid, F.tgid.offset);
     b.writeUInt32LE(t.uid, F.uid.offset);
-    b.writeBigUInt64LE(BigInt(r.u32()) << 20n, F.cgroup_id.offset);
+    const cg = BigInt(r.int(16) + 1) << 20n;
+    b.writeBigUInt64LE(cg, F.cgroup_id.offset);
+    t.cgroupId = String(cg);
     Buffer.from(t.comm, 'utf8').copy(b, F.comm.offset, 0, 15);
     const file = `/usr/bin/${r.pick(COMMS)}`;
     b.writeUInt16LE(Buffer.from(file).copy(b, F.filename.offset), F.filename_len.offset);
@@ -109,6 +150,7 @@ function record(r: ReturnType<typeof rng>, i: number): { buf: Buffer; t: Truth }
     t.comm = r.pick(COMMS);
     b.writeUInt32LE(t.pid, F.tgid.offset);
     b.writeUInt32LE(t.uid, F.uid.offset);
+    t.cgroupId = execCgroup(t.pid);
     b.writeUInt32LE(r.int(65536), F.exit_code.offset);
     b.writeBigUInt64LE(r.int(2) ? ts - BigInt(r.u32()) : 0n, F.start_ns.offset);
     Buffer.from(t.comm, 'utf8').copy(b, F.comm.offset, 0, 15);
@@ -116,15 +158,15 @@ function record(r: ReturnType<typeof rng>, i: number): { buf: Buffer; t: Truth }
   return { buf: b, t };
 }
 
-test('a record\'s row is its event object, field for field, and both say what the record holds', () => {
+for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s identity and remoteGeo', full]] as const) test(`a record's row is its event object, field for field, and both say what the record holds (${what})`, () => {
   const r = rng(20261203);
   for (let i = 0; i < 5000; i++) {
     const { buf, t } = record(r, i);
     const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const len = buf.length - 8;
     assert.ok(decodable(v, 0, len));
-    const e = decodeEvent(v, 0, len, ctx)!;
-    const row = encodeRow(v, 0, len, ctx)!;
+    const e = decodeEvent(v, 0, len, c)!;
+    const row = encodeRow(v, 0, len, c)!;
     const parsed = JSON.parse(row) as unknown[];
     const fields = EVENT_FIELDS[e.type] as readonly string[];
     assert.equal(parsed.length, fields.length, `record ${i}: ${row}`);
@@ -137,7 +179,46 @@ test('a record\'s row is its event object, field for field, and both say what th
     assert.equal(e.at, new Date(Number(1_790_000_000_000n + t.ts / 1_000_000n)).toISOString(), `record ${i}`);
     if (e.type === 'close' || e.type === 'connect' || e.type === 'accept') assert.equal(e.localPort, t.localPort);
     if (e.type === 'close') assert.equal(e.txBytes, t.txBytes);
+    if (e.type === 'lb' || e.type === 'dns' || e.type === 'http') assert.fail(e.type);
+    // The owner: the cgroup the record names (exit: the one its exec had), and what the
+    // identity service says of it; geo: the lookup's answer for the remote address.
+    assert.equal(e.cgroupId, e.type === 'exit' && c !== full ? null : (t.cgroupId ?? null), `record ${i}`);
+    const want = c === full && e.cgroupId !== null ? identityOf(e.cgroupId) : { cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null };
+    assert.deepEqual({ cgroupPath: e.cgroupPath, unit: e.unit, userUnit: e.userUnit, slice: e.slice, container: e.container, app: e.app }, want, `record ${i}`);
+    if (e.type !== 'exec' && e.type !== 'exit') assert.deepEqual(e.remoteGeo, c === full ? placeOf(e.remoteAddr) : null);
   }
+  if (c === full) assert.ok([...asked.values()].every((n) => n === 1), 'the identity service was asked once per cgroup');
+});
+
+test('owners: memoised per cgroup id, asked again after recheckMs (a new answer makes a new row), a throwing service gives null fields', () => {
+  let now = 0;
+  let answer: OwnerIdentity = Object.freeze(identityOf('7'));
+  let calls = 0;
+  const m = new OwnerMemo((cg, pid) => {
+    calls++;
+    assert.equal(cg, '4294967305');
+    assert.equal(pid, 42);
+    return answer;
+  }, { now: () => now, recheckMs: 1000 });
+  const a = m.of(4294967305, 42);
+  assert.equal(a.owner.unit, 'u7.service');
+  assert.deepEqual(JSON.parse(`[0${a.row}]`).slice(1), [a.owner.cgroupId, a.owner.cgroupPath, a.owner.unit, a.owner.userUnit, a.owner.slice, a.owner.container, a.owner.app]);
+  now = 999;
+  assert.equal(m.of(4294967305, 42), a);
+  assert.equal(calls, 1);
+  now = 1000;
+  assert.equal(m.of(4294967305, 42), a, 'the same answer: the same entry');
+  assert.equal(calls, 2);
+  answer = Object.freeze({ ...answer, unit: 'renamed.service' });
+  now = 2500;
+  const b = m.of(4294967305, 42);
+  assert.equal(b.owner.unit, 'renamed.service');
+  assert.match(b.row, /renamed\.service/);
+  assert.equal(m.of(0, 42).owner.cgroupId, null, 'no cgroup: no owner');
+  const broken = new OwnerMemo(() => {
+    throw new Error('EIO');
+  });
+  assert.deepEqual(broken.of(5, 1).owner, { cgroupId: '5', cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null });
 });
 
 test('records too short for their type, or of an unknown type, decode to nothing', () => {
