@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The identity filters and identity.get at the API boundary (every transport): bad input is
 // InvalidParams naming the field, identity.get is scoped by caller, processes.list groups
-// per unit/container/app.
+// per unit/container/app, and events are filtered on their owner's identity.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildApi, type Caller, type IdentityApi } from '../../../../daemon/src/api/index.js';
+import { buildApi, eventFilter, type Caller, type IdentityApi } from '../../../../daemon/src/api/index.js';
+import { ObjectEvent } from '../../../../daemon/src/events/bus.js';
 import { AppError } from '../../../../daemon/src/errors.js';
 import type { IdentityResult } from '../../../../daemon/src/contract/identity.js';
 import { FakeMonitor, flow, noIdentity } from '../../../helpers/fake-monitor.js';
@@ -42,6 +43,10 @@ test('bad identity filters are refused naming the field, on every method that ta
   fails(() => m['flows.list'].validate({ unit: 'a/b.service' }, root), 'InvalidParams', 'params.unit');
   fails(() => m['processes.list'].validate({ container: 'has space' }, root), 'InvalidParams', 'params.container');
   fails(() => m['processes.list'].validate({ by: 'pod' }, root), 'InvalidParams', 'params.by');
+  fails(() => eventFilter({ app: 7 }, root), 'InvalidParams', 'params.app');
+  fails(() => eventFilter({ cgroup: 'system.slice' }, root), 'InvalidParams', 'params.cgroup');
+  fails(() => eventFilter({ unit: 'a/b.service' }, root), 'InvalidParams', 'params.unit');
+  fails(() => eventFilter({ container: 'has space' }, root), 'InvalidParams', 'params.container');
   assert.ok(m['flows.list'].validate({ unit: 'getty@*', cgroup: '/system.slice' }, root).query.identity, 'a good filter becomes a predicate');
   assert.equal(m['flows.list'].validate({}, root).query.identity, undefined, 'no filter, no predicate');
 });
@@ -73,4 +78,28 @@ test('processes.list: filtered by identity, and grouped per unit with `by`', asy
   assert.deepEqual((await run({ unit: 'a.service' })).processes.map((p) => p.pid).sort(), [1, 2]);
   const g = (await run({ by: 'unit', limit: 1 })).groups!;
   assert.deepEqual(g.map((x) => [x.key, x.pids, x.txBytes, x.rxBytes]), [['a.service', [1, 2], 30, 3], ['b.service', [3], 5, 5], [null, [4], 1, 0]], 'groups total every process, whatever limit keeps');
+});
+
+test('events: an identity filter keeps the events of matching owners (asked once per owner) and leaves events without one out', () => {
+  const base = { type: 'exec' as const, at: 'x', pid: 1, uid: 0, comm: 'c', ppid: 0, gid: 0, filename: '/x', args: [] as string[], argsTruncated: false, ...noIdentity, cgroupId: '9' };
+  const web = { ...base, unit: 'docker-abc.scope', container: { runtime: 'docker' as const, id: 'a'.repeat(64), name: 'web' } };
+  const lb = new ObjectEvent({ type: 'lb', at: 'x', pid: null, uid: null, comm: null, name: 'lb.vip.added', detail: {} });
+  const f = eventFilter({ container: 'web' }, root);
+  assert.ok(f.accepts(new ObjectEvent(web)));
+  assert.ok(!f.accepts(new ObjectEvent(base)));
+  assert.ok(!f.accepts(lb), 'no owner: left out by an identity filter');
+  assert.ok(eventFilter({}, root).accepts(lb), 'without one, kept');
+  assert.ok(eventFilter({ unit: 'docker-*', container: 'aaaaaaaaaaaa' }, root).accepts(new ObjectEvent(web)), 'all filters must match');
+  assert.ok(!eventFilter({ unit: 'docker-*', app: 'x' }, root).accepts(new ObjectEvent(web)));
+  // The record views hand the same identity object for every event of a cgroup: the
+  // predicate runs once for it.
+  let reads = 0;
+  const shared = { ...web };
+  const view = { type: 'close' as const, pid: 1, uid: 1000, owner: () => shared };
+  const g = eventFilter({ cgroup: '/' }, root);
+  Object.defineProperty(shared, 'cgroupPath', { get: () => (reads++, '/system.slice/docker-abc.scope') });
+  for (let i = 0; i < 100; i++) assert.ok(g.accepts(view));
+  assert.equal(reads, 1);
+  // Scoping still applies first: alice never sees uid 0's events, whatever the filter.
+  assert.ok(!eventFilter({ container: 'web' }, alice).accepts(new ObjectEvent(web)));
 });
