@@ -27,8 +27,8 @@ export interface EventHandlers {
   onLost(lost: number): void;
 }
 
-/** Subscribes on `client` (types, pid) in row batches; returns the subscription id. */
-export async function subscribeEvents(client: DaemonClient, params: Pick<EventsSubscribeParams, 'types' | 'pid'>, h: EventHandlers): Promise<string> {
+/** Subscribes on `client` (types, pid, identity filters) in row batches; returns the subscription id. */
+export async function subscribeEvents(client: DaemonClient, params: Pick<EventsSubscribeParams, 'types' | 'pid' | 'unit' | 'container' | 'app' | 'cgroup'>, h: EventHandlers): Promise<string> {
   let id: string | null = null;
   // Notifications can come before the reply names the subscription: hold them until then.
   const early: Array<() => void> = [];

@@ -3,11 +3,19 @@ import { Command, Option } from 'commander';
 import { EVENT_TYPES, type MonitorEvent } from '../../../daemon/src/contract/events.js';
 import { subscribeEvents } from '../events.js';
 import { bytes, endpoint, userName } from '../render/format.js';
-import { intArg, listArg } from './common.js';
+import { appLabel, containerLabel, unitLabel } from '../render/identity.js';
+import { addIdentityOptions, identityParams, intArg, listArg } from './common.js';
 import { follow, reconnectOption, untilClosed, type Gap } from './follow.js';
 
+/** ` {unit, container, app}` after the process, for the kinds its owner has. */
+function owner(e: MonitorEvent): string {
+  if (e.type === 'lb' || e.type === 'dns' || e.type === 'http') return '';
+  const parts = [e.unit !== null ? unitLabel(e) : null, e.container ? containerLabel(e.container) : null, e.app ? appLabel(e.app) : null].filter((x) => x !== null);
+  return parts.length ? ` {${parts.join(', ')}}` : '';
+}
+
 function line(e: MonitorEvent): string {
-  const who = `${e.comm ?? '?'}[${e.pid ?? '?'}] ${userName(e.uid)}`;
+  const who = `${e.comm ?? '?'}[${e.pid ?? '?'}] ${userName(e.uid)}${owner(e)}`;
   const t = e.at.slice(11, 23);
   switch (e.type) {
     case 'connect':
@@ -29,7 +37,7 @@ function line(e: MonitorEvent): string {
 }
 
 export function eventsCommand(): Command {
-  return new Command('events')
+  return addIdentityOptions(new Command('events'))
     .description('follow connect, accept, close, exec, exit, load-balancer, DNS and HTTP events until interrupted')
     .addOption(new Option('--type <types>', `comma-separated: ${EVENT_TYPES.join(',')}`).argParser(listArg(EVENT_TYPES)))
     .option('--pid <n>', 'only events of this process', intArg(0, 0x7fffffff))
@@ -45,7 +53,7 @@ export function eventsCommand(): Command {
         let finish!: () => void;
         const finished = new Promise<void>((r) => (finish = r));
         signal.addEventListener('abort', finish);
-        const subscription = await subscribeEvents(client, { types: o.type, pid: o.pid }, {
+        const subscription = await subscribeEvents(client, { types: o.type, pid: o.pid, ...identityParams(o) }, {
           onEvent: (e) => {
             if (o.count !== undefined && seen >= o.count) return; // the rest of the last batch
             process.stdout.write(`${o.json ? JSON.stringify(e) : line(e)}\n`);
