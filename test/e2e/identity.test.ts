@@ -5,14 +5,16 @@
 // truth for the owner, the directory the test made for the cgroup), and tcpdump on the link
 // is the truth for bytes: `flows --container/--unit/--cgroup/--app` find exactly those
 // flows, `top --by unit|container|app` totals equal what the capture saw for the group's
-// processes, and `identity PID` names what the test built. The daemon also serves D-Bus on a private system-like bus (with the
+// processes, `events --unit/--container` follow exactly those processes' connections (the
+// pids the test spawned; a process outside the filter never shows), and `identity PID` names what the test built. The daemon also serves D-Bus on a private system-like bus (with the
 // real bus policy): GetFlows, GetProcessTotals and GetIdentity answer what the CLI does.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { ctl, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals, type Packet } from '../helpers/pcap.js';
 import { TestCgroups } from '../helpers/cgroups.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
@@ -21,6 +23,15 @@ import { Agent, errorOf, manager, ok, plain, REPO, startPrivateBus, v } from '..
 import { ERRORS } from '../../daemon/src/contract/errors.js';
 
 const TCP = 6;
+
+/** Polls `cond` (output a process writes as it goes) for up to 15 s. */
+async function waitFor(cond: () => boolean, show: () => string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > 15_000) assert.fail(`not seen in 15 s: ${show().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 const DOCKER = Buffer.from('e2e-docker-container-id-for-ebpfmon').toString('hex').padEnd(64, '0').slice(0, 64);
 const UNIT = 'emon-e2e-web.service';
 const APP_SCOPE = 'app-gnome-org.example.E2eEditor-4711.scope';
@@ -148,6 +159,67 @@ describe('identity through the daemon and ebpfmonctl', privileged({ timeout: 180
     assert.ok(apps.find((r) => r.key === 'desktop:org.example.E2eEditor'), JSON.stringify(apps.map((r) => r.key)));
     const human = await run(['top', '--by', 'unit', '--count', '1']);
     assert.match(human, new RegExp(`^${UNIT.replace(/\./g, '\\.')}\\s+${row.pids.length}\\s`, 'm'), human);
+  });
+
+  /** `ebpfmonctl events ARGS` (the real CLI), once it has subscribed: its stdout as JSON lines and as text. */
+  async function followEvents(args: string[]) {
+    const child = spawn(process.execPath, [CTL_MAIN, '--socket', daemon.socketPath, 'events', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EBPFMONCTL_ANNOUNCE: '1' },
+    });
+    lab.track(child);
+    let err = '';
+    let text = '';
+    const subscribed = new Promise<void>((resolve, reject) => {
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+        err += d;
+        if (err.includes('subscribed')) resolve();
+      });
+      child.once('exit', (c) => reject(new Error(`ebpfmonctl events exited (${c}): ${err}`)));
+    });
+    const lines = jsonLines(child);
+    child.stdout!.on('data', (d: string) => (text += d));
+    await subscribed;
+    return {
+      lines,
+      text: () => text,
+      stop: async () => {
+        process.kill(child.pid!, 'SIGINT');
+        return new Promise((r) => child.once('exit', r));
+      },
+    };
+  }
+
+  test('events --unit/--container: the connect and close of the process placed there, with its identity; processes outside the filter never show', async () => {
+    const byUnit = await followEvents(['--json', '--type', 'connect,close', '--unit', UNIT]);
+    const byContainer = await followEvents(['--type', 'connect,close', '--container', DOCKER.slice(0, 16)]);
+    const other = await clientIn(cg.docker, 1000); // first: its events come before the unit's, and --unit must not show them
+    const mine = await clientIn(cg.unit, 2000);
+    const connect = await byUnit.lines.next((o) => o.type === 'connect' && o.pid === mine.pid);
+    const close = await byUnit.lines.next((o) => o.type === 'close' && o.pid === mine.pid);
+    for (const e of [connect, close]) {
+      assert.equal(e.localPort, mine.localPort, 'the connection the client made');
+      assert.deepEqual([e.unit, e.userUnit, e.slice, e.cgroupPath, e.container, e.app], [UNIT, null, 'system.slice', cg.unit, null, null]);
+      assert.match(String(e.cgroupId), /^[1-9]\d*$/);
+      // geo is on (the default): rows carry where the remote address is
+      assert.deepEqual((e.remoteGeo as { label: string }).label, 'benchmarking', '198.18.0.0/15');
+    }
+    // The docker-named client connected and closed before it: the kernel and the daemon
+    // saw it (the container subscriber shows it), the unit subscriber did not.
+    await waitFor(() => new RegExp(`close +\\S+\\[${other.pid}\\]`).test(byContainer.text()), () => byContainer.text());
+    assert.ok(byUnit.lines.lines.every((o) => o.pid !== other.pid), 'the docker client is filtered out');
+    assert.ok(byUnit.lines.lines.every((o) => o.unit === UNIT), JSON.stringify(byUnit.lines.lines.map((o) => o.unit)));
+    const lines = byContainer.text().split('\n').filter((l) => l.includes(`[${other.pid}]`));
+    assert.ok(lines.some((l) => / connect /.test(l) && l.includes(`{docker-${DOCKER}.scope, docker:${DOCKER.slice(0, 12)}}`)), lines.join('\n'));
+    assert.ok(!byContainer.text().includes(`[${mine.pid}]`), 'the unit\'s client is not in the container');
+    assert.equal(await byUnit.stop(), 0);
+    assert.equal(await byContainer.stop(), 0);
+    // A bad filter is refused naming the flag's parameter, by the CLI and by the daemon.
+    const bad = await ctl(['events', '--cgroup', 'system.slice'], { socket: daemon.socketPath });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--cgroup/);
+    const badUnit = await ctl(['events', '--unit', 'a/b.service'], { socket: daemon.socketPath });
+    assert.notEqual(badUnit.code, 0);
+    assert.match(badUnit.stderr, /params\.unit/);
   });
 
   test('identity PID names the cgroup, user unit and app the test built, and the process tree', async () => {
