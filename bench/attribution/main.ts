@@ -6,7 +6,8 @@
 //
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
-//        [--daemon-cpu-prof DIR]
+//        [--daemon-cpu-prof DIR] [--geo off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
+//        [--subscribers batch]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
 // server (bench/attribution/acceptor.c) accepts and closes at once; the load generator
@@ -28,6 +29,12 @@
 // Tool CPU = utime+stime of the tool's process(es) over the load and the drain after it;
 // BPF time in the kernel is charged to the processes that trigger it, so it shows in the
 // load generator's own CPU per connection (load CPU column), not in the tool's.
+//
+// Variants of the daemon, each run in every repetition, in an order that rotates from one
+// repetition to the next: `--geo off,on` runs its phases once per `geo.enabled` setting;
+// `--baseline DIR` also runs them with the daemon built in another checkout (DIR/build: e.g.
+// main's, for a before/after in the same run). `--only-ebpfmon`, `--modes` (max, rate) and
+// `--subscribers` (batch, event, none) narrow a run to the phases being compared.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +61,36 @@ const DRAIN_MAX_MS = 15_000;
 const SERVER_WORKERS = 4;
 /** --daemon-cpu-prof DIR: the daemon writes a V8 CPU profile there when it stops (where its CPU goes). */
 const CPU_PROF_DIR = strArg('daemon-cpu-prof');
+const GEO = (strArg('geo') ?? '').split(',').filter(Boolean).map((g) => {
+  if (g !== 'on' && g !== 'off') throw new Error(`--geo: expected off, on or off,on, got ${g}`);
+  return g;
+});
+const BASELINE = strArg('baseline');
+const ONLY_EBPFMON = process.argv.includes('--only-ebpfmon');
+const MODES = listArg('modes', ['max', 'rate'] as const);
+const SUBSCRIBERS = listArg('subscribers', ['batch', 'event', 'none'] as const);
+
+function listArg<T extends string>(name: string, all: readonly T[]): T[] {
+  const v = strArg(name);
+  if (v === undefined) return [...all];
+  const out = v.split(',').filter(Boolean);
+  for (const x of out) if (!all.includes(x as T)) throw new Error(`--${name}: expected some of ${all.join(',')}, got ${x}`);
+  return out as T[];
+}
+
+/** A daemon to measure: which build, and geo on or off (undefined: the config's default). */
+interface Variant { name: string; main?: string; objectDir?: string; geo?: boolean }
+
+function variants(): Variant[] {
+  const builds: Variant[] = [{ name: BASELINE ? 'this build' : '' }];
+  if (BASELINE) {
+    const root = path.resolve(BASELINE, 'build');
+    for (const f of [path.join(root, 'js/daemon/src/main.js'), path.join(root, 'bpf')]) if (!fs.existsSync(f)) throw new Error(`--baseline: ${f} is missing (build that checkout first)`);
+    builds.push({ name: `baseline ${path.basename(path.resolve(BASELINE))}`, main: path.join(root, 'js/daemon/src/main.js'), objectDir: path.join(root, 'bpf') });
+  }
+  if (GEO.length === 0) return builds;
+  return builds.flatMap((b) => GEO.map((g) => ({ ...b, name: [b.name, `geo ${g}`].filter(Boolean).join(', '), geo: g === 'on' })));
+}
 
 type Tool = 'none' | 'tcplife' | 'ebpfmon' | 'ebpfmon-event' | 'ebpfmon-nosub';
 /** How the bench subscribes: as the CLI does (batches of rows), one notification per event, or not at all. */
@@ -65,6 +102,8 @@ interface LoadResult { made: number; failed: number; slow: number; badWorkers: n
 interface Phase {
   rep: number;
   tool: Tool;
+  /** The daemon variant (empty when there is one). */
+  variant: string;
   mode: Mode;
   made: number;
   failed: number;
@@ -237,14 +276,14 @@ class Bench {
     return { r, truth };
   }
 
-  private record(rep: number, tool: Tool, mode: Mode, r: LoadResult, x: Omit<Phase, 'rep' | 'tool' | 'mode' | 'made' | 'failed' | 'slow' | 'rate' | 'loadCpuUsPerConn'>, truth?: Multiset, seen?: Multiset): void {
+  private record(rep: number, tool: Tool, mode: Mode, r: LoadResult, x: Omit<Phase, 'rep' | 'tool' | 'mode' | 'made' | 'failed' | 'slow' | 'rate' | 'loadCpuUsPerConn' | 'variant'>, truth?: Multiset, seen?: Multiset, variant = ''): void {
     if (truth && seen && x.correct < r.made) console.error(`  rep ${rep + 1} ${tool} ${mode}: e.g. ${misses(truth, seen).join('; ')}`);
     const p: Phase = {
-      rep, tool, mode, made: r.made, failed: r.failed, slow: r.slow,
+      rep, tool, mode, variant, made: r.made, failed: r.failed, slow: r.slow,
       rate: r.made / (r.elapsedNs / 1e9), loadCpuUsPerConn: r.cpuUs / Math.max(1, r.made), ...x,
     };
     this.phases.push(p);
-    console.error(`rep ${rep + 1} ${tool} ${mode}: ${p.made} conns at ${p.rate.toFixed(0)}/s (${p.failed} failed, ${p.slow} slow), seen ${p.seen}, right pid ${p.correct}, lost ${p.lost}, tool CPU ${p.toolCpuMs.toFixed(0)} ms (${p.toolPct.toFixed(1)}% of a core${p.toolSysMs !== undefined ? `, ${p.toolSysMs.toFixed(0)} ms in the kernel` : ''}) ${p.toolLoss} ${p.notes}`);
+    console.error(`rep ${rep + 1} ${tool}${variant ? ` [${variant}]` : ''} ${mode}: ${p.made} conns at ${p.rate.toFixed(0)}/s (${p.failed} failed, ${p.slow} slow), seen ${p.seen}, right pid ${p.correct}, lost ${p.lost}, tool CPU ${p.toolCpuMs.toFixed(0)} ms (${p.toolPct.toFixed(1)}% of a core${p.toolSysMs !== undefined ? `, ${p.toolSysMs.toFixed(0)} ms in the kernel` : ''}) ${p.toolLoss} ${p.notes}`);
   }
 
   async none(rep: number, mode: Mode): Promise<void> {
@@ -289,9 +328,14 @@ class Bench {
     }, truth, seen);
   }
 
-  async ebpfmon(rep: number, modes: Array<{ mode: Mode; subscribe: Subscriber }>): Promise<void> {
+  async ebpfmon(rep: number, modes: Array<{ mode: Mode; subscribe: Subscriber }>, variant: Variant = { name: '' }): Promise<void> {
     const daemon: TestDaemon = await startDaemon(this.cli, {
-      config: { flows: { gcIntervalSec: 10 } },
+      config: {
+        flows: { gcIntervalSec: 10 },
+        ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
+        ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
+      },
+      ...(variant.main ? { main: variant.main } : {}),
       ...(CPU_PROF_DIR ? { env: { NODE_OPTIONS: `--require ${cpuProfPreload(this.tmp, CPU_PROF_DIR)}` } } : {}),
     });
     let client: DaemonClient | null = null;
@@ -347,7 +391,7 @@ class Bench {
             seen: n, correct: 0, lost: Math.max(0, r.made - n),
             toolLoss: `ringbuf full ${s1.loss.ringbufFull - s0.loss.ringbufFull}, kernel probe misses ${s1.loss.probeMisses - s0.loss.probeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}`,
             toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6), notes: net,
-          });
+          }, undefined, undefined, variant.name);
           continue;
         }
         const seen: Multiset = new Map();
@@ -362,7 +406,7 @@ class Bench {
           toolLoss: `ringbuf full ${d((s) => s.loss.ringbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.probeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
           toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
           notes: `${net}; by ${[...how].map(([k, v]) => `${k} ${v}`).join(', ')}`,
-        }, truth, seen);
+        }, truth, seen, variant.name);
       }
     } finally {
       client?.close();
@@ -398,8 +442,8 @@ async function waitTcplifeReady(child: ChildProcess): Promise<void> {
   await sleep(300);
 }
 
-function summarize(phases: Phase[], tool: Tool, mode: Mode) {
-  const ps = phases.filter((p) => p.tool === tool && p.mode === mode);
+function summarize(phases: Phase[], tool: Tool, mode: Mode, variant?: string) {
+  const ps = phases.filter((p) => p.tool === tool && p.mode === mode && (variant === undefined || p.variant === variant));
   if (ps.length === 0) return null;
   const range = (xs: number[], dp = 0) => `${median(xs).toFixed(dp)} (${Math.min(...xs).toFixed(dp)}..${Math.max(...xs).toFixed(dp)})`;
   return {
@@ -426,15 +470,22 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < REPS && Date.now() < DEADLINE; rep++) {
       // Alternate which tool goes first, so that neither always meets a fresher machine.
       const plain = async () => {
-        for (const mode of ['max', 'rate'] as const) {
-            await bench.none(rep, mode);
+        if (ONLY_EBPFMON) return;
+        for (const mode of MODES) {
+          await bench.none(rep, mode);
           await bench.tcplife(rep, mode);
         }
       };
-      const withDaemon = () => bench.ebpfmon(rep, [
+      const phases = ([
         { mode: 'max', subscribe: 'batch' }, { mode: 'max', subscribe: 'event' },
         { mode: 'rate', subscribe: 'batch' }, { mode: 'rate', subscribe: 'event' }, { mode: 'rate', subscribe: false },
-      ]);
+      ] as const).filter((p) => MODES.includes(p.mode) && SUBSCRIBERS.includes(p.subscribe === false ? 'none' : p.subscribe) && (p.subscribe !== false || p.mode === 'rate'));
+      const vs = variants();
+      // Rotate the variants' order from one repetition to the next (interleaved).
+      const order = vs.map((_, i) => vs[(i + rep) % vs.length]!);
+      const withDaemon = async () => {
+        for (const v of order) await bench.ebpfmon(rep, [...phases], v);
+      };
       if (rep % 2 === 0) {
         await plain();
         await withDaemon();
@@ -445,6 +496,7 @@ async function main(): Promise<void> {
     }
     const phases = bench.phases;
     const reps = Math.max(...phases.map((p) => p.rep)) + 1;
+    const variantNames = [...new Set(phases.map((p) => p.variant))];
     const table = new Table({
       head: ['load', 'tool', 'conn/s, median (min..max)', 'vs no tool', 'right pid %, per rep', 'lost, per rep', 'tool CPU ms (min..max)', 'tool % of a core', 'tool us/conn', 'load CPU us/conn'],
       style: { head: [], border: [] },
@@ -452,12 +504,12 @@ async function main(): Promise<void> {
     const ratio = (a: number, b: number) => (b ? (a / b).toFixed(2) : '-');
     for (const mode of ['max', 'rate'] as const) {
       const base = summarize(phases, 'none', mode);
-      for (const tool of ['none', 'tcplife', 'ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub'] as const) {
-        const s = summarize(phases, tool, mode);
+      for (const tool of ['none', 'tcplife', 'ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub'] as const) for (const variant of tool.startsWith('ebpfmon') ? variantNames : ['']) {
+        const s = summarize(phases, tool, mode, variant);
         if (!s) continue;
         table.push([
           mode === 'max' ? `max (${MAX_CONNS / 1000}k conns / ${MAX_SECONDS} s)` : `${RATE / 1000}k/s (${RATE_CONNS / 1000}k conns)`,
-          ({ none: 'none', tcplife: `tcplife -D ${PORT}`, ebpfmon: 'ebpfmon + 1 subscriber (row batches, as the CLI)', 'ebpfmon-event': 'ebpfmon + 1 subscriber (events.event)', 'ebpfmon-nosub': 'ebpfmon, no subscriber' } as const)[tool],
+          ({ none: 'none', tcplife: `tcplife -D ${PORT}`, ebpfmon: 'ebpfmon + 1 subscriber (row batches, as the CLI)', 'ebpfmon-event': 'ebpfmon + 1 subscriber (events.event)', 'ebpfmon-nosub': 'ebpfmon, no subscriber' } as const)[tool] + (variant ? ` [${variant}]` : ''),
           s.rateS, ratio(s.rate, base?.rate ?? 0),
           tool === 'none' || tool === 'ebpfmon-nosub' ? '-' : s.attributed.map((a) => a.toFixed(3)).join(' / '),
           tool === 'none' ? '-' : s.lost.join(' / '),
@@ -474,10 +526,11 @@ async function main(): Promise<void> {
     console.log(table.toString());
     const failed = phases.reduce((s, p) => s + p.failed + p.slow, 0);
     if (failed) console.log(`note: ${failed} connections failed or took > 200 ms to connect across all phases`);
-    for (const tool of ['ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub', 'tcplife'] as const) for (const mode of ['max', 'rate'] as const) {
-      const s = summarize(phases, tool, mode);
-      if (s) console.log(`${tool} ${mode} loss detail: ${s.loss.join(' | ')}`);
+    for (const tool of ['ebpfmon', 'ebpfmon-event', 'ebpfmon-nosub', 'tcplife'] as const) for (const mode of ['max', 'rate'] as const) for (const variant of tool === 'tcplife' ? [''] : variantNames) {
+      const s = summarize(phases, tool, mode, variant);
+      if (s) console.log(`${tool}${variant ? ` [${variant}]` : ''} ${mode} loss detail: ${s.loss.join(' | ')}`);
     }
+    if (variantNames.length > 1) console.log(`variants ran in every repetition, their order rotating: ${variantNames.join('; ')}`);
     const em = summarize(phases, 'ebpfmon', 'max');
     const tm = summarize(phases, 'tcplife', 'max');
     if (em && tm) {

@@ -25,6 +25,8 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** Wait for the ready log line (default true). */
   wait?: boolean;
+  /** The daemon's main.js (default this build's; benches compare another checkout's build). */
+  main?: string;
 }
 
 export class TestDaemon {
@@ -113,7 +115,7 @@ export async function startDaemon(host: Host, opts: DaemonOptions = {}): Promise
   const socketPath = path.join(dir, 'ebpfmon.sock');
   const pinPath = opts.pinPath ?? host.lab.pinPath();
   const configPath = writeConfig(dir, socketPath, pinPath, opts.config);
-  const child = host.spawn(process.execPath, [DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = host.spawn(process.execPath, [opts.main ?? DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const d = new TestDaemon(host, child, socketPath, pinPath, configPath);
   if (opts.wait !== false) await d.waitReady();
   return d;
