@@ -249,7 +249,7 @@ describe('JSON-RPC server', () => {
     try {
       for (let round = 0; next < N; round++) {
         for (let i = 0; i < 150 && next < N; i++, next++) {
-          const e = { type: 'exec', at: new Date(1_790_000_000_000 + next).toISOString(), pid: next, uid: 0, comm: next % 7 ? 'sh' : 'a"\\b', ppid: 1, gid: 0, cgroupId: '1', filename: '/bin/sh', args: ['sh', `${next}`, pad], argsTruncated: false } as MonitorEvent;
+          const e = { type: 'exec', at: new Date(1_790_000_000_000 + next).toISOString(), pid: next, uid: 0, comm: next % 7 ? 'sh' : 'a"\\b', ppid: 1, gid: 0, cgroupId: '1', filename: '/bin/sh', args: ['sh', `${next}`, pad], argsTruncated: false, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null } as MonitorEvent;
           published.push(e);
           fake.bus.publish(e);
         }
