@@ -13,7 +13,7 @@ import type { ProcessTotals } from '../contract/flows.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import { scopeOf, type AccessGroups } from './callers.js';
-import { dictOf, geoDict, type Dict } from './convert.js';
+import { dictOf, geoDict, IDENTITY_TYPES, type Dict } from './convert.js';
 import { LIMITS, talkerDict, visibleRates } from './manager.js';
 import type { CallContext } from './object.js';
 import { RateTracker, rankTalkers, type Talker } from './rates.js';
@@ -25,7 +25,7 @@ const MAX_BACKLOG = 8 << 20;
 
 /** ProcessStarted's `details`: the keys known. */
 export function startedDetails(via: StartedVia): Dict {
-  const d = dictOf(via, { exe: 's', protocol: 's', remoteAddr: 's', remotePort: 'u' });
+  const d = dictOf(via, { exe: 's', protocol: 's', remoteAddr: 's', remotePort: 'u', ...IDENTITY_TYPES });
   if (via.remoteGeo) d.remoteGeo = new dbus.Variant('a{sv}', geoDict(via.remoteGeo)) as Variant;
   return d;
 }

@@ -8,16 +8,23 @@
 // up by their next connection or by the next sample.
 import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { RemoteGeo } from '../contract/geo.js';
+import { IDENTITY_FIELDS, type OwnerIdentity } from '../contract/identity.js';
 import type { Talker } from './rates.js';
 
 /** What a process started talking to, when known: the connection that started it, or the
- * busiest place of its traffic. */
-export interface StartedVia {
+ * busiest place of its traffic; and who it is (its unit, container, app), when known. */
+export interface StartedVia extends Partial<OwnerIdentity> {
   exe?: string;
   protocol?: string;
   remoteAddr?: string;
   remotePort?: number;
   remoteGeo?: RemoteGeo;
+}
+
+/** The owner's identity fields that are known (null ones are not sent). */
+function withIdentity(via: StartedVia, id: OwnerIdentity): StartedVia {
+  for (const k of IDENTITY_FIELDS) if (id[k] !== null && id[k] !== undefined) (via as Record<string, unknown>)[k] = id[k];
+  return via;
 }
 
 export type TalkerChange =
@@ -113,7 +120,7 @@ export class TalkingProcesses {
         if (!was) {
           const via: StartedVia = { protocol: e.protocol, remoteAddr: e.remoteAddr, remotePort: e.remotePort };
           if (e.remoteGeo) via.remoteGeo = e.remoteGeo;
-          this.emit({ kind: 'started', pid: e.pid, comm: s.comm, uid: s.uid, via });
+          this.emit({ kind: 'started', pid: e.pid, comm: s.comm, uid: s.uid, via: withIdentity(via, e) });
         }
         return;
       }
@@ -163,7 +170,7 @@ export class TalkingProcesses {
           via.remoteAddr = p.remoteAddr;
           via.remoteGeo = { country: p.country, city: p.city, lat: p.lat, lon: p.lon, asn: p.asn, org: p.org, label: p.label };
         }
-        this.emit({ kind: 'started', pid: t.pid, comm: s.comm, uid: s.uid, via });
+        this.emit({ kind: 'started', pid: t.pid, comm: s.comm, uid: s.uid, via: withIdentity(via, t) });
       }
     }
     for (const [pid, s] of this.states) {

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import type { MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import type { ProcessTotals } from '../../../../daemon/src/contract/flows.js';
 import { RateTracker, rankTalkers, type Talker } from '../../../../daemon/src/dbus/rates.js';
-import { TalkingProcesses, type TalkerChange } from '../../../../daemon/src/dbus/talkers.js';
+import { TalkingProcesses, type StartedVia, type TalkerChange } from '../../../../daemon/src/dbus/talkers.js';
+import { startedDetails } from '../../../../daemon/src/dbus/signals.js';
 import { Subscribers } from '../../../../daemon/src/dbus/subscribers.js';
 import { CallScheduler } from '../../../../daemon/src/dbus/scheduler.js';
 import { noIdentity } from '../../../helpers/fake-monitor.js';
@@ -89,6 +90,19 @@ describe('TalkingProcesses', () => {
     tp.onEvent(close(100, 1000, 40001, 5, 7)); // a late duplicate: nothing
     assert.equal(seen.length, 2);
     assert.equal(tp.size, 0);
+  });
+
+  test('ProcessStarted details name the process\'s unit, container and app when its event or flows do', () => {
+    const seen: TalkerChange[] = [];
+    const tp = new TalkingProcesses((c) => seen.push(c));
+    const container = { runtime: 'docker' as const, id: 'a'.repeat(64), name: 'web' };
+    tp.onEvent({ ...connect(12, 0, 1), unit: `docker-${'a'.repeat(64)}.scope`, slice: 'system.slice', cgroupPath: '/system.slice/x', container } as MonitorEvent);
+    const via = (seen[0] as { via: StartedVia }).via;
+    assert.deepEqual([via.unit, via.slice, via.container, via.app, via.userUnit], [`docker-${'a'.repeat(64)}.scope`, 'system.slice', container, undefined, undefined], 'null fields are left out');
+    const d = startedDetails(via);
+    assert.equal((d.unit as { value: string }).value, via.unit);
+    assert.equal((d.container as { signature: string }).signature, 'a{sv}');
+    assert.ok(!('app' in d));
   });
 
   test('an exit stops a process even when its close events were lost', () => {
