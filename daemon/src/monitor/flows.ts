@@ -198,17 +198,17 @@ export class FlowTable {
    * time). The counters are read before the walk: a change during it leaves the index
    * untrusted, and the next reader walks again.
    */
-  private async scan(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
+  private async scan(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void, chunk?: number): Promise<void> {
     const gen = this.gen();
     const sync = gen !== undefined && !this.index.syncing && !this.index.trusted(gen);
-    if (!sync) return this.walk(fn);
+    if (!sync) return this.walk(fn, chunk);
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     this.index.beginSync();
     try {
       await this.walk((kv, ko, vv, vo, kb, vb) => {
         this.index.see(keyString(kb, ko), vv.getUint32(vo + tg, true), this.dueOf(kv, ko, vv, vo));
         fn(kv, ko, vv, vo, kb, vb);
-      });
+      }, chunk);
     } catch (err) {
       this.index.abortSync();
       throw err;
@@ -284,12 +284,12 @@ export class FlowTable {
 
   /** Walks every flow entry, yielding to the event loop between batches; `fn` gets views
    * over the chunk and the entry's key/value offsets. */
-  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
+  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void, chunk = 4096): Promise<void> {
     return this.map.forEachChunkAsync(({ keys, values, count }) => {
       const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
       const vv = new DataView(values.buffer, values.byteOffset, values.byteLength);
       for (let i = 0; i < count; i++) fn(kv, i * FLOW_KEY.size, vv, i * FLOW.size, keys, values);
-    });
+    }, chunk);
   }
 
   async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
@@ -519,7 +519,7 @@ export class FlowTable {
       doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
       if (a) gone.push(flowIdentity(kv, ko, kb, pid));
       counts.push(retiredCount(vv, vo, vbytes));
-    });
+    }, GC_CHUNK);
     return this.collect(doomed, gone, counts);
   }
 
@@ -582,31 +582,35 @@ export class FlowTable {
   private async collect(doomed: Buffer[], gone: FlowIdentity[], counts: RetiredCount[]): Promise<number> {
     if (doomed.length === 0) return 0;
     let deleted = 0;
+    // Each slice is deleted and retired in one go: totals read between two slices count
+    // every collected flow once.
     for (let i = 0; i < doomed.length; i += YIELD_EVERY) {
       if (i > 0) await yieldTurn();
       const slice = doomed.slice(i, i + YIELD_EVERY);
       deleted += this.map.deleteBatch(Buffer.concat(slice), slice.length);
+      for (const k of slice) this.index.remove(keyString(k, 0));
+      for (const c of counts.slice(i, i + YIELD_EVERY)) this.retire(c);
     }
-    for (const k of doomed) this.index.remove(keyString(k, 0));
     for (const f of gone) this.annotator?.forget(f);
-    for (const c of counts) {
-      let r = this.retired.get(c.pid);
-      if (!r) {
-        r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
-        this.retired.set(c.pid, r);
-      }
-      r.txBytes += c.tx;
-      r.rxBytes += c.rx;
-      r.txPackets += c.txp;
-      r.rxPackets += c.rxp;
-      r.flows++;
-      if (c.last > r.lastNs) {
-        r.lastNs = c.last;
-        r.cgroupId = c.cgroupId ?? r.cgroupId;
-      }
-    }
     this.deletedTotal += deleted;
     return deleted;
+  }
+
+  private retire(c: RetiredCount): void {
+    let r = this.retired.get(c.pid);
+    if (!r) {
+      r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
+      this.retired.set(c.pid, r);
+    }
+    r.txBytes += c.tx;
+    r.rxBytes += c.rx;
+    r.txPackets += c.txp;
+    r.rxPackets += c.rxp;
+    r.flows++;
+    if (c.last > r.lastNs) {
+      r.lastNs = c.last;
+      r.cgroupId = c.cgroupId ?? r.cgroupId;
+    }
   }
 
   /** Per-process totals of flows already collected (for tests comparing collectors). */
@@ -634,6 +638,10 @@ const RETIRED_KERNEL = -2;
 /** The index is refilled by a walk at least this often even when no kernel counter moved:
  * a writer outside the programs (a tool writing emon_flows) would otherwise go unseen. */
 const RESYNC_MS = 300_000;
+/** Entries per batch of the collector's walk: a chunk full of closed flows costs a few us
+ * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
+ * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */
+const GC_CHUNK = 1024;
 /** Lookups or deletions between two turns of the event loop (as a walk's 4096-entry chunks). */
 const YIELD_EVERY = 4096;
 
