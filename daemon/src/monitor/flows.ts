@@ -406,7 +406,7 @@ export class FlowTable {
     const toMs = this.clock();
     const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
-    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<string, RemoteTraffic> };
+    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<number | string, RemoteTraffic> };
     const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
     const get = (key: number | null, comm: string | null, uid: number | null) => {
@@ -434,14 +434,17 @@ export class FlowTable {
       t.txBytes += tx;
       t.rxBytes += rx;
       if (q.remotes) {
-        const addr = formatIpAt(kbytes, ko + FLOW_KEY.fields.raddr.offset, kv.getUint8(ko + FLOW_KEY.fields.family.offset));
+        // Grouped by the address's bytes; formatted once per process and address, not per flow.
+        const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
+        const ra = ko + FLOW_KEY.fields.raddr.offset;
+        const rk = family === AF_INET ? kv.getUint32(ra) : Buffer.from(kbytes.buffer, kbytes.byteOffset + ra, 16).toString('latin1');
         const m = (t.byRemote ??= new Map());
-        const r = m.get(addr);
+        const r = m.get(rk);
         if (r) {
           r.flows++;
           r.txBytes += tx;
           r.rxBytes += rx;
-        } else m.set(addr, { addr, flows: 1, txBytes: tx, rxBytes: rx });
+        } else m.set(rk, { addr: formatIpAt(kbytes, ra, family), flows: 1, txBytes: tx, rxBytes: rx });
       }
       t.txPackets += u64(vv, vo + FLOW.fields.tx_packets.offset);
       t.rxPackets += u64(vv, vo + FLOW.fields.rx_packets.offset);
