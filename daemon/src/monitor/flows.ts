@@ -213,7 +213,7 @@ export class FlowTable {
       this.index.abortSync();
       throw err;
     }
-    this.index.endSync(gen);
+    await this.index.endSync(gen);
   }
 
   /**
@@ -540,25 +540,31 @@ export class FlowTable {
     const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
     const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-    for (let i = 0; i < due.length; i++) {
-      if (i > 0 && i % YIELD_EVERY === 0) await yieldTurn();
-      const k = due[i]!;
-      keyBytes(k, kb);
-      if (!this.map.lookup(kb, vb)) {
-        this.index.remove(k); // evicted by the LRU
-        continue;
+    let i = 0;
+    try {
+      for (; i < due.length; i++) {
+        if (i > 0 && i % YIELD_EVERY === 0) await yieldTurn();
+        const k = due[i]!;
+        keyBytes(k, kb);
+        if (!this.map.lookup(kb, vb)) {
+          this.index.remove(k); // evicted by the LRU
+          continue;
+        }
+        const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
+        const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
+        const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
+        const sock = vv.getUint8(FLOW.fields.sock_state.offset);
+        if (!this.expired(nowNs, proto, sock, closed, last)) {
+          this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last));
+          continue;
+        }
+        doomed.push(Buffer.from(kb));
+        if (a) gone.push(flowIdentity(kv, 0, kb, this.ownerPid(vv, 0)));
+        counts.push(retiredCount(vv, 0, vb));
       }
-      const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
-      const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
-      const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
-      const sock = vv.getUint8(FLOW.fields.sock_state.offset);
-      if (!this.expired(nowNs, proto, sock, closed, last)) {
-        this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last));
-        continue;
-      }
-      doomed.push(Buffer.from(kb));
-      if (a) gone.push(flowIdentity(kv, 0, kb, this.ownerPid(vv, 0)));
-      counts.push(retiredCount(vv, 0, vb));
+    } finally {
+      // A lookup that threw: what was not looked at stays due.
+      if (i < due.length) this.index.requeue(due.slice(i));
     }
     const n = await this.collect(doomed, gone, counts);
     // Live flows of processes with fresh names take them now (as the walk does).

@@ -95,11 +95,27 @@ export class OwnerIndex {
     this.epoch++;
   }
 
-  endSync(gen: number, nowMs = Date.now()): void {
-    for (const [k, e] of this.entries) if (e.epoch !== this.epoch) this.remove(k);
+  /** Drops what the pass did not see (a turn of the event loop every 16384 entries: a
+   * million take tens of milliseconds) and trusts the index from `gen` on. */
+  async endSync(gen: number, nowMs = Date.now()): Promise<void> {
+    const stale: string[] = [];
+    let n = 0;
+    for (const [k, e] of this.entries) {
+      if (e.epoch !== this.epoch) stale.push(k);
+      if (++n % 16384 === 0) await new Promise((r) => setImmediate(r));
+    }
+    for (const k of stale) this.remove(k);
     this.syncedGen = gen;
     this.syncedAtMs = nowMs;
     this.syncing = false;
+  }
+
+  /** Puts keys taken off the wheel back as they were (a collection that failed half-way). */
+  requeue(keys: readonly string[]): void {
+    for (const k of keys) {
+      const e = this.entries.get(k);
+      if (e) this.schedule(k, e.due);
+    }
   }
 
   abortSync(): void {
