@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The daemon's own footprint: resident memory and CPU (a) idle, (b) holding 100k flows
-// (its GC walks them every 10 s), (c) the same while `ebpfmonctl top` refreshes every
+// (collected every 10 s), (c) the same while `ebpfmonctl top` refreshes every
 // second. Baseline in the same run, over the same windows: an idle Node process
 // (`node -e "setInterval(()=>{},1000)"`), i.e. what any Node daemon costs doing nothing.
 //
