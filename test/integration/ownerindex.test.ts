@@ -86,7 +86,7 @@ describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 })
   };
 
   test('flows --pid equals what was written, across counted owner changes', async () => {
-    await rounds(3);
+    await rounds(2);
     // Five of the queried pid's flows change hands (a handoff, an accept patch), counted.
     const moved = owner.flatMap((p, i) => (p === SPEC.queriedPid ? [i] : [])).slice(0, 5);
     for (const i of moved) {
@@ -95,11 +95,11 @@ describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 })
     }
     countPatched(moved.length);
     // The new owner first: a lookup for the old owner's flows would move them in the index.
-    await rounds(3, [...pids].reverse());
+    await rounds(2, [...pids].reverse());
   });
 
   test('an uncounted owner change is not seen until a counter moves (the answers came from the index)', async () => {
-    await rounds(2);
+    await rounds(1);
     const i = owner.indexOf(SPEC.ownerBase + 5);
     const before = truth(SPEC.queriedPid);
     setOwner(i, SPEC.queriedPid); // not counted
