@@ -38,6 +38,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import Table from 'cli-table3';
 import type { Host, Lab } from '../../test/helpers/lab.js';
@@ -58,6 +59,37 @@ const RATE_CONNS = numArg('rate-conns', 50_000);
 const DEADLINE = Date.now() + numArg('max-minutes', 20) * 60_000;
 const PORT = 30_000 + (process.pid % 30_000); // unlikely to meet anyone else's traffic in tcplife's global view
 const DRAIN_MAX_MS = 15_000;
+
+/**
+ * The daemon's event loop as a client sees it (issue 17's stall): one request at a time,
+ * every 10 ms, that the API refuses before doing any work (flows.list with pid -1:
+ * InvalidParams). Its round trip is how long the loop took to get to it, plus this
+ * process's own delay. stop() gives the round trips in ms.
+ */
+function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
+  let stopped = false;
+  const rtts: number[] = [];
+  const done = (async () => {
+    const c = await DaemonClient.connect(socketPath);
+    try {
+      while (!stopped) {
+        const t0 = performance.now();
+        await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
+        rtts.push(performance.now() - t0);
+        await sleep(10);
+      }
+    } finally {
+      c.close();
+    }
+  })();
+  return { stop: async () => ((stopped = true), await done, rtts) };
+}
+
+const probeSummary = (xs: number[]): string => {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
+  return `max ${(s.at(-1) ?? NaN).toFixed(1)} ms, p99 ${q(0.99).toFixed(1)}, median ${q(0.5).toFixed(1)} over ${s.length}`;
+};
 const SERVER_WORKERS = 4;
 /** --daemon-cpu-prof DIR: the daemon writes a V8 CPU profile there when it stops (where its CPU goes). */
 const CPU_PROF_DIR = strArg('daemon-cpu-prof');
@@ -363,8 +395,12 @@ class Bench {
         }
         const s0 = await client.call(METHODS.status);
         const p0 = await client.call(METHODS.programsList);
+        const idleProbe = loopProbe(daemon.socketPath);
+        await sleep(1000);
+        const idleRtts = await idleProbe.stop();
         const rt = await this.retrans();
         const cpu = new CpuWindow(daemon.pid);
+        const probe = loopProbe(daemon.socketPath);
         const { r, truth } = await this.load(mode);
         const open = await this.waitClosed();
         // Drain: until every connection has its close event, or nothing new for 2 s.
@@ -381,9 +417,10 @@ class Bench {
           await sleep(sub ? 50 : 250);
         }
         const used = cpu.read();
+        const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
-        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}`;
+        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)})`;
         if (sub) await client.call(METHODS.eventsUnsubscribe, { subscription: sub });
         if (!sub) {
           const n = s1.events.received.close! - s0.events.received.close!;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The daemon's own footprint: resident memory and CPU (a) idle, (b) holding 100k flows
-// (its GC walks them every 10 s), (c) the same while `ebpfmonctl top` refreshes every
+// (collected every 10 s), (c) the same while `ebpfmonctl top` refreshes every
 // second. Baseline in the same run, over the same windows: an idle Node process
 // (`node -e "setInterval(()=>{},1000)"`), i.e. what any Node daemon costs doing nothing.
 //
@@ -26,6 +26,10 @@ import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
 const WINDOW_S = numArg('window-s', 40);
 const SLICE_S = numArg('slice-s', 10);
 const FLOWS = numArg('flows', 100_000);
+/** The embedded history (on by default in the product) snapshots every open flow each
+ * minute, a cost of its own (docs/history.md): off unless `--history 1`, so the figures are
+ * the flow table's. */
+const HISTORY = numArg('history', 0) === 1;
 const SETTLE_S = numArg('settle-s', 5);
 const MAP_FLOWS = 262_144;
 /** --daemon-cpu-prof DIR: a V8 CPU profile of the daemon over all phases, written when it stops. */
@@ -84,7 +88,7 @@ async function main(): Promise<void> {
     const idleNode = spawn(process.execPath, ['-e', 'setInterval(()=>{},1000)'], { stdio: 'ignore' });
     lab.track(idleNode);
     const daemon = await startDaemon(host, {
-      config: { maps: { flows: MAP_FLOWS }, flows: { gcIntervalSec: 10 } },
+      config: { maps: { flows: MAP_FLOWS }, flows: { gcIntervalSec: 10 }, history: { enabled: HISTORY } },
       ...(CPU_PROF_DIR ? { env: { NODE_OPTIONS: `--require ${cpuProfPreload(lab.tmpdir(), CPU_PROF_DIR)}` } } : {}),
     });
     if (CPU_PROF_DIR) process.kill(daemon.pid, 'SIGUSR2');
@@ -151,6 +155,7 @@ async function main(): Promise<void> {
       console.log(table.toString());
       const d = rows.filter((r) => r.who === 'ebpfmon daemon');
       const b = rows.filter((r) => r.who === 'baseline: idle node');
+      console.log(`daemon: ${process.env.EBPFMON_DAEMON_MAIN ?? 'this build'}; history ${HISTORY ? 'on' : 'off'}`);
       console.log(`daemon / idle node RSS: ${d.map((r, i) => (median(r.s.rss) / median(b[i]!.s.rss)).toFixed(1)).join(', ')} (per phase); flows still present after the top phase: ${after}`);
       console.log(`targets (daemon): idle CPU under ${TARGET_CPU_PCT}%, RSS under ${TARGET_RSS_MIB} MiB in every phase: ${pass ? 'PASS' : 'FAIL'}`);
     } finally {

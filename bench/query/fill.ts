@@ -3,11 +3,17 @@
 // FLOW_KEY, 136-byte FLOW with the owner at 80, as wire.ts says), written into a daemon's pinned map with
 // BPF_MAP_UPDATE_BATCH. Every flow is an open TCP connection (sock_state ESTABLISHED,
 // closed_ns 0) last seen now (CLOCK_MONOTONIC, the flows' clock), so the daemon's GC walks them all and
-// deletes none. Used by bench/query and bench/footprint.
+// deletes none. Used by bench/query and bench/footprint. The flows written are added to
+// the kernel's flowsCreated counter, as the classifier counts the flows it creates: the
+// daemon's flow index trusts the table while its membership counters do not move
+// (daemon/src/monitor/ownerindex.ts), so a writer that did not count would go unseen.
 import * as L from '../../daemon/src/bpf/libbpf.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { CLOCK_MONOTONIC, clockNs } from '../../daemon/src/sys/libc.js';
+import path from 'node:path';
 import { FLOW, FLOW_KEY, OWNER } from '../../daemon/src/monitor/wire.js';
+import { MAP } from '../../daemon/src/monitor/components.js';
+import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 
 const CHUNK = 65536;
 const HOW_CONNECT = 2;
@@ -83,9 +89,25 @@ export function fillFlows(mapPath: string, spec: FillSpec): number {
       written += count[0]!;
       if (ret < 0) throw new Error(`bpf_map_update_batch: ${ret} after ${written} flows`);
     }
+    countCreated(path.join(path.dirname(mapPath), MAP.stats), written);
     return written;
   } finally {
     map.close();
+  }
+}
+
+/** Adds `n` to flowsCreated in the pinned per-CPU emon_stats (CPU 0's slot). */
+function countCreated(statsPath: string, n: number): void {
+  const stats = BpfMap.fromPin(statsPath, MAP.stats);
+  try {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(MONITOR_COUNTERS.indexOf('flowsCreated'));
+    const v = stats.lookup(k);
+    if (!v) throw new Error('emon_stats has no flowsCreated slot');
+    v.writeBigUInt64LE(v.readBigUInt64LE(0) + BigInt(n), 0);
+    stats.update(k, v);
+  } finally {
+    stats.close();
   }
 }
 

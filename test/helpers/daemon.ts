@@ -11,7 +11,9 @@ import { DaemonClient } from '../../client/src/rpc.js';
 import type { MethodName, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
 
 export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const DAEMON_MAIN = path.join(BUILD, 'daemon/src/main.js');
+/** The daemon benches and tests start; EBPFMON_DAEMON_MAIN runs another build's (a bench's
+ * same-run baseline: main built in another worktree, docs/benchmarks.md). */
+export const DAEMON_MAIN = process.env.EBPFMON_DAEMON_MAIN ?? path.join(BUILD, 'daemon/src/main.js');
 export const CTL_MAIN = path.join(BUILD, 'client/src/main.js');
 /** The test peer (test/helpers/peer.ts): UDP/TCP clients and servers that report what they did. */
 export const PEER = path.join(BUILD, 'test/helpers/peer.js');

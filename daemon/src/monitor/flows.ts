@@ -16,6 +16,7 @@ import type { L7FlowFields } from '../contract/l7.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
+import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 
 export type { Flow, ProcessTotals };
 
@@ -128,13 +129,128 @@ export class FlowTable {
     this.annotator = a;
   }
 
+  /** Flows by owner and by when they can be collected (ownerindex.ts). */
+  readonly index = new OwnerIndex(RESYNC_MS);
+  private readonly closedNs: bigint;
+  private readonly idleNs: bigint;
+  private readonly tcpIdleNs: bigint;
+
+  /**
+   * `generation`: the kernel's membership counters summed (flows created, reopened,
+   * patched, closed; handoff patches: Monitor.membership()). Without it the index is never
+   * trusted and every query and collection walks the table, as before it existed.
+   */
   constructor(
     private readonly map: BpfMap,
     private readonly ifname: (ifindex: number) => string | null,
     private readonly procs: ProcessInfoSource,
-    private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number },
+    private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number; clockNs?: () => bigint },
     private readonly identity: IdentitySource | null = null,
-  ) {}
+    private readonly generation: (() => number) | null = null,
+  ) {
+    this.closedNs = BigInt(opts.closedRetentionMs) * 1_000_000n;
+    this.idleNs = BigInt(opts.idleTimeoutMs) * 1_000_000n;
+    this.tcpIdleNs = BigInt(opts.tcpIdleTimeoutMs) * 1_000_000n;
+  }
+
+  /** CLOCK_MONOTONIC now, the flows' clock (a test's own clock when it passes one). */
+  private now(): bigint {
+    return this.opts.clockNs ? this.opts.clockNs() : clockNs(CLOCK_MONOTONIC);
+  }
+
+  /** The membership counters when the last walk started. */
+  private lastScanGen: number | undefined = undefined;
+
+  /** The membership counters now (undefined: not available, walk). */
+  private gen(): number | undefined {
+    try {
+      return this.generation?.();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** True when the collector would remove this flow at `nowNs` (the rule of gc()). */
+  private expired(nowNs: bigint, proto: number, sock: number, closed: bigint, last: bigint): boolean {
+    if (closed) return nowNs - closed > this.closedNs && nowNs - last > this.closedNs;
+    if (proto === 6) return sock === 0 && nowNs - last > this.tcpIdleNs;
+    return nowNs - last > this.idleNs;
+  }
+
+  /** The second (CLOCK_MONOTONIC) from which expired() can first be true, while the flow
+   * stays as it is; Infinity for an open TCP socket's flow. */
+  private dueSec(proto: number, sock: number, closed: bigint, last: bigint): number {
+    let at: bigint;
+    if (closed) at = (closed > last ? closed : last) + this.closedNs;
+    else if (proto === 6) {
+      if (sock !== 0) return Infinity;
+      at = last + this.tcpIdleNs;
+    } else at = last + this.idleNs;
+    return Number(at / 1_000_000_000n);
+  }
+
+  private dueOf(kv: DataView, ko: number, vv: DataView, vo: number): number {
+    return this.dueSec(
+      kv.getUint8(ko + FLOW_KEY.fields.proto.offset), vv.getUint8(vo + FLOW.fields.sock_state.offset),
+      vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true), vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true),
+    );
+  }
+
+  /**
+   * A walk of every flow that also refills the index when it is not trusted (one sync at a
+   * time). The counters are read before the walk: a change during it leaves the index
+   * untrusted, and the next reader walks again.
+   */
+  private async scan(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void, chunk?: number): Promise<void> {
+    const gen = this.gen();
+    // Refill only once the counters held still since the previous walk: under a steady
+    // stream of new flows they move between every two walks, and a refill (a few hundred ns
+    // per flow) would be thrown away each time (bench/attribution).
+    const quiet = gen !== undefined && gen === this.lastScanGen;
+    this.lastScanGen = gen;
+    const sync = quiet && !this.index.syncing && !this.index.trusted(gen);
+    if (!sync) return this.walk(fn, chunk);
+    const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    this.index.beginSync();
+    try {
+      await this.walk((kv, ko, vv, vo, kb, vb) => {
+        this.index.see(keyString(kb, ko), vv.getUint32(vo + tg, true), this.dueOf(kv, ko, vv, vo));
+        fn(kv, ko, vv, vo, kb, vb);
+      }, chunk);
+    } catch (err) {
+      this.index.abortSync();
+      throw err;
+    }
+    await this.index.endSync(gen);
+  }
+
+  /**
+   * The flows of one pid through the index: one lookup per flow it lists (fresh counters),
+   * or false when the index is not trusted. A flow found gone leaves the index; one found
+   * with another owner moves.
+   */
+  private byIndex(pid: number, fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): boolean {
+    if (!this.index.trusted(this.gen())) return false;
+    const kb = Buffer.alloc(FLOW_KEY.size);
+    const vb = Buffer.alloc(FLOW.size);
+    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
+    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    for (const k of this.index.keysOf(pid)) {
+      keyBytes(k, kb);
+      if (!this.map.lookup(kb, vb)) {
+        this.index.remove(k);
+        continue;
+      }
+      const owner = vv.getUint32(tg, true);
+      if (owner !== pid) {
+        this.index.update(k, owner, this.dueOf(kv, 0, vv, 0));
+        continue;
+      }
+      fn(kv, 0, vv, 0, kb, vb);
+    }
+    return true;
+  }
 
   /**
    * An identity lookup for one query: the resolver is asked once per cgroup. `missed`
@@ -176,12 +292,12 @@ export class FlowTable {
 
   /** Walks every flow entry, yielding to the event loop between batches; `fn` gets views
    * over the chunk and the entry's key/value offsets. */
-  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
+  private walk(fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void, chunk = 4096): Promise<void> {
     return this.map.forEachChunkAsync(({ keys, values, count }) => {
       const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
       const vv = new DataView(values.buffer, values.byteOffset, values.byteLength);
       for (let i = 0; i < count; i++) fn(kv, i * FLOW_KEY.size, vv, i * FLOW.size, keys, values);
-    });
+    }, chunk);
   }
 
   async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
@@ -193,7 +309,7 @@ export class FlowTable {
     const pending: Flow[] = [];
     let total = 0;
     const nowMs = Date.now();
-    await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
+    const visit = (kv: DataView, ko: number, vv: DataView, vo: number, kbytes: Uint8Array, vbytes: Uint8Array): void => {
       total++;
       // Cheap filters on raw bytes first.
       if (q.pid !== undefined && vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) !== q.pid) return;
@@ -270,7 +386,10 @@ export class FlowTable {
         flow.icmpId = lport;
       }
       (unnamed ? pending : out).push(flow);
-    });
+    };
+    // By pid: the index when it is the table (`total` is then the index's size); else a walk.
+    if (q.pid !== undefined && this.byIndex(q.pid, visit)) total = this.index.size;
+    else await this.scan(visit);
     if (pending.length && (await identities.settle())) {
       for (const f of pending) {
         const ident = identities.of(f.cgroupId, f.pid);
@@ -295,7 +414,7 @@ export class FlowTable {
     const toMs = this.clock();
     const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
-    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<string, RemoteTraffic> };
+    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<number | string, RemoteTraffic> };
     const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
     const get = (key: number | null, comm: string | null, uid: number | null) => {
@@ -308,31 +427,35 @@ export class FlowTable {
       }
       return t;
     };
-    await this.walk((kv, ko, vv, vo, kbytes, vbytes) => {
+    await this.scan((kv, ko, vv, vo, kbytes, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const owned = ownedByProcess(how);
       const uid = owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
       if (q.uid !== undefined && uid !== q.uid) return;
       const key = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : null;
-      const t = get(key, owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null, uid);
-      const tx = Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true));
-      const rx = Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true));
+      // The comm is decoded once per process, not once per flow (`top` asks every second).
+      const t = by.get(key) ?? get(key, owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null, uid);
+      const tx = u64(vv, vo + FLOW.fields.tx_bytes.offset);
+      const rx = u64(vv, vo + FLOW.fields.rx_bytes.offset);
       t.flows++;
-      if (!vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true)) t.openFlows++;
+      if (vv.getUint32(vo + FLOW.fields.closed_ns.offset, true) === 0 && vv.getUint32(vo + FLOW.fields.closed_ns.offset + 4, true) === 0) t.openFlows++;
       t.txBytes += tx;
       t.rxBytes += rx;
       if (q.remotes) {
-        const addr = formatIpAt(kbytes, ko + FLOW_KEY.fields.raddr.offset, kv.getUint8(ko + FLOW_KEY.fields.family.offset));
+        // Grouped by the address's bytes; formatted once per process and address, not per flow.
+        const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
+        const ra = ko + FLOW_KEY.fields.raddr.offset;
+        const rk = family === AF_INET ? kv.getUint32(ra) : Buffer.from(kbytes.buffer, kbytes.byteOffset + ra, 16).toString('latin1');
         const m = (t.byRemote ??= new Map());
-        const r = m.get(addr);
+        const r = m.get(rk);
         if (r) {
           r.flows++;
           r.txBytes += tx;
           r.rxBytes += rx;
-        } else m.set(addr, { addr, flows: 1, txBytes: tx, rxBytes: rx });
+        } else m.set(rk, { addr: formatIpAt(kbytes, ra, family), flows: 1, txBytes: tx, rxBytes: rx });
       }
-      t.txPackets += Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true));
-      t.rxPackets += Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true));
+      t.txPackets += u64(vv, vo + FLOW.fields.tx_packets.offset);
+      t.rxPackets += u64(vv, vo + FLOW.fields.rx_packets.offset);
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
       if (last > t.lastNs) t.lastNs = last;
       if (owned && last > t.cgroupNs) {
@@ -372,80 +495,144 @@ export class FlowTable {
    * Removes flows closed longer than the retention time, and flows idle longer than their
    * idle timeout (TCP flows whose socket is still open are kept however quiet). Their
    * counts go to the per-process totals. Returns the number removed.
+   *
+   * While the index is trusted (no flow created, reopened, patched or closed since it was
+   * filled) only the flows due by now are read, one lookup each: a flow's due time is the
+   * earliest time the rule can hold for the values it had, and its values only move that
+   * time later (last_ns grows, a socket state appears) except through a counted change
+   * (a close, a reopen), which makes the index untrusted. Otherwise the table is walked
+   * once, which refills the index: the same rule, applied to every flow, as before.
    */
   async gc(): Promise<number> {
-    const nowNs = clockNs(CLOCK_MONOTONIC);
-    const closedNs = BigInt(this.opts.closedRetentionMs) * 1_000_000n;
-    const idleNs = BigInt(this.opts.idleTimeoutMs) * 1_000_000n;
-    const tcpIdleNs = BigInt(this.opts.tcpIdleTimeoutMs) * 1_000_000n;
-    const ow = FLOW.fields.owner.offset;
+    return this.index.trusted(this.gen()) ? this.gcDue() : this.gcWalk();
+  }
+
+  /** The collector as it was: one walk of every flow (and an index sync on the way). */
+  async gcWalk(): Promise<number> {
+    const nowNs = this.now();
     const doomed: Buffer[] = [];
     const gone: FlowIdentity[] = [];
-    const counts: Array<{ pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint }> = [];
+    const counts: RetiredCount[] = [];
     const a = this.annotator;
     const nowMs = Date.now();
-    const identity = (kv: DataView, ko: number, kb: Uint8Array, pid: number | null): FlowIdentity => {
-      const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
-      const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
-      const icmp = proto === 1 || proto === 58;
-      return {
-        protocol: protocolName(proto), pid,
-        localAddr: formatIpAt(kb, ko + FLOW_KEY.fields.laddr.offset, family), localPort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true),
-        remoteAddr: formatIpAt(kb, ko + FLOW_KEY.fields.raddr.offset, family), remotePort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true),
-      };
-    };
-    await this.walk((kv, ko, vv, vo, kb, vbytes) => {
+    await this.scan((kv, ko, vv, vo, kb, vbytes) => {
       const closed = vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true);
       const last = vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true);
       const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
       const sock = vv.getUint8(vo + FLOW.fields.sock_state.offset);
-      let expired: boolean;
-      if (closed) expired = nowNs - closed > closedNs && nowNs - last > closedNs;
-      else if (proto === 6) expired = sock === 0 && nowNs - last > tcpIdleNs;
-      else expired = nowNs - last > idleNs;
-      const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
-      const owned = ownedByProcess(how);
-      const pid = owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : null;
+      const expired = this.expired(nowNs, proto, sock, closed, last);
+      const pid = this.ownerPid(vv, vo);
       if (!expired) {
         // A live flow of a process with fresh names: let it take its name now.
-        if (a && pid !== null && a.wants(pid)) a.fields(identity(kv, ko, kb, pid), nowMs);
+        if (a && pid !== null && a.wants(pid)) a.fields(flowIdentity(kv, ko, kb, pid), nowMs);
         return;
       }
       doomed.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
-      if (a) gone.push(identity(kv, ko, kb, pid));
-      counts.push({
-        pid: owned ? vv.getUint32(vo + ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : RETIRED_UNKNOWN,
-        comm: owned ? cString(vbytes, vo + ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : '',
-        uid: owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : -1,
-        cgroupId: owned ? vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
-        tx: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
-        rx: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
-        txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
-        rxp: Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true)),
-        last,
-      });
-    });
-    if (doomed.length === 0) return 0;
-    const deleted = this.map.deleteBatch(Buffer.concat(doomed), doomed.length);
-    for (const f of gone) a!.forget(f);
-    for (const c of counts) {
-      let r = this.retired.get(c.pid);
-      if (!r) {
-        r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
-        this.retired.set(c.pid, r);
+      if (a) gone.push(flowIdentity(kv, ko, kb, pid));
+      counts.push(retiredCount(vv, vo, vbytes));
+    }, GC_CHUNK);
+    return this.collect(doomed, gone, counts);
+  }
+
+  /** The collector on a trusted index: reads only the flows due by now. */
+  async gcDue(): Promise<number> {
+    const nowNs = this.now();
+    const due = this.index.takeDue(Number(nowNs / 1_000_000_000n));
+    const doomed: Buffer[] = [];
+    const gone: FlowIdentity[] = [];
+    const counts: RetiredCount[] = [];
+    const a = this.annotator;
+    const nowMs = Date.now();
+    const kb = Buffer.alloc(FLOW_KEY.size);
+    const vb = Buffer.alloc(FLOW.size);
+    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
+    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    let i = 0;
+    try {
+      for (; i < due.length; i++) {
+        if (i > 0 && i % YIELD_EVERY === 0) await yieldTurn();
+        const k = due[i]!;
+        keyBytes(k, kb);
+        if (!this.map.lookup(kb, vb)) {
+          this.index.remove(k); // evicted by the LRU
+          continue;
+        }
+        const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
+        const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
+        const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
+        const sock = vv.getUint8(FLOW.fields.sock_state.offset);
+        if (!this.expired(nowNs, proto, sock, closed, last)) {
+          this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last));
+          continue;
+        }
+        doomed.push(Buffer.from(kb));
+        if (a) gone.push(flowIdentity(kv, 0, kb, this.ownerPid(vv, 0)));
+        counts.push(retiredCount(vv, 0, vb));
       }
-      r.txBytes += c.tx;
-      r.rxBytes += c.rx;
-      r.txPackets += c.txp;
-      r.rxPackets += c.rxp;
-      r.flows++;
-      if (c.last > r.lastNs) {
-        r.lastNs = c.last;
-        r.cgroupId = c.cgroupId ?? r.cgroupId;
+    } finally {
+      // A lookup that threw: what was not looked at stays due.
+      if (i < due.length) this.index.requeue(due.slice(i));
+    }
+    const n = await this.collect(doomed, gone, counts);
+    // Live flows of processes with fresh names take them now (as the walk does).
+    if (a) {
+      for (const pid of [...this.index.pids()]) {
+        if (!a.wants(pid)) continue;
+        for (const k of this.index.keysOf(pid)) {
+          keyBytes(k, kb);
+          if (this.map.lookup(kb, vb) && this.ownerPid(vv, 0) === pid) a.fields(flowIdentity(kv, 0, kb, pid), nowMs);
+        }
       }
     }
+    return n;
+  }
+
+  /** The owner's pid when a process owns the flow. */
+  private ownerPid(vv: DataView, vo: number): number | null {
+    const ow = vo + FLOW.fields.owner.offset;
+    return ownedByProcess(vv.getUint8(ow + OWNER.fields.how.offset)) ? vv.getUint32(ow + OWNER.fields.tgid.offset, true) : null;
+  }
+
+  /** Deletes the doomed flows (in slices, the event loop getting a turn in between) and
+   * moves their counts to the per-process totals. */
+  private async collect(doomed: Buffer[], gone: FlowIdentity[], counts: RetiredCount[]): Promise<number> {
+    if (doomed.length === 0) return 0;
+    let deleted = 0;
+    // Each slice is deleted and retired in one go: totals read between two slices count
+    // every collected flow once.
+    for (let i = 0; i < doomed.length; i += YIELD_EVERY) {
+      if (i > 0) await yieldTurn();
+      const slice = doomed.slice(i, i + YIELD_EVERY);
+      deleted += this.map.deleteBatch(Buffer.concat(slice), slice.length);
+      for (const k of slice) this.index.remove(keyString(k, 0));
+      for (const c of counts.slice(i, i + YIELD_EVERY)) this.retire(c);
+    }
+    for (const f of gone) this.annotator?.forget(f);
     this.deletedTotal += deleted;
     return deleted;
+  }
+
+  private retire(c: RetiredCount): void {
+    let r = this.retired.get(c.pid);
+    if (!r) {
+      r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
+      this.retired.set(c.pid, r);
+    }
+    r.txBytes += c.tx;
+    r.rxBytes += c.rx;
+    r.txPackets += c.txp;
+    r.rxPackets += c.rxp;
+    r.flows++;
+    if (c.last > r.lastNs) {
+      r.lastNs = c.last;
+      r.cgroupId = c.cgroupId ?? r.cgroupId;
+    }
+  }
+
+  /** Per-process totals of flows already collected (for tests comparing collectors). */
+  retiredTotals(): ReadonlyMap<number, Readonly<Retired>> {
+    return this.retired;
   }
 
   /** Forgets retired totals of processes that exited (called by the process table). */
@@ -464,6 +651,54 @@ export class FlowTable {
 /** Keys of `retired` totals that are not a pid. */
 const RETIRED_UNKNOWN = -1;
 const RETIRED_KERNEL = -2;
+
+/** The index is refilled by a walk at least this often even when no kernel counter moved:
+ * a writer outside the programs (a tool writing emon_flows) would otherwise go unseen. */
+const RESYNC_MS = 300_000;
+/** Entries per batch of the collector's walk: a chunk full of closed flows costs a few us
+ * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
+ * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */
+const GC_CHUNK = 1024;
+/** Lookups or deletions between two turns of the event loop (as a walk's 4096-entry chunks). */
+const YIELD_EVERY = 4096;
+
+const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
+
+/** One collected flow's counts, on their way to the per-process totals. */
+interface RetiredCount { pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint }
+
+function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCount {
+  const ow = vo + FLOW.fields.owner.offset;
+  const how = vv.getUint8(ow + OWNER.fields.how.offset);
+  const owned = ownedByProcess(how);
+  return {
+    pid: owned ? vv.getUint32(ow + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? RETIRED_KERNEL : RETIRED_UNKNOWN,
+    comm: owned ? cString(vbytes, ow + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : '',
+    uid: owned ? vv.getUint32(ow + OWNER.fields.uid.offset, true) : -1,
+    cgroupId: owned ? vv.getBigUint64(ow + OWNER.fields.cgroup_id.offset, true).toString() : null,
+    tx: Number(vv.getBigUint64(vo + FLOW.fields.tx_bytes.offset, true)),
+    rx: Number(vv.getBigUint64(vo + FLOW.fields.rx_bytes.offset, true)),
+    txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
+    rxp: Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true)),
+    last: vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true),
+  };
+}
+
+/** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
+function u64(v: DataView, o: number): number {
+  return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
+}
+
+function flowIdentity(kv: DataView, ko: number, kb: Uint8Array, pid: number | null): FlowIdentity {
+  const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
+  const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
+  const icmp = proto === 1 || proto === 58;
+  return {
+    protocol: protocolName(proto), pid,
+    localAddr: formatIpAt(kb, ko + FLOW_KEY.fields.laddr.offset, family), localPort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true),
+    remoteAddr: formatIpAt(kb, ko + FLOW_KEY.fields.raddr.offset, family), remotePort: icmp ? null : kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true),
+  };
+}
 
 function sortFlows(flows: Flow[], by: FlowSort): void {
   switch (by) {

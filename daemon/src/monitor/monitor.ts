@@ -17,7 +17,7 @@ import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
 import { HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
 import { handoffCounters } from './handoff.js';
-import type { HandoffStatus } from '../contract/identity.js';
+import { HANDOFF_COUNTERS, type HandoffStatus } from '../contract/identity.js';
 import type { IdentitySource } from '../identity/index.js';
 import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
@@ -97,6 +97,9 @@ function otherNetnsPaths(): string[] {
   return [...seen.values()];
 }
 
+/** emon_stats counters that move whenever a flow appears, changes owner or closes. */
+const MEMBERSHIP_COUNTERS = ['flowsCreated', 'flowsReopened', 'flowsPatched', 'closeEvents'] as const satisfies readonly CounterName[];
+
 const STAT_KEY = (i: number) => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(i);
@@ -128,7 +131,27 @@ export class Monitor implements MonitorApi {
     this.decodeCtx.owners = new OwnerMemo(identity ? (cg, pid) => identity.of(cg, pid) : null);
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
     this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
-    this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null);
+    this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null, () => this.membership());
+  }
+
+  /**
+   * Every change to which flows exist or who owns them, as the kernel counts them: flows
+   * created, reopened, patched (owner filled in), closed (a close makes a flow
+   * collectable), and owners moved by the handoff programs. The flow index is the table
+   * while this sum has not moved (flows.ts, ownerindex.ts). Only deletions are uncounted,
+   * and the index finds those at lookup.
+   */
+  membership(): number {
+    let n = 0;
+    for (const name of MEMBERSHIP_COUNTERS) n += Number(this.statsValue(MONITOR_COUNTERS.indexOf(name)));
+    if (this.deployment.hasMap(MAP.handoffStats)) {
+      const m = this.deployment.map(MAP.handoffStats);
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(HANDOFF_COUNTERS.indexOf('flowsPatched'));
+      const v = m.lookup(k);
+      if (v) n += Number(m.sumPerCpuU64(v));
+    }
+    return n;
   }
 
   /** Opens the pin directory with the monitor's layout version and map sizes. The load

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: Apache-2.0
+// The flow table's owner index and its collector (issue 17), as property tests over seeded
+// random histories of a flow table: flows appear, carry traffic, close, change owner
+// (handoff, accept), are reopened by another process, are evicted by the LRU; processes
+// exit and their pids are reused; time passes. Each history drives the kernel's side the
+// way the programs do (every change the programs count moves the membership counter,
+// deletions and the kernel relabelling an unowned flow do not).
+// - flows.list by pid through the index must return exactly what a full scan of the same
+//   table returns (the scan: a FlowTable without membership counters, which always walks);
+// - the collector that reads only due flows must remove exactly the flows, and retire
+//   exactly the totals, that the full-walk collector removes from an identical table;
+// - and while no counter moved, neither reads the whole table (else they are not indexed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BpfMap } from '../../../../daemon/src/bpf/maps.js';
+import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
+import { keyBytes, keyString } from '../../../../daemon/src/monitor/ownerindex.js';
+import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monitor/wire.js';
+
+/** emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks counted). */
+class FakeFlowMap {
+  readonly entries = new Map<string, Buffer>();
+  walks = 0;
+  lookups = 0;
+  readonly valueBytes = FLOW.size;
+  readonly keySize = FLOW_KEY.size;
+  readonly maxEntries = 1 << 20;
+
+  async forEachChunkAsync(onChunk: (c: { keys: Buffer; values: Buffer; count: number }) => void, chunk = 4096): Promise<void> {
+    this.walks++;
+    const all = [...this.entries];
+    for (let i = 0; i < all.length; i += chunk) {
+      const part = all.slice(i, i + chunk);
+      const keys = Buffer.concat(part.map(([k]) => Buffer.from(k, 'hex')));
+      const values = Buffer.concat(part.map(([, v]) => v));
+      onChunk({ keys, values, count: part.length });
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  lookup(key: Uint8Array, out: Buffer = Buffer.alloc(FLOW.size)): Buffer | null {
+    this.lookups++;
+    const v = this.entries.get(Buffer.from(key.buffer, key.byteOffset, FLOW_KEY.size).toString('hex'));
+    if (!v) return null;
+    v.copy(out);
+    return out;
+  }
+
+  deleteBatch(keys: Buffer, count: number): number {
+    let n = 0;
+    for (let i = 0; i < count; i++) if (this.entries.delete(keys.subarray(i * FLOW_KEY.size, (i + 1) * FLOW_KEY.size).toString('hex'))) n++;
+    return n;
+  }
+
+  clone(): FakeFlowMap {
+    const m = new FakeFlowMap();
+    for (const [k, v] of this.entries) m.entries.set(k, Buffer.from(v));
+    return m;
+  }
+}
+
+/** mulberry32: a small seeded generator, so a failing history can be replayed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const F = FLOW.fields;
+const O = OWNER.fields;
+const OW = F.owner.offset;
+const SEC = 1_000_000_000n;
+const OPTS = { closedRetentionMs: 60_000, idleTimeoutMs: 300_000, tcpIdleTimeoutMs: 600_000 };
+
+/** A history's world: the tables' shared clock and membership counter, and the processes. */
+class World {
+  nowNs = 1_000_000n * SEC;
+  gen = 0;
+  nextPort = 1;
+  /** Live pids; exited ones go back to `free` and are reused (pid reuse). */
+  readonly live: number[] = [100, 101, 102];
+  readonly free: number[] = [103, 104, 105, 106];
+  constructor(readonly r: () => number) {}
+
+  pick<T>(a: readonly T[]): T {
+    return a[Math.floor(this.r() * a.length)]!;
+  }
+
+  key(): Buffer {
+    const k = Buffer.alloc(FLOW_KEY.size);
+    const v6 = this.r() < 0.3;
+    const port = this.nextPort++;
+    k[FLOW_KEY.fields.family.offset] = v6 ? 10 : 2;
+    k[FLOW_KEY.fields.proto.offset] = this.r() < 0.6 ? 6 : 17;
+    k.writeUInt16LE(port & 0xffff, FLOW_KEY.fields.lport.offset);
+    k.writeUInt16LE(443, FLOW_KEY.fields.rport.offset);
+    k.writeUInt32BE(0x0a000000 + (port >>> 16), FLOW_KEY.fields.laddr.offset);
+    k.writeUInt32BE(0xc6120002, FLOW_KEY.fields.raddr.offset);
+    if (v6) k.writeUInt32BE(0xfd000198, FLOW_KEY.fields.raddr.offset + 12);
+    return k;
+  }
+
+  owner(v: Buffer, pid: number | null): void {
+    v.fill(0, OW, OW + OWNER.size);
+    if (pid === null) return; // unowned
+    v.writeUInt32LE(pid, OW + O.tgid.offset);
+    v.writeUInt32LE(pid, OW + O.pid.offset);
+    v.writeUInt32LE(1000 + (pid % 3), OW + O.uid.offset);
+    v.writeBigUInt64LE(BigInt(7 + (pid % 2)), OW + O.cgroup_id.offset);
+    v.write(`p${pid}`, OW + O.comm.offset, 15, 'latin1');
+    v[OW + O.how.offset] = 2; // connect
+  }
+
+  value(proto: number, pid: number | null): Buffer {
+    const v = Buffer.alloc(FLOW.size);
+    v.writeBigUInt64LE(this.nowNs - SEC * BigInt(Math.floor(this.r() * 30)), F.first_ns.offset);
+    v.writeBigUInt64LE(this.nowNs, F.last_ns.offset);
+    v.writeBigUInt64LE(BigInt(Math.floor(this.r() * 5000)), F.tx_bytes.offset);
+    v.writeBigUInt64LE(1n, F.tx_packets.offset);
+    v.writeUInt32LE(1, F.ifindex.offset);
+    v[F.direction.offset] = 1;
+    if (proto === 6) v[F.sock_state.offset] = this.r() < 0.7 ? 1 : 0;
+    this.owner(v, pid);
+    return v;
+  }
+
+  /** One random step of the kernel and the processes on `maps` (identical tables). */
+  step(maps: FakeFlowMap[], quiet = false): string {
+    const m = maps[0]!;
+    const keys = [...m.entries.keys()];
+    const all = (fn: (v: Buffer) => void, k: string) => maps.forEach((x) => fn(x.entries.get(k)!));
+    // quiet: only what the kernel does not count (traffic, evictions, relabels, processes, time)
+    const x = quiet ? [0.3, 0.4, 0.7, 0.73, 0.8, 0.85, 0.9, 0.95][Math.floor(this.r() * 8)]! : this.r();
+    if (x < 0.25 || keys.length === 0) {
+      const k = this.key();
+      const pid = this.r() < 0.15 ? null : this.pick(this.live);
+      const v = this.value(k[FLOW_KEY.fields.proto.offset]!, pid);
+      maps.forEach((mm) => mm.entries.set(k.toString('hex'), Buffer.from(v)));
+      this.gen++; // flowsCreated
+      return 'create';
+    }
+    const k = this.pick(keys);
+    if (x < 0.45) {
+      // traffic: counters and last_ns move (uncounted)
+      const add = BigInt(1 + Math.floor(this.r() * 1000));
+      all((v) => {
+        v.writeBigUInt64LE(v.readBigUInt64LE(F.rx_bytes.offset) + add, F.rx_bytes.offset);
+        v.writeBigUInt64LE(v.readBigUInt64LE(F.rx_packets.offset) + 1n, F.rx_packets.offset);
+        v.writeBigUInt64LE(this.nowNs, F.last_ns.offset);
+      }, k);
+      return 'traffic';
+    }
+    if (x < 0.55) {
+      const v0 = m.entries.get(k)!;
+      if (Buffer.from(k, 'hex')[FLOW_KEY.fields.proto.offset] !== 6 || v0.readBigUInt64LE(F.closed_ns.offset)) return 'noop';
+      all((v) => {
+        v.writeBigUInt64LE(this.nowNs, F.closed_ns.offset);
+        v[F.sock_state.offset] = 7;
+      }, k);
+      this.gen++; // closeEvents
+      return 'close';
+    }
+    if (x < 0.63) {
+      // a socket changes hands (fork + use, SCM_RIGHTS) or accept patches the owner
+      const to = this.pick(this.live);
+      all((v) => this.owner(v, to), k);
+      this.gen++; // flowsPatched / handoff flowsPatched
+      return 'patch';
+    }
+    if (x < 0.68) {
+      // reopened by a new connection, maybe another process's
+      const proto = Buffer.from(k, 'hex')[FLOW_KEY.fields.proto.offset]!;
+      const v = this.value(proto, this.pick(this.live));
+      maps.forEach((mm) => mm.entries.set(k, Buffer.from(v)));
+      this.gen++; // flowsReopened
+      return 'reopen';
+    }
+    if (x < 0.72) {
+      maps.forEach((mm) => mm.entries.delete(k)); // LRU eviction: uncounted
+      return 'evict';
+    }
+    if (x < 0.75) {
+      const v0 = m.entries.get(k)!;
+      if (v0[OW + O.how.offset] !== 0) return 'noop';
+      all((v) => (v[OW + O.how.offset] = HOW_KERNEL), k); // the kernel's own traffic: uncounted
+      return 'kernel';
+    }
+    if (x < 0.82) {
+      // a process exits (its flows keep its pid) and a new one may get a reused pid
+      if (this.live.length > 1) this.free.push(this.live.splice(Math.floor(this.r() * this.live.length), 1)[0]!);
+      if (this.free.length) this.live.push(this.free.splice(Math.floor(this.r() * this.free.length), 1)[0]!);
+      return 'exit+reuse';
+    }
+    if (x < 0.86) {
+      // fork: the child is a new pid; its sockets stay the connector's until used (patch)
+      if (this.free.length) this.live.push(this.free.splice(0, 1)[0]!);
+      return 'fork';
+    }
+    // mostly short steps (a collection every few seconds), now and then past a timeout
+    this.nowNs += this.r() < 0.8 ? BigInt(Math.floor(this.r() * 20e9)) : SEC * BigInt(Math.floor(this.r() * 400));
+    return 'time';
+  }
+}
+
+const byKey = (a: Flow, b: Flow) => (`${a.protocol}${a.localAddr}${a.localPort}${a.remoteAddr}` < `${b.protocol}${b.localAddr}${b.localPort}${b.remoteAddr}` ? -1 : 1);
+const sorted = (fs: Flow[]) => [...fs].sort(byKey);
+
+const table = (m: FakeFlowMap, w: World, indexed: boolean) =>
+  new FlowTable(m as unknown as BpfMap, () => 'veth0', { lookup: () => undefined }, { ...OPTS, clockNs: () => w.nowNs }, null, indexed ? () => w.gen : null);
+
+test('keyString/keyBytes: every IPv4 and IPv6 key goes through and back', () => {
+  const w = new World(rng(1));
+  for (let i = 0; i < 200; i++) {
+    const k = w.key();
+    assert.deepEqual(keyBytes(keyString(k, 0)), k);
+  }
+});
+
+for (const seed of [1, 2, 3, 4, 5, 6]) {
+  test(`flows.list by pid through the index = a full scan (seed ${seed}, 400 steps)`, async () => {
+    const w = new World(rng(seed));
+    const m = new FakeFlowMap();
+    const indexed = table(m, w, true);
+    const scan = table(m, w, false);
+    let served = 0;
+    for (let i = 0; i < 400; i++) {
+      const what = w.step([m]);
+      if (i % 4 !== 0) continue;
+      for (const pid of [0, ...w.live, ...w.free]) {
+        for (const extra of [{}, { includeClosed: false }, { uid: 1000 + (pid % 3) }, { protocol: 17 }]) {
+          const q = { pid, limit: 100_000, ...extra };
+          const walksBefore = m.walks;
+          const got = await indexed.query(q);
+          if (m.walks === walksBefore) served++;
+          const want = await scan.query(q);
+          assert.deepEqual(sorted(got.flows), sorted(want.flows), `step ${i} (${what}) pid ${pid} ${JSON.stringify(extra)}`);
+          assert.equal(got.matched, want.matched);
+        }
+      }
+      // With no counted change since the last walk, a pid query reads no more than its flows.
+      const walksBefore = m.walks;
+      const lookupsBefore = m.lookups;
+      const pid = w.pick(w.live);
+      const res = await indexed.query({ pid, limit: 100_000 });
+      assert.equal(m.walks, walksBefore, `step ${i}: the index was trusted after a walk, yet the query walked`);
+      assert.ok(m.lookups - lookupsBefore <= res.flows.length + 20, 'read only the flows the index lists');
+    }
+    assert.ok(served > 100, `the index served ${served} queries`);
+  });
+}
+
+for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
+  test(`the due-only collector removes exactly what the full walk removed (seed ${seed}, 2000 steps)`, async () => {
+    const w = new World(rng(seed));
+    const a = new FakeFlowMap();
+    const b = a.clone();
+    const fresh = table(a, w, true);
+    const old = table(b, w, false);
+    let dueOnly = 0;
+    let removed = 0;
+    for (let i = 0; i < 2000; i++) {
+      // stretches of counted changes, then quiet stretches the index must carry alone
+      const what = w.step([a, b], i % 150 >= 50);
+      if (what === 'time' || i % 7 === 0) {
+        const walks = a.walks;
+        const trusted = fresh.index.trusted(w.gen);
+        const n1 = await fresh.gc();
+        const n2 = await old.gcWalk();
+        removed += n2;
+        if (trusted) {
+          assert.equal(a.walks, walks, `step ${i}: a trusted index walked the table`);
+          dueOnly++;
+        }
+        assert.equal(n1, n2, `step ${i} (${what}): removed ${n1}, the walk removed ${n2}`);
+        assert.deepEqual([...a.entries.keys()].sort(), [...b.entries.keys()].sort());
+        assert.deepEqual(new Map([...fresh.retiredTotals()].sort()), new Map([...old.retiredTotals()].sort()));
+      }
+    }
+    assert.ok(dueOnly > 10 && removed > 10, `${dueOnly} due-only collections, ${removed} flows removed`);
+  });
+}
