@@ -397,6 +397,11 @@ http {
     assert.deepEqual(paths(await json<HttpRequest[]>(['http'], alice)), ['/private/alice']);
     assert.deepEqual(names(await json<DnsQuery[]>(['dns'], alice)), ['alice.l7.test']);
     assert.deepEqual(names(await json<DnsQuery[]>(['dns', '--name', '*.l7.test'], bob)), ['bob.l7.test']);
+    // The flows' HTTP summaries are scoped with their flows; root sees both.
+    const lastPaths = (f: Flow[]) => f.map((x) => x.http?.lastPath).filter((p) => p?.startsWith('/private/')).sort();
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], alice)), ['/private/alice']);
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], bob)), ['/private/bob']);
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'])), ['/private/alice', '/private/bob']);
     const denied = await ctl(['http', '--uid', String(bob.uid)], { socket: daemon.socketPath, user: { uid: alice.uid, gid: alice.gid } });
     assert.notEqual(denied.code, 0);
     assert.match(denied.stderr, /may only see its own/);
