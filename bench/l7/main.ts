@@ -20,6 +20,7 @@ import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { L7Kernel, L7_HOOK_BIT } from '../../daemon/src/l7/kernel.js';
 import { L7Pipeline } from '../../daemon/src/l7/pipeline.js';
 import { ResolverCache } from '../../daemon/src/l7/dns/cache.js';
+import { L7Store } from '../../daemon/src/l7/store.js';
 import { RingBufReader } from '../../daemon/src/bpf/ringbuf.js';
 import { L7_REC } from '../../daemon/src/l7/wire.js';
 import { machine, median, numArg, ROOT } from '../lib/harness.js';
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
 
     // 3. User space: exchanges parsed per CPU second, from records laid out as in the ring.
     const userRow = parseRate(EXCHANGES);
+    const userStore = parseRate(EXCHANGES, true);
     const userSsl = parseRateSsl(EXCHANGES);
     // 4. The OpenSSL uprobes: the same TLS loop with and without them, alternating.
     const tls = await uprobeCost();
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
     console.log(t2.toString());
     console.log(`\nuser space: ${userRow.exchanges} HTTP exchanges (request + response record each, keep-alive, 1 KiB bodies) decoded and parsed`);
     console.log(`  CPU per exchange: ${(userRow.cpuNs / 1000).toFixed(2)} us (median of ${userRow.samples} runs); ${Math.round(1e9 / userRow.cpuNs).toLocaleString()} exchanges/s on one core; every exchange paired: ${userRow.ok}`);
+    console.log(`  the same, then kept (L7Store: http.list record + the flow's HTTP summary): ${(userStore.cpuNs / 1000).toFixed(2)} us per exchange; ${Math.round(1e9 / userStore.cpuNs).toLocaleString()} exchanges/s on one core; every exchange paired: ${userStore.ok}`);
     console.log(`user space, HTTPS through the uprobes: ${userSsl.exchanges} exchanges as SSL_write/SSL_read records (request, response) decoded and parsed`);
     console.log(`  CPU per exchange: ${(userSsl.cpuNs / 1000).toFixed(2)} us (median of ${userSsl.samples} runs); ${Math.round(1e9 / userSsl.cpuNs).toLocaleString()} exchanges/s on one core; every exchange paired: ${userSsl.ok}`);
     const t3 = new Table({ head: ['TLS loop (1 process, BIO pair)', 'no uprobes CPU ns/exch.', 'empty uprobes CPU ns/exch.', 'ebpfmon uprobes CPU ns/exch.', 'ebpfmon - none ns/exch. (min..max)', 'per SSL call ns', 'ebpfmon - empty ns/exch.', 'wall ns/exch. off / on', 'consumer CPU ns/exch.', 'exchanges seen / run', 'ring full'], style: { head: [], border: [] } });
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
 }
 
 /** Builds ring-like records for `n` keep-alive exchanges and times decoding + parsing them. */
-function parseRate(n: number): { exchanges: number; cpuNs: number; samples: number; ok: boolean } {
+function parseRate(n: number, store = false): { exchanges: number; cpuNs: number; samples: number; ok: boolean } {
   const req = Buffer.from('GET /api/v1/items/12345?x=1 HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n');
   const res = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n'), Buffer.alloc(1024, 0x61)]);
   const recSize = (cap: number) => (L7_REC.size + cap + 7) & ~7;
@@ -197,7 +200,9 @@ function parseRate(n: number): { exchanges: number; cpuNs: number; samples: numb
   let ok = true;
   for (let s = 0; s < 5; s++) {
     let got = 0;
-    const p = new L7Pipeline({ cache: new ResolverCache(), sinks: { http: (e) => { if (e.status === 200) got++; } }, wallMs: () => 0 });
+    // With `store`: what the daemon does next (L7Store: the http.list record and the flow's HTTP summary).
+    const kept = store ? new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache() }) : null;
+    const p = new L7Pipeline({ cache: new ResolverCache(), sinks: { http: (e) => { kept?.addHttp(e); if (e.status === 200) got++; } }, wallMs: () => 0 });
     let cseq = 1, sseq = 1, ts = 1;
     let cpu = 0;
     for (let done = 0; done < n; done += batch) {

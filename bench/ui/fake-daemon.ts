@@ -53,7 +53,7 @@ for (let i = 0; i < N; i++) {
     protocol: rnd() < 0.85 ? 'tcp' : 'udp', family: 'ipv4', localAddr: '192.0.2.10', localPort: 32768 + (i % 28000), remoteAddr: remote, remotePort: [443, 80, 22, 53, 993][i % 5]!,
     direction: 'outbound', interface: 'eth0', pid: 1000 + p, tid: 1000 + p, comm: COMMS[p % COMMS.length]!, uid: 1000, gid: 1000, cgroupId: null, attributedBy: 'connect', cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null,
     ppid: 1, exe: null, state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] }, txBytes: Math.floor(rnd() * 1e6), rxBytes: Math.floor(rnd() * 1e7),
-    txPackets: 10, rxPackets: 10, fragments: 0, ipOptions: false, ipv6ExtHeaders: false, firstSeenAt: iso(start - Math.floor(rnd() * 3.6e6)), lastSeenAt: iso(start), closedAt: null, remoteName: null, serverName: null, tlsVersion: null,
+    txPackets: 10, rxPackets: 10, fragments: 0, ipOptions: false, ipv6ExtHeaders: false, firstSeenAt: iso(start - Math.floor(rnd() * 3.6e6)), lastSeenAt: iso(start), closedAt: null, remoteName: null, serverName: null, tlsVersion: null, http: null,
     remoteGeo: { country: place.country, city: place.city, lat: place.lat, lon: place.lon, asn: 64496 + (i % 100), org: `Example AS ${i % 100}`, label: null },
   });
 }

@@ -38,15 +38,21 @@ static __always_inline long l7_load(struct __sk_buff *skb, const struct l7_pkt *
 }
 
 /* One record of `cap` bytes reserved, holding a piece. Two instances (small and large)
- * because the ring needs a constant size. */
+ * because the ring needs a constant size. Global (not inlined) functions: the verifier
+ * checks each once on its own, not once per piece of l7_copy's loop; inlined, the 6.1
+ * verifier gave up on tc_l7_flow after 1M instructions (E2BIG; docs/l7.md). Pointer
+ * arguments of a global function may be NULL as far as the verifier knows: checked. */
 #define DEFINE_L7_EMIT(NAME, CAP)                                                                  \
-static __always_inline int NAME(struct __sk_buff *skb, const struct emon_flow_key *key,           \
-			   const struct emon_owner *o, const struct l7_pkt *lp,                    \
-			   const struct l7_piece *pc)                                              \
+__noinline int NAME(struct __sk_buff *skb, const struct emon_flow_key *key,                        \
+		    const struct emon_owner *o, const struct l7_pkt *lp,                           \
+		    const struct l7_piece *pc)                                                     \
 {                                                                                                  \
 	struct emon_l7_rec *e;                                                                     \
-	__u32 n = pc->n;                                                                           \
+	__u32 n;                                                                                   \
                                                                                                    \
+	if (!skb || !key || !lp || !pc)                                                            \
+		return -1;                                                                         \
+	n = pc->n;                                                                                 \
 	e = bpf_ringbuf_reserve(&emon_l7_events, sizeof(*e) + (CAP), 0);                          \
 	if (!e) {                                                                                  \
 		l7_stat_add(EMON_L7_STAT_RINGBUF_FULL, 1);                                              \

@@ -250,7 +250,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   l7.start();
   closers.add('application layer', () => l7.stop());
   running.flows.setAnnotator({
-    fields: (f, nowMs) => l7.store?.flowFields(f, nowMs) ?? { remoteName: null, serverName: null, tlsVersion: null },
+    fields: (f, nowMs) => l7.store?.flowFields(f, nowMs) ?? { remoteName: null, serverName: null, tlsVersion: null, http: null },
     wants: (pid) => l7.hasNames(pid),
     forget: (f) => l7.store?.forgetFlow(f),
   });

@@ -48,6 +48,7 @@ interface ProbeReport {
   acceptedFlow?: { pid: number; attributedBy: string; direction: string; localPort: number; remotePort: number } | null;
   acceptPrograms?: Array<{ id: number; name: string; type: string; runCount: number | null }>;
   acceptLinks?: Array<{ prog_id: number; type: string; attach_type?: string }>;
+  l7?: { state: string; reason: string | null; probes: ProbeStatus[] } | null;
   error?: string;
 }
 
@@ -105,6 +106,17 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
     assert.equal(status, '0', `the suites failed in the 6.1 guest (exit ${status || r.code}); full report above.\n${report.includes('✖ failing tests:') ? failing.slice(0, 6000) : report.slice(-4000)}`);
     assert.match(report, /ℹ fail 0\b/);
     assert.match(report, /ℹ skipped 0\b/);
+  });
+
+  it('runs the application layer\'s L7 stage on 6.1 (l7.* switched on in probe-status\'s daemon)', () => {
+    const raw = ran().files['probe-status.json'];
+    assert.ok(raw, `probe-status.js wrote no report:\n${ran().files['probe-status.txt'] ?? ''}`);
+    const p = JSON.parse(raw) as ProbeReport;
+    assert.equal(p.error, undefined, `probe-status.js failed:\n${p.error}`);
+    // Before the record emitters became global functions, 6.1's verifier refused tc_l7_flow
+    // (E2BIG after 1M instructions) and the daemon ran without L7: docs/l7.md.
+    assert.equal(p.l7?.state, 'running', JSON.stringify(p.l7));
+    assert.ok(p.l7.probes.find((x) => x.capability === 'l7-flows')?.active, JSON.stringify(p.l7.probes));
   });
 
   it(`chooses ${ACCEPT_PRE_6_10} for accept on 6.1, attaches it as fexit, and it fires`, () => {

@@ -16,6 +16,7 @@ import { Capture } from '../helpers/pcap.js';
 import { REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
 import type { DnsEvent, DnsQuery, HttpEvent, HttpRequest, L7Status } from '../../daemon/src/contract/l7.js';
 import type { StatusResult } from '../../daemon/src/contract/status.js';
+import { MAX_PENDING } from '../../daemon/src/l7/http/parser.js';
 
 const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
 const output = (c: ChildProcess) => {
@@ -67,13 +68,14 @@ http {
   keepalive_requests 10000;
   server {
     listen ${link.b.ip4}:${port};
+    listen [${link.b.ip6}]:${port};
     location /missing { return 404; }
     location / { return 200 "hello from nginx\\n"; }
   }
 }`);
     peer.spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
     // dnsmasq logs every query it answers: the truth for what was asked and answered.
-    peer.spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', `--listen-address=${link.b.ip4}`, '--bind-interfaces', '--no-resolv', '--no-hosts',
+    peer.spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', `--listen-address=${link.b.ip4}`, `--listen-address=${link.b.ip6}`, '--bind-interfaces', '--no-resolv', '--no-hosts',
       '--port=53', `--host-record=web.l7.test,${link.b.ip4},${link.b.ip6}`, '--cname=alias.l7.test,web.l7.test',
       `--host-record=alice.l7.test,${link.b.ip4}`, `--host-record=bob.l7.test,${link.b.ip4}`, '--log-queries=extra', `--log-facility=${dir}/dnsmasq.log`]);
     // A stub on the monitored host's loopback forwarding to it (as systemd-resolved would).
@@ -139,6 +141,19 @@ http {
     assert.ok(listed.every((o) => o.comm === 'curl' && o.host === `${link.b.ip4}:${port}` && !o.tls && o.remotePort === port && o.timeToFirstByteMs !== null), JSON.stringify(listed[0]));
     const notFound = await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--status', '4xx']);
     assert.deepEqual(notFound.map((o) => o.path).sort(), log.filter((l) => l.endsWith(' 404')).map((l) => l.split(' ')[1]!.replace(/\?\S*/, '')).sort());
+    // The flow carries the summary: curl kept one connection alive for the 100 (one flow).
+    const flows = (await json<Flow[]>(['flows', '--pid', String(c.pid)])).filter((f) => f.protocol === 'tcp' && f.remotePort === port);
+    assert.equal(flows.length, 1, JSON.stringify(flows));
+    const [lastMethod, lastPath, lastStatus] = log.at(-1)!.replace(/\?\S*/, '').split(' ');
+    const h = flows[0]!.http;
+    assert.ok(h, 'flow.http');
+    assert.deepEqual(
+      [h.requests, h.clientErrors, h.serverErrors, h.unanswered, h.lastMethod, h.lastPath, h.lastStatus, h.lastHost, h.tls],
+      [log.length, log.filter((l) => / 4\d\d$/.test(l)).length, log.filter((l) => / 5\d\d$/.test(l)).length, 0, lastMethod, lastPath, Number(lastStatus), `${link.b.ip4}:${port}`, false],
+    );
+    assert.equal(h.requestBytes, listed.reduce((n, o) => n + o.requestBytes, 0));
+    const table = await ctl(['flows', '--pid', String(c.pid)], { socket: daemon.socketPath });
+    assert.match(table.stdout, new RegExp(`${log.length} req, ${h.clientErrors} 4xx, last ${lastMethod} ${lastPath!.replace(/\//g, '\\/')} ${lastStatus}`));
   });
 
   test('a 3 KiB URL over a route with a 500-byte MSS is reassembled whole; a pipelined batch of 5 is paired in order (nginx\'s log)', async () => {
@@ -194,6 +209,74 @@ http {
     });
   }
 
+  /** Runs `script` (node) in the monitored host: it resolves, connects to the answer on `port` and prints {a, localPort}. */
+  async function resolveAndConnect(script: string): Promise<{ c: ChildProcess; ans: { a: string[]; localPort: number } }> {
+    const c = mon.spawn(process.execPath, ['-e', script]);
+    const ans = await jsonLines(c).next((o) => Array.isArray(o.a), 10_000) as { a: string[]; localPort: number };
+    return { c, ans };
+  }
+  const connectTail = `const s=require('net').connect(${port},a[0],()=>{console.log(JSON.stringify({a,localPort:s.localPort}));s.end('GET /named HTTP/1.0\\r\\n\\r\\n')});s.on('close',()=>setTimeout(()=>process.exit(0),3000))`;
+  const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+  test('DNS over TCP (the test\'s own length-prefixed query to dnsmasq): `dns` lists it with transport tcp and dnsmasq\'s answer; the flow that follows carries remoteName', async () => {
+    const name = 'web.l7.test';
+    // A query for A over TCP, written by hand (node's resolver has no TCP switch): length, header, question.
+    const script = `const net=require('net');const q=Buffer.concat([Buffer.from([0x4c,0x37,1,0,0,1,0,0,0,0,0,0]),...'${name}'.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);` +
+      `const len=Buffer.alloc(2);len.writeUInt16BE(q.length);const d=net.connect(53,'${link.b.ip4}',()=>d.write(Buffer.concat([len,q])));let b=Buffer.alloc(0);` +
+      `d.on('data',x=>{b=Buffer.concat([b,x]);if(b.length<2||b.length<2+b.readUInt16BE(0))return;d.end();const m=b.subarray(2,2+b.readUInt16BE(0));const a=[[...m.subarray(m.length-4)].join('.')];${connectTail}});`;
+    const { c, ans } = await resolveAndConnect(script);
+    assert.deepEqual(ans.a, [link.b.ip4]);
+    const dlog = fs.readFileSync(path.join(dir, 'dnsmasq.log'), 'utf8');
+    assert.match(dlog, new RegExp(`query\\[A\\] ${re(name)} from ${re(link.a.ip4)}`));
+    assert.match(dlog, new RegExp(`${re(name)} is ${re(link.b.ip4)}`));
+    await waitEvents<DnsEvent>('dns', (e) => e.pid === c.pid && e.name === name, 1);
+    const qs = await json<DnsQuery[]>(['dns', '--pid', String(c.pid)]);
+    assert.deepEqual(qs.map((q) => [q.name, q.recordType, q.transport, q.server, q.rcode, q.answers.map((x) => [x.recordType, x.data])]),
+      [[name, 'A', 'tcp', `${link.b.ip4}:53`, 'NOERROR', [['A', link.b.ip4]]]]);
+    const fl = (await json<Flow[]>(['flows', '--pid', String(c.pid)])).find((f) => f.localPort === ans.localPort && f.remotePort === port);
+    assert.ok(fl, `the flow from port ${ans.localPort}`);
+    assert.equal(fl.remoteName, name);
+    await exited(c);
+  });
+
+  test('DNS over IPv6 (AAAA asked of dnsmasq at its fd00:198:: address): `dns` lists it with dnsmasq\'s answer; the IPv6 flow that follows carries remoteName', async () => {
+    const name = 'web.l7.test';
+    const script = `const d=new (require('dns').promises.Resolver)();d.setServers(['${link.b.ip6}']);d.resolve6('${name}').then(a=>{${connectTail}})`;
+    const { c, ans } = await resolveAndConnect(script);
+    assert.deepEqual(ans.a, [link.b.ip6]);
+    const dlog = fs.readFileSync(path.join(dir, 'dnsmasq.log'), 'utf8');
+    assert.match(dlog, new RegExp(`query\\[AAAA\\] ${re(name)} from ${re(link.a.ip6)}`));
+    assert.match(dlog, new RegExp(`${re(name)} is ${re(link.b.ip6)}`));
+    await waitEvents<DnsEvent>('dns', (e) => e.pid === c.pid && e.name === name, 1);
+    const qs = await json<DnsQuery[]>(['dns', '--pid', String(c.pid)]);
+    assert.deepEqual(qs.map((q) => [q.name, q.recordType, q.transport, q.server, q.rcode, q.answers.map((x) => [x.recordType, x.data])]),
+      [[name, 'AAAA', 'udp', `[${link.b.ip6}]:53`, 'NOERROR', [['AAAA', link.b.ip6]]]]);
+    const fl = (await json<Flow[]>(['flows', '--pid', String(c.pid)])).find((f) => f.family === 'ipv6' && f.localPort === ans.localPort && f.remotePort === port);
+    assert.ok(fl, `the IPv6 flow from port ${ans.localPort}`);
+    assert.equal(fl.remoteName, name);
+    await exited(c);
+  });
+
+  test(`state full: ${MAX_PENDING + 4} pipelined requests a silent server never answers: the oldest 4 are given up at once, counted in status.l7.loss.httpStateFull`, async () => {
+    const silentPort = 8090;
+    const srv = peer.spawn(process.execPath, ['-e', `require('net').createServer(s=>{s.on('data',()=>{});s.on('error',()=>{})}).listen(${silentPort},'${link.b.ip4}',()=>console.log('{"ready":1}'))`]);
+    await jsonLines(srv).next((o) => o.ready === 1, 10_000);
+    const before = (await json<StatusResult>(['status'])).l7!.loss;
+    const n = MAX_PENDING + 4;
+    const reqs = Array.from({ length: n }, (_, i) => `GET /full/${i} HTTP/1.1\r\nHost: silent\r\n\r\n`).join('');
+    // The client stays connected (killed below), so only the state limit can give requests up.
+    const p = mon.spawn(process.execPath, ['-e', `const s=require('net').connect(${silentPort},'${link.b.ip4}',()=>s.write(${JSON.stringify(reqs)}));s.on('error',()=>{});setInterval(()=>{},1000)`]);
+    const given = await waitEvents<HttpEvent>('http', (e) => e.pid === p.pid, n - MAX_PENDING);
+    assert.deepEqual(given.map((e) => [e.path, e.status, e.flags.includes('unanswered')]), Array.from({ length: n - MAX_PENDING }, (_, i) => [`/full/${i}`, null, true]));
+    const after = (await json<StatusResult>(['status'])).l7!.loss;
+    assert.equal(after.httpStateFull - before.httpStateFull, n - MAX_PENDING);
+    assert.ok(after.httpUnanswered - before.httpUnanswered >= n - MAX_PENDING);
+    for (const k of ['undecodable', 'handlerErrors', 'programMisses', 'dnsStateFull', 'dnsTcpLost', 'httpLinesTooLong'] as const) assert.equal(typeof after[k], 'number', k);
+    p.kill('SIGKILL');
+    srv.kill('SIGKILL');
+    await Promise.all([exited(p), exited(srv)]);
+  });
+
   test('HTTPS with curl (OpenSSL): serverName equals the SNI tshark saw, the decrypted paths and statuses are curl\'s, tls: true', async () => {
     // tcpdump writes the capture (test/helpers/pcap.ts), tshark reads the ClientHello's SNI from it.
     const cap = await Capture.start(mon, link.a.ifname, path.join(dir, 'tls.pcap'), ['tcp', 'port', String(tlsPort)], 2048);
@@ -210,7 +293,10 @@ http {
     assert.equal(evs.length, 2);
     const got = (await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--tls'])).reverse();
     assert.deepEqual(got.map((o) => `${o.method} ${o.path} ${o.status} ${o.host}`), [`GET /page.txt ${lines[0]![0]} ${sni}:${tlsPort}`, `GET /nothing-here.txt ${lines[1]![0]} ${sni}:${tlsPort}`]);
-    assert.ok(got.every((o) => o.comm === 'curl' && o.remoteAddr === link.b.ip4 && o.remotePort === tlsPort), JSON.stringify(got[0]));
+    // Kernels without sock:sock_send_length (before 6.3: the 6.1 guest) give the plaintext
+    // without its socket, as status.l7.tlsSocketsUnavailable says.
+    const noSocket = ((await json<StatusResult>(['status'])).l7 as L7Status).tlsSocketsUnavailable !== null;
+    assert.ok(got.every((o) => o.comm === 'curl' && (noSocket ? o.remoteAddr === null && o.remotePort === null : o.remoteAddr === link.b.ip4 && o.remotePort === tlsPort)), JSON.stringify(got[0]));
     const fl = (await json<Flow[]>(['flows', '--pid', String(c.pid)])).find((f) => f.localPort === localPort && f.remotePort === tlsPort);
     assert.ok(fl, `curl's last flow (port ${localPort})`);
     assert.equal(fl.serverName, sniSeen[0]);
@@ -314,6 +400,11 @@ http {
     assert.deepEqual(paths(await json<HttpRequest[]>(['http'], alice)), ['/private/alice']);
     assert.deepEqual(names(await json<DnsQuery[]>(['dns'], alice)), ['alice.l7.test']);
     assert.deepEqual(names(await json<DnsQuery[]>(['dns', '--name', '*.l7.test'], bob)), ['bob.l7.test']);
+    // The flows' HTTP summaries are scoped with their flows; root sees both.
+    const lastPaths = (f: Flow[]) => f.map((x) => x.http?.lastPath).filter((p) => p?.startsWith('/private/')).sort();
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], alice)), ['/private/alice']);
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], bob)), ['/private/bob']);
+    assert.deepEqual(lastPaths(await json<Flow[]>(['flows'])), ['/private/alice', '/private/bob']);
     const denied = await ctl(['http', '--uid', String(bob.uid)], { socket: daemon.socketPath, user: { uid: alice.uid, gid: alice.gid } });
     assert.notEqual(denied.code, 0);
     assert.match(denied.stderr, /may only see its own/);

@@ -20,7 +20,7 @@ export function flow(over: Partial<Flow>): Flow {
     attributedBy: 'connect', ppid: 1, exe: '/usr/bin/curl', state: 'established', tcpFlags: { tx: ['SYN', 'ACK'], rx: ['SYN', 'ACK'] },
     txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2, fragments: 0, ipOptions: false, ipv6ExtHeaders: false,
     firstSeenAt: '2026-11-22T00:00:00.000Z', lastSeenAt: '2026-11-22T00:00:01.000Z', closedAt: null,
-    remoteName: null, serverName: null, tlsVersion: null, remoteGeo: null,
+    remoteName: null, serverName: null, tlsVersion: null, http: null, remoteGeo: null,
     cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null,
     ...over,
   };

@@ -29,6 +29,21 @@ const COLUMNS_AFTER: Column<Flow>[] = [
   { header: 'IF', value: (f) => f.interface ?? '-' },
 ];
 
+/** The HTTP summary (L7), only when some flow has one: `12 req, 1 4xx, last GET /x 200`. */
+function httpColumns(flows: Flow[]): Column<Flow>[] {
+  if (!flows.some((f) => f.http)) return [];
+  return [{
+    header: 'HTTP',
+    value: (f) => {
+      const h = f.http;
+      if (!h) return '-';
+      const errs = [h.clientErrors ? `${h.clientErrors} 4xx` : '', h.serverErrors ? `${h.serverErrors} 5xx` : ''].filter(Boolean).join(', ');
+      return `${h.requests} req${errs ? `, ${errs}` : ''}, last ${h.lastMethod} ${h.lastPath ?? '(too long)'} ${h.lastStatus ?? '-'}`;
+    },
+    flex: true,
+  }];
+}
+
 export function flowsCommand(): Command {
   return addIdentityOptions(new Command('flows'))
     .description('list flows: who talks to whom, and how much')
@@ -76,7 +91,7 @@ function printFlows(r: FlowsListResult, o: { json?: boolean; watch?: boolean }):
   if (o.json) process.stdout.write(`${JSON.stringify(r.flows, null, o.watch ? undefined : 2)}\n`);
   else {
     if (o.watch && process.stdout.isTTY) process.stdout.write(CLEAR);
-    process.stdout.write(`${r.flows.length ? renderTable(r.flows, [...COLUMNS, ...identityColumns(r.flows), ...COLUMNS_AFTER]) : 'no flows match'}\n`);
+    process.stdout.write(`${r.flows.length ? renderTable(r.flows, [...COLUMNS, ...identityColumns(r.flows), ...httpColumns(r.flows), ...COLUMNS_AFTER]) : 'no flows match'}\n`);
     if (r.matched > r.flows.length) process.stdout.write(`(${r.matched - r.flows.length} more; raise --limit)\n`);
   }
 }

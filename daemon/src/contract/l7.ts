@@ -128,6 +128,29 @@ export interface HttpListResult {
 
 // --- flows, events, methods ----------------------------------------------------------------
 
+/** The HTTP/1.x requests seen on one flow (plain, or decrypted through the OpenSSL uprobes
+ * when they learned the socket): `Flow.http`. Counts every request reported on the flow
+ * (answered or not), the last one's line and status. */
+export interface HttpFlowSummary {
+  requests: number;
+  /** Requests answered 4xx and 5xx. */
+  clientErrors: number;
+  serverErrors: number;
+  /** Requests with no response (lost, or the connection ended first). */
+  unanswered: number;
+  /** Sum over the requests (head and body, as in HttpRequest). */
+  requestBytes: number;
+  responseBytes: number;
+  /** The last request: its method, Host, path (as http.list has it), status (null: no response) and time. */
+  lastMethod: string;
+  lastHost: string | null;
+  lastPath: string | null;
+  lastStatus: number | null;
+  lastAt: string;
+  /** Some of the flow's requests were decrypted TLS. */
+  tls: boolean;
+}
+
 /** Part of Flow (flows.ts); null when L7 is off or knows nothing of the flow. */
 export interface L7FlowFields {
   /** The name the flow's process asked DNS for to get `remoteAddr` (kept for the flow's life). */
@@ -135,7 +158,12 @@ export interface L7FlowFields {
   /** TLS server name (SNI) of the ClientHello, and the version the server chose (`1.3`). */
   serverName: string | null;
   tlsVersion: string | null;
+  /** HTTP/1.x requests on this flow; null when none was seen (or l7.http and l7.tls are off). */
+  http: HttpFlowSummary | null;
 }
+
+/** L7FlowFields when nothing is known (spread it: `{ ...NO_L7_FLOW_FIELDS }`). */
+export const NO_L7_FLOW_FIELDS: Readonly<L7FlowFields> = Object.freeze({ remoteName: null, serverName: null, tlsVersion: null, http: null });
 
 export const L7_EVENT_TYPES = ['dns', 'http'] as const;
 export type L7EventType = (typeof L7_EVENT_TYPES)[number];
@@ -231,6 +259,21 @@ export interface L7Status {
     ringbufFull: number;
     /** TLS hellos that could not be read (malformed, or incomplete when their flow ended). */
     helloErrors: number;
+    /** Requests given up on because a connection's pending queue was full (16 HTTP requests
+     * awaiting responses; DNS queries awaiting answers): state full. Also in the unanswered counts. */
+    httpStateFull: number;
+    dnsStateFull: number;
+    /** HTTP request lines over 8 KiB: reported without their path (flag `request-line-too-long`). */
+    httpLinesTooLong: number;
+    /** DNS-over-TCP messages a capture hole cut into, and connections whose framing was lost. */
+    dnsTcpLost: number;
+    /** Ring records that could not be decoded (bad size or kind), and records whose handler threw. */
+    undecodable: number;
+    handlerErrors: number;
+    /** Runs of the L7 programs (the classifier stage, the loopback tap, the OpenSSL uprobes and
+     * their socket tracepoints) the kernel skipped because another BPF program was running on
+     * that CPU: each program's recursionMisses summed (uprobe misses). */
+    programMisses: number;
   };
 }
 

@@ -10,6 +10,7 @@ import { invalidParam } from '../errors.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
 import type { GroupTotals, IdentityResult, OwnerIdentity } from '../contract/identity.js';
 import type { ProcessPlace, RemoteGeo } from '../contract/geo.js';
+import type { HttpFlowSummary } from '../contract/l7.js';
 
 export type Dict = Record<string, Variant>;
 
@@ -192,9 +193,15 @@ export const PLACE_TYPES: { readonly [K in keyof ProcessPlace]-?: ValueSig } = {
   ...GEO_TYPES, remoteAddr: 's', flows: 'u', txBytes: 't', rxBytes: 't',
 };
 
+/** A flow's HTTP summary (L7), as an a{sv} with these types (null fields left out). */
+export const HTTP_SUMMARY_TYPES: { readonly [K in keyof HttpFlowSummary]-?: ValueSig } = {
+  requests: 'u', clientErrors: 'u', serverErrors: 'u', unanswered: 'u', requestBytes: 't', responseBytes: 't',
+  lastMethod: 's', lastHost: 's', lastPath: 's', lastStatus: 'u', lastAt: 's', tls: 'b',
+};
+
 /** Every key of a flow with its D-Bus type; tcpFlags (an object) travels as tcpFlagsTx and
- * tcpFlagsRx, remoteGeo as an a{sv} of GEO_TYPES. */
-export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags' | 'remoteGeo'>]-?: ValueSig } = {
+ * tcpFlagsRx, remoteGeo as an a{sv} of GEO_TYPES, http as an a{sv} of HTTP_SUMMARY_TYPES. */
+export const FLOW_TYPES: { readonly [K in Exclude<keyof Flow, 'tcpFlags' | 'remoteGeo' | 'http'>]-?: ValueSig } = {
   ...IDENTITY_TYPES,
   protocol: 's', family: 's', localAddr: 's', localPort: 'u', remoteAddr: 's', remotePort: 'u', icmpType: 'u', icmpId: 'u',
   direction: 's', interface: 's', pid: 'u', tid: 'u', comm: 's', uid: 'u', gid: 'u', cgroupId: 't', attributedBy: 's',
@@ -211,6 +218,7 @@ export function flowDict(f: Flow): Dict {
   d.tcpFlagsTx = new dbus.Variant('as', f.tcpFlags.tx);
   d.tcpFlagsRx = new dbus.Variant('as', f.tcpFlags.rx);
   if (f.remoteGeo) d.remoteGeo = new dbus.Variant('a{sv}', geoDict(f.remoteGeo));
+  if (f.http) d.http = new dbus.Variant('a{sv}', dictOf(f.http, HTTP_SUMMARY_TYPES));
   return d;
 }
 

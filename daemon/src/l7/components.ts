@@ -18,6 +18,9 @@ export const SSL_FUNCTIONS = [
   { name: 'SSL_read_ex', entry: 'uprobe_ssl_read_ex', ret: 'uretprobe_ssl_read_ex', required: false },
 ] as const;
 
+/** The socket tracepoints of ssl.bpf.c (the connection's socket, learned during an SSL call). */
+export const SSL_SOCKET_PROGS = ['tp_sock_send_length', 'tp_sock_recv_length'] as const;
+
 /** Capabilities as `status.probes` and `probes.disable` name them (`<capability>/<id>`). */
 export const L7_CAPABILITY = { flows: 'l7-flows', dnsTap: 'l7-dns-tap', tlsPlaintext: 'tls-plaintext', tlsSocket: 'tls-socket' } as const;
 
@@ -60,8 +63,8 @@ export const SSL_COMPONENT: ComponentDef = {
         id: 'tracepoint',
         label: 'tracepoint sock:sock_send_length + sock_recv_length',
         attach: [
-          { prog: 'tp_sock_send_length', kind: 'tracepoint', category: 'sock', name: 'sock_send_length' },
-          { prog: 'tp_sock_recv_length', kind: 'tracepoint', category: 'sock', name: 'sock_recv_length' },
+          { prog: SSL_SOCKET_PROGS[0], kind: 'tracepoint', category: 'sock', name: 'sock_send_length' },
+          { prog: SSL_SOCKET_PROGS[1], kind: 'tracepoint', category: 'sock', name: 'sock_recv_length' },
         ],
       }],
     },

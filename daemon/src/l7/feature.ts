@@ -15,7 +15,7 @@ import type { DnsEvent, HttpEvent, L7Config, L7State, L7Status } from '../contra
 import { AppError } from '../errors.js';
 import { listLinks } from '../net/netlink.js';
 import type { L7Api } from './api.js';
-import { L7_CAPABILITY, L7_COMPONENT, L7_MAP, L7_PROG, SSL_COMPONENT, SSL_MAP } from './components.js';
+import { L7_CAPABILITY, L7_COMPONENT, L7_MAP, L7_PROG, SSL_COMPONENT, SSL_FUNCTIONS, SSL_MAP, SSL_SOCKET_PROGS } from './components.js';
 import { l7Counters } from './kernel.js';
 import { L7Service } from './service.js';
 import { TlsHooks } from './ssl/hooks.js';
@@ -61,6 +61,7 @@ export class L7Feature implements L7Api {
   private dnsTap: string | null = null;
   private tlsSocketsUnavailable: string | null = null;
   private readonly log: Logger;
+  private lastHandlerLog = 0;
 
   constructor(private readonly d: L7FeatureDeps) {
     this.log = d.logger.child({ component: 'l7' });
@@ -98,6 +99,7 @@ export class L7Feature implements L7Api {
         wallMs: (ns) => this.d.wallMs(ns),
         comm: (pid) => this.d.comm(pid),
         kernelCounters: () => l7Counters([this.d.deployment.map(L7_MAP.stats), ...(this.ssl ? [this.d.deployment.map(SSL_MAP.stats)] : [])]),
+        programMisses: () => this.programMisses(),
         maxDnsQueries: c.maxDnsQueries,
         maxHttpRequests: c.maxHttpRequests,
         publish: (e) => this.d.publish(e),
@@ -132,11 +134,36 @@ export class L7Feature implements L7Api {
 
   private reader(map: string): RingBufReader {
     const r = new RingBufReader(this.d.deployment.map(map), this.service!.onRecord, {
-      onError: (err) => this.log.warn({ err }, 'L7 record handler failed'),
+      onError: (err) => {
+        // Counted (status.l7.loss.handlerErrors); logged at most once a minute, never per record.
+        const svc = this.service;
+        if (!svc) return;
+        if (svc.handlerErrors++ === 0 || Date.now() - this.lastHandlerLog > 60_000) {
+          this.lastHandlerLog = Date.now();
+          this.log.warn({ err, count: svc.handlerErrors }, 'L7 record handler failed');
+        }
+      },
       maxCoalesceMs: 8,
     });
     r.start();
     return r;
+  }
+
+  /** recursionMisses of every L7 and SSL program loaded (a program that cannot be read counts 0). */
+  private programMisses(): number {
+    const progs: string[] = [L7_PROG.flow, L7_PROG.tap];
+    if (this.ssl) {
+      progs.push(...SSL_FUNCTIONS.flatMap((f) => [f.entry, f.ret]), ...SSL_SOCKET_PROGS);
+    }
+    let n = 0;
+    for (const p of progs) {
+      try {
+        n += Number(this.d.deployment.progInfo(p).recursionMisses);
+      } catch {
+        // not loaded (refused by the kernel, or disabled): nothing to miss
+      }
+    }
+    return n;
   }
 
   private startTls(): void {
@@ -277,7 +304,10 @@ export class L7Feature implements L7Api {
         tlsLibraries: [], tlsLibraryErrors: [], tlsNotHooked: [], tlsSocketsUnavailable: null,
         counters: l7Counters([]),
         kept: { dnsQueries: 0, httpRequests: 0, maxDnsQueries: c.maxDnsQueries, maxHttpRequests: c.maxHttpRequests },
-        loss: { connectionsEvicted: 0, dnsUnanswered: 0, httpUnanswered: 0, bytesLost: 0, ringbufFull: 0, helloErrors: 0 },
+        loss: {
+          connectionsEvicted: 0, dnsUnanswered: 0, httpUnanswered: 0, bytesLost: 0, ringbufFull: 0, helloErrors: 0,
+          httpStateFull: 0, dnsStateFull: 0, httpLinesTooLong: 0, dnsTcpLost: 0, undecodable: 0, handlerErrors: 0, programMisses: 0,
+        },
       };
     }
     const s = this.service.status();

@@ -19,6 +19,8 @@ export interface L7ServiceOptions {
   tlsSocketsUnavailable?: string | null;
   maxDnsQueries?: number;
   maxHttpRequests?: number;
+  /** Kernel runs of the L7 programs skipped (recursion misses), summed. */
+  programMisses?: () => number;
   /** Events for the bus (contract shapes). */
   publish?: (e: DnsEvent | HttpEventContract) => void;
   /** TLS hellos (they end up as flow fields, not as events). */
@@ -32,6 +34,8 @@ export class L7Service {
   readonly cache = new ResolverCache();
   readonly store: L7Store;
   readonly pipeline: L7Pipeline;
+  /** Records whose handler threw (the ring reader's onError). */
+  handlerErrors = 0;
 
   constructor(private readonly opts: L7ServiceOptions) {
     this.store = new L7Store({ wallMs: opts.wallMs, cache: this.cache, maxDnsQueries: opts.maxDnsQueries, maxHttpRequests: opts.maxHttpRequests });
@@ -99,6 +103,13 @@ export class L7Service {
         bytesLost: c.http.bytesLost + c.tlsStreams.bytesLost,
         ringbufFull: k.ringbufFull,
         helloErrors: c.tls.malformed + c.tls.incomplete,
+        httpStateFull: c.http.pendingOverflow,
+        dnsStateFull: c.dns.pendingOverflow,
+        httpLinesTooLong: c.http.linesTooLong,
+        dnsTcpLost: c.dnsTcp.lostMessages + c.dnsTcp.framingLost,
+        undecodable: c.badRecords,
+        handlerErrors: this.handlerErrors,
+        programMisses: this.opts.programMisses?.() ?? 0,
       },
     };
   }

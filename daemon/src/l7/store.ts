@@ -2,7 +2,7 @@
 // What the application layer keeps for `dns.list` and `http.list`: the last N DNS queries
 // and HTTP requests in the contract's shapes (bounded rings, oldest dropped first), the
 // queries over them, and the names flows carry. Pure: records in, arrays out.
-import type { DnsAnswer, DnsQuery, HttpFlag, HttpRequest, L7FlowFields } from '../contract/l7.js';
+import { NO_L7_FLOW_FIELDS, type DnsAnswer, type DnsQuery, type HttpFlag, type HttpRequest, type L7FlowFields } from '../contract/l7.js';
 import type { ResolverCache } from './dns/cache.js';
 import type { DnsQueryRecord } from './dns/tracker.js';
 import type { HttpEvent, TlsEvent } from './pipeline.js';
@@ -118,7 +118,30 @@ export class L7Store {
       tls: e.tls, flags: [...e.flags] as HttpFlag[],
     };
     this.http.push(r);
+    if (e.flow) this.summarise(flowId(e.flow.protocol, e.flow.localAddr, e.flow.localPort, e.flow.remoteAddr, e.flow.remotePort), r);
     return r;
+  }
+
+  /** The flow's HTTP summary takes one more request (the flow's entry is bounded with the names). */
+  private summarise(k: string, r: HttpRequest): void {
+    const f = this.flowEntry(k);
+    const h = (f.http ??= {
+      requests: 0, clientErrors: 0, serverErrors: 0, unanswered: 0, requestBytes: 0, responseBytes: 0,
+      lastMethod: r.method, lastHost: null, lastPath: null, lastStatus: null, lastAt: r.at, tls: false,
+    });
+    h.requests++;
+    if (r.status !== null && r.status >= 400 && r.status < 500) h.clientErrors++;
+    else if (r.status !== null && r.status >= 500) h.serverErrors++;
+    else if (r.status === null) h.unanswered++;
+    h.requestBytes += r.requestBytes;
+    h.responseBytes += r.responseBytes;
+    // Pipelined requests are reported in order, so the last reported is the flow's last.
+    h.lastMethod = r.method;
+    h.lastHost = r.host;
+    h.lastPath = r.path;
+    h.lastStatus = r.status;
+    h.lastAt = r.at;
+    h.tls ||= r.tls;
   }
 
   /** A TLS hello: the flow's server name and version. */
@@ -167,12 +190,12 @@ export class L7Store {
   flowFields(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null; pid: number | null }, nowMs: number): L7FlowFields {
     const k = flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0);
     const f = this.flowNames.get(k);
-    if (f?.remoteName) return { ...f };
+    if (f?.remoteName) return copyFields(f);
     const e = flow.pid ? this.opts.cache.lookup(flow.pid, flow.remoteAddr, nowMs) : undefined;
-    if (!e && !f) return { remoteName: null, serverName: null, tlsVersion: null };
+    if (!e && !f) return { ...NO_L7_FLOW_FIELDS };
     const entry = f ?? this.flowEntry(k);
     if (e) entry.remoteName = e.name;
-    return { ...entry };
+    return copyFields(entry);
   }
 
   /** The flow ended (the monitor removed it): forget its names. */
@@ -184,11 +207,16 @@ export class L7Store {
     let f = this.flowNames.get(k);
     if (!f) {
       if (this.flowNames.size >= this.maxFlowNames) this.flowNames.delete(this.flowNames.keys().next().value!);
-      f = { remoteName: null, serverName: null, tlsVersion: null };
+      f = { ...NO_L7_FLOW_FIELDS };
       this.flowNames.set(k, f);
     }
     return f;
   }
+}
+
+/** A copy the caller may keep: the summary is updated in place as requests come. */
+function copyFields(f: L7FlowFields): L7FlowFields {
+  return { ...f, http: f.http ? { ...f.http } : null };
 }
 
 function flowId(protocol: string, la: string, lp: number, ra: string, rp: number): string {

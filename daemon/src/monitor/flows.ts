@@ -72,7 +72,7 @@ export interface FlowAnnotator {
   forget(f: FlowIdentity): void;
 }
 
-const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion: null };
+const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion: null, http: null };
 
 /** processes(): whose totals, and which. */
 export interface ProcessQuery {

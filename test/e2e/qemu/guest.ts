@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killQuietly, pidAlive, shellQuote, tail, type Logger } from '../nspawn/command.js';
 import { cacheDir, qemuError, qemuLog, readdirOr, readOr, requireHostTools, secs } from './cache.js';
-import { ensureImage, type GuestImage } from './image.js';
+import { ensureImage, GUEST_PACKAGES, type GuestImage } from './image.js';
 import { ensureInitramfs, JOB_MOUNT, JOB_TAG, NINEP_OPTS, type GuestInitramfs } from './initramfs.js';
 import { ensureKernel, type GuestKernel } from './kernel.js';
 
@@ -50,14 +50,14 @@ export interface PreparedGuest {
 }
 
 /** Kernel, initramfs and root image, from the cache or built into it (cold: about 2 min). */
-export async function prepareGuest(opts: { cacheDir?: string; log?: Logger } = {}): Promise<PreparedGuest> {
+export async function prepareGuest(opts: { cacheDir?: string; log?: Logger; extraPackages?: readonly string[] } = {}): Promise<PreparedGuest> {
   const start = performance.now();
   const log = opts.log ?? qemuLog;
   const dir = opts.cacheDir ?? cacheDir();
   requireHostTools('preparing the guest', [QEMU, 'timeout', 'setpriv']);
   const kernel = await ensureKernel({ cacheDir: dir, log });
   const initramfs = await ensureInitramfs(kernel, { cacheDir: dir, log });
-  const image = await ensureImage({ cacheDir: dir, log });
+  const image = await ensureImage({ cacheDir: dir, log, ...(opts.extraPackages?.length ? { packages: [...new Set([...GUEST_PACKAGES, ...opts.extraPackages])] } : {}) });
   const ms = performance.now() - start;
   log(`guest ready in ${secs(ms)}: kernel ${kernel.release} (${kernel.pkg.version}, ${kernel.source}), initramfs ${initramfs.source}, image ${image.source}`);
   return { kernel, initramfs, image, ms };

@@ -27,6 +27,15 @@ export const GUEST_PACKAGES: readonly string[] = [
   ]),
 ];
 
+/**
+ * What test/e2e/l7.test.ts needs besides (its servers and oracles), for a guest that runs it:
+ * `EBPFMON_QEMU_PACKAGES=l7 node build/js/test/e2e/qemu/run.js 'node build/js/test/run.js e2e/l7'`
+ * (an image of its own, built once: the default image stays as it is).
+ */
+export const GUEST_L7_PACKAGES: readonly string[] = [
+  'dnsmasq-base', 'nginx-light', 'curl', 'openssl', 'wget', 'tshark', 'ethtool', 'dbus', 'dbus-bin',
+];
+
 /** Free space in the image for what tests write outside tmpfs (users, logs). */
 const FREE_MB = 1024;
 

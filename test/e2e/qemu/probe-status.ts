@@ -35,7 +35,9 @@ try {
   const mon = await lab.host('mon');
   const peer = await lab.host('peer');
   const link = await lab.link(mon, peer);
-  daemon = await startDaemon(mon);
+  // The application layer switched on: whatever the kernel says of its programs, the daemon
+  // must start and serve; status.l7 says whether the L7 stage runs, or why not.
+  daemon = await startDaemon(mon, { config: { l7: { dns: true, http: true, tls: true } } });
 
   const srv = mon.spawn(process.execPath, [PEER, 'tcp-server', link.a.ip4, '0', '500']);
   const srvOut = jsonLines(srv);
@@ -50,6 +52,7 @@ try {
   const status = JSON.parse(st.stdout) as StatusResult;
   report.probes = status.probes;
   report.counters = status.counters;
+  report.l7 = status.l7 ? { state: status.l7.state, reason: status.l7.reason, probes: status.l7.probes } : null;
   const flows = (await daemon.call('flows.list', { pid: srv.pid, protocol: 'tcp', limit: 1000 })).flows;
   report.acceptedFlow = flows.find((f) => f.remotePort === done.localPort) ?? null;
 
@@ -76,4 +79,6 @@ for (const p of (report.probes as StatusResult['probes'] | undefined) ?? []) {
 console.log(`  accept programs (bpftool): ${JSON.stringify(report.acceptPrograms ?? null)}`);
 console.log(`  accept links (bpftool): ${JSON.stringify((report.acceptLinks as Array<Record<string, unknown>> | undefined)?.map((l) => ({ id: l.id, type: l.type, attach_type: l.attach_type })) ?? null)}`);
 console.log(`  accepted flow attributed by: ${(report.acceptedFlow as { attributedBy?: string } | null)?.attributedBy ?? 'none'}`);
+const l7 = report.l7 as { state: string; reason: string | null } | null | undefined;
+console.log(`  l7: ${l7 ? `${l7.state}${l7.reason ? `: ${l7.reason}` : ''}` : 'not in status'}`);
 if (report.error) console.log(`  error: ${report.error}`);

@@ -10,9 +10,13 @@
 // after it. EBPFMON_QEMU_TIMEOUT_S bounds the command (default 900).
 import { prepareGuest, runInGuest } from './guest.js';
 import { secs } from './cache.js';
+import { GUEST_L7_PACKAGES } from './image.js';
 
 const command = process.argv.slice(2).join(' ') || 'uname -a';
-const guest = await prepareGuest();
+// EBPFMON_QEMU_PACKAGES: more Debian packages in the guest's image (an image of their own),
+// comma-separated; `l7` stands for what test/e2e/l7.test.ts needs (GUEST_L7_PACKAGES).
+const extra = (process.env.EBPFMON_QEMU_PACKAGES ?? '').split(',').filter(Boolean).flatMap((p) => (p === 'l7' ? GUEST_L7_PACKAGES : [p]));
+const guest = await prepareGuest({ extraPackages: extra });
 const r = await runInGuest(command, {
   guest,
   ...(process.env.EBPFMON_QEMU_PROJECT ? { projectRoot: process.env.EBPFMON_QEMU_PROJECT } : {}),

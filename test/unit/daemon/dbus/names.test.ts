@@ -19,6 +19,14 @@ import { FLOW_PARAMS, PROCESS_PARAMS } from '../../../../daemon/src/api/monitor.
 import { DaemonClient } from '../../../../client/src/rpc.js';
 import { FakeMonitor, flow } from '../../../helpers/fake-monitor.js';
 import { GeoResolver } from '../../../../daemon/src/geo/resolver.js';
+import type { HttpFlowSummary } from '../../../../daemon/src/contract/l7.js';
+
+// Every key set (none null): null fields are left out on D-Bus.
+const HTTP_SUMMARY: HttpFlowSummary = {
+  requests: 3, clientErrors: 1, serverErrors: 1, unanswered: 1, requestBytes: 300, responseBytes: 9000,
+  lastMethod: 'GET', lastHost: 'www.l7.test', lastPath: '/x', lastStatus: 200, lastAt: '2026-11-22T00:00:02.000Z', tls: false,
+};
+const FLOW_FOR_HTTP = flow({ pid: 7 });
 
 describe('JSON-RPC and D-Bus name the same fields the same', () => {
   let dir: string;
@@ -59,7 +67,7 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
     const rpc = (await client.call('flows.list', {})).flows[0]!;
     const rpcKeys = Object.keys(rpc).filter((k) => k !== 'tcpFlags').sort();
     // Null fields are left out on D-Bus (ports are null for ICMP, the L7 names when unknown: set them for this check).
-    const bus = flowDict({ ...rpc, localPort: 1, remotePort: 2, remoteName: 'a.example', serverName: 'a.example', tlsVersion: '1.3' });
+    const bus = flowDict({ ...rpc, localPort: 1, remotePort: 2, remoteName: 'a.example', serverName: 'a.example', tlsVersion: '1.3', http: HTTP_SUMMARY });
     assert.deepEqual(Object.keys(bus).filter((k) => !(FLOW_TCP_FLAG_KEYS as readonly string[]).includes(k)).sort(), rpcKeys);
     assert.deepEqual(FLOW_TCP_FLAG_KEYS.map((k) => k in bus), [true, true]);
   });
@@ -67,6 +75,11 @@ describe('JSON-RPC and D-Bus name the same fields the same', () => {
   test('a process\'s totals: the same keys', async () => {
     const rpc = (await client.call('processes.list', {})).processes[0]!;
     assert.deepEqual(Object.keys(processDict(rpc)).sort(), Object.keys(rpc).filter((k) => (rpc as unknown as Record<string, unknown>)[k] !== null).sort());
+  });
+
+  test('a flow\'s HTTP summary: every key typed on D-Bus', () => {
+    const d = flowDict({ ...FLOW_FOR_HTTP, http: HTTP_SUMMARY }).http!.value as Record<string, unknown>;
+    assert.deepEqual(Object.keys(d).sort(), Object.keys(HTTP_SUMMARY).sort());
   });
 
   test('remoteGeo and a place: the same keys (a place has every key of remoteGeo)', async () => {

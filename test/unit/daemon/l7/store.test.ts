@@ -16,5 +16,30 @@ test('remoteName: the asking process\'s name, kept on the flow after the TTL', (
   assert.equal(store.flowFields(flow(42, 40000), 5000).remoteName, 'api.example.test', 'kept after the TTL');
   assert.equal(store.flowFields(flow(42, 40002), 5000).remoteName, null, 'a new flow after expiry');
   store.addTls({ pid: 42, uid: 0, serverName: 'api.example.test', version: 0x0304, offeredVersions: [], alpn: [], flow: { protocol: 'tcp', family: 'ipv4', localAddr: '198.18.5.1', localPort: 40000, remoteAddr: '198.18.5.5', remotePort: 443 } });
-  assert.deepEqual(store.flowFields(flow(42, 40000), 6000), { remoteName: 'api.example.test', serverName: 'api.example.test', tlsVersion: '1.3' });
+  assert.deepEqual(store.flowFields(flow(42, 40000), 6000), { remoteName: 'api.example.test', serverName: 'api.example.test', tlsVersion: '1.3', http: null });
+});
+
+test('http: a flow counts its requests, 4xx/5xx and unanswered, and keeps the last one\'s line and status', () => {
+  const store = new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache() });
+  const key = { protocol: 'tcp', family: 'ipv4' as const, localAddr: '198.18.5.1', localPort: 40000, remoteAddr: '198.18.5.5', remotePort: 80 };
+  const other = { ...key, localPort: 40001 };
+  const sent: Array<[string, number | undefined, typeof key]> = [['/a', 200, key], ['/b', 404, key], ['/c', 503, other], ['/d', undefined, key], ['/e', 200, key]];
+  sent.forEach(([path, status, flow], i) => store.addHttp({
+    pid: 42, uid: 1000, method: i === 4 ? 'POST' : 'GET', host: 'www.l7.test', path, status, version: '1.1',
+    requestBytes: 100, responseBytes: status ? 1000 : 0, requestStartNs: (i + 1) * 1e9, requestEndNs: (i + 1) * 1e9 + 1,
+    tls: false, flags: status ? [] : ['unanswered'], flow,
+  }));
+  const f = store.flowFields({ ...key, pid: 42 }, 0).http;
+  assert.deepEqual(f, {
+    requests: 4, clientErrors: 1, serverErrors: 0, unanswered: 1, requestBytes: 400, responseBytes: 3000,
+    lastMethod: 'POST', lastHost: 'www.l7.test', lastPath: '/e', lastStatus: 200, lastAt: new Date(5000).toISOString(), tls: false,
+  });
+  assert.equal(store.flowFields({ ...other, pid: 42 }, 0).http?.serverErrors, 1, 'the other flow has its own');
+  assert.equal(store.flowFields({ ...key, localPort: 40002, pid: 42 }, 0).http, null, 'no request, no summary');
+  // The copy handed out is not changed by later requests.
+  store.addHttp({ pid: 42, uid: 1000, method: 'GET', path: '/f', status: 200, requestBytes: 1, responseBytes: 1, requestStartNs: 6e9, requestEndNs: 6e9, tls: false, flags: [], flow: key });
+  assert.equal(f!.requests, 4);
+  assert.equal(store.flowFields({ ...key, pid: 42 }, 0).http!.lastPath, '/f');
+  store.forgetFlow({ ...key });
+  assert.equal(store.flowFields({ ...key, pid: 42 }, 0).http, null, 'forgotten with the flow');
 });
