@@ -4,7 +4,8 @@
 // first fragment's id), and the frames of a pcapng file as editcap converts it to pcap.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { Host } from './lab.js';
 import { readPcapRecords, type PcapRecord } from './pcap-frames.js';
 
 export interface Tuple {
@@ -133,4 +134,29 @@ export function pcapngBlocks(file: string): PcapngBlock[] {
       }),
     };
   });
+}
+
+/** tcpdump writing every frame of `ifname` in `host` to `file`, resolved once it listens.
+ * `inOnly`: what the device received (on a collector: decapsulated copies, not what its own stack sends). */
+export async function startTcpdump(host: Host, ifname: string, file: string, inOnly = false): Promise<ChildProcess> {
+  const p = host.spawn('tcpdump', ['-i', ifname, ...(inOnly ? ['-Q', 'in'] : []), '-n', '-s', '0', '--immediate-mode', '-U', '-w', file]);
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`tcpdump on ${ifname} did not start: ${err}`)), 10_000);
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('listening on')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  return p;
+}
+
+/** Ends a tcpdump started by startTcpdump (SIGINT: it flushes its file), by its pid. */
+export async function stopTcpdump(p: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => p.once('exit', r));
+  process.kill(p.pid!, 'SIGINT');
+  await exited;
 }
