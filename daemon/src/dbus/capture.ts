@@ -32,7 +32,7 @@ const MIRROR_COUNTER_TYPES: { readonly [K in keyof MirrorCounters]-?: ValueSig }
   matched: 't', matchedBytes: 't', mirrored: 't', mirroredBytes: 't', truncated: 't', rateLimited: 't', failed: 't', tooBig: 't',
 };
 const CAPTURE_COUNTER_TYPES: { readonly [K in keyof CaptureCounters]-?: ValueSig } = {
-  matched: 't', matchedBytes: 't', captured: 't', capturedBytes: 't', dropped: 't', clientDropped: 't', written: 't', truncated: 't',
+  matched: 't', matchedBytes: 't', captured: 't', capturedBytes: 't', dropped: 't', clientDropped: 't', written: 't', truncated: 't', lostInRestart: 't',
 };
 /** Keys whose value is built below (nested dictionaries). */
 type Nested = 'spec' | 'counters' | 'interfaces';
