@@ -145,7 +145,9 @@ export class LiveBench {
       };
     }
     const d = this.daemon!;
-    const p = this.mon.spawn(process.execPath, [CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', 'udp']);
+    // EBPFMON_BENCH_CPU_PROF=DIR: a V8 CPU profile of the CLI per trial (where its CPU goes).
+    const prof = process.env.EBPFMON_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EBPFMON_BENCH_CPU_PROF}`] : [];
+    const p = this.mon.spawn(process.execPath, [...prof, CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', 'udp']);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);

@@ -300,6 +300,12 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   const daemon = buildDaemon({ monitor: running, bus, lb, history, l7, identity, capture: captureDeps, logger, version: VERSION, socketPath: config.socketPath, limits: { ...config.rpc, idleTimeoutMs: config.rpc.idleTimeoutSec * 1000 }, groups: config.access, geo });
   await step(`cannot listen on ${config.socketPath}`, () => daemon.start());
   closers.add('JSON-RPC socket', () => daemon.stop());
+  // Closers run in reverse: capture sessions detach (kept in the kernel for their clients to
+  // resume with the next daemon) before the socket's connections close.
+  if (capture) {
+    const cm = capture;
+    closers.add('capture sessions', () => cm.detachCaptures());
+  }
 
   await step('cannot start the exports', () => startExports(config, daemon, bus, lb !== null, logger, closers));
 

@@ -4,7 +4,9 @@
 // first fragment's id), and the frames of a pcapng file as editcap converts it to pcap.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { Host } from './lab.js';
+import { CTL_MAIN } from './daemon.js';
 import { readPcapRecords, type PcapRecord } from './pcap-frames.js';
 
 export interface Tuple {
@@ -133,4 +135,54 @@ export function pcapngBlocks(file: string): PcapngBlock[] {
       }),
     };
   });
+}
+
+/** tcpdump writing every frame of `ifname` in `host` to `file`, resolved once it listens.
+ * `inOnly`: what the device received (on a collector: decapsulated copies, not what its own stack sends). */
+export async function startTcpdump(host: Host, ifname: string, file: string, inOnly = false): Promise<ChildProcess> {
+  const p = host.spawn('tcpdump', ['-i', ifname, ...(inOnly ? ['-Q', 'in'] : []), '-n', '-s', '0', '--immediate-mode', '-U', '-w', file]);
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`tcpdump on ${ifname} did not start: ${err}`)), 10_000);
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('listening on')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  return p;
+}
+
+/** Ends a tcpdump started by startTcpdump (SIGINT: it flushes its file), by its pid. */
+export async function stopTcpdump(p: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => p.once('exit', r));
+  process.kill(p.pid!, 'SIGINT');
+  await exited;
+}
+
+/** Starts `ebpfmonctl capture` in `host`; resolves once the daemon answered (the session is live). */
+export async function startCapture(host: Host, socket: string, args: string[]): Promise<{ child: ChildProcess; stderr: () => string; exit: Promise<number> }> {
+  const child = host.spawn(process.execPath, [CTL_MAIN, '--socket', socket, 'capture', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('capturing on')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    void exit.then((c) => reject(new Error(`ebpfmonctl capture exited (${c}): ${err}`)));
+  });
+  return { child, stderr: () => err, exit };
+}
+
+/** The last Interface Statistics Block's counters (isb_ifrecv 4, isb_filteraccept 6, isb_osdrop 7, isb_usrdeliv 8). */
+export function lastIsb(file: string): Record<number, number | string> {
+  const isbs = pcapngBlocks(file).filter((b) => b.type === 5);
+  return Object.fromEntries(isbs.at(-1)!.options.map((o) => [o.code, o.hex.length === 16 ? Number(Buffer.from(o.hex, 'hex').readBigUInt64LE()) : o.hex]));
 }

@@ -18,10 +18,9 @@ import { jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
-import { frameDiff, framesOf, pcapngBlocks, pcapngFrames, type Tuple } from '../helpers/capture-truth.js';
+import { frameDiff, framesOf, lastIsb, pcapngBlocks, pcapngFrames, startCapture, type Tuple } from '../helpers/capture-truth.js';
 import { ROOT } from '../helpers/cc.js';
 import type { Lab } from '../helpers/lab.js';
-import type { ChildProcess } from 'node:child_process';
 const LUA = path.join(ROOT, 'packaging/wireshark/ebpfmon.lua');
 
 /** A client that waits for "go" on stdin, then talks TCP (IPv4, IPv6) and UDP (some
@@ -43,31 +42,6 @@ rl.createInterface({ input: process.stdin }).once('line', async () => {
   setTimeout(() => process.exit(0), 100);
 });
 console.log(JSON.stringify({ waiting: true }));`;
-
-/** Starts `ebpfmonctl capture` in `host`; resolves once the daemon answered (the session is live). */
-export async function startCapture(host: Host, socket: string, args: string[]): Promise<{ child: ChildProcess; stderr: () => string; exit: Promise<number> }> {
-  const child = host.spawn(process.execPath, [CTL_MAIN, '--socket', socket, 'capture', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (err.includes('capturing on')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    void exit.then((c) => reject(new Error(`ebpfmonctl capture exited (${c}): ${err}`)));
-  });
-  return { child, stderr: () => err, exit };
-}
-
-/** The last Interface Statistics Block's counters (isb_ifrecv 4, isb_filteraccept 6, isb_osdrop 7, isb_usrdeliv 8). */
-export function lastIsb(file: string): Record<number, number | string> {
-  const isbs = pcapngBlocks(file).filter((b) => b.type === 5);
-  return Object.fromEntries(isbs.at(-1)!.options.map((o) => [o.code, o.hex.length === 16 ? Number(Buffer.from(o.hex, 'hex').readBigUInt64LE()) : o.hex]));
-}
 
 describe('capture sessions: pid and expression selection against tcpdump', privileged({ timeout: 180_000 }), () => {
   let lab: Lab;

@@ -8,40 +8,17 @@
 // and its counters over, and removing the session stops the copies.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
-import { frameDiff } from '../helpers/capture-truth.js';
+import { frameDiff, startTcpdump as tcpdump, stopTcpdump as stop } from '../helpers/capture-truth.js';
 import type { MirrorView } from '../../daemon/src/contract/capture.js';
 
 /** The test's own traffic: TCP (IPv4, IPv6; 1500-byte frames), UDP, ICMP echo (both families). */
 const EXPR = 'tcp port 9000 or udp port 9001 or icmp or (icmp6 and (ip6[40] == 128 or ip6[40] == 129))';
-
-/** `inOnly`: what the device received (on the collector: decapsulated copies, not what its own stack sends). */
-async function tcpdump(host: Host, ifname: string, file: string, inOnly = false): Promise<ChildProcess> {
-  const p = host.spawn('tcpdump', ['-i', ifname, ...(inOnly ? ['-Q', 'in'] : []), '-n', '-s', '0', '--immediate-mode', '-U', '-w', file]);
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tcpdump on ${ifname} did not start: ${err}`)), 10_000);
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (err.includes('listening on')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
-  return p;
-}
-
-async function stop(p: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => p.once('exit', r));
-  process.kill(p.pid!, 'SIGINT');
-  await exited;
-}
 
 describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the monitored frames', privileged({ timeout: 240_000 }), () => {
   let lab: Lab;

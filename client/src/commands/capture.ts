@@ -13,6 +13,7 @@ import { ERRORS } from '../../../daemon/src/contract/errors.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { CliError, EXIT } from '../exit.js';
 import { choiceArg, intArg, socketPath } from './common.js';
+import { DEFAULT_RECONNECT_SEC, reconnectOption, sleepUnless } from './follow.js';
 
 const collect = <T>(parse: (v: string) => T) => (v: string, prev: T[] = []): T[] => [...prev, parse(v)];
 const pidArg = intArg(1, 0x7fffffff);
@@ -29,37 +30,67 @@ function errorExit(code: number): number {
   return EXIT.DAEMON;
 }
 
-/** Counts Enhanced Packet Blocks in a pcapng byte stream that arrives in pieces: reads
- * each block's 8-byte head (type, length) and skips the rest; allocates only for a head
- * split between two chunks. */
-class BlockCounter {
+/**
+ * Passes a pcapng byte stream that arrives in pieces on in whole blocks, and counts the
+ * Enhanced Packet Blocks. It reads each block's 8-byte head (type, length) and holds back
+ * the bytes of a block not yet complete (references to the chunks, not copies), so that
+ * when the daemon goes away mid-block the file ends on a block boundary and the next
+ * daemon's section follows a valid one.
+ */
+export class BlockStream {
   packets = 0;
-  private skip = 0; // bytes of the current block still to skip
-  private partial: Buffer | null = null;
+  private parts: Buffer[] = [];
+  private len = 0;
+  /** Offset (in `parts`) of the next block whose head has not been read. */
+  private scan = 0;
 
-  push(chunk: Buffer): void {
-    let off = 0;
-    if (this.partial) {
-      const joined = Buffer.concat([this.partial, chunk]);
-      this.partial = null;
-      return this.push(joined);
+  private u32(at: number): number {
+    for (const p of this.parts) {
+      if (at + 4 <= p.length) return p.readUInt32LE(at);
+      if (at < p.length) return Buffer.concat(this.parts).readUInt32LE(at); // a head split between chunks
+      at -= p.length;
     }
-    while (off < chunk.length) {
-      if (this.skip > 0) {
-        const n = Math.min(this.skip, chunk.length - off);
-        this.skip -= n;
-        off += n;
-        continue;
-      }
-      if (chunk.length - off < 8) {
-        this.partial = Buffer.from(chunk.subarray(off));
-        return;
-      }
-      if (chunk.readUInt32LE(off) === 6) this.packets++;
-      const len = chunk.readUInt32LE(off + 4);
-      this.skip = Math.max(8, len) - 8;
-      off += 8;
+    throw new RangeError('offset past the held bytes');
+  }
+
+  /** The complete blocks `chunk` ends (possibly none, possibly earlier held bytes too). */
+  push(chunk: Buffer): Buffer[] {
+    this.parts.push(chunk);
+    this.len += chunk.length;
+    while (this.len - this.scan >= 8) {
+      const type = this.u32(this.scan);
+      const size = Math.max(8, this.u32(this.scan + 4));
+      if (this.scan + size > this.len) break;
+      if (type === 6) this.packets++;
+      this.scan += size;
     }
+    if (this.scan === 0) return [];
+    const out: Buffer[] = [];
+    let n = this.scan;
+    while (n > 0) {
+      const p = this.parts[0]!;
+      if (p.length <= n) {
+        out.push(p);
+        this.parts.shift();
+        n -= p.length;
+      } else {
+        out.push(p.subarray(0, n));
+        this.parts[0] = p.subarray(n);
+        n = 0;
+      }
+    }
+    this.len -= this.scan;
+    this.scan = 0;
+    return out;
+  }
+
+  /** Bytes of an incomplete block (the connection ended in it): dropped. */
+  reset(): number {
+    const n = this.len;
+    this.parts = [];
+    this.len = 0;
+    this.scan = 0;
+    return n;
   }
 }
 
@@ -88,6 +119,7 @@ interface CaptureOpts {
   statsInterval?: number;
   write: string;
   quiet?: boolean;
+  reconnect?: number;
 }
 
 export function captureParams(o: CaptureOpts, expression: string[]): CaptureStartParams {
@@ -109,81 +141,156 @@ export function captureParams(o: CaptureOpts, expression: string[]): CaptureStar
   };
 }
 
-async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): Promise<void> {
-  const params = captureParams(o, expression);
-  const toStdout = o.write === '-';
-  const sock = await connect(socketPath(cmd));
-  sock.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: METHODS.captureStart, params })}\n`);
+/** How one connection's session ended. */
+type Outcome =
+  | { kind: 'done' } // stopped, count or duration reached, or ended by the daemon
+  | { kind: 'lost'; at: Date } // the connection ended under a running session
+  | { kind: 'failed'; error: CliError };
 
-  let buffered = Buffer.alloc(0);
-  let started: CaptureStartResult | null = null;
+async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): Promise<void> {
+  const base = captureParams(o, expression);
+  const toStdout = o.write === '-';
+  const path = socketPath(cmd);
+  const blocks = new BlockStream();
+  const t0 = Date.now();
   let out: NodeJS.WritableStream | null = null;
-  const counter = new BlockCounter();
+  let first: CaptureStartResult | null = null;
+  let sock: net.Socket | null = null;
+  let live = false; // a session streams on `sock`
   let stopping = false;
-  let failure: CliError | null = null;
+  const waiting = new AbortController();
 
   const onSignal = (): void => {
-    if (!started || stopping) {
-      sock.destroy();
+    if (!live || stopping) {
+      stopping = true;
+      waiting.abort();
+      sock?.destroy();
       return;
     }
     stopping = true;
     // Any line asks the daemon to finish: it writes what it holds and the statistics, then closes.
-    sock.write(`${JSON.stringify({ jsonrpc: '2.0', method: METHODS.captureStop })}\n`);
+    sock!.write(`${JSON.stringify({ jsonrpc: '2.0', method: METHODS.captureStop })}\n`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const write = (chunk: Buffer): void => {
-    counter.push(chunk);
-    if (!out!.write(chunk)) {
-      sock.pause();
-      out!.once('drain', () => sock.resume());
-    }
-  };
+  /** Did the session reach its end by itself (then the daemon closing is the end)? */
+  const finished = (): boolean =>
+    stopping || (o.count !== undefined && blocks.packets >= o.count) || (o.duration !== undefined && Date.now() - t0 >= o.duration * 1000 - 250);
 
-  await new Promise<void>((resolve) => {
-    sock.on('data', (chunk: Buffer) => {
+  const openOutput = (): NodeJS.WritableStream => {
+    const w = toStdout ? process.stdout : fs.createWriteStream(o.write, { mode: 0o644 });
+    if (!toStdout) (w as fs.WriteStream).on('error', (err) => {
+      failure = new CliError(`cannot write ${o.write}: ${err.message}`, EXIT.USAGE);
+      sock?.destroy();
+    });
+    return w;
+  };
+  let failure: CliError | null = null;
+
+  /** One connection: capture.start (or its resume), then the stream until the connection ends. */
+  const session = (s: net.Socket, params: CaptureStartParams): Promise<Outcome> => new Promise((resolve) => {
+    let buffered = Buffer.alloc(0);
+    let started = false;
+    const write = (chunk: Buffer): void => {
+      for (const b of blocks.push(chunk)) {
+        if (!out!.write(b)) {
+          s.pause();
+          out!.once('drain', () => s.resume());
+        }
+      }
+    };
+    s.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: METHODS.captureStart, params })}\n`);
+    s.on('data', (chunk: Buffer) => {
       if (started) return write(chunk);
       buffered = Buffer.concat([buffered, chunk]);
       const nl = buffered.indexOf(0x0a);
       if (nl < 0) return;
-      let reply: { result?: CaptureStartResult; error?: { code: number; message: string } };
+      let reply: { result?: CaptureStartResult; error?: { code: number; message: string; data?: { reason?: string } } };
       try {
         reply = JSON.parse(buffered.subarray(0, nl).toString('utf8'));
       } catch {
         failure = new CliError('the daemon answered capture.start with something that is not JSON', EXIT.DAEMON);
-        sock.destroy();
+        s.destroy();
         return;
       }
       if (reply.error || !reply.result) {
-        failure = new CliError(reply.error?.message ?? 'capture.start failed', errorExit(reply.error?.code ?? 0));
-        sock.destroy();
+        // The daemon we resumed with says the session ended there: that is its end.
+        if (params.resume && reply.error?.data?.reason === 'ended') failure = null;
+        else failure = new CliError(reply.error?.message ?? 'capture.start failed', errorExit(reply.error?.code ?? 0));
+        s.destroy();
         return;
       }
-      started = reply.result;
-      out = toStdout ? process.stdout : fs.createWriteStream(o.write, { mode: 0o644 });
-      if (!toStdout) (out as fs.WriteStream).on('error', (err) => {
-        failure = new CliError(`cannot write ${o.write}: ${err.message}`, EXIT.USAGE);
-        sock.destroy();
-      });
-      if (!o.quiet) {
-        const on = started.interfaces.map((i) => i.name).join(', ') || 'every monitored interface';
-        process.stderr.write(`capturing on ${on} (session ${started.session}, snaplen ${started.snaplen})${started.expressionMissingOn.length ? `; the expression never matches on ${started.expressionMissingOn.join(', ')}` : ''}\n`);
+      started = true;
+      live = true;
+      const r = reply.result;
+      if (!first) {
+        first = r;
+        out = openOutput();
+        if (!o.quiet) {
+          const on = r.interfaces.map((i) => i.name).join(', ') || 'every monitored interface';
+          process.stderr.write(`capturing on ${on} (session ${r.session}, snaplen ${r.snaplen})${r.expressionMissingOn.length ? `; the expression never matches on ${r.expressionMissingOn.join(', ')}` : ''}\n`);
+        }
+      } else if (!o.quiet) {
+        process.stderr.write(`ebpfmonctl: resumed session ${r.session} with the restarted daemon (a new pcapng section; packets lost meanwhile are counted in its statistics)\n`);
       }
+      resumeOf = { session: r.session, instance: r.instance, received: 0 };
       const rest = buffered.subarray(nl + 1);
       buffered = Buffer.alloc(0);
       if (rest.length) write(rest);
     });
-    sock.on('error', () => undefined);
-    sock.on('close', () => resolve());
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      live = false;
+      const torn = blocks.reset();
+      if (failure) return resolve({ kind: 'failed', error: failure });
+      if (!started || finished()) {
+        if (!started && !params.resume) return resolve({ kind: 'failed', error: new CliError('lost the connection to the daemon before the capture started', EXIT.UNREACHABLE) });
+        return resolve({ kind: 'done' });
+      }
+      if (torn && !o.quiet) process.stderr.write(`ebpfmonctl: dropped ${torn} bytes of a block the daemon did not finish\n`);
+      resolve({ kind: 'lost', at: new Date() });
+    });
   });
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  if (failure) throw failure;
-  if (!started) throw new CliError('lost the connection to the daemon before the capture started', EXIT.UNREACHABLE);
-  if (out && !toStdout) await new Promise<void>((r) => (out as fs.WriteStream).end(() => r()));
-  if (!o.quiet) process.stderr.write(`${counter.packets} packet${counter.packets === 1 ? '' : 's'} written${toStdout ? '' : ` to ${o.write}`}\n`);
+  let resumeOf: { session: string; instance: string; received: number } | null = null;
+
+  try {
+    sock = await connect(path);
+    let outcome = await session(sock, base);
+    while (outcome.kind === 'lost' && resumeOf) {
+      const reconnectSec = o.reconnect ?? DEFAULT_RECONNECT_SEC;
+      if (!o.quiet) process.stderr.write(`ebpfmonctl: lost the daemon at ${outcome.at.toLocaleTimeString()} with ${blocks.packets} packets written; waiting up to ${reconnectSec} s to resume the session\n`);
+      sock = await reconnectRaw(path, outcome.at.getTime() + reconnectSec * 1000, waiting.signal);
+      if (!sock) {
+        if (stopping) break;
+        throw new CliError(`the daemon did not come back within ${reconnectSec} s (${path}); ${blocks.packets} packets written`, EXIT.UNREACHABLE);
+      }
+      const r = resumeOf as { session: string; instance: string };
+      const params: CaptureStartParams = { ...base, resume: { session: r.session, instance: r.instance, received: blocks.packets } };
+      if (o.count !== undefined) params.count = Math.max(1, o.count - blocks.packets);
+      if (o.duration !== undefined) params.durationSec = Math.max(1, Math.ceil(o.duration - (Date.now() - t0) / 1000));
+      outcome = await session(sock, params);
+    }
+    if (outcome.kind === 'failed') throw outcome.error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (out && !toStdout) await new Promise<void>((r) => (out as fs.WriteStream).end(() => r()));
+  }
+  if (!o.quiet) process.stderr.write(`${blocks.packets} packet${blocks.packets === 1 ? '' : 's'} written${toStdout ? '' : ` to ${o.write}`}\n`);
+}
+
+/** Connects every 250 ms until `deadline` (ms since the epoch); null when it passed or `signal` fired. */
+async function reconnectRaw(path: string, deadline: number, signal: AbortSignal): Promise<net.Socket | null> {
+  while (!signal.aborted && Date.now() < deadline) {
+    try {
+      return await connect(path);
+    } catch (err) {
+      if (!(err instanceof CliError) || err.exitCode !== EXIT.UNREACHABLE) throw err;
+    }
+    await sleepUnless(250, signal);
+  }
+  return null;
 }
 
 export function captureCommand(): Command {
@@ -203,5 +310,6 @@ export function captureCommand(): Command {
     .option('--stats-interval <seconds>', 'statistics blocks while streaming, every this long (0: only at the end)', intArg(0, 3600))
     .requiredOption('-w, --write <file>', 'the pcapng file, or - for stdout (| tshark -r -)')
     .option('-q, --quiet', 'no messages on stderr')
+    .addOption(reconnectOption())
     .action((expression: string[], o: CaptureOpts, cmd: Command) => runCapture(o, expression, cmd));
 }

@@ -6,7 +6,7 @@
 // silently narrowed. Mirrors change the host's traffic going out (copies to a collector):
 // root, the admin group or (D-Bus) polkit. capture.start streams, so each transport serves
 // it itself (rpc/capture.ts on the socket) through captureStart() here.
-import { CAPTURE_DIRECTIONS, DEFAULT_SNAPLEN, MIRROR_ENCAPS, type CaptureSelector, type CaptureStatus, type MirrorSpec } from '../contract/capture.js';
+import { CAPTURE_DIRECTIONS, DEFAULT_SNAPLEN, MIRROR_ENCAPS, type CaptureResume, type CaptureSelector, type CaptureStatus, type MirrorSpec } from '../contract/capture.js';
 import { AppError, invalidParam } from '../errors.js';
 import type { CaptureHandle, CaptureManager, CaptureRequest, CaptureSink } from '../capture/manager.js';
 import { parseIp } from '../net/ip.js';
@@ -94,13 +94,42 @@ function checkAccess(caller: Pick<Caller, 'uid' | 'seesAll'>, pidOwners: Readonl
 }
 
 /** capture.start's params as a request: checked, resolved and scoped to the caller. */
+/** capture.start's `resume`, checked for shape (the manager knows whether the session waits). */
+function parseResume(p: Params): CaptureResume | undefined {
+  const r = p.resume;
+  if (r === undefined) return undefined;
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalidParam('params.resume', r, 'an object with session, instance and received');
+  const o = r as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!['session', 'instance', 'received'].includes(k)) throw invalidParam(`params.resume.${k}`, o[k], 'one of session, instance, received');
+  const str = (k: string, re: RegExp, what: string): string => {
+    const v = o[k];
+    if (typeof v !== 'string' || !re.test(v)) throw invalidParam(`params.resume.${k}`, v, what);
+    return v;
+  };
+  const received = o.received;
+  if (typeof received !== 'number' || !Number.isSafeInteger(received) || received < 0) throw invalidParam('params.resume.received', received, 'a count of packets (an integer from 0)');
+  return { session: str('session', /^cap-[0-9a-f]{1,32}$/, 'a capture session id (cap-...)'), instance: str('instance', /^[0-9a-f]{1,32}$/, 'a daemon instance id'), received };
+}
+
 export function captureRequest(capture: CaptureApi, raw: unknown, caller: Caller): CaptureRequest {
-  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec']);
+  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'resume']);
   const given = parseSelector(p);
   const snaplen = optInt(p, 'snaplen', 0, DEFAULT_SNAPLEN) || DEFAULT_SNAPLEN;
   const count = optInt(p, 'count', 1, 1_000_000_000);
   const durationSec = optInt(p, 'durationSec', 1, 30 * 24 * 3600);
   const statsIntervalSec = optInt(p, 'statsIntervalSec', 0, 3600);
+  const resume = parseResume(p);
+  if (resume) {
+    // The kernel keeps the session's selection (the processes named may have exited
+    // since); only its owner may take it over (the manager checks the uid).
+    const none = { tgids: [], pidOwners: new Map<number, number>(), uids: [], cgroupIds: [], cgroups: [], comms: [], interfaces: [], expression: '' };
+    return {
+      selector: none, given, snaplen, count, resume,
+      durationMs: durationSec !== undefined ? durationSec * 1000 : undefined,
+      statsIntervalMs: statsIntervalSec !== undefined ? statsIntervalSec * 1000 : undefined,
+      owner: { uid: caller.uid, pid: caller.pid },
+    };
+  }
   const selector = capture.resolve(given);
   checkAccess(caller, selector.pidOwners, selector.uids);
   // Outside the group, the kernel itself keeps the session to the caller's processes.
@@ -190,6 +219,6 @@ export function captureStatus(d: CaptureApiDeps): CaptureStatus {
   return {
     available: false, reason: d.reason, engine: '-', delivery: '-',
     encaps: { vxlan: { available: false, device: null, reason: d.reason }, gre: { available: false, device: null, reason: d.reason } },
-    sessions: [], mirrors: [], loss: { dropped: 0, clientDropped: 0, ringLost: 0, mirrorFailed: 0, mirrorRateLimited: 0, mirrorTooBig: 0 },
+    sessions: [], mirrors: [], loss: { dropped: 0, clientDropped: 0, lostInRestart: 0, ringLost: 0, mirrorFailed: 0, mirrorRateLimited: 0, mirrorTooBig: 0 },
   };
 }

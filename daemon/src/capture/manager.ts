@@ -5,14 +5,16 @@
 // mirrors with their tunnel devices, restored from the kernel after a daemon restart.
 // Knows no transport: adapters hand it a sink and tell it when the client asked to stop or
 // went away.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Deployment } from '../bpf/deployment.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
 import { AppError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { listLinks } from '../net/netlink.js';
+import { CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
 import type {
-  CaptureCounters, CaptureInterface, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
+  CaptureCounters, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
   MirrorView,
 } from '../contract/capture.js';
 import { CaptureEngine, type ClassifierHooks, type KernelCounters, type MirrorTarget, type SessionSpec } from './engine.js';
@@ -23,7 +25,7 @@ import { linkTypeOf, resolveSelector, type ResolvedSelector } from './resolve.js
 import { CaptureStream } from './stream.js';
 import { TimeBase } from './timebase.js';
 import { pathTo, TunnelUnavailable, Tunnels, TUNNEL_DEVICES, tunnelKind, tunnelOverhead, type PathInfo } from './tunnels.js';
-import { CAP_KIND, CAP_MAPS, CAP_PROGS, CAP_SESSIONS, CAPTURE_COMPONENT } from './wire.js';
+import { CAP_KIND, CAP_MAPS, CAP_PROGS, CAP_SESSIONS, CAP_SPEC_BYTES, CAPTURE_COMPONENT } from './wire.js';
 import type { TunnelKind } from '../net/netlink.js';
 
 export interface CaptureOptions {
@@ -81,6 +83,38 @@ export interface CaptureRequest {
   durationMs?: number;
   statsIntervalMs?: number;
   owner: { uid: number; pid: number | null };
+  /** Continue a session of a previous daemon (capture.start `resume`). */
+  resume?: CaptureResume;
+}
+
+/** What a capture session keeps in the kernel next to its counters (emon_cap_spec): a
+ * restarted daemon goes on selecting for it until its client comes back (resume) or the
+ * grace period ends. */
+interface CaptureDeclaration {
+  v: 1;
+  kind: 'capture';
+  session: string;
+  uid: number;
+  snaplen: number;
+  filter: { expression: string; ifindexes: number[]; direction?: 'in' | 'out'; tgids: number[]; uids: number[]; cgroupIds: string[]; comms: string[] };
+}
+
+/** A capture session of a previous daemon, still selected in the kernel, waiting for its client. */
+interface Orphan {
+  decl: CaptureDeclaration;
+  slot: number;
+  /** The slot's `captured` before this daemon first read the rings: everything captured
+   * up to then went to the previous daemon. null until a reader starts. */
+  capturedBefore: number | null;
+  /** Its records this daemon read before the client came back (not delivered: counted). */
+  discarded: number;
+  timer: NodeJS.Timeout;
+}
+
+/** What a resumed session had before this daemon. */
+interface ResumeBase {
+  received: number;
+  lostInRestart: number;
 }
 
 /** What a mirror keeps in the kernel next to its counters (emon_cap_spec), to come back after a restart. */
@@ -111,7 +145,7 @@ interface Mirror {
   tunnelIfindex: number;
 }
 
-const ZERO_CAPTURE: CaptureCounters = { matched: 0, matchedBytes: 0, captured: 0, capturedBytes: 0, dropped: 0, clientDropped: 0, written: 0, truncated: 0 };
+const ZERO_CAPTURE: CaptureCounters = { matched: 0, matchedBytes: 0, captured: 0, capturedBytes: 0, dropped: 0, clientDropped: 0, written: 0, truncated: 0, lostInRestart: 0 };
 
 function mirrorCounters(k: KernelCounters): MirrorCounters {
   return {
@@ -127,10 +161,10 @@ function collectorBytes(to: string): Buffer {
   return Buffer.from(ip.family === 'ipv4' ? ip.bytes.subarray(0, 4) : ip.bytes);
 }
 
-let nextSession = 1;
+/** Session ids are unique across daemon restarts (a resumed session keeps its id). */
+const newSessionId = (): string => `cap-${randomBytes(6).toString('hex')}`;
 
 class CaptureSession implements CaptureHandle {
-  readonly id = `cap-${nextSession++}`;
   readonly startedAt = new Date();
   clientDropped = 0;
   private ended = false;
@@ -140,6 +174,7 @@ class CaptureSession implements CaptureHandle {
   final: CaptureCounters | null = null;
 
   constructor(
+    readonly id: string,
     readonly slot: number,
     readonly req: CaptureRequest,
     readonly result: CaptureStartResult,
@@ -147,6 +182,7 @@ class CaptureSession implements CaptureHandle {
     private readonly sink: CaptureSink,
     private readonly m: CaptureManager,
     private readonly maxBacklog: number,
+    private readonly base: ResumeBase = { received: 0, lostInRestart: 0 },
   ) {}
 
   get isEnded(): boolean {
@@ -189,7 +225,8 @@ class CaptureSession implements CaptureHandle {
     const k = this.m.kernelCounters(this.slot);
     return {
       matched: k.matched, matchedBytes: k.matchedBytes, captured: k.captured, capturedBytes: k.capturedBytes, dropped: k.dropped,
-      clientDropped: this.clientDropped, written: this.stream.packets, truncated: this.stream.truncated,
+      clientDropped: this.clientDropped, written: this.base.received + this.stream.packets, truncated: this.stream.truncated,
+      lostInRestart: this.base.lostInRestart,
     };
   }
 
@@ -201,6 +238,16 @@ class CaptureSession implements CaptureHandle {
   abort(): void {
     if (this.ended) return;
     this.m.endCapture(this, false);
+  }
+
+  /** The daemon stops under the session: what it holds goes out, the stream ends without
+   * final statistics (the kernel keeps selecting; the client resumes with the next daemon). */
+  detach(): void {
+    this.ended = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.stream.writer.flush();
+    this.sink.end();
+    this.resolveDone(this.counters());
   }
 
   /** Called by the manager once the kernel no longer selects for the session. */
@@ -227,7 +274,13 @@ export class CaptureManager {
   private refreshTimer: NodeJS.Timeout | null = null;
   private linkNames = new Map<number, { name: string; l2: number }>();
   /** Losses of ended capture sessions (status reports totals since start). */
-  private readonly ended = { dropped: 0, clientDropped: 0 };
+  private readonly ended = { dropped: 0, clientDropped: 0, lostInRestart: 0 };
+  /** Capture sessions of a previous daemon waiting for their clients, by session id. */
+  private readonly orphans = new Map<string, Orphan>();
+  /** Their slots' bits (records for them are counted, not delivered). */
+  private orphanMask = 0;
+  /** Changes with every daemon: a client resuming names the daemon it streamed from. */
+  readonly instance = randomBytes(6).toString('hex');
   private ringLostBefore = 0;
   private closed = false;
 
@@ -272,6 +325,15 @@ export class CaptureManager {
       const { kind, declaration } = this.engine.stored(slot);
       if (kind === CAP_KIND.NONE) continue;
       const decl = declaration as MirrorDeclaration | null;
+      const cdecl = declaration as CaptureDeclaration | null;
+      if (kind === CAP_KIND.CAPTURE && cdecl?.v === 1 && cdecl.kind === 'capture' && !this.orphans.has(cdecl.session)) {
+        try {
+          this.adoptOrphan(cdecl, slot);
+          continue;
+        } catch (err) {
+          this.log.error({ err, session: cdecl.session }, `capture session ${cdecl.session} could not be kept for its client: ${(err as Error).message}`);
+        }
+      }
       if (kind === CAP_KIND.MIRROR && decl?.v === 1 && decl.kind === 'mirror' && !this.mirrors.has(decl.spec.name)) {
         try {
           this.startMirror(decl, slot, true);
@@ -285,7 +347,51 @@ export class CaptureManager {
     }
     // The running engine may still select for sessions of a previous daemon: replace it.
     this.engine.sync();
-    if (this.mirrors.size || stale) this.log.info({ mirrors: [...this.mirrors.keys()], staleCaptureSessions: stale }, 'capture sessions taken over from the kernel');
+    if (this.mirrors.size || stale || this.orphans.size) this.log.info({ mirrors: [...this.mirrors.keys()], waitingCaptureSessions: [...this.orphans.keys()], staleCaptureSessions: stale }, 'capture sessions taken over from the kernel');
+  }
+
+  /** A capture session of the previous daemon: the kernel goes on selecting for it (same
+   * slot, counters kept) until its client resumes it or the grace period ends. */
+  private adoptOrphan(decl: CaptureDeclaration, slot: number): void {
+    const f = decl.filter;
+    this.engine.add({
+      kind: 'capture', expression: f.expression, snaplen: decl.snaplen, ifindexes: f.ifindexes, direction: f.direction, tgids: f.tgids, uids: f.uids,
+      cgroupIds: f.cgroupIds.map((c) => BigInt(c)), comms: f.comms,
+    }, { slot, keepCounters: true, declaration: decl, defer: true });
+    const timer = setTimeout(() => this.expireOrphan(decl.session), CAPTURE_RESUME_GRACE_SEC * 1000);
+    timer.unref();
+    this.orphans.set(decl.session, { decl, slot, capturedBefore: null, discarded: 0, timer });
+    this.orphanMask |= 1 << slot;
+  }
+
+  /** The selection a waiting session was started with, as the kernel keeps it. */
+  private selectorOf(decl: CaptureDeclaration): ResolvedSelector {
+    const f = decl.filter;
+    const interfaces = f.ifindexes.flatMap((i): CaptureInterface[] => {
+      const x = this.interfaceOf(i);
+      return x ? [{ name: x.name, ifindex: i, linkType: x.l2Len === 0 ? 'raw' : 'ethernet' }] : [];
+    });
+    return {
+      tgids: f.tgids, pidOwners: new Map(), uids: f.uids, cgroupIds: f.cgroupIds.map((c) => BigInt(c)), cgroups: [], comms: f.comms,
+      interfaces, ...(f.direction ? { direction: f.direction } : {}), expression: f.expression,
+    };
+  }
+
+  private dropOrphan(o: Orphan): void {
+    clearTimeout(o.timer);
+    this.orphans.delete(o.decl.session);
+    this.orphanMask &= ~(1 << o.slot);
+  }
+
+  private expireOrphan(id: string): void {
+    const o = this.orphans.get(id);
+    if (!o) return;
+    this.dropOrphan(o);
+    const k = this.engine.counters(o.slot);
+    this.engine.remove(o.slot);
+    this.ended.dropped += k.dropped;
+    this.releaseReaderIfIdle();
+    this.log.info({ session: id, uid: o.decl.uid, ...k }, `capture session ${id} ended: its client did not come back within ${CAPTURE_RESUME_GRACE_SEC} s`);
   }
 
   // --- capture sessions ---------------------------------------------------------------------
@@ -321,12 +427,46 @@ export class CaptureManager {
     if (this.sessionsOf(req.owner.uid) >= this.d.options.maxSessionsPerUid) {
       throw new AppError('TooManySessions', `uid ${req.owner.uid} runs ${this.d.options.maxSessionsPerUid} capture sessions already (capture.maxSessionsPerUid)`);
     }
-    const sel = req.selector;
-    const spec: SessionSpec = {
-      kind: 'capture', expression: sel.expression, snaplen: req.snaplen, ifindexes: sel.interfaces.map((i) => i.ifindex), direction: sel.direction,
-      tgids: sel.tgids, uids: sel.uids, cgroupIds: sel.cgroupIds, comms: sel.comms,
-    };
-    const active = this.engine.add(spec);
+    let sel = req.selector;
+    let id = newSessionId();
+    let base: ResumeBase | undefined;
+    let active: { slot: number; linkTypes: number[] };
+    if (req.resume) {
+      const r = req.resume;
+      const o = this.orphans.get(r.session);
+      if (!o || o.decl.uid !== req.owner.uid) {
+        const ended = r.instance === this.instance;
+        throw new AppError('NotFound', ended
+          ? `capture session ${r.session} has ended`
+          : `no capture session ${r.session} to resume${o ? ` of uid ${req.owner.uid}` : ` (the daemon restarted more than ${CAPTURE_RESUME_GRACE_SEC} s ago, or was stopped with --teardown)`}`,
+        { field: 'params.resume.session', value: r.session, reason: ended ? 'ended' : 'unknown' });
+      }
+      this.dropOrphan(o);
+      sel = this.selectorOf(o.decl);
+      // Records of the slot read from now on go to this session; what was captured before
+      // this daemon read the rings went to the previous one.
+      this.ensureReader();
+      const before = o.capturedBefore ?? this.engine.counters(o.slot).captured;
+      base = { received: r.received, lostInRestart: Math.max(0, before - r.received) + o.discarded };
+      id = r.session;
+      active = { slot: o.slot, linkTypes: this.engine.active.find((x) => x.slot === o.slot)?.linkTypes ?? [] };
+    } else {
+      const spec: SessionSpec = {
+        kind: 'capture', expression: sel.expression, snaplen: req.snaplen, ifindexes: sel.interfaces.map((i) => i.ifindex), direction: sel.direction,
+        tgids: sel.tgids, uids: sel.uids, cgroupIds: sel.cgroupIds, comms: sel.comms,
+      };
+      const decl: CaptureDeclaration = {
+        v: 1, kind: 'capture', session: id, uid: req.owner.uid, snaplen: req.snaplen,
+        filter: {
+          expression: sel.expression, ifindexes: sel.interfaces.map((i) => i.ifindex), ...(sel.direction ? { direction: sel.direction } : {}),
+          tgids: sel.tgids, uids: sel.uids, cgroupIds: sel.cgroupIds.map(String), comms: sel.comms,
+        },
+      };
+      // A declaration too large for the kernel's slot (a very long expression with many
+      // pids) only means the session cannot outlive this daemon.
+      const fits = Buffer.byteLength(JSON.stringify(decl)) <= CAP_SPEC_BYTES - 4;
+      active = this.engine.add(spec, fits ? { declaration: decl } : {});
+    }
     let stream: CaptureStream;
     try {
       this.ensureReader();
@@ -350,13 +490,15 @@ export class CaptureManager {
       expressionMissingOn: ifaces.filter((i) => !active.linkTypes.includes(i.linkType === 'ethernet' ? 1 : 12)).map((i) => i.name),
       snaplen: req.snaplen,
       format: 'pcapng',
+      instance: this.instance,
+      resumed: base !== undefined,
     };
-    const s = new CaptureSession(active.slot, req, result, stream, sink, this, this.d.options.maxClientBacklog);
+    const s = new CaptureSession(id, active.slot, req, result, stream, sink, this, this.d.options.maxClientBacklog, base);
     result.session = s.id;
     this.captures.set(s.id, s);
     stream.writer.flush(); // the section header, at once: `| tshark -r -` starts reading
     s.start(req.statsIntervalMs ?? this.d.options.statsIntervalMs);
-    this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, expression: sel.expression }, 'capture session started');
+    this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, expression: sel.expression, ...(base ? { resumed: base } : {}) }, base ? 'capture session resumed' : 'capture session started');
     return s;
   }
 
@@ -371,6 +513,7 @@ export class CaptureManager {
     s.close(graceful, final);
     this.ended.dropped += final.dropped;
     this.ended.clientDropped += final.clientDropped;
+    this.ended.lostInRestart += final.lostInRestart;
     this.releaseReaderIfIdle();
     this.log.info({ session: s.id, ...final, graceful }, 'capture session ended');
   }
@@ -395,6 +538,7 @@ export class CaptureManager {
   private readonly onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
     if (len < 20) return;
     const sessions = u32[(off >> 2) + 4]!; // emon_cap_record.sessions
+    if (sessions & this.orphanMask) for (const o of this.orphans.values()) if (sessions & (1 << o.slot)) o.discarded++;
     for (const s of this.captures.values()) {
       const bit = 1 << s.slot;
       if (sessions & bit) s.onRecord(buf, u32, off, len, bit);
@@ -412,6 +556,9 @@ export class CaptureManager {
 
   private ensureReader(): void {
     if (this.reader) return;
+    // From now on this daemon reads every record; what the waiting sessions captured so far
+    // went to the previous daemon.
+    for (const o of this.orphans.values()) if (o.capturedBefore === null) o.capturedBefore = this.engine.counters(o.slot).captured;
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
     r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.flushAll });
     this.reader = r;
@@ -419,6 +566,8 @@ export class CaptureManager {
 
   private releaseReaderIfIdle(): void {
     if (this.captures.size > 0 || !this.reader) return;
+    // Records still in the rings for waiting sessions are counted before the rings go.
+    if (this.orphans.size) this.drainAll();
     this.ringLostBefore += this.reader.stats.lost;
     this.reader.close();
     this.reader = null;
@@ -589,6 +738,7 @@ export class CaptureManager {
       loss: {
         dropped: this.ended.dropped + caps.reduce((n, s) => n + s.counters.dropped, 0),
         clientDropped: this.ended.clientDropped + caps.reduce((n, s) => n + s.counters.clientDropped, 0),
+        lostInRestart: this.ended.lostInRestart + caps.reduce((n, s) => n + s.counters.lostInRestart, 0),
         ringLost: this.ringLostBefore + (this.reader?.stats.lost ?? 0),
         mirrorFailed: mirrors.reduce((n, m) => n + m.counters.failed, 0),
         mirrorRateLimited: mirrors.reduce((n, m) => n + m.counters.rateLimited, 0),
@@ -598,14 +748,33 @@ export class CaptureManager {
   }
 
   /**
-   * The daemon stops: capture sessions end (their clients get the last packets and
-   * statistics), mirrors keep running in the kernel (pinned), this process lets go.
+   * The daemon stops: capture sessions get what the rings hold and their streams end, but
+   * stay selected in the kernel with their counters, as after kill -9, so that their
+   * clients resume them with the next daemon (a restart); sessions that cannot (no
+   * declaration in the kernel) end with their last statistics. Runs before the socket
+   * closes (app.ts), so that closing the connections does not end the sessions.
    */
+  detachCaptures(): void {
+    if (this.reader) this.drainAll();
+    for (const s of [...this.captures.values()]) {
+      const decl = this.engine.stored(s.slot).declaration as CaptureDeclaration | null;
+      if (decl?.kind === 'capture' && decl.session === s.id) {
+        this.captures.delete(s.id);
+        s.detach();
+      } else {
+        this.endCapture(s, true);
+      }
+    }
+  }
+
+  /** The daemon stops: capture sessions as detachCaptures() says, mirrors keep running in
+   * the kernel (pinned), this process lets go. */
   close(): void {
     if (this.closed) return;
+    this.detachCaptures();
     this.closed = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
-    for (const s of [...this.captures.values()]) this.endCapture(s, true);
+    for (const o of [...this.orphans.values()]) clearTimeout(o.timer);
     this.engine.close(true);
     this.reader?.close();
     this.reader = null;

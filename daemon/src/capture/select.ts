@@ -113,6 +113,16 @@ export function engineProgram(sessions: readonly EngineSession[], maps: EngineMa
   a.stx(Sz.DW, R10, META, R0);
   a.st(Sz.DW, R10, MASK, 0);
 
+  // When every session names processes, a packet of none of them (most packets) leaves
+  // after one pass over all the pids, instead of each session's selectors in turn (8 pid
+  // sessions: bench/capture "8 pid sessions, packet not selected"). A packet with no owner
+  // has tgid 0, which no session names.
+  if (sessions.length > 1 && sessions.every((s) => s.tgids?.length)) {
+    const all = [...new Set(sessions.flatMap((s) => [...s.tgids!]))];
+    a.ldx(Sz.W, R1, R0, M.ownerTgid);
+    anyOf32(a, all, out);
+  }
+
   for (const s of sessions) {
     const next = a.label(`s${s.slot}_next`);
     const match = a.label(`s${s.slot}_match`);

@@ -35,6 +35,10 @@ export interface SessionCounters {
   dropped: number;
   /** The daemon did not send the copy (the client read too slowly). */
   clientDropped: number;
+  /** Copies lost while the daemon restarted (a resumed session). */
+  lostInRestart?: number;
+  /** Packets written since the session started, on every connection (default: this stream's). */
+  written?: number;
 }
 
 export interface CaptureStreamOptions {
@@ -157,8 +161,8 @@ export class CaptureStream {
       if (id === 0) {
         this.writer.statistics(0, {
           tsNs: now, startNs: this.startNs, endNs: now,
-          ifrecv: k.matched, filteraccept: k.matched, osdrop: k.dropped + k.clientDropped,
-          comment: `ebpfmon: whole session (all interfaces): matched ${k.matched}, captured ${k.captured}, dropped ${k.dropped} (kernel ring full), clientDropped ${k.clientDropped} (reader too slow), written ${this.packets}, truncated ${this.truncated}`,
+          ifrecv: k.matched, filteraccept: k.matched, osdrop: k.dropped + k.clientDropped + (k.lostInRestart ?? 0),
+          comment: `ebpfmon: whole session (all interfaces): matched ${k.matched}, captured ${k.captured}, dropped ${k.dropped} (kernel ring full or no daemon reading), clientDropped ${k.clientDropped} (reader too slow), lostInRestart ${k.lostInRestart ?? 0} (daemon restarted), written ${k.written ?? this.packets}, truncated ${this.truncated}`,
         });
       } else {
         this.writer.statistics(id, { tsNs: now, startNs: this.startNs, endNs: now });

@@ -53,7 +53,24 @@ export interface CaptureStartParams extends CaptureSelector {
   durationSec?: number;
   /** Interface Statistics Blocks while streaming, every this many seconds (default 5; 0: only at the end). */
   statsIntervalSec?: number;
+  /** Take over a session after the daemon restarted (the client lost its connection):
+   * the daemon kept selecting for it in the kernel, and counts what the client missed. */
+  resume?: CaptureResume;
 }
+
+/** capture.start's `resume`: which session, and what the client has of it. */
+export interface CaptureResume {
+  /** The session's id (CaptureStartResult.session). */
+  session: string;
+  /** CaptureStartResult.instance of the daemon the client last streamed from. */
+  instance: string;
+  /** Enhanced Packet Blocks the client received of this session so far (every connection). */
+  received: number;
+}
+
+/** How long a restarted daemon keeps selecting for a capture session whose client has not
+ * come back (then the session ends). The CLI's --reconnect default is as long. */
+export const CAPTURE_RESUME_GRACE_SEC = 60;
 
 /** An interface a session selects on, as the kernel sees it. */
 export interface CaptureInterface {
@@ -83,6 +100,11 @@ export interface CaptureStartResult {
   snaplen: number;
   /** The format of the stream that follows. */
   format: 'pcapng';
+  /** This daemon's capture instance (changes when the daemon restarts): resume names it. */
+  instance: string;
+  /** True when this continues a session of a previous daemon (`resume`); the stream then
+   * starts a new pcapng section, and its statistics count from the session's start. */
+  resumed: boolean;
 }
 
 /** A capture session's counts: everything the kernel matched is captured or dropped, and
@@ -102,6 +124,10 @@ export interface CaptureCounters {
   written: number;
   /** Of those, packets cut to the snap length. */
   truncated: number;
+  /** Copies the kernel queued that never reached the client because the daemon restarted
+   * (in the old daemon's buffers or rings when it died, or read before the client came
+   * back). Packets matched while no daemon read the rings are in `dropped`. */
+  lostInRestart: number;
 }
 
 export interface CaptureStopParams {
@@ -226,6 +252,8 @@ export interface CaptureStatus {
     dropped: number;
     /** Capture copies not sent to slow clients. */
     clientDropped: number;
+    /** Capture copies lost because the daemon restarted under a session (resumed ones). */
+    lostInRestart: number;
     /** Records the perf rings lost (PERF_RECORD_LOST; the same drops as `dropped`, counted by the kernel). */
     ringLost: number;
     mirrorFailed: number;

@@ -13,9 +13,13 @@ export const MANAGER_PATH = '/org/ebpfmon1';
 export const MANAGER_IFACE = 'org.ebpfmon1.Manager';
 export const LB_PATH = '/org/ebpfmon1/lb';
 export const LB_IFACE = 'org.ebpfmon1.LoadBalancer';
+export const CAPTURE_PATH = '/org/ebpfmon1/capture';
+export const CAPTURE_IFACE = 'org.ebpfmon1.Capture';
 
 /** polkit action that guards every changing LoadBalancer method (packaging/polkit/org.ebpfmon1.policy). */
 export const POLKIT_ACTION_MANAGE_LB = 'org.ebpfmon1.manage-lb';
+/** polkit action that guards AddMirror and RemoveMirror (mirrors send copies of the host's traffic elsewhere). */
+export const POLKIT_ACTION_MANAGE_MIRRORS = 'org.ebpfmon1.manage-mirrors';
 
 export const MANAGER_METHOD = {
   GetFlows: 'GetFlows',
@@ -73,11 +77,26 @@ export const LB_PROPERTY = {
   Available: 'Available',
 } as const;
 
+/** org.ebpfmon1.Capture: mirror sessions (issue 13), adapters over mirror.* and capture.list. */
+export const CAPTURE_METHOD = {
+  AddMirror: 'AddMirror',
+  RemoveMirror: 'RemoveMirror',
+  ListMirrors: 'ListMirrors',
+  GetMirrorStats: 'GetMirrorStats',
+  ListCaptures: 'ListCaptures',
+} as const;
+
+export const CAPTURE_PROPERTY = {
+  Available: 'Available',
+} as const;
+
 export type ManagerMethod = keyof typeof MANAGER_METHOD;
 export type ManagerProperty = keyof typeof MANAGER_PROPERTY;
 export type ManagerSignal = keyof typeof MANAGER_SIGNAL;
 export type LbMethod = keyof typeof LB_METHOD;
 export type LbProperty = keyof typeof LB_PROPERTY;
+export type CaptureMethod = keyof typeof CAPTURE_METHOD;
+export type CaptureProperty = keyof typeof CAPTURE_PROPERTY;
 
 /** The bus itself and the standard interfaces. */
 export const FDO = {
@@ -274,6 +293,25 @@ export const LB_SPEC: InterfaceSpec<LbMethod, LbProperty, never> = {
   },
   properties: {
     [LB_PROPERTY.Available]: { type: 'b', emitsChanged: 'const', doc: 'True when the load balancer is configured in this daemon; otherwise every method fails with NotAvailable.' },
+  },
+  signals: {} as Record<never, SignalSpec>,
+};
+
+export const CAPTURE_SPEC: InterfaceSpec<CaptureMethod, CaptureProperty, never> = {
+  name: CAPTURE_IFACE,
+  doc: 'Packet capture and mirror sessions (JSON-RPC mirror.* and capture.list). Anyone may read; adding or removing a mirror needs root, the ebpfmon-admin group or polkit authorization of org.ebpfmon1.manage-mirrors. Captures themselves stream pcapng and run on the socket (ebpfmonctl capture).',
+  methods: {
+    [CAPTURE_METHOD.AddMirror]: {
+      in: [arg('params', 'a{sv}')], out: [arg('mirror', 'a{sv}')], changes: true,
+      doc: 'mirror.add: name (s, required), to (s, collector address, required), encap (s: vxlan or gre), vni (u), snaplen (u), ratePps (u), and the selectors pids (au), comms (as), user (u or s), unit (s), cgroup (s), interfaces (as), direction (s: in or out), expression (s, pcap-filter).',
+    },
+    [CAPTURE_METHOD.RemoveMirror]: { in: [arg('name', 's')], out: [arg('removed', 'a{sv}')], changes: true, doc: 'mirror.remove: stop copying and remove the session; its last counters.' },
+    [CAPTURE_METHOD.ListMirrors]: { in: [], out: [arg('mirrors', 'aa{sv}')], doc: 'mirror.list: every mirror session with its declaration, state, device, path MTU and counters.' },
+    [CAPTURE_METHOD.GetMirrorStats]: { in: [arg('name', 's')], out: [arg('mirrors', 'aa{sv}')], doc: 'mirror.stats: name, state and counters of one mirror ("" for all).' },
+    [CAPTURE_METHOD.ListCaptures]: { in: [], out: [arg('sessions', 'aa{sv}')], doc: 'capture.list: the capture sessions the caller may see (its own; root and the ebpfmon group: all) with their counters.' },
+  },
+  properties: {
+    [CAPTURE_PROPERTY.Available]: { type: 'b', emitsChanged: 'const', doc: 'True when capture runs in this daemon; otherwise every method fails with NotAvailable (status.capture.reason says why).' },
   },
   signals: {} as Record<never, SignalSpec>,
 };

@@ -17,7 +17,8 @@ export type Dict = Record<string, Variant>;
 /** What a key of an incoming a{sv} may hold. */
 /** `id`: an unsigned 64-bit integer (t, or any narrower width), passed on as a decimal string
  * as JSON carries cgroup ids (a Number would lose digits above 2^53). */
-export type FieldKind = 'int' | 'id' | 'string' | 'bool' | 'int-or-string' | { dict: Record<string, FieldKind> };
+/** `int-list`, `string-list`: arrays of integers (au, or any integer width) and of strings (as). */
+export type FieldKind = 'int' | 'id' | 'string' | 'bool' | 'int-or-string' | 'int-list' | 'string-list' | { dict: Record<string, FieldKind> };
 
 /** Integers arrive in whatever width the client picked (python-dbus sends i, busctl what you type). */
 const INT_SIGNATURES = new Set(['y', 'n', 'q', 'i', 'u', 'x', 't']);
@@ -28,6 +29,8 @@ function kindName(kind: FieldKind): string {
   if (kind === 'string') return 'a string variant (s)';
   if (kind === 'bool') return 'a boolean variant (b)';
   if (kind === 'int-or-string') return 'an integer (u) or string (s) variant';
+  if (kind === 'int-list') return 'an array of integers variant (au)';
+  if (kind === 'string-list') return 'an array of strings variant (as)';
   return 'a dictionary variant (a{sv})';
 }
 
@@ -39,6 +42,10 @@ function unwrap(v: Variant, kind: FieldKind, field: string): unknown {
   if (kind === 'bool' && sig === 'b') return v.value;
   if (kind === 'int-or-string' && INT_SIGNATURES.has(sig)) return typeof v.value === 'bigint' ? Number(v.value) : v.value;
   if (kind === 'int-or-string' && sig === 's') return v.value;
+  if (kind === 'int-list' && sig.length === 2 && sig[0] === 'a' && INT_SIGNATURES.has(sig[1]!) && sig !== 'ay') {
+    return (v.value as Array<number | bigint>).map((x) => (typeof x === 'bigint' ? Number(x) : x));
+  }
+  if (kind === 'string-list' && sig === 'as') return v.value;
   if (typeof kind === 'object' && sig === 'a{sv}') return readDict(v.value, field, kind.dict);
   throw invalidParam(field, v.value, `${kindName(kind)}, not type ${sig}`);
 }
@@ -61,7 +68,7 @@ export function readDict(raw: unknown, field: string, spec: Record<string, Field
 }
 
 /** Signatures a value of an outgoing dictionary may take. */
-export type ValueSig = 's' | 'u' | 't' | 'x' | 'd' | 'b' | 'as' | 'at' | 'a{sv}' | 'aa{sv}' | 'av';
+export type ValueSig = 's' | 'u' | 't' | 'x' | 'd' | 'b' | 'as' | 'au' | 'at' | 'a{sv}' | 'aa{sv}' | 'av';
 
 const U32_MAX = 0xffffffff;
 
@@ -95,6 +102,8 @@ export function variantOf(sig: ValueSig, v: unknown): Variant | null {
       return typeof v === 'number' && Number.isFinite(v) ? new dbus.Variant('d', v) : null;
     case 'as':
       return Array.isArray(v) && v.every((s) => typeof s === 'string') ? new dbus.Variant('as', v.map(safe)) : null;
+    case 'au':
+      return Array.isArray(v) && v.every((s) => typeof s === 'number' && Number.isInteger(s) && s >= 0 && s <= U32_MAX) ? new dbus.Variant('au', v) : null;
     case 'at':
       return Array.isArray(v) && v.every((s) => typeof s === 'number' && Number.isInteger(s) && s >= 0) ? new dbus.Variant('at', v.map((s) => BigInt(s as number))) : null;
     case 'a{sv}':

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The D-Bus adapter: org.ebpfmon1 with org.ebpfmon1.Manager at /org/ebpfmon1 and
-// org.ebpfmon1.LoadBalancer at /org/ebpfmon1/lb (docs/dbus.md, docs/org.ebpfmon1.xml), over
+// org.ebpfmon1.LoadBalancer at /org/ebpfmon1/lb and org.ebpfmon1.Capture at
+// /org/ebpfmon1/capture (docs/dbus.md, docs/org.ebpfmon1.xml), over
 // the API (api/) and the daemon's event bus.
 //
 // Every call is dispatched here (not by dbus-next, which hides the sender): the
@@ -25,6 +26,7 @@ import { connectBus, toDBusError, withTimeout } from './bus.js';
 import { approxSize } from './convert.js';
 import { Callers, scopeOf, type AccessGroups } from './callers.js';
 import { lbObject } from './lb.js';
+import { captureObject } from './capture.js';
 import { managerObject } from './manager.js';
 import { SignalHub } from './signals.js';
 import {
@@ -131,7 +133,8 @@ class Service implements DbusService {
       signalsDropped: () => this.signals.counters.signalsDropped,
     });
     const lb = lbObject(opts.methods, opts.lbAvailable);
-    for (const o of [manager, lb] as ObjectImpl[]) this.objects.set(o.path, o);
+    const capture = captureObject(opts.methods, async () => (await status()).capture?.available === true);
+    for (const o of [manager, lb, capture] as ObjectImpl[]) this.objects.set(o.path, o);
   }
 
   /** Every process's totals with its top places (reads are filtered per caller from one shared walk). */

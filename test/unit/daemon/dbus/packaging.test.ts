@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BUS_NAME, FDO, LB_IFACE, MANAGER_IFACE, POLKIT_ACTION_MANAGE_LB } from '../../../../daemon/src/contract/dbus.js';
-import { LB_SPEC, MANAGER_SPEC, type InterfaceSpec } from '../../../../daemon/src/contract/dbus.js';
+import { BUS_NAME, CAPTURE_IFACE, FDO, LB_IFACE, MANAGER_IFACE, POLKIT_ACTION_MANAGE_LB, POLKIT_ACTION_MANAGE_MIRRORS } from '../../../../daemon/src/contract/dbus.js';
+import { CAPTURE_SPEC, LB_SPEC, MANAGER_SPEC, type InterfaceSpec } from '../../../../daemon/src/contract/dbus.js';
 import { ANNOTATION } from '../../../../daemon/src/contract/dbus.js';
 import { parseIntrospection, REPO } from '../../../helpers/dbus.js';
 
@@ -39,26 +39,29 @@ describe('packaging/dbus/org.ebpfmon1.conf', () => {
       `${FDO.introspectable}.*`, `${FDO.peer}.*`, `${FDO.properties}.Get`, `${FDO.properties}.GetAll`,
       ...(Object.keys(MANAGER_SPEC.methods)).map((m) => `${MANAGER_IFACE}.${m}`),
       ...(Object.keys(LB_SPEC.methods)).map((m) => `${LB_IFACE}.${m}`),
+      ...(Object.keys(CAPTURE_SPEC.methods)).map((m) => `${CAPTURE_IFACE}.${m}`),
     ]);
     assert.deepEqual([...allowed].sort(), [...expected].sort());
   });
 });
 
 describe('packaging/polkit/org.ebpfmon1.policy', () => {
-  test('declares the action the daemon checks, auth_admin_keep', () => {
+  test('declares the actions the daemon checks, auth_admin_keep', () => {
     const xml = read('packaging/polkit/org.ebpfmon1.policy');
     const actions = [...xml.matchAll(/<action id="([^"]+)">([\s\S]*?)<\/action>/g)];
-    assert.deepEqual(actions.map((a) => a[1]), [POLKIT_ACTION_MANAGE_LB]);
-    const defaults = /<defaults>([\s\S]*?)<\/defaults>/.exec(actions[0]![2]!)![1]!;
-    for (const k of ['allow_any', 'allow_inactive', 'allow_active']) assert.match(defaults, new RegExp(`<${k}>auth_admin_keep</${k}>`));
-    assert.match(actions[0]![2]!, /<description>[^<]+<\/description>/);
-    assert.match(actions[0]![2]!, /<message>[^<]+<\/message>/);
+    assert.deepEqual(actions.map((a) => a[1]), [POLKIT_ACTION_MANAGE_LB, POLKIT_ACTION_MANAGE_MIRRORS]);
+    for (const action of actions) {
+      const defaults = /<defaults>([\s\S]*?)<\/defaults>/.exec(action[2]!)![1]!;
+      for (const k of ['allow_any', 'allow_inactive', 'allow_active']) assert.match(defaults, new RegExp(`<${k}>auth_admin_keep</${k}>`));
+      assert.match(action[2]!, /<description>[^<]+<\/description>/);
+      assert.match(action[2]!, /<message>[^<]+<\/message>/);
+    }
   });
 });
 
 describe('documentation', () => {
   const docs = parseIntrospection(read('docs/org.ebpfmon1.xml'));
-  const specs: InterfaceSpec[] = [MANAGER_SPEC, LB_SPEC];
+  const specs: InterfaceSpec[] = [MANAGER_SPEC, LB_SPEC, CAPTURE_SPEC];
 
   test('docs/org.ebpfmon1.xml declares exactly the schema, with a doc line per member', () => {
     assert.deepEqual([...docs.keys()].sort(), specs.map((s) => s.name).sort());
