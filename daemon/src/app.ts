@@ -35,7 +35,7 @@ import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
 import { ClickHouseFlowExport } from './export/clickhouse.js';
-import { hostIdentity } from './export/identity.js';
+import { hostIdentity } from './export/host.js';
 import { BpfError } from './bpf/errors.js';
 import { CaptureManager } from './capture/manager.js';
 import { registerCaptureStream } from './rpc/capture.js';

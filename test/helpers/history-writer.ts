@@ -9,7 +9,7 @@ import { History } from '../../daemon/src/history/history.js';
 
 const [dir = '', rateS = '2000'] = process.argv.slice(2);
 const rate = Number(rateS);
-const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false });
+const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30 });
 while (h.status().state !== 'ok') await new Promise((r) => setTimeout(r, 10));
 const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 out({ event: 'started', t: Date.now() });

@@ -20,7 +20,7 @@ import { readCredentials } from './credentials.js';
 import { ClickHouseError, ExportConfigError } from './errors.js';
 import { FlowRecordTracker } from './flow-records.js';
 import { SPOOL_VERSION, takeSpool, writeSpool, type SpoolContent } from './spool.js';
-import type { HostIdentity } from './identity.js';
+import type { HostIdentity } from './host.js';
 
 export interface ClickHouseExportOptions {
   url: string;

@@ -28,9 +28,6 @@ export interface HistoryOptions {
   retryMs?: number;
   threads?: number;
   memoryLimit?: string;
-  /** Resolve cgroup ids to systemd units (default true; a path: that directory as the
-   * cgroup2 root, for tests). */
-  units?: boolean | string;
   /** Told about problems once each (pino's warn/error fit). */
   log?: { warn(msg: string): void; error(msg: string): void };
 }
@@ -80,7 +77,7 @@ export class History {
     const o = this.opts;
     const w = new Worker(WORKER, {
       workerData: {
-        dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit, units: o.units,
+        dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
         accountant: { ...o.accountant, ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec } : {}) },
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,

@@ -31,7 +31,6 @@ import {
 import { PROTO_NAMES, type OpenFlowRow, type WriteSet } from './accountant.js';
 import { cidrRange, fromStored, toStored } from './addr.js';
 import { CHUNK_ROWS, ColumnBuf, makeChunk, setU128 } from './chunk.js';
-import type { CgroupUnits } from './cgroups.js';
 import {
   ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
   type HistoryTotals, type RecordKind,
@@ -84,7 +83,6 @@ export interface StoreOptions {
   /** DuckDB worker threads (queries); 1 keeps a daemon's footprint small. */
   threads?: number;
   memoryLimit?: string;
-  units?: CgroupUnits;
   /** Records per partition at most (default: about maxBytes / 1000 records, 10k to 1M). */
   partitionRows?: number;
 }
@@ -292,8 +290,8 @@ export class HistoryStore {
 
   private async loadProcs(): Promise<void> {
     this.procIds.clear();
-    for (const r of await this.rows('SELECT id, pid, comm, uid, exe, cgroup_id FROM procs')) {
-      this.procIds.set(procKey(r.pid === null ? null : n(r.pid), r.comm as string | null, r.uid === null ? null : n(r.uid), r.exe as string | null, r.cgroup_id as string | null), n(r.id));
+    for (const r of await this.rows('SELECT id, pid, comm, uid, exe, cgroup_id, unit FROM procs')) {
+      this.procIds.set(procKey(r.pid === null ? null : n(r.pid), r.comm as string | null, r.uid === null ? null : n(r.uid), r.exe as string | null, r.cgroup_id as string | null, r.unit as string | null), n(r.id));
       this.nextProc = Math.max(this.nextProc, n(r.id) + 1);
     }
   }
@@ -354,7 +352,7 @@ export class HistoryStore {
         procOf[i] = null;
         return;
       }
-      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId);
+      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null);
       let id = this.procIds.get(k);
       if (id === undefined) {
         id = this.nextProc++;
@@ -379,7 +377,7 @@ export class HistoryStore {
           else ap.appendVarchar(r.exe);
           if (r.cgroupId === null) ap.appendNull();
           else ap.appendVarchar(r.cgroupId);
-          const unit = this.opts.units?.unit(r.cgroupId) ?? null;
+          const unit = r.unit ?? null;
           if (unit === null) ap.appendNull();
           else ap.appendVarchar(unit);
           ap.endRow();
@@ -418,7 +416,7 @@ export class HistoryStore {
     } catch (err) {
       await c.run('ROLLBACK').catch(() => {});
       // The procs rows were rolled back too: forget the ids handed out.
-      for (const [, r] of newProcs) this.procIds.delete(procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId));
+      for (const [, r] of newProcs) this.procIds.delete(procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null));
       if (newProcs.length) this.nextProc = newProcs[0]![0];
       for (const [id, name] of newLabels) {
         this.labelIds.delete(name);
@@ -863,7 +861,7 @@ export class HistoryStore {
 
 const utcDay = (id: number): number => Math.floor(id / ID_SHIFT / 86_400_000);
 
-function procKey(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null): string {
-  return `${pid}\0${comm}\0${uid}\0${exe}\0${cgroupId}`;
+function procKey(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null): string {
+  return `${pid}\0${comm}\0${uid}\0${exe}\0${cgroupId}\0${unit}`;
 }
 

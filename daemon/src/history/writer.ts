@@ -5,12 +5,11 @@
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
-import { cgroup2Root, CgroupUnits } from './cgroups.js';
 import { OP, ObservationReader, type PackedBatch } from './pack.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
-export interface WriterOptions extends Omit<StoreOptions, 'units'> {
+export interface WriterOptions extends StoreOptions {
   accountant?: Partial<AccountantOptions>;
   /** Records waiting to be written, at most (beyond: the oldest are dropped and counted). */
   maxPending?: number;
@@ -18,9 +17,6 @@ export interface WriterOptions extends Omit<StoreOptions, 'units'> {
   compactEveryMs?: number;
   /** Between retries while the disk is full or the file cannot be opened. */
   retryMs?: number;
-  /** Resolve cgroup ids to units: true (the cgroup2 mount), false, or a directory to read
-   * as the cgroup2 root (tests). */
-  units?: boolean | string;
   now?: () => number;
 }
 
@@ -50,11 +46,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
-  private readonly units: CgroupUnits | undefined;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
-    this.units = opts.units === false ? undefined : new CgroupUnits(typeof opts.units === 'string' ? opts.units : cgroup2Root());
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -75,7 +69,7 @@ export class HistoryWriter {
 
   private async openNow(): Promise<void> {
     if (this.closed) return;
-    const storeOpts: StoreOptions = { ...this.opts, units: this.units };
+    const storeOpts: StoreOptions = this.opts;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         this.store = await HistoryStore.open(storeOpts);

@@ -38,7 +38,7 @@ test('a SIGKILL loses at most the last second, and leaves a file that opens', { 
     await new Promise((r) => child.once('exit', r));
     const killedAt = Date.now();
 
-    const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false });
+    const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30 });
     await w.open();
     const st = w.status();
     assert.equal(st.state, 'ok', JSON.stringify(st.lastError));
