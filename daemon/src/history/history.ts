@@ -59,7 +59,7 @@ export class History {
   private constructor(readonly opts: HistoryOptions) {
     this.cached = {
       state: 'starting', engine: 'duckdb', file: opts.dir, sizeBytes: 0, maxBytes: opts.maxBytes, retentionDays: opts.retentionDays,
-      oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0 },
+      oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0, lagMs: 0 },
       openFlowsTracked: 0, lastWriteAt: null, lastWriteMs: null, retention: { lastRunAt: null, deletedByAge: 0, deletedBySize: 0 }, lastError: null, movedAside: [],
     };
   }

@@ -29,6 +29,9 @@ export interface PackedBatch {
   strings: string[];
   firstString: number;
   reset: boolean;
+  /** When the event loop handed it over (wall ms): the writer's lag counts from here, so
+   * batches waiting in the thread's message queue count too. */
+  sentAt: number;
 }
 
 /** Event-loop side: packs observations until take(). */
@@ -119,7 +122,7 @@ export class ObservationPacker {
   /** Everything packed since the last take(), ready to transfer; null when empty. */
   take(): PackedBatch | null {
     if (this.count === 0) return null;
-    const b: PackedBatch = { rows: this.buf.slice(0, this.count * ROW), count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset };
+    const b: PackedBatch = { rows: this.buf.slice(0, this.count * ROW), count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset, sentAt: Date.now() };
     this.count = 0;
     this.firstString += this.strings.length;
     this.strings = [];

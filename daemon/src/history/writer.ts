@@ -27,6 +27,8 @@ export class HistoryWriter {
   private accountant: Accountant | null = null;
   private readonly reader = new ObservationReader();
   private readonly queue: WriteSet[] = [];
+  /** When each queued write set was queued (queue[i]). */
+  private readonly queuedAt: number[] = [];
   private queued = 0;
   private state: HistoryState = 'starting';
   private lastError: HistoryError | null = null;
@@ -146,7 +148,7 @@ export class HistoryWriter {
       else a.endListing(u.obs.firstMs, u.now);
     }
     const ws = a.drain();
-    if (ws.records.length || ws.open.size) this.enqueue(ws);
+    if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
   }
 
   /** Lower-level entry for tests and the in-thread use: the accountant itself. */
@@ -154,11 +156,19 @@ export class HistoryWriter {
     return this.accountant;
   }
 
-  enqueue(ws: WriteSet): void {
+  /** How long the oldest unwritten observation has waited since the event loop handed it
+   * over (wall clock, as sentAt, whatever clock records use; 0 when none waits). */
+  lagMs(): number {
+    return this.queuedAt.length ? Math.max(0, Date.now() - this.queuedAt[0]!) : 0;
+  }
+
+  enqueue(ws: WriteSet, since = Date.now()): void {
     this.queue.push(ws);
+    this.queuedAt.push(since);
     this.queued += ws.records.length;
     const max = this.opts.maxPending ?? 200_000;
     while (this.queued > max && this.queue.length > 1) {
+      this.queuedAt.shift();
       const old = this.queue.shift()!;
       this.queued -= old.records.length;
       this.dropped += old.records.length;
@@ -179,6 +189,10 @@ export class HistoryWriter {
     }
     while (this.queue.length) {
       if (this.state === 'degraded' && this.now() < this.retryAt) return;
+      // Everything that waits goes in one transaction: a commit costs about as much as
+      // thousands of rows, so a writer that fell behind catches up instead of paying it per
+      // batch. A failed write leaves the merged set queued as one.
+      if (this.queue.length > 1) this.merge();
       const ws = this.queue[0]!;
       const t0 = performance.now();
       try {
@@ -196,6 +210,7 @@ export class HistoryWriter {
           // Not the disk: something in this batch the database refuses. Do not block the
           // rest behind it.
           this.queue.shift();
+          this.queuedAt.shift();
           this.queued -= ws.records.length;
           this.dropped += ws.records.length;
           this.failedAttempts = 0;
@@ -209,12 +224,32 @@ export class HistoryWriter {
       }
       this.failedAttempts = 0;
       this.queue.shift();
+      this.queuedAt.shift();
       this.queued -= ws.records.length;
       this.written += ws.records.length;
       this.lastWriteAt = this.now();
       this.lastWriteMs = performance.now() - t0;
       if (this.state !== 'ok') this.state = 'ok';
     }
+  }
+
+  /** The queued write sets as one, in order (records appended; for open-flow state the
+   * later word wins, as within one set). */
+  private merge(): void {
+    const records: WriteSet['records'] = [];
+    const open: WriteSet['open'] = new Map();
+    for (const ws of this.queue) {
+      for (const r of ws.records) records.push(r);
+      for (const [k, v] of ws.open) {
+        open.delete(k);
+        open.set(k, v);
+      }
+    }
+    const at = this.queuedAt[0]!;
+    this.queue.length = 0;
+    this.queuedAt.length = 0;
+    this.queue.push({ records, open });
+    this.queuedAt.push(at);
   }
 
   /** Retention by age and size, and compaction of finished minutes. Never throws. */
@@ -285,7 +320,10 @@ export class HistoryWriter {
       retentionDays: this.opts.retentionDays,
       oldestRecordAt: this.span.oldest === null ? null : iso(this.span.oldest),
       newestRecordAt: this.span.newest === null ? null : iso(this.span.newest),
-      records: { written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0, pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped },
+      records: {
+        written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0,
+        pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped, lagMs: this.lagMs(),
+      },
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
