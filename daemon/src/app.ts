@@ -36,6 +36,7 @@ import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
 import { ClickHouseFlowExport } from './export/clickhouse.js';
 import { hostIdentity } from './export/host.js';
+import { changedKeys, RESTART_SECTIONS } from './config/changes.js';
 import { BpfError } from './bpf/errors.js';
 import { CaptureManager } from './capture/manager.js';
 import { registerCaptureStream } from './rpc/capture.js';
@@ -339,6 +340,9 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     },
     reload: (next) => {
       logger.level = next.logLevel;
+      // History's store and the exports are set up at start: say which changed keys wait.
+      const waiting = changedKeys(config, next, RESTART_SECTIONS);
+      if (waiting.length) logger.warn({ keys: waiting }, `reload: ${waiting.join(', ')} changed and take effect at the next start (SIGHUP does not apply history, export or metrics keys)`);
       running.setInterfaces(next.interfaces);
       if (capture) applyDeclaredMirrors(capture, next, logger);
       if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
