@@ -116,7 +116,7 @@ describe("the daemon's ClickHouse export into a real clickhouse-server 18.16", p
     assert.equal(st.table, 'emon.flows');
     assert.equal(st.serverVersion, (await ch.query('SELECT version()')).trim());
     assert.ok(st.sent.rows >= 3, JSON.stringify(st.sent));
-    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0 });
+    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0, crash: 0 });
     assert.equal(st.spool.file, spoolFile);
     const cli = await ctl(['status'], { socket: daemon.socketPath });
     assert.equal(cli.code, 0, cli.stderr);
@@ -163,6 +163,6 @@ describe("the daemon's ClickHouse export into a real clickhouse-server 18.16", p
     const got = strip(await rows(all.map((c) => c.localPort)));
     assert.deepEqual(got, want, `each connection once, with tcpdump's counts (sent ${sentRows} rows before the wait, ${(await chStatus()).sent.rows} after)`);
     st = await chStatus();
-    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0 }, 'nothing dropped');
+    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0, crash: 0 }, 'nothing dropped');
   });
 });
