@@ -204,7 +204,7 @@ export class Accountant {
       }
       return o;
     }
-    if (o.exe !== null && o.cgroupId !== null && o.unit != null) return o;
+    if (o.exe !== null && o.cgroupId !== null && o.unit !== null && o.unit !== undefined) return o;
     const k = this.owners.get(o.pid);
     if (!k || k.comm !== o.comm) return o;
     return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId, unit: o.unit ?? k.unit };
