@@ -201,6 +201,13 @@ export class History {
     return done;
   }
 
+  /** New retention limits (SIGHUP): the writer applies them at once (retention runs now). */
+  setLimits(retentionDays: number, maxBytes: number): Promise<void> {
+    this.opts.retentionDays = retentionDays;
+    this.opts.maxBytes = maxBytes;
+    return this.request((id) => ({ type: 'limits', id, retentionDays, maxBytes }));
+  }
+
   /** Runs retention and compaction now (the writer does it every `maintainMs` anyway). */
   maintain(): Promise<void> {
     return this.request((id) => ({ type: 'maintain', id }));

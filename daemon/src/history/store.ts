@@ -78,6 +78,7 @@ const RECORD_TYPES: DuckDBType[] = [
 
 export interface StoreOptions {
   dir: string;
+  /** maxBytes and retentionDays are read at every enforceRetention() (a reload may change them). */
   maxBytes: number;
   retentionDays: number;
   /** DuckDB worker threads (queries); 1 keeps a daemon's footprint small. */

@@ -252,6 +252,13 @@ export class HistoryWriter {
     this.queuedAt.push(at);
   }
 
+  /** New retention limits (a reload): applied from the next maintain() on, which the
+   * caller may run at once. The store reads them from the same options object. */
+  setLimits(l: { retentionDays: number; maxBytes: number }): void {
+    this.opts.retentionDays = l.retentionDays;
+    this.opts.maxBytes = l.maxBytes;
+  }
+
   /** Retention by age and size, and compaction of finished minutes. Never throws. */
   maintain(): Promise<void> {
     return this.exclusive(async () => {

@@ -262,3 +262,25 @@ describe('history store: retention', () => {
     await w.close();
   });
 });
+
+describe('history store: retention limits changed while running (a reload)', () => {
+  test('a shorter retentionDays applies at the next maintain: what is older goes', async () => {
+    const now = T0 + 10 * DAY;
+    const w = new HistoryWriter({ dir: tmp('limits'), maxBytes: 1 << 30, retentionDays: 30, now: () => now });
+    await w.open();
+    const mk = (at: number, port: number): FlowObservation => ({
+      proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: port, remoteAddr: '198.18.0.2', remotePort: 443, interface: 'veth0', direction: 'outbound',
+      attributedBy: 'connect', pid: 1, comm: 'a', uid: 0, exe: null, cgroupId: null, firstMs: at - 10, lastMs: at, closedMs: at, txBytes: 10, rxBytes: 20, txPackets: 1, rxPackets: 1,
+    });
+    feed(w, [mk(T0, 1), mk(T0 + 8 * DAY, 2), mk(now - 1000, 3)]);
+    await w.flush();
+    await w.maintain();
+    const ports = async () => (await w.query({ since: T0 - DAY, until: now + 60_000, limit: 100 }, 'all')).flows!.map((f) => f.localPort).sort();
+    assert.deepEqual(await ports(), [1, 2, 3], 'within 30 days: all kept');
+    w.setLimits({ retentionDays: 5, maxBytes: 1 << 30 });
+    await w.maintain();
+    assert.deepEqual(await ports(), [2, 3], 'older than 5 days: gone');
+    assert.equal(w.status().retentionDays, 5, 'status reports the new limit');
+    await w.close();
+  });
+});
