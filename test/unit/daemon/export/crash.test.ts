@@ -18,8 +18,17 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const exporter = (spoolFile: string) => new ClickHouseFlowExport({
   url: 'http://127.0.0.1:9', database: 'emon', table: 'flows', batchRows: 1000, flushIntervalMs: 100, bufferRows: 10_000, compress: false, timeoutMs: 1000,
-  backoff: { initialMs: 100, maxMs: 200 }, host: { hostName: 'crash-test', machineId: '0123456789abcdef0123456789abcdef' }, updateIntervalMs: 0, spoolFile,
+  // One attempt, then a long wait: no request is in flight when the test stops it.
+  backoff: { initialMs: 60_000, maxMs: 60_000 }, host: { hostName: 'crash-test', machineId: '0123456789abcdef0123456789abcdef' }, updateIntervalMs: 0, spoolFile,
 });
+
+/** Waits until the export's first attempt failed (nothing in flight until the next, a minute on). */
+async function attempted(x: ClickHouseFlowExport): Promise<void> {
+  for (const t0 = Date.now(); x.status().state !== 'retrying'; ) {
+    assert.ok(Date.now() - t0 < 20_000, `no failed attempt: ${JSON.stringify(x.status())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 test('rows waiting at a kill -9 are counted as dropped.crash at the next start, once', { timeout: 60_000 }, async () => {
   const spoolFile = path.join(dir, 'spool.json');
@@ -40,6 +49,7 @@ test('rows waiting at a kill -9 are counted as dropped.crash at the next start, 
   const x = exporter(spoolFile);
   x.start();
   assert.equal(x.status().dropped.crash, ROWS, 'the rows the killed run offered, counted as lost');
+  await attempted(x);
   assert.equal(fs.existsSync(pendingFile(spoolFile)), false, 'the record is taken');
   await x.stop(0);
   assert.equal(x.status().dropped.shutdown, 0);
@@ -48,6 +58,7 @@ test('rows waiting at a kill -9 are counted as dropped.crash at the next start, 
   const y = exporter(spoolFile);
   y.start();
   assert.equal(y.status().dropped.crash, 0, 'counted once');
+  await attempted(y);
   y.onClose({
     at: new Date().toISOString(), protocol: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 30_000, remoteAddr: '198.18.0.2', remotePort: 80, pid: 1, uid: 0, comm: 'x',
     attributedBy: 'connect', flowSeen: true, interface: 'veth0', txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, durationMs: 1, payloadBytesSent: 0, payloadBytesReceived: 0,
@@ -58,6 +69,7 @@ test('rows waiting at a kill -9 are counted as dropped.crash at the next start, 
   assert.equal((JSON.parse(fs.readFileSync(spoolFile, 'utf8')) as { rows: string[] }).rows.length, 1, 'the waiting row is in the spool');
   const z = exporter(spoolFile);
   z.start();
+  await attempted(z);
   assert.deepEqual([z.status().dropped.crash, z.status().spool.restoredRows], [0, 1], 'after a clean stop nothing is counted lost; the spool carries the row');
   await z.stop(0);
 });
