@@ -7,7 +7,7 @@ import { FlowGen } from './gen.js';
 
 const [, dir = '', rateS = '10000'] = process.argv.slice(2);
 const rate = Number(rateS);
-const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 3650, units: false });
+const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 3650 });
 while (h.status().state !== 'ok') await new Promise((r) => setTimeout(r, 20));
 const gen = new FlowGen(11);
 let fed = 0;

@@ -102,7 +102,7 @@ async function ingestRun(kind: Kind, samples: FlowSample[]): Promise<IngestRun> 
   const file = fresh(`ingest-${kind}${kind === 'duckdb' ? '.duckdb' : ''}`);
   const w = kind === 'emit-only' || kind === 'history' || kind === 'history-all' ? null : await startWorker(kind, file);
   const h = kind === 'history' || kind === 'history-all'
-    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, units: false, ...(kind === 'history-all' ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : {}) })
+    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, ...(kind === 'history-all' ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : {}) })
     : null;
   await sleep(kind.startsWith('history') ? 1500 : 200); // the database opens in the background
   let buf: FlowSample[] = [];

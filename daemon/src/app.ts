@@ -35,7 +35,8 @@ import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
 import { ClickHouseFlowExport } from './export/clickhouse.js';
-import { hostIdentity } from './export/identity.js';
+import { hostIdentity } from './export/host.js';
+import { changedKeys, RESTART_SECTIONS } from './config/changes.js';
 import { BpfError } from './bpf/errors.js';
 import { CaptureManager } from './capture/manager.js';
 import { registerCaptureStream } from './rpc/capture.js';
@@ -347,6 +348,18 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     },
     reload: (next) => {
       logger.level = next.logLevel;
+      // History's retention limits apply now; the rest of history's keys, and the exports',
+      // are set up at start: say which changed keys wait.
+      const limits = { retentionDays: next.history.retentionDays, maxBytes: next.history.maxBytes };
+      if (history && (limits.retentionDays !== history.opts.retentionDays || limits.maxBytes !== history.opts.maxBytes)) {
+        const h = history;
+        void h.setLimits(limits.retentionDays, limits.maxBytes).then(
+          () => logger.info(limits, 'history: retention limits reloaded and applied'),
+          (err: Error) => logger.error({ err }, `history: new retention limits not applied: ${err.message}`),
+        );
+      }
+      const waiting = changedKeys(config, next, RESTART_SECTIONS).filter((k) => !(history && (k === 'history.retentionDays' || k === 'history.maxBytes')));
+      if (waiting.length) logger.warn({ keys: waiting }, `reload: ${waiting.join(', ')} changed and take effect at the next start (SIGHUP applies no other history, export or metrics key)`);
       running.setInterfaces(next.interfaces);
       if (capture) applyDeclaredMirrors(capture, next, logger);
       if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));

@@ -74,7 +74,7 @@ describe('org.ebpfmon1.Manager on a private system bus', privileged({ timeout: 3
     monitor = new BusFakeMonitor();
     seedFlows();
     log = memoryLogger();
-    history = History.start({ dir: lab.tmpdir(), maxBytes: 1 << 30, retentionDays: 30, units: false });
+    history = History.start({ dir: lab.tmpdir(), maxBytes: 1 << 30, retentionDays: 30 });
     service = await startTestDbusService({
       monitor, history, logger: log.logger, version: '9.9.9', groups: { group, adminGroup }, address: bus.address, limits: { cacheMs: 0 },
     });

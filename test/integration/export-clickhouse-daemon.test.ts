@@ -4,7 +4,8 @@
 // of a link to the daemon's lab host; the daemon monitors only its link to the peer, so
 // its inserts are not in the counts). Across a ClickHouse outage AND a daemon restart
 // during it, every connection's rows arrive once: the spool carries the undelivered rows
-// and the per-flow export state to the next run.
+// and the per-flow export state to the next run. A kill -9 during an outage writes no
+// spool: the rows that waited are lost, and the next start counts them (dropped.crash).
 //
 // Truth: tcpdump on the monitored interface (IP-layer bytes and packets per connection),
 // the payload each client says it sent, the number of connections the test made, and
@@ -19,7 +20,7 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals, type Packet } from '../helpers/pcap.js';
 import { ClickHouseServer } from '../helpers/servers.js';
-import type { SpoolContent } from '../../daemon/src/export/spool.js';
+import { pendingFile, type SpoolContent } from '../../daemon/src/export/spool.js';
 
 const TCP = 6;
 const USER = { name: 'ebpfmon', password: 'secret' };
@@ -116,7 +117,7 @@ describe("the daemon's ClickHouse export into a real clickhouse-server 18.16", p
     assert.equal(st.table, 'emon.flows');
     assert.equal(st.serverVersion, (await ch.query('SELECT version()')).trim());
     assert.ok(st.sent.rows >= 3, JSON.stringify(st.sent));
-    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0 });
+    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0, crash: 0 });
     assert.equal(st.spool.file, spoolFile);
     const cli = await ctl(['status'], { socket: daemon.socketPath });
     assert.equal(cli.code, 0, cli.stderr);
@@ -163,6 +164,32 @@ describe("the daemon's ClickHouse export into a real clickhouse-server 18.16", p
     const got = strip(await rows(all.map((c) => c.localPort)));
     assert.deepEqual(got, want, `each connection once, with tcpdump's counts (sent ${sentRows} rows before the wait, ${(await chStatus()).sent.rows} after)`);
     st = await chStatus();
-    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0 }, 'nothing dropped');
+    assert.deepEqual(st.dropped, { bufferFull: 0, rejected: 0, shutdown: 0, crash: 0 }, 'nothing dropped');
+  });
+
+  test('ClickHouse down, then a kill -9: the rows that waited are counted as lost at the next start', async () => {
+    await ch.stop();
+    const conns: Array<{ localPort: number; sent: number }> = [];
+    for (const n of [5001, 5002, 5003]) conns.push(await connection(n));
+    // Every connection's close row waits; the daemon records how many (rewritten at most
+    // once a second): wait for that record to say what status says.
+    const recorded = (): number => {
+      try {
+        return (JSON.parse(fs.readFileSync(pendingFile(spoolFile), 'utf8')) as { rows: number }).rows;
+      } catch {
+        return -1;
+      }
+    };
+    const st = await until('rows waiting, and recorded as waiting', async () => ({ s: await chStatus(), rec: recorded() }),
+      (v) => v.s.state === 'retrying' && v.s.buffered >= conns.length && v.rec === v.s.buffered, 60_000);
+    const waiting = st.s.buffered;
+    assert.equal(await daemon.stop('SIGKILL'), null, 'killed');
+    assert.equal(fs.existsSync(spoolFile), false, 'a kill -9 writes no spool');
+    daemon = await restartDaemon(daemon);
+    const after = await chStatus();
+    assert.equal(after.dropped.crash, waiting, `the ${waiting} rows that waited (the test's ${conns.length} connections' rows) are counted as lost`);
+    const cli = await ctl(['status'], { socket: daemon.socketPath });
+    assert.match(cli.stdout, new RegExp(`dropped: [^\\n]*crash ${waiting}`));
+    await ch.restart();
   });
 });

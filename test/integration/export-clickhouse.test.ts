@@ -22,7 +22,7 @@ import { Capture, flowTotals } from '../helpers/pcap.js';
 import { ClickHouseServer } from '../helpers/servers.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { ClickHouseFlowExport, type ClickHouseFlowExportOptions } from '../../daemon/src/export/clickhouse.js';
-import { hostIdentity } from '../../daemon/src/export/identity.js';
+import { hostIdentity } from '../../daemon/src/export/host.js';
 import type { CloseEventInput } from '../../daemon/src/export/api-types.js';
 
 const TCP = 6;

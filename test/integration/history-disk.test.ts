@@ -72,7 +72,7 @@ describe('history on a full disk', privileged({ timeout: 240_000 }), () => {
   test('writes pause while the disk is full, feeding goes on, and everything is written once there is room', async () => {
     const mnt = await tmpfs(48);
     const dir = path.join(mnt, 'history');
-    const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false, retryMs: 300, statusMs: 100, detailFlowsPerSec: 1e9, accountant: { detailBurst: 1e9 } });
+    const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, retryMs: 300, statusMs: 100, detailFlowsPerSec: 1e9, accountant: { detailBurst: 1e9 } });
     histories.push(h);
     await until('history open', () => h.status().state === 'ok');
     let fed = 0;
@@ -115,7 +115,7 @@ describe('history on a full disk', privileged({ timeout: 240_000 }), () => {
     assert.deepEqual([r.totals.connections, r.totals.txBytes], [fed, txFed], 'each flow once, with its bytes');
     await h.stop();
     // The file is sound after all that.
-    const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false });
+    const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30 });
     await w.open();
     assert.deepEqual(w.status().movedAside, []);
     const again = await w.query({ since: Date.now() - 3_600_000, until: Date.now() + 60_000, limit: 1 }, 'all');
@@ -126,7 +126,7 @@ describe('history on a full disk', privileged({ timeout: 240_000 }), () => {
   test('a disk already full at start: status says so, and history opens once there is room', async () => {
     const mnt = await tmpfs(8);
     const ballast = fillUp(mnt);
-    const h = History.start({ dir: path.join(mnt, 'history'), maxBytes: 1 << 30, retentionDays: 30, units: false, retryMs: 300, statusMs: 100 });
+    const h = History.start({ dir: path.join(mnt, 'history'), maxBytes: 1 << 30, retentionDays: 30, retryMs: 300, statusMs: 100 });
     histories.push(h);
     await until('an error in status', () => h.status().lastError !== null);
     const st = h.status();

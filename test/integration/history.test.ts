@@ -223,4 +223,21 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     assert.ok(fs.existsSync(st.movedAside[0]!.path), 'the damaged file is kept for inspection');
     await recorded(await shortFlow('after the damage', 4444));
   });
+
+  test('SIGHUP: new retention limits apply at once; a history key that needs a restart is named in the log', async () => {
+    const cfg = JSON.parse(fs.readFileSync(daemon!.configPath, 'utf8')) as { history: Record<string, unknown> };
+    const maxBytes = 32 << 20;
+    fs.writeFileSync(daemon!.configPath, JSON.stringify({ ...cfg, history: { ...cfg.history, retentionDays: 7, maxBytes, detailFlowsPerSec: 500 } }));
+    process.kill(daemon!.pid, 'SIGHUP');
+    await until('status shows the new limits', async () => {
+      const st = await status();
+      return st.retentionDays === 7 && st.maxBytes === maxBytes;
+    });
+    const t0 = Date.now();
+    const warned = () => daemon!.logs().find((l) => String(l.msg).startsWith('reload: '));
+    while (!warned() && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+    assert.match(String(warned()?.msg), /^reload: history\.detailFlowsPerSec changed and take effect at the next start/, 'the key that waits is named');
+    assert.doesNotMatch(String(warned()?.msg), /retentionDays|maxBytes/, 'the applied ones are not');
+    fs.writeFileSync(daemon!.configPath, JSON.stringify(cfg));
+  });
 });

@@ -60,7 +60,7 @@ export function statusCommand(): Command {
       if (h) {
         out.push('', 'HISTORY');
         out.push(`  ${h.state}: ${h.file}, ${bytes(h.sizeBytes)} of ${bytes(h.maxBytes)}, ${h.retentionDays} days; records from ${h.oldestRecordAt ?? '-'} to ${h.newestRecordAt ?? '-'}`);
-        out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending}, dropped ${h.records.dropped}`);
+        out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending} (oldest waiting ${h.records.lagMs ?? 0} ms), dropped ${h.records.dropped}`);
         if (h.lastError) out.push(`  last error (${h.lastError.code}) at ${h.lastError.at}: ${h.lastError.message}`);
         for (const m of h.movedAside) out.push(`  moved aside: ${m.path} (${m.reason})`);
       }

@@ -34,6 +34,9 @@ export interface ClickHouseExportStatus {
     rejected: number;
     /** Rows still buffered when the daemon stopped. */
     shutdown: number;
+    /** Rows that were waiting when the previous run ended without a clean stop (kill -9,
+     * a crash): as its last record said, at most a second old (`spoolFile` set). */
+    crash: number;
   };
   /** Failed attempts since the start, and in a row now. */
   retries: number;

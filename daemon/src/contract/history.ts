@@ -144,6 +144,12 @@ export interface HistoryStatus {
     maxPending: number;
     /** Lost: dropped when the pending queue was full, or observations that could not be read. */
     dropped: number;
+    /** How long the oldest observation not yet written has waited since the event loop
+     * handed it to the writer thread (ms; 0: nothing waits). A kill -9 loses that much
+     * traffic plus what was packed since the last hand-over (500 ms at most). Waiting
+     * batches are written in one transaction, so a writer that fell behind catches up;
+     * what waits is bounded by maxPending (beyond: dropped, counted in dropped). */
+    lagMs: number;
   };
   openFlowsTracked: number;
   lastWriteAt: string | null;

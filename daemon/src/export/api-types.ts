@@ -39,8 +39,8 @@ export interface DaemonStatusInput {
 
 /**
  * One process's cumulative traffic (processes.list): counts only grow while the pid is
- * listed. `unit` and `container` are the process's systemd unit and container (identity.ts
- * derives them from a cgroup path); absent or null until the daemon records them.
+ * listed. `unit` and `container` are the process's systemd unit and container, as the
+ * identity service (daemon/src/identity/) resolved them; absent or null when not known.
  */
 export interface ProcessTrafficInput {
   pid: number | null;

@@ -19,8 +19,8 @@ import { COLUMNS, createStatements, missingColumnsQuery, tableNames } from './cl
 import { readCredentials } from './credentials.js';
 import { ClickHouseError, ExportConfigError } from './errors.js';
 import { FlowRecordTracker } from './flow-records.js';
-import { SPOOL_VERSION, takeSpool, writeSpool, type SpoolContent } from './spool.js';
-import type { HostIdentity } from './identity.js';
+import { SPOOL_VERSION, takePending, takeSpool, writePending, writeSpool, type SpoolContent } from './spool.js';
+import type { HostIdentity } from './host.js';
 
 export interface ClickHouseExportOptions {
   url: string;
@@ -97,7 +97,7 @@ export class ClickHouseExporter {
       buffered: 0,
       bufferCapacity: opts.bufferRows,
       sent: { rows: 0, batches: 0, bytes: 0 },
-      dropped: { bufferFull: 0, rejected: 0, shutdown: 0 },
+      dropped: { bufferFull: 0, rejected: 0, shutdown: 0, crash: 0 },
       retries: 0,
       consecutiveFailures: 0,
       lastSuccessAt: null,
@@ -294,6 +294,11 @@ export class ClickHouseExporter {
     return { ...this.st, buffered: this.buffered, sent: { ...this.st.sent }, dropped: { ...this.st.dropped }, spool: { ...this.st.spool }, schema: { ...this.st.schema, missingColumns: [...this.st.schema.missingColumns] } };
   }
 
+  /** Rows lost outside the exporter's own paths (the previous run's, at a crash). */
+  countDropped(reason: keyof ClickHouseExportStatus['dropped'], n: number): void {
+    this.st.dropped[reason] += n;
+  }
+
   get isStopped(): boolean {
     return this.stopped;
   }
@@ -375,6 +380,9 @@ export class ClickHouseFlowExport {
   private timer: NodeJS.Timeout | null = null;
   private snapshotting = false;
   private started = false;
+  private pendingTimer: NodeJS.Timeout | null = null;
+  /** What the pending-rows record says now (spool.ts writePending). */
+  private pendingWritten = 0;
 
   constructor(private readonly opts: ClickHouseFlowExportOptions, private readonly source?: FlowSource) {
     this.exporter = new ClickHouseExporter(opts);
@@ -397,9 +405,38 @@ export class ClickHouseFlowExport {
     }
     if (!c) return;
     sp.restoredRows = this.exporter.restore(c.rows);
+    this.recordPending();
     sp.restoredUncertainRows = Math.min(c.uncertainRows, sp.restoredRows);
     sp.restoredFlows = c.tracker ? this.tracker.load(c.tracker) : 0;
     this.opts.logger?.info({ file, rows: sp.restoredRows, uncertainRows: sp.restoredUncertainRows, flows: sp.restoredFlows, savedAt: c.savedAt }, 'ClickHouse export: took over the previous run\'s undelivered rows and flow state');
+  }
+
+  /** Rows that waited when the previous run was killed: counted as dropped.crash. */
+  private countCrashLoss(): void {
+    const file = this.opts.spoolFile;
+    if (!file) return;
+    try {
+      const p = takePending(file);
+      if (p.rows === 0) return;
+      this.exporter.countDropped('crash', p.rows);
+      this.opts.logger?.warn({ rows: p.rows, at: p.at }, `ClickHouse export: the previous run ended without a clean stop with ${p.rows} rows undelivered: lost (counted as dropped.crash)`);
+    } catch (err) {
+      this.opts.logger?.warn({ err }, `ClickHouse export: cannot read the previous run's pending-rows record: ${(err as Error).message}`);
+    }
+  }
+
+  /** Keeps the pending-rows record in step with what waits (at most once a second). */
+  private recordPending(): void {
+    const file = this.opts.spoolFile;
+    if (!file) return;
+    const n = this.exporter.isStopped ? 0 : this.exporter.buffered;
+    if (n === this.pendingWritten) return;
+    try {
+      writePending(file, n);
+      this.pendingWritten = n;
+    } catch (err) {
+      this.opts.logger?.warn({ err }, `ClickHouse export: cannot record the pending rows: ${(err as Error).message}`);
+    }
   }
 
   private saveSpool(rows: string[], uncertainRows: number): boolean {
@@ -418,8 +455,13 @@ export class ClickHouseFlowExport {
   start(): void {
     if (this.started) return;
     this.started = true;
+    this.countCrashLoss();
     this.restoreSpool();
     this.exporter.start();
+    if (this.opts.spoolFile) {
+      this.pendingTimer = setInterval(() => this.recordPending(), 1000);
+      this.pendingTimer.unref();
+    }
     if (this.source && this.opts.updateIntervalMs > 0 && !this.timer) {
       this.timer = setInterval(() => void this.snapshot().catch((err: Error) => this.opts.logger?.warn({ err }, `flow snapshot for ClickHouse failed: ${err.message}`)), this.opts.updateIntervalMs);
       this.timer.unref();
@@ -459,7 +501,11 @@ export class ClickHouseFlowExport {
   async stop(drainMs?: number): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.pendingTimer) clearInterval(this.pendingTimer);
+    this.pendingTimer = null;
     // A snapshot still running adds nothing now; the tracker then says what was exported.
     await this.exporter.stop(drainMs, this.opts.spoolFile ? (rows, uncertain) => this.saveSpool(rows, uncertain) : undefined);
+    // What waited is in the spool or counted as dropped.shutdown: no longer pending.
+    this.recordPending();
   }
 }

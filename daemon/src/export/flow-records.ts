@@ -12,7 +12,7 @@
 // flow). What was exported per flow is remembered until the flow leaves the table, at most
 // `maxTracked` flows (the oldest are forgotten first, and counted).
 import { containerLabel, type CloseEventInput, type ContainerLabel, type FlowInput, type FlowRecord, type RecordKind } from './api-types.js';
-import type { HostIdentity } from './identity.js';
+import type { HostIdentity } from './host.js';
 
 /** (uid_t)-1, the kernel's "no uid". */
 export const UID_UNKNOWN = 4294967295;

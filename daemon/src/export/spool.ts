@@ -9,7 +9,9 @@
 // Why a file written at stop rather than a write-ahead log: rows wait only while
 // ClickHouse is away and the buffer is bounded (`bufferRows`), so one JSON document is at
 // most that size; a kill -9 loses what was buffered (docs/export.md says so), as it loses
-// the close events in flight.
+// the close events in flight. That loss is counted, though: while rows wait, a small
+// `<spool>.pending` file says how many (rewritten at most once a second, removed at a clean
+// stop); the next start finds it and reports them as dropped.crash.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TrackerState } from './flow-records.js';
@@ -74,4 +76,41 @@ export function takeSpool(file: string): SpoolContent | null {
   }
   fs.unlinkSync(file);
   return c;
+}
+
+/** The pending-rows marker next to the spool. */
+export const pendingFile = (spool: string): string => `${spool}.pending`;
+
+/** Records that `rows` rows wait (0: removes the record). Not fsynced: it has to outlive
+ * the process (a kill -9, a crash), for which the page cache is enough, and it is written
+ * up to once a second. */
+export function writePending(spool: string, rows: number): void {
+  const file = pendingFile(spool);
+  if (rows === 0) {
+    fs.rmSync(file, { force: true });
+    return;
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ rows, at: new Date().toISOString(), pid: process.pid }), { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+/** Rows the previous run recorded as waiting when it ended without a clean stop (the record
+ * is removed); 0 when there is none. An unreadable record counts as 0 and is removed. */
+export function takePending(spool: string): { rows: number; at: string | null } {
+  const file = pendingFile(spool);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return { rows: 0, at: null };
+  }
+  fs.rmSync(file, { force: true });
+  try {
+    const p = JSON.parse(text) as { rows?: unknown; at?: unknown };
+    return { rows: typeof p.rows === 'number' && p.rows > 0 ? Math.floor(p.rows) : 0, at: typeof p.at === 'string' ? p.at : null };
+  } catch {
+    return { rows: 0, at: null };
+  }
 }

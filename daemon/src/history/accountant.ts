@@ -121,7 +121,7 @@ export class Accountant {
   private out: WriteSet = { records: [], open: new Map() };
   private readonly rollups = new Map<string, FlowRecord>();
   /** pid -> executable and cgroup, learned from listings: close events carry neither. */
-  private readonly owners = new Map<number, { comm: string | null; exe: string | null; cgroupId: string | null }>();
+  private readonly owners = new Map<number, { comm: string | null; exe: string | null; cgroupId: string | null; unit: string | null }>();
   readonly stats = { rolledUp: 0, skippedStale: 0, skippedKnown: 0, evicted: 0 };
   /**
    * Closed flows forgotten because two listings in a row did not show them: key -> first
@@ -200,14 +200,14 @@ export class Accountant {
     if (listed) {
       if (o.exe !== null || o.cgroupId !== null) {
         if (this.owners.size >= 65_536) this.owners.clear();
-        this.owners.set(o.pid, { comm: o.comm, exe: o.exe, cgroupId: o.cgroupId });
+        this.owners.set(o.pid, { comm: o.comm, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null });
       }
       return o;
     }
-    if (o.exe !== null && o.cgroupId !== null) return o;
+    if (o.exe !== null && o.cgroupId !== null && o.unit !== null && o.unit !== undefined) return o;
     const k = this.owners.get(o.pid);
     if (!k || k.comm !== o.comm) return o;
-    return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId };
+    return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId, unit: o.unit ?? k.unit };
   }
 
   private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null): void {
@@ -333,7 +333,7 @@ export class Accountant {
     // Written out, not spread: one object shape (a spread of this many fields is slow).
     return {
       id, flow: flow || (kind === RECORD_KIND.rollup ? 0 : id), kind, conns,
-      pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId,
+      pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null,
       proto: PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), family: o.family === 'ipv4' ? 4 : 6,
       localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
       interface: o.interface, direction: o.direction, attributedBy: o.attributedBy,
@@ -386,6 +386,7 @@ function mergeOwner(prev: FlowObservation, o: FlowObservation): FlowObservation 
     ...o,
     exe: o.exe ?? prev.exe,
     cgroupId: o.cgroupId ?? prev.cgroupId,
+    unit: o.unit ?? prev.unit ?? null,
     direction: o.direction ?? prev.direction,
     interface: o.interface ?? prev.interface,
     attributedBy: o.attributedBy ?? prev.attributedBy,

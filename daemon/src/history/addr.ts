@@ -9,6 +9,8 @@ import type { Cidr } from './types.js';
 export interface StoredAddr {
   v4: number | null;
   v6: bigint | null;
+  /** v6 as DuckDB's UHUGEINT bytes hold it, four little-endian 32-bit words (chunk.ts). */
+  v6Words?: Uint32Array;
 }
 
 const cache = new Map<string, StoredAddr>();
@@ -20,7 +22,10 @@ export function toStored(text: string): StoredAddr {
   const p = parseIp(text);
   if (!p) a = { v4: 0, v6: null };
   else if (p.family === 'ipv4') a = { v4: p.bytes.readUInt32BE(0), v6: null };
-  else a = { v4: null, v6: (p.bytes.readBigUInt64BE(0) << 64n) | p.bytes.readBigUInt64BE(8) };
+  else {
+    const b = p.bytes;
+    a = { v4: null, v6: (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8), v6Words: Uint32Array.of(b.readUInt32BE(12), b.readUInt32BE(8), b.readUInt32BE(4), b.readUInt32BE(0)) };
+  }
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(text, a);
   return a;

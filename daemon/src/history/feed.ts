@@ -36,7 +36,7 @@ export function observationFromFlow(f: Flow): FlowObservation {
     localAddr: f.localAddr, localPort: icmp ? (f.icmpId ?? null) : f.localPort,
     remoteAddr: f.remoteAddr, remotePort: icmp ? (f.icmpType ?? null) : f.remotePort,
     interface: f.interface, direction: f.direction, attributedBy: f.attributedBy,
-    pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId,
+    pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId, unit: f.userUnit ?? f.unit,
     firstMs: Date.parse(f.firstSeenAt), lastMs: Date.parse(f.lastSeenAt), closedMs: f.closedAt === null ? null : Date.parse(f.closedAt),
     txBytes: f.txBytes, rxBytes: f.rxBytes, txPackets: f.txPackets, rxPackets: f.rxPackets,
   };

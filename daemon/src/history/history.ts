@@ -28,9 +28,6 @@ export interface HistoryOptions {
   retryMs?: number;
   threads?: number;
   memoryLimit?: string;
-  /** Resolve cgroup ids to systemd units (default true; a path: that directory as the
-   * cgroup2 root, for tests). */
-  units?: boolean | string;
   /** Told about problems once each (pino's warn/error fit). */
   log?: { warn(msg: string): void; error(msg: string): void };
 }
@@ -62,7 +59,7 @@ export class History {
   private constructor(readonly opts: HistoryOptions) {
     this.cached = {
       state: 'starting', engine: 'duckdb', file: opts.dir, sizeBytes: 0, maxBytes: opts.maxBytes, retentionDays: opts.retentionDays,
-      oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0 },
+      oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0, lagMs: 0 },
       openFlowsTracked: 0, lastWriteAt: null, lastWriteMs: null, retention: { lastRunAt: null, deletedByAge: 0, deletedBySize: 0 }, lastError: null, movedAside: [],
     };
   }
@@ -80,7 +77,7 @@ export class History {
     const o = this.opts;
     const w = new Worker(WORKER, {
       workerData: {
-        dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit, units: o.units,
+        dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
         accountant: { ...o.accountant, ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec } : {}) },
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
@@ -202,6 +199,13 @@ export class History {
     const done = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve: () => resolve(), reject }));
     this.post(id);
     return done;
+  }
+
+  /** New retention limits (SIGHUP): the writer applies them at once (retention runs now). */
+  setLimits(retentionDays: number, maxBytes: number): Promise<void> {
+    this.opts.retentionDays = retentionDays;
+    this.opts.maxBytes = maxBytes;
+    return this.request((id) => ({ type: 'limits', id, retentionDays, maxBytes }));
   }
 
   /** Runs retention and compaction now (the writer does it every `maintainMs` anyway). */

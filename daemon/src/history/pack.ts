@@ -13,7 +13,7 @@ export type Op = (typeof OP)[keyof typeof OP];
 const ROW = 128;
 const F = {
   op: 0, family: 1, flags: 2, lport: 4, rport: 6, pid: 8, uid: 12,
-  proto: 16, comm: 20, exe: 24, cgroup: 28, iface: 32, dir: 36, how: 40, laddr: 44, raddr: 48, name: 52, attrs: 56,
+  proto: 16, comm: 20, exe: 24, cgroup: 28, iface: 32, dir: 36, how: 40, laddr: 44, raddr: 48, name: 52, attrs: 56, unit: 60,
   first: 64, last: 72, closed: 80, tx: 88, rx: 96, txp: 104, rxp: 112, now: 120,
 } as const;
 const NO_LPORT = 1;
@@ -29,6 +29,9 @@ export interface PackedBatch {
   strings: string[];
   firstString: number;
   reset: boolean;
+  /** When the event loop handed it over (wall ms): the writer's lag counts from here, so
+   * batches waiting in the thread's message queue count too. */
+  sentAt: number;
 }
 
 /** Event-loop side: packs observations until take(). */
@@ -95,6 +98,7 @@ export class ObservationPacker {
     v.setUint32(off + F.raddr, this.str(o.remoteAddr), true);
     v.setUint32(off + F.name, this.str(o.remoteName), true);
     v.setUint32(off + F.attrs, this.str(o.attrs), true);
+    v.setUint32(off + F.unit, this.str(o.unit), true);
     v.setFloat64(off + F.first, o.firstMs, true);
     v.setFloat64(off + F.last, o.lastMs, true);
     v.setFloat64(off + F.closed, o.closedMs ?? 0, true);
@@ -118,7 +122,7 @@ export class ObservationPacker {
   /** Everything packed since the last take(), ready to transfer; null when empty. */
   take(): PackedBatch | null {
     if (this.count === 0) return null;
-    const b: PackedBatch = { rows: this.buf.slice(0, this.count * ROW), count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset };
+    const b: PackedBatch = { rows: this.buf.slice(0, this.count * ROW), count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset, sentAt: Date.now() };
     this.count = 0;
     this.firstString += this.strings.length;
     this.strings = [];
@@ -177,6 +181,7 @@ export class ObservationReader {
         uid: flags & NO_UID ? null : v.getUint32(off + F.uid, true),
         exe: s(off + F.exe),
         cgroupId: s(off + F.cgroup),
+        unit: s(off + F.unit),
         firstMs: v.getFloat64(off + F.first, true),
         lastMs: v.getFloat64(off + F.last, true),
         closedMs: flags & NO_CLOSED ? null : v.getFloat64(off + F.closed, true),

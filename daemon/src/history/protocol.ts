@@ -8,6 +8,7 @@ export type ToWorker =
   | { type: 'query'; id: number; q: HistoryQuery; scope: HistoryScope }
   | { type: 'flush'; id: number }
   | { type: 'maintain'; id: number }
+  | { type: 'limits'; id: number; retentionDays: number; maxBytes: number }
   | { type: 'close' };
 
 export type FromWorker =

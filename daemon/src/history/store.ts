@@ -25,12 +25,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  BIGINT, DuckDBDataChunk, DuckDBInstance, INTEGER, listValue, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
+  BIGINT, DuckDBInstance, INTEGER, listValue, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
   type DuckDBConnection, type DuckDBType, type DuckDBValue,
 } from '@duckdb/node-api';
 import { PROTO_NAMES, type OpenFlowRow, type WriteSet } from './accountant.js';
 import { cidrRange, fromStored, toStored } from './addr.js';
-import type { CgroupUnits } from './cgroups.js';
+import { CHUNK_ROWS, ColumnBuf, makeChunk, setU128 } from './chunk.js';
 import {
   ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
   type HistoryTotals, type RecordKind,
@@ -68,6 +68,9 @@ interface Part {
   dirty: boolean;
 }
 
+/** Bytes per value of each RECORD_TYPES column (chunk.ts). */
+const RECORD_WIDTHS: Array<1 | 2 | 4 | 8 | 16 | 'varchar'> = [8, 8, 1, 4, 4, 1, 1, 4, 16, 2, 4, 16, 2, 2, 2, 2, 8, 8, 8, 8, 8, 8, 'varchar', 'varchar'];
+
 const RECORD_TYPES: DuckDBType[] = [
   BIGINT, BIGINT, UTINYINT, UINTEGER, INTEGER, UTINYINT, UTINYINT, UINTEGER, UHUGEINT, USMALLINT, UINTEGER, UHUGEINT, USMALLINT, USMALLINT, USMALLINT, USMALLINT,
   BIGINT, BIGINT, UBIGINT, UBIGINT, UBIGINT, UBIGINT, VARCHAR, VARCHAR,
@@ -75,12 +78,12 @@ const RECORD_TYPES: DuckDBType[] = [
 
 export interface StoreOptions {
   dir: string;
+  /** maxBytes and retentionDays are read at every enforceRetention() (a reload may change them). */
   maxBytes: number;
   retentionDays: number;
   /** DuckDB worker threads (queries); 1 keeps a daemon's footprint small. */
   threads?: number;
   memoryLimit?: string;
-  units?: CgroupUnits;
   /** Records per partition at most (default: about maxBytes / 1000 records, 10k to 1M). */
   partitionRows?: number;
 }
@@ -146,6 +149,8 @@ export class HistoryStore {
   /** Records older than this were removed by the size limit (0: none were). */
   private trimmedUntil = 0;
   private readonly partitionRows: number;
+  /** The chunk being filled, reused from batch to batch (appendRecords). */
+  private readonly cols = RECORD_WIDTHS.map((w) => new ColumnBuf(w));
 
   private constructor(
     readonly file: string,
@@ -286,8 +291,8 @@ export class HistoryStore {
 
   private async loadProcs(): Promise<void> {
     this.procIds.clear();
-    for (const r of await this.rows('SELECT id, pid, comm, uid, exe, cgroup_id FROM procs')) {
-      this.procIds.set(procKey(r.pid === null ? null : n(r.pid), r.comm as string | null, r.uid === null ? null : n(r.uid), r.exe as string | null, r.cgroup_id as string | null), n(r.id));
+    for (const r of await this.rows('SELECT id, pid, comm, uid, exe, cgroup_id, unit FROM procs')) {
+      this.procIds.set(procKey(r.pid === null ? null : n(r.pid), r.comm as string | null, r.uid === null ? null : n(r.uid), r.exe as string | null, r.cgroup_id as string | null, r.unit as string | null), n(r.id));
       this.nextProc = Math.max(this.nextProc, n(r.id) + 1);
     }
   }
@@ -348,7 +353,7 @@ export class HistoryStore {
         procOf[i] = null;
         return;
       }
-      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId);
+      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null);
       let id = this.procIds.get(k);
       if (id === undefined) {
         id = this.nextProc++;
@@ -373,7 +378,7 @@ export class HistoryStore {
           else ap.appendVarchar(r.exe);
           if (r.cgroupId === null) ap.appendNull();
           else ap.appendVarchar(r.cgroupId);
-          const unit = this.opts.units?.unit(r.cgroupId) ?? null;
+          const unit = r.unit ?? null;
           if (unit === null) ap.appendNull();
           else ap.appendVarchar(unit);
           ap.endRow();
@@ -412,7 +417,7 @@ export class HistoryStore {
     } catch (err) {
       await c.run('ROLLBACK').catch(() => {});
       // The procs rows were rolled back too: forget the ids handed out.
-      for (const [, r] of newProcs) this.procIds.delete(procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId));
+      for (const [, r] of newProcs) this.procIds.delete(procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null));
       if (newProcs.length) this.nextProc = newProcs[0]![0];
       for (const [id, name] of newLabels) {
         this.labelIds.delete(name);
@@ -428,52 +433,68 @@ export class HistoryStore {
     }
   }
 
-  /** Appends records through DuckDB data chunks, one column array at a time: fixed-width
-   * columns cost one copy per chunk (addresses are numbers for that reason, names are
-   * label ids), strings a native call each (remote names and attrs, null until features
-   * fill them). */
+  /** Appends records through DuckDB data chunks filled column by column from typed arrays
+   * (chunk.ts says why): fixed-width columns cost one copy per chunk (addresses are numbers
+   * for that reason, names are label ids), strings a native call each (remote names and
+   * attrs, null until features fill them). */
   private async appendRecords(table: string, recs: FlowRecord[], procOf: Array<number | null>, freshLabels: Array<[number, string]>): Promise<void> {
     const ap = await this.c.createAppender(table);
+    const c = this.cols;
     try {
-      for (let s = 0; s < recs.length; s += 2048) {
-        const len = Math.min(2048, recs.length - s);
-        const cols: DuckDBValue[][] = RECORD_TYPES.map(() => new Array<DuckDBValue>(len));
+      for (let s = 0; s < recs.length; s += CHUNK_ROWS) {
+        const len = Math.min(CHUNK_ROWS, recs.length - s);
+        for (const col of c) col.reset();
         for (let k = 0; k < len; k++) {
           const r = recs[s + k]!;
           const la = toStored(r.localAddr);
           const ra = toStored(r.remoteAddr);
-          cols[0]![k] = BigInt(r.id);
-          cols[1]![k] = BigInt(r.flow);
-          cols[2]![k] = r.kind;
-          cols[3]![k] = r.conns;
-          cols[4]![k] = procOf[s + k]!;
-          cols[5]![k] = r.proto;
-          cols[6]![k] = r.family;
-          cols[7]![k] = la.v4;
-          cols[8]![k] = la.v6;
-          cols[9]![k] = r.localPort;
-          cols[10]![k] = ra.v4;
-          cols[11]![k] = ra.v6;
-          cols[12]![k] = r.remotePort;
-          cols[13]![k] = this.label(r.interface, freshLabels);
-          cols[14]![k] = this.label(r.direction, freshLabels);
-          cols[15]![k] = this.label(r.attributedBy, freshLabels);
-          cols[16]![k] = BigInt(Math.floor(r.firstMs));
-          cols[17]![k] = r.endMs === null ? null : BigInt(Math.floor(r.endMs));
-          cols[18]![k] = BigInt(r.txBytes);
-          cols[19]![k] = BigInt(r.rxBytes);
-          cols[20]![k] = BigInt(r.txPackets);
-          cols[21]![k] = BigInt(r.rxPackets);
-          cols[22]![k] = r.remoteName;
-          cols[23]![k] = r.attrs;
+          c[0]!.set64(k, r.id);
+          c[1]!.set64(k, r.flow);
+          c[2]!.u8[k] = r.kind;
+          c[3]!.u32[k] = r.conns;
+          const proc = procOf[s + k];
+          if (proc === null || proc === undefined) c[4]!.setNull(k);
+          else c[4]!.i32[k] = proc;
+          c[5]!.u8[k] = r.proto;
+          c[6]!.u8[k] = r.family;
+          if (la.v4 === null) c[7]!.setNull(k);
+          else c[7]!.u32[k] = la.v4;
+          if (la.v6Words === undefined) c[8]!.setNull(k);
+          else setU128(c[8]!, k, la);
+          if (r.localPort === null) c[9]!.setNull(k);
+          else c[9]!.u16[k] = r.localPort;
+          if (ra.v4 === null) c[10]!.setNull(k);
+          else c[10]!.u32[k] = ra.v4;
+          if (ra.v6Words === undefined) c[11]!.setNull(k);
+          else setU128(c[11]!, k, ra);
+          if (r.remotePort === null) c[12]!.setNull(k);
+          else c[12]!.u16[k] = r.remotePort;
+          this.setLabel(c[13]!, k, r.interface, freshLabels);
+          this.setLabel(c[14]!, k, r.direction, freshLabels);
+          this.setLabel(c[15]!, k, r.attributedBy, freshLabels);
+          c[16]!.set64(k, Math.floor(r.firstMs));
+          if (r.endMs === null) c[17]!.setNull(k);
+          else c[17]!.set64(k, Math.floor(r.endMs));
+          c[18]!.set64(k, r.txBytes);
+          c[19]!.set64(k, r.rxBytes);
+          c[20]!.set64(k, r.txPackets);
+          c[21]!.set64(k, r.rxPackets);
+          c[22]!.strings![k] = r.remoteName;
+          if (r.remoteName === null) c[22]!.setNull(k);
+          c[23]!.strings![k] = r.attrs;
+          if (r.attrs === null) c[23]!.setNull(k);
         }
-        const chunk = DuckDBDataChunk.create(RECORD_TYPES, len);
-        chunk.setColumns(cols);
-        ap.appendDataChunk(chunk);
+        ap.appendDataChunk(makeChunk(RECORD_TYPES, c, len));
       }
     } finally {
       ap.closeSync();
     }
+  }
+
+  private setLabel(col: ColumnBuf, k: number, name: string | null, fresh: Array<[number, string]>): void {
+    const id = this.label(name, fresh);
+    if (id === null) col.setNull(k);
+    else col.u16[k] = id;
   }
 
   /** The batch's records summed by (minute, process): the minutes are the records summed,
@@ -841,7 +862,7 @@ export class HistoryStore {
 
 const utcDay = (id: number): number => Math.floor(id / ID_SHIFT / 86_400_000);
 
-function procKey(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null): string {
-  return `${pid}\0${comm}\0${uid}\0${exe}\0${cgroupId}`;
+function procKey(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null): string {
+  return `${pid}\0${comm}\0${uid}\0${exe}\0${cgroupId}\0${unit}`;
 }
 

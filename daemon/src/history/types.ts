@@ -29,6 +29,10 @@ export interface FlowObservation {
   exe: string | null;
   /** cgroup v2 id (decimal), as flows carry it. */
   cgroupId: string | null;
+  /** The owner's systemd unit as the daemon's identity service names it (the unit inside a
+   * user manager when there is one, else the system unit); flows carry it, close events do
+   * not (the writer borrows it from a listing of the same process). */
+  unit?: string | null;
   /** When the flow was first seen (wall-clock ms). With the 5-tuple, a flow's identity. */
   firstMs: number;
   lastMs: number;
@@ -69,6 +73,8 @@ export interface Owner {
   uid: number | null;
   exe: string | null;
   cgroupId: string | null;
+  /** From the identity service (FlowObservation.unit); not part of the key. */
+  unit?: string | null;
 }
 
 /**

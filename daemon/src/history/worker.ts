@@ -40,7 +40,10 @@ port.on('message', (m: ToWorker) => {
         send({ type: 'flushed', id: m.id });
       });
       break;
+    case 'limits':
     case 'maintain':
+      // New limits apply at once: retention runs now.
+      if (m.type === 'limits') w.setLimits(m);
       void w.maintain().then(() => {
         send({ type: 'status', status: w.status() });
         send({ type: 'flushed', id: m.id });

@@ -5,12 +5,11 @@
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
-import { cgroup2Root, CgroupUnits } from './cgroups.js';
 import { OP, ObservationReader, type PackedBatch } from './pack.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
-export interface WriterOptions extends Omit<StoreOptions, 'units'> {
+export interface WriterOptions extends StoreOptions {
   accountant?: Partial<AccountantOptions>;
   /** Records waiting to be written, at most (beyond: the oldest are dropped and counted). */
   maxPending?: number;
@@ -18,9 +17,6 @@ export interface WriterOptions extends Omit<StoreOptions, 'units'> {
   compactEveryMs?: number;
   /** Between retries while the disk is full or the file cannot be opened. */
   retryMs?: number;
-  /** Resolve cgroup ids to units: true (the cgroup2 mount), false, or a directory to read
-   * as the cgroup2 root (tests). */
-  units?: boolean | string;
   now?: () => number;
 }
 
@@ -31,6 +27,8 @@ export class HistoryWriter {
   private accountant: Accountant | null = null;
   private readonly reader = new ObservationReader();
   private readonly queue: WriteSet[] = [];
+  /** When each queued write set was queued (queue[i]). */
+  private readonly queuedAt: number[] = [];
   private queued = 0;
   private state: HistoryState = 'starting';
   private lastError: HistoryError | null = null;
@@ -50,11 +48,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
-  private readonly units: CgroupUnits | undefined;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
-    this.units = opts.units === false ? undefined : new CgroupUnits(typeof opts.units === 'string' ? opts.units : cgroup2Root());
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -75,7 +71,7 @@ export class HistoryWriter {
 
   private async openNow(): Promise<void> {
     if (this.closed) return;
-    const storeOpts: StoreOptions = { ...this.opts, units: this.units };
+    const storeOpts: StoreOptions = this.opts;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         this.store = await HistoryStore.open(storeOpts);
@@ -152,7 +148,7 @@ export class HistoryWriter {
       else a.endListing(u.obs.firstMs, u.now);
     }
     const ws = a.drain();
-    if (ws.records.length || ws.open.size) this.enqueue(ws);
+    if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
   }
 
   /** Lower-level entry for tests and the in-thread use: the accountant itself. */
@@ -160,11 +156,19 @@ export class HistoryWriter {
     return this.accountant;
   }
 
-  enqueue(ws: WriteSet): void {
+  /** How long the oldest unwritten observation has waited since the event loop handed it
+   * over (wall clock, as sentAt, whatever clock records use; 0 when none waits). */
+  lagMs(): number {
+    return this.queuedAt.length ? Math.max(0, Date.now() - this.queuedAt[0]!) : 0;
+  }
+
+  enqueue(ws: WriteSet, since = Date.now()): void {
     this.queue.push(ws);
+    this.queuedAt.push(since);
     this.queued += ws.records.length;
     const max = this.opts.maxPending ?? 200_000;
     while (this.queued > max && this.queue.length > 1) {
+      this.queuedAt.shift();
       const old = this.queue.shift()!;
       this.queued -= old.records.length;
       this.dropped += old.records.length;
@@ -185,6 +189,10 @@ export class HistoryWriter {
     }
     while (this.queue.length) {
       if (this.state === 'degraded' && this.now() < this.retryAt) return;
+      // Everything that waits goes in one transaction: a commit costs about as much as
+      // thousands of rows, so a writer that fell behind catches up instead of paying it per
+      // batch. A failed write leaves the merged set queued as one.
+      if (this.queue.length > 1) this.merge();
       const ws = this.queue[0]!;
       const t0 = performance.now();
       try {
@@ -202,6 +210,7 @@ export class HistoryWriter {
           // Not the disk: something in this batch the database refuses. Do not block the
           // rest behind it.
           this.queue.shift();
+          this.queuedAt.shift();
           this.queued -= ws.records.length;
           this.dropped += ws.records.length;
           this.failedAttempts = 0;
@@ -215,12 +224,39 @@ export class HistoryWriter {
       }
       this.failedAttempts = 0;
       this.queue.shift();
+      this.queuedAt.shift();
       this.queued -= ws.records.length;
       this.written += ws.records.length;
       this.lastWriteAt = this.now();
       this.lastWriteMs = performance.now() - t0;
       if (this.state !== 'ok') this.state = 'ok';
     }
+  }
+
+  /** The queued write sets as one, in order (records appended; for open-flow state the
+   * later word wins, as within one set). */
+  private merge(): void {
+    const records: WriteSet['records'] = [];
+    const open: WriteSet['open'] = new Map();
+    for (const ws of this.queue) {
+      for (const r of ws.records) records.push(r);
+      for (const [k, v] of ws.open) {
+        open.delete(k);
+        open.set(k, v);
+      }
+    }
+    const at = this.queuedAt[0]!;
+    this.queue.length = 0;
+    this.queuedAt.length = 0;
+    this.queue.push({ records, open });
+    this.queuedAt.push(at);
+  }
+
+  /** New retention limits (a reload): applied from the next maintain() on, which the
+   * caller may run at once. The store reads them from the same options object. */
+  setLimits(l: { retentionDays: number; maxBytes: number }): void {
+    this.opts.retentionDays = l.retentionDays;
+    this.opts.maxBytes = l.maxBytes;
   }
 
   /** Retention by age and size, and compaction of finished minutes. Never throws. */
@@ -291,7 +327,10 @@ export class HistoryWriter {
       retentionDays: this.opts.retentionDays,
       oldestRecordAt: this.span.oldest === null ? null : iso(this.span.oldest),
       newestRecordAt: this.span.newest === null ? null : iso(this.span.newest),
-      records: { written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0, pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped },
+      records: {
+        written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0,
+        pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped, lagMs: this.lagMs(),
+      },
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,

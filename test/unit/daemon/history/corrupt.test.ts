@@ -29,7 +29,7 @@ function flows(n: number, from: number, at: number): FlowObservation[] {
 async function filled(n: number): Promise<{ dir: string; file: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-corrupt-'));
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false, now: () => T0, accountant: { detailPerSec: 1e9, detailBurst: 1e9 } });
+  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, now: () => T0, accountant: { detailPerSec: 1e9, detailBurst: 1e9 } });
   await w.open();
   const p = new ObservationPacker();
   for (let i = 0; i < n; i += 20_000) {
@@ -50,7 +50,7 @@ function damage(file: string, at: number, len: number): void {
 }
 
 async function reopenAndWrite(dir: string): Promise<HistoryWriter> {
-  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, units: false, now: () => T0 + 3_600_000 });
+  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, now: () => T0 + 3_600_000 });
   await w.open();
   return w;
 }

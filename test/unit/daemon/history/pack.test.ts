@@ -13,7 +13,7 @@ function obs(i: number, nulls = false): FlowObservation {
     remoteAddr: i % 3 ? `198.18.${i % 256}.2` : `fd00:198::${i.toString(16)}`, remotePort: nulls ? null : 443,
     interface: nulls ? null : `veth${i % 4}`, direction: nulls ? null : 'outbound', attributedBy: nulls ? null : 'connect',
     pid: nulls ? null : 4_000_000_000 + i, comm: nulls ? null : `p${i % 7}`, uid: nulls ? null : 4_294_967_294, exe: nulls ? null : `/usr/bin/p${i % 7}`,
-    cgroupId: nulls ? null : '18446744073709551615', firstMs: 1_700_000_000_123 + i, lastMs: 1_700_000_000_999 + i, closedMs: nulls ? null : 1_700_000_001_000 + i,
+    cgroupId: nulls ? null : '18446744073709551615', unit: nulls ? null : `app-p${i % 7}.scope`, firstMs: 1_700_000_000_123 + i, lastMs: 1_700_000_000_999 + i, closedMs: nulls ? null : 1_700_000_001_000 + i,
     txBytes: 2 ** 40 + i, rxBytes: 2 ** 52 + i, txPackets: i, rxPackets: 2 * i, remoteName: nulls ? null : `h${i}.example.com`, attrs: nulls ? null : `{"dns":{"qname":"h${i}.example.com"}}`,
   };
 }

@@ -15,23 +15,12 @@ import type { FlowObservation, HistoryResult, HistoryScope } from '../../../../d
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 10, 30, 13, 0, 0);
 
-interface Fed extends FlowObservation {
-  unit: string | null;
-}
+type Fed = FlowObservation & { unit: string | null };
 
 function tmp(tag: string): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `ebpfmon-history-${tag}-`));
   after(() => fs.rmSync(d, { recursive: true, force: true }));
   return d;
-}
-
-/** A fake cgroup2 tree: ids are the directories' inode numbers, as on cgroup v2. */
-function cgroupTree(): { root: string; id: (rel: string) => string } {
-  const root = tmp('cg');
-  for (const rel of ['system.slice/nginx.service', 'user.slice/user-1000.slice/session-3.scope', 'user.slice/user-1001.slice/user@1001.service/app.slice/app-fx.scope']) {
-    fs.mkdirSync(path.join(root, rel), { recursive: true });
-  }
-  return { root, id: (rel) => fs.statSync(path.join(root, rel), { bigint: true }).ino.toString() };
 }
 
 // One packer per writer: the writer's copy of the string table follows the packer's.
@@ -57,13 +46,13 @@ describe('history store: queries', () => {
     w.query(parseHistoryQuery({ since: T0 - 3_600_000, until: T0 + 2 * DAY, limit: 10_000, ...p } as never, T0, (n) => (n === 'alice' ? 1000 : null)), scope);
 
   before(async () => {
-    const cg = cgroupTree();
-    w = new HistoryWriter({ dir: tmp('q'), maxBytes: 1 << 30, retentionDays: 30, units: cg.root, now: () => T0 + 2 * DAY });
+    // Units come with the observations, as the daemon's identity service names them on flows.
+    w = new HistoryWriter({ dir: tmp('q'), maxBytes: 1 << 30, retentionDays: 30, now: () => T0 + 2 * DAY });
     await w.open();
     const procs = [
-      { pid: 200, comm: 'nginx', uid: 33, exe: '/usr/sbin/nginx', cgroupId: cg.id('system.slice/nginx.service'), unit: 'nginx.service' },
-      { pid: 300, comm: 'curl', uid: 1000, exe: '/usr/bin/curl', cgroupId: cg.id('user.slice/user-1000.slice/session-3.scope'), unit: 'session-3.scope' },
-      { pid: 400, comm: 'firefox-esr', uid: 1001, exe: '/usr/lib/firefox-esr/firefox-esr', cgroupId: cg.id('user.slice/user-1001.slice/user@1001.service/app.slice/app-fx.scope'), unit: 'app-fx.scope' },
+      { pid: 200, comm: 'nginx', uid: 33, exe: '/usr/sbin/nginx', cgroupId: '4101', unit: 'nginx.service' },
+      { pid: 300, comm: 'curl', uid: 1000, exe: '/usr/bin/curl', cgroupId: '4102', unit: 'session-3.scope' },
+      { pid: 400, comm: 'firefox-esr', uid: 1001, exe: '/usr/lib/firefox-esr/firefox-esr', cgroupId: '4103', unit: 'app-fx.scope' },
       { pid: null, comm: null, uid: null, exe: null, cgroupId: null, unit: null },
     ];
     const remotes: Array<[string, 'ipv4' | 'ipv6', string | null]> = [
@@ -205,7 +194,7 @@ describe('history store: queries', () => {
 describe('history store: retention', () => {
   test('by age: records and minutes older than retentionDays go, newer ones stay', async () => {
     let now = T0;
-    const w = new HistoryWriter({ dir: tmp('age'), maxBytes: 1 << 30, retentionDays: 30, units: false, now: () => now });
+    const w = new HistoryWriter({ dir: tmp('age'), maxBytes: 1 << 30, retentionDays: 30, now: () => now });
     await w.open();
     const mk = (at: number, port: number): FlowObservation => ({
       proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: port, remoteAddr: '198.18.0.2', remotePort: 443, interface: 'veth0', direction: 'outbound',
@@ -230,7 +219,7 @@ describe('history store: retention', () => {
   test('by size: the oldest records go until the file fits; per-minute totals outlive them', async () => {
     const max = 4 << 20;
     let now = T0;
-    const w = new HistoryWriter({ dir: tmp('size'), maxBytes: max, retentionDays: 30, units: false, now: () => now, accountant: { detailPerSec: 1e9, detailBurst: 1e9 } });
+    const w = new HistoryWriter({ dir: tmp('size'), maxBytes: max, retentionDays: 30, now: () => now, accountant: { detailPerSec: 1e9, detailBurst: 1e9 } });
     await w.open();
     const fed: FlowObservation[] = [];
     // 150,000 flows of 5 processes over a day: about 6 MB in DuckDB (4 MiB limit), in 15
@@ -270,6 +259,28 @@ describe('history store: retention', () => {
     const covered = fed.filter((f) => f.closedMs! >= minutesFrom);
     assert.equal(mins.totals.txBytes, covered.reduce((s, f) => s + f.txBytes, 0), 'per-minute totals of every flow since');
     assert.equal(mins.totals.connections, covered.length);
+    await w.close();
+  });
+});
+
+describe('history store: retention limits changed while running (a reload)', () => {
+  test('a shorter retentionDays applies at the next maintain: what is older goes', async () => {
+    const now = T0 + 10 * DAY;
+    const w = new HistoryWriter({ dir: tmp('limits'), maxBytes: 1 << 30, retentionDays: 30, now: () => now });
+    await w.open();
+    const mk = (at: number, port: number): FlowObservation => ({
+      proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: port, remoteAddr: '198.18.0.2', remotePort: 443, interface: 'veth0', direction: 'outbound',
+      attributedBy: 'connect', pid: 1, comm: 'a', uid: 0, exe: null, cgroupId: null, firstMs: at - 10, lastMs: at, closedMs: at, txBytes: 10, rxBytes: 20, txPackets: 1, rxPackets: 1,
+    });
+    feed(w, [mk(T0, 1), mk(T0 + 8 * DAY, 2), mk(now - 1000, 3)]);
+    await w.flush();
+    await w.maintain();
+    const ports = async () => (await w.query({ since: T0 - DAY, until: now + 60_000, limit: 100 }, 'all')).flows!.map((f) => f.localPort).sort();
+    assert.deepEqual(await ports(), [1, 2, 3], 'within 30 days: all kept');
+    w.setLimits({ retentionDays: 5, maxBytes: 1 << 30 });
+    await w.maintain();
+    assert.deepEqual(await ports(), [2, 3], 'older than 5 days: gone');
+    assert.equal(w.status().retentionDays, 5, 'status reports the new limit');
     await w.close();
   });
 });
