@@ -2,7 +2,7 @@
 // Builds the page of `ebpfmonctl ui` into build/ui (`npm run build:ui`, part of `npm run
 // build`): type-checks client/ui (tsc, DOM types), bundles main.ts and its libraries
 // (d3-geo) into one app.js with
-// esbuild, and style.css into app.css; copies index.html. Nothing is fetched at run time.
+// esbuild, and style.css into index.html's one inline style. Nothing is fetched at run time.
 //
 // Projects the world once, here, into build/ui/world.svg (the map's base layer: sea,
 // graticule, one path per country with its name, borders), in the page's frame (960x480
@@ -74,8 +74,14 @@ const result = await esbuild.build({
   logLevel: 'warning',
   plugins: [anchorsPlugin],
 });
-await esbuild.build({ entryPoints: { app: path.join(here, 'style.css') }, bundle: true, minify: true, outdir: out, logLevel: 'warning' });
-fs.copyFileSync(path.join(here, 'index.html'), path.join(out, 'index.html'));
+// The style goes into index.html: a stylesheet blocks the first paint until it arrives, and
+// under load the server's answer for a second file took 100-200 ms (bench/ui --profile).
+// The server allows this one inline style by its hash (server.ts).
+const css = await esbuild.build({ entryPoints: [path.join(here, 'style.css')], bundle: true, minify: true, write: false, logLevel: 'warning' });
+const LINK = '<link rel="stylesheet" href="app.css?token=__EBPFMON_TOKEN__">';
+const html = fs.readFileSync(path.join(here, 'index.html'), 'utf8');
+if (!html.includes(LINK)) throw new Error(`client/ui/index.html lost its stylesheet link: ${LINK}`);
+fs.writeFileSync(path.join(out, 'index.html'), html.replace(LINK, () => `<style>${css.outputFiles[0].text.trim()}</style>`));
 
 // 3b. The world, projected (colours as style.css's --sea, --graticule, --land, --border, --line).
 const world110 = JSON.parse(fs.readFileSync(require.resolve('world-atlas/countries-110m.json'), 'utf8'));
@@ -115,4 +121,4 @@ const list = [...packages].sort(([a], [b]) => a.localeCompare(b)).map(([name, di
 });
 fs.writeFileSync(path.join(out, 'THIRD-PARTY.json'), `${JSON.stringify(list, null, 2)}\n`);
 const size = (f) => fs.statSync(path.join(out, f)).size;
-console.log(`build/ui: app.js ${(size('app.js') / 1024).toFixed(0)} KiB, world.svg ${(size('world.svg') / 1024).toFixed(0)} KiB, app.css ${(size('app.css') / 1024).toFixed(1)} KiB, ${list.length} bundled packages, ${Object.keys(anchors).length} country anchors`);
+console.log(`build/ui: app.js ${(size('app.js') / 1024).toFixed(0)} KiB, world.svg ${(size('world.svg') / 1024).toFixed(0)} KiB, index.html ${(size('index.html') / 1024).toFixed(1)} KiB, ${list.length} bundled packages, ${Object.keys(anchors).length} country anchors`);
