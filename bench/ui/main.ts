@@ -133,6 +133,11 @@ async function measurePage(url: string, uiPid: number | null, expectData: boolea
       await sleep(100);
     }
     await page.waitForLoadState('load');
+    // The paint entries come when the frame was presented, which may be after 'load'.
+    for (let i = 0; !(await page.evaluate(`performance.getEntriesByType('paint').some((e) => e.name === 'first-paint')`)); i++) {
+      if (i > 100) throw new Error('no first-paint entry after 10 s');
+      await sleep(100);
+    }
     const paint = (await page.evaluate(`(() => {
       const fp = performance.getEntriesByType('paint').find((e) => e.name === 'first-paint');
       const fd = performance.getEntriesByName('ebpfmon-first-data')[0];

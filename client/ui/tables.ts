@@ -16,7 +16,7 @@ export interface RowSpec {
 
 /** Row height in CSS pixels (style.css gives every row exactly this). */
 export const ROW_PX = 20;
-const OVERSCAN = 3;
+const OVERSCAN = 1;
 
 /** Sets an attribute only when its value changes. */
 function set(e: Element, name: string, v: string): void {
