@@ -59,7 +59,7 @@ objects=(build/bpf/*.bpf.o)
 shopt -u nullglob
 [ "${#objects[@]}" -gt 0 ] || die "no BPF objects in build/bpf"
 # The page of `ebpfmonctl ui` (client/ui, bundled by npm run build:ui).
-ui_files=(build/ui/index.html build/ui/app.js build/ui/app.css build/ui/THIRD-PARTY.json)
+ui_files=(build/ui/index.html build/ui/app.js build/ui/world.svg build/ui/THIRD-PARTY.json)
 for f in "${ui_files[@]}"; do [ -f "$f" ] || die "not built: $f (npm run build)"; done
 
 # --- production node_modules ------------------------------------------------------------
@@ -91,7 +91,7 @@ node -e '
 for s in "${sources[@]}"; do install -D -m 0644 "build/js/${s%.ts}.js" "$lib/build/js/${s%.ts}.js"; done
 install -m 0644 "${objects[@]}" "$lib/build/bpf/"
 install -d "$lib/build/ui"
-install -m 0644 build/ui/index.html build/ui/app.js build/ui/app.css "$lib/build/ui/"
+install -m 0644 build/ui/index.html build/ui/app.js build/ui/world.svg "$lib/build/ui/"
 cp -a "$out/stage/node_modules" "$lib/node_modules"
 install -m 0755 "$pkg/bin/ebpfmon-mounts" "$lib/ebpfmon-mounts"
 

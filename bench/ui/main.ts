@@ -8,7 +8,11 @@
 // the same run: an empty page (first paint, idle CPU) and the UI with no flows.
 // Targets (issue 15): first paint < 1 s; < 10% of a core while updating at 10,000 flows.
 //
-//   node build/js/bench/ui/main.js [--runs N] [--window S]
+//   node build/js/bench/ui/main.js [--runs N] [--window S] [--flows N,N] [--profile DIR]
+//
+// --profile DIR: instead of measuring, trace each page's load and then its updating over
+// the window (Chrome trace + V8 CPU profile through CDP, profile.ts), write them to DIR and
+// print where the time went.
 //
 // Chromium runs with software rendering (--disable-gpu, as in the browser test), so its
 // CPU includes painting that a GPU would take over on a desktop.
@@ -19,14 +23,24 @@ import path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { machine, median, numArg, onExit, sleep, tempDir } from '../lib/harness.js';
 import { cpuMs } from '../lib/proc.js';
+import { printLoad, printProfile, profilePage } from './profile.js';
 
 const BUILD = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const CTL = path.join(BUILD, 'client/src/main.js');
 const FAKE = path.join(BUILD, 'bench/ui/fake-daemon.js');
 const RUNS = numArg('runs', 3);
 const WINDOW_S = numArg('window', 10);
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+// PreloadTopChromeWebUI: a fresh chromium otherwise loads its omnibox popup (a WebUI page,
+// 1-2 s of CPU in its own renderer) while the bench's page loads; a browser already running
+// has done that long before a page is opened (bench/ui --profile showed it).
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-features=PreloadTopChromeWebUI'];
 const tmp = tempDir('ui');
+const strArg = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const PROFILE = strArg('profile');
+const FLOWS = (strArg('flows') ?? '0,1000,10000').split(',').map(Number);
 
 function track(c: ChildProcess): ChildProcess {
   onExit(() => {
@@ -119,6 +133,11 @@ async function measurePage(url: string, uiPid: number | null, expectData: boolea
       await sleep(100);
     }
     await page.waitForLoadState('load');
+    // The paint entries come when the frame was presented, which may be after 'load'.
+    for (let i = 0; !(await page.evaluate(`performance.getEntriesByType('paint').some((e) => e.name === 'first-paint')`)); i++) {
+      if (i > 100) throw new Error('no first-paint entry after 10 s');
+      await sleep(100);
+    }
     const paint = (await page.evaluate(`(() => {
       const fp = performance.getEntriesByType('paint').find((e) => e.name === 'first-paint');
       const fd = performance.getEntriesByName('ebpfmon-first-data')[0];
@@ -193,6 +212,38 @@ await new Promise<void>((r) => empty.listen(0, '127.0.0.1', r));
 onExit(() => empty.close());
 const emptyUrl = `http://127.0.0.1:${(empty.address() as { port: number }).port}/`;
 
+async function profileRun(name: string, url: string, expectData: boolean): Promise<void> {
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-'));
+  const ctx = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, args: FLAGS, viewport: { width: 1400, height: 1100 } });
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const dir = path.join(PROFILE!, name.replace(/[^a-z0-9]+/gi, '-'));
+    const load = await profilePage(page, path.join(dir, 'load'), async () => {
+      await page.goto(url);
+      for (let i = 0; expectData && Number(await page.evaluate('document.body.dataset.snapshots ?? 0')) < 1; i++) {
+        if (i > 600) throw new Error('no snapshot drawn after 60 s');
+        await sleep(100);
+      }
+      await page.waitForLoadState('load');
+    });
+    const fp = (await page.evaluate(`performance.getEntriesByType('paint').find((e) => e.name === 'first-paint')?.startTime ?? -1`)) as number;
+    printProfile(`${name}: load (first paint ${fp.toFixed(0)} ms)`, load);
+    printLoad(load.events, url);
+    await sleep(3000);
+    printProfile(`${name}: updating`, await profilePage(page, path.join(dir, 'update'), () => sleep(WINDOW_S * 1000)));
+    console.log(`  written to ${dir}`);
+  } finally {
+    await ctx.close();
+  }
+}
+
+if (PROFILE) {
+  await profileRun('empty page', emptyUrl, false);
+  for (const flows of FLOWS) await withUi(flows, (url) => profileRun(`ui ${flows} flows`, url, true));
+  empty.close();
+  process.exit(0);
+}
+
 const rows: Array<{ name: string; m: Measure[] }> = [];
 const run = async (name: string, fn: () => Promise<Measure>) => {
   const m: Measure[] = [];
@@ -201,7 +252,7 @@ const run = async (name: string, fn: () => Promise<Measure>) => {
   process.stderr.write(`done: ${name}\n`);
 };
 await run('baseline: empty page', () => measurePage(emptyUrl, null, false));
-for (const flows of [0, 1000, 10_000]) {
+for (const flows of FLOWS) {
   await run(`ebpfmonctl ui, ${flows.toLocaleString('en')} live flows`, () => withUi(flows, (url, pid) => measurePage(url, pid, true)));
 }
 empty.close();

@@ -23,6 +23,8 @@ let snapshot: Snapshot | null = null;
 let ws: WebSocket | null = null;
 let snapshots = 0;
 let dirty = false;
+let eventsDirty = false;
+let eventsTimer = 0;
 let hovered: string | null = null;
 const events: UiEvent[] = [];
 
@@ -75,11 +77,24 @@ function render(): void {
   renderSpecial(byId('special'), s);
   setText('flows-count', `${s.flows.rows.length} of ${s.flows.matched} matching (among the ${s.flows.pool} largest of ${s.flows.total} flows)`);
   setText('totals', `sending ${rate(s.totals.txRate)}, receiving ${rate(s.totals.rxRate)} - ${s.totals.processes} processes, ${s.totals.flows} flows${s.linesOmitted ? ` - ${s.linesOmitted} small lines not drawn` : ''}`);
+  flushEvents();
   // Snapshots drawn on the map (tests and bench/ui wait on these).
   if (!map) return;
   document.body.dataset.snapshots = String(snapshots);
   document.body.dataset.updated = s.at;
   if (performance.getEntriesByName('ebpfmon-first-data').length === 0) performance.mark('ebpfmon-first-data');
+}
+
+// New events are drawn with the next snapshot, so that the page changes once a second and
+// not once per batch of events (the server sends those every 250 ms): each change costs a
+// style, layout and paint of the page (bench/ui --profile: 4.5 frames a second before,
+// most of the renderer's time). The timer draws them when no snapshot comes.
+function flushEvents(): void {
+  clearTimeout(eventsTimer);
+  eventsTimer = 0;
+  if (!eventsDirty || document.hidden) return;
+  eventsDirty = false;
+  eventList.setItems(events);
 }
 
 function onMessage(m: ServerMessage): void {
@@ -101,7 +116,8 @@ function onMessage(m: ServerMessage): void {
     case 'events': {
       events.unshift(...m.events.slice().reverse());
       if (events.length > MAX_EVENTS) events.length = MAX_EVENTS;
-      if (!document.hidden) eventList.setItems(events);
+      eventsDirty = true;
+      eventsTimer ||= window.setTimeout(flushEvents, 1100);
       if (m.skipped) setText('events-note', `${m.skipped} events not shown (too many at once)`);
       break;
     }
@@ -134,8 +150,8 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden && dirty) {
     dirty = false;
     render();
-    eventList.setItems(events);
   }
+  flushEvents();
 });
 byId('processes').querySelector('tbody')!.addEventListener('click', (e) => {
   const tr = (e.target as Element).closest('tr');
@@ -174,7 +190,7 @@ for (const id of ['f-text', 'f-port', 'f-protocol', 'f-closed']) byId(id).addEve
 connect();
 requestAnimationFrame(() =>
   setTimeout(() => {
-    map = new WorldMap(byId<HTMLCanvasElement>('map-base'), byId<HTMLCanvasElement>('map'), byId('tooltip'), (key) => {
+    map = new WorldMap(byId<HTMLImageElement>('map-base'), byId<HTMLCanvasElement>('map'), byId('tooltip'), (key) => {
       hovered = key;
       send({ type: 'hover', key });
     });

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The world map, on two canvases: the world (world-atlas's 1:110m countries, bundled; no
-// tiles, no network) drawn once, and above it the live layer, redrawn once per snapshot:
+// The world map, in two layers: the world (world.svg, projected at build time from
+// world-atlas's 1:110m countries by build.mjs; no tiles, no network), an image the browser
+// paints with the page's first frame, and above it the live layer, a canvas redrawn once
+// per snapshot:
 // one great-circle line per process and place, from home to the place, thickness by bytes
 // and colour by process, and one dot per place. Hovering a dot shows who talks there.
 //
@@ -9,11 +11,13 @@
 // the map's share of the page's CPU). A canvas redraw of 200 lines is one paint.
 // What the canvas shows is also listed, as data, in its fallback content (#map-lines,
 // #map-places): not drawn, read by screen readers and by the browser test.
-import { geoContains, geoGraticule10, geoInterpolate, geoNaturalEarth1, geoPath, type GeoPermissibleObjects } from 'd3-geo';
-import { feature, mesh } from 'topojson-client';
-import type { GeometryCollection, Topology } from 'topojson-specification';
-import type { Feature, FeatureCollection } from 'geojson';
-import world from 'world-atlas/countries-110m.json';
+//
+// Why the world is not drawn here (bench/ui --profile): turning the TopoJSON into GeoJSON
+// and projecting every country took 281 ms of the page's main thread at load (traced, on this
+// 2-core machine under load), the largest task before the first data could be drawn, and
+// the TopoJSON was half the page's script. Projected once at build time it is a 188 KiB
+// image and the script no longer carries it.
+import { geoInterpolate, geoNaturalEarth1, geoPath, type GeoPermissibleObjects } from 'd3-geo';
 import anchors from 'ebpfmon:country-anchors';
 import type { LineRow, LocationDetail, LocationRow, Snapshot } from '../src/ui/protocol.js';
 import { bytes, rate } from '../src/render/units.js';
@@ -25,6 +29,7 @@ export interface Home {
   name: string | null;
 }
 
+// The map's frame in map units; build.mjs projects world.svg into the same frame.
 const W = 960;
 const H = 480;
 
@@ -61,9 +66,36 @@ function set(e: Element, name: string, v: string): void {
   if (e.getAttribute(name) !== v) e.setAttribute(name, v);
 }
 
+interface FallbackItem {
+  li: HTMLLIElement;
+  /** Writes the attributes and text that differ from those last written. */
+  update(attrs: Record<string, string>, text: string): void;
+}
+
+function fallbackItem(list: HTMLElement, cls: string, fixed: Record<string, string>): FallbackItem {
+  const li = el('li', { class: cls, ...fixed });
+  list.append(li);
+  const last = new Map<string, string>();
+  let lastText = '';
+  return {
+    li,
+    update(attrs, text) {
+      for (const k in attrs) {
+        const v = attrs[k]!;
+        if (last.get(k) !== v) {
+          last.set(k, v);
+          li.setAttribute(k, v);
+        }
+      }
+      if (text !== lastText) li.textContent = lastText = text;
+    },
+  };
+}
+
 export class WorldMap {
   private readonly projection = geoNaturalEarth1();
-  private readonly countries: FeatureCollection;
+  /** Country outlines from world.svg, read the first time "Set home" needs a name. */
+  private countries: Promise<Array<{ name: string; path: Path2D }>> | null = null;
   private readonly ctx: CanvasRenderingContext2D;
   private home: Home | null = null;
   private hovered: string | null = null;
@@ -71,68 +103,48 @@ export class WorldMap {
   private drawn: Drawn[] = [];
   private picking: ((h: Home) => void) | null = null;
   private frame = 0;
-  private readonly lineItems = new Map<string, HTMLLIElement>();
-  private readonly placeItems = new Map<string, HTMLLIElement>();
+  private readonly lineItems = new Map<string, FallbackItem>();
+  private readonly placeItems = new Map<string, FallbackItem>();
+  private readonly lines = document.getElementById('map-lines')!;
+  private readonly places = document.getElementById('map-places')!;
 
   constructor(
-    private readonly baseEl: HTMLCanvasElement,
+    private readonly baseEl: HTMLImageElement,
     private readonly liveEl: HTMLCanvasElement,
     private readonly tooltip: HTMLElement,
     private readonly onHover: (key: string | null) => void,
   ) {
-    const topo = world as unknown as Topology<{ countries: GeometryCollection }>;
-    this.countries = feature(topo, topo.objects.countries) as unknown as FeatureCollection;
     this.projection.fitExtent([[4, 4], [W - 4, H - 4]], { type: 'Sphere' } as GeoPermissibleObjects);
     this.ctx = liveEl.getContext('2d')!;
-    const borders = mesh(topo, topo.objects.countries, (a, b) => a !== b);
-    this.resize(() => this.drawBase(borders));
-    new ResizeObserver(() => this.resize(() => this.drawBase(borders))).observe(liveEl);
+    this.resize();
+    new ResizeObserver(() => this.resize()).observe(liveEl);
 
     liveEl.addEventListener('mousemove', (e) => this.onMove(e));
     liveEl.addEventListener('mouseleave', () => this.setHovered(null));
     liveEl.addEventListener('click', (e) => this.onClick(e));
   }
 
-  /** Backing stores at the element's size in device pixels; both layers drawn in 960x480 units. */
-  private resize(redrawBase: () => void): void {
+  /** The live layer's backing store at the element's size in device pixels, drawn in 960x480 units. */
+  private resize(): void {
     const r = this.liveEl.getBoundingClientRect();
     const dpr = window.devicePixelRatio || 1;
     const w = Math.max(1, Math.round(r.width * dpr));
     const h = Math.max(1, Math.round((r.width / 2) * dpr));
     if (this.liveEl.width === w && this.liveEl.height === h) return;
-    for (const c of [this.baseEl, this.liveEl]) {
-      c.width = w;
-      c.height = h;
-      c.getContext('2d')!.setTransform(w / W, 0, 0, h / H, 0, 0);
-    }
-    redrawBase();
+    this.liveEl.width = w;
+    this.liveEl.height = h;
+    this.ctx.setTransform(w / W, 0, 0, h / H, 0, 0);
     this.schedule();
   }
 
-  private drawBase(borders: GeoPermissibleObjects): void {
-    const ctx = this.baseEl.getContext('2d')!;
-    const path = geoPath(this.projection, ctx);
-    const css = getComputedStyle(document.documentElement);
-    const color = (name: string) => css.getPropertyValue(name).trim();
-    ctx.clearRect(0, 0, W, H);
-    const fill = (o: GeoPermissibleObjects, style: string) => {
-      ctx.beginPath();
-      path(o);
-      ctx.fillStyle = style;
-      ctx.fill();
-    };
-    const stroke = (o: GeoPermissibleObjects, style: string, width: number) => {
-      ctx.beginPath();
-      path(o);
-      ctx.strokeStyle = style;
-      ctx.lineWidth = width;
-      ctx.stroke();
-    };
-    fill({ type: 'Sphere' } as GeoPermissibleObjects, color('--sea'));
-    stroke(geoGraticule10(), color('--graticule'), 0.5);
-    fill(this.countries, color('--land'));
-    stroke(borders, color('--border'), 0.5);
-    stroke({ type: 'Sphere' } as GeoPermissibleObjects, color('--line'), 1);
+  /** The country at a point in map units, from world.svg's outlines (one `path` per country). */
+  private async countryAt(xy: [number, number]): Promise<string | null> {
+    this.countries ??= fetch(this.baseEl.src)
+      .then((r) => r.text())
+      .then((text) => [...new DOMParser().parseFromString(text, 'image/svg+xml').querySelectorAll('path[data-name]')]
+        .map((e) => ({ name: e.getAttribute('data-name')!, path: new Path2D(e.getAttribute('d')!) })));
+    const hit = document.createElement('canvas').getContext('2d')!;
+    return (await this.countries.catch(() => [])).find((c) => hit.isPointInPath(c.path, xy[0], xy[1]))?.name ?? null;
   }
 
   private toMap(e: MouseEvent): [number, number] {
@@ -165,13 +177,13 @@ export class WorldMap {
 
   private onClick(e: MouseEvent): void {
     if (!this.picking) return;
-    const p = this.projection.invert?.(this.toMap(e));
+    const xy = this.toMap(e);
+    const p = this.projection.invert?.(xy);
     if (!p || !Number.isFinite(p[0]) || !Number.isFinite(p[1])) return;
-    const country = this.countries.features.find((f: Feature) => geoContains(f, p));
     const done = this.picking;
     this.picking = null;
     this.liveEl.classList.remove('picking');
-    done({ lon: Math.round(p[0] * 100) / 100, lat: Math.round(p[1] * 100) / 100, name: (country?.properties as { name?: string } | null)?.name ?? null });
+    void this.countryAt(xy).then((name) => done({ lon: Math.round(p[0] * 100) / 100, lat: Math.round(p[1] * 100) / 100, name }));
   }
 
   /** The next click on the map picks home. */
@@ -191,7 +203,7 @@ export class WorldMap {
       set(marker, 'data-y', xy ? xy[1].toFixed(2) : '');
       marker.textContent = h ? `this machine${h.name ? ` (${h.name})` : ''}` : '';
     }
-    this.lineItems.forEach((li) => li.remove());
+    this.lineItems.forEach((item) => item.li.remove());
     this.lineItems.clear();
     if (this.last) this.update(this.last);
   }
@@ -276,43 +288,31 @@ export class WorldMap {
     this.drawn = drawn;
   }
 
-  /** The canvas's fallback content: one item per line and per place, updated by key. */
+  /** The canvas's fallback content: one item per line and per place, updated by key. The
+   * values last written are kept with each item, so an unchanged one costs no DOM call
+   * (reading attributes back was a tenth of the page's script time, bench/ui --profile). */
   private syncFallback(s: Snapshot): void {
     const byKey = new Map(s.locations.map((l) => [l.key, l]));
-    const lines = document.getElementById('map-lines')!;
-    const places = document.getElementById('map-places')!;
     const seenLines = new Set<string>();
     for (const l of s.lines) {
       const loc = byKey.get(l.location);
       const g = loc && this.lineGeometry(l, loc);
       if (!loc || !g) continue;
       seenLines.add(l.key);
-      let li = this.lineItems.get(l.key);
-      if (!li) {
-        li = el('li', { class: 'line' });
-        this.lineItems.set(l.key, li);
-        lines.append(li);
-        set(li, 'data-key', l.key);
-        set(li, 'data-location', l.location);
-        set(li, 'data-pid', String(l.pid ?? ''));
-        set(li, 'data-comm', l.comm ?? '');
-        set(li, 'data-color', colorOf(l.pid, l.comm));
-        set(li, 'data-x1', g.a[0].toFixed(2));
-        set(li, 'data-y1', g.a[1].toFixed(2));
-        set(li, 'data-x2', g.b[0].toFixed(2));
-        set(li, 'data-y2', g.b[1].toFixed(2));
-        set(li, 'data-mx', g.m[0].toFixed(2));
-        set(li, 'data-my', g.m[1].toFixed(2));
+      let item = this.lineItems.get(l.key);
+      if (!item) {
+        item = fallbackItem(this.lines, 'line', {
+          'data-key': l.key, 'data-location': l.location, 'data-pid': String(l.pid ?? ''), 'data-comm': l.comm ?? '', 'data-color': colorOf(l.pid, l.comm),
+          'data-x1': g.a[0].toFixed(2), 'data-y1': g.a[1].toFixed(2), 'data-x2': g.b[0].toFixed(2), 'data-y2': g.b[1].toFixed(2), 'data-mx': g.m[0].toFixed(2), 'data-my': g.m[1].toFixed(2),
+        });
+        this.lineItems.set(l.key, item);
       }
-      set(li, 'data-tx', String(l.txBytes));
-      set(li, 'data-rx', String(l.rxBytes));
-      set(li, 'data-width', widthOf(l.txBytes + l.rxBytes).toFixed(2));
-      const text = `${l.comm ?? '?'}[${l.pid ?? '?'}] to ${placeName(loc)}: sent ${bytes(l.txBytes)}, received ${bytes(l.rxBytes)}`;
-      if (li.textContent !== text) li.textContent = text;
+      item.update({ 'data-tx': String(l.txBytes), 'data-rx': String(l.rxBytes), 'data-width': widthOf(l.txBytes + l.rxBytes).toFixed(2) },
+        `${l.comm ?? '?'}[${l.pid ?? '?'}] to ${placeName(loc)}: sent ${bytes(l.txBytes)}, received ${bytes(l.rxBytes)}`);
     }
-    for (const [k, li] of this.lineItems) {
+    for (const [k, item] of this.lineItems) {
       if (!seenLines.has(k)) {
-        li.remove();
+        item.li.remove();
         this.lineItems.delete(k);
       }
     }
@@ -322,28 +322,20 @@ export class WorldMap {
       const xy = p && this.projection(p);
       if (!xy) continue;
       seenPlaces.add(loc.key);
-      let li = this.placeItems.get(loc.key);
-      if (!li) {
-        li = el('li', { class: 'place' });
-        this.placeItems.set(loc.key, li);
-        places.append(li);
-        set(li, 'data-key', loc.key);
-        set(li, 'data-city', loc.city ?? '');
-        set(li, 'data-country', loc.country ?? '');
-        set(li, 'data-lat', loc.lat === null ? '' : String(loc.lat));
-        set(li, 'data-lon', loc.lon === null ? '' : String(loc.lon));
-        set(li, 'data-x', xy[0].toFixed(2));
-        set(li, 'data-y', xy[1].toFixed(2));
+      let item = this.placeItems.get(loc.key);
+      if (!item) {
+        item = fallbackItem(this.places, 'place', {
+          'data-key': loc.key, 'data-city': loc.city ?? '', 'data-country': loc.country ?? '', 'data-lat': loc.lat === null ? '' : String(loc.lat), 'data-lon': loc.lon === null ? '' : String(loc.lon),
+          'data-x': xy[0].toFixed(2), 'data-y': xy[1].toFixed(2),
+        });
+        this.placeItems.set(loc.key, item);
       }
-      set(li, 'data-tx', String(loc.txBytes));
-      set(li, 'data-rx', String(loc.rxBytes));
-      set(li, 'data-flows', String(loc.flows));
-      const text = `${placeName(loc)}: ${loc.flows} flows, sent ${bytes(loc.txBytes)}, received ${bytes(loc.rxBytes)}`;
-      if (li.textContent !== text) li.textContent = text;
+      item.update({ 'data-tx': String(loc.txBytes), 'data-rx': String(loc.rxBytes), 'data-flows': String(loc.flows) },
+        `${placeName(loc)}: ${loc.flows} flows, sent ${bytes(loc.txBytes)}, received ${bytes(loc.rxBytes)}`);
     }
-    for (const [k, li] of this.placeItems) {
+    for (const [k, item] of this.placeItems) {
       if (!seenPlaces.has(k)) {
-        li.remove();
+        item.li.remove();
         this.placeItems.delete(k);
       }
     }

@@ -16,7 +16,7 @@ export interface RowSpec {
 
 /** Row height in CSS pixels (style.css gives every row exactly this). */
 export const ROW_PX = 20;
-const OVERSCAN = 3;
+const OVERSCAN = 1;
 
 /** Sets an attribute only when its value changes. */
 function set(e: Element, name: string, v: string): void {
@@ -29,6 +29,11 @@ export class VirtualRows<T> {
   private readonly bottom: HTMLElement;
   private readonly pool: Array<{ row: HTMLElement; cells: HTMLElement[]; attrs: string[] }> = [];
   private frame = 0;
+  // The scroll box's height and position, read only when they change (resize, scroll):
+  // reading them in render() made the browser lay the page out again for each table on
+  // each update (bench/ui --profile: forced layouts, a third of the renderer's time).
+  private view = 320;
+  private scrollTop = 0;
 
   constructor(
     private readonly scroller: HTMLElement,
@@ -44,9 +49,16 @@ export class VirtualRows<T> {
     scroller.addEventListener('scroll', () => {
       this.frame ||= requestAnimationFrame(() => {
         this.frame = 0;
+        this.scrollTop = this.scroller.scrollTop;
         this.render();
       });
     }, { passive: true });
+    new ResizeObserver(() => {
+      const h = this.scroller.clientHeight || 320;
+      if (h === this.view) return;
+      this.view = h;
+      this.render();
+    }).observe(scroller);
   }
 
   setItems(items: T[]): void {
@@ -59,8 +71,8 @@ export class VirtualRows<T> {
   }
 
   private render(): void {
-    const view = this.scroller.clientHeight || 320;
-    const first = Math.max(0, Math.floor(this.scroller.scrollTop / ROW_PX) - OVERSCAN);
+    const view = this.view;
+    const first = Math.max(0, Math.floor(this.scrollTop / ROW_PX) - OVERSCAN);
     const count = Math.min(this.items.length - first, Math.ceil(view / ROW_PX) + 2 * OVERSCAN);
     const topPx = `${first * ROW_PX}px`;
     const bottomPx = `${Math.max(0, this.items.length - first - Math.max(0, count)) * ROW_PX}px`;
@@ -86,7 +98,9 @@ export class VirtualRows<T> {
           if (td.textContent !== c) td.textContent = c;
         } else if (td.dataset.color !== c.color) {
           td.dataset.color = c.color;
-          td.replaceChildren(el('span', { class: 'swatch', style: `background:${c.color}` }));
+          const swatch = td.firstElementChild as HTMLElement | null;
+          if (swatch) swatch.style.background = c.color;
+          else td.append(el('span', { class: 'swatch', style: `background:${c.color}` }));
         }
       });
     }

@@ -4,6 +4,7 @@
 // and one WebSocket per open page (@fastify/websocket) carrying snapshots, events, the
 // page's filters and the place it hovers. Every request needs this run's token (auth.ts);
 // anything else is 403.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
@@ -71,6 +72,10 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
   if (!fs.existsSync(indexFile)) throw new Error(`the page is not built: ${indexFile} is missing (npm run build)`);
   // The page's asset URLs carry the token (auth.ts: no cookies).
   const index = fs.readFileSync(indexFile, 'utf8').replaceAll('__EBPFMON_TOKEN__', token);
+  // The page's one inline style (build.mjs puts it there so that the first paint waits for
+  // no second request), allowed by its hash and nothing else inline.
+  const inline = /<style>([\s\S]*?)<\/style>/.exec(index)?.[1];
+  const styleSrc = inline === undefined ? "'self'" : `'self' 'sha256-${createHash('sha256').update(inline).digest('base64')}'`;
   const limits = o.limits ?? DEFAULT_LIMITS;
   const maxBuffered = o.maxBufferedBytes ?? 8 << 20;
   let port = o.port ?? 0;
@@ -89,7 +94,7 @@ export async function startUiServer(o: UiServerOptions): Promise<UiServer> {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('cache-control', 'no-store'); // URLs carry the token: keep them out of caches
     reply.header('x-frame-options', 'DENY');
-    reply.header('content-security-policy', "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    reply.header('content-security-policy', `default-src 'none'; script-src 'self'; style-src ${styleSrc}; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`);
     return payload;
   });
   await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
