@@ -32,5 +32,8 @@ const t = setInterval(() => {
   }
   if (rows !== n) return;
   clearInterval(t);
+  // The export's own timers do not hold the process: this one does, until the kill -9
+  // (a child that exited by itself first would leave the test waiting for an exit already past).
+  setInterval(() => {}, 60_000);
   process.stdout.write(`${JSON.stringify({ event: 'pending', rows, buffered: x.status().buffered })}\n`);
 }, 50);

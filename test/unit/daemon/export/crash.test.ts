@@ -42,8 +42,10 @@ test('rows waiting at a kill -9 are counted as dropped.crash at the next start, 
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.equal((JSON.parse(out.trim().split('\n').at(-1)!) as { buffered: number }).buffered, ROWS, 'the child had every row waiting');
+  assert.equal(child.exitCode, null, 'the child still runs, its rows waiting, when it is killed');
+  const exited = new Promise((r) => child.once('exit', (_code, signal) => r(signal)));
   child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
+  assert.equal(await exited, 'SIGKILL');
   assert.equal(fs.existsSync(spoolFile), false, 'a kill -9 writes no spool');
 
   const x = exporter(spoolFile);
