@@ -16,23 +16,12 @@ import { privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { ERRORS } from '../../daemon/src/contract/errors.js';
 import { METHODS } from '../../daemon/src/contract/methods.js';
+import { rng as prng } from '../helpers/rand.js';
 
 const SEED = Number(process.env.EBPFMON_FUZZ_SEED ?? 0x5eed18);
 const INPUTS = 10_000;
 const MAX_MESSAGE = 65536;
 const CODES = new Set<number>(Object.values(ERRORS).map((e) => e.code));
-
-/** mulberry32: small, seeded, good enough to spread inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rnd = prng(SEED);
 const int = (n: number) => Math.floor(rnd() * n);

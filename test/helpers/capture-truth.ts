@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import type { Host } from './lab.js';
-import { CTL_MAIN } from './daemon.js';
+import { jsonLines, type Host, type Lab, type LinkInfo } from './lab.js';
+import { CTL_MAIN, monitorLab, PEER, startDaemon, type TestDaemon } from './daemon.js';
 import { readPcapRecords, type PcapRecord } from './pcap-frames.js';
 
 export interface Tuple {
@@ -185,4 +185,21 @@ export async function startCapture(host: Host, socket: string, args: string[]): 
 export function lastIsb(file: string): Record<number, number | string> {
   const isbs = pcapngBlocks(file).filter((b) => b.type === 5);
   return Object.fromEntries(isbs.at(-1)!.options.map((o) => [o.code, o.hex.length === 16 ? Number(Buffer.from(o.hex, 'hex').readBigUInt64LE()) : o.hex]));
+}
+
+export interface CaptureLab { lab: Lab; mon: Host; peer: Host; link: LinkInfo; daemon: TestDaemon; dir: string }
+
+/**
+ * The capture tests' host: a monitored link with the daemon on its `mon` side (that link
+ * only), a directory every user's CLI can write its file into, and a UDP sink on the peer
+ * at port 9001 for the test's senders.
+ */
+export async function captureLab(): Promise<CaptureLab> {
+  const { lab, mon, peer, link } = await monitorLab();
+  const dir = lab.tmpdir();
+  fs.chmodSync(dir, 0o755);
+  const daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
+  const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
+  await srv.next((o) => o.event === 'listening');
+  return { lab, mon, peer, link, daemon, dir };
 }

@@ -97,7 +97,21 @@ async function main(): Promise<void> {
             }
           });
         } else s.pause();
-        await new Promise<void>((resolve) => s.write(payload, () => resolve()));
+        await new Promise<void>((resolve) => {
+          s.write(payload, () => resolve());
+          if (how !== 'noread') return;
+          // The daemon stops reading from a client that reads no replies (its queue bound):
+          // what it has not taken stays unsent here for good, so the write's callback never
+          // comes. Done when the unsent bytes stop shrinking.
+          let last = -1;
+          const t = setInterval(() => {
+            if (s.writableLength === 0 || s.writableLength === last) {
+              clearInterval(t);
+              resolve();
+            }
+            last = s.writableLength;
+          }, 300);
+        });
         if (how === 'close') s.destroy();
         if (how === 'read') await new Promise<void>((resolve) => {
           const t = setInterval(() => {

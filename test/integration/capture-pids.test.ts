@@ -5,13 +5,12 @@
 // file holds exactly its processes' frames, byte for byte.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { frameDiff, framesOf, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLab, frameDiff, framesOf, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends 40 datagrams of 200 bytes and reports "done". */
 const SENDER_JS = `
@@ -28,19 +27,13 @@ u.bind(0, () => {
 describe('capture: several pid sessions at once select exactly their processes', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;
   let mon: Host;
-  let peer: Host;
   let link: LinkInfo;
   let daemon: TestDaemon | undefined;
   let dir: string;
 
   before(async () => {
     requireTool('tcpdump', 'tshark', 'editcap');
-    ({ lab, mon, peer, link } = await monitorLab());
-    dir = lab.tmpdir();
-    fs.chmodSync(dir, 0o755);
-    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
-    const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
-    await srv.next((o) => o.event === 'listening');
+    ({ lab, mon, link, daemon, dir } = await captureLab());
   });
   after(() => destroyMonitorLab(daemon, lab));
 

@@ -13,9 +13,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, restartDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLab, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends a 120-byte datagram every 4 ms until "stop", then reports its count. */
 const SENDER_JS = `
@@ -57,19 +57,13 @@ async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void
 describe('capture across a daemon restart: the CLI resumes its session, losses are counted', privileged({ timeout: 180_000 }), () => {
   let lab: Lab;
   let mon: Host;
-  let peer: Host;
   let link: LinkInfo;
   let daemon: TestDaemon | undefined;
   let dir: string;
 
   before(async () => {
     requireTool('tcpdump', 'tshark', 'editcap');
-    ({ lab, mon, peer, link } = await monitorLab());
-    dir = lab.tmpdir();
-    fs.chmodSync(dir, 0o755);
-    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
-    const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
-    await srv.next((o) => o.event === 'listening');
+    ({ lab, mon, link, daemon, dir } = await captureLab());
   });
   after(() => destroyMonitorLab(daemon, lab));
 

@@ -8,7 +8,7 @@ import { DNS_TYPE, MAX_RECORDS, parseDnsMessage, resolvedAddresses } from '../..
 import { DnsTcpFramer } from '../../../../daemon/src/l7/dns/tcp.js';
 import { ResolverCache } from '../../../../daemon/src/l7/dns/cache.js';
 import { DnsTracker, newDnsCounters, type DnsQueryRecord } from '../../../../daemon/src/l7/dns/tracker.js';
-import { randBytes, randInt, rng } from './rand.js';
+import { randBytes, randInt, rng } from '../../../helpers/rand.js';
 
 interface Rr { name: string; type: number; ttl: number; data: string }
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HttpFlowParser, MAX_LINE, MAX_PENDING, newHttpCounters, type HttpExchange } from '../../../../daemon/src/l7/http/parser.js';
 import type { Piece } from '../../../../daemon/src/l7/stream.js';
-import { randBytes, randInt, rng } from './rand.js';
+import { randBytes, randInt, rng } from '../../../helpers/rand.js';
 
 interface Ex { req: Buffer; res: Buffer; method: string; path: string; status: number; host?: string }
 

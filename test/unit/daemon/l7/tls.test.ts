@@ -12,7 +12,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { handshakeMessage, newTlsCounters, parseClientHello, TlsHelloParser, tlsVersionName, type TlsInfo } from '../../../../daemon/src/l7/tls/hello.js';
 import { Stream, newStreamCounters } from '../../../../daemon/src/l7/stream.js';
-import { randBytes, randInt, rng } from './rand.js';
+import { randBytes, randInt, rng } from '../../../helpers/rand.js';
 
 function selfSigned(): { key: string; cert: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emon-tls-'));

@@ -16,6 +16,7 @@ import type { BpfMap } from '../../../../daemon/src/bpf/maps.js';
 import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
 import { keyBytes, keyString } from '../../../../daemon/src/monitor/ownerindex.js';
 import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monitor/wire.js';
+import { rng } from '../../../helpers/rand.js';
 
 /** emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks counted). */
 class FakeFlowMap {
@@ -57,18 +58,6 @@ class FakeFlowMap {
     for (const [k, v] of this.entries) m.entries.set(k, Buffer.from(v));
     return m;
   }
-}
-
-/** mulberry32: a small seeded generator, so a failing history can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const F = FLOW.fields;

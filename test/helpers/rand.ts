@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Seeded pseudo-random numbers for the L7 parsers' property tests (mulberry32): a failing
+// Seeded pseudo-random numbers for property tests and the fuzz test (mulberry32): a failing
 // seed is printed and reproduces exactly.
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
