@@ -415,6 +415,10 @@ http {
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], alice)), ['/private/alice']);
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], bob)), ['/private/bob']);
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'])), ['/private/alice', '/private/bob']);
+    // Per process too (processes.list through `top`): alice sees her own curl's one request, no one else's process.
+    const aliceTop = await json<ProcessTotals[]>(['top', '--count', '1'], alice);
+    assert.ok(aliceTop.every((p) => p.uid === alice.uid), JSON.stringify(aliceTop.map((p) => [p.pid, p.uid])));
+    assert.deepEqual(aliceTop.filter((p) => p.comm === 'curl').map((p) => p.http?.requests), [1]);
     const denied = await ctl(['http', '--uid', String(bob.uid)], { socket: daemon.socketPath, user: { uid: alice.uid, gid: alice.gid } });
     assert.notEqual(denied.code, 0);
     assert.match(denied.stderr, /may only see its own/);

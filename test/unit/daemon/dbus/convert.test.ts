@@ -118,6 +118,16 @@ describe('outgoing dictionaries', () => {
     assert.equal(d.places!.signature, 'aa{sv}');
   });
 
+  test('a process\'s http summary: a{sv} with the contract\'s keys and types; left out when null', () => {
+    const http = { requests: 100, clientErrors: 10, serverErrors: 0, requestBytes: 9000, responseBytes: 5_000_000_000 };
+    const d = processDict({ pid: 7, comm: 'curl', uid: 0, exe: null, flows: 1, openFlows: 1, txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], http, ...noIdentity });
+    assert.equal(d.http!.signature, 'a{sv}');
+    const h = d.http!.value as Record<string, InstanceType<typeof dbus.Variant>>;
+    assert.deepEqual(Object.fromEntries(Object.entries(h).map(([k, v]) => [k, [v.signature, v.value]])), {
+      requests: ['u', 100], clientErrors: ['u', 10], serverErrors: ['u', 0], requestBytes: ['t', 9000n], responseBytes: ['t', 5_000_000_000n],
+    });
+  });
+
   test('remoteGeo and places: a{sv} with one type per key, whatever the value (a whole-degree latitude stays d)', () => {
     const g = { country: 'IS', city: null, lat: 64, lon: -22, asn: 64512, org: 'lab', label: null };
     const f = flowDict(flow({ remoteGeo: g }));
