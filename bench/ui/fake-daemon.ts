@@ -79,7 +79,7 @@ function processes(nPlaces: number): ProcessTotals[] {
   const m = new Map<number, ProcessTotals & { byPlace: Map<string, ProcessPlace> }>();
   for (const f of flows) {
     let p = m.get(f.pid!);
-    if (!p) m.set(f.pid!, (p = { pid: f.pid, comm: f.comm, uid: f.uid, exe: null, cgroupId: null, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt, places: [], byPlace: new Map() }));
+    if (!p) m.set(f.pid!, (p = { pid: f.pid, comm: f.comm, uid: f.uid, exe: null, cgroupId: null, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt, places: [], http: null, byPlace: new Map() }));
     p.flows++;
     p.openFlows++;
     p.txBytes += f.txBytes;

@@ -254,6 +254,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     fields: (f, nowMs) => l7.store?.flowFields(f, nowMs) ?? { remoteName: null, serverName: null, tlsVersion: null, http: null },
     wants: (pid) => l7.hasNames(pid),
     forget: (f) => l7.store?.forgetFlow(f),
+    mayHaveHttp: (lp, rp) => l7.store?.mayHaveHttp(lp, rp) ?? false,
+    http: (f) => l7.store?.httpOf(f) ?? null,
   });
   // Capture and mirror sessions: their programs plug into the classifier's hook chain.
   // Mirrors pinned by an earlier daemon come back with their counters. Capture failing to

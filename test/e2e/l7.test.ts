@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, CTL_MAIN, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import type { Flow } from '../../daemon/src/contract/flows.js';
+import type { Flow, ProcessTotals } from '../../daemon/src/contract/flows.js';
 import { Capture } from '../helpers/pcap.js';
 import { REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
 import type { DnsEvent, DnsQuery, HttpEvent, HttpRequest, L7Status } from '../../daemon/src/contract/l7.js';
@@ -154,6 +154,16 @@ http {
     assert.equal(h.requestBytes, listed.reduce((n, o) => n + o.requestBytes, 0));
     const table = await ctl(['flows', '--pid', String(c.pid)], { socket: daemon.socketPath });
     assert.match(table.stdout, new RegExp(`${log.length} req, ${h.clientErrors} 4xx, last ${lastMethod} ${lastPath!.replace(/\//g, '\\/')} ${lastStatus}`));
+    // Per process (processes.list, through `top`): curl's requests and 4xx as nginx logged them.
+    const proc = (await json<ProcessTotals[]>(['top', '--count', '1'])).find((p) => p.pid === c.pid);
+    assert.ok(proc?.http, `curl's process.http: ${JSON.stringify(proc)}`);
+    assert.deepEqual(
+      [proc.http.requests, proc.http.clientErrors, proc.http.serverErrors],
+      [log.length, log.filter((l) => / 4\d\d$/.test(l)).length, log.filter((l) => / 5\d\d$/.test(l)).length],
+    );
+    const top = (await ctl(['top', '--count', '1'], { socket: daemon.socketPath })).stdout.split('\n');
+    assert.match(top.find((l) => /\bPID\b/.test(l)) ?? '', /\bREQ\b/, top.join('\n'));
+    assert.match(top.find((l) => new RegExp(`^\\s*${c.pid}\\s`).test(l)) ?? '', new RegExp(`\\s${log.length}\\s`), top.join('\n'));
   });
 
   test('a 3 KiB URL over a route with a 500-byte MSS is reassembled whole; a pipelined batch of 5 is paired in order (nginx\'s log)', async () => {
@@ -405,6 +415,10 @@ http {
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], alice)), ['/private/alice']);
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'], bob)), ['/private/bob']);
     assert.deepEqual(lastPaths(await json<Flow[]>(['flows'])), ['/private/alice', '/private/bob']);
+    // Per process too (processes.list through `top`): alice sees her own curl's one request, no one else's process.
+    const aliceTop = await json<ProcessTotals[]>(['top', '--count', '1'], alice);
+    assert.ok(aliceTop.every((p) => p.uid === alice.uid), JSON.stringify(aliceTop.map((p) => [p.pid, p.uid])));
+    assert.deepEqual(aliceTop.filter((p) => p.comm === 'curl').map((p) => p.http?.requests), [1]);
     const denied = await ctl(['http', '--uid', String(bob.uid)], { socket: daemon.socketPath, user: { uid: alice.uid, gid: alice.gid } });
     assert.notEqual(denied.code, 0);
     assert.match(denied.stderr, /may only see its own/);

@@ -46,7 +46,7 @@ export class FakeMonitor implements MonitorApi {
       if (q.identity && !q.identity(f)) continue;
       const t = by.get(f.pid) ?? {
         pid: f.pid, comm: f.comm, uid: f.uid, exe: f.exe, cgroupId: f.cgroupId, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: f.lastSeenAt,
-        cgroupPath: f.cgroupPath, unit: f.unit, userUnit: f.userUnit, slice: f.slice, container: f.container, app: f.app, places: [], ...(q.remotes ? { remotes: [] } : {}),
+        cgroupPath: f.cgroupPath, unit: f.unit, userUnit: f.userUnit, slice: f.slice, container: f.container, app: f.app, places: [], http: null, ...(q.remotes ? { remotes: [] } : {}),
       };
       t.flows++;
       t.txBytes += f.txBytes;

@@ -72,6 +72,8 @@ export function topCommand(): Command {
               { header: 'PROGRAM', value: (p) => p.comm ?? '(unknown process)', flex: true },
               ...identityColumns(procRows),
               ...RATE_COLUMNS<ProcessRow>(),
+              // Only when some process made HTTP requests (L7 on): the table stays narrow otherwise.
+              ...(procRows.some((p) => p.http) ? [{ header: 'REQ', value: (p: ProcessRow) => (p.http ? String(p.http.requests) : '-'), align: 'right' as const }] : []),
               { header: 'MOSTLY TO', value: (p) => placeText(p.places[0]), flex: true },
             ]);
           } else {

@@ -2,7 +2,7 @@
 // Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows,
 // GetProcesses and GetProcessTotals.
 import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
-import type { L7FlowFields } from './l7.js';
+import type { L7FlowFields, ProcessHttpSummary } from './l7.js';
 import type { GroupTotals, IdentityFilter, OwnerIdentity, ProcessGrouping } from './identity.js';
 import type { GeoLabel, ProcessPlace, RemoteGeo } from './geo.js';
 
@@ -105,6 +105,8 @@ export interface ProcessTotals extends OwnerIdentity {
   lastSeenAt: string | null;
   /** Where its current flows go, busiest place first (at most `places`; [] when geo is off). */
   places: ProcessPlace[];
+  /** Its HTTP/1.x requests (l7.http / l7.tls); null when none was seen on its flows. */
+  http: ProcessHttpSummary | null;
 }
 
 export interface ProcessesListParams extends IdentityFilter {

@@ -151,6 +151,17 @@ export interface HttpFlowSummary {
   tls: boolean;
 }
 
+/** The HTTP/1.x requests of one process (`ProcessTotals.http`): its flows' HttpFlowSummary
+ * counts summed, flows the monitor already collected included. */
+export interface ProcessHttpSummary {
+  requests: number;
+  /** Requests answered 4xx and 5xx. */
+  clientErrors: number;
+  serverErrors: number;
+  requestBytes: number;
+  responseBytes: number;
+}
+
 /** Part of Flow (flows.ts); null when L7 is off or knows nothing of the flow. */
 export interface L7FlowFields {
   /** The name the flow's process asked DNS for to get `remoteAddr` (kept for the flow's life). */

@@ -10,7 +10,7 @@ import { invalidParam } from '../errors.js';
 import type { Flow, ProcessTotals } from '../contract/flows.js';
 import type { GroupTotals, IdentityResult, OwnerIdentity } from '../contract/identity.js';
 import type { ProcessPlace, RemoteGeo } from '../contract/geo.js';
-import type { HttpFlowSummary } from '../contract/l7.js';
+import type { HttpFlowSummary, ProcessHttpSummary } from '../contract/l7.js';
 
 export type Dict = Record<string, Variant>;
 
@@ -231,8 +231,14 @@ export function flowDict(f: Flow): Dict {
   return d;
 }
 
-/** A process's keys with their D-Bus types; places travel as aa{sv} of PLACE_TYPES (always, maybe empty). */
-export const PROCESS_TYPES: { readonly [K in Exclude<keyof ProcessTotals, 'places'>]-?: ValueSig } = {
+/** A process's HTTP summary (L7), as an a{sv} with these types. */
+export const PROCESS_HTTP_TYPES: { readonly [K in keyof ProcessHttpSummary]-?: ValueSig } = {
+  requests: 'u', clientErrors: 'u', serverErrors: 'u', requestBytes: 't', responseBytes: 't',
+};
+
+/** A process's keys with their D-Bus types; places travel as aa{sv} of PLACE_TYPES (always, maybe empty),
+ * http as an a{sv} of PROCESS_HTTP_TYPES (left out when null). */
+export const PROCESS_TYPES: { readonly [K in Exclude<keyof ProcessTotals, 'places' | 'http'>]-?: ValueSig } = {
   ...IDENTITY_TYPES,
   pid: 'u', comm: 's', uid: 'u', exe: 's', cgroupId: 't', flows: 'u', openFlows: 'u',
   txBytes: 't', rxBytes: 't', txPackets: 't', rxPackets: 't', lastSeenAt: 's',
@@ -241,6 +247,7 @@ export const PROCESS_TYPES: { readonly [K in Exclude<keyof ProcessTotals, 'place
 export function processDict(p: ProcessTotals): Dict {
   const d = dictOf(p, PROCESS_TYPES);
   d.places = new dbus.Variant('aa{sv}', (p.places ?? []).map((x) => dictOf(x, PLACE_TYPES)));
+  if (p.http) d.http = new dbus.Variant('a{sv}', dictOf(p.http, PROCESS_HTTP_TYPES));
   return d;
 }
 

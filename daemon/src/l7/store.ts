@@ -2,7 +2,7 @@
 // What the application layer keeps for `dns.list` and `http.list`: the last N DNS queries
 // and HTTP requests in the contract's shapes (bounded rings, oldest dropped first), the
 // queries over them, and the names flows carry. Pure: records in, arrays out.
-import { NO_L7_FLOW_FIELDS, type DnsAnswer, type DnsQuery, type HttpFlag, type HttpRequest, type L7FlowFields } from '../contract/l7.js';
+import { NO_L7_FLOW_FIELDS, type DnsAnswer, type DnsQuery, type HttpFlag, type HttpFlowSummary, type HttpRequest, type L7FlowFields } from '../contract/l7.js';
 import type { ResolverCache } from './dns/cache.js';
 import type { DnsQueryRecord } from './dns/tracker.js';
 import type { HttpEvent, TlsEvent } from './pipeline.js';
@@ -72,6 +72,12 @@ export class L7Store {
   /** Names each flow took when first looked at (kept after the cache entry expires). */
   private readonly flowNames = new Map<string, L7FlowFields>();
   private readonly maxFlowNames: number;
+  /**
+   * Flows with an HTTP summary, counted by their port pair (TCP): processes() asks per flow
+   * with the ports it reads from the key, and formats the addresses (allocates) only on a
+   * hit, so `top` pays nothing per flow that carries no HTTP.
+   */
+  private readonly httpPorts = new Map<number, number>();
 
   constructor(private readonly opts: L7StoreOptions) {
     this.dns = new Ring(opts.maxDnsQueries ?? 10_000);
@@ -125,6 +131,7 @@ export class L7Store {
   /** The flow's HTTP summary takes one more request (the flow's entry is bounded with the names). */
   private summarise(k: string, r: HttpRequest): void {
     const f = this.flowEntry(k);
+    if (!f.http) this.countPorts(k, 1);
     const h = (f.http ??= {
       requests: 0, clientErrors: 0, serverErrors: 0, unanswered: 0, requestBytes: 0, responseBytes: 0,
       lastMethod: r.method, lastHost: null, lastPath: null, lastStatus: null, lastAt: r.at, tls: false,
@@ -200,13 +207,37 @@ export class L7Store {
 
   /** The flow ended (the monitor removed it): forget its names. */
   forgetFlow(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null }): void {
-    this.flowNames.delete(flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0));
+    this.dropEntry(flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0));
+  }
+
+  /** Whether a TCP flow with these ports may have an HTTP summary (false: it has none). */
+  mayHaveHttp(localPort: number, remotePort: number): boolean {
+    return this.httpPorts.has(localPort * 0x10000 + remotePort);
+  }
+
+  /** The flow's HTTP summary, not copied: read it at once, do not keep it. */
+  httpOf(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null }): Readonly<HttpFlowSummary> | null {
+    return this.flowNames.get(flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0))?.http ?? null;
+  }
+
+  private dropEntry(k: string): void {
+    if (this.flowNames.get(k)?.http) this.countPorts(k, -1);
+    this.flowNames.delete(k);
+  }
+
+  private countPorts(k: string, by: 1 | -1): void {
+    // flowId's last two fields are the ports.
+    const parts = k.split('|');
+    const pk = Number(parts[2]) * 0x10000 + Number(parts[4]);
+    const n = (this.httpPorts.get(pk) ?? 0) + by;
+    if (n > 0) this.httpPorts.set(pk, n);
+    else this.httpPorts.delete(pk);
   }
 
   private flowEntry(k: string): L7FlowFields {
     let f = this.flowNames.get(k);
     if (!f) {
-      if (this.flowNames.size >= this.maxFlowNames) this.flowNames.delete(this.flowNames.keys().next().value!);
+      if (this.flowNames.size >= this.maxFlowNames) this.dropEntry(this.flowNames.keys().next().value!);
       f = { ...NO_L7_FLOW_FIELDS };
       this.flowNames.set(k, f);
     }

@@ -12,7 +12,7 @@ import { AF_INET, formatIpAt, inCidr, type Cidr } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, DIRECTIONS, KERNEL_COMM, TCP_FLAGS, TCP_STATES, type TcpFlag } from '../contract/common.js';
 import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
-import type { L7FlowFields } from '../contract/l7.js';
+import type { HttpFlowSummary, L7FlowFields, ProcessHttpSummary } from '../contract/l7.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
@@ -70,6 +70,21 @@ export interface FlowAnnotator {
   fields(f: FlowIdentity, nowMs: number): L7FlowFields;
   wants(pid: number): boolean;
   forget(f: FlowIdentity): void;
+  /** False when no TCP flow with these ports has an HTTP summary (asked per flow, allocating nothing). */
+  mayHaveHttp(localPort: number, remotePort: number): boolean;
+  /** The flow's HTTP summary (not a copy: read at once). */
+  http(f: FlowIdentity): Readonly<HttpFlowSummary> | null;
+}
+
+/** Adds a flow's HTTP counts to a process's (created on its first request). */
+function addHttp(to: ProcessHttpSummary | null, h: Readonly<HttpFlowSummary | ProcessHttpSummary>): ProcessHttpSummary {
+  const t = to ?? { requests: 0, clientErrors: 0, serverErrors: 0, requestBytes: 0, responseBytes: 0 };
+  t.requests += h.requests;
+  t.clientErrors += h.clientErrors;
+  t.serverErrors += h.serverErrors;
+  t.requestBytes += h.requestBytes;
+  t.responseBytes += h.responseBytes;
+  return t;
 }
 
 const NO_NAMES: L7FlowFields = { remoteName: null, serverName: null, tlsVersion: null, http: null };
@@ -97,6 +112,8 @@ interface Retired {
   rxPackets: number;
   flows: number;
   lastNs: bigint;
+  /** The HTTP counts of its collected flows (the flows' summaries are forgotten with them). */
+  http: ProcessHttpSummary | null;
 }
 
 function flagNames(bits: number): TcpFlag[] {
@@ -417,12 +434,13 @@ export class FlowTable {
     type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<number | string, RemoteTraffic> };
     const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
+    const a = this.annotator;
     const get = (key: number | null, comm: string | null, uid: number | null) => {
       let t = by.get(key);
       if (!t) {
         const pid = key !== null && key >= 0 ? key : null;
         const proc = pid !== null ? this.procs.lookup(pid) : undefined;
-        t = { pid, comm, uid, exe: proc?.exe ?? null, cgroupId: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], lastNs: 0n, cgroupNs: -1n };
+        t = { pid, comm, uid, exe: proc?.exe ?? null, cgroupId: null, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], http: null, lastNs: 0n, cgroupNs: -1n };
         by.set(key, t);
       }
       return t;
@@ -441,6 +459,16 @@ export class FlowTable {
       if (vv.getUint32(vo + FLOW.fields.closed_ns.offset, true) === 0 && vv.getUint32(vo + FLOW.fields.closed_ns.offset + 4, true) === 0) t.openFlows++;
       t.txBytes += tx;
       t.rxBytes += rx;
+      // The flow's HTTP summary, in the same walk: the port pair is checked first, so a flow
+      // without one costs two reads and a Map lookup, and allocates nothing.
+      if (a && kv.getUint8(ko + FLOW_KEY.fields.proto.offset) === 6) {
+        const lport = kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true);
+        const rport = kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true);
+        if (a.mayHaveHttp(lport, rport)) {
+          const h = a.http(flowIdentity(kv, ko, kbytes, owned ? key : null));
+          if (h) t.http = addHttp(t.http, h);
+        }
+      }
       if (q.remotes) {
         // Grouped by the address's bytes; formatted once per process and address, not per flow.
         const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
@@ -472,6 +500,7 @@ export class FlowTable {
       t.rxBytes += r.rxBytes;
       t.txPackets += r.txPackets;
       t.rxPackets += r.rxPackets;
+      if (r.http) t.http = addHttp(t.http, r.http);
       if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
     }
     const accs = [...by.values()];
@@ -606,19 +635,22 @@ export class FlowTable {
       const slice = doomed.slice(i, i + YIELD_EVERY);
       deleted += this.map.deleteBatch(Buffer.concat(slice), slice.length);
       for (const k of slice) this.index.remove(keyString(k, 0));
-      for (const c of counts.slice(i, i + YIELD_EVERY)) this.retire(c);
+      for (let j = i; j < Math.min(i + YIELD_EVERY, counts.length); j++) this.retire(counts[j]!, gone[j]);
     }
     for (const f of gone) this.annotator?.forget(f);
     this.deletedTotal += deleted;
     return deleted;
   }
 
-  private retire(c: RetiredCount): void {
+  /** `f`: the flow's identity when an annotator is set (`gone`, in step with `counts`). */
+  private retire(c: RetiredCount, f?: FlowIdentity): void {
     let r = this.retired.get(c.pid);
     if (!r) {
-      r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n };
+      r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n, http: null };
       this.retired.set(c.pid, r);
     }
+    const h = f && f.protocol === 'tcp' ? this.annotator?.http(f) : null;
+    if (h) r.http = addHttp(r.http, h);
     r.txBytes += c.tx;
     r.rxBytes += c.rx;
     r.txPackets += c.txp;

@@ -21,7 +21,7 @@ function place(g: RemoteGeo, remoteAddr: string, flows: number, txBytes: number,
 function proc(pid: number, comm: string, places: ProcessPlace[], extra: Partial<ProcessTotals> = {}): ProcessTotals {
   const tx = places.reduce((s, p) => s + p.txBytes, 0);
   const rx = places.reduce((s, p) => s + p.rxBytes, 0);
-  return { pid, comm, uid: 1000, exe: null, cgroupId: null, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null, flows: places.length, openFlows: places.length, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, places, ...extra };
+  return { pid, comm, uid: 1000, exe: null, cgroupId: null, cgroupPath: null, unit: null, userUnit: null, slice: null, container: null, app: null, flows: places.length, openFlows: places.length, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, places, http: null, ...extra };
 }
 
 let n = 0;

@@ -113,9 +113,19 @@ describe('outgoing dictionaries', () => {
   });
 
   test('an unattributed process has no pid, comm or uid', () => {
-    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], ...noIdentity });
+    const d = processDict({ pid: null, comm: null, uid: null, exe: null, flows: 2, openFlows: 1, txBytes: 5, rxBytes: 6, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], http: null, ...noIdentity });
     assert.deepEqual(Object.keys(d).sort(), ['flows', 'openFlows', 'places', 'rxBytes', 'rxPackets', 'txBytes', 'txPackets']);
     assert.equal(d.places!.signature, 'aa{sv}');
+  });
+
+  test('a process\'s http summary: a{sv} with the contract\'s keys and types; left out when null', () => {
+    const http = { requests: 100, clientErrors: 10, serverErrors: 0, requestBytes: 9000, responseBytes: 5_000_000_000 };
+    const d = processDict({ pid: 7, comm: 'curl', uid: 0, exe: null, flows: 1, openFlows: 1, txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], http, ...noIdentity });
+    assert.equal(d.http!.signature, 'a{sv}');
+    const h = d.http!.value as Record<string, InstanceType<typeof dbus.Variant>>;
+    assert.deepEqual(Object.fromEntries(Object.entries(h).map(([k, v]) => [k, [v.signature, v.value]])), {
+      requests: ['u', 100], clientErrors: ['u', 10], serverErrors: ['u', 0], requestBytes: ['t', 9000n], responseBytes: ['t', 5_000_000_000n],
+    });
   });
 
   test('remoteGeo and places: a{sv} with one type per key, whatever the value (a whole-degree latitude stays d)', () => {
@@ -125,7 +135,7 @@ describe('outgoing dictionaries', () => {
     const gd = f.remoteGeo!.value as Record<string, InstanceType<typeof dbus.Variant>>;
     assert.deepEqual(Object.fromEntries(Object.entries(gd).map(([k, v]) => [k, [v.signature, v.value]])), { country: ['s', 'IS'], lat: ['d', 64], lon: ['d', -22], asn: ['u', 64512], org: ['s', 'lab'] });
     assert.ok(!('remoteGeo' in flowDict(flow({ remoteGeo: null }))), 'null (geo off) is left out');
-    const p = processDict({ pid: 1, comm: 'c', uid: 0, exe: null, flows: 1, openFlows: 1, txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, lastSeenAt: null, ...noIdentity, places: [{ ...g, remoteAddr: '198.18.0.2', flows: 1, txBytes: 10, rxBytes: 20 }] });
+    const p = processDict({ pid: 1, comm: 'c', uid: 0, exe: null, flows: 1, openFlows: 1, txBytes: 1, rxBytes: 1, txPackets: 1, rxPackets: 1, lastSeenAt: null, ...noIdentity, http: null, places: [{ ...g, remoteAddr: '198.18.0.2', flows: 1, txBytes: 10, rxBytes: 20 }] });
     const place = (p.places!.value as Array<Record<string, InstanceType<typeof dbus.Variant>>>)[0]!;
     assert.deepEqual(Object.fromEntries(Object.entries(place).map(([k, v]) => [k, v.signature])), { country: 's', lat: 'd', lon: 'd', asn: 'u', org: 's', remoteAddr: 's', flows: 'u', txBytes: 't', rxBytes: 't' });
   });

@@ -15,7 +15,7 @@ import { CallScheduler } from '../../../../daemon/src/dbus/scheduler.js';
 import { noIdentity } from '../../../helpers/fake-monitor.js';
 
 function proc(pid: number | null, uid: number | null, tx: number, rx = 0, openFlows = 1): ProcessTotals {
-  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], ...noIdentity };
+  return { pid, comm: pid === null ? null : `p${pid}`, uid, exe: null, flows: 1, openFlows, txBytes: tx, rxBytes: rx, txPackets: 0, rxPackets: 0, lastSeenAt: null, places: [], http: null, ...noIdentity };
 }
 
 function talker(pid: number, uid: number, txDelta: number, openFlows = 1): Talker {

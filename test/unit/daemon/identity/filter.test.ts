@@ -61,7 +61,7 @@ test('--app: id or .desktop Name (any case); --cgroup: the path or an ancestor; 
 
 test('top --by unit: each unit\'s totals are the sum of its processes\'; others in one row', () => {
   const p = (pid: number | null, id: OwnerIdentity, txBytes: number, rxBytes: number, openFlows = 1): ProcessTotals => ({
-    pid, comm: 'x', uid: 0, exe: null, cgroupId: null, flows: 1, openFlows, txBytes, rxBytes, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], ...id,
+    pid, comm: 'x', uid: 0, exe: null, cgroupId: null, flows: 1, openFlows, txBytes, rxBytes, txPackets: 1, rxPackets: 1, lastSeenAt: null, places: [], http: null, ...id,
   });
   const none = toOwner({ cgroupId: null, cgroup: null, unit: null, slice: null });
   const procs = [p(10, nginx, 100, 1), p(11, nginx, 200, 2, 0), p(20, calc, 5, 5), p(null, none, 7, 0)];

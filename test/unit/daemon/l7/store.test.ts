@@ -43,3 +43,26 @@ test('http: a flow counts its requests, 4xx/5xx and unanswered, and keeps the la
   store.forgetFlow({ ...key });
   assert.equal(store.flowFields({ ...key, pid: 42 }, 0).http, null, 'forgotten with the flow');
 });
+
+test('the port-pair index says which flows may have an HTTP summary: counted per flow, dropped when forgotten or evicted', () => {
+  const store = new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache(), maxHttpRequests: 1 }); // 4 flow entries
+  const flow = (localAddr: string, localPort: number) => ({ protocol: 'tcp', family: 'ipv4' as const, localAddr, localPort, remoteAddr: '198.18.5.5', remotePort: 80 });
+  const req = (f: ReturnType<typeof flow>) => store.addHttp({ pid: 42, uid: 0, method: 'GET', path: '/', status: 200, requestBytes: 1, responseBytes: 1, requestStartNs: 1, requestEndNs: 1, tls: false, flags: [], flow: f });
+  const a = flow('198.18.5.1', 40000);
+  const b = flow('198.18.5.2', 40000); // same ports, another address
+  assert.equal(store.mayHaveHttp(40000, 80), false);
+  req(a);
+  req(a);
+  req(b);
+  assert.equal(store.mayHaveHttp(40000, 80), true);
+  assert.equal(store.mayHaveHttp(80, 40000), false, 'local port first');
+  assert.equal(store.httpOf(a)?.requests, 2);
+  assert.equal(store.httpOf(flow('198.18.5.3', 40000)), null, 'the port pair matches, the flow has none');
+  store.forgetFlow(a);
+  assert.equal(store.mayHaveHttp(40000, 80), true, 'b still has one');
+  store.forgetFlow(b);
+  assert.equal(store.mayHaveHttp(40000, 80), false);
+  // The flow entries are bounded: an evicted entry leaves the index too.
+  for (let p = 1; p <= 5; p++) req(flow('198.18.5.1', p));
+  assert.deepEqual([1, 2, 3, 4, 5].map((p) => store.mayHaveHttp(p, 80)), [false, true, true, true, true]);
+});

@@ -17,6 +17,8 @@ import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
 import { keyBytes, keyString } from '../../../../daemon/src/monitor/ownerindex.js';
 import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rng } from '../../../helpers/rand.js';
+import { L7Store } from '../../../../daemon/src/l7/store.js';
+import { ResolverCache } from '../../../../daemon/src/l7/dns/cache.js';
 
 /** emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks counted). */
 class FakeFlowMap {
@@ -273,3 +275,42 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
     assert.ok(dueOnly > 10 && removed > 10, `${dueOnly} due-only collections, ${removed} flows removed`);
   });
 }
+
+test('processes(): a process\'s HTTP counts are its flows\' summaries summed, in the same walk, and stay after its flows are collected', async () => {
+  const w = new World(rng(21));
+  const m = new FakeFlowMap();
+  const t = table(m, w, false);
+  const store = new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache() });
+  let asked = 0;
+  t.setAnnotator({
+    fields: (f, now) => store.flowFields(f, now), wants: () => false, forget: (f) => store.forgetFlow(f),
+    mayHaveHttp: (lp, rp) => store.mayHaveHttp(lp, rp),
+    http: (f) => (asked++, store.httpOf(f)),
+  });
+  for (let i = 0; i < 80; i++) w.step([m]);
+  const tcp = (await t.query({ limit: 100_000 })).flows.filter((f) => f.protocol === 'tcp' && f.pid !== null);
+  const want = new Map<number | null, [number, number, number, number]>();
+  let withHttp = 0;
+  tcp.forEach((f, i) => {
+    if (i % 2) return; // every other flow has no HTTP
+    withHttp++;
+    const flow = { protocol: 'tcp', family: f.family, localAddr: f.localAddr, localPort: f.localPort!, remoteAddr: f.remoteAddr, remotePort: f.remotePort! };
+    for (let j = 0; j <= i % 5; j++) {
+      const status = j === 0 ? 404 : j === 1 ? 502 : 200;
+      store.addHttp({ pid: f.pid!, uid: f.uid!, method: 'GET', path: `/${j}`, status, version: '1.1', requestBytes: 10, responseBytes: 100, requestStartNs: 1e9, requestEndNs: 1e9, tls: false, flags: [], flow });
+      const s = want.get(f.pid) ?? [0, 0, 0, 0];
+      want.set(f.pid, [s[0] + 1, s[1] + (status === 404 ? 1 : 0), s[2] + (status === 502 ? 1 : 0), s[3] + 10]);
+    }
+  });
+  assert.ok(withHttp >= 5 && want.size >= 2, `${withHttp} flows with HTTP, ${want.size} processes`);
+  const http = async () => new Map((await t.processes()).filter((p) => p.http).map((p) => [p.pid, [p.http!.requests, p.http!.clientErrors, p.http!.serverErrors, p.http!.requestBytes]]));
+  assert.deepEqual(await http(), want);
+  assert.equal(asked, withHttp, 'only flows whose ports have a summary are looked up by address');
+  assert.ok((await t.processes()).every((p) => p.http === null || want.has(p.pid)), 'null without requests');
+  // Every flow collected: the counts move to the retired totals, as bytes do.
+  for (const v of m.entries.values()) v.writeBigUInt64LE(w.nowNs, F.closed_ns.offset);
+  w.nowNs += 700n * SEC;
+  await t.gcWalk();
+  assert.equal(m.entries.size, 0);
+  assert.deepEqual(await http(), want);
+});
