@@ -5,17 +5,9 @@
 // whose fields come from small sets, so that expressions about them match often and miss
 // often. Deterministic for a seed: a failure names its seed and packet index.
 
-/** mulberry32: small, seedable, good enough to spread test cases. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './rand.js';
+
+export { rng };
 
 export type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
