@@ -103,18 +103,12 @@ interface CaptureDeclaration {
 interface Orphan {
   decl: CaptureDeclaration;
   slot: number;
-  /** The slot's `captured` before this daemon first read the rings: everything captured
-   * up to then went to the previous daemon. null until a reader starts. */
-  capturedBefore: number | null;
-  /** Its records this daemon read before the client came back (not delivered: counted). */
-  discarded: number;
   timer: NodeJS.Timeout;
 }
 
-/** What a resumed session had before this daemon. */
+/** What the client of a resumed session says it received before this daemon. */
 interface ResumeBase {
   received: number;
-  lostInRestart: number;
 }
 
 /** What a mirror keeps in the kernel next to its counters (emon_cap_spec), to come back after a restart. */
@@ -167,6 +161,8 @@ const newSessionId = (): string => `cap-${randomBytes(6).toString('hex')}`;
 class CaptureSession implements CaptureHandle {
   readonly startedAt = new Date();
   clientDropped = 0;
+  /** Records of this session this daemon read (delivered or dropped for the client). */
+  private read = 0;
   private ended = false;
   private timers: NodeJS.Timeout[] = [];
   private resolveDone!: (c: CaptureCounters) => void;
@@ -182,7 +178,7 @@ class CaptureSession implements CaptureHandle {
     private readonly sink: CaptureSink,
     private readonly m: CaptureManager,
     private readonly maxBacklog: number,
-    private readonly base: ResumeBase = { received: 0, lostInRestart: 0 },
+    private readonly base: ResumeBase | null = null,
   ) {}
 
   get isEnded(): boolean {
@@ -207,6 +203,7 @@ class CaptureSession implements CaptureHandle {
 
   onRecord(buf: Buffer, u32: Uint32Array, off: number, len: number, bit: number): void {
     if (this.ended || this.stream.done) return;
+    this.read++;
     if (this.sink.backlog() > this.maxBacklog) {
       this.clientDropped++;
       return;
@@ -225,8 +222,12 @@ class CaptureSession implements CaptureHandle {
     const k = this.m.kernelCounters(this.slot);
     return {
       matched: k.matched, matchedBytes: k.matchedBytes, captured: k.captured, capturedBytes: k.capturedBytes, dropped: k.dropped,
-      clientDropped: this.clientDropped, written: this.base.received + this.stream.packets, truncated: this.stream.truncated,
-      lostInRestart: this.base.lostInRestart,
+      clientDropped: this.clientDropped, written: (this.base?.received ?? 0) + this.stream.packets, truncated: this.stream.truncated,
+      // Captured in the kernel (its counter runs on across daemons) but neither received by
+      // the client before the restart nor read here since: what the old daemon held, what
+      // waited for the client while it was away. Exact once the rings are drained (at the
+      // session's end); until then records still in the rings are counted here too.
+      lostInRestart: this.base ? Math.max(0, k.captured - this.base.received - this.read) : 0,
     };
   }
 
@@ -278,7 +279,6 @@ export class CaptureManager {
   /** Capture sessions of a previous daemon waiting for their clients, by session id. */
   private readonly orphans = new Map<string, Orphan>();
   /** Their slots' bits (records for them are counted, not delivered). */
-  private orphanMask = 0;
   /** Changes with every daemon: a client resuming names the daemon it streamed from. */
   readonly instance = randomBytes(6).toString('hex');
   private ringLostBefore = 0;
@@ -360,8 +360,7 @@ export class CaptureManager {
     }, { slot, keepCounters: true, declaration: decl, defer: true });
     const timer = setTimeout(() => this.expireOrphan(decl.session), CAPTURE_RESUME_GRACE_SEC * 1000);
     timer.unref();
-    this.orphans.set(decl.session, { decl, slot, capturedBefore: null, discarded: 0, timer });
-    this.orphanMask |= 1 << slot;
+    this.orphans.set(decl.session, { decl, slot, timer });
   }
 
   /** The selection a waiting session was started with, as the kernel keeps it. */
@@ -380,7 +379,6 @@ export class CaptureManager {
   private dropOrphan(o: Orphan): void {
     clearTimeout(o.timer);
     this.orphans.delete(o.decl.session);
-    this.orphanMask &= ~(1 << o.slot);
   }
 
   private expireOrphan(id: string): void {
@@ -443,11 +441,10 @@ export class CaptureManager {
       }
       this.dropOrphan(o);
       sel = this.selectorOf(o.decl);
-      // Records of the slot read from now on go to this session; what was captured before
-      // this daemon read the rings went to the previous one.
+      // Records of the slot read from now on go to this session (lostInRestart: what the
+      // kernel captured that neither its client received before nor this daemon reads).
       this.ensureReader();
-      const before = o.capturedBefore ?? this.engine.counters(o.slot).captured;
-      base = { received: r.received, lostInRestart: Math.max(0, before - r.received) + o.discarded };
+      base = { received: r.received };
       id = r.session;
       active = { slot: o.slot, linkTypes: this.engine.active.find((x) => x.slot === o.slot)?.linkTypes ?? [] };
     } else {
@@ -538,7 +535,6 @@ export class CaptureManager {
   private readonly onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
     if (len < 20) return;
     const sessions = u32[(off >> 2) + 4]!; // emon_cap_record.sessions
-    if (sessions & this.orphanMask) for (const o of this.orphans.values()) if (sessions & (1 << o.slot)) o.discarded++;
     for (const s of this.captures.values()) {
       const bit = 1 << s.slot;
       if (sessions & bit) s.onRecord(buf, u32, off, len, bit);
@@ -556,9 +552,6 @@ export class CaptureManager {
 
   private ensureReader(): void {
     if (this.reader) return;
-    // From now on this daemon reads every record; what the waiting sessions captured so far
-    // went to the previous daemon.
-    for (const o of this.orphans.values()) if (o.capturedBefore === null) o.capturedBefore = this.engine.counters(o.slot).captured;
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
     r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.flushAll });
     this.reader = r;
