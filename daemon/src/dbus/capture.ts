@@ -8,12 +8,11 @@
 // capture.start is not here: it streams pcapng on the socket (ebpfmonctl capture).
 // Results carry the JSON-RPC field names with one D-Bus type per key (below).
 import dbus from 'dbus-next';
-import type { ApiMethodName, MethodTable } from '../api/index.js';
-import { withFieldPrefix } from '../api/index.js';
+import type { MethodTable } from '../api/index.js';
 import { CAPTURE_PATH, CAPTURE_SPEC, POLKIT_ACTION_MANAGE_MIRRORS, type CaptureMethod, type CaptureProperty } from '../contract/dbus.js';
 import type { CaptureCounters, CaptureSelector, CaptureSessionView, MirrorCounters, MirrorSpec, MirrorView } from '../contract/capture.js';
 import { dictOf, jsonDict, readDict, type Dict, type FieldKind, type ValueSig } from './convert.js';
-import type { CallContext, ObjectImpl } from './object.js';
+import { apiCaller, type ObjectImpl } from './object.js';
 
 /** AddMirror's keys: mirror.add's params with their variant types. */
 export const ADD_MIRROR: Record<keyof MirrorSpec, FieldKind> = {
@@ -71,13 +70,7 @@ export function captureSessionDict(s: CaptureSessionView): Dict {
 }
 
 export function captureObject(methods: MethodTable, available: () => Promise<boolean>): ObjectImpl<CaptureMethod, CaptureProperty, never> {
-  /** Runs an API method with params built from the call's arguments; `prefix` as in lb.ts. */
-  const call = async (ctx: CallContext, name: ApiMethodName, prefix: string, raw: () => unknown): Promise<unknown> => {
-    const def = methods[name];
-    const params = withFieldPrefix(prefix, () => def.validate(raw(), ctx.caller));
-    if (def.access === 'admin') await ctx.requireAuthorization(POLKIT_ACTION_MANAGE_MIRRORS);
-    return def.run(params, ctx.caller);
-  };
+  const call = apiCaller(methods, POLKIT_ACTION_MANAGE_MIRRORS);
   return {
     path: CAPTURE_PATH,
     spec: CAPTURE_SPEC,

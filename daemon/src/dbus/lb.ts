@@ -6,11 +6,10 @@
 // authorization (root, the admin group, or polkit's yes for org.ebpfmon1.manage-lb), so
 // no one is asked for a password for a call that would fail anyway.
 import type { ApiMethodName, MethodTable } from '../api/index.js';
-import { withFieldPrefix } from '../api/index.js';
 import { AppError } from '../errors.js';
 import { LB_PATH, LB_SPEC, POLKIT_ACTION_MANAGE_LB, type LbMethod, type LbProperty } from '../contract/dbus.js';
 import { jsonDict, readDict, type Dict, type FieldKind } from './convert.js';
-import type { CallContext, ObjectImpl } from './object.js';
+import { apiCaller, type CallContext, type ObjectImpl } from './object.js';
 
 const HEALTH: Record<string, FieldKind> = { type: 'string', port: 'int', path: 'string', intervalMs: 'int', timeoutMs: 'int', rise: 'int', fall: 'int' };
 const ADD_VIP: Record<string, FieldKind> = { vip: 'string', mode: 'string', interface: 'string', health: { dict: HEALTH } };
@@ -22,15 +21,9 @@ function dictList(list: unknown, what: string): Dict[] {
 }
 
 export function lbObject(methods: MethodTable, available: boolean): ObjectImpl<LbMethod, LbProperty, never> {
-  /** Runs an API method with params built from the call's arguments. `prefix`: how this
-   * member names them ("params" for an a{sv} argument, "" for positional ones). */
-  const call = async (ctx: CallContext, name: ApiMethodName, prefix: string, raw: () => unknown): Promise<unknown> => {
-    const def = methods[name];
+  const call = apiCaller(methods, POLKIT_ACTION_MANAGE_LB, () => {
     if (!available) throw new AppError('NotAvailable', 'the load balancer is not configured in this daemon (lb.interfaces)');
-    const params = withFieldPrefix(prefix, () => def.validate(raw(), ctx.caller));
-    if (def.access === 'admin') await ctx.requireAuthorization(POLKIT_ACTION_MANAGE_LB);
-    return def.run(params, ctx.caller);
-  };
+  });
   const dictCall = async (ctx: CallContext, name: ApiMethodName, prefix: string, raw: () => unknown): Promise<Dict> =>
     jsonDict((await call(ctx, name, prefix, raw)) as Record<string, unknown>);
   return {

@@ -7,7 +7,7 @@
 import dbus from 'dbus-next';
 import type { Credentials, Scope } from './callers.js';
 import { ANNOTATION, type ArgSpec, type InterfaceSpec } from '../contract/dbus.js';
-import type { Caller } from '../api/index.js';
+import { withFieldPrefix, type ApiMethodName, type Caller, type MethodTable } from '../api/index.js';
 
 export interface CallContext {
   /** Unique bus name of the caller. */
@@ -20,6 +20,23 @@ export interface CallContext {
   caller: Caller;
   /** Throws PermissionDenied unless the caller is root, in the admin group, or polkit authorizes `action`. */
   requireAuthorization(action: string): Promise<void>;
+}
+
+/**
+ * How a member runs an API method: params built from the call's arguments (`prefix`: how
+ * the member names them, "params" for an a{sv} argument, "" for positional ones), checked
+ * in this order: `ready` (throws when the object's feature is not there), the arguments,
+ * then authorization for admin methods (root, the admin group, or polkit's yes for
+ * `action`), so a call that would fail never prompts for a password.
+ */
+export function apiCaller(methods: MethodTable, action: string, ready: () => void = () => undefined) {
+  return async (ctx: CallContext, name: ApiMethodName, prefix: string, raw: () => unknown): Promise<unknown> => {
+    const def = methods[name];
+    ready();
+    const params = withFieldPrefix(prefix, () => def.validate(raw(), ctx.caller));
+    if (def.access === 'admin') await ctx.requireAuthorization(action);
+    return def.run(params, ctx.caller);
+  };
 }
 
 export type MethodHandler = (ctx: CallContext, args: unknown[]) => unknown;
