@@ -10,7 +10,7 @@
 // The daemon runs in a lab host with one veth to a peer (so the classifier is attached
 // to an interface), production defaults apart from the socket, pin path, D-Bus, and
 // maps.flows = 262144 (room for the flows below the LRU's eviction point). No traffic.
-// Flows: synthetic open TCP flows in the real layout (bench/query/fill.ts), last seen
+// Flows: synthetic open TCP flows in the real layout (test/helpers/flow-fill.ts), last seen
 // now, so the GC keeps them all. CPU: utime+stime deltas from /proc (10 ms ticks) over
 // slices of `slice-s` (one GC interval each); the table shows the median slice and the
 // whole window. RSS: VmRSS sampled every second (median, max) and VmHWM at the end.
@@ -20,7 +20,7 @@ import Table from 'cli-table3';
 import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { machine, median, numArg, sleep } from '../lib/harness.js';
-import { countFlows, fillFlows } from '../query/fill.js';
+import { countFlows, fillFlows } from '../../test/helpers/flow-fill.js';
 import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
 
 const WINDOW_S = numArg('window-s', 40);

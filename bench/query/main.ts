@@ -11,7 +11,7 @@
 // The daemon runs in a lab host (startDaemon: its own pin path and socket) with
 // maps.flows = 2097152 (LRU headroom: an LRU hash evicts before it is full) and the
 // production GC interval (10 s). The bench fills its pinned emon_flows with synthetic
-// open TCP flows in the real layout (bench/query/fill.ts), last seen now, so the GC keeps
+// open TCP flows in the real layout (test/helpers/flow-fill.ts), last seen now, so the GC keeps
 // them; owners are spread over `owners` pids and the queried pid owns `pid-flows`.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -24,7 +24,7 @@ import { METHODS } from '../../daemon/src/contract/index.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, memMiB } from '../lib/proc.js';
-import { countFlows, fillFlows, type FillSpec } from './fill.js';
+import { countFlows, fillFlows, type FillSpec } from '../../test/helpers/flow-fill.js';
 import { FLOW, OWNER } from '../../daemon/src/monitor/wire.js';
 
 const FLOWS = numArg('flows', 1_000_000);

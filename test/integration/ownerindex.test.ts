@@ -13,7 +13,7 @@ import path from 'node:path';
 import { Lab } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { fillFlows, ownerOf, type FillSpec } from '../../bench/query/fill.js';
+import { fillFlows, ownerOf, type FillSpec } from '../helpers/flow-fill.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';

@@ -3,7 +3,7 @@
 // FLOW_KEY, 136-byte FLOW with the owner at 80, as wire.ts says), written into a daemon's pinned map with
 // BPF_MAP_UPDATE_BATCH. Every flow is an open TCP connection (sock_state ESTABLISHED,
 // closed_ns 0) last seen now (CLOCK_MONOTONIC, the flows' clock), so the daemon's GC walks them all and
-// deletes none. Used by bench/query and bench/footprint. The flows written are added to
+// deletes none. Used by bench/query, bench/footprint and the owner index's integration test. The flows written are added to
 // the kernel's flowsCreated counter, as the classifier counts the flows it creates: the
 // daemon's flow index trusts the table while its membership counters do not move
 // (daemon/src/monitor/ownerindex.ts), so a writer that did not count would go unseen.
