@@ -3,10 +3,18 @@
 // contract's method map (call('flows.list', params) returns a FlowsListResult). Daemon
 // errors become CliErrors with the exit code the CLI promises (docs/cli.md).
 import net from 'node:net';
-import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient, type JSONRPCResponse } from 'json-rpc-2.0';
+import { createRequire } from 'node:module';
+import type * as JsonRpc from 'json-rpc-2.0';
 import { ERRORS } from '../../daemon/src/contract/errors.js';
 import type { MethodName, Notifications, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
 import { CliError, EXIT } from './exit.js';
+
+// json-rpc-2.0 is CommonJS. Imported from an ES module, Node first runs its CommonJS
+// module lexer over it (WebAssembly, compiled at the first such import): about 60 ms of every
+// ebpfmonctl start on this VM (`--version` took 201 ms, bench/query); require() loads it
+// in about 10 ms.
+const { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient } = createRequire(import.meta.url)('json-rpc-2.0') as typeof JsonRpc;
+type JSONRPCResponse = JsonRpc.JSONRPCResponse;
 
 export const DEFAULT_SOCKET = '/run/ebpfmon/ebpfmon.sock';
 
@@ -19,7 +27,7 @@ export class ConnectionLost extends CliError {
 }
 
 export class DaemonClient {
-  private readonly rpc: JSONRPCServerAndClient;
+  private readonly rpc: JsonRpc.JSONRPCServerAndClient;
   /** Chunks of a line not yet complete. */
   private pending: string[] = [];
 
