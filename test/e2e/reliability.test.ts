@@ -186,7 +186,10 @@ describe('reliability: nobody exhausts the daemon, nothing is lost silently', pr
 
     daemon = await restartDaemon(daemon);
     for (const c of [events, top, watch]) await until('reconnection', () => /reconnected after [\d.]+ s/.test(c.io.err));
-    const gap = events.io.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.type === 'gap');
+    // stdout and stderr are separate pipes: the gap line may be read after the message on stderr.
+    const gapLine = () => events.io.out.slice(0, events.io.out.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.type === 'gap');
+    await until('the gap line', () => gapLine() !== undefined, scaled(5_000)).catch(() => undefined);
+    const gap = gapLine();
     assert.ok(gap && typeof gap.since === 'string' && typeof gap.until === 'string', 'events --json reports the gap as a line');
     // And they work again: an exec after the restart reaches the reconnected subscriber.
     const marker = `emon-reconnect-${process.pid}`;

@@ -68,8 +68,8 @@ export async function follow(cmd: Command, opts: FollowOptions, session: (s: Ses
         }
         client = next;
         const until = new Date();
-        process.stderr.write(`ebpfmonctl: reconnected after ${((until.getTime() - since.getTime()) / 1000).toFixed(1)} s; what happened in between was not seen\n`);
         opts.onGap?.({ since, until, reason: err.reason });
+        process.stderr.write(`ebpfmonctl: reconnected after ${((until.getTime() - since.getTime()) / 1000).toFixed(1)} s; what happened in between was not seen\n`);
       }
     }
   } finally {
