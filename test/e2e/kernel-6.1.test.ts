@@ -21,7 +21,7 @@ import { prepareGuest, runInGuest, type GuestRunResult, type PreparedGuest } fro
 import type { ProbeStatus } from '../../daemon/src/bpf/manifest.js';
 import { HANDOFF_PROBE } from '../../daemon/src/monitor/components.js';
 
-const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects'];
+const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects', 'integration/capture-engine'];
 const ACCEPT_PRE_6_10 = 'fexit/inet_csk_accept (pre-6.10 signature)';
 const ACCEPT_6_10 = 'fexit/inet_csk_accept';
 
@@ -30,7 +30,7 @@ const ACCEPT_6_10 = 'fexit/inet_csk_accept';
 const GUEST_SCRIPT = `set -u
 out="$EBPFMON_GUEST_OUT"
 uname -r > "$out/uname"
-node build/js/test/run.js ${SUITES.join(' ')} 2>&1 | tee "$out/suites.txt"
+EBPFMON_CAPTURE_QUICK=1 node build/js/test/run.js ${SUITES.join(' ')} 2>&1 | tee "$out/suites.txt"
 echo "\${PIPESTATUS[0]}" > "$out/suites.status"
 node build/js/test/e2e/qemu/probe-status.js > "$out/probe-status.txt" 2>&1
 echo "$?" > "$out/probe-status.status"
@@ -49,6 +49,7 @@ interface ProbeReport {
   acceptPrograms?: Array<{ id: number; name: string; type: string; runCount: number | null }>;
   acceptLinks?: Array<{ prog_id: number; type: string; attach_type?: string }>;
   l7?: { state: string; reason: string | null; probes: ProbeStatus[] } | null;
+  capture?: { exit: number; stderr: string; frames: number; tcpdumpFrames: number; onlyOurs: number; onlyTcpdump: number };
   error?: string;
 }
 
@@ -117,6 +118,19 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
     // (E2BIG after 1M instructions) and the daemon ran without L7: docs/l7.md.
     assert.equal(p.l7?.state, 'running', JSON.stringify(p.l7));
     assert.ok(p.l7.probes.find((x) => x.capability === 'l7-flows')?.active, JSON.stringify(p.l7.probes));
+  });
+
+  it('captures a process\'s packets on 6.1: ebpfmonctl capture -p <server> tcp = tcpdump on the same interface, frame for frame', () => {
+    const raw = ran().files['probe-status.json'];
+    assert.ok(raw, `probe-status.js wrote no report:\n${ran().files['probe-status.txt'] ?? ''}`);
+    const p = JSON.parse(raw) as ProbeReport;
+    assert.equal(p.error, undefined, `probe-status.js failed:\n${p.error}`);
+    const c = p.capture;
+    assert.ok(c, 'no capture in the report');
+    assert.equal(c.exit, 0, `ebpfmonctl capture exited ${c.exit}: ${c.stderr}`);
+    // 1000 bytes up and 500 down with the handshake and the close: a handful of frames at least.
+    assert.ok(c.tcpdumpFrames >= 6, JSON.stringify(c));
+    assert.deepEqual([c.frames, c.onlyOurs, c.onlyTcpdump], [c.tcpdumpFrames, 0, 0], JSON.stringify(c));
   });
 
   it(`chooses ${ACCEPT_PRE_6_10} for accept on 6.1, attaches it as fexit, and it fires`, () => {

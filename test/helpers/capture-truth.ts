@@ -163,12 +163,12 @@ export async function stopTcpdump(p: ChildProcess): Promise<void> {
 }
 
 /** Starts `ebpfmonctl capture` in `host`; resolves once the daemon answered (the session is live). */
-export async function startCapture(host: Host, socket: string, args: string[]): Promise<{ child: ChildProcess; stderr: () => string; exit: Promise<number> }> {
+export async function startCapture(host: Host, socket: string, args: string[], timeoutMs = 20_000): Promise<{ child: ChildProcess; stderr: () => string; exit: Promise<number> }> {
   const child = host.spawn(process.execPath, [CTL_MAIN, '--socket', socket, 'capture', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? -1)));
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
+    const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start in ${timeoutMs} ms: ${err}`)), timeoutMs);
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       err += d;
       if (err.includes('capturing on')) {

@@ -6,7 +6,10 @@
 //   - `ebpfmonctl status --json` (the real client) gives the probes and the owner counters;
 //   - the daemon's flows give the accepted connection's owner and how it was learned;
 //   - bpftool (with kernel.bpf_stats_enabled) gives the accept program's kernel-side run
-//     count and its link's attach type: an independent view of what is attached.
+//     count and its link's attach type: an independent view of what is attached;
+//   - `ebpfmonctl capture -p <server> tcp` ran while the connection was served: its frames
+//     (read back by tcpdump's libpcap, which reads pcapng) against tcpdump's own capture of
+//     the server's port on the same interface, byte for byte.
 // Everything goes to $EBPFMON_GUEST_OUT/probe-status.json; a summary to stdout.
 //
 // It changes a sysctl and makes namespaces, so it refuses to run outside the guest.
@@ -16,6 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, jsonLines } from '../../helpers/lab.js';
 import { ctl, daemonOnce, PEER, startDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { frameDiff, framesOf, startCapture, startTcpdump, stopTcpdump } from '../../helpers/capture-truth.js';
+import { readPcapRecords } from '../../helpers/pcap-frames.js';
 import type {  StatusResult } from '../../../daemon/src/contract/index.js';
 
 const out = process.env.EBPFMON_GUEST_OUT;
@@ -42,10 +47,27 @@ try {
   const srv = mon.spawn(process.execPath, [PEER, 'tcp-server', link.a.ip4, '0', '500']);
   const srvOut = jsonLines(srv);
   const port = Number((await srvOut.next((o) => o.event === 'listening', 60_000)).port);
+  // A capture of the server's packets (pid and an expression: the generated filter program
+  // and the capture path on this verifier), with tcpdump on the same interface as the truth.
+  const dir = lab.tmpdir();
+  const truthFile = path.join(dir, 'tcpdump.pcap');
+  const capFile = path.join(dir, 'capture.pcapng');
+  const tcpdump = await startTcpdump(mon, link.a.ifname, truthFile);
+  const cap = await startCapture(mon, daemon.socketPath, ['-p', String(srv.pid), '-w', capFile, 'tcp'], 120_000);
   const client = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '1000', '--expect', '500']);
   const done = await jsonLines(client).next((o) => o.event === 'done', 60_000);
   await srvOut.next((o) => o.event === 'served', 60_000);
   report.accepted = { serverPid: srv.pid, serverPort: port, clientPort: done.localPort };
+  // The last FIN/ACK may still be on its way: let both captures see the connection end.
+  await new Promise((r) => setTimeout(r, 2000));
+  cap.child.kill('SIGINT');
+  const capExit = await cap.exit;
+  await stopTcpdump(tcpdump);
+  execFileSync('tcpdump', ['-r', capFile, '-w', `${capFile}.pcap`], { stdio: 'pipe', timeout: 60_000 });
+  const ours = readPcapRecords(`${capFile}.pcap`).records;
+  const truth = framesOf(readPcapRecords(truthFile).records, [{ proto: 'tcp', localPort: port }]);
+  const diff = frameDiff(ours, truth);
+  report.capture = { exit: capExit, stderr: cap.stderr().slice(-2000), frames: ours.length, tcpdumpFrames: truth.length, onlyOurs: diff.onlyA.length, onlyTcpdump: diff.onlyB.length };
 
   const st = await ctl(['status', '--json'], { socket: daemon.socketPath });
   if (st.code !== 0) throw new Error(`ebpfmonctl status failed (${st.code}): ${st.stderr}`);
@@ -79,6 +101,7 @@ for (const p of (report.probes as StatusResult['probes'] | undefined) ?? []) {
 console.log(`  accept programs (bpftool): ${JSON.stringify(report.acceptPrograms ?? null)}`);
 console.log(`  accept links (bpftool): ${JSON.stringify((report.acceptLinks as Array<Record<string, unknown>> | undefined)?.map((l) => ({ id: l.id, type: l.type, attach_type: l.attach_type })) ?? null)}`);
 console.log(`  accepted flow attributed by: ${(report.acceptedFlow as { attributedBy?: string } | null)?.attributedBy ?? 'none'}`);
+console.log(`  capture -p server tcp: ${JSON.stringify(report.capture ?? null)}`);
 const l7 = report.l7 as { state: string; reason: string | null } | null | undefined;
 console.log(`  l7: ${l7 ? `${l7.state}${l7.reason ? `: ${l7.reason}` : ''}` : 'not in status'}`);
 if (report.error) console.log(`  error: ${report.error}`);
