@@ -244,6 +244,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     }, ['exec']),
     publish: (e) => bus.publish(e),
     comm: (pid) => running.processes.lookup(pid)?.comm,
+    owner: (pid) => running.ownerOfPid(pid),
     wallMs: (ns) => running.wallMs(ns),
     bootNs: () => Number(clockNs(CLOCK_BOOTTIME)),
     logger,

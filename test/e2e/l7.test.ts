@@ -17,6 +17,7 @@ import { REPO, startPrivateBus, type PrivateBus } from '../helpers/dbus.js';
 import type { DnsEvent, DnsQuery, HttpEvent, HttpRequest, L7Status } from '../../daemon/src/contract/l7.js';
 import type { StatusResult } from '../../daemon/src/contract/status.js';
 import { MAX_PENDING } from '../../daemon/src/l7/http/parser.js';
+import { TestCgroups } from '../helpers/cgroups.js';
 
 const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
 const output = (c: ChildProcess) => {
@@ -35,6 +36,7 @@ describe('L7 through the daemon and ebpfmonctl: DNS names, HTTP requests, HTTPS 
   let events: ReturnType<typeof jsonLines>;
   let eventsProc: ChildProcess;
   let bus: PrivateBus;
+  let cgs: TestCgroups;
   const port = 8080;
   const tlsPort = 8443;
   const sni = 'secure.l7.test';
@@ -91,6 +93,7 @@ http {
     await mon.exec('ethtool', ['-K', link.a.ifname, 'tso', 'off', 'gso', 'off']);
     // A private system-like bus with the packaged policy: the daemon serves D-Bus there too.
     bus = await startPrivateBus({ policies: [path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf')], lab });
+    cgs = await TestCgroups.create();
     daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname], l7: { dns: true, http: true, tls: true }, dbus: { enabled: true, address: bus.address } } });
     for (const [url, what] of [[`http://${link.b.ip4}:${port}/ready`, 'nginx'], [`https://${link.b.ip4}:${tlsPort}/page.txt`, 's_server']] as const) {
       for (let i = 0; (await mon.exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', url], { allowFail: true })).stdout !== '200'; i++) {
@@ -108,6 +111,7 @@ http {
   after(async () => {
     if (eventsProc?.exitCode === null) eventsProc.kill('SIGTERM');
     await destroyMonitorLab(daemon, lab);
+    await cgs?.destroy();
   });
 
   test('status.l7 says what runs: the hook-chain stage on the monitored interface, the loopback tap, the OpenSSL uprobes on the system libssl', async () => {
@@ -129,12 +133,17 @@ http {
   test('100 keep-alive requests from curl: `ebpfmonctl http --pid` lists 100 whose paths and statuses equal nginx\'s access log; --status 4xx picks the 404s', async () => {
     const before = accessLog().length;
     const urls = Array.from({ length: 100 }, (_, i) => `http://${link.b.ip4}:${port}/${i % 10 === 3 ? 'missing' : 'ka'}/${i}?token=${i}`);
-    const c = mon.spawn('curl', ['-s', '-o', '/dev/null', ...urls]);
+    // curl runs in a cgroup of the test's own: its events must name that cgroup (its id is
+    // the directory's inode).
+    const cg = cgs.mkdir('curl-http');
+    const c = mon.spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec curl "$@"', path.join(cgs.root, cg), '-s', '-o', '/dev/null', ...urls]);
     assert.equal(await exited(c), 0);
     const log = accessLog().slice(before);
     assert.equal(log.length, 100);
     const evs = await waitEvents<HttpEvent>('http', (e) => e.pid === c.pid, 100);
     assert.equal(evs.length, 100, 'http events');
+    const cgId = fs.statSync(path.join(cgs.root, cg), { bigint: true }).ino.toString();
+    assert.deepEqual([...new Set(evs.map((e) => `${e.cgroupId} ${e.cgroupPath}`))], [`${cgId} ${cg}`], 'http events name the cgroup curl ran in');
     const listed = (await json<HttpRequest[]>(['http', '--pid', String(c.pid), '--limit', '1000'])).reverse(); // newest first
     // nginx logs the query string; the daemon drops it (l7.keepQuery off).
     assert.deepEqual(listed.map((o) => `${o.method} ${o.path} ${o.status}`), log.map((l) => l.replace(/\?\S*/, '')));
@@ -202,7 +211,10 @@ http {
       assert.match(dlog, new RegExp(`query\\[A\\] ${name.replace(/\./g, '\\.')} from`));
       assert.match(dlog, new RegExp(`${name.replace(/\./g, '\\.')} is <CNAME>`));
       assert.match(dlog, new RegExp(`web\\.l7\\.test is ${link.b.ip4.replace(/\./g, '\\.')}`));
-      await waitEvents<DnsEvent>('dns', (e) => e.pid === c.pid && e.name === name, 1);
+      const [ev] = await waitEvents<DnsEvent>('dns', (e) => e.pid === c.pid && e.name === name, 1);
+      // The process that asked is the test's child, in the test's own cgroup.
+      const own = /^0::(.*)$/m.exec(fs.readFileSync('/proc/self/cgroup', 'utf8'))![1]!;
+      assert.deepEqual([ev!.cgroupId, ev!.cgroupPath], [fs.statSync(path.join(cgs.root, own), { bigint: true }).ino.toString(), own], 'the dns event names the cgroup of the process that asked');
       const qs = await json<DnsQuery[]>(['dns', '--pid', String(c.pid), '--name', '*.l7.test']);
       const a = qs.find((q) => q.recordType === 'A' && q.name === name);
       assert.ok(a, `queries of pid ${c.pid}: ${JSON.stringify(qs)}`);

@@ -3,7 +3,7 @@
 // `ebpfmonctl events --json` prints.
 import type { AttributedBy, Family, ProtocolName } from './common.js';
 import type { RemoteGeo } from './geo.js';
-import { IDENTITY_FIELDS, type IdentityFilter, type OwnerIdentity } from './identity.js';
+import { EVENT_OWNER_FIELDS, IDENTITY_FIELDS, type EventOwner, type IdentityFilter } from './identity.js';
 import type { LbEventName } from './lb.js';
 import type { DnsEvent, HttpEvent } from './l7.js';
 
@@ -18,17 +18,9 @@ interface EventBase {
   comm: string | null;
 }
 
-/**
- * Who the event's process is, in people's words: the same fields and shapes as flows carry
- * (contract/identity.ts OwnerIdentity), with the cgroup id they were resolved from (null:
- * no process owns it, or the process predates the daemon and its exec was not seen).
- */
-export interface EventOwner extends OwnerIdentity {
-  cgroupId: string | null;
-}
-
-/** The owner fields of connect, accept, close, exec and exit events, in `row` order. */
-export const EVENT_OWNER_FIELDS = ['cgroupId', ...IDENTITY_FIELDS] as const satisfies ReadonlyArray<keyof EventOwner>;
+// Who an event's process is (EventOwner): declared with the identity shapes, which DNS and
+// HTTP events (contract/l7.ts) share.
+export { EVENT_OWNER_FIELDS, type EventOwner } from './identity.js';
 
 /** The connection's 4-tuple and how its owner was learned. */
 interface ConnectionBase extends EventBase, EventOwner {
@@ -147,10 +139,10 @@ export const EVENT_FIELDS = {
   exec: ['type', 'at', 'pid', 'ppid', 'uid', 'gid', 'cgroupId', 'comm', 'filename', 'args', 'argsTruncated', ...IDENTITY_FIELDS],
   exit: ['type', 'at', 'pid', 'ppid', 'uid', 'comm', 'exitCode', 'signal', 'durationMs', ...EVENT_OWNER_FIELDS],
   lb: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'detail'],
-  dns: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'recordType', 'rcode', 'answers', 'latencyMs', 'server', 'transport', 'via', 'truncated', 'error'],
+  dns: ['type', 'at', 'pid', 'uid', 'comm', 'name', 'recordType', 'rcode', 'answers', 'latencyMs', 'server', 'transport', 'via', 'truncated', 'error', ...EVENT_OWNER_FIELDS],
   http: [
     'type', 'at', 'pid', 'uid', 'comm', 'family', 'localAddr', 'localPort', 'remoteAddr', 'remotePort', 'method', 'host', 'path', 'version',
-    'status', 'requestBytes', 'responseBytes', 'timeToFirstByteMs', 'durationMs', 'tls', 'flags',
+    'status', 'requestBytes', 'responseBytes', 'timeToFirstByteMs', 'durationMs', 'tls', 'flags', ...EVENT_OWNER_FIELDS,
   ],
 } as const satisfies Record<EventType, readonly string[]>;
 

@@ -61,6 +61,18 @@ export interface OwnerIdentity {
 export const IDENTITY_FIELDS = ['cgroupPath', 'unit', 'userUnit', 'slice', 'container', 'app'] as const satisfies ReadonlyArray<keyof OwnerIdentity>;
 
 /**
+ * Who the event's process is, in people's words: the same fields and shapes as flows carry
+ * (OwnerIdentity), with the cgroup id they were resolved from (null:
+ * no process owns it, or the process predates the daemon and its exec was not seen).
+ */
+export interface EventOwner extends OwnerIdentity {
+  cgroupId: string | null;
+}
+
+/** The owner fields of connect, accept, close, exec, exit, dns and http events, in `row` order. */
+export const EVENT_OWNER_FIELDS = ['cgroupId', ...IDENTITY_FIELDS] as const satisfies ReadonlyArray<keyof EventOwner>;
+
+/**
  * Filters on identity, taken by flows.list and processes.list (D-Bus
  * GetFlows and GetProcessTotals; CLI --unit --container --app --cgroup). All must match:
  *   unit       the unit or the user unit; a trailing `*` matches a prefix (`echo@*`)

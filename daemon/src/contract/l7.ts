@@ -4,6 +4,7 @@
 // (L7FlowFields, part of Flow), the L7 section of `status`. methods.ts, events.ts,
 // flows.ts, status.ts and dbus.ts take their L7 parts from here.
 import type { Family, ProbeStatus } from './common.js';
+import type { EventOwner } from './identity.js';
 
 // --- DNS -----------------------------------------------------------------------------------
 
@@ -178,10 +179,12 @@ export const NO_L7_FLOW_FIELDS: Readonly<L7FlowFields> = Object.freeze({ remoteN
 
 export const L7_EVENT_TYPES = ['dns', 'http'] as const;
 export type L7EventType = (typeof L7_EVENT_TYPES)[number];
-export interface DnsEvent extends DnsQuery {
+/** A query as an event, with the owner of the process that asked (cgroup and identity). */
+export interface DnsEvent extends DnsQuery, EventOwner {
   type: 'dns';
 }
-export interface HttpEvent extends HttpRequest {
+/** A request as an event, with the owner of its process (cgroup and identity). */
+export interface HttpEvent extends HttpRequest, EventOwner {
   type: 'http';
 }
 

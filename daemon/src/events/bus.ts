@@ -48,7 +48,7 @@ export function eventRow(e: MonitorEvent): string {
 }
 
 /** Event types that carry an owner's identity (contract/events.ts EventOwner). */
-const OWNED: ReadonlySet<EventType> = new Set<EventType>(['connect', 'accept', 'close', 'exec', 'exit']);
+const OWNED: ReadonlySet<EventType> = new Set<EventType>(['connect', 'accept', 'close', 'exec', 'exit', 'dns', 'http']);
 
 /** A BusEvent over an event object (the load balancer's, tests'). */
 export class ObjectEvent implements BusEvent {

@@ -27,6 +27,8 @@ export interface IdentitySource {
   /** Waits until cgroups of() did not find have been looked for (at most one walk of the
    * hierarchy, rate-limited); of() answers from what it found. */
   settle?(cgroupIds: Iterable<string>): Promise<void>;
+  /** The cgroup id of a live process (records that name only a pid: DNS and HTTP). */
+  cgroupIdOfPid?(pid: number): string | null;
 }
 
 export class Identities implements IdentitySource {
@@ -55,6 +57,11 @@ export class Identities implements IdentitySource {
   async get(q: { pid?: number; cgroupId?: string }): Promise<IdentityResult> {
     const r = await this.resolver.resolveAsync(q);
     return { pid: q.pid ?? null, cgroupId: r.cgroupId, ...toOwner(r), tree: r.tree };
+  }
+
+  /** The cgroup v2 id of a live process (decimal, as flows carry it), or null (gone, no cgroup2). */
+  cgroupIdOfPid(pid: number): string | null {
+    return this.resolver.cgroupIdOfPid(pid);
   }
 
   /** The real uid of a live process (null when it is gone), for scoping identity.get. */

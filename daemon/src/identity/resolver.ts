@@ -142,6 +142,16 @@ export class IdentityResolver {
     return entry ? (entry.owner ??= toOwner(entry.base)) : toOwner(base);
   }
 
+  /** A live process's cgroup id (its /proc/PID/cgroup path, then that directory's inode), remembered for walks. */
+  cgroupIdOfPid(pid: number): string | null {
+    if (!this.root || !Number.isInteger(pid) || pid <= 0) return null;
+    const p = cgroupPathOfPid(pid, this.opts.procRoot);
+    const id = p === null ? null : cgroupIdOf(this.root, p);
+    if (id === null) return null;
+    this.index?.remember(id, p!);
+    return id.toString();
+  }
+
   /** resolve(), then, for an id nobody has seen yet, one walk of the hierarchy and a second look. */
   async resolveAsync(q: IdentityQuery): Promise<Identity> {
     const started = this.index?.walksStarted ?? 0; // a walk resolve() itself begins counts

@@ -12,6 +12,7 @@ import type { Deployment, DeployResult } from '../bpf/deployment.js';
 import type { ProbeStatus } from '../contract/status.js';
 import { RingBufReader } from '../bpf/ringbuf.js';
 import type { DnsEvent, HttpEvent, L7Config, L7State, L7Status } from '../contract/l7.js';
+import type { EventOwner } from '../contract/events.js';
 import { AppError } from '../errors.js';
 import { listLinks } from '../net/netlink.js';
 import type { L7Api } from './api.js';
@@ -40,6 +41,8 @@ export interface L7FeatureDeps {
   onExec(fn: (pid: number) => void): () => void;
   publish(e: DnsEvent | HttpEvent): void;
   comm(pid: number): string | undefined;
+  /** The owner of a process (cgroup and identity) for DNS and HTTP events. */
+  owner?(pid: number | null): EventOwner;
   /** CLOCK_BOOTTIME ns -> wall-clock ms (the monitor's clock). */
   wallMs(ns: number): number;
   bootNs(): number;
@@ -103,6 +106,7 @@ export class L7Feature implements L7Api {
         maxDnsQueries: c.maxDnsQueries,
         maxHttpRequests: c.maxHttpRequests,
         publish: (e) => this.d.publish(e),
+        ...(this.d.owner ? { owner: (pid: number | null) => this.d.owner!(pid) } : {}),
         // A ClientHello from a process none of whose files is hooked: try its executable, else
         // list it as not hooked with the reason (the hooks exist only with l7.tls, after this).
         onTls: (e) => {

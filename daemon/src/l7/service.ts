@@ -4,6 +4,7 @@
 // hooks told about TLS flows; status. L7Feature (feature.ts) holds it and serves L7Api. No kernel
 // objects here: the caller owns them and hands their counters in.
 import type { DnsEvent, HttpEvent as HttpEventContract, L7CounterName, L7Status } from '../contract/l7.js';
+import { EVENT_OWNER_FIELDS, type EventOwner } from '../contract/identity.js';
 import { ResolverCache } from './dns/cache.js';
 import { L7Pipeline, type TlsEvent } from './pipeline.js';
 import { L7Store, type DnsFilter, type HttpFilter } from './store.js';
@@ -23,12 +24,16 @@ export interface L7ServiceOptions {
   programMisses?: () => number;
   /** Events for the bus (contract shapes). */
   publish?: (e: DnsEvent | HttpEventContract) => void;
+  /** The owner (cgroup, unit, container, app) of a process, for the events (default: unknown). */
+  owner?: (pid: number | null) => EventOwner;
   /** TLS hellos (they end up as flow fields, not as events). */
   onTls?: (e: TlsEvent) => void;
 }
 
 /** What the service knows of its status; L7Feature adds the kernel side (state, probes, interfaces). */
 export type L7ServiceStatus = Omit<L7Status, 'state' | 'reason' | 'probes' | 'interfaces' | 'dnsTap'>;
+
+const NOBODY: EventOwner = Object.freeze(Object.fromEntries(EVENT_OWNER_FIELDS.map((f) => [f, null])) as unknown as EventOwner);
 
 export class L7Service {
   readonly cache = new ResolverCache();
@@ -46,11 +51,11 @@ export class L7Service {
       sinks: {
         dns: (r) => {
           const q = this.store.addDns(r);
-          opts.publish?.({ type: 'dns', ...q });
+          if (opts.publish) opts.publish({ type: 'dns', ...q, ...(opts.owner?.(q.pid) ?? NOBODY) });
         },
         http: (e) => {
           const h = this.store.addHttp(e);
-          opts.publish?.({ type: 'http', ...h });
+          if (opts.publish) opts.publish({ type: 'http', ...h, ...(opts.owner?.(h.pid) ?? NOBODY) });
         },
         tls: (e) => {
           this.store.addTls(e);

@@ -12,6 +12,7 @@ import { BPF_PROG_TYPE_NAMES } from '../bpf/uapi.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
 import { MONITOR_COUNTERS, type CounterName, type Loss, type MapView, type ProgramView, type ProgramsListResult, type SocketScanStatus } from '../contract/status.js';
 import type { EventBus } from '../events/bus.js';
+import type { EventOwner } from '../contract/events.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
@@ -23,7 +24,7 @@ import { procSocketScan } from './procscan.js';
 import { inNetns } from '../sys/netns.js';
 import { decodable, recordEventType, type DecodeContext } from './decoder.js';
 import { RecordEvent } from './records.js';
-import { OwnerMemo } from './owners.js';
+import { NO_OWNER, OwnerMemo } from './owners.js';
 import { FlowTable } from './flows.js';
 import { InterfaceManager } from './interfaces.js';
 import { HookPort } from './hooks.js';
@@ -347,6 +348,31 @@ export class Monitor implements MonitorApi {
 
   private refreshClock(): void {
     this.wall.refresh();
+  }
+
+  /** pid -> cgroup id read from /proc for processes that predate the daemon (ownerOfPid). */
+  private readonly pidCgroups = new Map<number, { cg: string | null; at: number }>();
+
+  /**
+   * The owner of a record that names only a pid (DNS queries, HTTP requests): the cgroup the
+   * process had at its exec (the process table), else its cgroup now (/proc, remembered for
+   * a second), named through the same memo as the monitor's own events.
+   */
+  ownerOfPid(pid: number | null): EventOwner {
+    if (pid === null || pid <= 0) return NO_OWNER.owner;
+    let cg = this.processes.get(pid)?.cgroupId ?? null;
+    if (cg === null && this.opts.identity?.cgroupIdOfPid) {
+      const now = Date.now();
+      const memo = this.pidCgroups.get(pid);
+      if (memo && now - memo.at < 1000) cg = memo.cg;
+      else {
+        cg = this.opts.identity.cgroupIdOfPid(pid);
+        if (this.pidCgroups.size >= 4096) this.pidCgroups.clear();
+        this.pidCgroups.set(pid, { cg, at: now });
+      }
+    }
+    if (cg === null) return NO_OWNER.owner;
+    return (this.decodeCtx.owners?.ofString(cg, pid) ?? NO_OWNER).owner;
   }
 
   readonly decodeCtx: DecodeContext = {
