@@ -12,7 +12,7 @@ import { geoMethods, NO_GEO, type GeoDeps } from './geo.js';
 import { lbMethods, lbStatus, type LbApi } from './lb.js';
 import { l7Methods, type L7Api } from './l7.js';
 import { captureMethods, captureStatus, type CaptureApiDeps } from './capture.js';
-import type { MethodTable } from './method.js';
+import type { MethodsByName } from './method.js';
 import { monitorMethods, type TransportStats } from './monitor.js';
 
 export interface ApiDeps {
@@ -37,14 +37,24 @@ export interface ApiDeps {
   geo?: GeoDeps;
 }
 
+/**
+ * Every API method with its own validated params type (what its validator returns), so a
+ * caller that skips validate() and calls run() directly (app.ts, the D-Bus adapters) is
+ * checked against the shape run() really takes.
+ */
+export type MethodTable = ReturnType<typeof buildMethods>;
+
 export interface Api {
   readonly methods: MethodTable;
 }
 
 export function buildApi(d: ApiDeps): Api {
+  return { methods: buildMethods(d) };
+}
+
+function buildMethods(d: ApiDeps) {
   const lbSummary: (() => LbStatusSummary) | undefined = d.lb ? () => lbStatus(d.lb!) : undefined;
   return {
-    methods: {
       ...monitorMethods({
         monitor: d.monitor,
         version: d.version,
@@ -64,8 +74,7 @@ export function buildApi(d: ApiDeps): Api {
       ...captureMethods(d.capture ?? { capture: null, reason: 'capture is switched off (configuration capture.enabled)' }),
       ...identityMethods(d.identity ?? null),
       ...geoMethods(d.geo ?? NO_GEO),
-    },
-  };
+  } satisfies MethodsByName; // every method, each a MethodDef of its own name
 }
 
 export type { Caller } from './caller.js';
@@ -74,7 +83,7 @@ export { flowsQuery, processesQuery, type FlowsRequest, type ProcessesQuery } fr
 export type { IdentityApi } from './identity.js';
 export { NO_GEO, remoteGeoOf, type GeoDeps } from './geo.js';
 export { SYSTEM_CALLER } from './caller.js';
-export type { Access, ApiMethodName, MethodDef, MethodTable } from './method.js';
+export type { Access, ApiMethodName, MethodDef, MethodsByName } from './method.js';
 export type { LbApi } from './lb.js';
 export type { HistoryApi } from './history.js';
 export type { L7Api } from './l7.js';

@@ -20,7 +20,12 @@ export interface MethodDef<M extends MethodName, V = unknown> {
 /** `capture.start` streams on the transport's own channel (api/capture.ts captureStart). */
 export type ApiMethodName = Exclude<MethodName, 'events.subscribe' | 'events.unsubscribe' | 'capture.start'>;
 
-export type MethodTable = { [M in ApiMethodName]: MethodDef<M, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+/**
+ * The table as a transport that dispatches by name sees it: each entry's params type erased.
+ * Sound only for validate() -> run() on the same entry (what the JSON-RPC and D-Bus adapters
+ * do); a caller with params of its own uses api/index.ts MethodTable, which keeps each type.
+ */
+export type MethodsByName = { [M in ApiMethodName]: MethodDef<M, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Declares one method with its params type inferred from its validator. */
 export function method<M extends MethodName, V>(def: MethodDef<M, V>): MethodDef<M, V> {

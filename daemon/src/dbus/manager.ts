@@ -7,7 +7,7 @@ import type { FlowsListParams, ProcessesListParams, ProcessTotals } from '../con
 import type { DnsListParams, HttpListParams } from '../contract/l7.js';
 import type { IdentityGetParams } from '../contract/identity.js';
 import { MANAGER_PATH, MANAGER_SPEC, type ManagerMethod, type ManagerProperty, type ManagerSignal } from '../contract/dbus.js';
-import { flowsQuery, processesQuery, toApiError, withFieldPrefix, type Caller, type FlowsRequest, type MethodTable, type ProcessesQuery } from '../api/index.js';
+import { flowsQuery, processesQuery, toApiError, withFieldPrefix, type Caller, type FlowsRequest, type MethodTable, type MethodsByName, type ProcessesQuery } from '../api/index.js';
 import type { StatusResult } from '../contract/status.js';
 import { AppError, invalidParam } from '../errors.js';
 import { dictOf, flowDict, groupDict, identityDict, jsonDict, processDict, readDict, TALKER_TYPES, type Dict, type FieldKind } from './convert.js';
@@ -34,13 +34,13 @@ export const HTTP_FILTER: { readonly [K in keyof HttpListParams]-?: FieldKind } 
 
 /** Runs an API method with a D-Bus filter dictionary: its own validation (naming `filter.X`) and scoping. */
 async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, name: M, kinds: Record<string, FieldKind>, raw: unknown, caller: Caller) {
-  const m = methods[name];
+  const m = (methods as MethodsByName)[name];
   const params = withFieldPrefix('filter', () => {
     const p = readDict(raw, 'filter', kinds) as { limit?: number };
     if (p.limit !== undefined && p.limit > LIMITS.l7) throw invalidParam('filter.limit', p.limit, `an integer from 1 to ${LIMITS.l7}`);
     return m.validate(p, caller);
   });
-  return m.run(params as never, caller);
+  return m.run(params, caller);
 }
 
 /** GetProcessTotals params: those of JSON-RPC processes.list. */

@@ -7,7 +7,7 @@
 import dbus from 'dbus-next';
 import type { Credentials, Scope } from './callers.js';
 import { ANNOTATION, type ArgSpec, type InterfaceSpec } from '../contract/dbus.js';
-import { withFieldPrefix, type ApiMethodName, type Caller, type MethodTable } from '../api/index.js';
+import { withFieldPrefix, type ApiMethodName, type Caller, type MethodTable, type MethodsByName } from '../api/index.js';
 
 export interface CallContext {
   /** Unique bus name of the caller. */
@@ -31,7 +31,7 @@ export interface CallContext {
  */
 export function apiCaller(methods: MethodTable, action: string, ready: () => void = () => undefined) {
   return async (ctx: CallContext, name: ApiMethodName, prefix: string, raw: () => unknown): Promise<unknown> => {
-    const def = methods[name];
+    const def = (methods as MethodsByName)[name];
     ready();
     const params = withFieldPrefix(prefix, () => def.validate(raw(), ctx.caller));
     if (def.access === 'admin') await ctx.requireAuthorization(action);

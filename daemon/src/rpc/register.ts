@@ -7,7 +7,7 @@ import { METHODS } from '../contract/methods.js';
 import type { EventsSubscribeResult, EventsUnsubscribeResult } from '../contract/events.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
-import { eventDelivery, eventFilter, subscriptionId, type Api, type Caller } from '../api/index.js';
+import { eventDelivery, eventFilter, subscriptionId, type Api, type Caller, type MethodsByName } from '../api/index.js';
 import type { RpcServer } from './server.js';
 
 export function denied(caller: Caller, method: string, adminGroup: string): AppError {
@@ -16,7 +16,8 @@ export function denied(caller: Caller, method: string, adminGroup: string): AppE
 }
 
 export function registerApi(server: RpcServer, api: Api, bus: EventBus, adminGroup: string): void {
-  for (const [name, def] of Object.entries(api.methods)) {
+  const methods: MethodsByName = api.methods;
+  for (const [name, def] of Object.entries(methods)) {
     server.rpc.addMethod(name, async (raw, ctx) => {
       // Refusing a non-admin costs nothing here (no password prompt, unlike polkit on
       // D-Bus), so it comes first: such a caller learns nothing about the configuration.
