@@ -12,20 +12,20 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
 import { frameDiff, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 import { Agent, errorOf, getAll, ok, plain, REPO, signatures, startPrivateBus, v, type CallSpec, type Wire } from '../helpers/dbus.js';
 import { BUS_NAME, CAPTURE_IFACE, CAPTURE_PATH, POLKIT_ACTION_MANAGE_MIRRORS } from '../../daemon/src/contract/dbus.js';
 import { ERRORS } from '../../daemon/src/contract/errors.js';
+import { MIRROR_EXPR, mirrorLab } from '../helpers/mirror-lab.js';
 
-const EXPR = 'tcp port 9000 or udp port 9001 or icmp or (icmp6 and (ip6[40] == 128 or ip6[40] == 129))';
+const EXPR = MIRROR_EXPR;
 const cap = (member: string, sig = '', body: Wire[] = []): CallSpec => ({ dest: BUS_NAME, path: CAPTURE_PATH, iface: CAPTURE_IFACE, member, sig, body });
 
 describe('org.ebpfmon1.Capture: mirrors over D-Bus, the real daemon and a VXLAN collector', privileged({ timeout: 180_000 }), () => {
   let lab: Lab;
   let mon: Host;
-  let peer: Host;
   let coll: Host;
   let link: LinkInfo;
   let collLink: LinkInfo;
@@ -37,20 +37,7 @@ describe('org.ebpfmon1.Capture: mirrors over D-Bus, the real daemon and a VXLAN 
 
   before(async () => {
     requireTool('tcpdump', 'ping', 'ethtool', 'dbus-daemon', 'setpriv');
-    ({ lab, mon, peer, link } = await monitorLab());
-    coll = await lab.host('coll');
-    collLink = await lab.link(mon, coll);
-    dir = lab.tmpdir();
-    // As in mirror.test.ts: frames as the wire carries them, checksums finished by the stack.
-    for (const [h, i] of [[mon, link.a.ifname], [peer, link.b.ifname]] as const) await h.exec('ethtool', ['-K', i, 'tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off']);
-    await mon.exec('ethtool', ['-K', collLink.a.ifname, 'tx', 'off']);
-    await coll.exec('ip', ['link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'dstport', '4789', 'local', collLink.b.ip4, 'nolearning']);
-    await coll.exec('ip', ['link', 'set', 'vx0', 'mtu', '9000', 'up']);
-    await coll.exec('ethtool', ['-K', 'vx0', 'gro', 'off']);
-    const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'tcp-server', '::', '9000', '0']));
-    await srv.next((o) => o.event === 'listening');
-    const usrv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
-    await usrv.next((o) => o.event === 'listening');
+    ({ lab, mon, coll, link, collLink, dir } = await mirrorLab(42));
     alice = await lab.user('alice');
     const bus = await startPrivateBus({ policies: [path.join(REPO, 'packaging/dbus/org.ebpfmon1.conf')], lab });
     daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname, collLink.a.ifname], dbus: { enabled: true, address: bus.address } } });

@@ -12,18 +12,17 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { ctl, destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, destroyMonitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
 import { frameDiff, startTcpdump as tcpdump, stopTcpdump as stop } from '../helpers/capture-truth.js';
 import type { MirrorView } from '../../daemon/src/contract/capture.js';
+import { MIRROR_EXPR, mirrorLab } from '../helpers/mirror-lab.js';
 
-/** The test's own traffic: TCP (IPv4, IPv6; 1500-byte frames), UDP, ICMP echo (both families). */
-const EXPR = 'tcp port 9000 or udp port 9001 or icmp or (icmp6 and (ip6[40] == 128 or ip6[40] == 129))';
+const EXPR = MIRROR_EXPR;
 
 describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the monitored frames', privileged({ timeout: 240_000 }), () => {
   let lab: Lab;
   let mon: Host;
-  let peer: Host;
   let coll: Host;
   let link: LinkInfo;
   let collLink: LinkInfo;
@@ -53,22 +52,8 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
 
   before(async () => {
     requireTool('tcpdump', 'ping', 'ethtool');
-    ({ lab, mon, peer, link } = await monitorLab());
-    coll = await lab.host('coll');
-    collLink = await lab.link(mon, coll);
-    dir = lab.tmpdir();
-    // Frames as they are on the wire: no segmentation or checksum offload on the monitored
-    // link, so tcpdump there sees what the collector gets (with offloads, tcpdump shows
-    // 64 KiB super-packets and unfinished checksums that no wire carries: docs/capture.md).
-    for (const [h, i] of [[mon, link.a.ifname], [peer, link.b.ifname]] as const) await h.exec('ethtool', ['-K', i, 'tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off']);
-    // A copy leaves with the original's checksum state: a NIC completes the inner checksum, a
-    // veth never does, so on this lab link the kernel must (docs/capture.md "Checksums").
-    await mon.exec('ethtool', ['-K', collLink.a.ifname, 'tx', 'off']);
-    // The collector's decapsulating devices: VXLAN 7 and GRETAP key 5, from mon's address.
-    await coll.exec('ip', ['link', 'add', 'vx0', 'type', 'vxlan', 'id', '7', 'dstport', '4789', 'local', collLink.b.ip4, 'nolearning']);
-    await coll.exec('ip', ['link', 'set', 'vx0', 'mtu', '9000', 'up']);
-    // The decapsulating device would coalesce consecutive TCP segments (GRO) before its taps.
-    await coll.exec('ethtool', ['-K', 'vx0', 'gro', 'off']);
+    // The collector's decapsulating devices: VXLAN 7 (mirrorLab) and GRETAP key 5, from mon's address.
+    ({ lab, mon, coll, link, collLink, dir } = await mirrorLab(7));
     // Kernels built without GRE (CONFIG_NET_IPGRE off, as this machine's) cannot decapsulate
     // it either: the GRE case then checks that ebpfmon says so clearly.
     gre = (await coll.exec('ip', ['link', 'add', 'gt0', 'type', 'gretap', 'local', collLink.b.ip4, 'remote', collLink.a.ip4, 'key', '5'], { allowFail: true })).code === 0;
@@ -76,10 +61,6 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
       await coll.exec('ip', ['link', 'set', 'gt0', 'mtu', '9000', 'up']);
       await coll.exec('ethtool', ['-K', 'gt0', 'gro', 'off']);
     }
-    const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'tcp-server', '::', '9000', '0']));
-    await srv.next((o) => o.event === 'listening');
-    const usrv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
-    await usrv.next((o) => o.event === 'listening');
     // Both links monitored: the outer (tunnel) packets leave through the collector link and
     // must not be counted as the host's flows.
     daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname, collLink.a.ifname] } });
