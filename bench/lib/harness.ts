@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import './help.js';
 
 export { compileC, ROOT } from '../../test/helpers/cc.js';
 
@@ -122,10 +123,15 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** `--name=value` or `--name value` -> number, else the default. */
 export function numArg(name: string, def: number): number {
   const argv = process.argv.slice(2);
+  const num = (s: string) => {
+    const n = Number(s);
+    if (s.trim() === '' || !Number.isFinite(n)) throw new Error(`--${name}: expected a number, got ${JSON.stringify(s)} (--help for the options)`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === `--${name}` && argv[i + 1] !== undefined) return Number(argv[i + 1]);
-    if (a.startsWith(`--${name}=`)) return Number(a.slice(name.length + 3));
+    if (a === `--${name}` && argv[i + 1] !== undefined) return num(argv[i + 1]!);
+    if (a.startsWith(`--${name}=`)) return num(a.slice(name.length + 3));
   }
   return def;
 }

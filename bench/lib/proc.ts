@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import './help.js';
 
 let ticksPerSec: number | undefined;
 function clkTck(): number {
