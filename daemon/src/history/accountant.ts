@@ -15,12 +15,17 @@
 // - A flow absent from two listings in a row that began after history knew it has left the
 //   table: an `ended` record (no counts: its counts were recorded as they grew).
 // - Short flows beyond the detail budget (a token bucket of flows per second) are merged
-//   into one roll-up record per process, remote endpoint and minute, and not tracked.
+//   into one roll-up record per process, protocol, family and minute (remote and local
+//   addresses unspecified, no ports), and not tracked. The writer thread takes that path
+//   straight from the packed rows (closeOverBudget): no object per flow, a cost per flow of
+//   a few field reads and a lookup by pid, and rows written in proportion to the processes,
+//   not to the close rate.
 // - History forgets closed flows it has written once they leave the table, or when it
 //   tracks more than `maxTracked` flows (oldest first); a closed flow seen later that closed
 //   before the newest one forgotten (or before the last record of a previous run) is taken
 //   as already written, not written twice.
 import { PROTOCOL_NUMBERS } from '../contract/common.js';
+import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 
 export interface AccountantOptions {
@@ -53,6 +58,8 @@ interface Counts {
 
 interface Tracked {
   key: string;
+  /** tupleHash of the key (the fast path's "is it tracked?"). */
+  hash: number;
   /** Id of the flow's first record; 0 when it was rolled up. */
   flow: number;
   firstMs: number;
@@ -108,10 +115,27 @@ export function flowKey(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localP
   return `${o.proto} ${o.localAddr} ${o.localPort ?? ''} ${o.remoteAddr} ${o.remotePort ?? ''}`;
 }
 
+/** flowKey(o) as a number: what the writer's fast path computes from the packed row. */
+export function flowHash(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort'>): number {
+  return tupleHash(strHash(o.proto), strHash(o.localAddr), o.localPort ?? 65536, strHash(o.remoteAddr), o.remotePort ?? 65536);
+}
+
+/** A per-process roll-up being summed in this batch. */
+interface ProcSlot {
+  minute: number;
+  rec: FlowRecord;
+}
+
+const UNSPECIFIED = { 4: '0.0.0.0', 6: '::' } as const;
+
 const counts = (o: Counts): Counts => ({ txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets });
 
 export class Accountant {
   private readonly tracked = new Map<string, Tracked>();
+  /** How many tracked flows have each tupleHash: a flow whose hash is absent is not tracked. */
+  private readonly trackedHashes = new Map<number, number>();
+  /** Roll-ups of flows beyond the budget, by pid (-1: none), summed until drain(). */
+  private readonly procRollups = new Map<number, ProcSlot[]>();
   /** Closed flows still tracked, oldest close first: what maxTracked evicts. */
   private readonly finalized = new Map<string, Tracked>();
   private tokens: number;
@@ -144,7 +168,7 @@ export class Accountant {
   /** Carries on after a restart: the open flows the last run persisted. */
   restore(rows: OpenFlowRow[], now: number): void {
     for (const r of rows) {
-      this.tracked.set(r.key, { key: r.key, flow: r.flow, firstMs: r.firstMs, acc: r.acc, finalized: false, persisted: true, missed: 0, knownSince: now, last: r.last, closedMs: null });
+      this.track({ key: r.key, hash: flowHash(r.last), flow: r.flow, firstMs: r.firstMs, acc: r.acc, finalized: false, persisted: true, missed: 0, knownSince: now, last: r.last, closedMs: null });
     }
   }
 
@@ -185,12 +209,24 @@ export class Accountant {
     const w = this.out;
     for (const r of this.rollups.values()) w.records.push(r);
     this.rollups.clear();
+    for (const slots of this.procRollups.values()) for (const p of slots) w.records.push(p.rec);
+    this.procRollups.clear();
     this.out = { records: [], open: new Map() };
     return w;
   }
 
+  private track(t: Tracked): void {
+    this.tracked.set(t.key, t);
+    this.trackedHashes.set(t.hash, (this.trackedHashes.get(t.hash) ?? 0) + 1);
+  }
+
   private forget(t: Tracked): void {
-    this.tracked.delete(t.key);
+    if (this.tracked.get(t.key) === t) {
+      this.tracked.delete(t.key);
+      const n = this.trackedHashes.get(t.hash) ?? 0;
+      if (n <= 1) this.trackedHashes.delete(t.hash);
+      else this.trackedHashes.set(t.hash, n - 1);
+    }
     this.finalized.delete(t.key);
   }
 
@@ -242,13 +278,13 @@ export class Accountant {
         // does not write it again. The price: a close the kernel failed to report, older
         // than that, is not recovered from a listing while closes come this fast.
         const at = o.closedMs ?? now;
-        this.rollup(o, counts(o), at);
-        this.stats.rolledUp++;
-        if (at > this.watermark) this.watermark = at;
+        const k = this.owners.get(o.pid ?? -1);
+        this.rollupProcess(o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, k, PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), o.family === 'ipv4' ? 4 : 6, o.interface, o.direction, o.attributedBy,
+          at, o.firstMs, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
-      t = { key, flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o, closedMs: null };
-      this.tracked.set(key, t);
+      t = { key, hash: flowHash(o), flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o, closedMs: null };
+      this.track(t);
       if (listingStart !== null) t.knownSince = listingStart - 1; // listed: known before this listing
       this.takeNew(t, o, final, now);
       return;
@@ -316,6 +352,79 @@ export class Accountant {
   private persist(t: Tracked, o: FlowObservation): void {
     t.persisted = true;
     this.out.open.set(t.key, { key: t.key, flow: t.flow, firstMs: t.firstMs, acc: counts(o), last: t.last ?? o });
+  }
+
+  /**
+   * The writer's fast path for a close event, fields read in place from the packed row (no
+   * observation object): when the flow is not tracked (its tuple's hash is unknown) and the
+   * detail budget has no token left, it joins its process's roll-up and true is returned.
+   * Otherwise false, and nothing changed: the caller takes the general path (close()).
+   */
+  closeOverBudget(hash: number, pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
+    proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
+    if (this.trackedHashes.has(hash) || this.hasToken(now)) return false;
+    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, firstMs, tx, rx, txp, rxp);
+  }
+
+  /** Adds a flow beyond the budget to its process's roll-up of the minute (exe, cgroup and
+   * unit borrowed from a listing of the same process, as enrich() does). Counts it, and
+   * moves the watermark past it so that a listing does not write it again (the price: a
+   * close the kernel failed to report, older than that, is not recovered from a listing
+   * while closes come this fast). */
+  private rollupProcess(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
+    k: { comm: string | null; exe: string | null; cgroupId: string | null; unit: string | null } | undefined,
+    proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number): boolean {
+    if (pid !== null && k !== undefined && k.comm === comm) {
+      exe ??= k.exe;
+      cgroupId ??= k.cgroupId;
+      unit ??= k.unit;
+    }
+    const minute = Math.floor(at / 60_000);
+    const pk = pid ?? -1;
+    let slots = this.procRollups.get(pk);
+    if (slots === undefined) this.procRollups.set(pk, (slots = []));
+    let r: FlowRecord | undefined;
+    for (let i = 0; i < slots.length; i++) {
+      const x = slots[i]!;
+      const c = x.rec;
+      if (x.minute === minute && c.proto === proto && c.family === family && c.comm === comm && c.uid === uid && c.exe === exe && c.cgroupId === cgroupId && c.unit === unit
+        && c.interface === iface && c.direction === direction && c.attributedBy === how) {
+        r = c;
+        break;
+      }
+    }
+    if (r === undefined) {
+      const addr = UNSPECIFIED[family];
+      r = {
+        id: this.ids.next(at), flow: 0, kind: RECORD_KIND.rollup, conns: 0,
+        pid, comm, uid, exe, cgroupId, unit,
+        proto, family, localAddr: addr, localPort: null, remoteAddr: addr, remotePort: null,
+        interface: iface, direction, attributedBy: how, firstMs, endMs: at,
+        txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, remoteName: null, attrs: null,
+      };
+      slots.push({ minute, rec: r });
+    }
+    r.conns++;
+    r.txBytes += tx;
+    r.rxBytes += rx;
+    r.txPackets += txp;
+    r.rxPackets += rxp;
+    if (firstMs < r.firstMs) r.firstMs = firstMs;
+    if (at > r.endMs!) r.endMs = at;
+    this.stats.rolledUp++;
+    if (at > this.watermark) this.watermark = at;
+    return true;
+  }
+
+  /** Whether a token is there (refilled to `now`), without taking it. */
+  private hasToken(now: number): boolean {
+    if (now > this.refilledAt) {
+      this.tokens = this.refilledAt === -Infinity ? this.opts.detailBurst : Math.min(this.opts.detailBurst, this.tokens + ((now - this.refilledAt) * this.opts.detailPerSec) / 1000);
+      this.refilledAt = now;
+    }
+    return this.tokens >= 1;
   }
 
   private takeToken(now: number): boolean {

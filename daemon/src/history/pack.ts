@@ -10,17 +10,39 @@ import type { FlowObservation } from './types.js';
 export const OP = { close: 1, listed: 2, listingEnd: 3 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
-const ROW = 128;
-const F = {
+export const ROW = 128;
+/** Byte offsets of a row's fields (the writer's fast path reads them in place). */
+export const F = {
   op: 0, family: 1, flags: 2, lport: 4, rport: 6, pid: 8, uid: 12,
   proto: 16, comm: 20, exe: 24, cgroup: 28, iface: 32, dir: 36, how: 40, laddr: 44, raddr: 48, name: 52, attrs: 56, unit: 60,
   first: 64, last: 72, closed: 80, tx: 88, rx: 96, txp: 104, rxp: 112, now: 120,
 } as const;
-const NO_LPORT = 1;
-const NO_RPORT = 2;
-const NO_CLOSED = 4;
-const NO_PID = 8;
-const NO_UID = 16;
+export const NO_LPORT = 1;
+export const NO_RPORT = 2;
+export const NO_CLOSED = 4;
+export const NO_PID = 8;
+export const NO_UID = 16;
+
+/** FNV-1a over a string's UTF-16 units: the same number for the same text on both sides of
+ * the thread boundary and in the accountant, computed once per string the packer sends. */
+export function strHash(s: string | null | undefined): number {
+  if (s === null || s === undefined) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** A flow's 5-tuple as a number (the accountant's flowKey, hashed): equal tuples give equal
+ * numbers; different ones rarely collide, and a collision only sends a flow down the slow
+ * path. Ports: null is 65536. */
+export function tupleHash(proto: number, laddr: number, lport: number, raddr: number, rport: number): number {
+  let h = Math.imul(proto ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ laddr, 0xc2b2ae35);
+  h = Math.imul(h ^ lport, 0x85ebca6b);
+  h = Math.imul(h ^ raddr, 0xc2b2ae35);
+  h = Math.imul(h ^ rport, 0x85ebca6b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
 
 /** What one postMessage carries. `reset`: forget every string before adding `strings`. */
 export interface PackedBatch {
@@ -147,52 +169,62 @@ export interface Unpacked {
 
 /** Writer side: the strings the packer sent so far, and rows back to observations. */
 export class ObservationReader {
-  private strings: string[] = [''];
+  /** The packer's strings by id (0: none). */
+  strings: string[] = [''];
+  /** strHash() of each string, by id. */
+  hashes: number[] = [0];
 
   /** Takes the batch's new strings: call once per batch, before rows(). */
   load(b: PackedBatch): void {
-    if (b.reset) this.strings = [''];
+    if (b.reset) {
+      this.strings = [''];
+      this.hashes = [0];
+    }
     if (this.strings.length !== b.firstString) throw new Error(`string table out of step: have ${this.strings.length}, batch starts at ${b.firstString}`);
-    for (const s of b.strings) this.strings.push(s);
+    for (const s of b.strings) {
+      this.strings.push(s);
+      this.hashes.push(strHash(s));
+    }
+  }
+
+  /** One row as an observation (the slow path: the fast one reads fields in place). */
+  at(v: DataView, off: number): Unpacked {
+    const s = (o: number): string | null => {
+      const id = v.getUint32(o, true);
+      return id === 0 ? null : this.strings[id] ?? null;
+    };
+    const flags = v.getUint16(off + F.flags, true);
+    const obs: FlowObservation = {
+      proto: s(off + F.proto) ?? '',
+      family: v.getUint8(off + F.family) === 4 ? 'ipv4' : 'ipv6',
+      localAddr: s(off + F.laddr) ?? '',
+      localPort: flags & NO_LPORT ? null : v.getUint16(off + F.lport, true),
+      remoteAddr: s(off + F.raddr) ?? '',
+      remotePort: flags & NO_RPORT ? null : v.getUint16(off + F.rport, true),
+      interface: s(off + F.iface),
+      direction: s(off + F.dir),
+      attributedBy: s(off + F.how),
+      pid: flags & NO_PID ? null : v.getUint32(off + F.pid, true),
+      comm: s(off + F.comm),
+      uid: flags & NO_UID ? null : v.getUint32(off + F.uid, true),
+      exe: s(off + F.exe),
+      cgroupId: s(off + F.cgroup),
+      unit: s(off + F.unit),
+      firstMs: v.getFloat64(off + F.first, true),
+      lastMs: v.getFloat64(off + F.last, true),
+      closedMs: flags & NO_CLOSED ? null : v.getFloat64(off + F.closed, true),
+      txBytes: v.getFloat64(off + F.tx, true),
+      rxBytes: v.getFloat64(off + F.rx, true),
+      txPackets: v.getFloat64(off + F.txp, true),
+      rxPackets: v.getFloat64(off + F.rxp, true),
+      remoteName: s(off + F.name),
+      attrs: s(off + F.attrs),
+    };
+    return { op: v.getUint8(off + F.op) as Op, now: v.getFloat64(off + F.now, true), obs };
   }
 
   *rows(b: PackedBatch): Generator<Unpacked> {
     const v = new DataView(b.rows);
-    const s = (off: number): string | null => {
-      const id = v.getUint32(off, true);
-      return id === 0 ? null : this.strings[id] ?? null;
-    };
-    for (let i = 0; i < b.count; i++) {
-      const off = i * ROW;
-      const op = v.getUint8(off + F.op) as Op;
-      const flags = v.getUint16(off + F.flags, true);
-      const obs: FlowObservation = {
-        proto: s(off + F.proto) ?? '',
-        family: v.getUint8(off + F.family) === 4 ? 'ipv4' : 'ipv6',
-        localAddr: s(off + F.laddr) ?? '',
-        localPort: flags & NO_LPORT ? null : v.getUint16(off + F.lport, true),
-        remoteAddr: s(off + F.raddr) ?? '',
-        remotePort: flags & NO_RPORT ? null : v.getUint16(off + F.rport, true),
-        interface: s(off + F.iface),
-        direction: s(off + F.dir),
-        attributedBy: s(off + F.how),
-        pid: flags & NO_PID ? null : v.getUint32(off + F.pid, true),
-        comm: s(off + F.comm),
-        uid: flags & NO_UID ? null : v.getUint32(off + F.uid, true),
-        exe: s(off + F.exe),
-        cgroupId: s(off + F.cgroup),
-        unit: s(off + F.unit),
-        firstMs: v.getFloat64(off + F.first, true),
-        lastMs: v.getFloat64(off + F.last, true),
-        closedMs: flags & NO_CLOSED ? null : v.getFloat64(off + F.closed, true),
-        txBytes: v.getFloat64(off + F.tx, true),
-        rxBytes: v.getFloat64(off + F.rx, true),
-        txPackets: v.getFloat64(off + F.txp, true),
-        rxPackets: v.getFloat64(off + F.rxp, true),
-        remoteName: s(off + F.name),
-        attrs: s(off + F.attrs),
-      };
-      yield { op, now: v.getFloat64(off + F.now, true), obs };
-    }
+    for (let i = 0; i < b.count; i++) yield this.at(v, i * ROW);
   }
 }

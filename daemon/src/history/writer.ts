@@ -4,8 +4,8 @@
 // queue and are written one transaction each. A full disk or an I/O error never throws
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
-import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
-import { OP, ObservationReader, type PackedBatch } from './pack.js';
+import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
+import { F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -141,14 +141,40 @@ export class HistoryWriter {
       return;
     }
     const a = this.accountant;
-    this.reader.load(batch);
-    for (const u of this.reader.rows(batch)) {
+    const r = this.reader;
+    r.load(batch);
+    const v = new DataView(batch.rows);
+    for (let i = 0, off = 0; i < batch.count; i++, off += ROW) {
+      if (v.getUint8(off + F.op) === OP.close && this.closeFast(a, v, off)) continue;
+      const u = r.at(v, off);
       if (u.op === OP.close) a.close(u.obs, u.now);
       else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now); // a listing's rows carry its start time
       else a.endListing(u.obs.firstMs, u.now);
     }
     const ws = a.drain();
     if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
+  }
+
+  /** A close beyond the detail budget, read in place from the packed row: no object per
+   * flow (Accountant.closeOverBudget). False: the general path takes it. */
+  private closeFast(a: Accountant, v: DataView, off: number): boolean {
+    const r = this.reader;
+    const S = r.strings;
+    const H = r.hashes;
+    const flags = v.getUint16(off + F.flags, true);
+    const protoId = v.getUint32(off + F.proto, true);
+    const hash = tupleHash(H[protoId]!, H[v.getUint32(off + F.laddr, true)]!, flags & NO_LPORT ? 65536 : v.getUint16(off + F.lport, true),
+      H[v.getUint32(off + F.raddr, true)]!, flags & NO_RPORT ? 65536 : v.getUint16(off + F.rport, true));
+    const now = v.getFloat64(off + F.now, true);
+    const str = (field: number): string | null => {
+      const id = v.getUint32(off + field, true);
+      return id === 0 ? null : S[id] ?? null;
+    };
+    const proto = S[protoId] ?? '';
+    return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), str(F.comm), flags & NO_UID ? null : v.getUint32(off + F.uid, true),
+      str(F.exe), str(F.cgroup), str(F.unit), PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
+      str(F.iface), str(F.dir), str(F.how), flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
+      v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true), now);
   }
 
   /** Lower-level entry for tests and the in-thread use: the accountant itself. */

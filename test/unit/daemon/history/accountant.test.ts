@@ -102,22 +102,23 @@ test('a reused 5-tuple is a new flow: the old one, if open, ends', () => {
   assert.notEqual(records[2]!.flow, records[0]!.flow);
 });
 
-test('beyond the detail budget short flows roll up per process, remote endpoint and minute; totals stay exact', () => {
+test('beyond the detail budget short flows roll up per process, protocol, family and minute; totals stay exact', () => {
   const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 10, detailBurst: 5 });
   let tx = 0;
   for (let i = 0; i < 100; i++) {
     const c = { tx: 100 + i, rx: 1000 };
     tx += c.tx;
-    a.close(closed(41000 + i, c, T0 + i, { remotePort: i % 2 ? 443 : 80 }), T0 + i); // 100 closes in 100 ms
+    a.close(closed(41000 + i, c, T0 + i, { remotePort: i % 2 ? 443 : 80, remoteAddr: `198.18.1.${i}` }), T0 + i); // 100 closes in 100 ms
   }
   const { records } = a.drain();
   const detail = records.filter((r) => r.kind === RECORD_KIND.closed);
   const rolled = records.filter((r) => r.kind === RECORD_KIND.rollup);
   assert.equal(detail.length, 5, 'the burst; at 10/s no token refills within 100 ms');
-  assert.equal(rolled.length, 2, 'one roll-up per remote port');
+  assert.equal(rolled.length, 1, 'one roll-up for the process, whatever the remotes and ports');
   assert.equal(a.stats.rolledUp, 95);
+  assert.equal(rolled[0]!.conns, 95);
   assert.deepEqual(sums(records), { tx, rx: 100_000, txp: sums(records).txp, rxp: 1000, conns: 100 });
-  assert.ok(rolled.every((r) => r.localPort === null && r.flow === 0));
+  assert.ok(rolled.every((r) => r.localPort === null && r.remotePort === null && r.flow === 0 && r.remoteAddr === '0.0.0.0'));
 });
 
 test('after a restart: open flows carry on from what was recorded; closed flows written before are not written again', () => {
@@ -149,14 +150,29 @@ test('tracking at most maxTracked flows: the oldest closed ones are forgotten, a
   assert.equal(a.drain().records.length, 30);
 });
 
-test('a roll-up drops the ephemeral port: the local one of connections made, the remote one of connections accepted', () => {
+test('roll-ups are kept apart by process, protocol, family and minute, and borrow the executable a listing showed', () => {
   const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 0.001, detailBurst: 0 });
+  a.listed(flow(42999, { tx: 1, rx: 1 }), T0, T0); // curl's executable and cgroup, from a listing
   for (let i = 0; i < 10; i++) {
-    a.close(closed(43000 + i, { tx: 10, rx: 10 }, T0 + i), T0 + i); // curl -> 198.18.0.2:443
-    a.close(closed(8443, { tx: 20, rx: 20 }, T0 + i, { remotePort: 50000 + i, direction: 'inbound', attributedBy: 'accept' }), T0 + i); // clients -> our :8443
+    a.close(closed(43000 + i, { tx: 10, rx: 10 }, T0 + i, { exe: null, cgroupId: null }), T0 + i); // curl, a close event
+    a.close(closed(8443, { tx: 20, rx: 20 }, T0 + i, { remotePort: 50000 + i, pid: 200, comm: 'nginx', direction: 'inbound', attributedBy: 'accept' }), T0 + i);
+    a.close(closed(43100 + i, { tx: 1, rx: 1 }, T0 + i, { proto: 'udp' }), T0 + i); // curl over UDP
+    a.close(closed(43300 + i, { tx: 3, rx: 3 }, T0 + i, { family: 'ipv6', localAddr: 'fd00:198::1', remoteAddr: 'fd00:198::2' }), T0 + i);
   }
-  const { records } = a.drain();
-  assert.deepEqual(records.map((r) => [r.kind, r.localPort, r.remotePort, r.conns, r.txBytes]), [[RECORD_KIND.rollup, null, 443, 10, 100], [RECORD_KIND.rollup, 8443, null, 10, 200]]);
+  // The next minute (after the others: a record older than the last one takes its time).
+  for (let i = 0; i < 10; i++) a.close(closed(43200 + i, { tx: 2, rx: 2 }, T0 + 60_000 + i, { exe: null, cgroupId: null }), T0 + 60_000 + i);
+  const rolled = a.drain().records.filter((r) => r.kind === RECORD_KIND.rollup);
+  const key = (r: FlowRecord) => `${r.comm} ${r.proto} ${r.family} ${Math.floor(recordTime(r.id) / 60_000) - T0 / 60_000} ${r.remoteAddr}`;
+  assert.deepEqual(rolled.map((r) => [key(r), r.conns, r.txBytes]).sort(), [
+    ['curl 17 4 0 0.0.0.0', 10, 10],
+    ['curl 6 4 0 0.0.0.0', 10, 100],
+    ['curl 6 4 1 0.0.0.0', 10, 20],
+    ['curl 6 6 0 ::', 10, 30],
+    ['nginx 6 4 0 0.0.0.0', 10, 200],
+  ]);
+  const curl = rolled.find((r) => r.comm === 'curl' && r.txBytes === 100)!;
+  assert.deepEqual([curl.exe, curl.cgroupId], ['/usr/bin/curl', '5'], 'borrowed from the listing');
+  assert.equal(a.stats.rolledUp, 50);
 });
 
 test('a close event (no executable, no cgroup) borrows them from what a listing showed of the same process', () => {

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where history's CPU goes per closed flow: feeds ebpfmon's History `--rate` closes/s (the
+// bench's generator, stamped as fresh close events) for `--seconds`, and splits the
+// process's CPU by thread from /proc/self/task/*/stat: the event loop (the main thread), the
+// threads that existed before History started (V8's GC helpers, which both isolates share),
+// and the threads it started (its writer thread, the largest of them; DuckDB's and libuv's).
+// Run it under `node --cpu-prof` to profile both isolates (one .cpuprofile each).
+//
+//   node [--cpu-prof --cpu-prof-dir D] build/js/bench/history/profile.js [--rate 10000]
+//        [--seconds 6] [--all] (every flow in detail) [--budget N] (detail flows/s)
+import fs from 'node:fs';
+import { numArg, sleep, tempDir } from '../lib/harness.js';
+import { FlowGen } from './gen.js';
+import { History } from '../../daemon/src/history/history.js';
+
+const RATE = numArg('rate', 10_000);
+const SECONDS = numArg('seconds', 6);
+const ALL = process.argv.includes('--all');
+const BUDGET = numArg('budget', 1000);
+const tck = 100; // CLK_TCK on Linux x86_64
+
+function tasks(): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    try {
+      const s = fs.readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      m.set(Number(t), ((Number(f[11]) + Number(f[12])) * 1000) / tck);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return m;
+}
+
+const before = tasks();
+const dir = tempDir('history-profile');
+const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, ...(ALL ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : { detailFlowsPerSec: BUDGET }) });
+await sleep(1500);
+const gen = new FlowGen(100);
+const total = RATE * SECONDS;
+const samples = Array.from({ length: total }, (_, i) => gen.next(i));
+const t0cpu = tasks();
+const u0 = process.cpuUsage();
+const t0 = performance.now();
+let emitted = 0;
+await new Promise<void>((resolve) => {
+  const t = setInterval(() => {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * RATE) / 1000));
+    const wall = Date.now();
+    for (; emitted < due; emitted++) {
+      const s = samples[emitted]!;
+      s.firstMs = wall - (s.lastMs - s.firstMs);
+      s.lastMs = s.closedMs = wall;
+      h.recordClose(s, wall);
+    }
+    if (emitted >= total) {
+      clearInterval(t);
+      resolve();
+    }
+  }, 5);
+});
+await h.flush();
+const wall = performance.now() - t0;
+const u = process.cpuUsage(u0);
+const t1 = tasks();
+const st = h.status();
+await h.stop();
+
+
+const rows: Array<[string, number]> = [];
+let gcHelpers = 0;
+let started: Array<[number, number]> = [];
+for (const [tid, ms] of t1) {
+  const d = ms - (t0cpu.get(tid) ?? 0);
+  if (tid === process.pid) rows.push(['event loop (main thread)', d]);
+  else if (before.has(tid)) gcHelpers += d;
+  else started.push([tid, d]);
+}
+started = started.sort((a, b) => b[1] - a[1]);
+rows.push(['threads present before (V8 platform/GC helpers)', gcHelpers]);
+if (started[0]) rows.push([`writer thread (tid ${started[0][0]}, the busiest started)`, started[0][1]]);
+rows.push(['other threads started by history (DuckDB, libuv)', started.slice(1).reduce((a, b) => a + b[1], 0)]);
+const proc = (u.user + u.system) / 1000;
+console.log(`history profile: ${RATE}/s for ${SECONDS} s (${total} flows), ${ALL ? 'every flow in detail' : `detail budget ${BUDGET}/s`}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+console.log(`records written ${st.records.written}, rolled up ${st.records.rolledUp}, dropped ${st.records.dropped}, lagMs at end ${st.records.lagMs}`);
+for (const [name, ms] of rows) console.log(`${name.padEnd(56)} ${ms.toFixed(0).padStart(6)} ms  ${((100 * ms) / wall).toFixed(2).padStart(6)} % of a core  ${((1000 * ms) / total).toFixed(2).padStart(6)} us/flow`);
+console.log(`${'process (getrusage)'.padEnd(56)} ${proc.toFixed(0).padStart(6)} ms  ${((100 * proc) / wall).toFixed(2).padStart(6)} % of a core  ${((1000 * proc) / total).toFixed(2).padStart(6)} us/flow`);
