@@ -16,8 +16,15 @@
 //   handoff the event loop's share alone: handing 100,000 flows to a thread packed
 //           (history's pack.ts) or as objects (structured clone), CPU per flow
 //
-//   node build/js/bench/history/main.js [--sections ingest,query,crash,handoff] [--flows 10000000]
+//   maxrate the highest close rate history keeps up with: `--seconds` at each of 10k, 20k,
+//           40k, 80k, 160k closes/s (default budget), the writer's lag polled every 100 ms;
+//           kept up = lag never over 500 ms and nothing dropped (a kill -9 loses what waits
+//           in the event loop's buffer, up to 500 ms, plus what the writer has not written:
+//           the 1 s bound holds while the lag stays under 500 ms)
+//
+//   node build/js/bench/history/main.js [--sections ingest,query,crash,handoff,maxrate] [--flows 10000000]
 //        [--rate 10000] [--seconds 8] [--runs 3] [--reps 5] [--kills 3]
+//        [--kinds emit-only,history,history-all,history-none] (ingest: which rows, default all) [--procs 600]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -32,16 +39,19 @@ import { FlowGen, type FlowSample } from './gen.js';
 import { flowSelect, procRows, STORE_LABELS } from './fill.js';
 import { processCpuMs, threadCpuMs } from './threadcpu.js';
 import { History } from '../../daemon/src/history/history.js';
+import { DEFAULT_ACCOUNTANT_OPTIONS } from '../../daemon/src/history/accountant.js';
 import { HistoryStore, MINUTES_DDL, RECORDS_DDL } from '../../daemon/src/history/store.js';
 import { parseHistoryQuery } from '../../daemon/src/history/query.js';
 import type { HistoryQuery } from '../../daemon/src/history/types.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SECTIONS = (strArg('sections') ?? 'ingest,query,crash,handoff').split(',');
+const SECTIONS = (strArg('sections') ?? 'ingest,maxrate,query,crash,handoff').split(',');
 const FLOWS = numArg('flows', 10_000_000);
 const RATE = numArg('rate', 10_000);
 const SECONDS = numArg('seconds', 8);
 const RUNS = numArg('runs', 3);
+/** Processes the generator draws closes from (Zipf-like: a few take most). */
+const PROCS = numArg('procs', 600);
 const REPS = numArg('reps', 5);
 const KILLS = numArg('kills', 3);
 const POST_MS = 200;
@@ -53,15 +63,16 @@ const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 const table = (head: string[]) => new Table({ style: { head: [], border: [] }, head });
 
 type Raw = 'none' | 'jsonl' | 'sqlite' | 'duckdb';
-type Kind = 'emit-only' | Raw | 'history' | 'history-all';
+type Kind = 'emit-only' | Raw | 'history' | 'history-all' | 'history-none';
 const LABEL: Record<Kind, string> = {
   'emit-only': 'emit only (baseline)',
   none: 'post objects to a thread, drop them',
   jsonl: 'JSON lines file (baseline)',
   sqlite: 'SQLite, a row per flow',
   duckdb: 'DuckDB, a row per flow',
-  history: 'ebpfmon history (DuckDB, detail budget 1000/s)',
+  history: `ebpfmon history (DuckDB, default detail budget ${DEFAULT_ACCOUNTANT_OPTIONS.detailPerSec}/s, burst ${DEFAULT_ACCOUNTANT_OPTIONS.detailBurst})`,
   'history-all': 'ebpfmon history (DuckDB, every flow in detail)',
+  'history-none': 'ebpfmon history (DuckDB, no flow in detail: budget 0)',
 };
 
 function fresh(tag: string): string {
@@ -100,9 +111,10 @@ interface IngestRun { totalPct: number; mainPct: number; bytesPerFlow: number; r
 async function ingestRun(kind: Kind, samples: FlowSample[]): Promise<IngestRun> {
   if (process.env.BENCH_TRACE) console.error(`ingest ${kind}`);
   const file = fresh(`ingest-${kind}${kind === 'duckdb' ? '.duckdb' : ''}`);
-  const w = kind === 'emit-only' || kind === 'history' || kind === 'history-all' ? null : await startWorker(kind, file);
-  const h = kind === 'history' || kind === 'history-all'
-    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, ...(kind === 'history-all' ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : {}) })
+  const w = kind === 'emit-only' || kind.startsWith('history') ? null : await startWorker(kind as Raw, file);
+  const budget = kind === 'history-all' ? { detailPerSec: 1e9, detailBurst: 1e9 } : kind === 'history-none' ? { detailPerSec: 1e-9, detailBurst: 0 } : {};
+  const h = kind.startsWith('history')
+    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, accountant: budget })
     : null;
   await sleep(kind.startsWith('history') ? 1500 : 200); // the database opens in the background
   let buf: FlowSample[] = [];
@@ -183,18 +195,20 @@ async function maxRate(kind: Raw, samples: FlowSample[], n: number): Promise<num
 }
 
 async function ingest(): Promise<void> {
-  const kinds: Kind[] = ['emit-only', 'none', 'jsonl', 'sqlite', 'duckdb', 'history', 'history-all'];
+  const all: Kind[] = ['emit-only', 'none', 'jsonl', 'sqlite', 'duckdb', 'history', 'history-all', 'history-none'];
+  const only = strArg('kinds')?.split(',');
+  const kinds = only ? all.filter((k) => only.includes(k)) : all;
   const runs = new Map<Kind, IngestRun[]>(kinds.map((k) => [k, []]));
   for (let r = 0; r < RUNS; r++) {
     for (const k of kinds) {
-      const gen = new FlowGen(100 + r);
+      const gen = new FlowGen(100 + r, PROCS);
       const samples = Array.from({ length: RATE * SECONDS }, (_, i) => gen.next(DAY0 + i));
       runs.get(k)!.push(await ingestRun(k, samples));
     }
   }
   const med = (k: Kind, f: (x: IngestRun) => number) => median(runs.get(k)!.map(f));
   const base = med('emit-only', (x) => x.totalPct);
-  const t = table([`${RATE} closed flows/s for ${SECONDS} s (median of ${RUNS})`, 'process CPU, % of a core', 'minus emit-only', 'event loop %', 'records written', 'longest write ms', 'bytes/flow on disk']);
+  const t = table([`${RATE} closed flows/s of ${PROCS} processes for ${SECONDS} s (median of ${RUNS})`, 'process CPU, % of a core', 'minus emit-only', 'event loop %', 'records written', 'longest write ms', 'bytes/flow on disk']);
   for (const k of kinds) {
     t.push([
       LABEL[k], fmt(med(k, (x) => x.totalPct), 2), k === 'emit-only' ? '' : fmt(med(k, (x) => x.totalPct) - base, 2), fmt(med(k, (x) => x.mainPct), 2),
@@ -203,6 +217,7 @@ async function ingest(): Promise<void> {
     ]);
   }
   console.log(t.toString());
+  if (!kinds.some((k) => ['none', 'jsonl', 'sqlite', 'duckdb'].includes(k))) return;
   const gen = new FlowGen(7);
   const samples = Array.from({ length: 50_000 }, (_, i) => gen.next(DAY0 + i));
   const mt = table(['highest sustained rate, a row per flow (batches of 5000)', 'flows/s (median)', 'runs']);
@@ -212,6 +227,64 @@ async function ingest(): Promise<void> {
     mt.push([LABEL[k], fmt(median(rs), 0), rs.map((x) => `${fmt(x / 1000, 0)}k`).join(' ')]);
   }
   console.log(mt.toString());
+}
+
+// --- maxrate -------------------------------------------------------------------------------
+
+/** History (default budget) fed `rate` closes/s for SECONDS: the writer's largest lag seen
+ * (status polled every 100 ms), what it dropped, and the process CPU. */
+async function historyAt(rate: number): Promise<{ maxLagMs: number; dropped: number; cpuPct: number; flushMs: number }> {
+  const file = fresh(`maxrate-${rate}`);
+  const h = History.start({ dir: file, maxBytes: GIB, retentionDays: 30, statusMs: 100 });
+  await sleep(1500);
+  const gen = new FlowGen(3);
+  const samples = Array.from({ length: Math.min(rate * SECONDS, 400_000) }, (_, i) => gen.next(DAY0 + i));
+  const total = rate * SECONDS;
+  let emitted = 0;
+  let maxLagMs = 0;
+  const cpu0 = processCpuMs();
+  const t0 = performance.now();
+  await new Promise<void>((resolve) => {
+    const t = setInterval(() => {
+      const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000));
+      const wall = Date.now();
+      for (; emitted < due; emitted++) {
+        const s = samples[emitted % samples.length]!;
+        s.firstMs = wall - (s.lastMs - s.firstMs);
+        s.lastMs = s.closedMs = wall;
+        h.recordClose(s, wall);
+      }
+      maxLagMs = Math.max(maxLagMs, h.status().records.lagMs);
+      if (emitted >= total) {
+        clearInterval(t);
+        resolve();
+      }
+    }, 5);
+  });
+  const f0 = performance.now();
+  await h.flush();
+  const flushMs = performance.now() - f0;
+  const cpuPct = (100 * (processCpuMs() - cpu0)) / (performance.now() - t0);
+  const st = h.status();
+  await h.stop();
+  return { maxLagMs: Math.max(maxLagMs, st.records.lagMs), dropped: st.records.dropped, cpuPct, flushMs };
+}
+
+async function maxrate(): Promise<void> {
+  const t = table([`history, default budget, ${SECONDS} s at each rate (median of ${RUNS})`, 'process CPU, % of a core', 'largest lag ms', 'final flush ms', 'dropped', 'kept up (lag < 500 ms)']);
+  let best = 0;
+  for (const rate of [10_000, 20_000, 40_000, 80_000, 160_000]) {
+    const rs = [];
+    for (let r = 0; r < RUNS; r++) rs.push(await historyAt(rate));
+    const lag = median(rs.map((x) => x.maxLagMs));
+    const dropped = median(rs.map((x) => x.dropped));
+    const ok = lag < 500 && dropped === 0;
+    if (ok && rate > best) best = rate;
+    t.push([`${rate / 1000}k closes/s`, fmt(median(rs.map((x) => x.cpuPct)), 2), `${fmt(lag, 0)} (${rs.map((x) => fmt(x.maxLagMs, 0)).join(' ')})`, fmt(median(rs.map((x) => x.flushMs)), 0), fmt(dropped, 0), ok ? 'yes' : 'no']);
+    if (!ok && lag > 5000) break; // far behind: higher rates only fall further
+  }
+  console.log(t.toString());
+  console.log(`highest rate kept up with: ${best / 1000}k closes/s`);
 }
 
 // --- query --------------------------------------------------------------------------------
@@ -423,6 +496,7 @@ async function handoff(): Promise<void> {
 
 console.log(`bench/history on ${machine()}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 if (SECTIONS.includes('ingest')) await ingest();
+if (SECTIONS.includes('maxrate')) await maxrate();
 if (SECTIONS.includes('query')) await query();
 if (SECTIONS.includes('crash')) await crash();
 if (SECTIONS.includes('handoff')) await handoff();

@@ -76,6 +76,9 @@ const RECORD_TYPES: DuckDBType[] = [
   BIGINT, BIGINT, UBIGINT, UBIGINT, UBIGINT, UBIGINT, VARCHAR, VARCHAR,
 ];
 
+/** MINUTES_DDL's columns, for data chunks. */
+const MINUTE_TYPES: DuckDBType[] = [INTEGER, INTEGER, UBIGINT, UBIGINT, UBIGINT, UBIGINT, UBIGINT];
+
 export interface StoreOptions {
   dir: string;
   /** maxBytes and retentionDays are read at every enforceRetention() (a reload may change them). */
@@ -151,6 +154,7 @@ export class HistoryStore {
   private readonly partitionRows: number;
   /** The chunk being filled, reused from batch to batch (appendRecords). */
   private readonly cols = RECORD_WIDTHS.map((w) => new ColumnBuf(w));
+  private readonly minuteCols = MINUTE_TYPES.map((_, i) => new ColumnBuf(i < 2 ? 4 : 8));
 
   private constructor(
     readonly file: string,
@@ -512,19 +516,33 @@ export class HistoryStore {
       m.rxp += r.rxPackets;
       m.conns += r.conns;
     });
+    // One data chunk per 2048 rows, as for the records (chunk.ts): a row per (minute, process)
+    // of every batch, so at high close rates as many rows as active processes, twice a second.
     const ap = await this.c.createAppender(table);
-    for (const m of sums.values()) {
-      ap.appendInteger(m.minute);
-      if (m.proc === null) ap.appendNull();
-      else ap.appendInteger(m.proc);
-      ap.appendUBigInt(BigInt(m.tx));
-      ap.appendUBigInt(BigInt(m.rx));
-      ap.appendUBigInt(BigInt(m.txp));
-      ap.appendUBigInt(BigInt(m.rxp));
-      ap.appendUBigInt(BigInt(m.conns));
-      ap.endRow();
+    const c = this.minuteCols;
+    try {
+      let k = 0;
+      const put = () => {
+        ap.appendDataChunk(makeChunk(MINUTE_TYPES, c, k));
+        for (const col of c) col.reset();
+        k = 0;
+      };
+      for (const col of c) col.reset();
+      for (const m of sums.values()) {
+        c[0]!.i32[k] = m.minute;
+        if (m.proc === null) c[1]!.setNull(k);
+        else c[1]!.i32[k] = m.proc;
+        c[2]!.set64(k, m.tx);
+        c[3]!.set64(k, m.rx);
+        c[4]!.set64(k, m.txp);
+        c[5]!.set64(k, m.rxp);
+        c[6]!.set64(k, m.conns);
+        if (++k === CHUNK_ROWS) put();
+      }
+      if (k) put();
+    } finally {
+      ap.closeSync();
     }
-    ap.closeSync();
   }
 
   /** Rewrites each partition's minutes that got rows since the last time as one row per

@@ -166,14 +166,19 @@ export class HistoryWriter {
     const hash = tupleHash(H[protoId]!, H[v.getUint32(off + F.laddr, true)]!, flags & NO_LPORT ? 65536 : v.getUint16(off + F.lport, true),
       H[v.getUint32(off + F.raddr, true)]!, flags & NO_RPORT ? 65536 : v.getUint16(off + F.rport, true));
     const now = v.getFloat64(off + F.now, true);
-    const str = (field: number): string | null => {
-      const id = v.getUint32(off + field, true);
-      return id === 0 ? null : S[id] ?? null;
-    };
+    // String fields by id (0: none; ids index S). Written out, not through a helper closure:
+    // this runs for every close beyond the budget and must allocate nothing.
+    const comm = v.getUint32(off + F.comm, true);
+    const exe = v.getUint32(off + F.exe, true);
+    const cgroup = v.getUint32(off + F.cgroup, true);
+    const unit = v.getUint32(off + F.unit, true);
+    const iface = v.getUint32(off + F.iface, true);
+    const dir = v.getUint32(off + F.dir, true);
+    const how = v.getUint32(off + F.how, true);
     const proto = S[protoId] ?? '';
-    return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), str(F.comm), flags & NO_UID ? null : v.getUint32(off + F.uid, true),
-      str(F.exe), str(F.cgroup), str(F.unit), PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
-      str(F.iface), str(F.dir), str(F.how), flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
+    return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), comm ? S[comm]! : null, flags & NO_UID ? null : v.getUint32(off + F.uid, true),
+      exe ? S[exe]! : null, cgroup ? S[cgroup]! : null, unit ? S[unit]! : null, PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
+      iface ? S[iface]! : null, dir ? S[dir]! : null, how ? S[how]! : null, flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
       v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true), now);
   }
 
