@@ -7,7 +7,7 @@
 // Run it under `node --cpu-prof` to profile both isolates (one .cpuprofile each).
 //
 //   node [--cpu-prof --cpu-prof-dir D] build/js/bench/history/profile.js [--rate 10000]
-//        [--seconds 6] [--emit-only] (the harness alone) [--all] (every flow in detail) [--budget N] (detail flows/s) [--burst N]
+//        [--seconds 6] [--procs 600] [--emit-only] (the harness alone) [--all] (every flow in detail) [--budget N] (detail flows/s) [--burst N]
 import fs from 'node:fs';
 import { numArg, sleep, tempDir } from '../lib/harness.js';
 import { FlowGen } from './gen.js';
@@ -39,7 +39,7 @@ const before = tasks();
 const dir = tempDir('history-profile');
 const h = EMIT_ONLY ? null : History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, ...(ALL ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : { detailFlowsPerSec: BUDGET, accountant: { detailBurst: BURST } }) });
 await sleep(1500);
-const gen = new FlowGen(100);
+const gen = new FlowGen(100, numArg('procs', 600));
 const total = RATE * SECONDS;
 const samples = Array.from({ length: total }, (_, i) => gen.next(i));
 const t0cpu = tasks();

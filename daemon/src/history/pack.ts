@@ -72,23 +72,14 @@ export class ObservationPacker {
     return this.count;
   }
 
-  /** The last string of each field and its id: most fields repeat from one flow to the next
-   * (protocol, interface, local address, a busy process's names), and comparing with the
-   * last one costs less than a Map lookup (a fresh string from the decoder is hashed first). */
-  private readonly lastStr: Array<string | null | undefined> = new Array<string | null | undefined>(13).fill(null);
-  private readonly lastId = new Uint32Array(13);
-
-  private str(s: string | null | undefined, slot: number): number {
+  private str(s: string | null | undefined): number {
     if (s === null || s === undefined) return 0;
-    if (s === this.lastStr[slot]) return this.lastId[slot]!;
     let id = this.ids.get(s);
     if (id === undefined) {
       id = this.ids.size + 1;
       this.ids.set(s, id);
       this.strings.push(s);
     }
-    this.lastStr[slot] = s;
-    this.lastId[slot] = id;
     return id;
   }
 
@@ -118,18 +109,18 @@ export class ObservationPacker {
     v.setUint16(off + F.rport, o.remotePort ?? 0, true);
     v.setUint32(off + F.pid, o.pid ?? 0, true);
     v.setUint32(off + F.uid, o.uid ?? 0, true);
-    v.setUint32(off + F.proto, this.str(o.proto, 0), true);
-    v.setUint32(off + F.comm, this.str(o.comm, 1), true);
-    v.setUint32(off + F.exe, this.str(o.exe, 2), true);
-    v.setUint32(off + F.cgroup, this.str(o.cgroupId, 3), true);
-    v.setUint32(off + F.iface, this.str(o.interface, 4), true);
-    v.setUint32(off + F.dir, this.str(o.direction, 5), true);
-    v.setUint32(off + F.how, this.str(o.attributedBy, 6), true);
-    v.setUint32(off + F.laddr, this.str(o.localAddr, 7), true);
-    v.setUint32(off + F.raddr, this.str(o.remoteAddr, 8), true);
-    v.setUint32(off + F.name, this.str(o.remoteName, 9), true);
-    v.setUint32(off + F.attrs, this.str(o.attrs, 10), true);
-    v.setUint32(off + F.unit, this.str(o.unit, 11), true);
+    v.setUint32(off + F.proto, this.str(o.proto), true);
+    v.setUint32(off + F.comm, this.str(o.comm), true);
+    v.setUint32(off + F.exe, this.str(o.exe), true);
+    v.setUint32(off + F.cgroup, this.str(o.cgroupId), true);
+    v.setUint32(off + F.iface, this.str(o.interface), true);
+    v.setUint32(off + F.dir, this.str(o.direction), true);
+    v.setUint32(off + F.how, this.str(o.attributedBy), true);
+    v.setUint32(off + F.laddr, this.str(o.localAddr), true);
+    v.setUint32(off + F.raddr, this.str(o.remoteAddr), true);
+    v.setUint32(off + F.name, this.str(o.remoteName), true);
+    v.setUint32(off + F.attrs, this.str(o.attrs), true);
+    v.setUint32(off + F.unit, this.str(o.unit), true);
     v.setFloat64(off + F.first, o.firstMs, true);
     v.setFloat64(off + F.last, o.lastMs, true);
     v.setFloat64(off + F.closed, o.closedMs ?? 0, true);
@@ -162,7 +153,6 @@ export class ObservationPacker {
     // (the writer forgets its copy at the same batch).
     if (this.ids.size > this.maxStrings) {
       this.ids.clear();
-      this.lastStr.fill(null);
       this.firstString = 1;
       this.reset = true;
     }
