@@ -131,6 +131,9 @@ export class History {
       case 'log':
         this.opts.log?.[m.level](m.msg);
         break;
+      case 'buffer':
+        this.packer.recycle(m.rows);
+        break;
       case 'closed':
         break;
     }

@@ -15,5 +15,7 @@ export type FromWorker =
   | { type: 'status'; status: HistoryStatus }
   | { type: 'result'; id: number; result?: HistoryResult; error?: { code: string; message: string } }
   | { type: 'flushed'; id: number }
+  /** A batch's buffer, read and sent back for the packer to reuse (transferred). */
+  | { type: 'buffer'; rows: ArrayBuffer }
   | { type: 'log'; level: 'warn' | 'error'; msg: string }
   | { type: 'closed' };

@@ -22,6 +22,8 @@ port.on('message', (m: ToWorker) => {
       } catch (err) {
         send({ type: 'log', level: 'error', msg: `history: a batch could not be read: ${(err as Error).message}` });
       }
+      // Read (ingest keeps nothing of it): back to the packer, transferred.
+      port.postMessage({ type: 'buffer', rows: m.batch.rows } satisfies FromWorker, [m.batch.rows]);
       void w.flush().then(() => {
         if (m.ack === undefined) return;
         send({ type: 'status', status: w.status() });
