@@ -77,6 +77,32 @@ switch (mode) {
     });
     break;
   }
+  case 'tcp-clients': {
+    // `count` connections one after the other, each sending n bytes and reading the reply to
+    // its end: many short flows from one process.
+    const n = Number(rest[0] ?? 0);
+    const count = Number(flag('--count') ?? 1);
+    const ports: number[] = [];
+    let received = 0;
+    const one = (i: number): void => {
+      if (i === count) {
+        out({ event: 'done', count, sent: n * count, received, localPorts: ports });
+        process.exit(0);
+      }
+      const s = net.connect({ host: addr, port }, () => {
+        ports.push(s.localPort!);
+        s.end(Buffer.alloc(n, 0x62));
+      });
+      s.on('data', (d) => (received += d.length));
+      s.on('close', () => one(i + 1));
+      s.on('error', (e) => {
+        out({ event: 'error', message: e.message });
+        process.exit(1);
+      });
+    };
+    one(0);
+    break;
+  }
   case 'tcp-pass': {
     // Connects, then hands the connected socket to a child process over the IPC channel
     // (SCM_RIGHTS) and closes its own descriptor; the child sends the bytes.

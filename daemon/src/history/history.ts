@@ -16,7 +16,8 @@ export interface HistoryOptions {
   dir: string;
   maxBytes: number;
   retentionDays: number;
-  /** Short flows per second kept in detail (more are rolled up per process and remote). */
+  /** Short flows per second kept in detail, in bursts of ten times that (more are rolled
+   * up per process, protocol, family and minute). */
   detailFlowsPerSec?: number;
   accountant?: Partial<AccountantOptions>;
   /** How often packed observations go to the writer (a kill -9 loses at most this plus one write). */
@@ -78,7 +79,8 @@ export class History {
     const w = new Worker(WORKER, {
       workerData: {
         dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
-        accountant: { ...o.accountant, ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec } : {}) },
+        // A burst of ten seconds' worth of the budget (the default: 1000/s, 10,000).
+        accountant: { ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec, detailBurst: 10 * o.detailFlowsPerSec } : {}), ...o.accountant },
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
       },
