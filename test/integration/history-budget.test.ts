@@ -81,6 +81,13 @@ describe('history beyond its detail budget, through the daemon and ebpfmonctl', 
     assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === null && f.remoteAddr === '0.0.0.0' && f.protocol === 'tcp' && f.pid === pid));
     const rolledConns = rolled.reduce((s, f) => s + f.connections, 0);
     assert.equal(detail.length + rolledConns, COUNT, 'each connection once');
-    assert.equal((await daemon!.call('status')).history!.records.rolledUp - before, rolledConns, 'status counts what the budget did not keep');
+    // Status comes from the writer once a second: wait for the one sent after the write.
+    let counted = 0;
+    for (let i = 0, t0 = Date.now(); i < 100 && Date.now() - t0 < 10_000; i++) {
+      counted = (await daemon!.call('status')).history!.records.rolledUp - before;
+      if (counted >= rolledConns) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(counted, rolledConns, 'status counts what the budget did not keep');
   });
 });
