@@ -233,6 +233,11 @@ class CaptureSession implements CaptureHandle {
     if (!this.ended) this.stream.writer.flush();
   }
 
+  /** Packets held by reference in the ring (a file's vectored writes) are written now. */
+  release(): void {
+    if (!this.ended) this.stream.writer.release();
+  }
+
   counters(): CaptureCounters {
     if (this.final) return this.final;
     const k = this.m.kernelCounters(this.slot);
@@ -567,15 +572,22 @@ export class CaptureManager {
     for (const s of this.captures.values()) s.flush();
   };
 
+  /** Before the reader gives ring space back: only what is referenced there must go out
+   * (copied packets wait in the chunk for the drain's end: one large write per drain, not
+   * one per 64 records). */
+  private readonly releaseAll = (): void => {
+    for (const s of this.captures.values()) s.release();
+  };
+
   private drainAll(): void {
-    while (this.reader && this.reader.drain(this.onSample, 1000, this.flushAll) > 0);
+    while (this.reader && this.reader.drain(this.onSample, 1000, this.releaseAll) > 0);
     this.flushAll();
   }
 
   private ensureReader(): void {
     if (this.reader) return;
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
-    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.flushAll });
+    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.releaseAll, afterDrain: this.flushAll });
     this.reader = r;
   }
 

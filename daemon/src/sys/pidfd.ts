@@ -27,6 +27,7 @@ export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 const SEEK_END = 2;
+const ESRCH = 3;
 
 /** A pidfd for `pid` (close it with fs.closeSync). Throws SystemError (ESRCH: no such process). */
 export function pidfdOpen(pid: number): number {
@@ -76,7 +77,10 @@ export function processUids(pid: number): number[] | null {
   return m ? m.slice(1, 5).map(Number) : null;
 }
 
-/** Is the process behind `pidfd` still alive? (pidfd_send_signal with signal 0.) */
+/** Is the process behind `pidfd` still alive? (pidfd_send_signal with signal 0: ESRCH once
+ * it exited; EPERM only says that sending it a signal would need CAP_KILL, which the unit
+ * does not keep: it is alive.) */
 export function pidfdAlive(pidfd: number): boolean {
-  return syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', 0, 'void *', null, 'unsigned int', 0) === 0;
+  if (syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', 0, 'void *', null, 'unsigned int', 0) === 0) return true;
+  return lastErrno() !== ESRCH;
 }
