@@ -100,12 +100,25 @@ export class LiveBench {
     this.gen = await this.lab.host('gen');
     this.link = await this.lab.link(this.gen, this.mon);
     this.dir = this.lab.tmpdir();
-    // EBPFMON_BENCH_DAEMON_PROF=DIR: a V8 CPU profile of the daemon (written when it stops, SIGTERM).
+    // EBPFMON_BENCH_DAEMON_PROF=DIR: a V8 CPU profile of the daemon (written when it stops,
+    // SIGTERM; from the end of set-up). --cpu-prof is not allowed in NODE_OPTIONS: a wrapper starts the profiler
+    // through node:inspector, then loads the daemon.
     const dprof = process.env.EBPFMON_BENCH_DAEMON_PROF;
-    this.daemon = await startDaemon(this.mon, {
-      config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } },
-      ...(dprof ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dprof}` } } : {}),
-    });
+    let main: string | undefined;
+    if (dprof) {
+      main = path.join(this.dir, 'prof-main.mjs');
+      const daemonMain = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../daemon/src/main.js');
+      fs.writeFileSync(main, `import inspector from 'node:inspector'; import fs from 'node:fs';
+// Started on SIGUSR2 once the programs are loaded (the profiler's signals interrupt the verifier: EAGAIN).
+const s = new inspector.Session(); s.connect(); s.post('Profiler.enable');
+process.on('SIGUSR2', () => s.post('Profiler.start'));
+process.on('exit', () => s.post('Profiler.stop', (err, r) => { if (!err) fs.writeFileSync(${JSON.stringify(dprof)} + '/daemon-' + process.pid + '.cpuprofile', JSON.stringify(r.profile)); }));
+process.argv.splice(1, 1, ${JSON.stringify(daemonMain)});
+await import(${JSON.stringify(daemonMain)});
+`);
+    }
+    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } }, ...(main ? { main } : {}) });
+    if (main) process.kill(this.daemon.pid, 'SIGUSR2');
     const t0 = Date.now();
     while (!(await this.daemon.call('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');

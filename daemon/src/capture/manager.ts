@@ -291,6 +291,8 @@ class CaptureSession implements CaptureHandle {
 export class CaptureManager {
   private readonly log: Logger;
   private readonly captures = new Map<string, CaptureSession>();
+  /** The same sessions as an array, for the per-record loop (no Map iterator per record). */
+  private live: CaptureSession[] = [];
   private readonly mirrors = new Map<string, Mirror>();
   private reader: PerfRingReader | null = null;
   private readonly timebase = new TimeBase();
@@ -519,6 +521,7 @@ export class CaptureManager {
     const s = new CaptureSession(id, active.slot, req, result, stream, sink, this, this.d.options.maxClientBacklog, base);
     result.session = s.id;
     this.captures.set(s.id, s);
+    this.live = [...this.captures.values()];
     stream.writer.flush(); // the section header, at once: `| tshark -r -` starts reading
     s.start(req.statsIntervalMs ?? this.d.options.statsIntervalMs);
     this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, delivery: result.delivery, ...(result.deliveryReason ? { deliveryReason: result.deliveryReason } : {}), expression: sel.expression, ...(base ? { resumed: base } : {}) }, base ? 'capture session resumed' : 'capture session started');
@@ -533,6 +536,7 @@ export class CaptureManager {
     if (graceful && this.reader) this.drainAll();
     const final = s.counters();
     this.captures.delete(s.id);
+    this.live = [...this.captures.values()];
     s.close(graceful, final);
     this.ended.dropped += final.dropped;
     this.ended.clientDropped += final.clientDropped;
@@ -562,7 +566,9 @@ export class CaptureManager {
   private readonly onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
     if (len < 20) return;
     const sessions = u32[(off >> 2) + 4]!; // emon_cap_record.sessions
-    for (const s of this.captures.values()) {
+    const live = this.live;
+    for (let i = 0; i < live.length; i++) {
+      const s = live[i]!;
       const bit = 1 << s.slot;
       if (sessions & bit) s.onRecord(buf, u32, off, len, bit);
     }
@@ -576,7 +582,7 @@ export class CaptureManager {
    * (copied packets wait in the chunk for the drain's end: one large write per drain, not
    * one per 64 records). */
   private readonly releaseAll = (): void => {
-    for (const s of this.captures.values()) s.release();
+    for (const s of this.live) s.release();
   };
 
   private drainAll(): void {
@@ -789,6 +795,7 @@ export class CaptureManager {
       const decl = this.engine.stored(s.slot).declaration as CaptureDeclaration | null;
       if (decl?.kind === 'capture' && decl.session === s.id) {
         this.captures.delete(s.id);
+        this.live = [...this.captures.values()];
         s.detach();
       } else {
         this.endCapture(s, true);
