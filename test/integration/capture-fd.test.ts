@@ -83,7 +83,14 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
     const { port } = (await lines.next((o) => typeof o.port === 'number')) as { port: number };
     const cap = await startCapture(mon, daemon!.socketPath, ['-p', String(sender.pid), ...extra, '-w', file]);
     sender.stdin!.write('go\n');
-    await during(cap, file);
+    try {
+      await during(cap, file);
+    } catch (err) {
+      // Nothing of this trial may outlive it (the next test checks the daemon has no session).
+      for (const p of [cap.child, sender, td]) if (p.exitCode === null) p.kill('SIGKILL');
+      await cap.exit;
+      throw err;
+    }
     sender.stdin!.write('stop\n');
     const { sent } = (await lines.next((o) => typeof o.sent === 'number')) as { sent: number };
     await new Promise((r) => setTimeout(r, 200)); // the last datagrams through TC
