@@ -202,14 +202,25 @@ function kindOf(fd: number): Output['kind'] {
  */
 export function countFileBlocks(fd: number): number {
   const size = fs.fstatSync(fd).size;
-  const head = Buffer.alloc(8);
+  // Read in 1 MiB windows (a block head per read() would be millions of calls for a large file).
+  const win = Buffer.alloc(1 << 20);
+  let winAt = 0;
+  let winLen = 0;
+  const u32 = (at: number): number | null => {
+    if (at < winAt || at + 4 > winAt + winLen) {
+      winAt = at;
+      winLen = fs.readSync(fd, win, 0, win.length, at);
+      if (winLen < 4) return null;
+    }
+    return win.readUInt32LE(at - winAt);
+  };
   let epb = 0;
   let off = 0;
   while (off + 8 <= size) {
-    if (fs.readSync(fd, head, 0, 8, off) < 8) break;
-    const len = head.readUInt32LE(4);
-    if (len < 12 || off + len > size) break;
-    if (head.readUInt32LE(0) === 6) epb++;
+    const type = u32(off);
+    const len = u32(off + 4);
+    if (type === null || len === null || len < 12 || off + len > size) break;
+    if (type === 6) epb++;
     off += len;
   }
   if (off < size) fs.ftruncateSync(fd, off);
