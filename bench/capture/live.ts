@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Live capture to a file: packets/s with zero loss and CPU per packet, ebpfmon's capture
 // path (the real daemon and `ebpfmonctl capture -w FILE`: engine, perf rings, pcapng
-// writer in the daemon, bytes copied to the file by the CLI) next to `tcpdump -w` on the
-// same traffic in the same run, and next to no capture at all.
+// writer in the daemon writing into the CLI's file (fd delivery), and with --stream the
+// bytes copied to the file by the CLI) next to `tcpdump -w` on the same traffic in the
+// same run, and next to no capture at all.
 //
 // Traffic: trafgen in host `gen` sends N UDP frames at a fixed rate into a veth whose other
 // end is in host `mon` (where the daemon and the capture tools run). The frames are
@@ -22,7 +23,8 @@ import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
 
-type Tool = 'none' | 'tcpdump' | 'ebpfmon';
+/** ebpfmon: the daemon writes into the CLI's file (fd delivery); ebpfmon-stream: `--stream`, the CLI copies the socket's bytes into it. */
+export type Tool = 'none' | 'tcpdump' | 'ebpfmon' | 'ebpfmon-stream';
 
 export interface LiveTrial {
   tool: Tool;
@@ -37,6 +39,9 @@ export interface LiveTrial {
   toolSysMs: number;
   machineBusyMs: number;
   wallMs: number;
+  /** ebpfmon: the daemon's and the CLI's shares of toolCpuMs. */
+  daemonCpuMs?: number;
+  cliCpuMs?: number;
 }
 
 /** Busy and total jiffies of the whole machine (/proc/stat "cpu" line). */
@@ -95,7 +100,25 @@ export class LiveBench {
     this.gen = await this.lab.host('gen');
     this.link = await this.lab.link(this.gen, this.mon);
     this.dir = this.lab.tmpdir();
-    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } } });
+    // EBPFMON_BENCH_DAEMON_PROF=DIR: a V8 CPU profile of the daemon (written when it stops,
+    // SIGTERM; from the end of set-up). --cpu-prof is not allowed in NODE_OPTIONS: a wrapper starts the profiler
+    // through node:inspector, then loads the daemon.
+    const dprof = process.env.EBPFMON_BENCH_DAEMON_PROF;
+    let main: string | undefined;
+    if (dprof) {
+      main = path.join(this.dir, 'prof-main.mjs');
+      const daemonMain = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../daemon/src/main.js');
+      fs.writeFileSync(main, `import inspector from 'node:inspector'; import fs from 'node:fs';
+// Started on SIGUSR2 once the programs are loaded (the profiler's signals interrupt the verifier: EAGAIN).
+const s = new inspector.Session(); s.connect(); s.post('Profiler.enable');
+process.on('SIGUSR2', () => s.post('Profiler.start'));
+process.on('exit', () => s.post('Profiler.stop', (err, r) => { if (!err) fs.writeFileSync(${JSON.stringify(dprof)} + '/daemon-' + process.pid + '.cpuprofile', JSON.stringify(r.profile)); }));
+process.argv.splice(1, 1, ${JSON.stringify(daemonMain)});
+await import(${JSON.stringify(daemonMain)});
+`);
+    }
+    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } }, ...(main ? { main } : {}) });
+    if (main) process.kill(this.daemon.pid, 'SIGUSR2');
     const t0 = Date.now();
     while (!(await this.daemon.call('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');
@@ -114,7 +137,7 @@ export class LiveBench {
   }
 
   /** Starts a tool; resolves with its pid and a stop function that returns (captured, drops). */
-  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; cpu0?: { user: number; sys: number }; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number }> }> {
+  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; cpu0?: { user: number; sys: number }; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number; daemonMs?: number; cliMs?: number }> }> {
     if (tool === 'none') return { pid: null, stop: async () => ({ captured: 0, drops: 0, cpuMs: 0, sysMs: 0 }) };
     const cpu = (pid: number) => {
       const c = cpuSplitMs(pid);
@@ -147,7 +170,7 @@ export class LiveBench {
     const d = this.daemon!;
     // EBPFMON_BENCH_CPU_PROF=DIR: a V8 CPU profile of the CLI per trial (where its CPU goes).
     const prof = process.env.EBPFMON_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EBPFMON_BENCH_CPU_PROF}`] : [];
-    const p = this.mon.spawn(process.execPath, [...prof, CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', 'udp']);
+    const p = this.mon.spawn(process.execPath, [...prof, CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', ...(tool === 'ebpfmon-stream' ? ['--stream'] : []), 'udp']);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
@@ -171,18 +194,18 @@ export class LiveBench {
         await sleep(300);
         const c = both();
         const c0 = cpuStart;
-        console.error(`ebpfmon CPU ms during the trial: daemon ${c.daemon - c0.daemon}, CLI ${c.cli - c0.cli}`);
+        console.error(`${tool} CPU ms during the trial: daemon ${c.daemon - c0.daemon}, CLI ${c.cli - c0.cli}`);
         const st = (await d.call('status')).capture?.sessions[0]?.counters;
         const exited = new Promise((r) => p.once('exit', r));
         process.kill(p.pid!, 'SIGINT');
         await exited;
-        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0), cpuMs: c.user + c.sys, sysMs: c.sys };
+        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0), cpuMs: c.user + c.sys, sysMs: c.sys, daemonMs: c.daemon - c0.daemon, cliMs: c.cli - c0.cli };
       },
     };
   }
 
   async trial(tool: Tool, rate: number, frameBytes: number, packets: number, pageCnt = 1024): Promise<LiveTrial> {
-    const file = path.join(process.env.EBPFMON_BENCH_OUT_DIR ?? this.dir, `${tool}.${tool === 'ebpfmon' ? 'pcapng' : 'pcap'}`);
+    const file = path.join(process.env.EBPFMON_BENCH_OUT_DIR ?? this.dir, `${tool}.${tool.startsWith('ebpfmon') ? 'pcapng' : 'pcap'}`);
     fs.rmSync(file, { force: true });
     const t = await this.startTool(tool, file, pageCnt);
     const rx0 = await rxPackets(this.mon, this.link.b.ifname);
@@ -200,24 +223,26 @@ export class LiveBench {
     return {
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
       toolCpuMs: r.cpuMs - cpu0.user - cpu0.sys, toolSysMs: r.sysMs - cpu0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
+      ...(r.daemonMs !== undefined ? { daemonCpuMs: r.daemonMs, cliCpuMs: r.cliMs } : {}),
     };
   }
 
   async close(): Promise<void> {
-    await this.daemon?.stop('SIGKILL');
+    await this.daemon?.stop(process.env.EBPFMON_BENCH_DAEMON_PROF ? 'SIGTERM' : 'SIGKILL');
   }
 }
 
 export function liveTable(trials: LiveTrial[]): string {
   const t = new Table({
-    head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt'],
+    head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt', 'daemon / CLI ns/pkt', 'CPU vs tcpdump'],
     style: { head: [], border: [] },
   });
   const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
   const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.sent);
   for (const k of keys) {
     const [bytes, rate] = k.split('|').map(Number);
-    for (const tool of ['none', 'tcpdump', 'ebpfmon'] as const) {
+    const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.sent);
+    for (const tool of ['none', 'tcpdump', 'ebpfmon', 'ebpfmon-stream'] as const) {
       const xs = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === tool);
       if (!xs.length) continue;
       const zero = xs.filter((x) => tool === 'none' || x.captured === x.sent).length;
@@ -228,6 +253,8 @@ export function liveTable(trials: LiveTrial[]): string {
         tool === 'none' ? '-' : `${zero} of ${xs.length}`,
         tool === 'none' ? '-' : `${median(cpu).toFixed(0)} (${Math.min(...cpu).toFixed(0)}..${Math.max(...cpu).toFixed(0)})`,
         tool === 'none' ? '-' : median(per(xs, (x) => x.toolSysMs)).toFixed(0),
+        tool.startsWith('ebpfmon') ? `${median(per(xs, (x) => x.daemonCpuMs ?? 0)).toFixed(0)} / ${median(per(xs, (x) => x.cliCpuMs ?? 0)).toFixed(0)}` : '-',
+        tool.startsWith('ebpfmon') && tcpdumpCpu.length ? `${(median(cpu) / median(tcpdumpCpu)).toFixed(1)}x` : '-',
       ]);
     }
   }

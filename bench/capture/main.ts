@@ -4,7 +4,7 @@
 //   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
 //     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
 //     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
-//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon]
+//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon,ebpfmon-stream]
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
 //
 // engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the classifier without the hook chain in the
@@ -42,14 +42,14 @@ async function main(): Promise<void> {
       const onlyRate = strArg('only-rate');
       const configs = ([[64, 100_000], [64, 200_000], [64, 300_000], [64, 0], [1500, 50_000], [1500, 100_000], [1500, 0]] as Array<[number, number]>)
         .filter(([b, r]) => (!only || b === only) && (onlyRate === undefined || r === Number(onlyRate)));
-      const toolsWanted = (strArg('tools') ?? 'none,tcpdump,ebpfmon').split(',');
+      const toolsWanted = (strArg('tools') ?? 'none,tcpdump,ebpfmon,ebpfmon-stream').split(',');
       const liveReps = numArg('live-reps', 3);
       try {
         for (let rep = 0; rep < liveReps && Date.now() < DEADLINE; rep++) {
           for (const [bytes, rate] of configs) {
             const packets = rate ? rate * seconds : numArg('max-packets', 600_000);
             // Rotate the order so that no tool always runs first at a rate.
-            const tools = (['none', 'tcpdump', 'ebpfmon'] as const).map((_, i, a) => a[(i + rep) % a.length]!);
+            const tools = (['none', 'tcpdump', 'ebpfmon', 'ebpfmon-stream'] as const).map((_, i, a) => a[(i + rep) % a.length]!);
             for (const tool of tools.filter((t) => toolsWanted.includes(t))) trials.push(await live.trial(tool, rate, bytes, packets, numArg('pages', 1024)));
           }
           console.error(`capture live: rep ${rep + 1} done`);

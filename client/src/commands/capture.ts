@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// `ebpfmonctl capture`: packets of chosen processes as pcapng (docs/capture.md). The
-// daemon answers capture.start with one JSON line, then the connection carries the pcapng
-// stream (docs/api.md): this command copies those bytes to the file or stdout as they come
-// (no decoding on the way; it only walks the block headers to count packets). Ctrl-C asks
+// `ebpfmonctl capture`: packets of chosen processes as pcapng (docs/capture.md). This
+// command opens the output itself (-w FILE with the user's own credentials and umask, -w -
+// its stdout) and offers the descriptor in capture.start: the daemon takes a duplicate
+// (pidfd_getfd) and writes the pcapng into it; this command waits for its `capture.ended`
+// line. When the daemon cannot take it (or --stream), the connection carries the pcapng
+// stream after the reply (docs/api.md) and this command copies those bytes to the output
+// as they come (no decoding on the way; it only walks the block headers to count packets). Ctrl-C asks
 // the daemon to finish (last packets and statistics, then it closes); a second Ctrl-C, a
 // closed stdout or this process dying ends the session at once.
 import fs from 'node:fs';
 import net from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { CAPTURE_DIRECTIONS, type CaptureStartParams, type CaptureStartResult } from '../../../daemon/src/contract/capture.js';
+import {
+  CAPTURE_DIRECTIONS, CAPTURE_NOTIFICATIONS, type CaptureEndedNotification, type CaptureProgressNotification, type CaptureStartParams, type CaptureStartResult,
+} from '../../../daemon/src/contract/capture.js';
 import { ERRORS } from '../../../daemon/src/contract/errors.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { CliError, EXIT } from '../exit.js';
@@ -120,6 +125,7 @@ interface CaptureOpts {
   write: string;
   quiet?: boolean;
   reconnect?: number;
+  stream?: boolean;
 }
 
 export function captureParams(o: CaptureOpts, expression: string[]): CaptureStartParams {
@@ -147,17 +153,101 @@ type Outcome =
   | { kind: 'lost'; at: Date } // the connection ended under a running session
   | { kind: 'failed'; error: CliError };
 
+/** The output as opened here: its descriptor, whether it can be read back (a regular file opened read-write). */
+interface Output {
+  fd: number;
+  kind: 'file' | 'fifo' | 'socket' | 'other';
+  readable: boolean;
+  created: boolean;
+}
+
+/**
+ * Opens the output with this user's own credentials and umask (as tcpdump -w does): the
+ * daemon only ever writes into this descriptor (fd delivery), it never opens the path.
+ * Read-write when allowed, so that after a daemon restart the packets already in the
+ * file can be counted (and a block a killed daemon left torn cut off).
+ */
+function openOutput(file: string): Output {
+  if (file === '-') return { fd: 1, kind: kindOf(1), readable: false, created: false };
+  const existed = fs.existsSync(file);
+  let fd: number;
+  let readable = true;
+  try {
+    fd = fs.openSync(file, 'w+', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw new CliError(`cannot write ${file}: ${(err as Error).message}`, EXIT.USAGE);
+    try {
+      fd = fs.openSync(file, 'w', 0o644);
+      readable = false;
+    } catch (err2) {
+      throw new CliError(`cannot write ${file}: ${(err2 as Error).message}`, EXIT.USAGE);
+    }
+  }
+  return { fd, kind: kindOf(fd), readable, created: !existed };
+}
+
+function kindOf(fd: number): Output['kind'] {
+  try {
+    const st = fs.fstatSync(fd);
+    return st.isFile() ? 'file' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other';
+  } catch {
+    return 'other';
+  }
+}
+
+/**
+ * Enhanced Packet Blocks in the output file (read through its own descriptor, after the
+ * daemon that wrote it went away). A block left torn at the end is cut off, so that the
+ * next daemon's section follows a whole block (it appends at the end).
+ */
+export function countFileBlocks(fd: number): number {
+  const size = fs.fstatSync(fd).size;
+  // Read in 1 MiB windows (a block head per read() would be millions of calls for a large file).
+  const win = Buffer.alloc(1 << 20);
+  let winAt = 0;
+  let winLen = 0;
+  const u32 = (at: number): number | null => {
+    if (at < winAt || at + 4 > winAt + winLen) {
+      winAt = at;
+      winLen = fs.readSync(fd, win, 0, win.length, at);
+      if (winLen < 4) return null;
+    }
+    return win.readUInt32LE(at - winAt);
+  };
+  let epb = 0;
+  let off = 0;
+  while (off + 8 <= size) {
+    const type = u32(off);
+    const len = u32(off + 4);
+    if (type === null || len === null || len < 12 || off + len > size) break;
+    if (type === 6) epb++;
+    off += len;
+  }
+  if (off < size) fs.ftruncateSync(fd, off);
+  return epb;
+}
+
+/** Asked to use the stream (no descriptor offered): --stream or EBPFMON_CAPTURE_STREAM=1. */
+const forceStream = (o: CaptureOpts): boolean => o.stream === true || process.env.EBPFMON_CAPTURE_STREAM === '1';
+
 async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): Promise<void> {
   const base = captureParams(o, expression);
   const toStdout = o.write === '-';
   const path = socketPath(cmd);
   const blocks = new BlockStream();
   const t0 = Date.now();
+  const output = openOutput(o.write);
+  // The descriptor is offered unless asked not to or it is something the daemon refuses (a terminal, /dev/null).
+  const offer = !forceStream(o) && output.kind !== 'other';
+  /** Where stream delivery writes (made when a connection streams). */
   let out: NodeJS.WritableStream | null = null;
   let first: CaptureStartResult | null = null;
   let sock: net.Socket | null = null;
-  let live = false; // a session streams on `sock`
+  let live = false; // a session runs on `sock`
   let stopping = false;
+  /** Packets in the output (every connection). */
+  let total = 0;
+  let delivery: CaptureStartResult['delivery'] | null = null;
   const waiting = new AbortController();
 
   const onSignal = (): void => {
@@ -176,22 +266,27 @@ async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): P
 
   /** Did the session reach its end by itself (then the daemon closing is the end)? */
   const finished = (): boolean =>
-    stopping || (o.count !== undefined && blocks.packets >= o.count) || (o.duration !== undefined && Date.now() - t0 >= o.duration * 1000 - 250);
+    stopping || (o.count !== undefined && total >= o.count) || (o.duration !== undefined && Date.now() - t0 >= o.duration * 1000 - 250);
 
-  const openOutput = (): NodeJS.WritableStream => {
-    const w = toStdout ? process.stdout : fs.createWriteStream(o.write, { mode: 0o644 });
+  const streamOutput = (): NodeJS.WritableStream => {
+    if (out) return out;
+    const w = toStdout ? process.stdout : fs.createWriteStream('', { fd: output.fd, autoClose: false });
     if (!toStdout) (w as fs.WriteStream).on('error', (err) => {
       failure = new CliError(`cannot write ${o.write}: ${err.message}`, EXIT.USAGE);
       sock?.destroy();
     });
+    out = w;
     return w;
   };
   let failure: CliError | null = null;
 
-  /** One connection: capture.start (or its resume), then the stream until the connection ends. */
+  /** One connection: capture.start (or its resume), then the stream or the daemon's lines until the connection ends. */
   const session = (s: net.Socket, params: CaptureStartParams): Promise<Outcome> => new Promise((resolve) => {
-    let buffered = Buffer.alloc(0);
+    let buffered: Buffer = Buffer.alloc(0);
     let started = false;
+    let ended = false;
+    const connBase = total;
+    const blocksAtStart = blocks.packets;
     const write = (chunk: Buffer): void => {
       for (const b of blocks.push(chunk)) {
         if (!out!.write(b)) {
@@ -199,12 +294,36 @@ async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): P
           out!.once('drain', () => s.resume());
         }
       }
+      total = connBase + blocks.packets - blocksAtStart;
+    };
+    /** fd delivery: the daemon's lines (progress, then the end). */
+    const onLine = (text: string): void => {
+      let m: { method?: string; params?: CaptureProgressNotification & CaptureEndedNotification };
+      try {
+        m = JSON.parse(text);
+      } catch {
+        return;
+      }
+      if (m.method === CAPTURE_NOTIFICATIONS.progress && m.params) total = m.params.written;
+      else if (m.method === CAPTURE_NOTIFICATIONS.ended && m.params) {
+        ended = true;
+        total = m.params.counters.written;
+        const err = m.params.error;
+        if (err && !/EPIPE/.test(err)) failure = new CliError(`the daemon could not write ${toStdout ? 'stdout' : o.write}: ${err}`, EXIT.USAGE);
+        else if (err && !o.quiet) process.stderr.write(`ebpfmonctl: ${err}: the capture ended\n`);
+      }
     };
     s.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: METHODS.captureStart, params })}\n`);
     s.on('data', (chunk: Buffer) => {
-      if (started) return write(chunk);
-      buffered = Buffer.concat([buffered, chunk]);
-      const nl = buffered.indexOf(0x0a);
+      if (started && delivery === 'stream') return write(chunk);
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      let nl: number;
+      while (started && (nl = buffered.indexOf(0x0a)) >= 0) {
+        onLine(buffered.subarray(0, nl).toString('utf8'));
+        buffered = buffered.subarray(nl + 1);
+      }
+      if (started) return;
+      nl = buffered.indexOf(0x0a);
       if (nl < 0) return;
       let reply: { result?: CaptureStartResult; error?: { code: number; message: string; data?: { reason?: string } } };
       try {
@@ -224,50 +343,57 @@ async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): P
       started = true;
       live = true;
       const r = reply.result;
+      delivery = r.delivery ?? 'stream';
+      if (delivery === 'stream') streamOutput();
       if (!first) {
         first = r;
-        out = openOutput();
         if (!o.quiet) {
           const on = r.interfaces.map((i) => i.name).join(', ') || 'every monitored interface';
           process.stderr.write(`capturing on ${on} (session ${r.session}, snaplen ${r.snaplen})${r.expressionMissingOn.length ? `; the expression never matches on ${r.expressionMissingOn.join(', ')}` : ''}\n`);
         }
+        if (process.env.EBPFMONCTL_ANNOUNCE) process.stderr.write(`delivery ${delivery}${r.deliveryReason ? ` (${r.deliveryReason})` : ''}\n`);
       } else if (!o.quiet) {
         process.stderr.write(`ebpfmonctl: resumed session ${r.session} with the restarted daemon (a new pcapng section; packets lost meanwhile are counted in its statistics)\n`);
       }
       resumeOf = { session: r.session, instance: r.instance, received: 0 };
       const rest = buffered.subarray(nl + 1);
       buffered = Buffer.alloc(0);
-      if (rest.length) write(rest);
+      if (rest.length) s.emit('data', rest);
     });
     s.on('error', () => undefined);
     s.on('close', () => {
       live = false;
-      const torn = blocks.reset();
+      const torn = delivery === 'stream' ? blocks.reset() : 0;
       if (failure) return resolve({ kind: 'failed', error: failure });
-      if (!started || finished()) {
+      if (!started || ended || finished()) {
         if (!started && !params.resume) return resolve({ kind: 'failed', error: new CliError('lost the connection to the daemon before the capture started', EXIT.UNREACHABLE) });
         return resolve({ kind: 'done' });
       }
       if (torn && !o.quiet) process.stderr.write(`ebpfmonctl: dropped ${torn} bytes of a block the daemon did not finish\n`);
+      // fd delivery: what the file holds is what was received (the last progress line may be older).
+      if (delivery === 'fd' && output.readable && output.kind === 'file') total = countFileBlocks(output.fd);
       resolve({ kind: 'lost', at: new Date() });
     });
   });
   let resumeOf: { session: string; instance: string; received: number } | null = null;
+  const startParams = offer ? { ...base, fd: output.fd } : base;
 
   try {
     sock = await connect(path);
-    let outcome = await session(sock, base);
+    let outcome = await session(sock, startParams);
+    if (outcome.kind === 'failed' && !first && output.created && fs.fstatSync(output.fd).size === 0) fs.rmSync(o.write, { force: true });
     while (outcome.kind === 'lost' && resumeOf) {
       const reconnectSec = o.reconnect ?? DEFAULT_RECONNECT_SEC;
-      if (!o.quiet) process.stderr.write(`ebpfmonctl: lost the daemon at ${outcome.at.toLocaleTimeString()} with ${blocks.packets} packets written; waiting up to ${reconnectSec} s to resume the session\n`);
+      if (!o.quiet) process.stderr.write(`ebpfmonctl: lost the daemon at ${outcome.at.toLocaleTimeString()} with ${total} packets written; waiting up to ${reconnectSec} s to resume the session\n`);
       sock = await reconnectRaw(path, outcome.at.getTime() + reconnectSec * 1000, waiting.signal);
       if (!sock) {
         if (stopping) break;
-        throw new CliError(`the daemon did not come back within ${reconnectSec} s (${path}); ${blocks.packets} packets written`, EXIT.UNREACHABLE);
+        throw new CliError(`the daemon did not come back within ${reconnectSec} s (${path}); ${total} packets written`, EXIT.UNREACHABLE);
       }
       const r = resumeOf as { session: string; instance: string };
-      const params: CaptureStartParams = { ...base, resume: { session: r.session, instance: r.instance, received: blocks.packets } };
-      if (o.count !== undefined) params.count = Math.max(1, o.count - blocks.packets);
+      // The descriptor is offered again: the new daemon takes its own duplicate.
+      const params: CaptureStartParams = { ...startParams, resume: { session: r.session, instance: r.instance, received: total } };
+      if (o.count !== undefined) params.count = Math.max(1, o.count - total);
       if (o.duration !== undefined) params.durationSec = Math.max(1, Math.ceil(o.duration - (Date.now() - t0) / 1000));
       outcome = await session(sock, params);
     }
@@ -275,9 +401,11 @@ async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): P
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    if (out && !toStdout) await new Promise<void>((r) => (out as fs.WriteStream).end(() => r()));
+    const w = out as NodeJS.WritableStream | null;
+    if (w && !toStdout) await new Promise<void>((r) => (w as fs.WriteStream).end(() => r()));
+    if (!toStdout) fs.closeSync(output.fd);
   }
-  if (!o.quiet) process.stderr.write(`${blocks.packets} packet${blocks.packets === 1 ? '' : 's'} written${toStdout ? '' : ` to ${o.write}`}\n`);
+  if (!o.quiet) process.stderr.write(`${total} packet${total === 1 ? '' : 's'} written${toStdout ? '' : ` to ${o.write}`}\n`);
 }
 
 /** Connects every 250 ms until `deadline` (ms since the epoch); null when it passed or `signal` fired. */
@@ -310,6 +438,7 @@ export function captureCommand(): Command {
     .option('--stats-interval <seconds>', 'statistics blocks while streaming, every this long (0: only at the end)', intArg(0, 3600))
     .requiredOption('-w, --write <file>', 'the pcapng file, or - for stdout (| tshark -r -)')
     .option('-q, --quiet', 'no messages on stderr')
+    .option('--stream', 'the daemon sends the pcapng over its socket and this command writes it (default: the daemon writes into the file this command opened; also EBPFMON_CAPTURE_STREAM=1)')
     .addOption(reconnectOption())
     .action((expression: string[], o: CaptureOpts, cmd: Command) => runCapture(o, expression, cmd));
 }

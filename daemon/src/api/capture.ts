@@ -9,6 +9,7 @@
 import { CAPTURE_DIRECTIONS, DEFAULT_SNAPLEN, MIRROR_ENCAPS, type CaptureResume, type CaptureSelector, type CaptureStatus, type MirrorSpec } from '../contract/capture.js';
 import { AppError, invalidParam } from '../errors.js';
 import type { CaptureHandle, CaptureManager, CaptureRequest, CaptureSink } from '../capture/manager.js';
+import { FdOutput, FdUnavailable, takeClientFd } from '../capture/fdout.js';
 import { parseIp } from '../net/ip.js';
 import type { Caller } from './caller.js';
 import { method } from './method.js';
@@ -112,7 +113,8 @@ function parseResume(p: Params): CaptureResume | undefined {
 }
 
 export function captureRequest(capture: CaptureApi, raw: unknown, caller: Caller): CaptureRequest {
-  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'resume']);
+  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'resume', 'fd']);
+  optInt(p, 'fd', 0, 0x7fffffff); // taken by captureStart
   const given = parseSelector(p);
   const snaplen = optInt(p, 'snaplen', 0, DEFAULT_SNAPLEN) || DEFAULT_SNAPLEN;
   const count = optInt(p, 'count', 1, 1_000_000_000);
@@ -148,10 +150,53 @@ export interface CaptureApiDeps {
   reason: string;
 }
 
-/** Starts a capture session writing to `sink` (each transport's own channel). */
-export function captureStart(d: CaptureApiDeps, raw: unknown, caller: Caller, sink: CaptureSink): CaptureHandle {
+/** What the transport hears of a session in `fd` delivery. */
+export interface FdDeliveryEvents {
+  /** Writing into the client's descriptor failed (EPIPE...): the session is being ended. */
+  onError(message: string): void;
+  /** The daemon closed its duplicate: everything it wrote is in the client's file. */
+  onClosed(error: string | null): void;
+}
+
+/**
+ * Starts a capture session. With `params.fd`, the daemon writes into a duplicate of the
+ * caller's descriptor (capture/fdout.ts says what is checked); when this host refuses
+ * pidfd_getfd, or without `fd`, into `streamSink` (each transport's own channel) and the
+ * result's `delivery` says `stream` and why.
+ */
+export function captureStart(d: CaptureApiDeps, raw: unknown, caller: Caller, streamSink: CaptureSink, events?: FdDeliveryEvents): CaptureHandle {
   const capture = available(d);
-  return capture.startCapture(captureRequest(capture, raw, caller), sink);
+  const req = captureRequest(capture, raw, caller);
+  const fdNum = (raw as { fd?: number }).fd;
+  let out: FdOutput | null = null;
+  if (fdNum === undefined) req.delivery = { kind: 'stream', reason: 'the client did not offer a descriptor' };
+  else if (!events) req.delivery = { kind: 'stream', reason: 'this transport cannot take a descriptor' };
+  else {
+    try {
+      const t = takeClientFd(caller.pid, caller.uid, fdNum);
+      out = new FdOutput(t.fd, t.kind);
+      req.delivery = { kind: 'fd', reason: `the client's ${t.kind === 'file' ? 'regular file' : t.kind === 'fifo' ? 'pipe' : 'socket'}` };
+    } catch (err) {
+      if (!(err instanceof FdUnavailable)) throw err;
+      req.delivery = { kind: 'stream', reason: err.message };
+    }
+  }
+  if (!out) return capture.startCapture(req, streamSink);
+  const fdOut = out;
+  let handle: CaptureHandle;
+  fdOut.onError = (m) => {
+    events!.onError(m);
+    // The reader went away or the disk is full: the session ends (its kernel state goes).
+    setImmediate(() => handle?.finish());
+  };
+  fdOut.onClosed = () => events!.onClosed(fdOut.error);
+  try {
+    handle = capture.startCapture(req, fdOut);
+  } catch (err) {
+    fdOut.end();
+    throw err;
+  }
+  return handle;
 }
 
 function available(d: CaptureApiDeps): CaptureApi {

@@ -14,7 +14,7 @@ import { parseIp } from '../net/ip.js';
 import { listLinks } from '../net/netlink.js';
 import { CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
 import type {
-  CaptureCounters, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
+  CaptureCounters, CaptureDelivery, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
   MirrorView,
 } from '../contract/capture.js';
 import { CaptureEngine, type ClassifierHooks, type KernelCounters, type MirrorTarget, type SessionSpec } from './engine.js';
@@ -60,6 +60,11 @@ export interface CaptureSink {
   backlog(): number;
   /** No more data: flush and close the stream. */
   end(): void;
+  /** A synchronous gather write (the client's regular file, `fd` delivery): packets are
+   * written straight from the perf ring (PcapngWriter's vectored mode). */
+  writevSync?(parts: Uint8Array[]): void;
+  /** The daemon stops: write what is queued now (waiting at most `ms`), then close. */
+  endSync?(ms: number): number;
 }
 
 /** A running capture session, as the adapter holds it. */
@@ -72,6 +77,10 @@ export interface CaptureHandle {
   abort(): void;
   /** Resolves when the session ended, with its final counts. */
   readonly done: Promise<CaptureCounters>;
+  /** Packets written so far (every connection of the session). */
+  written(): number;
+  /** The daemon stopped under the session (kept in the kernel for its client to resume): not ended. */
+  readonly detached: boolean;
 }
 
 export interface CaptureRequest {
@@ -85,6 +94,8 @@ export interface CaptureRequest {
   owner: { uid: number; pid: number | null };
   /** Continue a session of a previous daemon (capture.start `resume`). */
   resume?: CaptureResume;
+  /** How the pcapng reaches the client (default: the stream on its connection). */
+  delivery?: { kind: CaptureDelivery; reason?: string };
 }
 
 /** What a capture session keeps in the kernel next to its counters (emon_cap_spec): a
@@ -164,6 +175,7 @@ class CaptureSession implements CaptureHandle {
   /** Records of this session this daemon read (delivered or dropped for the client). */
   private read = 0;
   private ended = false;
+  detached = false;
   private timers: NodeJS.Timeout[] = [];
   private resolveDone!: (c: CaptureCounters) => void;
   readonly done = new Promise<CaptureCounters>((r) => (this.resolveDone = r));
@@ -183,6 +195,10 @@ class CaptureSession implements CaptureHandle {
 
   get isEnded(): boolean {
     return this.ended;
+  }
+
+  written(): number {
+    return (this.base?.received ?? 0) + this.stream.packets;
   }
 
   start(statsMs: number): void {
@@ -217,6 +233,11 @@ class CaptureSession implements CaptureHandle {
     if (!this.ended) this.stream.writer.flush();
   }
 
+  /** Packets held by reference in the ring (a file's vectored writes) are written now. */
+  release(): void {
+    if (!this.ended) this.stream.writer.release();
+  }
+
   counters(): CaptureCounters {
     if (this.final) return this.final;
     const k = this.m.kernelCounters(this.slot);
@@ -245,9 +266,11 @@ class CaptureSession implements CaptureHandle {
    * final statistics (the kernel keeps selecting; the client resumes with the next daemon). */
   detach(): void {
     this.ended = true;
+    this.detached = true;
     for (const t of this.timers) clearTimeout(t);
     this.stream.writer.flush();
-    this.sink.end();
+    if (this.sink.endSync) this.sink.endSync(1000);
+    else this.sink.end();
     this.resolveDone(this.counters());
   }
 
@@ -268,6 +291,8 @@ class CaptureSession implements CaptureHandle {
 export class CaptureManager {
   private readonly log: Logger;
   private readonly captures = new Map<string, CaptureSession>();
+  /** The same sessions as an array, for the per-record loop (no Map iterator per record). */
+  private live: CaptureSession[] = [];
   private readonly mirrors = new Map<string, Mirror>();
   private reader: PerfRingReader | null = null;
   private readonly timebase = new TimeBase();
@@ -467,7 +492,8 @@ export class CaptureManager {
     let stream: CaptureStream;
     try {
       this.ensureReader();
-      stream = new CaptureStream({ write: (b) => (sink.write(b), true) }, {
+      const chunks = sink.writevSync ? { write: (b: Buffer) => (sink.write(b), true), writevSync: (p: Uint8Array[]) => sink.writevSync!(p) } : { write: (b: Buffer) => (sink.write(b), true) };
+      stream = new CaptureStream(chunks, {
         slot: active.slot, snaplen: req.snaplen, filter: sel.expression, timebase: this.timebase, count: req.count,
         interfaceOf: (i) => this.interfaceOf(i),
         describe: this.d.describe ?? procDetails,
@@ -489,13 +515,16 @@ export class CaptureManager {
       format: 'pcapng',
       instance: this.instance,
       resumed: base !== undefined,
+      delivery: req.delivery?.kind ?? 'stream',
+      ...(req.delivery?.reason ? { deliveryReason: req.delivery.reason } : {}),
     };
     const s = new CaptureSession(id, active.slot, req, result, stream, sink, this, this.d.options.maxClientBacklog, base);
     result.session = s.id;
     this.captures.set(s.id, s);
+    this.live = [...this.captures.values()];
     stream.writer.flush(); // the section header, at once: `| tshark -r -` starts reading
     s.start(req.statsIntervalMs ?? this.d.options.statsIntervalMs);
-    this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, expression: sel.expression, ...(base ? { resumed: base } : {}) }, base ? 'capture session resumed' : 'capture session started');
+    this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, delivery: result.delivery, ...(result.deliveryReason ? { deliveryReason: result.deliveryReason } : {}), expression: sel.expression, ...(base ? { resumed: base } : {}) }, base ? 'capture session resumed' : 'capture session started');
     return s;
   }
 
@@ -507,6 +536,7 @@ export class CaptureManager {
     if (graceful && this.reader) this.drainAll();
     const final = s.counters();
     this.captures.delete(s.id);
+    this.live = [...this.captures.values()];
     s.close(graceful, final);
     this.ended.dropped += final.dropped;
     this.ended.clientDropped += final.clientDropped;
@@ -524,7 +554,8 @@ export class CaptureManager {
 
   listCaptures(uid?: number): CaptureSessionView[] {
     return [...this.captures.values()].filter((s) => uid === undefined || s.req.owner.uid === uid).map((s) => ({
-      session: s.id, uid: s.req.owner.uid, pid: s.req.owner.pid, startedAt: s.startedAt.toISOString(), selector: s.req.given, snaplen: s.req.snaplen, counters: s.counters(),
+      session: s.id, uid: s.req.owner.uid, pid: s.req.owner.pid, startedAt: s.startedAt.toISOString(), selector: s.req.given, snaplen: s.req.snaplen,
+      delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}), counters: s.counters(),
     }));
   }
 
@@ -535,7 +566,9 @@ export class CaptureManager {
   private readonly onSample = (buf: Buffer, u32: Uint32Array, off: number, len: number): void => {
     if (len < 20) return;
     const sessions = u32[(off >> 2) + 4]!; // emon_cap_record.sessions
-    for (const s of this.captures.values()) {
+    const live = this.live;
+    for (let i = 0; i < live.length; i++) {
+      const s = live[i]!;
       const bit = 1 << s.slot;
       if (sessions & bit) s.onRecord(buf, u32, off, len, bit);
     }
@@ -545,15 +578,22 @@ export class CaptureManager {
     for (const s of this.captures.values()) s.flush();
   };
 
+  /** Before the reader gives ring space back: only what is referenced there must go out
+   * (copied packets wait in the chunk for the drain's end: one large write per drain, not
+   * one per 64 records). */
+  private readonly releaseAll = (): void => {
+    for (const s of this.live) s.release();
+  };
+
   private drainAll(): void {
-    while (this.reader && this.reader.drain(this.onSample, 1000, this.flushAll) > 0);
+    while (this.reader && this.reader.drain(this.onSample, 1000, this.releaseAll) > 0);
     this.flushAll();
   }
 
   private ensureReader(): void {
     if (this.reader) return;
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
-    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.flushAll });
+    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.releaseAll, afterDrain: this.flushAll });
     this.reader = r;
   }
 
@@ -713,7 +753,9 @@ export class CaptureManager {
   // --- status ---------------------------------------------------------------------------------
 
   status(pagesPerCpu = this.d.options.perfPagesPerCpu): CaptureStatus {
-    const caps = [...this.captures.values()].map((s) => ({ session: s.id, uid: s.req.owner.uid, counters: s.counters() }));
+    const caps = [...this.captures.values()].map((s) => ({
+      session: s.id, uid: s.req.owner.uid, delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}), counters: s.counters(),
+    }));
     const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
     const encap = (kinds: TunnelKind[]): { available: boolean; device: string | null; reason?: string } => {
       const reason = kinds.map((k) => this.tunnels.reason(k)).find(Boolean);
@@ -753,6 +795,7 @@ export class CaptureManager {
       const decl = this.engine.stored(s.slot).declaration as CaptureDeclaration | null;
       if (decl?.kind === 'capture' && decl.session === s.id) {
         this.captures.delete(s.id);
+        this.live = [...this.captures.values()];
         s.detach();
       } else {
         this.endCapture(s, true);

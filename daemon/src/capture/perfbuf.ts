@@ -174,13 +174,14 @@ export class PerfRingReader {
    * below the watermark (the latency bound of a quiet capture). A drain out of budget
    * yields one loop turn and goes on.
    */
-  start(handler: SampleHandler, opts: { maxDelayMs?: number; budgetMs?: number; beforeRelease?: () => void } = {}): void {
+  start(handler: SampleHandler, opts: { maxDelayMs?: number; budgetMs?: number; beforeRelease?: () => void; afterDrain?: () => void } = {}): void {
     if (this.timer || this.polls.length) return;
     const budget = opts.budgetMs ?? 4;
     let again: NodeJS.Immediate | null = null;
     const run = (): void => {
       if (!this.pb) return;
       this.drain(handler, budget, opts.beforeRelease);
+      opts.afterDrain?.();
       if (this.pendingBytes() > 0 && !again) {
         again = setImmediate(() => {
           again = null;

@@ -56,6 +56,37 @@ export interface CaptureStartParams extends CaptureSelector {
   /** Take over a session after the daemon restarted (the client lost its connection):
    * the daemon kept selecting for it in the kernel, and counts what the client missed. */
   resume?: CaptureResume;
+  /** A descriptor number of the calling process, open for writing (a regular file, a FIFO
+   * or pipe, a stream socket): the daemon takes a duplicate of it (pidfd_getfd) and writes
+   * the pcapng into it itself; the connection then carries only `capture.progress` and
+   * `capture.ended` lines. When the daemon cannot take it (pidfd_getfd refused), the
+   * result says `delivery: "stream"` and why, and the pcapng follows on the connection as
+   * without `fd`. Absent: the stream. */
+  fd?: number;
+}
+
+/** How a session's pcapng reaches the client's file: `fd` the daemon writes into the
+ * client's own descriptor; `stream` the bytes follow on the connection. */
+export const CAPTURE_DELIVERIES = ['fd', 'stream'] as const;
+export type CaptureDelivery = (typeof CAPTURE_DELIVERIES)[number];
+
+/** Notifications on a capture.start connection in `fd` delivery (one JSON line each). */
+export const CAPTURE_NOTIFICATIONS = { progress: 'capture.progress', ended: 'capture.ended' } as const;
+
+/** `capture.progress`: packets written into the client's descriptor so far (every
+ * connection of the session), sent at most a few times a second while it grows. */
+export interface CaptureProgressNotification {
+  session: string;
+  written: number;
+}
+
+/** `capture.ended`: the daemon wrote the last blocks (the final statistics) and closed
+ * its duplicate: the file is complete. `error` when writing failed (EPIPE: the reader
+ * went away; ENOSPC...), then the statistics may be missing. */
+export interface CaptureEndedNotification {
+  session: string;
+  counters: CaptureCounters;
+  error?: string;
 }
 
 /** capture.start's `resume`: which session, and what the client has of it. */
@@ -105,6 +136,10 @@ export interface CaptureStartResult {
   /** True when this continues a session of a previous daemon (`resume`); the stream then
    * starts a new pcapng section, and its statistics count from the session's start. */
   resumed: boolean;
+  /** Where the pcapng goes (see CaptureStartParams.fd). */
+  delivery: CaptureDelivery;
+  /** Why `stream` when the client offered a descriptor (pidfd_getfd refused...), or that it did not offer one. */
+  deliveryReason?: string;
 }
 
 /** A capture session's counts: everything the kernel matched is captured or dropped, and
@@ -142,6 +177,8 @@ export interface CaptureSessionView {
   startedAt: string;
   selector: CaptureSelector;
   snaplen: number;
+  delivery: CaptureDelivery;
+  deliveryReason?: string;
   counters: CaptureCounters;
 }
 
@@ -244,7 +281,7 @@ export interface CaptureStatus {
   delivery: string;
   /** Per encapsulation: the device it uses, or why it cannot be used on this kernel. */
   encaps: Record<MirrorEncap, { available: boolean; device: string | null; reason?: string }>;
-  sessions: Array<{ session: string; uid: number; counters: CaptureCounters }>;
+  sessions: Array<{ session: string; uid: number; delivery: CaptureDelivery; deliveryReason?: string; counters: CaptureCounters }>;
   mirrors: Array<{ name: string; state: string; counters: MirrorCounters }>;
   /** Totals over every session since the daemon started (mirrors: since they were added). */
   loss: {

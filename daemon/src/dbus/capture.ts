@@ -39,7 +39,7 @@ const MIRROR_TYPES: { readonly [K in Exclude<keyof MirrorView, Nested>]-?: Value
   name: 's', to: 's', encap: 's', vni: 'u', state: 's', source: 's', createdAt: 's', device: 's', pathMtu: 'u',
 };
 const SESSION_TYPES: { readonly [K in Exclude<keyof CaptureSessionView, 'selector' | 'counters'>]-?: ValueSig } = {
-  session: 's', uid: 'u', pid: 'u', startedAt: 's', snaplen: 'u',
+  session: 's', uid: 'u', pid: 'u', startedAt: 's', snaplen: 'u', delivery: 's', deliveryReason: 's',
 };
 
 /** A selector (or a mirror's declaration): `user` travels as given, a uid (u) or a name (s). */

@@ -5,7 +5,15 @@
 // session by sending anything (a `capture.stop` notification line: the daemon writes the
 // last packets and statistics, then closes), or at once by closing the connection (dying
 // does the same).
+//
+// With `params.fd` (and pidfd_getfd allowed here) the daemon writes the pcapng into the
+// client's own descriptor instead (`delivery: "fd"`, api/capture.ts); the connection then
+// carries a `capture.progress` line now and then and a `capture.ended` line once the daemon
+// closed its duplicate (the file is complete), then closes. The client stops and goes
+// away as in the stream (a line; closing the connection, which here also ends gracefully:
+// the file gets its last statistics).
 import type net from 'node:net';
+import { CAPTURE_NOTIFICATIONS, type CaptureCounters } from '../contract/capture.js';
 import { METHODS } from '../contract/methods.js';
 import { captureStart, type CaptureApiDeps, type CaptureSink } from '../api/index.js';
 import type { RpcServer } from './server.js';
@@ -44,7 +52,45 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
         socket?.end();
       },
     };
-    const handle = captureStart(deps, streamParams(raw), ctx.caller, sink);
+    // fd delivery: the lines the connection carries, once it is handed over.
+    let fdError: string | null = null;
+    let fdClosed = false;
+    let onFdClosed: (() => void) | null = null;
+    const handle = captureStart(deps, streamParams(raw), ctx.caller, sink, {
+      onError: (m) => (fdError = m),
+      onClosed: () => {
+        fdClosed = true;
+        onFdClosed?.();
+      },
+    });
+    if (handle.result.delivery === 'fd') {
+      ctx.conn.upgradeAfterReply((s) => {
+        if (!s) {
+          handle.finish();
+          return null;
+        }
+        const line = (method: string, params: object): void => {
+          if (!s.destroyed) s.write(`${JSON.stringify({ jsonrpc: '2.0', method, params })}\n`);
+        };
+        let reported = -1;
+        const progress = (): void => {
+          const n = handle.written();
+          if (n !== reported) line(CAPTURE_NOTIFICATIONS.progress, { session: handle.id, written: (reported = n) });
+        };
+        const timer = setInterval(progress, 250);
+        timer.unref();
+        const closed = new Promise<void>((r) => (fdClosed ? r() : (onFdClosed = r)));
+        void Promise.all([handle.done, closed]).then(([counters]: [CaptureCounters, void]) => {
+          clearInterval(timer);
+          progress();
+          // Detached (the daemon stops under the session): the client resumes with the next daemon.
+          if (!handle.detached) line(CAPTURE_NOTIFICATIONS.ended, { session: handle.id, counters, ...(fdError ? { error: fdError } : {}) });
+          s.end();
+        });
+        return { onInput: () => handle.finish(), onClose: () => handle.finish() };
+      });
+      return handle.result;
+    }
     ctx.conn.upgradeAfterReply((s) => {
       if (!s) {
         handle.abort();

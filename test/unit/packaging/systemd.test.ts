@@ -86,7 +86,7 @@ describe('systemd/ebpfmon.service', () => {
     }
     assert.deepEqual(one('RestrictAddressFamilies').split(/\s+/).sort(), ['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
     const filters = service.get('SystemCallFilter') ?? [];
-    assert.deepEqual(filters[0]?.split(/\s+/), ['@system-service', 'bpf', 'perf_event_open']);
+    assert.deepEqual(filters[0]?.split(/\s+/), ['@system-service', 'bpf', 'perf_event_open', 'pidfd_getfd']);
     assert.ok(filters.slice(1).every((f) => f.startsWith('~')), 'later filters only remove');
     assert.equal(service.get('MemoryDenyWriteExecute'), undefined, "V8's JIT needs W+X pages");
     for (const k of ['PrivateNetwork', 'PrivateUsers', 'ProtectProc', 'ProcSubset', 'IPAddressDeny']) assert.equal(service.get(k), undefined, k);

@@ -21,6 +21,7 @@ const MIRROR: MirrorView = {
 };
 const SESSION: CaptureSessionView = {
   session: 'cap-0123456789ab', uid: 1000, pid: 4242, startedAt: '2026-12-03T22:00:00.000Z', selector: { pids: [4242], user: 1000, expression: 'udp' }, snaplen: 262144,
+  delivery: 'fd', deliveryReason: "the client's regular file",
   counters: { matched: 1, matchedBytes: 2, captured: 3, capturedBytes: 4, dropped: 5, clientDropped: 6, written: 7, truncated: 8, lostInRestart: 9 },
 };
 
