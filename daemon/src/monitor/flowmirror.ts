@@ -54,7 +54,6 @@ export interface Agg {
   rxBytes: number;
   txPackets: number;
   rxPackets: number;
-  readonly members: Set<string>;
   /** The most recently seen owned flow (its comm and cgroup name the group), when not stale. */
   top: Rec | null;
   /** Highest last_ns of any member, when not stale. */
@@ -92,8 +91,8 @@ export class FlowMirror {
   private readonly recs = new Map<string, Rec>();
   /** group -> uid -> sums. */
   private readonly aggs = new Map<number, Map<number, Agg>>();
-  /** TCP port pair -> keys of those flows (the HTTP summaries are found through them). */
-  private readonly ports = new Map<number, Set<string>>();
+  /** Owners whose latest flow left them: recomputed in one pass over the flows when read. */
+  private readonly stale = new Set<Agg>();
 
   get size(): number {
     return this.recs.size;
@@ -102,7 +101,7 @@ export class FlowMirror {
   reset(): void {
     this.recs.clear();
     this.aggs.clear();
-    this.ports.clear();
+    this.stale.clear();
   }
 
   /** The flow `key` as the bytes at (kv, ko) / (vv, vo) have it: replaces what was known. */
@@ -121,13 +120,15 @@ export class FlowMirror {
       agg = old.agg;
       comm = owned ? commOf(vb, vo, old.comm) : old.comm;
       cgroupId = owned ? cgroupOf(vv, vo, old.cgroupId) : null;
-      this.sub(old, key, false);
+      this.sub(old, false);
       replaced = old;
     } else {
-      if (old) this.sub(old, key, true);
+      if (old) this.sub(old, true);
       agg = this.agg(group, uid);
-      comm = owned ? cString(vb, vo + OW + OWNER.fields.comm.offset, 16) : how === HOW_KERNEL ? KERNEL_COMM : null;
-      cgroupId = owned ? vv.getBigUint64(vo + OW + OWNER.fields.cgroup_id.offset, true).toString() : null;
+      // The owner's strings when they match (one copy per owner, not per flow).
+      const t = agg.top;
+      comm = owned ? commOf(vb, vo, t ? t.comm : null) : how === HOW_KERNEL ? KERNEL_COMM : null;
+      cgroupId = owned ? cgroupOf(vv, vo, t ? t.cgroupId : null) : null;
     }
     const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
     const ra = ko + FLOW_KEY.fields.raddr.offset;
@@ -147,12 +148,7 @@ export class FlowMirror {
     // A flow's last_ns never goes back (a reopen restarts it at now): the new read takes
     // the old one's place as the owner's latest.
     if (replaced && agg.top === replaced) agg.top = rec;
-    this.add(rec, key, () => formatIpAt(kb, ra, family), replaced === null);
-    if (rec.ports >= 0 && !old) {
-      let s = this.ports.get(rec.ports);
-      if (!s) this.ports.set(rec.ports, (s = new Set()));
-      s.add(key);
-    }
+    this.add(rec, () => formatIpAt(kb, ra, family));
   }
 
   /** The flow is gone (deleted, evicted): its contribution leaves its owner's sums. */
@@ -160,12 +156,7 @@ export class FlowMirror {
     const r = this.recs.get(key);
     if (!r) return;
     this.recs.delete(key);
-    this.sub(r, key, true);
-    if (r.ports >= 0) {
-      const s = this.ports.get(r.ports);
-      s?.delete(key);
-      if (s?.size === 0) this.ports.delete(r.ports);
-    }
+    this.sub(r, true);
   }
 
   has(key: string): boolean {
@@ -174,10 +165,10 @@ export class FlowMirror {
 
   /** Every (owner, uid) with at least one flow. */
   *views(uid?: number): Generator<AggView> {
+    if (this.stale.size) this.recompute();
     for (const byUid of this.aggs.values()) {
       for (const a of byUid.values()) {
         if (uid !== undefined && a.uid !== uid) continue;
-        if (a.stale) this.recompute(a);
         const top = a.top;
         yield {
           group: a.group, uid: a.uid === NO_UID ? null : a.uid,
@@ -190,15 +181,9 @@ export class FlowMirror {
     }
   }
 
-  /** TCP flows by port pair, with their owner (the HTTP summaries' way in). */
-  tcpPortPairs(): IterableIterator<[number, Set<string>]> {
-    return this.ports.entries();
-  }
-
-  /** Owner group and uid of a flow (undefined: not in the copy). */
-  ownerOf(key: string): { group: number; uid: number | null } | undefined {
-    const r = this.recs.get(key);
-    return r ? { group: r.agg.group, uid: r.agg.uid === NO_UID ? null : r.agg.uid } : undefined;
+  /** Every TCP flow: its key, port pair (lport * 65536 + rport), owner group and uid (nothing allocated per flow). */
+  forEachTcpFlow(fn: (key: string, ports: number, group: number, uid: number | null) => void): void {
+    for (const [k, r] of this.recs) if (r.ports >= 0) fn(k, r.ports, r.agg.group, r.agg.uid === NO_UID ? null : r.agg.uid);
   }
 
   private agg(group: number, uid: number): Agg {
@@ -206,13 +191,13 @@ export class FlowMirror {
     if (!byUid) this.aggs.set(group, (byUid = new Map()));
     let a = byUid.get(uid);
     if (!a) {
-      a = { group, uid, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, members: new Set(), top: null, lastNs: 0, stale: false, remotes: new Map() };
+      a = { group, uid, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, top: null, lastNs: 0, stale: false, remotes: new Map() };
       byUid.set(uid, a);
     }
     return a;
   }
 
-  private add(r: Rec, key: string, addr: () => string, joined: boolean): void {
+  private add(r: Rec, addr: () => string): void {
     const a = r.agg;
     a.flows++;
     if (r.open) a.openFlows++;
@@ -220,7 +205,6 @@ export class FlowMirror {
     a.rxBytes += r.rx;
     a.txPackets += r.txp;
     a.rxPackets += r.rxp;
-    if (joined) a.members.add(key);
     if (!a.stale) {
       if (r.last > a.lastNs) a.lastNs = r.last;
       // Strictly later, as the walk's rule; among equals the holder stays.
@@ -234,8 +218,8 @@ export class FlowMirror {
     } else a.remotes.set(r.rk, { addr: addr(), flows: 1, txBytes: r.tx, rxBytes: r.rx });
   }
 
-  /** Takes `r` out of its owner's sums (`leave`: and out of its members). */
-  private sub(r: Rec, key: string, leave: boolean): void {
+  /** Takes `r` out of its owner's sums (`leave`: the flow leaves the owner). */
+  private sub(r: Rec, leave: boolean): void {
     const a = r.agg;
     a.flows--;
     if (r.open) a.openFlows--;
@@ -244,7 +228,10 @@ export class FlowMirror {
     a.txPackets -= r.txp;
     a.rxPackets -= r.rxp;
     // Leaving: the latest may have to be found again (a replacement keeps its place, see put()).
-    if (leave && (a.top === r || r.last >= a.lastNs)) a.stale = true;
+    if (leave && (a.top === r || r.last >= a.lastNs)) {
+      a.stale = true;
+      this.stale.add(a);
+    }
     const m = a.remotes.get(r.rk);
     if (m) {
       m.flows--;
@@ -252,26 +239,31 @@ export class FlowMirror {
       m.rxBytes -= r.rx;
       if (m.flows === 0) a.remotes.delete(r.rk);
     }
-    if (!leave) return;
-    a.members.delete(key);
-    if (a.members.size === 0) {
-      const byUid = this.aggs.get(a.group)!;
-      byUid.delete(a.uid);
-      if (byUid.size === 0) this.aggs.delete(a.group);
-    }
+    if (!leave || a.flows > 0) return;
+    const byUid = this.aggs.get(a.group)!;
+    byUid.delete(a.uid);
+    if (byUid.size === 0) this.aggs.delete(a.group);
+    this.stale.delete(a);
   }
 
-  /** The latest flow and last_ns of an owner, from its members (after one of them left). */
-  private recompute(a: Agg): void {
-    a.top = null;
-    a.lastNs = 0;
-    for (const k of a.members) {
-      const r = this.recs.get(k);
-      if (!r) continue;
+  /**
+   * The latest flow and last_ns of the owners whose latest flow left them, in one pass over
+   * every flow: rare (the latest flow of an owner is seldom the one collected or moved), and
+   * cheaper in memory than a member set per owner.
+   */
+  private recompute(): void {
+    for (const a of this.stale) {
+      a.top = null;
+      a.lastNs = 0;
+    }
+    for (const r of this.recs.values()) {
+      const a = r.agg;
+      if (!a.stale) continue;
       if (r.last > a.lastNs) a.lastNs = r.last;
       if (r.owned && (a.top === null || r.last > a.top.last)) a.top = r;
     }
-    a.stale = false;
+    for (const a of this.stale) a.stale = false;
+    this.stale.clear();
   }
 }
 

@@ -713,17 +713,16 @@ export class FlowTable {
     if (!a) return;
     const kb = Buffer.alloc(FLOW_KEY.size);
     const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
-    for (const [pp, keys] of this.mirror.tcpPortPairs()) {
-      if (!a.mayHaveHttp(Math.floor(pp / 0x10000), pp % 0x10000)) continue;
-      for (const k of keys) {
-        const o = this.mirror.ownerOf(k);
-        if (!o || (q.uid !== undefined && o.uid !== q.uid)) continue;
-        const t = by.get(o.group === GROUP_UNKNOWN ? null : o.group);
-        if (!t) continue;
-        const h = a.http(flowIdentity(kv, 0, keyBytes(k, kb), o.group >= 0 ? o.group : null));
-        if (h) t.http = addHttp(t.http, h);
-      }
-    }
+    // HTTP summaries live with the L7 feature and change without the flow changing: asked
+    // per TCP flow as the walk does (a port-pair test first, allocating nothing).
+    this.mirror.forEachTcpFlow((k, pp, group, uid) => {
+      if (!a.mayHaveHttp(Math.floor(pp / 0x10000), pp % 0x10000)) return;
+      if (q.uid !== undefined && uid !== q.uid) return;
+      const t = by.get(group === GROUP_UNKNOWN ? null : group);
+      if (!t) return;
+      const h = a.http(flowIdentity(kv, 0, keyBytes(k, kb), group >= 0 ? group : null));
+      if (h) t.http = addHttp(t.http, h);
+    });
   }
 
   /**
