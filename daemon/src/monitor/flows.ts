@@ -205,8 +205,10 @@ export class FlowTable {
     /** Evictions are possible from this many entries on (the LRU's free lists: see useDirty). */
     evictFrom: number;
     breaks: number;
-    /** Keys read by the last refresh that must be read again (see dirty.ts). */
-    carry: string[];
+    /** Keys to read at the next refresh besides the ring's: those the last refresh read
+     * that must be read again (see dirty.ts), or all the ring gave while the copy was not
+     * the table (a set: bounded by the flows there are). */
+    carry: Set<string>;
     /** One refresh at a time. */
     running: Promise<void> | null;
   } | null = null;
@@ -223,7 +225,7 @@ export class FlowTable {
     // of its own (the kernel's LOCAL_FREE_TARGET), so eviction can start that much before
     // the table is full. Below this the table only loses flows the daemon deletes.
     const evictFrom = Math.max(0, maxEntries - Math.max(1024, 2 * 128 * cpus));
-    this.dirty = { ring, lost, lostSeen: null, evictFrom, breaks: 0, carry: [], running: null };
+    this.dirty = { ring, lost, lostSeen: null, evictFrom, breaks: 0, carry: new Set(), running: null };
     this.fallbackReason = null;
   }
 
@@ -287,12 +289,15 @@ export class FlowTable {
     if (!this.mirrorTrusted() || this.index.syncing) {
       // Not the table (or being refilled by a walk that may have passed these flows
       // already): keep every key for the first refresh after the walk.
-      for (const k of keys.keys()) d.carry.push(k);
-      if (d.carry.length > CARRY_MAX) d.carry = [...new Set(d.carry)];
+      for (const k of keys.keys()) d.carry.add(k);
       return;
     }
-    const read = d.carry.length ? new Set([...d.carry, ...keys.keys()]) : keys.keys();
-    const carry: string[] = [];
+    let read: Iterable<string> = keys.keys();
+    if (d.carry.size) {
+      for (const k of keys.keys()) d.carry.add(k);
+      read = d.carry;
+    }
+    const carry = new Set<string>();
     const kb = Buffer.alloc(FLOW_KEY.size);
     const vb = Buffer.alloc(FLOW.size);
     const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
@@ -309,7 +314,7 @@ export class FlowTable {
       }
       this.mirror.put(k, kv, 0, vv, 0, kb, vb);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
-      if ((keys.get(k) ?? 0) >= epoch) carry.push(k);
+      if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     }
     d.carry = carry;
     this.indexStats.refreshes++;
@@ -906,8 +911,6 @@ const RESYNC_MS = 300_000;
  * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
  * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */
 const GC_CHUNK = 1024;
-/** Keys kept for after a walk before they are deduplicated (see refresh()). */
-const CARRY_MAX = 1 << 20;
 /** Lookups or deletions between two turns of the event loop (as a walk's 4096-entry chunks). */
 const YIELD_EVERY = 4096;
 
