@@ -17,6 +17,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * referenced so that their BTF is in the object for test/unit/layout.test.ts. */
 enum emon_stat *unused_emon_stat __attribute__((unused));
 enum emon_how *unused_emon_how __attribute__((unused));
+struct emon_dirty_rec *unused_dirty_rec __attribute__((unused));
 
 #define TC_ACT_UNSPEC (-1)
 
@@ -483,6 +484,7 @@ static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_bu
 	}
 	__builtin_memcpy(&f->owner, &o, sizeof(o));
 	f->flags &= ~EMON_FLOW_F_UNOWNED;
+	dirty_mark(&p->key, 0);
 }
 
 /* Packet-level counters, once the packet parsed (a pulled-and-retried read must not count twice). */
@@ -558,6 +560,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 			stat_inc(EMON_STAT_FLOWS_CREATED);
 			if (nf.flags & EMON_FLOW_F_UNOWNED)
 				stat_inc(EMON_STAT_FLOWS_UNATTRIBUTED);
+			dirty_mark(&p->key, nf.last_ns);
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
 			stat_inc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
@@ -572,6 +575,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_EXIST);
 		stat_inc(EMON_STAT_FLOWS_REOPENED);
+		dirty_mark(&p->key, nf.last_ns);
 		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
 			return NULL;
@@ -596,8 +600,11 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 	if ((f->flags & p->flow_flags) != p->flow_flags)
 		f->flags |= p->flow_flags;
 	if (f->last_tick != tick) {
+		__u64 old = f->last_ns, now = bpf_ktime_get_coarse_ns();
+
 		f->last_tick = tick;
-		f->last_ns = bpf_ktime_get_coarse_ns();
+		f->last_ns = now;
+		dirty_tick(&p->key, old, now);
 	}
 	return f;
 truncated:

@@ -73,6 +73,15 @@ enum emon_l7_state {
 #define EMON_FLOW_F_UNOWNED    (1U << 3) /* created without an owner: the classifier looks again
                                           * (at most once a tick) until one is known */
 
+/* emon_dirty record: a flow that changed (created, reopened, owner patched, closed, or its
+ * counters moved into a new dirty epoch). stamp: the flow's last_ns when a packet pushed it
+ * (the daemon reads such a flow again on its next refresh when stamp >= the epoch it read
+ * under), 0 for changes that are not counts. */
+struct emon_dirty_rec {
+	struct emon_flow_key key;
+	__u64 stamp;
+};
+
 /* emon_frags: later fragments carry no ports; the first one teaches them. */
 struct emon_frag_key {
 	__u8  family;

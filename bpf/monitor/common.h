@@ -58,6 +58,7 @@ enum emon_stat {
 	EMON_STAT_STATE_CHANGES_RESCUED,        /* TCP state changes the backup program handled (primary busy on the CPU) */
 	EMON_STAT_SCAN_OVERFLOW,                /* sockets the start-up scan could not record (its inode table was full) */
 	EMON_STAT_FLOWS_KERNEL,                 /* flows labelled as the kernel's own traffic */
+	EMON_STAT_DIRTY_RING_FULL,              /* changed flows the dirty ring could not take (the daemon walks them all once) */
 	EMON_STAT_FLOWS_DELETED = 31,           /* written by the daemon: flows it removed (closed, idle) */
 	EMON_STAT_MAX = 32,
 };

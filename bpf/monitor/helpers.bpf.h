@@ -150,6 +150,62 @@ static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct
 	return true;
 }
 
+/* The dirty-flow ring (issue 17). The daemon keeps, per flow, the counts it last read and
+ * per-owner totals; the kernel tells it which flows to read again:
+ *  - every change that is not a packet's counts (a flow created or reopened, its owner
+ *    filled in or moved, its socket closed) pushes the key (dirty_mark);
+ *  - a packet pushes the key when it moves the flow's stamp (last_ns, set at most once a
+ *    tick per flow) from before the daemon's epoch to at or after it (dirty_tick): at most
+ *    once per flow per epoch, and only on the once-a-tick path, so a packet within the
+ *    flow's current tick costs nothing more.
+ * The daemon moves the epoch to the next tick before each read and waits for that tick,
+ * so counts added within an epoch after the flow's push are read at the next refresh
+ * (daemon/src/monitor/dirty.ts has the argument). A push the ring cannot take counts
+ * EMON_STAT_DIRTY_RING_FULL and the daemon walks the table once. Epoch 0: no daemon keeps
+ * the ring; nothing is pushed. EMON_NO_DIRTY builds the classifier without any of it
+ * (flows_walk.bpf.c, the daemon's fallback). */
+static __always_inline __u64 dirty_epoch(void)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&emon_epoch, &zero);
+
+	return g ? *g : 0;
+}
+
+static __always_inline void dirty_push(const struct emon_flow_key *k, __u64 stamp)
+{
+	struct emon_dirty_rec *r = bpf_ringbuf_reserve(&emon_dirty, sizeof(*r), 0);
+
+	if (!r) {
+		stat_inc(EMON_STAT_DIRTY_RING_FULL);
+		return;
+	}
+	__builtin_memcpy(&r->key, k, sizeof(*k));
+	r->stamp = stamp;
+	/* No wakeup: the daemon drains on a timer and before each read. */
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+}
+
+/* A change other than counts (see above). */
+static __always_inline void dirty_mark(const struct emon_flow_key *k, __u64 stamp)
+{
+#ifndef EMON_NO_DIRTY
+	if (dirty_epoch())
+		dirty_push(k, stamp);
+#endif
+}
+
+/* A packet moved the flow's stamp from `old` to `now` (once a tick per flow). */
+static __always_inline void dirty_tick(const struct emon_flow_key *k, __u64 old, __u64 now)
+{
+#ifndef EMON_NO_DIRTY
+	__u64 g = dirty_epoch();
+
+	if (old < g && g <= now)
+		dirty_push(k, now);
+#endif
+}
+
 /* Fills in the owner of an existing flow (the join, done in the kernel). */
 static __always_inline void flow_patch_owner(const struct emon_flow_key *k, const struct emon_owner *o, bool overwrite)
 {
@@ -158,6 +214,7 @@ static __always_inline void flow_patch_owner(const struct emon_flow_key *k, cons
 	if (f && (overwrite || !f->owner.how)) {
 		__builtin_memcpy(&f->owner, o, sizeof(*o));
 		stat_inc(EMON_STAT_FLOWS_PATCHED);
+		dirty_mark(k, 0);
 	}
 }
 

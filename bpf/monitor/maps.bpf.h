@@ -57,6 +57,25 @@ struct {
 	__uint(max_entries, 4 << 20);
 } emon_events SEC(".maps");
 
+/* Keys of flows that changed since the daemon last read them (struct emon_dirty_rec; see
+ * dirty_tick in monitor/helpers.bpf.h): lets `processes.list`, `top` and the owner index read
+ * only those flows instead of the whole table. Written without wakeups: the daemon drains
+ * it on a timer and before each read (daemon/src/monitor/dirty.ts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} emon_dirty SEC(".maps");
+
+/* 0 -> the daemon's dirty epoch: a CLOCK_MONOTONIC_COARSE time in ns; a flow whose stamp
+ * (last_ns) moves from before it to at or after it is pushed to emon_dirty. 0: the daemon
+ * keeps no dirty ring (it walks the table), nothing is pushed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} emon_epoch SEC(".maps");
+
 /* enum emon_stat -> per-CPU counter (no atomics needed: each CPU owns its slot) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -7,6 +7,9 @@
 // kernel did not count: the index, trusted, does not see it (the documented limit: writers
 // outside the programs go unseen until a counter moves or the 5-minute refill), which
 // shows the answers came from the index; once a counter moves, the answer is right again.
+// These are the rules of the index without the dirty-flow ring (flows.dirtyRing false, the
+// fallback): with the ring, a change arrives with its key and counters play no part
+// (test/integration/dirty.test.ts, dirty-daemon.test.ts).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -46,7 +49,7 @@ describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 })
   before(async () => {
     lab = await Lab.create();
     const host = await lab.host('oi');
-    daemon = await startDaemon(host, { config: { flows: { gcIntervalSec: 1 }, history: { enabled: false } } });
+    daemon = await startDaemon(host, { config: { flows: { gcIntervalSec: 1, dirtyRing: false }, history: { enabled: false } } });
     const maps = path.join(daemon.pinPath, 'maps');
     assert.equal(fillFlows(path.join(maps, MAP.flows), SPEC), SPEC.count);
     for (let i = 0; i < SPEC.count; i++) owner.push(ownerOf(SPEC, i));
@@ -107,5 +110,16 @@ describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 })
     owner[i] = SPEC.queriedPid;
     countPatched(1);
     for (let r = 0; r < 3; r++) assert.deepEqual(await cli(SPEC.queriedPid), truth(SPEC.queriedPid), `after the counter moved, query ${r}`);
+  });
+
+  test('status says the table is walked, and why (the classifier without the dirty-flow ring)', async () => {
+    const r = await ctl(['status', '--json'], { socket: daemon.socketPath });
+    assert.equal(r.code, 0, r.stderr);
+    const st = JSON.parse(r.stdout) as { flowIndex: { mode: string; reason: string | null; dirtyRecords: number } };
+    assert.equal(st.flowIndex.mode, 'full-walk');
+    assert.match(st.flowIndex.reason ?? '', /flows\.dirtyRing/);
+    assert.equal(st.flowIndex.dirtyRecords, 0);
+    const progs = await ctl(['programs', '--json'], { socket: daemon.socketPath });
+    assert.ok((JSON.parse(progs.stdout) as { programs: Array<{ name: string }> }).programs.some((p) => p.name === 'tc_ingress'), 'the classifier runs');
   });
 });

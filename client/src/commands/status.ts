@@ -27,6 +27,8 @@ export function statusCommand(): Command {
         out.push(`  start-up socket scan: ${sc.method ?? '-'}: ${ran}`);
         for (const f of sc.fallbacks) out.push(`           ${''.padEnd(13)} failed when run: ${f.label}: ${f.reason}`);
       }
+      const fi = s.flowIndex;
+      if (fi) out.push(`  flow table reads (processes, top): ${fi.mode === 'dirty-ring' ? `dirty-flow ring: ${fi.refreshes} refreshes read ${fi.flowsRead} changed flows, ${fi.fullWalks} full walks` : `full walk: ${fi.reason ?? '-'}`}`);
       out.push('', 'INTERFACES');
       if (s.interfaces.length === 0) out.push('  (none attached)');
       for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.attachedAt}`);

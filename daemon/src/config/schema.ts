@@ -135,6 +135,7 @@ export const schema = {
     idleTimeoutSec: { doc: 'UDP/ICMP/other flows idle this long are removed', format: 'seconds', default: 300, env: 'EBPFMON_FLOWS_IDLE_TIMEOUT_SEC' },
     tcpIdleTimeoutSec: { doc: 'TCP flows without a local socket idle this long are removed', format: 'seconds', default: 3600, env: 'EBPFMON_FLOWS_TCP_IDLE_TIMEOUT_SEC' },
     gcIntervalSec: { doc: 'How often expired flows are collected', format: 'seconds', default: 10, env: 'EBPFMON_FLOWS_GC_INTERVAL_SEC' },
+    dirtyRing: { doc: 'processes.list, top and the owner index read only the flows the kernel reports changed (the dirty-flow ring); false: the classifier without it, every read walks the table', format: Boolean, default: true, env: 'EBPFMON_FLOWS_DIRTY_RING' },
   },
   probes: {
     disable: {

@@ -17,7 +17,7 @@ export const MONITOR_COUNTERS = [
   'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
   'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
-  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel',
+  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel', 'dirtyRingFull',
 ] as const;
 /** Kept by the daemon in the same table (EMON_STAT_FLOWS_DELETED, after the kernel's). */
 export const DAEMON_COUNTERS = ['flowsDeleted'] as const;
@@ -70,6 +70,33 @@ export interface Loss {
   subscriberDropped: number;
   /** Ring-buffer records the daemon could not decode. */
   undecodable: number;
+}
+
+/**
+ * How `processes.list`, `top` and the owner index read the flow table (issue 17): from the
+ * kernel's dirty-flow ring (only the flows that changed are read) or by walking every flow.
+ */
+export interface FlowIndexStatus {
+  /** 'dirty-ring': per-owner totals kept from the flows the kernel reports changed;
+   * 'full-walk': every read walks the table (the classifier without the ring runs, or the
+   * ring could not be read). */
+  mode: 'dirty-ring' | 'full-walk';
+  /** Why the full walk runs (null in dirty-ring mode). */
+  reason: string | null;
+  /** The kept totals are the table now (false until the first walk, after a resync is due). */
+  trusted: boolean;
+  /** Records read from the dirty ring (pushes the ring could not take: counters.dirtyRingFull). */
+  dirtyRecords: number;
+  /** Walks that refilled the kept totals (the first read, then resyncs). */
+  fullWalks: number;
+  /** Reads that looked only at changed flows, and the flows they read. */
+  refreshes: number;
+  flowsRead: number;
+  /** Why the totals had to be refilled: the ring overflowed (ringFull), or the table came
+   * near the LRU's eviction point, where flows vanish without a record (nearFull). */
+  resyncs: { ringFull: number; nearFull: number };
+  /** Flows in the kept copy. */
+  mirrored: number;
 }
 
 /** The load balancer's summary in `status`. */
@@ -131,6 +158,8 @@ export interface StatusResult {
   /** Interfaces that matched but could not be attached, with the error. */
   interfaceErrors: Record<string, string>;
   maps: MapView[];
+  /** How processes.list, top and the owner index read the flow table. */
+  flowIndex: FlowIndexStatus;
   counters: Record<CounterName, number>;
   loss: Loss;
   events: { received: Record<string, number>; pendingBytes: number; maxDrainMs: number };

@@ -7,7 +7,7 @@ import type { Flow, FlowQuery, ProcessQuery, ProcessTraffic } from './flows.js';
 
 export type { ProcessTraffic, RemoteTraffic } from './flows.js';
 
-export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'counters' | 'events' | 'handoff'> & {
+export type MonitorStatus = Pick<StatusResult, 'pinPath' | 'deployedAt' | 'adopted' | 'probes' | 'socketScan' | 'interfaces' | 'interfaceErrors' | 'maps' | 'flowIndex' | 'counters' | 'events' | 'handoff'> & {
   loss: Omit<Loss, 'subscriberDropped'>;
 };
 

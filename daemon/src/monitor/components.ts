@@ -39,6 +39,9 @@ export const MAP = {
   scanInodes: 'emon_scan_inos',
   handoffs: 'emon_handoffs',
   handoffStats: 'emon_hostats',
+  /** Keys of changed flows, and the daemon's epoch for them (monitor/dirty.ts). */
+  dirty: 'emon_dirty',
+  epoch: 'emon_epoch',
 } as const;
 
 export const FLOWS: ComponentDef = {
@@ -54,6 +57,10 @@ export const FLOWS: ComponentDef = {
     },
   ],
 };
+
+/** The same classifier without the dirty-flow ring (bpf/flows_walk.bpf.c): deployed when
+ * a kernel refuses flows.bpf.o; the daemon then walks the flow table (monitor/dirty.ts). */
+export const FLOWS_WALK: ComponentDef = { ...FLOWS, file: 'flows_walk.bpf.o' };
 
 const cgroup = (prog: string) => ({ prog, kind: 'cgroup' as const });
 

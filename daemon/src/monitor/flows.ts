@@ -17,6 +17,9 @@ import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
+import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
+import type { DirtyRing } from './dirty.js';
+import type { FlowIndexStatus } from '../contract/status.js';
 
 export type { Flow, ProcessTotals };
 
@@ -178,13 +181,144 @@ export class FlowTable {
   /** The membership counters when the last walk started. */
   private lastScanGen: number | undefined = undefined;
 
-  /** The membership counters now (undefined: not available, walk). */
+  /** The membership counters now (undefined: not available, walk). With the dirty ring,
+   * the number of times its stream broke instead (every membership change arrives with
+   * its key, so only a break makes the index and the copy stale). */
   private gen(): number | undefined {
+    if (this.dirty) return this.dirty.breaks;
     try {
       return this.generation?.();
     } catch {
       return undefined;
     }
+  }
+
+  /** Per-owner totals kept from the dirty ring (flowmirror.ts); filled by the index's sync walk. */
+  readonly mirror = new FlowMirror();
+  /** The sync that filled the mirror (its generation), null: not filled. */
+  private mirrorGen: number | null = null;
+  private dirty: {
+    ring: DirtyRing;
+    /** emon_stats dirtyRingFull now. */
+    lost: () => number;
+    lostSeen: number | null;
+    /** Evictions are possible from this many entries on (the LRU's free lists: see useDirty). */
+    evictFrom: number;
+    breaks: number;
+    /** Keys to read at the next refresh besides the ring's: those the last refresh read
+     * that must be read again (see dirty.ts), or all the ring gave while the copy was not
+     * the table (a set: bounded by the flows there are). */
+    carry: Set<string>;
+    /** One refresh at a time. */
+    running: Promise<void> | null;
+  } | null = null;
+  private readonly indexStats = { fullWalks: 0, refreshes: 0, flowsRead: 0, breaks: { ringFull: 0, nearFull: 0 } };
+  private fallbackReason: string | null = 'the dirty-flow ring is not in use';
+
+  /**
+   * Reads changed flows from the kernel's dirty ring instead of walking the table
+   * (`lost`: the kernel's count of pushes the ring could not take; `maxEntries`: the flow
+   * table's size).
+   */
+  useDirty(ring: DirtyRing, lost: () => number, maxEntries: number, cpus: number): void {
+    // An LRU hash evicts once its free nodes run out; each CPU holds up to 128 free nodes
+    // of its own (the kernel's LOCAL_FREE_TARGET), so eviction can start that much before
+    // the table is full. Below this the table only loses flows the daemon deletes.
+    const evictFrom = Math.max(0, maxEntries - Math.max(1024, 2 * 128 * cpus));
+    this.dirty = { ring, lost, lostSeen: null, evictFrom, breaks: 0, carry: new Set(), running: null };
+    this.fallbackReason = null;
+  }
+
+  /** Stops using the dirty ring (a walk per read from here on), saying why. */
+  stopDirty(reason: string): void {
+    this.dirty = null;
+    this.mirror.reset();
+    this.mirrorGen = null;
+    this.fallbackReason = reason;
+  }
+
+  /** How processes.list and the owner index read the table (status.flowIndex). */
+  indexStatus(): FlowIndexStatus {
+    const d = this.dirty;
+    return {
+      mode: d ? 'dirty-ring' : 'full-walk',
+      reason: d ? null : this.fallbackReason,
+      trusted: d !== null && this.mirrorTrusted(),
+      dirtyRecords: d ? d.ring.stats.records : 0,
+      fullWalks: this.indexStats.fullWalks,
+      refreshes: this.indexStats.refreshes,
+      flowsRead: this.indexStats.flowsRead,
+      resyncs: { ringFull: this.indexStats.breaks.ringFull, nearFull: this.indexStats.breaks.nearFull },
+      mirrored: this.mirror.size,
+    };
+  }
+
+  /** True when the mirror is the table (filled by the index's current sync). */
+  private mirrorTrusted(): boolean {
+    const g = this.gen();
+    return this.mirrorGen !== null && this.mirrorGen === g && this.index.trusted(g);
+  }
+
+  /**
+   * Brings the owner index and the mirror up to date with the flows the kernel reported
+   * changed (nothing without the dirty ring). One at a time: a caller arriving during a
+   * refresh waits for it and runs its own (its changes may have come after that one's read).
+   */
+  async catchUp(): Promise<void> {
+    const d = this.dirty;
+    if (!d) return;
+    while (d.running) await d.running;
+    d.running = this.refresh(d).finally(() => (d.running = null));
+    return d.running;
+  }
+
+  private async refresh(d: NonNullable<FlowTable['dirty']>): Promise<void> {
+    const epoch = await d.ring.advance();
+    const keys = d.ring.take();
+    const lost = d.lost();
+    if (d.lostSeen !== null && lost !== d.lostSeen) {
+      d.breaks++;
+      this.indexStats.breaks.ringFull++;
+    }
+    d.lostSeen = lost;
+    if (this.mirror.size + keys.size > d.evictFrom && this.mirrorTrusted()) {
+      // Near the LRU's eviction point a flow can vanish without a record: walk instead.
+      d.breaks++;
+      this.indexStats.breaks.nearFull++;
+    }
+    if (!this.mirrorTrusted() || this.index.syncing) {
+      // Not the table (or being refilled by a walk that may have passed these flows
+      // already): keep every key for the first refresh after the walk.
+      for (const k of keys.keys()) d.carry.add(k);
+      return;
+    }
+    let read: Iterable<string> = keys.keys();
+    if (d.carry.size) {
+      for (const k of keys.keys()) d.carry.add(k);
+      read = d.carry;
+    }
+    const carry = new Set<string>();
+    const kb = Buffer.alloc(FLOW_KEY.size);
+    const vb = Buffer.alloc(FLOW.size);
+    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
+    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    let n = 0;
+    for (const k of read) {
+      if (++n % YIELD_EVERY === 0) await yieldTurn();
+      keyBytes(k, kb);
+      if (!this.map.lookup(kb, vb)) {
+        this.mirror.remove(k);
+        this.index.remove(k);
+        continue;
+      }
+      this.mirror.put(k, kv, 0, vv, 0, kb, vb);
+      this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
+      if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
+    }
+    d.carry = carry;
+    this.indexStats.refreshes++;
+    this.indexStats.flowsRead += n;
   }
 
   /** True when the collector would remove this flow at `nowNs` (the rule of gc()). */
@@ -222,23 +356,34 @@ export class FlowTable {
     const gen = this.gen();
     // Refill only once the counters held still since the previous walk: under a steady
     // stream of new flows they move between every two walks, and a refill (a few hundred ns
-    // per flow) would be thrown away each time (bench/attribution).
-    const quiet = gen !== undefined && gen === this.lastScanGen;
+    // per flow) would be thrown away each time (bench/attribution). With the dirty ring the
+    // generation moves only when its stream breaks: refill at once.
+    const quiet = gen !== undefined && (this.dirty !== null || gen === this.lastScanGen);
     this.lastScanGen = gen;
-    const sync = quiet && !this.index.syncing && !this.index.trusted(gen);
+    const fill = this.dirty !== null && !this.mirrorTrusted();
+    const sync = quiet && !this.index.syncing && (fill || !this.index.trusted(gen));
     if (!sync) return this.walk(fn, chunk);
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     this.index.beginSync();
+    if (fill) {
+      this.mirror.reset();
+      this.mirrorGen = null;
+      this.indexStats.fullWalks++;
+    }
     try {
       await this.walk((kv, ko, vv, vo, kb, vb) => {
-        this.index.see(keyString(kb, ko), vv.getUint32(vo + tg, true), this.dueOf(kv, ko, vv, vo));
+        const k = keyString(kb, ko);
+        this.index.see(k, vv.getUint32(vo + tg, true), this.dueOf(kv, ko, vv, vo));
+        if (fill) this.mirror.put(k, kv, ko, vv, vo, kb, vb);
         fn(kv, ko, vv, vo, kb, vb);
       }, chunk);
     } catch (err) {
       this.index.abortSync();
+      if (fill) this.mirror.reset();
       throw err;
     }
     await this.index.endSync(gen);
+    if (fill) this.mirrorGen = gen;
   }
 
   /**
@@ -253,12 +398,15 @@ export class FlowTable {
     const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
     const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    const keep = this.mirrorGen !== null;
     for (const k of this.index.keysOf(pid)) {
       keyBytes(k, kb);
       if (!this.map.lookup(kb, vb)) {
         this.index.remove(k);
+        if (keep) this.mirror.remove(k);
         continue;
       }
+      if (keep) this.mirror.put(k, kv, 0, vv, 0, kb, vb);
       const owner = vv.getUint32(tg, true);
       if (owner !== pid) {
         this.index.update(k, owner, this.dueOf(kv, 0, vv, 0));
@@ -405,6 +553,7 @@ export class FlowTable {
       (unnamed ? pending : out).push(flow);
     };
     // By pid: the index when it is the table (`total` is then the index's size); else a walk.
+    if (q.pid !== undefined) await this.catchUp();
     if (q.pid !== undefined && this.byIndex(q.pid, visit)) total = this.index.size;
     else await this.scan(visit);
     if (pending.length && (await identities.settle())) {
@@ -427,11 +576,10 @@ export class FlowTable {
    * each with the identity of the cgroup of its most recent flow. `remotes`: also each
    * process's live flows per remote address.
    */
-  async processes(q: ProcessQuery = {}): Promise<ProcessTraffic[]> {
+  async processes(q: ProcessQuery = {}, walk = false): Promise<ProcessTraffic[]> {
     const toMs = this.clock();
     const identities = this.identities();
     // Keyed by pid; unknown owners under null, the kernel under -2 (as in `retired`).
-    type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<number | string, RemoteTraffic> };
     const by = new Map<number | null, Acc>();
     const ow = FLOW.fields.owner.offset;
     const a = this.annotator;
@@ -445,7 +593,15 @@ export class FlowTable {
       }
       return t;
     };
-    await this.scan((kv, ko, vv, vo, kbytes, vbytes) => {
+    // With the dirty ring, the per-owner totals kept from it when they are the table (a
+    // refresh reads the flows that changed); else a walk, which refills them on the way.
+    let fromMirror = false;
+    if (this.dirty && !walk) {
+      await this.catchUp();
+      fromMirror = this.mirrorTrusted();
+    }
+    if (fromMirror) this.fromMirror(q, by, get);
+    else await this.scan((kv, ko, vv, vo, kbytes, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const owned = ownedByProcess(how);
       const uid = owned ? vv.getUint32(vo + ow + OWNER.fields.uid.offset, true) : null;
@@ -521,6 +677,60 @@ export class FlowTable {
   }
 
   /**
+   * processes()' totals from the mirror: per (owner, uid) sums, merged per owner (the
+   * comm, uid and cgroup of the owner's most recent flow), and the HTTP summaries of the
+   * TCP flows whose port pair has one.
+   */
+  private fromMirror(q: ProcessQuery, by: Map<number | null, Acc>, get: (key: number | null, comm: string | null, uid: number | null) => Acc): void {
+    for (const v of this.mirror.views(q.uid)) {
+      const key = v.group === GROUP_UNKNOWN ? null : v.group;
+      const fresh = !by.has(key);
+      const t = by.get(key) ?? get(key, v.comm, v.uid);
+      t.flows += v.flows;
+      t.openFlows += v.openFlows;
+      t.txBytes += v.txBytes;
+      t.rxBytes += v.rxBytes;
+      t.txPackets += v.txPackets;
+      t.rxPackets += v.rxPackets;
+      const last = BigInt(v.lastNs);
+      if (last > t.lastNs) t.lastNs = last;
+      if (v.topNs >= 0 && BigInt(v.topNs) > t.cgroupNs) {
+        t.cgroupNs = BigInt(v.topNs);
+        t.cgroupId = v.cgroupId;
+        if (!fresh) {
+          t.comm = v.comm;
+          t.uid = v.uid;
+        }
+      }
+      if (q.remotes) {
+        const m = (t.byRemote ??= new Map());
+        for (const [rk, r] of v.remotes) {
+          const e = m.get(rk);
+          if (e) {
+            e.flows += r.flows;
+            e.txBytes += r.txBytes;
+            e.rxBytes += r.rxBytes;
+          } else m.set(rk, { ...r });
+        }
+      }
+    }
+    const a = this.annotator;
+    if (!a) return;
+    const kb = Buffer.alloc(FLOW_KEY.size);
+    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
+    // HTTP summaries live with the L7 feature and change without the flow changing: asked
+    // per TCP flow as the walk does (a port-pair test first, allocating nothing).
+    this.mirror.forEachTcpFlow((k, pp, group, uid) => {
+      if (!a.mayHaveHttp(Math.floor(pp / 0x10000), pp % 0x10000)) return;
+      if (q.uid !== undefined && uid !== q.uid) return;
+      const t = by.get(group === GROUP_UNKNOWN ? null : group);
+      if (!t) return;
+      const h = a.http(flowIdentity(kv, 0, keyBytes(k, kb), group >= 0 ? group : null));
+      if (h) t.http = addHttp(t.http, h);
+    });
+  }
+
+  /**
    * Removes flows closed longer than the retention time, and flows idle longer than their
    * idle timeout (TCP flows whose socket is still open are kept however quiet). Their
    * counts go to the per-process totals. Returns the number removed.
@@ -533,6 +743,7 @@ export class FlowTable {
    * once, which refills the index: the same rule, applied to every flow, as before.
    */
   async gc(): Promise<number> {
+    await this.catchUp();
     return this.index.trusted(this.gen()) ? this.gcDue() : this.gcWalk();
   }
 
@@ -585,8 +796,10 @@ export class FlowTable {
         keyBytes(k, kb);
         if (!this.map.lookup(kb, vb)) {
           this.index.remove(k); // evicted by the LRU
+          if (this.mirrorGen !== null) this.mirror.remove(k);
           continue;
         }
+        if (this.mirrorGen !== null) this.mirror.put(k, kv, 0, vv, 0, kb, vb);
         const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
         const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
         const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
@@ -634,7 +847,11 @@ export class FlowTable {
       if (i > 0) await yieldTurn();
       const slice = doomed.slice(i, i + YIELD_EVERY);
       deleted += this.map.deleteBatch(Buffer.concat(slice), slice.length);
-      for (const k of slice) this.index.remove(keyString(k, 0));
+      for (const k of slice) {
+        const ks = keyString(k, 0);
+        this.index.remove(ks);
+        this.mirror.remove(ks);
+      }
       for (let j = i; j < Math.min(i + YIELD_EVERY, counts.length); j++) this.retire(counts[j]!, gone[j]);
     }
     for (const f of gone) this.annotator?.forget(f);
@@ -679,6 +896,9 @@ export class FlowTable {
     return n;
   }
 }
+
+/** processes()' per-owner accumulator. */
+type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs: bigint; byRemote?: Map<number | string, RemoteTraffic> };
 
 /** Keys of `retired` totals that are not a pid. */
 const RETIRED_UNKNOWN = -1;

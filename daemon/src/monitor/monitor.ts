@@ -16,7 +16,9 @@ import type { EventOwner } from '../contract/events.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
-import { HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
+import { FLOWS, FLOWS_WALK, HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
+import { DirtyRing } from './dirty.js';
+import { numPossibleCpus } from '../bpf/maps.js';
 import { handoffCounters } from './handoff.js';
 import { HANDOFF_COUNTERS, type HandoffStatus } from '../contract/identity.js';
 import type { IdentitySource } from '../identity/index.js';
@@ -46,6 +48,9 @@ export interface MonitorOptions {
   idleTimeoutMs: number;
   tcpIdleTimeoutMs: number;
   gcIntervalMs: number;
+  /** Read changed flows from the dirty-flow ring (default true; false: the classifier
+   * without it, and a walk per read: `flows.dirtyRing`). */
+  dirtyRing?: boolean;
   execArgs: boolean;
   /** Track sockets of every network namespace, not only the daemon's. */
   allNamespaces: boolean;
@@ -185,9 +190,23 @@ export class Monitor implements MonitorApi {
   static start(opts: MonitorOptions, bus: EventBus, deployment?: Deployment): Monitor {
     const dep = deployment ?? Monitor.openDeployment(opts);
     try {
-      const results = MONITOR_COMPONENTS.map((c) => dep.deploy(c));
+      // The classifier with the dirty-flow ring, or the same one without it (a kernel that
+      // refuses it, or `flows.dirtyRing` false): then reads walk the table (flows.ts).
+      let walkReason: string | null = opts.dirtyRing === false ? 'switched off (flows.dirtyRing)' : null;
+      const results = MONITOR_COMPONENTS.map((c) => {
+        if (c !== FLOWS) return dep.deploy(c);
+        if (walkReason) return dep.deploy(FLOWS_WALK);
+        try {
+          return dep.deploy(FLOWS);
+        } catch (err) {
+          walkReason = `the kernel refused the classifier with the dirty-flow ring: ${(err as Error).message}`;
+          opts.logger.warn({ err }, 'classifier with the dirty-flow ring refused; loading it without (reads walk the flow table)');
+          return dep.deploy(FLOWS_WALK);
+        }
+      });
       const m = new Monitor(opts, dep, deployment === undefined, bus);
       m.deployResults.push(...results);
+      m.walkReason = walkReason;
       m.init();
       return m;
     } catch (err) {
@@ -196,8 +215,27 @@ export class Monitor implements MonitorApi {
     }
   }
 
+  /** Why the flow table is walked on every read (null: the dirty-flow ring is used). */
+  private walkReason: string | null = null;
+  private dirty: DirtyRing | null = null;
+
+  /** Starts the dirty-flow ring's reader, or says why reads walk the table. */
+  private startDirty(): void {
+    if (this.walkReason) return this.flows.stopDirty(this.walkReason);
+    try {
+      this.dirty = new DirtyRing(this.deployment.map(MAP.dirty), this.deployment.map(MAP.epoch));
+      this.flows.useDirty(this.dirty, () => Number(this.stat('dirtyRingFull')), this.deployment.map(MAP.flows).info.maxEntries, numPossibleCpus());
+    } catch (err) {
+      this.log.warn({ err }, 'dirty-flow ring unavailable: reads walk the flow table');
+      this.dirty?.close();
+      this.dirty = null;
+      this.flows.stopDirty(`the dirty-flow ring could not be read: ${(err as Error).message}`);
+    }
+  }
+
   private init(): void {
     this.writeConfig();
+    this.startDirty();
     this.refreshClock();
     this.scanned.processes = this.processes.scanProc();
     this.scanDone = this.scanSockets();
@@ -542,6 +580,7 @@ export class Monitor implements MonitorApi {
       interfaces: this.interfaces.attached(),
       interfaceErrors: Object.fromEntries(this.interfaces.failures),
       maps,
+      flowIndex: this.flows.indexStatus(),
       counters: this.counters(),
       loss: this.loss(maps.find((m) => m.name === MAP.flows)?.entries ?? 0),
       handoff: this.handoff(maps.find((m) => m.name === MAP.handoffs)?.entries ?? 0),
@@ -569,6 +608,8 @@ export class Monitor implements MonitorApi {
     this.interfaces.stop();
     this.reader?.close();
     this.reader = null;
+    this.dirty?.close();
+    this.dirty = null;
     if (this.ownsDeployment) this.deployment.close();
   }
 }

@@ -71,6 +71,12 @@ export const PKT_META = {
 /** EMON_META_F_* */
 export const META_F = { PARSED: 1, FLOW: 2, FRAGMENT: 4 } as const;
 
+/** emon_dirty record: a changed flow's key and stamp (bpf/flows.h). */
+export const DIRTY_REC = {
+  name: 'emon_dirty_rec', size: 48, object: 'flows.bpf.o',
+  fields: { key: f(0, 40), stamp: f(40, 8) },
+} as const satisfies StructSpec;
+
 export const CONFIG = {
   name: 'emon_config', size: 16, object: 'flows.bpf.o',
   fields: { netns_cookie: f(0, 8), flags: f(8, 4), pidns_inum: f(12, 4) },
@@ -103,7 +109,7 @@ export const EVENT_EXIT = {
   fields: { hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), exit_code: f(28, 4), start_ns: f(32, 8), comm: f(40, 16) },
 } as const satisfies StructSpec;
 
-export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, PKT_META, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
+export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, PKT_META, DIRTY_REC, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
 
 /** enum emon_event_type */
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;

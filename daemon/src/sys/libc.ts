@@ -26,6 +26,8 @@ export const SO_NETNS_COOKIE = 71;
 export const MSG_DONTWAIT = 0x40;
 export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
+/** The tick clock the classifier stamps flows with (bpf_ktime_get_coarse_ns). */
+export const CLOCK_MONOTONIC_COARSE = 6;
 export const CLOCK_BOOTTIME = 7;
 
 export const mmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)') as
