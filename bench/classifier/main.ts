@@ -38,7 +38,7 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { FLOW, HOOK, IFACE } from '../../daemon/src/monitor/wire.js';
+import { ENDPOINT, FLOW, HOOK, IFACE, OWNER } from '../../daemon/src/monitor/wire.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { writeUint } from '../../daemon/src/bpf/layout.js';
 import { MONITOR_COUNTERS as STAT_NAMES } from '../../daemon/src/contract/status.js';
@@ -132,6 +132,18 @@ function loadFlows(maxFlows?: number, file = FLOWS_OBJ): BpfObject {
     o.close();
     throw err;
   }
+}
+
+/** A wildcard IPv4 TCP bind on `port` in emon_binds: flows with that local port get an owner. */
+function bindWildcard(o: BpfObject, port: number): void {
+  const k = Buffer.alloc(ENDPOINT.size);
+  writeUint(k, ENDPOINT.fields.family, 2);
+  writeUint(k, ENDPOINT.fields.proto, 6);
+  writeUint(k, ENDPOINT.fields.port, port);
+  const v = Buffer.alloc(OWNER.size);
+  writeUint(v, OWNER.fields.tgid, 4242);
+  writeUint(v, OWNER.fields.how, 4); // EMON_HOW_BIND
+  o.map(MAP.binds).update(k, v);
 }
 
 /** The test-run interface's emon_ifaces entry: Ethernet, and the given hook bits. */
@@ -381,12 +393,18 @@ async function main(): Promise<void> {
 
     // 2. Existing flows spread over SPREAD tuples (cache-cold lookups), shipped map size;
     //    with --compare-obj both builds, each with its own map, alternating with the empty program.
-    for (const dir of wants('spread') ? DIRS : []) {
+    //    Unowned: no owner map entries, as in every other row, so each flow stays unowned and
+    //    (visited once per several ms, a new jiffy each time) looks for its owner again on
+    //    every packet (flow_retry_owner: tuples and binds lookups). Owned: a wildcard bind for
+    //    the flows' local port (443 ingress, 40000 egress), so the flows get an owner when
+    //    created, as a host's own connections do, and the row prices the existing-flow path.
+    for (const [dir, owned] of wants('spread') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4();
       const objs = BUILDS.map((b) => {
         const flows = loadFlows(undefined, b.file);
         opened.push(flows);
-        const row: Row = { name: `existing flows, ${SPREAD} tuples in turn: IPv4 TCP 64 B${b.label}`, dir, runs: `${REPEAT / 1e6}M, walker`, empty: [], flows: [], check: '' };
+        if (owned) bindWildcard(flows, dir === 'tc_ingress' ? 443 : 40000);
+        const row: Row = { name: `existing flows, ${SPREAD} tuples in turn: IPv4 TCP 64 B, ${owned ? 'owned (bind)' : 'unowned'}${b.label}`, dir, runs: `${REPEAT / 1e6}M, walker`, empty: [], flows: [], check: '' };
         walker.target(flows.progFd(dir));
         walker.reset(SPREAD);
         walker.run(frame, SPREAD); // creates them
@@ -414,7 +432,9 @@ async function main(): Promise<void> {
         if (t.packets !== o.runs || t.entries !== SPREAD || created !== SPREAD) {
           throw new Error(`spread ${dir}${o.row.name}: ${t.packets} packets for ${o.runs} runs, ${t.entries} flows, ${created} created`);
         }
-        o.row.check = `counted ${t.packets} of ${o.runs}; ${t.entries} flows, none new`;
+        const unattributed = Number(stat(o.flows, 'flowsUnattributed'));
+        if (unattributed !== (owned ? 0 : SPREAD)) throw new Error(`spread ${dir}${o.row.name}: ${unattributed} flows created unowned`);
+        o.row.check = `counted ${t.packets} of ${o.runs}; ${t.entries} flows, none new; ${owned ? 'all owned' : 'all unowned'}`;
         rows.push(o.row);
         o.flows.close();
       }
