@@ -481,6 +481,24 @@ static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *sk
 		nf->flags = EMON_FLOW_F_UNOWNED;
 }
 
+/* The packet that creates a flow, counted into the new value before the insert (what
+ * count() does to an existing flow's value), so that a successful insert needs no lookup
+ * after it: one hash and bucket walk less per new flow. */
+static __always_inline void flow_count_first(struct emon_flow *nf, const struct pkt *p, bool egress)
+{
+	if (egress) {
+		nf->tx_bytes = p->bytes;
+		nf->tx_packets = 1;
+		nf->tcp_flags_tx = p->tcp_flags;
+	} else {
+		nf->rx_bytes = p->bytes;
+		nf->rx_packets = 1;
+		nf->tcp_flags_rx = p->tcp_flags;
+	}
+	nf->frags = p->is_frag;
+	nf->flags |= p->flow_flags;
+}
+
 /* A flow created without an owner: the owner may have been learned since (the start-up
  * scan runs while the classifier is already attached on a restart; an accept or a late
  * bind), or the packet at hand is the kernel answering (a RST after an unanswered SYN
@@ -546,8 +564,8 @@ static __always_inline bool reused(struct __sk_buff *skb, bool egress, const str
 	return o && o->tgid != f->owner.tgid;
 }
 
-/* Parses and counts the packet; returns its flow (NULL: not IP, truncated, or no flow
- * could be recorded). */
+/* Parses and counts the packet; returns its flow (NULL: not IP, truncated, no flow could
+ * be recorded, or a flow this packet created when no hook stage wants the interface). */
 static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool egress)
 {
 	struct __sk_buff *skb = r->skb;
@@ -577,6 +595,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		long err;
 
 		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
+		flow_count_first(&nf, p, egress);
 		err = bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_NOEXIST);
 		if (!err) {
 			stat_inc(EMON_STAT_FLOWS_CREATED);
@@ -585,9 +604,16 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
 			stat_inc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
+		/* Inserted: the packet is counted (the owner retry and the clock below have
+		 * nothing to do on a flow made this jiffy); the hook chain's stages alone need
+		 * the flow. Not inserted (another CPU's flow, or no room): counted below. */
+		if (!err && !r->hooks)
+			return NULL;
 		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
 			return NULL;
+		if (!err)
+			return f;
 	} else if (reused(skb, egress, p, f)) {
 		/* A new connection on an old tuple. The old one's close event carried its counts
 		 * (when it could be queued), so start over. */
