@@ -333,14 +333,13 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 	if (!h.ip.payload_len) /* jumbogram / BIG TCP */
 		p->bytes = r->skb->len > ETH_HLEN ? r->skb->len - ETH_HLEN : 0;
 	nh = h.ip.nexthdr;
-	if (is_ext_hdr(nh))
-		p->flow_flags |= EMON_FLOW_F_IPV6_EXT; /* once, not in every turn of the walk */
 
 	for (int i = 0; i < MAX_EXT_HDRS; i++) {
 		__u8 eh[8] __attribute__((aligned(8)));
 
 		if (!is_ext_hdr(nh))
 			break;
+		p->flow_flags |= EMON_FLOW_F_IPV6_EXT;
 		if (net_load(r, off, eh, 8))
 			return false;
 		if (nh == IPPROTO_FRAGMENT) {
