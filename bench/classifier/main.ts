@@ -6,6 +6,7 @@
 //   sudo node build/js/bench/classifier/main.js [--reps 7] [--repeat 1000000]
 //        [--new-flows 200000] [--spread 50000] [--one-shot 20000] [--max-minutes 10]
 //        [--compare-obj OTHER_BUILD_OF_flows.bpf.o] [--hooks-only]
+//        [--only hot,spread,new,oneshot,profile,hooks]
 //
 // Rows:
 //  - existing flow: one frame, `repeat` runs. The first run creates the flow, every other
@@ -37,7 +38,7 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { FLOW, HOOK, IFACE } from '../../daemon/src/monitor/wire.js';
+import { ENDPOINT, FLOW, HOOK, IFACE, OWNER } from '../../daemon/src/monitor/wire.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { writeUint } from '../../daemon/src/bpf/layout.js';
 import { MONITOR_COUNTERS as STAT_NAMES } from '../../daemon/src/contract/status.js';
@@ -53,8 +54,15 @@ const SPREAD = numArg('spread', 50_000);
 const ONE_SHOT = numArg('one-shot', 20_000);
 const DEADLINE = Date.now() + numArg('max-minutes', 10) * 60_000;
 const TARGET_NS = 60;
-/** --compare-obj PATH: another build of flows.bpf.o, measured next to the shipped one (hot rows). */
+/** --compare-obj PATH: another build of flows.bpf.o, measured next to the shipped one (hot, spread and new-flow rows). */
 const COMPARE_OBJ = strArg('compare-obj');
+/** --only a,b: run just these sections (hot, spread, new, oneshot, profile, hooks); default all. */
+const ONLY = strArg('only')?.split(',');
+const SECTIONS = ['hot', 'spread', 'new', 'oneshot', 'profile', 'hooks'] as const;
+for (const o of ONLY ?? []) if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section "${o}" (one of ${SECTIONS.join(', ')})`);
+const wants = (s: (typeof SECTIONS)[number]): boolean => !ONLY || ONLY.includes(s);
+/** The builds measured in the spread and new-flow rows: the shipped one, and --compare-obj. */
+const BUILDS = [{ label: '', file: path.join(ROOT, 'build/bpf/flows.bpf.o') }, ...(COMPARE_OBJ ? [{ label: ' [--compare-obj]', file: COMPARE_OBJ }] : [])];
 
 const FLOWS_OBJ = path.join(ROOT, 'build/bpf/flows.bpf.o');
 const EMPTY_OBJ = path.join(ROOT, 'build/bpf/fixtures/tc_empty.bpf.o');
@@ -124,6 +132,18 @@ function loadFlows(maxFlows?: number, file = FLOWS_OBJ): BpfObject {
     o.close();
     throw err;
   }
+}
+
+/** A wildcard IPv4 TCP bind on `port` in emon_binds: flows with that local port get an owner. */
+function bindWildcard(o: BpfObject, port: number): void {
+  const k = Buffer.alloc(ENDPOINT.size);
+  writeUint(k, ENDPOINT.fields.family, 2);
+  writeUint(k, ENDPOINT.fields.proto, 6);
+  writeUint(k, ENDPOINT.fields.port, port);
+  const v = Buffer.alloc(OWNER.size);
+  writeUint(v, OWNER.fields.tgid, 4242);
+  writeUint(v, OWNER.fields.how, 4); // EMON_HOW_BIND
+  o.map(MAP.binds).update(k, v);
 }
 
 /** The test-run interface's emon_ifaces entry: Ethernet, and the given hook bits. */
@@ -324,7 +344,7 @@ async function main(): Promise<void> {
 
     // 1. Existing flow, hot: the shipped default map size, one object for all frames
     //    (and the same for --compare-obj, a candidate build, in the same repetitions).
-    {
+    if (wants('hot')) {
       const objs = [{ label: '', obj: loadFlows() }];
       opened.push(objs[0]!.obj);
       if (COMPARE_OBJ) {
@@ -371,56 +391,78 @@ async function main(): Promise<void> {
       for (const o of objs) o.obj.close();
     }
 
-    // 2. Existing flows spread over SPREAD tuples (cache-cold lookups), shipped map size.
-    for (const dir of DIRS) {
-      const flows = loadFlows();
-      opened.push(flows);
+    // 2. Existing flows spread over SPREAD tuples (cache-cold lookups), shipped map size;
+    //    with --compare-obj both builds, each with its own map, alternating with the empty program.
+    //    Unowned: no owner map entries, as in every other row, so each flow stays unowned and
+    //    (visited once per several ms, a new jiffy each time) looks for its owner again on
+    //    every packet (flow_retry_owner: tuples and binds lookups). Owned: a wildcard bind for
+    //    the flows' local port (443 ingress, 40000 egress), so the flows get an owner when
+    //    created, as a host's own connections do, and the row prices the existing-flow path.
+    for (const [dir, owned] of wants('spread') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4();
-      const row: Row = { name: `existing flows, ${SPREAD} tuples in turn: IPv4 TCP 64 B`, dir, runs: `${REPEAT / 1e6}M, walker`, empty: [], flows: [], check: '' };
-      walker.target(flows.progFd(dir));
-      walker.reset(SPREAD);
-      walker.run(frame, SPREAD); // creates them
-      const first = flowTotals(flows);
-      if (first.entries !== SPREAD) throw new Error(`spread: ${first.entries} flows after creating ${SPREAD} (LRU evicted some: lower --spread)`);
-      let runs = SPREAD;
+      const objs = BUILDS.map((b) => {
+        const flows = loadFlows(undefined, b.file);
+        opened.push(flows);
+        if (owned) bindWildcard(flows, dir === 'tc_ingress' ? 443 : 40000);
+        const row: Row = { name: `existing flows, ${SPREAD} tuples in turn: IPv4 TCP 64 B, ${owned ? 'owned (bind)' : 'unowned'}${b.label}`, dir, runs: `${REPEAT / 1e6}M, walker`, empty: [], flows: [], check: '' };
+        walker.target(flows.progFd(dir));
+        walker.reset(SPREAD);
+        walker.run(frame, SPREAD); // creates them
+        const first = flowTotals(flows);
+        if (first.entries !== SPREAD) throw new Error(`spread: ${first.entries} flows after creating ${SPREAD} (LRU evicted some: lower --spread)`);
+        return { flows, row, runs: SPREAD, empty: [] as number[] };
+      });
       for (let rep = -1; more(rep); rep++) {
-        for (const which of rep % 2 === 0 ? ['empty', 'flows'] : ['flows', 'empty']) {
-          walker.target(which === 'empty' ? emptyFd : flows.progFd(dir));
+        const order = [-1, ...objs.keys()];
+        for (let j = 0; j < order.length; j++) {
+          const which = order[(j + rep + 1 + order.length) % order.length]!;
+          walker.target(which < 0 ? emptyFd : objs[which]!.flows.progFd(dir));
           walker.reset(SPREAD);
           const ns = walker.run(frame, REPEAT);
-          if (which === 'flows') runs += REPEAT;
-          if (rep >= 0) (which === 'empty' ? row.empty : row.flows).push(ns);
+          if (which >= 0) objs[which]!.runs += REPEAT;
+          if (rep < 0) continue;
+          if (which < 0) for (const o of objs) o.row.empty.push(ns);
+          else objs[which]!.row.flows.push(ns);
         }
       }
-      const t = flowTotals(flows);
-      const created = Number(stat(flows, 'flowsCreated'));
-      if (t.packets !== runs || t.entries !== SPREAD || created !== SPREAD) {
-        throw new Error(`spread ${dir}: ${t.packets} packets for ${runs} runs, ${t.entries} flows, ${created} created`);
+      walker.target(emptyFd);
+      for (const o of objs) {
+        const t = flowTotals(o.flows);
+        const created = Number(stat(o.flows, 'flowsCreated'));
+        if (t.packets !== o.runs || t.entries !== SPREAD || created !== SPREAD) {
+          throw new Error(`spread ${dir}${o.row.name}: ${t.packets} packets for ${o.runs} runs, ${t.entries} flows, ${created} created`);
+        }
+        const unattributed = Number(stat(o.flows, 'flowsUnattributed'));
+        if (unattributed !== (owned ? 0 : SPREAD)) throw new Error(`spread ${dir}${o.row.name}: ${unattributed} flows created unowned`);
+        o.row.check = `counted ${t.packets} of ${o.runs}; ${t.entries} flows, none new; ${owned ? 'all owned' : 'all unowned'}`;
+        rows.push(o.row);
+        o.flows.close();
       }
-      row.check = `counted ${t.packets} of ${runs}; ${t.entries} flows, none new`;
-      rows.push(row);
       console.error(`existing flows, spread, ${dir} done`);
-      flows.close();
     }
 
-    // 3. New flow, warm: every walker run is a new tuple, fresh object per repetition.
+    // 3. New flow, warm: every walker run is a new tuple, fresh object per repetition
+    //    (with --compare-obj: each build in turn, and the empty program, alternating).
     const newMax = 1 << Math.ceil(Math.log2(NEW_FLOWS * 2.5));
-    for (const dir of DIRS) {
+    for (const dir of wants('new') ? DIRS : []) {
       const frame = tcp4(0x02); // a SYN
-      const row: Row = { name: `new flow: IPv4 TCP SYN, fresh map (max ${newMax})`, dir, runs: `${NEW_FLOWS / 1e3}k distinct, walker`, empty: [], flows: [], check: '' };
-      let created = 0;
-      let failed = 0;
-      let maps = 0;
+      const rowsNew = BUILDS.map((b) => ({
+        file: b.file, created: 0, failed: 0, maps: 0,
+        row: { name: `new flow: IPv4 TCP SYN, fresh map (max ${newMax})${b.label}`, dir, runs: `${NEW_FLOWS / 1e3}k distinct, walker`, empty: [], flows: [], check: '' } as Row,
+      }));
       for (let rep = -1; more(rep); rep++) {
-        for (const which of rep % 2 === 0 ? ['empty', 'flows'] : ['flows', 'empty']) {
+        const order = [-1, ...rowsNew.keys()];
+        for (let j = 0; j < order.length; j++) {
+          const which = order[(j + rep + 1 + order.length) % order.length]!;
           walker.reset(0);
-          if (which === 'empty') {
+          if (which < 0) {
             walker.target(emptyFd);
             const ns = walker.run(frame, NEW_FLOWS);
-            if (rep >= 0) row.empty.push(ns);
+            if (rep >= 0) for (const r of rowsNew) r.row.empty.push(ns);
             continue;
           }
-          const flows = loadFlows(newMax);
+          const r = rowsNew[which]!;
+          const flows = loadFlows(newMax, r.file);
           opened.push(flows);
           walker.target(flows.progFd(dir));
           const ns = walker.run(frame, NEW_FLOWS);
@@ -429,22 +471,24 @@ async function main(): Promise<void> {
           const c = Number(stat(flows, 'flowsCreated'));
           const f = Number(stat(flows, 'flowCreateFailed'));
           if (t.entries !== NEW_FLOWS || c !== NEW_FLOWS || t.packets !== NEW_FLOWS || f !== 0) {
-            throw new Error(`new flow ${dir}: ${t.entries} flows present, ${c} created, ${f} failed, ${t.packets} packets for ${NEW_FLOWS} runs`);
+            throw new Error(`new flow ${dir}${r.row.name}: ${t.entries} flows present, ${c} created, ${f} failed, ${t.packets} packets for ${NEW_FLOWS} runs`);
           }
-          created += c;
-          failed += f;
-          maps++;
+          r.created += c;
+          r.failed += f;
+          r.maps++;
           flows.close();
-          if (rep >= 0) row.flows.push(ns);
+          if (rep >= 0) r.row.flows.push(ns);
         }
       }
-      row.check = `created ${created} flows in ${maps} fresh maps, ${failed} failed, none evicted`;
-      rows.push(row);
+      for (const r of rowsNew) {
+        r.row.check = `created ${r.created} flows in ${r.maps} fresh maps, ${r.failed} failed, none evicted`;
+        rows.push(r.row);
+      }
       console.error(`new flow, ${dir} done`);
     }
 
     // 4. New flow, one test run per frame (cold caches).
-    for (const dir of DIRS) {
+    for (const dir of wants('oneshot') ? DIRS : []) {
       const frames = Array.from({ length: ONE_SHOT }, (_, i) => {
         const f = tcp4(0x02);
         f.writeUInt32BE((0x0b000000 | i) >>> 0, 14 + 12); // 11.x.y.z: distinct sources
@@ -490,7 +534,7 @@ async function main(): Promise<void> {
     opened.push(parts);
     parts.load();
     const partRows = PARTS.map(([prog, what]) => ({ prog, what, empty: [] as number[], ns: [] as number[] }));
-    for (let rep = -1; more(rep); rep++) {
+    for (let rep = -1; wants('profile') && more(rep); rep++) {
       for (const pr of partRows) {
         const order = rep % 2 === 0 ? ['empty', 'part'] : ['part', 'empty'];
         for (const which of order) {
@@ -500,7 +544,7 @@ async function main(): Promise<void> {
       }
     }
     console.error('profile done');
-    const hookTable = hookRows(emptyFd, more);
+    const hookTable = wants('hooks') ? hookRows(emptyFd, more) : [];
     console.error('hook chain done');
 
     const same = COMPARE_OBJ ? checkSameResults(FLOWS_OBJ, COMPARE_OBJ) : null;
@@ -524,9 +568,9 @@ async function main(): Promise<void> {
       const diffs = pr.ns.map((n, i) => n - pr.empty[i]!);
       pt.push([pr.what, pr.prog, median(pr.ns).toFixed(1), `${median(diffs).toFixed(1)} (${Math.min(...diffs)}..${Math.max(...diffs)})`]);
     }
-    printHookRows(hookTable);
-    console.log(`\nprofile: the existing-flow path's steps alone, IPv4 TCP 64 B frame, ${REPEAT / 1e6}M runs each, same repetitions`);
-    console.log(pt.toString());
+    if (hookTable.length) printHookRows(hookTable);
+    if (wants('profile')) console.log(`\nprofile: the existing-flow path's steps alone, IPv4 TCP 64 B frame, ${REPEAT / 1e6}M runs each, same repetitions`);
+    if (wants('profile')) console.log(pt.toString());
   } finally {
     for (const o of opened) o.close();
     walker.close();

@@ -58,10 +58,23 @@ static __always_inline int send_out(__u32 ifindex)
 	return act;
 }
 
+/* Copies a MAC address as three 16-bit words: both ends are 2-byte aligned here (the frame
+ * starts the packet; dmac and smac sit at even offsets of emon_lb_nh and bpf_fib_lookup).
+ * __builtin_memcpy through a `__u8 *` is six byte loads and six byte stores. */
+static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
+{
+	const __u16 *s = (const __u16 *)src;
+	__u16 *d = (__u16 *)dst;
+
+	d[0] = s[0];
+	d[1] = s[1];
+	d[2] = s[2];
+}
+
 static __always_inline int xmit_to(struct ethhdr *eth, __u32 ifindex, const __u8 *dmac, const __u8 *smac)
 {
-	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	mac_copy(eth->h_dest, dmac);
+	mac_copy(eth->h_source, smac);
 	return send_out(ifindex);
 }
 
