@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // `--help` (or `-h`) on any bench prints its usage, which is the header comment of its
-// main.ts, and exits before anything is built. Imported for that effect by every module of
+// source file, and exits before anything is built. Imported for that effect by every module of
 // bench/lib a bench imports (harness, proc, lab), so each bench has it without a line of its own.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 /** The leading `//` comment of a bench's source (SPDX line left out). */
 export function benchUsage(script: string): string {
-  // build/js/bench/<name>/main.js -> bench/<name>/main.ts
+  // build/js/bench/<name>/<script>.js -> bench/<name>/<script>.ts
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
   const rel = path.relative(path.join(root, 'build/js'), path.resolve(script)).replace(/\.js$/, '.ts');
   let text: string;
@@ -26,7 +26,7 @@ export function benchUsage(script: string): string {
 }
 
 const argv = process.argv.slice(2);
-if (process.argv[1] && /\/bench\/[^/]+\/main\.js$/.test(process.argv[1]) && (argv.includes('--help') || argv.includes('-h'))) {
+if (process.argv[1] && /\/bench\/[^/]+\/[^/]+\.js$/.test(process.argv[1]) && (argv.includes('--help') || argv.includes('-h'))) {
   process.stdout.write(`${benchUsage(process.argv[1])}\n`);
   process.exit(0);
 }
