@@ -355,8 +355,10 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 				break; /* no transport header in a later fragment */
 			continue;
 		}
-		nh = eh[0];
+		/* The header's own type sizes it (AH counts 4-byte words minus 2, RFC 4302; the
+		 * others 8-byte words minus 1, RFC 8200), before nh moves on to the next one. */
 		off += nh == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
+		nh = eh[0];
 	}
 	if (is_ext_hdr(nh) && first) {
 		/* Longer chain than we walk: count the packet under its last known header. */
