@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, type Host } from '../helpers/lab.js';
 import { privileged, scaled } from '../helpers/privileged.js';
-import { DAEMON_MAIN, OBJECT_DIR, daemonOnce, writeConfig } from '../helpers/daemon.js';
+import { DAEMON_MAIN, OBJECT_DIR, daemonOnce, startDaemon, writeConfig } from '../helpers/daemon.js';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { BpfError } from '../../daemon/src/bpf/errors.js';
 
@@ -30,9 +30,13 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
   });
   after(async () => lab?.destroy());
 
-  function objectDirWith(flowsObject: Buffer | null): string {
+  /** The first objects the daemon loads, with `flowsObject` as flows.bpf.o (null: none);
+   * `all`: every shipped object besides, the classifier without the dirty-flow ring (its
+   * alternative) among them. */
+  function objectDirWith(flowsObject: Buffer | null, all = false): string {
     const dir = lab.tmpdir();
-    for (const f of ['sockets.bpf.o', 'procs.bpf.o', 'scan.bpf.o']) fs.copyFileSync(path.join(OBJECT_DIR, f), path.join(dir, f));
+    const files = all ? fs.readdirSync(OBJECT_DIR).filter((f) => f.endsWith('.bpf.o') && f !== 'flows.bpf.o') : ['sockets.bpf.o', 'procs.bpf.o', 'scan.bpf.o'];
+    for (const f of files) fs.copyFileSync(path.join(OBJECT_DIR, f), path.join(dir, f));
     if (flowsObject) fs.writeFileSync(path.join(dir, 'flows.bpf.o'), flowsObject);
     return dir;
   }
@@ -64,6 +68,23 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
       assert.throws(() => obj.load(), (e: unknown) => e instanceof BpfError && e.object === 'flows/tc_ingress' && e.errnoName === 'EACCES' && !!e.detail);
     } finally {
       obj.close();
+    }
+  });
+
+  test('a refused flows.bpf.o with its alternative present: the daemon starts on flows_walk.bpf.o, and status says so and why', async () => {
+    const bad = fs.readFileSync(path.join(OBJECT_DIR, 'fixtures/flows_bad_verifier.bpf.o'));
+    const d = await startDaemon(host, { config: { bpfObjectDir: objectDirWith(bad, true), interfaces: ['lo'] } });
+    try {
+      const st = await d.call('status');
+      assert.equal(st.flowIndex.mode, 'full-walk');
+      assert.match(st.flowIndex.reason ?? '', /refused the classifier with the dirty-flow ring: .*flows\/tc_ingress: EACCES/);
+      // The alternative counts: traffic on the interface it watches reaches the flow table.
+      await host.exec('ping', ['-c', '2', '-i', '0.2', '127.0.0.1']);
+      const flows = (await d.call('flows.list', { protocol: 'icmp', limit: 100 })).flows;
+      assert.ok(flows.some((f) => f.remoteAddr === '127.0.0.1' && f.txPackets + f.rxPackets >= 2), JSON.stringify(flows));
+    } finally {
+      await d.stop('SIGTERM');
+      await daemonOnce(host, d.configPath, ['--teardown']);
     }
   });
 

@@ -201,7 +201,14 @@ export class Monitor implements MonitorApi {
         } catch (err) {
           walkReason = `the kernel refused the classifier with the dirty-flow ring: ${(err as Error).message}`;
           opts.logger.warn({ err }, 'classifier with the dirty-flow ring refused; loading it without (reads walk the flow table)');
-          return dep.deploy(FLOWS_WALK);
+          try {
+            return dep.deploy(FLOWS_WALK);
+          } catch (walkErr) {
+            // Neither loads: the error worth reporting is the shipped classifier's (it names
+            // flows.bpf.o, or the program and the verifier's reason); the alternative's is logged.
+            opts.logger.error({ err: walkErr }, 'the classifier without the dirty-flow ring did not load either');
+            throw err;
+          }
         }
       });
       const m = new Monitor(opts, dep, deployment === undefined, bus);
