@@ -363,6 +363,14 @@ export class FlowTable {
     const fill = this.dirty !== null && !this.mirrorTrusted();
     const sync = quiet && !this.index.syncing && (fill || !this.index.trusted(gen));
     if (!sync) return this.walk(fn, chunk);
+    // The copy is exact only for changes the ring reports after the walk read a flow: the
+    // epoch must be running (the kernel pushes nothing at epoch 0) and past every count the
+    // walk may miss. A fill by the collector's walk, before any read advanced the epoch,
+    // missed every flow created after it (integration/handoff found it).
+    if (fill) {
+      await this.dirty!.ring.advance();
+      if (this.index.syncing) return this.walk(fn, chunk); // another fill began meanwhile
+    }
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     this.index.beginSync();
     if (fill) {
