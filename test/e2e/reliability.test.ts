@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Host, type Lab, type TestUser, sh } from '../helpers/lab.js';
 import { privileged, scaled } from '../helpers/privileged.js';
+import { until as waitUntil } from '../helpers/wait.js';
 import { BUILD, CTL_MAIN, DAEMON_MAIN, ctl, daemonOnce, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, writeConfig, type TestDaemon } from '../helpers/daemon.js';
 import type { Flow, StatusResult } from '../../daemon/src/contract/index.js';
 
@@ -164,13 +165,7 @@ describe('reliability: nobody exhausts the daemon, nothing is lost silently', pr
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r((io.code = code))));
       return { child, io, exited };
     };
-    const until = async (what: string, fn: () => boolean, ms = scaled(20_000)) => {
-      const t0 = Date.now();
-      while (!fn()) {
-        if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-        await sleep(50);
-      }
-    };
+    const until = (what: string, fn: () => boolean, ms = scaled(20_000)) => waitUntil(what, fn, ms);
     const quitter = start(['events', '--json', '--reconnect', '0']);
     const events = start(['events', '--json']);
     const top = start(['top', '--json']);

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
+import { until } from '../helpers/wait.js';
 import { CTL_MAIN, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
 import { captureLab, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
@@ -51,14 +52,6 @@ const io = (pid: number): { rchar: number; wchar: number } => {
   const t = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
   return { rchar: Number(/rchar: (\d+)/.exec(t)![1]), wchar: Number(/wchar: (\d+)/.exec(t)![1]) };
 };
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await ok())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('capture fd delivery: the daemon writes into the client\'s own descriptor', privileged({ timeout: 180_000 }), () => {
   let lab: Lab;

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
+import { until } from '../helpers/wait.js';
 import { destroyMonitorLab, restartDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
 import { captureLab, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
@@ -44,14 +45,6 @@ function blocks(file: string): { epb: number; shb: number } {
     off += len;
   }
   return { epb, shb };
-}
-
-async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('capture across a daemon restart: the CLI resumes its session, losses are counted', privileged({ timeout: 180_000 }), () => {

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
+import { until as waitUntil } from '../helpers/wait.js';
 import { BUILD, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { ClickHouseServer } from '../helpers/servers.js';
@@ -105,13 +106,7 @@ describe('ClickHouse flow export into a real clickhouse-server 18.16', privilege
     }
   }
 
-  async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const t0 = Date.now();
-    while (!(await ok())) {
-      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out: ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const until = (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 60_000) => waitUntil(what, ok, timeoutMs, 100);
 
   interface Sums { local_port: number; rows: number; tx: number; rx: number; txp: number; rxp: number; sent: number; received: number; kinds: string[]; host: string; machine_id: string; pid: number; comm: string }
   const sums = (table: string, ports: number[]) =>
