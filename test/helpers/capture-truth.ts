@@ -203,3 +203,21 @@ export async function captureLab(): Promise<CaptureLab> {
   await srv.next((o) => o.event === 'listening');
   return { lab, mon, peer, link, daemon, dir };
 }
+
+/**
+ * A node -e script: reports its port, then on the line "go" sends a `bytes`-byte UDP
+ * datagram every `everyMs` ms to argv host:port until any other line, then reports its count.
+ */
+export function udpSenderJs(bytes: number, everyMs: number): string {
+  return `
+const dgram = require('node:dgram'); const rl = require('node:readline');
+const [host, port] = process.argv.slice(1);
+const u = dgram.createSocket('udp4'); let sent = 0; let t = null;
+u.bind(0, () => {
+  console.log(JSON.stringify({ port: u.address().port }));
+  rl.createInterface({ input: process.stdin }).on('line', (l) => {
+    if (l === 'go') t = setInterval(() => u.send(Buffer.alloc(${bytes}, sent & 0xff), Number(port), host, () => sent++), ${everyMs});
+    else { clearInterval(t); setTimeout(() => { console.log(JSON.stringify({ sent })); u.close(); }, 50); }
+  });
+});`;
+}

@@ -18,20 +18,10 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { until } from '../helpers/wait.js';
 import { CTL_MAIN, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { captureLab, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLab, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends a 1000-byte datagram every millisecond until "stop", then reports its count. */
-const SENDER_JS = `
-const dgram = require('node:dgram'); const rl = require('node:readline');
-const [host, port] = process.argv.slice(1);
-const u = dgram.createSocket('udp4'); let sent = 0; let t = null;
-u.bind(0, () => {
-  console.log(JSON.stringify({ port: u.address().port }));
-  rl.createInterface({ input: process.stdin }).on('line', (l) => {
-    if (l === 'go') t = setInterval(() => u.send(Buffer.alloc(1000, sent & 0xff), Number(port), host, () => sent++), 1);
-    else { clearInterval(t); setTimeout(() => { console.log(JSON.stringify({ sent })); u.close(); }, 50); }
-  });
-});`;
+const SENDER_JS = udpSenderJs(1000, 1);
 
 /** A raw JSON-RPC client run as the test user: opens what it is told and offers each descriptor in capture.start. */
 const OFFER_JS = `

@@ -16,20 +16,10 @@ import { privileged, requireTool } from '../helpers/privileged.js';
 import { until } from '../helpers/wait.js';
 import { destroyMonitorLab, restartDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { captureLab, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLab, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends a 120-byte datagram every 4 ms until "stop", then reports its count. */
-const SENDER_JS = `
-const dgram = require('node:dgram'); const rl = require('node:readline');
-const [host, port] = process.argv.slice(1);
-const u = dgram.createSocket('udp4'); let sent = 0; let t = null;
-u.bind(0, () => {
-  console.log(JSON.stringify({ port: u.address().port }));
-  rl.createInterface({ input: process.stdin }).on('line', (l) => {
-    if (l === 'go') t = setInterval(() => u.send(Buffer.alloc(120, sent & 0xff), Number(port), host, () => sent++), 4);
-    else { clearInterval(t); setTimeout(() => { console.log(JSON.stringify({ sent })); u.close(); }, 50); }
-  });
-});`;
+const SENDER_JS = udpSenderJs(120, 4);
 
 /** Enhanced Packet Blocks and Section Header Blocks in a pcapng file being written (a torn last block is not counted). */
 function blocks(file: string): { epb: number; shb: number } {
