@@ -52,6 +52,20 @@ export interface FlowQuery {
   limit?: number;
 }
 
+/** One flow's key and value buffers, with views, for reads by key. */
+interface FlowScratch {
+  kb: Buffer;
+  vb: Buffer;
+  kv: DataView;
+  vv: DataView;
+}
+
+function flowScratch(): FlowScratch {
+  const kb = Buffer.alloc(FLOW_KEY.size);
+  const vb = Buffer.alloc(FLOW.size);
+  return { kb, vb, kv: new DataView(kb.buffer, kb.byteOffset, kb.byteLength), vv: new DataView(vb.buffer, vb.byteOffset, vb.byteLength) };
+}
+
 /** A flow as another feature knows it (its 5-tuple from this host's side, and its process). */
 export interface FlowIdentity {
   protocol: string;
@@ -298,21 +312,13 @@ export class FlowTable {
       read = d.carry;
     }
     const carry = new Set<string>();
-    const kb = Buffer.alloc(FLOW_KEY.size);
-    const vb = Buffer.alloc(FLOW.size);
-    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
-    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const s = flowScratch();
+    const { kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     let n = 0;
     for (const k of read) {
       if (++n % YIELD_EVERY === 0) await yieldTurn();
-      keyBytes(k, kb);
-      if (!this.map.lookup(kb, vb)) {
-        this.mirror.remove(k);
-        this.index.remove(k);
-        continue;
-      }
-      this.mirror.put(k, kv, 0, vv, 0, kb, vb);
+      if (!this.readFlow(k, s)) continue; // the copy is trusted here: mirrorGen is set
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     }
@@ -395,26 +401,33 @@ export class FlowTable {
   }
 
   /**
+   * Reads flow `k` into `s` (one lookup). A flow gone (collected, or evicted by the LRU)
+   * leaves the index and the kept copy; one read replaces its copy. The refresh, the index's
+   * per-pid reads and the due-only collector share this bookkeeping.
+   */
+  private readFlow(k: string, s: FlowScratch): boolean {
+    keyBytes(k, s.kb);
+    if (!this.map.lookup(s.kb, s.vb)) {
+      this.index.remove(k);
+      if (this.mirrorGen !== null) this.mirror.remove(k);
+      return false;
+    }
+    if (this.mirrorGen !== null) this.mirror.put(k, s.kv, 0, s.vv, 0, s.kb, s.vb);
+    return true;
+  }
+
+  /**
    * The flows of one pid through the index: one lookup per flow it lists (fresh counters),
    * or false when the index is not trusted. A flow found gone leaves the index; one found
    * with another owner moves.
    */
   private byIndex(pid: number, fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): boolean {
     if (!this.index.trusted(this.gen())) return false;
-    const kb = Buffer.alloc(FLOW_KEY.size);
-    const vb = Buffer.alloc(FLOW.size);
-    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
-    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const s = flowScratch();
+    const { kb, vb, kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-    const keep = this.mirrorGen !== null;
     for (const k of this.index.keysOf(pid)) {
-      keyBytes(k, kb);
-      if (!this.map.lookup(kb, vb)) {
-        this.index.remove(k);
-        if (keep) this.mirror.remove(k);
-        continue;
-      }
-      if (keep) this.mirror.put(k, kv, 0, vv, 0, kb, vb);
+      if (!this.readFlow(k, s)) continue;
       const owner = vv.getUint32(tg, true);
       if (owner !== pid) {
         this.index.update(k, owner, this.dueOf(kv, 0, vv, 0));
@@ -791,23 +804,15 @@ export class FlowTable {
     const counts: RetiredCount[] = [];
     const a = this.annotator;
     const nowMs = Date.now();
-    const kb = Buffer.alloc(FLOW_KEY.size);
-    const vb = Buffer.alloc(FLOW.size);
-    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
-    const vv = new DataView(vb.buffer, vb.byteOffset, vb.byteLength);
+    const s = flowScratch();
+    const { kb, vb, kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     let i = 0;
     try {
       for (; i < due.length; i++) {
         if (i > 0 && i % YIELD_EVERY === 0) await yieldTurn();
         const k = due[i]!;
-        keyBytes(k, kb);
-        if (!this.map.lookup(kb, vb)) {
-          this.index.remove(k); // evicted by the LRU
-          if (this.mirrorGen !== null) this.mirror.remove(k);
-          continue;
-        }
-        if (this.mirrorGen !== null) this.mirror.put(k, kv, 0, vv, 0, kb, vb);
+        if (!this.readFlow(k, s)) continue; // evicted by the LRU
         const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
         const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
         const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
