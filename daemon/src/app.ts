@@ -258,6 +258,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
     forget: (f) => l7.store?.forgetFlow(f),
     mayHaveHttp: (lp, rp) => l7.store?.mayHaveHttp(lp, rp) ?? false,
     http: (f) => l7.store?.httpOf(f) ?? null,
+    httpFlows: (fn) => l7.store?.forEachHttpFlow(fn),
   });
   // Capture and mirror sessions: their programs plug into the classifier's hook chain.
   // Mirrors pinned by an earlier daemon come back with their counters. Capture failing to

@@ -7,7 +7,8 @@
 // another comm, collect idle flows (the real collector, on a test clock), and overflow the
 // table so the LRU evicts. After every step the kept totals are compared with the walk
 // (the truth: every flow in the map as it is) and, before any flow was evicted or
-// collected, with the packets and bytes this test sent.
+// collected, with the packets and bytes this test sent. HTTP summaries (an L7 store fed
+// requests on random flows, some not in the table) must sum per process as the walk sums them.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -23,6 +24,8 @@ import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { FLOW_KEY, IFACE, OWNER } from '../../daemon/src/monitor/wire.js';
 import { CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, clockNs } from '../../daemon/src/sys/libc.js';
 import { TcTestRunner } from '../../bench/classifier/testrun.js';
+import { L7Store } from '../../daemon/src/l7/store.js';
+import { ResolverCache } from '../../daemon/src/l7/dns/cache.js';
 
 const MAX_FLOWS = 4096;
 /** Tuples the steps draw from: more than the table holds, so the LRU evicts late in the run. */
@@ -116,6 +119,7 @@ function norm(list: ProcessTraffic[], withComm: Set<number | null>): unknown[] {
       // meets, the kept totals after the most recent (docs/architecture.md).
       comm: withComm.has(p.pid) ? p.comm : '*',
       remotes: (p.remotes ?? []).map((r) => `${r.addr} ${r.flows} ${r.txBytes} ${r.rxBytes}`).sort(),
+      http: p.http,
     }))
     .sort((a, b) => (a.pid ?? -9) - (b.pid ?? -9));
 }
@@ -124,6 +128,7 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
   let obj: BpfObject;
   let ring: DirtyRing;
   let table: FlowTable;
+  const store = new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache() });
   const runner = new TcTestRunner();
   /** Test clock for the collector: the monotonic clock plus what the test skipped ahead. */
   let skewNs = 0n;
@@ -143,6 +148,10 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
     const stats = obj.map(MAP.stats);
     const lost = () => Number(stats.sumPerCpuU64(stats.lookup(u32(MONITOR_COUNTERS.indexOf('dirtyRingFull')))!));
     table.useDirty(ring, lost, MAX_FLOWS, numPossibleCpus());
+    table.setAnnotator({
+      fields: (f, now) => store.flowFields(f, now), wants: () => false, forget: (f) => store.forgetFlow(f),
+      mayHaveHttp: (lp, rp) => store.mayHaveHttp(lp, rp), http: (f) => store.httpOf(f), httpFlows: (fn) => store.forEachHttpFlow(fn),
+    });
   });
   after(() => {
     ring?.close();
@@ -179,7 +188,19 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
     };
     const withOneComm = () => new Set<number | null>([null, -2, ...[...comms].filter(([, s]) => s.size === 1).map(([p]) => p)]);
     let incremental = 0;
+    /** HTTP requests on tuple i (it may not be a flow yet, or any more). */
+    const request = (i: number, status: number) => {
+      const t = tuple(i);
+      const flow = { protocol: t.proto === 6 ? 'tcp' : 'udp', family: 'ipv4' as const, localAddr: t.laddr.join('.'), localPort: t.lport, remoteAddr: t.raddr.join('.'), remotePort: t.rport };
+      store.addHttp({ pid: 0, uid: 0, method: 'GET', path: '/', status, version: '1.1', requestBytes: 10 + i, responseBytes: 100, requestStartNs: 1e9, requestEndNs: 1e9, tls: false, flags: [], flow });
+    };
+    let requests = 0;
     for (let step = 0; step < STEPS; step++) {
+      // Requests on some flows (their summaries change without the flow changing).
+      for (let j = 0; j < 10 && used > 0; j++) {
+        request(pick(Math.min(TUPLES, used + 50)), [200, 404, 503][pick(3)]!);
+        requests++;
+      }
       const kind = pick(10);
       if (kind < 4 && used < TUPLES) {
         // New flows, some owned from their first packet (an owner known by tuple), some not.
@@ -245,6 +266,10 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
     assert.equal(st.mode, 'dirty-ring');
     // The kept totals answered most steps, reading far fewer flows than the walks did.
     assert.ok(incremental >= 10, `kept totals used in ${incremental} of ${STEPS} steps`);
+    // The HTTP summaries were summed: the processes' requests are those on flows still kept
+    // (collected flows' counts stay with the process).
+    const withHttp = kept.filter((p) => p.http !== null);
+    assert.ok(requests > 100 && withHttp.length > 3, `${requests} requests, ${withHttp.length} processes with HTTP`);
     assert.ok(st.refreshes > 0 && st.flowsRead > 0, JSON.stringify(st));
     assert.ok(st.resyncs.nearFull > 0, `near the eviction point the totals are walked again: ${JSON.stringify(st)}`);
     console.log(`seed ${seed}: ${JSON.stringify(st)}`);

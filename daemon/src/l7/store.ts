@@ -66,6 +66,16 @@ export interface L7StoreOptions {
   cache: ResolverCache;
 }
 
+/** A flow with an HTTP summary: its identity as the HTTP events gave it, and its fields. */
+export interface HttpFlowEntry {
+  protocol: string;
+  localAddr: string;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  fields: L7FlowFields;
+}
+
 export class L7Store {
   private readonly dns: Ring<DnsQuery>;
   private readonly http: Ring<HttpRequest>;
@@ -78,6 +88,12 @@ export class L7Store {
    * hit, so `top` pays nothing per flow that carries no HTTP.
    */
   private readonly httpPorts = new Map<number, number>();
+  /**
+   * The flows with an HTTP summary, by flow id (a subset of `flowNames`): processes() reads
+   * the summaries of these flows rather than asking for every flow it keeps (issue 17, `top`
+   * at 100k flows).
+   */
+  private readonly httpFlows = new Map<string, HttpFlowEntry>();
 
   constructor(private readonly opts: L7StoreOptions) {
     this.dns = new Ring(opts.maxDnsQueries ?? 10_000);
@@ -124,14 +140,18 @@ export class L7Store {
       tls: e.tls, flags: [...e.flags] as HttpFlag[],
     };
     this.http.push(r);
-    if (e.flow) this.summarise(flowId(e.flow.protocol, e.flow.localAddr, e.flow.localPort, e.flow.remoteAddr, e.flow.remotePort), r);
+    if (e.flow) this.summarise(flowId(e.flow.protocol, e.flow.localAddr, e.flow.localPort, e.flow.remoteAddr, e.flow.remotePort), e.flow, r);
     return r;
   }
 
   /** The flow's HTTP summary takes one more request (the flow's entry is bounded with the names). */
-  private summarise(k: string, r: HttpRequest): void {
+  private summarise(k: string, flow: NonNullable<HttpEvent['flow']>, r: HttpRequest): void {
     const f = this.flowEntry(k);
-    if (!f.http) this.countPorts(k, 1);
+    if (!f.http) {
+      this.countPorts(k, 1);
+      const { protocol, localAddr, localPort, remoteAddr, remotePort } = flow;
+      this.httpFlows.set(k, { protocol, localAddr, localPort, remoteAddr, remotePort, fields: f });
+    }
     const h = (f.http ??= {
       requests: 0, clientErrors: 0, serverErrors: 0, unanswered: 0, requestBytes: 0, responseBytes: 0,
       lastMethod: r.method, lastHost: null, lastPath: null, lastStatus: null, lastAt: r.at, tls: false,
@@ -215,13 +235,21 @@ export class L7Store {
     return this.httpPorts.has(localPort * 0x10000 + remotePort);
   }
 
+  /** Every flow with an HTTP summary (not copied: read it at once, do not keep it). */
+  forEachHttpFlow(fn: (flow: Readonly<HttpFlowEntry>, http: Readonly<HttpFlowSummary>) => void): void {
+    for (const e of this.httpFlows.values()) fn(e, e.fields.http!);
+  }
+
   /** The flow's HTTP summary, not copied: read it at once, do not keep it. */
   httpOf(flow: { protocol: string; localAddr: string; localPort: number | null; remoteAddr: string; remotePort: number | null }): Readonly<HttpFlowSummary> | null {
     return this.flowNames.get(flowId(flow.protocol, flow.localAddr, flow.localPort ?? 0, flow.remoteAddr, flow.remotePort ?? 0))?.http ?? null;
   }
 
   private dropEntry(k: string): void {
-    if (this.flowNames.get(k)?.http) this.countPorts(k, -1);
+    if (this.flowNames.get(k)?.http) {
+      this.countPorts(k, -1);
+      this.httpFlows.delete(k);
+    }
     this.flowNames.delete(k);
   }
 

@@ -8,7 +8,7 @@
 import type { BpfMap } from '../bpf/maps.js';
 import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
-import { AF_INET, formatIpAt, inCidr, type Cidr } from '../net/ip.js';
+import { AF_INET, AF_INET6, formatIpAt, inCidr, parseIp, type Cidr } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, DIRECTIONS, KERNEL_COMM, TCP_FLAGS, TCP_STATES, type TcpFlag } from '../contract/common.js';
 import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
@@ -91,6 +91,17 @@ export interface FlowAnnotator {
   mayHaveHttp(localPort: number, remotePort: number): boolean;
   /** The flow's HTTP summary (not a copy: read at once). */
   http(f: FlowIdentity): Readonly<HttpFlowSummary> | null;
+  /** Every flow with an HTTP summary (not copies: read at once); ports as its events gave them. */
+  httpFlows(fn: (f: HttpFlowKey, h: Readonly<HttpFlowSummary>) => void): void;
+}
+
+/** A flow as the application layer names it (flowIdentity()'s text). */
+export interface HttpFlowKey {
+  protocol: string;
+  localAddr: string;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
 }
 
 /** Adds a flow's HTTP counts to a process's (created on its first request). */
@@ -737,17 +748,18 @@ export class FlowTable {
     }
     const a = this.annotator;
     if (!a) return;
+    // HTTP summaries live with the L7 feature and change without the flow changing: the
+    // store lists the flows that have one, each found in the copy by its key (as the walk
+    // matches a flow whose formatted identity is the summary's).
     const kb = Buffer.alloc(FLOW_KEY.size);
-    const kv = new DataView(kb.buffer, kb.byteOffset, kb.byteLength);
-    // HTTP summaries live with the L7 feature and change without the flow changing: asked
-    // per TCP flow as the walk does (a port-pair test first, allocating nothing).
-    this.mirror.forEachTcpFlow((k, pp, group, uid) => {
-      if (!a.mayHaveHttp(Math.floor(pp / 0x10000), pp % 0x10000)) return;
-      if (q.uid !== undefined && uid !== q.uid) return;
-      const t = by.get(group === GROUP_UNKNOWN ? null : group);
-      if (!t) return;
-      const h = a.http(flowIdentity(kv, 0, keyBytes(k, kb), group >= 0 ? group : null));
-      if (h) t.http = addHttp(t.http, h);
+    a.httpFlows((f, h) => {
+      if (f.protocol !== 'tcp') return;
+      const k = tcpKeyOf(f, kb);
+      const o = k !== null ? this.mirror.ownerOf(k) : undefined;
+      if (o === undefined) return;
+      if (q.uid !== undefined && o.uid !== q.uid) return;
+      const t = by.get(o.group === GROUP_UNKNOWN ? null : o.group);
+      if (t) t.http = addHttp(t.http, h);
     });
   }
 
@@ -952,6 +964,28 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
 /** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
 function u64(v: DataView, o: number): number {
   return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
+}
+
+/**
+ * The flow key (keyString()) of a TCP flow named as flowIdentity() names it, into `kb`;
+ * null when its text is not what flowIdentity() would print for any key (then no flow of
+ * the table is that flow).
+ */
+function tcpKeyOf(f: HttpFlowKey, kb: Buffer): string | null {
+  const l = parseIp(f.localAddr);
+  const r = parseIp(f.remoteAddr);
+  if (!l || !r || l.family !== r.family) return null;
+  const af = l.family === 'ipv4' ? AF_INET : AF_INET6;
+  if (formatIpAt(l.bytes, 0, af) !== f.localAddr || formatIpAt(r.bytes, 0, af) !== f.remoteAddr) return null;
+  if (!Number.isInteger(f.localPort) || !Number.isInteger(f.remotePort) || f.localPort < 0 || f.localPort > 0xffff || f.remotePort < 0 || f.remotePort > 0xffff) return null;
+  kb.fill(0);
+  kb[FLOW_KEY.fields.family.offset] = af;
+  kb[FLOW_KEY.fields.proto.offset] = 6;
+  kb.writeUInt16LE(f.localPort, FLOW_KEY.fields.lport.offset);
+  kb.writeUInt16LE(f.remotePort, FLOW_KEY.fields.rport.offset);
+  kb.set(l.bytes.subarray(0, af === AF_INET ? 4 : 16), FLOW_KEY.fields.laddr.offset);
+  kb.set(r.bytes.subarray(0, af === AF_INET ? 4 : 16), FLOW_KEY.fields.raddr.offset);
+  return keyString(kb, 0);
 }
 
 function flowIdentity(kv: DataView, ko: number, kb: Uint8Array, pid: number | null): FlowIdentity {

@@ -286,6 +286,7 @@ test('processes(): a process\'s HTTP counts are its flows\' summaries summed, in
     fields: (f, now) => store.flowFields(f, now), wants: () => false, forget: (f) => store.forgetFlow(f),
     mayHaveHttp: (lp, rp) => store.mayHaveHttp(lp, rp),
     http: (f) => (asked++, store.httpOf(f)),
+    httpFlows: (fn) => store.forEachHttpFlow(fn),
   });
   for (let i = 0; i < 80; i++) w.step([m]);
   const tcp = (await t.query({ limit: 100_000 })).flows.filter((f) => f.protocol === 'tcp' && f.pid !== null);
