@@ -25,24 +25,13 @@ export interface MirrorRemote {
   rxBytes: number;
 }
 
-/** One flow as last read. */
-interface Rec {
-  agg: Agg;
-  comm: string | null;
-  cgroupId: string | null;
-  owned: boolean;
-  tx: number;
-  rx: number;
-  txp: number;
-  rxp: number;
-  /** last_ns (ns; a Number is exact to the tick for 104 days of uptime, more than the stamp's resolution needs). */
-  last: number;
-  open: boolean;
-  /** TCP port pair (lport * 65536 + rport), -1 for other protocols. */
-  ports: number;
-  /** Remote address: its 4 bytes as a number (IPv4) or 16 as a string. */
-  rk: number | string;
-}
+/** Flow flags in `FlowMirror.flags`. */
+const F_OWNED = 1;
+const F_OPEN = 2;
+/** The remote address is IPv6 (its 16 bytes as a string in `rk6`). */
+const F_V6 = 4;
+/** First capacity of the per-flow columns (doubled when full). */
+const MIN_SLOTS = 1024;
 
 /** The flows of one (owner, uid). */
 export interface Agg {
@@ -54,8 +43,9 @@ export interface Agg {
   rxBytes: number;
   txPackets: number;
   rxPackets: number;
-  /** The most recently seen owned flow (its comm and cgroup name the group), when not stale. */
-  top: Rec | null;
+  /** Slot of the most recently seen owned flow (its comm and cgroup name the group), -1:
+   * none; when stale, only a hint (the slot may hold another flow by now). */
+  top: number;
   /** Highest last_ns of any member, when not stale. */
   lastNs: number;
   /** A member that held `top` or `lastNs` left: recomputed when read. */
@@ -87,21 +77,50 @@ function u64(v: DataView, o: number): number {
 
 const OW = FLOW.fields.owner.offset;
 
+/**
+ * The copy is held in columns (one slot per flow: typed arrays for the numbers, arrays for
+ * the few shared references) rather than an object per flow: 100k flows were 100k objects
+ * plus a boxed double each (last_ns), which every full garbage collection marks (issue 17,
+ * `top` at 100k flows: GC was the largest cost in its profile).
+ */
 export class FlowMirror {
-  private readonly recs = new Map<string, Rec>();
+  /** Flow key -> slot. */
+  private readonly slots = new Map<string, number>();
+  private free: number[] = [];
+  private cap = 0;
+  private tx = new Float64Array(0);
+  private rx = new Float64Array(0);
+  private txp = new Float64Array(0);
+  private rxp = new Float64Array(0);
+  /** last_ns (ns; a Number is exact to the tick for 104 days of uptime, more than the stamp's resolution needs). */
+  private last = new Float64Array(0);
+  private flags = new Uint8Array(0);
+  /** Remote IPv4 address as a number (F_V6 clear). */
+  private rk4 = new Float64Array(0);
+  private rk6: Array<string | undefined> = [];
+  private aggOf: Array<Agg | undefined> = [];
+  private comm: Array<string | null> = [];
+  private cgroup: Array<string | null> = [];
   /** group -> uid -> sums. */
   private readonly aggs = new Map<number, Map<number, Agg>>();
   /** Owners whose latest flow left them: recomputed in one pass over the flows when read. */
   private readonly stale = new Set<Agg>();
 
   get size(): number {
-    return this.recs.size;
+    return this.slots.size;
   }
 
   reset(): void {
-    this.recs.clear();
+    this.slots.clear();
     this.aggs.clear();
     this.stale.clear();
+    this.free = [];
+    this.rk6 = [];
+    this.aggOf = [];
+    this.comm = [];
+    this.cgroup = [];
+    this.cap = 0;
+    this.grow(0);
   }
 
   /** The flow `key` as the bytes at (kv, ko) / (vv, vo) have it: replaces what was known. */
@@ -110,57 +129,73 @@ export class FlowMirror {
     const owned = ownedByProcess(how);
     const group = owned ? vv.getUint32(vo + OW + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? GROUP_KERNEL : GROUP_UNKNOWN;
     const uid = owned ? vv.getUint32(vo + OW + OWNER.fields.uid.offset, true) : NO_UID;
-    const old = this.recs.get(key);
+    let s = this.slots.get(key);
     let agg: Agg;
     let comm: string | null;
     let cgroupId: string | null;
-    let replaced: Rec | null = null;
-    if (old && old.agg.group === group && old.agg.uid === uid) {
+    if (s !== undefined && this.aggOf[s]!.group === group && this.aggOf[s]!.uid === uid) {
       // Same owner: the strings are the same unless the process renamed itself or moved.
-      agg = old.agg;
-      comm = owned ? commOf(vb, vo, old.comm) : old.comm;
-      cgroupId = owned ? cgroupOf(vv, vo, old.cgroupId) : null;
-      this.sub(old, false);
-      replaced = old;
+      // The slot stays, so does its place as the owner's latest (a flow's last_ns never
+      // goes back; a reopen restarts it at now).
+      agg = this.aggOf[s]!;
+      comm = owned ? commOf(vb, vo, this.comm[s] ?? null) : this.comm[s] ?? null;
+      cgroupId = owned ? cgroupOf(vv, vo, this.cgroup[s] ?? null) : null;
+      this.sub(s, false);
     } else {
-      if (old) this.sub(old, true);
+      if (s !== undefined) this.sub(s, true);
       agg = this.agg(group, uid);
       // The owner's strings when they match (one copy per owner, not per flow).
       const t = agg.top;
-      comm = owned ? commOf(vb, vo, t ? t.comm : null) : how === HOW_KERNEL ? KERNEL_COMM : null;
-      cgroupId = owned ? cgroupOf(vv, vo, t ? t.cgroupId : null) : null;
+      comm = owned ? commOf(vb, vo, t >= 0 ? this.comm[t] ?? null : null) : how === HOW_KERNEL ? KERNEL_COMM : null;
+      cgroupId = owned ? cgroupOf(vv, vo, t >= 0 ? this.cgroup[t] ?? null : null) : null;
     }
     const family = kv.getUint8(ko + FLOW_KEY.fields.family.offset);
     const ra = ko + FLOW_KEY.fields.raddr.offset;
-    const proto = kv.getUint8(ko + FLOW_KEY.fields.proto.offset);
-    const rec: Rec = {
-      agg, comm, cgroupId, owned,
-      tx: u64(vv, vo + FLOW.fields.tx_bytes.offset),
-      rx: u64(vv, vo + FLOW.fields.rx_bytes.offset),
-      txp: u64(vv, vo + FLOW.fields.tx_packets.offset),
-      rxp: u64(vv, vo + FLOW.fields.rx_packets.offset),
-      last: u64(vv, vo + FLOW.fields.last_ns.offset),
-      open: vv.getUint32(vo + FLOW.fields.closed_ns.offset, true) === 0 && vv.getUint32(vo + FLOW.fields.closed_ns.offset + 4, true) === 0,
-      ports: proto === 6 ? kv.getUint16(ko + FLOW_KEY.fields.lport.offset, true) * 0x10000 + kv.getUint16(ko + FLOW_KEY.fields.rport.offset, true) : -1,
-      rk: old ? old.rk : family === AF_INET ? kv.getUint32(ra) : Buffer.from(kb.buffer, kb.byteOffset + ra, 16).toString('latin1'),
-    };
-    this.recs.set(key, rec);
-    // A flow's last_ns never goes back (a reopen restarts it at now): the new read takes
-    // the old one's place as the owner's latest.
-    if (replaced && agg.top === replaced) agg.top = rec;
-    this.add(rec, () => formatIpAt(kb, ra, family));
+    if (s === undefined) {
+      s = this.alloc();
+      this.slots.set(key, s);
+      // The key's remote address, kept with the slot while the key is.
+      if (family === AF_INET) {
+        this.rk4[s] = kv.getUint32(ra);
+        this.rk6[s] = undefined;
+      } else this.rk6[s] = Buffer.from(kb.buffer, kb.byteOffset + ra, 16).toString('latin1');
+    }
+    this.aggOf[s] = agg;
+    this.comm[s] = comm;
+    this.cgroup[s] = cgroupId;
+    this.tx[s] = u64(vv, vo + FLOW.fields.tx_bytes.offset);
+    this.rx[s] = u64(vv, vo + FLOW.fields.rx_bytes.offset);
+    this.txp[s] = u64(vv, vo + FLOW.fields.tx_packets.offset);
+    this.rxp[s] = u64(vv, vo + FLOW.fields.rx_packets.offset);
+    this.last[s] = u64(vv, vo + FLOW.fields.last_ns.offset);
+    const open = vv.getUint32(vo + FLOW.fields.closed_ns.offset, true) === 0 && vv.getUint32(vo + FLOW.fields.closed_ns.offset + 4, true) === 0;
+    this.flags[s] = (owned ? F_OWNED : 0) | (open ? F_OPEN : 0) | (this.rk6[s] !== undefined ? F_V6 : 0);
+    this.add(s, () => formatIpAt(kb, ra, family));
   }
 
   /** The flow is gone (deleted, evicted): its contribution leaves its owner's sums. */
   remove(key: string): void {
-    const r = this.recs.get(key);
-    if (!r) return;
-    this.recs.delete(key);
-    this.sub(r, true);
+    const s = this.slots.get(key);
+    if (s === undefined) return;
+    this.slots.delete(key);
+    this.sub(s, true);
+    this.aggOf[s] = undefined;
+    this.comm[s] = null;
+    this.cgroup[s] = null;
+    this.rk6[s] = undefined;
+    this.free.push(s);
   }
 
   has(key: string): boolean {
-    return this.recs.has(key);
+    return this.slots.has(key);
+  }
+
+  /** The owner group and uid (null: none) of flow `key`, when kept. */
+  ownerOf(key: string): { group: number; uid: number | null } | undefined {
+    const s = this.slots.get(key);
+    if (s === undefined) return undefined;
+    const a = this.aggOf[s]!;
+    return { group: a.group, uid: a.uid === NO_UID ? null : a.uid };
   }
 
   /** Every (owner, uid) with at least one flow. */
@@ -172,18 +207,42 @@ export class FlowMirror {
         const top = a.top;
         yield {
           group: a.group, uid: a.uid === NO_UID ? null : a.uid,
-          comm: top ? top.comm : a.group === GROUP_KERNEL ? KERNEL_COMM : null,
-          cgroupId: top ? top.cgroupId : null,
+          comm: top >= 0 ? this.comm[top] ?? null : a.group === GROUP_KERNEL ? KERNEL_COMM : null,
+          cgroupId: top >= 0 ? this.cgroup[top] ?? null : null,
           flows: a.flows, openFlows: a.openFlows, txBytes: a.txBytes, rxBytes: a.rxBytes, txPackets: a.txPackets, rxPackets: a.rxPackets,
-          lastNs: a.lastNs, topNs: top ? top.last : -1, remotes: a.remotes,
+          lastNs: a.lastNs, topNs: top >= 0 ? this.last[top]! : -1, remotes: a.remotes,
         };
       }
     }
   }
 
-  /** Every TCP flow: its key, port pair (lport * 65536 + rport), owner group and uid (nothing allocated per flow). */
-  forEachTcpFlow(fn: (key: string, ports: number, group: number, uid: number | null) => void): void {
-    for (const [k, r] of this.recs) if (r.ports >= 0) fn(k, r.ports, r.agg.group, r.agg.uid === NO_UID ? null : r.agg.uid);
+  private alloc(): number {
+    const s = this.free.pop();
+    if (s !== undefined) return s;
+    const n = this.slots.size;
+    if (n >= this.cap) this.grow(Math.max(MIN_SLOTS, this.cap * 2));
+    return n;
+  }
+
+  /** Typed columns of `cap` slots, the slots in use copied. The arrays of references grow
+   * by appending (slots are handed out in order), so they stay packed. */
+  private grow(cap: number): void {
+    const n = Math.min(cap, this.cap);
+    const f64 = (a: Float64Array) => {
+      const b = new Float64Array(cap);
+      b.set(a.subarray(0, n));
+      return b;
+    };
+    this.tx = f64(this.tx);
+    this.rx = f64(this.rx);
+    this.txp = f64(this.txp);
+    this.rxp = f64(this.rxp);
+    this.last = f64(this.last);
+    this.rk4 = f64(this.rk4);
+    const fl = new Uint8Array(cap);
+    fl.set(this.flags.subarray(0, n));
+    this.flags = fl;
+    this.cap = cap;
   }
 
   private agg(group: number, uid: number): Agg {
@@ -191,53 +250,64 @@ export class FlowMirror {
     if (!byUid) this.aggs.set(group, (byUid = new Map()));
     let a = byUid.get(uid);
     if (!a) {
-      a = { group, uid, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, top: null, lastNs: 0, stale: false, remotes: new Map() };
+      a = { group, uid, flows: 0, openFlows: 0, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, top: -1, lastNs: 0, stale: false, remotes: new Map() };
       byUid.set(uid, a);
     }
     return a;
   }
 
-  private add(r: Rec, addr: () => string): void {
-    const a = r.agg;
-    a.flows++;
-    if (r.open) a.openFlows++;
-    a.txBytes += r.tx;
-    a.rxBytes += r.rx;
-    a.txPackets += r.txp;
-    a.rxPackets += r.rxp;
-    if (!a.stale) {
-      if (r.last > a.lastNs) a.lastNs = r.last;
-      // Strictly later, as the walk's rule; among equals the holder stays.
-      if (r.owned && (a.top === null || r.last > a.top.last)) a.top = r;
-    }
-    const m = a.remotes.get(r.rk);
-    if (m) {
-      m.flows++;
-      m.txBytes += r.tx;
-      m.rxBytes += r.rx;
-    } else a.remotes.set(r.rk, { addr: addr(), flows: 1, txBytes: r.tx, rxBytes: r.rx });
+  private rkOf(s: number): number | string {
+    return this.flags[s]! & F_V6 ? this.rk6[s]! : this.rk4[s]!;
   }
 
-  /** Takes `r` out of its owner's sums (`leave`: the flow leaves the owner). */
-  private sub(r: Rec, leave: boolean): void {
-    const a = r.agg;
+  private add(s: number, addr: () => string): void {
+    const a = this.aggOf[s]!;
+    const tx = this.tx[s]!;
+    const rx = this.rx[s]!;
+    const last = this.last[s]!;
+    a.flows++;
+    if (this.flags[s]! & F_OPEN) a.openFlows++;
+    a.txBytes += tx;
+    a.rxBytes += rx;
+    a.txPackets += this.txp[s]!;
+    a.rxPackets += this.rxp[s]!;
+    if (!a.stale) {
+      if (last > a.lastNs) a.lastNs = last;
+      // Strictly later, as the walk's rule; among equals the holder stays.
+      if (this.flags[s]! & F_OWNED && (a.top < 0 || last > this.last[a.top]!)) a.top = s;
+    }
+    const rk = this.rkOf(s);
+    const m = a.remotes.get(rk);
+    if (m) {
+      m.flows++;
+      m.txBytes += tx;
+      m.rxBytes += rx;
+    } else a.remotes.set(rk, { addr: addr(), flows: 1, txBytes: tx, rxBytes: rx });
+  }
+
+  /** Takes slot `s` out of its owner's sums (`leave`: the flow leaves the owner). */
+  private sub(s: number, leave: boolean): void {
+    const a = this.aggOf[s]!;
+    const tx = this.tx[s]!;
+    const rx = this.rx[s]!;
     a.flows--;
-    if (r.open) a.openFlows--;
-    a.txBytes -= r.tx;
-    a.rxBytes -= r.rx;
-    a.txPackets -= r.txp;
-    a.rxPackets -= r.rxp;
-    // Leaving: the latest may have to be found again (a replacement keeps its place, see put()).
-    if (leave && (a.top === r || r.last >= a.lastNs)) {
+    if (this.flags[s]! & F_OPEN) a.openFlows--;
+    a.txBytes -= tx;
+    a.rxBytes -= rx;
+    a.txPackets -= this.txp[s]!;
+    a.rxPackets -= this.rxp[s]!;
+    // Leaving: the latest may have to be found again (a replacement keeps its slot, see put()).
+    if (leave && (a.top === s || this.last[s]! >= a.lastNs)) {
       a.stale = true;
       this.stale.add(a);
     }
-    const m = a.remotes.get(r.rk);
+    const rk = this.rkOf(s);
+    const m = a.remotes.get(rk);
     if (m) {
       m.flows--;
-      m.txBytes -= r.tx;
-      m.rxBytes -= r.rx;
-      if (m.flows === 0) a.remotes.delete(r.rk);
+      m.txBytes -= tx;
+      m.rxBytes -= rx;
+      if (m.flows === 0) a.remotes.delete(rk);
     }
     if (!leave || a.flows > 0) return;
     const byUid = this.aggs.get(a.group)!;
@@ -253,14 +323,15 @@ export class FlowMirror {
    */
   private recompute(): void {
     for (const a of this.stale) {
-      a.top = null;
+      a.top = -1;
       a.lastNs = 0;
     }
-    for (const r of this.recs.values()) {
-      const a = r.agg;
+    for (const s of this.slots.values()) {
+      const a = this.aggOf[s]!;
       if (!a.stale) continue;
-      if (r.last > a.lastNs) a.lastNs = r.last;
-      if (r.owned && (a.top === null || r.last > a.top.last)) a.top = r;
+      const last = this.last[s]!;
+      if (last > a.lastNs) a.lastNs = last;
+      if (this.flags[s]! & F_OWNED && (a.top < 0 || last > this.last[a.top]!)) a.top = s;
     }
     for (const a of this.stale) a.stale = false;
     this.stale.clear();
