@@ -73,12 +73,17 @@ export function placeKey(g: RemoteGeo): string {
   return g.label !== null ? `l:${g.label}` : 'u:';
 }
 
-/** A process's remote addresses grouped into places, busiest (by bytes) first, at most `n`. */
-export function placesOf(geo: GeoResolver, remotes: readonly RemoteTraffic[], n: number): ProcessPlace[] {
+/** A process's remote addresses grouped into places, busiest (by bytes) first, at most `n`
+ * (`seen`: addresses already looked up in this answer). */
+export function placesOf(geo: GeoResolver, remotes: readonly RemoteTraffic[], n: number, seen?: Map<string, RemoteGeo | null>): ProcessPlace[] {
   if (n === 0 || remotes.length === 0) return [];
   const by = new Map<string, ProcessPlace & { top: number }>();
   for (const r of remotes) {
-    const g = remoteGeoOf(geo, r.addr);
+    let g = seen?.get(r.addr);
+    if (g === undefined) {
+      g = remoteGeoOf(geo, r.addr);
+      seen?.set(r.addr, g);
+    }
     if (!g) continue;
     const k = placeKey(g);
     const bytes = r.txBytes + r.rxBytes;
@@ -92,24 +97,31 @@ export function placesOf(geo: GeoResolver, remotes: readonly RemoteTraffic[], n:
     p.rxBytes += r.rxBytes;
     if (bytes > p.top) {
       // The place is named after its largest address (a place may span several ASes).
-      Object.assign(p, { remoteAddr: r.addr, asn: g.asn, org: g.org, city: p.city ?? g.city, top: bytes });
+      p.remoteAddr = r.addr;
+      p.asn = g.asn;
+      p.org = g.org;
+      p.city ??= g.city;
+      p.top = bytes;
     }
   }
   return [...by.values()]
     .sort((a, b) => b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes) || (a.remoteAddr < b.remoteAddr ? -1 : 1))
     .slice(0, n)
-    .map(({ top: _top, ...p }) => p);
+    .map((p): ProcessPlace => ({ country: p.country, city: p.city, lat: p.lat, lon: p.lon, label: p.label, asn: p.asn, org: p.org, remoteAddr: p.remoteAddr, flows: p.flows, txBytes: p.txBytes, rxBytes: p.rxBytes }));
 }
 
 /** The monitor's per-process traffic as the contract's ProcessTotals, with `places`. */
 export function withPlaces(geo: GeoResolver | null, list: ProcessTraffic[], n: number): ProcessTotals[] {
   // Each field spelled out (in the row's order), not `{ remotes, ...t }`: V8 copies a rest
   // or spread through its runtime, which at 1000 rows per `top` refresh showed in profiles.
+  // Processes share remotes (1000 rows, one address: 1000 lookups of the resolver's cache
+  // per `top` refresh): each address is looked up once per answer.
+  const seen = new Map<string, RemoteGeo | null>();
   return list.map((t) => ({
     pid: t.pid, comm: t.comm, uid: t.uid, exe: t.exe, cgroupId: t.cgroupId,
     flows: t.flows, openFlows: t.openFlows, txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txPackets, rxPackets: t.rxPackets,
     lastSeenAt: t.lastSeenAt,
-    places: geo && t.remotes ? placesOf(geo, t.remotes, n) : [],
+    places: geo && t.remotes ? placesOf(geo, t.remotes, n, seen) : [],
     http: t.http,
     cgroupPath: t.cgroupPath, unit: t.unit, userUnit: t.userUnit, slice: t.slice, container: t.container, app: t.app,
   }));
