@@ -44,7 +44,7 @@ test('http: a flow counts its requests, 4xx/5xx and unanswered, and keeps the la
   assert.equal(store.flowFields({ ...key, pid: 42 }, 0).http, null, 'forgotten with the flow');
 });
 
-test('the port-pair index says which flows may have an HTTP summary: counted per flow, dropped when forgotten or evicted', () => {
+test('the port-pair index and the list of flows with an HTTP summary: counted per flow, dropped when forgotten or evicted', () => {
   const store = new L7Store({ wallMs: (ns) => ns / 1e6, cache: new ResolverCache(), maxHttpRequests: 1 }); // 4 flow entries
   const flow = (localAddr: string, localPort: number) => ({ protocol: 'tcp', family: 'ipv4' as const, localAddr, localPort, remoteAddr: '198.18.5.5', remotePort: 80 });
   const req = (f: ReturnType<typeof flow>) => store.addHttp({ pid: 42, uid: 0, method: 'GET', path: '/', status: 200, requestBytes: 1, responseBytes: 1, requestStartNs: 1, requestEndNs: 1, tls: false, flags: [], flow: f });
@@ -58,11 +58,19 @@ test('the port-pair index says which flows may have an HTTP summary: counted per
   assert.equal(store.mayHaveHttp(80, 40000), false, 'local port first');
   assert.equal(store.httpOf(a)?.requests, 2);
   assert.equal(store.httpOf(flow('198.18.5.3', 40000)), null, 'the port pair matches, the flow has none');
+  const listed = () => {
+    const out: string[] = [];
+    store.forEachHttpFlow((f, h) => out.push(`${f.protocol} ${f.localAddr}:${f.localPort} ${f.remoteAddr}:${f.remotePort} ${h.requests}`));
+    return out.sort();
+  };
+  assert.deepEqual(listed(), ['tcp 198.18.5.1:40000 198.18.5.5:80 2', 'tcp 198.18.5.2:40000 198.18.5.5:80 1'], 'the flows with a summary, each once');
   store.forgetFlow(a);
+  assert.deepEqual(listed(), ['tcp 198.18.5.2:40000 198.18.5.5:80 1'], 'a forgotten flow leaves the list');
   assert.equal(store.mayHaveHttp(40000, 80), true, 'b still has one');
   store.forgetFlow(b);
   assert.equal(store.mayHaveHttp(40000, 80), false);
   // The flow entries are bounded: an evicted entry leaves the index too.
   for (let p = 1; p <= 5; p++) req(flow('198.18.5.1', p));
   assert.deepEqual([1, 2, 3, 4, 5].map((p) => store.mayHaveHttp(p, 80)), [false, true, true, true, true]);
+  assert.deepEqual(listed().map((l) => l.split(' ')[1]), ['198.18.5.1:2', '198.18.5.1:3', '198.18.5.1:4', '198.18.5.1:5'], 'an evicted entry leaves the list');
 });
