@@ -6,7 +6,7 @@
 // Each flow and process carries its owner's identity (unit, container, app: identity/),
 // looked up once per cgroup per query.
 import type { BpfMap } from '../bpf/maps.js';
-import { CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
+import { CLOCK_BOOTTIME, CLOCK_MONOTONIC, clockNs } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { AF_INET, AF_INET6, formatIpAt, inCidr, parseIp, type Cidr } from '../net/ip.js';
 import { protocolName } from '../net/protocols.js';
@@ -165,7 +165,17 @@ function tcpState(v: DataView, o: number, closedNs: bigint, direction: number): 
 }
 
 export class FlowTable {
-  private readonly retired = new Map<number, Retired>();
+  /**
+   * pid -> process instance -> totals. A pid is reused: the totals of a process that exited
+   * are kept apart from a later one's with the same pid (instance: the wall-clock ms of the
+   * exit that ended it, Infinity for the one alive now), so forgetting the exited process
+   * (the process table's retention) leaves the later one's totals whole.
+   */
+  private readonly retired = new Map<number, Map<number, Retired>>();
+  /** Exits seen per pid (wall-clock ms, in order) while the process table remembers them. */
+  private readonly exits = new Map<number, number[]>();
+  /** owner.learned_ns (CLOCK_BOOTTIME) -> wall-clock ms, to tell which instance owned a flow. */
+  private readonly bootWall = new WallClock(CLOCK_BOOTTIME);
   /** Flows this daemon deleted since it started (the pinned stats map keeps the lifetime total). */
   deletedTotal = 0;
   private annotator: FlowAnnotator | null = null;
@@ -679,7 +689,7 @@ export class FlowTable {
         t.cgroupId = vv.getBigUint64(vo + ow + OWNER.fields.cgroup_id.offset, true).toString();
       }
     });
-    for (const [pid, r] of this.retired) {
+    for (const [pid, r] of this.retiredEntries()) {
       if (q.uid !== undefined && r.uid !== q.uid) continue;
       const t = get(pid === RETIRED_UNKNOWN ? null : pid, r.comm || null, pid < 0 ? null : r.uid);
       if (t.cgroupId === null) t.cgroupId = r.cgroupId;
@@ -892,10 +902,15 @@ export class FlowTable {
 
   /** `f`: the flow's identity when an annotator is set (`gone`, in step with `counts`). */
   private retire(c: RetiredCount, f?: FlowIdentity): void {
-    let r = this.retired.get(c.pid);
+    let byInstance = this.retired.get(c.pid);
+    if (!byInstance) this.retired.set(c.pid, (byInstance = new Map()));
+    // The instance that owned the flow: the first exit of this pid after its owner was learned.
+    const learnedMs = c.pid >= 0 && c.learnedNs > 0n ? this.bootWall.toMs(c.learnedNs) : -Infinity;
+    const instance = this.exits.get(c.pid)?.find((x) => x >= learnedMs) ?? Infinity;
+    let r = byInstance.get(instance);
     if (!r) {
       r = { comm: c.comm, uid: c.uid, cgroupId: c.cgroupId, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, flows: 0, lastNs: 0n, http: null };
-      this.retired.set(c.pid, r);
+      byInstance.set(instance, r);
     }
     const h = f && f.protocol === 'tcp' ? this.annotator?.http(f) : null;
     if (h) r.http = addHttp(r.http, h);
@@ -910,14 +925,62 @@ export class FlowTable {
     }
   }
 
-  /** Per-process totals of flows already collected (for tests comparing collectors). */
-  retiredTotals(): ReadonlyMap<number, Readonly<Retired>> {
+  /** Every retired total with its pid key, the live instance of a pid first. */
+  private *retiredEntries(): Generator<[number, Retired]> {
+    for (const [pid, byInstance] of this.retired) {
+      const live = byInstance.get(Infinity);
+      if (live) yield [pid, live];
+      for (const [instance, r] of byInstance) if (instance !== Infinity) yield [pid, r];
+    }
+  }
+
+  /** Per-process totals of flows already collected, per instance (for tests comparing collectors). */
+  retiredTotals(): ReadonlyMap<number, ReadonlyMap<number, Readonly<Retired>>> {
     return this.retired;
   }
 
-  /** Forgets retired totals of processes that exited (called by the process table). */
-  forgetProcess(pid: number): void {
-    this.retired.delete(pid);
+  /**
+   * The process `pid` exited at `atMs` (wall clock): the totals retired so far for the pid's
+   * live instance are that process's; flows learned after it belong to a later one.
+   */
+  processExited(pid: number, atMs: number): void {
+    // Only owners matter (every process exits): one with retired totals or indexed flows,
+    // or any while the index is empty (not filled yet).
+    if (!this.retired.has(pid) && !this.index.hasPid(pid) && this.index.size > 0) return;
+    let list = this.exits.get(pid);
+    if (!list) this.exits.set(pid, (list = []));
+    list.push(atMs);
+    // Bounded: the process table forgets exits after its retention; a pid exiting more
+    // often than that keeps only its recent ones apart.
+    if (list.length > MAX_EXITS_PER_PID) list.shift();
+    const byInstance = this.retired.get(pid);
+    const live = byInstance?.get(Infinity);
+    if (byInstance && live) {
+      byInstance.delete(Infinity);
+      const had = byInstance.get(atMs);
+      if (had) mergeRetired(had, live);
+      else byInstance.set(atMs, live);
+    }
+  }
+
+  /**
+   * Forgets the retired totals of the process that exited at `exitedAtMs` (called by the
+   * process table after its retention), and of earlier processes with that pid; a later
+   * process's stay. Without a time: every total of the pid.
+   */
+  forgetProcess(pid: number, exitedAtMs?: number): void {
+    if (exitedAtMs === undefined || Number.isNaN(exitedAtMs)) {
+      this.retired.delete(pid);
+      this.exits.delete(pid);
+      return;
+    }
+    const list = this.exits.get(pid)?.filter((x) => x > exitedAtMs);
+    if (list?.length) this.exits.set(pid, list);
+    else this.exits.delete(pid);
+    const byInstance = this.retired.get(pid);
+    if (!byInstance) return;
+    for (const instance of [...byInstance.keys()]) if (instance <= exitedAtMs) byInstance.delete(instance);
+    if (byInstance.size === 0) this.retired.delete(pid);
   }
 
   /** Number of flow entries (one dump). */
@@ -934,6 +997,22 @@ type Acc = Omit<ProcessTotals, keyof OwnerIdentity> & { lastNs: bigint; cgroupNs
 /** Keys of `retired` totals that are not a pid. */
 const RETIRED_UNKNOWN = -1;
 const RETIRED_KERNEL = -2;
+/** Exits remembered per pid (see processExited()). */
+const MAX_EXITS_PER_PID = 8;
+
+/** Adds `from`'s totals to `to` (two instances found to be one). */
+function mergeRetired(to: Retired, from: Retired): void {
+  to.txBytes += from.txBytes;
+  to.rxBytes += from.rxBytes;
+  to.txPackets += from.txPackets;
+  to.rxPackets += from.rxPackets;
+  to.flows += from.flows;
+  if (from.http) to.http = addHttp(to.http, from.http);
+  if (from.lastNs > to.lastNs) {
+    to.lastNs = from.lastNs;
+    to.cgroupId = from.cgroupId ?? to.cgroupId;
+  }
+}
 
 /** The index is refilled by a walk at least this often even when no kernel counter moved:
  * a writer outside the programs (a tool writing emon_flows) would otherwise go unseen. */
@@ -948,7 +1027,7 @@ const YIELD_EVERY = 4096;
 const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /** One collected flow's counts, on their way to the per-process totals. */
-interface RetiredCount { pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint }
+interface RetiredCount { pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint; learnedNs: bigint }
 
 function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCount {
   const ow = vo + FLOW.fields.owner.offset;
@@ -964,6 +1043,7 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
     txp: Number(vv.getBigUint64(vo + FLOW.fields.tx_packets.offset, true)),
     rxp: Number(vv.getBigUint64(vo + FLOW.fields.rx_packets.offset, true)),
     last: vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true),
+    learnedNs: owned ? vv.getBigUint64(ow + OWNER.fields.learned_ns.offset, true) : 0n,
   };
 }
 

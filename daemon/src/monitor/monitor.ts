@@ -135,7 +135,7 @@ export class Monitor implements MonitorApi {
     // Events name their owners through the identity service, once per cgroup (owners.ts).
     const identity = opts.identity;
     this.decodeCtx.owners = new OwnerMemo(identity ? (cg, pid) => identity.of(cg, pid) : null);
-    this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid) => this.flows.forgetProcess(pid));
+    this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid, exitedAtMs) => this.flows.forgetProcess(pid, exitedAtMs));
     this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
     this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null, () => this.membership());
   }
@@ -449,7 +449,10 @@ export class Monitor implements MonitorApi {
     if (proc) {
       const pe = e.event();
       if (pe.type === 'exec') this.processes.onExec(pe);
-      else if (pe.type === 'exit') this.processes.onExit(pe);
+      else if (pe.type === 'exit') {
+        this.processes.onExit(pe);
+        if (pe.pid !== null) this.flows.processExited(pe.pid, Date.parse(pe.at));
+      }
     }
     this.bus.publishEvent(e);
   }

@@ -166,6 +166,11 @@ export class OwnerIndex {
     return s ? [...s] : [];
   }
 
+  /** True when the index lists a flow of `pid`. */
+  hasPid(pid: number): boolean {
+    return this.byPid.has(pid);
+  }
+
   pids(): IterableIterator<number> {
     return this.byPid.keys();
   }

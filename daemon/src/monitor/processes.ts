@@ -22,7 +22,8 @@ export interface ProcessInfo {
 export class ProcessTable {
   private readonly procs = new Map<number, ProcessInfo & { exitedMs?: number }>();
 
-  constructor(private readonly opts: { retentionMs: number; maxEntries: number }, private readonly onForget?: (pid: number) => void) {}
+  /** `onForget(pid, exitedAtMs)`: an exited process is forgotten (its exit's wall-clock ms). */
+  constructor(private readonly opts: { retentionMs: number; maxEntries: number }, private readonly onForget?: (pid: number, exitedAtMs: number) => void) {}
 
   /** Reads /proc once: processes that predate the daemon. */
   scanProc(procRoot = '/proc'): number {
@@ -84,7 +85,7 @@ export class ProcessTable {
     for (const [pid, p] of this.procs) {
       if (p.exitedMs !== undefined && now - p.exitedMs > this.opts.retentionMs) {
         this.procs.delete(pid);
-        this.onForget?.(pid);
+        this.onForget?.(pid, p.exitedAt !== null ? Date.parse(p.exitedAt) : NaN);
       }
     }
   }

@@ -19,6 +19,7 @@ import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monito
 import { rng } from '../../../helpers/rand.js';
 import { L7Store } from '../../../../daemon/src/l7/store.js';
 import { ResolverCache } from '../../../../daemon/src/l7/dns/cache.js';
+import { CLOCK_BOOTTIME, clockNs } from '../../../../daemon/src/sys/libc.js';
 
 /** emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks counted). */
 class FakeFlowMap {
@@ -314,4 +315,41 @@ test('processes(): a process\'s HTTP counts are its flows\' summaries summed, in
   await t.gcWalk();
   assert.equal(m.entries.size, 0);
   assert.deepEqual(await http(), want);
+});
+
+test('processes(): a reused pid keeps its own retired totals when the earlier process with that pid is forgotten', async () => {
+  const w = new World(rng(31));
+  const m = new FakeFlowMap();
+  const t = table(m, w, false);
+  const bootNow = clockNs(CLOCK_BOOTTIME);
+  const exitedAtMs = Date.now() - 5000;
+  /** A closed TCP flow of pid 100 whose owner was learned `agoS` seconds ago, `tx` bytes sent. */
+  const flow = (agoS: number, tx: number) => {
+    const k = w.key();
+    k[FLOW_KEY.fields.proto.offset] = 6;
+    const v = w.value(6, 100);
+    v.writeBigUInt64LE(BigInt(tx), F.tx_bytes.offset);
+    v.writeBigUInt64LE(0n, F.rx_bytes.offset);
+    v.writeBigUInt64LE(bootNow - BigInt(agoS) * SEC, OW + O.learned_ns.offset);
+    v.writeBigUInt64LE(w.nowNs, F.closed_ns.offset);
+    m.entries.set(k.toString('hex'), v);
+  };
+  const collect = async () => {
+    w.nowNs += 120n * SEC; // past the closed flows' retention
+    await t.gcWalk();
+    assert.equal(m.entries.size, 0);
+  };
+  const tx100 = async () => (await t.processes()).find((p) => p.pid === 100)?.txBytes ?? 0;
+  flow(60, 1000); // the first process with pid 100, collected before it exits
+  await collect();
+  t.processExited(100, exitedAtMs);
+  flow(1, 50); // a later process with the same pid (its owner learned after the exit)
+  flow(30, 7); // the first one's, collected only now
+  await collect();
+  assert.equal(await tx100(), 1057, 'both processes\' totals under the pid while the first is remembered');
+  t.forgetProcess(100, exitedAtMs);
+  assert.equal(await tx100(), 50, 'the later process keeps its own totals when the first is forgotten');
+  t.processExited(100, Date.now());
+  t.forgetProcess(100, Date.now());
+  assert.equal(await tx100(), 0, 'and loses them when it is forgotten in turn');
 });
