@@ -947,6 +947,8 @@ export class FlowTable {
     // Only owners matter (every process exits): one with retired totals or indexed flows,
     // or any while the index is empty (not filled yet).
     if (!this.retired.has(pid) && !this.index.hasPid(pid) && this.index.size > 0) return;
+    // Both times are wall-clock: follow a step of the wall clock as the monitor does.
+    this.bootWall.refresh();
     let list = this.exits.get(pid);
     if (!list) this.exits.set(pid, (list = []));
     list.push(atMs);
