@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// Closes beyond the detail budget, summed on the event loop. Why here and not in the writer
+// thread: at 10,000 closes/s almost every close is beyond the budget, and packing each one
+// (a 128-byte row, a string id per field), transferring it, reading it back in the writer
+// and collecting the garbage cost more than the rows those closes end up as (bench/history,
+// docs/history.md "Fourth round"). Here such a close costs a token check, a lookup by pid and
+// four additions into a slot that lives until the next hand-over; the writer gets one packed
+// row per process, protocol, family and minute (OP.rollup) instead of a row per flow.
+//
+// What must not be summed here: a close of a flow the writer tracks (listed while open, or
+// restored from a previous run: its open records already counted part of its bytes; only the
+// accountant knows what is left). The writer's tracked set is not visible from here, so a
+// close goes to the writer whenever its ports match a flow of the last three listings (the
+// writer forgets a listed flow after two listings that miss it), a flow the writer restored
+// (it sends their ports once it is open: until then every close goes to it), or a close
+// recently sent in detail. Ports alone may collide: that only sends a close the general way,
+// which is always right.
+import type { ObservationPacker } from './pack.js';
+import type { FlowObservation } from './types.js';
+
+/** A flow's ports as one small integer (null as 65535: a collision only costs the general path). */
+export function portKey(localPort: number | null, remotePort: number | null): number {
+  return (((localPort ?? 65535) << 16) ^ (remotePort ?? 65535)) | 0;
+}
+
+/** The sum of one process's closes of one protocol and family in one minute since the last
+ * hand-over. Interface, direction and attribution are kept while all its flows agree (null
+ * once they differ): the key is the process, not the path. */
+interface Slot {
+  minute: number;
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  cgroupId: string | null;
+  unit: string | null;
+  proto: string;
+  family: 'ipv4' | 'ipv6';
+  iface: string | null;
+  direction: string | null;
+  how: string | null;
+  /** The first close's time (the record's id and minute), the earliest first-seen, the last close. */
+  at: number;
+  firstMs: number;
+  endMs: number;
+  conns: number;
+  tx: number;
+  rx: number;
+  txp: number;
+  rxp: number;
+}
+
+const DETAIL_KEYS = 16_384;
+const LISTINGS_KEPT = 3;
+
+export class CloseRollups {
+  private tokens = 0;
+  private refilledAt = -Infinity;
+  private readonly slots = new Map<number, Slot[]>();
+  private rows = 0;
+  /** Closes summed since the last drain. */
+  summed = 0;
+  /** Ports of the flows the last listings showed ([0]: the listing being read). */
+  private listings: Array<Set<number>> = [new Set()];
+  /** Ports of closes sent in detail lately (two generations). */
+  private detail: Array<Set<number>> = [new Set(), new Set()];
+  /** Ports of the flows the writer restored, until three listings have passed. */
+  private restored = new Set<number>();
+  private restoredFor = 0;
+  /** The writer told what it tracks: until then every close goes to it. */
+  private ready = false;
+
+  constructor(private readonly perSec: number, private readonly burst: number) {}
+
+  /** The writer thread (re)opened its store and tracks flows with these ports. */
+  writerReady(keys: number[]): void {
+    this.restored = new Set(keys);
+    this.restoredFor = 0;
+    this.ready = true;
+  }
+
+  /** A new writer thread: nothing is summed until it tells what it tracks. */
+  writerGone(): void {
+    this.ready = false;
+  }
+
+  /** Rows waiting for the next drain (one per slot). */
+  get pendingRows(): number {
+    return this.rows;
+  }
+
+  private known(k: number): boolean {
+    if (this.restored.has(k) || this.detail[0]!.has(k) || this.detail[1]!.has(k)) return true;
+    for (const s of this.listings) if (s.has(k)) return true;
+    return false;
+  }
+
+  private takeToken(now: number): boolean {
+    if (now > this.refilledAt) {
+      this.tokens = this.refilledAt === -Infinity ? this.burst : Math.min(this.burst, this.tokens + ((now - this.refilledAt) * this.perSec) / 1000);
+      this.refilledAt = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+
+  /** A close: true when it was summed here (beyond the budget), false when the caller must
+   * pack it for the writer (within the budget, or a flow the writer may track). */
+  close(o: FlowObservation, now: number): boolean {
+    if (!this.ready) return false;
+    const k = portKey(o.localPort, o.remotePort);
+    if (this.known(k)) return false;
+    if (this.takeToken(now)) {
+      if (this.detail[0]!.size >= DETAIL_KEYS) this.detail = [new Set(), this.detail[0]!];
+      this.detail[0]!.add(k);
+      return false;
+    }
+    const at = o.closedMs ?? now;
+    const minute = Math.floor(at / 60_000);
+    const pk = o.pid ?? -1;
+    let slots = this.slots.get(pk);
+    if (slots === undefined) this.slots.set(pk, (slots = []));
+    let s: Slot | undefined;
+    for (let i = 0; i < slots.length; i++) {
+      const x = slots[i]!;
+      if (x.minute === minute && x.proto === o.proto && x.family === o.family && x.comm === o.comm && x.uid === o.uid && x.exe === o.exe && x.cgroupId === o.cgroupId && x.unit === (o.unit ?? null)) {
+        s = x;
+        break;
+      }
+    }
+    if (s === undefined) {
+      s = {
+        minute, pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null, proto: o.proto, family: o.family,
+        iface: o.interface, direction: o.direction, how: o.attributedBy, at, firstMs: o.firstMs, endMs: at, conns: 0, tx: 0, rx: 0, txp: 0, rxp: 0,
+      };
+      slots.push(s);
+      this.rows++;
+    } else {
+      if (s.iface !== o.interface) s.iface = null;
+      if (s.direction !== o.direction) s.direction = null;
+      if (s.how !== o.attributedBy) s.how = null;
+      if (o.firstMs < s.firstMs) s.firstMs = o.firstMs;
+      if (at > s.endMs) s.endMs = at;
+    }
+    s.conns++;
+    s.tx += o.txBytes;
+    s.rx += o.rxBytes;
+    s.txp += o.txPackets;
+    s.rxp += o.rxPackets;
+    this.summed++;
+    return true;
+  }
+
+  /** A listing begins (its flows' ports are noted as they are packed: listed()). */
+  beginListing(): void {
+    this.listings.unshift(new Set());
+    if (this.listings.length > LISTINGS_KEPT + 1) this.listings.length = LISTINGS_KEPT + 1;
+  }
+
+  listed(o: FlowObservation): void {
+    this.listings[0]!.add(portKey(o.localPort, o.remotePort));
+  }
+
+  /** A listing is complete: the restored flows are covered by listings after three. */
+  endListing(): void {
+    if (this.restored.size && ++this.restoredFor >= LISTINGS_KEPT) this.restored = new Set();
+  }
+
+  /** Packs the sums as OP.rollup rows (before a hand-over, and before a listing's rows, so
+   * that the writer's watermark covers these closes when it reads the listing). */
+  drain(p: ObservationPacker): void {
+    if (this.rows === 0) return;
+    for (const slots of this.slots.values()) for (const s of slots) p.addRollup(s);
+    this.slots.clear();
+    this.rows = 0;
+    this.summed = 0;
+  }
+}
+
+export type RollupSlot = Slot;
