@@ -25,7 +25,7 @@
 //   before the newest one forgotten (or before the last record of a previous run) is taken
 //   as already written, not written twice.
 import { PROTOCOL_NUMBERS } from '../contract/common.js';
-import { portKey } from './overbudget.js';
+import { flowKey32 } from './overbudget.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 
@@ -376,13 +376,13 @@ export class Accountant {
     this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, endAt, firstMs, conns, tx, rx, txp, rxp);
   }
 
-  /** The ports (overbudget.ts portKey) of every flow tracked: closes of these must come here. */
-  trackedPorts(): number[] {
+  /** The keys (overbudget.ts flowKey32) of every flow tracked: closes of these must come here. */
+  trackedKeys(): number[] {
     const out: number[] = [];
     for (const t of this.tracked.values()) {
       // flowKey: proto laddr lport raddr rport (addresses have no spaces)
       const f = t.key.split(' ');
-      out.push(portKey(f[2] === '' ? null : Number(f[2]), f[4] === '' ? null : Number(f[4])));
+      out.push(flowKey32(f[2] === '' ? null : Number(f[2]), f[4] === '' ? null : Number(f[4]), f[3]!));
     }
     return out;
   }

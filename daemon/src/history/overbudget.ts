@@ -10,17 +10,21 @@
 // What must not be summed here: a close of a flow the writer tracks (listed while open, or
 // restored from a previous run: its open records already counted part of its bytes; only the
 // accountant knows what is left). The writer's tracked set is not visible from here, so a
-// close goes to the writer whenever its ports match a flow of the last three listings (the
-// writer forgets a listed flow after two listings that miss it), a flow the writer restored
-// (it sends their ports once it is open: until then every close goes to it), or a close
-// recently sent in detail. Ports alone may collide: that only sends a close the general way,
-// which is always right.
-import type { ObservationPacker } from './pack.js';
+// close goes to the writer whenever its key (ports and remote address) matches a flow of the
+// last three listings (the writer forgets a listed flow after two listings that miss it), a
+// flow the writer restored (it sends their keys once it is open: until then every close goes
+// to it), or a close recently sent in detail. A collision only sends a close the general way,
+// which is always right. Ports alone collided too often: with ephemeral local ports and a
+// handful of remote ports, the keys of the recent detail closes matched a large part of the
+// closes beyond the budget (bench/history, default budget, first attempt).
+import { strHash, type ObservationPacker } from './pack.js';
 import type { FlowObservation } from './types.js';
 
-/** A flow's ports as one small integer (null as 65535: a collision only costs the general path). */
-export function portKey(localPort: number | null, remotePort: number | null): number {
-  return (((localPort ?? 65535) << 16) ^ (remotePort ?? 65535)) | 0;
+/** A flow's ports and remote address as one integer (null ports as 65535; a collision only
+ * costs the general path). */
+export function flowKey32(localPort: number | null, remotePort: number | null, remoteAddr: string): number {
+  const h = Math.imul(((localPort ?? 65535) << 16) ^ (remotePort ?? 65535), 0x9e3779b1) ^ strHash(remoteAddr);
+  return (h ^ (h >>> 15)) | 0;
 }
 
 /** The sum of one process's closes of one protocol and family in one minute since the last
@@ -72,7 +76,7 @@ export class CloseRollups {
 
   constructor(private readonly perSec: number, private readonly burst: number) {}
 
-  /** The writer thread (re)opened its store and tracks flows with these ports. */
+  /** The writer thread (re)opened its store and tracks flows with these keys. */
   writerReady(keys: number[]): void {
     this.restored = new Set(keys);
     this.restoredFor = 0;
@@ -109,7 +113,7 @@ export class CloseRollups {
    * pack it for the writer (within the budget, or a flow the writer may track). */
   close(o: FlowObservation, now: number): boolean {
     if (!this.ready) return false;
-    const k = portKey(o.localPort, o.remotePort);
+    const k = flowKey32(o.localPort, o.remotePort, o.remoteAddr);
     if (this.known(k)) return false;
     if (this.takeToken(now)) {
       if (this.detail[0]!.size >= DETAIL_KEYS) this.detail = [new Set(), this.detail[0]!];
@@ -152,14 +156,14 @@ export class CloseRollups {
     return true;
   }
 
-  /** A listing begins (its flows' ports are noted as they are packed: listed()). */
+  /** A listing begins (its flows are noted as they are packed: listed()). */
   beginListing(): void {
     this.listings.unshift(new Set());
     if (this.listings.length > LISTINGS_KEPT + 1) this.listings.length = LISTINGS_KEPT + 1;
   }
 
   listed(o: FlowObservation): void {
-    this.listings[0]!.add(portKey(o.localPort, o.remotePort));
+    this.listings[0]!.add(flowKey32(o.localPort, o.remotePort, o.remoteAddr));
   }
 
   /** A listing is complete: the restored flows are covered by listings after three. */

@@ -48,9 +48,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
-  /** Called whenever the store is (re)opened with the ports of the flows the accountant
+  /** Called whenever the store is (re)opened with the keys of the flows the accountant
    * tracks (the worker tells the event loop: overbudget.ts). */
-  onOpen: ((trackedPorts: number[]) => void) | null = null;
+  onOpen: ((trackedKeys: number[]) => void) | null = null;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
@@ -99,7 +99,7 @@ export class HistoryWriter {
     }
     // After a move aside the accountant keeps its state; ids stay increasing either way.
     this.state = 'ok';
-    this.onOpen?.(this.accountant.trackedPorts());
+    this.onOpen?.(this.accountant.trackedKeys());
     await this.refreshUsage();
   }
 

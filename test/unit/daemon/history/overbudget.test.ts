@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { History } from '../../../../daemon/src/history/history.js';
-import { CloseRollups, portKey } from '../../../../daemon/src/history/overbudget.js';
+import { CloseRollups, flowKey32 } from '../../../../daemon/src/history/overbudget.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
 interface Sums { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; connections: number }
@@ -48,11 +48,11 @@ async function ready(h: History): Promise<void> {
   assert.equal(h.status().state, 'ok');
 }
 
-test('event loop: a close goes to the writer until it is ready, within the budget, or when its ports match a tracked flow', () => {
+test('event loop: a close goes to the writer until it is ready, within the budget, or when it matches a tracked flow', () => {
   const r = new CloseRollups(0, 2);
   const f = flow(1, 1000);
   assert.equal(r.close(f, 1000), false, 'not ready');
-  r.writerReady([portKey(f.localPort, 443)]);
+  r.writerReady([flowKey32(f.localPort, 443, f.remoteAddr)]);
   assert.equal(r.close(f, 1000), false, 'restored flow');
   assert.equal(r.close(flow(2, 1000), 1000), false, 'burst');
   assert.equal(r.close(flow(3, 1000), 1000), false, 'burst');
