@@ -17,7 +17,7 @@
 // which is always right. Ports alone collided too often: with ephemeral local ports and a
 // handful of remote ports, the keys of the recent detail closes matched a large part of the
 // closes beyond the budget (bench/history, default budget, first attempt).
-import { strHash, type ObservationPacker } from './pack.js';
+import { strHash, type ObservationPacker, type RollupSums } from './pack.js';
 import type { FlowObservation } from './types.js';
 
 /** A flow's ports and remote address as one integer (null ports as 65535; a collision only
@@ -30,28 +30,8 @@ export function flowKey32(localPort: number | null, remotePort: number | null, r
 /** The sum of one process's closes of one protocol and family in one minute since the last
  * hand-over. Interface, direction and attribution are kept while all its flows agree (null
  * once they differ): the key is the process, not the path. */
-interface Slot {
+interface Slot extends RollupSums {
   minute: number;
-  pid: number | null;
-  comm: string | null;
-  uid: number | null;
-  exe: string | null;
-  cgroupId: string | null;
-  unit: string | null;
-  proto: string;
-  family: 'ipv4' | 'ipv6';
-  iface: string | null;
-  direction: string | null;
-  how: string | null;
-  /** The first close's time (the record's id and minute), the earliest first-seen, the last close. */
-  at: number;
-  firstMs: number;
-  endMs: number;
-  conns: number;
-  tx: number;
-  rx: number;
-  txp: number;
-  rxp: number;
 }
 
 const DETAIL_KEYS = 16_384;
@@ -181,5 +161,3 @@ export class CloseRollups {
     this.summed = 0;
   }
 }
-
-export type RollupSlot = Slot;

@@ -5,7 +5,6 @@
 // structured clone of 10,000 close events a second cost more of the event loop than
 // history's whole CPU budget (bench/history, "post to writer, drop"); packing costs a few
 // Map lookups and DataView writes per flow, and the transfer is a pointer handover.
-import type { RollupSlot } from './overbudget.js';
 import type { FlowObservation } from './types.js';
 
 /** rollup: closes beyond the detail budget summed on the event loop (overbudget.ts): `first`
@@ -46,6 +45,30 @@ export function tupleHash(proto: number, laddr: number, lport: number, raddr: nu
   h = Math.imul(h ^ raddr, 0xc2b2ae35);
   h = Math.imul(h ^ rport, 0x85ebca6b);
   return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Closes beyond the budget summed on the event loop (overbudget.ts), as addRollup() packs them. */
+export interface RollupSums {
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  cgroupId: string | null;
+  unit: string | null;
+  proto: string;
+  family: 'ipv4' | 'ipv6';
+  iface: string | null;
+  direction: string | null;
+  how: string | null;
+  /** The first close's time (the record's id and minute), the earliest first-seen, the last close. */
+  at: number;
+  firstMs: number;
+  endMs: number;
+  conns: number;
+  tx: number;
+  rx: number;
+  txp: number;
+  rxp: number;
 }
 
 /** What one postMessage carries. `reset`: forget every string before adding `strings`. */
@@ -136,7 +159,7 @@ export class ObservationPacker {
   }
 
   /** Closes beyond the budget summed by process, protocol, family and minute (OP.rollup). */
-  addRollup(s: RollupSlot): void {
+  addRollup(s: RollupSums): void {
     const off = this.row();
     const v = this.view;
     v.setUint8(off + F.op, OP.rollup);
