@@ -56,6 +56,8 @@ export class History {
   private packer = new ObservationPacker();
   /** Closes beyond the detail budget, summed here rather than packed one by one. */
   private readonly rollups: CloseRollups;
+  /** The minute of the last close: the sums go to the packer when it changes. */
+  private minute = -1;
   private timer: NodeJS.Timeout | null = null;
   private readonly listTimers: NodeJS.Timeout[] = [];
   private nextId = 1;
@@ -183,6 +185,14 @@ export class History {
 
   /** A flow closed; `o` carries its final counts. */
   recordClose(o: FlowObservation, now = Date.now()): void {
+    // A new minute: the last minute's sums are packed first. A record's minute is its id's
+    // (ids only grow within a batch), so a sum packed after rows of the next minute would
+    // be counted in that minute.
+    const minute = Math.floor((o.closedMs ?? now) / 60_000);
+    if (minute !== this.minute) {
+      this.rollups.drain(this.packer);
+      this.minute = minute;
+    }
     if (!this.rollups.close(o, now)) this.packer.add(OP.close, o, now);
   }
 

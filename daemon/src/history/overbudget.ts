@@ -13,10 +13,12 @@
 // close goes to the writer whenever its key (ports and remote address) matches a flow of the
 // last three listings (the writer forgets a listed flow after two listings that miss it), a
 // flow the writer restored (it sends their keys once it is open: until then every close goes
-// to it), or a close recently sent in detail. A collision only sends a close the general way,
-// which is always right. Ports alone collided too often: with ephemeral local ports and a
-// handful of remote ports, the keys of the recent detail closes matched a large part of the
-// closes beyond the budget (bench/history, default budget, first attempt).
+// to it). A collision only sends a close the general way, which is always right. Ports alone
+// collided too often: with ephemeral local ports and a handful of remote ports, the keys of
+// recent closes matched a large part of the closes beyond the budget (bench/history, default
+// budget, first attempt). Closes kept in detail are not remembered: the kernel reports one
+// close per socket (sockets.bpf.c, the move to TCP_CLOSE), and a tuple closed again is a
+// new flow. The token comes first, so a close within the budget costs no key.
 import { strHash, type ObservationPacker, type RollupSums } from './pack.js';
 import type { FlowObservation } from './types.js';
 
@@ -34,7 +36,6 @@ interface Slot extends RollupSums {
   minute: number;
 }
 
-const DETAIL_KEYS = 16_384;
 const LISTINGS_KEPT = 3;
 
 export class CloseRollups {
@@ -46,8 +47,6 @@ export class CloseRollups {
   summed = 0;
   /** Ports of the flows the last listings showed ([0]: the listing being read). */
   private listings: Array<Set<number>> = [new Set()];
-  /** Ports of closes sent in detail lately (two generations). */
-  private detail: Array<Set<number>> = [new Set(), new Set()];
   /** Ports of the flows the writer restored, until three listings have passed. */
   private restored = new Set<number>();
   private restoredFor = 0;
@@ -74,7 +73,7 @@ export class CloseRollups {
   }
 
   private known(k: number): boolean {
-    if (this.restored.has(k) || this.detail[0]!.has(k) || this.detail[1]!.has(k)) return true;
+    if (this.restored.has(k)) return true;
     for (const s of this.listings) if (s.has(k)) return true;
     return false;
   }
@@ -92,14 +91,8 @@ export class CloseRollups {
   /** A close: true when it was summed here (beyond the budget), false when the caller must
    * pack it for the writer (within the budget, or a flow the writer may track). */
   close(o: FlowObservation, now: number): boolean {
-    if (!this.ready) return false;
-    const k = flowKey32(o.localPort, o.remotePort, o.remoteAddr);
-    if (this.known(k)) return false;
-    if (this.takeToken(now)) {
-      if (this.detail[0]!.size >= DETAIL_KEYS) this.detail = [new Set(), this.detail[0]!];
-      this.detail[0]!.add(k);
-      return false;
-    }
+    if (!this.ready || this.takeToken(now)) return false;
+    if (this.known(flowKey32(o.localPort, o.remotePort, o.remoteAddr))) return false;
     const at = o.closedMs ?? now;
     const minute = Math.floor(at / 60_000);
     const pk = o.pid ?? -1;
