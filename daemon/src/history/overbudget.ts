@@ -3,8 +3,9 @@
 // thread: at 10,000 closes/s almost every close is beyond the budget, and packing each one
 // (a 128-byte row, a string id per field), transferring it, reading it back in the writer
 // and collecting the garbage cost more than the rows those closes end up as (bench/history,
-// docs/history.md "Fourth round"). Here such a close costs a token check, a lookup by pid and
-// four additions into a slot that lives until the next hand-over; the writer gets one packed
+// docs/history.md "Fourth round"). Here such a close costs a token check, a hash of its ports
+// and remote address and a few set lookups (below), a lookup by pid and four additions into
+// a slot that lives until the next hand-over; the writer gets one packed
 // row per process, protocol, family and minute (OP.rollup) instead of a row per flow.
 //
 // What must not be summed here: a close of a flow the writer tracks (listed while open, or
@@ -43,11 +44,9 @@ export class CloseRollups {
   private refilledAt = -Infinity;
   private readonly slots = new Map<number, Slot[]>();
   private rows = 0;
-  /** Closes summed since the last drain. */
-  summed = 0;
-  /** Ports of the flows the last listings showed ([0]: the listing being read). */
+  /** Keys (flowKey32) of the flows the last listings showed ([0]: the listing being read). */
   private listings: Array<Set<number>> = [new Set()];
-  /** Ports of the flows the writer restored, until three listings have passed. */
+  /** Keys of the flows the writer restored, until three listings have passed. */
   private restored = new Set<number>();
   private restoredFor = 0;
   /** The writer told what it tracks: until then every close goes to it. */
@@ -125,7 +124,6 @@ export class CloseRollups {
     s.rx += o.rxBytes;
     s.txp += o.txPackets;
     s.rxp += o.rxPackets;
-    this.summed++;
     return true;
   }
 
@@ -151,6 +149,5 @@ export class CloseRollups {
     for (const slots of this.slots.values()) for (const s of slots) p.addRollup(s);
     this.slots.clear();
     this.rows = 0;
-    this.summed = 0;
   }
 }
