@@ -8,6 +8,8 @@
 //
 //   node [--cpu-prof --cpu-prof-dir D] build/js/bench/history/profile.js [--rate 10000]
 //        [--seconds 6] [--procs 600] [--emit-only] (the harness alone) [--all] (every flow in detail) [--budget N] (detail flows/s) [--burst N]
+//        [--flush-ms 500] (how often batches go to the writer: each is one transaction, so this
+//        measures the cost per transaction; the daemon's 500 ms is what its kill -9 bound needs)
 import fs from 'node:fs';
 import { numArg, sleep, tempDir } from '../lib/harness.js';
 import { FlowGen } from './gen.js';
@@ -19,6 +21,7 @@ const ALL = process.argv.includes('--all');
 const EMIT_ONLY = process.argv.includes('--emit-only');
 const BUDGET = numArg('budget', 1000);
 const BURST = numArg('burst', 10_000);
+const FLUSH_MS = numArg('flush-ms', 500);
 const tck = 100; // CLK_TCK on Linux x86_64
 
 function tasks(): Map<number, number> {
@@ -37,7 +40,7 @@ function tasks(): Map<number, number> {
 
 const before = tasks();
 const dir = tempDir('history-profile');
-const h = EMIT_ONLY ? null : History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, ...(ALL ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : { detailFlowsPerSec: BUDGET, accountant: { detailBurst: BURST } }) });
+const h = EMIT_ONLY ? null : History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, flushMs: FLUSH_MS, ...(ALL ? { accountant: { detailPerSec: 1e9, detailBurst: 1e9 } } : { detailFlowsPerSec: BUDGET, accountant: { detailBurst: BURST } }) });
 await sleep(1500);
 const gen = new FlowGen(100, numArg('procs', 600));
 const total = RATE * SECONDS;
@@ -97,7 +100,7 @@ void gcHelpers;
 if (started[0]) rows.push([`writer thread (tid ${started[0][0]}, the busiest started)`, started[0][1]]);
 rows.push(['other threads started by history (DuckDB, libuv)', started.slice(1).reduce((a, b) => a + b[1], 0)]);
 const proc = (u.user + u.system) / 1000;
-console.log(`history profile: ${RATE}/s for ${SECONDS} s (${total} flows), ${EMIT_ONLY ? 'emit only (no history)' : ALL ? "every flow in detail" : `detail budget ${BUDGET}/s, burst ${BURST}`}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+console.log(`history profile: ${RATE}/s for ${SECONDS} s (${total} flows), ${EMIT_ONLY ? 'emit only (no history)' : ALL ? "every flow in detail" : `detail budget ${BUDGET}/s, burst ${BURST}`}, a batch every ${FLUSH_MS} ms; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 if (st) console.log(`records written ${st.records.written}, rolled up ${st.records.rolledUp}, dropped ${st.records.dropped}, lagMs at end ${st.records.lagMs}`);
 for (const [name, ms] of rows) console.log(`${name.padEnd(56)} ${ms.toFixed(0).padStart(6)} ms  ${((100 * ms) / wall).toFixed(2).padStart(6)} % of a core  ${((1000 * ms) / total).toFixed(2).padStart(6)} us/flow`);
 console.log(`${'process (getrusage)'.padEnd(56)} ${proc.toFixed(0).padStart(6)} ms  ${((100 * proc) / wall).toFixed(2).padStart(6)} % of a core  ${((1000 * proc) / total).toFixed(2).padStart(6)} us/flow`);

@@ -201,7 +201,7 @@ export const schema = {
     path: { doc: "Directory of the history database (the unit's StateDirectory=)", format: 'absolute-path', default: '/var/lib/ebpfmon', env: 'EBPFMON_HISTORY_PATH' },
     retentionDays: { doc: 'Flow records and per-minute totals older than this are removed', format: 'history-days', default: 30, env: 'EBPFMON_HISTORY_RETENTION_DAYS' },
     maxBytes: { doc: 'Size limit of the database: the oldest flow records go first, per-minute totals last', format: 'history-bytes', default: 1024 ** 3, env: 'EBPFMON_HISTORY_MAX_BYTES' },
-    detailFlowsPerSec: { doc: 'Short flows per second recorded one by one (in bursts of ten times that); beyond, they are summed per process, protocol and minute (remote unspecified, no ports)', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
+    detailFlowsPerSec: { doc: 'Short flows per second recorded one by one (in bursts of ten times that); beyond, they are summed per process, protocol, family and minute (remote unspecified, no ports; interface and direction null when the summed flows differ)', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
     snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
   },
   capture: {

@@ -25,6 +25,7 @@
 //   before the newest one forgotten (or before the last record of a previous run) is taken
 //   as already written, not written twice.
 import { PROTOCOL_NUMBERS } from '../contract/common.js';
+import { flowKey32 } from './overbudget.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 
@@ -280,7 +281,7 @@ export class Accountant {
         const at = o.closedMs ?? now;
         const k = this.owners.get(o.pid ?? -1);
         this.rollupProcess(o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, k, PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), o.family === 'ipv4' ? 4 : 6, o.interface, o.direction, o.attributedBy,
-          at, o.firstMs, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
+          at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
       t = { key, hash: flowHash(o), flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o, closedMs: null };
@@ -364,7 +365,26 @@ export class Accountant {
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
     if (this.trackedHashes.has(hash) || this.hasToken(now)) return false;
-    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, firstMs, tx, rx, txp, rxp);
+    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, at, firstMs, 1, tx, rx, txp, rxp);
+  }
+
+  /** `conns` closes the event loop summed beyond the budget (overbudget.ts): the first at
+   * `at`, the last at `endAt`. */
+  addRollup(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
+    proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    at: number, endAt: number, firstMs: number, conns: number, tx: number, rx: number, txp: number, rxp: number): void {
+    this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, endAt, firstMs, conns, tx, rx, txp, rxp);
+  }
+
+  /** The keys (overbudget.ts flowKey32) of every flow tracked: closes of these must come here. */
+  trackedKeys(): number[] {
+    const out: number[] = [];
+    for (const t of this.tracked.values()) {
+      // flowKey: proto laddr lport raddr rport (addresses have no spaces)
+      const f = t.key.split(' ');
+      out.push(flowKey32(f[2] === '' ? null : Number(f[2]), f[4] === '' ? null : Number(f[4]), f[3]!));
+    }
+    return out;
   }
 
   /** Adds a flow beyond the budget to its process's roll-up of the minute (exe, cgroup and
@@ -375,7 +395,7 @@ export class Accountant {
   private rollupProcess(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
     k: { comm: string | null; exe: string | null; cgroupId: string | null; unit: string | null } | undefined,
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
-    at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number): boolean {
+    at: number, endAt: number, firstMs: number, conns: number, tx: number, rx: number, txp: number, rxp: number): boolean {
     if (pid !== null && k !== undefined && k.comm === comm) {
       exe ??= k.exe;
       cgroupId ??= k.cgroupId;
@@ -389,9 +409,13 @@ export class Accountant {
     for (let i = 0; i < slots.length; i++) {
       const x = slots[i]!;
       const c = x.rec;
-      if (x.minute === minute && c.proto === proto && c.family === family && c.comm === comm && c.uid === uid && c.exe === exe && c.cgroupId === cgroupId && c.unit === unit
-        && c.interface === iface && c.direction === direction && c.attributedBy === how) {
+      // Keyed by the process (owner), protocol, family and minute; the path (interface,
+      // direction, attribution) is kept while every flow agrees, null once they differ.
+      if (x.minute === minute && c.proto === proto && c.family === family && c.comm === comm && c.uid === uid && c.exe === exe && c.cgroupId === cgroupId && c.unit === unit) {
         r = c;
+        if (c.interface !== iface) c.interface = null;
+        if (c.direction !== direction) c.direction = null;
+        if (c.attributedBy !== how) c.attributedBy = null;
         break;
       }
     }
@@ -401,20 +425,20 @@ export class Accountant {
         id: this.ids.next(at), flow: 0, kind: RECORD_KIND.rollup, conns: 0,
         pid, comm, uid, exe, cgroupId, unit,
         proto, family, localAddr: addr, localPort: null, remoteAddr: addr, remotePort: null,
-        interface: iface, direction, attributedBy: how, firstMs, endMs: at,
+        interface: iface, direction, attributedBy: how, firstMs, endMs: endAt,
         txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, remoteName: null, attrs: null,
       };
       slots.push({ minute, rec: r });
     }
-    r.conns++;
+    r.conns += conns;
     r.txBytes += tx;
     r.rxBytes += rx;
     r.txPackets += txp;
     r.rxPackets += rxp;
     if (firstMs < r.firstMs) r.firstMs = firstMs;
-    if (at > r.endMs!) r.endMs = at;
-    this.stats.rolledUp++;
-    if (at > this.watermark) this.watermark = at;
+    if (endAt > r.endMs!) r.endMs = endAt;
+    this.stats.rolledUp += conns;
+    if (endAt > this.watermark) this.watermark = endAt;
     return true;
   }
 

@@ -6,7 +6,8 @@
 // problems show in status(), and live monitoring does not depend on any of it.
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { AccountantOptions } from './accountant.js';
+import { DEFAULT_ACCOUNTANT_OPTIONS, type AccountantOptions } from './accountant.js';
+import { CloseRollups } from './overbudget.js';
 import { OP, ObservationPacker } from './pack.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import type { FlowObservation, HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
@@ -42,11 +43,21 @@ export class HistoryError extends Error {
   }
 }
 
+/** The writer's budget: detailFlowsPerSec with a burst of ten seconds' worth (the default:
+ * 1000/s, 10,000), overridden by `accountant`. The event loop applies the same. */
+function budgetOptions(o: HistoryOptions): Partial<AccountantOptions> {
+  return { ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec, detailBurst: 10 * o.detailFlowsPerSec } : {}), ...o.accountant };
+}
+
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 export class History {
   private worker: Worker | null = null;
   private packer = new ObservationPacker();
+  /** Closes beyond the detail budget, summed here rather than packed one by one. */
+  private readonly rollups: CloseRollups;
+  /** The minute of the last close: the sums go to the packer when it changes. */
+  private minute = -1;
   private timer: NodeJS.Timeout | null = null;
   private readonly listTimers: NodeJS.Timeout[] = [];
   private nextId = 1;
@@ -58,6 +69,8 @@ export class History {
   private lostWhileDown = 0;
 
   private constructor(readonly opts: HistoryOptions) {
+    const a = { ...DEFAULT_ACCOUNTANT_OPTIONS, ...budgetOptions(opts) };
+    this.rollups = new CloseRollups(a.detailPerSec, a.detailBurst);
     this.cached = {
       state: 'starting', engine: 'duckdb', file: opts.dir, sizeBytes: 0, maxBytes: opts.maxBytes, retentionDays: opts.retentionDays,
       oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0, lagMs: 0 },
@@ -79,8 +92,7 @@ export class History {
     const w = new Worker(WORKER, {
       workerData: {
         dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
-        // A burst of ten seconds' worth of the budget (the default: 1000/s, 10,000).
-        accountant: { ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec, detailBurst: 10 * o.detailFlowsPerSec } : {}), ...o.accountant },
+        accountant: budgetOptions(o),
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
       },
@@ -101,6 +113,7 @@ export class History {
       // one refers to its string table: count it as lost.
       this.lostWhileDown += this.packer.pending;
       this.packer = new ObservationPacker();
+      this.rollups.writerGone();
       const delay = Math.min(60_000, 1000 * 2 ** Math.min(6, this.restarts++));
       setTimeout(() => !this.stopping && this.spawn(), delay).unref();
     });
@@ -133,6 +146,9 @@ export class History {
       case 'log':
         this.opts.log?.[m.level](m.msg);
         break;
+      case 'tracked':
+        this.rollups.writerReady(m.keys);
+        break;
       case 'buffer':
         this.packer.recycle(m.rows);
         break;
@@ -142,6 +158,7 @@ export class History {
   }
 
   private post(ack?: number): void {
+    this.rollups.drain(this.packer);
     const b = this.packer.take();
     if (!this.worker) {
       if (b) this.lostWhileDown += b.count;
@@ -168,15 +185,31 @@ export class History {
 
   /** A flow closed; `o` carries its final counts. */
   recordClose(o: FlowObservation, now = Date.now()): void {
-    this.packer.add(OP.close, o, now);
+    // A new minute: the last minute's sums are packed first. A record's minute is its id's
+    // (ids only grow within a batch), so a sum packed after rows of the next minute would
+    // be counted in that minute.
+    const minute = Math.floor((o.closedMs ?? now) / 60_000);
+    if (minute !== this.minute) {
+      this.rollups.drain(this.packer);
+      this.minute = minute;
+    }
+    if (!this.rollups.close(o, now)) this.packer.add(OP.close, o, now);
   }
 
   /** A listing of the flow table (open flows and recently closed ones), read from
    * `listingStart` on. Lets history record long flows minute by minute and notice flows
    * that left the table. */
   recordListing(flows: Iterable<FlowObservation>, listingStart: number, now = Date.now()): void {
-    for (const o of flows) this.packer.add(OP.listed, o, listingStart);
+    // The sums first: the writer reads them (and moves its watermark past them) before
+    // the listing, which may show some of those flows closed.
+    this.rollups.drain(this.packer);
+    this.rollups.beginListing();
+    for (const o of flows) {
+      this.rollups.listed(o);
+      this.packer.add(OP.listed, o, listingStart);
+    }
     this.packer.endListing(listingStart, now);
+    this.rollups.endListing();
   }
 
   /** Lists the flow table every `everyMs` through `list` (the daemon passes its flow
@@ -227,7 +260,7 @@ export class History {
   }
 
   status(): HistoryStatus {
-    return { ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending } };
+    return { ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending + this.rollups.pendingRows } };
   }
 
   /** Writes what is pending and closes the database; the writer thread ends. */

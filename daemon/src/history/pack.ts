@@ -7,7 +7,10 @@
 // Map lookups and DataView writes per flow, and the transfer is a pointer handover.
 import type { FlowObservation } from './types.js';
 
-export const OP = { close: 1, listed: 2, listingEnd: 3 } as const;
+/** rollup: closes beyond the detail budget summed on the event loop (overbudget.ts): `first`
+ * the earliest first-seen, `closed` the last close, `last` the number of closes, `now` the
+ * first close (the record's time). */
+export const OP = { close: 1, listed: 2, listingEnd: 3, rollup: 4 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
 export const ROW = 128;
@@ -42,6 +45,30 @@ export function tupleHash(proto: number, laddr: number, lport: number, raddr: nu
   h = Math.imul(h ^ raddr, 0xc2b2ae35);
   h = Math.imul(h ^ rport, 0x85ebca6b);
   return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Closes beyond the budget summed on the event loop (overbudget.ts), as addRollup() packs them. */
+export interface RollupSums {
+  pid: number | null;
+  comm: string | null;
+  uid: number | null;
+  exe: string | null;
+  cgroupId: string | null;
+  unit: string | null;
+  proto: string;
+  family: 'ipv4' | 'ipv6';
+  iface: string | null;
+  direction: string | null;
+  how: string | null;
+  /** The first close's time (the record's id and minute), the earliest first-seen, the last close. */
+  at: number;
+  firstMs: number;
+  endMs: number;
+  conns: number;
+  tx: number;
+  rx: number;
+  txp: number;
+  rxp: number;
 }
 
 /** What one postMessage carries. `reset`: forget every string before adding `strings`. */
@@ -129,6 +156,37 @@ export class ObservationPacker {
     v.setFloat64(off + F.txp, o.txPackets, true);
     v.setFloat64(off + F.rxp, o.rxPackets, true);
     v.setFloat64(off + F.now, now, true);
+  }
+
+  /** Closes beyond the budget summed by process, protocol, family and minute (OP.rollup). */
+  addRollup(s: RollupSums): void {
+    const off = this.row();
+    const v = this.view;
+    v.setUint8(off + F.op, OP.rollup);
+    v.setUint8(off + F.family, s.family === 'ipv4' ? 4 : 6);
+    v.setUint16(off + F.flags, (s.pid === null ? NO_PID : 0) | (s.uid === null ? NO_UID : 0) | NO_LPORT | NO_RPORT, true);
+    v.setUint32(off + F.pid, s.pid ?? 0, true);
+    v.setUint32(off + F.uid, s.uid ?? 0, true);
+    v.setUint32(off + F.proto, this.str(s.proto), true);
+    v.setUint32(off + F.comm, this.str(s.comm), true);
+    v.setUint32(off + F.exe, this.str(s.exe), true);
+    v.setUint32(off + F.cgroup, this.str(s.cgroupId), true);
+    v.setUint32(off + F.unit, this.str(s.unit), true);
+    v.setUint32(off + F.iface, this.str(s.iface), true);
+    v.setUint32(off + F.dir, this.str(s.direction), true);
+    v.setUint32(off + F.how, this.str(s.how), true);
+    v.setUint32(off + F.laddr, 0, true);
+    v.setUint32(off + F.raddr, 0, true);
+    v.setUint32(off + F.name, 0, true);
+    v.setUint32(off + F.attrs, 0, true);
+    v.setFloat64(off + F.first, s.firstMs, true);
+    v.setFloat64(off + F.last, s.conns, true);
+    v.setFloat64(off + F.closed, s.endMs, true);
+    v.setFloat64(off + F.tx, s.tx, true);
+    v.setFloat64(off + F.rx, s.rx, true);
+    v.setFloat64(off + F.txp, s.txp, true);
+    v.setFloat64(off + F.rxp, s.rxp, true);
+    v.setFloat64(off + F.now, s.at, true);
   }
 
   /** A listing's rows carry the listing's start as their time (`now`); this row says the

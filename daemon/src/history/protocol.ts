@@ -17,5 +17,8 @@ export type FromWorker =
   | { type: 'flushed'; id: number }
   /** A batch's buffer, read and sent back for the packer to reuse (transferred). */
   | { type: 'buffer'; rows: ArrayBuffer }
+  /** The store is open; the accountant tracks flows with these keys (overbudget.ts flowKey32):
+   * their closes must come to the writer, not be summed on the event loop. */
+  | { type: 'tracked'; keys: number[] }
   | { type: 'log'; level: 'warn' | 'error'; msg: string }
   | { type: 'closed' };

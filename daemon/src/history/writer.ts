@@ -48,6 +48,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
+  /** Called whenever the store is (re)opened with the keys of the flows the accountant
+   * tracks (the worker tells the event loop: overbudget.ts). */
+  onOpen: ((trackedKeys: number[]) => void) | null = null;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
@@ -96,6 +99,7 @@ export class HistoryWriter {
     }
     // After a move aside the accountant keeps its state; ids stay increasing either way.
     this.state = 'ok';
+    this.onOpen?.(this.accountant.trackedKeys());
     await this.refreshUsage();
   }
 
@@ -145,7 +149,12 @@ export class HistoryWriter {
     r.load(batch);
     const v = new DataView(batch.rows);
     for (let i = 0, off = 0; i < batch.count; i++, off += ROW) {
-      if (v.getUint8(off + F.op) === OP.close && this.closeFast(a, v, off)) continue;
+      const op = v.getUint8(off + F.op);
+      if (op === OP.rollup) {
+        this.rollupRow(a, v, off);
+        continue;
+      }
+      if (op === OP.close && this.closeFast(a, v, off)) continue;
       const u = r.at(v, off);
       if (u.op === OP.close) a.close(u.obs, u.now);
       else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now); // a listing's rows carry its start time
@@ -180,6 +189,21 @@ export class HistoryWriter {
       exe ? S[exe]! : null, cgroup ? S[cgroup]! : null, unit ? S[unit]! : null, PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
       iface ? S[iface]! : null, dir ? S[dir]! : null, how ? S[how]! : null, flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
       v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true), now);
+  }
+
+  /** Closes the event loop summed beyond the budget (OP.rollup, pack.ts addRollup). */
+  private rollupRow(a: Accountant, v: DataView, off: number): void {
+    const S = this.reader.strings;
+    const flags = v.getUint16(off + F.flags, true);
+    const str = (o: number): string | null => {
+      const id = v.getUint32(off + o, true);
+      return id ? S[id]! : null;
+    };
+    const proto = str(F.proto) ?? '';
+    a.addRollup(flags & NO_PID ? null : v.getUint32(off + F.pid, true), str(F.comm), flags & NO_UID ? null : v.getUint32(off + F.uid, true), str(F.exe), str(F.cgroup), str(F.unit),
+      PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6, str(F.iface), str(F.dir), str(F.how),
+      v.getFloat64(off + F.now, true), v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true), v.getFloat64(off + F.last, true),
+      v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true));
   }
 
   /** Lower-level entry for tests and the in-thread use: the accountant itself. */

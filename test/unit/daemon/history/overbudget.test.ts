@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+// History (event loop and the real writer thread) fed far more closes than its detail
+// budget: beyond it closes are summed on the event loop (overbudget.ts) and reach the writer
+// as one row per process, protocol, family and minute. Checked against the sums this test
+// computes from the flows it fed: totals, connections (each flow once), and the flows the
+// writer tracks, whose closes must add only what they gained since their open records:
+// flows listed while open, a flow a listing showed closed before its close event, and,
+// after a restart, flows the writer restored from its file (the event loop learns their
+// ports from the writer; summing their whole counts again would count them twice).
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { History } from '../../../../daemon/src/history/history.js';
+import { CloseRollups, flowKey32 } from '../../../../daemon/src/history/overbudget.js';
+import type { FlowObservation } from '../../../../daemon/src/history/types.js';
+
+interface Sums { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; connections: number }
+const zero = (): Sums => ({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, connections: 0 });
+function add(s: Sums, f: Pick<FlowObservation, 'txBytes' | 'rxBytes' | 'txPackets' | 'rxPackets'>, conns = 1): void {
+  s.txBytes += f.txBytes;
+  s.rxBytes += f.rxBytes;
+  s.txPackets += f.txPackets;
+  s.rxPackets += f.rxPackets;
+  s.connections += conns;
+}
+
+const PROCS = [
+  { pid: 200, comm: 'nginx', uid: 33 },
+  { pid: 300, comm: 'curl', uid: 1000 },
+  { pid: null, comm: null, uid: null },
+];
+
+function flow(i: number, at: number, over: Partial<FlowObservation> = {}): FlowObservation {
+  const p = PROCS[i % PROCS.length]!;
+  const v6 = i % 4 === 0;
+  return {
+    proto: i % 5 === 0 ? 'udp' : 'tcp', family: v6 ? 'ipv6' : 'ipv4', localAddr: v6 ? 'fd00:198::1' : '198.18.0.1', localPort: 20_000 + (i % 30_000),
+    remoteAddr: v6 ? 'fd00:198::2' : '198.18.0.2', remotePort: 443, interface: 'veth0', direction: i % 2 ? 'outbound' : 'inbound', attributedBy: 'connect',
+    ...p, exe: null, cgroupId: null, firstMs: at - 5, lastMs: at, closedMs: at, txBytes: 100 + i, rxBytes: 1000 + 3 * i, txPackets: 2 + (i % 7), rxPackets: 3 + (i % 11),
+    ...over,
+  };
+}
+
+async function ready(h: History): Promise<void> {
+  for (let i = 0; i < 500 && h.status().state !== 'ok'; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(h.status().state, 'ok');
+}
+
+test('event loop: a close goes to the writer until it is ready, within the budget, or when it matches a tracked flow', () => {
+  const r = new CloseRollups(0, 2);
+  const f = flow(1, 1000);
+  assert.equal(r.close(f, 1000), false, 'not ready');
+  r.writerReady([flowKey32(f.localPort, 443, f.remoteAddr)]);
+  assert.equal(r.close(flow(2, 1000), 1000), false, 'burst');
+  assert.equal(r.close(flow(3, 1000), 1000), false, 'burst');
+  assert.equal(r.close(f, 1000), false, 'restored flow, beyond the budget');
+  assert.equal(r.close(flow(4, 1000), 1000), true, 'beyond the budget');
+  r.beginListing();
+  r.listed(flow(5, 0, { closedMs: null }));
+  r.endListing();
+  assert.equal(r.close(flow(5, 1000), 1000), false, 'listed');
+  assert.equal(r.close(flow(7, 1000), 1000), true);
+  assert.equal(r.pendingRows, 2, 'one row per family');
+  r.writerGone();
+  assert.equal(r.close(flow(8, 1000), 1000), false, 'a new writer thread');
+});
+
+test('far beyond the budget through History: totals and connections exact, tracked flows counted once, also after a restart', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-overbudget-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const opts = { dir, maxBytes: 1 << 30, retentionDays: 30, detailFlowsPerSec: 20, accountant: { detailBurst: 50 } };
+  // The closes below span 4 s across a minute's start (the per-minute totals are checked).
+  const t0 = Math.floor(Date.now() / 60_000) * 60_000 - 2000;
+  const total = zero();
+  const byMinute = new Map<number, Sums>();
+  const inMinute = (at: number) => {
+    const m = Math.floor(at / 60_000);
+    if (!byMinute.has(m)) byMinute.set(m, zero());
+    return byMinute.get(m)!;
+  };
+  let h = History.start(opts);
+  await ready(h);
+
+  // 20 long flows, listed while open with some counts (recorded as open records).
+  const long = Array.from({ length: 20 }, (_, i) => flow(50_000 + i, t0, { localPort: 60_000 + i, closedMs: null, txBytes: 1000 + i, rxBytes: 2000 + i, txPackets: 3, rxPackets: 4 }));
+  h.recordListing(long, t0, t0 + 1);
+  for (const f of long) {
+    add(total, f);
+    add(inMinute(t0), f);
+  }
+
+  const N = 4000;
+  let shownClosed = 0;
+  for (let i = 0; i < N; i++) {
+    const at = t0 + 10 + i;
+    const f = flow(i, at);
+    if (i % 1000 === 500) {
+      // A listing (the long flows still open, unchanged) shows this flow closed before its
+      // close event: counted once.
+      h.recordListing([...long.slice(i > 2000 ? 10 : 0), f], at, at);
+      shownClosed++;
+    }
+    h.recordClose(f, at);
+    add(total, f);
+    add(inMinute(at), f);
+    // A hand-over shortly before the minute's end: what is summed after it must still be
+    // counted in its own minute, though rows of the next minute follow before the next one.
+    if (i === 1900) await h.flush();
+    if (i === 2000) {
+      // Ten long flows close with more than they had when listed: only that is new.
+      for (const l of long.slice(0, 10)) {
+        h.recordClose({ ...l, closedMs: at, lastMs: at, txBytes: l.txBytes + 500, rxBytes: l.rxBytes + 700, txPackets: l.txPackets + 1, rxPackets: l.rxPackets + 1 }, at);
+        add(total, { txBytes: 500, rxBytes: 700, txPackets: 1, rxPackets: 1 }, 0);
+        add(inMinute(at), { txBytes: 500, rxBytes: 700, txPackets: 1, rxPackets: 1 }, 0);
+      }
+    }
+  }
+  await h.flush();
+  const st = h.status();
+  assert.equal(st.records.dropped, 0);
+  assert.ok(st.records.rolledUp > N / 2, `most closes rolled up (${st.records.rolledUp})`);
+  assert.ok(st.records.written < N / 4, `rows, not flows (${st.records.written})`);
+  const q = { since: t0 - 120_000, until: Date.now() + 120_000, limit: 10_000 };
+  const all = await h.query(q, 'all');
+  assert.deepEqual(all.totals, total, 'the records add up to every flow fed');
+  const rolled = all.flows!.filter((f) => f.state === 'rolled-up');
+  assert.equal(rolled.reduce((s, f) => s + f.connections, 0), st.records.rolledUp, 'status counts what the budget did not keep');
+  assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === null), 'no ports in a roll-up');
+  assert.ok(rolled.some((f) => f.direction === null), 'one row per process, protocol and family: mixed directions are null');
+  assert.equal(shownClosed, 4);
+  assert.equal(byMinute.size, 2, 'the closes span two minutes');
+  for (const [m, want] of byMinute) {
+    const res = await h.query({ since: m * 60_000, until: (m + 1) * 60_000, by: 'process', limit: 100 }, 'all');
+    assert.deepEqual(res.totals, want, `minute ${m}: per-minute totals`);
+  }
+  await h.stop();
+
+  // Restart: the other ten long flows are restored open. Exhaust the new burst, then close
+  // them beyond the budget: they must still add only what they gained.
+  h = History.start(opts);
+  await ready(h);
+  const t1 = Date.now();
+  for (let i = 0; i < 200; i++) {
+    const f = flow(N + i, t1 + i);
+    h.recordClose(f, t1 + i);
+    add(total, f);
+  }
+  for (const l of long.slice(10)) {
+    const at = t1 + 300;
+    h.recordClose({ ...l, closedMs: at, lastMs: at, txBytes: l.txBytes + 40, rxBytes: l.rxBytes + 50, txPackets: l.txPackets + 1, rxPackets: l.rxPackets + 2 }, at);
+    add(total, { txBytes: 40, rxBytes: 50, txPackets: 1, rxPackets: 2 }, 0);
+  }
+  await h.flush();
+  const again = await h.query({ ...q, until: Date.now() + 120_000 }, 'all');
+  assert.deepEqual(again.totals, total, 'after a restart: restored flows counted once');
+  const byProc = await h.query({ ...q, until: Date.now() + 120_000, by: 'process' }, 'all');
+  assert.deepEqual(byProc.totals, total, 'per-minute totals agree');
+  await h.stop();
+});
