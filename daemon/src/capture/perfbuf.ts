@@ -25,6 +25,8 @@ const PERF_RECORD_LOST = 2;
 const PERF_RECORD_SAMPLE = 9;
 const LO = os.endianness() === 'LE' ? 0 : 1;
 const HI = 1 - LO;
+/** perf_event_header.size is the u16 at byte 6: the high half of word 1 on a little-endian host. */
+const SIZE_SHIFT = LO === 0 ? 16 : 0;
 const TWO32 = 2 ** 32;
 
 /** struct perf_event_attr for BPF output (the first 64 bytes, PERF_ATTR_SIZE_VER0, are all we set). */
@@ -125,11 +127,16 @@ export class PerfRingReader {
     for (const r of this.rings) {
       let tail = loadPos(r.ctl, TAIL);
       const head = loadPos(r.ctl, HEAD); // acquire: record bytes before head are visible
+      if (tail >= head) continue;
       let n = 0;
+      // Positions pass 2^32 (no bit masks on them): one division per drain, then the
+      // offset in the ring advances with the mask.
+      let off = tail % r.size;
+      const u = r.u32;
       while (tail < head) {
-        const off = tail % r.size; // positions pass 2^32: no bit masks on them
-        const type = r.data.getUint32(off, true);
-        const size = r.data.getUint16(off + 6, true);
+        const w = off >> 2; // records are 8-aligned
+        const type = u[w]!;
+        const size = (u[w + 1]! >>> SIZE_SHIFT) & 0xffff;
         if (size < 8) break; // corrupt; leave it (never seen)
         if (type === PERF_RECORD_SAMPLE) {
           // u32 raw size, then the program's bytes (raw size counts the padding). The
@@ -151,6 +158,7 @@ export class PerfRingReader {
           this.stats.lost += hi * TWO32 + lo;
         }
         tail += size;
+        off = (off + size) & r.mask;
         if ((++n & 63) === 0) {
           beforeRelease?.();
           storePos(r.ctl, TAIL, tail); // give space back while we work
