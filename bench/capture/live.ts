@@ -116,7 +116,7 @@ export class LiveBench {
   private cfgFiles = new Map<number, string>();
 
   /** `baseline`: the root of another build (its build/js and build/bpf) run as tool ebpfmon-base. */
-  constructor(private readonly lab: Lab, private readonly pages = 1024, private readonly baseline?: string) {}
+  constructor(private readonly lab: Lab, private readonly pages = 1024, private readonly baseline?: string, private readonly basePages = pages) {}
 
   private rig(tool: Tool): Rig {
     return this.rigs[tool === 'ebpfmon-base' ? 1 : 0]!;
@@ -156,7 +156,7 @@ process.argv.splice(1, 1, ${JSON.stringify(daemonMain)});
 await import(${JSON.stringify(daemonMain)});
 `);
     }
-    const daemon = await startDaemon(mon, { config: { interfaces: [link.b.ifname], capture: { perfPagesPerCpu: this.pages }, ...(other ? { bpfObjectDir: other.objects } : {}) }, ...(main ? { main } : {}), ...(other ? { pinPath: this.lab.pinPath(`pins${suffix}`) } : {}) });
+    const daemon = await startDaemon(mon, { config: { interfaces: [link.b.ifname], capture: { perfPagesPerCpu: other ? this.basePages : this.pages }, ...(other ? { bpfObjectDir: other.objects } : {}) }, ...(main ? { main } : {}), ...(other ? { pinPath: this.lab.pinPath(`pins${suffix}`) } : {}) });
     rig.daemon = daemon;
     if (dprof && !other) process.kill(daemon.pid, 'SIGUSR2');
     const t0 = Date.now();
