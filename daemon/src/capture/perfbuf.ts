@@ -28,6 +28,7 @@ const HI = 1 - LO;
 /** perf_event_header.size is the u16 at byte 6: the high half of word 1 on a little-endian host. */
 const SIZE_SHIFT = LO === 0 ? 16 : 0;
 const TWO32 = 2 ** 32;
+const MAX_WATERMARK = 1 << 20;
 
 /** struct perf_event_attr for BPF output (the first 64 bytes, PERF_ATTR_SIZE_VER0, are all we set). */
 function bpfOutputAttr(watermarkBytes: number): Buffer {
@@ -81,12 +82,14 @@ export class PerfRingReader {
 
   /**
    * Opens rings of `pageCnt` pages (a power of two) per CPU for the PERF_EVENT_ARRAY map
-   * `mapFd`; the kernel wakes pollers once `watermark` bytes wait (default a quarter ring).
+   * `mapFd`; the kernel wakes pollers once `watermark` bytes wait (default a quarter ring,
+   * at most 1 MiB: a larger ring is slack for a late reader, not a later wakeup; 1 MiB is
+   * still thousands of small records per wakeup).
    */
   constructor(mapFd: number, readonly pageCnt = 1024, watermark?: number) {
     if (!Number.isInteger(Math.log2(pageCnt))) throw new RangeError(`pageCnt ${pageCnt} is not a power of two`);
     noop ??= koffi.register(() => 0, L.perfEventFnType);
-    const attr = bpfOutputAttr(watermark ?? (pageCnt * PAGE) / 4);
+    const attr = bpfOutputAttr(watermark ?? Math.min((pageCnt * PAGE) / 4, MAX_WATERMARK));
     const pb = L.perf_buffer__new_raw(mapFd, pageCnt, attr, noop, null, null);
     if (pb === null) throw new BpfError('creating', 'perf event rings', lastErrno(), { detail: `${pageCnt} pages per CPU` });
     this.pb = pb;
