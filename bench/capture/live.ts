@@ -14,6 +14,15 @@
 // (utime + stime; ebpfmon: the daemon's and the CLI's together), and the whole machine's busy time (/proc/stat) minus the no-capture
 // trial at the same rate (the kernel side of each tool: AF_PACKET's copy, or the classifier
 // hand-off, engine and perf copy, runs in softirq, not in the tool's process).
+//
+// One window for every tool: from just before trafgen starts to SETTLE_MS after it ends
+// (tcpdump needs its 1 s block timeout to write the last packets; ebpfmon its 50 ms timer),
+// so the tools' start-up (Node, the session's engine program) and stop (final statistics,
+// exit) are outside it for both. The daemon runs without a capture too (the monitor's own
+// timers, flow refresh, history): the no-capture trial reads the daemon's CPU over the same
+// window, printed as the "daemon idle" row, the part of ebpfmon's figure that is not capture.
+// --baseline DIR: a second daemon and CLI from another build (main's, in DIR) in their own
+// pair of hosts, tool "ebpfmon-base", interleaved with the others in the same run.
 import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
@@ -23,8 +32,13 @@ import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
 
-/** ebpfmon: the daemon writes into the CLI's file (fd delivery); ebpfmon-stream: `--stream`, the CLI copies the socket's bytes into it. */
-export type Tool = 'none' | 'tcpdump' | 'ebpfmon' | 'ebpfmon-stream';
+/** ebpfmon: the daemon writes into the CLI's file (fd delivery); ebpfmon-stream: `--stream`, the CLI copies the socket's bytes into it;
+ * ebpfmon-base: fd delivery with the --baseline build's daemon and CLI. */
+export type Tool = 'none' | 'tcpdump' | 'ebpfmon' | 'ebpfmon-stream' | 'ebpfmon-base';
+export const TOOLS: readonly Tool[] = ['none', 'tcpdump', 'ebpfmon', 'ebpfmon-stream', 'ebpfmon-base'];
+
+/** After the last frame is sent, every tool gets this long (same window) to write what it holds. */
+const SETTLE_MS = 1200;
 
 export interface LiveTrial {
   tool: Tool;
@@ -42,6 +56,9 @@ export interface LiveTrial {
   /** ebpfmon: the daemon's and the CLI's shares of toolCpuMs. */
   daemonCpuMs?: number;
   cliCpuMs?: number;
+  /** The no-capture trial: the daemon's CPU over the same window (and the baseline daemon's). */
+  daemonIdleMs?: number;
+  baseDaemonIdleMs?: number;
 }
 
 /** Busy and total jiffies of the whole machine (/proc/stat "cpu" line). */
@@ -85,27 +102,49 @@ function countEpbs(file: string): number {
   return n;
 }
 
+interface Rig {
+  daemon: TestDaemon | null;
+  mon: Host;
+  gen: Host;
+  link: LinkInfo;
+  ctl: string;
+}
+
 export class LiveBench {
-  private daemon: TestDaemon | null = null;
-  private mon!: Host;
-  private gen!: Host;
-  private link!: LinkInfo;
+  private rigs: Rig[] = [];
   private dir!: string;
   private cfgFiles = new Map<number, string>();
 
-  constructor(private readonly lab: Lab, private readonly pages = 1024) {}
+  /** `baseline`: the root of another build (its build/js and build/bpf) run as tool ebpfmon-base. */
+  constructor(private readonly lab: Lab, private readonly pages = 1024, private readonly baseline?: string, private readonly basePages = pages) {}
+
+  private rig(tool: Tool): Rig {
+    return this.rigs[tool === 'ebpfmon-base' ? 1 : 0]!;
+  }
 
   async setup(): Promise<void> {
-    this.mon = await this.lab.host('mon');
-    this.gen = await this.lab.host('gen');
-    this.link = await this.lab.link(this.gen, this.mon);
     this.dir = this.lab.tmpdir();
+    await this.addRig('', undefined);
+    if (this.baseline) {
+      const b = path.resolve(this.baseline);
+      const main = path.join(b, 'build/js/daemon/src/main.js');
+      if (!fs.existsSync(main)) throw new Error(`--baseline ${this.baseline}: no ${main} (build it first)`);
+      await this.addRig('b', { main, ctl: path.join(b, 'build/js/client/src/main.js'), objects: path.join(b, 'build/bpf') });
+    }
+  }
+
+  private async addRig(suffix: string, other: { main: string; ctl: string; objects: string } | undefined): Promise<void> {
+    const mon = await this.lab.host(`mon${suffix}`);
+    const gen = await this.lab.host(`gen${suffix}`);
+    const link = await this.lab.link(gen, mon);
+    const rig: Rig = { daemon: null, mon, gen, link, ctl: other?.ctl ?? CTL_MAIN };
+    this.rigs.push(rig);
     // EBPFMON_BENCH_DAEMON_PROF=DIR: a V8 CPU profile of the daemon (written when it stops,
     // SIGTERM; from the end of set-up). --cpu-prof is not allowed in NODE_OPTIONS: a wrapper starts the profiler
     // through node:inspector, then loads the daemon.
     const dprof = process.env.EBPFMON_BENCH_DAEMON_PROF;
-    let main: string | undefined;
-    if (dprof) {
+    let main: string | undefined = other?.main;
+    if (dprof && !other) {
       main = path.join(this.dir, 'prof-main.mjs');
       const daemonMain = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../daemon/src/main.js');
       fs.writeFileSync(main, `import inspector from 'node:inspector'; import fs from 'node:fs';
@@ -117,10 +156,11 @@ process.argv.splice(1, 1, ${JSON.stringify(daemonMain)});
 await import(${JSON.stringify(daemonMain)});
 `);
     }
-    this.daemon = await startDaemon(this.mon, { config: { interfaces: [this.link.b.ifname], capture: { perfPagesPerCpu: this.pages } }, ...(main ? { main } : {}) });
-    if (main) process.kill(this.daemon.pid, 'SIGUSR2');
+    const daemon = await startDaemon(mon, { config: { interfaces: [link.b.ifname], capture: { perfPagesPerCpu: other ? this.basePages : this.pages }, ...(other ? { bpfObjectDir: other.objects } : {}) }, ...(main ? { main } : {}), ...(other ? { pinPath: this.lab.pinPath(`pins${suffix}`) } : {}) });
+    rig.daemon = daemon;
+    if (dprof && !other) process.kill(daemon.pid, 'SIGUSR2');
     const t0 = Date.now();
-    while (!(await this.daemon.call('status')).interfaces.some((i) => i.name === this.link.b.ifname)) {
+    while (!(await daemon.call('status')).interfaces.some((i) => i.name === link.b.ifname)) {
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');
       await sleep(100);
     }
@@ -136,15 +176,12 @@ await import(${JSON.stringify(daemonMain)});
     return f;
   }
 
-  /** Starts a tool; resolves with its pid and a stop function that returns (captured, drops). */
-  private async startTool(tool: Tool, file: string, pageCnt: number): Promise<{ pid: number | null; cpu0?: { user: number; sys: number }; stop: () => Promise<{ captured: number; drops: number; cpuMs: number; sysMs: number; daemonMs?: number; cliMs?: number }> }> {
-    if (tool === 'none') return { pid: null, stop: async () => ({ captured: 0, drops: 0, cpuMs: 0, sysMs: 0 }) };
-    const cpu = (pid: number) => {
-      const c = cpuSplitMs(pid);
-      return { cpuMs: c.user + c.sys, sysMs: c.sys };
-    };
+  /** Starts a tool and waits until it captures; `cpu()` reads its CPU (ms, all its processes), `stop()` ends it and counts. */
+  private async startTool(tool: Tool, file: string): Promise<{ cpu: () => { user: number; sys: number; daemon?: number; cli?: number }; stop: () => Promise<{ captured: number; drops: number }> }> {
+    if (tool === 'none') return { cpu: () => ({ user: 0, sys: 0 }), stop: async () => ({ captured: 0, drops: 0 }) };
+    const rig = this.rig(tool);
     if (tool === 'tcpdump') {
-      const p = this.mon.spawn('tcpdump', ['-i', this.link.b.ifname, '-n', '-s', '0', '-w', file, 'udp']);
+      const p = rig.mon.spawn('tcpdump', ['-i', rig.link.b.ifname, '-n', '-s', '0', '-w', file, 'udp']);
       let err = '';
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
@@ -154,23 +191,20 @@ await import(${JSON.stringify(daemonMain)});
         });
       });
       return {
-        pid: p.pid!,
+        cpu: () => cpuSplitMs(p.pid!),
         stop: async () => {
-          // Wait for tcpdump's buffer block timeout so the last packets reach the file.
-          await sleep(1200);
-          const c = cpu(p.pid!);
           const exited = new Promise((r) => p.once('exit', r));
           process.kill(p.pid!, 'SIGINT');
           await exited;
           const drops = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? NaN);
-          return { captured: readPcapRecords(file).records.length, drops, ...c };
+          return { captured: readPcapRecords(file).records.length, drops };
         },
       };
     }
-    const d = this.daemon!;
+    const d = rig.daemon!;
     // EBPFMON_BENCH_CPU_PROF=DIR: a V8 CPU profile of the CLI per trial (where its CPU goes).
     const prof = process.env.EBPFMON_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EBPFMON_BENCH_CPU_PROF}`] : [];
-    const p = this.mon.spawn(process.execPath, [...prof, CTL_MAIN, '--socket', d.socketPath, 'capture', '-i', this.link.b.ifname, '-w', file, '--stats-interval', '0', ...(tool === 'ebpfmon-stream' ? ['--stream'] : []), 'udp']);
+    const p = rig.mon.spawn(process.execPath, [...prof, rig.ctl, '--socket', d.socketPath, 'capture', '-i', rig.link.b.ifname, '-w', file, '--stats-interval', '0', ...(tool === 'ebpfmon-stream' ? ['--stream'] : []), 'udp']);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);
@@ -180,55 +214,54 @@ await import(${JSON.stringify(daemonMain)});
       });
       p.once('exit', () => reject(new Error(`ebpfmonctl capture exited: ${err}`)));
     });
-    const both = () => {
-      const a = cpuSplitMs(p.pid!);
-      const b = cpuSplitMs(d.pid);
-      return { user: a.user + b.user, sys: a.sys + b.sys, cli: a.user + a.sys, daemon: b.user + b.sys };
-    };
-    void pageCnt;
-    const cpuStart = both();
     return {
-      pid: p.pid!,
-      cpu0: cpuStart,
+      cpu: () => {
+        const a = cpuSplitMs(p.pid!);
+        const b = cpuSplitMs(d.pid);
+        return { user: a.user + b.user, sys: a.sys + b.sys, cli: a.user + a.sys, daemon: b.user + b.sys };
+      },
       stop: async () => {
-        await sleep(300);
-        const c = both();
-        const c0 = cpuStart;
-        console.error(`${tool} CPU ms during the trial: daemon ${c.daemon - c0.daemon}, CLI ${c.cli - c0.cli}`);
         const st = (await d.call('status')).capture?.sessions[0]?.counters;
         const exited = new Promise((r) => p.once('exit', r));
         process.kill(p.pid!, 'SIGINT');
         await exited;
-        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0), cpuMs: c.user + c.sys, sysMs: c.sys, daemonMs: c.daemon - c0.daemon, cliMs: c.cli - c0.cli };
+        return { captured: countEpbs(file), drops: (st?.dropped ?? NaN) + (st?.clientDropped ?? 0) };
       },
     };
   }
 
-  async trial(tool: Tool, rate: number, frameBytes: number, packets: number, pageCnt = 1024): Promise<LiveTrial> {
+  async trial(tool: Tool, rate: number, frameBytes: number, packets: number): Promise<LiveTrial> {
+    if (tool === 'ebpfmon-base' && this.rigs.length < 2) throw new Error('tool ebpfmon-base needs --baseline DIR');
+    const rig = this.rig(tool);
     const file = path.join(process.env.EBPFMON_BENCH_OUT_DIR ?? this.dir, `${tool}.${tool.startsWith('ebpfmon') ? 'pcapng' : 'pcap'}`);
     fs.rmSync(file, { force: true });
-    const t = await this.startTool(tool, file, pageCnt);
-    const rx0 = await rxPackets(this.mon, this.link.b.ifname);
-    // The tool's CPU from here on: start-up (Node, loading and verifying the programs) is
-    // paid once per session, not per packet.
-    const cpu0 = t.pid === null ? { user: 0, sys: 0 } : (t.cpu0 ?? cpuSplitMs(t.pid));
+    const t = await this.startTool(tool, file);
+    const rx0 = await rxPackets(rig.mon, rig.link.b.ifname);
+    // The window (every tool the same): from here to SETTLE_MS after the last frame.
+    const idle = () => this.rigs.map((r) => { const c = cpuSplitMs(r.daemon!.pid); return c.user + c.sys; });
+    const c0 = t.cpu();
+    const i0 = idle();
     const m0 = machineJiffies();
     const w0 = performance.now();
-    await this.gen.exec('trafgen', ['-o', this.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });
+    await rig.gen.exec('trafgen', ['-o', rig.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });
     const wall = performance.now() - w0;
+    await sleep(SETTLE_MS);
+    const c1 = t.cpu();
+    const i1 = idle();
     const m1 = machineJiffies();
     const r = await t.stop();
-    const rx1 = await rxPackets(this.mon, this.link.b.ifname);
+    const rx1 = await rxPackets(rig.mon, rig.link.b.ifname);
     fs.rmSync(file, { force: true });
     return {
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
-      toolCpuMs: r.cpuMs - cpu0.user - cpu0.sys, toolSysMs: r.sysMs - cpu0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
-      ...(r.daemonMs !== undefined ? { daemonCpuMs: r.daemonMs, cliCpuMs: r.cliMs } : {}),
+      toolCpuMs: c1.user + c1.sys - c0.user - c0.sys, toolSysMs: c1.sys - c0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
+      ...(c1.daemon !== undefined ? { daemonCpuMs: c1.daemon - c0.daemon!, cliCpuMs: c1.cli! - c0.cli! } : {}),
+      ...(tool === 'none' ? { daemonIdleMs: i1[0]! - i0[0]!, ...(i1.length > 1 ? { baseDaemonIdleMs: i1[1]! - i0[1]! } : {}) } : {}),
     };
   }
 
   async close(): Promise<void> {
-    await this.daemon?.stop(process.env.EBPFMON_BENCH_DAEMON_PROF ? 'SIGTERM' : 'SIGKILL');
+    for (const r of this.rigs) await r.daemon?.stop(process.env.EBPFMON_BENCH_DAEMON_PROF ? 'SIGTERM' : 'SIGKILL');
   }
 }
 
@@ -239,20 +272,29 @@ export function liveTable(trials: LiveTrial[]): string {
   });
   const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
   const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.sent);
+  const range = (v: number[]) => `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}..${Math.max(...v).toFixed(0)})`;
   for (const k of keys) {
     const [bytes, rate] = k.split('|').map(Number);
     const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.sent);
-    for (const tool of ['none', 'tcpdump', 'ebpfmon', 'ebpfmon-stream'] as const) {
+    for (const tool of TOOLS) {
       const xs = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === tool);
       if (!xs.length) continue;
-      const zero = xs.filter((x) => tool === 'none' || x.captured === x.sent).length;
+      if (tool === 'none') {
+        // The baseline row: the daemons' CPU over the same window without a capture, per frame sent.
+        const idle = per(xs, (x) => x.daemonIdleMs ?? 0);
+        const baseIdle = xs.some((x) => x.baseDaemonIdleMs !== undefined) ? ` (baseline daemon ${range(per(xs, (x) => x.baseDaemonIdleMs ?? 0))})` : '';
+        t.push([`${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), 'none: daemon idle', String(median(xs.map((x) => x.received))), '-', '-',
+          `${range(idle)}${baseIdle}`, '-', '-', '-']);
+        continue;
+      }
+      const zero = xs.filter((x) => x.captured === x.sent).length;
       const cpu = per(xs, (x) => x.toolCpuMs);
       t.push([
         `${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), tool, String(median(xs.map((x) => x.received))),
-        tool === 'none' ? '-' : `${median(xs.map((x) => x.captured))} (drops ${median(xs.map((x) => x.toolDrops))})`,
-        tool === 'none' ? '-' : `${zero} of ${xs.length}`,
-        tool === 'none' ? '-' : `${median(cpu).toFixed(0)} (${Math.min(...cpu).toFixed(0)}..${Math.max(...cpu).toFixed(0)})`,
-        tool === 'none' ? '-' : median(per(xs, (x) => x.toolSysMs)).toFixed(0),
+        `${median(xs.map((x) => x.captured))} (drops ${median(xs.map((x) => x.toolDrops))})`,
+        `${zero} of ${xs.length}`,
+        range(cpu),
+        median(per(xs, (x) => x.toolSysMs)).toFixed(0),
         tool.startsWith('ebpfmon') ? `${median(per(xs, (x) => x.daemonCpuMs ?? 0)).toFixed(0)} / ${median(per(xs, (x) => x.cliCpuMs ?? 0)).toFixed(0)}` : '-',
         tool.startsWith('ebpfmon') && tcpdumpCpu.length ? `${(median(cpu) / median(tcpdumpCpu)).toFixed(1)}x` : '-',
       ]);

@@ -4,18 +4,20 @@
 //   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
 //     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
 //     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
-//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon,ebpfmon-stream]
+//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
+//             [--baseline DIR] [--baseline-pages N] (another checkout, built: its daemon and CLI as tool ebpfmon-base)
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
 //
 // engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the classifier without the hook chain in the
 //         same repetitions (bench/capture/engine.ts).
 // live:   packets/s captured to a pcapng file with zero loss and CPU per packet, next to
 //         `tcpdump -w` on the same traffic in the same run (bench/capture/live.ts).
+import fs from 'node:fs';
 import { Lab } from '../../test/helpers/lab.js';
 import { machine, numArg } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
 import { engineBench, engineTable } from './engine.js';
-import { LiveBench, liveTable, type LiveTrial } from './live.js';
+import { LiveBench, liveTable, TOOLS, type LiveTrial, type Tool } from './live.js';
 
 const PART = strArg('part') ?? 'all';
 const REPS = numArg('reps', 5);
@@ -34,7 +36,8 @@ async function main(): Promise<void> {
       console.log(engineTable(rows));
     }
     if (PART === 'live' || PART === 'all') {
-      const live = new LiveBench(lab, numArg('pages', 1024));
+      const baseline = strArg('baseline');
+      const live = new LiveBench(lab, numArg('pages', 1024), baseline, numArg('baseline-pages', numArg('pages', 1024)));
       await live.setup();
       const trials: LiveTrial[] = [];
       const seconds = numArg('seconds', 2);
@@ -42,15 +45,18 @@ async function main(): Promise<void> {
       const onlyRate = strArg('only-rate');
       const configs = ([[64, 100_000], [64, 200_000], [64, 300_000], [64, 0], [1500, 50_000], [1500, 100_000], [1500, 0]] as Array<[number, number]>)
         .filter(([b, r]) => (!only || b === only) && (onlyRate === undefined || r === Number(onlyRate)));
-      const toolsWanted = (strArg('tools') ?? 'none,tcpdump,ebpfmon,ebpfmon-stream').split(',');
+      const toolsWanted = (strArg('tools') ?? `none,tcpdump,ebpfmon,ebpfmon-stream${baseline ? ',ebpfmon-base' : ''}`).split(',');
+      for (const w of toolsWanted) if (!TOOLS.includes(w as Tool)) throw new Error(`--tools: unknown tool ${w} (${TOOLS.join(', ')})`);
+      if (toolsWanted.includes('ebpfmon-base') && !baseline) throw new Error('--tools ebpfmon-base needs --baseline DIR');
       const liveReps = numArg('live-reps', 3);
       try {
         for (let rep = 0; rep < liveReps && Date.now() < DEADLINE; rep++) {
           for (const [bytes, rate] of configs) {
             const packets = rate ? rate * seconds : numArg('max-packets', 600_000);
             // Rotate the order so that no tool always runs first at a rate.
-            const tools = (['none', 'tcpdump', 'ebpfmon', 'ebpfmon-stream'] as const).map((_, i, a) => a[(i + rep) % a.length]!);
-            for (const tool of tools.filter((t) => toolsWanted.includes(t))) trials.push(await live.trial(tool, rate, bytes, packets, numArg('pages', 1024)));
+            const wanted = TOOLS.filter((t) => toolsWanted.includes(t));
+            const tools = wanted.map((_, i, a) => a[(i + rep) % a.length]!);
+            for (const tool of tools) trials.push(await live.trial(tool, rate, bytes, packets));
           }
           console.error(`capture live: rep ${rep + 1} done`);
         }
@@ -58,7 +64,8 @@ async function main(): Promise<void> {
         await live.close();
       }
       console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
-      console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent. ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU.`);
+      console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent, every tool over the same window: from trafgen\'s start to 1.2 s after its end');
+      console.log('("none: daemon idle": the daemon\'s CPU over that window without a capture, part of every ebpfmon figure). ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU${baseline ? `; ebpfmon-base: the daemon and CLI of ${baseline}, ${numArg('baseline-pages', numArg('pages', 1024))} pages per CPU` : ''}. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
       console.log(liveTable(trials));
     }
   } finally {

@@ -25,7 +25,10 @@ const PERF_RECORD_LOST = 2;
 const PERF_RECORD_SAMPLE = 9;
 const LO = os.endianness() === 'LE' ? 0 : 1;
 const HI = 1 - LO;
+/** perf_event_header.size is the u16 at byte 6: the high half of word 1 on a little-endian host. */
+const SIZE_SHIFT = LO === 0 ? 16 : 0;
 const TWO32 = 2 ** 32;
+const MAX_WATERMARK = 1 << 20;
 
 /** struct perf_event_attr for BPF output (the first 64 bytes, PERF_ATTR_SIZE_VER0, are all we set). */
 function bpfOutputAttr(watermarkBytes: number): Buffer {
@@ -79,12 +82,14 @@ export class PerfRingReader {
 
   /**
    * Opens rings of `pageCnt` pages (a power of two) per CPU for the PERF_EVENT_ARRAY map
-   * `mapFd`; the kernel wakes pollers once `watermark` bytes wait (default a quarter ring).
+   * `mapFd`; the kernel wakes pollers once `watermark` bytes wait (default a quarter ring,
+   * at most 1 MiB: a larger ring is slack for a late reader, not a later wakeup; 1 MiB is
+   * still thousands of small records per wakeup).
    */
   constructor(mapFd: number, readonly pageCnt = 1024, watermark?: number) {
     if (!Number.isInteger(Math.log2(pageCnt))) throw new RangeError(`pageCnt ${pageCnt} is not a power of two`);
     noop ??= koffi.register(() => 0, L.perfEventFnType);
-    const attr = bpfOutputAttr(watermark ?? (pageCnt * PAGE) / 4);
+    const attr = bpfOutputAttr(watermark ?? Math.min((pageCnt * PAGE) / 4, MAX_WATERMARK));
     const pb = L.perf_buffer__new_raw(mapFd, pageCnt, attr, noop, null, null);
     if (pb === null) throw new BpfError('creating', 'perf event rings', lastErrno(), { detail: `${pageCnt} pages per CPU` });
     this.pb = pb;
@@ -122,14 +127,20 @@ export class PerfRingReader {
     if (!this.pb) return 0;
     const t0 = performance.now();
     let samples = 0;
+    this.behind = false;
     for (const r of this.rings) {
       let tail = loadPos(r.ctl, TAIL);
       const head = loadPos(r.ctl, HEAD); // acquire: record bytes before head are visible
+      if (tail >= head) continue;
       let n = 0;
+      // Positions pass 2^32 (no bit masks on them): one division per drain, then the
+      // offset in the ring advances with the mask.
+      let off = tail % r.size;
+      const u = r.u32;
       while (tail < head) {
-        const off = tail % r.size; // positions pass 2^32: no bit masks on them
-        const type = r.data.getUint32(off, true);
-        const size = r.data.getUint16(off + 6, true);
+        const w = off >> 2; // records are 8-aligned
+        const type = u[w]!;
+        const size = (u[w + 1]! >>> SIZE_SHIFT) & 0xffff;
         if (size < 8) break; // corrupt; leave it (never seen)
         if (type === PERF_RECORD_SAMPLE) {
           // u32 raw size, then the program's bytes (raw size counts the padding). The
@@ -151,10 +162,14 @@ export class PerfRingReader {
           this.stats.lost += hi * TWO32 + lo;
         }
         tail += size;
+        off = (off + size) & r.mask;
         if ((++n & 63) === 0) {
           beforeRelease?.();
           storePos(r.ctl, TAIL, tail); // give space back while we work
-          if (performance.now() - t0 > budgetMs) break;
+          if (performance.now() - t0 > budgetMs) {
+            this.behind = true;
+            break;
+          }
         }
       }
       beforeRelease?.();
@@ -167,12 +182,18 @@ export class PerfRingReader {
     return samples;
   }
 
+  /** The last drain stopped on its budget with records of its own left in a ring. */
+  private behind = false;
+
   /**
    * Reads on the event loop until close(). The kernel wakes the reader when a ring holds
    * `watermark` bytes (a libuv poll per ring fd), so a busy capture costs one wakeup per
    * watermark, not one per millisecond; a timer every `maxDelayMs` picks up what waits
    * below the watermark (the latency bound of a quiet capture). A drain out of budget
-   * yields one loop turn and goes on.
+   * yields one loop turn and goes on. Records that arrived while a drain ran wait for the
+   * watermark or the timer: going on because a ring is not empty kept the reader turning
+   * for the few records each turn had brought, a loop turn, a write and ring bookkeeping
+   * for a handful of packets, for as long as traffic flowed.
    */
   start(handler: SampleHandler, opts: { maxDelayMs?: number; budgetMs?: number; beforeRelease?: () => void; afterDrain?: () => void } = {}): void {
     if (this.timer || this.polls.length) return;
@@ -182,7 +203,7 @@ export class PerfRingReader {
       if (!this.pb) return;
       this.drain(handler, budget, opts.beforeRelease);
       opts.afterDrain?.();
-      if (this.pendingBytes() > 0 && !again) {
+      if (this.behind && !again) {
         again = setImmediate(() => {
           again = null;
           run();

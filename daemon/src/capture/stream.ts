@@ -140,7 +140,7 @@ export class CaptureStream {
     this.o.timebase.toEpoch(u32[w + W.ts_ns + 1]!, u32[w + W.ts_ns]!, this.ts);
     const d = buf[off + R.direction.offset];
     this.writer.packet(id, this.ts[0]!, this.ts[1]!, buf, off + HDR, capLen, wireLen,
-      d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(buf, u32, w));
+      d === DIR_IN ? 'in' : d === DIR_OUT ? 'out' : null, this.ownerOptions(buf, u32, w), u32);
     this.packets++;
     if (this.o.count !== undefined && this.packets >= this.o.count) this.done = true;
     return true;

@@ -82,7 +82,7 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
   },
   'perf-pages': {
     validate: (v: unknown) => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1024 || (v & (v - 1)) !== 0) throw new Error('must be a power of two from 1 to 1024 (pages per CPU)');
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 4096 || (v & (v - 1)) !== 0) throw new Error('must be a power of two from 1 to 4096 (pages per CPU)');
     },
     coerce: (v: unknown) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
   },
@@ -206,7 +206,7 @@ export const schema = {
   },
   capture: {
     enabled: { doc: 'Load the capture and mirror programs (docs/capture.md); off: capture.* and mirror.* answer NotAvailable', format: Boolean, default: true, env: 'EBPFMON_CAPTURE' },
-    perfPagesPerCpu: { doc: 'Pages per CPU of the perf rings that carry captured packets to the daemon (a power of two)', format: 'perf-pages', default: 256, env: 'EBPFMON_CAPTURE_PERF_PAGES_PER_CPU' },
+    perfPagesPerCpu: { doc: 'Pages per CPU of the perf rings that carry captured packets to the daemon (a power of two, at most 4096 = 16 MiB per CPU)', format: 'perf-pages', default: 256, env: 'EBPFMON_CAPTURE_PERF_PAGES_PER_CPU' },
     statsIntervalSec: { doc: 'Interface Statistics Blocks in a pcapng stream every this many seconds (0: only at the end)', format: 'seconds-or-zero', default: 5, env: 'EBPFMON_CAPTURE_STATS_INTERVAL_SEC' },
     maxClientBacklogBytes: { doc: 'Bytes a capture client may leave unread before its session drops packets (counted in clientDropped)', format: 'bytes', default: 16 << 20, env: 'EBPFMON_CAPTURE_MAX_CLIENT_BACKLOG_BYTES' },
     maxSessionsPerUid: { doc: 'Capture sessions one user may run at once', format: 'count', default: 4, env: 'EBPFMON_CAPTURE_MAX_SESSIONS_PER_UID' },

@@ -149,6 +149,37 @@ describe('pcapng writer, read by Wireshark', () => {
     assert.ok(a.equals(b), 'identical files');
   });
 
+  test('short packets copied a word at a time (srcU32, as from the perf ring) make the same bytes as byte copies', () => {
+    const copied: Buffer[] = [];
+    writeSample((b) => copied.push(b));
+    // The same packets laid out in one 4-aligned buffer at word offsets, as records lie in the
+    // ring, each handed over with that buffer's word view; lengths not a multiple of 4 and a
+    // snap length of 96 included (the sample's raw-IP interface).
+    const ring = Buffer.from(new ArrayBuffer(1 << 20));
+    const words = new Uint32Array(ring.buffer);
+    ring.fill(0xee); // bytes after a packet are not zero in a ring: padding must still be
+    const at: number[] = [];
+    let o = 0;
+    for (const s of sent) {
+      at.push(o);
+      s.frame.copy(ring, o);
+      o = (o + s.frame.length + 4 + 3) & ~3;
+    }
+    const out: Buffer[] = [];
+    const w = new PcapngWriter({ write: (b) => (out.push(Buffer.from(b)), true) });
+    const eth = w.addInterface({ name: 'veth-x', linkType: LINKTYPE.ETHERNET, snaplen: 262144, filter: 'tcp port 9000 or udp' });
+    const raw = w.addInterface({ name: 'tun-x', linkType: LINKTYPE.RAW, snaplen: 96, filter: 'ip' });
+    sent.forEach((s, i) => {
+      const opts = s.pid === null ? undefined : processOptions(s.pid, s.tid, ptcpdumpComments({ pid: s.pid, tid: s.tid, threadName: `t${s.pid}`, cmd: '/usr/bin/x', args: ['x', `--n=${s.pid}`], uid: 1000, unit: 'x.service' }));
+      w.packet(s.iface === 0 ? eth : raw, Number(s.ts >> 32n), Number(s.ts & 0xffffffffn), ring, at[i]!, s.capLen, s.wireLen, s.dir, opts, words);
+    });
+    w.statistics(eth, { tsNs: T0 + 10n ** 9n, startNs: T0, endNs: T0 + 10n ** 9n, ifrecv: 1234, filteraccept: 1200, osdrop: 5, comment: 'session totals' });
+    w.statistics(raw, { tsNs: T0 + 10n ** 9n });
+    w.flush();
+    assert.ok(sent.some((s) => s.capLen <= 128 && s.capLen % 4 !== 0), 'the sample has short packets of odd lengths');
+    assert.ok(Buffer.concat(out).equals(Buffer.concat(copied)), 'identical files');
+  });
+
   test('streams: the same bytes piped into `tshark -r -` read as they arrive', async () => {
     const chunks: Buffer[] = [];
     const expected = writeSample((b) => chunks.push(b));
