@@ -20,6 +20,7 @@
 // bytes counted twice - and what it counted after the last scrape goes to "[other]". Memory is bounded too: at most `maxCandidates` unranked identities
 // are remembered (the lowest-ranked are forgotten first).
 import { containerLabel, type ProcessTrafficInput } from './api-types.js';
+import { addCounts, type Counts } from '../util/counts.js';
 
 export const OTHER = '[other]';
 /** processes.list's pid-less rows: flows with no known owner, and the kernel's own. */
@@ -31,13 +32,7 @@ export interface SeriesLabels {
   container: string;
 }
 
-export interface TrafficValues {
-  txBytes: number;
-  rxBytes: number;
-  txPackets: number;
-  rxPackets: number;
-  flows: number;
-}
+export type TrafficValues = Counts;
 
 export interface TopNOptions {
   top: number;
@@ -68,13 +63,6 @@ function sub(a: TrafficValues, b: TrafficValues): TrafficValues {
   return { txBytes: a.txBytes - b.txBytes, rxBytes: a.rxBytes - b.rxBytes, txPackets: a.txPackets - b.txPackets, rxPackets: a.rxPackets - b.rxPackets, flows: a.flows - b.flows };
 }
 
-function add(into: TrafficValues, d: TrafficValues): void {
-  into.txBytes += d.txBytes;
-  into.rxBytes += d.rxBytes;
-  into.txPackets += d.txPackets;
-  into.rxPackets += d.rxPackets;
-  into.flows += d.flows;
-}
 
 export class ProcessSeries {
   readonly top: number;
@@ -176,7 +164,7 @@ export class ProcessSeries {
     const a = this.admitted.get(id);
     if (a) {
       a.score = this.decayed(a, nowMs) + bytes;
-      add(a.values, d);
+      addCounts(a.values, d);
       return;
     }
     const c = this.candidates.get(id) ?? { labels, score: 0, scoredAt: nowMs };
@@ -198,7 +186,7 @@ export class ProcessSeries {
     if (low && score > this.hysteresis * low.score && !this.evictedNow.has(id)) {
       // What no scrape has read of the evicted series yet goes to [other]: a scrape then
       // finds, in all, every byte once.
-      add(this.other, sub(low.values, low.exposed));
+      addCounts(this.other, sub(low.values, low.exposed));
       this.admitted.delete(lowId);
       this.evictedNow.add(lowId);
       this.evictions++;
@@ -207,13 +195,13 @@ export class ProcessSeries {
       this.admit(id, c, d);
       return;
     }
-    add(this.other, d);
+    addCounts(this.other, d);
     this.remember(id, c);
   }
 
   private admit(id: string, r: Ranked, d: TrafficValues): void {
     const values = zero();
-    add(values, d);
+    addCounts(values, d);
     this.admitted.set(id, { labels: r.labels, score: r.score, scoredAt: r.scoredAt, values, exposed: zero() });
   }
 

@@ -20,6 +20,7 @@ import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
 import type { DirtyRing } from './dirty.js';
 import type { FlowIndexStatus } from '../contract/status.js';
+import { addCounts } from '../util/counts.js';
 
 export type { Flow, ProcessTotals };
 
@@ -693,11 +694,7 @@ export class FlowTable {
       if (q.uid !== undefined && r.uid !== q.uid) continue;
       const t = get(pid === RETIRED_UNKNOWN ? null : pid, r.comm || null, pid < 0 ? null : r.uid);
       if (t.cgroupId === null) t.cgroupId = r.cgroupId;
-      t.flows += r.flows;
-      t.txBytes += r.txBytes;
-      t.rxBytes += r.rxBytes;
-      t.txPackets += r.txPackets;
-      t.rxPackets += r.rxPackets;
+      addCounts(t, r);
       if (r.http) t.http = addHttp(t.http, r.http);
       if (r.lastNs > t.lastNs) t.lastNs = r.lastNs;
     }
@@ -734,12 +731,8 @@ export class FlowTable {
       const key = v.group === GROUP_UNKNOWN ? null : v.group;
       const fresh = !by.has(key);
       const t = by.get(key) ?? get(key, v.comm, v.uid);
-      t.flows += v.flows;
+      addCounts(t, v);
       t.openFlows += v.openFlows;
-      t.txBytes += v.txBytes;
-      t.rxBytes += v.rxBytes;
-      t.txPackets += v.txPackets;
-      t.rxPackets += v.rxPackets;
       const last = BigInt(v.lastNs);
       if (last > t.lastNs) t.lastNs = last;
       if (v.topNs >= 0 && BigInt(v.topNs) > t.cgroupNs) {
@@ -1004,11 +997,7 @@ const MAX_EXITS_PER_PID = 8;
 
 /** Adds `from`'s totals to `to` (two instances found to be one). */
 function mergeRetired(to: Retired, from: Retired): void {
-  to.txBytes += from.txBytes;
-  to.rxBytes += from.rxBytes;
-  to.txPackets += from.txPackets;
-  to.rxPackets += from.rxPackets;
-  to.flows += from.flows;
+  addCounts(to, from);
   if (from.http) to.http = addHttp(to.http, from.http);
   if (from.lastNs > to.lastNs) {
     to.lastNs = from.lastNs;
