@@ -6,6 +6,7 @@
 // history's whole CPU budget (bench/history, "post to writer, drop"); packing costs a few
 // Map lookups and DataView writes per flow, and the transfer is a pointer handover.
 import type { FlowObservation } from './types.js';
+import type { HistoryFlow } from '../contract/history.js';
 
 /** rollup: closes beyond the detail budget summed on the event loop (overbudget.ts): `first`
  * the earliest first-seen, `closed` the last close, `last` the number of closes, `now` the
@@ -48,13 +49,7 @@ export function tupleHash(proto: number, laddr: number, lport: number, raddr: nu
 }
 
 /** Closes beyond the budget summed on the event loop (overbudget.ts), as addRollup() packs them. */
-export interface RollupSums {
-  pid: number | null;
-  comm: string | null;
-  uid: number | null;
-  exe: string | null;
-  cgroupId: string | null;
-  unit: string | null;
+export interface RollupSums extends Pick<HistoryFlow, 'pid' | 'comm' | 'uid' | 'exe' | 'cgroupId' | 'unit'> {
   proto: string;
   family: 'ipv4' | 'ipv6';
   iface: string | null;
