@@ -221,3 +221,16 @@ u.bind(0, () => {
   });
 });`;
 }
+
+/** IPv4 UDP frames to port `dport` in a pcap file (Ethernet): for waiting until a truth
+ * capture holds what a client sent without waiting for replies. */
+export function udpFramesTo(file: string, dport: number): number {
+  let n = 0;
+  for (const r of readPcapRecords(file).records) {
+    const d = r.data;
+    if (d.length < 34 || d.readUInt16BE(12) !== 0x0800 || d[23] !== 17) continue;
+    const l4 = 14 + (d[14]! & 0x0f) * 4;
+    if (d.length >= l4 + 4 && d.readUInt16BE(l4 + 2) === dport) n++;
+  }
+  return n;
+}

@@ -14,7 +14,8 @@ import { jsonLines, type Host, type Lab, type LinkInfo, type TestUser } from '..
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { destroyMonitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { frameDiff, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { frameDiff, startTcpdump, stopTcpdump, udpFramesTo } from '../helpers/capture-truth.js';
+import { until } from '../helpers/wait.js';
 import { Agent, errorOf, getAll, ok, plain, REPO, signatures, startPrivateBus, v, type CallSpec, type Wire } from '../helpers/dbus.js';
 import { BUS_NAME, CAPTURE_IFACE, CAPTURE_PATH, POLKIT_ACTION_MANAGE_MIRRORS } from '../../daemon/src/contract/dbus.js';
 import { ERRORS } from '../../daemon/src/contract/errors.js';
@@ -103,8 +104,10 @@ describe('org.ebpfmon1.Capture: mirrors over D-Bus, the real daemon and a VXLAN 
     await c.next((o) => o.event === 'done', 20_000);
     const u = jsonLines(mon.spawn(process.execPath, [PEER, 'udp-client', link.b.ip4, '9001', '5', '200']));
     await u.next((o) => o.event === 'done', 20_000);
+    // The datagrams get no answer: wait until the monitored side's tcpdump holds all five.
+    await until('the monitored tcpdump to hold the 5 UDP datagrams', () => udpFramesTo(path.join(dir, 'src.pcap'), 9001) >= 5, 10_000);
     const stats = async () => plain(ok(await a.call(cap('GetMirrorStats', 's', ['dbus-web']))))[0] as Array<{ name: string; counters: Record<string, number> }>;
-    // Everything sent has been answered, so the monitored side is complete; ARP and
+    // Everything sent is in it now, so the monitored side is complete; ARP and
     // neighbour discovery on the link are there too, and the expression leaves them out.
     await stopTcpdump(src);
     const truth = path.join(dir, 'truth.pcap');
