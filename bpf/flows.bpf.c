@@ -501,11 +501,35 @@ static __always_inline void flow_count_first(struct emon_flow *nf, const struct 
 	nf->flags |= p->flow_flags;
 }
 
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
+/* An unowned flow looks for its owner on its first packet of every tick during its first
+ * second (an accept or a late bind races with the first packets), then on its first packet
+ * of every retry window: 2^shift ticks, about a quarter of a second (64 ms when HZ is not
+ * known), which is how late the start-up scan's answer can reach a flow older than a
+ * second. Forwarded traffic, which no local socket will ever own, so pays the owner lookups
+ * (tuples, up to three binds) once a window instead of once a tick. */
+#define EMON_RETRY_EAGER_NS 1000000000ULL
+
+static __always_inline __u32 retry_shift(void)
+{
+	return CONFIG_HZ >= 1000 ? 8 : CONFIG_HZ >= 500 ? 7 : CONFIG_HZ >= 200 ? 6 : CONFIG_HZ ? 5 : 6;
+}
+
+static __always_inline bool retry_due(const struct emon_flow *f, __u32 tick)
+{
+	if (f->last_tick == tick)
+		return false;
+	if (f->last_ns - f->first_ns < EMON_RETRY_EAGER_NS)
+		return true;
+	return (tick >> retry_shift()) != (f->last_tick >> retry_shift());
+}
+
 /* A flow created without an owner: the owner may have been learned since (the start-up
  * scan runs while the classifier is already attached on a restart; an accept or a late
  * bind), or the packet at hand is the kernel answering (a RST after an unanswered SYN
- * created the flow). Looks again at most once a tick, so unowned flows (forwarded
- * traffic) cost one flag test per packet. */
+ * created the flow). Looks again when retry_due() says so, so unowned flows (forwarded
+ * traffic) cost one flag test per packet and, rarely, the lookups. */
 static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_buff *skb, bool egress,
 					     const struct pkt *p, __u32 tick)
 {
@@ -518,7 +542,7 @@ static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_bu
 	if (egress && kernel_sent(skb, p)) {
 		owner_kernel(&o);
 	} else {
-		if (f->last_tick == tick)
+		if (!retry_due(f, tick))
 			return;
 		resolve_owner(skb, egress, &p->key, &o);
 		if (!o.how)

@@ -38,7 +38,7 @@
 import path from 'node:path';
 import Table from 'cli-table3';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
-import { ENDPOINT, FLOW, HOOK, IFACE, OWNER } from '../../daemon/src/monitor/wire.js';
+import { FLOW, HOOK, IFACE } from '../../daemon/src/monitor/wire.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { writeUint } from '../../daemon/src/bpf/layout.js';
 import { MONITOR_COUNTERS as STAT_NAMES } from '../../daemon/src/contract/status.js';
@@ -46,6 +46,7 @@ import { machine, median, numArg, ROOT } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
 import { edgeCaseFrames, PACKETS, tcp4 } from './packets.js';
 import { TcTestRunner } from './testrun.js';
+import { bindWildcard } from './owners.js';
 
 const REPS = numArg('reps', 7);
 const REPEAT = numArg('repeat', 1_000_000);
@@ -132,18 +133,6 @@ function loadFlows(maxFlows?: number, file = FLOWS_OBJ): BpfObject {
     o.close();
     throw err;
   }
-}
-
-/** A wildcard IPv4 TCP bind on `port` in emon_binds: flows with that local port get an owner. */
-function bindWildcard(o: BpfObject, port: number): void {
-  const k = Buffer.alloc(ENDPOINT.size);
-  writeUint(k, ENDPOINT.fields.family, 2);
-  writeUint(k, ENDPOINT.fields.proto, 6);
-  writeUint(k, ENDPOINT.fields.port, port);
-  const v = Buffer.alloc(OWNER.size);
-  writeUint(v, OWNER.fields.tgid, 4242);
-  writeUint(v, OWNER.fields.how, 4); // EMON_HOW_BIND
-  o.map(MAP.binds).update(k, v);
 }
 
 /** The test-run interface's emon_ifaces entry: Ethernet, and the given hook bits. */

@@ -127,11 +127,27 @@ describe('flow monitor', privileged({ timeout: 300_000 }), () => {
     while (srv.out.lines.filter((o) => o.event === 'served').length < 1000 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
     const served = srv.out.lines.filter((o) => o.event === 'served');
     assert.equal(served.length, 1000, 'the server saw every connection');
+    // One flow per tuple: a kernel may give a later connection the local port of one that
+    // already closed (Debian's 6.1 did, 21 of 1000 under emulation), and the classifier
+    // then starts the flow over for the new connection (flowsReopened). The truth is the
+    // last connection served on each port (served in order: the earlier one had closed).
     const truth = new Map(served.map((o) => [Number(o.remotePort), Number(o.data)]));
     const fl = (await flows({ port: srv.port, protocol: 'tcp' })).filter((f) => f.remotePort === srv.port);
     const wrong = [...truth].filter(([port, pid]) => fl.find((f) => f.localPort === port)?.pid !== pid);
-    assert.equal(fl.length, 1000, 'one flow per connection');
-    assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of 1000 connections attributed to the wrong pid (or none)`);
+    if (fl.length !== truth.size) {
+      // Say where the missing flows went: never created, deleted by the collector, or
+      // evicted (the map's fill).
+      const st = await daemon.call('status');
+      const seen = new Set(fl.map((f) => f.localPort));
+      const missing = [...truth.keys()].filter((port) => !seen.has(port));
+      const c = st.counters;
+      assert.fail(`one flow per connection's tuple: ${fl.length} flows for ${truth.size} tuples of 1000 connections; missing local ports ${missing.slice(0, 10).join(' ')}; created ${c.flowsCreated}, create failed ${c.flowCreateFailed}, reopened ${c.flowsReopened}, deleted ${c.flowsDeleted}, unattributed ${c.flowsUnattributed}, patched ${c.flowsPatched}; maps ${JSON.stringify(st.maps.filter((m) => /flows/.test(m.name)))}`);
+    }
+    if (truth.size < 1000) {
+      const st = await daemon.call('status');
+      assert.ok(st.counters.flowsReopened >= 1000 - truth.size, `${1000 - truth.size} local ports used twice: as many flows started over (${st.counters.flowsReopened})`);
+    }
+    assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of ${truth.size} tuples attributed to the wrong pid (or none)`);
     assert.ok(fl.every((f) => f.comm === 'bash' && f.attributedBy === 'connect'));
   });
 
