@@ -5,7 +5,7 @@
 // (`node -e "setInterval(()=>{},1000)"`), i.e. what any Node daemon costs doing nothing.
 //
 //   sudo node build/js/bench/footprint/main.js [--window-s 40] [--slice-s 10] [--flows 100000]
-//        [--settle-s 5] [--daemon-cpu-prof DIR] [--dirty-ring 0]
+//        [--settle-s 5] [--daemon-cpu-prof DIR] [--dirty-ring 0] [--calls 100]
 //
 // The daemon runs in a lab host with one veth to a peer (so the classifier is attached
 // to an interface), production defaults apart from the socket, pin path, D-Bus, and
@@ -14,6 +14,10 @@
 // now, so the GC keeps them all. CPU: utime+stime deltas from /proc (10 ms ticks) over
 // slices of `slice-s` (one GC interval each); the table shows the median slice and the
 // whole window. RSS: VmRSS sampled every second (median, max) and VmHWM at the end.
+// Last, `--calls` back-to-back processes.list calls as `top` makes them (`places: 1`, one
+// connection), first full replies, then (when the daemon takes it) with `since`: the
+// daemon's CPU per call (utime+stime over all of them) and the reply's size. With
+// EBPFMON_DAEMON_MAIN pointing at another build's daemon, the same calls measure that build.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import Table from 'cli-table3';
@@ -25,6 +29,7 @@ import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
+import { DaemonClient } from '../../client/src/rpc.js';
 
 const WINDOW_S = numArg('window-s', 40);
 const SLICE_S = numArg('slice-s', 10);
@@ -39,6 +44,8 @@ const DIRTY_RING = numArg('dirty-ring', 1) === 1;
 const MAP_FLOWS = 262_144;
 /** --daemon-cpu-prof DIR: a V8 CPU profile of the daemon over all phases, written when it stops. */
 const CPU_PROF_DIR = strArg('daemon-cpu-prof');
+/** processes.list calls per kind in the last phase (0: none). */
+const CALLS = numArg('calls', 100);
 const TARGET_CPU_PCT = 1;
 const TARGET_RSS_MIB = 150;
 
@@ -58,6 +65,45 @@ function announceExternalWrite(pinPath: string): void {
 }
 
 interface Sample { cpuPct: number[]; windowPct: number; rss: number[]; hwm: number }
+
+interface PerCall { kind: string; calls: number; cpuMs: number; wallMs: number; bytes: number; rows: number }
+
+/**
+ * `CALLS` processes.list calls as top makes them, back to back on one connection: full
+ * replies, then with `since` (null first, then each reply's cursor) unless the daemon
+ * refuses it. Daemon CPU per call from utime+stime over all of them.
+ */
+async function perCall(socketPath: string, pid: number): Promise<PerCall[]> {
+  const c = await DaemonClient.connect(socketPath);
+  const out: PerCall[] = [];
+  try {
+    for (const kind of ['full reply', 'since (incremental)']) {
+      let since: string | null = null;
+      const incremental = kind !== 'full reply';
+      if (incremental) {
+        try {
+          since = (await c.call('processes.list', { places: 1, since: null })).cursor ?? null;
+        } catch {
+          break; // a daemon without incremental replies
+        }
+      }
+      let bytes = 0;
+      let rows = 0;
+      const c0 = cpuMs(pid);
+      const t0 = performance.now();
+      for (let i = 0; i < CALLS; i++) {
+        const r = await c.call('processes.list', incremental ? { places: 1, since } : { places: 1 });
+        if (incremental) since = r.cursor!;
+        bytes += JSON.stringify(r).length;
+        rows += r.processes.length;
+      }
+      out.push({ kind, calls: CALLS, cpuMs: (cpuMs(pid) - c0) / CALLS, wallMs: (performance.now() - t0) / CALLS, bytes: bytes / CALLS, rows: rows / CALLS });
+    }
+  } finally {
+    c.close();
+  }
+  return out;
+}
 
 /** Watches several pids over the same window: CPU per slice, RSS every second. */
 async function watch(pids: Record<string, number>): Promise<Record<string, Sample>> {
@@ -152,6 +198,7 @@ async function main(): Promise<void> {
       // The daemon's answers covered the filled flows (else the CPU figure would be of an empty table).
       const seen = (await daemon.call('processes.list', {})).processes.reduce((n, p) => n + p.flows, 0);
       if (seen < FLOWS) throw new Error(`processes.list counted ${seen} flows of ${present}`);
+      const calls = CALLS > 0 ? await perCall(daemon.socketPath, daemon.pid) : [];
       const fi = (await daemon.call('status')).flowIndex as { mode: string; fullWalks: number; refreshes: number; flowsRead: number } | undefined;
       const ph = `${present} flows + ebpfmonctl top (${tops} refreshes)`;
       rows.push({ phase: ph, who: 'ebpfmon daemon', s: w.daemon!, target: false });
@@ -184,6 +231,11 @@ async function main(): Promise<void> {
       const d = rows.filter((r) => r.who === 'ebpfmon daemon');
       const b = rows.filter((r) => r.who === 'baseline: idle node');
       console.log(`daemon: ${process.env.EBPFMON_DAEMON_MAIN ?? 'this build'}; history ${HISTORY ? 'on' : 'off'}; processes.list counted ${seen} flows; flow reads: ${fi ? `${fi.mode}, ${fi.fullWalks} full walks, ${fi.refreshes} refreshes reading ${fi.flowsRead} flows` : 'n/a'}`);
+      if (calls.length) {
+        const t = new Table({ head: ['processes.list { places: 1 } at 100k flows', 'calls', 'daemon CPU ms per call', 'wall ms per call', 'reply bytes', 'rows per reply'], style: { head: [], border: [] } });
+        for (const x of calls) t.push([x.kind, x.calls, x.cpuMs.toFixed(2), x.wallMs.toFixed(2), Math.round(x.bytes), Math.round(x.rows)]);
+        console.log(t.toString());
+      }
       console.log(`daemon / idle node RSS: ${d.map((r, i) => (median(r.s.rss) / median(b[i]!.s.rss)).toFixed(1)).join(', ')} (per phase); flows still present after the top phase: ${after}`);
       console.log(`targets (daemon): idle CPU under ${TARGET_CPU_PCT}%, RSS under ${TARGET_RSS_MIB} MiB in every phase: ${pass ? 'PASS' : 'FAIL'}`);
     } finally {

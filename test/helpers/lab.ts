@@ -88,7 +88,10 @@ export class Lab {
 
   /** A new host: its own network namespace, loopback up. */
   async host(name: string): Promise<Host> {
-    const ns = `${this.prefix}-${name}`;
+    // EMON_LAB_NETNS_PREFIX: a tag in front of the namespaces' names (a session's own, e.g.
+    // `h-td-`, so whoever shares the machine can tell them apart; interface names keep the
+    // bare prefix: they are limited to 15 characters).
+    const ns = `${process.env.EMON_LAB_NETNS_PREFIX ?? ''}${this.prefix}-${name}`;
     await sh('ip', ['netns', 'add', ns]);
     this.namespaces.push(ns);
     await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);

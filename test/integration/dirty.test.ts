@@ -9,6 +9,9 @@
 // (the truth: every flow in the map as it is) and, before any flow was evicted or
 // collected, with the packets and bytes this test sent. HTTP summaries (an L7 store fed
 // requests on random flows, some not in the table) must sum per process as the walk sums them.
+// processes.list with `since` (incremental replies, `top`), for several params and callers,
+// merged as the client merges them, must equal the full reply after every step; the rows
+// the monitor hands out again unchanged (monitor/rowcache.ts) are checked by the walk above.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -26,6 +29,11 @@ import { CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, clockNs } from '../../daemon/s
 import { TcTestRunner } from '../../bench/classifier/testrun.js';
 import { L7Store } from '../../daemon/src/l7/store.js';
 import { ResolverCache } from '../../daemon/src/l7/dns/cache.js';
+import { monitorMethods } from '../../daemon/src/api/monitor.js';
+import type { Caller } from '../../daemon/src/api/caller.js';
+import type { MonitorApi } from '../../daemon/src/monitor/api.js';
+import type { ProcessesListParams, ProcessesListResult, ProcessTotals } from '../../daemon/src/contract/flows.js';
+import { ProcessRows } from '../../client/src/processrows.js';
 
 const MAX_FLOWS = 4096;
 /** Tuples the steps draw from: more than the table holds, so the LRU evicts late in the run. */
@@ -141,6 +149,21 @@ function normBoth(kept: ProcessTraffic[], walked: ProcessTraffic[], withComm: Se
   return [a, b];
 }
 
+/** Rows as compared between a merged stream and a full reply: lastSeenAt as ms, 1 ms apart
+ * taken as equal (two calls convert with the wall clock as each finds it, see normBoth). */
+function sameRows(merged: ProcessTotals[], full: ProcessTotals[], msg: string): void {
+  assert.equal(merged.length, full.length, msg);
+  const b = full.map((p, i) => {
+    const a = merged[i]!;
+    const near = a.lastSeenAt && p.lastSeenAt && Math.abs(Date.parse(a.lastSeenAt) - Date.parse(p.lastSeenAt)) <= 1;
+    return near ? { ...p, lastSeenAt: a.lastSeenAt } : p;
+  });
+  assert.deepEqual(merged, b, msg);
+}
+
+const ROOT_CALLER: Caller = { uid: 0, gid: 0, pid: 1, seesAll: true, admin: true };
+const USER_1001: Caller = { uid: 1001, gid: 1001, pid: 2, seesAll: false, admin: false };
+
 describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier)', privileged({ timeout: 180_000 }), () => {
   let obj: BpfObject;
   let ring: DirtyRing;
@@ -212,6 +235,13 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
       store.addHttp({ pid: 0, uid: 0, method: 'GET', path: '/', status, version: '1.1', requestBytes: 10 + i, responseBytes: 100, requestStartNs: 1e9, requestEndNs: 1e9, tls: false, flags: [], flow });
     };
     let requests = 0;
+    const api = monitorMethods({
+      monitor: { processTotals: (q) => table.processes(q) } as Pick<MonitorApi, 'processTotals'> as MonitorApi,
+      version: 't', startedAt: new Date(), transports: () => ({ rpc: {} as never, dbus: null }), identity: null,
+    })['processes.list'];
+    const call = async (params: ProcessesListParams, caller: Caller): Promise<ProcessesListResult> => api.run(api.validate(params, caller), caller);
+    const streams = ([['all', {}, ROOT_CALLER], ['uid 1001', { uid: 1001 }, ROOT_CALLER], ['limit 7', { limit: 7 }, ROOT_CALLER], ['uid 2000 limit 2', { uid: 2000, limit: 2 }, ROOT_CALLER], ['unprivileged 1001', {}, USER_1001]] as const)
+      .map(([name, params, caller]) => ({ name, params: params as ProcessesListParams, caller, kept: new ProcessRows(), incremental: 0, sent: 0, listed: 0 }));
     for (let step = 0; step < STEPS; step++) {
       // Requests on some flows (their summaries change without the flow changing).
       for (let j = 0; j < 10 && used > 0; j++) {
@@ -263,6 +293,16 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
       const walked = await table.processes({ remotes: true }, true);
       const one = withOneComm();
       assert.deepEqual(...normBoth(kept, walked, one), `seed ${seed}, step ${step} (kind ${kind})`);
+      for (const s of streams) {
+        const inc = await call({ ...s.params, since: s.kept.cursor }, s.caller);
+        assert.ok(s.kept.apply(inc));
+        if (inc.full === false) s.incremental++;
+        s.sent += inc.processes.length;
+        const full = await call(s.params, s.caller);
+        s.listed += full.processes.length;
+        sameRows(s.kept.list(), full.processes, `seed ${seed}, step ${step} (kind ${kind}), stream ${s.name}`);
+        if (!s.caller.seesAll) assert.ok(full.processes.every((p) => p.uid === s.caller.uid));
+      }
       if (exact) {
         assert.equal(kept.reduce((s, p) => s + p.txPackets + p.rxPackets, 0), sentPackets, `seed ${seed}, step ${step}: packets sent`);
         assert.equal(kept.reduce((s, p) => s + p.txBytes + p.rxBytes, 0), sentBytes, `seed ${seed}, step ${step}: bytes sent`);
@@ -289,6 +329,7 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
     assert.ok(requests > 100 && withHttp.length > 3, `${requests} requests, ${withHttp.length} processes with HTTP`);
     assert.ok(st.refreshes > 0 && st.flowsRead > 0, JSON.stringify(st));
     assert.ok(st.resyncs.nearFull > 0, `near the eviction point the totals are walked again: ${JSON.stringify(st)}`);
-    console.log(`seed ${seed}: ${JSON.stringify(st)}`);
+    for (const s of streams) assert.ok(s.incremental === STEPS - 1 && s.sent < s.listed, `${s.name}: ${s.incremental} incremental replies, ${s.sent} rows sent vs ${s.listed} listed`);
+    console.log(`seed ${seed}: ${JSON.stringify(st)}; rows reused ${table.rows.stats.reused}, built ${table.rows.stats.built}; ${streams.map((s) => `${s.name} ${s.sent}/${s.listed}`).join(', ')}`);
   });
 });

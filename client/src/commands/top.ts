@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // A live per-process bandwidth view, like nethogs: rates are the difference between two
 // snapshots of the daemon's cumulative per-process totals. `--by unit|container|app` shows
-// the daemon's totals per group instead (each the sum of the group's processes).
+// the daemon's totals per group instead (each the sum of the group's processes). Per
+// process, the daemon sends only the rows that changed since the previous refresh (`since`,
+// docs/api.md); the rest are kept here (processrows.ts).
 import { Command, Option } from 'commander';
-import type { ProcessTotals } from '../../../daemon/src/contract/flows.js';
+import type { ProcessesListParams, ProcessTotals } from '../../../daemon/src/contract/flows.js';
 import { PROCESS_GROUPINGS, type GroupTotals } from '../../../daemon/src/contract/identity.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
 import { bytes, rate, userName } from '../render/format.js';
@@ -12,6 +14,9 @@ import { renderTable, type Column } from '../render/table.js';
 import { addIdentityOptions, choiceArg, CLEAR, identityParams, intArg } from './common.js';
 import { placeText } from '../render/place.js';
 import { follow, reconnectOption, sleepUnless } from './follow.js';
+import { processKey, ProcessRows } from '../processrows.js';
+import { CliError, EXIT } from '../exit.js';
+import type { DaemonClient } from '../rpc.js';
 
 interface Rates {
   txRate: number;
@@ -39,6 +44,25 @@ function withRates<T extends { txBytes: number; rxBytes: number }>(rows: T[], ke
   return out.sort((a, b) => b.txRate + b.rxRate - (a.txRate + a.rxRate) || b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes));
 }
 
+/**
+ * Every process's totals: an incremental reply merged into `kept`, or (`legacy.on`: a daemon
+ * from before `since`, which refuses the param or answers without a cursor) a full reply.
+ */
+async function processList(c: DaemonClient, params: ProcessesListParams, kept: ProcessRows, legacy: { on: boolean }): Promise<ProcessTotals[]> {
+  if (!legacy.on) {
+    try {
+      if (kept.apply(await c.call(METHODS.processesList, { ...params, since: kept.cursor }))) return kept.list();
+      legacy.on = true;
+      return kept.list();
+    } catch (err) {
+      if (!(err instanceof CliError && err.exitCode === EXIT.USAGE && err.message.includes('params.since'))) throw err;
+      legacy.on = true;
+      kept.reset();
+    }
+  }
+  return (await c.call(METHODS.processesList, params)).processes;
+}
+
 export function topCommand(): Command {
   return addIdentityOptions(new Command('top'))
     .description('live per-process bandwidth (or per unit, container or app), refreshed every second')
@@ -53,9 +77,14 @@ export function topCommand(): Command {
       let prevGroups = new Map<string, GroupTotals>();
       let prevAt = Date.now();
       let i = 0;
+      const kept = new ProcessRows();
       await follow(cmd, { reconnectSec: o.reconnect }, async ({ client: c, signal }) => {
+        // A new connection may be another daemon (restarted, upgraded): start a new stream.
+        kept.reset();
+        const legacy = { on: false };
         for (; !signal.aborted; i++) {
-          const r = await c.call(METHODS.processesList, { ...identityParams(o), ...(by !== 'process' ? { by } : { places: 1 }) });
+          const params: ProcessesListParams = { ...identityParams(o), ...(by !== 'process' ? { by } : { places: 1 }) };
+          const r = by === 'process' ? { processes: await processList(c, params, kept, legacy) } : await c.call(METHODS.processesList, params);
           const now = Date.now();
           const dt = Math.max(1, now - prevAt) / 1000;
           prevAt = now;
@@ -63,8 +92,8 @@ export function topCommand(): Command {
           let rows: ProcessRow[] | GroupRow[];
           let table: () => string;
           if (by === 'process') {
-            const procRows = withRates(r.processes, (p) => `${p.pid}`, prevProcs, dt);
-            prevProcs = new Map(r.processes.map((p) => [`${p.pid}`, p]));
+            const procRows = withRates(r.processes, processKey, prevProcs, dt);
+            prevProcs = new Map(r.processes.map((p) => [processKey(p), p]));
             rows = procRows;
             table = () => renderTable(procRows.slice(0, height), [
               { header: 'PID', value: (p) => (p.pid === null ? '-' : String(p.pid)), align: 'right' },

@@ -111,21 +111,32 @@ export function placesOf(geo: GeoResolver, remotes: readonly RemoteTraffic[], n:
 }
 
 /** The monitor's per-process traffic as the contract's ProcessTotals, with `places`. */
-export function withPlaces(geo: GeoResolver | null, list: ProcessTraffic[], n: number): ProcessTotals[] {
+export function withPlaces(geo: GeoResolver | null, list: ProcessTraffic[], n: number, cache?: PlacedRows): ProcessTotals[] {
   // Each field spelled out (in the row's order), not `{ remotes, ...t }`: V8 copies a rest
   // or spread through its runtime, which at 1000 rows per `top` refresh showed in profiles.
   // Processes share remotes (1000 rows, one address: 1000 lookups of the resolver's cache
   // per `top` refresh): each address is looked up once per answer.
   const seen = new Map<string, RemoteGeo | null>();
-  return list.map((t) => ({
-    pid: t.pid, comm: t.comm, uid: t.uid, exe: t.exe, cgroupId: t.cgroupId,
-    flows: t.flows, openFlows: t.openFlows, txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txPackets, rxPackets: t.rxPackets,
-    lastSeenAt: t.lastSeenAt,
-    places: geo && t.remotes ? placesOf(geo, t.remotes, n, seen) : [],
-    http: t.http,
-    cgroupPath: t.cgroupPath, unit: t.unit, userUnit: t.userUnit, slice: t.slice, container: t.container, app: t.app,
-  }));
+  // A row the monitor handed out again (unchanged) keeps its places while the databases do.
+  const gen = geo ? geo.reloads : -1;
+  return list.map((t) => {
+    const c = cache?.get(t);
+    if (c && c.n === n && c.gen === gen && c.geo === geo) return c.row;
+    const row: ProcessTotals = {
+      pid: t.pid, comm: t.comm, uid: t.uid, exe: t.exe, cgroupId: t.cgroupId,
+      flows: t.flows, openFlows: t.openFlows, txBytes: t.txBytes, rxBytes: t.rxBytes, txPackets: t.txPackets, rxPackets: t.rxPackets,
+      lastSeenAt: t.lastSeenAt,
+      places: geo && t.remotes ? placesOf(geo, t.remotes, n, seen) : [],
+      http: t.http,
+      cgroupPath: t.cgroupPath, unit: t.unit, userUnit: t.userUnit, slice: t.slice, container: t.container, app: t.app,
+    };
+    cache?.set(t, { n, gen, geo, row });
+    return row;
+  });
 }
+
+/** withPlaces()' answers per monitor row (weak: a row the monitor dropped goes with them). */
+export type PlacedRows = WeakMap<ProcessTraffic, { n: number; gen: number; geo: GeoResolver | null; row: ProcessTotals }>;
 
 export function geoStatus(d: GeoDeps): GeoStatus {
   const r = d.resolver;

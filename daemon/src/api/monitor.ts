@@ -18,12 +18,15 @@ import type { MonitorApi } from '../monitor/api.js';
 import type { FlowQuery } from '../monitor/flows.js';
 import { protocolNumber } from '../net/protocols.js';
 import { scopeUid, type Caller } from './caller.js';
-import { GEO_FLOW_PARAMS, geoFilter, geoStatus, matchesGeo, NO_GEO, withPlaces, withRemoteGeo, type GeoDeps, type GeoFilter } from './geo.js';
+import { GEO_FLOW_PARAMS, geoFilter, geoStatus, matchesGeo, NO_GEO, withPlaces, withRemoteGeo, type GeoDeps, type GeoFilter, type PlacedRows } from './geo.js';
 import { method } from './method.js';
+import { optSince, ProcessCursors } from './processdelta.js';
 import { optBool, optCidr, optEnum, optInt, optString, paramsObject, type Params } from './validate.js';
 
 export const FLOW_PARAMS = ['pid', 'comm', 'uid', 'remoteAddr', 'localAddr', 'port', 'protocol', 'interface', 'includeClosed', 'sort', 'limit', ...IDENTITY_FILTER_PARAMS, ...GEO_FLOW_PARAMS] as const satisfies ReadonlyArray<keyof FlowsListParams>;
 export const PROCESS_PARAMS = ['uid', 'limit', 'by', 'places', ...IDENTITY_FILTER_PARAMS] as const satisfies ReadonlyArray<keyof ProcessesListParams>;
+/** processes.list on the socket: also `since` (incremental replies; D-Bus GetProcessTotals has no cursor). */
+export const PROCESS_RPC_PARAMS = [...PROCESS_PARAMS, 'since'] as const satisfies ReadonlyArray<keyof ProcessesListParams>;
 const MAX_UID = 0xffffffff - 1;
 const MAX_PID = 0x7fffffff;
 /** Largest `limit` on the socket; D-Bus replies are smaller (a bus message is bounded). */
@@ -69,18 +72,27 @@ export interface ProcessesQuery {
   identity: ((id: OwnerIdentity) => boolean) | undefined;
   /** Places per process (geo). */
   places: number;
+  /** Incremental reply (api/processdelta.ts): null to start, or the previous reply's cursor; undefined: a plain reply. */
+  since?: string | null;
+  /** Every param that chose the rows, as text (a cursor answers only the same again). */
+  shape?: string;
 }
 
 /** processes.list parameters (D-Bus GetProcessTotals too) as a validated, scoped query. */
-export function processesQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS): ProcessesQuery {
-  const p = paramsObject(raw, PROCESS_PARAMS);
-  return {
+export function processesQuery(raw: unknown, caller: Caller, maxLimit = MAX_FLOWS, allowed: readonly string[] = PROCESS_PARAMS): ProcessesQuery {
+  const p = paramsObject(raw, allowed);
+  const q: ProcessesQuery = {
     uid: scopeUid(caller, optInt(p, 'uid', 0, MAX_UID)),
     limit: optInt(p, 'limit', 1, maxLimit) ?? 1000,
     by: optEnum(p, 'by', PROCESS_GROUPINGS) ?? 'process',
     identity: identityPredicate(p),
     places: optInt(p, 'places', 0, MAX_PLACES) ?? DEFAULT_PLACES,
   };
+  const since = optSince(p);
+  if (since === undefined) return q;
+  // The identity filters as given (they were validated above); the rest as validated.
+  const shape = JSON.stringify([q.uid ?? null, q.limit, q.by, q.places, ...IDENTITY_FILTER_PARAMS.map((k) => p[k] ?? null)]);
+  return { ...q, since, shape };
 }
 
 /** What status reports about the transports (clients, subscriptions, refusals, losses). */
@@ -125,6 +137,9 @@ export async function listFlows(monitor: MonitorApi, geo: GeoDeps, r: FlowsReque
 
 export function monitorMethods(d: MonitorMethodDeps) {
   const geo = d.geo ?? NO_GEO;
+  const cursors = new ProcessCursors();
+  /** Placed rows per monitor row: the monitor hands out an unchanged row again (monitor/rowcache.ts). */
+  const placed: PlacedRows = new WeakMap();
   return {
     status: method<'status', void>({
       access: 'read',
@@ -157,14 +172,18 @@ export function monitorMethods(d: MonitorMethodDeps) {
     }),
     'processes.list': method<'processes.list', ProcessesQuery>({
       access: 'read',
-      validate: (raw, caller) => processesQuery(raw, caller),
-      run: async (q): Promise<ProcessesListResult> => {
+      validate: (raw, caller) => processesQuery(raw, caller, MAX_FLOWS, PROCESS_RPC_PARAMS),
+      run: async (q, caller): Promise<ProcessesListResult> => {
         // Remote addresses are gathered only when places are wanted and geo runs (the walk
         // then formats every flow's address; bench/geo measures it).
         const remotes = q.places > 0 && geo.resolver !== null;
-        const all = withPlaces(geo.resolver, await d.monitor.processTotals({ uid: q.uid, identity: q.identity, remotes }), q.places);
+        const all = withPlaces(geo.resolver, await d.monitor.processTotals({ uid: q.uid, identity: q.identity, remotes }), q.places, placed);
+        const processes = all.slice(0, q.limit);
         // Groups total every matching process, whatever `limit` keeps of the list.
-        return q.by === 'process' ? { processes: all.slice(0, q.limit) } : { processes: all.slice(0, q.limit), groups: groupProcesses(all, q.by) };
+        const extra = q.by === 'process' ? {} : { groups: groupProcesses(all, q.by) };
+        if (q.since === undefined) return { processes, ...extra };
+        // Groups are not kept per cursor: with `by`, every reply is full.
+        return cursors.reply(q.since, q.shape!, caller, processes, extra, q.by === 'process');
       },
     }),
     'programs.list': method<'programs.list', void>({

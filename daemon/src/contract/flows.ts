@@ -116,10 +116,40 @@ export interface ProcessesListParams extends IdentityFilter {
   by?: ProcessGrouping;
   /** Places per process (0 to 100, default 5). */
   places?: number;
+  /**
+   * JSON-RPC only: an incremental reply (`ebpfmonctl top`). `null` starts a stream (a full
+   * reply with a `cursor`); the `cursor` of the previous reply then asks for only the rows that
+   * changed since it (see ProcessesListResult). Rows are keyed as processKey() says.
+   */
+  since?: string | null;
 }
 
 export interface ProcessesListResult {
+  /** Every row; with `since` and `full: false`, only the rows that changed or came into the list since that cursor. */
   processes: ProcessTotals[];
   /** With `by` unit, container or app: every matching process's totals, per group, busiest first. */
   groups?: GroupTotals[];
+  /** With `since`: the cursor to pass as `since` next time (opaque, single use). */
+  cursor?: string;
+  /**
+   * With `since`: true when `processes` is the whole list (replace what you kept): a `since`
+   * of null, or a cursor this daemon no longer knows (expired, used already, another caller's
+   * or another daemon run's, other params), or `by` other than `process`.
+   */
+  full?: boolean;
+  /** With `since` and `full: false`: keys (processKey()) of rows that left the list. */
+  gone?: ProcessKey[];
 }
+
+/** Key of the processes.list row of the kernel's own traffic (pid null, comm `[kernel]`). */
+export const PROCESS_KEY_KERNEL = 'kernel';
+/** Key of the row of traffic no process could be found for (pid null, any other comm). */
+export const PROCESS_KEY_UNKNOWN = 'unknown';
+/**
+ * processKey(row), spelled out (the contract holds no code): the pid as a decimal string,
+ * else PROCESS_KEY_KERNEL when `comm` is `[kernel]` (KERNEL_COMM), else PROCESS_KEY_UNKNOWN.
+ * Incremental replies list in `gone` keys made this way, and the rows are ordered by
+ * txBytes + rxBytes, largest first, ties by key (pids ascending numerically, then `kernel`,
+ * then `unknown`): a client that keeps the rows sorts them the same way.
+ */
+export type ProcessKey = string;

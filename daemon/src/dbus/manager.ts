@@ -43,8 +43,9 @@ async function viaApi<M extends 'dns.list' | 'http.list'>(methods: MethodTable, 
   return m.run(params, caller);
 }
 
-/** GetProcessTotals params: those of JSON-RPC processes.list. */
-export const PROCESS_FILTER: { readonly [K in keyof ProcessesListParams]-?: FieldKind } = {
+/** GetProcessTotals params: those of JSON-RPC processes.list but `since` (its reply has no
+ * place for a cursor; incremental replies are the socket's, for `top`). */
+export const PROCESS_FILTER: { readonly [K in Exclude<keyof ProcessesListParams, 'since'>]-?: FieldKind } = {
   uid: 'int', limit: 'int', by: 'string', places: 'int', unit: 'string', container: 'string', app: 'string', cgroup: 'string',
 };
 
