@@ -334,6 +334,8 @@ export class CaptureManager {
   private closed = false;
   /** The native drain's library, loaded at the first capture session (null: not tried yet). */
   private native: NativeDrainLoad | null = null;
+  /** The drain of the last reader (status says what ran, also between sessions). */
+  private drainKind: 'native' | 'typescript' | null = null;
 
   private constructor(
     private readonly d: CaptureDeps,
@@ -621,6 +623,7 @@ export class CaptureManager {
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
     const native = this.nativeDrain();
     if (native.ok) r.setDrain(new NativeDrain(native.lib, r, () => this.live, () => this.timebase.offsetNs()).drain);
+    this.drainKind = r.drainKind;
     r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.releaseAll, afterDrain: this.flushAll });
     this.reader = r;
   }
@@ -820,10 +823,12 @@ export class CaptureManager {
     };
   }
 
+  /** The drain that reads the rings now (or last did; before any session: the one that would). */
   private drainStatus(): string {
-    const n = this.reader ? null : this.nativeDrain();
-    if (this.reader?.drainKind === 'native' || n?.ok) return `native (${this.native?.ok ? this.native.file : ''})`;
-    return `typescript (${this.native && !this.native.ok ? this.native.reason : 'native drain not loaded'})`;
+    const n = this.nativeDrain();
+    const kind = this.reader?.drainKind ?? this.drainKind ?? (n.ok ? 'native' : 'typescript');
+    if (kind === 'native' && n.ok) return `native (${n.file})`;
+    return `typescript (${n.ok ? 'the native drain is loaded but not in use' : n.reason})`;
   }
 
   /**
