@@ -15,13 +15,17 @@
 // A record is written for every session or for none: the checks run for all of its
 // sessions before the first byte is written, so a return never splits one.
 //
-// The layouts below are mirrored in nativedrain.ts (CD_* offsets, checked by
-// test/unit/daemon/capture/nativedrain.test.ts against emon_cd_layout()).
-// Little-endian hosts only, as the pcapng writer.
+// The record layout comes from bpf/capture.h (the BPF program's own header); this file's
+// structs are mirrored in nativedrain.ts, which checks them against emon_cd_layout() when
+// it loads the library. Little-endian hosts only, as the pcapng writer.
+#include <linux/types.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+
+#include "capture.h"
+#include "flows.h" /* enum emon_direction */
 
 #define CD_PAGE 4096u
 #define CD_HEAD 1024u            /* struct perf_event_mmap_page.data_head */
@@ -29,7 +33,8 @@
 #define PERF_RECORD_LOST 2u
 #define PERF_RECORD_SAMPLE 9u
 
-#define CD_REC_HDR 72u           /* struct emon_cap_record (bpf/capture.h) */
+#define CD_REC_HDR ((uint32_t)sizeof(struct emon_cap_record))
+#define R(field) offsetof(struct emon_cap_record, field)
 #define CD_MAX_IFACES 256u
 #define CD_ID_UNKNOWN 0xffffffffu
 
@@ -56,7 +61,7 @@ struct cd_ring {
 struct cd_owner {
 	uint32_t tgid;
 	uint32_t tid;
-	uint32_t comm[4];          /* the record's comm as it was when the options were made */
+	uint32_t comm[EMON_COMM_LEN / 4]; /* the record's comm as it was when the options were made */
 	uint32_t opt_off;          /* in the session's arena */
 	uint32_t opt_len;          /* a multiple of 4 */
 };
@@ -100,7 +105,7 @@ struct cd_ctx {
 	uint32_t need_ifindex;     /*  60: out */
 	uint32_t need_slot;        /*  64: out: the owner table entry to fill */
 	uint32_t need_bytes;       /*  68: out: CD_FULL: the block's size */
-	uint8_t need_hdr[CD_REC_HDR]; /* 72: out: the record's header (CD_NEED_OWNER) */
+	uint8_t need_hdr[sizeof(struct emon_cap_record)]; /* 72: out: the record's header (CD_NEED_OWNER) */
 };                                /* 144 */
 
 /* Sizes and offsets for the TypeScript mirror's test. */
@@ -188,12 +193,12 @@ static int plan_one(struct cd_ctx *c, uint32_t si, const uint8_t *rec, uint32_t 
 {
 	struct cd_session *s = ((struct cd_session **)(uintptr_t)c->sessions)[si];
 	p->what = P_NONE;
-	if (!(rd32(rec + 16) & s->bit) || (s->flags & CD_S_DONE))
+	if (!(rd32(rec + R(sessions)) & s->bit) || (s->flags & CD_S_DONE))
 		return 0;
 	p->what = P_SHORT;
 	if ((s->flags & CD_S_BACKLOG) || len < CD_REC_HDR)
 		return 0;
-	uint32_t ifindex = rd32(rec + 20);
+	uint32_t ifindex = rd32(rec + R(ifindex));
 	int k = iface_slot(s, ifindex);
 	if (k < 0) {
 		c->need_session = si;
@@ -205,12 +210,12 @@ static int plan_one(struct cd_ctx *c, uint32_t si, const uint8_t *rec, uint32_t 
 	if (p->id == CD_ID_UNKNOWN)
 		return 0;
 	p->owner = NULL;
-	uint32_t tgid = rd32(rec + 32);
+	uint32_t tgid = rd32(rec + R(tgid));
 	if (tgid != 0) {
 		const struct cd_owner *t = (const struct cd_owner *)(uintptr_t)s->owners;
-		uint32_t tid = rd32(rec + 36);
+		uint32_t tid = rd32(rec + R(tid));
 		uint32_t e = owner_find(t, s->owner_mask, tgid, tid);
-		if (e == UINT32_MAX || t[e].tgid == 0 || memcmp(t[e].comm, rec + 48, 16) != 0) {
+		if (e == UINT32_MAX || t[e].tgid == 0 || memcmp(t[e].comm, rec + R(comm), EMON_COMM_LEN) != 0) {
 			c->need_session = si;
 			c->need_slot = e;
 			memcpy(c->need_hdr, rec, CD_REC_HDR);
@@ -218,13 +223,13 @@ static int plan_one(struct cd_ctx *c, uint32_t si, const uint8_t *rec, uint32_t 
 		}
 		p->owner = &t[e];
 	}
-	uint32_t cap_len = rd32(rec + 28);
+	uint32_t cap_len = rd32(rec + R(cap_len));
 	if (cap_len > len - CD_REC_HDR)
 		cap_len = len - CD_REC_HDR;
 	if (cap_len > s->snaplen)
 		cap_len = s->snaplen; /* the kernel copied the largest session's snaplen */
-	uint8_t dir = rec[64];
-	uint32_t opt = (dir == 1 || dir == 2 ? 8u : 0u) + (p->owner ? p->owner->opt_len : 0u);
+	uint8_t dir = rec[R(direction)];
+	uint32_t opt = (dir == EMON_DIR_OUTBOUND || dir == EMON_DIR_INBOUND ? 8u : 0u) + (p->owner ? p->owner->opt_len : 0u);
 	p->cap_len = cap_len;
 	p->total = 32u + pad4(cap_len) + (opt ? opt + 4u : 0u);
 	if (s->at + p->total > s->cap) {
@@ -252,9 +257,9 @@ static void write_one(struct cd_ctx *c, uint32_t si, const uint8_t *rec, const s
 	if (p->what != P_WRITE)
 		return;
 	uint8_t *o = (uint8_t *)(uintptr_t)s->out + s->at;
-	uint32_t wire_len = rd32(rec + 24);
+	uint32_t wire_len = rd32(rec + R(wire_len));
 	uint64_t mono;
-	memcpy(&mono, rec, 8);
+	memcpy(&mono, rec + R(ts_ns), 8);
 	uint64_t ts = mono + (uint64_t)c->off_ns;
 	wr32(o, EPB);
 	wr32(o + 4, p->total);
@@ -268,12 +273,12 @@ static void write_one(struct cd_ctx *c, uint32_t si, const uint8_t *rec, const s
 	q += p->cap_len;
 	for (uint32_t i = p->cap_len; i < pad4(p->cap_len); i++)
 		*q++ = 0;
-	uint8_t dir = rec[64];
-	int has_dir = dir == 1 || dir == 2;
+	uint8_t dir = rec[R(direction)];
+	int has_dir = dir == EMON_DIR_OUTBOUND || dir == EMON_DIR_INBOUND;
 	if (has_dir || p->owner) {
 		if (has_dir) {
 			wr32(q, OPT_EPB_FLAGS | (4u << 16));
-			wr32(q + 4, dir == 2 ? 1u : 2u); /* direction bits: 01 inbound, 10 outbound */
+			wr32(q + 4, dir == EMON_DIR_INBOUND ? 1u : 2u); /* direction bits: 01 inbound, 10 outbound */
 			q += 8;
 		}
 		if (p->owner) {
