@@ -370,9 +370,14 @@ int emon_cd_drain(struct cd_ctx *c)
 				c->lost += lost;
 			}
 			tail += size;
-			if ((++turns & 255) == 0 && now_ns() - t0 > c->budget_ns) {
-				rc = CD_BEHIND;
-				break;
+			if ((++turns & 255) == 0) {
+				/* Space back to the kernel while we work (a long drain of a full ring
+				 * would otherwise leave the producer no room until it ends). */
+				__atomic_store_n(tailp, tail, __ATOMIC_RELEASE);
+				if (now_ns() - t0 > c->budget_ns) {
+					rc = CD_BEHIND;
+					break;
+				}
 			}
 		}
 		__atomic_store_n(tailp, tail, __ATOMIC_RELEASE); /* the space goes back to the kernel */
