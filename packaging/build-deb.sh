@@ -58,6 +58,9 @@ shopt -s nullglob
 objects=(build/bpf/*.bpf.o)
 shopt -u nullglob
 [ "${#objects[@]}" -gt 0 ] || die "no BPF objects in build/bpf"
+# The capture path's native drain (daemon/native): the daemon falls back to TypeScript
+# without it, but a package ships what the build makes.
+[ -f build/native/libemoncapdrain.so ] || die "not built: build/native/libemoncapdrain.so (npm run build:native)"
 # The page of `ebpfmonctl ui` (client/ui, bundled by npm run build:ui).
 ui_files=(build/ui/index.html build/ui/app.js build/ui/world.svg build/ui/THIRD-PARTY.json)
 for f in "${ui_files[@]}"; do [ -f "$f" ] || die "not built: $f (npm run build)"; done
@@ -90,6 +93,9 @@ node -e '
 ' "$root/package.json" "$lib/package.json"
 for s in "${sources[@]}"; do install -D -m 0644 "build/js/${s%.ts}.js" "$lib/build/js/${s%.ts}.js"; done
 install -m 0644 "${objects[@]}" "$lib/build/bpf/"
+install -d "$lib/build/native"
+# Stripped (lintian: unstripped-binary-or-object); not a public library: no soname, no symlinks.
+install -m 0644 --strip build/native/libemoncapdrain.so "$lib/build/native/"
 install -d "$lib/build/ui"
 install -m 0644 build/ui/index.html build/ui/app.js build/ui/world.svg "$lib/build/ui/"
 cp -a "$out/stage/node_modules" "$lib/node_modules"
@@ -150,7 +156,7 @@ find "$lib/node_modules/@duckdb" -type f \( -name '*.node' -o -name '*.so' \) -e
 # koffi.node links libc, libstdc++ and libgcc_s; its N-API symbols come from node itself
 # (warnings off: dpkg-shlibdeps cannot know that).
 shlibs="$(cd "$out" && mkdir -p shlibs/debian && printf 'Source: ebpfmon\n\nPackage: ebpfmon\nArchitecture: amd64\n' > shlibs/debian/control &&
-  cd shlibs && dpkg-shlibdeps --warnings=0 -O -e"$lib/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node" | sed -n 's/^shlibs:Depends=//p')"
+  cd shlibs && dpkg-shlibdeps --warnings=0 -O -e"$lib/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node" -e"$lib/build/native/libemoncapdrain.so" | sed -n 's/^shlibs:Depends=//p')"
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no dependencies for koffi.node"
 # Installed-Size as dpkg-gencontrol counts it: KiB per file rounded up, 1 per directory or link.
 installed_size="$(find "$r" -path "$r/DEBIAN" -prune -o \( -type f -printf '%s\n' -o -printf '1024\n' \) | awk '{ s += int(($1 + 1023) / 1024) } END { print s }')"

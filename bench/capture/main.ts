@@ -4,7 +4,7 @@
 //   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
 //     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
 //     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
-//             [--only-bytes 64|1500] [--only-rate PPS|0] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
+//             [--only-bytes 64|1500] [--only-rate PPS|0] [--configs BYTES:PPS,...] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
 //             [--baseline DIR] [--baseline-pages N] (another checkout, built: its daemon and CLI as tool ebpfmon-base)
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
 //
@@ -43,7 +43,13 @@ async function main(): Promise<void> {
       const seconds = numArg('seconds', 2);
       const only = numArg('only-bytes', 0);
       const onlyRate = strArg('only-rate');
-      const configs = ([[64, 100_000], [64, 200_000], [64, 300_000], [64, 0], [1500, 50_000], [1500, 100_000], [1500, 0]] as Array<[number, number]>)
+      // --configs 64:100000,64:0,1500:100000 (frame bytes:pps, 0 = max) instead of the default list.
+      const listed = strArg('configs')?.split(',').map((c): [number, number] => {
+        const m = /^(\d+):(\d+)$/.exec(c.trim());
+        if (!m) throw new Error(`--configs: ${c} is not BYTES:PPS (e.g. 64:100000, 64:0 for the maximum)`);
+        return [Number(m[1]), Number(m[2])];
+      });
+      const configs = (listed ?? [[64, 100_000], [64, 200_000], [64, 300_000], [64, 0], [1500, 50_000], [1500, 100_000], [1500, 0]] as Array<[number, number]>)
         .filter(([b, r]) => (!only || b === only) && (onlyRate === undefined || r === Number(onlyRate)));
       const toolsWanted = (strArg('tools') ?? `none,tcpdump,ebpfmon,ebpfmon-stream${baseline ? ',ebpfmon-base' : ''}`).split(',');
       for (const w of toolsWanted) if (!TOOLS.includes(w as Tool)) throw new Error(`--tools: unknown tool ${w} (${TOOLS.join(', ')})`);

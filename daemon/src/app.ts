@@ -274,7 +274,7 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
         interfaces: () => captureInterfaces(running.interfaces),
         options: {
           perfPagesPerCpu: c.perfPagesPerCpu, statsIntervalMs: c.statsIntervalSec * 1000, vxlanPort: c.vxlanPort,
-          maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid,
+          maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid, drain: c.drain as 'auto' | 'typescript',
         },
       });
       const cm = capture;

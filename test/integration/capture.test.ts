@@ -9,6 +9,8 @@
 //     its statistics block counts them with no drop;
 //   - expression sessions: exactly what tcpdump -r with the same expression selects from
 //     tcpdump's own capture.
+// The files are written by the native drain; EBPFMON_CAPTURE_DRAIN=typescript runs the same
+// truths on the TypeScript drain (the fallback).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -119,6 +121,10 @@ describe('capture sessions: pid and expression selection against tcpdump', privi
     // Ctrl-C removed the sessions' kernel state.
     const st = await daemon.call('status');
     assert.deepEqual(st.capture?.sessions, []);
+    // Which drain wrote the files: the native one unless the run asks for the fallback
+    // (EBPFMON_CAPTURE_DRAIN=typescript in the test's environment reaches the daemon):
+    // the truths below then hold for either.
+    assert.equal(st.capture?.drain?.split(' ')[0], process.env.EBPFMON_CAPTURE_DRAIN === 'typescript' ? 'typescript' : 'native', st.capture?.drain);
     const exited = new Promise((r) => dump.once('exit', r));
     process.kill(dump.pid!, 'SIGINT');
     await exited;

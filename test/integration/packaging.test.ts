@@ -147,6 +147,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
     assert.deepEqual(js, want, 'one .js per daemon/client source file, no source maps, no tests or benches');
     const objects = fs.readdirSync(path.join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o')).map((f) => `/usr/lib/ebpfmon/build/bpf/${f}`).sort();
     assert.deepEqual(under('/usr/lib/ebpfmon/build/bpf').filter((f) => !f.mode.startsWith('d')).map((f) => f.path).sort(), objects, 'the BPF objects, not fixtures or vmlinux.h');
+    assert.deepEqual(under('/usr/lib/ebpfmon/build/native').filter((f) => !f.mode.startsWith('d')).map((f) => f.path), ['/usr/lib/ebpfmon/build/native/libemoncapdrain.so'], 'the capture drain library');
   });
 
   it('bundles production node_modules only, with koffi\'s linux-x64 binary', () => {
@@ -234,8 +235,10 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
       }
       const status = await ctl(['status', '--json']);
       assert.equal(status.code, 0, status.stderr);
-      const s = JSON.parse(status.stdout) as { version: string; pinPath: string; pid: number; interfaces: Array<{ name: string }> };
+      const s = JSON.parse(status.stdout) as { version: string; pinPath: string; pid: number; interfaces: Array<{ name: string }>; capture?: { available: boolean; drain?: string } };
       assert.equal(s.version, PKG.version);
+      // The packaged library loads from /usr/lib/ebpfmon/build/native (not the TypeScript fallback).
+      if (s.capture?.available) assert.equal(s.capture.drain, 'native (/usr/lib/ebpfmon/build/native/libemoncapdrain.so)');
       assert.equal(s.pid, daemon.pid);
       assert.equal(s.pinPath, pinPath);
       assert.deepEqual(s.interfaces.map((i) => i.name), [ifname]);

@@ -19,6 +19,7 @@ import type {
 } from '../contract/capture.js';
 import { CaptureEngine, type ClassifierHooks, type KernelCounters, type MirrorTarget, type SessionSpec } from './engine.js';
 import { PerfRingReader } from './perfbuf.js';
+import { loadNativeDrain, NativeDrain, type DrainSession, type NativeDrainLoad } from './nativedrain.js';
 import { procDetails } from './procinfo.js';
 import type { ProcessDetails } from './comments.js';
 import { linkTypeOf, resolveSelector, type ResolvedSelector } from './resolve.js';
@@ -39,6 +40,9 @@ export interface CaptureOptions {
   maxClientBacklog: number;
   /** Capture sessions one uid may run at once (root and the ebpfmon group too). */
   maxSessionsPerUid: number;
+  /** How the perf rings are read: 'auto' (the native drain when its library loads, else
+   * the TypeScript one) or 'typescript'. */
+  drain?: 'auto' | 'typescript';
 }
 
 export interface CaptureDeps {
@@ -169,7 +173,7 @@ function collectorBytes(to: string): Buffer {
 /** Session ids are unique across daemon restarts (a resumed session keeps its id). */
 const newSessionId = (): string => `cap-${randomBytes(6).toString('hex')}`;
 
-class CaptureSession implements CaptureHandle {
+class CaptureSession implements CaptureHandle, DrainSession {
   readonly startedAt = new Date();
   clientDropped = 0;
   /** Records of this session this daemon read (delivered or dropped for the client). */
@@ -231,6 +235,26 @@ class CaptureSession implements CaptureHandle {
 
   flush(): void {
     if (!this.ended) this.stream.writer.flush();
+  }
+
+  // --- the native drain (nativedrain.ts): onRecord()'s bookkeeping, done per drain ---
+
+  overBacklog(): boolean {
+    return this.sink.backlog() > this.maxBacklog;
+  }
+
+  addRead(read: number, clientDropped: number): void {
+    this.read += read;
+    this.clientDropped += clientDropped;
+  }
+
+  private finishing = false;
+
+  afterDrain(): void {
+    if (this.stream.done && !this.ended && !this.finishing) {
+      this.finishing = true;
+      setImmediate(() => this.finish());
+    }
   }
 
   /** Packets held by reference in the ring (a file's vectored writes) are written now. */
@@ -308,6 +332,10 @@ export class CaptureManager {
   readonly instance = randomBytes(6).toString('hex');
   private ringLostBefore = 0;
   private closed = false;
+  /** The native drain's library, loaded at the first capture session (null: not tried yet). */
+  private native: NativeDrainLoad | null = null;
+  /** The drain of the last reader (status says what ran, also between sessions). */
+  private drainKind: 'native' | 'typescript' | null = null;
 
   private constructor(
     private readonly d: CaptureDeps,
@@ -593,8 +621,20 @@ export class CaptureManager {
   private ensureReader(): void {
     if (this.reader) return;
     const r = new PerfRingReader(this.d.deployment.map(CAP_MAPS.events).fd, this.d.options.perfPagesPerCpu);
+    const native = this.nativeDrain();
+    if (native.ok) r.setDrain(new NativeDrain(native.lib, r, () => this.live, () => this.timebase.offsetNs()).drain);
+    this.drainKind = r.drainKind;
     r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.releaseAll, afterDrain: this.flushAll });
     this.reader = r;
+  }
+
+  /** The native drain's library (loaded once), or why the TypeScript drain runs. */
+  private nativeDrain(): NativeDrainLoad {
+    if (this.native) return this.native;
+    this.native = this.d.options.drain === 'typescript' ? { ok: false, reason: 'capture.drain is "typescript" in the configuration' } : loadNativeDrain();
+    if (this.native.ok) this.log.info({ file: this.native.file }, 'capture: native drain loaded');
+    else this.log.warn({ reason: this.native.reason }, 'capture: the native drain did not load; the TypeScript drain reads the rings');
+    return this.native;
   }
 
   private releaseReaderIfIdle(): void {
@@ -767,6 +807,7 @@ export class CaptureManager {
       available: true,
       engine: 'generated eBPF (libpcap classic BPF translated, one program for all sessions)',
       delivery: `perf event rings, ${pagesPerCpu} pages per CPU (while capture sessions run)`,
+      drain: this.drainStatus(),
       encaps: { vxlan: encap(['vxlan']), gre: encap(['gretap', 'ip6gretap']) },
       sessions: caps,
       mirrors,
@@ -780,6 +821,14 @@ export class CaptureManager {
         mirrorTooBig: mirrors.reduce((n, m) => n + m.counters.tooBig, 0),
       },
     };
+  }
+
+  /** The drain that reads the rings now (or last did; before any session: the one that would). */
+  private drainStatus(): string {
+    const n = this.nativeDrain();
+    const kind = this.reader?.drainKind ?? this.drainKind ?? (n.ok ? 'native' : 'typescript');
+    if (kind === 'native' && n.ok) return `native (${n.file})`;
+    return `typescript (${n.ok ? 'the native drain is loaded but not in use' : n.reason})`;
   }
 
   /**

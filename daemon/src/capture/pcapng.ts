@@ -379,6 +379,20 @@ export class PcapngWriter {
     if (this.vectored && this.parts.length) this.flush();
   }
 
+  /**
+   * Where another writer of blocks (the native drain) may lay out whole blocks: the current
+   * chunk from `at` to `cap`. It must call commitExternal() with its new position before
+   * this writer is used again, and count its packets into `written`.
+   */
+  external(): { chunk: Buffer; at: number; cap: number } {
+    return { chunk: this.chunk, at: this.at, cap: CHUNK };
+  }
+
+  commitExternal(at: number): void {
+    if (at < this.at || at > CHUNK || (at & 3) !== 0) throw new CaptureError('PCAPNG', `external blocks end at ${at} (chunk at ${this.at} of ${CHUNK})`);
+    this.at = at;
+  }
+
   /** Bytes laid out and not yet handed to the sink. */
   get pending(): number {
     return this.at;

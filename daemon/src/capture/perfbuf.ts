@@ -48,6 +48,11 @@ function bpfOutputAttr(watermarkBytes: number): Buffer {
  * drain(), which is when the reader gives the space back to the kernel. */
 export type SampleHandler = (buf: Buffer, u32: Uint32Array, offset: number, length: number, cpu: number) => void;
 
+/** A drain that replaces the record-by-record walk (nativedrain.ts): consumes what the rings
+ * hold within `budgetMs`, returns the samples consumed and whether it stopped on its budget
+ * with records left. It adds PERF_RECORD_LOST counts to the reader's stats itself. */
+export type RingDrain = (budgetMs: number) => { samples: number; behind: boolean };
+
 export interface PerfStats {
   samples: number;
   /** Records the kernel dropped because a ring was full (PERF_RECORD_LOST), summed. */
@@ -58,6 +63,8 @@ export interface PerfStats {
 
 interface Ring {
   cpu: number;
+  /** Address of the control page (the data follows it). */
+  base: bigint;
   fd: number;
   size: number;
   mask: number;
@@ -86,8 +93,12 @@ export class PerfRingReader {
    * at most 1 MiB: a larger ring is slack for a late reader, not a later wakeup; 1 MiB is
    * still thousands of small records per wakeup).
    */
-  constructor(mapFd: number, readonly pageCnt = 1024, watermark?: number) {
+  constructor(mapFd: number, readonly pageCnt = 1024, watermark?: number, memoryOnly = false) {
     if (!Number.isInteger(Math.log2(pageCnt))) throw new RangeError(`pageCnt ${pageCnt} is not a power of two`);
+    if (memoryOnly) {
+      this.pb = 0n; // overMemory(): rings the caller owns, nothing to free
+      return;
+    }
     noop ??= koffi.register(() => 0, L.perfEventFnType);
     const attr = bpfOutputAttr(watermark ?? Math.min((pageCnt * PAGE) / 4, MAX_WATERMARK));
     const pb = L.perf_buffer__new_raw(mapFd, pageCnt, attr, noop, null, null);
@@ -100,12 +111,44 @@ export class PerfRingReader {
       const ret = L.perf_buffer__buffer(pb, i, base, size);
       if (ret < 0) throw new BpfError('mapping', 'perf event ring', -ret, { detail: `buffer ${i}` });
       const sz = Number(size[0]);
-      const mem = koffi.view(base[0]!, PAGE + sz);
-      this.rings.push({
-        cpu: i, fd: L.perf_buffer__buffer_fd(pb, i), size: sz, mask: sz - 1,
-        ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz), u32: new Uint32Array(mem, PAGE, sz / 4),
-      });
+      this.addRing(i, L.perf_buffer__buffer_fd(pb, i), base[0]!, sz);
     }
+  }
+
+  private addRing(cpu: number, fd: number, base: bigint, sz: number): void {
+    const mem = koffi.view(base, PAGE + sz);
+    this.rings.push({
+      cpu, fd, base, size: sz, mask: sz - 1,
+      ctl: new Uint32Array(mem, 0, PAGE / 4), data: new DataView(mem, PAGE, sz), bytes: Buffer.from(mem, PAGE, sz), u32: new Uint32Array(mem, PAGE, sz / 4),
+    });
+  }
+
+  /**
+   * A reader over rings laid out in memory the caller owns (a control page, then `size`
+   * bytes of data, at `base`): tests fill such rings as the kernel would and read them with
+   * both drains. Not started (no fds); close() frees nothing.
+   */
+  static overMemory(rings: Array<{ base: bigint; size: number }>): PerfRingReader {
+    const r = new PerfRingReader(-1, 1, 0, true);
+    rings.forEach((x, i) => r.addRing(i, -1, x.base, x.size));
+    return r;
+  }
+
+  /** Where each ring lies (for a drain that walks them elsewhere). */
+  ringMemory(): Array<{ base: bigint; size: number }> {
+    return this.rings.map((r) => ({ base: r.base, size: r.size }));
+  }
+
+  private custom: RingDrain | null = null;
+
+  /** Drains with `d` instead of the record-by-record walk (null: back to the walk). */
+  setDrain(d: RingDrain | null): void {
+    this.custom = d;
+  }
+
+  /** Which drain runs. */
+  get drainKind(): 'native' | 'typescript' {
+    return this.custom ? 'native' : 'typescript';
   }
 
   get cpus(): number {
@@ -124,8 +167,17 @@ export class PerfRingReader {
    * samples handed to `handler`.
    */
   drain(handler: SampleHandler, budgetMs = 4, beforeRelease?: () => void): number {
-    if (!this.pb) return 0;
+    if (this.pb === null) return 0;
     const t0 = performance.now();
+    if (this.custom) {
+      const r = this.custom(budgetMs);
+      this.behind = r.behind;
+      this.stats.samples += r.samples;
+      this.stats.drains++;
+      const dt = performance.now() - t0;
+      if (dt > this.stats.maxDrainMs) this.stats.maxDrainMs = dt;
+      return r.samples;
+    }
     let samples = 0;
     this.behind = false;
     for (const r of this.rings) {
@@ -200,7 +252,7 @@ export class PerfRingReader {
     const budget = opts.budgetMs ?? 4;
     let again: NodeJS.Immediate | null = null;
     const run = (): void => {
-      if (!this.pb) return;
+      if (this.pb === null) return;
       this.drain(handler, budget, opts.beforeRelease);
       opts.afterDrain?.();
       if (this.behind && !again) {
@@ -222,7 +274,7 @@ export class PerfRingReader {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     for (const p of this.polls.splice(0)) p.close();
-    if (this.pb !== null) L.perf_buffer__free(this.pb);
+    if (this.pb) L.perf_buffer__free(this.pb);
     this.pb = null;
   }
 }

@@ -83,6 +83,28 @@ export class CaptureStream {
     this.startNs = o.timebase.nowNs();
   }
 
+  get snaplen(): number {
+    return this.o.snaplen;
+  }
+
+  /** Packets before the count (-c) is reached; undefined without a count. */
+  countLeft(): number | undefined {
+    return this.o.count === undefined ? undefined : Math.max(0, this.o.count - this.packets);
+  }
+
+  /** What the native drain wrote for this session (nativedrain.ts). */
+  addNative(packets: number, truncated: number, unknownInterface: number, done: boolean): void {
+    this.packets += packets;
+    this.truncated += truncated;
+    this.unknownInterface += unknownInterface;
+    if (done || (this.o.count !== undefined && this.packets >= this.o.count)) this.done = true;
+  }
+
+  /** The IDB id of an interface (its IDB is written the first time); undefined when unknown. */
+  interfaceId(ifindex: number): number | undefined {
+    return this.ifaceId(ifindex);
+  }
+
   private ifaceId(ifindex: number): number | undefined {
     let id = this.ifaceIds.get(ifindex);
     if (id !== undefined) return id;
@@ -95,7 +117,7 @@ export class CaptureStream {
 
   /** Per-process options, laid out once per (pid, tid, command name). `w` is the record's
    * first word in `u32`. */
-  private ownerOptions(buf: Buffer, u32: Uint32Array, w: number): PacketOptions | undefined {
+  ownerOptions(buf: Buffer, u32: Uint32Array, w: number): PacketOptions | undefined {
     const tgid = u32[w + W.tgid]!;
     if (tgid === 0) return undefined;
     const tid = u32[w + W.tid]!;

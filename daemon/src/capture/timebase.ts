@@ -46,6 +46,11 @@ export class TimeBase {
     return monoNs + ((BigInt(this.offHi) << 32n) | BigInt(this.offLo));
   }
 
+  /** realtime - monotonic, ns (what toEpoch() adds). */
+  offsetNs(): bigint {
+    return BigInt.asIntN(64, (BigInt(this.offHi) << 32n) | BigInt(this.offLo));
+  }
+
   nowNs(): bigint {
     return clockNs(CLOCK_REALTIME);
   }

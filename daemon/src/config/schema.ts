@@ -209,6 +209,7 @@ export const schema = {
     perfPagesPerCpu: { doc: 'Pages per CPU of the perf rings that carry captured packets to the daemon (a power of two, at most 4096 = 16 MiB per CPU)', format: 'perf-pages', default: 256, env: 'EBPFMON_CAPTURE_PERF_PAGES_PER_CPU' },
     statsIntervalSec: { doc: 'Interface Statistics Blocks in a pcapng stream every this many seconds (0: only at the end)', format: 'seconds-or-zero', default: 5, env: 'EBPFMON_CAPTURE_STATS_INTERVAL_SEC' },
     maxClientBacklogBytes: { doc: 'Bytes a capture client may leave unread before its session drops packets (counted in clientDropped)', format: 'bytes', default: 16 << 20, env: 'EBPFMON_CAPTURE_MAX_CLIENT_BACKLOG_BYTES' },
+    drain: { doc: 'What reads the perf rings: "auto" (the native drain, build/native/libemoncapdrain.so, when it loads; else the TypeScript drain) or "typescript"', format: ['auto', 'typescript'], default: 'auto', env: 'EBPFMON_CAPTURE_DRAIN' },
     maxSessionsPerUid: { doc: 'Capture sessions one user may run at once', format: 'count', default: 4, env: 'EBPFMON_CAPTURE_MAX_SESSIONS_PER_UID' },
     vxlanPort: { doc: 'UDP port mirror copies are sent to in VXLAN', format: 'port', default: 4789, env: 'EBPFMON_CAPTURE_VXLAN_PORT' },
     mirrors: { doc: 'Mirror sessions declared in the file (see docs/capture.md)', format: 'object-list', default: [] as object[] },

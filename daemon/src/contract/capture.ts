@@ -279,6 +279,9 @@ export interface CaptureStatus {
   engine: string;
   /** How captured packets reach the daemon: `perf event rings, N pages per CPU`. */
   delivery: string;
+  /** What reads the rings and lays out the pcapng: `native (PATH)` (the C drain, one call
+   * per drain) or `typescript (why not native)`. */
+  drain?: string;
   /** Per encapsulation: the device it uses, or why it cannot be used on this kernel. */
   encaps: Record<MirrorEncap, { available: boolean; device: string | null; reason?: string }>;
   sessions: Array<{ session: string; uid: number; delivery: CaptureDelivery; deliveryReason?: string; counters: CaptureCounters }>;
