@@ -34,23 +34,13 @@ import type { Caller } from '../../daemon/src/api/caller.js';
 import type { MonitorApi } from '../../daemon/src/monitor/api.js';
 import type { ProcessesListParams, ProcessesListResult, ProcessTotals } from '../../daemon/src/contract/flows.js';
 import { ProcessRows } from '../../client/src/processrows.js';
+import { rng } from '../helpers/rand.js';
 
 const MAX_FLOWS = 4096;
 /** Tuples the steps draw from: more than the table holds, so the LRU evicts late in the run. */
 const TUPLES = 9000;
 const REMOTES = 37;
 const STEPS = 80;
-
-/** xorshift32: the run is the same for a seed (printed on failure). */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
 
 function csum16(b: Buffer): number {
   let s = 0;

@@ -17,21 +17,9 @@ import type { OwnerIdentity } from '../contract/identity.js';
 import type { ProcessHttpSummary } from '../contract/l7.js';
 import type { ProcessTotals } from '../contract/flows.js';
 
-/** The inputs of one row, as processes() accumulates them. */
-export interface RowInputs {
-  pid: number | null;
-  comm: string | null;
-  uid: number | null;
-  exe: string | null;
-  cgroupId: string | null;
-  flows: number;
-  openFlows: number;
-  txBytes: number;
-  rxBytes: number;
-  txPackets: number;
-  rxPackets: number;
-  http: ProcessHttpSummary | null;
-}
+/** The inputs of one row, as processes() accumulates them: the row's own fields before its
+ * identity, places and stamp are added. */
+export type RowInputs = Pick<ProcessTotals, 'pid' | 'comm' | 'uid' | 'exe' | 'cgroupId' | 'flows' | 'openFlows' | 'txBytes' | 'rxBytes' | 'txPackets' | 'rxPackets' | 'http'>;
 
 interface RemoteLike {
   addr: string;

@@ -20,16 +20,7 @@ import { KERNEL_COMM } from '../../../../daemon/src/contract/common.js';
 import { AppError } from '../../../../daemon/src/errors.js';
 import { compareProcesses, processKey, ProcessRows } from '../../../../client/src/processrows.js';
 import { FakeMonitor } from '../../../helpers/fake-monitor.js';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
+import { rng } from '../../../helpers/rand.js';
 
 const ROOT: Caller = { uid: 0, gid: 0, pid: 1, seesAll: true, admin: true };
 const USER: Caller = { uid: 1000, gid: 1000, pid: 2, seesAll: false, admin: false };
