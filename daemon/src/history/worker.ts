@@ -10,7 +10,7 @@ const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number
 const w = new HistoryWriter(opts);
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
-w.onOpen = (keys) => send({ type: 'tracked', keys });
+w.onOpen = () => send({ type: 'opened' });
 
 await w.open();
 send({ type: 'status', status: w.status() });

@@ -4,8 +4,8 @@
 // queue and are written one transaction each. A full disk or an I/O error never throws
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
-import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
-import { F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
+import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
+import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -48,9 +48,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
-  /** Called whenever the store is (re)opened with the keys of the flows the accountant
-   * tracks (the worker tells the event loop: overbudget.ts). */
-  onOpen: ((trackedKeys: number[]) => void) | null = null;
+  /** Called whenever the store is (re)opened and the accountant restored (the worker tells
+   * the event loop: overbudget.ts sums nothing before). */
+  onOpen: (() => void) | null = null;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
@@ -99,7 +99,7 @@ export class HistoryWriter {
     }
     // After a move aside the accountant keeps its state; ids stay increasing either way.
     this.state = 'ok';
-    this.onOpen?.(this.accountant.trackedKeys());
+    this.onOpen?.();
     await this.refreshUsage();
   }
 
@@ -156,9 +156,11 @@ export class HistoryWriter {
       }
       if (op === OP.close && this.closeFast(a, v, off)) continue;
       const u = r.at(v, off);
+      const full = (v.getUint16(off + F.flags, true) & CHANGES_ONLY) === 0;
       if (u.op === OP.close) a.close(u.obs, u.now);
-      else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now); // a listing's rows carry its start time
-      else a.endListing(u.obs.firstMs, u.now);
+      else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now, full); // a listing's rows carry its start time
+      else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now);
+      else a.endListing(u.obs.firstMs, u.now, full);
     }
     const ws = a.drain();
     if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
