@@ -4,7 +4,6 @@
 // file to change.
 import type { CloseEvent } from '../contract/events.js';
 import type { Flow } from '../contract/flows.js';
-import type { GoneFlow } from '../monitor/flows.js';
 import type { FlowObservation, GoneObservation } from './types.js';
 
 /** What the daemon knows of a process that a close event does not carry (its process
@@ -43,8 +42,9 @@ export function observationFromFlow(f: Flow): FlowObservation {
   };
 }
 
-/** A flow the flow table found gone (FlowTable.listChanges): ICMP's id and type are already
- * in the port fields, as observationFromFlow() puts them. */
-export function observationFromGone(g: GoneFlow): GoneObservation {
+/** A flow the flow table found gone (the monitor's GoneFlow, FlowTable.listChanges; spelled
+ * out here: history does not import the monitor). ICMP's id and type are already in the
+ * port fields, as observationFromFlow() puts them. */
+export function observationFromGone(g: { protocol: string; localAddr: string; localPort: number; remoteAddr: string; remotePort: number; goneAtMs: number }): GoneObservation {
   return { proto: g.protocol, localAddr: g.localAddr, localPort: g.localPort, remoteAddr: g.remoteAddr, remotePort: g.remotePort, goneAtMs: g.goneAtMs };
 }
