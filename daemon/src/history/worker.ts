@@ -23,6 +23,7 @@ port.on('message', (m: ToWorker) => {
       } catch (err) {
         send({ type: 'log', level: 'error', msg: `history: a batch could not be read: ${(err as Error).message}` });
       }
+      if (m.ack !== undefined) w.endPending();
       // Read (ingest keeps nothing of it): back to the packer, transferred.
       port.postMessage({ type: 'buffer', rows: m.batch.rows } satisfies FromWorker, [m.batch.rows]);
       void w.flush().then(() => {
@@ -38,6 +39,7 @@ port.on('message', (m: ToWorker) => {
       );
       break;
     case 'flush':
+      w.endPending();
       void w.flush().then(() => {
         send({ type: 'status', status: w.status() });
         send({ type: 'flushed', id: m.id });

@@ -26,6 +26,8 @@ export class HistoryWriter {
   private store: HistoryStore | null = null;
   private accountant: Accountant | null = null;
   private readonly reader = new ObservationReader();
+  /** Rows of a listing were read and its end not yet (ingest()). */
+  private inListing = false;
   private readonly queue: WriteSet[] = [];
   /** When each queued write set was queued (queue[i]). */
   private readonly queuedAt: number[] = [];
@@ -158,12 +160,31 @@ export class HistoryWriter {
       const u = r.at(v, off);
       const full = (v.getUint16(off + F.flags, true) & CHANGES_ONLY) === 0;
       if (u.op === OP.close) a.close(u.obs, u.now);
-      else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now, full); // a listing's rows carry its start time
-      else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now);
-      else a.endListing(u.obs.firstMs, u.now, full);
+      else if (u.op === OP.listed) {
+        this.inListing = true;
+        a.listed(u.obs, u.now, u.now, full); // a listing's rows carry its start time
+      } else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now);
+      else {
+        a.endListing(u.obs.firstMs, u.now, full);
+        this.inListing = false;
+      }
     }
+    // A listing arrives in several batches (history.ts hands rows over as they are read):
+    // its records wait for its end and go in one write set, as when a listing was one batch.
+    // The queue's bound drops whole write sets, oldest first: the pieces of a full listing
+    // of 1M flows (1M new records) would otherwise be dropped as they came.
+    if (this.inListing) return;
     const ws = a.drain();
     if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
+  }
+
+  /** What a listing still being read has made so far, queued now (a flush asked for by
+   * the event loop, shutdown): the rest of it follows in a write set of its own. */
+  endPending(): void {
+    if (!this.inListing || !this.accountant) return;
+    this.inListing = false;
+    const ws = this.accountant.drain();
+    if (ws.records.length || ws.open.size) this.enqueue(ws);
   }
 
   /** A close beyond the detail budget, read in place from the packed row: no object per
@@ -399,6 +420,7 @@ export class HistoryWriter {
 
   /** Writes what is queued, then closes the database. */
   close(): Promise<void> {
+    this.endPending();
     return this.exclusive(async () => {
       await this.flushNow();
       try {
