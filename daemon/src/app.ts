@@ -29,8 +29,8 @@ import { clockNs, CLOCK_BOOTTIME } from './sys/libc.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
-import { History } from './history/history.js';
-import { observationFromClose, observationFromFlow } from './history/feed.js';
+import { History, type ListingSink } from './history/history.js';
+import { observationFromClose, observationFromFlow, observationFromGone } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
@@ -204,7 +204,15 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   const running = monitor;
   if (config.history.enabled) {
     history = startHistory(config, logger, bus);
-    history.startListings(async () => (await running.queryFlows({ includeClosed: true, limit: Number.MAX_SAFE_INTEGER })).flows.map(observationFromFlow), config.history.snapshotIntervalSec * 1000);
+    // Only what changed since the last listing, read by key (docs/history.md "Listings").
+    history.startListings(async (begin) => {
+      let sink: ListingSink | null = null;
+      await running.listFlowChanges({
+        begin: (full) => void (sink = begin(full)),
+        gone: (g) => sink!.gone(observationFromGone(g)),
+        flow: (f) => sink!.listed(observationFromFlow(f)),
+      });
+    }, config.history.snapshotIntervalSec * 1000);
   }
 
   // The load balancer, when configured: deployed into the same pin directory; its changes

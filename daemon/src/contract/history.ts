@@ -152,6 +152,18 @@ export interface HistoryStatus {
     lagMs: number;
   };
   openFlowsTracked: number;
+  /** Listings of the flow table handed to history since the daemon started (docs/history.md
+   * "Listings"): `full` ones list every flow, `changesOnly` ones the flows that changed
+   * since the previous listing; `last` is the latest one. Absent from the writer's
+   * own status (filled in by the daemon's side). */
+  listings?: {
+    full: number;
+    changesOnly: number;
+    /** Flows listed, and flows named gone, over all listings. */
+    flows: number;
+    gone: number;
+    last: { full: boolean; flows: number; gone: number; at: string; ms: number } | null;
+  };
   lastWriteAt: string | null;
   lastWriteMs: number | null;
   retention: { lastRunAt: string | null; deletedByAge: number; deletedBySize: number };

@@ -12,8 +12,10 @@
 //   gained since the flow's previous record.
 // - Close (or a listing that shows the flow closed): the final record. Counts that grow
 //   after it (a retransmitted FIN) become `late` records.
-// - A flow absent from two listings in a row that began after history knew it has left the
-//   table: an `ended` record (no counts: its counts were recorded as they grew).
+// - A flow absent from two full listings in a row that began after history knew it has left
+//   the table: an `ended` record (no counts: its counts were recorded as they grew). Most
+//   listings are incremental (only the flows that changed: absence says nothing); they
+//   name the flows that left the table instead (leftTable()), which ends them at once.
 // - Short flows beyond the detail budget (a token bucket of flows per second) are merged
 //   into one roll-up record per process, protocol, family and minute (remote and local
 //   addresses unspecified, no ports), and not tracked. The writer thread takes that path
@@ -25,7 +27,6 @@
 //   before the newest one forgotten (or before the last record of a previous run) is taken
 //   as already written, not written twice.
 import { PROTOCOL_NUMBERS } from '../contract/common.js';
-import { flowKey32 } from './overbudget.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 
@@ -178,14 +179,17 @@ export class Accountant {
     this.observe(o, true, now, null);
   }
 
-  /** One flow of a listing of the flow table that began at `listingStart`. */
-  listed(o: FlowObservation, now: number, listingStart: number): void {
-    this.observe(o, o.closedMs !== null, now, listingStart);
+  /** One flow of a listing of the flow table that began at `listingStart`; `full`: the
+   * listing shows every flow (else only those that changed). */
+  listed(o: FlowObservation, now: number, listingStart: number, full = true): void {
+    this.observe(o, o.closedMs !== null, now, listingStart, full);
   }
 
-  /** The listing that began at `listingStart` is complete: flows it did not show (twice in a
-   * row, and known before it began) have left the table. */
-  endListing(listingStart: number, now: number): void {
+  /** The listing that began at `listingStart` is complete. A full one: flows it did not
+   * show (twice in a row, and known before it began) have left the table. An incremental
+   * one says nothing of the flows it did not show. */
+  endListing(listingStart: number, now: number, full = true): void {
+    if (!full) return;
     for (const t of this.tracked.values()) {
       if (t.knownSince >= listingStart) continue;
       if (t.missed === -1) {
@@ -203,6 +207,27 @@ export class Accountant {
       }
       this.forget(t);
     }
+  }
+
+  /**
+   * The flow with this key (flowKey()) left the table at `goneAtMs` (an incremental
+   * listing's OP.gone): an open one ends now, a closed one is forgotten (as after two full
+   * listings without it). A tracked flow first seen within reuseToleranceMs of that, or
+   * later, is taken for a new flow on the same tuple and kept: at worst an old one lingers
+   * until the tuple's next flow or full listing ends it, never is a live one ended early.
+   */
+  leftTable(key: string, goneAtMs: number, now: number): void {
+    const t = this.tracked.get(key);
+    if (!t || t.firstMs + this.opts.reuseToleranceMs >= goneAtMs) return;
+    if (!t.finalized) {
+      this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, goneAtMs);
+      if (t.persisted) this.out.open.set(t.key, null);
+    } else {
+      this.gone.delete(t.key);
+      this.gone.set(t.key, t.firstMs);
+      if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
+    }
+    this.forget(t);
   }
 
   /** Records and open-flow changes since the last drain. */
@@ -247,7 +272,7 @@ export class Accountant {
     return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId, unit: o.unit ?? k.unit };
   }
 
-  private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null): void {
+  private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null, full = true): void {
     const o = this.enrich(obs, listingStart !== null);
     const key = flowKey(o);
     let t = this.tracked.get(key);
@@ -264,7 +289,8 @@ export class Accountant {
       this.forget(t);
       t = undefined;
     }
-    if (listingStart !== null && t) t.missed = -1;
+    // Only a full listing counts as a sighting for the absence rule (endListing).
+    if (listingStart !== null && full && t) t.missed = -1;
     if (!t) {
       // Only a listing can show a closed flow history wrote already; a close event is news.
       // The watermark allows for the two clocks (CLOSE_CLOCK_SLACK_MS).
@@ -284,7 +310,7 @@ export class Accountant {
           at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
-      t = { key, hash: flowHash(o), flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null ? -1 : 0, knownSince: now, last: o, closedMs: null };
+      t = { key, hash: flowHash(o), flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null && full ? -1 : 0, knownSince: now, last: o, closedMs: null };
       this.track(t);
       if (listingStart !== null) t.knownSince = listingStart - 1; // listed: known before this listing
       this.takeNew(t, o, final, now);
@@ -374,17 +400,6 @@ export class Accountant {
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
     at: number, endAt: number, firstMs: number, conns: number, tx: number, rx: number, txp: number, rxp: number): void {
     this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, endAt, firstMs, conns, tx, rx, txp, rxp);
-  }
-
-  /** The keys (overbudget.ts flowKey32) of every flow tracked: closes of these must come here. */
-  trackedKeys(): number[] {
-    const out: number[] = [];
-    for (const t of this.tracked.values()) {
-      // flowKey: proto laddr lport raddr rport (addresses have no spaces)
-      const f = t.key.split(' ');
-      out.push(flowKey32(f[2] === '' ? null : Number(f[2]), f[4] === '' ? null : Number(f[4]), f[3]!));
-    }
-    return out;
   }
 
   /** Adds a flow beyond the budget to its process's roll-up of the minute (exe, cgroup and

@@ -4,7 +4,7 @@
 // file to change.
 import type { CloseEvent } from '../contract/events.js';
 import type { Flow } from '../contract/flows.js';
-import type { FlowObservation } from './types.js';
+import type { FlowObservation, GoneObservation } from './types.js';
 
 /** What the daemon knows of a process that a close event does not carry (its process
  * table has the executable; exec events the cgroup). */
@@ -40,4 +40,11 @@ export function observationFromFlow(f: Flow): FlowObservation {
     firstMs: Date.parse(f.firstSeenAt), lastMs: Date.parse(f.lastSeenAt), closedMs: f.closedAt === null ? null : Date.parse(f.closedAt),
     txBytes: f.txBytes, rxBytes: f.rxBytes, txPackets: f.txPackets, rxPackets: f.rxPackets,
   };
+}
+
+/** A flow the flow table found gone (the monitor's GoneFlow, FlowTable.listChanges; spelled
+ * out here: history does not import the monitor). ICMP's id and type are already in the
+ * port fields, as observationFromFlow() puts them. */
+export function observationFromGone(g: { protocol: string; localAddr: string; localPort: number; remoteAddr: string; remotePort: number; goneAtMs: number }): GoneObservation {
+  return { proto: g.protocol, localAddr: g.localAddr, localPort: g.localPort, remoteAddr: g.remoteAddr, remotePort: g.remotePort, goneAtMs: g.goneAtMs };
 }

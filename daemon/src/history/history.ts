@@ -8,9 +8,9 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ACCOUNTANT_OPTIONS, type AccountantOptions } from './accountant.js';
 import { CloseRollups } from './overbudget.js';
-import { OP, ObservationPacker } from './pack.js';
+import { CHANGES_ONLY, OP, ObservationPacker } from './pack.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import type { FlowObservation, HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
+import type { FlowObservation, GoneObservation, HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
 
 export interface HistoryOptions {
   /** Directory of the database (the unit's StateDirectory=, /var/lib/ebpfmon). */
@@ -33,6 +33,21 @@ export interface HistoryOptions {
   /** Told about problems once each (pino's warn/error fit). */
   log?: { warn(msg: string): void; error(msg: string): void };
 }
+
+/** What a listing in progress is handed (History.beginListing()). */
+export interface ListingSink {
+  /** A flow that left the table since the previous listing (before the first listed()). */
+  gone(g: GoneObservation): void;
+  listed(o: FlowObservation): void;
+  /** The reading ended (`now`: when). */
+  end(now?: number): void;
+  /** The reading failed part way. */
+  abort(): void;
+}
+
+/** Rows of a listing packed before they go to the writer without waiting for the hand-over
+ * (8 MiB of rows: a full listing of a million flows is not held whole). */
+const LISTING_ROWS_PER_POST = 65_536;
 
 export const HISTORY_DEFAULTS = { flushMs: 500, maintainMs: 60_000, statusMs: 1000, maxPending: 200_000, retryMs: 5000 } as const;
 
@@ -67,6 +82,7 @@ export class History {
   private restarts = 0;
   /** Observations packed while no writer thread was there to take them. */
   private lostWhileDown = 0;
+  private readonly listings: NonNullable<HistoryStatus['listings']> = { full: 0, changesOnly: 0, flows: 0, gone: 0, last: null };
 
   private constructor(readonly opts: HistoryOptions) {
     const a = { ...DEFAULT_ACCOUNTANT_OPTIONS, ...budgetOptions(opts) };
@@ -146,8 +162,8 @@ export class History {
       case 'log':
         this.opts.log?.[m.level](m.msg);
         break;
-      case 'tracked':
-        this.rollups.writerReady(m.keys);
+      case 'opened':
+        this.rollups.writerReady();
         break;
       case 'buffer':
         this.packer.recycle(m.rows);
@@ -196,33 +212,81 @@ export class History {
     if (!this.rollups.close(o, now)) this.packer.add(OP.close, o, now);
   }
 
-  /** A listing of the flow table (open flows and recently closed ones), read from
+  /** A full listing of the flow table (every open flow and recently closed one), read from
    * `listingStart` on. Lets history record long flows minute by minute and notice flows
    * that left the table. */
   recordListing(flows: Iterable<FlowObservation>, listingStart: number, now = Date.now()): void {
+    const l = this.beginListing(listingStart, true);
+    for (const o of flows) l.listed(o);
+    l.end(now);
+  }
+
+  /**
+   * A listing read over time (startListings()): `full` lists every flow of the table;
+   * otherwise only the flows that changed since the previous listing, after `gone()` for
+   * each flow that left the table since then (docs/history.md "Listings"). Rows go to the
+   * writer as they come (with the next hand-over, or every LISTING_ROWS_PER_POST rows), so a
+   * full listing of a large table is never held whole.
+   */
+  beginListing(listingStart: number, full: boolean): ListingSink {
     // The sums first: the writer reads them (and moves its watermark past them) before
     // the listing, which may show some of those flows closed.
     this.rollups.drain(this.packer);
     this.rollups.beginListing();
-    for (const o of flows) {
-      this.rollups.listed(o);
-      this.packer.add(OP.listed, o, listingStart);
-    }
-    this.packer.endListing(listingStart, now);
-    this.rollups.endListing();
+    const flags = full ? 0 : CHANGES_ONLY;
+    let ended = false;
+    let flows = 0;
+    let gone = 0;
+    return {
+      gone: (g) => {
+        gone++;
+        this.packer.addGone(g, listingStart);
+      },
+      listed: (o) => {
+        flows++;
+        this.packer.add(OP.listed, o, listingStart, flags);
+        if (this.packer.pending >= LISTING_ROWS_PER_POST) this.post();
+      },
+      end: (now = Date.now()) => {
+        if (ended) return;
+        ended = true;
+        this.packer.endListing(listingStart, now, !full);
+        this.rollups.endListing(now);
+        if (full) this.listings.full++;
+        else this.listings.changesOnly++;
+        this.listings.flows += flows;
+        this.listings.gone += gone;
+        this.listings.last = { full, flows, gone, at: new Date(listingStart).toISOString(), ms: Math.max(0, now - listingStart) };
+      },
+      abort: () => {
+        // What was read stays (records of what was seen are right); absence means nothing:
+        // ended as an incremental listing.
+        if (ended) return;
+        ended = true;
+        this.packer.endListing(listingStart, Date.now(), true);
+        this.rollups.endListing(Date.now());
+      },
+    };
   }
 
   /** Lists the flow table every `everyMs` through `list` (the daemon passes its flow
-   * table's query, mapped with observationFromFlow). A listing never overlaps the next. */
-  startListings(list: () => Promise<Iterable<FlowObservation>>, everyMs = 60_000): void {
+   * table's listChanges(), mapped with feed.ts): `list` calls `begin` once, then hands over
+   * what it reads. A listing never overlaps the next. */
+  startListings(list: (begin: (full: boolean) => ListingSink) => Promise<unknown>, everyMs = 60_000): void {
     let busy = false;
     const t = setInterval(() => {
       if (busy || this.stopping) return;
       busy = true;
       const start = Date.now();
-      list()
-        .then((flows) => this.recordListing(flows, start))
-        .catch((err: Error) => this.opts.log?.warn(`history: listing the flow table failed: ${err.message}`))
+      let sink: ListingSink | null = null;
+      list((full) => (sink = this.beginListing(start, full)))
+        .then(
+          () => (sink as ListingSink | null)?.end(),
+          (err: Error) => {
+            (sink as ListingSink | null)?.abort();
+            this.opts.log?.warn(`history: listing the flow table failed: ${err.message}`);
+          },
+        )
         .finally(() => (busy = false));
     }, everyMs);
     t.unref();
@@ -260,7 +324,10 @@ export class History {
   }
 
   status(): HistoryStatus {
-    return { ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending + this.rollups.pendingRows } };
+    return {
+      ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending + this.rollups.pendingRows },
+      listings: { ...this.listings, last: this.listings.last && { ...this.listings.last } },
+    };
   }
 
   /** Writes what is pending and closes the database; the writer thread ends. */

@@ -3,32 +3,27 @@
 // thread: at 10,000 closes/s almost every close is beyond the budget, and packing each one
 // (a 128-byte row, a string id per field), transferring it, reading it back in the writer
 // and collecting the garbage cost more than the rows those closes end up as (bench/history,
-// docs/history.md "Fourth round"). Here such a close costs a token check, a hash of its ports
-// and remote address and a few set lookups (below), a lookup by pid and four additions into
+// docs/history.md "Fourth round"). Here such a close costs a token check, a comparison of its
+// first-seen time (below), a lookup by pid and four additions into
 // a slot that lives until the next hand-over; the writer gets one packed
 // row per process, protocol, family and minute (OP.rollup) instead of a row per flow.
 //
 // What must not be summed here: a close of a flow the writer tracks (listed while open, or
 // restored from a previous run: its open records already counted part of its bytes; only the
-// accountant knows what is left). The writer's tracked set is not visible from here, so a
-// close goes to the writer whenever its key (ports and remote address) matches a flow of the
-// last three listings (the writer forgets a listed flow after two listings that miss it), a
-// flow the writer restored (it sends their keys once it is open: until then every close goes
-// to it). A collision only sends a close the general way, which is always right. Ports alone
-// collided too often: with ephemeral local ports and a handful of remote ports, the keys of
-// recent closes matched a large part of the closes beyond the budget (bench/history, default
-// budget, first attempt). Closes kept in detail are not remembered: the kernel reports one
-// close per socket (sockets.bpf.c, the move to TCP_CLOSE), and a tuple closed again is a
-// new flow. The token comes first, so a close within the budget costs no key.
-import { strHash, type ObservationPacker, type RollupSums } from './pack.js';
+// accountant knows what is left). The writer's tracked set is not visible from here, but
+// every flow it tracks open was in the flow table when a listing read it, or before this
+// History started (restored): so a flow first seen after the end of the last listing (and
+// after the start) cannot be one, and only such closes are summed here. Until the writer
+// says it is open, and while a listing is being read (it may show any flow there is), every
+// close goes to it. The general path is always right; the rule costs no memory per flow.
+// It replaced a set of the ports and remote address of every flow of the last three
+// listings: with incremental listings (only the flows that changed) an idle flow listed
+// once stays tracked, and a set of every tracked flow would grow with the table (1M flows).
+// Closes kept in detail are not remembered: the kernel reports one close per socket
+// (sockets.bpf.c, the move to TCP_CLOSE), and a tuple closed again is a new flow. The token
+// comes first, so a close within the budget costs one comparison more.
+import type { ObservationPacker, RollupSums } from './pack.js';
 import type { FlowObservation } from './types.js';
-
-/** A flow's ports and remote address as one integer (null ports as 65535; a collision only
- * costs the general path). */
-export function flowKey32(localPort: number | null, remotePort: number | null, remoteAddr: string): number {
-  const h = Math.imul(((localPort ?? 65535) << 16) ^ (remotePort ?? 65535), 0x9e3779b1) ^ strHash(remoteAddr);
-  return (h ^ (h >>> 15)) | 0;
-}
 
 /** The sum of one process's closes of one protocol and family in one minute since the last
  * hand-over. Interface, direction and attribution are kept while all its flows agree (null
@@ -37,27 +32,28 @@ interface Slot extends RollupSums {
   minute: number;
 }
 
-const LISTINGS_KEPT = 3;
+/** A close event's first-seen time (close time minus the flow's age) and a listing's (the
+ * table's first_ns) are converted from the kernel's clock separately: a few ms apart, 29 ms
+ * measured under load. The accountant's reuseToleranceMs: as far apart as one flow's two
+ * observations may be. */
+const FIRST_SEEN_SLACK_MS = 2000;
 
 export class CloseRollups {
   private tokens = 0;
   private refilledAt = -Infinity;
   private readonly slots = new Map<number, Slot[]>();
   private rows = 0;
-  /** Keys (flowKey32) of the flows the last listings showed ([0]: the listing being read). */
-  private listings: Array<Set<number>> = [new Set()];
-  /** Keys of the flows the writer restored, until three listings have passed. */
-  private restored = new Set<number>();
-  private restoredFor = 0;
-  /** The writer told what it tracks: until then every close goes to it. */
+  /** The writer said it is open: until then every close goes to it. */
   private ready = false;
+  /** A listing is being read. */
+  private listing = false;
 
-  constructor(private readonly perSec: number, private readonly burst: number) {}
+  /** `horizon`: flows first seen before this (wall ms) may be tracked by the writer; it
+   * moves to the end of each listing. The default, now: restored flows are older. */
+  constructor(private readonly perSec: number, private readonly burst: number, private horizon = Date.now()) {}
 
-  /** The writer thread (re)opened its store and tracks flows with these keys. */
-  writerReady(keys: number[]): void {
-    this.restored = new Set(keys);
-    this.restoredFor = 0;
+  /** The writer thread (re)opened its store and restored what it tracks. */
+  writerReady(): void {
     this.ready = true;
   }
 
@@ -69,12 +65,6 @@ export class CloseRollups {
   /** Rows waiting for the next drain (one per slot). */
   get pendingRows(): number {
     return this.rows;
-  }
-
-  private known(k: number): boolean {
-    if (this.restored.has(k)) return true;
-    for (const s of this.listings) if (s.has(k)) return true;
-    return false;
   }
 
   private takeToken(now: number): boolean {
@@ -91,7 +81,7 @@ export class CloseRollups {
    * pack it for the writer (within the budget, or a flow the writer may track). */
   close(o: FlowObservation, now: number): boolean {
     if (!this.ready || this.takeToken(now)) return false;
-    if (this.known(flowKey32(o.localPort, o.remotePort, o.remoteAddr))) return false;
+    if (this.listing || o.firstMs <= this.horizon + FIRST_SEEN_SLACK_MS) return false;
     const at = o.closedMs ?? now;
     const minute = Math.floor(at / 60_000);
     const pk = o.pid ?? -1;
@@ -127,19 +117,15 @@ export class CloseRollups {
     return true;
   }
 
-  /** A listing begins (its flows are noted as they are packed: listed()). */
+  /** A listing begins: until it ends, any flow may be in it. */
   beginListing(): void {
-    this.listings.unshift(new Set());
-    if (this.listings.length > LISTINGS_KEPT + 1) this.listings.length = LISTINGS_KEPT + 1;
+    this.listing = true;
   }
 
-  listed(o: FlowObservation): void {
-    this.listings[0]!.add(flowKey32(o.localPort, o.remotePort, o.remoteAddr));
-  }
-
-  /** A listing is complete: the restored flows are covered by listings after three. */
-  endListing(): void {
-    if (this.restored.size && ++this.restoredFor >= LISTINGS_KEPT) this.restored = new Set();
+  /** The listing's reading ended at `now`: every flow it showed was first seen before. */
+  endListing(now: number): void {
+    this.listing = false;
+    if (now > this.horizon) this.horizon = now;
   }
 
   /** Packs the sums as OP.rollup rows (before a hand-over, and before a listing's rows, so

@@ -5,13 +5,15 @@
 // structured clone of 10,000 close events a second cost more of the event loop than
 // history's whole CPU budget (bench/history, "post to writer, drop"); packing costs a few
 // Map lookups and DataView writes per flow, and the transfer is a pointer handover.
-import type { FlowObservation } from './types.js';
+import type { FlowObservation, GoneObservation } from './types.js';
 import type { HistoryFlow } from '../contract/history.js';
 
 /** rollup: closes beyond the detail budget summed on the event loop (overbudget.ts): `first`
  * the earliest first-seen, `closed` the last close, `last` the number of closes, `now` the
  * first close (the record's time). */
-export const OP = { close: 1, listed: 2, listingEnd: 3, rollup: 4 } as const;
+/** gone: a flow left the flow table (collected, evicted): its 5-tuple, `first` when the
+ * daemon found it gone. */
+export const OP = { close: 1, listed: 2, listingEnd: 3, rollup: 4, gone: 5 } as const;
 export type Op = (typeof OP)[keyof typeof OP];
 
 export const ROW = 128;
@@ -26,6 +28,9 @@ export const NO_RPORT = 2;
 export const NO_CLOSED = 4;
 export const NO_PID = 8;
 export const NO_UID = 16;
+/** On listed and listingEnd rows: the listing has only the flows that changed since the
+ * previous one (absence from it says nothing; OP.gone rows say what left the table). */
+export const CHANGES_ONLY = 32;
 
 /** FNV-1a over a string's UTF-16 units: the same number for the same text on both sides of
  * the thread boundary and in the accountant, computed once per string the packer sends. */
@@ -115,10 +120,10 @@ export class ObservationPacker {
     return this.count++ * ROW;
   }
 
-  add(op: Op, o: FlowObservation, now: number): void {
+  add(op: Op, o: FlowObservation, now: number, extraFlags = 0): void {
     const off = this.row(); // first: it may grow the buffer (a new view)
     const v = this.view;
-    let flags = 0;
+    let flags = extraFlags;
     if (o.localPort === null) flags |= NO_LPORT;
     if (o.remotePort === null) flags |= NO_RPORT;
     if (o.closedMs === null) flags |= NO_CLOSED;
@@ -186,12 +191,29 @@ export class ObservationPacker {
 
   /** A listing's rows carry the listing's start as their time (`now`); this row says the
    * listing that began at `listingStart` is complete. */
-  endListing(listingStart: number, now: number): void {
+  endListing(listingStart: number, now: number, changesOnly = false): void {
     const off = this.row();
     new Uint8Array(this.buf, off, ROW).fill(0);
     this.view.setUint8(off + F.op, OP.listingEnd);
+    this.view.setUint16(off + F.flags, changesOnly ? CHANGES_ONLY : 0, true);
     this.view.setFloat64(off + F.first, listingStart, true);
     this.view.setFloat64(off + F.now, now, true);
+  }
+
+  /** A flow left the table (OP.gone): its 5-tuple, when it was found gone, and `now`. */
+  addGone(g: GoneObservation, now: number): void {
+    const off = this.row();
+    const v = this.view;
+    new Uint8Array(this.buf, off, ROW).fill(0);
+    v.setUint8(off + F.op, OP.gone);
+    v.setUint16(off + F.flags, (g.localPort === null ? NO_LPORT : 0) | (g.remotePort === null ? NO_RPORT : 0) | NO_CLOSED | NO_PID | NO_UID, true);
+    v.setUint16(off + F.lport, g.localPort ?? 0, true);
+    v.setUint16(off + F.rport, g.remotePort ?? 0, true);
+    v.setUint32(off + F.proto, this.str(g.proto), true);
+    v.setUint32(off + F.laddr, this.str(g.localAddr), true);
+    v.setUint32(off + F.raddr, this.str(g.remoteAddr), true);
+    v.setFloat64(off + F.first, g.goneAtMs, true);
+    v.setFloat64(off + F.now, now, true);
   }
 
   /** Buffers the writer sent back (recycle()): packing goes on in one of them. */

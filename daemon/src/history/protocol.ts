@@ -17,8 +17,8 @@ export type FromWorker =
   | { type: 'flushed'; id: number }
   /** A batch's buffer, read and sent back for the packer to reuse (transferred). */
   | { type: 'buffer'; rows: ArrayBuffer }
-  /** The store is open; the accountant tracks flows with these keys (overbudget.ts flowKey32):
-   * their closes must come to the writer, not be summed on the event loop. */
-  | { type: 'tracked'; keys: number[] }
+  /** The store is open and the accountant restored: closes beyond the budget of flows it
+   * cannot track may be summed on the event loop from now on (overbudget.ts). */
+  | { type: 'opened' }
   | { type: 'log'; level: 'warn' | 'error'; msg: string }
   | { type: 'closed' };

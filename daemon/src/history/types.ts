@@ -48,6 +48,18 @@ export interface FlowObservation {
   attrs?: string | null;
 }
 
+/** A flow that left the flow table (collected or evicted), named by its 5-tuple as an
+ * observation names it, from an incremental listing. */
+export interface GoneObservation {
+  proto: string;
+  localAddr: string;
+  localPort: number | null;
+  remoteAddr: string;
+  remotePort: number | null;
+  /** When the daemon found it gone (wall ms): a flow first seen after that is another. */
+  goneAtMs: number;
+}
+
 /** What a record is. The numbers are stored: never renumber. */
 export const RECORD_KIND = {
   /** Counts a still-open flow gained since its last record (a periodic snapshot). */

@@ -10,7 +10,7 @@ const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number
 const w = new HistoryWriter(opts);
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
-w.onOpen = (keys) => send({ type: 'tracked', keys });
+w.onOpen = () => send({ type: 'opened' });
 
 await w.open();
 send({ type: 'status', status: w.status() });
@@ -23,6 +23,7 @@ port.on('message', (m: ToWorker) => {
       } catch (err) {
         send({ type: 'log', level: 'error', msg: `history: a batch could not be read: ${(err as Error).message}` });
       }
+      if (m.ack !== undefined) w.endPending();
       // Read (ingest keeps nothing of it): back to the packer, transferred.
       port.postMessage({ type: 'buffer', rows: m.batch.rows } satisfies FromWorker, [m.batch.rows]);
       void w.flush().then(() => {
@@ -38,6 +39,7 @@ port.on('message', (m: ToWorker) => {
       );
       break;
     case 'flush':
+      w.endPending();
       void w.flush().then(() => {
         send({ type: 'status', status: w.status() });
         send({ type: 'flushed', id: m.id });

@@ -4,8 +4,8 @@
 // queue and are written one transaction each. A full disk or an I/O error never throws
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
-import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, type AccountantOptions, type WriteSet } from './accountant.js';
-import { F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
+import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
+import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -26,6 +26,8 @@ export class HistoryWriter {
   private store: HistoryStore | null = null;
   private accountant: Accountant | null = null;
   private readonly reader = new ObservationReader();
+  /** Rows of a listing were read and its end not yet (ingest()). */
+  private inListing = false;
   private readonly queue: WriteSet[] = [];
   /** When each queued write set was queued (queue[i]). */
   private readonly queuedAt: number[] = [];
@@ -48,9 +50,9 @@ export class HistoryWriter {
   private closed = false;
   private compactedAt = -Infinity;
   private readonly now: () => number;
-  /** Called whenever the store is (re)opened with the keys of the flows the accountant
-   * tracks (the worker tells the event loop: overbudget.ts). */
-  onOpen: ((trackedKeys: number[]) => void) | null = null;
+  /** Called whenever the store is (re)opened and the accountant restored (the worker tells
+   * the event loop: overbudget.ts sums nothing before). */
+  onOpen: (() => void) | null = null;
 
   constructor(readonly opts: WriterOptions) {
     this.now = opts.now ?? Date.now;
@@ -99,7 +101,7 @@ export class HistoryWriter {
     }
     // After a move aside the accountant keeps its state; ids stay increasing either way.
     this.state = 'ok';
-    this.onOpen?.(this.accountant.trackedKeys());
+    this.onOpen?.();
     await this.refreshUsage();
   }
 
@@ -156,12 +158,33 @@ export class HistoryWriter {
       }
       if (op === OP.close && this.closeFast(a, v, off)) continue;
       const u = r.at(v, off);
+      const full = (v.getUint16(off + F.flags, true) & CHANGES_ONLY) === 0;
       if (u.op === OP.close) a.close(u.obs, u.now);
-      else if (u.op === OP.listed) a.listed(u.obs, u.now, u.now); // a listing's rows carry its start time
-      else a.endListing(u.obs.firstMs, u.now);
+      else if (u.op === OP.listed) {
+        this.inListing = true;
+        a.listed(u.obs, u.now, u.now, full); // a listing's rows carry its start time
+      } else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now);
+      else {
+        a.endListing(u.obs.firstMs, u.now, full);
+        this.inListing = false;
+      }
     }
+    // A listing arrives in several batches (history.ts hands rows over as they are read):
+    // its records wait for its end and go in one write set, as when a listing was one batch.
+    // The queue's bound drops whole write sets, oldest first: the pieces of a full listing
+    // of 1M flows (1M new records) would otherwise be dropped as they came.
+    if (this.inListing) return;
     const ws = a.drain();
     if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
+  }
+
+  /** What a listing still being read has made so far, queued now (a flush asked for by
+   * the event loop, shutdown): the rest of it follows in a write set of its own. */
+  endPending(): void {
+    if (!this.inListing || !this.accountant) return;
+    this.inListing = false;
+    const ws = this.accountant.drain();
+    if (ws.records.length || ws.open.size) this.enqueue(ws);
   }
 
   /** A close beyond the detail budget, read in place from the packed row: no object per
@@ -397,6 +420,7 @@ export class HistoryWriter {
 
   /** Writes what is queued, then closes the database. */
   close(): Promise<void> {
+    this.endPending();
     return this.exclusive(async () => {
       await this.flushNow();
       try {

@@ -54,6 +54,34 @@ export interface FlowQuery {
   limit?: number;
 }
 
+/** Internal to the monitor (listChanges()): read these keys, hand each flow to `onFlow`
+ * as it is built (nothing kept, not sorted), walk in chunks of `chunk`. */
+interface ListQuery extends FlowQuery {
+  keys?: Iterable<string>;
+  onFlow?: (f: Flow) => void;
+  chunk?: number;
+}
+
+/** A flow that left the table (collected, evicted), as history's listing names it: ICMP's
+ * id and type in the port fields, as history keys ICMP flows. */
+export interface GoneFlow {
+  protocol: string;
+  localAddr: string;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  /** When the daemon found it gone (wall ms). */
+  goneAtMs: number;
+}
+
+/** What listChanges() hands over, in this order: begin once, every gone flow, then flows. */
+export interface FlowChangeSink {
+  /** `full`: every flow follows (else only those that changed). */
+  begin(full: boolean): void;
+  gone(g: GoneFlow): void;
+  flow(f: Flow): void;
+}
+
 /** One flow's key and value buffers, with views, for reads by key. */
 interface FlowScratch {
   kb: Buffer;
@@ -253,6 +281,13 @@ export class FlowTable {
     running: Promise<void> | null;
   } | null = null;
   private readonly indexStats = { fullWalks: 0, refreshes: 0, flowsRead: 0, breaks: { ringFull: 0, nearFull: 0 } };
+  /**
+   * What changed since history's last listing (listChanges()): keys the dirty-ring refreshes
+   * read, keys found gone; `dirty`/`breaks`: the ring and its break count when the period
+   * began (a break or another ring means pushes may be missing: the next listing is full).
+   * Null until history asks (nothing is kept without it).
+   */
+  private changes: { changed: Set<string>; gone: Map<string, number>; dirty: FlowTable['dirty']; breaks: number } | null = null;
   private fallbackReason: string | null = 'the dirty-flow ring is not in use';
 
   /**
@@ -345,6 +380,7 @@ export class FlowTable {
     for (const k of read) {
       if (++n % YIELD_EVERY === 0) await yieldTurn();
       if (!this.readFlow(k, s)) continue; // the copy is trusted here: mirrorGen is set
+      this.changes?.changed.add(k);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     }
@@ -436,6 +472,7 @@ export class FlowTable {
     if (!this.map.lookup(s.kb, s.vb)) {
       this.index.remove(k);
       if (this.mirrorGen !== null) this.mirror.remove(k);
+      this.changes?.gone.set(k, Date.now());
       return false;
     }
     if (this.mirrorGen !== null) this.mirror.put(k, s.kv, 0, s.vv, 0, s.kb, s.vb);
@@ -512,7 +549,7 @@ export class FlowTable {
     }, chunk);
   }
 
-  async query(q: FlowQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
+  async query(q: ListQuery = {}): Promise<{ flows: Flow[]; total: number; matched: number }> {
     const toMs = this.clock();
     const identities = this.identities();
     const ow = FLOW.fields.owner.offset;
@@ -597,25 +634,77 @@ export class FlowTable {
         flow.icmpType = rport;
         flow.icmpId = lport;
       }
-      (unnamed ? pending : out).push(flow);
+      if (unnamed) pending.push(flow);
+      else if (q.onFlow) q.onFlow(flow);
+      else out.push(flow);
     };
     // By pid: the index when it is the table (`total` is then the index's size); else a walk.
     if (q.pid !== undefined) await this.catchUp();
-    if (q.pid !== undefined && this.byIndex(q.pid, visit)) total = this.index.size;
-    else await this.scan(visit);
+    if (q.keys) await this.byKeys(q.keys, visit);
+    else if (q.pid !== undefined && this.byIndex(q.pid, visit)) total = this.index.size;
+    else await this.scan(visit, q.chunk);
     if (pending.length && (await identities.settle())) {
       for (const f of pending) {
         const ident = identities.of(f.cgroupId, f.pid);
         if (q.identity && !q.identity(ident)) continue;
         Object.assign(f, { cgroupPath: ident.cgroupPath, unit: ident.unit, userUnit: ident.userUnit, slice: ident.slice, container: ident.container, app: ident.app });
-        out.push(f);
+        if (q.onFlow) q.onFlow(f);
+        else out.push(f);
       }
     } else if (!q.identity) {
-      out.push(...pending);
+      if (q.onFlow) pending.forEach(q.onFlow);
+      else out.push(...pending);
     }
     const matched = out.length;
     sortFlows(out, q.sort ?? 'bytes');
     return { flows: q.limit !== undefined ? out.slice(0, q.limit) : out, total, matched };
+  }
+
+  /** Reads each of `keys` (one lookup each; gone ones skipped), yielding the event loop
+   * every LIST_YIELD_EVERY flows (building a Flow costs a few us). */
+  private async byKeys(keys: Iterable<string>, fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
+    const s = flowScratch();
+    let n = 0;
+    for (const k of keys) {
+      if (++n % LIST_YIELD_EVERY === 0) await yieldTurn();
+      keyBytes(k, s.kb);
+      if (this.map.lookup(s.kb, s.vb)) fn(s.kv, 0, s.vv, 0, s.kb, s.vb);
+    }
+  }
+
+  /**
+   * History's listing (docs/history.md "Listings"): the flows whose counts or state changed
+   * since the previous call, and the flows that left the table since then (every `gone`
+   * before the first `flow`: a key gone and taken again by a new flow is then seen in that
+   * order). The changed flows are the keys the dirty ring's refreshes read (every count
+   * reaches a refresh: dirty.ts), read again here by key. `full`: every flow was listed
+   * instead (the first call, no dirty ring, or its stream broke or was replaced since the
+   * previous call: pushes may be missing), and a flow not listed may have left the table
+   * unannounced. Flows are built and handed over one by one, nothing kept, the event loop
+   * getting a turn every LIST_YIELD_EVERY flows (or LIST_CHUNK walked).
+   */
+  async listChanges(sink: FlowChangeSink): Promise<{ full: boolean; listed: number }> {
+    await this.catchUp();
+    const d = this.dirty;
+    const c = this.changes;
+    const exact = c !== null && d !== null && c.dirty === d && c.breaks === d.breaks;
+    this.changes = { changed: new Set(), gone: new Map(), dirty: d, breaks: d?.breaks ?? 0 };
+    sink.begin(!exact);
+    if (c) {
+      const kb = Buffer.alloc(FLOW_KEY.size);
+      for (const [k, at] of c.gone) sink.gone(goneFlow(keyBytes(k, kb), at));
+    }
+    let listed = 0;
+    const count = (f: Flow) => {
+      listed++;
+      sink.flow(f);
+    };
+    if (exact && c && d) {
+      // Keys a refresh set aside (read after an index sync): changed too, not read yet.
+      for (const k of d.carry) c.changed.add(k);
+      await this.query({ includeClosed: true, keys: c.changed, onFlow: count });
+    } else await this.query({ includeClosed: true, onFlow: count, chunk: LIST_CHUNK });
+    return { full: !exact, listed };
   }
 
   /**
@@ -894,10 +983,12 @@ export class FlowTable {
       if (i > 0) await yieldTurn();
       const slice = doomed.slice(i, i + YIELD_EVERY);
       deleted += this.map.deleteBatch(Buffer.concat(slice), slice.length);
+      const goneAt = Date.now();
       for (const k of slice) {
         const ks = keyString(k, 0);
         this.index.remove(ks);
         this.mirror.remove(ks);
+        this.changes?.gone.set(ks, goneAt);
       }
       for (let j = i; j < Math.min(i + YIELD_EVERY, counts.length); j++) this.retire(counts[j]!, gone[j]);
     }
@@ -1029,6 +1120,21 @@ const GC_CHUNK = 1024;
 const YIELD_EVERY = 4096;
 
 const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
+/** History's listing builds a Flow per flow (a few us each): a turn of the event loop every
+ * this many read by key, and walk chunks this small for a full listing (10 ms stalls at most). */
+const LIST_YIELD_EVERY = 256;
+const LIST_CHUNK = 512;
+
+/** A key found gone, named as history names flows (ICMP: id and type as the ports). */
+function goneFlow(kb: Buffer, goneAtMs: number): GoneFlow {
+  const family = kb[FLOW_KEY.fields.family.offset]!;
+  return {
+    protocol: protocolName(kb[FLOW_KEY.fields.proto.offset]!),
+    localAddr: formatIpAt(kb, FLOW_KEY.fields.laddr.offset, family), localPort: kb.readUInt16LE(FLOW_KEY.fields.lport.offset),
+    remoteAddr: formatIpAt(kb, FLOW_KEY.fields.raddr.offset, family), remotePort: kb.readUInt16LE(FLOW_KEY.fields.rport.offset),
+    goneAtMs,
+  };
+}
 
 /** One collected flow's counts, on their way to the per-process totals. */
 interface RetiredCount { pid: number; comm: string; uid: number; cgroupId: string | null; tx: number; rx: number; txp: number; rxp: number; last: bigint; learnedNs: bigint }

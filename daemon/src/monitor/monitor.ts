@@ -33,7 +33,7 @@ import { HookPort } from './hooks.js';
 import type { HookName } from './wire.js';
 import { ProcessTable } from './processes.js';
 import type { MonitorApi, MonitorStatus } from './api.js';
-import type { FlowQuery, ProcessQuery } from './flows.js';
+import type { FlowChangeSink, FlowQuery, ProcessQuery } from './flows.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED } from './wire.js';
 
@@ -561,6 +561,11 @@ export class Monitor implements MonitorApi {
 
   queryFlows(q: FlowQuery) {
     return this.flows.query(q);
+  }
+
+  /** History's listing: what changed since the last one (FlowTable.listChanges). */
+  listFlowChanges(sink: FlowChangeSink) {
+    return this.flows.listChanges(sink);
   }
 
   processTotals(q: ProcessQuery) {

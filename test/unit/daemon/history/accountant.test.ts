@@ -205,3 +205,37 @@ test('after a restart, the last closed flow listed with a close time a few ms af
   const { records } = a.drain();
   assert.deepEqual(records.map((r) => r.localPort), [40012]);
 });
+
+test('incremental listings: an idle flow they do not show stays open; one gone from the table ends at once; a new flow on its tuple is kept', () => {
+  const a = new Accountant(new RecordIds(), OPTS);
+  // A full listing shows both; then only flow 40011 changes, listing after listing.
+  a.listed(flow(40010, { tx: 100, rx: 100 }), T0, T0);
+  a.listed(flow(40011, { tx: 100, rx: 100 }), T0, T0);
+  a.endListing(T0, T0);
+  for (let i = 1; i <= 4; i++) {
+    const at = T0 + 60_000 * i;
+    a.listed(flow(40011, { tx: 100 + i * 50, rx: 100 }), at, at, false);
+    a.endListing(at, at, false);
+  }
+  let { records } = a.drain();
+  assert.equal(records.filter((r) => r.kind === RECORD_KIND.ended).length, 0, 'absence from incremental listings is not an end');
+  assert.deepEqual(sums(records.filter((r) => r.localPort === 40011)), { tx: 300, rx: 100, txp: 3, rxp: 1, conns: 1 });
+  assert.equal(a.trackedCount, 2);
+  // Two full listings without 40010 still end it (the backstop when the stream broke).
+  const t5 = T0 + 300_000;
+  a.listed(flow(40011, { tx: 300, rx: 100 }), t5, t5);
+  a.endListing(t5, t5);
+  assert.equal(a.drain().records.length, 0, 'missed once');
+  // 40011 leaves the table (collected): gone ends it; a flow first seen after that on the
+  // same tuple is not ended by that notice.
+  const goneAt = t5 + 30_000;
+  a.leftTable('tcp 198.18.0.1 40011 198.18.0.2 443', goneAt, goneAt + 5);
+  a.listed(flow(40012, { tx: 1, rx: 1 }, { firstMs: goneAt - 100 }), goneAt + 10, goneAt + 10, false);
+  a.leftTable('tcp 198.18.0.1 40012 198.18.0.2 443', goneAt, goneAt + 20);
+  records = a.drain().records;
+  const ended = records.filter((r) => r.kind === RECORD_KIND.ended);
+  assert.deepEqual(ended.map((r) => [r.localPort, r.endMs]), [[40011, goneAt]], 'ended once found gone');
+  assert.equal(a.trackedCount, 2, '40010 (missed one full listing) and 40012 (first seen within the tolerance of the notice)');
+  a.leftTable('tcp 198.18.0.1 40099 198.18.0.2 443', goneAt, goneAt); // never known: nothing
+  assert.equal(a.drain().records.length, 0);
+});

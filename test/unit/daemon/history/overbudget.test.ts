@@ -5,15 +5,15 @@
 // computes from the flows it fed: totals, connections (each flow once), and the flows the
 // writer tracks, whose closes must add only what they gained since their open records:
 // flows listed while open, a flow a listing showed closed before its close event, and,
-// after a restart, flows the writer restored from its file (the event loop learns their
-// ports from the writer; summing their whole counts again would count them twice).
+// after a restart, flows the writer restored from its file (first seen before the event
+// loop's horizon; summing their whole counts again would count them twice).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { History } from '../../../../daemon/src/history/history.js';
-import { CloseRollups, flowKey32 } from '../../../../daemon/src/history/overbudget.js';
+import { CloseRollups } from '../../../../daemon/src/history/overbudget.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
 interface Sums { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; connections: number }
@@ -48,23 +48,24 @@ async function ready(h: History): Promise<void> {
   assert.equal(h.status().state, 'ok');
 }
 
-test('event loop: a close goes to the writer until it is ready, within the budget, or when it matches a tracked flow', () => {
-  const r = new CloseRollups(0, 2);
-  const f = flow(1, 1000);
-  assert.equal(r.close(f, 1000), false, 'not ready');
-  r.writerReady([flowKey32(f.localPort, 443, f.remoteAddr)]);
-  assert.equal(r.close(flow(2, 1000), 1000), false, 'burst');
-  assert.equal(r.close(flow(3, 1000), 1000), false, 'burst');
-  assert.equal(r.close(f, 1000), false, 'restored flow, beyond the budget');
-  assert.equal(r.close(flow(4, 1000), 1000), true, 'beyond the budget');
+test('event loop: a close goes to the writer until it is ready, within the budget, while a listing is read, or when its flow may be tracked', () => {
+  // Horizon at 1000: flows first seen before it may have been restored by the writer.
+  const r = new CloseRollups(0, 2, 1000);
+  assert.equal(r.close(flow(1, 9000), 9000), false, 'not ready');
+  r.writerReady();
+  assert.equal(r.close(flow(2, 9000), 9000), false, 'burst');
+  assert.equal(r.close(flow(3, 9000), 9000), false, 'burst');
+  assert.equal(r.close(flow(4, 9000, { firstMs: 900 }), 9000), false, 'first seen before the start: may be restored');
+  assert.equal(r.close(flow(5, 9000, { firstMs: 2500 }), 9000), false, 'within the clocks\' slack of the horizon');
+  assert.equal(r.close(flow(6, 9000), 9000), true, 'beyond the budget, first seen after the horizon');
   r.beginListing();
-  r.listed(flow(5, 0, { closedMs: null }));
-  r.endListing();
-  assert.equal(r.close(flow(5, 1000), 1000), false, 'listed');
-  assert.equal(r.close(flow(7, 1000), 1000), true);
-  assert.equal(r.pendingRows, 2, 'one row per family');
+  assert.equal(r.close(flow(7, 12_000), 12_000), false, 'a listing is being read: it may show any flow');
+  r.endListing(20_000);
+  assert.equal(r.close(flow(8, 21_000, { firstMs: 19_000 }), 21_000), false, 'first seen before the listing ended: may be listed');
+  assert.equal(r.close(flow(10, 30_000), 30_000), true);
+  assert.equal(r.pendingRows, 2, 'one row per process and family');
   r.writerGone();
-  assert.equal(r.close(flow(8, 1000), 1000), false, 'a new writer thread');
+  assert.equal(r.close(flow(11, 40_000), 40_000), false, 'a new writer thread');
 });
 
 test('far beyond the budget through History: totals and connections exact, tracked flows counted once, also after a restart', async () => {

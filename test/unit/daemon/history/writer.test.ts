@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HistoryWriter } from '../../../../daemon/src/history/writer.js';
-import { ObservationPacker, OP } from '../../../../daemon/src/history/pack.js';
+import { CHANGES_ONLY, ObservationPacker, OP } from '../../../../daemon/src/history/pack.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
 const T0 = Date.UTC(2026, 10, 30, 13, 0, 0);
@@ -86,7 +86,9 @@ test('far beyond the detail budget: per-process, per-minute totals equal the flo
     const f = mk(i, at);
     if (i % 1000 === 500) {
       // A listing shows this flow closed before its close event is handled: once only.
-      p.add(OP.listed, f, at);
+      // (An incremental listing, as the daemon's are: the long flows did not change.)
+      p.add(OP.listed, f, at, CHANGES_ONLY);
+      p.endListing(at, at, true);
       shownClosed++;
     }
     p.add(OP.close, f, at);
