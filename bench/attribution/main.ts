@@ -38,7 +38,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import Table from 'cli-table3';
 import type { Host, Lab } from '../../test/helpers/lab.js';
@@ -49,6 +48,7 @@ import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, 
 import { subscribeEvents } from '../../client/src/events.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
+import { loopProbe } from '../lib/daemon-probes.js';
 
 const REPS = numArg('reps', 3);
 const WORKERS = numArg('workers', 8);
@@ -60,30 +60,6 @@ const DEADLINE = Date.now() + numArg('max-minutes', 20) * 60_000;
 const PORT = 30_000 + (process.pid % 30_000); // unlikely to meet anyone else's traffic in tcplife's global view
 const DRAIN_MAX_MS = 15_000;
 
-/**
- * The daemon's event loop as a client sees it (issue 17's stall): one request at a time,
- * every 10 ms, that the API refuses before doing any work (flows.list with pid -1:
- * InvalidParams). Its round trip is how long the loop took to get to it, plus this
- * process's own delay. stop() gives the round trips in ms.
- */
-function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
-  let stopped = false;
-  const rtts: number[] = [];
-  const done = (async () => {
-    const c = await DaemonClient.connect(socketPath);
-    try {
-      while (!stopped) {
-        const t0 = performance.now();
-        await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
-        rtts.push(performance.now() - t0);
-        await sleep(10);
-      }
-    } finally {
-      c.close();
-    }
-  })();
-  return { stop: async () => ((stopped = true), await done, rtts) };
-}
 
 const probeSummary = (xs: number[]): string => {
   const s = [...xs].sort((a, b) => a - b);

@@ -26,10 +26,8 @@ import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js'
 import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { countFlows, fillFlows } from '../../test/helpers/flow-fill.js';
 import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
-import { BpfMap } from '../../daemon/src/bpf/maps.js';
-import { MAP } from '../../daemon/src/monitor/components.js';
-import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { DaemonClient } from '../../client/src/rpc.js';
+import { announceExternalWrite } from '../lib/daemon-probes.js';
 
 const WINDOW_S = numArg('window-s', 40);
 const SLICE_S = numArg('slice-s', 10);
@@ -49,20 +47,6 @@ const CALLS = numArg('calls', 100);
 const TARGET_CPU_PCT = 1;
 const TARGET_RSS_MIB = 150;
 
-/** Counts one lost dirty record (CPU 0's slot of emon_stats dirtyRingFull): the daemon then
- * walks the table once (daemon/src/monitor/dirty.ts). */
-function announceExternalWrite(pinPath: string): void {
-  const stats = BpfMap.fromPin(path.join(pinPath, 'maps', MAP.stats), MAP.stats);
-  try {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(MONITOR_COUNTERS.indexOf('dirtyRingFull'));
-    const v = stats.lookup(k)!;
-    v.writeBigUInt64LE(v.readBigUInt64LE(0) + 1n, 0);
-    stats.update(k, v);
-  } finally {
-    stats.close();
-  }
-}
 
 interface Sample { cpuPct: number[]; windowPct: number; rss: number[]; hwm: number }
 

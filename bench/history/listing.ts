@@ -24,9 +24,7 @@ import { METHODS } from '../../daemon/src/contract/index.js';
 import { countFlows, fillFlows, type FillSpec } from '../../test/helpers/flow-fill.js';
 import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { cpuMs, memMiB, strArg } from '../lib/proc.js';
-import { BpfMap } from '../../daemon/src/bpf/maps.js';
-import { MAP } from '../../daemon/src/monitor/components.js';
-import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
+import { announceExternalWrite, loopProbe } from '../lib/daemon-probes.js';
 
 const FLOWS = (strArg('flows') ?? '100000,1000000').split(',').map(Number);
 const INTERVAL_S = numArg('interval-s', 60);
@@ -38,42 +36,9 @@ const MAP_FLOWS = 2_097_152;
 const QUERIED_PID = 3_999_999;
 const STALL_TARGET_MS = 10;
 
-/** Counts one lost dirty record so that the daemon walks the table once and knows the flows
- * written from user space (as bench/footprint does; the kernel pushes only its own changes). */
-function announceExternalWrite(pinPath: string): void {
-  const stats = BpfMap.fromPin(path.join(pinPath, 'maps', MAP.stats), MAP.stats);
-  try {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(MONITOR_COUNTERS.indexOf('dirtyRingFull'));
-    const v = stats.lookup(k)!;
-    v.writeBigUInt64LE(v.readBigUInt64LE(0) + 1n, 0);
-    stats.update(k, v);
-  } finally {
-    stats.close();
-  }
-}
 
 interface Window { cpuPct: number; rssMax: number; stallMax: number; stallP99: number; pidMed: number; pidMax: number; pidN: number; note: string }
 
-/** One request at a time, every 10 ms, that the API refuses at once: round trips in ms. */
-function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
-  let stopped = false;
-  const rtts: number[] = [];
-  const done = (async () => {
-    const c = await DaemonClient.connect(socketPath);
-    try {
-      while (!stopped) {
-        const t0 = performance.now();
-        await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
-        rtts.push(performance.now() - t0);
-        await sleep(10);
-      }
-    } finally {
-      c.close();
-    }
-  })();
-  return { stop: async () => ((stopped = true), await done, rtts) };
-}
 
 /** flows.list {pid} every second: latencies in ms. */
 function pidProbe(socketPath: string, flows: number): { stop: () => Promise<number[]> } {

@@ -14,6 +14,7 @@ import { ctl, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon 
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 import type { StatusResult } from '../../daemon/src/contract/status.js';
+import { tcpAcked } from '../helpers/wait.js';
 
 interface Row { pid: number | null; flows: number; openFlows: number; txBytes: number; rxBytes: number; txPackets: number; rxPackets: number }
 
@@ -65,16 +66,7 @@ describe('dirty-flow ring: top equals the walk and tcpdump (real daemon)', privi
     const pick = ({ pid, flows, openFlows, txBytes, rxBytes, txPackets, rxPackets }: Row): Row => ({ pid, flows, openFlows, txBytes, rxBytes, txPackets, rxPackets });
     return new Map(rows.filter((r) => r.pid !== null && pids.includes(r.pid)).map((r) => [r.pid!, pick(r)]));
   };
-  /** Waits until the kernel says everything the socket on `lport` sent was acknowledged (no packet in flight). */
-  const acked = async (lport: number, sent: number) => {
-    for (let i = 0; i < 500; i++) {
-      const r = await mon.exec('ss', ['-tinH', 'state', 'established', 'sport', '=', `:${lport}`]);
-      const m = /bytes_acked:(\d+)/.exec(r.stdout);
-      if (m && Number(m[1]) === sent + 1) return;
-      await new Promise((res) => setTimeout(res, 10));
-    }
-    assert.fail(`socket :${lport} never had ${sent} bytes acknowledged`);
-  };
+  const acked = (lport: number, sent: number) => tcpAcked(mon, lport, sent);
 
   test('rounds of new, closed and long-lived flows', async () => {
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'dirty.pcap'));

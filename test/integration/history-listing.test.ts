@@ -16,6 +16,7 @@ import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
+import { tcpAcked } from '../helpers/wait.js';
 
 const IDLE = 300;
 const HOLDS = 3;
@@ -79,16 +80,7 @@ describe('history: incremental listings through the daemon (only the flows that 
     assert.fail(`fewer than ${n} listings after ${from}: ${JSON.stringify((await status()).listings)}`);
   };
   const count = (st: HistoryStatus) => st.listings!.full + st.listings!.changesOnly;
-  /** Waits until the socket on `lport` has had everything it sent acknowledged. */
-  const acked = async (lport: number, sent: number) => {
-    for (let i = 0; i < 500; i++) {
-      const r = await mon.exec('ss', ['-tinH', 'state', 'established', 'sport', '=', `:${lport}`]);
-      const m = /bytes_acked:(\d+)/.exec(r.stdout);
-      if (m && Number(m[1]) === sent + 1) return;
-      await new Promise((res) => setTimeout(res, 10));
-    }
-    assert.fail(`socket :${lport} never had ${sent} bytes acknowledged`);
-  };
+  const acked = (lport: number, sent: number) => tcpAcked(mon, lport, sent);
 
   test('long flows recorded listing by listing with tcpdump\'s bytes; idle flows neither listed again nor ended; gone ones forgotten', async () => {
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'listing.pcap'));

@@ -197,16 +197,22 @@ export class Accountant {
         continue;
       }
       if (++t.missed < 2) continue;
-      if (!t.finalized) {
-        this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
-        if (t.persisted) this.out.open.set(t.key, null);
-      } else {
-        this.gone.delete(t.key);
-        this.gone.set(t.key, t.firstMs);
-        if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
-      }
-      this.forget(t);
+      this.leave(t, now, now);
     }
+  }
+
+  /** A tracked flow has left the table (at `endedMs`): an open one's record ends it, a
+   * closed one is remembered as written (a listing that shows it again writes nothing). */
+  private leave(t: Tracked, now: number, endedMs: number): void {
+    if (!t.finalized) {
+      this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, endedMs);
+      if (t.persisted) this.out.open.set(t.key, null);
+    } else {
+      this.gone.delete(t.key);
+      this.gone.set(t.key, t.firstMs);
+      if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
+    }
+    this.forget(t);
   }
 
   /**
@@ -219,15 +225,7 @@ export class Accountant {
   leftTable(key: string, goneAtMs: number, now: number): void {
     const t = this.tracked.get(key);
     if (!t || t.firstMs + this.opts.reuseToleranceMs >= goneAtMs) return;
-    if (!t.finalized) {
-      this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, goneAtMs);
-      if (t.persisted) this.out.open.set(t.key, null);
-    } else {
-      this.gone.delete(t.key);
-      this.gone.set(t.key, t.firstMs);
-      if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
-    }
-    this.forget(t);
+    this.leave(t, now, goneAtMs);
   }
 
   /** Records and open-flow changes since the last drain. */
