@@ -1,27 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // processes.list rows kept client-side between incremental replies (`since`, docs/api.md):
 // a full reply replaces them, an incremental one updates the rows it carries and drops the
-// keys in `gone`. The key and the order are the contract's (contract/flows.ts ProcessKey),
-// written out here because the contract holds no code (test/unit/client/processrows.test.ts
-// checks them against the daemon's).
-import { KERNEL_COMM } from '../../daemon/src/contract/common.js';
-import { PROCESS_KEY_KERNEL, PROCESS_KEY_UNKNOWN, type ProcessesListResult, type ProcessKey, type ProcessTotals } from '../../daemon/src/contract/flows.js';
+// keys in `gone`. The key and the order are the contract's (contract/flows.ts processKey,
+// compareProcessRows), the daemon's own.
+import { compareProcessRows, processKey, type ProcessesListResult, type ProcessKey, type ProcessTotals } from '../../daemon/src/contract/flows.js';
 
-export function processKey(p: Pick<ProcessTotals, 'pid' | 'comm'>): ProcessKey {
-  return p.pid !== null ? String(p.pid) : p.comm === KERNEL_COMM ? PROCESS_KEY_KERNEL : PROCESS_KEY_UNKNOWN;
-}
-
-const nullRank = (comm: string | null) => (comm === KERNEL_COMM ? 1 : 2);
-
-/** The daemon's order: bytes (sent + received) descending, ties by key (pids ascending, then kernel, then unknown). */
-export function compareProcesses(a: ProcessTotals, b: ProcessTotals): number {
-  const d = b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes);
-  if (d !== 0) return d;
-  if (a.pid !== null && b.pid !== null) return a.pid - b.pid;
-  if (a.pid !== null) return -1;
-  if (b.pid !== null) return 1;
-  return nullRank(a.comm) - nullRank(b.comm);
-}
+export { processKey };
+/** The daemon's order: bytes (sent + received) descending, ties by key. */
+export const compareProcesses = compareProcessRows;
 
 export class ProcessRows {
   private readonly rows = new Map<ProcessKey, ProcessTotals>();

@@ -15,8 +15,7 @@
 // Only a `since` that is not a cursor at all is refused (InvalidParams).
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { KERNEL_COMM } from '../contract/common.js';
-import { PROCESS_KEY_KERNEL, PROCESS_KEY_UNKNOWN, type ProcessesListResult, type ProcessKey, type ProcessTotals } from '../contract/flows.js';
+import { processKey, type ProcessesListResult, type ProcessKey, type ProcessTotals } from '../contract/flows.js';
 import { invalidParam } from '../errors.js';
 import type { Caller } from './caller.js';
 import type { Params } from './validate.js';
@@ -28,10 +27,7 @@ export const CURSOR_IDLE_MS = 3_700_000;
 /** `<run>.<seq>`: 12 hex digits naming this daemon run, then a counter. */
 const CURSOR_RE = /^[0-9a-f]{12}\.[0-9]{1,15}$/;
 
-/** The key of a processes.list row (contract/flows.ts ProcessKey). */
-export function processKey(p: Pick<ProcessTotals, 'pid' | 'comm'>): ProcessKey {
-  return p.pid !== null ? String(p.pid) : p.comm === KERNEL_COMM ? PROCESS_KEY_KERNEL : PROCESS_KEY_UNKNOWN;
-}
+export { processKey };
 
 /** `since` as validated: undefined (a plain reply), null (start), or a well-formed cursor. */
 export function optSince(p: Params): string | null | undefined {

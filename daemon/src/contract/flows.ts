@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Flows and per-process totals: `flows.list`, `processes.list`, D-Bus GetFlows,
 // GetProcesses and GetProcessTotals.
-import type { AttributedBy, Direction, Family, ProtocolName, TcpFlag } from './common.js';
+import { KERNEL_COMM, type AttributedBy, type Direction, type Family, type ProtocolName, type TcpFlag } from './common.js';
 import type { L7FlowFields, ProcessHttpSummary } from './l7.js';
 import type { GroupTotals, IdentityFilter, OwnerIdentity, ProcessGrouping } from './identity.js';
 import type { GeoLabel, ProcessPlace, RemoteGeo } from './geo.js';
@@ -146,10 +146,33 @@ export const PROCESS_KEY_KERNEL = 'kernel';
 /** Key of the row of traffic no process could be found for (pid null, any other comm). */
 export const PROCESS_KEY_UNKNOWN = 'unknown';
 /**
- * processKey(row), spelled out (the contract holds no code): the pid as a decimal string,
- * else PROCESS_KEY_KERNEL when `comm` is `[kernel]` (KERNEL_COMM), else PROCESS_KEY_UNKNOWN.
- * Incremental replies list in `gone` keys made this way, and the rows are ordered by
- * txBytes + rxBytes, largest first, ties by key (pids ascending numerically, then `kernel`,
- * then `unknown`): a client that keeps the rows sorts them the same way.
+ * The key of a processes.list row: the pid as a decimal string, else PROCESS_KEY_KERNEL when
+ * `comm` is `[kernel]` (KERNEL_COMM), else PROCESS_KEY_UNKNOWN. Incremental replies list in
+ * `gone` keys made this way.
  */
 export type ProcessKey = string;
+
+/** processes.list's row key (ProcessKey): one definition for the daemon and every client
+ * that keeps rows between incremental replies (pure, like contract/dbus.ts's signatures). */
+export function processKey(p: Pick<ProcessTotals, 'pid' | 'comm'>): ProcessKey {
+  return p.pid !== null ? String(p.pid) : p.comm === KERNEL_COMM ? PROCESS_KEY_KERNEL : PROCESS_KEY_UNKNOWN;
+}
+
+/**
+ * processes.list's order: txBytes + rxBytes, largest first; ties by key (pids ascending,
+ * then the kernel's row, then unknown owners), so that a client keeping rows between
+ * incremental replies sorts them as a full reply has them.
+ */
+export function compareProcessRows(a: Pick<ProcessTotals, 'pid' | 'comm' | 'txBytes' | 'rxBytes'>, b: Pick<ProcessTotals, 'pid' | 'comm' | 'txBytes' | 'rxBytes'>): number {
+  const d = b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes);
+  if (d !== 0) return d;
+  if (a.pid !== null && b.pid !== null) return a.pid - b.pid;
+  if (a.pid !== null) return -1;
+  if (b.pid !== null) return 1;
+  return nullRank(a.comm) - nullRank(b.comm);
+}
+
+/** Sort rank of a row without a pid: the kernel's after every pid, unknown owners last. */
+function nullRank(comm: string | null): number {
+  return comm === KERNEL_COMM ? 1 : 2;
+}

@@ -12,10 +12,9 @@
 //
 // Written here rather than taken from a library: a Map per query shape and a comparison
 // specific to the row.
-import { KERNEL_COMM } from '../contract/common.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 import type { ProcessHttpSummary } from '../contract/l7.js';
-import type { ProcessTotals } from '../contract/flows.js';
+import { compareProcessRows, type ProcessTotals } from '../contract/flows.js';
 
 /** The inputs of one row, as processes() accumulates them: the row's own fields before its
  * identity, places and stamp are added. */
@@ -99,21 +98,5 @@ function sameRemotes(kept: RemoteLike[] | undefined, now: Iterable<RemoteLike>):
   return i === kept.length;
 }
 
-/** Sort rank of a row without a pid: the kernel's after every pid, unknown owners last. */
-function nullRank(comm: string | null): number {
-  return comm === KERNEL_COMM ? 1 : 2;
-}
-
-/**
- * processes.list's order: txBytes + rxBytes, largest first; ties by key (pids ascending,
- * then the kernel's row, then unknown owners), so that a client keeping rows between
- * incremental replies sorts them as a full reply has them (contract/flows.ts processKey).
- */
-export function compareProcessRows(a: Pick<ProcessTotals, 'pid' | 'comm' | 'txBytes' | 'rxBytes'>, b: Pick<ProcessTotals, 'pid' | 'comm' | 'txBytes' | 'rxBytes'>): number {
-  const d = b.txBytes + b.rxBytes - (a.txBytes + a.rxBytes);
-  if (d !== 0) return d;
-  if (a.pid !== null && b.pid !== null) return a.pid - b.pid;
-  if (a.pid !== null) return -1;
-  if (b.pid !== null) return 1;
-  return nullRank(a.comm) - nullRank(b.comm);
-}
+/** processes.list's order, from the contract (re-exported for the monitor's callers). */
+export { compareProcessRows };
