@@ -445,9 +445,14 @@ __noinline int resolve_owner(struct __sk_buff *skb, int egress,
 			     const struct emon_flow_key *k, struct emon_owner *o)
 {
 	struct emon_owner *found;
+	struct emon_flow_key key;
 
 	if (!k || !o)
 		return 0;
+	/* A map key from a global function's argument: 6.1 takes only the stack (and packet,
+	 * map) as a helper's key, not the argument's "mem". */
+	__builtin_memcpy(&key, k, sizeof(key));
+	k = &key;
 
 	if (egress) {
 		/* Egress packets usually still carry their socket. */
