@@ -34,6 +34,12 @@ export interface BusEvent {
   json(): string;
   /** The event as a row: a JSON array of its values in EVENT_FIELDS[type] order. */
   row(): string;
+  /**
+   * row()'s UTF-8 bytes written into `d` from `p`: the position after them, or -1 when this
+   * event has no byte form or it does not fit (then take row()). Only the monitor's records
+   * have it (connection and close records: the high-rate ones).
+   */
+  rowInto?(d: Uint8Array, p: number): number;
 }
 
 export type EventListener = (e: MonitorEvent) => void;
