@@ -7,7 +7,7 @@
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
 //        [--daemon-cpu-prof DIR] [--geo off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
-//        [--subscribers batch]
+//        [--subscribers batch] [--ring-bytes N]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
 // server (bench/attribution/acceptor.c) accepts and closes at once; the load generator
@@ -74,6 +74,8 @@ const GEO = (strArg('geo') ?? '').split(',').filter(Boolean).map((g) => {
   return g;
 });
 const BASELINE = strArg('baseline');
+/** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 4 MiB). */
+const RING_BYTES = strArg('ring-bytes') === undefined ? undefined : numArg('ring-bytes', 0);
 const ONLY_EBPFMON = process.argv.includes('--only-ebpfmon');
 const MODES = listArg('modes', ['max', 'rate'] as const);
 const SUBSCRIBERS = listArg('subscribers', ['batch', 'event', 'none'] as const);
@@ -340,6 +342,7 @@ class Bench {
     const daemon: TestDaemon = await startDaemon(this.cli, {
       config: {
         flows: { gcIntervalSec: 10 },
+        ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
