@@ -7,7 +7,7 @@
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
 //        [--daemon-cpu-prof DIR] [--geo off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
-//        [--subscribers batch]
+//        [--subscribers batch] [--ring-bytes N] [--no-loop-probe]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
 // server (bench/attribution/acceptor.c) accepts and closes at once; the load generator
@@ -74,6 +74,15 @@ const GEO = (strArg('geo') ?? '').split(',').filter(Boolean).map((g) => {
   return g;
 });
 const BASELINE = strArg('baseline');
+/** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 4 MiB). */
+/**
+ * --no-loop-probe: no `flows.list` every 10 ms to time the daemon's event loop. The probe's
+ * own work is in the daemon's CPU (each call reads the flows changed since the last one, at
+ * 10k connections/s about 100 of them): without it, the tool CPU column is the daemon's
+ * cost per connection alone, as tcplife's is (tcplife is not probed).
+ */
+const LOOP_PROBE = !process.argv.includes('--no-loop-probe');
+const RING_BYTES = strArg('ring-bytes') === undefined ? undefined : numArg('ring-bytes', 0);
 const ONLY_EBPFMON = process.argv.includes('--only-ebpfmon');
 const MODES = listArg('modes', ['max', 'rate'] as const);
 const SUBSCRIBERS = listArg('subscribers', ['batch', 'event', 'none'] as const);
@@ -340,6 +349,7 @@ class Bench {
     const daemon: TestDaemon = await startDaemon(this.cli, {
       config: {
         flows: { gcIntervalSec: 10 },
+        ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
@@ -371,12 +381,12 @@ class Bench {
         }
         const s0 = await client.call(METHODS.status);
         const p0 = await client.call(METHODS.programsList);
-        const idleProbe = loopProbe(daemon.socketPath);
+        const idleProbe = LOOP_PROBE ? loopProbe(daemon.socketPath) : { stop: async () => [] as number[] };
         await sleep(1000);
         const idleRtts = await idleProbe.stop();
         const rt = await this.retrans();
         const cpu = new CpuWindow(daemon.pid);
-        const probe = loopProbe(daemon.socketPath);
+        const probe = LOOP_PROBE ? loopProbe(daemon.socketPath) : { stop: async () => [] as number[] };
         const { r, truth } = await this.load(mode);
         const open = await this.waitClosed();
         // Drain: until every connection has its close event, or nothing new for 2 s.
@@ -396,7 +406,7 @@ class Bench {
         const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
-        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)})`;
+        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; ${LOOP_PROBE ? `loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)})` : 'no loop probe'}`;
         if (sub) await client.call(METHODS.eventsUnsubscribe, { subscription: sub });
         if (!sub) {
           const n = s1.events.received.close! - s0.events.received.close!;

@@ -11,7 +11,12 @@
 // answers from a map (what the real one does for a cgroup it has cached), so the figure is
 // the decoder's memo and row work, not the resolver's (bench/identity measures that).
 //
-//   node build/js/bench/events/main.js [--reps 5] [--records 200000] [--baseline DIR]
+// --queue: the subscriber is the socket's queue itself (rpc/events.ts EventQueue, one row
+// batch subscription), taken in 64 KiB chunks every 1024 events and turned into the bytes the
+// socket sends (a string chunk is UTF-8 encoded, as net.Socket#write does): the whole path
+// from the record to the socket's buffer, as each build has it.
+//
+//   node build/js/bench/events/main.js [--reps 5] [--records 200000] [--baseline DIR] [--queue]
 import path from 'node:path';
 import Table from 'cli-table3';
 import { GeoResolver } from '../../daemon/src/geo/resolver.js';
@@ -24,6 +29,7 @@ const REPS = numArg('reps', 5);
 const RECORDS = numArg('records', 200_000);
 const BASELINE = strArg('baseline');
 const HERE = ROOT;
+const QUEUE = process.argv.includes('--queue');
 
 /** Close records from 8 processes in 3 cgroups to 200 remote hosts (a short-connection load). */
 function records(): { buf: Buffer; offs: number[] } {
@@ -62,14 +68,14 @@ function records(): { buf: Buffer; offs: number[] } {
 }
 
 /** Two builds' modules, loaded by path (untyped: they need not match this tree). */
-interface Build { name: string; bus: any; records: any; geo: any; owners: any; main: boolean }
+interface Build { name: string; bus: any; records: any; geo: any; owners: any; rpcEvents: any; main: boolean }
 
 async function load(name: string, root: string): Promise<Build> {
   const js = (p: string) => import(path.join(root, 'build/js', p));
   const bus = await js('daemon/src/events/bus.js');
   // A build before events carried identity has no owners.js and no setRemoteGeo.
   const main = !('setRemoteGeo' in bus.EventBus.prototype);
-  return { name, bus, records: await js('daemon/src/monitor/records.js'), geo: await js('daemon/src/api/geo.js'), owners: main ? null : await js('daemon/src/monitor/owners.js'), main };
+  return { name, bus, rpcEvents: await js('daemon/src/rpc/events.js'), records: await js('daemon/src/monitor/records.js'), geo: await js('daemon/src/api/geo.js'), owners: main ? null : await js('daemon/src/monitor/owners.js'), main };
 }
 
 interface Case { build: Build; geo: boolean; objects: boolean }
@@ -97,13 +103,29 @@ function run(c: Case, resolver: GeoResolver, data: { buf: Buffer; offs: number[]
   const rec = new c.build.records.RecordEvent(ctx);
   const rows: string[] = [];
   let bytes = 0;
-  bus.subscribeEvents((e: { row(): string }) => {
-    // as the socket queues it: the row, flattened (rpc/server.ts), written every 1024
-    const r = e.row();
-    bytes += r.length;
-    rows.push(r);
-    if (rows.length >= 1024) rows.length = 0;
-  }, ['close']);
+  if (QUEUE) {
+    const q = new c.build.rpcEvents.EventQueue();
+    const sub = { id: '5f0c6d2e-9a51-4c1b-8d07-2b1f3a7e6c44', batch: true, encoding: 'row', lost: 0 };
+    bus.subscribeEvents((e: { row(): string; type: string }) => {
+      if (q.pushEvent) q.pushEvent(sub, e);
+      else q.push(sub, e.row(), e.type);
+      if (q.length >= 1024) {
+        while (!q.empty) {
+          const chunk: string | Buffer = q.take(64 * 1024);
+          bytes += typeof chunk === 'string' ? Buffer.from(chunk, 'utf8').length : chunk.length;
+          if (typeof chunk !== 'string' && q.recycle) q.recycle(chunk); // as the socket's write callback does
+        }
+      }
+    }, ['close']);
+  } else {
+    bus.subscribeEvents((e: { row(): string }) => {
+      // as the socket queues it: the row, flattened (rpc/server.ts), written every 1024
+      const r = e.row();
+      bytes += r.length;
+      rows.push(r);
+      if (rows.length >= 1024) rows.length = 0;
+    }, ['close']);
+  }
   let sink = 0;
   if (c.objects) bus.subscribe((e: { txBytes: number; unit?: string | null }) => (sink += e.txBytes), ['close']);
   const v = new DataView(data.buf.buffer, data.buf.byteOffset, data.buf.byteLength);
@@ -137,7 +159,7 @@ async function main(): Promise<void> {
       `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}..${Math.max(...xs).toFixed(0)})`, c.geo ? (median(xs) / median(ns(off))).toFixed(2) : '']);
   }
   console.log(`bench/events - ${machine()}`);
-  console.log(`${RECORDS} close records (8 pids, 3 cgroups, 200 remote addresses) through RecordEvent and the EventBus; ${REPS} repetitions, cases interleaved; process CPU time.`);
+  console.log(`${RECORDS} close records (8 pids, 3 cgroups, 200 remote addresses) through RecordEvent and the EventBus${QUEUE ? ' into the socket\'s queue, taken as the socket\'s bytes' : ''}; ${REPS} repetitions, cases interleaved; process CPU time.`);
   console.log(table.toString());
   if (BASELINE) {
     for (const objects of [false, true]) for (const geo of [false, true]) {

@@ -134,7 +134,7 @@ describe('events and interfaces', privileged({ timeout: 120_000 }), () => {
     const fl = await daemon.call('flows.list', { interface: late.a.ifname, protocol: 'icmp' });
     assert.ok(fl.flows.some((f) => f.remoteAddr === late.b.ip4 && f.txPackets === 2));
 
-    await sh('ip', ['-n', `${lab.prefix}-mon`, 'link', 'del', late.a.ifname]);
+    await sh('ip', ['-n', mon.netns!, 'link', 'del', late.a.ifname]); // the namespace's name carries EMON_LAB_NETNS_PREFIX
     const deadline2 = Date.now() + 5000;
     do {
       await new Promise((r) => setTimeout(r, 100));

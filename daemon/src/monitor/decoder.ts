@@ -8,6 +8,12 @@
 // same helpers, and test/unit/daemon/monitor/decoder.test.ts checks that the row is the
 // object's values, field for field, for every record type.
 //
+// A third form, encodeRowInto(), writes the same row's UTF-8 bytes into a buffer (the
+// subscriber queue's, rpc/events.ts) for connection and close records: no string per row,
+// and the notification needs no UTF-8 pass when it goes to the socket. Every piece that may
+// hold non-ASCII (comm, interface name, geo, the owner's names) is cached as bytes next to
+// its JSON; the rest (addresses, times, numbers, fixed names) is ASCII.
+//
 // Connection events carry where the remote address is (`remoteGeo`, when geo is on: the
 // lookup's JSON made once per answer) and every connection and process event its owner's
 // identity (owners.ts, memoised per cgroup id), in both forms: neither sends an event off
@@ -18,6 +24,7 @@ import { ATTRIBUTIONS, KERNEL_COMM, TCP_STATES } from '../contract/common.js';
 import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { RemoteGeo } from '../contract/geo.js';
 import { NO_OWNER, type OwnerEntry, type OwnerMemo } from './owners.js';
+import { putAscii, putBytes, putNsAsMs, putUint } from '../util/jsonbytes.js';
 import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 
 export interface DecodeContext {
@@ -35,6 +42,7 @@ export interface DecodeContext {
 /** Each place's JSON, made once per answer (the geo service hands out one frozen object per
  * address it has cached, so this holds what its cache holds). */
 const geoJsonCache = new WeakMap<RemoteGeo, string>();
+const geoBytesCache = new WeakMap<RemoteGeo, Uint8Array>();
 function geoOf(ctx: DecodeContext, addr: string): RemoteGeo | null {
   return ctx.remoteGeo ? ctx.remoteGeo(addr) : null;
 }
@@ -44,6 +52,17 @@ function geoJson(g: RemoteGeo | null): string {
   if (j === undefined) {
     j = JSON.stringify(g);
     geoJsonCache.set(g, j);
+  }
+  return j;
+}
+
+const NULL_BYTES = Buffer.from('null');
+function geoBytes(g: RemoteGeo | null): Uint8Array {
+  if (g === null) return NULL_BYTES;
+  let j = geoBytesCache.get(g);
+  if (j === undefined) {
+    j = Buffer.from(geoJson(g));
+    geoBytesCache.set(g, j);
   }
   return j;
 }
@@ -58,7 +77,8 @@ function connOwner(v: DataView, o: number, ctx: DecodeContext): OwnerEntry {
 /** Without an identity service: the cgroup id and nothing else (tests, tools). */
 function bareOwner(cg: number): OwnerEntry {
   const owner = { ...NO_OWNER.owner, cgroupId: String(cg) };
-  return { owner, row: `,"${owner.cgroupId}"${NO_OWNER.row.slice(5)}`, identity: NO_OWNER.identity, checkedMs: 0 };
+  const row = `,"${owner.cgroupId}"${NO_OWNER.row.slice(5)}`;
+  return { owner, row, rowBytes: Buffer.from(row), identity: NO_OWNER.identity, checkedMs: 0 };
 }
 
 function procOwner(ctx: DecodeContext, cgroupId: string | null, pid: number): OwnerEntry {
@@ -79,6 +99,11 @@ const quoted = (names: readonly string[]): string[] => names.map(jsonOf);
 const ATTRIBUTION_JSON = quoted(ATTRIBUTIONS);
 const TCP_STATE_JSON = quoted(TCP_STATES);
 const KERNEL_COMM_JSON = jsonOf(KERNEL_COMM);
+const bytesOfAll = (jsons: readonly string[]): Uint8Array[] => jsons.map((j) => Buffer.from(j));
+const ATTRIBUTION_BYTES = bytesOfAll(ATTRIBUTION_JSON);
+const TCP_STATE_BYTES = bytesOfAll(TCP_STATE_JSON);
+const UNKNOWN_STATE_BYTES = Buffer.from('"unknown"');
+const KERNEL_COMM_BYTES = Buffer.from(KERNEL_COMM_JSON);
 
 // Events come in bursts from the same milliseconds: one ISO string per millisecond, and the
 // date and time up to the second once per second.
@@ -147,10 +172,11 @@ function readKey(v: DataView, b: Uint8Array, o: number): void {
  * Recently seen comms by their 16 bytes (a burst of events mostly comes from a few
  * programs): the string and its JSON, without decoding and quoting them again.
  */
-interface CommEntry { a: number; b: number; c: number; d: number; str: string; json: string }
+interface CommEntry { a: number; b: number; c: number; d: number; str: string; json: string; bytes: Uint8Array }
 const commCache = new Map<number, CommEntry>();
 const COMM_CACHE_MAX = 1024;
 let commJsonNow = 'null';
+let commBytesNow: Uint8Array = NULL_BYTES;
 function commAt(v: DataView, b: Uint8Array, o: number): string {
   const a = v.getInt32(o, true);
   const bb = v.getInt32(o + 4, true);
@@ -161,10 +187,12 @@ function commAt(v: DataView, b: Uint8Array, o: number): string {
   if (e === undefined || e.a !== a || e.b !== bb || e.c !== c || e.d !== d) {
     if (commCache.size >= COMM_CACHE_MAX) commCache.clear();
     const str = cString(b, o, 16);
-    e = { a, b: bb, c, d, str, json: JSON.stringify(str) };
+    const json = JSON.stringify(str);
+    e = { a, b: bb, c, d, str, json, bytes: Buffer.from(json) };
     commCache.set(h, e);
   }
   commJsonNow = e.json;
+  commBytesNow = e.bytes;
   return e.str;
 }
 
@@ -182,19 +210,22 @@ const attributedBy = (how: number) => ATTRIBUTIONS[how] ?? ('none' as const);
 const attributedByJson = (how: number) => ATTRIBUTION_JSON[how] ?? ATTRIBUTION_JSON[0]!;
 /** The owner's comm (as readOwner read it) as JSON. */
 const commJson = (): string => (w.comm === null ? 'null' : w.how === HOW_KERNEL ? KERNEL_COMM_JSON : commJsonNow);
+const commBytes = (): Uint8Array => (w.comm === null ? NULL_BYTES : w.how === HOW_KERNEL ? KERNEL_COMM_BYTES : commBytesNow);
 
 /** Interface names as JSON, by ifindex, while the name stays the same. */
-const ifnameJsonCache = new Map<number, { name: string | null; json: string }>();
-function ifnameJson(ctx: DecodeContext, ifindex: number): string {
+const ifnameJsonCache = new Map<number, { name: string | null; json: string; bytes: Uint8Array }>();
+function ifnameEntry(ctx: DecodeContext, ifindex: number): { json: string; bytes: Uint8Array } {
   const name = ctx.ifname(ifindex);
   let e = ifnameJsonCache.get(ifindex);
   if (e === undefined || e.name !== name) {
     if (ifnameJsonCache.size >= 1024) ifnameJsonCache.clear();
-    e = { name, json: jsonOf(name) };
+    const json = jsonOf(name);
+    e = { name, json, bytes: Buffer.from(json) };
     ifnameJsonCache.set(ifindex, e);
   }
-  return e.json;
+  return e;
 }
+const ifnameJson = (ctx: DecodeContext, ifindex: number): string => ifnameEntry(ctx, ifindex).json;
 
 /** Splits the NUL-separated argument block (the last one may be cut short). */
 function splitArgs(b: Uint8Array, off: number, len: number): string[] {
@@ -364,6 +395,105 @@ export function encodeRow(v: DataView, off: number, len: number, ctx: DecodeCont
       return e && rowOf(e);
     }
   }
+}
+
+// The ISO time of the last record written as bytes (records come in bursts from the same
+// millisecond: isoTime() hands out the same string then).
+let atBytesFor = '';
+let atBytes: Uint8Array = new Uint8Array(0);
+function putAt(d: Uint8Array, p: number, at: string): number {
+  if (at !== atBytesFor) {
+    atBytes = Buffer.from(at, 'latin1');
+    atBytesFor = at;
+  }
+  return putBytes(d, p, atBytes);
+}
+
+/** Room a connection or close row needs besides its variable pieces (numbers, addresses,
+ * names from fixed tables and the punctuation: about 420 bytes at most). */
+const ROW_FIXED_MAX = 640;
+
+/**
+ * encodeRow()'s row as UTF-8 bytes, written into `d` from `p` for connection and close
+ * records (the types that come at high rates). Returns the position after the row, or -1
+ * when it did not write it: another record type (use encodeRow()), or not enough room in
+ * `d` after `p` (nothing written past what fits).
+ */
+export function encodeRowInto(v: DataView, off: number, len: number, ctx: DecodeContext, d: Uint8Array, p: number): number {
+  if (!decodable(v, off, len)) return -1;
+  const type = v.getUint16(off + EVENT_HDR.fields.type.offset, true);
+  const close = type === EV.CLOSE;
+  if (!close && type !== EV.CONNECT && type !== EV.ACCEPT) return -1;
+  const b = bytesOf(v);
+  const F = EVENT_CLOSE.fields;
+  const at = atOf(v, off, ctx);
+  const ownerAt = off + (close ? F.owner.offset : EVENT_CONN.fields.owner.offset);
+  readOwner(v, b, ownerAt);
+  readKey(v, b, off + (close ? F.key.offset : EVENT_CONN.fields.key.offset));
+  const owner = connOwner(v, ownerAt, ctx).rowBytes;
+  const comm = commBytes();
+  const geo = geoBytes(geoOf(ctx, k.remoteAddr));
+  const seen = close && v.getUint8(off + F.flow_seen.offset) === 1;
+  const ifname = seen ? ifnameEntry(ctx, v.getUint32(off + F.ifindex.offset, true)).bytes : NULL_BYTES;
+  if (p + ROW_FIXED_MAX + owner.length + comm.length + geo.length + ifname.length > d.length) return -1;
+  // ["close","<at>",pid,[tid,]uid,comm,"proto","family","laddr",lport,"raddr",rport,"by",
+  p = putAscii(d, p, close ? '["close","' : type === EV.CONNECT ? '["connect","' : '["accept","');
+  p = putAt(d, p, at);
+  d[p++] = 34; // "
+  d[p++] = 44; // ,
+  p = putNullableUint(d, p, w.pid);
+  if (!close) p = putNullableUint(d, p, w.tid);
+  p = putNullableUint(d, p, w.uid);
+  p = putBytes(d, p, comm);
+  d[p++] = 44;
+  d[p++] = 34;
+  p = putAscii(d, p, k.protocol);
+  p = putAscii(d, p, k.ipv4 ? '","ipv4","' : '","ipv6","');
+  p = putAscii(d, p, k.localAddr);
+  d[p++] = 34;
+  d[p++] = 44;
+  p = putUint(d, p, k.localPort);
+  d[p++] = 44;
+  d[p++] = 34;
+  p = putAscii(d, p, k.remoteAddr);
+  d[p++] = 34;
+  d[p++] = 44;
+  p = putUint(d, p, k.remotePort);
+  d[p++] = 44;
+  p = putBytes(d, p, ATTRIBUTION_BYTES[w.how] ?? ATTRIBUTION_BYTES[0]!);
+  d[p++] = 44;
+  if (close) {
+    // flowSeen,interface,tx,rx,txPackets,rxPackets,durationMs,sent,received,"state",
+    p = putAscii(d, p, seen ? 'true,' : 'false,');
+    p = putBytes(d, p, ifname);
+    d[p++] = 44;
+    for (const f of CLOSE_COUNTERS_1) {
+      p = putUint(d, p, u64(v, off + f));
+      d[p++] = 44;
+    }
+    if (seen) p = putNsAsMs(d, p, u64(v, off + F.duration_ns.offset));
+    else p = putAscii(d, p, 'null');
+    d[p++] = 44;
+    for (const f of CLOSE_COUNTERS_2) {
+      p = putUint(d, p, u64(v, off + f));
+      d[p++] = 44;
+    }
+    p = putBytes(d, p, TCP_STATE_BYTES[v.getUint8(off + F.old_state.offset)] ?? UNKNOWN_STATE_BYTES);
+    d[p++] = 44;
+  }
+  p = putBytes(d, p, geo);
+  p = putBytes(d, p, owner);
+  d[p++] = 93; // ]
+  return p;
+}
+
+const CLOSE_COUNTERS_1 = [EVENT_CLOSE.fields.tx_bytes.offset, EVENT_CLOSE.fields.rx_bytes.offset, EVENT_CLOSE.fields.tx_packets.offset, EVENT_CLOSE.fields.rx_packets.offset];
+const CLOSE_COUNTERS_2 = [EVENT_CLOSE.fields.payload_sent.offset, EVENT_CLOSE.fields.payload_received.offset];
+
+function putNullableUint(d: Uint8Array, p: number, n: number | null): number {
+  p = n === null ? putAscii(d, p, 'null') : putUint(d, p, n);
+  d[p++] = 44;
+  return p;
 }
 
 /** Exec and exit rows from their objects (EVENT_FIELDS order, as events/bus.ts eventRow). */

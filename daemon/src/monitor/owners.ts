@@ -19,6 +19,8 @@ export interface OwnerEntry {
   /** The owner's values in EVENT_OWNER_FIELDS order, as JSON, each preceded by a comma
    * (appended to a row as it is). */
   readonly row: string;
+  /** `row` as UTF-8 (what encodeRowInto copies). */
+  readonly rowBytes: Uint8Array;
   identity: OwnerIdentity;
   checkedMs: number;
 }
@@ -31,7 +33,8 @@ const ownerRow = (o: EventOwner): string => {
 function entry(cgroupId: string | null, id: OwnerIdentity, now: number): OwnerEntry {
   // Written out rather than spread: one object shape for every event.
   const owner: EventOwner = { cgroupId, cgroupPath: id.cgroupPath, unit: id.unit, userUnit: id.userUnit, slice: id.slice, container: id.container, app: id.app };
-  return { owner, row: ownerRow(owner), identity: id, checkedMs: now };
+  const row = ownerRow(owner);
+  return { owner, row, rowBytes: Buffer.from(row), identity: id, checkedMs: now };
 }
 
 /** The owner of events no process owns (and of exits whose exec was not seen). */

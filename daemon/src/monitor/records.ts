@@ -8,7 +8,7 @@
 import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 import type { BusEvent } from '../events/bus.js';
-import { decodeEvent, encodeRow, ownerOffset, recordOwner, type DecodeContext } from './decoder.js';
+import { decodeEvent, encodeRow, encodeRowInto, ownerOffset, recordOwner, type DecodeContext } from './decoder.js';
 import { EV, EVENT_EXEC, EVENT_EXIT, OWNER, ownedByProcess } from './wire.js';
 
 export class RecordEvent implements BusEvent {
@@ -23,6 +23,10 @@ export class RecordEvent implements BusEvent {
   private obj: MonitorEvent | null = null;
   private jsonText: string | null = null;
   private rowText: string | null = null;
+  /** Where rowInto() last wrote this record's row (a second subscriber copies it). */
+  private rowAt: Uint8Array | null = null;
+  private rowStart = 0;
+  private rowEnd = 0;
 
   constructor(private readonly ctx: DecodeContext) {}
 
@@ -36,6 +40,7 @@ export class RecordEvent implements BusEvent {
     this.obj = null;
     this.jsonText = null;
     this.rowText = null;
+    this.rowAt = null;
     const o = ownerOffset(recordType);
     if (o !== null) {
       const owned = ownedByProcess(v.getUint8(off + o + OWNER.fields.how.offset));
@@ -65,5 +70,23 @@ export class RecordEvent implements BusEvent {
 
   row(): string {
     return (this.rowText ??= encodeRow(this.v!, this.off, this.len, this.ctx)!);
+  }
+
+  rowInto(d: Uint8Array, p: number): number {
+    const from = this.rowAt;
+    if (from !== null) {
+      const n = this.rowEnd - this.rowStart;
+      if (p + n > d.length) return -1;
+      if (from === d) d.copyWithin(p, this.rowStart, this.rowEnd);
+      else d.set(from.subarray(this.rowStart, this.rowEnd), p);
+      return p + n;
+    }
+    const end = encodeRowInto(this.v!, this.off, this.len, this.ctx, d, p);
+    if (end >= 0) {
+      this.rowAt = d;
+      this.rowStart = p;
+      this.rowEnd = end;
+    }
+    return end;
   }
 }

@@ -179,8 +179,9 @@ export class Connection {
       q.pushLost(sub); // the gap goes in before this event, where the events are missing
       sub.lost = 0;
     }
-    // Each form is built once per event, however many subscriptions take it.
-    q.push(sub, sub.encoding === 'row' ? e.row() : e.json(), e.type);
+    // Each form is built once per event, however many subscriptions take it (a row written
+    // as bytes is copied from the first queue that took it).
+    q.pushEvent(sub, e);
     // One write per event-loop turn, not one per event: a ring-buffer drain can publish
     // thousands of events at once.
     if (!this.pumpScheduled) {
@@ -199,7 +200,9 @@ export class Connection {
     const q = this.events;
     while (!q.empty && !this.closed) {
       if (this.socket.writableLength > WRITE_PAUSE) return;
-      this.socket.write(q.take(WRITE_CHUNK));
+      const chunk = q.take(WRITE_CHUNK);
+      // Once written, the chunk's buffer serves a later take() (see EventQueue.recycle).
+      this.socket.write(chunk, () => q.recycle(chunk));
     }
     if (q.empty && !this.closed) {
       // Losses after the last event that fitted: report them now that the queue is empty.

@@ -31,6 +31,26 @@ test('a listener gets only the types it subscribed to; without types, all', () =
   assert.equal(bus.subscriberCount, 1);
 });
 
+test('listeners that come and go while an event is published: one removed meanwhile is not called, the others are, each once', () => {
+  const bus = new EventBus();
+  const got: string[] = [];
+  let offC: () => void = () => undefined;
+  const offA = bus.subscribe((e) => {
+    got.push(`a${e.pid}`);
+    if (e.pid === 1) {
+      offC(); // c, later in the walk, must not see this event
+      offA(); // a itself: the rest still get the event
+    }
+  });
+  bus.subscribe((e) => got.push(`b${e.pid}`));
+  offC = bus.subscribe((e) => got.push(`c${e.pid}`));
+  bus.publish(exit(1));
+  bus.publish(exit(2));
+  assert.deepEqual(got, ['a1', 'b1', 'b2']);
+  assert.equal(bus.subscriberCount, 1);
+  assert.equal(bus.wants('exit'), true);
+});
+
 test('wants: exactly the types some listener asked for; countUnwanted counts them', () => {
   const bus = new EventBus();
   assert.equal(bus.wants('connect'), false, 'no listener');

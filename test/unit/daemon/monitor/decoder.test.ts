@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EVENT_FIELDS, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
-import { decodable, decodeEvent, encodeRow, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
+import { decodable, decodeEvent, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
 import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rowEvent } from '../../../../client/src/events.js';
 import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
@@ -190,6 +190,41 @@ for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s i
   if (c === full) assert.ok([...asked.values()].every((n) => n === 1), 'the identity service was asked once per cgroup');
 });
 
+for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s identity and remoteGeo', full]] as const) test(`encodeRowInto writes, byte for byte, JSON.stringify of the event's row (${what})`, () => {
+  // The truth is JSON.stringify of the decoded object's values in EVENT_FIELDS order, as
+  // UTF-8 (the comms include quotes, control characters and non-ASCII).
+  const r = rng(20261204);
+  const d = Buffer.alloc(16 * 1024);
+  let written = 0;
+  let nonAscii = 0;
+  for (let i = 0; i < 5000; i++) {
+    const { buf } = record(r, i);
+    const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const len = buf.length - 8;
+    const e = decodeEvent(v, 0, len, c)!;
+    const truth = Buffer.from(JSON.stringify((EVENT_FIELDS[e.type] as readonly string[]).map((f) => (e as unknown as Record<string, unknown>)[f])));
+    const at = 7 + r.int(100);
+    d.fill(0xee);
+    const end = encodeRowInto(v, 0, len, c, d, at);
+    if (e.type === 'exec' || e.type === 'exit') {
+      assert.equal(end, -1, 'exec and exit rows are not written as bytes');
+      assert.equal(Buffer.compare(d, Buffer.alloc(d.length, 0xee)), 0, 'nothing written');
+      continue;
+    }
+    assert.deepEqual(d.subarray(at, end), truth, `record ${i}: ${truth.toString()}`);
+    assert.equal(d[at - 1], 0xee);
+    assert.equal(d[end], 0xee, 'nothing written past the row');
+    assert.deepEqual(Buffer.from(encodeRow(v, 0, len, c)!), truth, 'the string form agrees');
+    // Too little room: nothing written, -1 (the queue then keeps the row as text).
+    const small = Buffer.alloc(truth.length + 8, 0xee);
+    assert.equal(encodeRowInto(v, 0, len, c, small, 8), -1);
+    assert.equal(Buffer.compare(small, Buffer.alloc(small.length, 0xee)), 0);
+    written++;
+    if (truth.some((x) => x >= 0x80)) nonAscii++;
+  }
+  assert.ok(written > 2000 && nonAscii > 100, `connection and close records written (${written}, ${nonAscii} with non-ASCII bytes)`);
+});
+
 test('owners: memoised per cgroup id, asked again after recheckMs (a new answer makes a new row), a throwing service gives null fields', () => {
   let now = 0;
   let answer: OwnerIdentity = Object.freeze(identityOf('7'));
@@ -228,6 +263,7 @@ test('records too short for their type, or of an unknown type, decode to nothing
   assert.equal(decodable(v, 0, EVENT_CLOSE.size - 1), false);
   assert.equal(decodeEvent(v, 0, EVENT_CLOSE.size - 1, ctx), null);
   assert.equal(encodeRow(v, 0, EVENT_CLOSE.size - 1, ctx), null);
+  assert.equal(encodeRowInto(v, 0, EVENT_CLOSE.size - 1, ctx, Buffer.alloc(4096), 0), -1);
   b.writeUInt16LE(99, 0);
   assert.equal(decodable(v, 0, EVENT_CLOSE.size), false);
   assert.equal(decodable(v, 0, 4), false);
