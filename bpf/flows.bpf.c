@@ -310,6 +310,76 @@ static __always_inline bool is_ext_hdr(__u8 nh)
 	return nh < 64 ? (EXT_HDR_MASK >> nh) & 1 : nh == IPPROTO_MH;
 }
 
+/* The walk over IPv6 extension headers. A global function (not static, not inlined): the
+ * verifier checks it once, on its own, instead of once for every state its caller reaches
+ * it in. Inlined, each of its eight reads could take three paths (direct, helper, pull),
+ * and the classifier took 430-500k verified instructions, about 2.5 s of kernel time per
+ * program at every fresh load on this VM (many times that under emulation); as global
+ * functions this walk and resolve_owner() bring it to about 54k (docs/architecture.md,
+ * "Verifier cost"). Only packets with an extension header pay for the call. Whatever the
+ * callee writes through its pointer arguments is unknown to the verifier after the call
+ * (it checks them as helper memory, which it marks as clobbered), so the caller's
+ * branches on the results are all explored.
+ *
+ * Starts at the header after the fixed IPv6 header, whose type is w->nh; on return w->nh
+ * is the first header that is not an extension header (or the one the walk stopped at),
+ * w->off its offset, w->first/frag what a fragment header said. Returns 0, or -1 when a
+ * header is truncated. */
+struct ext_walk {
+	int   l2;       /* in: struct rd's l2 */
+	__u32 off;      /* out */
+	__u32 frag_id;  /* out: the fragment header's id (network order), when frag */
+	__u8  nh;       /* in/out */
+	__u8  pulled;   /* in/out: struct rd's pulled */
+	__u8  first;    /* out: not a later fragment */
+	__u8  frag;     /* out: a fragment header was seen */
+};
+
+__noinline int emon_ext_walk(struct __sk_buff *skb, struct ext_walk *w)
+{
+	struct rd r = { .skb = skb };
+	__u32 off = sizeof(struct ipv6hdr);
+	__u8 nh;
+
+	if (!w) /* a global function's pointer argument may be NULL as far as 6.1 knows */
+		return -1;
+	r.l2 = w->l2;
+	r.pulled = w->pulled;
+	nh = w->nh;
+	w->first = 1;
+	w->frag = 0;
+	for (int i = 0; i < MAX_EXT_HDRS; i++) {
+		__u8 eh[8] __attribute__((aligned(8)));
+
+		if (!is_ext_hdr(nh))
+			break;
+		if (net_load(&r, off, eh, 8)) {
+			w->pulled = r.pulled;
+			return -1;
+		}
+		if (nh == IPPROTO_FRAGMENT) {
+			__u16 fo = ((__u16)eh[2] << 8) | eh[3];
+
+			w->frag = 1;
+			w->first = (fo & 0xFFF8) == 0;
+			__builtin_memcpy(&w->frag_id, &eh[4], 4);
+			nh = eh[0];
+			off += 8;
+			if (!w->first)
+				break; /* no transport header in a later fragment */
+			continue;
+		}
+		/* The header's own type sizes it (AH counts 4-byte words minus 2, RFC 4302; the
+		 * others 8-byte words minus 1, RFC 8200), before nh moves on to the next one. */
+		off += nh == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
+		nh = eh[0];
+	}
+	w->nh = nh;
+	w->off = off;
+	w->pulled = r.pulled;
+	return 0;
+}
+
 static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 {
 	struct {
@@ -334,31 +404,18 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 	if (!h.ip.payload_len) /* jumbogram / BIG TCP */
 		p->bytes = r->skb->len > ETH_HLEN ? r->skb->len - ETH_HLEN : 0;
 	nh = h.ip.nexthdr;
+	if (is_ext_hdr(nh)) {
+		struct ext_walk w = { .l2 = r->l2, .nh = nh, .pulled = r->pulled };
 
-	for (int i = 0; i < MAX_EXT_HDRS; i++) {
-		__u8 eh[8] __attribute__((aligned(8)));
-
-		if (!is_ext_hdr(nh))
-			break;
 		p->flow_flags |= EMON_FLOW_F_IPV6_EXT;
-		if (net_load(r, off, eh, 8))
+		if (emon_ext_walk(r->skb, &w))
 			return false;
-		if (nh == IPPROTO_FRAGMENT) {
-			__u16 fo = ((__u16)eh[2] << 8) | eh[3];
-
-			frag = true;
-			first = (fo & 0xFFF8) == 0;
-			__builtin_memcpy(&fk.id, &eh[4], 4);
-			nh = eh[0];
-			off += 8;
-			if (!first)
-				break; /* no transport header in a later fragment */
-			continue;
-		}
-		/* The header's own type sizes it (AH counts 4-byte words minus 2, RFC 4302; the
-		 * others 8-byte words minus 1, RFC 8200), before nh moves on to the next one. */
-		off += nh == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
-		nh = eh[0];
+		r->pulled = w.pulled;
+		nh = w.nh;
+		off = w.off;
+		first = w.first;
+		frag = w.frag;
+		fk.id = w.frag_id;
 	}
 	if (is_ext_hdr(nh) && first) {
 		/* Longer chain than we walk: count the packet under its last known header. */
@@ -380,11 +437,22 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 	return true;
 }
 
-/* Owner of a flow's local socket, tried cheapest and most precise first. */
-static __always_inline void resolve_owner(struct __sk_buff *skb, bool egress,
-					  const struct emon_flow_key *k, struct emon_owner *o)
+/* Owner of a flow's local socket, tried cheapest and most precise first: copied into *o
+ * when found, *o untouched otherwise. A global function like emon_ext_walk() (verified once:
+ * its lookups no longer multiply the states of the parse before them); called only for a
+ * new flow and an unowned flow's retry, never on an owned flow's packets. */
+__noinline int resolve_owner(struct __sk_buff *skb, int egress,
+			     const struct emon_flow_key *k, struct emon_owner *o)
 {
 	struct emon_owner *found;
+	struct emon_flow_key key;
+
+	if (!k || !o)
+		return 0;
+	/* A map key from a global function's argument: 6.1 takes only the stack (and packet,
+	 * map) as a helper's key, not the argument's "mem". */
+	__builtin_memcpy(&key, k, sizeof(key));
+	k = &key;
 
 	if (egress) {
 		/* Egress packets usually still carry their socket. */
@@ -400,7 +468,7 @@ static __always_inline void resolve_owner(struct __sk_buff *skb, bool egress,
 	if (found)
 		goto copy;
 	if (k->proto != IPPROTO_TCP && k->proto != IPPROTO_UDP)
-		return;
+		return 0;
 
 	/* A listener or bound socket: exact address, wildcard, then dual-stack wildcard. */
 	struct emon_endpoint ep = { .family = k->family, .proto = k->proto, .port = k->lport };
@@ -419,9 +487,10 @@ static __always_inline void resolve_owner(struct __sk_buff *skb, bool egress,
 		if (found)
 			goto copy;
 	}
-	return;
+	return 0;
 copy:
 	__builtin_memcpy(o, found, sizeof(*o));
+	return 0;
 }
 
 #define SOCK_RAW 3

@@ -10,8 +10,11 @@
 // failing that when it is deeply equal (node:util isDeepStrictEqual), so an answer never
 // depends on how well the monitor's cache did. A cursor is single use (the next reply
 // replaces it), bound to the caller (uid and scope) and to the params it was made with,
-// and forgotten after CURSOR_IDLE_MS or when more than MAX_CURSORS are kept; any cursor it
-// cannot answer from gets a full reply (`full: true`), which the client takes as a reset.
+// and forgotten after CURSOR_IDLE_MS, when its caller's uid keeps more than
+// MAX_CURSORS_PER_UID, or when more than MAX_CURSORS are kept in all (then the oldest of the
+// uid keeping the most goes: one user's many streams cannot push out another user's `top`);
+// any cursor it cannot answer from gets a full reply (`full: true`), which the client takes
+// as a reset.
 // Only a `since` that is not a cursor at all is refused (InvalidParams).
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -20,8 +23,10 @@ import { invalidParam } from '../errors.js';
 import type { Caller } from './caller.js';
 import type { Params } from './validate.js';
 
-/** Cursors kept at once (one per `top` running); the oldest goes first. */
+/** Cursors kept at once (one per `top` running), over all callers. */
 export const MAX_CURSORS = 256;
+/** Cursors kept for one uid; its oldest goes first. */
+export const MAX_CURSORS_PER_UID = 16;
 /** A cursor not used for this long is forgotten (a `top --interval` is at most 3600 s). */
 export const CURSOR_IDLE_MS = 3_700_000;
 /** `<run>.<seq>`: 12 hex digits naming this daemon run, then a counter. */
@@ -59,6 +64,8 @@ export class ProcessCursors {
   private readonly run = randomBytes(6).toString('hex');
   private seq = 0;
   private readonly sessions = new Map<string, Session>();
+  /** Cursors kept per uid (the sessions' uids, counted). */
+  private readonly perUid = new Map<number, number>();
   readonly stats: CursorStats = { kept: 0, full: 0, incremental: 0, rowsSent: 0, rowsUnchanged: 0 };
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -72,17 +79,17 @@ export class ProcessCursors {
     const now = this.now();
     this.expire(now);
     const prev = since !== null ? this.sessions.get(since) : undefined;
-    if (since !== null) this.sessions.delete(since); // single use, whatever happens next
+    // Single use, whatever happens next; but only its own caller uses it up (cursors are
+    // counters: another user could guess one, and gets a full reply of their own rows).
+    if (prev && prev.uid === caller.uid) this.forget(since!);
     // The same row objects in the same order as last time (a quiet system: the monitor
     // handed out its last answer again): the same keys, so the caller's Map serves again
-    // (it is single use, and now this cursor's), instead of 1000 keys built each second.
-    const sent = prev && sameObjects(list, prev.sent) ? prev.sent : new Map<ProcessKey, ProcessTotals>();
-    if (sent !== prev?.sent) for (const r of list) sent.set(processKey(r), r);
+    // (never written after it is built), instead of 1000 keys built each second.
+    const again = prev !== undefined && prev.uid === caller.uid && sameObjects(list, prev.sent);
+    const sent = again ? prev.sent : new Map<ProcessKey, ProcessTotals>();
+    if (!again) for (const r of list) sent.set(processKey(r), r);
     const cursor = `${this.run}.${++this.seq}`;
-    if (incremental) {
-      this.sessions.set(cursor, { shape, uid: caller.uid, seesAll: caller.seesAll, sent, usedAt: now });
-      if (this.sessions.size > MAX_CURSORS) this.sessions.delete(this.sessions.keys().next().value!);
-    }
+    if (incremental) this.keep(cursor, { shape, uid: caller.uid, seesAll: caller.seesAll, sent, usedAt: now });
     this.stats.kept = this.sessions.size;
     if (!prev || !incremental || prev.shape !== shape || prev.uid !== caller.uid || prev.seesAll !== caller.seesAll) {
       this.stats.full++;
@@ -108,11 +115,47 @@ export class ProcessCursors {
     return { processes: changed, ...extra, cursor, full: false, gone };
   }
 
+  /** Cursors kept for `uid` (for status and tests). */
+  keptFor(uid: number): number {
+    return this.perUid.get(uid) ?? 0;
+  }
+
+  private keep(cursor: string, s: Session): void {
+    this.sessions.set(cursor, s);
+    const n = (this.perUid.get(s.uid) ?? 0) + 1;
+    this.perUid.set(s.uid, n);
+    if (n > MAX_CURSORS_PER_UID) this.forgetOldest(s.uid);
+    else if (this.sessions.size > MAX_CURSORS) {
+      let most = s.uid;
+      for (const [uid, k] of this.perUid) if (k > this.perUid.get(most)!) most = uid;
+      this.forgetOldest(most);
+    }
+  }
+
+  /** The Map is in order of last use: the first of `uid`'s is its oldest. */
+  private forgetOldest(uid: number): void {
+    for (const [c, s] of this.sessions) {
+      if (s.uid === uid) {
+        this.forget(c);
+        return;
+      }
+    }
+  }
+
+  private forget(cursor: string): void {
+    const s = this.sessions.get(cursor);
+    if (!s) return;
+    this.sessions.delete(cursor);
+    const n = this.perUid.get(s.uid)! - 1;
+    if (n) this.perUid.set(s.uid, n);
+    else this.perUid.delete(s.uid);
+  }
+
   /** Drops cursors idle past CURSOR_IDLE_MS (the Map is in order of last use). */
   private expire(now: number): void {
     for (const [c, s] of this.sessions) {
       if (now - s.usedAt <= CURSOR_IDLE_MS) break;
-      this.sessions.delete(c);
+      this.forget(c);
     }
   }
 }

@@ -9,7 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { monitorMethods } from '../../../../daemon/src/api/monitor.js';
-import { processKey as daemonKey } from '../../../../daemon/src/api/processdelta.js';
+import { MAX_CURSORS, MAX_CURSORS_PER_UID, processKey as daemonKey } from '../../../../daemon/src/api/processdelta.js';
 import { compareProcessRows } from '../../../../daemon/src/monitor/rowcache.js';
 import { processTotalsQuery } from '../../../../daemon/src/dbus/manager.js';
 import type { Caller } from '../../../../daemon/src/api/caller.js';
@@ -208,6 +208,8 @@ describe('processes.list since: cursors and errors', () => {
     assert.equal(f.full, true);
     assert.deepEqual(f.processes.map((p) => p.uid), [1000, 1000, 1000, 1000]);
     assert.equal(f.gone, undefined);
+    // ... which does not use it up: its own caller still gets an incremental reply.
+    assert.equal((await call({ since: e.cursor }, ROOT)).full, false);
     const g = await call({ since: null }, USER);
     monitor.rows.delete(17); // uid 1001's: nothing to tell uid 1000
     monitor.rows.delete(11);
@@ -215,6 +217,34 @@ describe('processes.list since: cursors and errors', () => {
     assert.deepEqual([h.full, h.processes, h.gone], [false, [], ['11']]);
     // An unprivileged caller asking for another uid is refused, with or without since.
     assert.throws(() => setup().pl.validate({ since: null, uid: 1001 }, USER), (e: unknown) => e instanceof AppError && e.kind === 'PermissionDenied');
+  });
+
+  test(`cursors are capped per uid (${MAX_CURSORS_PER_UID}) and in all (${MAX_CURSORS}): one user's many streams do not push out another's`, async () => {
+    const { call } = setup();
+    const rootStream = await call({ since: null }, ROOT);
+    // USER opens more streams than a uid may keep: their oldest go, the newest answer.
+    const mine = [];
+    for (let i = 0; i < MAX_CURSORS_PER_UID + 5; i++) mine.push((await call({ since: null }, USER)).cursor!);
+    // Newest first (a full reply makes a cursor, which pushes out USER's oldest again).
+    const answered = [];
+    for (const c of [...mine].reverse()) answered.unshift((await call({ since: c }, USER)).full);
+    assert.deepEqual(answered, mine.map((_, i) => i < 5), "USER's 5 oldest streams were forgotten, the 16 newest answer");
+    // USER's 16 newest, then one stream each for enough other uids to pass the total by
+    // 11: every cursor forgotten for the total is one of USER's (the uid keeping the most).
+    const kept = [];
+    for (let i = 0; i < MAX_CURSORS_PER_UID; i++) kept.push((await call({ since: null }, USER)).cursor!);
+    const crowd: { caller: Caller; cursor: string }[] = [];
+    const over = 11;
+    for (let u = 0; u < MAX_CURSORS - 1 - MAX_CURSORS_PER_UID + over; u++) {
+      const caller: Caller = { uid: 5000 + u, gid: 5000 + u, pid: 10 + u, seesAll: false, admin: false };
+      crowd.push({ caller, cursor: (await call({ since: null }, caller)).cursor! });
+    }
+    assert.equal((await call({ since: rootStream.cursor }, ROOT)).full, false, "ROOT's single stream is kept");
+    for (const o of crowd) assert.equal((await call({ since: o.cursor }, o.caller)).full, false, `uid ${o.caller.uid}'s single stream is kept`);
+    // Newest first: a full reply makes a cursor, which pushes out USER's oldest again.
+    const full = [];
+    for (const c of [...kept].reverse()) full.unshift((await call({ since: c }, USER)).full);
+    assert.deepEqual(full, kept.map((_, i) => i < over), "USER lost its oldest streams, one per cursor over the total");
   });
 
   test('D-Bus GetProcessTotals takes no since (its reply has no cursor)', () => {
