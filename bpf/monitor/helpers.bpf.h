@@ -182,8 +182,10 @@ static __always_inline void dirty_push(const struct emon_flow_key *k, __u64 stam
 	}
 	__builtin_memcpy(&r->key, k, sizeof(*k));
 	r->stamp = stamp;
-	/* No wakeup: the daemon drains on a timer and before each read. */
-	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	/* No wakeup while the ring is under a quarter full: the daemon drains it before each
+	 * read, so an idle daemon is not woken per new flow. From a quarter on, every push
+	 * wakes the reader (dirty.ts polls the ring), which empties it long before it fills. */
+	bpf_ringbuf_submit(r, bpf_ringbuf_query(&emon_dirty, BPF_RB_AVAIL_DATA) >= EMON_DIRTY_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* A change other than counts (see above). */

@@ -59,11 +59,14 @@ struct {
 
 /* Keys of flows that changed since the daemon last read them (struct emon_dirty_rec; see
  * dirty_tick in monitor/helpers.bpf.h): lets `processes.list`, `top` and the owner index read
- * only those flows instead of the whole table. Written without wakeups: the daemon drains
- * it on a timer and before each read (daemon/src/monitor/dirty.ts). */
+ * only those flows instead of the whole table. Written without wakeups until it holds
+ * EMON_DIRTY_WAKE_BYTES: the daemon drains it before each read, and when woken
+ * (daemon/src/monitor/dirty.ts). */
+#define EMON_DIRTY_RING_BYTES (1 << 20)
+#define EMON_DIRTY_WAKE_BYTES (EMON_DIRTY_RING_BYTES / 4)
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, EMON_DIRTY_RING_BYTES);
 } emon_dirty SEC(".maps");
 
 /* 0 -> the daemon's dirty epoch: a CLOCK_MONOTONIC_COARSE time in ns; a flow whose stamp

@@ -82,8 +82,12 @@ export class ProcessCursors {
     // Single use, whatever happens next; but only its own caller uses it up (cursors are
     // counters: another user could guess one, and gets a full reply of their own rows).
     if (prev && prev.uid === caller.uid) this.forget(since!);
-    const sent = new Map<ProcessKey, ProcessTotals>();
-    for (const r of list) sent.set(processKey(r), r);
+    // The same row objects in the same order as last time (a quiet system: the monitor
+    // handed out its last answer again): the same keys, so the caller's Map serves again
+    // (never written after it is built), instead of 1000 keys built each second.
+    const again = prev !== undefined && prev.uid === caller.uid && sameObjects(list, prev.sent);
+    const sent = again ? prev.sent : new Map<ProcessKey, ProcessTotals>();
+    if (!again) for (const r of list) sent.set(processKey(r), r);
     const cursor = `${this.run}.${++this.seq}`;
     if (incremental) this.keep(cursor, { shape, uid: caller.uid, seesAll: caller.seesAll, sent, usedAt: now });
     this.stats.kept = this.sessions.size;
@@ -93,6 +97,11 @@ export class ProcessCursors {
       return { processes: list, ...extra, cursor, full: true };
     }
     const changed: ProcessTotals[] = [];
+    if (sent === prev.sent) {
+      this.stats.incremental++;
+      this.stats.rowsUnchanged += list.length;
+      return { processes: changed, ...extra, cursor, full: false, gone: [] };
+    }
     for (const [k, r] of sent) {
       const before = prev.sent.get(k);
       if (before === r || (before !== undefined && isDeepStrictEqual(before, r))) {
@@ -149,4 +158,12 @@ export class ProcessCursors {
       this.forget(c);
     }
   }
+}
+
+/** True when `list` holds exactly the row objects of `sent`, in its order. */
+function sameObjects(list: readonly ProcessTotals[], sent: Map<ProcessKey, ProcessTotals>): boolean {
+  if (list.length !== sent.size) return false;
+  let i = 0;
+  for (const r of sent.values()) if (list[i++] !== r) return false;
+  return true;
 }

@@ -18,18 +18,23 @@
 // are read once. A push the ring cannot take is counted (`dirtyRingFull`), and the table
 // is then walked once (flows.ts).
 //
-// The ring is written without wakeups (BPF_RB_NO_WAKEUP): it is drained every DRAIN_MS and
-// before each refresh, so an idle daemon is not woken per new flow. 1 MiB holds about
-// 18,000 records, 180,000 changed flows per second at DRAIN_MS; each flow pushes at most
-// once per refresh, plus its creation and close.
+// When it is drained. Before each refresh (take()), and when the kernel wakes the reader:
+// a push wakes it only once the ring holds a quarter of its size (EMON_DIRTY_WAKE_BYTES in
+// bpf/monitor/maps.bpf.h; below that BPF_RB_NO_WAKEUP), so an idle daemon is not woken per
+// new flow nor on a timer, and a busy one empties the ring about every 4,700 records (1 MiB
+// holds about 18,700), long before it fills. Each flow pushes at most once per refresh, plus
+// its creation and close. Until December 2026 the ring was drained every 100 ms on a timer
+// instead (10 wakeups a second of an idle daemon, bench/footprint); a slow timer (DRAIN_MS)
+// stays as a backstop: pending keys wait in the ring at most that long before they are
+// filed (a refresh drains first anyway, so what a reply shows does not depend on it).
 import type { BpfMap } from '../bpf/maps.js';
 import { RingBufReader } from '../bpf/ringbuf.js';
 import { CLOCK_MONOTONIC_COARSE, clockNs } from '../sys/libc.js';
 import { DIRTY_REC } from './wire.js';
 import { keyString } from './ownerindex.js';
 
-/** Between two drains of the ring when no refresh asks (see the header). */
-export const DRAIN_MS = 100;
+/** Longest time between two drains when neither a refresh nor the kernel asks (see the header). */
+export const DRAIN_MS = 10_000;
 /** Longest wait for the coarse clock to tick (it ticks every 1-10 ms). */
 const TICK_WAIT_MS = 200;
 
@@ -55,10 +60,13 @@ export class DirtyRing {
   malformed = 0;
   private closed = false;
 
-  constructor(ring: BpfMap, private readonly epochMap: BpfMap) {
+  /** `drainMs`: the backstop timer (tests stretch it to see the kernel's wakeups alone). */
+  constructor(ring: BpfMap, private readonly epochMap: BpfMap, opts: { drainMs?: number } = {}) {
     // The handler only files the key: a full ring drains in a few ms, under the budget.
+    // coalesceMs 0: a wakeup means a quarter of the ring is waiting, drain it at once.
     this.reader = new RingBufReader(ring, (v, off, len) => this.onRecord(v, off, len), { budgetMs: 50, coalesceMs: 0 });
-    this.timer = setInterval(() => this.reader.drain(), DRAIN_MS);
+    this.reader.start();
+    this.timer = setInterval(() => this.reader.drain(), opts.drainMs ?? DRAIN_MS);
     this.timer.unref();
   }
 

@@ -106,11 +106,16 @@ export class FlowMirror {
   /** Owners whose latest flow left them: recomputed in one pass over the flows when read. */
   private readonly stale = new Set<Agg>();
 
+  /** Moves with every change of the copy (a read, a removal, a reset): an answer built
+   * from it stays right while this and its other inputs stay (flows.ts processes()). */
+  version = 0;
+
   get size(): number {
     return this.slots.size;
   }
 
   reset(): void {
+    this.version++;
     this.slots.clear();
     this.aggs.clear();
     this.stale.clear();
@@ -125,6 +130,7 @@ export class FlowMirror {
 
   /** The flow `key` as the bytes at (kv, ko) / (vv, vo) have it: replaces what was known. */
   put(key: string, kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array): void {
+    this.version++;
     const how = vv.getUint8(vo + OW + OWNER.fields.how.offset);
     const owned = ownedByProcess(how);
     const group = owned ? vv.getUint32(vo + OW + OWNER.fields.tgid.offset, true) : how === HOW_KERNEL ? GROUP_KERNEL : GROUP_UNKNOWN;
@@ -177,6 +183,7 @@ export class FlowMirror {
   remove(key: string): void {
     const s = this.slots.get(key);
     if (s === undefined) return;
+    this.version++;
     this.slots.delete(key);
     this.sub(s, true);
     this.aggOf[s] = undefined;

@@ -202,6 +202,12 @@ export class FlowTable {
    * (the process table's retention) leaves the later one's totals whole.
    */
   private readonly retired = new Map<number, Map<number, Retired>>();
+  /** Moves with every change of `retired` (see `answers`). */
+  private retiredVersion = 0;
+  /** processes()' last answer per query shape and what it was built from (againOrNull()). */
+  private readonly answers = new Map<string, Answer>();
+  /** processes() calls answered with the last answer again (tests read it). */
+  answeredAgain = 0;
   /** Exits seen per pid (wall-clock ms, in order) while the process table remembers them. */
   private readonly exits = new Map<number, number[]>();
   /** owner.learned_ns (CLOCK_BOOTTIME) -> wall-clock ms, to tell which instance owned a flow. */
@@ -736,7 +742,16 @@ export class FlowTable {
       await this.catchUp();
       fromMirror = this.mirrorTrusted();
     }
-    if (fromMirror) this.fromMirror(q, by, get);
+    // The last answer again when nothing it was built from moved (a quiet system: `top`
+    // then costs a few compares per row, not a row built per owner).
+    const shape = fromMirror && !q.identity ? `${q.uid ?? ''}/${q.remotes ? 1 : 0}` : null;
+    const http = fromMirror ? this.liveHttp(q.uid) : null;
+    const versions = { mirror: this.mirror.version, retired: this.retiredVersion };
+    if (shape !== null) {
+      const again = this.againOrNull(shape, versions, http, identities);
+      if (again) return again;
+    }
+    if (fromMirror) this.fromMirror(q, by, get, http);
     else await this.scan((kv, ko, vv, vo, kbytes, vbytes) => {
       const how = vv.getUint8(vo + ow + OWNER.fields.how.offset);
       const owned = ownedByProcess(how);
@@ -793,6 +808,7 @@ export class FlowTable {
     }
     for (const t of by.values()) identities.of(t.cgroupId, t.pid);
     await identities.settle(); // cgroups not named yet: one walk of the hierarchy, at most
+    const wall = this.wall.generation; // the offset toMs() converts with below
     const out: ProcessTraffic[] = [];
     // A walk builds every row (the independent answer tests compare the kept rows with).
     const kept = walk ? null : this.rows.shape(q.uid, q.remotes === true);
@@ -820,7 +836,34 @@ export class FlowTable {
       out.push(row);
     }
     if (kept) this.rows.prune(kept, by);
-    return out.sort(compareProcessRows);
+    out.sort(compareProcessRows);
+    if (shape !== null) {
+      this.answers.delete(shape);
+      this.answers.set(shape, { ...versions, wall, http, rows: out.slice() });
+      if (this.answers.size > MAX_ANSWERS) this.answers.delete(this.answers.keys().next().value!);
+    }
+    return out;
+  }
+
+  /**
+   * The last answer of this shape, when what it was built from has not moved since: the
+   * kept copy and the retired totals (their versions), the wall clock's offset (the rows'
+   * lastSeenAt), the live flows' HTTP summaries per owner (summed again: they change
+   * without the flow changing), and per row its executable (the process table) and its
+   * identity (the resolver; a cgroup it could not name sends the call the long way, which
+   * looks again). Else null. Exact: every input of a row is one of these.
+   */
+  private againOrNull(shape: string, versions: { mirror: number; retired: number }, http: Map<number | null, ProcessHttpSummary> | null, identities: ReturnType<FlowTable['identities']>): ProcessTraffic[] | null {
+    const a = this.answers.get(shape);
+    if (!a || a.mirror !== versions.mirror || a.retired !== versions.retired || a.wall !== this.wall.generation || !sameHttpBy(a.http, http)) return null;
+    for (const r of a.rows) {
+      if (r.pid !== null && (this.procs.lookup(r.pid)?.exe ?? null) !== r.exe) return null;
+      const id = identities.of(r.cgroupId, r.pid);
+      if (identities.missed(id, r.cgroupId)) return null;
+      if (id.cgroupPath !== r.cgroupPath || id.unit !== r.unit || id.userUnit !== r.userUnit || id.slice !== r.slice || id.container !== r.container || id.app !== r.app) return null;
+    }
+    this.answeredAgain++;
+    return a.rows.slice();
   }
 
   /**
@@ -828,7 +871,7 @@ export class FlowTable {
    * comm, uid and cgroup of the owner's most recent flow), and the HTTP summaries of the
    * TCP flows whose port pair has one.
    */
-  private fromMirror(q: ProcessQuery, by: Map<number | null, Acc>, get: (key: number | null, comm: string | null, uid: number | null) => Acc): void {
+  private fromMirror(q: ProcessQuery, by: Map<number | null, Acc>, get: (key: number | null, comm: string | null, uid: number | null) => Acc, http: Map<number | null, ProcessHttpSummary> | null): void {
     for (const v of this.mirror.views(q.uid)) {
       const key = v.group === GROUP_UNKNOWN ? null : v.group;
       const fresh = !by.has(key);
@@ -857,21 +900,34 @@ export class FlowTable {
         }
       }
     }
+    if (!http) return;
+    for (const [key, h] of http) {
+      const t = by.get(key);
+      if (t) t.http = addHttp(t.http, h);
+    }
+  }
+
+  /**
+   * The HTTP summaries of the kept flows, summed per owner (null: no annotator). They live
+   * with the L7 feature and change without the flow changing: the store lists the flows
+   * that have one, each found in the copy by its key (as the walk matches a flow whose
+   * formatted identity is the summary's).
+   */
+  private liveHttp(uid: number | undefined): Map<number | null, ProcessHttpSummary> | null {
     const a = this.annotator;
-    if (!a) return;
-    // HTTP summaries live with the L7 feature and change without the flow changing: the
-    // store lists the flows that have one, each found in the copy by its key (as the walk
-    // matches a flow whose formatted identity is the summary's).
+    if (!a) return null;
+    const out = new Map<number | null, ProcessHttpSummary>();
     const kb = Buffer.alloc(FLOW_KEY.size);
     a.httpFlows((f, h) => {
       if (f.protocol !== 'tcp') return;
       const k = tcpKeyOf(f, kb);
       const o = k !== null ? this.mirror.ownerOf(k) : undefined;
       if (o === undefined) return;
-      if (q.uid !== undefined && o.uid !== q.uid) return;
-      const t = by.get(o.group === GROUP_UNKNOWN ? null : o.group);
-      if (t) t.http = addHttp(t.http, h);
+      if (uid !== undefined && o.uid !== uid) return;
+      const key = o.group === GROUP_UNKNOWN ? null : o.group;
+      out.set(key, addHttp(out.get(key) ?? null, h));
     });
+    return out;
   }
 
   /**
@@ -999,6 +1055,7 @@ export class FlowTable {
 
   /** `f`: the flow's identity when an annotator is set (`gone`, in step with `counts`). */
   private retire(c: RetiredCount, f?: FlowIdentity): void {
+    this.retiredVersion++;
     let byInstance = this.retired.get(c.pid);
     if (!byInstance) this.retired.set(c.pid, (byInstance = new Map()));
     // The instance that owned the flow: the first exit of this pid after its owner was learned.
@@ -1044,6 +1101,7 @@ export class FlowTable {
     // Only owners matter (every process exits): one with retired totals or indexed flows,
     // or any while the index is empty (not filled yet).
     if (!this.retired.has(pid) && !this.index.hasPid(pid) && this.index.size > 0) return;
+    this.retiredVersion++;
     // Both times are wall-clock: follow a step of the wall clock as the monitor does.
     this.bootWall.refresh();
     let list = this.exits.get(pid);
@@ -1068,6 +1126,7 @@ export class FlowTable {
    * process's stay. Without a time: every total of the pid.
    */
   forgetProcess(pid: number, exitedAtMs?: number): void {
+    this.retiredVersion++;
     if (exitedAtMs === undefined || Number.isNaN(exitedAtMs)) {
       this.retired.delete(pid);
       this.exits.delete(pid);
@@ -1112,6 +1171,29 @@ function mergeRetired(to: Retired, from: Retired): void {
 /** The index is refilled by a walk at least this often even when no kernel counter moved:
  * a writer outside the programs (a tool writing emon_flows) would otherwise go unseen. */
 const RESYNC_MS = 300_000;
+
+/** processes()' answers kept, one per query shape (uid filter x remotes), as its rows are. */
+const MAX_ANSWERS = 8;
+
+interface Answer {
+  mirror: number;
+  retired: number;
+  /** The wall clock's generation the rows' lastSeenAt were converted with. */
+  wall: number;
+  http: Map<number | null, ProcessHttpSummary> | null;
+  /** The rows, sorted (handed out as copies of the array). */
+  rows: ProcessTraffic[];
+}
+
+function sameHttpBy(a: Map<number | null, ProcessHttpSummary> | null, b: Map<number | null, ProcessHttpSummary> | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.size !== b.size) return false;
+  for (const [k, x] of a) {
+    const y = b.get(k);
+    if (!y || x.requests !== y.requests || x.clientErrors !== y.clientErrors || x.serverErrors !== y.serverErrors || x.requestBytes !== y.requestBytes || x.responseBytes !== y.responseBytes) return false;
+  }
+  return true;
+}
 /** Entries per batch of the collector's walk: a chunk full of closed flows costs a few us
  * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
  * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */

@@ -50,6 +50,9 @@ export class WallClock {
     this.offRemNs = Number(this.offsetNs - ms * 1_000_000n);
   }
 
+  /** Times the offset moved (what toMs() answers for a stamp changes only with it). */
+  generation = 0;
+
   /** Re-measures; follows a stepped (or slewed past the tolerance) wall clock. */
   refresh(): void {
     const now = this.measure(this.clock);
@@ -57,6 +60,7 @@ export class WallClock {
     if (d > this.toleranceNs || d < -this.toleranceNs) {
       this.offsetNs = now;
       this.split();
+      this.generation++;
     }
   }
 
