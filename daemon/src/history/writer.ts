@@ -324,7 +324,8 @@ export class HistoryWriter {
 
   /** Whether a commit is due now (time, size), or a retry of a failed one. */
   private commitDue(): boolean {
-    if (this.opts.journal === false) return true;
+    // Without a journal, or not open yet (flushNow retries the open when its time comes).
+    if (this.opts.journal === false || !this.store) return true;
     if (this.queue.length && this.state !== 'ok') return true;
     if (this.inListing || (this.ingestedSeq === this.drainedSeq && !this.queue.length)) return false;
     return this.now() - this.lastCommitAt >= (this.opts.commitIntervalMs ?? WRITER_DEFAULTS.commitIntervalMs)
