@@ -498,6 +498,10 @@ export class HistoryStore {
           if (r.attrs === null) c[23]!.setNull(k);
         }
         ap.appendDataChunk(makeChunk(RECORD_TYPES, c, len));
+        // A commit holds up to commitRecords records (writer.ts): let the writer thread take
+        // the batches that arrive meanwhile (journaled at once: what a kill -9 would lose
+        // otherwise) between chunks.
+        if (s + CHUNK_ROWS < recs.length) await new Promise((r) => setImmediate(r));
       }
     } finally {
       ap.closeSync();

@@ -36,7 +36,7 @@ export interface WriterOptions extends StoreOptions {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export const WRITER_DEFAULTS = { commitIntervalMs: 10_000, commitRecords: 50_000, journalMaxBytes: 64 << 20 } as const;
+export const WRITER_DEFAULTS = { commitIntervalMs: 10_000, commitRecords: 20_000, journalMaxBytes: 64 << 20 } as const;
 
 export class HistoryWriter {
   private store: HistoryStore | null = null;
