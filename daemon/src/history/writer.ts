@@ -171,7 +171,8 @@ export class HistoryWriter {
     this.jstats.droppedBytes += stats.droppedBytes;
     this.jstats.damaged += stats.damaged;
     if (stats.damaged) this.fail('corrupt', `journal: ${stats.damaged} damaged or torn record(s) (${stats.droppedBytes} bytes) dropped at replay`);
-    this.seq = this.ingestedSeq = this.committedSeq = this.drainedSeq = last;
+    // Batch numbers carry on past everything seen, committed or only journaled.
+    this.seq = this.ingestedSeq = this.drainedSeq = last;
     this.committedSeq = committed;
     this.journal = new Journal(dir);
     if (last > committed) {
