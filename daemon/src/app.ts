@@ -390,6 +390,7 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
     maxBytes: config.history.maxBytes,
     retentionDays: config.history.retentionDays,
     detailFlowsPerSec: config.history.detailFlowsPerSec,
+    commitIntervalMs: config.history.commitIntervalSec * 1000,
     log: { warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   bus.subscribe(

@@ -4,7 +4,8 @@
 // 443 + i / 60000) and i + 1000 bytes sent,
 // so what survives a SIGKILL can be checked flow by flow. Prints JSON lines: `started`,
 // then every 20 ms how many flows it has handed over and when, with the writer's lag as
-// its status last said. `all`: every flow in detail (no budget: a row per flow).
+// its status last said (records committed, batches journaled). `all`: every flow in detail
+// (no budget: a row per flow).
 //
 //   node history-writer.js <dir> <flows per second> [all]
 import { History } from '../../daemon/src/history/history.js';
@@ -29,6 +30,7 @@ setInterval(() => {
   }
 }, 2);
 setInterval(() => {
-  const r = h.status().records;
-  out({ event: 'fed', fed, t: Date.now(), lagMs: r.lagMs, written: r.written });
+  const st = h.status();
+  const r = st.records;
+  out({ event: 'fed', fed, t: Date.now(), lagMs: r.lagMs, written: r.written, journaled: st.journal?.batches ?? 0 });
 }, 20);

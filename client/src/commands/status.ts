@@ -63,6 +63,12 @@ export function statusCommand(): Command {
         out.push('', 'HISTORY');
         out.push(`  ${h.state}: ${h.file}, ${bytes(h.sizeBytes)} of ${bytes(h.maxBytes)}, ${h.retentionDays} days; records from ${h.oldestRecordAt ?? '-'} to ${h.newestRecordAt ?? '-'}`);
         out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending} (oldest waiting ${h.records.lagMs ?? 0} ms), dropped ${h.records.dropped}`);
+        const j = h.journal;
+        if (j) {
+          const r = j.replayed;
+          out.push(`  journal ${bytes(j.bytes)} in ${j.files} file(s), ${j.uncommittedBatches} batches not committed (last commit ${j.lastCommitAt ?? '-'}), failed appends ${j.failed + j.unjournaled}`
+            + (r.batches || r.damaged ? `; replayed at open ${r.batches} batches, dropped ${r.damaged} damaged (${bytes(r.droppedBytes)})` : ''));
+        }
         if (h.lastError) out.push(`  last error (${h.lastError.code}) at ${h.lastError.at}: ${h.lastError.message}`);
         for (const m of h.movedAside) out.push(`  moved aside: ${m.path} (${m.reason})`);
       }

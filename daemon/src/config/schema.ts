@@ -54,6 +54,7 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
   bytes: intFormat('bytes', 1024, 64 << 20),
   'history-days': intFormat('history-days', 1, 3650),
   'history-bytes': intFormat('history-bytes', 16 << 20, Number.MAX_SAFE_INTEGER),
+  'history-commit-sec': intFormat('history-commit-sec', 1, 300),
   'port-range': {
     validate(v: unknown) {
       const m = typeof v === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(v) : null;
@@ -203,6 +204,7 @@ export const schema = {
     maxBytes: { doc: 'Size limit of the database: the oldest flow records go first, per-minute totals last', format: 'history-bytes', default: 1024 ** 3, env: 'EBPFMON_HISTORY_MAX_BYTES' },
     detailFlowsPerSec: { doc: 'Short flows per second recorded one by one (in bursts of ten times that); beyond, they are summed per process, protocol, family and minute (remote unspecified, no ports; interface and direction null when the summed flows differ)', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
     snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
+    commitIntervalSec: { doc: 'How often the history database commits on its own (a query commits first; what is not committed yet is in the journal, replayed after a crash)', format: 'history-commit-sec', default: 10, env: 'EBPFMON_HISTORY_COMMIT_INTERVAL_SEC' },
   },
   capture: {
     enabled: { doc: 'Load the capture and mirror programs (docs/capture.md); off: capture.* and mirror.* answer NotAvailable', format: Boolean, default: true, env: 'EBPFMON_CAPTURE' },

@@ -144,12 +144,35 @@ export interface HistoryStatus {
     maxPending: number;
     /** Lost: dropped when the pending queue was full, or observations that could not be read. */
     dropped: number;
-    /** How long the oldest observation not yet written has waited since the event loop
-     * handed it to the writer thread (ms; 0: nothing waits). A kill -9 loses that much
-     * traffic plus what was packed since the last hand-over (500 ms at most). Waiting
-     * batches are written in one transaction, so a writer that fell behind catches up;
-     * what waits is bounded by maxPending (beyond: dropped, counted in dropped). */
+    /** How long the oldest observation a kill -9 would lose has waited since the event
+     * loop handed it to the writer thread (ms): one neither journaled nor committed (the
+     * journal failed), else how long the last batch waited for its journal append (the
+     * thread behind). A kill -9 loses that much traffic plus what was packed since the last
+     * hand-over (500 ms at most). Waiting records are committed in one transaction, so a
+     * writer that fell behind catches up; what waits is bounded by maxPending (beyond:
+     * dropped, counted in dropped). */
     lagMs: number;
+  };
+  /** The writer's journal (docs/history.md "Journal"): every batch handed over is appended
+   * to it before it is accounted; DuckDB commits every `commitIntervalMs` (or sooner) and
+   * the files it covers are deleted. Absent when the writer runs without one. */
+  journal?: {
+    /** Bytes and files on disk (not committed yet, or not yet deleted). */
+    bytes: number;
+    files: number;
+    /** Batches appended since the writer started; not committed yet. */
+    batches: number;
+    uncommittedBatches: number;
+    /** Appends that failed (disk full, I/O error: lastError says), and batches not
+     * journaled because the journal was full while commits failed: those wait in memory
+     * only (lagMs counts from them). */
+    failed: number;
+    unjournaled: number;
+    /** At open: what a previous writer (killed) left and this one replayed; damaged or torn
+     * records are dropped and counted (their bytes), the rest replayed. */
+    replayed: { batches: number; observations: number; droppedBytes: number; damaged: number };
+    lastCommitAt: string | null;
+    commitIntervalMs: number;
   };
   openFlowsTracked: number;
   /** Listings of the flow table handed to history since the daemon started (docs/history.md

@@ -228,6 +228,11 @@ export class Accountant {
     this.leave(t, now, goneAtMs);
   }
 
+  /** Records waiting for drain() (roll-ups: one per slot, counted as the general path's). */
+  get pendingRecords(): number {
+    return this.out.records.length + this.rollups.size + this.procRollups.size;
+  }
+
   /** Records and open-flow changes since the last drain. */
   drain(): WriteSet {
     const w = this.out;

@@ -28,6 +28,12 @@ export interface HistoryOptions {
   statusMs?: number;
   maxPending?: number;
   retryMs?: number;
+  /** DuckDB commits at most this often on its own (the journal keeps the rest; writer.ts). */
+  commitIntervalMs?: number;
+  commitRecords?: number;
+  journalMaxBytes?: number;
+  /** false: no journal, a commit per hand-over (benchmarks compare the two). */
+  journal?: boolean;
   threads?: number;
   memoryLimit?: string;
   /** Told about problems once each (pino's warn/error fit). */
@@ -110,6 +116,7 @@ export class History {
         dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
         accountant: budgetOptions(o),
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
+        commitIntervalMs: o.commitIntervalMs, commitRecords: o.commitRecords, journalMaxBytes: o.journalMaxBytes, journal: o.journal,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
       },
     });

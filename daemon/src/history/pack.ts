@@ -263,6 +263,12 @@ export class ObservationReader {
   /** strHash() of each string, by id. */
   hashes: number[] = [0];
 
+  /** The whole table at once (a journal's `strings` record, journal.ts). */
+  setTable(strings: readonly string[]): void {
+    this.strings = [...strings];
+    this.hashes = this.strings.map((s, i) => (i === 0 ? 0 : strHash(s)));
+  }
+
   /** Takes the batch's new strings: call once per batch, before rows(). */
   load(b: PackedBatch): void {
     if (b.reset) {

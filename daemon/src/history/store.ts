@@ -331,19 +331,27 @@ export class HistoryStore {
 
   /** What the accountant needs to carry on: the last record id, the newest record time
    * (closed flows that closed before it may be written already), the open flows. */
-  async restoreState(): Promise<{ lastId: number; watermark: number; open: OpenFlowRow[] }> {
+  async restoreState(): Promise<{ lastId: number; watermark: number; open: OpenFlowRow[]; journalSeq: number }> {
     const lastId = Math.max(0, ...this.parts.filter((p) => p.hasRecords && p.records > 0).map((p) => p.lastId));
     const open = (await this.rows('SELECT state FROM open_flows')).map((r) => JSON.parse(r.state as string) as OpenFlowRow);
-    return { lastId, watermark: lastId ? Math.floor(lastId / ID_SHIFT) : -Infinity, open };
+    const seq = await this.rows(`SELECT value FROM meta WHERE key = 'journal_seq'`);
+    return { lastId, watermark: lastId ? Math.floor(lastId / ID_SHIFT) : -Infinity, open, journalSeq: seq.length ? Number(seq[0]!.value) : 0 };
   }
 
   // --- writing --------------------------------------------------------------------------------
 
   /** Writes one batch in one transaction. Throws a StoreError; nothing of the batch is
-   * then written, and the same WriteSet may be retried. */
-  async write(ws: WriteSet): Promise<void> {
+   * then written, and the same WriteSet may be retried. `journalSeq`: the last journal
+   * batch the set holds (journal.ts), stored in the same transaction. */
+  async write(ws: WriteSet, journalSeq?: number): Promise<void> {
     const c = this.c;
     let cur = this.parts.at(-1)!;
+    // A set drained once per commit holds roll-ups made early in the interval after detail
+    // records made later: in id order, so each partition's id range and DuckDB's per-row-group
+    // min/max stay tight.
+    let sorted = true;
+    for (let i = 1; i < ws.records.length && sorted; i++) sorted = ws.records[i - 1]!.id < ws.records[i]!.id;
+    if (!sorted) ws.records.sort((a, b) => a.id - b.id);
     const first = ws.records[0];
     if (first && cur.records > 0 && (cur.records >= this.partitionRows || utcDay(cur.firstId) !== utcDay(first.id))) {
       cur.dirty = true; // merged by the next compaction
@@ -417,6 +425,7 @@ export class HistoryStore {
         }
         ap.closeSync();
       }
+      if (journalSeq !== undefined) await c.run(`INSERT OR REPLACE INTO meta VALUES ('journal_seq', '${journalSeq}')`);
       await c.run('COMMIT');
     } catch (err) {
       await c.run('ROLLBACK').catch(() => {});
@@ -489,6 +498,10 @@ export class HistoryStore {
           if (r.attrs === null) c[23]!.setNull(k);
         }
         ap.appendDataChunk(makeChunk(RECORD_TYPES, c, len));
+        // A commit holds up to commitRecords records (writer.ts): let the writer thread take
+        // the batches that arrive meanwhile (journaled at once: what a kill -9 would lose
+        // otherwise) between chunks.
+        if (s + CHUNK_ROWS < recs.length) await new Promise((r) => setImmediate(r));
       }
     } finally {
       ap.closeSync();

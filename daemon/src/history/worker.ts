@@ -26,11 +26,13 @@ port.on('message', (m: ToWorker) => {
       if (m.ack !== undefined) w.endPending();
       // Read (ingest keeps nothing of it): back to the packer, transferred.
       port.postMessage({ type: 'buffer', rows: m.batch.rows } satisfies FromWorker, [m.batch.rows]);
-      void w.flush().then(() => {
-        if (m.ack === undefined) return;
-        send({ type: 'status', status: w.status() });
-        send({ type: 'flushed', id: m.ack });
-      });
+      if (m.ack === undefined) void w.commitIfDue();
+      else {
+        void w.flush().then(() => {
+          send({ type: 'status', status: w.status() });
+          send({ type: 'flushed', id: m.ack! });
+        });
+      }
       break;
     case 'query':
       w.query(m.q, m.scope).then(
@@ -69,8 +71,8 @@ port.on('message', (m: ToWorker) => {
 let tick = 0;
 const timers = setInterval(() => {
   tick++;
-  // Retries a full disk or an unopenable file; writes what waits.
-  void w.flush();
+  // Commits when due; retries a full disk or an unopenable file.
+  void w.commitIfDue();
   if ((tick * opts.statusMs) % opts.maintainMs < opts.statusMs) void w.maintain();
   else if (tick % 5 === 0) void w.refresh();
   send({ type: 'status', status: w.status() });

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // The writer: owns the store and the accountant, in the writer thread (worker.ts) or, for
-// tests, in the caller's. Observations become write sets; write sets wait in a bounded
-// queue and are written one transaction each. A full disk or an I/O error never throws
+// tests, in the caller's. Each batch from the event loop is appended to the journal
+// (journal.ts) and accounted; every `commitIntervalMs` (or sooner: size, a query, a flush)
+// what the accountant made is drained into a write set and committed in one transaction,
+// with the journal's sequence number; a kill -9 in between is repaired at the next open by
+// replaying the journal. Write sets wait in a bounded queue. A full disk or an I/O error never throws
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
 import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
+import { Journal } from './journal.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -17,13 +21,40 @@ export interface WriterOptions extends StoreOptions {
   compactEveryMs?: number;
   /** Between retries while the disk is full or the file cannot be opened. */
   retryMs?: number;
+  /** DuckDB commits at most this often on its own (a query, a flush or the thresholds
+   * below commit sooner); the journal keeps what is not committed yet. */
+  commitIntervalMs?: number;
+  /** Commit once this many records wait (drained or not). */
+  commitRecords?: number;
+  /** Commit once the journal is half this size; beyond it (commits failing), batches are no
+   * longer journaled (counted: journal.unjournaled) but still kept in memory. */
+  journalMaxBytes?: number;
+  /** false: no journal (a commit per hand-over, the bound of the previous design). */
+  journal?: boolean;
   now?: () => number;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+export const WRITER_DEFAULTS = { commitIntervalMs: 10_000, commitRecords: 20_000, journalMaxBytes: 64 << 20 } as const;
+
 export class HistoryWriter {
   private store: HistoryStore | null = null;
+  private journal: Journal | null = null;
+  /** Sequence number of the last batch received, accounted, drained into the queue, committed. */
+  private seq = 0;
+  private ingestedSeq = 0;
+  private drainedSeq = 0;
+  private committedSeq = 0;
+  /** Journal seq of each queued write set (queue[i]). */
+  private readonly queuedSeq: number[] = [];
+  private lastCommitAt = 0;
+  /** Not journaled (an append failed): handed over at this time (wall ms), at batch unsafeSeq. */
+  private unsafeSince: number | null = null;
+  private unsafeSeq = 0;
+  /** How long the last batch waited between the hand-over and its journal append. */
+  private lastIngestLag = 0;
+  private readonly jstats = { appended: 0, failed: 0, unjournaled: 0, replayedBatches: 0, replayedRecords: 0, droppedBytes: 0, damaged: 0 };
   private accountant: Accountant | null = null;
   private readonly reader = new ObservationReader();
   /** Rows of a listing were read and its end not yet (ingest()). */
@@ -98,11 +129,75 @@ export class HistoryWriter {
     if (!this.accountant) {
       this.accountant = new Accountant(new RecordIds(st.lastId), { ...DEFAULT_ACCOUNTANT_OPTIONS, ...this.opts.accountant }, st.watermark);
       this.accountant.restore(st.open, this.now());
+      if (this.opts.journal !== false) this.replay(st.journalSeq);
     }
     // After a move aside the accountant keeps its state; ids stay increasing either way.
     this.state = 'ok';
+    this.lastCommitAt = this.now();
+    // What a replay made goes into DuckDB before anything else.
+    if (this.queue.length) await this.writeQueued();
     this.onOpen?.();
     await this.refreshUsage();
+  }
+
+  /** Replays the journal a previous writer left (killed, or its thread died): batches after
+   * `committed` (the last one the database holds) are accounted as they were the first time
+   * and queued; earlier ones only bring their strings. Then a new journal file starts. */
+  private replay(committed: number): void {
+    const dir = this.opts.dir;
+    const { entries, stats } = Journal.read(dir);
+    const r = new ObservationReader();
+    let last = committed;
+    let records = 0;
+    for (const e of entries) {
+      if (e.kind === 'strings') {
+        r.setTable(e.strings);
+        continue;
+      }
+      last = Math.max(last, e.seq);
+      try {
+        r.load(e.batch);
+      } catch {
+        stats.damaged++; // strings out of step: its file lost a record before it
+        continue;
+      }
+      if (e.seq <= committed) continue;
+      records += e.batch.count;
+      this.account(e.batch, r);
+      this.jstats.replayedBatches++;
+    }
+    this.inListing = false; // a listing the dead writer was reading will not end
+    this.jstats.replayedRecords += records;
+    this.jstats.droppedBytes += stats.droppedBytes;
+    this.jstats.damaged += stats.damaged;
+    if (stats.damaged) this.fail('corrupt', `journal: ${stats.damaged} damaged or torn record(s) (${stats.droppedBytes} bytes) dropped at replay`);
+    // Batch numbers carry on past everything seen, committed or only journaled.
+    this.seq = this.ingestedSeq = this.drainedSeq = last;
+    this.committedSeq = committed;
+    this.journal = new Journal(dir);
+    if (last > committed) {
+      const ws = this.accountant!.drain();
+      this.enqueue(ws, last);
+    }
+    this.rotateJournal();
+  }
+
+  /** Starts the journal file the next batch goes to (its string table: the reader's now). */
+  private rotateJournal(): void {
+    if (!this.journal) return;
+    try {
+      this.journal.rotate(this.seq + 1, this.reader.strings);
+    } catch (err) {
+      this.journal.abandon();
+      this.journalFailed(err);
+    }
+  }
+
+  private journalFailed(err: unknown): void {
+    const e = classify(err);
+    this.jstats.failed++;
+    this.fail(e.code === 'disk-full' ? 'disk-full' : 'io', `journal: ${e.message}`);
+    if (this.state === 'ok') this.state = 'degraded';
   }
 
   /** After a fatal error DuckDB refuses every call on this instance: let it go, and reopen
@@ -137,7 +232,8 @@ export class HistoryWriter {
     }
   }
 
-  /** Takes a packed batch from the event loop: observations -> write set -> queue. */
+  /** Takes a packed batch from the event loop: journaled, then accounted (what the
+   * accountant makes waits in it for the next commit). */
   ingest(batch: PackedBatch): void {
     if (!this.accountant) {
       // Not open yet (or never opened): nothing can be accounted without the restored
@@ -146,17 +242,47 @@ export class HistoryWriter {
       this.reader.load(batch); // keep the string table in step
       return;
     }
-    const a = this.accountant;
-    const r = this.reader;
-    r.load(batch);
+    const seq = ++this.seq;
+    this.lastIngestLag = Math.max(0, Date.now() - batch.sentAt);
+    if (this.journal) {
+      if (this.journal.bytes >= (this.opts.journalMaxBytes ?? WRITER_DEFAULTS.journalMaxBytes)) {
+        this.jstats.unjournaled++;
+        this.journal.abandon(); // the next append starts a file with the whole string table
+        this.markUnsafe(batch, seq);
+      } else {
+        try {
+          // A file after a failed write starts with the string table as this batch expects it.
+          if (!this.journal.isOpen) this.journal.rotate(seq, this.reader.strings);
+          this.journal.append(seq, batch);
+          this.jstats.appended++;
+        } catch (err) {
+          this.journal.abandon();
+          this.journalFailed(err);
+          this.markUnsafe(batch, seq);
+        }
+      }
+    }
+    this.reader.load(batch);
+    this.account(batch, this.reader);
+    this.ingestedSeq = seq;
+  }
+
+  private markUnsafe(batch: PackedBatch, seq: number): void {
+    if (this.unsafeSince === null) this.unsafeSince = Math.min(batch.sentAt, Date.now());
+    this.unsafeSeq = seq;
+  }
+
+  /** The batch's rows into the accountant (`r`: its strings loaded). */
+  private account(batch: PackedBatch, r: ObservationReader): void {
+    const a = this.accountant!;
     const v = new DataView(batch.rows);
     for (let i = 0, off = 0; i < batch.count; i++, off += ROW) {
       const op = v.getUint8(off + F.op);
       if (op === OP.rollup) {
-        this.rollupRow(a, v, off);
+        this.rollupRow(a, r, v, off);
         continue;
       }
-      if (op === OP.close && this.closeFast(a, v, off)) continue;
+      if (op === OP.close && this.closeFast(a, r, v, off)) continue;
       const u = r.at(v, off);
       const full = (v.getUint16(off + F.flags, true) & CHANGES_ONLY) === 0;
       if (u.op === OP.close) a.close(u.obs, u.now);
@@ -170,27 +296,55 @@ export class HistoryWriter {
       }
     }
     // A listing arrives in several batches (history.ts hands rows over as they are read):
-    // its records wait for its end and go in one write set, as when a listing was one batch.
-    // The queue's bound drops whole write sets, oldest first: the pieces of a full listing
-    // of 1M flows (1M new records) would otherwise be dropped as they came.
-    if (this.inListing) return;
-    const ws = a.drain();
-    if (ws.records.length || ws.open.size) this.enqueue(ws, Math.min(batch.sentAt, Date.now()));
+    // a commit waits for its end (drain() below), so its records go in one write set.
   }
 
-  /** What a listing still being read has made so far, queued now (a flush asked for by
-   * the event loop, shutdown): the rest of it follows in a write set of its own. */
-  endPending(): void {
-    if (!this.inListing || !this.accountant) return;
+  /** What the accountant made so far, queued with the journal seq it covers (the next
+   * batch goes to a new journal file, so files are released whole). `force`: even in the
+   * middle of a listing (a flush asked for by the event loop, shutdown): the rest of it
+   * follows in a write set of its own. */
+  private drain(force: boolean): void {
+    if (!this.accountant || (this.inListing && !force)) return;
+    if (this.ingestedSeq === this.drainedSeq && this.accountant.pendingRecords === 0) return;
     this.inListing = false;
     const ws = this.accountant.drain();
-    if (ws.records.length || ws.open.size) this.enqueue(ws);
+    this.drainedSeq = this.ingestedSeq;
+    this.enqueue(ws, this.ingestedSeq);
+    if (this.journal) this.rotateJournal();
+  }
+
+  /** See drain(force). */
+  endPending(): void {
+    if (this.inListing) this.drain(true);
+  }
+
+  /** Records waiting: queued write sets and what the accountant holds. */
+  private get waiting(): number {
+    return this.queued + (this.accountant?.pendingRecords ?? 0);
+  }
+
+  /** Whether a commit is due now (time, size), or a retry of a failed one. */
+  private commitDue(): boolean {
+    // Without a journal, or not open yet (flushNow retries the open when its time comes).
+    if (this.opts.journal === false || !this.store) return true;
+    if (this.queue.length && this.state !== 'ok') return true;
+    if (this.inListing || (this.ingestedSeq === this.drainedSeq && !this.queue.length)) return false;
+    return this.now() - this.lastCommitAt >= (this.opts.commitIntervalMs ?? WRITER_DEFAULTS.commitIntervalMs)
+      || this.waiting >= (this.opts.commitRecords ?? WRITER_DEFAULTS.commitRecords)
+      || (this.journal !== null && this.journal.bytes >= (this.opts.journalMaxBytes ?? WRITER_DEFAULTS.journalMaxBytes) / 2);
+  }
+
+  /** Commits if due (the writer thread calls it after each batch and every second). Never throws. */
+  commitIfDue(): Promise<void> {
+    return this.exclusive(async () => {
+      if (!this.commitDue()) return;
+      await this.flushNow(false);
+    });
   }
 
   /** A close beyond the detail budget, read in place from the packed row: no object per
    * flow (Accountant.closeOverBudget). False: the general path takes it. */
-  private closeFast(a: Accountant, v: DataView, off: number): boolean {
-    const r = this.reader;
+  private closeFast(a: Accountant, r: ObservationReader, v: DataView, off: number): boolean {
     const S = r.strings;
     const H = r.hashes;
     const flags = v.getUint16(off + F.flags, true);
@@ -215,8 +369,8 @@ export class HistoryWriter {
   }
 
   /** Closes the event loop summed beyond the budget (OP.rollup, pack.ts addRollup). */
-  private rollupRow(a: Accountant, v: DataView, off: number): void {
-    const S = this.reader.strings;
+  private rollupRow(a: Accountant, r: ObservationReader, v: DataView, off: number): void {
+    const S = r.strings;
     const flags = v.getUint16(off + F.flags, true);
     const str = (o: number): string | null => {
       const id = v.getUint32(off + o, true);
@@ -234,37 +388,50 @@ export class HistoryWriter {
     return this.accountant;
   }
 
-  /** How long the oldest unwritten observation has waited since the event loop handed it
-   * over (wall clock, as sentAt, whatever clock records use; 0 when none waits). */
+  /** How long the oldest observation that a kill -9 would lose has waited since the event
+   * loop handed it over (wall clock, as sentAt): not journaled and not committed, or (the
+   * thread behind) the last batch's wait before its journal append. Without a journal, the
+   * oldest not committed. */
   lagMs(): number {
-    return this.queuedAt.length ? Math.max(0, Date.now() - this.queuedAt[0]!) : 0;
+    if (!this.journal) return this.queuedAt.length ? Math.max(0, Date.now() - this.queuedAt[0]!) : 0;
+    return this.unsafeSince !== null ? Math.max(0, Date.now() - this.unsafeSince) : this.lastIngestLag;
   }
 
-  enqueue(ws: WriteSet, since = Date.now()): void {
+  enqueue(ws: WriteSet, seq = this.ingestedSeq, since = Date.now()): void {
+    if (!ws.records.length && !ws.open.size && seq <= this.committedSeq) return;
     this.queue.push(ws);
     this.queuedAt.push(since);
+    this.queuedSeq.push(seq);
     this.queued += ws.records.length;
     const max = this.opts.maxPending ?? 200_000;
     while (this.queued > max && this.queue.length > 1) {
       this.queuedAt.shift();
+      this.queuedSeq.shift();
       const old = this.queue.shift()!;
       this.queued -= old.records.length;
       this.dropped += old.records.length;
     }
   }
 
-  /** Writes what is queued. Never throws. */
+  /** Commits everything the accountant made (a listing being read included) and what is
+   * queued. Never throws. */
   flush(): Promise<void> {
-    return this.exclusive(() => this.flushNow());
+    return this.exclusive(() => this.flushNow(true));
   }
 
-  private async flushNow(): Promise<void> {
+  /** `force`: drain even in the middle of a listing (else that waits for its end). */
+  private async flushNow(force: boolean): Promise<void> {
     if (this.closed) return;
     if (!this.store) {
       if (this.now() < this.retryAt) return;
       await this.openNow();
       if (!this.store) return;
     }
+    this.drain(force);
+    await this.writeQueued();
+  }
+
+  private async writeQueued(): Promise<void> {
     while (this.queue.length) {
       if (this.state === 'degraded' && this.now() < this.retryAt) return;
       // Everything that waits goes in one transaction: a commit costs about as much as
@@ -272,9 +439,10 @@ export class HistoryWriter {
       // batch. A failed write leaves the merged set queued as one.
       if (this.queue.length > 1) this.merge();
       const ws = this.queue[0]!;
+      const seq = this.queuedSeq[0]!;
       const t0 = performance.now();
       try {
-        await this.store!.write(ws);
+        await this.store!.write(ws, this.journal ? seq : undefined);
       } catch (err) {
         const e = err instanceof StoreError ? err : classify(err);
         if (this.dropIfInvalidated(err, e.code === 'disk-full' ? 'disk-full' : 'io')) return;
@@ -289,6 +457,7 @@ export class HistoryWriter {
           // rest behind it.
           this.queue.shift();
           this.queuedAt.shift();
+          this.queuedSeq.shift();
           this.queued -= ws.records.length;
           this.dropped += ws.records.length;
           this.failedAttempts = 0;
@@ -303,11 +472,22 @@ export class HistoryWriter {
       this.failedAttempts = 0;
       this.queue.shift();
       this.queuedAt.shift();
+      this.queuedSeq.shift();
       this.queued -= ws.records.length;
       this.written += ws.records.length;
       this.lastWriteAt = this.now();
+      this.lastCommitAt = this.now();
       this.lastWriteMs = performance.now() - t0;
       if (this.state !== 'ok') this.state = 'ok';
+      this.committedSeq = Math.max(this.committedSeq, seq);
+      if (this.unsafeSince !== null && this.unsafeSeq <= this.committedSeq) this.unsafeSince = null;
+      if (this.journal) {
+        try {
+          this.journal.release(this.committedSeq);
+        } catch {
+          /* a file left is replayed and skipped (its seqs are committed) */
+        }
+      }
     }
   }
 
@@ -324,10 +504,13 @@ export class HistoryWriter {
       }
     }
     const at = this.queuedAt[0]!;
+    const seq = Math.max(...this.queuedSeq);
     this.queue.length = 0;
     this.queuedAt.length = 0;
+    this.queuedSeq.length = 0;
     this.queue.push({ records, open });
     this.queuedAt.push(at);
+    this.queuedSeq.push(seq);
   }
 
   /** New retention limits (a reload): applied from the next maintain() on, which the
@@ -381,6 +564,10 @@ export class HistoryWriter {
   query(q: HistoryQuery, scope: HistoryScope): Promise<HistoryResult> {
     return this.exclusive(async () => {
       if (!this.store || this.closed) throw new StoreError('open', `history is not available: ${this.lastError?.message ?? 'not open'}`);
+      // Everything handed over is answered: what waits in the accountant is committed first
+      // (a listing being read waits for its end, as its records always did).
+      await this.flushNow(false);
+      if (!this.store) throw new StoreError('io', `history is reopening its file after an error: ${this.lastError?.message ?? ''}`);
       try {
         return await this.store.query(q, scope);
       } catch (err) {
@@ -407,8 +594,18 @@ export class HistoryWriter {
       newestRecordAt: this.span.newest === null ? null : iso(this.span.newest),
       records: {
         written: this.written, rolledUp: this.accountant?.stats.rolledUp ?? 0,
-        pending: this.queued, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped, lagMs: this.lagMs(),
+        pending: this.waiting, maxPending: this.opts.maxPending ?? 200_000, dropped: this.dropped, lagMs: this.lagMs(),
       },
+      ...(this.journal
+        ? {
+          journal: {
+            bytes: this.journal.bytes, files: this.journal.fileCount, batches: this.jstats.appended, uncommittedBatches: this.seq - this.committedSeq,
+            failed: this.jstats.failed, unjournaled: this.jstats.unjournaled,
+            replayed: { batches: this.jstats.replayedBatches, observations: this.jstats.replayedRecords, droppedBytes: this.jstats.droppedBytes, damaged: this.jstats.damaged },
+            lastCommitAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt), commitIntervalMs: this.opts.commitIntervalMs ?? WRITER_DEFAULTS.commitIntervalMs,
+          },
+        }
+        : {}),
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
@@ -420,14 +617,17 @@ export class HistoryWriter {
 
   /** Writes what is queued, then closes the database. */
   close(): Promise<void> {
-    this.endPending();
     return this.exclusive(async () => {
-      await this.flushNow();
+      await this.flushNow(true);
       try {
         await this.store?.checkpoint();
       } catch {
         /* the WAL is replayed at the next open */
       }
+      // Everything committed: no journal left to replay (else it stays, and the next open
+      // replays what is not committed).
+      if (this.journal && !this.queue.length && this.committedSeq >= this.seq) this.journal.removeAll();
+      this.journal?.close();
       this.store?.close();
       this.store = null;
       this.closed = true;
