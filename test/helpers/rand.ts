@@ -21,3 +21,17 @@ export function randBytes(r: () => number, n: number): Buffer {
   for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
   return b;
 }
+
+/** A small deterministic PRNG (xorshift32) with integer helpers: failures reproduce. */
+export function xorshift(seed: number): { u32: () => number; int: (n: number) => number; pick: <T>(a: readonly T[]) => T } {
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  return { u32: next, int: (n: number) => next() % n, pick: <T>(a: readonly T[]) => a[next() % a.length]! };
+}

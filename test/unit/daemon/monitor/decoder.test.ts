@@ -14,20 +14,7 @@ import { rowEvent } from '../../../../client/src/events.js';
 import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
 import type { OwnerIdentity } from '../../../../daemon/src/contract/identity.js';
 import type { RemoteGeo } from '../../../../daemon/src/contract/geo.js';
-
-/** A small deterministic PRNG (xorshift32): failures reproduce. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-  return { u32: next, int: (n: number) => next() % n, pick: <T>(a: readonly T[]) => a[next() % a.length]! };
-}
+import { xorshift as rng } from '../../../helpers/rand.js';
 
 const COMMS = ['curl', 'a"b', 'back\\slash', 'tab\there', 'ctl\u0001x', 'naïve', '日本', '', 'fifteen-chars-x'];
 const BASE_NS = 5_000_000_000_000n; // boot time of the records

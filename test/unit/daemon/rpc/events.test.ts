@@ -14,19 +14,7 @@ import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_HDR, FLOW_KEY, OWNER } from '../../.
 import { ObjectEvent, type BusEvent } from '../../../../daemon/src/events/bus.js';
 import type { EventType, MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import { batchEvents } from '../../../../client/src/events.js';
-
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-  return { int: (n: number) => next() % n, pick: <T>(a: readonly T[]) => a[next() % a.length]! };
-}
+import { xorshift as rng } from '../../../helpers/rand.js';
 
 const ctx: DecodeContext = {
   toMsAt: (v, off) => 1_790_000_000_000 + Number(v.getBigUint64(off, true) / 1_000_000n),
