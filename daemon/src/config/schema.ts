@@ -129,7 +129,7 @@ export const schema = {
     owners: { doc: 'Socket owners by cookie (LRU)', format: 'map-size', default: 65536, env: 'EBPFMON_MAPS_OWNERS' },
     tuples: { doc: 'Socket owners by flow tuple (LRU)', format: 'map-size', default: 32768, env: 'EBPFMON_MAPS_TUPLES' },
     binds: { doc: 'Listening/bound endpoints (LRU)', format: 'map-size', default: 8192, env: 'EBPFMON_MAPS_BINDS' },
-    ringBufferBytes: { doc: 'Event ring buffer size', format: 'ringbuf-size', default: 4 * 1024 * 1024, env: 'EBPFMON_MAPS_RING_BUFFER_BYTES' },
+    ringBufferBytes: { doc: 'Event ring buffer size (kept by existing pins: `ebpfmon --teardown` to resize)', format: 'ringbuf-size', default: 16 * 1024 * 1024, env: 'EBPFMON_MAPS_RING_BUFFER_BYTES' },
   },
   flows: {
     closedRetentionSec: { doc: 'How long closed flows stay queryable', format: 'seconds', default: 60, env: 'EBPFMON_FLOWS_CLOSED_RETENTION_SEC' },

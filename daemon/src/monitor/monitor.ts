@@ -251,7 +251,7 @@ export class Monitor implements MonitorApi {
       onError: (err) => this.log.warn({ err }, 'event handler failed'),
       // At a steady few thousand events per second, drain (and write to subscribers) up
       // to every 8 ms rather than every 1 ms: a fraction of the wakeups, timers and socket
-      // writes (bench/attribution). Overflowing the 4 MiB ring in 8 ms takes over 500 MB/s
+      // writes (bench/attribution). Overflowing the 16 MiB ring in 8 ms takes over 2 GB/s
       // of events right after a quiet stretch, far beyond what connections produce.
       maxCoalesceMs: 8,
     });
