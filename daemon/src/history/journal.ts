@@ -18,7 +18,7 @@
 // tail fails it: that record and what follows in its file are dropped, and counted).
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
+import { crc32 } from '../util/crc32.js';
 import { ROW, type PackedBatch } from './pack.js';
 
 const MAGIC = 0x314a4845; // 'EHJ1' little-endian
@@ -64,7 +64,7 @@ function header(kind: number, parts: Uint8Array[]): Buffer {
   let crc = 0;
   for (const p of parts) {
     len += p.byteLength;
-    crc = zlib.crc32(p, crc);
+    crc = crc32(p, crc);
   }
   const h = Buffer.allocUnsafe(HEADER);
   h.writeUInt32LE(MAGIC, 0);
@@ -235,7 +235,7 @@ function parse(buf: Buffer, off: number): { entry: JournalEntry; next: number } 
   const start = off + HEADER;
   if (start + len > buf.byteLength) return null;
   const p = buf.subarray(start, start + len);
-  if (zlib.crc32(p) >>> 0 !== crc) return null;
+  if (crc32(p) >>> 0 !== crc) return null;
   try {
     if (kind === KIND.strings) {
       return { entry: { kind: 'strings', seq: p.readDoubleLE(0), strings: JSON.parse(p.subarray(8).toString('utf8')) as string[] }, next: start + len };
