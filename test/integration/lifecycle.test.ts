@@ -6,12 +6,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { type Lab, jsonLines, sh, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { daemonOnce, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { daemonOnce, monitorLab, OBJECT_DIR, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { FlowsListResult } from '../../daemon/src/contract/index.js';
 import { probeMisses } from '../../daemon/src/monitor/monitor.js';
 import { PROG } from '../../daemon/src/monitor/components.js';
+import { BpfObject } from '../../daemon/src/bpf/object.js';
+import { progInfo } from '../../daemon/src/bpf/info.js';
 
 
 async function udpBurst(host: Host, dst: string, port: number, localPort: number, count: number, size: number): Promise<void> {
@@ -65,6 +68,20 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
       assert.equal(prog.recursionMisses, tool.recursion_misses ?? 0);
     }
     assert.equal(s1.loss.probeMisses, probeMisses(progs1.programs, s1.counters.stateChangesRescued!));
+    // What the verifier walked for the classifier: the same as this test's own load of the
+    // object the daemon runs (the kernel's count for the same program on the same kernel).
+    const clsObject = s1.flowIndex.mode === 'dirty-ring' ? 'flows.bpf.o' : 'flows_walk.bpf.o';
+    const cls = BpfObject.open(path.join(OBJECT_DIR, clsObject));
+    try {
+      const r = cls.tryLoad();
+      assert.ok(r.ok, r.ok ? '' : r.error.message);
+      for (const name of [PROG.tcIngress, PROG.tcEgress]) {
+        const p = progs1.programs.find((x) => x.name === name);
+        assert.equal(p?.verifiedInsns, progInfo(cls.progFd(name)).verifiedInsns, `${name} (${clsObject}): ${JSON.stringify(p)}`);
+      }
+    } finally {
+      cls.close();
+    }
 
     const server = peer.spawn(process.execPath, [PEER, 'udp-server', link.b.ip4, '0']);
     const port = Number((await jsonLines(server).next((o) => o.event === 'listening')).port);

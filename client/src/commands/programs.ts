@@ -20,6 +20,7 @@ export function programsCommand(): Command {
         { header: 'RUNS', value: (p) => (p.runCount ? String(p.runCount) : '-'), align: 'right' },
         { header: 'NS/RUN', value: (p) => (p.runCount ? (p.runTimeNs / p.runCount).toFixed(0) : '-'), align: 'right' },
         { header: 'MISSED', value: (p) => String(p.recursionMisses), align: 'right' },
+        { header: 'VERIFIED', value: (p) => (p.verifiedInsns ? String(p.verifiedInsns) : '-'), align: 'right' },
       ])}\n`);
       if (!r.programs.some((p) => p.runCount)) process.stdout.write('(run counts need kernel.bpf_stats_enabled=1)\n');
     });

@@ -194,6 +194,10 @@ export interface ProgramView {
   runTimeNs: number;
   /** Runs the kernel skipped because another BPF program was running on the CPU. */
   recursionMisses: number;
+  /** Instructions the kernel's verifier walked to accept the program (it refuses a program
+   * past 1M): how close this kernel came to refusing it (docs/architecture.md, "Verifier
+   * cost"). 0 on kernels before 5.16. */
+  verifiedInsns: number;
 }
 
 export interface ProgramsListResult {

@@ -552,6 +552,7 @@ export class Monitor implements MonitorApi {
           name, id: info.id, type: BPF_PROG_TYPE_NAMES[info.type] ?? String(info.type), tag: info.tag, component,
           hooks: hooksOf(name, component), pinned: this.deployment.pins.path('progs', name),
           runCount: Number(info.runCount), runTimeNs: Number(info.runTimeNs), recursionMisses: Number(info.recursionMisses),
+          verifiedInsns: info.verifiedInsns,
         };
       }),
     );
