@@ -74,7 +74,7 @@ const GEO = (strArg('geo') ?? '').split(',').filter(Boolean).map((g) => {
   return g;
 });
 const BASELINE = strArg('baseline');
-/** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 4 MiB). */
+/** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 16 MiB). */
 /**
  * --no-loop-probe: no `flows.list` every 10 ms to time the daemon's event loop. The probe's
  * own work is in the daemon's CPU (each call reads the flows changed since the last one, at
