@@ -19,12 +19,11 @@ import { performance } from 'node:perf_hooks';
 import Table from 'cli-table3';
 import { withLab } from '../lib/lab.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
-import { DaemonClient } from '../../client/src/rpc.js';
 import { METHODS } from '../../daemon/src/contract/index.js';
 import { countFlows, fillFlows, type FillSpec } from '../../test/helpers/flow-fill.js';
 import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { cpuMs, memMiB, strArg } from '../lib/proc.js';
-import { announceExternalWrite, loopProbe } from '../lib/daemon-probes.js';
+import { announceExternalWrite, loopProbe, timedCalls } from '../lib/daemon-probes.js';
 
 const FLOWS = (strArg('flows') ?? '100000,1000000').split(',').map(Number);
 const INTERVAL_S = numArg('interval-s', 60);
@@ -42,23 +41,10 @@ interface Window { cpuPct: number; rssMax: number; stallMax: number; stallP99: n
 
 /** flows.list {pid} every second: latencies in ms. */
 function pidProbe(socketPath: string, flows: number): { stop: () => Promise<number[]> } {
-  let stopped = false;
-  const ms: number[] = [];
-  const done = (async () => {
-    const c = await DaemonClient.connect(socketPath);
-    try {
-      while (!stopped) {
-        const t0 = performance.now();
-        const r = await c.call(METHODS.flowsList, { pid: QUERIED_PID });
-        ms.push(performance.now() - t0);
-        if (r.flows.length !== Math.min(flows, PID_FLOWS)) throw new Error(`flows.list {pid}: ${r.flows.length} flows, expected ${PID_FLOWS}`);
-        await sleep(1000 - Math.min(1000, performance.now() - t0));
-      }
-    } finally {
-      c.close();
-    }
-  })();
-  return { stop: async () => ((stopped = true), await done, ms) };
+  return timedCalls(socketPath, async (c) => {
+    const r = await c.call(METHODS.flowsList, { pid: QUERIED_PID });
+    if (r.flows.length !== Math.min(flows, PID_FLOWS)) throw new Error(`flows.list {pid}: ${r.flows.length} flows, expected ${PID_FLOWS}`);
+  }, (rtt) => 1000 - Math.min(1000, rtt));
 }
 
 const q = (xs: number[], p: number) => {

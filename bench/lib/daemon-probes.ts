@@ -12,12 +12,11 @@ import { MAP } from '../../daemon/src/monitor/components.js';
 import { sleep } from './harness.js';
 
 /**
- * The event loop's stall as a client sees it: one request at a time, every 10 ms, that the
- * API refuses before doing any work (flows.list with pid -1: InvalidParams). Its round trip
- * is how long the loop took to get to it, plus this process's own delay. stop() gives the
- * round trips in ms.
+ * Calls the daemon one request at a time on one connection until stop(): `call` makes the
+ * request (and checks its answer), then the loop pauses `pauseMs(round trip)`. stop() gives
+ * the round trips in ms.
  */
-export function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
+export function timedCalls(socketPath: string, call: (c: DaemonClient) => Promise<unknown>, pauseMs: (rttMs: number) => number): { stop: () => Promise<number[]> } {
   let stopped = false;
   const rtts: number[] = [];
   const done = (async () => {
@@ -25,15 +24,26 @@ export function loopProbe(socketPath: string): { stop: () => Promise<number[]> }
     try {
       while (!stopped) {
         const t0 = performance.now();
-        await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
-        rtts.push(performance.now() - t0);
-        await sleep(10);
+        await call(c);
+        const rtt = performance.now() - t0;
+        rtts.push(rtt);
+        await sleep(pauseMs(rtt));
       }
     } finally {
       c.close();
     }
   })();
   return { stop: async () => ((stopped = true), await done, rtts) };
+}
+
+/**
+ * The event loop's stall as a client sees it: one request at a time, every 10 ms, that the
+ * API refuses before doing any work (flows.list with pid -1: InvalidParams). Its round trip
+ * is how long the loop took to get to it, plus this process's own delay. stop() gives the
+ * round trips in ms.
+ */
+export function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
+  return timedCalls(socketPath, (c) => c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined), () => 10);
 }
 
 /** Counts one lost dirty record (CPU 0's slot of emon_stats dirtyRingFull): the daemon then
