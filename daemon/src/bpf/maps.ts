@@ -31,6 +31,18 @@ const ENOTSUPP_KERNEL = 524;
 
 const PERCPU_TYPES = new Set<number>([BPF_MAP_TYPE.PERCPU_HASH, BPF_MAP_TYPE.PERCPU_ARRAY, BPF_MAP_TYPE.LRU_PERCPU_HASH]);
 
+/** Where a walk's key and value buffers come from (0: keys, 1: values). */
+type Alloc = (which: 0 | 1, bytes: number) => Buffer;
+const fresh: Alloc = (_which, bytes) => Buffer.alloc(bytes);
+/** Buffers of the walks that only count: the kernel writes into them and nobody reads them,
+ * so every count (of any map, at once) shares one pair instead of allocating its own
+ * (`status` counts six maps per call; a burst of calls made hundreds of MB of garbage). */
+const scratch: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
+const shared: Alloc = (which, bytes) => {
+  if (scratch[which].length < bytes) scratch[which] = Buffer.allocUnsafe(bytes);
+  return scratch[which].subarray(0, bytes);
+};
+
 export interface BatchChunk {
   keys: Buffer;
   values: Buffer;
@@ -111,11 +123,21 @@ export class BpfMap {
     }
   }
 
+  /** Number of entries: the batch walk, with buffers shared by every count. */
+  async countAsync(chunk = 4096): Promise<number> {
+    let n = 0;
+    for (const c of this.chunks(chunk, shared)) {
+      n += c.count;
+      await new Promise((r) => setImmediate(r));
+    }
+    return n;
+  }
+
   /** The walk itself, one chunk at a time (buffers reused between chunks). */
-  private *chunks(chunk: number): Generator<BatchChunk> {
+  private *chunks(chunk: number, alloc: Alloc = fresh): Generator<BatchChunk> {
     let n = Math.max(1, Math.min(chunk, this.info.maxEntries));
-    let keys = Buffer.alloc(n * this.keySize);
-    let values = Buffer.alloc(n * this.valueBytes);
+    let keys = alloc(0, n * this.keySize);
+    let values = alloc(1, n * this.valueBytes);
     const tokenSize = Math.max(this.keySize, 8);
     const inBatch = Buffer.alloc(tokenSize);
     const outBatch = Buffer.alloc(tokenSize);
@@ -128,12 +150,12 @@ export class BpfMap {
         if (ret === -ERRNO.ENOSPC && n < this.info.maxEntries) {
           // A hash bucket holds more entries than one chunk: grow and retry the same bucket.
           n = Math.min(n * 2, this.info.maxEntries);
-          keys = Buffer.alloc(n * this.keySize);
-          values = Buffer.alloc(n * this.valueBytes);
+          keys = alloc(0, n * this.keySize);
+          values = alloc(1, n * this.valueBytes);
           continue;
         }
         if (first && (ret === -ERRNO.EINVAL || ret === -ERRNO.ENOTSUP || ret === -ERRNO.EOPNOTSUPP || ret === -ENOTSUPP_KERNEL)) {
-          yield* this.chunksSlow(n);
+          yield* this.chunksSlow(n, alloc);
           return;
         }
         throw new BpfError('reading', this.name, -ret, { detail: 'batch lookup' });
@@ -145,9 +167,9 @@ export class BpfMap {
     }
   }
 
-  private *chunksSlow(n: number): Generator<BatchChunk> {
-    const keys = Buffer.alloc(n * this.keySize);
-    const values = Buffer.alloc(n * this.valueBytes);
+  private *chunksSlow(n: number, alloc: Alloc): Generator<BatchChunk> {
+    const keys = alloc(0, n * this.keySize);
+    const values = alloc(1, n * this.valueBytes);
     let prev: Buffer | null = null;
     const next = Buffer.alloc(this.keySize);
     const val = Buffer.alloc(this.valueBytes);

@@ -1143,9 +1143,7 @@ export class FlowTable {
 
   /** Number of flow entries (one dump). */
   async count(): Promise<number> {
-    let n = 0;
-    await this.map.forEachChunkAsync(({ count }) => (n += count));
-    return n;
+    return this.map.countAsync();
   }
 }
 

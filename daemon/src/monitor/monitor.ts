@@ -502,9 +502,7 @@ export class Monitor implements MonitorApi {
     for (const name of [MAP.flows, MAP.owners, MAP.tuples, MAP.binds, MAP.frags, MAP.handoffs]) {
       if (name === MAP.handoffs && !this.deployment.hasMap(name)) continue;
       const m = this.deployment.map(name);
-      let entries = 0;
-      await m.forEachChunkAsync(({ count }) => (entries += count));
-      out.push({ name, maxEntries: m.maxEntries, entries });
+      out.push({ name, maxEntries: m.maxEntries, entries: await m.countAsync() });
     }
     return out;
   }
