@@ -6,7 +6,7 @@
 //
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
-//        [--daemon-cpu-prof DIR] [--geo off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
+//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
 //        [--subscribers batch] [--ring-bytes N] [--no-loop-probe]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
@@ -31,7 +31,9 @@
 // load generator's own CPU per connection (load CPU column), not in the tool's.
 //
 // Variants of the daemon, each run in every repetition, in an order that rotates from one
-// repetition to the next: `--geo off,on` runs its phases once per `geo.enabled` setting;
+// repetition to the next: `--geo off,on` runs its phases once per `geo.enabled` setting,
+// `--history off,on` once per `history.enabled` setting (the history of closed flows, on by
+// default: its share of the daemon's CPU per connection);
 // `--baseline DIR` also runs them with the daemon built in another checkout (DIR/build: e.g.
 // main's, for a before/after in the same run). `--only-ebpfmon`, `--modes` (max, rate) and
 // `--subscribers` (batch, event, none) narrow a run to the phases being compared.
@@ -69,10 +71,13 @@ const probeSummary = (xs: number[]): string => {
 const SERVER_WORKERS = 4;
 /** --daemon-cpu-prof DIR: the daemon writes a V8 CPU profile there when it stops (where its CPU goes). */
 const CPU_PROF_DIR = strArg('daemon-cpu-prof');
-const GEO = (strArg('geo') ?? '').split(',').filter(Boolean).map((g) => {
-  if (g !== 'on' && g !== 'off') throw new Error(`--geo: expected off, on or off,on, got ${g}`);
-  return g;
+/** `--NAME off,on`: the settings of an on/off variant dimension (none: the config's default). */
+const onOff = (name: string): boolean[] => (strArg(name) ?? '').split(',').filter(Boolean).map((g) => {
+  if (g !== 'on' && g !== 'off') throw new Error(`--${name}: expected off, on or off,on, got ${g}`);
+  return g === 'on';
 });
+const GEO = onOff('geo');
+const HISTORY = onOff('history');
 const BASELINE = strArg('baseline');
 /** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 16 MiB). */
 /**
@@ -96,7 +101,7 @@ function listArg<T extends string>(name: string, all: readonly T[]): T[] {
 }
 
 /** A daemon to measure: which build, and geo on or off (undefined: the config's default). */
-interface Variant { name: string; main?: string; objectDir?: string; geo?: boolean }
+interface Variant { name: string; main?: string; objectDir?: string; geo?: boolean; history?: boolean }
 
 function variants(): Variant[] {
   const builds: Variant[] = [{ name: BASELINE ? 'this build' : '' }];
@@ -105,8 +110,9 @@ function variants(): Variant[] {
     for (const f of [path.join(root, 'js/daemon/src/main.js'), path.join(root, 'bpf')]) if (!fs.existsSync(f)) throw new Error(`--baseline: ${f} is missing (build that checkout first)`);
     builds.push({ name: `baseline ${path.basename(path.resolve(BASELINE))}`, main: path.join(root, 'js/daemon/src/main.js'), objectDir: path.join(root, 'bpf') });
   }
-  if (GEO.length === 0) return builds;
-  return builds.flatMap((b) => GEO.map((g) => ({ ...b, name: [b.name, `geo ${g}`].filter(Boolean).join(', '), geo: g === 'on' })));
+  const named = (b: Variant, label: string) => [b.name, label].filter(Boolean).join(', ');
+  const withGeo = GEO.length === 0 ? builds : builds.flatMap((b) => GEO.map((on) => ({ ...b, name: named(b, `geo ${on ? 'on' : 'off'}`), geo: on })));
+  return HISTORY.length === 0 ? withGeo : withGeo.flatMap((b) => HISTORY.map((on) => ({ ...b, name: named(b, `history ${on ? 'on' : 'off'}`), history: on })));
 }
 
 type Tool = 'none' | 'tcplife' | 'ebpfmon' | 'ebpfmon-event' | 'ebpfmon-nosub';
@@ -351,6 +357,7 @@ class Bench {
         flows: { gcIntervalSec: 10 },
         ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
+        ...(variant.history !== undefined ? { history: { enabled: variant.history } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
       ...(variant.main ? { main: variant.main } : {}),

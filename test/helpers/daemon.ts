@@ -102,8 +102,8 @@ export function writeConfig(dir: string, socketPath: string, pinPath: string, ex
     logLevel: 'info',
     flows: { gcIntervalSec: 2 },
     // Never the machine's /var/lib/ebpfmon: each test daemon keeps its history next to its config.
-    history: { path: path.join(dir, 'history') },
     ...extra,
+    history: { path: path.join(dir, 'history'), ...(extra.history as object | undefined) },
   };
   const file = path.join(dir, 'ebpfmon.json');
   fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
