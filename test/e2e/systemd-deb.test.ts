@@ -16,6 +16,7 @@ import { sh } from '../helpers/lab.js';
 import { Container, DEFAULT_SYSCALL_FILTER } from './nspawn/container.js';
 import { ensureRootfs } from './nspawn/rootfs.js';
 import { PhaseTimer } from './nspawn/phases.js';
+import { packagedDeb, type BuiltDeb } from '../helpers/deb.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 import type { ProgramsListResult, StatusResult } from '../../daemon/src/contract/index.js';
 
@@ -28,6 +29,7 @@ describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), 
   const timer = new PhaseTimer();
   let c: Container | undefined;
   let out: string;
+  let built: BuiltDeb | undefined;
   let alice: { uid: number };
   let udpPort = 0;
   const box = () => {
@@ -51,10 +53,10 @@ describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), 
   before(async () => {
     requireTool('systemd-nspawn', 'debootstrap', 'dpkg-deb');
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-deb-'));
-    await timer.time('npm run package', () => sh('npm', ['run', '--silent', 'package'], { timeoutMs: 10 * 60_000 }));
-    const deb = fs.readdirSync(path.join(root, 'packaging/out')).filter((f) => f.endsWith('.deb')).sort().at(-1);
-    assert.ok(deb, 'npm run package produced a .deb');
-    fs.copyFileSync(path.join(root, 'packaging/out', deb), path.join(out, deb));
+    // The run's .deb (helpers/deb.ts: built once, from the tested build/).
+    built = await timer.time('npm run package', () => packagedDeb(10 * 60_000));
+    const deb = path.basename(built.deb);
+    fs.copyFileSync(built.deb, path.join(out, deb));
     const image = await timer.time('rootfs', () => ensureRootfs());
     // pidfd_getfd allowed by the container's own filter (systemd 252's nspawn does not list it;
     // a host has no such filter): what is tested is the unit's, which must allow it too.
@@ -68,6 +70,7 @@ describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), 
   after(async () => {
     await timer.time('destroy', async () => c?.destroy());
     fs.rmSync(out, { recursive: true, force: true });
+    built?.release();
     process.stderr.write(`\n${timer.table('systemd e2e phases')}\n`);
   });
 

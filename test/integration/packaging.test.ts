@@ -10,8 +10,8 @@
 // --teardown removes what it attached (truth: tc and the pin directory).
 //
 // The package is built from the existing build/ (EBPFMON_PACKAGE_BUILD=0: the test suite
-// runs from a fresh build already) into a temporary directory. Installing it under a real
-// systemd is the nspawn e2e test's job (docs/packaging.md, "Testing the package").
+// runs from a fresh build already), once per test run (helpers/deb.ts: the nspawn e2e test
+// installs the same file under a real systemd; docs/packaging.md, "Testing the package").
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { Lab, type Host } from '../helpers/lab.js';
 import { BUILD } from '../helpers/daemon.js';
+import { packagedDeb, type BuiltDeb } from '../helpers/deb.js';
 
 const execFileP = promisify(execFile);
 const ROOT = path.resolve(BUILD, '../..');
@@ -51,6 +52,7 @@ function overUsr(tree: string, argv: string[]): [string, string[]] {
 
 describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 }), () => {
   let out: string;
+  let built: BuiltDeb | undefined;
   let deb: string;
   let tree: string;
   let debVersion: string;
@@ -60,10 +62,8 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
     requireTool('dpkg-deb', 'dpkg-parsechangelog', 'dpkg-shlibdeps', 'lintian', 'man', 'unshare', 'systemd-analyze', 'tc', 'nsenter');
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-deb-'));
     tree = path.join(out, 'unpacked');
-    const env = { ...process.env, EBPFMON_PACKAGE_BUILD: '0', EBPFMON_PACKAGE_LINTIAN: '0', EBPFMON_PACKAGE_OUT: out };
-    const r = await run('npm', ['run', '--silent', 'package'], { env, timeoutMs: 5 * 60_000 });
-    assert.equal(r.code, 0, `npm run package failed:\n${r.stderr.slice(-4000)}`);
-    deb = r.stdout.trim().split('\n').at(-1)!;
+    built = await packagedDeb();
+    deb = built.deb;
     debVersion = (await run('dpkg-parsechangelog', ['-l', 'packaging/debian/changelog', '-S', 'Version'])).stdout.trim();
     const list = await run('dpkg-deb', ['--contents', deb]);
     assert.equal(list.code, 0, list.stderr);
@@ -80,6 +80,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
 
   after(() => {
     if (out) fs.rmSync(out, { recursive: true, force: true });
+    built?.release();
   });
 
   const has = (p: string) => files.find((f) => f.path === p);
