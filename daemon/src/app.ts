@@ -50,6 +50,7 @@ import { MAP as MONITOR_MAP } from './monitor/components.js';
 import { HOOK, OWNER, PKT_META } from './monitor/wire.js';
 import { listLinks } from './net/netlink.js';
 import { DEFAULT_OBJECT_DIR, VERSION } from './version.js';
+import { ResourceMeter } from './util/resources.js';
 
 export interface DaemonDeps {
   monitor: MonitorApi;
@@ -88,6 +89,7 @@ export interface Daemon {
 
 export function buildDaemon(deps: DaemonDeps): Daemon {
   const startedAt = new Date();
+  const meter = new ResourceMeter();
   const rpc = new RpcServer(deps.socketPath, deps.limits, deps.groups, deps.logger, deps.identify);
   const api = buildApi({
     monitor: deps.monitor,
@@ -97,6 +99,7 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     identity: deps.identity ?? null,
     version: deps.version,
     startedAt,
+    resources: () => meter.status(),
     transports: () => ({ rpc: rpc.status(), dbus: dbusStatus?.() ?? null }),
     capture: deps.capture,
     exportStatus: () => exportStatus?.() ?? null,
@@ -115,8 +118,14 @@ export function buildDaemon(deps: DaemonDeps): Daemon {
     rpc,
     reportDbus: (fn) => (dbusStatus = fn),
     reportExport: (fn) => (exportStatus = fn),
-    start: () => rpc.listen(),
-    stop: () => rpc.close(),
+    start: () => {
+      meter.start();
+      return rpc.listen();
+    },
+    stop: () => {
+      meter.stop();
+      return rpc.close();
+    },
   };
 }
 

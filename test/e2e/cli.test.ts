@@ -120,6 +120,29 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
     assert.ok(frames[1]!.length > 0 && frames[1]!.every((r) => r.uid === alice.uid));
   });
 
+  test('status: the daemon\'s own memory and CPU, as the kernel counts them for its pid', async () => {
+    const proc = () => {
+      const st = fs.readFileSync(`/proc/${daemon.pid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      const rss = Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))![1]) * 1024;
+      return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, rss }; // utime + stime in 10 ms ticks
+    };
+    const a = proc();
+    const r = await ctl(['status', '--json'], { socket: daemon.socketPath, user: as(alice) });
+    const b = proc();
+    assert.equal(r.code, 0, r.stderr);
+    const res = (JSON.parse(r.stdout) as { resources: { rssBytes: number; cpuMs: number; cpuPercent: number | null; cpuWindowMs: number; heapUsedBytes: number; heapTotalBytes: number } }).resources;
+    // Between the kernel's figures read before and after the call: /proc's are in 10 ms
+    // ticks, split and rounded per thread, getrusage's exact (50 ms or 2% of slack).
+    const slack = Math.max(50, 0.02 * b.cpuMs);
+    assert.ok(res.cpuMs >= a.cpuMs - slack && res.cpuMs <= b.cpuMs + slack, `cpuMs ${res.cpuMs}, /proc ${a.cpuMs}..${b.cpuMs}`);
+    assert.ok(res.rssBytes >= Math.min(a.rss, b.rss) * 0.9 && res.rssBytes <= Math.max(a.rss, b.rss) * 1.1, `rssBytes ${res.rssBytes}, /proc ${a.rss}..${b.rss}`);
+    assert.ok(res.cpuWindowMs > 0 && res.cpuWindowMs <= 60_000 && res.cpuPercent !== null && res.cpuPercent >= 0);
+    assert.ok(res.heapUsedBytes > 0 && res.heapUsedBytes <= res.heapTotalBytes);
+    const text = await ctl(['status'], { socket: daemon.socketPath, user: as(alice) });
+    assert.match(text.stdout, /^resources: RSS \d+(\.\d+)? MiB \(heap .*; CPU \d+\.\d\d% of a core over the last \d+s, \d+\.\d s of CPU since the start$/m);
+  });
+
   test('exit codes: 1 usage, 2 daemon unreachable (naming the socket), 3 permission denied', async () => {
     const usage = await ctl(['flows', '--pid', 'abc'], { socket: daemon.socketPath, user: as(alice) });
     assert.equal(usage.code, 1);

@@ -15,6 +15,11 @@ export function statusCommand(): Command {
       if (o.json) return void process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
       const out: string[] = [];
       out.push(`ebpfmon ${s.version}, pid ${s.pid}, up ${duration(s.uptimeMs)}; programs pinned since ${s.deployedAt} under ${s.pinPath}`);
+      const r = s.resources;
+      if (r) {
+        const cpu = r.cpuPercent === null ? 'CPU -' : `CPU ${r.cpuPercent.toFixed(2)}% of a core over the last ${duration(r.cpuWindowMs)}`;
+        out.push(`resources: RSS ${bytes(r.rssBytes)} (heap ${bytes(r.heapUsedBytes)} of ${bytes(r.heapTotalBytes)}, outside it ${bytes(r.externalBytes)}); ${cpu}, ${(r.cpuMs / 1000).toFixed(1)} s of CPU since the start`);
+      }
       out.push(`adopted at start: ${Object.entries(s.adopted).map(([k, v]) => `${k} ${v ? 'yes' : 'no (loaded)'}`).join(', ')}`);
       out.push('', 'PROBES');
       for (const p of s.probes) {

@@ -4,7 +4,7 @@
 // (monitor, load balancer). The JSON-RPC server and the D-Bus service are adapters over it;
 // neither knows the domain, and the domain knows neither.
 import type { ExportStatus } from '../contract/export.js';
-import type { LbStatusSummary } from '../contract/status.js';
+import type { LbStatusSummary, ResourceStatus } from '../contract/status.js';
 import type { MonitorApi } from '../monitor/api.js';
 import { historyMethods, historyStatus, type HistoryApi } from './history.js';
 import { identityMethods, type IdentityApi } from './identity.js';
@@ -27,6 +27,8 @@ export interface ApiDeps {
   identity?: IdentityApi | null;
   version: string;
   startedAt: Date;
+  /** The daemon's own memory and CPU, for `status` (util/resources.ts). */
+  resources?: () => ResourceStatus;
   /** Clients, subscriptions and dropped events of every transport, for `status`. */
   transports: () => TransportStats;
   /** Capture and mirror sessions (absent: capture.enabled is false). */
@@ -59,6 +61,7 @@ function buildMethods(d: ApiDeps) {
         monitor: d.monitor,
         version: d.version,
         startedAt: d.startedAt,
+        ...(d.resources ? { resources: d.resources } : {}),
         transports: d.transports,
         lbStatus: lbSummary,
         identity: d.identity ?? null,

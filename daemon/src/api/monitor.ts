@@ -11,7 +11,8 @@ import { groupProcesses } from '../identity/index.js';
 import { IDENTITY_FILTER_PARAMS, identityPredicate, identityStatus, type IdentityApi } from './identity.js';
 import type { ExportStatus } from '../contract/export.js';
 import { DEFAULT_PLACES, MAX_PLACES } from '../contract/geo.js';
-import type { DbusStatus, LbStatusSummary, RpcStatus, StatusResult } from '../contract/status.js';
+import { ResourceMeter } from '../util/resources.js';
+import type { DbusStatus, LbStatusSummary, ResourceStatus, RpcStatus, StatusResult } from '../contract/status.js';
 import type { L7Status } from '../contract/l7.js';
 import type { CaptureStatus } from '../contract/capture.js';
 import type { MonitorApi } from '../monitor/api.js';
@@ -105,6 +106,8 @@ export interface MonitorMethodDeps {
   monitor: MonitorApi;
   version: string;
   startedAt: Date;
+  /** The daemon's own memory and CPU (default: a meter sampled only when asked). */
+  resources?: () => ResourceStatus;
   transports: () => TransportStats;
   lbStatus?: () => LbStatusSummary;
   historyStatus?: () => HistoryStatus;
@@ -138,6 +141,8 @@ export async function listFlows(monitor: MonitorApi, geo: GeoDeps, r: FlowsReque
 export function monitorMethods(d: MonitorMethodDeps) {
   const geo = d.geo ?? NO_GEO;
   const cursors = new ProcessCursors();
+  let meter: ResourceMeter | undefined;
+  const resources = d.resources ?? (() => (meter ??= new ResourceMeter()).status());
   /** Placed rows per monitor row: the monitor hands out an unchanged row again (monitor/rowcache.ts). */
   const placed: PlacedRows = new WeakMap();
   return {
@@ -152,6 +157,7 @@ export function monitorMethods(d: MonitorMethodDeps) {
           pid: process.pid,
           startedAt: d.startedAt.toISOString(),
           uptimeMs: Date.now() - d.startedAt.getTime(),
+          resources: resources(),
           ...s,
           loss: { ...s.loss, subscriberDropped: t.rpc.subscriberDropped },
           transports: t,

@@ -142,11 +142,29 @@ export interface DbusStatus {
   refused: Record<string, number>;
 }
 
+/** The daemon process's own footprint (util/resources.ts). */
+export interface ResourceStatus {
+  /** Resident memory of the process (every thread). */
+  rssBytes: number;
+  /** V8's heap of the main thread: used and reserved. */
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Memory of Buffers and other objects outside V8's heap (main thread). */
+  externalBytes: number;
+  /** CPU time since the start, every thread, user and system. */
+  cpuMs: number;
+  /** Percent of one core over the last `cpuWindowMs` (up to a minute); null right at start. */
+  cpuPercent: number | null;
+  cpuWindowMs: number;
+}
+
 export interface StatusResult {
   version: string;
   pid: number;
   startedAt: string;
   uptimeMs: number;
+  /** The daemon's own memory and CPU. */
+  resources: ResourceStatus;
   pinPath: string;
   /** When the pinned programs were first loaded (survives daemon restarts). */
   deployedAt: string;
