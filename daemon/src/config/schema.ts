@@ -168,6 +168,7 @@ export const schema = {
     maxMessageBytes: { doc: 'Largest request line accepted', format: 'bytes', default: 1048576, env: 'EBPFMON_RPC_MAX_MESSAGE_BYTES' },
     maxSubscriptionsPerClient: { doc: 'Event subscriptions per connection', format: 'count', default: 8, env: 'EBPFMON_RPC_MAX_SUBSCRIPTIONS' },
     subscriberQueue: { doc: 'Events queued per slow subscriber before it loses some', format: 'count', default: 10000, env: 'EBPFMON_RPC_SUBSCRIBER_QUEUE' },
+    subscriberQueueSeesAll: { doc: 'The same for connections of root and the access.group (trusted, and the ones that see every event: room for a burst at the machine\'s maximum connection rate)', format: 'count', default: 100000, env: 'EBPFMON_RPC_SUBSCRIBER_QUEUE_SEES_ALL' },
   },
   access: {
     group: { doc: 'Members see every flow', format: String, default: 'ebpfmon', env: 'EBPFMON_GROUP' },

@@ -39,6 +39,8 @@ export interface RpcLimits {
   maxMessageBytes: number;
   maxSubscriptionsPerClient: number;
   subscriberQueue: number;
+  /** The bound for connections of root and the ebpfmon group (default: subscriberQueue). */
+  subscriberQueueSeesAll?: number;
   /** Connections one uid may hold at once (root's and the group's included). */
   maxClientsPerUid?: number;
   /** Of maxClients, slots only root and the ebpfmon group may take. */
@@ -126,7 +128,12 @@ export class Connection {
   /** The connection carries a stream: no more JSON-RPC on it. */
   private stream: StreamOwner | null = null;
 
+  /** Entries this connection's event queue may hold (see notify()). */
+  private readonly queueBound: number;
+
   constructor(readonly socket: net.Socket, readonly caller: Caller, private readonly server: RpcServer) {
+    const l = server.limits;
+    this.queueBound = caller.seesAll ? (l.subscriberQueueSeesAll ?? l.subscriberQueue) : l.subscriberQueue;
     this.touch();
   }
 
@@ -162,7 +169,7 @@ export class Connection {
 
   /**
    * Queues an event for a subscription. The queue is bounded (`subscriberQueue` entries per
-   * connection): an event that does not fit is counted as lost for its subscription, and
+   * connection, `subscriberQueueSeesAll` for root and the ebpfmon group): an event that does not fit is counted as lost for its subscription, and
    * the count goes into the stream, as an `events.lost` notification, where the events are
    * missing (before the next event that fits).
    */
@@ -170,7 +177,7 @@ export class Connection {
     if (this.closed) return;
     const q = this.events;
     // A pending loss report takes a place in the queue too, so the bound holds with it.
-    if (q.length + (sub.lost > 0 ? 1 : 0) >= this.server.limits.subscriberQueue) {
+    if (q.length + (sub.lost > 0 ? 1 : 0) >= this.queueBound) {
       sub.lost++;
       this.server.droppedTotal++;
       return;

@@ -203,6 +203,30 @@ describe('JSON-RPC server', () => {
     after1.close();
   });
 
+  test('root and the ebpfmon group get subscriberQueueSeesAll, other users subscriberQueue', async () => {
+    const limits = LIMITS as typeof LIMITS & { subscriberQueueSeesAll?: number };
+    limits.subscriberQueueSeesAll = 1000;
+    try {
+      const fill = async (who: Caller) => {
+        caller = who;
+        const c = await Raw.connect(sock);
+        await c.call('events.subscribe', {});
+        c.sock.pause();
+        const dropped0 = daemon.rpc.droppedTotal;
+        for (let i = 0; i < 5000; i++) fake.emit({ type: 'exec', pid: i, uid: who.uid, args: ['x'] } as never);
+        const conn = [...daemon.rpc.connections].at(-1)!;
+        const queued = (conn as unknown as { events: { length: number } }).events.length;
+        const dropped = daemon.rpc.droppedTotal - dropped0;
+        c.close();
+        return { queued, dropped };
+      };
+      assert.deepEqual(await fill({ uid: 0, gid: 0, pid: 1, seesAll: true, admin: true }), { queued: 1000, dropped: 4000 });
+      assert.deepEqual(await fill({ uid: 1000, gid: 1000, pid: 7, seesAll: false, admin: false }), { queued: 100, dropped: 4900 });
+    } finally {
+      delete limits.subscriberQueueSeesAll;
+    }
+  });
+
   test('a subscriber that does not read loses events, is told exactly how many, and costs bounded memory', async () => {
     const c = await Raw.connect(sock);
     const sub = ((await c.call('events.subscribe', {})).result as { subscription: string }).subscription;
