@@ -432,6 +432,16 @@ static __always_inline bool set_state_wanted(int oldstate, int newstate)
  * note overwrites it, and the backup then handles its change a second time; measured:
  * 2-4 duplicates per 100,000 connections.)
  *
+ * A note names the socket's cookie too. A note the backup never took away (it was itself
+ * skipped, the primary having handled the change) stays behind, and a socket freed since
+ * leaves its address to a new one: a note of the transition alone made the backup skip the
+ * same transition of the new socket when the kernel skipped the primary for it (a change
+ * handled by nobody, counted nowhere). Cookies are never reused (set at connect, at socket
+ * creation or by the classifier's first packet); 16 bits of one, hashed, go into the note,
+ * so a stale note matches a new socket once in 65,536 (a socket still without a cookie: as
+ * before). The key stays the address: the verifier allows no arithmetic on a trusted
+ * pointer, and a wider value would change the pinned map's layout.
+ *
  * Notes live only between the two programs. An LRU hash, not socket storage: socket
  * storage would stay allocated with every TCP socket (struct bpf_local_storage plus an
  * element: over 300 bytes each on 6.18, 300 MB with a million connections) where this map
@@ -444,9 +454,11 @@ struct {
 	__type(value, __u32); /* state_note() */
 } emon_state_seen SEC(".maps");
 
-static __always_inline __u32 state_note(int oldstate, int newstate)
+static __always_inline __u32 state_note(struct sock *sk, int oldstate, int newstate)
 {
-	return ((__u32)oldstate << 8 | (__u32)newstate) + 1;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+
+	return ((__u32)((cookie * 0x9E3779B97F4A7C15ULL) >> 48) << 16) | (((__u32)oldstate << 8 | (__u32)newstate) + 1);
 }
 
 static __always_inline void btf_set_state(struct sock *sk, int oldstate, int newstate)
@@ -467,7 +479,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
-	__u32 note = state_note(oldstate, newstate);
+	__u32 note = state_note(sk, oldstate, newstate);
 
 	bpf_map_update_elem(&emon_state_seen, &key, &note, BPF_ANY);
 	btf_set_state(sk, oldstate, newstate);
@@ -480,7 +492,7 @@ int BPF_PROG(btf_inet_sock_set_state_backup, struct sock *sk, int oldstate, int 
 	__u64 key = (__u64)sk;
 	__u32 *note = bpf_map_lookup_elem(&emon_state_seen, &key);
 
-	if (note && *note == state_note(oldstate, newstate)) {
+	if (note && *note == state_note(sk, oldstate, newstate)) {
 		bpf_map_delete_elem(&emon_state_seen, &key);
 		return 0;
 	}
