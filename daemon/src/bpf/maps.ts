@@ -116,21 +116,22 @@ export class BpfMap {
    * The same walk, giving the event loop a turn between chunks: a million-entry map takes
    * hundreds of milliseconds to read, which must not hold up everything else the daemon does.
    */
-  async forEachChunkAsync(onChunk: (c: BatchChunk) => void, chunk = 4096): Promise<void> {
-    for (const c of this.chunks(chunk)) {
+  forEachChunkAsync(onChunk: (c: BatchChunk) => void, chunk = 4096): Promise<void> {
+    return this.walkAsync(onChunk, chunk, fresh);
+  }
+
+  /** Number of entries: the same walk, with buffers shared by every count. */
+  async countAsync(chunk = 4096): Promise<number> {
+    let n = 0;
+    await this.walkAsync(({ count }) => (n += count), chunk, shared);
+    return n;
+  }
+
+  private async walkAsync(onChunk: (c: BatchChunk) => void, chunk: number, alloc: Alloc): Promise<void> {
+    for (const c of this.chunks(chunk, alloc)) {
       onChunk(c);
       await new Promise((r) => setImmediate(r));
     }
-  }
-
-  /** Number of entries: the batch walk, with buffers shared by every count. */
-  async countAsync(chunk = 4096): Promise<number> {
-    let n = 0;
-    for (const c of this.chunks(chunk, shared)) {
-      n += c.count;
-      await new Promise((r) => setImmediate(r));
-    }
-    return n;
   }
 
   /** The walk itself, one chunk at a time (buffers reused between chunks). */
