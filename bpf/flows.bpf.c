@@ -154,7 +154,7 @@ static __always_inline long net_load(struct rd *r, __u32 off, void *to, const __
 		if (want > r->skb->len)
 			want = r->skb->len;
 		if (!bpf_skb_pull_data(r->skb, want)) {
-			stat_inc(EMON_STAT_PACKETS_PULLED);
+			stat_inc_tc(EMON_STAT_PACKETS_PULLED);
 			return bpf_skb_load_bytes_relative(r->skb, off, to, len, BPF_HDR_START_NET);
 		}
 	}
@@ -629,15 +629,15 @@ static __always_inline void count_packet_stats(const struct pkt *p)
 	if (!(p->flow_flags | p->frag_unmatched | p->ext_limit))
 		return;
 	if (p->flow_flags & EMON_FLOW_F_IP_OPTIONS)
-		stat_inc(EMON_STAT_PACKETS_IP_OPTIONS);
+		stat_inc_tc(EMON_STAT_PACKETS_IP_OPTIONS);
 	if (p->flow_flags & EMON_FLOW_F_IPV6_EXT)
-		stat_inc(EMON_STAT_PACKETS_IPV6_EXT_HEADERS);
+		stat_inc_tc(EMON_STAT_PACKETS_IPV6_EXT_HEADERS);
 	if (p->is_frag)
-		stat_inc(EMON_STAT_PACKETS_FRAGMENTS);
+		stat_inc_tc(EMON_STAT_PACKETS_FRAGMENTS);
 	if (p->frag_unmatched)
-		stat_inc(EMON_STAT_FRAGMENTS_UNMATCHED);
+		stat_inc_tc(EMON_STAT_FRAGMENTS_UNMATCHED);
 	if (p->ext_limit)
-		stat_inc(EMON_STAT_PACKETS_EXT_HEADER_LIMIT);
+		stat_inc_tc(EMON_STAT_PACKETS_EXT_HEADER_LIMIT);
 }
 
 /* A bare SYN means a new connection. On a flow whose socket closed, or whose packet
@@ -675,7 +675,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		if (!parse_ipv6(r, egress, p))
 			goto truncated;
 	} else {
-		stat_inc(EMON_STAT_PACKETS_NON_IP);
+		stat_inc_tc(EMON_STAT_PACKETS_NON_IP);
 		return NULL;
 	}
 	count_packet_stats(p);
@@ -694,12 +694,12 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		flow_count_first(&nf, p, egress);
 		err = bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_NOEXIST);
 		if (!err) {
-			stat_inc(EMON_STAT_FLOWS_CREATED);
+			stat_inc_tc(EMON_STAT_FLOWS_CREATED);
 			if (nf.flags & EMON_FLOW_F_UNOWNED)
-				stat_inc(EMON_STAT_FLOWS_UNATTRIBUTED);
+				stat_inc_tc(EMON_STAT_FLOWS_UNATTRIBUTED);
 			dirty_mark(&p->key, nf.last_ns);
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
-			stat_inc(EMON_STAT_FLOW_CREATE_FAILED);
+			stat_inc_tc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
 		/* Inserted: the packet is counted (the owner retry and the clock below have
 		 * nothing to do on a flow made this jiffy); the hook chain's stages alone need
@@ -718,7 +718,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 
 		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_EXIST);
-		stat_inc(EMON_STAT_FLOWS_REOPENED);
+		stat_inc_tc(EMON_STAT_FLOWS_REOPENED);
 		dirty_mark(&p->key, nf.last_ns);
 		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
@@ -752,7 +752,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 	}
 	return f;
 truncated:
-	stat_inc(EMON_STAT_PACKETS_TRUNCATED);
+	stat_inc_tc(EMON_STAT_PACKETS_TRUNCATED);
 	return NULL;
 }
 

@@ -64,7 +64,7 @@ static __always_inline void ho_stat(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&emon_hostats, &idx);
 
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1); /* see stat_inc in monitor/helpers.bpf.h */
 }
 
 static __always_inline void ho_put(void *map, const void *key, const void *val)

@@ -29,7 +29,7 @@ static __always_inline void l7_stat_add(__u32 idx, __u64 n)
 	__u64 *v = bpf_map_lookup_elem(&emon_l7_stats, &idx);
 
 	if (v)
-		*v += n;
+		__sync_fetch_and_add(v, n); /* TC and the OpenSSL uprobes share these: see stat_inc in monitor/helpers.bpf.h */
 }
 
 /* What the record writers need of the packet: where the network header is, where the
