@@ -38,7 +38,8 @@ test_pkgs=(iproute2 tcpdump ethtool nftables iptables procps util-linux psmisc
            zstd debian-archive-keyring qemu-system-x86 kmod curl
            dnsmasq-base nginx-light openssl wget libssl-dev tshark
            prometheus clickhouse-server
-           libmaxmind-db-writer-perl mmdb-bin gnome-shell xvfb libglib2.0-bin)
+           libmaxmind-db-writer-perl mmdb-bin gnome-shell xvfb libglib2.0-bin strace)
+# strace: test/integration/history.test.ts checks that the journal is flushed (fdatasync).
 # prometheus and clickhouse-server: test/integration/export-*.test.ts start their own
 # instances on free local ports from temporary directories; the packaged services are not used.
 # bpftool: its own package on Debian; part of linux-tools on Ubuntu.

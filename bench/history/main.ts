@@ -24,7 +24,7 @@
 //
 //   node build/js/bench/history/main.js [--sections ingest,query,crash,handoff,maxrate] [--flows 10000000]
 //        [--rate 10000] [--seconds 8] [--runs 3] [--reps 5] [--kills 3]
-//        [--kinds emit-only,history,history-all,history-none] (ingest: which rows, default all) [--procs 600]
+//        [--kinds emit-only,history,history-nosync,history-all,history-none] (ingest: which rows, default all) [--procs 600]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -64,7 +64,7 @@ const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 const table = (head: string[]) => new Table({ style: { head: [], border: [] }, head });
 
 type Raw = 'none' | 'jsonl' | 'sqlite' | 'duckdb';
-type Kind = 'emit-only' | Raw | 'history' | 'history-all' | 'history-none';
+type Kind = 'emit-only' | Raw | 'history' | 'history-all' | 'history-none' | 'history-nosync';
 const LABEL: Record<Kind, string> = {
   'emit-only': 'emit only (baseline)',
   none: 'post objects to a thread, drop them',
@@ -74,6 +74,7 @@ const LABEL: Record<Kind, string> = {
   history: `ebpfmon history (DuckDB, default detail budget ${DEFAULT_ACCOUNTANT_OPTIONS.detailPerSec}/s, burst ${DEFAULT_ACCOUNTANT_OPTIONS.detailBurst})`,
   'history-all': 'ebpfmon history (DuckDB, every flow in detail)',
   'history-none': 'ebpfmon history (DuckDB, no flow in detail: budget 0)',
+  'history-nosync': 'ebpfmon history, default budget, journal not flushed (history.journalSync false)',
 };
 
 function fresh(tag: string): string {
@@ -115,7 +116,7 @@ async function ingestRun(kind: Kind, samples: FlowSample[]): Promise<IngestRun> 
   const w = kind === 'emit-only' || kind.startsWith('history') ? null : await startWorker(kind as Raw, file);
   const budget = kind === 'history-all' ? { detailPerSec: 1e9, detailBurst: 1e9 } : kind === 'history-none' ? { detailPerSec: 1e-9, detailBurst: 0 } : {};
   const h = kind.startsWith('history')
-    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, accountant: budget })
+    ? History.start({ dir: file, maxBytes: GIB, retentionDays: 30, accountant: budget, journalSync: kind !== 'history-nosync' })
     : null;
   await sleep(kind.startsWith('history') ? 1500 : 200); // the database opens in the background
   let buf: FlowSample[] = [];
@@ -196,7 +197,7 @@ async function maxRate(kind: Raw, samples: FlowSample[], n: number): Promise<num
 }
 
 async function ingest(): Promise<void> {
-  const all: Kind[] = ['emit-only', 'none', 'jsonl', 'sqlite', 'duckdb', 'history', 'history-all', 'history-none'];
+  const all: Kind[] = ['emit-only', 'none', 'jsonl', 'sqlite', 'duckdb', 'history', 'history-nosync', 'history-all', 'history-none'];
   const only = strArg('kinds')?.split(',');
   const kinds = only ? all.filter((k) => only.includes(k)) : all;
   const runs = new Map<Kind, IngestRun[]>(kinds.map((k) => [k, []]));

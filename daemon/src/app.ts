@@ -400,6 +400,7 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
     retentionDays: config.history.retentionDays,
     detailFlowsPerSec: config.history.detailFlowsPerSec,
     commitIntervalMs: config.history.commitIntervalSec * 1000,
+    journalSync: config.history.journalSync,
     log: { warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   bus.subscribe(

@@ -70,7 +70,7 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
   };
 
   before(async () => {
-    requireTool('tcpdump', 'setpriv');
+    requireTool('tcpdump', 'setpriv', 'strace');
     ({ lab, mon, peer, link } = await monitorLab());
     user = await lab.user('hist');
     // History on a small filesystem of its own, so that the test can fill it.
@@ -188,6 +188,30 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     assert.equal(st.state, 'ok');
     assert.equal(st.records.dropped, 0);
     assert.deepEqual(st.movedAside, []);
+  });
+
+  test('history.journalSync (default): a flow\'s batch reaches the disk (strace sees fdatasync on the journal file)', async () => {
+    assert.ok(port > 0, 'the first test started the server');
+    const j0 = (await status()).journal!;
+    assert.equal(j0.sync, true, 'on by default');
+    // The kernel's account of the daemon's flushes: strace on every thread of the daemon.
+    const out = path.join(lab.tmpdir(), 'strace.out');
+    const tracer = mon.spawn('strace', ['-f', '-qq', '-y', '-e', 'trace=fdatasync,fsync', '-o', out, '-p', String(daemon!.pid)]);
+    try {
+      // Attached once the daemon's first thread shows in strace's status (TracerPid).
+      await until('strace attached', async () => /TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${daemon!.pid}/status`, 'utf8')));
+      const c = await shortFlow('journal sync', 3333);
+      await recorded(c);
+    } finally {
+      tracer.kill('SIGINT');
+      await new Promise((r) => (tracer.exitCode !== null || tracer.signalCode !== null ? r(null) : tracer.once('exit', r)));
+    }
+    const lines = fs.readFileSync(out, 'utf8').split('\n');
+    const journal = lines.filter((l) => /fdatasync\(\d+<[^>]*\/journal-\d{16}\.bin>\) = 0/.test(l));
+    assert.ok(journal.length >= 1, `fdatasync on a journal file:\n${lines.slice(0, 40).join('\n')}`);
+    for (const l of journal) assert.ok(l.includes(`<${histDir}/journal-`), `in the history directory: ${l}`);
+    const j1 = (await status()).journal!;
+    assert.ok(j1.syncs - j0.syncs >= journal.length, `status counted them (${j0.syncs} -> ${j1.syncs}, strace ${journal.length})`);
   });
 
   test('a full disk, then a damaged file: status says so, live monitoring goes on, recording resumes', async () => {

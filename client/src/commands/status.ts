@@ -71,7 +71,8 @@ export function statusCommand(): Command {
         const j = h.journal;
         if (j) {
           const r = j.replayed;
-          out.push(`  journal ${bytes(j.bytes)} in ${j.files} file(s), ${j.uncommittedBatches} batches not committed (last commit ${j.lastCommitAt ?? '-'}), failed appends ${j.failed + j.unjournaled}`
+          out.push(`  journal ${bytes(j.bytes)} in ${j.files} file(s), ${j.uncommittedBatches} batches not committed (last commit ${j.lastCommitAt ?? '-'}), failed appends ${j.failed + j.unjournaled}, `
+            + (j.sync ? `flushed to disk ${j.syncs} times (${j.syncMs} ms)` : 'not flushed to disk (history.journalSync false)')
             + (r.batches || r.damaged ? `; replayed at open ${r.batches} batches, dropped ${r.damaged} damaged (${bytes(r.droppedBytes)})` : ''));
         }
         if (h.lastError) out.push(`  last error (${h.lastError.code}) at ${h.lastError.at}: ${h.lastError.message}`);

@@ -205,6 +205,7 @@ export const schema = {
     maxBytes: { doc: 'Size limit of the database: the oldest flow records go first, per-minute totals last', format: 'history-bytes', default: 1024 ** 3, env: 'EBPFMON_HISTORY_MAX_BYTES' },
     detailFlowsPerSec: { doc: 'Short flows per second recorded one by one (in bursts of ten times that); beyond, they are summed per process, protocol, family and minute (remote unspecified, no ports; interface and direction null when the summed flows differ)', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
     snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
+    journalSync: { doc: 'Flush each batch the history journal receives to the disk (fdatasync, about two a second) before it is accounted, so a machine that loses power loses what a kill -9 loses (the last half second); false: a power loss may also lose what was not committed yet (up to commitIntervalSec)', format: Boolean, default: true, env: 'EBPFMON_HISTORY_JOURNAL_SYNC' },
     commitIntervalSec: { doc: 'How often the history database commits on its own (a query commits first; what is not committed yet is in the journal, replayed after a crash)', format: 'history-commit-sec', default: 10, env: 'EBPFMON_HISTORY_COMMIT_INTERVAL_SEC' },
   },
   capture: {

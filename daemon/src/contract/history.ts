@@ -168,6 +168,12 @@ export interface HistoryStatus {
      * only (lagMs counts from them). */
     failed: number;
     unjournaled: number;
+    /** history.journalSync: every append is flushed to the disk (fdatasync) before it is
+     * accounted, so a power loss loses what a kill -9 does; `syncs` flushes made (appends,
+     * and new files' directory entries) and the milliseconds the writer thread spent in them. */
+    sync: boolean;
+    syncs: number;
+    syncMs: number;
     /** At open: what a previous writer (killed) left and this one replayed; damaged or torn
      * records are dropped and counted (their bytes), the rest replayed. */
     replayed: { batches: number; observations: number; droppedBytes: number; damaged: number };

@@ -34,6 +34,8 @@ export interface HistoryOptions {
   journalMaxBytes?: number;
   /** false: no journal, a commit per hand-over (benchmarks compare the two). */
   journal?: boolean;
+  /** Flush each journal append to the disk (history.journalSync; journal.ts). Default true. */
+  journalSync?: boolean;
   threads?: number;
   memoryLimit?: string;
   /** Told about problems once each (pino's warn/error fit). */
@@ -116,7 +118,7 @@ export class History {
         dir: o.dir, maxBytes: o.maxBytes, retentionDays: o.retentionDays, threads: o.threads, memoryLimit: o.memoryLimit,
         accountant: budgetOptions(o),
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
-        commitIntervalMs: o.commitIntervalMs, commitRecords: o.commitRecords, journalMaxBytes: o.journalMaxBytes, journal: o.journal,
+        commitIntervalMs: o.commitIntervalMs, commitRecords: o.commitRecords, journalMaxBytes: o.journalMaxBytes, journal: o.journal, journalSync: o.journalSync,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
       },
     });

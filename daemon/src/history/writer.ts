@@ -31,6 +31,8 @@ export interface WriterOptions extends StoreOptions {
   journalMaxBytes?: number;
   /** false: no journal (a commit per hand-over, the bound of the previous design). */
   journal?: boolean;
+  /** Flush each journal append to the disk (fdatasync; journal.ts). Default true. */
+  journalSync?: boolean;
   now?: () => number;
 }
 
@@ -174,7 +176,7 @@ export class HistoryWriter {
     // Batch numbers carry on past everything seen, committed or only journaled.
     this.seq = this.ingestedSeq = this.drainedSeq = last;
     this.committedSeq = committed;
-    this.journal = new Journal(dir);
+    this.journal = new Journal(dir, this.opts.journalSync ?? true);
     if (last > committed) {
       const ws = this.accountant!.drain();
       this.enqueue(ws, last);
@@ -601,6 +603,7 @@ export class HistoryWriter {
           journal: {
             bytes: this.journal.bytes, files: this.journal.fileCount, batches: this.jstats.appended, uncommittedBatches: this.seq - this.committedSeq,
             failed: this.jstats.failed, unjournaled: this.jstats.unjournaled,
+            sync: this.journal.sync, syncs: this.journal.syncs, syncMs: Math.round(this.journal.syncMs * 10) / 10,
             replayed: { batches: this.jstats.replayedBatches, observations: this.jstats.replayedRecords, droppedBytes: this.jstats.droppedBytes, damaged: this.jstats.damaged },
             lastCommitAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt), commitIntervalMs: this.opts.commitIntervalMs ?? WRITER_DEFAULTS.commitIntervalMs,
           },

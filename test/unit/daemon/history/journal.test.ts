@@ -149,3 +149,42 @@ test('a query sees flows handed over and not yet committed', { timeout: 60_000 }
   const r = await h.query({ since: now - 120_000, until: now + 120_000, limit: 10_000 }, 'all');
   assert.deepEqual(r.totals, expected(500), 'the query saw every flow handed over');
 });
+
+test('history.journalSync: every append and every new file are flushed to the disk; off: none is', async () => {
+  const { Journal } = await import('../../../../daemon/src/history/journal.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-journal-sync-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // What the journal asks of the kernel, seen from outside the class: the path behind
+  // every fd it flushes (fdatasync for data, fsync for the directory's entries).
+  const flushed: string[] = [];
+  const real = { fdatasyncSync: fs.fdatasyncSync, fsyncSync: fs.fsyncSync };
+  const spy = (name: 'fdatasyncSync' | 'fsyncSync') => (fd: number) => {
+    flushed.push(`${name === 'fdatasyncSync' ? 'data' : 'sync'} ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`);
+    real[name](fd);
+  };
+  fs.fdatasyncSync = spy('fdatasyncSync');
+  fs.fsyncSync = spy('fsyncSync');
+  after(() => Object.assign(fs, real));
+  const batch = (n: number) => ({ rows: new ArrayBuffer(ROW * n), count: n, strings: ['x'], firstString: 1, reset: false, sentAt: Date.now() });
+  for (const sync of [true, false]) {
+    flushed.length = 0;
+    const sub = path.join(dir, String(sync));
+    fs.mkdirSync(sub);
+    const j = new Journal(sub, sync);
+    j.rotate(1, ['']);
+    for (let s = 1; s <= 3; s++) j.append(s, batch(s));
+    j.rotate(4, ['', 'x']);
+    j.append(4, batch(1));
+    j.close();
+    const files = fs.readdirSync(sub).sort().map((f) => path.join(sub, f));
+    assert.equal(files.length, 2, 'two journal files');
+    if (!sync) {
+      assert.deepEqual(flushed, [], 'journalSync false: nothing flushed');
+      assert.equal(j.syncs, 0);
+      continue;
+    }
+    assert.deepEqual(flushed, [`sync ${sub}`, `data ${files[0]}`, `data ${files[0]}`, `data ${files[0]}`, `sync ${sub}`, `data ${files[1]}`],
+      'each new file: its directory; each append: its file');
+    assert.equal(j.syncs, 6);
+  }
+});
