@@ -181,6 +181,10 @@ export interface HistoryStatus {
     commitIntervalMs: number;
   };
   openFlowsTracked: number;
+  /** The writer thread's V8 heap in use, bytes (its accountant's state per tracked flow,
+   * records waiting for a commit); the event loop's heap is status.resources'. Absent
+   * before the writer's first status. */
+  writerHeapBytes?: number;
   /** Listings of the flow table handed to history since the daemon started (docs/history.md
    * "Listings"): `full` ones list every flow, `changesOnly` ones the flows that changed
    * since the previous listing; `last` is the latest one. Absent from the writer's

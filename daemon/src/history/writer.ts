@@ -7,6 +7,7 @@
 // replaying the journal. Write sets wait in a bounded queue. A full disk or an I/O error never throws
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
+import v8 from 'node:v8';
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
 import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { Journal } from './journal.js';
@@ -36,6 +37,9 @@ export interface WriterOptions extends StoreOptions {
   now?: () => number;
 }
 
+/** The V8 heap in use by the calling isolate: the writer thread's own when called there
+ * (status.resources.heapUsedBytes is the event loop's). */
+const heapUsed = (): number => v8.getHeapStatistics().used_heap_size;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export const WRITER_DEFAULTS = { commitIntervalMs: 10_000, commitRecords: 20_000, journalMaxBytes: 64 << 20 } as const;
@@ -610,6 +614,7 @@ export class HistoryWriter {
         }
         : {}),
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
+      writerHeapBytes: heapUsed(),
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
       retention: { ...this.retention },

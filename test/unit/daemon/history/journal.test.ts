@@ -188,3 +188,36 @@ test('history.journalSync: every append and every new file are flushed to the di
     assert.equal(j.syncs, 6);
   }
 });
+
+test('status.writerHeapBytes is the writer thread\'s heap: it grows with the flows the writer tracks, not with the event loop\'s', { timeout: 60_000 }, async () => {
+  const v8 = await import('node:v8');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-heap-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, flushMs: 50, statusMs: 100, commitIntervalMs: 3_600_000, detailFlowsPerSec: 1e9, accountant: { detailBurst: 1e9 } });
+  after(() => h.stop());
+  while (h.status().state !== 'ok' || h.status().writerHeapBytes === undefined) await new Promise((r) => setTimeout(r, 10));
+  const heap0 = h.status().writerHeapBytes!;
+  // The event loop's heap grows by far more than the writer's (about 1 KB per tracked flow)
+  // and must not show.
+  const main0 = v8.getHeapStatistics().used_heap_size;
+  const ballast = Array.from({ length: 6_000_000 }, (_, i) => ({ i }));
+  const mainGrew = v8.getHeapStatistics().used_heap_size - main0;
+  const N = 30_000;
+  const now = Date.now();
+  for (let k = 0; k < N; k++) {
+    h.recordClose({
+      proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 1024 + (k % 60000), remoteAddr: `198.18.${k >> 8 & 255}.${k & 255}`, remotePort: 443,
+      interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 77, comm: 'q', uid: 0, exe: null, cgroupId: null,
+      firstMs: now - 3, lastMs: now, closedMs: now, txBytes: k, rxBytes: k, txPackets: 1, rxPackets: 1,
+    }, now);
+  }
+  const t0 = Date.now();
+  while (h.status().openFlowsTracked < N) {
+    if (Date.now() - t0 > 30_000) throw new Error(`not tracked: ${JSON.stringify(h.status())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 300)); // a status after the last batch
+  const grew = h.status().writerHeapBytes! - heap0;
+  assert.ok(grew > N * 50, `the writer's heap grew by ${grew} bytes for ${N} tracked flows`);
+  assert.ok(grew < mainGrew / 2, `not by the event loop's ballast (${grew} bytes; the event loop's heap grew by ${mainGrew} for ${ballast.length} objects)`);
+});
