@@ -264,6 +264,6 @@ export function captureStatus(d: CaptureApiDeps): CaptureStatus {
   return {
     available: false, reason: d.reason, engine: '-', delivery: '-',
     encaps: { vxlan: { available: false, device: null, reason: d.reason }, gre: { available: false, device: null, reason: d.reason } },
-    sessions: [], mirrors: [], loss: { dropped: 0, clientDropped: 0, lostInRestart: 0, ringLost: 0, mirrorFailed: 0, mirrorRateLimited: 0, mirrorTooBig: 0 },
+    sessions: [], mirrors: [], loss: { dropped: 0, clientDropped: 0, lostInRestart: 0, ringLost: 0, mirrorFailed: 0, mirrorRateLimited: 0, mirrorTooBig: 0, mirrorDeviceRefused: 0 },
   };
 }

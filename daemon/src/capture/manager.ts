@@ -11,7 +11,7 @@ import type { Deployment } from '../bpf/deployment.js';
 import type { ProbeStatus } from '../bpf/manifest.js';
 import { AppError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
-import { listLinks } from '../net/netlink.js';
+import { getLink, listLinks } from '../net/netlink.js';
 import { CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
 import type {
   CaptureCounters, CaptureDelivery, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
@@ -797,18 +797,29 @@ export class CaptureManager {
       session: s.id, uid: s.req.owner.uid, delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}), counters: s.counters(),
     }));
     const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
-    const encap = (kinds: TunnelKind[]): { available: boolean; device: string | null; reason?: string } => {
+    const encap = (kinds: TunnelKind[]): CaptureStatus['encaps']['vxlan'] => {
       const reason = kinds.map((k) => this.tunnels.reason(k)).find(Boolean);
-      // The device of a running mirror (status is asked often: no netlink dump here).
+      // The device of a running mirror (status is asked often: no netlink dump here, one
+      // RTM_GETLINK of that device for what its transmit refused).
       const used = [...this.mirrors.values()].find((m) => kinds.includes(m.kind));
-      return { available: !reason, device: used ? TUNNEL_DEVICES[used.kind] : null, ...(reason ? { reason } : {}) };
+      let dev: ReturnType<typeof getLink> = null;
+      try {
+        dev = used ? getLink(used.tunnelIfindex) : null;
+      } catch {
+        /* netlink refused: the counts are left out */
+      }
+      return {
+        available: !reason, device: used ? TUNNEL_DEVICES[used.kind] : null, ...(reason ? { reason } : {}),
+        ...(dev?.txErrors !== undefined ? { txErrors: dev.txErrors, txDropped: dev.txDropped ?? 0 } : {}),
+      };
     };
+    const encaps = { vxlan: encap(['vxlan']), gre: encap(['gretap', 'ip6gretap']) };
     return {
       available: true,
       engine: 'generated eBPF (libpcap classic BPF translated, one program for all sessions)',
       delivery: `perf event rings, ${pagesPerCpu} pages per CPU (while capture sessions run)`,
       drain: this.drainStatus(),
-      encaps: { vxlan: encap(['vxlan']), gre: encap(['gretap', 'ip6gretap']) },
+      encaps,
       sessions: caps,
       mirrors,
       loss: {
@@ -819,6 +830,7 @@ export class CaptureManager {
         mirrorFailed: mirrors.reduce((n, m) => n + m.counters.failed, 0),
         mirrorRateLimited: mirrors.reduce((n, m) => n + m.counters.rateLimited, 0),
         mirrorTooBig: mirrors.reduce((n, m) => n + m.counters.tooBig, 0),
+        mirrorDeviceRefused: Object.values(encaps).reduce((n, e) => n + (e.txErrors ?? 0) + (e.txDropped ?? 0), 0),
       },
     };
   }

@@ -283,7 +283,16 @@ export interface CaptureStatus {
    * per drain) or `typescript (why not native)`. */
   drain?: string;
   /** Per encapsulation: the device it uses, or why it cannot be used on this kernel. */
-  encaps: Record<MirrorEncap, { available: boolean; device: string | null; reason?: string }>;
+  encaps: Record<MirrorEncap, {
+    available: boolean;
+    device: string | null;
+    reason?: string;
+    /** While a mirror uses the device: what its transmit refused or dropped since it was
+     * made (the kernel's tx_errors and tx_dropped), copies the programs counted as
+     * mirrored that never left. */
+    txErrors?: number;
+    txDropped?: number;
+  }>;
   sessions: Array<{ session: string; uid: number; delivery: CaptureDelivery; deliveryReason?: string; counters: CaptureCounters }>;
   mirrors: Array<{ name: string; state: string; counters: MirrorCounters }>;
   /** Totals over every session since the daemon started (mirrors: since they were added). */
@@ -299,5 +308,8 @@ export interface CaptureStatus {
     mirrorFailed: number;
     mirrorRateLimited: number;
     mirrorTooBig: number;
+    /** The tunnel devices' transmit errors and drops (encaps[*].txErrors + txDropped) of the
+     * devices mirrors use now: copies counted as mirrored that never left. */
+    mirrorDeviceRefused: number;
   };
 }

@@ -21,6 +21,8 @@ const RTM_GETLINK = 18;
 const RTM_NEWROUTE = 24;
 const RTM_GETROUTE = 26;
 const IFLA_MTU = 4;
+const IFLA_MAX_MTU = 51;
+const IFLA_STATS64 = 23;
 const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
@@ -58,6 +60,11 @@ export interface Link {
   /** ARPHRD_* (1 ethernet, 772 loopback, 65534 none...) */
   type: number;
   mtu?: number;
+  /** The largest MTU the device accepts (IFLA_MAX_MTU; kernels since 4.19 report it). */
+  maxMtu?: number;
+  /** Transmit errors and drops since the device was made (IFLA_STATS64). */
+  txErrors?: number;
+  txDropped?: number;
   /** IFLA_INFO_KIND: `veth`, `vxlan`, `gretap`... (absent for physical devices). */
   kind?: string;
 }
@@ -160,6 +167,12 @@ function parseLink(buf: Buffer, off: number, end: number): Link {
   for (const a of attrs(buf, off + 16, end)) {
     if (a.type === IFLA_IFNAME) link.name = cstr(buf, a.off, a.len);
     else if (a.type === IFLA_MTU && a.len >= 4) link.mtu = buf.readUInt32LE(a.off);
+    else if (a.type === IFLA_MAX_MTU && a.len >= 4) link.maxMtu = buf.readUInt32LE(a.off);
+    else if (a.type === IFLA_STATS64 && a.len >= 64) {
+      // struct rtnl_link_stats64: rx/tx packets, rx/tx bytes, rx/tx errors, rx/tx dropped...
+      link.txErrors = Number(buf.readBigUInt64LE(a.off + 40));
+      link.txDropped = Number(buf.readBigUInt64LE(a.off + 56));
+    }
     else if (a.type === IFLA_LINKINFO) {
       for (const i of attrs(buf, a.off, a.off + a.len)) if (i.type === IFLA_INFO_KIND) link.kind = cstr(buf, i.off, i.len);
     }
@@ -247,6 +260,28 @@ export function setLinkUp(ifindex: number, up = true): void {
   body.writeUInt32LE(up ? IFF_UP : 0, 8); // ifi_flags
   body.writeUInt32LE(IFF_UP, 12); // ifi_change
   request(RTM_NEWLINK, NLM_F_ACK, body, `setting interface ${ifindex} ${up ? 'up' : 'down'}`);
+}
+
+/** One interface by ifindex (RTM_GETLINK); null when it is gone. */
+export function getLink(ifindex: number): Link | null {
+  const body = Buffer.alloc(16);
+  body.writeInt32LE(ifindex, 4);
+  try {
+    const r = request(RTM_GETLINK, 0, body, `reading interface ${ifindex}`, RTM_NEWLINK);
+    return r ? parseLink(r.buf, r.off, r.end) : null;
+  } catch (err) {
+    if (err instanceof NetlinkError && err.errno === 19 /* ENODEV */) return null;
+    throw err;
+  }
+}
+
+/** Sets an interface's MTU. */
+export function setLinkMtu(ifindex: number, mtu: number): void {
+  const body = Buffer.alloc(16);
+  body.writeInt32LE(ifindex, 4);
+  const v = Buffer.alloc(4);
+  v.writeUInt32LE(mtu, 0);
+  request(RTM_NEWLINK, NLM_F_ACK, Buffer.concat([body, attr(IFLA_MTU, v)]), `setting the MTU of interface ${ifindex} to ${mtu}`);
 }
 
 /** Deletes an interface by ifindex (ENODEV when it is gone already). */

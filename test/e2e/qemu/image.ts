@@ -24,6 +24,8 @@ export const GUEST_PACKAGES: readonly string[] = [
     ...ROOTFS_PACKAGES,
     'bash', 'util-linux', 'procps', 'iproute2', 'tcpdump', 'iputils-ping', 'bpftool',
     'libbpf1', 'libsystemd0', 'netcat-openbsd', 'kmod',
+    // integration/mirror (VXLAN and GRETAP collectors): GRO off on the collector's devices.
+    'ethtool',
   ]),
 ];
 
