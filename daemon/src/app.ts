@@ -401,6 +401,7 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
     detailFlowsPerSec: config.history.detailFlowsPerSec,
     commitIntervalMs: config.history.commitIntervalSec * 1000,
     journalSync: config.history.journalSync,
+    memoryLimit: `${config.history.memoryLimitMB}MB`,
     log: { warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   bus.subscribe(

@@ -78,7 +78,7 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     fs.mkdirSync(histDir);
     await sh('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', histDir]);
     mounted = true;
-    daemon = await startDaemon(mon, { config: { history: { path: histDir, snapshotIntervalSec: 1 } } });
+    daemon = await startDaemon(mon, { config: { history: { path: histDir, snapshotIntervalSec: 1, memoryLimitMB: 100 } } });
   });
   after(async () => {
     await daemon?.stop('SIGKILL');
@@ -198,8 +198,16 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     const out = path.join(lab.tmpdir(), 'strace.out');
     const tracer = mon.spawn('strace', ['-f', '-qq', '-y', '-e', 'trace=fdatasync,fsync', '-o', out, '-p', String(daemon!.pid)]);
     try {
-      // Attached once the daemon's first thread shows in strace's status (TracerPid).
-      await until('strace attached', async () => /TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${daemon!.pid}/status`, 'utf8')));
+      // Attached once every thread of the daemon (the writer's among them) shows strace as
+      // its tracer: strace attaches them one by one.
+      const traced = (): boolean => fs.readdirSync(`/proc/${daemon!.pid}/task`).every((t) => {
+        try {
+          return /TracerPid:\s+[1-9]/.test(fs.readFileSync(`/proc/${daemon!.pid}/task/${t}/status`, 'utf8'));
+        } catch {
+          return true; // a thread that ended meanwhile
+        }
+      });
+      await until('strace attached to every thread', async () => traced());
       const c = await shortFlow('journal sync', 3333);
       await recorded(c);
     } finally {
@@ -210,8 +218,16 @@ describe('history through the daemon and ebpfmonctl, across a restart and a kill
     const journal = lines.filter((l) => /fdatasync\(\d+<[^>]*\/journal-\d{16}\.bin>\) = 0/.test(l));
     assert.ok(journal.length >= 1, `fdatasync on a journal file:\n${lines.slice(0, 40).join('\n')}`);
     for (const l of journal) assert.ok(l.includes(`<${histDir}/journal-`), `in the history directory: ${l}`);
-    const j1 = (await status()).journal!;
-    assert.ok(j1.syncs - j0.syncs >= journal.length, `status counted them (${j0.syncs} -> ${j1.syncs}, strace ${journal.length})`);
+    // The writer thread reports its status every second.
+    await until(`status counted them (${j0.syncs} before, strace ${journal.length})`, async () => (await status()).journal!.syncs - j0.syncs >= journal.length);
+  });
+
+  test('history.memoryLimitMB reaches DuckDB (its own memory_limit, as it prints it); status reports its memory', async () => {
+    await until('the engine reported', async () => (await status()).engineMemory !== undefined);
+    const m = (await status()).engineMemory!;
+    // DuckDB prints 100 MB (10^6 bytes) in MiB, cut to one decimal.
+    assert.equal(m.limit, `${(Math.floor((100e6 / 2 ** 20) * 10) / 10).toFixed(1)} MiB`);
+    assert.ok(Number.isInteger(m.usedBytes) && m.usedBytes >= 0 && m.usedBytes < 100e6, `within its limit: ${m.usedBytes}`);
   });
 
   test('a full disk, then a damaged file: status says so, live monitoring goes on, recording resumes', async () => {

@@ -55,6 +55,7 @@ export const FORMATS: Record<string, { validate(v: unknown): void; coerce?: (v: 
   'history-days': intFormat('history-days', 1, 3650),
   'history-bytes': intFormat('history-bytes', 16 << 20, Number.MAX_SAFE_INTEGER),
   'history-commit-sec': intFormat('history-commit-sec', 1, 300),
+  'history-memory-mb': intFormat('history-memory-mb', 16, 1 << 20),
   'port-range': {
     validate(v: unknown) {
       const m = typeof v === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(v) : null;
@@ -206,6 +207,7 @@ export const schema = {
     detailFlowsPerSec: { doc: 'Short flows per second recorded one by one (in bursts of ten times that); beyond, they are summed per process, protocol, family and minute (remote unspecified, no ports; interface and direction null when the summed flows differ)', format: 'count', default: 1000, env: 'EBPFMON_HISTORY_DETAIL_FLOWS_PER_SEC' },
     snapshotIntervalSec: { doc: 'How often open flows are recorded (what they gained since the last time)', format: 'seconds', default: 60, env: 'EBPFMON_HISTORY_SNAPSHOT_INTERVAL_SEC' },
     journalSync: { doc: 'Flush each batch the history journal receives to the disk (fdatasync, about two a second) before it is accounted, so a machine that loses power loses what a kill -9 loses (the last half second); false: a power loss may also lose what was not committed yet (up to commitIntervalSec)', format: Boolean, default: true, env: 'EBPFMON_HISTORY_JOURNAL_SYNC' },
+    memoryLimitMB: { doc: "Memory the history database engine (DuckDB) may use for its buffers and queries, in MB (10^6 bytes; its memory_limit); the writer thread's own state per tracked flow comes on top", format: 'history-memory-mb', default: 256, env: 'EBPFMON_HISTORY_MEMORY_LIMIT_MB' },
     commitIntervalSec: { doc: 'How often the history database commits on its own (a query commits first; what is not committed yet is in the journal, replayed after a crash)', format: 'history-commit-sec', default: 10, env: 'EBPFMON_HISTORY_COMMIT_INTERVAL_SEC' },
   },
   capture: {

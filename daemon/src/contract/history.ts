@@ -185,6 +185,12 @@ export interface HistoryStatus {
    * records waiting for a commit); the event loop's heap is status.resources'. Absent
    * before the writer's first status. */
   writerHeapBytes?: number;
+  /** Memory outside that heap held by the writer thread's objects (the batches it
+   * received, buffers), bytes. */
+  writerExternalBytes?: number;
+  /** DuckDB's own account of its memory (`duckdb_memory()`), and its limit as it prints it
+   * (`history.memoryLimitMB`: 256 MB is "244.1 MiB"); refreshed every few seconds. */
+  engineMemory?: { usedBytes: number; limit: string };
   /** Listings of the flow table handed to history since the daemon started (docs/history.md
    * "Listings"): `full` ones list every flow, `changesOnly` ones the flows that changed
    * since the previous listing; `last` is the latest one. Absent from the writer's

@@ -78,6 +78,7 @@ export class HistoryWriter {
   private lastWriteMs: number | null = null;
   private readonly retention = { lastRunAt: null as string | null, deletedByAge: 0, deletedBySize: 0 };
   private usage = { usedBytes: 0, fileBytes: 0 };
+  private engineMemory: { usedBytes: number; limit: string } | null = null;
   private span: { oldest: number | null; newest: number | null } = { oldest: null, newest: null };
   private retryAt = 0;
   /** Every database call runs on this chain: DuckDB calls on one connection must not interleave. */
@@ -564,6 +565,7 @@ export class HistoryWriter {
     if (!this.store) return;
     const u = await this.store.usage();
     this.usage = { usedBytes: u.usedBytes, fileBytes: u.fileBytes };
+    this.engineMemory = u.engine;
     this.span = await this.store.span();
   }
 
@@ -615,6 +617,8 @@ export class HistoryWriter {
         : {}),
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
       writerHeapBytes: heapUsed(),
+      writerExternalBytes: v8.getHeapStatistics().external_memory,
+      ...(this.engineMemory ? { engineMemory: { ...this.engineMemory } } : {}),
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
       retention: { ...this.retention },
