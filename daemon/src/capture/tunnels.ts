@@ -20,12 +20,12 @@ import { errnoName } from '../sys/errno.js';
 import type { MirrorEncap } from '../contract/capture.js';
 import { CAP_PROGS } from './wire.js';
 
-/** Device names: ebpfmon's own (the classifier never attaches to them). */
 /**
  * Sets a device's MTU to the largest it accepts; returns it. The kernel reports that limit
  * (IFLA_MAX_MTU) for most devices, but a GRE tunnel's own check is in its change_mtu
  * handler and its max_mtu reads 0 (Debian 12's 6.1): then the limit is found by trying,
- * a binary search from the current MTU up to 65535 (16 requests at most, once per device).
+ * a binary search from the current MTU up to 65535 (16 requests at most, when the daemon
+ * makes or finds the device).
  */
 export function raiseMtu(link: Pick<Link, 'ifindex' | 'mtu' | 'maxMtu'>, set: (ifindex: number, mtu: number) => void = setLinkMtu): number {
   let lo = link.mtu ?? 68;
@@ -47,6 +47,7 @@ export function raiseMtu(link: Pick<Link, 'ifindex' | 'mtu' | 'maxMtu'>, set: (i
   return lo;
 }
 
+/** Device names: ebpfmon's own (the classifier never attaches to them). */
 export const TUNNEL_DEVICES: Record<TunnelKind, string> = { vxlan: 'emon-vxlan', gretap: 'emon-gre', ip6gretap: 'emon-gre6' };
 
 /** Bytes in front of the inner Ethernet frame: outer IP + UDP + VXLAN, or outer IP + GRE with a key. */
