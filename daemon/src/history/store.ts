@@ -586,10 +586,8 @@ export class HistoryStore {
 
   /** Bytes the database takes: the file's used blocks plus the WAL (the file keeps its
    * high-water size; blocks of dropped partitions are reused). */
-  async usage(): Promise<{ usedBytes: number; fileBytes: number; walBytes: number; engine: { usedBytes: number; limit: string } }> {
+  async usage(): Promise<{ usedBytes: number; fileBytes: number; walBytes: number }> {
     const r = (await this.rows('PRAGMA database_size'))[0]!;
-    // DuckDB's own account of its memory (buffers, queries) and of its limit, as it prints it.
-    const m = (await this.rows("SELECT (SELECT sum(memory_usage_bytes) FROM duckdb_memory()) AS used, current_setting('memory_limit') AS lim"))[0]!;
     const blockSize = n(r.block_size);
     let fileBytes = 0;
     let walBytes = 0;
@@ -603,7 +601,14 @@ export class HistoryStore {
     } catch {
       /* none */
     }
-    return { usedBytes: n(r.used_blocks) * blockSize + walBytes, fileBytes, walBytes, engine: { usedBytes: n(m.used), limit: String(m.lim) } };
+    return { usedBytes: n(r.used_blocks) * blockSize + walBytes, fileBytes, walBytes };
+  }
+
+  /** DuckDB's own account of its memory (buffers, queries), and its limit as it prints it
+   * (status only: retention's loop over usage() does not need it). */
+  async engineMemory(): Promise<{ usedBytes: number; limit: string }> {
+    const m = (await this.rows("SELECT (SELECT sum(memory_usage_bytes) FROM duckdb_memory()) AS used, current_setting('memory_limit') AS lim"))[0]!;
+    return { usedBytes: n(m.used), limit: String(m.lim) };
   }
 
   private async drop(table: string): Promise<void> {

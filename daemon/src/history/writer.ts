@@ -37,9 +37,6 @@ export interface WriterOptions extends StoreOptions {
   now?: () => number;
 }
 
-/** The V8 heap in use by the calling isolate: the writer thread's own when called there
- * (status.resources.heapUsedBytes is the event loop's). */
-const heapUsed = (): number => v8.getHeapStatistics().used_heap_size;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export const WRITER_DEFAULTS = { commitIntervalMs: 10_000, commitRecords: 20_000, journalMaxBytes: 64 << 20 } as const;
@@ -565,7 +562,7 @@ export class HistoryWriter {
     if (!this.store) return;
     const u = await this.store.usage();
     this.usage = { usedBytes: u.usedBytes, fileBytes: u.fileBytes };
-    this.engineMemory = u.engine;
+    this.engineMemory = await this.store.engineMemory();
     this.span = await this.store.span();
   }
 
@@ -591,6 +588,8 @@ export class HistoryWriter {
   }
 
   status(): HistoryStatus {
+    // This isolate's heap: the writer thread's own (status.resources has the event loop's).
+    const heap = v8.getHeapStatistics();
     return {
       state: this.state,
       engine: 'duckdb',
@@ -616,8 +615,8 @@ export class HistoryWriter {
         }
         : {}),
       openFlowsTracked: this.accountant?.trackedCount ?? 0,
-      writerHeapBytes: heapUsed(),
-      writerExternalBytes: v8.getHeapStatistics().external_memory,
+      writerHeapBytes: heap.used_heap_size,
+      writerExternalBytes: heap.external_memory,
       ...(this.engineMemory ? { engineMemory: { ...this.engineMemory } } : {}),
       lastWriteAt: this.lastWriteAt === null ? null : iso(this.lastWriteAt),
       lastWriteMs: this.lastWriteMs === null ? null : Math.round(this.lastWriteMs * 10) / 10,
