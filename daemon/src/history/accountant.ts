@@ -92,6 +92,10 @@ export interface WriteSet {
   records: FlowRecord[];
   /** Open-flow state to persist: the row, or null to forget the key (the last word wins). */
   open: Map<string, OpenFlowRow | null>;
+  /** Flows (ids of their first records) whose persisted open-flow row goes: replaced by a
+   * row in `open`, or forgotten. The store deletes these before it writes `open`, so that a
+   * first listing of 100,000 new flows deletes nothing. */
+  forget: number[];
 }
 
 /** Strictly increasing record ids (time in ms * 1024 + n). A record older than the last
@@ -144,7 +148,7 @@ export class Accountant {
   private refilledAt = -Infinity;
   /** Closed flows that closed at or before this may already be written (see the header). */
   private watermark: number;
-  private out: WriteSet = { records: [], open: new Map() };
+  private out: WriteSet = { records: [], open: new Map(), forget: [] };
   private readonly rollups = new Map<string, FlowRecord>();
   /** pid -> executable and cgroup, learned from listings: close events carry neither. */
   private readonly owners = new Map<number, { comm: string | null; exe: string | null; cgroupId: string | null; unit: string | null }>();
@@ -206,7 +210,7 @@ export class Accountant {
   private leave(t: Tracked, now: number, endedMs: number): void {
     if (!t.finalized) {
       this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, endedMs);
-      if (t.persisted) this.out.open.set(t.key, null);
+      this.unpersist(t);
     } else {
       this.gone.delete(t.key);
       this.gone.set(t.key, t.firstMs);
@@ -240,7 +244,7 @@ export class Accountant {
     this.rollups.clear();
     for (const slots of this.procRollups.values()) for (const p of slots) w.records.push(p.rec);
     this.procRollups.clear();
-    this.out = { records: [], open: new Map() };
+    this.out = { records: [], open: new Map(), forget: [] };
     return w;
   }
 
@@ -287,7 +291,7 @@ export class Accountant {
       }
       if (!t.finalized) {
         this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
-        if (t.persisted) this.out.open.set(t.key, null);
+        this.unpersist(t);
       }
       this.forget(t);
       t = undefined;
@@ -363,10 +367,7 @@ export class Accountant {
     t.finalized = true;
     t.closedMs = t.last?.closedMs ?? now;
     t.last = null;
-    if (t.persisted) {
-      this.out.open.set(t.key, null);
-      t.persisted = false;
-    }
+    this.unpersist(t);
     this.finalized.delete(t.key);
     this.finalized.set(t.key, t);
     if (this.tracked.size > this.opts.maxTracked) {
@@ -379,7 +380,16 @@ export class Accountant {
     }
   }
 
+  /** The flow's persisted open-flow row (if any) goes. */
+  private unpersist(t: Tracked): void {
+    if (!t.persisted) return;
+    this.out.open.set(t.key, null);
+    this.out.forget.push(t.flow);
+    t.persisted = false;
+  }
+
   private persist(t: Tracked, o: FlowObservation): void {
+    if (t.persisted) this.out.forget.push(t.flow); // the row written before is replaced
     t.persisted = true;
     this.out.open.set(t.key, { key: t.key, flow: t.flow, firstMs: t.firstMs, acc: counts(o), last: t.last ?? o });
   }

@@ -8,8 +8,11 @@
 //   m<N>        per-process, per-minute totals of partition N's records (the records summed
 //               by minute and process as they are written; compacted by rewriting)
 //   procs       the processes records and minutes point to (pid, comm, uid, exe, cgroup, unit)
-//   open_flows  flows still open and what is already recorded of them (the accountant's
-//               state), written in the same transaction as the records
+//   open_rows   flows still open and what is already recorded of them (the accountant's
+//               state), written in the same transaction as the records, as records are:
+//               a record's columns, filled from typed arrays (schema 1 kept a JSON text per
+//               flow in open_flows: with a first listing of 100,000 flows that text, and the
+//               list of keys its delete took, held about 250 MB of the daemon's memory)
 //   meta        schema version and bookkeeping
 // Why partitions: DuckDB does not give back the space of deleted rows (measured: deleting
 // half of a table's rows freed no block), but a dropped table's blocks are reused at once.
@@ -17,7 +20,7 @@
 // (its m<N> stays: per-minute totals are small and cover the whole retention period), both
 // when they are older than the retention period. A partition holds one UTC day at most, and
 // at most `partitionRows` records. Tables that are rewritten (m<N> at compaction,
-// open_flows, procs) are rewritten whole, for the same reason.
+// open_rows, procs) are rewritten whole, for the same reason.
 // All writes of one batch are one transaction: a crash keeps or loses the batch whole.
 // Schema changes go in MIGRATIONS (append only; `ALTER TABLE ... ADD COLUMN` keeps old
 // files readable), and record/minute columns in RECORDS_DDL/MINUTES_DDL plus a migration
@@ -25,14 +28,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  BIGINT, DuckDBInstance, INTEGER, listValue, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
+  BIGINT, DuckDBInstance, INTEGER, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
   type DuckDBConnection, type DuckDBType, type DuckDBValue,
 } from '@duckdb/node-api';
-import { PROTO_NAMES, type OpenFlowRow, type WriteSet } from './accountant.js';
+import { PROTO_NAMES, PROTO_NUMBERS, flowKey, type OpenFlowRow, type WriteSet } from './accountant.js';
 import { cidrRange, fromStored, toStored } from './addr.js';
 import { CHUNK_ROWS, ColumnBuf, makeChunk, setU128 } from './chunk.js';
 import {
-  ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
+  ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowObservation, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
   type HistoryTotals, type RecordKind,
 } from './types.js';
 
@@ -48,13 +51,35 @@ export const RECORDS_DDL = (t: string) => `CREATE TABLE ${t} (
 export const MINUTES_DDL = (t: string) => `CREATE TABLE ${t} (minute INTEGER NOT NULL, proc INTEGER, tx_bytes UBIGINT NOT NULL, rx_bytes UBIGINT NOT NULL,
   tx_packets UBIGINT NOT NULL, rx_packets UBIGINT NOT NULL, conns UBIGINT NOT NULL)`;
 
-/** Append-only: entry i brings a file from schema version i to i + 1. */
+/** Append-only: entry i brings a file from schema version i to i + 1 (SQL, then for some
+ * a step in code: migrateStep()). */
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
    CREATE TABLE procs (id INTEGER NOT NULL, pid UINTEGER, comm VARCHAR, uid UINTEGER, exe VARCHAR, cgroup_id VARCHAR, unit VARCHAR);
    CREATE TABLE open_flows (key VARCHAR NOT NULL, flow BIGINT NOT NULL, first_ms BIGINT NOT NULL, state VARCHAR NOT NULL);
    CREATE TABLE labels (id USMALLINT NOT NULL, name VARCHAR NOT NULL);`,
+  // open_flows' JSON rows become open_rows' columns (migrateStep converts them).
+  RECORDS_DDL('open_rows'),
 ];
+
+/**
+ * An open flow's persisted state as a record row of open_rows: `id` and `flow` the flow's
+ * id, `kind` open, the counts already recorded (the accountant's acc), `first_ms` the flow's
+ * first-seen as history first knew it, `end_ms` its last-seen; owner and path as a record's.
+ */
+function openRecord(u: OpenFlowRow): FlowRecord {
+  const o = u.last;
+  return {
+    id: u.flow, flow: u.flow, kind: RECORD_KIND.open, conns: 0,
+    pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null,
+    proto: PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), family: o.family === 'ipv4' ? 4 : 6,
+    localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
+    interface: o.interface, direction: o.direction, attributedBy: o.attributedBy,
+    firstMs: u.firstMs, endMs: o.lastMs,
+    txBytes: u.acc.txBytes, rxBytes: u.acc.rxBytes, txPackets: u.acc.txPackets, rxPackets: u.acc.rxPackets,
+    remoteName: o.remoteName ?? null, attrs: o.attrs ?? null,
+  };
+}
 
 /** A partition: r<n> (records, unless dropped by the size limit) and m<n> (minutes). */
 interface Part {
@@ -222,6 +247,7 @@ export class HistoryStore {
       await this.c.run('BEGIN');
       try {
         await this.c.run(MIGRATIONS[v]!);
+        await this.migrateStep(v);
         await this.c.run(`INSERT OR REPLACE INTO meta VALUES ('schema_version', '${v + 1}')`);
         if (v === 0) await this.c.run(`INSERT OR REPLACE INTO meta VALUES ('created_at', '${iso(Date.now())}')`);
         await this.c.run('COMMIT');
@@ -230,6 +256,22 @@ export class HistoryStore {
         throw err;
       }
     }
+  }
+
+  /** What a migration does beyond its SQL, in its transaction. */
+  private async migrateStep(v: number): Promise<void> {
+    if (v !== 1) return;
+    // Schema 1's open flows, one JSON text each, into open_rows.
+    await this.loadProcs();
+    await this.loadLabels();
+    const rows = (await this.rows('SELECT state FROM open_flows')).map((r) => openRecord(JSON.parse(r.state as string) as OpenFlowRow));
+    const newProcs: Array<[number, FlowRecord]> = [];
+    const fresh: Array<[number, string]> = [];
+    const procOf = this.procIdsOf(rows, newProcs);
+    await this.appendProcs(newProcs);
+    await this.appendRecords('open_rows', rows, procOf, fresh);
+    await this.appendLabels(fresh);
+    await this.c.run('DROP TABLE open_flows');
   }
 
   private async load(): Promise<void> {
@@ -333,7 +375,23 @@ export class HistoryStore {
    * (closed flows that closed before it may be written already), the open flows. */
   async restoreState(): Promise<{ lastId: number; watermark: number; open: OpenFlowRow[]; journalSeq: number }> {
     const lastId = Math.max(0, ...this.parts.filter((p) => p.hasRecords && p.records > 0).map((p) => p.lastId));
-    const open = (await this.rows('SELECT state FROM open_flows')).map((r) => JSON.parse(r.state as string) as OpenFlowRow);
+    const open = (await this.rows(`SELECT o.flow, o.first_ms, o.end_ms, o.proto, o.family, o.laddr4, o.laddr6, o.lport, o.raddr4, o.raddr6, o.rport,
+        o.iface, o.direction, o.attributed_by, o.tx_bytes, o.rx_bytes, o.tx_packets, o.rx_packets, o.remote_name, o.attrs,
+        p.pid, p.comm, p.uid, p.exe, p.cgroup_id, p.unit
+      FROM open_rows o LEFT JOIN procs p ON p.id = o.proc ORDER BY o.flow`)).map((x): OpenFlowRow => {
+      const acc = { txBytes: n(x.tx_bytes), rxBytes: n(x.rx_bytes), txPackets: n(x.tx_packets), rxPackets: n(x.rx_packets) };
+      const last: FlowObservation = {
+        proto: PROTO_NAMES[n(x.proto)] ?? String(n(x.proto)), family: n(x.family) === 4 ? 'ipv4' : 'ipv6',
+        localAddr: fromStored(x.laddr4, x.laddr6), localPort: x.lport === null ? null : n(x.lport),
+        remoteAddr: fromStored(x.raddr4, x.raddr6), remotePort: x.rport === null ? null : n(x.rport),
+        interface: this.labelName(x.iface), direction: this.labelName(x.direction), attributedBy: this.labelName(x.attributed_by),
+        pid: x.pid === null ? null : n(x.pid), comm: (x.comm as string | null) ?? null, uid: x.uid === null ? null : n(x.uid),
+        exe: (x.exe as string | null) ?? null, cgroupId: (x.cgroup_id as string | null) ?? null, unit: (x.unit as string | null) ?? null,
+        firstMs: n(x.first_ms), lastMs: x.end_ms === null ? n(x.first_ms) : n(x.end_ms), closedMs: null, ...acc,
+        remoteName: (x.remote_name as string | null) ?? null, attrs: (x.attrs as string | null) ?? null,
+      };
+      return { key: flowKey(last), flow: n(x.flow), firstMs: n(x.first_ms), acc, last };
+    });
     const seq = await this.rows(`SELECT value FROM meta WHERE key = 'journal_seq'`);
     return { lastId, watermark: lastId ? Math.floor(lastId / ID_SHIFT) : -Infinity, open, journalSeq: seq.length ? Number(seq[0]!.value) : 0 };
   }
@@ -359,72 +417,22 @@ export class HistoryStore {
     }
     const newProcs: Array<[number, FlowRecord]> = [];
     const newLabels: Array<[number, string]> = [];
-    const procOf = new Array<number | null>(ws.records.length);
-    ws.records.forEach((r, i) => {
-      if (r.pid === null && r.comm === null) {
-        procOf[i] = null;
-        return;
-      }
-      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null);
-      let id = this.procIds.get(k);
-      if (id === undefined) {
-        id = this.nextProc++;
-        this.procIds.set(k, id);
-        newProcs.push([id, r]);
-      }
-      procOf[i] = id;
-    });
+    const procOf = this.procIdsOf(ws.records, newProcs);
+    const openRows: FlowRecord[] = [];
+    for (const u of ws.open.values()) if (u !== null) openRows.push(openRecord(u));
+    const openProcOf = this.procIdsOf(openRows, newProcs);
     try {
       await c.run('BEGIN');
-      if (newProcs.length) {
-        const ap = await c.createAppender('procs');
-        for (const [id, r] of newProcs) {
-          ap.appendInteger(id);
-          if (r.pid === null) ap.appendNull();
-          else ap.appendUInteger(r.pid);
-          if (r.comm === null) ap.appendNull();
-          else ap.appendVarchar(r.comm);
-          if (r.uid === null) ap.appendNull();
-          else ap.appendUInteger(r.uid);
-          if (r.exe === null) ap.appendNull();
-          else ap.appendVarchar(r.exe);
-          if (r.cgroupId === null) ap.appendNull();
-          else ap.appendVarchar(r.cgroupId);
-          const unit = r.unit ?? null;
-          if (unit === null) ap.appendNull();
-          else ap.appendVarchar(unit);
-          ap.endRow();
-        }
-        ap.closeSync();
-      }
+      await this.appendProcs(newProcs);
       if (ws.records.length) {
-        const freshLabels: Array<[number, string]> = [];
-        await this.appendRecords(`r${cur.n}`, ws.records, procOf, freshLabels);
+        await this.appendRecords(`r${cur.n}`, ws.records, procOf, newLabels);
         await this.appendMinutes(`m${cur.n}`, ws.records, procOf);
-        if (freshLabels.length) {
-          newLabels.push(...freshLabels);
-          const ap = await c.createAppender('labels');
-          for (const [id, name] of freshLabels) {
-            ap.appendUSmallInt(id);
-            ap.appendVarchar(name);
-            ap.endRow();
-          }
-          ap.closeSync();
-        }
       }
-      if (ws.open.size) {
-        await c.run('DELETE FROM open_flows WHERE key IN (SELECT unnest($1::VARCHAR[]))', [listValue([...ws.open.keys()])]);
-        const ap = await c.createAppender('open_flows');
-        for (const u of ws.open.values()) {
-          if (u === null) continue;
-          ap.appendVarchar(u.key);
-          ap.appendBigInt(BigInt(u.flow));
-          ap.appendBigInt(BigInt(Math.floor(u.firstMs)));
-          ap.appendVarchar(JSON.stringify(u));
-          ap.endRow();
-        }
-        ap.closeSync();
-      }
+      // Replaced and forgotten rows go by flow id, as one text: a list parameter is a
+      // native value per element, and 100,000 of those left tens of MB in the allocator.
+      if (ws.forget.length) await c.run(`DELETE FROM open_rows WHERE flow IN (SELECT unnest(string_split($1, ','))::BIGINT)`, [ws.forget.join(',')]);
+      if (openRows.length) await this.appendRecords('open_rows', openRows, openProcOf, newLabels);
+      await this.appendLabels(newLabels);
       if (journalSeq !== undefined) await c.run(`INSERT OR REPLACE INTO meta VALUES ('journal_seq', '${journalSeq}')`);
       await c.run('COMMIT');
     } catch (err) {
@@ -443,6 +451,67 @@ export class HistoryStore {
       cur.firstId = Math.min(cur.firstId, ws.records[0]!.id);
       cur.lastId = Math.max(cur.lastId, ws.records.at(-1)!.id);
       cur.dirty = true;
+    }
+  }
+
+  /** The procs id of each record's process; processes not seen before get a new id and go
+   * in `fresh` (to append in the batch's transaction, forgotten if it rolls back). */
+  private procIdsOf(recs: FlowRecord[], fresh: Array<[number, FlowRecord]>): Array<number | null> {
+    const procOf = new Array<number | null>(recs.length);
+    recs.forEach((r, i) => {
+      if (r.pid === null && r.comm === null) {
+        procOf[i] = null;
+        return;
+      }
+      const k = procKey(r.pid, r.comm, r.uid, r.exe, r.cgroupId, r.unit ?? null);
+      let id = this.procIds.get(k);
+      if (id === undefined) {
+        id = this.nextProc++;
+        this.procIds.set(k, id);
+        fresh.push([id, r]);
+      }
+      procOf[i] = id;
+    });
+    return procOf;
+  }
+
+  private async appendProcs(fresh: Array<[number, FlowRecord]>): Promise<void> {
+    if (!fresh.length) return;
+    const ap = await this.c.createAppender('procs');
+    try {
+      for (const [id, r] of fresh) {
+        ap.appendInteger(id);
+        if (r.pid === null) ap.appendNull();
+        else ap.appendUInteger(r.pid);
+        if (r.comm === null) ap.appendNull();
+        else ap.appendVarchar(r.comm);
+        if (r.uid === null) ap.appendNull();
+        else ap.appendUInteger(r.uid);
+        if (r.exe === null) ap.appendNull();
+        else ap.appendVarchar(r.exe);
+        if (r.cgroupId === null) ap.appendNull();
+        else ap.appendVarchar(r.cgroupId);
+        const unit = r.unit ?? null;
+        if (unit === null) ap.appendNull();
+        else ap.appendVarchar(unit);
+        ap.endRow();
+      }
+    } finally {
+      ap.closeSync();
+    }
+  }
+
+  private async appendLabels(fresh: Array<[number, string]>): Promise<void> {
+    if (!fresh.length) return;
+    const ap = await this.c.createAppender('labels');
+    try {
+      for (const [id, name] of fresh) {
+        ap.appendUSmallInt(id);
+        ap.appendVarchar(name);
+        ap.endRow();
+      }
+    } finally {
+      ap.closeSync();
     }
   }
 
@@ -575,7 +644,7 @@ export class HistoryStore {
         }
         p.dirty = false;
       }
-      await this.c.run('CREATE OR REPLACE TABLE open_flows AS SELECT * FROM open_flows');
+      await this.c.run('CREATE OR REPLACE TABLE open_rows AS SELECT * FROM open_rows');
       await this.c.run('CHECKPOINT');
     } catch (err) {
       throw classify(err);

@@ -402,7 +402,7 @@ export class HistoryWriter {
   }
 
   enqueue(ws: WriteSet, seq = this.ingestedSeq, since = Date.now()): void {
-    if (!ws.records.length && !ws.open.size && seq <= this.committedSeq) return;
+    if (!ws.records.length && !ws.open.size && !ws.forget.length && seq <= this.committedSeq) return;
     this.queue.push(ws);
     this.queuedAt.push(since);
     this.queuedSeq.push(seq);
@@ -500,8 +500,10 @@ export class HistoryWriter {
   private merge(): void {
     const records: WriteSet['records'] = [];
     const open: WriteSet['open'] = new Map();
+    const forget: number[] = [];
     for (const ws of this.queue) {
       for (const r of ws.records) records.push(r);
+      for (const f of ws.forget) forget.push(f);
       for (const [k, v] of ws.open) {
         open.delete(k);
         open.set(k, v);
@@ -512,7 +514,7 @@ export class HistoryWriter {
     this.queue.length = 0;
     this.queuedAt.length = 0;
     this.queuedSeq.length = 0;
-    this.queue.push({ records, open });
+    this.queue.push({ records, open, forget });
     this.queuedAt.push(at);
     this.queuedSeq.push(seq);
   }

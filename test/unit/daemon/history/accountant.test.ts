@@ -43,12 +43,13 @@ test('a long flow: one record per listing in which it grew, the close adds the r
     a.endListing(at, at);
   });
   a.close(closed(40001, { tx: 7100, rx: 125000 }, T0 + 300_000), T0 + 300_001);
-  const { records, open } = a.drain();
+  const { records, open, forget } = a.drain();
   assert.deepEqual(records.map((r) => r.kind), [RECORD_KIND.open, RECORD_KIND.open, RECORD_KIND.open, RECORD_KIND.closed], 'no record for the listing in which it did not grow');
   assert.deepEqual(records.map((r) => r.txBytes), [100, 4900, 2000, 100]);
   assert.deepEqual(sums(records), { tx: 7100, rx: 125000, txp: 71, rxp: 1250, conns: 1 });
   assert.ok(records.every((r) => r.flow === records[0]!.id), 'one flow id');
   assert.deepEqual([...open.entries()], [['tcp 198.18.0.1 40001 198.18.0.2 443', null]], 'persisted while open, forgotten once it closed');
+  assert.deepEqual(forget, [records[0]!.id, records[0]!.id, records[0]!.id], 'its persisted row replaced when it grew (twice), deleted when it closed; never when it was new');
 });
 
 test('a listing read before the close was handled, and later listings of the closed flow, add nothing; counts that grow after the close are late records', () => {
