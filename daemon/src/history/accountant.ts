@@ -58,26 +58,159 @@ interface Counts {
   rxPackets: number;
 }
 
-interface Tracked {
-  key: string;
-  /** tupleHash of the key (the fast path's "is it tracked?"). */
-  hash: number;
-  /** Id of the flow's first record; 0 when it was rolled up. */
-  flow: number;
-  firstMs: number;
-  /** Counts already in records; null when unknown (restored after a restart). */
-  acc: Counts | null;
-  finalized: boolean;
-  /** The open-flow row is persisted (so a close must delete it). */
-  persisted: boolean;
-  /** Listings that began after history knew this flow and did not list it, in a row. */
-  missed: number;
-  knownSince: number;
-  /** The latest observation (owner, interface...) while open; null once closed: a closed
-   * flow only needs its identity and counts, and tens of thousands of them are tracked. */
-  last: FlowObservation | null;
-  closedMs: number | null;
+/** Float64 fields of a tracked flow's slot (NaN: null). */
+const N_FLOW = 0; // id of the flow's first record; 0 when it was rolled up
+const N_FIRST = 1;
+const N_KNOWN = 2; // knownSince
+const N_CLOSED = 3;
+const N_ACC = 4; // counts already in records: tx bytes, rx bytes, tx packets, rx packets (4..7)
+const N_LFIRST = 8; // the last observation's first-seen, last-seen, close, pid, uid
+const N_LMS = 9;
+const N_LCLOSED = 10;
+const N_PID = 11;
+const N_UID = 12;
+const NUM = 13;
+/** String fields of the last observation (references into the writer's string table). */
+const S_COMM = 0;
+const S_EXE = 1;
+const S_CGROUP = 2;
+const S_UNIT = 3;
+const S_IFACE = 4;
+const S_DIR = 5;
+const S_HOW = 6;
+const S_NAME = 7;
+const S_ATTRS = 8;
+const STR = 9;
+const FINALIZED = 1;
+/** The open-flow row is persisted (so a close must delete it). */
+const PERSISTED = 2;
+/** The latest observation (owner, interface...) is kept: while open; a closed flow only
+ * needs its identity and counts, and tens of thousands of them are tracked. */
+const HAS_LAST = 4;
+/** Counts already in records are known (not after a restore of a row without them). */
+const HAS_ACC = 8;
+const IPV6 = 16;
+
+/**
+ * The flows history tracks, a slot each, a column per field. Why not an object per flow:
+ * an object with its last observation and counts cost about 870 bytes of the writer's heap
+ * per open flow (100,000 open flows: 87 MB, and the first listing of a million-flow table
+ * about 870 MB); a slot costs its key, two map entries and about 190 bytes of columns.
+ * Freed slots are reused; the columns keep their largest size.
+ */
+class Slots {
+  cap = 0;
+  keys: Array<string | undefined> = [];
+  hash = new Uint32Array(0);
+  num = new Float64Array(0);
+  flags = new Uint8Array(0);
+  /** Listings that began after history knew this flow and did not list it, in a row (-1: listed). */
+  missed = new Int8Array(0);
+  strs: Array<string | null> = [];
+  private readonly free: number[] = [];
+  private top = 0;
+
+  alloc(key: string, hash: number): number {
+    const s = this.free.pop() ?? this.top++;
+    if (s >= this.cap) this.grow();
+    this.keys[s] = key;
+    this.hash[s] = hash;
+    this.num.fill(NaN, s * NUM, s * NUM + NUM);
+    this.flags[s] = 0;
+    this.missed[s] = 0;
+    return s;
+  }
+
+  release(s: number): void {
+    this.keys[s] = undefined;
+    this.strs.fill(null, s * STR, s * STR + STR);
+    this.flags[s] = 0;
+    this.free.push(s);
+  }
+
+  private grow(): void {
+    const cap = Math.max(1024, this.cap * 2);
+    const hash = new Uint32Array(cap);
+    hash.set(this.hash);
+    this.hash = hash;
+    const num = new Float64Array(cap * NUM);
+    num.set(this.num);
+    this.num = num;
+    const flags = new Uint8Array(cap);
+    flags.set(this.flags);
+    this.flags = flags;
+    const missed = new Int8Array(cap);
+    missed.set(this.missed);
+    this.missed = missed;
+    for (let i = this.cap * STR; i < cap * STR; i++) this.strs.push(null);
+    for (let i = this.cap; i < cap; i++) this.keys.push(undefined);
+    this.cap = cap;
+  }
+
+  /** Keeps `o` as the slot's last observation (its tuple is the key's). */
+  setLast(s: number, o: FlowObservation): void {
+    const n = this.num;
+    const b = s * NUM;
+    n[b + N_LFIRST] = o.firstMs;
+    n[b + N_LMS] = o.lastMs;
+    n[b + N_LCLOSED] = o.closedMs ?? NaN;
+    n[b + N_PID] = o.pid ?? NaN;
+    n[b + N_UID] = o.uid ?? NaN;
+    const st = this.strs;
+    const c = s * STR;
+    st[c + S_COMM] = o.comm;
+    st[c + S_EXE] = o.exe;
+    st[c + S_CGROUP] = o.cgroupId;
+    st[c + S_UNIT] = o.unit ?? null;
+    st[c + S_IFACE] = o.interface;
+    st[c + S_DIR] = o.direction;
+    st[c + S_HOW] = o.attributedBy;
+    st[c + S_NAME] = o.remoteName ?? null;
+    st[c + S_ATTRS] = o.attrs ?? null;
+    this.flags[s] = (this.flags[s]! & ~IPV6) | HAS_LAST | (o.family === 'ipv6' ? IPV6 : 0);
+  }
+
+  dropLast(s: number): void {
+    this.strs.fill(null, s * STR, s * STR + STR);
+    this.flags[s]! &= ~HAS_LAST;
+  }
+
+  /** The slot's last observation as an object (its counts: those already recorded). */
+  last(s: number): FlowObservation {
+    const [proto, la, lp, ra, rp] = this.keys[s]!.split(' ') as [string, string, string, string, string];
+    const n = this.num;
+    const b = s * NUM;
+    const st = this.strs;
+    const c = s * STR;
+    const acc = this.flags[s]! & HAS_ACC;
+    return {
+      proto, family: this.flags[s]! & IPV6 ? 'ipv6' : 'ipv4', localAddr: la, localPort: lp === '' ? null : Number(lp), remoteAddr: ra, remotePort: rp === '' ? null : Number(rp),
+      interface: st[c + S_IFACE] ?? null, direction: st[c + S_DIR] ?? null, attributedBy: st[c + S_HOW] ?? null,
+      pid: nullable(n[b + N_PID]!), comm: st[c + S_COMM] ?? null, uid: nullable(n[b + N_UID]!), exe: st[c + S_EXE] ?? null, cgroupId: st[c + S_CGROUP] ?? null, unit: st[c + S_UNIT] ?? null,
+      firstMs: n[b + N_LFIRST]!, lastMs: n[b + N_LMS]!, closedMs: nullable(n[b + N_LCLOSED]!),
+      txBytes: acc ? n[b + N_ACC]! : 0, rxBytes: acc ? n[b + N_ACC + 1]! : 0, txPackets: acc ? n[b + N_ACC + 2]! : 0, rxPackets: acc ? n[b + N_ACC + 3]! : 0,
+      remoteName: st[c + S_NAME] ?? null, attrs: st[c + S_ATTRS] ?? null,
+    };
+  }
+
+  acc(s: number): Counts {
+    const n = this.num;
+    const b = s * NUM + N_ACC;
+    return { txBytes: n[b]!, rxBytes: n[b + 1]!, txPackets: n[b + 2]!, rxPackets: n[b + 3]! };
+  }
+
+  setAcc(s: number, o: Counts): void {
+    const n = this.num;
+    const b = s * NUM + N_ACC;
+    n[b] = o.txBytes;
+    n[b + 1] = o.rxBytes;
+    n[b + 2] = o.txPackets;
+    n[b + 3] = o.rxPackets;
+    this.flags[s]! |= HAS_ACC;
+  }
 }
+
+const nullable = (v: number): number | null => (Number.isNaN(v) ? null : v);
 
 /** What the store persists for an open flow, to carry on after a restart. */
 export interface OpenFlowRow {
@@ -117,8 +250,11 @@ export class RecordIds {
 export const PROTO_NUMBERS: Record<string, number> = PROTOCOL_NUMBERS;
 export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PROTO_NUMBERS).map(([k, v]) => [v, k]));
 
+/** A flow's 5-tuple as text. Joined, not a template literal: V8 builds a template's result
+ * as a tree of concatenations that a Map key keeps alive whole (about 250 bytes of the
+ * writer's heap per tracked flow, measured); join() makes one flat string. */
 export function flowKey(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort'>): string {
-  return `${o.proto} ${o.localAddr} ${o.localPort ?? ''} ${o.remoteAddr} ${o.remotePort ?? ''}`;
+  return [o.proto, o.localAddr, o.localPort ?? '', o.remoteAddr, o.remotePort ?? ''].join(' ');
 }
 
 /** flowKey(o) as a number: what the writer's fast path computes from the packed row. */
@@ -134,16 +270,19 @@ interface ProcSlot {
 
 const UNSPECIFIED = { 4: '0.0.0.0', 6: '::' } as const;
 
+const ZERO: Counts = { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 };
 const counts = (o: Counts): Counts => ({ txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets });
 
 export class Accountant {
-  private readonly tracked = new Map<string, Tracked>();
+  /** Tracked flows: key -> slot. */
+  private readonly tracked = new Map<string, number>();
+  private readonly slots = new Slots();
   /** How many tracked flows have each tupleHash: a flow whose hash is absent is not tracked. */
   private readonly trackedHashes = new Map<number, number>();
   /** Roll-ups of flows beyond the budget, by pid (-1: none), summed until drain(). */
   private readonly procRollups = new Map<number, ProcSlot[]>();
   /** Closed flows still tracked, oldest close first: what maxTracked evicts. */
-  private readonly finalized = new Map<string, Tracked>();
+  private readonly finalized = new Map<string, number>();
   private tokens: number;
   private refilledAt = -Infinity;
   /** Closed flows that closed at or before this may already be written (see the header). */
@@ -174,7 +313,18 @@ export class Accountant {
   /** Carries on after a restart: the open flows the last run persisted. */
   restore(rows: OpenFlowRow[], now: number): void {
     for (const r of rows) {
-      this.track({ key: r.key, hash: flowHash(r.last), flow: r.flow, firstMs: r.firstMs, acc: r.acc, finalized: false, persisted: true, missed: 0, knownSince: now, last: r.last, closedMs: null });
+      const old = this.tracked.get(r.key);
+      if (old !== undefined) this.forget(old);
+      const sl = this.slots;
+      const s = sl.alloc(r.key, flowHash(r.last));
+      const b = s * NUM;
+      sl.num[b + N_FLOW] = r.flow;
+      sl.num[b + N_FIRST] = r.firstMs;
+      sl.num[b + N_KNOWN] = now;
+      sl.setAcc(s, r.acc);
+      sl.setLast(s, r.last);
+      sl.flags[s]! |= PERSISTED;
+      this.track(s);
     }
   }
 
@@ -194,29 +344,32 @@ export class Accountant {
    * one says nothing of the flows it did not show. */
   endListing(listingStart: number, now: number, full = true): void {
     if (!full) return;
-    for (const t of this.tracked.values()) {
-      if (t.knownSince >= listingStart) continue;
-      if (t.missed === -1) {
-        t.missed = 0; // listed
+    const sl = this.slots;
+    for (const s of this.tracked.values()) {
+      if (sl.num[s * NUM + N_KNOWN]! >= listingStart) continue;
+      if (sl.missed[s] === -1) {
+        sl.missed[s] = 0; // listed
         continue;
       }
-      if (++t.missed < 2) continue;
-      this.leave(t, now, now);
+      if (++sl.missed[s]! < 2) continue;
+      this.leave(s, now, now);
     }
   }
 
   /** A tracked flow has left the table (at `endedMs`): an open one's record ends it, a
    * closed one is remembered as written (a listing that shows it again writes nothing). */
-  private leave(t: Tracked, now: number, endedMs: number): void {
-    if (!t.finalized) {
-      this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, endedMs);
-      this.unpersist(t);
+  private leave(s: number, now: number, endedMs: number): void {
+    const sl = this.slots;
+    if (!(sl.flags[s]! & FINALIZED)) {
+      this.emit(s, sl.last(s), RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, endedMs);
+      this.unpersist(s);
     } else {
-      this.gone.delete(t.key);
-      this.gone.set(t.key, t.firstMs);
+      const key = sl.keys[s]!;
+      this.gone.delete(key);
+      this.gone.set(key, sl.num[s * NUM + N_FIRST]!);
       if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
     }
-    this.forget(t);
+    this.forget(s);
   }
 
   /**
@@ -227,9 +380,9 @@ export class Accountant {
    * until the tuple's next flow or full listing ends it, never is a live one ended early.
    */
   leftTable(key: string, goneAtMs: number, now: number): void {
-    const t = this.tracked.get(key);
-    if (!t || t.firstMs + this.opts.reuseToleranceMs >= goneAtMs) return;
-    this.leave(t, now, goneAtMs);
+    const s = this.tracked.get(key);
+    if (s === undefined || this.slots.num[s * NUM + N_FIRST]! + this.opts.reuseToleranceMs >= goneAtMs) return;
+    this.leave(s, now, goneAtMs);
   }
 
   /** Records waiting for drain() (roll-ups: one per slot, counted as the general path's). */
@@ -248,19 +401,26 @@ export class Accountant {
     return w;
   }
 
-  private track(t: Tracked): void {
-    this.tracked.set(t.key, t);
-    this.trackedHashes.set(t.hash, (this.trackedHashes.get(t.hash) ?? 0) + 1);
+  private track(s: number): void {
+    const sl = this.slots;
+    this.tracked.set(sl.keys[s]!, s);
+    const h = sl.hash[s]!;
+    this.trackedHashes.set(h, (this.trackedHashes.get(h) ?? 0) + 1);
   }
 
-  private forget(t: Tracked): void {
-    if (this.tracked.get(t.key) === t) {
-      this.tracked.delete(t.key);
-      const n = this.trackedHashes.get(t.hash) ?? 0;
-      if (n <= 1) this.trackedHashes.delete(t.hash);
-      else this.trackedHashes.set(t.hash, n - 1);
+  /** Stops tracking the flow in slot `s` and frees the slot. */
+  private forget(s: number): void {
+    const sl = this.slots;
+    const key = sl.keys[s]!;
+    if (this.tracked.get(key) === s) {
+      this.tracked.delete(key);
+      const h = sl.hash[s]!;
+      const n = this.trackedHashes.get(h) ?? 0;
+      if (n <= 1) this.trackedHashes.delete(h);
+      else this.trackedHashes.set(h, n - 1);
     }
-    this.finalized.delete(t.key);
+    if (this.finalized.get(key) === s) this.finalized.delete(key);
+    sl.release(s);
   }
 
   /** Fills in what a close event lacks from what listings showed of the same process. */
@@ -282,23 +442,24 @@ export class Accountant {
   private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null, full = true): void {
     const o = this.enrich(obs, listingStart !== null);
     const key = flowKey(o);
-    let t = this.tracked.get(key);
-    if (t && Math.abs(o.firstMs - t.firstMs) > this.opts.reuseToleranceMs) {
+    const sl = this.slots;
+    let s = this.tracked.get(key);
+    if (s !== undefined && Math.abs(o.firstMs - sl.num[s * NUM + N_FIRST]!) > this.opts.reuseToleranceMs) {
       // The tuple was reused. The tracked flow, if still open, has ended.
-      if (t.firstMs > o.firstMs) {
+      if (sl.num[s * NUM + N_FIRST]! > o.firstMs) {
         this.stats.skippedStale++; // an older flow's observation arriving late
         return;
       }
-      if (!t.finalized) {
-        this.emit(t, t.last!, RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
-        this.unpersist(t);
+      if (!(sl.flags[s]! & FINALIZED)) {
+        this.emit(s, sl.last(s), RECORD_KIND.ended, 0, { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, now, now);
+        this.unpersist(s);
       }
-      this.forget(t);
-      t = undefined;
+      this.forget(s);
+      s = undefined;
     }
     // Only a full listing counts as a sighting for the absence rule (endListing).
-    if (listingStart !== null && full && t) t.missed = -1;
-    if (!t) {
+    if (listingStart !== null && full && s !== undefined) sl.missed[s] = -1;
+    if (s === undefined) {
       // Only a listing can show a closed flow history wrote already; a close event is news.
       // The watermark allows for the two clocks (CLOSE_CLOCK_SLACK_MS).
       const g = this.gone.get(key);
@@ -317,18 +478,30 @@ export class Accountant {
           at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
-      t = { key, hash: flowHash(o), flow: 0, firstMs: o.firstMs, acc: { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 }, finalized: false, persisted: false, missed: listingStart !== null && full ? -1 : 0, knownSince: now, last: o, closedMs: null };
+      const t = sl.alloc(key, flowHash(o));
+      const b = t * NUM;
+      sl.num[b + N_FLOW] = 0;
+      sl.num[b + N_FIRST] = o.firstMs;
+      sl.num[b + N_KNOWN] = listingStart !== null ? listingStart - 1 : now; // listed: known before this listing
+      sl.missed[t] = listingStart !== null && full ? -1 : 0;
+      sl.setAcc(t, ZERO);
+      sl.setLast(t, o);
       this.track(t);
-      if (listingStart !== null) t.knownSince = listingStart - 1; // listed: known before this listing
       this.takeNew(t, o, final, now);
       return;
     }
-    const cur = t.last ? (t.last = mergeOwner(t.last, o)) : o;
-    if (t.acc === null) {
-      t.acc = counts(o);
+    let cur = o;
+    if (sl.flags[s]! & HAS_LAST) {
+      cur = mergeOwner(sl, s, o);
+      sl.setLast(s, cur);
+    }
+    if (!(sl.flags[s]! & HAS_ACC)) {
+      sl.setAcc(s, o);
       return;
     }
-    const d = { txBytes: o.txBytes - t.acc.txBytes, rxBytes: o.rxBytes - t.acc.rxBytes, txPackets: o.txPackets - t.acc.txPackets, rxPackets: o.rxPackets - t.acc.rxPackets };
+    const n = sl.num;
+    const a = s * NUM + N_ACC;
+    const d = { txBytes: o.txBytes - n[a]!, rxBytes: o.rxBytes - n[a + 1]!, txPackets: o.txPackets - n[a + 2]!, rxPackets: o.rxPackets - n[a + 3]! };
     if (d.txBytes < 0 || d.rxBytes < 0 || d.txPackets < 0 || d.rxPackets < 0) {
       // An observation older than what is recorded (a listing that read the entry before
       // its close was handled): nothing new in it.
@@ -336,44 +509,49 @@ export class Accountant {
       return;
     }
     const grew = d.txBytes > 0 || d.rxBytes > 0 || d.txPackets > 0 || d.rxPackets > 0;
-    if (t.finalized) {
-      if (grew) this.emit(t, cur, t.flow === 0 ? RECORD_KIND.rollup : RECORD_KIND.late, 0, d, now, t.closedMs);
+    if (sl.flags[s]! & FINALIZED) {
+      if (grew) this.emit(s, cur, n[s * NUM + N_FLOW] === 0 ? RECORD_KIND.rollup : RECORD_KIND.late, 0, d, now, nullable(n[s * NUM + N_CLOSED]!));
     } else if (final) {
-      this.emit(t, cur, RECORD_KIND.closed, 0, d, o.closedMs ?? now, o.closedMs ?? now);
-      this.finalize(t, now);
+      this.emit(s, cur, RECORD_KIND.closed, 0, d, o.closedMs ?? now, o.closedMs ?? now);
+      this.finalize(s, now);
     } else if (grew) {
-      this.emit(t, cur, RECORD_KIND.open, 0, d, now, null);
-      this.persist(t, o);
+      this.emit(s, cur, RECORD_KIND.open, 0, d, now, null);
+      this.persist(s, o, cur);
     }
-    t.acc = counts(o);
+    sl.setAcc(s, o);
   }
 
   /** A flow history did not know: its first record counts the connection. */
-  private takeNew(t: Tracked, o: FlowObservation, final: boolean, now: number): void {
+  private takeNew(s: number, o: FlowObservation, final: boolean, now: number): void {
+    const sl = this.slots;
     const c = counts(o);
     if (final) {
       const at = o.closedMs ?? now;
-      t.flow = this.emit(t, o, RECORD_KIND.closed, 1, c, at, at); // the token was taken by observe()
-      this.finalize(t, now);
+      sl.num[s * NUM + N_FLOW] = this.emit(s, o, RECORD_KIND.closed, 1, c, at, at); // the token was taken by observe()
+      this.finalize(s, now);
     } else {
-      t.flow = this.emit(t, o, RECORD_KIND.open, 1, c, now, null);
-      t.acc = c;
-      this.persist(t, o);
+      sl.num[s * NUM + N_FLOW] = this.emit(s, o, RECORD_KIND.open, 1, c, now, null);
+      sl.setAcc(s, c);
+      this.persist(s, o, o);
     }
-    t.acc = c;
+    sl.setAcc(s, c);
   }
 
-  private finalize(t: Tracked, now: number): void {
-    t.finalized = true;
-    t.closedMs = t.last?.closedMs ?? now;
-    t.last = null;
-    this.unpersist(t);
-    this.finalized.delete(t.key);
-    this.finalized.set(t.key, t);
+  private finalize(s: number, now: number): void {
+    const sl = this.slots;
+    const b = s * NUM;
+    sl.flags[s]! |= FINALIZED;
+    const lastClosed = sl.flags[s]! & HAS_LAST ? sl.num[b + N_LCLOSED]! : NaN;
+    sl.num[b + N_CLOSED] = Number.isNaN(lastClosed) ? now : lastClosed;
+    sl.dropLast(s);
+    this.unpersist(s);
+    const key = sl.keys[s]!;
+    this.finalized.delete(key);
+    this.finalized.set(key, s);
     if (this.tracked.size > this.opts.maxTracked) {
       for (const old of this.finalized.values()) {
         if (this.tracked.size <= this.opts.maxTracked) break;
-        this.watermark = Math.max(this.watermark, old.closedMs ?? now);
+        this.watermark = Math.max(this.watermark, nullable(sl.num[old * NUM + N_CLOSED]!) ?? now);
         this.forget(old);
         this.stats.evicted++;
       }
@@ -381,17 +559,23 @@ export class Accountant {
   }
 
   /** The flow's persisted open-flow row (if any) goes. */
-  private unpersist(t: Tracked): void {
-    if (!t.persisted) return;
-    this.out.open.set(t.key, null);
-    this.out.forget.push(t.flow);
-    t.persisted = false;
+  private unpersist(s: number): void {
+    const sl = this.slots;
+    if (!(sl.flags[s]! & PERSISTED)) return;
+    this.out.open.set(sl.keys[s]!, null);
+    this.out.forget.push(sl.num[s * NUM + N_FLOW]!);
+    sl.flags[s]! &= ~PERSISTED;
   }
 
-  private persist(t: Tracked, o: FlowObservation): void {
-    if (t.persisted) this.out.forget.push(t.flow); // the row written before is replaced
-    t.persisted = true;
-    this.out.open.set(t.key, { key: t.key, flow: t.flow, firstMs: t.firstMs, acc: counts(o), last: t.last ?? o });
+  /** Persists the open flow in slot `s`: `o` its counts now (all recorded), `last` its
+   * latest observation with the owner details earlier ones had. */
+  private persist(s: number, o: FlowObservation, last: FlowObservation): void {
+    const sl = this.slots;
+    const b = s * NUM;
+    if (sl.flags[s]! & PERSISTED) this.out.forget.push(sl.num[b + N_FLOW]!); // the row written before is replaced
+    sl.flags[s]! |= PERSISTED;
+    const key = sl.keys[s]!;
+    this.out.open.set(key, { key, flow: sl.num[b + N_FLOW]!, firstMs: sl.num[b + N_FIRST]!, acc: counts(o), last });
   }
 
   /**
@@ -504,13 +688,13 @@ export class Accountant {
     };
   }
 
-  /** Appends a record of `t`, described by observation `o`; returns its id. */
-  private emit(t: Tracked, o: FlowObservation, kind: RecordKind, conns: number, c: Counts, at: number, endMs: number | null): number {
+  /** Appends a record of the flow in slot `s`, described by observation `o`; returns its id. */
+  private emit(s: number, o: FlowObservation, kind: RecordKind, conns: number, c: Counts, at: number, endMs: number | null): number {
     if (kind === RECORD_KIND.rollup) {
       this.rollup(o, c, at, 0);
       return 0;
     }
-    const r = this.record(o, kind, conns, c, at, endMs, t.flow);
+    const r = this.record(o, kind, conns, c, at, endMs, this.slots.num[s * NUM + N_FLOW]!);
     this.out.records.push(r);
     return r.id;
   }
@@ -539,18 +723,20 @@ export class Accountant {
   }
 }
 
-/** The latest observation, keeping owner details an earlier one had and this one lacks
+/** The latest observation, keeping owner details the slot's last one had and this one lacks
  * (close events carry no executable or cgroup; listings do). */
-function mergeOwner(prev: FlowObservation, o: FlowObservation): FlowObservation {
+function mergeOwner(sl: Slots, s: number, o: FlowObservation): FlowObservation {
   if (o.exe !== null && o.cgroupId !== null && o.direction !== null && o.interface !== null) return o;
+  const st = sl.strs;
+  const c = s * STR;
   return {
     ...o,
-    exe: o.exe ?? prev.exe,
-    cgroupId: o.cgroupId ?? prev.cgroupId,
-    unit: o.unit ?? prev.unit ?? null,
-    direction: o.direction ?? prev.direction,
-    interface: o.interface ?? prev.interface,
-    attributedBy: o.attributedBy ?? prev.attributedBy,
-    remoteName: o.remoteName ?? prev.remoteName ?? null,
+    exe: o.exe ?? st[c + S_EXE] ?? null,
+    cgroupId: o.cgroupId ?? st[c + S_CGROUP] ?? null,
+    unit: o.unit ?? st[c + S_UNIT] ?? null,
+    direction: o.direction ?? st[c + S_DIR] ?? null,
+    interface: o.interface ?? st[c + S_IFACE] ?? null,
+    attributedBy: o.attributedBy ?? st[c + S_HOW] ?? null,
+    remoteName: o.remoteName ?? st[c + S_NAME] ?? null,
   };
 }

@@ -4,7 +4,7 @@
 // and a connection counts once. Clock and counts are the test's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Accountant, RecordIds, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
+import { Accountant, RecordIds, type AccountantOptions, type OpenFlowRow } from '../../../../daemon/src/history/accountant.js';
 import { RECORD_KIND, recordTime, type FlowObservation, type FlowRecord } from '../../../../daemon/src/history/types.js';
 
 const T0 = Date.UTC(2026, 10, 30, 14, 0, 0);
@@ -239,4 +239,105 @@ test('incremental listings: an idle flow they do not show stays open; one gone f
   assert.equal(a.trackedCount, 2, '40010 (missed one full listing) and 40012 (first seen within the tolerance of the notice)');
   a.leftTable('tcp 198.18.0.1 40099 198.18.0.2 443', goneAt, goneAt); // never known: nothing
   assert.equal(a.drain().records.length, 0);
+});
+
+test('random lives of flows on few tuples (reuse, growth, closes, evictions, restarts): every flow recorded once with exactly the counts it was seen with; the store\'s rows by flow id equal the rows by key', () => {
+  // Seeded: the same sequence every run. Few tuples and a small maxTracked, so tracking
+  // slots are freed and reused all the time (the accountant keeps flows in slots).
+  let seed = 0x5eed;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const K = 40;
+  const opts: AccountantOptions = { detailPerSec: 1e9, detailBurst: 1e9, maxTracked: 25, reuseToleranceMs: 2000 };
+  interface Life { port: number; firstMs: number; tx: number; rx: number; closedMs: number | null; seenTx: number; seenRx: number; goneAt: number | null }
+  const lives: Life[] = [];
+  const onTuple: Array<Life | null> = new Array(K).fill(null);
+  let ids = new RecordIds();
+  let a = new Accountant(ids, opts);
+  const records: FlowRecord[] = [];
+  const byKey = new Map<string, OpenFlowRow | null>();
+  const byFlow = new Map<number, OpenFlowRow>();
+  const recorded = new Set<number>();
+  const drain = () => {
+    const ws = a.drain();
+    records.push(...ws.records);
+    for (const r of ws.records) recorded.add(r.flow);
+    for (const [k, v] of ws.open) byKey.set(k, v);
+    for (const f of ws.forget) {
+      assert.ok(recorded.has(f), `forget names a flow history recorded (${f})`);
+      byFlow.delete(f);
+    }
+    for (const v of ws.open.values()) if (v) byFlow.set(v.flow, v);
+  };
+  const obs = (l: Life, now: number): FlowObservation =>
+    flow(l.port, { tx: l.tx, rx: l.rx }, { firstMs: l.firstMs, lastMs: now, closedMs: l.closedMs, txPackets: l.tx, rxPackets: l.rx });
+  let now = T0;
+  for (let step = 0; step < 4000; step++) {
+    now += 50 + rnd(400);
+    const i = rnd(K);
+    const l = onTuple[i] ?? null;
+    const op = rnd(10);
+    if ((l === null || (l.closedMs !== null && l.goneAt !== null && now - l.firstMs > 5000)) && op < 4) {
+      const n: Life = { port: 43000 + i, firstMs: now, tx: 1 + rnd(50), rx: rnd(50), closedMs: null, seenTx: 0, seenRx: 0, goneAt: null };
+      lives.push(n);
+      onTuple[i] = n;
+      if (rnd(2)) {
+        a.listed(obs(n, now), now, now, false); // seen first in a listing of changes
+        n.seenTx = n.tx;
+        n.seenRx = n.rx;
+      }
+    } else if (l && l.closedMs === null && op < 7) {
+      l.tx += rnd(100);
+      l.rx += rnd(100);
+    } else if (l && l.closedMs === null && op === 7) {
+      l.closedMs = now;
+      a.close(obs(l, now), now);
+      l.seenTx = l.tx;
+      l.seenRx = l.rx;
+    }
+    if (step % 20 === 19) {
+      // A full listing: open flows, and closed ones for a minute after their close.
+      const start = now;
+      for (const x of onTuple) {
+        if (!x || x.goneAt !== null) continue;
+        if (x.closedMs !== null && now - x.closedMs > 60_000) {
+          x.goneAt = now;
+          continue;
+        }
+        a.listed(obs(x, now), now, start, true);
+        x.seenTx = x.tx;
+        x.seenRx = x.rx;
+      }
+      a.endListing(start, now, true);
+      drain();
+    }
+    if (step % 700 === 699) {
+      // A restart: what was persisted carries on.
+      drain();
+      ids = new RecordIds(ids.lastId);
+      a = new Accountant(ids, opts, recordTime(ids.lastId));
+      a.restore([...byKey.values()].filter((r): r is OpenFlowRow => r !== null), now);
+    }
+  }
+  drain();
+  assert.ok(lives.length > 200, `enough flows (${lives.length})`);
+  assert.ok(lives.filter((l) => l.closedMs !== null).length > 100, 'and closes');
+  assert.ok(records.every((r) => r.kind !== RECORD_KIND.rollup));
+  const got = new Map<string, { tx: number; rx: number; conns: number }>();
+  for (const r of records) {
+    const k = `${r.localPort} ${r.firstMs}`;
+    const g = got.get(k) ?? { tx: 0, rx: 0, conns: 0 };
+    g.tx += r.txBytes;
+    g.rx += r.rxBytes;
+    g.conns += r.conns;
+    got.set(k, g);
+  }
+  for (const l of lives) {
+    const g = got.get(`${l.port} ${l.firstMs}`) ?? { tx: 0, rx: 0, conns: 0 };
+    const seen = l.seenTx + l.seenRx > 0 || l.closedMs !== null;
+    assert.deepEqual(g, seen ? { tx: l.seenTx, rx: l.seenRx, conns: 1 } : { tx: 0, rx: 0, conns: 0 }, `flow on port ${l.port} first seen ${l.firstMs - T0}`);
+  }
+  const persistedByKey = [...byKey.values()].filter((r) => r !== null).map((r) => r.flow).sort((x, y) => x - y);
+  assert.deepEqual([...byFlow.keys()].sort((x, y) => x - y), persistedByKey, 'deleting by flow id leaves the rows that the last word per key leaves');
+  const open = lives.filter((l) => l.closedMs === null && (l.seenTx + l.seenRx > 0));
+  assert.equal(persistedByKey.length, open.length, 'one persisted row per open flow seen');
 });
