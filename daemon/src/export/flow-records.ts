@@ -52,8 +52,10 @@ export interface TrackerOptions {
 
 const sec = (ms: number) => Math.floor(ms / 1000);
 
+/** Joined, not a template literal: a Map key keeps a template's tree of concatenations
+ * alive whole (history/accountant.ts flowKey()). */
 function flowKey(proto: string, la: string, lp: number | null, ra: string, rp: number | null): string {
-  return `${proto}|${la}|${lp ?? ''}|${ra}|${rp ?? ''}`;
+  return [proto, la, lp ?? '', ra, rp ?? ''].join('|');
 }
 
 export class FlowRecordTracker {

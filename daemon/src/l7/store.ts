@@ -278,6 +278,8 @@ function copyFields(f: L7FlowFields): L7FlowFields {
   return { ...f, http: f.http ? { ...f.http } : null };
 }
 
+/** Joined, not a template literal: a Map key keeps a template's tree of concatenations
+ * alive whole (history/accountant.ts flowKey()). */
 function flowId(protocol: string, la: string, lp: number, ra: string, rp: number): string {
-  return `${protocol}|${la}|${lp}|${ra}|${rp}`;
+  return [protocol, la, lp, ra, rp].join('|');
 }
