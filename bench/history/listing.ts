@@ -11,7 +11,7 @@
 // latency (every second, a pid owning `pid-flows` flows). Builds interleaved in one run:
 // `--baseline DIR` (another checkout, built) and this one.
 //
-//   sudo node build/js/bench/history/listing.js --baseline /tmp/base [--flows 100000,1000000]
+//   sudo node build/js/bench/history/listing.js --baseline /tmp/base | --no-baseline [--flows 100000,1000000]
 //        [--interval-s 60] [--reps 1] [--pid-flows 100] [--max-minutes 40]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -65,21 +65,35 @@ async function measure(d: TestDaemon, until: number, flows: number): Promise<Win
   const stalls = await loop.stop();
   const pids = await pid.stop();
   const cpu = cpuMs(d.pid) - c0;
-  const st = (await d.call(METHODS.status)).history;
+  const full = await d.call(METHODS.status);
+  const st = full.history;
+  const res = (full as { resources?: { heapTotalBytes: number; externalBytes: number } }).resources;
   const l = (st as { listings?: { full: number; changesOnly: number; last: { full: boolean; flows: number; ms: number } | null } } | undefined)?.listings;
   return {
     cpuPct: (100 * cpu) / (performance.now() - t0), rssMax: Math.max(...rss), stallMax: Math.max(...stalls), stallP99: q(stalls, 0.99),
     pidMed: median(pids), pidMax: Math.max(...pids), pidN: pids.length,
     note: `written ${st?.records.written ?? '?'}, pending ${st?.records.pending ?? '?'}, tracked ${st?.openFlowsTracked ?? '?'}` +
-      (l ? `; listings ${l.full} full + ${l.changesOnly} changes, last ${l.last ? `${l.last.full ? 'full' : 'changes'} ${l.last.flows} flows in ${l.last.ms} ms` : '-'}` : ''),
+      (l ? `; listings ${l.full} full + ${l.changesOnly} changes, last ${l.last ? `${l.last.full ? 'full' : 'changes'} ${l.last.flows} flows in ${l.last.ms} ms` : '-'}` : '') +
+      // Where the memory is, as status says (builds that report it).
+      (st?.writerHeapBytes !== undefined ? `; writer heap ${mib(st.writerHeapBytes)} MiB, outside it ${mib(st.writerExternalBytes ?? 0)}` : '') +
+      (st?.writerCollections ? `, ${st.writerCollections} collections` : '') +
+      (st?.engineMemory ? `; DuckDB ${mib(st.engineMemory.usedBytes)} MiB` : '') +
+      (res ? `; event loop heap ${mib(res.heapTotalBytes)} MiB, outside it ${mib(res.externalBytes)}` : ''),
   };
 }
 
+const mib = (b: number) => (b / 1048576).toFixed(0);
+
 async function main(): Promise<void> {
-  if (!BASELINE) throw new Error('--baseline DIR: a built checkout to compare with (its build/js/daemon/src/main.js)');
-  const baseMain = path.resolve(BASELINE, 'build/js/daemon/src/main.js');
-  if (!fs.existsSync(baseMain)) throw new Error(`--baseline: ${baseMain} is missing (build that checkout first)`);
-  const variants = [{ name: `baseline ${path.basename(path.resolve(BASELINE))}`, main: baseMain as string | undefined }, { name: 'this build', main: undefined }];
+  // --no-baseline: this build alone (where its memory goes; not a comparison).
+  const alone = process.argv.includes('--no-baseline');
+  if (!BASELINE && !alone) throw new Error('--baseline DIR: a built checkout to compare with (its build/js/daemon/src/main.js)');
+  const baseMain = alone ? '' : path.resolve(BASELINE!, 'build/js/daemon/src/main.js');
+  if (!alone && !fs.existsSync(baseMain)) throw new Error(`--baseline: ${baseMain} is missing (build that checkout first)`);
+  const variants = [
+    ...(alone ? [] : [{ name: `baseline ${path.basename(path.resolve(BASELINE!))}`, main: baseMain as string | undefined }]),
+    { name: 'this build', main: undefined as string | undefined },
+  ];
   const rows: Array<{ flows: number; variant: string; rep: number; phase: string; w: Window }> = [];
   const load0 = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const t0 = new Date().toISOString();

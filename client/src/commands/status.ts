@@ -68,7 +68,7 @@ export function statusCommand(): Command {
         out.push('', 'HISTORY');
         out.push(`  ${h.state}: ${h.file}, ${bytes(h.sizeBytes)} of ${bytes(h.maxBytes)}, ${h.retentionDays} days; records from ${h.oldestRecordAt ?? '-'} to ${h.newestRecordAt ?? '-'}`);
         out.push(`  records written ${h.records.written}, rolled up ${h.records.rolledUp}, pending ${h.records.pending} (oldest waiting ${h.records.lagMs ?? 0} ms), dropped ${h.records.dropped}`);
-        if (h.writerHeapBytes !== undefined) out.push(`  writer: ${h.openFlowsTracked} open flows tracked, heap ${bytes(h.writerHeapBytes)}`);
+        if (h.writerHeapBytes !== undefined) out.push(`  writer: ${h.openFlowsTracked} open flows tracked, heap ${bytes(h.writerHeapBytes)}${h.writerCollections ? `, ${h.writerCollections} collections after large writes` : ''}`);
         const j = h.journal;
         if (j) {
           const r = j.replayed;

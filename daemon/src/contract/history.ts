@@ -188,6 +188,9 @@ export interface HistoryStatus {
   /** Memory outside that heap held by the writer thread's objects (the batches it
    * received, buffers), bytes. */
   writerExternalBytes?: number;
+  /** Full collections of the writer thread's heap it asked for itself, after write sets of
+   * 50,000 rows or more (a first listing of a big flow table), two at a time. */
+  writerCollections?: number;
   /** DuckDB's own account of its memory (`duckdb_memory()`), and its limit as it prints it
    * (`history.memoryLimitMB`: 256 MB is "244.1 MiB"); refreshed every few seconds. */
   engineMemory?: { usedBytes: number; limit: string };

@@ -38,6 +38,8 @@ export interface HistoryOptions {
   journalSync?: boolean;
   threads?: number;
   memoryLimit?: string;
+  /** Write sets of this many rows are followed by collections of the writer's heap (writer.ts; tests lower it). */
+  collectAfterRows?: number;
   /** Told about problems once each (pino's warn/error fit). */
   log?: { warn(msg: string): void; error(msg: string): void };
 }
@@ -120,6 +122,7 @@ export class History {
         maxPending: o.maxPending ?? HISTORY_DEFAULTS.maxPending, retryMs: o.retryMs ?? HISTORY_DEFAULTS.retryMs,
         commitIntervalMs: o.commitIntervalMs, commitRecords: o.commitRecords, journalMaxBytes: o.journalMaxBytes, journal: o.journal, journalSync: o.journalSync,
         maintainMs: o.maintainMs ?? HISTORY_DEFAULTS.maintainMs, statusMs: o.statusMs ?? HISTORY_DEFAULTS.statusMs,
+        collectAfterRows: o.collectAfterRows,
       },
     });
     w.unref();

@@ -2,12 +2,19 @@
 // The writer thread: the event loop posts packed observations and queries; everything that
 // touches the database (accounting, writes, retention, queries) runs here, so a slow disk,
 // a checkpoint or a one-second query never holds the daemon's event loop.
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HistoryWriter, type WriterOptions } from './writer.js';
 import type { ToWorker, FromWorker } from './protocol.js';
 
 const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number; statusMs: number };
 const w = new HistoryWriter(opts);
+// V8's gc() for the writer's collections after large write sets (writer.ts collectGarbage):
+// the flag is process-wide, and gives gc() to contexts created after it, as this one.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as unknown;
+if (typeof gc === 'function') w.collectGarbage = gc as () => void;
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 w.onOpen = () => send({ type: 'opened' });

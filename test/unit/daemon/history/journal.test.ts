@@ -197,7 +197,7 @@ test('status.writerHeapBytes is the writer thread\'s heap: it grows with the flo
   after(() => h.stop());
   while (h.status().state !== 'ok' || h.status().writerHeapBytes === undefined) await new Promise((r) => setTimeout(r, 10));
   const heap0 = h.status().writerHeapBytes!;
-  // The event loop's heap grows by far more than the writer's (about 1 KB per tracked flow)
+  // The event loop's heap grows by far more than the writer's (a few hundred bytes per tracked flow)
   // and must not show.
   const main0 = v8.getHeapStatistics().used_heap_size;
   const ballast = Array.from({ length: 6_000_000 }, (_, i) => ({ i }));
@@ -220,4 +220,29 @@ test('status.writerHeapBytes is the writer thread\'s heap: it grows with the flo
   const grew = h.status().writerHeapBytes! - heap0;
   assert.ok(grew > N * 50, `the writer's heap grew by ${grew} bytes for ${N} tracked flows`);
   assert.ok(grew < mainGrew / 2, `not by the event loop's ballast (${grew} bytes; the event loop's heap grew by ${mainGrew} for ${ballast.length} objects)`);
+});
+
+test('the writer thread collects its heap after a large write set (V8\'s gc() reached it): status.writerCollections', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-gc-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // A lower threshold than the daemon's 50,000 rows: 2,000 closes in detail make 2,000 rows.
+  const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, flushMs: 50, statusMs: 100, commitIntervalMs: 3_600_000, detailFlowsPerSec: 1e9, accountant: { detailBurst: 1e9 }, collectAfterRows: 1000 });
+  after(() => h.stop());
+  while (h.status().state !== 'ok') await new Promise((r) => setTimeout(r, 10));
+  assert.equal(h.status().writerCollections, 0);
+  const now = Date.now();
+  for (let k = 0; k < 2000; k++) {
+    h.recordClose({
+      proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 1024 + k, remoteAddr: '198.18.0.2', remotePort: 443,
+      interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 77, comm: 'q', uid: 0, exe: null, cgroupId: null,
+      firstMs: now - 3, lastMs: now, closedMs: now, txBytes: k, rxBytes: k, txPackets: 1, rxPackets: 1,
+    }, now);
+  }
+  await h.flush();
+  const t0 = Date.now();
+  while ((h.status().writerCollections ?? 0) < 2) {
+    if (Date.now() - t0 > 10_000) throw new Error(`no collections: ${JSON.stringify(h.status())}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(h.status().records.written, 2000);
 });

@@ -147,3 +147,45 @@ test('far beyond the detail budget: per-process, per-minute totals equal the flo
   assert.ok(shownClosed > 0);
   await w.close();
 });
+
+test('a write set of LARGE_WRITE_ROWS rows or more is followed by two collections of the heap a second apart, at most once a minute; smaller ones by none', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-writer-gc-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, now: () => T0 + 3_600_000 });
+  await w.open();
+  const calls: number[] = [];
+  w.collectGarbage = () => calls.push(performance.now());
+  const p = new ObservationPacker();
+  const listing = (from: number, n: number) => {
+    for (let i = from; i < from + n; i++) {
+      p.add(OP.listed, {
+        proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 1024 + (i % 60000), remoteAddr: `198.19.${(i >> 8) & 255}.${i & 255}`, remotePort: 443,
+        interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 7, comm: 'c', uid: 0, exe: null, cgroupId: null,
+        firstMs: T0, lastMs: T0, closedMs: null, txBytes: 10, rxBytes: 10, txPackets: 1, rxPackets: 1,
+      }, T0 + 3_600_000, CHANGES_ONLY);
+      if ((i - from) % 5000 === 4999) w.ingest(p.take()!);
+    }
+    const b = p.take();
+    if (b) w.ingest(b);
+  };
+  // Small: 1,000 open flows (2,000 rows: their records and open rows).
+  listing(0, 1000);
+  await w.flush();
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(calls.length, 0, 'no collection after a small write set');
+  // Large: 30,000 new open flows, 60,000 rows in one write set.
+  const t0 = performance.now();
+  listing(1000, 30_000);
+  await w.flush();
+  const written = performance.now();
+  for (let i = 0; i < 100 && calls.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(calls.length, 2, 'two collections');
+  assert.ok(calls[0]! >= written + 900 && calls[1]! - calls[0]! >= 900, `a second after the write, then a second apart (${(calls[0]! - t0).toFixed(0)}, ${(calls[1]! - t0).toFixed(0)} ms)`);
+  assert.equal(w.status().writerCollections, 2);
+  // Another large one within the minute: none.
+  listing(31_000, 30_000);
+  await w.flush();
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(calls.length, 2, 'at most once a minute');
+  await w.close();
+});
