@@ -223,12 +223,46 @@ export interface OpenFlowRow {
 
 export interface WriteSet {
   records: FlowRecord[];
-  /** Open-flow state to persist: the row, or null to forget the key (the last word wins). */
-  open: Map<string, OpenFlowRow | null>;
+  /** Open-flow state to persist, as the store keeps it: the flow's row (openRow()), or null
+   * to forget the key (the last word wins). */
+  open: Map<string, FlowRecord | null>;
   /** Flows (ids of their first records) whose persisted open-flow row goes: replaced by a
    * row in `open`, or forgotten. The store deletes these before it writes `open`, so that a
    * first listing of 100,000 new flows deletes nothing. */
   forget: number[];
+}
+
+/**
+ * An open flow's persisted state as a record row (the store's open_rows): `id` and `flow`
+ * the flow's id, kind open, the counts already recorded, `firstMs` the flow's first-seen as
+ * history first knew it, `endMs` its last-seen; owner and path as a record's. One object
+ * per open flow in a write set (a first listing of a million flows holds a million).
+ */
+export function openRow(flow: number, firstMs: number, acc: Counts, o: FlowObservation): FlowRecord {
+  return {
+    id: flow, flow, kind: RECORD_KIND.open, conns: 0,
+    pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null,
+    proto: PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), family: o.family === 'ipv4' ? 4 : 6,
+    localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
+    interface: o.interface, direction: o.direction, attributedBy: o.attributedBy,
+    firstMs, endMs: o.lastMs,
+    txBytes: acc.txBytes, rxBytes: acc.rxBytes, txPackets: acc.txPackets, rxPackets: acc.rxPackets,
+    remoteName: o.remoteName ?? null, attrs: o.attrs ?? null,
+  };
+}
+
+/** What restore() takes for a persisted row (openRow()). */
+export function openFlowOf(r: FlowRecord): OpenFlowRow {
+  const acc = { txBytes: r.txBytes, rxBytes: r.rxBytes, txPackets: r.txPackets, rxPackets: r.rxPackets };
+  const last: FlowObservation = {
+    proto: PROTO_NAMES[r.proto] ?? String(r.proto), family: r.family === 4 ? 'ipv4' : 'ipv6',
+    localAddr: r.localAddr, localPort: r.localPort, remoteAddr: r.remoteAddr, remotePort: r.remotePort,
+    interface: r.interface, direction: r.direction, attributedBy: r.attributedBy,
+    pid: r.pid, comm: r.comm, uid: r.uid, exe: r.exe, cgroupId: r.cgroupId, unit: r.unit ?? null,
+    firstMs: r.firstMs, lastMs: r.endMs ?? r.firstMs, closedMs: null, ...acc,
+    remoteName: r.remoteName, attrs: r.attrs,
+  };
+  return { key: flowKey(last), flow: r.flow, firstMs: r.firstMs, acc, last };
 }
 
 /** Strictly increasing record ids (time in ms * 1024 + n). A record older than the last
@@ -575,7 +609,7 @@ export class Accountant {
     if (sl.flags[s]! & PERSISTED) this.out.forget.push(sl.num[b + N_FLOW]!); // the row written before is replaced
     sl.flags[s]! |= PERSISTED;
     const key = sl.keys[s]!;
-    this.out.open.set(key, { key, flow: sl.num[b + N_FLOW]!, firstMs: sl.num[b + N_FIRST]!, acc: counts(o), last });
+    this.out.open.set(key, openRow(sl.num[b + N_FLOW]!, sl.num[b + N_FIRST]!, o, last));
   }
 
   /**

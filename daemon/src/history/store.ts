@@ -31,7 +31,7 @@ import {
   BIGINT, DuckDBInstance, INTEGER, UBIGINT, UHUGEINT, UINTEGER, USMALLINT, UTINYINT, VARCHAR,
   type DuckDBConnection, type DuckDBType, type DuckDBValue,
 } from '@duckdb/node-api';
-import { PROTO_NAMES, PROTO_NUMBERS, flowKey, type OpenFlowRow, type WriteSet } from './accountant.js';
+import { PROTO_NAMES, openFlowOf, openRow, type OpenFlowRow, type WriteSet } from './accountant.js';
 import { cidrRange, fromStored, toStored } from './addr.js';
 import { CHUNK_ROWS, ColumnBuf, makeChunk, setU128 } from './chunk.js';
 import {
@@ -62,24 +62,6 @@ const MIGRATIONS: string[] = [
   RECORDS_DDL('open_rows'),
 ];
 
-/**
- * An open flow's persisted state as a record row of open_rows: `id` and `flow` the flow's
- * id, `kind` open, the counts already recorded (the accountant's acc), `first_ms` the flow's
- * first-seen as history first knew it, `end_ms` its last-seen; owner and path as a record's.
- */
-function openRecord(u: OpenFlowRow): FlowRecord {
-  const o = u.last;
-  return {
-    id: u.flow, flow: u.flow, kind: RECORD_KIND.open, conns: 0,
-    pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null,
-    proto: PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), family: o.family === 'ipv4' ? 4 : 6,
-    localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
-    interface: o.interface, direction: o.direction, attributedBy: o.attributedBy,
-    firstMs: u.firstMs, endMs: o.lastMs,
-    txBytes: u.acc.txBytes, rxBytes: u.acc.rxBytes, txPackets: u.acc.txPackets, rxPackets: u.acc.rxPackets,
-    remoteName: o.remoteName ?? null, attrs: o.attrs ?? null,
-  };
-}
 
 /** A partition: r<n> (records, unless dropped by the size limit) and m<n> (minutes). */
 interface Part {
@@ -264,7 +246,10 @@ export class HistoryStore {
     // Schema 1's open flows, one JSON text each, into open_rows.
     await this.loadProcs();
     await this.loadLabels();
-    const rows = (await this.rows('SELECT state FROM open_flows')).map((r) => openRecord(JSON.parse(r.state as string) as OpenFlowRow));
+    const rows = (await this.rows('SELECT state FROM open_flows')).map((r) => {
+      const u = JSON.parse(r.state as string) as OpenFlowRow;
+      return openRow(u.flow, u.firstMs, u.acc, u.last);
+    });
     const newProcs: Array<[number, FlowRecord]> = [];
     const fresh: Array<[number, string]> = [];
     const procOf = this.procIdsOf(rows, newProcs);
@@ -378,20 +363,18 @@ export class HistoryStore {
     const open = (await this.rows(`SELECT o.flow, o.first_ms, o.end_ms, o.proto, o.family, o.laddr4, o.laddr6, o.lport, o.raddr4, o.raddr6, o.rport,
         o.iface, o.direction, o.attributed_by, o.tx_bytes, o.rx_bytes, o.tx_packets, o.rx_packets, o.remote_name, o.attrs,
         p.pid, p.comm, p.uid, p.exe, p.cgroup_id, p.unit
-      FROM open_rows o LEFT JOIN procs p ON p.id = o.proc ORDER BY o.flow`)).map((x): OpenFlowRow => {
-      const acc = { txBytes: n(x.tx_bytes), rxBytes: n(x.rx_bytes), txPackets: n(x.tx_packets), rxPackets: n(x.rx_packets) };
-      const last: FlowObservation = {
-        proto: PROTO_NAMES[n(x.proto)] ?? String(n(x.proto)), family: n(x.family) === 4 ? 'ipv4' : 'ipv6',
-        localAddr: fromStored(x.laddr4, x.laddr6), localPort: x.lport === null ? null : n(x.lport),
-        remoteAddr: fromStored(x.raddr4, x.raddr6), remotePort: x.rport === null ? null : n(x.rport),
-        interface: this.labelName(x.iface), direction: this.labelName(x.direction), attributedBy: this.labelName(x.attributed_by),
-        pid: x.pid === null ? null : n(x.pid), comm: (x.comm as string | null) ?? null, uid: x.uid === null ? null : n(x.uid),
-        exe: (x.exe as string | null) ?? null, cgroupId: (x.cgroup_id as string | null) ?? null, unit: (x.unit as string | null) ?? null,
-        firstMs: n(x.first_ms), lastMs: x.end_ms === null ? n(x.first_ms) : n(x.end_ms), closedMs: null, ...acc,
-        remoteName: (x.remote_name as string | null) ?? null, attrs: (x.attrs as string | null) ?? null,
-      };
-      return { key: flowKey(last), flow: n(x.flow), firstMs: n(x.first_ms), acc, last };
-    });
+      FROM open_rows o LEFT JOIN procs p ON p.id = o.proc ORDER BY o.flow`)).map((x) => openFlowOf({
+      id: n(x.flow), flow: n(x.flow), kind: RECORD_KIND.open, conns: 0,
+      pid: x.pid === null ? null : n(x.pid), comm: (x.comm as string | null) ?? null, uid: x.uid === null ? null : n(x.uid),
+      exe: (x.exe as string | null) ?? null, cgroupId: (x.cgroup_id as string | null) ?? null, unit: (x.unit as string | null) ?? null,
+      proto: n(x.proto), family: n(x.family) === 4 ? 4 : 6,
+      localAddr: fromStored(x.laddr4, x.laddr6), localPort: x.lport === null ? null : n(x.lport),
+      remoteAddr: fromStored(x.raddr4, x.raddr6), remotePort: x.rport === null ? null : n(x.rport),
+      interface: this.labelName(x.iface), direction: this.labelName(x.direction), attributedBy: this.labelName(x.attributed_by),
+      firstMs: n(x.first_ms), endMs: x.end_ms === null ? null : n(x.end_ms),
+      txBytes: n(x.tx_bytes), rxBytes: n(x.rx_bytes), txPackets: n(x.tx_packets), rxPackets: n(x.rx_packets),
+      remoteName: (x.remote_name as string | null) ?? null, attrs: (x.attrs as string | null) ?? null,
+    }));
     const seq = await this.rows(`SELECT value FROM meta WHERE key = 'journal_seq'`);
     return { lastId, watermark: lastId ? Math.floor(lastId / ID_SHIFT) : -Infinity, open, journalSeq: seq.length ? Number(seq[0]!.value) : 0 };
   }
@@ -419,7 +402,7 @@ export class HistoryStore {
     const newLabels: Array<[number, string]> = [];
     const procOf = this.procIdsOf(ws.records, newProcs);
     const openRows: FlowRecord[] = [];
-    for (const u of ws.open.values()) if (u !== null) openRows.push(openRecord(u));
+    for (const u of ws.open.values()) if (u !== null) openRows.push(u);
     const openProcOf = this.procIdsOf(openRows, newProcs);
     try {
       await c.run('BEGIN');

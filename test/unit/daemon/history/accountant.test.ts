@@ -4,7 +4,7 @@
 // and a connection counts once. Clock and counts are the test's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Accountant, RecordIds, type AccountantOptions, type OpenFlowRow } from '../../../../daemon/src/history/accountant.js';
+import { Accountant, RecordIds, openFlowOf, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
 import { RECORD_KIND, recordTime, type FlowObservation, type FlowRecord } from '../../../../daemon/src/history/types.js';
 
 const T0 = Date.UTC(2026, 10, 30, 14, 0, 0);
@@ -128,11 +128,11 @@ test('after a restart: open flows carry on from what was recorded; closed flows 
   a.listed(flow(40006, { tx: 1000, rx: 1000 }), T0, T0);
   a.close(closed(40007, { tx: 5, rx: 5 }, T0 + 500), T0 + 500);
   const first = a.drain();
-  assert.equal(first.open.get('tcp 198.18.0.1 40006 198.18.0.2 443')?.acc.txBytes, 1000, 'what is recorded of the open flow is persisted');
+  assert.equal(first.open.get('tcp 198.18.0.1 40006 198.18.0.2 443')?.txBytes, 1000, 'what is recorded of the open flow is persisted');
   // The store persisted first.open; the new run restores it, with the last record's time
   // as watermark.
   const b = new Accountant(new RecordIds(ids.lastId), OPTS, recordTime(ids.lastId));
-  b.restore([...first.open.values()].filter((r) => r !== null), T0 + 60_000);
+  b.restore([...first.open.values()].filter((r) => r !== null).map(openFlowOf), T0 + 60_000);
   b.listed(flow(40006, { tx: 4000, rx: 1000 }), T0 + 60_000, T0 + 60_000);
   b.listed(closed(40007, { tx: 5, rx: 5 }, T0 + 500), T0 + 60_000, T0 + 60_000); // closed before the crash, written
   b.listed(closed(40008, { tx: 7, rx: 7 }, T0 + 50_000), T0 + 60_000, T0 + 60_000); // closed while the daemon was down
@@ -254,8 +254,8 @@ test('random lives of flows on few tuples (reuse, growth, closes, evictions, res
   let ids = new RecordIds();
   let a = new Accountant(ids, opts);
   const records: FlowRecord[] = [];
-  const byKey = new Map<string, OpenFlowRow | null>();
-  const byFlow = new Map<number, OpenFlowRow>();
+  const byKey = new Map<string, FlowRecord | null>();
+  const byFlow = new Map<number, FlowRecord>();
   const recorded = new Set<number>();
   const drain = () => {
     const ws = a.drain();
@@ -315,7 +315,7 @@ test('random lives of flows on few tuples (reuse, growth, closes, evictions, res
       drain();
       ids = new RecordIds(ids.lastId);
       a = new Accountant(ids, opts, recordTime(ids.lastId));
-      a.restore([...byKey.values()].filter((r): r is OpenFlowRow => r !== null), now);
+      a.restore([...byKey.values()].filter((r): r is FlowRecord => r !== null).map(openFlowOf), now);
     }
   }
   drain();

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { Accountant, RecordIds, type OpenFlowRow, type WriteSet } from '../../../../daemon/src/history/accountant.js';
+import { Accountant, RecordIds, openFlowOf, type OpenFlowRow, type WriteSet } from '../../../../daemon/src/history/accountant.js';
 import { FILE_NAME, HistoryStore } from '../../../../daemon/src/history/store.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
@@ -36,7 +36,7 @@ function obs(i: number, tx: number, extra: Partial<FlowObservation> = {}): FlowO
 /** What a restore must give for the persisted rows: the last word per key, nulls gone. */
 function expected(sets: WriteSet[]): OpenFlowRow[] {
   const m = new Map<string, OpenFlowRow | null>();
-  for (const ws of sets) for (const [k, v] of ws.open) m.set(k, v);
+  for (const ws of sets) for (const [k, v] of ws.open) m.set(k, v && openFlowOf(v));
   return [...m.values()].filter((v): v is OpenFlowRow => v !== null).sort((a, b) => a.flow - b.flow);
 }
 
