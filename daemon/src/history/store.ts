@@ -35,7 +35,7 @@ import { PROTO_NAMES, openFlowOf, openRow, type OpenFlowRow, type WriteSet } fro
 import { cidrRange, fromStored, toStored } from './addr.js';
 import { CHUNK_ROWS, ColumnBuf, makeChunk, setU128 } from './chunk.js';
 import {
-  ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowObservation, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
+  ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
   type HistoryTotals, type RecordKind,
 } from './types.js';
 
