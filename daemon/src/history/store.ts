@@ -62,7 +62,6 @@ const MIGRATIONS: string[] = [
   RECORDS_DDL('open_rows'),
 ];
 
-
 /** A partition: r<n> (records, unless dropped by the size limit) and m<n> (minutes). */
 interface Part {
   n: number;
