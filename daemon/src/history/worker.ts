@@ -11,10 +11,16 @@ import type { ToWorker, FromWorker } from './protocol.js';
 const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number; statusMs: number };
 const w = new HistoryWriter(opts);
 // V8's gc() for the writer's collections after large write sets (writer.ts collectGarbage):
-// the flag is process-wide, and gives gc() to contexts created after it, as this one.
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as unknown;
-if (typeof gc === 'function') w.collectGarbage = gc as () => void;
+// the flag is process-wide, and gives gc() to contexts created after it, as this one. A V8
+// that refuses flags after start leaves `gc` undefined: no collections, history unharmed
+// (a bare `gc` reference would throw and end this thread).
+try {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('typeof gc === "function" ? gc : undefined') as unknown;
+  if (typeof gc === 'function') w.collectGarbage = gc as () => void;
+} catch {
+  /* no collections */
+}
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 w.onOpen = () => send({ type: 'opened' });
