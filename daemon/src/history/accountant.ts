@@ -304,7 +304,6 @@ interface ProcSlot {
 
 const UNSPECIFIED = { 4: '0.0.0.0', 6: '::' } as const;
 
-const ZERO: Counts = { txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 };
 const counts = (o: Counts): Counts => ({ txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets });
 
 export class Accountant {
@@ -518,7 +517,6 @@ export class Accountant {
       sl.num[b + N_FIRST] = o.firstMs;
       sl.num[b + N_KNOWN] = listingStart !== null ? listingStart - 1 : now; // listed: known before this listing
       sl.missed[t] = listingStart !== null && full ? -1 : 0;
-      sl.setAcc(t, ZERO);
       sl.setLast(t, o);
       this.track(t);
       this.takeNew(t, o, final, now);
@@ -565,7 +563,6 @@ export class Accountant {
       this.finalize(s, now);
     } else {
       sl.num[s * NUM + N_FLOW] = this.emit(s, o, RECORD_KIND.open, 1, c, now, null);
-      sl.setAcc(s, c);
       this.persist(s, o, o);
     }
     sl.setAcc(s, c);

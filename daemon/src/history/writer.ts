@@ -649,7 +649,7 @@ export class HistoryWriter {
     };
   }
 
-  /** Writes what is queued, then closes the database. */
+  /** Two collections (collectGarbage) a second apart, unless some ran within the minute. */
   private scheduleCollection(): void {
     const gc = this.collectGarbage;
     const now = performance.now();
@@ -667,6 +667,7 @@ export class HistoryWriter {
     run(2);
   }
 
+  /** Writes what is queued, then closes the database. */
   close(): Promise<void> {
     return this.exclusive(async () => {
       await this.flushNow(true);
