@@ -35,11 +35,15 @@ test('a SIGKILL loses at most the last second, and leaves a file that opens', { 
       await new Promise((r) => setTimeout(r, 20));
     }
     await new Promise((r) => setTimeout(r, 1500 + Math.random() * 2500));
-    const lines = () => buf.trim().split('\n').map((l) => JSON.parse(l) as Line);
-    const before = lines().at(-1)!; // handed over by then, at the latest
+    const closed = new Promise((r) => child.once('close', r)); // exited, its stdout read to the end
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     const killedAt = Date.now();
+    await closed;
+    const lines = () => buf.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    // The child's last report: it writes one in the tick of each handover, before the
+    // flows can reach the writer thread, so no file can hold more than this.
+    const before = lines().filter((l) => l.event === 'fed').at(-1)!;
 
     const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30 });
     await w.open();
@@ -77,9 +81,11 @@ async function feedAndKill(dir: string, rate: number, detail: string, minMs: num
     await new Promise((r) => setTimeout(r, 20));
   }
   await new Promise((r) => setTimeout(r, minMs + Math.random() * 1000));
+  const closed = new Promise((r) => child.once('close', r)); // exited, its stdout read to the end
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   const killedAt = Date.now();
+  await closed;
   return { lines: buf.trim().split('\n').map((l) => JSON.parse(l) as Line), killedAt };
 }
 
