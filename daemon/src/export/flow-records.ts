@@ -13,6 +13,7 @@
 // `maxTracked` flows (the oldest are forgotten first, and counted).
 import { containerLabel, type CloseEventInput, type ContainerLabel, type FlowInput, type FlowRecord, type RecordKind } from './api-types.js';
 import type { HostIdentity } from './host.js';
+import { OldestFirst } from '../util/oldest.js';
 
 /** (uid_t)-1, the kernel's "no uid". */
 export const UID_UNKNOWN = 4294967295;
@@ -60,6 +61,7 @@ function flowKey(proto: string, la: string, lp: number | null, ra: string, rp: n
 
 export class FlowRecordTracker {
   private readonly tracked = new Map<string, Tracked>();
+  private readonly oldest = new OldestFirst(this.tracked);
   private readonly maxTracked: number;
   private generation = 0;
   overflow = 0;
@@ -178,8 +180,7 @@ export class FlowRecordTracker {
     this.tracked.delete(key);
     this.tracked.set(key, t); // most recently touched last
     if (this.tracked.size > this.maxTracked) {
-      const oldest = this.tracked.keys().next().value as string;
-      this.tracked.delete(oldest);
+      this.oldest.shift();
       this.overflow++;
     }
   }

@@ -29,6 +29,7 @@
 import { PROTOCOL_NUMBERS } from '../contract/common.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
+import { OldestFirst } from '../util/oldest.js';
 
 export interface AccountantOptions {
   /** Short flows per second written in detail; more are rolled up. */
@@ -316,6 +317,7 @@ export class Accountant {
   private readonly procRollups = new Map<number, ProcSlot[]>();
   /** Closed flows still tracked, oldest close first: what maxTracked evicts. */
   private readonly finalized = new Map<string, number>();
+  private readonly oldestFinalized = new OldestFirst(this.finalized);
   private tokens: number;
   private refilledAt = -Infinity;
   /** Closed flows that closed at or before this may already be written (see the header). */
@@ -333,6 +335,7 @@ export class Accountant {
    * watermark alone would take it for a flow nobody wrote. Bounded like `tracked`.
    */
   private readonly gone = new Map<string, number>();
+  private readonly oldestGone = new OldestFirst(this.gone);
 
   constructor(private readonly ids: RecordIds, private readonly opts: AccountantOptions = DEFAULT_ACCOUNTANT_OPTIONS, watermark = -Infinity) {
     this.tokens = opts.detailBurst;
@@ -400,7 +403,7 @@ export class Accountant {
       const key = sl.keys[s]!;
       this.gone.delete(key);
       this.gone.set(key, sl.num[s * NUM + N_FIRST]!);
-      if (this.gone.size > this.opts.maxTracked) this.gone.delete(this.gone.keys().next().value!);
+      if (this.gone.size > this.opts.maxTracked) this.oldestGone.shift();
     }
     this.forget(s);
   }
@@ -579,13 +582,12 @@ export class Accountant {
     const key = sl.keys[s]!;
     this.finalized.delete(key);
     this.finalized.set(key, s);
-    if (this.tracked.size > this.opts.maxTracked) {
-      for (const old of this.finalized.values()) {
-        if (this.tracked.size <= this.opts.maxTracked) break;
-        this.watermark = Math.max(this.watermark, nullable(sl.num[old * NUM + N_CLOSED]!) ?? now);
-        this.forget(old);
-        this.stats.evicted++;
-      }
+    while (this.tracked.size > this.opts.maxTracked) {
+      const old = this.oldestFinalized.shift();
+      if (old === undefined) break;
+      this.watermark = Math.max(this.watermark, nullable(sl.num[old[1] * NUM + N_CLOSED]!) ?? now);
+      this.forget(old[1]);
+      this.stats.evicted++;
     }
   }
 

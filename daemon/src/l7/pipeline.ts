@@ -12,6 +12,7 @@ import { HttpFlowParser, newHttpCounters, type HttpCounters, type HttpExchange }
 import { newStreamCounters, Stream, type StreamCounters } from './stream.js';
 import { newTlsCounters, TlsHelloParser, type TlsCounters, type TlsInfo } from './tls/hello.js';
 import { decodeL7, decodeSsl, EV_L7, EV_SSL, L7_F_SKIPPED, SSL_F_EOF, L7_KIND, recordType, type FlowKey, type L7Record, type SslRecord } from './wire.js';
+import { OldestFirst } from '../util/oldest.js';
 
 const FIN = 0x01;
 const RST = 0x04;
@@ -79,6 +80,7 @@ export class L7Pipeline {
   readonly counters: L7Counters;
   readonly dns: DnsTracker;
   private readonly conns = new Map<string, Conn>();
+  private readonly oldestConn = new OldestFirst(this.conns);
   private readonly maxConnections: number;
   private readonly idleNs: number;
 
@@ -194,7 +196,7 @@ export class L7Pipeline {
       return c;
     }
     if (this.conns.size >= this.maxConnections) {
-      const [oldId, old] = this.conns.entries().next().value!;
+      const [oldId, old] = this.oldestConn.shift()!;
       this.counters.connectionsEvicted++;
       this.end(oldId, old, tsNs);
     }

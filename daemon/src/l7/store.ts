@@ -7,6 +7,7 @@ import type { ResolverCache } from './dns/cache.js';
 import type { DnsQueryRecord } from './dns/tracker.js';
 import type { HttpEvent, TlsEvent } from './pipeline.js';
 import { tlsVersionName } from './tls/hello.js';
+import { OldestFirst } from '../util/oldest.js';
 
 export interface DnsFilter {
   pid?: number;
@@ -81,6 +82,7 @@ export class L7Store {
   private readonly http: Ring<HttpRequest>;
   /** Names each flow took when first looked at (kept after the cache entry expires). */
   private readonly flowNames = new Map<string, L7FlowFields>();
+  private readonly oldestName = new OldestFirst(this.flowNames);
   private readonly maxFlowNames: number;
   /**
    * Flows with an HTTP summary, counted by their port pair (TCP): processes() asks per flow
@@ -246,11 +248,18 @@ export class L7Store {
   }
 
   private dropEntry(k: string): void {
-    if (this.flowNames.get(k)?.http) {
+    const f = this.flowNames.get(k);
+    if (f === undefined) return;
+    this.flowNames.delete(k);
+    this.dropped(k, f);
+  }
+
+  /** `f`, the entry of `k`, left flowNames: its HTTP summary goes with it. */
+  private dropped(k: string, f: L7FlowFields): void {
+    if (f.http) {
       this.countPorts(k, -1);
       this.httpFlows.delete(k);
     }
-    this.flowNames.delete(k);
   }
 
   private countPorts(k: string, by: 1 | -1): void {
@@ -265,7 +274,10 @@ export class L7Store {
   private flowEntry(k: string): L7FlowFields {
     let f = this.flowNames.get(k);
     if (!f) {
-      if (this.flowNames.size >= this.maxFlowNames) this.dropEntry(this.flowNames.keys().next().value!);
+      if (this.flowNames.size >= this.maxFlowNames) {
+        const [ok, of] = this.oldestName.shift()!;
+        this.dropped(ok, of);
+      }
       f = { ...NO_L7_FLOW_FIELDS };
       this.flowNames.set(k, f);
     }

@@ -10,6 +10,7 @@
 // other process's names out. Two indexes over the same entries: per process (lookups,
 // per-process eviction) and one global insertion order (global eviction), both Maps, whose
 // iteration order is insertion order: re-inserting an entry moves it to the young end.
+import { OldestFirst } from '../../util/oldest.js';
 
 export interface NameEntry {
   pid: number;
@@ -43,6 +44,7 @@ const key = (pid: number, address: string): string => `${pid}|${address}`;
 export class ResolverCache {
   private readonly byProc = new Map<number, Map<string, NameEntry>>();
   private readonly order = new Map<string, NameEntry>();
+  private readonly oldest = new OldestFirst(this.order);
   private readonly maxEntries: number;
   private readonly maxPerProcess: number;
   private readonly minTtlMs: number;
@@ -86,7 +88,7 @@ export class ResolverCache {
       this.order.set(k, e);
       this.added++;
       while (this.order.size > this.maxEntries) {
-        this.remove(this.order.values().next().value!);
+        this.remove(this.oldest.shift()![1]);
         this.evicted++;
       }
     }

@@ -11,6 +11,7 @@
 // upstream query and answer are a second, separate pair, the stub's own.
 import { DNS_TYPE, parseDnsMessage, rcodeName, resolvedAddresses, typeName, type DnsError, type DnsMessage } from './message.js';
 import type { ResolverCache } from './cache.js';
+import { OldestFirst } from '../../util/oldest.js';
 
 export interface Owner {
   pid: number;
@@ -94,6 +95,7 @@ export interface DnsTrackerOptions {
 
 export class DnsTracker {
   private readonly pending = new Map<string, PendingQuery>();
+  private readonly oldestPending = new OldestFirst(this.pending);
   private readonly maxPending: number;
   private readonly timeoutNs: number;
 
@@ -132,8 +134,7 @@ export class DnsTracker {
       this.pending.set(k, { meta, record });
       if (this.pending.size > this.maxPending) {
         c.pendingOverflow++;
-        const [oldest, p] = this.pending.entries().next().value!;
-        this.pending.delete(oldest);
+        const [, p] = this.oldestPending.shift()!;
         this.report(p.record, true);
       }
       return;

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// The history writer's accountant alone (no thread, no store): CPU per close event kept in
+// detail, from the first close to well past `maxTracked` tracked flows (65,536 by default),
+// where every close evicts the oldest closed flow. This build's accountant and, with
+// `--baseline DIR` (another checkout, built), that build's, in the same process, interleaved
+// run by run; medians of `--runs`. Closes: distinct tuples, 600 processes, 10 per ms of
+// close time, drained every 1,000 closes as the writer does per batch.
+//
+//   node build/js/bench/history/accountant.js [--baseline /tmp/base] [--closes 300000] [--runs 3]
+import path from 'node:path';
+import Table from 'cli-table3';
+import { machine, median, numArg } from '../lib/harness.js';
+import { strArg } from '../lib/proc.js';
+import type { FlowObservation } from '../../daemon/src/history/types.js';
+
+const CLOSES = numArg('closes', 300_000);
+const RUNS = numArg('runs', 3);
+const SEGMENT = 50_000;
+const BASELINE = strArg('baseline');
+
+interface AccountantLike { close(o: FlowObservation, now: number): void; drain(): unknown }
+type Make = () => AccountantLike;
+
+async function loader(buildRoot: string): Promise<Make> {
+  const m = (await import(path.join(buildRoot, 'daemon/src/history/accountant.js'))) as {
+    Accountant: new (ids: unknown, opts: object) => AccountantLike;
+    RecordIds: new () => unknown;
+    DEFAULT_ACCOUNTANT_OPTIONS: object;
+  };
+  return () => new m.Accountant(new m.RecordIds(), { ...m.DEFAULT_ACCOUNTANT_OPTIONS, detailPerSec: 1e9, detailBurst: 1e9 });
+}
+
+function observation(i: number, base: number): FlowObservation {
+  const t = base + i / 10;
+  return {
+    proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 1024 + (i % 60_000), remoteAddr: `198.18.${Math.floor(i / 60_000)}.2`, remotePort: 443,
+    interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 1000 + (i % 600), comm: `c${i % 600}`, uid: 0, exe: '/usr/bin/c', cgroupId: null,
+    firstMs: t - 3, lastMs: t, closedMs: t, txBytes: i + 1000, rxBytes: 2 * i, txPackets: 3, rxPackets: 4,
+  };
+}
+
+/** us per close in each segment of SEGMENT closes. */
+function run(make: Make): number[] {
+  const a = make();
+  const base = Date.now();
+  const out: number[] = [];
+  let t = performance.now();
+  for (let i = 0; i < CLOSES; i++) {
+    a.close(observation(i, base), base + i / 10);
+    if (i % 1000 === 999) a.drain();
+    if ((i + 1) % SEGMENT === 0) {
+      const now = performance.now();
+      out.push(((now - t) * 1000) / SEGMENT);
+      t = now;
+    }
+  }
+  return out;
+}
+
+const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const builds: Array<[string, Make]> = [['this build', await loader(here)]];
+if (BASELINE) builds.push([`baseline (${BASELINE})`, await loader(path.join(path.resolve(BASELINE), 'build/js'))]);
+const results = builds.map(() => [] as number[][]);
+for (let r = 0; r < RUNS; r++) builds.forEach(([, make], b) => results[b]!.push(run(make)));
+
+console.log(`bench/history/accountant - ${machine()}`);
+console.log(`${CLOSES} closes in detail (distinct tuples, 600 processes), maxTracked ${65_536} (the default), medians of ${RUNS} runs, us of CPU per close`);
+const table = new Table({ head: ['closes', ...builds.map(([n]) => n), ...(builds.length > 1 ? ['ratio'] : [])], style: { head: [], border: [] } });
+for (let s = 0; s < CLOSES / SEGMENT; s++) {
+  const med = results.map((runs) => median(runs.map((x) => x[s]!)));
+  table.push([`${s * SEGMENT + 1}-${(s + 1) * SEGMENT}`, ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
+}
+console.log(table.toString());
