@@ -4,9 +4,13 @@
 // where every close evicts the oldest closed flow. This build's accountant and, with
 // `--baseline DIR` (another checkout, built), that build's, in the same process, interleaved
 // run by run; medians of `--runs`. Closes: distinct tuples, 600 processes, 10 per ms of
-// close time, drained every 1,000 closes as the writer does per batch.
+// close time, drained every 1,000 closes as the writer does per batch. Then listings: three
+// full listings of `--listing-flows` open flows whose counts grow between them (each a record
+// and an open row per flow), CPU per listed flow (a first listing of a million-flow table is
+// the daemon's worst minute: docs/history.md "Listings").
 //
-//   node build/js/bench/history/accountant.js [--baseline /tmp/base] [--closes 300000] [--runs 3]
+//   node build/js/bench/history/accountant.js [--baseline /tmp/base] [--closes 300000]
+//        [--listing-flows 300000] [--runs 3]
 import path from 'node:path';
 import Table from 'cli-table3';
 import { machine, median, numArg } from '../lib/harness.js';
@@ -16,9 +20,15 @@ import type { FlowObservation } from '../../daemon/src/history/types.js';
 const CLOSES = numArg('closes', 300_000);
 const RUNS = numArg('runs', 3);
 const SEGMENT = 50_000;
+const LISTING_FLOWS = numArg('listing-flows', 300_000);
 const BASELINE = strArg('baseline');
 
-interface AccountantLike { close(o: FlowObservation, now: number): void; drain(): unknown }
+interface AccountantLike {
+  close(o: FlowObservation, now: number): void;
+  listed(o: FlowObservation, now: number, listingStart: number, full?: boolean): void;
+  endListing(listingStart: number, now: number, full?: boolean): void;
+  drain(): unknown;
+}
 type Make = () => AccountantLike;
 
 async function loader(buildRoot: string): Promise<Make> {
@@ -28,6 +38,29 @@ async function loader(buildRoot: string): Promise<Make> {
     DEFAULT_ACCOUNTANT_OPTIONS: object;
   };
   return () => new m.Accountant(new m.RecordIds(), { ...m.DEFAULT_ACCOUNTANT_OPTIONS, detailPerSec: 1e9, detailBurst: 1e9 });
+}
+
+/** Open flow i at listing k: counts grow by k. */
+function openFlow(i: number, k: number, base: number): FlowObservation {
+  return { ...observation(i, base), firstMs: base, lastMs: base + k, closedMs: null, txBytes: 1000 + k, rxBytes: 2000 + k, txPackets: 3 + k, rxPackets: 4 + k };
+}
+
+/** us per listed flow in each of three full listings. */
+function listings(make: Make): number[] {
+  const a = make();
+  const base = Date.now() - 300_000;
+  const out: number[] = [];
+  const flows = Array.from({ length: LISTING_FLOWS }, (_, i) => i);
+  for (let k = 0; k < 3; k++) {
+    const start = base + 1000 + k * 60_000;
+    const obs = flows.map((i) => openFlow(i, k, base));
+    const t = performance.now();
+    for (const o of obs) a.listed(o, start + 10, start, true);
+    a.endListing(start, start + 20, true);
+    a.drain();
+    out.push(((performance.now() - t) * 1000) / LISTING_FLOWS);
+  }
+  return out;
 }
 
 function observation(i: number, base: number): FlowObservation {
@@ -61,7 +94,11 @@ const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 const builds: Array<[string, Make]> = [['this build', await loader(here)]];
 if (BASELINE) builds.push([`baseline (${BASELINE})`, await loader(path.join(path.resolve(BASELINE), 'build/js'))]);
 const results = builds.map(() => [] as number[][]);
-for (let r = 0; r < RUNS; r++) builds.forEach(([, make], b) => results[b]!.push(run(make)));
+const listed = builds.map(() => [] as number[][]);
+for (let r = 0; r < RUNS; r++) {
+  builds.forEach(([, make], b) => results[b]!.push(run(make)));
+  builds.forEach(([, make], b) => listed[b]!.push(listings(make)));
+}
 
 console.log(`bench/history/accountant - ${machine()}`);
 console.log(`${CLOSES} closes in detail (distinct tuples, 600 processes), maxTracked ${65_536} (the default), medians of ${RUNS} runs, us of CPU per close`);
@@ -71,3 +108,9 @@ for (let s = 0; s < CLOSES / SEGMENT; s++) {
   table.push([`${s * SEGMENT + 1}-${(s + 1) * SEGMENT}`, ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
 }
 console.log(table.toString());
+const lt = new Table({ head: [`full listing of ${LISTING_FLOWS} open flows, us per flow`, ...builds.map(([n]) => n), ...(builds.length > 1 ? ['ratio'] : [])], style: { head: [], border: [] } });
+for (let k = 0; k < 3; k++) {
+  const med = listed.map((runs) => median(runs.map((x) => x[k]!)));
+  lt.push([k === 0 ? 'first (every flow new)' : `then (counts grew), #${k + 1}`, ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
+}
+console.log(lt.toString());
