@@ -478,7 +478,7 @@ export class Accountant {
     if (o.exe !== null && o.cgroupId !== null && o.unit !== null && o.unit !== undefined) return o;
     const k = this.owners.get(o.pid);
     if (!k || k.comm !== o.comm) return o;
-    return { ...o, exe: o.exe ?? k.exe, cgroupId: o.cgroupId ?? k.cgroupId, unit: o.unit ?? k.unit };
+    return withOwner(o, o.exe ?? k.exe, o.cgroupId ?? k.cgroupId, o.unit ?? k.unit, o.direction, o.interface, o.attributedBy, o.remoteName ?? null);
   }
 
   private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null, full = true): void {
@@ -768,19 +768,19 @@ function mergeOwner(sl: Slots, s: number, o: FlowObservation): FlowObservation {
   if (o.exe !== null && o.cgroupId !== null && o.direction !== null && o.interface !== null) return o;
   const st = sl.strs;
   const c = s * STR;
-  // Written out, not spread: a spread of this many fields cost 2.7 us per listed flow.
+  return withOwner(o, o.exe ?? st[c + S_EXE] ?? null, o.cgroupId ?? st[c + S_CGROUP] ?? null, o.unit ?? st[c + S_UNIT] ?? null,
+    o.direction ?? st[c + S_DIR] ?? null, o.interface ?? st[c + S_IFACE] ?? null, o.attributedBy ?? st[c + S_HOW] ?? null, o.remoteName ?? st[c + S_NAME] ?? null);
+}
+
+/** `o` with these owner and path fields. Written out, not spread: a spread of this many
+ * fields cost 2.7 us per listed flow. */
+function withOwner(o: FlowObservation, exe: string | null, cgroupId: string | null, unit: string | null,
+  direction: string | null, iface: string | null, how: string | null, remoteName: string | null): FlowObservation {
   return {
     proto: o.proto, family: o.family, localAddr: o.localAddr, localPort: o.localPort, remoteAddr: o.remoteAddr, remotePort: o.remotePort,
-    interface: o.interface ?? st[c + S_IFACE] ?? null,
-    direction: o.direction ?? st[c + S_DIR] ?? null,
-    attributedBy: o.attributedBy ?? st[c + S_HOW] ?? null,
-    pid: o.pid, comm: o.comm, uid: o.uid,
-    exe: o.exe ?? st[c + S_EXE] ?? null,
-    cgroupId: o.cgroupId ?? st[c + S_CGROUP] ?? null,
-    unit: o.unit ?? st[c + S_UNIT] ?? null,
+    interface: iface, direction, attributedBy: how, pid: o.pid, comm: o.comm, uid: o.uid, exe, cgroupId, unit,
     firstMs: o.firstMs, lastMs: o.lastMs, closedMs: o.closedMs,
     txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets,
-    remoteName: o.remoteName ?? st[c + S_NAME] ?? null,
-    attrs: o.attrs ?? null,
+    remoteName, attrs: o.attrs ?? null,
   };
 }
