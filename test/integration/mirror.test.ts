@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Mirror sessions end to end (issue 13): the real daemon in host `mon` watches its link to
 // `peer`; `ebpfmonctl mirror add` sends copies to a collector in host `coll`, which
-// decapsulates them with the kernel's own VXLAN (and GRETAP) device. Truths: tcpdump on the
+// decapsulates them with the kernel's own VXLAN (and GRETAP) device, over IPv4 and (VXLAN,
+// ip6gretap) over IPv6. Truths: tcpdump on the
 // monitored interface (the frames, byte for byte, that the collector's tcpdump must see on
 // its decapsulating device), and the session counters against both. The copies continue
 // while the daemon is killed with SIGKILL (pinned), the restarted daemon takes the session
@@ -138,6 +139,65 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
       await stop(dst3);
       assert.equal(readPcapRecords(file(`${encap}-after.pcap`)).records.length, 0, 'copies after remove');
       assert.equal((await daemon!.call('mirror.list')).mirrors.length, 0);
+    });
+  }
+
+  // IPv6 toward the collector: the tunnels do not fragment what the host sends, so a copy
+  // longer than the path allows arrives cut to fit, counted in tooBig and truncated
+  // (docs/capture.md "Mirror"). ICMP and UDP only: a GSO TCP packet becomes one cut frame,
+  // which no tcpdump on the wire sees as such.
+  for (const encap of ['vxlan', 'gre'] as const) {
+    test(`${encap} over IPv6: frames that fit arrive byte for byte, longer ones cut to fit and counted${encap === 'gre' ? ' (a kernel without IPv6 GRE: a clear refusal instead)' : ''}`, async () => {
+      const name = `m6-${encap}`;
+      const dev = encap === 'vxlan' ? 'vx6' : 'gt6';
+      const id = encap === 'vxlan' ? '8' : '6';
+      const made = await coll.exec('ip', ['link', 'add', dev, 'type', encap === 'vxlan' ? 'vxlan' : 'ip6gretap', ...(encap === 'vxlan'
+        ? ['id', id, 'dstport', '4789', 'local', collLink.b.ip6, 'nolearning']
+        : ['local', collLink.b.ip6, 'remote', collLink.a.ip6, 'key', id])], { allowFail: true });
+      if (made.code !== 0) {
+        assert.equal(encap, 'gre', `the collector's vxlan device over IPv6: ${made.stderr}`);
+        const r = await ctl(['mirror', 'add', name, '--to', collLink.b.ip6, '--encap', 'gre', EXPR], { socket: daemon!.socketPath });
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /cannot make ip6gretap devices .*CONFIG_IPV6_GRE/);
+        return;
+      }
+      await coll.exec('ip', ['link', 'set', dev, 'mtu', '9000', 'up']);
+      await coll.exec('ethtool', ['-K', dev, 'gro', 'off']);
+      const added = await mirrorCtl(['add', name, '--to', collLink.b.ip6, '--encap', encap, '--vni', id, '-i', link.a.ifname, EXPR]);
+      assert.match(added, /: active$/m);
+      const view = (JSON.parse(await mirrorCtl(['list', '--json'])) as { mirrors: Array<{ name: string; pathMtu: number | null; device: string }> }).mirrors.find((m) => m.name === name)!;
+      assert.equal(view.device, encap === 'vxlan' ? 'emon-vxlan' : 'emon-gre6');
+      assert.equal(view.pathMtu, 1500, 'the path to the collector: the lab link');
+      // The frame (from its Ethernet header) that fits: path MTU less outer IPv6 and the
+      // encapsulation (VXLAN: UDP and its header; GRE with a key: 8).
+      const fit = view.pathMtu - 40 - (encap === 'vxlan' ? 16 : 8);
+
+      const src = await tcpdump(mon, link.a.ifname, file(`${encap}6-src.pcap`));
+      const dst = await tcpdump(coll, dev, file(`${encap}6-dst.pcap`), true);
+      await mon.exec('ping', ['-c', '3', '-i', '0.2', '-s', '1472', link.b.ip4]); // 1514-byte frames: cut
+      await mon.exec('ping', ['-c', '2', '-i', '0.2', '-s', '1000', link.b.ip4]);
+      await mon.exec('ping', ['-6', '-c', '2', '-i', '0.2', '-s', '1400', link.b.ip6]); // 1462: cut over VXLAN and GRE
+      const u = jsonLines(mon.spawn(process.execPath, [PEER, 'udp-client', link.b.ip4, '9001', '5', '200']));
+      await u.next((o) => o.event === 'done', 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      await stop(src);
+      await stop(dst);
+      const c = await stats(name);
+
+      const truth = file(`${encap}6-truth.pcap`);
+      execFileSync('tcpdump', ['-r', file(`${encap}6-src.pcap`), '-w', truth, EXPR], { stdio: 'pipe' });
+      const frames = readPcapRecords(truth).records;
+      const want = frames.map((r) => ({ ...r, data: r.data.subarray(0, Math.min(r.data.length, fit)) }));
+      const got = readPcapRecords(file(`${encap}6-dst.pcap`)).records;
+      const cut = frames.filter((r) => r.data.length > fit).length;
+      assert.ok(cut >= 6 && cut < frames.length, `frames longer than ${fit} among the selected: ${cut} of ${frames.length}`);
+      const d = frameDiff(want, got);
+      assert.deepEqual({ missing: d.onlyA.length, extra: d.onlyB.length }, { missing: 0, extra: 0 },
+        `monitored ${frames.length} frames (${cut} over ${fit}), collector ${got.length}; first missing ${d.onlyA[0]?.slice(0, 120)}; first extra ${d.onlyB[0]?.slice(0, 120)}; counters ${JSON.stringify(c)}`);
+      assert.deepEqual({ matched: c.matched, mirrored: c.mirrored, tooBig: c.tooBig, truncated: c.truncated, failed: c.failed },
+        { matched: frames.length, mirrored: frames.length, tooBig: cut, truncated: cut, failed: 0 });
+      assert.equal(c.mirroredBytes, want.reduce((n, r) => n + r.data.length, 0), 'bytes as they left: cut frames at their cut length');
+      await mirrorCtl(['remove', name]);
     });
   }
 });
