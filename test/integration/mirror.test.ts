@@ -156,6 +156,9 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
         : ['local', collLink.b.ip6, 'remote', collLink.a.ip6, 'key', id])], { allowFail: true });
       if (made.code !== 0) {
         assert.equal(encap, 'gre', `the collector's vxlan device over IPv6: ${made.stderr}`);
+        // Only for kernels without GRE: one with gretap has ip6gretap too (Debian's 6.1 in
+        // test/e2e/kernel-6.1 loads both modules), so the real path cannot be skipped there.
+        assert.equal(gre, false, `gretap works here, ip6gretap does not: ${made.stderr}`);
         const r = await ctl(['mirror', 'add', name, '--to', collLink.b.ip6, '--encap', 'gre', EXPR], { socket: daemon!.socketPath });
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, /cannot make ip6gretap devices .*CONFIG_IPV6_GRE/);
