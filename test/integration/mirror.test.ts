@@ -145,8 +145,11 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
   // IPv6 toward the collector: the tunnels do not fragment what the host sends, so a copy
   // longer than the path allows arrives cut to fit, counted in tooBig and truncated
   // (docs/capture.md "Mirror"). ICMP and UDP only: a GSO TCP packet becomes one cut frame,
-  // which no tcpdump on the wire sees as such.
-  for (const encap of ['vxlan', 'gre'] as const) {
+  // which no tcpdump on the wire sees as such. In the 6.1 guest (EBPFMON_CAPTURE_QUICK,
+  // emulated: about 15 s a test) only GRE, which this machine's kernel cannot run; VXLAN over
+  // IPv6 runs here.
+  const v6Encaps = process.env.EBPFMON_CAPTURE_QUICK === '1' ? (['gre'] as const) : (['vxlan', 'gre'] as const);
+  for (const encap of v6Encaps) {
     test(`${encap} over IPv6: frames that fit arrive byte for byte, longer ones cut to fit and counted${encap === 'gre' ? ' (a kernel without IPv6 GRE: a clear refusal instead)' : ''}`, async () => {
       const name = `m6-${encap}`;
       const dev = encap === 'vxlan' ? 'vx6' : 'gt6';
