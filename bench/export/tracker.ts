@@ -6,9 +6,8 @@
 // in that build, interleaved in one process; medians of `--runs`.
 //
 //   node build/js/bench/export/tracker.js [--baseline /tmp/base] [--max 1000000] [--closes 200000] [--runs 3]
-import path from 'node:path';
 import Table from 'cli-table3';
-import { machine, median, numArg } from '../lib/harness.js';
+import { machine, median, moduleBuilds, numArg, ratioRow } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
 import type { CloseEventInput } from '../../daemon/src/export/api-types.js';
 
@@ -20,10 +19,9 @@ const BASELINE = strArg('baseline');
 interface TrackerLike { closed(e: CloseEventInput): unknown; size: number }
 type Make = () => TrackerLike;
 
-async function loader(buildRoot: string): Promise<Make> {
-  const m = (await import(path.join(buildRoot, 'daemon/src/export/flow-records.js'))) as { FlowRecordTracker: new (o: object) => TrackerLike };
-  return () => new m.FlowRecordTracker({ host: { hostName: 'bench', machineId: '0'.repeat(32) }, maxTracked: MAX });
-}
+interface TrackerModule { FlowRecordTracker: new (o: object) => TrackerLike }
+
+const maker = (m: TrackerModule): Make => () => new m.FlowRecordTracker({ host: { hostName: 'bench', machineId: '0'.repeat(32) }, maxTracked: MAX });
 
 function close(i: number): CloseEventInput {
   return {
@@ -44,9 +42,7 @@ function run(make: Make): number {
   return us;
 }
 
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const builds: Array<[string, Make]> = [['this build', await loader(here)]];
-if (BASELINE) builds.push([`baseline (${BASELINE})`, await loader(path.join(path.resolve(BASELINE), 'build/js'))]);
+const builds = (await moduleBuilds<TrackerModule>('daemon/src/export/flow-records.js', BASELINE)).map(([n, m]): [string, Make] => [n, maker(m)]);
 const results = builds.map(() => [] as number[]);
 for (let r = 0; r < RUNS; r++) builds.forEach(([, make], b) => results[b]!.push(run(make)));
 
@@ -54,5 +50,5 @@ console.log(`bench/export/tracker - ${machine()}`);
 console.log(`${MAX} flows tracked, then ${CLOSES} closes of new flows (each evicts the oldest), medians of ${RUNS} runs`);
 const table = new Table({ head: ['', ...builds.map(([n]) => n), ...(builds.length > 1 ? ['ratio'] : [])], style: { head: [], border: [] } });
 const med = results.map((x) => median(x));
-table.push(['us of CPU per close event, tracker full', ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
+table.push(ratioRow('us of CPU per close event, tracker full', med));
 console.log(table.toString());

@@ -11,9 +11,8 @@
 //
 //   node build/js/bench/history/accountant.js [--baseline /tmp/base] [--closes 300000]
 //        [--listing-flows 300000] [--runs 3]
-import path from 'node:path';
 import Table from 'cli-table3';
-import { machine, median, numArg } from '../lib/harness.js';
+import { machine, median, moduleBuilds, numArg, ratioRow } from '../lib/harness.js';
 import { strArg } from '../lib/proc.js';
 import type { FlowObservation } from '../../daemon/src/history/types.js';
 
@@ -31,14 +30,13 @@ interface AccountantLike {
 }
 type Make = () => AccountantLike;
 
-async function loader(buildRoot: string): Promise<Make> {
-  const m = (await import(path.join(buildRoot, 'daemon/src/history/accountant.js'))) as {
-    Accountant: new (ids: unknown, opts: object) => AccountantLike;
-    RecordIds: new () => unknown;
-    DEFAULT_ACCOUNTANT_OPTIONS: object;
-  };
-  return () => new m.Accountant(new m.RecordIds(), { ...m.DEFAULT_ACCOUNTANT_OPTIONS, detailPerSec: 1e9, detailBurst: 1e9 });
+interface AccountantModule {
+  Accountant: new (ids: unknown, opts: object) => AccountantLike;
+  RecordIds: new () => unknown;
+  DEFAULT_ACCOUNTANT_OPTIONS: object;
 }
+
+const maker = (m: AccountantModule): Make => () => new m.Accountant(new m.RecordIds(), { ...m.DEFAULT_ACCOUNTANT_OPTIONS, detailPerSec: 1e9, detailBurst: 1e9 });
 
 /** Open flow i at listing k: counts grow by k. */
 function openFlow(i: number, k: number, base: number): FlowObservation {
@@ -90,9 +88,7 @@ function run(make: Make): number[] {
   return out;
 }
 
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const builds: Array<[string, Make]> = [['this build', await loader(here)]];
-if (BASELINE) builds.push([`baseline (${BASELINE})`, await loader(path.join(path.resolve(BASELINE), 'build/js'))]);
+const builds = (await moduleBuilds<AccountantModule>('daemon/src/history/accountant.js', BASELINE)).map(([n, m]): [string, Make] => [n, maker(m)]);
 const results = builds.map(() => [] as number[][]);
 const listed = builds.map(() => [] as number[][]);
 for (let r = 0; r < RUNS; r++) {
@@ -105,12 +101,12 @@ console.log(`${CLOSES} closes in detail (distinct tuples, 600 processes), maxTra
 const table = new Table({ head: ['closes', ...builds.map(([n]) => n), ...(builds.length > 1 ? ['ratio'] : [])], style: { head: [], border: [] } });
 for (let s = 0; s < CLOSES / SEGMENT; s++) {
   const med = results.map((runs) => median(runs.map((x) => x[s]!)));
-  table.push([`${s * SEGMENT + 1}-${(s + 1) * SEGMENT}`, ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
+  table.push(ratioRow(`${s * SEGMENT + 1}-${(s + 1) * SEGMENT}`, med));
 }
 console.log(table.toString());
 const lt = new Table({ head: [`full listing of ${LISTING_FLOWS} open flows, us per flow`, ...builds.map(([n]) => n), ...(builds.length > 1 ? ['ratio'] : [])], style: { head: [], border: [] } });
 for (let k = 0; k < 3; k++) {
   const med = listed.map((runs) => median(runs.map((x) => x[k]!)));
-  lt.push([k === 0 ? 'first (every flow new)' : `then (counts grew), #${k + 1}`, ...med.map((v) => v.toFixed(2)), ...(med.length > 1 ? [(med[0]! / med[1]!).toFixed(2)] : [])]);
+  lt.push(ratioRow(k === 0 ? 'first (every flow new)' : `then (counts grew), #${k + 1}`, med));
 }
 console.log(lt.toString());

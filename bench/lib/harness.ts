@@ -141,3 +141,18 @@ export function machine(): string {
   const cpus = os.cpus();
   return `${cpus.length} x ${cpus[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
 }
+
+/** One module of this build and, with `--baseline DIR` (another checkout, built), the same
+ * module of that build, for benches that run both in one process: `[name, module]` pairs,
+ * this build first. `rel`: the module's path under build/js. */
+export async function moduleBuilds<M>(rel: string, baseline: string | undefined): Promise<Array<[string, M]>> {
+  const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  const out: Array<[string, M]> = [['this build', (await import(path.join(here, rel))) as M]];
+  if (baseline) out.push([`baseline (${baseline})`, (await import(path.join(path.resolve(baseline), 'build/js', rel))) as M]);
+  return out;
+}
+
+/** A table row: the label, each build's figure, and this build's over the baseline's. */
+export function ratioRow(label: string, figures: number[], digits = 2): string[] {
+  return [label, ...figures.map((v) => v.toFixed(digits)), ...(figures.length > 1 ? [(figures[0]! / figures[1]!).toFixed(2)] : [])];
+}

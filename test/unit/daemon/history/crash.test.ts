@@ -25,25 +25,11 @@ test('a SIGKILL loses at most the last second, and leaves a file that opens', { 
   for (let round = 0; round < 3; round++) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-crash-'));
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const child = spawn(process.execPath, [CHILD, dir, String(RATE)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    after(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
-    let buf = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (buf += d));
-    const t0 = Date.now();
-    while (!buf.includes('"started"')) {
-      if (Date.now() - t0 > 30_000) throw new Error(`child did not start: ${buf}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await new Promise((r) => setTimeout(r, 1500 + Math.random() * 2500));
-    const closed = new Promise((r) => child.once('close', r)); // exited, its stdout read to the end
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    const killedAt = Date.now();
-    await closed;
-    const lines = () => buf.trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const { lines, killedAt } = await feedAndKill(dir, RATE, '', 1500, 2500);
+    const reports = lines.filter((l) => l.event === 'fed');
     // The child's last report: it writes one in the tick of each handover, before the
     // flows can reach the writer thread, so no file can hold more than this.
-    const before = lines().filter((l) => l.event === 'fed').at(-1)!;
+    const before = reports.at(-1)!;
 
     const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30 });
     await w.open();
@@ -59,7 +45,6 @@ test('a SIGKILL loses at most the last second, and leaves a file that opens', { 
     const mins = await w.query({ since: 0, until: Date.now() + 60_000, limit: 10, by: 'process' }, 'all');
     assert.deepEqual(mins.totals, r.totals, 'per-minute totals add up to the flows');
     // The first flow lost was handed over after the last report that had not reached it.
-    const reports = lines().filter((l) => l.event === 'fed');
     const lastBefore = [...reports].reverse().find((l) => l.fed! <= kept);
     const lostFrom = lastBefore?.t ?? 0;
     assert.ok(before.fed! >= kept, 'nothing appears that was not handed over');
@@ -69,8 +54,9 @@ test('a SIGKILL loses at most the last second, and leaves a file that opens', { 
 });
 
 /** Kills a child feeding `rate` flows/s (`all`: every flow in detail) at a random moment
- * after `minMs`; returns the child's report lines and when it was killed. */
-async function feedAndKill(dir: string, rate: number, detail: string, minMs: number): Promise<{ lines: Line[]; killedAt: number }> {
+ * `minMs` to `minMs + spanMs` after it started; returns every report line it wrote (its
+ * stdout read to the end) and when it was killed. */
+async function feedAndKill(dir: string, rate: number, detail: string, minMs: number, spanMs = 1000): Promise<{ lines: Line[]; killedAt: number }> {
   const child = spawn(process.execPath, [CHILD, dir, String(rate), detail], { stdio: ['ignore', 'pipe', 'inherit'] });
   after(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
   let buf = '';
@@ -80,7 +66,7 @@ async function feedAndKill(dir: string, rate: number, detail: string, minMs: num
     if (Date.now() - t0 > 30_000) throw new Error(`child did not start: ${buf}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  await new Promise((r) => setTimeout(r, minMs + Math.random() * 1000));
+  await new Promise((r) => setTimeout(r, minMs + Math.random() * spanMs));
   const closed = new Promise((r) => child.once('close', r)); // exited, its stdout read to the end
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
