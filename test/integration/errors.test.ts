@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, type Host } from '../helpers/lab.js';
-import { privileged, scaled } from '../helpers/privileged.js';
+import { hostOnlyTest, privileged, scaled } from '../helpers/privileged.js';
 import { DAEMON_MAIN, OBJECT_DIR, daemonOnce, startDaemon, writeConfig } from '../helpers/daemon.js';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { BpfError } from '../../daemon/src/bpf/errors.js';
@@ -41,7 +41,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     return dir;
   }
 
-  test('a missing BPF object names the file and how to get it', async () => {
+  hostOnlyTest('a missing BPF object names the file and how to get it', async () => {
     const dir = objectDirWith(null);
     const cfg = writeConfig(lab.tmpdir(), path.join(lab.tmpdir(), 's.sock'), lab.pinPath('missing'), { bpfObjectDir: dir });
     const r = await runExpectingFailure(host, cfg);
@@ -49,7 +49,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     assert.match(r.stderr, /^ebpfmon: cannot load the BPF programs: opening flows\.bpf\.o at .*flows\.bpf\.o: ENOENT; build it with `npm run build`/);
   });
 
-  test('a corrupt BPF object names the file and says it is not a BPF object', async () => {
+  hostOnlyTest('a corrupt BPF object names the file and says it is not a BPF object', async () => {
     const dir = objectDirWith(Buffer.from('\x7fELF this is not really an object file'.padEnd(4096, '\0')));
     const cfg = writeConfig(lab.tmpdir(), path.join(lab.tmpdir(), 's.sock'), lab.pinPath('corrupt'), { bpfObjectDir: dir });
     const r = await runExpectingFailure(host, cfg);
@@ -95,7 +95,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     assert.match(r.stderr, /mounting bpffs at .*pins: EINVAL \(pin path is not on a bpf filesystem\); use a pinPath under \/sys\/fs\/bpf/);
   });
 
-  test('an invalid configuration stops start-up with exit code 2 and names key, value and expectation', async () => {
+  hostOnlyTest('an invalid configuration stops start-up with exit code 2 and names key, value and expectation', async () => {
     const dir = lab.tmpdir();
     const file = path.join(dir, 'bad.json');
     fs.writeFileSync(file, JSON.stringify({ maps: { flows: 'lots' } }));
@@ -107,7 +107,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     assert.match(missing.stderr, /nope\.json: no such configuration file/);
   });
 
-  test('probes.disable naming an alternative that does not exist: exit code 2, the name and the known ones; --check-config says the same', async () => {
+  hostOnlyTest('probes.disable naming an alternative that does not exist: exit code 2, the name and the known ones; --check-config says the same', async () => {
     const file = path.join(lab.tmpdir(), 'probes.json');
     fs.writeFileSync(file, JSON.stringify({ probes: { disable: ['socket-scan/proc', 'socket-scan/nope'] } }));
     for (const args of [[], ['--check-config']]) {

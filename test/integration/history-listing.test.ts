@@ -55,8 +55,9 @@ describe('history: incremental listings through the daemon (only the flows that 
     ({ lab, mon, peer, link } = await monitorLab());
     const dir = path.join(lab.tmpdir(), 'history');
     fs.mkdirSync(dir);
-    // Closed flows are collected 2 s after their close (the gone notices the test checks).
-    daemon = await startDaemon(mon, { config: { history: { path: dir, snapshotIntervalSec: 1 }, flows: { closedRetentionSec: 2, gcIntervalSec: 1 } } });
+    // Closed flows are collected 2 s after their close (the gone notices the test checks);
+    // commits every second, so the end's wait for nothing pending is not the default 10 s.
+    daemon = await startDaemon(mon, { config: { history: { path: dir, snapshotIntervalSec: 1, commitIntervalSec: 1 }, flows: { closedRetentionSec: 2, gcIntervalSec: 1 } } });
   });
   after(() => destroyMonitorLab(daemon, lab));
 
@@ -82,7 +83,11 @@ describe('history: incremental listings through the daemon (only the flows that 
   const count = (st: HistoryStatus) => st.listings!.full + st.listings!.changesOnly;
   const acked = (lport: number, sent: number) => tcpAcked(mon, lport, sent);
 
-  test('long flows recorded listing by listing with tcpdump\'s bytes; idle flows neither listed again nor ended; gone ones forgotten', async () => {
+  test('long flows recorded listing by listing with tcpdump\'s bytes; idle flows neither listed again nor ended; gone ones forgotten', async (t) => {
+    // Where the time went, in the report: this test took 27-80 s in CI runs of the same code.
+    const t0 = Date.now();
+    const phases: string[] = [];
+    const phase = (name: string) => phases.push(`${name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'listing.pcap'));
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '0']);
     const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
@@ -97,11 +102,13 @@ describe('history: incremental listings through the daemon (only the flows that 
       const localPort = Number((await out.next((o) => o.event === 'connected')).localPort);
       holds.push({ h, out, localPort, sent: 0 });
     }
+    phase('connected');
     // Listings show the new connections (created, handshake); the writer tracks them open.
     let st = await listings(count(await status()), 2);
     for (let i = 0; i < 100 && st.openFlowsTracked < IDLE + HOLDS; i++) st = await listings(count(st), 1);
     assert.ok(st.openFlowsTracked >= IDLE + HOLDS, `every connection tracked open (${st.openFlowsTracked})`);
 
+    phase('tracked open');
     const firstOfRounds = seen.length;
     for (let round = 0; round < ROUNDS; round++) {
       const before = st.listings!;
@@ -124,6 +131,7 @@ describe('history: incremental listings through the daemon (only the flows that 
     const sizes = seen.slice(firstOfRounds);
     assert.ok(sizes.length >= 3 * ROUNDS && sizes.every((s) => !s.full && s.flows <= HOLDS + STRAY), `listings hold only the changed flows: ${JSON.stringify(sizes)}`);
 
+    phase('rounds');
     // Close everything; the closed flows are collected 2 s later and named gone.
     for (const x of holds) {
       x.h.stdin!.write('close\n');
@@ -133,13 +141,23 @@ describe('history: incremental listings through the daemon (only the flows that 
     await new Promise((r) => (idle.exitCode !== null ? r(null) : idle.once('exit', r)));
     const goneBefore = st.listings!.gone;
     let gone = 0;
+    const firstMet: Record<string, string> = {};
+    const met = (what: string, ok: boolean) => {
+      if (ok) firstMet[what] ??= ((Date.now() - t0) / 1000).toFixed(1);
+    };
     for (let i = 0; i < 100 && (gone < IDLE + HOLDS || st.openFlowsTracked > STRAY || st.records.pending > 0); i++) {
       st = await listings(count(st), 1);
       gone = st.listings!.gone - goneBefore;
+      met('all gone', gone >= IDLE + HOLDS);
+      met('untracked', st.openFlowsTracked <= STRAY);
+      met('none pending', st.records.pending === 0);
     }
+    phases.push(`(first seen: ${Object.entries(firstMet).map(([k, v]) => `${k} ${v} s`).join(', ')})`);
     assert.ok(gone >= IDLE + HOLDS, `the collected flows were named gone (${gone})`);
     assert.ok(st.openFlowsTracked <= STRAY, `and are no longer tracked (${st.openFlowsTracked})`);
+    phase('gone');
     const pkts = await cap.stop();
+    t.diagnostic(`phases (end of each): ${phases.join(', ')}`);
 
     // Every flow's bytes in history are tcpdump's: the long ones (open records listing by
     // listing, then their close), the idle ones (listed once, then closed).
