@@ -4,8 +4,12 @@
 // of events per second (see docs/architecture.md). Layout, from kernel/bpf/ringbuf.c:
 //   page 0 (rw):  consumer position (u64)
 //   page 1 (ro):  producer position (u64)
-//   data (ro):    `size` bytes mapped twice back to back, so a record that wraps around
-//                 the end reads as one contiguous range.
+//   data (ro):    `size` bytes.
+// The kernel lets a consumer map the data twice back to back (libbpf does), so that a
+// record that wraps around the end reads as one range; this reader maps it once and copies
+// the rare record that wraps into a scratch buffer. The kernel maps every page of a ring at
+// mmap time, so the second mapping added the ring's whole size to the daemon's RSS (and to
+// Node's external memory) for pages already counted once: 16 MiB with the default ring.
 // Each record: u32 len (bit 31 BUSY: not committed yet; bit 30 DISCARD), u32 page
 // offset, then `len` bytes, padded to 8.
 //
@@ -108,6 +112,10 @@ export class RingBufReader {
   private stride = 16;
   private data!: DataView;
   private hdrs!: Int32Array;
+  /** Where a record that wraps around the ring's end is put together (grown as needed). */
+  private wrapped = new DataView(new ArrayBuffer(256));
+  private wrappedBytes = new Uint8Array(this.wrapped.buffer);
+  private ringBytes!: Uint8Array;
   private poll: ReturnType<typeof koffi.node.poll> | null = null;
   private pollArmed = false;
   private readonly onReadable = (): void => {
@@ -139,7 +147,7 @@ export class RingBufReader {
     const c = mmap(null, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, this.map.fd, 0);
     if (c === null || c === (1n << 64n) - 1n) throw new BpfError('mapping', this.map.name, lastErrno(), { detail: 'consumer page' });
     this.consumerPtr = c;
-    const p = mmap(null, PAGE + 2 * this.size, PROT_READ, MAP_SHARED, this.map.fd, PAGE);
+    const p = mmap(null, PAGE + this.size, PROT_READ, MAP_SHARED, this.map.fd, PAGE);
     if (p === null || p === (1n << 64n) - 1n) {
       const e = lastErrno();
       munmap(c, PAGE);
@@ -149,10 +157,11 @@ export class RingBufReader {
     const consBuf = koffi.view(c, PAGE);
     this.cons = new BigInt64Array(consBuf, 0, 1);
     this.cons32 = new Uint32Array(consBuf, 0, 2);
-    const prodBuf = koffi.view(p, PAGE + 2 * this.size);
+    const prodBuf = koffi.view(p, PAGE + this.size);
     this.prod32 = new Uint32Array(prodBuf, 0, 2);
-    this.data = new DataView(prodBuf, PAGE, 2 * this.size);
-    this.hdrs = new Int32Array(prodBuf, PAGE, (2 * this.size) / 4);
+    this.data = new DataView(prodBuf, PAGE, this.size);
+    this.hdrs = new Int32Array(prodBuf, PAGE, this.size / 4);
+    this.ringBytes = new Uint8Array(prodBuf, PAGE, this.size);
   }
 
   /** Starts reading on the event loop. */
@@ -228,8 +237,12 @@ export class RingBufReader {
         const dataLen = len & ~(BUSY | DISCARD);
         taken += (dataLen + HDR + 7) & ~7;
         if (!(len & DISCARD)) {
+          // Headers are 8-byte aligned in a ring of whole pages: one never wraps; the
+          // record's bytes may.
+          const start = (off + HDR) & mask;
           try {
-            handler(data, off + HDR, dataLen);
+            if (start + dataLen <= mask + 1) handler(data, start, dataLen);
+            else handler(this.unwrap(start, dataLen), 0, dataLen);
           } catch (err) {
             stats.handlerErrors++;
             this.opts.onError?.(err);
@@ -273,6 +286,20 @@ export class RingBufReader {
     if (dt > stats.maxDrainMs) stats.maxDrainMs = dt;
     this.scheduleNext(exhausted, consumed, bytes);
     return consumed;
+  }
+
+  /** A record's bytes that run past the ring's end, copied into one range. Valid until the
+   * next wrapped record: a handler keeps nothing of its view past its return (as with the
+   * ring itself, whose bytes producers reuse once the consumer position moves on). */
+  private unwrap(start: number, len: number): DataView {
+    if (this.wrappedBytes.length < len) {
+      this.wrapped = new DataView(new ArrayBuffer(Math.max(len, 2 * this.wrappedBytes.length)));
+      this.wrappedBytes = new Uint8Array(this.wrapped.buffer);
+    }
+    const first = this.size - start;
+    this.wrappedBytes.set(this.ringBytes.subarray(start, this.size), 0);
+    this.wrappedBytes.set(this.ringBytes.subarray(0, len - first), first);
+    return this.wrapped;
   }
 
   /** Decides what wakes the next drain (see the header comment). */
@@ -330,7 +357,7 @@ export class RingBufReader {
     if (this.pendingTimer) clearTimeout(this.pendingTimer);
     this.pendingImmediate = this.pendingTimer = null;
     if (this.consumerPtr !== null) munmap(this.consumerPtr, PAGE);
-    if (this.producerPtr !== null) munmap(this.producerPtr, PAGE + 2 * this.size);
+    if (this.producerPtr !== null) munmap(this.producerPtr, PAGE + this.size);
     this.consumerPtr = this.producerPtr = null;
   }
 }
