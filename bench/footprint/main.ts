@@ -22,7 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { withLab } from '../lib/lab.js';
-import { CTL_MAIN, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
+import { CTL_MAIN, DAEMON_NODE_ARGS, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { countFlows, fillFlows } from '../../test/helpers/flow-fill.js';
 import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
       console.log(table.toString());
       const d = rows.filter((r) => r.who === 'ebpfmon daemon');
       const b = rows.filter((r) => r.who === 'baseline: idle node');
-      console.log(`daemon: ${process.env.EBPFMON_DAEMON_MAIN ?? 'this build'}; history ${HISTORY ? 'on' : 'off'}; processes.list counted ${seen} flows; flow reads: ${fi ? `${fi.mode}, ${fi.fullWalks} full walks, ${fi.refreshes} refreshes reading ${fi.flowsRead} flows` : 'n/a'}`);
+      console.log(`daemon: ${process.env.EBPFMON_DAEMON_MAIN ?? 'this build'} (node ${DAEMON_NODE_ARGS.join(' ') || 'defaults'}); history ${HISTORY ? 'on' : 'off'}; processes.list counted ${seen} flows; flow reads: ${fi ? `${fi.mode}, ${fi.fullWalks} full walks, ${fi.refreshes} refreshes reading ${fi.flowsRead} flows` : 'n/a'}`);
       if (calls.length) {
         const t = new Table({ head: ['processes.list { places: 1 } at 100k flows', 'calls', 'daemon CPU ms per call', 'wall ms per call', 'reply bytes', 'rows per reply'], style: { head: [], border: [] } });
         for (const x of calls) t.push([x.kind, x.calls, x.cpuMs.toFixed(2), x.wallMs.toFixed(2), Math.round(x.bytes), Math.round(x.rows)]);

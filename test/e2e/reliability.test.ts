@@ -13,7 +13,7 @@ import path from 'node:path';
 import { type Host, type Lab, type TestUser, sh } from '../helpers/lab.js';
 import { privileged, scaled } from '../helpers/privileged.js';
 import { until as waitUntil } from '../helpers/wait.js';
-import { BUILD, CTL_MAIN, DAEMON_MAIN, ctl, daemonOnce, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, writeConfig, type TestDaemon } from '../helpers/daemon.js';
+import { BUILD, CTL_MAIN, DAEMON_MAIN, DAEMON_NODE_ARGS, ctl, daemonOnce, destroyMonitorLab, monitorLab, restartDaemon, startDaemon, writeConfig, type TestDaemon } from '../helpers/daemon.js';
 import type { Flow, StatusResult } from '../../daemon/src/contract/index.js';
 
 const HOG = path.join(BUILD, 'test/helpers/rpc-hog.js');
@@ -269,7 +269,7 @@ describe('reliability: nobody exhausts the daemon, nothing is lost silently', pr
     // Not root: one line naming what is missing, and no directory under the pin path.
     fs.chmodSync(dir, 0o755); // bob reads the config
     fs.chmodSync(cfg2, 0o644);
-    const [c, a] = mon.wrap('setpriv', [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, '--init-groups', '--', process.execPath, DAEMON_MAIN, '--config', cfg2]);
+    const [c, a] = mon.wrap('setpriv', [`--reuid=${bob.uid}`, `--regid=${bob.gid}`, '--init-groups', '--', process.execPath, ...DAEMON_NODE_ARGS, DAEMON_MAIN, '--config', cfg2]);
     const nonRoot = await sh(c, a, { allowFail: true });
     assert.equal(nonRoot.code, 1, nonRoot.stderr);
     assert.match(nonRoot.stderr, /needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN/);

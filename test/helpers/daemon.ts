@@ -15,6 +15,16 @@ export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
  * same-run baseline: main built in another worktree, docs/benchmarks.md). */
 export const DAEMON_MAIN = process.env.EBPFMON_DAEMON_MAIN ?? path.join(BUILD, 'daemon/src/main.js');
 export const CTL_MAIN = path.join(BUILD, 'client/src/main.js');
+/**
+ * Node's options for the daemon, as its launchers give them (packaging/bin/ebpfmon, `npm
+ * start`; test/unit/packaging/node-options.test.ts keeps the three equal).
+ * EBPFMON_DAEMON_NODE_ARGS (space-separated, empty for none) overrides them for a bench's
+ * before/after.
+ */
+export const LAUNCHER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];
+export const DAEMON_NODE_ARGS: readonly string[] = process.env.EBPFMON_DAEMON_NODE_ARGS !== undefined
+  ? process.env.EBPFMON_DAEMON_NODE_ARGS.split(' ').filter(Boolean)
+  : LAUNCHER_NODE_ARGS;
 /** The test peer (test/helpers/peer.ts): UDP/TCP clients and servers that report what they did. */
 export const PEER = path.join(BUILD, 'test/helpers/peer.js');
 export const OBJECT_DIR = path.resolve(BUILD, '../bpf');
@@ -117,7 +127,7 @@ export async function startDaemon(host: Host, opts: DaemonOptions = {}): Promise
   const socketPath = path.join(dir, 'ebpfmon.sock');
   const pinPath = opts.pinPath ?? host.lab.pinPath();
   const configPath = writeConfig(dir, socketPath, pinPath, opts.config);
-  const child = host.spawn(process.execPath, [opts.main ?? DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = host.spawn(process.execPath, [...DAEMON_NODE_ARGS, opts.main ?? DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const d = new TestDaemon(host, child, socketPath, pinPath, configPath);
   if (opts.wait !== false) await d.waitReady();
   return d;
@@ -125,7 +135,7 @@ export async function startDaemon(host: Host, opts: DaemonOptions = {}): Promise
 
 /** Restarts a daemon with the same files (same pins, socket, config). */
 export async function restartDaemon(prev: TestDaemon): Promise<TestDaemon> {
-  const child = prev.host.spawn(process.execPath, [DAEMON_MAIN, '--config', prev.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = prev.host.spawn(process.execPath, [...DAEMON_NODE_ARGS, DAEMON_MAIN, '--config', prev.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const d = new TestDaemon(prev.host, child, prev.socketPath, prev.pinPath, prev.configPath);
   await d.waitReady();
   return d;
@@ -156,7 +166,7 @@ export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab
  * does not exit within `timeoutMs` (default: never) is killed and reported as code -1.
  */
 export async function daemonOnce(host: Host, configPath: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(...host.wrap(process.execPath, [DAEMON_MAIN, '--config', configPath, ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...host.wrap(process.execPath, [...DAEMON_NODE_ARGS, DAEMON_MAIN, '--config', configPath, ...args]), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { DAEMON_MAIN, daemonOnce, PEER, TestDaemon, writeConfig } from '../helpers/daemon.js';
+import { DAEMON_MAIN, DAEMON_NODE_ARGS, daemonOnce, PEER, TestDaemon, writeConfig } from '../helpers/daemon.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { EventNotification } from '../../daemon/src/contract/index.js';
 
@@ -30,7 +30,7 @@ describe('daemon in its own pid namespace', privileged({ timeout: 120_000 }), ()
     const dir = lab.tmpdir();
     fs.chmodSync(dir, 0o755);
     const cfg = writeConfig(dir, path.join(dir, 'ebpfmon.sock'), lab.pinPath());
-    const child = mon.spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, DAEMON_MAIN, '--config', cfg]);
+    const child = mon.spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, ...DAEMON_NODE_ARGS, DAEMON_MAIN, '--config', cfg]);
     daemon = new TestDaemon(mon, child, path.join(dir, 'ebpfmon.sock'), lab.pinPath(), cfg);
     await daemon.waitReady();
     // The daemon is unshare's child: pid 1 of the new namespace.
