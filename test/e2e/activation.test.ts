@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_ARGS } from '../helpers/daemon.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
 import { Container, type ContainerProcess } from './nspawn/container.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
@@ -52,7 +53,7 @@ describe('socket activation in systemd: the service owns its traffic', privilege
     c = await Container.create({ binds: [root] });
     await c.writeFile('/etc/emon-test.json', JSON.stringify({ socketPath: SOCK, pinPath: PINS, bpfObjectDir: path.join(root, 'build/bpf'), interfaces: ['lo'], dbus: { enabled: false }, flows: { closedRetentionSec: 600 } }));
     await c.exec(['mkdir', '-p', '/run/emon-test']);
-    daemon = c.spawn(['node', DAEMON, '--config', '/etc/emon-test.json']);
+    daemon = c.spawn(['node', ...DAEMON_NODE_ARGS, DAEMON, '--config', '/etc/emon-test.json']);
     await daemon.waitForOutput(/"msg":"ebpfmon ready"/, 60_000);
     for (const [name, text] of Object.entries(units)) await c.writeFile(`/etc/systemd/system/${name}`, text);
     await c.systemctl(['daemon-reload']);

@@ -69,8 +69,8 @@ describe('second kernel: the integration suites on Debian 12 6.1 under qemu', pr
       runInGuest(GUEST_SCRIPT, {
         guest: guest!,
         timeoutMs: 20 * 60_000,
-        // Top-level progress only (suite starts and ends, summary); the full report is
-        // printed when a test fails.
+        // Progress: suites and tests as they end, with their times (where the guest's
+        // minutes go), and the summary; the full report is printed when a test fails.
         onOutput: (line, stream) => {
           if (stream === 'stdout' && /^ *(▶|✔|✖|ℹ) /.test(line)) qemuLog(`guest: ${line}`);
         },

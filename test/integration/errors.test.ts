@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, type Host } from '../helpers/lab.js';
 import { hostOnlyTest, privileged, scaled } from '../helpers/privileged.js';
-import { DAEMON_MAIN, OBJECT_DIR, daemonOnce, startDaemon, writeConfig } from '../helpers/daemon.js';
+import { DAEMON_MAIN, DAEMON_NODE_ARGS, OBJECT_DIR, daemonOnce, startDaemon, writeConfig } from '../helpers/daemon.js';
 import { BpfObject } from '../../daemon/src/bpf/object.js';
 import { BpfError } from '../../daemon/src/bpf/errors.js';
 
@@ -125,7 +125,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
     const pin = '/sys/fs/bpf/ebpfmon-mount-test';
     const cfg = writeConfig(lab.tmpdir(), path.join(lab.tmpdir(), 's.sock'), pin, { interfaces: ['nothing-matches'] });
     // A private mount namespace where /sys/fs/bpf is not mounted (the host keeps its own).
-    const script = `while mountpoint -q /sys/fs/bpf; do umount -l /sys/fs/bpf; done; exec ${process.execPath} ${DAEMON_MAIN} --config ${cfg}`;
+    const script = `while mountpoint -q /sys/fs/bpf; do umount -l /sys/fs/bpf; done; exec ${process.execPath} ${DAEMON_NODE_ARGS.join(' ')} ${DAEMON_MAIN} --config ${cfg}`;
     const child = host.spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script]);
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
