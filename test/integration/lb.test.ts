@@ -18,7 +18,25 @@ import {
 } from '../helpers/lb/lab.js';
 import { frame, icmpError, inspect, norm, tcpSyn, udp } from '../helpers/lb/packets.js';
 
-type Answers = { answers: Record<string, number>; errors: Record<string, number> };
+type Answers = { answers: Record<string, number>; errors: Record<string, number>; ports?: Record<string, number[]> };
+
+/**
+ * The balancer's new-flow counters against the connections the client made. The kernel
+ * counts a flow per balancing decision, per 5-tuple: a connection whose local port the
+ * client's kernel handed out again, once the earlier connection on it had closed, meets the
+ * conn table's entry for that tuple and keeps its backend without a new decision, unless the
+ * entry was evicted meanwhile (then it is decided, and counted, again). So the count lies
+ * between the distinct tuples and the connections, and equals the connections when no port
+ * was used twice (every trial here: 0 ports used twice in 5 x 1,200 connections, 16 at a
+ * time, across two namespaces). One CI run counted 202 new flows for 206 connections of one
+ * backend; whether ports were used twice then is not known: `state` says, on failure, what
+ * the balancer counted.
+ */
+function assertFlows(flows: number, ports: number[], what: string, state: string): void {
+  const tuples = new Set(ports).size;
+  if (tuples === ports.length) assert.equal(flows, ports.length, `${what}: one new flow per connection (no local port used twice); ${state}`);
+  else assert.ok(flows >= tuples && flows <= ports.length, `${what}: ${flows} new flows for ${ports.length} connections on ${tuples} distinct tuples; ${state}`);
+}
 type Asked = Array<{ conn: number; localPort: number; answer: string | null; error: string | null }>;
 type Raw = Array<{ key: string; value: string }>;
 
@@ -99,6 +117,8 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     assert.equal(total(r.answers), n);
     const v = await vipOf(vip);
     const s = await statsOf(vip);
+    const st = await call<LbStats>('stats');
+    const state = `balancer counters ${JSON.stringify(st.counters)}; conns ${JSON.stringify(st.tables)}; ${await lbState(vip)}`;
     const rows: string[] = [];
     for (const [i, w] of [1, 2, 3].entries()) {
       const share = (r.answers[name(i)] ?? 0) / n;
@@ -106,11 +126,14 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
       assert.ok(Math.abs(share - w / 6) <= 0.05, `${name(i)}: ${share} of flows, weight share ${w / 6}`);
       const b = v.backends.find((x) => x.address === be4(i))!;
       assert.ok(Math.abs(b.tableShare - w / 6) <= 0.01, `${name(i)}: table share ${b.tableShare}`);
-      // The kernel's per-backend new-flow counter equals the number of connections that backend answered.
-      assert.equal(s.backends.find((x) => x.backend === b.backend)!.flows, r.answers[name(i)], `${name(i)} flows`);
+      // The kernel's per-backend new-flow counter: the connections that backend answered.
+      assert.equal(r.ports![name(i)]!.length, r.answers[name(i)]);
+      assertFlows(s.backends.find((x) => x.backend === b.backend)!.flows, r.ports![name(i)]!, `${name(i)} flows`, state);
       rows.push(`${name(i)} w=${w}: ${(share * 100).toFixed(1)}% of flows (table ${(b.tableShare * 100).toFixed(1)}%, weight ${((w / 6) * 100).toFixed(1)}%)`);
     }
-    assert.equal(s.flows, n);
+    const all = Object.values(r.ports!).flat();
+    assertFlows(s.flows, all, 'the VIP\'s flows', state);
+    rows.push(`local ports used twice: ${all.length - new Set(all).size}`);
     t.diagnostic(rows.join('; '));
   });
 
@@ -592,7 +615,7 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     assert.deepEqual(new Set(Object.keys(r.answers)), new Set(['b1', 'b2', 'b3']));
     assert.ok(seen.split('\n').some((l) => l.includes(`> ${VIP4_DSR}.${TCP_PORT}:`)), 'the backend received packets still addressed to the VIP');
     const s = await statsOf(vip);
-    assert.equal(s.flows, 60);
+    assertFlows(s.flows, Object.values(r.ports!).flat(), 'the DSR VIP\'s flows', await lbState(vip));
     assert.equal(s.replyPackets, 0, 'replies bypass the balancer\'s translation');
   });
 });

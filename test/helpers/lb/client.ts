@@ -4,7 +4,7 @@
 // at once (a download keeps going while the test kills the balancer's daemon). Every loop
 // is bounded by a count and every wait by a timeout.
 //
-//   requests {host, port, count, localAddress?}  count new connections, GET / each: tally of answers
+//   requests {host, port, count, localAddress?}  count new connections, GET / each: tally of answers (and their local ports)
 //   open {host, port, n}                         n keep-alive connections
 //   ask {}                                       one GET / on each open connection: who answered
 //   close {}                                     closes them
@@ -21,14 +21,16 @@ type Req = { id: number; cmd: string; [k: string]: unknown };
 const send = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const tally = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
 
-function get(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<string> {
+/** One GET on a new connection: the answer's body and the connection's local port. */
+function get(host: string, port: number, localAddress: string | undefined, timeoutMs: number): Promise<{ body: string; localPort: number }> {
   return new Promise((resolve, reject) => {
     // `timeout` also covers connecting (req.setTimeout starts only once connected): a SYN
     // the balancer drops shows as ETIMEDOUT, not as a hang until the kernel gives up.
     const req = http.get({ host, port, path: '/', agent: false, timeout: timeoutMs, headers: { connection: 'close' }, ...(localAddress ? { localAddress } : {}) }, (res) => {
       const chunks: Buffer[] = [];
+      const localPort = res.socket.localPort ?? 0;
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks).toString()));
+      res.on('end', () => resolve({ body: Buffer.concat(chunks).toString(), localPort }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
@@ -41,19 +43,24 @@ async function requests(r: Req): Promise<unknown> {
   const conc = Math.min(Number(r.concurrency ?? 16), 64);
   const answers: Record<string, number> = {};
   const errors: Record<string, number> = {};
+  /** Per answer, the local ports its connections had: a port the client's kernel handed
+   * out again after the earlier connection closed makes the same 5-tuple twice. */
+  const ports: Record<string, number[]> = {};
   let next = 0;
   const worker = async () => {
     while (next < count) {
       next++;
       try {
-        tally(answers, await get(String(r.host), Number(r.port), r.localAddress as string | undefined, Number(r.timeoutMs ?? 3000)));
+        const a = await get(String(r.host), Number(r.port), r.localAddress as string | undefined, Number(r.timeoutMs ?? 3000));
+        tally(answers, a.body);
+        (ports[a.body] ??= []).push(a.localPort);
       } catch (err) {
         tally(errors, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
       }
     }
   };
   await Promise.all(Array.from({ length: conc }, worker));
-  return { answers, errors };
+  return { answers, errors, ports };
 }
 
 interface Conn {
