@@ -61,6 +61,9 @@ const RATE_CONNS = numArg('rate-conns', 50_000);
 const DEADLINE = Date.now() + numArg('max-minutes', 20) * 60_000;
 const PORT = 30_000 + (process.pid % 30_000); // unlikely to meet anyone else's traffic in tcplife's global view
 const DRAIN_MAX_MS = 15_000;
+/** How long to wait after the drain for closes the collector infers (flows.closeCheckSec +
+ * flows.gcIntervalSec at their defaults, and margin). */
+const LATE_CLOSE_MS = 18_000;
 
 
 const probeSummary = (xs: number[]): string => {
@@ -86,6 +89,8 @@ const BASELINE = strArg('baseline');
  * 10k connections/s about 100 of them): without it, the tool CPU column is the daemon's
  * cost per connection alone, as tcplife's is (tcplife is not probed).
  */
+/** Keeps each phase's truth files and the close events seen (debugging a missed close). */
+const KEEP_DIR = strArg('keep-dir');
 const LOOP_PROBE = !process.argv.includes('--no-loop-probe');
 const RING_BYTES = strArg('ring-bytes') === undefined ? undefined : numArg('ring-bytes', 0);
 const ONLY_EBPFMON = process.argv.includes('--only-ebpfmon');
@@ -295,6 +300,7 @@ class Bench {
     if (code !== 0) throw new Error(`connload exited with ${code}: ${err.trim()}`);
     const r = JSON.parse(out.trim().split('\n').pop()!) as LoadResult;
     const truth = readTruth(dir);
+    if (KEEP_DIR) fs.cpSync(dir, path.join(KEEP_DIR, path.basename(dir)), { recursive: true });
     fs.rmSync(dir, { recursive: true, force: true });
     return { r, truth };
   }
@@ -410,6 +416,18 @@ class Bench {
           await sleep(sub ? 50 : 250);
         }
         const used = cpu.read();
+        // A close the kernel did not report is inferred by the collector once the flow has
+        // been silent flows.closeCheckSec (5 s) and a collection (every 10 s) ran: wait for
+        // it, outside the CPU window.
+        const beforeLate = await received();
+        for (let n = beforeLate; n < r.made && Date.now() - lastChange < LATE_CLOSE_MS; n = await received()) {
+          if (n !== last) {
+            last = n;
+            lastChange = Date.now();
+          }
+          await sleep(250);
+        }
+        const late = (await received()) - beforeLate;
         const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
@@ -419,11 +437,12 @@ class Bench {
           const n = s1.events.received.close! - s0.events.received.close!;
           this.record(rep, 'ebpfmon-nosub', mode, r, {
             seen: n, correct: 0, lost: Math.max(0, r.made - n),
-            toolLoss: `ringbuf full ${s1.loss.ringbufFull - s0.loss.ringbufFull}, kernel probe misses ${s1.loss.probeMisses - s0.loss.probeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}`,
+            toolLoss: `ringbuf full ${s1.loss.ringbufFull - s0.loss.ringbufFull}, kernel probe misses ${s1.loss.probeMisses - s0.loss.probeMisses} (skipped runs${probeMisses(p0, p1)}; rescued ${s1.counters.stateChangesRescued! - s0.counters.stateChangesRescued!}), close events decoded ${n}, closes inferred ${s1.counters.closesInferred! - s0.counters.closesInferred!} (${late} after the drain)`,
             toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6), notes: net,
           }, undefined, undefined, variant.name);
           continue;
         }
+        if (KEEP_DIR) fs.writeFileSync(path.join(KEEP_DIR, `phase${this.phaseN - 1}.seen`), events.map((e) => `${e.port} ${e.pid}`).join('\n'));
         const seen: Multiset = new Map();
         const how = new Map<string, number>();
         for (const e of events) {
@@ -433,7 +452,7 @@ class Bench {
         const d = (f: (s: StatusResult) => number) => f(s1) - f(s0);
         this.record(rep, subscribe === 'event' ? 'ebpfmon-event' : 'ebpfmon', mode, r, {
           seen: events.length, correct: matched(truth, seen), lost: Math.max(0, r.made - events.length),
-          toolLoss: `ringbuf full ${d((s) => s.loss.ringbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.probeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, longest drain so far ${s1.events.maxDrainMs} ms`,
+          toolLoss: `ringbuf full ${d((s) => s.loss.ringbufFull)}, subscriber dropped ${d((s) => s.loss.subscriberDropped)} (+${lostNotified} notified), kernel close events ${d((s) => s.counters.closeEvents!)}, kernel probe misses ${d((s) => s.loss.probeMisses)} (skipped runs${probeMisses(p0, p1)}; rescued ${d((s) => s.counters.stateChangesRescued!)}), flows evicted ${d((s) => s.loss.flowsEvicted)}, closes inferred ${d((s) => s.counters.closesInferred!)} (${late} after the drain), longest drain so far ${s1.events.maxDrainMs} ms`,
           toolCpuMs: used.cpuMs, toolSysMs: used.sysMs, toolPct: (100 * used.cpuMs) / (r.elapsedNs / 1e6),
           notes: `${net}; by ${[...how].map(([k, v]) => `${k} ${v}`).join(', ')}`,
         }, truth, seen, variant.name);

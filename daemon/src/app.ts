@@ -164,6 +164,7 @@ export function monitorOptions(config: Config, logger: Logger, identity?: Identi
     idleTimeoutMs: config.flows.idleTimeoutSec * 1000,
     tcpIdleTimeoutMs: config.flows.tcpIdleTimeoutSec * 1000,
     gcIntervalMs: config.flows.gcIntervalSec * 1000,
+    closeCheckMs: config.flows.closeCheckSec * 1000,
     dirtyRing: config.flows.dirtyRing,
     execArgs: config.events.execArgs,
     allNamespaces: config.trackAllNamespaces,

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Btf } from '../../daemon/src/bpf/btf.js';
 import type { StructSpec } from '../../daemon/src/bpf/layout.js';
-import { ALL_STRUCTS, STAT_FLOWS_DELETED, STAT_MAX } from '../../daemon/src/monitor/wire.js';
+import { ALL_STRUCTS, STAT_CLOSES_INFERRED, STAT_FLOWS_DELETED, STAT_MAX } from '../../daemon/src/monitor/wire.js';
 import { DAEMON_COUNTERS, MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { ATTRIBUTIONS } from '../../daemon/src/contract/common.js';
 import { LINK_INFO, MAP_INFO, PROG_INFO } from '../../daemon/src/bpf/info.js';
@@ -50,7 +50,7 @@ test('every kernel counter has the name user space gives it, C to D-Bus (enum em
     assert.ok(stats, 'enum emon_stat is in flows.bpf.o BTF');
     const named = stats.filter((e) => e.name !== 'EMON_STAT_MAX');
     for (const e of named) {
-      const want = e.value === STAT_FLOWS_DELETED ? DAEMON_COUNTERS[0] : MONITOR_COUNTERS[e.value];
+      const want = e.value === STAT_FLOWS_DELETED ? 'flowsDeleted' : e.value === STAT_CLOSES_INFERRED ? 'closesInferred' : MONITOR_COUNTERS[e.value];
       assert.equal(camel(e.name, 'EMON_STAT_'), want, `${e.name} = ${e.value}`);
     }
     assert.equal(named.length, MONITOR_COUNTERS.length + DAEMON_COUNTERS.length, 'no counter without a name, no name without a counter');

@@ -19,8 +19,11 @@ export const MONITOR_COUNTERS = [
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
   'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel', 'dirtyRingFull',
 ] as const;
-/** Kept by the daemon in the same table (EMON_STAT_FLOWS_DELETED, after the kernel's). */
-export const DAEMON_COUNTERS = ['flowsDeleted'] as const;
+/** Kept by the daemon in the same table, after the kernel's: flows it deleted
+ * (EMON_STAT_FLOWS_DELETED), and TCP closes the kernel did not report that the collector
+ * inferred from the flow's packets and the kernel's socket table (EMON_STAT_CLOSES_INFERRED;
+ * docs/architecture.md, "Closes the kernel did not report"). */
+export const DAEMON_COUNTERS = ['flowsDeleted', 'closesInferred'] as const;
 export type CounterName = (typeof MONITOR_COUNTERS)[number] | (typeof DAEMON_COUNTERS)[number];
 
 import type { ProbeStatus } from './common.js';
@@ -97,6 +100,11 @@ export interface FlowIndexStatus {
   resyncs: { ringFull: number; nearFull: number };
   /** Flows in the kept copy. */
   mirrored: number;
+  /** Open TCP flows whose packets ended the connection with no close event, checked
+   * against the kernel's socket table since the daemon started: `stillOpen` had their
+   * socket (LAST_ACK or CLOSING retransmitting, or an ignored reset), `inferred` did not
+   * and got the close the kernel missed (counters.closesInferred, which survives restarts). */
+  closeChecks: { checked: number; stillOpen: number; inferred: number };
 }
 
 /** The load balancer's summary in `status`. */

@@ -15,7 +15,7 @@ import type { Flow, FlowSort, ProcessTotals } from '../contract/flows.js';
 import type { HttpFlowSummary, L7FlowFields, ProcessHttpSummary } from '../contract/l7.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
-import { cString, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
+import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
 import type { DirtyRing } from './dirty.js';
@@ -228,6 +228,11 @@ export class FlowTable {
   private readonly closedNs: bigint;
   private readonly idleNs: bigint;
   private readonly tcpIdleNs: bigint;
+  /** Silence after which an ended TCP flow without a close event is checked (reconcileCloses()). */
+  private closeCheckNs: bigint;
+  private closes: CloseReconciler | null = null;
+  /** Suspects looked at by reconcileCloses(), and what came of them (status.flowIndex). */
+  private readonly closeChecks = { checked: 0, stillOpen: 0, inferred: 0 };
 
   /**
    * `generation`: the kernel's membership counters summed (flows created, reopened,
@@ -238,13 +243,25 @@ export class FlowTable {
     private readonly map: BpfMap,
     private readonly ifname: (ifindex: number) => string | null,
     private readonly procs: ProcessInfoSource,
-    private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number; clockNs?: () => bigint },
+    private readonly opts: { closedRetentionMs: number; idleTimeoutMs: number; tcpIdleTimeoutMs: number; closeCheckMs?: number; clockNs?: () => bigint },
     private readonly identity: IdentitySource | null = null,
     private readonly generation: (() => number) | null = null,
   ) {
     this.closedNs = BigInt(opts.closedRetentionMs) * 1_000_000n;
     this.idleNs = BigInt(opts.idleTimeoutMs) * 1_000_000n;
     this.tcpIdleNs = BigInt(opts.tcpIdleTimeoutMs) * 1_000_000n;
+    this.closeCheckNs = BigInt(Math.max(opts.closeCheckMs ?? DEFAULT_CLOSE_CHECK_MS, UNVERIFIED_CLOSE_CHECK_MS)) * 1_000_000n;
+  }
+
+  /**
+   * Lets the collector report the closes the kernel did not (reconcileCloses()): `verify` asks
+   * the kernel whether a flow's socket still exists (null: it cannot tell, for flows of
+   * other network namespaces), `emit` takes the close record it builds.
+   */
+  setCloseReconciler(r: CloseReconciler): void {
+    this.closes = r;
+    const ms = r.verify ? this.opts.closeCheckMs ?? DEFAULT_CLOSE_CHECK_MS : Math.max(this.opts.closeCheckMs ?? DEFAULT_CLOSE_CHECK_MS, UNVERIFIED_CLOSE_CHECK_MS);
+    this.closeCheckNs = BigInt(ms) * 1_000_000n;
   }
 
   /** CLOCK_MONOTONIC now, the flows' clock (a test's own clock when it passes one). */
@@ -331,6 +348,7 @@ export class FlowTable {
       flowsRead: this.indexStats.flowsRead,
       resyncs: { ringFull: this.indexStats.breaks.ringFull, nearFull: this.indexStats.breaks.nearFull },
       mirrored: this.mirror.size,
+      closeChecks: { ...this.closeChecks },
     };
   }
 
@@ -404,11 +422,13 @@ export class FlowTable {
 
   /** The second (CLOCK_MONOTONIC) from which expired() can first be true, while the flow
    * stays as it is; Infinity for an open TCP socket's flow. */
-  private dueSec(proto: number, sock: number, closed: bigint, last: bigint): number {
+  private dueSec(proto: number, sock: number, closed: bigint, last: bigint, ended = false): number {
     let at: bigint;
     if (closed) at = (closed > last ? closed : last) + this.closedNs;
     else if (proto === 6) {
-      if (sock !== 0) return Infinity;
+      // An open socket's flow stays, unless its packets say the connection ended and no
+      // close came: the collector then checks it (closeSuspect()).
+      if (sock !== 0) return ended && this.closes ? Number((last + this.closeCheckNs) / 1_000_000_000n) : Infinity;
       at = last + this.tcpIdleNs;
     } else at = last + this.idleNs;
     return Number(at / 1_000_000_000n);
@@ -417,8 +437,69 @@ export class FlowTable {
   private dueOf(kv: DataView, ko: number, vv: DataView, vo: number): number {
     return this.dueSec(
       kv.getUint8(ko + FLOW_KEY.fields.proto.offset), vv.getUint8(vo + FLOW.fields.sock_state.offset),
-      vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true), vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true),
+      vv.getBigUint64(vo + FLOW.fields.closed_ns.offset, true), vv.getBigUint64(vo + FLOW.fields.last_ns.offset, true), tcpEnded(vv, vo),
     );
+  }
+
+  /** An open TCP socket's flow whose packets say the connection ended (FIN both ways, or
+   * a reset) and that has been silent long enough, with no close event: the kernel may
+   * have missed the close (reconcileCloses()). */
+  private closeSuspect(nowNs: bigint, proto: number, sock: number, closed: bigint, last: bigint, vv: DataView, vo: number): boolean {
+    return this.closes !== null && proto === 6 && sock !== 0 && closed === 0n && nowNs - last >= this.closeCheckNs && tcpEnded(vv, vo);
+  }
+
+  /**
+   * The close records of the suspects the kernel confirms are gone (or, when it cannot
+   * tell, that have been silent longer than TCP retransmits), each passed to the
+   * reconciler's `emit` after the flow is marked closed in the kernel's table, as the
+   * kernel's own close does. A suspect whose socket still exists (LAST_ACK or CLOSING,
+   * retransmitting its FIN; or an ignored reset) is looked at again a minute later.
+   */
+  private reconcileCloses(suspects: Buffer[]): number {
+    const r = this.closes;
+    if (!r || suspects.length === 0) return 0;
+    const s = flowScratch();
+    const { kb, vb, kv, vv } = s;
+    const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
+    let n = 0;
+    for (const key of suspects) {
+      const k = keyString(key, 0);
+      if (!this.readFlow(k, s)) continue;
+      const nowNs = this.now();
+      const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
+      const sock = vv.getUint8(FLOW.fields.sock_state.offset);
+      const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
+      if (!this.closeSuspect(nowNs, proto, sock, vv.getBigUint64(FLOW.fields.closed_ns.offset, true), last, vv, 0)) continue;
+      this.closeChecks.checked++;
+      const later = Number(nowNs / 1_000_000_000n) + CLOSE_RECHECK_SEC;
+      if (r.verify) {
+        const state = r.verify(kb);
+        if (state !== null && state !== TCP_TIME_WAIT && state !== TCP_CLOSE && state !== TCP_LISTEN) {
+          this.index.update(k, vv.getUint32(tg, true), later);
+          this.closeChecks.stillOpen++;
+          continue;
+        }
+        // Gone. A close the kernel reported meanwhile marked the flow first (emit_close
+        // does so before the socket goes): read it again.
+        if (!this.readFlow(k, s) || vv.getBigUint64(FLOW.fields.closed_ns.offset, true) !== 0n) continue;
+      } else if (!finBothWays(vv, 0)) {
+        // A reset alone, and no way to ask: an ignored (out-of-window) reset leaves a live
+        // connection behind, so only FINs both ways count here.
+        this.index.update(k, vv.getUint32(tg, true), later);
+        this.closeChecks.stillOpen++;
+        continue;
+      }
+      const rec = closeRecord(kb, vv, nowNs);
+      vv.setBigUint64(FLOW.fields.closed_ns.offset, nowNs, true);
+      vv.setUint8(FLOW.fields.sock_state.offset, TCP_CLOSE);
+      this.map.update(kb, vb);
+      this.readFlow(k, s);
+      this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
+      this.closeChecks.inferred++;
+      n++;
+      r.emit(rec);
+    }
+    return n;
   }
 
   /**
@@ -953,6 +1034,7 @@ export class FlowTable {
     const doomed: Buffer[] = [];
     const gone: FlowIdentity[] = [];
     const counts: RetiredCount[] = [];
+    const suspects: Buffer[] = [];
     const a = this.annotator;
     const nowMs = Date.now();
     await this.scan((kv, ko, vv, vo, kb, vbytes) => {
@@ -963,6 +1045,7 @@ export class FlowTable {
       const expired = this.expired(nowNs, proto, sock, closed, last);
       const pid = this.ownerPid(vv, vo);
       if (!expired) {
+        if (this.closeSuspect(nowNs, proto, sock, closed, last, vv, vo)) suspects.push(Buffer.from(kb.subarray(ko, ko + FLOW_KEY.size)));
         // A live flow of a process with fresh names: let it take its name now.
         if (a && pid !== null && a.wants(pid)) a.fields(flowIdentity(kv, ko, kb, pid), nowMs);
         return;
@@ -971,13 +1054,16 @@ export class FlowTable {
       if (a) gone.push(flowIdentity(kv, ko, kb, pid));
       counts.push(retiredCount(vv, vo, vbytes));
     }, GC_CHUNK);
-    return this.collect(doomed, gone, counts);
+    const n = await this.collect(doomed, gone, counts);
+    this.reconcileCloses(suspects);
+    return n;
   }
 
   /** The collector on a trusted index: reads only the flows due by now. */
   async gcDue(): Promise<number> {
     const nowNs = this.now();
     const due = this.index.takeDue(Number(nowNs / 1_000_000_000n));
+    const suspects: Buffer[] = [];
     const doomed: Buffer[] = [];
     const gone: FlowIdentity[] = [];
     const counts: RetiredCount[] = [];
@@ -997,7 +1083,8 @@ export class FlowTable {
         const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
         const sock = vv.getUint8(FLOW.fields.sock_state.offset);
         if (!this.expired(nowNs, proto, sock, closed, last)) {
-          this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last));
+          if (this.closeSuspect(nowNs, proto, sock, closed, last, vv, 0)) suspects.push(Buffer.from(kb));
+          this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last, tcpEnded(vv, 0)));
           continue;
         }
         doomed.push(Buffer.from(kb));
@@ -1009,6 +1096,7 @@ export class FlowTable {
       if (i < due.length) this.index.requeue(due.slice(i));
     }
     const n = await this.collect(doomed, gone, counts);
+    this.reconcileCloses(suspects);
     // Live flows of processes with fresh names take them now (as the walk does).
     if (a) {
       for (const pid of [...this.index.pids()]) {
@@ -1196,6 +1284,67 @@ function sameHttpBy(a: Map<number | null, ProcessHttpSummary> | null, b: Map<num
  * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
  * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */
 const GC_CHUNK = 1024;
+
+/** flows.closeCheckSec's default, and the silence required when the kernel cannot be asked
+ * whether a socket exists: past TCP's longest retransmission gap (TCP_RTO_MAX, 120 s)
+ * twice, no close can still come. */
+const DEFAULT_CLOSE_CHECK_MS = 5_000;
+const UNVERIFIED_CLOSE_CHECK_MS = 300_000;
+/** A suspect whose socket still exists is looked at again after this long. */
+const CLOSE_RECHECK_SEC = 60;
+const TCP_FIN = 0x01;
+const TCP_RST = 0x04;
+const TCP_TIME_WAIT = 6;
+const TCP_CLOSE = 7;
+const TCP_LISTEN = 10;
+/** old_state of an inferred close: no TCP state, so readers name it "unknown". */
+const INFERRED_OLD_STATE = 0xff;
+
+/** What the collector needs to report a close the kernel missed (Monitor sets it). */
+export interface CloseReconciler {
+  /** The socket's TCP state (sock_diag) for a flow key, null when there is none; null
+   * itself when the kernel cannot be asked (flows of every network namespace). */
+  verify: ((key: Uint8Array) => number | null) | null;
+  /** Takes a close record in the kernel's layout (EVENT_CLOSE). */
+  emit: (record: Buffer) => void;
+}
+
+function finBothWays(vv: DataView, vo: number): boolean {
+  return (vv.getUint8(vo + FLOW.fields.tcp_flags_tx.offset) & vv.getUint8(vo + FLOW.fields.tcp_flags_rx.offset) & TCP_FIN) !== 0;
+}
+
+/** The flow's packets say the connection is over: FIN both ways, or a reset either way. */
+function tcpEnded(vv: DataView, vo: number): boolean {
+  return finBothWays(vv, vo) || ((vv.getUint8(vo + FLOW.fields.tcp_flags_tx.offset) | vv.getUint8(vo + FLOW.fields.tcp_flags_rx.offset)) & TCP_RST) !== 0;
+}
+
+/**
+ * A close record as bpf/sockets.bpf.c emit_close() writes it, from the flow: its owner,
+ * counts and duration. What only the socket knew is not there: the payload counts are 0
+ * and the previous state is none (previousState "unknown"), which is how a reader tells
+ * an inferred close.
+ */
+function closeRecord(kb: Uint8Array, vv: DataView, nowNs: bigint): Buffer {
+  const E = EVENT_CLOSE.fields;
+  const F = FLOW.fields;
+  const b = Buffer.alloc(EVENT_CLOSE.size);
+  b.writeUInt16LE(EV.CLOSE, E.hdr.offset + EVENT_HDR.fields.type.offset);
+  b.writeUInt16LE(EVENT_CLOSE.size, E.hdr.offset + EVENT_HDR.fields.size.offset);
+  b.writeBigUInt64LE(clockNs(CLOCK_BOOTTIME), E.hdr.offset + EVENT_HDR.fields.ts_ns.offset);
+  b.set(kb.subarray(0, FLOW_KEY.size), E.key.offset);
+  b.set(new Uint8Array(vv.buffer, vv.byteOffset + F.owner.offset, OWNER.size), E.owner.offset);
+  b.writeBigUInt64LE(vv.getBigUint64(F.tx_bytes.offset, true), E.tx_bytes.offset);
+  b.writeBigUInt64LE(vv.getBigUint64(F.rx_bytes.offset, true), E.rx_bytes.offset);
+  b.writeBigUInt64LE(vv.getBigUint64(F.tx_packets.offset, true), E.tx_packets.offset);
+  b.writeBigUInt64LE(vv.getBigUint64(F.rx_packets.offset, true), E.rx_packets.offset);
+  const first = vv.getBigUint64(F.first_ns.offset, true);
+  b.writeBigUInt64LE(first && nowNs > first ? nowNs - first : 0n, E.duration_ns.offset);
+  b.writeUInt32LE(vv.getUint32(F.ifindex.offset, true), E.ifindex.offset);
+  b.writeUInt8(INFERRED_OLD_STATE, E.old_state.offset);
+  b.writeUInt8(1, E.flow_seen.offset);
+  b.writeUInt8(vv.getUint8(F.direction.offset), E.direction.offset);
+  return b;
+}
 /** Lookups or deletions between two turns of the event loop (as a walk's 4096-entry chunks). */
 const YIELD_EVERY = 4096;
 

@@ -35,7 +35,9 @@ import { ProcessTable } from './processes.js';
 import type { MonitorApi, MonitorStatus } from './api.js';
 import type { FlowChangeSink, FlowQuery, ProcessQuery } from './flows.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
-import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, STAT_FLOWS_DELETED } from './wire.js';
+import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, FLOW_KEY, STAT_CLOSES_INFERRED, STAT_FLOWS_DELETED } from './wire.js';
+import { tcpSocketState } from '../net/netlink.js';
+import { AF_INET } from '../sys/libc.js';
 
 export const LAYOUT_VERSION = 3; // bpf/monitor/common.h EMON_LAYOUT_VERSION
 
@@ -48,6 +50,8 @@ export interface MonitorOptions {
   idleTimeoutMs: number;
   tcpIdleTimeoutMs: number;
   gcIntervalMs: number;
+  /** flows.closeCheckSec (flows.ts reconcileCloses). */
+  closeCheckMs?: number;
   /** Read changed flows from the dirty-flow ring (default true; false: the classifier
    * without it, and a walk per read: `flows.dirtyRing`). */
   dirtyRing?: boolean;
@@ -138,6 +142,16 @@ export class Monitor implements MonitorApi {
     this.processes = new ProcessTable({ retentionMs: Math.max(opts.closedRetentionMs, 300_000), maxEntries: 65536 }, (pid, exitedAtMs) => this.flows.forgetProcess(pid, exitedAtMs));
     this.interfaces = new InterfaceManager(deployment, opts.logger, opts.interfaces);
     this.flows = new FlowTable(deployment.map(MAP.flows), (i) => this.interfaces.name(i), this.processes, opts, opts.identity ?? null, () => this.membership());
+    // Closes the kernel did not report: the collector infers them, asking the kernel's
+    // socket table when the flows are this namespace's (flows.ts reconcileCloses).
+    this.flows.setCloseReconciler({
+      verify: !opts.allNamespaces && currentNetnsCookie() !== null ? socketStateOf : null,
+      emit: (rec) => {
+        this.addStat(STAT_CLOSES_INFERRED, 1);
+        this.log.info({ record: rec.toString('hex', 16, 56) }, 'a TCP close the kernel did not report, inferred from the flow');
+        this.onRecord(new DataView(rec.buffer, rec.byteOffset, rec.length), 0, rec.length);
+      },
+    });
   }
 
   /**
@@ -480,6 +494,7 @@ export class Monitor implements MonitorApi {
     const out = {} as Record<CounterName, number>;
     MONITOR_COUNTERS.forEach((n, i) => (out[n] = Number(this.statsValue(i))));
     out.flowsDeleted = Number(this.statsValue(STAT_FLOWS_DELETED));
+    out.closesInferred = Number(this.statsValue(STAT_CLOSES_INFERRED));
     return out;
   }
 
@@ -626,4 +641,14 @@ export class Monitor implements MonitorApi {
     this.dirty = null;
     if (this.ownsDeployment) this.deployment.close();
   }
+}
+
+/** The TCP state of a flow key's socket in this network namespace (null: none). */
+function socketStateOf(key: Uint8Array): number | null {
+  const v = new DataView(key.buffer, key.byteOffset, FLOW_KEY.size);
+  const K = FLOW_KEY.fields;
+  const v4 = v.getUint8(K.family.offset) === AF_INET;
+  const len = v4 ? 4 : 16;
+  return tcpSocketState(v4 ? 4 : 6, key.subarray(K.laddr.offset, K.laddr.offset + len), v.getUint16(K.lport.offset, true),
+    key.subarray(K.raddr.offset, K.raddr.offset + len), v.getUint16(K.rport.offset, true));
 }

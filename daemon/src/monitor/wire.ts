@@ -129,8 +129,10 @@ export const CFG_EXEC_ARGS = 1;
 
 /** emon_stats slots: enum emon_stat, named by contract MONITOR_COUNTERS (index = position). */
 export const STAT_MAX = 32;
-/** Slot the daemon itself maintains in emon_stats (flows it deleted), after the BPF ones. */
+/** Slots the daemon itself maintains in emon_stats, after the BPF ones: flows it deleted,
+ * and closes the kernel did not report that the collector inferred (flows.ts). */
 export const STAT_FLOWS_DELETED = 31;
+export const STAT_CLOSES_INFERRED = 30;
 
 // --- decoding -------------------------------------------------------------------------------
 

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // Minimal rtnetlink over a raw AF_NETLINK socket: list interfaces, follow link changes,
 // list TC filters, create and delete the tunnel devices mirror sessions use, and ask which
-// route reaches an address, all in the network namespace of the calling process. (sysfs
+// route reaches an address; and one sock_diag question (does this TCP socket exist), all
+// in the network namespace of the calling process. (sysfs
 // would answer for the namespace sysfs was mounted in, which is wrong under `nsenter --net`.)
 import koffi from 'koffi';
 import * as C from '../sys/libc.js';
 import { errnoName } from '../sys/errno.js';
 
+const ENOENT = 2;
+
 const NETLINK_ROUTE = 0;
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const INET_DIAG_NOCOOKIE = 0xffffffff;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
@@ -112,8 +118,8 @@ function sockaddrNl(groups: number): Buffer {
   return a;
 }
 
-function openSocket(groups: number, nonblock: boolean): number {
-  const fd = C.socket(C.AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC | (nonblock ? C.SOCK_NONBLOCK : 0), NETLINK_ROUTE);
+function openSocket(groups: number, nonblock: boolean, protocol = NETLINK_ROUTE): number {
+  const fd = C.socket(C.AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC | (nonblock ? C.SOCK_NONBLOCK : 0), protocol);
   if (fd < 0) throw new NetlinkError('opening netlink socket', C.lastErrno());
   const sa = sockaddrNl(groups);
   if (C.bind(fd, sa, sa.length) < 0) {
@@ -197,8 +203,8 @@ const u16be = (v: number): Buffer => {
 const cstrBuf = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
 
 /** Sends one request and waits for its acknowledgement (or the first reply of `wantType`). */
-function request(type: number, flags: number, body: Buffer, what: string, wantType?: number): { buf: Buffer; off: number; end: number } | null {
-  const fd = openSocket(0, false);
+function request(type: number, flags: number, body: Buffer, what: string, wantType?: number, protocol = NETLINK_ROUTE): { buf: Buffer; off: number; end: number } | null {
+  const fd = openSocket(0, false, protocol);
   try {
     const msg = Buffer.alloc(16 + body.length);
     msg.writeUInt32LE(msg.length, 0);
@@ -403,4 +409,37 @@ export function watchLinks(onChange: () => void): LinkWatcher {
       C.close(fd);
     },
   };
+}
+
+/** TCP states as sock_diag reports them (include/net/tcp_states.h). */
+export const TCP_DIAG_STATE = { TIME_WAIT: 6, CLOSE: 7, LISTEN: 10 } as const;
+
+/**
+ * The state of the TCP socket with this 4-tuple (local first, as the socket sees it) in
+ * the caller's network namespace, or null when there is none: sock_diag's exact lookup
+ * (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP), which `ss` uses too. The kernel answers from
+ * its connection table and then its listeners: a listener on the local port answers a
+ * tuple with no connection (TCP_DIAG_STATE.LISTEN). `addr`s are 4 (IPv4) or 16 bytes.
+ */
+export function tcpSocketState(family: 4 | 6, laddr: Uint8Array, lport: number, raddr: Uint8Array, rport: number): number | null {
+  // struct inet_diag_req_v2: family, protocol, ext, pad, states; struct inet_diag_sockid:
+  // sport, dport (network order), src[4], dst[4] (network order), if, cookie[2].
+  const req = Buffer.alloc(56);
+  req.writeUInt8(family === 4 ? C.AF_INET : C.AF_INET6, 0);
+  req.writeUInt8(6, 1);
+  req.writeUInt32LE(0xffffffff, 4);
+  req.writeUInt16BE(lport, 8);
+  req.writeUInt16BE(rport, 10);
+  Buffer.from(laddr.buffer, laddr.byteOffset, laddr.length).copy(req, 12);
+  Buffer.from(raddr.buffer, raddr.byteOffset, raddr.length).copy(req, 28);
+  req.writeUInt32LE(INET_DIAG_NOCOOKIE, 48);
+  req.writeUInt32LE(INET_DIAG_NOCOOKIE, 52);
+  try {
+    const r = request(SOCK_DIAG_BY_FAMILY, 0, req, 'sock_diag lookup', SOCK_DIAG_BY_FAMILY, NETLINK_SOCK_DIAG);
+    // struct inet_diag_msg: family, state, ...
+    return r ? r.buf.readUInt8(r.off + 1) : null;
+  } catch (err) {
+    if (err instanceof NetlinkError && err.errno === ENOENT) return null;
+    throw err;
+  }
 }
