@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
-import { privileged } from '../helpers/privileged.js';
+import { hostOnlyTest, privileged } from '../helpers/privileged.js';
 import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
@@ -86,7 +86,8 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     await destroyMonitorLab(daemon, lab);
   });
 
-  test('normal connections: every close comes from the kernel, none is inferred', async () => {
+  // Host only: 100 connections take long in the emulated 6.1 guest, and say nothing more there.
+  hostOnlyTest('normal connections: every close comes from the kernel, none is inferred', async () => {
     const s0 = await status();
     const c = mon.spawn(process.execPath, [PEER, 'tcp-clients', link.b.ip4, String(port), '500', '--count', '100']);
     const done = await jsonLines(c).next((o) => o.event === 'done');
