@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { hostOnlyTest, privileged } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { ctl, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { Capture, flowTotals } from '../helpers/pcap.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
@@ -150,6 +150,9 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal(closesOf(lport).length, 2);
     assert.equal((await status()).counters.closesInferred! - s0.counters.closesInferred!, 1);
+    // The CLI says so under LOSS.
+    const cli = await ctl(['status'], { socket: daemon.socketPath });
+    assert.match(cli.stdout, new RegExp(`TCP closes the kernel did not report, inferred from the flow and the socket table: ${s1.counters.closesInferred} \\(since start: \\d+ checked`));
   });
 
   test('a live connection whose flow carries a reset is not closed: the socket table says it is there', async () => {

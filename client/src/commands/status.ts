@@ -49,6 +49,10 @@ export function statusCommand(): Command {
       out.push(`  events lost in the kernel (ring buffer full): ${s.loss.ringbufFull}`);
       out.push(`  probe runs the kernel skipped and nothing made up for: ${s.loss.probeMisses}`);
       out.push(`  flows evicted from the LRU table before collection: ${s.loss.flowsEvicted}`);
+      if (s.counters.closesInferred !== undefined) {
+        const cc = s.flowIndex?.closeChecks;
+        out.push(`  TCP closes the kernel did not report, inferred from the flow and the socket table: ${s.counters.closesInferred}${cc ? ` (since start: ${cc.checked} checked, ${cc.stillOpen} still open)` : ''}`);
+      }
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
       if (s.handoff) out.push(`  sockets that changed hands but could not be recorded (map update refused): ${s.handoff.counters.updateFailed}`);
       out.push('', 'EVENTS');
