@@ -12,36 +12,7 @@ import assert from 'node:assert/strict';
 import type { BpfMap } from '../../../../daemon/src/bpf/maps.js';
 import { FlowTable } from '../../../../daemon/src/monitor/flows.js';
 import { EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
-
-class FakeFlowMap {
-  readonly entries = new Map<string, Buffer>();
-  readonly valueBytes = FLOW.size;
-  readonly keySize = FLOW_KEY.size;
-  readonly maxEntries = 1 << 20;
-  async forEachChunkAsync(onChunk: (c: { keys: Buffer; values: Buffer; count: number }) => void): Promise<void> {
-    const all = [...this.entries];
-    onChunk({ keys: Buffer.concat(all.map(([k]) => Buffer.from(k, 'hex'))), values: Buffer.concat(all.map(([, v]) => v)), count: all.length });
-  }
-  lookup(key: Uint8Array, out: Buffer = Buffer.alloc(FLOW.size)): Buffer | null {
-    const v = this.entries.get(Buffer.from(key.buffer, key.byteOffset, FLOW_KEY.size).toString('hex'));
-    if (!v) return null;
-    v.copy(out);
-    return out;
-  }
-  update(key: Uint8Array, value: Uint8Array): void {
-    this.entries.set(Buffer.from(key.buffer, key.byteOffset, FLOW_KEY.size).toString('hex'), Buffer.from(value.subarray(0, FLOW.size)));
-  }
-  deleteBatch(keys: Buffer, count: number): number {
-    let n = 0;
-    for (let i = 0; i < count; i++) if (this.entries.delete(keys.subarray(i * FLOW_KEY.size, (i + 1) * FLOW_KEY.size).toString('hex'))) n++;
-    return n;
-  }
-  clone(): FakeFlowMap {
-    const m = new FakeFlowMap();
-    for (const [k, v] of this.entries) m.entries.set(k, Buffer.from(v));
-    return m;
-  }
-}
+import { FakeFlowMap } from '../../../helpers/fake-flow-map.js';
 
 const SEC = 1_000_000_000n;
 const F = FLOW.fields;

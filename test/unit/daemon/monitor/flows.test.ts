@@ -17,51 +17,10 @@ import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
 import { keyBytes, keyString } from '../../../../daemon/src/monitor/ownerindex.js';
 import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rng } from '../../../helpers/rand.js';
+import { FakeFlowMap } from '../../../helpers/fake-flow-map.js';
 import { L7Store } from '../../../../daemon/src/l7/store.js';
 import { ResolverCache } from '../../../../daemon/src/l7/dns/cache.js';
 import { CLOCK_BOOTTIME, clockNs } from '../../../../daemon/src/sys/libc.js';
-
-/** emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks counted). */
-class FakeFlowMap {
-  readonly entries = new Map<string, Buffer>();
-  walks = 0;
-  lookups = 0;
-  readonly valueBytes = FLOW.size;
-  readonly keySize = FLOW_KEY.size;
-  readonly maxEntries = 1 << 20;
-
-  async forEachChunkAsync(onChunk: (c: { keys: Buffer; values: Buffer; count: number }) => void, chunk = 4096): Promise<void> {
-    this.walks++;
-    const all = [...this.entries];
-    for (let i = 0; i < all.length; i += chunk) {
-      const part = all.slice(i, i + chunk);
-      const keys = Buffer.concat(part.map(([k]) => Buffer.from(k, 'hex')));
-      const values = Buffer.concat(part.map(([, v]) => v));
-      onChunk({ keys, values, count: part.length });
-      await new Promise((r) => setImmediate(r));
-    }
-  }
-
-  lookup(key: Uint8Array, out: Buffer = Buffer.alloc(FLOW.size)): Buffer | null {
-    this.lookups++;
-    const v = this.entries.get(Buffer.from(key.buffer, key.byteOffset, FLOW_KEY.size).toString('hex'));
-    if (!v) return null;
-    v.copy(out);
-    return out;
-  }
-
-  deleteBatch(keys: Buffer, count: number): number {
-    let n = 0;
-    for (let i = 0; i < count; i++) if (this.entries.delete(keys.subarray(i * FLOW_KEY.size, (i + 1) * FLOW_KEY.size).toString('hex'))) n++;
-    return n;
-  }
-
-  clone(): FakeFlowMap {
-    const m = new FakeFlowMap();
-    for (const [k, v] of this.entries) m.entries.set(k, Buffer.from(v));
-    return m;
-  }
-}
 
 const F = FLOW.fields;
 const O = OWNER.fields;

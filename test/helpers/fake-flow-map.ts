@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks and
+// lookups counted), for unit tests of the flow table without a kernel.
+import { FLOW, FLOW_KEY } from '../../daemon/src/monitor/wire.js';
+
+export class FakeFlowMap {
+  readonly entries = new Map<string, Buffer>();
+  walks = 0;
+  lookups = 0;
+  readonly valueBytes = FLOW.size;
+  readonly keySize = FLOW_KEY.size;
+  readonly maxEntries = 1 << 20;
+
+  async forEachChunkAsync(onChunk: (c: { keys: Buffer; values: Buffer; count: number }) => void, chunk = 4096): Promise<void> {
+    this.walks++;
+    const all = [...this.entries];
+    for (let i = 0; i < all.length; i += chunk) {
+      const part = all.slice(i, i + chunk);
+      const keys = Buffer.concat(part.map(([k]) => Buffer.from(k, 'hex')));
+      const values = Buffer.concat(part.map(([, v]) => v));
+      onChunk({ keys, values, count: part.length });
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  lookup(key: Uint8Array, out: Buffer = Buffer.alloc(FLOW.size)): Buffer | null {
+    this.lookups++;
+    const v = this.entries.get(hexKey(key));
+    if (!v) return null;
+    v.copy(out);
+    return out;
+  }
+
+  update(key: Uint8Array, value: Uint8Array): void {
+    this.entries.set(hexKey(key), Buffer.from(value.subarray(0, FLOW.size)));
+  }
+
+  deleteBatch(keys: Buffer, count: number): number {
+    let n = 0;
+    for (let i = 0; i < count; i++) if (this.entries.delete(keys.subarray(i * FLOW_KEY.size, (i + 1) * FLOW_KEY.size).toString('hex'))) n++;
+    return n;
+  }
+
+  clone(): FakeFlowMap {
+    const m = new FakeFlowMap();
+    for (const [k, v] of this.entries) m.entries.set(k, Buffer.from(v));
+    return m;
+  }
+}
+
+function hexKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, FLOW_KEY.size).toString('hex');
+}
