@@ -66,10 +66,10 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
   before(async () => {
     ({ lab, mon, peer, link } = await monitorLab());
     // Checked after 1 s of silence, collected every second (the defaults are 5 and 10);
-    // closed flows kept 3 s, so that the collector reads again, while the test waits, the
+    // closed flows kept 10 s, so that the collector reads again, while the test waits, the
     // flow the test sets back to open (a write from user space is not a change the
     // dirty-flow ring reports; the kernel's packets and closes are).
-    daemon = await startDaemon(mon, { config: { flows: { closeCheckSec: 1, gcIntervalSec: 1, closedRetentionSec: 3 }, history: { enabled: false } } });
+    daemon = await startDaemon(mon, { config: { flows: { closeCheckSec: 1, gcIntervalSec: 1, closedRetentionSec: 10 }, history: { enabled: false } } });
     flows = BpfMap.fromPin(path.join(daemon.pinPath, 'maps', MAP.flows), MAP.flows);
     client = await DaemonClient.connect(daemon.socketPath);
     client.onNotification('events.event', (p) => {
@@ -128,7 +128,7 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     assert.equal(ss.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('TIME-WAIT')).length, 0, `no socket left: ${ss.stdout}`);
     const s0 = await status();
 
-    await until('the inferred close', () => closesOf(lport).length === 2, 10_000);
+    await until('the inferred close', () => closesOf(lport).length === 2, 25_000);
     const inferred = closesOf(lport)[1]!;
     const oracle = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: 6, localPort: lport, remotePort: port });
     assert.equal(inferred.pid, pid);
