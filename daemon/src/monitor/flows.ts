@@ -462,8 +462,15 @@ export class FlowTable {
     const { kb, vb, kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     let n = 0;
+    let asked = 0;
     for (const key of suspects) {
       const k = keyString(key, 0);
+      if (asked === MAX_CLOSE_CHECKS_PER_RUN) {
+        // Enough socket-table questions for one collection (each is a few syscalls on the
+        // event loop): the rest are due at the next.
+        if (this.readFlow(k, s)) this.index.update(k, vv.getUint32(tg, true), Number(this.now() / 1_000_000_000n));
+        continue;
+      }
       if (!this.readFlow(k, s)) continue;
       const nowNs = this.now();
       const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
@@ -473,6 +480,7 @@ export class FlowTable {
       this.closeChecks.checked++;
       const later = Number(nowNs / 1_000_000_000n) + CLOSE_RECHECK_SEC;
       if (r.verify) {
+        asked++;
         const state = r.verify(kb);
         if (state !== null && state !== TCP_TIME_WAIT && state !== TCP_CLOSE && state !== TCP_LISTEN) {
           this.index.update(k, vv.getUint32(tg, true), later);
@@ -1290,8 +1298,11 @@ const GC_CHUNK = 1024;
  * twice, no close can still come. */
 const DEFAULT_CLOSE_CHECK_MS = 5_000;
 const UNVERIFIED_CLOSE_CHECK_MS = 300_000;
-/** A suspect whose socket still exists is looked at again after this long. */
+/** A suspect whose socket still exists (or that the socket table could not answer for) is
+ * looked at again after this long. */
 const CLOSE_RECHECK_SEC = 60;
+/** Socket-table questions per collection at most. */
+const MAX_CLOSE_CHECKS_PER_RUN = 512;
 const TCP_FIN = 0x01;
 const TCP_RST = 0x04;
 const TCP_TIME_WAIT = 6;
@@ -1302,8 +1313,9 @@ const INFERRED_OLD_STATE = 0xff;
 
 /** What the collector needs to report a close the kernel missed (Monitor sets it). */
 export interface CloseReconciler {
-  /** The socket's TCP state (sock_diag) for a flow key, null when there is none; null
-   * itself when the kernel cannot be asked (flows of every network namespace). */
+  /** The socket's TCP state (sock_diag) for a flow key, null when there is none (-1: the
+   * question failed; asked again later); null itself when the kernel cannot be asked
+   * (flows of every network namespace). */
   verify: ((key: Uint8Array) => number | null) | null;
   /** Takes a close record in the kernel's layout (EVENT_CLOSE). */
   emit: (record: Buffer) => void;

@@ -145,7 +145,7 @@ export class Monitor implements MonitorApi {
     // Closes the kernel did not report: the collector infers them, asking the kernel's
     // socket table when the flows are this namespace's (flows.ts reconcileCloses).
     this.flows.setCloseReconciler({
-      verify: !opts.allNamespaces && currentNetnsCookie() !== null ? socketStateOf : null,
+      verify: !opts.allNamespaces && currentNetnsCookie() !== null ? (key) => this.socketState(key) : null,
       emit: (rec) => {
         this.addStat(STAT_CLOSES_INFERRED, 1);
         this.log.info({ record: rec.toString('hex', 16, 56) }, 'a TCP close the kernel did not report, inferred from the flow');
@@ -443,6 +443,22 @@ export class Monitor implements MonitorApi {
 
   /** The record being published (one view reused for every record: see records.ts). */
   private readonly record = new RecordEvent(this.decodeCtx);
+
+  private lastSockDiagWarnMs = 0;
+
+  /** The socket table's answer for a flow key (flows.ts reconcileCloses); -1 when the
+   * question failed (warned at most once a minute). */
+  private socketState(key: Uint8Array): number | null {
+    try {
+      return socketStateOf(key);
+    } catch (err) {
+      if (Date.now() - this.lastSockDiagWarnMs > 60_000) {
+        this.lastSockDiagWarnMs = Date.now();
+        this.log.warn({ err }, 'the socket table (sock_diag) did not answer: closes the kernel did not report are checked again later');
+      }
+      return -1;
+    }
+  }
 
   private onRecord(v: DataView, off: number, len: number): void {
     if (!decodable(v, off, len)) {

@@ -153,3 +153,37 @@ test('inferred closes without the socket table: FINs both ways only, after 300 s
   assert.deepEqual(portsOf(records), [1]);
   assert.deepEqual(t.indexStatus().closeChecks, { checked: 2, stillOpen: 1, inferred: 1 });
 });
+
+test('inferred closes: at most 512 socket-table questions per collection, the rest at the next; a failed question is asked again later', async () => {
+  const now = 1_000_000n * SEC;
+  const clock = { now };
+  const specs: Spec[] = Array.from({ length: 600 }, () => ({ name: 'FINs both ways, gone', sock: 9, tx: FIN, rx: FIN, silentSec: 10, socket: null }));
+  const m = world(specs, now);
+  const { t, records } = table(m, clock, true, specs, true);
+  await t.gc(); // the first collection walks (the index is not trusted yet)
+  assert.equal(records.length, 512);
+  clock.now += 1n * SEC;
+  await t.gc(); // due-only: the 88 left were made due at once
+  assert.equal(records.length, 600);
+  assert.equal(new Set(portsOf(records)).size, 600);
+
+  // A socket table that fails: nothing inferred, asked again a minute later (by the due-only
+  // collector; a walk, which runs until the index is trusted, asks every time it passes).
+  const one: Spec[] = [{ name: 'FINs both ways', sock: 9, tx: FIN, rx: FIN, silentSec: 10, socket: -1 }];
+  const m2 = world(one, now);
+  const c2 = { now };
+  const t2 = table(m2, c2, true, one, true);
+  await t2.t.gc();
+  c2.now += 1n * SEC;
+  await t2.t.gc(); // the second walk, with the counters still, fills the index
+  assert.ok(t2.t.index.trusted(0));
+  assert.equal(t2.records.length, 0);
+  assert.deepEqual(t2.t.indexStatus().closeChecks, { checked: 2, stillOpen: 2, inferred: 0 });
+  c2.now += 30n * SEC;
+  await t2.t.gc();
+  assert.equal(t2.t.indexStatus().closeChecks.checked, 2, 'not before a minute');
+  c2.now += 31n * SEC;
+  await t2.t.gc();
+  assert.equal(t2.t.indexStatus().closeChecks.checked, 3);
+  assert.equal(t2.records.length, 0);
+});
