@@ -134,6 +134,9 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     assert.equal(inferred.pid, pid);
     assert.equal(inferred.attributedBy, kernelClose.attributedBy);
     assert.equal(inferred.previousState, 'unknown');
+    // Dated at the connection's last packet, not when the collector noticed (seconds later).
+    assert.ok(Math.abs(Date.parse(inferred.at) - Date.parse(kernelClose.at)) < 500, `inferred at ${inferred.at}, the kernel's close at ${kernelClose.at}`);
+    assert.ok(inferred.durationMs !== null && kernelClose.durationMs !== null && Math.abs(inferred.durationMs - kernelClose.durationMs) < 500, `durations ${inferred.durationMs} / ${kernelClose.durationMs}`);
     assert.deepEqual([inferred.payloadBytesSent, inferred.payloadBytesReceived], [0, 0]);
     assert.equal(inferred.flowSeen, true);
     assert.equal(inferred.interface, link.a.ifname);

@@ -264,6 +264,12 @@ export class FlowTable {
     this.closeCheckNs = BigInt(ms) * 1_000_000n;
   }
 
+  /** CLOCK_BOOTTIME - CLOCK_MONOTONIC (the time spent suspended), to date a record from a
+   * flow's stamps (0 with a test's own clock). */
+  private bootMinusMono(): bigint {
+    return this.opts.clockNs ? 0n : clockNs(CLOCK_BOOTTIME) - clockNs(CLOCK_MONOTONIC);
+  }
+
   /** CLOCK_MONOTONIC now, the flows' clock (a test's own clock when it passes one). */
   private now(): bigint {
     return this.opts.clockNs ? this.opts.clockNs() : clockNs(CLOCK_MONOTONIC);
@@ -497,7 +503,7 @@ export class FlowTable {
         this.closeChecks.stillOpen++;
         continue;
       }
-      const rec = closeRecord(kb, vv, nowNs);
+      const rec = closeRecord(kb, vv, this.bootMinusMono());
       vv.setBigUint64(FLOW.fields.closed_ns.offset, nowNs, true);
       vv.setUint8(FLOW.fields.sock_state.offset, TCP_CLOSE);
       this.map.update(kb, vb);
@@ -1332,25 +1338,28 @@ function tcpEnded(vv: DataView, vo: number): boolean {
 
 /**
  * A close record as bpf/sockets.bpf.c emit_close() writes it, from the flow: its owner,
- * counts and duration. What only the socket knew is not there: the payload counts are 0
+ * counts, and its first and last packets' times for the duration and the close time. What only the socket knew is not there: the payload counts are 0
  * and the previous state is none (previousState "unknown"), which is how a reader tells
  * an inferred close.
  */
-function closeRecord(kb: Uint8Array, vv: DataView, nowNs: bigint): Buffer {
+function closeRecord(kb: Uint8Array, vv: DataView, bootMinusMono: bigint): Buffer {
   const E = EVENT_CLOSE.fields;
   const F = FLOW.fields;
   const b = Buffer.alloc(EVENT_CLOSE.size);
   b.writeUInt16LE(EV.CLOSE, E.hdr.offset + EVENT_HDR.fields.type.offset);
   b.writeUInt16LE(EVENT_CLOSE.size, E.hdr.offset + EVENT_HDR.fields.size.offset);
-  b.writeBigUInt64LE(clockNs(CLOCK_BOOTTIME), E.hdr.offset + EVENT_HDR.fields.ts_ns.offset);
+  // The connection ended with its last packet: that is when it closed, not when the
+  // collector noticed (flows count in CLOCK_MONOTONIC, records in CLOCK_BOOTTIME).
+  const first = vv.getBigUint64(F.first_ns.offset, true);
+  const last = vv.getBigUint64(F.last_ns.offset, true);
+  b.writeBigUInt64LE(last + bootMinusMono, E.hdr.offset + EVENT_HDR.fields.ts_ns.offset);
   b.set(kb.subarray(0, FLOW_KEY.size), E.key.offset);
   b.set(new Uint8Array(vv.buffer, vv.byteOffset + F.owner.offset, OWNER.size), E.owner.offset);
   b.writeBigUInt64LE(vv.getBigUint64(F.tx_bytes.offset, true), E.tx_bytes.offset);
   b.writeBigUInt64LE(vv.getBigUint64(F.rx_bytes.offset, true), E.rx_bytes.offset);
   b.writeBigUInt64LE(vv.getBigUint64(F.tx_packets.offset, true), E.tx_packets.offset);
   b.writeBigUInt64LE(vv.getBigUint64(F.rx_packets.offset, true), E.rx_packets.offset);
-  const first = vv.getBigUint64(F.first_ns.offset, true);
-  b.writeBigUInt64LE(first && nowNs > first ? nowNs - first : 0n, E.duration_ns.offset);
+  b.writeBigUInt64LE(first && last > first ? last - first : 0n, E.duration_ns.offset);
   b.writeUInt32LE(vv.getUint32(F.ifindex.offset, true), E.ifindex.offset);
   b.writeUInt8(INFERRED_OLD_STATE, E.old_state.offset);
   b.writeUInt8(1, E.flow_seen.offset);

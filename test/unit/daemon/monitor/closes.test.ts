@@ -38,7 +38,7 @@ function world(specs: Spec[], now: bigint): FakeFlowMap {
   const m = new FakeFlowMap();
   specs.forEach((s, i) => {
     const v = Buffer.alloc(FLOW.size);
-    v.writeBigUInt64LE(now - 100n * SEC, F.first_ns.offset);
+    v.writeBigUInt64LE(now - BigInt(s.silentSec + 100) * SEC, F.first_ns.offset);
     v.writeBigUInt64LE(now - BigInt(s.silentSec) * SEC, F.last_ns.offset);
     if (s.closed) v.writeBigUInt64LE(now - BigInt(s.silentSec) * SEC, F.closed_ns.offset);
     v.writeBigUInt64LE(BigInt(1000 + i), F.tx_bytes.offset);
@@ -101,7 +101,9 @@ test('inferred closes: exactly the ended, silent flows whose socket is gone; rec
     assert.equal(r.readUInt32LE(E.owner.offset + OWNER.fields.tgid.offset), 500 + i);
     assert.deepEqual([r.readBigUInt64LE(E.tx_bytes.offset), r.readBigUInt64LE(E.rx_bytes.offset), r.readBigUInt64LE(E.tx_packets.offset), r.readBigUInt64LE(E.rx_packets.offset)],
       [BigInt(1000 + i), BigInt(2000 + i), BigInt(10 + i), BigInt(20 + i)]);
+    // From the first packet to the last (when the connection ended), dated at the last.
     assert.equal(r.readBigUInt64LE(E.duration_ns.offset), 100n * SEC);
+    assert.equal(r.readBigUInt64LE(E.hdr.offset + EVENT_HDR.fields.ts_ns.offset), now - BigInt(SPECS[i]!.silentSec) * SEC);
     assert.equal(r[E.old_state.offset], 0xff);
     assert.equal(r[E.flow_seen.offset], 1);
     assert.equal(r.readUInt32LE(E.ifindex.offset), 3);
