@@ -411,15 +411,13 @@ export function watchLinks(onChange: () => void): LinkWatcher {
   };
 }
 
-/** TCP states as sock_diag reports them (include/net/tcp_states.h). */
-export const TCP_DIAG_STATE = { TIME_WAIT: 6, CLOSE: 7, LISTEN: 10 } as const;
-
 /**
  * The state of the TCP socket with this 4-tuple (local first, as the socket sees it) in
- * the caller's network namespace, or null when there is none: sock_diag's exact lookup
- * (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP), which `ss` uses too. The kernel answers from
- * its connection table and then its listeners: a listener on the local port answers a
- * tuple with no connection (TCP_DIAG_STATE.LISTEN). `addr`s are 4 (IPv4) or 16 bytes.
+ * the caller's network namespace (include/net/tcp_states.h numbering), or null when there
+ * is none: sock_diag's exact lookup (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP). The kernel
+ * answers from its connection table (TIME_WAIT entries included) and then its listeners:
+ * a listener on the local port answers a tuple with no connection (LISTEN, 10). `addr`s
+ * are 4 (IPv4) or 16 bytes; an IPv4 tuple also finds an IPv6 socket's v4-mapped one.
  */
 export function tcpSocketState(family: 4 | 6, laddr: Uint8Array, lport: number, raddr: Uint8Array, rport: number): number | null {
   // struct inet_diag_req_v2: family, protocol, ext, pad, states; struct inet_diag_sockid:
