@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Closes the kernel did not report (issue 17: "silently lost events"). Under load the
-// kernel very rarely runs neither state-change program for a TCP close (about one close
-// in a million in bench/attribution, docs/benchmarks.md): the flow then stays "open"
+// Closes the kernel did not report (issue 17: "silently lost events"). Under load, very
+// rarely, no state-change program reports a TCP close (4 closes in about
+// 17 million connections of bench/attribution, docs/benchmarks.md): the flow then stays "open"
 // forever and no close event comes. The collector infers those closes from the flow's
 // packets (FIN both ways, or a reset), a silence, and the kernel's socket table
 // (sock_diag), and counts them (counters.closesInferred).
