@@ -538,14 +538,19 @@ export class Monitor implements MonitorApi {
     return out;
   }
 
-  loss(flowEntries: number): Omit<Loss, 'subscriberDropped'> {
+  /** `before`: the counters read before `flowEntries` was counted (the count walks the
+   * table with turns of the event loop in between). */
+  loss(flowEntries: number, before: Record<CounterName, number> = this.counters()): Omit<Loss, 'subscriberDropped'> {
     const c = this.counters();
     return {
       ringbufFull: c.ringbufFull,
       probeMisses: probeMisses(this.programs(), c.stateChangesRescued),
       // LRU evictions are not counted by the kernel: flows created, minus flows ebpfmon
-      // deleted, minus flows still present, were evicted.
-      flowsEvicted: Math.max(0, c.flowsCreated - c.flowsDeleted - flowEntries),
+      // deleted, minus flows still present, were evicted. The count of flows present takes
+      // a while: flows created before it began, minus flows deleted by its end, so that a
+      // flow created or collected meanwhile is never taken for an eviction (an eviction
+      // stays missing for good and shows at the next status).
+      flowsEvicted: Math.max(0, before.flowsCreated - c.flowsDeleted - flowEntries),
       undecodable: this.bus.undecodable,
     };
   }
@@ -614,6 +619,7 @@ export class Monitor implements MonitorApi {
   }
 
   async status(): Promise<MonitorStatus> {
+    const before = this.counters();
     const maps = await this.maps();
     const ring = this.ringStats();
     return {
@@ -627,7 +633,7 @@ export class Monitor implements MonitorApi {
       maps,
       flowIndex: this.flows.indexStatus(),
       counters: this.counters(),
-      loss: this.loss(maps.find((m) => m.name === MAP.flows)?.entries ?? 0),
+      loss: this.loss(maps.find((m) => m.name === MAP.flows)?.entries ?? 0, before),
       handoff: this.handoff(maps.find((m) => m.name === MAP.handoffs)?.entries ?? 0),
       events: { received: { ...this.bus.counts }, pendingBytes: ring.pendingBytes, maxDrainMs: Math.round(ring.maxDrainMs * 100) / 100 },
     };
