@@ -37,6 +37,30 @@ export function ownerOf(spec: FillSpec, i: number): number {
   return spec.ownerBase + (i % spec.owners);
 }
 
+/** Writes the key of an IPv4 TCP flow (addresses as 32-bit numbers, host order) at `at`;
+ * the rest of the key must be zero. */
+export function writeTcp4Key(buf: Buffer, at: number, laddr: number, lport: number, raddr: number, rport: number): void {
+  const K = FLOW_KEY.fields;
+  buf[at + K.family.offset] = 2; // AF_INET
+  buf[at + K.proto.offset] = 6; // TCP
+  buf.writeUInt16LE(lport, at + K.lport.offset);
+  buf.writeUInt16LE(rport, at + K.rport.offset);
+  buf.writeUInt32BE(laddr >>> 0, at + K.laddr.offset);
+  buf.writeUInt32BE(raddr >>> 0, at + K.raddr.offset);
+}
+
+/** The key fillFlows writes for flow i: 10.x.y.z (unique with the local port) to 198.18.0.2:443. */
+function writeFillKey(buf: Buffer, at: number, i: number): void {
+  writeTcp4Key(buf, at, 0x0a000000 | (i >>> 16), i & 0xffff, 0xc6120002, 443);
+}
+
+/** The key fillFlows writes for flow i, alone. */
+export function fillKeyOf(i: number): Buffer {
+  const k = Buffer.alloc(FLOW_KEY.size);
+  writeFillKey(k, 0, i);
+  return k;
+}
+
 /** Writes the flows; returns how many the kernel accepted. */
 export function fillFlows(mapPath: string, spec: FillSpec): number {
   const map = BpfMap.fromPin(mapPath, 'emon_flows');
@@ -46,7 +70,6 @@ export function fillFlows(mapPath: string, spec: FillSpec): number {
     const values = Buffer.alloc(CHUNK * FLOW.size);
     const count = new Uint32Array(1);
     const now = clockNs(CLOCK_MONOTONIC);
-    const K = FLOW_KEY.fields;
     const F = FLOW.fields;
     const O = OWNER.fields;
     const ow = F.owner.offset;
@@ -58,12 +81,7 @@ export function fillFlows(mapPath: string, spec: FillSpec): number {
       for (let j = 0; j < n; j++) {
         const i = base + j;
         const k = j * FLOW_KEY.size;
-        keys[k + K.family.offset] = 2; // AF_INET
-        keys[k + K.proto.offset] = 6; // TCP
-        keys.writeUInt16LE(i & 0xffff, k + K.lport.offset);
-        keys.writeUInt16LE(443, k + K.rport.offset);
-        keys.writeUInt32BE((0x0a000000 | (i >>> 16)) >>> 0, k + K.laddr.offset); // 10.x.y.z, unique with lport
-        keys.writeUInt32BE(0xc6120002, k + K.raddr.offset); // 198.18.0.2
+        writeFillKey(keys, k, i);
         const v = j * FLOW.size;
         values.writeBigUInt64LE(BigInt(1000 + (i % 5000)), v + F.tx_bytes.offset);
         values.writeBigUInt64LE(BigInt(2000 + (i % 7000)), v + F.rx_bytes.offset);

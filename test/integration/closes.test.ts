@@ -23,6 +23,7 @@ import { DaemonClient } from '../../client/src/rpc.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { FLOW, FLOW_KEY } from '../../daemon/src/monitor/wire.js';
+import { writeTcp4Key } from '../helpers/flow-fill.js';
 import type { MonitorEvent, CloseEvent } from '../../daemon/src/contract/events.js';
 import type { EventNotification, StatusResult } from '../../daemon/src/contract/index.js';
 
@@ -32,13 +33,9 @@ const TCP_RST = 0x04;
 
 /** The flow key of a TCP connection as the monitored host sees it (IPv4). */
 function flowKey(local: string, localPort: number, remote: string, remotePort: number): Buffer {
+  const ip4 = (a: string) => Buffer.from(a.split('.').map(Number)).readUInt32BE(0);
   const k = Buffer.alloc(FLOW_KEY.size);
-  k[FLOW_KEY.fields.family.offset] = 2;
-  k[FLOW_KEY.fields.proto.offset] = 6;
-  k.writeUInt16LE(localPort, FLOW_KEY.fields.lport.offset);
-  k.writeUInt16LE(remotePort, FLOW_KEY.fields.rport.offset);
-  Buffer.from(local.split('.').map(Number)).copy(k, FLOW_KEY.fields.laddr.offset);
-  Buffer.from(remote.split('.').map(Number)).copy(k, FLOW_KEY.fields.raddr.offset);
+  writeTcp4Key(k, 0, ip4(local), localPort, ip4(remote), remotePort);
   return k;
 }
 

@@ -16,27 +16,15 @@ import path from 'node:path';
 import { Lab } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { ctl, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { fillFlows, ownerOf, type FillSpec } from '../helpers/flow-fill.js';
+import { fillFlows, fillKeyOf, ownerOf, type FillSpec } from '../helpers/flow-fill.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
-import { FLOW, FLOW_KEY, OWNER } from '../../daemon/src/monitor/wire.js';
+import { FLOW, OWNER } from '../../daemon/src/monitor/wire.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
 
 const SPEC: FillSpec = { count: 2000, owners: 20, ownerBase: 3_000_000, queriedPid: 3_999_990, queriedFlows: 40 };
 const TG = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-
-/** The key fill.ts writes for flow i. */
-function keyOf(i: number): Buffer {
-  const k = Buffer.alloc(FLOW_KEY.size);
-  k[FLOW_KEY.fields.family.offset] = 2;
-  k[FLOW_KEY.fields.proto.offset] = 6;
-  k.writeUInt16LE(i & 0xffff, FLOW_KEY.fields.lport.offset);
-  k.writeUInt16LE(443, FLOW_KEY.fields.rport.offset);
-  k.writeUInt32BE((0x0a000000 | (i >>> 16)) >>> 0, FLOW_KEY.fields.laddr.offset);
-  k.writeUInt32BE(0xc6120002, FLOW_KEY.fields.raddr.offset);
-  return k;
-}
 
 describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;
@@ -63,9 +51,9 @@ describe('owner index (real daemon, real CLI)', privileged({ timeout: 120_000 })
   });
 
   const setOwner = (i: number, pid: number) => {
-    const v = flows.lookup(keyOf(i))!;
+    const v = flows.lookup(fillKeyOf(i))!;
     v.writeUInt32LE(pid, TG);
-    flows.update(keyOf(i), v);
+    flows.update(fillKeyOf(i), v);
   };
   /** As the kernel counts an owner patch (CPU 0's slot of the per-CPU counter). */
   const countPatched = (n: number) => {

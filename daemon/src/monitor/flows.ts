@@ -228,8 +228,9 @@ export class FlowTable {
   private readonly closedNs: bigint;
   private readonly idleNs: bigint;
   private readonly tcpIdleNs: bigint;
-  /** Silence after which an ended TCP flow without a close event is checked (reconcileCloses()). */
-  private closeCheckNs: bigint;
+  /** Silence after which an ended TCP flow without a close event is checked (reconcileCloses());
+   * set with the reconciler, read only when there is one. */
+  private closeCheckNs = 0n;
   private closes: CloseReconciler | null = null;
   /** Suspects looked at by reconcileCloses(), and what came of them (status.flowIndex). */
   private readonly closeChecks = { checked: 0, stillOpen: 0, inferred: 0 };
@@ -250,7 +251,6 @@ export class FlowTable {
     this.closedNs = BigInt(opts.closedRetentionMs) * 1_000_000n;
     this.idleNs = BigInt(opts.idleTimeoutMs) * 1_000_000n;
     this.tcpIdleNs = BigInt(opts.tcpIdleTimeoutMs) * 1_000_000n;
-    this.closeCheckNs = BigInt(Math.max(opts.closeCheckMs ?? DEFAULT_CLOSE_CHECK_MS, UNVERIFIED_CLOSE_CHECK_MS)) * 1_000_000n;
   }
 
   /**
