@@ -89,8 +89,10 @@ static __always_inline void scan_record(struct sock *sk, __u16 proto, __u64 cook
 		if (!k.lport)
 			return;
 		__builtin_memcpy(ep.addr, k.laddr, 16);
+		port_mark_owned(ep.port);
 		bpf_map_update_elem(&emon_binds, &ep, o, BPF_NOEXIST);
 	} else if (proto == IPPROTO_UDP || state != TCP_LISTEN) {
+		port_mark_owned(k.lport);
 		bpf_map_update_elem(&emon_tuples, &k, o, BPF_NOEXIST);
 		flow_patch_owner(&k, o, false);
 	}

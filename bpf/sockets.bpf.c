@@ -154,6 +154,7 @@ static __always_inline int on_post_bind(struct bpf_sock *ctx, bool v6)
 		__builtin_memcpy(ep.addr, &ip4, 4);
 	}
 	owner_from_current(&o, EMON_HOW_BIND);
+	port_mark_owned(ep.port);
 	if (bpf_map_update_elem(&emon_binds, &ep, &o, BPF_ANY))
 		stat_inc(EMON_STAT_OWNER_UPDATE_FAILED);
 	else
@@ -210,6 +211,7 @@ static __always_inline void on_accepted(struct sock *sk)
 	if (!flow_key_from_sk(sk, IPPROTO_TCP, &k))
 		return;
 	owner_from_current(&o, EMON_HOW_ACCEPT);
+	port_mark_owned(k.lport);
 	if (bpf_map_update_elem(&emon_tuples, &k, &o, BPF_ANY))
 		stat_inc(EMON_STAT_OWNER_UPDATE_FAILED);
 	else

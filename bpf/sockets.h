@@ -7,6 +7,12 @@
 #include "monitor/common.h"
 #include "flows.h"
 
+/* emon_owner_ports: the marks of local ports, a bit each (port p: word p / 64, bit p % 64),
+ * twice: words [0, EMON_OWNER_PORT_WORDS) are set by BPF programs with an atomic OR, the
+ * next EMON_OWNER_PORT_WORDS by the daemon, the only writer in user space (a user-space
+ * update writes a whole element, so it must never rewrite a word the kernel sets). */
+#define EMON_OWNER_PORT_WORDS (65536 / 64)
+
 /* A local endpoint (listening or bound socket): emon_binds key. */
 struct emon_endpoint {
 	__u8  family;

@@ -5,6 +5,7 @@ import type { BpfObject } from '../../daemon/src/bpf/object.js';
 import { ENDPOINT, OWNER } from '../../daemon/src/monitor/wire.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { writeUint } from '../../daemon/src/bpf/layout.js';
+import { markOwnerPorts } from '../../daemon/src/monitor/ownerports.js';
 
 /** A wildcard IPv4 TCP bind on `port` in emon_binds: flows with that local port get an owner
  * (tgid `tgid`, attributed by bind). */
@@ -16,5 +17,7 @@ export function bindWildcard(o: BpfObject, port: number, tgid = 4242): void {
   const v = Buffer.alloc(OWNER.size);
   writeUint(v, OWNER.fields.tgid, tgid);
   writeUint(v, OWNER.fields.how, 4); // EMON_HOW_BIND
+  // Builds before emon_owner_ports (a --compare-obj baseline) have no such map.
+  if (o.mapNames().includes(MAP.ownerPorts)) markOwnerPorts(o.map(MAP.ownerPorts), [port]);
   o.map(MAP.binds).update(k, v);
 }

@@ -39,6 +39,32 @@ static __always_inline void stat_inc_tc(__u32 idx)
 		*v += 1;
 }
 
+/* emon_owner_ports: marks a local port before an emon_tuples or emon_binds update, so a
+ * classifier that finds the entry also finds the mark. */
+static __always_inline void port_mark_owned(__u16 port)
+{
+	__u32 i = port >> 6;
+	__u64 bit = 1ULL << (port & 63);
+	__u64 *w = bpf_map_lookup_elem(&emon_owner_ports, &i);
+
+	if (w && !(*w & bit))
+		__sync_fetch_and_or(w, bit);
+}
+
+/* false only when neither emon_tuples nor emon_binds ever held an owner for the port: no
+ * mark in the kernel's word or the daemon's. */
+static __always_inline bool port_maybe_owned(__u16 port)
+{
+	__u32 i = port >> 6, u = i + EMON_OWNER_PORT_WORDS;
+	__u64 bit = 1ULL << (port & 63);
+	__u64 *w = bpf_map_lookup_elem(&emon_owner_ports, &i);
+
+	if (!w || (*w & bit))
+		return true;
+	w = bpf_map_lookup_elem(&emon_owner_ports, &u);
+	return !w || (*w & bit);
+}
+
 static __always_inline struct emon_config *config_get(void)
 {
 	__u32 zero = 0;

@@ -37,6 +37,7 @@ import type { FlowChangeSink, FlowQuery, ProcessQuery } from './flows.js';
 import { BPF_LINK_TYPE_NAMES } from '../bpf/uapi.js';
 import { CFG_EXEC_ARGS, CONFIG, EV, EVENT_HDR, FLOW_KEY, STAT_CLOSES_INFERRED, STAT_FLOWS_DELETED } from './wire.js';
 import { tcpSocketState } from '../net/netlink.js';
+import { markFromOwnerTables } from './ownerports.js';
 import { AF_INET } from '../sys/libc.js';
 
 export const LAYOUT_VERSION = 3; // bpf/monitor/common.h EMON_LAYOUT_VERSION
@@ -335,6 +336,12 @@ export class Monitor implements MonitorApi {
     let method = deployed ?? SCAN.proc; // the /proc scan needs nothing deployed
     st.state = 'running';
     const t0 = Date.now();
+    // Owners recorded before emon_owner_ports existed (an upgrade), by an older build.
+    try {
+      markFromOwnerTables({ tuples: this.deployment.map(MAP.tuples), binds: this.deployment.map(MAP.binds) }, this.deployment.map(MAP.ownerPorts));
+    } catch (err) {
+      this.log.warn({ err }, 'could not mark the local ports of recorded owners: new flows on them may stay unattributed');
+    }
     for (;;) {
       st.method = method;
       try {
@@ -342,6 +349,7 @@ export class Monitor implements MonitorApi {
         if (method === SCAN.proc) {
           const r = await procSocketScan({
             owners: { tuples: this.deployment.map(MAP.tuples), binds: this.deployment.map(MAP.binds) },
+            ownerPorts: this.deployment.map(MAP.ownerPorts),
             allNamespaces: this.opts.allNamespaces,
           });
           this.addStat(MONITOR_COUNTERS.indexOf('ownersProc'), r.sockets);

@@ -19,6 +19,7 @@ import { BPF_NOEXIST } from '../bpf/uapi.js';
 import { CLOCK_BOOTTIME, clockNs } from '../sys/libc.js';
 import { cgroup2Root } from '../sys/mounts.js';
 import { ENDPOINT, FLOW_KEY, OWNER } from './wire.js';
+import { markOwnerPorts } from './ownerports.js';
 import { AF_INET, AF_INET6 } from '../net/ip.js';
 
 const IPPROTO_TCP = 6;
@@ -174,6 +175,8 @@ const SOCKET_LINK = /^socket:\[(\d+)\]$/;
 
 export interface ProcScanOptions {
   owners: { tuples: BpfMap; binds: BpfMap };
+  /** emon_owner_ports: a socket's local port is marked before its tuples or binds entry (ownerports.ts). */
+  ownerPorts: BpfMap;
   /** Every network namespace (trackAllNamespaces), or only the daemon's own. */
   allNamespaces: boolean;
   /** procfs to read (tests point it elsewhere only for parsing). */
@@ -252,8 +255,13 @@ export async function procSocketScan(opts: ProcScanOptions): Promise<ProcScanRes
         processes++;
       }
       const { tuple, endpoint } = socketKeys(s);
-      if (tuple) opts.owners.tuples.tryUpdate(tuple, owner, BPF_NOEXIST);
-      else if (endpoint) opts.owners.binds.tryUpdate(endpoint, owner, BPF_NOEXIST);
+      if (tuple) {
+        markOwnerPorts(opts.ownerPorts, [tuple.readUInt16LE(FLOW_KEY.fields.lport.offset)]);
+        opts.owners.tuples.tryUpdate(tuple, owner, BPF_NOEXIST);
+      } else if (endpoint) {
+        markOwnerPorts(opts.ownerPorts, [endpoint.readUInt16LE(ENDPOINT.fields.port.offset)]);
+        opts.owners.binds.tryUpdate(endpoint, owner, BPF_NOEXIST);
+      }
       else continue;
       sockets++;
     }

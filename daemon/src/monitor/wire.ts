@@ -38,6 +38,10 @@ export const ENDPOINT = {
   fields: { family: f(0, 1), proto: f(1, 1), port: f(2, 2), _pad: f(4, 4), addr: f(8, 16) },
 } as const satisfies StructSpec;
 
+/** emon_owner_ports (bpf/sockets.h EMON_OWNER_PORT_WORDS): 64-bit words of port marks, the
+ * kernel's first, then as many of the daemon's (monitor/ownerports.ts). */
+export const OWNER_PORT_WORDS = 1024;
+
 export const FRAG_KEY = {
   name: 'emon_frag_key', size: 40, object: 'flows.bpf.o',
   fields: { family: f(0, 1), proto: f(1, 1), _pad: f(2, 2), id: f(4, 4), saddr: f(8, 16), daddr: f(24, 16) },

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+// emon_owner_ports (bpf/monitor/maps.bpf.h, daemon/src/monitor/ownerports.ts): the
+// classifier looks up emon_tuples and emon_binds only for a local port one of them ever held
+// an owner for, so every writer of either must mark the port first. Checked through the real
+// daemon: a socket bound after the start (post_bind) is marked and its inbound flow is its
+// owner's; a port a TCP client got from connect() (no bind) is not marked; owners an older build recorded without marks are
+// marked at the next start. (The start-up scan's marks are checked by socketscan.test.ts:
+// its listener that never accepts is owned only through emon_binds, and with the /proc
+// scan its connection only through emon_tuples.)
+// Truth: the pids this test spawned, the datagrams it sent, `ss`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
+import { privileged, requireTool } from '../helpers/privileged.js';
+import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BpfMap } from '../../daemon/src/bpf/maps.js';
+import { MAP } from '../../daemon/src/monitor/components.js';
+import { ENDPOINT, FLOW_KEY, OWNER, OWNER_PORT_WORDS } from '../../daemon/src/monitor/wire.js';
+import { writeTcp4Key } from '../helpers/flow-fill.js';
+import { writeUint } from '../../daemon/src/bpf/layout.js';
+import type { Flow } from '../../daemon/src/contract/flows.js';
+
+const EMON_HOW_ACCEPT = 3;
+const EMON_HOW_BIND = 4;
+
+describe('local ports marked for the owner lookups (emon_owner_ports)', privileged({ timeout: 120_000 }), () => {
+  let lab: Lab;
+  let mon: Host;
+  let peer: Host;
+  let link: LinkInfo;
+  let daemon: TestDaemon;
+
+  const pinned = (name: string) => BpfMap.fromPin(path.join(daemon.pinPath, 'maps', name), name);
+  /** The ports marked now (the kernel's words and the daemon's). */
+  function marked(): Set<number> {
+    const m = pinned(MAP.ownerPorts);
+    try {
+      const out = new Set<number>();
+      m.forEachChunk(({ keys, values, count }) => {
+        for (let i = 0; i < count; i++) {
+          const word = keys.readUInt32LE(i * 4) % OWNER_PORT_WORDS;
+          const bits = values.readBigUInt64LE(i * 8);
+          for (let b = 0; b < 64; b++) if ((bits >> BigInt(b)) & 1n) out.add(word * 64 + b);
+        }
+      });
+      return out;
+    } finally {
+      m.close();
+    }
+  }
+  /** Clears a port's marks in both halves (as a build before emon_owner_ports left them). */
+  function unmark(m: BpfMap, port: number): void {
+    for (const i of [port >>> 6, OWNER_PORT_WORDS + (port >>> 6)]) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i);
+      const v = m.lookup(k)!;
+      v.writeBigUInt64LE(v.readBigUInt64LE(0) & ~(1n << BigInt(port & 63)));
+      m.update(k, v);
+    }
+  }
+  const flows = async (params: object): Promise<Flow[]> => (await daemon.call('flows.list', { limit: 100_000, ...params })).flows;
+  async function until<T>(what: string, get: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await get();
+      if (v !== undefined) return v;
+      assert.ok(Date.now() - t0 < ms, `timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  before(async () => {
+    requireTool('ss');
+    ({ lab, mon, peer, link } = await monitorLab());
+    daemon = await startDaemon(mon, { config: { history: { enabled: false } } });
+  });
+  after(() => destroyMonitorLab(daemon, lab));
+
+  test('a UDP server bound after the start: its port is marked, and datagrams from a new peer are its own (attributedBy bind)', async () => {
+    const before = marked();
+    const srv = mon.spawn(process.execPath, [PEER, 'udp-server', link.a.ip4, '0']);
+    const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    const ss = await mon.exec('ss', ['-unpaH', 'sport', '=', `:${port}`]);
+    assert.match(ss.stdout, new RegExp(`pid=${srv.pid}\\b`), 'ss names the server');
+    const after = marked();
+    assert.ok(after.has(port), `port ${port} marked`);
+    assert.deepEqual([...after].filter((p) => !before.has(p)), [port], 'the server bound one socket: one new mark');
+
+    const client = peer.spawn(process.execPath, [PEER, 'udp-client', link.a.ip4, String(port), '3', '200']);
+    const done = await jsonLines(client).next((o) => o.event === 'done');
+    const f = await until('the server\'s flow', async () => (await flows({ pid: srv.pid })).find((x) => x.localPort === port && x.remotePort === Number(done.localPort)));
+    assert.equal(f.pid, srv.pid);
+    assert.equal(f.attributedBy, 'bind');
+    assert.equal(f.direction, 'inbound');
+    assert.equal(f.rxPackets, 3, 'the three datagrams the peer sent');
+  });
+
+  test('a TCP client\'s port from connect() (no bind) is not marked, and its flow is still its own', async () => {
+    const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '0']);
+    const sport = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    const before = marked();
+    const client = mon.spawn(process.execPath, [PEER, 'tcp-client', link.b.ip4, String(sport), '1000']);
+    const done = await jsonLines(client).next((o) => o.event === 'done');
+    const lport = Number(done.localPort);
+    const f = await until('the client\'s flow', async () => (await flows({ pid: client.pid })).find((x) => x.localPort === lport));
+    assert.equal(f.pid, client.pid);
+    const after = marked();
+    assert.deepEqual([...after].filter((p) => !before.has(p)), [], 'connect() marks nothing');
+  });
+
+  test('owners recorded without a mark (by an older build) are marked at the next start, and their port\'s new flows find the owner', async () => {
+    // A listener's endpoint (emon_binds) on one port, an accepted connection's tuple
+    // (emon_tuples) on another, as an older build would have left them: no marks.
+    const bindPort = 47_123;
+    const tuplePort = 47_124;
+    const peerPort = 47_125;
+    const [bindTgid, tupleTgid] = [3_999_123, 3_999_124];
+    const ip4 = (a: string) => Buffer.from(a.split('.').map(Number));
+    const owner = (tgid: number, how: number) => {
+      const v = Buffer.alloc(OWNER.size);
+      writeUint(v, OWNER.fields.tgid, tgid);
+      writeUint(v, OWNER.fields.pid, tgid);
+      writeUint(v, OWNER.fields.how, how);
+      return v;
+    };
+    await daemon.stop('SIGKILL');
+    const binds = pinned(MAP.binds);
+    const tuples = pinned(MAP.tuples);
+    const ports = pinned(MAP.ownerPorts);
+    try {
+      const ep = Buffer.alloc(ENDPOINT.size);
+      writeUint(ep, ENDPOINT.fields.family, 2);
+      writeUint(ep, ENDPOINT.fields.proto, 6);
+      writeUint(ep, ENDPOINT.fields.port, bindPort);
+      binds.update(ep, owner(bindTgid, EMON_HOW_BIND));
+      const k = Buffer.alloc(FLOW_KEY.size);
+      writeTcp4Key(k, 0, ip4(link.a.ip4).readUInt32BE(0), tuplePort, ip4(link.b.ip4).readUInt32BE(0), peerPort);
+      tuples.update(k, owner(tupleTgid, EMON_HOW_ACCEPT));
+      for (const p of [bindPort, tuplePort]) unmark(ports, p);
+    } finally {
+      binds.close();
+      tuples.close();
+      ports.close();
+    }
+    assert.ok(!marked().has(bindPort) && !marked().has(tuplePort), 'not marked while the daemon is down');
+    daemon = await restartDaemon(daemon);
+    await until('the marks', async () => (marked().has(bindPort) && marked().has(tuplePort) ? true : undefined));
+
+    // A SYN to each port (nothing listens: the kernel answers with a reset) creates a flow
+    // whose owner is the one recorded for it.
+    for (const [port, tgid, by, from] of [[bindPort, bindTgid, 'bind', []], [tuplePort, tupleTgid, 'accept', ['--local-port', String(peerPort)]]] as const) {
+      const c = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '0', ...from]);
+      await jsonLines(c).next((o) => o.event === 'error' || o.event === 'done');
+      const f = await until(`the flow to port ${port}`, async () => (await flows({ pid: tgid })).find((x) => x.localPort === port));
+      assert.equal(f.attributedBy, by);
+      assert.equal(f.direction, 'inbound');
+    }
+  });
+});
