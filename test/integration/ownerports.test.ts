@@ -20,6 +20,7 @@ import { ENDPOINT, FLOW_KEY, OWNER, OWNER_PORT_WORDS } from '../../daemon/src/mo
 import { writeTcp4Key } from '../helpers/flow-fill.js';
 import { writeUint } from '../../daemon/src/bpf/layout.js';
 import type { Flow } from '../../daemon/src/contract/flows.js';
+import { until } from '../helpers/wait.js';
 
 const EMON_HOW_ACCEPT = 3;
 const EMON_HOW_BIND = 4;
@@ -60,14 +61,11 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     }
   }
   const flows = async (params: object): Promise<Flow[]> => (await daemon.call('flows.list', { limit: 100_000, ...params })).flows;
-  async function until<T>(what: string, get: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-    const t0 = Date.now();
-    for (;;) {
-      const v = await get();
-      if (v !== undefined) return v;
-      assert.ok(Date.now() - t0 < ms, `timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  /** The first flow `params` lists that `pick` accepts, once there is one. */
+  async function flowOnce(what: string, params: object, pick: (f: Flow) => boolean): Promise<Flow> {
+    let f: Flow | undefined;
+    await until(what, async () => (f = (await flows(params)).find(pick)) !== undefined, 10_000, 100);
+    return f!;
   }
 
   before(async () => {
@@ -89,7 +87,7 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
 
     const client = peer.spawn(process.execPath, [PEER, 'udp-client', link.a.ip4, String(port), '3', '200']);
     const done = await jsonLines(client).next((o) => o.event === 'done');
-    const f = await until('the server\'s flow', async () => (await flows({ pid: srv.pid })).find((x) => x.localPort === port && x.remotePort === Number(done.localPort)));
+    const f = await flowOnce('the server\'s flow', { pid: srv.pid }, (x) => x.localPort === port && x.remotePort === Number(done.localPort));
     assert.equal(f.pid, srv.pid);
     assert.equal(f.attributedBy, 'bind');
     assert.equal(f.direction, 'inbound');
@@ -103,7 +101,7 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     const client = mon.spawn(process.execPath, [PEER, 'tcp-client', link.b.ip4, String(sport), '1000']);
     const done = await jsonLines(client).next((o) => o.event === 'done');
     const lport = Number(done.localPort);
-    const f = await until('the client\'s flow', async () => (await flows({ pid: client.pid })).find((x) => x.localPort === lport));
+    const f = await flowOnce('the client\'s flow', { pid: client.pid }, (x) => x.localPort === lport);
     assert.equal(f.pid, client.pid);
     const after = marked();
     assert.deepEqual([...after].filter((p) => !before.has(p)), [], 'connect() marks nothing');
@@ -145,14 +143,14 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     }
     assert.ok(!marked().has(bindPort) && !marked().has(tuplePort), 'not marked while the daemon is down');
     daemon = await restartDaemon(daemon);
-    await until('the marks', async () => (marked().has(bindPort) && marked().has(tuplePort) ? true : undefined));
+    await until('the marks', () => marked().has(bindPort) && marked().has(tuplePort), 10_000, 100);
 
     // A SYN to each port (nothing listens: the kernel answers with a reset) creates a flow
     // whose owner is the one recorded for it.
     for (const [port, tgid, by, from] of [[bindPort, bindTgid, 'bind', []], [tuplePort, tupleTgid, 'accept', ['--local-port', String(peerPort)]]] as const) {
       const c = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '0', ...from]);
       await jsonLines(c).next((o) => o.event === 'error' || o.event === 'done');
-      const f = await until(`the flow to port ${port}`, async () => (await flows({ pid: tgid })).find((x) => x.localPort === port));
+      const f = await flowOnce(`the flow to port ${port}`, { pid: tgid }, (x) => x.localPort === port);
       assert.equal(f.attributedBy, by);
       assert.equal(f.direction, 'inbound');
     }
