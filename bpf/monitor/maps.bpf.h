@@ -43,12 +43,13 @@ struct {
 	__type(value, struct emon_owner);
 } emon_binds SEC(".maps");
 
-/* Local ports emon_tuples or emon_binds ever held an owner for, a bit per port (bpf/sockets.h
- * EMON_OWNER_PORT_WORDS: the kernel's words, then the daemon's; never cleared): lets resolve_owner() skip those two tables for a port
- * neither ever held (forwarded traffic, a connection whose socket the hooks did not see),
- * the new-flow path's costliest misses. Every writer of either table marks the port first:
- * accept, post_bind and the start-up scan here, the daemon's /proc scan and its pass over
- * both tables at every start (daemon/src/monitor/ownerports.ts). 16 KiB. */
+/* Local ports emon_tuples or emon_binds ever held an owner for, a bit per port, never
+ * cleared (bpf/sockets.h EMON_OWNER_PORT_WORDS: the kernel's words, then the daemon's;
+ * 16 KiB): lets resolve_owner() skip those two tables for a port neither ever held
+ * (forwarded traffic, a connection whose socket the hooks did not see), the new-flow path's
+ * costliest misses. Every writer of either table marks the port first: accept, post_bind
+ * and the start-up scan here, the daemon's /proc scan and its pass over both tables at
+ * every start (daemon/src/monitor/ownerports.ts). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * EMON_OWNER_PORT_WORDS);

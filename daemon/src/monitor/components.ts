@@ -28,7 +28,7 @@ export const MAP = {
   owners: 'emon_owners',
   tuples: 'emon_tuples',
   binds: 'emon_binds',
-  /** A byte per local port: set once emon_tuples or emon_binds held an owner for it (ownerports.ts). */
+  /** A bit per local port: set once emon_tuples or emon_binds held an owner for it (ownerports.ts). */
   ownerPorts: 'emon_owner_ports',
   frags: 'emon_frags',
   events: 'emon_events',
