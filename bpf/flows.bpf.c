@@ -438,10 +438,11 @@ static __always_inline bool parse_ipv6(struct rd *r, bool egress, struct pkt *p)
 }
 
 /* Owner of a flow's local socket, tried cheapest and most precise first: copied into *o
- * when found, *o untouched otherwise. A global function like emon_ext_walk() (verified once:
+ * when found, *o untouched otherwise. `syn_in`: the packet is an inbound bare SYN (no
+ * accepted tuple can exist yet). A global function like emon_ext_walk() (verified once:
  * its lookups no longer multiply the states of the parse before them); called only for a
  * new flow and an unowned flow's retry, never on an owned flow's packets. */
-__noinline int resolve_owner(struct __sk_buff *skb, int egress,
+__noinline int resolve_owner(struct __sk_buff *skb, int egress, int syn_in,
 			     const struct emon_flow_key *k, struct emon_owner *o)
 {
 	struct emon_owner *found;
@@ -468,9 +469,15 @@ __noinline int resolve_owner(struct __sk_buff *skb, int egress,
 	 * hash lookups that would all miss: bench/classifier's new-flow rows). */
 	if (!port_maybe_owned(k->lport))
 		return 0;
-	found = bpf_map_lookup_elem(&emon_tuples, k);
-	if (found)
-		goto copy;
+	/* An inbound bare SYN opens a connection nothing has accepted yet: an entry for its
+	 * tuple is an earlier connection's (tuples are not deleted at close), whose acceptor
+	 * may be another process. The listener's endpoint answers instead, until accept()
+	 * patches the flow. */
+	if (!syn_in) {
+		found = bpf_map_lookup_elem(&emon_tuples, k);
+		if (found)
+			goto copy;
+	}
 	if (k->proto != IPPROTO_TCP && k->proto != IPPROTO_UDP)
 		return 0;
 
@@ -538,6 +545,13 @@ static __always_inline void owner_kernel(struct emon_owner *o)
 	stat_inc(EMON_STAT_FLOWS_KERNEL);
 }
 
+/* A TCP SYN without ACK arriving: someone opening a connection to a local socket. */
+static __always_inline int syn_inbound(bool egress, const struct pkt *p)
+{
+	return !egress && p->key.proto == IPPROTO_TCP &&
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
 /* A fresh flow record for the packet at hand. */
 static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *skb, bool egress,
 				      const struct pkt *p, __u64 now, __u32 tick)
@@ -547,7 +561,7 @@ static __always_inline void flow_init(struct emon_flow *nf, struct __sk_buff *sk
 	nf->last_tick = tick;
 	nf->ifindex = skb->ifindex;
 	nf->direction = egress ? EMON_DIR_OUTBOUND : EMON_DIR_INBOUND;
-	resolve_owner(skb, egress, &p->key, &nf->owner);
+	resolve_owner(skb, egress, syn_inbound(egress, p), &p->key, &nf->owner);
 	if (nf->owner.how)
 		return;
 	if (kernel_protocol(&p->key) || (egress && kernel_sent(skb, p)))
@@ -617,7 +631,7 @@ static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_bu
 	} else {
 		if (!retry_due(f, tick))
 			return;
-		resolve_owner(skb, egress, &p->key, &o);
+		resolve_owner(skb, egress, syn_inbound(egress, p), &p->key, &o);
 		if (!o.how)
 			return;
 		stat_inc(EMON_STAT_FLOWS_PATCHED);

@@ -17,8 +17,9 @@
 //    they do with live traffic. Baseline: the same walker tail-calling tc_empty.
 //  - new flow: the walker gives every run a new tuple (modulus 0), into a freshly loaded
 //    object whose emon_flows has room for all of them (no LRU eviction: checked), so each
-//    of the `new-flows` runs takes the whole new-flow path (miss, owner lookups, insert,
-//    second lookup). Baseline: the walker in front of tc_empty, same count.
+//    of the `new-flows` runs takes the whole new-flow path (miss, owner lookups, insert).
+//    Twice: with no owner anywhere, and to a listener (a wildcard bind for the local port).
+//    Baseline: the walker in front of tc_empty, same count.
 //  - new flow, one test run per packet: `one-shot` distinct frames built here, each run
 //    once (repeat 1); baseline tc_empty on the same frames. Each run starts from caches
 //    the syscall and Node have just disturbed, so this is the cold-cache cost; the
@@ -432,12 +433,15 @@ async function main(): Promise<void> {
 
     // 3. New flow, warm: every walker run is a new tuple, fresh object per repetition
     //    (with --compare-obj: each build in turn, and the empty program, alternating).
+    //    Unowned: no owner anywhere (every owner lookup misses: the worst case). To a
+    //    listener: a wildcard bind for the local port, as for the owned spread rows (what a
+    //    server's inbound connections pay).
     const newMax = 1 << Math.ceil(Math.log2(NEW_FLOWS * 2.5));
-    for (const dir of wants('new') ? DIRS : []) {
+    for (const [dir, owned] of wants('new') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4(0x02); // a SYN
       const rowsNew = BUILDS.map((b) => ({
         file: b.file, created: 0, failed: 0, maps: 0,
-        row: { name: `new flow: IPv4 TCP SYN, fresh map (max ${newMax})${b.label}`, dir, runs: `${NEW_FLOWS / 1e3}k distinct, walker`, empty: [], flows: [], check: '' } as Row,
+        row: { name: `new flow: IPv4 TCP SYN${owned ? ' to a listener (bind)' : ''}, fresh map (max ${newMax})${b.label}`, dir, runs: `${NEW_FLOWS / 1e3}k distinct, walker`, empty: [], flows: [], check: '' } as Row,
       }));
       for (let rep = -1; more(rep); rep++) {
         const order = [-1, ...rowsNew.keys()];
@@ -453,14 +457,16 @@ async function main(): Promise<void> {
           const r = rowsNew[which]!;
           const flows = loadFlows(newMax, r.file);
           opened.push(flows);
+          if (owned) bindWildcard(flows, dir === 'tc_ingress' ? 443 : 40000);
           walker.target(flows.progFd(dir));
           const ns = walker.run(frame, NEW_FLOWS);
           walker.target(emptyFd); // drop the slot's reference before closing
           const t = flowTotals(flows);
           const c = Number(stat(flows, 'flowsCreated'));
           const f = Number(stat(flows, 'flowCreateFailed'));
-          if (t.entries !== NEW_FLOWS || c !== NEW_FLOWS || t.packets !== NEW_FLOWS || f !== 0) {
-            throw new Error(`new flow ${dir}${r.row.name}: ${t.entries} flows present, ${c} created, ${f} failed, ${t.packets} packets for ${NEW_FLOWS} runs`);
+          const u = Number(stat(flows, 'flowsUnattributed'));
+          if (t.entries !== NEW_FLOWS || c !== NEW_FLOWS || t.packets !== NEW_FLOWS || f !== 0 || u !== (owned ? 0 : NEW_FLOWS)) {
+            throw new Error(`new flow ${dir}${r.row.name}: ${t.entries} flows present, ${c} created, ${f} failed, ${u} unowned, ${t.packets} packets for ${NEW_FLOWS} runs`);
           }
           r.created += c;
           r.failed += f;
@@ -470,10 +476,10 @@ async function main(): Promise<void> {
         }
       }
       for (const r of rowsNew) {
-        r.row.check = `created ${r.created} flows in ${r.maps} fresh maps, ${r.failed} failed, none evicted`;
+        r.row.check = `created ${r.created} flows in ${r.maps} fresh maps, ${r.failed} failed, none evicted, ${owned ? 'all owned' : 'all unowned'}`;
         rows.push(r.row);
       }
-      console.error(`new flow, ${dir} done`);
+      console.error(`new flow${owned ? ' to a listener' : ''}, ${dir} done`);
     }
 
     // 4. New flow, one test run per frame (cold caches).

@@ -23,6 +23,7 @@ import { writeUint } from '../../daemon/src/bpf/layout.js';
 import { FlowTable, type ProcessTraffic } from '../../daemon/src/monitor/flows.js';
 import { DirtyRing } from '../../daemon/src/monitor/dirty.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
+import { markOwnerPorts } from '../../daemon/src/monitor/ownerports.js';
 import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { FLOW_KEY, IFACE, OWNER } from '../../daemon/src/monitor/wire.js';
 import { CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, clockNs } from '../../daemon/src/sys/libc.js';
@@ -195,6 +196,12 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
     const rand = rng(seed);
     const pick = (n: number) => Math.floor(rand() * n);
     const tuples = obj.map(MAP.tuples);
+    const ports = obj.map(MAP.ownerPorts);
+    /** An owner by tuple, written as the kernel's accept hook does: the local port marked first. */
+    const ownTuple = (i: number, o: Buffer) => {
+      markOwnerPorts(ports, [tuple(i).lport]);
+      tuples.update(keyOf(i), o);
+    };
     const ingress = obj.progFd('tc_ingress');
     const egress = obj.progFd('tc_egress');
     /** Owners this test gave (pid -> comms used), to know which pids have one comm. */
@@ -250,7 +257,7 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
             const comm = rand() < 0.15 ? `reuse${pick(3)}` : `proc${pid % 100}`;
             if (!comms.has(pid)) comms.set(pid, new Set());
             comms.get(pid)!.add(comm);
-            tuples.update(keyOf(i), owner(pid, comm, 1000 + (pid % 3)));
+            ownTuple(i, owner(pid, comm, 1000 + (pid % 3)));
           }
           send(i, 1 + pick(3));
         }
@@ -267,7 +274,7 @@ describe('dirty-flow ring: kept per-owner totals equal the walk (real classifier
           const pid = 4_100_000 + pick(5);
           if (!comms.has(pid)) comms.set(pid, new Set());
           comms.get(pid)!.add('late');
-          tuples.update(keyOf(i), owner(pid, 'late', 2000));
+          ownTuple(i, owner(pid, 'late', 2000));
         }
         await tick();
         for (let j = 0; j < 300; j++) send(pick(used), 1);

@@ -3,17 +3,19 @@
 // classifier looks up emon_tuples and emon_binds only for a local port one of them ever held
 // an owner for, so every writer of either must mark the port first. Checked through the real
 // daemon: a socket bound after the start (post_bind) is marked and its inbound flow is its
-// owner's; a port a TCP client got from connect() (no bind) is not marked; owners an older build recorded without marks are
-// marked at the next start. (The start-up scan's marks are checked by socketscan.test.ts:
-// its listener that never accepts is owned only through emon_binds, and with the /proc
-// scan its connection only through emon_tuples.)
+// owner's; a port a TCP client got from connect() (no bind) is not marked; owners an older
+// build recorded without marks are marked at the next start; an inbound SYN skips
+// emon_tuples (an earlier connection's entry there would name the wrong process). (The
+// start-up scan's marks are checked by socketscan.test.ts: its listener that never accepts
+// is owned only through emon_binds, and with the /proc scan its connection only through
+// emon_tuples.)
 // Truth: the pids this test spawned, the datagrams it sent, `ss`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { type Lab, jsonLines, type Host, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, monitorLab, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { destroyMonitorLab, monitorLab, OBJECT_DIR, PEER, restartDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { ENDPOINT, FLOW_KEY, OWNER, OWNER_PORT_WORDS } from '../../daemon/src/monitor/wire.js';
@@ -24,6 +26,7 @@ import { until } from '../helpers/wait.js';
 
 const EMON_HOW_ACCEPT = 3;
 const EMON_HOW_BIND = 4;
+const EMON_HOW_PROC = 6;
 
 describe('local ports marked for the owner lookups (emon_owner_ports)', privileged({ timeout: 120_000 }), () => {
   let lab: Lab;
@@ -108,8 +111,9 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
   });
 
   test('owners recorded without a mark (by an older build) are marked at the next start, and their port\'s new flows find the owner', async () => {
-    // A listener's endpoint (emon_binds) on one port, an accepted connection's tuple
-    // (emon_tuples) on another, as an older build would have left them: no marks.
+    // A listener's endpoint (emon_binds) on one port, a connected UDP socket's tuple
+    // (emon_tuples, as the start-up scan records it) on another, as an older build would have
+    // left them: no marks.
     const bindPort = 47_123;
     const tuplePort = 47_124;
     const peerPort = 47_125;
@@ -134,7 +138,8 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
       binds.update(ep, owner(bindTgid, EMON_HOW_BIND));
       const k = Buffer.alloc(FLOW_KEY.size);
       writeTcp4Key(k, 0, ip4(link.a.ip4).readUInt32BE(0), tuplePort, ip4(link.b.ip4).readUInt32BE(0), peerPort);
-      tuples.update(k, owner(tupleTgid, EMON_HOW_ACCEPT));
+      k[FLOW_KEY.fields.proto.offset] = 17; // UDP
+      tuples.update(k, owner(tupleTgid, EMON_HOW_PROC));
       for (const p of [bindPort, tuplePort]) unmark(ports, p);
     } finally {
       binds.close();
@@ -145,14 +150,46 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     daemon = await restartDaemon(daemon);
     await until('the marks', () => marked().has(bindPort) && marked().has(tuplePort), 10_000, 100);
 
-    // A SYN to each port (nothing listens: the kernel answers with a reset) creates a flow
-    // whose owner is the one recorded for it.
-    for (const [port, tgid, by, from] of [[bindPort, bindTgid, 'bind', []], [tuplePort, tupleTgid, 'accept', ['--local-port', String(peerPort)]]] as const) {
-      const c = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '0', ...from]);
-      await jsonLines(c).next((o) => o.event === 'error' || o.event === 'done');
+    // A SYN to the endpoint's port and a datagram to the tuple's (nothing listens: the
+    // kernel answers with a reset, a port unreachable) each create a flow whose owner is the
+    // one recorded for it.
+    const syn = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(bindPort), '0']);
+    await jsonLines(syn).next((o) => o.event === 'error' || o.event === 'done');
+    const udp = peer.spawn(process.execPath, [PEER, 'udp-client', link.a.ip4, String(tuplePort), '2', '100', '--local-port', String(peerPort)]);
+    await jsonLines(udp).next((o) => o.event === 'done');
+    for (const [port, tgid, by] of [[bindPort, bindTgid, 'bind'], [tuplePort, tupleTgid, 'proc']] as const) {
       const f = await flowOnce(`the flow to port ${port}`, { pid: tgid }, (x) => x.localPort === port);
       assert.equal(f.attributedBy, by);
       assert.equal(f.direction, 'inbound');
     }
+  });
+
+  test('an inbound SYN on a tuple an earlier connection left in emon_tuples is the listener\'s, not the earlier acceptor\'s', async () => {
+    // The listener never accepts, so only the lookup at the SYN names the flow's owner.
+    const lis = mon.spawn(path.join(OBJECT_DIR, 'fixtures/net/listen_hold'), [link.a.ip4], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const port = Number((await jsonLines(lis).next((o) => o.event === 'listening')).port);
+    const ss = await mon.exec('ss', ['-tlnpH', 'sport', '=', `:${port}`]);
+    assert.match(ss.stdout, new RegExp(`pid=${lis.pid}\\b`), 'ss names the listener');
+    const peerPort = 47_126;
+    const earlier = 3_999_126;
+    const tuples = pinned(MAP.tuples);
+    try {
+      const ip4 = (a: string) => Buffer.from(a.split('.').map(Number)).readUInt32BE(0);
+      const k = Buffer.alloc(FLOW_KEY.size);
+      writeTcp4Key(k, 0, ip4(link.a.ip4), port, ip4(link.b.ip4), peerPort);
+      const v = Buffer.alloc(OWNER.size);
+      writeUint(v, OWNER.fields.tgid, earlier);
+      writeUint(v, OWNER.fields.pid, earlier);
+      writeUint(v, OWNER.fields.how, EMON_HOW_ACCEPT);
+      tuples.update(k, v); // what accept() wrote for an earlier connection on this tuple
+    } finally {
+      tuples.close();
+    }
+    const c = peer.spawn(process.execPath, [PEER, 'tcp-client', link.a.ip4, String(port), '100', '--local-port', String(peerPort)]);
+    await jsonLines(c).next((o) => o.event === 'connected' || o.event === 'error');
+    const f = await flowOnce('the connection\'s flow', {}, (x) => x.localPort === port && x.remotePort === peerPort);
+    assert.deepEqual({ pid: f.pid, attributedBy: f.attributedBy }, { pid: lis.pid, attributedBy: 'bind' }, `the listener's flow: ${JSON.stringify(f)}`);
+    c.kill('SIGKILL');
+    lis.stdin!.end();
   });
 });
