@@ -36,6 +36,15 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
   let daemon: TestDaemon;
 
   const pinned = (name: string) => BpfMap.fromPin(path.join(daemon.pinPath, 'maps', name), name);
+  const ip4 = (a: string) => Buffer.from(a.split('.').map(Number)).readUInt32BE(0);
+  /** An owner as the kernel's hooks record it. */
+  const ownerValue = (tgid: number, how: number) => {
+    const v = Buffer.alloc(OWNER.size);
+    writeUint(v, OWNER.fields.tgid, tgid);
+    writeUint(v, OWNER.fields.pid, tgid);
+    writeUint(v, OWNER.fields.how, how);
+    return v;
+  };
   /** The ports marked now (the kernel's words and the daemon's). */
   function marked(): Set<number> {
     const m = pinned(MAP.ownerPorts);
@@ -118,14 +127,6 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     const tuplePort = 47_124;
     const peerPort = 47_125;
     const [bindTgid, tupleTgid] = [3_999_123, 3_999_124];
-    const ip4 = (a: string) => Buffer.from(a.split('.').map(Number));
-    const owner = (tgid: number, how: number) => {
-      const v = Buffer.alloc(OWNER.size);
-      writeUint(v, OWNER.fields.tgid, tgid);
-      writeUint(v, OWNER.fields.pid, tgid);
-      writeUint(v, OWNER.fields.how, how);
-      return v;
-    };
     await daemon.stop('SIGKILL');
     const binds = pinned(MAP.binds);
     const tuples = pinned(MAP.tuples);
@@ -135,11 +136,11 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
       writeUint(ep, ENDPOINT.fields.family, 2);
       writeUint(ep, ENDPOINT.fields.proto, 6);
       writeUint(ep, ENDPOINT.fields.port, bindPort);
-      binds.update(ep, owner(bindTgid, EMON_HOW_BIND));
+      binds.update(ep, ownerValue(bindTgid, EMON_HOW_BIND));
       const k = Buffer.alloc(FLOW_KEY.size);
-      writeTcp4Key(k, 0, ip4(link.a.ip4).readUInt32BE(0), tuplePort, ip4(link.b.ip4).readUInt32BE(0), peerPort);
+      writeTcp4Key(k, 0, ip4(link.a.ip4), tuplePort, ip4(link.b.ip4), peerPort);
       k[FLOW_KEY.fields.proto.offset] = 17; // UDP
-      tuples.update(k, owner(tupleTgid, EMON_HOW_PROC));
+      tuples.update(k, ownerValue(tupleTgid, EMON_HOW_PROC));
       for (const p of [bindPort, tuplePort]) unmark(ports, p);
     } finally {
       binds.close();
@@ -174,14 +175,9 @@ describe('local ports marked for the owner lookups (emon_owner_ports)', privileg
     const earlier = 3_999_126;
     const tuples = pinned(MAP.tuples);
     try {
-      const ip4 = (a: string) => Buffer.from(a.split('.').map(Number)).readUInt32BE(0);
       const k = Buffer.alloc(FLOW_KEY.size);
       writeTcp4Key(k, 0, ip4(link.a.ip4), port, ip4(link.b.ip4), peerPort);
-      const v = Buffer.alloc(OWNER.size);
-      writeUint(v, OWNER.fields.tgid, earlier);
-      writeUint(v, OWNER.fields.pid, earlier);
-      writeUint(v, OWNER.fields.how, EMON_HOW_ACCEPT);
-      tuples.update(k, v); // what accept() wrote for an earlier connection on this tuple
+      tuples.update(k, ownerValue(earlier, EMON_HOW_ACCEPT)); // what accept() wrote for an earlier connection on this tuple
     } finally {
       tuples.close();
     }

@@ -33,6 +33,22 @@ test('every StructSpec lb/wire.ts exports is in ALL_LB_STRUCTS (so the BTF check
   assert.ok(specs.length >= 17, `${specs.length} specs found`);
 });
 
+test('emon_owner_ports holds the kernel\'s and the daemon\'s halves of 64-bit words the daemon writes (OWNER_PORT_WORDS each)', async () => {
+  const { BpfObject } = await import('../../daemon/src/bpf/object.js');
+  const { OWNER_PORT_WORDS } = await import('../../daemon/src/monitor/wire.js');
+  const { MAP } = await import('../../daemon/src/monitor/components.js');
+  for (const file of ['flows.bpf.o', 'sockets.bpf.o', 'scan.bpf.o']) {
+    const obj = BpfObject.open(path.join(objDir, file));
+    try {
+      const m = obj.mapSpec(MAP.ownerPorts);
+      assert.deepEqual({ keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries }, { keySize: 4, valueSize: 8, maxEntries: 2 * OWNER_PORT_WORDS }, file);
+      assert.equal(OWNER_PORT_WORDS * 64, 65536, 'a bit per port');
+    } finally {
+      obj.close();
+    }
+  }
+});
+
 test('the layout version is the same in bpf/monitor/common.h and the daemon', async () => {
   const fs = await import('node:fs');
   const header = fs.readFileSync(path.resolve(objDir, '../../bpf/monitor/common.h'), 'utf8');

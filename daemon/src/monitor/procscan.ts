@@ -261,8 +261,9 @@ export async function procSocketScan(opts: ProcScanOptions): Promise<ProcScanRes
       } else if (endpoint) {
         markOwnerPorts(opts.ownerPorts, [endpoint.readUInt16LE(ENDPOINT.fields.port.offset)]);
         opts.owners.binds.tryUpdate(endpoint, owner, BPF_NOEXIST);
+      } else {
+        continue;
       }
-      else continue;
       sockets++;
     }
   }
