@@ -291,10 +291,17 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     await addVip(vip, [[be4(0), 1], [be4(1), 1]]);
     const r = await client.call<Answers>('requests', { host: '198.19.10.13', port: TCP_PORT, count: 600 });
     assert.equal(total(r.answers), 600);
+    // One conn entry per distinct client tuple: a local port the client's kernel handed out
+    // again (the earlier connection closed by the server, so no TIME_WAIT on the client)
+    // meets the entry of the first (see assertFlows). CI run GG saw 595 entries here.
+    const used = Object.values(r.ports ?? {}).flat();
+    const tuples = new Set(used).size;
+    assert.equal(used.length, 600, 'a local port for every connection');
     const flows = (await call<Raw>('rawEntries', { map: 'emon_lb_conns' }))
       .map((e) => ({ key: Buffer.from(e.key, 'hex'), backend: Buffer.from(e.value, 'hex').readUInt32LE(0) }))
       .filter((e) => e.key.readUInt32BE(16) === 0xc6130a0d);
-    assert.equal(flows.length, 600);
+    assert.equal(flows.length, tuples, `one conn entry per distinct tuple (600 connections, ${600 - tuples} local ports used twice)`);
+    if (tuples < 600) t.diagnostic(`local ports used twice: ${600 - tuples}`);
     const table = async () => {
       const x = await call<{ table: string }>('table', { vip });
       const b = Buffer.from(x.table, 'base64');
@@ -309,12 +316,12 @@ describe('XDP load balancer', privileged({ timeout: 600_000 }), () => {
     const tableMoved = tableDisruption(before, afterT);
     const min = 1 / 3;
     assert.ok(Math.abs(tableMoved - min) <= 0.01, `table: ${tableMoved} moved, minimum ${min}`);
-    // 600 flows: one standard deviation is 1.9 points; allow 4.
+    // About 600 flows: one standard deviation is 1.9 points; allow 4.
     assert.ok(Math.abs(wouldMove - tableMoved) <= 0.08, `flows: ${wouldMove} would move, table ${tableMoved}`);
     // And none did: the conn table still pins every one of them.
     const still = new Map((await call<Raw>('rawEntries', { map: 'emon_lb_conns' })).map((e) => [e.key, Buffer.from(e.value, 'hex').readUInt32LE(0)]));
     for (const f of flows) assert.equal(still.get(f.key.toString('hex')), f.backend);
-    t.diagnostic(`2 -> 3 backends: ${(wouldMove * 100).toFixed(1)}% of 600 existing flows would move without the conn table (table ${(tableMoved * 100).toFixed(2)}%; minimum 33.33%)`);
+    t.diagnostic(`2 -> 3 backends: ${(wouldMove * 100).toFixed(1)}% of ${flows.length} existing flows would move without the conn table (table ${(tableMoved * 100).toFixed(2)}%; minimum 33.33%)`);
   });
 
   test('kill -9 of the daemon during a long transfer breaks nothing; the restarted daemon restores everything from the pins', async (t) => {
