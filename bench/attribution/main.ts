@@ -7,7 +7,7 @@
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
 //        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
-//        [--subscribers batch] [--ring-bytes N] [--no-loop-probe]
+//        [--subscribers batch] [--ring-bytes N] [--no-loop-probe] [--load-nice N] [--daemon-nice N]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
 // server (bench/attribution/acceptor.c) accepts and closes at once; the load generator
@@ -50,7 +50,7 @@ import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, 
 import { subscribeEvents } from '../../client/src/events.js';
 import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
-import { loopProbe } from '../lib/daemon-probes.js';
+import { loopProbe, stallBreakdown } from '../lib/daemon-probes.js';
 
 const REPS = numArg('reps', 3);
 const WORKERS = numArg('workers', 8);
@@ -92,6 +92,23 @@ const BASELINE = strArg('baseline');
 /** Keeps each phase's truth files and the close events seen (debugging a missed close). */
 const KEEP_DIR = strArg('keep-dir');
 const LOOP_PROBE = !process.argv.includes('--no-loop-probe');
+/**
+ * --load-nice N: the load generator and the acceptors run at nice N (default 0). At 19 they
+ * take what CPU the tools leave: the loop probe then shows the daemon's own stall rather than
+ * its wait for one of the VM's two CPUs behind a dozen load processes (stallBreakdown()).
+ */
+const LOAD_NICE = numArg('load-nice', 0);
+/**
+ * --daemon-nice N: the daemon starts at nice N (default: the unit's Nice=, as systemd starts
+ * it; the daemon then keeps it for its event loop alone, daemon/src/sys/priority.ts). The
+ * loop prober stays at this process's niceness, as a client would.
+ */
+const UNIT_NICE = Number(/^Nice=(-?\d+)$/m.exec(fs.readFileSync(path.join(ROOT, 'systemd/ebpfmon.service'), 'utf8'))?.[1] ?? 0);
+const DAEMON_NICE = strArg('daemon-nice') === undefined ? UNIT_NICE : numArg('daemon-nice', 0);
+/** `cmd args` as spawned, at the load's niceness. */
+const niced = (cmd: string, args: string[]): [string, string[]] => (LOAD_NICE === 0 ? [cmd, args] : ['nice', ['-n', String(LOAD_NICE), cmd, ...args]]);
+/** Issue 17's stall target: probes this long or longer are broken down (stallBreakdown). */
+const STALL_TARGET_MS = 10;
 const RING_BYTES = strArg('ring-bytes') === undefined ? undefined : numArg('ring-bytes', 0);
 const ONLY_EBPFMON = process.argv.includes('--only-ebpfmon');
 const MODES = listArg('modes', ['max', 'rate'] as const);
@@ -242,7 +259,7 @@ class Bench {
       const link = await lab.link(cli, srv, { ipv6: false });
       // Room for a phase's connections without reusing ports too soon (this namespace only).
       await cli.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=10000 65000']);
-      const server = srv.spawn(acceptor, [link.b.ip4, String(PORT), String(SERVER_WORKERS)]);
+      const server = srv.spawn(...niced(acceptor, [link.b.ip4, String(PORT), String(SERVER_WORKERS)]));
       await new Promise<void>((resolve, reject) => {
         let out = '';
         const t = setTimeout(() => reject(new Error('acceptor did not start')), 10_000);
@@ -291,7 +308,7 @@ class Bench {
     const dir = path.join(this.tmp, `phase${this.phaseN++}`);
     fs.mkdirSync(dir);
     const [total, rate, maxMs] = mode === 'max' ? [MAX_CONNS, 0, MAX_SECONDS * 1000] : [RATE_CONNS, RATE, Math.ceil((RATE_CONNS / RATE) * 1000 * 1.5)];
-    const child = this.cli.spawn(this.connload, [this.srvIp, String(PORT), String(WORKERS), String(total), String(rate), String(maxMs), dir]);
+    const child = this.cli.spawn(...niced(this.connload, [this.srvIp, String(PORT), String(WORKERS), String(total), String(rate), String(maxMs), dir]));
     let out = '';
     let err = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -367,6 +384,7 @@ class Bench {
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
       ...(variant.main ? { main: variant.main } : {}),
+      nice: DAEMON_NICE,
       ...(CPU_PROF_DIR ? { env: { NODE_OPTIONS: `--require ${cpuProfPreload(this.tmp, CPU_PROF_DIR)}` } } : {}),
     });
     let client: DaemonClient | null = null;
@@ -399,7 +417,7 @@ class Bench {
         const idleRtts = await idleProbe.stop();
         const rt = await this.retrans();
         const cpu = new CpuWindow(daemon.pid);
-        const probe = LOOP_PROBE ? loopProbe(daemon.socketPath) : { stop: async () => [] as number[] };
+        const probe = LOOP_PROBE ? loopProbe(daemon.socketPath, daemon.pid) : { stop: async () => [] as number[], samples: () => [] };
         const { r, truth } = await this.load(mode);
         const open = await this.waitClosed();
         // Drain: until every connection has its close event, or nothing new for 2 s.
@@ -431,7 +449,7 @@ class Bench {
         const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
-        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; ${LOOP_PROBE ? `loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)})` : 'no loop probe'}`;
+        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; ${LOOP_PROBE ? `loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)}); ${stallBreakdown(probe.samples(), STALL_TARGET_MS)}` : 'no loop probe'}`;
         if (sub) await client.call(METHODS.eventsUnsubscribe, { subscription: sub });
         if (!sub) {
           const n = s1.events.received.close! - s0.events.received.close!;
@@ -570,7 +588,7 @@ async function main(): Promise<void> {
       }
     }
     console.log(`\nbench/attribution - ${machine()}`);
-    console.log(`${WORKERS} client processes in one lab namespace -> ${SERVER_WORKERS} acceptors in another (veth), connect / server closes / close; ${reps} repetitions, medians; each repetition runs every tool on the same load.`);
+    console.log(`${WORKERS} client processes in one lab namespace -> ${SERVER_WORKERS} acceptors in another (veth), connect / server closes / close${LOAD_NICE ? `, the load at nice ${LOAD_NICE}` : ''}, the daemon at nice ${DAEMON_NICE}${DAEMON_NICE === UNIT_NICE ? " (the unit's)" : ''}; ${reps} repetitions, medians; each repetition runs every tool on the same load.`);
     console.log('Shared 2-core VM: rates and CPU vary 20-30% between runs. CPU: utime+stime of the tool process over load + drain (10 ms ticks).');
     console.log(table.toString());
     const failed = phases.reduce((s, p) => s + p.failed + p.slow, 0);

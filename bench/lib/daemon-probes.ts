@@ -2,8 +2,10 @@
 // Probes the benches point at a running daemon: the event loop's stall as a client sees it,
 // and the note that makes the daemon walk its flow table once after the bench wrote flows
 // from user space.
+import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { METHODS } from '../../daemon/src/contract/index.js';
 import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
@@ -36,14 +38,94 @@ export function timedCalls(socketPath: string, call: (c: DaemonClient) => Promis
   return { stop: async () => ((stopped = true), await done, rtts) };
 }
 
+/** One thread's time on a CPU and waiting on a run queue so far, in ms: the scheduler's own
+ * accounting (/proc/PID/task/TID/schedstat; another user's threads need root). */
+export interface ThreadSched { cpuMs: number; runqMs: number }
+
+export function threadSched(file: string): ThreadSched | null {
+  try {
+    const [run, wait] = fs.readFileSync(file, 'utf8').split(' ');
+    return { cpuMs: Number(run) / 1e6, runqMs: Number(wait) / 1e6 };
+  } catch {
+    return null; // the thread ended
+  }
+}
+
+/** A loop probe's round trip, and what the daemon's main thread and the probing thread did
+ * meanwhile: how much of a stall is the daemon's own work, and how much is waiting for a CPU. */
+export interface ProbeSample { rttMs: number; daemon: ThreadSched | null; self: ThreadSched | null }
+
+const minus = (a: ThreadSched | null, b: ThreadSched | null): ThreadSched | null => (a && b ? { cpuMs: a.cpuMs - b.cpuMs, runqMs: a.runqMs - b.runqMs } : null);
+
 /**
  * The event loop's stall as a client sees it: one request at a time, every 10 ms, that the
  * API refuses before doing any work (flows.list with pid -1: InvalidParams). Its round trip
- * is how long the loop took to get to it, plus this process's own delay. stop() gives the
- * round trips in ms.
+ * is how long the loop took to get to it, plus the prober's own delay. The prober runs in a
+ * worker thread of its own (loop-probe-worker.ts): on the bench's event loop it waited
+ * behind the bench's own work (a subscriber taking 10k events/s) and measured that. stop()
+ * gives the round trips in ms; with `daemonPid`, samples() gives each round trip with the
+ * daemon's main thread's and the prober thread's CPU and run-queue time during it.
  */
-export function loopProbe(socketPath: string): { stop: () => Promise<number[]> } {
-  return timedCalls(socketPath, (c) => c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined), () => 10);
+export function loopProbe(socketPath: string, daemonPid?: number): { stop: () => Promise<number[]>; samples: () => ProbeSample[] } {
+  const w = new Worker(new URL('./loop-probe-worker.js', import.meta.url), { workerData: { socketPath, daemonPid } satisfies LoopProbeData });
+  let got: ProbeSample[] = [];
+  const done = new Promise<ProbeSample[]>((resolve, reject) => {
+    w.once('message', (m: ProbeSample[]) => resolve(m));
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`loop probe worker exited (${code}) before its report`)));
+  });
+  return {
+    stop: async () => {
+      w.postMessage('stop');
+      got = await done;
+      await w.terminate();
+      return got.map((s) => s.rttMs);
+    },
+    samples: () => got,
+  };
+}
+
+export interface LoopProbeData { socketPath: string; daemonPid?: number | undefined }
+
+/** The prober's loop (runs in loop-probe-worker.ts's thread): returns its samples at `stop`. */
+export function runLoopProbe(d: LoopProbeData, stopped: Promise<void>): Promise<ProbeSample[]> {
+  const daemonFile = d.daemonPid === undefined ? null : `/proc/${d.daemonPid}/task/${d.daemonPid}/schedstat`;
+  const samples: ProbeSample[] = [];
+  let d0: ThreadSched | null = null;
+  let s0: ThreadSched | null = null;
+  const t = timedCalls(d.socketPath, async (c) => {
+    if (daemonFile) {
+      d0 = threadSched(daemonFile);
+      s0 = threadSched('/proc/thread-self/schedstat');
+    }
+    await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
+  }, (rtt) => {
+    samples.push({ rttMs: rtt, daemon: daemonFile ? minus(threadSched(daemonFile), d0) : null, self: daemonFile ? minus(threadSched('/proc/thread-self/schedstat'), s0) : null });
+    return 10;
+  });
+  return stopped.then(async () => (await t.stop(), samples));
+}
+
+/**
+ * Where the longest round trips went: over the probes of at least `overMs` (the stall
+ * target), the share of their time the daemon's main thread ran, waited for a CPU, and the
+ * probing thread waited for one; and the same for the longest probe alone.
+ */
+export function stallBreakdown(samples: ProbeSample[], overMs: number): string {
+  // The daemon's share of a round trip is at most what its main thread ran plus what it
+  // waited for a CPU meanwhile (blocked, it was idle: a request wakes it at once).
+  const own = samples.filter((s) => s.daemon).map((s) => Math.min(s.rttMs, s.daemon!.cpuMs + s.daemon!.runqMs)).sort((a, b) => a - b);
+  const bound = own.length ? `the daemon's own part of a round trip (its main thread running or waiting for a CPU meanwhile): max ${own.at(-1)!.toFixed(1)} ms, p99 ${own[Math.min(own.length - 1, Math.floor(0.99 * own.length))]!.toFixed(1)}; ` : '';
+  const long = samples.filter((s) => s.rttMs >= overMs && s.daemon && s.self);
+  if (long.length === 0) return `${bound}no probe of ${overMs} ms or more`;
+  const sum = (f: (s: ProbeSample) => number) => long.reduce((a, s) => a + f(s), 0);
+  const rtt = sum((s) => s.rttMs);
+  const pct = (x: number, of: number) => `${((100 * x) / of).toFixed(0)}%`;
+  const w = long.reduce((a, s) => (s.rttMs > a.rttMs ? s : a));
+  // Blocked: neither on a CPU nor waiting for one (asleep: in epoll, or on a lock).
+  const blocked = (t: ThreadSched, ms: number) => Math.max(0, ms - t.cpuMs - t.runqMs);
+  const part = (t: ThreadSched, ms: number) => `ran ${t.cpuMs.toFixed(1)}, waited for a CPU ${t.runqMs.toFixed(1)}, blocked ${blocked(t, ms).toFixed(1)}`;
+  return `${bound}${long.length} probes of ${overMs} ms or more: the daemon's main thread ran ${pct(sum((s) => s.daemon!.cpuMs), rtt)} of their time, waited for a CPU ${pct(sum((s) => s.daemon!.runqMs), rtt)}, the prober waited for one ${pct(sum((s) => s.self!.runqMs), rtt)}; the longest, ${w.rttMs.toFixed(1)} ms: daemon ${part(w.daemon!, w.rttMs)}; prober ${part(w.self!, w.rttMs)}`;
 }
 
 /** Counts one lost dirty record (CPU 0's slot of emon_stats dirtyRingFull): the daemon then

@@ -19,6 +19,7 @@ import { notify, startWatchdog } from './systemd/notify.js';
 import { lockPinPath, LockError, type Lock } from './sys/lock.js';
 import { ensureBpffs } from './sys/mounts.js';
 import { missingCapabilities } from './sys/caps.js';
+import { BACKGROUND_NICE, niceOf, othersToBackground, threadId } from './sys/priority.js';
 import { VERSION } from './version.js';
 import { parseDeclarations } from './lb/planner.js';
 import { listLinks } from './net/netlink.js';
@@ -140,6 +141,11 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(logger, err, err instanceof LockError ? 'already running' : 'cannot lock the pin directory');
   }
+
+  // The unit's boost is for the event loop alone (sys/priority.ts).
+  const nice = niceOf(threadId());
+  const moved = othersToBackground();
+  if (nice !== null && nice < 0) logger.info({ nice, backgroundNice: BACKGROUND_NICE, threadsMoved: moved }, 'event loop boosted; other threads in the background');
 
   let daemon;
   try {

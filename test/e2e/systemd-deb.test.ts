@@ -84,6 +84,17 @@ describe('the .deb under a real systemd', privileged({ timeout: 20 * 60_000 }), 
     assert.equal(st.pid, Number(p.MainPID), 'the daemon answering is the unit\'s main process');
     const groups = await ct.exec(['getent', 'group', 'ebpfmon', 'ebpfmon-admin']);
     assert.equal(groups.stdout.trim().split('\n').length, 2, 'sysusers created both groups');
+    // Nice=-10, applied by systemd: the event loop keeps it, every other thread is back at 0
+    // (daemon/src/sys/priority.ts). Each line: tid, nice (stat field 19), name.
+    const threads = async () => (await ct.exec(['sh', '-c', `for t in /proc/${p.MainPID}/task/*; do echo "\${t##*/} $(sed 's/.*) //' $t/stat | cut -d' ' -f17) $(cat $t/comm)"; done`])).stdout
+      .trim().split('\n').map((l) => l.split(' ')).map(([tid, nice, comm]) => ({ tid: Number(tid), nice: Number(nice), comm }));
+    let ts = await threads();
+    // The writer thread starts with history, which READY=1 does not wait for.
+    for (const t0 = Date.now(); !ts.some((t) => t.comm === 'ebpfmon-history') && Date.now() - t0 < 20_000; ts = await threads()) await new Promise((r) => setTimeout(r, 200));
+    const shown = JSON.stringify(ts);
+    assert.equal(ts.find((t) => t.tid === Number(p.MainPID))?.nice, -10, `the event loop at the unit's Nice= (${shown})`);
+    assert.deepEqual(ts.filter((t) => t.tid !== Number(p.MainPID) && t.nice !== 0), [], 'every other thread at nice 0');
+    assert.ok(ts.some((t) => t.comm === 'ebpfmon-history'), `the history writer's thread (${shown})`);
   });
 
   test('configure loopback monitoring and the load balancer; a restart applies it', async () => {

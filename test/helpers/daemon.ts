@@ -39,6 +39,8 @@ export interface DaemonOptions {
   wait?: boolean;
   /** The daemon's main.js (default this build's; benches compare another checkout's build). */
   main?: string;
+  /** Start it at this nice value (`nice -n`), as the unit's Nice= does (default: ours). */
+  nice?: number;
 }
 
 export class TestDaemon {
@@ -127,7 +129,10 @@ export async function startDaemon(host: Host, opts: DaemonOptions = {}): Promise
   const socketPath = path.join(dir, 'ebpfmon.sock');
   const pinPath = opts.pinPath ?? host.lab.pinPath();
   const configPath = writeConfig(dir, socketPath, pinPath, opts.config);
-  const child = host.spawn(process.execPath, [...DAEMON_NODE_ARGS, opts.main ?? DAEMON_MAIN, '--config', configPath], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...DAEMON_NODE_ARGS, opts.main ?? DAEMON_MAIN, '--config', configPath];
+  // nice(1) execs the daemon: the child's pid stays the daemon's.
+  const [cmd, args] = opts.nice === undefined ? [process.execPath, argv] : ['nice', ['-n', String(opts.nice), process.execPath, ...argv]];
+  const child = host.spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const d = new TestDaemon(host, child, socketPath, pinPath, configPath);
   if (opts.wait !== false) await d.waitReady();
   return d;

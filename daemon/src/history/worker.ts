@@ -7,7 +7,11 @@ import vm from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { HistoryWriter, type WriterOptions } from './writer.js';
 import type { ToWorker, FromWorker } from './protocol.js';
+import { threadId, toBackground } from '../sys/priority.js';
 
+// Writes can wait: this thread (and the threads DuckDB starts from it) runs at nice 0 when
+// the unit boosted the daemon (sys/priority.ts), named for `top -H`.
+toBackground(threadId(), 'ebpfmon-history');
 const opts = workerData as WriterOptions & { flushMs: number; maintainMs: number; statusMs: number };
 const w = new HistoryWriter(opts);
 // V8's gc() for the writer's collections after large write sets (writer.ts collectGarbage):

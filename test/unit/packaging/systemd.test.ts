@@ -59,6 +59,11 @@ describe('systemd/ebpfmon.service', () => {
     assert.deepEqual(unit.get('Install')?.get('WantedBy'), ['multi-user.target']);
   });
 
+  it('boosts the daemon (its event loop keeps it; daemon/src/sys/priority.ts) within nice\'s range', () => {
+    const nice = Number(one('Nice'));
+    assert.ok(Number.isInteger(nice) && nice < 0 && nice >= -20, `Nice=${one('Nice')}`);
+  });
+
   it('its runtime directory holds the default socket, and the default pins are writable', () => {
     assert.equal(`/run/${one('RuntimeDirectory')}`, path.dirname(defaults.socketPath));
     const rw = one('ReadWritePaths').split(/\s+/);
