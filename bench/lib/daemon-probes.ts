@@ -112,8 +112,10 @@ export function runLoopProbe(d: LoopProbeData, stopped: Promise<void>): Promise<
  * probing thread waited for one; and the same for the longest probe alone.
  */
 export function stallBreakdown(samples: ProbeSample[], overMs: number): string {
-  // The daemon's share of a round trip is at most what its main thread ran plus what it
-  // waited for a CPU meanwhile (blocked, it was idle: a request wakes it at once).
+  // The daemon's share of a round trip: what its main thread ran plus what it waited for a
+  // CPU meanwhile. Time it was blocked is taken as idle (in epoll, where a request wakes it
+  // at once); blocked on a lock (a GC safepoint) it would be missed here, so the longest
+  // probes show their blocked time and the prober's, whose waits should account for it.
   const own = samples.filter((s) => s.daemon).map((s) => Math.min(s.rttMs, s.daemon!.cpuMs + s.daemon!.runqMs)).sort((a, b) => a - b);
   const bound = own.length ? `the daemon's own part of a round trip (its main thread running or waiting for a CPU meanwhile): max ${own.at(-1)!.toFixed(1)} ms, p99 ${own[Math.min(own.length - 1, Math.floor(0.99 * own.length))]!.toFixed(1)}; ` : '';
   const long = samples.filter((s) => s.rttMs >= overMs && s.daemon && s.self);

@@ -3,8 +3,8 @@
 // (systemd/ebpfmon.service, docs/packaging.md): on a busy machine its event loop, which
 // drains the kernel's rings and answers clients, then gets a CPU before the monitored
 // workload's same-priority threads instead of queueing behind them (measured: the event
-// loop's stall under 10k connections/s was mostly that wait, docs/benchmarks.md "Stall on a
-// quiet machine"). Only the event loop keeps the boost: every other thread goes back to
+// loop's stall under 10k connections/s was mostly that wait, docs/benchmarks.md "Where the
+// stall went"). Only the event loop keeps the boost: every other thread goes back to
 // nice 0 (V8's helpers, libuv's pool with DuckDB's calls, the history writer and the
 // threads DuckDB starts from it), so that background work never runs ahead of the
 // machine's own. Raising a nice value needs no privilege (setpriority(2)); nothing here
