@@ -26,7 +26,8 @@
 // that, like ebpfmon in its namespace, it reports one close per connection (the client
 // side). Output to a pipe (fully buffered, as when redirected). Attribution = lines whose
 // (LPORT, PID) match the truth; lost = connections without a line.
-// Tool CPU = utime+stime of the tool's process(es) over the load and the drain after it;
+// Tool CPU = the tool's threads' time on a CPU (schedstat, ns) over the load and the drain
+// after it;
 // BPF time in the kernel is charged to the processes that trigger it, so it shows in the
 // load generator's own CPU per connection (load CPU column), not in the tool's.
 //
@@ -589,7 +590,7 @@ async function main(): Promise<void> {
     }
     console.log(`\nbench/attribution - ${machine()}`);
     console.log(`${WORKERS} client processes in one lab namespace -> ${SERVER_WORKERS} acceptors in another (veth), connect / server closes / close${LOAD_NICE ? `, the load at nice ${LOAD_NICE}` : ''}, the daemon at nice ${DAEMON_NICE}${DAEMON_NICE === UNIT_NICE ? " (the unit's)" : ''}; ${reps} repetitions, medians; each repetition runs every tool on the same load.`);
-    console.log('Shared 2-core VM: rates and CPU vary 20-30% between runs. CPU: utime+stime of the tool process over load + drain (10 ms ticks).');
+    console.log('Shared 2-core VM: rates and CPU vary 20-30% between runs. CPU: the tool\'s threads\' time on a CPU (schedstat, ns) over load + drain; "in the kernel": its stime (4 ms ticks).');
     console.log(table.toString());
     const failed = phases.reduce((s, p) => s + p.failed + p.slow, 0);
     if (failed) console.log(`note: ${failed} connections failed or took > 200 ms to connect across all phases`);
