@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import { numArg, sleep, tempDir } from '../lib/harness.js';
 import { FlowGen } from './gen.js';
+import { schedstat } from '../lib/proc.js';
 import { History } from '../../daemon/src/history/history.js';
 
 const RATE = numArg('rate', 10_000);
@@ -23,16 +24,13 @@ const BUDGET = numArg('budget', 1000);
 const BURST = numArg('burst', 10_000);
 const FLUSH_MS = numArg('flush-ms', 500);
 
-/** CPU time of each thread so far, in ms: schedstat's nanoseconds (stat's utime+stime come
- * in 10 ms ticks, too coarse for the few hundred ms a run of a few seconds gives a thread). */
+/** CPU time of each thread so far, in ms (schedstat's nanoseconds: stat's utime+stime come
+ * in ticks, too coarse for the few hundred ms a run of a few seconds gives a thread). */
 function tasks(): Map<number, number> {
   const m = new Map<number, number>();
   for (const t of fs.readdirSync('/proc/self/task')) {
-    try {
-      m.set(Number(t), Number(fs.readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
-    } catch {
-      /* the thread ended */
-    }
+    const s = schedstat(`/proc/self/task/${t}/schedstat`);
+    if (s) m.set(Number(t), s.cpuMs);
   }
   return m;
 }

@@ -2,7 +2,6 @@
 // Probes the benches point at a running daemon: the event loop's stall as a client sees it,
 // and the note that makes the daemon walk its flow table once after the bench wrote flows
 // from user space.
-import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -12,6 +11,7 @@ import { MONITOR_COUNTERS } from '../../daemon/src/contract/status.js';
 import { BpfMap } from '../../daemon/src/bpf/maps.js';
 import { MAP } from '../../daemon/src/monitor/components.js';
 import { sleep } from './harness.js';
+import { schedstat } from './proc.js';
 
 /**
  * Calls the daemon one request at a time on one connection until stop(): `call` makes the
@@ -38,18 +38,9 @@ export function timedCalls(socketPath: string, call: (c: DaemonClient) => Promis
   return { stop: async () => ((stopped = true), await done, rtts) };
 }
 
-/** One thread's time on a CPU and waiting on a run queue so far, in ms: the scheduler's own
- * accounting (/proc/PID/task/TID/schedstat; another user's threads need root). */
-export interface ThreadSched { cpuMs: number; runqMs: number }
-
-export function threadSched(file: string): ThreadSched | null {
-  try {
-    const [run, wait] = fs.readFileSync(file, 'utf8').split(' ');
-    return { cpuMs: Number(run) / 1e6, runqMs: Number(wait) / 1e6 };
-  } catch {
-    return null; // the thread ended
-  }
-}
+/** One thread's time on a CPU and waiting on a run queue so far, in ms (another user's
+ * threads need root). */
+export type ThreadSched = NonNullable<ReturnType<typeof schedstat>>;
 
 /** A loop probe's round trip, and what the daemon's main thread and the probing thread did
  * meanwhile: how much of a stall is the daemon's own work, and how much is waiting for a CPU. */
@@ -95,12 +86,12 @@ export function runLoopProbe(d: LoopProbeData, stopped: Promise<void>): Promise<
   let s0: ThreadSched | null = null;
   const t = timedCalls(d.socketPath, async (c) => {
     if (daemonFile) {
-      d0 = threadSched(daemonFile);
-      s0 = threadSched('/proc/thread-self/schedstat');
+      d0 = schedstat(daemonFile);
+      s0 = schedstat('/proc/thread-self/schedstat');
     }
     await c.call(METHODS.flowsList, { pid: -1 }).catch(() => undefined);
   }, (rtt) => {
-    samples.push({ rttMs: rtt, daemon: daemonFile ? minus(threadSched(daemonFile), d0) : null, self: daemonFile ? minus(threadSched('/proc/thread-self/schedstat'), s0) : null });
+    samples.push({ rttMs: rtt, daemon: daemonFile ? minus(schedstat(daemonFile), d0) : null, self: daemonFile ? minus(schedstat('/proc/thread-self/schedstat'), s0) : null });
     return 10;
   });
   return stopped.then(async () => (await t.stop(), samples));

@@ -33,22 +33,28 @@ export function memMiB(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
 
+/** One thread's time on a CPU and waiting for one so far, in ms, from a schedstat file
+ * (/proc/PID/task/TID/schedstat, /proc/thread-self/schedstat: the scheduler's own count, in
+ * nanoseconds); null when the thread has ended. */
+export function schedstat(file: string): { cpuMs: number; runqMs: number } | null {
+  try {
+    const [run, wait] = fs.readFileSync(file, 'utf8').split(' ');
+    return { cpuMs: Number(run) / 1e6, runqMs: Number(wait) / 1e6 };
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Time on a CPU of `pid`'s threads that are alive now, in ms: the scheduler's own count
- * (/proc/PID/task/TID/schedstat, nanoseconds). utime and stime are sampled at each timer
- * tick (4 ms here, CONFIG_TICK_CPU_ACCOUNTING): over a window of a few hundred ms of CPU
- * they are off by several ticks. A thread that ended in the window takes its time with it.
+ * Time on a CPU of `pid`'s threads that are alive now, in ms (schedstat()). utime and stime
+ * are sampled at each timer tick (4 ms here, CONFIG_TICK_CPU_ACCOUNTING): over a window of a
+ * few hundred ms of CPU they are off by several ticks. A thread that ended in the window
+ * takes its time with it.
  */
 export function runMs(pid: number): number {
-  let ns = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      /* the thread ended */
-    }
-  }
-  return ns / 1e6;
+  let ms = 0;
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) ms += schedstat(`/proc/${pid}/task/${t}/schedstat`)?.cpuMs ?? 0;
+  return ms;
 }
 
 /** CPU used by `pid` between two points in time, as ms and as % of one core: `cpuMs` from
