@@ -18,9 +18,11 @@ const PRIO_PROCESS = 0; // with a thread id: that thread only (Linux)
 /** Where background threads run: the niceness of a daemon the unit did not boost. */
 export const BACKGROUND_NICE = 0;
 
-/** The calling thread's id (the worker threads' too: /proc/thread-self names it). */
+const gettid = libc.func('int gettid(void)') as () => number;
+
+/** The calling thread's id (a worker thread's too): gettid(2), glibc 2.30 and later. */
 export function threadId(): number {
-  return Number(fs.readlinkSync('/proc/thread-self').split('/').at(-1));
+  return gettid();
 }
 
 /** The process's threads now. */
@@ -64,6 +66,12 @@ export function toBackground(tid: number, name?: string): boolean {
 export function othersToBackground(): number {
   const self = threadId();
   let moved = 0;
-  for (const tid of threadIds()) if (tid !== self && toBackground(tid)) moved++;
+  let tids: Set<number>;
+  try {
+    tids = threadIds();
+  } catch {
+    return 0; // no /proc of our own (a sandbox without it): every thread keeps its priority
+  }
+  for (const tid of tids) if (tid !== self && toBackground(tid)) moved++;
   return moved;
 }
