@@ -271,20 +271,26 @@ export class Monitor implements MonitorApi {
       maxCoalesceMs: 8,
     });
     this.reader.start();
-    const every = (ms: number, fn: () => unknown) => {
+    const every = (ms: number, fn: () => unknown, now = false) => {
       let running = false; // a slow run (a huge table) never overlaps the next
-      const t = setInterval(() => {
+      const run = () => {
         if (running) return;
         running = true;
         Promise.resolve()
           .then(fn)
           .catch((err: unknown) => this.log.error({ err }, 'periodic task failed'))
           .finally(() => (running = false));
-      }, ms);
+      };
+      const t = setInterval(run, ms);
       t.unref();
       this.timers.push(t);
+      if (now) run();
     };
-    every(this.opts.gcIntervalMs, () => this.gc());
+    // The collector's first run is now, not a period later: flows that expired while no
+    // daemon ran go at once, and its walk of the table (pinned: it survives restarts) fills
+    // the owner index and the table's copy (flows.ts), so the first `flows --pid` or `top`
+    // after a restart reads only what changed instead of walking the table itself.
+    every(this.opts.gcIntervalMs, () => this.gc(), true);
     every(10_000, () => this.processes.expire());
     every(1_000, () => this.refreshClock());
   }
