@@ -59,21 +59,36 @@ export function runMs(pid: number): number {
 
 /** CPU used by `pid` between two points in time, as ms and as % of one core: `cpuMs` from
  * schedstat (runMs()), `sysMs` from stime (ticks). */
+/** How often a thread has gone to sleep of its own accord (voluntary context switches: each
+ * is a wakeup later), from its status file; null when it has ended. */
+export function sleepsOf(pid: number, tid = pid): number | null {
+  try {
+    const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export class CpuWindow {
   private readonly t0 = performance.now();
   private readonly c0: { user: number; sys: number };
   private readonly r0: number;
+  private readonly s0: number | null;
   constructor(readonly pid: number) {
     this.c0 = cpuSplitMs(pid);
     this.r0 = runMs(pid);
+    this.s0 = sleepsOf(pid);
   }
-  read(): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number } {
+  /** `mainWakeups`: the main thread's voluntary context switches over the window. */
+  read(): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number; mainWakeups: number | null } {
     const c = cpuSplitMs(this.pid);
     const sys = c.sys - this.c0.sys;
     const ticks = c.user - this.c0.user + sys;
     const cpu = runMs(this.pid) - this.r0;
     const wall = performance.now() - this.t0;
-    return { cpuMs: cpu, sysMs: sys, ticksMs: ticks, wallMs: wall, pctOfCore: (100 * cpu) / wall };
+    const s1 = sleepsOf(this.pid);
+    return { cpuMs: cpu, sysMs: sys, ticksMs: ticks, wallMs: wall, pctOfCore: (100 * cpu) / wall, mainWakeups: s1 === null || this.s0 === null ? null : s1 - this.s0 };
   }
 }
 

@@ -136,7 +136,7 @@ export const schema = {
     closedRetentionSec: { doc: 'How long closed flows stay queryable', format: 'seconds', default: 60, env: 'EBPFMON_FLOWS_CLOSED_RETENTION_SEC' },
     idleTimeoutSec: { doc: 'UDP/ICMP/other flows idle this long are removed', format: 'seconds', default: 300, env: 'EBPFMON_FLOWS_IDLE_TIMEOUT_SEC' },
     tcpIdleTimeoutSec: { doc: 'TCP flows without a local socket idle this long are removed', format: 'seconds', default: 3600, env: 'EBPFMON_FLOWS_TCP_IDLE_TIMEOUT_SEC' },
-    gcIntervalSec: { doc: 'How often expired flows are collected', format: 'seconds', default: 10, env: 'EBPFMON_FLOWS_GC_INTERVAL_SEC' },
+    gcIntervalSec: { doc: 'How often expired flows are collected (and once at start)', format: 'seconds', default: 10, env: 'EBPFMON_FLOWS_GC_INTERVAL_SEC' },
     closeCheckSec: {
       doc: 'A TCP flow whose packets ended the connection (FIN both ways, or a reset) and that has had none this long without a close event is checked against the kernel\'s socket table; a socket gone gets the close the kernel did not report (counters.closesInferred). With trackAllNamespaces the socket table cannot be asked: 300 s at least, FINs both ways only',
       format: 'seconds', default: 5, env: 'EBPFMON_FLOWS_CLOSE_CHECK_SEC',
