@@ -11,12 +11,12 @@
 // to an interface), production defaults apart from the socket, pin path, D-Bus, and
 // maps.flows = 262144 (room for the flows below the LRU's eviction point). No traffic.
 // Flows: synthetic open TCP flows in the real layout (test/helpers/flow-fill.ts), last seen
-// now, so the GC keeps them all. CPU: utime+stime deltas from /proc (10 ms ticks) over
+// now, so the GC keeps them all. CPU: the threads' run time from /proc schedstat (ns) over
 // slices of `slice-s` (one GC interval each); the table shows the median slice and the
 // whole window. RSS: VmRSS sampled every second (median, max) and VmHWM at the end.
 // Last, `--calls` back-to-back processes.list calls as `top` makes them (`places: 1`, one
 // connection), first full replies, then (when the daemon takes it) with `since`: the
-// daemon's CPU per call (utime+stime over all of them) and the reply's size. With
+// daemon's CPU per call (schedstat, over all of them) and the reply's size. With
 // EBPFMON_DAEMON_MAIN pointing at another build's daemon, the same calls measure that build.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -25,7 +25,7 @@ import { withLab } from '../lib/lab.js';
 import { CTL_MAIN, DAEMON_NODE_ARGS, daemonOnce, startDaemon } from '../../test/helpers/daemon.js';
 import { machine, median, numArg, sleep } from '../lib/harness.js';
 import { countFlows, fillFlows } from '../../test/helpers/flow-fill.js';
-import { cpuMs, cpuProfPreload, memMiB, strArg } from '../lib/proc.js';
+import { cpuProfPreload, memMiB, runMs, strArg } from '../lib/proc.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import { announceExternalWrite } from '../lib/daemon-probes.js';
 
@@ -55,7 +55,7 @@ interface PerCall { kind: string; calls: number; cpuMs: number; wallMs: number; 
 /**
  * `CALLS` processes.list calls as top makes them, back to back on one connection: full
  * replies, then with `since` (null first, then each reply's cursor) unless the daemon
- * refuses it. Daemon CPU per call from utime+stime over all of them.
+ * refuses it. Daemon CPU per call from its threads' schedstat over all of them.
  */
 async function perCall(socketPath: string, pid: number): Promise<PerCall[]> {
   const c = await DaemonClient.connect(socketPath);
@@ -73,7 +73,7 @@ async function perCall(socketPath: string, pid: number): Promise<PerCall[]> {
       }
       let bytes = 0;
       let rows = 0;
-      const c0 = cpuMs(pid);
+      const c0 = runMs(pid);
       const t0 = performance.now();
       for (let i = 0; i < CALLS; i++) {
         const r = await c.call('processes.list', incremental ? { places: 1, since } : { places: 1 });
@@ -81,7 +81,7 @@ async function perCall(socketPath: string, pid: number): Promise<PerCall[]> {
         bytes += JSON.stringify(r).length;
         rows += r.processes.length;
       }
-      out.push({ kind, calls: CALLS, cpuMs: (cpuMs(pid) - c0) / CALLS, wallMs: (performance.now() - t0) / CALLS, bytes: bytes / CALLS, rows: rows / CALLS });
+      out.push({ kind, calls: CALLS, cpuMs: (runMs(pid) - c0) / CALLS, wallMs: (performance.now() - t0) / CALLS, bytes: bytes / CALLS, rows: rows / CALLS });
     }
   } finally {
     c.close();
@@ -93,7 +93,7 @@ async function perCall(socketPath: string, pid: number): Promise<PerCall[]> {
 async function watch(pids: Record<string, number>): Promise<Record<string, Sample>> {
   const names = Object.keys(pids);
   const out: Record<string, Sample> = Object.fromEntries(names.map((n) => [n, { cpuPct: [], windowPct: 0, rss: [], hwm: 0 }]));
-  const start = Object.fromEntries(names.map((n) => [n, cpuMs(pids[n]!)]));
+  const start = Object.fromEntries(names.map((n) => [n, runMs(pids[n]!)]));
   const t0 = performance.now();
   const sliceStart = { ...start };
   let sliceT = t0;
@@ -103,7 +103,7 @@ async function watch(pids: Record<string, number>): Promise<Record<string, Sampl
     if (s % SLICE_S === 0 || s === WINDOW_S) {
       const now = performance.now();
       for (const n of names) {
-        const c = cpuMs(pids[n]!);
+        const c = runMs(pids[n]!);
         out[n]!.cpuPct.push((100 * (c - sliceStart[n]!)) / (now - sliceT));
         sliceStart[n] = c;
       }
@@ -112,7 +112,7 @@ async function watch(pids: Record<string, number>): Promise<Record<string, Sampl
   }
   const wall = performance.now() - t0;
   for (const n of names) {
-    out[n]!.windowPct = (100 * (cpuMs(pids[n]!) - start[n]!)) / wall;
+    out[n]!.windowPct = (100 * (runMs(pids[n]!) - start[n]!)) / wall;
     out[n]!.hwm = memMiB(pids[n]!).hwm;
   }
   return out;
@@ -210,7 +210,7 @@ async function main(): Promise<void> {
         ]);
       }
       console.log(`\nbench/footprint - ${machine()}`);
-      console.log(`${WINDOW_S} s per phase, CPU in ${SLICE_S} s slices (10 ms ticks: 0.1% resolution per 10 s slice), RSS every second; the idle node baseline is watched over the same windows. Shared 2-core VM.`);
+      console.log(`${WINDOW_S} s per phase, CPU in ${SLICE_S} s slices (schedstat, ns), RSS every second; the idle node baseline is watched over the same windows. Shared 2-core VM.`);
       console.log(table.toString());
       const d = rows.filter((r) => r.who === 'ebpfmon daemon');
       const b = rows.filter((r) => r.who === 'baseline: idle node');
