@@ -60,13 +60,13 @@ describe('collector at start (real daemon, real CLI)', privileged({ timeout: 120
     assert.equal(countFlows(mapPath), SPEC.count - 1, 'only the expired flow went');
     const walks = async () => (await daemon.call('status')).flowIndex.fullWalks;
     await until('the start-up walk', async () => (await walks()) >= 1, 10_000);
-    const before = await walks();
+    const walksBefore = await walks();
     const r = await ctl(['flows', '--pid', String(SPEC.queriedPid), '--json', '--limit', '100000'], { socket: daemon.socketPath });
     assert.equal(r.code, 0, r.stderr);
     const got = (JSON.parse(r.stdout) as Flow[]).map((f) => f.localPort!).sort((a, b) => a - b);
     const truth: number[] = [];
     for (let i = 0; i < SPEC.count; i++) if (ownerOf(SPEC, i) === SPEC.queriedPid && i !== 0) truth.push(i & 0xffff);
     assert.deepEqual(got, truth.sort((a, b) => a - b));
-    assert.equal(await walks(), before, 'the first --pid query after the start walked the table');
+    assert.equal(await walks(), walksBefore, 'the first --pid query after the start walked the table');
   });
 });
