@@ -10,13 +10,7 @@
 #include "flows.h"
 #include "sockets.h"
 
-/* flow key -> counters and owner of every flow seen on a monitored interface */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct emon_flow_key);
-	__type(value, struct emon_flow);
-} emon_flows SEC(".maps");
+#include "monitor/flowmap.bpf.h"
 
 /* socket cookie -> owner (creator, connector or sender of the socket) */
 struct {

@@ -65,7 +65,7 @@ export class FakeMonitor implements MonitorApi {
     return {
       pinPath: '/sys/fs/bpf/fake', deployedAt: '2026-11-22T00:00:00.000Z', adopted: { flows: true }, probes: [],
       socketScan: { method: null, state: 'done', sockets: 0, durationMs: 0, fallbacks: [] }, interfaces: [], interfaceErrors: {},
-      maps: [], flowIndex: { mode: 'full-walk', reason: 'fake monitor', trusted: false, dirtyRecords: 0, fullWalks: 0, refreshes: 0, flowsRead: 0, resyncs: { ringFull: 0, nearFull: 0 }, mirrored: 0, closeChecks: { checked: 0, stillOpen: 0, inferred: 0 } },
+      maps: [], flowIndex: { mode: 'full-walk', reason: 'fake monitor', trusted: false, dirtyRecords: 0, fullWalks: 0, refreshes: 0, flowsRead: 0, resyncs: { ringFull: 0, nearFull: 0 }, mirrored: 0, closeChecks: { checked: 0, stillOpen: 0, inferred: 0 }, reads: { mode: 'lookup', reason: 'fake monitor', batches: 0, batchedFlows: 0 } },
       counters: Object.fromEntries([...MONITOR_COUNTERS, ...DAEMON_COUNTERS].map((c) => [c, 0])) as Record<CounterName, number>, loss: { ringbufFull: 0, probeMisses: 0, flowsEvicted: 0, undecodable: 0 },
       events: { received: { ...this.bus.counts }, pendingBytes: 0, maxDrainMs: 0 },
       handoff: { active: null, sockets: 0, counters: { slowPath: 0, handoffs: 0, shared: 0, ownersFilled: 0, flowsPatched: 0, updateFailed: 0 } },

@@ -34,6 +34,8 @@ export function statusCommand(): Command {
       }
       const fi = s.flowIndex;
       if (fi) out.push(`  flow table reads (processes, top): ${fi.mode === 'dirty-ring' ? `dirty-flow ring: ${fi.refreshes} refreshes read ${fi.flowsRead} changed flows, ${fi.fullWalks} full walks` : `full walk: ${fi.reason ?? '-'}`}`);
+      // Older daemons send no `reads`.
+      if (fi?.reads) out.push(`  flows read by key: ${fi.reads.mode === 'batch' ? `in batches (${fi.reads.batchedFlows} flows in ${fi.reads.batches} runs)` : `one lookup each: ${fi.reads.reason ?? '-'}`}`);
       out.push('', 'INTERFACES');
       if (s.interfaces.length === 0) out.push('  (none attached)');
       for (const i of s.interfaces) out.push(`  ${i.name.padEnd(16)} ingress ${i.ingress ?? '-'}, egress ${i.egress ?? '-'} since ${i.attachedAt}`);

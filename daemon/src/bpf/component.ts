@@ -12,7 +12,9 @@ export type AttachSpec =
   | { prog: string; kind: 'tracepoint'; category: string; name: string }
   | { prog: string; kind: 'cgroup' }
   | { prog: string; kind: 'auto' }
-  | { prog: string; kind: 'tc' | 'xdp' | 'iter' | 'uprobe' };
+  | { prog: string; kind: 'tc' | 'xdp' | 'iter' | 'uprobe' }
+  /** Attached nowhere: run by the daemon with BPF_PROG_TEST_RUN (syscall programs). */
+  | { prog: string; kind: 'run' };
 
 export interface ProbeAlternative {
   /** Stable short name, unique in its group: `probes.disable` names it as `capability/id`. */

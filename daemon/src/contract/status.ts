@@ -105,6 +105,11 @@ export interface FlowIndexStatus {
    * socket (LAST_ACK or CLOSING retransmitting, or an ignored reset), `inferred` did not
    * and got the close the kernel missed (counters.closesInferred, which survives restarts). */
   closeChecks: { checked: number; stillOpen: number; inferred: number };
+  /** How flows are read by key (refreshes, `flows --pid`, the collector, history's
+   * listings): 'batch', 256 keys per run of bpf/flowread.bpf.c; 'lookup', one
+   * bpf(BPF_MAP_LOOKUP_ELEM) per flow (`reason` says why: the kernel refused the program,
+   * `probes.disable`, or a run failed). `batches` and `batchedFlows`: runs and flows read so. */
+  reads: { mode: 'batch' | 'lookup'; reason: string | null; batches: number; batchedFlows: number };
 }
 
 /** The load balancer's summary in `status`. */

@@ -212,4 +212,33 @@ export const HANDOFF_COMPONENT: ComponentDef = {
   ],
 };
 
-export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT, HANDOFF_COMPONENT] as const;
+/** Labels of the flow-read alternatives (status.flowIndex.reads says which one runs). */
+export const FLOW_READ = {
+  capability: 'flow-read',
+  prog: 'read_flows',
+  buffer: 'emon_readbuf',
+  batch: 'syscall program read_flows: 256 flows per BPF_PROG_TEST_RUN',
+  lookup: 'one bpf(BPF_MAP_LOOKUP_ELEM) per flow',
+} as const;
+
+/**
+ * Flows read by key in batches (bpf/flowread.bpf.c): run on demand, attached nowhere. A
+ * separate object reusing only emon_flows' pin, so a verifier that refuses it costs
+ * nothing else; the alternative, a lookup syscall per flow, needs no program.
+ */
+export const FLOW_READ_COMPONENT: ComponentDef = {
+  name: 'flowread',
+  file: 'flowread.bpf.o',
+  groups: [
+    {
+      capability: FLOW_READ.capability,
+      required: false,
+      alternatives: [
+        { id: 'syscall', label: FLOW_READ.batch, attach: [{ prog: FLOW_READ.prog, kind: 'run' }] },
+        { id: 'lookup', label: FLOW_READ.lookup, attach: [] },
+      ],
+    },
+  ],
+};
+
+export const MONITOR_COMPONENTS = [FLOWS, SOCKETS, PROCS, SCAN_COMPONENT, HANDOFF_COMPONENT, FLOW_READ_COMPONENT] as const;

@@ -19,6 +19,7 @@ import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
 import type { DirtyRing } from './dirty.js';
+import { FlowBatchReader } from './flowread.js';
 import type { FlowIndexStatus } from '../contract/status.js';
 import { addCounts } from '../util/counts.js';
 import { compareProcessRows, ProcessRowCache } from './rowcache.js';
@@ -341,6 +342,21 @@ export class FlowTable {
     this.fallbackReason = reason;
   }
 
+  /** Reads by key in batches (flowread.ts); null: one lookup syscall per flow. */
+  private batch: FlowBatchReader | null = null;
+  private batchReason: string | null = 'not deployed';
+  private onBatchFailure: ((err: Error) => void) | null = null;
+
+  /**
+   * Reads flows by key through `reader` (null: one lookup per flow, `reason` says why).
+   * `onFailure` hears of a run that failed, after which reads go one per lookup.
+   */
+  useBatchReads(reader: FlowBatchReader | null, reason: string | null, onFailure?: (err: Error) => void): void {
+    this.batch = reader;
+    this.batchReason = reader ? null : reason;
+    this.onBatchFailure = onFailure ?? null;
+  }
+
   /** How processes.list and the owner index read the table (status.flowIndex). */
   indexStatus(): FlowIndexStatus {
     const d = this.dirty;
@@ -355,6 +371,12 @@ export class FlowTable {
       resyncs: { ringFull: this.indexStats.breaks.ringFull, nearFull: this.indexStats.breaks.nearFull },
       mirrored: this.mirror.size,
       closeChecks: { ...this.closeChecks },
+      reads: {
+        mode: this.batch ? 'batch' : 'lookup',
+        reason: this.batch ? null : this.batchReason,
+        batches: this.batchStats.runs,
+        batchedFlows: this.batchStats.flows,
+      },
     };
   }
 
@@ -397,26 +419,24 @@ export class FlowTable {
       for (const k of keys.keys()) d.carry.add(k);
       return;
     }
-    let read: Iterable<string> = keys.keys();
+    let read: string[];
     if (d.carry.size) {
       for (const k of keys.keys()) d.carry.add(k);
-      read = d.carry;
-    }
+      read = [...d.carry];
+    } else read = [...keys.keys()];
     const carry = new Set<string>();
     const s = flowScratch();
     const { kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-    let n = 0;
-    for (const k of read) {
-      if (++n % YIELD_EVERY === 0) await yieldTurn();
-      if (!this.readFlow(k, s)) continue; // the copy is trusted here: mirrorGen is set
+    await this.readAll(read, s, true, (k, found) => {
+      if (!found) return; // the copy is trusted here: mirrorGen is set
       this.changes?.changed.add(k);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
-    }
+    });
     d.carry = carry;
     this.indexStats.refreshes++;
-    this.indexStats.flowsRead += n;
+    this.indexStats.flowsRead += read.length;
   }
 
   /** True when the collector would remove this flow at `nowNs` (the rule of gc()). */
@@ -570,7 +590,12 @@ export class FlowTable {
    */
   private readFlow(k: string, s: FlowScratch): boolean {
     keyBytes(k, s.kb);
-    if (!this.map.lookup(s.kb, s.vb)) {
+    return this.afterRead(k, s, this.map.lookup(s.kb, s.vb) !== null);
+  }
+
+  /** readFlow()'s bookkeeping for flow `k`, read into `s` (`found`: it was there). */
+  private afterRead(k: string, s: FlowScratch, found: boolean): boolean {
+    if (!found) {
       this.index.remove(k);
       if (this.mirrorGen !== null) this.mirror.remove(k);
       this.changes?.gone.set(k, Date.now());
@@ -578,6 +603,54 @@ export class FlowTable {
     }
     if (this.mirrorGen !== null) this.mirror.put(k, s.kv, 0, s.vv, 0, s.kb, s.vb);
     return true;
+  }
+
+  private readonly batchStats = { runs: 0, flows: 0 };
+
+  /**
+   * Reads `keys[from]` .. `keys[from + n - 1]` (n at most FlowBatchReader.BATCH) and calls
+   * `each(k, found)` for each in order, `s` holding the flow when found: all in one batch
+   * when the batch reader runs, else one lookup each. `book`: readFlow()'s bookkeeping
+   * (index, copy, changes) for each, before `each`. A batch that fails switches to lookups
+   * for good (status.flowIndex.reads says why) and is read again that way.
+   */
+  private readSome(keys: readonly string[], from: number, n: number, s: FlowScratch, book: boolean, each: (k: string, found: boolean) => void): void {
+    const r = this.batch;
+    if (r) {
+      try {
+        r.read(keys, from, n);
+      } catch (err) {
+        this.batch = null;
+        this.batchReason = `a batch read failed: ${(err as Error).message}`;
+        this.onBatchFailure?.(err as Error);
+        return this.readSome(keys, from, n, s, book, each);
+      }
+      this.batchStats.runs++;
+      this.batchStats.flows += n;
+      for (let j = 0; j < n; j++) {
+        const k = keys[from + j]!;
+        keyBytes(k, s.kb);
+        const found = r.take(j, s.vb);
+        each(k, book ? this.afterRead(k, s, found) : found);
+      }
+      return;
+    }
+    for (let j = 0; j < n; j++) {
+      const k = keys[from + j]!;
+      keyBytes(k, s.kb);
+      const found = this.map.lookup(s.kb, s.vb) !== null;
+      each(k, book ? this.afterRead(k, s, found) : found);
+    }
+  }
+
+  /** readSome() over all of `keys`, the event loop getting a turn every `every` flows (a
+   * multiple of the batch). */
+  private async readAll(keys: readonly string[], s: FlowScratch, book: boolean, each: (k: string, found: boolean) => void, every = YIELD_EVERY): Promise<void> {
+    const B = FlowBatchReader.BATCH;
+    for (let i = 0; i < keys.length; i += B) {
+      if (i > 0 && i % every === 0) await yieldTurn();
+      this.readSome(keys, i, Math.min(B, keys.length - i), s, book, each);
+    }
   }
 
   /**
@@ -590,14 +663,17 @@ export class FlowTable {
     const s = flowScratch();
     const { kb, vb, kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-    for (const k of this.index.keysOf(pid)) {
-      if (!this.readFlow(k, s)) continue;
-      const owner = vv.getUint32(tg, true);
-      if (owner !== pid) {
-        this.index.update(k, owner, this.dueOf(kv, 0, vv, 0));
-        continue;
-      }
-      fn(kv, 0, vv, 0, kb, vb);
+    const keys = [...this.index.keysOf(pid)];
+    for (let i = 0; i < keys.length; i += FlowBatchReader.BATCH) {
+      this.readSome(keys, i, Math.min(FlowBatchReader.BATCH, keys.length - i), s, true, (k, found) => {
+        if (!found) return;
+        const owner = vv.getUint32(tg, true);
+        if (owner !== pid) {
+          this.index.update(k, owner, this.dueOf(kv, 0, vv, 0));
+          return;
+        }
+        fn(kv, 0, vv, 0, kb, vb);
+      });
     }
     return true;
   }
@@ -765,12 +841,9 @@ export class FlowTable {
    * every LIST_YIELD_EVERY flows (building a Flow costs a few us). */
   private async byKeys(keys: Iterable<string>, fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
     const s = flowScratch();
-    let n = 0;
-    for (const k of keys) {
-      if (++n % LIST_YIELD_EVERY === 0) await yieldTurn();
-      keyBytes(k, s.kb);
-      if (this.map.lookup(s.kb, s.vb)) fn(s.kv, 0, s.vv, 0, s.kb, s.vb);
-    }
+    await this.readAll([...keys], s, false, (_k, found) => {
+      if (found) fn(s.kv, 0, s.vv, 0, s.kb, s.vb);
+    }, LIST_YIELD_EVERY);
   }
 
   /**
@@ -1088,25 +1161,26 @@ export class FlowTable {
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     let i = 0;
     try {
-      for (; i < due.length; i++) {
+      for (; i < due.length; i += FlowBatchReader.BATCH) {
         if (i > 0 && i % YIELD_EVERY === 0) await yieldTurn();
-        const k = due[i]!;
-        if (!this.readFlow(k, s)) continue; // evicted by the LRU
-        const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
-        const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
-        const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
-        const sock = vv.getUint8(FLOW.fields.sock_state.offset);
-        if (!this.expired(nowNs, proto, sock, closed, last)) {
-          if (this.closeSuspect(nowNs, proto, sock, closed, last, vv, 0)) suspects.push(Buffer.from(kb));
-          this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last, tcpEnded(vv, 0)));
-          continue;
-        }
-        doomed.push(Buffer.from(kb));
-        if (a) gone.push(flowIdentity(kv, 0, kb, this.ownerPid(vv, 0)));
-        counts.push(retiredCount(vv, 0, vb));
+        this.readSome(due, i, Math.min(FlowBatchReader.BATCH, due.length - i), s, true, (k, found) => {
+          if (!found) return; // evicted by the LRU
+          const closed = vv.getBigUint64(FLOW.fields.closed_ns.offset, true);
+          const last = vv.getBigUint64(FLOW.fields.last_ns.offset, true);
+          const proto = kv.getUint8(FLOW_KEY.fields.proto.offset);
+          const sock = vv.getUint8(FLOW.fields.sock_state.offset);
+          if (!this.expired(nowNs, proto, sock, closed, last)) {
+            if (this.closeSuspect(nowNs, proto, sock, closed, last, vv, 0)) suspects.push(Buffer.from(kb));
+            this.index.update(k, vv.getUint32(tg, true), this.dueSec(proto, sock, closed, last, tcpEnded(vv, 0)));
+            return;
+          }
+          doomed.push(Buffer.from(kb));
+          if (a) gone.push(flowIdentity(kv, 0, kb, this.ownerPid(vv, 0)));
+          counts.push(retiredCount(vv, 0, vb));
+        });
       }
     } finally {
-      // A lookup that threw: what was not looked at stays due.
+      // A lookup that threw: what was not looked at stays due (a batch is read whole or not).
       if (i < due.length) this.index.requeue(due.slice(i));
     }
     const n = await this.collect(doomed, gone, counts);

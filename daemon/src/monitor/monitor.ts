@@ -16,7 +16,8 @@ import type { EventOwner } from '../contract/events.js';
 import { CLOCK_BOOTTIME } from '../sys/libc.js';
 import { WallClock } from '../sys/clock.js';
 import { currentNetnsCookie } from '../sys/netns.js';
-import { FLOWS, FLOWS_WALK, HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
+import { FLOW_READ, FLOWS, FLOWS_WALK, HANDOFF_PROBE, MAP, MONITOR_COMPONENTS, PROG, SCAN } from './components.js';
+import { FlowBatchReader } from './flowread.js';
 import { DirtyRing } from './dirty.js';
 import { numPossibleCpus } from '../bpf/maps.js';
 import { handoffCounters } from './handoff.js';
@@ -255,8 +256,29 @@ export class Monitor implements MonitorApi {
     }
   }
 
+  private batchReader: FlowBatchReader | null = null;
+
+  /** Reads flows by key in batches when the program deployed, else says why not. */
+  private startBatchReads(): void {
+    const active = this.probes().find((p) => p.capability === FLOW_READ.capability)?.active ?? null;
+    if (active !== FLOW_READ.batch) {
+      this.flows.useBatchReads(null, active === null ? 'the batch reader is not deployed' : `${FLOW_READ.batch} not used: see probes (${FLOW_READ.capability})`);
+      return;
+    }
+    try {
+      this.batchReader = new FlowBatchReader(this.deployment.progFd(FLOW_READ.prog), this.deployment.map(FLOW_READ.buffer));
+      this.flows.useBatchReads(this.batchReader, null, (err) => this.log.warn({ err }, 'a batch read of the flow table failed: reading one flow per lookup from now on'));
+    } catch (err) {
+      this.log.warn({ err }, 'batch flow reads unavailable: reading one flow per lookup');
+      this.batchReader?.close();
+      this.batchReader = null;
+      this.flows.useBatchReads(null, `the batch reader could not be opened: ${(err as Error).message}`);
+    }
+  }
+
   private init(): void {
     this.writeConfig();
+    this.startBatchReads();
     this.startDirty();
     this.refreshClock();
     this.scanned.processes = this.processes.scanProc();
@@ -585,6 +607,7 @@ export class Monitor implements MonitorApi {
           case 'cgroup': return ['cgroup v2 root'];
           case 'auto': return [def!.groups.flatMap((g) => g.alternatives).find((a) => a.attach.includes(s))!.label];
           case 'iter': return ['iterator (on demand)'];
+          case 'run': return ['BPF_PROG_TEST_RUN (on demand)'];
           case 'tc': {
             const dir = prog === PROG.tcIngress ? 'ingress' : 'egress';
             return tc.filter((r) => r.programs[dir] === prog).map((r) => `tc ${dir} ${r.ifname}`);
@@ -674,6 +697,7 @@ export class Monitor implements MonitorApi {
     this.reader?.close();
     this.reader = null;
     this.dirty?.close();
+    this.batchReader?.close();
     this.dirty = null;
     if (this.ownsDeployment) this.deployment.close();
   }

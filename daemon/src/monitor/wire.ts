@@ -81,6 +81,20 @@ export const DIRTY_REC = {
   fields: { key: f(0, 40), stamp: f(40, 8) },
 } as const satisfies StructSpec;
 
+/** bpf/flowread.bpf.c: one flow to read by key, and what was read. */
+export const READ_SLOT = {
+  name: 'emon_read_slot', size: 184, object: 'flowread.bpf.o',
+  fields: { key: f(0, 40), found: f(40, 4), _pad: f(44, 4), val: f(48, 136) },
+} as const satisfies StructSpec;
+
+/** EMON_READ_BATCH in bpf/flowread.bpf.c: slots per run. */
+export const READ_BATCH = 256;
+
+export const READ_BUF = {
+  name: 'emon_readbuf', size: 8 + READ_BATCH * READ_SLOT.size, object: 'flowread.bpf.o',
+  fields: { count: f(0, 4), done: f(4, 4), slots: f(8, READ_BATCH * READ_SLOT.size) },
+} as const satisfies StructSpec;
+
 export const CONFIG = {
   name: 'emon_config', size: 16, object: 'flows.bpf.o',
   fields: { netns_cookie: f(0, 8), flags: f(8, 4), pidns_inum: f(12, 4) },
@@ -113,7 +127,7 @@ export const EVENT_EXIT = {
   fields: { hdr: f(0, 16), tgid: f(16, 4), ppid: f(20, 4), uid: f(24, 4), exit_code: f(28, 4), start_ns: f(32, 8), comm: f(40, 16) },
 } as const satisfies StructSpec;
 
-export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, PKT_META, DIRTY_REC, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
+export const ALL_STRUCTS: readonly StructSpec[] = [EVENT_HDR, FLOW_KEY, OWNER, FLOW, ENDPOINT, FRAG_KEY, IFACE, PKT_META, DIRTY_REC, READ_SLOT, READ_BUF, CONFIG, EVENT_CONN, EVENT_CLOSE, EVENT_EXEC, EVENT_EXIT];
 
 /** enum emon_event_type */
 export const EV = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, EXEC: 4, EXIT: 5 } as const;

@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// testrun.ts fills struct bpf_test_run_opts, a libbpf (user-space) struct that no BTF
-// carries: its mirror is checked against the installed <bpf/bpf.h> by the C compiler
-// (sizeof and offsetof of every field), the way the BTF-checked mirrors are checked against
-// the built objects. (xdp_md, the other struct it fills, is in lb/wire.ts: BTF-checked.)
+// struct bpf_test_run_opts (daemon/src/bpf/testrun.ts; filled by lb/testrun.ts and
+// monitor/flowread.ts) is a libbpf (user-space) struct that no BTF carries: its mirror is
+// checked against the installed <bpf/bpf.h> by the C compiler (sizeof and offsetof of every
+// field), the way the BTF-checked mirrors are checked against the built objects. (xdp_md,
+// the other struct the LB's runner fills, is in lb/wire.ts: BTF-checked.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TEST_RUN_OPTS } from '../../../../daemon/src/lb/testrun.js';
+import { TEST_RUN_OPTS } from '../../../../daemon/src/bpf/testrun.js';
 import { compileC } from '../../../helpers/cc.js';
 
 test(`struct ${TEST_RUN_OPTS.name} matches <${TEST_RUN_OPTS.header}>`, () => {
