@@ -21,7 +21,7 @@ import { prepareGuest, runInGuest, type GuestRunResult, type PreparedGuest } fro
 import type { ProbeStatus } from '../../daemon/src/bpf/manifest.js';
 import { HANDOFF_PROBE } from '../../daemon/src/monitor/components.js';
 
-const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects', 'integration/capture-engine', 'integration/mirror', 'integration/closes', 'integration/ownerports'];
+const SUITES = ['integration/flows', 'integration/events', 'integration/lifecycle', 'integration/errors', 'integration/socketscan', 'integration/kernel-traffic', 'integration/objects', 'integration/capture-engine', 'integration/mirror', 'integration/closes', 'integration/ownerports', 'integration/flowread'];
 const ACCEPT_PRE_6_10 = 'fexit/inet_csk_accept (pre-6.10 signature)';
 const ACCEPT_6_10 = 'fexit/inet_csk_accept';
 

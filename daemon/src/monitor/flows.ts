@@ -663,7 +663,7 @@ export class FlowTable {
     const s = flowScratch();
     const { kb, vb, kv, vv } = s;
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
-    const keys = [...this.index.keysOf(pid)];
+    const keys = this.index.keysOf(pid); // a copy: reads may move keys to other pids
     for (let i = 0; i < keys.length; i += FlowBatchReader.BATCH) {
       this.readSome(keys, i, Math.min(FlowBatchReader.BATCH, keys.length - i), s, true, (k, found) => {
         if (!found) return;
