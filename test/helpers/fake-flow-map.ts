@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // emon_flows as the kernel keeps it, with the calls FlowTable makes (batch walks and
-// lookups counted), for unit tests of the flow table without a kernel.
+// lookups counted), for unit tests of the flow table without a kernel; and its batch reader.
+import { keyBytes } from '../../daemon/src/monitor/ownerindex.js';
 import { FLOW, FLOW_KEY } from '../../daemon/src/monitor/wire.js';
 
 export class FakeFlowMap {
@@ -39,6 +40,30 @@ export class FakeFlowMap {
     let n = 0;
     for (let i = 0; i < count; i++) if (this.entries.delete(keys.subarray(i * FLOW_KEY.size, (i + 1) * FLOW_KEY.size).toString('hex'))) n++;
     return n;
+  }
+
+  /**
+   * What FlowBatchReader does with bpf/flowread.bpf.c, over this table: read() looks up
+   * each key (counted as lookups), take() hands out what was found. The run numbered
+   * `failAt` (1-based) and every later one throw, as a run the kernel refused would.
+   */
+  batchReader(failAt = Infinity): { runs: number; read(keys: readonly string[], from: number, n: number): void; take(j: number, vb: Uint8Array): boolean } {
+    const slots: Array<Buffer | null> = [];
+    const map = this;
+    return {
+      runs: 0,
+      read(keys, from, n) {
+        if (++this.runs >= failAt) throw new Error('running read_flows: Operation not permitted (fake)');
+        slots.length = 0;
+        for (let j = 0; j < n; j++) slots.push(map.lookup(keyBytes(keys[from + j]!)) ? Buffer.from(map.entries.get(hexKey(keyBytes(keys[from + j]!)))!) : null);
+      },
+      take(j, vb) {
+        const v = slots[j];
+        if (!v) return false;
+        vb.set(v);
+        return true;
+      },
+    };
   }
 
   clone(): FakeFlowMap {

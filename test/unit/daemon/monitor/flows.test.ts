@@ -9,11 +9,14 @@
 //   table returns (the scan: a FlowTable without membership counters, which always walks);
 // - the collector that reads only due flows must remove exactly the flows, and retire
 //   exactly the totals, that the full-walk collector removes from an identical table;
-// - and while no counter moved, neither reads the whole table (else they are not indexed).
+// - and while no counter moved, neither reads the whole table (else they are not indexed);
+// - both hold with flows read by key in batches (what bpf/flowread.bpf.c does, here over the
+//   fake table), and when the batch reader fails half-way and the table falls back to lookups.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BpfMap } from '../../../../daemon/src/bpf/maps.js';
 import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
+import type { FlowBatchReader } from '../../../../daemon/src/monitor/flowread.js';
 import { keyBytes, keyString } from '../../../../daemon/src/monitor/ownerindex.js';
 import { FLOW, FLOW_KEY, HOW_KERNEL, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rng } from '../../../helpers/rand.js';
@@ -161,8 +164,28 @@ class World {
 const byKey = (a: Flow, b: Flow) => (`${a.protocol}${a.localAddr}${a.localPort}${a.remoteAddr}` < `${b.protocol}${b.localAddr}${b.localPort}${b.remoteAddr}` ? -1 : 1);
 const sorted = (fs: Flow[]) => [...fs].sort(byKey);
 
-const table = (m: FakeFlowMap, w: World, indexed: boolean) =>
-  new FlowTable(m as unknown as BpfMap, () => 'veth0', { lookup: () => undefined }, { ...OPTS, clockNs: () => w.nowNs }, null, indexed ? () => w.gen : null);
+/** How the table reads flows by key: one lookup each, in batches (FakeFlowMap.batchReader,
+ * what bpf/flowread.bpf.c does), or in batches until the third run fails (then lookups). */
+type Reads = 'lookups' | 'batches' | 'batches, failing at the third';
+
+const table = (m: FakeFlowMap, w: World, indexed: boolean, reads: Reads = 'lookups') => {
+  const t = new FlowTable(m as unknown as BpfMap, () => 'veth0', { lookup: () => undefined }, { ...OPTS, clockNs: () => w.nowNs }, null, indexed ? () => w.gen : null);
+  if (reads !== 'lookups') t.useBatchReads(m.batchReader(reads === 'batches' ? Infinity : 3) as unknown as FlowBatchReader, null);
+  return t;
+};
+
+/** After a history: the table read the way `reads` says (and fell back when the reader failed). */
+function assertReads(t: FlowTable, reads: Reads): void {
+  const r = t.indexStatus().reads;
+  if (reads === 'lookups') return assert.deepEqual(r, { mode: 'lookup', reason: 'not deployed', batches: 0, batchedFlows: 0 });
+  assert.ok(r.batches >= 2 && r.batchedFlows > 0, JSON.stringify(r));
+  if (reads === 'batches') assert.equal(r.mode, 'batch');
+  else {
+    assert.equal(r.mode, 'lookup');
+    assert.match(r.reason ?? '', /^a batch read failed: running read_flows/);
+    assert.equal(r.batches, 2, 'runs before the failure');
+  }
+}
 
 test('keyString/keyBytes: every IPv4 and IPv6 key goes through and back', () => {
   const w = new World(rng(1));
@@ -172,11 +195,11 @@ test('keyString/keyBytes: every IPv4 and IPv6 key goes through and back', () => 
   }
 });
 
-for (const seed of [1, 2, 3, 4, 5, 6]) {
-  test(`flows.list by pid through the index = a full scan (seed ${seed}, 400 steps)`, async () => {
+for (const [seed, reads] of [[1, 'lookups'], [2, 'lookups'], [3, 'batches'], [4, 'batches'], [5, 'batches, failing at the third'], [6, 'lookups']] as const) {
+  test(`flows.list by pid through the index = a full scan (seed ${seed}, 400 steps, ${reads})`, async () => {
     const w = new World(rng(seed));
     const m = new FakeFlowMap();
-    const indexed = table(m, w, true);
+    const indexed = table(m, w, true, reads);
     const scan = table(m, w, false);
     let served = 0;
     for (let i = 0; i < 400; i++) {
@@ -202,15 +225,16 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       assert.ok(m.lookups - lookupsBefore <= res.flows.length + 20, 'read only the flows the index lists');
     }
     assert.ok(served > 100, `the index served ${served} queries`);
+    assertReads(indexed, reads);
   });
 }
 
-for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
-  test(`the due-only collector removes exactly what the full walk removed (seed ${seed}, 2000 steps)`, async () => {
+for (const [seed, reads] of [[11, 'lookups'], [12, 'lookups'], [13, 'lookups'], [14, 'batches'], [15, 'batches'], [16, 'batches'], [17, 'batches, failing at the third'], [18, 'lookups']] as const) {
+  test(`the due-only collector removes exactly what the full walk removed (seed ${seed}, 2000 steps, ${reads})`, async () => {
     const w = new World(rng(seed));
     const a = new FakeFlowMap();
     const b = a.clone();
-    const fresh = table(a, w, true);
+    const fresh = table(a, w, true, reads);
     const old = table(b, w, false);
     let dueOnly = 0;
     let removed = 0;
@@ -233,6 +257,7 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
       }
     }
     assert.ok(dueOnly > 10 && removed > 10, `${dueOnly} due-only collections, ${removed} flows removed`);
+    assertReads(fresh, reads);
   });
 }
 
