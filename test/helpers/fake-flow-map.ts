@@ -47,17 +47,19 @@ export class FakeFlowMap {
    * each key (counted as lookups), take() hands out what was found. The run numbered
    * `failAt` (1-based) and every later one throw, as a run the kernel refused would.
    */
-  batchReader(failAt = Infinity): { runs: number; read(keys: readonly string[], from: number, n: number): void; take(j: number, vb: Uint8Array): boolean } {
+  batchReader(failAt = Infinity): { read(keys: readonly string[], from: number, n: number): void; take(j: number, vb: Uint8Array): boolean } {
     const slots: Array<Buffer | null> = [];
-    const map = this;
+    let runs = 0;
     return {
-      runs: 0,
-      read(keys, from, n) {
-        if (++this.runs >= failAt) throw new Error('running read_flows: Operation not permitted (fake)');
+      read: (keys, from, n) => {
+        if (++runs >= failAt) throw new Error('running read_flows: Operation not permitted (fake)');
         slots.length = 0;
-        for (let j = 0; j < n; j++) slots.push(map.lookup(keyBytes(keys[from + j]!)) ? Buffer.from(map.entries.get(hexKey(keyBytes(keys[from + j]!)))!) : null);
+        for (let j = 0; j < n; j++) {
+          const v = this.lookup(keyBytes(keys[from + j]!));
+          slots.push(v ? Buffer.from(v) : null);
+        }
       },
-      take(j, vb) {
+      take: (j, vb) => {
         const v = slots[j];
         if (!v) return false;
         vb.set(v);
