@@ -346,6 +346,8 @@ export class FlowTable {
   private batch: FlowBatchReader | null = null;
   private batchReason: string | null = 'not deployed';
   private onBatchFailure: ((err: Error) => void) | null = null;
+  /** Runs of the batch reader, and the flows they read (status.flowIndex.reads). */
+  private readonly batchStats = { runs: 0, flows: 0 };
 
   /**
    * Reads flows by key through `reader` (null: one lookup per flow, `reason` says why).
@@ -604,8 +606,6 @@ export class FlowTable {
     if (this.mirrorGen !== null) this.mirror.put(k, s.kv, 0, s.vv, 0, s.kb, s.vb);
     return true;
   }
-
-  private readonly batchStats = { runs: 0, flows: 0 };
 
   /**
    * Reads `keys[from]` .. `keys[from + n - 1]` (n at most FlowBatchReader.BATCH) and calls
