@@ -52,7 +52,7 @@ describe('daemon resilience', privileged({ timeout: 300_000 }), () => {
     assert.equal(done.sent, 300 * 1400);
     assert.deepEqual([f.txBytes, f.rxBytes, f.txPackets, f.rxPackets], [oracle.txBytes, oracle.rxBytes, oracle.txPackets, oracle.rxPackets]);
     const st = await daemon.call('status');
-    assert.deepEqual(st.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true });
+    assert.deepEqual(st.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true, flowread: true });
   });
 
   test('10,000 malformed or hostile messages: each gets the right error or a clean disconnect; the daemon keeps serving; memory returns', async () => {

@@ -177,7 +177,7 @@ bus.disconnect();`;
     const f = await flowTx(port);
     assert.equal(f?.txBytes, 80 * (200 + IP_UDP), 'every datagram counted, including those sent while stopped');
     const st = await ctlJson<StatusResult>(['status']);
-    assert.deepEqual(st.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true });
+    assert.deepEqual(st.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true, flowread: true });
   });
 
   test('the watchdog restarts a hung daemon, which adopts its pins', async () => {

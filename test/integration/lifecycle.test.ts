@@ -99,7 +99,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
 
     daemon = await restartDaemon(daemon);
     const s2 = await daemon.call('status');
-    assert.deepEqual(s2.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true });
+    assert.deepEqual(s2.adopted, { flows: true, sockets: true, procs: true, scan: true, handoff: true, flowread: true });
     const progs2 = await daemon.call('programs.list');
     assert.deepEqual(progs2.programs.map((p) => p.id).sort(), progIds, 'same program ids: nothing was reloaded');
     assert.deepEqual(progs2.links.map((l) => l.id).sort(), linkIds, 'same link ids: nothing was reattached');
