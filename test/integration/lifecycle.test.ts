@@ -49,7 +49,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
   test('counters keep counting while no daemon runs; a restart adopts without reloading or reattaching', async () => {
     daemon = await startDaemon(mon);
     const s1 = await daemon.call('status');
-    assert.deepEqual(s1.adopted, { flows: false, sockets: false, procs: false, scan: false, handoff: false });
+    assert.deepEqual(s1.adopted, { flows: false, sockets: false, procs: false, scan: false, handoff: false, flowread: false });
     const progs1 = await daemon.call('programs.list');
     progIds = progs1.programs.map((p) => p.id).sort();
     linkIds = progs1.links.map((l) => l.id).sort();
