@@ -654,7 +654,7 @@ export class FlowTable {
   }
 
   /**
-   * The flows of one pid through the index: one lookup per flow it lists (fresh counters),
+   * The flows of one pid through the index: each flow it lists read by key (readSome(): fresh counters),
    * or false when the index is not trusted. A flow found gone leaves the index; one found
    * with another owner moves.
    */
@@ -837,7 +837,7 @@ export class FlowTable {
     return { flows: q.limit !== undefined ? out.slice(0, q.limit) : out, total, matched };
   }
 
-  /** Reads each of `keys` (one lookup each; gone ones skipped), yielding the event loop
+  /** Reads each of `keys` by key (readAll(); gone ones skipped), yielding the event loop
    * every LIST_YIELD_EVERY flows (building a Flow costs a few us). */
   private async byKeys(keys: Iterable<string>, fn: (kv: DataView, ko: number, vv: DataView, vo: number, kb: Uint8Array, vb: Uint8Array) => void): Promise<void> {
     const s = flowScratch();
@@ -1104,7 +1104,7 @@ export class FlowTable {
    * counts go to the per-process totals. Returns the number removed.
    *
    * While the index is trusted (no flow created, reopened, patched or closed since it was
-   * filled) only the flows due by now are read, one lookup each: a flow's due time is the
+   * filled) only the flows due by now are read, by key (readSome()): a flow's due time is the
    * earliest time the rule can hold for the values it had, and its values only move that
    * time later (last_ns grows, a socket state appears) except through a counted change
    * (a close, a reopen), which makes the index untrusted. Otherwise the table is walked
