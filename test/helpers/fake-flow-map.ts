@@ -47,19 +47,23 @@ export class FakeFlowMap {
    * each key (counted as lookups), take() hands out what was found. The run numbered
    * `failAt` (1-based) and every later one throw, as a run the kernel refused would.
    */
-  batchReader(failAt = Infinity): { read(keys: readonly string[], from: number, n: number): void; take(j: number, vb: Uint8Array): boolean } {
+  batchReader(failAt = Infinity): { read(keys: readonly string[], from: number, n: number): void; take(j: number, vb: Uint8Array, kb?: Uint8Array): boolean } {
     const slots: Array<Buffer | null> = [];
+    const keyOf: Buffer[] = [];
     let runs = 0;
     return {
       read: (keys, from, n) => {
         if (++runs >= failAt) throw new Error('running read_flows: Operation not permitted (fake)');
         slots.length = 0;
+        keyOf.length = 0;
         for (let j = 0; j < n; j++) {
-          const v = this.lookup(keyBytes(keys[from + j]!));
+          keyOf.push(keyBytes(keys[from + j]!));
+          const v = this.lookup(keyOf[j]!);
           slots.push(v ? Buffer.from(v) : null);
         }
       },
-      take: (j, vb) => {
+      take: (j, vb, kb) => {
+        kb?.set(keyOf[j]!);
         const v = slots[j];
         if (!v) return false;
         vb.set(v);

@@ -72,7 +72,9 @@ describe('flows read in batches: the program against one lookup per key', privil
         const k = keys[from + j]!;
         const truth = flows.lookup(keyBytes(k));
         vb.fill(0xee);
-        const got = reader.take(j, vb);
+        const kb = Buffer.alloc(FLOW_KEY.size);
+        const got = reader.take(j, vb, kb);
+        assert.deepEqual(kb, keyBytes(k), `flow ${from + j}: key bytes`);
         assert.equal(got, truth !== null, `flow ${from + j}: found ${got}, the lookup says ${truth !== null}`);
         if (truth) {
           assert.deepEqual(vb, truth, `flow ${from + j}: value`);

@@ -12,6 +12,7 @@ import { BpfError } from '../bpf/errors.js';
 import { readUint, writeU64 } from '../bpf/layout.js';
 import type { BpfMap } from '../bpf/maps.js';
 import { TEST_RUN_OPTS } from '../bpf/testrun.js';
+import { ERRNO } from '../sys/errno.js';
 import { lastErrno, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from '../sys/libc.js';
 import { keyBytes } from './ownerindex.js';
 import { FLOW, FLOW_KEY, READ_BATCH, READ_BUF, READ_SLOT } from './wire.js';
@@ -36,7 +37,7 @@ export class FlowBatchReader {
 
   constructor(private readonly progFd: number, private readonly buf: BpfMap) {
     if (buf.info.valueSize !== READ_BUF.size || buf.info.maxEntries !== 1) {
-      throw new BpfError('mapping', buf.name, 22, { detail: `value size ${buf.info.valueSize}, expected ${READ_BUF.size}` });
+      throw new BpfError('mapping', buf.name, ERRNO.EINVAL, { detail: `value size ${buf.info.valueSize}, expected ${READ_BUF.size}` });
     }
     this.len = Math.ceil(READ_BUF.size / PAGE) * PAGE;
     const p = mmap(null, this.len, PROT_READ | PROT_WRITE, MAP_SHARED, buf.fd, 0);
@@ -58,7 +59,7 @@ export class FlowBatchReader {
    * fails; then nothing in the slots is to be trusted.
    */
   read(keys: readonly string[], from: number, n: number): void {
-    if (this.closed) throw new BpfError('running', 'read_flows', 9, { detail: 'reader closed' });
+    if (this.closed) throw new BpfError('running', 'read_flows', ERRNO.EBADF, { detail: 'reader closed' });
     if (n > READ_BATCH) throw new RangeError(`at most ${READ_BATCH} flows per read, not ${n}`);
     for (let j = 0; j < n; j++) keyBytes(keys[from + j]!, this.keys[j]);
     this.words[0] = n;
@@ -67,12 +68,14 @@ export class FlowBatchReader {
     if (ret < 0) throw new BpfError('running', 'read_flows', -ret, { detail: 'BPF_PROG_TEST_RUN' });
     const rv = readUint(this.opts, TEST_RUN_OPTS.fields.retval);
     if (rv !== 0 || this.words[1] !== n) {
-      throw new BpfError('running', 'read_flows', 5, { detail: `returned ${rv} after ${this.words[1]} of ${n} flows` });
+      throw new BpfError('running', 'read_flows', ERRNO.EIO, { detail: `returned ${rv} after ${this.words[1]} of ${n} flows` });
     }
   }
 
-  /** Slot j after read(): whether its flow was there, its value copied into `vb`. */
-  take(j: number, vb: Uint8Array): boolean {
+  /** Slot j after read(): whether its flow was there, its value copied into `vb`; its
+   * key's bytes into `kb` when given (read() converted the key already). */
+  take(j: number, vb: Uint8Array, kb?: Uint8Array): boolean {
+    kb?.set(this.keys[j]!);
     if (this.words[FOUND_WORD + j * SLOT_WORDS] === 0) return false;
     vb.set(this.vals[j]!);
     return true;

@@ -629,8 +629,7 @@ export class FlowTable {
       this.batchStats.flows += n;
       for (let j = 0; j < n; j++) {
         const k = keys[from + j]!;
-        keyBytes(k, s.kb);
-        const found = r.take(j, s.vb);
+        const found = r.take(j, s.vb, s.kb);
         each(k, book ? this.afterRead(k, s, found) : found);
       }
       return;
