@@ -638,7 +638,7 @@ static __always_inline void flow_retry_owner(struct emon_flow *f, struct __sk_bu
 	}
 	__builtin_memcpy(&f->owner, &o, sizeof(o));
 	f->flags &= ~EMON_FLOW_F_UNOWNED;
-	dirty_mark(&p->key, 0);
+	dirty_mark(&p->key, f->last_ns, 0);
 }
 
 /* Packet-level counters, once the packet parsed (a pulled-and-retried read must not count twice). */
@@ -715,7 +715,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 			stat_inc_tc(EMON_STAT_FLOWS_CREATED);
 			if (nf.flags & EMON_FLOW_F_UNOWNED)
 				stat_inc_tc(EMON_STAT_FLOWS_UNATTRIBUTED);
-			dirty_mark(&p->key, nf.last_ns);
+			dirty_mark(&p->key, 0, nf.last_ns);
 		} else if (err != -17 /* EEXIST: another CPU won the race */) {
 			stat_inc_tc(EMON_STAT_FLOW_CREATE_FAILED);
 		}
@@ -733,11 +733,12 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 		/* A new connection on an old tuple. The old one's close event carried its counts
 		 * (when it could be queued), so start over. */
 		struct emon_flow nf = {};
+		__u64 last = f->last_ns; /* the update replaces the element f points to */
 
 		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_EXIST);
 		stat_inc_tc(EMON_STAT_FLOWS_REOPENED);
-		dirty_mark(&p->key, nf.last_ns);
+		dirty_mark(&p->key, last, nf.last_ns);
 		f = bpf_map_lookup_elem(&emon_flows, &p->key);
 		if (!f)
 			return NULL;

@@ -136,7 +136,7 @@ static long patch_endpoint_flow(struct bpf_map *map, struct emon_flow_key *k, st
 		return 0;
 	}
 	__builtin_memcpy(&f->owner, &c->to, sizeof(f->owner));
-	dirty_mark(k, 0);
+	dirty_mark(k, f->last_ns, 0);
 	c->n++;
 	return 0;
 }
@@ -165,7 +165,7 @@ static __always_inline void hand_over(struct sock *sk, __u64 cookie, __u16 proto
 		st->tx_packets_before = f->tx_packets;
 		st->rx_packets_before = f->rx_packets;
 		__builtin_memcpy(&f->owner, to, sizeof(f->owner));
-		dirty_mark(&k, 0);
+		dirty_mark(&k, f->last_ns, 0);
 		st->flows_patched = 1;
 		ho_stat(EMON_HO_STAT_FLOWS_PATCHED);
 		return;

@@ -301,7 +301,7 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	if (f) {
 		f->closed_ns = now;
 		f->sock_state = TCP_CLOSE;
-		dirty_mark(k, 0);
+		dirty_mark(k, f->last_ns, 0);
 	}
 	stat_inc(EMON_STAT_CLOSE_EVENTS);
 	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);

@@ -198,7 +198,8 @@ static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct
 /* The dirty-flow ring (issue 17). The daemon keeps, per flow, the counts it last read and
  * per-owner totals; the kernel tells it which flows to read again:
  *  - every change that is not a packet's counts (a flow created or reopened, its owner
- *    filled in or moved, its socket closed) pushes the key (dirty_mark);
+ *    filled in or moved, its socket closed) pushes the key (dirty_mark), unless the flow
+ *    was already pushed in this epoch (its stamp at or after it);
  *  - a packet pushes the key when it moves the flow's stamp (last_ns, set at most once a
  *    tick per flow) from before the daemon's epoch to at or after it (dirty_tick): at most
  *    once per flow per epoch, and only on the once-a-tick path, so a packet within the
@@ -233,11 +234,19 @@ static __always_inline void dirty_push(const struct emon_flow_key *k, __u64 stam
 	bpf_ringbuf_submit(r, bpf_ringbuf_query(&emon_dirty, BPF_RB_AVAIL_DATA) >= EMON_DIRTY_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-/* A change other than counts (see above). */
-static __always_inline void dirty_mark(const struct emon_flow_key *k, __u64 stamp)
+/* A change other than counts (see above) to a flow whose stamp was `last` (0: a new flow).
+ * A flow whose stamp is already at or after the epoch was pushed in this epoch (the stamp
+ * moves there only through a push: its creation, a reopen, or dirty_tick), so that push's
+ * key, still to be read or carried to the next refresh because its stamp is >= the epoch,
+ * covers this change as it covers later counts: no second push. A flow made and closed
+ * between two refreshes is pushed once, not twice (bench/attribution: one record per
+ * connection instead of two). */
+static __always_inline void dirty_mark(const struct emon_flow_key *k, __u64 last, __u64 stamp)
 {
 #ifndef EMON_NO_DIRTY
-	if (dirty_epoch())
+	__u64 g = dirty_epoch();
+
+	if (g && last < g)
 		dirty_push(k, stamp);
 #endif
 }
@@ -261,7 +270,7 @@ static __always_inline void flow_patch_owner(const struct emon_flow_key *k, cons
 	if (f && (overwrite || !f->owner.how)) {
 		__builtin_memcpy(&f->owner, o, sizeof(*o));
 		stat_inc(EMON_STAT_FLOWS_PATCHED);
-		dirty_mark(k, 0);
+		dirty_mark(k, f->last_ns, 0);
 	}
 }
 

@@ -14,8 +14,10 @@
 // counts may have followed its read without a push). Every count added before step (1) is
 // then read by that refresh or an earlier one: the flow's first packet in the epoch pushed
 // it, and that key was read after the count's tick ended, or carried over. Changes that are
-// not counts (created, reopened, owner patched or moved, closed) push unconditionally and
-// are read once. A push the ring cannot take is counted (`dirtyRingFull`), and the table
+// not counts (created, reopened, owner patched or moved, closed) push too, unless the flow's
+// stamp is already >= E: then it was pushed in this epoch with that stamp (the stamp gets
+// there only through a push), and that key is read after the change or carried to the next
+// refresh, as for counts (a flow made and closed between two refreshes: one record, not two). A push the ring cannot take is counted (`dirtyRingFull`), and the table
 // is then walked once (flows.ts).
 //
 // When it is drained. Before each refresh (take()), and when the kernel wakes the reader:
@@ -23,7 +25,7 @@
 // bpf/monitor/maps.bpf.h; below that BPF_RB_NO_WAKEUP), so an idle daemon is not woken per
 // new flow nor on a timer, and a busy one empties the ring about every 4,700 records (1 MiB
 // holds about 18,700), long before it fills. Each flow pushes at most once per refresh, plus
-// its creation and close. Until December 2026 the ring was drained every 100 ms on a timer
+// its creation. Until December 2026 the ring was drained every 100 ms on a timer
 // instead (10 wakeups a second of an idle daemon, bench/footprint); a slow timer (DRAIN_MS)
 // stays as a backstop: pending keys wait in the ring at most that long before they are
 // filed (a refresh drains first anyway, so what a reply shows does not depend on it).
