@@ -17,7 +17,7 @@ import type { Config } from './config/schema.js';
 import { buildApi, NO_GEO, remoteGeoOf, parseMirrorSpec, SYSTEM_CALLER, type Api, type CaptureApiDeps, type Caller, type GeoDeps, type HistoryApi, type L7Api, type LbApi } from './api/index.js';
 import { parseHome } from './config/home.js';
 import { GeoResolver } from './geo/resolver.js';
-import { EventBus } from './events/bus.js';
+import { closeFactsOf, EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
 import { Identities } from './identity/index.js';
@@ -30,7 +30,7 @@ import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
 import { History, type ListingSink } from './history/history.js';
-import { observationFromClose, observationFromFlow, observationFromGone } from './history/feed.js';
+import { observationFromFacts, observationFromFlow, observationFromGone } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
@@ -405,10 +405,14 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
     memoryLimit: `${config.history.memoryLimitMB}MB`,
     log: { warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
-  bus.subscribe(
+  // The close's facts straight from the record (no event object, no remote place or
+  // identity looked up, no ISO time written and parsed again): a third of history's work
+  // on the event loop per close (docs/benchmarks.md "History's closes without the event object").
+  bus.subscribeEvents(
     (e) => {
       if (e.type !== 'close') return;
-      const o = observationFromClose(e);
+      const f = e.closeFacts ? e.closeFacts() : closeFactsOf(e.event() as CloseEvent);
+      const o = f && observationFromFacts(f);
       if (o) h.recordClose(o);
     },
     ['close'],

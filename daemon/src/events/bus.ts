@@ -11,7 +11,7 @@
 // rows never costs an object or its JSON (bench/attribution: JSON.stringify of the object
 // was the largest cost per event). Those views also carry remoteGeo and the owner's
 // identity in every form; events published as objects are completed here (remoteGeo).
-import { EVENT_FIELDS, EVENT_TYPES, type EventType, type MonitorEvent } from '../contract/events.js';
+import { EVENT_FIELDS, EVENT_TYPES, type CloseEvent, type EventType, type MonitorEvent } from '../contract/events.js';
 import type { RemoteGeo } from '../contract/geo.js';
 import type { OwnerIdentity } from '../contract/identity.js';
 
@@ -40,6 +40,26 @@ export interface BusEvent {
    * have it (connection and close records: the high-rate ones).
    */
   rowInto?(d: Uint8Array, p: number): number;
+  /**
+   * A close event's facts that history records (closeFactsOf(event()) for any other close),
+   * read from the bytes without building the event: no remote place, identity, ISO time or
+   * payload counts. Null for other types. Only the monitor's records have it.
+   */
+  closeFacts?(): CloseFacts | null;
+}
+
+/** What history takes of a close (history/feed.ts): CloseEvent's fields, its time in ms. */
+export type CloseFacts = Pick<CloseEvent,
+  'protocol' | 'family' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort' | 'pid' | 'uid' | 'comm' | 'attributedBy'
+  | 'flowSeen' | 'interface' | 'txBytes' | 'rxBytes' | 'txPackets' | 'rxPackets' | 'durationMs'> & { atMs: number };
+
+/** The facts of a close event object (BusEvent.closeFacts()'s general form). */
+export function closeFactsOf(e: CloseEvent): CloseFacts {
+  return {
+    protocol: e.protocol, family: e.family, localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,
+    pid: e.pid, uid: e.uid, comm: e.comm, attributedBy: e.attributedBy, flowSeen: e.flowSeen, interface: e.interface,
+    txBytes: e.txBytes, rxBytes: e.rxBytes, txPackets: e.txPackets, rxPackets: e.rxPackets, durationMs: e.durationMs, atMs: Date.parse(e.at),
+  };
 }
 
 export type EventListener = (e: MonitorEvent) => void;

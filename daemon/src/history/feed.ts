@@ -4,6 +4,7 @@
 // file to change.
 import type { CloseEvent } from '../contract/events.js';
 import type { Flow } from '../contract/flows.js';
+import { closeFactsOf, type CloseFacts } from '../events/bus.js';
 import type { FlowObservation, GoneObservation } from './types.js';
 
 /** What the daemon knows of a process that a close event does not carry (its process
@@ -14,9 +15,15 @@ export type OwnerLookup = (pid: number) => { exe: string | null; cgroupId?: stri
  * the flow (its IP-layer counts are zero: history records flows, as flows.list shows them).
  * `owner` fills in the executable and cgroup (the writer also learns them from listings). */
 export function observationFromClose(e: CloseEvent, owner?: OwnerLookup): FlowObservation | null {
+  return observationFromFacts(closeFactsOf(e), owner);
+}
+
+/** observationFromClose() from a close's facts (BusEvent.closeFacts(): the monitor's
+ * records give them without building the event object). */
+export function observationFromFacts(e: CloseFacts, owner?: OwnerLookup): FlowObservation | null {
   if (!e.flowSeen || e.durationMs === null) return null;
   const known = e.pid !== null ? owner?.(e.pid) : undefined;
-  const closed = Date.parse(e.at);
+  const closed = e.atMs;
   return {
     proto: e.protocol, family: e.family,
     localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,

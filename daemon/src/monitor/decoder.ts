@@ -23,6 +23,7 @@ import { protocolName } from '../net/protocols.js';
 import { ATTRIBUTIONS, KERNEL_COMM, TCP_STATES } from '../contract/common.js';
 import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { RemoteGeo } from '../contract/geo.js';
+import type { CloseFacts } from '../events/bus.js';
 import { NO_OWNER, type OwnerEntry, type OwnerMemo } from './owners.js';
 import { putAscii, putBytes, putNsAsMs, putUint } from '../util/jsonbytes.js';
 import { cString, EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
@@ -267,6 +268,31 @@ function exitDurationMs(v: DataView, off: number): number | null {
   const start = v.getBigUint64(off + EVENT_EXIT.fields.start_ns.offset, true);
   const ts = v.getBigUint64(off + EVENT_HDR.fields.ts_ns.offset, true);
   return start && ts > start ? Number(ts - start) / 1e6 : null;
+}
+
+/**
+ * A close record's facts that history records, as decodeEvent() would give them
+ * (closeFactsOf(decodeEvent(...)): test/unit/daemon/monitor/decoder.test.ts), read without
+ * building the event: no remote place, owner identity, ISO time, payload counts or previous
+ * state. Null when the record is not a readable close.
+ */
+export function decodeCloseFacts(v: DataView, off: number, len: number, ctx: DecodeContext): CloseFacts | null {
+  if (!decodable(v, off, len) || v.getUint16(off + EVENT_HDR.fields.type.offset, true) !== EV.CLOSE) return null;
+  const b = bytesOf(v);
+  const F = EVENT_CLOSE.fields;
+  readOwner(v, b, off + F.owner.offset);
+  readKey(v, b, off + F.key.offset);
+  const seen = v.getUint8(off + F.flow_seen.offset) === 1;
+  return {
+    protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
+    pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
+    flowSeen: seen,
+    interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
+    txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
+    txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
+    durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
+    atMs: ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset),
+  };
 }
 
 /** Decodes one ring-buffer record; null for types this version does not know. */

@@ -8,7 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EVENT_FIELDS, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
-import { decodable, decodeEvent, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
+import { decodable, decodeCloseFacts, decodeEvent, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
+import { RecordEvent } from '../../../../daemon/src/monitor/records.js';
+import { closeFactsOf } from '../../../../daemon/src/events/bus.js';
+import { observationFromClose, observationFromFacts } from '../../../../daemon/src/history/feed.js';
+import type { CloseEvent } from '../../../../daemon/src/contract/events.js';
 import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rowEvent } from '../../../../client/src/events.js';
 import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
@@ -210,6 +214,40 @@ for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s i
     if (truth.some((x) => x >= 0x80)) nonAscii++;
   }
   assert.ok(written > 2000 && nonAscii > 100, `connection and close records written (${written}, ${nonAscii} with non-ASCII bytes)`);
+});
+
+for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s identity and remoteGeo', full]] as const) test(`a close's facts for history, read from the bytes, are those of its event object (${what})`, () => {
+  // History takes closes through BusEvent.closeFacts() (no event object built): the facts
+  // and the observation history makes of them must be the object's, field for field.
+  const r = rng(20261206);
+  const rec = new RecordEvent(c);
+  let closes = 0;
+  let seen = 0;
+  for (let i = 0; i < 5000; i++) {
+    const { buf, t } = record(r, i);
+    const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const len = buf.length - 8;
+    const e = decodeEvent(v, 0, len, c)!;
+    const facts = decodeCloseFacts(v, 0, len, c);
+    const type = buf.readUInt16LE(EVENT_HDR.fields.type.offset);
+    rec.set(v, 0, len, type, e.type);
+    if (e.type !== 'close') {
+      assert.equal(facts, null, `record ${i} (${e.type})`);
+      assert.equal(rec.closeFacts(), null);
+      continue;
+    }
+    closes++;
+    assert.deepEqual(facts, closeFactsOf(e as CloseEvent), `record ${i}`);
+    assert.equal(facts!.txBytes, t.txBytes);
+    assert.equal(facts!.atMs, Date.parse(e.at));
+    assert.deepEqual(rec.closeFacts(), facts, 'RecordEvent.closeFacts() reads the same');
+    rec.event(); // once the object exists, the facts come from it: the same
+    assert.deepEqual(rec.closeFacts(), facts);
+    const o = observationFromFacts(facts!);
+    assert.deepEqual(o, observationFromClose(e as CloseEvent), `record ${i}: history's observation`);
+    if (o) seen++;
+  }
+  assert.ok(closes > 800 && seen > 300, `${closes} closes, ${seen} with an observation`);
 });
 
 test('owners: memoised per cgroup id, asked again after recheckMs (a new answer makes a new row), a throwing service gives null fields', () => {
