@@ -318,23 +318,17 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
     }
     case EV.CLOSE: {
       const F = EVENT_CLOSE.fields;
-      readOwner(v, b, off + F.owner.offset);
-      readKey(v, b, off + F.key.offset);
-      const seen = v.getUint8(off + F.flow_seen.offset) === 1;
+      // The facts history takes (the key and counts, read once), then the rest, in the
+      // event's field order.
+      const { atMs: _, ...facts } = decodeCloseFacts(v, off, len, ctx)!;
       const o = connOwner(v, off + F.owner.offset, ctx).owner;
       return {
         type: 'close', at,
-        protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
-        pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
-        flowSeen: seen,
-        interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
-        txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
-        txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
-        durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
+        ...facts,
         payloadBytesSent: u64(v, off + F.payload_sent.offset),
         payloadBytesReceived: u64(v, off + F.payload_received.offset),
         previousState: TCP_STATES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
-        remoteGeo: geoOf(ctx, k.remoteAddr),
+        remoteGeo: geoOf(ctx, facts.remoteAddr),
         cgroupId: o.cgroupId, cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }
