@@ -17,8 +17,9 @@
 // not counts (created, reopened, owner patched or moved, closed) push too, unless the flow's
 // stamp is already >= E: then it was pushed in this epoch with that stamp (the stamp gets
 // there only through a push), and that key is read after the change or carried to the next
-// refresh, as for counts (a flow made and closed between two refreshes: one record, not two). A push the ring cannot take is counted (`dirtyRingFull`), and the table
-// is then walked once (flows.ts).
+// refresh, as for counts (a flow made and closed between two refreshes: one record, not
+// two). A push the ring cannot take is counted (`dirtyRingFull`), and the table is then
+// walked once (flows.ts).
 //
 // When it is drained. Before each refresh (take()), and when the kernel wakes the reader:
 // a push wakes it only once the ring holds a quarter of its size (EMON_DIRTY_WAKE_BYTES in

@@ -7,12 +7,11 @@
 // with and without the owner's identity (memoised per cgroup) and remoteGeo.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EVENT_FIELDS, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
+import { EVENT_FIELDS, type CloseEvent, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
 import { decodable, decodeCloseFacts, decodeEvent, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
 import { RecordEvent } from '../../../../daemon/src/monitor/records.js';
 import { closeFactsOf } from '../../../../daemon/src/events/bus.js';
 import { observationFromClose, observationFromFacts } from '../../../../daemon/src/history/feed.js';
-import type { CloseEvent } from '../../../../daemon/src/contract/events.js';
 import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rowEvent } from '../../../../client/src/events.js';
 import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
