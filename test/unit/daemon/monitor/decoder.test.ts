@@ -4,7 +4,8 @@
 // what the test wrote into the record: random records of every type, with the awkward
 // values (comm with quotes, backslashes, control characters and UTF-8, IPv6, no owner, the
 // kernel as owner, unknown TCP states, counters above 2^53, timestamps in and across seconds),
-// with and without the owner's identity (memoised per cgroup) and remoteGeo.
+// with and without the owner's identity (memoised per cgroup) and remoteGeo. A close's facts
+// for history (decodeCloseFacts, read without the object) must be the object's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EVENT_FIELDS, type CloseEvent, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
