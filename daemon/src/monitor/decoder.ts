@@ -270,6 +270,25 @@ function exitDurationMs(v: DataView, off: number): number | null {
   return start && ts > start ? Number(ts - start) / 1e6 : null;
 }
 
+/** A close record's key, owner and counts as the event names them (decodeEvent() spreads
+ * them into the close event; decodeCloseFacts() adds the time). */
+function closeCore(v: DataView, off: number, ctx: DecodeContext) {
+  const F = EVENT_CLOSE.fields;
+  const b = bytesOf(v);
+  readOwner(v, b, off + F.owner.offset);
+  readKey(v, b, off + F.key.offset);
+  const seen = v.getUint8(off + F.flow_seen.offset) === 1;
+  return {
+    protocol: k.protocol, family: (k.ipv4 ? 'ipv4' : 'ipv6') as 'ipv4' | 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
+    pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
+    flowSeen: seen,
+    interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
+    txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
+    txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
+    durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
+  };
+}
+
 /**
  * A close record's facts that history records, as decodeEvent() would give them
  * (closeFactsOf(decodeEvent(...)): test/unit/daemon/monitor/decoder.test.ts), read without
@@ -278,21 +297,7 @@ function exitDurationMs(v: DataView, off: number): number | null {
  */
 export function decodeCloseFacts(v: DataView, off: number, len: number, ctx: DecodeContext): CloseFacts | null {
   if (!decodable(v, off, len) || v.getUint16(off + EVENT_HDR.fields.type.offset, true) !== EV.CLOSE) return null;
-  const b = bytesOf(v);
-  const F = EVENT_CLOSE.fields;
-  readOwner(v, b, off + F.owner.offset);
-  readKey(v, b, off + F.key.offset);
-  const seen = v.getUint8(off + F.flow_seen.offset) === 1;
-  return {
-    protocol: k.protocol, family: k.ipv4 ? 'ipv4' : 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
-    pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
-    flowSeen: seen,
-    interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
-    txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
-    txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
-    durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
-    atMs: ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset),
-  };
+  return Object.assign(closeCore(v, off, ctx), { atMs: ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset) });
 }
 
 /** Decodes one ring-buffer record; null for types this version does not know. */
@@ -318,17 +323,15 @@ export function decodeEvent(v: DataView, off: number, len: number, ctx: DecodeCo
     }
     case EV.CLOSE: {
       const F = EVENT_CLOSE.fields;
-      // The facts history takes (the key and counts, read once), then the rest, in the
-      // event's field order.
-      const { atMs: _, ...facts } = decodeCloseFacts(v, off, len, ctx)!;
+      const core = closeCore(v, off, ctx);
       const o = connOwner(v, off + F.owner.offset, ctx).owner;
       return {
         type: 'close', at,
-        ...facts,
+        ...core,
         payloadBytesSent: u64(v, off + F.payload_sent.offset),
         payloadBytesReceived: u64(v, off + F.payload_received.offset),
         previousState: TCP_STATES[v.getUint8(off + F.old_state.offset)] ?? 'unknown',
-        remoteGeo: geoOf(ctx, facts.remoteAddr),
+        remoteGeo: geoOf(ctx, core.remoteAddr),
         cgroupId: o.cgroupId, cgroupPath: o.cgroupPath, unit: o.unit, userUnit: o.userUnit, slice: o.slice, container: o.container, app: o.app,
       };
     }

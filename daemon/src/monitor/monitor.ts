@@ -291,9 +291,10 @@ export class Monitor implements MonitorApi {
       // hundred microseconds here whatever it drains (timers, the pump, a socket write,
       // cold caches): at 10k connections/s with one subscriber, 8 ms cost the daemon 10.0 us
       // per connection and 64 ms 6.2 (bench/attribution; docs/benchmarks.md "One record
-      // per connection, and fewer wakeups"). A live view shows events at most 64 ms late. The interval only grows
-      // while each drain stays under 1/64 of the ring (ringbuf.ts); overflowing the 16 MiB
-      // ring in 64 ms takes over 250 MB/s of events, far beyond what connections produce.
+      // per connection, and fewer wakeups"). A live view shows events at most 64 ms late.
+      // The interval only grows while each drain stays under 1/64 of the ring (ringbuf.ts);
+      // overflowing the 16 MiB ring in 64 ms takes over 250 MB/s of events, far beyond what
+      // connections produce.
       maxCoalesceMs: 64,
     });
     this.reader.start();

@@ -7,7 +7,7 @@
 // them (`complete`), and a filter on identity reads the owner without decoding the record.
 import type { EventType, MonitorEvent } from '../contract/events.js';
 import type { OwnerIdentity } from '../contract/identity.js';
-import { closeFactsOf, type BusEvent, type CloseFacts } from '../events/bus.js';
+import type { BusEvent, CloseFacts } from '../events/bus.js';
 import { decodeCloseFacts, decodeEvent, encodeRow, encodeRowInto, ownerOffset, recordOwner, type DecodeContext } from './decoder.js';
 import { EV, EVENT_EXEC, EVENT_EXIT, OWNER, ownedByProcess } from './wire.js';
 
@@ -65,8 +65,6 @@ export class RecordEvent implements BusEvent {
   }
 
   closeFacts(): CloseFacts | null {
-    // The object, when a listener already had it built, says the same for less.
-    if (this.obj !== null) return this.obj.type === 'close' ? closeFactsOf(this.obj) : null;
     return this.recordType === EV.CLOSE ? decodeCloseFacts(this.v!, this.off, this.len, this.ctx) : null;
   }
 
