@@ -54,6 +54,8 @@ mapfile -t sources < <(cd "$root" && find daemon/src client/src -name '*.ts' ! -
 missing=()
 for s in "${sources[@]}"; do [ -f "build/js/${s%.ts}.js" ] || missing+=("build/js/${s%.ts}.js"); done
 [ "${#missing[@]}" -eq 0 ] || die "not built: ${missing[*]}"
+# ebpfmonctl as one file (client/bundle.mjs): what /usr/bin/ebpfmonctl runs.
+[ -f build/js/client/src/ebpfmonctl.js ] || die "not built: build/js/client/src/ebpfmonctl.js (npm run build:cli)"
 shopt -s nullglob
 objects=(build/bpf/*.bpf.o)
 shopt -u nullglob
@@ -92,6 +94,7 @@ node -e '
   require("fs").writeFileSync(process.argv[2], JSON.stringify(keep, null, 2) + "\n");
 ' "$root/package.json" "$lib/package.json"
 for s in "${sources[@]}"; do install -D -m 0644 "build/js/${s%.ts}.js" "$lib/build/js/${s%.ts}.js"; done
+install -m 0644 build/js/client/src/ebpfmonctl.js "$lib/build/js/client/src/"
 install -m 0644 "${objects[@]}" "$lib/build/bpf/"
 install -d "$lib/build/native"
 # Stripped (lintian: unstripped-binary-or-object); not a public library: no soname, no symlinks.

@@ -129,7 +129,9 @@ export class LiveBench {
       const b = path.resolve(this.baseline);
       const main = path.join(b, 'build/js/daemon/src/main.js');
       if (!fs.existsSync(main)) throw new Error(`--baseline ${this.baseline}: no ${main} (build it first)`);
-      await this.addRig('b', { main, ctl: path.join(b, 'build/js/client/src/main.js'), objects: path.join(b, 'build/bpf') });
+      // A baseline built before the client was bundled has only the compiled tree.
+      const ctl = ['build/js/client/src/ebpfmonctl.js', 'build/js/client/src/main.js'].map((f) => path.join(b, f)).find((f) => fs.existsSync(f))!;
+      await this.addRig('b', { main, ctl, objects: path.join(b, 'build/bpf') });
     }
   }
 

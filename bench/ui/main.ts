@@ -26,7 +26,7 @@ import { cpuMs } from '../lib/proc.js';
 import { printLoad, printProfile, profilePage } from './profile.js';
 
 const BUILD = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CTL = path.join(BUILD, 'client/src/main.js');
+const CTL = path.join(BUILD, 'client/src/ebpfmonctl.js');
 const FAKE = path.join(BUILD, 'bench/ui/fake-daemon.js');
 const RUNS = numArg('runs', 3);
 const WINDOW_S = numArg('window', 10);

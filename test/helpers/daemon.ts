@@ -14,7 +14,10 @@ export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
 /** The daemon benches and tests start; EBPFMON_DAEMON_MAIN runs another build's (a bench's
  * same-run baseline: main built in another worktree, docs/benchmarks.md). */
 export const DAEMON_MAIN = process.env.EBPFMON_DAEMON_MAIN ?? path.join(BUILD, 'daemon/src/main.js');
-export const CTL_MAIN = path.join(BUILD, 'client/src/main.js');
+/** ebpfmonctl as installed: the one-file bundle (client/bundle.mjs) that the package runs. */
+export const CTL_MAIN = path.join(BUILD, 'client/src/ebpfmonctl.js');
+/** ebpfmonctl's compiled module tree, the bundle's input (test/unit/client/modules.test.ts). */
+export const CTL_TREE_MAIN = path.join(BUILD, 'client/src/main.js');
 /**
  * Node's options for the daemon, as its launchers give them (packaging/bin/ebpfmon, `npm
  * start`; test/unit/packaging/node-options.test.ts keeps the three equal).

@@ -121,6 +121,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
       ['/usr/lib/ebpfmon/package.json', '-rw-r--r--'],
       ['/usr/lib/ebpfmon/build/js/daemon/src/main.js', '-rwxr-xr-x'],
       ['/usr/lib/ebpfmon/build/js/client/src/main.js', '-rwxr-xr-x'],
+      ['/usr/lib/ebpfmon/build/js/client/src/ebpfmonctl.js', '-rwxr-xr-x'],
       ['/usr/lib/systemd/system/ebpfmon.service', '-rw-r--r--'],
       ['/usr/lib/sysusers.d/ebpfmon.conf', '-rw-r--r--'],
       ['/etc/ebpfmon/ebpfmon.json', '-rw-r--r--'],
