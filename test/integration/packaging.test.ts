@@ -144,9 +144,10 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
   it('carries exactly the compiled daemon and client and the BPF objects, and no build or test leftovers', () => {
     const sources = (dir: string): string[] => fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((d) =>
       d.isDirectory() ? sources(path.join(dir, d.name)) : d.name.endsWith('.ts') && !d.name.endsWith('.d.ts') ? [path.join(dir, d.name)] : []);
-    const want = [...sources('daemon/src'), ...sources('client/src')].map((s) => `/usr/lib/ebpfmon/build/js/${s.replace(/\.ts$/, '.js')}`).sort();
+    const want = [...sources('daemon/src'), ...sources('client/src')].map((s) => `/usr/lib/ebpfmon/build/js/${s.replace(/\.ts$/, '.js')}`)
+      .concat('/usr/lib/ebpfmon/build/js/client/src/ebpfmonctl.js').sort(); // the client as one file (client/bundle.mjs)
     const js = under('/usr/lib/ebpfmon/build/js').filter((f) => !f.mode.startsWith('d')).map((f) => f.path).sort();
-    assert.deepEqual(js, want, 'one .js per daemon/client source file, no source maps, no tests or benches');
+    assert.deepEqual(js, want, 'one .js per daemon/client source file and the client\'s bundle, no source maps or build metadata, no tests or benches');
     const objects = fs.readdirSync(path.join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o')).map((f) => `/usr/lib/ebpfmon/build/bpf/${f}`).sort();
     assert.deepEqual(under('/usr/lib/ebpfmon/build/bpf').filter((f) => !f.mode.startsWith('d')).map((f) => f.path).sort(), objects, 'the BPF objects, not fixtures or vmlinux.h');
     assert.deepEqual(under('/usr/lib/ebpfmon/build/native').filter((f) => !f.mode.startsWith('d')).map((f) => f.path), ['/usr/lib/ebpfmon/build/native/libemoncapdrain.so'], 'the capture drain library');
