@@ -2,10 +2,10 @@
 // History beyond its detail budget, end to end: the real daemon with a budget of one flow a
 // second (bursts of ten) and the real CLI. One client process makes 60 short connections
 // across a veth pair tcpdump watches: the first are kept in detail, the rest rolled up per
-// process, protocol and minute (no remote, no ports). Checked against tcpdump: the
-// per-minute totals and the records each add up to every connection's bytes, each
-// connection counts once (in detail or rolled up), and status counts what the budget did
-// not keep.
+// process, protocol, minute and remote endpoint (the server's address and port; no local
+// port). Checked against tcpdump: the per-minute totals and the records each add up to
+// every connection's bytes, each connection counts once (in detail or rolled up), `history
+// --remote` finds them all, and status counts what the budget did not keep.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -78,7 +78,12 @@ describe('history beyond its detail budget, through the daemon and ebpfmonctl', 
     assert.ok(detail.length >= 1 && detail.length <= 10 + 30, `the burst of ten (and a token a second) in detail: ${detail.length}`);
     assert.ok(detail.every((f) => ports.includes(f.localPort!) && f.remotePort === port), 'detail flows keep their ports');
     assert.ok(rolled.length >= 1, 'the rest rolled up');
-    assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === null && f.remoteAddr === '0.0.0.0' && f.protocol === 'tcp' && f.pid === pid));
+    assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === port && f.remoteAddr === link.b.ip4 && f.protocol === 'tcp' && f.pid === pid),
+      `rolled up with the server's endpoint: ${JSON.stringify(rolled.map((f) => [f.remoteAddr, f.localPort, f.remotePort]))}`);
+    const toServer = await history(['--pid', String(pid), '--remote', link.b.ip4]);
+    assert.deepEqual(tot(toServer), { ...truth, conns: COUNT }, 'history --remote: every connection to the server, in detail or rolled up, with tcpdump\'s bytes');
+    const byRemote = await history(['--pid', String(pid), '--by', 'remote']);
+    assert.deepEqual(byRemote.groups!.map((g) => [g.remoteAddr, g.remotePort, g.connections, g.txBytes]), [[link.b.ip4, port, COUNT, truth.tx]], '--by remote: one endpoint, all of it');
     const rolledConns = rolled.reduce((s, f) => s + f.connections, 0);
     assert.equal(detail.length + rolledConns, COUNT, 'each connection once');
     // Status comes from the writer once a second: wait for the one sent after the write.

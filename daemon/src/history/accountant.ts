@@ -30,6 +30,7 @@ import { PROTOCOL_NUMBERS } from '../contract/common.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 import { OldestFirst } from '../util/oldest.js';
+import { REMOTES_PER_PROCESS, serviceSide } from './overbudget.js';
 
 export interface AccountantOptions {
   /** Short flows per second written in detail; more are rolled up. */
@@ -41,6 +42,9 @@ export interface AccountantOptions {
    * at most this (close events derive it from a duration: +-1 ms; a restarted daemon
    * measures its clock offset again: +-1 ms). */
   reuseToleranceMs: number;
+  /** Roll-ups beyond the budget that keep their remote endpoint, in all, between two drains
+   * (default: a quarter of the detail budget's flows over 10 s, at least 32; none at a budget of 0). */
+  endpointsPerDrain?: number;
 }
 
 // maxTracked: closed flows stay in the kernel's table for a minute; at the default table
@@ -309,6 +313,13 @@ interface ProcSlot {
   rec: FlowRecord;
 }
 
+/** One process's roll-ups until drain(), by remote address ('' for those without one). */
+interface ProcRollups {
+  byRemote: Map<string, ProcSlot[]>;
+  /** Slots that carry an endpoint: at most REMOTES_PER_PROCESS, then closes go to ''. */
+  remotes: number;
+}
+
 const UNSPECIFIED = { 4: '0.0.0.0', 6: '::' } as const;
 
 const counts = (o: Counts): Counts => ({ txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets });
@@ -320,7 +331,10 @@ export class Accountant {
   /** How many tracked flows have each tupleHash: a flow whose hash is absent is not tracked. */
   private readonly trackedHashes = new Map<number, number>();
   /** Roll-ups of flows beyond the budget, by pid (-1: none), summed until drain(). */
-  private readonly procRollups = new Map<number, ProcSlot[]>();
+  private readonly procRollups = new Map<number, ProcRollups>();
+  /** Roll-ups with an endpoint since the last drain, at most `maxEndpoints`. */
+  private endpointRollups = 0;
+  private readonly maxEndpoints: number;
   /** Closed flows still tracked, oldest close first: what maxTracked evicts. */
   private readonly finalized = new Map<string, number>();
   private readonly oldestFinalized = new OldestFirst(this.finalized);
@@ -346,6 +360,9 @@ export class Accountant {
   constructor(private readonly ids: RecordIds, private readonly opts: AccountantOptions = DEFAULT_ACCOUNTANT_OPTIONS, watermark = -Infinity) {
     this.tokens = opts.detailBurst;
     this.watermark = watermark;
+    // A quarter of the detail rows of a default 10 s commit (the event loop's bound per
+    // hand-over, overbudget.ts, summed over one): rows that cost what detail flows do.
+    this.maxEndpoints = opts.endpointsPerDrain ?? (opts.detailPerSec > 0 ? Math.max(REMOTES_PER_PROCESS, Math.floor(opts.detailPerSec * 2.5)) : 0);
   }
 
   get trackedCount(): number {
@@ -437,8 +454,9 @@ export class Accountant {
     const w = this.out;
     for (const r of this.rollups.values()) w.records.push(r);
     this.rollups.clear();
-    for (const slots of this.procRollups.values()) for (const p of slots) w.records.push(p.rec);
+    for (const proc of this.procRollups.values()) for (const slots of proc.byRemote.values()) for (const p of slots) w.records.push(p.rec);
     this.procRollups.clear();
+    this.endpointRollups = 0;
     this.out = { records: [], open: new Map(), forget: [] };
     return w;
   }
@@ -516,8 +534,9 @@ export class Accountant {
         // than that, is not recovered from a listing while closes come this fast.
         const at = o.closedMs ?? now;
         const k = this.owners.get(o.pid ?? -1);
+        const inbound = serviceSide(o);
         this.rollupProcess(o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, k, PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), o.family === 'ipv4' ? 4 : 6, o.interface, o.direction, o.attributedBy,
-          at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
+          o.remoteAddr, inbound ? o.localPort : null, inbound ? null : o.remotePort, o.remoteName ?? null, at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
       const t = sl.alloc(key, flowHash(o));
@@ -625,27 +644,33 @@ export class Accountant {
    */
   closeOverBudget(hash: number, pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    raddr: string | null, lport: number | null, rport: number | null, name: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
     if (this.trackedHashes.has(hash) || this.hasToken(now)) return false;
-    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, at, firstMs, 1, tx, rx, txp, rxp);
+    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, raddr, lport, rport, name, at, at, firstMs, 1, tx, rx, txp, rxp);
   }
 
   /** `conns` closes the event loop summed beyond the budget (overbudget.ts): the first at
-   * `at`, the last at `endAt`. */
+   * `at`, the last at `endAt`; `raddr` null when summed without their endpoint. */
   addRollup(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    raddr: string | null, lport: number | null, rport: number | null, name: string | null,
     at: number, endAt: number, firstMs: number, conns: number, tx: number, rx: number, txp: number, rxp: number): void {
-    this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, at, endAt, firstMs, conns, tx, rx, txp, rxp);
+    this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, raddr, lport, rport, name, at, endAt, firstMs, conns, tx, rx, txp, rxp);
   }
 
-  /** Adds a flow beyond the budget to its process's roll-up of the minute (exe, cgroup and
-   * unit borrowed from a listing of the same process, as enrich() does). Counts it, and
+  /** Adds a flow beyond the budget to its process's roll-up of the minute and remote
+   * endpoint (`raddr` and the service port, `lport` for a connection accepted, `rport` for
+   * one made; the first REMOTES_PER_PROCESS endpoints of each process, and `maxEndpoints`
+   * in all, until drain(); the rest without one), with exe, cgroup and unit borrowed from a listing of the same
+   * process, as enrich() does. Counts it, and
    * moves the watermark past it so that a listing does not write it again (the price: a
    * close the kernel failed to report, older than that, is not recovered from a listing
    * while closes come this fast). */
   private rollupProcess(pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
     k: { comm: string | null; exe: string | null; cgroupId: string | null; unit: string | null } | undefined,
     proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
+    raddr: string | null, lport: number | null, rport: number | null, name: string | null,
     at: number, endAt: number, firstMs: number, conns: number, tx: number, rx: number, txp: number, rxp: number): boolean {
     if (pid !== null && k !== undefined && k.comm === comm) {
       exe ??= k.exe;
@@ -654,32 +679,40 @@ export class Accountant {
     }
     const minute = Math.floor(at / 60_000);
     const pk = pid ?? -1;
-    let slots = this.procRollups.get(pk);
-    if (slots === undefined) this.procRollups.set(pk, (slots = []));
-    let r: FlowRecord | undefined;
-    for (let i = 0; i < slots.length; i++) {
-      const x = slots[i]!;
-      const c = x.rec;
-      // Keyed by the process (owner), protocol, family and minute; the path (interface,
-      // direction, attribution) is kept while every flow agrees, null once they differ.
-      if (x.minute === minute && c.proto === proto && c.family === family && c.comm === comm && c.uid === uid && c.exe === exe && c.cgroupId === cgroupId && c.unit === unit) {
-        r = c;
-        if (c.interface !== iface) c.interface = null;
-        if (c.direction !== direction) c.direction = null;
-        if (c.attributedBy !== how) c.attributedBy = null;
-        break;
-      }
+    let proc = this.procRollups.get(pk);
+    if (proc === undefined) this.procRollups.set(pk, (proc = { byRemote: new Map(), remotes: 0 }));
+    // Keyed by the process (owner), protocol, family, minute and remote endpoint; the path
+    // (interface, direction, attribution) and the name are kept while every flow agrees.
+    let r = raddr === null ? undefined : findRollup(proc.byRemote.get(raddr), minute, proto, family, comm, uid, exe, cgroupId, unit, lport, rport);
+    let keep = raddr !== null;
+    if (r === undefined && keep && (proc.remotes >= REMOTES_PER_PROCESS || this.endpointRollups >= this.maxEndpoints)) {
+      keep = false; // no room for another endpoint of this process: summed without one
+      lport = rport = null;
+      name = null;
     }
-    if (r === undefined) {
+    if (r === undefined && !keep) r = findRollup(proc.byRemote.get(''), minute, proto, family, comm, uid, exe, cgroupId, unit, null, null);
+    if (r !== undefined) {
+      if (r.interface !== iface) r.interface = null;
+      if (r.direction !== direction) r.direction = null;
+      if (r.attributedBy !== how) r.attributedBy = null;
+      if (r.remoteName !== name) r.remoteName = null;
+    } else {
       const addr = UNSPECIFIED[family];
       r = {
         id: this.ids.next(at), flow: 0, kind: RECORD_KIND.rollup, conns: 0,
         pid, comm, uid, exe, cgroupId, unit,
-        proto, family, localAddr: addr, localPort: null, remoteAddr: addr, remotePort: null,
+        proto, family, localAddr: addr, localPort: keep ? lport : null, remoteAddr: keep ? raddr! : addr, remotePort: keep ? rport : null,
         interface: iface, direction, attributedBy: how, firstMs, endMs: endAt,
-        txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, remoteName: null, attrs: null,
+        txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, remoteName: keep ? name : null, attrs: null,
       };
-      slots.push({ minute, rec: r });
+      const key = keep ? raddr! : '';
+      const list = proc.byRemote.get(key);
+      if (list === undefined) proc.byRemote.set(key, [{ minute, rec: r }]);
+      else list.push({ minute, rec: r });
+      if (keep) {
+        proc.remotes++;
+        this.endpointRollups++;
+      }
     }
     r.conns += conns;
     r.txBytes += tx;
@@ -783,4 +816,18 @@ function withOwner(o: FlowObservation, exe: string | null, cgroupId: string | nu
     txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets,
     remoteName, attrs: o.attrs ?? null,
   };
+}
+
+/** The roll-up in `list` (one remote address's, or those without one) for this process,
+ * protocol, family, minute and ports. */
+function findRollup(list: ProcSlot[] | undefined, minute: number, proto: number, family: 4 | 6, comm: string | null, uid: number | null, exe: string | null,
+  cgroupId: string | null, unit: string | null, lport: number | null, rport: number | null): FlowRecord | undefined {
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i]!;
+    const c = x.rec;
+    if (x.minute === minute && c.localPort === lport && c.remotePort === rport && c.proto === proto && c.family === family && c.comm === comm && c.uid === uid
+      && c.exe === exe && c.cgroupId === cgroupId && c.unit === unit) return c;
+  }
+  return undefined;
 }

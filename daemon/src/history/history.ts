@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ACCOUNTANT_OPTIONS, type AccountantOptions } from './accountant.js';
-import { CloseRollups } from './overbudget.js';
+import { CloseRollups, endpointsPerHandover } from './overbudget.js';
 import { CHANGES_ONLY, OP, ObservationPacker } from './pack.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import type { FlowObservation, GoneObservation, HistoryQuery, HistoryResult, HistoryScope, HistoryStatus } from './types.js';
@@ -96,7 +96,7 @@ export class History {
 
   private constructor(readonly opts: HistoryOptions) {
     const a = { ...DEFAULT_ACCOUNTANT_OPTIONS, ...budgetOptions(opts) };
-    this.rollups = new CloseRollups(a.detailPerSec, a.detailBurst);
+    this.rollups = new CloseRollups(a.detailPerSec, a.detailBurst, Date.now(), endpointsPerHandover(a.detailPerSec, opts.flushMs ?? HISTORY_DEFAULTS.flushMs));
     this.cached = {
       state: 'starting', engine: 'duckdb', file: opts.dir, sizeBytes: 0, maxBytes: opts.maxBytes, retentionDays: opts.retentionDays,
       oldestRecordAt: null, newestRecordAt: null, records: { written: 0, rolledUp: 0, pending: 0, maxPending: opts.maxPending ?? HISTORY_DEFAULTS.maxPending, dropped: 0, lagMs: 0 },

@@ -4,9 +4,21 @@
 // (a 128-byte row, a string id per field), transferring it, reading it back in the writer
 // and collecting the garbage cost more than the rows those closes end up as (bench/history,
 // docs/history.md "Fourth round"). Here such a close costs a token check, a comparison of its
-// first-seen time (below), a lookup by pid and four additions into
-// a slot that lives until the next hand-over; the writer gets one packed
-// row per process, protocol, family and minute (OP.rollup) instead of a row per flow.
+// first-seen time (below), a lookup by pid and by remote address and four additions into
+// a slot that lives until the next hand-over; the writer gets one packed row per process,
+// protocol, family, minute and remote endpoint (OP.rollup) instead of a row per flow.
+//
+// The remote endpoint (its address and the service port: the remote port of a connection
+// the process made, the local port of one it accepted, as Accountant.rollup keys them) is
+// kept for the first REMOTES_PER_PROCESS endpoints of each process, and the first
+// `maxEndpoints` in all (endpointsPerHandover: a quarter of the detail budget's rows), between two
+// hand-overs; the closes to further endpoints are summed without it (an unspecified address,
+// no ports). So `history --remote ADDR` and `--by remote` see what a busy process talked to,
+// and processes that talk to thousands of endpoints a second (a scanner, a crawler, a load
+// test) still make a bounded number of rows: endpoint rows cost what detail rows do, and
+// there are at most a quarter as many as the detail budget allows flows (none at a budget
+// of 0), beside one per process.
+// Totals stay exact either way: every close is in exactly one slot.
 //
 // What must not be summed here: a close of a flow the writer tracks (listed while open, or
 // restored from a previous run: its open records already counted part of its bytes; only the
@@ -25,11 +37,38 @@
 import type { ObservationPacker, RollupSums } from './pack.js';
 import type { FlowObservation } from './types.js';
 
-/** The sum of one process's closes of one protocol and family in one minute since the last
- * hand-over. Interface, direction and attribution are kept while all its flows agree (null
- * once they differ): the key is the process, not the path. */
+/** The sum of one process's closes of one protocol and family to one remote endpoint (or to
+ * any, beyond the cap) in one minute since the last hand-over. Interface, direction,
+ * attribution and the remote's name are kept while all its flows agree (null once they
+ * differ): the key is the process and the endpoint, not the path. */
 interface Slot extends RollupSums {
   minute: number;
+}
+
+/** One process's slots since the last hand-over, by remote address ('' for the slots
+ * without one, beyond the cap); `remotes`: how many slots carry an endpoint. */
+interface ProcSlots {
+  byRemote: Map<string, Slot[]>;
+  remotes: number;
+}
+
+/** Endpoints kept per process between two hand-overs (500 ms): beyond, closes are summed
+ * without their endpoint. Also the writer's bound per process and commit (accountant.ts). */
+export const REMOTES_PER_PROCESS = 32;
+/** Endpoints kept in all between two hand-overs of `flushMs`: rows that cost what detail
+ * flows do, so a quarter of what the detail budget (`perSec` flows a second) allows in that
+ * time, at least REMOTES_PER_PROCESS; none at a budget of 0. Without a bound, bench/history's
+ * 600 processes closing flows to 5,000 remotes at 10,000/s made a row of almost every close
+ * (27,000 rows in 10 s at budget 0 against 3,700 without endpoints; docs/history.md). */
+export function endpointsPerHandover(perSec: number, flushMs: number): number {
+  return perSec > 0 ? Math.max(REMOTES_PER_PROCESS, Math.floor((perSec * flushMs) / 4000)) : 0;
+}
+
+/** The endpoint of a connection for a roll-up: its remote address and the port that names
+ * the service (Accountant.rollup's rule: the local port of a connection accepted, the remote
+ * port of one made). */
+export function serviceSide(o: Pick<FlowObservation, 'direction' | 'attributedBy'>): boolean {
+  return o.direction === 'inbound' || o.attributedBy === 'accept';
 }
 
 /** A close event's first-seen time (close time minus the flow's age) and a listing's (the
@@ -41,8 +80,10 @@ const FIRST_SEEN_SLACK_MS = 2000;
 export class CloseRollups {
   private tokens = 0;
   private refilledAt = -Infinity;
-  private readonly slots = new Map<number, Slot[]>();
+  private readonly slots = new Map<number, ProcSlots>();
   private rows = 0;
+  /** Slots that carry an endpoint, in all (at most `maxEndpoints`). */
+  private endpoints = 0;
   /** The writer said it is open: until then every close goes to it. */
   private ready = false;
   /** A listing is being read. */
@@ -50,7 +91,8 @@ export class CloseRollups {
 
   /** `horizon`: flows first seen before this (wall ms) may be tracked by the writer; it
    * moves to the end of each listing. The default, now: restored flows are older. */
-  constructor(private readonly perSec: number, private readonly burst: number, private horizon = Date.now()) {}
+  constructor(private readonly perSec: number, private readonly burst: number, private horizon = Date.now(),
+    private readonly maxEndpoints = endpointsPerHandover(perSec, 500)) {}
 
   /** The writer thread (re)opened its store and restored what it tracks. */
   writerReady(): void {
@@ -85,30 +127,32 @@ export class CloseRollups {
     const at = o.closedMs ?? now;
     const minute = Math.floor(at / 60_000);
     const pk = o.pid ?? -1;
-    let slots = this.slots.get(pk);
-    if (slots === undefined) this.slots.set(pk, (slots = []));
-    let s: Slot | undefined;
-    for (let i = 0; i < slots.length; i++) {
-      const x = slots[i]!;
-      if (x.minute === minute && x.proto === o.proto && x.family === o.family && x.comm === o.comm && x.uid === o.uid && x.exe === o.exe && x.cgroupId === o.cgroupId && x.unit === (o.unit ?? null)) {
-        s = x;
-        break;
-      }
-    }
+    let p = this.slots.get(pk);
+    if (p === undefined) this.slots.set(pk, (p = { byRemote: new Map(), remotes: 0 }));
+    const inbound = serviceSide(o);
+    const port = inbound ? o.localPort : o.remotePort;
+    let s = find(p.byRemote.get(o.remoteAddr), o, minute, inbound, port);
     if (s === undefined) {
-      s = {
-        minute, pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null, proto: o.proto, family: o.family,
-        iface: o.interface, direction: o.direction, how: o.attributedBy, at, firstMs: o.firstMs, endMs: at, conns: 0, tx: 0, rx: 0, txp: 0, rxp: 0,
-      };
-      slots.push(s);
-      this.rows++;
-    } else {
-      if (s.iface !== o.interface) s.iface = null;
-      if (s.direction !== o.direction) s.direction = null;
-      if (s.how !== o.attributedBy) s.how = null;
-      if (o.firstMs < s.firstMs) s.firstMs = o.firstMs;
-      if (at > s.endMs) s.endMs = at;
-    }
+      // A new endpoint while the process has room for one, else the slot without one.
+      const keep = p.remotes < REMOTES_PER_PROCESS && this.endpoints < this.maxEndpoints;
+      const raddr = keep ? o.remoteAddr : '';
+      if (!keep) s = find(p.byRemote.get(''), o, minute, false, null);
+      if (s === undefined) {
+        s = {
+          minute, pid: o.pid, comm: o.comm, uid: o.uid, exe: o.exe, cgroupId: o.cgroupId, unit: o.unit ?? null, proto: o.proto, family: o.family,
+          remoteAddr: keep ? o.remoteAddr : null, inbound: keep && inbound, port: keep ? port : null, remoteName: keep ? o.remoteName ?? null : null,
+          iface: o.interface, direction: o.direction, how: o.attributedBy, at, firstMs: o.firstMs, endMs: at, conns: 0, tx: 0, rx: 0, txp: 0, rxp: 0,
+        };
+        const list = p.byRemote.get(raddr);
+        if (list === undefined) p.byRemote.set(raddr, [s]);
+        else list.push(s);
+        if (keep) {
+          p.remotes++;
+          this.endpoints++;
+        }
+        this.rows++;
+      } else merge(s, o, at);
+    } else merge(s, o, at);
     s.conns++;
     s.tx += o.txBytes;
     s.rx += o.rxBytes;
@@ -132,8 +176,30 @@ export class CloseRollups {
    * that the writer's watermark covers these closes when it reads the listing). */
   drain(p: ObservationPacker): void {
     if (this.rows === 0) return;
-    for (const slots of this.slots.values()) for (const s of slots) p.addRollup(s);
+    for (const proc of this.slots.values()) for (const slots of proc.byRemote.values()) for (const s of slots) p.addRollup(s);
     this.slots.clear();
     this.rows = 0;
+    this.endpoints = 0;
   }
+}
+
+/** The slot in `list` for the close `o` (endpoint already matched by the list's address). */
+function find(list: Slot[] | undefined, o: FlowObservation, minute: number, inbound: boolean, port: number | null): Slot | undefined {
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i]!;
+    if (x.minute === minute && x.port === port && x.inbound === inbound && x.proto === o.proto && x.family === o.family && x.comm === o.comm && x.uid === o.uid
+      && x.exe === o.exe && x.cgroupId === o.cgroupId && x.unit === (o.unit ?? null)) return x;
+  }
+  return undefined;
+}
+
+/** The path and the name are kept while every close summed agrees. */
+function merge(s: Slot, o: FlowObservation, at: number): void {
+  if (s.iface !== o.interface) s.iface = null;
+  if (s.direction !== o.direction) s.direction = null;
+  if (s.how !== o.attributedBy) s.how = null;
+  if (s.remoteName !== (o.remoteName ?? null)) s.remoteName = null;
+  if (o.firstMs < s.firstMs) s.firstMs = o.firstMs;
+  if (at > s.endMs) s.endMs = at;
 }

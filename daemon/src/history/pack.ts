@@ -60,6 +60,13 @@ export interface RollupSums extends Pick<HistoryFlow, 'pid' | 'comm' | 'uid' | '
   iface: string | null;
   direction: string | null;
   how: string | null;
+  /** The remote endpoint, or null (beyond the endpoints kept per process: overbudget.ts):
+   * its address, the service port (null: none kept) and which side that port is on (true:
+   * local, the process accepted the connections; false: remote). */
+  remoteAddr: string | null;
+  port: number | null;
+  inbound: boolean;
+  remoteName: string | null;
   /** The first close's time (the record's id and minute), the earliest first-seen, the last close. */
   at: number;
   firstMs: number;
@@ -158,13 +165,18 @@ export class ObservationPacker {
     v.setFloat64(off + F.now, now, true);
   }
 
-  /** Closes beyond the budget summed by process, protocol, family and minute (OP.rollup). */
+  /** Closes beyond the budget summed by process, protocol, family, minute and remote endpoint
+   * (OP.rollup): `raddr` the endpoint's address (0: none), its service port in `lport` or
+   * `rport`, the other absent. */
   addRollup(s: RollupSums): void {
     const off = this.row();
     const v = this.view;
+    const ports = s.port === null ? NO_LPORT | NO_RPORT : s.inbound ? NO_RPORT : NO_LPORT;
     v.setUint8(off + F.op, OP.rollup);
     v.setUint8(off + F.family, s.family === 'ipv4' ? 4 : 6);
-    v.setUint16(off + F.flags, (s.pid === null ? NO_PID : 0) | (s.uid === null ? NO_UID : 0) | NO_LPORT | NO_RPORT, true);
+    v.setUint16(off + F.flags, (s.pid === null ? NO_PID : 0) | (s.uid === null ? NO_UID : 0) | ports, true);
+    v.setUint16(off + F.lport, s.inbound ? s.port ?? 0 : 0, true);
+    v.setUint16(off + F.rport, s.inbound ? 0 : s.port ?? 0, true);
     v.setUint32(off + F.pid, s.pid ?? 0, true);
     v.setUint32(off + F.uid, s.uid ?? 0, true);
     v.setUint32(off + F.proto, this.str(s.proto), true);
@@ -176,8 +188,8 @@ export class ObservationPacker {
     v.setUint32(off + F.dir, this.str(s.direction), true);
     v.setUint32(off + F.how, this.str(s.how), true);
     v.setUint32(off + F.laddr, 0, true);
-    v.setUint32(off + F.raddr, 0, true);
-    v.setUint32(off + F.name, 0, true);
+    v.setUint32(off + F.raddr, this.str(s.remoteAddr), true);
+    v.setUint32(off + F.name, this.str(s.remoteName), true);
     v.setUint32(off + F.attrs, 0, true);
     v.setFloat64(off + F.first, s.firstMs, true);
     v.setFloat64(off + F.last, s.conns, true);

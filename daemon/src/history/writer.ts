@@ -384,10 +384,19 @@ export class HistoryWriter {
     const iface = v.getUint32(off + F.iface, true);
     const dir = v.getUint32(off + F.dir, true);
     const how = v.getUint32(off + F.how, true);
+    const raddr = v.getUint32(off + F.raddr, true);
+    const name = v.getUint32(off + F.name, true);
     const proto = S[protoId] ?? '';
+    const direction = dir ? S[dir]! : null;
+    const attributedBy = how ? S[how]! : null;
+    // The service port (overbudget.ts serviceSide): the local one of a connection accepted.
+    const inbound = direction === 'inbound' || attributedBy === 'accept';
+    const lport = inbound && !(flags & NO_LPORT) ? v.getUint16(off + F.lport, true) : null;
+    const rport = !inbound && !(flags & NO_RPORT) ? v.getUint16(off + F.rport, true) : null;
     return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), comm ? S[comm]! : null, flags & NO_UID ? null : v.getUint32(off + F.uid, true),
       exe ? S[exe]! : null, cgroup ? S[cgroup]! : null, unit ? S[unit]! : null, PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
-      iface ? S[iface]! : null, dir ? S[dir]! : null, how ? S[how]! : null, flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
+      iface ? S[iface]! : null, direction, attributedBy, raddr ? S[raddr]! : null, lport, rport, name ? S[name]! : null,
+      flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
       v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true), now);
   }
 
@@ -402,6 +411,7 @@ export class HistoryWriter {
     const proto = str(F.proto) ?? '';
     a.addRollup(flags & NO_PID ? null : v.getUint32(off + F.pid, true), str(F.comm), flags & NO_UID ? null : v.getUint32(off + F.uid, true), str(F.exe), str(F.cgroup), str(F.unit),
       PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6, str(F.iface), str(F.dir), str(F.how),
+      str(F.raddr), flags & NO_LPORT ? null : v.getUint16(off + F.lport, true), flags & NO_RPORT ? null : v.getUint16(off + F.rport, true), str(F.name),
       v.getFloat64(off + F.now, true), v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true), v.getFloat64(off + F.last, true),
       v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true));
   }

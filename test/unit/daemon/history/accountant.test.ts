@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Accountant, RecordIds, openFlowOf, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
+import { REMOTES_PER_PROCESS } from '../../../../daemon/src/history/overbudget.js';
 import { RECORD_KIND, recordTime, type FlowObservation, type FlowRecord } from '../../../../daemon/src/history/types.js';
 
 const T0 = Date.UTC(2026, 10, 30, 14, 0, 0);
@@ -103,7 +104,7 @@ test('a reused 5-tuple is a new flow: the old one, if open, ends', () => {
   assert.notEqual(records[2]!.flow, records[0]!.flow);
 });
 
-test('beyond the detail budget short flows roll up per process, protocol, family and minute; totals stay exact', () => {
+test('beyond the detail budget short flows roll up per process, protocol, family, minute and endpoint, for the first endpoints of a process; totals stay exact', () => {
   const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 10, detailBurst: 5 });
   let tx = 0;
   for (let i = 0; i < 100; i++) {
@@ -115,11 +116,15 @@ test('beyond the detail budget short flows roll up per process, protocol, family
   const detail = records.filter((r) => r.kind === RECORD_KIND.closed);
   const rolled = records.filter((r) => r.kind === RECORD_KIND.rollup);
   assert.equal(detail.length, 5, 'the burst; at 10/s no token refills within 100 ms');
-  assert.equal(rolled.length, 1, 'one roll-up for the process, whatever the remotes and ports');
+  assert.equal(rolled.length, REMOTES_PER_PROCESS + 1, 'a roll-up per endpoint for the first ones, one for the rest');
   assert.equal(a.stats.rolledUp, 95);
-  assert.equal(rolled[0]!.conns, 95);
   assert.deepEqual(sums(records), { tx, rx: 100_000, txp: sums(records).txp, rxp: 1000, conns: 100 });
-  assert.ok(rolled.every((r) => r.localPort === null && r.remotePort === null && r.flow === 0 && r.remoteAddr === '0.0.0.0'));
+  const kept = rolled.filter((r) => r.remoteAddr !== '0.0.0.0');
+  assert.deepEqual(kept.map((r) => [r.remoteAddr, r.localPort, r.remotePort, r.conns]),
+    Array.from({ length: REMOTES_PER_PROCESS }, (_, j) => [`198.18.1.${5 + j}`, null, (5 + j) % 2 ? 443 : 80, 1]), 'the first endpoints beyond the budget: address and service port');
+  const rest = rolled.find((r) => r.remoteAddr === '0.0.0.0')!;
+  assert.equal(rest.conns, 95 - REMOTES_PER_PROCESS, 'the rest summed without an endpoint');
+  assert.ok(rolled.every((r) => r.flow === 0) && rest.localPort === null && rest.remotePort === null);
 });
 
 test('after a restart: open flows carry on from what was recorded; closed flows written before are not written again', () => {
@@ -151,8 +156,8 @@ test('tracking at most maxTracked flows: the oldest closed ones are forgotten, a
   assert.equal(a.drain().records.length, 30);
 });
 
-test('roll-ups are kept apart by process, protocol, family and minute, and borrow the executable a listing showed', () => {
-  const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 0.001, detailBurst: 0 });
+test('roll-ups are kept apart by process, protocol, family, minute and endpoint, and borrow the executable a listing showed', () => {
+  const a = new Accountant(new RecordIds(), { ...OPTS, detailPerSec: 0.001, detailBurst: 0, endpointsPerDrain: 100 });
   a.listed(flow(42999, { tx: 1, rx: 1 }), T0, T0); // curl's executable and cgroup, from a listing
   for (let i = 0; i < 10; i++) {
     a.close(closed(43000 + i, { tx: 10, rx: 10 }, T0 + i, { exe: null, cgroupId: null }), T0 + i); // curl, a close event
@@ -163,13 +168,13 @@ test('roll-ups are kept apart by process, protocol, family and minute, and borro
   // The next minute (after the others: a record older than the last one takes its time).
   for (let i = 0; i < 10; i++) a.close(closed(43200 + i, { tx: 2, rx: 2 }, T0 + 60_000 + i, { exe: null, cgroupId: null }), T0 + 60_000 + i);
   const rolled = a.drain().records.filter((r) => r.kind === RECORD_KIND.rollup);
-  const key = (r: FlowRecord) => `${r.comm} ${r.proto} ${r.family} ${Math.floor(recordTime(r.id) / 60_000) - T0 / 60_000} ${r.remoteAddr}`;
+  const key = (r: FlowRecord) => `${r.comm} ${r.proto} ${r.family} ${Math.floor(recordTime(r.id) / 60_000) - T0 / 60_000} ${r.remoteAddr} ${r.localPort}/${r.remotePort}`;
   assert.deepEqual(rolled.map((r) => [key(r), r.conns, r.txBytes]).sort(), [
-    ['curl 17 4 0 0.0.0.0', 10, 10],
-    ['curl 6 4 0 0.0.0.0', 10, 100],
-    ['curl 6 4 1 0.0.0.0', 10, 20],
-    ['curl 6 6 0 ::', 10, 30],
-    ['nginx 6 4 0 0.0.0.0', 10, 200],
+    ['curl 17 4 0 198.18.0.2 null/443', 10, 10],
+    ['curl 6 4 0 198.18.0.2 null/443', 10, 100],
+    ['curl 6 4 1 198.18.0.2 null/443', 10, 20],
+    ['curl 6 6 0 fd00:198::2 null/443', 10, 30],
+    ['nginx 6 4 0 198.18.0.2 8443/null', 10, 200], // accepted: the local port names the service
   ]);
   const curl = rolled.find((r) => r.comm === 'curl' && r.txBytes === 100)!;
   assert.deepEqual([curl.exe, curl.cgroupId], ['/usr/bin/curl', '5'], 'borrowed from the listing');

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // History (event loop and the real writer thread) fed far more closes than its detail
 // budget: beyond it closes are summed on the event loop (overbudget.ts) and reach the writer
-// as one row per process, protocol, family and minute. Checked against the sums this test
+// as one row per process, protocol, family, minute and remote endpoint (the first 32
+// endpoints of a process per hand-over; the rest in one row without). Checked against the sums this test
 // computes from the flows it fed: totals, connections (each flow once), and the flows the
 // writer tracks, whose closes must add only what they gained since their open records:
 // flows listed while open, a flow a listing showed closed before its close event, and,
@@ -13,7 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { History } from '../../../../daemon/src/history/history.js';
-import { CloseRollups } from '../../../../daemon/src/history/overbudget.js';
+import { CloseRollups, endpointsPerHandover, REMOTES_PER_PROCESS } from '../../../../daemon/src/history/overbudget.js';
+import { parseHistoryQuery } from '../../../../daemon/src/history/query.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
 interface Sums { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; connections: number }
@@ -63,9 +65,28 @@ test('event loop: a close goes to the writer until it is ready, within the budge
   r.endListing(20_000);
   assert.equal(r.close(flow(8, 21_000, { firstMs: 19_000 }), 21_000), false, 'first seen before the listing ended: may be listed');
   assert.equal(r.close(flow(10, 30_000), 30_000), true);
-  assert.equal(r.pendingRows, 2, 'one row per process and family');
+  assert.equal(r.pendingRows, 2, 'one row per process, family and endpoint');
   r.writerGone();
   assert.equal(r.close(flow(11, 40_000), 40_000), false, 'a new writer thread');
+});
+
+test('event loop: endpoints kept are bounded per process and in all, a quarter of the detail budget\'s rows; none at a budget of 0', () => {
+  const feed = (r: CloseRollups) => {
+    r.writerReady();
+    for (let p = 0; p < 3; p++) for (let j = 0; j < 20; j++) r.close(flow(p, 9000, { remoteAddr: `198.18.9.${j}`, proto: 'tcp', family: 'ipv4', direction: 'outbound' }), 9000);
+    return r.pendingRows;
+  };
+  assert.equal(feed(new CloseRollups(0, 0, 0)), 3, 'budget 0: one row per process, no endpoints');
+  assert.equal(endpointsPerHandover(100, 500), REMOTES_PER_PROCESS, 'at least one process\'s worth');
+  assert.equal(endpointsPerHandover(1000, 500), 125, 'the default budget: 125 a hand-over, 250 rows a second');
+  // 32 endpoints in all: the first process's 20, the second's first 12 and a row for its
+  // rest, a row for the third's.
+  assert.equal(feed(new CloseRollups(100, 0, 0, endpointsPerHandover(100, 500))), 32 + 2);
+  assert.equal(feed(new CloseRollups(1e6, 0, 0, endpointsPerHandover(1e6, 500))), 60, 'room for all: 20 endpoints for each process');
+  const r = new CloseRollups(1e6, 0, 0, 1e6);
+  r.writerReady();
+  for (let j = 0; j < 100; j++) r.close(flow(0, 9000, { remoteAddr: `198.18.9.${j}`, proto: 'tcp', family: 'ipv4', direction: 'outbound' }), 9000);
+  assert.equal(r.pendingRows, REMOTES_PER_PROCESS + 1, 'one process: its first endpoints, then one row for the rest');
 });
 
 test('far beyond the budget through History: totals and connections exact, tracked flows counted once, also after a restart', async () => {
@@ -82,6 +103,7 @@ test('far beyond the budget through History: totals and connections exact, track
     return byMinute.get(m)!;
   };
   let h = History.start(opts);
+  after(() => h.stop()); // a failed assertion must not leave the writer thread running
   await ready(h);
 
   // 20 long flows, listed while open with some counts (recorded as open records).
@@ -128,8 +150,14 @@ test('far beyond the budget through History: totals and connections exact, track
   assert.deepEqual(all.totals, total, 'the records add up to every flow fed');
   const rolled = all.flows!.filter((f) => f.state === 'rolled-up');
   assert.equal(rolled.reduce((s, f) => s + f.connections, 0), st.records.rolledUp, 'status counts what the budget did not keep');
-  assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === null), 'no ports in a roll-up');
-  assert.ok(rolled.some((f) => f.direction === null), 'one row per process, protocol and family: mixed directions are null');
+  // Outbound closes keep their endpoint (remote address, port 443); inbound ones name a new
+  // service port each (their local port), so each process soon has no room for more
+  // endpoints and sums the rest without one.
+  const unspecified = (f: { remoteAddr: string }) => f.remoteAddr === '0.0.0.0' || f.remoteAddr === '::';
+  const withEndpoint = rolled.filter((f) => !unspecified(f));
+  assert.ok(withEndpoint.length > 0 && withEndpoint.every((f) => (f.localPort === null) !== (f.remotePort === null)), 'an endpoint: the address and one port, the service\'s');
+  assert.ok(withEndpoint.some((f) => f.remotePort === 443 && f.direction === 'outbound'), 'connections made keep the remote port');
+  assert.ok(rolled.some(unspecified) && rolled.filter(unspecified).every((f) => f.localPort === null && f.remotePort === null), 'beyond the endpoints kept: no address, no ports');
   assert.equal(shownClosed, 4);
   assert.equal(byMinute.size, 2, 'the closes span two minutes');
   for (const [m, want] of byMinute) {
@@ -158,5 +186,60 @@ test('far beyond the budget through History: totals and connections exact, track
   assert.deepEqual(again.totals, total, 'after a restart: restored flows counted once');
   const byProc = await h.query({ ...q, until: Date.now() + 120_000, by: 'process' }, 'all');
   assert.deepEqual(byProc.totals, total, 'per-minute totals agree');
-  await h.stop();
+});
+
+test('beyond the budget, a process\'s remote endpoints stay queryable: --remote and --by remote add up to the flows fed, the endpoints kept are bounded', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-remotes-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, detailFlowsPerSec: 1, accountant: { detailBurst: 1 } });
+  after(() => h.stop());
+  await ready(h);
+  const t0 = Date.now();
+  // curl (pid 300) connects to three services; nginx (pid 200) accepts from 200 clients on
+  // port 8080, more endpoints than a process keeps between two hand-overs.
+  const services = [['198.18.7.1', 443], ['198.18.7.2', 443], ['fd00:198::7', 8443]] as const;
+  const byRemote = new Map<string, Sums>();
+  const total = zero();
+  const nginx = zero();
+  const N = 3000;
+  for (let i = 0; i < N; i++) {
+    const at = t0 + Math.floor(i / 10);
+    let f: FlowObservation;
+    if (i % 2 === 0) {
+      const [addr, port] = services[(i / 2) % 3]!;
+      f = flow(1, at, { remoteAddr: addr, remotePort: port, family: addr.includes(':') ? 'ipv6' : 'ipv4', proto: 'tcp', direction: 'outbound', attributedBy: 'connect', localPort: 30_000 + (i % 20_000), remoteName: `svc-${addr}` });
+      if (!byRemote.has(addr)) byRemote.set(addr, zero());
+      add(byRemote.get(addr)!, f);
+    } else {
+      f = flow(0, at, { remoteAddr: `198.18.${8 + (i % 200 >> 7)}.${i % 200 & 127}`, remotePort: 40_000 + i, localPort: 8080, proto: 'tcp', family: 'ipv4', direction: 'inbound', attributedBy: 'accept' });
+      add(nginx, f);
+    }
+    add(total, f);
+    h.recordClose(f, at);
+  }
+  await h.flush();
+  const st = h.status();
+  assert.ok(st.records.rolledUp >= N - 10, `nearly every close beyond the budget (${st.records.rolledUp} of ${N})`);
+  const q = (p: Record<string, unknown>) => h.query(parseHistoryQuery({ since: new Date(t0 - 120_000).toISOString(), until: new Date(Date.now() + 120_000).toISOString(), limit: 10_000, ...p }, Date.now(), () => null), 'all');
+  assert.deepEqual((await q({})).totals, total, 'totals exact');
+  for (const [addr, want] of byRemote) {
+    const r = await q({ remote: addr });
+    assert.deepEqual(r.totals, want, `history --remote ${addr}: every close to it, rolled up or not`);
+    assert.ok(r.flows!.filter((f) => f.state === 'rolled-up').every((f) => f.remoteName === `svc-${addr}` && f.localPort === null && f.remotePort === services.find(([a]) => a === addr)![1]), `${addr}: its name and service port kept`);
+  }
+  const grouped = await q({ by: 'remote', pid: 300 });
+  for (const [addr, want] of byRemote) {
+    const g = grouped.groups!.filter((x) => x.remoteAddr === addr);
+    assert.equal(g.reduce((s, x) => s + x.connections, 0), want.connections, `--by remote: ${addr}'s connections`);
+    assert.equal(g.reduce((s, x) => s + x.txBytes, 0), want.txBytes, `--by remote: ${addr}'s bytes`);
+  }
+  const server = await q({ pid: 200 });
+  assert.deepEqual(server.totals, nginx, 'the server\'s totals exact');
+  const rolled = server.flows!.filter((f) => f.state === 'rolled-up');
+  const kept = rolled.filter((f) => f.remoteAddr !== '0.0.0.0');
+  assert.ok(kept.length > 0 && kept.every((f) => f.localPort === 8080 && f.remotePort === null && f.direction === 'inbound'), 'accepted connections: the local port names the service');
+  assert.ok(rolled.some((f) => f.remoteAddr === '0.0.0.0' && f.localPort === null), 'clients beyond the endpoints kept: summed without one');
+  // At most REMOTES_PER_PROCESS endpoint rows per commit and minute (one commit here; the
+  // closes span at most two minutes).
+  assert.ok(kept.length <= 2 * REMOTES_PER_PROCESS, `endpoint rows bounded: ${kept.length}`);
 });

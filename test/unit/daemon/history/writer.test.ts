@@ -125,7 +125,11 @@ test('far beyond the detail budget: per-process, per-minute totals equal the flo
   assert.equal(rolled.reduce((s, f) => s + f.connections, 0), st.records.rolledUp, 'status counts what the budget did not keep');
   // The budget: the burst plus 20/s over the 3 minutes, plus the tracked long flows.
   assert.ok(detail.length <= 50 + 20 * 181 + 20, `detail within the budget (${detail.length})`);
-  assert.ok(rolled.every((f) => f.localPort === null && f.remotePort === null));
+  // Each roll-up: one endpoint (address and the service port, here the remote one) or, beyond
+  // the endpoints a process keeps until a commit, none; rows, not flows.
+  assert.ok(rolled.every((f) => (f.remoteAddr === '0.0.0.0' || f.remoteAddr === '::') ? f.localPort === null && f.remotePort === null : f.localPort === null && f.remotePort !== null));
+  assert.ok(rolled.some((f) => f.remoteAddr === '0.0.0.0') && rolled.some((f) => f.remoteAddr !== '0.0.0.0' && f.remoteAddr !== '::'), 'both kinds');
+  assert.ok(rolled.length < st.records.rolledUp / 10, `rows, not flows (${rolled.length} rows for ${st.records.rolledUp} closes)`);
 
   // Per process and minute, from the per-minute table (by: hour would merge minutes: query
   // each minute by process).
