@@ -8,9 +8,21 @@ export const EXIT = {
   DAEMON: 4,
 } as const;
 
+const CLI_ERROR = Symbol.for('ebpfmonctl.CliError');
+
+/** An error for the user: its message is printed as is, its code is the exit status. */
 export class CliError extends Error {
+  readonly [CLI_ERROR] = true;
+
   constructor(message: string, readonly exitCode: number) {
     super(message);
+  }
+
+  /** By brand, not by class: `ebpfmonctl ui` runs its server from the compiled module tree
+   * next to the bundled client (client/bundle.mjs), so a CliError may come from either copy
+   * of this module. */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return typeof x === 'object' && x !== null && (x as { [CLI_ERROR]?: unknown })[CLI_ERROR] === true;
   }
 }
 

@@ -153,6 +153,11 @@ describe('ebpfmonctl as unprivileged users', privileged({ timeout: 180_000 }), (
     const unreachable = await ctl(['status'], { socket: gone, user: as(alice) });
     assert.equal(unreachable.code, 2);
     assert.match(unreachable.stderr, new RegExp(`cannot reach the ebpfmon daemon at ${gone.replace(/[.]/g, '\\.')}.*systemctl start ebpfmon`));
+    // `ui` runs its server from the compiled module tree beside the bundled client: its
+    // errors are the client's all the same (a message and an exit code, no stack).
+    const ui = await ctl(['ui'], { socket: gone, user: as(alice) });
+    assert.equal(ui.code, 2, ui.stderr);
+    assert.match(ui.stderr, /^ebpfmonctl: cannot reach the ebpfmon daemon at .*\n$/);
     const badAddr = await ctl(['flows', '--remote', 'not-an-ip'], { socket: daemon.socketPath, user: as(alice) });
     assert.equal(badAddr.code, 1, 'a value the daemon refuses is a usage error too');
     assert.match(badAddr.stderr, /params\.remoteAddr/);
