@@ -11,14 +11,13 @@
 // The remote endpoint (its address and the service port: the remote port of a connection
 // the process made, the local port of one it accepted, as Accountant.rollup keys them) is
 // kept for the first REMOTES_PER_PROCESS endpoints of each process, and the first
-// `maxEndpoints` in all (endpointsPerHandover: a quarter of the detail budget's rows), between two
-// hand-overs; the closes to further endpoints are summed without it (an unspecified address,
-// no ports). So `history --remote ADDR` and `--by remote` see what a busy process talked to,
-// and processes that talk to thousands of endpoints a second (a scanner, a crawler, a load
-// test) still make a bounded number of rows: endpoint rows cost what detail rows do, and
-// there are at most a quarter as many as the detail budget allows flows (none at a budget
-// of 0), beside one per process.
-// Totals stay exact either way: every close is in exactly one slot.
+// `maxEndpoints` in all (endpointsPerHandover), between two hand-overs; the closes to
+// further endpoints are summed without it (an unspecified address, no ports). So `history
+// --remote ADDR` and `--by remote` see what a busy process talked to, and processes that
+// talk to thousands of endpoints a second (a scanner, a crawler, a load test) still make a
+// bounded number of rows: an endpoint row costs what a detail row does, and there are at
+// most a quarter as many as the detail budget allows flows (none at a budget of 0), beside
+// one row per process. Totals stay exact either way: every close is in exactly one slot.
 //
 // What must not be summed here: a close of a flow the writer tracks (listed while open, or
 // restored from a previous run: its open records already counted part of its bytes; only the
