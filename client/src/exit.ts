@@ -20,8 +20,9 @@ export class CliError extends Error {
 
   /** By brand, not by class: `ebpfmonctl ui` runs its server from the compiled module tree
    * next to the bundled client (client/bundle.mjs), so a CliError may come from either copy
-   * of this module. */
+   * of this module. Subclasses (ConnectionLost) inherit this method and keep the class test. */
   static override [Symbol.hasInstance](x: unknown): boolean {
+    if (this !== CliError) return Function.prototype[Symbol.hasInstance].call(this, x);
     return typeof x === 'object' && x !== null && (x as { [CLI_ERROR]?: unknown })[CLI_ERROR] === true;
   }
 }
