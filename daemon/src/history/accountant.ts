@@ -662,8 +662,8 @@ export class Accountant {
   /** Adds a flow beyond the budget to its process's roll-up of the minute and remote
    * endpoint (`raddr` and the service port, `lport` for a connection accepted, `rport` for
    * one made; the first REMOTES_PER_PROCESS endpoints of each process, and `maxEndpoints`
-   * in all, until drain(); the rest without one), with exe, cgroup and unit borrowed from a listing of the same
-   * process, as enrich() does. Counts it, and
+   * in all, until drain(); the rest without one), with exe, cgroup and unit borrowed from a
+   * listing of the same process, as enrich() does. Counts it, and
    * moves the watermark past it so that a listing does not write it again (the price: a
    * close the kernel failed to report, older than that, is not recovered from a listing
    * while closes come this fast). */
