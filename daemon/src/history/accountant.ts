@@ -30,7 +30,7 @@ import { PROTOCOL_NUMBERS } from '../contract/common.js';
 import { strHash, tupleHash } from './pack.js';
 import { ID_SHIFT, RECORD_KIND, type FlowObservation, type FlowRecord, type RecordKind } from './types.js';
 import { OldestFirst } from '../util/oldest.js';
-import { REMOTES_PER_PROCESS, serviceSide } from './overbudget.js';
+import { endpointsPerHandover, REMOTES_PER_PROCESS, serviceSide } from './overbudget.js';
 
 export interface AccountantOptions {
   /** Short flows per second written in detail; more are rolled up. */
@@ -360,9 +360,8 @@ export class Accountant {
   constructor(private readonly ids: RecordIds, private readonly opts: AccountantOptions = DEFAULT_ACCOUNTANT_OPTIONS, watermark = -Infinity) {
     this.tokens = opts.detailBurst;
     this.watermark = watermark;
-    // A quarter of the detail rows of a default 10 s commit (the event loop's bound per
-    // hand-over, overbudget.ts, summed over one): rows that cost what detail flows do.
-    this.maxEndpoints = opts.endpointsPerDrain ?? (opts.detailPerSec > 0 ? Math.max(REMOTES_PER_PROCESS, Math.floor(opts.detailPerSec * 2.5)) : 0);
+    // The event loop's bound (overbudget.ts), over a default 10 s commit.
+    this.maxEndpoints = opts.endpointsPerDrain ?? endpointsPerHandover(opts.detailPerSec, 10_000);
   }
 
   get trackedCount(): number {
@@ -534,7 +533,7 @@ export class Accountant {
         // than that, is not recovered from a listing while closes come this fast.
         const at = o.closedMs ?? now;
         const k = this.owners.get(o.pid ?? -1);
-        const inbound = serviceSide(o);
+        const inbound = serviceSide(o.direction, o.attributedBy);
         this.rollupProcess(o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, k, PROTO_NUMBERS[o.proto] ?? (Number(o.proto) || 0), o.family === 'ipv4' ? 4 : 6, o.interface, o.direction, o.attributedBy,
           o.remoteAddr, inbound ? o.localPort : null, inbound ? null : o.remotePort, o.remoteName ?? null, at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
@@ -775,7 +774,7 @@ export class Accountant {
    * The ephemeral port goes: the local one of a connection the process made, the remote one
    * of a connection it accepted (then the local port names the service). */
   private rollup(o: FlowObservation, c: Counts, at: number, conns = 1): void {
-    const inbound = o.direction === 'inbound' || o.attributedBy === 'accept';
+    const inbound = serviceSide(o.direction, o.attributedBy);
     const k = `${Math.floor(at / 60_000)} ${o.pid} ${o.comm} ${o.uid} ${o.exe} ${o.cgroupId} ${o.proto} ${o.remoteAddr} ${inbound ? `l${o.localPort}` : `r${o.remotePort}`} ${o.interface} ${o.direction} ${o.attributedBy} ${o.remoteName ?? ''}`;
     const r = this.rollups.get(k);
     if (!r) {

@@ -64,10 +64,10 @@ export function endpointsPerHandover(perSec: number, flushMs: number): number {
 }
 
 /** The endpoint of a connection for a roll-up: its remote address and the port that names
- * the service (Accountant.rollup's rule: the local port of a connection accepted, the remote
- * port of one made). */
-export function serviceSide(o: Pick<FlowObservation, 'direction' | 'attributedBy'>): boolean {
-  return o.direction === 'inbound' || o.attributedBy === 'accept';
+ * the service, the local port of a connection accepted (true here), the remote port of one
+ * made. One rule for every roll-up (Accountant.rollup, rollupProcess, the writer's closeFast). */
+export function serviceSide(direction: string | null, attributedBy: string | null): boolean {
+  return direction === 'inbound' || attributedBy === 'accept';
 }
 
 /** A close event's first-seen time (close time minus the flow's age) and a listing's (the
@@ -128,7 +128,7 @@ export class CloseRollups {
     const pk = o.pid ?? -1;
     let p = this.slots.get(pk);
     if (p === undefined) this.slots.set(pk, (p = { byRemote: new Map(), remotes: 0 }));
-    const inbound = serviceSide(o);
+    const inbound = serviceSide(o.direction, o.attributedBy);
     const port = inbound ? o.localPort : o.remotePort;
     let s = find(p.byRemote.get(o.remoteAddr), o, minute, inbound, port);
     if (s === undefined) {

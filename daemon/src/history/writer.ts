@@ -11,6 +11,7 @@ import v8 from 'node:v8';
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
 import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { Journal } from './journal.js';
+import { serviceSide } from './overbudget.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -389,8 +390,7 @@ export class HistoryWriter {
     const proto = S[protoId] ?? '';
     const direction = dir ? S[dir]! : null;
     const attributedBy = how ? S[how]! : null;
-    // The service port (overbudget.ts serviceSide): the local one of a connection accepted.
-    const inbound = direction === 'inbound' || attributedBy === 'accept';
+    const inbound = serviceSide(direction, attributedBy);
     const lport = inbound && !(flags & NO_LPORT) ? v.getUint16(off + F.lport, true) : null;
     const rport = !inbound && !(flags & NO_RPORT) ? v.getUint16(off + F.rport, true) : null;
     return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), comm ? S[comm]! : null, flags & NO_UID ? null : v.getUint32(off + F.uid, true),
