@@ -6,7 +6,7 @@
 //
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
-//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--baseline DIR] [--only-ebpfmon] [--modes rate]
+//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--history-budget N] [--steady-after S] [--baseline DIR] [--only-ebpfmon] [--modes rate]
 //        [--subscribers batch] [--ring-bytes N] [--no-loop-probe] [--load-nice N] [--daemon-nice N]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
@@ -82,7 +82,14 @@ const onOff = (name: string): boolean[] => (strArg(name) ?? '').split(',').filte
 });
 const GEO = onOff('geo');
 const HISTORY = onOff('history');
+/** --history-budget N: `history.detailFlowsPerSec` of the daemons whose history is on (default: the config's, 1000). */
+const HISTORY_BUDGET = strArg('history-budget') === undefined ? undefined : numArg('history-budget', 1000);
+/** --steady-after S: also the daemon's CPU from S s into each load to its end (after a
+ * start's bursts: history's first 10,000 flows in detail), split by thread. */
+const STEADY_AFTER_S = strArg('steady-after') === undefined ? undefined : numArg('steady-after', 5);
 const BASELINE = strArg('baseline');
+/** The daemon's history writer thread (daemon/src/history/worker.ts names it). */
+const HISTORY_THREAD = 'ebpfmon-history';
 /** --ring-bytes N: the daemons' event ring (`maps.ringBufferBytes`; default: the config's, 16 MiB). */
 /**
  * --no-loop-probe: no `flows.list` every 10 ms to time the daemon's event loop. The probe's
@@ -381,7 +388,7 @@ class Bench {
         flows: { gcIntervalSec: 10 },
         ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
-        ...(variant.history !== undefined ? { history: { enabled: variant.history } } : {}),
+        ...(variant.history !== undefined ? { history: { enabled: variant.history, ...(HISTORY_BUDGET !== undefined ? { detailFlowsPerSec: HISTORY_BUDGET } : {}) } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
       ...(variant.main ? { main: variant.main } : {}),
@@ -419,7 +426,11 @@ class Bench {
         const rt = await this.retrans();
         const cpu = new CpuWindow(daemon.pid);
         const probe = LOOP_PROBE ? loopProbe(daemon.socketPath, daemon.pid) : { stop: async () => [] as number[], samples: () => [] };
+        const steady: { w: CpuWindow | null } = { w: null };
+        const steadyTimer = STEADY_AFTER_S !== undefined ? setTimeout(() => (steady.w = new CpuWindow(daemon.pid)), STEADY_AFTER_S * 1000) : null;
         const { r, truth } = await this.load(mode);
+        if (steadyTimer) clearTimeout(steadyTimer);
+        const steadyUsed = steady.w?.read(HISTORY_THREAD);
         const open = await this.waitClosed();
         // Drain: until every connection has its close event, or nothing new for 2 s.
         // Without a subscriber, the daemon's own count of decoded close events says it.
@@ -434,7 +445,7 @@ class Bench {
           }
           await sleep(sub ? 50 : 250);
         }
-        const used = cpu.read();
+        const used = cpu.read(HISTORY_THREAD);
         // A close the kernel did not report is inferred by the collector once the flow has
         // been silent flows.closeCheckSec (5 s) and a collection (every 10 s) ran: wait for
         // it, outside the CPU window.
@@ -450,7 +461,11 @@ class Bench {
         const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
-        const net = `retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; ${LOOP_PROBE ? `loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)}); ${stallBreakdown(probe.samples(), STALL_TARGET_MS)}` : 'no loop probe'}`;
+        const byThread = (u: ReturnType<CpuWindow['read']>) => `main ${Math.round(u.threads.main)}, history writer ${Math.round(u.threads.named)}, other ${Math.round(u.threads.other)}`;
+        const inWindow = steadyUsed ? (r.made * steadyUsed.wallMs) / (r.elapsedNs / 1e6) : 0;
+        const hl = s1.history?.listings;
+        const listings = hl ? `; history listings so far: ${hl.full} full, ${hl.changesOnly} of changes, ${hl.flows} flows and ${hl.gone} gone listed${hl.last ? ` (the last at ${hl.last.at}: ${hl.last.flows} flows, ${hl.last.gone} gone, ${hl.last.ms} ms)` : ''}; records written ${s1.history!.records.written}, rolled up ${s1.history!.records.rolledUp}` : '';
+        const net = `CPU ms by thread: ${byThread(used)}${listings}${steadyUsed ? `; steady from ${STEADY_AFTER_S} s to the load's end (${Math.round(steadyUsed.wallMs)} ms, about ${Math.round(inWindow)} conns): ${((1000 * steadyUsed.cpuMs) / inWindow).toFixed(2)} us/conn, ms by thread ${byThread(steadyUsed)}` : ''}; retransmits ${(await this.retrans()) - rt}${open ? `, ${open} still open` : ''}; ${LOOP_PROBE ? `loop probe under load: ${probeSummary(loadRtts)} (idle daemon before: ${probeSummary(idleRtts)}); ${stallBreakdown(probe.samples(), STALL_TARGET_MS)}` : 'no loop probe'}`;
         if (sub) await client.call(METHODS.eventsUnsubscribe, { subscription: sub });
         if (!sub) {
           const n = s1.events.received.close! - s0.events.received.close!;

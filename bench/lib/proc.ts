@@ -75,20 +75,48 @@ export class CpuWindow {
   private readonly c0: { user: number; sys: number };
   private readonly r0: number;
   private readonly s0: number | null;
+  private readonly tasks0: Map<number, number>;
   constructor(readonly pid: number) {
     this.c0 = cpuSplitMs(pid);
-    this.r0 = runMs(pid);
+    this.tasks0 = taskMs(pid);
+    this.r0 = [...this.tasks0.values()].reduce((a, b) => a + b, 0);
     this.s0 = sleepsOf(pid);
   }
-  /** `mainWakeups`: the main thread's voluntary context switches over the window. */
-  read(): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number; mainWakeups: number | null } {
+  /** `mainWakeups`: the main thread's voluntary context switches over the window. `threads`:
+   * `cpuMs` split into the main thread, threads named `threadName` (a worker's name, e.g.
+   * the daemon's `ebpfmon-history`) and the rest (V8's GC and compiler helpers, libuv's pool). */
+  read(threadName?: string): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number; mainWakeups: number | null; threads: { main: number; named: number; other: number } } {
     const c = cpuSplitMs(this.pid);
     const sys = c.sys - this.c0.sys;
     const ticks = c.user - this.c0.user + sys;
-    const cpu = runMs(this.pid) - this.r0;
+    const t1 = taskMs(this.pid);
+    const threads = { main: 0, named: 0, other: 0 };
+    let cpu = 0;
+    for (const [tid, ms] of t1) {
+      const d = ms - (this.tasks0.get(tid) ?? 0);
+      cpu += d;
+      if (tid === this.pid) threads.main += d;
+      else if (threadName !== undefined && threadComm(this.pid, tid) === threadName) threads.named += d;
+      else threads.other += d;
+    }
     const wall = performance.now() - this.t0;
     const s1 = sleepsOf(this.pid);
-    return { cpuMs: cpu, sysMs: sys, ticksMs: ticks, wallMs: wall, pctOfCore: (100 * cpu) / wall, mainWakeups: s1 === null || this.s0 === null ? null : s1 - this.s0 };
+    return { cpuMs: cpu, sysMs: sys, ticksMs: ticks, wallMs: wall, pctOfCore: (100 * cpu) / wall, mainWakeups: s1 === null || this.s0 === null ? null : s1 - this.s0, threads };
+  }
+}
+
+/** Time on a CPU of each of `pid`'s threads alive now, in ms, by thread id (schedstat()). */
+function taskMs(pid: number): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) m.set(Number(t), schedstat(`/proc/${pid}/task/${t}/schedstat`)?.cpuMs ?? 0);
+  return m;
+}
+
+function threadComm(pid: number, tid: number): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
   }
 }
 
@@ -116,8 +144,20 @@ s.post('Profiler.enable');
 // Started on SIGUSR2 once the daemon is up: V8 samples with SIGPROF, and a signal pending
 // during BPF verification makes the load fail with EAGAIN.
 process.on('SIGUSR2', () => s.post('Profiler.start'));
+// A worker thread (signals reach only the main thread) profiles from its start, its samples
+// signals to that thread, not to the one loading programs, and writes a profile every 10 s
+// (its exit may come too late for the write): worker-PID-THREAD-N.cpuprofile, N from 1.
+if (!require('node:worker_threads').isMainThread) {
+  let n = 0;
+  s.post('Profiler.start');
+  setInterval(() => s.post('Profiler.stop', (err, r) => {
+    if (!err) fs.writeFileSync(${JSON.stringify(outDir)} + '/worker-' + process.pid + '-' + require('node:worker_threads').threadId + '-' + ++n + '.cpuprofile', JSON.stringify(r.profile));
+    s.post('Profiler.start');
+  }), 10_000).unref();
+}
 process.on('exit', () => s.post('Profiler.stop', (err, r) => {
-  if (!err) fs.writeFileSync(${JSON.stringify(outDir)} + '/daemon-' + process.pid + '.cpuprofile', JSON.stringify(r.profile));
+  // Preloads run in worker threads too (history's writer): one file per thread.
+  if (!err) fs.writeFileSync(${JSON.stringify(outDir)} + '/daemon-' + process.pid + '-' + require('node:worker_threads').threadId + '.cpuprofile', JSON.stringify(r.profile));
 }));
 `);
   return file;
