@@ -17,11 +17,13 @@
 //   listings are incremental (only the flows that changed: absence says nothing); they
 //   name the flows that left the table instead (leftTable()), which ends them at once.
 // - Short flows beyond the detail budget (a token bucket of flows per second) are merged
-//   into one roll-up record per process, protocol, family and minute (remote and local
-//   addresses unspecified, no ports), and not tracked. The writer thread takes that path
-//   straight from the packed rows (closeOverBudget): no object per flow, a cost per flow of
-//   a few field reads and a lookup by pid, and rows written in proportion to the processes,
-//   not to the close rate.
+//   into one roll-up record per process, protocol, family, minute and remote endpoint (for
+//   the first endpoints of each process; the rest with the remote unspecified and no
+//   ports), and not tracked. The writer thread reads a close of a flow it does not track
+//   straight from the packed row (closeUntracked): beyond the budget no object per flow, a
+//   cost per flow of a few field reads and a lookup by pid, rows written in proportion to
+//   the processes, not to the close rate; within it, the record and the tracked slot and
+//   nothing else.
 // - History forgets closed flows it has written once they leave the table, or when it
 //   tracks more than `maxTracked` flows (oldest first); a closed flow seen later that closed
 //   before the newest one forgotten (or before the last record of a previous run) is taken
@@ -606,6 +608,12 @@ export class Accountant {
     const key = sl.keys[s]!;
     this.finalized.delete(key);
     this.finalized.set(key, s);
+    this.evictOverflow(now);
+  }
+
+  /** Beyond maxTracked, the oldest closed flows are forgotten (the watermark moves past them). */
+  private evictOverflow(now: number): void {
+    const sl = this.slots;
     while (this.tracked.size > this.opts.maxTracked) {
       const old = this.oldestFinalized.shift();
       if (old === undefined) break;
@@ -637,16 +645,64 @@ export class Accountant {
 
   /**
    * The writer's fast path for a close event, fields read in place from the packed row (no
-   * observation object): when the flow is not tracked (its tuple's hash is unknown) and the
-   * detail budget has no token left, it joins its process's roll-up and true is returned.
-   * Otherwise false, and nothing changed: the caller takes the general path (close()).
+   * observation object): when the flow is not tracked (its tuple's hash is unknown), a close
+   * within the detail budget becomes its closed record and a tracked closed flow here, what
+   * close() would make of it through observe(), takeNew() and finalize() without the
+   * observation, its copy with the owner filled in, its last-observation columns written
+   * and cleared again, and a second look at the budget; beyond the budget it joins its
+   * process's roll-up. True when taken; false (a tracked hash: maybe this flow, maybe a
+   * collision) and nothing changed: the caller takes the general path (close()).
+   * `lport`/`rport` the flow's own ports (null: none); the roll-up keeps the service side's.
    */
-  closeOverBudget(hash: number, pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
-    proto: number, family: 4 | 6, iface: string | null, direction: string | null, how: string | null,
-    raddr: string | null, lport: number | null, rport: number | null, name: string | null,
+  closeUntracked(hash: number, pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
+    protoName: string, family: 4 | 6, laddr: string, lport: number | null, raddr: string, rport: number | null,
+    iface: string | null, direction: string | null, how: string | null, name: string | null, attrs: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
-    if (this.trackedHashes.has(hash) || this.hasToken(now)) return false;
-    return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, this.owners.get(pid ?? -1), proto, family, iface, direction, how, raddr, lport, rport, name, at, at, firstMs, 1, tx, rx, txp, rxp);
+    if (this.trackedHashes.has(hash)) return false;
+    const proto = PROTO_NUMBERS[protoName] ?? (Number(protoName) || 0);
+    const k = this.owners.get(pid ?? -1);
+    if (!this.takeToken(now)) {
+      const inbound = serviceSide(direction, how);
+      return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, k, proto, family, iface, direction, how, raddr === '' ? null : raddr, inbound ? lport : null, inbound ? null : rport, name,
+        at, at, firstMs, 1, tx, rx, txp, rxp);
+    }
+    // enrich(): what listings showed of the same process fills in what the close lacks.
+    if (pid !== null && k !== undefined && k.comm === comm && (exe === null || cgroupId === null || unit === null)) {
+      exe ??= k.exe;
+      cgroupId ??= k.cgroupId;
+      unit ??= k.unit;
+    }
+    const id = this.ids.next(at);
+    // record()'s object, field for field in the same order (one object shape).
+    this.out.records.push({
+      id, flow: id, kind: RECORD_KIND.closed, conns: 1,
+      pid, comm, uid, exe, cgroupId, unit,
+      proto, family,
+      localAddr: laddr, localPort: lport, remoteAddr: raddr, remotePort: rport,
+      interface: iface, direction, attributedBy: how,
+      firstMs, endMs: at,
+      txBytes: tx, rxBytes: rx, txPackets: txp, rxPackets: rxp,
+      remoteName: name, attrs,
+    });
+    const key = [protoName, laddr, lport ?? '', raddr, rport ?? ''].join(' '); // flowKey()
+    const sl = this.slots;
+    const t = sl.alloc(key, hash);
+    const b = t * NUM;
+    const n = sl.num;
+    n[b + N_FLOW] = id;
+    n[b + N_FIRST] = firstMs;
+    n[b + N_KNOWN] = now;
+    n[b + N_CLOSED] = at;
+    n[b + N_ACC] = tx;
+    n[b + N_ACC + 1] = rx;
+    n[b + N_ACC + 2] = txp;
+    n[b + N_ACC + 3] = rxp;
+    sl.flags[t] = FINALIZED | HAS_ACC | (family === 6 ? IPV6 : 0);
+    this.track(t);
+    this.finalized.delete(key);
+    this.finalized.set(key, t);
+    this.evictOverflow(now);
+    return true;
   }
 
   /** `conns` closes the event loop summed beyond the budget (overbudget.ts): the first at
@@ -723,15 +779,6 @@ export class Accountant {
     this.stats.rolledUp += conns;
     if (endAt > this.watermark) this.watermark = endAt;
     return true;
-  }
-
-  /** Whether a token is there (refilled to `now`), without taking it. */
-  private hasToken(now: number): boolean {
-    if (now > this.refilledAt) {
-      this.tokens = this.refilledAt === -Infinity ? this.opts.detailBurst : Math.min(this.opts.detailBurst, this.tokens + ((now - this.refilledAt) * this.opts.detailPerSec) / 1000);
-      this.refilledAt = now;
-    }
-    return this.tokens >= 1;
   }
 
   private takeToken(now: number): boolean {

@@ -11,7 +11,6 @@ import v8 from 'node:v8';
 import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
 import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { Journal } from './journal.js';
-import { serviceSide } from './overbudget.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
 import type { HistoryError, HistoryQuery, HistoryResult, HistoryScope, HistoryState, HistoryStatus } from './types.js';
 
@@ -366,18 +365,22 @@ export class HistoryWriter {
     });
   }
 
-  /** A close beyond the detail budget, read in place from the packed row: no object per
-   * flow (Accountant.closeOverBudget). False: the general path takes it. */
+  /** A close of a flow the accountant does not track, read in place from the packed row: no
+   * object per flow but its record (Accountant.closeUntracked: in detail within the budget,
+   * rolled up beyond). False: the general path takes it. */
   private closeFast(a: Accountant, r: ObservationReader, v: DataView, off: number): boolean {
     const S = r.strings;
     const H = r.hashes;
     const flags = v.getUint16(off + F.flags, true);
     const protoId = v.getUint32(off + F.proto, true);
-    const hash = tupleHash(H[protoId]!, H[v.getUint32(off + F.laddr, true)]!, flags & NO_LPORT ? 65536 : v.getUint16(off + F.lport, true),
-      H[v.getUint32(off + F.raddr, true)]!, flags & NO_RPORT ? 65536 : v.getUint16(off + F.rport, true));
+    const laddr = v.getUint32(off + F.laddr, true);
+    const raddr = v.getUint32(off + F.raddr, true);
+    const lport = flags & NO_LPORT ? null : v.getUint16(off + F.lport, true);
+    const rport = flags & NO_RPORT ? null : v.getUint16(off + F.rport, true);
+    const hash = tupleHash(H[protoId]!, H[laddr]!, lport ?? 65536, H[raddr]!, rport ?? 65536);
     const now = v.getFloat64(off + F.now, true);
     // String fields by id (0: none; ids index S). Written out, not through a helper closure:
-    // this runs for every close beyond the budget and must allocate nothing.
+    // this runs for every close and must allocate nothing it does not keep.
     const comm = v.getUint32(off + F.comm, true);
     const exe = v.getUint32(off + F.exe, true);
     const cgroup = v.getUint32(off + F.cgroup, true);
@@ -385,17 +388,12 @@ export class HistoryWriter {
     const iface = v.getUint32(off + F.iface, true);
     const dir = v.getUint32(off + F.dir, true);
     const how = v.getUint32(off + F.how, true);
-    const raddr = v.getUint32(off + F.raddr, true);
     const name = v.getUint32(off + F.name, true);
-    const proto = S[protoId] ?? '';
-    const direction = dir ? S[dir]! : null;
-    const attributedBy = how ? S[how]! : null;
-    const inbound = serviceSide(direction, attributedBy);
-    const lport = inbound && !(flags & NO_LPORT) ? v.getUint16(off + F.lport, true) : null;
-    const rport = !inbound && !(flags & NO_RPORT) ? v.getUint16(off + F.rport, true) : null;
-    return a.closeOverBudget(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), comm ? S[comm]! : null, flags & NO_UID ? null : v.getUint32(off + F.uid, true),
-      exe ? S[exe]! : null, cgroup ? S[cgroup]! : null, unit ? S[unit]! : null, PROTO_NUMBERS[proto] ?? (Number(proto) || 0), v.getUint8(off + F.family) === 4 ? 4 : 6,
-      iface ? S[iface]! : null, direction, attributedBy, raddr ? S[raddr]! : null, lport, rport, name ? S[name]! : null,
+    const attrs = v.getUint32(off + F.attrs, true);
+    return a.closeUntracked(hash, flags & NO_PID ? null : v.getUint32(off + F.pid, true), comm ? S[comm]! : null, flags & NO_UID ? null : v.getUint32(off + F.uid, true),
+      exe ? S[exe]! : null, cgroup ? S[cgroup]! : null, unit ? S[unit]! : null, S[protoId] ?? '', v.getUint8(off + F.family) === 4 ? 4 : 6,
+      laddr ? S[laddr]! : '', lport, raddr ? S[raddr]! : '', rport,
+      iface ? S[iface]! : null, dir ? S[dir]! : null, how ? S[how]! : null, name ? S[name]! : null, attrs ? S[attrs]! : null,
       flags & NO_CLOSED ? now : v.getFloat64(off + F.closed, true), v.getFloat64(off + F.first, true),
       v.getFloat64(off + F.tx, true), v.getFloat64(off + F.rx, true), v.getFloat64(off + F.txp, true), v.getFloat64(off + F.rxp, true), now);
   }

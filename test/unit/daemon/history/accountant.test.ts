@@ -4,7 +4,7 @@
 // and a connection counts once. Clock and counts are the test's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Accountant, RecordIds, openFlowOf, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
+import { Accountant, RecordIds, flowHash, openFlowOf, type AccountantOptions } from '../../../../daemon/src/history/accountant.js';
 import { REMOTES_PER_PROCESS } from '../../../../daemon/src/history/overbudget.js';
 import { RECORD_KIND, recordTime, type FlowObservation, type FlowRecord } from '../../../../daemon/src/history/types.js';
 
@@ -345,4 +345,100 @@ test('random lives of flows on few tuples (reuse, growth, closes, evictions, res
   assert.deepEqual([...byFlow.keys()].sort((x, y) => x - y), persistedByKey, 'deleting by flow id leaves the rows that the last word per key leaves');
   const open = lives.filter((l) => l.closedMs === null && (l.seenTx + l.seenRx > 0));
   assert.equal(persistedByKey.length, open.length, 'one persisted row per open flow seen');
+});
+
+test('the writer\'s fast path for closes of untracked flows (closeUntracked) makes exactly what close() makes: records, roll-ups, tracking, late counts, evictions', () => {
+  // Two accountants fed the same seeded lives: one through close() only, one as the writer
+  // feeds it (closeUntracked first, close() when it declines). Small budget (roll-ups),
+  // small maxTracked (evictions), few tuples (reuse), owners learned from listings, listings
+  // that show closed flows again with counts that grew after the close (late records).
+  let seed = 0xfa57;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const opts: AccountantOptions = { detailPerSec: 5, detailBurst: 20, maxTracked: 30, reuseToleranceMs: 2000 };
+  const general = new Accountant(new RecordIds(), opts);
+  const fast = new Accountant(new RecordIds(), opts);
+  let declined = 0;
+  let taken = 0;
+  const closeBoth = (o: FlowObservation, now: number) => {
+    general.close(o, now);
+    if (fast.closeUntracked(flowHash(o), o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, o.proto, o.family === 'ipv4' ? 4 : 6,
+      o.localAddr, o.localPort, o.remoteAddr, o.remotePort, o.interface, o.direction, o.attributedBy, o.remoteName ?? null, o.attrs ?? null,
+      o.closedMs ?? now, o.firstMs, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets, now)) taken++;
+    else {
+      declined++;
+      fast.close(o, now);
+    }
+  };
+  const K = 60;
+  interface Life { o: FlowObservation; open: boolean }
+  const onTuple: Array<Life | null> = new Array(K).fill(null);
+  const owners = [
+    { pid: 100, comm: 'curl', uid: 1000, exe: null, cgroupId: null, unit: null },
+    { pid: 200, comm: 'nginx', uid: 33, exe: null, cgroupId: null, unit: null },
+    { pid: null, comm: null, uid: null, exe: null, cgroupId: null, unit: null },
+  ];
+  let now = T0;
+  let compared = 0;
+  for (let step = 0; step < 6000; step++) {
+    now += 5 + rnd(40);
+    const i = rnd(K);
+    const l = onTuple[i] ?? null;
+    const op = rnd(10);
+    if ((l === null || !l.open) && op < 6) {
+      const who = owners[rnd(owners.length)]!;
+      const v6 = i % 3 === 0;
+      const o = flow(41000 + i, { tx: 1 + rnd(900), rx: rnd(900) }, {
+        ...who, family: v6 ? 'ipv6' : 'ipv4', localAddr: v6 ? 'fd00:198::1' : '198.18.0.1', remoteAddr: v6 ? `fd00:198::${(i % 7) + 2}` : `198.18.0.${(i % 7) + 2}`,
+        remotePort: rnd(2) ? 443 : 53, proto: rnd(4) ? 'tcp' : 'udp', direction: rnd(3) ? 'outbound' : null, attributedBy: rnd(5) ? 'connect' : 'accept',
+        interface: rnd(2) ? 'veth0' : 'veth1', firstMs: now - rnd(50),
+      });
+      onTuple[i] = { o, open: true };
+      if (rnd(3) === 0) {
+        // Seen open in a listing first (tracked: its close takes the general path), with the
+        // executable a listing shows.
+        const withExe = { ...o, lastMs: now, exe: o.pid === null ? null : `/usr/bin/${o.comm}`, cgroupId: o.pid === null ? null : '77' };
+        general.listed(withExe, now, now, false);
+        fast.listed(withExe, now, now, false);
+      } else {
+        // Closed at once: a short flow, never listed.
+        const c = { ...o, closedMs: now, lastMs: now };
+        onTuple[i] = { o: c, open: false };
+        closeBoth(c, now + rnd(400)); // handled a little after the close
+      }
+    } else if (l && l.open && op < 8) {
+      const c = { ...l.o, txBytes: l.o.txBytes + rnd(500), closedMs: now, lastMs: now };
+      onTuple[i] = { o: c, open: false };
+      closeBoth(c, now + rnd(400));
+    } else if (l && !l.open && op === 8) {
+      // A listing shows the closed flow again, sometimes with counts that grew after its close.
+      const late = { ...l.o, rxBytes: l.o.rxBytes + (rnd(2) ? 60 : 0), rxPackets: l.o.rxPackets + 1, lastMs: now };
+      onTuple[i] = { o: late, open: false };
+      general.listed(late, now, now, false);
+      fast.listed(late, now, now, false);
+    }
+    if (step % 200 === 199) {
+      // A full listing (the open flows; closed ones have left the table): closed flows known
+      // before it that two such listings miss are forgotten.
+      for (const x of onTuple) {
+        if (!x?.open) continue;
+        general.listed({ ...x.o, lastMs: now }, now, now, true);
+        fast.listed({ ...x.o, lastMs: now }, now, now, true);
+      }
+      general.endListing(now, now + 1, true);
+      fast.endListing(now, now + 1, true);
+    }
+    if (step % 50 === 49) {
+      const g = general.drain();
+      const f = fast.drain();
+      assert.deepEqual(f.records, g.records, `step ${step}: the same records`);
+      assert.deepEqual([...f.open], [...g.open], `step ${step}: the same open rows`);
+      assert.deepEqual(f.forget, g.forget);
+      assert.deepEqual(fast.stats, general.stats, `step ${step}: the same counters`);
+      assert.equal(fast.trackedCount, general.trackedCount);
+      compared += g.records.length;
+    }
+  }
+  assert.ok(taken > 500 && declined > 200, `both paths ran (fast ${taken}, general ${declined})`);
+  assert.ok(general.stats.rolledUp > 100 && general.stats.evicted > 100, `roll-ups (${general.stats.rolledUp}) and evictions (${general.stats.evicted})`);
+  assert.ok(compared > 1000, `records compared (${compared})`);
 });
