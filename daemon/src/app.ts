@@ -20,6 +20,7 @@ import { GeoResolver } from './geo/resolver.js';
 import { closeFactsOf, EventBus } from './events/bus.js';
 import type { MonitorApi } from './monitor/api.js';
 import { Monitor, type MonitorOptions } from './monitor/monitor.js';
+import { emptyCloseFacts } from './monitor/decoder.js';
 import { Identities } from './identity/index.js';
 import type { IdentityApi } from './api/index.js';
 import { LbManager } from './lb/manager.js';
@@ -30,7 +31,7 @@ import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
 import { startDbusService, type DbusService } from './dbus/service.js';
 import { History, type ListingSink } from './history/history.js';
-import { observationFromFacts, observationFromFlow, observationFromGone } from './history/feed.js';
+import { emptyObservation, observationFromFacts, observationFromFlow, observationFromGone } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
 import { MetricsExporter, serveMetrics } from './export/metrics.js';
@@ -408,11 +409,16 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
   // The close's facts straight from the record (no event object, no remote place or
   // identity looked up, no ISO time written and parsed again): about 3% of the daemon's CPU
   // at 10k closes/s (docs/benchmarks.md "History's closes without the event object").
+  // And through two objects filled again for every close (history keeps neither: it sums the
+  // close or packs it at once), not two new ones: at 10k closes/s those were most of the
+  // garbage history made on the event loop (docs/benchmarks.md "what history costs the daemon").
+  const facts = emptyCloseFacts();
+  const obs = emptyObservation();
   bus.subscribeEvents(
     (e) => {
       if (e.type !== 'close') return;
-      const f = e.closeFacts ? e.closeFacts() : closeFactsOf(e.event() as CloseEvent);
-      const o = f && observationFromFacts(f);
+      const f = e.closeFacts ? e.closeFacts(facts) : closeFactsOf(e.event() as CloseEvent);
+      const o = f && observationFromFacts(f, undefined, obs);
       if (o) h.recordClose(o);
     },
     ['close'],

@@ -43,9 +43,11 @@ export interface BusEvent {
   /**
    * A close event's facts that history records (closeFactsOf(event()) for any other close),
    * read from the bytes without building the event: no remote place, identity, ISO time or
-   * payload counts. Null for other types. Only the monitor's records have it.
+   * payload counts. Null for other types. Only the monitor's records have it. `into`
+   * (decodeCloseFacts' emptyCloseFacts()): filled and returned instead of a new object, valid
+   * until the next call with it.
    */
-  closeFacts?(): CloseFacts | null;
+  closeFacts?(into?: CloseFacts): CloseFacts | null;
 }
 
 /** What history takes of a close (history/feed.ts): CloseEvent's fields, its time in ms. */

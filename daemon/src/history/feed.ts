@@ -19,19 +19,45 @@ export function observationFromClose(e: CloseEvent, owner?: OwnerLookup): FlowOb
 }
 
 /** observationFromClose() from a close's facts (BusEvent.closeFacts(): the monitor's
- * records give them without building the event object). */
-export function observationFromFacts(e: CloseFacts, owner?: OwnerLookup): FlowObservation | null {
+ * records give them without building the event object). `into` (emptyObservation()): filled
+ * and returned instead of a new object; History.recordClose() keeps nothing of it but its
+ * strings, so the daemon feeds every close through one (no object per close). */
+export function observationFromFacts(e: CloseFacts, owner?: OwnerLookup, into?: FlowObservation): FlowObservation | null {
   if (!e.flowSeen || e.durationMs === null) return null;
   const known = e.pid !== null ? owner?.(e.pid) : undefined;
   const closed = e.atMs;
+  const o = into ?? emptyObservation();
+  o.proto = e.protocol;
+  o.family = e.family;
+  o.localAddr = e.localAddr;
+  o.localPort = e.localPort;
+  o.remoteAddr = e.remoteAddr;
+  o.remotePort = e.remotePort;
+  o.interface = e.interface;
+  o.direction = null;
+  o.attributedBy = e.attributedBy;
+  o.pid = e.pid;
+  o.comm = e.comm;
+  o.uid = e.uid;
+  o.exe = known?.exe ?? null;
+  o.cgroupId = known?.cgroupId ?? null;
+  // The event carries the flow's age, not its first-seen time.
+  o.firstMs = closed - Math.round(e.durationMs);
+  o.lastMs = closed;
+  o.closedMs = closed;
+  o.txBytes = e.txBytes;
+  o.rxBytes = e.rxBytes;
+  o.txPackets = e.txPackets;
+  o.rxPackets = e.rxPackets;
+  return o;
+}
+
+/** The fields observationFromFacts() sets, in its order (one object shape for every fill). */
+export function emptyObservation(): FlowObservation {
   return {
-    proto: e.protocol, family: e.family,
-    localAddr: e.localAddr, localPort: e.localPort, remoteAddr: e.remoteAddr, remotePort: e.remotePort,
-    interface: e.interface, direction: null, attributedBy: e.attributedBy,
-    pid: e.pid, comm: e.comm, uid: e.uid, exe: known?.exe ?? null, cgroupId: known?.cgroupId ?? null,
-    // The event carries the flow's age, not its first-seen time.
-    firstMs: closed - Math.round(e.durationMs), lastMs: closed, closedMs: closed,
-    txBytes: e.txBytes, rxBytes: e.rxBytes, txPackets: e.txPackets, rxPackets: e.rxPackets,
+    proto: '', family: 'ipv4', localAddr: '', localPort: null, remoteAddr: '', remotePort: null,
+    interface: null, direction: null, attributedBy: null, pid: null, comm: null, uid: null, exe: null, cgroupId: null,
+    firstMs: 0, lastMs: 0, closedMs: null, txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0,
   };
 }
 

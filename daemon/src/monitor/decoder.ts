@@ -272,32 +272,63 @@ function exitDurationMs(v: DataView, off: number): number | null {
 
 /** A close record's key, owner and counts as the event names them (decodeEvent() spreads
  * them into the close event; decodeCloseFacts() adds the time). */
-function closeCore(v: DataView, off: number, ctx: DecodeContext) {
+function closeCore(v: DataView, off: number, ctx: DecodeContext): CloseCore {
+  return fillCloseCore(v, off, ctx, emptyCore());
+}
+
+type CloseCore = Omit<CloseFacts, 'atMs'>;
+
+/** Every field closeCore() gives, in its order (one object shape for every fill). */
+const emptyCore = (): CloseCore => ({
+  protocol: 'tcp', family: 'ipv4', localAddr: '', localPort: 0, remoteAddr: '', remotePort: 0,
+  pid: null, uid: null, comm: null, attributedBy: 'none', flowSeen: false, interface: null,
+  txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, durationMs: null,
+});
+
+function fillCloseCore<T extends CloseCore>(v: DataView, off: number, ctx: DecodeContext, o: T): T {
   const F = EVENT_CLOSE.fields;
   const b = bytesOf(v);
   readOwner(v, b, off + F.owner.offset);
   readKey(v, b, off + F.key.offset);
   const seen = v.getUint8(off + F.flow_seen.offset) === 1;
-  return {
-    protocol: k.protocol, family: (k.ipv4 ? 'ipv4' : 'ipv6') as 'ipv4' | 'ipv6', localAddr: k.localAddr, localPort: k.localPort, remoteAddr: k.remoteAddr, remotePort: k.remotePort,
-    pid: w.pid, uid: w.uid, comm: w.comm, attributedBy: attributedBy(w.how),
-    flowSeen: seen,
-    interface: seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null,
-    txBytes: u64(v, off + F.tx_bytes.offset), rxBytes: u64(v, off + F.rx_bytes.offset),
-    txPackets: u64(v, off + F.tx_packets.offset), rxPackets: u64(v, off + F.rx_packets.offset),
-    durationMs: seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null,
-  };
+  o.protocol = k.protocol;
+  o.family = k.ipv4 ? 'ipv4' : 'ipv6';
+  o.localAddr = k.localAddr;
+  o.localPort = k.localPort;
+  o.remoteAddr = k.remoteAddr;
+  o.remotePort = k.remotePort;
+  o.pid = w.pid;
+  o.uid = w.uid;
+  o.comm = w.comm;
+  o.attributedBy = attributedBy(w.how);
+  o.flowSeen = seen;
+  o.interface = seen ? ctx.ifname(v.getUint32(off + F.ifindex.offset, true)) : null;
+  o.txBytes = u64(v, off + F.tx_bytes.offset);
+  o.rxBytes = u64(v, off + F.rx_bytes.offset);
+  o.txPackets = u64(v, off + F.tx_packets.offset);
+  o.rxPackets = u64(v, off + F.rx_packets.offset);
+  o.durationMs = seen ? u64(v, off + F.duration_ns.offset) / 1e6 : null;
+  return o;
+}
+
+/** A CloseFacts to fill again and again (decodeCloseFacts' `into`). */
+export function emptyCloseFacts(): CloseFacts {
+  return { ...emptyCore(), atMs: 0 };
 }
 
 /**
  * A close record's facts that history records, as decodeEvent() would give them
  * (closeFactsOf(decodeEvent(...)): test/unit/daemon/monitor/decoder.test.ts), read without
  * building the event: no remote place, owner identity, ISO time, payload counts or previous
- * state. Null when the record is not a readable close.
+ * state. Null when the record is not a readable close. `into` (emptyCloseFacts()): filled
+ * and returned, no object per close.
  */
-export function decodeCloseFacts(v: DataView, off: number, len: number, ctx: DecodeContext): CloseFacts | null {
+export function decodeCloseFacts(v: DataView, off: number, len: number, ctx: DecodeContext, into?: CloseFacts): CloseFacts | null {
   if (!decodable(v, off, len) || v.getUint16(off + EVENT_HDR.fields.type.offset, true) !== EV.CLOSE) return null;
-  return Object.assign(closeCore(v, off, ctx), { atMs: ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset) });
+  const atMs = ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset);
+  if (into === undefined) return Object.assign(closeCore(v, off, ctx), { atMs });
+  fillCloseCore(v, off, ctx, into).atMs = atMs;
+  return into;
 }
 
 /** Decodes one ring-buffer record; null for types this version does not know. */

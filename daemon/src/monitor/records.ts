@@ -64,8 +64,8 @@ export class RecordEvent implements BusEvent {
     return (this.obj ??= decodeEvent(this.v!, this.off, this.len, this.ctx)!);
   }
 
-  closeFacts(): CloseFacts | null {
-    return this.recordType === EV.CLOSE ? decodeCloseFacts(this.v!, this.off, this.len, this.ctx) : null;
+  closeFacts(into?: CloseFacts): CloseFacts | null {
+    return this.recordType === EV.CLOSE ? decodeCloseFacts(this.v!, this.off, this.len, this.ctx, into) : null;
   }
 
   json(): string {

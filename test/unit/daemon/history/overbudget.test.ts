@@ -15,6 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { History } from '../../../../daemon/src/history/history.js';
 import { CloseRollups, endpointsPerHandover, REMOTES_PER_PROCESS } from '../../../../daemon/src/history/overbudget.js';
+import { emptyObservation } from '../../../../daemon/src/history/feed.js';
+import { ObservationPacker, OP, ROW } from '../../../../daemon/src/history/pack.js';
 import { parseHistoryQuery } from '../../../../daemon/src/history/query.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
 
@@ -242,4 +244,33 @@ test('beyond the budget, a process\'s remote endpoints stay queryable: --remote 
   // At most REMOTES_PER_PROCESS endpoint rows per commit and minute (one commit here; the
   // closes span at most two minutes).
   assert.ok(kept.length <= 2 * REMOTES_PER_PROCESS, `endpoint rows bounded: ${kept.length}`);
+});
+
+test('event loop: closes fed in one observation filled again for every close (as the daemon feeds them) pack and sum exactly as fresh objects do', () => {
+  // The daemon hands History.recordClose() one object filled again per close (app.ts,
+  // feed.ts observationFromFacts' `into`): nothing may keep it. Two event-loop sides, one fed
+  // fresh observations, one fed a single object overwritten: the same bytes to the writer.
+  const sides = [0, 1].map(() => ({ r: new CloseRollups(50, 100, 0), p: new ObservationPacker() }));
+  for (const s of sides) s.r.writerReady();
+  const scratch = emptyObservation();
+  const batches: Array<Array<{ rows: Uint8Array; strings: string[] }>> = [[], []];
+  for (let i = 0; i < 5000; i++) {
+    const at = 60_000 * 100 + i * 7; // 5000 closes over 35 s: beyond a budget of 50/s after the burst
+    const fresh = flow(i, at, { remoteAddr: i % 3 ? `198.18.${i % 9}.2` : 'fd00:198::9', family: i % 3 ? 'ipv4' : 'ipv6', exe: i % 2 ? '/usr/bin/curl' : null });
+    Object.assign(scratch, fresh);
+    for (const [k, o] of [[0, fresh], [1, scratch]] as const) {
+      const { r, p } = sides[k]!;
+      if (!r.close(o, at)) p.add(OP.close, o, at);
+      if (i % 500 === 499) {
+        r.drain(p);
+        const b = p.take()!;
+        batches[k]!.push({ rows: new Uint8Array(b.rows, 0, b.count * ROW).slice(), strings: [...b.strings] });
+        p.recycle(b.rows);
+      }
+    }
+  }
+  assert.equal(batches[0]!.length, 10);
+  assert.deepEqual(batches[1], batches[0], 'the same rows and strings');
+  const rolledRows = batches[0]!.reduce((n, b) => n + b.rows.length / ROW, 0);
+  assert.ok(rolledRows < 5000 / 2, `most closes summed, not packed one by one (${rolledRows} rows)`);
 });

@@ -9,10 +9,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EVENT_FIELDS, type CloseEvent, type MonitorEvent } from '../../../../daemon/src/contract/events.js';
-import { decodable, decodeCloseFacts, decodeEvent, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
+import { decodable, decodeCloseFacts, decodeEvent, emptyCloseFacts, encodeRow, encodeRowInto, type DecodeContext } from '../../../../daemon/src/monitor/decoder.js';
 import { RecordEvent } from '../../../../daemon/src/monitor/records.js';
 import { closeFactsOf } from '../../../../daemon/src/events/bus.js';
-import { observationFromClose, observationFromFacts } from '../../../../daemon/src/history/feed.js';
+import { emptyObservation, observationFromClose, observationFromFacts } from '../../../../daemon/src/history/feed.js';
 import { EV, EVENT_CLOSE, EVENT_CONN, EVENT_EXEC, EVENT_EXIT, EVENT_HDR, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { rowEvent } from '../../../../client/src/events.js';
 import { OwnerMemo } from '../../../../daemon/src/monitor/owners.js';
@@ -221,6 +221,10 @@ for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s i
   // and the observation history makes of them must be the object's, field for field.
   const r = rng(20261206);
   const rec = new RecordEvent(c);
+  // The daemon reads every close into one facts object and one observation (app.ts): filled
+  // again each time, they must equal fresh ones for every record, whatever came before.
+  const into = emptyCloseFacts();
+  const obsInto = emptyObservation();
   let closes = 0;
   let seen = 0;
   for (let i = 0; i < 5000; i++) {
@@ -234,8 +238,10 @@ for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s i
     if (e.type !== 'close') {
       assert.equal(facts, null, `record ${i} (${e.type})`);
       assert.equal(rec.closeFacts(), null);
+      assert.equal(rec.closeFacts(into), null);
       continue;
     }
+    assert.deepEqual(rec.closeFacts(into), facts, `record ${i}: read into the reused object`);
     closes++;
     assert.deepEqual(facts, closeFactsOf(e as CloseEvent), `record ${i}`);
     assert.equal(facts!.txBytes, t.txBytes);
@@ -245,6 +251,9 @@ for (const [what, c] of [['without identity or geo', ctx], ['with the owner\'s i
     assert.deepEqual(rec.closeFacts(), facts);
     const o = observationFromFacts(facts!);
     assert.deepEqual(o, observationFromClose(e as CloseEvent), `record ${i}: history's observation`);
+    const reused = observationFromFacts(into, undefined, obsInto);
+    assert.deepEqual(reused, o, `record ${i}: the observation filled into the reused object`);
+    if (o) assert.equal(reused, obsInto);
     if (o) seen++;
   }
   assert.ok(closes > 800 && seen > 300, `${closes} closes, ${seen} with an observation`);
