@@ -188,4 +188,37 @@ describe('history: incremental listings through the daemon (only the flows that 
     assert.equal(final.records.dropped, 0);
     assert.equal(final.state, 'ok');
   });
+
+  test('short connections closed between listings are not listed again (their close events had their final counts); history\'s bytes for each are tcpdump\'s', async () => {
+    // At 10k connections/s nearly every flow a listing read was such a flow, about 20 us of
+    // the daemon each (docs/benchmarks.md). Without the close events' counts remembered
+    // (flows.ts closeReported), every one of them is in the next listing.
+    const N = 200;
+    const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'short.pcap'));
+    const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '300']);
+    const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    let st = await listings(count(await status()), 1);
+    const before = st.listings!;
+    const cli = mon.spawn(process.execPath, [PEER, 'tcp-clients', link.b.ip4, String(port), '700', '--count', String(N)]);
+    const done = await jsonLines(cli).next((o) => o.event === 'done');
+    const ports = done.localPorts as number[];
+    assert.equal(ports.length, N);
+    // Three listings after the last close: every close event read, every flow refreshed.
+    st = await listings(count(await status()), 3);
+    for (let i = 0; i < 100 && st.records.pending > 0; i++) st = await listings(count(st), 1);
+    const listed = st.listings!.flows - before.flows;
+    assert.ok(st.listings!.full === before.full, `incremental listings only (${JSON.stringify(st.listings)})`);
+    assert.ok(listed <= N / 10 + STRAY, `the short flows were not listed again: ${listed} flows listed for ${N} connections`);
+    const pkts = await cap.stop();
+    const r = await history(['--pid', String(cli.pid)]);
+    for (const lp of ports) {
+      const truth = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: 6, localPort: lp, remotePort: port });
+      assert.ok(truth.txBytes > 700, `:${lp}: tcpdump saw it`);
+      const mine = r.flows!.filter((f) => f.localPort === lp && f.remotePort === port);
+      assert.equal(mine.length, 1, `:${lp}: one flow (${JSON.stringify(mine)})`);
+      assert.deepEqual([mine[0]!.txBytes, mine[0]!.rxBytes, mine[0]!.txPackets, mine[0]!.rxPackets], [truth.txBytes, truth.rxBytes, truth.txPackets, truth.rxPackets], `:${lp}: history's bytes are tcpdump's`);
+    }
+    assert.equal(r.totals!.connections, N);
+    srv.kill();
+  });
 });

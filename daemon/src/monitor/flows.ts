@@ -317,7 +317,7 @@ export class FlowTable {
    * began (a break or another ring means pushes may be missing: the next listing is full).
    * Null until history asks (nothing is kept without it).
    */
-  private changes: { changed: Set<string>; gone: Map<string, number>; dirty: FlowTable['dirty']; breaks: number } | null = null;
+  private changes: { changed: Set<string>; gone: Map<string, number>; reported: Map<string, number>; dirty: FlowTable['dirty']; breaks: number } | null = null;
   private fallbackReason: string | null = 'the dirty-flow ring is not in use';
 
   /**
@@ -432,7 +432,7 @@ export class FlowTable {
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     await this.readAll(read, s, true, (k, found) => {
       if (!found) return; // the copy is trusted here: mirrorGen is set
-      this.changes?.changed.add(k);
+      this.noteChanged(k, vv);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     });
@@ -593,6 +593,48 @@ export class FlowTable {
   private readFlow(k: string, s: FlowScratch): boolean {
     keyBytes(k, s.kb);
     return this.afterRead(k, s, this.map.lookup(s.kb, s.vb) !== null);
+  }
+
+  /**
+   * A refresh read flow `k` (its value in `vv`): history's next listing reads it again, unless
+   * it is closed and its counts are those of the close event the daemon published for it
+   * (closeReported()): then history has its final counts already and a listing would add
+   * nothing (at 10k connections/s nearly every flow a listing read was such a short flow,
+   * about 20 us of the daemon each: docs/benchmarks.md). Counts only grow, so equal sums
+   * are equal counts. Counts that grow after the close are read and listed as before.
+   */
+  private noteChanged(k: string, vv: DataView): void {
+    const c = this.changes;
+    if (c === null) return;
+    const r = c.reported.get(k);
+    if (r !== undefined && vv.getBigUint64(FLOW.fields.closed_ns.offset, true) !== 0n) {
+      c.reported.delete(k);
+      if (countsSum(vv, 0) === r) {
+        c.changed.delete(k); // read before its close too: nothing since
+        return;
+      }
+    }
+    c.changed.add(k);
+  }
+
+  /**
+   * A close event is being published (monitor.ts, before its subscribers: history takes its
+   * final counts from it). When a refresh read the flow closed with these counts already
+   * (the kept copy says so), the next listing leaves it out now; else the close is
+   * remembered until a refresh reads the flow closed (noteChanged()), or the next listing.
+   * At most REPORTED_MAX between two listings; beyond, closes are read and listed as before.
+   */
+  closeReported(v: DataView, off: number): void {
+    const c = this.changes;
+    if (c === null || v.getUint8(off + EVENT_CLOSE.fields.flow_seen.offset) !== 1) return;
+    const F = EVENT_CLOSE.fields;
+    const sum = u64(v, off + F.tx_bytes.offset) + u64(v, off + F.rx_bytes.offset) + u64(v, off + F.tx_packets.offset) + u64(v, off + F.rx_packets.offset);
+    const k = keyString(recordBytes(v), off + F.key.offset);
+    if (c.changed.has(k) && this.mirrorTrusted() && this.mirror.closedCountsSum(k) === sum) {
+      c.changed.delete(k);
+      return;
+    }
+    if (c.reported.size < REPORTED_MAX) c.reported.set(k, sum);
   }
 
   /** readFlow()'s bookkeeping for flow `k`, read into `s` (`found`: it was there). */
@@ -861,7 +903,7 @@ export class FlowTable {
     const d = this.dirty;
     const c = this.changes;
     const exact = c !== null && d !== null && c.dirty === d && c.breaks === d.breaks;
-    this.changes = { changed: new Set(), gone: new Map(), dirty: d, breaks: d?.breaks ?? 0 };
+    this.changes = { changed: new Set(), gone: new Map(), reported: new Map(), dirty: d, breaks: d?.breaks ?? 0 };
     sink.begin(!exact);
     if (c) {
       const kb = Buffer.alloc(FLOW_KEY.size);
@@ -1481,6 +1523,25 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
 }
 
 /** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
+/** Close events remembered between two listings (closeReported()): about 4 MB. */
+const REPORTED_MAX = 100_000;
+
+/** A flow value's four counts, summed (noteChanged()). */
+function countsSum(v: DataView, o: number): number {
+  return u64(v, o + FLOW.fields.tx_bytes.offset) + u64(v, o + FLOW.fields.rx_bytes.offset) + u64(v, o + FLOW.fields.tx_packets.offset) + u64(v, o + FLOW.fields.rx_packets.offset);
+}
+
+/** The bytes under a record's view (one Uint8Array per ring mapping, not per record). */
+let lastView: DataView | null = null;
+let lastBytes: Uint8Array = new Uint8Array(0);
+function recordBytes(v: DataView): Uint8Array {
+  if (v !== lastView) {
+    lastBytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    lastView = v;
+  }
+  return lastBytes;
+}
+
 function u64(v: DataView, o: number): number {
   return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
 }

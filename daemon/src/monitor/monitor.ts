@@ -524,7 +524,7 @@ export class Monitor implements MonitorApi {
         this.processes.onExit(pe);
         if (pe.pid !== null) this.flows.processExited(pe.pid, Date.parse(pe.at));
       }
-    }
+    } else if (type === EV.CLOSE) this.flows.closeReported(v, off);
     this.bus.publishEvent(e);
   }
 
