@@ -410,8 +410,8 @@ function startHistory(config: Config, logger: Logger, bus: EventBus): History {
   // identity looked up, no ISO time written and parsed again): about 3% of the daemon's CPU
   // at 10k closes/s (docs/benchmarks.md "History's closes without the event object").
   // And through two objects filled again for every close (history keeps neither: it sums the
-  // close or packs it at once), not two new ones: at 10k closes/s those were most of the
-  // garbage history made on the event loop (docs/benchmarks.md "what history costs the daemon").
+  // close or packs it at once), not two new ones per close (docs/benchmarks.md "what history
+  // costs the daemon": no gain beyond the bench's noise was shown).
   const facts = emptyCloseFacts();
   const obs = emptyObservation();
   bus.subscribeEvents(

@@ -607,7 +607,7 @@ export class FlowTable {
     const c = this.changes;
     if (c === null) return;
     const r = c.reported.get(k);
-    if (r !== undefined && vv.getBigUint64(FLOW.fields.closed_ns.offset, true) !== 0n) {
+    if (r !== undefined && u64(vv, FLOW.fields.closed_ns.offset) !== 0) {
       c.reported.delete(k);
       if (countsSum(vv, 0) === r) {
         c.changed.delete(k); // read before its close too: nothing since
@@ -1522,7 +1522,6 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
   };
 }
 
-/** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
 /** Close events remembered between two listings (closeReported()): about 4 MB. */
 const REPORTED_MAX = 100_000;
 
@@ -1542,6 +1541,7 @@ function recordBytes(v: DataView): Uint8Array {
   return lastBytes;
 }
 
+/** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
 function u64(v: DataView, o: number): number {
   return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
 }
