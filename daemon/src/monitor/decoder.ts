@@ -146,7 +146,7 @@ function ipAt(v: DataView, b: Uint8Array, o: number, family: number): string {
 /** The record's bytes as a Uint8Array (one per ring mapping, not per record). */
 let lastView: DataView | null = null;
 let lastBytes: Uint8Array = new Uint8Array(0);
-function bytesOf(v: DataView): Uint8Array {
+export function bytesOf(v: DataView): Uint8Array {
   if (v !== lastView) {
     lastBytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     lastView = v;

@@ -17,6 +17,7 @@ import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
+import { bytesOf } from './decoder.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
 import type { DirtyRing } from './dirty.js';
 import { FlowBatchReader } from './flowread.js';
@@ -629,7 +630,7 @@ export class FlowTable {
     if (c === null || v.getUint8(off + EVENT_CLOSE.fields.flow_seen.offset) !== 1) return;
     const F = EVENT_CLOSE.fields;
     const sum = u64(v, off + F.tx_bytes.offset) + u64(v, off + F.rx_bytes.offset) + u64(v, off + F.tx_packets.offset) + u64(v, off + F.rx_packets.offset);
-    const k = keyString(recordBytes(v), off + F.key.offset);
+    const k = keyString(bytesOf(v), off + F.key.offset);
     if (c.changed.has(k) && this.mirrorTrusted() && this.mirror.closedCountsSum(k) === sum) {
       c.changed.delete(k);
       return;
@@ -1528,17 +1529,6 @@ const REPORTED_MAX = 100_000;
 /** A flow value's four counts, summed (noteChanged()). */
 function countsSum(v: DataView, o: number): number {
   return u64(v, o + FLOW.fields.tx_bytes.offset) + u64(v, o + FLOW.fields.rx_bytes.offset) + u64(v, o + FLOW.fields.tx_packets.offset) + u64(v, o + FLOW.fields.rx_packets.offset);
-}
-
-/** The bytes under a record's view (one Uint8Array per ring mapping, not per record). */
-let lastView: DataView | null = null;
-let lastBytes: Uint8Array = new Uint8Array(0);
-function recordBytes(v: DataView): Uint8Array {
-  if (v !== lastView) {
-    lastBytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-    lastView = v;
-  }
-  return lastBytes;
 }
 
 /** A u64 counter as a Number without a BigInt (exact below 2^53, as Number(BigInt) is). */
