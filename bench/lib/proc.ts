@@ -53,7 +53,7 @@ export function schedstat(file: string): { cpuMs: number; runqMs: number } | nul
  */
 export function runMs(pid: number): number {
   let ms = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) ms += schedstat(`/proc/${pid}/task/${t}/schedstat`)?.cpuMs ?? 0;
+  for (const v of taskMs(pid).values()) ms += v;
   return ms;
 }
 
@@ -73,13 +73,11 @@ export function sleepsOf(pid: number, tid = pid): number | null {
 export class CpuWindow {
   private readonly t0 = performance.now();
   private readonly c0: { user: number; sys: number };
-  private readonly r0: number;
   private readonly s0: number | null;
   private readonly tasks0: Map<number, number>;
   constructor(readonly pid: number) {
     this.c0 = cpuSplitMs(pid);
     this.tasks0 = taskMs(pid);
-    this.r0 = [...this.tasks0.values()].reduce((a, b) => a + b, 0);
     this.s0 = sleepsOf(pid);
   }
   /** `mainWakeups`: the main thread's voluntary context switches over the window. `threads`:

@@ -301,7 +301,12 @@ export const PROTO_NAMES: Record<number, string> = Object.fromEntries(Object.ent
  * as a tree of concatenations that a Map key keeps alive whole (about 250 bytes of the
  * writer's heap per tracked flow, measured); join() makes one flat string. */
 export function flowKey(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort'>): string {
-  return [o.proto, o.localAddr, o.localPort ?? '', o.remoteAddr, o.remotePort ?? ''].join(' ');
+  return tupleKey(o.proto, o.localAddr, o.localPort, o.remoteAddr, o.remotePort);
+}
+
+/** flowKey() from the tuple's fields (the writer's fast path has no observation object). */
+function tupleKey(proto: string, laddr: string, lport: number | null, raddr: string, rport: number | null): string {
+  return [proto, laddr, lport ?? '', raddr, rport ?? ''].join(' ');
 }
 
 /** flowKey(o) as a number: what the writer's fast path computes from the packed row. */
@@ -684,7 +689,7 @@ export class Accountant {
       txBytes: tx, rxBytes: rx, txPackets: txp, rxPackets: rxp,
       remoteName: name, attrs,
     });
-    const key = [protoName, laddr, lport ?? '', raddr, rport ?? ''].join(' '); // flowKey()
+    const key = tupleKey(protoName, laddr, lport, raddr, rport);
     const sl = this.slots;
     const t = sl.alloc(key, hash);
     const b = t * NUM;

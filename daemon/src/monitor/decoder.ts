@@ -325,10 +325,9 @@ export function emptyCloseFacts(): CloseFacts {
  */
 export function decodeCloseFacts(v: DataView, off: number, len: number, ctx: DecodeContext, into?: CloseFacts): CloseFacts | null {
   if (!decodable(v, off, len) || v.getUint16(off + EVENT_HDR.fields.type.offset, true) !== EV.CLOSE) return null;
-  const atMs = ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset);
-  if (into === undefined) return Object.assign(closeCore(v, off, ctx), { atMs });
-  fillCloseCore(v, off, ctx, into).atMs = atMs;
-  return into;
+  const o = fillCloseCore(v, off, ctx, into ?? emptyCloseFacts());
+  o.atMs = ctx.toMsAt(v, off + EVENT_HDR.fields.ts_ns.offset);
+  return o;
 }
 
 /** Decodes one ring-buffer record; null for types this version does not know. */
