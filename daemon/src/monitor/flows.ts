@@ -19,6 +19,7 @@ import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 import { bytesOf } from './decoder.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
+import { ReportedCloses } from './reported.js';
 import type { DirtyRing } from './dirty.js';
 import { FlowBatchReader } from './flowread.js';
 import type { FlowIndexStatus } from '../contract/status.js';
@@ -318,7 +319,7 @@ export class FlowTable {
    * began (a break or another ring means pushes may be missing: the next listing is full).
    * Null until history asks (nothing is kept without it).
    */
-  private changes: { changed: Set<string>; gone: Map<string, number>; reported: Map<string, number>; dirty: FlowTable['dirty']; breaks: number } | null = null;
+  private changes: { changed: Set<string>; gone: Map<string, number>; reported: ReportedCloses; dirty: FlowTable['dirty']; breaks: number } | null = null;
   private fallbackReason: string | null = 'the dirty-flow ring is not in use';
 
   /**
@@ -433,7 +434,7 @@ export class FlowTable {
     const tg = FLOW.fields.owner.offset + OWNER.fields.tgid.offset;
     await this.readAll(read, s, true, (k, found) => {
       if (!found) return; // the copy is trusted here: mirrorGen is set
-      this.noteChanged(k, vv);
+      this.noteChanged(k, kv, vv);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     });
@@ -604,13 +605,13 @@ export class FlowTable {
    * about 20 us of the daemon each: docs/benchmarks.md). Counts only grow, so equal sums
    * are equal counts. Counts that grow after the close are read and listed as before.
    */
-  private noteChanged(k: string, vv: DataView): void {
+  private noteChanged(k: string, kv: DataView, vv: DataView): void {
     const c = this.changes;
     if (c === null) return;
-    const r = c.reported.get(k);
-    if (r !== undefined && u64(vv, FLOW.fields.closed_ns.offset) !== 0) {
-      c.reported.delete(k);
-      if (countsSum(vv, 0) === r) {
+    if (c.reported.size !== 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0) {
+      const r = c.reported.get(kv, 0);
+      if (r >= 0) c.reported.delete(kv, 0);
+      if (r >= 0 && countsSum(vv, 0) === r) {
         c.changed.delete(k); // read before its close too: nothing since
         return;
       }
@@ -635,7 +636,7 @@ export class FlowTable {
       c.changed.delete(k);
       return;
     }
-    if (c.reported.size < REPORTED_MAX) c.reported.set(k, sum);
+    c.reported.set(v, off + F.key.offset, sum); // beyond REPORTED_MAX: not remembered
   }
 
   /** readFlow()'s bookkeeping for flow `k`, read into `s` (`found`: it was there). */
@@ -904,7 +905,7 @@ export class FlowTable {
     const d = this.dirty;
     const c = this.changes;
     const exact = c !== null && d !== null && c.dirty === d && c.breaks === d.breaks;
-    this.changes = { changed: new Set(), gone: new Map(), reported: new Map(), dirty: d, breaks: d?.breaks ?? 0 };
+    this.changes = { changed: new Set(), gone: new Map(), reported: new ReportedCloses(REPORTED_MAX), dirty: d, breaks: d?.breaks ?? 0 };
     sink.begin(!exact);
     if (c) {
       const kb = Buffer.alloc(FLOW_KEY.size);

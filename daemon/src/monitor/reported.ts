@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+// The closes the daemon published since history's last listing, by flow key: each one's
+// count sum (flows.ts closeReported() and noteChanged()). One entry is written for nearly
+// every close event and read for nearly every refresh, about 10,000 of each a second at
+// 10,000 connections/s; as a Map<string, number> of up to 100,000 keys that was 0.6 us of
+// the event loop per close (a CPU profile's line ticks: nearly all on the Map's set), about
+// 0.6% of a core (docs/benchmarks.md "The closes history already has, without a Map"). Here:
+// one open-addressing table in typed arrays, keyed by the 40 key bytes themselves, read
+// straight from the record or the refresh's key buffer: no string, no object per close.
+// Written by hand: no maintained npm package keys a hash table by bytes in place without
+// an allocation per key.
+import { FLOW_KEY } from './wire.js';
+
+const WORDS = FLOW_KEY.size / 4;
+const EMPTY = 0;
+const LIVE = 1;
+const DELETED = 2;
+const FIRST_CAPACITY = 1024;
+
+export class ReportedCloses {
+  private cap = 0;
+  private mask = 0;
+  private state = new Uint8Array(0);
+  private keys = new Uint32Array(0);
+  private sums = new Float64Array(0);
+  private live = 0;
+  private deleted = 0;
+
+  /** At most `max` entries (set() refuses more). */
+  constructor(readonly max: number) {
+    this.alloc(FIRST_CAPACITY);
+  }
+
+  get size(): number {
+    return this.live;
+  }
+
+  private alloc(cap: number): void {
+    this.cap = cap;
+    this.mask = cap - 1;
+    this.state = new Uint8Array(cap);
+    this.keys = new Uint32Array(cap * WORDS);
+    this.sums = new Float64Array(cap);
+    this.live = 0;
+    this.deleted = 0;
+  }
+
+  /** The slot holding the key at `v[off..off+40)`, or -1. */
+  private find(v: DataView, off: number): number {
+    const m = this.mask;
+    const st = this.state;
+    const ks = this.keys;
+    for (let i = hashKey(v, off) & m, n = 0; n < this.cap; i = (i + 1) & m, n++) {
+      const s = st[i]!;
+      if (s === EMPTY) return -1;
+      if (s === LIVE && sameKey(ks, i * WORDS, v, off)) return i;
+    }
+    return -1;
+  }
+
+  /** The count sum remembered for the key at `v[off..]`, or -1 (sums are never negative). */
+  get(v: DataView, off: number): number {
+    const i = this.find(v, off);
+    return i < 0 ? -1 : this.sums[i]!;
+  }
+
+  /** Forgets the key at `v[off..]`. */
+  delete(v: DataView, off: number): void {
+    const i = this.find(v, off);
+    if (i < 0) return;
+    this.state[i] = DELETED;
+    this.live--;
+    this.deleted++;
+  }
+
+  /** Remembers `sum` for the key at `v[off..]` (replacing what it had). False when the key
+   * is new and `max` keys are remembered already: nothing changed. */
+  set(v: DataView, off: number, sum: number): boolean {
+    const m = this.mask;
+    const st = this.state;
+    const ks = this.keys;
+    let free = -1;
+    let i = hashKey(v, off) & m;
+    for (let n = 0; n < this.cap; i = (i + 1) & m, n++) {
+      const s = st[i]!;
+      if (s === EMPTY) break;
+      if (s === DELETED) {
+        if (free < 0) free = i;
+      } else if (sameKey(ks, i * WORDS, v, off)) {
+        this.sums[i] = sum;
+        return true;
+      }
+    }
+    if (this.live >= this.max) return false;
+    if (free < 0) {
+      // A fresh slot: keep at least half the table empty so that probes stay short.
+      if ((this.live + this.deleted + 1) * 2 > this.cap) {
+        this.rehash();
+        return this.set(v, off, sum);
+      }
+      free = i;
+    } else this.deleted--;
+    st[free] = LIVE;
+    const b = free * WORDS;
+    for (let w = 0; w < WORDS; w++) ks[b + w] = v.getUint32(off + w * 4, true);
+    this.sums[free] = sum;
+    this.live++;
+    return true;
+  }
+
+  /** Drops the deleted slots, doubling the table when more than a quarter of it is live. */
+  private rehash(): void {
+    const { state, keys, sums, cap } = this;
+    this.alloc(this.live * 4 > cap ? cap * 2 : cap);
+    const st = this.state;
+    const ks = this.keys;
+    const m = this.mask;
+    for (let j = 0; j < cap; j++) {
+      if (state[j] !== LIVE) continue;
+      let i = hashWords(keys, j * WORDS) & m;
+      while (st[i] !== EMPTY) i = (i + 1) & m;
+      st[i] = LIVE;
+      ks.set(keys.subarray(j * WORDS, (j + 1) * WORDS), i * WORDS);
+      this.sums[i] = sums[j]!;
+      this.live++;
+    }
+  }
+}
+
+/** One hash of the key's 10 words, the same from a DataView (hashKey) and from the table
+ * (hashWords). */
+function mix(h: number, w: number): number {
+  h = Math.imul(h ^ w, 0x9e3779b1);
+  return h ^ (h >>> 15);
+}
+
+function hashKey(v: DataView, off: number): number {
+  let h = 0x811c9dc5;
+  for (let w = 0; w < WORDS; w++) h = mix(h, v.getUint32(off + w * 4, true));
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+function hashWords(ks: Uint32Array, b: number): number {
+  let h = 0x811c9dc5;
+  for (let w = 0; w < WORDS; w++) h = mix(h, ks[b + w]!);
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+function sameKey(ks: Uint32Array, b: number, v: DataView, off: number): boolean {
+  for (let w = 0; w < WORDS; w++) if (ks[b + w] !== v.getUint32(off + w * 4, true)) return false;
+  return true;
+}
