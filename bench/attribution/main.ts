@@ -6,7 +6,7 @@
 //
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
-//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--history-budget N] [--history-listing-sec N] [--steady-after S] [--baseline DIR] [--only-ebpfmon] [--modes rate]
+//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--history-budget N] [--history-listing-sec N] [--history-commit-sec N] [--steady-after S] [--baseline DIR] [--only-ebpfmon] [--modes rate]
 //        [--subscribers batch] [--ring-bytes N] [--no-loop-probe] [--load-nice N] [--daemon-nice N]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
@@ -86,6 +86,8 @@ const HISTORY = onOff('history');
 const HISTORY_BUDGET = strArg('history-budget') === undefined ? undefined : numArg('history-budget', 1000);
 /** --history-listing-sec N: `history.snapshotIntervalSec` (default: the config's, 60): listings of the flow table for history this often. */
 const HISTORY_LISTING_SEC = strArg('history-listing-sec') === undefined ? undefined : numArg('history-listing-sec', 60);
+/** --history-commit-sec N: `history.commitIntervalSec` (default: the config's, 10): how long records wait in the writer before DuckDB commits them. */
+const HISTORY_COMMIT_SEC = strArg('history-commit-sec') === undefined ? undefined : numArg('history-commit-sec', 10);
 /** --steady-after S: also the daemon's CPU from S s into each load to its end (after a
  * start's bursts: history's first 10,000 flows in detail), split by thread. */
 const STEADY_AFTER_S = strArg('steady-after') === undefined ? undefined : numArg('steady-after', 5);
@@ -390,7 +392,8 @@ class Bench {
         flows: { gcIntervalSec: 10 },
         ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
-        ...(variant.history !== undefined ? { history: { enabled: variant.history, ...(HISTORY_BUDGET !== undefined ? { detailFlowsPerSec: HISTORY_BUDGET } : {}), ...(HISTORY_LISTING_SEC !== undefined ? { snapshotIntervalSec: HISTORY_LISTING_SEC } : {}) } } : {}),
+        ...(variant.history !== undefined ? { history: { enabled: variant.history, ...(HISTORY_BUDGET !== undefined ? { detailFlowsPerSec: HISTORY_BUDGET } : {}), ...(HISTORY_LISTING_SEC !== undefined ? { snapshotIntervalSec: HISTORY_LISTING_SEC } : {}),
+          ...(HISTORY_COMMIT_SEC !== undefined ? { commitIntervalSec: HISTORY_COMMIT_SEC } : {}) } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
       ...(variant.main ? { main: variant.main } : {}),

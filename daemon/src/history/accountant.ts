@@ -371,6 +371,10 @@ export class Accountant {
     this.maxEndpoints = opts.endpointsPerDrain ?? endpointsPerHandover(opts.detailPerSec, 10_000);
   }
 
+  /** Closes the fast path took on the tuple of a closed flow it still tracked (that flow
+   * forgotten, as observe() does): for tests. */
+  reusedTuples = 0;
+
   get trackedCount(): number {
     return this.tracked.size;
   }
@@ -650,20 +654,36 @@ export class Accountant {
 
   /**
    * The writer's fast path for a close event, fields read in place from the packed row (no
-   * observation object): when the flow is not tracked (its tuple's hash is unknown), a close
-   * within the detail budget becomes its closed record and a tracked closed flow here, what
-   * close() would make of it through observe(), takeNew() and finalize() without the
-   * observation, its copy with the owner filled in, its last-observation columns written
-   * and cleared again, and a second look at the budget; beyond the budget it joins its
-   * process's roll-up. True when taken; false (a tracked hash: maybe this flow, maybe a
-   * collision) and nothing changed: the caller takes the general path (close()).
+   * observation object): when the flow is not tracked (its tuple's hash is unknown, or its
+   * tuple is tracked only for an earlier flow that closed: forgotten first, as observe()
+   * does), a close within the detail budget becomes its closed record and a tracked closed
+   * flow here, what close() would make of it through observe(), takeNew() and finalize()
+   * without the observation, its copy with the owner filled in, its last-observation columns
+   * written and cleared again, and a second look at the budget; beyond the budget it joins
+   * its process's roll-up. True when taken; false (the tuple's flow is open, or this close
+   * is within reuseToleranceMs of its first-seen time or older) and nothing changed: the
+   * caller takes the general path (close()).
    * `lport`/`rport` the flow's own ports (null: none); the roll-up keeps the service side's.
    */
   closeUntracked(hash: number, pid: number | null, comm: string | null, uid: number | null, exe: string | null, cgroupId: string | null, unit: string | null,
     protoName: string, family: 4 | 6, laddr: string, lport: number | null, raddr: string, rport: number | null,
     iface: string | null, direction: string | null, how: string | null, name: string | null, attrs: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
-    if (this.trackedHashes.has(hash)) return false;
+    let key: string | null = null;
+    if (this.trackedHashes.has(hash)) {
+      // Another flow with this hash is tracked: most often an earlier, closed flow on the same
+      // tuple (a client's ephemeral ports come round again every few seconds at thousands of
+      // connections a second). observe() would forget it and take this one as new: so does
+      // this path. A collision (another tuple) is no flow of this one. Anything else (an
+      // open flow, a late or stale observation) takes the general path.
+      key = tupleKey(protoName, laddr, lport, raddr, rport);
+      const s = this.tracked.get(key);
+      if (s !== undefined) {
+        if (!(this.slots.flags[s]! & FINALIZED) || firstMs - this.slots.num[s * NUM + N_FIRST]! <= this.opts.reuseToleranceMs) return false;
+        this.forget(s);
+        this.reusedTuples++;
+      }
+    }
     const proto = PROTO_NUMBERS[protoName] ?? (Number(protoName) || 0);
     const k = this.owners.get(pid ?? -1);
     if (!this.takeToken(now)) {
@@ -689,7 +709,7 @@ export class Accountant {
       txBytes: tx, rxBytes: rx, txPackets: txp, rxPackets: rxp,
       remoteName: name, attrs,
     });
-    const key = tupleKey(protoName, laddr, lport, raddr, rport);
+    key ??= tupleKey(protoName, laddr, lport, raddr, rport);
     const sl = this.slots;
     const t = sl.alloc(key, hash);
     const b = t * NUM;

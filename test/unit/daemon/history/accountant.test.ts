@@ -409,6 +409,12 @@ test('the writer\'s fast path for closes of untracked flows (closeUntracked) mak
       const c = { ...l.o, txBytes: l.o.txBytes + rnd(500), closedMs: now, lastMs: now };
       onTuple[i] = { o: c, open: false };
       closeBoth(c, now + rnd(400));
+    } else if (l && l.open && op === 9) {
+      // The open flow's close was never reported, and a new short flow on its tuple closes
+      // (the open one ends: an `ended` record), or a close as old as it comes late.
+      const c = { ...l.o, firstMs: rnd(4) ? now - rnd(50) : l.o.firstMs - rnd(3000), txBytes: 1 + rnd(900), rxBytes: rnd(900), closedMs: now, lastMs: now };
+      onTuple[i] = { o: c, open: false };
+      closeBoth(c, now + rnd(400));
     } else if (l && !l.open && op === 8) {
       // A listing shows the closed flow again, sometimes with counts that grew after its close.
       const late = { ...l.o, rxBytes: l.o.rxBytes + (rnd(2) ? 60 : 0), rxPackets: l.o.rxPackets + 1, lastMs: now };
@@ -439,6 +445,7 @@ test('the writer\'s fast path for closes of untracked flows (closeUntracked) mak
     }
   }
   assert.ok(taken > 500 && declined > 200, `both paths ran (fast ${taken}, general ${declined})`);
+  assert.ok(fast.reusedTuples > 30, `the fast path took closes on tuples of closed flows it tracked (${fast.reusedTuples})`);
   assert.ok(general.stats.rolledUp > 100 && general.stats.evicted > 100, `roll-ups (${general.stats.rolledUp}) and evictions (${general.stats.evicted})`);
   assert.ok(compared > 1000, `records compared (${compared})`);
 });
