@@ -608,10 +608,13 @@ export class FlowTable {
   private noteChanged(k: string, kv: DataView, vv: DataView): void {
     const c = this.changes;
     if (c === null) return;
-    if (c.reported.size !== 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0) {
-      const r = c.reported.get(kv, 0);
-      if (r >= 0) c.reported.delete(kv, 0);
-      if (r >= 0 && countsSum(vv, 0) === r) {
+    // A remembered close goes at the first read of its key: read closed, it is matched here
+    // (or its counts grew since); read open, the tuple carries its next flow already and no
+    // read can show the closed one again. So the table holds about the closes of one refresh
+    // interval, not one per tuple in use (at ~28,000 tuples each probe missed the cache).
+    if (c.reported.size !== 0) {
+      const r = c.reported.take(kv, 0);
+      if (r >= 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0 && countsSum(vv, 0) === r) {
         c.changed.delete(k); // read before its close too: nothing since
         return;
       }

@@ -73,6 +73,16 @@ export class ReportedCloses {
     this.deleted++;
   }
 
+  /** get() and delete() in one probe: the sum remembered for the key (now forgotten), or -1. */
+  take(v: DataView, off: number): number {
+    const i = this.find(v, off);
+    if (i < 0) return -1;
+    this.state[i] = DELETED;
+    this.live--;
+    this.deleted++;
+    return this.sums[i]!;
+  }
+
   /** Remembers `sum` for the key at `v[off..]` (replacing what it had). False when the key
    * is new and `max` keys are remembered already: nothing changed. */
   set(v: DataView, off: number, sum: number): boolean {

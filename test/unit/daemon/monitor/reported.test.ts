@@ -65,6 +65,10 @@ test('ReportedCloses answers what a Map of the key bytes answers, across growth,
       const want = model.get(hex) ?? -1;
       if (want >= 0) hits++;
       assert.equal(t.get(v, off), want, `step ${step}: get`);
+    } else if (op === 8) {
+      const want = model.get(hex) ?? -1;
+      if (model.delete(hex)) deletes++;
+      assert.equal(t.take(v, off), want, `step ${step}: take`);
     } else {
       if (model.delete(hex)) deletes++;
       t.delete(v, off);
