@@ -5,7 +5,7 @@
 // grow, fill with deleted slots and are rehashed, and the bound on live keys.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReportedCloses } from '../../../../daemon/src/monitor/reported.js';
+import { hashKey, ReportedCloses } from '../../../../daemon/src/monitor/reported.js';
 import { FLOW_KEY } from '../../../../daemon/src/monitor/wire.js';
 
 const K = FLOW_KEY.fields;
@@ -111,4 +111,30 @@ test('ReportedCloses keeps apart many keys that differ only in one word (the las
     assert.equal(t.size, keys.length, `every key its own entry (word at byte ${at})`);
     keys.forEach((b, i) => assert.equal(t.get(inRecord(b, 2).v, 2), 1000 + i));
   }
+});
+
+test('ReportedCloses keeps apart two keys whose hashes are the same', () => {
+  // Birthday search among random IPv6 keys for two with one 32-bit hash.
+  let seed = 0xc0111de;
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+  const seen = new Map<number, Buffer>();
+  let pair: [Buffer, Buffer] | null = null;
+  for (let n = 0; n < 400_000 && !pair; n++) {
+    const b = keyOf(n, true);
+    b.writeUInt32LE(rnd(), K.raddr.offset + 4);
+    b.writeUInt32LE(rnd(), K.laddr.offset + 4);
+    const h = hashKey(new DataView(b.buffer, b.byteOffset, b.length), 0);
+    const other = seen.get(h);
+    if (other && !other.equals(b)) pair = [other, b];
+    else seen.set(h, b);
+  }
+  assert.ok(pair, 'a collision found');
+  const t = new ReportedCloses(10);
+  assert.equal(t.set(inRecord(pair[0], 1).v, 1, 11), true);
+  assert.equal(t.get(inRecord(pair[1], 2).v, 2), -1, 'the other key is not the first');
+  assert.equal(t.set(inRecord(pair[1], 3).v, 3, 22), true);
+  assert.equal(t.size, 2);
+  assert.equal(t.get(inRecord(pair[0], 0).v, 0), 11);
+  assert.equal(t.take(inRecord(pair[1], 0).v, 0), 22);
+  assert.equal(t.get(inRecord(pair[0], 0).v, 0), 11);
 });
