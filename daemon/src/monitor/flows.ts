@@ -610,8 +610,8 @@ export class FlowTable {
     if (c === null) return;
     // A remembered close goes at the first read of its key: read closed, it is matched here
     // (or its counts grew since); read open, the tuple carries its next flow already and no
-    // read can show the closed one again. So the table holds about the closes of one refresh
-    // interval, not one per tuple in use (at ~28,000 tuples each probe missed the cache).
+    // read can show the closed one again. So the table holds the closes since the last
+    // refresh, not every close since the last listing.
     if (c.reported.size !== 0) {
       const r = c.reported.take(kv, 0);
       if (r >= 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0 && countsSum(vv, 0) === r) {
