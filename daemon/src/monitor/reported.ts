@@ -71,11 +71,6 @@ export class ReportedCloses {
     return i < 0 ? -1 : this.f[i * (SLOT / 2) + S_SUM64]!;
   }
 
-  /** Forgets the key at `v[off..]`. */
-  delete(v: DataView, off: number): void {
-    this.take(v, off);
-  }
-
   /** get() and delete() in one probe: the sum remembered for the key (now forgotten), or -1. */
   take(v: DataView, off: number): number {
     const i = this.find(v, off);
