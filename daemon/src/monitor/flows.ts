@@ -17,9 +17,8 @@ import type { OwnerIdentity } from '../contract/identity.js';
 import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
-import { bytesOf } from './decoder.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
-import { ReportedCloses } from './reported.js';
+import { CloseLog, ReportedCloses } from './reported.js';
 import type { DirtyRing } from './dirty.js';
 import { FlowBatchReader } from './flowread.js';
 import type { FlowIndexStatus } from '../contract/status.js';
@@ -320,6 +319,9 @@ export class FlowTable {
    * Null until history asks (nothing is kept without it).
    */
   private changes: { changed: Set<string>; gone: Map<string, number>; reported: ReportedCloses; dirty: FlowTable['dirty']; breaks: number } | null = null;
+  /** Closes published since the last refresh, on their way into `changes.reported`
+   * (closeReported(), reported.ts says why). */
+  private readonly closeLog = new CloseLog();
   private fallbackReason: string | null = 'the dirty-flow ring is not in use';
 
   /**
@@ -612,6 +614,7 @@ export class FlowTable {
     // (or its counts grew since); read open, the tuple carries its next flow already and no
     // read can show the closed one again. So the table holds the closes since the last
     // refresh, not every close since the last listing.
+    if (this.closeLog.length !== 0) this.closeLog.applyTo(c.reported);
     if (c.reported.size !== 0) {
       const r = c.reported.take(kv, 0);
       if (r >= 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0 && countsSum(vv, 0) === r) {
@@ -624,22 +627,35 @@ export class FlowTable {
 
   /**
    * A close event is being published (monitor.ts, before its subscribers: history takes its
-   * final counts from it). When a refresh read the flow closed with these counts already
-   * (the kept copy says so), the next listing leaves it out now; else the close is
-   * remembered until a refresh reads the flow closed (noteChanged()), or the next listing.
-   * At most REPORTED_MAX between two listings; beyond, closes are read and listed as before.
+   * final counts from it). Its counts are remembered until a refresh reads the flow closed
+   * (noteChanged()), or the next listing: on their way through CloseLog, which goes into the
+   * table before a refresh reads. At most REPORTED_MAX between two listings; beyond, closes
+   * are read and listed as before. A close whose flow a refresh read closed already, with
+   * these counts, is left out when the listing begins (dropReported()).
    */
   closeReported(v: DataView, off: number): void {
     const c = this.changes;
     if (c === null || v.getUint8(off + EVENT_CLOSE.fields.flow_seen.offset) !== 1) return;
     const F = EVENT_CLOSE.fields;
     const sum = u64(v, off + F.tx_bytes.offset) + u64(v, off + F.rx_bytes.offset) + u64(v, off + F.tx_packets.offset) + u64(v, off + F.rx_packets.offset);
-    const k = keyString(bytesOf(v), off + F.key.offset);
-    if (c.changed.has(k) && this.mirrorTrusted() && this.mirror.closedCountsSum(k) === sum) {
-      c.changed.delete(k);
-      return;
-    }
-    c.reported.set(v, off + F.key.offset, sum); // beyond REPORTED_MAX: not remembered
+    const log = this.closeLog;
+    if (log.full) log.applyTo(c.reported);
+    log.append(v, off + F.key.offset, sum);
+  }
+
+  /**
+   * Before a listing of `c`'s changes: the closes no refresh read after they were published
+   * (a refresh had read the flow closed already, between the close and its event) leave the
+   * listing when the copy holds the flow closed with the close's counts: history has them.
+   * Only the closes left in the table are looked at (a refresh takes the rest).
+   */
+  private dropReported(c: NonNullable<FlowTable['changes']>): void {
+    this.closeLog.applyTo(c.reported);
+    if (c.reported.size === 0 || c.changed.size === 0 || !this.mirrorTrusted()) return;
+    c.reported.forEach((b, at, sum) => {
+      const k = keyString(b, at);
+      if (c.changed.has(k) && this.mirror.closedCountsSum(k) === sum) c.changed.delete(k);
+    });
   }
 
   /** readFlow()'s bookkeeping for flow `k`, read into `s` (`found`: it was there). */
@@ -908,6 +924,8 @@ export class FlowTable {
     const d = this.dirty;
     const c = this.changes;
     const exact = c !== null && d !== null && c.dirty === d && c.breaks === d.breaks;
+    if (c) this.dropReported(c);
+    this.closeLog.clear();
     this.changes = { changed: new Set(), gone: new Map(), reported: new ReportedCloses(REPORTED_MAX), dirty: d, breaks: d?.breaks ?? 0 };
     sink.begin(!exact);
     if (c) {

@@ -9,6 +9,14 @@
 // straight from the record or the refresh's key buffer: no string, no object per close.
 // Written by hand: no maintained npm package keys a hash table by bytes in place without
 // an allocation per key.
+//
+// A close does not go into the table at once: CloseLog appends its key and sum to a small
+// buffer written in order, and the buffer goes into the table in one loop when it is full
+// or before the next refresh reads (flows.ts). The table is read at random, and a probe at
+// each close, between the event loop's other work, missed the cache nearly every time: the
+// first read of a slot was most of the close's cost in a CPU profile (docs/benchmarks.md
+// "Closes remembered in a buffer first"). In one loop the misses overlap; the order of the
+// sets, and so what the table holds when a refresh reads, is the same.
 import { FLOW_KEY } from './wire.js';
 
 const WORDS = FLOW_KEY.size / 4;
@@ -118,6 +126,14 @@ export class ReportedCloses {
     return true;
   }
 
+  /** Calls `each` for every key remembered: its 40 bytes at `bytes[at..at+40)` (valid during
+   * the call only) and its sum. */
+  forEach(each: (bytes: Uint8Array, at: number, sum: number) => void): void {
+    const w = this.w;
+    const u8 = new Uint8Array(w.buffer);
+    for (let i = 0; i < this.cap; i++) if (w[i * SLOT] === LIVE) each(u8, (i * SLOT + S_KEY) * 4, this.f[i * (SLOT / 2) + S_SUM64]!);
+  }
+
   /** Drops the deleted slots, doubling the table when more than a quarter of it is live. */
   private rehash(): void {
     const { w: old, cap } = this;
@@ -132,6 +148,62 @@ export class ReportedCloses {
       w.set(old.subarray(ob, ob + SLOT), i * SLOT);
       this.live++;
     }
+  }
+}
+
+/** An entry of CloseLog: the key's 10 words, then the sum as a float64 (words 10-11). */
+const ENTRY = WORDS + 2;
+
+/**
+ * Closes in the order they were published, each a key and a sum, that go into a
+ * ReportedCloses in one loop (the header says why). At most `max` entries (384 KiB at the
+ * default 8,192: the buffer stays in the cache while it fills); append() says when it is
+ * full, and the caller applies it first.
+ */
+export class CloseLog {
+  private readonly v: DataView;
+  private readonly f: Float64Array;
+  private n = 0;
+
+  constructor(readonly max = 8192) {
+    const buf = new ArrayBuffer(max * ENTRY * 4);
+    this.v = new DataView(buf);
+    this.f = new Float64Array(buf);
+  }
+
+  get length(): number {
+    return this.n;
+  }
+
+  get full(): boolean {
+    return this.n >= this.max;
+  }
+
+  /** Appends the key at `v[off..off+40)` and `sum`; false when full (nothing appended). */
+  append(v: DataView, off: number, sum: number): boolean {
+    if (this.n >= this.max) return false;
+    const d = this.v;
+    const b = this.n * ENTRY * 4;
+    for (let k = 0; k < WORDS * 4; k += 4) d.setUint32(b + k, v.getUint32(off + k, true), true);
+    this.f[this.n * (ENTRY / 2) + WORDS / 2] = sum;
+    this.n++;
+    return true;
+  }
+
+  /** Sets every entry into `t`, oldest first, and empties the log. Returns how many `t`
+   * refused (its bound). */
+  applyTo(t: ReportedCloses): number {
+    let refused = 0;
+    const d = this.v;
+    const f = this.f;
+    for (let i = 0; i < this.n; i++) if (!t.set(d, i * ENTRY * 4, f[i * (ENTRY / 2) + WORDS / 2]!)) refused++;
+    this.n = 0;
+    return refused;
+  }
+
+  /** Forgets every entry. */
+  clear(): void {
+    this.n = 0;
   }
 }
 

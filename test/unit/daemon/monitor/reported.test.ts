@@ -2,10 +2,12 @@
 // ReportedCloses (the closes history already has, by flow key, in typed arrays): every
 // answer must be what a Map from the key's bytes to its sum answers, through random sets,
 // gets and takes of IPv4 and IPv6 keys read from different buffers and offsets, tables that
-// grow, fill with deleted slots and are rehashed, and the bound on live keys.
+// grow, fill with deleted slots and are rehashed, and the bound on live keys. CloseLog (the
+// closes on their way into the table, flows.ts) must leave the table as the same sets made
+// one by one would, whenever it is applied.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hashKey, ReportedCloses } from '../../../../daemon/src/monitor/reported.js';
+import { CloseLog, hashKey, ReportedCloses } from '../../../../daemon/src/monitor/reported.js';
 import { FLOW_KEY } from '../../../../daemon/src/monitor/wire.js';
 
 const K = FLOW_KEY.fields;
@@ -138,4 +140,90 @@ test('ReportedCloses keeps apart two keys whose hashes are the same', () => {
   assert.equal(t.get(inRecord(pair[0], 0).v, 0), 11);
   assert.equal(t.take(inRecord(pair[1], 0).v, 0), 22);
   assert.equal(t.get(inRecord(pair[0], 0).v, 0), 11);
+});
+
+test('a CloseLog applied at any point leaves the table that the same sets made one by one leave; forEach lists exactly what it holds', () => {
+  let seed = 0x10c;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const MAX = 2000;
+  const direct = new ReportedCloses(MAX);
+  const logged = new ReportedCloses(MAX);
+  const log = new CloseLog(16);
+  let applies = 0;
+  let fulls = 0;
+  let refusedDirect = 0;
+  let refusedLogged = 0;
+  for (let step = 0; step < 60_000; step++) {
+    const i = step % 5 === 0 ? rnd(40_000) : rnd(3000);
+    const key = keyOf(i, i % 3 === 0);
+    const { v, off } = inRecord(key, rnd(48));
+    // Runs of closes (about 20 between two reads: the log fills now and then).
+    if (rnd(100) < 95) {
+      // A close: at once into one table, through the log into the other (applied when full,
+      // as flows.ts does).
+      const sum = rnd(1 << 30) * 4096 + rnd(4096);
+      if (!direct.set(v, off, sum)) refusedDirect++;
+      if (log.full) {
+        fulls++;
+        refusedLogged += log.applyTo(logged);
+        assert.equal(log.length, 0);
+      }
+      assert.equal(log.append(v, off, sum), true);
+    } else {
+      // A refresh's read: the log goes in first, then both tables must answer alike.
+      if (log.length) applies++;
+      refusedLogged += log.applyTo(logged);
+      assert.equal(logged.take(v, off), direct.take(v, off), `step ${step}: take`);
+      assert.equal(logged.size, direct.size, `step ${step}: size`);
+    }
+  }
+  refusedLogged += log.applyTo(logged);
+  assert.equal(refusedLogged, refusedDirect, 'the bound refused the same sets');
+  assert.ok(refusedDirect > 100 && fulls > 100 && applies > 1000, `bound reached (${refusedDirect}), log filled (${fulls}) and applied early (${applies})`);
+  const contents = (t: ReportedCloses) => {
+    const m = new Map<string, number>();
+    t.forEach((b, at, sum) => {
+      const hex = Buffer.from(b.buffer, b.byteOffset + at, FLOW_KEY.size).toString('hex');
+      assert.equal(m.has(hex), false, 'forEach lists a key once');
+      m.set(hex, sum);
+    });
+    return m;
+  };
+  const a = contents(direct);
+  assert.equal(a.size, direct.size);
+  assert.deepEqual(contents(logged), a);
+  // And each key forEach gave is one get() finds, with that sum.
+  for (const [hex, sum] of a) assert.equal(direct.get(inRecord(Buffer.from(hex, 'hex'), 1).v, 1), sum);
+});
+
+test('a full CloseLog refuses the next close and keeps what it holds; clear() forgets it', () => {
+  const log = new CloseLog(3);
+  for (let i = 0; i < 3; i++) assert.equal(log.append(inRecord(keyOf(i, false), i).v, i, i + 1), true);
+  assert.equal(log.full, true);
+  assert.equal(log.append(inRecord(keyOf(9, false), 0).v, 0, 99), false);
+  const t = new ReportedCloses(10);
+  assert.equal(log.applyTo(t), 0);
+  assert.equal(t.size, 3);
+  for (let i = 0; i < 3; i++) assert.equal(t.get(inRecord(keyOf(i, false), 0).v, 0), i + 1);
+  assert.equal(t.get(inRecord(keyOf(9, false), 0).v, 0), -1);
+  log.append(inRecord(keyOf(5, true), 0).v, 0, 5);
+  log.clear();
+  assert.equal(log.applyTo(t), 0);
+  assert.equal(t.size, 3);
+});
+
+test('forEach lists keys in the table\'s first and last slots', () => {
+  // Keys whose hashes put them in slot 0 and in the last slot of a new table (1,024 slots).
+  const want = new Map<number, Buffer>();
+  for (let i = 0; want.size < 2 && i < 1_000_000; i++) {
+    const b = keyOf(i, i % 2 === 0);
+    const slot = hashKey(new DataView(b.buffer, b.byteOffset, b.length), 0) & 1023;
+    if ((slot === 0 || slot === 1023) && !want.has(slot)) want.set(slot, b);
+  }
+  assert.equal(want.size, 2, 'keys for both slots found');
+  const t = new ReportedCloses(10);
+  for (const [slot, b] of want) t.set(inRecord(b, 0).v, 0, slot + 1);
+  const seen = new Map<string, number>();
+  t.forEach((b, at, sum) => seen.set(Buffer.from(b.buffer, b.byteOffset + at, FLOW_KEY.size).toString('hex'), sum));
+  assert.deepEqual(seen, new Map([...want].map(([slot, b]) => [b.toString('hex'), slot + 1])));
 });
