@@ -347,6 +347,38 @@ test('random lives of flows on few tuples (reuse, growth, closes, evictions, res
   assert.equal(persistedByKey.length, open.length, 'one persisted row per open flow seen');
 });
 
+test('the fast path\'s new flow on the tuple of a closed flow it tracked starts afresh: missed by the same full listings as close() would have it, its late counts recorded', () => {
+  // A closed flow that one full listing missed, then a new flow on its tuple: the new one
+  // (Slots.renew on the fast path, a new slot on the general path) must need two more
+  // misses to be forgotten, not one, and its counts that grow after its close are a late
+  // record on both paths.
+  const opts: AccountantOptions = { ...OPTS, maxTracked: 1000 };
+  const general = new Accountant(new RecordIds(), opts);
+  const fast = new Accountant(new RecordIds(), opts);
+  const closeBoth = (o: FlowObservation, now: number) => {
+    general.close(o, now);
+    assert.equal(fast.closeUntracked(flowHash(o), o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, o.proto, o.family === 'ipv4' ? 4 : 6,
+      o.localAddr, o.localPort, o.remoteAddr, o.remotePort, o.interface, o.direction, o.attributedBy, o.remoteName ?? null, o.attrs ?? null,
+      o.closedMs ?? now, o.firstMs, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets, now), true, 'the fast path takes it');
+  };
+  const both = (fn: (a: Accountant) => void) => [general, fast].forEach(fn);
+  closeBoth(closed(42000, { tx: 100, rx: 200 }, T0 + 10, { firstMs: T0 }), T0 + 20);
+  both((a) => a.endListing(T0 + 1000, T0 + 1001, true)); // missed once
+  const b = closed(42000, { tx: 300, rx: 400 }, T0 + 5010, { firstMs: T0 + 5000 });
+  closeBoth(b, T0 + 5020);
+  assert.equal(fast.reusedTuples, 1, 'the fast path renewed the tracked slot');
+  both((a) => a.endListing(T0 + 6000, T0 + 6001, true)); // the new flow missed once
+  assert.equal(fast.trackedCount, 1, 'still tracked after one miss');
+  assert.equal(general.trackedCount, 1);
+  const late = { ...b, rxBytes: 460, rxPackets: b.rxPackets + 1, lastMs: T0 + 7000 };
+  both((a) => a.listed(late, T0 + 7000, T0 + 7000, false));
+  const g = general.drain();
+  const f = fast.drain();
+  assert.deepEqual(f.records, g.records);
+  assert.deepEqual(g.records.map((r) => [r.kind, r.rxBytes]), [[RECORD_KIND.closed, 200], [RECORD_KIND.closed, 400], [RECORD_KIND.late, 60]]);
+  assert.deepEqual(fast.stats, general.stats);
+});
+
 test('the writer\'s fast path for closes of untracked flows (closeUntracked) makes exactly what close() makes: records, roll-ups, tracking, late counts, evictions', () => {
   // Two accountants fed the same seeded lives: one through close() only, one as the writer
   // feeds it (closeUntracked first, close() when it declines). Small budget (roll-ups),
