@@ -128,15 +128,6 @@ class Slots {
     return s;
   }
 
-  /** Slot `s`, tracked under its key, for a new flow of the same tuple: as release() then
-   * alloc() of the same key would leave it (the slot, its key and hash kept). */
-  renew(s: number): void {
-    this.num.fill(NaN, s * NUM, s * NUM + NUM);
-    this.strs.fill(null, s * STR, s * STR + STR);
-    this.flags[s] = 0;
-    this.missed[s] = 0;
-  }
-
   release(s: number): void {
     this.keys[s] = undefined;
     this.strs.fill(null, s * STR, s * STR + STR);
@@ -669,11 +660,7 @@ export class Accountant {
    * flow here, what close() would make of it through observe(), takeNew() and finalize()
    * without the observation, its copy with the owner filled in, its last-observation columns
    * written and cleared again, and a second look at the budget; beyond the budget it joins
-   * its process's roll-up. On the tuple of an earlier closed flow, within the budget, the new
-   * flow takes that flow's slot and map entries (Slots.renew): what forget() and a new slot
-   * would leave, without taking the entries out and putting them back (each a lookup in
-   * maps of up to maxTracked keys, which miss the cache: docs/benchmarks.md "Closes
-   * remembered in a buffer first"). True when taken; false (the tuple's flow is open, or this close
+   * its process's roll-up. True when taken; false (the tuple's flow is open, or this close
    * is within reuseToleranceMs of its first-seen time or older) and nothing changed: the
    * caller takes the general path (close()).
    * `lport`/`rport` the flow's own ports (null: none); the roll-up keeps the service side's.
@@ -683,7 +670,6 @@ export class Accountant {
     iface: string | null, direction: string | null, how: string | null, name: string | null, attrs: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
     let key: string | null = null;
-    let reuse = -1;
     if (this.trackedHashes.has(hash)) {
       // Another flow with this hash is tracked: most often an earlier, closed flow on the same
       // tuple (a client's ephemeral ports come round again every few seconds at thousands of
@@ -694,14 +680,13 @@ export class Accountant {
       const s = this.tracked.get(key);
       if (s !== undefined) {
         if (!(this.slots.flags[s]! & FINALIZED) || firstMs - this.slots.num[s * NUM + N_FIRST]! <= this.opts.reuseToleranceMs) return false;
-        reuse = s;
+        this.forget(s);
         this.reusedTuples++;
       }
     }
     const proto = PROTO_NUMBERS[protoName] ?? (Number(protoName) || 0);
     const k = this.owners.get(pid ?? -1);
     if (!this.takeToken(now)) {
-      if (reuse >= 0) this.forget(reuse); // rolled up: not tracked
       const inbound = serviceSide(direction, how);
       return this.rollupProcess(pid, comm, uid, exe, cgroupId, unit, k, proto, family, iface, direction, how, raddr === '' ? null : raddr, inbound ? lport : null, inbound ? null : rport, name,
         at, at, firstMs, 1, tx, rx, txp, rxp);
@@ -726,14 +711,7 @@ export class Accountant {
     });
     key ??= tupleKey(protoName, laddr, lport, raddr, rport);
     const sl = this.slots;
-    let t: number;
-    if (reuse >= 0) {
-      t = reuse;
-      sl.renew(t);
-    } else {
-      t = sl.alloc(key, hash);
-      this.track(t);
-    }
+    const t = sl.alloc(key, hash);
     const b = t * NUM;
     const n = sl.num;
     n[b + N_FLOW] = id;
@@ -745,6 +723,7 @@ export class Accountant {
     n[b + N_ACC + 2] = txp;
     n[b + N_ACC + 3] = rxp;
     sl.flags[t] = FINALIZED | HAS_ACC | (family === 6 ? IPV6 : 0);
+    this.track(t);
     this.finalized.delete(key);
     this.finalized.set(key, t);
     this.evictOverflow(now);

@@ -349,9 +349,9 @@ test('random lives of flows on few tuples (reuse, growth, closes, evictions, res
 
 test('the fast path\'s new flow on the tuple of a closed flow it tracked starts afresh: missed by the same full listings as close() would have it, its late counts recorded', () => {
   // A closed flow that one full listing missed, then a new flow on its tuple: the new one
-  // (Slots.renew on the fast path, a new slot on the general path) must need two more
-  // misses to be forgotten, not one, and its counts that grow after its close are a late
-  // record on both paths.
+  // must need two more misses to be forgotten, not one (nothing of the earlier flow's
+  // slot carries over), and its counts that grow after its close are a late record on both
+  // paths.
   const opts: AccountantOptions = { ...OPTS, maxTracked: 1000 };
   const general = new Accountant(new RecordIds(), opts);
   const fast = new Accountant(new RecordIds(), opts);
@@ -366,7 +366,7 @@ test('the fast path\'s new flow on the tuple of a closed flow it tracked starts 
   both((a) => a.endListing(T0 + 1000, T0 + 1001, true)); // missed once
   const b = closed(42000, { tx: 300, rx: 400 }, T0 + 5010, { firstMs: T0 + 5000 });
   closeBoth(b, T0 + 5020);
-  assert.equal(fast.reusedTuples, 1, 'the fast path renewed the tracked slot');
+  assert.equal(fast.reusedTuples, 1, 'the fast path took the close on the tracked tuple');
   both((a) => a.endListing(T0 + 6000, T0 + 6001, true)); // the new flow missed once
   assert.equal(fast.trackedCount, 1, 'still tracked after one miss');
   assert.equal(general.trackedCount, 1);
