@@ -1546,7 +1546,7 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
 }
 
 /** Close events remembered between two listings (closeReported()): at most 262,144 slots of
- * 64 bytes in ReportedCloses, 16 MiB (about 4 MiB for the 27,000 of the 10k/s bench). */
+ * 64 bytes in ReportedCloses, 16 MiB (8 MiB, 131,072 slots, for the 27,000 of the 10k/s bench). */
 const REPORTED_MAX = 100_000;
 
 /** A flow value's four counts, summed (noteChanged()). */
