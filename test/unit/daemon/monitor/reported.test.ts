@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloseLog, hashKey, ReportedCloses } from '../../../../daemon/src/monitor/reported.js';
 import { FLOW_KEY } from '../../../../daemon/src/monitor/wire.js';
+import { xorshift } from '../../../helpers/rand.js';
 
 const K = FLOW_KEY.fields;
 
@@ -143,8 +144,7 @@ test('ReportedCloses keeps apart two keys whose hashes are the same', () => {
 });
 
 test('a CloseLog applied at any point leaves the table that the same sets made one by one leave; forEach lists exactly what it holds', () => {
-  let seed = 0x10c;
-  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const rnd = xorshift(0x10c).int;
   const MAX = 2000;
   const direct = new ReportedCloses(MAX);
   const logged = new ReportedCloses(MAX);
