@@ -127,7 +127,8 @@ export class ReportedCloses {
   }
 
   /** Calls `each` for every key remembered: its 40 bytes at `bytes[at..at+40)` (valid during
-   * the call only) and its sum. */
+   * the call only; the record's own bytes on a little-endian host, which the daemon's reads
+   * of kernel records assume throughout) and its sum. */
   forEach(each: (bytes: Uint8Array, at: number, sum: number) => void): void {
     const w = this.w;
     const u8 = new Uint8Array(w.buffer);
