@@ -29,13 +29,13 @@ import { L7Feature } from './l7/feature.js';
 import { clockNs, CLOCK_BOOTTIME } from './sys/libc.js';
 import { RpcServer, type RpcLimits } from './rpc/server.js';
 import { registerApi } from './rpc/register.js';
-import { startDbusService, type DbusService } from './dbus/service.js';
+import type { DbusService } from './dbus/service.js';
 import { History, type ListingSink } from './history/history.js';
 import { emptyObservation, observationFromFacts, observationFromFlow, observationFromGone } from './history/feed.js';
 import { Closers } from './util/closers.js';
 import { parseListen } from './config/export.js';
-import { MetricsExporter, serveMetrics } from './export/metrics.js';
-import { ClickHouseFlowExport } from './export/clickhouse.js';
+import type { MetricsExporter } from './export/metrics.js';
+import type { ClickHouseFlowExport } from './export/clickhouse.js';
 import { hostIdentity } from './export/host.js';
 import { changedKeys, RESTART_SECTIONS } from './config/changes.js';
 import { BpfError } from './bpf/errors.js';
@@ -339,6 +339,10 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   let dbus: DbusService | null = null;
   if (config.dbus.enabled) {
     try {
+      // Loaded only when used, like the exports' modules: dbus-next and its XML parsers are
+      // about a fifth of what a daemon start loads (a second under the test suite's emulated
+      // kernel, where each start paid for them).
+      const { startDbusService } = await import('./dbus/service.js');
       dbus = await startDbusService({
         methods: daemon.api.methods,
         bus,
@@ -512,6 +516,7 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
   let metrics: { exporter: MetricsExporter; listen: string } | null = null;
   const c = config.export.clickhouse;
   if (c.url !== '') {
+    const { ClickHouseFlowExport } = await import('./export/clickhouse.js');
     const x = new ClickHouseFlowExport(
       {
         url: c.url, database: c.database, table: c.table, cluster: c.cluster, credentialsFile: c.credentialsFile || undefined,
@@ -531,6 +536,8 @@ async function startExports(config: Config, daemon: Daemon, bus: EventBus, lbOn:
     ch = x;
   }
   if (config.metrics.listen !== '') {
+    // prom-client (and the OpenTelemetry API it loads) only for a daemon that serves /metrics.
+    const { MetricsExporter, serveMetrics } = await import('./export/metrics.js');
     const exporter = new MetricsExporter(
       {
         status: () => m.status.run(undefined, SYSTEM_CALLER),

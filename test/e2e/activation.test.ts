@@ -20,7 +20,7 @@ import type { Flow } from '../../daemon/src/contract/flows.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const ECHO = path.join(root, 'build/bpf/fixtures/net/activated_echo');
-const DAEMON = path.join(root, 'build/js/daemon/src/main.js');
+const DAEMON = path.join(root, 'build/js/daemon/src/ebpfmon.js');
 const CTL = path.join(root, 'build/js/client/src/ebpfmonctl.js');
 const SOCK = '/run/emon-test/ebpfmon.sock';
 const PINS = '/sys/fs/bpf/ebpfmon';

@@ -3,7 +3,8 @@
 // (integration/packaging: contents, lintian, the unpacked tree) and the systemd test
 // (e2e/systemd-deb: installed under a real systemd) check the same file. It is packaged
 // from the existing build/ (EBPFMON_PACKAGE_BUILD=0: `npm test` builds first) without
-// lintian (integration/packaging runs lintian on it as a test of its own).
+// lintian (integration/packaging runs lintian on it as a test of its own) and with xz at
+// level 1 (EBPFMON_PACKAGE_XZ_LEVEL: the same files, made in seconds instead of half a minute).
 //
 // test/run.ts gives every test file one directory for the run (EBPFMON_TEST_RUN_DIR) and
 // removes it at the end; the first file that needs the package builds it there, the next
@@ -36,7 +37,7 @@ export async function packagedDeb(timeoutMs = 5 * 60_000): Promise<BuiltDeb> {
   const out = fs.mkdtempSync(path.join(runDir && fs.existsSync(runDir) ? runDir : os.tmpdir(), 'ebpfmon-deb-'));
   const t0 = performance.now();
   try {
-    const env = { ...process.env, EBPFMON_PACKAGE_BUILD: '0', EBPFMON_PACKAGE_LINTIAN: '0', EBPFMON_PACKAGE_OUT: out };
+    const env = { ...process.env, EBPFMON_PACKAGE_BUILD: '0', EBPFMON_PACKAGE_LINTIAN: '0', EBPFMON_PACKAGE_XZ_LEVEL: '1', EBPFMON_PACKAGE_OUT: out };
     let stdout: string;
     try {
       ({ stdout } = await execFileP('npm', ['run', '--silent', 'package'], { env, cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 }));

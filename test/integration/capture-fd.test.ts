@@ -178,8 +178,8 @@ const hdr = new Uint32Array([0x20080522, 0]); const data = new Uint32Array(6);
 if (capget(hdr, data) !== 0) throw new Error('capget');
 data[0] &= ~(1 << 19); data[1] &= ~(1 << 19); // CAP_SYS_PTRACE out of effective and permitted
 if (capset(hdr, data) !== 0) throw new Error('capset');
-process.argv.splice(1, 1, ${JSON.stringify(path.resolve('build/js/daemon/src/main.js'))});
-await import(${JSON.stringify(path.resolve('build/js/daemon/src/main.js'))});
+process.argv.splice(1, 1, ${JSON.stringify(path.resolve('build/js/daemon/src/ebpfmon.js'))});
+await import(${JSON.stringify(path.resolve('build/js/daemon/src/ebpfmon.js'))});
 `);
     const d2 = await startDaemon(mon, { main, config: { interfaces: [link.a.ifname] } });
     daemon = d2; // after() stops it

@@ -120,6 +120,7 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
       ['/usr/lib/ebpfmon/ebpfmon-mounts', '-rwxr-xr-x'],
       ['/usr/lib/ebpfmon/package.json', '-rw-r--r--'],
       ['/usr/lib/ebpfmon/build/js/daemon/src/main.js', '-rwxr-xr-x'],
+      ['/usr/lib/ebpfmon/build/js/daemon/src/ebpfmon.js', '-rwxr-xr-x'],
       ['/usr/lib/ebpfmon/build/js/client/src/main.js', '-rwxr-xr-x'],
       ['/usr/lib/ebpfmon/build/js/client/src/ebpfmonctl.js', '-rwxr-xr-x'],
       ['/usr/lib/systemd/system/ebpfmon.service', '-rw-r--r--'],
@@ -144,10 +145,13 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
   it('carries exactly the compiled daemon and client and the BPF objects, and no build or test leftovers', () => {
     const sources = (dir: string): string[] => fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((d) =>
       d.isDirectory() ? sources(path.join(dir, d.name)) : d.name.endsWith('.ts') && !d.name.endsWith('.d.ts') ? [path.join(dir, d.name)] : []);
+    // The daemon's bundle and its chunks (daemon/bundle.mjs): as the build made them.
+    const daemonBundle = fs.readdirSync(path.join(ROOT, 'build/js/daemon/src')).filter((f) => /^ebpfmon(-.+)?\.js$/.test(f)).map((f) => `/usr/lib/ebpfmon/build/js/daemon/src/${f}`);
+    assert.ok(daemonBundle.includes('/usr/lib/ebpfmon/build/js/daemon/src/ebpfmon.js'), 'the build made the daemon\'s bundle');
     const want = [...sources('daemon/src'), ...sources('client/src')].map((s) => `/usr/lib/ebpfmon/build/js/${s.replace(/\.ts$/, '.js')}`)
-      .concat('/usr/lib/ebpfmon/build/js/client/src/ebpfmonctl.js').sort(); // the client as one file (client/bundle.mjs)
+      .concat('/usr/lib/ebpfmon/build/js/client/src/ebpfmonctl.js', ...daemonBundle).sort(); // the client as one file (client/bundle.mjs)
     const js = under('/usr/lib/ebpfmon/build/js').filter((f) => !f.mode.startsWith('d')).map((f) => f.path).sort();
-    assert.deepEqual(js, want, 'one .js per daemon/client source file and the client\'s bundle, no source maps or build metadata, no tests or benches');
+    assert.deepEqual(js, want, 'one .js per daemon/client source file, the client\'s and the daemon\'s bundles, no source maps or build metadata, no tests or benches');
     const objects = fs.readdirSync(path.join(ROOT, 'build/bpf')).filter((f) => f.endsWith('.bpf.o')).map((f) => `/usr/lib/ebpfmon/build/bpf/${f}`).sort();
     assert.deepEqual(under('/usr/lib/ebpfmon/build/bpf').filter((f) => !f.mode.startsWith('d')).map((f) => f.path).sort(), objects, 'the BPF objects, not fixtures or vmlinux.h');
     assert.deepEqual(under('/usr/lib/ebpfmon/build/native').filter((f) => !f.mode.startsWith('d')).map((f) => f.path), ['/usr/lib/ebpfmon/build/native/libemoncapdrain.so'], 'the capture drain library');

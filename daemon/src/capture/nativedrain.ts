@@ -14,12 +14,12 @@
 import koffi from 'koffi';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BUILD_DIR } from '../version.js';
 import type { PerfRingReader, RingDrain } from './perfbuf.js';
 import type { CaptureStream } from './stream.js';
 
 /** Where the build puts the library: build/native/, next to build/js/ (packaged the same way). */
-export const NATIVE_DRAIN_LIB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../native/libemoncapdrain.so');
+export const NATIVE_DRAIN_LIB = path.join(BUILD_DIR, 'native/libemoncapdrain.so');
 
 /** Layout of capdrain.c's structs (emon_cd_layout() checks these at load). */
 const CTX = {

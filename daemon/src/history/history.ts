@@ -5,7 +5,8 @@
 // retention and answers queries. Nothing here throws at the caller because of the disk:
 // problems show in status(), and live monitoring does not depend on any of it.
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { BUILD_DIR } from '../version.js';
 import { DEFAULT_ACCOUNTANT_OPTIONS, type AccountantOptions } from './accountant.js';
 import { CloseRollups, endpointsPerHandover } from './overbudget.js';
 import { CHANGES_ONLY, OP, ObservationPacker } from './pack.js';
@@ -74,7 +75,8 @@ function budgetOptions(o: HistoryOptions): Partial<AccountantOptions> {
   return { ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec, detailBurst: 10 * o.detailFlowsPerSec } : {}), ...o.accountant };
 }
 
-const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
+/** The writer thread's entry: the compiled tree's worker.js (the daemon's bundle leaves it out). */
+const WORKER = path.join(BUILD_DIR, 'js/daemon/src/history/worker.js');
 
 export class History {
   private worker: Worker | null = null;

@@ -18,6 +18,7 @@ export class Closers {
     while (this.stack.length > 0) {
       const { name, fn } = this.stack.pop()!;
       let timer: NodeJS.Timeout | undefined;
+      const t0 = performance.now();
       try {
         await Promise.race([
           Promise.resolve().then(fn),
@@ -30,6 +31,7 @@ export class Closers {
         log?.warn({ err, step: name }, `closing ${name} failed: ${(err as Error).message}`);
       } finally {
         clearTimeout(timer);
+        log?.debug({ step: name, ms: Math.round(performance.now() - t0) }, `closed ${name}`);
       }
     }
   }

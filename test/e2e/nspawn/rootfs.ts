@@ -27,10 +27,17 @@ export const SUITE = 'bookworm';
  * busctl and systemd-run are in systemd; setpriv, nsenter and runuser in util-linux
  * (essential). libbpf1, libsystemd0 and libpcap0.8 (capture filters) are the daemon's libraries (node is bound from
  * the host, so Debian's nodejs is not needed).
+ *
+ * The rest is what the qemu guest (test/e2e/qemu/image.ts) runs the integration suites with:
+ * tcpdump (the byte-count oracle), ping, bash, bpftool, kmod (the guest kernel loads veth,
+ * sch_ingress, cls_bpf... on demand through modprobe), ethtool (integration/mirror turns GRO
+ * off on its collectors). One list for both harnesses: one debootstrap on a cold machine
+ * (about a minute of CI) instead of two; the containers carry a few packages they do not use.
  */
 export const ROOTFS_PACKAGES: readonly string[] = [
   'systemd', 'systemd-sysv', 'dbus', 'libpam-systemd', 'polkitd', 'pkexec',
   'libbpf1', 'libsystemd0', 'libpcap0.8', 'iproute2', 'procps', 'libcap2-bin', 'netcat-openbsd',
+  'bash', 'util-linux', 'tcpdump', 'iputils-ping', 'bpftool', 'kmod', 'ethtool',
 ];
 
 /** Bump when the post-processing below changes: it is part of the cache key. */

@@ -12,22 +12,12 @@ import { acquireLock, pruneUnused, qemuLog, qrun, readOr, recipeKey, relabel, re
 const RECIPE_VERSION = 1;
 
 /**
- * Inside the guest: the nspawn container's packages (systemd is not booted here, but
- * ensureRootfs recognises a finished tree by it), plus what the integration suites and the
- * daemon use: tcpdump (the byte-count oracle), ping, util-linux's nsenter/setpriv/unshare,
- * bash, procps, iproute2 (ip, tc, ss), bpftool, netcat, the daemon's libbpf1 and
- * libsystemd0, and kmod (the guest kernel loads veth, sch_ingress, cls_bpf... on demand
- * through modprobe).
+ * Inside the guest: the nspawn containers' tree as it is (ROOTFS_PACKAGES lists what the
+ * suites and the daemon use in the guest too: tcpdump, ping, util-linux, bash, procps,
+ * iproute2, bpftool, netcat, libbpf1, libsystemd0, kmod, ethtool). Sharing the list shares
+ * the debootstrap tree and its cache key.
  */
-export const GUEST_PACKAGES: readonly string[] = [
-  ...new Set([
-    ...ROOTFS_PACKAGES,
-    'bash', 'util-linux', 'procps', 'iproute2', 'tcpdump', 'iputils-ping', 'bpftool',
-    'libbpf1', 'libsystemd0', 'netcat-openbsd', 'kmod',
-    // integration/mirror (VXLAN and GRETAP collectors): GRO off on the collector's devices.
-    'ethtool',
-  ]),
-];
+export const GUEST_PACKAGES: readonly string[] = ROOTFS_PACKAGES;
 
 /**
  * What test/e2e/l7.test.ts needs besides (its servers and oracles), for a guest that runs it:
@@ -97,11 +87,14 @@ export async function ensureImage(opts: { cacheDir: string; log?: Logger; packag
       packages, installed: (JSON.parse(readOr(path.join(dir, `rootfs-${treeKey}.json`)) || '{}') as { installed?: unknown }).installed ?? null,
     };
     fs.writeFileSync(path.join(dir, `qemu-rootfs-${key}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
-    // The unpacked tree (about 400 MB) only served this image; its tarball stays cached.
-    // Renamed first so that a crash mid-removal never leaves a half tree that looks complete.
-    const doomed = `${tree.baseDir}.tmp-${process.pid}`;
-    fs.renameSync(tree.baseDir, doomed);
-    fs.rmSync(doomed, { recursive: true, force: true });
+    // The nspawn containers boot the default tree: it stays unpacked. A tree with extra
+    // packages (about 400 MB) only served this image; its tarball stays cached. Renamed
+    // first so that a crash mid-removal never leaves a half tree that looks complete.
+    if (treeKey !== rootfsKey(ROOTFS_PACKAGES)) {
+      const doomed = `${tree.baseDir}.tmp-${process.pid}`;
+      fs.renameSync(tree.baseDir, doomed);
+      fs.rmSync(doomed, { recursive: true, force: true });
+    }
     log(`image: ${path.basename(file)} (${sizeMb} MB sparse, ${(used / 1e6).toFixed(0)} MB of files) made in ${secs(performance.now() - t0)}`);
     pruneUnused(dir, 'rootfs', key, '.ext4', log);
     return done('built');

@@ -13,10 +13,10 @@ import { LAUNCHER_NODE_ARGS } from '../../helpers/daemon.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..');
 
-/** The words between `node` and the daemon's main.js in a command line. */
+/** The words between `node` and the daemon's bundle (ebpfmon.js) in a command line. */
 function optionsOf(command: string, what: string): string[] {
-  const m = /(?:^|\s)(?:\/usr\/bin\/)?node\s+(.*?)\s*(?:\S*\/)?build\/js\/daemon\/src\/main\.js/.exec(command);
-  assert.ok(m, `${what}: no "node ... build/js/daemon/src/main.js" in ${JSON.stringify(command)}`);
+  const m = /(?:^|\s)(?:\/usr\/bin\/)?node\s+(.*?)\s*(?:\S*\/)?build\/js\/daemon\/src\/ebpfmon\.js/.exec(command);
+  assert.ok(m, `${what}: no "node ... build/js/daemon/src/ebpfmon.js" in ${JSON.stringify(command)}`);
   return m[1]!.split(/\s+/).filter(Boolean);
 }
 
