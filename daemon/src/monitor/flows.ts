@@ -1504,8 +1504,11 @@ function closeRecord(kb: Uint8Array, vv: DataView, bootMinusMono: bigint): Buffe
   b.writeUInt8(vv.getUint8(F.direction.offset), E.direction.offset);
   return b;
 }
-/** Lookups or deletions between two turns of the event loop (as a walk's 4096-entry chunks). */
-const YIELD_EVERY = 4096;
+/** Lookups or deletions between two turns of the event loop. Each read by key costs a
+ * lookup and its bookkeeping (5-15 us at 10k connections/s): 4096 of them (a walk's chunk)
+ * ran the event loop's thread for up to 62 ms in one piece during the dirty-ring refreshes
+ * (bench/attribution's loop probe, docs/benchmarks.md); 1024 keep a piece near 10 ms. */
+const YIELD_EVERY = 1024;
 
 const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
 /** History's listing builds a Flow per flow (a few us each): a turn of the event loop every
