@@ -15,8 +15,6 @@ export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
  * EBPFMON_DAEMON_MAIN runs another build's (a bench's same-run baseline: main built in
  * another worktree, docs/benchmarks.md). */
 export const DAEMON_MAIN = process.env.EBPFMON_DAEMON_MAIN ?? path.join(BUILD, 'daemon/src/ebpfmon.js');
-/** The compiled module tree the bundle is made of. */
-export const DAEMON_TREE_MAIN = path.join(BUILD, 'daemon/src/main.js');
 
 let bundleChecked = false;
 /**
