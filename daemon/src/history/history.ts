@@ -141,7 +141,7 @@ export class History {
       if (this.stopping) return;
       // Start over with a new thread (it reopens the file); what was packed for the old
       // one refers to its string table: count it as lost.
-      this.lostWhileDown += this.packer.pending;
+      this.lostWhileDown += this.packer.observations;
       this.packer = new ObservationPacker();
       this.rollups.writerGone();
       const delay = Math.min(60_000, 1000 * 2 ** Math.min(6, this.restarts++));
@@ -189,9 +189,10 @@ export class History {
 
   private post(ack?: number): void {
     this.rollups.drain(this.packer);
+    const observations = this.packer.observations;
     const b = this.packer.take();
     if (!this.worker) {
-      if (b) this.lostWhileDown += b.count;
+      if (b) this.lostWhileDown += observations;
       return;
     }
     if (b) this.send({ type: 'batch', batch: b, ...(ack !== undefined ? { ack } : {}) }, [b.rows]);
@@ -339,7 +340,7 @@ export class History {
 
   status(): HistoryStatus {
     return {
-      ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.pending + this.rollups.pendingRows },
+      ...this.cached, records: { ...this.cached.records, pending: this.cached.records.pending + this.packer.observations + this.rollups.pendingRows },
       listings: { ...this.listings, last: this.listings.last && { ...this.listings.last } },
     };
   }

@@ -95,6 +95,8 @@ export class ObservationPacker {
   private buf = new ArrayBuffer(ROW * 256);
   private view = new DataView(this.buf);
   private count = 0;
+  /** Rows that only mark a listing's end (no record comes of them). */
+  private markers = 0;
   private readonly ids = new Map<string, number>();
   private strings: string[] = [];
   private firstString = 1;
@@ -102,8 +104,16 @@ export class ObservationPacker {
 
   constructor(private readonly maxStrings = 65_536) {}
 
+  /** Rows packed since the last take(). */
   get pending(): number {
     return this.count;
+  }
+
+  /** Of those, the rows of flows (closes, listed and gone flows, roll-ups): what status
+   * counts as pending records. A listing's end marker is not one: counted, it kept
+   * `records.pending` at 1 after every listing until the next hand-over. */
+  get observations(): number {
+    return this.count - this.markers;
   }
 
   private str(s: string | null | undefined): number {
@@ -205,6 +215,7 @@ export class ObservationPacker {
    * listing that began at `listingStart` is complete. */
   endListing(listingStart: number, now: number, changesOnly = false): void {
     const off = this.row();
+    this.markers++;
     new Uint8Array(this.buf, off, ROW).fill(0);
     this.view.setUint8(off + F.op, OP.listingEnd);
     this.view.setUint16(off + F.flags, changesOnly ? CHANGES_ONLY : 0, true);
@@ -247,6 +258,7 @@ export class ObservationPacker {
     this.view = new DataView(this.buf);
     const b: PackedBatch = { rows, count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset, sentAt: Date.now() };
     this.count = 0;
+    this.markers = 0;
     this.firstString += this.strings.length;
     this.strings = [];
     this.reset = false;

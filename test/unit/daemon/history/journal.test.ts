@@ -150,6 +150,26 @@ test('a query sees flows handed over and not yet committed', { timeout: 60_000 }
   assert.deepEqual(r.totals, expected(500), 'the query saw every flow handed over');
 });
 
+test('records.pending counts records of flows, not the marker a listing ends with', { timeout: 60_000 }, async () => {
+  // A listing every second left its end marker in the packer until the next hand-over, and
+  // status showed one record pending after every listing: a test waiting for none pending
+  // right after a listing waited 9-77 s for a hand-over to land in between.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-journal-marker-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const h = History.start({ dir, maxBytes: 1 << 30, retentionDays: 30, flushMs: 3_600_000, commitIntervalMs: 3_600_000 });
+  after(() => h.stop());
+  while (h.status().state !== 'ok') await new Promise((r) => setTimeout(r, 10));
+  const now = Date.now();
+  h.recordListing([], now - 5, now);
+  assert.equal(h.status().records.pending, 0, 'an empty listing: nothing pending');
+  h.recordListing([{
+    proto: 'tcp', family: 'ipv4', localAddr: '198.18.0.1', localPort: 4000, remoteAddr: '198.18.0.2', remotePort: 443,
+    interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 77, comm: 'q', uid: 0, exe: null, cgroupId: null,
+    firstMs: now - 3, lastMs: now, closedMs: null, txBytes: 100, rxBytes: 200, txPackets: 1, rxPackets: 2,
+  }], now - 2, now);
+  assert.equal(h.status().records.pending, 1, 'a listing of one flow: that flow');
+});
+
 test('history.journalSync: every append and every new file are flushed to the disk; off: none is', async () => {
   const { Journal } = await import('../../../../daemon/src/history/journal.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-journal-sync-'));

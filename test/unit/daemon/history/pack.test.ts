@@ -46,7 +46,10 @@ test('a listing end carries its start; the string table starts over when it grow
   for (let round = 0; round < 3; round++) {
     for (let i = 0; i < 40; i++) p.add(OP.listed, obs(round * 100 + i), 77);
     p.endListing(1234, 5678);
+    // The end marker is a row, not a record of a flow (status's records.pending counts these).
+    assert.deepEqual([p.pending, p.observations], [41, 40]);
     const b = p.take()!;
+    assert.deepEqual([p.pending, p.observations], [0, 0]);
     assert.equal(b.reset, round > 0, `round ${round}`);
     r.load(b);
     const rows = [...r.rows(b)];
