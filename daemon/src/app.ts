@@ -150,8 +150,10 @@ export interface RunningDaemon {
   statusLine(): string;
   /** Applies a reloaded configuration (SIGHUP): interfaces, log level, declared VIPs. */
   reload(next: Config): void;
-  /** Closes everything it opened, in reverse order; programs stay pinned and attached. */
-  stop(): Promise<void>;
+  /** Closes everything it opened, in reverse order; programs stay pinned and attached.
+   * `deadlineAt` (wall ms): when the process exits anyway; history's writer is given what
+   * is left of it. */
+  stop(deadlineAt?: number): Promise<void>;
 }
 
 export function monitorOptions(config: Config, logger: Logger, identity?: Identities): MonitorOptions {
@@ -193,7 +195,9 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
   // emulation the open takes longer than a closer may). It never fails the start: a disk or
   // file problem shows in status.
   let history: History | null = null;
-  closers.add('history', () => history?.stop());
+  // The stop's deadline (main.ts): history gets what is left of it, less a margin to exit.
+  let stopDeadlineAt: number | null = null;
+  closers.add('history', () => history?.stop(stopDeadlineAt === null ? undefined : Math.max(100, stopDeadlineAt - Date.now() - 300)));
   // Who owns what (unit, container, app), for the monitor's flows and events and the API.
   const identity = await step('cannot start the identity resolver', () =>
     new Identities({ maxEntries: config.identity.cacheEntries, namesTtlMs: config.identity.namesTtlSec * 1000 }),
@@ -392,7 +396,10 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
       if (capture) applyDeclaredMirrors(capture, next, logger);
       if (lb) void lb.applyConfig(next.lb.vips as DeclaredVip[]).catch((err) => logger.error({ err }, `declared VIPs not applied: ${(err as Error).message}`));
     },
-    stop: () => closers.closeAll(logger),
+    stop: (deadlineAt?: number) => {
+      stopDeadlineAt = deadlineAt ?? null;
+      return closers.closeAll(logger);
+    },
   };
 }
 

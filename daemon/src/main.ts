@@ -178,7 +178,7 @@ async function main(): Promise<void> {
       logger.error({ deadlineMs: STOP_DEADLINE_MS }, 'shutdown did not finish in time: exiting anyway');
       process.exit(EXIT.FAILURE);
     }, STOP_DEADLINE_MS).unref();
-    await daemon.stop();
+    await daemon.stop(Date.now() + STOP_DEADLINE_MS);
     lock.release();
     process.exit(EXIT.OK);
   };

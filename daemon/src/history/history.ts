@@ -60,7 +60,7 @@ export interface ListingSink {
  * (8 MiB of rows: a full listing of a million flows is not held whole). */
 const LISTING_ROWS_PER_POST = 65_536;
 
-export const HISTORY_DEFAULTS = { flushMs: 500, maintainMs: 60_000, statusMs: 1000, maxPending: 200_000, retryMs: 5000 } as const;
+export const HISTORY_DEFAULTS = { flushMs: 500, maintainMs: 60_000, statusMs: 1000, maxPending: 200_000, retryMs: 5000, stopMs: 2500 } as const;
 
 export class HistoryError extends Error {
   constructor(readonly code: string, message: string) {
@@ -94,6 +94,9 @@ export class History {
   private restarts = 0;
   /** Observations packed while no writer thread was there to take them. */
   private lostWhileDown = 0;
+  /** Observations in each batch posted and not yet read by the writer (it sends the buffer
+   * back once the batch is journaled and accounted), oldest first. */
+  private readonly unread: number[] = [];
   private readonly listings: NonNullable<HistoryStatus['listings']> = { full: 0, changesOnly: 0, flows: 0, gone: 0, last: null };
 
   private constructor(readonly opts: HistoryOptions) {
@@ -138,6 +141,7 @@ export class History {
       this.worker = null;
       for (const [, p] of this.waiting) p.reject(new HistoryError('worker', 'history writer thread exited'));
       this.waiting.clear();
+      this.unread.length = 0;
       if (this.stopping) return;
       // Start over with a new thread (it reopens the file); what was packed for the old
       // one refers to its string table: count it as lost.
@@ -180,6 +184,7 @@ export class History {
         this.rollups.writerReady();
         break;
       case 'buffer':
+        this.unread.shift();
         this.packer.recycle(m.rows);
         break;
       case 'closed':
@@ -195,7 +200,10 @@ export class History {
       if (b) this.lostWhileDown += observations;
       return;
     }
-    if (b) this.send({ type: 'batch', batch: b, ...(ack !== undefined ? { ack } : {}) }, [b.rows]);
+    if (b) {
+      this.unread.push(observations);
+      this.send({ type: 'batch', batch: b, ...(ack !== undefined ? { ack } : {}) }, [b.rows]);
+    }
     else if (ack !== undefined) this.send({ type: 'flush', id: ack });
   }
 
@@ -345,20 +353,34 @@ export class History {
     };
   }
 
-  /** Writes what is pending and closes the database; the writer thread ends. */
-  async stop(): Promise<void> {
+  /**
+   * Writes what is pending and closes the database; the writer thread ends. Within
+   * `timeoutMs`: a writer still opening the database (seconds on a slow machine, or replaying
+   * a long journal) or stuck on the disk is ended there, so that the daemon's stop keeps its
+   * deadline. What it had journaled is replayed at the next start; the observations it had
+   * not read yet are lost, and the warning counts them.
+   */
+  async stop(timeoutMs: number = HISTORY_DEFAULTS.stopMs): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     for (const t of this.listTimers) clearInterval(t);
     const w = this.worker;
     if (!w) return;
     this.post();
-    const closed = new Promise<void>((resolve) => {
-      w.on('message', (m: FromWorker) => m.type === 'closed' && resolve());
-      w.once('exit', () => resolve());
+    let timer: NodeJS.Timeout | undefined;
+    const closed = await new Promise<boolean>((resolve) => {
+      w.on('message', (m: FromWorker) => m.type === 'closed' && resolve(true));
+      w.once('exit', () => resolve(true));
+      timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs));
+      this.send({ type: 'close' });
     });
-    this.send({ type: 'close' });
-    await closed;
+    clearTimeout(timer);
+    if (!closed) {
+      const lost = this.unread.reduce((a, b) => a + b, 0);
+      const opening = this.cached.state === 'starting';
+      this.opts.log?.warn(`history: the writer did not close within ${timeoutMs} ms (${opening ? 'still opening the database' : 'still writing'}); ended it: `
+        + `${lost} observation(s) it had not read are lost, what it journaled is replayed at the next start`);
+    }
     this.worker = null;
     await w.terminate();
   }
