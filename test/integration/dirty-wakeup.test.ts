@@ -104,9 +104,58 @@ describe('dirty-flow ring: drained when the kernel wakes the reader, not per flo
     while (ring.stats.records < WAKE_RECORDS && Date.now() < until) await sleep(5);
     assert.ok(ring.stats.records >= WAKE_RECORDS, `the reader drained ${ring.stats.records} records by itself after ${created} pushes`);
     // take() drains the rest: every created flow's key, once.
-    const keys = ring.take();
+    const keys = await ring.take();
     assert.equal(keys.size, created);
     assert.equal(ring.stats.records, created);
+    const stats = obj.map(MAP.stats);
+    assert.equal(Number(stats.sumPerCpuU64(stats.lookup(u32(MONITOR_COUNTERS.indexOf('dirtyRingFull')))!)), 0);
+  });
+});
+
+describe('dirty-flow ring: take() drains in pieces, the event loop turning between two (real classifier)', privileged({ timeout: 60_000 }), () => {
+  let obj: BpfObject;
+  let ring: DirtyRing;
+  const runner = new TcTestRunner();
+
+  before(() => {
+    obj = BpfObject.open(path.join(ROOT, 'build/bpf/flows.bpf.o'));
+    obj.setMaxEntries(MAP.flows, 4 * WAKE_RECORDS);
+    obj.load();
+    const v = Buffer.alloc(IFACE.size);
+    writeUint(v, IFACE.fields.ifindex, 1);
+    writeUint(v, IFACE.fields.l2_len, 14);
+    obj.map(MAP.ifaces).update(u32(1), v);
+    // A budget far below the daemon's, so that this box's speed does not decide whether the
+    // keys fit in one piece.
+    ring = new DirtyRing(obj.map(MAP.dirty), obj.map(MAP.epoch), { drainMs: 3_600_000, budgetMs: 0.05 });
+  });
+  after(() => {
+    ring?.close();
+    obj?.close();
+  });
+
+  test('a refresh\'s take() of three quarters of the ring: every key once, and the event loop turned meanwhile', async () => {
+    await sleep(50);
+    await ring.advance();
+    const egress = obj.progFd('tc_egress');
+    // Pushed while this test holds the event loop: nothing drains them before take().
+    const created = 3 * WAKE_RECORDS;
+    for (let i = 0; i < created; i++) assert.equal(runner.run(egress, 'tc', frame(i), 1).retval, -1);
+    assert.equal(ring.stats.records, 0);
+    let turns = 0;
+    let taking = true;
+    const turn = () => {
+      if (!taking) return;
+      turns++;
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    const keys = await ring.take();
+    taking = false;
+    assert.equal(keys.size, created, 'every created flow\'s key');
+    assert.equal(ring.stats.records, created, 'each read once');
+    // One drain of the whole ring (as take() did until December 2026) gives the loop no turn.
+    assert.ok(turns >= 2, `the event loop turned ${turns} times while take() read ${created} records`);
     const stats = obj.map(MAP.stats);
     assert.equal(Number(stats.sumPerCpuU64(stats.lookup(u32(MONITOR_COUNTERS.indexOf('dirtyRingFull')))!)), 0);
   });

@@ -172,6 +172,16 @@ export class RingBufReader {
     this.drain();
   }
 
+  /** The producers' position: bytes committed since the ring was created (0 once closed). */
+  producerPosition(): number {
+    return this.closed ? 0 : loadPos(this.prod32);
+  }
+
+  /** The reader's position: bytes consumed since the ring was created (0 once closed). */
+  consumerPosition(): number {
+    return this.closed ? 0 : loadPos(this.cons32);
+  }
+
   /** Bytes committed by producers and not yet consumed. */
   pendingBytes(): number {
     if (this.closed) return 0;

@@ -57,8 +57,11 @@ export interface ListingSink {
 }
 
 /** Rows of a listing packed before they go to the writer without waiting for the hand-over
- * (8 MiB of rows: a full listing of a million flows is not held whole). */
-const LISTING_ROWS_PER_POST = 65_536;
+ * (512 KiB of rows: a full listing of a million flows is not held whole). It was 65,536
+ * rows (8 MiB) until December 2026: growing the packer's buffer that far, and making a new
+ * one as large at each hand-over, held the event loop 16-21 ms at a time during listings
+ * at 10k connections/s (docs/benchmarks.md, "The stall's longest tasks"). */
+const LISTING_ROWS_PER_POST = 4096;
 
 export const HISTORY_DEFAULTS = { flushMs: 500, maintainMs: 60_000, statusMs: 1000, maxPending: 200_000, retryMs: 5000, stopMs: 2500 } as const;
 

@@ -90,6 +90,9 @@ export interface PackedBatch {
   sentAt: number;
 }
 
+/** The largest buffer take() makes afresh (4,096 rows). */
+const FRESH_MAX_BYTES = ROW * 4096;
+
 /** Event-loop side: packs observations until take(). */
 export class ObservationPacker {
   private buf = new ArrayBuffer(ROW * 256);
@@ -254,7 +257,11 @@ export class ObservationPacker {
   take(): PackedBatch | null {
     if (this.count === 0) return null;
     const rows = this.buf;
-    this.buf = this.spare.pop() ?? new ArrayBuffer(rows.byteLength);
+    // A spare the writer sent back, else a buffer no larger than FRESH_MAX_BYTES: one the
+    // size of a listing's (several MiB) cost as many page faults, on the event loop, at
+    // each hand-over until the spares came back (docs/benchmarks.md, "The stall's longest
+    // tasks"); packing grows it when needed.
+    this.buf = this.spare.pop() ?? new ArrayBuffer(Math.min(rows.byteLength, FRESH_MAX_BYTES));
     this.view = new DataView(this.buf);
     const b: PackedBatch = { rows, count: this.count, strings: this.strings, firstString: this.firstString, reset: this.reset, sentAt: Date.now() };
     this.count = 0;

@@ -40,6 +40,16 @@ import { keyString } from './ownerindex.js';
 export const DRAIN_MS = 10_000;
 /** Longest wait for the coarse clock to tick (it ticks every 1-10 ms). */
 const TICK_WAIT_MS = 200;
+/** A drain's time budget (ms): a wakeup's quarter of the ring, and a refresh's take(), are
+ * read in pieces of this, the event loop getting a turn between two. At 50 ms in one piece
+ * (until December 2026) the drain before a refresh was the daemon's longest task at 10k
+ * connections/s: 20-33 ms of the main thread, filing some 10,000 keys (docs/benchmarks.md,
+ * "The stall's longest tasks"). */
+export const DRAIN_BUDGET_MS = 4;
+/** At most this many pieces in one take() (about a second of the main thread): a ring that
+ * producers fill faster than that is not emptied by reading longer; what is left is read by
+ * the next drain, and the refresh after it. */
+const TAKE_MAX_PIECES = 256;
 
 const STAMP = DIRTY_REC.fields.stamp.offset;
 const KEY0 = Buffer.alloc(4);
@@ -63,11 +73,12 @@ export class DirtyRing {
   malformed = 0;
   private closed = false;
 
-  /** `drainMs`: the backstop timer (tests stretch it to see the kernel's wakeups alone). */
-  constructor(ring: BpfMap, private readonly epochMap: BpfMap, opts: { drainMs?: number } = {}) {
-    // The handler only files the key: a full ring drains in a few ms, under the budget.
-    // coalesceMs 0: a wakeup means a quarter of the ring is waiting, drain it at once.
-    this.reader = new RingBufReader(ring, (v, off, len) => this.onRecord(v, off, len), { budgetMs: 50, coalesceMs: 0 });
+  /** `drainMs`: the backstop timer (tests stretch it to see the kernel's wakeups alone);
+   * `budgetMs`: a drain's budget (DRAIN_BUDGET_MS; tests shrink it to see the pieces). */
+  constructor(ring: BpfMap, private readonly epochMap: BpfMap, opts: { drainMs?: number; budgetMs?: number } = {}) {
+    // coalesceMs 0: a wakeup means a quarter of the ring is waiting, drain it at once (in
+    // pieces of the budget: the reader yields a loop turn between two).
+    this.reader = new RingBufReader(ring, (v, off, len) => this.onRecord(v, off, len), { budgetMs: opts.budgetMs ?? DRAIN_BUDGET_MS, coalesceMs: 0 });
     this.reader.start();
     this.timer = setInterval(() => this.reader.drain(), opts.drainMs ?? DRAIN_MS);
     this.timer.unref();
@@ -103,10 +114,25 @@ export class DirtyRing {
     return Number(g);
   }
 
-  /** Drains the ring and hands over the keys gathered since the last take(). */
-  take(): Map<string, number> {
-    // Each drain stops at its time budget; a full ring takes one.
-    for (let i = 0; i < 16 && !this.closed && this.reader.drain() > 0; i++);
+  /**
+   * Drains the ring up to where producers had committed when called (everything pushed
+   * before the epoch advance() began is there) and hands over the keys gathered since the
+   * last take(). In pieces of DRAIN_BUDGET_MS, the event loop getting a turn between two.
+   */
+  async take(): Promise<Map<string, number>> {
+    const upTo = this.reader.producerPosition();
+    const done = () => this.closed || this.reader.consumerPosition() >= upTo;
+    // The first piece now. A drain that runs out of budget reads on by itself, a piece a
+    // loop turn (RingBufReader.scheduleNext); a drain is asked for here only in a turn
+    // where none ran. 0 records: the ring is empty, or its next record is still being
+    // written (where a drain stops too).
+    if (!done() && this.reader.drain() > 0) {
+      for (let i = 0; i < TAKE_MAX_PIECES && !done(); i++) {
+        const at = this.reader.consumerPosition();
+        await new Promise<void>((r) => setImmediate(r));
+        if (!done() && this.reader.consumerPosition() === at && this.reader.drain() === 0) break;
+      }
+    }
     const out = this.pending;
     this.pending = new Map();
     return out;

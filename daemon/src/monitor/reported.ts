@@ -22,7 +22,6 @@ import { FLOW_KEY } from './wire.js';
 const WORDS = FLOW_KEY.size / 4;
 const EMPTY = 0;
 const LIVE = 1;
-const DELETED = 2;
 const FIRST_CAPACITY = 1024;
 /** A slot: state, the key's hash, its 10 words, its sum (a float64 in words 14-15): 64
  * bytes, so that a probe reads one or two cache lines, not one in each of three arrays (the
@@ -38,7 +37,10 @@ export class ReportedCloses {
   private w = new Uint32Array(0);
   private f = new Float64Array(0);
   private live = 0;
-  private deleted = 0;
+  /** Times the table was rebuilt (it doubles: deletions leave no tombstones to drop). */
+  rehashes = 0;
+  /** The most keys held at once since the last clear(). */
+  private peak = 0;
 
   /** At most `max` entries (set() refuses more). */
   constructor(readonly max: number) {
@@ -49,6 +51,11 @@ export class ReportedCloses {
     return this.live;
   }
 
+  /** Slots in the table (a power of two; at least twice the live keys). */
+  get capacity(): number {
+    return this.cap;
+  }
+
   private alloc(cap: number): void {
     this.cap = cap;
     this.mask = cap - 1;
@@ -56,7 +63,6 @@ export class ReportedCloses {
     this.w = new Uint32Array(buf);
     this.f = new Float64Array(buf);
     this.live = 0;
-    this.deleted = 0;
   }
 
   /** The slot holding the key at `v[off..off+40)`, or -1. */
@@ -68,7 +74,7 @@ export class ReportedCloses {
       const b = i * SLOT;
       const s = w[b]!;
       if (s === EMPTY) return -1;
-      if (s === LIVE && w[b + S_HASH] === h && sameKey(w, b + S_KEY, v, off)) return i;
+      if (w[b + S_HASH] === h && sameKey(w, b + S_KEY, v, off)) return i;
     }
     return -1;
   }
@@ -83,10 +89,35 @@ export class ReportedCloses {
   take(v: DataView, off: number): number {
     const i = this.find(v, off);
     if (i < 0) return -1;
-    this.w[i * SLOT] = DELETED;
+    const sum = this.f[i * (SLOT / 2) + S_SUM64]!;
+    this.remove(i);
+    return sum;
+  }
+
+  /**
+   * Empties slot `i` by backward shift, leaving no tombstone: each later slot of the same
+   * run whose key may sit in the hole (its home slot is not after the hole, cyclically)
+   * moves into it, and its own slot becomes the hole. Probes stop at the first empty slot,
+   * so the table stays as if the key had never been set. Until December 2026 a take left a
+   * deleted mark, and at 10,000 closes/s the marks filled half the table every few seconds:
+   * each time a rebuild of the whole table (16 MiB at 100,000 keys) held the event loop
+   * 20-25 ms (docs/benchmarks.md, "The stall's longest tasks").
+   */
+  private remove(i: number): void {
+    const w = this.w;
+    const m = this.mask;
+    let hole = i;
+    for (let j = (i + 1) & m; w[j * SLOT] !== EMPTY; j = (j + 1) & m) {
+      const b = j * SLOT;
+      // Distance from the key's home to j, against the hole's distance to j: the key may
+      // move back to the hole when the hole lies between its home and j.
+      if (((j - (w[b + S_HASH]! & m)) & m) >= ((j - hole) & m)) {
+        w.copyWithin(hole * SLOT, b, b + SLOT);
+        hole = j;
+      }
+    }
+    w[hole * SLOT] = EMPTY;
     this.live--;
-    this.deleted++;
-    return this.f[i * (SLOT / 2) + S_SUM64]!;
   }
 
   /** Remembers `sum` for the key at `v[off..]` (replacing what it had). False when the key
@@ -95,34 +126,28 @@ export class ReportedCloses {
     const m = this.mask;
     const w = this.w;
     const h = hashKey(v, off);
-    let free = -1;
     let i = h & m;
     for (let n = 0; n < this.cap; i = (i + 1) & m, n++) {
       const b = i * SLOT;
-      const s = w[b]!;
-      if (s === EMPTY) break;
-      if (s === DELETED) {
-        if (free < 0) free = i;
-      } else if (w[b + S_HASH] === h && sameKey(w, b + S_KEY, v, off)) {
+      if (w[b] === EMPTY) break;
+      if (w[b + S_HASH] === h && sameKey(w, b + S_KEY, v, off)) {
         this.f[i * (SLOT / 2) + S_SUM64] = sum;
         return true;
       }
     }
     if (this.live >= this.max) return false;
-    if (free < 0) {
-      // A fresh slot: keep at least half the table empty so that probes stay short.
-      if ((this.live + this.deleted + 1) * 2 > this.cap) {
-        this.rehash();
-        return this.set(v, off, sum);
-      }
-      free = i;
-    } else this.deleted--;
+    // A fresh slot: keep at least half the table empty so that probes stay short.
+    if ((this.live + 1) * 2 > this.cap) {
+      this.rehash();
+      return this.set(v, off, sum);
+    }
+    const free = i;
     const b = free * SLOT;
     w[b] = LIVE;
     w[b + S_HASH] = h;
     for (let k = 0; k < WORDS; k++) w[b + S_KEY + k] = v.getUint32(off + k * 4, true);
     this.f[free * (SLOT / 2) + S_SUM64] = sum;
-    this.live++;
+    if (++this.live > this.peak) this.peak = this.live;
     return true;
   }
 
@@ -135,10 +160,28 @@ export class ReportedCloses {
     for (let i = 0; i < this.cap; i++) if (w[i * SLOT] === LIVE) each(u8, (i * SLOT + S_KEY) * 4, this.f[i * (SLOT / 2) + S_SUM64]!);
   }
 
-  /** Drops the deleted slots, doubling the table when more than a quarter of it is live. */
+  /**
+   * Forgets every key (a listing starts a new table of closes). The table keeps the size
+   * the last period needed, zeroed in place: a new one grew again by doubling each time,
+   * a rebuild of up to 16 MiB (its pages new to the process) in the middle of a close
+   * event's drain. Smaller when the last period held far fewer keys than it has room for.
+   */
+  clear(): void {
+    let cap = FIRST_CAPACITY;
+    while (cap < 2 * this.peak) cap *= 2;
+    if (cap * 2 < this.cap) this.alloc(cap);
+    else {
+      this.w.fill(0);
+      this.live = 0;
+    }
+    this.peak = 0;
+  }
+
+  /** Doubles the table. */
   private rehash(): void {
     const { w: old, cap } = this;
-    this.alloc(this.live * 4 > cap ? cap * 2 : cap);
+    this.rehashes++;
+    this.alloc(cap * 2);
     const w = this.w;
     const m = this.mask;
     for (let j = 0; j < cap; j++) {

@@ -66,3 +66,20 @@ test('a batch read out of step with the string table is refused, not misread', (
   const second = p.take()!;
   assert.throws(() => new ObservationReader().load(second), /string table out of step/);
 });
+
+test('after a large batch, the next buffer made afresh is small (no listing-sized allocation at each hand-over)', async () => {
+  const { ROW } = await import('../../../../daemon/src/history/pack.js');
+  const p = new ObservationPacker();
+  for (let i = 0; i < 20_000; i++) p.add(OP.listed, obs(i), 1);
+  const big = p.take()!;
+  assert.ok(big.rows.byteLength >= 20_000 * ROW);
+  p.add(OP.close, obs(1), 2);
+  const next = p.take()!;
+  assert.ok(next.rows.byteLength <= 4096 * ROW, `${next.rows.byteLength} bytes`);
+  // A buffer the writer sends back is packed into next, as it is, whatever its size.
+  p.recycle(big.rows);
+  p.add(OP.close, obs(2), 3);
+  assert.ok(p.take()!.rows !== big.rows, 'the buffer being packed goes first');
+  p.add(OP.close, obs(3), 4);
+  assert.ok(p.take()!.rows === big.rows, 'then the one sent back');
+});

@@ -2,7 +2,7 @@
 // ReportedCloses (the closes history already has, by flow key, in typed arrays): every
 // answer must be what a Map from the key's bytes to its sum answers, through random sets,
 // gets and takes of IPv4 and IPv6 keys read from different buffers and offsets, tables that
-// grow, fill with deleted slots and are rehashed, and the bound on live keys. CloseLog (the
+// grow and empty again (deletions shift keys back: no tombstones), and the bound on live keys. CloseLog (the
 // closes on their way into the table, flows.ts) must leave the table as the same sets made
 // one by one would, whenever it is applied.
 import { test } from 'node:test';
@@ -226,4 +226,82 @@ test('forEach lists keys in the table\'s first and last slots', () => {
   const seen = new Map<string, number>();
   t.forEach((b, at, sum) => seen.set(Buffer.from(b.buffer, b.byteOffset + at, FLOW_KEY.size).toString('hex'), sum));
   assert.deepEqual(seen, new Map([...want].map(([slot, b]) => [b.toString('hex'), slot + 1])));
+});
+
+test('ReportedCloses under steady churn (as many takes as sets) keeps its size and never rebuilds; what a Map holds is what it holds', () => {
+  // The daemon's pattern at 10,000 connections/s: each close set, taken by a refresh a few
+  // seconds later. Deletions leave no tombstones, so the table does not fill up with them.
+  const LIVE = 2000;
+  const t = new ReportedCloses(100_000);
+  const model = new Map<string, number>();
+  const key = (i: number) => keyOf(i, i % 3 === 0);
+  for (let i = 0; i < LIVE; i++) {
+    const { v, off } = inRecord(key(i), i % 7);
+    assert.equal(t.set(v, off, i), true);
+    model.set(key(i).toString('hex'), i);
+  }
+  const cap = t.capacity;
+  const rehashes = t.rehashes;
+  for (let i = LIVE; i < 100 * LIVE; i++) {
+    const { v, off } = inRecord(key(i), i % 5);
+    assert.equal(t.set(v, off, i), true);
+    model.set(key(i).toString('hex'), i);
+    const old = key(i - LIVE);
+    assert.equal(t.take(inRecord(old, 1).v, 1), i - LIVE, `take ${i - LIVE}`);
+    model.delete(old.toString('hex'));
+  }
+  assert.equal(t.size, LIVE);
+  assert.deepEqual([t.capacity, t.rehashes], [cap, rehashes], 'the same table throughout');
+  const listed = new Map<string, number>();
+  t.forEach((b, at, sum) => listed.set(Buffer.from(b.subarray(at, at + FLOW_KEY.size)).toString('hex'), sum));
+  assert.deepEqual(listed, model);
+});
+
+test('ReportedCloses: taking keys from the middle of runs that wrap past the table\'s end leaves every other key findable', () => {
+  // Keys chosen so that their home slots crowd the last slots of a 1024-slot table: their
+  // runs wrap to slot 0, and the backward shift must move keys across the end.
+  const t = new ReportedCloses(10_000);
+  const cap = t.capacity;
+  const near: Buffer[] = [];
+  for (let i = 0; near.length < 200 && i < 2_000_000; i++) {
+    const k = keyOf(i, true);
+    if ((hashKey(new DataView(k.buffer, k.byteOffset, k.length), 0) & (cap - 1)) >= cap - 8) near.push(k);
+  }
+  assert.equal(near.length, 200);
+  for (const [n, k] of near.entries()) assert.equal(t.set(inRecord(k, 0).v, 0, n), true);
+  assert.equal(t.capacity, cap, 'no growth: the runs are what is tested');
+  const kept = new Map<number, Buffer>(near.map((k, n) => [n, k]));
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  while (kept.size > 0) {
+    const ns = [...kept.keys()];
+    const n = ns[rnd(ns.length)]!;
+    assert.equal(t.take(inRecord(kept.get(n)!, 2).v, 2), n, `take ${n}`);
+    kept.delete(n);
+    for (const [m, k] of kept) assert.equal(t.get(inRecord(k, 3).v, 3), m, `after taking ${n}, key ${m} still found`);
+    assert.equal(t.get(inRecord(near[n]!, 3).v, 3), -1);
+  }
+  assert.equal(t.size, 0);
+});
+
+test('ReportedCloses.clear(): nothing left, the table kept at the size the period needed, smaller after a quieter one', () => {
+  const t = new ReportedCloses(100_000);
+  const key = (i: number) => keyOf(i, i % 2 === 0);
+  for (let i = 0; i < 20_000; i++) assert.equal(t.set(inRecord(key(i), 0).v, 0, i + 1), true);
+  const big = t.capacity;
+  t.clear();
+  assert.equal(t.size, 0);
+  for (let i = 0; i < 20_000; i += 97) assert.equal(t.get(inRecord(key(i), 1).v, 1), -1, `key ${i} forgotten`);
+  let listed = 0;
+  t.forEach(() => listed++);
+  assert.equal(listed, 0);
+  assert.equal(t.capacity, big, 'kept: the last period needed it');
+  // A quiet period (nothing set) after a busy one: the next clear() gives the memory back.
+  for (let i = 0; i < 100; i++) assert.equal(t.set(inRecord(key(i), 2).v, 2, 7), true);
+  assert.equal(t.get(inRecord(key(50), 0).v, 0), 7);
+  t.clear();
+  assert.ok(t.capacity < big / 8, `smaller after a quiet period (${t.capacity} slots, ${big} before)`);
+  assert.equal(t.get(inRecord(key(50), 0).v, 0), -1);
+  for (let i = 0; i < 3000; i++) assert.equal(t.set(inRecord(key(i), 0).v, 0, i), true);
+  for (let i = 0; i < 3000; i++) assert.equal(t.get(inRecord(key(i), 5).v, 5), i);
 });
