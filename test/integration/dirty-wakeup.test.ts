@@ -60,19 +60,25 @@ function frame(i: number): Buffer {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The real classifier, loaded with room for the flows a test creates. */
+function loadClassifier(): BpfObject {
+  const obj = BpfObject.open(path.join(ROOT, 'build/bpf/flows.bpf.o'));
+  obj.setMaxEntries(MAP.flows, 4 * WAKE_RECORDS);
+  obj.load();
+  const v = Buffer.alloc(IFACE.size);
+  writeUint(v, IFACE.fields.ifindex, 1); // BPF_PROG_TEST_RUN runs on loopback, Ethernet-framed
+  writeUint(v, IFACE.fields.l2_len, 14);
+  obj.map(MAP.ifaces).update(u32(1), v);
+  return obj;
+}
+
 describe('dirty-flow ring: drained when the kernel wakes the reader, not per flow (real classifier)', privileged({ timeout: 60_000 }), () => {
   let obj: BpfObject;
   let ring: DirtyRing;
   const runner = new TcTestRunner();
 
   before(() => {
-    obj = BpfObject.open(path.join(ROOT, 'build/bpf/flows.bpf.o'));
-    obj.setMaxEntries(MAP.flows, 4 * WAKE_RECORDS);
-    obj.load();
-    const v = Buffer.alloc(IFACE.size);
-    writeUint(v, IFACE.fields.ifindex, 1); // BPF_PROG_TEST_RUN runs on loopback, Ethernet-framed
-    writeUint(v, IFACE.fields.l2_len, 14);
-    obj.map(MAP.ifaces).update(u32(1), v);
+    obj = loadClassifier();
     // No backstop within the test: what drains the ring is the kernel's wakeup or take().
     ring = new DirtyRing(obj.map(MAP.dirty), obj.map(MAP.epoch), { drainMs: 3_600_000 });
   });
@@ -118,13 +124,7 @@ describe('dirty-flow ring: take() drains in pieces, the event loop turning betwe
   const runner = new TcTestRunner();
 
   before(() => {
-    obj = BpfObject.open(path.join(ROOT, 'build/bpf/flows.bpf.o'));
-    obj.setMaxEntries(MAP.flows, 4 * WAKE_RECORDS);
-    obj.load();
-    const v = Buffer.alloc(IFACE.size);
-    writeUint(v, IFACE.fields.ifindex, 1);
-    writeUint(v, IFACE.fields.l2_len, 14);
-    obj.map(MAP.ifaces).update(u32(1), v);
+    obj = loadClassifier();
     // A budget far below the daemon's, so that this box's speed does not decide whether the
     // keys fit in one piece.
     ring = new DirtyRing(obj.map(MAP.dirty), obj.map(MAP.epoch), { drainMs: 3_600_000, budgetMs: 0.05 });

@@ -1440,8 +1440,8 @@ function sameHttpBy(a: Map<number | null, ProcessHttpSummary> | null, b: Map<num
 }
 /** Entries per batch of the collector's walk: a chunk full of closed flows costs a few us
  * each to retire (names, totals), so 4096 of them held the event loop for 10-30 ms under
- * 10k connections/s (issue 17's stall); 1024 keep a slice to a few ms. */
-const GC_CHUNK = 1024;
+ * 10k connections/s (issue 17's stall); 512 keep a slice to a few ms. */
+const GC_CHUNK = 512;
 
 /** flows.closeCheckSec's default, and the silence required when the kernel cannot be asked
  * whether a socket exists: past TCP's longest retransmission gap (TCP_RTO_MAX, 120 s)
@@ -1513,14 +1513,16 @@ function closeRecord(kb: Uint8Array, vv: DataView, bootMinusMono: bigint): Buffe
 /** Lookups or deletions between two turns of the event loop. Each read by key costs a
  * lookup and its bookkeeping (5-15 us at 10k connections/s): 4096 of them (a walk's chunk)
  * ran the event loop's thread for up to 62 ms in one piece during the dirty-ring refreshes
- * (bench/attribution's loop probe, docs/benchmarks.md); 1024 keep a piece near 10 ms. */
-const YIELD_EVERY = 1024;
+ * (bench/attribution's loop probe, docs/benchmarks.md); 1024 still made pieces of 15-18 ms
+ * on this loaded 2-core VM (bench/lib/long-tasks.ts); 512 halve them. */
+const YIELD_EVERY = 512;
 
 const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
 /** History's listing builds a Flow per flow (a few us each): a turn of the event loop every
- * this many read by key, and walk chunks this small for a full listing (10 ms stalls at most). */
+ * this many read by key, and walk chunks this small for a full listing (512 made pieces of
+ * 16-22 ms under 10k connections/s, bench/lib/long-tasks.ts). */
 const LIST_YIELD_EVERY = 256;
-const LIST_CHUNK = 512;
+const LIST_CHUNK = 256;
 
 /** A key found gone, named as history names flows (ICMP: id and type as the ports). */
 function goneFlow(kb: Buffer, goneAtMs: number): GoneFlow {
