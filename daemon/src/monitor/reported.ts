@@ -23,6 +23,9 @@ const WORDS = FLOW_KEY.size / 4;
 const EMPTY = 0;
 const LIVE = 1;
 const FIRST_CAPACITY = 1024;
+/** Bytes of the next table's buffer touched in one turn of the event loop (prepare()):
+ * 64 pages, about 0.6 ms of page faults on this VM. */
+const PREPARE_BYTES = 256 * 1024;
 /** A slot: state, the key's hash, its 10 words, its sum (a float64 in words 14-15): 64
  * bytes, so that a probe reads one or two cache lines, not one in each of three arrays (the
  * table is read at random, and between two closes the event loop's other work evicts it). */
@@ -41,6 +44,10 @@ export class ReportedCloses {
   rehashes = 0;
   /** The most keys held at once since the last clear(). */
   private peak = 0;
+  /** The doubled table's buffer, made ahead (prepare()); null when none is. */
+  private next: ArrayBuffer | null = null;
+  /** Growths that wrote into a buffer made ahead. */
+  grownIntoPrepared = 0;
 
   /** At most `max` entries (set() refuses more). */
   constructor(readonly max: number) {
@@ -56,10 +63,10 @@ export class ReportedCloses {
     return this.cap;
   }
 
-  private alloc(cap: number): void {
+  private alloc(cap: number, made: ArrayBuffer | null = null): void {
     this.cap = cap;
     this.mask = cap - 1;
-    const buf = new ArrayBuffer(cap * SLOT * 4);
+    const buf = made ?? new ArrayBuffer(cap * SLOT * 4);
     this.w = new Uint32Array(buf);
     this.f = new Float64Array(buf);
     this.live = 0;
@@ -148,6 +155,7 @@ export class ReportedCloses {
     for (let k = 0; k < WORDS; k++) w[b + S_KEY + k] = v.getUint32(off + k * 4, true);
     this.f[free * (SLOT / 2) + S_SUM64] = sum;
     if (++this.live > this.peak) this.peak = this.live;
+    if (this.live * 8 > this.cap * 3 && this.next === null) this.prepare();
     return true;
   }
 
@@ -167,6 +175,7 @@ export class ReportedCloses {
    * event's drain. Smaller when the last period held far fewer keys than it has room for.
    */
   clear(): void {
+    this.next = null;
     let cap = FIRST_CAPACITY;
     while (cap < 2 * this.peak) cap *= 2;
     if (cap * 2 < this.cap) this.alloc(cap);
@@ -177,11 +186,37 @@ export class ReportedCloses {
     this.peak = 0;
   }
 
-  /** Doubles the table. */
+  /**
+   * Makes the doubled table's buffer once this one is 3/8 full, and touches its pages in
+   * pieces of PREPARE_BYTES, one turn of the event loop each, while the table fills to
+   * half (at least cap/8 more keys). A page new to the process costs about 10 us to fault
+   * in on this VM (16 MiB: 43-48 ms to touch, 0.4 ms to fill once resident): the growth to
+   * 16 MiB in the first minute at 10k connections/s held a close event's drain 40-60 ms,
+   * most of it in those faults (docs/benchmarks.md, "The stall's longest tasks").
+   */
+  private prepare(): void {
+    if (this.cap >= 2 * this.max) return; // full at `max` keys before it would grow
+    const next = new ArrayBuffer(this.cap * 2 * SLOT * 4);
+    this.next = next;
+    let at = 0;
+    const step = () => {
+      if (this.next !== next) return; // used, or dropped by clear()
+      const n = Math.min(PREPARE_BYTES, next.byteLength - at);
+      new Uint8Array(next, at, n).fill(0);
+      at += n;
+      if (at < next.byteLength) setImmediate(step);
+    };
+    setImmediate(step);
+  }
+
+  /** Doubles the table (into the buffer prepare() made, when there is one). */
   private rehash(): void {
     const { w: old, cap } = this;
     this.rehashes++;
-    this.alloc(cap * 2);
+    const made = this.next !== null && this.next.byteLength === cap * 2 * SLOT * 4 ? this.next : null;
+    if (made) this.grownIntoPrepared++;
+    this.next = null;
+    this.alloc(cap * 2, made);
     const w = this.w;
     const m = this.mask;
     for (let j = 0; j < cap; j++) {

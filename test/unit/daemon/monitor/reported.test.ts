@@ -305,3 +305,31 @@ test('ReportedCloses.clear(): nothing left, the table kept at the size the perio
   for (let i = 0; i < 3000; i++) assert.equal(t.set(inRecord(key(i), 0).v, 0, i), true);
   for (let i = 0; i < 3000; i++) assert.equal(t.get(inRecord(key(i), 5).v, 5), i);
 });
+
+test('ReportedCloses grows into a buffer made ahead, its pages touched over turns of the event loop; every key still there', async () => {
+  const t = new ReportedCloses(100_000);
+  const key = (i: number) => keyOf(i, i % 2 === 1);
+  let i = 0;
+  const fillTo = (n: number) => {
+    for (; t.size < n; i++) assert.equal(t.set(inRecord(key(i), i % 9).v, i % 9, i), true);
+  };
+  // Grown to 8,192 slots, then to just over 3/8 of them: the doubled buffer is made.
+  fillTo(3000);
+  const cap = t.capacity;
+  assert.equal(cap, 8192);
+  fillTo(Math.floor((cap * 3) / 8) + 1);
+  const before = t.grownIntoPrepared;
+  // Its pages are touched a piece a turn (2 pieces for 1 MiB); let the loop turn.
+  for (let k = 0; k < 4; k++) await new Promise((r) => setImmediate(r));
+  fillTo(cap / 2 + 1);
+  assert.equal(t.capacity, 2 * cap, 'grown');
+  assert.equal(t.grownIntoPrepared, before + 1, 'into the buffer made ahead');
+  for (let j = 0; j < i; j++) assert.equal(t.get(inRecord(key(j), 4).v, 4), j, `key ${j}`);
+  // A table that will not grow (its `max` keys fit in under half of it) makes none, though
+  // past 3/8 full: 400 keys in 1,024 slots.
+  const small = new ReportedCloses(400);
+  for (let j = 0; j < 400; j++) assert.equal(small.set(inRecord(key(j), 0).v, 0, j), true);
+  for (let k = 0; k < 4; k++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual([small.capacity, small.rehashes, small.grownIntoPrepared], [1024, 0, 0]);
+  assert.equal((small as unknown as { next: ArrayBuffer | null }).next, null, 'no buffer made');
+});
