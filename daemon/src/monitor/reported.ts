@@ -46,6 +46,8 @@ export class ReportedCloses {
   private peak = 0;
   /** The doubled table's buffer, made ahead (prepare()); null when none is. */
   private next: ArrayBuffer | null = null;
+  /** Its first bytes zeroed so far (the rest is whatever malloc gave). */
+  private nextZeroed = 0;
   /** Growths that wrote into a buffer made ahead. */
   grownIntoPrepared = 0;
 
@@ -196,15 +198,17 @@ export class ReportedCloses {
    */
   private prepare(): void {
     if (this.cap >= 2 * this.max) return; // full at `max` keys before it would grow
-    const next = new ArrayBuffer(this.cap * 2 * SLOT * 4);
+    // Not zeroed by the allocator (a zeroed one is touched whole when made: the faults in
+    // one piece again); zeroed here a piece at a time, the rest at the growth if need be.
+    const next = Buffer.allocUnsafeSlow(this.cap * 2 * SLOT * 4).buffer;
     this.next = next;
-    let at = 0;
+    this.nextZeroed = 0;
     const step = () => {
       if (this.next !== next) return; // used, or dropped by clear()
-      const n = Math.min(PREPARE_BYTES, next.byteLength - at);
-      new Uint8Array(next, at, n).fill(0);
-      at += n;
-      if (at < next.byteLength) setImmediate(step);
+      const n = Math.min(PREPARE_BYTES, next.byteLength - this.nextZeroed);
+      new Uint8Array(next, this.nextZeroed, n).fill(0);
+      this.nextZeroed += n;
+      if (this.nextZeroed < next.byteLength) setImmediate(step);
     };
     setImmediate(step);
   }
@@ -214,7 +218,10 @@ export class ReportedCloses {
     const { w: old, cap } = this;
     this.rehashes++;
     const made = this.next !== null && this.next.byteLength === cap * 2 * SLOT * 4 ? this.next : null;
-    if (made) this.grownIntoPrepared++;
+    if (made) {
+      this.grownIntoPrepared++;
+      new Uint8Array(made, this.nextZeroed).fill(0); // what the turns did not reach yet
+    }
     this.next = null;
     this.alloc(cap * 2, made);
     const w = this.w;

@@ -333,3 +333,23 @@ test('ReportedCloses grows into a buffer made ahead, its pages touched over turn
   assert.deepEqual([small.capacity, small.rehashes, small.grownIntoPrepared], [1024, 0, 0]);
   assert.equal((small as unknown as { next: ArrayBuffer | null }).next, null, 'no buffer made');
 });
+
+test('ReportedCloses grown into a buffer made ahead before any turn zeroed it: exactly the keys set, nothing else', () => {
+  // The buffer comes from malloc unzeroed; a growth before the turns reached it must not see
+  // what was there (a stale LIVE word would be a key never set).
+  for (let round = 0; round < 3; round++) {
+    const t = new ReportedCloses(100_000);
+    const model = new Map<string, number>();
+    const key = (i: number) => keyOf(i + 7919 * round, i % 2 === 0);
+    for (let i = 0; i < 5000; i++) {
+      const k = key(i);
+      assert.equal(t.set(inRecord(k, 1).v, 1, i), true);
+      model.set(k.toString('hex'), i);
+    }
+    assert.ok(t.grownIntoPrepared >= 1, `grown into a buffer made ahead (round ${round})`);
+    const listed = new Map<string, number>();
+    t.forEach((b, at, sum) => listed.set(Buffer.from(b.subarray(at, at + FLOW_KEY.size)).toString('hex'), sum));
+    assert.deepEqual(listed, model);
+    assert.equal(t.get(inRecord(keyOf(999_999, true), 0).v, 0), -1);
+  }
+});
