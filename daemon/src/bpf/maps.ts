@@ -9,6 +9,7 @@ import { mapInfo, type MapInfo } from './info.js';
 import { BPF_ANY, BPF_MAP_TYPE } from './uapi.js';
 import { ERRNO } from '../sys/errno.js';
 import { close } from '../sys/libc.js';
+import { yieldTurn } from '../util/turn.js';
 
 let possibleCpus: number | undefined;
 /** Number of possible CPUs: the stride of per-CPU map values. */
@@ -130,7 +131,7 @@ export class BpfMap {
   private async walkAsync(onChunk: (c: BatchChunk) => void, chunk: number, alloc: Alloc): Promise<void> {
     for (const c of this.chunks(chunk, alloc)) {
       onChunk(c);
-      await new Promise((r) => setImmediate(r));
+      await yieldTurn();
     }
   }
 

@@ -38,6 +38,7 @@ import {
   ID_SHIFT, RECORD_KIND, RECORD_KIND_NAMES, type FlowRecord, type HistoryFlow, type HistoryGroup, type HistoryQuery, type HistoryResult, type HistoryScope,
   type HistoryTotals, type RecordKind,
 } from './types.js';
+import { yieldTurn } from '../util/turn.js';
 
 export const FILE_NAME = 'history.duckdb';
 const MINUTE_IDS = 60_000 * ID_SHIFT;
@@ -552,7 +553,7 @@ export class HistoryStore {
         // A commit holds up to commitRecords records (writer.ts): let the writer thread take
         // the batches that arrive meanwhile (journaled at once: what a kill -9 would lose
         // otherwise) between chunks.
-        if (s + CHUNK_ROWS < recs.length) await new Promise((r) => setImmediate(r));
+        if (s + CHUNK_ROWS < recs.length) await yieldTurn();
       }
     } finally {
       ap.closeSync();

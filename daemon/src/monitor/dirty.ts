@@ -35,6 +35,7 @@ import { RingBufReader } from '../bpf/ringbuf.js';
 import { CLOCK_MONOTONIC_COARSE, clockNs } from '../sys/libc.js';
 import { DIRTY_REC } from './wire.js';
 import { keyString } from './ownerindex.js';
+import { yieldTurn } from '../util/turn.js';
 
 /** Longest time between two drains when neither a refresh nor the kernel asks (see the header). */
 export const DRAIN_MS = 10_000;
@@ -129,7 +130,7 @@ export class DirtyRing {
     if (!done() && this.reader.drain() > 0) {
       for (let i = 0; i < TAKE_MAX_PIECES && !done(); i++) {
         const at = this.reader.consumerPosition();
-        await new Promise<void>((r) => setImmediate(r));
+        await yieldTurn();
         if (!done() && this.reader.consumerPosition() === at && this.reader.drain() === 0) break;
       }
     }

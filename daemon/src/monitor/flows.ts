@@ -24,6 +24,7 @@ import { FlowBatchReader } from './flowread.js';
 import type { FlowIndexStatus } from '../contract/status.js';
 import { addCounts } from '../util/counts.js';
 import { compareProcessRows, ProcessRowCache } from './rowcache.js';
+import { yieldTurn } from '../util/turn.js';
 
 export type { Flow, ProcessTotals };
 
@@ -1517,7 +1518,6 @@ function closeRecord(kb: Uint8Array, vv: DataView, bootMinusMono: bigint): Buffe
  * on this loaded 2-core VM (bench/lib/long-tasks.ts); 512 halve them. */
 const YIELD_EVERY = 512;
 
-const yieldTurn = () => new Promise<void>((r) => setImmediate(r));
 /** History's listing builds a Flow per flow (a few us each): a turn of the event loop every
  * this many read by key, and walk chunks this small for a full listing (512 made pieces of
  * 16-22 ms under 10k connections/s, bench/lib/long-tasks.ts). */

@@ -20,6 +20,7 @@
 // Written here rather than taken from a library: it is two Maps and a bucketed timer
 // wheel over them, specific to the flow key's bytes.
 import { FLOW_KEY } from './wire.js';
+import { yieldTurn } from '../util/turn.js';
 
 interface Entry {
   /** The owner's tgid as the flow's bytes have it (0 when unowned), as a scan filters `pid`. */
@@ -104,7 +105,7 @@ export class OwnerIndex {
     let n = 0;
     for (const [k, e] of this.entries) {
       if (e.epoch !== this.epoch) stale.push(k);
-      if (++n % 16384 === 0) await new Promise((r) => setImmediate(r));
+      if (++n % 16384 === 0) await yieldTurn();
     }
     for (const k of stale) this.remove(k);
     this.syncedGen = gen;
@@ -192,7 +193,7 @@ export class OwnerIndex {
         // A turn for the event loop now and then (a collection at 10k connections/s takes
         // some 30,000 keys: 12 ms in one piece). A key scheduled meanwhile into a second
         // already taken makes that second's bucket anew, and this loop reaches it too.
-        if (++n % yieldEvery === 0) await new Promise<void>((r) => setImmediate(r));
+        if (++n % yieldEvery === 0) await yieldTurn();
       }
     }
     return [...out];
