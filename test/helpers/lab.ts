@@ -167,6 +167,17 @@ export class Lab {
     return dir;
   }
 
+  /**
+   * Where a test writes what a person may want to look at (screenshots, a program's log):
+   * removed on destroy like tmpdir(), kept under EBPFMON_TEST_KEEP=1. The path is printed.
+   */
+  outputDir(name: string): string {
+    const keep = !!process.env.EBPFMON_TEST_KEEP;
+    const dir = keep ? fs.mkdtempSync(path.join(os.tmpdir(), `ebpfmon-${name}-`)) : this.tmpdir();
+    console.log(`# test output (${name}): ${dir}${keep ? ' (kept: EBPFMON_TEST_KEEP)' : ' (removed at the end; EBPFMON_TEST_KEEP=1 keeps it)'}`);
+    return dir;
+  }
+
   /** A system user (no home, no shell) removed on destroy; `groups` are created if needed. */
   async user(tag: string, groups: string[] = []): Promise<TestUser> {
     const name = `${this.prefix}${tag}`;

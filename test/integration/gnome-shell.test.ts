@@ -12,7 +12,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { type Host, type Lab, type LinkInfo, jsonLines, sh, type TestUser } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
@@ -120,8 +119,7 @@ describe('GNOME Shell extension in a real gnome-shell', privileged({ timeout: 30
     fs.writeFileSync(path.join(bin, 'xdg-open'), `#!/bin/sh\necho "$1" >> ${xdgOpenLog}\n`, { mode: 0o755 });
     const runtime = path.join(home, 'run');
     fs.mkdirSync(runtime, { mode: 0o700 });
-    out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-gnome-shell-test-'));
-    console.log(`# test output (screenshot): ${out}`);
+    out = lab.outputDir('gnome-shell-test');
     await sh('chown', ['-R', `${user.uid}:${user.gid}`, home, out]);
     fs.chmodSync(home, 0o755);
 

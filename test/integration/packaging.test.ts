@@ -171,7 +171,10 @@ describe('the .deb from `npm run package`', privileged({ timeout: 10 * 60_000 })
   });
 
   it('lintian reports no errors', async () => {
-    const r = await run('lintian', ['--no-cfg', '--tag-display-limit', '0', deb], { timeoutMs: 5 * 60_000 });
+    // lintian leaves its cache (a Berkeley DB, mldbm-elf-XXXXXXXX) in TMPDIR: here, in `out`,
+    // which after() removes.
+    const tmp = fs.mkdtempSync(path.join(out, 'lintian-tmp-'));
+    const r = await run('lintian', ['--no-cfg', '--tag-display-limit', '0', deb], { timeoutMs: 5 * 60_000, env: { ...process.env, TMPDIR: tmp } });
     const lines = `${r.stdout}${r.stderr}`.split('\n');
     assert.deepEqual(lines.filter((l) => l.startsWith('E: ')), [], `lintian:\n${lines.join('\n')}`);
     assert.ok(r.code === 0 || lines.some((l) => /^[WIP]: /.test(l)), `lintian itself failed:\n${r.stderr}`);

@@ -11,8 +11,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { geoNaturalEarth1, type GeoPermissibleObjects } from 'd3-geo';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -62,8 +60,7 @@ describe('ebpfmonctl ui in a browser', privileged({ timeout: 300_000 }), () => {
     requireTool('chromium', 'tcpdump', 'setpriv', 'perl');
     ({ lab, mon, peer, link } = await monitorLab());
     user = await lab.user('ui');
-    out = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-ui-test-'));
-    console.log(`# test output (screenshots): ${out}`);
+    out = lab.outputDir('ui-test');
     // The test's own database, configured in the daemon as the user's (geo.databases: looked
     // up first, even for the lab's 198.18 benchmarking range), and home in ui.home.
     const mmdb = writeMmdb([{ network: `${link.b.ip4}/32`, data: cityRecord(CITY) }], { dir: lab.tmpdir(), name: 'lab-city.mmdb' });

@@ -4,7 +4,7 @@
 // pipe whose reader is slower than the writer: every byte arrives, in order (the reader's
 // digest against the bytes written), without blocking the writer; a reader that goes away
 // is EPIPE, reported once.
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -18,6 +18,7 @@ const uid = process.getuid!();
 
 describe('fd delivery: taking the client\'s descriptor', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capfd-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
   test('a regular file open for writing is taken: the duplicate writes into the same file at its offset', () => {
     const file = path.join(dir, 'a.pcapng');
     const fd = fs.openSync(file, 'w+');
