@@ -77,8 +77,17 @@ export class TestDaemon {
   readonly exited: Promise<number | null>;
 
   constructor(readonly host: Host, readonly child: ChildProcess, readonly socketPath: string, readonly pinPath: string, readonly configPath: string) {
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.out += d));
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.out += d));
+    // EBPFMON_DAEMON_OUTPUT_DIR (benches): each daemon's output also goes to DIR/daemon-PID.log,
+    // for what Node writes there itself (--trace-gc-nvp in EBPFMON_DAEMON_NODE_ARGS).
+    const dir = process.env.EBPFMON_DAEMON_OUTPUT_DIR;
+    const copy = dir ? fs.createWriteStream(path.join(dir, `daemon-${child.pid}.log`)) : null;
+    const take = (d: string) => {
+      this.out += d;
+      copy?.write(d);
+    };
+    child.stdout?.setEncoding('utf8').on('data', take);
+    child.stderr?.setEncoding('utf8').on('data', take);
+    if (copy) child.once('exit', () => copy.end());
     this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
   }
 
@@ -124,6 +133,11 @@ export class TestDaemon {
     } finally {
       c.close();
     }
+  }
+
+  /** Not exited yet. */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** SIGTERM (clean stop, programs stay pinned) and wait for exit. */
@@ -195,10 +209,26 @@ export async function monitorLab(): Promise<{ lab: Lab; mon: Host; peer: Host; l
 
 /** The after() hook of a monitor suite: kill the daemon, remove its pins and attachments, destroy the lab. */
 export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab | undefined): Promise<void> {
+  // A daemon still running (and ready) is stopped as systemd stops it, from whatever state
+  // the test left it in (subscribers, captures, mirrors, a busy history): every test that
+  // ends here also checks that SIGTERM exits 0 within the stop deadline. What went wrong
+  // is thrown after the cleanup, so nothing is left behind either way.
+  let problem: Error | undefined;
+  if (daemon?.running && daemon.output.includes('"msg":"ebpfmon ready"')) {
+    const limit = scaled(STOP_DEADLINE_MS + 4000);
+    const code = await Promise.race([daemon.stop('SIGTERM'), new Promise<'late'>((r) => setTimeout(() => r('late'), limit).unref())]);
+    if (code !== 0) {
+      problem = new Error(`daemon ${daemon.pid} did not stop cleanly on SIGTERM: ${code === 'late' ? `still running after ${limit} ms` : `exit code ${code}`}; its last output:\n${daemon.output.slice(-3000)}`);
+    }
+  }
   await daemon?.stop('SIGKILL');
   if (daemon) await daemonOnce(daemon.host, daemon.configPath, ['--teardown']);
   await lab?.destroy();
+  if (problem) throw problem;
 }
+
+/** The daemon's own stop deadline (daemon/src/main.ts: past it, it exits 1). */
+const STOP_DEADLINE_MS = 4000;
 
 /**
  * Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. A command that
