@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The test runner behind `npm test`: runs every *.test.js under build/js/test with
 // node:test, prints the spec report, and fails the run when a test fails or when any
-// test skipped while running as root (privileged tests must run in CI, not skip).
+// test skipped while running as root (privileged tests must run in CI, not skip), or when
+// the run left something on the machine (helpers/leftovers.ts).
 //
 //   node build/js/test/run.js [filter...]   (filters: substrings of test file paths)
 import { run } from 'node:test';
@@ -10,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { leftovers, snapshot } from './helpers/leftovers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
@@ -48,6 +50,7 @@ let failed = 0;
 // One directory for the whole run, shared by the test files (test files are processes of
 // their own and inherit it): what several files need built once (helpers/deb.ts). Removed
 // at the end, whatever happened.
+const before = snapshot();
 const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-test-run-'));
 process.env.EBPFMON_TEST_RUN_DIR = runDir;
 const removeRunDir = () => fs.rmSync(runDir, { recursive: true, force: true });
@@ -74,4 +77,9 @@ if (skippedAsRoot.length) {
   console.error(`\nFAIL: ${skippedAsRoot.length} test(s) skipped while running as root:`);
   for (const s of skippedAsRoot) console.error(`  - ${s}`);
 }
-process.exitCode = failed > 0 || skippedAsRoot.length > 0 ? 1 : 0;
+const left = leftovers(before, snapshot(), new Set([path.basename(runDir)]));
+if (left.length) {
+  console.error(`\nFAIL: the run left ${left.length} thing(s) on the machine (every test removes what it creates, also when it fails):`);
+  for (const l of left) console.error(`  - ${l}`);
+}
+process.exitCode = failed > 0 || skippedAsRoot.length > 0 || left.length > 0 ? 1 : 0;

@@ -455,7 +455,7 @@ http {
     const before = links(system);
     assert.equal(before.length, 8, `the system libssl's 4 functions x entry/return: ${before.join(' ')}`);
     assert.equal(links(copy).length, 8, 'the private copy is hooked too');
-    await daemon.stop();
+    assert.equal(await daemon.stop(), 0, 'SIGTERM with uprobes attached: a clean stop');
     daemon = await restartDaemon(daemon);
     assert.deepEqual(links(system), before, 'the system libssl: adopted, not attached again');
     assert.deepEqual(links(copy), [], 'the copy nobody maps any more: pruned');
@@ -477,7 +477,7 @@ http {
   });
 
   test('when the kernel refuses the L7 stage, the daemon starts anyway: the classifier counts alone and status.l7 says why', async () => {
-    await daemon.stop();
+    assert.equal(await daemon.stop(), 0, 'SIGTERM: a clean stop');
     const cfg = JSON.parse(fs.readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
     fs.writeFileSync(daemon.configPath, JSON.stringify({ ...cfg, probes: { disable: ['l7-flows/hook'] } }));
     daemon = await restartDaemon(daemon);

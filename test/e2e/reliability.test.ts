@@ -217,13 +217,13 @@ describe('reliability: nobody exhausts the daemon, nothing is lost silently', pr
       const st = await ctl(['status', '--json'], { socket: small.socketPath });
       assert.ok((JSON.parse(st.stdout) as StatusResult).transports.rpc.refused.tooManyClients! >= 2000);
       const t1 = Date.now();
-      await small.stop('SIGTERM');
+      assert.equal(await small.stop('SIGTERM'), 0, 'SIGTERM with 2,000 refused clients: a clean stop');
       assert.ok(Date.now() - t1 < 5000, `SIGTERM to exit: ${Date.now() - t1} ms`);
       await h.stop();
       await holders.stop();
       // The lock went with the process: the same deployment starts again at once.
       const again = await restartDaemon(small);
-      await again.stop('SIGTERM');
+      assert.equal(await again.stop('SIGTERM'), 0, 'SIGTERM: a clean stop');
     } finally {
       await small.stop('SIGKILL');
       await daemonOnce(mon, small.configPath, ['--teardown']);

@@ -100,7 +100,7 @@ describe('flows read in batches: the daemon', privileged({ timeout: 120_000 }), 
     assert.equal(fillFlows(path.join(daemon.pinPath, 'maps', MAP.flows), SPEC), SPEC.count);
     // Flows written from user space push nothing into the dirty ring: a restarted daemon's
     // start-up walk puts them into the index.
-    await daemon.stop('SIGTERM');
+    assert.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM: a clean stop');
     daemon = await restartDaemon(daemon);
     await until('the start-up walk', async () => ((await daemon.call('status')) as StatusResult).flowIndex.fullWalks >= 1, 10_000);
   });
@@ -138,7 +138,7 @@ describe('flows read in batches: the daemon', privileged({ timeout: 120_000 }), 
     const cfg = JSON.parse(fs.readFileSync(daemon.configPath, 'utf8')) as Record<string, unknown>;
     cfg.probes = { disable: [`${FLOW_READ.capability}/syscall`] };
     fs.writeFileSync(daemon.configPath, JSON.stringify(cfg, null, 2));
-    await daemon.stop('SIGTERM');
+    assert.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM: a clean stop');
     daemon = await restartDaemon(daemon);
     const s = (await daemon.call('status')) as StatusResult;
     assert.equal(s.probes.find((p) => p.capability === FLOW_READ.capability)?.active, FLOW_READ.lookup);

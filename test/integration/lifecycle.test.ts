@@ -118,7 +118,7 @@ describe('pinned lifecycle', privileged({ timeout: 120_000 }), () => {
   });
 
   test('--teardown leaves no program on any hook and no pin', async () => {
-    await daemon.stop('SIGTERM');
+    assert.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM: a clean stop');
     assert.ok(fs.existsSync(daemon.pinPath), 'a clean stop leaves the pins');
     assert.equal((await ourTcFilters(mon, link.a.ifname, 'ingress')).length, 1, 'a clean stop leaves the classifier attached');
 

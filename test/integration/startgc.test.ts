@@ -53,7 +53,7 @@ describe('collector at start (real daemon, real CLI)', privileged({ timeout: 120
     // Still there a few seconds later: the running daemon's next collection is an hour away.
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok(flows.lookup(fillKeyOf(0)), 'the expired flow was collected before the restart');
-    await daemon.stop('SIGTERM');
+    assert.equal(await daemon.stop('SIGTERM'), 0, 'SIGTERM: a clean stop');
     daemon = await restartDaemon(daemon);
     await until('the expired flow to leave the kernel map after the start', () => flows.lookup(fillKeyOf(0)) === null, 10_000);
     const mapPath = path.join(daemon.pinPath, 'maps', MAP.flows);
