@@ -207,7 +207,7 @@ export async function monitorLab(): Promise<{ lab: Lab; mon: Host; peer: Host; l
   }
 }
 
-/** The after() hook of a monitor suite: kill the daemon, remove its pins and attachments, destroy the lab. */
+/** The after() hook of a monitor suite: stop the daemon (SIGTERM, its exit checked), remove its pins and attachments, destroy the lab. */
 export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab | undefined): Promise<void> {
   // A daemon still running (and ready) is stopped as systemd stops it, from whatever state
   // the test left it in (subscribers, captures, mirrors, a busy history): every test that
