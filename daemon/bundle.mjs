@@ -16,7 +16,9 @@
 //   of a start) stays lazy, in chunks named ebpfmon-<name>-<hash>.js. Every output sits in
 //   main.js's directory, so version.ts's paths (BUILD_DIR: package.json, build/bpf,
 //   build/native, the history writer's worker) resolve the same from the bundle.
-// - The history writer's thread runs the compiled tree's worker.js, as before.
+// - The history writer's thread has a bundle of its own, ebpfmon-history-worker.js, one
+//   file (history.ts starts it when it runs from the bundle; the compiled tree's worker.js
+//   otherwise).
 //
 // Plain JavaScript: it runs after tsc, on its output (build/js), so that the bundle is made
 // of exactly the JavaScript the tests of the compiled tree run.
@@ -35,12 +37,9 @@ if (!fs.existsSync(entry)) throw new Error(`${path.relative(root, entry)} is mis
 const isOutput = (f) => f === 'ebpfmon.js' || /^ebpfmon-.+\.js$/.test(f);
 for (const f of fs.readdirSync(dir)) if (isOutput(f)) fs.rmSync(path.join(dir, f));
 
-const result = await esbuild.build({
-  entryPoints: { ebpfmon: entry },
+const common = {
   outdir: dir,
-  chunkNames: 'ebpfmon-[name]-[hash]',
   bundle: true,
-  splitting: true,
   packages: 'external',
   format: 'esm',
   platform: 'node',
@@ -50,15 +49,20 @@ const result = await esbuild.build({
   legalComments: 'none',
   metafile: true,
   logLevel: 'warning',
-});
+};
+const result = await esbuild.build({ ...common, entryPoints: { ebpfmon: entry }, chunkNames: 'ebpfmon-[name]-[hash]', splitting: true });
+// The writer thread is an isolate of its own: it compiles its own copy of whatever it
+// loads, so chunks shared with the daemon would save nothing but split the daemon's bundle
+// into more files. One file, built apart.
+const worker = await esbuild.build({ ...common, entryPoints: { 'ebpfmon-history-worker': path.join(dir, 'history/worker.js') }, splitting: false });
 
 // Every daemon module in the bundle must be one tsc compiled: nothing from test/ or bench/.
-const inputs = Object.keys(result.metafile.inputs);
+const inputs = [...new Set([...Object.keys(result.metafile.inputs), ...Object.keys(worker.metafile.inputs)])];
 const stray = inputs.filter((i) => !path.resolve(root, i).startsWith(dir + path.sep));
 if (stray.length) throw new Error(`the daemon's bundle took in files outside build/js/daemon/src: ${stray.join(', ')}`);
-const outputs = Object.keys(result.metafile.outputs).map((o) => path.basename(o));
+const outputs = [...Object.keys(result.metafile.outputs), ...Object.keys(worker.metafile.outputs)].map((o) => path.basename(o));
 const bad = outputs.filter((o) => !isOutput(o));
 if (bad.length) throw new Error(`unexpected bundle outputs: ${bad.join(', ')}`);
 const main = path.join(dir, 'ebpfmon.js');
 fs.chmodSync(main, 0o755);
-console.log(`bundled ${inputs.length} daemon modules into ${path.relative(root, main)} and ${outputs.length - 1} chunk(s)`);
+console.log(`bundled ${inputs.length} daemon modules into ${path.relative(root, main)}, ${outputs.length - 2} chunk(s) and the history writer's ebpfmon-history-worker.js`);

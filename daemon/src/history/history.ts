@@ -5,7 +5,9 @@
 // retention and answers queries. Nothing here throws at the caller because of the disk:
 // problems show in status(), and live monitoring does not depend on any of it.
 import { Worker } from 'node:worker_threads';
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BUILD_DIR } from '../version.js';
 import { DEFAULT_ACCOUNTANT_OPTIONS, type AccountantOptions } from './accountant.js';
 import { CloseRollups, endpointsPerHandover } from './overbudget.js';
@@ -78,8 +80,13 @@ function budgetOptions(o: HistoryOptions): Partial<AccountantOptions> {
   return { ...(o.detailFlowsPerSec !== undefined ? { detailPerSec: o.detailFlowsPerSec, detailBurst: 10 * o.detailFlowsPerSec } : {}), ...o.accountant };
 }
 
-/** The writer thread's entry: the compiled tree's worker.js (the daemon's bundle leaves it out). */
-const WORKER = path.join(BUILD_DIR, 'js/daemon/src/history/worker.js');
+/**
+ * The writer thread's entry. Run from the daemon's bundle, this module sits in its
+ * directory, next to the worker's own bundle (daemon/bundle.mjs): one file instead of the
+ * compiled tree's 17. Run from the compiled tree (unit tests), the compiled tree's worker.js.
+ */
+const BUNDLED_WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ebpfmon-history-worker.js');
+const WORKER = fs.existsSync(BUNDLED_WORKER) ? BUNDLED_WORKER : path.join(BUILD_DIR, 'js/daemon/src/history/worker.js');
 
 export class History {
   private worker: Worker | null = null;
