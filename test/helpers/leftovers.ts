@@ -19,7 +19,7 @@ export type Snapshot = Record<string, Set<string>>;
  * ip6tnl0; the other tunnel modules' alike) and the ifb module's ifb0 and ifb1 (present on
  * this machine).
  */
-const FALLBACK_TUNNELS = new Set(['gre0', 'gretap0', 'erspan0', 'ip6gre0', 'ip6tnl0', 'sit0', 'tunl0', 'ip_vti0', 'ip6_vti0', 'ifb0', 'ifb1']);
+const MODULE_DEVICES = new Set(['gre0', 'gretap0', 'erspan0', 'ip6gre0', 'ip6tnl0', 'sit0', 'tunl0', 'ip_vti0', 'ip6_vti0', 'ifb0', 'ifb1']);
 
 function names(dir: string): string[] {
   try {
@@ -51,7 +51,7 @@ export function snapshot(): Snapshot {
   return {
     [os.tmpdir()]: new Set(names(os.tmpdir())),
     'network namespace': new Set(netns()),
-    'link of the root namespace': new Set(names('/sys/class/net').filter((n) => !FALLBACK_TUNNELS.has(n))),
+    'link of the root namespace': new Set(names('/sys/class/net').filter((n) => !MODULE_DEVICES.has(n))),
     '/sys/fs/bpf': new Set(names('/sys/fs/bpf')),
     user: new Set(users()),
     cgroup: new Set(cgroups),
