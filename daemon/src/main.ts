@@ -23,11 +23,7 @@ import { VERSION } from './version.js';
 import { parseDeclarations } from './lb/planner.js';
 import { listLinks } from './net/netlink.js';
 import { isGlob } from './util/glob.js';
-
-export const EXIT = { OK: 0, FAILURE: 1, CONFIG: 2 } as const;
-
-/** SIGTERM to exit, at most (systemd's TimeoutStopSec is longer). */
-const STOP_DEADLINE_MS = 4000;
+import { EXIT, STOP_DEADLINE_MS } from './sys/exit.js';
 
 /** Every `capability/alternative` that `probes.disable` may name. */
 const KNOWN_PROBES = [...MONITOR_COMPONENTS, LB_COMPONENT, L7_COMPONENT, SSL_COMPONENT].flatMap((c) => c.groups.flatMap((g) => g.alternatives.map((a) => probeId(g, a))));

@@ -9,6 +9,7 @@ import { Lab, type Host, type LinkInfo } from './lab.js';
 import { scaled, SECOND_KERNEL } from './privileged.js';
 import { DaemonClient } from '../../client/src/rpc.js';
 import type { MethodName, ParamsOf, ResultOf } from '../../daemon/src/contract/methods.js';
+import { STOP_DEADLINE_MS } from '../../daemon/src/sys/exit.js';
 
 export const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The daemon benches and tests start: the bundle the package runs (daemon/bundle.mjs);
@@ -142,7 +143,7 @@ export class TestDaemon {
 
   /** SIGTERM (clean stop, programs stay pinned) and wait for exit. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) process.kill(this.child.pid!, signal);
+    if (this.running) process.kill(this.child.pid!, signal);
     return this.exited;
   }
 }
@@ -226,9 +227,6 @@ export async function destroyMonitorLab(daemon: TestDaemon | undefined, lab: Lab
   await lab?.destroy();
   if (problem) throw problem;
 }
-
-/** The daemon's own stop deadline (daemon/src/main.ts: past it, it exits 1). */
-const STOP_DEADLINE_MS = 4000;
 
 /**
  * Runs ebpfmon --teardown (or another one-shot daemon command) in `host`. A command that
