@@ -97,16 +97,41 @@ const HAS_LAST = 4;
 /** Counts already in records are known (not after a restore of a row without them). */
 const HAS_ACC = 8;
 const IPV6 = 16;
+/** No slot (ends a chain or the closed list). */
+const NIL = -1;
+/** Slots.member bits: in the index by tuple hash (tracked), in the list of closed flows. */
+const IN_INDEX = 1;
+const IN_CLOSED = 2;
 
 /**
  * The flows history tracks, a slot each, a column per field. Why not an object per flow:
  * an object with its last observation and counts cost about 870 bytes of the writer's heap
  * per open flow (100,000 open flows: 87 MB, and the first listing of a million-flow table
- * about 870 MB); a slot costs its key, two map entries and about 190 bytes of columns.
+ * about 870 MB); a slot costs its key and about 210 bytes of columns (the index's 21 among them).
  * Freed slots are reused; the columns keep their largest size.
+ *
+ * The tracked slots are found by their tuple's hash (flowHash()) through an index kept in
+ * the same columns: `buckets` (a power of two, twice the slots) holds each chain's first
+ * slot, `chain` the next slot with the same bucket. Closed flows are listed oldest close
+ * first through `older`/`newer`. Why not Maps (key -> slot, hash -> count, key -> slot in
+ * close order, as before): at the default 65,536 tracked flows each close kept in detail
+ * set, looked up and deleted string keys in three Maps, 60-70% of its cost in the writer
+ * thread (bench/history/accountant.ts, fast path), and a Map rebuilds its whole table when
+ * the entries it deleted fill it.
  */
 class Slots {
   cap = 0;
+  /** Tracked slots (in the index). */
+  count = 0;
+  /** The closed flow closed longest ago, and the latest (NIL: none). */
+  oldest = NIL;
+  private newest = NIL;
+  private buckets = new Int32Array(0);
+  private mask = 0;
+  private chain = new Int32Array(0);
+  private older = new Int32Array(0);
+  private newer = new Int32Array(0);
+  private member = new Uint8Array(0);
   keys: Array<string | undefined> = [];
   hash = new Uint32Array(0);
   num = new Float64Array(0);
@@ -129,6 +154,8 @@ class Slots {
   }
 
   release(s: number): void {
+    if (this.member[s]! & IN_INDEX) this.unlink(s);
+    if (this.member[s]! & IN_CLOSED) this.unlistClosed(s);
     this.keys[s] = undefined;
     this.strs.fill(null, s * STR, s * STR + STR);
     this.flags[s] = 0;
@@ -149,6 +176,27 @@ class Slots {
     const missed = new Int8Array(cap);
     missed.set(this.missed);
     this.missed = missed;
+    const grown = (a: Int32Array): Int32Array<ArrayBuffer> => {
+      const b = new Int32Array(cap).fill(NIL);
+      b.set(a);
+      return b;
+    };
+    this.chain = grown(this.chain);
+    this.older = grown(this.older);
+    this.newer = grown(this.newer);
+    const member = new Uint8Array(cap);
+    member.set(this.member);
+    this.member = member;
+    // Twice as many buckets as slots: chains of about one. Rebuilt: a slot's bucket is
+    // its hash under the new mask.
+    this.buckets = new Int32Array(cap * 2).fill(NIL);
+    this.mask = cap * 2 - 1;
+    for (let t = 0; t < this.cap; t++) {
+      if (!(member[t]! & IN_INDEX)) continue;
+      const b = this.hash[t]! & this.mask;
+      this.chain[t] = this.buckets[b]!;
+      this.buckets[b] = t;
+    }
     // Filled, then copied: pushing element by element cost 1.6x as much (9M pushes for a
     // million slots). Holey from the start (the keys of freed slots are undefined anyway).
     const strs = new Array<string | null>(cap * STR).fill(null);
@@ -158,6 +206,72 @@ class Slots {
     for (let i = 0; i < this.cap; i++) keys[i] = this.keys[i];
     this.keys = keys;
     this.cap = cap;
+  }
+
+  /** The tracked slot of the flow with this key (flowKey()) and hash (flowHash()), or NIL. */
+  find(key: string, hash: number): number {
+    for (let t = this.cap ? this.buckets[hash & this.mask]! : NIL; t !== NIL; t = this.chain[t]!) {
+      if (this.hash[t] === hash && this.keys[t] === key) return t;
+    }
+    return NIL;
+  }
+
+  /** Whether a tracked slot has this hash (no: no tracked flow has the tuple). */
+  hasHash(hash: number): boolean {
+    for (let t = this.cap ? this.buckets[hash & this.mask]! : NIL; t !== NIL; t = this.chain[t]!) {
+      if (this.hash[t] === hash) return true;
+    }
+    return false;
+  }
+
+  /** Tracks slot `s` (found by find() from now on). */
+  link(s: number): void {
+    if (this.member[s]! & IN_INDEX) return;
+    const b = this.hash[s]! & this.mask;
+    this.chain[s] = this.buckets[b]!;
+    this.buckets[b] = s;
+    this.member[s]! |= IN_INDEX;
+    this.count++;
+  }
+
+  private unlink(s: number): void {
+    const b = this.hash[s]! & this.mask;
+    let t = this.buckets[b]!;
+    if (t === s) {
+      this.buckets[b] = this.chain[s]!;
+    } else {
+      while (this.chain[t] !== s) t = this.chain[t]!;
+      this.chain[t] = this.chain[s]!;
+    }
+    this.chain[s] = NIL;
+    this.member[s]! &= ~IN_INDEX;
+    this.count--;
+  }
+
+  /** Tracked slots, in slot order (the callback may release the slot it is given). */
+  forEachTracked(fn: (s: number) => void): void {
+    for (let t = 0; t < this.top; t++) if (this.member[t]! & IN_INDEX) fn(t);
+  }
+
+  /** Slot `s` is the latest closed flow (moved there if it was listed already). */
+  listClosed(s: number): void {
+    if (this.member[s]! & IN_CLOSED) this.unlistClosed(s);
+    this.older[s] = this.newest;
+    this.newer[s] = NIL;
+    if (this.newest === NIL) this.oldest = s;
+    else this.newer[this.newest] = s;
+    this.newest = s;
+    this.member[s]! |= IN_CLOSED;
+  }
+
+  private unlistClosed(s: number): void {
+    const o = this.older[s]!;
+    const n = this.newer[s]!;
+    if (o === NIL) this.oldest = n;
+    else this.newer[o] = n;
+    if (n === NIL) this.newest = o;
+    else this.older[n] = o;
+    this.member[s]! &= ~IN_CLOSED;
   }
 
   /** Keeps `o` as the slot's last observation (its tuple is the key's). */
@@ -309,6 +423,12 @@ function tupleKey(proto: string, laddr: string, lport: number | null, raddr: str
   return [proto, laddr, lport ?? '', raddr, rport ?? ''].join(' ');
 }
 
+/** flowHash() of the flow whose flowKey() is `key`. */
+function keyHash(key: string): number {
+  const [proto, la, lp, ra, rp] = key.split(' ') as [string, string, string, string, string];
+  return tupleHash(strHash(proto), strHash(la), lp === '' ? 65536 : Number(lp), strHash(ra), rp === '' ? 65536 : Number(rp));
+}
+
 /** flowKey(o) as a number: what the writer's fast path computes from the packed row. */
 export function flowHash(o: Pick<FlowObservation, 'proto' | 'localAddr' | 'localPort' | 'remoteAddr' | 'remotePort'>): number {
   return tupleHash(strHash(o.proto), strHash(o.localAddr), o.localPort ?? 65536, strHash(o.remoteAddr), o.remotePort ?? 65536);
@@ -332,19 +452,13 @@ const UNSPECIFIED = { 4: '0.0.0.0', 6: '::' } as const;
 const counts = (o: Counts): Counts => ({ txBytes: o.txBytes, rxBytes: o.rxBytes, txPackets: o.txPackets, rxPackets: o.rxPackets });
 
 export class Accountant {
-  /** Tracked flows: key -> slot. */
-  private readonly tracked = new Map<string, number>();
+  /** Tracked flows, found by key and hash (Slots.find()); closed ones listed oldest close first. */
   private readonly slots = new Slots();
-  /** How many tracked flows have each tupleHash: a flow whose hash is absent is not tracked. */
-  private readonly trackedHashes = new Map<number, number>();
   /** Roll-ups of flows beyond the budget, by pid (-1: none), summed until drain(). */
   private readonly procRollups = new Map<number, ProcRollups>();
   /** Roll-ups with an endpoint since the last drain, at most `maxEndpoints`. */
   private endpointRollups = 0;
   private readonly maxEndpoints: number;
-  /** Closed flows still tracked, oldest close first: what maxTracked evicts. */
-  private readonly finalized = new Map<string, number>();
-  private readonly oldestFinalized = new OldestFirst(this.finalized);
   private tokens: number;
   private refilledAt = -Infinity;
   /** Closed flows that closed at or before this may already be written (see the header). */
@@ -376,16 +490,17 @@ export class Accountant {
   reusedTuples = 0;
 
   get trackedCount(): number {
-    return this.tracked.size;
+    return this.slots.count;
   }
 
   /** Carries on after a restart: the open flows the last run persisted. */
   restore(rows: OpenFlowRow[], now: number): void {
+    const sl = this.slots;
     for (const r of rows) {
-      const old = this.tracked.get(r.key);
-      if (old !== undefined) this.forget(old);
-      const sl = this.slots;
-      const s = sl.alloc(r.key, flowHash(r.last));
+      const hash = flowHash(r.last);
+      const old = sl.find(r.key, hash);
+      if (old !== NIL) this.forget(old);
+      const s = sl.alloc(r.key, hash);
       const b = s * NUM;
       sl.num[b + N_FLOW] = r.flow;
       sl.num[b + N_FIRST] = r.firstMs;
@@ -414,15 +529,15 @@ export class Accountant {
   endListing(listingStart: number, now: number, full = true): void {
     if (!full) return;
     const sl = this.slots;
-    for (const s of this.tracked.values()) {
-      if (sl.num[s * NUM + N_KNOWN]! >= listingStart) continue;
+    sl.forEachTracked((s) => {
+      if (sl.num[s * NUM + N_KNOWN]! >= listingStart) return;
       if (sl.missed[s] === -1) {
         sl.missed[s] = 0; // listed
-        continue;
+        return;
       }
-      if (++sl.missed[s]! < 2) continue;
+      if (++sl.missed[s]! < 2) return;
       this.leave(s, now, now);
-    }
+    });
   }
 
   /** A tracked flow has left the table (at `endedMs`): an open one's record ends it, a
@@ -449,8 +564,8 @@ export class Accountant {
    * until the tuple's next flow or full listing ends it, never is a live one ended early.
    */
   leftTable(key: string, goneAtMs: number, now: number): void {
-    const s = this.tracked.get(key);
-    if (s === undefined || this.slots.num[s * NUM + N_FIRST]! + this.opts.reuseToleranceMs >= goneAtMs) return;
+    const s = this.slots.find(key, keyHash(key));
+    if (s === NIL || this.slots.num[s * NUM + N_FIRST]! + this.opts.reuseToleranceMs >= goneAtMs) return;
     this.leave(s, now, goneAtMs);
   }
 
@@ -472,25 +587,12 @@ export class Accountant {
   }
 
   private track(s: number): void {
-    const sl = this.slots;
-    this.tracked.set(sl.keys[s]!, s);
-    const h = sl.hash[s]!;
-    this.trackedHashes.set(h, (this.trackedHashes.get(h) ?? 0) + 1);
+    this.slots.link(s);
   }
 
   /** Stops tracking the flow in slot `s` and frees the slot. */
   private forget(s: number): void {
-    const sl = this.slots;
-    const key = sl.keys[s]!;
-    if (this.tracked.get(key) === s) {
-      this.tracked.delete(key);
-      const h = sl.hash[s]!;
-      const n = this.trackedHashes.get(h) ?? 0;
-      if (n <= 1) this.trackedHashes.delete(h);
-      else this.trackedHashes.set(h, n - 1);
-    }
-    if (this.finalized.get(key) === s) this.finalized.delete(key);
-    sl.release(s);
+    this.slots.release(s);
   }
 
   /** Fills in what a close event lacks from what listings showed of the same process. */
@@ -512,8 +614,10 @@ export class Accountant {
   private observe(obs: FlowObservation, final: boolean, now: number, listingStart: number | null, full = true): void {
     const o = this.enrich(obs, listingStart !== null);
     const key = flowKey(o);
+    const hash = flowHash(o);
     const sl = this.slots;
-    let s = this.tracked.get(key);
+    let s: number | undefined = sl.find(key, hash);
+    if (s === NIL) s = undefined;
     if (s !== undefined && Math.abs(o.firstMs - sl.num[s * NUM + N_FIRST]!) > this.opts.reuseToleranceMs) {
       // The tuple was reused. The tracked flow, if still open, has ended.
       if (sl.num[s * NUM + N_FIRST]! > o.firstMs) {
@@ -549,7 +653,7 @@ export class Accountant {
           o.remoteAddr, inbound ? o.localPort : null, inbound ? null : o.remotePort, o.remoteName ?? null, at, at, o.firstMs, 1, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets);
         return;
       }
-      const t = sl.alloc(key, flowHash(o));
+      const t = sl.alloc(key, hash);
       const b = t * NUM;
       sl.num[b + N_FLOW] = 0;
       sl.num[b + N_FIRST] = o.firstMs;
@@ -614,20 +718,18 @@ export class Accountant {
     sl.num[b + N_CLOSED] = Number.isNaN(lastClosed) ? now : lastClosed;
     sl.dropLast(s);
     this.unpersist(s);
-    const key = sl.keys[s]!;
-    this.finalized.delete(key);
-    this.finalized.set(key, s);
+    sl.listClosed(s);
     this.evictOverflow(now);
   }
 
   /** Beyond maxTracked, the oldest closed flows are forgotten (the watermark moves past them). */
   private evictOverflow(now: number): void {
     const sl = this.slots;
-    while (this.tracked.size > this.opts.maxTracked) {
-      const old = this.oldestFinalized.shift();
-      if (old === undefined) break;
-      this.watermark = Math.max(this.watermark, nullable(sl.num[old[1] * NUM + N_CLOSED]!) ?? now);
-      this.forget(old[1]);
+    while (sl.count > this.opts.maxTracked) {
+      const old = sl.oldest;
+      if (old === NIL) break;
+      this.watermark = Math.max(this.watermark, nullable(sl.num[old * NUM + N_CLOSED]!) ?? now);
+      this.forget(old);
       this.stats.evicted++;
     }
   }
@@ -670,15 +772,15 @@ export class Accountant {
     iface: string | null, direction: string | null, how: string | null, name: string | null, attrs: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
     let key: string | null = null;
-    if (this.trackedHashes.has(hash)) {
+    if (this.slots.hasHash(hash)) {
       // Another flow with this hash is tracked: most often an earlier, closed flow on the same
       // tuple (a client's ephemeral ports come round again every few seconds at thousands of
       // connections a second). observe() would forget it and take this one as new: so does
       // this path. A collision (another tuple) is no flow of this one. Anything else (an
       // open flow, a late or stale observation) takes the general path.
       key = tupleKey(protoName, laddr, lport, raddr, rport);
-      const s = this.tracked.get(key);
-      if (s !== undefined) {
+      const s = this.slots.find(key, hash);
+      if (s !== NIL) {
         if (!(this.slots.flags[s]! & FINALIZED) || firstMs - this.slots.num[s * NUM + N_FIRST]! <= this.opts.reuseToleranceMs) return false;
         this.forget(s);
         this.reusedTuples++;
@@ -724,8 +826,7 @@ export class Accountant {
     n[b + N_ACC + 3] = rxp;
     sl.flags[t] = FINALIZED | HAS_ACC | (family === 6 ? IPV6 : 0);
     this.track(t);
-    this.finalized.delete(key);
-    this.finalized.set(key, t);
+    sl.listClosed(t);
     this.evictOverflow(now);
     return true;
   }

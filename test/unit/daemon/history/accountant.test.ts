@@ -481,3 +481,54 @@ test('the writer\'s fast path for closes of untracked flows (closeUntracked) mak
   assert.ok(general.stats.rolledUp > 100 && general.stats.evicted > 100, `roll-ups (${general.stats.rolledUp}) and evictions (${general.stats.evicted})`);
   assert.ok(compared > 1000, `records compared (${compared})`);
 });
+
+test('two tuples with the same hash are tracked apart: each found by its own key, forgotten, reused and listed as its own flow', () => {
+  // The tracked flows are found by their tuple's 32-bit hash, then by key: find two tuples
+  // whose hashes collide (a birthday search: about 150,000 tuples here) and give the
+  // accountant both.
+  const tuple = (i: number) => ({ port: 1024 + (i % 60_000), raddr: `198.18.${Math.floor(i / 60_000)}.2` });
+  const seen = new Map<number, number>();
+  let pair: [number, number] | undefined;
+  for (let i = 0; i < 1_000_000 && !pair; i++) {
+    const { port, raddr } = tuple(i);
+    const h = flowHash(flow(port, { tx: 0, rx: 0 }, { remoteAddr: raddr }));
+    const j = seen.get(h);
+    if (j !== undefined) pair = [j, i];
+    else seen.set(h, i);
+  }
+  assert.ok(pair, 'two tuples with one hash');
+  const [a, b] = pair.map(tuple) as [ReturnType<typeof tuple>, ReturnType<typeof tuple>];
+  const obsA = (first: number, tx: number) => closed(a.port, { tx, rx: 1 }, first + 10, { remoteAddr: a.raddr, firstMs: first });
+  const obsB = (first: number, tx: number) => closed(b.port, { tx, rx: 1 }, first + 10, { remoteAddr: b.raddr, firstMs: first });
+  assert.equal(flowHash(obsA(T0, 0)), flowHash(obsB(T0, 0)));
+  assert.notEqual(`${a.port} ${a.raddr}`, `${b.port} ${b.raddr}`);
+
+  const acc = new Accountant(new RecordIds(), OPTS);
+  const fast = (o: FlowObservation, now: number) => acc.closeUntracked(flowHash(o), o.pid, o.comm, o.uid, o.exe, o.cgroupId, o.unit ?? null, o.proto, 4,
+    o.localAddr, o.localPort, o.remoteAddr, o.remotePort, o.interface, o.direction, o.attributedBy, null, null, o.closedMs ?? now, o.firstMs, o.txBytes, o.rxBytes, o.txPackets, o.rxPackets, now);
+  assert.equal(fast(obsA(T0, 100), T0 + 20), true);
+  assert.equal(fast(obsB(T0, 200), T0 + 20), true, 'B is not A: a new flow, not a close of A\'s');
+  assert.equal(acc.trackedCount, 2);
+  assert.equal(acc.reusedTuples, 0);
+  // A listing that shows A again (its close, a few ms later) writes nothing: A is found.
+  acc.listed({ ...obsA(T0, 100), closedMs: T0 + 12 }, T0 + 30, T0 + 30, false);
+  // A new flow on A's tuple: A's slot is forgotten and the new one tracked; B stays.
+  assert.equal(fast(obsA(T0 + 5000, 300), T0 + 5020), true);
+  assert.equal(acc.reusedTuples, 1);
+  assert.equal(acc.trackedCount, 2);
+  // B leaves the table: only B goes; its close listed again later is known, not written.
+  acc.leftTable(`tcp 198.18.0.1 ${b.port} ${b.raddr} 443`, T0 + 6000, T0 + 6000);
+  assert.equal(acc.trackedCount, 1);
+  acc.listed({ ...obsB(T0, 200), closedMs: T0 + 12 }, T0 + 7000, T0 + 7000, false);
+  // A's second flow grows after its close: a late record of that flow, not of B's.
+  acc.listed({ ...obsA(T0 + 5000, 350), lastMs: T0 + 8000 }, T0 + 8000, T0 + 8000, false);
+  const rs = acc.drain().records;
+  assert.deepEqual(rs.map((r) => [r.kind, r.remoteAddr, r.localPort, r.txBytes]), [
+    [RECORD_KIND.closed, a.raddr, a.port, 100],
+    [RECORD_KIND.closed, b.raddr, b.port, 200],
+    [RECORD_KIND.closed, a.raddr, a.port, 300],
+    [RECORD_KIND.late, a.raddr, a.port, 50],
+  ]);
+  assert.equal(rs[3]!.flow, rs[2]!.flow, 'the late record belongs to A\'s second flow');
+  assert.equal(acc.stats.skippedKnown, 1, 'B listed after it left: known');
+});
