@@ -54,6 +54,10 @@ describe('history store: queries', () => {
       { pid: 300, comm: 'curl', uid: 1000, exe: '/usr/bin/curl', cgroupId: '4102', unit: 'session-3.scope' },
       { pid: 400, comm: 'firefox-esr', uid: 1001, exe: '/usr/lib/firefox-esr/firefox-esr', cgroupId: '4103', unit: 'app-fx.scope' },
       { pid: null, comm: null, uid: null, exe: null, cgroupId: null, unit: null },
+      // curl's pid again: another program (an exec, or the pid reused), and curl renamed
+      // (prctl PR_SET_NAME: only the command differs): each a process of its own.
+      { pid: 300, comm: 'wget', uid: 1000, exe: '/usr/bin/wget', cgroupId: '4102', unit: 'session-3.scope' },
+      { pid: 300, comm: 'curl-worker', uid: 1000, exe: '/usr/bin/curl', cgroupId: '4102', unit: 'session-3.scope' },
     ];
     const remotes: Array<[string, 'ipv4' | 'ipv6', string | null]> = [
       ['203.0.113.7', 'ipv4', 'api.example.com'], ['203.0.113.200', 'ipv4', null], ['198.51.100.9', 'ipv4', 'cdn.example.net'],
@@ -130,7 +134,7 @@ describe('history store: queries', () => {
     const byProc = await q({ by: 'process' });
     assert.equal(byProc.source, 'minutes');
     for (const g of byProc.groups!) assert.deepEqual({ ...g, firstRecordAt: 0, lastRecordAt: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, { ...expect((f) => f.pid === g.pid && f.comm === g.comm), firstRecordAt: 0, lastRecordAt: 0, pid: 0, comm: 0, uid: 0, exe: 0, unit: 0 }, `process ${g.comm}`);
-    assert.equal(byProc.groups!.length, 4);
+    assert.equal(byProc.groups!.length, 6);
     assert.equal(byProc.groups!.find((g) => g.comm === 'nginx')!.unit, 'nginx.service');
 
     const byRemote = await q({ by: 'remote' });
