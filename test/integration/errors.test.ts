@@ -74,6 +74,7 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
   test('a refused flows.bpf.o with its alternative present: the daemon starts on flows_walk.bpf.o, and status says so and why', async () => {
     const bad = fs.readFileSync(path.join(OBJECT_DIR, 'fixtures/flows_bad_verifier.bpf.o'));
     const d = await startDaemon(host, { config: { bpfObjectDir: objectDirWith(bad, true), interfaces: ['lo'] } });
+    let stopped: number | null = null;
     try {
       const st = await d.call('status');
       assert.equal(st.flowIndex.mode, 'full-walk');
@@ -83,9 +84,11 @@ describe('start-up errors', privileged({ timeout: 120_000 }), () => {
       const flows = (await d.call('flows.list', { protocol: 'icmp', limit: 100 })).flows;
       assert.ok(flows.some((f) => f.remoteAddr === '127.0.0.1' && f.txPackets + f.rxPackets >= 2), JSON.stringify(flows));
     } finally {
-      await d.stop('SIGTERM');
+      stopped = await d.stop('SIGTERM');
       await daemonOnce(host, d.configPath, ['--teardown']);
     }
+    // Checked after the finally, so that a failure above is the one reported.
+    assert.equal(stopped, 0, 'the daemon on the alternative stops cleanly (SIGTERM, exit 0)');
   });
 
   test('a pin path outside bpffs is refused with the reason', async () => {
