@@ -562,9 +562,10 @@ export class Accountant {
    * listings without it). A tracked flow first seen within reuseToleranceMs of that, or
    * later, is taken for a new flow on the same tuple and kept: at worst an old one lingers
    * until the tuple's next flow or full listing ends it, never is a live one ended early.
+   * `hash`: the tuple's flowHash(), when the caller has the tuple (else read from the key).
    */
-  leftTable(key: string, goneAtMs: number, now: number): void {
-    const s = this.slots.find(key, keyHash(key));
+  leftTable(key: string, goneAtMs: number, now: number, hash: number = keyHash(key)): void {
+    const s = this.slots.find(key, hash);
     if (s === NIL || this.slots.num[s * NUM + N_FIRST]! + this.opts.reuseToleranceMs >= goneAtMs) return;
     this.leave(s, now, goneAtMs);
   }

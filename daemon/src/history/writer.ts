@@ -8,7 +8,7 @@
 // out of here: the queue keeps what it can, the state says `degraded`, and writing resumes
 // by itself. A file DuckDB cannot read is moved aside and a new one started.
 import v8 from 'node:v8';
-import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
+import { Accountant, DEFAULT_ACCOUNTANT_OPTIONS, PROTO_NUMBERS, RecordIds, flowHash, flowKey, type AccountantOptions, type WriteSet } from './accountant.js';
 import { CHANGES_ONLY, F, NO_CLOSED, NO_LPORT, NO_PID, NO_RPORT, NO_UID, OP, ObservationReader, ROW, tupleHash, type PackedBatch } from './pack.js';
 import { Journal } from './journal.js';
 import { HistoryStore, StoreError, classify, isInvalidated, type StoreOptions } from './store.js';
@@ -312,7 +312,7 @@ export class HistoryWriter {
       else if (u.op === OP.listed) {
         this.inListing = true;
         a.listed(u.obs, u.now, u.now, full); // a listing's rows carry its start time
-      } else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now);
+      } else if (u.op === OP.gone) a.leftTable(flowKey(u.obs), u.obs.firstMs, u.now, flowHash(u.obs));
       else {
         a.endListing(u.obs.firstMs, u.now, full);
         this.inListing = false;

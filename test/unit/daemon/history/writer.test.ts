@@ -13,6 +13,7 @@ import path from 'node:path';
 import { HistoryWriter } from '../../../../daemon/src/history/writer.js';
 import { CHANGES_ONLY, ObservationPacker, OP } from '../../../../daemon/src/history/pack.js';
 import type { FlowObservation } from '../../../../daemon/src/history/types.js';
+import { parseHistoryQuery } from '../../../../daemon/src/history/query.js';
 
 const T0 = Date.UTC(2026, 10, 30, 13, 0, 0);
 
@@ -191,5 +192,29 @@ test('a write set of LARGE_WRITE_ROWS rows or more is followed by two collection
   await w.flush();
   await new Promise((r) => setTimeout(r, 2500));
   assert.equal(calls.length, 2, 'at most once a minute');
+  await w.close();
+});
+
+test('a flow an incremental listing names gone (OP.gone) ends at once: the writer finds it by its tuple, and only it', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfmon-history-writer-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const w = new HistoryWriter({ dir, maxBytes: 1 << 30, retentionDays: 30, now: () => T0 + 3_600_000 });
+  await w.open();
+  const p = new ObservationPacker();
+  const open = (port: number): FlowObservation => ({
+    proto: 'udp', family: 'ipv4', localAddr: '198.18.0.1', localPort: port, remoteAddr: '198.18.0.53', remotePort: 53,
+    interface: 'veth0', direction: 'outbound', attributedBy: 'connect', pid: 300, comm: 'curl', uid: 1000, exe: null, cgroupId: null,
+    firstMs: T0, lastMs: T0 + 100, closedMs: null, txBytes: 60, rxBytes: 120, txPackets: 1, rxPackets: 1,
+  });
+  const listedAt = T0 + 1000;
+  for (const port of [41000, 41001]) p.add(OP.listed, open(port), listedAt, CHANGES_ONLY);
+  p.endListing(listedAt, listedAt, true);
+  const goneAt = T0 + 90_000;
+  p.addGone({ proto: 'udp', localAddr: '198.18.0.1', localPort: 41000, remoteAddr: '198.18.0.53', remotePort: 53, goneAtMs: goneAt }, goneAt);
+  w.ingest(p.take()!);
+  await w.flush();
+  const r = await w.query(parseHistoryQuery({ since: T0 - 60_000, until: T0 + 7_200_000, limit: 100 } as never, T0, () => null), 'all');
+  const state = Object.fromEntries(r.flows!.map((f) => [f.localPort, f.state]));
+  assert.deepEqual(state, { 41000: 'ended', 41001: 'open' });
   await w.close();
 });
