@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { leftovers, snapshot } from './helpers/leftovers.js';
+import { keepTestOutput } from './helpers/keep.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
@@ -79,7 +80,7 @@ if (skippedAsRoot.length) {
 }
 const left = leftovers(before, snapshot(), new Set([path.basename(runDir)]));
 // EBPFMON_TEST_KEEP=1 keeps what the tests made on purpose, so what is left is reported, not failed.
-const keeping = !!process.env.EBPFMON_TEST_KEEP;
+const keeping = keepTestOutput();
 if (left.length) {
   console.error(keeping
     ? `\nNOTE: the run left ${left.length} thing(s) on the machine; EBPFMON_TEST_KEEP is set, so they are not a failure (remove them yourself):`

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { keepTestOutput } from './keep.js';
 
 const execFileP = promisify(execFile);
 
@@ -172,7 +173,7 @@ export class Lab {
    * removed on destroy like tmpdir(), kept under EBPFMON_TEST_KEEP=1. The path is printed.
    */
   outputDir(name: string): string {
-    const keep = !!process.env.EBPFMON_TEST_KEEP;
+    const keep = keepTestOutput();
     const dir = keep ? fs.mkdtempSync(path.join(os.tmpdir(), `ebpfmon-${name}-`)) : this.tmpdir();
     console.log(`# test output (${name}): ${dir}${keep ? ' (kept: EBPFMON_TEST_KEEP)' : ' (removed at the end; EBPFMON_TEST_KEEP=1 keeps it)'}`);
     return dir;

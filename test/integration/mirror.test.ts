@@ -10,6 +10,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
 import { privileged, requireTool } from '../helpers/privileged.js';
@@ -18,6 +19,7 @@ import { readPcapRecords, type PcapRecord } from '../helpers/pcap-frames.js';
 import { frameDiff, startTcpdump as tcpdump, stopTcpdump as stop } from '../helpers/capture-truth.js';
 import type { MirrorView } from '../../daemon/src/contract/capture.js';
 import { MIRROR_EXPR, mirrorLab } from '../helpers/mirror-lab.js';
+import { keepTestOutput } from '../helpers/keep.js';
 
 const EXPR = MIRROR_EXPR;
 
@@ -114,7 +116,10 @@ describe('mirror sessions: copies at a VXLAN and a GRETAP collector equal the mo
       assert.deepEqual({ txErrors: capSt.encaps[encap].txErrors, txDropped: capSt.encaps[encap].txDropped, refused: capSt.loss.mirrorDeviceRefused }, { txErrors: 0, txDropped: 0, refused: 0 }, 'status reads the device\'s counters');
       if (encap === 'gre') assert.ok(ipj.mtu > 65_000, `the GRE device at its largest MTU (its transmit refuses DF frames over it): ${ipj.mtu}`);
       const d = frameDiff(want, got);
-      if (process.env.EBPFMON_TEST_KEEP) for (const f of [`${encap}-src.pcap`, `${encap}-dst.pcap`]) execFileSync('cp', [file(f), process.env.EBPFMON_TEST_KEEP]);
+      if (keepTestOutput()) {
+        const out = lab.outputDir(`mirror-${encap}`);
+        for (const f of [`${encap}-src.pcap`, `${encap}-dst.pcap`]) fs.copyFileSync(file(f), path.join(out, f));
+      }
       if (d.onlyA.length || d.onlyB.length) {
         // The sender's device was checked above; what the collector's IP layer says, for the failure message.
         const coll4 = await coll.exec('nstat', ['-az', 'IpReasm*', 'IpInDiscards', 'IpInHdrErrors'], { allowFail: true });

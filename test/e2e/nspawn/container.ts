@@ -29,6 +29,7 @@ import { boundingSetArg, capNames } from './caps.js';
 import { CgroupSet, hierarchies } from './cgroups.js';
 import { defaultLog, HarnessError, killQuietly, pidAlive, run, settlesWithin, shellQuote, tail, waitUntil, type Logger, type RunResult } from './command.js';
 import { ensureRootfs, unpack, type RootfsImage } from './rootfs.js';
+import { keepTestOutput } from '../../helpers/keep.js';
 
 export const DEFAULT_CAPABILITIES = ['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_SYS_RAWIO'] as const;
 export const DEFAULT_SYSCALL_FILTER = 'bpf perf_event_open';
@@ -153,7 +154,7 @@ export class Container {
   }
 
   private get keep(): boolean {
-    return this.opts.keep ?? process.env.EBPFMON_TEST_KEEP === '1';
+    return this.opts.keep ?? keepTestOutput();
   }
 
   /** PID of the container's systemd, as seen on the host. */

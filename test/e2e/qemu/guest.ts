@@ -33,6 +33,7 @@ import { cacheDir, qemuError, qemuLog, readdirOr, readOr, requireHostTools, secs
 import { ensureImage, GUEST_PACKAGES, type GuestImage } from './image.js';
 import { ensureInitramfs, JOB_MOUNT, JOB_TAG, NINEP_OPTS, type GuestInitramfs } from './initramfs.js';
 import { ensureKernel, type GuestKernel } from './kernel.js';
+import { keepTestOutput } from '../../helpers/keep.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..');
 const PROJECT_TAG = 'emon_project';
@@ -111,7 +112,7 @@ let swept = false;
 export async function runInGuest(command: string, opts: GuestRunOptions = {}): Promise<GuestRunResult> {
   const log = opts.log ?? qemuLog;
   const guest = opts.guest ?? (await prepareGuest({ log }));
-  const keep = opts.keep ?? !!process.env.EBPFMON_TEST_KEEP;
+  const keep = opts.keep ?? keepTestOutput();
   if (!swept) {
     swept = true;
     sweepStaleJobs(log);
