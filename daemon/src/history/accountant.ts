@@ -210,18 +210,23 @@ class Slots {
 
   /** The tracked slot of the flow with this key (flowKey()) and hash (flowHash()), or NIL. */
   find(key: string, hash: number): number {
+    return this.findFrom(this.cap ? this.buckets[hash & this.mask]! : NIL, key, hash);
+  }
+
+  /** The first tracked slot with this hash, or NIL (then no tracked flow has the tuple). */
+  firstWithHash(hash: number): number {
     for (let t = this.cap ? this.buckets[hash & this.mask]! : NIL; t !== NIL; t = this.chain[t]!) {
-      if (this.hash[t] === hash && this.keys[t] === key) return t;
+      if (this.hash[t] === hash) return t;
     }
     return NIL;
   }
 
-  /** Whether a tracked slot has this hash (no: no tracked flow has the tuple). */
-  hasHash(hash: number): boolean {
-    for (let t = this.cap ? this.buckets[hash & this.mask]! : NIL; t !== NIL; t = this.chain[t]!) {
-      if (this.hash[t] === hash) return true;
+  /** find() from slot `t` of the hash's chain on (the head, or what firstWithHash() gave). */
+  findFrom(t: number, key: string, hash: number): number {
+    for (; t !== NIL; t = this.chain[t]!) {
+      if (this.hash[t] === hash && this.keys[t] === key) return t;
     }
-    return false;
+    return NIL;
   }
 
   /** Tracks slot `s` (found by find() from now on). */
@@ -773,14 +778,15 @@ export class Accountant {
     iface: string | null, direction: string | null, how: string | null, name: string | null, attrs: string | null,
     at: number, firstMs: number, tx: number, rx: number, txp: number, rxp: number, now: number): boolean {
     let key: string | null = null;
-    if (this.slots.hasHash(hash)) {
+    const first = this.slots.firstWithHash(hash);
+    if (first !== NIL) {
       // Another flow with this hash is tracked: most often an earlier, closed flow on the same
       // tuple (a client's ephemeral ports come round again every few seconds at thousands of
       // connections a second). observe() would forget it and take this one as new: so does
       // this path. A collision (another tuple) is no flow of this one. Anything else (an
       // open flow, a late or stale observation) takes the general path.
       key = tupleKey(protoName, laddr, lport, raddr, rport);
-      const s = this.slots.find(key, hash);
+      const s = this.slots.findFrom(first, key, hash);
       if (s !== NIL) {
         if (!(this.slots.flags[s]! & FINALIZED) || firstMs - this.slots.num[s * NUM + N_FIRST]! <= this.opts.reuseToleranceMs) return false;
         this.forget(s);
