@@ -134,6 +134,8 @@ export function strArg(name: string): string | undefined {
  */
 export function cpuProfPreload(tmp: string, outDir: string): string {
   const file = path.join(tmp, 'cpuprof.cjs');
+  // Made here: the daemon's exit handler cannot report a write into a missing directory.
+  fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(file, `const inspector = require('node:inspector');
 const fs = require('node:fs');
 const s = new inspector.Session();
