@@ -6,7 +6,7 @@
 //
 //   sudo node build/js/bench/attribution/main.js [--reps 3] [--workers 8] [--max-conns 100000]
 //        [--max-seconds 8] [--rate 10000] [--rate-conns 50000] [--max-minutes 20]
-//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--history-budget N] [--history-listing-sec N] [--history-commit-sec N] [--steady-after S] [--baseline DIR] [--only-ebpfmon] [--modes rate]
+//        [--daemon-cpu-prof DIR] [--geo off,on] [--history off,on] [--history-budget N[,M...]] [--history-listing-sec N] [--history-commit-sec N] [--steady-after S] [--baseline DIR] [--only-ebpfmon] [--modes rate]
 //        [--subscribers batch] [--ring-bytes N] [--no-loop-probe] [--load-nice N] [--daemon-nice N]
 //
 // Setup: a Lab with hosts `cli` and `srv` joined by a veth pair (198.18.0.0/15). The
@@ -82,8 +82,13 @@ const onOff = (name: string): boolean[] => (strArg(name) ?? '').split(',').filte
 });
 const GEO = onOff('geo');
 const HISTORY = onOff('history');
-/** --history-budget N: `history.detailFlowsPerSec` of the daemons whose history is on (default: the config's, 1000). */
-const HISTORY_BUDGET = strArg('history-budget') === undefined ? undefined : numArg('history-budget', 1000);
+/** --history-budget N[,M...]: `history.detailFlowsPerSec` of the daemons whose history is on
+ * (default: the config's, 1000); several values make a history-on variant of each. */
+const HISTORY_BUDGETS = (strArg('history-budget') ?? '').split(',').filter(Boolean).map((x) => {
+  const n = Number(x);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--history-budget: expected whole numbers of flows per second (0 or more), got ${x}`);
+  return n;
+});
 /** --history-listing-sec N: `history.snapshotIntervalSec` (default: the config's, 60): listings of the flow table for history this often. */
 const HISTORY_LISTING_SEC = strArg('history-listing-sec') === undefined ? undefined : numArg('history-listing-sec', 60);
 /** --history-commit-sec N: `history.commitIntervalSec` (default: the config's, 10): how long records wait in the writer before DuckDB commits them. */
@@ -135,7 +140,7 @@ function listArg<T extends string>(name: string, all: readonly T[]): T[] {
 }
 
 /** A daemon to measure: which build, and geo on or off (undefined: the config's default). */
-interface Variant { name: string; main?: string; objectDir?: string; geo?: boolean; history?: boolean }
+interface Variant { name: string; main?: string; objectDir?: string; geo?: boolean; history?: boolean; budget?: number }
 
 function variants(): Variant[] {
   const builds: Variant[] = [{ name: BASELINE ? 'this build' : '' }];
@@ -146,7 +151,10 @@ function variants(): Variant[] {
   }
   const named = (b: Variant, label: string) => [b.name, label].filter(Boolean).join(', ');
   const withGeo = GEO.length === 0 ? builds : builds.flatMap((b) => GEO.map((on) => ({ ...b, name: named(b, `geo ${on ? 'on' : 'off'}`), geo: on })));
-  return HISTORY.length === 0 ? withGeo : withGeo.flatMap((b) => HISTORY.map((on) => ({ ...b, name: named(b, `history ${on ? 'on' : 'off'}`), history: on })));
+  const withHistory = HISTORY.length === 0 ? withGeo : withGeo.flatMap((b) => HISTORY.map((on) => ({ ...b, name: named(b, `history ${on ? 'on' : 'off'}`), history: on })));
+  if (HISTORY_BUDGETS.length === 0) return withHistory;
+  if (HISTORY_BUDGETS.length === 1) return withHistory.map((b) => ({ ...b, budget: HISTORY_BUDGETS[0] }));
+  return withHistory.flatMap((b) => (b.history === false ? [b] : HISTORY_BUDGETS.map((n) => ({ ...b, name: named(b, `budget ${n}`), budget: n }))));
 }
 
 type Tool = 'none' | 'tcplife' | 'ebpfmon' | 'ebpfmon-event' | 'ebpfmon-nosub';
@@ -392,7 +400,7 @@ class Bench {
         flows: { gcIntervalSec: 10 },
         ...(RING_BYTES !== undefined ? { maps: { ringBufferBytes: RING_BYTES } } : {}),
         ...(variant.geo !== undefined ? { geo: { enabled: variant.geo } } : {}),
-        ...(variant.history !== undefined ? { history: { enabled: variant.history, ...(HISTORY_BUDGET !== undefined ? { detailFlowsPerSec: HISTORY_BUDGET } : {}), ...(HISTORY_LISTING_SEC !== undefined ? { snapshotIntervalSec: HISTORY_LISTING_SEC } : {}),
+        ...(variant.history !== undefined ? { history: { enabled: variant.history, ...(variant.budget !== undefined ? { detailFlowsPerSec: variant.budget } : {}), ...(HISTORY_LISTING_SEC !== undefined ? { snapshotIntervalSec: HISTORY_LISTING_SEC } : {}),
           ...(HISTORY_COMMIT_SEC !== undefined ? { commitIntervalSec: HISTORY_COMMIT_SEC } : {}) } } : {}),
         ...(variant.objectDir ? { bpfObjectDir: variant.objectDir } : {}),
       },
