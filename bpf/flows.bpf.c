@@ -658,24 +658,72 @@ static __always_inline void count_packet_stats(const struct pkt *p)
 		stat_inc_tc(EMON_STAT_PACKETS_EXT_HEADER_LIMIT);
 }
 
-/* A bare SYN means a new connection. On a flow whose socket closed, or whose packet
- * belongs to another process than the flow's owner, the tuple is being reused. */
-static __always_inline bool reused(struct __sk_buff *skb, bool egress, const struct pkt *p, const struct emon_flow *f)
+/* What a bare SYN on an existing flow means (reused()): a new connection on the tuple when
+ * the flow's socket closed, when no program saw the close of the last connection (below), or
+ * when the SYN belongs to another process than the flow's owner. */
+enum reuse {
+	REUSE_NONE = 0,   /* the same connection (a SYN retransmitted) */
+	REUSE_CLOSED,     /* a new connection on a tuple whose last one closed */
+	REUSE_UNCLOSED,   /* a new connection on a tuple whose last one's close no program saw */
+};
+
+static __always_inline enum reuse reused(struct __sk_buff *skb, bool egress, const struct pkt *p, const struct emon_flow *f)
 {
 	struct emon_owner *o;
 	__u64 cookie;
 
 	if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
-		return false;
+		return REUSE_NONE;
 	if (f->closed_ns)
-		return true;
-	if (!egress || !f->owner.how)
-		return false;
-	/* The close of the previous connection was not seen (its record could not be
-	 * queued): compare owners, so the old owner is not handed to the new connection. */
+		return REUSE_CLOSED;
+	if (!egress)
+		return REUSE_NONE;
+	/* This host sends a SYN on the tuple, so no socket of its own holds it any more; and
+	 * it sent an ACK on it before, so an earlier connection got past its handshake (a SYN
+	 * retransmitted has only SYNs on the flow). That connection's socket went to CLOSE
+	 * before the port could be taken again, and the close's program marks the flow closed
+	 * before the socket leaves the tables (emit_close(), sockets.bpf.c): unmarked, no
+	 * program saw that close. Its close is inferred here: the collector's check comes
+	 * seconds later, when the next connection has replaced the flow (a client's ports come
+	 * round every few seconds at thousands of connections a second). */
+	if (f->tcp_flags_tx & TCP_FLAG_ACK)
+		return REUSE_UNCLOSED;
+	if (!f->owner.how)
+		return REUSE_NONE;
+	/* No ACK sent on the flow: another process's SYN is a new connection all the same,
+	 * and the old owner is not handed to it. */
 	cookie = bpf_get_socket_cookie(skb);
 	o = cookie ? bpf_map_lookup_elem(&emon_owners, &cookie) : NULL;
-	return o && o->tgid != f->owner.tgid;
+	return o && o->tgid != f->owner.tgid ? REUSE_CLOSED : REUSE_NONE;
+}
+
+/* The close of flow `f` that no program reported, as emit_close() would have written it
+ * from the flow, marked as inferred the way the daemon's collector marks its own (old
+ * state 0xff, payload counts 0: docs/architecture.md "Closes the kernel did not report"):
+ * dated at the flow's last packet. Counted when queued; a full ring counts as any event. */
+static __always_inline void emit_inferred_close(const struct emon_flow_key *k, const struct emon_flow *f)
+{
+	struct emon_event_close *e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
+
+	if (!e)
+		return;
+	/* Flows count in CLOCK_MONOTONIC, records in CLOCK_BOOTTIME. */
+	e->hdr.ts_ns = f->last_ns + (e->hdr.ts_ns - bpf_ktime_get_ns());
+	__builtin_memcpy(&e->key, k, sizeof(*k));
+	__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
+	e->tx_bytes = f->tx_bytes;
+	e->rx_bytes = f->rx_bytes;
+	e->tx_packets = f->tx_packets;
+	e->rx_packets = f->rx_packets;
+	e->duration_ns = f->last_ns > f->first_ns ? f->last_ns - f->first_ns : 0;
+	e->payload_sent = e->payload_received = 0;
+	e->ifindex = f->ifindex;
+	e->old_state = EMON_INFERRED_OLD_STATE;
+	e->flow_seen = 1;
+	e->direction = f->direction;
+	e->_pad[0] = 0;
+	bpf_ringbuf_submit(e, 0);
+	stat_inc(EMON_STAT_CLOSES_INFERRED_AT_REUSE);
 }
 
 /* Parses and counts the packet; returns its flow (NULL: not IP, truncated, no flow could
@@ -684,6 +732,7 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 {
 	struct __sk_buff *skb = r->skb;
 	struct emon_flow *f;
+	enum reuse reuse;
 	__u32 tick;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -729,12 +778,15 @@ static __always_inline struct emon_flow *count(struct rd *r, struct pkt *p, bool
 			return NULL;
 		if (!err)
 			return f;
-	} else if (reused(skb, egress, p, f)) {
+	} else if ((reuse = reused(skb, egress, p, f)) != REUSE_NONE) {
 		/* A new connection on an old tuple. The old one's close event carried its counts
-		 * (when it could be queued), so start over. */
+		 * (when it could be queued; inferred now when no program saw that close), so
+		 * start over. */
 		struct emon_flow nf = {};
 		__u64 last = f->last_ns; /* the update replaces the element f points to */
 
+		if (reuse == REUSE_UNCLOSED)
+			emit_inferred_close(&p->key, f);
 		flow_init(&nf, skb, egress, p, bpf_ktime_get_coarse_ns(), tick);
 		bpf_map_update_elem(&emon_flows, &p->key, &nf, BPF_EXIST);
 		stat_inc_tc(EMON_STAT_FLOWS_REOPENED);

@@ -59,6 +59,7 @@ enum emon_stat {
 	EMON_STAT_SCAN_OVERFLOW,                /* sockets the start-up scan could not record (its inode table was full) */
 	EMON_STAT_FLOWS_KERNEL,                 /* flows labelled as the kernel's own traffic */
 	EMON_STAT_DIRTY_RING_FULL,              /* changed flows the dirty ring could not take (the daemon walks them all once) */
+	EMON_STAT_CLOSES_INFERRED_AT_REUSE,     /* TCP closes no program reported, inferred when a new connection took the tuple */
 	EMON_STAT_CLOSES_INFERRED = 30,         /* written by the daemon: closes the kernel did not report, inferred */
 	EMON_STAT_FLOWS_DELETED = 31,           /* written by the daemon: flows it removed (closed, idle) */
 	EMON_STAT_MAX = 32,

@@ -55,6 +55,9 @@ export function statusCommand(): Command {
         const cc = s.flowIndex?.closeChecks;
         out.push(`  TCP closes the kernel did not report, inferred from the flow and the socket table: ${s.counters.closesInferred}${cc ? ` (since start: ${cc.checked} checked, ${cc.stillOpen} still open)` : ''}`);
       }
+      if (s.counters.closesInferredAtReuse !== undefined) {
+        out.push(`  TCP closes the kernel did not report, inferred when a new connection took the tuple: ${s.counters.closesInferredAtReuse}`);
+      }
       out.push(`  events dropped for slow subscribers: ${s.loss.subscriberDropped}`);
       if (s.handoff) out.push(`  sockets that changed hands but could not be recorded (map update refused): ${s.handoff.counters.updateFailed}`);
       out.push('', 'EVENTS');

@@ -17,7 +17,7 @@ export const MONITOR_COUNTERS = [
   'packetsTruncated', 'packetsIpOptions', 'packetsIpv6ExtHeaders', 'packetsFragments', 'fragmentsUnmatched',
   'packetsExtHeaderLimit', 'ownersSocket', 'ownersConnect', 'ownersAccept', 'ownersBind', 'ownersSend',
   'ownersProc', 'ownerUpdateFailed', 'flowsPatched', 'execEvents', 'exitEvents', 'closeEvents', 'flowsReopened',
-  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel', 'dirtyRingFull',
+  'packetsPulled', 'stateChangesRescued', 'scanOverflow', 'flowsKernel', 'dirtyRingFull', 'closesInferredAtReuse',
 ] as const;
 /** Kept by the daemon in the same table, after the kernel's: flows it deleted
  * (EMON_STAT_FLOWS_DELETED), and TCP closes the kernel did not report that the collector

@@ -1459,7 +1459,8 @@ const TCP_RST = 0x04;
 const TCP_TIME_WAIT = 6;
 const TCP_CLOSE = 7;
 const TCP_LISTEN = 10;
-/** old_state of an inferred close: no TCP state, so readers name it "unknown". */
+/** old_state of an inferred close: no TCP state, so readers name it "unknown" (bpf/sockets.h
+ * EMON_INFERRED_OLD_STATE: the classifier's closes inferred at a tuple's reuse carry it too). */
 const INFERRED_OLD_STATE = 0xff;
 
 /** What the collector needs to report a close the kernel missed (Monitor sets it). */
