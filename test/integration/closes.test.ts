@@ -39,70 +39,94 @@ function flowKey(local: string, localPort: number, remote: string, remotePort: n
   return k;
 }
 
-describe('closes the kernel did not report', privileged({ timeout: 120_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let peer: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon;
-  let flows: BpfMap;
-  let client: DaemonClient;
-  const closes: CloseEvent[] = [];
-  let port = 0;
+/** Polls `pred` every 50 ms until it holds; fails naming `what` after `ms`. */
+async function until(what: string, pred: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const t0 = Date.now();
+  while (!(await pred())) {
+    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
-  const status = () => daemon.call('status') as Promise<StatusResult>;
-  const closesOf = (localPort: number) => closes.filter((c) => c.localPort === localPort && c.remotePort === port);
-  async function until(what: string, pred: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-    const t0 = Date.now();
-    while (!(await pred())) {
-      if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
+/** A monitor lab and its daemon (`config`), the daemon's pinned flow table, every close
+ * event it publishes (a subscriber of the test's own), and a TCP server on the peer that
+ * replies 3000 bytes (`serverFlags` after). */
+class ClosesLab {
+  readonly closes: CloseEvent[] = [];
+  private constructor(readonly lab: Lab, readonly mon: Host, readonly peer: Host, readonly link: LinkInfo, readonly daemon: TestDaemon,
+    readonly flows: BpfMap, readonly client: DaemonClient, readonly port: number) {}
+
+  static async start(config: Record<string, unknown>, serverFlags: string[] = []): Promise<ClosesLab> {
+    const { lab, mon, peer, link } = await monitorLab();
+    let daemon: TestDaemon | undefined;
+    try {
+      daemon = await startDaemon(mon, { config });
+      const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '3000', ...serverFlags]);
+      const port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+      const client = await DaemonClient.connect(daemon.socketPath);
+      const t = new ClosesLab(lab, mon, peer, link, daemon, BpfMap.fromPin(path.join(daemon.pinPath, 'maps', MAP.flows), MAP.flows), client, port);
+      client.onNotification('events.event', (p) => {
+        const e = (p as EventNotification).event as MonitorEvent;
+        if (e.type === 'close') t.closes.push(e);
+      });
+      await client.call('events.subscribe', { types: ['close'] });
+      return t;
+    } catch (err) {
+      await destroyMonitorLab(daemon, lab);
+      throw err;
     }
   }
 
+  status(): Promise<StatusResult> {
+    return this.daemon.call('status') as Promise<StatusResult>;
+  }
+
+  /** The close events of the connection from `localPort` to the server, in order. */
+  closesOf(localPort: number): CloseEvent[] {
+    return this.closes.filter((c) => c.localPort === localPort && c.remotePort === this.port);
+  }
+
+  async destroy(): Promise<void> {
+    this.client.close();
+    this.flows.close();
+    await destroyMonitorLab(this.daemon, this.lab);
+  }
+}
+
+describe('closes the kernel did not report', privileged({ timeout: 120_000 }), () => {
+  let t: ClosesLab | undefined;
+
+  // Checked after 1 s of silence, collected every second (the defaults are 5 and 10);
+  // closed flows kept 10 s, so that the collector reads again, while the test waits, the
+  // flow the test sets back to open (a write from user space is not a change the
+  // dirty-flow ring reports; the kernel's packets and closes are).
   before(async () => {
-    ({ lab, mon, peer, link } = await monitorLab());
-    // Checked after 1 s of silence, collected every second (the defaults are 5 and 10);
-    // closed flows kept 10 s, so that the collector reads again, while the test waits, the
-    // flow the test sets back to open (a write from user space is not a change the
-    // dirty-flow ring reports; the kernel's packets and closes are).
-    daemon = await startDaemon(mon, { config: { flows: { closeCheckSec: 1, gcIntervalSec: 1, closedRetentionSec: 10 }, history: { enabled: false } } });
-    flows = BpfMap.fromPin(path.join(daemon.pinPath, 'maps', MAP.flows), MAP.flows);
-    client = await DaemonClient.connect(daemon.socketPath);
-    client.onNotification('events.event', (p) => {
-      const e = (p as EventNotification).event as MonitorEvent;
-      if (e.type === 'close') closes.push(e);
-    });
-    await client.call('events.subscribe', { types: ['close'] });
-    const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '3000']);
-    port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    t = await ClosesLab.start({ flows: { closeCheckSec: 1, gcIntervalSec: 1, closedRetentionSec: 10 }, history: { enabled: false } });
   });
-  after(async () => {
-    client?.close();
-    flows?.close();
-    await destroyMonitorLab(daemon, lab);
-  });
+  after(() => t?.destroy());
 
   // Host only: 100 connections take long in the emulated 6.1 guest, and say nothing more there.
   hostOnlyTest('normal connections: every close comes from the kernel, none is inferred', async () => {
-    const s0 = await status();
+    const { mon, link, port } = t!;
+    const s0 = await t!.status();
     const c = mon.spawn(process.execPath, [PEER, 'tcp-clients', link.b.ip4, String(port), '500', '--count', '100']);
     const done = await jsonLines(c).next((o) => o.event === 'done');
     const ports = done.localPorts as number[];
     assert.equal(ports.length, 100);
-    await until('100 close events', () => ports.every((p) => closesOf(p).length >= 1), 15_000);
+    await until('100 close events', () => ports.every((p) => t!.closesOf(p).length >= 1), 15_000);
     // Past the check's silence and several collections.
     await new Promise((r) => setTimeout(r, 3500));
-    const s1 = await status();
+    const s1 = await t!.status();
     assert.equal(s1.counters.closesInferred! - s0.counters.closesInferred!, 0);
     assert.equal(s1.flowIndex.closeChecks.checked, s0.flowIndex.closeChecks.checked);
     for (const p of ports) {
-      assert.equal(closesOf(p).length, 1, `port ${p}: ${JSON.stringify(closesOf(p))}`);
-      assert.notEqual(closesOf(p)[0]!.previousState, 'unknown');
+      assert.equal(t!.closesOf(p).length, 1, `port ${p}: ${JSON.stringify(t!.closesOf(p))}`);
+      assert.notEqual(t!.closesOf(p)[0]!.previousState, 'unknown');
     }
   });
 
   test('a connection whose close the kernel missed gets its close, with its owner and tcpdump\'s counts', async () => {
+    const { mon, link, flows, daemon, lab, port } = t!;
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'missed.pcap'));
     const c = mon.spawn(process.execPath, [PEER, 'tcp-client', link.b.ip4, String(port), '12000', '--expect', '3000']);
     const pid = c.pid!;
@@ -110,13 +134,13 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     const lport = Number(done.localPort);
     await new Promise((r) => c.once('exit', r));
     const pkts = await cap.stop();
-    await until('the kernel\'s close', () => closesOf(lport).length === 1, 15_000);
-    const kernelClose = closesOf(lport)[0]!;
+    await until('the kernel\'s close', () => t!.closesOf(lport).length === 1, 15_000);
+    const kernelClose = t!.closesOf(lport)[0]!;
     assert.equal(kernelClose.pid, pid);
 
     // The counters before the change below: taken after it, a collection that inferred the
     // close while `ss` ran (seconds in the emulated guest) was in both, and the delta 0.
-    const s0 = await status();
+    const s0 = await t!.status();
     // The state a missed close leaves: the flow open in LAST_ACK, no close time.
     const key = flowKey(link.a.ip4, lport, link.b.ip4, port);
     const v = flows.lookup(key);
@@ -127,8 +151,8 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     const ss = await mon.exec('ss', ['-Htan', 'sport', '=', `:${lport}`, 'dport', '=', `:${port}`]);
     assert.equal(ss.stdout.split('\n').filter((l) => l.trim() && !l.startsWith('TIME-WAIT')).length, 0, `no socket left: ${ss.stdout}`);
 
-    await until('the inferred close', () => closesOf(lport).length === 2, 25_000);
-    const inferred = closesOf(lport)[1]!;
+    await until('the inferred close', () => t!.closesOf(lport).length === 2, 25_000);
+    const inferred = t!.closesOf(lport)[1]!;
     const oracle = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: 6, localPort: lport, remotePort: port });
     assert.equal(inferred.pid, pid);
     assert.equal(inferred.attributedBy, kernelClose.attributedBy);
@@ -143,21 +167,22 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
       { tx: inferred.txBytes, rx: inferred.rxBytes, txp: inferred.txPackets, rxp: inferred.rxPackets },
       { tx: oracle.txBytes, rx: oracle.rxBytes, txp: oracle.txPackets, rxp: oracle.rxPackets },
     );
-    const s1 = await status();
+    const s1 = await t!.status();
     assert.equal(s1.counters.closesInferred! - s0.counters.closesInferred!, 1);
     assert.equal(s1.flowIndex.closeChecks.inferred - s0.flowIndex.closeChecks.inferred, 1);
     // Marked closed in the kernel's table, as the kernel's own close does: once only.
     const after = flows.lookup(key)!;
     assert.notEqual(after.readBigUInt64LE(FLOW.fields.closed_ns.offset), 0n);
     await new Promise((r) => setTimeout(r, 2500));
-    assert.equal(closesOf(lport).length, 2);
-    assert.equal((await status()).counters.closesInferred! - s0.counters.closesInferred!, 1);
+    assert.equal(t!.closesOf(lport).length, 2);
+    assert.equal((await t!.status()).counters.closesInferred! - s0.counters.closesInferred!, 1);
     // The CLI says so under LOSS.
     const cli = await ctl(['status'], { socket: daemon.socketPath });
     assert.match(cli.stdout, new RegExp(`TCP closes the kernel did not report, inferred from the flow and the socket table: ${s1.counters.closesInferred} \\(since start: \\d+ checked`));
   });
 
   test('a live connection whose flow carries a reset is not closed: the socket table says it is there', async () => {
+    const { mon, link, flows, port } = t!;
     const h = mon.spawn(process.execPath, [PEER, 'tcp-hold', link.b.ip4, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
     const lines = jsonLines(h);
     const lport = Number((await lines.next((o) => o.event === 'connected')).localPort);
@@ -167,15 +192,15 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     assert.equal(v.readUInt8(FLOW.fields.sock_state.offset), TCP_ESTABLISHED);
     v.writeUInt8(v.readUInt8(FLOW.fields.tcp_flags_rx.offset) | TCP_RST, FLOW.fields.tcp_flags_rx.offset);
     flows.update(key, v);
-    const s0 = await status();
+    const s0 = await t!.status();
     // Traffic after it: the kernel reports the flow changed, the collector reads it, finds
     // a reset, and after a second of silence asks the socket table.
     h.stdin!.write('send 100\n');
     await lines.next((o) => o.event === 'sent');
-    await until('the connection checked', async () => (await status()).flowIndex.closeChecks.stillOpen > s0.flowIndex.closeChecks.stillOpen, 10_000);
+    await until('the connection checked', async () => (await t!.status()).flowIndex.closeChecks.stillOpen > s0.flowIndex.closeChecks.stillOpen, 10_000);
     await new Promise((r) => setTimeout(r, 2000));
-    assert.equal(closesOf(lport).length, 0, JSON.stringify(closesOf(lport)));
-    const s1 = await status();
+    assert.equal(t!.closesOf(lport).length, 0, JSON.stringify(t!.closesOf(lport)));
+    const s1 = await t!.status();
     assert.equal(s1.counters.closesInferred! - s0.counters.closesInferred!, 0);
     assert.equal(s1.flowIndex.closeChecks.inferred, s0.flowIndex.closeChecks.inferred);
     assert.equal(flows.lookup(key)!.readBigUInt64LE(FLOW.fields.closed_ns.offset), 0n);
@@ -185,9 +210,9 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
     // (tcp-hold does not read: its FIN goes out, the server's reply and FIN come in and the
     // socket closes in the kernel, but the process never sees the end; it is killed.)
     h.stdin!.write('close\n');
-    await until('the kernel\'s close', () => closesOf(lport).length === 1, 10_000);
+    await until('the kernel\'s close', () => t!.closesOf(lport).length === 1, 10_000);
     h.kill('SIGKILL');
-    assert.notEqual(closesOf(lport)[0]!.previousState, 'unknown');
+    assert.notEqual(t!.closesOf(lport)[0]!.previousState, 'unknown');
   });
 });
 
@@ -199,47 +224,17 @@ describe('closes the kernel did not report', privileged({ timeout: 120_000 }), (
 // Its own daemon: the collector's check at its default 5 s, so only the classifier can have
 // inferred it. The truth: the pids the test spawned, tcpdump's counts of each connection.
 describe('a close no program saw, on a tuple a new connection takes at once', privileged({ timeout: 120_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let peer: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon;
-  let flows: BpfMap;
-  let client: DaemonClient;
-  const closes: CloseEvent[] = [];
-  let port = 0;
+  let t: ClosesLab | undefined;
 
+  // The server closes first: the client's socket ends in CLOSE, its port free at once.
   before(async () => {
-    ({ lab, mon, peer, link } = await monitorLab());
-    daemon = await startDaemon(mon, { config: { history: { enabled: false } } });
-    flows = BpfMap.fromPin(path.join(daemon.pinPath, 'maps', MAP.flows), MAP.flows);
-    client = await DaemonClient.connect(daemon.socketPath);
-    client.onNotification('events.event', (p) => {
-      const e = (p as EventNotification).event as MonitorEvent;
-      if (e.type === 'close') closes.push(e);
-    });
-    await client.call('events.subscribe', { types: ['close'] });
-    // The server closes first: the client's socket ends in CLOSE, its port free at once.
-    const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '3000', '--close-first']);
-    port = Number((await jsonLines(srv).next((o) => o.event === 'listening')).port);
+    t = await ClosesLab.start({ history: { enabled: false } }, ['--close-first']);
   });
-  after(async () => {
-    client?.close();
-    flows?.close();
-    await destroyMonitorLab(daemon, lab);
-  });
+  after(() => t?.destroy());
 
-  const status = () => daemon.call('status') as Promise<StatusResult>;
-  const closesOf = (localPort: number) => closes.filter((c) => c.localPort === localPort && c.remotePort === port);
-  async function until(what: string, pred: () => boolean, ms: number): Promise<void> {
-    const t0 = Date.now();
-    while (!pred()) {
-      if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
   /** One connection from `localPort` (0: any), captured alone: its pid, port and tcpdump's counts. */
   async function connection(tag: string, bytes: number, localPort = 0) {
+    const { mon, link, lab, port } = t!;
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), `${tag}.pcap`), ['tcp', 'port', String(port)]);
     const c = mon.spawn(process.execPath, [PEER, 'tcp-client', link.b.ip4, String(port), String(bytes), ...(localPort ? ['--local-port', String(localPort)] : [])]);
     const done = await jsonLines(c).next((o) => o.event === 'done' || o.event === 'error');
@@ -247,25 +242,26 @@ describe('a close no program saw, on a tuple a new connection takes at once', pr
     await new Promise((r) => c.once('exit', r));
     const pkts = await cap.stop();
     const lport = Number(done.localPort);
-    const t = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: 6, localPort: lport, remotePort: port });
-    assert.ok(t.txPackets > 0 && t.rxPackets > 0, `${tag}: tcpdump saw the connection`);
-    return { pid: c.pid!, lport, counts: { tx: t.txBytes, rx: t.rxBytes, txp: t.txPackets, rxp: t.rxPackets } };
+    const tot = flowTotals(pkts, { local: link.a.ip4, remote: link.b.ip4, proto: 6, localPort: lport, remotePort: port });
+    assert.ok(tot.txPackets > 0 && tot.rxPackets > 0, `${tag}: tcpdump saw the connection`);
+    return { pid: c.pid!, lport, counts: { tx: tot.txBytes, rx: tot.rxBytes, txp: tot.txPackets, rxp: tot.rxPackets } };
   }
   const countsOf = (e: CloseEvent) => ({ tx: e.txBytes, rx: e.rxBytes, txp: e.txPackets, rxp: e.rxPackets });
 
   test('the classifier infers it from the flow, with the old connection\'s owner and counts; a tuple reused after its close infers nothing', async () => {
-    const s0 = await status();
+    const { link, flows, daemon, port } = t!;
+    const s0 = await t!.status();
     // A reuse after a close the kernel reported: nothing to infer.
     const a = await connection('a', 4000);
-    await until('the first close', () => closesOf(a.lport).length === 1, 15_000);
+    await until('the first close', () => t!.closesOf(a.lport).length === 1, 15_000);
     const b = await connection('b', 6000, a.lport);
     assert.equal(b.lport, a.lport);
-    await until('the second close', () => closesOf(a.lport).length === 2, 15_000);
-    const [ca, cb] = closesOf(a.lport);
+    await until('the second close', () => t!.closesOf(a.lport).length === 2, 15_000);
+    const [ca, cb] = t!.closesOf(a.lport);
     assert.deepEqual([ca!.pid, cb!.pid], [a.pid, b.pid]);
     assert.deepEqual([countsOf(ca!), countsOf(cb!)], [a.counts, b.counts], 'each close carries its own connection\'s counts');
     assert.ok(ca!.previousState !== 'unknown' && cb!.previousState !== 'unknown');
-    const s1 = await status();
+    const s1 = await t!.status();
     assert.equal(s1.counters.closesInferredAtReuse! - s0.counters.closesInferredAtReuse!, 0, 'a tuple reused after its close');
 
     // The state a missed close leaves (closes.test above): b's flow open in LAST_ACK, no
@@ -277,8 +273,8 @@ describe('a close no program saw, on a tuple a new connection takes at once', pr
     v.writeUInt8(TCP_LAST_ACK, FLOW.fields.sock_state.offset);
     flows.update(key, v);
     const c = await connection('c', 9000, a.lport);
-    await until('the inferred close and c\'s close', () => closesOf(a.lport).length === 4, 15_000);
-    const [, , inferred, cc] = closesOf(a.lport);
+    await until('the inferred close and c\'s close', () => t!.closesOf(a.lport).length === 4, 15_000);
+    const [, , inferred, cc] = t!.closesOf(a.lport);
     assert.equal(inferred!.pid, b.pid, 'the inferred close names the connection that owned the flow');
     assert.equal(inferred!.previousState, 'unknown');
     assert.deepEqual([inferred!.payloadBytesSent, inferred!.payloadBytesReceived], [0, 0]);
@@ -291,7 +287,7 @@ describe('a close no program saw, on a tuple a new connection takes at once', pr
     assert.equal(cc!.pid, c.pid);
     assert.notEqual(cc!.previousState, 'unknown');
     assert.deepEqual(countsOf(cc!), c.counts, 'c\'s counts, as tcpdump saw them');
-    const s2 = await status();
+    const s2 = await t!.status();
     assert.equal(s2.counters.closesInferredAtReuse! - s1.counters.closesInferredAtReuse!, 1);
     assert.equal(s2.counters.closesInferred! - s1.counters.closesInferred!, 0, 'not the collector');
     const cli = await ctl(['status'], { socket: daemon.socketPath });
