@@ -710,17 +710,10 @@ static __always_inline void emit_inferred_close(const struct emon_flow_key *k, c
 	/* Flows count in CLOCK_MONOTONIC, records in CLOCK_BOOTTIME. */
 	e->hdr.ts_ns = f->last_ns + (e->hdr.ts_ns - bpf_ktime_get_ns());
 	__builtin_memcpy(&e->key, k, sizeof(*k));
-	__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
-	e->tx_bytes = f->tx_bytes;
-	e->rx_bytes = f->rx_bytes;
-	e->tx_packets = f->tx_packets;
-	e->rx_packets = f->rx_packets;
+	close_from_flow(e, f);
 	e->duration_ns = f->last_ns > f->first_ns ? f->last_ns - f->first_ns : 0;
 	e->payload_sent = e->payload_received = 0;
-	e->ifindex = f->ifindex;
 	e->old_state = EMON_INFERRED_OLD_STATE;
-	e->flow_seen = 1;
-	e->direction = f->direction;
 	e->_pad[0] = 0;
 	bpf_ringbuf_submit(e, 0);
 	stat_inc(EMON_STAT_CLOSES_INFERRED_AT_REUSE);

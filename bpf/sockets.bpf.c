@@ -329,15 +329,8 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	e->direction = 0;
 	e->_pad[0] = 0;
 	if (f) {
-		e->tx_bytes = f->tx_bytes;
-		e->rx_bytes = f->rx_bytes;
-		e->tx_packets = f->tx_packets;
-		e->rx_packets = f->rx_packets;
+		close_from_flow(e, f);
 		e->duration_ns = now - f->first_ns;
-		e->ifindex = f->ifindex;
-		e->direction = f->direction;
-		e->flow_seen = 1;
-		__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
 	}
 	if (!e->owner.how) {
 		struct emon_owner *o = bpf_map_lookup_elem(&emon_tuples, k);

@@ -30,12 +30,12 @@ struct emon_event_conn {
 	__u64 cookie;      /* socket cookie, 0 if unknown */
 };
 
-/* EMON_EV_CLOSE: a TCP socket reached CLOSE. Counts come from the flow (IP-layer, as seen
- * on monitored interfaces) and from the socket itself (payload bytes, any interface). */
 /* old_state of a close no program reported, inferred from the flow (by the classifier when
  * a new connection takes the tuple, by the daemon's collector otherwise): no TCP state. */
 #define EMON_INFERRED_OLD_STATE 0xff
 
+/* EMON_EV_CLOSE: a TCP socket reached CLOSE. Counts come from the flow (IP-layer, as seen
+ * on monitored interfaces) and from the socket itself (payload bytes, any interface). */
 struct emon_event_close {
 	struct emon_event_hdr hdr;
 	struct emon_flow_key key;

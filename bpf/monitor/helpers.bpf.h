@@ -163,6 +163,21 @@ static __always_inline void *event_reserve(__u32 size, __u16 type)
 	return h;
 }
 
+/* What a close record takes from the connection's flow: its counts, interface, direction and
+ * owner (the socket's close, sockets.bpf.c emit_close(), and the classifier's inferred one,
+ * flows.bpf.c emit_inferred_close()). */
+static __always_inline void close_from_flow(struct emon_event_close *e, const struct emon_flow *f)
+{
+	e->tx_bytes = f->tx_bytes;
+	e->rx_bytes = f->rx_bytes;
+	e->tx_packets = f->tx_packets;
+	e->rx_packets = f->rx_packets;
+	e->ifindex = f->ifindex;
+	e->direction = f->direction;
+	e->flow_seen = 1;
+	__builtin_memcpy(&e->owner, &f->owner, sizeof(e->owner));
+}
+
 /* Flow key of a TCP/UDP socket from its struct sock; IPv4-mapped IPv6 sockets are
  * keyed as IPv4, like the packets they send. Returns false for other families. */
 static __always_inline bool flow_key_from_sk(struct sock *sk, __u8 proto, struct emon_flow_key *k)
