@@ -53,6 +53,11 @@ struct emon_flow {
 	__u8  l7_flags;      /* L7 program's own flags */
 	__u8  _pad[1];
 	struct emon_owner owner;
+	/* The four counts above summed as the close event queued for this flow carried them
+	 * (sockets.bpf.c emit_close()); 0: no close event was queued. The daemon compares it
+	 * with the counts it reads: equal, history has the flow's final counts from that
+	 * event and need not list it again (daemon/src/monitor/flows.ts noteChanged()). */
+	__u64 close_sum;
 };
 
 /* emon_flow.l7_state. Decided once per flow by the L7 program; after that a flow that is

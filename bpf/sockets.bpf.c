@@ -301,12 +301,11 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	if (f) {
 		f->closed_ns = now;
 		f->sock_state = TCP_CLOSE;
-		dirty_mark(k, f->last_ns, 0);
 	}
 	stat_inc(EMON_STAT_CLOSE_EVENTS);
 	e = event_reserve(sizeof(*e), EMON_EV_CLOSE);
 	if (!e)
-		return;
+		goto dirty;
 	__builtin_memcpy(&e->key, k, sizeof(*k));
 	__builtin_memset(&e->owner, 0, sizeof(e->owner));
 	e->old_state = oldstate;
@@ -331,6 +330,9 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 	if (f) {
 		close_from_flow(e, f);
 		e->duration_ns = now - f->first_ns;
+		/* The counts this event carries: the daemon leaves the flow out of history's
+		 * listings while it still has them (struct emon_flow, close_sum). */
+		f->close_sum = e->tx_bytes + e->rx_bytes + e->tx_packets + e->rx_packets;
 	}
 	if (!e->owner.how) {
 		struct emon_owner *o = bpf_map_lookup_elem(&emon_tuples, k);
@@ -343,6 +345,11 @@ static __always_inline void emit_close(struct sock *sk, const struct emon_flow_k
 			__builtin_memcpy(&e->owner, o, sizeof(e->owner));
 	}
 	bpf_ringbuf_submit(e, 0);
+dirty:
+	/* Pushed once the flow's close_sum is written (or, without an event, cannot be): the
+	 * refresh that reads the flow for this push sees both. */
+	if (f)
+		dirty_mark(k, f->last_ns, 0);
 }
 
 /* The flow key from the tracepoint's own arguments. They are taken before the state

@@ -7,7 +7,7 @@
 
 /* Bump when the key or value layout of any pinned monitor map changes: a daemon that
  * finds pins of another layout version recreates them instead of misreading them. */
-#define EMON_LAYOUT_VERSION 3
+#define EMON_LAYOUT_VERSION 4
 
 #define EMON_COMM_LEN 16
 

@@ -191,8 +191,9 @@ describe('history: incremental listings through the daemon (only the flows that 
 
   test('short connections closed between listings are not listed again (their close events had their final counts); history\'s bytes for each are tcpdump\'s', async () => {
     // At 10k connections/s nearly every flow a listing read was such a flow, about 20 us of
-    // the daemon each (docs/benchmarks.md). Without the close events' counts remembered
-    // (flows.ts closeReported), every one of them is in the next listing.
+    // the daemon each (docs/benchmarks.md). Without the close event's counts marked in the
+    // flow (close_sum, bpf/sockets.bpf.c emit_close(); flows.ts noteChanged()), every one of
+    // them is in the next listing.
     const N = 200;
     const cap = await Capture.start(mon, link.a.ifname, path.join(lab.tmpdir(), 'short.pcap'));
     const srv = peer.spawn(process.execPath, [PEER, 'tcp-server', link.b.ip4, '0', '300']);

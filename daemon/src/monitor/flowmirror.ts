@@ -197,13 +197,6 @@ export class FlowMirror {
     return this.slots.has(key);
   }
 
-  /** The four counts of flow `key`, summed, when the copy has it closed; else undefined. */
-  closedCountsSum(key: string): number | undefined {
-    const s = this.slots.get(key);
-    if (s === undefined || this.flags[s]! & F_OPEN) return undefined;
-    return this.tx[s]! + this.rx[s]! + this.txp[s]! + this.rxp[s]!;
-  }
-
   /** The owner group and uid (null: none) of flow `key`, when kept. */
   ownerOf(key: string): { group: number; uid: number | null } | undefined {
     const s = this.slots.get(key);

@@ -18,7 +18,6 @@ import { NO_IDENTITY, type IdentitySource } from '../identity/index.js';
 import { cString, EV, EVENT_CLOSE, EVENT_HDR, FLOW, FLOW_F, FLOW_KEY, HOW_KERNEL, OWNER, ownedByProcess } from './wire.js';
 import { keyBytes, keyString, OwnerIndex } from './ownerindex.js';
 import { FlowMirror, GROUP_UNKNOWN } from './flowmirror.js';
-import { CloseLog, ReportedCloses } from './reported.js';
 import type { DirtyRing } from './dirty.js';
 import { FlowBatchReader } from './flowread.js';
 import type { FlowIndexStatus } from '../contract/status.js';
@@ -319,10 +318,7 @@ export class FlowTable {
    * began (a break or another ring means pushes may be missing: the next listing is full).
    * Null until history asks (nothing is kept without it).
    */
-  private changes: { changed: Set<string>; gone: Map<string, number>; reported: ReportedCloses; dirty: FlowTable['dirty']; breaks: number } | null = null;
-  /** Closes published since the last refresh, on their way into `changes.reported`
-   * (closeReported(), reported.ts says why). */
-  private readonly closeLog = new CloseLog();
+  private changes: { changed: Set<string>; gone: Map<string, number>; dirty: FlowTable['dirty']; breaks: number } | null = null;
   private fallbackReason: string | null = 'the dirty-flow ring is not in use';
 
   /**
@@ -441,7 +437,7 @@ export class FlowTable {
     await yieldTurn();
     await this.readAll(read, s, true, (k, found) => {
       if (!found) return; // the copy is trusted here: mirrorGen is set
-      this.noteChanged(k, kv, vv);
+      this.noteChanged(k, vv);
       this.index.update(k, vv.getUint32(tg, true), this.dueOf(kv, 0, vv, 0));
       if ((keys.get(k) ?? 0) >= epoch) carry.add(k);
     });
@@ -606,61 +602,26 @@ export class FlowTable {
 
   /**
    * A refresh read flow `k` (its value in `vv`): history's next listing reads it again, unless
-   * it is closed and its counts are those of the close event the daemon published for it
-   * (closeReported()): then history has its final counts already and a listing would add
-   * nothing (at 10k connections/s nearly every flow a listing read was such a short flow,
-   * about 20 us of the daemon each: docs/benchmarks.md). Counts only grow, so equal sums
-   * are equal counts. Counts that grow after the close are read and listed as before.
+   * it is closed and its counts are those of the close event the kernel queued for it (the
+   * value's close_sum, written by the close's program with the event: bpf/flows.h): then
+   * history has its final counts from that event and a listing would add nothing (at 10k
+   * connections/s nearly every flow a refresh read was such a short flow, about 20 us of the
+   * daemon each in a listing: docs/benchmarks.md). Counts only grow, so equal sums are equal
+   * counts; counts that grew after the close are read and listed as before, and so is a
+   * close whose event could not be queued (close_sum 0). Until December 2026 the daemon
+   * remembered the close events it published, by key, in a table of its own and looked each
+   * read flow up in it: about 0.5% of a core at 10k closes/s, mostly cache misses
+   * (docs/benchmarks.md "The closes history has, marked in the kernel").
    */
-  private noteChanged(k: string, kv: DataView, vv: DataView): void {
+  private noteChanged(k: string, vv: DataView): void {
     const c = this.changes;
     if (c === null) return;
-    // A remembered close goes at the first read of its key: read closed, it is matched here
-    // (or its counts grew since); read open, the tuple carries its next flow already and no
-    // read can show the closed one again. So the table holds the closes since the last
-    // refresh, not every close since the last listing.
-    if (this.closeLog.length !== 0) this.closeLog.applyTo(c.reported);
-    if (c.reported.size !== 0) {
-      const r = c.reported.take(kv, 0);
-      if (r >= 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0 && countsSum(vv, 0) === r) {
-        c.changed.delete(k); // read before its close too: nothing since
-        return;
-      }
+    const marked = u64(vv, FLOW.fields.close_sum.offset);
+    if (marked !== 0 && u64(vv, FLOW.fields.closed_ns.offset) !== 0 && countsSum(vv, 0) === marked) {
+      c.changed.delete(k); // read before its close too: nothing since
+      return;
     }
     c.changed.add(k);
-  }
-
-  /**
-   * A close event is being published (monitor.ts, before its subscribers: history takes its
-   * final counts from it). Its counts are remembered until a refresh reads the flow closed
-   * (noteChanged()), or the next listing: on their way through CloseLog, which goes into the
-   * table before a refresh reads. At most REPORTED_MAX between two listings; beyond, closes
-   * are read and listed as before. A close whose flow a refresh read closed already, with
-   * these counts, is left out when the listing begins (dropReported()).
-   */
-  closeReported(v: DataView, off: number): void {
-    const c = this.changes;
-    if (c === null || v.getUint8(off + EVENT_CLOSE.fields.flow_seen.offset) !== 1) return;
-    const F = EVENT_CLOSE.fields;
-    const sum = u64(v, off + F.tx_bytes.offset) + u64(v, off + F.rx_bytes.offset) + u64(v, off + F.tx_packets.offset) + u64(v, off + F.rx_packets.offset);
-    const log = this.closeLog;
-    if (log.full) log.applyTo(c.reported);
-    log.append(v, off + F.key.offset, sum);
-  }
-
-  /**
-   * Before a listing of `c`'s changes: the closes no refresh read after they were published
-   * (a refresh had read the flow closed already, between the close and its event) leave the
-   * listing when the copy holds the flow closed with the close's counts: history has them.
-   * Only the closes left in the table are looked at (a refresh takes the rest).
-   */
-  private dropReported(c: NonNullable<FlowTable['changes']>): void {
-    this.closeLog.applyTo(c.reported);
-    if (c.reported.size === 0 || c.changed.size === 0 || !this.mirrorTrusted()) return;
-    c.reported.forEach((b, at, sum) => {
-      const k = keyString(b, at);
-      if (c.changed.has(k) && this.mirror.closedCountsSum(k) === sum) c.changed.delete(k);
-    });
   }
 
   /** readFlow()'s bookkeeping for flow `k`, read into `s` (`found`: it was there). */
@@ -929,11 +890,7 @@ export class FlowTable {
     const d = this.dirty;
     const c = this.changes;
     const exact = c !== null && d !== null && c.dirty === d && c.breaks === d.breaks;
-    if (c) this.dropReported(c);
-    this.closeLog.clear();
-    // The last period's table of closes, emptied (ReportedCloses.clear() says why).
-    c?.reported.clear();
-    this.changes = { changed: new Set(), gone: new Map(), reported: c?.reported ?? new ReportedCloses(REPORTED_MAX), dirty: d, breaks: d?.breaks ?? 0 };
+    this.changes = { changed: new Set(), gone: new Map(), dirty: d, breaks: d?.breaks ?? 0 };
     sink.begin(!exact);
     if (c) {
       const kb = Buffer.alloc(FLOW_KEY.size);
@@ -1556,10 +1513,6 @@ function retiredCount(vv: DataView, vo: number, vbytes: Uint8Array): RetiredCoun
     learnedNs: owned ? vv.getBigUint64(ow + OWNER.fields.learned_ns.offset, true) : 0n,
   };
 }
-
-/** Close events remembered between two listings (closeReported()): at most 262,144 slots of
- * 64 bytes in ReportedCloses, 16 MiB (8 MiB, 131,072 slots, for the 27,000 of the 10k/s bench). */
-const REPORTED_MAX = 100_000;
 
 /** A flow value's four counts, summed (noteChanged()). */
 function countsSum(v: DataView, o: number): number {

@@ -41,7 +41,7 @@ import { tcpSocketState } from '../net/netlink.js';
 import { markFromOwnerTables } from './ownerports.js';
 import { AF_INET } from '../sys/libc.js';
 
-export const LAYOUT_VERSION = 3; // bpf/monitor/common.h EMON_LAYOUT_VERSION
+export const LAYOUT_VERSION = 4; // bpf/monitor/common.h EMON_LAYOUT_VERSION
 
 export interface MonitorOptions {
   pinPath: string;
@@ -524,7 +524,7 @@ export class Monitor implements MonitorApi {
         this.processes.onExit(pe);
         if (pe.pid !== null) this.flows.processExited(pe.pid, Date.parse(pe.at));
       }
-    } else if (type === EV.CLOSE) this.flows.closeReported(v, off);
+    }
     this.bus.publishEvent(e);
   }
 

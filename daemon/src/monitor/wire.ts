@@ -24,12 +24,12 @@ export const OWNER = {
 } as const satisfies StructSpec;
 
 export const FLOW = {
-  name: 'emon_flow', size: 136, object: 'flows.bpf.o',
+  name: 'emon_flow', size: 144, object: 'flows.bpf.o',
   fields: {
     tx_bytes: f(0, 8), rx_bytes: f(8, 8), tx_packets: f(16, 8), rx_packets: f(24, 8), first_ns: f(32, 8),
     last_ns: f(40, 8), closed_ns: f(48, 8), ifindex: f(56, 4), frags: f(60, 4), last_tick: f(64, 4), tcp_flags_tx: f(68, 1),
     tcp_flags_rx: f(69, 1), sock_state: f(70, 1), direction: f(71, 1), flags: f(72, 1),
-    l7_state: f(73, 1), l7_budget: f(74, 4), l7_flags: f(78, 1), _pad: f(79, 1), owner: f(80, 56),
+    l7_state: f(73, 1), l7_budget: f(74, 4), l7_flags: f(78, 1), _pad: f(79, 1), owner: f(80, 56), close_sum: f(136, 8),
   },
 } as const satisfies StructSpec;
 
@@ -83,8 +83,8 @@ export const DIRTY_REC = {
 
 /** bpf/flowread.bpf.c: one flow to read by key, and what was read. */
 export const READ_SLOT = {
-  name: 'emon_read_slot', size: 184, object: 'flowread.bpf.o',
-  fields: { key: f(0, 40), found: f(40, 4), _pad: f(44, 4), val: f(48, 136) },
+  name: 'emon_read_slot', size: 192, object: 'flowread.bpf.o',
+  fields: { key: f(0, 40), found: f(40, 4), _pad: f(44, 4), val: f(48, 144) },
 } as const satisfies StructSpec;
 
 /** EMON_READ_BATCH in bpf/flowread.bpf.c: slots per run. */

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // History's listings of changes (FlowTable.listChanges) leave out the closed flows whose
-// final counts a published close event gave history (flows.ts closeReported(), reported.ts),
-// whatever the order of the close event and the refresh that read the flow closed, and
-// however many closes come between two refreshes; and they still list a closed flow whose
-// counts grew after its close event, or whose event no monitored interface carried. Over
+// final counts the close event the kernel queued gives history (the flow value's close_sum,
+// flows.ts noteChanged()), whether or not a refresh read the flow open before, and however
+// many closes come between two refreshes; and they still list a closed flow whose counts
+// grew after its close event, or whose event could not be queued (close_sum 0). Over
 // FakeFlowMap (the kernel's table) and a dirty ring whose pushes the test makes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import type { BpfMap } from '../../../../daemon/src/bpf/maps.js';
 import type { DirtyRing } from '../../../../daemon/src/monitor/dirty.js';
 import { FlowTable, type Flow } from '../../../../daemon/src/monitor/flows.js';
 import { keyString } from '../../../../daemon/src/monitor/ownerindex.js';
-import { EVENT_CLOSE, FLOW, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
+import { FLOW, FLOW_KEY, OWNER } from '../../../../daemon/src/monitor/wire.js';
 import { FakeFlowMap } from '../../../helpers/fake-flow-map.js';
 
 const F = FLOW.fields;
@@ -47,12 +47,15 @@ function keyOf(lport: number, v6 = false): Buffer {
   return k;
 }
 
-/** A flow value: `bytes` sent in `pkts` packets, closed at `closedNs` (0n: open). */
-function valueOf(nowNs: bigint, bytes: number, pkts: number, closedNs: bigint): Buffer {
+/** A flow value: `bytes` sent in `pkts` packets, closed at `closedNs` (0n: open), its close
+ * event queued with counts summing to `closeSum` (0: none queued; emit_close() in
+ * bpf/sockets.bpf.c). */
+function valueOf(nowNs: bigint, bytes: number, pkts: number, closedNs: bigint, closeSum = 0): Buffer {
   const v = Buffer.alloc(FLOW.size);
   v.writeBigUInt64LE(nowNs - SEC, F.first_ns.offset);
   v.writeBigUInt64LE(nowNs, F.last_ns.offset);
   v.writeBigUInt64LE(closedNs, F.closed_ns.offset);
+  v.writeBigUInt64LE(BigInt(closeSum), F.close_sum.offset);
   v.writeBigUInt64LE(BigInt(bytes), F.tx_bytes.offset);
   v.writeBigUInt64LE(BigInt(pkts), F.tx_packets.offset);
   v.writeUInt32LE(1, F.ifindex.offset);
@@ -66,19 +69,6 @@ function valueOf(nowNs: bigint, bytes: number, pkts: number, closedNs: bigint): 
   return v;
 }
 
-/** A close event record as the kernel writes it (the fields closeReported() reads), at a
- * random offset of a larger buffer, as the ring hands records over. */
-function closeEvent(k: Buffer, bytes: number, pkts: number, flowSeen = true): { v: DataView; off: number } {
-  const C = EVENT_CLOSE.fields;
-  const off = 8 * (1 + (k.readUInt16LE(FLOW_KEY.fields.lport.offset) % 5));
-  const b = Buffer.alloc(off + EVENT_CLOSE.size);
-  k.copy(b, off + C.key.offset);
-  b.writeBigUInt64LE(BigInt(bytes), off + C.tx_bytes.offset);
-  b.writeBigUInt64LE(BigInt(pkts), off + C.tx_packets.offset);
-  b[off + C.flow_seen.offset] = flowSeen ? 1 : 0;
-  return { v: new DataView(b.buffer, b.byteOffset, b.length), off };
-}
-
 async function listing(t: FlowTable): Promise<{ full: boolean; ports: number[] }> {
   const ports: number[] = [];
   let full: boolean | null = null;
@@ -86,14 +76,16 @@ async function listing(t: FlowTable): Promise<{ full: boolean; ports: number[] }
   return { full: full!, ports: ports.sort((a, b) => a - b) };
 }
 
-test('a listing of changes leaves out the closes history has (either order of event and refresh, more than the close buffer holds) and lists the rest', async () => {
+test('a listing of changes leaves out the closes whose event carried their counts (read open before or not, thousands between two refreshes) and lists the rest', async () => {
   const now = 1_000_000n * SEC;
   const m = new FakeFlowMap();
   const ring = new FakeDirty();
   const t = new FlowTable(m as unknown as BpfMap, () => 'veth0', { lookup: () => undefined }, { closedRetentionMs: 600_000, idleTimeoutMs: 600_000, tcpIdleTimeoutMs: 600_000, clockNs: () => now }, null, null);
   t.useDirty(ring as unknown as DirtyRing, () => 0, 1 << 22, 2);
-  const put = (k: Buffer, bytes: number, pkts: number, closed: boolean) => {
-    m.update(k, valueOf(now, bytes, pkts, closed ? now : 0n));
+  /** The flow as the kernel leaves it: counted, and when `closed`, closed with its event
+   * queued carrying `eventBytes`/`eventPkts` (null: the ring had no room for the event). */
+  const put = (k: Buffer, bytes: number, pkts: number, closed: boolean, event: [number, number] | null = [bytes, pkts]) => {
+    m.update(k, valueOf(now, bytes, pkts, closed ? now : 0n, closed && event ? event[0] + event[1] : 0));
     ring.push(k);
   };
   // A long flow, open before the first listing (full), which fills the table's copy.
@@ -102,38 +94,28 @@ test('a listing of changes leaves out the closes history has (either order of ev
   const first = await listing(t);
   assert.deepEqual(first, { full: true, ports: [1000] });
 
-  // 1. Closed, and its event published before the refresh reads it.
+  // 1. Opened and closed between two refreshes, its event queued with its counts.
   const a = keyOf(2001);
   put(a, 700, 5, true);
-  t.closeReported(closeEvent(a, 700, 5).v, closeEvent(a, 700, 5).off);
-  // 2. Closed and read by a refresh before its event is published (the event comes after).
+  // 2. Read open by a refresh, then closed with its event: the later read takes it out.
   const b = keyOf(2002, true);
-  put(b, 800, 6, true);
+  put(b, 500, 4, false);
   await t.catchUp();
-  t.closeReported(closeEvent(b, 800, 6).v, closeEvent(b, 800, 6).off);
+  put(b, 800, 6, true);
   // 3. Its counts grew after its close event (a late segment): listed.
   const c = keyOf(2003);
-  put(c, 900, 7, true);
-  t.closeReported(closeEvent(c, 850, 6).v, closeEvent(c, 850, 6).off);
-  // 4. An event that no monitored interface carried (flow_seen 0): nothing remembered, listed.
+  put(c, 900, 7, true, [850, 6]);
+  // 4. Closed, but its event could not be queued (ring full): listed, history has nothing else.
   const d = keyOf(2004);
-  put(d, 100, 1, true);
-  t.closeReported(closeEvent(d, 100, 1, false).v, closeEvent(d, 100, 1, false).off);
-  // 5. More closes between two refreshes than the close buffer holds (8,192), events first.
-  const many: number[] = [];
-  for (let p = 10_000; p < 10_000 + 9_000; p++) {
-    const k = keyOf(p, p % 2 === 0);
-    put(k, p, 3, true);
-    const e = closeEvent(k, p, 3);
-    t.closeReported(e.v, e.off);
-    many.push(p);
-  }
+  put(d, 100, 1, true, null);
+  // 5. Thousands of closes between two refreshes, events queued.
+  for (let p = 10_000; p < 10_000 + 9_000; p++) put(keyOf(p, p % 2 === 0), p, 3, true);
   // 6. The long flow carried more: listed.
   put(long, 200, 2, false);
 
   const second = await listing(t);
   assert.equal(second.full, false, 'a listing of changes');
-  assert.deepEqual(second.ports, [1000, 2003, 2004], 'listed: the long flow, the close whose counts grew, the close no interface carried');
+  assert.deepEqual(second.ports, [1000, 2003, 2004], 'listed: the long flow, the close whose counts grew, the close without an event');
 
   // Nothing carries over: the next listing, with nothing new, lists nothing.
   const third = await listing(t);
