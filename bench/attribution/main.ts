@@ -49,7 +49,7 @@ import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/dae
 import { DaemonClient } from '../../client/src/rpc.js';
 import { METHODS, NOTIFICATIONS, type EventNotification, type LostNotification, type MonitorEvent, type ProgramsListResult, type StatusResult } from '../../daemon/src/contract/index.js';
 import { subscribeEvents } from '../../client/src/events.js';
-import { compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
+import { baselineDaemonMain, compileC, machine, median, numArg, ROOT, sleep } from '../lib/harness.js';
 import { CpuWindow, cpuProfPreload, strArg } from '../lib/proc.js';
 import { loopProbe, stallBreakdown } from '../lib/daemon-probes.js';
 
@@ -146,8 +146,9 @@ function variants(): Variant[] {
   const builds: Variant[] = [{ name: BASELINE ? 'this build' : '' }];
   if (BASELINE) {
     const root = path.resolve(BASELINE, 'build');
-    for (const f of [path.join(root, 'js/daemon/src/main.js'), path.join(root, 'bpf')]) if (!fs.existsSync(f)) throw new Error(`--baseline: ${f} is missing (build that checkout first)`);
-    builds.push({ name: `baseline ${path.basename(path.resolve(BASELINE))}`, main: path.join(root, 'js/daemon/src/main.js'), objectDir: path.join(root, 'bpf') });
+    const main = baselineDaemonMain(BASELINE);
+    if (!fs.existsSync(path.join(root, 'bpf'))) throw new Error(`--baseline: ${path.join(root, 'bpf')} is missing (build that checkout first)`);
+    builds.push({ name: `baseline ${path.basename(path.resolve(BASELINE))}`, main, objectDir: path.join(root, 'bpf') });
   }
   const named = (b: Variant, label: string) => [b.name, label].filter(Boolean).join(', ');
   const withGeo = GEO.length === 0 ? builds : builds.flatMap((b) => GEO.map((on) => ({ ...b, name: named(b, `geo ${on ? 'on' : 'off'}`), geo: on })));

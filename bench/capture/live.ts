@@ -26,7 +26,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
-import { median, sleep } from '../lib/harness.js';
+import { baselineDaemonMain, median, sleep } from '../lib/harness.js';
 import { cpuSplitMs } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
@@ -127,8 +127,7 @@ export class LiveBench {
     await this.addRig('', undefined);
     if (this.baseline) {
       const b = path.resolve(this.baseline);
-      const main = path.join(b, 'build/js/daemon/src/main.js');
-      if (!fs.existsSync(main)) throw new Error(`--baseline ${this.baseline}: no ${main} (build it first)`);
+      const main = baselineDaemonMain(b);
       // A baseline built before the client was bundled has only the compiled tree.
       const ctl = ['build/js/client/src/ebpfmonctl.js', 'build/js/client/src/main.js'].map((f) => path.join(b, f)).find((f) => fs.existsSync(f))!;
       await this.addRig('b', { main, ctl, objects: path.join(b, 'build/bpf') });

@@ -100,14 +100,17 @@ function stat(obj: BpfObject, name: (typeof STAT_NAMES)[number]): bigint {
   return v ? m.sumPerCpuU64(v) : 0n;
 }
 
-/** Entries in emon_flows and the sum of their packet counters. */
+/** Entries in emon_flows and the sum of their packet counters. Values at the map's own size:
+ * a --compare-obj build may have another layout version, with the fields read here where
+ * this build has them (FLOW's first 136 bytes are those of layout 3 as well). */
 function flowTotals(obj: BpfObject): { entries: number; packets: number; flags: number } {
   let entries = 0;
   let packets = 0;
   let flags = 0;
-  obj.map('emon_flows').forEachChunk(({ values, count }) => {
+  const m = obj.map('emon_flows');
+  m.forEachChunk(({ values, count }) => {
     for (let i = 0; i < count; i++) {
-      const o = i * FLOW.size;
+      const o = i * m.valueBytes;
       packets += Number(values.readBigUInt64LE(o + FLOW.fields.tx_packets.offset) + values.readBigUInt64LE(o + FLOW.fields.rx_packets.offset));
       flags |= values[o + FLOW.fields.flags.offset]!;
     }
@@ -294,12 +297,14 @@ function checkSameResults(a: string, b: string): string {
     try {
       for (const f of frames) for (const dir of DIRS) runner.run(o.progFd(dir), dir, f, 3);
       const flows: string[] = [];
-      o.map('emon_flows').forEachChunk(({ keys, values, count }) => {
+      const m = o.map('emon_flows');
+      m.forEachChunk(({ keys, values, count }) => {
         for (let i = 0; i < count; i++) {
-          const v = values.subarray(i * FLOW.size, (i + 1) * FLOW.size);
-          // Everything but the times of the run (first_ns, last_ns, last_tick).
+          const v = values.subarray(i * m.valueBytes, (i + 1) * m.valueBytes);
+          // Everything but the times of the run (first_ns, last_ns, last_tick), up to the
+          // owner's end (close_sum, after it since layout 4, is no classifier's field).
           const F = FLOW.fields;
-          flows.push(`${keys.subarray(i * 40, i * 40 + 40).toString('hex')} ${v.subarray(0, F.first_ns.offset).toString('hex')} ${v.subarray(F.closed_ns.offset, F.last_tick.offset).toString('hex')} ${v.subarray(F.tcp_flags_tx.offset).toString('hex')}`);
+          flows.push(`${keys.subarray(i * 40, i * 40 + 40).toString('hex')} ${v.subarray(0, F.first_ns.offset).toString('hex')} ${v.subarray(F.closed_ns.offset, F.last_tick.offset).toString('hex')} ${v.subarray(F.tcp_flags_tx.offset, F.owner.offset + F.owner.size).toString('hex')}`);
         }
       });
       return { flows: flows.sort(), stats: STAT_NAMES.map((n) => `${n}=${stat(o, n)}`) };

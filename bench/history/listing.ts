@@ -21,7 +21,7 @@ import { withLab } from '../lib/lab.js';
 import { daemonOnce, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { METHODS } from '../../daemon/src/contract/index.js';
 import { countFlows, fillFlows, type FillSpec } from '../../test/helpers/flow-fill.js';
-import { machine, median, numArg, sleep } from '../lib/harness.js';
+import { baselineDaemonMain, machine, median, numArg, sleep } from '../lib/harness.js';
 import { cpuMs, memMiB, strArg } from '../lib/proc.js';
 import { announceExternalWrite, loopProbe, timedCalls } from '../lib/daemon-probes.js';
 
@@ -87,9 +87,8 @@ const mib = (b: number) => (b / 1048576).toFixed(0);
 async function main(): Promise<void> {
   // --no-baseline: this build alone (where its memory goes; not a comparison).
   const alone = process.argv.includes('--no-baseline');
-  if (!BASELINE && !alone) throw new Error('--baseline DIR: a built checkout to compare with (its build/js/daemon/src/main.js)');
-  const baseMain = alone ? '' : path.resolve(BASELINE!, 'build/js/daemon/src/main.js');
-  if (!alone && !fs.existsSync(baseMain)) throw new Error(`--baseline: ${baseMain} is missing (build that checkout first)`);
+  if (!BASELINE && !alone) throw new Error('--baseline DIR: a built checkout to compare with (its build/js/daemon/src/ebpfmon.js)');
+  const baseMain = alone ? '' : baselineDaemonMain(BASELINE!);
   const variants = [
     ...(alone ? [] : [{ name: `baseline ${path.basename(path.resolve(BASELINE!))}`, main: baseMain as string | undefined }]),
     { name: 'this build', main: undefined as string | undefined },

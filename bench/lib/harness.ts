@@ -111,6 +111,20 @@ export function spawnHelper(bin: string, args: string[], fd: number, opts: { own
   };
 }
 
+/**
+ * The daemon to start from another checkout (`--baseline DIR`, built): its bundle, as this
+ * build's daemon and the package run (daemon/bundle.mjs), or the compiled modules of a
+ * checkout from before the bundle; throws when neither is there. Until December 2026 the
+ * benches started a baseline's modules: the same code, not the same program for V8 (a CPU
+ * profile showed 1.3 s more on the modules' main thread in 50 s at 10k connections/s).
+ */
+export function baselineDaemonMain(checkout: string): string {
+  const dir = path.join(path.resolve(checkout), 'build/js/daemon/src');
+  const main = [path.join(dir, 'ebpfmon.js'), path.join(dir, 'main.js')].find((f) => fs.existsSync(f));
+  if (!main) throw new Error(`--baseline ${checkout}: no ${path.join(dir, 'ebpfmon.js')} (build that checkout first)`);
+  return main;
+}
+
 export function median(xs: number[]): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
