@@ -85,6 +85,8 @@ describe("the daemon's Prometheus endpoint, scraped by a real Prometheus", privi
     assert.equal(info[0]?.metric.version, st.version);
     const kinds = (await prom.query('ebpfmon_loss_total')).map((s) => s.metric.kind).sort();
     assert.deepEqual(kinds, Object.keys(st.loss).sort(), 'one loss series per status.loss counter');
+    const inferred = (await prom.query('ebpfmon_closes_inferred_total')).map((s) => [s.metric.by, Number(s.value[1])]).sort();
+    assert.deepEqual(inferred, [['socket-table', st.counters.closesInferred], ['tuple-reuse', st.counters.closesInferredAtReuse]], 'closes inferred, by who inferred them, as status counts them');
     const maps = await prom.query('ebpfmon_map_max_entries');
     assert.deepEqual(
       maps.map((s) => [s.metric.map, Number(s.value[1])]).sort(),

@@ -78,6 +78,7 @@ export class MetricsExporter {
       loss: counter('ebpfmon_loss_total', 'Things ebpfmon lost, by kind (status.loss: events, program runs or flows)', ['kind']),
       events: counter('ebpfmon_events_total', 'Events read from the kernel, by type', ['type']),
       flowsCreated: counter('ebpfmon_flows_created_total', 'Flow entries the classifier created'),
+      closesInferred: counter('ebpfmon_closes_inferred_total', 'TCP closes the kernel did not report, delivered all the same, by who inferred them (socket-table: the daemon, the socket gone from the kernel\'s socket table; tuple-reuse: the classifier, a new connection on the tuple)', ['by']),
       mapEntries: gauge('ebpfmon_map_entries', 'Entries in a BPF map', ['map']),
       mapMax: gauge('ebpfmon_map_max_entries', 'Capacity of a BPF map', ['map']),
       proc: Object.fromEntries(PROCESS_COUNTERS.map(([k, n, h]) => [k, counter(`ebpfmon_process_${n}_total`, `${h}, by command, systemd unit and container (top N; the rest in comm="[other]")`, PROCESS_LABELS)])) as Record<keyof TrafficValues, Counter<(typeof PROCESS_LABELS)[number]>>,
@@ -157,6 +158,9 @@ export class MetricsExporter {
     for (const [type, n] of Object.entries(s.events.received)) this.m.events.inc({ type }, n);
     this.m.flowsCreated.reset();
     this.m.flowsCreated.inc(s.counters.flowsCreated ?? 0);
+    this.m.closesInferred.reset();
+    this.m.closesInferred.inc({ by: 'socket-table' }, s.counters.closesInferred ?? 0);
+    this.m.closesInferred.inc({ by: 'tuple-reuse' }, s.counters.closesInferredAtReuse ?? 0);
     this.m.mapEntries.reset();
     this.m.mapMax.reset();
     for (const map of s.maps) {

@@ -17,7 +17,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 let status: DaemonStatusInput = {
   version: '9.8.7', startedAt: '2026-12-01T10:00:00.000Z', uptimeMs: 1_234_000,
   maps: [{ name: 'emon_flows', maxEntries: 65536, entries: 100 }, { name: 'emon_frags', maxEntries: 1024, entries: null }],
-  counters: { flowsCreated: 4242, flowsDeleted: 10 },
+  counters: { flowsCreated: 4242, flowsDeleted: 10, closesInferred: 3, closesInferredAtReuse: 2 },
   loss: { ringbufFull: 5, probeMisses: 6, flowsEvicted: 7, subscriberDropped: 8, undecodable: 9 },
   events: { received: { connect: 11, close: 12 } },
 };
@@ -73,6 +73,8 @@ test('every value is what the sources said', async () => {
     'ebpfmon_loss_total{kind="undecodable"}': 9,
     'ebpfmon_events_total{type="close"}': 12,
     'ebpfmon_flows_created_total': 4242,
+    'ebpfmon_closes_inferred_total{by="socket-table"}': 3,
+    'ebpfmon_closes_inferred_total{by="tuple-reuse"}': 2,
     'ebpfmon_map_entries{map="emon_flows"}': 100,
     'ebpfmon_map_max_entries{map="emon_frags"}': 1024,
     'ebpfmon_process_transmit_bytes_total{comm="curl",unit="",container=""}': 1500,
