@@ -610,8 +610,8 @@ export class FlowTable {
    * counts; counts that grew after the close are read and listed as before, and so is a
    * close whose event could not be queued (close_sum 0). Until December 2026 the daemon
    * remembered the close events it published, by key, in a table of its own and looked each
-   * read flow up in it: 137-190 ms of the main thread in 50 s at 10k closes/s in the CPU
-   * profiles, mostly cache misses (docs/benchmarks.md "The closes history has, marked in
+   * read flow up in it: 137 ms of the main thread in 50 s to 189 ms in 40 s at 10k
+   * closes/s in the CPU profiles, mostly cache misses (docs/benchmarks.md "The closes history has, marked in
    * the kernel").
    */
   private noteChanged(k: string, vv: DataView): void {
