@@ -115,8 +115,9 @@ export function spawnHelper(bin: string, args: string[], fd: number, opts: { own
  * The daemon to start from another checkout (`--baseline DIR`, built): its bundle, as this
  * build's daemon and the package run (daemon/bundle.mjs), or the compiled modules of a
  * checkout from before the bundle; throws when neither is there. Until December 2026 the
- * benches started a baseline's modules: the same code, not the same program for V8 (a CPU
- * profile showed 1.3 s more on the modules' main thread in 50 s at 10k connections/s).
+ * benches started a baseline's modules: the same code, not the same program for V8, so a
+ * comparison measured the two forms as well as the two builds (unprofiled, within noise at
+ * 10k connections/s; under the V8 profiler, the modules' main thread far above the bundle's).
  */
 export function baselineDaemonMain(checkout: string): string {
   const dir = path.join(path.resolve(checkout), 'build/js/daemon/src');
