@@ -475,7 +475,8 @@ class Bench {
         const loadRtts = await probe.stop();
         const s1 = await client.call(METHODS.status);
         const p1 = await client.call(METHODS.programsList);
-        const byThread = (u: ReturnType<CpuWindow['read']>) => `main ${Math.round(u.threads.main)}, history writer ${Math.round(u.threads.named)}, other ${Math.round(u.threads.other)}`;
+        const byThread = (u: ReturnType<CpuWindow['read']>) =>
+          `main ${Math.round(u.threads.main)}, history writer ${Math.round(u.threads.named)}, other ${Math.round(u.threads.other)} (${[...u.threads.otherByName].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})`;
         const inWindow = steadyUsed ? (r.made * steadyUsed.wallMs) / (r.elapsedNs / 1e6) : 0;
         const hl = s1.history?.listings;
         const listings = hl ? `; history listings so far: ${hl.full} full, ${hl.changesOnly} of changes, ${hl.flows} flows and ${hl.gone} gone listed${hl.last ? ` (the last at ${hl.last.at}: ${hl.last.flows} flows, ${hl.last.gone} gone, ${hl.last.ms} ms)` : ''}; records written ${s1.history!.records.written}, rolled up ${s1.history!.records.rolledUp}` : '';

@@ -82,20 +82,35 @@ export class CpuWindow {
   }
   /** `mainWakeups`: the main thread's voluntary context switches over the window. `threads`:
    * `cpuMs` split into the main thread, threads named `threadName` (a worker's name, e.g.
-   * the daemon's `ebpfmon-history`) and the rest (V8's GC and compiler helpers, libuv's pool). */
-  read(threadName?: string): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number; mainWakeups: number | null; threads: { main: number; named: number; other: number } } {
+   * the daemon's `ebpfmon-history`) and the rest (V8's GC and compiler helpers, libuv's pool,
+   * DuckDB's), the rest also by thread in `otherByName`, as NAME#N: its name and its place
+   * among the threads by id, which is their order of creation (Node names none of its own
+   * threads: in Node 20 V8's platform workers, which run the collector's parallel and
+   * concurrent work and the optimising compiler, are #2-#5, libuv's pool, where DuckDB's
+   * calls from the history writer run, #7-#10). Threads that ended in the window are in
+   * none: their time is gone from /proc. */
+  read(threadName?: string): { cpuMs: number; sysMs: number; ticksMs: number; wallMs: number; pctOfCore: number; mainWakeups: number | null; threads: { main: number; named: number; other: number; otherByName: Map<string, number> } } {
     const c = cpuSplitMs(this.pid);
     const sys = c.sys - this.c0.sys;
     const ticks = c.user - this.c0.user + sys;
     const t1 = taskMs(this.pid);
-    const threads = { main: 0, named: 0, other: 0 };
+    const threads = { main: 0, named: 0, other: 0, otherByName: new Map<string, number>() };
+    const rank = new Map([...t1.keys()].sort((a, b) => a - b).map((tid, i) => [tid, i]));
     let cpu = 0;
     for (const [tid, ms] of t1) {
       const d = ms - (this.tasks0.get(tid) ?? 0);
       cpu += d;
-      if (tid === this.pid) threads.main += d;
-      else if (threadName !== undefined && threadComm(this.pid, tid) === threadName) threads.named += d;
-      else threads.other += d;
+      if (tid === this.pid) {
+        threads.main += d;
+        continue;
+      }
+      const comm = threadComm(this.pid, tid);
+      if (threadName !== undefined && comm === threadName) threads.named += d;
+      else {
+        threads.other += d;
+        const name = `${comm ?? '?'}#${rank.get(tid)}`;
+        threads.otherByName.set(name, (threads.otherByName.get(name) ?? 0) + d);
+      }
     }
     const wall = performance.now() - this.t0;
     const s1 = sleepsOf(this.pid);
