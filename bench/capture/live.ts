@@ -11,23 +11,28 @@
 // ingress and the packet taps: what is measured is capture, not UDP. Each trial captures
 // with one tool (filter `udp` for both), then counts what landed in the file against what
 // the interface received (rx_packets of the veth in mon). CPU: the tool's own processes
-// (utime + stime; ebpfmon: the daemon's and the CLI's together), and the whole machine's busy time (/proc/stat) minus the no-capture
-// trial at the same rate (the kernel side of each tool: AF_PACKET's copy, or the classifier
-// hand-off, engine and perf copy, runs in softirq, not in the tool's process).
+// (their threads' time on a CPU from schedstat, in ns: utime and stime come in 4-10 ms ticks,
+// 20-50 ns a frame over a 2 s trial; ebpfmon: the daemon's and the CLI's together), and the
+// whole machine's busy time (/proc/stat), kept in each trial but not printed (the kernel side
+// of each tool: AF_PACKET's copy, or the classifier hand-off, engine and perf copy, runs in
+// softirq, not in the tool's process; trafgen's own CPU and the ticks swamp it).
 //
 // One window for every tool: from just before trafgen starts to SETTLE_MS after it ends
-// (tcpdump needs its 1 s block timeout to write the last packets; ebpfmon its 50 ms timer),
-// so the tools' start-up (Node, the session's engine program) and stop (final statistics,
-// exit) are outside it for both. The daemon runs without a capture too (the monitor's own
+// (tcpdump needs its 1 s block timeout to write the last packets; ebpfmon its latency bound,
+// 250 ms by default), so the tools' start-up (Node, the session's engine program) and stop
+// (final statistics, exit) are outside it for both. The daemon runs without a capture too (the monitor's own
 // timers, flow refresh, history): the no-capture trial reads the daemon's CPU over the same
-// window, printed as the "daemon idle" row, the part of ebpfmon's figure that is not capture.
+// window, printed as the "daemon idle" row, the part of ebpfmon's figure that is not capture:
+// the "added" columns take it (the median of the same configuration's no-capture trials) from
+// ebpfmon's figure, so that what a capture costs is set against what tcpdump costs, and the
+// monitor's own work (which runs whether anyone captures or not) against nothing.
 // --baseline DIR: a second daemon and CLI from another build (main's, in DIR) in their own
 // pair of hosts, tool "ebpfmon-base", interleaved with the others in the same run.
 import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { baselineDaemonMain, median, sleep } from '../lib/harness.js';
-import { cpuSplitMs } from '../lib/proc.js';
+import { cpuSplitMs, runMs } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
@@ -49,6 +54,7 @@ export interface LiveTrial {
   captured: number;
   /** What the tool itself says it lost (tcpdump: dropped by kernel; ebpfmon: ring full). */
   toolDrops: number;
+  /** Time on a CPU of the tool's processes (schedstat); `toolSysMs` the kernel's part (stime ticks). */
   toolCpuMs: number;
   toolSysMs: number;
   machineBusyMs: number;
@@ -178,8 +184,8 @@ await import(${JSON.stringify(daemonMain)});
   }
 
   /** Starts a tool and waits until it captures; `cpu()` reads its CPU (ms, all its processes), `stop()` ends it and counts. */
-  private async startTool(tool: Tool, file: string): Promise<{ cpu: () => { user: number; sys: number; daemon?: number; cli?: number }; stop: () => Promise<{ captured: number; drops: number }> }> {
-    if (tool === 'none') return { cpu: () => ({ user: 0, sys: 0 }), stop: async () => ({ captured: 0, drops: 0 }) };
+  private async startTool(tool: Tool, file: string): Promise<{ cpu: () => { run: number; sys: number; daemon?: number; cli?: number }; stop: () => Promise<{ captured: number; drops: number }> }> {
+    if (tool === 'none') return { cpu: () => ({ run: 0, sys: 0 }), stop: async () => ({ captured: 0, drops: 0 }) };
     const rig = this.rig(tool);
     if (tool === 'tcpdump') {
       const p = rig.mon.spawn('tcpdump', ['-i', rig.link.b.ifname, '-n', '-s', '0', '-w', file, 'udp']);
@@ -192,7 +198,7 @@ await import(${JSON.stringify(daemonMain)});
         });
       });
       return {
-        cpu: () => cpuSplitMs(p.pid!),
+        cpu: () => ({ run: runMs(p.pid!), sys: cpuSplitMs(p.pid!).sys }),
         stop: async () => {
           const exited = new Promise((r) => p.once('exit', r));
           process.kill(p.pid!, 'SIGINT');
@@ -217,9 +223,9 @@ await import(${JSON.stringify(daemonMain)});
     });
     return {
       cpu: () => {
-        const a = cpuSplitMs(p.pid!);
-        const b = cpuSplitMs(d.pid);
-        return { user: a.user + b.user, sys: a.sys + b.sys, cli: a.user + a.sys, daemon: b.user + b.sys };
+        const cli = runMs(p.pid!);
+        const daemon = runMs(d.pid);
+        return { run: cli + daemon, sys: cpuSplitMs(p.pid!).sys + cpuSplitMs(d.pid).sys, cli, daemon };
       },
       stop: async () => {
         const st = (await d.call('status')).capture?.sessions[0]?.counters;
@@ -239,7 +245,7 @@ await import(${JSON.stringify(daemonMain)});
     const t = await this.startTool(tool, file);
     const rx0 = await rxPackets(rig.mon, rig.link.b.ifname);
     // The window (every tool the same): from here to SETTLE_MS after the last frame.
-    const idle = () => this.rigs.map((r) => { const c = cpuSplitMs(r.daemon!.pid); return c.user + c.sys; });
+    const idle = () => this.rigs.map((r) => runMs(r.daemon!.pid));
     const c0 = t.cpu();
     const i0 = idle();
     const m0 = machineJiffies();
@@ -255,7 +261,7 @@ await import(${JSON.stringify(daemonMain)});
     fs.rmSync(file, { force: true });
     return {
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
-      toolCpuMs: c1.user + c1.sys - c0.user - c0.sys, toolSysMs: c1.sys - c0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
+      toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
       ...(c1.daemon !== undefined ? { daemonCpuMs: c1.daemon - c0.daemon!, cliCpuMs: c1.cli! - c0.cli! } : {}),
       ...(tool === 'none' ? { daemonIdleMs: i1[0]! - i0[0]!, ...(i1.length > 1 ? { baseDaemonIdleMs: i1[1]! - i0[1]! } : {}) } : {}),
     };
@@ -268,7 +274,8 @@ await import(${JSON.stringify(daemonMain)});
 
 export function liveTable(trials: LiveTrial[]): string {
   const t = new Table({
-    head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt', 'daemon / CLI ns/pkt', 'CPU vs tcpdump'],
+    head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt', 'daemon / CLI ns/pkt', 'CPU vs tcpdump',
+      'added over no capture ns/pkt', 'added vs tcpdump'],
     style: { head: [], border: [] },
   });
   const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
@@ -277,6 +284,16 @@ export function liveTable(trials: LiveTrial[]): string {
   for (const k of keys) {
     const [bytes, rate] = k.split('|').map(Number);
     const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.sent);
+    // What runs without a capture (this configuration's no-capture trials, medians): the
+    // daemons' own CPU per frame sent, taken from ebpfmon's figures. The machine's busy
+    // time (/proc/stat) is not used: trafgen's own CPU and the 10 ms ticks moved it by more
+    // than the tools' whole figures between trials (negative differences in a quiet run).
+    const none = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'none');
+    const noneIdle = none.length ? median(per(none, (x) => x.daemonIdleMs ?? 0)) : NaN;
+    const noneBaseIdle = none.length ? median(per(none, (x) => x.baseDaemonIdleMs ?? 0)) : NaN;
+    const added = (tool: Tool, xs: LiveTrial[]) => median(per(xs, (x) => x.toolCpuMs)) - (tool === 'tcpdump' ? 0 : tool === 'ebpfmon-base' ? noneBaseIdle : noneIdle);
+    const tcpdumpTrials = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump');
+    const tcpdumpAdded = tcpdumpTrials.length ? added('tcpdump', tcpdumpTrials) : null;
     for (const tool of TOOLS) {
       const xs = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === tool);
       if (!xs.length) continue;
@@ -285,11 +302,12 @@ export function liveTable(trials: LiveTrial[]): string {
         const idle = per(xs, (x) => x.daemonIdleMs ?? 0);
         const baseIdle = xs.some((x) => x.baseDaemonIdleMs !== undefined) ? ` (baseline daemon ${range(per(xs, (x) => x.baseDaemonIdleMs ?? 0))})` : '';
         t.push([`${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), 'none: daemon idle', String(median(xs.map((x) => x.received))), '-', '-',
-          `${range(idle)}${baseIdle}`, '-', '-', '-']);
+          `${range(idle)}${baseIdle}`, '-', '-', '-', '-', '-']);
         continue;
       }
       const zero = xs.filter((x) => x.captured === x.sent).length;
       const cpu = per(xs, (x) => x.toolCpuMs);
+      const a = added(tool, xs);
       t.push([
         `${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), tool, String(median(xs.map((x) => x.received))),
         `${median(xs.map((x) => x.captured))} (drops ${median(xs.map((x) => x.toolDrops))})`,
@@ -298,6 +316,8 @@ export function liveTable(trials: LiveTrial[]): string {
         median(per(xs, (x) => x.toolSysMs)).toFixed(0),
         tool.startsWith('ebpfmon') ? `${median(per(xs, (x) => x.daemonCpuMs ?? 0)).toFixed(0)} / ${median(per(xs, (x) => x.cliCpuMs ?? 0)).toFixed(0)}` : '-',
         tool.startsWith('ebpfmon') && tcpdumpCpu.length ? `${(median(cpu) / median(tcpdumpCpu)).toFixed(1)}x` : '-',
+        a.toFixed(0),
+        tool.startsWith('ebpfmon') && tcpdumpAdded ? `${(a / tcpdumpAdded).toFixed(1)}x` : '-',
       ]);
     }
   }

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
       }
       console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
       console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent, every tool over the same window: from trafgen\'s start to 1.2 s after its end');
-      console.log('("none: daemon idle": the daemon\'s CPU over that window without a capture, part of every ebpfmon figure). ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU${baseline ? `; ebpfmon-base: the daemon and CLI of ${baseline}, ${numArg('baseline-pages', numArg('pages', 1024))} pages per CPU` : ''}. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+      console.log('("none: daemon idle": the daemon\'s CPU over that window without a capture, part of every ebpfmon figure; "added": a tool\'s CPU minus that, medians (tcpdump\'s process runs only to capture: nothing is taken from it)). ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU${baseline ? `; ebpfmon-base: the daemon and CLI of ${baseline}, ${numArg('baseline-pages', numArg('pages', 1024))} pages per CPU` : ''}. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
       console.log(liveTable(trials));
     }
   } finally {

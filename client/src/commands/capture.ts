@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
-  CAPTURE_DIRECTIONS, CAPTURE_NOTIFICATIONS, type CaptureEndedNotification, type CaptureProgressNotification, type CaptureStartParams, type CaptureStartResult,
+  CAPTURE_DIRECTIONS, CAPTURE_LATENCY_MS, CAPTURE_NOTIFICATIONS, type CaptureEndedNotification, type CaptureProgressNotification, type CaptureStartParams, type CaptureStartResult,
 } from '../../../daemon/src/contract/capture.js';
 import { ERRORS } from '../../../daemon/src/contract/errors.js';
 import { METHODS } from '../../../daemon/src/contract/methods.js';
@@ -122,6 +122,7 @@ interface CaptureOpts {
   count?: number;
   duration?: number;
   statsInterval?: number;
+  latency?: number;
   write: string;
   quiet?: boolean;
   reconnect?: number;
@@ -143,6 +144,7 @@ export function captureParams(o: CaptureOpts, expression: string[]): CaptureStar
     ...(o.count !== undefined ? { count: o.count } : {}),
     ...(o.duration !== undefined ? { durationSec: o.duration } : {}),
     ...(o.statsInterval !== undefined ? { statsIntervalSec: o.statsInterval } : {}),
+    ...(o.latency !== undefined ? { latencyMs: o.latency } : {}),
     ...(expr ? { expression: expr } : {}),
   };
 }
@@ -436,6 +438,7 @@ export function captureCommand(): Command {
     .option('-c, --count <n>', 'stop after this many packets', intArg(1, 1_000_000_000))
     .option('--duration <seconds>', 'stop after this long', intArg(1, 30 * 24 * 3600))
     .option('--stats-interval <seconds>', 'statistics blocks while streaming, every this long (0: only at the end)', intArg(0, 3600))
+    .option('--latency <ms>', `the longest a packet waits before it is written (default ${CAPTURE_LATENCY_MS.default}, as Wireshark's dumpcap; shorter costs the daemon more wakeups)`, intArg(CAPTURE_LATENCY_MS.min, CAPTURE_LATENCY_MS.max))
     .requiredOption('-w, --write <file>', 'the pcapng file, or - for stdout (| tshark -r -)')
     .option('-q, --quiet', 'no messages on stderr')
     .option('--stream', 'the daemon sends the pcapng over its socket and this command writes it (default: the daemon writes into the file this command opened; also EBPFMON_CAPTURE_STREAM=1)')

@@ -6,7 +6,7 @@
 // silently narrowed. Mirrors change the host's traffic going out (copies to a collector):
 // root, the admin group or (D-Bus) polkit. capture.start streams, so each transport serves
 // it itself (rpc/capture.ts on the socket) through captureStart() here.
-import { CAPTURE_DIRECTIONS, DEFAULT_SNAPLEN, MIRROR_ENCAPS, type CaptureResume, type CaptureSelector, type CaptureStatus, type MirrorSpec } from '../contract/capture.js';
+import { CAPTURE_DIRECTIONS, CAPTURE_LATENCY_MS, DEFAULT_SNAPLEN, MIRROR_ENCAPS, type CaptureResume, type CaptureSelector, type CaptureStatus, type MirrorSpec } from '../contract/capture.js';
 import { AppError, invalidParam } from '../errors.js';
 import type { CaptureHandle, CaptureManager, CaptureRequest, CaptureSink } from '../capture/manager.js';
 import { FdOutput, FdUnavailable, takeClientFd } from '../capture/fdout.js';
@@ -113,20 +113,21 @@ function parseResume(p: Params): CaptureResume | undefined {
 }
 
 export function captureRequest(capture: CaptureApi, raw: unknown, caller: Caller): CaptureRequest {
-  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'resume', 'fd']);
+  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'latencyMs', 'resume', 'fd']);
   optInt(p, 'fd', 0, 0x7fffffff); // taken by captureStart
   const given = parseSelector(p);
   const snaplen = optInt(p, 'snaplen', 0, DEFAULT_SNAPLEN) || DEFAULT_SNAPLEN;
   const count = optInt(p, 'count', 1, 1_000_000_000);
   const durationSec = optInt(p, 'durationSec', 1, 30 * 24 * 3600);
   const statsIntervalSec = optInt(p, 'statsIntervalSec', 0, 3600);
+  const latencyMs = optInt(p, 'latencyMs', CAPTURE_LATENCY_MS.min, CAPTURE_LATENCY_MS.max) ?? CAPTURE_LATENCY_MS.default;
   const resume = parseResume(p);
   if (resume) {
     // The kernel keeps the session's selection (the processes named may have exited
     // since); only its owner may take it over (the manager checks the uid).
     const none = { tgids: [], pidOwners: new Map<number, number>(), uids: [], cgroupIds: [], cgroups: [], comms: [], interfaces: [], expression: '' };
     return {
-      selector: none, given, snaplen, count, resume,
+      selector: none, given, snaplen, count, resume, latencyMs,
       durationMs: durationSec !== undefined ? durationSec * 1000 : undefined,
       statsIntervalMs: statsIntervalSec !== undefined ? statsIntervalSec * 1000 : undefined,
       owner: { uid: caller.uid, pid: caller.pid },
@@ -137,7 +138,7 @@ export function captureRequest(capture: CaptureApi, raw: unknown, caller: Caller
   // Outside the group, the kernel itself keeps the session to the caller's processes.
   if (!caller.seesAll) selector.uids = [caller.uid];
   return {
-    selector, given, snaplen, count,
+    selector, given, snaplen, count, latencyMs,
     durationMs: durationSec !== undefined ? durationSec * 1000 : undefined,
     statsIntervalMs: statsIntervalSec !== undefined ? statsIntervalSec * 1000 : undefined,
     owner: { uid: caller.uid, pid: caller.pid },

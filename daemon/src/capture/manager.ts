@@ -12,7 +12,7 @@ import type { ProbeStatus } from '../bpf/manifest.js';
 import { AppError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { getLink, listLinks } from '../net/netlink.js';
-import { CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
+import { CAPTURE_LATENCY_MS, CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
 import type {
   CaptureCounters, CaptureDelivery, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
   MirrorView,
@@ -95,6 +95,8 @@ export interface CaptureRequest {
   count?: number;
   durationMs?: number;
   statsIntervalMs?: number;
+  /** The longest its packets may wait in the kernel's ring (CAPTURE_LATENCY_MS; absent: the default). */
+  latencyMs?: number;
   owner: { uid: number; pid: number | null };
   /** Continue a session of a previous daemon (capture.start `resume`). */
   resume?: CaptureResume;
@@ -550,6 +552,7 @@ export class CaptureManager {
     result.session = s.id;
     this.captures.set(s.id, s);
     this.live = [...this.captures.values()];
+    this.retime();
     stream.writer.flush(); // the section header, at once: `| tshark -r -` starts reading
     s.start(req.statsIntervalMs ?? this.d.options.statsIntervalMs);
     this.log.info({ session: s.id, uid: req.owner.uid, pid: req.owner.pid, slot: active.slot, delivery: result.delivery, ...(result.deliveryReason ? { deliveryReason: result.deliveryReason } : {}), expression: sel.expression, ...(base ? { resumed: base } : {}) }, base ? 'capture session resumed' : 'capture session started');
@@ -565,6 +568,7 @@ export class CaptureManager {
     const final = s.counters();
     this.captures.delete(s.id);
     this.live = [...this.captures.values()];
+    this.retime();
     s.close(graceful, final);
     this.ended.dropped += final.dropped;
     this.ended.clientDropped += final.clientDropped;
@@ -624,8 +628,20 @@ export class CaptureManager {
     const native = this.nativeDrain();
     if (native.ok) r.setDrain(new NativeDrain(native.lib, r, () => this.live, () => this.timebase.offsetNs()).drain);
     this.drainKind = r.drainKind;
-    r.start(this.onSample, { maxDelayMs: 50, beforeRelease: this.releaseAll, afterDrain: this.flushAll });
+    r.start(this.onSample, { maxDelayMs: this.latencyMs(), beforeRelease: this.releaseAll, afterDrain: this.flushAll });
     this.reader = r;
+  }
+
+  /** The reader's latency bound: the shortest that an open session asked for. */
+  private latencyMs(): number {
+    let ms: number = CAPTURE_LATENCY_MS.max;
+    for (const s of this.captures.values()) ms = Math.min(ms, s.req.latencyMs ?? CAPTURE_LATENCY_MS.default);
+    return ms;
+  }
+
+  /** After the set of sessions changed: the reader's timer follows their shortest bound. */
+  private retime(): void {
+    this.reader?.setMaxDelay(this.latencyMs());
   }
 
   /** The native drain's library (loaded once), or why the TypeScript drain runs. */
@@ -794,7 +810,8 @@ export class CaptureManager {
 
   status(pagesPerCpu = this.d.options.perfPagesPerCpu): CaptureStatus {
     const caps = [...this.captures.values()].map((s) => ({
-      session: s.id, uid: s.req.owner.uid, delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}), counters: s.counters(),
+      session: s.id, uid: s.req.owner.uid, delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}),
+      latencyMs: s.req.latencyMs ?? CAPTURE_LATENCY_MS.default, counters: s.counters(),
     }));
     const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
     const encap = (kinds: TunnelKind[]): CaptureStatus['encaps']['vxlan'] => {
@@ -819,6 +836,7 @@ export class CaptureManager {
       engine: 'generated eBPF (libpcap classic BPF translated, one program for all sessions)',
       delivery: `perf event rings, ${pagesPerCpu} pages per CPU (while capture sessions run)`,
       drain: this.drainStatus(),
+      ...(this.reader ? { readerLatencyMs: this.reader.maxDelayMs } : {}),
       encaps,
       sessions: caps,
       mirrors,

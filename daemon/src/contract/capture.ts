@@ -18,6 +18,13 @@ export const VXLAN_PORT = 4789;
 export const MAX_CAPTURE_SESSIONS = 32;
 /** Bytes kept of each packet unless asked otherwise (tcpdump's default). */
 export const DEFAULT_SNAPLEN = 262144;
+/** How long a captured packet may wait in the kernel's ring before the daemon writes it
+ * (capture.start `latencyMs`): 250 ms unless asked, as Wireshark's dumpcap reads (tcpdump
+ * reads every 1000 ms); at least 10, at most 1000. A full ring's worth of packets is read at
+ * once whatever the bound; what it bounds is how often the daemon wakes up for the packets
+ * below that mark, and each wakeup costs CPU whether a packet waits or not
+ * (docs/capture.md "Latency"). */
+export const CAPTURE_LATENCY_MS = { default: 250, min: 10, max: 1000 } as const;
 
 /** What selects packets, shared by capture and mirror sessions. Everything given must
  * match (AND); a list matches any of its items (OR). */
@@ -53,6 +60,10 @@ export interface CaptureStartParams extends CaptureSelector {
   durationSec?: number;
   /** Interface Statistics Blocks while streaming, every this many seconds (default 5; 0: only at the end). */
   statsIntervalSec?: number;
+  /** The longest a packet waits in the kernel before the daemon writes it, in ms
+   * (CAPTURE_LATENCY_MS: default 250, 10-1000). The daemon reads every session's packets
+   * together: the shortest bound of the sessions open is the one kept. */
+  latencyMs?: number;
   /** Take over a session after the daemon restarted (the client lost its connection):
    * the daemon kept selecting for it in the kernel, and counts what the client missed. */
   resume?: CaptureResume;
@@ -282,6 +293,9 @@ export interface CaptureStatus {
   /** What reads the rings and lays out the pcapng: `native (PATH)` (the C drain, one call
    * per drain) or `typescript (why not native)`. */
   drain?: string;
+  /** While the rings are read: how long a packet may wait in them below the wakeup mark,
+   * in ms (the shortest `latencyMs` of the sessions open). */
+  readerLatencyMs?: number;
   /** Per encapsulation: the device it uses, or why it cannot be used on this kernel. */
   encaps: Record<MirrorEncap, {
     available: boolean;
@@ -293,7 +307,7 @@ export interface CaptureStatus {
     txErrors?: number;
     txDropped?: number;
   }>;
-  sessions: Array<{ session: string; uid: number; delivery: CaptureDelivery; deliveryReason?: string; counters: CaptureCounters }>;
+  sessions: Array<{ session: string; uid: number; delivery: CaptureDelivery; deliveryReason?: string; latencyMs: number; counters: CaptureCounters }>;
   mirrors: Array<{ name: string; state: string; counters: MirrorCounters }>;
   /** Totals over every session since the daemon started (mirrors: since they were added). */
   loss: {
