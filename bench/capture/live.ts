@@ -36,6 +36,7 @@ import { cpuSplitMs, runMs } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
+import { countEpbs } from '../../test/helpers/capture-truth.js';
 
 /** ebpfmon: the daemon writes into the CLI's file (fd delivery); ebpfmon-stream: `--stream`, the CLI copies the socket's bytes into it;
  * ebpfmon-base: fd delivery with the --baseline build's daemon and CLI. */
@@ -95,18 +96,6 @@ async function rxPackets(host: Host, ifname: string): Promise<{ packets: number;
   return { packets: s.packets, dropped: s.dropped };
 }
 
-/** Enhanced Packet Blocks in a pcapng file (a block walk; the tests check the format itself). */
-function countEpbs(file: string): number {
-  const b = fs.readFileSync(file);
-  let n = 0;
-  for (let o = 0; o + 12 <= b.length; ) {
-    const len = b.readUInt32LE(o + 4);
-    if (len < 12) break;
-    if (b.readUInt32LE(o) === 6) n++;
-    o += len;
-  }
-  return n;
-}
 
 interface Rig {
   daemon: TestDaemon | null;

@@ -5,8 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { jsonLines, type Host, type Lab, type LinkInfo } from './lab.js';
-import { CTL_MAIN, monitorLab, PEER, startDaemon, type TestDaemon } from './daemon.js';
+import { CTL_MAIN, destroyMonitorLab, monitorLab, PEER, startDaemon, type TestDaemon } from './daemon.js';
+import { requireTool } from './privileged.js';
 import { readPcapRecords, type PcapRecord } from './pcap-frames.js';
 
 export interface Tuple {
@@ -202,6 +204,33 @@ export async function captureLab(): Promise<CaptureLab> {
   const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
   await srv.next((o) => o.event === 'listening');
   return { lab, mon, peer, link, daemon, dir };
+}
+
+/** captureLab() for the describe() it is called in: made before its first test (after
+ * checking that `tools` are installed), destroyed after its last even when one failed. The
+ * object returned is empty until then. */
+export function captureLabSuite(...tools: string[]): CaptureLab {
+  const l = {} as CaptureLab;
+  before(async () => {
+    if (tools.length) requireTool(...tools);
+    Object.assign(l, await captureLab());
+  });
+  after(() => destroyMonitorLab(l.daemon, l.lab));
+  return l;
+}
+
+/** Complete Enhanced Packet Blocks in a pcapng file, also one being written (a torn last
+ * block is not counted; the tests check the format itself elsewhere). */
+export function countEpbs(file: string): number {
+  const b = fs.readFileSync(file);
+  let n = 0;
+  for (let o = 0; o + 12 <= b.length; ) {
+    const len = b.readUInt32LE(o + 4);
+    if (len < 12 || o + len > b.length) break;
+    if (b.readUInt32LE(o) === 6) n++;
+    o += len;
+  }
+  return n;
 }
 
 /**

@@ -8,14 +8,14 @@
 // timer kept every one under about 100 ms), and once a second session asks for 20 ms the
 // first session's packets come within a fraction of that second too (the shortest bound
 // of the open sessions is kept), and the second session's end gives the longer bound back.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
-import { privileged, requireTool } from '../helpers/privileged.js';
-import { ctl, destroyMonitorLab, type TestDaemon } from '../helpers/daemon.js';
-import { captureLab, startCapture } from '../helpers/capture-truth.js';
+import { jsonLines } from '../helpers/lab.js';
+import { privileged } from '../helpers/privileged.js';
+import { ctl } from '../helpers/daemon.js';
+import { captureLabSuite, countEpbs as epbs, startCapture } from '../helpers/capture-truth.js';
 
 /** Reports its port, then sends one 200-byte datagram per "send" line and reports when. */
 const ONE_BY_ONE_JS = `
@@ -31,41 +31,19 @@ u.bind(0, () => {
   });
 });`;
 
-/** Complete Enhanced Packet Blocks in a pcapng file being written (a torn last block is not counted). */
-function epbs(file: string): number {
-  const b = fs.readFileSync(file);
-  let n = 0;
-  for (let o = 0; o + 12 <= b.length; ) {
-    const len = b.readUInt32LE(o + 4);
-    if (len < 12 || o + len > b.length) break;
-    if (b.readUInt32LE(o) === 6) n++;
-    o += len;
-  }
-  return n;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('capture latency: a packet waits in the ring at most the shortest bound the open sessions asked for', privileged({ timeout: 180_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon | undefined;
-  let dir: string;
-
-  before(async () => {
-    requireTool('setpriv');
-    ({ lab, mon, link, daemon, dir } = await captureLab());
-  });
-  after(() => destroyMonitorLab(daemon, lab));
+  const l = captureLabSuite();
 
   test('--latency 1000 spreads the delays over the second; a 20 ms session joining shortens them; its end restores 1000', async () => {
+    const { mon, link, daemon, dir } = l;
     const sender = mon.spawn(process.execPath, ['-e', ONE_BY_ONE_JS, link.b.ip4, '9001'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const lines = jsonLines(sender);
     await lines.next((o) => typeof o.port === 'number');
     const file = path.join(dir, 'slow.pcapng');
     const other = path.join(dir, 'fast.pcapng');
-    const slow = await startCapture(mon, daemon!.socketPath, ['-p', String(sender.pid), '--latency', '1000', '--stats-interval', '0', '-w', file]);
+    const slow = await startCapture(mon, daemon.socketPath, ['-p', String(sender.pid), '--latency', '1000', '--stats-interval', '0', '-w', file]);
     let fast: Awaited<ReturnType<typeof startCapture>> | null = null;
     let sends = 0;
     /** The time the sender reports for its `n`-th datagram (jsonLines keeps every line). */
@@ -96,7 +74,7 @@ describe('capture latency: a packet waits in the ring at most the shortest bound
       return out;
     };
     try {
-      const st = (await daemon!.call('status')).capture!;
+      const st = (await daemon.call('status')).capture!;
       assert.equal(st.readerLatencyMs, 1000, 'status: the reader keeps the only session\'s bound');
       assert.deepEqual(st.sessions.map((s) => s.latencyMs), [1000]);
       const alone = await delays(6);
@@ -104,8 +82,8 @@ describe('capture latency: a packet waits in the ring at most the shortest bound
       assert.ok(Math.max(...alone) >= 150, `with a 1000 ms bound some datagram waits longer than the old 50 ms timer allowed: ${alone.join(', ')} ms`);
       assert.ok(Math.max(...alone) <= 2500, `no datagram waits far beyond its 1000 ms bound: ${alone.join(', ')} ms`);
 
-      fast = await startCapture(mon, daemon!.socketPath, ['-p', String(sender.pid), '--latency', '20', '--stats-interval', '0', '-w', other]);
-      const both = (await daemon!.call('status')).capture!;
+      fast = await startCapture(mon, daemon.socketPath, ['-p', String(sender.pid), '--latency', '20', '--stats-interval', '0', '-w', other]);
+      const both = (await daemon.call('status')).capture!;
       assert.equal(both.readerLatencyMs, 20, 'status: the shortest bound of the two sessions');
       assert.deepEqual(both.sessions.map((s) => s.latencyMs).sort((a, b) => a - b), [20, 1000]);
       const shared = await delays(6);
@@ -115,7 +93,7 @@ describe('capture latency: a packet waits in the ring at most the shortest bound
       process.kill(fast.child.pid!, 'SIGINT');
       assert.equal(await fast.exit, 0, fast.stderr());
       fast = null;
-      assert.equal((await daemon!.call('status')).capture!.readerLatencyMs, 1000, 'status: the longer bound again once the 20 ms session ended');
+      assert.equal((await daemon.call('status')).capture!.readerLatencyMs, 1000, 'status: the longer bound again once the 20 ms session ended');
       assert.equal(epbs(other), 6, 'the second session wrote the 6 datagrams sent while it ran');
     } finally {
       for (const c of [fast, slow]) if (c && c.child.exitCode === null) c.child.kill('SIGINT');
@@ -127,15 +105,16 @@ describe('capture latency: a packet waits in the ring at most the shortest bound
   });
 
   test('bad latencies are refused naming the flag or the field; nothing starts', async () => {
+    const { daemon, dir } = l;
     for (const v of ['5', '1001', 'soon']) {
-      const r = await ctl(['capture', '--latency', v, '-w', path.join(dir, 'never.pcapng')], { socket: daemon!.socketPath });
+      const r = await ctl(['capture', '--latency', v, '-w', path.join(dir, 'never.pcapng')], { socket: daemon.socketPath });
       assert.equal(r.code, 1, `--latency ${v}: ${r.stderr}`);
       assert.match(r.stderr, /--latency/, `--latency ${v}: the error names the flag`);
     }
     assert.equal(fs.existsSync(path.join(dir, 'never.pcapng')), false, 'no file was made');
     for (const v of [0, 9, 1001, 2.5, '250', null]) {
-      await assert.rejects(daemon!.callRaw('capture.start', { stream: true, latencyMs: v }), /params\.latencyMs: expected an integer from 10 to 1000/, `latencyMs ${JSON.stringify(v)}`);
+      await assert.rejects(daemon.callRaw('capture.start', { stream: true, latencyMs: v }), /params\.latencyMs: expected an integer from 10 to 1000/, `latencyMs ${JSON.stringify(v)}`);
     }
-    assert.deepEqual((await daemon!.call('status')).capture!.sessions, [], 'no session was left behind');
+    assert.deepEqual((await daemon.call('status')).capture!.sessions, [], 'no session was left behind');
   });
 });
