@@ -44,6 +44,7 @@ import { registerCaptureStream } from './rpc/capture.js';
 import type { ClassifierHooks } from './capture/engine.js';
 import type { MetaLayout } from './capture/select.js';
 import { linkTypeOf } from './capture/resolve.js';
+import { describeProcess } from './capture/procinfo.js';
 import type { CaptureInterface } from './contract/capture.js';
 import type { Deployment } from './bpf/deployment.js';
 import type { InterfaceManager } from './monitor/interfaces.js';
@@ -295,6 +296,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
         deployment, logger,
         hooks: classifierHooks(deployment, running.interfaces),
         interfaces: () => captureInterfaces(running.interfaces),
+        // Packet comments name a process that exited before the reader wrote its packets.
+        describe: describeProcess((pid) => running.processes.get(pid)),
         options: {
           perfPagesPerCpu: c.perfPagesPerCpu, statsIntervalMs: c.statsIntervalSec * 1000, vxlanPort: c.vxlanPort,
           maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid, drain: c.drain as 'auto' | 'typescript',

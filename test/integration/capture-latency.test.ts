@@ -15,7 +15,8 @@ import path from 'node:path';
 import { jsonLines } from '../helpers/lab.js';
 import { privileged } from '../helpers/privileged.js';
 import { ctl } from '../helpers/daemon.js';
-import { captureLabSuite, countEpbs as epbs, startCapture } from '../helpers/capture-truth.js';
+import { captureLabSuite, countEpbs as epbs, pcapngBlocks, startCapture } from '../helpers/capture-truth.js';
+import { until } from '../helpers/wait.js';
 
 /** Reports its port, then sends one 200-byte datagram per "send" line and reports when. */
 const ONE_BY_ONE_JS = `
@@ -29,6 +30,16 @@ u.bind(0, () => {
     const at = Date.now();
     u.send(Buffer.alloc(200, 7), Number(port), host, () => console.log(JSON.stringify({ sentAt: at })));
   });
+});`;
+
+/** Reports its port, then on "go" sends one datagram and exits as soon as it is sent. */
+const SEND_AND_EXIT_JS = `
+const dgram = require('node:dgram'); const rl = require('node:readline');
+const [host, port] = process.argv.slice(1);
+const u = dgram.createSocket('udp4');
+u.bind(0, () => {
+  console.log(JSON.stringify({ port: u.address().port }));
+  rl.createInterface({ input: process.stdin }).on('line', () => u.send(Buffer.alloc(100, 1), Number(port), host, () => process.exit(0)));
 });`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,6 +113,33 @@ describe('capture latency: a packet waits in the ring at most the shortest bound
       sender.kill();
     }
     assert.equal(epbs(file), 12, 'the slow session wrote all 12 datagrams');
+  });
+
+  test('a process gone before the reader writes its packet is still named, from the daemon\'s process table', async () => {
+    const { mon, link, daemon, dir } = l;
+    const file = path.join(dir, 'gone.pcapng');
+    const sender = mon.spawn(process.execPath, ['-e', SEND_AND_EXIT_JS, link.b.ip4, '9001'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    await jsonLines(sender).next((o) => typeof o.port === 'number');
+    const pid = sender.pid!;
+    const cap = await startCapture(mon, daemon.socketPath, ['-p', String(pid), '--latency', '1000', '--stats-interval', '0', '-w', file]);
+    try {
+      const exited = new Promise((r) => sender.once('exit', r));
+      sender.stdin!.write('go\n');
+      await exited;
+      // Gone (and reaped) before the reader's next run, up to a second after the send.
+      assert.equal(fs.existsSync(`/proc/${pid}`), false);
+      await until('the datagram in the file', () => epbs(file) === 1, 5000, 10);
+    } finally {
+      if (cap.child.exitCode === null) cap.child.kill('SIGINT');
+    }
+    assert.equal(await cap.exit, 0, cap.stderr());
+    const epb = pcapngBlocks(file).filter((b) => b.type === 6);
+    assert.equal(epb.length, 1);
+    const comments = epb[0]!.options.filter((o) => o.code === 1).map((o) => Buffer.from(o.hex, 'hex').toString('utf8'));
+    const escaped = process.execPath.replace(/[/.]/g, '\\$&');
+    // The arguments as the exec event carried them (the kernel cuts long ones short).
+    assert.match(comments[0] ?? '', new RegExp(`^PID: ${pid}\\nCmd: ${escaped}\\nArgs: ${escaped} -e +const dgram`), JSON.stringify(comments));
+    assert.ok(comments.includes(`ParentPID: ${process.pid}\nParentCmd: ${process.execPath}\nParentArgs: ${process.argv.join(' ')}`), JSON.stringify(comments));
   });
 
   test('bad latencies are refused naming the flag or the field; nothing starts', async () => {

@@ -75,6 +75,8 @@ describe('GNOME Shell extension in a real gnome-shell', privileged({ timeout: 30
   let out: string;
   let xdgOpenLog: string;
   const children: ChildProcess[] = [];
+  /** Where X servers put their sockets (Xvfb makes it when missing). */
+  const X11_DIR = '/tmp/.X11-unix';
 
   /** Runs `argv` as the user in the shell's session (its session bus, display, home). */
   const asSession = (argv: string[], timeoutMs = 20_000) =>
@@ -124,6 +126,7 @@ describe('GNOME Shell extension in a real gnome-shell', privileged({ timeout: 30
     fs.chmodSync(home, 0o755);
 
     // X server: Xvfb picks a free display and writes its number to fd 3.
+    const madeX11Dir = !fs.existsSync(X11_DIR);
     const xvfb = track(spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'Xvfb', '-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp', '-ac'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] }));
     const display = await new Promise<string>((resolve, reject) => {
       let buf = '';
@@ -150,6 +153,17 @@ describe('GNOME Shell extension in a real gnome-shell', privileged({ timeout: 30
     lab.onDestroy(async () => {
       fs.writeFileSync(path.join(out, 'gnome-shell.log'), shellLog);
       for (const c of children.reverse()) await endChild(c);
+      // Xvfb removes its socket and lock when it stops, not when killed; the directory it
+      // made for the socket it leaves (a fresh machine has none before the test).
+      const n = display.slice(1);
+      for (const f of [`${X11_DIR}/X${n}`, `/tmp/.X${n}-lock`]) fs.rmSync(f, { force: true });
+      if (madeX11Dir) {
+        try {
+          fs.rmdirSync(X11_DIR);
+        } catch {
+          /* another X server's socket is in it now: not ours to remove */
+        }
+      }
     });
     await until('gnome-shell on the session bus', async () => (await shellCall('org.gnome.Shell.Extensions.ListExtensions')).code === 0, 60_000);
     await shellCall('org.gnome.Shell.Extensions.EnableExtension', HELPER);

@@ -83,6 +83,10 @@ export interface CaptureHandle {
   readonly done: Promise<CaptureCounters>;
   /** Packets written so far (every connection of the session). */
   written(): number;
+  /** `cb` runs after each of the reader's drains and timer runs, once the session's packets
+   * are written (null: none): a client's progress rides on the reader's wakeups instead of
+   * waking the daemon on a timer of its own. */
+  onFlushed(cb: (() => void) | null): void;
   /** The daemon stopped under the session (kept in the kernel for its client to resume): not ended. */
   readonly detached: boolean;
 }
@@ -235,8 +239,16 @@ class CaptureSession implements CaptureHandle, DrainSession {
     void bit;
   }
 
+  private flushed: (() => void) | null = null;
+
+  onFlushed(cb: (() => void) | null): void {
+    this.flushed = cb;
+  }
+
   flush(): void {
-    if (!this.ended) this.stream.writer.flush();
+    if (this.ended) return;
+    this.stream.writer.flush();
+    this.flushed?.();
   }
 
   // --- the native drain (nativedrain.ts): onRecord()'s bookkeeping, done per drain ---

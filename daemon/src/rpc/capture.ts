@@ -19,6 +19,9 @@ import { captureStart, type CaptureApiDeps, type CaptureSink } from '../api/inde
 import type { RpcServer } from './server.js';
 import { invalidParam } from '../errors.js';
 
+/** `capture.progress` lines at most this often. */
+const PROGRESS_MS = 250;
+
 /** capture.start's params without the socket's own `stream` acknowledgement. A client must
  * say it knows that the connection turns into pcapng after the reply: a generic JSON-RPC
  * client (or a fuzzer) would otherwise read binary where it expects lines. */
@@ -72,17 +75,25 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
         const line = (method: string, params: object): void => {
           if (!s.destroyed) s.write(`${JSON.stringify({ jsonrpc: '2.0', method, params })}\n`);
         };
+        // A line when the count changed, at most every PROGRESS_MS, sent from the reader's
+        // drains and timer runs (the count only changes in a drain): no wakeup of its own.
+        // A count not sent for that rule goes with the reader's next run, at most the
+        // session's latency bound later.
         let reported = -1;
-        const progress = (): void => {
+        let lastAt = -Infinity;
+        const progress = (force: boolean): void => {
           const n = handle.written();
-          if (n !== reported) line(CAPTURE_NOTIFICATIONS.progress, { session: handle.id, written: (reported = n) });
+          if (n === reported) return;
+          const now = performance.now();
+          if (!force && now - lastAt < PROGRESS_MS) return;
+          lastAt = now;
+          line(CAPTURE_NOTIFICATIONS.progress, { session: handle.id, written: (reported = n) });
         };
-        const timer = setInterval(progress, 250);
-        timer.unref();
+        handle.onFlushed(() => progress(false));
         const closed = new Promise<void>((r) => (fdClosed ? r() : (onFdClosed = r)));
         void Promise.all([handle.done, closed]).then(([counters]: [CaptureCounters, void]) => {
-          clearInterval(timer);
-          progress();
+          handle.onFlushed(null);
+          progress(true);
           // Detached (the daemon stops under the session): the client resumes with the next daemon.
           if (!handle.detached) line(CAPTURE_NOTIFICATIONS.ended, { session: handle.id, counters, ...(fdError ? { error: fdError } : {}) });
           s.end();
