@@ -198,12 +198,20 @@ export interface CaptureLab { lab: Lab; mon: Host; peer: Host; link: LinkInfo; d
  */
 export async function captureLab(): Promise<CaptureLab> {
   const { lab, mon, peer, link } = await monitorLab();
-  const dir = lab.tmpdir();
-  fs.chmodSync(dir, 0o755);
-  const daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
-  const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
-  await srv.next((o) => o.event === 'listening');
-  return { lab, mon, peer, link, daemon, dir };
+  // What fails from here (a stale daemon bundle, a daemon that does not start) takes the
+  // lab down with it: the caller never got it to destroy.
+  let daemon: TestDaemon | undefined;
+  try {
+    const dir = lab.tmpdir();
+    fs.chmodSync(dir, 0o755);
+    daemon = await startDaemon(mon, { config: { interfaces: [link.a.ifname] } });
+    const srv = jsonLines(peer.spawn(process.execPath, [PEER, 'udp-server', '0.0.0.0', '9001']));
+    await srv.next((o) => o.event === 'listening');
+    return { lab, mon, peer, link, daemon, dir };
+  } catch (err) {
+    await destroyMonitorLab(daemon, lab).catch(() => {});
+    throw err;
+  }
 }
 
 /** captureLab() for the describe() it is called in: made before its first test (after
