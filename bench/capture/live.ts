@@ -12,10 +12,11 @@
 // with one tool (filter `udp` for both), then counts what landed in the file against what
 // the interface received (rx_packets of the veth in mon). CPU: the tool's own processes
 // (their threads' time on a CPU from schedstat, in ns: utime and stime come in 4-10 ms ticks,
-// 20-50 ns a frame over a 2 s trial; ebpfmon: the daemon's and the CLI's together), and the
-// whole machine's busy time (/proc/stat), kept in each trial but not printed (the kernel side
-// of each tool: AF_PACKET's copy, or the classifier hand-off, engine and perf copy, runs in
-// softirq, not in the tool's process; trafgen's own CPU and the ticks swamp it).
+// 20-50 ns a frame over a 2 s trial; ebpfmon: the daemon's and the CLI's together). The
+// kernel side of each tool (AF_PACKET's copy, or the classifier hand-off, engine and perf
+// copy) runs in softirq, outside the tools' processes, and is not in these figures: the
+// machine's busy time (/proc/stat) was tried for it and dropped, trafgen's own CPU and the
+// 10 ms ticks moved it by more than the tools' whole figures (negative differences).
 //
 // One window for every tool: from just before trafgen starts to SETTLE_MS after it ends
 // (tcpdump needs its 1 s block timeout to write the last packets; ebpfmon its latency bound,
@@ -58,7 +59,6 @@ export interface LiveTrial {
   /** Time on a CPU of the tool's processes (schedstat); `toolSysMs` the kernel's part (stime ticks). */
   toolCpuMs: number;
   toolSysMs: number;
-  machineBusyMs: number;
   wallMs: number;
   /** ebpfmon: the daemon's and the CLI's shares of toolCpuMs. */
   daemonCpuMs?: number;
@@ -67,15 +67,6 @@ export interface LiveTrial {
   daemonIdleMs?: number;
   baseDaemonIdleMs?: number;
 }
-
-/** Busy and total jiffies of the whole machine (/proc/stat "cpu" line). */
-function machineJiffies(): { busy: number; total: number } {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = f[3]! + f[4]!;
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
-}
-const JIFFY_MS = 10; // CLK_TCK 100
 
 /** A trafgen configuration: one UDP frame of `bytes` to a MAC nobody has. */
 function trafgenConfig(bytes: number): string {
@@ -237,20 +228,18 @@ await import(${JSON.stringify(daemonMain)});
     const idle = () => this.rigs.map((r) => runMs(r.daemon!.pid));
     const c0 = t.cpu();
     const i0 = idle();
-    const m0 = machineJiffies();
     const w0 = performance.now();
     await rig.gen.exec('trafgen', ['-o', rig.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });
     const wall = performance.now() - w0;
     await sleep(SETTLE_MS);
     const c1 = t.cpu();
     const i1 = idle();
-    const m1 = machineJiffies();
     const r = await t.stop();
     const rx1 = await rxPackets(rig.mon, rig.link.b.ifname);
     fs.rmSync(file, { force: true });
     return {
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
-      toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, machineBusyMs: (m1.busy - m0.busy) * JIFFY_MS, wallMs: wall,
+      toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, wallMs: wall,
       ...(c1.daemon !== undefined ? { daemonCpuMs: c1.daemon - c0.daemon!, cliCpuMs: c1.cli! - c0.cli! } : {}),
       ...(tool === 'none' ? { daemonIdleMs: i1[0]! - i0[0]!, ...(i1.length > 1 ? { baseDaemonIdleMs: i1[1]! - i0[1]! } : {}) } : {}),
     };
@@ -274,9 +263,7 @@ export function liveTable(trials: LiveTrial[]): string {
     const [bytes, rate] = k.split('|').map(Number);
     const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.sent);
     // What runs without a capture (this configuration's no-capture trials, medians): the
-    // daemons' own CPU per frame sent, taken from ebpfmon's figures. The machine's busy
-    // time (/proc/stat) is not used: trafgen's own CPU and the 10 ms ticks moved it by more
-    // than the tools' whole figures between trials (negative differences in a quiet run).
+    // daemons' own CPU per frame sent, taken from ebpfmon's figures.
     const none = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'none');
     const noneIdle = none.length ? median(per(none, (x) => x.daemonIdleMs ?? 0)) : NaN;
     const noneBaseIdle = none.length ? median(per(none, (x) => x.baseDaemonIdleMs ?? 0)) : NaN;

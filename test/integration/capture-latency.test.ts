@@ -8,6 +8,8 @@
 // timer kept every one under about 100 ms), and once a second session asks for 20 ms the
 // first session's packets come within a fraction of that second too (the shortest bound
 // of the open sessions is kept), and the second session's end gives the longer bound back.
+// A process that sends one datagram and exits before the reader's run is still named in the
+// packet's comment (the daemon's process table behind /proc).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

@@ -99,8 +99,8 @@ export interface CaptureRequest {
   count?: number;
   durationMs?: number;
   statsIntervalMs?: number;
-  /** The longest its packets may wait in the kernel's ring (CAPTURE_LATENCY_MS; absent: the default). */
-  latencyMs?: number;
+  /** The longest its packets may wait in the kernel's ring (CAPTURE_LATENCY_MS). */
+  latencyMs: number;
   owner: { uid: number; pid: number | null };
   /** Continue a session of a previous daemon (capture.start `resume`). */
   resume?: CaptureResume;
@@ -647,7 +647,7 @@ export class CaptureManager {
   /** The reader's latency bound: the shortest that an open session asked for. */
   private latencyMs(): number {
     let ms: number = CAPTURE_LATENCY_MS.max;
-    for (const s of this.captures.values()) ms = Math.min(ms, s.req.latencyMs ?? CAPTURE_LATENCY_MS.default);
+    for (const s of this.captures.values()) ms = Math.min(ms, s.req.latencyMs);
     return ms;
   }
 
@@ -823,7 +823,7 @@ export class CaptureManager {
   status(pagesPerCpu = this.d.options.perfPagesPerCpu): CaptureStatus {
     const caps = [...this.captures.values()].map((s) => ({
       session: s.id, uid: s.req.owner.uid, delivery: s.result.delivery, ...(s.result.deliveryReason ? { deliveryReason: s.result.deliveryReason } : {}),
-      latencyMs: s.req.latencyMs ?? CAPTURE_LATENCY_MS.default, counters: s.counters(),
+      latencyMs: s.req.latencyMs, counters: s.counters(),
     }));
     const mirrors = [...this.mirrors.values()].map((m) => ({ name: m.name, state: this.state(m), counters: mirrorCounters(this.engine.counters(m.slot)) }));
     const encap = (kinds: TunnelKind[]): CaptureStatus['encaps']['vxlan'] => {

@@ -611,8 +611,8 @@ export class FlowTable {
    * close whose event could not be queued (close_sum 0). Until December 2026 the daemon
    * remembered the close events it published, by key, in a table of its own and looked each
    * read flow up in it: 137 ms of the main thread in 50 s to 189 ms in 40 s at 10k
-   * closes/s in the CPU profiles, mostly cache misses (docs/benchmarks.md "The closes history has, marked in
-   * the kernel").
+   * closes/s in the CPU profiles, mostly cache misses (docs/benchmarks.md "The closes
+   * history has, marked in the kernel").
    */
   private noteChanged(k: string, vv: DataView): void {
     const c = this.changes;
