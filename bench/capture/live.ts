@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { baselineDaemonMain, median, sleep } from '../lib/harness.js';
-import { cpuSplitMs, runMs } from '../lib/proc.js';
+import { cpuSplitMs, runMs, waitQuiet } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
@@ -151,6 +151,8 @@ await import(${JSON.stringify(daemonMain)});
       if (Date.now() - t0 > 15_000) throw new Error('the daemon did not attach to the bench interface');
       await sleep(100);
     }
+    // The first trial's window must not hold the daemon's start-up (it made "added" negative).
+    if (!(await waitQuiet(daemon.pid))) console.log(`bench/capture: daemon ${daemon.pid} was not quiet within 30 s of starting; the first trials include its start-up`);
   }
 
   private cfg(bytes: number): string {

@@ -57,8 +57,27 @@ export function runMs(pid: number): number {
   return ms;
 }
 
-/** CPU used by `pid` between two points in time, as ms and as % of one core: `cpuMs` from
- * schedstat (runMs()), `sysMs` from stime (ticks). */
+/**
+ * Waits until `pid` is quiet: `windows` windows of `windowMs` in a row in each of which its
+ * threads ran less than `maxMs`. A daemon's first seconds (programs loaded, the first
+ * listings, the JIT warming up) otherwise land in whatever is measured first. Gives up after
+ * `timeoutMs` and says so (false): the caller prints it, nothing waits forever.
+ */
+export async function waitQuiet(pid: number, opts: { windowMs?: number; maxMs?: number; windows?: number; timeoutMs?: number } = {}): Promise<boolean> {
+  const { windowMs = 500, maxMs = 5, windows = 2, timeoutMs = 30_000 } = opts;
+  const end = performance.now() + timeoutMs;
+  let quiet = 0;
+  let last = runMs(pid);
+  while (performance.now() < end) {
+    await new Promise((r) => setTimeout(r, windowMs));
+    const now = runMs(pid);
+    quiet = now - last < maxMs ? quiet + 1 : 0;
+    last = now;
+    if (quiet >= windows) return true;
+  }
+  return false;
+}
+
 /** How often a thread has gone to sleep of its own accord (voluntary context switches: each
  * is a wakeup later), from its status file; null when it has ended. */
 export function sleepsOf(pid: number, tid = pid): number | null {
@@ -70,6 +89,8 @@ export function sleepsOf(pid: number, tid = pid): number | null {
   }
 }
 
+/** CPU used by `pid` between two points in time, as ms and as % of one core: `cpuMs` from
+ * schedstat (runMs()), `sysMs` from stime (ticks). */
 export class CpuWindow {
   private readonly t0 = performance.now();
   private readonly c0: { user: number; sys: number };

@@ -8,17 +8,17 @@
 // `-w -` into `tshark -r -` as an unprivileged user runs on the fd path; a descriptor the
 // daemon must not write (read-only, a directory, one the client does not have) is refused
 // naming params.fd, and a daemon without CAP_SYS_PTRACE falls back to the stream and says why.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
-import { privileged, requireTool } from '../helpers/privileged.js';
+import { jsonLines } from '../helpers/lab.js';
+import { privileged } from '../helpers/privileged.js';
 import { until } from '../helpers/wait.js';
-import { CTL_MAIN, destroyMonitorLab, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CTL_MAIN, startDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { captureLab, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLabSuite, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends a 1000-byte datagram every millisecond until "stop", then reports its count. */
 const SENDER_JS = udpSenderJs(1000, 1);
@@ -44,27 +44,18 @@ const io = (pid: number): { rchar: number; wchar: number } => {
 };
 
 describe('capture fd delivery: the daemon writes into the client\'s own descriptor', privileged({ timeout: 180_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon | undefined;
-  let dir: string;
-
-  before(async () => {
-    requireTool('tcpdump', 'tshark', 'editcap', 'setpriv');
-    ({ lab, mon, link, daemon, dir } = await captureLab());
-  });
-  after(() => destroyMonitorLab(daemon, lab));
+  const l = captureLabSuite('tcpdump', 'tshark', 'editcap', 'setpriv');
 
   /** One capture of a sender's datagrams next to tcpdump; returns what to compare. */
   async function run(name: string, extra: string[], during: (cap: { child: ChildProcess }, file: string) => Promise<void>) {
+    const { mon, link, dir } = l;
     const file = path.join(dir, `${name}.pcapng`);
     const dump = path.join(dir, `${name}.tcpdump.pcap`);
     const td = await startTcpdump(mon, link.a.ifname, dump);
     const sender = mon.spawn(process.execPath, ['-e', SENDER_JS, link.b.ip4, '9001'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const lines = jsonLines(sender);
     const { port } = (await lines.next((o) => typeof o.port === 'number')) as { port: number };
-    const cap = await startCapture(mon, daemon!.socketPath, ['-p', String(sender.pid), ...extra, '-w', file]);
+    const cap = await startCapture(mon, l.daemon.socketPath, ['-p', String(sender.pid), ...extra, '-w', file]);
     sender.stdin!.write('go\n');
     try {
       await during(cap, file);
@@ -97,17 +88,17 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
     let daemonWrote = 0;
     let grew = 0;
     await run('fd', [], async (cap, file) => {
-      const st = await daemon!.call('status');
+      const st = await l.daemon.call('status');
       assert.deepEqual(st.capture!.sessions.map((s) => [s.delivery, s.deliveryReason]), [['fd', "the client's regular file"]]);
-      const list = await daemon!.call('capture.list');
+      const list = await l.daemon.call('capture.list');
       assert.equal(list.sessions[0]!.delivery, 'fd');
       const size0 = fs.statSync(file).size;
       const c0 = io(cap.child.pid!);
-      const d0 = io(daemon!.pid);
+      const d0 = io(l.daemon.pid);
       await until('300 KB in the file', () => fs.statSync(file).size - size0 > 300_000);
       grew = fs.statSync(file).size - size0;
       cliRead = io(cap.child.pid!).rchar - c0.rchar;
-      daemonWrote = io(daemon!.pid).wchar - d0.wchar;
+      daemonWrote = io(l.daemon.pid).wchar - d0.wchar;
     });
     process.stderr.write(`fd: file grew ${grew} B; the CLI read ${cliRead} B; the daemon wrote ${daemonWrote} B\n`);
     assert.ok(daemonWrote >= grew, `the daemon wrote ${daemonWrote} B, the file grew ${grew} B`);
@@ -118,7 +109,7 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
     let cliRead = 0;
     let grew = 0;
     await run('stream', ['--stream'], async (cap, file) => {
-      const st = await daemon!.call('status');
+      const st = await l.daemon.call('status');
       assert.deepEqual(st.capture!.sessions.map((s) => [s.delivery, s.deliveryReason]), [['stream', 'the client did not offer a descriptor']]);
       const size0 = fs.statSync(file).size;
       const c0 = io(cap.child.pid!);
@@ -130,30 +121,32 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
   });
 
   test('-w - | tshark -r - as a user outside the ebpfmon group runs on the fd path (the pipe)', async () => {
+    const { lab, mon, link } = l;
     const u = await lab.user('capfd');
     const talker = mon.spawn('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', process.execPath, '-e',
       `const s = require('node:dgram').createSocket('udp4'); setInterval(() => s.send(Buffer.alloc(32, 7), 9001, '${link.b.ip4}'), 20); console.log('{"up":true}');`]);
     await jsonLines(talker).next((o) => o.up === true);
     try {
-      const sh = `EBPFMONCTL_ANNOUNCE=1 setpriv --reuid=${u.uid} --regid=${u.gid} --init-groups ${process.execPath} ${CTL_MAIN} --socket ${daemon!.socketPath} capture -p ${talker.pid} -c 20 -w - | tshark -r - -T fields -e frame.comment -e udp.dstport`;
+      const sh = `EBPFMONCTL_ANNOUNCE=1 setpriv --reuid=${u.uid} --regid=${u.gid} --init-groups ${process.execPath} ${CTL_MAIN} --socket ${l.daemon.socketPath} capture -p ${talker.pid} -c 20 -w - | tshark -r - -T fields -e frame.comment -e udp.dstport`;
       const r = await mon.exec('sh', ['-c', sh], { timeoutMs: 30_000 });
       assert.match(r.stderr, /delivery fd \(the client's pipe\)/);
       assert.match(r.stderr, /20 packets written/);
       const rows = r.stdout.trim().split('\n');
       assert.equal(rows.length, 20, r.stdout + r.stderr);
       for (const row of rows) assert.match(row, new RegExp(`^PID: ${talker.pid}\\\\n.*UserId: ${u.uid}.*\\t9001$`));
-      assert.deepEqual((await daemon!.call('status')).capture?.sessions, []);
+      assert.deepEqual((await l.daemon.call('status')).capture?.sessions, []);
     } finally {
       process.kill(talker.pid!, 'SIGKILL');
     }
   });
 
   test('descriptors the daemon must not write are refused, naming params.fd; nothing is written anywhere', async () => {
+    const { lab, mon, dir } = l;
     const u = await lab.user('capfd2');
     const ro = path.join(dir, 'readonly.txt');
     fs.writeFileSync(ro, 'unchanged\n');
     fs.chmodSync(ro, 0o644); // root's file: the user may read it, not write it
-    const r = await mon.exec('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', process.execPath, '-e', OFFER_JS, daemon!.socketPath, `ro:${ro}`, `dir:${dir}`, 'fd:987'], { timeoutMs: 20_000 });
+    const r = await mon.exec('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', process.execPath, '-e', OFFER_JS, l.daemon.socketPath, `ro:${ro}`, `dir:${dir}`, 'fd:987'], { timeoutMs: 20_000 });
     const replies = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { fd: number; reply: { error?: { message: string; data?: { field?: string } } } });
     assert.equal(replies.length, 3, r.stdout + r.stderr);
     const [rdonly, directory, absent] = replies.map((x) => x.reply.error);
@@ -162,13 +155,13 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
     assert.match(directory!.message, /is a directory/);
     assert.match(absent!.message, /descriptor 987 of the calling process is not open/);
     assert.equal(fs.readFileSync(ro, 'utf8'), 'unchanged\n');
-    assert.deepEqual((await daemon!.call('status')).capture?.sessions, [], 'no session was started');
+    assert.deepEqual((await l.daemon.call('status')).capture?.sessions, [], 'no session was started');
   });
 
   test('a daemon without CAP_SYS_PTRACE: pidfd_getfd is refused, the session falls back to the stream and says why', async () => {
     // The daemon again, its main thread without CAP_SYS_PTRACE (what a unit without it in its bounding set gets).
-    await daemon!.stop();
-    daemon = undefined;
+    const { mon, link, dir, lab } = l;
+    await l.daemon.stop(); // after() stops only a running daemon
     const main = path.join(dir, 'noptrace-main.mjs');
     fs.writeFileSync(main, `import koffi from '${path.resolve('node_modules/koffi/index.js')}';
 const libc = koffi.load('libc.so.6');
@@ -182,7 +175,7 @@ process.argv.splice(1, 1, ${JSON.stringify(path.resolve('build/js/daemon/src/ebp
 await import(${JSON.stringify(path.resolve('build/js/daemon/src/ebpfmon.js'))});
 `);
     const d2 = await startDaemon(mon, { main, config: { interfaces: [link.a.ifname] } });
-    daemon = d2; // after() stops it
+    l.daemon = d2; // after() stops it
     {
       const u = await lab.user('capfd3');
       const file = path.join(dir, 'noptrace.pcapng');
@@ -198,7 +191,7 @@ await import(${JSON.stringify(path.resolve('build/js/daemon/src/ebpfmon.js'))});
         assert.match(r.stderr, /10 packets written/);
         const shown = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' }).trim().split('\n');
         assert.equal(shown.length, 10);
-        assert.ok(d2.logs().some((l) => l.delivery === 'stream' && /pidfd_getfd refused/.test(String(l.deliveryReason))), 'the daemon logs the fallback and why');
+        assert.ok(d2.logs().some((e) => e.delivery === 'stream' && /pidfd_getfd refused/.test(String(e.deliveryReason))), 'the daemon logs the fallback and why');
       } finally {
         process.kill(talker.pid!, 'SIGKILL');
       }

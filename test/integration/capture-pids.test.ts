@@ -3,14 +3,13 @@
 // pass over all their pids first, bench/capture): `-p A`, `-p B` and `-p A -p B` while both
 // processes send. Truth: tcpdump on the same interface, split by each client's port. Each
 // file holds exactly its processes' frames, byte for byte.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
-import { privileged, requireTool } from '../helpers/privileged.js';
-import { destroyMonitorLab, type TestDaemon } from '../helpers/daemon.js';
+import { jsonLines } from '../helpers/lab.js';
+import { privileged } from '../helpers/privileged.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { captureLab, frameDiff, framesOf, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLabSuite, frameDiff, framesOf, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends 40 datagrams of 200 bytes and reports "done". */
 const SENDER_JS = `
@@ -25,19 +24,10 @@ u.bind(0, () => {
 });`;
 
 describe('capture: several pid sessions at once select exactly their processes', privileged({ timeout: 120_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon | undefined;
-  let dir: string;
-
-  before(async () => {
-    requireTool('tcpdump', 'tshark', 'editcap');
-    ({ lab, mon, link, daemon, dir } = await captureLab());
-  });
-  after(() => destroyMonitorLab(daemon, lab));
+  const l = captureLabSuite('tcpdump', 'tshark', 'editcap');
 
   test('-p A, -p B and -p A -p B: each file = tcpdump\'s frames of those processes', async () => {
+    const { mon, link, daemon, dir } = l;
     const dump = path.join(dir, 'tcpdump.pcap');
     const td = await startTcpdump(mon, link.a.ifname, dump);
     const senders = [0, 1].map(() => {
@@ -48,9 +38,9 @@ describe('capture: several pid sessions at once select exactly their processes',
     const [a, b] = senders.map((s) => String(s.child.pid));
     const file = (n: string) => path.join(dir, `${n}.pcapng`);
     const caps = [
-      await startCapture(mon, daemon!.socketPath, ['-p', a!, '-w', file('a')]),
-      await startCapture(mon, daemon!.socketPath, ['-p', b!, '-w', file('b')]),
-      await startCapture(mon, daemon!.socketPath, ['-p', a!, '-p', b!, '-w', file('ab')]),
+      await startCapture(mon, daemon.socketPath, ['-p', a!, '-w', file('a')]),
+      await startCapture(mon, daemon.socketPath, ['-p', b!, '-w', file('b')]),
+      await startCapture(mon, daemon.socketPath, ['-p', a!, '-p', b!, '-w', file('ab')]),
     ];
     for (const s of senders) s.child.stdin!.write('go\n');
     await Promise.all(senders.map((s) => s.lines.next((o) => o.done === true, 30_000)));

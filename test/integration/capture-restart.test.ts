@@ -6,17 +6,17 @@
 // Truth: tcpdump on the same interface. Every frame in the file is one tcpdump saw for that
 // client, byte for byte; the frames missing are exactly the losses the last statistics
 // block reports (isb_osdrop), and the kernel matched every frame tcpdump saw (isb_ifrecv).
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { jsonLines, type Host, type Lab, type LinkInfo } from '../helpers/lab.js';
-import { privileged, requireTool } from '../helpers/privileged.js';
+import { jsonLines } from '../helpers/lab.js';
+import { privileged } from '../helpers/privileged.js';
 import { until } from '../helpers/wait.js';
-import { destroyMonitorLab, restartDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { restartDaemon } from '../helpers/daemon.js';
 import { readPcapRecords } from '../helpers/pcap-frames.js';
-import { captureLab, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { captureLabSuite, udpSenderJs, frameDiff, framesOf, lastIsb, pcapngFrames, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
 
 /** Reports its port, then on "go" sends a 120-byte datagram every 4 ms until "stop", then reports its count. */
 const SENDER_JS = udpSenderJs(120, 4);
@@ -38,34 +38,25 @@ function blocks(file: string): { epb: number; shb: number } {
 }
 
 describe('capture across a daemon restart: the CLI resumes its session, losses are counted', privileged({ timeout: 180_000 }), () => {
-  let lab: Lab;
-  let mon: Host;
-  let link: LinkInfo;
-  let daemon: TestDaemon | undefined;
-  let dir: string;
-
-  before(async () => {
-    requireTool('tcpdump', 'tshark', 'editcap');
-    ({ lab, mon, link, daemon, dir } = await captureLab());
-  });
-  after(() => destroyMonitorLab(daemon, lab));
+  const l = captureLabSuite('tcpdump', 'tshark', 'editcap');
 
   test('capture -p PID across kill -9 + restart: one valid file, packets from before and after, count = tcpdump - reported drops', async () => {
+    const { mon, link, dir } = l;
     const file = path.join(dir, 'restart.pcapng');
     const dump = path.join(dir, 'tcpdump.pcap');
     const td = await startTcpdump(mon, link.a.ifname, dump);
     const sender: ChildProcess = mon.spawn(process.execPath, ['-e', SENDER_JS, link.b.ip4, '9001'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const lines = jsonLines(sender);
     const { port } = (await lines.next((o) => typeof o.port === 'number')) as { port: number };
-    const cap = await startCapture(mon, daemon!.socketPath, ['-p', String(sender.pid), '--stats-interval', '1', '-w', file]);
+    const cap = await startCapture(mon, l.daemon.socketPath, ['-p', String(sender.pid), '--stats-interval', '1', '-w', file]);
     sender.stdin!.write('go\n');
 
     await until('packets before the restart', () => blocks(file).epb >= 50);
-    await daemon!.stop('SIGKILL');
+    await l.daemon.stop('SIGKILL');
     const killedAt = Date.now();
     // The client keeps sending while no daemon runs.
     await until('datagrams while the daemon is away', () => Date.now() - killedAt > 300);
-    daemon = await restartDaemon(daemon!);
+    l.daemon = await restartDaemon(l.daemon);
     await until('the CLI resumed', () => cap.stderr().includes('resumed session'), 30_000);
     const resumedAt = blocks(file).epb;
     await until('packets after the restart', () => blocks(file).epb >= resumedAt + 50);
