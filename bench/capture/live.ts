@@ -46,6 +46,8 @@ export const TOOLS: readonly Tool[] = ['none', 'tcpdump', 'ebpfmon', 'ebpfmon-st
 
 /** After the last frame is sent, every tool gets this long (same window) to write what it holds. */
 const SETTLE_MS = 1200;
+/** EBPFMON_BENCH_CAPTURE_ARGS: more `ebpfmonctl capture` options for both builds (e.g. "--latency 10"). */
+const CAPTURE_ARGS = (process.env.EBPFMON_BENCH_CAPTURE_ARGS ?? '').split(' ').filter(Boolean);
 
 export interface LiveTrial {
   tool: Tool;
@@ -193,7 +195,7 @@ await import(${JSON.stringify(daemonMain)});
     const d = rig.daemon!;
     // EBPFMON_BENCH_CPU_PROF=DIR: a V8 CPU profile of the CLI per trial (where its CPU goes).
     const prof = process.env.EBPFMON_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EBPFMON_BENCH_CPU_PROF}`] : [];
-    const p = rig.mon.spawn(process.execPath, [...prof, rig.ctl, '--socket', d.socketPath, 'capture', '-i', rig.link.b.ifname, '-w', file, '--stats-interval', '0', ...(tool === 'ebpfmon-stream' ? ['--stream'] : []), 'udp']);
+    const p = rig.mon.spawn(process.execPath, [...prof, rig.ctl, '--socket', d.socketPath, 'capture', '-i', rig.link.b.ifname, '-w', file, '--stats-interval', '0', ...(tool === 'ebpfmon-stream' ? ['--stream'] : []), ...CAPTURE_ARGS, 'udp']);
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`ebpfmonctl capture did not start: ${err}`)), 20_000);

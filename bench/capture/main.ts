@@ -7,6 +7,7 @@
 //             [--only-bytes 64|1500] [--only-rate PPS|0] [--configs BYTES:PPS,...] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
 //             [--baseline DIR] [--baseline-pages N] (another checkout, built: its daemon and CLI as tool ebpfmon-base)
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
+//             EBPFMON_BENCH_CAPTURE_ARGS="--latency 10" (more `ebpfmonctl capture` options, both builds),
 //
 // engine: per-packet cost in TC (BPF_PROG_TEST_RUN) next to the classifier without the hook chain in the
 //         same repetitions (bench/capture/engine.ts).
