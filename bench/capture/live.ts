@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { baselineDaemonMain, median, sleep } from '../lib/harness.js';
-import { cpuSplitMs, runMs, waitQuiet } from '../lib/proc.js';
+import { cpuSplitMs, runMs, sleepsOf, waitQuiet } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
@@ -68,6 +68,12 @@ export interface LiveTrial {
   /** The no-capture trial: the daemon's CPU over the same window (and the baseline daemon's). */
   daemonIdleMs?: number;
   baseDaemonIdleMs?: number;
+  /** Times a second the tool's main thread went to sleep over the window (its wakeups): tcpdump's,
+   * the daemon's (ebpfmon; none: the idle daemon's). A wakeup costs the event loop 100-300 us
+   * of CPU on this VM (docs/benchmarks.md), so this column explains much of the CPU column. */
+  wakeupsPerSec: number;
+  /** Frames the CPU window covers: `sent`, or with a warm-up the frames received from its end on. */
+  cpuPackets: number;
 }
 
 /** A trafgen configuration: one UDP frame of `bytes` to a MAC nobody has. */
@@ -102,6 +108,10 @@ export class LiveBench {
   private rigs: Rig[] = [];
   private dir!: string;
   private cfgFiles = new Map<number, string>();
+  /** --warmup: the CPU window starts this long after the traffic does (0: before it). A
+   * session's one-time work (its code compiled, the first collections after it started)
+   * then stays out of a per-frame figure, for every tool alike. */
+  warmupMs = 0;
 
   /** `baseline`: the root of another build (its build/js and build/bpf) run as tool ebpfmon-base. */
   constructor(private readonly lab: Lab, private readonly pages = 1024, private readonly baseline?: string, private readonly basePages = pages) {}
@@ -168,8 +178,8 @@ await import(${JSON.stringify(daemonMain)});
   }
 
   /** Starts a tool and waits until it captures; `cpu()` reads its CPU (ms, all its processes), `stop()` ends it and counts. */
-  private async startTool(tool: Tool, file: string): Promise<{ cpu: () => { run: number; sys: number; daemon?: number; cli?: number }; stop: () => Promise<{ captured: number; drops: number }> }> {
-    if (tool === 'none') return { cpu: () => ({ run: 0, sys: 0 }), stop: async () => ({ captured: 0, drops: 0 }) };
+  private async startTool(tool: Tool, file: string): Promise<{ cpu: () => { run: number; sys: number; daemon?: number; cli?: number }; stop: () => Promise<{ captured: number; drops: number }>; mainPid: number }> {
+    if (tool === 'none') return { cpu: () => ({ run: 0, sys: 0 }), stop: async () => ({ captured: 0, drops: 0 }), mainPid: this.rigs[0]!.daemon!.pid };
     const rig = this.rig(tool);
     if (tool === 'tcpdump') {
       const p = rig.mon.spawn('tcpdump', ['-i', rig.link.b.ifname, '-n', '-s', '0', '-w', file, 'udp']);
@@ -182,6 +192,7 @@ await import(${JSON.stringify(daemonMain)});
         });
       });
       return {
+        mainPid: p.pid!,
         cpu: () => ({ run: runMs(p.pid!), sys: cpuSplitMs(p.pid!).sys }),
         stop: async () => {
           const exited = new Promise((r) => p.once('exit', r));
@@ -206,6 +217,7 @@ await import(${JSON.stringify(daemonMain)});
       p.once('exit', () => reject(new Error(`ebpfmonctl capture exited: ${err}`)));
     });
     return {
+      mainPid: d.pid,
       cpu: () => {
         const cli = runMs(p.pid!);
         const daemon = runMs(d.pid);
@@ -228,22 +240,35 @@ await import(${JSON.stringify(daemonMain)});
     fs.rmSync(file, { force: true });
     const t = await this.startTool(tool, file);
     const rx0 = await rxPackets(rig.mon, rig.link.b.ifname);
-    // The window (every tool the same): from here to SETTLE_MS after the last frame.
+    // The window (every tool the same): from here (or the warm-up's end) to SETTLE_MS after the last frame.
     const idle = () => this.rigs.map((r) => runMs(r.daemon!.pid));
-    const c0 = t.cpu();
-    const i0 = idle();
+    const sample = () => ({ c: t.cpu(), i: idle(), s: sleepsOf(t.mainPid) ?? NaN, at: performance.now() });
+    let start = this.warmupMs ? null : sample();
     const w0 = performance.now();
-    await rig.gen.exec('trafgen', ['-o', rig.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 });
+    let genDone = false;
+    const gen = rig.gen.exec('trafgen', ['-o', rig.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 })
+      .finally(() => (genDone = true));
+    let rxStart = rx0.packets;
+    if (!start) {
+      await sleep(this.warmupMs);
+      if (genDone) throw new Error(`--warmup ${this.warmupMs / 1000} s: the traffic (${packets} frames) ended before the warm-up did (raise --seconds)`);
+      rxStart = (await rxPackets(rig.mon, rig.link.b.ifname)).packets;
+      start = sample();
+    }
+    await gen;
     const wall = performance.now() - w0;
     await sleep(SETTLE_MS);
-    const c1 = t.cpu();
-    const i1 = idle();
+    const end = sample();
+    const rxEnd = (await rxPackets(rig.mon, rig.link.b.ifname)).packets;
+    const { c: c0, i: i0, s: s0 } = start;
+    const { c: c1, i: i1 } = end;
+    const wakeupsPerSec = (end.s - s0) / ((end.at - start.at) / 1000);
     const r = await t.stop();
     const rx1 = await rxPackets(rig.mon, rig.link.b.ifname);
     fs.rmSync(file, { force: true });
     return {
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
-      toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, wallMs: wall,
+      toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, wallMs: wall, wakeupsPerSec, cpuPackets: this.warmupMs ? rxEnd - rxStart : packets,
       ...(c1.daemon !== undefined ? { daemonCpuMs: c1.daemon - c0.daemon!, cliCpuMs: c1.cli! - c0.cli! } : {}),
       ...(tool === 'none' ? { daemonIdleMs: i1[0]! - i0[0]!, ...(i1.length > 1 ? { baseDaemonIdleMs: i1[1]! - i0[1]! } : {}) } : {}),
     };
@@ -257,15 +282,15 @@ await import(${JSON.stringify(daemonMain)});
 export function liveTable(trials: LiveTrial[]): string {
   const t = new Table({
     head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt', 'daemon / CLI ns/pkt', 'CPU vs tcpdump',
-      'added over no capture ns/pkt', 'added vs tcpdump'],
+      'added over no capture ns/pkt', 'added vs tcpdump', 'main thread wakeups/s'],
     style: { head: [], border: [] },
   });
   const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
-  const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.sent);
+  const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.cpuPackets);
   const range = (v: number[]) => `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}..${Math.max(...v).toFixed(0)})`;
   for (const k of keys) {
     const [bytes, rate] = k.split('|').map(Number);
-    const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.sent);
+    const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.cpuPackets);
     // What runs without a capture (this configuration's no-capture trials, medians): the
     // daemons' own CPU per frame sent, taken from ebpfmon's figures.
     const none = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'none');
@@ -282,7 +307,7 @@ export function liveTable(trials: LiveTrial[]): string {
         const idle = per(xs, (x) => x.daemonIdleMs ?? 0);
         const baseIdle = xs.some((x) => x.baseDaemonIdleMs !== undefined) ? ` (baseline daemon ${range(per(xs, (x) => x.baseDaemonIdleMs ?? 0))})` : '';
         t.push([`${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), 'none: daemon idle', String(median(xs.map((x) => x.received))), '-', '-',
-          `${range(idle)}${baseIdle}`, '-', '-', '-', '-', '-']);
+          `${range(idle)}${baseIdle}`, '-', '-', '-', '-', '-', median(xs.map((x) => x.wakeupsPerSec)).toFixed(0)]);
         continue;
       }
       const zero = xs.filter((x) => x.captured === x.sent).length;
@@ -298,6 +323,7 @@ export function liveTable(trials: LiveTrial[]): string {
         tool.startsWith('ebpfmon') && tcpdumpCpu.length ? `${(median(cpu) / median(tcpdumpCpu)).toFixed(1)}x` : '-',
         a.toFixed(0),
         tool.startsWith('ebpfmon') && tcpdumpAdded ? `${(a / tcpdumpAdded).toFixed(1)}x` : '-',
+        median(xs.map((x) => x.wakeupsPerSec)).toFixed(0),
       ]);
     }
   }

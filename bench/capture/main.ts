@@ -3,7 +3,7 @@
 //
 //   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
 //     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
-//     live:   [--live-reps 3] [--seconds 2] [--max-packets 600000] [--pages 1024]
+//     live:   [--live-reps 3] [--seconds 2] [--warmup 0] [--max-packets 600000] [--pages 1024]
 //             [--only-bytes 64|1500] [--only-rate PPS|0] [--configs BYTES:PPS,...] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
 //             [--baseline DIR] [--baseline-pages N] (another checkout, built: its daemon and CLI as tool ebpfmon-base)
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     if (PART === 'live' || PART === 'all') {
       const baseline = strArg('baseline');
       const live = new LiveBench(lab, numArg('pages', 1024), baseline, numArg('baseline-pages', numArg('pages', 1024)));
+      live.warmupMs = numArg('warmup', 0) * 1000;
       await live.setup();
       const trials: LiveTrial[] = [];
       const seconds = numArg('seconds', 2);
@@ -71,8 +72,10 @@ async function main(): Promise<void> {
         await live.close();
       }
       console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
-      console.log('medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent, every tool over the same window: from trafgen\'s start to 1.2 s after its end');
-      console.log('("none: daemon idle": the daemon\'s CPU over that window without a capture, part of every ebpfmon figure; "added": a tool\'s CPU minus that, medians (tcpdump\'s process runs only to capture: nothing is taken from it)). ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU${baseline ? `; ebpfmon-base: the daemon and CLI of ${baseline}, ${numArg('baseline-pages', numArg('pages', 1024))} pages per CPU` : ''}. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+      console.log(live.warmupMs
+        ? `medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame received in the window, every tool over the same window: from ${live.warmupMs / 1000} s after trafgen's start (a warm-up) to 1.2 s after its end`
+        : 'medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame sent, every tool over the same window: from trafgen\'s start to 1.2 s after its end');
+      console.log('("none: daemon idle": the daemon\'s CPU over that window without a capture, part of every ebpfmon figure; "added": a tool\'s CPU minus that, medians (tcpdump\'s process runs only to capture: nothing is taken from it); "main thread wakeups/s": how often tcpdump\'s process or the daemon\'s main thread went to sleep over the window). ebpfmon: perf rings of ' + `${numArg('pages', 1024)} pages per CPU${baseline ? `; ebpfmon-base: the daemon and CLI of ${baseline}, ${numArg('baseline-pages', numArg('pages', 1024))} pages per CPU` : ''}. load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
       console.log(liveTable(trials));
     }
   } finally {

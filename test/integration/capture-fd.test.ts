@@ -43,6 +43,29 @@ const io = (pid: number): { rchar: number; wchar: number } => {
   return { rchar: Number(/rchar: (\d+)/.exec(t)![1]), wchar: Number(/wchar: (\d+)/.exec(t)![1]) };
 };
 
+/**
+ * A raw JSON-RPC client: opens FILE, offers it in capture.start for PID's packets with
+ * `progress` as given ("default": not sent), asks the daemon to stop MS after the reply, and
+ * reports the reply, the methods of the lines that followed and the final counters.
+ */
+const LINES_JS = `
+const fs = require('node:fs'); const net = require('node:net');
+const [sock, file, progress, pid, ms] = process.argv.slice(1);
+const fd = fs.openSync(file, 'w');
+const params = { stream: true, fd, pids: [Number(pid)], ...(progress === 'default' ? {} : { progress: JSON.parse(progress) }) };
+const s = net.connect(sock, () => s.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'capture.start', params }) + '\\n'));
+let b = ''; const lines = [];
+const report = () => console.log(JSON.stringify({ reply: lines[0], methods: lines.slice(1).map((l) => l.method), counters: lines.at(-1)?.params?.counters }));
+s.on('data', (d) => {
+  b += d; let nl;
+  while ((nl = b.indexOf('\\n')) >= 0) {
+    lines.push(JSON.parse(b.slice(0, nl))); b = b.slice(nl + 1);
+    if (lines.length === 1) { if (lines[0].error) { report(); s.destroy(); return; } setTimeout(() => s.write('{}\\n'), Number(ms)); }
+  }
+});
+s.on('close', () => { if (!lines[0]?.error) report(); });
+`;
+
 describe('capture fd delivery: the daemon writes into the client\'s own descriptor', privileged({ timeout: 180_000 }), () => {
   const l = captureLabSuite('tcpdump', 'tshark', 'editcap', 'setpriv');
 
@@ -102,7 +125,43 @@ describe('capture fd delivery: the daemon writes into the client\'s own descript
     });
     process.stderr.write(`fd: file grew ${grew} B; the CLI read ${cliRead} B; the daemon wrote ${daemonWrote} B\n`);
     assert.ok(daemonWrote >= grew, `the daemon wrote ${daemonWrote} B, the file grew ${grew} B`);
-    assert.ok(cliRead < 16_384, `the CLI read ${cliRead} B (only the daemon's progress lines) while the file grew ${grew} B`);
+    assert.ok(cliRead < 16_384, `the CLI read ${cliRead} B (only the daemon's end line: a regular file's client asks for no progress lines) while the file grew ${grew} B`);
+  });
+
+  test('progress: false, as the CLI asks for a regular file: no capture.progress line, only capture.ended; the default sends them', async () => {
+    const { mon, link, dir } = l;
+    const sender = mon.spawn(process.execPath, ['-e', SENDER_JS, link.b.ip4, '9001'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const lines = jsonLines(sender);
+    await lines.next((o) => typeof o.port === 'number');
+    sender.stdin!.write('go\n');
+    try {
+      const run = async (progress: string) => {
+        const file = path.join(dir, `progress-${progress}.pcapng`);
+        const r = await mon.exec(process.execPath, ['-e', LINES_JS, l.daemon.socketPath, file, progress, String(sender.pid), '1500'], { timeoutMs: 30_000 });
+        const out = JSON.parse(r.stdout) as { reply: { result?: { delivery: string }; error?: { code: number; message: string; data?: { field?: string } } }; methods: string[]; counters?: { written: number } };
+        return { ...out, file };
+      };
+      const quiet = await run('false');
+      assert.equal(quiet.reply.result?.delivery, 'fd', JSON.stringify(quiet.reply));
+      assert.deepEqual(quiet.methods, ['capture.ended'], 'no progress line, the end line only');
+      const chatty = await run('default');
+      assert.equal(chatty.reply.result?.delivery, 'fd');
+      assert.ok(chatty.methods.filter((m) => m === 'capture.progress').length >= 2, `progress lines by default over 1.5 s: ${chatty.methods.join(', ')}`);
+      assert.equal(chatty.methods.at(-1), 'capture.ended');
+      // What each session wrote is in its file, and the end line counts it.
+      for (const x of [quiet, chatty]) {
+        const got = pcapngFrames(x.file).length;
+        assert.ok(got > 100, `${x.file}: ${got} packets of the sender's 1,500`);
+        assert.equal(x.counters?.written, got, `${x.file}: capture.ended's written = the file's packets`);
+      }
+      const bad = await run('"no"');
+      assert.equal(bad.reply.error?.data?.field, 'params.progress', JSON.stringify(bad.reply));
+      assert.match(bad.reply.error!.message, /progress/);
+      assert.deepEqual((await l.daemon.call('status')).capture?.sessions, [], 'no session left behind');
+    } finally {
+      sender.stdin!.write('stop\n');
+      await lines.next((o) => typeof o.sent === 'number').catch(() => undefined);
+    }
   });
 
   test('--stream: status says stream and why; the same packets as tcpdump, through the CLI', async () => {

@@ -367,18 +367,22 @@ async function runCapture(o: CaptureOpts, expression: string[], cmd: Command): P
       live = false;
       const torn = delivery === 'stream' ? blocks.reset() : 0;
       if (failure) return resolve({ kind: 'failed', error: failure });
+      // fd delivery: what the file holds is what was received (no progress lines for a
+      // file; a pipe's last one may be older). Counted before finished() looks at -c.
+      if (!ended && delivery === 'fd' && output.readable && output.kind === 'file') total = countFileBlocks(output.fd);
       if (!started || ended || finished()) {
         if (!started && !params.resume) return resolve({ kind: 'failed', error: new CliError('lost the connection to the daemon before the capture started', EXIT.UNREACHABLE) });
         return resolve({ kind: 'done' });
       }
       if (torn && !o.quiet) process.stderr.write(`ebpfmonctl: dropped ${torn} bytes of a block the daemon did not finish\n`);
-      // fd delivery: what the file holds is what was received (the last progress line may be older).
-      if (delivery === 'fd' && output.readable && output.kind === 'file') total = countFileBlocks(output.fd);
       resolve({ kind: 'lost', at: new Date() });
     });
   });
   let resumeOf: { session: string; instance: string; received: number } | null = null;
-  const startParams = offer ? { ...base, fd: output.fd } : base;
+  // A regular file opened here: the daemon's progress lines are not needed (the file is
+  // counted after a lost connection) and each would wake this process; a pipe's count (and
+  // that of a file on stdout, which is not read back) comes from them.
+  const startParams = offer ? { ...base, fd: output.fd, ...(output.kind === 'file' && output.readable ? { progress: false } : {}) } : base;
 
   try {
     sock = await connect(path);

@@ -13,7 +13,7 @@ import { FdOutput, FdUnavailable, takeClientFd } from '../capture/fdout.js';
 import { parseIp } from '../net/ip.js';
 import type { Caller } from './caller.js';
 import { method } from './method.js';
-import { optEnum, optInt, optString, paramsObject, reqString, type Params } from './validate.js';
+import { optBool, optEnum, optInt, optString, paramsObject, reqString, type Params } from './validate.js';
 
 /** What the API uses of the capture manager (a fake can stand in for tests). */
 export type CaptureApi = Pick<CaptureManager, 'resolve' | 'startCapture' | 'stopCapture' | 'listCaptures' | 'addMirror' | 'removeMirror' | 'listMirrors' | 'mirror' | 'status'>;
@@ -113,8 +113,9 @@ function parseResume(p: Params): CaptureResume | undefined {
 }
 
 export function captureRequest(capture: CaptureApi, raw: unknown, caller: Caller): CaptureRequest {
-  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'latencyMs', 'resume', 'fd']);
+  const p = paramsObject(raw, [...SELECTOR_PARAMS, 'snaplen', 'count', 'durationSec', 'statsIntervalSec', 'latencyMs', 'resume', 'fd', 'progress']);
   optInt(p, 'fd', 0, 0x7fffffff); // taken by captureStart
+  optBool(p, 'progress'); // taken by the transport (rpc/capture.ts)
   const given = parseSelector(p);
   const snaplen = optInt(p, 'snaplen', 0, DEFAULT_SNAPLEN) || DEFAULT_SNAPLEN;
   const count = optInt(p, 'count', 1, 1_000_000_000);

@@ -74,6 +74,10 @@ export interface CaptureStartParams extends CaptureSelector {
    * result says `delivery: "stream"` and why, and the pcapng follows on the connection as
    * without `fd`. Absent: the stream. */
   fd?: number;
+  /** fd delivery: `capture.progress` lines on the connection while packets are written
+   * (default true). A client writing into a regular file can count its packets there
+   * itself (after a daemon restart too) and asks for none: each line wakes it. */
+  progress?: boolean;
 }
 
 /** How a session's pcapng reaches the client's file: `fd` the daemon writes into the

@@ -79,9 +79,13 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
         // drains and timer runs (the count only changes in a drain): no wakeup of its own.
         // A count not sent for that rule goes with the reader's next run, at most the
         // session's latency bound later.
+        // Unless the client asked for none (progress: false, a client writing a regular file:
+        // it counts its packets there itself).
+        const wanted = (raw as { progress?: boolean }).progress !== false;
         let reported = -1;
         let lastAt = -Infinity;
         const progress = (force: boolean): void => {
+          if (!wanted) return;
           const n = handle.written();
           if (n === reported) return;
           const now = performance.now();
