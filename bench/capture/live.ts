@@ -251,7 +251,10 @@ await import(${JSON.stringify(daemonMain)});
     let rxStart = rx0.packets;
     if (!start) {
       await sleep(this.warmupMs);
-      if (genDone) throw new Error(`--warmup ${this.warmupMs / 1000} s: the traffic (${packets} frames) ended before the warm-up did (raise --seconds)`);
+      if (genDone) {
+        await t.stop();
+        throw new Error(`--warmup ${this.warmupMs / 1000} s: the traffic (${packets} frames) ended before the warm-up did (raise --seconds)`);
+      }
       rxStart = (await rxPackets(rig.mon, rig.link.b.ifname)).packets;
       start = sample();
     }

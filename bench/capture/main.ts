@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       const baseline = strArg('baseline');
       const live = new LiveBench(lab, numArg('pages', 1024), baseline, numArg('baseline-pages', numArg('pages', 1024)));
       live.warmupMs = numArg('warmup', 0) * 1000;
+      if (live.warmupMs && live.warmupMs >= numArg('seconds', 2) * 1000) throw new Error(`--warmup ${live.warmupMs / 1000} must be shorter than --seconds ${numArg('seconds', 2)} (the CPU window starts after the warm-up, within the traffic)`);
       await live.setup();
       const trials: LiveTrial[] = [];
       const seconds = numArg('seconds', 2);
