@@ -26,6 +26,8 @@
 //    insert into a fresh LRU hash as large as theirs (the kernel's price of a new element),
 //    for the spread rows a cache-cold lookup and the counter updates in a table of the
 //    shipped size. What a classifier row adds above its floor is the classifier's own work.
+//    The floors run in the same repetitions as the rows (after them, with that
+//    repetition's tc_empty figure), across all four directions and ownerships.
 //  - new flow, one test run per packet: `one-shot` distinct frames built here, each run
 //    once (repeat 1); baseline tc_empty on the same frames. Each run starts from caches
 //    the syscall and Node have just disturbed, so this is the cold-cache cost; the
@@ -348,64 +350,70 @@ async function main(): Promise<void> {
       if (ok) reps = Math.max(reps, rep + 1);
       return ok;
     };
-    /** Floor rows (FLOORS) behind the walker, alternating with tc_empty behind it.
-     * `modulus` 0: every run a new key, a fresh table per repetition; n: one table whose n
-     * keys a first pass creates, then `runs` runs cycle through them. */
-    const floorRows = (what: string, runsLabel: string, max: number, modulus: number, runs: number): Row[] => {
+    /** Floor rows (FLOORS) behind the walker, run in the repetitions of the classifier's
+     * rows they are the floor of (runRep() after those rows' runs, with that repetition's
+     * tc_empty figure), so that the VM's drift between sections does not separate a row from
+     * its floor. `modulus` 0: every run a new key, a fresh table per run; n: one table whose
+     * n keys a first pass creates, then `runs` runs cycle through them. */
+    const floorSet = (what: string, runsLabel: string, max: number, modulus: number, runs: number) => {
       const frame = modulus ? tcp4() : tcp4(0x02);
-      return FLOORS.map(([prog, map, key]) => {
-        const row: Row = { name: `floor, ${key}: ${what}`, dir: 'any', runs: runsLabel, empty: [], flows: [], check: '' };
-        const table = (): BpfObject => {
-          const t = BpfObject.open(PARTS_OBJ);
-          opened.push(t);
-          t.setMaxEntries(map, max);
-          t.load();
-          return t;
-        };
-        const keys = (t: BpfObject): number => {
-          let n = 0;
-          t.map(map).forEachChunk(({ count }) => void (n += count));
-          return n;
-        };
-        const kept = modulus ? table() : null;
+      const table = (map: string): BpfObject => {
+        const t = BpfObject.open(PARTS_OBJ);
+        opened.push(t);
+        t.setMaxEntries(map, max);
+        t.load();
+        return t;
+      };
+      const keys = (t: BpfObject, map: string): number => {
+        let n = 0;
+        t.map(map).forEachChunk(({ count }) => void (n += count));
+        return n;
+      };
+      const items = FLOORS.map(([prog, map, key]) => {
+        const kept = modulus ? table(map) : null;
         if (kept) {
           walker.target(kept.progFd(prog));
           walker.reset(modulus);
           walker.run(frame, modulus); // creates them
+          walker.target(emptyFd);
         }
-        let made = 0;
-        for (let rep = -1; more(rep); rep++) {
-          for (const which of rep % 2 === 0 ? ['empty', 'floor'] : ['floor', 'empty']) {
+        return { prog, map, kept, made: 0, row: { name: `floor, ${key}: ${what}`, dir: 'any', runs: runsLabel, empty: [], flows: [], check: '' } as Row };
+      });
+      return {
+        runRep(rep: number, emptyNs: number): void {
+          for (let k = 0; k < items.length; k++) {
+            const it = items[(k + rep + 1 + items.length) % items.length]!;
+            const t = it.kept ?? table(it.map);
             walker.reset(modulus);
-            if (which === 'empty') {
-              walker.target(emptyFd);
-              const ns = walker.run(frame, runs);
-              if (rep >= 0) row.empty.push(ns);
-              continue;
-            }
-            const t = kept ?? table();
-            walker.target(t.progFd(prog));
+            walker.target(t.progFd(it.prog));
             const ns = walker.run(frame, runs);
             walker.target(emptyFd);
-            if (!kept) {
-              const n = keys(t);
-              if (n !== runs) throw new Error(`floor ${prog}: ${n} keys in the table after ${runs} runs`);
-              made += n;
+            if (!it.kept) {
+              const n = keys(t, it.map);
+              if (n !== runs) throw new Error(`floor ${it.prog}: ${n} keys in the table after ${runs} runs`);
+              it.made += n;
               t.close();
             }
-            if (rep >= 0) row.flows.push(ns);
+            if (rep >= 0) {
+              it.row.flows.push(ns);
+              it.row.empty.push(emptyNs);
+            }
           }
-        }
-        if (kept) {
-          const n = keys(kept);
-          if (n !== modulus) throw new Error(`floor ${prog}: ${n} keys in the table, ${modulus} expected (LRU evicted some: lower --spread)`);
-          row.check = `${n} keys, none new`;
-          kept.close();
-        } else {
-          row.check = `inserted ${made} keys in fresh tables, none evicted`;
-        }
-        return row;
-      });
+        },
+        finish(): Row[] {
+          return items.map((it) => {
+            if (it.kept) {
+              const n = keys(it.kept, it.map);
+              if (n !== modulus) throw new Error(`floor ${it.prog}: ${n} keys in the table, ${modulus} expected (LRU evicted some: lower --spread)`);
+              it.row.check = `${n} keys, none new; measured in the rows' repetitions`;
+              it.kept.close();
+            } else {
+              it.row.check = `inserted ${it.made} keys in fresh tables, none evicted; measured in the rows' repetitions`;
+            }
+            return it.row;
+          });
+        },
+      };
     };
 
     if (HOOKS_ONLY) {
@@ -469,6 +477,14 @@ async function main(): Promise<void> {
     //    every packet (flow_retry_owner: tuples and binds lookups). Owned: a wildcard bind for
     //    the flows' local port (443 ingress, 40000 egress), so the flows get an owner when
     //    created, as a host's own connections do, and the row prices the existing-flow path.
+    const spreadMax = (() => {
+      const shipped = BpfObject.open(FLOWS_OBJ);
+      const max = shipped.mapSpec('emon_flows').maxEntries;
+      shipped.close();
+      return max;
+    })();
+    // Their floors: the same walk through SPREAD tuples, a table of the shipped size.
+    const spreadFloors = wants('spread') ? floorSet(`${SPREAD} keys in turn in an LRU hash of the shipped size (max ${spreadMax}): lookup + counter updates`, `${REPEAT / 1e6}M, walker`, spreadMax, SPREAD, REPEAT) : null;
     for (const [dir, owned] of wants('spread') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4();
       const objs = BUILDS.map((b) => {
@@ -485,16 +501,19 @@ async function main(): Promise<void> {
       });
       for (let rep = -1; more(rep); rep++) {
         const order = [-1, ...objs.keys()];
+        let emptyNs = NaN;
         for (let j = 0; j < order.length; j++) {
           const which = order[(j + rep + 1 + order.length) % order.length]!;
           walker.target(which < 0 ? emptyFd : objs[which]!.flows.progFd(dir));
           walker.reset(SPREAD);
           const ns = walker.run(frame, REPEAT);
           if (which >= 0) objs[which]!.runs += REPEAT;
+          if (which < 0) emptyNs = ns;
           if (rep < 0) continue;
           if (which < 0) for (const o of objs) o.row.empty.push(ns);
           else objs[which]!.row.flows.push(ns);
         }
+        spreadFloors?.runRep(rep, emptyNs);
       }
       walker.target(emptyFd);
       for (const o of objs) {
@@ -511,14 +530,7 @@ async function main(): Promise<void> {
       }
       console.error(`existing flows, spread, ${dir} done`);
     }
-    // 2b. Their floors: the same walk through SPREAD tuples, a table of the shipped size.
-    if (wants('spread')) {
-      const shipped = BpfObject.open(FLOWS_OBJ);
-      const max = shipped.mapSpec('emon_flows').maxEntries;
-      shipped.close();
-      rows.push(...floorRows(`${SPREAD} keys in turn in an LRU hash of the shipped size (max ${max}): lookup + counter updates`, `${REPEAT / 1e6}M, walker`, max, SPREAD, REPEAT));
-      console.error('existing flows, spread, floors done');
-    }
+    if (spreadFloors) rows.push(...spreadFloors.finish());
 
     // 3. New flow, warm: every walker run is a new tuple, fresh object per repetition
     //    (with --compare-obj: each build in turn, and the empty program, alternating).
@@ -526,6 +538,8 @@ async function main(): Promise<void> {
     //    listener: a wildcard bind for the local port, as for the owned spread rows (what a
     //    server's inbound connections pay).
     const newMax = 1 << Math.ceil(Math.log2(NEW_FLOWS * 2.5));
+    // Their floors: a new key per run into a fresh table as large as theirs.
+    const newFloors = wants('new') ? floorSet(`new key into a fresh LRU hash (max ${newMax}): lookup miss + insert`, `${NEW_FLOWS / 1e3}k distinct, walker`, newMax, 0, NEW_FLOWS) : null;
     for (const [dir, owned] of wants('new') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4(0x02); // a SYN
       const rowsNew = BUILDS.map((b) => ({
@@ -534,12 +548,14 @@ async function main(): Promise<void> {
       }));
       for (let rep = -1; more(rep); rep++) {
         const order = [-1, ...rowsNew.keys()];
+        let emptyNs = NaN;
         for (let j = 0; j < order.length; j++) {
           const which = order[(j + rep + 1 + order.length) % order.length]!;
           walker.reset(0);
           if (which < 0) {
             walker.target(emptyFd);
             const ns = walker.run(frame, NEW_FLOWS);
+            emptyNs = ns;
             if (rep >= 0) for (const r of rowsNew) r.row.empty.push(ns);
             continue;
           }
@@ -563,6 +579,7 @@ async function main(): Promise<void> {
           flows.close();
           if (rep >= 0) r.row.flows.push(ns);
         }
+        newFloors?.runRep(rep, emptyNs);
       }
       for (const r of rowsNew) {
         r.row.check = `created ${r.created} flows in ${r.maps} fresh maps, ${r.failed} failed, none evicted, ${owned ? 'all owned' : 'all unowned'}`;
@@ -571,11 +588,7 @@ async function main(): Promise<void> {
       console.error(`new flow${owned ? ' to a listener' : ''}, ${dir} done`);
     }
 
-    // 3b. Their floors: a new key per run into a fresh table as large as theirs.
-    if (wants('new')) {
-      rows.push(...floorRows(`new key into a fresh LRU hash (max ${newMax}): lookup miss + insert`, `${NEW_FLOWS / 1e3}k distinct, walker`, newMax, 0, NEW_FLOWS));
-      console.error('new flow floors done');
-    }
+    if (newFloors) rows.push(...newFloors.finish());
 
     // 4. New flow, one test run per frame (cold caches).
     for (const dir of wants('oneshot') ? DIRS : []) {
