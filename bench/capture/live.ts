@@ -262,7 +262,7 @@ await import(${JSON.stringify(daemonMain)});
     const wall = performance.now() - w0;
     await sleep(SETTLE_MS);
     const end = sample();
-    const rxEnd = (await rxPackets(rig.mon, rig.link.b.ifname)).packets;
+    const rxEnd = this.warmupMs ? (await rxPackets(rig.mon, rig.link.b.ifname)).packets : 0;
     const { c: c0, i: i0, s: s0 } = start;
     const { c: c1, i: i1 } = end;
     const wakeupsPerSec = (end.s - s0) / ((end.at - start.at) / 1000);

@@ -477,14 +477,13 @@ async function main(): Promise<void> {
     //    every packet (flow_retry_owner: tuples and binds lookups). Owned: a wildcard bind for
     //    the flows' local port (443 ingress, 40000 egress), so the flows get an owner when
     //    created, as a host's own connections do, and the row prices the existing-flow path.
-    const spreadMax = (() => {
+    // Their floors: the same walk through SPREAD tuples, a table of the shipped size.
+    const spreadFloors = wants('spread') ? (() => {
       const shipped = BpfObject.open(FLOWS_OBJ);
       const max = shipped.mapSpec('emon_flows').maxEntries;
       shipped.close();
-      return max;
-    })();
-    // Their floors: the same walk through SPREAD tuples, a table of the shipped size.
-    const spreadFloors = wants('spread') ? floorSet(`${SPREAD} keys in turn in an LRU hash of the shipped size (max ${spreadMax}): lookup + counter updates`, `${REPEAT / 1e6}M, walker`, spreadMax, SPREAD, REPEAT) : null;
+      return floorSet(`${SPREAD} keys in turn in an LRU hash of the shipped size (max ${max}): lookup + counter updates`, `${REPEAT / 1e6}M, walker`, max, SPREAD, REPEAT);
+    })() : null;
     for (const [dir, owned] of wants('spread') ? DIRS.flatMap((d) => [[d, false], [d, true]] as const) : []) {
       const frame = tcp4();
       const objs = BUILDS.map((b) => {

@@ -85,7 +85,6 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
         let reported = -1;
         let lastAt = -Infinity;
         const progress = (force: boolean): void => {
-          if (!wanted) return;
           const n = handle.written();
           if (n === reported) return;
           const now = performance.now();
@@ -93,11 +92,11 @@ export function registerCaptureStream(server: RpcServer, deps: CaptureApiDeps): 
           lastAt = now;
           line(CAPTURE_NOTIFICATIONS.progress, { session: handle.id, written: (reported = n) });
         };
-        handle.onFlushed(() => progress(false));
+        if (wanted) handle.onFlushed(() => progress(false));
         const closed = new Promise<void>((r) => (fdClosed ? r() : (onFdClosed = r)));
         void Promise.all([handle.done, closed]).then(([counters]: [CaptureCounters, void]) => {
           handle.onFlushed(null);
-          progress(true);
+          if (wanted) progress(true);
           // Detached (the daemon stops under the session): the client resumes with the next daemon.
           if (!handle.detached) line(CAPTURE_NOTIFICATIONS.ended, { session: handle.id, counters, ...(fdError ? { error: fdError } : {}) });
           s.end();
