@@ -296,8 +296,9 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
         deployment, logger,
         hooks: classifierHooks(deployment, running.interfaces),
         interfaces: () => captureInterfaces(running.interfaces),
-        // Packet comments name a process that exited before the reader wrote its packets.
-        describe: describeProcess((pid) => running.processes.get(pid)),
+        // Packet comments name a process that exited before the reader wrote its packets,
+        // and the unit, container, pod and app of its cgroup (the identity service).
+        describe: describeProcess((pid) => running.processes.get(pid), identity),
         options: {
           perfPagesPerCpu: c.perfPagesPerCpu, statsIntervalMs: c.statsIntervalSec * 1000, vxlanPort: c.vxlanPort,
           maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid, drain: c.drain as 'auto' | 'typescript',

@@ -4,6 +4,7 @@
 --
 --   ebpfmon.pid == 1234        ebpfmon.comm == "curl"        ebpfmon.uid == 1000
 --   ebpfmon.unit == "nginx.service"        ebpfmon.container contains "web"
+--   ebpfmon.container_id == "4f2a..."       ebpfmon.pod == "shop-7d9f"    ebpfmon.app == "org.gnome.Evince"
 --
 -- The data comes from the packet comments, in ptcpdump's form ("PID: 1234\nCmd: ..."),
 -- one `Key: value` per line. (ebpfmon also writes the pid and tid as pcapng option 8,
@@ -28,8 +29,10 @@ local f = {
   container = ProtoField.string("ebpfmon.container", "Container name"),
   container_id = ProtoField.string("ebpfmon.container_id", "Container ID"),
   pod = ProtoField.string("ebpfmon.pod", "Pod name"),
+  pod_namespace = ProtoField.string("ebpfmon.pod_namespace", "Pod namespace"),
+  app = ProtoField.string("ebpfmon.app", "Desktop app"),
 }
-proto.fields = { f.pid, f.tid, f.comm, f.cmd, f.args, f.uid, f.ppid, f.pcmd, f.unit, f.cgroup, f.container, f.container_id, f.pod }
+proto.fields = { f.pid, f.tid, f.comm, f.cmd, f.args, f.uid, f.ppid, f.pcmd, f.unit, f.cgroup, f.container, f.container_id, f.pod, f.pod_namespace, f.app }
 
 local comment_field = Field.new("frame.comment")
 
@@ -78,6 +81,8 @@ function proto.dissector(tvb, pinfo, tree)
   if kv.ContainerName and kv.ContainerName ~= "" then t:add(f.container, kv.ContainerName) end
   if kv.ContainerId and kv.ContainerId ~= "" then t:add(f.container_id, kv.ContainerId) end
   if kv.PodName and kv.PodName ~= "" then t:add(f.pod, kv.PodName) end
+  if kv.PodNamespace and kv.PodNamespace ~= "" then t:add(f.pod_namespace, kv.PodNamespace) end
+  if kv.App and kv.App ~= "" then t:add(f.app, kv.App) end
 end
 
 -- true: every field is built for every packet, so frame.comment is there to read even

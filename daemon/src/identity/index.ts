@@ -9,8 +9,9 @@
 //   identityMatcher(filter)        --unit --container --app --cgroup, one rule for every query
 //   groupProcesses(totals, by)     top --by unit|container|app
 //
-// It sits below the features (the architecture test's `services` layer): the monitor, and
-// later capture, history and metrics, take an IdentitySource from app.ts and call of().
+// It sits below the features (the architecture test's `services` layer): the monitor and
+// capture (its packet comments) take an IdentitySource from app.ts and call of(); history
+// and metrics get the names through the monitor's flows and totals.
 import type { IdentityResult, IdentityStatus, OwnerIdentity } from '../contract/identity.js';
 import { IdentityResolver, type IdentityResolverOptions } from './resolver.js';
 import { toOwner } from './owner.js';

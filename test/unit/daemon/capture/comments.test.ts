@@ -31,6 +31,15 @@ test('ptcpdump reads back pid, command, arguments, thread, user, parent, contain
   });
 });
 
+test('a pod, and the app: ptcpdump\'s pod keys, and an App line its reader skips as it does Unit', () => {
+  const c = ptcpdumpComments({ pid: 9, container: { id: 'abc' }, pod: { name: 'shop-7d9f', namespace: 'prod', uid: 'u-1' }, unit: 'cri-containerd-abc.scope', app: 'org.example.App' });
+  assert.deepEqual(ptcpdumpRead(c), {
+    PID: '9', Cmd: '', Args: '', ContainerName: '', ContainerId: 'abc', ContainerImage: '', ContainerLabels: '',
+    PodName: 'shop-7d9f', PodNamespace: 'prod', PodUID: 'u-1', PodLabels: '', PodAnnotations: '', Unit: 'cri-containerd-abc.scope', App: 'org.example.App',
+  });
+  assert.deepEqual(ptcpdumpComments({ pid: 9, pod: {} }), ['PID: 9\nCmd: \nArgs: '], 'a pod with neither name nor uid is no comment');
+});
+
 test('what is not known is left out', () => {
   assert.deepEqual(ptcpdumpComments({ pid: 7 }), ['PID: 7\nCmd: \nArgs: ']);
 });

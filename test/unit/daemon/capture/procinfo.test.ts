@@ -35,3 +35,46 @@ test('a live process is described from /proc, a gone one from what the table kep
   table.delete(pid);
   assert.equal(describe(pid), null, 'neither /proc nor the table knows it');
 });
+
+test('the identity service names the cgroup: the live process\'s now, a gone one\'s from the cgroup id of its exec', async () => {
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  const pid = child.pid!;
+  const asked: Array<[string | null, number | null]> = [];
+  const container = { runtime: 'containerd' as const, id: 'c'.repeat(64), name: 'app', podUid: '0b7632a2-a56e-4278-987a-22de18008dbe', podName: 'shop-7d9f', namespace: 'prod' };
+  const names = {
+    // The live child's cgroup id as the service would read it; a different one for its exec.
+    cgroupIdOfPid: (p: number) => (p === pid ? '1111' : null),
+    of: (cgroupId: string | null, p: number | null) => {
+      asked.push([cgroupId, p]);
+      return cgroupId === '1111'
+        ? { cgroupPath: '/kubepods.slice/x/cri-containerd-c.scope', unit: 'cri-containerd-c.scope', userUnit: null, slice: 'x', container, app: null }
+        : { cgroupPath: '/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.example.App-1.scope', unit: 'user@1000.service', userUnit: 'app-flatpak-org.example.App-1.scope', slice: 'user-1000.slice', container: null, app: { kind: 'flatpak' as const, id: 'org.example.App' } };
+    },
+  };
+  const table = new Map<number, KnownProcess>([[pid, { ppid: process.pid, uid: 1000, exe: '/usr/bin/app', args: ['app'], cgroupId: '2222' }]]);
+  const describe = describeProcess((p) => table.get(p), names);
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const live = describe(pid)!;
+    assert.deepEqual(asked, [['1111', pid]], 'the live process: the cgroup id it has now, with its pid');
+    assert.deepEqual({ unit: live.unit, cgroup: live.cgroup, container: live.container, pod: live.pod, app: live.app }, {
+      unit: 'cri-containerd-c.scope', cgroup: '/kubepods.slice/x/cri-containerd-c.scope', container: { id: 'c'.repeat(64), name: 'app' },
+      pod: { name: 'shop-7d9f', namespace: 'prod', uid: '0b7632a2-a56e-4278-987a-22de18008dbe' }, app: null,
+    });
+  } finally {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+  }
+  const gone = describe(pid)!;
+  assert.deepEqual(asked.at(-1), ['2222', null], 'a gone process: the cgroup id its exec had, no pid');
+  assert.deepEqual({ unit: gone.unit, cgroup: gone.cgroup, container: gone.container, pod: gone.pod, app: gone.app, cmd: gone.cmd }, {
+    unit: 'app-flatpak-org.example.App-1.scope', cgroup: '/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.example.App-1.scope',
+    container: null, pod: null, app: 'org.example.App', cmd: '/usr/bin/app',
+  }, 'the most specific unit (the user manager\'s), the app');
+  // A gone process whose exec the table did not see (a /proc scan): no cgroup to name.
+  table.set(pid, { ppid: process.pid, uid: 1000, exe: '/usr/bin/app', args: ['app'], cgroupId: null });
+  const n = asked.length;
+  const bare = describe(pid)!;
+  assert.equal(asked.length, n, 'the service is not asked');
+  assert.deepEqual({ unit: bare.unit, cgroup: bare.cgroup }, { unit: null, cgroup: null });
+});

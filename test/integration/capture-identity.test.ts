@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+// Capture comments name the process's cgroup through the identity service (issue 13's
+// "container/unit lines where known"): its unit, cgroup path and container, for a process
+// that still runs when the reader writes its packets and for one that exited before (named
+// from the cgroup id its exec had, kept in the daemon's process table).
+//
+// Truths: the cgroup the test creates, named as Docker's systemd driver names a
+// container's scope (`docker-<64 hex>.scope`), with the id the test chose; the process the
+// test starts in it (its pid; it execs there, so its exec carries that cgroup); the
+// datagrams it sends (their count and payload, also read from tcpdump's capture).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { privileged } from '../helpers/privileged.js';
+import { TestCgroups } from '../helpers/cgroups.js';
+import { ROOT } from '../helpers/cc.js';
+import { captureLabSuite, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+
+const LUA = path.join(ROOT, 'packaging/wireshark/ebpfmon.lua');
+const ID = Buffer.from('e1'.repeat(32)).toString('hex').slice(0, 64);
+
+describe('capture comments name the unit, cgroup and container of a live process and of one gone before its packets were written', privileged({ timeout: 120_000 }), () => {
+  const l = captureLabSuite('tshark', 'tcpdump');
+  let cgs: TestCgroups | undefined;
+  let ctr: string;
+  let bin: string;
+
+  before(async () => {
+    cgs = await TestCgroups.create();
+    ctr = cgs.mkdir(`system.slice/docker-${ID}.scope`);
+    // Commands with names of their own: bash through symlinks (comm is the path's last part).
+    bin = l.lab.tmpdir();
+    fs.chmodSync(bin, 0o755);
+    for (const n of ['emon-live', 'emon-gone']) fs.symlinkSync('/bin/bash', path.join(bin, n));
+  });
+  after(() => cgs?.destroy());
+
+  test('the live one and the gone one: every packet names the container id, its scope and cgroup path', async () => {
+    const out = (n: string) => path.join(l.dir, n);
+    const dump = await startTcpdump(l.mon, l.link.a.ifname, out('truth.pcap'));
+    const sock = l.daemon.socketPath;
+    const procs = path.join(fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((m) => m.split(' ')[2] === 'cgroup2')!.split(' ')[1]!, ctr, 'cgroup.procs');
+    // Into the container's cgroup, then exec the command there: its pid first (the shell's
+    // $$, which the exec keeps), then three datagrams of its own, then `rest`.
+    const script = (name: string, tag: string, rest: string) =>
+      `echo $$ > ${procs} && exec ${path.join(bin, name)} -c 'echo $$; exec 3>/dev/udp/${l.link.b.ip4}/9001; for i in 1 2 3; do printf ${tag} >&3; done; ${rest}'`;
+    const pids: Record<'live' | 'gone', number> = { live: 0, gone: 0 };
+
+    // The gone one alone first: its session's reader runs once a second (--latency 1000),
+    // and the process exits right after its datagrams, so the reader writes them after.
+    const goneCap = await startCapture(l.mon, sock, ['--comm', 'emon-gone', '--latency', '1000', '-w', out('gone.pcapng')]);
+    const g = await l.mon.exec('sh', ['-c', script('emon-gone', 'G', 'true')]);
+    assert.equal(g.code, 0, g.stderr);
+    pids.gone = Number(g.stdout.trim());
+    assert.ok(!fs.existsSync(`/proc/${pids.gone}`), 'the gone one has exited');
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(goneCap.child.pid!, 'SIGINT');
+    assert.equal(await goneCap.exit, 0, goneCap.stderr());
+
+    // The live one waits for a line after its datagrams: it runs while the reader writes them.
+    const liveCap = await startCapture(l.mon, sock, ['--comm', 'emon-live', '-w', out('live.pcapng')]);
+    const live = l.mon.spawn('sh', ['-c', script('emon-live', 'L', 'read -r x')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    pids.live = Number(await new Promise<string>((r) => live.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(fs.existsSync(`/proc/${pids.live}`), 'the live one still runs');
+    process.kill(liveCap.child.pid!, 'SIGINT');
+    assert.equal(await liveCap.exit, 0, liveCap.stderr());
+    live.stdin!.end('\n');
+    await new Promise((r) => live.once('exit', r));
+    await stopTcpdump(dump);
+
+    const hex = (tag: string) => Buffer.from(tag).toString('hex');
+    for (const [name, tag] of [['live', 'L'], ['gone', 'G']] as const) {
+      const truth = execFileSync('tshark', ['-r', out('truth.pcap'), '-Y', `udp.dstport == 9001 && udp.payload == ${hex(tag)}`, '-T', 'fields', '-e', 'frame.number'], { encoding: 'utf8' });
+      assert.equal(truth.trim().split('\n').filter(Boolean).length, 3, `tcpdump saw the ${name} one's three datagrams`);
+      const rows = execFileSync('tshark', ['-r', out(`${name}.pcapng`), '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
+        '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+      assert.deepEqual(rows, Array(3).fill([pids[name], `docker-${ID}.scope`, ctr, ID, hex(tag)].join('|')), `${name}: ${rows.join(' / ')}`);
+    }
+  });
+});
