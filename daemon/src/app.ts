@@ -299,6 +299,8 @@ export async function runDaemon(config: Config, logger: Logger): Promise<Running
         // Packet comments name a process that exited before the reader wrote its packets,
         // and the unit, container, pod and app of its cgroup (the identity service).
         describe: describeProcess((pid) => running.processes.get(pid), identity),
+        // --container and --app: the cgroups the identity service says are theirs.
+        identityOf: (cgroupId) => identity.of(cgroupId, null),
         options: {
           perfPagesPerCpu: c.perfPagesPerCpu, statsIntervalMs: c.statsIntervalSec * 1000, vxlanPort: c.vxlanPort,
           maxClientBacklog: c.maxClientBacklogBytes, maxSessionsPerUid: c.maxSessionsPerUid, drain: c.drain as 'auto' | 'typescript',

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// Capture comments name the process's cgroup through the identity service (issue 13's
-// "container/unit lines where known"): its unit, cgroup path and container, for a process
-// that still runs when the reader writes its packets and for one that exited before (named
-// from the cgroup id its exec had, kept in the daemon's process table).
+// Capture and the identity service (issue 13's "container/unit lines where known" and
+// "cgroup / systemd unit / container (as far as identity exists)"):
+//   - packet comments name the process's unit, cgroup path and container, for a process
+//     that still runs when the reader writes its packets and for one that exited before
+//     (named from the cgroup id its exec had, kept in the daemon's process table);
+//   - `--container` and `--app` select the processes of the cgroups identity says are that
+//     container's or app's; names that match nothing are refused, naming the field.
 //
-// Truths: the cgroup the test creates, named as Docker's systemd driver names a
-// container's scope (`docker-<64 hex>.scope`), with the id the test chose; the process the
-// test starts in it (its pid; it execs there, so its exec carries that cgroup); the
-// datagrams it sends (their count and payload, also read from tcpdump's capture).
+// Truths: the cgroups the test creates, named as Docker's systemd driver names a
+// container's scope (`docker-<64 hex>.scope`, with the id the test chose) and as Flatpak
+// names an app's scope; the processes the test starts in them (their pids; each execs
+// there, so its exec carries that cgroup); the datagrams each sends (count and payload,
+// also read from tcpdump's capture).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -17,23 +21,35 @@ import { privileged } from '../helpers/privileged.js';
 import { TestCgroups } from '../helpers/cgroups.js';
 import { ROOT } from '../helpers/cc.js';
 import { captureLabSuite, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
+import { CTL_MAIN } from '../helpers/daemon.js';
 
 const LUA = path.join(ROOT, 'packaging/wireshark/ebpfmon.lua');
 const ID = Buffer.from('e1'.repeat(32)).toString('hex').slice(0, 64);
 
-describe('capture comments name the unit, cgroup and container of a live process and of one gone before its packets were written', privileged({ timeout: 120_000 }), () => {
+/** The cgroup.procs file of a cgroup path below the cgroup2 mount. */
+function procsOf(cg: string): string {
+  const root = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((m) => m.split(' ')[2] === 'cgroup2')!.split(' ')[1]!;
+  return path.join(root, cg, 'cgroup.procs');
+}
+
+describe('capture and identity: comments name the unit, cgroup and container; --container and --app select by them', privileged({ timeout: 120_000 }), () => {
   const l = captureLabSuite('tshark', 'tcpdump');
   let cgs: TestCgroups | undefined;
   let ctr: string;
   let bin: string;
 
+  let flatpak: string;
+  let plain: string;
+
   before(async () => {
     cgs = await TestCgroups.create();
     ctr = cgs.mkdir(`system.slice/docker-${ID}.scope`);
+    flatpak = cgs.mkdir('user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.example.App-4242.scope');
+    plain = cgs.mkdir('system.slice/plain.service');
     // Commands with names of their own: bash through symlinks (comm is the path's last part).
     bin = l.lab.tmpdir();
     fs.chmodSync(bin, 0o755);
-    for (const n of ['emon-live', 'emon-gone']) fs.symlinkSync('/bin/bash', path.join(bin, n));
+    for (const n of ['emon-live', 'emon-gone', 'emon-sel']) fs.symlinkSync('/bin/bash', path.join(bin, n));
   });
   after(() => cgs?.destroy());
 
@@ -41,7 +57,7 @@ describe('capture comments name the unit, cgroup and container of a live process
     const out = (n: string) => path.join(l.dir, n);
     const dump = await startTcpdump(l.mon, l.link.a.ifname, out('truth.pcap'));
     const sock = l.daemon.socketPath;
-    const procs = path.join(fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((m) => m.split(' ')[2] === 'cgroup2')!.split(' ')[1]!, ctr, 'cgroup.procs');
+    const procs = procsOf(ctr);
     // Into the container's cgroup, then exec the command there: its pid first (the shell's
     // $$, which the exec keeps), then three datagrams of its own, then `rest`.
     const script = (name: string, tag: string, rest: string) =>
@@ -78,6 +94,43 @@ describe('capture comments name the unit, cgroup and container of a live process
       const rows = execFileSync('tshark', ['-r', out(`${name}.pcapng`), '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
         '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
       assert.deepEqual(rows, Array(3).fill([pids[name], `docker-${ID}.scope`, ctr, ID, hex(tag)].join('|')), `${name}: ${rows.join(' / ')}`);
+    }
+  });
+  test('--container and --app select the processes of the cgroups the identity service names theirs, and nothing else', async () => {
+    const out = (n: string) => path.join(l.dir, n);
+    const dump = await startTcpdump(l.mon, l.link.a.ifname, out('sel-truth.pcap'));
+    const sock = l.daemon.socketPath;
+    const caps = [
+      await startCapture(l.mon, sock, ['--container', ID.slice(0, 12), '-w', out('ctr.pcapng')]),
+      await startCapture(l.mon, sock, ['--container', ID, '--unit', `docker-${ID}.scope`, '-w', out('ctr-unit.pcapng')]),
+      await startCapture(l.mon, sock, ['--app', 'org.example.App', '-w', out('app.pcapng')]),
+    ];
+    // One command name in three cgroups (the container's, the app's, a plain service's):
+    // only the cgroup tells their packets apart.
+    const send = (cg: string, tag: string) => l.mon.exec('sh', ['-c',
+      `echo $$ > ${procsOf(cg)} && exec ${path.join(bin, 'emon-sel')} -c 'exec 3>/dev/udp/${l.link.b.ip4}/9001; for i in 1 2 3 4; do printf ${tag} >&3; done'`]);
+    for (const [cg, tag] of [[ctr, 'C'], [flatpak, 'A'], [plain, 'P']] as const) {
+      const r = await send(cg, tag);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await new Promise((r) => setTimeout(r, 800));
+    for (const c of caps) process.kill(c.child.pid!, 'SIGINT');
+    for (const c of caps) assert.equal(await c.exit, 0, c.stderr());
+    await stopTcpdump(dump);
+    const hex = (tag: string) => Buffer.from(tag).toString('hex');
+    const payloads = (file: string) => execFileSync('tshark', ['-r', file, '-Y', 'udp.dstport == 9001', '-T', 'fields', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).sort();
+    assert.deepEqual(payloads(out('sel-truth.pcap')), [...Array(4).fill(hex('A')), ...Array(4).fill(hex('C')), ...Array(4).fill(hex('P'))], 'tcpdump saw the three processes\' datagrams');
+    assert.deepEqual(payloads(out('ctr.pcapng')), Array(4).fill(hex('C')), 'an id prefix: the container\'s process only');
+    assert.deepEqual(payloads(out('ctr-unit.pcapng')), Array(4).fill(hex('C')), 'the id with its unit');
+    assert.deepEqual(payloads(out('app.pcapng')), Array(4).fill(hex('A')), 'the app\'s process only');
+  });
+
+  test('a container or app that names no cgroup is refused, naming the field; so is a malformed one', async () => {
+    for (const [args, field] of [[['--container', '0123456789ab'], 'params.container'], [['--app', 'org.example.Missing'], 'params.app'],
+      [['--container', ID, '--unit', 'other.service'], 'params.container'], [['--container', 'has space'], 'params.container']] as const) {
+      const r = await l.mon.exec(process.execPath, [CTL_MAIN, '--socket', l.daemon.socketPath, 'capture', ...args, '-w', path.join(l.dir, 'never.pcapng')], { allowFail: true });
+      assert.notEqual(r.code, 0, `${args.join(' ')}: refused`);
+      assert.match(r.stderr, new RegExp(field.replace('.', '\\.')), `${args.join(' ')}: ${r.stderr}`);
     }
   });
 });

@@ -116,6 +116,8 @@ interface CaptureOpts {
   user?: string | number;
   unit?: string;
   cgroup?: string;
+  container?: string;
+  app?: string;
   interface?: string[];
   direction?: 'in' | 'out';
   snaplen?: number;
@@ -138,6 +140,8 @@ export function captureParams(o: CaptureOpts, expression: string[]): CaptureStar
     ...(o.user !== undefined ? { user: o.user } : {}),
     ...(o.unit ? { unit: o.unit } : {}),
     ...(o.cgroup ? { cgroup: o.cgroup } : {}),
+    ...(o.container ? { container: o.container } : {}),
+    ...(o.app ? { app: o.app } : {}),
     ...(o.interface?.length ? { interfaces: o.interface } : {}),
     ...(o.direction ? { direction: o.direction } : {}),
     ...(o.snaplen !== undefined ? { snaplen: o.snaplen } : {}),
@@ -436,6 +440,8 @@ export function captureCommand(): Command {
     .option('--user <name|uid>', "a user's processes", userArg)
     .option('--unit <unit>', 'a systemd unit (its cgroup and those below it)')
     .option('--cgroup <path>', 'a cgroup v2 path (and those below it)')
+    .option('--container <id|name>', "a container's processes: its id (12+ hex digits), name, pod name, namespace/pod or pod UID")
+    .option('--app <id|name>', "a desktop app's processes: its Flatpak id, snap name, .desktop id or name")
     .option('-i, --interface <name>', 'an interface; repeatable (default: every monitored interface)', collect((v: string) => v))
     .addOption(new Option('--direction <dir>', 'only packets that arrive (in) or leave (out)').argParser(choiceArg(CAPTURE_DIRECTIONS)))
     .option('-s, --snaplen <bytes>', 'bytes kept of each packet (default 262144)', intArg(1, 262144))

@@ -43,6 +43,7 @@ function describe(s: MirrorAddParams): string {
   const parts = [
     ...(s.pids ?? []).map((p) => `pid ${p}`), ...(s.comms ?? []).map((c) => `comm ${c}`),
     ...(s.user !== undefined ? [`user ${s.user}`] : []), ...(s.unit ? [`unit ${s.unit}`] : []), ...(s.cgroup ? [`cgroup ${s.cgroup}`] : []),
+    ...(s.container ? [`container ${s.container}`] : []), ...(s.app ? [`app ${s.app}`] : []),
     ...(s.interfaces ?? []).map((i) => `on ${i}`), ...(s.direction ? [s.direction] : []), ...(s.expression ? [`"${s.expression}"`] : []),
   ];
   return parts.join(', ') || 'every packet';
@@ -60,6 +61,8 @@ export function mirrorCommand(): Command {
     .option('--user <name|uid>', "a user's processes", (v: string) => (/^\d+$/.test(v) ? Number(v) : v))
     .option('--unit <unit>', 'a systemd unit')
     .option('--cgroup <path>', 'a cgroup v2 path')
+    .option('--container <id|name>', 'a container (id, name, pod name, namespace/pod or pod UID)')
+    .option('--app <id|name>', 'a desktop app (Flatpak id, snap name, .desktop id or name)')
     .option('-i, --interface <name>', 'an interface; repeatable', collect((v: string) => v))
     .addOption(new Option('--direction <dir>', 'in or out').argParser(choiceArg(CAPTURE_DIRECTIONS)))
     .option('--snaplen <bytes>', 'bytes kept of each frame (default: all)', intArg(64, 65535))
@@ -71,7 +74,8 @@ export function mirrorCommand(): Command {
         name, to: o.to,
         ...(o.encap ? { encap: o.encap } : {}), ...(o.vni !== undefined ? { vni: o.vni } : {}),
         ...(o.pid?.length ? { pids: o.pid } : {}), ...(o.comm?.length ? { comms: o.comm } : {}), ...(o.user !== undefined ? { user: o.user } : {}),
-        ...(o.unit ? { unit: o.unit } : {}), ...(o.cgroup ? { cgroup: o.cgroup } : {}), ...(o.interface?.length ? { interfaces: o.interface } : {}),
+        ...(o.unit ? { unit: o.unit } : {}), ...(o.cgroup ? { cgroup: o.cgroup } : {}),
+        ...(o.container ? { container: o.container } : {}), ...(o.app ? { app: o.app } : {}), ...(o.interface?.length ? { interfaces: o.interface } : {}),
         ...(o.direction ? { direction: o.direction } : {}), ...(o.snaplen !== undefined ? { snaplen: o.snaplen } : {}),
         ...(o.rate !== undefined ? { ratePps: o.rate } : {}), ...(expr ? { expression: expr } : {}),
       };

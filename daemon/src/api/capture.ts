@@ -18,7 +18,7 @@ import { optBool, optEnum, optInt, optString, paramsObject, reqString, type Para
 /** What the API uses of the capture manager (a fake can stand in for tests). */
 export type CaptureApi = Pick<CaptureManager, 'resolve' | 'startCapture' | 'stopCapture' | 'listCaptures' | 'addMirror' | 'removeMirror' | 'listMirrors' | 'mirror' | 'status'>;
 
-const SELECTOR_PARAMS = ['pids', 'comms', 'user', 'unit', 'cgroup', 'interfaces', 'direction', 'expression'] as const satisfies ReadonlyArray<keyof CaptureSelector>;
+const SELECTOR_PARAMS = ['pids', 'comms', 'user', 'unit', 'cgroup', 'container', 'app', 'interfaces', 'direction', 'expression'] as const satisfies ReadonlyArray<keyof CaptureSelector>;
 const MAX_PID = 0x7fffffff;
 const MAX_UID = 0xffffffff - 1;
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
@@ -53,6 +53,8 @@ export function parseSelector(p: Params): CaptureSelector {
     ...(user !== undefined ? { user } : {}),
     ...(p.unit !== undefined ? { unit: optString(p, 'unit', 256, /^[^\0/]+$/, 'a systemd unit name')! } : {}),
     ...(p.cgroup !== undefined ? { cgroup: optString(p, 'cgroup', 4096, /^\/[^\0]*$/, 'a cgroup path starting with /')! } : {}),
+    ...(p.container !== undefined ? { container: optString(p, 'container', 256, /^\S+$/, 'a container id (12+ hex digits), name, pod name, namespace/pod or pod UID')! } : {}),
+    ...(p.app !== undefined ? { app: optString(p, 'app', 256, /^[^\0\n]+$/, 'a desktop app id or name')! } : {}),
     ...(interfaces ? { interfaces } : {}),
     ...(p.direction !== undefined ? { direction: optEnum(p, 'direction', CAPTURE_DIRECTIONS)! } : {}),
     ...(expression !== undefined ? { expression } : {}),

@@ -13,6 +13,7 @@ import { AppError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { getLink, listLinks } from '../net/netlink.js';
 import { CAPTURE_LATENCY_MS, CAPTURE_RESUME_GRACE_SEC } from '../contract/capture.js';
+import type { OwnerIdentity } from '../contract/identity.js';
 import type {
   CaptureCounters, CaptureDelivery, CaptureInterface, CaptureResume, CaptureSelector, CaptureSessionView, CaptureStartResult, CaptureStatus, MirrorCounters, MirrorEncap, MirrorSpec,
   MirrorView,
@@ -52,6 +53,9 @@ export interface CaptureDeps {
   options: CaptureOptions;
   /** What is known about a process for packet comments (default: /proc). */
   describe?: (pid: number) => ProcessDetails | null;
+  /** The identity service's names for a cgroup id: the container and app selectors (without
+   * it they are refused as not available). */
+  identityOf?: (cgroupId: string) => OwnerIdentity;
   /** The interfaces the classifier runs on now. */
   interfaces: () => CaptureInterface[];
 }
@@ -463,7 +467,7 @@ export class CaptureManager {
 
   /** A selector as the kernel will compare it (throws InvalidParams naming the field). */
   resolve(sel: CaptureSelector, prefix = 'params'): ResolvedSelector {
-    return resolveSelector(sel, { monitored: () => new Set(this.d.interfaces().map((i) => i.name)) }, prefix);
+    return resolveSelector(sel, { monitored: () => new Set(this.d.interfaces().map((i) => i.name)), ...(this.d.identityOf ? { identityOf: this.d.identityOf } : {}) }, prefix);
   }
 
   kernelCounters(slot: number): KernelCounters {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A session's selector as the kernel compares it: process ids with the uid that owns each
 // (for the API's access check), a user as a uid, a cgroup path or systemd unit as the cgroup
-// ids of it and the cgroups below it, interface names as ifindexes. What does not resolve
-// is an error naming the field; nothing here decides who may select what (api/capture.ts
-// does).
+// ids of it and the cgroups below it, a container or desktop app as the cgroup ids the
+// identity service says are its, interface names as ifindexes. What does not resolve is an
+// error naming the field; nothing here decides who may select what (api/capture.ts does).
 import fs from 'node:fs';
 import path from 'node:path';
 import { AppError, invalidParam } from '../errors.js';
@@ -11,6 +11,9 @@ import { cgroup2Root } from '../sys/mounts.js';
 import { userUid } from '../sys/users.js';
 import { listLinks, type Link } from '../net/netlink.js';
 import type { CaptureDirection, CaptureInterface, CaptureSelector } from '../contract/capture.js';
+import type { IdentityFilter, OwnerIdentity } from '../contract/identity.js';
+import { matchesIdentity } from '../identity/index.js';
+import { parseCgroupPath } from '../identity/parse.js';
 
 /** cgroups one session may select (each is a compare in the engine program). */
 export const MAX_CGROUPS = 64;
@@ -105,6 +108,48 @@ function cgroupIds(root: string, rels: string[]): bigint[] {
 export interface ResolveOptions {
   /** Interfaces the classifier is attached to now (by name). */
   monitored: () => ReadonlySet<string>;
+  /** The identity service's names for a cgroup id (decimal): the container and app selectors. */
+  identityOf?: (cgroupId: string) => OwnerIdentity;
+}
+
+/** cgroups a walk for a container or app looks at, at most (as findUnit). */
+const MAX_WALK = 20_000;
+
+/**
+ * The cgroups whose identity matches `f` (a container or app, and the unit and cgroup path
+ * when given too): every cgroup of the hierarchy is parsed by its path (no names read), and
+ * those whose path names a container (or an app) are asked of the identity service, which
+ * knows their names. Paths relative to `root`.
+ */
+function findByIdentity(root: string, f: IdentityFilter, identityOf: (cgroupId: string) => OwnerIdentity): string[] {
+  const found: string[] = [];
+  const queue: Array<{ rel: string; depth: number }> = [{ rel: '/', depth: 0 }];
+  let visited = 0;
+  while (queue.length > 0 && visited < MAX_WALK) {
+    const { rel, depth } = queue.shift()!;
+    visited++;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const child = path.posix.join(rel, e.name);
+      if (depth < 16) queue.push({ rel: child, depth: depth + 1 });
+      const parsed = parseCgroupPath(child);
+      if ((f.container !== undefined && !parsed.container) || (f.app !== undefined && !parsed.app)) continue;
+      let ino: bigint;
+      try {
+        ino = fs.statSync(path.join(root, child), { bigint: true }).ino;
+      } catch {
+        continue; // removed since the walk read its parent
+      }
+      if (matchesIdentity(identityOf(ino.toString()), f)) found.push(child);
+    }
+  }
+  return found;
 }
 
 /** Resolves a validated selector; throws InvalidParams naming the field that does not resolve. */
@@ -125,7 +170,26 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
     }
   }
   const cgroups: string[] = [];
-  if (sel.cgroup !== undefined || sel.unit !== undefined) {
+  const byIdentity = sel.container !== undefined || sel.app !== undefined;
+  if (byIdentity) {
+    const root = cgroup2Root();
+    if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: container and app selectors need one');
+    if (!opts.identityOf) throw new AppError('NotAvailable', 'the identity service is not running: container and app selectors need it');
+    // All given must match the same cgroups: the unit (a bare name is its .service, as
+    // findUnit takes it) and the cgroup path narrow the container's or app's.
+    const f: IdentityFilter = {
+      ...(sel.container !== undefined ? { container: sel.container } : {}),
+      ...(sel.app !== undefined ? { app: sel.app } : {}),
+      ...(sel.unit !== undefined ? { unit: /\.(service|scope|slice|socket|mount|swap)$/.test(sel.unit) ? sel.unit : `${sel.unit}.service` } : {}),
+      ...(sel.cgroup !== undefined ? { cgroup: path.posix.normalize(`/${sel.cgroup}`) } : {}),
+    };
+    const field = sel.container !== undefined ? `${prefix}.container` : `${prefix}.app`;
+    cgroups.push(...findByIdentity(root, f, opts.identityOf));
+    if (cgroups.length === 0) {
+      throw invalidParam(field, sel.container ?? sel.app, `a ${sel.container !== undefined ? 'container' : 'desktop app'} with a cgroup under ${root} (as ebpfmonctl identity names it${sel.unit !== undefined || sel.cgroup !== undefined || (sel.container !== undefined && sel.app !== undefined) ? ', and matching the other cgroup selectors' : ''})`);
+    }
+    if (cgroups.length > MAX_CGROUPS) throw invalidParam(field, sel.container ?? sel.app, `a selection of at most ${MAX_CGROUPS} cgroups (${cgroups.length} match: add --unit or --cgroup)`);
+  } else if (sel.cgroup !== undefined || sel.unit !== undefined) {
     const root = cgroup2Root();
     if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: cgroup and unit selectors need one');
     if (sel.cgroup !== undefined) {

@@ -41,6 +41,14 @@ export interface CaptureSelector {
   /** A cgroup v2 path relative to the cgroup2 mount (`/system.slice/nginx.service`): it
    * and the cgroups below it, as they are when the session starts. */
   cgroup?: string;
+  /** A container as the identity service names it (docs/identity.md): its id (12 to 64
+   * hex digits: a prefix will do), its name, a Kubernetes pod's name, `namespace/pod` or
+   * pod UID: the cgroups whose owner is that container, as they are when the session starts. */
+  container?: string;
+  /** A desktop app: its Flatpak id, snap name or .desktop id, or its name: its cgroups, as
+   * they are when the session starts. With `container` or `app`, `unit` and `cgroup` narrow
+   * the same cgroups (all must match). */
+  app?: string;
   /** Interface names; absent or empty: every monitored interface. */
   interfaces?: string[];
   direction?: CaptureDirection;

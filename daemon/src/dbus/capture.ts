@@ -17,12 +17,12 @@ import { apiCaller, type ObjectImpl } from './object.js';
 /** AddMirror's keys: mirror.add's params with their variant types. */
 export const ADD_MIRROR: Record<keyof MirrorSpec, FieldKind> = {
   name: 'string', to: 'string', encap: 'string', vni: 'int', snaplen: 'int', ratePps: 'int',
-  pids: 'int-list', comms: 'string-list', user: 'int-or-string', unit: 'string', cgroup: 'string',
+  pids: 'int-list', comms: 'string-list', user: 'int-or-string', unit: 'string', cgroup: 'string', container: 'string', app: 'string',
   interfaces: 'string-list', direction: 'string', expression: 'string',
 };
 
 const SELECTOR_TYPES: { readonly [K in Exclude<keyof CaptureSelector, 'user'>]-?: ValueSig } = {
-  pids: 'au', comms: 'as', unit: 's', cgroup: 's', interfaces: 'as', direction: 's', expression: 's',
+  pids: 'au', comms: 'as', unit: 's', cgroup: 's', container: 's', app: 's', interfaces: 'as', direction: 's', expression: 's',
 };
 const SPEC_TYPES: { readonly [K in Exclude<keyof MirrorSpec, 'user'>]-?: ValueSig } = {
   ...SELECTOR_TYPES, name: 's', to: 's', encap: 's', vni: 'u', snaplen: 'u', ratePps: 'u',
