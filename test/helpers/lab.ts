@@ -135,6 +135,22 @@ export class Lab {
   }
 
   /**
+   * A veth pair in the root namespace whose peer stays down: the up end's transmit drops
+   * what it is given at once (benches clone to it to price a clone with no receiver behind
+   * it; this kernel has no dummy driver). Deleted on destroy, as the root ends of links are.
+   */
+  async deadEnd(): Promise<{ ifname: string; ifindex: number }> {
+    const n = ++this.links;
+    const ifname = `${this.prefix}${n}a`;
+    if (ifname.length > 15) throw new Error(`interface name too long: ${ifname}`);
+    await sh('ip', ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', `${this.prefix}${n}b`]);
+    this.rootLinks.push(ifname);
+    await sh('ip', ['link', 'set', ifname, 'up']);
+    const ifindex = Number((await sh('cat', [`/sys/class/net/${ifname}/ifindex`])).stdout.trim());
+    return { ifname, ifindex };
+  }
+
+  /**
    * Deletes a link made by `link()` and makes it again: same names, namespaces and addresses,
    * new ifindexes (what `ip link del` and a recreated VM or container interface look like).
    */
