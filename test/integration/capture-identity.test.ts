@@ -5,7 +5,8 @@
 //     that still runs when the reader writes its packets and for one that exited before
 //     (named from the cgroup id its exec had, kept in the daemon's process table);
 //   - `--container` and `--app` select the processes of the cgroups identity says are that
-//     container's or app's; names that match nothing are refused, naming the field.
+//     container's or app's (and `--unit` those of its cgroup); names that match nothing are
+//     refused, naming the field.
 //
 // Truths: the cgroups the test creates, named as Docker's systemd driver names a
 // container's scope (`docker-<64 hex>.scope`, with the id the test chose) and as Flatpak
@@ -96,7 +97,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
       assert.deepEqual(rows, Array(3).fill([pids[name], `docker-${ID}.scope`, ctr, ID, hex(tag)].join('|')), `${name}: ${rows.join(' / ')}`);
     }
   });
-  test('--container and --app select the processes of the cgroups the identity service names theirs, and nothing else', async () => {
+  test('--container and --app select the processes of the cgroups the identity service names theirs, --unit those of its cgroup, and nothing else', async () => {
     const out = (n: string) => path.join(l.dir, n);
     const dump = await startTcpdump(l.mon, l.link.a.ifname, out('sel-truth.pcap'));
     const sock = l.daemon.socketPath;
@@ -104,6 +105,8 @@ describe('capture and identity: comments name the unit, cgroup and container; --
       await startCapture(l.mon, sock, ['--container', ID.slice(0, 12), '-w', out('ctr.pcapng')]),
       await startCapture(l.mon, sock, ['--container', ID, '--unit', `docker-${ID}.scope`, '-w', out('ctr-unit.pcapng')]),
       await startCapture(l.mon, sock, ['--app', 'org.example.App', '-w', out('app.pcapng')]),
+      // A unit by its bare name (the same walk of the hierarchy, by directory name).
+      await startCapture(l.mon, sock, ['--unit', 'plain', '-w', out('unit.pcapng')]),
     ];
     // One command name in three cgroups (the container's, the app's, a plain service's):
     // only the cgroup tells their packets apart.
@@ -123,6 +126,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     assert.deepEqual(payloads(out('ctr.pcapng')), Array(4).fill(hex('C')), 'an id prefix: the container\'s process only');
     assert.deepEqual(payloads(out('ctr-unit.pcapng')), Array(4).fill(hex('C')), 'the id with its unit');
     assert.deepEqual(payloads(out('app.pcapng')), Array(4).fill(hex('A')), 'the app\'s process only');
+    assert.deepEqual(payloads(out('unit.pcapng')), Array(4).fill(hex('P')), 'the plain service\'s process only');
   });
 
   test('a container or app that names no cgroup is refused, naming the field; so is a malformed one', async () => {

@@ -74,14 +74,15 @@ function cgroupTree(root: string, rel: string, field: string): string[] {
   return out;
 }
 
-/** Where a systemd unit's cgroup is: a directory named after it anywhere in the tree
- * (system.slice/nginx.service, user.slice/user-1000.slice/user@1000.service/app.slice/...). */
-function findUnit(root: string, unit: string): string[] {
-  const name = /\.(service|scope|slice|socket|mount|swap)$/.test(unit) ? unit : `${unit}.service`;
-  const found: string[] = [];
+/** cgroups a walk of the hierarchy reads, at most. */
+const MAX_WALK = 20_000;
+
+/** Breadth-first over the cgroup hierarchy below `root` (at most MAX_WALK directories
+ * read): `visit` gets each cgroup's path, name and depth and says whether to go below it. */
+function walkCgroups(root: string, visit: (rel: string, name: string, depth: number) => boolean): void {
   const queue: Array<{ rel: string; depth: number }> = [{ rel: '/', depth: 0 }];
   let visited = 0;
-  while (queue.length > 0 && visited < 20_000) {
+  while (queue.length > 0 && visited < MAX_WALK) {
     const { rel, depth } = queue.shift()!;
     visited++;
     let entries: fs.Dirent[];
@@ -93,10 +94,21 @@ function findUnit(root: string, unit: string): string[] {
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const child = path.posix.join(rel, e.name);
-      if (e.name === name) found.push(child);
-      else if (depth < 8) queue.push({ rel: child, depth: depth + 1 });
+      if (visit(child, e.name, depth)) queue.push({ rel: child, depth: depth + 1 });
     }
   }
+}
+
+/** Where a systemd unit's cgroup is: a directory named after it anywhere in the tree
+ * (system.slice/nginx.service, user.slice/user-1000.slice/user@1000.service/app.slice/...). */
+function findUnit(root: string, unit: string): string[] {
+  const name = /\.(service|scope|slice|socket|mount|swap)$/.test(unit) ? unit : `${unit}.service`;
+  const found: string[] = [];
+  walkCgroups(root, (rel, n, depth) => {
+    if (n !== name) return depth < 8;
+    found.push(rel);
+    return false;
+  });
   return found;
 }
 
@@ -112,9 +124,6 @@ export interface ResolveOptions {
   identityOf?: (cgroupId: string) => OwnerIdentity;
 }
 
-/** cgroups a walk for a container or app looks at, at most (as findUnit). */
-const MAX_WALK = 20_000;
-
 /**
  * The cgroups whose identity matches `f` (a container or app, and the unit and cgroup path
  * when given too): every cgroup of the hierarchy is parsed by its path (no names read), and
@@ -123,32 +132,19 @@ const MAX_WALK = 20_000;
  */
 function findByIdentity(root: string, f: IdentityFilter, identityOf: (cgroupId: string) => OwnerIdentity): string[] {
   const found: string[] = [];
-  const queue: Array<{ rel: string; depth: number }> = [{ rel: '/', depth: 0 }];
-  let visited = 0;
-  while (queue.length > 0 && visited < MAX_WALK) {
-    const { rel, depth } = queue.shift()!;
-    visited++;
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      if (!e.isDirectory()) continue;
-      const child = path.posix.join(rel, e.name);
-      if (depth < 16) queue.push({ rel: child, depth: depth + 1 });
-      const parsed = parseCgroupPath(child);
-      if ((f.container !== undefined && !parsed.container) || (f.app !== undefined && !parsed.app)) continue;
-      let ino: bigint;
+  walkCgroups(root, (rel, _name, depth) => {
+    const parsed = parseCgroupPath(rel);
+    if ((f.container === undefined || parsed.container) && (f.app === undefined || parsed.app)) {
+      let ino: bigint | null = null;
       try {
-        ino = fs.statSync(path.join(root, child), { bigint: true }).ino;
+        ino = fs.statSync(path.join(root, rel), { bigint: true }).ino;
       } catch {
-        continue; // removed since the walk read its parent
+        // removed since the walk read its parent
       }
-      if (matchesIdentity(identityOf(ino.toString()), f)) found.push(child);
+      if (ino !== null && matchesIdentity(identityOf(ino.toString()), f)) found.push(rel);
     }
-  }
+    return depth < 16;
+  });
   return found;
 }
 
