@@ -99,10 +99,13 @@ function walkCgroups(root: string, visit: (rel: string, name: string, depth: num
   }
 }
 
+/** A unit as given (`nginx`, `nginx.service`, `docker-<id>.scope`) by its full name: a bare name is a service. */
+const unitName = (unit: string): string => (/\.(service|scope|slice|socket|mount|swap)$/.test(unit) ? unit : `${unit}.service`);
+
 /** Where a systemd unit's cgroup is: a directory named after it anywhere in the tree
  * (system.slice/nginx.service, user.slice/user-1000.slice/user@1000.service/app.slice/...). */
 function findUnit(root: string, unit: string): string[] {
-  const name = /\.(service|scope|slice|socket|mount|swap)$/.test(unit) ? unit : `${unit}.service`;
+  const name = unitName(unit);
   const found: string[] = [];
   walkCgroups(root, (rel, n, depth) => {
     if (n !== name) return depth < 8;
@@ -171,12 +174,12 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
     const root = cgroup2Root();
     if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: container and app selectors need one');
     if (!opts.identityOf) throw new AppError('NotAvailable', 'the identity service is not running: container and app selectors need it');
-    // All given must match the same cgroups: the unit (a bare name is its .service, as
-    // findUnit takes it) and the cgroup path narrow the container's or app's.
+    // All given must match the same cgroups: the unit and the cgroup path narrow the
+    // container's or app's.
     const f: IdentityFilter = {
       ...(sel.container !== undefined ? { container: sel.container } : {}),
       ...(sel.app !== undefined ? { app: sel.app } : {}),
-      ...(sel.unit !== undefined ? { unit: /\.(service|scope|slice|socket|mount|swap)$/.test(sel.unit) ? sel.unit : `${sel.unit}.service` } : {}),
+      ...(sel.unit !== undefined ? { unit: unitName(sel.unit) } : {}),
       ...(sel.cgroup !== undefined ? { cgroup: path.posix.normalize(`/${sel.cgroup}`) } : {}),
     };
     const field = sel.container !== undefined ? `${prefix}.container` : `${prefix}.app`;
