@@ -3,7 +3,8 @@
 // "cgroup / systemd unit / container (as far as identity exists)"):
 //   - packet comments name the process's unit, cgroup path and container, for a process
 //     that still runs when the reader writes its packets and for one that exited before
-//     (named from the cgroup id its exec had, kept in the daemon's process table);
+//     (named from the cgroup id its exec had, kept in the daemon's process table, or, for
+//     a process that predates the daemon, the cgroup id its start-up scan read);
 //   - `--container` and `--app` select the processes of the cgroups identity says are that
 //     container's or app's (and `--unit` those of its cgroup); names that match nothing are
 //     refused, naming the field.
@@ -22,7 +23,7 @@ import { privileged } from '../helpers/privileged.js';
 import { TestCgroups } from '../helpers/cgroups.js';
 import { ROOT } from '../helpers/cc.js';
 import { captureLabSuite, startCapture, startTcpdump, stopTcpdump } from '../helpers/capture-truth.js';
-import { CTL_MAIN } from '../helpers/daemon.js';
+import { CTL_MAIN, restartDaemon } from '../helpers/daemon.js';
 
 const LUA = path.join(ROOT, 'packaging/wireshark/ebpfmon.lua');
 const ID = Buffer.from('e1'.repeat(32)).toString('hex').slice(0, 64);
@@ -50,7 +51,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     // Commands with names of their own: bash through symlinks (comm is the path's last part).
     bin = l.lab.tmpdir();
     fs.chmodSync(bin, 0o755);
-    for (const n of ['emon-live', 'emon-gone', 'emon-sel']) fs.symlinkSync('/bin/bash', path.join(bin, n));
+    for (const n of ['emon-live', 'emon-gone', 'emon-sel', 'emon-old']) fs.symlinkSync('/bin/bash', path.join(bin, n));
   });
   after(() => cgs?.destroy());
 
@@ -136,5 +137,26 @@ describe('capture and identity: comments name the unit, cgroup and container; --
       assert.notEqual(r.code, 0, `${args.join(' ')}: refused`);
       assert.match(r.stderr, new RegExp(field.replace('.', '\\.')), `${args.join(' ')}: ${r.stderr}`);
     }
+  });
+  test('a process that predates the daemon and is gone before its packets are written: named from the cgroup the start-up scan read', async () => {
+    const out = (n: string) => path.join(l.dir, n);
+    // Started in the container's cgroup, then the daemon restarts: it knows the process only
+    // from its scan of /proc (no exec event).
+    const old = l.mon.spawn('sh', ['-c', `echo $$ > ${procsOf(ctr)} && exec ${path.join(bin, 'emon-old')} -c 'echo $$; read -r x; exec 3>/dev/udp/${l.link.b.ip4}/9001; for i in 1 2 3; do printf O >&3; done'`],
+      { stdio: ['pipe', 'pipe', 'pipe'] });
+    const pid = Number(await new Promise<string>((r) => old.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
+    await l.daemon.stop();
+    l.daemon = await restartDaemon(l.daemon);
+    const cap = await startCapture(l.mon, l.daemon.socketPath, ['--comm', 'emon-old', '--latency', '1000', '-w', out('old.pcapng')]);
+    const exited = new Promise((r) => old.once('exit', r));
+    old.stdin!.end('go\n');
+    await exited;
+    assert.ok(!fs.existsSync(`/proc/${pid}`), 'it has exited');
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(cap.child.pid!, 'SIGINT');
+    assert.equal(await cap.exit, 0, cap.stderr());
+    const rows = execFileSync('tshark', ['-r', out('old.pcapng'), '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
+      '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    assert.deepEqual(rows, Array(3).fill([pid, `docker-${ID}.scope`, ctr, ID, Buffer.from('O').toString('hex')].join('|')), rows.join(' / '));
   });
 });

@@ -63,7 +63,8 @@ export const IDENTITY_FIELDS = ['cgroupPath', 'unit', 'userUnit', 'slice', 'cont
 /**
  * Who the event's process is, in people's words: the same fields and shapes as flows carry
  * (OwnerIdentity), with the cgroup id they were resolved from (null:
- * no process owns it, or the process predates the daemon and its exec was not seen).
+ * no process owns it, or the process predates the daemon and the start-up scan could not
+ * read its cgroup).
  */
 export interface EventOwner extends OwnerIdentity {
   cgroupId: string | null;

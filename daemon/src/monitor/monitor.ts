@@ -281,7 +281,8 @@ export class Monitor implements MonitorApi {
     this.startBatchReads();
     this.startDirty();
     this.refreshClock();
-    this.scanned.processes = this.processes.scanProc();
+    const ids = this.opts.identity;
+    this.scanned.processes = this.processes.scanProc('/proc', ids?.cgroupIdOfPid ? (pid) => ids.cgroupIdOfPid!(pid) : undefined);
     this.scanDone = this.scanSockets();
     this.interfaces.start();
     this.reader = new RingBufReader(this.deployment.map(MAP.events), (v, off, len) => this.onRecord(v, off, len), {

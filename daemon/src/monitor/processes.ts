@@ -11,7 +11,8 @@ export interface ProcessInfo {
   uid: number | null;
   comm: string;
   exe: string | null;
-  /** cgroup v2 id at its exec (null: it predates the daemon). */
+  /** cgroup v2 id at its exec, or, for a process that predates the daemon, when the
+   * start-up scan read it (null: not known). */
   cgroupId: string | null;
   args: string[];
   startedAt: string | null;
@@ -25,8 +26,10 @@ export class ProcessTable {
   /** `onForget(pid, exitedAtMs)`: an exited process is forgotten (its exit's wall-clock ms). */
   constructor(private readonly opts: { retentionMs: number; maxEntries: number }, private readonly onForget?: (pid: number, exitedAtMs: number) => void) {}
 
-  /** Reads /proc once: processes that predate the daemon. */
-  scanProc(procRoot = '/proc'): number {
+  /** Reads /proc once: processes that predate the daemon. `cgroupIdOf`: a live process's
+   * cgroup v2 id (the identity service's), so that its exit and its packets written after it
+   * exited still name its cgroup. */
+  scanProc(procRoot = '/proc', cgroupIdOf?: (pid: number) => string | null): number {
     let n = 0;
     for (const name of fs.readdirSync(procRoot)) {
       if (!/^\d+$/.test(name)) continue;
@@ -45,7 +48,7 @@ export class ProcessTable {
           /* kernel thread, or gone */
         }
         const args = fs.readFileSync(`${procRoot}/${name}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
-        this.procs.set(pid, { pid, ppid: Number(fields[1]), uid: Number.isNaN(uid) ? null : uid, comm, exe, cgroupId: null, args, startedAt: null, exitedAt: null, exitCode: null });
+        this.procs.set(pid, { pid, ppid: Number(fields[1]), uid: Number.isNaN(uid) ? null : uid, comm, exe, cgroupId: cgroupIdOf?.(pid) ?? null, args, startedAt: null, exitedAt: null, exitCode: null });
         n++;
       } catch {
         /* exited while we looked */
