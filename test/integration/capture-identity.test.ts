@@ -16,7 +16,7 @@
 // also read from tcpdump's capture).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { privileged } from '../helpers/privileged.js';
@@ -33,6 +33,15 @@ function procsOf(cg: string): string {
   const root = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((m) => m.split(' ')[2] === 'cgroup2')!.split(' ')[1]!;
   return path.join(root, cg, 'cgroup.procs');
 }
+
+/** Each packet's pid, unit, cgroup path, container id and UDP payload, as the Lua plugin reads them. */
+function ownerRows(file: string): string[] {
+  return execFileSync('tshark', ['-r', file, '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
+    '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+}
+
+/** The first line a child writes (the pid its script prints). */
+const firstLine = (child: ChildProcess): Promise<string> => new Promise((r) => child.stdout!.once('data', (d: Buffer) => r(d.toString().trim())));
 
 describe('capture and identity: comments name the unit, cgroup and container; --container and --app select by them', privileged({ timeout: 120_000 }), () => {
   const l = captureLabSuite('tshark', 'tcpdump');
@@ -80,7 +89,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     // The live one waits for a line after its datagrams: it runs while the reader writes them.
     const liveCap = await startCapture(l.mon, sock, ['--comm', 'emon-live', '-w', out('live.pcapng')]);
     const live = l.mon.spawn('sh', ['-c', script('emon-live', 'L', 'read -r x')], { stdio: ['pipe', 'pipe', 'pipe'] });
-    pids.live = Number(await new Promise<string>((r) => live.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
+    pids.live = Number(await firstLine(live));
     await new Promise((r) => setTimeout(r, 1000));
     assert.ok(fs.existsSync(`/proc/${pids.live}`), 'the live one still runs');
     process.kill(liveCap.child.pid!, 'SIGINT');
@@ -93,8 +102,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     for (const [name, tag] of [['live', 'L'], ['gone', 'G']] as const) {
       const truth = execFileSync('tshark', ['-r', out('truth.pcap'), '-Y', `udp.dstport == 9001 && udp.payload == ${hex(tag)}`, '-T', 'fields', '-e', 'frame.number'], { encoding: 'utf8' });
       assert.equal(truth.trim().split('\n').filter(Boolean).length, 3, `tcpdump saw the ${name} one's three datagrams`);
-      const rows = execFileSync('tshark', ['-r', out(`${name}.pcapng`), '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
-        '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+      const rows = ownerRows(out(`${name}.pcapng`));
       assert.deepEqual(rows, Array(3).fill([pids[name], `docker-${ID}.scope`, ctr, ID, hex(tag)].join('|')), `${name}: ${rows.join(' / ')}`);
     }
   });
@@ -144,7 +152,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     // from its scan of /proc (no exec event).
     const old = l.mon.spawn('sh', ['-c', `echo $$ > ${procsOf(ctr)} && exec ${path.join(bin, 'emon-old')} -c 'echo $$; read -r x; exec 3>/dev/udp/${l.link.b.ip4}/9001; for i in 1 2 3; do printf O >&3; done'`],
       { stdio: ['pipe', 'pipe', 'pipe'] });
-    const pid = Number(await new Promise<string>((r) => old.stdout!.once('data', (d: Buffer) => r(d.toString().trim()))));
+    const pid = Number(await firstLine(old));
     await l.daemon.stop();
     l.daemon = await restartDaemon(l.daemon);
     const cap = await startCapture(l.mon, l.daemon.socketPath, ['--comm', 'emon-old', '--latency', '1000', '-w', out('old.pcapng')]);
@@ -155,8 +163,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(cap.child.pid!, 'SIGINT');
     assert.equal(await cap.exit, 0, cap.stderr());
-    const rows = execFileSync('tshark', ['-r', out('old.pcapng'), '-X', `lua_script:${LUA}`, '-T', 'fields', '-E', 'separator=|',
-      '-e', 'ebpfmon.pid', '-e', 'ebpfmon.unit', '-e', 'ebpfmon.cgroup', '-e', 'ebpfmon.container_id', '-e', 'udp.payload'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    const rows = ownerRows(out('old.pcapng'));
     assert.deepEqual(rows, Array(3).fill([pid, `docker-${ID}.scope`, ctr, ID, Buffer.from('O').toString('hex')].join('|')), rows.join(' / '));
   });
 });
