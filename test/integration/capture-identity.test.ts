@@ -141,7 +141,7 @@ describe('capture and identity: comments name the unit, cgroup and container; --
   test('a container or app that names no cgroup is refused, naming the field; so is a malformed one', async () => {
     for (const [args, field] of [[['--container', '0123456789ab'], 'params.container'], [['--app', 'org.example.Missing'], 'params.app'],
       [['--container', ID, '--unit', 'other.service'], 'params.container'], [['--container', 'has space'], 'params.container']] as const) {
-      const r = await l.mon.exec(process.execPath, [CTL_MAIN, '--socket', l.daemon.socketPath, 'capture', ...args, '-w', path.join(l.dir, 'never.pcapng')], { allowFail: true });
+      const r = await l.mon.exec(process.execPath, [CTL_MAIN, '--socket', l.daemon.socketPath, 'capture', ...args, '-w', path.join(l.dir, 'never.pcapng')], { allowFail: true, timeoutMs: 15_000 });
       assert.notEqual(r.code, 0, `${args.join(' ')}: refused`);
       assert.match(r.stderr, new RegExp(field.replace('.', '\\.')), `${args.join(' ')}: ${r.stderr}`);
     }

@@ -71,7 +71,8 @@ test('the identity service names the cgroup: the live process\'s now, a gone one
     unit: 'app-flatpak-org.example.App-1.scope', cgroup: '/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.example.App-1.scope',
     container: null, pod: null, app: 'org.example.App', cmd: '/usr/bin/app',
   }, 'the most specific unit (the user manager\'s), the app');
-  // A gone process whose exec the table did not see (a /proc scan): no cgroup to name.
+  // A gone process whose cgroup the table does not know (its exec unseen, and the start-up
+  // scan could not read it): no cgroup to name.
   table.set(pid, { ppid: process.pid, uid: 1000, exe: '/usr/bin/app', args: ['app'], cgroupId: null });
   const n = asked.length;
   const bare = describe(pid)!;
