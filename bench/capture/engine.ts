@@ -75,7 +75,7 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
   // A veth whose peer is down beside it: its transmit drops the copy at once, so the rows that
   // clone to it price the clone without the hand-over to a receiver (what of the floor is the
   // receiving side's). This kernel has no dummy driver.
-  const dummy = await opts.lab.deadEnd();
+  const deadEnd = await opts.lab.deadEnd();
 
   const gen = (sessions: Parameters<CapturePath['useGenerated']>[0]) => () => {
     cap.iface(TEST_RUN_IFINDEX, 14, true);
@@ -91,7 +91,7 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
   };
   let perfRuns = 0;
   let mirrorRuns = 0;
-  let dummyRuns = 0;
+  let deadEndRuns = 0;
 
   const configs: Config[] = [
     { name: 'hook chain compiled in, no session on the interface', target: 3, repeat: opts.repeat, apply: () => { cap.iface(TEST_RUN_IFINDEX, 14, false); cap.useGenerated(null); } },
@@ -116,9 +116,9 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
     },
     {
       name: 'generated: tcp port 443 matches, mirrored (clone to a veth whose peer is down)', target: null, repeat: opts.deliverRepeat,
-      apply: () => { cap.iface(TEST_RUN_IFINDEX, 14, true); cap.session(1, 'MIRROR', 262144, dummy.ifindex); cap.useDeliver('tc_cap_deliver'); cap.useGenerated([{ slot: 1, filters: filtersFor('tcp port 443') }]); },
-      after: (runs) => { dummyRuns += runs; },
-      check: () => delivered(1, () => dummyRuns, 'mirror to the dead end', 'matched')(),
+      apply: () => { cap.iface(TEST_RUN_IFINDEX, 14, true); cap.session(1, 'MIRROR', 262144, deadEnd.ifindex); cap.useDeliver('tc_cap_deliver'); cap.useGenerated([{ slot: 1, filters: filtersFor('tcp port 443') }]); },
+      after: (runs) => { deadEndRuns += runs; },
+      check: () => delivered(1, () => deadEndRuns, 'mirror to the dead end', 'matched')(),
     },
   ];
 
@@ -132,7 +132,7 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
   clone.load();
   clone.map('emon_clone_cfg').update(u32(0), u32(mirrorIfindex));
   const floor: EngineRow = { name: 'floor: bpf_clone_redirect alone to the same veth (vs an empty program)', target: null, base: [], ns: [], check: '' };
-  const floorDummy: EngineRow = { name: 'floor: bpf_clone_redirect alone to the veth whose peer is down (vs an empty program)', target: null, base: [], ns: [], check: '' };
+  const floorDeadEnd: EngineRow = { name: 'floor: bpf_clone_redirect alone to the veth whose peer is down (vs an empty program)', target: null, base: [], ns: [], check: '' };
   const shippedFd = shipped.progFd('tc_ingress');
   // Clones each floor made and those bpf_clone_redirect reported failed (non-zero: the veth
   // whose peer is down drops every copy in its transmit, which returns NET_XMIT_DROP).
@@ -160,7 +160,7 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
         for (const slot of [0, 1, 2]) cap.session(slot, 'NONE');
         cap.useDeliver(null);
       }
-      for (const [k, [row, ifindex]] of ([[floor, mirrorIfindex], [floorDummy, dummy.ifindex]] as const).entries()) {
+      for (const [k, [row, ifindex]] of ([[floor, mirrorIfindex], [floorDeadEnd, deadEnd.ifindex]] as const).entries()) {
         clone.map('emon_clone_cfg').update(u32(0), u32(ifindex));
         for (const which of rep % 2 === 0 ? ['empty', 'clone'] : ['clone', 'empty']) {
           const before = refusedSoFar();
@@ -177,8 +177,8 @@ export async function engineBench(opts: { reps: number; repeat: number; deliverR
   }
   for (const [i, c] of configs.entries()) rows[i]!.check = c.check?.() ?? 'retval -1 every run';
   floor.check = `${refused[0]} of ${cloneRuns[0]} clones reported failed`;
-  floorDummy.check = `${refused[1]} of ${cloneRuns[1]} clones reported failed (dropped by the transmit)`;
-  rows.push(floor, floorDummy);
+  floorDeadEnd.check = `${refused[1]} of ${cloneRuns[1]} clones reported failed (dropped by the transmit)`;
+  rows.push(floor, floorDeadEnd);
   clone.close();
   empty.close();
   perf.close();
