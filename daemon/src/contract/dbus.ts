@@ -303,7 +303,7 @@ export const CAPTURE_SPEC: InterfaceSpec<CaptureMethod, CaptureProperty, never> 
   methods: {
     [CAPTURE_METHOD.AddMirror]: {
       in: [arg('params', 'a{sv}')], out: [arg('mirror', 'a{sv}')], changes: true,
-      doc: 'mirror.add: name (s, required), to (s, collector address, required), encap (s: vxlan or gre), vni (u), snaplen (u), ratePps (u), and the selectors pids (au), comms (as), user (u or s), unit (s), cgroup (s), interfaces (as), direction (s: in or out), expression (s, pcap-filter).',
+      doc: 'mirror.add: name (s, required), to (s, collector address, required), encap (s: vxlan or gre), vni (u), snaplen (u), ratePps (u), and the selectors pids (au), comms (as), user (u or s), unit (s), cgroup (s), container (s), app (s), interfaces (as), direction (s: in or out), expression (s, pcap-filter).',
     },
     [CAPTURE_METHOD.RemoveMirror]: { in: [arg('name', 's')], out: [arg('removed', 'a{sv}')], changes: true, doc: 'mirror.remove: stop copying and remove the session; its last counters.' },
     [CAPTURE_METHOD.ListMirrors]: { in: [], out: [arg('mirrors', 'aa{sv}')], doc: 'mirror.list: every mirror session with its declaration, state, device, path MTU and counters.' },
