@@ -6,7 +6,7 @@
 //     (named from the cgroup id its exec had, kept in the daemon's process table, or, for
 //     a process that predates the daemon, the cgroup id its start-up scan read);
 //   - `--container` and `--app` select the processes of the cgroups identity says are that
-//     container's or app's (and `--unit` those of its cgroup); names that match nothing are
+//     container's or app's (and `--unit` those of its cgroup, within `--cgroup`'s when both are given); names that match nothing are
 //     refused, naming the field.
 //
 // Truths: the cgroups the test creates, named as Docker's systemd driver names a
@@ -114,8 +114,9 @@ describe('capture and identity: comments name the unit, cgroup and container; --
       await startCapture(l.mon, sock, ['--container', ID.slice(0, 12), '-w', out('ctr.pcapng')]),
       await startCapture(l.mon, sock, ['--container', ID, '--unit', `docker-${ID}.scope`, '-w', out('ctr-unit.pcapng')]),
       await startCapture(l.mon, sock, ['--app', 'org.example.App', '-w', out('app.pcapng')]),
-      // A unit by its bare name (the same walk of the hierarchy, by directory name).
-      await startCapture(l.mon, sock, ['--unit', 'plain', '-w', out('unit.pcapng')]),
+      // A unit by its bare name (the same walk of the hierarchy, by directory name), with a
+      // cgroup path above it: both must match (the slice alone holds the container's scope too).
+      await startCapture(l.mon, sock, ['--unit', 'plain', '--cgroup', path.posix.dirname(plain), '-w', out('unit.pcapng')]),
     ];
     // One command name in three cgroups (the container's, the app's, a plain service's):
     // only the cgroup tells their packets apart.
@@ -135,12 +136,13 @@ describe('capture and identity: comments name the unit, cgroup and container; --
     assert.deepEqual(payloads(out('ctr.pcapng')), Array(4).fill(hex('C')), 'an id prefix: the container\'s process only');
     assert.deepEqual(payloads(out('ctr-unit.pcapng')), Array(4).fill(hex('C')), 'the id with its unit');
     assert.deepEqual(payloads(out('app.pcapng')), Array(4).fill(hex('A')), 'the app\'s process only');
-    assert.deepEqual(payloads(out('unit.pcapng')), Array(4).fill(hex('P')), 'the plain service\'s process only');
+    assert.deepEqual(payloads(out('unit.pcapng')), Array(4).fill(hex('P')), 'the plain service\'s process only, not the rest of the slice');
   });
 
-  test('a container or app that names no cgroup is refused, naming the field; so is a malformed one', async () => {
+  test('a container or app that names no cgroup is refused, naming the field; so are a malformed one and a unit outside the cgroup path given with it', async () => {
     for (const [args, field] of [[['--container', '0123456789ab'], 'params.container'], [['--app', 'org.example.Missing'], 'params.app'],
-      [['--container', ID, '--unit', 'other.service'], 'params.container'], [['--container', 'has space'], 'params.container']] as const) {
+      [['--container', ID, '--unit', 'other.service'], 'params.container'], [['--container', 'has space'], 'params.container'],
+      [['--unit', 'plain', '--cgroup', path.posix.dirname(flatpak)], 'params.unit']] as const) {
       const r = await l.mon.exec(process.execPath, [CTL_MAIN, '--socket', l.daemon.socketPath, 'capture', ...args, '-w', path.join(l.dir, 'never.pcapng')], { allowFail: true, timeoutMs: 15_000 });
       assert.notEqual(r.code, 0, `${args.join(' ')}: refused`);
       assert.match(r.stderr, new RegExp(field.replace('.', '\\.')), `${args.join(' ')}: ${r.stderr}`);

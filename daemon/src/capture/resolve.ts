@@ -191,15 +191,20 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
   } else if (sel.cgroup !== undefined || sel.unit !== undefined) {
     const root = cgroup2Root();
     if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: cgroup and unit selectors need one');
-    if (sel.cgroup !== undefined) {
-      const rel = path.posix.normalize(`/${sel.cgroup}`);
-      if (!fs.existsSync(path.join(root, rel))) throw invalidParam(`${prefix}.cgroup`, sel.cgroup, `a cgroup under ${root}`);
-      cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
-    }
-    if (sel.unit !== undefined) {
+    const rel = sel.cgroup !== undefined ? path.posix.normalize(`/${sel.cgroup}`) : undefined;
+    if (sel.cgroup !== undefined && !fs.existsSync(path.join(root, rel!))) throw invalidParam(`${prefix}.cgroup`, sel.cgroup, `a cgroup under ${root}`);
+    if (sel.unit === undefined) cgroups.push(...cgroupTree(root, rel!, `${prefix}.cgroup`));
+    else {
       const units = findUnit(root, sel.unit);
       if (units.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit with a cgroup under ${root}`);
-      for (const u of units) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
+      // Both given must match (AND): the cgroups below both, i.e. the deeper one's tree
+      // where one is below the other, nothing where they are apart.
+      const within = (inner: string, outer: string) => outer === '/' || inner === outer || inner.startsWith(`${outer}/`);
+      for (const u of units) {
+        if (rel === undefined || within(u, rel)) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
+        else if (within(rel, u)) cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
+      }
+      if (cgroups.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit whose cgroup is under or above ${rel} (--cgroup; both must match)`);
     }
     if (cgroups.length > MAX_CGROUPS) throw invalidParam(`${prefix}.cgroup`, sel.cgroup ?? sel.unit, `at most ${MAX_CGROUPS} cgroups in all`);
   }
