@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { baselineDaemonMain, median, sleep } from '../lib/harness.js';
-import { cpuSplitMs, runMs, sleepsOf, waitQuiet } from '../lib/proc.js';
+import { CpuWindow, cpuSplitMs, runMs, sleepsOf, waitQuiet } from '../lib/proc.js';
 import type { Host, Lab, LinkInfo } from '../../test/helpers/lab.js';
 import { CTL_MAIN, startDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { readPcapRecords } from '../../test/helpers/pcap-frames.js';
@@ -68,6 +68,9 @@ export interface LiveTrial {
   /** The no-capture trial: the daemon's CPU over the same window (and the baseline daemon's). */
   daemonIdleMs?: number;
   baseDaemonIdleMs?: number;
+  /** ebpfmon and none: the daemon's CPU over the window by thread (main, the history
+   * writer, the rest: V8's helpers, libuv's pool), ms. */
+  daemonThreads?: { main: number; writer: number; other: number };
   /** Times a second the tool's main thread went to sleep over the window (its wakeups): tcpdump's,
    * the daemon's (ebpfmon; none: the idle daemon's). A wakeup costs the event loop 100-300 us
    * of CPU on this VM (docs/benchmarks.md), so this column explains much of the CPU column. */
@@ -242,7 +245,12 @@ await import(${JSON.stringify(daemonMain)});
     const rx0 = await rxPackets(rig.mon, rig.link.b.ifname);
     // The window (every tool the same): from here (or the warm-up's end) to SETTLE_MS after the last frame.
     const idle = () => this.rigs.map((r) => runMs(r.daemon!.pid));
-    const sample = () => ({ c: t.cpu(), i: idle(), s: sleepsOf(t.mainPid) ?? NaN, at: performance.now() });
+    const byThread = tool === 'ebpfmon' || tool === 'none' ? rig.daemon! : null;
+    let win: CpuWindow | null = null;
+    const sample = () => {
+      if (byThread) win = new CpuWindow(byThread.pid);
+      return { c: t.cpu(), i: idle(), s: sleepsOf(t.mainPid) ?? NaN, at: performance.now() };
+    };
     let start = this.warmupMs ? null : sample();
     const w0 = performance.now();
     let genDone = false;
@@ -261,6 +269,7 @@ await import(${JSON.stringify(daemonMain)});
     await gen;
     const wall = performance.now() - w0;
     await sleep(SETTLE_MS);
+    const split = (win as CpuWindow | null)?.read('ebpfmon-history').threads;
     const end = sample();
     const rxEnd = this.warmupMs ? (await rxPackets(rig.mon, rig.link.b.ifname)).packets : 0;
     const { c: c0, i: i0, s: s0 } = start;
@@ -273,6 +282,7 @@ await import(${JSON.stringify(daemonMain)});
       tool, rate, frameBytes, sent: packets, received: rx1.packets - rx0.packets, captured: r.captured, toolDrops: r.drops,
       toolCpuMs: c1.run - c0.run, toolSysMs: c1.sys - c0.sys, wallMs: wall, wakeupsPerSec, cpuPackets: this.warmupMs ? rxEnd - rxStart : packets,
       ...(c1.daemon !== undefined ? { daemonCpuMs: c1.daemon - c0.daemon!, cliCpuMs: c1.cli! - c0.cli! } : {}),
+      ...(split ? { daemonThreads: { main: split.main, writer: split.named, other: split.other } } : {}),
       ...(tool === 'none' ? { daemonIdleMs: i1[0]! - i0[0]!, ...(i1.length > 1 ? { baseDaemonIdleMs: i1[1]! - i0[1]! } : {}) } : {}),
     };
   }
@@ -285,12 +295,15 @@ await import(${JSON.stringify(daemonMain)});
 export function liveTable(trials: LiveTrial[]): string {
   const t = new Table({
     head: ['frame', 'offered pps', 'achieved pps', 'tool', 'received (sent + ARP/ND)', 'captured (median)', 'zero loss in', 'tool CPU ns/pkt (min..max)', 'of which kernel (sys) ns/pkt', 'daemon / CLI ns/pkt', 'CPU vs tcpdump',
-      'added over no capture ns/pkt', 'added vs tcpdump', 'main thread wakeups/s'],
+      'added over no capture ns/pkt', 'added vs tcpdump', 'main thread wakeups/s', 'daemon main thread ns/pkt (min..max)'],
     style: { head: [], border: [] },
   });
   const keys = [...new Set(trials.map((x) => `${x.frameBytes}|${x.rate}`))];
   const per = (xs: LiveTrial[], f: (x: LiveTrial) => number) => xs.map((x) => (f(x) * 1e6) / x.cpuPackets);
   const range = (v: number[]) => `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}..${Math.max(...v).toFixed(0)})`;
+  // The daemon's main thread alone: where a trial's spread shows (its kernel time varies
+  // from trial to trial on this VM, docs/benchmarks.md).
+  const mainThread = (xs: LiveTrial[]) => (xs.every((x) => x.daemonThreads) ? range(per(xs, (x) => x.daemonThreads!.main)) : '-');
   for (const k of keys) {
     const [bytes, rate] = k.split('|').map(Number);
     const tcpdumpCpu = trials.filter((x) => x.frameBytes === bytes && x.rate === rate && x.tool === 'tcpdump').map((x) => (x.toolCpuMs * 1e6) / x.cpuPackets);
@@ -310,7 +323,7 @@ export function liveTable(trials: LiveTrial[]): string {
         const idle = per(xs, (x) => x.daemonIdleMs ?? 0);
         const baseIdle = xs.some((x) => x.baseDaemonIdleMs !== undefined) ? ` (baseline daemon ${range(per(xs, (x) => x.baseDaemonIdleMs ?? 0))})` : '';
         t.push([`${bytes} B`, rate === 0 ? 'max' : String(rate), median(xs.map((x) => x.sent / (x.wallMs / 1000))).toFixed(0), 'none: daemon idle', String(median(xs.map((x) => x.received))), '-', '-',
-          `${range(idle)}${baseIdle}`, '-', '-', '-', '-', '-', median(xs.map((x) => x.wakeupsPerSec)).toFixed(0)]);
+          `${range(idle)}${baseIdle}`, '-', '-', '-', '-', '-', median(xs.map((x) => x.wakeupsPerSec)).toFixed(0), mainThread(xs)]);
         continue;
       }
       const zero = xs.filter((x) => x.captured === x.sent).length;
@@ -327,6 +340,7 @@ export function liveTable(trials: LiveTrial[]): string {
         a.toFixed(0),
         tool.startsWith('ebpfmon') && tcpdumpAdded ? `${(a / tcpdumpAdded).toFixed(1)}x` : '-',
         median(xs.map((x) => x.wakeupsPerSec)).toFixed(0),
+        tool === 'ebpfmon' ? mainThread(xs) : '-',
       ]);
     }
   }

@@ -4,6 +4,7 @@
 //   sudo node build/js/bench/capture/main.js [--part engine|live|all] [--max-minutes 15]
 //     engine: [--reps 5] [--repeat 1000000] [--deliver-repeat 50000]
 //     live:   [--live-reps 3] [--seconds 2] [--warmup 0] [--max-packets 600000] [--pages 1024]
+//             [--trials-json FILE] (every trial, the daemon's CPU by thread included)
 //             [--only-bytes 64|1500] [--only-rate PPS|0] [--configs BYTES:PPS,...] [--tools none,tcpdump,ebpfmon,ebpfmon-stream,ebpfmon-base]
 //             [--baseline DIR] [--baseline-pages N] (another checkout, built: its daemon and CLI as tool ebpfmon-base)
 //     env:    EBPFMON_BENCH_OUT_DIR=/dev/shm (where the files go; default a lab temp dir),
@@ -72,6 +73,8 @@ async function main(): Promise<void> {
       } finally {
         await live.close();
       }
+      const trialsJson = strArg('trials-json');
+      if (trialsJson) fs.writeFileSync(trialsJson, JSON.stringify(trials, null, 1));
       console.log(`\nlive capture to a file: trafgen -> veth -> host with the daemon (ebpfmonctl capture -w); filter "udp" in both tools; ${seconds} s per trial at a fixed rate ("max": ${numArg('max-packets', 600_000)} frames as fast as trafgen goes);`);
       console.log(live.warmupMs
         ? `medians of the repetitions; "zero loss" counts trials where every frame sent is in the file; CPU per frame received in the window, every tool over the same window: from ${live.warmupMs / 1000} s after trafgen's start (a warm-up) to 1.2 s after its end`
