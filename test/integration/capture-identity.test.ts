@@ -115,8 +115,9 @@ describe('capture and identity: comments name the unit, cgroup and container; --
       await startCapture(l.mon, sock, ['--container', ID, '--unit', `docker-${ID}.scope`, '-w', out('ctr-unit.pcapng')]),
       await startCapture(l.mon, sock, ['--app', 'org.example.App', '-w', out('app.pcapng')]),
       // A unit by its bare name (the same walk of the hierarchy, by directory name), with a
-      // cgroup path above it: both must match (the slice alone holds the container's scope too).
-      await startCapture(l.mon, sock, ['--unit', 'plain', '--cgroup', path.posix.dirname(plain), '-w', out('unit.pcapng')]),
+      // cgroup path above it (with a trailing slash): both must match (the slice alone holds the
+      // container's scope too).
+      await startCapture(l.mon, sock, ['--unit', 'plain', '--cgroup', `${path.posix.dirname(plain)}/`, '-w', out('unit.pcapng')]),
     ];
     // One command name in three cgroups (the container's, the app's, a plain service's):
     // only the cgroup tells their packets apart.

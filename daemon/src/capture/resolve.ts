@@ -191,7 +191,8 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
   } else if (sel.cgroup !== undefined || sel.unit !== undefined) {
     const root = cgroup2Root();
     if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: cgroup and unit selectors need one');
-    const rel = sel.cgroup !== undefined ? path.posix.normalize(`/${sel.cgroup}`) : undefined;
+    // Without a trailing slash: compared with the unit's path below.
+    const rel = sel.cgroup !== undefined ? path.posix.normalize(`/${sel.cgroup}`).replace(/(?<=.)\/+$/, '') : undefined;
     if (sel.cgroup !== undefined && !fs.existsSync(path.join(root, rel!))) throw invalidParam(`${prefix}.cgroup`, sel.cgroup, `a cgroup under ${root}`);
     if (sel.unit === undefined) cgroups.push(...cgroupTree(root, rel!, `${prefix}.cgroup`));
     else {
@@ -204,7 +205,7 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
         if (rel === undefined || within(u, rel)) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
         else if (within(rel, u)) cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
       }
-      if (cgroups.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit whose cgroup is under or above ${rel} (--cgroup; both must match)`);
+      if (cgroups.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit whose cgroup is under or above ${rel} (${prefix}.cgroup: both must match)`);
     }
     if (cgroups.length > MAX_CGROUPS) throw invalidParam(`${prefix}.cgroup`, sel.cgroup ?? sel.unit, `at most ${MAX_CGROUPS} cgroups in all`);
   }
