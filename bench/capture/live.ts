@@ -245,15 +245,13 @@ await import(${JSON.stringify(daemonMain)});
     const rx0 = await rxPackets(rig.mon, rig.link.b.ifname);
     // The window (every tool the same): from here (or the warm-up's end) to SETTLE_MS after the last frame.
     const idle = () => this.rigs.map((r) => runMs(r.daemon!.pid));
-    const sample = () => ({ c: t.cpu(), i: idle(), s: sleepsOf(t.mainPid) ?? NaN, at: performance.now() });
-    // The daemon's CPU by thread over the same window (ebpfmon, and the daemon without a capture).
     const byThread = tool === 'ebpfmon' || tool === 'none' ? rig.daemon! : null;
     let win: CpuWindow | null = null;
-    const begin = () => {
-      win = byThread && new CpuWindow(byThread.pid);
-      return sample();
+    const sample = () => {
+      if (byThread) win = new CpuWindow(byThread.pid);
+      return { c: t.cpu(), i: idle(), s: sleepsOf(t.mainPid) ?? NaN, at: performance.now() };
     };
-    let start = this.warmupMs ? null : begin();
+    let start = this.warmupMs ? null : sample();
     const w0 = performance.now();
     let genDone = false;
     const gen = rig.gen.exec('trafgen', ['-o', rig.link.a.ifname, '-i', this.cfg(frameBytes), '-n', String(packets), ...(rate ? ['-b', `${rate}pps`] : []), '-P', '1', '-C'], { timeoutMs: 120_000 })
@@ -266,7 +264,7 @@ await import(${JSON.stringify(daemonMain)});
         throw new Error(`--warmup ${this.warmupMs / 1000} s: the traffic (${packets} frames) ended before the warm-up did (raise --seconds)`);
       }
       rxStart = (await rxPackets(rig.mon, rig.link.b.ifname)).packets;
-      start = begin();
+      start = sample();
     }
     await gen;
     const wall = performance.now() - w0;

@@ -12,7 +12,7 @@ import { userUid } from '../sys/users.js';
 import { listLinks, type Link } from '../net/netlink.js';
 import type { CaptureDirection, CaptureInterface, CaptureSelector } from '../contract/capture.js';
 import type { IdentityFilter, OwnerIdentity } from '../contract/identity.js';
-import { cgroupWithin, matchesIdentity } from '../identity/index.js';
+import { matchesIdentity } from '../identity/index.js';
 import { parseCgroupPath } from '../identity/parse.js';
 
 /** cgroups one session may select (each is a compare in the engine program). */
@@ -191,7 +191,8 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
   } else if (sel.cgroup !== undefined || sel.unit !== undefined) {
     const root = cgroup2Root();
     if (!root) throw new AppError('NotAvailable', 'no cgroup2 filesystem is mounted: cgroup and unit selectors need one');
-    const rel = sel.cgroup !== undefined ? path.posix.normalize(`/${sel.cgroup}`) : undefined;
+    // Without a trailing slash: compared with the unit's path below.
+    const rel = sel.cgroup !== undefined ? path.posix.normalize(`/${sel.cgroup}`).replace(/(?<=.)\/+$/, '') : undefined;
     if (sel.cgroup !== undefined && !fs.existsSync(path.join(root, rel!))) throw invalidParam(`${prefix}.cgroup`, sel.cgroup, `a cgroup under ${root}`);
     if (sel.unit === undefined) cgroups.push(...cgroupTree(root, rel!, `${prefix}.cgroup`));
     else {
@@ -199,9 +200,10 @@ export function resolveSelector(sel: CaptureSelector, opts: ResolveOptions, pref
       if (units.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit with a cgroup under ${root}`);
       // Both given must match (AND): the cgroups below both, i.e. the deeper one's tree
       // where one is below the other, nothing where they are apart.
+      const within = (inner: string, outer: string) => outer === '/' || inner === outer || inner.startsWith(`${outer}/`);
       for (const u of units) {
-        if (rel === undefined || cgroupWithin(u, rel)) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
-        else if (cgroupWithin(rel, u)) cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
+        if (rel === undefined || within(u, rel)) cgroups.push(...cgroupTree(root, u, `${prefix}.unit`));
+        else if (within(rel, u)) cgroups.push(...cgroupTree(root, rel, `${prefix}.cgroup`));
       }
       if (cgroups.length === 0) throw invalidParam(`${prefix}.unit`, sel.unit, `a systemd unit whose cgroup is under or above ${rel} (${prefix}.cgroup: both must match)`);
     }

@@ -12,12 +12,6 @@ function unitMatches(pattern: string, unit: string | null): boolean {
   return pattern.endsWith('*') ? unit.startsWith(pattern.slice(0, -1)) : unit === pattern;
 }
 
-/** Whether the cgroup path `p` is `base` or below it (`base` with or without a trailing slash). */
-export function cgroupWithin(p: string, base: string): boolean {
-  const b = base.replace(/\/+$/, '');
-  return b === '' || p === b || p.startsWith(`${b}/`);
-}
-
 /** True when every filter given matches; no filter given matches everything. */
 export function matchesIdentity(id: Ident, f: IdentityFilter): boolean {
   if (f.unit !== undefined && !unitMatches(f.unit, id.unit) && !unitMatches(f.unit, id.userUnit)) return false;
@@ -34,7 +28,9 @@ export function matchesIdentity(id: Ident, f: IdentityFilter): boolean {
     if (!a || (a.id !== f.app && a.name?.toLowerCase() !== f.app.toLowerCase())) return false;
   }
   if (f.cgroup !== undefined) {
-    if (id.cgroupPath === null || !cgroupWithin(id.cgroupPath, f.cgroup)) return false;
+    const p = id.cgroupPath;
+    const base = f.cgroup === '/' ? '/' : f.cgroup.replace(/\/+$/, '');
+    if (p === null || (base !== '/' && p !== base && !p.startsWith(`${base}/`))) return false;
   }
   return true;
 }

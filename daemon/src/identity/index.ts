@@ -18,7 +18,7 @@ import { toOwner } from './owner.js';
 import { processUid } from './tree.js';
 
 export { NO_IDENTITY } from './owner.js';
-export { cgroupWithin, groupKey, groupProcesses, identityMatcher, matchesIdentity } from './filter.js';
+export { groupKey, groupProcesses, identityMatcher, matchesIdentity } from './filter.js';
 
 /** What a feature needs to name the owner of its records. */
 export interface IdentitySource {
